@@ -1,0 +1,92 @@
+# lowbit: the low-bit quantized LLM leaderboard.  Plain GNU make with knobs (see README.md).
+#   make            build out/lowbit
+#   make test       build and run every tests/test_*.c, ending with "tests: N passed, N failed"
+#   make check      the same under AddressSanitizer + UBSan (objects in out/build-check)
+#   make bench      speed figures, each beside llama.cpp measured in the same run
+#   make deps       install the Debian packages we need (apt-get, as root); every target depends on it
+# Knobs: OPENMP=0 (build without OpenMP), NATIVE=1 (-march=native), SANITIZE=address,undefined,
+#        DEVELOPER=1 (-Werror), LOWBIT_DATA=../shared/data (real models and datasets).
+
+LOWBIT_DATA ?= ../shared/data
+export LOWBIT_DATA
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wpointer-arith -Wformat=2 -Wno-format-nonliteral -MMD -MP -I.
+PKGS     = jansson libpcre2-8
+LDLIBS  += -lm
+BUILD   ?= out/build
+
+ifeq ($(DEVELOPER),1)
+CFLAGS  += -Werror
+endif
+ifdef SANITIZE
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=$(SANITIZE) -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+ifneq ($(OPENMP),0)
+CFLAGS  += -fopenmp
+LDFLAGS += -fopenmp
+endif
+ifeq ($(NATIVE),1)
+CFLAGS  += -march=native
+endif
+
+# Debian packages: checked with dpkg-query, installed with apt-get when missing.
+DEB_PKGS = gcc make pkg-config libjansson-dev libpcre2-dev libxml2-dev libcairo2-dev libcsv-dev \
+           libsqlite3-dev python3-numpy fonts-dejavu-core
+DEPS_STAMP = out/.deps-ok
+
+LIB_SRC  = $(wildcard kernels/*.c eval/*.c quant/*.c render/*.c) $(filter-out gen/main.c,$(wildcard gen/*.c))
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC = $(wildcard tests/test_*.c)
+TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+LIB      = $(BUILD)/liblowbit.a
+BIN      = out/lowbit
+
+.PHONY: all deps test check bench clean distclean
+.DELETE_ON_ERROR:
+
+all: $(BIN)
+
+$(DEPS_STAMP): Makefile
+	@sh tests/deps.sh $(DEB_PKGS)
+	@mkdir -p out && touch $@
+
+deps: $(DEPS_STAMP)
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+$(BUILD)/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/gen/main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(LIB) tests/t.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)
+
+test: $(BIN) $(TEST_BIN)
+	@sh tests/run.sh $(BUILD)/tests $(BIN)
+
+check:
+	$(MAKE) test BUILD=out/build-check BIN=out/lowbit-check SANITIZE=address,undefined CFLAGS="-O1 -g"
+
+bench: $(BIN)
+	@sh tests/bench.sh $(BIN)
+
+clean:
+	rm -rf out/build out/build-check out/lowbit out/lowbit-check
+
+distclean:
+	rm -rf out
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/gen/main.d $(TEST_BIN:=.d)

@@ -1,0 +1,37 @@
+/* gen/main.c: the lowbit command line: one binary, one subcommand per job. */
+#include <stdio.h>
+#include <string.h>
+
+#include "gen/cli.h"
+
+static const struct cli_cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} cmds[] = {
+    {"info", cmd_info, "print a model's architecture, shapes, dtypes, parameters, bits/weight"},
+    {"ppl", cmd_ppl, "perplexity of a text (chunks or llama.cpp protocol), tokens/s"},
+    {"nll", cmd_nll, "mean NLL per document of a text, llama2.c protocol (BOS + <= ctx tokens each)"},
+    {"generate", cmd_generate, "greedy generation from a prompt (smoke test)"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"logprobs", cmd_logprobs, "dump next-token log-probabilities of a token sequence (tests)"},
+    {"bench", cmd_bench, "prefill tokens/s and GFLOP/s of a model, FMA peak of this machine"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: lowbit <command> [options]   (lowbit <command> --help for details)\n\n");
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1) ? 1 : 0;
+    fprintf(stderr, "lowbit: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,116 @@
+/* kernels/dtype.h: weight element types, their on-disk blocks and fp16/bf16 conversion.
+ *
+ * A row of n elements of type t takes dtype_row_size(t, n) bytes; n must be a multiple of the
+ * type's block length. Every block is a struct with a size check and the dequantization formula.
+ * The table is indexed by enum dtype (ggml type_traits style): adding a type is one enum value, one
+ * block struct, one row in kernels/dtype.c and its kernels. */
+#ifndef KERNELS_DTYPE_H
+#define KERNELS_DTYPE_H
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/common.h"
+
+enum dtype {
+    DTYPE_F32,
+    DTYPE_F16,
+    DTYPE_BF16,
+    DTYPE_Q8_0,
+    DTYPE_COUNT
+};
+
+typedef uint16_t lb_fp16; /* IEEE binary16 bits */
+typedef uint16_t lb_bf16; /* bfloat16 bits (top half of a binary32) */
+
+/* Q8_0: 32 weights, x = d*q; fp16 d + 32 int8 = 34 bytes, 8.5 bits/weight (ggml block_q8_0) */
+#define QK8_0 32
+struct block_q8_0 {
+    lb_fp16 d;
+    int8_t qs[QK8_0];
+};
+_Static_assert(sizeof(struct block_q8_0) == 2 + QK8_0, "block_q8_0 size");
+
+/* dequantize n elements (a multiple of the block length) of one row to fp32 */
+typedef void (*dtype_to_f32_fn)(const void *src, float *dst, int64_t n);
+/* quantize n fp32 elements (a multiple of the block length) into one row; reference, deterministic */
+typedef void (*dtype_from_f32_fn)(const float *src, void *dst, int64_t n);
+
+struct dtype_info {
+    const char *name;      /* "f32", "q8_0": as in GGUF/llama.cpp file types, lower case */
+    int block;             /* elements per block */
+    int block_bytes;       /* bytes per block */
+    int ggml_type;         /* GGUF tensor type id, -1 if GGUF has none */
+    dtype_to_f32_fn to_f32;
+    dtype_from_f32_fn from_f32;
+};
+
+const struct dtype_info *dtype_get(enum dtype t);
+/* by name (case-insensitive) or by GGUF type id; -1 when unknown */
+int dtype_from_name(const char *name);
+int dtype_from_ggml(int ggml_type);
+/* bytes for a row of n elements; 0 when n is not a multiple of the block length */
+size_t dtype_row_size(enum dtype t, int64_t n);
+static inline double dtype_bits_per_weight(enum dtype t) {
+    const struct dtype_info *d = dtype_get(t);
+    return 8.0 * d->block_bytes / d->block;
+}
+
+/* ---- fp16 / bf16 scalar conversion (exact, round-to-nearest-even) ---- */
+static inline float lb_fp16_to_f32(lb_fp16 h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13); /* inf / nan */
+    } else if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: normalize */
+            int e = -1;
+            do {
+                e++;
+                man <<= 1;
+            } while (!(man & 0x400));
+            bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
+        }
+    } else {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline lb_fp16 lb_f32_to_fp16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return (lb_fp16)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0));
+    if (ax >= 0x477ff000u) return (lb_fp16)(sign | 0x7c00); /* rounds to >= 65520: inf */
+    if (ax < 0x38800000u) {                                 /* below 2^-14: subnormal or zero */
+        if (ax < 0x33000000u) return (lb_fp16)sign;          /* < 2^-25 rounds to 0 */
+        uint32_t man = (ax & 0x7fffff) | 0x800000;
+        int shift = 113 - (int)(ax >> 23) + 13;              /* 14..24 */
+        uint32_t h = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (lb_fp16)(sign | h);
+    }
+    uint32_t h = ((ax >> 13) - (112u << 10)), rem = ax & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (lb_fp16)(sign | h);
+}
+
+static inline float lb_bf16_to_f32(lb_bf16 h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline lb_bf16 lb_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (lb_bf16)((x >> 16) | 0x40); /* quiet nan */
+    x += 0x7fff + ((x >> 16) & 1);
+    return (lb_bf16)(x >> 16);
+}
+#endif

@@ -1,0 +1,26 @@
+/* kernels/matmul.h: Y = X·Wᵀ for every weight type, fp32 activations.
+ *
+ *   x: fp32 [n_tok][K], row-major      (K = w->ne[0], the weight's row length)
+ *   w: [N][K] of any dtype              (N = w->ne[1] * ne[2] * ne[3], the output features)
+ *   y: fp32 [n_tok][N], row-major; y[t][n] = Σ_k w[n][k] · x[t][k]
+ *
+ * matmul_ref is the scalar oracle: dequantize a row of W to fp32, then a plain dot product in
+ * fp32 accumulated in index order. matmul is the fast path (runtime-dispatched AVX-512 / AVX2 /
+ * generic, OpenMP across the output), which agrees with matmul_ref to a per-type tolerance.
+ * Results do not depend on the thread count: each output element is computed by one thread with a
+ * fixed summation order. Call from outside any OpenMP parallel region. */
+#ifndef KERNELS_MATMUL_H
+#define KERNELS_MATMUL_H
+#include "kernels/tensor.h"
+
+void matmul_ref(float *y, const float *x, const struct tensor *w, int n_tok);
+void matmul(float *y, const float *x, const struct tensor *w, int n_tok);
+
+/* the instruction set the fast paths use here, e.g. "avx512", "avx2", "generic" (printed once by
+ * the CLI as "kernels: using avx512") */
+const char *kernels_isa(void);
+
+/* the machine's measured fp32 FMA peak in GFLOP/s on n_threads threads (a register-only FMA
+ * loop of about `seconds`, the widest vector ISA the CPU has) */
+double kernels_fma_peak_gflops(int n_threads, double seconds);
+#endif

@@ -1,0 +1,43 @@
+/* kernels/tensor.h: a named n-d view of weight data of one dtype.
+ *
+ * Layout is ggml's: ne[0] is the innermost (contiguous) dimension, so a Linear layer's weight
+ * W[out][in] has ne[0] = in (row length, "n_cols") and ne[1] = out ("n_rows"). Rows are
+ * dtype_row_size(type, ne[0]) bytes, back to back. The data is borrowed: it lives in a mapped
+ * file or a buffer the model owns; a tensor never frees it. */
+#ifndef KERNELS_TENSOR_H
+#define KERNELS_TENSOR_H
+#include "kernels/dtype.h"
+
+#define TENSOR_MAX_DIMS 4
+#define TENSOR_NAME_MAX 128
+
+struct tensor {
+    char name[TENSOR_NAME_MAX];
+    enum dtype type;
+    int n_dims;
+    int64_t ne[TENSOR_MAX_DIMS]; /* unused dims are 1 */
+    void *data;                  /* borrowed */
+};
+
+static inline int64_t tensor_nelements(const struct tensor *t) {
+    return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+}
+static inline int64_t tensor_nrows(const struct tensor *t) { return t->ne[1] * t->ne[2] * t->ne[3]; }
+static inline size_t tensor_row_bytes(const struct tensor *t) {
+    return dtype_row_size(t->type, t->ne[0]);
+}
+static inline size_t tensor_nbytes(const struct tensor *t) {
+    return tensor_row_bytes(t) * (size_t)tensor_nrows(t);
+}
+static inline const void *tensor_row(const struct tensor *t, int64_t r) {
+    return (const char *)t->data + (size_t)r * tensor_row_bytes(t);
+}
+
+/* fill name/type/dims; checks the dims are positive, fit in memory and the row is whole blocks;
+ * returns -1 with a message naming the tensor otherwise. data is left NULL. */
+int tensor_init(struct tensor *t, const char *name, enum dtype type, int n_dims, const int64_t *ne);
+/* dequantize row r to fp32 (ne[0] floats) */
+void tensor_row_to_f32(const struct tensor *t, int64_t r, float *dst);
+/* -1 with a message naming the tensor and the first bad index when any value is NaN or Inf */
+int tensor_check_finite(const struct tensor *t);
+#endif
