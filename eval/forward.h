@@ -1,0 +1,42 @@
+/* eval/forward.h: the batched decoder forward pass (prefill) with a KV cache.
+ *
+ * forward() runs n_tok tokens at positions pos0 .. pos0+n_tok-1 through the model, appending their
+ * keys and values to the cache, attending causally to every cached position < its own, and writes
+ * the fp32 logits of each position: logits[t*vocab + v] (the distribution of the token after
+ * tokens[t]). Scoring a text is one call from pos0 = 0; generation is one call per token; prefix
+ * sharing (the same context for several continuations) is a call for the context, then
+ * fwd_truncate() back to its length before each continuation.
+ * Shapes: T = n_tok, D = dim, hd = head_dim, kvd = n_kv_heads*hd. The cache holds fp32 K and V,
+ * [n_layers][n_ctx][kvd]. Scratch is sized for max_batch tokens per call; longer calls are
+ * processed in max_batch pieces. Results are identical for any thread count. */
+#ifndef EVAL_FORWARD_H
+#define EVAL_FORWARD_H
+#include "eval/model.h"
+
+struct fwd_state {
+    const struct model *m;
+    int n_ctx, max_batch;
+    int n_past; /* positions held in the cache */
+    float *k_cache, *v_cache;
+    /* scratch, max_batch rows each */
+    float *x, *xn, *q, *k, *v, *att_out, *gate, *up, *scores;
+    float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
+    /* FLOPs of the matmuls and attention done so far (for GFLOP/s reports) */
+    double flops;
+};
+
+int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch);
+void fwd_release(struct fwd_state *s);
+/* forget cached positions >= n_past (n_past <= s->n_past) */
+void fwd_truncate(struct fwd_state *s, int n_past);
+/* tokens must be in [0, vocab); pos0 must equal s->n_past; pos0 + n_tok <= n_ctx. logits may be
+ * NULL (only the cache is filled), or point to n_tok*vocab floats; with last_only, only the last
+ * position's logits are computed (vocab floats). -1 with a message on bad arguments. */
+int forward(struct fwd_state *s, const int *tokens, int n_tok, float *logits, bool last_only);
+
+/* log-softmax of one row of logits in place-independent form: returns log p(target) and, when
+ * argmax is not NULL, the index of the largest logit (lowest index on ties) */
+double logprob_of(const float *logits, int vocab, int target, int *argmax);
+/* full log-softmax of a row into out (double precision accumulation) */
+void log_softmax(const float *logits, int vocab, float *out);
+#endif
