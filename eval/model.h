@@ -41,6 +41,8 @@ struct model {
     enum model_format format;
     char path[4096];
     struct tensor tok_embd, out_norm, output; /* output aliases tok_embd when tied */
+    /* optional per-frequency RoPE divisors [head_dim/2] (GGUF rope_freqs.weight, Llama-3.1) */
+    const float *rope_freq_factors;
     bool tied_output;
     struct layer *layers;
 

@@ -22,4 +22,13 @@ int cli_load_tokenizer(struct tokenizer **out, const struct model *m, const char
 int cli_read_file(const char *path, char **data, size_t *len);
 /* stderr progress line when stderr is a terminal and not quiet: "label: done/total (rate/s, ETA)" */
 void cli_progress(const char *label, long done, long total, double t0, bool quiet);
+/* option parsing: when argv[*i] is "--name VALUE" or "--name=VALUE", *val = VALUE, *i moves past
+ * it and 1 is returned; 0 when argv[*i] is another option; -1 (message) when VALUE is missing */
+int cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
+/* parse an integer in [lo, hi] for option name; -1 with a message */
+int cli_int(const char *s, const char *name, long lo, long hi, int *out);
+/* "1,2,4" -> up to max ints; returns the count or -1 */
+int cli_int_list(const char *s, const char *name, int *out, int max);
+/* "lowbit CMD: unknown option X (see lowbit CMD --help)" and -1 */
+int cli_unknown(const char *cmd, const char *arg);
 #endif

@@ -1,0 +1,301 @@
+/* eval/forward.c: the Llama decoder forward pass over a batch of positions (see forward.h).
+ *
+ * Legend: T = tokens in this piece, D = dim, H = hidden_dim, hd = head_dim, nh/nkv = query/kv
+ * heads, qd = nh*hd, kvd = nkv*hd, V = vocab. Per layer:
+ *   xn = rmsnorm(x)·w_attn_norm; q,k,v = xn·Wq,Wk,Wv (+ bias); rope(q,k); cache ← k,v
+ *   o[t,h] = Σ_j softmax_j(q[t,h]·k[j,h/g]/√hd) v[j,h/g], j ≤ pos(t)   (g = nh/nkv)
+ *   x += o·Wo;  xn = rmsnorm(x)·w_ffn_norm;  x += (silu(xn·Wgate) ⊙ xn·Wup)·Wdown
+ * then logits = rmsnorm(x)·w_out_norm · Wout. RMSNorm sums squares in double; the RoPE angles are
+ * computed in double and stored as fp32 cos/sin; softmax is fp32 with the max subtracted.
+ * Every parallel loop gives each output to one thread with a fixed summation order, so results do
+ * not depend on the thread count. */
+#include "eval/forward.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "kernels/matmul.h"
+
+void fwd_release(struct fwd_state *s) {
+    free(s->k_cache);
+    free(s->v_cache);
+    free(s->x);
+    free(s->xn);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->att_out);
+    free(s->gate);
+    free(s->up);
+    free(s->scores);
+    free(s->rope_cos);
+    free(s->rope_sin);
+    memset(s, 0, sizeof *s);
+}
+
+/* inverse frequency of rotary pair i (0 <= i < hd/2), with Llama-3 scaling and GGUF factors */
+static double rope_inv_freq(const struct model *m, int i) {
+    const struct model_config *c = &m->cfg;
+    double f = pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+    if (c->rope_factor > 0) {
+        /* Llama-3.1: keep high frequencies, divide low ones by factor, blend in between */
+        const double lo_wl = c->rope_orig_ctx / c->rope_low_freq_factor;
+        const double hi_wl = c->rope_orig_ctx / c->rope_high_freq_factor;
+        const double wl = 2 * M_PI / f;
+        if (wl > lo_wl) {
+            f /= c->rope_factor;
+        } else if (wl >= hi_wl) {
+            double smooth = (c->rope_orig_ctx / wl - c->rope_low_freq_factor) /
+                            (c->rope_high_freq_factor - c->rope_low_freq_factor);
+            f = (1 - smooth) * f / c->rope_factor + smooth * f;
+        }
+    }
+    if (m->rope_freq_factors) f /= m->rope_freq_factors[i];
+    return f;
+}
+
+int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch) {
+    memset(s, 0, sizeof *s);
+    const struct model_config *c = &m->cfg;
+    if (n_ctx <= 0 || n_ctx > (1 << 22)) return err("context length %d (expected 1..2^22)", n_ctx);
+    if (max_batch <= 0) max_batch = 1;
+    if (max_batch > n_ctx) max_batch = n_ctx;
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->max_batch = max_batch;
+    const size_t B = (size_t)max_batch, D = (size_t)c->dim, H = (size_t)c->hidden_dim;
+    const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t half = (size_t)c->head_dim / 2;
+    const size_t cache = (size_t)c->n_layers * (size_t)n_ctx * kvd;
+    s->k_cache = xcalloc(cache, sizeof(float), "the key cache");
+    s->v_cache = xcalloc(cache, sizeof(float), "the value cache");
+    s->x = xcalloc(B * D, sizeof(float), "activations");
+    s->xn = xcalloc(B * LB_MAX(D, qd), sizeof(float), "activations");
+    s->q = xcalloc(B * qd, sizeof(float), "queries");
+    s->k = xcalloc(B * kvd, sizeof(float), "keys");
+    s->v = xcalloc(B * kvd, sizeof(float), "values");
+    s->att_out = xcalloc(B * qd, sizeof(float), "attention output");
+    s->gate = xcalloc(B * H, sizeof(float), "ffn activations");
+    s->up = xcalloc(B * H, sizeof(float), "ffn activations");
+    s->rope_cos = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
+    s->rope_sin = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
+    if (!s->k_cache || !s->v_cache || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att_out ||
+        !s->gate || !s->up || !s->rope_cos || !s->rope_sin) {
+        fwd_release(s);
+        return -1;
+    }
+    for (size_t i = 0; i < half; i++) {
+        const double f = rope_inv_freq(m, (int)i);
+        for (int p = 0; p < n_ctx; p++) {
+            const double a = p * f;
+            s->rope_cos[(size_t)p * half + i] = (float)cos(a);
+            s->rope_sin[(size_t)p * half + i] = (float)sin(a);
+        }
+    }
+    return 0;
+}
+
+void fwd_truncate(struct fwd_state *s, int n_past) {
+    ASSERT(n_past >= 0 && n_past <= s->n_past);
+    s->n_past = n_past;
+}
+
+/* ---- small kernels (scalar; the compiler vectorizes the inner loops) ---- */
+
+/* out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w, for T rows of n */
+static void rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * n;
+        float *o = out + (size_t)t * n;
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
+        const float scale = (float)(1.0 / sqrt(ss / n + eps));
+        for (int i = 0; i < n; i++) o[i] = xr[i] * scale * w[i];
+    }
+}
+
+static void add_bias(float *y, const float *b, int T, int n) {
+    if (!b) return;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < n; i++) y[(size_t)t * n + i] += b[i];
+}
+
+/* rotate each head of each row in place; row t is at position pos0+t */
+static void rope(float *x, int T, int n_heads, int hd, int pos0, const float *cosv,
+                 const float *sinv, enum rope_style style) {
+    const int half = hd / 2;
+    for (int t = 0; t < T; t++) {
+        const float *cs = cosv + (size_t)(pos0 + t) * half, *sn = sinv + (size_t)(pos0 + t) * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((size_t)t * n_heads + h) * hd;
+            for (int i = 0; i < half; i++) {
+                const int a = style == ROPE_NORM ? 2 * i : i;
+                const int b = style == ROPE_NORM ? 2 * i + 1 : i + half;
+                const float x0 = v[a], x1 = v[b];
+                v[a] = x0 * cs[i] - x1 * sn[i];
+                v[b] = x0 * sn[i] + x1 * cs[i];
+            }
+        }
+    }
+}
+
+static float dot(const float *a, const float *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* causal attention for T queries at positions pos0.. over the layer's cache [0, pos0+T) */
+static void attention(struct fwd_state *s, int layer, int T, int pos0) {
+    const struct model_config *c = &s->m->cfg;
+    const int hd = c->head_dim, nh = c->n_heads, g = c->n_heads / c->n_kv_heads;
+    const size_t kvd = (size_t)c->n_kv_heads * hd, qd = (size_t)nh * hd;
+    const float *kc = s->k_cache + (size_t)layer * s->n_ctx * kvd;
+    const float *vc = s->v_cache + (size_t)layer * s->n_ctx * kvd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int n_keys_max = pos0 + T;
+#pragma omp parallel
+    {
+        float *sc = malloc((size_t)n_keys_max * sizeof(float));
+#pragma omp for schedule(dynamic, 4) collapse(2)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < nh; h++) {
+                if (!sc) continue;
+                const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
+                const size_t ko = (size_t)(h / g) * hd;
+                const int n_keys = pos0 + t + 1;
+                float mx = -INFINITY;
+                for (int j = 0; j < n_keys; j++) {
+                    sc[j] = dot(q, kc + (size_t)j * kvd + ko, hd) * scale;
+                    if (sc[j] > mx) mx = sc[j];
+                }
+                float sum = 0;
+                for (int j = 0; j < n_keys; j++) {
+                    sc[j] = expf(sc[j] - mx);
+                    sum += sc[j];
+                }
+                const float inv = 1.0f / sum;
+                float *o = s->att_out + (size_t)t * qd + (size_t)h * hd;
+                for (int i = 0; i < hd; i++) o[i] = 0;
+                for (int j = 0; j < n_keys; j++) {
+                    const float p = sc[j] * inv;
+                    const float *vr = vc + (size_t)j * kvd + ko;
+                    for (int i = 0; i < hd; i++) o[i] += p * vr[i];
+                }
+            }
+        free(sc);
+    }
+}
+
+static void mm(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T) {
+    matmul(y, x, w, T);
+    s->flops += 2.0 * T * (double)w->ne[0] * (double)tensor_nrows(w);
+}
+
+/* one piece of at most max_batch tokens at pos0 = s->n_past */
+static void forward_piece(struct fwd_state *s, const int *tokens, int T, float *logits,
+                          bool last_only) {
+    const struct model *m = s->m;
+    const struct model_config *c = &m->cfg;
+    const int D = c->dim, H = c->hidden_dim, hd = c->head_dim;
+    const size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd;
+    const int pos0 = s->n_past;
+
+    for (int t = 0; t < T; t++) tensor_row_to_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct layer *L = &m->layers[l];
+        rmsnorm(s->xn, s->x, L->attn_norm.data, T, D, c->norm_eps);
+        mm(s, s->q, s->xn, &L->wq, T);
+        mm(s, s->k, s->xn, &L->wk, T);
+        mm(s, s->v, s->xn, &L->wv, T);
+        add_bias(s->q, L->bq.data, T, (int)qd);
+        add_bias(s->k, L->bk.data, T, (int)kvd);
+        add_bias(s->v, L->bv.data, T, (int)kvd);
+        rope(s->q, T, c->n_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
+        rope(s->k, T, c->n_kv_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
+        const size_t off = ((size_t)l * s->n_ctx + pos0) * kvd;
+        memcpy(s->k_cache + off, s->k, (size_t)T * kvd * sizeof(float));
+        memcpy(s->v_cache + off, s->v, (size_t)T * kvd * sizeof(float));
+        attention(s, l, T, pos0);
+        s->flops += 4.0 * hd * c->n_heads * ((double)T * pos0 + (double)T * (T + 1) / 2);
+        mm(s, s->xn, s->att_out, &L->wo, T);
+        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
+
+        rmsnorm(s->xn, s->x, L->ffn_norm.data, T, D, c->norm_eps);
+        mm(s, s->gate, s->xn, &L->w_gate, T);
+        mm(s, s->up, s->xn, &L->w_up, T);
+#pragma omp parallel for schedule(static)
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < H; i++) {
+                const size_t j = (size_t)t * H + i;
+                const float gv = s->gate[j];
+                s->gate[j] = gv / (1.0f + expf(-gv)) * s->up[j];
+            }
+        mm(s, s->xn, s->gate, &L->w_down, T);
+        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
+    }
+    s->n_past += T;
+    if (!logits) return;
+    if (last_only) {
+        rmsnorm(s->xn, s->x + (size_t)(T - 1) * D, m->out_norm.data, 1, D, c->norm_eps);
+        mm(s, logits, s->xn, &m->output, 1);
+    } else {
+        rmsnorm(s->xn, s->x, m->out_norm.data, T, D, c->norm_eps);
+        mm(s, logits, s->xn, &m->output, T);
+    }
+}
+
+int forward(struct fwd_state *s, const int *tokens, int n_tok, float *logits, bool last_only) {
+    const int V = s->m->cfg.vocab_size;
+    if (n_tok <= 0) return err("forward: %d tokens (expected at least 1)", n_tok);
+    if (s->n_past + n_tok > s->n_ctx)
+        return err("forward: %d cached + %d new tokens exceed the context of %d", s->n_past, n_tok,
+                   s->n_ctx);
+    for (int i = 0; i < n_tok; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return err("forward: token id %d at position %d is outside the vocabulary [0, %d)",
+                       tokens[i], i, V);
+    for (int i = 0; i < n_tok; i += s->max_batch) {
+        const int T = LB_MIN(s->max_batch, n_tok - i);
+        const bool last_piece = i + T == n_tok;
+        float *lg = NULL;
+        if (logits && !last_only) lg = logits + (size_t)i * V;
+        if (logits && last_only && last_piece) lg = logits;
+        forward_piece(s, tokens + i, T, lg, last_only);
+    }
+    return 0;
+}
+
+double logprob_of(const float *logits, int vocab, int target, int *argmax) {
+    float mx = logits[0];
+    int am = 0;
+    for (int i = 1; i < vocab; i++)
+        if (logits[i] > mx) {
+            mx = logits[i];
+            am = i;
+        }
+    double sum = 0;
+    for (int i = 0; i < vocab; i++) sum += exp((double)logits[i] - mx);
+    if (argmax) *argmax = am;
+    return (double)logits[target] - mx - log(sum);
+}
+
+void log_softmax(const float *logits, int vocab, float *out) {
+    float mx = logits[0];
+    for (int i = 1; i < vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < vocab; i++) sum += exp((double)logits[i] - mx);
+    const double lse = mx + log(sum);
+    for (int i = 0; i < vocab; i++) out[i] = (float)((double)logits[i] - lse);
+}

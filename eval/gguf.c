@@ -1,0 +1,368 @@
+/* eval/gguf.c: GGUF v2/v3 reader (layout in gguf.h).
+ *
+ * The file is mapped read-only and parsed with a bounds-checked cursor: every read checks the bytes
+ * remain, every count is checked against what the remaining bytes could possibly hold before any
+ * allocation, so a lying header fails with a message instead of a huge malloc or a read past the
+ * end. Tensor data ranges are checked against the file size and the alignment. */
+#include "eval/gguf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernels/common.h"
+#include "kernels/dtype.h"
+
+#define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
+#define GGUF_MAX_DEPTH 4       /* nesting of arrays in arrays */
+
+struct cursor {
+    const uint8_t *base, *p, *end;
+    const char *path;
+    const char *what; /* what is being read, for messages */
+};
+
+static size_t type_size(enum gguf_type t) {
+    switch (t) {
+    case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
+    case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
+    case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_FLOAT32: return 4;
+    case GGUF_TYPE_UINT64: case GGUF_TYPE_INT64: case GGUF_TYPE_FLOAT64: return 8;
+    default: return 0;
+    }
+}
+
+const char *gguf_type_name(enum gguf_type t) {
+    static const char *names[GGUF_TYPE_COUNT] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32",
+                                                 "bool", "string", "array", "u64", "i64", "f64"};
+    return (unsigned)t < GGUF_TYPE_COUNT ? names[t] : "unknown";
+}
+
+static int need(struct cursor *c, size_t n) {
+    if ((size_t)(c->end - c->p) < n)
+        return err("%s: truncated GGUF file: %s needs %zu bytes at offset %zu, %zu left", c->path,
+                   c->what, n, (size_t)(c->p - c->base), (size_t)(c->end - c->p));
+    return 0;
+}
+
+static int rd(struct cursor *c, void *dst, size_t n) {
+    if (need(c, n)) return -1;
+    memcpy(dst, c->p, n);
+    c->p += n;
+    return 0;
+}
+
+static int rd_str(struct cursor *c, struct gguf_str *s) {
+    uint64_t len;
+    if (rd(c, &len, 8)) return -1;
+    if (len > (uint64_t)(c->end - c->p))
+        return err("%s: %s: string length %llu runs past the end of the file", c->path, c->what,
+                   (unsigned long long)len);
+    s->len = len;
+    s->p = (const char *)c->p;
+    c->p += len;
+    return 0;
+}
+
+/* skip or record a value of type t; depth guards nested arrays */
+static int rd_value(struct cursor *c, enum gguf_type t, struct gguf_kv *kv, int depth) {
+    if ((unsigned)t >= GGUF_TYPE_COUNT)
+        return err("%s: %s: unknown value type %u (expected 0..12)", c->path, c->what, (unsigned)t);
+    if (t == GGUF_TYPE_STRING) {
+        struct gguf_str s;
+        if (rd_str(c, &s)) return -1;
+        if (kv) kv->v.str = s;
+        return 0;
+    }
+    if (t == GGUF_TYPE_ARRAY) {
+        uint32_t et;
+        uint64_t n;
+        if (depth >= GGUF_MAX_DEPTH)
+            return err("%s: %s: arrays nested deeper than %d", c->path, c->what, GGUF_MAX_DEPTH);
+        if (rd(c, &et, 4) || rd(c, &n, 8)) return -1;
+        if (et >= GGUF_TYPE_COUNT)
+            return err("%s: %s: unknown array element type %u", c->path, c->what, et);
+        size_t es = type_size((enum gguf_type)et);
+        size_t left = (size_t)(c->end - c->p);
+        /* every element takes at least es bytes (8 for strings/arrays): a count that cannot fit is
+         * refused before anything is allocated */
+        size_t min_es = es ? es : (et == GGUF_TYPE_STRING ? 8 : 12);
+        if (n > left / min_es)
+            return err("%s: %s: array of %llu %s elements cannot fit in the %zu bytes left",
+                       c->path, c->what, (unsigned long long)n, gguf_type_name((enum gguf_type)et),
+                       left);
+        if (kv) {
+            kv->v.arr.type = (enum gguf_type)et;
+            kv->v.arr.n = n;
+            kv->v.arr.data = c->p;
+            kv->v.arr.strs = NULL;
+        }
+        if (es) {
+            c->p += n * es;
+            return 0;
+        }
+        if (et == GGUF_TYPE_STRING && kv) {
+            kv->v.arr.strs = xcalloc(n ? n : 1, sizeof(struct gguf_str), "GGUF string array");
+            if (!kv->v.arr.strs) return -1;
+            for (uint64_t i = 0; i < n; i++)
+                if (rd_str(c, &kv->v.arr.strs[i])) return -1;
+            return 0;
+        }
+        for (uint64_t i = 0; i < n; i++)
+            if (rd_value(c, (enum gguf_type)et, NULL, depth + 1)) return -1;
+        return 0;
+    }
+    size_t sz = type_size(t);
+    uint8_t buf[8] = {0};
+    if (rd(c, buf, sz)) return -1;
+    if (!kv) return 0;
+    switch (t) {
+    case GGUF_TYPE_UINT8: kv->v.u = buf[0]; break;
+    case GGUF_TYPE_BOOL: kv->v.u = buf[0] != 0; break;
+    case GGUF_TYPE_INT8: kv->v.i = (int8_t)buf[0]; break;
+    case GGUF_TYPE_UINT16: { uint16_t x; memcpy(&x, buf, 2); kv->v.u = x; break; }
+    case GGUF_TYPE_INT16: { int16_t x; memcpy(&x, buf, 2); kv->v.i = x; break; }
+    case GGUF_TYPE_UINT32: { uint32_t x; memcpy(&x, buf, 4); kv->v.u = x; break; }
+    case GGUF_TYPE_INT32: { int32_t x; memcpy(&x, buf, 4); kv->v.i = x; break; }
+    case GGUF_TYPE_FLOAT32: { float x; memcpy(&x, buf, 4); kv->v.f = x; break; }
+    case GGUF_TYPE_UINT64: { uint64_t x; memcpy(&x, buf, 8); kv->v.u = x; break; }
+    case GGUF_TYPE_INT64: { int64_t x; memcpy(&x, buf, 8); kv->v.i = x; break; }
+    case GGUF_TYPE_FLOAT64: { double x; memcpy(&x, buf, 8); kv->v.f = x; break; }
+    default: BUG("type %d", (int)t);
+    }
+    return 0;
+}
+
+static bool str_eq(struct gguf_str s, const char *z) {
+    size_t n = strlen(z);
+    return s.len == n && !memcmp(s.p, z, n);
+}
+
+void gguf_close(struct gguf_file *g) {
+    if (g->kv)
+        for (uint64_t i = 0; i < g->n_kv; i++)
+            if (g->kv[i].type == GGUF_TYPE_ARRAY) free(g->kv[i].v.arr.strs);
+    free(g->kv);
+    free(g->ti);
+    if (g->map) munmap((void *)g->map, g->size);
+    memset(g, 0, sizeof *g);
+}
+
+static int parse(struct gguf_file *g) {
+    struct cursor c = {g->map, g->map, g->map + g->size, g->path, "header"};
+    uint32_t magic;
+    if (g->size < 24)
+        return err("%s: %zu bytes is too short for a GGUF header (24 bytes)", g->path, g->size);
+    if (rd(&c, &magic, 4)) return -1;
+    if (magic != GGUF_MAGIC)
+        return err("%s: bad magic %02x %02x %02x %02x (expected 'GGUF')", g->path, g->map[0],
+                   g->map[1], g->map[2], g->map[3]);
+    if (rd(&c, &g->version, 4)) return -1;
+    if (g->version != 2 && g->version != 3)
+        return err("%s: GGUF version %u (lowbit reads versions 2 and 3)", g->path, g->version);
+    if (rd(&c, &g->n_tensors, 8) || rd(&c, &g->n_kv, 8)) return -1;
+    /* a KV takes >= 8+4+1 bytes, a tensor info >= 8+4+8+4+8 */
+    if (g->n_kv > g->size / 13 || g->n_tensors > g->size / 32)
+        return err("%s: header claims %llu KVs and %llu tensors, more than a %zu-byte file holds",
+                   g->path, (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors, g->size);
+    g->kv = xcalloc(g->n_kv ? g->n_kv : 1, sizeof *g->kv, "GGUF metadata");
+    g->ti = xcalloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->ti, "GGUF tensor infos");
+    if (!g->kv || !g->ti) return -1;
+
+    char what[160];
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        struct gguf_kv *kv = &g->kv[i];
+        snprintf(what, sizeof what, "metadata entry %llu", (unsigned long long)i);
+        c.what = what;
+        uint32_t t;
+        if (rd_str(&c, &kv->key) || rd(&c, &t, 4)) return -1;
+        snprintf(what, sizeof what, "metadata '%.*s'", (int)LB_MIN(kv->key.len, 100),
+                 kv->key.p);
+        kv->type = (enum gguf_type)t;
+        if (rd_value(&c, kv->type, kv, 0)) return -1;
+    }
+    g->alignment = 32;
+    const struct gguf_kv *al = gguf_find(g, "general.alignment");
+    if (al) {
+        if (al->type != GGUF_TYPE_UINT32 || al->v.u == 0 || (al->v.u & (al->v.u - 1)))
+            return err("%s: general.alignment must be a power-of-two u32 (found %s %llu)", g->path,
+                       gguf_type_name(al->type), (unsigned long long)al->v.u);
+        g->alignment = al->v.u;
+    }
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        struct gguf_tensor_info *ti = &g->ti[i];
+        snprintf(what, sizeof what, "tensor info %llu", (unsigned long long)i);
+        c.what = what;
+        if (rd_str(&c, &ti->name) || rd(&c, &ti->n_dims, 4)) return -1;
+        snprintf(what, sizeof what, "tensor '%.*s'", (int)LB_MIN(ti->name.len, 100), ti->name.p);
+        if (ti->name.len == 0 || ti->name.len >= 128)
+            return err("%s: %s: name length %llu (expected 1..127)", g->path, what,
+                       (unsigned long long)ti->name.len);
+        if (ti->n_dims < 1 || ti->n_dims > 4)
+            return err("%s: %s has %u dimensions (expected 1 to 4)", g->path, what, ti->n_dims);
+        uint64_t nel = 1;
+        for (int d = 0; d < 4; d++) {
+            uint64_t ne = 1;
+            if (d < (int)ti->n_dims && rd(&c, &ne, 8)) return -1;
+            if (ne == 0 || ne > ((uint64_t)1 << 40) || nel > (((uint64_t)1 << 42) / ne))
+                return err("%s: %s: absurd dimension %d = %llu", g->path, what, d,
+                           (unsigned long long)ne);
+            ti->ne[d] = (int64_t)ne;
+            nel *= ne;
+        }
+        if (rd(&c, &ti->ggml_type, 4) || rd(&c, &ti->offset, 8)) return -1;
+        if (ti->offset % g->alignment)
+            return err("%s: %s: data offset %llu is not a multiple of the alignment %llu", g->path,
+                       what, (unsigned long long)ti->offset, (unsigned long long)g->alignment);
+        int dt = dtype_from_ggml((int)ti->ggml_type);
+        if (dt >= 0) {
+            const struct dtype_info *di = dtype_get((enum dtype)dt);
+            if (ti->ne[0] % di->block)
+                return err("%s: %s: row length %lld is not a multiple of the %s block (%d)",
+                           g->path, what, (long long)ti->ne[0], di->name, di->block);
+            ti->nbytes = nel / (uint64_t)di->block * (uint64_t)di->block_bytes;
+        }
+        for (uint64_t j = 0; j < i; j++)
+            if (g->ti[j].name.len == ti->name.len &&
+                !memcmp(g->ti[j].name.p, ti->name.p, ti->name.len))
+                return err("%s: %s appears twice", g->path, what);
+    }
+    size_t hdr = (size_t)(c.p - g->map);
+    g->data_offset = (hdr + g->alignment - 1) / g->alignment * g->alignment;
+    if (g->n_tensors && g->data_offset > g->size)
+        return err("%s: truncated: tensor data would start at %llu, past the end (%zu bytes)",
+                   g->path, (unsigned long long)g->data_offset, g->size);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const struct gguf_tensor_info *ti = &g->ti[i];
+        if (!ti->nbytes) continue; /* unknown type: checked by whoever uses it */
+        uint64_t avail = g->size - g->data_offset;
+        if (ti->offset > avail || ti->nbytes > avail - ti->offset)
+            return err("%s: tensor '%.*s' data [%llu, +%llu) runs past the end of the file "
+                       "(%llu data bytes): truncated or lying file",
+                       g->path, (int)ti->name.len, ti->name.p,
+                       (unsigned long long)ti->offset, (unsigned long long)ti->nbytes,
+                       (unsigned long long)avail);
+    }
+    return 0;
+}
+
+int gguf_open(struct gguf_file *g, const char *path) {
+    memset(g, 0, sizeof *g);
+    snprintf(g->path, sizeof g->path, "%s", path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return err("%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return err("%s: not a regular file", path);
+    }
+    g->size = (size_t)st.st_size;
+    if (g->size) {
+        void *p = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return err("%s: cannot map %zu bytes: %s", path, g->size, strerror(errno));
+        }
+        g->map = p;
+    }
+    close(fd);
+    if (parse(g)) {
+        gguf_close(g);
+        return -1;
+    }
+    return 0;
+}
+
+const struct gguf_kv *gguf_find(const struct gguf_file *g, const char *key) {
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        if (str_eq(g->kv[i].key, key)) return &g->kv[i];
+    return NULL;
+}
+
+static bool is_signed(enum gguf_type t) {
+    return t == GGUF_TYPE_INT8 || t == GGUF_TYPE_INT16 || t == GGUF_TYPE_INT32 ||
+           t == GGUF_TYPE_INT64;
+}
+static bool is_unsigned(enum gguf_type t) {
+    return t == GGUF_TYPE_UINT8 || t == GGUF_TYPE_UINT16 || t == GGUF_TYPE_UINT32 ||
+           t == GGUF_TYPE_UINT64;
+}
+
+int gguf_get_int(const struct gguf_file *g, const char *key, int64_t *out) {
+    const struct gguf_kv *kv = gguf_find(g, key);
+    if (!kv) return 1;
+    if (is_signed(kv->type)) {
+        *out = kv->v.i;
+        return 0;
+    }
+    if (is_unsigned(kv->type)) {
+        if (kv->v.u > (uint64_t)INT64_MAX)
+            return err("%s: %s = %llu is out of range", g->path, key, (unsigned long long)kv->v.u);
+        *out = (int64_t)kv->v.u;
+        return 0;
+    }
+    return err("%s: %s is a %s (expected an integer)", g->path, key, gguf_type_name(kv->type));
+}
+
+int gguf_get_float(const struct gguf_file *g, const char *key, double *out) {
+    const struct gguf_kv *kv = gguf_find(g, key);
+    if (!kv) return 1;
+    if (kv->type == GGUF_TYPE_FLOAT32 || kv->type == GGUF_TYPE_FLOAT64) *out = kv->v.f;
+    else if (is_signed(kv->type)) *out = (double)kv->v.i;
+    else if (is_unsigned(kv->type)) *out = (double)kv->v.u;
+    else return err("%s: %s is a %s (expected a number)", g->path, key, gguf_type_name(kv->type));
+    return 0;
+}
+
+int gguf_get_bool(const struct gguf_file *g, const char *key, bool *out) {
+    const struct gguf_kv *kv = gguf_find(g, key);
+    if (!kv) return 1;
+    if (kv->type != GGUF_TYPE_BOOL)
+        return err("%s: %s is a %s (expected bool)", g->path, key, gguf_type_name(kv->type));
+    *out = kv->v.u != 0;
+    return 0;
+}
+
+int gguf_get_str(const struct gguf_file *g, const char *key, char *buf, size_t size) {
+    const struct gguf_kv *kv = gguf_find(g, key);
+    if (!kv) return 1;
+    if (kv->type != GGUF_TYPE_STRING)
+        return err("%s: %s is a %s (expected string)", g->path, key, gguf_type_name(kv->type));
+    if (kv->v.str.len >= size)
+        return err("%s: %s is %llu bytes long (at most %zu expected)", g->path, key,
+                   (unsigned long long)kv->v.str.len, size - 1);
+    memcpy(buf, kv->v.str.p, kv->v.str.len);
+    buf[kv->v.str.len] = 0;
+    return 0;
+}
+
+double gguf_arr_float(const struct gguf_kv *kv, uint64_t i) {
+    const uint8_t *p = kv->v.arr.data + i * type_size(kv->v.arr.type);
+    switch (kv->v.arr.type) {
+    case GGUF_TYPE_FLOAT32: { float x; memcpy(&x, p, 4); return x; }
+    case GGUF_TYPE_FLOAT64: { double x; memcpy(&x, p, 8); return x; }
+    default: return (double)gguf_arr_int(kv, i);
+    }
+}
+
+int64_t gguf_arr_int(const struct gguf_kv *kv, uint64_t i) {
+    const uint8_t *p = kv->v.arr.data + i * type_size(kv->v.arr.type);
+    switch (kv->v.arr.type) {
+    case GGUF_TYPE_UINT8: case GGUF_TYPE_BOOL: return p[0];
+    case GGUF_TYPE_INT8: return (int8_t)p[0];
+    case GGUF_TYPE_UINT16: { uint16_t x; memcpy(&x, p, 2); return x; }
+    case GGUF_TYPE_INT16: { int16_t x; memcpy(&x, p, 2); return x; }
+    case GGUF_TYPE_UINT32: { uint32_t x; memcpy(&x, p, 4); return x; }
+    case GGUF_TYPE_INT32: { int32_t x; memcpy(&x, p, 4); return x; }
+    case GGUF_TYPE_UINT64: { uint64_t x; memcpy(&x, p, 8); return (int64_t)x; }
+    case GGUF_TYPE_INT64: { int64_t x; memcpy(&x, p, 8); return x; }
+    case GGUF_TYPE_FLOAT32: { float x; memcpy(&x, p, 4); return (int64_t)x; }
+    case GGUF_TYPE_FLOAT64: { double x; memcpy(&x, p, 8); return (int64_t)x; }
+    default: return 0;
+    }
+}

@@ -1,0 +1,113 @@
+/* eval/gguf_model.c: a Llama-family model from a GGUF file (the layout llama.cpp writes).
+ *
+ * Metadata read (ARCH = general.architecture: llama, mistral, qwen2):
+ *   ARCH.embedding_length, .block_count, .feed_forward_length, .attention.head_count,
+ *   .attention.head_count_kv (default head_count), .attention.key_length (default
+ *   embedding/heads), .attention.layer_norm_rms_epsilon, .rope.freq_base (default 10000),
+ *   .rope.dimension_count (must be the head dim: partial rotary is not supported), .context_length,
+ *   ARCH.vocab_size (default token_embd rows).
+ * llama.cpp's converter permutes HF q/k rows to interleaved pairs for llama/mistral (ROPE_NORM);
+ * qwen2 keeps the HF half-split layout (ROPE_NEOX) and has q/k/v biases. Tensor data stays in the
+ * mapping (zero copy); the open file is kept in m->gguf for the tokenizer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/gguf.h"
+#include "eval/model.h"
+
+static int get_int(const struct gguf_file *g, const char *arch, const char *key, int *out,
+                   bool required, int64_t lo, int64_t hi) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    int64_t v;
+    int rc = gguf_get_int(g, full, &v);
+    if (rc < 0) return -1;
+    if (rc == 1) {
+        if (required) return err("%s: missing metadata %s", g->path, full);
+        return 0;
+    }
+    if (v < lo || v > hi)
+        return err("%s: %s = %lld (expected %lld..%lld)", g->path, full, (long long)v,
+                   (long long)lo, (long long)hi);
+    *out = (int)v;
+    return 0;
+}
+
+static int get_float(const struct gguf_file *g, const char *arch, const char *key, float *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    double v;
+    int rc = gguf_get_float(g, full, &v);
+    if (rc < 0) return -1;
+    if (rc == 0) *out = (float)v;
+    return 0;
+}
+
+int model_load_gguf(struct model *m, const char *path) {
+    m->format = MODEL_FORMAT_GGUF;
+    m->gguf = calloc(1, sizeof *m->gguf);
+    if (!m->gguf) return err("out of memory");
+    struct gguf_file *g = m->gguf;
+    if (gguf_open(g, path)) {
+        free(m->gguf);
+        m->gguf = NULL;
+        return -1;
+    }
+    struct model_config *c = &m->cfg;
+    char arch[32];
+    int rc = gguf_get_str(g, "general.architecture", arch, sizeof arch);
+    if (rc < 0) return -1;
+    if (rc == 1) return err("%s: missing metadata general.architecture", path);
+    if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2"))
+        return err("%s: unsupported architecture '%s' (lowbit runs llama, mistral, qwen2)", path,
+                   arch);
+    snprintf(c->arch, sizeof c->arch, "%s", arch);
+    c->rope_style = strcmp(arch, "qwen2") ? ROPE_NORM : ROPE_NEOX;
+    c->qkv_bias = !strcmp(arch, "qwen2");
+    c->norm_eps = 1e-5f;
+    c->rope_theta = 10000.0f;
+    int rope_dims = 0;
+    if (get_int(g, arch, "embedding_length", &c->dim, true, 1, 1 << 20) ||
+        get_int(g, arch, "block_count", &c->n_layers, true, 1, 4096) ||
+        get_int(g, arch, "feed_forward_length", &c->hidden_dim, true, 1, 1 << 22) ||
+        get_int(g, arch, "attention.head_count", &c->n_heads, true, 1, 4096))
+        return -1;
+    c->n_kv_heads = c->n_heads;
+    c->head_dim = c->dim % c->n_heads ? 0 : c->dim / c->n_heads;
+    if (get_int(g, arch, "attention.head_count_kv", &c->n_kv_heads, false, 1, 4096) ||
+        get_int(g, arch, "attention.key_length", &c->head_dim, false, 1, 4096) ||
+        get_int(g, arch, "context_length", &c->ctx_len, false, 0, 1 << 24) ||
+        get_int(g, arch, "rope.dimension_count", &rope_dims, false, 0, 4096) ||
+        get_float(g, arch, "attention.layer_norm_rms_epsilon", &c->norm_eps) ||
+        get_float(g, arch, "rope.freq_base", &c->rope_theta))
+        return -1;
+    if (rope_dims && rope_dims != c->head_dim)
+        return err("%s: %s.rope.dimension_count %d differs from the head dim %d (partial rotary "
+                   "is not supported)", path, arch, rope_dims, c->head_dim);
+
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const struct gguf_tensor_info *ti = &g->ti[i];
+        char name[TENSOR_NAME_MAX];
+        snprintf(name, sizeof name, "%.*s", (int)ti->name.len, ti->name.p);
+        int dt = dtype_from_ggml((int)ti->ggml_type);
+        if (dt < 0)
+            return err("%s: tensor %s has GGUF type %u, which lowbit cannot compute with yet", path,
+                       name, ti->ggml_type);
+        struct tensor t;
+        if (tensor_init(&t, name, (enum dtype)dt, (int)ti->n_dims, ti->ne)) return -1;
+        t.data = (void *)(g->map + g->data_offset + ti->offset);
+        if (!strcmp(name, "rope_freqs.weight")) {
+            if (t.type != DTYPE_F32 || t.ne[0] != c->head_dim / 2 || t.n_dims != 1)
+                return err("%s: rope_freqs.weight must be f32 [%d]", path, c->head_dim / 2);
+            m->rope_freq_factors = t.data;
+            continue;
+        }
+        if (model_add_tensor(m, &t)) return -1;
+    }
+    const struct tensor *emb = model_find_tensor(m, "token_embd.weight");
+    if (!emb) return err("%s: missing tensor token_embd.weight", path);
+    c->vocab_size = (int)emb->ne[1];
+    if (get_int(g, arch, "vocab_size", &c->vocab_size, false, 1, 1 << 24)) return -1;
+    return model_bind(m);
+}

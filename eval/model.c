@@ -1,0 +1,266 @@
+/* eval/model.c: model storage, the canonical tensor list, binding and format detection. */
+#include "eval/model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "eval/gguf.h"
+
+const char *model_format_name(enum model_format f) {
+    static const char *names[MODEL_FORMAT_COUNT] = {
+        [MODEL_FORMAT_LLAMA2C] = "llama2.c", [MODEL_FORMAT_GGUF] = "gguf", [MODEL_FORMAT_HF] = "hf"};
+    return (unsigned)f < MODEL_FORMAT_COUNT ? names[f] : "?";
+}
+
+void *model_alloc(struct model *m, size_t n, const char *what) {
+    if (m->n_bufs == m->cap_bufs) {
+        int cap = m->cap_bufs ? 2 * m->cap_bufs : 16;
+        void **nb = realloc(m->bufs, (size_t)cap * sizeof *nb);
+        if (!nb) {
+            err("out of memory for %s", what);
+            return NULL;
+        }
+        m->bufs = nb;
+        m->cap_bufs = cap;
+    }
+    void *p = xcalloc(1, n, what);
+    if (p) m->bufs[m->n_bufs++] = p;
+    return p;
+}
+
+int model_map_file(struct model *m, const char *path, const uint8_t **addr, size_t *len) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return err("%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return err("%s: not a regular file", path);
+    }
+    size_t n = (size_t)st.st_size;
+    void *p = NULL;
+    if (n) {
+        p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return err("%s: cannot map %zu bytes: %s", path, n, strerror(errno));
+        }
+    }
+    close(fd);
+    if (m->n_maps == m->cap_maps) {
+        int cap = m->cap_maps ? 2 * m->cap_maps : 4;
+        struct model_map *nm = realloc(m->maps, (size_t)cap * sizeof *nm);
+        if (!nm) {
+            if (p) munmap(p, n);
+            return err("out of memory");
+        }
+        m->maps = nm;
+        m->cap_maps = cap;
+    }
+    m->maps[m->n_maps].addr = p;
+    m->maps[m->n_maps].len = n;
+    m->n_maps++;
+    *addr = p;
+    *len = n;
+    return 0;
+}
+
+int model_add_tensor(struct model *m, const struct tensor *t) {
+    if (model_find_tensor(m, t->name)) return err("%s: tensor %s appears twice", m->path, t->name);
+    if (m->n_tensors == m->cap_tensors) {
+        int cap = m->cap_tensors ? 2 * m->cap_tensors : 64;
+        struct tensor *nt = realloc(m->tensors, (size_t)cap * sizeof *nt);
+        if (!nt) return err("out of memory for the tensor list");
+        m->tensors = nt;
+        m->cap_tensors = cap;
+    }
+    m->tensors[m->n_tensors++] = *t;
+    return 0;
+}
+
+const struct tensor *model_find_tensor(const struct model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    return NULL;
+}
+
+void model_release(struct model *m) {
+    for (int i = 0; i < m->n_bufs; i++) free(m->bufs[i]);
+    for (int i = 0; i < m->n_maps; i++)
+        if (m->maps[i].addr) munmap(m->maps[i].addr, m->maps[i].len);
+    if (m->gguf) {
+        gguf_close(m->gguf);
+        free(m->gguf);
+    }
+    free(m->bufs);
+    free(m->maps);
+    free(m->tensors);
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- binding ---- */
+
+/* find `name`, check it has shape [ne0, ne1] (ne1 = 0 for 1-D), copy it to *dst. Missing tensors
+ * are an error unless optional (then *dst stays zeroed and 1 is returned). */
+static int bind_one(struct model *m, struct tensor *dst, const char *name, int64_t ne0, int64_t ne1,
+                    bool optional) {
+    const struct tensor *t = model_find_tensor(m, name);
+    if (!t) {
+        if (optional) return 1;
+        return err("%s: missing tensor %s (a %s model needs it)", m->path, name, m->cfg.arch);
+    }
+    int want_dims = ne1 ? 2 : 1;
+    int64_t got1 = t->n_dims >= 2 ? t->ne[1] : 0;
+    bool extra = t->ne[2] != 1 || t->ne[3] != 1;
+    if (t->ne[0] != ne0 || got1 != ne1 || extra || t->n_dims > want_dims)
+        return err("%s: tensor %s has shape [%lld, %lld, %lld, %lld] (expected [%lld%s%.0lld]) "
+                   "for the config's sizes",
+                   m->path, name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                   (long long)t->ne[3], (long long)ne0, ne1 ? ", " : "", (long long)ne1);
+    if (!t->data) return err("%s: tensor %s has no data", m->path, name);
+    *dst = *t;
+    return 0;
+}
+
+/* norms and biases are small: keep them fp32 */
+static int to_f32(struct model *m, struct tensor *t) {
+    if (!t->data || t->type == DTYPE_F32) return 0;
+    int64_t n = tensor_nelements(t);
+    float *buf = model_alloc(m, (size_t)n * sizeof(float), t->name);
+    if (!buf) return -1;
+    for (int64_t r = 0; r < tensor_nrows(t); r++) tensor_row_to_f32(t, r, buf + r * t->ne[0]);
+    t->data = buf;
+    t->type = DTYPE_F32;
+    return 0;
+}
+
+static int check_config(const struct model *m) {
+    const struct model_config *c = &m->cfg;
+    const char *p = m->path;
+    if (c->dim <= 0 || c->dim > (1 << 20)) return err("%s: dim %d (expected 1..2^20)", p, c->dim);
+    if (c->n_layers <= 0 || c->n_layers > 4096)
+        return err("%s: n_layers %d (expected 1..4096)", p, c->n_layers);
+    if (c->n_heads <= 0 || c->n_heads > 4096)
+        return err("%s: n_heads %d (expected 1..4096)", p, c->n_heads);
+    if (c->n_kv_heads <= 0 || c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads)
+        return err("%s: n_kv_heads %d must divide n_heads %d", p, c->n_kv_heads, c->n_heads);
+    if (c->head_dim <= 0 || c->head_dim % 2 || c->head_dim > 4096)
+        return err("%s: head_dim %d (expected an even number up to 4096)", p, c->head_dim);
+    if (c->hidden_dim <= 0 || c->hidden_dim > (1 << 22))
+        return err("%s: hidden_dim %d (expected 1..2^22)", p, c->hidden_dim);
+    if (c->vocab_size <= 0 || c->vocab_size > (1 << 24))
+        return err("%s: vocab_size %d (expected 1..2^24)", p, c->vocab_size);
+    if (!(c->norm_eps > 0 && c->norm_eps < 1))
+        return err("%s: rms norm epsilon %g (expected 0 < eps < 1)", p, (double)c->norm_eps);
+    if (!(c->rope_theta > 0)) return err("%s: rope theta %g (expected > 0)", p, (double)c->rope_theta);
+    if (c->ctx_len < 0) return err("%s: context length %d", p, c->ctx_len);
+    return 0;
+}
+
+int model_bind(struct model *m) {
+    struct model_config *c = &m->cfg;
+    if (!c->arch[0]) snprintf(c->arch, sizeof c->arch, "llama");
+    if (check_config(m)) return -1;
+    const int64_t D = c->dim, H = c->hidden_dim, V = c->vocab_size;
+    const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    free(m->layers);
+    m->layers = xcalloc((size_t)c->n_layers, sizeof *m->layers, "layers");
+    if (!m->layers) return -1;
+    if (bind_one(m, &m->tok_embd, "token_embd.weight", D, V, false) ||
+        bind_one(m, &m->out_norm, "output_norm.weight", D, 0, false))
+        return -1;
+    int rc = bind_one(m, &m->output, "output.weight", D, V, true);
+    if (rc < 0) return -1;
+    m->tied_output = rc == 1;
+    if (m->tied_output) m->output = m->tok_embd;
+    char name[64];
+#define BIND(field, suffix, n0, n1, opt)                                                           \
+    do {                                                                                           \
+        snprintf(name, sizeof name, "blk.%d." suffix, l);                                          \
+        if (bind_one(m, &L->field, name, n0, n1, opt) < 0) return -1;                              \
+    } while (0)
+    for (int l = 0; l < c->n_layers; l++) {
+        struct layer *L = &m->layers[l];
+        BIND(attn_norm, "attn_norm.weight", D, 0, false);
+        BIND(wq, "attn_q.weight", D, qd, false);
+        BIND(wk, "attn_k.weight", D, kvd, false);
+        BIND(wv, "attn_v.weight", D, kvd, false);
+        BIND(wo, "attn_output.weight", qd, D, false);
+        BIND(ffn_norm, "ffn_norm.weight", D, 0, false);
+        BIND(w_gate, "ffn_gate.weight", D, H, false);
+        BIND(w_up, "ffn_up.weight", D, H, false);
+        BIND(w_down, "ffn_down.weight", H, D, false);
+        BIND(bq, "attn_q.bias", qd, 0, !c->qkv_bias);
+        BIND(bk, "attn_k.bias", kvd, 0, !c->qkv_bias);
+        BIND(bv, "attn_v.bias", kvd, 0, !c->qkv_bias);
+        if (to_f32(m, &L->attn_norm) || to_f32(m, &L->ffn_norm) || to_f32(m, &L->bq) ||
+            to_f32(m, &L->bk) || to_f32(m, &L->bv))
+            return -1;
+    }
+#undef BIND
+    if (to_f32(m, &m->out_norm)) return -1;
+
+    /* refuse NaN/Inf anywhere: one pass over every bound weight, in parallel */
+    int bad = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : bad)
+    for (int i = 0; i < m->n_tensors; i++) bad |= tensor_check_finite(&m->tensors[i]) != 0;
+    if (bad) return err("%s: refusing a model with non-finite weights (see above)", m->path);
+    /* norms converted from f16/bf16 were checked in their source form above */
+    return 0;
+}
+
+int64_t model_n_params(const struct model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++) n += tensor_nelements(&m->tensors[i]);
+    return n;
+}
+
+size_t model_weight_bytes(const struct model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++) n += tensor_nbytes(&m->tensors[i]);
+    return n;
+}
+
+/* ---- format detection ---- */
+
+int model_load(struct model *m, const char *path) {
+    memset(m, 0, sizeof *m);
+    snprintf(m->path, sizeof m->path, "%s", path);
+    struct stat st;
+    if (stat(path, &st)) return err("%s: cannot open model: %s", path, strerror(errno));
+    int rc;
+    if (S_ISDIR(st.st_mode)) {
+        rc = model_load_hf(m, path);
+    } else {
+        uint8_t magic[8] = {0};
+        FILE *f = fopen(path, "rb");
+        if (!f) return err("%s: cannot open model: %s", path, strerror(errno));
+        size_t got = fread(magic, 1, sizeof magic, f);
+        fclose(f);
+        size_t n = strlen(path);
+        if (got >= 4 && !memcmp(magic, "GGUF", 4)) {
+            rc = model_load_gguf(m, path);
+        } else if (n > 12 && !strcmp(path + n - 12, ".safetensors")) {
+            /* a safetensors file names its HF directory */
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s", path);
+            char *slash = strrchr(dir, '/');
+            if (slash) *slash = 0;
+            else snprintf(dir, sizeof dir, ".");
+            rc = model_load_hf(m, dir);
+        } else {
+            rc = model_load_llama2c(m, path);
+        }
+    }
+    if (rc) {
+        model_release(m);
+        return -1;
+    }
+    return 0;
+}

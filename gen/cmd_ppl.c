@@ -1,0 +1,266 @@
+/* gen/cmd_ppl.c: lowbit ppl (perplexity of a text under a named protocol) and lowbit nll (mean
+ * NLL per document, llama2.c's protocol).
+ *
+ * Protocols (each result names its own):
+ *  - llamacpp: llama.cpp's tools/perplexity: tokens = [BOS] + encode(text); n_chunk =
+ *    floor(n / ctx); chunk i is tokens [i·ctx, (i+1)·ctx) with its first token replaced by BOS,
+ *    run from an empty cache; positions j in [ctx/2, ctx-1) score token j+1 (ctx/2 - 1 per chunk).
+ *  - chunks: the GPTQ/AWQ papers' fixed-window token perplexity: tokens = [BOS] + encode(text) cut
+ *    into floor(n / ctx) non-overlapping windows, each run from an empty cache; every position
+ *    j < ctx-1 scores token j+1.
+ * PPL = exp(mean NLL); the ± is llama.cpp's: PPL · sqrt(var(NLL) / (N-1)). */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gen/cli.h"
+#include "kernels/matmul.h"
+
+struct nll_acc {
+    double sum, sum2;
+    long n;
+};
+
+static void acc_add(struct nll_acc *a, double nll) {
+    a->sum += nll;
+    a->sum2 += nll * nll;
+    a->n++;
+}
+
+/* run tokens[0..n) from an empty cache in pieces of the state's batch; score positions j in
+ * [first, n-1) (token j+1) into acc */
+static int score_window(struct fwd_state *s, const int *tokens, int n, int first, float *logits,
+                        struct nll_acc *acc) {
+    const int V = s->m->cfg.vocab_size;
+    fwd_truncate(s, 0);
+    for (int i = 0; i < n; i += s->max_batch) {
+        const int T = LB_MIN(s->max_batch, n - i);
+        const bool need = i + T - 1 >= first; /* any scored position in this piece */
+        if (forward(s, tokens + i, T, need ? logits : NULL, false)) return -1;
+        if (!need) continue;
+        for (int t = 0; t < T; t++) {
+            const int j = i + t;
+            if (j < first || j >= n - 1) continue;
+            acc_add(acc, -logprob_of(logits + (size_t)t * V, V, tokens[j + 1], NULL));
+        }
+    }
+    return 0;
+}
+
+static const char ppl_help[] =
+    "usage: lowbit ppl --model M [--tokenizer T] --text FILE [--ctx N] [--protocol P]\n"
+    "                  [--chunks K] [--threads N] [--json OUT] [--quiet]\n"
+    "  Perplexity of a text file. --protocol llamacpp (default; llama.cpp's perplexity tool:\n"
+    "  N-token chunks from an empty cache, first token BOS, second half scored) or chunks\n"
+    "  (GPTQ/AWQ papers: non-overlapping N-token windows, every position scored). --ctx\n"
+    "  default 512. --chunks K scores only the first K chunks. Prints PPL +/- stderr, the tokens\n"
+    "  scored and tokens/s.\n";
+
+int cmd_ppl(int argc, char **argv) {
+    const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *json_path = NULL,
+               *protocol = "llamacpp", *v;
+    int ctx = 512, max_chunks = 0, threads = 0, rc;
+    bool quiet = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) return fputs(ppl_help, stdout), 0;
+        if (!strcmp(argv[i], "--quiet")) quiet = true;
+        else if ((rc = cli_opt(argc, argv, &i, "--model", &v))) { if (rc < 0) return -1; model_path = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--tokenizer", &v))) { if (rc < 0) return -1; tok_path = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--text", &v))) { if (rc < 0) return -1; text_path = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--json", &v))) { if (rc < 0) return -1; json_path = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--protocol", &v))) { if (rc < 0) return -1; protocol = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--ctx", &v))) { if (rc < 0 || cli_int(v, "--ctx", 4, 1 << 20, &ctx)) return -1; }
+        else if ((rc = cli_opt(argc, argv, &i, "--chunks", &v))) { if (rc < 0 || cli_int(v, "--chunks", 1, 1 << 30, &max_chunks)) return -1; }
+        else if ((rc = cli_opt(argc, argv, &i, "--threads", &v))) { if (rc < 0 || cli_int(v, "--threads", 1, 1024, &threads)) return -1; }
+        else return cli_unknown("ppl", argv[i]);
+    }
+    if (!model_path || !text_path) return fputs(ppl_help, stderr), -1;
+    bool llamacpp = !strcmp(protocol, "llamacpp");
+    if (!llamacpp && strcmp(protocol, "chunks"))
+        return err("ppl: unknown protocol '%s' (expected llamacpp or chunks)", protocol);
+    lb_set_threads(threads);
+
+    struct model m;
+    struct tokenizer *tok = NULL;
+    struct fwd_state s = {0};
+    char *text = NULL;
+    size_t len;
+    int *ids = NULL, n_ids = 0, ret = -1;
+    float *logits = NULL;
+    if (model_load(&m, model_path)) return -1;
+    if (cli_load_tokenizer(&tok, &m, tok_path) || cli_read_file(text_path, &text, &len)) goto out;
+    int bos = tokenizer_bos(tok);
+    if (tokenizer_encode(tok, text, len, bos >= 0, &ids, &n_ids)) goto out;
+    int n_chunk = n_ids / ctx;
+    if (n_chunk < (llamacpp ? 2 : 1)) {
+        err("ppl: %s has %d tokens, fewer than the %d the %s protocol needs at --ctx %d",
+            text_path, n_ids, (llamacpp ? 2 : 1) * ctx, protocol, ctx);
+        goto out;
+    }
+    if (max_chunks && max_chunks < n_chunk) n_chunk = max_chunks;
+    if (fwd_init(&s, &m, ctx, LB_MIN(ctx, 512))) goto out;
+    logits = xcalloc((size_t)s.max_batch * m.cfg.vocab_size, sizeof(float), "logits");
+    if (!logits) goto out;
+    if (!quiet)
+        fprintf(stderr, "ppl: %s, %d tokens, %d chunks of %d, protocol %s, %d threads, kernels %s\n",
+                text_path, n_ids, n_chunk, ctx, protocol, lb_threads(), kernels_isa());
+    struct nll_acc acc = {0};
+    double t0 = now_s();
+    for (int c = 0; c < n_chunk; c++) {
+        int *w = ids + (size_t)c * ctx;
+        int saved = w[0];
+        if (llamacpp && bos >= 0) w[0] = bos;
+        rc = score_window(&s, w, ctx, llamacpp ? ctx / 2 : 0, logits, &acc);
+        w[0] = saved;
+        if (rc) goto out;
+        cli_progress("ppl", c + 1, n_chunk, t0, quiet);
+    }
+    double el = now_s() - t0;
+    double mean = acc.sum / acc.n, ppl = exp(mean);
+    double var = acc.sum2 / acc.n - mean * mean;
+    double pm = acc.n > 1 && var > 0 ? ppl * sqrt(var / (acc.n - 1)) : 0;
+    double tps = (double)n_chunk * ctx / el;
+    printf("protocol     %s (ctx %d, %s)\n", protocol, ctx,
+           llamacpp ? "BOS-started chunks, second half scored" : "every position scored");
+    printf("PPL = %.4f +/- %.5f\n", ppl, pm);
+    printf("mean NLL     %.6f nats/token\n", mean);
+    printf("tokens       %d in the text, %ld scored, %d chunks\n", n_ids, acc.n, n_chunk);
+    printf("speed        %.1f tokens/s forward (%.2f s, %d threads)\n", tps, el, lb_threads());
+    if (json_path) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:f, s:f, s:i, s:I, s:i, s:f, s:f, s:i}",
+                              "model", model_path, "text", text_path, "protocol", protocol,
+                              "kernels", kernels_isa(), "ctx", ctx, "ppl", ppl, "ppl_stderr", pm,
+                              "mean_nll", mean, "text_tokens", n_ids, "scored_tokens",
+                              (json_int_t)acc.n, "chunks", n_chunk, "tokens_per_s", tps,
+                              "seconds", el, "threads", lb_threads());
+        if (!j || json_dump_file(j, json_path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
+            json_decref(j);
+            err("%s: cannot write the JSON result", json_path);
+            goto out;
+        }
+        json_decref(j);
+    }
+    ret = 0;
+out:
+    free(logits);
+    free(ids);
+    free(text);
+    fwd_release(&s);
+    tokenizer_free(tok);
+    model_release(&m);
+    return ret;
+}
+
+/* ---- nll: llama2.c protocol ---- */
+
+static const char nll_help[] =
+    "usage: lowbit nll --model M [--tokenizer T] --text FILE [--sep LINE] [--ctx N]\n"
+    "                  [--max-docs K] [--threads N] [--quiet]\n"
+    "  Mean next-token NLL (nats) over documents, llama2.c's protocol: the text is split at\n"
+    "  lines equal to --sep (default <|endoftext|>), each document is stripped, encoded with\n"
+    "  BOS and cut to --ctx tokens (default 512), and every position predicts the next token.\n";
+
+static char *strip(char *a, char *b) { /* [a, b) -> NUL-terminated stripped, in place */
+    while (a < b && (*a == ' ' || *a == '\n' || *a == '\t' || *a == '\r')) a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\n' || b[-1] == '\t' || b[-1] == '\r')) b--;
+    *b = 0;
+    return a;
+}
+
+int cmd_nll(int argc, char **argv) {
+    const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *sep = "<|endoftext|>", *v;
+    int ctx = 512, max_docs = 0, threads = 0, rc;
+    bool quiet = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) return fputs(nll_help, stdout), 0;
+        if (!strcmp(argv[i], "--quiet")) quiet = true;
+        else if ((rc = cli_opt(argc, argv, &i, "--model", &v))) { if (rc < 0) return -1; model_path = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--tokenizer", &v))) { if (rc < 0) return -1; tok_path = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--text", &v))) { if (rc < 0) return -1; text_path = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--sep", &v))) { if (rc < 0) return -1; sep = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--ctx", &v))) { if (rc < 0 || cli_int(v, "--ctx", 2, 1 << 20, &ctx)) return -1; }
+        else if ((rc = cli_opt(argc, argv, &i, "--max-docs", &v))) { if (rc < 0 || cli_int(v, "--max-docs", 1, 1 << 30, &max_docs)) return -1; }
+        else if ((rc = cli_opt(argc, argv, &i, "--threads", &v))) { if (rc < 0 || cli_int(v, "--threads", 1, 1024, &threads)) return -1; }
+        else return cli_unknown("nll", argv[i]);
+    }
+    if (!model_path || !text_path) return fputs(nll_help, stderr), -1;
+    lb_set_threads(threads);
+    struct model m;
+    struct tokenizer *tok = NULL;
+    struct fwd_state s = {0};
+    char *text = NULL;
+    size_t len;
+    int ret = -1;
+    float *logits = NULL;
+    if (model_load(&m, model_path)) return -1;
+    if (cli_load_tokenizer(&tok, &m, tok_path) || cli_read_file(text_path, &text, &len)) goto out;
+    if (tokenizer_bos(tok) < 0) {
+        err("nll: the tokenizer has no BOS token, which this protocol needs");
+        goto out;
+    }
+    if (fwd_init(&s, &m, ctx, LB_MIN(ctx, 512))) goto out;
+    logits = xcalloc((size_t)s.max_batch * m.cfg.vocab_size, sizeof(float), "logits");
+    if (!logits) goto out;
+    /* count documents first, for progress */
+    const size_t sep_len = strlen(sep);
+    long n_docs_total = 1;
+    for (char *p = text; (p = strstr(p, sep)); p += sep_len) n_docs_total++;
+    struct nll_acc acc = {0};
+    int n_docs = 0, n_trunc = 0;
+    double t0 = now_s();
+    char *p = text, *end = text + len;
+    while (p < end && (!max_docs || n_docs < max_docs)) {
+        /* the document runs to the next line that is exactly sep */
+        char *q = p, *next = end;
+        while ((q = strstr(q, sep))) {
+            bool line_start = q == text || q[-1] == '\n';
+            char *after = q + sep_len;
+            bool line_end = !*after || *after == '\n' || (*after == '\r' && after[1] == '\n');
+            if (line_start && line_end) {
+                next = q;
+                break;
+            }
+            q = after;
+        }
+        char *doc_end = next;
+        char *after_sep = next == end ? end : next + sep_len;
+        char *doc = strip(p, doc_end);
+        p = after_sep;
+        if (!*doc) continue;
+        int *ids = NULL, n = 0;
+        if (tokenizer_encode(tok, doc, strlen(doc), true, &ids, &n)) goto out;
+        if (n > ctx) {
+            n = ctx;
+            n_trunc++;
+        }
+        if (n >= 2) rc = score_window(&s, ids, n, 0, logits, &acc);
+        else rc = 0;
+        free(ids);
+        if (rc) goto out;
+        n_docs++;
+        cli_progress("nll", n_docs, max_docs ? LB_MIN(max_docs, n_docs_total) : n_docs_total, t0,
+                     quiet);
+    }
+    if (!acc.n) {
+        err("nll: %s has no document with at least one token to predict", text_path);
+        goto out;
+    }
+    double mean = acc.sum / acc.n, var = acc.sum2 / acc.n - mean * mean;
+    printf("protocol     llama2.c (BOS + each document, at most %d tokens)\n", ctx);
+    printf("mean NLL     %.4f nats/token (+/- %.4f), perplexity %.4f\n", mean,
+           acc.n > 1 && var > 0 ? sqrt(var / (acc.n - 1)) : 0.0, exp(mean));
+    printf("documents    %d (%d cut to %d tokens), %ld tokens scored\n", n_docs, n_trunc, ctx, acc.n);
+    printf("time         %.2f s\n", now_s() - t0);
+    ret = 0;
+out:
+    if (!quiet && isatty(2)) fputc('\n', stderr);
+    free(logits);
+    free(text);
+    fwd_release(&s);
+    tokenizer_free(tok);
+    model_release(&m);
+    return ret;
+}
