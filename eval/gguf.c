@@ -366,3 +366,195 @@ int64_t gguf_arr_int(const struct gguf_kv *kv, uint64_t i) {
     default: return 0;
     }
 }
+
+/* ---- writer ---- */
+
+struct gw_buf {
+    uint8_t *p;
+    size_t n, cap;
+    bool oom;
+};
+
+static void gw_put(struct gw_buf *b, const void *src, size_t n) {
+    if (b->oom) return;
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n) cap *= 2;
+        uint8_t *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+
+static void gw_str(struct gw_buf *b, const char *s) {
+    uint64_t n = strlen(s);
+    gw_put(b, &n, 8);
+    gw_put(b, s, n);
+}
+
+struct gw_tensor {
+    char name[128];
+    uint32_t type;
+    int n_dims;
+    int64_t ne[4];
+    const void *data;
+    uint64_t nbytes, offset;
+};
+
+struct gguf_writer {
+    struct gw_buf kv; /* serialized KVs */
+    uint64_t n_kv;
+    struct gw_tensor *t;
+    uint64_t n_t, cap_t;
+};
+
+struct gguf_writer *gguf_writer_new(void) {
+    struct gguf_writer *w = calloc(1, sizeof *w);
+    if (!w) err("out of memory");
+    return w;
+}
+
+void gguf_writer_free(struct gguf_writer *w) {
+    if (!w) return;
+    free(w->kv.p);
+    free(w->t);
+    free(w);
+}
+
+static int gw_key(struct gguf_writer *w, const char *key, uint32_t type) {
+    gw_str(&w->kv, key);
+    gw_put(&w->kv, &type, 4);
+    w->n_kv++;
+    return 0;
+}
+
+static int gw_done(struct gguf_writer *w) { return w->kv.oom ? err("out of memory") : 0; }
+
+int gguf_writer_str(struct gguf_writer *w, const char *key, const char *val) {
+    gw_key(w, key, GGUF_TYPE_STRING);
+    gw_str(&w->kv, val);
+    return gw_done(w);
+}
+int gguf_writer_u32(struct gguf_writer *w, const char *key, uint32_t val) {
+    gw_key(w, key, GGUF_TYPE_UINT32);
+    gw_put(&w->kv, &val, 4);
+    return gw_done(w);
+}
+int gguf_writer_i32(struct gguf_writer *w, const char *key, int32_t val) {
+    gw_key(w, key, GGUF_TYPE_INT32);
+    gw_put(&w->kv, &val, 4);
+    return gw_done(w);
+}
+int gguf_writer_f32(struct gguf_writer *w, const char *key, float val) {
+    gw_key(w, key, GGUF_TYPE_FLOAT32);
+    gw_put(&w->kv, &val, 4);
+    return gw_done(w);
+}
+int gguf_writer_bool(struct gguf_writer *w, const char *key, bool val) {
+    uint8_t b = val;
+    gw_key(w, key, GGUF_TYPE_BOOL);
+    gw_put(&w->kv, &b, 1);
+    return gw_done(w);
+}
+int gguf_writer_arr(struct gguf_writer *w, const char *key, enum gguf_type elem, const void *data,
+                    uint64_t n) {
+    size_t es = type_size(elem);
+    if (!es) BUG("gguf_writer_arr: element type %d is not fixed-size", (int)elem);
+    uint32_t et = elem;
+    gw_key(w, key, GGUF_TYPE_ARRAY);
+    gw_put(&w->kv, &et, 4);
+    gw_put(&w->kv, &n, 8);
+    gw_put(&w->kv, data, n * es);
+    return gw_done(w);
+}
+int gguf_writer_arr_str(struct gguf_writer *w, const char *key, const char *const *strs, uint64_t n) {
+    uint32_t et = GGUF_TYPE_STRING;
+    gw_key(w, key, GGUF_TYPE_ARRAY);
+    gw_put(&w->kv, &et, 4);
+    gw_put(&w->kv, &n, 8);
+    for (uint64_t i = 0; i < n; i++) gw_str(&w->kv, strs[i]);
+    return gw_done(w);
+}
+
+int gguf_writer_tensor(struct gguf_writer *w, const char *name, uint32_t ggml_type, int n_dims,
+                       const int64_t *ne, const void *data, uint64_t nbytes) {
+    if (n_dims < 1 || n_dims > 4 || strlen(name) >= 128)
+        return err("gguf writer: tensor %s: bad name or %d dims", name, n_dims);
+    if (w->n_t == w->cap_t) {
+        uint64_t cap = w->cap_t ? 2 * w->cap_t : 64;
+        struct gw_tensor *nt = realloc(w->t, cap * sizeof *nt);
+        if (!nt) return err("out of memory");
+        w->t = nt;
+        w->cap_t = cap;
+    }
+    struct gw_tensor *t = &w->t[w->n_t++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->type = ggml_type;
+    t->n_dims = n_dims;
+    for (int d = 0; d < 4; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
+    t->data = data;
+    t->nbytes = nbytes;
+    return 0;
+}
+
+int gguf_writer_write(struct gguf_writer *w, const char *path) {
+    const uint64_t align = 32;
+    struct gw_buf h = {0};
+    uint32_t magic = GGUF_MAGIC, version = 3;
+    gw_put(&h, &magic, 4);
+    gw_put(&h, &version, 4);
+    gw_put(&h, &w->n_t, 8);
+    gw_put(&h, &w->n_kv, 8);
+    gw_put(&h, w->kv.p, w->kv.n);
+    uint64_t off = 0;
+    for (uint64_t i = 0; i < w->n_t; i++) {
+        struct gw_tensor *t = &w->t[i];
+        uint32_t nd = (uint32_t)t->n_dims;
+        gw_str(&h, t->name);
+        gw_put(&h, &nd, 4);
+        for (int d = 0; d < t->n_dims; d++) {
+            uint64_t ne = (uint64_t)t->ne[d];
+            gw_put(&h, &ne, 8);
+        }
+        gw_put(&h, &t->type, 4);
+        t->offset = off;
+        gw_put(&h, &off, 8);
+        off += (t->nbytes + align - 1) / align * align;
+    }
+    static const uint8_t zeros[32];
+    gw_put(&h, zeros, (align - h.n % align) % align);
+    if (h.oom) {
+        free(h.p);
+        return err("out of memory writing %s", path);
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        free(h.p);
+        return err("%s: cannot create: %s", tmp, strerror(errno));
+    }
+    bool ok = fwrite(h.p, 1, h.n, f) == h.n;
+    free(h.p);
+    for (uint64_t i = 0; ok && i < w->n_t; i++) {
+        const struct gw_tensor *t = &w->t[i];
+        ok = fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
+        size_t pad = (size_t)((align - t->nbytes % align) % align);
+        if (ok && pad) ok = fwrite(zeros, 1, pad, f) == pad;
+    }
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (fclose(f)) ok = false;
+    if (!ok || rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        return err("%s: write failed: %s", path, strerror(e));
+    }
+    return 0;
+}

@@ -91,4 +91,24 @@ int gguf_get_str(const struct gguf_file *g, const char *key, char *buf, size_t s
 double gguf_arr_float(const struct gguf_kv *kv, uint64_t i);
 int64_t gguf_arr_int(const struct gguf_kv *kv, uint64_t i);
 const char *gguf_type_name(enum gguf_type t);
+
+/* ---- writing (GGUF v3) ----
+ * Collect KVs and tensors in memory order, then gguf_writer_write() lays out the header, the
+ * tensor infos with aligned offsets and the data, to PATH.tmp then renamed over PATH (a reader
+ * never sees half a file). Tensor data is borrowed until the write. */
+struct gguf_writer;
+struct gguf_writer *gguf_writer_new(void);
+void gguf_writer_free(struct gguf_writer *w);
+int gguf_writer_str(struct gguf_writer *w, const char *key, const char *val);
+int gguf_writer_u32(struct gguf_writer *w, const char *key, uint32_t val);
+int gguf_writer_i32(struct gguf_writer *w, const char *key, int32_t val);
+int gguf_writer_f32(struct gguf_writer *w, const char *key, float val);
+int gguf_writer_bool(struct gguf_writer *w, const char *key, bool val);
+/* arrays: elem type u8..f64 (fixed size, n elements at data) or strings (n C strings) */
+int gguf_writer_arr(struct gguf_writer *w, const char *key, enum gguf_type elem, const void *data,
+                    uint64_t n);
+int gguf_writer_arr_str(struct gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
+int gguf_writer_tensor(struct gguf_writer *w, const char *name, uint32_t ggml_type, int n_dims,
+                       const int64_t *ne, const void *data, uint64_t nbytes);
+int gguf_writer_write(struct gguf_writer *w, const char *path);
 #endif

@@ -2,6 +2,7 @@
 #include "eval/model.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,12 +207,20 @@ int model_bind(struct model *m) {
 #undef BIND
     if (to_f32(m, &m->out_norm)) return -1;
 
-    /* refuse NaN/Inf anywhere: one pass over every bound weight, in parallel */
-    int bad = 0;
-#pragma omp parallel for schedule(dynamic, 1) reduction(| : bad)
-    for (int i = 0; i < m->n_tensors; i++) bad |= tensor_check_finite(&m->tensors[i]) != 0;
-    if (bad) return err("%s: refusing a model with non-finite weights (see above)", m->path);
-    /* norms converted from f16/bf16 were checked in their source form above */
+    /* refuse NaN/Inf anywhere: one pass over every weight in parallel, then one message naming
+     * the first bad tensor (in file order, so the message does not depend on the threads) */
+    int first_bad = m->n_tensors;
+#pragma omp parallel for schedule(dynamic, 1) reduction(min : first_bad)
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!tensor_all_finite(&m->tensors[i]) && i < first_bad) first_bad = i;
+    if (first_bad < m->n_tensors) {
+        const struct tensor *t = &m->tensors[first_bad];
+        int64_t r = 0, col = 0;
+        float v = 0;
+        if (tensor_find_nonfinite(t, &r, &col, &v) < 0) return err("out of memory checking %s", t->name);
+        return err("%s: tensor %s has %s at row %lld, column %lld (weights must be finite)", m->path,
+                   t->name, isnan(v) ? "NaN" : "Inf", (long long)r, (long long)col);
+    }
     return 0;
 }
 

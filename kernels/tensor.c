@@ -32,20 +32,48 @@ void tensor_row_to_f32(const struct tensor *t, int64_t r, float *dst) {
     dtype_get(t->type)->to_f32(tensor_row(t, r), dst, t->ne[0]);
 }
 
-int tensor_check_finite(const struct tensor *t) {
+int tensor_find_nonfinite(const struct tensor *t, int64_t *row, int64_t *col, float *val) {
     const int64_t n_rows = tensor_nrows(t), n = t->ne[0];
-    float *row = malloc((size_t)n * sizeof(float));
-    if (!row) return err("out of memory checking tensor %s", t->name);
-    int ret = 0;
-    for (int64_t r = 0; r < n_rows && !ret; r++) {
-        tensor_row_to_f32(t, r, row);
+    float *buf = malloc((size_t)n * sizeof(float));
+    if (!buf) return -1;
+    int found = 0;
+    for (int64_t r = 0; r < n_rows && !found; r++) {
+        tensor_row_to_f32(t, r, buf);
         for (int64_t c = 0; c < n; c++)
-            if (!isfinite(row[c])) {
-                ret = err("tensor %s: value %s at row %lld, column %lld (weights must be finite)",
-                          t->name, isnan(row[c]) ? "NaN" : "Inf", (long long)r, (long long)c);
+            if (!isfinite(buf[c])) {
+                *row = r;
+                *col = c;
+                *val = buf[c];
+                found = 1;
                 break;
             }
     }
+    free(buf);
+    return found;
+}
+
+int tensor_check_finite(const struct tensor *t) {
+    int64_t r, c;
+    float v;
+    int rc = tensor_find_nonfinite(t, &r, &c, &v);
+    if (rc < 0) return err("out of memory checking tensor %s", t->name);
+    if (rc)
+        return err("tensor %s: value %s at row %lld, column %lld (weights must be finite)", t->name,
+                   isnan(v) ? "NaN" : "Inf", (long long)r, (long long)c);
+    return 0;
+}
+
+bool tensor_all_finite(const struct tensor *t) {
+    const int64_t n_rows = tensor_nrows(t), n = t->ne[0];
+    float *row = malloc((size_t)n * sizeof(float));
+    if (!row) return false; /* reported by tensor_check_finite */
+    bool ok = true;
+    for (int64_t r = 0; r < n_rows && ok; r++) {
+        tensor_row_to_f32(t, r, row);
+        float acc = 0; /* NaN and Inf propagate into the product with zero */
+        for (int64_t c = 0; c < n; c++) acc += row[c] * 0.0f;
+        ok = acc == 0.0f;
+    }
     free(row);
-    return ret;
+    return ok;
 }

@@ -38,6 +38,10 @@ static inline const void *tensor_row(const struct tensor *t, int64_t r) {
 int tensor_init(struct tensor *t, const char *name, enum dtype type, int n_dims, const int64_t *ne);
 /* dequantize row r to fp32 (ne[0] floats) */
 void tensor_row_to_f32(const struct tensor *t, int64_t r, float *dst);
+/* true when every value is finite (no message; safe to call from parallel threads) */
+bool tensor_all_finite(const struct tensor *t);
+/* the first non-finite value: 1 with its row/column/value, 0 when all are finite, -1 out of memory */
+int tensor_find_nonfinite(const struct tensor *t, int64_t *row, int64_t *col, float *val);
 /* -1 with a message naming the tensor and the first bad index when any value is NaN or Inf */
 int tensor_check_finite(const struct tensor *t);
 #endif
