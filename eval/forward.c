@@ -155,8 +155,9 @@ static float dot(const float *a, const float *b, int n) {
     return s;
 }
 
-/* causal attention for T queries at positions pos0.. over the layer's cache [0, pos0+T) */
-static void attention(struct fwd_state *s, int layer, int T, int pos0) {
+/* causal attention for T queries at positions pos0.. over the layer's cache [0, pos0+T);
+ * scratch holds n_threads rows of pos0+T scores */
+static void attention(struct fwd_state *s, int layer, int T, int pos0, float *scratch) {
     const struct model_config *c = &s->m->cfg;
     const int hd = c->head_dim, nh = c->n_heads, g = c->n_heads / c->n_kv_heads;
     const size_t kvd = (size_t)c->n_kv_heads * hd, qd = (size_t)nh * hd;
@@ -166,11 +167,14 @@ static void attention(struct fwd_state *s, int layer, int T, int pos0) {
     const int n_keys_max = pos0 + T;
 #pragma omp parallel
     {
-        float *sc = malloc((size_t)n_keys_max * sizeof(float));
+#ifdef _OPENMP
+        float *sc = scratch + (size_t)omp_get_thread_num() * n_keys_max;
+#else
+        float *sc = scratch;
+#endif
 #pragma omp for schedule(dynamic, 4) collapse(2)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < nh; h++) {
-                if (!sc) continue;
                 const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
                 const size_t ko = (size_t)(h / g) * hd;
                 const int n_keys = pos0 + t + 1;
@@ -193,7 +197,6 @@ static void attention(struct fwd_state *s, int layer, int T, int pos0) {
                     for (int i = 0; i < hd; i++) o[i] += p * vr[i];
                 }
             }
-        free(sc);
     }
 }
 
@@ -203,13 +206,16 @@ static void mm(struct fwd_state *s, float *y, const float *x, const struct tenso
 }
 
 /* one piece of at most max_batch tokens at pos0 = s->n_past */
-static void forward_piece(struct fwd_state *s, const int *tokens, int T, float *logits,
-                          bool last_only) {
+static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *logits,
+                         bool last_only) {
     const struct model *m = s->m;
     const struct model_config *c = &m->cfg;
     const int D = c->dim, H = c->hidden_dim, hd = c->head_dim;
     const size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd;
     const int pos0 = s->n_past;
+    const size_t n_scratch = (size_t)lb_threads() * (size_t)(pos0 + T);
+    float *scratch = malloc(n_scratch * sizeof(float));
+    if (!scratch) return err("out of memory: %zu attention scores", n_scratch);
 
     for (int t = 0; t < T; t++) tensor_row_to_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
 
@@ -227,7 +233,7 @@ static void forward_piece(struct fwd_state *s, const int *tokens, int T, float *
         const size_t off = ((size_t)l * s->n_ctx + pos0) * kvd;
         memcpy(s->k_cache + off, s->k, (size_t)T * kvd * sizeof(float));
         memcpy(s->v_cache + off, s->v, (size_t)T * kvd * sizeof(float));
-        attention(s, l, T, pos0);
+        attention(s, l, T, pos0, scratch);
         s->flops += 4.0 * hd * c->n_heads * ((double)T * pos0 + (double)T * (T + 1) / 2);
         mm(s, s->xn, s->att_out, &L->wo, T);
         for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
@@ -245,8 +251,9 @@ static void forward_piece(struct fwd_state *s, const int *tokens, int T, float *
         mm(s, s->xn, s->gate, &L->w_down, T);
         for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
     }
+    free(scratch);
     s->n_past += T;
-    if (!logits) return;
+    if (!logits) return 0;
     if (last_only) {
         rmsnorm(s->xn, s->x + (size_t)(T - 1) * D, m->out_norm.data, 1, D, c->norm_eps);
         mm(s, logits, s->xn, &m->output, 1);
@@ -254,6 +261,7 @@ static void forward_piece(struct fwd_state *s, const int *tokens, int T, float *
         rmsnorm(s->xn, s->x, m->out_norm.data, T, D, c->norm_eps);
         mm(s, logits, s->xn, &m->output, T);
     }
+    return 0;
 }
 
 int forward(struct fwd_state *s, const int *tokens, int n_tok, float *logits, bool last_only) {
@@ -272,7 +280,7 @@ int forward(struct fwd_state *s, const int *tokens, int n_tok, float *logits, bo
         float *lg = NULL;
         if (logits && !last_only) lg = logits + (size_t)i * V;
         if (logits && last_only && last_piece) lg = logits;
-        forward_piece(s, tokens + i, T, lg, last_only);
+        if (forward_piece(s, tokens + i, T, lg, last_only)) return -1;
     }
     return 0;
 }
