@@ -12,25 +12,27 @@ export LOWBIT_DATA
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+override CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wformat=2 -Wno-format-nonliteral -MMD -MP -I.
 PKGS     = jansson libpcre2-8
-LDLIBS  += -lm
+override LDLIBS  += -lm
 BUILD   ?= out/build
 
 ifeq ($(DEVELOPER),1)
-CFLAGS  += -Werror
+override CFLAGS  += -Werror
 endif
 ifdef SANITIZE
-CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=$(SANITIZE) -fno-omit-frame-pointer
-LDFLAGS += -fsanitize=$(SANITIZE)
+override CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=$(SANITIZE) -fno-omit-frame-pointer
+override LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 ifneq ($(OPENMP),0)
-CFLAGS  += -fopenmp
-LDFLAGS += -fopenmp
+override CFLAGS  += -fopenmp
+override LDFLAGS += -fopenmp
+else
+override CFLAGS  += -Wno-unknown-pragmas
 endif
 ifeq ($(NATIVE),1)
-CFLAGS  += -march=native
+override CFLAGS  += -march=native
 endif
 
 # Debian packages: checked with dpkg-query, installed with apt-get when missing.

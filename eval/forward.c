@@ -21,6 +21,10 @@
 
 #include "kernels/matmul.h"
 
+/* below this many element-operations a loop runs on one thread: waking a team costs more, and on a
+ * loaded machine a barrier waiting for a descheduled thread costs milliseconds */
+#define PAR_MIN_WORK ((size_t)1 << 16)
+
 void fwd_release(struct fwd_state *s) {
     free(s->k_cache);
     free(s->v_cache);
@@ -109,7 +113,7 @@ void fwd_truncate(struct fwd_state *s, int n_past) {
 
 /* out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w, for T rows of n */
 static void rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)T * n >= PAR_MIN_WORK)
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * n;
         float *o = out + (size_t)t * n;
@@ -165,7 +169,8 @@ static void attention(struct fwd_state *s, int layer, int T, int pos0, float *sc
     const float *vc = s->v_cache + (size_t)layer * s->n_ctx * kvd;
     const float scale = 1.0f / sqrtf((float)hd);
     const int n_keys_max = pos0 + T;
-#pragma omp parallel
+    (void)n_keys_max; /* unused without OpenMP */
+#pragma omp parallel if ((size_t)T * n_keys_max * qd >= PAR_MIN_WORK)
     {
 #ifdef _OPENMP
         float *sc = scratch + (size_t)omp_get_thread_num() * n_keys_max;
@@ -241,7 +246,7 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
         rmsnorm(s->xn, s->x, L->ffn_norm.data, T, D, c->norm_eps);
         mm(s, s->gate, s->xn, &L->w_gate, T);
         mm(s, s->up, s->xn, &L->w_up, T);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)T * H >= PAR_MIN_WORK)
         for (int t = 0; t < T; t++)
             for (int i = 0; i < H; i++) {
                 const size_t j = (size_t)t * H + i;
