@@ -1,0 +1,113 @@
+-- gen/schema.sql: the lowbit database (out/lowbit.db), schema version 1.
+--
+-- The contract between the pipeline (gen/: the only writer, through `lowbit collect`) and the site
+-- (render/: reads SQL only). One row per model, per recipe, per run (a model × recipe job), per
+-- score. A run's identity is job_key, the content hash of everything that determines its numbers
+-- (model files, recipe, task definitions and data files, code version): same key, same numbers.
+-- Migrations: PRAGMA user_version holds the version; gen/db.c upgrades older databases step by
+-- step inside one transaction.
+
+CREATE TABLE IF NOT EXISTS models (
+    id            TEXT PRIMARY KEY,      -- models.csv id, e.g. "stories260K"
+    path          TEXT NOT NULL,         -- as given (HF dir, GGUF, llama2.c file)
+    tokenizer     TEXT,                  -- explicit tokenizer path, if any
+    display_name  TEXT NOT NULL,
+    family        TEXT,                  -- "llama", "qwen2", "tinystories" ...
+    base_model    TEXT,                  -- for third-party quantized checkpoints: the base's id
+    model_type    TEXT,                  -- pretrained | fine-tuned | chat | merge (board icons)
+    license       TEXT,
+    notes         TEXT,
+    architecture  TEXT,
+    n_params      INTEGER,               -- parameters of the unquantized model
+    files_sha256  TEXT                   -- hash of the model's files as read
+);
+
+CREATE TABLE IF NOT EXISTS recipes (
+    id             TEXT PRIMARY KEY,     -- recipes.csv id, e.g. "gptq-w4g128"
+    algorithm      TEXT NOT NULL,        -- fp | rtn | gptq | awq | autoround | bnb | gguf | aqlm
+    weight_dtype   TEXT NOT NULL,        -- int2 int3 int4 int8 nf4 fp4 float16 bfloat16 float32,
+                                         -- or the GGUF mix name (q4_k_m ...)
+    bits           REAL,                 -- nominal bits (4, 3, 2.x for AQLM ...)
+    group_size     INTEGER,              -- -1 = per channel; NULL when not applicable
+    sym            INTEGER,              -- 1 symmetric, 0 asymmetric, NULL n/a
+    double_quant   INTEGER,              -- bnb double quantization of absmax
+    compute_dtype  TEXT NOT NULL,        -- fp32 | fp16 | bf16 | int8
+    calib_set      TEXT,                 -- calibration text (file name) or NULL
+    calib_nsamples INTEGER,
+    calib_seqlen   INTEGER,
+    knobs          TEXT                  -- JSON object of algorithm knobs (iters, lr, damp ...)
+);
+
+CREATE TABLE IF NOT EXISTS runs (
+    id               INTEGER PRIMARY KEY,
+    job_key          TEXT NOT NULL UNIQUE,
+    model_id         TEXT NOT NULL REFERENCES models(id),
+    recipe_id        TEXT NOT NULL REFERENCES recipes(id),
+    status           TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    error            TEXT,               -- one line: what failed (status failed)
+    log_tail         TEXT,               -- last lines of the job's log
+    started_at       TEXT,               -- ISO 8601 UTC
+    finished_at      TEXT,
+    code_version     TEXT,               -- git describe of lowbit
+    host_cpu         TEXT,
+    threads          INTEGER,
+    kernels_isa      TEXT,
+    quant_seconds    REAL,               -- quantization wall time (0 for fp baselines)
+    quant_peak_rss_mb REAL,
+    eval_seconds     REAL,
+    eval_peak_rss_mb REAL,
+    artifact_path    TEXT,               -- the quantized model file/dir, relative to out/
+    artifact_bytes   INTEGER,            -- its size on disk
+    bits_per_weight  REAL,               -- 8 * weight bytes / parameters of the artifact
+    n_params         INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_model ON runs(model_id);
+
+CREATE TABLE IF NOT EXISTS scores (
+    run_id  INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task    TEXT NOT NULL,   -- lm-eval task name (arc_challenge ... winogrande, wikitext) or
+                             -- "ppl" / "kld" for the perplexity and KL-divergence protocols
+    metric  TEXT NOT NULL,   -- acc, acc_norm, perplexity, word_perplexity, byte_perplexity,
+                             -- bits_per_byte, ppl_llamacpp_ctx512, kld_mean, same_top, dp_rms ...
+    value   REAL NOT NULL,
+    stderr  REAL,
+    n       INTEGER,         -- documents (or scored tokens for ppl/kld)
+    PRIMARY KEY (run_id, task, metric)
+);
+
+CREATE TABLE IF NOT EXISTS task_defs (
+    run_id         INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task           TEXT NOT NULL,
+    dataset_file   TEXT NOT NULL,
+    dataset_sha256 TEXT NOT NULL,
+    n_docs         INTEGER NOT NULL,  -- documents scored
+    n_docs_full    INTEGER,           -- documents in the full set
+    limit_n        INTEGER,           -- --limit (NULL = full set)
+    seed           INTEGER,
+    num_fewshot    INTEGER NOT NULL DEFAULT 0,
+    add_bos        INTEGER,
+    ctx            INTEGER,
+    PRIMARY KEY (run_id, task)
+);
+
+CREATE TABLE IF NOT EXISTS provenance (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key    TEXT NOT NULL,    -- "recipe.knobs", "calib.sha256", "quant.iters", "lowbit.cflags" ...
+    value  TEXT,
+    PRIMARY KEY (run_id, key)
+);
+
+-- The board: one row per successful run. average = plain mean of the ten tasks' acc (Intel's
+-- "Average"), NULL unless all ten are present.
+CREATE VIEW IF NOT EXISTS leaderboard AS
+SELECT r.id AS run_id, r.model_id, m.display_name, m.family, m.model_type, m.base_model,
+       r.recipe_id, c.algorithm, c.weight_dtype, c.compute_dtype, c.group_size, c.double_quant,
+       c.bits, r.bits_per_weight, r.artifact_bytes, r.n_params, r.quant_seconds,
+       (SELECT CASE WHEN count(*) = 10 THEN avg(s.value) END FROM scores s
+         WHERE s.run_id = r.id AND s.metric = 'acc' AND s.task IN ('arc_challenge', 'arc_easy',
+               'boolq', 'hellaswag', 'lambada_openai', 'mmlu', 'openbookqa', 'piqa',
+               'truthfulqa_mc1', 'winogrande')) AS average
+FROM runs r JOIN models m ON m.id = r.model_id JOIN recipes c ON c.id = r.recipe_id
+WHERE r.status = 'ok';
+
+PRAGMA user_version = 1;
