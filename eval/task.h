@@ -51,7 +51,8 @@ struct task_doc {
     char *context;     /* MC, LOGLIK: the context string (lm-eval doc_to_text) */
     char **choices;    /* MC: choice strings without the delimiter; MC_CONTEXTS: the contexts */
     int n_choices;
-    char *continuation; /* MC_CONTEXTS: the shared continuation; LOGLIK: the target */
+    char *continuation; /* MC_CONTEXTS: the shared continuation; LOGLIK: the target (both
+                           without the " " delimiter, which the requests add) */
     int gold;           /* index of the right choice (-1 for LOGLIK/ROLLING) */
     char *subject;      /* MMLU subtask name, else NULL */
     char *text;         /* ROLLING: the page text to score (detokenized) */
@@ -90,8 +91,9 @@ struct request_set {
     bool add_bos;
 };
 
-/* build and tokenize every request of the task (not ROLLING). add_bos: prefix BOS to every
- * request's context (recorded in results). -1 with a message. */
+/* build and tokenize every request of the task. add_bos: prefix BOS to every request's context
+ * (recorded in results). ROLLING: one request per page, n_ctx = 0, cont = the page's tokens (BOS
+ * first when add_bos); the scorer stores the page's summed loglik. -1 with a message. */
 int task_build_requests(const struct task_set *ts, const struct tokenizer *tok, bool add_bos,
                         struct request_set *rs);
 void request_set_release(struct request_set *rs);
