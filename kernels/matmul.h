@@ -8,7 +8,11 @@
  * fp32 accumulated in index order. matmul is the fast path (runtime-dispatched AVX-512 / AVX2 /
  * generic, OpenMP across the output), which agrees with matmul_ref to a per-type tolerance.
  * Results do not depend on the thread count: each output element is computed by one thread with a
- * fixed summation order. Call from outside any OpenMP parallel region. */
+ * fixed summation order. They may differ in the last bits between n_tok <= 32 (a GEMV path
+ * vectorized along K) and larger n_tok (a blocked GEMM), and between ISAs, so a sequence run in
+ * pieces (prefix sharing, generation) agrees with one prefill to about 1e-5 in log-probabilities,
+ * not bit for bit. Error bound against matmul_ref: 2·(K+4)·2^-24·Σ|w·x| per output.
+ * y must not alias x. Call from outside any OpenMP parallel region. */
 #ifndef KERNELS_MATMUL_H
 #define KERNELS_MATMUL_H
 #include "kernels/tensor.h"
