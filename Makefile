@@ -14,8 +14,8 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 override CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wformat=2 -Wno-format-nonliteral -MMD -MP -I.
-PKGS     = jansson libpcre2-8
-override LDLIBS  += -lm
+PKGS     = jansson libpcre2-8 libxml-2.0 cairo fontconfig libdeflate sqlite3
+override LDLIBS  += -lcsv -lm
 BUILD   ?= out/build
 
 ifeq ($(DEVELOPER),1)
@@ -37,7 +37,8 @@ endif
 
 # Debian packages: checked with dpkg-query, installed with apt-get when missing.
 DEB_PKGS = gcc make pkg-config libjansson-dev libpcre2-dev libxml2-dev libcairo2-dev libcsv-dev \
-           libsqlite3-dev python3-numpy fonts-dejavu-core
+           libsqlite3-dev python3-numpy fonts-dejavu-core \
+           libdeflate-dev chromium nodejs
 DEPS_STAMP = out/.deps-ok
 
 LIB_SRC  = $(wildcard kernels/*.c eval/*.c quant/*.c render/*.c) $(filter-out gen/main.c,$(wildcard gen/*.c))
@@ -47,7 +48,7 @@ TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB      = $(BUILD)/liblowbit.a
 BIN      = out/lowbit
 
-.PHONY: all deps test check bench clean distclean
+.PHONY: all deps test check bench report clean distclean FORCE
 .DELETE_ON_ERROR:
 
 all: $(BIN)
@@ -84,6 +85,30 @@ check:
 
 bench: $(BIN)
 	@sh tests/bench.sh $(BIN)
+
+# ---- the pipeline (README "The pipeline"): make report [FULL=1] [REPORT_JOBS=N] ----
+# gen/schema.sql is compiled into the binary (gen/db.c includes schema.inc); the code version in
+# every job key is `git describe` at build time (version.inc, rewritten only when it changes).
+$(BUILD)/gen/schema.inc: gen/schema.sql
+	@mkdir -p $(dir $@)
+	{ echo 'static const unsigned char lowbit_schema_sql[] = {'; \
+	  od -An -v -tx1 $< | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; echo '0x00};'; } > $@.tmp && mv $@.tmp $@
+$(BUILD)/gen/version.inc: FORCE
+	@mkdir -p $(dir $@)
+	@printf '#define LOWBIT_BUILD_DESCRIBE "%s"\n' "$$(git describe --always --dirty --tags 2>/dev/null)" > $@.tmp; \
+	 cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/gen/db.o: $(BUILD)/gen/schema.inc
+$(BUILD)/gen/plan.o: $(BUILD)/gen/version.inc
+$(BUILD)/gen/db.o $(BUILD)/gen/plan.o: override CFLAGS += -I$(BUILD)
+FORCE:
+
+REPORT_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+REPORT_ARGS ?=
+report: $(BIN)
+	$(BIN) run -j $(REPORT_JOBS) $(if $(filter 1,$(FULL)),--full) $(REPORT_ARGS)
+	@$(BIN) render --help >/dev/null 2>&1 || { echo "make report: this lowbit has no 'render' command \
+	  yet (gen/cmd_render.c + render/): out/lowbit.db is built, out/site is not" >&2; exit 1; }
+	$(BIN) render --db out/lowbit.db -o out/site
 
 clean:
 	rm -rf out/build out/build-check out/lowbit out/lowbit-check

@@ -13,28 +13,48 @@
  * change the math and that the model has no slot for (o_proj/MLP biases, q/k norms) are refused.
  * Like transformers: model.safetensors wins over an index, lm_head.weight is ignored when
  * tie_word_embeddings is true, and tensors a shard holds but the index does not attribute to it
- * are ignored. */
+ * are ignored. Quantized checkpoints (quantization_config: gptq, awq, auto-round, bitsandbytes)
+ * load into packed tensors; their layouts are described at "quantized checkpoints" below. */
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "eval/model.h"
 #include "eval/safetensors.h"
+#include "kernels/nf4.h"
+#include "kernels/qint.h"
 
 struct hf_load {
     struct model *m;
     const char *dir;
     char cfg_path[4200]; /* DIR/config.json, for messages */
     bool tie;            /* tie_word_embeddings */
+    /* quantization_config (method HFQ_NONE when absent); see "quantized checkpoints" below */
+    struct {
+        int method;  /* enum hf_qmethod */
+        int bits;
+        int64_t group; /* group_size, -1 = one group per row */
+        bool v2;       /* GPTQ checkpoint_format gptq_v2 (true zeros) */
+    } q;
+    /* every safetensors file, parsed and kept open until the weights are added (a quantized
+     * module's tensors may sit in different shards) */
+    struct safetensors *files;
+    const char **fnames;
+    int n_files;
+    json_t *weight_map; /* the index's, or NULL for a single file */
 };
 
 static bool file_exists(const char *path) {
     struct stat sb;
     return !stat(path, &sb) && S_ISREG(sb.st_mode);
 }
+
+static int read_quant_config(struct hf_load *h, json_t *qc);
 
 /* ===== config.json ===== */
 
@@ -173,12 +193,7 @@ static int read_config(struct hf_load *h) {
         goto out;
     }
     json_t *qc = cfg_get(root, "quantization_config");
-    if (qc) {
-        json_t *qm = json_object_get(qc, "quant_method");
-        err("%s: quantized checkpoint (quant_method %s) not supported yet", p,
-            json_is_string(qm) ? json_string_value(qm) : "unknown");
-        goto out;
-    }
+    if (qc && read_quant_config(h, qc)) goto out;
     if (cfg_arch(p, root, c->arch, sizeof c->arch)) goto out;
     json_t *act = cfg_get(root, "hidden_act");
     if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu"))) {
@@ -301,6 +316,557 @@ static int map_name(const struct hf_load *h, const char *where, const char *name
     return 0;
 }
 
+/* ===== quantized checkpoints (GPTQ, AWQ, AutoRound, bitsandbytes) =====
+ *
+ * Layouts read (REFERENCE.md C1-C4; the packing helpers are in kernels/qint.h, kernels/nf4.h).
+ * Per quantized Linear with module prefix P (e.g. model.layers.0.self_attn.q_proj), W [N out][K in]:
+ *  GPTQ (AutoGPTQ/GPTQModel, AutoRound's GPTQ packing): P.qweight I32 [K·b/32, N] (input rows
+ *    packed LSB-first down each column), P.qzeros I32 [ceil(K/g), N·b/32] (packed along outputs),
+ *    P.scales F16/BF16/F32 [ceil(K/g), N], P.g_idx I32 [K] (optional; act-order when it is not
+ *    k / g). Zero = stored + 1 for checkpoint_format "gptq" (v1), stored for "gptq_v2".
+ *  AWQ GEMM (AutoAWQ): P.qweight I32 [K, N/8] (8 outputs per word, order [0,2,4,6,1,3,5,7]),
+ *    P.qzeros I32 [K/g, N/8] (same order, true zeros), P.scales F16 [K/g, N]; 4-bit only.
+ *  bitsandbytes 4-bit (Params4bit): P.weight U8 [ceil(N·K/2), 1] (or the same bytes viewed as
+ *    bnb_4bit_quant_storage), P.weight.absmax F32 [nb] (U8 when double-quantized),
+ *    P.weight.quant_map F32 [16], P.weight.nested_absmax F32, P.weight.nested_quant_map F32 [256],
+ *    P.weight.quant_state.bitsandbytes__{nf4,fp4} U8: JSON {quant_type, blocksize, dtype, shape,
+ *    nested_blocksize, nested_dtype, nested_offset}.
+ *  bitsandbytes 8-bit (Int8Params): P.weight I8 [N, K], P.SCB F32 [N], P.weight_format U8 (0 = row).
+ * Every module becomes one packed tensor (DTYPE_QINT/NF4/FP4/I8ROW) in a model buffer: the codes
+ * are re-laid out for the fused kernels, never expanded to fp32. Modules a checkpoint leaves in
+ * floating point (modules_in_block_to_quantize, modules_to_not_convert, llm_int8_skip_modules)
+ * load through the float path. */
+
+enum hf_qmethod { HFQ_NONE, HFQ_GPTQ, HFQ_AWQ, HFQ_BNB };
+
+static const char *cfg_str(json_t *obj, const char *key) {
+    json_t *v = cfg_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* GPTQ v1 or v2: quantization_config.checkpoint_format (or "format"), else quantize_config.json */
+static int gptq_format_v2(struct hf_load *h, json_t *qc, bool *v2) {
+    const char *f = cfg_str(qc, "checkpoint_format");
+    if (!f) f = cfg_str(qc, "format");
+    json_t *qj = NULL;
+    if (!f) {
+        char p[4300];
+        snprintf(p, sizeof p, "%s/quantize_config.json", h->dir);
+        if (file_exists(p) && (qj = json_load_file(p, 0, NULL))) {
+            f = cfg_str(qj, "checkpoint_format");
+            if (!f) f = cfg_str(qj, "format");
+        }
+    }
+    int ret = 0;
+    if (!f || !strcmp(f, "gptq")) *v2 = false;
+    else if (!strcmp(f, "gptq_v2")) *v2 = true;
+    else ret = err("%s: GPTQ checkpoint_format '%s' is not supported (expected gptq or gptq_v2)",
+                   h->cfg_path, f);
+    json_decref(qj);
+    return ret;
+}
+
+static int read_quant_config(struct hf_load *h, json_t *qc) {
+    const char *p = h->cfg_path, *method = cfg_str(qc, "quant_method");
+    if (!json_is_object(qc)) return err("%s: quantization_config is not an object", p);
+    if (!method) return err("%s: quantization_config has no quant_method", p);
+    if (!strcmp(method, "auto-round") || !strcmp(method, "intel/auto-round") ||
+        !strcmp(method, "autoround")) { /* AutoRound exports in the GPTQ or AWQ packing (C3) */
+        const char *pf = cfg_str(qc, "packing_format");
+        if (pf && strstr(pf, "awq")) method = "awq";
+        else if (pf && strstr(pf, "gptq")) method = "gptq";
+        else
+            return err("%s: auto-round packing_format '%s' is not supported (lowbit reads the "
+                       "auto_gptq and auto_awq packings)", p, pf ? pf : "(none)");
+    }
+    if (!strcmp(method, "gptq") || !strcmp(method, "awq")) {
+        const bool awq = !strcmp(method, "awq");
+        h->q.method = awq ? HFQ_AWQ : HFQ_GPTQ;
+        json_t *b = cfg_get(qc, "bits");
+        if (!b) b = cfg_get(qc, "w_bit");
+        if (!json_is_integer(b)) return err("%s: %s quantization_config has no integer bits", p, method);
+        h->q.bits = (int)json_integer_value(b);
+        if (awq && h->q.bits != 4)
+            return err("%s: AWQ bits %d is not supported (AWQ GEMM checkpoints are 4-bit)", p,
+                       h->q.bits);
+        if (h->q.bits != 2 && h->q.bits != 3 && h->q.bits != 4 && h->q.bits != 8)
+            return err("%s: GPTQ bits %d is not supported (GPTQ checkpoints have 2, 3, 4 or 8 bits)",
+                       p, h->q.bits);
+        json_t *g = cfg_get(qc, "group_size");
+        if (!g) g = cfg_get(qc, "q_group_size");
+        if (!json_is_integer(g) || (json_integer_value(g) <= 0 && json_integer_value(g) != -1) ||
+            json_integer_value(g) > (1 << 24))
+            return err("%s: %s group_size is missing or not -1 or a positive integer", p, method);
+        h->q.group = json_integer_value(g);
+        if (awq) {
+            const char *ver = cfg_str(qc, "version");
+            if (ver && strcasecmp(ver, "gemm"))
+                return err("%s: AWQ version '%s' is not supported (lowbit reads the GEMM packing; "
+                           "re-export with version 'gemm')", p, ver);
+            bool zp;
+            if (cfg_bool(p, qc, "zero_point", true, &zp)) return -1;
+            if (!zp) return err("%s: AWQ zero_point false is not supported (GEMM checkpoints "
+                                "have zero points)", p);
+            if (h->q.group < 0)
+                return err("%s: AWQ group_size -1 is not supported (AutoAWQ needs a group size)", p);
+        } else if (gptq_format_v2(h, qc, &h->q.v2)) {
+            return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(method, "bitsandbytes")) {
+        bool l4 = false, l8 = false;
+        if (cfg_bool(p, qc, "load_in_4bit", false, &l4) || cfg_bool(p, qc, "load_in_8bit", false, &l8))
+            return -1;
+        if (!l4 && !l8) { /* older configs spell them with a leading underscore */
+            if (cfg_bool(p, qc, "_load_in_4bit", false, &l4) ||
+                cfg_bool(p, qc, "_load_in_8bit", false, &l8))
+                return -1;
+        }
+        if (l4 == l8)
+            return err("%s: bitsandbytes quantization_config must set exactly one of load_in_4bit "
+                       "and load_in_8bit", p);
+        h->q.method = HFQ_BNB;
+        h->q.bits = l4 ? 4 : 8;
+        return 0;
+    }
+    return err("%s: quant_method '%s' is not supported (lowbit reads gptq, awq, auto-round and "
+               "bitsandbytes checkpoints, and GGUF files)", p, method);
+}
+
+/* a tensor of any loaded file by name (the index's shard when there is one) */
+static const struct safetensors_tensor *find_any(const struct hf_load *h, const char *name) {
+    const char *fname = NULL;
+    if (h->weight_map) {
+        json_t *f = json_object_get(h->weight_map, name);
+        if (!json_is_string(f)) return NULL;
+        fname = json_string_value(f);
+    }
+    for (int i = 0; i < h->n_files; i++) {
+        if (fname && strcmp(h->fnames[i], fname)) continue;
+        const struct safetensors_tensor *t = safetensors_find(&h->files[i], name);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+/* [K in, N out] of canonical linear `name` from the config; false when not a 2-d weight */
+static bool linear_shape(const struct hf_load *h, const char *name, int64_t *K, int64_t *N) {
+    const struct model_config *c = &h->m->cfg;
+    const int64_t D = c->dim, H = c->hidden_dim, V = c->vocab_size;
+    const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    static const struct {
+        const char *suffix;
+        int k, n; /* 0 = D, 1 = H, 2 = qd, 3 = kvd, 4 = V */
+    } lin[] = {{"attn_q.weight", 0, 2},   {"attn_k.weight", 0, 3},      {"attn_v.weight", 0, 3},
+               {"attn_output.weight", 2, 0}, {"ffn_gate.weight", 0, 1}, {"ffn_up.weight", 0, 1},
+               {"ffn_down.weight", 1, 0},   {"output.weight", 0, 4},    {"token_embd.weight", 0, 4}};
+    const int64_t dims[5] = {D, H, qd, kvd, V};
+    const char *s = name;
+    if (!strncmp(name, "blk.", 4)) {
+        s = strchr(name + 4, '.');
+        if (!s) return false;
+        s++;
+    }
+    for (size_t i = 0; i < LB_ARRAY_LEN(lin); i++)
+        if (!strcmp(s, lin[i].suffix)) {
+            *K = dims[lin[i].k];
+            *N = dims[lin[i].n];
+            return true;
+        }
+    return false;
+}
+
+/* a checkpoint tensor that must have dtype dt and shape [d0] or [d0, d1] (d1 < 0: 1-d) */
+static const struct safetensors_tensor *need(const struct hf_load *h, const char *mod,
+                                             const char *suffix, enum safetensors_dtype dt,
+                                             int64_t d0, int64_t d1, const char *why) {
+    char name[512];
+    snprintf(name, sizeof name, "%s%s", mod, suffix);
+    const struct safetensors_tensor *s = find_any(h, name);
+    if (!s) {
+        err("%s: %s is missing (%s)", h->dir, name, why);
+        return NULL;
+    }
+    const int want_dims = d1 < 0 ? 1 : 2;
+    if ((int)s->dtype != (int)dt && (int)dt >= 0) {
+        err("%s: %s has dtype %s (expected %s)", h->dir, name, safetensors_dtype_name(s->dtype),
+            safetensors_dtype_name(dt));
+        return NULL;
+    }
+    if (s->n_dims != want_dims || s->shape[0] != d0 || (d1 >= 0 && s->shape[1] != d1)) {
+        char got[96] = "";
+        for (int d = 0; d < s->n_dims && d < 4; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "",
+                     (long long)s->shape[d]);
+        if (d1 < 0)
+            err("%s: %s is [%s] (expected [%lld]: %s)", h->dir, name, got, (long long)d0, why);
+        else
+            err("%s: %s is [%s] (expected [%lld, %lld]: %s)", h->dir, name, got, (long long)d0,
+                (long long)d1, why);
+        return NULL;
+    }
+    return s;
+}
+
+/* a 4-byte aligned view of an I32 tensor (copied into a model buffer when the file left it
+ * misaligned) */
+static const int32_t *i32_data(struct hf_load *h, const struct safetensors_tensor *s) {
+    if (!((uintptr_t)s->data % 4)) return s->data;
+    void *b = model_alloc(h->m, s->nbytes, s->name);
+    if (b) memcpy(b, s->data, s->nbytes);
+    return b;
+}
+
+/* element i of a F16/BF16/F32 tensor */
+static float float_at(const struct safetensors_tensor *s, int64_t i) {
+    const uint8_t *p = s->data;
+    switch (s->dtype) {
+    case SAFETENSORS_F32: {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    }
+    case SAFETENSORS_BF16: return lb_bf16_to_f32((lb_bf16)(p[2 * i] | p[2 * i + 1] << 8));
+    default: return lb_fp16_to_f32((lb_fp16)(p[2 * i] | p[2 * i + 1] << 8));
+    }
+}
+
+/* GPTQ or AWQ module P -> one DTYPE_QINT tensor named canon */
+static int load_qint(struct hf_load *h, const char *mod, const char *canon) {
+    int64_t K, N;
+    if (!linear_shape(h, canon, &K, &N))
+        return err("%s: %sqweight: lowbit has no quantized slot for %s", h->dir, mod, canon);
+    const bool awq = h->q.method == HFQ_AWQ;
+    const int b = h->q.bits;
+    const int64_t g = h->q.group < 0 ? K : h->q.group;
+    char why[160];
+    if (awq) {
+        if (N % 8 || K % g)
+            return err("%s: %sqweight: AWQ GEMM needs out_features %lld to be a multiple of 8 and "
+                       "group_size %lld to divide in_features %lld", h->dir, mod, (long long)N,
+                       (long long)g, (long long)K);
+    } else if ((K * b) % 32 || (N * b) % 32) {
+        return err("%s: %sqweight: %d-bit GPTQ packing needs in_features %lld and out_features "
+                   "%lld times %d to be multiples of 32", h->dir, mod, b, (long long)K,
+                   (long long)N, b);
+    }
+    const int64_t ng = awq ? K / g : qint_n_groups(g, K);
+    snprintf(why, sizeof why, "%s %d-bit, in_features %lld, out_features %lld", awq ? "AWQ" : "GPTQ",
+             b, (long long)K, (long long)N);
+    const struct safetensors_tensor *qw, *qz, *sc, *gi = NULL;
+    if (!(qw = need(h, mod, "qweight", SAFETENSORS_I32, awq ? K : K * b / 32, awq ? N / 8 : N, why)) ||
+        !(qz = need(h, mod, "qzeros", SAFETENSORS_I32, ng, N * b / 32, why)) ||
+        !(sc = need(h, mod, "scales", -1, ng, N, why)))
+        return -1;
+    if (sc->dtype != SAFETENSORS_F16 && sc->dtype != SAFETENSORS_BF16 && sc->dtype != SAFETENSORS_F32)
+        return err("%s: %sscales has dtype %s (expected F16, BF16 or F32)", h->dir, mod,
+                   safetensors_dtype_name(sc->dtype));
+    char gname[512];
+    snprintf(gname, sizeof gname, "%sg_idx", mod);
+    if (!awq && find_any(h, gname) && !(gi = need(h, mod, "g_idx", SAFETENSORS_I32, K, -1, why)))
+        return -1;
+    const int32_t *qwd = i32_data(h, qw), *qzd = i32_data(h, qz), *gid = gi ? i32_data(h, gi) : NULL;
+    if (!qwd || !qzd || (gi && !gid)) return -1;
+    if (g % QINT_CHUNK && g < K)
+        return err("%s: %sqweight: group_size %lld is not supported (lowbit holds groups that are "
+                   "multiples of 32, or one group per row)", h->dir, mod, (long long)g);
+    /* act-order: the permutation that makes groups contiguous */
+    int32_t *perm = NULL;
+    bool trivial = true;
+    if (gid) {
+        perm = xmalloc((size_t)K * sizeof *perm, "g_idx permutation");
+        if (!perm) return -1;
+        if (qint_perm_from_gidx(gname, gid, K, g, perm, &trivial)) {
+            free(perm);
+            return -1;
+        }
+    }
+    struct tensor t;
+    int ret = -1;
+    int32_t *inv = NULL;
+    if (qint_tensor_init(&t, canon, K, N, b, g, !trivial)) goto out;
+    void *buf = model_alloc(h->m, qint_tensor_bytes(K, N, b, g, !trivial), canon);
+    if (!buf) goto out;
+    qint_tensor_attach(&t, buf, !trivial);
+    if (!trivial) {
+        memcpy(qint_perm_mut(&t), perm, (size_t)K * sizeof *perm);
+        inv = xmalloc((size_t)K * sizeof *inv, "inverse permutation");
+        if (!inv) goto out;
+        for (int64_t j = 0; j < K; j++) inv[perm[j]] = (int32_t)j;
+    }
+    const int64_t tg = t.q_group, tng = qint_n_groups(tg, K); /* as stored (per-channel: 1) */
+    struct qint_param *par = qint_params(&t);
+    const unsigned zmax = 1u << b;
+    for (int64_t gi2 = 0; gi2 < ng; gi2++)
+        for (int64_t n = 0; n < N; n++) {
+            const float d = float_at(sc, gi2 * N + n);
+            if (!isfinite(d)) {
+                err("%s: %sscales[%lld][%lld] is %s (scales must be finite)", h->dir, mod,
+                    (long long)gi2, (long long)n, isnan(d) ? "NaN" : "Inf");
+                goto out;
+            }
+            const unsigned zs = awq ? qint_awq_get(qzd + gi2 * (N / 8), n)
+                                    : qint_stream_get(qzd + gi2 * (N * b / 32), 1, n, b);
+            const unsigned z = awq || h->q.v2 ? zs : zs + 1;
+            ASSERT(z <= zmax);
+            if (gi2 < tng) par[n * tng + gi2] = (struct qint_param){d, (float)z};
+        }
+    for (int64_t n = 0; n < N; n++) {
+        uint8_t *row = (uint8_t *)t.data + (size_t)n * tensor_row_bytes(&t);
+        for (int64_t k = 0; k < K; k++) {
+            const unsigned q = awq ? qint_awq_get(qwd + k * (N / 8), n)
+                                   : qint_stream_get(qwd + n, N, k, b);
+            qint_code_set(row, b, inv ? inv[k] : k, q);
+        }
+    }
+    ret = model_add_tensor(h->m, &t);
+out:
+    free(perm);
+    free(inv);
+    return ret;
+}
+
+/* the JSON of a bitsandbytes quant_state tensor (U8 bytes) */
+static json_t *quant_state_json(const struct hf_load *h, const struct safetensors_tensor *s) {
+    if (s->dtype != SAFETENSORS_U8 || s->n_dims != 1) {
+        err("%s: %s is not a 1-d U8 tensor (bitsandbytes packs the quant_state JSON as uint8)",
+            h->dir, s->name);
+        return NULL;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(s->data, s->nbytes, 0, &je);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        err("%s: %s does not hold a JSON object (%s)", h->dir, s->name, je.text);
+        return NULL;
+    }
+    return j;
+}
+
+/* bitsandbytes Params4bit module P -> one DTYPE_NF4/FP4 tensor */
+static int load_bnb4(struct hf_load *h, const char *mod, const struct safetensors_tensor *wt,
+                     const struct safetensors_tensor *qs, bool fp4, const char *canon) {
+    int64_t K, N;
+    if (!linear_shape(h, canon, &K, &N))
+        return err("%s: %s: lowbit has no quantized slot for %s", h->dir, wt->name, canon);
+    json_t *j = quant_state_json(h, qs);
+    if (!j) return -1;
+    int ret = -1;
+    float *absmax = NULL;
+    const char *qt = cfg_str(j, "quant_type"), *dt = cfg_str(j, "dtype");
+    json_t *jbs = cfg_get(j, "blocksize"), *shape = cfg_get(j, "shape");
+    const char *missing = !qt ? "quant_type" : !jbs ? "blocksize" : !dt ? "dtype" : !shape ? "shape" : NULL;
+    if (missing) {
+        err("%s: %s lacks '%s' (a bitsandbytes quant_state has quant_type, blocksize, dtype, shape)",
+            h->dir, qs->name, missing);
+        goto out;
+    }
+    if (strcmp(qt, fp4 ? "fp4" : "nf4")) {
+        err("%s: %s says quant_type '%s' but its key says %s", h->dir, qs->name, qt, fp4 ? "fp4" : "nf4");
+        goto out;
+    }
+    if (!json_is_array(shape) || json_array_size(shape) != 2 ||
+        json_integer_value(json_array_get(shape, 0)) != N ||
+        json_integer_value(json_array_get(shape, 1)) != K) {
+        err("%s: %s shape is not [%lld, %lld] (the config's out_features, in_features)", h->dir,
+            qs->name, (long long)N, (long long)K);
+        goto out;
+    }
+    const int64_t bs = json_is_integer(jbs) ? json_integer_value(jbs) : 0;
+    if (!nf4_blocksize_ok(bs)) {
+        err("%s: %s blocksize %lld (bitsandbytes 4-bit blocksizes are 32, 64, ..., 4096)", h->dir,
+            qs->name, (long long)bs);
+        goto out;
+    }
+    const int64_t n = N * K, nb = nf4_n_blocks(n, bs);
+    if ((int64_t)wt->nbytes != (n + 1) / 2) {
+        err("%s: %s holds %zu bytes (expected %lld: %lld x %lld 4-bit values)", h->dir, wt->name,
+            wt->nbytes, (long long)(n + 1) / 2, (long long)N, (long long)K);
+        goto out;
+    }
+    char name[512];
+    snprintf(name, sizeof name, "%s.nested_absmax", wt->name);
+    const bool nested = find_any(h, name) != NULL;
+    snprintf(name, sizeof name, "%s.absmax", wt->name);
+    const struct safetensors_tensor *am = find_any(h, name);
+    if (!am) {
+        err("%s: %s is missing (bitsandbytes 4-bit weights need their absmax)", h->dir, name);
+        goto out;
+    }
+    if (am->n_dims != 1 || am->dtype != (nested ? SAFETENSORS_U8 : SAFETENSORS_F32) ||
+        am->shape[0] != nb) {
+        err("%s: %s is %s [%lld] (expected %s [%lld]: %lld weights in blocks of %lld; blocksize "
+            "mismatch?)", h->dir, name, safetensors_dtype_name(am->dtype),
+            am->n_dims == 1 ? (long long)am->shape[0] : -1LL, nested ? "U8" : "F32", (long long)nb,
+            (long long)n, (long long)bs);
+        goto out;
+    }
+    snprintf(name, sizeof name, "%s.quant_map", wt->name);
+    const struct safetensors_tensor *qm = find_any(h, name);
+    if (qm) { /* bitsandbytes dequantizes with its own table: the file's must be that table */
+        if (qm->dtype != SAFETENSORS_F32 || qm->nbytes != 64) {
+            err("%s: %s is not F32 [16]", h->dir, name);
+            goto out;
+        }
+        for (int i = 0; i < 16; i++)
+            if (float_at(qm, i) != (fp4 ? fp4_table : nf4_table)[i]) {
+                err("%s: %s[%d] = %g differs from bitsandbytes' %s table (%g)", h->dir, name, i,
+                    (double)float_at(qm, i), fp4 ? "fp4" : "nf4",
+                    (double)(fp4 ? fp4_table : nf4_table)[i]);
+                goto out;
+            }
+    }
+    absmax = xmalloc((size_t)nb * sizeof *absmax, "absmax");
+    if (!absmax) goto out;
+    if (nested) {
+        json_t *nbs_j = cfg_get(j, "nested_blocksize"), *off_j = cfg_get(j, "nested_offset");
+        const char *ndt = cfg_str(j, "nested_dtype");
+        const char *miss = !nbs_j ? "nested_blocksize" : !off_j ? "nested_offset" : !ndt ? "nested_dtype" : NULL;
+        if (miss) {
+            err("%s: %s lacks '%s' (double-quantized weights need nested_blocksize, nested_dtype, "
+                "nested_offset)", h->dir, qs->name, miss);
+            goto out;
+        }
+        const int64_t nbs = json_is_integer(nbs_j) ? json_integer_value(nbs_j) : 0;
+        if (nbs < 1 || nbs > 4096 || !json_is_number(off_j) || strcmp(ndt, "float32")) {
+            err("%s: %s nested_blocksize %lld, nested_dtype %s, nested_offset %s (expected "
+                "1..4096, float32, a number)", h->dir, qs->name, (long long)nbs, ndt,
+                json_is_number(off_j) ? "ok" : "not a number");
+            goto out;
+        }
+        const struct safetensors_tensor *am2, *code2;
+        snprintf(name, sizeof name, "%s.", wt->name);
+        if (!(am2 = need(h, name, "nested_absmax", SAFETENSORS_F32, nf4_n_blocks(nb, nbs), -1,
+                         "one fp32 per nested block of the absmax")) ||
+            !(code2 = need(h, name, "nested_quant_map", SAFETENSORS_F32, 256, -1,
+                           "the 8-bit dynamic map")))
+            goto out;
+        float code[256];
+        for (int i = 0; i < 256; i++) code[i] = float_at(code2, i);
+        float *am2f = xmalloc((size_t)am2->shape[0] * sizeof *am2f, "nested absmax");
+        if (!am2f) goto out;
+        for (int64_t i = 0; i < am2->shape[0]; i++) am2f[i] = float_at(am2, i);
+        bnb_absmax_dequant(am->data, nb, code, am2f, nbs, (float)json_number_value(off_j), absmax);
+        free(am2f);
+    } else {
+        for (int64_t i = 0; i < nb; i++) absmax[i] = float_at(am, i);
+    }
+    for (int64_t i = 0; i < nb; i++)
+        if (!isfinite(absmax[i])) {
+            err("%s: %s: absmax of block %lld is %s (must be finite)", h->dir, wt->name,
+                (long long)i, isnan(absmax[i]) ? "NaN" : "Inf");
+            goto out;
+        }
+    struct tensor t;
+    if (nf4_tensor_init(&t, canon, fp4 ? DTYPE_FP4 : DTYPE_NF4, K, N, bs)) goto out;
+    void *buf = model_alloc(h->m, tensor_nbytes(&t), canon);
+    if (!buf) goto out;
+    nf4_fill(&t, buf, wt->data, absmax);
+    ret = model_add_tensor(h->m, &t);
+out:
+    free(absmax);
+    json_decref(j);
+    (void)mod;
+    return ret;
+}
+
+/* bitsandbytes Int8Params module -> one DTYPE_I8ROW tensor */
+static int load_bnb8(struct hf_load *h, const char *mod, const struct safetensors_tensor *wt,
+                     const char *canon) {
+    int64_t K, N;
+    if (!linear_shape(h, canon, &K, &N))
+        return err("%s: %s: lowbit has no quantized slot for %s", h->dir, wt->name, canon);
+    const struct safetensors_tensor *scb;
+    if (!need(h, mod, "weight", SAFETENSORS_I8, N, K, "int8 rows [out_features, in_features]") ||
+        !(scb = need(h, mod, "SCB", SAFETENSORS_F32, N, -1, "one fp32 row absmax per output")))
+        return -1;
+    char name[512];
+    snprintf(name, sizeof name, "%sweight_format", mod);
+    const struct safetensors_tensor *wf = find_any(h, name);
+    if (wf && (wf->nbytes != 1 || ((const uint8_t *)wf->data)[0] != 0))
+        return err("%s: %s is not 0 (only the row-major int8 layout is supported)", h->dir, name);
+    struct tensor t;
+    if (i8row_tensor_init(&t, canon, K, N)) return -1;
+    void *buf = model_alloc(h->m, tensor_nbytes(&t), canon);
+    if (!buf) return -1;
+    t.data = buf;
+    memcpy(buf, wt->data, (size_t)(N * K));
+    float *dst = nf4_absmax(&t);
+    for (int64_t i = 0; i < N; i++) {
+        dst[i] = float_at(scb, i);
+        if (!isfinite(dst[i]))
+            return err("%s: %sSCB[%lld] is %s (must be finite)", h->dir, mod, (long long)i,
+                       isnan(dst[i]) ? "NaN" : "Inf");
+    }
+    return model_add_tensor(h->m, &t);
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    const size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* a tensor of a quantized checkpoint: 1 = handled (a module added, or a companion tensor its
+ * module consumes), 0 = an ordinary tensor, -1 = error */
+static int add_quant(struct hf_load *h, const struct safetensors *st,
+                     const struct safetensors_tensor *s) {
+    const char *nm = s->name;
+    char mod[400], wname[512], canon[TENSOR_NAME_MAX];
+    if (h->q.method == HFQ_GPTQ || h->q.method == HFQ_AWQ) {
+        static const char *const parts[] = {"qweight", "qzeros", "scales", "g_idx"};
+        for (size_t i = 0; i < LB_ARRAY_LEN(parts); i++) {
+            if (!ends_with(nm, parts[i]) || strlen(nm) <= strlen(parts[i]) ||
+                nm[strlen(nm) - strlen(parts[i]) - 1] != '.')
+                continue;
+            snprintf(mod, sizeof mod, "%.*s", (int)(strlen(nm) - strlen(parts[i])), nm);
+            if (i) { /* a companion: its module must have a qweight */
+                snprintf(wname, sizeof wname, "%sqweight", mod);
+                if (!find_any(h, wname))
+                    return err("%s: %s has no %s beside it", st->path, nm, wname);
+                return 1;
+            }
+            snprintf(wname, sizeof wname, "%sweight", mod);
+            int rc = map_name(h, st->path, wname, canon, sizeof canon);
+            if (rc <= 0) return rc < 0 ? -1 : 1;
+            return load_qint(h, mod, canon) ? -1 : 1;
+        }
+        return 0;
+    }
+    if (h->q.method != HFQ_BNB) return 0;
+    const char *w = strstr(nm, ".weight.");
+    if (w && (strstr(w, ".absmax") || strstr(w, ".quant_map") || strstr(w, ".nested_") ||
+              strstr(w, ".quant_state."))) {
+        snprintf(wname, sizeof wname, "%.*s", (int)(w - nm + 7), nm);
+        if (!find_any(h, wname)) return err("%s: %s has no %s beside it", st->path, nm, wname);
+        return 1;
+    }
+    if (ends_with(nm, ".SCB") || ends_with(nm, ".weight_format")) return 1;
+    if (!ends_with(nm, ".weight")) return 0;
+    snprintf(mod, sizeof mod, "%.*s", (int)(strlen(nm) - 6), nm);
+    char qsn[600];
+    snprintf(qsn, sizeof qsn, "%s.quant_state.bitsandbytes__nf4", nm);
+    const struct safetensors_tensor *qs = find_any(h, qsn);
+    bool fp4 = false;
+    if (!qs) {
+        snprintf(qsn, sizeof qsn, "%s.quant_state.bitsandbytes__fp4", nm);
+        qs = find_any(h, qsn);
+        fp4 = qs != NULL;
+    }
+    snprintf(wname, sizeof wname, "%sSCB", mod);
+    const bool int8 = find_any(h, wname) != NULL;
+    if (!qs && !int8) {
+        if (s->dtype == SAFETENSORS_U8 || s->dtype == SAFETENSORS_I8)
+            return err("%s: %s is %s but has neither a quant_state nor an SCB beside it", st->path,
+                       nm, safetensors_dtype_name(s->dtype));
+        return 0; /* a module left in floating point */
+    }
+    int rc = map_name(h, st->path, nm, canon, sizeof canon);
+    if (rc <= 0) return rc < 0 ? -1 : 1;
+    if (qs) return load_bnb4(h, mod, s, qs, fp4, canon) ? -1 : 1;
+    return load_bnb8(h, mod, s, canon) ? -1 : 1;
+}
+
 /* ===== weights ===== */
 
 /* add every tensor of one safetensors file (already parsed) that lowbit uses */
@@ -313,8 +879,11 @@ static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *
             json_t *f = json_object_get(weight_map, s->name);
             if (!json_is_string(f) || strcmp(json_string_value(f), fname)) continue;
         }
+        int rc = h->q.method != HFQ_NONE ? add_quant(h, st, s) : 0;
+        if (rc < 0) return -1;
+        if (rc) continue;
         char name[TENSOR_NAME_MAX];
-        int rc = map_name(h, st->path, s->name, name, sizeof name);
+        rc = map_name(h, st->path, s->name, name, sizeof name);
         if (rc < 0) return -1;
         if (!rc) continue;
         enum dtype type;
@@ -349,28 +918,48 @@ static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *
     return 0;
 }
 
-/* map DIR/fname (kept by the model), parse it and add its tensors */
-static int load_file(struct hf_load *h, const char *fname, json_t *weight_map) {
+/* map DIR/fname (kept by the model) and parse it into h->files */
+static int open_file(struct hf_load *h, const char *fname) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", h->dir, fname);
     const uint8_t *map;
     size_t len;
     if (model_map_file(h->m, path, &map, &len)) return -1;
-    struct safetensors st;
-    if (safetensors_parse(&st, path, map, len)) return -1;
-    int ret = add_tensors(h, &st, weight_map, fname);
-    if (!ret && weight_map) { /* every tensor the index puts in this shard must be there */
+    struct safetensors *nf = realloc(h->files, (size_t)(h->n_files + 1) * sizeof *nf);
+    if (!nf) return err("out of memory");
+    h->files = nf;
+    const char **nn = realloc(h->fnames, (size_t)(h->n_files + 1) * sizeof *nn);
+    if (!nn) return err("out of memory");
+    h->fnames = nn;
+    if (safetensors_parse(&h->files[h->n_files], path, map, len)) return -1;
+    h->fnames[h->n_files++] = fname;
+    return 0;
+}
+
+/* add the tensors of every open file; with an index, check each shard holds what it lists */
+static int add_all(struct hf_load *h) {
+    for (int i = 0; i < h->n_files; i++) {
+        const struct safetensors *st = &h->files[i];
+        if (add_tensors(h, st, h->weight_map, h->fnames[i])) return -1;
+        if (!h->weight_map) continue;
         const char *key;
         json_t *v;
-        json_object_foreach(weight_map, key, v) {
-            if (strcmp(json_string_value(v), fname) || safetensors_find(&st, key)) continue;
-            ret = err("%s: tensor '%s' is listed for this shard in model.safetensors.index.json "
-                      "but the file does not hold it", path, key);
-            break;
+        json_object_foreach(h->weight_map, key, v) {
+            if (strcmp(json_string_value(v), h->fnames[i]) || safetensors_find(st, key)) continue;
+            return err("%s: tensor '%s' is listed for this shard in model.safetensors.index.json "
+                       "but the file does not hold it", st->path, key);
         }
     }
-    safetensors_close(&st);
-    return ret;
+    return 0;
+}
+
+static void close_all(struct hf_load *h) {
+    for (int i = 0; i < h->n_files; i++) safetensors_close(&h->files[i]);
+    free(h->files);
+    free(h->fnames);
+    h->files = NULL;
+    h->fnames = NULL;
+    h->n_files = 0;
 }
 
 /* model.safetensors.index.json: check the weight_map, then load each shard once */
@@ -413,8 +1002,10 @@ static int load_sharded(struct hf_load *h, const char *index_path) {
         }
     }
     for (size_t j = 0; j < n_files; j++)
-        if (load_file(h, files[j], wm)) goto out;
-    ret = 0;
+        if (open_file(h, files[j])) goto out;
+    h->weight_map = wm;
+    ret = add_all(h);
+    h->weight_map = NULL;
 out:
     free(files);
     json_decref(root);
@@ -431,10 +1022,15 @@ int model_load_hf(struct model *m, const char *dir) {
     char single[4200], index[4200];
     snprintf(single, sizeof single, "%s/model.safetensors", dir);
     snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir);
+    int rc;
     if (file_exists(single)) {
-        if (load_file(&h, "model.safetensors", NULL)) return -1;
+        rc = open_file(&h, "model.safetensors") || add_all(&h) ? -1 : 0;
+        close_all(&h);
+        if (rc) return -1;
     } else if (file_exists(index)) {
-        if (load_sharded(&h, index)) return -1;
+        rc = load_sharded(&h, index);
+        close_all(&h);
+        if (rc) return -1;
     } else {
         return err("%s: no weights: expected %s or %s (pytorch_model.bin is not read; convert it "
                    "to safetensors)", dir, single, index);

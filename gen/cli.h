@@ -13,6 +13,11 @@ int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_logprobs(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_render(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_kld(int argc, char **argv);
+int cmd_quant(int argc, char **argv);
+int cmd_imatrix(int argc, char **argv);
 
 /* the model's tokenizer: an explicit path (tokenizer.bin, tokenizer.json, .gguf) wins; else the
  * GGUF's own vocab, the HF directory's tokenizer.json, or tokenizer.bin beside a llama2.c file.

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "gen/cli.h"
+#include "gen/pipeline.h"
 
 static const struct cli_cmd {
     const char *name;
@@ -15,6 +16,16 @@ static const struct cli_cmd {
     {"generate", cmd_generate, "greedy generation from a prompt (smoke test)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"logprobs", cmd_logprobs, "dump next-token log-probabilities of a token sequence (tests)"},
+    {"eval", cmd_eval, "score tasks as lm-evaluation-harness does (arc, hellaswag, mmlu, ..., wikitext)"},
+    {"kld", cmd_kld, "KL divergence vs a base model, llama.cpp's statistics (base log-probs cached)"},
+    {"render", cmd_render, "the static site from the database: tables, charts, CSV/JSON datasets"},
+    {"quant", cmd_quant, "a GGUF in one of llama.cpp's file types (Q4_K_M, ...), as llama-quantize writes it"},
+    {"imatrix", cmd_imatrix, "importance matrix from calibration text, llama-imatrix's protocol and format"},
+    {"run", cmd_run, "the pipeline: quantize every model x recipe, evaluate, collect (-j N workers)"},
+    {"job", cmd_job, "one job of the pipeline (the worker lowbit run starts): quantize, evaluate, result file"},
+    {"collect", cmd_collect, "load result files into the database (out/lowbit.db), idempotently"},
+    {"import", cmd_import, "lm-evaluation-harness / Intel board results JSON into the database"},
+    {"status", cmd_status, "the pipeline's plan: which jobs are done, failed or pending"},
     {"bench", cmd_bench, "prefill tokens/s and GFLOP/s of a model, FMA peak of this machine"},
 };
 

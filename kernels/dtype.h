@@ -16,6 +16,27 @@ enum dtype {
     DTYPE_F16,
     DTYPE_BF16,
     DTYPE_Q8_0,
+    /* GGUF (ggml) block types: layouts in kernels/quants.h, quantizers in quant/ggml_quants.h */
+    DTYPE_Q4_0,
+    DTYPE_Q4_1,
+    DTYPE_Q5_0,
+    DTYPE_Q5_1,
+    DTYPE_IQ4_NL,
+    DTYPE_Q2_K,
+    DTYPE_Q3_K,
+    DTYPE_Q4_K,
+    DTYPE_Q5_K,
+    DTYPE_Q6_K,
+    DTYPE_Q8_K,
+    /* end of the GGUF block types */
+    /* parametric types (block 1, block_bytes 0): bits, group and layout live in the tensor
+     * (struct tensor q_bits/q_group/q_perm); layouts in kernels/qint.h and kernels/nf4.h. Rows go
+     * through tensor_row_bytes() and tensor_row_to_f32(), never dtype_row_size()/to_f32. */
+    DTYPE_QINT,  /* integer groups, 2/3/4/8 bits (GPTQ, AWQ, AutoRound, RTN): w = d·(q − z) */
+    DTYPE_NF4,   /* bitsandbytes NF4, fp32 absmax per block flat over the tensor */
+    DTYPE_FP4,   /* bitsandbytes FP4 (e2m1), same layout as NF4 */
+    DTYPE_I8ROW, /* bitsandbytes LLM.int8 weight: int8 rows, w = q·SCB/127 */
+    /* end of the parametric types */
     DTYPE_COUNT
 };
 
@@ -54,6 +75,9 @@ static inline double dtype_bits_per_weight(enum dtype t) {
     const struct dtype_info *d = dtype_get(t);
     return 8.0 * d->block_bytes / d->block;
 }
+/* parametric types (DTYPE_QINT, DTYPE_NF4, DTYPE_FP4, DTYPE_I8ROW) have block_bytes 0: their
+ * row size and bits/weight depend on the tensor (tensor_row_bytes, tensor_nbytes) */
+static inline bool dtype_is_parametric(enum dtype t) { return dtype_get(t)->block_bytes == 0; }
 
 /* ---- fp16 / bf16 scalar conversion (exact, round-to-nearest-even) ---- */
 static inline float lb_fp16_to_f32(lb_fp16 h) {

@@ -29,7 +29,10 @@ int tensor_init(struct tensor *t, const char *name, enum dtype type, int n_dims,
 }
 
 void tensor_row_to_f32(const struct tensor *t, int64_t r, float *dst) {
-    dtype_get(t->type)->to_f32(tensor_row(t, r), dst, t->ne[0]);
+    if (dtype_is_parametric(t->type)) /* kernels/qint.c */
+        qtensor_row_to_f32(t, r, dst);
+    else
+        dtype_get(t->type)->to_f32(tensor_row(t, r), dst, t->ne[0]);
 }
 
 int tensor_find_nonfinite(const struct tensor *t, int64_t *row, int64_t *col, float *val) {

@@ -2,7 +2,7 @@
  *
  * Layout is ggml's: ne[0] is the innermost (contiguous) dimension, so a Linear layer's weight
  * W[out][in] has ne[0] = in (row length, "n_cols") and ne[1] = out ("n_rows"). Rows are
- * dtype_row_size(type, ne[0]) bytes, back to back. The data is borrowed: it lives in a mapped
+ * tensor_row_bytes() bytes (dtype_row_size(type, ne[0]) for block types), back to back. The data is borrowed: it lives in a mapped
  * file or a buffer the model owns; a tensor never frees it. */
 #ifndef KERNELS_TENSOR_H
 #define KERNELS_TENSOR_H
@@ -17,16 +17,32 @@ struct tensor {
     int n_dims;
     int64_t ne[TENSOR_MAX_DIMS]; /* unused dims are 1 */
     void *data;                  /* borrowed */
+    /* parametric types only (dtype_is_parametric: DTYPE_QINT, DTYPE_NF4, DTYPE_FP4, DTYPE_I8ROW;
+     * zero otherwise). data then holds, in one buffer: the codes (rows of tensor_row_bytes()),
+     * the side data (scales/zeros, absmax) from qtensor_side(), and q_perm's array, so that
+     * tensor_nbytes() is the whole storage. Layouts: kernels/qint.h, kernels/nf4.h. */
+    int q_bits;            /* bits per code: qint 2, 3, 4, 8; nf4/fp4 4; i8row 8 */
+    int q_group;           /* qint: group length along ne[0] (>= ne[0]: one group per row, i.e.
+                            * per-channel); nf4/fp4: block length over the flattened tensor */
+    const int32_t *q_perm; /* qint act-order: NULL, or [ne[0]]: stored column j holds input
+                            * column q_perm[j] (groups are contiguous in stored order) */
 };
+
+/* kernels/qint.c: row bytes, side-data bytes and row dequantization of the parametric types */
+size_t qtensor_row_bytes(const struct tensor *t);
+size_t qtensor_side_offset(const struct tensor *t);
+size_t qtensor_side_bytes(const struct tensor *t);
+void qtensor_row_to_f32(const struct tensor *t, int64_t r, float *dst);
 
 static inline int64_t tensor_nelements(const struct tensor *t) {
     return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
 }
 static inline int64_t tensor_nrows(const struct tensor *t) { return t->ne[1] * t->ne[2] * t->ne[3]; }
 static inline size_t tensor_row_bytes(const struct tensor *t) {
-    return dtype_row_size(t->type, t->ne[0]);
+    return dtype_is_parametric(t->type) ? qtensor_row_bytes(t) : dtype_row_size(t->type, t->ne[0]);
 }
 static inline size_t tensor_nbytes(const struct tensor *t) {
+    if (dtype_is_parametric(t->type)) return qtensor_side_offset(t) + qtensor_side_bytes(t);
     return tensor_row_bytes(t) * (size_t)tensor_nrows(t);
 }
 static inline const void *tensor_row(const struct tensor *t, int64_t r) {

@@ -893,9 +893,8 @@ static void test_hf_errors(void) {
     expect_hf_error(fx_write("err_gpt2_class", &cls), "unsupported architecture 'GPT2LMHeadModel'");
 
     struct fx q = ok;
-    q.config_extra = "\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4},";
-    expect_hf_error(fx_write("err_quant", &q),
-                    "quantized checkpoint (quant_method gptq) not supported yet");
+    q.config_extra = "\"quantization_config\": {\"quant_method\": \"hqq\", \"bits\": 4},";
+    expect_hf_error(fx_write("err_quant", &q), "quant_method 'hqq' is not supported");
 
     struct fx yarn = ok;
     yarn.config_extra = "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0},";

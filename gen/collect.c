@@ -1,0 +1,510 @@
+/* gen/collect.c: result files → the database, the only writer of out/lowbit.db.
+ *
+ * Each result file (OUT/results/<job_key>.json, format in gen/job.c) is validated as a whole
+ * first, then loaded in one transaction: its model and recipe rows (upserted), its run, scores,
+ * task definitions and provenance. A file that fails validation is reported by name and skipped,
+ * so nothing of it reaches the database. Loading is idempotent: the file's sha256 is kept as the
+ * run's provenance "result.sha256", and a file whose key is present with the same hash changes
+ * nothing (not even the file's pages: the transaction writes nothing).
+ *
+ * One run per model × recipe: the leaderboard view lists every ok run, so when a newer result
+ * for the same model and recipe arrives (new code, data or model files = a new key), it replaces
+ * the older run. The winner: the current plan's key (when `lowbit run` calls collect), else the
+ * later finished_at, else the larger key. Older result files stay on disk. */
+#include <dirent.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/sha256.h"
+#include "gen/cli.h"
+#include "gen/pipeline.h"
+#include "kernels/common.h"
+
+/* ===== validation ===== */
+
+static bool is_key(const char *s) {
+    if (!s || strlen(s) != 64) return false;
+    for (int i = 0; i < 64; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    return true;
+}
+
+enum jt { J_STR, J_STR_NULL, J_INT_NULL, J_NUM_NULL, J_INT, J_OBJ_NULL };
+
+static int want(json_t *o, const char *obj, const char *key, enum jt t) {
+    json_t *v = json_object_get(o, key);
+    bool ok;
+    switch (t) {
+    case J_STR: ok = json_is_string(v); break;
+    case J_STR_NULL: ok = !v || json_is_null(v) || json_is_string(v); break;
+    case J_INT: ok = json_is_integer(v); break;
+    case J_INT_NULL: ok = !v || json_is_null(v) || json_is_integer(v); break;
+    case J_NUM_NULL: ok = !v || json_is_null(v) || (json_is_number(v) && isfinite(json_number_value(v))); break;
+    case J_OBJ_NULL: ok = !v || json_is_null(v) || json_is_object(v); break;
+    default: ok = false;
+    }
+    if (ok) return 0;
+    static const char *const tn[] = {"a string", "a string or null", "an integer or null",
+                                     "a number or null", "an integer", "an object or null"};
+    return err("%s.%s: %s (expected %s)", obj, key, v ? "wrong type" : "missing", tn[t]);
+}
+
+int collect_validate(json_t *r, const char *name_key) {
+    if (!json_is_object(r)) return err("not a JSON object");
+    const char *fmt = json_string_value(json_object_get(r, "format"));
+    if (!fmt || strcmp(fmt, "lowbit-result"))
+        return err("format is not \"lowbit-result\" (not a lowbit result file)");
+    if (json_integer_value(json_object_get(r, "version")) != 1)
+        return err("result format version is not 1");
+    const char *key = json_string_value(json_object_get(r, "job_key"));
+    if (!is_key(key)) return err("job_key is not 64 lowercase hex digits");
+    if (name_key && strcmp(key, name_key))
+        return err("job_key %.12s... does not match the file name %.12s...", key, name_key);
+    const char *status = json_string_value(json_object_get(r, "status"));
+    if (!status || (strcmp(status, "ok") && strcmp(status, "failed")))
+        return err("status is not \"ok\" or \"failed\"");
+    if (want(r, "result", "origin", J_STR) || want(r, "result", "error", J_STR_NULL) ||
+        want(r, "result", "log_tail", J_STR_NULL))
+        return -1;
+    if (!strcmp(status, "failed") && !json_is_string(json_object_get(r, "error")))
+        return err("a failed result without an error message");
+    json_t *m = json_object_get(r, "model"), *q = json_object_get(r, "recipe"),
+           *run = json_object_get(r, "run");
+    if (!json_is_object(m) || !json_is_object(q) || !json_is_object(run))
+        return err("model, recipe and run must be objects");
+    static const char *const m_str[] = {"tokenizer", "family", "base_model", "model_type",
+                                        "license", "notes", "architecture", "files_sha256"};
+    if (want(m, "model", "id", J_STR) || want(m, "model", "path", J_STR) ||
+        want(m, "model", "display_name", J_STR) || want(m, "model", "n_params", J_INT_NULL))
+        return -1;
+    for (size_t i = 0; i < LB_ARRAY_LEN(m_str); i++)
+        if (want(m, "model", m_str[i], J_STR_NULL)) return -1;
+    if (pipe_id_check(json_string_value(json_object_get(m, "id")), "model.id")) return -1;
+    const char *base = json_string_value(json_object_get(m, "base_model"));
+    if (base && pipe_id_check(base, "model.base_model")) return -1;
+    if (want(q, "recipe", "id", J_STR) || want(q, "recipe", "algorithm", J_STR) ||
+        want(q, "recipe", "weight_dtype", J_STR) || want(q, "recipe", "compute_dtype", J_STR) ||
+        want(q, "recipe", "bits", J_NUM_NULL) || want(q, "recipe", "group_size", J_INT_NULL) ||
+        want(q, "recipe", "sym", J_INT_NULL) || want(q, "recipe", "double_quant", J_INT_NULL) ||
+        want(q, "recipe", "calib_set", J_STR_NULL) ||
+        want(q, "recipe", "calib_nsamples", J_INT_NULL) ||
+        want(q, "recipe", "calib_seqlen", J_INT_NULL) || want(q, "recipe", "knobs", J_OBJ_NULL))
+        return -1;
+    if (pipe_id_check(json_string_value(json_object_get(q, "id")), "recipe.id")) return -1;
+    static const char *const r_str[] = {"started_at", "finished_at", "code_version", "host_cpu",
+                                        "kernels_isa", "artifact_path"};
+    static const char *const r_num[] = {"quant_seconds", "quant_peak_rss_mb", "eval_seconds",
+                                        "eval_peak_rss_mb", "bits_per_weight"};
+    static const char *const r_int[] = {"threads", "artifact_bytes", "n_params"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(r_str); i++)
+        if (want(run, "run", r_str[i], J_STR_NULL)) return -1;
+    for (size_t i = 0; i < LB_ARRAY_LEN(r_num); i++)
+        if (want(run, "run", r_num[i], J_NUM_NULL)) return -1;
+    for (size_t i = 0; i < LB_ARRAY_LEN(r_int); i++)
+        if (want(run, "run", r_int[i], J_INT_NULL)) return -1;
+    json_t *scores = json_object_get(r, "scores"), *defs = json_object_get(r, "task_defs"),
+           *prov = json_object_get(r, "provenance");
+    if (!json_is_array(scores) || !json_is_array(defs) || !json_is_object(prov))
+        return err("scores and task_defs must be arrays, provenance an object");
+    size_t i, k;
+    json_t *s, *t;
+    json_array_foreach(scores, i, s) {
+        char what[48];
+        snprintf(what, sizeof what, "scores[%zu]", i);
+        if (!json_is_object(s)) return err("%s is not an object", what);
+        if (want(s, what, "task", J_STR) || want(s, what, "metric", J_STR) ||
+            want(s, what, "stderr", J_NUM_NULL) || want(s, what, "n", J_INT_NULL))
+            return -1;
+        json_t *v = json_object_get(s, "value");
+        if (!json_is_number(v) || !isfinite(json_number_value(v)))
+            return err("%s.value: not a finite number", what);
+        const char *ta = json_string_value(json_object_get(s, "task")),
+                   *me = json_string_value(json_object_get(s, "metric"));
+        if (!*ta || !*me) return err("%s: empty task or metric", what);
+        json_array_foreach(scores, k, t) {
+            if (k >= i) break;
+            if (!strcmp(ta, json_string_value(json_object_get(t, "task"))) &&
+                !strcmp(me, json_string_value(json_object_get(t, "metric"))))
+                return err("%s: %s/%s appears twice", what, ta, me);
+        }
+    }
+    json_array_foreach(defs, i, s) {
+        char what[48];
+        snprintf(what, sizeof what, "task_defs[%zu]", i);
+        if (!json_is_object(s)) return err("%s is not an object", what);
+        if (want(s, what, "task", J_STR) || want(s, what, "dataset_file", J_STR) ||
+            want(s, what, "dataset_sha256", J_STR) || want(s, what, "n_docs", J_INT) ||
+            want(s, what, "n_docs_full", J_INT_NULL) || want(s, what, "limit_n", J_INT_NULL) ||
+            want(s, what, "seed", J_INT_NULL) || want(s, what, "num_fewshot", J_INT_NULL) ||
+            want(s, what, "ctx", J_INT_NULL))
+            return -1;
+        json_t *ab = json_object_get(s, "add_bos");
+        if (ab && !json_is_null(ab) && !json_is_boolean(ab) && !json_is_integer(ab))
+            return err("%s.add_bos: not a boolean", what);
+        const char *ta = json_string_value(json_object_get(s, "task"));
+        json_array_foreach(defs, k, t) {
+            if (k >= i) break;
+            if (!strcmp(ta, json_string_value(json_object_get(t, "task"))))
+                return err("%s: task %s appears twice", what, ta);
+        }
+    }
+    const char *pk;
+    json_t *pv;
+    json_object_foreach(prov, pk, pv) {
+        if (!json_is_string(pv) && !json_is_null(pv))
+            return err("provenance.%s: not a string", pk);
+    }
+    return 0;
+}
+
+/* ===== binding ===== */
+
+static void bind_json(sqlite3_stmt *st, int i, json_t *v) {
+    if (json_is_string(v)) sqlite3_bind_text(st, i, json_string_value(v), -1, SQLITE_TRANSIENT);
+    else if (json_is_integer(v)) sqlite3_bind_int64(st, i, json_integer_value(v));
+    else if (json_is_real(v)) sqlite3_bind_double(st, i, json_real_value(v));
+    else if (json_is_boolean(v)) sqlite3_bind_int(st, i, json_is_true(v));
+    else if (json_is_object(v) || json_is_array(v)) {
+        char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+        sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_TRANSIENT);
+        free(s);
+    } else sqlite3_bind_null(st, i);
+}
+
+/* prepare, bind the members keys[] of o in order as ?1.., step once */
+static int exec_json(sqlite3 *db, const char *sql, json_t *o, const char *const *keys, int n_keys,
+                     sqlite3_int64 extra, bool bind_extra) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) return err("collect: %s: %s", sqlite3_errmsg(db), sql);
+    int i = 1;
+    if (bind_extra) sqlite3_bind_int64(st, i++, extra);
+    for (int k = 0; k < n_keys; k++) bind_json(st, i++, json_object_get(o, keys[k]));
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return err("collect: %s", sqlite3_errmsg(db));
+    return 0;
+}
+
+static const char *const model_keys[] = {"id", "path", "tokenizer", "display_name", "family",
+                                          "base_model", "model_type", "license", "notes",
+                                          "architecture", "n_params", "files_sha256"};
+/* the measured columns keep their value when a row brings NULL (a failed run knows none) */
+static const char model_upsert[] =
+    "INSERT INTO models (id, path, tokenizer, display_name, family, base_model, model_type, "
+    "license, notes, architecture, n_params, files_sha256) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,"
+    "?10,?11,?12) ON CONFLICT(id) DO UPDATE SET path = excluded.path, tokenizer = "
+    "excluded.tokenizer, display_name = excluded.display_name, family = excluded.family, "
+    "base_model = excluded.base_model, model_type = excluded.model_type, license = "
+    "excluded.license, notes = excluded.notes, architecture = coalesce(excluded.architecture, "
+    "architecture), n_params = coalesce(excluded.n_params, n_params), files_sha256 = "
+    "coalesce(excluded.files_sha256, files_sha256) WHERE path IS NOT excluded.path OR tokenizer "
+    "IS NOT excluded.tokenizer OR display_name IS NOT excluded.display_name OR family IS NOT "
+    "excluded.family OR base_model IS NOT excluded.base_model OR model_type IS NOT "
+    "excluded.model_type OR license IS NOT excluded.license OR notes IS NOT excluded.notes OR "
+    "(excluded.architecture IS NOT NULL AND architecture IS NOT excluded.architecture) OR "
+    "(excluded.n_params IS NOT NULL AND n_params IS NOT excluded.n_params) OR "
+    "(excluded.files_sha256 IS NOT NULL AND files_sha256 IS NOT excluded.files_sha256)";
+
+static const char *const recipe_keys[] = {"id", "algorithm", "weight_dtype", "bits", "group_size",
+                                           "sym", "double_quant", "compute_dtype", "calib_set",
+                                           "calib_nsamples", "calib_seqlen", "knobs"};
+static const char recipe_upsert[] =
+    "INSERT INTO recipes (id, algorithm, weight_dtype, bits, group_size, sym, double_quant, "
+    "compute_dtype, calib_set, calib_nsamples, calib_seqlen, knobs) VALUES (?1,?2,?3,?4,?5,?6,"
+    "?7,?8,?9,?10,?11,?12) ON CONFLICT(id) DO UPDATE SET algorithm = excluded.algorithm, "
+    "weight_dtype = excluded.weight_dtype, bits = excluded.bits, group_size = "
+    "excluded.group_size, sym = excluded.sym, double_quant = excluded.double_quant, "
+    "compute_dtype = excluded.compute_dtype, calib_set = excluded.calib_set, calib_nsamples = "
+    "excluded.calib_nsamples, calib_seqlen = excluded.calib_seqlen, knobs = excluded.knobs WHERE "
+    "algorithm IS NOT excluded.algorithm OR weight_dtype IS NOT excluded.weight_dtype OR bits IS "
+    "NOT excluded.bits OR group_size IS NOT excluded.group_size OR sym IS NOT excluded.sym OR "
+    "double_quant IS NOT excluded.double_quant OR compute_dtype IS NOT excluded.compute_dtype OR "
+    "calib_set IS NOT excluded.calib_set OR calib_nsamples IS NOT excluded.calib_nsamples OR "
+    "calib_seqlen IS NOT excluded.calib_seqlen OR knobs IS NOT excluded.knobs";
+
+static const char *const run_keys[] = {
+    "started_at", "finished_at", "code_version", "host_cpu", "threads", "kernels_isa",
+    "quant_seconds", "quant_peak_rss_mb", "eval_seconds", "eval_peak_rss_mb", "artifact_path",
+    "artifact_bytes", "bits_per_weight", "n_params"};
+
+/* ===== one file ===== */
+
+static bool in_plan(const struct plan *p, const char *key) {
+    for (int i = 0; p && i < p->n_jobs; i++)
+        if (!strcmp(p->jobs[i].key, key)) return true;
+    return false;
+}
+
+enum outcome { O_INSERTED, O_REPLACED, O_UNCHANGED, O_SUPERSEDED };
+
+/* text of column 0 of the first row (owned, NULL when none) and its integer column 1 */
+static int query_row(sqlite3 *db, const char *sql, const char *a, const char *b, const char *c,
+                     sqlite3_int64 *id, char **text, char **text2) {
+    sqlite3_stmt *st = NULL;
+    *id = 0;
+    if (text) *text = NULL;
+    if (text2) *text2 = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return err("collect: %s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+    if (b) sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
+    if (c) sqlite3_bind_text(st, 3, c, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        if (text && sqlite3_column_text(st, 1)) *text = strdup((const char *)sqlite3_column_text(st, 1));
+        if (text2 && sqlite3_column_text(st, 2))
+            *text2 = strdup((const char *)sqlite3_column_text(st, 2));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return err("collect: %s", sqlite3_errmsg(db));
+    return rc == SQLITE_ROW ? 1 : 0;
+}
+
+static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file,
+                       const struct plan *plan, enum outcome *out) {
+    const char *key = json_string_value(json_object_get(r, "job_key"));
+    json_t *m = json_object_get(r, "model"), *q = json_object_get(r, "recipe"),
+           *run = json_object_get(r, "run");
+    const char *model_id = json_string_value(json_object_get(m, "id")),
+               *recipe_id = json_string_value(json_object_get(q, "id")),
+               *finished = json_string_value(json_object_get(run, "finished_at"));
+    sqlite3_int64 run_id = 0, other = 0;
+    char *old_sha = NULL, *other_key = NULL, *other_fin = NULL;
+    int ret = -1, rc;
+    /* 1. same key and same bytes: nothing to do */
+    rc = query_row(db,
+                   "SELECT r.id, p.value FROM runs r LEFT JOIN provenance p ON p.run_id = r.id "
+                   "AND p.key = 'result.sha256' WHERE r.job_key = ?1",
+                   key, NULL, NULL, &run_id, &old_sha, NULL);
+    if (rc < 0) goto out;
+    if (rc == 1 && old_sha && !strcmp(old_sha, sha)) {
+        *out = O_UNCHANGED;
+        ret = 0;
+        goto out;
+    }
+    /* 2. another run of this model × recipe: keep the winner */
+    rc = query_row(db,
+                   "SELECT id, job_key, finished_at FROM runs WHERE model_id = ?1 AND "
+                   "recipe_id = ?2 AND job_key != ?3",
+                   model_id, recipe_id, key, &other, &other_key, &other_fin);
+    if (rc < 0) goto out;
+    if (rc == 1) {
+        const bool np = in_plan(plan, key), op = in_plan(plan, other_key);
+        int cmp = np != op ? (np ? 1 : -1) : 0;
+        if (!cmp) cmp = strcmp(finished ? finished : "", other_fin ? other_fin : "");
+        if (!cmp) cmp = strcmp(key, other_key);
+        if (cmp < 0) {
+            *out = O_SUPERSEDED;
+            ret = 0;
+            goto out;
+        }
+        char sql[96];
+        snprintf(sql, sizeof sql, "DELETE FROM runs WHERE id = %lld", (long long)other);
+        if (db_exec(db, sql, "removing a superseded run")) goto out;
+    }
+    /* 3. the rows */
+    if (exec_json(db, model_upsert, m, model_keys, 12, 0, false) ||
+        exec_json(db, recipe_upsert, q, recipe_keys, 12, 0, false))
+        goto out;
+    json_t *head = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O}", "job_key", key, "model_id",
+                             model_id, "recipe_id", recipe_id, "status",
+                             json_object_get(r, "status"), "error", json_object_get(r, "error"),
+                             "log_tail", json_object_get(r, "log_tail"));
+    json_object_update(head, run);
+    static const char *const all_keys[] = {
+        "job_key", "model_id", "recipe_id", "status", "error", "log_tail", "started_at",
+        "finished_at", "code_version", "host_cpu", "threads", "kernels_isa", "quant_seconds",
+        "quant_peak_rss_mb", "eval_seconds", "eval_peak_rss_mb", "artifact_path",
+        "artifact_bytes", "bits_per_weight", "n_params"};
+    _Static_assert(LB_ARRAY_LEN(all_keys) == 6 + LB_ARRAY_LEN(run_keys), "run columns");
+    if (run_id) {
+        rc = exec_json(db,
+                       "UPDATE runs SET job_key=?2, model_id=?3, recipe_id=?4, status=?5, error=?6, "
+                       "log_tail=?7, started_at=?8, finished_at=?9, code_version=?10, "
+                       "host_cpu=?11, threads=?12, kernels_isa=?13, quant_seconds=?14, "
+                       "quant_peak_rss_mb=?15, eval_seconds=?16, eval_peak_rss_mb=?17, "
+                       "artifact_path=?18, artifact_bytes=?19, bits_per_weight=?20, "
+                       "n_params=?21 WHERE id = ?1",
+                       head, all_keys, 20, run_id, true);
+        if (!rc) {
+            char sql[200];
+            snprintf(sql, sizeof sql,
+                     "DELETE FROM scores WHERE run_id = %lld; DELETE FROM task_defs WHERE run_id "
+                     "= %lld; DELETE FROM provenance WHERE run_id = %lld",
+                     (long long)run_id, (long long)run_id, (long long)run_id);
+            rc = db_exec(db, sql, "replacing a run");
+        }
+        *out = O_REPLACED;
+    } else {
+        rc = exec_json(db,
+                       "INSERT INTO runs (job_key, model_id, recipe_id, status, error, log_tail, "
+                       "started_at, finished_at, code_version, host_cpu, threads, kernels_isa, "
+                       "quant_seconds, quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb, "
+                       "artifact_path, artifact_bytes, bits_per_weight, n_params) VALUES (?1,?2,"
+                       "?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+                       head, all_keys, 20, 0, false);
+        run_id = sqlite3_last_insert_rowid(db);
+        *out = other ? O_REPLACED : O_INSERTED;
+    }
+    json_decref(head);
+    if (rc) goto out;
+    size_t i;
+    json_t *s;
+    static const char *const score_keys[] = {"task", "metric", "value", "stderr", "n"};
+    json_array_foreach(json_object_get(r, "scores"), i, s) {
+        if (exec_json(db, "INSERT INTO scores (run_id, task, metric, value, stderr, n) VALUES "
+                          "(?1,?2,?3,?4,?5,?6)", s, score_keys, 5, run_id, true))
+            goto out;
+    }
+    static const char *const def_keys[] = {"task", "dataset_file", "dataset_sha256", "n_docs",
+                                           "n_docs_full", "limit_n", "seed", "num_fewshot",
+                                           "add_bos", "ctx"};
+    json_array_foreach(json_object_get(r, "task_defs"), i, s) {
+        json_t *d = json_deep_copy(s);
+        if (!json_object_get(d, "num_fewshot") || json_is_null(json_object_get(d, "num_fewshot")))
+            json_object_set_new(d, "num_fewshot", json_integer(0)); /* NOT NULL DEFAULT 0 */
+        rc = exec_json(db, "INSERT INTO task_defs (run_id, task, dataset_file, dataset_sha256, "
+                           "n_docs, n_docs_full, limit_n, seed, num_fewshot, add_bos, ctx) VALUES "
+                           "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)", d, def_keys, 10, run_id, true);
+        json_decref(d);
+        if (rc) goto out;
+    }
+    json_t *prov = json_deep_copy(json_object_get(r, "provenance"));
+    json_object_set_new(prov, "result.sha256", json_string(sha));
+    json_object_set_new(prov, "result.file", json_string(file));
+    json_object_set_new(prov, "result.origin", json_incref(json_object_get(r, "origin")));
+    const char *pk;
+    json_t *pv;
+    json_object_foreach(prov, pk, pv) {
+        json_t *row = json_pack("{s:s, s:O}", "key", pk, "value", pv);
+        static const char *const pkeys[] = {"key", "value"};
+        rc = exec_json(db, "INSERT INTO provenance (run_id, key, value) VALUES (?1,?2,?3)", row,
+                       pkeys, 2, run_id, true);
+        json_decref(row);
+        if (rc) break;
+    }
+    json_decref(prov);
+    if (rc) goto out;
+    ret = 0;
+out:
+    free(old_sha);
+    free(other_key);
+    free(other_fin);
+    return ret;
+}
+
+/* the plan's CSV rows refresh the models/recipes metadata (display names, licenses, notes) */
+static int load_catalog(sqlite3 *db, const struct plan *p) {
+    for (int i = 0; i < p->n_jobs; i++) {
+        const struct job *j = &p->jobs[i];
+        json_t *m = model_row_to_json(&j->model), *q = recipe_to_json(&j->recipe);
+        json_object_set_new(m, "files_sha256", j->model_sha[0] ? json_string(j->model_sha) : json_null());
+        int rc = exec_json(db, model_upsert, m, model_keys, 12, 0, false);
+        if (!rc) rc = exec_json(db, recipe_upsert, q, recipe_keys, 12, 0, false);
+        json_decref(m);
+        json_decref(q);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int collect_run(const struct collect_opts *o, struct collect_stats *st) {
+    memset(st, 0, sizeof *st);
+    sqlite3 *db = NULL;
+    char **names = NULL;
+    int n = 0, cap = 0, ret = -1;
+    DIR *d = opendir(o->results_dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            size_t len = strlen(e->d_name);
+            if (len < 6 || strcmp(e->d_name + len - 5, ".json")) continue;
+            if (n == cap) {
+                cap = cap ? 2 * cap : 64;
+                char **nn = realloc(names, (size_t)cap * sizeof *nn);
+                if (!nn) break;
+                names = nn;
+            }
+            if (!(names[n] = strdup(e->d_name))) break;
+            n++;
+        }
+        closedir(d);
+        if (n) qsort(names, (size_t)n, sizeof *names, cmp_str);
+    }
+    if (db_open(o->db_path, &db)) goto out;
+    for (int i = 0; i < n; i++) {
+        char path[PIPE_PATH_MAX + 300], key[65];
+        snprintf(path, sizeof path, "%s/%s", o->results_dir, names[i]);
+        st->files++;
+        snprintf(key, sizeof key, "%.*s", (int)strlen(names[i]) - 5, names[i]);
+        char *buf = NULL;
+        size_t len = 0;
+        json_t *r = NULL;
+        json_error_t je;
+        err_set_quiet(true);
+        int bad = cli_read_file(path, &buf, &len);
+        if (!bad && !(r = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je)))
+            bad = err("not JSON: line %d: %s", je.line, je.text);
+        if (!bad && !is_key(key)) bad = err("the name is not <job_key>.json");
+        if (!bad) bad = collect_validate(r, key);
+        err_set_quiet(false);
+        if (bad) {
+            fprintf(stderr, "lowbit: collect: %s: %s (skipped)\n", path, err_last());
+            st->malformed++;
+            json_decref(r);
+            free(buf);
+            continue;
+        }
+        struct sha256 h;
+        char sha[65];
+        sha256_init(&h);
+        sha256_update(&h, buf, len);
+        sha256_hex(&h, sha);
+        free(buf);
+        enum outcome oc = O_UNCHANGED;
+        int rc = db_exec(db, "BEGIN IMMEDIATE", "starting a transaction");
+        if (!rc) rc = load_result(db, r, sha, names[i], o->plan, &oc);
+        json_decref(r);
+        if (!rc) rc = db_exec(db, "COMMIT", "committing");
+        if (rc) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            fprintf(stderr, "lowbit: collect: %s: not loaded (%s)\n", path, err_last());
+            goto out;
+        }
+        switch (oc) {
+        case O_INSERTED: st->inserted++; break;
+        case O_REPLACED: st->replaced++; break;
+        case O_UNCHANGED: st->unchanged++; break;
+        case O_SUPERSEDED: st->superseded++; break;
+        }
+    }
+    if (o->plan) {
+        int rc = db_exec(db, "BEGIN IMMEDIATE", "starting a transaction");
+        if (!rc) rc = load_catalog(db, o->plan);
+        if (!rc) rc = db_exec(db, "COMMIT", "committing");
+        if (rc) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            goto out;
+        }
+    }
+    if (db_check(db)) goto out;
+    if (!o->quiet)
+        fprintf(stderr, "collect: %d result files: %d new, %d replaced, %d unchanged, %d "
+                "superseded, %d malformed; %s: integrity ok\n", st->files, st->inserted,
+                st->replaced, st->unchanged, st->superseded, st->malformed, o->db_path);
+    ret = 0;
+out:
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    db_close(db);
+    return ret;
+}

@@ -1,0 +1,423 @@
+/* gen/import.c: externally evaluated models joining the board: results JSON → result files.
+ *
+ * Two layouts are read (REFERENCE.md A4, B):
+ *  - lm-evaluation-harness 0.4: {"results": {task: {"acc,none": x, "acc_stderr,none": s,
+ *    "alias": ...}}, "n-samples": {task: {"original", "effective"}}, "n-shot", "configs",
+ *    "config": {"model", "model_args": "pretrained=NAME,dtype=float16,...", "batch_size",
+ *    "limit", ...}, "model_name", "lm_eval_version", "git_hash", "date"}.
+ *  - the Intel low-bit board's result files: {"config": {"model_name", "model_sha",
+ *    "model_params" (billions), "model_size" (GB), "precision"}, "results": {"arc:challenge":
+ *    {"acc,none": ...}, ...}, "task_info": {"weight_dtype", "compute_dtype"},
+ *    "quantization_config": {quant_method, bits, group_size, sym, bnb_4bit_use_double_quant,
+ *    ...}} (read_evals.py defaults: weight_dtype int4, compute_dtype bfloat16).
+ * Task names are mapped to lm-eval's (arc:challenge → arc_challenge, lambada:openai →
+ * lambada_openai, truthfulqa:mc1 → truthfulqa_mc1, ...); tasks lowbit does not know are skipped
+ * and counted. Only "<metric>,none" values are kept.
+ *
+ * Nothing in the file decides where lowbit writes: the result file is named by its key (a sha256
+ * of the file's bytes and the two ids), ids given on the command line must pass pipe_id_check,
+ * and ids taken from the file are sanitized (pipe_id_sanitize: "../x" → "x", "org/name" →
+ * "org--name"); paths in the file are only recorded as text. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "eval/sha256.h"
+#include "gen/cli.h"
+#include "gen/pipeline.h"
+#include "kernels/common.h"
+
+const char *import_task_name(const char *name, char *buf, size_t size) {
+    static const struct {
+        const char *from, *to;
+    } alias[] = {
+        {"arc", "arc_challenge"},          {"arc_c", "arc_challenge"},
+        {"arc_e", "arc_easy"},             {"lambada", "lambada_openai"},
+        {"truthfulqa_mc", "truthfulqa_mc1"}, {"truthfulqa", "truthfulqa_mc1"},
+        {"wikitext2", "wikitext"},
+    };
+    char tmp[128];
+    if (!name || strlen(name) >= sizeof tmp) return NULL;
+    size_t n = 0;
+    for (const char *p = name; *p; p++) tmp[n++] = *p == ':' || *p == '-' ? '_' : *p;
+    tmp[n] = 0;
+    for (size_t i = 0; i < LB_ARRAY_LEN(alias); i++)
+        if (!strcasecmp(tmp, alias[i].from)) snprintf(tmp, sizeof tmp, "%s", alias[i].to);
+    int id = task_from_name(tmp);
+    if (id >= 0) {
+        snprintf(buf, size, "%s", task_get((enum task_id)id)->name);
+        return buf;
+    }
+    /* MMLU subjects as lm-eval names them: mmlu_<subject> */
+    if (!strncmp(tmp, "mmlu_", 5) && tmp[5]) {
+        char id_buf[PIPE_ID_MAX];
+        pipe_id_sanitize(tmp, id_buf, sizeof id_buf);
+        snprintf(buf, size, "%s", id_buf);
+        return buf;
+    }
+    return NULL;
+}
+
+/* "key=value" from an lm-eval model_args string ("pretrained=x,dtype=float16") */
+static bool model_arg(const char *args, const char *key, char *out, size_t size) {
+    out[0] = 0;
+    if (!args) return false;
+    const size_t kn = strlen(key);
+    for (const char *p = args; *p;) {
+        const char *end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        if ((size_t)(end - p) > kn && !strncmp(p, key, kn) && p[kn] == '=') {
+            snprintf(out, size, "%.*s", (int)(end - p - kn - 1), p + kn + 1);
+            return true;
+        }
+        p = *end ? end + 1 : end;
+    }
+    return false;
+}
+
+static const char *jstr(json_t *o, const char *key) {
+    return json_string_value(json_object_get(o, key));
+}
+
+/* the recipe id made from its settings: "<algorithm>-<weight_dtype>[-g<group>][-dq]" */
+static void recipe_id_from(const json_t *q, char *out, size_t size) {
+    char text[160];
+    const char *alg = json_string_value(json_object_get((json_t *)q, "algorithm"));
+    const char *wdt = json_string_value(json_object_get((json_t *)q, "weight_dtype"));
+    json_t *gs = json_object_get((json_t *)q, "group_size");
+    json_t *dq = json_object_get((json_t *)q, "double_quant");
+    int n = snprintf(text, sizeof text, "%s-%s", alg ? alg : "unknown", wdt ? wdt : "unknown");
+    if (json_is_integer(gs) && n < (int)sizeof text)
+        n += snprintf(text + n, sizeof text - (size_t)n, "-g%lld", (long long)json_integer_value(gs));
+    if (json_is_integer(dq) && json_integer_value(dq) == 1 && n < (int)sizeof text)
+        snprintf(text + n, sizeof text - (size_t)n, "-dq");
+    pipe_id_sanitize(text, out, size);
+}
+
+static json_t *canon_wdt(const char *s, const char *dflt) {
+    char buf[32];
+    const char *c = recipe_weight_dtype_canon(s && *s ? s : dflt, buf, sizeof buf);
+    return json_string(c ? c : "unknown");
+}
+
+static json_t *canon_cdt(const char *s, const char *dflt) {
+    const char *c = recipe_compute_dtype_canon(s && *s ? s : dflt);
+    return json_string(c ? c : (s && *s ? "unknown" : dflt));
+}
+
+/* the Intel board's quantization_config → a recipes row */
+static json_t *intel_recipe(json_t *root) {
+    json_t *qc = json_object_get(root, "quantization_config"), *ti = json_object_get(root, "task_info");
+    const char *method = jstr(qc, "quant_method");
+    const char *precision = jstr(json_object_get(root, "config"), "precision");
+    char alg[32] = "fp";
+    if (method && *method) {
+        const char *m = strrchr(method, '/') ? strrchr(method, '/') + 1 : method;
+        if (!strcasecmp(m, "bitsandbytes")) snprintf(alg, sizeof alg, "bnb");
+        else if (!strcasecmp(m, "auto-round") || !strcasecmp(m, "auto_round") ||
+                 !strcasecmp(m, "intel/auto-round"))
+            snprintf(alg, sizeof alg, "autoround");
+        else if (!strcasecmp(m, "llama.cpp") || !strcasecmp(m, "llamacpp"))
+            snprintf(alg, sizeof alg, "gguf");
+        else pipe_id_sanitize(m, alg, sizeof alg);
+        for (char *p = alg; *p; p++)
+            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+    }
+    const bool quantized = json_is_object(qc) && method;
+    json_t *q = json_object();
+    json_object_set_new(q, "algorithm", json_string(alg));
+    json_object_set_new(q, "weight_dtype",
+                        canon_wdt(jstr(ti, "weight_dtype"), quantized ? "int4" : precision ? precision : "float16"));
+    json_object_set_new(q, "compute_dtype", canon_cdt(jstr(ti, "compute_dtype"), "bf16"));
+    json_t *bits = json_object_get(qc, "bits");
+    if (!bits && json_is_true(json_object_get(qc, "load_in_4bit"))) bits = json_integer(4);
+    else if (!bits && json_is_true(json_object_get(qc, "load_in_8bit"))) bits = json_integer(8);
+    else if (bits) json_incref(bits);
+    json_object_set_new(q, "bits", json_is_number(bits) ? json_real(json_number_value(bits)) : json_null());
+    json_decref(bits);
+    json_t *gs = json_object_get(qc, "group_size");
+    json_object_set_new(q, "group_size", json_is_integer(gs) ? json_incref(gs) : json_null());
+    json_t *sym = json_object_get(qc, "sym");
+    json_object_set_new(q, "sym", json_is_boolean(sym) ? json_integer(json_is_true(sym)) : json_null());
+    json_t *dq = json_object_get(qc, "bnb_4bit_use_double_quant");
+    json_object_set_new(q, "double_quant", json_is_boolean(dq) ? json_integer(json_is_true(dq)) : json_null());
+    json_object_set_new(q, "calib_set", json_is_string(json_object_get(qc, "dataset"))
+                                            ? json_incref(json_object_get(qc, "dataset")) : json_null());
+    json_t *ns = json_object_get(qc, "nsamples");
+    json_object_set_new(q, "calib_nsamples", json_is_integer(ns) ? json_incref(ns) : json_null());
+    json_t *sl = json_object_get(qc, "seqlen");
+    json_object_set_new(q, "calib_seqlen", json_is_integer(sl) ? json_incref(sl) : json_null());
+    json_object_set_new(q, "knobs", json_is_object(qc) ? json_deep_copy(qc) : json_null());
+    return q;
+}
+
+/* lm-eval's model_args → a recipes row (dtype, bitsandbytes and GPTQ flags) */
+static json_t *lmeval_recipe(const char *args) {
+    char v[128];
+    json_t *q = json_object();
+    const char *alg = "fp", *wdt = "float16";
+    if ((model_arg(args, "load_in_4bit", v, sizeof v) && !strcasecmp(v, "true"))) {
+        alg = "bnb";
+        wdt = model_arg(args, "bnb_4bit_quant_type", v, sizeof v) ? v : "nf4";
+    } else if (model_arg(args, "load_in_8bit", v, sizeof v) && !strcasecmp(v, "true")) {
+        alg = "bnb";
+        wdt = "int8";
+    } else if ((model_arg(args, "autogptq", v, sizeof v) && strcasecmp(v, "false")) ||
+               (model_arg(args, "gptqmodel", v, sizeof v) && !strcasecmp(v, "true"))) {
+        alg = "gptq";
+        wdt = "int4";
+    } else if (model_arg(args, "dtype", v, sizeof v) && strcasecmp(v, "auto")) {
+        wdt = v;
+    }
+    json_object_set_new(q, "algorithm", json_string(alg));
+    json_object_set_new(q, "weight_dtype", canon_wdt(wdt, "float16"));
+    json_object_set_new(q, "compute_dtype",
+                        canon_cdt(model_arg(args, "dtype", v, sizeof v) ? v : NULL, "fp16"));
+    static const char *const nulls[] = {"bits", "group_size", "sym", "double_quant", "calib_set",
+                                        "calib_nsamples", "calib_seqlen"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(nulls); i++) json_object_set_new(q, nulls[i], json_null());
+    json_object_set_new(q, "knobs", args ? json_pack("{s:s}", "model_args", args) : json_null());
+    return q;
+}
+
+static void iso_from_unix(double t, char *buf, size_t size) {
+    time_t s = (time_t)t;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int import_file(const char *path, const struct import_opts *o, char *key_out) {
+    char *buf = NULL;
+    size_t len = 0;
+    json_error_t je;
+    json_t *root = NULL, *res = NULL;
+    int ret = -1;
+    if (cli_read_file(path, &buf, &len)) return -1;
+    root = json_loadb(buf, len, 0, &je);
+    if (!json_is_object(root)) {
+        err("import: %s: not JSON (line %d: %s)", path, je.line, je.text);
+        goto out;
+    }
+    json_t *results = json_object_get(root, "results"), *config = json_object_get(root, "config");
+    if (!json_is_object(results)) {
+        err("import: %s: no \"results\" object (expected lm-evaluation-harness 0.4 or Intel "
+            "board results JSON)", path);
+        goto out;
+    }
+    const bool intel = json_is_object(config) && json_is_string(json_object_get(config, "model_name")) &&
+                       (json_object_get(root, "task_info") || json_object_get(root, "quantization_config"));
+    const char *origin = intel ? "intel" : "lm-eval";
+    const char *model_args = jstr(config, "model_args");
+    /* ---- the model ---- */
+    char name[512] = "", pretrained[512];
+    if (intel) snprintf(name, sizeof name, "%s", jstr(config, "model_name"));
+    else if (jstr(root, "model_name")) snprintf(name, sizeof name, "%s", jstr(root, "model_name"));
+    else if (model_arg(model_args, "pretrained", pretrained, sizeof pretrained))
+        snprintf(name, sizeof name, "%s", pretrained);
+    if (!name[0]) { /* the file's own name, without directories and extension */
+        const char *b = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(b, "."), b);
+    }
+    char model_id[PIPE_ID_MAX], recipe_id[PIPE_ID_MAX];
+    if (o->model_id) {
+        if (pipe_id_check(o->model_id, "import: --model-id")) goto out;
+        snprintf(model_id, sizeof model_id, "%s", o->model_id);
+    } else {
+        pipe_id_sanitize(name, model_id, sizeof model_id);
+    }
+    json_t *recipe = intel ? intel_recipe(root) : lmeval_recipe(model_args);
+    if (o->recipe_id) {
+        if (pipe_id_check(o->recipe_id, "import: --recipe-id")) {
+            json_decref(recipe);
+            goto out;
+        }
+        snprintf(recipe_id, sizeof recipe_id, "%s", o->recipe_id);
+    } else {
+        recipe_id_from(recipe, recipe_id, sizeof recipe_id);
+    }
+    json_object_set_new(recipe, "id", json_string(recipe_id));
+    if (pipe_id_check(model_id, "import: model id") || pipe_id_check(recipe_id, "import: recipe id")) {
+        json_decref(recipe);
+        goto out;
+    }
+    json_t *mp = json_object_get(config, "model_params");
+    json_t *n_params = json_null();
+    if (json_is_number(mp) && json_number_value(mp) > 0) {
+        double v = json_number_value(mp);
+        n_params = json_integer((json_int_t)llround(v < 1e5 ? v * 1e9 : v)); /* billions */
+    }
+    char disp[256];
+    snprintf(disp, sizeof disp, "%.255s", name);
+    json_t *model = json_pack("{s:s, s:s, s:n, s:s, s:n, s:n, s:n, s:n, s:s, s:n, s:o, s:n}",
+                              "id", model_id, "path", name, "tokenizer", "display_name", disp,
+                              "family", "base_model", "model_type", "license", "notes",
+                              intel ? "imported from the Intel low-bit board's results"
+                                    : "imported from lm-evaluation-harness results",
+                              "architecture", "n_params", n_params, "files_sha256");
+    /* ---- the key: the file's bytes and the ids ---- */
+    struct sha256 h;
+    char file_sha[65], key[65], text[512];
+    sha256_init(&h);
+    sha256_update(&h, buf, len);
+    sha256_hex(&h, file_sha);
+    snprintf(text, sizeof text, "lowbit-import 1\norigin %s\nmodel %s\nrecipe %s\nfile %s\n",
+             origin, model_id, recipe_id, file_sha);
+    sha256_init(&h);
+    sha256_update(&h, text, strlen(text));
+    sha256_hex(&h, key);
+    /* ---- scores ---- */
+    json_t *scores = json_array(), *defs = json_array(), *prov = json_object();
+    json_t *samples = json_object_get(root, "n-samples"), *nshot = json_object_get(root, "n-shot"),
+           *configs = json_object_get(root, "configs");
+    const char *task;
+    json_t *tr;
+    int skipped = 0, kept = 0;
+    json_object_foreach(results, task, tr) {
+        char tname[128];
+        if (!json_is_object(tr) || !import_task_name(task, tname, sizeof tname)) {
+            skipped++;
+            continue;
+        }
+        json_t *eff = json_object_get(json_object_get(samples, task), "effective");
+        const char *mk;
+        json_t *mv;
+        int here = 0;
+        json_object_foreach(tr, mk, mv) {
+            const char *comma = strchr(mk, ',');
+            if (!comma || strcmp(comma + 1, "none") || !json_is_number(mv) ||
+                !isfinite(json_number_value(mv)))
+                continue;
+            char metric[96], skey[128];
+            snprintf(metric, sizeof metric, "%.*s", (int)(comma - mk), mk);
+            size_t ml = strlen(metric);
+            if (!ml || (ml > 7 && !strcmp(metric + ml - 7, "_stderr"))) continue;
+            snprintf(skey, sizeof skey, "%s_stderr,none", metric);
+            json_t *se = json_object_get(tr, skey);
+            bool dup = false;
+            size_t i;
+            json_t *s;
+            json_array_foreach(scores, i, s) {
+                dup |= !strcmp(jstr(s, "task"), tname) && !strcmp(jstr(s, "metric"), metric);
+            }
+            if (dup) continue;
+            json_array_append_new(
+                scores, json_pack("{s:s, s:s, s:f, s:o, s:o}", "task", tname, "metric", metric,
+                                  "value", json_number_value(mv), "stderr",
+                                  json_is_number(se) && isfinite(json_number_value(se))
+                                      ? json_real(json_number_value(se)) : json_null(),
+                                  "n", json_is_integer(eff) ? json_incref(eff) : json_null()));
+            here++;
+        }
+        if (!here) {
+            skipped++;
+            continue;
+        }
+        kept++;
+        bool def_dup = false;
+        size_t i;
+        json_t *s;
+        json_array_foreach(defs, i, s) { def_dup |= !strcmp(jstr(s, "task"), tname); }
+        if (json_is_integer(eff) && !def_dup) {
+            json_t *tc = json_object_get(configs, task);
+            char file[512];
+            snprintf(file, sizeof file, "%s%s%s",
+                     jstr(tc, "dataset_path") ? jstr(tc, "dataset_path") : "lm-eval:",
+                     jstr(tc, "dataset_name") ? "/" : "",
+                     jstr(tc, "dataset_name") ? jstr(tc, "dataset_name") : (jstr(tc, "dataset_path") ? "" : tname));
+            json_t *orig = json_object_get(json_object_get(samples, task), "original");
+            json_t *shots = json_object_get(nshot, task);
+            json_t *lim = json_object_get(config, "limit");
+            json_array_append_new(
+                defs, json_pack("{s:s, s:s, s:s, s:O, s:o, s:o, s:n, s:o, s:n, s:n}", "task",
+                                tname, "dataset_file", file, "dataset_sha256", "", "n_docs", eff,
+                                "n_docs_full", json_is_integer(orig) ? json_incref(orig) : json_null(),
+                                "limit_n", json_is_number(lim) ? json_integer((json_int_t)json_number_value(lim)) : json_null(),
+                                "seed", "num_fewshot",
+                                json_is_integer(shots) ? json_incref(shots) : json_integer(0),
+                                "add_bos", "ctx"));
+        }
+    }
+    if (!kept) {
+        err("import: %s: no task lowbit knows has a \"<metric>,none\" value (%d skipped)", path,
+            skipped);
+        json_decref(model);
+        json_decref(recipe);
+        json_decref(scores);
+        json_decref(defs);
+        json_decref(prov);
+        goto out;
+    }
+    const char *b = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    json_object_set_new(prov, "import.file", json_string(b));
+    json_object_set_new(prov, "import.file_sha256", json_string(file_sha));
+    json_object_set_new(prov, "import.format", json_string(intel ? "intel-board" : "lm-eval-0.4"));
+    json_object_set_new(prov, "import.tasks_skipped", json_sprintf("%d", skipped));
+    if (model_args) json_object_set_new(prov, "import.model_args", json_string(model_args));
+    static const char *const top[] = {"lm_eval_version", "git_hash", "transformers_version"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(top); i++)
+        if (jstr(root, top[i])) {
+            char k[64];
+            snprintf(k, sizeof k, "import.%s", top[i]);
+            json_object_set_new(prov, k, json_string(jstr(root, top[i])));
+        }
+    static const char *const cfg[] = {"model_sha", "precision", "batch_size", "device",
+                                      "model_dtype"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(cfg); i++) {
+        json_t *v = json_object_get(config, cfg[i]);
+        char k[64];
+        snprintf(k, sizeof k, "import.%s", cfg[i]);
+        if (json_is_string(v)) json_object_set_new(prov, k, json_incref(v));
+        else if (json_is_number(v)) json_object_set_new(prov, k, json_sprintf("%g", json_number_value(v)));
+    }
+    json_t *size = json_object_get(config, "model_size");
+    if (json_is_number(size)) json_object_set_new(prov, "import.model_size_gb", json_sprintf("%g", json_number_value(size)));
+    /* ---- the run ---- */
+    char finished[32] = "";
+    json_t *date = json_object_get(root, "date");
+    if (json_is_number(date)) iso_from_unix(json_number_value(date), finished, sizeof finished);
+    char version[160] = "";
+    if (!intel)
+        snprintf(version, sizeof version, "lm-eval %s", jstr(root, "lm_eval_version")
+                                                            ? jstr(root, "lm_eval_version")
+                                                        : jstr(root, "git_hash") ? jstr(root, "git_hash")
+                                                                                 : "0.4");
+    json_t *run = json_pack("{s:n, s:o, s:o, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:o, s:n, s:n}",
+                            "started_at", "finished_at",
+                            finished[0] ? json_string(finished) : json_null(), "code_version",
+                            version[0] ? json_string(version) : json_null(), "host_cpu", "threads",
+                            "kernels_isa", "quant_seconds", "quant_peak_rss_mb", "eval_seconds",
+                            "eval_peak_rss_mb", "artifact_path", "artifact_bytes",
+                            json_is_number(size) ? json_integer((json_int_t)llround(json_number_value(size) * 1e9))
+                                                 : json_null(),
+                            "bits_per_weight", "n_params");
+    res = json_pack("{s:s, s:i, s:s, s:s, s:s, s:n, s:n, s:o, s:o, s:o, s:o, s:o, s:o}", "format",
+                    "lowbit-result", "version", 1, "origin", origin, "job_key", key, "status",
+                    "ok", "error", "log_tail", "model", model, "recipe", recipe, "run", run,
+                    "scores", scores, "task_defs", defs, "provenance", prov);
+    if (!res) {
+        err("import: %s: out of memory", path);
+        goto out;
+    }
+    if (collect_validate(res, key)) { /* what collect will check, said now */
+        err("import: %s: %s", path, err_last());
+        goto out;
+    }
+    char dir[PIPE_PATH_MAX], out_path[PIPE_PATH_MAX];
+    pipe_path(dir, sizeof dir, o->out_dir, "results", NULL, NULL);
+    pipe_path(out_path, sizeof out_path, o->out_dir, "results", key, ".json");
+    if (pipe_mkdirs(dir) || pipe_write_json(out_path, res)) goto out;
+    if (!o->quiet)
+        fprintf(stderr, "import: %s (%s): model %s, recipe %s, %d tasks (%d skipped) -> %s\n",
+                path, origin, model_id, recipe_id, kept, skipped, out_path);
+    if (key_out) memcpy(key_out, key, 65);
+    ret = 0;
+out:
+    json_decref(res);
+    json_decref(root);
+    free(buf);
+    return ret;
+}

@@ -1,0 +1,822 @@
+/* gen/job.c: one job, in its own worker process: quantize the model with the recipe, evaluate the
+ * artifact, and write the result file; plus the file helpers every pipeline step shares.
+ *
+ * Evaluation goes through the same code as the user-facing commands, called in-process with an
+ * argv (their --json output is the interface, so a job's numbers are exactly what `lowbit eval`,
+ * `lowbit ppl` and `lowbit kld` print for the same artifact):
+ *   tasks  cmd_eval  (lm-eval 0.4 results layout; one call per distinct --limit)
+ *   ppl    cmd_ppl   --protocol llamacpp --ctx 512 --chunks N, WikiText-2 raw test
+ *   kld    cmd_kld   --base <the source model> (the unquantized weights, fp32 compute), same
+ *                    tokens; when ppl and kld use the same chunks, kld's PPL(Q) is the ppl score
+ * Timings are wall clock; peak RSS is the process's high-water mark (VmHWM), reset between the
+ * quantization and the evaluation through /proc/self/clear_refs when the kernel allows it
+ * (otherwise getrusage's lifetime maximum, so eval_peak >= quant_peak).
+ *
+ * Result file (OUT/results/<key>.json, version 1), read by gen/collect.c:
+ *   format "lowbit-result", version 1, origin "lowbit" | "lm-eval" | "intel", job_key, status
+ *   "ok" | "failed", error (one line) and log_tail (failed only), model {models row}, recipe
+ *   {recipes row}, run {runs row: times, host, sizes}, scores [{task, metric, value, stderr, n}],
+ *   task_defs [{task, dataset_file, dataset_sha256, n_docs, n_docs_full, limit_n, seed,
+ *   num_fewshot, add_bos, ctx}], provenance {key: string}. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eval/sha256.h"
+#include "gen/cli.h"
+#include "gen/pipeline.h"
+#include "kernels/common.h"
+#include "kernels/matmul.h"
+
+/* ===== files ===== */
+
+void pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, const char *key,
+               const char *ext) {
+    snprintf(buf, size, "%s/%s%s%s%s", out_dir, sub, key ? "/" : "", key ? key : "",
+             ext ? ext : "");
+}
+
+int pipe_mkdirs(const char *dir) {
+    char p[PIPE_PATH_MAX];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return err("%s: path too long", dir);
+    for (char *s = p + 1;; s++) {
+        const char c = *s;
+        if (c == '/' || !c) {
+            *s = 0;
+            if (mkdir(p, 0777) && errno != EEXIST)
+                return err("%s: cannot create: %s", p, strerror(errno));
+            *s = c;
+        }
+        if (!c) break;
+    }
+    return 0;
+}
+
+int pipe_write_atomic(const char *path, const char *data, size_t len) {
+    char tmp[PIPE_PATH_MAX + 64];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return err("%s: cannot create: %s", tmp, strerror(errno));
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, data + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    bool ok = done == len && fsync(fd) == 0;
+    int e = errno;
+    if (close(fd)) ok = false;
+    if (!ok || rename(tmp, path)) {
+        if (ok) e = errno;
+        unlink(tmp);
+        return err("%s: write failed: %s", path, strerror(e));
+    }
+    /* the rename itself survives a crash once the directory is synced */
+    char dir[PIPE_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+int pipe_write_json(const char *path, json_t *o) {
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    if (!s) return err("%s: cannot serialize the JSON", path);
+    size_t n = strlen(s);
+    char *t = realloc(s, n + 2);
+    if (!t) {
+        free(s);
+        return err("out of memory");
+    }
+    t[n] = '\n';
+    t[n + 1] = 0;
+    int rc = pipe_write_atomic(path, t, n + 1);
+    free(t);
+    return rc;
+}
+
+char *pipe_log_tail(const char *path, int max_lines, size_t max_bytes) {
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    char *out = NULL;
+    if (f && !fseek(f, 0, SEEK_END)) {
+        long size = ftell(f);
+        long start = size > (long)max_bytes ? size - (long)max_bytes : 0;
+        out = malloc((size_t)(size - start) + 1);
+        if (out && !fseek(f, start, SEEK_SET)) {
+            size_t n = fread(out, 1, (size_t)(size - start), f);
+            out[n] = 0;
+            /* drop \r progress redraws: keep what follows the last \r of each line */
+            char *w = out;
+            for (char *line = out; *line;) {
+                char *nl = strchr(line, '\n');
+                char *end = nl ? nl : line + strlen(line);
+                char *cr = line;
+                for (char *p = line; p < end; p++)
+                    if (*p == '\r') cr = p + 1;
+                memmove(w, cr, (size_t)(end - cr));
+                w += end - cr;
+                if (nl) *w++ = '\n';
+                line = nl ? nl + 1 : end;
+            }
+            *w = 0;
+            /* the last max_lines lines (ignoring a trailing newline) */
+            size_t len = strlen(out);
+            while (len && out[len - 1] == '\n') out[--len] = 0;
+            int lines = 0;
+            char *p = out + len;
+            while (p > out) {
+                if (p[-1] == '\n' && ++lines == max_lines) break;
+                p--;
+            }
+            if (start > 0 && p == out) { /* a cut first line: drop it */
+                char *nl = strchr(out, '\n');
+                if (nl) p = nl + 1;
+            }
+            memmove(out, p, strlen(p) + 1);
+        }
+    }
+    if (f) fclose(f);
+    if (!out) out = strdup("");
+    return out;
+}
+
+void pipe_now_iso(char *buf, size_t size) {
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int pipe_result_state(const char *path, const char *key) {
+    if (access(path, F_OK)) return 0;
+    json_t *r = json_load_file(path, 0, NULL);
+    int state = -1;
+    const char *k = json_string_value(json_object_get(r, "job_key"));
+    const char *s = json_string_value(json_object_get(r, "status"));
+    if (k && s && !strcmp(k, key)) state = !strcmp(s, "ok") ? 1 : !strcmp(s, "failed") ? 2 : -1;
+    json_decref(r);
+    return state;
+}
+
+/* ===== the result being built ===== */
+
+struct result {
+    json_t *root, *run, *scores, *task_defs, *prov;
+};
+
+static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
+
+static void prov_set(struct result *r, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void prov_set(struct result *r, const char *key, const char *fmt, ...) {
+    char v[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof v, fmt, ap);
+    va_end(ap);
+    json_object_set_new(r->prov, key, json_string(v));
+}
+
+static void add_score(struct result *r, const char *task, const char *metric, double value,
+                      double stderr_, long long n) {
+    if (!isfinite(value)) return; /* the database stores numbers only */
+    json_array_append_new(r->scores,
+                          json_pack("{s:s, s:s, s:f, s:o, s:o}", "task", task, "metric", metric,
+                                    "value", value, "stderr",
+                                    isfinite(stderr_) && stderr_ >= 0 ? json_real(stderr_)
+                                                                      : json_null(),
+                                    "n", n >= 0 ? json_integer(n) : json_null()));
+}
+
+static void host_cpu(char *buf, size_t size) {
+    snprintf(buf, size, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10)) continue;
+        char *c = strchr(line, ':');
+        if (!c) continue;
+        c++;
+        while (*c == ' ' || *c == '\t') c++;
+        c[strcspn(c, "\n")] = 0;
+        snprintf(buf, size, "%s", c);
+        break;
+    }
+    if (f) fclose(f);
+}
+
+static struct result result_new(const struct job *j, const char *started_at) {
+    struct result r;
+    json_t *model = model_row_to_json(&j->model);
+    json_object_set_new(model, "files_sha256", str_or_null(j->model_sha));
+    json_object_set_new(model, "architecture", json_null());
+    json_object_set_new(model, "n_params", json_null());
+    char cpu[256];
+    host_cpu(cpu, sizeof cpu);
+    char rel[PIPE_PATH_MAX];
+    snprintf(rel, sizeof rel, "artifacts/%s", j->key);
+    r.run = json_pack("{s:s, s:o, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                      "started_at", started_at, "finished_at", json_null(), "code_version",
+                      j->code_version, "host_cpu", cpu, "threads", json_null(), "kernels_isa",
+                      kernels_isa(), "quant_seconds", json_null(), "quant_peak_rss_mb",
+                      json_null(), "eval_seconds", json_null(), "eval_peak_rss_mb", json_null(),
+                      "artifact_path", json_null(), "artifact_bytes", json_null(),
+                      "bits_per_weight", json_null(), "n_params", json_null());
+    r.scores = json_array();
+    r.task_defs = json_array();
+    r.prov = json_object();
+    r.root = json_pack("{s:s, s:i, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:O, s:O, s:O, s:O}",
+                       "format", "lowbit-result", "version", 1, "origin", "lowbit", "job_key",
+                       j->key, "status", "failed", "error", json_null(), "log_tail", json_null(),
+                       "model", model, "recipe", recipe_to_json(&j->recipe), "run", r.run,
+                       "scores", r.scores, "task_defs", r.task_defs, "provenance", r.prov);
+    json_decref(r.run);
+    json_decref(r.scores);
+    json_decref(r.task_defs);
+    json_decref(r.prov);
+    return r;
+}
+
+/* finish and write: status ok, or failed with error and the log's tail */
+static int result_write(struct result *r, const char *out_dir, const char *key, const char *error,
+                        const char *log_path) {
+    char now[32], path[PIPE_PATH_MAX];
+    pipe_now_iso(now, sizeof now);
+    json_object_set_new(r->run, "finished_at", json_string(now));
+    json_object_set_new(r->root, "status", json_string(error ? "failed" : "ok"));
+    if (error) {
+        /* one line: the first line of the message */
+        char line[1024];
+        snprintf(line, sizeof line, "%s", *error ? error : "failed without a message");
+        line[strcspn(line, "\n")] = 0;
+        json_object_set_new(r->root, "error", json_string(line));
+        fflush(stdout);
+        fflush(stderr);
+        char *tail = pipe_log_tail(log_path, 20, 4096);
+        json_object_set_new(r->root, "log_tail", str_or_null(tail));
+        free(tail);
+    }
+    pipe_path(path, sizeof path, out_dir, "results", NULL, NULL);
+    if (pipe_mkdirs(path)) return -1;
+    pipe_path(path, sizeof path, out_dir, "results", key, ".json");
+    return pipe_write_json(path, r->root);
+}
+
+int job_write_failed(const char *out_dir, const struct job *j, const char *error,
+                     const char *log_path, const char *started_at) {
+    char now[32];
+    pipe_now_iso(now, sizeof now);
+    struct result r = result_new(j, started_at ? started_at : now);
+    int rc = result_write(&r, out_dir, j->key, error, log_path);
+    json_decref(r.root);
+    return rc;
+}
+
+/* ===== measuring ===== */
+
+static double peak_rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double mb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) mb = atof(line + 6) / 1024.0;
+    if (f) fclose(f);
+    if (mb < 0) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        mb = ru.ru_maxrss / 1024.0;
+    }
+    return mb;
+}
+
+/* reset VmHWM (Linux >= 4.0: "5" > /proc/self/clear_refs); false when not allowed */
+static bool reset_peak_rss(void) {
+    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    bool ok = write(fd, "5", 1) == 1;
+    close(fd);
+    return ok;
+}
+
+static long long path_bytes(const char *path) {
+    struct stat st;
+    if (stat(path, &st)) return -1;
+    return (long long)st.st_size; /* artifacts are files; directories are summed below */
+}
+
+static long long tree_total;
+static int tree_add(const char *p, const struct stat *st, int flag, struct FTW *f) {
+    (void)p, (void)f;
+    if (flag == FTW_F) tree_total += (long long)st->st_size;
+    return 0;
+}
+static long long artifact_bytes(const char *path) {
+    struct stat st;
+    if (stat(path, &st)) return -1;
+    if (!S_ISDIR(st.st_mode)) return path_bytes(path);
+    tree_total = 0;
+    if (nftw(path, tree_add, 16, FTW_PHYS)) return -1;
+    return tree_total;
+}
+
+static int tree_rm(const char *p, const struct stat *st, int flag, struct FTW *f) {
+    (void)st, (void)f;
+    return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+/* empty and re-create OUT/artifacts/<key> (leftovers of an interrupted attempt) */
+static int fresh_dir(const char *dir) {
+    struct stat st;
+    if (!stat(dir, &st) && nftw(dir, tree_rm, 16, FTW_DEPTH | FTW_PHYS))
+        return err("%s: cannot empty: %s", dir, strerror(errno));
+    return pipe_mkdirs(dir);
+}
+
+/* ===== evaluation through the commands ===== */
+
+#define ARGV_MAX 40
+struct argv_b {
+    char *v[ARGV_MAX + 1];
+    char store[ARGV_MAX][PIPE_PATH_MAX];
+    int n;
+};
+static void av_add(struct argv_b *a, const char *s) {
+    if (a->n >= ARGV_MAX) BUG("argv too long");
+    snprintf(a->store[a->n], sizeof a->store[0], "%s", s);
+    a->v[a->n] = a->store[a->n];
+    a->v[++a->n] = NULL;
+}
+static void av_int(struct argv_b *a, int x) {
+    char b[24];
+    snprintf(b, sizeof b, "%d", x);
+    av_add(a, b);
+}
+
+/* err_last() with a phase prefix */
+static void fail_msg(char *buf, size_t size, const char *phase) {
+    const char *m = err_last();
+    snprintf(buf, size, "%s: %s", phase, m && *m ? m : "failed (see the log)");
+}
+
+struct eval_ctx {
+    const struct job *j;
+    const char *artifact, *tokenizer, *base, *out_dir, *work;
+    int threads;
+    int vocab; /* the source model's */
+    bool quiet;
+};
+
+static void common_opts(struct argv_b *a, const struct eval_ctx *c) {
+    if (c->tokenizer && *c->tokenizer) {
+        av_add(a, "--tokenizer");
+        av_add(a, c->tokenizer);
+    }
+    if (c->threads > 0) {
+        av_add(a, "--threads");
+        av_int(a, c->threads);
+    }
+    av_add(a, "--quiet");
+}
+
+/* a new reference to o[key], or null */
+static json_t *jcopy(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return v ? json_incref(v) : json_null();
+}
+
+static double jnum(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* the lm-eval tasks whose limit is lim, in one cmd_eval call */
+static int eval_tasks(const struct eval_ctx *c, int lim, struct result *r, char *msg, size_t msz) {
+    const struct eval_spec *ev = &c->j->ev;
+    char list[512] = "";
+    size_t n = 0;
+    for (int s = 0; s < TASK_COUNT; s++)
+        if (ev->on[s] && ev->limit[s] == lim)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", n ? "," : "", plan_slot_name(s));
+    if (!n) return 0;
+    char json_path[PIPE_PATH_MAX];
+    snprintf(json_path, sizeof json_path, "%s/eval-%d.json", c->work, lim);
+    struct argv_b a = {0};
+    av_add(&a, "eval");
+    av_add(&a, "--model");
+    av_add(&a, c->artifact);
+    av_add(&a, "--tasks");
+    av_add(&a, list);
+    if (lim) {
+        av_add(&a, "--limit");
+        av_int(&a, lim);
+    }
+    av_add(&a, "--seed");
+    av_int(&a, ev->seed);
+    av_add(&a, "--data");
+    av_add(&a, ev->data_dir);
+    av_add(&a, "--json");
+    av_add(&a, json_path);
+    common_opts(&a, c);
+    printf("job: lowbit eval --tasks %s --limit %d\n", list, lim);
+    fflush(stdout);
+    if (cmd_eval(a.n, a.v)) {
+        fail_msg(msg, msz, "eval");
+        return -1;
+    }
+    json_error_t je;
+    json_t *root = json_load_file(json_path, 0, &je);
+    json_t *results = json_object_get(root, "results"), *configs = json_object_get(root, "configs"),
+           *samples = json_object_get(root, "n-samples"), *config = json_object_get(root, "config");
+    if (!json_is_object(results) || !json_is_object(configs)) {
+        json_decref(root);
+        snprintf(msg, msz, "eval: %s: not lm-eval results (%s)", json_path, je.text);
+        return -1;
+    }
+    const char *task;
+    json_t *tr;
+    json_object_foreach(results, task, tr) {
+        json_t *ns = json_object_get(json_object_get(samples, task), "effective");
+        long long nd = json_is_integer(ns) ? json_integer_value(ns)
+                       : json_is_integer(json_object_get(tr, "n"))
+                           ? json_integer_value(json_object_get(tr, "n"))
+                           : -1;
+        const char *key;
+        json_t *v;
+        json_object_foreach(tr, key, v) {
+            const char *comma = strchr(key, ',');
+            if (!comma || strcmp(comma + 1, "none") || !json_is_number(v)) continue;
+            char metric[96], skey[128];
+            snprintf(metric, sizeof metric, "%.*s", (int)(comma - key), key);
+            size_t ml = strlen(metric);
+            if (ml > 7 && !strcmp(metric + ml - 7, "_stderr")) continue;
+            snprintf(skey, sizeof skey, "%s_stderr,none", metric);
+            add_score(r, task, metric, json_number_value(v), jnum(tr, skey), nd);
+        }
+    }
+    json_object_foreach(configs, task, tr) {
+        const int slot = task_from_name(task);
+        const char *sha = json_string_value(json_object_get(tr, "dataset_sha256"));
+        if (slot >= 0 && sha && ev->sha[slot][0] && strcmp(sha, ev->sha[slot])) {
+            snprintf(msg, msz, "eval: %s: the data file changed since planning (sha256 %.12s, "
+                     "planned %.12s); run again", task, sha, ev->sha[slot]);
+            json_decref(root);
+            return -1;
+        }
+        const char *file = json_string_value(json_object_get(tr, "dataset_path"));
+        json_array_append_new(
+            r->task_defs,
+            json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "task", task,
+                      "dataset_file", file ? file : "", "dataset_sha256", sha ? sha : "",
+                      "n_docs", jcopy(tr, "n_docs"), "n_docs_full", jcopy(tr, "n_docs_full"),
+                      "limit_n", jcopy(tr, "limit"), "seed", jcopy(tr, "seed"), "num_fewshot",
+                      jcopy(tr, "num_fewshot"), "add_bos", jcopy(tr, "add_bos"), "ctx",
+                      jcopy(tr, "max_length")));
+    }
+    if (json_is_object(config)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(config, k, v) {
+            if (!strcmp(k, "total_seconds") || !strcmp(k, "threads") || !strcmp(k, "model") ||
+                !strcmp(k, "tokenizer"))
+                continue; /* timings, hosts and paths: not provenance of the numbers */
+            char pk[96];
+            snprintf(pk, sizeof pk, "eval.%s", k);
+            if (json_is_string(v)) prov_set(r, pk, "%s", json_string_value(v));
+            else if (json_is_integer(v)) prov_set(r, pk, "%lld", (long long)json_integer_value(v));
+            else if (json_is_boolean(v)) prov_set(r, pk, "%s", json_is_true(v) ? "true" : "false");
+        }
+    }
+    json_decref(root);
+    return 0;
+}
+
+static void ppl_task_def(struct result *r, const struct eval_ctx *c, const char *task, int chunks,
+                         long long full) {
+    const struct eval_spec *ev = &c->j->ev;
+    const int slot = !strcmp(task, "ppl") ? PIPE_PPL : PIPE_KLD;
+    json_array_append_new(
+        r->task_defs,
+        json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:b, s:i}", "task", task,
+                  "dataset_file", ev->text, "dataset_sha256", ev->sha[slot], "n_docs", chunks,
+                  "n_docs_full", full > 0 ? json_integer(full) : json_null(), "limit_n",
+                  ev->limit[slot] ? json_integer(ev->limit[slot]) : json_null(), "seed",
+                  json_null(), "num_fewshot", 0, "add_bos", 1, "ctx", PIPE_PPL_CTX));
+}
+
+static int eval_ppl(const struct eval_ctx *c, struct result *r, char *msg, size_t msz) {
+    const struct eval_spec *ev = &c->j->ev;
+    char json_path[PIPE_PATH_MAX];
+    snprintf(json_path, sizeof json_path, "%s/ppl.json", c->work);
+    struct argv_b a = {0};
+    av_add(&a, "ppl");
+    av_add(&a, "--model");
+    av_add(&a, c->artifact);
+    av_add(&a, "--text");
+    av_add(&a, ev->text);
+    av_add(&a, "--ctx");
+    av_int(&a, PIPE_PPL_CTX);
+    av_add(&a, "--protocol");
+    av_add(&a, "llamacpp");
+    if (ev->limit[PIPE_PPL]) {
+        av_add(&a, "--chunks");
+        av_int(&a, ev->limit[PIPE_PPL]);
+    }
+    av_add(&a, "--json");
+    av_add(&a, json_path);
+    common_opts(&a, c);
+    printf("job: lowbit ppl --protocol llamacpp --ctx %d --chunks %d\n", PIPE_PPL_CTX,
+           ev->limit[PIPE_PPL]);
+    fflush(stdout);
+    if (cmd_ppl(a.n, a.v)) {
+        fail_msg(msg, msz, "ppl");
+        return -1;
+    }
+    json_t *root = json_load_file(json_path, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        snprintf(msg, msz, "ppl: %s: unreadable", json_path);
+        return -1;
+    }
+    const int chunks = (int)jnum(root, "chunks");
+    add_score(r, "ppl", "ppl_llamacpp_ctx512", jnum(root, "ppl"), jnum(root, "ppl_stderr"),
+              (long long)jnum(root, "scored_tokens"));
+    ppl_task_def(r, c, "ppl", chunks, (long long)jnum(root, "text_tokens") / PIPE_PPL_CTX);
+    json_decref(root);
+    return 0;
+}
+
+/* percentile frac of a [[frac, value], ...] array */
+static double pct(json_t *arr, double frac) {
+    size_t i;
+    json_t *p;
+    json_array_foreach(arr, i, p) {
+        if (fabs(json_number_value(json_array_get(p, 0)) - frac) < 1e-9)
+            return json_number_value(json_array_get(p, 1));
+    }
+    return NAN;
+}
+
+static int eval_kld(const struct eval_ctx *c, bool ppl_too, struct result *r, char *msg,
+                    size_t msz) {
+    const struct eval_spec *ev = &c->j->ev;
+    char json_path[PIPE_PATH_MAX], cache[PIPE_PATH_MAX], lock[PIPE_PATH_MAX + 100];
+    snprintf(json_path, sizeof json_path, "%s/kld.json", c->work);
+    pipe_path(cache, sizeof cache, c->out_dir, "cache/kld", NULL, NULL);
+    if (pipe_mkdirs(cache)) {
+        fail_msg(msg, msz, "kld");
+        return -1;
+    }
+    struct argv_b a = {0};
+    av_add(&a, "kld");
+    av_add(&a, "--base");
+    av_add(&a, c->base);
+    av_add(&a, "--model");
+    av_add(&a, c->artifact);
+    av_add(&a, "--text");
+    av_add(&a, ev->text);
+    av_add(&a, "--ctx");
+    av_int(&a, PIPE_PPL_CTX);
+    if (ev->limit[PIPE_KLD]) {
+        av_add(&a, "--chunks");
+        av_int(&a, ev->limit[PIPE_KLD]);
+    }
+    av_add(&a, "--cache");
+    av_add(&a, cache);
+    /* exact f32 base log-probs unless they would take more than 1 GiB (then f16, KLD within
+     * ~0.05%: an fp16 model's KLD of ~1e-6 would be lost in f16 rounding of the base) */
+    const double rows = ev->limit[PIPE_KLD] ? (double)ev->limit[PIPE_KLD] * (PIPE_PPL_CTX / 2 - 1) : 1e30;
+    const bool f32 = rows * c->vocab * 4.0 <= 1024.0 * 1024 * 1024;
+    if (f32) av_add(&a, "--f32");
+    av_add(&a, "--json");
+    av_add(&a, json_path);
+    common_opts(&a, c);
+    /* jobs of one model share the base's cached log-probs: one computes them, the others wait */
+    snprintf(lock, sizeof lock, "%s/%s.lock", cache, c->j->model_sha);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) flock(fd, LOCK_EX);
+    printf("job: lowbit kld --base %s --ctx %d --chunks %d\n", c->base, PIPE_PPL_CTX,
+           ev->limit[PIPE_KLD]);
+    fflush(stdout);
+    int rc = cmd_kld(a.n, a.v);
+    if (fd >= 0) close(fd);
+    if (rc) {
+        fail_msg(msg, msz, "kld");
+        return -1;
+    }
+    json_t *root = json_load_file(json_path, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        snprintf(msg, msz, "kld: %s: unreadable", json_path);
+        return -1;
+    }
+    const long long n = (long long)jnum(root, "positions");
+    json_t *kp = json_object_get(root, "kld_percentiles");
+    add_score(r, "kld", "kld_mean", jnum(root, "kld_mean"), jnum(root, "kld_stderr"), n);
+    add_score(r, "kld", "kld_median", pct(kp, 0.5), NAN, n);
+    add_score(r, "kld", "kld_p99", pct(kp, 0.99), NAN, n);
+    add_score(r, "kld", "kld_max", pct(kp, 1.0), NAN, n);
+    add_score(r, "kld", "same_top", jnum(root, "same_top"), jnum(root, "same_top_stderr"), n);
+    add_score(r, "kld", "dp_mean", jnum(root, "dp_mean"), jnum(root, "dp_stderr"), n);
+    add_score(r, "kld", "dp_rms", jnum(root, "dp_rms"), jnum(root, "dp_rms_stderr"), n);
+    add_score(r, "kld", "ppl_base", jnum(root, "ppl_base"), jnum(root, "ppl_base_stderr"), n);
+    add_score(r, "kld", "ln_ppl_ratio", jnum(root, "ln_ppl_ratio"),
+              jnum(root, "ln_ppl_ratio_stderr"), n);
+    const int chunks = (int)jnum(root, "chunks");
+    ppl_task_def(r, c, "kld", chunks, -1);
+    if (ppl_too) { /* the same chunks and positions as `lowbit ppl --protocol llamacpp` */
+        add_score(r, "ppl", "ppl_llamacpp_ctx512", jnum(root, "ppl"), jnum(root, "ppl_stderr"), n);
+        ppl_task_def(r, c, "ppl", chunks, -1);
+    }
+    prov_set(r, "kld.base", "%s", c->j->model.path);
+    prov_set(r, "kld.base_logprobs", "%s", f32 ? "f32" : "f16");
+    json_decref(root);
+    return 0;
+}
+
+/* ===== the job ===== */
+
+/* tests/test_pipeline.c makes workers misbehave: LOWBIT_TEST_FAULT="crash:ID" (SIGSEGV),
+ * "hang:ID" (sleeps until killed) or "exit:ID" (exit status 3, no result) for the jobs of
+ * model ID. Unset in normal use. */
+static void test_fault(const struct job *j) {
+    const char *f = getenv("LOWBIT_TEST_FAULT"), *colon = f ? strchr(f, ':') : NULL;
+    if (!colon || strcmp(colon + 1, j->model.id)) return;
+    printf("job: LOWBIT_TEST_FAULT=%s\n", f);
+    fflush(stdout);
+    if (!strncmp(f, "crash:", 6)) raise(SIGSEGV);
+    if (!strncmp(f, "exit:", 5)) _exit(3);
+    if (!strncmp(f, "hang:", 5))
+        for (;;) pause();
+}
+
+int job_execute(const struct job *j, const struct job_opts *o) {
+    char started[32], msg[8192] = "", dir[PIPE_PATH_MAX], work[PIPE_PATH_MAX + 16];
+    pipe_now_iso(started, sizeof started);
+    struct result r = result_new(j, started);
+    struct model m = MODEL_INIT, am = MODEL_INIT;
+    bool m_loaded = false;
+    struct tokenizer *tok = NULL;
+    int ret = -1, vocab = 0;
+    lb_set_threads(o->threads);
+    json_object_set_new(r.run, "threads", json_integer(lb_threads()));
+    printf("job %s: model %s (%s), recipe %s (%s)\n", j->key, j->model.id, j->model_path,
+           j->recipe.id, j->recipe.algorithm);
+    fflush(stdout);
+    test_fault(j);
+
+    /* the spec must be what the planner meant: same key, same code, same files */
+    char *text = plan_key_text(j), hex[65];
+    if (!text) goto fail;
+    struct sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, text, strlen(text));
+    sha256_hex(&h, hex);
+    free(text);
+    if (strcmp(hex, j->key)) {
+        snprintf(msg, sizeof msg, "job spec: its contents do not give its key %.12s (got %.12s); "
+                 "re-plan with lowbit run", j->key, hex);
+        goto fail;
+    }
+    if (strcmp(j->code_version, plan_code_version())) {
+        snprintf(msg, sizeof msg, "job spec: planned by lowbit %s, this is %s; re-plan with "
+                 "lowbit run", j->code_version, plan_code_version());
+        goto fail;
+    }
+    if (j->model_error[0]) {
+        snprintf(msg, sizeof msg, "model '%s': %s", j->model.id, j->model_error);
+        goto fail;
+    }
+    char cache[PIPE_PATH_MAX];
+    pipe_path(cache, sizeof cache, o->out_dir, "cache", NULL, NULL);
+    if (plan_hash_path(j->model_path, cache, hex)) {
+        fail_msg(msg, sizeof msg, "model");
+        goto fail;
+    }
+    if (strcmp(hex, j->model_sha)) {
+        snprintf(msg, sizeof msg, "model '%s': %s changed since planning; run again", j->model.id,
+                 j->model_path);
+        goto fail;
+    }
+    if (recipe_check(&j->recipe)) {
+        snprintf(msg, sizeof msg, "%s", err_last());
+        goto fail;
+    }
+
+    /* ---- quantize ---- */
+    const double t_quant = now_s();
+    if (model_load(&m, j->model_path)) {
+        snprintf(msg, sizeof msg, "model '%s': %s", j->model.id, err_last());
+        goto fail;
+    }
+    m_loaded = true;
+    vocab = m.cfg.vocab_size;
+    json_t *model = json_object_get(r.root, "model");
+    json_object_set_new(model, "architecture", json_string(m.cfg.arch));
+    json_object_set_new(model, "n_params", json_integer(model_n_params(&m)));
+    prov_set(&r, "model.format", "%s", model_format_name(m.format));
+    if (cli_load_tokenizer(&tok, &m, j->model_tokenizer[0] ? j->model_tokenizer : NULL)) {
+        snprintf(msg, sizeof msg, "model '%s': %s", j->model.id, err_last());
+        goto fail;
+    }
+    pipe_path(dir, sizeof dir, o->out_dir, "artifacts", j->key, NULL);
+    if (fresh_dir(dir)) {
+        fail_msg(msg, sizeof msg, "quant");
+        goto fail;
+    }
+    struct quant_job qj = {.r = &j->recipe, .m = &m, .src_path = j->model_path,
+                           .src_tokenizer = j->model_tokenizer[0] ? j->model_tokenizer : NULL,
+                           .tok = tok, .out_dir = dir, .threads = o->threads, .quiet = o->quiet};
+    struct quant_artifact art;
+    printf("job: quantizing (%s %s)\n", j->recipe.algorithm, j->recipe.weight_dtype);
+    fflush(stdout);
+    if (quant_model(&qj, &art)) {
+        snprintf(msg, sizeof msg, "%s", err_last());
+        goto fail;
+    }
+    const double quant_s = j->recipe.method == QMETHOD_FP ? 0.0 : now_s() - t_quant;
+    json_object_set_new(r.run, "quant_seconds", json_real(quant_s));
+    json_object_set_new(r.run, "quant_peak_rss_mb", json_real(peak_rss_mb()));
+    if (j->recipe.method == QMETHOD_FP)
+        prov_set(&r, "quant.write_seconds", "%.3f", now_s() - t_quant);
+    for (int i = 0; i < art.n_prov; i++) prov_set(&r, art.prov[i].key, "%s", art.prov[i].value);
+    prov_set(&r, "quant.format", "%s", art.format);
+    tokenizer_free(tok);
+    tok = NULL;
+    model_release(&m);
+    m_loaded = false;
+
+    /* ---- the artifact: size, parameters, bits per weight ---- */
+    const bool peak_reset = reset_peak_rss();
+    const double t_eval = now_s();
+    if (model_load(&am, art.path)) {
+        fail_msg(msg, sizeof msg, "artifact");
+        goto fail;
+    }
+    const int64_t n_params = model_n_params(&am);
+    const size_t wbytes = model_weight_bytes(&am);
+    model_release(&am);
+    const char *rel = strstr(art.path, "artifacts/");
+    json_object_set_new(r.run, "artifact_path", json_string(rel ? rel : art.path));
+    json_object_set_new(r.run, "artifact_bytes", json_integer(artifact_bytes(art.path)));
+    json_object_set_new(r.run, "n_params", json_integer(n_params));
+    json_object_set_new(r.run, "bits_per_weight",
+                        json_real(n_params ? 8.0 * (double)wbytes / (double)n_params : 0));
+    const char *eval_tok = art.tokenizer[0] ? art.tokenizer : j->model_tokenizer;
+    if (eval_tok[0]) prov_set(&r, "eval.tokenizer_file", "%s", eval_tok);
+
+    /* ---- evaluate ---- */
+    snprintf(work, sizeof work, "%s/eval", dir);
+    if (pipe_mkdirs(work)) {
+        fail_msg(msg, sizeof msg, "eval");
+        goto fail;
+    }
+    struct eval_ctx c = {.j = j, .artifact = art.path, .tokenizer = eval_tok,
+                         .base = j->model_path, .out_dir = o->out_dir, .work = work,
+                         .threads = o->threads, .vocab = vocab, .quiet = o->quiet};
+    bool limit_done[PIPE_N_TASKS] = {0};
+    for (int s = 0; s < TASK_COUNT; s++) { /* one cmd_eval call per distinct limit */
+        if (!j->ev.on[s] || limit_done[s]) continue;
+        for (int t = s; t < TASK_COUNT; t++)
+            if (j->ev.limit[t] == j->ev.limit[s]) limit_done[t] = true;
+        if (eval_tasks(&c, j->ev.limit[s], &r, msg, sizeof msg)) goto fail;
+    }
+    const bool ppl_in_kld = j->ev.on[PIPE_PPL] && j->ev.on[PIPE_KLD] &&
+                            j->ev.limit[PIPE_PPL] == j->ev.limit[PIPE_KLD];
+    if (j->ev.on[PIPE_PPL] && !ppl_in_kld && eval_ppl(&c, &r, msg, sizeof msg)) goto fail;
+    if (j->ev.on[PIPE_KLD] && eval_kld(&c, ppl_in_kld, &r, msg, sizeof msg)) goto fail;
+    json_object_set_new(r.run, "eval_seconds", json_real(now_s() - t_eval));
+    json_object_set_new(r.run, "eval_peak_rss_mb", json_real(peak_rss_mb()));
+    prov_set(&r, "eval.peak_rss", "%s", peak_reset ? "eval phase only (VmHWM reset)"
+                                                   : "whole job (getrusage)");
+    if (j->recipe.knobs[0]) prov_set(&r, "recipe.knobs", "%s", j->recipe.knobs);
+    prov_set(&r, "lowbit.code_version", "%s", j->code_version);
+    ret = result_write(&r, o->out_dir, j->key, NULL, NULL) ? -1 : 0;
+    printf("job %s: ok\n", j->key);
+    goto out;
+fail:
+    if (!msg[0]) fail_msg(msg, sizeof msg, "job");
+    fprintf(stderr, "lowbit: job %s (%s × %s) failed: %s\n", j->key, j->model.id, j->recipe.id,
+            msg);
+    ret = result_write(&r, o->out_dir, j->key, msg, o->log) ? -1 : 1;
+out:
+    tokenizer_free(tok);
+    if (m_loaded) model_release(&m);
+    json_decref(r.root);
+    return ret;
+}

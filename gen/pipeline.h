@@ -1,0 +1,256 @@
+/* gen/pipeline.h: the batch pipeline: model list × recipes → jobs → result files → SQLite.
+ *
+ *   csvin    models.csv / recipes.csv (libcsv) → struct model_row / struct recipe
+ *   plan     the job matrix; each job's key = sha256 of everything that decides its numbers
+ *   job      one worker process: quantize, evaluate, write results/<key>.json (tmp + rename)
+ *   run      the local runner: -j N worker processes (fork/exec "lowbit job"), timeouts, progress
+ *   collect  the only writer of the database: one transaction per result file, idempotent
+ *   db       open/create out/lowbit.db from gen/schema.sql (embedded at build time), migrations
+ *   import   lm-evaluation-harness and Intel-board results JSON → result files
+ *
+ * Files under the output directory OUT (default "out"):
+ *   OUT/jobs/<key>.json        the job's spec (what the worker runs), written by the planner
+ *   OUT/results/<key>.json     the job's result (status ok or failed), written once, atomically
+ *   OUT/logs/<key>.log         the worker's stdout and stderr
+ *   OUT/artifacts/<key>/       the quantized model
+ *   OUT/cache/                 file hashes, KL-divergence base log-probs
+ *   OUT/lowbit.db              the database (gen/schema.sql)
+ * A job is identified by its key only: a spec or result file is named by it, never by an id from
+ * a CSV or an imported file. Everything that is not how a worker is started (fork/exec here, a
+ * Slurm array task later) is shared: plan, spec files, `lowbit job --spec`, result files, collect. */
+#ifndef GEN_PIPELINE_H
+#define GEN_PIPELINE_H
+#include <stdbool.h>
+#include <jansson.h>
+
+#include "eval/task.h"
+#include "quant/quant.h"
+
+#define PIPE_PATH_MAX 4096
+#define PIPE_ID_MAX RECIPE_ID_MAX
+
+/* ===== subcommands (gen/cmd_pipeline.c) ===== */
+int cmd_run(int argc, char **argv);
+int cmd_job(int argc, char **argv);
+int cmd_collect(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+
+/* ===== ids and paths (gen/csvin.c) ===== */
+
+/* ids name database rows and pages of the site: 1..127 characters of [A-Za-z0-9._+-], not
+ * starting with '.' or '-' (so never "..", "/x" or an option). -1 with a message naming what. */
+int pipe_id_check(const char *id, const char *what);
+/* an id made from free text (an imported model name): unsafe characters become '_', "/"
+ * becomes "--", a leading '.'/'-' is dropped, cut to 127 characters; "" becomes "unnamed" */
+void pipe_id_sanitize(const char *text, char *out, size_t size);
+/* expand ${VAR} in a CSV path (LOWBIT_DATA defaults to ../shared/data); -1 when a variable is
+ * unset or the result does not fit */
+int pipe_expand(const char *raw, char *out, size_t size);
+
+/* ===== models.csv and recipes.csv (gen/csvin.c) ===== */
+
+struct model_row {
+    char id[PIPE_ID_MAX];
+    char path[PIPE_PATH_MAX];      /* as written (may hold ${LOWBIT_DATA}) */
+    char tokenizer[PIPE_PATH_MAX]; /* as written; "" = the model's own */
+    char display_name[256];
+    char family[64];
+    char base_model[PIPE_ID_MAX];
+    char model_type[32];
+    char license[64];
+    char notes[1024];
+};
+
+/* read a CSV with a header row (columns by name, any order; '#' in the first cell comments a row
+ * out). models: id, path required; tokenizer, display_name (default: id), family, base_model,
+ * model_type, license, notes optional. recipes: id, algorithm required; weight_dtype, bits,
+ * group_size, sym, double_quant, compute_dtype (default fp32), calib_set, calib_nsamples,
+ * calib_seqlen, knobs (a JSON object) optional. An unknown column, a duplicate id, an unsafe id
+ * or a malformed cell is an error naming file, row and column. Recipe algorithms are NOT checked
+ * here: an unknown algorithm becomes a failed job with its message. *rows is owned (free()). */
+int csvin_models(const char *path, struct model_row **rows, int *n);
+int csvin_recipes(const char *path, struct recipe **rows, int *n);
+
+/* ===== what every job evaluates (gen/plan.c) ===== */
+
+/* task slots: the lm-eval tasks (enum task_id), then the two protocols on WikiText-2 raw test */
+enum { PIPE_PPL = TASK_COUNT, PIPE_KLD, PIPE_N_TASKS };
+#define PIPE_PPL_CTX 512
+
+struct eval_spec {
+    bool on[PIPE_N_TASKS];
+    int limit[PIPE_N_TASKS];  /* documents (tasks) or 512-token chunks (ppl, kld); 0 = all */
+    int seed;                 /* task_limit's sample seed (lm-eval's 1234) */
+    char data_dir[PIPE_PATH_MAX];
+    char text[PIPE_PATH_MAX]; /* the ppl/kld text (WikiText-2 raw test) */
+    /* filled by plan_eval_hash: sha256 of each enabled task's data (ppl/kld: of text) */
+    char sha[PIPE_N_TASKS][65];
+};
+
+/* the default evaluation: every task, with the per-task limits that keep `make report` within
+ * its time budget (full = no limits) */
+void plan_eval_default(struct eval_spec *ev, bool full);
+/* apply "--tasks LIST" (task names, "ppl", "kld", "all") and "--limit N" (every slot) */
+int plan_eval_tasks(struct eval_spec *ev, const char *list);
+void plan_eval_limit(struct eval_spec *ev, int limit);
+/* hash every enabled task's data files (loading them once); -1 when a file is missing */
+int plan_eval_hash(struct eval_spec *ev);
+const char *plan_slot_name(int slot); /* "arc_easy", ..., "ppl", "kld" */
+
+/* ===== jobs (gen/plan.c) ===== */
+
+struct job {
+    char key[65];
+    struct model_row model;
+    char model_path[PIPE_PATH_MAX];     /* expanded */
+    char model_tokenizer[PIPE_PATH_MAX]; /* expanded, "" = the model's own */
+    char model_sha[65];     /* sha256 over the model's files ("" when they cannot be read) */
+    char tok_sha[65];       /* of the explicit tokenizer file ("" none/unreadable) */
+    char model_error[512];  /* why the files could not be read ("" = they could) */
+    struct recipe recipe;
+    struct eval_spec ev;
+    char code_version[160];
+};
+
+struct plan {
+    struct job *jobs;
+    int n_jobs;
+};
+
+/* the code version part of every key: `git describe --always --dirty` at build time, and the
+ * sha256 of the running binary when the tree was dirty or had no git */
+const char *plan_code_version(void);
+/* sha256 of a file, or of a directory's regular files (name + hash each, sorted); cached under
+ * cache_dir by (path, size, mtime, inode) when cache_dir is not NULL. -1 with a message. */
+int plan_hash_path(const char *path, const char *cache_dir, char hex[65]);
+/* fill a job (files hashed, key computed) */
+int plan_job(struct job *j, const struct model_row *m, const struct recipe *r,
+             const struct eval_spec *ev, const char *cache_dir);
+/* the key text (what is hashed), for tests and `lowbit status --explain`; owned (free()) */
+char *plan_key_text(const struct job *j);
+/* every model × recipe (model-major, CSV order) */
+int plan_build(struct plan *p, const struct model_row *models, int n_models,
+               const struct recipe *recipes, int n_recipes, const struct eval_spec *ev,
+               const char *cache_dir);
+void plan_release(struct plan *p);
+
+/* what `lowbit run`, `lowbit job` and `lowbit status` plan from (their shared options) */
+struct plan_inputs {
+    const char *models, *recipes; /* CSV paths */
+    const char *tasks;            /* --tasks LIST, NULL = all */
+    const char *out;              /* output directory (its cache/ holds file hashes) */
+    int limit;                    /* --limit N, 0 = the defaults */
+    bool full;                    /* --full: no limits */
+};
+/* read the CSVs, set up and hash the evaluation, build the plan; -1 with a message */
+int plan_make(const struct plan_inputs *in, struct plan *p);
+
+/* the job as JSON (the spec file's content; also the model/recipe part of a result) and back */
+json_t *job_to_json(const struct job *j);
+int job_from_json(struct job *j, json_t *o, const char *what);
+/* model and recipe rows as JSON objects (a result file's "model" and "recipe") */
+json_t *model_row_to_json(const struct model_row *m);
+json_t *recipe_to_json(const struct recipe *r);
+
+/* ===== files (gen/job.c) ===== */
+
+/* "OUT/results/<key>.json" etc. */
+void pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, const char *key,
+               const char *ext);
+/* mkdir -p */
+int pipe_mkdirs(const char *dir);
+/* write data to path via a temporary file in the same directory, fsync, rename, fsync the
+ * directory: a reader sees the old file or the whole new one, never a part */
+int pipe_write_atomic(const char *path, const char *data, size_t len);
+/* json_dumps (indent 2, sorted keys) + pipe_write_atomic */
+int pipe_write_json(const char *path, json_t *o);
+/* the last max_lines lines (at most max_bytes) of a log file; owned, "" when unreadable */
+char *pipe_log_tail(const char *path, int max_lines, size_t max_bytes);
+/* ISO 8601 UTC "2024-05-01T12:00:00Z" */
+void pipe_now_iso(char *buf, size_t size);
+
+/* a result file's state: 0 absent, 1 ok, 2 failed, -1 present but unreadable / another key */
+int pipe_result_state(const char *path, const char *key);
+
+/* the failed result of a job that produced none itself (crash, timeout, exec failure) */
+int job_write_failed(const char *out_dir, const struct job *j, const char *error,
+                     const char *log_path, const char *started_at);
+
+struct job_opts {
+    const char *out_dir;
+    const char *log;  /* the file stdout/stderr go to (its tail goes in a failed result), or NULL */
+    int threads;      /* 0 = every core */
+    bool quiet;
+};
+/* the worker: quantize, evaluate, write OUT/results/<key>.json (ok or failed). Returns 0 when
+ * the job succeeded, 1 when it wrote a failed result, -1 when it could not write a result. */
+int job_execute(const struct job *j, const struct job_opts *o);
+
+/* ===== the local runner (gen/run.c) ===== */
+
+struct run_opts {
+    const char *out_dir;
+    int n_parallel;      /* -j */
+    int threads;         /* per job; 0 = cores / n_parallel (at least 1) */
+    double timeout;      /* seconds per job; 0 = none */
+    bool quiet, retry_failed;
+};
+struct run_stats {
+    int total, cached, done, ok, failed, crashed;
+};
+/* the jobs of p still to run: result file missing or unreadable (or failed, with retry_failed);
+ * a key planned twice runs once. todo (p->n_jobs entries) gets their indexes; st->total, cached
+ * and failed (of the cached) are filled. Returns the count. (Shared with cluster submission.) */
+int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, int *todo,
+                struct run_stats *st);
+/* write OUT/jobs/<key>.json (the spec `lowbit job --spec` runs); path gets its name */
+int run_write_spec(const char *out_dir, const struct job *j, char *path, size_t size);
+/* run every job whose result file is missing (or failed, with retry_failed): spec files, worker
+ * processes, timeouts, failed results for workers that die. Stops early (-1) on SIGINT/SIGTERM
+ * after killing the workers. */
+int run_plan(const struct plan *p, const struct run_opts *o, struct run_stats *st);
+
+/* ===== database (gen/db.c) ===== */
+struct sqlite3;
+#define DB_SCHEMA_VERSION 1
+/* open (creating the file and directories) and bring the schema to DB_SCHEMA_VERSION inside one
+ * transaction; a newer database is refused. Rollback journal, synchronous FULL, foreign keys on. */
+int db_open(const char *path, struct sqlite3 **db);
+void db_close(struct sqlite3 *db);
+/* PRAGMA integrity_check and foreign_key_check; -1 with the first problem */
+int db_check(struct sqlite3 *db);
+/* exec SQL with a message naming what on failure */
+int db_exec(struct sqlite3 *db, const char *sql, const char *what);
+/* the embedded gen/schema.sql */
+const char *db_schema_sql(void);
+
+/* ===== collect (gen/collect.c) ===== */
+struct collect_stats {
+    int files, inserted, replaced, unchanged, superseded, malformed;
+};
+struct collect_opts {
+    const char *results_dir, *db_path;
+    /* the current plan (from `lowbit run`): its keys win over other results for the same
+     * model × recipe, and its CSV rows refresh the models/recipes metadata. NULL = none. */
+    const struct plan *plan;
+    bool quiet;
+};
+int collect_run(const struct collect_opts *o, struct collect_stats *st);
+/* validate a parsed result file (everything collect needs, with the right types, safe ids, the
+ * key matching the file name when name_key is not NULL); -1 with a message */
+int collect_validate(json_t *r, const char *name_key);
+
+/* ===== import (gen/import.c) ===== */
+struct import_opts {
+    const char *model_id, *recipe_id; /* NULL: from the file */
+    const char *out_dir;
+    bool quiet;
+};
+/* one lm-eval 0.4 or Intel-board results JSON → OUT/results/<key>.json; *key_out (65) gets the
+ * key. -1 with a message. */
+int import_file(const char *path, const struct import_opts *o, char *key_out);
+/* "arc:challenge" -> "arc_challenge", "truthfulqa:mc1" -> "truthfulqa_mc1", ...; NULL when the
+ * name is not a task lowbit knows (MMLU subjects "mmlu_x" pass through) */
+const char *import_task_name(const char *name, char *buf, size_t size);
+#endif

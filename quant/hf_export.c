@@ -1,0 +1,526 @@
+/* quant/hf_export.c: the shared part of HF directory writers (see hf_export.h). */
+#include "quant/hf_export.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "eval/gguf.h"
+
+/* ===== names ===== */
+
+static const struct {
+    const char *canon, *hf;
+    bool linear;
+    int qk; /* 1 = q rows (n_heads), 2 = k rows (n_kv_heads): rotary rows to un-permute */
+} layer_map[] = {
+    {"attn_norm.weight", "input_layernorm.weight", false, 0},
+    {"attn_q.weight", "self_attn.q_proj.weight", true, 1},
+    {"attn_k.weight", "self_attn.k_proj.weight", true, 2},
+    {"attn_v.weight", "self_attn.v_proj.weight", true, 0},
+    {"attn_output.weight", "self_attn.o_proj.weight", true, 0},
+    {"attn_q.bias", "self_attn.q_proj.bias", false, 1},
+    {"attn_k.bias", "self_attn.k_proj.bias", false, 2},
+    {"attn_v.bias", "self_attn.v_proj.bias", false, 0},
+    {"ffn_norm.weight", "post_attention_layernorm.weight", false, 0},
+    {"ffn_gate.weight", "mlp.gate_proj.weight", true, 0},
+    {"ffn_up.weight", "mlp.up_proj.weight", true, 0},
+    {"ffn_down.weight", "mlp.down_proj.weight", true, 0},
+};
+
+/* HF name of canonical `c`; *linear, *qk as in layer_map. 0 ok, 1 = no HF tensor (skip), -1. */
+static int hf_name(const struct model *m, const char *c, char *out, size_t n, bool *linear,
+                   int *qk) {
+    *linear = false;
+    *qk = 0;
+    if (!strcmp(c, "token_embd.weight")) return snprintf(out, n, "model.embed_tokens.weight"), 0;
+    if (!strcmp(c, "output_norm.weight")) return snprintf(out, n, "model.norm.weight"), 0;
+    if (!strcmp(c, "output.weight")) return snprintf(out, n, "lm_head.weight"), 0;
+    if (!strcmp(c, "rope_freqs.weight") && m->cfg.rope_factor > 0) return 1; /* in rope_scaling */
+    int layer, pos = 0;
+    if (sscanf(c, "blk.%d.%n", &layer, &pos) == 1 && pos > 0)
+        for (size_t i = 0; i < LB_ARRAY_LEN(layer_map); i++)
+            if (!strcmp(c + pos, layer_map[i].canon)) {
+                snprintf(out, n, "model.layers.%d.%s", layer, layer_map[i].hf);
+                *linear = layer_map[i].linear;
+                *qk = layer_map[i].qk;
+                return 0;
+            }
+    return err("%s: tensor %s has no Hugging Face name (lowbit exports llama, mistral, qwen2)",
+               m->path, c);
+}
+
+/* ===== collect ===== */
+
+void hfx_release(struct hfx_model *hm) {
+    for (int i = 0; i < hm->n; i++) {
+        free(hm->t[i].f32);
+        free(hm->t[i].qbuf);
+        bnb_state_release(&hm->t[i].bnb);
+    }
+    free(hm->t);
+    memset(hm, 0, sizeof *hm);
+}
+
+/* rows [N] of t as fp32 [N][K], q/k rows un-permuted to HF's half-split order when needed */
+static float *rows_f32(const struct model *m, const struct tensor *t, int qk) {
+    const int64_t K = t->ne[0], N = tensor_nrows(t);
+    float *f = xmalloc((size_t)(N * K) * sizeof *f, t->name);
+    if (!f) return NULL;
+    if (t->n_dims == 1) { /* a bias: one "row" of K values, each a rotary row */
+        tensor_row_to_f32(t, 0, f);
+    } else {
+        for (int64_t r = 0; r < N; r++) tensor_row_to_f32(t, r, f + r * K);
+    }
+    if (!qk || m->cfg.rope_style != ROPE_NORM) return f;
+    const int64_t hd = m->cfg.head_dim, rows = t->n_dims == 1 ? K : N, len = t->n_dims == 1 ? 1 : K;
+    float *g = xmalloc((size_t)(N * K) * sizeof *g, t->name);
+    if (!g) {
+        free(f);
+        return NULL;
+    }
+    for (int64_t r = 0; r < rows; r++) { /* HF row h·hd + s·hd/2 + i <- source h·hd + 2i + s */
+        const int64_t h = r / hd, w = r % hd, s = w / (hd / 2), i = w % (hd / 2);
+        memcpy(g + r * len, f + (h * hd + 2 * i + s) * len, (size_t)len * sizeof *g);
+    }
+    free(f);
+    return g;
+}
+
+int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_path) {
+    memset(hm, 0, sizeof *hm);
+    hm->m = m;
+    hm->src_path = src_path;
+    hm->t = xcalloc((size_t)m->n_tensors + 1, sizeof *hm->t, "export tensors");
+    if (!hm->t) return -1;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const struct tensor *s = &m->tensors[i];
+        struct hfx_tensor *t = &hm->t[hm->n];
+        bool linear;
+        int qk;
+        const int rc = hf_name(m, s->name, t->hf, sizeof t->hf, &linear, &qk);
+        if (rc < 0) goto fail;
+        if (rc) continue;
+        t->src = s;
+        t->linear = linear && s->n_dims == 2;
+        t->K = s->ne[0];
+        t->N = tensor_nrows(s);
+        if (t->linear) snprintf(t->module, sizeof t->module, "%.*s", (int)(strlen(t->hf) - 7), t->hf);
+        if (t->linear || (qk && m->cfg.rope_style == ROPE_NORM)) {
+            if (qk && m->cfg.head_dim % 2) {
+                err("%s: head_dim %d is odd: cannot reorder rotary rows", m->path, m->cfg.head_dim);
+                goto fail;
+            }
+            if (!(t->f32 = rows_f32(m, s, qk))) goto fail;
+        }
+        hm->n++;
+    }
+    return 0;
+fail:
+    hfx_release(hm);
+    return -1;
+}
+
+/* ===== writing ===== */
+
+int hfx_add_float(struct safetensors_writer *w, const struct hfx_tensor *t, void **owned) {
+    *owned = NULL;
+    int64_t shape[2];
+    const int nd = t->src->n_dims == 1 ? 1 : 2;
+    if (nd == 1) shape[0] = t->K;
+    else shape[0] = t->N, shape[1] = t->K;
+    const size_t n = (size_t)(t->N * t->K);
+    const enum dtype dt = t->src->type;
+    if (!t->f32 && (dt == DTYPE_F32 || dt == DTYPE_F16 || dt == DTYPE_BF16))
+        return safetensors_writer_add(w, t->hf, dt == DTYPE_F32 ? "F32" : dt == DTYPE_F16 ? "F16" : "BF16",
+                                      nd, shape, t->src->data, tensor_nbytes(t->src));
+    /* reordered rows, or a source dtype HF has no float for: written in the source's float dtype
+     * when it has one, else F32 */
+    if (dt == DTYPE_F16 || dt == DTYPE_BF16) {
+        uint16_t *h = xmalloc(n * 2, t->hf);
+        if (!h) return -1;
+        for (size_t i = 0; i < n; i++)
+            h[i] = dt == DTYPE_F16 ? lb_f32_to_fp16(t->f32[i]) : lb_f32_to_bf16(t->f32[i]);
+        *owned = h;
+        return safetensors_writer_add(w, t->hf, dt == DTYPE_F16 ? "F16" : "BF16", nd, shape, h, n * 2);
+    }
+    if (t->f32) return safetensors_writer_add(w, t->hf, "F32", nd, shape, t->f32, n * 4);
+    float *f = xmalloc(n * 4, t->hf);
+    if (!f) return -1;
+    for (int64_t r = 0; r < tensor_nrows(t->src); r++) tensor_row_to_f32(t->src, r, f + r * t->K);
+    *owned = f;
+    return safetensors_writer_add(w, t->hf, "F32", nd, shape, f, n * 4);
+}
+
+void hfx_count(struct hfx_stats *st, const struct hfx_tensor *t, size_t bytes) {
+    if (!t->linear) return;
+    st->lin_bytes += bytes;
+    if (t->quantized) st->lin_q_bytes += bytes;
+}
+
+json_t *hfx_module_list(const struct hfx_model *hm, bool want) {
+    json_t *a = json_array();
+    for (int i = 0; i < hm->n; i++) {
+        const struct hfx_tensor *t = &hm->t[i];
+        if (!t->linear || t->quantized != want) continue;
+        const char *s = t->module; /* model.layers.N.<suffix> */
+        int pos = 0, layer;
+        if (sscanf(s, "model.layers.%d.%n", &layer, &pos) != 1 || !pos) continue;
+        bool seen = false;
+        for (size_t j = 0; j < json_array_size(a); j++)
+            seen |= !strcmp(json_string_value(json_array_get(a, j)), s + pos);
+        if (!seen) json_array_append_new(a, json_string(s + pos));
+    }
+    return a;
+}
+
+void hfx_py_float(char *buf, size_t n, float v) {
+    const double d = v;
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, n, "%.*g", p, d);
+        if (strtod(buf, NULL) == d) break;
+    }
+    if (!strpbrk(buf, ".eninf")) snprintf(buf + strlen(buf), n - strlen(buf), ".0");
+}
+
+static int mkdir_p(const char *dir) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(p, 0777) && errno != EEXIST) return err("cannot create %s: %s", p, strerror(errno));
+            *s = '/';
+        }
+    if (mkdir(p, 0777) && errno != EEXIST) return err("cannot create %s: %s", p, strerror(errno));
+    return 0;
+}
+
+/* json to dir/name atomically */
+static int write_json(const char *dir, const char *name, json_t *j) {
+    char path[4300], tmp[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (json_dump_file(j, tmp, JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(17)))
+        return err("cannot write %s", tmp);
+    if (rename(tmp, path)) {
+        unlink(tmp);
+        return err("cannot rename %s: %s", tmp, strerror(errno));
+    }
+    return 0;
+}
+
+static int copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = NULL;
+    if (!a) return 0; /* absent: nothing to copy */
+    char tmp[4400], buf[65536];
+    snprintf(tmp, sizeof tmp, "%s.tmp", to);
+    int ret = -1;
+    if (!(b = fopen(tmp, "wb"))) {
+        err("cannot write %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, a)))
+        if (fwrite(buf, 1, k, b) != k) {
+            err("cannot write %s", tmp);
+            goto out;
+        }
+    if (fclose(b)) {
+        b = NULL;
+        err("cannot write %s", tmp);
+        goto out;
+    }
+    b = NULL;
+    if (rename(tmp, to)) {
+        err("cannot rename %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    ret = 0;
+out:
+    if (b) fclose(b);
+    fclose(a);
+    if (ret) unlink(tmp);
+    return ret;
+}
+
+static bool is_dir(const char *p) {
+    struct stat sb;
+    return !stat(p, &sb) && S_ISDIR(sb.st_mode);
+}
+
+static const char *torch_dtype(const struct hfx_model *hm) {
+    for (int i = 0; i < hm->n; i++)
+        if (!strcmp(hm->t[i].src->name, "token_embd.weight"))
+            switch (hm->t[i].src->type) {
+            case DTYPE_F16: return "float16";
+            case DTYPE_BF16: return "bfloat16";
+            default: return "float32";
+            }
+    return "float32";
+}
+
+/* config.json made from the model's config */
+static json_t *make_config(const struct hfx_model *hm) {
+    const struct model *m = hm->m;
+    const struct model_config *c = &m->cfg;
+    static const struct {
+        const char *arch, *cls;
+    } classes[] = {{"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
+                   {"qwen2", "Qwen2ForCausalLM"}};
+    const char *cls = "LlamaForCausalLM", *type = "llama";
+    for (size_t i = 0; i < LB_ARRAY_LEN(classes); i++)
+        if (!strcmp(c->arch, classes[i].arch)) cls = classes[i].cls, type = classes[i].arch;
+    json_t *j = json_object();
+    json_object_set_new(j, "architectures", json_pack("[s]", cls));
+    json_object_set_new(j, "model_type", json_string(type));
+    json_object_set_new(j, "hidden_size", json_integer(c->dim));
+    json_object_set_new(j, "intermediate_size", json_integer(c->hidden_dim));
+    json_object_set_new(j, "num_hidden_layers", json_integer(c->n_layers));
+    json_object_set_new(j, "num_attention_heads", json_integer(c->n_heads));
+    json_object_set_new(j, "num_key_value_heads", json_integer(c->n_kv_heads));
+    json_object_set_new(j, "head_dim", json_integer(c->head_dim));
+    json_object_set_new(j, "vocab_size", json_integer(c->vocab_size));
+    json_object_set_new(j, "max_position_embeddings", json_integer(c->ctx_len ? c->ctx_len : 2048));
+    json_object_set_new(j, "rms_norm_eps", json_real(c->norm_eps));
+    json_object_set_new(j, "rope_theta", json_real(c->rope_theta));
+    json_object_set_new(j, "tie_word_embeddings", json_boolean(m->tied_output));
+    json_object_set_new(j, "hidden_act", json_string("silu"));
+    if (!strcmp(type, "llama")) json_object_set_new(j, "attention_bias", json_boolean(c->qkv_bias));
+    json_object_set_new(j, "mlp_bias", json_false());
+    if (c->rope_factor > 0)
+        json_object_set_new(j, "rope_scaling",
+                            json_pack("{s:s, s:f, s:f, s:f, s:i}", "rope_type", "llama3", "factor",
+                                      (double)c->rope_factor, "low_freq_factor",
+                                      (double)c->rope_low_freq_factor, "high_freq_factor",
+                                      (double)c->rope_high_freq_factor,
+                                      "original_max_position_embeddings", c->rope_orig_ctx));
+    if (m->gguf) {
+        int64_t v;
+        if (gguf_get_int(m->gguf, "tokenizer.ggml.bos_token_id", &v) == 0)
+            json_object_set_new(j, "bos_token_id", json_integer(v));
+        if (gguf_get_int(m->gguf, "tokenizer.ggml.eos_token_id", &v) == 0)
+            json_object_set_new(j, "eos_token_id", json_integer(v));
+    }
+    return j;
+}
+
+/* ---- tokenizer.json from a GGUF SentencePiece vocab ---- */
+
+struct piece {
+    const char *s;
+    size_t len;
+};
+
+/* id of piece (s, n), or -1; linear probing table over the vocab */
+struct vmap {
+    int *slot;
+    size_t mask;
+    const struct piece *p;
+};
+static uint64_t fnv(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h;
+}
+static int vmap_get(const struct vmap *v, const char *s, size_t n) {
+    for (size_t i = fnv(s, n) & v->mask;; i = (i + 1) & v->mask) {
+        const int id = v->slot[i];
+        if (id < 0) return -1;
+        if (v->p[id].len == n && !memcmp(v->p[id].s, s, n)) return id;
+    }
+}
+
+struct merge {
+    int l, r;
+    float score;
+    int64_t seq; /* order of generation: merged id, then (l, r) */
+};
+static int cmp_merge(const void *a, const void *b) {
+    const struct merge *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1; /* descending, stable: */
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+static int write_gguf_tokenizer(const struct model *m, const char *dir) {
+    const struct gguf_file *g = m->gguf;
+    char model[32] = "";
+    if (gguf_get_str(g, "tokenizer.ggml.model", model, sizeof model) || strcmp(model, "llama")) {
+        fprintf(stderr, "lowbit: %s: tokenizer '%s' is not exported (only SentencePiece 'llama' "
+                        "vocabs); evaluate with --tokenizer %s\n", m->path, model, m->path);
+        return 0;
+    }
+    const struct gguf_kv *kt = gguf_find(g, "tokenizer.ggml.tokens"),
+                         *ks = gguf_find(g, "tokenizer.ggml.scores"),
+                         *ky = gguf_find(g, "tokenizer.ggml.token_type");
+    if (!kt || kt->type != GGUF_TYPE_ARRAY || kt->v.arr.type != GGUF_TYPE_STRING || !ks ||
+        ks->type != GGUF_TYPE_ARRAY || ks->v.arr.n != kt->v.arr.n)
+        return err("%s: GGUF vocab without tokens and scores", m->path);
+    const int n = (int)kt->v.arr.n;
+    struct piece *p = xcalloc((size_t)n, sizeof *p, "vocab");
+    struct vmap vm = {0};
+    struct merge *mg = NULL;
+    json_t *root = NULL;
+    int ret = -1;
+    size_t cap = 1;
+    while (cap < 2 * (size_t)n + 2) cap <<= 1;
+    vm.slot = xmalloc(cap * sizeof *vm.slot, "vocab map");
+    if (!p || !vm.slot) goto out;
+    vm.mask = cap - 1;
+    vm.p = p;
+    for (size_t i = 0; i < cap; i++) vm.slot[i] = -1;
+    for (int i = 0; i < n; i++) {
+        p[i].s = kt->v.arr.strs[i].p;
+        p[i].len = kt->v.arr.strs[i].len;
+        if (vmap_get(&vm, p[i].s, p[i].len) >= 0) continue; /* first id wins, as in a dict */
+        size_t j = fnv(p[i].s, p[i].len) & vm.mask;
+        while (vm.slot[j] >= 0) j = (j + 1) & vm.mask;
+        vm.slot[j] = i;
+    }
+    /* merges: every split of every piece (at UTF-8 character boundaries) into two pieces */
+    size_t n_mg = 0, cap_mg = 1024;
+    mg = xmalloc(cap_mg * sizeof *mg, "merges");
+    if (!mg) goto out;
+    for (int i = 0; i < n; i++) {
+        const size_t start = n_mg;
+        for (size_t k = 1; k < p[i].len; k++) {
+            if (((uint8_t)p[i].s[k] & 0xc0) == 0x80) continue; /* inside a character */
+            const int l = vmap_get(&vm, p[i].s, k), r = vmap_get(&vm, p[i].s + k, p[i].len - k);
+            if (l < 0 || r < 0) continue;
+            if (n_mg == cap_mg) {
+                struct merge *nm = realloc(mg, 2 * cap_mg * sizeof *mg);
+                if (!nm) {
+                    err("out of memory for merges");
+                    goto out;
+                }
+                mg = nm, cap_mg *= 2;
+            }
+            mg[n_mg++] = (struct merge){l, r, (float)gguf_arr_float(ks, (uint64_t)i), 0};
+        }
+        for (size_t a = start; a < n_mg; a++) /* within a piece: by (id left, id right) */
+            for (size_t b = a + 1; b < n_mg; b++)
+                if (mg[b].l < mg[a].l || (mg[b].l == mg[a].l && mg[b].r < mg[a].r)) {
+                    const struct merge t = mg[a];
+                    mg[a] = mg[b], mg[b] = t;
+                }
+        for (size_t a = start; a < n_mg; a++) mg[a].seq = (int64_t)a;
+    }
+    qsort(mg, n_mg, sizeof *mg, cmp_merge);
+    root = json_object();
+    json_t *vocab = json_object(), *merges = json_array(), *added = json_array();
+    for (int i = 0; i < n; i++) {
+        char *s = strndup(p[i].s, p[i].len);
+        if (!s) goto oom;
+        if (!json_object_get(vocab, s)) json_object_set_new(vocab, s, json_integer(i));
+        const int64_t type = ky ? gguf_arr_int(ky, (uint64_t)i) : 1;
+        if (type == 2 || type == 3) /* unknown, control: special added tokens */
+            json_array_append_new(added, json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", i,
+                                                   "content", s, "single_word", 0, "lstrip", 0,
+                                                   "rstrip", 0, "normalized", 0, "special", 1));
+        free(s);
+    }
+    for (size_t i = 0; i < n_mg; i++)
+        json_array_append_new(merges, json_pack("[s%, s%]", p[mg[i].l].s, p[mg[i].l].len,
+                                                p[mg[i].r].s, p[mg[i].r].len));
+    int64_t bos = 1, unk = 0;
+    gguf_get_int(g, "tokenizer.ggml.bos_token_id", &bos);
+    gguf_get_int(g, "tokenizer.ggml.unknown_token_id", &unk);
+    char *bos_s = bos >= 0 && bos < n ? strndup(p[bos].s, p[bos].len) : strdup("<s>");
+    char *unk_s = unk >= 0 && unk < n ? strndup(p[unk].s, p[unk].len) : strdup("<unk>");
+    if (!bos_s || !unk_s) {
+        free(bos_s), free(unk_s);
+        goto oom;
+    }
+    json_object_set_new(root, "version", json_string("1.0"));
+    json_object_set_new(root, "truncation", json_null());
+    json_object_set_new(root, "padding", json_null());
+    json_object_set_new(root, "added_tokens", added);
+    json_object_set_new(root, "normalizer",
+                        json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}, s:s}]}", "type", "Sequence",
+                                  "normalizers", "type", "Prepend", "prepend", "\xe2\x96\x81",
+                                  "type", "Replace", "pattern", "String", " ", "content",
+                                  "\xe2\x96\x81"));
+    json_object_set_new(root, "pre_tokenizer", json_null());
+    json_object_set_new(
+        root, "post_processor",
+        json_pack("{s:s, s:[{s:{s:s, s:i}}, {s:{s:s, s:i}}], s:[{s:{s:s, s:i}}, {s:{s:s, s:i}}, "
+                  "{s:{s:s, s:i}}, {s:{s:s, s:i}}], s:{s:{s:s, s:[I], s:[s]}}}",
+                  "type", "TemplateProcessing", "single", "SpecialToken", "id", bos_s, "type_id", 0,
+                  "Sequence", "id", "A", "type_id", 0, "pair", "SpecialToken", "id", bos_s,
+                  "type_id", 0, "Sequence", "id", "A", "type_id", 0, "SpecialToken", "id", bos_s,
+                  "type_id", 1, "Sequence", "id", "B", "type_id", 1, "special_tokens", bos_s, "id",
+                  bos_s, "ids", (json_int_t)bos, "tokens", bos_s));
+    json_object_set_new(
+        root, "decoder",
+        json_pack("{s:s, s:[{s:s, s:{s:s}, s:s}, {s:s}, {s:s}, {s:s, s:s, s:i, s:i}]}", "type",
+                  "Sequence", "decoders", "type", "Replace", "pattern", "String", "\xe2\x96\x81",
+                  "content", " ", "type", "ByteFallback", "type", "Fuse", "type", "Strip",
+                  "content", " ", "start", 1, "stop", 0));
+    json_object_set_new(root, "model",
+                        json_pack("{s:s, s:n, s:s, s:n, s:n, s:b, s:b, s:b, s:o, s:o}", "type",
+                                  "BPE", "dropout", "unk_token", unk_s, "continuing_subword_prefix",
+                                  "end_of_word_suffix", "fuse_unk", 1, "byte_fallback", 1,
+                                  "ignore_merges", 0, "vocab", vocab, "merges", merges));
+    free(bos_s), free(unk_s);
+    ret = write_json(dir, "tokenizer.json", root);
+    goto out;
+oom:
+    err("out of memory writing tokenizer.json");
+out:
+    json_decref(root);
+    free(p);
+    free(vm.slot);
+    free(mg);
+    return ret;
+}
+
+int hfx_write_dir(const struct hfx_model *hm, const char *dir, struct safetensors_writer *w,
+                  json_t *qc, struct hfx_stats *st) {
+    if (mkdir_p(dir)) return -1;
+    char path[4300];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (safetensors_writer_write(w, path)) return -1;
+    struct stat sb;
+    st->file_bytes = !stat(path, &sb) ? (size_t)sb.st_size : 0;
+    st->n_params = model_n_params(hm->m);
+    /* config.json: the source's, or made */
+    json_t *cfg = NULL;
+    const bool hf_src = hm->src_path && is_dir(hm->src_path);
+    if (hf_src) {
+        char p[4300];
+        json_error_t je;
+        snprintf(p, sizeof p, "%s/config.json", hm->src_path);
+        cfg = json_load_file(p, 0, &je);
+        if (!json_is_object(cfg)) {
+            json_decref(cfg);
+            return err("%s: cannot read: %s", p, je.text);
+        }
+    } else {
+        cfg = make_config(hm);
+    }
+    json_object_set_new(cfg, "torch_dtype", json_string(torch_dtype(hm)));
+    json_object_set(cfg, "quantization_config", qc);
+    int rc = write_json(dir, "config.json", cfg);
+    json_decref(cfg);
+    if (rc) return -1;
+    if (hf_src) {
+        static const char *const files[] = {"tokenizer.json", "tokenizer_config.json",
+                                            "special_tokens_map.json", "tokenizer.model",
+                                            "generation_config.json"};
+        for (size_t i = 0; i < LB_ARRAY_LEN(files); i++) {
+            char a[4300], b[4300];
+            snprintf(a, sizeof a, "%s/%s", hm->src_path, files[i]);
+            snprintf(b, sizeof b, "%s/%s", dir, files[i]);
+            if (copy_file(a, b)) return -1;
+        }
+        return 0;
+    }
+    if (hm->m->gguf) return write_gguf_tokenizer(hm->m, dir);
+    fprintf(stderr, "lowbit: %s: no tokenizer.json written (the source is not an HF directory or "
+                    "GGUF); evaluate with --tokenizer\n", dir);
+    return 0;
+}

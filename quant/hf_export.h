@@ -1,0 +1,94 @@
+/* quant/hf_export.h: writing a Hugging Face model directory for a quantized checkpoint: the part
+ * every ecosystem writer (quant/gptq_format.c, awq_format.c, bnb_format.c) shares.
+ *
+ * Directory written (each file to FILE.tmp, then renamed):
+ *   model.safetensors   the writer's tensors (HF names, PyTorch [out, in] shapes)
+ *   config.json         the source's config.json when the source is an HF directory, else one
+ *                       made from the model's config (llama / mistral / qwen2), plus
+ *                       "quantization_config" (the writer's) and "torch_dtype"
+ *   tokenizer.json ...  copied from an HF source (tokenizer.json, tokenizer_config.json,
+ *                       special_tokens_map.json, tokenizer.model, generation_config.json); for a
+ *                       GGUF source with a SentencePiece ("llama") vocab, a tokenizer.json made
+ *                       from it: BPE with byte fallback whose merges are ranked as transformers'
+ *                       SentencePieceExtractor ranks them (score of the merged piece, descending;
+ *                       then the ids of the two halves), which reproduces llama.cpp's
+ *                       highest-score-first SPM merging when scores are distinct.
+ * Tensor names and rows: canonical names map back to HF's (token_embd.weight ->
+ * model.embed_tokens.weight, blk.N.attn_q.weight -> model.layers.N.self_attn.q_proj.weight, ...).
+ * GGUF/llama2.c sources keep q/k rows in interleaved-pair rotary order (ROPE_NORM); HF wants the
+ * half-split order, so those rows are un-permuted (the inverse of llama.cpp's convert permute:
+ * HF row h·hd + s·hd/2 + i = source row h·hd + 2i + s) BEFORE quantization — bitsandbytes blocks
+ * run across rows, so the order matters. */
+#ifndef QUANT_HF_EXPORT_H
+#define QUANT_HF_EXPORT_H
+#include <jansson.h>
+
+#include "eval/model.h"
+#include "eval/safetensors.h"
+#include "kernels/qint.h"
+#include "quant/bnb.h"
+
+/* one tensor of the export */
+struct hfx_tensor {
+    char hf[192];              /* HF tensor name, e.g. model.layers.0.self_attn.q_proj.weight */
+    char module[192];          /* for linears: the module prefix (hf without ".weight") */
+    const struct tensor *src;  /* the source tensor (canonical name in src->name) */
+    bool linear;               /* a Linear inside a decoder block (what GPTQ/AWQ/bnb quantize) */
+    int64_t K, N;              /* in features (ne[0]) and rows */
+    float *f32;                /* [N][K] fp32 in HF row order (q/k un-permuted), owned */
+    /* filled by the quantizer; quantized == false keeps the module in floating point */
+    bool quantized;
+    struct tensor q;           /* DTYPE_QINT / NF4 / FP4 / I8ROW */
+    void *qbuf;                /* owns q's buffer */
+    struct bnb_state bnb;      /* bitsandbytes 4-bit: the state the file stores */
+    char note[160];            /* how the module was handled, when not the plain setting */
+};
+
+struct hfx_model {
+    const struct model *m;
+    const char *src_path;
+    struct hfx_tensor *t;
+    int n;
+};
+
+/* sizes and bits per weight of a written directory */
+struct hfx_stats {
+    size_t file_bytes;      /* model.safetensors */
+    int64_t n_params;       /* all weights of the model */
+    int64_t n_lin, n_lin_q; /* weights of block linears, and of those quantized */
+    size_t lin_bytes, lin_q_bytes; /* their bytes in the file (every tensor of the module) */
+    int n_modules, n_modules_q, n_per_channel, n_float;
+};
+/* 8·bytes/weights: the quantized modules, all block linears, the whole file over all weights */
+static inline double hfx_bpw_quantized(const struct hfx_stats *s) {
+    return s->n_lin_q ? 8.0 * (double)s->lin_q_bytes / (double)s->n_lin_q : 0;
+}
+static inline double hfx_bpw_linears(const struct hfx_stats *s) {
+    return s->n_lin ? 8.0 * (double)s->lin_bytes / (double)s->n_lin : 0;
+}
+static inline double hfx_bpw_file(const struct hfx_stats *s) {
+    return s->n_params ? 8.0 * (double)s->file_bytes / (double)s->n_params : 0;
+}
+
+/* every tensor of m under its HF name, fp32 rows materialized for the block linears. -1 with a
+ * message (an architecture or tensor with no HF name). */
+int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_path);
+void hfx_release(struct hfx_model *hm);
+
+/* a float tensor into w in the source's float dtype (F32 for quantized sources); data is
+ * converted into *owned (free() after the write) when needed */
+int hfx_add_float(struct safetensors_writer *w, const struct hfx_tensor *t, void **owned);
+/* add bytes of tensor `name` (already added to w) to the module tallies */
+void hfx_count(struct hfx_stats *st, const struct hfx_tensor *t, size_t bytes);
+
+/* create dir (mkdir -p), write w as dir/model.safetensors, config.json with qc (borrowed) as
+ * quantization_config, and the tokenizer files; fills st->file_bytes and st->n_params */
+int hfx_write_dir(const struct hfx_model *hm, const char *dir, struct safetensors_writer *w,
+                  json_t *qc, struct hfx_stats *st);
+
+/* the "modules_in_block_to_quantize" / "modules_to_not_convert" lists: the distinct module
+ * suffixes (self_attn.q_proj, ...) of block linears with quantized == want (new reference) */
+json_t *hfx_module_list(const struct hfx_model *hm, bool want);
+/* the Python json.dumps of a float32 (repr of the double: shortest round-trip digits) */
+void hfx_py_float(char *buf, size_t n, float v);
+#endif

@@ -1,0 +1,414 @@
+/* render/datasets.c: data/leaderboard.csv (libcsv), data/leaderboard.json (jansson),
+ * data/lowbit.db (SQLite backup API), and the row data embedded in index.html.
+ *
+ * One column list (LB_COLS) feeds the CSV header, the JSON keys and the documentation table on
+ * about.html, so they cannot drift apart (house style 5).
+ *
+ * CSV: RFC 4180 (comma, CRLF, text fields always quoted by csv_fwrite with "" for a quote, numbers
+ * bare). Spreadsheet formula injection: a text cell that begins with = + - @ TAB or CR gets a
+ * leading apostrophe ('=cmd|...), which spreadsheets show as text and never evaluate. Numeric
+ * cells are never prefixed (they are written by us, e.g. -0.5). The JSON keeps every string exactly
+ * as stored. Numbers carry 15 significant digits in both (the text form SQLite itself uses). */
+#include <csv.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "render/render_impl.h"
+
+#define LB_COLS(X)                                                                                 \
+    X(RUN_ID, "run_id", COL_INT, "the run's id in data/lowbit.db (runs.id); details: runs/<run_id>.html") \
+    X(RANK, "rank", COL_INT, "position on the board (average descending, then run_id); empty for failed runs") \
+    X(STATUS, "status", COL_TEXT, "ok, or failed (then see error)")                                \
+    X(MODEL_ID, "model_id", COL_TEXT, "the model's id (models.csv)")                               \
+    X(MODEL, "model", COL_TEXT, "the model's display name")                                        \
+    X(BASE_MODEL, "base_model", COL_TEXT, "the base model it belongs to (its own id for a base)")  \
+    X(MODEL_TYPE, "model_type", COL_TEXT, "pretrained, fine-tuned, chat or merge")                 \
+    X(FAMILY, "family", COL_TEXT, "architecture family (llama, qwen2, tinystories ...)")           \
+    X(RECIPE_ID, "recipe_id", COL_TEXT, "the recipe's id (recipes.csv)")                           \
+    X(ALGORITHM, "algorithm", COL_TEXT, "fp, rtn, gptq, awq, autoround, bnb, gguf or aqlm")         \
+    X(WEIGHT_DTYPE, "weight_dtype", COL_TEXT, "int2 ... int8, nf4, fp4, float16, bfloat16, float32, or the GGUF mix") \
+    X(BITS, "bits", COL_REAL, "nominal bits per weight of the recipe")                             \
+    X(GROUP_SIZE, "group_size", COL_INT, "quantization group size; -1 = per channel; empty = n/a")  \
+    X(SYM, "sym", COL_INT, "1 symmetric, 0 asymmetric, empty n/a")                                 \
+    X(DOUBLE_QUANT, "double_quant", COL_INT, "1 when the scales are quantized again (bnb)")        \
+    X(COMPUTE_DTYPE, "compute_dtype", COL_TEXT, "fp32, fp16, bf16 or int8: the activations' type") \
+    X(N_PARAMS, "n_params", COL_INT, "parameters of the model")                                    \
+    X(SIZE_BYTES, "size_bytes", COL_INT, "size of the quantized model on disk, bytes")             \
+    X(BITS_PER_WEIGHT, "bits_per_weight", COL_REAL, "8 x weight bytes / parameters, measured on the artifact") \
+    X(AVERAGE, "average", COL_REAL, "mean of the ten task accuracies (0..1); empty unless all ten ran") \
+    X(ARC_C, "arc_challenge", COL_REAL, "ARC-Challenge acc (0..1), 0-shot")                        \
+    X(ARC_E, "arc_easy", COL_REAL, "ARC-Easy acc (0..1), 0-shot")                                  \
+    X(BOOLQ, "boolq", COL_REAL, "BoolQ acc (0..1), 0-shot")                                        \
+    X(HELLASWAG, "hellaswag", COL_REAL, "HellaSwag acc (0..1), 0-shot")                            \
+    X(LAMBADA, "lambada_openai", COL_REAL, "LAMBADA (OpenAI) acc (0..1), 0-shot")                  \
+    X(MMLU, "mmlu", COL_REAL, "MMLU acc (0..1), 0-shot")                                           \
+    X(OBQA, "openbookqa", COL_REAL, "OpenBookQA acc (0..1), 0-shot")                               \
+    X(PIQA, "piqa", COL_REAL, "PIQA acc (0..1), 0-shot")                                           \
+    X(TRUTHFULQA, "truthfulqa_mc1", COL_REAL, "TruthfulQA mc1 acc (0..1), 0-shot")                 \
+    X(WINOGRANDE, "winogrande", COL_REAL, "Winogrande acc (0..1), 0-shot")                         \
+    X(PPL, "wikitext_word_perplexity", COL_REAL, "wikitext word perplexity (lm-eval rolling protocol); lower is better") \
+    X(KLD, "kld_mean", COL_REAL, "mean KL divergence of the next-token distribution from the unquantized model's (nats)") \
+    X(QUANT_SECONDS, "quant_seconds", COL_REAL, "quantization wall time, seconds (0 for fp baselines)") \
+    X(QUANT_RSS, "quant_peak_rss_mb", COL_REAL, "peak resident memory while quantizing, MB")       \
+    X(EVAL_SECONDS, "eval_seconds", COL_REAL, "evaluation wall time, seconds")                     \
+    X(EVAL_RSS, "eval_peak_rss_mb", COL_REAL, "peak resident memory while evaluating, MB")         \
+    X(CODE_VERSION, "code_version", COL_TEXT, "git describe of the lowbit that produced the row")  \
+    X(HOST_CPU, "host_cpu", COL_TEXT, "the CPU it ran on")                                          \
+    X(FINISHED_AT, "finished_at", COL_TEXT, "when the run finished, ISO 8601 UTC")                 \
+    X(JOB_KEY, "job_key", COL_TEXT, "content hash of everything that determines the numbers")      \
+    X(ERROR, "error", COL_TEXT, "what failed, for failed runs")                                    \
+    X(DETAILS, "details", COL_TEXT, "the run's page, relative to the site root")
+
+enum lb_col {
+#define X(e, name, type, doc) LB_COL_##e,
+    LB_COLS(X)
+#undef X
+        LB_COL_COUNT
+};
+
+const struct col_info lb_cols[] = {
+#define X(e, name, type, doc) [LB_COL_##e] = {name, type, doc},
+    LB_COLS(X)
+#undef X
+};
+const int lb_n_cols = LB_COL_COUNT;
+
+/* a cell: text (NULL = empty) or number (NAN = empty) */
+struct cell {
+    const char *text;
+    double num;
+    char buf[64];
+};
+
+static void cell_of(const struct site *s, const struct lb_run *r, int col, struct cell *c) {
+    const struct lb_model *m = r->model;
+    const struct lb_recipe *k = r->recipe;
+    c->text = NULL;
+    c->num = NAN;
+    switch ((enum lb_col)col) {
+    case LB_COL_RUN_ID: c->num = (double)r->id; break;
+    case LB_COL_RANK: c->num = r->rank ? r->rank : NAN; break;
+    case LB_COL_STATUS: c->text = r->status; break;
+    case LB_COL_MODEL_ID: c->text = r->model_id; break;
+    case LB_COL_MODEL: c->text = lb_run_model_name(r); break;
+    case LB_COL_BASE_MODEL: c->text = s->d->groups[r->group].key; break;
+    case LB_COL_MODEL_TYPE: c->text = m ? m->model_type : NULL; break;
+    case LB_COL_FAMILY: c->text = m ? m->family : NULL; break;
+    case LB_COL_RECIPE_ID: c->text = r->recipe_id; break;
+    case LB_COL_ALGORITHM: c->text = k ? k->algorithm : NULL; break;
+    case LB_COL_WEIGHT_DTYPE: c->text = k ? k->weight_dtype : NULL; break;
+    case LB_COL_BITS: c->num = k ? k->bits : NAN; break;
+    case LB_COL_GROUP_SIZE: c->num = k ? k->group_size : NAN; break;
+    case LB_COL_SYM: c->num = k ? k->sym : NAN; break;
+    case LB_COL_DOUBLE_QUANT: c->num = k ? k->double_quant : NAN; break;
+    case LB_COL_COMPUTE_DTYPE: c->text = k ? k->compute_dtype : NULL; break;
+    case LB_COL_N_PARAMS: c->num = !isnan(r->n_params) ? r->n_params : m ? m->n_params : NAN; break;
+    case LB_COL_SIZE_BYTES: c->num = r->artifact_bytes; break;
+    case LB_COL_BITS_PER_WEIGHT: c->num = r->bits_per_weight; break;
+    case LB_COL_AVERAGE: c->num = r->average; break;
+    case LB_COL_ARC_C: case LB_COL_ARC_E: case LB_COL_BOOLQ: case LB_COL_HELLASWAG:
+    case LB_COL_LAMBADA: case LB_COL_MMLU: case LB_COL_OBQA: case LB_COL_PIQA:
+    case LB_COL_TRUTHFULQA: case LB_COL_WINOGRANDE: c->num = r->acc[col - LB_COL_ARC_C]; break;
+    case LB_COL_PPL: c->num = r->ppl; break;
+    case LB_COL_KLD: c->num = r->kld; break;
+    case LB_COL_QUANT_SECONDS: c->num = r->quant_seconds; break;
+    case LB_COL_QUANT_RSS: c->num = r->quant_peak_rss_mb; break;
+    case LB_COL_EVAL_SECONDS: c->num = r->eval_seconds; break;
+    case LB_COL_EVAL_RSS: c->num = r->eval_peak_rss_mb; break;
+    case LB_COL_CODE_VERSION: c->text = r->code_version; break;
+    case LB_COL_HOST_CPU: c->text = r->host_cpu; break;
+    case LB_COL_FINISHED_AT: c->text = r->finished_at; break;
+    case LB_COL_JOB_KEY: c->text = r->job_key; break;
+    case LB_COL_ERROR: c->text = r->error; break;
+    case LB_COL_DETAILS: snprintf(c->buf, sizeof c->buf, "runs/%lld.html", (long long)r->id);
+        c->text = c->buf;
+        break;
+    case LB_COL_COUNT: BUG("column %d", col);
+    }
+}
+
+_Static_assert(LB_COL_WINOGRANDE - LB_COL_ARC_C + 1 == LB_TASK_COUNT, "task columns");
+
+/* every run: the board in rank order, then the failed runs by id */
+static int *dataset_order(const struct lb_data *d, int *n) {
+    int *o = xcalloc((size_t)d->n_runs + 1, sizeof *o, "rows");
+    if (!o) return NULL;
+    int k = 0;
+    for (int i = 0; i < d->n_board; i++) o[k++] = d->board[i];
+    for (int i = 0; i < d->n_runs; i++)
+        if (!d->runs[i].ok) o[k++] = i;
+    *n = k;
+    return o;
+}
+
+/* ------------------------------------------------------------------ CSV */
+
+bool csv_needs_apostrophe(const char *s) {
+    return s && (*s == '=' || *s == '+' || *s == '-' || *s == '@' || *s == '\t' || *s == '\r');
+}
+
+static void csv_text(FILE *f, const char *s) {
+    if (!s) return;
+    if (csv_needs_apostrophe(s)) {
+        size_t n = strlen(s);
+        char *t = malloc(n + 2);
+        if (!t) return;
+        t[0] = '\'';
+        memcpy(t + 1, s, n + 1);
+        csv_fwrite(f, t, n + 1);
+        free(t);
+    } else {
+        csv_fwrite(f, s, strlen(s));
+    }
+}
+
+static int write_csv(struct site *s) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return err("render: out of memory (csv)");
+    int n = 0, *order = dataset_order(s->d, &n);
+    if (!order) {
+        fclose(f);
+        free(buf);
+        return -1;
+    }
+    for (int c = 0; c < lb_n_cols; c++) {
+        if (c) fputc(',', f);
+        fputs(lb_cols[c].name, f);
+    }
+    fputs("\r\n", f);
+    for (int i = 0; i < n; i++) {
+        const struct lb_run *r = &s->d->runs[order[i]];
+        for (int c = 0; c < lb_n_cols; c++) {
+            struct cell v;
+            cell_of(s, r, c, &v);
+            if (c) fputc(',', f);
+            if (lb_cols[c].type == COL_TEXT) csv_text(f, v.text);
+            else if (!isnan(v.num)) {
+                char nb[40];
+                fputs(lb_cols[c].type == COL_INT ? fmt_int(nb, sizeof nb, v.num)
+                                                 : fmt_num15(nb, sizeof nb, v.num),
+                      f);
+            }
+        }
+        fputs("\r\n", f);
+    }
+    free(order);
+    if (fclose(f)) {
+        free(buf);
+        return err("render: out of memory (csv)");
+    }
+    int rc = site_write_file(s, "data/leaderboard.csv", buf, len);
+    s->bytes_csv = (double)len;
+    free(buf);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ JSON */
+
+static json_t *jnum(double v) {
+    return isnan(v) || isinf(v) ? json_null() : json_real(v);
+}
+static json_t *jint(double v) {
+    return isnan(v) ? json_null() : json_integer((json_int_t)v);
+}
+static json_t *jstr(const char *s) {
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *row_json(const struct site *s, const struct lb_run *r) {
+    json_t *o = json_object();
+    for (int c = 0; c < lb_n_cols; c++) {
+        struct cell v;
+        cell_of(s, r, c, &v);
+        json_t *j = lb_cols[c].type == COL_TEXT  ? jstr(v.text)
+                    : lb_cols[c].type == COL_INT ? jint(v.num)
+                                                 : jnum(v.num);
+        json_object_set_new(o, lb_cols[c].name, j);
+    }
+    /* per-task details as arrays, their fields named once at the top (score_fields,
+     * task_def_fields): a 10,000-run file is half the size and twice as fast to write */
+    json_t *sc = json_array();
+    for (int i = 0; i < r->n_scores; i++) {
+        const struct lb_score *x = &r->scores[i];
+        json_t *a = json_array();
+        json_array_append_new(a, json_string(x->task));
+        json_array_append_new(a, json_string(x->metric));
+        json_array_append_new(a, jnum(x->value));
+        json_array_append_new(a, jnum(x->stderr_));
+        json_array_append_new(a, jint(x->n));
+        json_array_append_new(sc, a);
+    }
+    json_object_set_new(o, "scores", sc);
+    json_t *td = json_array();
+    for (int i = 0; i < r->n_defs; i++) {
+        const struct lb_taskdef *t = &r->defs[i];
+        json_t *a = json_array();
+        json_array_append_new(a, json_string(t->task));
+        json_array_append_new(a, jstr(t->dataset_file));
+        json_array_append_new(a, jstr(t->dataset_sha256));
+        json_array_append_new(a, jint(t->n_docs));
+        json_array_append_new(a, jint(t->n_docs_full));
+        json_array_append_new(a, jint(t->limit_n));
+        json_array_append_new(a, jint(t->seed));
+        json_array_append_new(a, jint(t->num_fewshot));
+        json_array_append_new(a, jint(t->add_bos));
+        json_array_append_new(a, jint(t->ctx));
+        json_array_append_new(td, a);
+    }
+    json_object_set_new(o, "task_defs", td);
+    json_t *pv = json_object();
+    for (int i = 0; i < r->n_prov; i++) json_object_set_new(pv, r->prov[i].key, jstr(r->prov[i].value));
+    json_object_set_new(o, "provenance", pv);
+    const struct lb_recipe *k = r->recipe;
+    json_t *knobs = NULL;
+    if (k && k->knobs) knobs = json_loads(k->knobs, JSON_DECODE_ANY, NULL);
+    if (!knobs && k && k->knobs) knobs = json_string(k->knobs); /* not JSON: kept as text */
+    json_object_set_new(o, "recipe_knobs", knobs ? knobs : json_null());
+    return o;
+}
+
+static int write_json(struct site *s) {
+    int n = 0, *order = dataset_order(s->d, &n);
+    if (!order) return -1;
+    json_t *root = json_object(), *tasks = json_array(), *cols = json_array(),
+           *rows = json_array();
+    json_object_set_new(root, "schema", json_string("lowbit-leaderboard/1"));
+    json_object_set_new(root, "fixture", json_boolean(s->opts->fixture));
+    json_object_set_new(root, "as_of", json_string(s->d->as_of));
+    for (int t = 0; t < LB_TASK_COUNT; t++)
+        json_array_append_new(tasks, json_pack("{s:s,s:s,s:s,s:i}", "task", lb_tasks[t].key,
+                                               "label", lb_tasks[t].label, "metric", "acc",
+                                               "num_fewshot", 0));
+    json_object_set_new(root, "tasks", tasks);
+    for (int c = 0; c < lb_n_cols; c++)
+        json_array_append_new(cols, json_pack("{s:s,s:s,s:s}", "name", lb_cols[c].name, "type",
+                                              lb_cols[c].type == COL_TEXT  ? "string"
+                                              : lb_cols[c].type == COL_INT ? "integer"
+                                                                           : "number",
+                                              "doc", lb_cols[c].doc));
+    json_object_set_new(root, "columns", cols);
+    json_object_set_new(root, "score_fields",
+                        json_pack("[s,s,s,s,s]", "task", "metric", "value", "stderr", "n"));
+    json_object_set_new(root, "task_def_fields",
+                        json_pack("[s,s,s,s,s,s,s,s,s,s]", "task", "dataset_file",
+                                  "dataset_sha256", "n_docs", "n_docs_full", "limit", "seed",
+                                  "num_fewshot", "add_bos", "ctx"));
+    for (int i = 0; i < n; i++) json_array_append_new(rows, row_json(s, &s->d->runs[order[i]]));
+    json_object_set_new(root, "rows", rows);
+    free(order);
+    char *text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(root);
+    if (!text) return err("render: out of memory (json)");
+    size_t len = strlen(text);
+    int rc = site_write_file(s, "data/leaderboard.json", text, len);
+    s->bytes_json = (double)len;
+    free(text);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ index.html data */
+
+char *board_data_json(const struct site *s) {
+    const struct lb_data *d = s->d;
+    static const char *const cols[] = {"id",    "rank", "model", "recipe", "algorithm",
+                                       "wdtype", "cdtype", "group", "dq",   "bits",
+                                       "size",  "params", "avg",  "ppl",    "kld",
+                                       "bpw",   "qsec", "type", "base",  "tasks"};
+    json_t *root = json_object(), *jc = json_array(), *jt = json_array(), *rows = json_array();
+    for (size_t i = 0; i < LB_ARRAY_LEN(cols); i++) json_array_append_new(jc, json_string(cols[i]));
+    for (int t = 0; t < LB_TASK_COUNT; t++) json_array_append_new(jt, json_string(lb_tasks[t].key));
+    json_object_set_new(root, "cols", jc);
+    json_object_set_new(root, "tasks", jt);
+    for (int k = 0; k < d->n_board; k++) {
+        const struct lb_run *r = &d->runs[d->board[k]];
+        const struct lb_recipe *c = r->recipe;
+        json_t *acc = json_array();
+        for (int t = 0; t < LB_TASK_COUNT; t++) json_array_append_new(acc, jnum(r->acc[t]));
+        json_t *row = json_pack(
+            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o]", (json_int_t)r->id, r->rank,
+            jstr(lb_run_model_name(r)), jstr(r->recipe_id), jstr(c ? c->algorithm : NULL),
+            jstr(c ? c->weight_dtype : NULL), jstr(c ? c->compute_dtype : NULL),
+            jint(c ? c->group_size : NAN), jint(c ? c->double_quant : NAN),
+            jnum(c ? c->bits : NAN), jint(r->artifact_bytes),
+            jint(!isnan(r->n_params) ? r->n_params : r->model ? r->model->n_params : NAN),
+            jnum(r->average), jnum(r->ppl), jnum(r->kld), jnum(r->bits_per_weight),
+            jnum(r->quant_seconds), jstr(r->model ? r->model->model_type : NULL), r->group, acc);
+        if (!row) {
+            json_decref(root);
+            json_decref(rows);
+            err("render: cannot build the board data");
+            return NULL;
+        }
+        json_array_append_new(rows, row);
+    }
+    json_object_set_new(root, "rows", rows);
+    char *text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(root);
+    if (!text) {
+        err("render: out of memory (board data)");
+        return NULL;
+    }
+    /* < > & appear only inside JSON strings: escaping them keeps the <script> element's raw
+     * text free of "</script>", "<!--" and of anything XML would have to escape */
+    size_t n = 0;
+    for (const char *p = text; *p; p++) n += (*p == '<' || *p == '>' || *p == '&') ? 6 : 1;
+    char *out = xmalloc(n + 1, "board data");
+    if (out) {
+        char *o = out;
+        for (const char *p = text; *p; p++) {
+            if (*p == '<' || *p == '>' || *p == '&') {
+                o += snprintf(o, 7, "\\u%04x", (unsigned)*p);
+            } else {
+                *o++ = *p;
+            }
+        }
+        *o = 0;
+    }
+    free(text);
+    return out;
+}
+
+/* ------------------------------------------------------------------ the database copy */
+
+static int copy_db(struct site *s, sqlite3 *db) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/data", s->dir);
+    if (mkdir(path, 0755) && errno != EEXIST)
+        return err("render: cannot create %s: %s", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/data/lowbit.db", s->dir);
+    sqlite3 *dst = NULL;
+    int rc = sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_backup *b = sqlite3_backup_init(dst, "main", db, "main");
+        if (b) {
+            rc = sqlite3_backup_step(b, -1);
+            sqlite3_backup_finish(b);
+            rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        } else {
+            rc = sqlite3_errcode(dst);
+        }
+    }
+    if (rc != SQLITE_OK) {
+        err("render: copying the database to %s: %s", path, dst ? sqlite3_errmsg(dst) : "?");
+        sqlite3_close(dst);
+        return -1;
+    }
+    sqlite3_close(dst);
+    struct stat st;
+    if (stat(path, &st)) return err("render: %s: %s", path, strerror(errno));
+    s->bytes_db = (double)st.st_size;
+    s->n_files++;
+    return 0;
+}
+
+int datasets_write(struct site *s, sqlite3 *db) {
+    if (copy_db(s, db) || write_csv(s) || write_json(s)) return -1;
+    return 0;
+}

@@ -1,0 +1,351 @@
+/* render/render_impl.h: what the files of render/ share: the in-memory copy of the database, the
+ * HTML page builder over libxml2, the chart canvas over Cairo, the dataset writers.
+ *
+ * Numbers read as NULL are NAN in memory (counts and sizes fit a double exactly below 2^53).
+ * Every string read from the database is valid UTF-8 without the control characters XML forbids
+ * (invalid bytes and those characters become U+FFFD), so every writer can pass it on as is and
+ * rely on its own escaping. */
+#ifndef RENDER_IMPL_H
+#define RENDER_IMPL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cairo.h>
+#include <libxml/tree.h>
+
+struct sqlite3;
+
+#include "kernels/common.h"
+#include "render/render.h"
+
+/* ===== the ten board tasks (Intel's columns, all scored with plain "acc") ===== */
+#define LB_TASKS(X)                                                                                \
+    X(ARC_C, "arc_challenge", "ARC-c", "ARC-c")                                                    \
+    X(ARC_E, "arc_easy", "ARC-e", "ARC-e")                                                         \
+    X(BOOLQ, "boolq", "Boolq", "Boolq")                                                            \
+    X(HELLASWAG, "hellaswag", "HellaSwag", "HellaS.")                                              \
+    X(LAMBADA, "lambada_openai", "Lambada", "Lambada")                                             \
+    X(MMLU, "mmlu", "MMLU", "MMLU")                                                                \
+    X(OBQA, "openbookqa", "Openbookqa", "OBQA")                                                    \
+    X(PIQA, "piqa", "Piqa", "Piqa")                                                                \
+    X(TRUTHFULQA, "truthfulqa_mc1", "Truthfulqa", "TruthQA")                                       \
+    X(WINOGRANDE, "winogrande", "Winogrande", "Wino.")
+
+enum lb_task {
+#define X(e, key, label, abbr) LB_TASK_##e,
+    LB_TASKS(X)
+#undef X
+        LB_TASK_COUNT
+};
+struct lb_task_info {
+    const char *key;   /* lm-eval task name, scores.task */
+    const char *label; /* column header */
+    const char *abbr;  /* chart label */
+};
+extern const struct lb_task_info lb_tasks[LB_TASK_COUNT];
+
+/* the extra metrics shown beside the tasks */
+#define LB_PPL_TASK "wikitext"
+#define LB_PPL_METRIC "word_perplexity"
+#define LB_KLD_TASK "kld"
+#define LB_KLD_METRIC "kld_mean"
+
+/* ===== the database in memory (data.c) ===== */
+struct lb_model {
+    char *id, *path, *tokenizer, *display_name, *family, *base_model, *model_type, *license, *notes,
+        *architecture, *files_sha256;
+    double n_params;
+};
+
+struct lb_recipe {
+    char *id, *algorithm, *weight_dtype, *compute_dtype, *calib_set, *knobs;
+    double bits, group_size, sym, double_quant, calib_nsamples, calib_seqlen;
+};
+
+struct lb_score {
+    char *task, *metric;
+    double value, stderr_, n;
+};
+
+struct lb_taskdef {
+    char *task, *dataset_file, *dataset_sha256;
+    double n_docs, n_docs_full, limit_n, seed, num_fewshot, add_bos, ctx;
+};
+
+struct lb_prov {
+    char *key, *value;
+};
+
+struct lb_run {
+    int64_t id;
+    char *job_key, *model_id, *recipe_id, *status, *error, *log_tail, *started_at, *finished_at,
+        *code_version, *host_cpu, *kernels_isa, *artifact_path;
+    double threads, quant_seconds, quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb,
+        artifact_bytes, bits_per_weight, n_params;
+    const struct lb_model *model;   /* NULL when models has no such id */
+    const struct lb_recipe *recipe; /* NULL when recipes has no such id */
+    struct lb_score *scores;        /* borrowed slices of lb_data's arrays */
+    struct lb_taskdef *defs;
+    struct lb_prov *prov;
+    int n_scores, n_defs, n_prov;
+    double acc[LB_TASK_COUNT], acc_se[LB_TASK_COUNT]; /* fractions 0..1 */
+    double average;                                   /* the leaderboard view's average */
+    double ppl, kld;                                  /* wikitext word perplexity, mean KLD */
+    bool ok;                                          /* status ok: on the board */
+    int group;                                        /* index in lb_data.groups */
+    int rank;                                         /* 1-based board rank, 0 off the board */
+};
+
+/* a base model: a model and every third-party checkpoint whose base_model names it */
+struct lb_group {
+    char *key;  /* the base model id */
+    char *name; /* its display name (the key when models has no such row) */
+    char *slug; /* models/<slug>.html: [a-z0-9._-], unique */
+    int *runs;  /* indices into lb_data.runs, by run id */
+    int n_runs;
+    int baseline; /* the 16/32-bit fp run of the base model itself, -1 when none */
+    double n_params;
+};
+
+struct lb_data {
+    struct lb_model *models;
+    struct lb_recipe *recipes;
+    struct lb_run *runs; /* by id */
+    struct lb_score *scores;
+    struct lb_taskdef *defs;
+    struct lb_prov *prov;
+    struct lb_group *groups; /* by key */
+    int *board;              /* run indices: average desc (NULL last), then id */
+    int n_models, n_recipes, n_runs, n_scores, n_defs, n_prov, n_groups, n_board;
+    bool has_fixture_rows; /* some run has provenance key "fixture" */
+    char *as_of;           /* latest finished_at, "" when none */
+};
+
+/* reads every table inside the current transaction of db; -1 with a message */
+int lb_data_load(struct lb_data *d, struct sqlite3 *db);
+void lb_data_release(struct lb_data *d);
+/* the score (task, metric) of a run or NULL */
+const struct lb_score *lb_run_score(const struct lb_run *r, const char *task, const char *metric);
+const char *lb_run_prov(const struct lb_run *r, const char *key);
+/* the label shown for a run: "display name · recipe" parts (borrowed) */
+const char *lb_run_model_name(const struct lb_run *r);
+const char *lb_run_algorithm(const struct lb_run *r);
+/* valid UTF-8 copy of s (NULL -> NULL): invalid bytes and XML-forbidden controls become U+FFFD;
+ * returns owned memory (free) */
+char *lb_clean_utf8(const char *s, size_t n);
+
+/* ===== number formatting (format.c): every text that shows a number goes through these ===== */
+/* "57.15" (a fraction shown in percent with 2 decimals), "" for NAN */
+const char *fmt_pct(char *buf, size_t n, double frac);
+/* "1.23 GB", "512 kB", "" for NAN (decimal units, as on the board) */
+const char *fmt_bytes(char *buf, size_t n, double bytes);
+/* "6.74 B", "15.2 M", "260 K" parameters */
+const char *fmt_params(char *buf, size_t n, double p);
+/* "12.3 s", "4.2 min", "1.50 h" */
+const char *fmt_seconds(char *buf, size_t n, double s);
+/* %.*g with sig significant digits, "" for NAN */
+const char *fmt_g(char *buf, size_t n, double v, int sig);
+/* a nullable integer: "128", "" for NAN */
+const char *fmt_int(char *buf, size_t n, double v);
+/* group size as on the board: "-1" (per channel) "128", "" n/a */
+const char *fmt_group(char *buf, size_t n, double gs);
+/* 1 -> "yes", 0 -> "no", NAN -> "" */
+const char *fmt_bool(double v);
+/* the value as a JSON/CSV number with 15 significant digits (SQLite's text form), "" for NAN */
+const char *fmt_num15(char *buf, size_t n, double v);
+/* s without a trailing UTF-8 sequence that snprintf cut short (in place) */
+char *utf8_trim(char *s);
+/* strtod(fmt_num15(v)): what a reader of our CSV/JSON sees */
+double num15(double v);
+
+/* ===== pages (html.c): templates with named slots, serialized as polyglot XHTML ===== */
+struct tmpl {
+    char *name; /* "layout", "index" ... */
+    xmlDocPtr doc;
+};
+
+struct site {
+    const struct render_opts *opts;
+    const struct lb_data *d;
+    char *dir; /* the temporary directory being filled */
+    struct tmpl *tmpls;
+    int n_tmpls;
+    int n_files;
+    double bytes_csv, bytes_json, bytes_db; /* sizes shown beside the dataset links */
+    struct chart_layout *lay; /* CHARTS_PER_GROUP per group, then size-accuracy, size-ppl */
+};
+
+struct page {
+    struct site *site;
+    xmlDocPtr doc;
+    int depth;           /* 0 for index.html, 1 for models/x.html: "../" prefixes */
+    xmlNodePtr slots[24]; /* title, banner, main ... (see templates/) */
+    const char *slot_names[24];
+    int n_slots;
+};
+
+int site_templates_load(struct site *s);
+void site_templates_release(struct site *s);
+/* a page from layout.xhtml with the body template `body` (e.g. "index") in its main slot */
+int page_new(struct page *p, struct site *s, const char *body, int depth, const char *title);
+/* the element carrying data-slot="name", NULL (and a message) when the templates lack it */
+xmlNodePtr page_slot(struct page *p, const char *name);
+/* serialize to <site dir>/<relpath> and free the page; -1 with a message */
+int page_write(struct page *p, const char *relpath);
+void page_release(struct page *p);
+
+/* element helpers: all text is escaped by the serializer (xmlNewText); returns the new element */
+xmlNodePtr h_el(xmlNodePtr parent, const char *tag, const char *text);
+xmlNodePtr h_elc(xmlNodePtr parent, const char *tag, const char *cls, const char *text);
+void h_attr(xmlNodePtr n, const char *name, const char *value);
+void h_text(xmlNodePtr parent, const char *text);
+/* formatted text, at most 2047 bytes: for numbers and fixed words, never for user strings (a cut
+ * could split a UTF-8 sequence; those go through h_text/h_user) */
+void h_textf(xmlNodePtr parent, const char *fmt, ...) LB_PRINTF(2, 3);
+/* <a href="prefix+href">text</a> where prefix is "../" per depth for site-local links */
+xmlNodePtr h_link(const struct page *p, xmlNodePtr parent, const char *href, const char *text);
+/* a user string in a bidi-isolating <bdi> (RTL overrides stay inside) */
+xmlNodePtr h_user(xmlNodePtr parent, const char *text);
+/* site-relative path for a page at depth: "../models/x.html" */
+const char *h_href(const struct page *p, char *buf, size_t n, const char *target);
+
+/* ===== charts (chart.c): Cairo canvas written as SVG and as PNG at 2x ===== */
+struct chart_box {
+    double x0, y0, x1, y1;
+};
+struct chart {
+    cairo_t *cr;
+    double w, h;                     /* CSS pixels */
+    struct chart_box plot;           /* the data area */
+    struct chart_box *labels;        /* every text drawn, for the overlap test */
+    int n_labels, cap_labels;
+    int oom;
+};
+typedef void (*chart_draw_fn)(struct chart *c, const void *data);
+/* where the chart's texts landed, for tests: owned by the caller (free(labels)) */
+struct chart_layout {
+    struct chart_box *labels;
+    int n_labels;
+    double w, h;
+};
+/* draw(c, data) onto an SVG surface (name.svg, with <title>/<desc> from title and desc) and onto
+ * a 2x image surface (name.png), under <site dir>/charts/. layout (nullable) receives the label
+ * boxes of the SVG pass. -1 with a message. */
+int chart_write(struct site *s, const char *name, double w, double h, const char *title,
+                const char *desc, chart_draw_fn draw, const void *data,
+                struct chart_layout *layout);
+/* text at (x, y) anchored by ax (0 left, 0.5 centre, 1 right) and ay (0 top, 0.5 middle, 1
+ * baseline-bottom); size in px; bold; records its box. Returns the box. */
+struct chart_box chart_text(struct chart *c, double x, double y, double ax, double ay,
+                            double size, bool bold, const char *text);
+/* the box text would take, without drawing or recording */
+struct chart_box chart_text_box(struct chart *c, double x, double y, double ax, double ay,
+                                double size, bool bold, const char *text);
+double chart_text_width(struct chart *c, double size, bool bold, const char *text);
+/* true when box overlaps a recorded label (with pad px of air) or leaves the canvas */
+bool chart_box_collides(const struct chart *c, struct chart_box b, double pad);
+bool chart_boxes_overlap(struct chart_box a, struct chart_box b, double pad);
+/* "nice" ticks covering [lo, hi]: at most max_ticks; returns count, writes step */
+int chart_ticks(double lo, double hi, int max_ticks, double *t0, double *step);
+/* Okabe-Ito colours: index 0..7 (black, orange, sky blue, bluish green, yellow, blue,
+ * vermillion, reddish purple) */
+void chart_okabe_ito(int i, double rgb[3]);
+/* a fixed colour and marker per algorithm (fp, rtn, gptq, awq, autoround, bnb, gguf, aqlm) */
+int chart_algo_index(const char *algorithm);
+void chart_set_rgb(cairo_t *cr, const double rgb[3]);
+/* marker shape k (0 circle, 1 square, 2 diamond, 3 triangle up, 4 triangle down, 5 plus,
+ * 6 cross, 7 star) filled with rgb, dark outline */
+void chart_marker(cairo_t *cr, int k, double x, double y, double r, const double rgb[3]);
+
+/* text cut to maxw px with a trailing ellipsis (UTF-8 safe); returns text itself when it fits,
+ * else buf */
+const char *chart_fit(struct chart *c, double size, bool bold, const char *text, double maxw,
+                      char *buf, size_t n);
+
+/* what the per-model charts show, computed once for the chart and for its data table */
+#define BARS_MAX 12
+struct bars_data {
+    int n_bits, n_algos;
+    double bits[BARS_MAX];      /* nominal bit widths, ascending */
+    const char *algos[BARS_MAX]; /* algorithms, in palette order */
+    double val[BARS_MAX][BARS_MAX]; /* [algo][bits]: best average (0..1), NAN none */
+    int run[BARS_MAX][BARS_MAX];    /* the run index giving it, -1 none */
+    double baseline;            /* the baseline's average, NAN none */
+    const char *baseline_label; /* "fp16 baseline" ... */
+};
+void bars_compute(const struct lb_data *d, int group, struct bars_data *b);
+
+struct cost_row {
+    const char *algo;
+    int n;
+    double t_med, t_min, t_max;       /* quant_seconds */
+    double m_med, m_min, m_max;       /* quant_peak_rss_mb */
+};
+/* one row per algorithm (fp excluded) with runs in the group; returns the count (<= max) */
+int cost_compute(const struct lb_data *d, int group, struct cost_row *rows, int max);
+/* rows of the heatmap: the group's ok runs with an average, baseline excluded, by rank */
+int heat_rows(const struct lb_data *d, int group, int *out, int max);
+#define HEAT_MAX_ROWS 40
+
+/* the charts of the site (charts.c); each writes charts/<name>.svg|png */
+/* every chart of the site, drawn in parallel (OpenMP tasks) with the rest of the site; the
+ * layouts are kept in s->lay (CHARTS_PER_GROUP per group, then the two global ones) */
+#define CHARTS_PER_GROUP 4
+int charts_group(struct site *s, int group, struct chart_layout *lay_bars,
+                 struct chart_layout *lay_bpw, struct chart_layout *lay_heat,
+                 struct chart_layout *lay_cost);
+int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_layout *lay_ppl);
+/* the Pareto frontier of points (x smaller is better, y larger is better when maximize): writes
+ * the indices on the frontier in x order to out, returns their count */
+int chart_pareto(const double *x, const double *y, int n, bool maximize, int *out);
+
+/* ===== datasets (datasets.c) ===== */
+enum col_type { COL_TEXT, COL_INT, COL_REAL };
+struct col_info {
+    const char *name; /* CSV header = JSON key */
+    enum col_type type;
+    const char *doc; /* one line, shown on about.html */
+};
+/* the columns of data/leaderboard.csv and of each row of data/leaderboard.json, in order */
+extern const struct col_info lb_cols[];
+extern const int lb_n_cols;
+int datasets_write(struct site *s, struct sqlite3 *db);
+/* spreadsheet formula defusing: true when a text cell starts with = + - @ TAB or CR */
+bool csv_needs_apostrophe(const char *s);
+/* JSON text of the row data embedded in index.html (escaped for a <script> element: no < > &);
+ * returns owned memory (free) or NULL with a message */
+char *board_data_json(const struct site *s);
+
+/* ===== pages (pages_*.c) ===== */
+/* "Download: leaderboard.csv (12 kB) · ..." links */
+void page_downloads(struct page *p, xmlNodePtr parent);
+/* <figure> with the chart (SVG, PNG fallback at 2x), alt text and a caption; returns the
+ * figcaption so the caller can add a data table */
+xmlNodePtr page_figure(struct page *p, xmlNodePtr parent, const char *chart, double w, double h,
+                       const char *alt, const char *caption);
+/* "Pareto frontier, in words:" the frontier of runs[0..n) by (x asc, y best) as a list in the
+ * caption; xfmt/yfmt describe a point ("4.25 bits/weight", "54.9%") */
+void page_frontier(struct page *p, xmlNodePtr cap, const int *runs, const double *x,
+                   const double *y, int n, bool maximize, const char *what);
+/* <a href="runs/<id>.html"><bdi>model name</bdi> · <bdi>recipe</bdi></a>: each user string in
+ * its own isolate, so an RTL override in a name cannot reorder the recipe after it */
+xmlNodePtr page_run_link(struct page *p, xmlNodePtr parent, const struct lb_run *r);
+/* the model-type icon of Intel's board (pretrained, fine-tuned, chat, merge) */
+void page_type_icon(xmlNodePtr parent, const char *model_type);
+/* a <td> with text and class "num" when numeric */
+xmlNodePtr page_td(xmlNodePtr tr, const char *text, bool num);
+int page_index(struct site *s);
+int pages_models(struct site *s);
+int pages_runs(struct site *s);
+int page_compare(struct site *s);
+int page_about(struct site *s);
+
+/* ===== site files (site.c) ===== */
+/* write len bytes to <site dir>/<relpath> (parent directories made); -1 with a message */
+int site_write_file(struct site *s, const char *relpath, const void *data, size_t len);
+/* the command that reproduces a run: provenance "repro.command" when the pipeline stored one,
+ * else `lowbit job --model-id M --recipe-id R [--full | --limit N]` (shell-quoted) */
+const char *site_repro_command(const struct lb_run *r, char *buf, size_t n);
+#endif

@@ -1,0 +1,304 @@
+/* render/site.c: render_site(): read the database once, write every file into a fresh directory
+ * beside the target, then swap it into place.
+ *
+ * The swap: renameat2(RENAME_EXCHANGE) when the target exists (one atomic step: a reader sees the
+ * old site or the new one), else a plain rename; where the file system cannot exchange, the old
+ * site is renamed away, the new one renamed in, and the old one removed. On any error the
+ * temporary directory is removed and the previous site stays as it was. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <libgen.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "render/render_impl.h"
+
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+/* ------------------------------------------------------------------ files */
+
+static int mkdirs_for(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) && errno != EEXIST)
+            return err("render: cannot create directory %s: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    return 0;
+}
+
+int site_write_file(struct site *s, const char *relpath, const void *data, size_t len) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", s->dir, relpath);
+    if (strchr(relpath, '/') && mkdirs_for(path)) return -1;
+    FILE *f = fopen(path, "wb");
+    if (!f) return err("render: cannot write %s: %s", path, strerror(errno));
+    size_t w = fwrite(data, 1, len, f);
+    if (fclose(f) || w != len) return err("render: writing %s failed (disk full?)", path);
+#pragma omp atomic
+    s->n_files++;
+    return 0;
+}
+
+static int read_all(const char *path, char **out, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return err("render: cannot read %s: %s (--templates DIR)", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    for (size_t k; b && (k = fread(b + n, 1, cap - n, f)) > 0;) {
+        n += k;
+        if (n == cap) {
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) free(b);
+            b = nb;
+        }
+    }
+    fclose(f);
+    if (!b) return err("render: out of memory reading %s", path);
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+static int copy_static(struct site *s, const char *name) {
+    char path[4096], *data = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/%s", s->opts->templates_dir, name);
+    if (read_all(path, &data, &len)) return -1;
+    int rc = site_write_file(s, name, data, len);
+    free(data);
+    return rc;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void rm_tree(const char *path) {
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* s as one shell word: as is when it is plain, else in single quotes ('\'' for a quote) */
+static void shell_word(char *out, size_t n, const char *s) {
+    bool plain = *s;
+    for (const char *p = s; *p; p++)
+        plain &= (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                 strchr("._/-:=+@,%", *p) != NULL;
+    if (plain) {
+        snprintf(out, n, "%s", s);
+        return;
+    }
+    size_t o = 0;
+    if (o + 1 < n) out[o++] = '\'';
+    for (const char *p = s; *p && o + 5 < n; p++) {
+        if (*p == '\'') {
+            memcpy(out + o, "'\\''", 4);
+            o += 4;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    if (o + 1 < n) out[o++] = '\'';
+    out[o] = 0;
+}
+
+const char *site_repro_command(const struct lb_run *r, char *buf, size_t n) {
+    const char *cmd = lb_run_prov(r, "repro.command");
+    if (cmd && *cmd) {
+        snprintf(buf, n, "%s", cmd);
+        return buf;
+    }
+    /* `lowbit job` plans and runs this one job from models.csv and recipes.csv; the limit is
+     * the run's own: --full when no task was limited, --limit N when all were limited to N */
+    char m[600], c[600], lim[48] = "";
+    shell_word(m, sizeof m, r->model_id);
+    shell_word(c, sizeof c, r->recipe_id);
+    bool any = false, all_same = r->n_defs > 0;
+    double l0 = r->n_defs ? r->defs[0].limit_n : NAN;
+    for (int i = 0; i < r->n_defs; i++) {
+        double l = r->defs[i].limit_n;
+        any |= !isnan(l);
+        if (isnan(l) != isnan(l0) || (!isnan(l) && l != l0)) all_same = false;
+    }
+    if (r->n_defs && !any) snprintf(lim, sizeof lim, " --full");
+    else if (all_same && !isnan(l0)) snprintf(lim, sizeof lim, " --limit %.0f", l0);
+    snprintf(buf, n, "lowbit job --model-id %s --recipe-id %s%s", m, c, lim);
+    return buf;
+}
+
+/* ------------------------------------------------------------------ swap */
+
+static int swap_into_place(const char *tmp, const char *out) {
+    struct stat st;
+    if (lstat(out, &st)) {
+        if (errno != ENOENT) return err("render: %s: %s", out, strerror(errno));
+        if (rename(tmp, out)) return err("render: rename %s -> %s: %s", tmp, out, strerror(errno));
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return err("render: %s exists and is not a directory; remove it or choose another -o",
+                   out);
+    if (!renameat2(AT_FDCWD, tmp, AT_FDCWD, out, RENAME_EXCHANGE)) {
+        rm_tree(tmp); /* now the previous site */
+        return 0;
+    }
+    /* no exchange here (old kernel, some file systems): away, in, remove */
+    char old[4200];
+    snprintf(old, sizeof old, "%s.old-%ld", out, (long)getpid());
+    if (rename(out, old)) return err("render: rename %s -> %s: %s", out, old, strerror(errno));
+    if (rename(tmp, out)) {
+        int e = errno;
+        rename(old, out);
+        return err("render: rename %s -> %s: %s", tmp, out, strerror(e));
+    }
+    rm_tree(old);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ render */
+
+int render_site(const struct render_opts *o, struct render_stats *stats) {
+    double t0 = now_s();
+    int ret = -1;
+    sqlite3 *db = NULL;
+    struct lb_data d = {0};
+    struct site s = {.opts = o, .d = &d};
+    char tmpl[4200];
+    bool txn = false;
+
+    if (sqlite3_open_v2(o->db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        err("render: cannot open database %s: %s (build it with 'lowbit run' or 'lowbit "
+            "collect')",
+            o->db_path, db ? sqlite3_errmsg(db) : "out of memory");
+        goto out;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    /* one read transaction: the pages and the data/lowbit.db copy show the same snapshot */
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        err("render: %s: %s", o->db_path, sqlite3_errmsg(db));
+        goto out;
+    }
+    txn = true;
+    if (lb_data_load(&d, db)) goto out;
+    if (getenv("LOWBIT_DEBUG")) fprintf(stderr, "render: load     %.2f s\n", now_s() - t0);
+    if (d.has_fixture_rows && !o->fixture) {
+        err("render: %s holds fixture rows (provenance key 'fixture'); fixtures are never "
+            "published: render them only with --fixture, which marks every page",
+            o->db_path);
+        goto out;
+    }
+    if (site_templates_load(&s)) goto out;
+
+    /* the new site goes beside the target, on the same file system, so rename can swap it */
+    char outc[4096];
+    snprintf(outc, sizeof outc, "%s", o->out_dir);
+    while (strlen(outc) > 1 && outc[strlen(outc) - 1] == '/') outc[strlen(outc) - 1] = 0;
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", outc);
+    snprintf(parent, sizeof parent, "%s", dirname(parent));
+    char base[4096];
+    snprintf(base, sizeof base, "%s", outc);
+    snprintf(tmpl, sizeof tmpl, "%s/.%s.tmp-XXXXXX", parent, basename(base));
+    {
+        char mk[4300];
+        snprintf(mk, sizeof mk, "%s/x", parent);
+        if (mkdirs_for(mk)) goto out;
+    }
+    if (!mkdtemp(tmpl)) {
+        err("render: cannot create a directory in %s: %s", parent, strerror(errno));
+        goto out;
+    }
+    chmod(tmpl, 0755);
+    s.dir = tmpl;
+
+    if (copy_static(&s, "style.css") || copy_static(&s, "lowbit.js")) goto fail;
+    /* The charts (Cairo, libpng: most of the time) are drawn by OpenMP tasks while one task
+     * writes the datasets and the pages that do not show charts (libxml2 and jansson are only
+     * ever used by that one thread). The pages with charts need their sizes: they come after. */
+    int n_lay = d.n_groups * CHARTS_PER_GROUP + 2, failed = 0;
+    s.lay = xcalloc((size_t)n_lay, sizeof *s.lay, "chart layouts");
+    if (!s.lay) goto fail;
+    double t_par = now_s();
+#pragma omp parallel
+#pragma omp single
+    {
+#pragma omp task shared(failed)
+        {
+            /* LOWBIT_DEBUG=1 prints the time of each step */
+            static const char *const steps[] = {"datasets", "index", "runs", "about"};
+            for (int k = 0; k < 4 && !failed; k++) {
+                double t = now_s(), c = (double)clock() / CLOCKS_PER_SEC;
+                int rc = k == 0   ? datasets_write(&s, db)
+                         : k == 1 ? page_index(&s)
+                         : k == 2 ? pages_runs(&s)
+                                  : page_about(&s);
+                if (rc) {
+#pragma omp atomic write
+                    failed = 1;
+                }
+                if (getenv("LOWBIT_DEBUG")) /* cpu: of the whole process, exact with 1 thread */
+                    fprintf(stderr, "render: %-8s %.2f s (cpu %.2f s)\n", steps[k], now_s() - t,
+                            (double)clock() / CLOCKS_PER_SEC - c);
+            }
+        }
+        for (int g = 0; g <= d.n_groups; g++) {
+#pragma omp task shared(failed) firstprivate(g)
+            {
+                struct chart_layout *l = &s.lay[g * CHARTS_PER_GROUP];
+                int rc = g < d.n_groups ? charts_group(&s, g, &l[0], &l[1], &l[2], &l[3])
+                                        : charts_global(&s, &l[0], &l[1]);
+                if (rc) {
+#pragma omp atomic write
+                    failed = 1;
+                }
+            }
+        }
+    }
+    if (getenv("LOWBIT_DEBUG")) fprintf(stderr, "render: parallel %.2f s\n", now_s() - t_par);
+    if (failed) goto fail;
+    double t_pages = now_s();
+    if (pages_models(&s) || page_compare(&s)) goto fail;
+    if (getenv("LOWBIT_DEBUG")) fprintf(stderr, "render: models   %.2f s\n", now_s() - t_pages);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    txn = false;
+    double t_swap = now_s();
+    if (swap_into_place(tmpl, outc)) goto fail;
+    if (getenv("LOWBIT_DEBUG")) fprintf(stderr, "render: swap     %.2f s\n", now_s() - t_swap);
+    s.dir = NULL;
+    ret = 0;
+    if (stats) {
+        stats->n_runs = d.n_runs;
+        stats->n_board = d.n_board;
+        stats->n_groups = d.n_groups;
+        stats->n_files = s.n_files;
+        stats->seconds = now_s() - t0;
+    }
+    if (!o->quiet)
+        fprintf(stderr, "render: %s: %d runs (%d on the board), %d base models, %d files in %.2f s%s\n",
+                outc, d.n_runs, d.n_board, d.n_groups, s.n_files, now_s() - t0,
+                o->fixture ? " (FIXTURE DATA)" : "");
+    goto out;
+fail:
+    if (s.dir) rm_tree(s.dir);
+out:
+    if (txn) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    for (int i = 0; s.lay && i < d.n_groups * CHARTS_PER_GROUP + 2; i++) free(s.lay[i].labels);
+    free(s.lay);
+    site_templates_release(&s);
+    lb_data_release(&d);
+    sqlite3_close(db);
+    return ret;
+}

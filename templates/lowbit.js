@@ -1,0 +1,291 @@
+/* lowbit.js: filtering, sorting and re-ranking of the leaderboard, with the view in the URL hash.
+ *
+ * The page is complete without this script (the whole board, ranked by average). The script reads
+ * the rows' values from <script id="board-data"> (JSON, the same numbers as data/leaderboard.json)
+ * and only shows, hides and reorders the existing <tr> elements and rewrites two cells per row (rank
+ * and score) with textContent: no markup is ever built from data. Nothing is fetched. With
+ * JavaScript the first 200 rows of a view are shown, and a button shows the rest.
+ *
+ * Hash: #q=text&algorithm=gptq,awq&wdtype=int4&cdtype=..&group=128&dq=1&smin=0.1&smax=4
+ *       &w=hellaswag:2,mmlu:1&sort=avg&dir=desc   (w lists the tasks with weight != 1; a task
+ *       not listed keeps weight 1, unless w starts with "only:" when unlisted tasks weigh 0). */
+(function () {
+  "use strict";
+  var dataEl = document.getElementById("board-data");
+  var table = document.getElementById("board");
+  var form = document.getElementById("controls");
+  if (!dataEl || !table || !form) return;
+  var D = JSON.parse(dataEl.textContent);
+  var C = {};
+  D.cols.forEach(function (c, i) { C[c] = i; });
+  var TASKS = D.tasks;
+  var tbody = table.tBodies[0];
+  var rows = D.rows.map(function (r) {
+    var tr = document.getElementById("run-" + r[C.id]);
+    var text = [r[C.model], r[C.recipe], r[C.algorithm], r[C.wdtype]].join(" ").toLowerCase();
+    return { d: r, tr: tr, text: text, score: r[C.avg] };
+  }).filter(function (x) { return x.tr; });
+  var total = rows.length;
+  var MAXW = 10, LIMIT = 200, showAll = false;
+
+  /* ---------------------------------------------------------------- state */
+  function defaults() {
+    var w = {};
+    TASKS.forEach(function (t) { w[t] = 1; });
+    return { q: "", algorithm: [], wdtype: [], cdtype: [], group: [], dq: "", smin: "", smax: "",
+             w: w, sort: "avg", dir: "desc" };
+  }
+  var state = defaults();
+
+  function weightsDefault(w) {
+    return TASKS.every(function (t) { return w[t] === 1; });
+  }
+
+  function encode(s) {
+    var parts = [];
+    function put(k, v) { if (v !== "" && v !== null && v !== undefined) parts.push(k + "=" + v); }
+    put("q", encodeURIComponent(s.q));
+    ["algorithm", "wdtype", "cdtype", "group"].forEach(function (k) {
+      put(k, s[k].map(encodeURIComponent).join(","));
+    });
+    put("dq", s.dq);
+    put("smin", s.smin);
+    put("smax", s.smax);
+    if (!weightsDefault(s.w)) {
+      var zeros = TASKS.filter(function (t) { return s.w[t] === 0; }).length;
+      var only = zeros * 2 > TASKS.length;
+      var ws = TASKS.filter(function (t) { return only ? s.w[t] !== 0 : s.w[t] !== 1; })
+        .map(function (t) { return t + ":" + s.w[t]; });
+      put("w", (only ? "only:" : "") + ws.join(","));
+    }
+    if (s.sort !== "avg" || s.dir !== "desc") { put("sort", encodeURIComponent(s.sort)); put("dir", s.dir); }
+    return parts.join("&");
+  }
+
+  function num(v) {
+    var x = parseFloat(v);
+    return isFinite(x) ? x : null;
+  }
+
+  function decode(h) {
+    var s = defaults();
+    h.replace(/^#/, "").split("&").forEach(function (kv) {
+      var i = kv.indexOf("="), k = i < 0 ? kv : kv.slice(0, i), v = i < 0 ? "" : kv.slice(i + 1);
+      try {
+        if (k === "q") s.q = decodeURIComponent(v);
+        else if (k === "algorithm" || k === "wdtype" || k === "cdtype" || k === "group")
+          s[k] = v ? v.split(",").map(decodeURIComponent) : [];
+        else if (k === "dq" && (v === "0" || v === "1")) s.dq = v;
+        else if ((k === "smin" || k === "smax") && num(v) !== null) s[k] = String(num(v));
+        else if (k === "w") {
+          var only = v.indexOf("only:") === 0;
+          if (only) { v = v.slice(5); TASKS.forEach(function (t) { s.w[t] = 0; }); }
+          v.split(",").forEach(function (p) {
+            var j = p.lastIndexOf(":"), t = p.slice(0, j), x = num(p.slice(j + 1));
+            if (j > 0 && s.w.hasOwnProperty(t) && x !== null && x >= 0 && x <= MAXW) s.w[t] = x;
+          });
+        } else if (k === "sort") s.sort = decodeURIComponent(v);
+        else if (k === "dir" && (v === "asc" || v === "desc")) s.dir = v;
+      } catch (e) { /* a malformed part of a hand-edited hash is ignored */ }
+    });
+    return s;
+  }
+
+  /* ---------------------------------------------------------------- controls <-> state */
+  var $ = function (id) { return document.getElementById(id); };
+  var wInputs = TASKS.map(function (t) { return $("w-" + t); });
+
+  function toControls(s) {
+    $("f-q").value = s.q;
+    ["algorithm", "wdtype", "cdtype", "group"].forEach(function (k) {
+      form.querySelectorAll('input[name="' + k + '"]').forEach(function (cb) {
+        cb.checked = s[k].indexOf(cb.value) >= 0;
+      });
+    });
+    $("f-dq").value = s.dq;
+    $("f-smin").value = s.smin;
+    $("f-smax").value = s.smax;
+    TASKS.forEach(function (t, i) { if (wInputs[i]) wInputs[i].value = s.w[t]; });
+  }
+
+  function fromControls() {
+    var s = defaults();
+    s.q = $("f-q").value.trim();
+    ["algorithm", "wdtype", "cdtype", "group"].forEach(function (k) {
+      form.querySelectorAll('input[name="' + k + '"]:checked').forEach(function (cb) { s[k].push(cb.value); });
+    });
+    s.dq = $("f-dq").value;
+    s.smin = num($("f-smin").value) === null ? "" : String(num($("f-smin").value));
+    s.smax = num($("f-smax").value) === null ? "" : String(num($("f-smax").value));
+    TASKS.forEach(function (t, i) {
+      var x = wInputs[i] ? num(wInputs[i].value) : 1;
+      s.w[t] = x === null ? 0 : Math.min(MAXW, Math.max(0, x));
+    });
+    s.sort = state.sort;
+    s.dir = state.dir;
+    return s;
+  }
+
+  /* ---------------------------------------------------------------- score, filter, sort */
+  /* the weighted mean over tasks with weight > 0, null when one of them is missing; with every
+   * weight 1 it is the stored average itself (the server-side ranking, bit for bit) */
+  function scoreOf(r, w, plain) {
+    if (plain) return r.d[C.avg];
+    var acc = r.d[C.tasks], s = 0, ws = 0;
+    for (var i = 0; i < TASKS.length; i++) {
+      var wt = w[TASKS[i]];
+      if (!(wt > 0)) continue;
+      if (acc[i] === null) return null;
+      s += wt * acc[i];
+      ws += wt;
+    }
+    return ws > 0 ? s / ws : null;
+  }
+
+  function keyOf(r, k) {
+    if (k === "avg" || k === "rank") return r.score;
+    var ti = TASKS.indexOf(k);
+    if (ti >= 0) return r.d[C.tasks][ti];
+    if (k === "model") return (r.d[C.model] + " " + r.d[C.recipe]).toLowerCase();
+    if (k in C) return r.d[C[k]];
+    return null;
+  }
+
+  function passes(r, s, q, smin, smax) {
+    var d = r.d;
+    if (q && r.text.indexOf(q) < 0) return false;
+    if (s.algorithm.length && s.algorithm.indexOf(d[C.algorithm] || "") < 0) return false;
+    if (s.wdtype.length && s.wdtype.indexOf(d[C.wdtype] || "") < 0) return false;
+    if (s.cdtype.length && s.cdtype.indexOf(d[C.cdtype] || "") < 0) return false;
+    if (s.group.length && (d[C.group] === null || s.group.indexOf(String(d[C.group])) < 0)) return false;
+    if (s.dq !== "" && d[C.dq] !== +s.dq) return false;
+    if (smin !== null && !(d[C.size] !== null && d[C.size] >= smin * 1e9)) return false;
+    if (smax !== null && !(d[C.size] !== null && d[C.size] <= smax * 1e9)) return false;
+    return true;
+  }
+
+  var moreBtn = $("show-all");
+  var headCells = Array.prototype.slice.call(table.tHead.rows[0].cells);
+  var scoreHead = headCells[3];
+  var scoreHeadText = scoreHead ? scoreHead.textContent : "Average";
+
+  function apply(s) {
+    var t0 = performance.now();
+    var plain = weightsDefault(s.w);
+    var q = s.q.toLowerCase(), smin = num(s.smin), smax = num(s.smax);
+    var shown = [];
+    for (var i = 0; i < rows.length; i++) {
+      var r = rows[i];
+      r.score = scoreOf(r, s.w, plain);
+      if (passes(r, s, q, smin, smax)) shown.push(r);
+    }
+    var k = s.sort, sign = s.dir === "asc" ? 1 : -1;
+    var numeric = k === "avg" || k === "rank" || TASKS.indexOf(k) >= 0 ||
+      ["group", "dq", "bits", "size", "params", "ppl", "kld", "bpw", "qsec"].indexOf(k) >= 0;
+    if (k === "rank") sign = -sign; /* rank ascending = best score first */
+    shown.sort(function (a, b) {
+      var x = keyOf(a, k), y = keyOf(b, k);
+      var xn = x === null || x === undefined, yn = y === null || y === undefined;
+      if (xn !== yn) return xn ? 1 : -1; /* missing values last, either direction */
+      if (!xn && x !== y) {
+        if (numeric) return (x < y ? -1 : 1) * sign;
+        return (String(x) < String(y) ? -1 : 1) * sign;
+      }
+      return a.d[C.id] - b.d[C.id];
+    });
+    /* rank = position in this view; the score cell shows the current score. The rows go into a
+     * new, detached <tbody> that replaces the old one: inserting into a live table re-styles
+     * every following row on each insertion (quadratic with :nth-child), a detached one is
+     * styled once. At most LIMIT rows are shown until "Show all" is pressed: a 10,000-row
+     * table takes the browser far longer to lay out than the filtering itself. */
+    var n = showAll ? shown.length : Math.min(shown.length, LIMIT);
+    var nb = document.createElement("tbody");
+    for (var j = 0; j < n; j++) {
+      var row = shown[j], rank = String(j + 1);
+      var sc = row.score === null ? "" : (row.score * 100).toFixed(2);
+      if (row.tr.cells[0].textContent !== rank) row.tr.cells[0].textContent = rank;
+      if (row.tr.cells[3].textContent !== sc) row.tr.cells[3].textContent = sc;
+      nb.appendChild(row.tr);
+    }
+    table.replaceChild(nb, tbody);
+    tbody = nb;
+    moreBtn.hidden = n === shown.length;
+    moreBtn.textContent = "Show all " + shown.length + " rows";
+    if (scoreHead) {
+      var label = scoreHead.querySelector("button") || scoreHead;
+      label.textContent = plain ? scoreHeadText : "Score";
+      scoreHead.title = plain ? "mean of the ten task accuracies (%)" :
+        "weighted mean of the chosen tasks' accuracies (%)";
+    }
+    document.body.classList.toggle("rerank", !plain);
+    headCells.forEach(function (th) {
+      if (th.getAttribute("data-key") === k) th.setAttribute("aria-sort", s.dir === "asc" ? "ascending" : "descending");
+      else th.removeAttribute("aria-sort");
+    });
+    var ws = TASKS.filter(function (t) { return s.w[t] > 0; });
+    $("status").textContent = (n < shown.length ? "Showing the first " + n + " of " +
+      shown.length + " matching runs" : "Showing " + shown.length + " runs") + " (" + total +
+      " in all), " +
+      (plain ? "ranked by average" : "re-ranked by weights " +
+        ws.map(function (t) { return t + "\u00d7" + s.w[t]; }).join(", ")) +
+      (k !== "avg" ? "; sorted by " + k + " (" + s.dir + ")" : "") +
+      " (" + Math.round(performance.now() - t0) + " ms).";
+    state = s;
+  }
+
+  function writeHash(s) {
+    var h = encode(s);
+    var url = location.href.replace(/#.*$/, "") + (h ? "#" + h : "");
+    try { history.replaceState(null, "", url); } catch (e) { location.replace(h ? "#" + h : "#"); }
+  }
+
+  function update() {
+    var s = fromControls();
+    apply(s);
+    writeHash(s);
+  }
+
+  /* ---------------------------------------------------------------- wiring */
+  headCells.forEach(function (th) {
+    var key = th.getAttribute("data-key");
+    if (!key) return;
+    var b = document.createElement("button");
+    b.type = "button";
+    b.textContent = th.textContent;
+    th.textContent = "";
+    th.appendChild(b);
+    b.addEventListener("click", function () {
+      var s = fromControls();
+      if (state.sort === key) s.dir = state.dir === "asc" ? "desc" : "asc";
+      else { s.sort = key; s.dir = key === "rank" || key === "model" || key === "algorithm" ||
+        key === "wdtype" || key === "cdtype" || key === "size" || key === "params" ||
+        key === "ppl" || key === "kld" || key === "bpw" || key === "qsec" ? "asc" : "desc"; }
+      apply(s);
+      writeHash(s);
+    });
+  });
+  moreBtn.addEventListener("click", function () { showAll = true; apply(state); });
+  form.addEventListener("input", update);
+  form.addEventListener("change", update);
+  form.addEventListener("submit", function (e) { e.preventDefault(); update(); });
+  $("w-reset").addEventListener("click", function () {
+    TASKS.forEach(function (t, i) { if (wInputs[i]) wInputs[i].value = 1; });
+    update();
+  });
+  $("f-reset").addEventListener("click", function () {
+    var s = defaults();
+    s.w = fromControls().w;
+    toControls(s);
+    update();
+  });
+  window.addEventListener("hashchange", function () {
+    var s = decode(location.hash);
+    if (encode(s) === encode(state)) return;
+    toControls(s);
+    apply(s);
+  });
+  form.hidden = false;
+  state = decode(location.hash);
+  toControls(state);
+  apply(state);
+})();

@@ -1,0 +1,832 @@
+/* tests/test_pipeline.c: the pipeline end to end on a tiny random model (a GGUF written here with
+ * stories260K's vocabulary): CSVs, keys, lowbit run (LOWBIT_BIN, set by tests/run.sh) with
+ * broken rows, -j 1 vs -j 2, kill -9 of the runner and of collect, idempotent collect, malformed
+ * result files, imports, ids that try to escape out/. Tasks are arc_easy, piqa, ppl and kld at
+ * --limit 4 so the whole file runs in well under a minute. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eval/gguf.h"
+#include "eval/model.h"
+#include "eval/sha256.h"
+#include "gen/pipeline.h"
+#include "quant/quant.h"
+#include "t.h"
+
+/* ===== helpers ===== */
+
+static char out_buf[1 << 16], err_buf[1 << 18];
+
+static const char *bin(void) {
+    const char *b = getenv("LOWBIT_BIN");
+    return b && *b ? b : "out/lowbit";
+}
+
+static void read_into(const char *path, char *buf, size_t size) {
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+}
+
+/* "$LOWBIT_BIN args" with stdout/stderr captured; the exit status (128 + signal when killed) */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...) {
+    char args[4096], cmd[8192], o[300], e[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(o, sizeof o, "%s/run.out", t_tmpdir());
+    snprintf(e, sizeof e, "%s/run.err", t_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", bin(), args, o, e);
+    int st = system(cmd);
+    read_into(o, out_buf, sizeof out_buf);
+    read_into(e, err_buf, sizeof err_buf);
+    if (getenv("T_VERBOSE")) fprintf(stderr, "$ lowbit %s\n%s", args, err_buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* "<scratch dir>/name": interned, so the pointer stays valid for the whole run */
+static const char *tmp(const char *name) {
+    static char *names[256], *paths[256];
+    static int n;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], name)) return paths[i];
+    if (n == 256) abort();
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", t_tmpdir(), name);
+    names[n] = strdup(name);
+    paths[n] = strdup(p);
+    return paths[n++];
+}
+
+static void spit(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void file_sha(const char *path, char hex[65]) {
+    struct sha256 h;
+    sha256_init(&h);
+    FILE *f = fopen(path, "rb");
+    char buf[1 << 14];
+    size_t n;
+    while (f && (n = fread(buf, 1, sizeof buf, f))) sha256_update(&h, buf, n);
+    if (f) fclose(f);
+    sha256_hex(&h, hex);
+}
+
+static int count_files(const char *dir, const char *suffix) {
+    char cmd[1024], o[300];
+    snprintf(o, sizeof o, "%s/count.out", t_tmpdir());
+    snprintf(cmd, sizeof cmd, "ls %s 2>/dev/null | grep -c '%s$' > %s", dir, suffix, o);
+    if (system(cmd) < 0) return -1;
+    char b[32];
+    read_into(o, b, sizeof b);
+    return atoi(b);
+}
+
+/* ===== the fixture: a tiny random llama with stories260K's tokenizer ===== */
+
+enum { D = 32, HID = 64, NL = 2, NH = 4, NKV = 2, HD = 8 };
+
+static uint32_t rng;
+static float frand(void) {
+    rng = rng * 1664525u + 1013904223u;
+    return ((rng >> 8) / 16777216.0f - 0.5f) * 0.4f;
+}
+
+static int write_fixture(const char *path, uint32_t seed) {
+    struct model src = MODEL_INIT;
+    const char *s = T_DATA("models/stories260K.gguf");
+    if (!s || model_load(&src, s)) return -1;
+    const int V = src.cfg.vocab_size;
+    rng = seed;
+    struct gguf_writer *w = gguf_writer_new();
+    gguf_writer_str(w, "general.architecture", "llama");
+    gguf_writer_u32(w, "llama.embedding_length", D);
+    gguf_writer_u32(w, "llama.block_count", NL);
+    gguf_writer_u32(w, "llama.feed_forward_length", HID);
+    gguf_writer_u32(w, "llama.attention.head_count", NH);
+    gguf_writer_u32(w, "llama.attention.head_count_kv", NKV);
+    gguf_writer_u32(w, "llama.context_length", 512);
+    gguf_writer_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    int rc = quant_gguf_copy_tokenizer(w, &src);
+    float *bufs[64];
+    int nb = 0;
+#define T(name, a, b, base)                                                                        \
+    do {                                                                                           \
+        int64_t ne_[2] = {a, b ? b : 1};                                                           \
+        float *p_ = malloc((size_t)(a) * (size_t)ne_[1] * sizeof(float));                        \
+        for (int64_t i_ = 0; i_ < (int64_t)(a) * ne_[1]; i_++) p_[i_] = (base) + frand();         \
+        bufs[nb++] = p_;                                                                           \
+        gguf_writer_tensor(w, name, 0, b ? 2 : 1, ne_, p_, (uint64_t)((a) * ne_[1] * 4));         \
+    } while (0)
+    T("token_embd.weight", D, V, 0);
+    T("output_norm.weight", D, 0, 1);
+    T("output.weight", D, V, 0);
+    char name[64];
+    for (int l = 0; l < NL; l++) {
+#define TL(suffix, a, b, base)                                                                     \
+    snprintf(name, sizeof name, "blk.%d." suffix, l);                                              \
+    T(name, a, b, base)
+        TL("attn_norm.weight", D, 0, 1);
+        TL("attn_q.weight", D, NH * HD, 0);
+        TL("attn_k.weight", D, NKV * HD, 0);
+        TL("attn_v.weight", D, NKV * HD, 0);
+        TL("attn_output.weight", NH * HD, D, 0);
+        TL("ffn_norm.weight", D, 0, 1);
+        TL("ffn_gate.weight", D, HID, 0);
+        TL("ffn_up.weight", D, HID, 0);
+        TL("ffn_down.weight", HID, D, 0);
+#undef TL
+    }
+#undef T
+    if (!rc) rc = gguf_writer_write(w, path);
+    gguf_writer_free(w);
+    for (int i = 0; i < nb; i++) free(bufs[i]);
+    model_release(&src);
+    return rc;
+}
+
+/* the test's CSVs: a good model, a missing file, a corrupt GGUF; fp32, fp16, an unknown recipe */
+static const char *models_csv, *recipes_csv;
+static const char *TASKS = "--tasks arc_easy,piqa,ppl,kld --limit 4";
+
+static bool setup_done, setup_ok;
+static void setup(void) {
+    if (setup_done) return;
+    setup_done = true;
+    char text[2048];
+    const char *good = tmp("good.gguf"), *corrupt = tmp("corrupt.gguf");
+    if (write_fixture(good, 1234)) return;
+    spit(corrupt, "GGUF\3\0\0\0garbage");
+    models_csv = tmp("models.csv");
+    snprintf(text, sizeof text,
+             "id,path,tokenizer,display_name,family,license,notes\n"
+             "good,%s,,Good model,test,MIT,\"a note, with a comma\"\n"
+             "# a commented-out row\n"
+             "missing,%s,,,,,\n"
+             "corrupt,%s,,,,,\n",
+             good, tmp("missing.gguf"), corrupt);
+    spit(models_csv, text);
+    recipes_csv = tmp("recipes.csv");
+    spit(recipes_csv, "id,algorithm,weight_dtype,bits,group_size,compute_dtype,knobs\n"
+                      "fp32,fp,float32,32,,fp32,\n"
+                      "fp16,FP,fp16,16,,,\n"
+                      "bogus,frobnicate,int4,4,128,,\"{\"\"b\"\": 1, \"\"a\"\": 2}\"\n");
+    setup_ok = true;
+}
+
+/* ===== the database as text, without times, hosts, thread counts and ids ===== */
+
+static int dump_row(void *arg, int n, char **v, char **names) {
+    (void)names;
+    char **s = arg;
+    size_t len = *s ? strlen(*s) : 0, add = 2;
+    for (int i = 0; i < n; i++) add += (v[i] ? strlen(v[i]) : 4) + 1;
+    *s = realloc(*s, len + add + 1);
+    char *p = *s + len;
+    for (int i = 0; i < n; i++) p += sprintf(p, "%s%s", i ? "|" : "", v[i] ? v[i] : "NULL");
+    strcpy(p, "\n");
+    return 0;
+}
+
+static char *dump_db(const char *path) {
+    sqlite3 *db = NULL;
+    char *s = strdup("");
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return s;
+    }
+    static const char *const q[] = {
+        "SELECT 'M', * FROM models ORDER BY id",
+        "SELECT 'R', * FROM recipes ORDER BY id",
+        "SELECT 'U', job_key, model_id, recipe_id, status, error, code_version, kernels_isa, "
+        "artifact_path, artifact_bytes, printf('%.17g', bits_per_weight), n_params FROM runs "
+        "ORDER BY job_key",
+        "SELECT 'S', r.job_key, s.task, s.metric, printf('%.17g', s.value), "
+        "printf('%.17g', s.stderr), s.n FROM scores s JOIN runs r ON r.id = s.run_id ORDER BY 2, "
+        "3, 4",
+        "SELECT 'T', r.job_key, t.task, t.dataset_file, t.dataset_sha256, t.n_docs, "
+        "t.n_docs_full, t.limit_n, t.seed, t.num_fewshot, t.add_bos, t.ctx FROM task_defs t JOIN "
+        "runs r ON r.id = t.run_id ORDER BY 2, 3",
+        "SELECT 'P', r.job_key, p.key, p.value FROM provenance p JOIN runs r ON r.id = p.run_id "
+        "WHERE p.key NOT IN ('result.sha256', 'quant.write_seconds') ORDER BY 2, 3",
+    };
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) sqlite3_exec(db, q[i], dump_row, &s, NULL);
+    sqlite3_close(db);
+    return s;
+}
+
+/* one value of a query, as text (owned; "" when none) */
+static char *q1(const char *db_path, const char *sql) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char *r = NULL;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_text(st, 0))
+        r = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return r ? r : strdup("");
+}
+
+#define T_Q(db, sql, want)                                                                         \
+    do {                                                                                           \
+        char *v_ = q1(db, sql);                                                                    \
+        T_EQ_STR(v_, want);                                                                        \
+        free(v_);                                                                                  \
+    } while (0)
+#define T_QC(db, sql, needle)                                                                      \
+    do {                                                                                           \
+        char *v_ = q1(db, sql);                                                                    \
+        T_CONTAINS(v_, needle);                                                                    \
+        free(v_);                                                                                  \
+    } while (0)
+
+static void integrity_ok(const char *db) { T_Q(db, "PRAGMA integrity_check", "ok"); }
+
+/* ===== unit: ids, CSVs, task names ===== */
+
+static void test_ids(void) {
+    err_set_quiet(true);
+    T_EQ_INT(pipe_id_check("stories260K", "t"), 0);
+    T_EQ_INT(pipe_id_check("gptq-w4g128_v2.1+x", "t"), 0);
+    T_ERR(pipe_id_check("../x", "t"));
+    T_CONTAINS(err_last(), "../x");
+    T_ERR(pipe_id_check("a/b", "t"));
+    T_ERR(pipe_id_check(".hidden", "t"));
+    T_ERR(pipe_id_check("-rf", "t"));
+    T_ERR(pipe_id_check("", "t"));
+    T_ERR(pipe_id_check("a b", "t"));
+    char longid[300];
+    memset(longid, 'a', sizeof longid - 1);
+    longid[sizeof longid - 1] = 0;
+    T_ERR(pipe_id_check(longid, "t"));
+    err_set_quiet(false);
+    char id[PIPE_ID_MAX];
+    pipe_id_sanitize("../../etc/passwd", id, sizeof id);
+    T_EQ_STR(id, "etc--passwd");
+    T_EQ_INT(pipe_id_check(id, "t"), 0);
+    pipe_id_sanitize("meta-llama/Llama-2-7b-hf", id, sizeof id);
+    T_EQ_STR(id, "meta-llama--Llama-2-7b-hf");
+    pipe_id_sanitize("a b;$(rm)", id, sizeof id);
+    T_EQ_STR(id, "a_b___rm_");
+    pipe_id_sanitize("../..", id, sizeof id);
+    T_EQ_STR(id, "unnamed");
+    pipe_id_sanitize(longid, id, sizeof id);
+    T_EQ_INT(pipe_id_check(id, "t"), 0);
+    char p[256];
+    setenv("LOWBIT_TEST_VAR", "/data", 1);
+    T_EQ_INT(pipe_expand("${LOWBIT_TEST_VAR}/m.gguf", p, sizeof p), 0);
+    T_EQ_STR(p, "/data/m.gguf");
+    err_set_quiet(true);
+    T_ERR(pipe_expand("${LOWBIT_NOT_SET_ANYWHERE}/m", p, sizeof p));
+    T_CONTAINS(err_last(), "LOWBIT_NOT_SET_ANYWHERE");
+    err_set_quiet(false);
+}
+
+static void test_task_names(void) {
+    char b[128];
+    T_EQ_STR(import_task_name("arc:challenge", b, sizeof b), "arc_challenge");
+    T_EQ_STR(import_task_name("arc:easy", b, sizeof b), "arc_easy");
+    T_EQ_STR(import_task_name("lambada:openai", b, sizeof b), "lambada_openai");
+    T_EQ_STR(import_task_name("truthfulqa:mc1", b, sizeof b), "truthfulqa_mc1");
+    T_EQ_STR(import_task_name("hellaswag", b, sizeof b), "hellaswag");
+    T_EQ_STR(import_task_name("mmlu_abstract_algebra", b, sizeof b), "mmlu_abstract_algebra");
+    T_OK(!import_task_name("gsm8k", b, sizeof b));
+    T_OK(!import_task_name("../x", b, sizeof b));
+}
+
+static void test_csv(void) {
+    setup();
+    if (!setup_ok) { T_FAIL_("no fixture"); return; }
+    struct model_row *m = NULL;
+    struct recipe *r = NULL;
+    int nm = 0, nr = 0;
+    T_EQ_INT(csvin_models(models_csv, &m, &nm), 0);
+    T_EQ_INT(nm, 3);
+    if (nm == 3) {
+        T_EQ_STR(m[0].id, "good");
+        T_EQ_STR(m[0].display_name, "Good model");
+        T_EQ_STR(m[0].notes, "a note, with a comma");
+        T_EQ_STR(m[1].display_name, "missing"); /* defaults to the id */
+        T_EQ_STR(m[2].id, "corrupt");
+    }
+    T_EQ_INT(csvin_recipes(recipes_csv, &r, &nr), 0);
+    T_EQ_INT(nr, 3);
+    if (nr == 3) {
+        T_EQ_STR(r[1].algorithm, "fp");
+        T_EQ_INT(r[1].method, QMETHOD_FP);
+        T_EQ_STR(r[1].weight_dtype, "float16"); /* canonical */
+        T_EQ_STR(r[1].compute_dtype, "fp32");   /* default */
+        T_EQ_INT(r[2].method, QMETHOD_COUNT);   /* unknown: a failed job, not a CSV error */
+        T_EQ_STR(r[2].knobs, "{\"a\":2,\"b\":1}");
+        T_EQ_INT(r[2].group_size, 128);
+        T_EQ_INT(r[0].has_group_size, 0);
+        err_set_quiet(true);
+        T_ERR(recipe_check(&r[2]));
+        T_CONTAINS(err_last(), "algorithm 'frobnicate' is unknown");
+        T_EQ_INT(recipe_check(&r[0]), 0);
+        err_set_quiet(false);
+    }
+    free(m);
+    free(r);
+    struct {
+        const char *text, *want;
+    } bad[] = {
+        {"id,path,colour\na,b,c\n", "unknown column 'colour'"},
+        {"id\na\n", "no 'path' column"},
+        {"id,path\na,x\na,y\n", "id 'a' appears twice"},
+        {"id,path\n../x,y\n", "id '../x'"},
+        {"id,path\na,\n", "path is empty"},
+        {"id,path\na,\"unterminated\n", "bad.csv"},
+    };
+    err_set_quiet(true);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *p = tmp("bad.csv");
+        spit(p, bad[i].text);
+        T_ERR(csvin_models(p, &m, &nm));
+        T_CONTAINS(err_last(), bad[i].want);
+    }
+    const char *p = tmp("badr.csv");
+    spit(p, "id,algorithm,sym\nx,rtn,maybe\n");
+    T_ERR(csvin_recipes(p, &r, &nr));
+    T_CONTAINS(err_last(), "column sym");
+    spit(p, "id,algorithm,knobs\nx,rtn,[1]\n");
+    T_ERR(csvin_recipes(p, &r, &nr));
+    T_CONTAINS(err_last(), "knobs");
+    err_set_quiet(false);
+}
+
+/* ===== keys ===== */
+
+static void key_of(const struct job *j, char hex[65]) {
+    char *t = plan_key_text(j);
+    struct sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, t, strlen(t));
+    sha256_hex(&h, hex);
+    free(t);
+}
+
+static void test_keys(void) {
+    setup();
+    if (!setup_ok) { T_FAIL_("no fixture"); return; }
+    struct model_row *m = NULL;
+    struct recipe *r = NULL;
+    int nm = 0, nr = 0;
+    if (csvin_models(models_csv, &m, &nm) || csvin_recipes(recipes_csv, &r, &nr)) {
+        T_FAIL_("CSVs");
+        return;
+    }
+    struct eval_spec ev;
+    plan_eval_default(&ev, false);
+    T_EQ_INT(plan_eval_tasks(&ev, "arc_easy,piqa,ppl,kld"), 0);
+    plan_eval_limit(&ev, 4);
+    T_EQ_INT(plan_eval_hash(&ev), 0);
+    struct job a, b;
+    const char *cache = tmp("keycache");
+    T_EQ_INT(plan_job(&a, &m[0], &r[0], &ev, cache), 0);
+    T_EQ_INT(plan_job(&b, &m[0], &r[0], &ev, cache), 0); /* through the hash cache this time */
+    T_EQ_STR(a.key, b.key);
+    char k[65];
+    key_of(&a, k);
+    T_EQ_STR(k, a.key);
+    /* the key text names everything */
+    char *text = plan_key_text(&a);
+    T_CONTAINS(text, "model.files ");
+    T_CONTAINS(text, "task arc_easy limit 4 seed 1234");
+    T_CONTAINS(text, "kld llamacpp ctx 512 chunks 4 base model");
+    free(text);
+    /* not in the key: names, notes, where the file is */
+    b = a;
+    snprintf(b.model.display_name, sizeof b.model.display_name, "Renamed");
+    snprintf(b.model.notes, sizeof b.model.notes, "other notes");
+    key_of(&b, k);
+    T_EQ_STR(k, a.key);
+    struct model_row moved = m[0];
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp %s %s", tmp("good.gguf"), tmp("moved.gguf"));
+    T_EQ_INT(system(cmd), 0);
+    snprintf(moved.path, sizeof moved.path, "%s", tmp("moved.gguf"));
+    T_EQ_INT(plan_job(&b, &moved, &r[0], &ev, cache), 0);
+    T_EQ_STR(b.key, a.key);
+    /* in the key: every input that decides the numbers */
+    T_EQ_INT(write_fixture(tmp("moved.gguf"), 99), 0); /* other weights at the same path */
+    T_EQ_INT(plan_job(&b, &moved, &r[0], &ev, cache), 0);
+    T_OK(strcmp(b.key, a.key));
+    T_EQ_INT(plan_job(&b, &m[0], &r[1], &ev, cache), 0); /* another recipe */
+    T_OK(strcmp(b.key, a.key));
+#define CHANGED(stmt)                                                                              \
+    do {                                                                                           \
+        b = a;                                                                                     \
+        stmt;                                                                                      \
+        key_of(&b, k);                                                                             \
+        if (!strcmp(k, a.key)) T_FAIL_("the key ignores: %s", #stmt);                              \
+    } while (0)
+    CHANGED(b.recipe.bits = 16);
+    CHANGED(snprintf(b.recipe.weight_dtype, sizeof b.recipe.weight_dtype, "bfloat16"));
+    CHANGED(snprintf(b.recipe.knobs, sizeof b.recipe.knobs, "{\"damp\":0.1}"));
+    CHANGED(snprintf(b.recipe.compute_dtype, sizeof b.recipe.compute_dtype, "bf16"));
+    CHANGED(b.recipe.group_size = 64; b.recipe.has_group_size = true);
+    CHANGED(snprintf(b.recipe.id, sizeof b.recipe.id, "fp32b"));
+    CHANGED(snprintf(b.model.id, sizeof b.model.id, "other"));
+    CHANGED(b.ev.limit[TASK_PIQA] = 5);
+    CHANGED(b.ev.limit[PIPE_KLD] = 0);
+    CHANGED(b.ev.seed = 1);
+    CHANGED(b.ev.on[TASK_ARC_EASY] = false);
+    CHANGED(b.ev.on[TASK_BOOLQ] = true);
+    CHANGED(b.ev.sha[TASK_PIQA][0] ^= 1);  /* a dataset file changed */
+    CHANGED(b.ev.sha[PIPE_PPL][3] ^= 1);
+    CHANGED(snprintf(b.tok_sha, sizeof b.tok_sha, "%064d", 7)); /* the tokenizer file */
+    CHANGED(snprintf(b.code_version, sizeof b.code_version, "v2"));
+#undef CHANGED
+    /* the spec file round trip keeps the key */
+    json_t *o = job_to_json(&a);
+    struct job c;
+    T_EQ_INT(job_from_json(&c, o, "spec"), 0);
+    json_decref(o);
+    key_of(&c, k);
+    T_EQ_STR(k, a.key);
+    T_EQ_STR(c.model_path, a.model_path);
+    free(m);
+    free(r);
+}
+
+/* ===== end to end ===== */
+
+static char *ref_dump; /* the uninterrupted -j 1 run */
+
+static void test_run(void) {
+    setup();
+    if (!setup_ok) { T_FAIL_("no fixture"); return; }
+    const char *A = tmp("A"), *dbA = tmp("A/lowbit.db");
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s", models_csv, recipes_csv, TASKS, A), 0);
+    T_CONTAINS(err_buf, "9 to run");
+    integrity_ok(dbA);
+    T_Q(dbA, "SELECT count(*) FROM runs", "9");
+    T_Q(dbA, "SELECT count(*) FROM runs WHERE status = 'ok'", "2");
+    T_Q(dbA, "SELECT group_concat(recipe_id) FROM (SELECT recipe_id FROM runs WHERE status = 'ok' "
+             "AND model_id = 'good' ORDER BY 1)", "fp16,fp32");
+    /* broken rows: failed with a clear message, the rest completed */
+    T_QC(dbA, "SELECT error FROM runs WHERE model_id = 'missing' AND recipe_id = 'fp32'",
+         "missing.gguf: cannot open");
+    T_QC(dbA, "SELECT error FROM runs WHERE model_id = 'corrupt' AND recipe_id = 'fp16'",
+         "corrupt.gguf");
+    T_QC(dbA, "SELECT error FROM runs WHERE model_id = 'good' AND recipe_id = 'bogus'",
+         "algorithm 'frobnicate' is unknown");
+    T_QC(dbA, "SELECT log_tail FROM runs WHERE model_id = 'good' AND recipe_id = 'bogus'",
+         "frobnicate");
+    /* what an ok run stores */
+    T_Q(dbA, "SELECT display_name FROM models WHERE id = 'good'", "Good model");
+    char want[64];
+    snprintf(want, sizeof want, "%d", 2 * D * 512 + D + NL * (2 * D + 2 * D * NH * HD + 2 * D * NKV * HD + 3 * D * HID));
+    T_Q(dbA, "SELECT n_params FROM models WHERE id = 'good'", want);
+    T_Q(dbA, "SELECT knobs FROM recipes WHERE id = 'bogus'", "{\"a\":2,\"b\":1}");
+    T_Q(dbA, "SELECT count(*) FROM scores s JOIN runs r ON r.id = s.run_id WHERE r.model_id = "
+             "'good' AND r.recipe_id = 'fp32' AND ((s.task = 'arc_easy' AND s.metric = 'acc' AND "
+             "s.n = 4) OR (s.task = 'piqa' AND s.metric = 'acc') OR (s.task = 'ppl' AND s.metric "
+             "= 'ppl_llamacpp_ctx512') OR (s.task = 'kld' AND s.metric = 'kld_mean'))", "4");
+    T_Q(dbA, "SELECT s.value < 1e-9 FROM scores s JOIN runs r ON r.id = s.run_id WHERE "
+             "r.recipe_id = 'fp32' AND r.model_id = 'good' AND s.metric = 'kld_mean'", "1");
+    T_Q(dbA, "SELECT s.value > 1e-12 AND s.value < 1e-3 FROM scores s JOIN runs r ON r.id = "
+             "s.run_id WHERE r.recipe_id = 'fp16' AND s.metric = 'kld_mean'", "1");
+    T_Q(dbA, "SELECT round(bits_per_weight) FROM runs WHERE model_id = 'good' AND recipe_id = "
+             "'fp32'", "32.0");
+    T_Q(dbA, "SELECT bits_per_weight > 16 AND bits_per_weight < 16.5 FROM runs WHERE model_id = "
+             "'good' AND recipe_id = 'fp16'", "1");
+    T_Q(dbA, "SELECT count(*) FROM task_defs t JOIN runs r ON r.id = t.run_id WHERE r.recipe_id "
+             "= 'fp16' AND r.model_id = 'good'", "4");
+    T_QC(dbA, "SELECT artifact_path FROM runs WHERE model_id = 'good' AND recipe_id = 'fp16'",
+         "artifacts/");
+    T_Q(dbA, "SELECT count(*) FROM leaderboard", "2");
+    /* a second run does no model work */
+    char sha1[65], sha2[65];
+    file_sha(dbA, sha1);
+    struct timespec w0, w1;
+    clock_gettime(CLOCK_MONOTONIC, &w0);
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s", models_csv, recipes_csv, TASKS, A), 0);
+    clock_gettime(CLOCK_MONOTONIC, &w1);
+    T_CONTAINS(err_buf, "0 to run");
+    T_CONTAINS(err_buf, "9 unchanged");
+    T_OK(w1.tv_sec - w0.tv_sec < 10);
+    file_sha(dbA, sha2);
+    T_EQ_STR(sha1, sha2); /* not one byte of the database changed */
+    ref_dump = dump_db(dbA);
+    /* -j 2: the same contents */
+    const char *B = tmp("B");
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 2 --out %s", models_csv, recipes_csv, TASKS, B), 0);
+    char *dB = dump_db(tmp("B/lowbit.db"));
+    T_EQ_STR(dB, ref_dump);
+    free(dB);
+    /* --strict turns failed jobs into a failed run */
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s --strict --quiet", models_csv,
+                 recipes_csv, TASKS, A), 1);
+    T_CONTAINS(err_buf, "7 jobs failed");
+}
+
+/* kill -9 of the runner at random points, then run to the end: the same database */
+static void test_kill_runner(void) {
+    if (!ref_dump) { T_FAIL_("needs test_run"); return; }
+    const char *C = tmp("C"), *dbC = tmp("C/lowbit.db");
+    char tasks[256];
+    snprintf(tasks, sizeof tasks, "%s", TASKS);
+    srand(42);
+    int killed = 0;
+    for (int round = 0; round < 6; round++) {
+        pid_t pid = fork();
+        if (!pid) {
+            if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(127);
+            execl(bin(), "lowbit", "run", "--models", models_csv, "--recipes", recipes_csv,
+                  "--tasks", "arc_easy,piqa,ppl,kld", "--limit", "4", "-j", round % 2 ? "2" : "1",
+                  "--out", C, (char *)NULL);
+            _exit(127);
+        }
+        usleep((useconds_t)(50000 + rand() % 900000));
+        killed += kill(pid, SIGKILL) == 0;
+        int st;
+        waitpid(pid, &st, 0);
+        if (!access(dbC, F_OK)) integrity_ok(dbC); /* whatever state it was left in */
+    }
+    T_OK(killed > 0);
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 2 --out %s", models_csv, recipes_csv, tasks, C), 0);
+    integrity_ok(dbC);
+    T_EQ_INT(count_files(tmp("C/results"), "[0-9a-f]\\.json"), 9);
+    T_EQ_INT(count_files(tmp("C/results"), "\\.tmp\\.[0-9]*"), 0);
+    T_Q(dbC, "SELECT count(*) FROM runs", "9");
+    T_Q(dbC, "SELECT count(DISTINCT model_id || '/' || recipe_id) FROM runs", "9");
+    char *d = dump_db(dbC);
+    T_EQ_STR(d, ref_dump);
+    free(d);
+}
+
+/* kill -9 of collect at random points, then collect to the end: the same database */
+static void test_kill_collect(void) {
+    if (!ref_dump) { T_FAIL_("needs test_run"); return; }
+    const char *db = tmp("killed-collect.db"), *results = tmp("A/results");
+    srand(7);
+    for (int round = 0; round < 8; round++) {
+        pid_t pid = fork();
+        if (!pid) {
+            if (!freopen("/dev/null", "w", stderr)) _exit(127);
+            execl(bin(), "lowbit", "collect", "--results", results, "--db", db, (char *)NULL);
+            _exit(127);
+        }
+        usleep((useconds_t)(rand() % 40000));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        if (!access(db, F_OK)) integrity_ok(db);
+    }
+    T_EQ_INT(run("collect --results %s --db %s", results, db), 0);
+    integrity_ok(db);
+    char *d = dump_db(db);
+    T_EQ_STR(d, ref_dump);
+    free(d);
+    /* idempotent: again, and nothing changes */
+    char s1[65], s2[65];
+    file_sha(db, s1);
+    T_EQ_INT(run("collect --results %s --db %s", results, db), 0);
+    T_CONTAINS(err_buf, "0 new, 0 replaced, 9 unchanged");
+    file_sha(db, s2);
+    T_EQ_STR(s1, s2);
+}
+
+static void test_malformed(void) {
+    if (!ref_dump) { T_FAIL_("needs test_run"); return; }
+    const char *E = tmp("E"), *db = tmp("E/lowbit.db");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/results && cp %s/*.json %s/results/", E, tmp("A/results"), E);
+    T_EQ_INT(system(cmd), 0);
+    const char *garbage = "0000000000000000000000000000000000000000000000000000000000000001.json";
+    char p[600];
+    snprintf(p, sizeof p, "%s/results/%s", E, garbage);
+    spit(p, "{\"format\": \"lowbit-result\", \"version\": 1, \"job_key\": \"00");
+    snprintf(p, sizeof p, "%s/results/not-a-key.json", E);
+    spit(p, "{}");
+    /* a well-formed file whose model id tries to leave out/ */
+    const char *evil = "0000000000000000000000000000000000000000000000000000000000000002";
+    snprintf(cmd, sizeof cmd, "ls %s/results | head -1", tmp("A"));
+    FILE *ls = popen(cmd, "r");
+    char first[128] = "";
+    if (ls) {
+        if (!fgets(first, sizeof first, ls)) first[0] = 0;
+        pclose(ls);
+    }
+    first[strcspn(first, "\n")] = 0;
+    snprintf(p, sizeof p, "%s/results/%s", tmp("A"), first);
+    json_t *r = json_load_file(p, 0, NULL);
+    T_OK(r != NULL);
+    if (r) {
+        json_object_set_new(r, "job_key", json_string(evil));
+        json_object_set_new(json_object_get(r, "model"), "id", json_string("../x"));
+        snprintf(p, sizeof p, "%s/results/%s.json", E, evil);
+        json_dump_file(r, p, 0);
+        json_decref(r);
+    }
+    T_EQ_INT(run("collect --results %s/results --db %s", E, db), 1);
+    T_CONTAINS(err_buf, garbage);
+    T_CONTAINS(err_buf, "not-a-key.json");
+    T_CONTAINS(err_buf, "skipped");
+    T_CONTAINS(err_buf, "model.id: id '../x'");
+    T_CONTAINS(err_buf, "3 malformed");
+    T_Q(db, "SELECT count(*) FROM runs", "9");
+    T_Q(db, "SELECT count(*) FROM models WHERE id LIKE '%x%'", "0");
+    integrity_ok(db);
+}
+
+/* a worker that crashes, one that hangs past --timeout, one that exits without a result */
+static void test_crash_timeout(void) {
+    setup();
+    if (!setup_ok) { T_FAIL_("no fixture"); return; }
+    const char *F = tmp("F"), *db = tmp("F/lowbit.db");
+    setenv("LOWBIT_TEST_FAULT", "crash:good", 1);
+    T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 2 -j 2 --out %s",
+                 models_csv, recipes_csv, F), 0);
+    T_QC(db, "SELECT error FROM runs WHERE model_id = 'good' AND recipe_id = 'fp32'",
+         "killed by signal 11");
+    T_QC(db, "SELECT log_tail FROM runs WHERE model_id = 'good' AND recipe_id = 'fp32'",
+         "LOWBIT_TEST_FAULT=crash:good");
+    T_QC(db, "SELECT error FROM runs WHERE model_id = 'missing' AND recipe_id = 'fp32'",
+         "cannot open");
+    setenv("LOWBIT_TEST_FAULT", "hang:good", 1);
+    T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 2 -j 3 --timeout 1 "
+                 "--retry-failed --out %s", models_csv, recipes_csv, F), 0);
+    T_QC(db, "SELECT error FROM runs WHERE model_id = 'good' AND recipe_id = 'fp16'",
+         "timed out after");
+    setenv("LOWBIT_TEST_FAULT", "exit:good", 1);
+    T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 2 --retry-failed "
+                 "--out %s", models_csv, recipes_csv, F), 0);
+    T_QC(db, "SELECT error FROM runs WHERE model_id = 'good' AND recipe_id = 'fp32'",
+         "exited with status 3");
+    unsetenv("LOWBIT_TEST_FAULT");
+    /* failed results are kept until --retry-failed; then the job runs again and succeeds */
+    T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 2 --out %s", models_csv,
+                 recipes_csv, F), 0);
+    T_CONTAINS(err_buf, "0 to run");
+    T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 2 --retry-failed --out %s",
+                 models_csv, recipes_csv, F), 0);
+    T_Q(db, "SELECT status FROM runs WHERE model_id = 'good' AND recipe_id = 'fp32'", "ok");
+    T_Q(db, "SELECT count(*) FROM runs", "9");
+    integrity_ok(db);
+}
+
+/* ===== import ===== */
+
+static const char lmeval_json[] =
+    "{\n"
+    "  \"results\": {\n"
+    "    \"arc_challenge\": {\"alias\": \"arc_challenge\", \"acc,none\": 0.4352, "
+    "\"acc_stderr,none\": 0.0145, \"acc_norm,none\": 0.4625, \"acc_norm_stderr,none\": 0.0146},\n"
+    "    \"hellaswag\": {\"acc,none\": 0.5715, \"acc_stderr,none\": 0.0049},\n"
+    "    \"lambada_openai\": {\"perplexity,none\": 3.39, \"perplexity_stderr,none\": 0.066, "
+    "\"acc,none\": 0.7377, \"acc_stderr,none\": \"N/A\"},\n"
+    "    \"gsm8k\": {\"exact_match,strict-match\": 0.14}\n"
+    "  },\n"
+    "  \"n-samples\": {\"arc_challenge\": {\"original\": 1172, \"effective\": 1172}, "
+    "\"hellaswag\": {\"original\": 10042, \"effective\": 10042}},\n"
+    "  \"n-shot\": {\"arc_challenge\": 0, \"hellaswag\": 0},\n"
+    "  \"configs\": {\"arc_challenge\": {\"dataset_path\": \"allenai/ai2_arc\", "
+    "\"dataset_name\": \"ARC-Challenge\"}},\n"
+    "  \"config\": {\"model\": \"hf\", \"model_args\": "
+    "\"pretrained=meta-llama/Llama-2-7b-hf,dtype=float16\", \"batch_size\": 1, \"limit\": null},\n"
+    "  \"lm_eval_version\": \"0.4.2\",\n"
+    "  \"date\": 1714521600.0\n"
+    "}\n";
+
+static const char intel_json[] =
+    "{\n"
+    "  \"config\": {\"model_name\": \"%s\", \"model_sha\": \"abc123\", "
+    "\"model_params\": 7.24, \"model_size\": 3.9, \"precision\": \"4bit\"},\n"
+    "  \"results\": {\n"
+    "    \"arc:challenge\": {\"acc,none\": 0.42, \"acc_stderr,none\": 0.014},\n"
+    "    \"arc:easy\": {\"acc,none\": 0.74},\n"
+    "    \"lambada:openai\": {\"acc,none\": 0.71},\n"
+    "    \"truthfulqa:mc1\": {\"acc,none\": 0.25},\n"
+    "    \"winogrande\": {\"acc,none\": 0.68}\n"
+    "  },\n"
+    "  \"task_info\": {\"weight_dtype\": \"int4\", \"compute_dtype\": \"float16\"},\n"
+    "  \"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 128, "
+    "\"sym\": true, \"desc_act\": false}\n"
+    "}\n";
+
+static void test_import(void) {
+    const char *G = tmp("G"), *db = tmp("G/lowbit.db"), *lm = tmp("lm.json"), *in = tmp("intel.json");
+    spit(lm, lmeval_json);
+    char text[4096];
+    snprintf(text, sizeof text, intel_json, "Intel/Llama-2-7b-int4-inc");
+    spit(in, text);
+    T_EQ_INT(run("import %s %s --out %s", lm, in, G), 0);
+    integrity_ok(db);
+    T_Q(db, "SELECT count(*) FROM runs", "2");
+    T_Q(db, "SELECT recipe_id FROM runs WHERE model_id = 'meta-llama--Llama-2-7b-hf'", "fp-float16");
+    T_Q(db, "SELECT display_name FROM models WHERE id = 'meta-llama--Llama-2-7b-hf'",
+        "meta-llama/Llama-2-7b-hf");
+    T_Q(db, "SELECT printf('%.4f', value) FROM scores s JOIN runs r ON r.id = s.run_id WHERE "
+            "r.model_id = 'meta-llama--Llama-2-7b-hf' AND task = 'arc_challenge' AND metric = "
+            "'acc'", "0.4352");
+    T_Q(db, "SELECT n FROM scores s JOIN runs r ON r.id = s.run_id WHERE r.model_id = "
+            "'meta-llama--Llama-2-7b-hf' AND task = 'hellaswag' AND metric = 'acc'", "10042");
+    T_Q(db, "SELECT stderr IS NULL FROM scores WHERE task = 'lambada_openai' AND metric = 'acc' "
+            "AND value > 0.73", "1");
+    T_Q(db, "SELECT count(*) FROM scores WHERE task = 'gsm8k'", "0");
+    T_Q(db, "SELECT dataset_file FROM task_defs WHERE task = 'arc_challenge'",
+        "allenai/ai2_arc/ARC-Challenge");
+    T_Q(db, "SELECT value FROM provenance WHERE key = 'import.lm_eval_version'", "0.4.2");
+    /* the Intel layout: task names mapped, the recipe from quantization_config */
+    const char *im = "Intel--Llama-2-7b-int4-inc";
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT recipe_id FROM runs WHERE model_id = '%s'", im);
+    T_Q(db, sql, "gptq-int4-g128");
+    T_Q(db, "SELECT algorithm || ' ' || weight_dtype || ' ' || bits || ' ' || group_size || ' ' || "
+            "sym || ' ' || compute_dtype FROM recipes WHERE id = 'gptq-int4-g128'",
+        "gptq int4 4.0 128 1 fp16");
+    snprintf(sql, sizeof sql, "SELECT group_concat(task, ',') FROM (SELECT task FROM scores s JOIN "
+             "runs r ON r.id = s.run_id WHERE r.model_id = '%s' ORDER BY task)", im);
+    T_Q(db, sql, "arc_challenge,arc_easy,lambada_openai,truthfulqa_mc1,winogrande");
+    snprintf(sql, sizeof sql, "SELECT n_params FROM models WHERE id = '%s'", im);
+    T_Q(db, sql, "7240000000");
+    T_Q(db, "SELECT count(*) FROM leaderboard", "2");
+    /* the same files again: nothing changes */
+    T_EQ_INT(run("import %s %s --out %s", lm, in, G), 0);
+    T_CONTAINS(err_buf, "2 unchanged");
+    T_Q(db, "SELECT count(*) FROM runs", "2");
+    /* explicit ids */
+    T_EQ_INT(run("import %s --model-id llama2-7b --recipe-id fp16-lmeval --out %s", lm, G), 0);
+    T_Q(db, "SELECT count(*) FROM runs WHERE model_id = 'llama2-7b' AND recipe_id = 'fp16-lmeval'", "1");
+}
+
+/* ids from the command line, a CSV or a results file never make lowbit write outside out/ */
+static void test_path_escape(void) {
+    setup();
+    const char *H = tmp("H"), *in = tmp("evil.json");
+    T_EQ_INT(run("import %s --model-id ../x --out %s", tmp("lm.json"), H), 1);
+    T_CONTAINS(err_buf, "id '../x'");
+    T_EQ_INT(run("import %s --recipe-id a/b --out %s", tmp("lm.json"), H), 1);
+    T_CONTAINS(err_buf, "id 'a/b'");
+    char text[4096];
+    snprintf(text, sizeof text, intel_json, "../../../../tmp/evil/../x");
+    spit(in, text);
+    T_EQ_INT(run("import %s --out %s", in, H), 0);
+    T_Q(tmp("H/lowbit.db"), "SELECT id FROM models", "tmp--evil--..--x");
+    /* every file written is a <key>.json under H/results */
+    T_EQ_INT(count_files(tmp("H/results"), "json"), 1);
+    T_EQ_INT(count_files(tmp("H/results"), "^[0-9a-f]*\\.json"), 1);
+    T_OK(access(tmp("x"), F_OK) && access("/tmp/evil", F_OK));
+    /* a CSV id is refused before anything runs */
+    const char *csv = tmp("evil.csv");
+    snprintf(text, sizeof text, "id,path\n../x,%s\n", tmp("good.gguf"));
+    spit(csv, text);
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", csv, recipes_csv, TASKS, H), 1);
+    T_CONTAINS(err_buf, "id '../x'");
+    T_EQ_INT(run("job --model-id ../x --recipe-id fp32 --out %s", H), 1);
+    T_CONTAINS(err_buf, "id '../x'");
+}
+
+static void test_help(void) {
+    static const char *const cmds[] = {"run", "job", "collect", "import", "status"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        T_EQ_INT(run("%s --help", cmds[i]), 0);
+        T_CONTAINS(out_buf, "usage: lowbit");
+        T_EQ_INT(run("%s --bogus-option", cmds[i]), 1);
+        T_CONTAINS(err_buf, "unknown option");
+    }
+    setup();
+    if (!setup_ok) return;
+    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", models_csv, recipes_csv, TASKS,
+                 tmp("A")), 0);
+    T_CONTAINS(out_buf, "9 jobs: 2 ok, 7 failed, 0 pending");
+}
+
+int main(void) {
+    T_RUN(test_ids);
+    T_RUN(test_task_names);
+    T_RUN(test_csv);
+    T_RUN(test_keys);
+    T_RUN(test_run);
+    T_RUN(test_kill_runner);
+    T_RUN(test_kill_collect);
+    T_RUN(test_malformed);
+    T_RUN(test_crash_timeout);
+    T_RUN(test_import);
+    T_RUN(test_path_escape);
+    T_RUN(test_help);
+    free(ref_dump);
+    return T_DONE();
+}

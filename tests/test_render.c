@@ -1,0 +1,1265 @@
+/* tests/test_render.c: the static site (issue 6).
+ *
+ * Builds FIXTURE databases from gen/schema.sql (every run carries provenance key "fixture", so the
+ * renderer refuses them without --fixture, which puts a banner on every page), renders them and
+ * checks: identical bytes on a second render, the atomic swap, well-formed pages (libxml2's XML
+ * parser and its HTML parser), every local link and image resolving, hostile strings escaped in
+ * HTML, SVG, CSV and JSON (parsed back and compared), chart labels never overlapping, the time to
+ * render 10,000 runs, and the board in headless Chromium (tests/browser/board.mjs) against the
+ * orders computed here in C from the same database. Screenshots: out/tmp/browser/. */
+#include <csv.h>
+#include <dirent.h>
+#include <fontconfig/fontconfig.h>
+#include <jansson.h>
+#include <libxml/HTMLparser.h>
+#include <libxml/parser.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "render/render_impl.h"
+#include "tests/t.h"
+
+/* paths here are built from short test directories; a truncated one would fail its check */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define T_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+#define T_SANITIZED 1
+#endif
+#endif
+#ifndef T_SANITIZED
+#define T_SANITIZED 0
+#endif
+
+/* the hostile strings: markup, quotes, formulas, RTL override, emoji, newline, tab */
+#define HOSTILE_NAME "<script>alert(1)</script> \"Q\" 'A' & \xe2\x80\xae" "gnp.exe \xf0\x9f\x98\x80\nline2"
+#define FORMULA_NAME "=cmd|' /C calc'!A0"
+#define PLUS_ID "+1 formula"
+#define AT_FAMILY "@SUM(A1)"
+#define HOSTILE_RECIPE "-2+3 <b>recipe</b>"
+#define HOSTILE_ERROR "</pre><script>alert(2)</script>\tend"
+#define HOSTILE_PROV "]]><!-- </script> \r\n x"
+
+static const char *const TASKS10[] = {"arc_challenge", "arc_easy", "boolq", "hellaswag",
+                                      "lambada_openai", "mmlu", "openbookqa", "piqa",
+                                      "truthfulqa_mc1", "winogrande"};
+
+/* ------------------------------------------------------------------ small utilities */
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) b[n] = 0;
+    if (len) *len = (size_t)n;
+    return b;
+}
+
+static int run_cmd(const char *fmt, const char *a) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, fmt, a);
+    return system(cmd);
+}
+
+/* deterministic noise in [-1, 1) from two integers */
+static double noise(uint32_t a, uint32_t b) {
+    uint64_t x = (uint64_t)a * 0x9E3779B97F4A7C15ull ^ ((uint64_t)b + 0x632BE59BD9B4E019ull);
+    x ^= x >> 31, x *= 0xBF58476D1CE4E5B9ull, x ^= x >> 29;
+    return (double)(x >> 11) / (double)(1ull << 52) - 1.0;
+}
+
+/* ------------------------------------------------------------------ fixture databases */
+
+struct fx_recipe {
+    const char *id, *algo, *wdtype, *cdtype;
+    double bits, gs, dq, penalty, qtime, qmem;
+};
+
+static int exec(sqlite3 *db, const char *sql) {
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, "  sqlite: %s\n", msg ? msg : "?");
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+struct fx {
+    sqlite3 *db;
+    sqlite3_stmt *model, *recipe, *run, *score, *def, *prov;
+};
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s) {
+    if (s) sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st, i);
+}
+static void bind_num_or_null(sqlite3_stmt *st, int i, double v) {
+    if (isnan(v)) sqlite3_bind_null(st, i);
+    else sqlite3_bind_double(st, i, v);
+}
+static int step(sqlite3_stmt *st) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int fx_open(struct fx *f, const char *path) {
+    memset(f, 0, sizeof *f);
+    remove(path);
+    char *schema = slurp("gen/schema.sql", NULL);
+    if (!schema) {
+        fprintf(stderr, "  cannot read gen/schema.sql (run the tests from the repository root)\n");
+        return -1;
+    }
+    int rc = sqlite3_open(path, &f->db) != SQLITE_OK || exec(f->db, schema) ||
+             exec(f->db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN");
+    free(schema);
+    if (rc) return -1;
+    rc = sqlite3_prepare_v2(f->db,
+                            "INSERT INTO models(id,path,display_name,family,base_model,model_type,"
+                            "license,notes,architecture,n_params,files_sha256) "
+                            "VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                            -1, &f->model, NULL) ||
+         sqlite3_prepare_v2(f->db,
+                            "INSERT INTO recipes(id,algorithm,weight_dtype,bits,group_size,sym,"
+                            "double_quant,compute_dtype,calib_set,calib_nsamples,calib_seqlen,knobs)"
+                            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                            -1, &f->recipe, NULL) ||
+         sqlite3_prepare_v2(f->db,
+                            "INSERT INTO runs(job_key,model_id,recipe_id,status,error,log_tail,"
+                            "started_at,finished_at,code_version,host_cpu,threads,kernels_isa,"
+                            "quant_seconds,quant_peak_rss_mb,eval_seconds,eval_peak_rss_mb,"
+                            "artifact_path,artifact_bytes,bits_per_weight,n_params) "
+                            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            -1, &f->run, NULL) ||
+         sqlite3_prepare_v2(f->db, "INSERT INTO scores VALUES(?,?,?,?,?,?)", -1, &f->score, NULL) ||
+         sqlite3_prepare_v2(f->db,
+                            "INSERT INTO task_defs(run_id,task,dataset_file,dataset_sha256,n_docs,"
+                            "n_docs_full,limit_n,seed,num_fewshot,add_bos,ctx) "
+                            "VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                            -1, &f->def, NULL) ||
+         sqlite3_prepare_v2(f->db, "INSERT INTO provenance VALUES(?,?,?)", -1, &f->prov, NULL);
+    return rc ? -1 : 0;
+}
+
+static int fx_close(struct fx *f) {
+    sqlite3_finalize(f->model), sqlite3_finalize(f->recipe), sqlite3_finalize(f->run);
+    sqlite3_finalize(f->score), sqlite3_finalize(f->def), sqlite3_finalize(f->prov);
+    int rc = exec(f->db, "COMMIT");
+    sqlite3_close(f->db);
+    return rc;
+}
+
+static int fx_model(struct fx *f, const char *id, const char *name, const char *family,
+                    const char *base, const char *type, const char *notes, double n_params) {
+    sqlite3_stmt *st = f->model;
+    char path[256];
+    snprintf(path, sizeof path, "models/%.200s.gguf", id);
+    bind_text_or_null(st, 1, id);
+    bind_text_or_null(st, 2, path);
+    bind_text_or_null(st, 3, name);
+    bind_text_or_null(st, 4, family);
+    bind_text_or_null(st, 5, base);
+    bind_text_or_null(st, 6, type);
+    bind_text_or_null(st, 7, "MIT");
+    bind_text_or_null(st, 8, notes);
+    bind_text_or_null(st, 9, "LlamaForCausalLM");
+    sqlite3_bind_double(st, 10, n_params);
+    bind_text_or_null(st, 11, "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0");
+    return step(st);
+}
+
+static int fx_recipe(struct fx *f, const struct fx_recipe *r) {
+    sqlite3_stmt *st = f->recipe;
+    bool calib = strcmp(r->algo, "fp") && strcmp(r->algo, "rtn") && strcmp(r->algo, "bnb") &&
+                 strcmp(r->algo, "gguf");
+    bind_text_or_null(st, 1, r->id);
+    bind_text_or_null(st, 2, r->algo);
+    bind_text_or_null(st, 3, r->wdtype);
+    sqlite3_bind_double(st, 4, r->bits);
+    bind_num_or_null(st, 5, r->gs);
+    bind_num_or_null(st, 6, strcmp(r->algo, "fp") ? 0 : NAN);
+    bind_num_or_null(st, 7, r->dq);
+    bind_text_or_null(st, 8, r->cdtype);
+    bind_text_or_null(st, 9, calib ? "c4-sample.txt" : NULL);
+    bind_num_or_null(st, 10, calib ? 128 : NAN);
+    bind_num_or_null(st, 11, calib ? 512 : NAN);
+    bind_text_or_null(st, 12, calib ? "{\"damp\":0.01,\"iters\":200}" : NULL);
+    return step(st);
+}
+
+/* one run of model (quality q, n_params) with recipe r; missing_task >= 0 leaves a task out */
+static int fx_run(struct fx *f, int model_i, const char *model_id, double n_params, double q,
+                  const struct fx_recipe *r, int recipe_i, bool failed, int missing_task,
+                  const char *prov_extra) {
+    sqlite3_stmt *st = f->run;
+    char key[64], stamp[32];
+    snprintf(key, sizeof key, "fx%04d-%04d", model_i, recipe_i);
+    snprintf(stamp, sizeof stamp, "2026-01-%02dT%02d:%02d:00Z", 1 + model_i % 28,
+             recipe_i % 24, (model_i * 7 + recipe_i) % 60);
+    double bpw = r->bits + (r->gs > 0 ? 32.0 / r->gs : r->bits < 16 ? 0.05 : 0);
+    double scale = n_params / 1e7;
+    bind_text_or_null(st, 1, key);
+    bind_text_or_null(st, 2, model_id);
+    bind_text_or_null(st, 3, r->id);
+    bind_text_or_null(st, 4, failed ? "failed" : "ok");
+    bind_text_or_null(st, 5, failed ? HOSTILE_ERROR : NULL);
+    bind_text_or_null(st, 6, failed ? "quantizing layer 3/6\nkilled by signal 9 <oom>" : NULL);
+    bind_text_or_null(st, 7, stamp);
+    bind_text_or_null(st, 8, stamp);
+    bind_text_or_null(st, 9, "v0.0-fixture");
+    bind_text_or_null(st, 10, "Fixture CPU @ 3.0GHz");
+    sqlite3_bind_int(st, 11, 2);
+    bind_text_or_null(st, 12, "avx2");
+    bind_num_or_null(st, 13, failed ? NAN : r->qtime * scale * (1 + 0.2 * noise(model_i, recipe_i)));
+    bind_num_or_null(st, 14, failed ? NAN : r->qmem * (1 + scale));
+    bind_num_or_null(st, 15, failed ? NAN : 30 * scale);
+    bind_num_or_null(st, 16, failed ? NAN : 50 + n_params * bpw / 8e6);
+    char art[128];
+    snprintf(art, sizeof art, "artifacts/%s", key);
+    bind_text_or_null(st, 17, art);
+    bind_num_or_null(st, 18, failed ? NAN : round(n_params * bpw / 8));
+    bind_num_or_null(st, 19, failed ? NAN : bpw);
+    sqlite3_bind_double(st, 20, n_params);
+    if (step(st)) return -1;
+    sqlite3_int64 run = sqlite3_last_insert_rowid(f->db);
+    /* provenance: every fixture run is marked */
+    const char *pk[] = {"fixture", "lowbit.cflags", "recipe.knobs", "hostile"};
+    const char *pv[] = {"1", "-O2 -g", r->id, prov_extra};
+    for (int i = 0; i < 4; i++) {
+        if (!pv[i]) continue;
+        sqlite3_bind_int64(f->prov, 1, run);
+        bind_text_or_null(f->prov, 2, pk[i]);
+        bind_text_or_null(f->prov, 3, pv[i]);
+        if (step(f->prov)) return -1;
+    }
+    if (failed) return 0;
+    for (int t = 0; t < 11; t++) {
+        const char *task = t < 10 ? TASKS10[t] : "wikitext";
+        char file[64], sha[65];
+        snprintf(file, sizeof file, "%s.jsonl", task);
+        for (int k = 0; k < 64; k++) sha[k] = "0123456789abcdef"[(t * 7 + k * 3) % 16];
+        sha[64] = 0;
+        sqlite3_bind_int64(f->def, 1, run);
+        bind_text_or_null(f->def, 2, task);
+        bind_text_or_null(f->def, 3, file);
+        bind_text_or_null(f->def, 4, sha);
+        sqlite3_bind_int(f->def, 5, 500);
+        sqlite3_bind_int(f->def, 6, 1000 + 100 * t);
+        sqlite3_bind_int(f->def, 7, 500);
+        sqlite3_bind_int(f->def, 8, 1234);
+        sqlite3_bind_int(f->def, 9, 0);
+        sqlite3_bind_int(f->def, 10, 1);
+        sqlite3_bind_int(f->def, 11, 2048);
+        if (step(f->def)) return -1;
+        if (t == missing_task) continue;
+        double v, se, n = 500;
+        const char *metric = "acc";
+        if (t < 10) {
+            v = q + 0.04 * (t % 5) - 0.1 - r->penalty * (1 + 0.3 * noise(t, recipe_i)) +
+                0.012 * noise(model_i * 131 + recipe_i, t);
+            v = fmin(0.97, fmax(0.03, v));
+            v = round(v * n) / n; /* a count of correct documents */
+            se = sqrt(v * (1 - v) / (n - 1));
+        } else {
+            metric = "word_perplexity";
+            v = 12.0 / q * exp(4 * r->penalty) * (1 + 0.01 * noise(model_i, recipe_i));
+            se = NAN;
+            n = 24576;
+        }
+        sqlite3_bind_int64(f->score, 1, run);
+        bind_text_or_null(f->score, 2, task);
+        bind_text_or_null(f->score, 3, metric);
+        sqlite3_bind_double(f->score, 4, v);
+        bind_num_or_null(f->score, 5, se);
+        sqlite3_bind_double(f->score, 6, n);
+        if (step(f->score)) return -1;
+    }
+    if (strcmp(r->algo, "fp")) {
+        sqlite3_bind_int64(f->score, 1, run);
+        bind_text_or_null(f->score, 2, "kld");
+        bind_text_or_null(f->score, 3, "kld_mean");
+        sqlite3_bind_double(f->score, 4, r->penalty * 1.5 * (1 + 0.1 * noise(model_i, recipe_i)));
+        sqlite3_bind_double(f->score, 5, 0.001);
+        sqlite3_bind_int(f->score, 6, 24576);
+        if (step(f->score)) return -1;
+    }
+    return 0;
+}
+
+static const struct fx_recipe FX_RECIPES[] = {
+    {"fp16", "fp", "float16", "fp16", 16, NAN, NAN, 0, 0, 0},
+    {"rtn-w8", "rtn", "int8", "fp32", 8, -1, 0, 0.002, 0.4, 80},
+    {"rtn-w4g128", "rtn", "int4", "fp32", 4, 128, 0, 0.035, 0.5, 90},
+    {"gptq-w4g128", "gptq", "int4", "fp32", 4, 128, 0, 0.018, 25, 400},
+    {"awq-w4g128", "awq", "int4", "fp32", 4, 128, 0, 0.015, 18, 350},
+    {"autoround-w4g128", "autoround", "int4", "bf16", 4, 128, 0, 0.012, 60, 500},
+    {"gptq-w3g128", "gptq", "int3", "fp32", 3, 128, 0, 0.05, 24, 400},
+    {"bnb-nf4", "bnb", "nf4", "bf16", 4, 64, 1, 0.022, 0.3, 70},
+    {"gguf-q4_k_m", "gguf", "q4_k_m", "fp32", 4.5, 256, 0, 0.016, 2, 120},
+    {"aqlm-2x8", "aqlm", "int2", "fp16", 2, 8, 0, 0.09, 300, 900},
+    {HOSTILE_RECIPE, "rtn", "int4", "fp32", 4, 32, 0, 0.03, 0.6, 95},
+};
+#define N_FX_RECIPES ((int)(sizeof FX_RECIPES / sizeof FX_RECIPES[0]))
+
+/* the small fixture: 4 base models + a third-party checkpoint, hostile strings, a failed run and
+ * a run with a missing task (no average) */
+static int fixture_small(const char *path) {
+    struct fx f;
+    if (fx_open(&f, path)) return -1;
+    int rc = 0;
+    for (int i = 0; i < N_FX_RECIPES; i++) rc |= fx_recipe(&f, &FX_RECIPES[i]);
+    rc |= fx_model(&f, "tiny-15M", "Tiny 15M", "tinystories", NULL, "pretrained", NULL, 15.2e6);
+    rc |= fx_model(&f, "tiny-42M", "Tiny 42M", "tinystories", NULL, "pretrained",
+                   "trained on TinyStories", 41.7e6);
+    rc |= fx_model(&f, "tiny-110M", "Tiny 110M", "tinystories", NULL, "fine-tuned", NULL, 110e6);
+    rc |= fx_model(&f, "hostile", HOSTILE_NAME, AT_FAMILY, NULL, "chat", FORMULA_NAME " <b>n</b>",
+                   60e6);
+    rc |= fx_model(&f, PLUS_ID, FORMULA_NAME, "tinystories", "tiny-42M", "merge", NULL, 41.7e6);
+    struct {
+        const char *id;
+        double np, q;
+    } models[] = {{"tiny-15M", 15.2e6, 0.52}, {"tiny-42M", 41.7e6, 0.58},
+                  {"tiny-110M", 110e6, 0.64}, {"hostile", 60e6, 0.55}};
+    for (int m = 0; m < 4; m++)
+        for (int k = 0; k < N_FX_RECIPES; k++) {
+            bool failed = m == 2 && !strcmp(FX_RECIPES[k].id, "aqlm-2x8");
+            int missing = m == 0 && !strcmp(FX_RECIPES[k].id, "rtn-w8") ? 5 : -1;
+            rc |= fx_run(&f, m, models[m].id, models[m].np, models[m].q, &FX_RECIPES[k], k, failed,
+                         missing, m == 3 ? HOSTILE_PROV : NULL);
+        }
+    rc |= fx_run(&f, 4, PLUS_ID, 41.7e6, 0.57, &FX_RECIPES[3], 3, false, -1, NULL);
+    /* a very long multi-byte name: every fixed-size buffer that holds it must cut it between
+     * characters (a cut inside one would be invalid UTF-8 in the HTML, the SVG, the JSON) */
+    char longname[1300] = "";
+    for (int i = 0; i < 300; i++) strcat(longname, "\xf0\x9f\x98\x80");
+    strcat(longname, " end");
+    rc |= fx_model(&f, "long-name", longname, "tinystories", NULL, "pretrained", NULL, 20e6);
+    rc |= fx_run(&f, 5, "long-name", 20e6, 0.53, &FX_RECIPES[0], 0, false, -1, NULL);
+    rc |= fx_run(&f, 5, "long-name", 20e6, 0.53, &FX_RECIPES[3], 3, false, -1, NULL);
+    rc |= fx_close(&f);
+    return rc ? -1 : 0;
+}
+
+/* n_models x n_recipes synthetic runs (every 97th failed) */
+static int fixture_big(const char *path, int n_models, int n_recipes) {
+    static const char *const algos[] = {"rtn", "gptq", "awq", "autoround", "bnb", "gguf", "aqlm"};
+    static const double bits[] = {2, 3, 4, 8}, gss[] = {32, 64, 128, -1};
+    struct fx f;
+    if (fx_open(&f, path)) return -1;
+    int rc = 0;
+    struct fx_recipe *rs = calloc((size_t)n_recipes, sizeof *rs);
+    char(*ids)[48] = calloc((size_t)n_recipes, sizeof *ids);
+    char(*wd)[16] = calloc((size_t)n_recipes, sizeof *wd);
+    if (!rs || !ids || !wd) return -1;
+    rs[0] = FX_RECIPES[0];
+    for (int k = 1; k < n_recipes; k++) {
+        int a = (k - 1) % 7, b = (k - 1) / 7 % 4, g = (k - 1) / 28 % 4, v = (k - 1) / 112;
+        snprintf(ids[k], sizeof ids[k], "%s-w%gg%g-v%d", algos[a], bits[b], gss[g], v);
+        snprintf(wd[k], sizeof wd[k], "int%g", bits[b]);
+        rs[k] = (struct fx_recipe){ids[k], algos[a], wd[k], a % 2 ? "bf16" : "fp32", bits[b],
+                                   gss[g], a == 4 ? 1 : 0, 0.25 / (bits[b] * bits[b]) + 0.002 * a,
+                                   1 + 10 * a, 100 + 50 * a};
+    }
+    for (int k = 0; k < n_recipes; k++) rc |= fx_recipe(&f, &rs[k]);
+    for (int m = 0; m < n_models && !rc; m++) {
+        char id[32], name[64];
+        snprintf(id, sizeof id, "synth-%03d", m);
+        snprintf(name, sizeof name, "Synthetic %03d", m);
+        double np = 1e6 * pow(1.12, m);
+        rc |= fx_model(&f, id, name, "synthetic", NULL, m % 3 ? "pretrained" : "chat", NULL, np);
+        for (int k = 0; k < n_recipes && !rc; k++)
+            rc |= fx_run(&f, m, id, np, 0.35 + 0.05 * log10(np / 1e6), &rs[k], k,
+                         (m * n_recipes + k) % 97 == 96, -1, NULL);
+    }
+    rc |= fx_close(&f);
+    free(rs), free(ids), free(wd);
+    return rc ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ site walking */
+
+struct files {
+    char **path; /* relative to the site */
+    int n, cap;
+};
+
+static void walk(const char *root, const char *rel, struct files *fs) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s%s%s", root, *rel ? "/" : "", rel);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char r[4096], full[8192];
+        snprintf(r, sizeof r, "%s%s%s", rel, *rel ? "/" : "", e->d_name);
+        snprintf(full, sizeof full, "%s/%s", root, r);
+        struct stat st;
+        if (stat(full, &st)) continue;
+        if (S_ISDIR(st.st_mode)) {
+            walk(root, r, fs);
+        } else {
+            if (fs->n == fs->cap) {
+                fs->cap = fs->cap ? fs->cap * 2 : 256;
+                fs->path = realloc(fs->path, (size_t)fs->cap * sizeof *fs->path);
+            }
+            fs->path[fs->n++] = strdup(r);
+        }
+    }
+    closedir(d);
+}
+
+static int cmp_pstr(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void files_list(const char *root, struct files *fs) {
+    memset(fs, 0, sizeof *fs);
+    walk(root, "", fs);
+    qsort(fs->path, (size_t)fs->n, sizeof *fs->path, cmp_pstr);
+}
+
+static void files_free(struct files *fs) {
+    for (int i = 0; i < fs->n; i++) free(fs->path[i]);
+    free(fs->path);
+}
+
+static bool ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* ------------------------------------------------------------------ shared state */
+
+static char g_dir[512], g_db[600], g_site[600], g_db10k[600], g_site10k[600];
+static bool g_have_small, g_have_big;
+
+static int render(const char *db, const char *out, bool fixture) {
+    struct render_opts o = {.db_path = db, .out_dir = out, .templates_dir = "templates",
+                            .fixture = fixture, .quiet = true};
+    struct render_stats st;
+    return render_site(&o, &st);
+}
+
+static void setup(void) {
+    snprintf(g_dir, sizeof g_dir, "%s/render", t_tmpdir());
+    run_cmd("rm -rf %s", g_dir);
+    run_cmd("mkdir -p %s", g_dir);
+    snprintf(g_db, sizeof g_db, "%s/fixture.db", g_dir);
+    snprintf(g_site, sizeof g_site, "%s/site", g_dir);
+    snprintf(g_db10k, sizeof g_db10k, "%s/fixture10k.db", g_dir);
+    snprintf(g_site10k, sizeof g_site10k, "%s/site10k", g_dir);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_units(void) {
+    /* UTF-8 cleaning: invalid bytes, overlongs, surrogates and XML-forbidden controls -> U+FFFD */
+    static const char dirty[] = "a\x01" "b\xff" "c\xc0\xaf" "d\xed\xa0\x80" "e\t\n\r\xf0\x9f\x98\x80";
+    char *s = lb_clean_utf8(dirty, sizeof dirty - 1);
+    T_EQ_STR(s, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd" "d\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "e\t\n\r\xf0\x9f\x98\x80");
+    free(s);
+    T_OK(csv_needs_apostrophe("=1+1"));
+    T_OK(csv_needs_apostrophe("+1"));
+    T_OK(csv_needs_apostrophe("-2"));
+    T_OK(csv_needs_apostrophe("@SUM(A1)"));
+    T_OK(csv_needs_apostrophe("\tx"));
+    T_OK(csv_needs_apostrophe("\rx"));
+    T_OK(!csv_needs_apostrophe("a=1"));
+    T_OK(!csv_needs_apostrophe(""));
+    char b[32];
+    T_EQ_STR(fmt_bytes(b, sizeof b, 1.234e9), "1.23 GB");
+    T_EQ_STR(fmt_bytes(b, sizeof b, 521e3), "521 kB");
+    T_EQ_STR(fmt_params(b, sizeof b, 15.2e6), "15.2 M");
+    T_EQ_STR(fmt_pct(b, sizeof b, 0.5715), "57.15");
+    T_EQ_STR(fmt_num15(b, sizeof b, 0.1 + 0.2), "0.3");
+    /* Pareto: brute force on random points */
+    double x[40], y[40];
+    int fr[40];
+    for (int i = 0; i < 40; i++) x[i] = floor(10 * (noise(i, 1) + 1)), y[i] = noise(i, 2);
+    int n = chart_pareto(x, y, 40, true, fr);
+    for (int i = 0; i < 40; i++) {
+        bool dominated = false;
+        for (int j = 0; j < 40; j++)
+            if (j != i && x[j] <= x[i] && y[j] >= y[i] && (x[j] < x[i] || y[j] > y[i])) dominated = true;
+        bool on = false;
+        for (int k = 0; k < n; k++) on |= fr[k] == i;
+        /* every frontier point is undominated; every undominated point with a distinct (x, y)
+         * is on the frontier */
+        if (on) T_OK(!dominated);
+        bool dup = false;
+        for (int j = 0; j < i; j++) dup |= x[j] == x[i] && y[j] == y[i];
+        if (!dominated && !dup) T_OK(on);
+    }
+}
+
+static void test_fixture_renders(void) {
+    T_OK(!fixture_small(g_db));
+    err_set_quiet(true);
+    T_ERR(render(g_db, g_site, false)); /* fixture rows without --fixture: refused */
+    err_set_quiet(false);
+    T_CONTAINS(err_last(), "fixture");
+    struct stat st;
+    T_OK(stat(g_site, &st) != 0); /* nothing written */
+    T_OK(!render(g_db, g_site, true));
+    g_have_small = !stat(g_site, &st);
+    char *idx = NULL;
+    char p[700];
+    snprintf(p, sizeof p, "%s/index.html", g_site);
+    idx = slurp(p, NULL);
+    T_OK(idx != NULL);
+    T_CONTAINS(idx, "FIXTURE DATA");
+    T_CONTAINS(idx, "<!DOCTYPE html>");
+    free(idx);
+}
+
+static void test_deterministic_and_atomic(void) {
+    if (!g_have_small) {
+        T_FAIL_("no fixture site");
+        return;
+    }
+    char other[700], cmd[2000];
+    snprintf(other, sizeof other, "%s/site-again", g_dir);
+    /* the second render on one thread: the bytes do not depend on how the work was shared */
+    int threads = lb_threads();
+    lb_set_threads(1);
+    T_OK(!render(g_db, other, true));
+    lb_set_threads(threads);
+    struct files a, b;
+    files_list(g_site, &a);
+    files_list(other, &b);
+    T_EQ_INT(a.n, b.n);
+    T_OK(a.n > 30);
+    int differ = 0, svg = 0, png = 0;
+    for (int i = 0; i < a.n && i < b.n; i++) {
+        T_EQ_STR(a.path[i], b.path[i]);
+        char pa[1400], pb[1400];
+        snprintf(pa, sizeof pa, "%s/%s", g_site, a.path[i]);
+        snprintf(pb, sizeof pb, "%s/%s", other, b.path[i]);
+        size_t la, lb;
+        char *x = slurp(pa, &la), *y = slurp(pb, &lb);
+        if (!x || !y || la != lb || memcmp(x, y, la)) {
+            if (differ++ < 5) T_FAIL_("%s differs between two renders", a.path[i]);
+        }
+        svg += ends_with(a.path[i], ".svg");
+        png += ends_with(a.path[i], ".png");
+        free(x), free(y);
+    }
+    T_EQ_INT(differ, 0);
+    T_OK(svg >= 10 && svg == png);
+    files_free(&a);
+    files_free(&b);
+
+    /* re-render over the existing site: a stale file disappears, nothing is left beside it */
+    snprintf(cmd, sizeof cmd, "touch %s/stale.html", g_site);
+    T_EQ_INT(system(cmd), 0);
+    T_OK(!render(g_db, g_site, true));
+    char stale[800];
+    snprintf(stale, sizeof stale, "%s/stale.html", g_site);
+    T_OK(access(stale, F_OK) != 0);
+    snprintf(cmd, sizeof cmd, "ls -a %s | grep -c -E '^\\.site\\.(tmp|old)' >/dev/null", g_dir);
+    T_OK(system(cmd) != 0); /* grep found no leftover */
+
+    /* a failing render (broken template) leaves the previous site as it was */
+    char tdir[700];
+    snprintf(tdir, sizeof tdir, "%s/badtemplates", g_dir);
+    snprintf(cmd, sizeof cmd,
+             "rm -rf %s && cp -r templates %s && printf '<template><p>unclosed</template>' > "
+             "%s/run.xhtml",
+             tdir, tdir, tdir);
+    T_EQ_INT(system(cmd), 0);
+    char before[800];
+    snprintf(before, sizeof before, "%s/index.html", g_site);
+    size_t l0, l1;
+    char *x = slurp(before, &l0);
+    struct render_opts o = {.db_path = g_db, .out_dir = g_site, .templates_dir = tdir,
+                            .fixture = true, .quiet = true};
+    err_set_quiet(true);
+    T_ERR(render_site(&o, NULL));
+    err_set_quiet(false);
+    T_CONTAINS(err_last(), "run.xhtml");
+    char *y = slurp(before, &l1);
+    T_OK(x && y && l0 == l1 && !memcmp(x, y, l0));
+    free(x), free(y);
+    snprintf(cmd, sizeof cmd, "ls -a %s | grep -E '^\\.site\\.(tmp|old)' >/dev/null", g_dir);
+    T_OK(system(cmd) != 0);
+}
+
+/* every page is well-formed XML and error-free HTML; every local href/src/srcset resolves, and
+ * fragments point at an existing id. libxml2 2.9's HTML parser is an HTML4 one: it calls the
+ * HTML5 elements (main, nav, bdi, picture ...) unknown tags (XML_HTML_UNKNOWN_TAG); that is the
+ * one report tolerated. */
+static int g_xml_errors;
+static char g_xml_first[300];
+static void count_error(void *ctx, xmlErrorPtr e) {
+    (void)ctx;
+    if (e->code == XML_HTML_UNKNOWN_TAG) return;
+    if (!g_xml_errors++) snprintf(g_xml_first, sizeof g_xml_first, "line %d: %s", e->line, e->message);
+}
+
+static bool has_id(const char *site, const char *rel, const char *frag) {
+    char p[1500];
+    snprintf(p, sizeof p, "%s/%s", site, rel);
+    xmlDocPtr doc = xmlReadFile(p, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (!doc) return false;
+    bool found = false;
+    xmlNodePtr stack[256];
+    int sp = 0;
+    stack[sp++] = xmlDocGetRootElement(doc);
+    while (sp && !found) {
+        xmlNodePtr n = stack[--sp];
+        for (; n && !found; n = n->next) {
+            if (n->type != XML_ELEMENT_NODE) continue;
+            xmlChar *id = xmlGetProp(n, (const xmlChar *)"id");
+            if (id && !strcmp((const char *)id, frag)) found = true;
+            xmlFree(id);
+            if (n->children && sp < 256) stack[sp++] = n->children;
+        }
+    }
+    xmlFreeDoc(doc);
+    return found;
+}
+
+static void check_refs(const char *site, const char *page, xmlNodePtr n, int *bad, int *checked) {
+    static const char *const attrs[] = {"href", "src", "srcset"};
+    for (; n; n = n->next) {
+        if (n->type != XML_ELEMENT_NODE) continue;
+        for (int a = 0; a < 3; a++) {
+            xmlChar *v = xmlGetProp(n, (const xmlChar *)attrs[a]);
+            if (!v) continue;
+            const char *u = (const char *)v;
+            bool local = *u && !strstr(u, "://") && strncmp(u, "mailto:", 7);
+            if (local) {
+                char target[2000], frag[256] = "";
+                const char *hash = strchr(u, '#');
+                if (hash) snprintf(frag, sizeof frag, "%s", hash + 1);
+                char dir[1000];
+                snprintf(dir, sizeof dir, "%s", page);
+                char *slash = strrchr(dir, '/');
+                if (slash) slash[1] = 0;
+                else dir[0] = 0;
+                if (u[0] == '#') snprintf(target, sizeof target, "%s", page);
+                else snprintf(target, sizeof target, "%s%.*s", dir, (int)(hash ? hash - u : (long)strlen(u)), u);
+                /* normalise "a/../b" */
+                char norm[2000] = "";
+                char *parts[64];
+                int np = 0;
+                char tmp[2000];
+                snprintf(tmp, sizeof tmp, "%s", target);
+                for (char *t = strtok(tmp, "/"); t; t = strtok(NULL, "/")) {
+                    if (!strcmp(t, "..")) {
+                        if (np) np--;
+                        else np = -1000;
+                    } else if (strcmp(t, ".")) {
+                        if (np >= 0 && np < 64) parts[np++] = t;
+                    }
+                }
+                for (int i = 0; i < np; i++) {
+                    strcat(norm, i ? "/" : "");
+                    strcat(norm, parts[i]);
+                }
+                char full[3000];
+                snprintf(full, sizeof full, "%s/%s", site, norm);
+                (*checked)++;
+                if (np < 0 || access(full, R_OK)) {
+                    if ((*bad)++ < 5) T_FAIL_("%s: %s=\"%s\" does not resolve", page, attrs[a], u);
+                } else if (*frag && ends_with(norm, ".html") && !has_id(site, norm, frag)) {
+                    if ((*bad)++ < 5) T_FAIL_("%s: %s=\"%s\": no id \"%s\"", page, attrs[a], u, frag);
+                }
+            }
+            xmlFree(v);
+        }
+        check_refs(site, page, n->children, bad, checked);
+    }
+}
+
+static void test_wellformed_and_links(void) {
+    if (!g_have_small) {
+        T_FAIL_("no fixture site");
+        return;
+    }
+    struct files fs;
+    files_list(g_site, &fs);
+    int pages = 0, svgs = 0, bad = 0, checked = 0;
+    for (int i = 0; i < fs.n; i++) {
+        char p[1400];
+        snprintf(p, sizeof p, "%s/%s", g_site, fs.path[i]);
+        if (ends_with(p, ".html")) {
+            pages++;
+            xmlDocPtr doc = xmlReadFile(p, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+            if (!doc) {
+                T_FAIL_("%s is not well-formed XML", fs.path[i]);
+                continue;
+            }
+            check_refs(g_site, fs.path[i], xmlDocGetRootElement(doc), &bad, &checked);
+            xmlFreeDoc(doc);
+            /* the HTML parser reads the same bytes without an error */
+            g_xml_errors = 0;
+            xmlSetStructuredErrorFunc(NULL, count_error);
+            htmlDocPtr h = htmlReadFile(p, "UTF-8", HTML_PARSE_NONET);
+            xmlSetStructuredErrorFunc(NULL, NULL);
+            if (!h || g_xml_errors)
+                T_FAIL_("%s: the HTML parser reports %d errors, first %s", fs.path[i], g_xml_errors, g_xml_first);
+            xmlFreeDoc(h);
+        } else if (ends_with(p, ".svg")) {
+            svgs++;
+            xmlDocPtr doc = xmlReadFile(p, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+            if (!doc) T_FAIL_("%s is not well-formed XML", fs.path[i]);
+            xmlFreeDoc(doc);
+        }
+    }
+    printf("  well-formed: %d pages, %d SVG files; %d local references resolved\n", pages, svgs, checked);
+    T_OK(pages >= 40);
+    T_EQ_INT(bad, 0);
+    files_free(&fs);
+}
+
+/* the text of the first element named tag whose text equals want (NULL: first of tag) */
+static bool find_text(xmlNodePtr n, const char *tag, const char *want) {
+    for (; n; n = n->next) {
+        if (n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, tag)) {
+            xmlChar *t = xmlNodeGetContent(n);
+            bool ok = t && !strcmp((const char *)t, want);
+            xmlFree(t);
+            if (ok) return true;
+        }
+        if (find_text(n->children, tag, want)) return true;
+    }
+    return false;
+}
+
+struct csv_ctx {
+    char ***rows;
+    int n_rows, n_fields, cap;
+    char **cur;
+};
+static void csv_cb_field(void *s, size_t len, void *data) {
+    struct csv_ctx *c = data;
+    if (!c->cur) c->cur = calloc(64, sizeof *c->cur), c->n_fields = 0;
+    if (c->n_fields < 64) {
+        char *v = malloc(len + 1);
+        memcpy(v, s, len);
+        v[len] = 0;
+        c->cur[c->n_fields++] = v;
+    }
+}
+static void csv_cb_row(int ch, void *data) {
+    (void)ch;
+    struct csv_ctx *c = data;
+    if (c->n_rows == c->cap) c->rows = realloc(c->rows, (size_t)(c->cap = c->cap * 2 + 16) * sizeof *c->rows);
+    c->rows[c->n_rows++] = c->cur;
+    c->cur = NULL;
+}
+
+static void test_hostile_strings(void) {
+    if (!g_have_small) {
+        T_FAIL_("no fixture site");
+        return;
+    }
+    char p[800];
+    struct lb_data d;
+    sqlite3 *db = NULL;
+    T_OK(sqlite3_open_v2(g_db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    T_OK(!lb_data_load(&d, db));
+    int hostile_run = -1, formula_run = -1, recipe_run = -1, failed_run = -1, hostile_group = -1;
+    for (int i = 0; i < d.n_runs; i++) {
+        const struct lb_run *r = &d.runs[i];
+        if (!strcmp(r->model_id, "hostile") && !strcmp(r->recipe_id, "gptq-w4g128")) hostile_run = i, hostile_group = r->group;
+        if (!strcmp(r->model_id, PLUS_ID)) formula_run = i;
+        if (!strcmp(r->recipe_id, HOSTILE_RECIPE) && !strcmp(r->model_id, "tiny-15M")) recipe_run = i;
+        if (!r->ok) failed_run = i;
+    }
+    T_OK(hostile_run >= 0 && formula_run >= 0 && recipe_run >= 0 && failed_run >= 0);
+    if (hostile_run < 0 || formula_run < 0 || recipe_run < 0 || failed_run < 0) goto out;
+
+    /* HTML: no live markup, the text reads back exactly */
+    snprintf(p, sizeof p, "%s/index.html", g_site);
+    char *idx = slurp(p, NULL);
+    T_OK(idx && !strstr(idx, "<script>alert"));
+    T_OK(idx && strstr(idx, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+    T_OK(idx && !strstr(idx, "<b>"));
+    xmlDocPtr doc = xmlReadFile(p, NULL, XML_PARSE_NONET);
+    T_OK(doc && find_text(xmlDocGetRootElement(doc), "bdi", HOSTILE_NAME));
+    T_OK(doc && find_text(xmlDocGetRootElement(doc), "bdi", HOSTILE_RECIPE));
+    T_OK(doc && find_text(xmlDocGetRootElement(doc), "bdi", FORMULA_NAME));
+    /* the embedded JSON: no < > & at all, and the name parses back exactly */
+    const char *js = idx ? strstr(idx, "id=\"board-data\">") : NULL;
+    T_OK(js != NULL);
+    if (js) {
+        js = strchr(js, '>') + 1;
+        const char *end = strstr(js, "</script>");
+        T_OK(end && !memchr(js, '<', (size_t)(end - js)) && !memchr(js, '&', (size_t)(end - js)) &&
+             !memchr(js, '>', (size_t)(end - js)));
+        json_t *root = end ? json_loadb(js, (size_t)(end - js), 0, NULL) : NULL;
+        T_OK(root != NULL);
+        bool found = false;
+        size_t i;
+        json_t *row;
+        json_array_foreach(json_object_get(root, "rows"), i, row) {
+            if (json_integer_value(json_array_get(row, 0)) == d.runs[hostile_run].id)
+                found = !strcmp(json_string_value(json_array_get(row, 2)), HOSTILE_NAME);
+        }
+        T_OK(found);
+        json_decref(root);
+    }
+    xmlFreeDoc(doc);
+    free(idx);
+
+    /* model page: notes (a formula and markup) as text; run page: error and provenance */
+    snprintf(p, sizeof p, "%s/models/%s.html", g_site, d.groups[hostile_group].slug);
+    doc = xmlReadFile(p, NULL, XML_PARSE_NONET);
+    T_OK(doc && find_text(xmlDocGetRootElement(doc), "bdi", FORMULA_NAME " <b>n</b>"));
+    T_OK(doc && find_text(xmlDocGetRootElement(doc), "h1", HOSTILE_NAME));
+    xmlFreeDoc(doc);
+    snprintf(p, sizeof p, "%s/runs/%lld.html", g_site, (long long)d.runs[failed_run].id);
+    char *rp = slurp(p, NULL);
+    T_OK(rp && !strstr(rp, "<script>alert(2)"));
+    free(rp);
+    doc = xmlReadFile(p, NULL, XML_PARSE_NONET);
+    T_OK(doc && find_text(xmlDocGetRootElement(doc), "bdi", HOSTILE_ERROR));
+    xmlFreeDoc(doc);
+    snprintf(p, sizeof p, "%s/runs/%lld.html", g_site, (long long)d.runs[hostile_run].id);
+    doc = xmlReadFile(p, NULL, XML_PARSE_NONET);
+    T_OK(doc && find_text(xmlDocGetRootElement(doc), "bdi", HOSTILE_PROV));
+    xmlFreeDoc(doc);
+
+    /* the reproduction command quotes what the shell would split or expand */
+    snprintf(p, sizeof p, "%s/runs/%lld.html", g_site, (long long)d.runs[recipe_run].id);
+    doc = xmlReadFile(p, NULL, XML_PARSE_NONET);
+    T_OK(doc && find_text(xmlDocGetRootElement(doc), "code",
+                          "lowbit job --model-id tiny-15M --recipe-id '" HOSTILE_RECIPE "' --limit 500"));
+    xmlFreeDoc(doc);
+
+    /* SVG: the chart's <title> carries the name, escaped, and reads back exactly */
+    snprintf(p, sizeof p, "%s/charts/%s-bars.svg", g_site, d.groups[hostile_group].slug);
+    char *svg = slurp(p, NULL);
+    T_OK(svg && !strstr(svg, "<script"));
+    free(svg);
+    doc = xmlReadFile(p, NULL, XML_PARSE_NONET);
+    T_OK(doc && find_text(xmlDocGetRootElement(doc), "title",
+                          HOSTILE_NAME ": average accuracy by method and bit width"));
+    xmlFreeDoc(doc);
+
+    /* CSV: parsed back with libcsv; formulas defused with one apostrophe, the rest exact */
+    snprintf(p, sizeof p, "%s/data/leaderboard.csv", g_site);
+    size_t len;
+    char *csv = slurp(p, &len);
+    T_OK(csv != NULL);
+    struct csv_parser cp;
+    struct csv_ctx cc = {0};
+    csv_init(&cp, CSV_STRICT | CSV_STRICT_FINI);
+    T_EQ_INT(csv_parse(&cp, csv, len, csv_cb_field, csv_cb_row, &cc), len);
+    T_EQ_INT(csv_fini(&cp, csv_cb_field, csv_cb_row, &cc), 0);
+    csv_free(&cp);
+    T_EQ_INT(cc.n_rows, d.n_runs + 1);
+    int c_id = -1, c_model = -1, c_recipe = -1, c_family = -1, c_model_id = -1, c_error = -1, c_avg = -1;
+    for (int k = 0; cc.n_rows && k < lb_n_cols; k++) {
+        const char *h = cc.rows[0][k];
+        if (!strcmp(h, "run_id")) c_id = k;
+        if (!strcmp(h, "model")) c_model = k;
+        if (!strcmp(h, "recipe_id")) c_recipe = k;
+        if (!strcmp(h, "family")) c_family = k;
+        if (!strcmp(h, "model_id")) c_model_id = k;
+        if (!strcmp(h, "error")) c_error = k;
+        if (!strcmp(h, "average")) c_avg = k;
+    }
+    T_OK(c_id >= 0 && c_model >= 0 && c_recipe >= 0 && c_family >= 0 && c_model_id >= 0 && c_error >= 0);
+    int seen = 0;
+    for (int r = 1; r < cc.n_rows && c_error >= 0; r++) {
+        long long id = atoll(cc.rows[r][c_id]);
+        if (id == d.runs[hostile_run].id) {
+            T_EQ_STR(cc.rows[r][c_model], HOSTILE_NAME);
+            T_EQ_STR(cc.rows[r][c_family], "'" AT_FAMILY);
+            seen++;
+        }
+        if (id == d.runs[formula_run].id) {
+            T_EQ_STR(cc.rows[r][c_model], "'" FORMULA_NAME);
+            T_EQ_STR(cc.rows[r][c_model_id], "'" PLUS_ID);
+            seen++;
+        }
+        if (id == d.runs[recipe_run].id) {
+            T_EQ_STR(cc.rows[r][c_recipe], "'" HOSTILE_RECIPE);
+            seen++;
+        }
+        if (id == d.runs[failed_run].id) {
+            T_EQ_STR(cc.rows[r][c_error], HOSTILE_ERROR);
+            T_EQ_STR(cc.rows[r][c_avg], "");
+            seen++;
+        }
+        /* no cell of the file starts with a formula character unless it is a number */
+        for (int k = 0; k < lb_n_cols; k++) {
+            const char *v = cc.rows[r][k];
+            if (lb_cols[k].type == COL_TEXT && csv_needs_apostrophe(v))
+                T_FAIL_("row %d column %s starts with a formula character: %s", r, lb_cols[k].name, v);
+        }
+    }
+    T_EQ_INT(seen, 4);
+    T_OK(len > 2 && !memcmp(csv + len - 2, "\r\n", 2));
+    for (int r = 0; r < cc.n_rows; r++) {
+        for (int k = 0; k < 64 && cc.rows[r] && cc.rows[r][k]; k++) free(cc.rows[r][k]);
+        free(cc.rows[r]);
+    }
+    free(cc.rows);
+    free(csv);
+
+    /* JSON: exact strings, per-task details present */
+    snprintf(p, sizeof p, "%s/data/leaderboard.json", g_site);
+    json_error_t je;
+    json_t *root = json_load_file(p, 0, &je);
+    T_OK(root != NULL);
+    T_OK(json_is_true(json_object_get(root, "fixture")));
+    size_t i;
+    json_t *row;
+    seen = 0;
+    json_array_foreach(json_object_get(root, "rows"), i, row) {
+        json_int_t id = json_integer_value(json_object_get(row, "run_id"));
+        if (id == d.runs[hostile_run].id) {
+            T_EQ_STR(json_string_value(json_object_get(row, "model")), HOSTILE_NAME);
+            T_EQ_STR(json_string_value(json_object_get(row, "family")), AT_FAMILY);
+            T_EQ_STR(json_string_value(json_object_get(json_object_get(row, "provenance"), "hostile")),
+                     HOSTILE_PROV);
+            T_EQ_INT(json_array_size(json_object_get(row, "scores")), 12);
+            T_EQ_INT(json_array_size(json_object_get(row, "task_defs")), 11);
+            T_NEAR(json_real_value(json_object_get(row, "average")), num15(d.runs[hostile_run].average), 0);
+            seen++;
+        }
+        if (id == d.runs[formula_run].id) {
+            T_EQ_STR(json_string_value(json_object_get(row, "model")), FORMULA_NAME);
+            seen++;
+        }
+    }
+    T_EQ_INT(seen, 2);
+    json_decref(root);
+out:
+    lb_data_release(&d);
+    sqlite3_close(db);
+}
+
+/* chart labels: recorded boxes inside the canvas and pairwise apart, on every chart */
+static int check_layout(const struct chart_layout *l, const char *what) {
+    int bad = 0;
+    for (int i = 0; i < l->n_labels; i++) {
+        struct chart_box a = l->labels[i];
+        if (a.x0 < -0.01 || a.y0 < -0.01 || a.x1 > l->w + 0.01 || a.y1 > l->h + 0.01) {
+            if (bad++ < 3) T_FAIL_("%s: label %d leaves the canvas", what, i);
+        }
+        for (int j = i + 1; j < l->n_labels; j++)
+            if (chart_boxes_overlap(a, l->labels[j], -0.01)) {
+                if (bad++ < 3)
+                    T_FAIL_("%s: labels %d and %d overlap ([%.1f,%.1f]x[%.1f,%.1f] vs "
+                            "[%.1f,%.1f]x[%.1f,%.1f])",
+                            what, i, j, a.x0, a.x1, a.y0, a.y1, l->labels[j].x0, l->labels[j].x1,
+                            l->labels[j].y0, l->labels[j].y1);
+            }
+    }
+    return bad;
+}
+
+static void labels_of(const char *dbpath, int max_groups, int *n_charts, int *n_labels) {
+    sqlite3 *db = NULL;
+    struct lb_data d;
+    T_OK(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    if (lb_data_load(&d, db)) {
+        T_FAIL_("cannot load %s", dbpath);
+        sqlite3_close(db);
+        return;
+    }
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/charts-only", g_dir);
+    run_cmd("mkdir -p %s/charts", dir);
+    struct render_opts o = {.templates_dir = "templates", .fixture = true};
+    struct site s = {.opts = &o, .d = &d, .dir = dir};
+    for (int g = 0; g < d.n_groups && g < max_groups; g++) {
+        struct chart_layout l[4] = {0};
+        T_OK(!charts_group(&s, g, &l[0], &l[1], &l[2], &l[3]));
+        for (int k = 0; k < 4; k++) {
+            char what[200];
+            snprintf(what, sizeof what, "%s chart %d", d.groups[g].slug, k);
+            check_layout(&l[k], what);
+            *n_labels += l[k].n_labels;
+            (*n_charts)++;
+            free(l[k].labels);
+        }
+    }
+    struct chart_layout l[2] = {0};
+    T_OK(!charts_global(&s, &l[0], &l[1]));
+    for (int k = 0; k < 2; k++) {
+        check_layout(&l[k], k ? "size-ppl" : "size-accuracy");
+        *n_labels += l[k].n_labels;
+        (*n_charts)++;
+        free(l[k].labels);
+    }
+    lb_data_release(&d);
+    sqlite3_close(db);
+}
+
+static void test_chart_labels(void) {
+    if (!g_have_small) {
+        T_FAIL_("no fixture site");
+        return;
+    }
+    int charts = 0, labels = 0;
+    labels_of(g_db, 100, &charts, &labels);
+    if (g_have_big) labels_of(g_db10k, 6, &charts, &labels); /* crowded: 100 variants each */
+    printf("  chart labels: %d charts, %d labels, none overlapping\n", charts, labels);
+    T_OK(labels > 100);
+}
+
+static double g_load_before; /* 1-minute load average when test_10k_runs started */
+static int g_big_board;      /* rows on the big fixture's board */
+
+static void test_10k_runs(void) {
+    double la[1] = {0};
+    if (getloadavg(la, 1) == 1) g_load_before = la[0];
+    double t0 = now_s();
+    /* sanitizer builds run ten times slower and are not timed: 2,000 runs show the same paths */
+    int n_models = T_SANITIZED ? 20 : 100, n_runs = n_models * 100;
+    T_OK(!fixture_big(g_db10k, n_models, 100));
+    double t1 = now_s();
+    struct render_opts o = {.db_path = g_db10k, .out_dir = g_site10k, .templates_dir = "templates",
+                            .fixture = true, .quiet = true};
+    struct render_stats st = {0};
+    clock_t c0 = clock();
+    T_OK(!render_site(&o, &st));
+    double secs = now_s() - t1, cpu = (double)(clock() - c0) / CLOCKS_PER_SEC;
+    g_have_big = st.n_runs == n_runs;
+    g_big_board = st.n_board;
+    T_EQ_INT(st.n_runs, n_runs);
+    printf("  %d runs (%d on the board, %d base models): database built in %.2f s, site "
+           "rendered in %.2f s (%.2f s of CPU on %d threads; %d files)%s\n",
+           st.n_runs, st.n_board, st.n_groups, t1 - t0, secs, cpu, lb_threads(), st.n_files,
+           T_SANITIZED ? " [sanitizer build: not timed]" : "");
+    /* Speed is not asserted here (timed tests are flaky on shared machines): `make bench` times
+     * rendering 10,000 runs against its 10 s target. This test checks the 10,000-run site is
+     * complete and correct. */
+    (void)g_load_before;
+}
+
+/* ------------------------------------------------------------------ the browser */
+
+struct order_row {
+    int64_t id;
+    double key;
+};
+static int cmp_order(const void *a, const void *b) {
+    const struct order_row *x = a, *y = b;
+    bool xn = isnan(x->key), yn = isnan(y->key);
+    if (xn != yn) return xn ? 1 : -1;
+    if (!xn && x->key != y->key) return x->key > y->key ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static bool same_order(json_t *got, const struct order_row *want, int n, const char *what) {
+    if (!json_is_array(got) || (int)json_array_size(got) != n) {
+        T_FAIL_("%s: %d rows in the browser, %d expected", what,
+                json_is_array(got) ? (int)json_array_size(got) : -1, n);
+        return false;
+    }
+    for (int i = 0; i < n; i++)
+        if (json_integer_value(json_array_get(got, (size_t)i)) != want[i].id) {
+            T_FAIL_("%s: row %d is run %lld, expected run %lld", what, i,
+                    (long long)json_integer_value(json_array_get(got, (size_t)i)), (long long)want[i].id);
+            return false;
+        }
+    return true;
+}
+
+static void test_browser(void) {
+    if (!g_have_small) {
+        T_FAIL_("no fixture site");
+        return;
+    }
+    const char *chromium = getenv("LOWBIT_CHROMIUM") ? getenv("LOWBIT_CHROMIUM") : "/usr/bin/chromium";
+    if (access(chromium, X_OK)) {
+        T_FAIL_("browser test: %s is missing: run 'make deps' (Debian package chromium)", chromium);
+        return;
+    }
+    if (system("node --version >/dev/null 2>&1")) {
+        T_FAIL_("browser test: node is missing: run 'make deps' (Debian package nodejs)");
+        return;
+    }
+    sqlite3 *db = NULL;
+    struct lb_data d;
+    T_OK(sqlite3_open_v2(g_db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    if (lb_data_load(&d, db)) {
+        T_FAIL_("cannot load the fixture database");
+        sqlite3_close(db);
+        return;
+    }
+    /* the expected orders, computed here from the database */
+    static const char *const algos[] = {"gptq", "rtn"};
+    double w[LB_TASK_COUNT] = {0};
+    w[LB_TASK_HELLASWAG] = 2;
+    w[LB_TASK_MMLU] = 1;
+    struct order_row *all = calloc((size_t)d.n_board + 1, sizeof *all),
+                     *filt = calloc((size_t)d.n_board + 1, sizeof *filt),
+                     *bysize = calloc((size_t)d.n_board + 1, sizeof *bysize);
+    int n_all = 0, n_filt = 0;
+    for (int k = 0; k < d.n_board; k++) {
+        const struct lb_run *r = &d.runs[d.board[k]];
+        all[n_all++] = (struct order_row){r->id, 0};
+        const char *a = lb_run_algorithm(r);
+        if (strcmp(a, algos[0]) && strcmp(a, algos[1])) continue;
+        /* the weighted mean, in task order, of the values as the page has them (15 digits) */
+        double s = 0, ws = 0;
+        bool missing = false;
+        for (int t = 0; t < LB_TASK_COUNT; t++) {
+            if (!(w[t] > 0)) continue;
+            if (isnan(r->acc[t])) missing = true;
+            s += w[t] * num15(r->acc[t]);
+            ws += w[t];
+        }
+        filt[n_filt] = (struct order_row){r->id, missing ? NAN : s / ws};
+        bysize[n_filt] = (struct order_row){r->id, -num15(r->artifact_bytes)}; /* ascending */
+        n_filt++;
+    }
+    qsort(filt, (size_t)n_filt, sizeof *filt, cmp_order);
+    qsort(bysize, (size_t)n_filt, sizeof *bysize, cmp_order);
+
+    /* the plan for tests/browser/board.mjs */
+    char shots[600], plan[700], cwd[1024], outp[700];
+    T_OK(getcwd(cwd, sizeof cwd) != NULL);
+    snprintf(shots, sizeof shots, "%s/out/tmp/browser", cwd);
+    snprintf(plan, sizeof plan, "%s/browser-plan.json", g_dir);
+    snprintf(outp, sizeof outp, "%s/browser-out.json", g_dir);
+    json_t *P = json_object();
+    char url[2000];
+    json_object_set_new(P, "chromium", json_string(chromium));
+    json_object_set_new(P, "tmp", json_string(g_dir));
+    json_object_set_new(P, "shots", json_string(shots));
+    snprintf(url, sizeof url, "file://%s/%s/index.html", cwd, g_site);
+    json_object_set_new(P, "index", json_string(url));
+    json_t *pages = json_object();
+    int g42 = -1;
+    for (int g = 0; g < d.n_groups; g++)
+        if (!strcmp(d.groups[g].key, "tiny-42M")) g42 = g;
+    if (g42 >= 0) {
+        snprintf(url, sizeof url, "file://%s/%s/models/%s.html", cwd, g_site, d.groups[g42].slug);
+        json_object_set_new(pages, "model", json_string(url));
+    }
+    snprintf(url, sizeof url, "file://%s/%s/compare.html", cwd, g_site);
+    json_object_set_new(pages, "compare", json_string(url));
+    snprintf(url, sizeof url, "file://%s/%s/runs/%lld.html", cwd, g_site,
+             (long long)d.runs[d.board[0]].id);
+    json_object_set_new(pages, "run", json_string(url));
+    snprintf(url, sizeof url, "file://%s/%s/about.html", cwd, g_site);
+    json_object_set_new(pages, "about", json_string(url));
+    json_object_set_new(P, "pages", pages);
+    json_object_set_new(P, "algorithms", json_pack("[s,s]", algos[0], algos[1]));
+    json_t *jt = json_array(), *jw = json_object();
+    for (int t = 0; t < LB_TASK_COUNT; t++) {
+        json_array_append_new(jt, json_string(lb_tasks[t].key));
+        if (w[t] > 0) json_object_set_new(jw, lb_tasks[t].key, json_real(w[t]));
+    }
+    json_object_set_new(P, "all_tasks", jt);
+    json_object_set_new(P, "weights", jw);
+    json_object_set_new(P, "sort_key", json_string("size"));
+    if (g_have_big) {
+        snprintf(url, sizeof url, "file://%s/%s/index.html", cwd, g_site10k);
+        json_object_set_new(P, "big_index", json_string(url));
+        json_object_set_new(P, "big_text", json_string("gptq-w4"));
+    }
+    T_OK(!json_dump_file(P, plan, JSON_INDENT(1)));
+    json_decref(P);
+
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "node tests/browser/board.mjs %s > %s", plan, outp);
+    double t0 = now_s();
+    int rc = system(cmd);
+    double secs = now_s() - t0;
+    json_error_t je;
+    json_t *out = rc ? NULL : json_load_file(outp, 0, &je);
+    if (!out) {
+        T_FAIL_("browser test: tests/browser/board.mjs failed (exit %d); its message is above", rc);
+        goto done;
+    }
+    printf("  browser: headless Chromium, %.1f s; screenshots in out/tmp/browser/\n", secs);
+    same_order(json_object_get(out, "nojs"), all, n_all, "without JavaScript");
+    T_OK(json_is_true(json_object_get(out, "nojs_controls_hidden")));
+    T_OK(json_is_true(json_object_get(out, "controls_shown")));
+    same_order(json_object_get(out, "initial"), all, n_all, "with JavaScript");
+    same_order(json_object_get(out, "filtered"), filt, n_filt, "filter gptq+rtn, weights hellaswag 2 mmlu 1");
+    same_order(json_object_get(out, "reloaded"), filt, n_filt, "the same view from the URL hash");
+    same_order(json_object_get(out, "sorted"), bysize, n_filt, "then sorted by model size");
+    const char *hash = json_string_value(json_object_get(out, "hash"));
+    T_OK(hash && strstr(hash, "algorithm=gptq%2Crtn") == NULL && strstr(hash, "algorithm="));
+    T_CONTAINS(hash, "w=only:hellaswag:2,mmlu:1");
+    T_EQ_STR(json_string_value(json_object_get(out, "score_head")), "Score");
+    printf("  browser: %d rows; filter+re-rank -> %d rows, hash %s\n", n_all, n_filt, hash ? hash : "?");
+    const char *imgs[] = {"images_model", "images_compare", "images_run", "images_about"};
+    for (int k = 0; k < 4; k++) {
+        json_t *a = json_object_get(out, imgs[k]);
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v) if (!json_is_true(v)) T_FAIL_("%s: image %zu did not load", imgs[k], i);
+    }
+    json_t *errs = json_object_get(out, "page_errors");
+    if (json_array_size(errs)) {
+        char *e = json_dumps(errs, 0);
+        T_FAIL_("the pages reported errors: %s", e);
+        free(e);
+    }
+    if (g_have_big) {
+        json_t *bf = json_object_get(out, "big_filter"), *br = json_object_get(out, "big_rerank"),
+               *bc = json_object_get(out, "big_clear");
+        double ms = json_number_value(json_object_get(bf, "ms"));
+        printf("  browser, %d rows: page loaded in %lld ms; filter -> %lld rows in %.0f ms, "
+               "re-rank in %.0f ms, clearing the filter (all rows back) in %.0f ms\n",
+               g_big_board, (long long)json_integer_value(json_object_get(out, "big_load_ms")),
+               (long long)json_integer_value(json_object_get(bf, "shown")), ms,
+               json_number_value(json_object_get(br, "ms")), json_number_value(json_object_get(bc, "ms")));
+        /* with JavaScript the first 200 rows of a view are shown, the rest behind a button */
+        T_EQ_INT(json_integer_value(json_object_get(out, "big_rows")), 200);
+        char want[64];
+        snprintf(want, sizeof want, "of %d matching runs", g_big_board);
+        T_CONTAINS(json_string_value(json_object_get(out, "big_status")), want);
+        T_EQ_INT(json_integer_value(json_object_get(bc, "shown")), 200);
+        /* generous (a loaded 2-core machine is several times slower than an idle one): the
+         * figures printed above are the claim, this only catches a pathological slowdown */
+        if (!T_SANITIZED) T_OK(ms < 5000);
+    }
+    json_decref(out);
+done:
+    free(all), free(filt), free(bysize);
+    lb_data_release(&d);
+    sqlite3_close(db);
+}
+
+int main(void) {
+    setup();
+    T_RUN(test_units);
+    T_RUN(test_fixture_renders);
+    T_RUN(test_deterministic_and_atomic);
+    T_RUN(test_wellformed_and_links);
+    T_RUN(test_hostile_strings);
+    T_RUN(test_10k_runs);
+    T_RUN(test_chart_labels);
+    T_RUN(test_browser);
+    /* cairo's font caches and fontconfig's configuration live until exit: release them so
+     * LeakSanitizer (make check) sees nothing left */
+    cairo_debug_reset_static_data();
+    FcFini();
+    /* the 10,000-run site is a few hundred MB: removed; the fixture site stays for a look */
+    char cmd[3000];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s %s/site-again %s/charts-only %s/badtemplates", g_site10k,
+             g_db10k, g_dir, g_dir, g_dir);
+    if (system(cmd)) fprintf(stderr, "  could not remove the big fixture under %s\n", g_dir);
+    printf("  the fixture site: %s/index.html\n", g_site);
+    return T_DONE();
+}
