@@ -87,15 +87,21 @@ bench: $(BIN)
 	@sh tests/bench.sh $(BIN)
 
 # ---- the pipeline (README "The pipeline"): make report [FULL=1] [REPORT_JOBS=N] ----
-# gen/schema.sql is compiled into the binary (gen/db.c includes schema.inc); the code version in
-# every job key is `git describe` at build time (version.inc, rewritten only when it changes).
+# gen/schema.sql is compiled into the binary (gen/db.c includes schema.inc). version.inc (rewritten
+# only when it changes) holds `git describe` and the code hash in every job key: the sources that
+# compute a job's numbers, the compiler and its flags (not the site, docs or tests).
+CODE_SRC = $(sort $(wildcard kernels/*.[ch] eval/*.[ch] quant/*.[ch])) gen/job.c gen/plan.c \
+           gen/pipeline.h gen/cmd_eval.c gen/cmd_ppl.c gen/cli.c gen/cli.h
 $(BUILD)/gen/schema.inc: gen/schema.sql
 	@mkdir -p $(dir $@)
 	{ echo 'static const unsigned char lowbit_schema_sql[] = {'; \
 	  od -An -v -tx1 $< | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; echo '0x00};'; } > $@.tmp && mv $@.tmp $@
 $(BUILD)/gen/version.inc: FORCE
 	@mkdir -p $(dir $@)
-	@printf '#define LOWBIT_BUILD_DESCRIBE "%s"\n' "$$(git describe --always --dirty --tags 2>/dev/null)" > $@.tmp; \
+	@printf '#define LOWBIT_BUILD_DESCRIBE "%s"\n#define LOWBIT_CODE_HASH "%s"\n' \
+	  "$$(git describe --always --dirty --tags 2>/dev/null)" \
+	  "$$({ cat $(CODE_SRC); echo '$(filter-out -I% -MMD -MP,$(CFLAGS))'; $(CC) --version | head -1; } \
+	      | sha256sum | cut -c1-64)" > $@.tmp; \
 	 cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 $(BUILD)/gen/db.o: $(BUILD)/gen/schema.inc
 $(BUILD)/gen/plan.o: $(BUILD)/gen/version.inc

@@ -15,8 +15,9 @@ static const char quant_help[] =
     "  shape fallbacks, the same bytes. TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 IQ4_NL Q2_K\n"
     "  Q2_K_S Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K. --imatrix: an importance\n"
     "  matrix (lowbit imatrix, or llama-imatrix's .gguf / legacy .dat). --pure: every 2-D tensor\n"
-    "  in the base type. The model may be a GGUF (its metadata is kept), a llama2.c checkpoint or a\n"
-    "  Hugging Face directory (metadata from its config, vocabulary from --tokenizer or beside it).\n";
+    "  in the base type. The model may be a GGUF (its metadata is kept), a llama2.c checkpoint\n"
+    "  or a Hugging Face directory (metadata from its config, vocabulary from --tokenizer or\n"
+    "  beside it).\n";
 
 int cmd_quant(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *im_path = NULL, *out = NULL, *v;

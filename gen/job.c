@@ -693,7 +693,7 @@ int job_execute(const struct job *j, const struct job_opts *o) {
                  "re-plan with lowbit run", j->key, hex);
         goto fail;
     }
-    if (strcmp(j->code_version, plan_code_version())) {
+    if (strcmp(j->code_hash, plan_code_hash())) {
         snprintf(msg, sizeof msg, "job spec: planned by lowbit %s, this is %s; re-plan with "
                  "lowbit run", j->code_version, plan_code_version());
         goto fail;

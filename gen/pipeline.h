@@ -110,7 +110,8 @@ struct job {
     char model_error[512];  /* why the files could not be read ("" = they could) */
     struct recipe recipe;
     struct eval_spec ev;
-    char code_version[160];
+    char code_version[160]; /* for people: git describe + code hash */
+    char code_hash[40];     /* in the key: plan_code_hash() */
 };
 
 struct plan {
@@ -118,8 +119,11 @@ struct plan {
     int n_jobs;
 };
 
-/* the code version part of every key: `git describe --always --dirty` at build time, and the
- * sha256 of the running binary when the tree was dirty or had no git */
+/* the code part of every key: "src.<hash>" of the sources that compute numbers (kernels/, eval/,
+ * quant/, the job and eval commands) and the compiler flags, taken by the Makefile at build time;
+ * "bin.<hash>" of the running binary when it was built without. */
+const char *plan_code_hash(void);
+/* what runs.code_version shows: `git describe --always --dirty` at build time + the code hash */
 const char *plan_code_version(void);
 /* sha256 of a file, or of a directory's regular files (name + hash each, sorted); cached under
  * cache_dir by (path, size, mtime, inode) when cache_dir is not NULL. -1 with a message. */

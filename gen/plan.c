@@ -3,7 +3,7 @@
  * A job's key is the sha256 of a short text naming everything that decides its numbers
  * (plan_key_text):
  *     lowbit-job-key 1
- *     code <plan_code_version()>
+ *     code <plan_code_hash(): sha256 of the sources that compute numbers, or of the binary>
  *     model <id>
  *     model.files <sha256 of the model's files, or "unreadable: <why>">
  *     model.tokenizer <sha256 of the tokenizer file, or ->
@@ -258,20 +258,30 @@ int plan_eval_hash(struct eval_spec *ev) {
 
 /* ===== code version ===== */
 
-const char *plan_code_version(void) {
-    static char v[160];
+/* The key's code part: LOWBIT_CODE_HASH, which the Makefile computes at build time over the
+ * sources that decide a job's numbers (kernels/, eval/, quant/, the job and eval commands) and
+ * the compiler flags. Commits that touch only the site, the docs or the tests re-run nothing;
+ * a changed kernel re-runs everything. A binary built without it hashes itself. */
+const char *plan_code_hash(void) {
+    static char v[40];
     if (v[0]) return v;
-    const char *d = LOWBIT_BUILD_DESCRIBE;
-    const size_t n = strlen(d);
-    const bool exact = n && !(n >= 6 && !strcmp(d + n - 6, "-dirty"));
-    if (exact) {
-        snprintf(v, sizeof v, "%s", d);
+#ifdef LOWBIT_CODE_HASH
+    if (LOWBIT_CODE_HASH[0]) {
+        snprintf(v, sizeof v, "src.%.16s", LOWBIT_CODE_HASH);
         return v;
     }
-    /* a dirty tree or no git: the binary itself says which code this is */
-    char hex[65] = "unknown";
+#endif
+    char hex[65];
     if (hash_file("/proc/self/exe", hex)) snprintf(hex, sizeof hex, "unknown");
-    snprintf(v, sizeof v, "%s%sbin.%.16s", n ? d : "", n ? "+" : "", hex);
+    snprintf(v, sizeof v, "bin.%.16s", hex);
+    return v;
+}
+
+const char *plan_code_version(void) {
+    static char v[160];
+    if (!v[0])
+        snprintf(v, sizeof v, "%s%s%s", LOWBIT_BUILD_DESCRIBE, LOWBIT_BUILD_DESCRIBE[0] ? " " : "",
+                 plan_code_hash());
     return v;
 }
 
@@ -337,7 +347,7 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...) {
 
 char *plan_key_text(const struct job *j) {
     struct sbuf b = {0};
-    sb_printf(&b, "lowbit-job-key 1\ncode %s\nmodel %s\n", j->code_version, j->model.id);
+    sb_printf(&b, "lowbit-job-key 1\ncode %s\nmodel %s\n", j->code_hash, j->model.id);
     if (j->model_error[0]) sb_printf(&b, "model.files unreadable: %s\n", j->model_error);
     else sb_printf(&b, "model.files %s\n", j->model_sha);
     sb_printf(&b, "model.tokenizer %s\n", j->tok_sha[0] ? j->tok_sha : "-");
@@ -397,6 +407,7 @@ int plan_job(struct job *j, const struct model_row *m, const struct recipe *r,
     j->recipe = *r;
     j->ev = *ev;
     snprintf(j->code_version, sizeof j->code_version, "%s", plan_code_version());
+    snprintf(j->code_hash, sizeof j->code_hash, "%s", plan_code_hash());
     if (pipe_expand(m->path, j->model_path, sizeof j->model_path)) return -1;
     if (m->tokenizer[0] &&
         pipe_expand(m->tokenizer, j->model_tokenizer, sizeof j->model_tokenizer))
@@ -502,9 +513,9 @@ json_t *job_to_json(const struct job *j) {
     json_object_set_new(model, "files_sha256", j->model_sha[0] ? json_string(j->model_sha) : json_null());
     json_object_set_new(model, "tokenizer_sha256", j->tok_sha[0] ? json_string(j->tok_sha) : json_null());
     json_object_set_new(model, "error", j->model_error[0] ? json_string(j->model_error) : json_null());
-    return json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:{s:i, s:s, s:s, s:o}}", "format",
+    return json_pack("{s:s, s:i, s:s, s:s, s:s, s:o, s:o, s:{s:i, s:s, s:s, s:o}}", "format",
                      "lowbit-job", "version", 1, "job_key", j->key, "code_version",
-                     j->code_version, "model", model, "recipe", recipe_to_json(&j->recipe), "eval",
+                     j->code_version, "code_hash", j->code_hash, "model", model, "recipe", recipe_to_json(&j->recipe), "eval",
                      "seed", j->ev.seed, "data_dir", j->ev.data_dir, "text", j->ev.text, "tasks",
                      tasks);
 }
@@ -540,6 +551,7 @@ int job_from_json(struct job *j, json_t *o, const char *what) {
     recipe_init(q);
     if (jstr(o, "job_key", j->key, sizeof j->key, true, what) ||
         jstr(o, "code_version", j->code_version, sizeof j->code_version, true, what) ||
+        jstr(o, "code_hash", j->code_hash, sizeof j->code_hash, true, what) ||
         jstr(m, "id", mr->id, sizeof mr->id, true, what) ||
         jstr(m, "path", mr->path, sizeof mr->path, true, what) ||
         jstr(m, "tokenizer", mr->tokenizer, sizeof mr->tokenizer, false, what) ||

@@ -553,8 +553,8 @@ static void iq4_nl_rows(const float *x, void *vy, int64_t n_rows, int64_t n_per_
     const int64_t nb = n_per_row / QK4_NL;
     for (int64_t r = 0; r < n_rows; r++)
         for (int64_t i = 0; i < nb; i++)
-            iq4_nl_block(x + r * n_per_row + QK4_NL * i, y + r * nb + i, qw ? qw + QK4_NL * i : NULL,
-                         7, L);
+            iq4_nl_block(x + r * n_per_row + QK4_NL * i, y + r * nb + i,
+                         qw ? qw + QK4_NL * i : NULL, 7, L);
 }
 
 void gq_iq4_nl(const float *x, void *vy, int64_t n) { iq4_nl_rows(x, vy, 1, n, NULL); }
@@ -920,7 +920,8 @@ static void q6_k_block(const float *x, struct block_q6_k *y, const float *qw) {
 }
 
 void gq_q6_k_ref(const float *x, void *vy, int64_t n) {
-    for (int64_t i = 0; i < n / QK_K; i++) q6_k_block(x + QK_K * i, (struct block_q6_k *)vy + i, NULL);
+    for (int64_t i = 0; i < n / QK_K; i++)
+        q6_k_block(x + QK_K * i, (struct block_q6_k *)vy + i, NULL);
 }
 
 /* ===== ggml_quantize_chunk ===== */

@@ -135,7 +135,8 @@ static int layer_of(const char *name) {
 
 static const struct gguf_mix_tensor *order_base;
 static int order_cmp(const void *a, const void *b) {
-    const struct gguf_mix_tensor *x = &order_base[*(const int *)a], *y = &order_base[*(const int *)b];
+    const struct gguf_mix_tensor *x = &order_base[*(const int *)a];
+    const struct gguf_mix_tensor *y = &order_base[*(const int *)b];
     const int lx = layer_of(x->name), ly = layer_of(y->name);
     if (lx != ly) return lx < ly ? -1 : 1;
     return strcmp(x->name, y->name);
@@ -155,7 +156,9 @@ struct mix_state {
     bool tied; /* no output.weight: token_embd is also the output */
 };
 
-static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+static bool use_more_bits(int i, int n) {
+    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
 
 /* llama_tensor_get_type_impl for our ftypes */
 static enum dtype mix_rule(struct mix_state *s, const struct gguf_mix_model *mm,
@@ -164,7 +167,8 @@ static enum dtype mix_rule(struct mix_state *s, const struct gguf_mix_model *mm,
     const enum gguf_ftype ft = o->ftype;
     const bool falcon = !strcmp(mm->arch, "falcon");
     const int n_gqa = mm->n_head_kv ? mm->n_head / mm->n_head_kv : 0;
-    const bool is_70b = !strcmp(mm->arch, "llama") && mm->n_layer == 80 && mm->n_head != mm->n_head_kv;
+    const bool is_70b =
+        !strcmp(mm->arch, "llama") && mm->n_layer == 80 && mm->n_head != mm->n_head_kv;
     if (cat == CAT_OUTPUT || (s->tied && cat == CAT_TOKEN_EMBD)) {
         if (falcon || t->ne[0] % dtype_get(nt)->block) return DTYPE_Q8_0;
         return nt != DTYPE_Q8_0 ? DTYPE_Q6_K : nt;
@@ -723,7 +727,8 @@ static int gguf_parse_knobs(const struct recipe *r, struct gguf_knobs *k) {
     int rc = 0;
     json_object_foreach(o, key, v) {
         if (!strcmp(key, "pure") && json_is_boolean(v)) k->pure = json_is_true(v);
-        else if (!strcmp(key, "leave_output") && json_is_boolean(v)) k->leave_output = json_is_true(v);
+        else if (!strcmp(key, "leave_output") && json_is_boolean(v))
+            k->leave_output = json_is_true(v);
         else if (!strcmp(key, "imatrix") && json_is_string(v))
             snprintf(k->imatrix, sizeof k->imatrix, "%s", json_string_value(v));
         else {
@@ -747,7 +752,8 @@ int gguf_recipe_check(const struct recipe *r) {
         return err("recipe '%s': algorithm gguf needs weight_dtype = a llama.cpp file type (%s)",
                    r->id, err_last());
     if (r->has_group_size && r->group_size != -1)
-        return err("recipe '%s': algorithm gguf has fixed blocks (group_size must be empty)", r->id);
+        return err("recipe '%s': algorithm gguf has fixed blocks (group_size must be empty)",
+                   r->id);
     if (!isnan(r->bits))
         return err("recipe '%s': algorithm gguf: leave bits empty (a mix has no single width; the "
                    "file's real bits per weight are recorded)", r->id);

@@ -74,7 +74,8 @@ static int add_dataset(struct imatrix *im, const char *name) {
     return 0;
 }
 
-int imatrix_accumulate(struct imatrix *im, const char *name, const float *x, int T, int64_t n_cols) {
+int imatrix_accumulate(struct imatrix *im, const char *name, const float *x, int T,
+                       int64_t n_cols) {
     struct imatrix_entry *e = (struct imatrix_entry *)imatrix_find(im, name);
     if (!e && !(e = entry_new(im, name, n_cols, 1))) return -1;
     if (e->n_cols != n_cols || e->n_mat != 1)

@@ -456,7 +456,11 @@ static void test_keys(void) {
     CHANGED(b.ev.sha[TASK_PIQA][0] ^= 1);  /* a dataset file changed */
     CHANGED(b.ev.sha[PIPE_PPL][3] ^= 1);
     CHANGED(snprintf(b.tok_sha, sizeof b.tok_sha, "%064d", 7)); /* the tokenizer file */
-    CHANGED(snprintf(b.code_version, sizeof b.code_version, "v2"));
+    CHANGED(snprintf(b.code_hash, sizeof b.code_hash, "src.0123"));
+    b = a; /* the describe part is for people only */
+    snprintf(b.code_version, sizeof b.code_version, "v9.9-other-commit");
+    key_of(&b, k);
+    T_EQ_STR(k, a.key);
 #undef CHANGED
     /* the spec file round trip keeps the key */
     json_t *o = job_to_json(&a);

@@ -60,7 +60,8 @@ static void gen(int d, float *x, int64_t n, uint64_t seed) {
 /* positive importance values with some zeros, n of them */
 static void gen_imatrix(float *w, int64_t n, uint64_t seed) {
     rs = 0xD1B54A32D192ED03ull ^ seed;
-    for (int64_t i = 0; i < n; i++) w[i] = (r24() % 29 == 0) ? 0.0f : (float)(r24() % 4096 + 1) * 0x1p-8f;
+    for (int64_t i = 0; i < n; i++)
+        w[i] = (r24() % 29 == 0) ? 0.0f : (float)(r24() % 4096 + 1) * 0x1p-8f;
 }
 
 static const enum dtype gguf_types[] = {DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1,
@@ -259,7 +260,8 @@ static void test_rmse_budgets(void) {
         if (getenv("T_VERBOSE"))
             fprintf(stderr, "  %-6s total error %.6f (budget %.4f), rmse %.5f\n",
                     dtype_get(t)->name, err, budget, sqrt(s / N));
-        if (!(err < budget)) T_FAIL_("%s: error %.6f over ggml's budget %.4f", dtype_get(t)->name, err, budget);
+        if (!(err < budget))
+            T_FAIL_("%s: error %.6f over ggml's budget %.4f", dtype_get(t)->name, err, budget);
     }
     free(x);
     free(y);
@@ -275,7 +277,9 @@ static void test_round_trip_sizes(void) {
         const int bl = dtype_get(t)->block;
         /* worst-case |error| / max|x| of the block: half a step of the grid, with slack */
         const double bits = dtype_bits_per_weight(t) - (bl == 32 ? 0.5 : 0.0);
-        const double tol = (t == DTYPE_Q2_K ? 0.6 : t == DTYPE_Q3_K ? 0.3 : 2.0 / pow(2, floor(bits)));
+        const double tol = t == DTYPE_Q2_K   ? 0.6
+                           : t == DTYPE_Q3_K ? 0.3
+                                             : 2.0 / pow(2, floor(bits));
         for (size_t b = 0; b < LB_ARRAY_LEN(blocks); b++) {
             const int64_t n = (int64_t)bl * blocks[b];
             float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
@@ -539,22 +543,20 @@ static void test_files_equal_llama_cpp(void) {
     }
 }
 
-/* the synthetic importance matrix of the imatrix-file test: Σx² = 1 + (j·7 + layer) mod 13,
- * count 512 (so the weights are those over 512), for every blk.* weight of stories260K */
+/* the synthetic importance matrix of the imatrix-file test: for every blk.* weight of
+ * stories260K, Σx² over 512 rows = 512·(1 + (7j + layer) mod 13) for column j */
 static void synthetic_imatrix(struct imatrix *im, const struct model *m) {
     for (int i = 0; i < m->n_tensors; i++) {
         const struct tensor *t = &m->tensors[i];
         if (strncmp(t->name, "blk.", 4) || t->n_dims < 2) continue;
-        const int layer = atoi(t->name + 4);
-        float *rows = calloc((size_t)t->ne[0], sizeof(float));
-        for (int64_t j = 0; j < t->ne[0]; j++) rows[j] = sqrtf((float)(1 + (j * 7 + layer) % 13));
-        /* one row of sqrt values gives Σx² = the value (up to rounding) */
-        imatrix_accumulate(im, t->name, rows, 1, t->ne[0]);
-        free(rows);
+        float *zero = calloc((size_t)t->ne[0], sizeof(float));
+        imatrix_accumulate(im, t->name, zero, 1, t->ne[0]); /* creates the entry */
+        free(zero);
     }
     for (int i = 0; i < im->n; i++) {
+        const int layer = atoi(im->e[i].name + 4);
         for (int64_t j = 0; j < im->e[i].n_cols; j++)
-            im->e[i].sum2[j] = (double)(1 + (j * 7 + atoi(im->e[i].name + 4)) % 13) * 512.0;
+            im->e[i].sum2[j] = 512.0 * (double)(1 + (j * 7 + layer) % 13);
         im->e[i].count[0] = 512;
     }
     im->chunk_count = 1;
@@ -870,8 +872,8 @@ static int same_tensors(const char *pa, const char *pb) {
 static void test_hf_source(void) {
     char dir[512], cmd[1024], man[600];
     snprintf(dir, sizeof dir, "%s/fx", t_tmpdir());
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/ref/llama_ref.py make-fixtures '%s' >/dev/null",
-             dir);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 tests/ref/llama_ref.py make-fixtures '%s' >/dev/null", dir);
     if (system(cmd)) {
         T_FAIL_("could not make the fixtures: %s", cmd);
         return;
