@@ -664,7 +664,7 @@ static void test_crash_timeout(void) {
     T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 2 -j 2 --out %s",
                  models_csv, recipes_csv, F), 0);
     T_QC(db, "SELECT error FROM runs WHERE model_id = 'good' AND recipe_id = 'fp32'",
-         "killed by signal 11");
+         "killed by signal 6");
     T_QC(db, "SELECT log_tail FROM runs WHERE model_id = 'good' AND recipe_id = 'fp32'",
          "LOWBIT_TEST_FAULT=crash:good");
     T_QC(db, "SELECT error FROM runs WHERE model_id = 'missing' AND recipe_id = 'fp32'",
