@@ -220,16 +220,22 @@ static int score_cont(struct worker *w, int n, const int *cont, int n_cont, doub
     return 0;
 }
 
-/* score the groups of items[i0, i1) (sorted) from an empty cache */
+/* score the groups of items[i0, i1) (sorted) from an empty cache. no_sharing (the environment
+ * variable LOWBIT_SCORE_NO_SHARING, for measuring what sharing saves): every request runs its
+ * whole input from an empty cache, as a naive scorer would. */
 static int run_segment(struct worker *w, struct item *items, int i0, int i1, long *done,
-                       struct progress *pg) {
+                       struct progress *pg, bool no_sharing) {
     struct fwd_state *s = w->s;
     const int V = s->m->cfg.vocab_size;
     fwd_truncate(s, 0);
     for (int g0 = i0, g1; g0 < i1; g0 = g1) {
         const struct item *head = &items[g0];
-        for (g1 = g0 + 1; g1 < i1; g1++)
+        for (g1 = g0 + 1; g1 < i1 && !no_sharing; g1++)
             if (cmp_tokens(items[g1].ctx, items[g1].n_ctx, head->ctx, head->n_ctx)) break;
+        if (no_sharing) {
+            g1 = g0 + 1;
+            fwd_truncate(s, 0);
+        }
         if (worker_prefill(w, head->ctx, head->n_ctx)) return -1;
         w->n_prev = 0;
         /* the context's last row, as logprob_of computes it (same expression, same bits) */
@@ -349,13 +355,15 @@ int score_requests(struct fwd_state *s, struct lm_request *reqs, int n, bool qui
             goto out;
         }
 
+    const char *ns = getenv("LOWBIT_SCORE_NO_SHARING");
+    const bool no_sharing = ns && *ns && strcmp(ns, "0");
     struct progress pg;
     progress_init(&pg, "score", n, quiet);
     long done = 0;
     int failed = 0;
     if (n_par == 1) {
         for (int k = 0; k < n_seg && !failed; k++)
-            failed = run_segment(&ws[0], items, seg[k], seg[k + 1], &done, &pg) != 0;
+            failed = run_segment(&ws[0], items, seg[k], seg[k + 1], &done, &pg, no_sharing) != 0;
     } else {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_par) reduction(| : failed)
@@ -365,7 +373,7 @@ int score_requests(struct fwd_state *s, struct lm_request *reqs, int n, bool qui
 #pragma omp for schedule(dynamic, 1)
             for (int k = 0; k < n_seg; k++) {
                 if (failed) continue;
-                if (run_segment(w, items, seg[k], seg[k + 1], &done, &pg)) failed = 1;
+                if (run_segment(w, items, seg[k], seg[k + 1], &done, &pg, no_sharing)) failed = 1;
             }
         }
 #endif

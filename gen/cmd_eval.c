@@ -20,6 +20,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "eval/kld.h"
 #include "eval/score.h"
@@ -89,7 +92,11 @@ static const char *kind_name(enum task_kind k) {
 static json_t *num_or_na(double v) { return isfinite(v) && v >= 0 ? json_real(v) : json_string("N/A"); }
 
 /* wikitext: task_build_requests made one request per page (n_ctx 0, cont = the page's tokens);
- * score each with lm-eval's rolling windows and keep the page total in loglik */
+ * score each with lm-eval's rolling windows and keep the page total in loglik. Every window runs
+ * from an empty cache, so pages are independent: with several threads and a small model (as in
+ * score.c: weights <= 64 MiB), pages run concurrently, one state per thread; a page's result is
+ * the same either way. */
+#define PAGES_PAR_MAX_WEIGHT_BYTES ((size_t)64 << 20)
 static int score_pages(struct fwd_state *s, const struct tokenizer *tok, int max_len, bool quiet,
                        struct request_set *rs, struct score_stats *st) {
     const int bos = tokenizer_bos(tok), prefix = bos >= 0 ? bos : tokenizer_eos(tok);
@@ -97,15 +104,51 @@ static int score_pages(struct fwd_state *s, const struct tokenizer *tok, int max
         return err("eval: the tokenizer has neither BOS nor EOS for the rolling windows' prefix");
     memset(st, 0, sizeof *st);
     const double t0 = now_s();
-    for (int i = 0; i < rs->n; i++) {
+    int n_par = LB_MIN(lb_threads(), rs->n);
+    if (model_weight_bytes(s->m) > PAGES_PAR_MAX_WEIGHT_BYTES) n_par = 1;
+    struct fwd_state *states = xcalloc((size_t)LB_MAX(1, n_par), sizeof *states, "page states");
+    if (!states) return -1;
+    int failed = 0, n_init = 0;
+    long done = 0;
+    int64_t fwd = 0;
+    for (; n_init < n_par && n_par > 1; n_init++)
+        if (fwd_init(&states[n_init], s->m, s->n_ctx, s->max_batch)) {
+            failed = 1;
+            break;
+        }
+    const int n_todo = failed ? 0 : rs->n;
+#pragma omp parallel for num_threads(n_par) schedule(dynamic, 1) reduction(| : failed) \
+    reduction(+ : fwd) if (n_par > 1)
+    for (int i = 0; i < n_todo; i++) {
+        if (failed) continue;
+        struct fwd_state *ws = s;
+#ifdef _OPENMP
+        if (n_par > 1) {
+            ws = &states[omp_get_thread_num()];
+            lb_set_threads(1);
+        }
+#endif
         struct lm_request *r = &rs->reqs[i];
         struct score_stats one;
-        if (score_rolling(s, r->cont, r->n_cont, max_len, prefix, &r->loglik, &one)) return -1;
+        if (score_rolling(ws, r->cont, r->n_cont, max_len, prefix, &r->loglik, &one)) {
+            failed = 1;
+            continue;
+        }
         r->greedy = false;
-        st->tokens_forward += one.tokens_forward;
-        st->tokens_naive += one.tokens_naive;
-        cli_progress("score", i + 1, rs->n, t0, quiet);
+        fwd += one.tokens_forward;
+        long d;
+#pragma omp atomic capture
+        d = ++done;
+#ifdef _OPENMP
+        if (omp_get_thread_num() == 0)
+#endif
+            cli_progress("score", d, rs->n, t0, quiet || d == rs->n);
     }
+    for (int k = 0; k < n_init; k++) fwd_release(&states[k]);
+    free(states);
+    cli_progress("score", rs->n, rs->n, t0, quiet || failed);
+    if (failed) return -1;
+    st->tokens_forward = st->tokens_naive = fwd;
     st->n_requests = rs->n;
     st->seconds = now_s() - t0;
     return 0;

@@ -907,6 +907,23 @@ static void test_cli_json(void) {
          json_integer_value(json_object_get(tm, "tokens_naive")));
     json_decref(j);
 
+    /* wikitext pages on one thread and on two (pages in parallel): the same numbers */
+    double wp[2] = {0, 1};
+    const int threads = lb_threads();
+    for (int t = 0; t < 2; t++) {
+        char *wv[] = {"eval", "--model", model, "--tasks", "wikitext", "--limit", "3", "--ctx",
+                      "64", "--data", data, "--json", json, "--quiet", "--threads", t ? "2" : "1"};
+        saved = mute_stdout();
+        T_EQ_INT(cmd_eval((int)LB_ARRAY_LEN(wv), wv), 0);
+        unmute_stdout(saved);
+        j = json_load_file(json, 0, NULL);
+        json_t *w = json_object_get(json_object_get(j, "results"), "wikitext");
+        wp[t] = json_number_value(json_object_get(w, "word_perplexity,none"));
+        json_decref(j);
+    }
+    lb_set_threads(threads);
+    T_OK(wp[0] > 1 && wp[0] == wp[1]);
+
     /* kld: computes the base once, then reads it from the cache */
     char *kd[] = {"kld", "--base", model, "--model", q80, "--tokenizer", tokp, "--text", text,
                   "--ctx", "64", "--chunks", "4", "--cache", cache, "--json", kjson, "--quiet"};
