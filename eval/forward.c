@@ -19,6 +19,7 @@
 #include <omp.h>
 #endif
 
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 
 /* below this many element-operations a loop runs on one thread: waking a team costs more, and on a
@@ -36,7 +37,6 @@ void fwd_release(struct fwd_state *s) {
     free(s->att_out);
     free(s->gate);
     free(s->up);
-    free(s->scores);
     free(s->rope_cos);
     free(s->rope_sin);
     memset(s, 0, sizeof *s);
@@ -75,9 +75,13 @@ int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batc
     const size_t B = (size_t)max_batch, D = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     const size_t half = (size_t)c->head_dim / 2;
-    const size_t cache = (size_t)c->n_layers * (size_t)n_ctx * kvd;
-    s->k_cache = xcalloc(cache, sizeof(float), "the key cache");
-    s->v_cache = xcalloc(cache, sizeof(float), "the value cache");
+    s->ldk = attn_ldk(n_ctx);
+    s->ldv = attn_ldv(c->head_dim);
+    s->kt_head = (int64_t)c->head_dim * s->ldk;
+    s->v_head = (int64_t)n_ctx * s->ldv;
+    const size_t heads = (size_t)c->n_layers * (size_t)c->n_kv_heads;
+    s->k_cache = xcalloc(heads * (size_t)s->kt_head, sizeof(float), "the key cache");
+    s->v_cache = xcalloc(heads * (size_t)s->v_head, sizeof(float), "the value cache");
     s->x = xcalloc(B * D, sizeof(float), "activations");
     s->xn = xcalloc(B * LB_MAX(D, qd), sizeof(float), "activations");
     s->q = xcalloc(B * qd, sizeof(float), "queries");
@@ -149,65 +153,39 @@ static void rope(float *x, int T, int n_heads, int hd, int pos0, const float *co
     }
 }
 
-static float dot(const float *a, const float *b, int n) {
-    float acc[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-/* causal attention for T queries at positions pos0.. over the layer's cache [0, pos0+T);
- * scratch holds n_threads rows of pos0+T scores */
-static void attention(struct fwd_state *s, int layer, int T, int pos0, float *scratch) {
+/* append the T new keys and values to layer l's cache in the attention kernel's layout
+ * (kernels/attention.h): keys transposed per kv head, values in rows of ldv */
+static void cache_store(struct fwd_state *s, int l, int T, int pos0) {
     const struct model_config *c = &s->m->cfg;
-    const int hd = c->head_dim, nh = c->n_heads, g = c->n_heads / c->n_kv_heads;
-    const size_t kvd = (size_t)c->n_kv_heads * hd, qd = (size_t)nh * hd;
-    const float *kc = s->k_cache + (size_t)layer * s->n_ctx * kvd;
-    const float *vc = s->v_cache + (size_t)layer * s->n_ctx * kvd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const int n_keys_max = pos0 + T;
-    (void)n_keys_max; /* unused without OpenMP */
-#pragma omp parallel if ((size_t)T * n_keys_max * qd >= PAR_MIN_WORK)
-    {
-#ifdef _OPENMP
-        float *sc = scratch + (size_t)omp_get_thread_num() * n_keys_max;
-#else
-        float *sc = scratch;
-#endif
-#pragma omp for schedule(dynamic, 4) collapse(2)
-        for (int t = 0; t < T; t++)
-            for (int h = 0; h < nh; h++) {
-                const float *q = s->q + (size_t)t * qd + (size_t)h * hd;
-                const size_t ko = (size_t)(h / g) * hd;
-                const int n_keys = pos0 + t + 1;
-                float mx = -INFINITY;
-                for (int j = 0; j < n_keys; j++) {
-                    sc[j] = dot(q, kc + (size_t)j * kvd + ko, hd) * scale;
-                    if (sc[j] > mx) mx = sc[j];
-                }
-                float sum = 0;
-                for (int j = 0; j < n_keys; j++) {
-                    sc[j] = expf(sc[j] - mx);
-                    sum += sc[j];
-                }
-                const float inv = 1.0f / sum;
-                float *o = s->att_out + (size_t)t * qd + (size_t)h * hd;
-                for (int i = 0; i < hd; i++) o[i] = 0;
-                for (int j = 0; j < n_keys; j++) {
-                    const float p = sc[j] * inv;
-                    const float *vr = vc + (size_t)j * kvd + ko;
-                    for (int i = 0; i < hd; i++) o[i] += p * vr[i];
-                }
+    const int hd = c->head_dim, nkv = c->n_kv_heads;
+    const int64_t kvd = (int64_t)nkv * hd;
+    for (int g = 0; g < nkv; g++) {
+        float *kt = s->k_cache + ((int64_t)l * nkv + g) * s->kt_head;
+        float *vc = s->v_cache + ((int64_t)l * nkv + g) * s->v_head;
+        /* blocks of 64 positions: contiguous stores, the 64 source rows stay in L1 across i */
+        for (int t0 = 0; t0 < T; t0 += 64) {
+            const int t1 = LB_MIN(T, t0 + 64);
+            for (int i = 0; i < hd; i++) {
+                const float *kr = s->k + (int64_t)g * hd + i;
+                float *dst = kt + i * s->ldk + pos0;
+                for (int t = t0; t < t1; t++) dst[t] = kr[t * kvd];
             }
+        }
+        for (int t = 0; t < T; t++)
+            memcpy(vc + (int64_t)(pos0 + t) * s->ldv, s->v + t * kvd + (int64_t)g * hd,
+                   (size_t)hd * sizeof(float));
     }
 }
 
-static void mm(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T) {
+static void mm_out(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T) {
     matmul(y, x, w, T);
     s->flops += 2.0 * T * (double)w->ne[0] * (double)tensor_nrows(w);
+}
+
+/* a layer matmul: the hook sees its input */
+static void mm(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T) {
+    if (s->mm_hook && !s->hook_failed && s->mm_hook(s->mm_hook_ctx, w, x, T)) s->hook_failed = true;
+    mm_out(s, y, x, w, T);
 }
 
 /* one piece of at most max_batch tokens at pos0 = s->n_past */
@@ -218,9 +196,16 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
     const int D = c->dim, H = c->hidden_dim, hd = c->head_dim;
     const size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd;
     const int pos0 = s->n_past;
-    const size_t n_scratch = (size_t)lb_threads() * (size_t)(pos0 + T);
-    float *scratch = malloc(n_scratch * sizeof(float));
-    if (!scratch) return err("out of memory: %zu attention scores", n_scratch);
+    s->hook_failed = false;
+    const struct attn_shape as = {.T = T,
+                                  .pos0 = pos0,
+                                  .n_heads = c->n_heads,
+                                  .n_kv_heads = c->n_kv_heads,
+                                  .head_dim = hd,
+                                  .ldk = s->ldk,
+                                  .ldv = s->ldv,
+                                  .kt_head = s->kt_head,
+                                  .v_head = s->v_head};
 
     for (int t = 0; t < T; t++) tensor_row_to_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
 
@@ -235,10 +220,11 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
         add_bias(s->v, L->bv.data, T, (int)kvd);
         rope(s->q, T, c->n_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
         rope(s->k, T, c->n_kv_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
-        const size_t off = ((size_t)l * s->n_ctx + pos0) * kvd;
-        memcpy(s->k_cache + off, s->k, (size_t)T * kvd * sizeof(float));
-        memcpy(s->v_cache + off, s->v, (size_t)T * kvd * sizeof(float));
-        attention(s, l, T, pos0, scratch);
+        cache_store(s, l, T, pos0);
+        const int64_t lo = (int64_t)l * c->n_kv_heads;
+        if (attention(s->att_out, s->q, s->k_cache + lo * s->kt_head, s->v_cache + lo * s->v_head,
+                      &as))
+            return -1;
         s->flops += 4.0 * hd * c->n_heads * ((double)T * pos0 + (double)T * (T + 1) / 2);
         mm(s, s->xn, s->att_out, &L->wo, T);
         for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
@@ -256,15 +242,15 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
         mm(s, s->xn, s->gate, &L->w_down, T);
         for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
     }
-    free(scratch);
+    if (s->hook_failed) return -1;
     s->n_past += T;
     if (!logits) return 0;
     if (last_only) {
         rmsnorm(s->xn, s->x + (size_t)(T - 1) * D, m->out_norm.data, 1, D, c->norm_eps);
-        mm(s, logits, s->xn, &m->output, 1);
+        mm_out(s, logits, s->xn, &m->output, 1);
     } else {
         rmsnorm(s->xn, s->x, m->out_norm.data, T, D, c->norm_eps);
-        mm(s, logits, s->xn, &m->output, T);
+        mm_out(s, logits, s->xn, &m->output, T);
     }
     return 0;
 }

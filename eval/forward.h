@@ -6,8 +6,9 @@
  * tokens[t]). Scoring a text is one call from pos0 = 0; generation is one call per token; prefix
  * sharing (the same context for several continuations) is a call for the context, then
  * fwd_truncate() back to its length before each continuation.
- * Shapes: T = n_tok, D = dim, hd = head_dim, kvd = n_kv_heads*hd. The cache holds fp32 K and V,
- * [n_layers][n_ctx][kvd]. Scratch is sized for max_batch tokens per call; longer calls are
+ * Shapes: T = n_tok, D = dim, hd = head_dim, kvd = n_kv_heads*hd. The cache holds fp32 K and V
+ * per layer in kernels/attention.h's layout: keys transposed [n_kv_heads][hd][ldk], values
+ * [n_kv_heads][n_ctx][ldv]. Scratch is sized for max_batch tokens per call; longer calls are
  * processed in max_batch pieces. Results are identical for any thread count. */
 #ifndef EVAL_FORWARD_H
 #define EVAL_FORWARD_H
@@ -18,11 +19,17 @@ struct fwd_state {
     int n_ctx, max_batch;
     int n_past; /* positions held in the cache */
     float *k_cache, *v_cache;
+    int64_t ldk, ldv, kt_head, v_head; /* the cache layout (kernels/attention.h) */
     /* scratch, max_batch rows each */
-    float *x, *xn, *q, *k, *v, *att_out, *gate, *up, *scores;
+    float *x, *xn, *q, *k, *v, *att_out, *gate, *up;
     float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
     /* FLOPs of the matmuls and attention done so far (for GFLOP/s reports) */
     double flops;
+    /* optional: called with every layer matmul's input x [T][K] before the product (K =
+     * w->ne[0]; not for the output layer); nonzero makes forward() fail with its message */
+    int (*mm_hook)(void *ctx, const struct tensor *w, const float *x, int T);
+    void *mm_hook_ctx;
+    bool hook_failed;
 };
 
 int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch);

@@ -1,10 +1,8 @@
 /* quant/imatrix.c: importance matrices (imatrix.h): collection, llama.cpp's file formats.
  *
- * Collection replays the decoder of eval/forward.c one layer at a time (forward() exposes no
- * per-matmul hook), taking every matmul input on the way: the rope tables, caches and scratch
- * come from fwd_init, and the arithmetic repeats forward.c's (RMSNorm in double, rotary pairs by
- * m->cfg.rope_style, causal GQA softmax in fp32, SwiGLU), so the activations are those of
- * forward(); tests/test_quants.c checks the replay's logits against forward()'s. Sources:
+ * Collection runs forward() over chunks of the text with its per-matmul hook, which hands every
+ * layer matmul's input [T][K] to imatrix_accumulate under the weight's name (the output layer is
+ * not collected, as in llama.cpp's default). Sources:
  * llama.cpp de3ff81 tools/imatrix/imatrix.cpp (collect_imatrix, save_imatrix) and
  * common/imatrix-loader.cpp (both file formats). */
 #include "quant/imatrix.h"
@@ -119,153 +117,9 @@ int imatrix_weights(const struct imatrix *im, const char *name, int64_t n_cols, 
 
 /* ===== collection ===== */
 
-static void rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps) {
-#pragma omp parallel for schedule(static) if ((size_t)T * n >= (1 << 16))
-    for (int t = 0; t < T; t++) {
-        const float *xr = x + (size_t)t * n;
-        float *o = out + (size_t)t * n;
-        double ss = 0;
-        for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
-        const float scale = (float)(1.0 / sqrt(ss / n + eps));
-        for (int i = 0; i < n; i++) o[i] = xr[i] * scale * w[i];
-    }
-}
-
-static void add_bias(float *y, const struct tensor *b, int T, int n) {
-    if (!b->data) return;
-    const float *bv = b->data;
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < n; i++) y[(size_t)t * n + i] += bv[i];
-}
-
-static void rope(float *x, int T, int n_heads, int hd, const struct fwd_state *s,
-                 enum rope_style style) {
-    const int half = hd / 2;
-    for (int t = 0; t < T; t++) {
-        const float *cs = s->rope_cos + (size_t)t * half, *sn = s->rope_sin + (size_t)t * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + ((size_t)t * n_heads + h) * hd;
-            for (int i = 0; i < half; i++) {
-                const int a = style == ROPE_NORM ? 2 * i : i;
-                const int b = style == ROPE_NORM ? 2 * i + 1 : i + half;
-                const float x0 = v[a], x1 = v[b];
-                v[a] = x0 * cs[i] - x1 * sn[i];
-                v[b] = x0 * sn[i] + x1 * cs[i];
-            }
-        }
-    }
-}
-
-static float dot8(const float *a, const float *b, int n) {
-    float acc[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-/* causal attention of T positions from 0 over k/v [T][kvd] into out [T][qd] */
-static int attend(const struct model_config *c, const float *q, const float *k, const float *v,
-                  float *out, int T) {
-    const int hd = c->head_dim, nh = c->n_heads, g = c->n_heads / c->n_kv_heads;
-    const size_t kvd = (size_t)c->n_kv_heads * hd, qd = (size_t)nh * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    int bad = 0;
-#pragma omp parallel reduction(| : bad)
-    {
-        float *sc = malloc((size_t)T * sizeof *sc);
-        if (!sc) bad = 1;
-#pragma omp for schedule(dynamic, 4) collapse(2)
-        for (int t = 0; t < T; t++)
-            for (int h = 0; h < nh; h++) {
-                if (!sc) continue;
-                const float *qr = q + (size_t)t * qd + (size_t)h * hd;
-                const size_t ko = (size_t)(h / g) * hd;
-                float mx = -INFINITY, sum = 0;
-                for (int j = 0; j <= t; j++) {
-                    sc[j] = dot8(qr, k + (size_t)j * kvd + ko, hd) * scale;
-                    if (sc[j] > mx) mx = sc[j];
-                }
-                for (int j = 0; j <= t; j++) {
-                    sc[j] = expf(sc[j] - mx);
-                    sum += sc[j];
-                }
-                const float inv = 1.0f / sum;
-                float *o = out + (size_t)t * qd + (size_t)h * hd;
-                for (int i = 0; i < hd; i++) o[i] = 0;
-                for (int j = 0; j <= t; j++) {
-                    const float p = sc[j] * inv;
-                    const float *vr = v + (size_t)j * kvd + ko;
-                    for (int i = 0; i < hd; i++) o[i] += p * vr[i];
-                }
-            }
-        free(sc);
-    }
-    return bad ? err("out of memory for attention scores") : 0;
-}
-
-/* one chunk of T tokens from position 0; accumulates every blk.* matmul input. With logits
- * (T*vocab floats) also computes the output layer (tests compare it with forward()). */
-static int replay_chunk(struct imatrix *im, struct fwd_state *s, const int *tok, int T,
-                        float *logits) {
-    const struct model *m = s->m;
-    const struct model_config *c = &m->cfg;
-    const int D = c->dim, H = c->hidden_dim, hd = c->head_dim;
-    const size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd;
-    for (int t = 0; t < T; t++) tensor_row_to_f32(&m->tok_embd, tok[t], s->x + (size_t)t * D);
-#define ACC(w, x, n) \
-    if (imatrix_accumulate(im, (w).name, (x), T, (n))) return -1
-    for (int l = 0; l < c->n_layers; l++) {
-        const struct layer *L = &m->layers[l];
-        rmsnorm(s->xn, s->x, L->attn_norm.data, T, D, c->norm_eps);
-        ACC(L->wq, s->xn, D);
-        ACC(L->wk, s->xn, D);
-        ACC(L->wv, s->xn, D);
-        matmul(s->q, s->xn, &L->wq, T);
-        matmul(s->k, s->xn, &L->wk, T);
-        matmul(s->v, s->xn, &L->wv, T);
-        add_bias(s->q, &L->bq, T, (int)qd);
-        add_bias(s->k, &L->bk, T, (int)kvd);
-        add_bias(s->v, &L->bv, T, (int)kvd);
-        rope(s->q, T, c->n_heads, hd, s, c->rope_style);
-        rope(s->k, T, c->n_kv_heads, hd, s, c->rope_style);
-        if (attend(c, s->q, s->k, s->v, s->att_out, T)) return -1;
-        ACC(L->wo, s->att_out, (int64_t)qd);
-        matmul(s->xn, s->att_out, &L->wo, T);
-        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
-        rmsnorm(s->xn, s->x, L->ffn_norm.data, T, D, c->norm_eps);
-        ACC(L->w_gate, s->xn, D);
-        ACC(L->w_up, s->xn, D);
-        matmul(s->gate, s->xn, &L->w_gate, T);
-        matmul(s->up, s->xn, &L->w_up, T);
-        for (size_t j = 0; j < (size_t)T * H; j++) {
-            const float gv = s->gate[j];
-            s->gate[j] = gv / (1.0f + expf(-gv)) * s->up[j];
-        }
-        ACC(L->w_down, s->gate, H);
-        matmul(s->xn, s->gate, &L->w_down, T);
-        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
-    }
-#undef ACC
-    if (logits) {
-        rmsnorm(s->xn, s->x, m->out_norm.data, T, D, c->norm_eps);
-        matmul(logits, s->xn, &m->output, T);
-    }
-    return 0;
-}
-
-/* for tests: the replay's logits of one chunk (T <= n_ctx) */
-int imatrix_replay_logits(const struct model *m, const int *tok, int T, float *logits);
-int imatrix_replay_logits(const struct model *m, const int *tok, int T, float *logits) {
-    struct imatrix im = IMATRIX_INIT;
-    struct fwd_state s;
-    if (fwd_init(&s, m, T, T)) return -1;
-    int rc = replay_chunk(&im, &s, tok, T, logits);
-    fwd_release(&s);
-    imatrix_release(&im);
-    return rc;
+/* forward()'s hook: every layer matmul's input, accumulated under the weight's name */
+static int collect_hook(void *ctx, const struct tensor *w, const float *x, int T) {
+    return imatrix_accumulate(ctx, w->name, x, T, w->ne[0]);
 }
 
 int imatrix_collect(struct imatrix *im, const struct model *m, const int *tokens, int n_tokens,
@@ -279,12 +133,15 @@ int imatrix_collect(struct imatrix *im, const struct model *m, const int *tokens
                    im->chunk_size);
     struct fwd_state s;
     if (fwd_init(&s, m, n_ctx, n_ctx)) return -1;
+    s.mm_hook = collect_hook;
+    s.mm_hook_ctx = im;
     int *chunk = malloc((size_t)n_ctx * sizeof *chunk), rc = chunk ? 0 : err("out of memory");
     const double t0 = now_s();
     for (int i = 0; !rc && i < n_chunk; i++) {
         memcpy(chunk, tokens + (size_t)i * n_ctx, (size_t)n_ctx * sizeof *chunk);
         if (bos >= 0) chunk[0] = bos;
-        rc = replay_chunk(im, &s, chunk, n_ctx, NULL);
+        fwd_truncate(&s, 0);
+        rc = forward(&s, chunk, n_ctx, NULL, false);
         im->chunk_count++;
         if (!quiet && isatty(2))
             fprintf(stderr, "\rimatrix: chunk %d/%d (%.1f s)", i + 1, n_chunk, now_s() - t0);

@@ -27,6 +27,7 @@
 #define T_X86 0
 #endif
 
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/qint.h"
 #include "t.h"
@@ -296,6 +297,100 @@ static void test_other_dtypes(void) {
     check_threads(&w, 64);
     free(wf);
     free(buf);
+}
+
+/* ---- attention (kernels/attention.c) ---- */
+
+static uint64_t att_rng = 88172645463325252ull;
+static float att_uniform(void) { /* [-1, 1) */
+    att_rng ^= att_rng << 13, att_rng ^= att_rng >> 7, att_rng ^= att_rng << 17;
+    return (float)((att_rng >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+struct att_case {
+    int nh, nkv, hd, T, pos0;
+};
+
+/* a cache of pos0 + T + 3 positions; keys past the last one and value rows past it are NaN (the
+ * fast path must mask or never read them); out has a canary row after T */
+static double att_run(const struct att_case *c, int check_threads) {
+    const int n_ctx = c->pos0 + c->T + 3, nk = c->pos0 + c->T;
+    const int64_t ldk = attn_ldk(n_ctx), ldv = attn_ldv(c->hd), qd = (int64_t)c->nh * c->hd;
+    const struct attn_shape s = {.T = c->T, .pos0 = c->pos0, .n_heads = c->nh,
+                                 .n_kv_heads = c->nkv, .head_dim = c->hd, .ldk = ldk, .ldv = ldv,
+                                 .kt_head = c->hd * ldk, .v_head = n_ctx * ldv};
+    float *q = malloc(sizeof(float) * (size_t)(c->T * qd));
+    float *kt = malloc(sizeof(float) * (size_t)(c->nkv * s.kt_head));
+    float *v = malloc(sizeof(float) * (size_t)(c->nkv * s.v_head));
+    float *o_ref = malloc(sizeof(float) * (size_t)(c->T * qd));
+    float *o = malloc(sizeof(float) * (size_t)((c->T + 1) * qd));
+    float *o2 = malloc(sizeof(float) * (size_t)((c->T + 1) * qd));
+    for (int64_t i = 0; i < c->T * qd; i++) q[i] = 3 * att_uniform();
+    for (int g = 0; g < c->nkv; g++)
+        for (int i = 0; i < c->hd; i++)
+            for (int64_t j = 0; j < ldk; j++)
+                kt[g * s.kt_head + i * ldk + j] = j < nk ? att_uniform() : NAN;
+    for (int g = 0; g < c->nkv; g++)
+        for (int j = 0; j < n_ctx; j++)
+            for (int64_t i = 0; i < ldv; i++)
+                v[g * s.v_head + j * ldv + i] = j >= nk ? NAN : i < c->hd ? att_uniform() : 0;
+    for (int64_t i = 0; i < (c->T + 1) * qd; i++) o[i] = o2[i] = -7.0f;
+    attention_ref(o_ref, q, kt, v, &s);
+    const int saved = lb_threads();
+    lb_set_threads(1);
+    T_EQ_INT(attention(o, q, kt, v, &s), 0);
+    double md = 0;
+    for (int64_t i = 0; i < c->T * qd; i++) {
+        const double d = fabs((double)o[i] - o_ref[i]);
+        md = d > md || d != d ? d : md;
+    }
+    for (int64_t i = c->T * qd; i < (c->T + 1) * qd; i++) T_OK(o[i] == -7.0f);
+    if (check_threads) {
+        lb_set_threads(2);
+        T_EQ_INT(attention(o2, q, kt, v, &s), 0);
+        T_OK(!memcmp(o, o2, sizeof(float) * (size_t)(c->T * qd)));
+    }
+    lb_set_threads(saved);
+    free(q), free(kt), free(v), free(o_ref), free(o), free(o2);
+    return md;
+}
+
+/* the fast path against attention_ref: head sizes that are and are not whole vectors, GQA, single
+ * tokens (decode), partial query blocks, continuations after a cached prefix; 1 and 2 threads
+ * give the same bits */
+static void test_attention_sweep(void) {
+    static const int heads[][3] = {{1, 1, 8}, {4, 2, 16}, {3, 1, 24}, {6, 2, 64}, {2, 2, 80},
+                                   {2, 1, 128}};
+    static const int tp[][2] = {{1, 0}, {1, 37}, {5, 0}, {6, 0}, {7, 3}, {13, 31}, {37, 33},
+                                {64, 0}};
+    double worst = 0;
+    for (size_t a = 0; a < LB_ARRAY_LEN(heads); a++)
+        for (size_t b = 0; b < LB_ARRAY_LEN(tp); b++) {
+            const struct att_case c = {heads[a][0], heads[a][1], heads[a][2], tp[b][0], tp[b][1]};
+            const double md = att_run(&c, b % 2);
+            if (!(md <= 2e-6))
+                T_FAIL_("attention %s nh %d nkv %d hd %d T %d pos0 %d: max|fast - ref| %.3g",
+                        kernels_isa(), c.nh, c.nkv, c.hd, c.T, c.pos0, md);
+            worst = md > worst ? md : worst;
+        }
+    printf("  attention (%s) vs attention_ref: max|diff| %.3g over %zu shapes\n", kernels_isa(),
+           worst, LB_ARRAY_LEN(heads) * LB_ARRAY_LEN(tp));
+}
+
+/* attn_exp against exp in double over [-100, 0]: within 3e-7 relative (about 2 ulp) above -87.3, 0 below, NaN stays */
+static void test_attn_exp(void) {
+    double worst = 0;
+    for (int i = 0; i <= 1000000; i++) {
+        const float x = -100.0f * (float)i / 1000000;
+        const double want = x < -87.3f ? 0 : exp((double)x), got = attn_exp(x);
+        const double rel = want ? fabs(got - want) / want : fabs(got);
+        worst = rel > worst ? rel : worst;
+    }
+    T_OK(worst < 3e-7);
+    T_OK(attn_exp(0) == 1.0f);
+    T_OK(attn_exp(-INFINITY) == 0);
+    T_OK(isnan(attn_exp(NAN)));
+    printf("  attn_exp vs exp: max relative error %.3g\n", worst);
 }
 
 /* ---- ISA paths ---- */
@@ -571,6 +666,7 @@ int main(int argc, char **argv) {
         T_RUN(test_sweep_int_exact);
         T_RUN(test_big_shapes);
         T_RUN(test_threads_deterministic);
+        T_RUN(test_attention_sweep);
         return t_failed != 0;
     }
     T_RUN(test_fp16_roundtrip);
@@ -584,6 +680,8 @@ int main(int argc, char **argv) {
     T_RUN(test_big_shapes);
     T_RUN(test_threads_deterministic);
     T_RUN(test_other_dtypes);
+    T_RUN(test_attention_sweep);
+    T_RUN(test_attn_exp);
     T_RUN(test_isa_paths);
     T_RUN(test_fma_peak);
     return T_DONE();
