@@ -128,6 +128,12 @@ static void rmsnorm(float *out, const float *x, const float *w, int T, int n, fl
     }
 }
 
+/* x += y over n floats */
+static void residual_add(float *x, const float *y, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_WORK)
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
 static void add_bias(float *y, const float *b, int T, int n) {
     if (!b) return;
     for (int t = 0; t < T; t++)
@@ -138,6 +144,7 @@ static void add_bias(float *y, const float *b, int T, int n) {
 static void rope(float *x, int T, int n_heads, int hd, int pos0, const float *cosv,
                  const float *sinv, enum rope_style style) {
     const int half = hd / 2;
+#pragma omp parallel for schedule(static) if ((size_t)T * n_heads * hd >= PAR_MIN_WORK)
     for (int t = 0; t < T; t++) {
         const float *cs = cosv + (size_t)(pos0 + t) * half, *sn = sinv + (size_t)(pos0 + t) * half;
         for (int h = 0; h < n_heads; h++) {
@@ -159,6 +166,7 @@ static void cache_store(struct fwd_state *s, int l, int T, int pos0) {
     const struct model_config *c = &s->m->cfg;
     const int hd = c->head_dim, nkv = c->n_kv_heads;
     const int64_t kvd = (int64_t)nkv * hd;
+#pragma omp parallel for schedule(static) if ((size_t)T * kvd >= PAR_MIN_WORK)
     for (int g = 0; g < nkv; g++) {
         float *kt = s->k_cache + ((int64_t)l * nkv + g) * s->kt_head;
         float *vc = s->v_cache + ((int64_t)l * nkv + g) * s->v_head;
@@ -227,7 +235,7 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
             return -1;
         s->flops += 4.0 * hd * c->n_heads * ((double)T * pos0 + (double)T * (T + 1) / 2);
         mm(s, s->xn, s->att_out, &L->wo, T);
-        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
+        residual_add(s->x, s->xn, (size_t)T * D);
 
         rmsnorm(s->xn, s->x, L->ffn_norm.data, T, D, c->norm_eps);
         mm(s, s->gate, s->xn, &L->w_gate, T);
@@ -240,7 +248,7 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
                 s->gate[j] = gv / (1.0f + expf(-gv)) * s->up[j];
             }
         mm(s, s->xn, s->gate, &L->w_down, T);
-        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] += s->xn[i];
+        residual_add(s->x, s->xn, (size_t)T * D);
     }
     if (s->hook_failed) return -1;
     s->n_past += T;
