@@ -83,14 +83,19 @@ test: $(BIN) $(TEST_BIN)
 check:
 	$(MAKE) test BUILD=out/build-check BIN=out/lowbit-check SANITIZE=address,undefined CFLAGS="-O1 -g"
 
-bench: $(BIN)
+# render speed (10,000 synthetic runs) after the engine's
+$(BUILD)/tests/bench_render: tests/render_fixture.h
+$(BUILD)/tests/test_render: tests/render_fixture.h
+
+bench: $(BIN) $(BUILD)/tests/bench_render
 	@sh tests/bench.sh $(BIN)
+	@$(BUILD)/tests/bench_render $(BIN)
 
 # ---- the pipeline (README "The pipeline"): make report [FULL=1] [REPORT_JOBS=N] ----
 # gen/schema.sql is compiled into the binary (gen/db.c includes schema.inc). version.inc (rewritten
 # only when it changes) holds `git describe` and the code hash in every job key: the sources that
 # compute a job's numbers, the compiler and its flags (not the site, docs or tests).
-CODE_SRC = $(sort $(wildcard kernels/*.[ch] eval/*.[ch] quant/*.[ch])) gen/job.c gen/plan.c \
+CODE_SRC = $(sort $(wildcard kernels/*.[ch] kernels/*.inc eval/*.[ch] quant/*.[ch])) gen/job.c gen/plan.c \
            gen/pipeline.h gen/cmd_eval.c gen/cmd_ppl.c gen/cli.c gen/cli.h
 $(BUILD)/gen/schema.inc: gen/schema.sql
 	@mkdir -p $(dir $@)

@@ -192,8 +192,11 @@ int kld_base_write(struct fwd_state *s, const int *chunks, int n_chunks, int n_c
         return err("kld: %d chunks of %d tokens with a model state of context %d", n_chunks, n_ctx,
                    s->n_ctx);
     if ((unsigned)dtype >= KLD_DTYPE_COUNT) return err("kld: unknown log-prob dtype %d", dtype);
+    /* a temporary name of our own beside the target (concurrent writers of one cache never
+     * share it), fsync'd, then renamed over the target: readers see the old file or the whole
+     * new one */
     char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+    if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp)
         return err("%s: path too long", path);
     struct hdr h = {0};
     memcpy(h.magic, KLD_MAGIC, 8);
@@ -215,13 +218,16 @@ int kld_base_write(struct fwd_state *s, const int *chunks, int n_chunks, int n_c
     w.rows = xmalloc(chunk_bytes, "a chunk of base log-probs");
     w.lp = xcalloc((size_t)V, sizeof(float), "a log-prob row");
     FILE *f = NULL;
-    int ret = -1;
+    int ret = -1, fd = -1;
+    bool made = false;
     if (!logits || !w.rows || !w.lp) goto out;
-    f = fopen(tmp, "wb");
-    if (!f) {
+    fd = mkstemp(tmp);
+    if (fd < 0 || !(f = fdopen(fd, "wb"))) {
         err("%s: cannot create: %s", tmp, strerror(errno));
+        if (fd >= 0) close(fd), remove(tmp);
         goto out;
     }
+    made = true;
     uint64_t sum = kld_hash_bytes(&h, sizeof h, 0);
     const size_t tok_bytes = (size_t)n_chunks * n_ctx * sizeof(int);
     sum = kld_hash_bytes(chunks, tok_bytes, sum);
@@ -238,7 +244,9 @@ int kld_base_write(struct fwd_state *s, const int *chunks, int n_chunks, int n_c
             if (c + 1 == n_chunks) fputc('\n', stderr);
         }
     }
-    if (fwrite(&sum, 8, 1, f) != 1) goto io;
+    if (fwrite(&sum, 8, 1, f) != 1 || fflush(f) || fsync(fileno(f)) ||
+        fchmod(fileno(f), 0644))
+        goto io;
     if (fclose(f)) {
         f = NULL;
         goto io;
@@ -254,7 +262,7 @@ io:
     err("%s: write error: %s", tmp, strerror(errno));
 out:
     if (f) fclose(f);
-    if (ret) remove(tmp);
+    if (ret && made) remove(tmp);
     free(logits);
     free(w.rows);
     free(w.lp);

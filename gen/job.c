@@ -20,6 +20,7 @@
  *   num_fewshot, add_bos, ctx}], provenance {key: string}. */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
@@ -32,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "eval/kld.h"
 #include "eval/sha256.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
@@ -571,6 +573,47 @@ static double pct(json_t *arr, double frac) {
     return NAN;
 }
 
+/* the file-name part `lowbit kld` starts its cache files with: the base path's last component,
+ * at most 64 bytes (gen/cmd_eval.c: "%.64s-<fingerprint>-<tokens>-c<ctx>-k<chunks>.<dtype>.kld") */
+static void kld_cache_prefix(const char *base, char *out, size_t size) {
+    char b[PIPE_PATH_MAX];
+    snprintf(b, sizeof b, "%s", base);
+    size_t n = strlen(b);
+    while (n > 1 && b[n - 1] == '/') b[--n] = 0; /* an HF directory given as "dir/" */
+    const char *name = strrchr(b, '/');
+    name = name && name[1] ? name + 1 : b;
+    snprintf(out, size, "%.64s", name);
+}
+
+/* remove the cached base files of this base (prefix-*.kld) whose header or size is wrong (a
+ * file cut short by a crash: kld_base_write renames its temporary file without fsync, so after a
+ * power loss the name can hold fewer bytes), so `lowbit kld` computes them again instead of
+ * failing on them every time. Called with the base's lock held: no pipeline job is writing. */
+static void kld_cache_sweep(const char *cache, const char *prefix) {
+    DIR *d = opendir(cache);
+    if (!d) return;
+    const size_t np = strlen(prefix);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *name = e->d_name;
+        const size_t n = strlen(name);
+        if (n <= np + 5 || strncmp(name, prefix, np) || name[np] != '-' ||
+            strcmp(name + n - 4, ".kld"))
+            continue;
+        char path[PIPE_PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/%s", cache, name);
+        struct kld_base_info info;
+        err_set_quiet(true); /* said below, once */
+        const int bad = kld_base_info(path, &info);
+        err_set_quiet(false);
+        if (!bad) continue;
+        if (!unlink(path))
+            printf("job: kld: removed the invalid cached base log-probs %s (%s); computing them "
+                   "again\n", path, err_last());
+    }
+    closedir(d);
+}
+
 static int eval_kld(const struct eval_ctx *c, bool ppl_too, struct result *r, char *msg,
                     size_t msz) {
     const struct eval_spec *ev = &c->j->ev;
@@ -605,10 +648,21 @@ static int eval_kld(const struct eval_ctx *c, bool ppl_too, struct result *r, ch
     av_add(&a, "--json");
     av_add(&a, json_path);
     common_opts(&a, c);
-    /* jobs of one model share the base's cached log-probs: one computes them, the others wait */
-    snprintf(lock, sizeof lock, "%s/%s.lock", cache, c->j->model_sha);
+    /* jobs of one model share the base's cached log-probs: one computes them, the others wait.
+     * The lock is named by what names the cache file (`lowbit kld` names it by the base's file
+     * name, weights fingerprint and tokens), so two model rows that differ only in bytes the
+     * fingerprint ignores (GGUF metadata, another directory) still take turns. */
+    char bname[65], lhex[65];
+    kld_cache_prefix(c->base, bname, sizeof bname);
+    struct sha256 lh;
+    sha256_init(&lh);
+    sha256_update(&lh, bname, strlen(bname));
+    sha256_hex(&lh, lhex);
+    snprintf(lock, sizeof lock, "%s/base-%.16s.lock", cache, lhex);
     int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd >= 0) flock(fd, LOCK_EX);
+    if (fd >= 0)
+        while (flock(fd, LOCK_EX) && errno == EINTR) {}
+    kld_cache_sweep(cache, bname);
     printf("job: lowbit kld --base %s --ctx %d --chunks %d\n", c->base, PIPE_PPL_CTX,
            ev->limit[PIPE_KLD]);
     fflush(stdout);
@@ -648,6 +702,209 @@ static int eval_kld(const struct eval_ctx *c, bool ppl_too, struct result *r, ch
     return 0;
 }
 
+/* ===== how to reproduce the run ===== */
+
+/* s as one POSIX shell word: as is when plain, else in single quotes ('\'' for a quote) */
+static void sh_word(FILE *f, const char *s) {
+    bool plain = *s;
+    for (const char *p = s; *p; p++)
+        plain &= (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                 strchr("._/-:=+@,%", *p) != NULL;
+    if (plain) {
+        fputs(s, f);
+        return;
+    }
+    fputc('\'', f);
+    for (const char *p = s; *p; p++)
+        if (*p == '\'') fputs("'\\''", f);
+        else fputc(*p, f);
+    fputc('\'', f);
+}
+
+/* one RFC 4180 cell (quoted when it holds a comma, a quote, a line break or edge spaces) */
+static void csv_cell(FILE *f, const char *s) {
+    size_t n = strlen(s);
+    if (!strpbrk(s, ",\"\r\n") && !(n && (s[0] == ' ' || s[n - 1] == ' '))) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"') fputc('"', f);
+        fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* the CSV columns of a row with a value (names and values in parallel, n of them) as the shell
+ * command that writes a two-line CSV file */
+static void csv_lines(FILE *f, const char *const *names, const char *const *values, int n,
+                      const char *file) {
+    char *line = NULL;
+    size_t len = 0;
+    fputs("printf '%s\\n' ", f);
+    for (int row = 0; row < 2; row++) {
+        FILE *l = open_memstream(&line, &len);
+        if (!l) return;
+        for (int i = 0, k = 0; i < n; i++) {
+            if (!values[i] || !*values[i]) continue;
+            if (k++) fputc(',', l);
+            csv_cell(l, row ? values[i] : names[i]);
+        }
+        fclose(l);
+        sh_word(f, line);
+        fputc(' ', f);
+        free(line);
+        line = NULL;
+    }
+    fprintf(f, "> %s\n", file);
+}
+
+/* the job's rows are exactly those of the repository's gen/models.csv and gen/recipes.csv (read
+ * from the working directory, where `make report` runs) */
+static bool rows_in_repo_csvs(const struct job *j) {
+    struct model_row *models = NULL;
+    struct recipe *recipes = NULL;
+    int n_models = 0, n_recipes = 0;
+    bool model_same = false, recipe_same = false;
+    if (access("gen/models.csv", R_OK) || access("gen/recipes.csv", R_OK)) return false;
+    err_set_quiet(true); /* a broken CSV there is not this job's business */
+    if (!csvin_models("gen/models.csv", &models, &n_models) &&
+        !csvin_recipes("gen/recipes.csv", &recipes, &n_recipes)) {
+        json_t *a = model_row_to_json(&j->model), *b = recipe_to_json(&j->recipe);
+        for (int i = 0; i < n_models && !model_same; i++) {
+            json_t *x = model_row_to_json(&models[i]);
+            model_same = json_equal(a, x);
+            json_decref(x);
+        }
+        for (int i = 0; i < n_recipes && !recipe_same; i++) {
+            json_t *x = recipe_to_json(&recipes[i]);
+            recipe_same = json_equal(b, x);
+            json_decref(x);
+        }
+        json_decref(a);
+        json_decref(b);
+    }
+    err_set_quiet(false);
+    free(models);
+    free(recipes);
+    return model_same && recipe_same;
+}
+
+/* the commit lowbit was built from, out of the build's `git describe --always --dirty --tags`
+ * (the first word of code_version; "" when built without git): "v1.2" (on a tag), "abc1234"
+ * (from "v1.2-3-gabc1234" or a bare "abc1234"); *dirty when the tree had changes */
+static void build_commit(const char *code_version, char *out, size_t size, bool *dirty) {
+    const char *sp = strchr(code_version, ' ');
+    char d[160];
+    snprintf(d, sizeof d, "%.*s", sp ? (int)(sp - code_version) : 0, code_version);
+    size_t n = strlen(d);
+    *dirty = n > 6 && !strcmp(d + n - 6, "-dirty");
+    if (*dirty) d[n -= 6] = 0;
+    const char *g = strrchr(d, '-');
+    if (g && g[1] == 'g' && g[2] && strspn(g + 2, "0123456789abcdef") == strlen(g + 2)) g += 2;
+    else g = d;
+    snprintf(out, size, "%s", g);
+}
+
+/* provenance repro.*: the commands that reproduce this one run from a clean checkout, typed in
+ * its top directory: check out the commit lowbit was built from, build, write the model and recipe
+ * rows (unless they are the repository's own), and run `lowbit job` with the same tasks and
+ * limits (the seed, the context and the protocols have no options: the commit fixes them; the
+ * thread count does not change a result). The job it runs has the same key as this one when the
+ * model files and the data are the same, and --out out puts its result at out/results/<key>.json.
+ * Owned; NULL when out of memory. */
+static char *repro_command(const struct job *j, char *commit, size_t commit_size, bool *dirty) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return NULL;
+    build_commit(j->code_version, commit, commit_size, dirty);
+    if (commit[0]) {
+        fputs("git checkout ", f);
+        sh_word(f, commit);
+        fputs(*dirty ? "   # lowbit was built from a modified tree: results may differ\n" : "\n", f);
+    }
+    fputs("make\n", f);
+    const char *models = "gen/models.csv", *recipes = "gen/recipes.csv";
+    if (!rows_in_repo_csvs(j)) {
+        const struct model_row *m = &j->model;
+        const char *mn[] = {"id", "path", "tokenizer", "display_name", "family", "base_model",
+                            "model_type", "license", "notes"};
+        const char *mv[] = {m->id, m->path, m->tokenizer,
+                            strcmp(m->display_name, m->id) ? m->display_name : "", m->family,
+                            m->base_model, m->model_type, m->license, m->notes};
+        models = "repro-models.csv";
+        csv_lines(f, mn, mv, (int)(sizeof mn / sizeof *mn), models);
+        const struct recipe *r = &j->recipe;
+        char bits[32] = "", gs[16] = "", sym[16] = "", dq[16] = "", ns[16] = "", sl[16] = "";
+        if (!isnan(r->bits)) snprintf(bits, sizeof bits, "%.17g", r->bits);
+        if (r->has_group_size) snprintf(gs, sizeof gs, "%d", r->group_size);
+        if (r->sym >= 0) snprintf(sym, sizeof sym, "%d", r->sym);
+        if (r->double_quant >= 0) snprintf(dq, sizeof dq, "%d", r->double_quant);
+        if (r->calib_nsamples) snprintf(ns, sizeof ns, "%d", r->calib_nsamples);
+        if (r->calib_seqlen) snprintf(sl, sizeof sl, "%d", r->calib_seqlen);
+        const char *rn[] = {"id", "algorithm", "weight_dtype", "bits", "group_size", "sym",
+                            "double_quant", "compute_dtype", "calib_set", "calib_nsamples",
+                            "calib_seqlen", "knobs"};
+        const char *rv[] = {r->id, r->algorithm, r->weight_dtype, bits, gs, sym, dq,
+                            r->compute_dtype, r->calib_set, ns, sl, r->knobs};
+        recipes = "repro-recipes.csv";
+        csv_lines(f, rn, rv, (int)(sizeof rn / sizeof *rn), recipes);
+    }
+    const struct eval_spec *ev = &j->ev;
+    if (strcmp(ev->data_dir, "../shared/data")) { /* the Makefile's and lowbit's default */
+        fputs("LOWBIT_DATA=", f);
+        sh_word(f, ev->data_dir);
+        fputc(' ', f);
+    }
+    fputs("out/lowbit job --model-id ", f);
+    sh_word(f, j->model.id);
+    fputs(" --recipe-id ", f);
+    sh_word(f, j->recipe.id);
+    fprintf(f, " --models %s --recipes %s", models, recipes);
+    /* --tasks: the enabled slots (none named = all) */
+    struct eval_spec def;
+    plan_eval_default(&def, false);
+    bool all = true, as_default = true, none = true, same = true;
+    int first = -1;
+    for (int s = 0; s < PIPE_N_TASKS; s++) {
+        all &= ev->on[s];
+        if (!ev->on[s]) continue;
+        if (first < 0) first = ev->limit[s];
+        as_default &= ev->limit[s] == def.limit[s];
+        none &= !ev->limit[s];
+        same &= ev->limit[s] == first;
+    }
+    if (!all) {
+        fputs(" --tasks ", f);
+        for (int s = 0, k = 0; s < PIPE_N_TASKS; s++)
+            if (ev->on[s]) fprintf(f, "%s%s", k++ ? "," : "", plan_slot_name(s));
+    }
+    /* the limits: the defaults, none (--full) or one for every task (--limit N) are all that
+     * `lowbit run` and `lowbit job` can plan */
+    if (!as_default && none) fputs(" --full", f);
+    else if (!as_default && same) fprintf(f, " --limit %d", first);
+    else if (!as_default) fputs("   # per-task limits no option gives: see task_defs", f);
+    fputs(" --out out\n", f);
+    if (fclose(f)) {
+        free(text);
+        return NULL;
+    }
+    if (len && text[len - 1] == '\n') text[len - 1] = 0;
+    return text;
+}
+
+static void prov_repro(struct result *r, const struct job *j) {
+    char commit[160];
+    bool dirty = false;
+    char *cmd = repro_command(j, commit, sizeof commit, &dirty);
+    if (cmd) json_object_set_new(r->prov, "repro.command", json_string(cmd));
+    free(cmd);
+    prov_set(r, "repro.git_commit", "%s", commit[0] ? commit : "unknown (built without git)");
+    prov_set(r, "repro.git_dirty", "%s", !commit[0] ? "unknown" : dirty ? "true" : "false");
+}
+
 /* ===== the job ===== */
 
 /* tests/test_pipeline.c makes workers misbehave: LOWBIT_TEST_FAULT="crash:ID" (abort(): SIGABRT,
@@ -675,6 +932,7 @@ int job_execute(const struct job *j, const struct job_opts *o) {
     int ret = -1, vocab = 0;
     lb_set_threads(o->threads);
     json_object_set_new(r.run, "threads", json_integer(lb_threads()));
+    prov_repro(&r, j);
     printf("job %s: model %s (%s), recipe %s (%s)\n", j->key, j->model.id, j->model_path,
            j->recipe.id, j->recipe.algorithm);
     fflush(stdout);

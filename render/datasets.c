@@ -404,6 +404,7 @@ static int copy_db(struct site *s, sqlite3 *db) {
     struct stat st;
     if (stat(path, &st)) return err("render: %s: %s", path, strerror(errno));
     s->bytes_db = (double)st.st_size;
+#pragma omp atomic
     s->n_files++;
     return 0;
 }

@@ -170,6 +170,30 @@ static int swap_into_place(const char *tmp, const char *out) {
 
 /* ------------------------------------------------------------------ render */
 
+enum site_step { SITE_STEP_DATASETS, SITE_STEP_RUNS, SITE_STEP_INDEX, SITE_STEP_ABOUT };
+
+/* one of the steps render_site runs beside the charts; sets *failed on error (LOWBIT_DEBUG=1
+ * prints its time) */
+static void site_step(struct site *s, sqlite3 *db, enum site_step k, int *failed) {
+    static const char *const names[] = {"datasets", "runs", "index", "about"};
+    int stop;
+#pragma omp atomic read
+    stop = *failed;
+    if (stop) return;
+    double t = now_s(), c = (double)clock() / CLOCKS_PER_SEC;
+    int rc = k == SITE_STEP_DATASETS ? datasets_write(s, db)
+             : k == SITE_STEP_RUNS   ? pages_runs(s)
+             : k == SITE_STEP_INDEX  ? page_index(s)
+                                     : page_about(s);
+    if (rc) {
+#pragma omp atomic write
+        *failed = 1;
+    }
+    if (getenv("LOWBIT_DEBUG")) /* cpu: of the whole process */
+        fprintf(stderr, "render: %-8s %.2f s (cpu %.2f s)\n", names[k], now_s() - t,
+                (double)clock() / CLOCKS_PER_SEC - c);
+}
+
 int render_site(const struct render_opts *o, struct render_stats *stats) {
     double t0 = now_s();
     int ret = -1;
@@ -225,34 +249,27 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
     s.dir = tmpl;
 
     if (copy_static(&s, "style.css") || copy_static(&s, "lowbit.js")) goto fail;
-    /* The charts (Cairo, libpng: most of the time) are drawn by OpenMP tasks while one task
-     * writes the datasets and the pages that do not show charts (libxml2 and jansson are only
-     * ever used by that one thread). The pages with charts need their sizes: they come after. */
-    int n_lay = d.n_groups * CHARTS_PER_GROUP + 2, failed = 0;
+    /* The charts (Cairo, libpng: most of the time) are drawn by OpenMP tasks while two tasks
+     * write the rest: the datasets (SQLite, libcsv, jansson: no libxml2) and the run pages, side
+     * by side; then the board and the about page, which show the datasets' sizes. libxml2 is only
+     * ever used by one task at a time (the depend(xml) chain: runs, then index + about), jansson
+     * only by the datasets task. The pages with charts need their sizes: they come after. */
+    int n_lay = d.n_groups * CHARTS_PER_GROUP + 2, failed = 0, dep_data = 0, dep_xml = 0;
     s.lay = xcalloc((size_t)n_lay, sizeof *s.lay, "chart layouts");
     if (!s.lay) goto fail;
+    (void)dep_data, (void)dep_xml; /* only named by the depend clauses */
     double t_par = now_s();
 #pragma omp parallel
 #pragma omp single
     {
-#pragma omp task shared(failed)
+#pragma omp task shared(failed, s, db) depend(out: dep_data)
+        site_step(&s, db, SITE_STEP_DATASETS, &failed);
+#pragma omp task shared(failed, s, db) depend(out: dep_xml)
+        site_step(&s, db, SITE_STEP_RUNS, &failed);
+#pragma omp task shared(failed, s, db) depend(in: dep_data) depend(inout: dep_xml)
         {
-            /* LOWBIT_DEBUG=1 prints the time of each step */
-            static const char *const steps[] = {"datasets", "index", "runs", "about"};
-            for (int k = 0; k < 4 && !failed; k++) {
-                double t = now_s(), c = (double)clock() / CLOCKS_PER_SEC;
-                int rc = k == 0   ? datasets_write(&s, db)
-                         : k == 1 ? page_index(&s)
-                         : k == 2 ? pages_runs(&s)
-                                  : page_about(&s);
-                if (rc) {
-#pragma omp atomic write
-                    failed = 1;
-                }
-                if (getenv("LOWBIT_DEBUG")) /* cpu: of the whole process, exact with 1 thread */
-                    fprintf(stderr, "render: %-8s %.2f s (cpu %.2f s)\n", steps[k], now_s() - t,
-                            (double)clock() / CLOCKS_PER_SEC - c);
-            }
+            site_step(&s, db, SITE_STEP_INDEX, &failed);
+            site_step(&s, db, SITE_STEP_ABOUT, &failed);
         }
         for (int g = 0; g <= d.n_groups; g++) {
 #pragma omp task shared(failed) firstprivate(g)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "eval/gguf.h"
+#include "eval/kld.h"
 #include "eval/model.h"
 #include "eval/sha256.h"
 #include "gen/pipeline.h"
@@ -698,6 +699,175 @@ static void test_crash_timeout(void) {
     integrity_ok(db);
 }
 
+/* ===== reproducing a run: provenance repro.command ===== */
+
+/* the ok result of (model, recipe) in a database: its file under out's results/ */
+static json_t *result_of(const char *out, const char *db, const char *model, const char *recipe) {
+    char sql[256], path[600];
+    snprintf(sql, sizeof sql, "SELECT job_key FROM runs WHERE model_id = '%s' AND recipe_id = "
+             "'%s' AND status = 'ok'", model, recipe);
+    char *key = q1(db, sql);
+    snprintf(path, sizeof path, "%s/results/%s.json", out, key);
+    free(key);
+    return json_load_file(path, 0, NULL);
+}
+
+/* the command stored with test_run's good × fp16 run, typed in a fresh directory (without its
+ * `git checkout` and `make` lines: out/lowbit there is this build), makes the same job (same key)
+ * with the same scores */
+static void test_repro(void) {
+    if (!ref_dump) { T_FAIL_("needs test_run"); return; }
+    const char *A = tmp("A"), *dbA = tmp("A/lowbit.db"), *R = tmp("R");
+    char *cmd = q1(dbA, "SELECT p.value FROM provenance p JOIN runs r ON r.id = p.run_id WHERE "
+                        "r.model_id = 'good' AND r.recipe_id = 'fp16' AND p.key = 'repro.command'");
+    if (getenv("T_VERBOSE")) fprintf(stderr, "repro.command:\n%s\n", cmd);
+    T_CONTAINS(cmd, "\nmake\n");
+    T_CONTAINS(cmd, "out/lowbit job --model-id good --recipe-id fp16 --models repro-models.csv "
+                    "--recipes repro-recipes.csv --tasks arc_easy,piqa,ppl,kld --limit 4 --out out");
+    T_CONTAINS(cmd, "'good,"); /* the model row, written by the command */
+    T_CONTAINS(cmd, "a note, with a comma");
+    char *commit = q1(dbA, "SELECT p.value FROM provenance p JOIN runs r ON r.id = p.run_id WHERE "
+                           "r.model_id = 'good' AND r.recipe_id = 'fp16' AND p.key = "
+                           "'repro.git_commit'");
+    T_OK(*commit);
+    free(commit);
+    /* the lines after `make`, in R with R/out/lowbit = this binary */
+    char script[600], sh[6600], real[4096];
+    snprintf(sh, sizeof sh, "rm -rf %s && mkdir -p %s/out", R, R);
+    T_EQ_INT(system(sh), 0);
+    T_OK(realpath(bin(), real) != NULL);
+    snprintf(sh, sizeof sh, "%s/out/lowbit", R);
+    T_EQ_INT(symlink(real, sh), 0);
+    /* the model row's path is relative to the top directory (as a path in gen/models.csv
+     * would be): the same file at the same place under R */
+    snprintf(sh, sizeof sh, "mkdir -p %s/%s && ln -s \"$(realpath %s)\" %s/%s", R, t_tmpdir(),
+             tmp("good.gguf"), R, tmp("good.gguf"));
+    T_EQ_INT(system(sh), 0);
+    snprintf(script, sizeof script, "%s/repro.sh", R);
+    const char *body = strstr(cmd, "\nmake\n");
+    spit(script, body ? body + 6 : "false");
+    /* the default data directory is relative to the checkout: R is elsewhere */
+    const char *data = getenv("LOWBIT_DATA");
+    char data_abs[4096];
+    T_OK(realpath(data && *data ? data : "../shared/data", data_abs) != NULL);
+    snprintf(sh, sizeof sh, "cd %s && LOWBIT_DATA='%s' sh repro.sh > repro.log 2>&1", R, data_abs);
+    T_EQ_INT(system(sh), 0);
+    char out[600];
+    snprintf(out, sizeof out, "%s/out", R);
+    json_t *a = result_of(A, dbA, "good", "fp16"), *b = NULL;
+    const char *key = json_string_value(json_object_get(a, "job_key"));
+    char path[700];
+    snprintf(path, sizeof path, "%s/results/%s.json", out, key ? key : "none");
+    b = json_load_file(path, 0, NULL); /* the same key: the same job */
+    T_OK(a && b);
+    T_EQ_STR(json_string_value(json_object_get(b, "status")), "ok");
+    T_OK(json_equal(json_object_get(a, "scores"), json_object_get(b, "scores")));
+    T_OK(json_array_size(json_object_get(a, "scores")) >= 4);
+    /* the same command (R's may name LOWBIT_DATA where the original used the default) */
+    const char *job_line = strstr(cmd, "out/lowbit job ");
+    T_CONTAINS(json_string_value(json_object_get(json_object_get(b, "provenance"), "repro.command")),
+               job_line ? job_line : cmd);
+    json_decref(a);
+    json_decref(b);
+    free(cmd);
+}
+
+/* ===== the KL-divergence base cache under concurrency ===== */
+
+/* the cache files of dir ending in suffix; *valid = how many of the .kld ones kld_base_info
+ * accepts */
+static int kld_files(const char *dir, const char *suffix, int *valid, char *first, size_t size) {
+    char cmd[700], o[300], list[4096];
+    snprintf(o, sizeof o, "%s/kld.list", t_tmpdir());
+    snprintf(cmd, sizeof cmd, "ls %s 2>/dev/null | grep '%s$' > %s", dir, suffix, o);
+    if (system(cmd) < 0) return -1;
+    read_into(o, list, sizeof list);
+    int n = 0;
+    *valid = 0;
+    for (char *save = NULL, *t = strtok_r(list, "\n", &save); t; t = strtok_r(NULL, "\n", &save)) {
+        char p[1200];
+        snprintf(p, sizeof p, "%s/%s", dir, t);
+        struct kld_base_info info;
+        err_set_quiet(true);
+        if (!kld_base_info(p, &info)) ++*valid;
+        err_set_quiet(false);
+        if (!n++ && first) snprintf(first, size, "%s", p);
+    }
+    return n;
+}
+
+/* two workers of one model started at the same instant (fork) with an empty cache: both ok, one
+ * whole cache file, no temporary left, the same base statistics; then a cache file cut short (a
+ * crash before the data reached the disk) is computed again instead of failing the job */
+static void test_kld_race(void) {
+    setup();
+    if (!setup_ok) { T_FAIL_("no fixture"); return; }
+    const char *K = tmp("K");
+    char cache[600], first[1300];
+    snprintf(cache, sizeof cache, "%s/cache/kld", K);
+    for (int round = 0; round < 2; round++) {
+        char sh[700];
+        snprintf(sh, sizeof sh, "rm -rf %s", K);
+        T_EQ_INT(system(sh), 0);
+        pid_t pids[2];
+        const char *recipes[2] = {"fp32", "fp16"};
+        for (int w = 0; w < 2; w++) {
+            pids[w] = fork();
+            if (!pids[w]) {
+                char log[600];
+                snprintf(log, sizeof log, "%s/job-%s.log", t_tmpdir(), recipes[w]);
+                execl(bin(), "lowbit", "job", "--model-id", "good", "--recipe-id", recipes[w],
+                      "--models", models_csv, "--recipes", recipes_csv, "--tasks", "ppl,kld",
+                      "--limit", "3", "--threads", "1", "--out", K, "--log", log, "--quiet",
+                      (char *)NULL);
+                _exit(127);
+            }
+        }
+        for (int w = 0; w < 2; w++) {
+            int st = -1;
+            waitpid(pids[w], &st, 0);
+            T_OK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        }
+        int valid = 0;
+        T_EQ_INT(kld_files(cache, ".kld", &valid, first, sizeof first), 1);
+        T_EQ_INT(valid, 1);
+        T_EQ_INT(kld_files(cache, ".tmp", &valid, NULL, 0), 0);
+    }
+    /* both jobs compared against the same base numbers */
+    char p[700], list[2048];
+    double base[2] = {-1, -2};
+    snprintf(p, sizeof p, "ls %s/results/*.json > %s/kld.res", K, t_tmpdir());
+    T_EQ_INT(system(p), 0);
+    snprintf(p, sizeof p, "%s/kld.res", t_tmpdir());
+    read_into(p, list, sizeof list);
+    int w = 0;
+    for (char *save = NULL, *t = strtok_r(list, "\n", &save); t && w < 2;
+         t = strtok_r(NULL, "\n", &save), w++) {
+        json_t *r = json_load_file(t, 0, NULL);
+        size_t i;
+        json_t *sc;
+        json_array_foreach(json_object_get(r, "scores"), i, sc)
+            if (!strcmp(json_string_value(json_object_get(sc, "metric")), "ppl_base"))
+                base[w] = json_number_value(json_object_get(sc, "value"));
+        json_decref(r);
+    }
+    T_EQ_INT(w, 2);
+    T_OK(base[0] > 1 && base[0] == base[1]);
+    /* cut the cache file in half: the next job computes it again */
+    struct stat st0;
+    T_EQ_INT(stat(first, &st0), 0);
+    T_EQ_INT(truncate(first, st0.st_size / 2), 0);
+    T_EQ_INT(run("job --model-id good --recipe-id fp16 --models %s --recipes %s --tasks ppl,kld "
+                 "--limit 3 --threads 1 --out %s", models_csv, recipes_csv, K), 0);
+    T_CONTAINS(out_buf, "removed the invalid cached base log-probs");
+    struct stat st1;
+    T_EQ_INT(stat(first, &st1), 0);
+    T_EQ_INT(st1.st_size, st0.st_size);
+    int valid = 0;
+    T_EQ_INT(kld_files(cache, ".kld", &valid, NULL, 0), 1);
+    T_EQ_INT(valid, 1);
+}
+
 /* ===== import ===== */
 
 static const char lmeval_json[] =
@@ -831,10 +1001,12 @@ int main(void) {
     T_RUN(test_csv);
     T_RUN(test_keys);
     T_RUN(test_run);
+    T_RUN(test_repro);
     T_RUN(test_kill_runner);
     T_RUN(test_kill_collect);
     T_RUN(test_malformed);
     T_RUN(test_crash_timeout);
+    T_RUN(test_kld_race);
     T_RUN(test_import);
     T_RUN(test_path_escape);
     T_RUN(test_help);
