@@ -1,26 +1,204 @@
 /* gen/cmd_quant.c: lowbit quant (a GGUF in one of llama.cpp's file types, as llama-quantize
- * writes it) and lowbit imatrix (an importance matrix from calibration text, as llama-imatrix). */
+ * writes it, or any recipe of recipes.csv run as the pipeline runs it) and lowbit imatrix (an
+ * importance matrix from calibration text, as llama-imatrix).
+ *
+ * --recipe R reads the recipes CSV with the pipeline's reader (gen/csvin.c) and calls
+ * quant_model() with the same struct quant_job as gen/job.c, into a fresh directory beside OUT
+ * (OUT.tmp.XXXXXX, same file system); the artifact it names (model.gguf or the HF directory
+ * model/) is then renamed to OUT and the directory removed, so OUT is either complete or absent. */
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "gen/cli.h"
+#include "gen/pipeline.h"
 #include "quant/gguf_mix.h"
 #include "quant/imatrix.h"
+#include "quant/quant.h"
 
 static const char quant_help[] =
     "usage: lowbit quant --model M --ftype TYPE [--imatrix F] [--pure] [--leave-output]\n"
     "                    [--allow-requantize] [--tokenizer T] [--threads N] [--quiet] -o OUT.gguf\n"
-    "  Writes the GGUF llama-quantize (llama.cpp de3ff81) would: the same per-tensor types and\n"
-    "  shape fallbacks, the same bytes. TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 IQ4_NL Q2_K\n"
-    "  Q2_K_S Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K. --imatrix: an importance\n"
-    "  matrix (lowbit imatrix, or llama-imatrix's .gguf / legacy .dat). --pure: every 2-D tensor\n"
-    "  in the base type. The model may be a GGUF (its metadata is kept), a llama2.c checkpoint\n"
-    "  or a Hugging Face directory (metadata from its config, vocabulary from --tokenizer or\n"
-    "  beside it).\n";
+    "       lowbit quant --model M --recipe ID [--recipes gen/recipes.csv] [--tokenizer T]\n"
+    "                    [--threads N] [--quiet] -o OUT\n"
+    "  --ftype: writes the GGUF llama-quantize (llama.cpp de3ff81) would: the same per-tensor\n"
+    "  types and shape fallbacks, the same bytes. TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1\n"
+    "  IQ4_NL Q2_K Q2_K_S Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K. --imatrix: an\n"
+    "  importance matrix (lowbit imatrix, or llama-imatrix's .gguf / legacy .dat). --pure: every\n"
+    "  2-D tensor in the base type. The model may be a GGUF (its metadata is kept), a llama2.c\n"
+    "  checkpoint or a Hugging Face directory (metadata from its config, vocabulary from\n"
+    "  --tokenizer or beside it).\n"
+    "  --recipe: the row ID of the recipes CSV (the pipeline's file and reader), quantized as\n"
+    "  `lowbit run` does. OUT is a GGUF file for algorithms fp and gguf, an HF directory\n"
+    "  (config.json with quantization_config + model.safetensors) for rtn (GPTQ/AWQ layout) and\n"
+    "  bnb (bitsandbytes); it must not exist or be empty. Prints the path, format, size and bits\n"
+    "  per weight written (and the tokenizer to pass when the artifact has none) unless --quiet.\n";
+
+/* ===== --recipe ===== */
+
+static long long tree_total;
+static int tree_add(const char *p, const struct stat *st, int flag, struct FTW *f) {
+    (void)p, (void)f;
+    if (flag == FTW_F) tree_total += (long long)st->st_size;
+    return 0;
+}
+/* bytes of a file, or of every file under a directory (as gen/job.c sizes artifacts); -1 */
+static long long path_bytes(const char *path) {
+    struct stat st;
+    if (stat(path, &st)) return -1;
+    if (!S_ISDIR(st.st_mode)) return (long long)st.st_size;
+    tree_total = 0;
+    return nftw(path, tree_add, 16, FTW_PHYS) ? -1 : tree_total;
+}
+
+static int tree_rm(const char *p, const struct stat *st, int flag, struct FTW *f) {
+    (void)st, (void)f;
+    return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+static void rm_tree(const char *dir) { nftw(dir, tree_rm, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* 1 when path does not exist or is an empty file or directory, 0 otherwise */
+static int out_is_free(const char *path) {
+    struct stat st;
+    if (lstat(path, &st)) return errno == ENOENT;
+    if (S_ISREG(st.st_mode)) return st.st_size == 0;
+    if (!S_ISDIR(st.st_mode)) return 0;
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    int empty = 1;
+    for (struct dirent *e; empty && (e = readdir(d));)
+        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    closedir(d);
+    return empty;
+}
+
+/* the row `id` of the recipes CSV into *r; unknown ids list the known ones */
+static int find_recipe(const char *csv, const char *id, struct recipe *r) {
+    struct recipe *rows = NULL;
+    int n = 0;
+    if (csvin_recipes(csv, &rows, &n)) return -1;
+    int ret = -1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(rows[i].id, id)) {
+            *r = rows[i];
+            ret = 0;
+        }
+    if (ret) {
+        char list[2048];
+        size_t k = 0;
+        list[0] = 0;
+        for (int i = 0; i < n && k < sizeof list; i++)
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", rows[i].id);
+        err("quant: no recipe '%s' in %s (known: %s)", id, csv, list);
+    }
+    free(rows);
+    return ret;
+}
+
+static const char *prov_get(const struct quant_artifact *a, const char *key) {
+    for (int i = 0; i < a->n_prov; i++)
+        if (!strcmp(a->prov[i].key, key)) return a->prov[i].value;
+    return NULL;
+}
+
+/* the summary on stderr: path, format, size, bits per weight (the quantizer's own figure; the fp
+ * writer states none, so the loaded artifact's weight bytes / parameters, as gen/job.c does) */
+static int quant_report(const struct quant_artifact *a, const char *out, const char *recipe_id) {
+    const long long bytes = path_bytes(out);
+    const char *bpw = prov_get(a, "quant.bits_per_weight");
+    char buf[32];
+    if (!bpw) {
+        struct model am;
+        if (model_load(&am, out)) return -1;
+        const int64_t n = model_n_params(&am);
+        const double w = (double)model_weight_bytes(&am);
+        snprintf(buf, sizeof buf, "%.4f", n ? 8.0 * w / (double)n : 0);
+        model_release(&am);
+        bpw = buf;
+    }
+    fprintf(stderr, "quant: wrote %s (recipe %s): %s, %lld bytes (%.2f MiB), %s bits/weight\n", out,
+            recipe_id, a->format, bytes, (double)bytes / (1024.0 * 1024.0), bpw);
+    for (int i = 0; i < a->n_prov; i++) {
+        const char *k = a->prov[i].key;
+        if (strcmp(k, "quant.bits_per_weight") && strcmp(k, "quant.format"))
+            fprintf(stderr, "  %s: %s\n", k, a->prov[i].value);
+    }
+    if (a->tokenizer[0])
+        fprintf(stderr, "quant: %s has no tokenizer; give ppl/eval --tokenizer %s\n", out,
+                a->tokenizer);
+    return 0;
+}
+
+static int quant_recipe(const char *model_path, const char *tok_path, const char *csv,
+                        const char *id, const char *out, int threads, bool quiet) {
+    struct recipe r;
+    if (find_recipe(csv, id, &r) || recipe_check(&r)) return -1;
+    const struct qmethod_info *q = qmethod_get(r.method);
+    if (!q->quantize) /* quant_model()'s message, before loading a model for nothing */
+        return err("recipe '%s': algorithm '%s' is not implemented yet", r.id, q->name);
+    if (!out_is_free(out))
+        return err("quant: %s exists and is not empty (remove it, or choose another -o)", out);
+
+    struct model m;
+    struct tokenizer *tok = NULL;
+    struct quant_artifact a;
+    char tmp[PIPE_PATH_MAX];
+    bool made_tmp = false;
+    int ret = -1;
+    if (model_load(&m, model_path)) return -1;
+    /* the pipeline's tokenizer rule; a GGUF without a vocabulary still quantizes (only a
+     * calibration set needs one, and the gguf writer says so) */
+    if (tok_path || m.format != MODEL_FORMAT_GGUF) {
+        if (cli_load_tokenizer(&tok, &m, tok_path)) goto out;
+    } else {
+        err_set_quiet(true);
+        if (cli_load_tokenizer(&tok, &m, NULL)) tok = NULL;
+        err_set_quiet(false);
+    }
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", out) >= sizeof tmp) {
+        err("quant: -o %s: path too long", out);
+        goto out;
+    }
+    if (!mkdtemp(tmp)) {
+        err("quant: cannot create a directory beside %s: %s", out, strerror(errno));
+        goto out;
+    }
+    made_tmp = true;
+    const struct quant_job qj = {.r = &r, .m = &m, .src_path = model_path,
+                                 .src_tokenizer = tok_path, .tok = tok, .out_dir = tmp,
+                                 .threads = threads, .quiet = quiet};
+    if (quant_model(&qj, &a)) goto out;
+    if (!out_is_free(out)) { /* someone wrote it meanwhile */
+        err("quant: %s exists and is not empty (remove it, or choose another -o)", out);
+        goto out;
+    }
+    struct stat st;
+    if (!lstat(out, &st) && (S_ISDIR(st.st_mode) ? rmdir(out) : unlink(out))) {
+        err("quant: cannot replace the empty %s: %s", out, strerror(errno));
+        goto out;
+    }
+    if (rename(a.path, out)) {
+        err("quant: cannot rename %s to %s: %s", a.path, out, strerror(errno));
+        goto out;
+    }
+    ret = quiet ? 0 : quant_report(&a, out, r.id);
+out:
+    if (made_tmp) rm_tree(tmp);
+    tokenizer_free(tok);
+    model_release(&m);
+    return ret;
+}
+
+/* ===== lowbit quant ===== */
 
 int cmd_quant(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *im_path = NULL, *out = NULL, *v;
+    const char *recipe_id = NULL, *recipes = "gen/recipes.csv";
     struct gguf_quant_opts o = {0};
     int threads = 0, rc;
     for (int i = 1; i < argc; i++) {
@@ -31,16 +209,25 @@ int cmd_quant(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quiet")) o.quiet = true;
         else if ((rc = cli_opt(argc, argv, &i, "--model", &v))) { if (rc < 0) return -1; model_path = v; }
         else if ((rc = cli_opt(argc, argv, &i, "--ftype", &v))) { if (rc < 0) return -1; o.ftype = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--recipe", &v))) { if (rc < 0) return -1; recipe_id = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--recipes", &v))) { if (rc < 0) return -1; recipes = v; }
         else if ((rc = cli_opt(argc, argv, &i, "--imatrix", &v))) { if (rc < 0) return -1; im_path = v; }
         else if ((rc = cli_opt(argc, argv, &i, "--tokenizer", &v))) { if (rc < 0) return -1; tok_path = v; }
         else if ((rc = cli_opt(argc, argv, &i, "-o", &v))) { if (rc < 0) return -1; out = v; }
         else if ((rc = cli_opt(argc, argv, &i, "--threads", &v))) { if (rc < 0 || cli_int(v, "--threads", 1, 1024, &threads)) return -1; }
         else return cli_unknown("quant", argv[i]);
     }
-    if (!model_path || !o.ftype || !out) return fputs(quant_help, stderr), -1;
+    if (o.ftype && recipe_id) return err("quant: give --ftype TYPE or --recipe ID, not both");
+    if (!model_path || !out || (!o.ftype && !recipe_id)) return fputs(quant_help, stderr), -1;
+    if (recipe_id && (im_path || o.pure || o.leave_output || o.allow_requantize))
+        return err("quant: --imatrix, --pure, --leave-output and --allow-requantize go with "
+                   "--ftype; a recipe sets them in its knobs");
+    lb_set_threads(threads);
+    if (recipe_id)
+        return quant_recipe(model_path, tok_path, recipes, recipe_id, out, threads, o.quiet);
+
     enum gguf_ftype ft = GGUF_FTYPE_ALL_F32;
     if (gguf_ftype_from_name(o.ftype, &ft)) return -1;
-    lb_set_threads(threads);
 
     struct model m;
     struct tokenizer *tok = NULL;

@@ -19,14 +19,32 @@
 # peak applies the same FLOP count to its tokens/s and divides by the same measured peak.
 # Output: a markdown table on stdout and in out/bench/bench.md; per-run JSON and logs in out/bench/.
 #
-# Env: LOWBIT_DATA (../shared/data), BENCH_MODELS (rand-110m-f32 rand-110m-f16; a name
-# rand-PRESET-f32|f16 is generated with the peer's gguf_random.py, rand-PRESET-q8_0 | q4_0 | q4_k_m
-# [-pure] (any llama.cpp type) with llama.cpp's quantizer from the F32 file, a .gguf path is used as is),
-# CTX (512), THREADS (1,2), REPS (5), ROUNDS (2), VOCAB (32000, for the token ids), QUIET_WAIT (20).
+# lowbit's own recipes: a name rand-PRESET-ID, ID a row of gen/recipes.csv (RECIPES), is the F32
+# file through `lowbit quant --recipe ID` (made once: delete it to remake it after editing the
+# recipe). rtn and bnb recipes write a Hugging Face directory (GPTQ / bitsandbytes checkpoint),
+# which llama.cpp cannot load: those rows are measured by lowbit only, the llama.cpp columns show
+# "—" and they are left out of the ratios. gguf and fp recipes write a GGUF that both engines run.
+# A suffix @C (e.g. rand-110m-bnb-int8@int8, rand-110m-q4_0@int8) runs the same model with
+# `lowbit bench --compute C` (int8: int8 activations and integer dot products; fp16, bf16);
+# llama.cpp runs GGUF rows as always.
+# Each row also shows the model's size on disk (the file, or every file of the directory) and the
+# file's bits per weight: those bytes × 8 / the parameters `lowbit info` counts (metadata and the
+# vocabulary included). Not `lowbit info`'s own bits/weight: for an HF checkpoint that is the size
+# of lowbit's in-memory repacking (rtn g128 and nf4 both show 4.5 bits for their linears).
+#
+# Env: LOWBIT_DATA (../shared/data), BENCH_MODELS (default: rand-110m-f32 rand-110m-f16
+# rand-110m-q8_0 rand-110m-q4_0 rand-110m-q4_k_m rand-110m-rtn-w4g128 rand-110m-bnb-nf4
+# rand-110m-bnb-int8@int8; a name rand-PRESET-f32|f16 is generated with the peer's gguf_random.py,
+# rand-PRESET-q8_0 | q4_0 | q4_k_m [-pure] (any llama.cpp type) with llama.cpp's quantizer from the
+# F32 file, rand-PRESET-ID with lowbit's recipe ID as above, a .gguf path is used as is),
+# RECIPES (gen/recipes.csv), CTX (512), THREADS (1,2), REPS (5), ROUNDS (2), VOCAB (32000, for the
+# token ids), QUIET_WAIT (20).
 set -e
 BIN=${1:-out/lowbit}
 DATA=${LOWBIT_DATA:-../shared/data}
-BENCH_MODELS=${BENCH_MODELS:-"rand-110m-f32 rand-110m-f16"}
+BENCH_MODELS=${BENCH_MODELS:-"rand-110m-f32 rand-110m-f16 rand-110m-q8_0 rand-110m-q4_0 rand-110m-q4_k_m \
+rand-110m-rtn-w4g128 rand-110m-bnb-nf4 rand-110m-bnb-int8@int8"}
+RECIPES=${RECIPES:-gen/recipes.csv}
 CTX=${CTX:-512}; THREADS=${THREADS:-1,2}; REPS=${REPS:-5}; ROUNDS=${ROUNDS:-2}; VOCAB=${VOCAB:-32000}
 OUT=out/bench
 PEER=out/peer
@@ -74,12 +92,37 @@ ln -sf "$TOOLS/peer.mjs" "$PEER/peer.mjs"
 peer() { node --preserve-symlinks --preserve-symlinks-main "$PEER/peer.mjs" "$@"; }
 
 # ---- models (cached) and the token ids
-model_path() {
-    case $1 in
-    *.gguf) echo "$1" ;;
-    *) echo "$OUT/models/$1.gguf" ;;
+# A name is MODEL[@COMPUTE]; MODEL names the file, COMPUTE goes to `lowbit bench --compute`.
+base_name() { echo "${1%%@*}"; }
+compute_of() { case $1 in *@*) echo "${1#*@}" ;; esac; }
+# the algorithm of recipe $1 in $RECIPES ("" when there is no such row); the header names the columns
+recipe_algorithm() {
+    [ -f "$RECIPES" ] || return 0
+    awk -F, -v id="$1" 'NR == 1 { for (i = 1; i <= NF; i++) { h = tolower($i); gsub(/[ \r"]/, "", h); col[h] = i }; next }
+        $col["id"] == id { a = tolower($col["algorithm"]); gsub(/[ \r"]/, "", a); print a; exit }' "$RECIPES"
+}
+# rand-PRESET-ID -> ID when ID is a row of $RECIPES
+recipe_of() {
+    case $1 in rand-*-*) ;; *) return 0 ;; esac
+    preset=${1#rand-}; preset=${preset%%-*}; id=${1#rand-"$preset"-}
+    [ -n "$(recipe_algorithm "$id")" ] && echo "$id"
+    return 0
+}
+model_path() { # MODEL[@COMPUTE]
+    m=$(base_name "$1")
+    case $m in
+    *.gguf) echo "$m" ;;
+    rand-*-f32 | rand-*-f16 | rand-*-q[0-9]*) echo "$OUT/models/$m.gguf" ;;
+    *) id=$(recipe_of "$m"); alg=
+        [ -n "$id" ] && alg=$(recipe_algorithm "$id")
+        case $alg in
+        '' | gguf | fp) echo "$OUT/models/$m.gguf" ;;
+        *) echo "$OUT/models/$m" ;; # an HF directory
+        esac ;;
     esac
 }
+# llama.cpp runs a row when its model is a GGUF file (not lowbit's HF checkpoints)
+peer_runs() { case $(model_path "$1") in *.gguf) return 0 ;; *) return 1 ;; esac; }
 # llama.cpp's own quantizer: the peer's quantize.c, compiled in place against the llama.h of the
 # exact release (cloned from the git bundle inside the node-llama-cpp package) and its libllama.
 build_quantize() {
@@ -96,7 +139,7 @@ build_quantize() {
         "$bins/libllama.v0.5.0.so" -Wl,-rpath,"$bins" || die "cannot build llama.cpp's quantizer"
 }
 make_model() { # name path
-    [ -f "$2" ] && return 0
+    [ -e "$2" ] && return 0 # lowbit quant renames a finished file or directory into place
     case $1 in
     *.gguf) die "model file $1 not found" ;;
     rand-*-f32 | rand-*-f16) # random weights written by the peer's gguf_random.py (seed 0)
@@ -113,11 +156,19 @@ make_model() { # name path
         echo "bench: writing $2 (llama.cpp quantizer, $qt $pure)" >&2
         "$PEER/quantize" "$(model_path "rand-$preset-f32")" "$2.tmp" "$(echo "$qt" | tr a-z A-Z)" $pure \
             >"$2.log" 2>&1 && mv "$2.tmp" "$2" || { tail -3 "$2.log" >&2; die "quantizing $1 failed"; } ;;
-    # lowbit's own formats (int4, NF4, ...) get their recipe here once lowbit writes them
-    *) die "no recipe for model '$1': add one to make_model in tests/bench.sh, or give a .gguf path" ;;
+    *) # rand-PRESET-ID: the F32 file through lowbit's recipe ID (rand-110m-rtn-w4g128, ...-bnb-nf4)
+        id=$(recipe_of "$1")
+        [ -n "$id" ] || die "no recipe for model '$1': name a recipe of $RECIPES (rand-PRESET-ID), a llama.cpp type (rand-PRESET-q4_0), or give a .gguf path"
+        preset=${1#rand-}; preset=${preset%%-*}
+        make_model "rand-$preset-f32" "$(model_path "rand-$preset-f32")"
+        echo "bench: writing $2 (lowbit quant --recipe $id)" >&2
+        "$BIN" quant --model "$(model_path "rand-$preset-f32")" --recipe "$id" --recipes "$RECIPES" \
+            -o "$2" >"$2.log" 2>&1 || { tail -3 "$2.log" >&2; die "quantizing $1 failed (log: $2.log)"; } ;;
     esac
 }
-for name in $BENCH_MODELS; do make_model "$name" "$(model_path "$name")"; done
+for name in $BENCH_MODELS; do
+    make_model "$(base_name "$name")" "$(model_path "$name")"
+done
 
 TOKENS=$OUT/tokens-$CTX.txt
 awk -v n="$CTX" -v v="$VOCAB" 'BEGIN { x = 1; printf "1"; for (i = 1; i < n; i++) {
@@ -149,19 +200,21 @@ wait_quiet() {
 # ---- the runs, interleaved; out/bench/LABEL.{lowbit,peer}.rR.{json,log} (LABEL = file name sans .gguf).
 # A failed run shows as n/a in the table and makes the script exit non-zero at the end.
 FAILED=0
-label() { basename "$1" .gguf; }
+label() { basename "$1" .gguf; }  # a .gguf path -> its file name; a rand-* name as is
 run_lowbit() { # name round
     b=$OUT/$(label "$1").lowbit.r$2
     rm -f "$b.json"
     wait_quiet
     echo "bench: round $2/$ROUNDS $(label "$1"): lowbit" >&2
-    "$BIN" bench --model "$(model_path "$1")" --ctx "$CTX" --threads "$THREADS" --reps "$REPS" \
-        --tokens "$TOKENS" --json "$b.json" >"$b.log" 2>&1 ||
+    c=$(compute_of "$1")
+    "$BIN" bench --model "$(model_path "$1")" ${c:+--compute "$c"} --ctx "$CTX" --threads "$THREADS" \
+        --reps "$REPS" --tokens "$TOKENS" --json "$b.json" >"$b.log" 2>&1 ||
         { tail -5 "$b.log" >&2; echo "bench: lowbit failed on $1 (log: $b.log)" >&2; FAILED=$((FAILED + 1)); }
 }
 run_peer() { # name round
     b=$OUT/$(label "$1").peer.r$2
     rm -f "$b.json"
+    peer_runs "$1" || return 0
     wait_quiet
     echo "bench: round $2/$ROUNDS $(label "$1"): llama.cpp" >&2
     peer --model "$(model_path "$1")" --tokens "$TOKENS" --mode speed --ctx "$CTX" --threads "$THREADS" \
@@ -178,12 +231,59 @@ while [ "$r" -le "$ROUNDS" ]; do
     r=$((r + 1))
 done
 
-# ---- the table
+# ---- the table: tests/peer/bench_table.mjs, then per row the size on disk and the file's bits per
+# weight (bench-models.tsv: label, MiB, bits/weight, 1 when llama.cpp runs it), "—" in llama.cpp's
+# columns of the rows it cannot run, and a row of n/a for a model no engine measured
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true)
-RUNS=$((ROUNDS * 2 * $(echo $BENCH_MODELS | wc -w)))
+RUNS=0
+: > "$OUT/bench-models.tsv"
+for name in $BENCH_MODELS; do
+    RUNS=$((RUNS + ROUNDS)); p=0
+    peer_runs "$name" && { RUNS=$((RUNS + ROUNDS)); p=1; }
+    mp=$(model_path "$name")
+    bytes=$(du -sb "$mp" 2>/dev/null | cut -f1)
+    params=$("$BIN" info "$mp" 2>/dev/null | awk '$1 == "parameters" { print $2 }')
+    awk -v l="$(label "$name")" -v b="${bytes:-0}" -v n="${params:-0}" -v p="$p" 'BEGIN {
+        mib = b > 0 ? sprintf("%.1f", b / 1048576) : "?"
+        bpw = b > 0 && n > 0 ? sprintf("%.3f", 8 * b / n) : "?"
+        printf "%s\t%s\t%s\t%s\n", l, mib, bpw, p }' >> "$OUT/bench-models.tsv"
+done
 OUT=$OUT ROUNDS=$ROUNDS CTX=$CTX REPS=$REPS LOAD_BEFORE=$LOAD_BEFORE LOAD_AFTER=$LOAD_AFTER NOISY=$NOISY \
     RUNS=$RUNS node "$(dirname "$0")/peer/bench_table.mjs" $(for name in $BENCH_MODELS; do label "$name"; done) \
-    > "$OUT/bench.md.new"
+    > "$OUT/bench.md.raw"
+awk -F'|' -v OFS='|' -v threads="$THREADS" '
+    FNR == NR { split($0, f, "\t"); order[++n] = f[1]; mib[f[1]] = f[2]; bpw[f[1]] = f[3]; peer[f[1]] = f[4]; next }
+    function trim(x) { gsub(/^ +| +$/, "", x); return x }
+    /^\| model \| file MiB \|/ { $3 = " file MiB | file bits/weight "; intable = 1; print; next }
+    /^\|---\|/ { $3 = "---:|---:"; print; next }
+    /^\|/ && intable {
+        l = trim($2); seen[l] = 1
+        if (!(l in mib)) { $3 = $3 "| "; print; next }
+        logits = trim($5) ~ /^logits/
+        $3 = logits ? $3 "| " : " " mib[l] " | " bpw[l] " "
+        if (!peer[l] && !logits) $6 = $7 = $8 = $12 = " — "
+        print; next
+    }
+    intable { end_table() }
+    { print }
+    function end_table(   i, l, na) {
+        intable = 0
+        for (i = 1; i <= n; i++) {
+            l = order[i]
+            if (l in seen) continue
+            na = peer[l] ? "n/a" : "—"
+            printf "| %s | %s | %s | %s | n/a | %s | %s | %s | n/a | n/a | n/a | %s |\n", l, mib[l], bpw[l], threads, na, na, na, na
+        }
+        print ""
+        print "file MiB: the model on disk (the GGUF file, or every file of a Hugging Face directory); " \
+            "file bits/weight: its bytes × 8 / the parameters `lowbit info` counts (metadata and vocabulary " \
+            "included). A row whose model is a Hugging Face checkpoint (lowbit rtn/bnb recipes) is measured by " \
+            "lowbit only: llama.cpp cannot load it, its columns show — and it has no ratio. " \
+            "NAME@int8: `lowbit bench --compute int8`."
+        done_table = 1
+    }
+    END { if (intable && !done_table) end_table() }' "$OUT/bench-models.tsv" "$OUT/bench.md.raw" > "$OUT/bench.md.new"
+rm -f "$OUT/bench.md.raw"
 mv "$OUT/bench.md.new" "$OUT/bench.md"
 cat "$OUT/bench.md"
 [ "$FAILED" -eq 0 ] || die "$FAILED of $RUNS runs failed (see the logs in $OUT)"
