@@ -8,7 +8,9 @@
  * then logits = rmsnorm(x)·w_out_norm · Wout. RMSNorm sums squares in double; the RoPE angles are
  * computed in double and stored as fp32 cos/sin; softmax is fp32 with the max subtracted.
  * Every parallel loop gives each output to one thread with a fixed summation order, so results do
- * not depend on the thread count. */
+ * not depend on the thread count. The weight matmuls (layers and output) run in s->compute: fp32
+ * (matmul), fp16/bf16 (inputs and outputs rounded around matmul), int8 (matmul_i8, with an fp32
+ * fallback for weight types it lacks, counted in n_mm - n_mm_int8). */
 #include "eval/forward.h"
 
 #include <math.h>
@@ -39,6 +41,7 @@ void fwd_release(struct fwd_state *s) {
     free(s->up);
     free(s->rope_cos);
     free(s->rope_sin);
+    free(s->xh);
     memset(s, 0, sizeof *s);
 }
 
@@ -185,9 +188,58 @@ static void cache_store(struct fwd_state *s, int l, int T, int pos0) {
     }
 }
 
+void fwd_int8_coverage(const struct model *m, int *n_int8, int *n_total) {
+    int ok = 0, all = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const struct layer *L = &m->layers[l];
+        const struct tensor *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < LB_ARRAY_LEN(ws); i++, all++) ok += matmul_i8_tensor_ok(ws[i]);
+    }
+    ok += matmul_i8_tensor_ok(&m->output);
+    *n_int8 = ok;
+    *n_total = all + 1;
+}
+
+/* v rounded to fp16 / bf16 (RNE) and back, n floats */
+static void round_half(float *dst, const float *src, size_t n, enum compute_dtype c) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_WORK)
+    for (size_t i = 0; i < n; i++)
+        dst[i] = c == COMPUTE_FP16 ? lb_fp16_to_f32(lb_f32_to_fp16(src[i]))
+                                   : lb_bf16_to_f32(lb_f32_to_bf16(src[i]));
+}
+
+/* y = x·Wᵀ in the state's compute dtype; a failure (out of memory) sets s->mm_failed */
 static void mm_out(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T) {
+    const size_t K = (size_t)w->ne[0], N = (size_t)tensor_nrows(w);
+    s->n_mm++;
+    s->flops += 2.0 * T * (double)K * (double)N;
+    switch (s->compute) {
+    case COMPUTE_INT8:
+        if (matmul_i8_tensor_ok(w)) {
+            s->n_mm_int8++;
+            if (matmul_i8(y, x, w, T)) s->mm_failed = true;
+            return;
+        }
+        break;
+    case COMPUTE_FP16:
+    case COMPUTE_BF16:
+        if (s->xh_floats < (size_t)T * K) {
+            free(s->xh);
+            s->xh_floats = 0;
+            s->xh = xmalloc((size_t)T * K * sizeof(float), "the rounded matmul input");
+            if (!s->xh) {
+                s->mm_failed = true;
+                return;
+            }
+            s->xh_floats = (size_t)T * K;
+        }
+        round_half(s->xh, x, (size_t)T * K, s->compute);
+        matmul(y, s->xh, w, T);
+        round_half(y, y, (size_t)T * N, s->compute);
+        return;
+    default: break;
+    }
     matmul(y, x, w, T);
-    s->flops += 2.0 * T * (double)w->ne[0] * (double)tensor_nrows(w);
 }
 
 /* a layer matmul: the hook sees its input */
@@ -204,7 +256,7 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
     const int D = c->dim, H = c->hidden_dim, hd = c->head_dim;
     const size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd;
     const int pos0 = s->n_past;
-    s->hook_failed = false;
+    s->hook_failed = s->mm_failed = false;
     const struct attn_shape as = {.T = T,
                                   .pos0 = pos0,
                                   .n_heads = c->n_heads,
@@ -250,7 +302,7 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
         mm(s, s->xn, s->gate, &L->w_down, T);
         residual_add(s->x, s->xn, (size_t)T * D);
     }
-    if (s->hook_failed) return -1;
+    if (s->hook_failed || s->mm_failed) return -1;
     s->n_past += T;
     if (!logits) return 0;
     if (last_only) {
@@ -260,7 +312,7 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
         rmsnorm(s->xn, s->x, m->out_norm.data, T, D, c->norm_eps);
         mm_out(s, logits, s->xn, &m->output, T);
     }
-    return 0;
+    return s->mm_failed ? -1 : 0;
 }
 
 int forward(struct fwd_state *s, const int *tokens, int n_tok, float *logits, bool last_only) {

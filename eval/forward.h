@@ -13,6 +13,7 @@
 #ifndef EVAL_FORWARD_H
 #define EVAL_FORWARD_H
 #include "eval/model.h"
+#include "kernels/matmul_i8.h" /* enum compute_dtype */
 
 struct fwd_state {
     const struct model *m;
@@ -30,9 +31,21 @@ struct fwd_state {
     int (*mm_hook)(void *ctx, const struct tensor *w, const float *x, int T);
     void *mm_hook_ctx;
     bool hook_failed;
+    /* the matmuls' arithmetic (set after fwd_init; COMPUTE_FP32 by default). fp16/bf16: inputs
+     * and outputs of every matmul rounded (RNE) to that type around an fp32-accumulating matmul;
+     * int8: matmul_i8 where the weight allows it (matmul_i8_tensor_ok), else fp32. Counts of the
+     * matmul calls made so far, and of those done in int8 (the rest fell back to fp32). */
+    enum compute_dtype compute;
+    long n_mm, n_mm_int8;
+    float *xh; /* fp16/bf16: the rounded input (allocated on first use) */
+    size_t xh_floats;
+    bool mm_failed;
 };
 
 int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch);
+/* the weight matmuls of a forward pass (every layer's 7 plus the output layer): how many of
+ * them int8 compute runs in int8 (*n_int8) out of *n_total */
+void fwd_int8_coverage(const struct model *m, int *n_int8, int *n_total);
 void fwd_release(struct fwd_state *s);
 /* forget cached positions >= n_past (n_past <= s->n_past) */
 void fwd_truncate(struct fwd_state *s, int n_past);

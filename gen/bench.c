@@ -40,6 +40,7 @@ struct bench_opts {
     int ctx, reps, n_threads, threads[BENCH_MAX_THREADS];
     unsigned seed;
     double peak_seconds;
+    enum compute_dtype compute;
 };
 
 struct bench_run {
@@ -54,10 +55,12 @@ static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: lowbit bench --model M [--ctx 512] [--threads 1,2] [--reps 5] [--json OUT]\n"
             "                    [--tokens FILE | --text FILE [--tokenizer T]] [--seed 1]\n"
-            "                    [--peak-seconds 0.5]\n"
+            "                    [--peak-seconds 0.5] [--compute fp32|fp16|bf16|int8]\n"
             "Prefill tokens/s (ctx tokens in one batch from an empty cache, last-position logits),\n"
             "median of reps after one warm-up, per thread count; GFLOP/s from the analytic FLOP\n"
-            "count of the pass; the fp32 FMA peak measured in the same process.\n"
+            "count of the pass; the fp32 FMA peak measured in the same process. --compute: the\n"
+            "matmuls' arithmetic (default fp32; int8 = int8 activations and integer dot products\n"
+            "where the weight type allows, see lowbit ppl --help).\n"
             "  --tokens FILE  token ids (whitespace or comma separated), the first ctx are used\n"
             "  --text FILE    a text, tokenized with BOS (--tokenizer overrides the model's own)\n"
             "  default        BOS + pseudo-random ids (minstd from --seed)\n");
@@ -118,6 +121,10 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
                 return err("bench: --peak-seconds wants a number in (0, 60], got '%s'", v);
         } else if (!strcmp(a, "--threads")) {
             if (parse_threads(v, o)) return -1;
+        } else if (!strcmp(a, "--compute")) {
+            if ((n = compute_from_name(v)) < 0)
+                return err("bench: unknown --compute '%s' (expected fp32, fp16, bf16 or int8)", v);
+            o->compute = (enum compute_dtype)n;
         } else
             return err("bench: unknown option '%s' (see --help)", a);
     }
@@ -243,9 +250,13 @@ static int write_json(const struct bench_opts *o, const struct model *m, const c
                            peak > 0 ? gf / peak : 0.0, "fwd_flops_per_pass", r->fwd_flops,
                            "seconds", secs));
     }
-    root = json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:i, s:s, s:f, s:b, s:o}", "model", o->model,
-                     "dtype", weight_dtype(m), "params", (json_int_t)model_n_params(m),
-                     "weight_bytes", (json_int_t)model_weight_bytes(m), "isa", kernels_isa(),
+    int n_i8, n_mm;
+    fwd_int8_coverage(m, &n_i8, &n_mm);
+    root = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:f, s:b, s:o}",
+                     "model", o->model, "dtype", weight_dtype(m), "params",
+                     (json_int_t)model_n_params(m), "weight_bytes", (json_int_t)model_weight_bytes(m),
+                     "isa", kernels_isa(), "compute", compute_name(o->compute),
+                     "compute_int8_matmuls", o->compute == COMPUTE_INT8 ? n_i8 : 0, "matmuls", n_mm,
                      "ctx", o->ctx, "reps", o->reps, "tokens", token_src, "flops_per_pass", flops,
                      "logits_identical", identical, "runs", arr);
     if (!root) return err("bench: building the JSON result failed");
@@ -279,9 +290,17 @@ int cmd_bench(int argc, char **argv) {
         goto out;
     if (fwd_init(&s, &m, o.ctx, o.ctx)) goto out;
     have_state = true;
+    s.compute = o.compute;
 
     double flops = pass_flops(c, o.ctx);
     printf("kernels: using %s\n", kernels_isa());
+    int n_i8, n_mm;
+    fwd_int8_coverage(&m, &n_i8, &n_mm);
+    if (o.compute == COMPUTE_INT8)
+        printf("compute: int8 (%s) on %d of %d weight matmuls, the rest fp32\n", matmul_i8_path(),
+               n_i8, n_mm);
+    else
+        printf("compute: %s\n", compute_name(o.compute));
     printf("model: %s (%s weights, %.1fM params, %.1f MiB), ctx %d, reps %d, tokens: %s\n", o.model,
            weight_dtype(&m), model_n_params(&m) / 1e6, model_weight_bytes(&m) / 1048576.0, o.ctx,
            o.reps, o.tokens ? o.tokens : o.text ? o.text : "BOS + minstd pseudo-random ids");

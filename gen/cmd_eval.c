@@ -115,6 +115,8 @@ static int score_pages(struct fwd_state *s, const struct tokenizer *tok, int max
         if (fwd_init(&states[n_init], s->m, s->n_ctx, s->max_batch)) {
             failed = 1;
             break;
+        } else {
+            states[n_init].compute = s->compute;
         }
     const int n_todo = failed ? 0 : rs->n;
 #pragma omp parallel for num_threads(n_par) schedule(dynamic, 1) reduction(| : failed) \
@@ -224,13 +226,28 @@ static int state_for(struct fwd_state *s, const struct model *m, const struct re
     }
     need = LB_MIN(need, max_len);
     if (s->m && s->n_ctx == need) return 0;
+    const enum compute_dtype compute = s->compute;
     fwd_release(s);
-    return fwd_init(s, m, need, LB_MIN(need, 512));
+    if (fwd_init(s, m, need, LB_MIN(need, 512))) return -1;
+    s->compute = compute;
+    return 0;
+}
+
+/* --compute NAME: 1 and *out set, 0 when argv[*i] is another option, -1 with a message */
+static int opt_compute(const char *cmd, int argc, char **argv, int *i, enum compute_dtype *out) {
+    const char *v;
+    const int rc = cli_opt(argc, argv, i, "--compute", &v);
+    if (rc <= 0) return rc;
+    const int c = compute_from_name(v);
+    if (c < 0) return err("%s: unknown --compute '%s' (expected fp32, fp16, bf16 or int8)", cmd, v);
+    *out = (enum compute_dtype)c;
+    return 1;
 }
 
 static const char eval_help[] =
     "usage: lowbit eval --model M [--tokenizer T] --tasks LIST [--limit N] [--seed S] [--ctx N]\n"
-    "                   [--bos auto|yes|no] [--json OUT] [--threads N] [--data DIR] [--quiet]\n"
+    "                   [--bos auto|yes|no] [--json OUT] [--threads N] [--compute D] [--data DIR]\n"
+    "                   [--quiet]\n"
     "  Scores the leaderboard's tasks as lm-evaluation-harness 0.4 does (0-shot, loglikelihood\n"
     "  requests, prefix-shared contexts). LIST: comma-separated task names (arc_challenge,\n"
     "  arc_easy, boolq, hellaswag, lambada_openai, mmlu, openbookqa, piqa, truthfulqa_mc1,\n"
@@ -239,16 +256,19 @@ static const char eval_help[] =
     "  context, at most 8192, else 2048). --bos auto (= no: lm-eval's HF default\n"
     "  add_bos_token=False), yes or no. --data: the datasets (default $LOWBIT_DATA, else\n"
     "  ../shared/data). Prints a table per task and the speed; --json writes lm-eval's results\n"
-    "  layout (results, configs, n-samples, config) plus timings.\n";
+    "  layout (results, configs, n-samples, config) plus timings. --compute fp32 (default) |\n"
+    "  fp16 | bf16 | int8: the matmuls' arithmetic (see lowbit ppl --help).\n";
 
 int cmd_eval(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *tasks_arg = NULL, *json_path = NULL,
                *bos_arg = "auto", *data_dir = NULL, *v;
     int limit = 0, seed = 1234, ctx = 0, threads = 0, rc;
     bool quiet = false;
+    enum compute_dtype compute = COMPUTE_FP32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return fputs(eval_help, stdout), 0;
-        if (!strcmp(argv[i], "--quiet")) quiet = true;
+        if ((rc = opt_compute("eval", argc, argv, &i, &compute))) { if (rc < 0) return -1; }
+        else if (!strcmp(argv[i], "--quiet")) quiet = true;
         else if ((rc = cli_opt(argc, argv, &i, "--model", &v))) { if (rc < 0) return -1; model_path = v; }
         else if ((rc = cli_opt(argc, argv, &i, "--tokenizer", &v))) { if (rc < 0) return -1; tok_path = v; }
         else if ((rc = cli_opt(argc, argv, &i, "--tasks", &v))) { if (rc < 0) return -1; tasks_arg = v; }
@@ -303,7 +323,7 @@ int cmd_eval(int argc, char **argv) {
 
     struct model m;
     struct tokenizer *tok = NULL;
-    struct fwd_state s = {0};
+    struct fwd_state s = {.compute = compute};
     int ret = -1;
     const double t_start = now_s();
     if (model_load(&m, model_path)) return -1;
@@ -483,7 +503,7 @@ static int make_dirs(const char *dir) {
 
 static const char kld_help[] =
     "usage: lowbit kld --base B --model M [--tokenizer T] --text FILE [--ctx N] [--chunks K]\n"
-    "                  [--cache DIR] [--f32] [--threads N] [--json OUT] [--quiet]\n"
+    "                  [--cache DIR] [--f32] [--threads N] [--compute D] [--json OUT] [--quiet]\n"
     "  KL divergence of model M against its base B on the same tokens, with llama.cpp's\n"
     "  perplexity-tool statistics (--kl-divergence): PPL of both, mean KLD +/- stderr and its\n"
     "  percentiles, delta-p (p_M - p_B of the right token) and its RMS, same-top-token %.\n"
@@ -491,7 +511,8 @@ static const char kld_help[] =
     "  token chunks (default 512), first token BOS, second half of each chunk scored; --chunks K\n"
     "  uses the first K. The base's log-probs are computed once and kept in --cache DIR (default\n"
     "  out/cache/kld), named by the base's weights fingerprint and the tokens; f16 rows (half the\n"
-    "  size; the mean KLD agrees with --f32 to ~1e-5 relative) unless --f32.\n";
+    "  size; the mean KLD agrees with --f32 to ~1e-5 relative) unless --f32. --compute fp32\n"
+    "  (default) | fp16 | bf16 | int8: the arithmetic of M's matmuls (the base is always fp32).\n";
 
 static void print_kld(const struct kld_result *r) {
     printf("====== Perplexity statistics ======\n");
@@ -522,9 +543,11 @@ int cmd_kld(int argc, char **argv) {
                *cache_dir = "out/cache/kld", *json_path = NULL, *v;
     int ctx = 512, max_chunks = 0, threads = 0, rc;
     bool quiet = false, f32 = false;
+    enum compute_dtype compute = COMPUTE_FP32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return fputs(kld_help, stdout), 0;
-        if (!strcmp(argv[i], "--quiet")) quiet = true;
+        if ((rc = opt_compute("kld", argc, argv, &i, &compute))) { if (rc < 0) return -1; }
+        else if (!strcmp(argv[i], "--quiet")) quiet = true;
         else if (!strcmp(argv[i], "--f32")) f32 = true;
         else if ((rc = cli_opt(argc, argv, &i, "--base", &v))) { if (rc < 0) return -1; base_path = v; }
         else if ((rc = cli_opt(argc, argv, &i, "--model", &v))) { if (rc < 0) return -1; model_path = v; }
@@ -589,6 +612,7 @@ int cmd_kld(int argc, char **argv) {
     if (model_load(&m, model_path)) goto out;
     loaded = true;
     if (fwd_init(&s, &m, ctx, LB_MIN(ctx, 512))) goto out;
+    s.compute = compute;
     struct kld_result r;
     if (kld_compare(&s, cache_path, chunks, n_chunks, ctx, hb, quiet, &r)) goto out;
     printf("kld          %s vs base %s\n", model_path, base_path);

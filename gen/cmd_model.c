@@ -11,8 +11,9 @@
 static const char info_help[] =
     "usage: lowbit info MODEL [--tensors]\n"
     "  MODEL: a GGUF file, a llama2.c checkpoint, or a Hugging Face directory.\n"
-    "  Prints the architecture, shapes, dtypes, parameter count and bits per weight;\n"
-    "  --tensors also lists every tensor.\n";
+    "  Prints the architecture, shapes, dtypes, parameter count and bits per weight, and the\n"
+    "  compute dtypes its weights support (--compute of ppl/eval/kld/bench: fp32, fp16, bf16\n"
+    "  always; int8 on how many of the weight matmuls); --tensors also lists every tensor.\n";
 
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
@@ -52,6 +53,10 @@ int cmd_info(int argc, char **argv) {
     printf("parameters   %lld (%.2fM)\n", (long long)n_params, n_params / 1e6);
     printf("weight bytes %zu (%.2f MiB)\n", bytes, bytes / 1048576.0);
     printf("bits/weight  %.3f\n", n_params ? 8.0 * (double)bytes / (double)n_params : 0.0);
+    int n_i8, n_mm;
+    fwd_int8_coverage(&m, &n_i8, &n_mm);
+    printf("compute      fp32 fp16 bf16%s (int8 on %d of %d weight matmuls%s)\n",
+           n_i8 ? " int8" : "", n_i8, n_mm, n_i8 == n_mm ? "" : ", the rest fp32");
     if (tensors)
         for (int i = 0; i < m.n_tensors; i++) {
             const struct tensor *t = &m.tensors[i];

@@ -52,20 +52,29 @@ static int score_window(struct fwd_state *s, const int *tokens, int n, int first
 
 static const char ppl_help[] =
     "usage: lowbit ppl --model M [--tokenizer T] --text FILE [--ctx N] [--protocol P]\n"
-    "                  [--chunks K] [--threads N] [--json OUT] [--quiet]\n"
+    "                  [--chunks K] [--threads N] [--compute D] [--json OUT] [--quiet]\n"
     "  Perplexity of a text file. --protocol llamacpp (default; llama.cpp's perplexity tool:\n"
     "  N-token chunks from an empty cache, first token BOS, second half scored) or chunks\n"
     "  (GPTQ/AWQ papers: non-overlapping N-token windows, every position scored). --ctx\n"
     "  default 512. --chunks K scores only the first K chunks. Prints PPL +/- stderr, the tokens\n"
-    "  scored and tokens/s.\n";
+    "  scored and tokens/s. --compute fp32 (default) | fp16 | bf16 | int8: the matmuls'\n"
+    "  arithmetic (fp16/bf16: inputs and outputs rounded; int8: activations quantized per block\n"
+    "  as llama.cpp does, integer dot products, for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/int8-row/qint\n"
+    "  weights; other weights stay fp32 and the count is reported).\n";
 
 int cmd_ppl(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *json_path = NULL,
                *protocol = "llamacpp", *v;
-    int ctx = 512, max_chunks = 0, threads = 0, rc;
+    int ctx = 512, max_chunks = 0, threads = 0, compute = COMPUTE_FP32, rc;
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return fputs(ppl_help, stdout), 0;
+        if ((rc = cli_opt(argc, argv, &i, "--compute", &v))) {
+            if (rc < 0) return -1;
+            if ((compute = compute_from_name(v)) < 0)
+                return err("ppl: unknown --compute '%s' (expected fp32, fp16, bf16 or int8)", v);
+            continue;
+        }
         if (!strcmp(argv[i], "--quiet")) quiet = true;
         else if ((rc = cli_opt(argc, argv, &i, "--model", &v))) { if (rc < 0) return -1; model_path = v; }
         else if ((rc = cli_opt(argc, argv, &i, "--tokenizer", &v))) { if (rc < 0) return -1; tok_path = v; }
@@ -102,11 +111,13 @@ int cmd_ppl(int argc, char **argv) {
     }
     if (max_chunks && max_chunks < n_chunk) n_chunk = max_chunks;
     if (fwd_init(&s, &m, ctx, LB_MIN(ctx, 512))) goto out;
+    s.compute = (enum compute_dtype)compute;
     logits = xcalloc((size_t)s.max_batch * m.cfg.vocab_size, sizeof(float), "logits");
     if (!logits) goto out;
     if (!quiet)
-        fprintf(stderr, "ppl: %s, %d tokens, %d chunks of %d, protocol %s, %d threads, kernels %s\n",
-                text_path, n_ids, n_chunk, ctx, protocol, lb_threads(), kernels_isa());
+        fprintf(stderr, "ppl: %s, %d tokens, %d chunks of %d, protocol %s, %d threads, kernels %s, "
+                "compute %s\n", text_path, n_ids, n_chunk, ctx, protocol, lb_threads(), kernels_isa(),
+                compute_name(s.compute));
     struct nll_acc acc = {0};
     double t0 = now_s();
     for (int c = 0; c < n_chunk; c++) {
@@ -129,10 +140,14 @@ int cmd_ppl(int argc, char **argv) {
     printf("mean NLL     %.6f nats/token\n", mean);
     printf("tokens       %d in the text, %ld scored, %d chunks\n", n_ids, acc.n, n_chunk);
     printf("speed        %.1f tokens/s forward (%.2f s, %d threads)\n", tps, el, lb_threads());
+    if (s.compute == COMPUTE_INT8)
+        printf("compute      int8 on %ld of %ld matmuls (the rest fp32)\n", s.n_mm_int8, s.n_mm);
+    else
+        printf("compute      %s\n", compute_name(s.compute));
     if (json_path) {
-        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:f, s:f, s:i, s:I, s:i, s:f, s:f, s:i}",
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:f, s:f, s:i, s:I, s:i, s:f, s:f, s:i}",
                               "model", model_path, "text", text_path, "protocol", protocol,
-                              "kernels", kernels_isa(), "ctx", ctx, "ppl", ppl, "ppl_stderr", pm,
+                              "kernels", kernels_isa(), "compute", compute_name(s.compute), "ctx", ctx, "ppl", ppl, "ppl_stderr", pm,
                               "mean_nll", mean, "text_tokens", n_ids, "scored_tokens",
                               (json_int_t)acc.n, "chunks", n_chunk, "tokens_per_s", tps,
                               "seconds", el, "threads", lb_threads());

@@ -1,0 +1,742 @@
+/* kernels/matmul_i8.c: int8-activation matmul (contract and semantics in kernels/matmul_i8.h).
+ *
+ * Legend: T = n_tok, K = w->ne[0], N = rows of W, Kp = K padded to 32, L = segment length (the
+ * run of k whose integer sum gets one scale: 32 for the GGUF blocks, the group for QINT, Kp for
+ * I8ROW and per-channel QINT), ns = segments per row, R×TW = tile (weight rows × tokens).
+ *
+ * Every type is reduced to one form. Weight row n: signed codes v[k] in [-128, 127] (Q4_0:
+ * nibble − 8, QINT b = 8: q − 128, ...), and per segment s a scale dw, an integer c and (Q4_1/Q5_1)
+ * a min m, such that the true integer sum of the segment is Σ v·q_x + c·Σ q_x (QINT: c = −z, or
+ * 128 − z at b = 8; else 0). Token t: codes q_x, per segment dx, Σ q_x and (Q8_1) s_x. Then
+ *     y[t][n] = Σ_s (dw·dx)·float(sumi_s) [+ m·s_x]      in s order, as matmul_i8_ref.
+ * Fast path (prefill shaped): x is quantized once per call into token micro-panels
+ * [Tp/TW][Kp/4][TW][4] (4 consecutive k of TW tokens: one vector), so a weight's 4 codes are
+ * broadcast and multiplied with TW tokens in the lanes, and each lane accumulates exactly one
+ * output's segment sum: no horizontal sums, and the fp32 epilogue per segment is the ref's.
+ * Per R-row panel the weights are unpacked once (whole K, R·Kp bytes: in L1) and reused by every
+ * TW-token tile of a unit (<= 256 tokens). AVX-512 VNNI: vpdpbusd takes u8 × s8, so weight codes
+ * are stored v + 128 and c lowered by 128 (Σ(v+128)q = Σvq + 128Σq). AVX2: the sign trick,
+ * maddubs(|v|, sign(q_x, v)) (|v| <= 128, |q_x| <= 127: no saturation) and madd with ones.
+ * Generic: the same data in C loops. Results are bit-identical to matmul_i8_ref on every path,
+ * and independent of the thread count (each output is one tile's, with a fixed order).
+ * Scratch: one aligned_alloc per call. */
+#include "kernels/matmul_i8.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "kernels/matmul.h"
+#include "kernels/nf4.h"
+#include "kernels/qint.h"
+#include "kernels/quants.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define I8_X86 1
+#include <immintrin.h>
+#define LB_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
+#define LB_AVX2 __attribute__((target("avx2,fma,f16c")))
+#else
+#define I8_X86 0
+#endif
+#if defined(__GNUC__)
+#define I8_INLINE inline __attribute__((always_inline))
+#else
+#define I8_INLINE inline
+#endif
+
+#define I8_RT_MAX 6 /* largest tile token count */
+#define I8_PAR_MIN_MAC (1 << 17)
+#define I8_K_MAX 65536 /* longest segment with exact int32 sums even with the +128 offset */
+
+static const char *const compute_names[COMPUTE_COUNT] = {
+    [COMPUTE_FP32] = "fp32", [COMPUTE_FP16] = "fp16", [COMPUTE_BF16] = "bf16", [COMPUTE_INT8] = "int8"};
+
+const char *compute_name(enum compute_dtype c) {
+    return (unsigned)c < COMPUTE_COUNT ? compute_names[c] : "?";
+}
+
+int compute_from_name(const char *name) {
+    for (int c = 0; c < COMPUTE_COUNT; c++)
+        if (name && !strcasecmp(name, compute_names[c])) return c;
+    return -1;
+}
+
+/* ===== activation quantizers (ggml quantize_row_q8_0_ref / _q8_1_ref) ===== */
+
+void i8_quantize_q8_0(const float *x, struct block_q8_0 *y, int64_t k) {
+    for (int64_t i = 0; i < k / QK8_0; i++) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[i * QK8_0 + j]));
+        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        y[i].d = lb_f32_to_fp16(d);
+        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)roundf(x[i * QK8_0 + j] * id);
+    }
+}
+
+void i8_quantize_q8_1(const float *x, struct block_q8_1 *y, int64_t k) {
+    for (int64_t i = 0; i < k / QK8_0; i++) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[i * QK8_0 + j]));
+        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        y[i].d = lb_f32_to_fp16(d);
+        int sum = 0;
+        for (int j = 0; j < QK8_0; j++) {
+            y[i].qs[j] = (int8_t)roundf(x[i * QK8_0 + j] * id);
+            sum += y[i].qs[j];
+        }
+        y[i].s = lb_f32_to_fp16((float)sum * d);
+    }
+}
+
+/* per-token quantization of a whole row (I8ROW, QINT): the Q8_0 formula with one block */
+static float quantize_row_tok(const float *x, int8_t *q, int64_t k) {
+    float amax = 0.0f;
+    for (int64_t j = 0; j < k; j++) amax = fmaxf(amax, fabsf(x[j]));
+    const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+    for (int64_t j = 0; j < k; j++) q[j] = (int8_t)roundf(x[j] * id);
+    return d;
+}
+
+bool matmul_i8_supported(enum dtype t) {
+    switch (t) {
+    case DTYPE_Q8_0:
+    case DTYPE_Q4_0:
+    case DTYPE_Q4_1:
+    case DTYPE_Q5_0:
+    case DTYPE_Q5_1:
+    case DTYPE_I8ROW:
+    case DTYPE_QINT: return true;
+    default: return false;
+    }
+}
+
+static bool has_min(enum dtype t) { return t == DTYPE_Q4_1 || t == DTYPE_Q5_1; }
+static bool is_gguf(enum dtype t) { return t <= DTYPE_Q5_1; }
+static int64_t pad32(int64_t k) { return (k + 31) & ~(int64_t)31; }
+
+/* segment length (see the legend) */
+static int64_t seg_len(const struct tensor *w) {
+    if (is_gguf(w->type)) return QK8_0;
+    if (w->type == DTYPE_QINT && w->q_group < w->ne[0]) return w->q_group;
+    return pad32(w->ne[0]);
+}
+
+bool matmul_i8_tensor_ok(const struct tensor *w) {
+    return matmul_i8_supported(w->type) && seg_len(w) <= I8_K_MAX;
+}
+
+/* ===== reference ===== */
+
+/* the signed code of weight j (0..31) of a GGUF block, ggml's dequantize formulas */
+static int gguf_code(enum dtype t, const void *blk, int j) {
+    switch (t) {
+    case DTYPE_Q8_0: return ((const struct block_q8_0 *)blk)->qs[j];
+    case DTYPE_Q4_0: {
+        const uint8_t b = ((const struct block_q4_0 *)blk)->qs[j & 15];
+        return (j < 16 ? b & 15 : b >> 4) - 8;
+    }
+    case DTYPE_Q4_1: {
+        const uint8_t b = ((const struct block_q4_1 *)blk)->qs[j & 15];
+        return j < 16 ? b & 15 : b >> 4;
+    }
+    case DTYPE_Q5_0: {
+        const struct block_q5_0 *b = blk;
+        uint32_t qh;
+        memcpy(&qh, b->qh, 4);
+        const int lo = j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4;
+        return (lo | (int)((qh >> j) & 1) << 4) - 16;
+    }
+    default: { /* DTYPE_Q5_1 */
+        const struct block_q5_1 *b = blk;
+        uint32_t qh;
+        memcpy(&qh, b->qh, 4);
+        const int lo = j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4;
+        return lo | (int)((qh >> j) & 1) << 4;
+    }
+    }
+}
+
+/* fp16 d (and m) of a GGUF block: every legacy block starts with d, Q4_1/Q5_1 follow with m */
+static float gguf_d(const void *blk) { return lb_fp16_to_f32(*(const lb_fp16 *)blk); }
+static float gguf_m(const void *blk) { return lb_fp16_to_f32(((const lb_fp16 *)blk)[1]); }
+
+void matmul_i8_ref(float *y, const float *x, const struct tensor *w, int n_tok) {
+    const int64_t K = w->ne[0], N = tensor_nrows(w), Kp = pad32(K);
+    ASSERT(matmul_i8_tensor_ok(w));
+    int8_t *q = xmalloc((size_t)Kp, "matmul_i8_ref codes");
+    float *xs = xmalloc((size_t)Kp * sizeof(float), "matmul_i8_ref row");
+    struct block_q8_1 *b8 = xmalloc((size_t)(Kp / QK8_0) * sizeof *b8, "matmul_i8_ref blocks");
+    if (!q || !xs || !b8) BUG("matmul_i8_ref: no memory for a row of %lld", (long long)K);
+    for (int t = 0; t < n_tok; t++) {
+        const float *xt = x + (size_t)t * (size_t)K;
+        float *yt = y + (size_t)t * (size_t)N;
+        if (is_gguf(w->type)) {
+            const int64_t nb = K / QK8_0;
+            const size_t bsz = (size_t)dtype_get(w->type)->block_bytes;
+            if (has_min(w->type)) {
+                i8_quantize_q8_1(xt, b8, K);
+            } else { /* Q8_0 activations: the same d and qs, no s */
+                struct block_q8_0 *b0 = (struct block_q8_0 *)xs; /* 34 B per 32 floats fits */
+                i8_quantize_q8_0(xt, b0, K);
+                for (int64_t b = nb - 1; b >= 0; b--) { /* widen in place, back to front */
+                    const struct block_q8_0 tmp = b0[b];
+                    b8[b].d = tmp.d, b8[b].s = 0;
+                    memcpy(b8[b].qs, tmp.qs, QK8_0);
+                }
+            }
+            for (int64_t n = 0; n < N; n++) {
+                const char *row = tensor_row(w, n);
+                float s = 0.0f;
+                for (int64_t b = 0; b < nb; b++) {
+                    const void *blk = row + (size_t)b * bsz;
+                    int sumi = 0;
+                    for (int j = 0; j < QK8_0; j++) sumi += gguf_code(w->type, blk, j) * b8[b].qs[j];
+                    float v = (gguf_d(blk) * lb_fp16_to_f32(b8[b].d)) * (float)sumi;
+                    if (has_min(w->type)) v = v + gguf_m(blk) * lb_fp16_to_f32(b8[b].s);
+                    s = s + v;
+                }
+                yt[n] = s;
+            }
+            continue;
+        }
+        /* I8ROW, QINT: stored column order, one scale per token */
+        const int32_t *perm = w->type == DTYPE_QINT ? w->q_perm : NULL;
+        for (int64_t j = 0; j < K; j++) xs[j] = xt[perm ? perm[j] : j];
+        const float dx = quantize_row_tok(xs, q, K);
+        for (int64_t n = 0; n < N; n++) {
+            if (w->type == DTYPE_I8ROW) {
+                const int8_t *row = tensor_row(w, n);
+                const float dw = nf4_absmax(w)[n] * BNB_INT8_RECIP;
+                int32_t sumi = 0;
+                for (int64_t k = 0; k < K; k++) sumi += row[k] * q[k];
+                yt[n] = (dw * dx) * (float)sumi;
+                continue;
+            }
+            const uint8_t *row = tensor_row(w, n);
+            const int64_t g = w->q_group, ng = qint_n_groups(g, K);
+            const struct qint_param *p = qint_params(w) + n * ng;
+            float s = 0.0f;
+            for (int64_t gi = 0; gi < ng; gi++) {
+                int32_t sq = 0, sx = 0;
+                for (int64_t k = gi * g; k < LB_MIN(K, (gi + 1) * g); k++) {
+                    sq += (int32_t)qint_code_get(row, w->q_bits, k) * q[k];
+                    sx += q[k];
+                }
+                const int32_t sumi = sq - (int32_t)p[gi].z * sx;
+                s = s + (p[gi].d * dx) * (float)sumi;
+            }
+            yt[n] = s;
+        }
+    }
+    free(q);
+    free(xs);
+    free(b8);
+}
+
+/* ===== packing ===== */
+
+/* i8_quantize_q8_0's arithmetic on one block of n into q; returns d (fp32). roundf (half away
+ * from zero) is done branch-free in integers: (int)v truncates, then ±1 when the exact remainder
+ * reaches ±0.5 (|v| <= 127 here unless d is subnormal; beyond 2^23 roundf itself) */
+static float quant_block(const float *x, int8_t *q, int64_t n) {
+    float amax = 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+        const float a = fabsf(x[j]);
+        amax = a > amax ? a : amax; /* x is NaN-free: fmaxf's result */
+    }
+    const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+    if (!(amax * id < 8388608.0f)) { /* subnormal d: 1/d huge or infinite */
+        for (int64_t j = 0; j < n; j++) q[j] = (int8_t)roundf(x[j] * id);
+        return d;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        const float v = x[j] * id;
+        const int32_t i = (int32_t)v;
+        const float f = v - (float)i;
+        q[j] = (int8_t)(i + (f >= 0.5f) - (f <= -0.5f));
+    }
+    return d;
+}
+
+/* the 32 signed codes of a GGUF block (gguf_code for j = 0..31) */
+static void gguf_block_codes(enum dtype t, const void *blk, int8_t *v) {
+    switch (t) {
+    case DTYPE_Q8_0: memcpy(v, ((const struct block_q8_0 *)blk)->qs, QK8_0); break;
+    case DTYPE_Q4_0:
+    case DTYPE_Q4_1: {
+        const uint8_t *qs = t == DTYPE_Q4_0 ? ((const struct block_q4_0 *)blk)->qs
+                                            : ((const struct block_q4_1 *)blk)->qs;
+        const int off = t == DTYPE_Q4_0 ? 8 : 0;
+        for (int j = 0; j < 16; j++) {
+            v[j] = (int8_t)((qs[j] & 15) - off);
+            v[j + 16] = (int8_t)((qs[j] >> 4) - off);
+        }
+        break;
+    }
+    default: { /* Q5_0, Q5_1 */
+        const uint8_t *qs, *qhp;
+        int off;
+        if (t == DTYPE_Q5_0) {
+            qs = ((const struct block_q5_0 *)blk)->qs, qhp = ((const struct block_q5_0 *)blk)->qh;
+            off = 16;
+        } else {
+            qs = ((const struct block_q5_1 *)blk)->qs, qhp = ((const struct block_q5_1 *)blk)->qh;
+            off = 0;
+        }
+        uint32_t qh;
+        memcpy(&qh, qhp, 4);
+        for (int j = 0; j < 16; j++) {
+            v[j] = (int8_t)(((qs[j] & 15) | (int)((qh >> j) & 1) << 4) - off);
+            v[j + 16] = (int8_t)(((qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) - off);
+        }
+        break;
+    }
+    }
+}
+
+/* one weight panel of NW rows, lanes = rows: codes [Kp/4][NW][4] (v + bias, as bytes); per
+ * segment [ns][NW]: scale, integer c (minus bias), min. Rows past N are zero. */
+struct i8_panel {
+    uint8_t *wq;
+    float *wd, *wm;
+    int32_t *wc;
+};
+
+/* unpack row n into lane r of the panel; v: scratch of Kp bytes */
+static void pack_row(const struct tensor *w, int64_t n, int r, int NW, int64_t Kp, int64_t ns,
+                     int bias, int8_t *v, const struct i8_panel *P) {
+    const int64_t K = w->ne[0];
+    if (n >= tensor_nrows(w)) {
+        memset(v, 0, (size_t)Kp);
+        for (int64_t s = 0; s < ns; s++)
+            P->wd[s * NW + r] = 0.0f, P->wm[s * NW + r] = 0.0f, P->wc[s * NW + r] = -bias;
+    } else if (is_gguf(w->type)) {
+        const char *row = tensor_row(w, n);
+        const size_t bsz = (size_t)dtype_get(w->type)->block_bytes;
+        for (int64_t b = 0; b < K / QK8_0; b++) {
+            const void *blk = row + (size_t)b * bsz;
+            gguf_block_codes(w->type, blk, v + b * QK8_0);
+            P->wd[b * NW + r] = gguf_d(blk);
+            P->wm[b * NW + r] = has_min(w->type) ? gguf_m(blk) : 0.0f;
+            P->wc[b * NW + r] = -bias;
+        }
+    } else if (w->type == DTYPE_I8ROW) {
+        memcpy(v, tensor_row(w, n), (size_t)K);
+        memset(v + K, 0, (size_t)(Kp - K));
+        P->wd[r] = nf4_absmax(w)[n] * BNB_INT8_RECIP;
+        P->wm[r] = 0.0f;
+        P->wc[r] = -bias;
+    } else { /* QINT: v = q (b < 8) or q − 128 (b = 8), c = −z (+128) */
+        const uint8_t *row = tensor_row(w, n);
+        const int bits = w->q_bits, off = bits == 8 ? 128 : 0;
+        for (int64_t k = 0; k < Kp; k++) v[k] = (int8_t)((int)qint_code_get(row, bits, k) - off);
+        const struct qint_param *p = qint_params(w) + n * ns;
+        for (int64_t s = 0; s < ns; s++) {
+            P->wd[s * NW + r] = p[s].d;
+            P->wm[s * NW + r] = 0.0f;
+            P->wc[s * NW + r] = off - (int32_t)p[s].z - bias;
+        }
+    }
+    uint8_t *dst = P->wq + 4 * r;
+    for (int64_t k = 0; k < Kp; k += 4) {
+        uint32_t u;
+        memcpy(&u, v + k, 4);
+        if (bias) u ^= 0x80808080u; /* v + 128 per byte */
+        memcpy(dst + k * NW, &u, 4);
+    }
+}
+
+/* quantized activations, row-major: q [T][Kp]; per segment [T][ns]: dx, Σq_x, s_x (Q8_1) */
+struct i8_act {
+    int8_t *q;
+    float *d, *m;
+    int32_t *sx;
+};
+
+/* quantize token t; tmp: Kp floats of scratch */
+static void pack_token(const struct tensor *w, const float *x, int64_t t, int64_t Kp, int64_t L,
+                       int64_t ns, float *tmp, const struct i8_act *A) {
+    const int64_t K = w->ne[0];
+    const float *xt = x + (size_t)t * (size_t)K;
+    int8_t *q = A->q + (size_t)t * (size_t)Kp;
+    float *dd = A->d + t * ns, *mm = A->m + t * ns;
+    int32_t *sx = A->sx + t * ns;
+    if (is_gguf(w->type)) {
+        for (int64_t b = 0; b < K / QK8_0; b++) {
+            const float d = quant_block(xt + b * QK8_0, q + b * QK8_0, QK8_0);
+            int sum = 0;
+            for (int i = 0; i < QK8_0; i++) sum += q[b * QK8_0 + i];
+            dd[b] = lb_fp16_to_f32(lb_f32_to_fp16(d));
+            mm[b] = lb_fp16_to_f32(lb_f32_to_fp16((float)sum * d)); /* Q8_1's s */
+            sx[b] = sum;
+        }
+        return;
+    }
+    const int32_t *perm = w->type == DTYPE_QINT ? w->q_perm : NULL;
+    if (perm)
+        for (int64_t k = 0; k < K; k++) tmp[k] = xt[perm[k]];
+    const float d = quant_block(perm ? tmp : xt, q, K);
+    memset(q + K, 0, (size_t)(Kp - K));
+    for (int64_t s = 0; s < ns; s++) {
+        int32_t sum = 0;
+        for (int64_t k = s * L; k < LB_MIN(Kp, (s + 1) * L); k++) sum += q[k];
+        dd[s] = d, mm[s] = 0.0f, sx[s] = sum;
+    }
+}
+
+/* ===== tiles: y[t][n0 + i] (row stride ldy) for nt tokens × NW panel rows ===== */
+
+struct i8_tile_args {
+    const uint8_t *wq; /* [Kp/4][NW][4] */
+    const float *wd, *wm;
+    const int32_t *wc; /* [ns][NW] */
+    const int8_t *xq;  /* [nt][Kp] */
+    const float *xd, *xm;
+    const int32_t *xs; /* [nt][ns] */
+    int64_t Kp, L, ns;
+    int nt;            /* tokens, 1..RT */
+    float *y;
+    int64_t ldy;
+};
+typedef void (*i8_tile_fn)(const struct i8_tile_args *a, bool per_row_c, bool min);
+
+#define RT_GEN 4
+#define NW_GEN 16
+static void tile_generic(const struct i8_tile_args *a, bool per_row_c, bool min) {
+    (void)per_row_c;
+    float s[RT_GEN][NW_GEN] = {{0}};
+    const int nt = a->nt;
+    for (int64_t sg = 0; sg < a->ns; sg++) {
+        const int64_t k0 = sg * a->L, k1 = LB_MIN(a->Kp, k0 + a->L);
+        int32_t acc[RT_GEN][NW_GEN];
+        for (int t = 0; t < nt; t++)
+            for (int i = 0; i < NW_GEN; i++) acc[t][i] = a->wc[sg * NW_GEN + i] * a->xs[t * a->ns + sg];
+        for (int64_t k = k0; k < k1; k += 4) {
+            const int8_t *wk = (const int8_t *)a->wq + k * NW_GEN;
+            for (int t = 0; t < nt; t++) {
+                const int8_t *xk = a->xq + t * a->Kp + k;
+                for (int i = 0; i < NW_GEN; i++)
+                    acc[t][i] += wk[4 * i] * xk[0] + wk[4 * i + 1] * xk[1] + wk[4 * i + 2] * xk[2] +
+                                 wk[4 * i + 3] * xk[3];
+            }
+        }
+        for (int t = 0; t < nt; t++)
+            for (int i = 0; i < NW_GEN; i++) {
+                float v = (a->wd[sg * NW_GEN + i] * a->xd[t * a->ns + sg]) * (float)acc[t][i];
+                if (min) v = v + a->wm[sg * NW_GEN + i] * a->xm[t * a->ns + sg];
+                s[t][i] = s[t][i] + v;
+            }
+    }
+    for (int t = 0; t < nt; t++)
+        for (int i = 0; i < NW_GEN; i++) a->y[t * a->ldy + i] = s[t][i];
+}
+
+struct i8_kern {
+    const char *name;
+    int RT, NW, bias; /* tile: up to RT tokens × NW weight rows; weight codes stored v + bias */
+    i8_tile_fn tile;
+};
+
+static const struct i8_kern kern_generic = {"generic", RT_GEN, NW_GEN, 0, tile_generic};
+
+#if I8_X86
+/* ===== AVX-512 VNNI: RT tokens × 32 rows, vpdpbusd(u8 weights + 128, s8 broadcast x) ===== */
+
+#define RT_VNNI 6
+#define NV_VNNI 2
+LB_VNNI static I8_INLINE void tile_vnni_t(const int RT, const bool PRC, const bool MIN,
+                                          const struct i8_tile_args *a) {
+    const int NV = NV_VNNI, NW = 16 * NV_VNNI;
+    const int64_t Kp = a->Kp, ns = a->ns;
+    __m512 s[RT_VNNI][NV_VNNI];
+#pragma GCC unroll 6
+    for (int t = 0; t < RT; t++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) s[t][v] = _mm512_setzero_ps();
+    for (int64_t sg = 0; sg < ns; sg++) {
+        const int64_t k0 = sg * a->L, k1 = LB_MIN(Kp, k0 + a->L);
+        __m512i acc[RT_VNNI][NV_VNNI];
+        if (PRC) {
+            __m512i c[NV_VNNI];
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) c[v] = _mm512_loadu_si512(a->wc + sg * NW + 16 * v);
+#pragma GCC unroll 6
+            for (int t = 0; t < RT; t++)
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; v++)
+                    acc[t][v] = _mm512_mullo_epi32(c[v], _mm512_set1_epi32(a->xs[t * ns + sg]));
+        } else { /* c = −128 on every row */
+#pragma GCC unroll 6
+            for (int t = 0; t < RT; t++)
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; v++) acc[t][v] = _mm512_set1_epi32(-128 * a->xs[t * ns + sg]);
+        }
+        const uint8_t *wk = a->wq + k0 * NW;
+        const int8_t *xk = a->xq + k0;
+#pragma GCC unroll 8
+        for (int64_t k = k0; k < k1; k += 4, wk += 4 * NW, xk += 4) {
+            __m512i wv[NV_VNNI];
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) wv[v] = _mm512_loadu_si512(wk + 64 * v);
+#pragma GCC unroll 6
+            for (int t = 0; t < RT; t++) {
+                int32_t x4;
+                memcpy(&x4, xk + t * Kp, 4);
+                const __m512i xb = _mm512_set1_epi32(x4);
+#pragma GCC unroll 2
+                for (int v = 0; v < NV; v++) acc[t][v] = _mm512_dpbusd_epi32(acc[t][v], wv[v], xb);
+            }
+        }
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) {
+            const __m512 dw = _mm512_loadu_ps(a->wd + sg * NW + 16 * v);
+            const __m512 mw = MIN ? _mm512_loadu_ps(a->wm + sg * NW + 16 * v) : dw;
+#pragma GCC unroll 6
+            for (int t = 0; t < RT; t++) {
+                __m512 val = _mm512_mul_ps(_mm512_mul_ps(dw, _mm512_set1_ps(a->xd[t * ns + sg])),
+                                           _mm512_cvtepi32_ps(acc[t][v]));
+                if (MIN)
+                    val = _mm512_add_ps(val, _mm512_mul_ps(mw, _mm512_set1_ps(a->xm[t * ns + sg])));
+                s[t][v] = _mm512_add_ps(s[t][v], val);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < RT; t++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(a->y + t * a->ldy + 16 * v, s[t][v]);
+}
+
+#define VNNI_RT(RT)                                                                                \
+    LB_VNNI static void tile_vnni_##RT(const struct i8_tile_args *a, bool prc, bool min) {         \
+        if (prc) tile_vnni_t(RT, true, false, a);                                                  \
+        else if (min) tile_vnni_t(RT, false, true, a);                                             \
+        else tile_vnni_t(RT, false, false, a);                                                     \
+    }
+VNNI_RT(1)
+VNNI_RT(2)
+VNNI_RT(3)
+VNNI_RT(4)
+VNNI_RT(5)
+VNNI_RT(6)
+static void tile_vnni(const struct i8_tile_args *a, bool prc, bool min) {
+    static const i8_tile_fn by_rt[RT_VNNI + 1] = {NULL,      tile_vnni_1, tile_vnni_2, tile_vnni_3,
+                                                  tile_vnni_4, tile_vnni_5, tile_vnni_6};
+    by_rt[a->nt](a, prc, min);
+}
+
+static const struct i8_kern kern_vnni = {"avx512-vnni", RT_VNNI, 16 * NV_VNNI, 128, tile_vnni};
+
+/* ===== AVX2: RT tokens × 16 rows, sign trick ===== */
+
+#define RT_AVX2 2
+LB_AVX2 static I8_INLINE void tile_avx2_t(const int RT, const bool MIN,
+                                          const struct i8_tile_args *a) {
+    const int NW = 16;
+    const int64_t Kp = a->Kp, ns = a->ns;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 s[RT_AVX2][2];
+#pragma GCC unroll 2
+    for (int t = 0; t < RT; t++) s[t][0] = s[t][1] = _mm256_setzero_ps();
+    for (int64_t sg = 0; sg < ns; sg++) {
+        const int64_t k0 = sg * a->L, k1 = LB_MIN(Kp, k0 + a->L);
+        __m256i acc[RT_AVX2][2];
+#pragma GCC unroll 2
+        for (int t = 0; t < RT; t++)
+#pragma GCC unroll 2
+            for (int v = 0; v < 2; v++)
+                acc[t][v] = _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(a->wc + sg * NW + 8 * v)),
+                                               _mm256_set1_epi32(a->xs[t * ns + sg]));
+        const uint8_t *wk = a->wq + k0 * NW;
+        const int8_t *xk = a->xq + k0;
+#pragma GCC unroll 4
+        for (int64_t k = k0; k < k1; k += 4, wk += 4 * NW, xk += 4) {
+            __m256i wv[2], wa[2];
+#pragma GCC unroll 2
+            for (int v = 0; v < 2; v++) {
+                wv[v] = _mm256_loadu_si256((const __m256i *)(wk + 32 * v));
+                wa[v] = _mm256_abs_epi8(wv[v]);
+            }
+#pragma GCC unroll 2
+            for (int t = 0; t < RT; t++) {
+                int32_t x4;
+                memcpy(&x4, xk + t * Kp, 4);
+                const __m256i xb = _mm256_set1_epi32(x4);
+#pragma GCC unroll 2
+                for (int v = 0; v < 2; v++) {
+                    const __m256i p = _mm256_maddubs_epi16(wa[v], _mm256_sign_epi8(xb, wv[v]));
+                    acc[t][v] = _mm256_add_epi32(acc[t][v], _mm256_madd_epi16(p, ones));
+                }
+            }
+        }
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++) {
+            const __m256 dw = _mm256_loadu_ps(a->wd + sg * NW + 8 * v);
+            const __m256 mw = MIN ? _mm256_loadu_ps(a->wm + sg * NW + 8 * v) : dw;
+#pragma GCC unroll 2
+            for (int t = 0; t < RT; t++) {
+                __m256 val = _mm256_mul_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a->xd[t * ns + sg])),
+                                           _mm256_cvtepi32_ps(acc[t][v]));
+                if (MIN)
+                    val = _mm256_add_ps(val, _mm256_mul_ps(mw, _mm256_set1_ps(a->xm[t * ns + sg])));
+                s[t][v] = _mm256_add_ps(s[t][v], val);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int t = 0; t < RT; t++)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++) _mm256_storeu_ps(a->y + t * a->ldy + 8 * v, s[t][v]);
+}
+
+LB_AVX2 static void tile_avx2(const struct i8_tile_args *a, bool prc, bool min) {
+    (void)prc;
+    if (a->nt == 1) {
+        if (min) tile_avx2_t(1, true, a);
+        else tile_avx2_t(1, false, a);
+    } else {
+        if (min) tile_avx2_t(2, true, a);
+        else tile_avx2_t(2, false, a);
+    }
+}
+
+static const struct i8_kern kern_avx2 = {"avx2", RT_AVX2, 16, 0, tile_avx2};
+#endif /* I8_X86 */
+
+#define I8_NW_MAX 32
+_Static_assert(NW_GEN <= I8_NW_MAX && RT_GEN <= I8_RT_MAX, "tile bounds");
+
+/* ===== dispatch ===== */
+
+/* the kernel for an ISA name, NULL when the CPU lacks it */
+static const struct i8_kern *i8_by_name(const char *name) {
+    if (!strcmp(name, "generic")) return &kern_generic;
+#if I8_X86
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(name, "avx2")) return avx2 ? &kern_avx2 : NULL;
+    if (!strcmp(name, "avx512")) {
+        if (!(avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl")))
+            return NULL;
+        /* AVX-512 without VNNI: the AVX2 tile */
+        return __builtin_cpu_supports("avx512vnni") ? &kern_vnni : &kern_avx2;
+    }
+#endif
+    return NULL;
+}
+
+static const struct i8_kern *i8_current(void) {
+    const struct i8_kern *k = i8_by_name(kernels_isa());
+    return k ? k : &kern_generic;
+}
+
+const char *matmul_i8_path(void) { return i8_current()->name; }
+
+/* ===== the driver ===== */
+
+struct i8_ctx {
+    const struct i8_kern *kn;
+    const struct tensor *w;
+    float *y;
+    int64_t K, Kp, N, L, ns;
+    int T;
+    bool prc, min;
+    struct i8_act act;
+    char *scratch; /* per thread: a panel, a row of codes, an edge tile */
+    size_t scratch_bytes;
+};
+
+static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
+
+/* panels [p0, p1) of NW rows each: pack, then every group of RT tokens over the whole K, the
+ * results straight into y (an edge panel through a scratch tile) */
+static void i8_thread(const struct i8_ctx *c, int ith, int nth) {
+    const struct i8_kern *kn = c->kn;
+    const int NW = kn->NW, RT = kn->RT;
+    char *base = c->scratch + (size_t)ith * c->scratch_bytes;
+    const size_t seg_b = al64((size_t)(c->ns * NW) * 4);
+    struct i8_panel P;
+    P.wq = (uint8_t *)base;
+    P.wd = (float *)(base + al64((size_t)NW * (size_t)c->Kp));
+    P.wm = (float *)((char *)P.wd + seg_b);
+    P.wc = (int32_t *)((char *)P.wm + seg_b);
+    int8_t *v = (int8_t *)((char *)P.wc + seg_b);
+    float *edge = (float *)((char *)v + al64((size_t)c->Kp));
+    const int64_t n_panels = (c->N + NW - 1) / NW;
+    const int64_t p0 = n_panels * ith / nth, p1 = n_panels * (ith + 1) / nth;
+    struct i8_tile_args a = {.wq = P.wq, .wd = P.wd, .wm = P.wm, .wc = P.wc, .Kp = c->Kp,
+                             .L = c->L, .ns = c->ns};
+    for (int64_t p = p0; p < p1; p++) {
+        const int64_t n0 = p * NW;
+        for (int r = 0; r < NW; r++) pack_row(c->w, n0 + r, r, NW, c->Kp, c->ns, kn->bias, v, &P);
+        const bool full = n0 + NW <= c->N;
+        for (int t0 = 0; t0 < c->T; t0 += RT) {
+            a.nt = LB_MIN(RT, c->T - t0);
+            a.xq = c->act.q + (size_t)t0 * (size_t)c->Kp;
+            a.xd = c->act.d + t0 * c->ns;
+            a.xm = c->act.m + t0 * c->ns;
+            a.xs = c->act.sx + t0 * c->ns;
+            a.y = full ? c->y + (size_t)t0 * (size_t)c->N + n0 : edge;
+            a.ldy = full ? c->N : NW;
+            kn->tile(&a, c->prc, c->min);
+            if (!full)
+                for (int t = 0; t < a.nt; t++)
+                    memcpy(c->y + (size_t)(t0 + t) * (size_t)c->N + n0, edge + t * NW,
+                           (size_t)(c->N - n0) * sizeof(float));
+        }
+    }
+}
+
+static int i8_run(const struct i8_kern *kn, float *y, const float *x, const struct tensor *w,
+                  int n_tok) {
+    ASSERT(matmul_i8_tensor_ok(w));
+    const int64_t K = w->ne[0], N = tensor_nrows(w), Kp = pad32(K), L = seg_len(w);
+    if (n_tok <= 0 || N <= 0) return 0;
+    const int NW = kn->NW;
+    struct i8_ctx c = {.kn = kn, .w = w, .y = y, .K = K, .Kp = Kp, .N = N, .L = L,
+                       .ns = (Kp + L - 1) / L, .T = n_tok, .prc = w->type == DTYPE_QINT,
+                       .min = has_min(w->type)};
+    const bool par = (double)n_tok * (double)K * (double)N >= I8_PAR_MIN_MAC;
+    const int nth_max = par ? lb_threads() : 1;
+    const size_t seg_b = al64((size_t)(c.ns * NW) * 4);
+    c.scratch_bytes = al64((size_t)NW * (size_t)Kp) + 3 * seg_b + al64((size_t)Kp) +
+                      al64((size_t)(I8_RT_MAX * NW) * sizeof(float));
+    const size_t q_b = al64((size_t)n_tok * (size_t)Kp), a_b = al64((size_t)n_tok * (size_t)c.ns * 4);
+    const size_t tmp_b = al64((size_t)Kp * sizeof(float));
+    const size_t bytes = q_b + 3 * a_b + tmp_b + c.scratch_bytes * (size_t)nth_max;
+    char *buf = aligned_alloc(64, bytes);
+    if (!buf)
+        return err("matmul_i8: out of memory: %zu bytes of scratch for %s [%lld x %lld], %d tokens",
+                   bytes, w->name, (long long)N, (long long)K, n_tok);
+    c.act.q = (int8_t *)buf;
+    c.act.d = (float *)(buf + q_b);
+    c.act.m = (float *)(buf + q_b + a_b);
+    c.act.sx = (int32_t *)(buf + q_b + 2 * a_b);
+    float *tmp = (float *)(buf + q_b + 3 * a_b);
+    c.scratch = buf + q_b + 3 * a_b + tmp_b;
+    for (int64_t t = 0; t < n_tok; t++) pack_token(w, x, t, Kp, L, c.ns, tmp, &c.act);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth_max) if (nth_max > 1)
+    i8_thread(&c, omp_get_thread_num(), omp_get_num_threads());
+#else
+    i8_thread(&c, 0, 1);
+#endif
+    free(buf);
+    return 0;
+}
+
+int matmul_i8(float *y, const float *x, const struct tensor *w, int n_tok) {
+    return i8_run(i8_current(), y, x, w, n_tok);
+}
+
+int matmul_i8_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
+    const struct i8_kern *kn = i8_by_name(isa);
+    if (!kn) return -2;
+    return i8_run(kn, y, x, w, n_tok);
+}
