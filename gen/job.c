@@ -1033,8 +1033,17 @@ int job_execute(const struct job *j, const struct job_opts *o) {
     json_object_set_new(r.run, "artifact_path", json_string(rel ? rel : art.path));
     json_object_set_new(r.run, "artifact_bytes", json_integer(artifact_bytes(art.path)));
     json_object_set_new(r.run, "n_params", json_integer(n_params));
-    json_object_set_new(r.run, "bits_per_weight",
-                        json_real(n_params ? 8.0 * (double)wbytes / (double)n_params : 0));
+    /* the quantizer's figure for the file it wrote when it gives one (an HF checkpoint's
+     * loaded layout cannot tell e.g. nf4 from nf4 with double-quantized absmax); else the
+     * loaded weights' bytes */
+    double bpw = n_params ? 8.0 * (double)wbytes / (double)n_params : 0;
+    for (int i = 0; i < art.n_prov; i++)
+        if (!strcmp(art.prov[i].key, "quant.bits_per_weight")) {
+            char *end;
+            const double v = strtod(art.prov[i].value, &end);
+            if (end != art.prov[i].value && v > 0 && v < 64) bpw = v;
+        }
+    json_object_set_new(r.run, "bits_per_weight", json_real(bpw));
     const char *eval_tok = art.tokenizer[0] ? art.tokenizer : j->model_tokenizer;
     if (eval_tok[0]) prov_set(&r, "eval.tokenizer_file", "%s", eval_tok);
 

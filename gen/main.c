@@ -19,7 +19,7 @@ static const struct cli_cmd {
     {"eval", cmd_eval, "score tasks as lm-evaluation-harness does (arc, hellaswag, mmlu, ..., wikitext)"},
     {"kld", cmd_kld, "KL divergence vs a base model, llama.cpp's statistics (base log-probs cached)"},
     {"render", cmd_render, "the static site from the database: tables, charts, CSV/JSON datasets"},
-    {"quant", cmd_quant, "a GGUF in one of llama.cpp's file types (Q4_K_M, ...), as llama-quantize writes it"},
+    {"quant", cmd_quant, "quantize a model with a recipe (RTN, bitsandbytes, GGUF mixes) or a llama.cpp file type"},
     {"imatrix", cmd_imatrix, "importance matrix from calibration text, llama-imatrix's protocol and format"},
     {"run", cmd_run, "the pipeline: quantize every model x recipe, evaluate, collect (-j N workers)"},
     {"job", cmd_job, "one job of the pipeline (the worker lowbit run starts): quantize, evaluate, result file"},
