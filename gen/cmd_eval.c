@@ -592,7 +592,19 @@ int cmd_kld(int argc, char **argv) {
                 "kernels %s; base fingerprint %016llx (%.1f s)\n", text_path, n_ids, n_chunks, ctx,
                 ctx - 1 - ctx / 2, lb_threads(), kernels_isa(), (unsigned long long)hb,
                 now_s() - t0);
-    if (access(cache_path, R_OK)) {
+    /* a cached file is used when its header and size check out; a torn or foreign one (another
+     * writer's crash, a disk that filled) is computed again and replaced */
+    struct kld_base_info bi;
+    bool cached = !access(cache_path, R_OK);
+    if (cached) {
+        err_set_quiet(true);
+        cached = !kld_base_info(cache_path, &bi) && bi.n_ctx == ctx && bi.n_chunks == n_chunks &&
+                 bi.model_hash == hb && bi.tokens_hash == ht;
+        err_set_quiet(false);
+        if (!cached && !quiet)
+            fprintf(stderr, "kld: %s is invalid or incomplete: computing it again\n", cache_path);
+    }
+    if (!cached) {
         if (make_dirs(cache_dir) || fwd_init(&s, &m, ctx, LB_MIN(ctx, 512))) goto out;
         t0 = now_s();
         if (kld_base_write(&s, chunks, n_chunks, ctx, f32 ? KLD_F32 : KLD_F16, hb, base_path,

@@ -392,6 +392,11 @@ static void common_opts(struct argv_b *a, const struct eval_ctx *c) {
         av_add(a, "--threads");
         av_int(a, c->threads);
     }
+    /* the recipe's compute dtype (for kld: the model under test; the base stays fp32) */
+    if (c->j->recipe.compute_dtype[0]) {
+        av_add(a, "--compute");
+        av_add(a, c->j->recipe.compute_dtype);
+    }
     av_add(a, "--quiet");
 }
 

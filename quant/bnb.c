@@ -219,9 +219,10 @@ int bnb_recipe_check(const struct recipe *r) {
     if (!int8 && r->has_group_size && !nf4_blocksize_ok(r->group_size))
         return err("recipe '%s': bnb blocksize %d (bitsandbytes allows 32, 64, ..., 4096)", r->id,
                    r->group_size);
-    if (!strcmp(r->compute_dtype, "int8"))
+    /* int8 rows may run W8A8 (activations quantized per token, integer dot products) */
+    if (!int8 && !strcmp(r->compute_dtype, "int8"))
         return err("recipe '%s': compute_dtype int8 is not a bitsandbytes 4-bit compute dtype "
-                   "(fp32, fp16 or bf16)", r->id);
+                   "(fp32, fp16 or bf16; int8 compute is for bnb int8 rows)", r->id);
     if (r->knobs[0] && strcmp(r->knobs, "{}"))
         return err("recipe '%s': bnb has no knobs (got %s)", r->id, r->knobs);
     return 0;

@@ -316,6 +316,36 @@ static void test_quant_default_recipes(void) {
     T_OK(n >= 2);
 }
 
+/* ===== lowbit kld: the base's cached log-probs ===== */
+
+/* a torn cache file (a writer killed mid-way, a full disk) is computed again, not trusted: the
+ * same KLD as from a fresh cache; no temporary file is left beside it */
+static void test_kld_cache_torn(void) {
+    const char *m = dpath(0, "models/stories260K.gguf");
+    const char *t = dpath(1, "datasets/tinystories/tinystories-valid.txt.1000");
+    if (!m || !t) return;
+    char cache[600], cmd[2400], first[256] = "";
+    snprintf(cache, sizeof cache, "%s/kldcache", t_tmpdir());
+    /* the model under test: the same weights with bf16 compute (a KLD of about 4e-4) */
+    snprintf(cmd, sizeof cmd,
+             "kld --model %s --base %s --text %s --chunks 3 --cache %s --f32 --compute bf16", m, m,
+             t, cache);
+    T_EQ_INT(run(cmd), 0);
+    const char *at = strstr(out_buf, "Mean    KLD:");
+    double kld = 0;
+    T_OK(at && sscanf(at, "Mean    KLD: %lf", &kld) == 1 && kld > 1e-5);
+    if (at) snprintf(first, sizeof first, "%.*s", (int)strcspn(at, "\n"), at);
+    char sh[1400];
+    snprintf(sh, sizeof sh, "f=$(ls %s/*.kld) && n=$(stat -c %%s \"$f\") && truncate -s $((n / 2)) \"$f\"",
+             cache);
+    T_EQ_INT(system(sh), 0);
+    T_EQ_INT(run(cmd), 0);
+    T_CONTAINS(err_buf, "is invalid or incomplete: computing it again");
+    T_CONTAINS(out_buf, first);
+    snprintf(sh, sizeof sh, "test $(ls %s | wc -l) -eq 1", cache);
+    T_EQ_INT(system(sh), 0);
+}
+
 int main(void) {
     T_RUN(test_usage);
     T_RUN(test_bad_files_one_line);
@@ -326,5 +356,6 @@ int main(void) {
     T_RUN(test_quant_recipe_gguf);
     T_RUN(test_quant_recipe_errors);
     T_RUN(test_quant_default_recipes);
+    T_RUN(test_kld_cache_torn);
     return T_DONE();
 }
