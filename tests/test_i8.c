@@ -123,10 +123,10 @@ static int64_t first_diff(const float *a, const float *b, int64_t n) {
 
 static const char *const isas[] = {"generic", "avx2", "avx512"};
 
-/* fast (every path, or the default only) vs ref, bitwise */
-static void check_fast(const struct tensor *w, int T, bool all_paths) {
-    const int64_t K = w->ne[0], N = tensor_nrows(w);
-    float *x = make_x(T, K), *yr = malloc((size_t)(T * N) * 4), *yf = malloc((size_t)(T * N) * 4);
+/* fast (every path, or the default only) vs ref on x [T][K], bitwise */
+static void check_fast_x(const struct tensor *w, const float *x, int T, bool all_paths) {
+    const int64_t N = tensor_nrows(w);
+    float *yr = malloc((size_t)(T * N) * 4), *yf = malloc((size_t)(T * N) * 4);
     matmul_i8_ref(yr, x, w, T);
     for (size_t i = 0; i < (all_paths ? LB_ARRAY_LEN(isas) : 1); i++) {
         memset(yf, 0xff, (size_t)(T * N) * 4);
@@ -137,11 +137,16 @@ static void check_fast(const struct tensor *w, int T, bool all_paths) {
         if (d >= 0)
             T_FAIL_("%s %s b%d g%d K=%lld N=%lld T=%d: y[%lld] fast %.9g ref %.9g",
                     all_paths ? isas[i] : matmul_i8_path(), dtype_get(w->type)->name, w->q_bits,
-                    w->q_group, (long long)K, (long long)N, T, (long long)d, yf[d], yr[d]);
+                    w->q_group, (long long)w->ne[0], (long long)N, T, (long long)d, yf[d], yr[d]);
     }
-    free(x);
     free(yr);
     free(yf);
+}
+
+static void check_fast(const struct tensor *w, int T, bool all_paths) {
+    float *x = make_x(T, w->ne[0]);
+    check_fast_x(w, x, T, all_paths);
+    free(x);
 }
 
 /* ===== tests ===== */
@@ -261,7 +266,8 @@ static void sweep(bool all) {
     lb_set_threads(1);
     static const int toks[] = {1, 3, 7, 33, 100};
     static const int64_t ks_g[] = {32, 96, 800, 1088};
-    static const int64_t ns[] = {1, 7, 33};
+    /* rows: 16-row SIMD unpack groups (Q8_0/Q4_0/Q4_1) plus scalar leftovers, panels 16 or 32 */
+    static const int64_t ns[] = {1, 7, 20, 33, 48};
     for (size_t it = 0; it < LB_ARRAY_LEN(gguf_types); it++)
         for (size_t ik = 0; ik < LB_ARRAY_LEN(ks_g); ik++)
             for (size_t in = 0; in < LB_ARRAY_LEN(ns); in++) {
@@ -291,6 +297,31 @@ static void sweep(bool all) {
                 free(o.buf);
             }
     lb_set_threads(saved);
+}
+
+/* activation blocks at the edges of the SIMD quantizers: zeros, fp16-inf d, a subnormal d
+ * (the roundf fallback), exact .5 ties (d = 1), and a last group of fewer than 16 blocks */
+static void test_fast_quant_edges(void) {
+    enum { T = 3, K = 32 * 23 };
+    float *x = malloc((size_t)T * K * sizeof *x);
+    for (int i = 0; i < T * K; i++) x[i] = rng_normal();
+    for (int t = 0; t < T; t++) {
+        float *xt = x + t * K + 32 * (t * 5 % 17);
+        for (int j = 0; j < 32; j++) xt[j] = 0.0f;
+        xt[32 + 5] = t == 1 ? 3e38f : -1e6f;
+        for (int j = 0; j < 32; j++) xt[64 + j] = 1e-30f * (float)(j - 16);
+        for (int j = 0; j < 32; j++) xt[96 + j] = (float)(j - 16) + 0.5f;
+        xt[96 + 3] = 127.0f;
+        for (int j = 0; j < 32; j++) xt[128 + j] = -((float)j + 0.5f) * (j % 2 ? 1.0f : 0.25f);
+        xt[128] = -127.0f;
+    }
+    for (size_t it = 0; it < LB_ARRAY_LEN(gguf_types); it++) {
+        struct owned o;
+        make_gguf_raw(&o, gguf_types[it], K, 40);
+        check_fast_x(&o.t, x, T, true);
+        free(o.buf);
+    }
+    free(x);
 }
 
 static void test_sweep_all_paths(void) { sweep(true); }
@@ -411,6 +442,7 @@ int main(int argc, char **argv) {
     T_RUN(test_names);
     T_RUN(test_quantize_edges);
     T_RUN(test_ref_vs_ggml_formula);
+    T_RUN(test_fast_quant_edges);
     T_RUN(test_sweep_all_paths);
     T_RUN(test_sweep_default);
     T_RUN(test_threads);
