@@ -269,7 +269,8 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
 
     for (int t = 0; t < T; t++) tensor_row_to_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
 
-    for (int l = 0; l < c->n_layers; l++) {
+    const int n_layers = s->layer_limit > 0 ? LB_MIN(s->layer_limit, c->n_layers) : c->n_layers;
+    for (int l = 0; l < n_layers; l++) {
         const struct layer *L = &m->layers[l];
         rmsnorm(s->xn, s->x, L->attn_norm.data, T, D, c->norm_eps);
         mm(s, s->q, s->xn, &L->wq, T);
@@ -318,6 +319,8 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
 int forward(struct fwd_state *s, const int *tokens, int n_tok, float *logits, bool last_only) {
     const int V = s->m->cfg.vocab_size;
     if (n_tok <= 0) return err("forward: %d tokens (expected at least 1)", n_tok);
+    if (s->layer_limit > 0 && logits)
+        return err("forward: no logits when only %d layers run (layer_limit)", s->layer_limit);
     if (s->n_past + n_tok > s->n_ctx)
         return err("forward: %d cached + %d new tokens exceed the context of %d", s->n_past, n_tok,
                    s->n_ctx);

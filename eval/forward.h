@@ -31,6 +31,10 @@ struct fwd_state {
     int (*mm_hook)(void *ctx, const struct tensor *w, const float *x, int T);
     void *mm_hook_ctx;
     bool hook_failed;
+    /* optional: when > 0, run only layers [0, layer_limit) (calibration passes that need one
+     * block's inputs: quant/gptq.c); forward() then refuses logits. 0 (fwd_init's) = all layers.
+     * The cache of the skipped layers is left stale: fwd_truncate() before the next full pass. */
+    int layer_limit;
     /* the matmuls' arithmetic (set after fwd_init; COMPUTE_FP32 by default). fp16/bf16: inputs
      * and outputs of every matmul rounded (RNE) to that type around an fp32-accumulating matmul;
      * int8: matmul_i8 where the weight allows it (matmul_i8_tensor_ok), else fp32. Counts of the

@@ -23,6 +23,7 @@
 #include "eval/gguf.h"
 #include "kernels/common.h"
 #include "quant/gguf_mix.h" /* the gguf row */
+#include "quant/gptq.h"     /* the gptq row */
 #include "quant/qformat.h"  /* the rtn and bnb rows */
 
 static int fp_check(const struct recipe *r);
@@ -33,7 +34,8 @@ static int fp_quantize(const struct quant_job *j, struct quant_artifact *a);
 static const struct qmethod_info qmethods[QMETHOD_COUNT] = {
     [QMETHOD_FP] = {.name = "fp", .check = fp_check, .quantize = fp_quantize},
     [QMETHOD_RTN] = {.name = "rtn", .check = rtn_recipe_check, .quantize = rtn_recipe_quantize},
-    [QMETHOD_GPTQ] = {.name = "gptq", .needs_calib = true},
+    [QMETHOD_GPTQ] = {.name = "gptq", .check = gptq_recipe_check, .quantize = gptq_recipe_quantize,
+                      .needs_calib = true},
     [QMETHOD_AWQ] = {.name = "awq", .needs_calib = true},
     [QMETHOD_AUTOROUND] = {.name = "autoround", .needs_calib = true},
     [QMETHOD_BNB] = {.name = "bnb", .check = bnb_recipe_check, .quantize = bnb_recipe_quantize},

@@ -1,0 +1,55 @@
+/* quant/calib.h: calibration sets for the data-driven quantizers (GPTQ first; AWQ, AutoRound,
+ * imatrix-style recipes later): a text file cut into n_samples windows of seqlen tokens.
+ *
+ * Which file: a recipe's calib_set names either a file of $LOWBIT_DATA/datasets/calibration/
+ * ("groups_merged" or "groups_merged.txt"), a path relative to $LOWBIT_DATA/datasets/
+ * ("tinystories/tinystories_val.txt"), or any path (absolute, or relative to the working
+ * directory; a leading "$LOWBIT_DATA" or "${LOWBIT_DATA}" is expanded). LOWBIT_DATA defaults to
+ * ../shared/data, as everywhere in lowbit.
+ *
+ * Windows: the whole file is tokenized once without BOS (the model's tokenizer). Window i is
+ *   [BOS] + text_tokens[o_i .. o_i + seqlen − 2]   (seqlen tokens)   when the tokenizer has a BOS
+ *   text_tokens[o_i .. o_i + seqlen − 1]                              otherwise
+ * with o_i drawn uniformly from every valid start, independently per window (windows may
+ * overlap, as in the GPTQ paper's loaders). BOS first: every evaluation in lowbit scores text that
+ * starts with BOS, and AutoGPTQ's usual example loaders (tokenizer(text) per example; AutoRound's
+ * get_dataloader) give every sample its BOS, so position 0 sees the same activations as at
+ * inference. (The GPTQ repo's datautils.get_c4/get_wikitext2 slice windows of one long encoding
+ * without a BOS; that differs only in the first token of each window.)
+ * RNG: splitmix64 (Steele, Lea, Flood 2014; the constants of Vigna's reference code) seeded with
+ * the recipe's seed; each offset is next() reduced to [0, n_starts) by rejection (no modulo
+ * bias). Same file + tokenizer + (n_samples, seqlen, seed) -> the same windows on any machine.
+ *
+ * Provenance: the sha256 of the file's bytes and the sha256 of the windows (n_samples·seqlen
+ * int32 little-endian token ids, row by row). */
+#ifndef QUANT_CALIB_H
+#define QUANT_CALIB_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct tokenizer;
+
+struct calib_set {
+    char path[4096];        /* the file read */
+    char file_sha256[65];   /* of its bytes */
+    char tokens_sha256[65]; /* of the windows */
+    int64_t n_text_tokens;  /* tokens of the whole file (no BOS) */
+    int n_samples, seqlen;
+    uint64_t seed;
+    bool bos;               /* windows start with BOS */
+    int *tokens;            /* [n_samples][seqlen], owned */
+};
+
+/* the file calib_set names (rules above) into path; -1 with a message listing where it looked */
+int calib_resolve(const char *name, char *path, size_t size);
+
+/* read, tokenize and cut the calibration set (c is overwritten; release with calib_release).
+ * -1 with a message: missing file, no tokenizer, a text shorter than one window. */
+int calib_load(struct calib_set *c, const char *name, const struct tokenizer *tok, int n_samples,
+               int seqlen, uint64_t seed);
+void calib_release(struct calib_set *c);
+
+/* splitmix64: *state advances; exposed for tests */
+uint64_t calib_rng_next(uint64_t *state);
+#endif

@@ -1,0 +1,639 @@
+/* quant/gptq.c: GPTQ, one layer and the true-sequential model pass (algorithm, sources, what we
+ * changed and the tolerance we promise: quant/gptq.h). */
+#include "quant/gptq.h"
+
+#include <jansson.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "eval/forward.h"
+#include "quant/calib.h"
+#include "quant/qformat.h"
+#include "quant/quant.h"
+
+/* ===== the Hessian ===== */
+
+int gptq_hessian_init(struct gptq_hessian *h, int64_t K) {
+    memset(h, 0, sizeof *h);
+    h->K = K;
+    h->sum = xcalloc((size_t)(K * K), sizeof *h->sum, "a GPTQ Hessian");
+    return h->sum ? 0 : -1;
+}
+
+void gptq_hessian_reset(struct gptq_hessian *h) {
+    memset(h->sum, 0, (size_t)(h->K * h->K) * sizeof *h->sum);
+    h->n_samples = 0;
+    h->n_tokens = 0;
+}
+
+void gptq_hessian_release(struct gptq_hessian *h) {
+    free(h->sum);
+    memset(h, 0, sizeof *h);
+}
+
+void gptq_hessian_add(struct gptq_hessian *h, const float *x, int T) {
+    const int64_t K = h->K;
+    /* the upper triangle, row i per iteration: Σ_t x_ti·x_tj for j >= i (mirrored in _get) */
+#pragma omp parallel for schedule(dynamic, 8) if (K * K * T >= (1 << 24))
+    for (int64_t i = 0; i < K; i++) {
+        double *hr = h->sum + i * K;
+        for (int t = 0; t < T; t++) {
+            const float *xr = x + (size_t)t * (size_t)K;
+            const double xi = xr[i];
+            if (xi == 0) continue;
+            for (int64_t j = i; j < K; j++) hr[j] += xi * (double)xr[j];
+        }
+    }
+    h->n_samples++;
+    h->n_tokens += T;
+}
+
+int gptq_hessian_get(const struct gptq_hessian *h, double *out) {
+    if (h->n_samples < 1) return err("GPTQ: no calibration input reached this layer");
+    const int64_t K = h->K;
+    const double s = 2.0 / (double)h->n_samples;
+    for (int64_t i = 0; i < K; i++)
+        for (int64_t j = i; j < K; j++) out[i * K + j] = out[j * K + i] = s * h->sum[i * K + j];
+    return 0;
+}
+
+/* ===== dense linear algebra (double, row-major [K][K]) ===== */
+
+/* lower Cholesky factor of a in place (a = L·Lᵀ; the upper triangle is zeroed); -1 at the first
+ * non-positive pivot */
+static int chol_lower(double *a, int64_t K) {
+    for (int64_t j = 0; j < K; j++) {
+        double s = a[j * K + j];
+        for (int64_t k = 0; k < j; k++) s -= a[j * K + k] * a[j * K + k];
+        if (!(s > 0)) return -1;
+        const double d = sqrt(s);
+        a[j * K + j] = d;
+#pragma omp parallel for schedule(static) if ((K - j) * j >= (1 << 16))
+        for (int64_t i = j + 1; i < K; i++) {
+            double v = a[i * K + j];
+            for (int64_t k = 0; k < j; k++) v -= a[i * K + k] * a[j * K + k];
+            a[i * K + j] = v / d;
+        }
+        for (int64_t i = 0; i < j; i++) a[i * K + j] = 0;
+    }
+    return 0;
+}
+
+/* U, the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ·U), into u; h is destroyed. As AutoGPTQ:
+ * cholesky(H), cholesky_inverse, cholesky(upper). -1 when H is not positive definite. */
+static int chol_inverse_upper(double *h, double *u, int64_t K) {
+    if (chol_lower(h, K)) return -1;
+    /* L⁻¹ (lower) into u, column by column */
+#pragma omp parallel for schedule(dynamic, 4) if (K >= 256)
+    for (int64_t j = 0; j < K; j++) {
+        for (int64_t i = 0; i < j; i++) u[i * K + j] = 0;
+        u[j * K + j] = 1.0 / h[j * K + j];
+        for (int64_t i = j + 1; i < K; i++) {
+            double s = 0;
+            for (int64_t k = j; k < i; k++) s -= h[i * K + k] * u[k * K + j];
+            u[i * K + j] = s / h[i * K + i];
+        }
+    }
+    /* H⁻¹ = L⁻ᵀ·L⁻¹ into h: h_ij = Σ_{k >= max(i,j)} Linv_ki·Linv_kj */
+#pragma omp parallel for schedule(dynamic, 4) if (K >= 256)
+    for (int64_t i = 0; i < K; i++)
+        for (int64_t j = i; j < K; j++) {
+            double s = 0;
+            for (int64_t k = j; k < K; k++) s += u[k * K + i] * u[k * K + j];
+            h[i * K + j] = s;
+        }
+    for (int64_t i = 0; i < K; i++)
+        for (int64_t j = 0; j < i; j++) h[i * K + j] = h[j * K + i];
+    if (chol_lower(h, K)) return -1;
+    for (int64_t i = 0; i < K; i++) /* U = Lᵀ */
+        for (int64_t j = 0; j < K; j++) u[i * K + j] = j >= i ? h[j * K + i] : 0;
+    return 0;
+}
+
+/* ===== one layer ===== */
+
+/* Quantizer.find_params on one row's group x[0..n): the fp16-rounded scale and the clamped zero
+ * (gptq.h); -1 when the scale is beyond fp16 */
+static int find_params(const double *x, int64_t n, const struct gptq_opts *o, double *scale,
+                       double *zero) {
+    const double maxq = (double)((1 << o->bits) - 1);
+    double xmin = 0, xmax = 0;
+    for (int64_t i = 0; i < n; i++) {
+        xmin = fmin(xmin, x[i]);
+        xmax = fmax(xmax, x[i]);
+    }
+    if (o->sym) {
+        xmax = fmax(fabs(xmin), xmax);
+        if (xmin < 0) xmin = -xmax;
+    }
+    if (xmin == 0 && xmax == 0) xmin = -1, xmax = 1;
+    const double s = (xmax - xmin) / maxq;
+    double z = o->sym ? (maxq + 1) / 2 : rint(-xmin / s);
+    const float s32 = (float)s;
+    if (!(fabsf(s32) <= 65504.0f)) return -1;
+    float s16 = lb_fp16_to_f32(lb_f32_to_fp16(s32));
+    if (s16 == 0) s16 = 0x1p-24f; /* the smallest fp16 subnormal */
+    *scale = s16;
+    *zero = fmin(fmax(z, (double)o->zero_min), maxq);
+    return 0;
+}
+
+/* columns by diag descending, lower index first on ties (qsort has no context argument in C11:
+ * the diagonal is passed through this file-scope pointer; layers are solved one at a time) */
+static const double *sort_diag;
+static int cmp_diag_desc(const void *a, const void *b) {
+    const int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    const double di = sort_diag[i], dj = sort_diag[j];
+    if (di != dj) return di > dj ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
+                        const struct gptq_opts *o, const char *name, struct tensor *t, void **buf,
+                        struct gptq_layer_stats *st) {
+    *buf = NULL;
+    memset(st, 0, sizeof *st);
+    if (o->bits != 2 && o->bits != 3 && o->bits != 4 && o->bits != 8)
+        return err("%s: GPTQ quantizes to 2, 3, 4 or 8 bits, not %d", name, o->bits);
+    if (o->blocksize < 1 || !(o->damp_percent > 0 && o->damp_percent <= 1))
+        return err("%s: GPTQ blocksize %d / damp_percent %g (expected >= 1 / in (0, 1])", name,
+                   o->blocksize, o->damp_percent);
+    /* per_row: one group holds the row (stored without q_perm); params_first: -1 = AutoGPTQ's
+     * per-channel mode, params from the original W; a group >= K takes the group path (params at
+     * column 0 from the dead-zeroed W), as AutoGPTQ does */
+    const bool per_row = o->group <= 0 || o->group >= K, params_first = o->group <= 0;
+    const int64_t g = per_row ? K : o->group, ng = qint_n_groups(g, K);
+    const bool has_perm = o->desc_act && !per_row;
+    const int bs = o->blocksize;
+    if (qint_tensor_init(t, name, K, N, o->bits, g, has_perm)) return -1;
+
+    int ret = -1, nth = 1;
+#ifdef _OPENMP
+    nth = omp_get_max_threads();
+#endif
+    const size_t KK = (size_t)(K * K);
+    double *hm = xmalloc(KK * sizeof *hm, name), *hp = xmalloc(KK * sizeof *hp, name);
+    double *u = xmalloc(KK * sizeof *u, name), *diag = xmalloc((size_t)K * sizeof *diag, name);
+    double *scratch = xmalloc((size_t)nth * (size_t)(2 * K + 2 * bs) * sizeof *scratch, name);
+    int32_t *perm = xmalloc((size_t)K * sizeof *perm, name);
+    bool *dead = xcalloc((size_t)K, sizeof *dead, name);
+    void *b = xcalloc(1, qint_tensor_bytes(K, N, o->bits, g, has_perm), name);
+    if (!hm || !hp || !u || !diag || !scratch || !perm || !dead || !b) goto out;
+    qint_tensor_attach(t, b, has_perm);
+
+    /* 3. dead columns, 4. act-order, 5. dampening and U */
+    memcpy(hm, H, KK * sizeof *hm);
+    for (int64_t k = 0; k < K; k++) {
+        if (hm[k * K + k] == 0) {
+            dead[k] = true;
+            hm[k * K + k] = 1;
+            st->n_dead++;
+        }
+        diag[k] = hm[k * K + k];
+        perm[k] = (int32_t)k;
+    }
+    if (o->desc_act) {
+        sort_diag = diag;
+        qsort(perm, (size_t)K, sizeof *perm, cmp_diag_desc);
+    }
+    double mean = 0;
+    for (int64_t i = 0; i < K; i++) {
+        for (int64_t j = 0; j < K; j++) hp[i * K + j] = hm[(int64_t)perm[i] * K + perm[j]];
+        mean += hp[i * K + i];
+    }
+    st->damp = o->damp_percent * (mean / (double)K);
+    for (int64_t i = 0; i < K; i++) hp[i * K + i] += st->damp;
+    if (chol_inverse_upper(hp, u, K)) {
+        err("%s: the Hessian is not positive definite after dampening %g (damp_percent %g); "
+            "raise damp_percent or use more calibration samples", name, st->damp, o->damp_percent);
+        goto out;
+    }
+
+    /* 6./7. the columns, row by row (rows are independent) */
+    struct qint_param *par = qint_params(t);
+    const double maxq = (double)((1 << o->bits) - 1);
+    long bad_row = -1;
+    double loss = 0;
+#pragma omp parallel reduction(+ : loss)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        double *wc = scratch + (size_t)tid * (size_t)(2 * K + 2 * bs); /* W's row [K] */
+        double *acc = wc + K, *w1 = acc + K, *e1 = w1 + bs;             /* [K], [bs], [bs] */
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t n = 0; n < N; n++) {
+            const float *wr = w + (size_t)(n * K);
+            uint8_t *row = (uint8_t *)t->data + (size_t)n * tensor_row_bytes(t);
+            struct qint_param *pr = par + n * ng;
+            double scale = 0, zero = 0;
+            if (params_first) { /* 2. from the original row */
+                for (int64_t k = 0; k < K; k++) wc[k] = wr[k];
+                if (find_params(wc, K, o, &scale, &zero)) {
+#pragma omp critical
+                    bad_row = (long)n;
+                    continue;
+                }
+                pr[0] = (struct qint_param){(float)scale, (float)zero};
+            }
+            for (int64_t j = 0; j < K; j++) wc[j] = dead[perm[j]] ? 0.0 : (double)wr[perm[j]];
+            bool bad = false;
+            for (int64_t i1 = 0; i1 < K && !bad; i1 += bs) {
+                const int64_t i2 = LB_MIN(i1 + bs, K), cnt = i2 - i1;
+                memcpy(w1, wc + i1, (size_t)cnt * sizeof *w1);
+                for (int64_t i = 0; i < cnt; i++) {
+                    const int64_t col = i1 + i;
+                    if (!params_first && col % g == 0) { /* from W as of the block's start */
+                        if (find_params(wc + col, LB_MIN(g, K - col), o, &scale, &zero)) {
+                            bad = true;
+                            break;
+                        }
+                        pr[col / g] = (struct qint_param){(float)scale, (float)zero};
+                    }
+                    const double x = w1[i];
+                    const double q = fmin(fmax(rint(x / scale) + zero, 0.0), maxq);
+                    const double dq = scale * (q - zero), d = u[col * K + col];
+                    qint_code_set(row, o->bits, has_perm ? col : perm[col], (unsigned)q);
+                    const double e = (x - dq) / d;
+                    loss += (x - dq) * (x - dq) / (d * d);
+                    const double *ur = u + col * K + i1;
+                    for (int64_t j = i; j < cnt; j++) w1[j] -= e * ur[j];
+                    e1[i] = e;
+                }
+                if (bad || i2 == K) continue;
+                for (int64_t j = i2; j < K; j++) acc[j] = 0;
+                for (int64_t i = 0; i < cnt; i++) {
+                    const double *ur = u + (i1 + i) * K;
+                    for (int64_t j = i2; j < K; j++) acc[j] += e1[i] * ur[j];
+                }
+                for (int64_t j = i2; j < K; j++) wc[j] -= acc[j];
+            }
+            if (bad) {
+#pragma omp critical
+                bad_row = (long)n;
+            }
+        }
+    }
+    if (bad_row >= 0) {
+        err("%s: row %ld needs a scale beyond fp16 (weights must be finite and below 1e6)", name,
+            bad_row);
+        goto out;
+    }
+    st->loss = loss / 2;
+    if (has_perm) memcpy(qint_perm_mut(t), perm, (size_t)K * sizeof *perm);
+    *buf = b;
+    b = NULL;
+    ret = 0;
+out:
+    free(hm);
+    free(hp);
+    free(u);
+    free(diag);
+    free(scratch);
+    free(perm);
+    free(dead);
+    free(b);
+    return ret;
+}
+
+/* ===== the model, true-sequentially ===== */
+
+/* the four inputs of a block, in AutoGPTQ's true_sequential order */
+enum { SUB_QKV, SUB_O, SUB_GATE_UP, SUB_DOWN, SUB_COUNT };
+static const struct {
+    const char *canon; /* blk.N.<canon> */
+    int sub;
+} block_linears[] = {
+    {"attn_q.weight", SUB_QKV},   {"attn_k.weight", SUB_QKV},     {"attn_v.weight", SUB_QKV},
+    {"attn_output.weight", SUB_O}, {"ffn_gate.weight", SUB_GATE_UP}, {"ffn_up.weight", SUB_GATE_UP},
+    {"ffn_down.weight", SUB_DOWN},
+};
+#define N_BLOCK_LINEARS 7
+
+/* the layer slot of a block linear */
+static struct tensor *layer_slot(struct layer *L, int i) {
+    struct tensor *s[N_BLOCK_LINEARS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
+                                         &L->w_down};
+    return s[i];
+}
+
+/* the hook's state: which weights' inputs go into which Hessian */
+struct capture {
+    const struct tensor *anchor[SUB_COUNT]; /* the weight whose input is sub-group s's input */
+    struct gptq_hessian *h[SUB_COUNT];      /* NULL: not collected in this pass */
+};
+
+static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T) {
+    struct capture *c = ctx;
+    for (int s = 0; s < SUB_COUNT; s++)
+        if (c->h[s] && w == c->anchor[s]) {
+            if (w->ne[0] != c->h[s]->K) return err("GPTQ: %s has %lld inputs, the Hessian %lld",
+                                                   w->name, (long long)w->ne[0],
+                                                   (long long)c->h[s]->K);
+            gptq_hessian_add(c->h[s], x, T);
+        }
+    return 0;
+}
+
+/* source row of export row r: GGUF/llama2.c q/k rows are interleaved pairs, the export's are
+ * HF's half-split (hf_export.h: HF row h·hd + s·hd/2 + i = source row h·hd + 2i + s) */
+static int64_t source_row(const struct model *m, bool qk, int64_t r) {
+    if (!qk || m->cfg.rope_style != ROPE_NORM) return r;
+    const int64_t hd = m->cfg.head_dim, h = r / hd, w = r % hd, s = w / (hd / 2), i = w % (hd / 2);
+    return h * hd + 2 * i + s;
+}
+
+int gptq_quantize_model(const struct model *m, const char *src_path,
+                        const struct gptq_model_opts *o, const struct calib_set *cs,
+                        const char *out, bool quiet, struct hfx_stats *st, struct gptq_report *rep) {
+    memset(rep, 0, sizeof *rep);
+    const double t0 = now_s();
+    const int n_layers = m->cfg.n_layers;
+    struct hfx_model hm;
+    struct model fm = *m; /* the forward's view: m's tensors, with quantized layers swapped in */
+    struct fwd_state fs;
+    struct gptq_hessian hs[SUB_COUNT];
+    double *H = NULL;
+    int *idx = NULL, ret = -1;
+    bool fwd_ok = false;
+    memset(hs, 0, sizeof hs);
+    fm.layers = NULL;
+    if (hfx_collect(&hm, m, src_path)) return -1;
+    fm.layers = xmalloc((size_t)n_layers * sizeof *fm.layers, "layers");
+    idx = xmalloc((size_t)n_layers * N_BLOCK_LINEARS * sizeof *idx, "layers");
+    if (!fm.layers || !idx) goto out;
+    memcpy(fm.layers, m->layers, (size_t)n_layers * sizeof *fm.layers);
+    /* the export tensor of each block linear, and its plan */
+    int64_t max_k = 1;
+    for (int l = 0; l < n_layers; l++)
+        for (int i = 0; i < N_BLOCK_LINEARS; i++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s", l, block_linears[i].canon);
+            int *x = &idx[l * N_BLOCK_LINEARS + i];
+            *x = -1;
+            for (int k = 0; k < hm.n; k++)
+                if (hm.t[k].linear && !strcmp(hm.t[k].src->name, name)) *x = k;
+            if (*x < 0) {
+                err("GPTQ: %s has no tensor %s", m->path, name);
+                goto out;
+            }
+            struct hfx_tensor *t = &hm.t[*x];
+            const enum qplan plan = qformat_plan(false, t->K, t->N, o->q.bits, o->q.group, t->note,
+                                                 sizeof t->note);
+            if (plan != QPLAN_GROUP && !quiet) fprintf(stderr, "gptq: %s: %s\n", t->module, t->note);
+            if (plan == QPLAN_FLOAT) *x = -1;
+            max_k = LB_MAX(max_k, t->K);
+        }
+    for (int s = 0; s < SUB_COUNT; s++)
+        if (gptq_hessian_init(&hs[s], s == SUB_DOWN ? m->cfg.hidden_dim
+                                      : s == SUB_O  ? (int64_t)m->cfg.n_heads * m->cfg.head_dim
+                                                    : m->cfg.dim))
+            goto out;
+    H = xmalloc((size_t)(max_k * max_k) * sizeof *H, "a GPTQ Hessian");
+    if (!H || fwd_init(&fs, &fm, cs->seqlen, cs->seqlen)) goto out;
+    fwd_ok = true;
+    struct capture cap;
+    fs.mm_hook = capture_hook;
+    fs.mm_hook_ctx = &cap;
+
+    for (int l = 0; l < n_layers; l++) {
+        const double tl = now_s();
+        double loss_l = 0;
+        /* sub-group passes: four with true_sequential, else one collecting all four inputs */
+        const int n_pass = o->true_sequential ? SUB_COUNT : 1;
+        for (int p = 0; p < n_pass; p++) {
+            memset(&cap, 0, sizeof cap);
+            bool any = false;
+            for (int s = 0; s < SUB_COUNT; s++) {
+                if (o->true_sequential && s != p) continue;
+                for (int i = 0; i < N_BLOCK_LINEARS; i++)
+                    if (block_linears[i].sub == s && idx[l * N_BLOCK_LINEARS + i] >= 0) {
+                        cap.h[s] = &hs[s];
+                        any = true;
+                    }
+                cap.anchor[s] = layer_slot(&fm.layers[l], s == SUB_QKV ? 0 : s == SUB_O ? 3
+                                                          : s == SUB_GATE_UP ? 4 : 6);
+                if (cap.h[s]) gptq_hessian_reset(cap.h[s]);
+            }
+            if (!any) continue;
+            const double tf = now_s();
+            fs.layer_limit = l + 1;
+            for (int w = 0; w < cs->n_samples; w++) {
+                fwd_truncate(&fs, 0);
+                if (forward(&fs, cs->tokens + (size_t)w * cs->seqlen, cs->seqlen, NULL, false))
+                    goto out;
+                rep->n_forward++;
+            }
+            rep->forward_seconds += now_s() - tf;
+            for (int i = 0; i < N_BLOCK_LINEARS; i++) {
+                const int x = idx[l * N_BLOCK_LINEARS + i], s = block_linears[i].sub;
+                if (x < 0 || !cap.h[s]) continue;
+                struct hfx_tensor *t = &hm.t[x];
+                if (gptq_hessian_get(cap.h[s], H)) goto out;
+                struct gptq_opts q = o->q;
+                if (qformat_plan(false, t->K, t->N, q.bits, q.group, t->note, sizeof t->note) ==
+                    QPLAN_CHANNEL)
+                    q.group = -1;
+                struct gptq_layer_stats ls;
+                if (gptq_quantize_layer(t->f32, t->K, t->N, H, &q, t->module, &t->q, &t->qbuf,
+                                        &ls))
+                    goto out;
+                t->quantized = true;
+                loss_l += ls.loss;
+                /* swap in the quantized weights: d·(q − z) in source row order, fp32, in the
+                 * export's own rows (the writer reads t->q from now on) */
+                const bool qk = i == 0 || i == 1;
+                for (int64_t r = 0; r < t->N; r++)
+                    qint_row_to_f32(&t->q, r, t->f32 + source_row(m, qk, r) * t->K);
+                struct tensor *slot = layer_slot(&fm.layers[l], i);
+                struct tensor f = {0};
+                snprintf(f.name, sizeof f.name, "%s", slot->name);
+                f.type = DTYPE_F32;
+                f.n_dims = 2;
+                f.ne[0] = t->K, f.ne[1] = t->N, f.ne[2] = f.ne[3] = 1;
+                f.data = t->f32;
+                *slot = f;
+                if (!quiet && ls.n_dead)
+                    fprintf(stderr, "gptq: %s: %d dead input columns (zeroed)\n", t->module,
+                            ls.n_dead);
+            }
+        }
+        rep->loss += loss_l;
+        if (!quiet)
+            fprintf(stderr, "gptq: block %d/%d: loss %.6g (%.2f s)\n", l + 1, n_layers, loss_l,
+                    now_s() - tl);
+    }
+    rep->seconds = now_s() - t0;
+    json_t *extra = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:b, s:i, s:f}", "calib_set",
+                              cs->path, "calib_sha256", cs->file_sha256, "calib_tokens_sha256",
+                              cs->tokens_sha256, "calib_nsamples", cs->n_samples, "calib_seqlen",
+                              cs->seqlen, "seed", (json_int_t)cs->seed, "calib_bos", cs->bos,
+                              "blocksize", o->q.blocksize, "loss", rep->loss);
+    const struct gptq_write_opts go = {.bits = o->q.bits, .group = o->q.group, .sym = o->q.sym,
+                                       .desc_act = o->q.desc_act, .v2 = o->v2,
+                                       .damp_percent = o->q.damp_percent,
+                                       .true_sequential = o->true_sequential,
+                                       .static_groups = false, .quantizer = "gptq",
+                                       .extra = extra};
+    ret = gptq_write(&hm, &go, out, st);
+    json_decref(extra);
+out:
+    if (fwd_ok) fwd_release(&fs);
+    for (int s = 0; s < SUB_COUNT; s++) gptq_hessian_release(&hs[s]);
+    free(H);
+    free(idx);
+    free(fm.layers);
+    hfx_release(&hm);
+    return ret;
+}
+
+/* ===== the registry row ===== */
+
+static int gptq_bits(const struct recipe *r) {
+    int bits = 0;
+    if (sscanf(r->weight_dtype, "int%d", &bits) != 1 ||
+        (bits != 2 && bits != 3 && bits != 4 && bits != 8))
+        return err("recipe '%s': algorithm gptq quantizes to int2, int3, int4 or int8, not %s",
+                   r->id, r->weight_dtype);
+    if (!isnan(r->bits) && r->bits != bits)
+        return err("recipe '%s': bits %g does not match weight_dtype %s", r->id, r->bits,
+                   r->weight_dtype);
+    return bits;
+}
+
+/* the knobs (gptq.h) into o; -1 with a message naming the recipe and the knob */
+static int gptq_knobs(const struct recipe *r, struct gptq_model_opts *o, uint64_t *seed) {
+    *seed = 0;
+    o->q.desc_act = true;
+    o->q.damp_percent = 0.01;
+    o->q.blocksize = 128;
+    o->true_sequential = true;
+    o->v2 = false;
+    if (!r->knobs[0]) return 0;
+    json_error_t je;
+    json_t *kn = json_loads(r->knobs, 0, &je);
+    if (!json_is_object(kn)) {
+        json_decref(kn);
+        return err("recipe '%s': knobs '%s' are not a JSON object (%s)", r->id, r->knobs, je.text);
+    }
+    const char *key;
+    json_t *v;
+    int ret = 0;
+    json_object_foreach(kn, key, v) {
+        if (!strcmp(key, "desc_act") && json_is_boolean(v)) {
+            o->q.desc_act = json_is_true(v);
+        } else if (!strcmp(key, "true_sequential") && json_is_boolean(v)) {
+            o->true_sequential = json_is_true(v);
+        } else if (!strcmp(key, "static_groups") && json_is_false(v)) {
+        } else if (!strcmp(key, "damp_percent") && json_is_number(v) &&
+                   json_number_value(v) > 0 && json_number_value(v) <= 1) {
+            o->q.damp_percent = json_number_value(v);
+        } else if (!strcmp(key, "blocksize") && json_is_integer(v) &&
+                   json_integer_value(v) >= 1 && json_integer_value(v) <= 4096) {
+            o->q.blocksize = (int)json_integer_value(v);
+        } else if (!strcmp(key, "seed") && json_is_integer(v) && json_integer_value(v) >= 0) {
+            *seed = (uint64_t)json_integer_value(v);
+        } else if (!strcmp(key, "format") && json_is_string(v) &&
+                   (!strcmp(json_string_value(v), "gptq") ||
+                    !strcmp(json_string_value(v), "gptq_v2"))) {
+            o->v2 = !strcmp(json_string_value(v), "gptq_v2");
+        } else {
+            ret = err("recipe '%s': gptq knob '%s' (gptq knows desc_act: bool, damp_percent: "
+                      "(0, 1], true_sequential: bool, static_groups: false (true is not "
+                      "implemented), blocksize: 1..4096, seed: integer >= 0, format: "
+                      "gptq|gptq_v2)", r->id, key);
+            break;
+        }
+    }
+    json_decref(kn);
+    return ret;
+}
+
+int gptq_recipe_check(const struct recipe *r) {
+    const int bits = gptq_bits(r);
+    if (bits < 0) return -1;
+    if (r->double_quant == 1)
+        return err("recipe '%s': algorithm gptq has no double quantization (that is bnb's)", r->id);
+    if (!strcmp(r->compute_dtype, "int8"))
+        return err("recipe '%s': compute_dtype int8 is not available for gptq weights (fp32, fp16 "
+                   "or bf16 activations)", r->id);
+    const int64_t g = r->has_group_size ? r->group_size : 128;
+    if (g != -1 && g != 32 && g != 64 && g != 128)
+        return err("recipe '%s': group_size %lld (gptq groups are 32, 64, 128, or -1 per channel)",
+                   r->id, (long long)g);
+    if (!r->calib_set[0])
+        return err("recipe '%s': algorithm gptq needs calib_set (a file of "
+                   "$LOWBIT_DATA/datasets/calibration/, e.g. groups_merged, or a path)", r->id);
+    struct gptq_model_opts o;
+    uint64_t seed;
+    return gptq_knobs(r, &o, &seed);
+}
+
+static double peak_rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double mb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) mb = atof(line + 6) / 1024.0;
+    if (f) fclose(f);
+    return mb;
+}
+
+int gptq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
+    const struct recipe *r = j->r;
+    const int bits = gptq_bits(r);
+    if (bits < 0) return -1;
+    struct gptq_model_opts o;
+    uint64_t seed;
+    if (gptq_knobs(r, &o, &seed)) return -1;
+    o.q.bits = bits;
+    o.q.group = r->has_group_size ? r->group_size : 128;
+    o.q.sym = r->sym != 0;
+    o.q.zero_min = o.v2 ? 0 : 1;
+    const int n_samples = r->calib_nsamples > 0 ? r->calib_nsamples : 128;
+    int seqlen = r->calib_seqlen > 0 ? r->calib_seqlen : 2048;
+    const int ctx = j->m->cfg.ctx_len;
+    if (ctx > 0 && seqlen > ctx) {
+        if (!j->quiet)
+            fprintf(stderr, "gptq: calib_seqlen %d capped to the model's context %d\n", seqlen,
+                    ctx);
+        seqlen = ctx;
+    }
+    struct calib_set cs;
+    if (calib_load(&cs, r->calib_set, j->tok, n_samples, seqlen, seed)) return -1;
+    if (!j->quiet)
+        fprintf(stderr, "gptq: calibration %s: %d windows of %d tokens (of %lld), seed %llu\n",
+                cs.path, cs.n_samples, cs.seqlen, (long long)cs.n_text_tokens,
+                (unsigned long long)seed);
+    snprintf(a->path, sizeof a->path, "%s/model", j->out_dir);
+    struct hfx_stats st;
+    struct gptq_report rep;
+    int ret = gptq_quantize_model(j->m, j->src_path, &o, &cs, a->path, j->quiet, &st, &rep);
+    if (!ret) {
+        hf_recipe_artifact(j, a, "gptq", &st);
+        quant_prov(a, "quant.gptq", "%d-bit, group %lld, %s, desc_act %s, damp_percent %g, "
+                   "true_sequential %s, static_groups false, blocksize %d, %s", bits,
+                   (long long)o.q.group, o.q.sym ? "sym" : "asym", o.q.desc_act ? "true" : "false",
+                   o.q.damp_percent, o.true_sequential ? "true" : "false", o.q.blocksize,
+                   o.v2 ? "gptq_v2" : "gptq v1");
+        quant_prov(a, "quant.knobs", "%s", r->knobs[0] ? r->knobs : "{}");
+        quant_prov(a, "quant.calib_file", "%s (sha256 %s)", cs.path, cs.file_sha256);
+        quant_prov(a, "quant.calib_windows", "%d x %d tokens, seed %llu, %s, splitmix64 offsets; "
+                   "tokens sha256 %s", cs.n_samples, cs.seqlen, (unsigned long long)seed,
+                   cs.bos ? "BOS + text" : "text only (no BOS)", cs.tokens_sha256);
+        quant_prov(a, "quant.gptq_seconds", "%.3f (forward %.3f, %d window passes)", rep.seconds,
+                   rep.forward_seconds, rep.n_forward);
+        quant_prov(a, "quant.gptq_peak_rss_mb", "%.1f", peak_rss_mb());
+        quant_prov(a, "quant.gptq_loss", "%.6g", rep.loss);
+    }
+    calib_release(&cs);
+    return ret;
+}
