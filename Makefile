@@ -4,6 +4,7 @@
 #   make check      the same under AddressSanitizer + UBSan (objects in out/build-check)
 #   make bench      speed figures, each beside llama.cpp measured in the same run
 #   make deps       install the Debian packages we need (apt-get, as root); every target depends on it
+#   make fuzz       libFuzzer targets for every parser (clang, ASan + UBSan), FUZZ_SECONDS each
 # Knobs: OPENMP=0 (build without OpenMP), NATIVE=1 (-march=native), SANITIZE=address,undefined,
 #        DEVELOPER=1 (-Werror), LOWBIT_DATA=../shared/data (real models and datasets).
 
@@ -38,7 +39,7 @@ endif
 # Debian packages: checked with dpkg-query, installed with apt-get when missing.
 DEB_PKGS = gcc make pkg-config libjansson-dev libpcre2-dev libxml2-dev libcairo2-dev libcsv-dev \
            libsqlite3-dev python3-numpy fonts-dejavu-core \
-           libdeflate-dev chromium nodejs
+           libdeflate-dev chromium nodejs clang
 DEPS_STAMP = out/.deps-ok
 
 LIB_SRC  = $(wildcard kernels/*.c eval/*.c quant/*.c render/*.c) $(filter-out gen/main.c,$(wildcard gen/*.c))
@@ -83,6 +84,32 @@ test: $(BIN) $(TEST_BIN)
 check:
 	$(MAKE) test BUILD=out/build-check BIN=out/lowbit-check SANITIZE=address,undefined CFLAGS="-O1 -g"
 
+# ---- fuzzing (tests/fuzz): make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS="gguf csv"]
+# One libFuzzer target per parser of untrusted input, built with clang under ASan + UBSan in a
+# build directory of its own (like make check's); seeds from LOWBIT_DATA and the unit tests'
+# fixtures (tests/fuzz/seeds.sh); each target then runs FUZZ_SECONDS (tests/fuzz/run.sh), one
+# after another, crashes to out/fuzz/crashes/<target>/.
+FUZZ_TARGETS ?= gguf safetensors hf_config tokenizer_json llama2c csv task_jsonl lmeval_json result_json
+FUZZ_SECONDS ?= 600
+FUZZ_BUILD    = out/build-fuzz
+FUZZ_CC      ?= clang
+.PHONY: fuzz fuzz-build fuzz-seeds
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(LIB) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) $(PKG_LIBS) $(LDLIBS)
+
+fuzz-build:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPENMP=0 SANITIZE=address,undefined \
+	  CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%)
+
+fuzz-seeds: $(BIN) $(addprefix $(BUILD)/tests/,test_hf test_tokenizer test_model test_qformats)
+	@sh tests/fuzz/seeds.sh $(BUILD)/tests
+
+fuzz: fuzz-build fuzz-seeds
+	@st=0; for t in $(FUZZ_TARGETS); do \
+	  sh tests/fuzz/run.sh $$t $(FUZZ_SECONDS) $(FUZZ_BUILD) || st=1; done; exit $$st
+
 # render speed (10,000 synthetic runs) after the engine's
 $(BUILD)/tests/bench_render: tests/render_fixture.h
 $(BUILD)/tests/test_render: tests/render_fixture.h
@@ -122,7 +149,7 @@ report: $(BIN)
 	$(BIN) render --db out/lowbit.db -o out/site
 
 clean:
-	rm -rf out/build out/build-check out/lowbit out/lowbit-check
+	rm -rf out/build out/build-check out/build-fuzz out/lowbit out/lowbit-check
 
 distclean:
 	rm -rf out

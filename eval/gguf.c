@@ -154,10 +154,10 @@ void gguf_close(struct gguf_file *g) {
 }
 
 static int parse(struct gguf_file *g) {
+    if (g->size < 24) /* before the cursor: an empty file has no mapping (map is NULL) */
+        return err("%s: %zu bytes is too short for a GGUF header (24 bytes)", g->path, g->size);
     struct cursor c = {g->map, g->map, g->map + g->size, g->path, "header"};
     uint32_t magic;
-    if (g->size < 24)
-        return err("%s: %zu bytes is too short for a GGUF header (24 bytes)", g->path, g->size);
     if (rd(&c, &magic, 4)) return -1;
     if (magic != GGUF_MAGIC)
         return err("%s: bad magic %02x %02x %02x %02x (expected 'GGUF')", g->path, g->map[0],

@@ -258,6 +258,7 @@ struct run {
 };
 
 static int pc_put(struct pieces *pc, const char *s, size_t n) {
+    if (!n) return 0; /* an empty regex match: nothing to copy, and buf may still be NULL */
     if (pc->cap - pc->len < n) {
         size_t cap = pc->cap ? pc->cap : 1024;
         while (cap - pc->len < n) cap *= 2;

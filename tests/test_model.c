@@ -422,6 +422,20 @@ static void test_stories260k_formats_agree(void) {
     for (int f = 0; f < 3; f++) free(lp[f]);
 }
 
+/* ===== inputs the fuzzers (tests/fuzz) found ===== */
+
+/* an empty file: the parser made a cursor from a NULL mapping before checking the size (UBSan:
+ * "applying zero offset to null pointer"); now "too short" */
+static void test_fuzz_gguf_empty(void) {
+    const char *p = path_in_tmp("empty.gguf");
+    spit(p, (const unsigned char *)"", 0);
+    struct gguf_file g;
+    err_set_quiet(true);
+    T_ERR(gguf_open(&g, p));
+    err_set_quiet(false);
+    T_CONTAINS(err_last(), "too short for a GGUF header");
+}
+
 int main(void) {
     T_RUN(test_gguf_kv_round_trip);
     T_RUN(test_fixture_loads_and_runs);
@@ -430,5 +444,6 @@ int main(void) {
     T_RUN(test_model_semantic_errors);
     T_RUN(test_llama2c);
     T_RUN(test_stories260k_formats_agree);
+    T_RUN(test_fuzz_gguf_empty);
     return T_DONE();
 }

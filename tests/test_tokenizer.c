@@ -960,6 +960,25 @@ out:
     free(text);
 }
 
+/* ===== inputs the fuzzers (tests/fuzz) found ===== */
+
+/* a Split regex that matches the empty string ("x*" everywhere, like Llama-3's \p{N}{0,3}) gave
+ * empty segments, appended to a still-NULL buffer (UBSan: zero offset to a null pointer) */
+static void test_fuzz_split_empty_match(void) {
+    const char *p = tmp_path("empty-match.json");
+    const char *json = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, "
+                       "\"ab\": 2}, \"merges\": [\"a b\"]}, \"pre_tokenizer\": {\"type\": "
+                       "\"Split\", \"pattern\": {\"Regex\": \"x*\"}, \"behavior\": \"Isolated\"}}";
+    T_OK(!spit(p, json, strlen(json)));
+    struct tokenizer *t = NULL;
+    T_EQ_INT(tokenizer_load(&t, p), 0);
+    if (t) {
+        /* an empty match at every position cuts between all characters: no merge applies */
+        T_IDS(t, "abba", false, 0, 1, 1, 0);
+        tokenizer_free(t);
+    }
+}
+
 int main(void) {
     T_RUN(test_llama2c_tok512);
     T_RUN(test_llama2c_vocab_tests);
@@ -973,6 +992,7 @@ int main(void) {
     T_RUN(test_hf_metaspace);
     T_RUN(test_hf_corrupt);
     T_RUN(test_wikitext);
+    T_RUN(test_fuzz_split_empty_match);
     if (!t_failed) { /* fixtures are kept for inspection when something failed */
         char cmd[300];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_tmpdir());
