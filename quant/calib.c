@@ -7,9 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eval/model.h"
 #include "eval/sha256.h"
 #include "eval/tokenizer.h"
 #include "kernels/common.h"
+#include "quant/hf_export.h"
 
 uint64_t calib_rng_next(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
@@ -147,4 +149,38 @@ out:
     free(ids);
     if (ret) calib_release(c);
     return ret;
+}
+
+/* ===== true-sequential passes ===== */
+
+int64_t calib_source_row(const struct model *m, bool qk, int64_t r) {
+    if (!qk || m->cfg.rope_style != ROPE_NORM) return r;
+    const int64_t hd = m->cfg.head_dim, h = r / hd, w = r % hd, s = w / (hd / 2), i = w % (hd / 2);
+    return h * hd + 2 * i + s;
+}
+
+void calib_f32_slot(struct tensor *slot, float *data, int64_t K, int64_t N) {
+    struct tensor f = {0};
+    snprintf(f.name, sizeof f.name, "%s", slot->name);
+    f.type = DTYPE_F32;
+    f.n_dims = 2;
+    f.ne[0] = K, f.ne[1] = N, f.ne[2] = f.ne[3] = 1;
+    f.data = data;
+    *slot = f;
+}
+
+void calib_swap_in(const struct model *m, struct hfx_tensor *t, bool qk, struct tensor *slot) {
+    for (int64_t r = 0; r < t->N; r++)
+        qint_row_to_f32(&t->q, r, t->f32 + calib_source_row(m, qk, r) * t->K);
+    calib_f32_slot(slot, t->f32, t->K, t->N);
+}
+
+double calib_peak_rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double mb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) mb = atof(line + 6) / 1024.0;
+    if (f) fclose(f);
+    return mb;
 }

@@ -52,4 +52,22 @@ void calib_release(struct calib_set *c);
 
 /* splitmix64: *state advances; exposed for tests */
 uint64_t calib_rng_next(uint64_t *state);
+
+/* ===== true-sequential passes (quant/gptq.c, quant/awq.c) =====
+ * The calibrated quantizers run the windows through forward() with a copy of the model whose
+ * layer slots point at the export's fp32 rows (struct hfx_tensor f32) once a module is done. */
+struct model;
+struct tensor;
+struct hfx_tensor;
+/* the source row of export row r: GGUF/llama2.c q/k rows are interleaved pairs, the export's are
+ * HF's half-split (hf_export.h: HF row h·hd + s·hd/2 + i = source row h·hd + 2i + s); r itself
+ * for other tensors (qk false) and for HF sources */
+int64_t calib_source_row(const struct model *m, bool qk, int64_t r);
+/* *slot becomes an fp32 [N][K] view of data (its name kept; data borrowed) */
+void calib_f32_slot(struct tensor *slot, float *data, int64_t K, int64_t N);
+/* a quantized module swapped into the forward: t->q dequantized, d·(q − z), into t->f32 in the
+ * SOURCE row order (the writer reads only t->q from then on), and *slot an fp32 view of it */
+void calib_swap_in(const struct model *m, struct hfx_tensor *t, bool qk, struct tensor *slot);
+/* the process's peak resident set (VmHWM) in MiB, -1 when /proc cannot tell */
+double calib_peak_rss_mb(void);
 #endif

@@ -343,14 +343,6 @@ static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T
     return 0;
 }
 
-/* source row of export row r: GGUF/llama2.c q/k rows are interleaved pairs, the export's are
- * HF's half-split (hf_export.h: HF row h·hd + s·hd/2 + i = source row h·hd + 2i + s) */
-static int64_t source_row(const struct model *m, bool qk, int64_t r) {
-    if (!qk || m->cfg.rope_style != ROPE_NORM) return r;
-    const int64_t hd = m->cfg.head_dim, h = r / hd, w = r % hd, s = w / (hd / 2), i = w % (hd / 2);
-    return h * hd + 2 * i + s;
-}
-
 int gptq_quantize_model(const struct model *m, const char *src_path,
                         const struct gptq_model_opts *o, const struct calib_set *cs,
                         const char *out, bool quiet, struct hfx_stats *st, struct gptq_report *rep) {
@@ -448,19 +440,8 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
                     goto out;
                 t->quantized = true;
                 loss_l += ls.loss;
-                /* swap in the quantized weights: d·(q − z) in source row order, fp32, in the
-                 * export's own rows (the writer reads t->q from now on) */
-                const bool qk = i == 0 || i == 1;
-                for (int64_t r = 0; r < t->N; r++)
-                    qint_row_to_f32(&t->q, r, t->f32 + source_row(m, qk, r) * t->K);
-                struct tensor *slot = layer_slot(&fm.layers[l], i);
-                struct tensor f = {0};
-                snprintf(f.name, sizeof f.name, "%s", slot->name);
-                f.type = DTYPE_F32;
-                f.n_dims = 2;
-                f.ne[0] = t->K, f.ne[1] = t->N, f.ne[2] = f.ne[3] = 1;
-                f.data = t->f32;
-                *slot = f;
+                /* swap in the quantized weights (calib.h), fp32 in source row order */
+                calib_swap_in(m, t, i == 0 || i == 1, layer_slot(&fm.layers[l], i));
                 if (!quiet && ls.n_dead)
                     fprintf(stderr, "gptq: %s: %d dead input columns (zeroed)\n", t->module,
                             ls.n_dead);
@@ -577,16 +558,6 @@ int gptq_recipe_check(const struct recipe *r) {
     return gptq_knobs(r, &o, &seed);
 }
 
-static double peak_rss_mb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double mb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmHWM:", 6)) mb = atof(line + 6) / 1024.0;
-    if (f) fclose(f);
-    return mb;
-}
-
 int gptq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
     const struct recipe *r = j->r;
     const int bits = gptq_bits(r);
@@ -631,7 +602,7 @@ int gptq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
                    cs.bos ? "BOS + text" : "text only (no BOS)", cs.tokens_sha256);
         quant_prov(a, "quant.gptq_seconds", "%.3f (forward %.3f, %d window passes)", rep.seconds,
                    rep.forward_seconds, rep.n_forward);
-        quant_prov(a, "quant.gptq_peak_rss_mb", "%.1f", peak_rss_mb());
+        quant_prov(a, "quant.gptq_peak_rss_mb", "%.1f", calib_peak_rss_mb());
         quant_prov(a, "quant.gptq_loss", "%.6g", rep.loss);
     }
     calib_release(&cs);

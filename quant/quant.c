@@ -22,6 +22,7 @@
 
 #include "eval/gguf.h"
 #include "kernels/common.h"
+#include "quant/awq.h"      /* the awq row */
 #include "quant/gguf_mix.h" /* the gguf row */
 #include "quant/gptq.h"     /* the gptq row */
 #include "quant/qformat.h"  /* the rtn and bnb rows */
@@ -36,7 +37,8 @@ static const struct qmethod_info qmethods[QMETHOD_COUNT] = {
     [QMETHOD_RTN] = {.name = "rtn", .check = rtn_recipe_check, .quantize = rtn_recipe_quantize},
     [QMETHOD_GPTQ] = {.name = "gptq", .check = gptq_recipe_check, .quantize = gptq_recipe_quantize,
                       .needs_calib = true},
-    [QMETHOD_AWQ] = {.name = "awq", .needs_calib = true},
+    [QMETHOD_AWQ] = {.name = "awq", .check = awq_recipe_check, .quantize = awq_recipe_quantize,
+                     .needs_calib = true},
     [QMETHOD_AUTOROUND] = {.name = "autoround", .needs_calib = true},
     [QMETHOD_BNB] = {.name = "bnb", .check = bnb_recipe_check, .quantize = bnb_recipe_quantize},
     [QMETHOD_GGUF] = {.name = "gguf", .check = gguf_recipe_check, .quantize = gguf_recipe_quantize},

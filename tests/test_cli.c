@@ -162,7 +162,7 @@ static const char quant_csv_text[] =
     "rtn-w4g32,rtn,int4,4,32,0,,fp32,,,,\n"
     "nf4,bnb,nf4,4,64,,0,fp32,,,,\n"
     "q8,gguf,q8_0,,,,,,,,,\n"
-    "awq-w4g128,awq,int4,4,128,0,,fp16,data.txt,128,2048,\n";
+    "aqlm-2x8,aqlm,int2,2,8,,,fp16,data.txt,128,2048,\n";
 
 static const char *quant_csv(void) {
     static char p[512];
@@ -254,13 +254,13 @@ static void test_quant_recipe_errors(void) {
     T_EQ_INT(run(cmd), 1);
     T_EQ_INT(count_lines(err_buf), 1);
     T_CONTAINS(err_buf, "no recipe 'nope'");
-    T_CONTAINS(err_buf, "(known: rtn-w4g32, nf4, q8, awq-w4g128)");
+    T_CONTAINS(err_buf, "(known: rtn-w4g32, nf4, q8, aqlm-2x8)");
 
-    snprintf(cmd, sizeof cmd, "quant --model %s --recipe awq-w4g128 --recipes %s -o %s", m, csv,
+    snprintf(cmd, sizeof cmd, "quant --model %s --recipe aqlm-2x8 --recipes %s -o %s", m, csv,
              out);
     T_EQ_INT(run(cmd), 1);
     T_EQ_INT(count_lines(err_buf), 1);
-    T_CONTAINS(err_buf, "recipe 'awq-w4g128': algorithm 'awq' is not implemented yet");
+    T_CONTAINS(err_buf, "recipe 'aqlm-2x8': algorithm 'aqlm' is not implemented yet");
 
     snprintf(cmd, sizeof cmd, "quant --model %s --recipe nf4 --recipes %s/missing.csv -o %s", m,
              t_tmpdir(), out);

@@ -1,0 +1,636 @@
+/* quant/awq.c: AWQ, the scale and clip searches and the block-by-block model pass (algorithm,
+ * sources, what we changed and the tolerance we promise: quant/awq.h). */
+#include "quant/awq.h"
+
+#include <jansson.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "eval/forward.h"
+#include "kernels/matmul.h"
+#include "quant/calib.h"
+#include "quant/qformat.h"
+#include "quant/quant.h"
+#include "quant/rtn.h"
+
+/* ===== statistics and the pseudo-quantizer ===== */
+
+void awq_x_mean(const float *x, int64_t T, int64_t K, float *x_mean) {
+    for (int64_t k = 0; k < K; k++) {
+        double s = 0;
+        for (int64_t t = 0; t < T; t++) s += fabs((double)x[t * K + k]);
+        x_mean[k] = (float)(s / (double)T);
+    }
+}
+
+void awq_w_mean(const float *const *w, const int64_t *n, int m, int64_t K, int64_t group,
+                float *w_mean) {
+    const int64_t g = group > 0 && group < K ? group : K;
+    double rows = 0;
+    for (int64_t k = 0; k < K; k++) w_mean[k] = 0;
+    double *acc = calloc((size_t)K, sizeof *acc);
+    if (!acc) return; /* w_mean stays 0: duo scaling then reduces to x_mean^r·1e4 */
+    for (int i = 0; i < m; i++)
+        for (int64_t r = 0; r < n[i]; r++, rows++) {
+            const float *wr = w[i] + r * K;
+            for (int64_t k0 = 0; k0 < K; k0 += g) {
+                float amax = 0;
+                for (int64_t k = k0; k < k0 + g && k < K; k++) amax = fmaxf(amax, fabsf(wr[k]));
+                const double d = (double)amax + 1e-6;
+                for (int64_t k = k0; k < k0 + g && k < K; k++) acc[k] += fabs((double)wr[k]) / d;
+            }
+        }
+    for (int64_t k = 0; k < K; k++) w_mean[k] = (float)(acc[k] / rows);
+    free(acc);
+}
+
+/* Q of one group in place (fp32, as rtn.c params_awq + q_gptq, scale not rounded to fp16) */
+static void pq_group(float *x, int64_t len, float maxq) {
+    float mn = x[0], mx = x[0];
+    for (int64_t i = 1; i < len; i++) {
+        mn = fminf(mn, x[i]);
+        mx = fmaxf(mx, x[i]);
+    }
+    const float scale = fmaxf(mx - mn, 1e-5f) / maxq;
+    const float zero = fminf(fmaxf(-rintf(mn / scale), 0.0f), maxq);
+    for (int64_t i = 0; i < len; i++) {
+        const float q = fminf(fmaxf(rintf(x[i] / scale) + zero, 0.0f), maxq);
+        x[i] = (q - zero) * scale;
+    }
+}
+
+void awq_pseudo_quantize(float *w, int64_t K, int64_t N, int bits, int64_t group) {
+    const int64_t g = group > 0 && group < K ? group : K;
+    const float maxq = (float)((1 << bits) - 1);
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 18))
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t k0 = 0; k0 < K; k0 += g) pq_group(w + n * K + k0, LB_MIN(g, K - k0), maxq);
+}
+
+/* ===== the scale search ===== */
+
+/* the candidate scales of ratio r (awq.h step 2) into s */
+static void candidate(const float *xm, const float *wm, int64_t K, double r, bool duo, float *s,
+                      double *v) {
+    double mx = -INFINITY, mn = INFINITY;
+    for (int64_t k = 0; k < K; k++) {
+        double x = pow((double)xm[k], r);
+        if (duo) x /= pow((double)wm[k], 1 - r) + 1e-4;
+        v[k] = fmax(x, 1e-4);
+        mx = fmax(mx, v[k]);
+        mn = fmin(mn, v[k]);
+    }
+    const double norm = sqrt(mx * mn);
+    for (int64_t k = 0; k < K; k++) {
+        const float f = (float)(v[k] / norm);
+        s[k] = isfinite(f) ? f : 1.0f;
+    }
+}
+
+/* Σ ‖X·Dᵀ‖² over the T rows, D [N][K] (fp32 products, double sums), rows in chunks into y */
+#define LOSS_CHUNK 256
+static double out_sq(const float *x, int64_t T, int64_t K, const float *d, int64_t N, float *y) {
+    struct tensor wt = {.type = DTYPE_F32, .n_dims = 2, .ne = {K, N, 1, 1}, .data = (void *)d};
+    double e = 0;
+    for (int64_t t0 = 0; t0 < T; t0 += LOSS_CHUNK) {
+        const int cnt = (int)LB_MIN(LOSS_CHUNK, T - t0);
+        matmul(y, x + t0 * K, &wt, cnt);
+        for (int64_t i = 0; i < (int64_t)cnt * N; i++) e += (double)y[i] * y[i];
+    }
+    return e;
+}
+
+int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w, const int64_t *n,
+                     int m, const struct awq_opts *o, float *s, struct awq_search *res) {
+    memset(res, 0, sizeof *res);
+    res->best = -1;
+    if (o->n_grid < 1 || o->n_grid > AWQ_MAX_GRID)
+        return err("AWQ: n_grid %d (expected 1..%d)", o->n_grid, AWQ_MAX_GRID);
+    if (o->group <= 0 || K % o->group)
+        return err("AWQ: group %lld does not divide %lld input channels", (long long)o->group,
+                   (long long)K);
+    if (T < 1 || m < 1) return err("AWQ: nothing to search (%lld tokens, %d linears)", (long long)T, m);
+    int64_t max_n = 0, sum_n = 0;
+    for (int i = 0; i < m; i++) max_n = LB_MAX(max_n, n[i]), sum_n += n[i];
+    int ret = -1;
+    float *xm = xmalloc((size_t)K * sizeof *xm, "AWQ x_mean"), *wm = xmalloc((size_t)K * 4, "AWQ");
+    float *cand = xmalloc((size_t)K * 4, "AWQ scales"), *d = xmalloc((size_t)(max_n * K) * 4, "AWQ");
+    float *y = xmalloc((size_t)(LOSS_CHUNK * max_n) * 4, "AWQ outputs");
+    double *v = xmalloc((size_t)K * sizeof *v, "AWQ scales");
+    if (!xm || !wm || !cand || !d || !y || !v) goto out;
+    awq_x_mean(x, T, K, xm);
+    awq_w_mean(w, n, m, K, o->group, wm);
+    double best = INFINITY;
+    for (int gi = 0; gi < o->n_grid; gi++) {
+        const double r = (double)gi / o->n_grid;
+        candidate(xm, wm, K, r, o->duo_scaling, cand, v);
+        double e = 0;
+        for (int i = 0; i < m; i++) {
+            const float *wi = w[i];
+            const int64_t ni = n[i];
+            for (int64_t j = 0; j < ni; j++)
+                for (int64_t k = 0; k < K; k++) d[j * K + k] = wi[j * K + k] * cand[k];
+            awq_pseudo_quantize(d, K, ni, o->bits, o->group);
+            for (int64_t j = 0; j < ni; j++) /* D = W − Q(W·s)/s */
+                for (int64_t k = 0; k < K; k++) d[j * K + k] = wi[j * K + k] - d[j * K + k] / cand[k];
+            e += out_sq(x, T, K, d, ni, y);
+        }
+        e /= (double)T * (double)sum_n;
+        res->loss[gi] = e;
+        if (e < best) {
+            best = e;
+            res->best = gi;
+            memcpy(s, cand, (size_t)K * sizeof *s);
+        }
+    }
+    if (res->best < 0) {
+        err("AWQ: no finite loss at any ratio (non-finite activations or weights?)");
+        goto out;
+    }
+    res->ratio = (double)res->best / o->n_grid;
+    ret = 0;
+out:
+    free(xm);
+    free(wm);
+    free(cand);
+    free(d);
+    free(y);
+    free(v);
+    return ret;
+}
+
+void awq_fold(float *prev, int64_t prev_cols, float *const *w, const int64_t *n, int m, int64_t K,
+              const float *s) {
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t c = 0; c < prev_cols; c++) prev[k * prev_cols + c] /= s[k];
+    for (int i = 0; i < m; i++)
+        for (int64_t r = 0; r < n[i]; r++)
+            for (int64_t k = 0; k < K; k++) w[i][r * K + k] *= s[k];
+}
+
+/* ===== the clip search ===== */
+
+int awq_search_clip(const float *x, int64_t T, int64_t K, const float *w, int64_t N,
+                    const struct awq_opts *o, float *max_val) {
+    const int64_t g = o->group, ng = K / g;
+    const int64_t step = LB_MAX(1, T / LB_MAX(1, o->n_sample_token)), Ts = (T + step - 1) / step;
+    const int n_shrink = (int)(o->max_shrink * o->n_grid);
+    int nth = 1;
+#ifdef _OPENMP
+    nth = omp_get_max_threads();
+#endif
+    float *xs = xmalloc((size_t)(Ts * K) * sizeof *xs, "AWQ clip tokens");
+    double *scratch = xmalloc((size_t)nth * (size_t)Ts * sizeof *scratch, "AWQ clip");
+    float *cur = xmalloc((size_t)nth * (size_t)g * sizeof *cur, "AWQ clip");
+    if (!xs || !scratch || !cur) {
+        free(xs);
+        free(scratch);
+        free(cur);
+        return -1;
+    }
+    for (int64_t t = 0; t < Ts; t++) memcpy(xs + t * K, x + t * step * K, (size_t)K * sizeof *xs);
+    const float maxq = (float)((1 << o->bits) - 1);
+#pragma omp parallel
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        double *org = scratch + (size_t)tid * (size_t)Ts;
+        float *c = cur + (size_t)tid * (size_t)g;
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t r = 0; r < N * ng; r++) {
+            const int64_t nrow = r / ng, k0 = (r % ng) * g;
+            const float *wg = w + nrow * K + k0;
+            float m0 = 0;
+            for (int64_t k = 0; k < g; k++) m0 = fmaxf(m0, fabsf(wg[k]));
+            for (int64_t t = 0; t < Ts; t++) {
+                double a = 0;
+                for (int64_t k = 0; k < g; k++) a += (double)xs[t * K + k0 + k] * wg[k];
+                org[t] = a;
+            }
+            float best = m0;
+            double min_err = 1e9;
+            for (int i = 0; i < n_shrink; i++) {
+                const float mv = m0 * (float)(1.0 - (double)i / o->n_grid);
+                for (int64_t k = 0; k < g; k++) c[k] = fminf(fmaxf(wg[k], -mv), mv);
+                pq_group(c, g, maxq);
+                double e = 0;
+                for (int64_t t = 0; t < Ts; t++) {
+                    double a = 0;
+                    for (int64_t k = 0; k < g; k++) a += (double)xs[t * K + k0 + k] * c[k];
+                    e += (a - org[t]) * (a - org[t]);
+                }
+                e /= (double)Ts;
+                if (e < min_err) {
+                    min_err = e;
+                    best = mv;
+                }
+            }
+            max_val[r] = best;
+        }
+    }
+    free(xs);
+    free(scratch);
+    free(cur);
+    return 0;
+}
+
+void awq_apply_clip(float *w, int64_t K, int64_t N, int64_t group, const float *max_val) {
+    const int64_t ng = K / group;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++) {
+            const float mv = max_val[n * ng + k / group];
+            w[n * K + k] = fminf(fmaxf(w[n * K + k], -mv), mv);
+        }
+}
+
+/* ===== the model, block by block ===== */
+
+/* the block linears (layer slot order) and the four recorded inputs */
+enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, N_LIN };
+enum { IN_ATTN, IN_O, IN_FFN, IN_DOWN, N_IN };
+static const char *const lin_canon[N_LIN] = {"attn_q.weight", "attn_k.weight", "attn_v.weight",
+                                             "attn_output.weight", "ffn_gate.weight",
+                                             "ffn_up.weight", "ffn_down.weight"};
+static const int lin_input[N_LIN] = {IN_ATTN, IN_ATTN, IN_ATTN, IN_O, IN_FFN, IN_FFN, IN_DOWN};
+
+static struct tensor *lin_slot(struct layer *L, int i) {
+    struct tensor *s[N_LIN] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    return s[i];
+}
+
+/* the scaling groups of awq/models/llama.py get_layers_for_scaling; prev_lin < 0: an RMSNorm */
+static const struct {
+    const char *name;
+    int lin[3], n_lin, input;
+    int prev_lin;            /* the linear whose rows take 1/s, or -1 */
+    const char *prev_norm;   /* the norm whose weight takes 1/s */
+} groups[N_IN] = {
+    {"qkv", {LIN_Q, LIN_K, LIN_V}, 3, IN_ATTN, -1, "attn_norm.weight"},
+    {"o", {LIN_O}, 1, IN_O, LIN_V, NULL},
+    {"gate_up", {LIN_GATE, LIN_UP}, 2, IN_FFN, -1, "ffn_norm.weight"},
+    {"down", {LIN_DOWN}, 1, IN_DOWN, LIN_UP, NULL},
+};
+
+/* the hook: append the inputs of the anchor weights */
+struct capture {
+    const struct tensor *anchor[N_IN];
+    float *buf[N_IN];
+    int64_t K[N_IN], rows[N_IN], cap_rows;
+};
+
+static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T) {
+    struct capture *c = ctx;
+    for (int s = 0; s < N_IN; s++)
+        if (w == c->anchor[s]) {
+            if (w->ne[0] != c->K[s] || c->rows[s] + T > c->cap_rows)
+                return err("AWQ: %s: input of %lld x %d does not fit the capture (%lld x %lld)",
+                           w->name, (long long)w->ne[0], T, (long long)c->K[s],
+                           (long long)c->cap_rows);
+            memcpy(c->buf[s] + c->rows[s] * c->K[s], x, (size_t)T * (size_t)c->K[s] * sizeof *x);
+            c->rows[s] += T;
+        }
+    return 0;
+}
+
+static int find_export(const struct hfx_model *hm, const char *name) {
+    for (int k = 0; k < hm->n; k++)
+        if (!strcmp(hm->t[k].src->name, name)) return k;
+    return -1;
+}
+
+int awq_quantize_model(const struct model *m, const char *src_path, const struct awq_opts *o,
+                       const struct calib_set *cs, const char *out, bool quiet,
+                       struct hfx_stats *st, struct awq_report *rep) {
+    memset(rep, 0, sizeof *rep);
+    const double t0 = now_s();
+    const int n_layers = m->cfg.n_layers;
+    const int64_t T = (int64_t)cs->n_samples * cs->seqlen;
+    struct hfx_model hm;
+    struct model fm = *m; /* the forward's view: m's tensors, with finished blocks swapped in */
+    struct fwd_state fs;
+    struct capture cap;
+    int *idx = NULL, ret = -1;
+    bool *qz = NULL, fwd_ok = false;
+    float *sc[N_IN] = {0}, *mv = NULL;
+    json_t *ratios = json_array();
+    memset(&cap, 0, sizeof cap);
+    fm.layers = NULL;
+    if (o->bits != 4) return err("AWQ: the GEMM layout holds 4-bit weights only (got %d)", o->bits);
+    if (hfx_collect(&hm, m, src_path)) return -1;
+    fm.layers = xmalloc((size_t)n_layers * sizeof *fm.layers, "layers");
+    idx = xmalloc((size_t)n_layers * N_LIN * sizeof *idx, "layers");
+    qz = xcalloc((size_t)n_layers * N_LIN, sizeof *qz, "layers");
+    if (!fm.layers || !idx || !qz || !ratios) goto out;
+    memcpy(fm.layers, m->layers, (size_t)n_layers * sizeof *fm.layers);
+    int64_t max_k = 1, max_nk = 1;
+    for (int l = 0; l < n_layers; l++)
+        for (int i = 0; i < N_LIN; i++) {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s", l, lin_canon[i]);
+            const int x = idx[l * N_LIN + i] = find_export(&hm, name);
+            if (x < 0 || !hm.t[x].linear) {
+                err("AWQ: %s has no linear %s", m->path, name);
+                goto out;
+            }
+            struct hfx_tensor *t = &hm.t[x];
+            qz[l * N_LIN + i] = qformat_plan(true, t->K, t->N, o->bits, o->group, t->note,
+                                             sizeof t->note) == QPLAN_GROUP;
+            if (!qz[l * N_LIN + i] && !quiet) fprintf(stderr, "awq: %s: %s\n", t->module, t->note);
+            max_k = LB_MAX(max_k, t->K);
+            max_nk = LB_MAX(max_nk, t->K * t->N);
+        }
+    const int64_t in_k[N_IN] = {m->cfg.dim, (int64_t)m->cfg.n_heads * m->cfg.head_dim, m->cfg.dim,
+                                m->cfg.hidden_dim};
+    cap.cap_rows = T;
+    for (int s = 0; s < N_IN; s++) {
+        cap.K[s] = in_k[s];
+        if (!(cap.buf[s] = xmalloc((size_t)(T * in_k[s]) * sizeof(float), "AWQ inputs")) ||
+            !(sc[s] = xmalloc((size_t)max_k * sizeof(float), "AWQ scales")))
+            goto out;
+    }
+    mv = xmalloc((size_t)max_nk * sizeof *mv, "AWQ clip"); /* N·K/g <= N·K */
+    if (!mv || fwd_init(&fs, &fm, cs->seqlen, cs->seqlen)) goto out;
+    fwd_ok = true;
+    fs.mm_hook = capture_hook;
+    fs.mm_hook_ctx = &cap;
+
+    for (int l = 0; l < n_layers; l++) {
+        const double tl = now_s();
+        const bool *q = qz + l * N_LIN;
+        struct hfx_tensor *lt[N_LIN];
+        for (int i = 0; i < N_LIN; i++) lt[i] = &hm.t[idx[l * N_LIN + i]];
+        json_t *jr = json_object();
+        json_array_append_new(ratios, jr);
+        bool any = false;
+        for (int i = 0; i < N_LIN; i++) any |= q[i];
+        if (!any) continue;
+        /* 1. the inputs of block l (blocks < l already quantized and folded) */
+        struct layer *L = &fm.layers[l];
+        cap.anchor[IN_ATTN] = &L->wq, cap.anchor[IN_O] = &L->wo;
+        cap.anchor[IN_FFN] = &L->w_gate, cap.anchor[IN_DOWN] = &L->w_down;
+        for (int s = 0; s < N_IN; s++) cap.rows[s] = 0;
+        const double tf = now_s();
+        fs.layer_limit = l + 1;
+        for (int w = 0; w < cs->n_samples; w++) {
+            fwd_truncate(&fs, 0);
+            if (forward(&fs, cs->tokens + (size_t)w * cs->seqlen, cs->seqlen, NULL, false))
+                goto out;
+            rep->n_forward++;
+        }
+        rep->forward_seconds += now_s() - tf;
+        /* 2. the scale searches, all on the block's float weights */
+        bool done[N_IN] = {false};
+        const double ts = now_s();
+        for (int g = 0; g < N_IN; g++) {
+            bool ok = true;
+            for (int j = 0; j < groups[g].n_lin; j++) ok &= q[groups[g].lin[j]];
+            if (g == 1) /* AutoAWQ: v -> o only when v_proj.weight.shape == o_proj.weight.shape */
+                ok &= lt[LIN_V]->N == lt[LIN_O]->N && lt[LIN_V]->K == lt[LIN_O]->K;
+            if (!ok) {
+                json_object_set_new(jr, groups[g].name, json_null());
+                continue;
+            }
+            const float *w[3];
+            int64_t n[3];
+            for (int j = 0; j < groups[g].n_lin; j++)
+                w[j] = lt[groups[g].lin[j]]->f32, n[j] = lt[groups[g].lin[j]]->N;
+            struct awq_search res;
+            if (awq_search_scale(cap.buf[groups[g].input], T, cap.K[groups[g].input], w, n,
+                                 groups[g].n_lin, o, sc[g], &res))
+                goto out;
+            done[g] = true;
+            rep->n_groups++;
+            rep->ratio_sum[g] += res.ratio;
+            rep->ratio_n[g]++;
+            json_object_set_new(jr, groups[g].name, json_real(res.ratio));
+        }
+        rep->search_seconds += now_s() - ts;
+        /* 3. fold: previous op / s, the group's columns · s, the recorded input / s */
+        for (int g = 0; g < N_IN; g++) {
+            if (!done[g]) continue;
+            const float *s = sc[g];
+            const int64_t K = cap.K[groups[g].input];
+            float *prev;
+            int64_t prev_cols = 1;
+            if (groups[g].prev_lin >= 0) {
+                struct hfx_tensor *p = lt[groups[g].prev_lin];
+                if (p->N != K) {
+                    err("AWQ: %s has %lld rows, %s's scales %lld", p->module, (long long)p->N,
+                        groups[g].name, (long long)K);
+                    goto out;
+                }
+                prev = p->f32, prev_cols = p->K;
+            } else {
+                char name[96];
+                snprintf(name, sizeof name, "blk.%d.%s", l, groups[g].prev_norm);
+                const int x = find_export(&hm, name);
+                if (x < 0 || hm.t[x].K != K) {
+                    err("AWQ: %s: no norm %s of %lld channels", m->path, name, (long long)K);
+                    goto out;
+                }
+                struct hfx_tensor *p = &hm.t[x];
+                if (!p->f32) {
+                    if (!(p->f32 = xmalloc((size_t)K * sizeof *p->f32, name))) goto out;
+                    tensor_row_to_f32(p->src, 0, p->f32);
+                }
+                prev = p->f32;
+                struct tensor *slot = g == 0 ? &L->attn_norm : &L->ffn_norm;
+                slot->type = DTYPE_F32;
+                slot->data = p->f32;
+            }
+            float *w[3];
+            int64_t n[3];
+            for (int j = 0; j < groups[g].n_lin; j++)
+                w[j] = lt[groups[g].lin[j]]->f32, n[j] = lt[groups[g].lin[j]]->N;
+            awq_fold(prev, prev_cols, w, n, groups[g].n_lin, K, s);
+            float *xb = cap.buf[groups[g].input];
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t k = 0; k < K; k++) xb[t * K + k] /= s[k];
+        }
+        /* 4. clip (not q, k), 5. round, and swap the block into the forward */
+        const double tc = now_s();
+        for (int i = 0; i < N_LIN; i++) {
+            struct hfx_tensor *t = lt[i];
+            if (!q[i]) {
+                /* v / up may have had rows scaled (prev op): rows in source order (not q/k) */
+                if (i == LIN_V || i == LIN_UP) calib_f32_slot(lin_slot(L, i), t->f32, t->K, t->N);
+                continue;
+            }
+            if (o->clip && i != LIN_Q && i != LIN_K) {
+                if (awq_search_clip(cap.buf[lin_input[i]], T, t->K, t->f32, t->N, o, mv)) goto out;
+                awq_apply_clip(t->f32, t->K, t->N, o->group, mv);
+            }
+            const struct rtn_opts ro = {.bits = o->bits, .group = o->group, .style = RTN_AWQ};
+            if (rtn_quantize(t->f32, t->K, t->N, &ro, t->module, &t->q, &t->qbuf)) goto out;
+            t->quantized = true;
+            calib_swap_in(m, t, i == LIN_Q || i == LIN_K, lin_slot(L, i));
+        }
+        rep->clip_seconds += now_s() - tc;
+        if (!quiet) {
+            fprintf(stderr, "awq: block %d/%d: ratio", l + 1, n_layers);
+            for (int g = 0; g < N_IN; g++) {
+                const json_t *r = json_object_get(jr, groups[g].name);
+                if (json_is_real(r)) fprintf(stderr, " %s %.2f", groups[g].name, json_real_value(r));
+                else fprintf(stderr, " %s -", groups[g].name);
+            }
+            fprintf(stderr, " (%.2f s)\n", now_s() - tl);
+        }
+    }
+    rep->seconds = now_s() - t0;
+    json_t *extra = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:b, s:i, s:b, s:b, s:f, s:i, s:O}",
+                              "calib_set", cs->path, "calib_sha256", cs->file_sha256,
+                              "calib_tokens_sha256", cs->tokens_sha256, "calib_nsamples",
+                              cs->n_samples, "calib_seqlen", cs->seqlen, "seed",
+                              (json_int_t)cs->seed, "calib_bos", cs->bos, "n_grid", o->n_grid,
+                              "duo_scaling", o->duo_scaling, "clip", o->clip, "max_shrink",
+                              o->max_shrink, "n_sample_token", o->n_sample_token, "ratios",
+                              ratios);
+    ret = awq_write(&hm, o->group, "awq", extra, out, st);
+    json_decref(extra);
+out:
+    if (fwd_ok) fwd_release(&fs);
+    for (int s = 0; s < N_IN; s++) {
+        free(cap.buf[s]);
+        free(sc[s]);
+    }
+    free(mv);
+    free(idx);
+    free(qz);
+    free(fm.layers);
+    json_decref(ratios);
+    hfx_release(&hm);
+    return ret;
+}
+
+/* ===== the registry row ===== */
+
+/* the knobs (awq.h) into o; -1 with a message naming the recipe and the knob */
+static int awq_knobs(const struct recipe *r, struct awq_opts *o, uint64_t *seed) {
+    const struct awq_opts d = AWQ_OPTS_DEFAULT;
+    *o = d;
+    *seed = 0;
+    if (!r->knobs[0]) return 0;
+    json_error_t je;
+    json_t *kn = json_loads(r->knobs, 0, &je);
+    if (!json_is_object(kn)) {
+        json_decref(kn);
+        return err("recipe '%s': knobs '%s' are not a JSON object (%s)", r->id, r->knobs, je.text);
+    }
+    const char *key;
+    json_t *v;
+    int ret = 0;
+    json_object_foreach(kn, key, v) {
+        const double x = json_number_value(v);
+        if (!strcmp(key, "duo_scaling") && json_is_boolean(v)) {
+            o->duo_scaling = json_is_true(v);
+        } else if (!strcmp(key, "clip") && json_is_boolean(v)) {
+            o->clip = json_is_true(v);
+        } else if (!strcmp(key, "n_grid") && json_is_integer(v) && x >= 1 && x <= AWQ_MAX_GRID) {
+            o->n_grid = (int)x;
+        } else if (!strcmp(key, "max_shrink") && json_is_number(v) && x > 0 && x < 1) {
+            o->max_shrink = x;
+        } else if (!strcmp(key, "n_sample_token") && json_is_integer(v) && x >= 1 && x <= 1e9) {
+            o->n_sample_token = (int)x;
+        } else if (!strcmp(key, "seed") && json_is_integer(v) && json_integer_value(v) >= 0) {
+            *seed = (uint64_t)json_integer_value(v);
+        } else {
+            ret = err("recipe '%s': awq knob '%s' (awq knows n_grid: 1..%d, duo_scaling: bool, "
+                      "clip: bool, max_shrink: (0, 1), n_sample_token: integer >= 1, seed: "
+                      "integer >= 0)", r->id, key, AWQ_MAX_GRID);
+            break;
+        }
+    }
+    json_decref(kn);
+    return ret;
+}
+
+int awq_recipe_check(const struct recipe *r) {
+    if (strcmp(r->weight_dtype, "int4"))
+        return err("recipe '%s': algorithm awq writes the AWQ GEMM layout, which holds int4 only "
+                   "(not %s)", r->id, r->weight_dtype);
+    if (!isnan(r->bits) && r->bits != 4)
+        return err("recipe '%s': bits %g does not match weight_dtype int4", r->id, r->bits);
+    if (r->sym == 1)
+        return err("recipe '%s': AWQ is asymmetric (zero_point true, what the GEMM kernels "
+                   "take): leave sym empty or 0", r->id);
+    if (r->double_quant == 1)
+        return err("recipe '%s': algorithm awq has no double quantization (that is bnb's)", r->id);
+    if (!strcmp(r->compute_dtype, "int8"))
+        return err("recipe '%s': compute_dtype int8 is not available for awq weights (fp32, fp16 "
+                   "or bf16 activations)", r->id);
+    const int64_t g = r->has_group_size ? r->group_size : 128;
+    if (g != 32 && g != 64 && g != 128)
+        return err("recipe '%s': group_size %lld (awq groups are 32, 64 or 128; AutoAWQ has no "
+                   "per-channel mode)", r->id, (long long)g);
+    if (!r->calib_set[0])
+        return err("recipe '%s': algorithm awq needs calib_set (a file of "
+                   "$LOWBIT_DATA/datasets/calibration/, e.g. groups_merged, or a path)", r->id);
+    struct awq_opts o;
+    uint64_t seed;
+    return awq_knobs(r, &o, &seed);
+}
+
+int awq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
+    const struct recipe *r = j->r;
+    struct awq_opts o;
+    uint64_t seed;
+    if (awq_knobs(r, &o, &seed)) return -1;
+    o.group = r->has_group_size ? r->group_size : 128;
+    const int n_samples = r->calib_nsamples > 0 ? r->calib_nsamples : 128;
+    int seqlen = r->calib_seqlen > 0 ? r->calib_seqlen : 2048;
+    const int ctx = j->m->cfg.ctx_len;
+    if (ctx > 0 && seqlen > ctx) {
+        if (!j->quiet)
+            fprintf(stderr, "awq: calib_seqlen %d capped to the model's context %d\n", seqlen, ctx);
+        seqlen = ctx;
+    }
+    struct calib_set cs;
+    if (calib_load(&cs, r->calib_set, j->tok, n_samples, seqlen, seed)) return -1;
+    if (!j->quiet)
+        fprintf(stderr, "awq: calibration %s: %d windows of %d tokens (of %lld), seed %llu\n",
+                cs.path, cs.n_samples, cs.seqlen, (long long)cs.n_text_tokens,
+                (unsigned long long)seed);
+    snprintf(a->path, sizeof a->path, "%s/model", j->out_dir);
+    struct hfx_stats st;
+    struct awq_report rep;
+    int ret = awq_quantize_model(j->m, j->src_path, &o, &cs, a->path, j->quiet, &st, &rep);
+    if (!ret) {
+        hf_recipe_artifact(j, a, "awq", &st);
+        quant_prov(a, "quant.awq", "4-bit, group %lld, zero_point, n_grid %d, duo_scaling %s, "
+                   "clip %s (max_shrink %g, n_sample_token %d), loss on the group's linear "
+                   "outputs, true-sequential", (long long)o.group, o.n_grid,
+                   o.duo_scaling ? "true" : "false", o.clip ? "true" : "false", o.max_shrink,
+                   o.n_sample_token);
+        quant_prov(a, "quant.knobs", "%s", r->knobs[0] ? r->knobs : "{}");
+        quant_prov(a, "quant.calib_file", "%s (sha256 %s)", cs.path, cs.file_sha256);
+        quant_prov(a, "quant.calib_windows", "%d x %d tokens, seed %llu, %s, splitmix64 offsets; "
+                   "tokens sha256 %s", cs.n_samples, cs.seqlen, (unsigned long long)seed,
+                   cs.bos ? "BOS + text" : "text only (no BOS)", cs.tokens_sha256);
+        char sum[400];
+        size_t n = 0;
+        static const char *const kind[N_IN] = {"qkv", "o", "gate_up", "down"};
+        for (int g = 0; g < N_IN && n < sizeof sum; g++)
+            n += (size_t)(rep.ratio_n[g]
+                              ? snprintf(sum + n, sizeof sum - n, "%s%s %.3f (%d)", g ? ", " : "",
+                                         kind[g], rep.ratio_sum[g] / rep.ratio_n[g],
+                                         rep.ratio_n[g])
+                              : snprintf(sum + n, sizeof sum - n, "%s%s none", g ? ", " : "",
+                                         kind[g]));
+        quant_prov(a, "quant.awq_ratios", "mean chosen ratio (groups): %s; per block in "
+                   "config.json quantization_config.lowbit.ratios", sum);
+        quant_prov(a, "quant.awq_seconds", "%.3f (forward %.3f, %d window passes; scale search "
+                   "%.3f; clip + round %.3f)", rep.seconds, rep.forward_seconds, rep.n_forward,
+                   rep.search_seconds, rep.clip_seconds);
+        quant_prov(a, "quant.awq_peak_rss_mb", "%.1f", calib_peak_rss_mb());
+    }
+    calib_release(&cs);
+    return ret;
+}
