@@ -363,13 +363,15 @@ static void test_stories260k(void) {
     if (f) {
         fprintf(f, "id,algorithm,weight_dtype,bits,group_size,sym,double_quant,compute_dtype,"
                 "calib_set,calib_nsamples,calib_seqlen,knobs\n"
-                "rtn-awq-w4g64,rtn,int4,4,64,0,,fp32,,,,\"{\"\"format\"\":\"\"awq\"\"}\"\n");
+                "rtn-awq-w4g64,rtn,int4,4,64,0,,fp32,,,,\"{\"\"format\"\":\"\"awq\"\"}\"\n"
+                "awq-w4g128,awq,int4,4,128,0,,fp32,groups_merged,128,256,\n");
         fclose(f);
     }
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe rtn-awq-w4g64 --recipes %s -o %s "
              "--quiet", bin, mp, csv, dir_r);
     T_EQ_INT(sh(cmd, out, sizeof out), 0);
-    snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe awq-w4g128 -o %s", bin, mp, dir_128);
+    snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe awq-w4g128 --recipes %s -o %s", bin, mp,
+             csv, dir_128);
     T_EQ_INT(sh(cmd, out, sizeof out), 0);
     T_CONTAINS(out, "0 of 35 block linears quantized");
     const double pa = ppl_of(bin, dir_a, text), pr = ppl_of(bin, dir_r, text);
