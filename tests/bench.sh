@@ -33,7 +33,8 @@
 # of lowbit's in-memory repacking (rtn g128 and nf4 both show 4.5 bits for their linears).
 #
 # Env: LOWBIT_DATA (../shared/data), BENCH_MODELS (default: rand-110m-f32 rand-110m-f16
-# rand-110m-q8_0 rand-110m-q4_0 rand-110m-q4_k_m rand-110m-rtn-w4g128 rand-110m-bnb-nf4
+# rand-110m-q8_0 rand-110m-q4_0 rand-110m-q4_k_m rand-110m-q8_0@int8 rand-110m-q4_0@int8
+# rand-110m-rtn-w4g128 rand-110m-bnb-nf4
 # rand-110m-bnb-int8@int8; a name rand-PRESET-f32|f16 is generated with the peer's gguf_random.py,
 # rand-PRESET-q8_0 | q4_0 | q4_k_m [-pure] (any llama.cpp type) with llama.cpp's quantizer from the
 # F32 file, rand-PRESET-ID with lowbit's recipe ID as above, a .gguf path is used as is),
@@ -43,7 +44,7 @@ set -e
 BIN=${1:-out/lowbit}
 DATA=${LOWBIT_DATA:-../shared/data}
 BENCH_MODELS=${BENCH_MODELS:-"rand-110m-f32 rand-110m-f16 rand-110m-q8_0 rand-110m-q4_0 rand-110m-q4_k_m \
-rand-110m-rtn-w4g128 rand-110m-bnb-nf4 rand-110m-bnb-int8@int8"}
+rand-110m-q8_0@int8 rand-110m-q4_0@int8 rand-110m-rtn-w4g128 rand-110m-bnb-nf4 rand-110m-bnb-int8@int8"}
 RECIPES=${RECIPES:-gen/recipes.csv}
 CTX=${CTX:-512}; THREADS=${THREADS:-1,2}; REPS=${REPS:-5}; ROUNDS=${ROUNDS:-2}; VOCAB=${VOCAB:-32000}
 OUT=out/bench
