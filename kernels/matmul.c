@@ -5,7 +5,8 @@
  *
  * The fast path has two shapes of work, chosen by T and the ISA alone (never the thread count):
  *  - GEMM (T above the ISA's gemv_max_tok: 32 for avx512, 16 avx2, 8 generic), BLIS style. X is
- *    packed once per call into MR-row micro-panels Ap[T/MR][K][MR] (rows past T are zero). The
+ *    packed once per call into MR-row micro-panels Ap[T/MR][K][MR] (rows past T are zero; 16×16
+ *    or 8×8 in-register transposes, pack_a). The
  *    output is cut into units of NT outputs × MT tokens; per K block of KC, a thread packs its
  *    unit's NT rows of W, converted to fp32 (f16/bf16/q8_0 on the fly, 16×16 in-register
  *    transposes), into NR-wide micro-panels Bp[NT/NR][KC][NR] in a per-thread buffer (the matrix
@@ -31,13 +32,18 @@
  * builds get the generic C path only.
  *
  * Dtypes: f32, f16, bf16 and q8_0 have their own loads and packers here. The parametric types
- * (qint, nf4, fp4, i8row) go to matmul_q (kernels/matmul_q.c). Every other dtype (the GGUF legacy
+ * (qint, nf4, fp4, i8row) go to matmul_q (kernels/matmul_q.c), whose prefill comes back to this
+ * GEMM through matmul_gemm_deq (kernels/matmul_impl.h): its dequantizer fills a per-thread block
+ * of NR fp32 rows that pack_b transposes like f32 rows, and X is gathered through the act-order
+ * permutation while packed. Every other dtype (the GGUF legacy
  * and k-quant blocks) is "converted through": a few rows at a time (a unit's NT rows, a GEMV
  * block's 32) are dequantized by tensor_row_to_f32 into per-thread fp32 rows and run as f32.
  *
- * Scratch: one allocation per call (packed X, a W panel per thread, the converted-through rows);
+ * Scratch: one allocation per call (packed X, a W panel per thread, the converted-through or
+ * dequantized rows);
  * none in the loops, none for a native-dtype GEMV. */
 #include "kernels/matmul.h"
+#include "kernels/matmul_impl.h" /* matmul_gemm_deq: matmul_q's prefill */
 #include "kernels/qint.h" /* matmul_q: the parametric types (kernels/matmul_q.c) */
 
 #include <stdio.h>
@@ -107,6 +113,9 @@ typedef void (*mm_gemv_fn)(float *y, int64_t ldy, const float *x, int n_tok, con
                            int64_t n0, int64_t n1);
 /* flops done by a register-only FMA loop of iters iterations; *sink keeps it alive */
 typedef double (*mm_fma_fn)(int64_t iters, float *sink);
+/* dst[K][MR] = x[i][perm ? perm[k] : k] for the first `rows` (<= MR) rows of x (row stride K),
+ * 0 for rows <= i < MR: one MR-row micro-panel of packed X */
+typedef void (*mm_pack_a_fn)(float *dst, const float *x, const int32_t *perm, int64_t K, int rows);
 
 struct mm_kern {
     const char *name;
@@ -116,6 +125,7 @@ struct mm_kern {
     mm_pack_b_fn pack_b;
     mm_gemv_fn gemv;
     mm_fma_fn fma_loop;
+    mm_pack_a_fn pack_a;
 };
 
 /* ===== generic C (always compiled) ===== */
@@ -133,6 +143,18 @@ static void tile_generic(int64_t kc, const float *a, const float *b, float *c, i
             for (int j = 0; j < NR_GEN; j++) acc[i][j] += a[i] * b[j];
     for (int i = 0; i < MR_GEN; i++)
         for (int j = 0; j < NR_GEN; j++) c[i * ldc + j] = acc[i][j];
+}
+
+static void pack_a_generic(float *dst, const float *x, const int32_t *perm, int64_t K, int rows) {
+    for (int i = 0; i < MR_GEN; i++) {
+        const float *src = x + (size_t)i * (size_t)K;
+        if (i >= rows)
+            for (int64_t k = 0; k < K; k++) dst[k * MR_GEN + i] = 0.0f;
+        else if (perm)
+            for (int64_t k = 0; k < K; k++) dst[k * MR_GEN + i] = src[perm[k]];
+        else
+            for (int64_t k = 0; k < K; k++) dst[k * MR_GEN + i] = src[k];
+    }
 }
 
 /* convert a chunk of each row, scatter it into column j */
@@ -197,7 +219,8 @@ static double fma_loop_generic(int64_t iters, float *sink) {
 
 /* GEMV up to T = 8 (a guess: this path is the portable fallback) */
 static const struct mm_kern kern_generic = {
-    "generic", MR_GEN, NR_GEN, 8, tile_generic, pack_b_generic, gemv_generic, fma_loop_generic};
+    "generic", MR_GEN, NR_GEN, 8, tile_generic, pack_b_generic, gemv_generic, fma_loop_generic,
+    pack_a_generic};
 
 #if MM_X86
 /* one weight as fp32, the same value dtype_get(t)->to_f32 gives */
@@ -346,6 +369,29 @@ LB_AVX512 static void pack_b_avx512(float *dst, const struct tensor *w, int64_t 
     }
 }
 
+/* 16 k × MR512 tokens per 16×16 transpose (rows past `rows` and the 4 spare rows zero, the K tail
+ * masked), stored as 16 masked 12-float rows */
+LB_AVX512 static void pack_a_avx512(float *dst, const float *x, const int32_t *perm, int64_t K,
+                                    int rows) {
+    for (int64_t k = 0; k < K; k += 16) {
+        const int len = (int)LB_MIN(16, K - k);
+        const __mmask16 m = (__mmask16)((1u << len) - 1);
+        const __m512i idx = perm ? _mm512_maskz_loadu_epi32(m, perm + k) : _mm512_setzero_si512();
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            const float *src = x + (size_t)i * (size_t)K;
+            r[i] = i >= rows ? _mm512_setzero_ps()
+                   : perm    ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, src, 4)
+                             : _mm512_maskz_loadu_ps(m, src + k);
+        }
+        tr16_avx512(r);
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+            if (i < len) _mm512_mask_storeu_ps(dst + (k + i) * MR512, (1u << MR512) - 1, r[i]);
+    }
+}
+
 /* NT tokens × R rows of W per pass (x loads shared by R rows, W loads by NT tokens); one 16-lane
  * accumulator per (token, row) sums k ≡ lane (mod 16) in k order, the K tail masked, then
  * _mm512_reduce_add_ps. y[t][n] depends only on row n, x[t] and K (not on NT, R or threads). */
@@ -462,7 +508,8 @@ LB_AVX512 static double fma_loop_avx512(int64_t iters, float *sink) {
 
 /* GEMV up to T = 32: measured crossover with the 12×32 GEMM (f32 and q8_0, L3- and DRAM-sized W) */
 static const struct mm_kern kern_avx512 = {
-    "avx512", MR512, NR512, 32, tile_avx512, pack_b_avx512, gemv_avx512, fma_loop_avx512};
+    "avx512", MR512, NR512, 32, tile_avx512, pack_b_avx512, gemv_avx512, fma_loop_avx512,
+    pack_a_avx512};
 
 /* ===== AVX2 (avx2 + fma + f16c) ===== */
 
@@ -580,6 +627,33 @@ LB_AVX2 static void pack_b_avx2(float *dst, const struct tensor *w, int64_t n0, 
     }
 }
 
+/* 8 k × MR256 tokens per 8×8 transpose (rows past `rows` and the 2 spare rows zero), stored as 8
+ * masked 6-float rows; the K tail (< 8) in scalar */
+LB_AVX2 static void pack_a_avx2(float *dst, const float *x, const int32_t *perm, int64_t K,
+                                int rows) {
+    const __m256i keep = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0); /* MR256 = 6 lanes */
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        const __m256i idx =
+            perm ? _mm256_loadu_si256((const __m256i *)(perm + k)) : _mm256_setzero_si256();
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            const float *src = x + (size_t)i * (size_t)K;
+            r[i] = i >= rows ? _mm256_setzero_ps()
+                   : perm    ? _mm256_i32gather_ps(src, idx, 4)
+                             : _mm256_loadu_ps(src + k);
+        }
+        tr8_avx2(r);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) _mm256_maskstore_ps(dst + (k + i) * MR256, keep, r[i]);
+    }
+    for (; k < K; k++)
+        for (int i = 0; i < MR256; i++)
+            dst[k * MR256 + i] =
+                i < rows ? x[(size_t)i * (size_t)K + (size_t)(perm ? perm[k] : k)] : 0.0f;
+}
+
 /* fixed-order sum of the 8 lanes */
 LB_AVX2 static MM_INLINE float hsum_avx2(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -664,7 +738,7 @@ LB_AVX2 static double fma_loop_avx2(int64_t iters, float *sink) {
 
 /* GEMV up to T = 16: measured crossover with the 6×16 GEMM */
 static const struct mm_kern kern_avx2 = {
-    "avx2", MR256, NR256, 16, tile_avx2, pack_b_avx2, gemv_avx2, fma_loop_avx2};
+    "avx2", MR256, NR256, 16, tile_avx2, pack_b_avx2, gemv_avx2, fma_loop_avx2, pack_a_avx2};
 #endif /* MM_X86 */
 
 /* ===== dispatch ===== */
@@ -726,6 +800,9 @@ struct gemm_ctx {
     size_t bp_floats;
     float *wf; /* other dtypes, per thread: the unit's NT rows of W in fp32, [NT][K] */
     size_t wf_floats;
+    const int32_t *perm; /* X column gather (matmul_gemm_deq), NULL: identity */
+    mm_deq_fn deq;       /* parametric types: W rows come from here (matmul_gemm_deq) */
+    float *wd;           /* with deq, per thread: one micro-panel's rows, [NR][MM_KC] */
 };
 
 static int64_t div_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -754,18 +831,9 @@ static void gemm_pack_a(const struct gemm_ctx *g, int ith, int nth) {
     const int mr = g->kern->mr;
     int64_t g0, g1;
     split(div_up(g->T, mr), ith, nth, &g0, &g1);
-    for (int64_t gi = g0; gi < g1; gi++) {
-        float *dst = g->ap + (size_t)(gi * g->K * mr);
-        for (int i = 0; i < mr; i++) {
-            const int64_t t = gi * mr + i;
-            if (t < g->T) {
-                const float *src = g->x + (size_t)(t * g->K);
-                for (int64_t k = 0; k < g->K; k++) dst[k * mr + i] = src[k];
-            } else {
-                for (int64_t k = 0; k < g->K; k++) dst[k * mr + i] = 0.0f;
-            }
-        }
-    }
+    for (int64_t gi = g0; gi < g1; gi++)
+        g->kern->pack_a(g->ap + (size_t)(gi * g->K * mr), g->x + (size_t)(gi * mr * g->K), g->perm,
+                        g->K, (int)LB_MIN(mr, g->T - gi * mr));
 }
 
 static void gemm_units(const struct gemm_ctx *g, int ith, int nth) {
@@ -789,8 +857,21 @@ static void gemm_units(const struct gemm_ctx *g, int ith, int nth) {
         for (int64_t k0 = 0; k0 < g->K; k0 += MM_KC) {
             const int64_t kc = LB_MIN(MM_KC, g->K - k0);
             const int first = k0 == 0;
-            for (int64_t p = n0; p < n1; p += nr)
-                kn->pack_b(bp + (p - n0) * kc, w, p - n0 + wn0, (int)LB_MIN(nr, n1 - p), k0, kc);
+            for (int64_t p = n0; p < n1; p += nr) {
+                const int n_valid = (int)LB_MIN(nr, n1 - p);
+                if (!g->deq) {
+                    kn->pack_b(bp + (p - n0) * kc, w, p - n0 + wn0, n_valid, k0, kc);
+                    continue;
+                }
+                /* parametric: the panel's rows dequantized (whole 32-column chunks), then packed
+                 * as f32 rows */
+                float *wd = g->wd + (size_t)ith * (size_t)nr * MM_KC;
+                for (int j = 0; j < n_valid; j++)
+                    g->deq(w, p + j, k0, (kc + 31) / 32 * 32, wd + (size_t)j * MM_KC);
+                const struct tensor rows = {
+                    .type = DTYPE_F32, .n_dims = 2, .ne = {MM_KC, nr, 1, 1}, .data = wd};
+                kn->pack_b(bp + (p - n0) * kc, &rows, 0, n_valid, 0, kc);
+            }
             for (int64_t p = n0; p < n1; p += nr) {
                 const float *b = bp + (p - n0) * kc;
                 const int cols = (int)LB_MIN(nr, n1 - p);
@@ -860,44 +941,38 @@ static void matmul_gemv(const struct mm_kern *kn, float *y, const float *x, cons
     free(wf);
 }
 
-void matmul(float *y, const float *x, const struct tensor *w, int n_tok) {
-    if (dtype_is_parametric(w->type)) { /* qint/nf4/fp4/i8row: fused kernels, kernels/matmul_q.c */
-        matmul_q(y, x, w, n_tok);
-        return;
-    }
-    const struct mm_kern *kn = mm_kern();
+/* the blocked GEMM for any n_tok; deq and perm: see matmul_gemm_deq (NULL for matmul's own
+ * dtypes). -1 when the scratch allocation fails (y untouched). */
+static int mm_gemm(const struct mm_kern *kn, float *y, const float *x, const int32_t *perm,
+                   const struct tensor *w, int n_tok, mm_deq_fn deq) {
     const int64_t K = w->ne[0], N = tensor_nrows(w);
-    if (n_tok <= 0 || N <= 0) return;
-    if (n_tok <= kn->gemv_max_tok) {
-        matmul_gemv(kn, y, x, w, n_tok);
-        return;
-    }
+    const bool through = !deq && !mm_native(w->type); /* convert-through */
     const int nth_max = mm_parallel(n_tok, w) ? lb_threads() : 1;
-    struct gemm_ctx g = {.kern = kn, .y = y, .x = x, .w = w, .T = n_tok, .K = K, .N = N};
+    struct gemm_ctx g = {.kern = kn, .y = y, .x = x, .w = w, .T = n_tok, .K = K, .N = N,
+                         .perm = perm, .deq = deq};
     /* units: enough of them (about 4 per thread) for balance, at most MM_NT_MAX × MM_MT_MAX */
     const int64_t panels = div_up(N, kn->nr);
     const int64_t n_units_m = div_up(n_tok, MM_MT_MAX);
     g.mt = div_up(div_up(n_tok, n_units_m), kn->mr) * kn->mr;
     const int64_t want_n = div_up(4 * (int64_t)nth_max, n_units_m);
     g.nt = LB_MIN(MM_NT_MAX / kn->nr, LB_MAX(1, panels / want_n)) * kn->nr;
-    if (!mm_native(w->type)) /* convert-through: at most ~4 MiB of fp32 rows per thread */
+    if (through) /* convert-through: at most ~4 MiB of fp32 rows per thread */
         g.nt = LB_MAX(1, LB_MIN(g.nt, ((int64_t)1 << 20) / K) / kn->nr) * kn->nr;
     g.n_units_n = div_up(N, g.nt);
     g.n_units = g.n_units_n * n_units_m;
     g.bp_floats = (size_t)g.nt * MM_KC;
-    g.wf_floats = mm_native(w->type) ? 0 : (size_t)g.nt * (size_t)K;
+    g.wf_floats = through ? (size_t)g.nt * (size_t)K : 0;
+    const size_t wd_floats = deq ? (size_t)kn->nr * MM_KC * (size_t)nth_max : 0;
     /* rounded up to 16 floats so that every Bp is 64-byte aligned */
     const size_t ap_floats = ((size_t)(div_up(n_tok, kn->mr) * kn->mr) * (size_t)K + 15) / 16 * 16;
     const size_t bytes =
-        (ap_floats + (g.bp_floats + g.wf_floats) * (size_t)nth_max) * sizeof(float);
+        (ap_floats + (g.bp_floats + g.wf_floats) * (size_t)nth_max + wd_floats) * sizeof(float);
     float *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!buf) { /* no room: the GEMV path needs little scratch (none for the native dtypes) */
-        matmul_gemv(kn, y, x, w, n_tok);
-        return;
-    }
+    if (!buf) return -1;
     g.ap = buf;
     g.bp = buf + ap_floats;
     g.wf = g.wf_floats ? g.bp + g.bp_floats * (size_t)nth_max : NULL;
+    g.wd = deq ? g.bp + (g.bp_floats + g.wf_floats) * (size_t)nth_max : NULL;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth_max)
     {
@@ -911,6 +986,33 @@ void matmul(float *y, const float *x, const struct tensor *w, int n_tok) {
     gemm_units(&g, 0, 1);
 #endif
     free(buf);
+    return 0;
+}
+
+void matmul(float *y, const float *x, const struct tensor *w, int n_tok) {
+    if (dtype_is_parametric(w->type)) { /* qint/nf4/fp4/i8row: fused kernels, kernels/matmul_q.c */
+        matmul_q(y, x, w, n_tok);
+        return;
+    }
+    const struct mm_kern *kn = mm_kern();
+    if (n_tok <= 0 || tensor_nrows(w) <= 0) return;
+    /* GEMV for few tokens, and when the GEMM finds no room (it needs little scratch, none for the
+     * native dtypes) */
+    if (n_tok <= kn->gemv_max_tok || mm_gemm(kn, y, x, NULL, w, n_tok, NULL))
+        matmul_gemv(kn, y, x, w, n_tok);
+}
+
+int matmul_gemm_deq(float *y, const float *x, const int32_t *perm, const struct tensor *w,
+                    int n_tok, const char *isa, mm_deq_fn deq) {
+    const struct mm_kern *kn = NULL;
+    if (!strcmp(isa, "generic")) kn = &kern_generic;
+#if MM_X86
+    else if (!strcmp(isa, "avx2")) kn = &kern_avx2;
+    else if (!strcmp(isa, "avx512")) kn = &kern_avx512;
+#endif
+    if (!kn) return -1;
+    if (n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
+    return mm_gemm(kn, y, x, perm, w, n_tok, deq);
 }
 
 /* ===== FMA peak ===== */

@@ -2,30 +2,33 @@
  * fused path matmul() forwards to (contract in kernels/qint.h and kernels/matmul.h).
  *
  * Legend: T = n_tok, K = w->ne[0], N = rows of W, Kp = K rounded up to 32 (stored columns,
- * padded), KC = the K block dequantized at a time, R×TW = GEMM tile (weight rows × tokens).
+ * padded).
  *
  * Method: weights are never expanded whole; every path dequantizes with exactly the fp32
  * operations of qtensor_row_to_f32 (d·(q − z), table[code]·absmax, (q·SCB)·(1/127)), so only the
- * order of the sums differs from matmul_ref.
- *  - x is first gathered into stored column order (the act-order permutation q_perm, if any) and
- *    zero-padded to Kp: xs[T][Kp] for the GEMV; for the GEMM, micro-panels [Tp/TW][Kp][TW] (TW
- *    tokens per k contiguous, so a tile streams one contiguous panel: BLIS's packed A).
- *  - GEMV (T <= MQ_GEMV_MAX = 4, decoding): weights dequantized in registers, 4 rows × T tokens
- *    per pass so each x vector serves 4 rows and each weight vector T tokens; one FMA chain per
- *    output (two for T = 1), lanes reduced in a fixed tree. qint walks its groups with a 16-entry
- *    table t[q] = d·(q − z) per row and group (AVX-512: one vpermps per 16 weights, b <= 4);
- *    NF4/FP4: nibble split, table permute, times the absmax of each lane's block.
- *  - GEMM (prefill): per R-row panel and K block of KC, the type's SIMD unpacker writes the
- *    dequantized R×KC panel to an L1-resident buffer, reused by every TW-token tile of a unit
- *    (about 256 outputs × up to 256 tokens): broadcast w[r][k], FMA into R×TW accumulators (TW
- *    tokens in vector lanes), the unit's C buffer kept across K blocks, so each y[t][n] is one FMA
- *    chain in k order; the unit's results go to y in contiguous row runs.
- * Speed measured on one Zen 5 core (K = 768, N = 2048, thread CPU time): AVX-512 int4 g128
- * 82 GF/s at T = 1 and ~180 GF/s at T >= 64, the f16 path 57 and ~180; NF4 36 / ~175.
+ * order of the sums differs from matmul_ref. x is read in stored column order (the act-order
+ * permutation q_perm, if any).
+ *  - GEMV (T <= MQ_GEMV_MAX = 4, decoding): x gathered into xs[T][Kp] (zero-padded); weights
+ *    dequantized in registers, 4 rows × T tokens per pass so each x vector serves 4 rows and each
+ *    weight vector T tokens; one FMA chain per output (two for T = 1), lanes reduced in a fixed
+ *    tree. qint walks its groups with a 16-entry table t[q] = d·(q − z) per row and group
+ *    (AVX-512: one vpermps per 16 weights, b <= 4); NF4/FP4: nibble split, table permute, times
+ *    the absmax of each lane's block.
+ *  - GEMM (prefill): matmul.c's blocked GEMM (kernels/matmul_impl.h), the f16 path's: X packed
+ *    once per call into MR-token micro-panels (gathered through q_perm), per unit of up to 256
+ *    outputs × 576 tokens and K block of 256 the type's SIMD dequantizer (deq_*) writes each
+ *    row's block to an L1 buffer that the driver transposes into NR-output micro-panels, then
+ *    the 12×32 (AVX-512) tile runs over every token of the unit: each weight is dequantized once
+ *    per call for T <= 576, and each y[t][n] is one FMA chain in stored-column order. The
+ *    dequantizers prefetch the same block MQ_PF_ROWS rows ahead (DRAM latency otherwise).
+ * Speed measured on one Zen 5 core (thread CPU time): the 7 matmuls × 12 layers of a
+ * stories110M-shaped model at T = 512, distinct weights per layer (so W streams from DRAM),
+ * AVX-512: int4 g128 ~202 GF/s, NF4 ~200, the f16 path ~192 (the tile runs at ~96% of the FMA
+ * peak; X packing ~3%, dequantize + transpose ~2%); GEMV int4 g128 82 GF/s at T = 1, f16 57.
  * Numerics: only the summation order differs from matmul_ref, so |matmul_q − matmul_ref| <=
  * 2·(K+4)·2⁻²⁴·Σ_k|w·x| (tests/test_qformats.c checks it at awkward sizes on every ISA the CPU
- * has). Threads split rows; each output is computed by one thread: results are independent of the
- * thread count. Scratch: one aligned_alloc per call. */
+ * has). Threads split rows (GEMV) or units (GEMM); each output is computed by one thread: results
+ * are independent of the thread count. Scratch: one aligned_alloc per call. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +38,7 @@
 #endif
 
 #include "kernels/matmul.h"
+#include "kernels/matmul_impl.h"
 #include "kernels/nf4.h"
 #include "kernels/qint.h"
 
@@ -53,15 +57,9 @@
 #define MQ_INLINE inline
 #endif
 
-#define MQ_KC 512          /* stored columns dequantized per block (multiple of 32) */
-#define MQ_LDW (MQ_KC + 16) /* row stride of the dequantized panel: not a multiple of 4 KiB/R, so
-                             * the R broadcast streams do not collide in the same L1 sets */
+#define MQ_KC 512          /* GEMV: stored columns dequantized per block (multiple of 32) */
 #define MQ_GEMV_MAX 4      /* T at or below: GEMV */
 #define MQ_PAR_MIN_MAC (1 << 17)
-#define MQ_R_MAX 12        /* largest R of the GEMM tiles */
-#define MQ_NT_UNIT 256     /* GEMM unit: outputs (rounded down to whole panels) */
-#define MQ_MT_MAX 256      /* GEMM unit: tokens (the C buffer is NT_UNIT × MT_MAX floats: 256 KiB) */
-#define MQ_TW_MAX 32       /* largest TW */
 
 static int64_t pad32(int64_t k) { return (k + 31) & ~(int64_t)31; }
 static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
@@ -118,22 +116,50 @@ static void deq_generic(const struct tensor *w, int64_t n, int64_t k0, int64_t k
     for (int64_t k = k1; k < k0 + kc; k++) dst[k - k0] = 0.0f;
 }
 
+/* Prefetch of the packed bytes of row n, stored columns [k0, k0+kc), and their scales. The SIMD
+ * dequantizers call it for MQ_PF_ROWS rows ahead: the GEMM dequantizes a unit's rows one after the
+ * other, each a short run (128 bytes of 4-bit codes per 256 columns) at a row stride the hardware
+ * prefetchers do not follow, so without it every run waits for DRAM. */
+#define MQ_PF_ROWS 8
+static MQ_INLINE void mq_prefetch(const struct tensor *w, int64_t n, int64_t k0, int64_t kc) {
+    if (n >= tensor_nrows(w)) return;
+    const int64_t K = w->ne[0];
+    const char *p;
+    size_t len;
+    switch (w->type) {
+    case DTYPE_QINT: {
+        const size_t cb = 4u * (unsigned)w->q_bits;
+        p = (const char *)tensor_row(w, n) + (size_t)(k0 / QINT_CHUNK) * cb;
+        len = (size_t)((kc + QINT_CHUNK - 1) / QINT_CHUNK) * cb;
+        __builtin_prefetch(qint_params(w) + n * qint_n_groups(w->q_group, K) + k0 / w->q_group);
+        break;
+    }
+    case DTYPE_NF4:
+    case DTYPE_FP4:
+        p = (const char *)w->data + (size_t)n * (size_t)((K + 1) / 2) + k0 / 2;
+        len = (size_t)(LB_MIN(kc, K - k0) + 1) / 2;
+        __builtin_prefetch(nf4_absmax(w) + (n * K + k0) / w->q_group);
+        break;
+    default: /* DTYPE_I8ROW */
+        p = (const char *)tensor_row(w, n) + k0;
+        len = (size_t)LB_MIN(kc, K - k0);
+        break;
+    }
+    for (size_t o = 0; o < len; o += 64) __builtin_prefetch(p + o);
+    if (len) __builtin_prefetch(p + len - 1);
+}
+
 /* ===== the per-ISA table ===== */
 
-typedef void (*mq_deq_fn)(const struct tensor *w, int64_t n, int64_t k0, int64_t kc, float *dst);
+typedef mm_deq_fn mq_deq_fn; /* matmul_impl.h; also feeds matmul.c's GEMM (prefill) */
 /* y[t][n] for t < T, n0 <= n < n1; xs [T][Kp] */
 typedef void (*mq_gemv_fn)(mq_deq_fn deq, float *y, int64_t N, const float *xs, int64_t Kp, int T,
                            const struct tensor *w, int64_t n0, int64_t n1);
-/* c[R][ldc] (+)= wb[R][ldw] · xt[kc][ldx] over kc steps, TW tokens from xt */
-typedef void (*mq_tile_fn)(int64_t kc, const float *wb, int64_t ldw, const float *xt, int64_t ldx,
-                           float *c, int64_t ldc, int first);
 
 struct mq_kern {
     const char *name;
-    int R, TW; /* GEMM tile: R weight rows × TW tokens */
     mq_deq_fn deq;
     mq_gemv_fn gemv;
-    mq_tile_fn tile;
 };
 
 static void gemv_generic(mq_deq_fn deq, float *y, int64_t N, const float *xs, int64_t Kp, int T,
@@ -155,22 +181,7 @@ static void gemv_generic(mq_deq_fn deq, float *y, int64_t N, const float *xs, in
     }
 }
 
-#define R_GEN 4
-#define TW_GEN 8
-static void tile_generic(int64_t kc, const float *wb, int64_t ldw, const float *xt, int64_t ldx,
-                         float *c, int64_t ldc, int first) {
-    float acc[R_GEN][TW_GEN];
-    for (int r = 0; r < R_GEN; r++)
-        for (int j = 0; j < TW_GEN; j++) acc[r][j] = first ? 0.0f : c[r * ldc + j];
-    for (int64_t k = 0; k < kc; k++)
-        for (int r = 0; r < R_GEN; r++)
-            for (int j = 0; j < TW_GEN; j++) acc[r][j] += wb[r * ldw + k] * xt[k * ldx + j];
-    for (int r = 0; r < R_GEN; r++)
-        for (int j = 0; j < TW_GEN; j++) c[r * ldc + j] = acc[r][j];
-}
-
-static const struct mq_kern mq_generic = {"generic", R_GEN, TW_GEN, deq_generic, gemv_generic,
-                                          tile_generic};
+static const struct mq_kern mq_generic = {"generic", deq_generic, gemv_generic};
 
 #if MQ_X86
 /* ===== AVX-512 ===== */
@@ -419,6 +430,7 @@ LB_AVX512 static MQ_INLINE void gemv_all_avx512_t(const enum dtype type, const i
 LB_AVX512 static void deq_avx512(const struct tensor *w, int64_t n, int64_t k0, int64_t kc,
                                  float *dst) {
     const int64_t K = w->ne[0];
+    if (k0 < K) mq_prefetch(w, n + MQ_PF_ROWS, k0, kc);
     switch (w->type) {
     case DTYPE_QINT: {
         const int bits = w->q_bits;
@@ -520,33 +532,7 @@ LB_AVX512 static void gemv_avx512(mq_deq_fn deq, float *y, int64_t N, const floa
 #undef GEMV_NT
 }
 
-/* R = 12 weight rows × TW = 32 tokens (2 zmm): 24 accumulators + 2 x vectors + 1 broadcast */
-#define R512 12
-LB_AVX512 static void tile_avx512(int64_t kc, const float *wb, int64_t ldw, const float *xt,
-                                  int64_t ldx, float *c, int64_t ldc, int first) {
-    __m512 acc[R512][2];
-#pragma GCC unroll 12
-    for (int r = 0; r < R512; r++) {
-        acc[r][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + r * ldc);
-        acc[r][1] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + r * ldc + 16);
-    }
-    for (int64_t k = 0; k < kc; k++) {
-        const __m512 x0 = _mm512_loadu_ps(xt + k * ldx), x1 = _mm512_loadu_ps(xt + k * ldx + 16);
-#pragma GCC unroll 12
-        for (int r = 0; r < R512; r++) {
-            const __m512 wv = _mm512_set1_ps(wb[r * ldw + k]);
-            acc[r][0] = _mm512_fmadd_ps(wv, x0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(wv, x1, acc[r][1]);
-        }
-    }
-#pragma GCC unroll 12
-    for (int r = 0; r < R512; r++) {
-        _mm512_storeu_ps(c + r * ldc, acc[r][0]);
-        _mm512_storeu_ps(c + r * ldc + 16, acc[r][1]);
-    }
-}
-
-static const struct mq_kern mq_avx512 = {"avx512", R512, 32, deq_avx512, gemv_avx512, tile_avx512};
+static const struct mq_kern mq_avx512 = {"avx512", deq_avx512, gemv_avx512};
 
 /* ===== AVX2 ===== */
 
@@ -588,6 +574,7 @@ LB_AVX2 static inline __m256 absmax8_avx2(const float *am, int64_t base, int64_t
 
 LB_AVX2 static void deq_avx2(const struct tensor *w, int64_t n, int64_t k0, int64_t kc, float *dst) {
     const int64_t K = w->ne[0];
+    if (k0 < K) mq_prefetch(w, n + MQ_PF_ROWS, k0, kc);
     switch (w->type) {
     case DTYPE_QINT: {
         const int bits = w->q_bits;
@@ -745,36 +732,8 @@ LB_AVX2 static void gemv_avx2(mq_deq_fn deq, float *y, int64_t N, const float *x
     }
 }
 
-/* R = 6 rows × TW = 16 tokens (2 ymm): 12 accumulators + 2 x vectors + 1 broadcast */
-#define R256 6
-LB_AVX2 static void tile_avx2(int64_t kc, const float *wb, int64_t ldw, const float *xt,
-                              int64_t ldx, float *c, int64_t ldc, int first) {
-    __m256 acc[R256][2];
-#pragma GCC unroll 6
-    for (int r = 0; r < R256; r++) {
-        acc[r][0] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(c + r * ldc);
-        acc[r][1] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(c + r * ldc + 8);
-    }
-    for (int64_t k = 0; k < kc; k++) {
-        const __m256 x0 = _mm256_loadu_ps(xt + k * ldx), x1 = _mm256_loadu_ps(xt + k * ldx + 8);
-#pragma GCC unroll 6
-        for (int r = 0; r < R256; r++) {
-            const __m256 wv = _mm256_broadcast_ss(wb + r * ldw + k);
-            acc[r][0] = _mm256_fmadd_ps(wv, x0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(wv, x1, acc[r][1]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < R256; r++) {
-        _mm256_storeu_ps(c + r * ldc, acc[r][0]);
-        _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
-    }
-}
-
-static const struct mq_kern mq_avx2 = {"avx2", R256, 16, deq_avx2, gemv_avx2, tile_avx2};
+static const struct mq_kern mq_avx2 = {"avx2", deq_avx2, gemv_avx2};
 #endif /* MQ_X86 */
-
-_Static_assert(R_GEN <= MQ_R_MAX && TW_GEN <= MQ_TW_MAX, "tile bounds");
 
 /* ===== dispatch ===== */
 
@@ -803,17 +762,15 @@ const char *matmul_q_path(void) { return mq_current()->name; }
 
 /* ===== the driver ===== */
 
+/* GEMV (T <= MQ_GEMV_MAX): x gathered into stored column order, zero-padded to Kp, [T][Kp]; rows
+ * split between threads */
 struct mq_ctx {
     const struct mq_kern *kn;
     const struct tensor *w;
     float *y;
-    int64_t K, Kp, N;
+    int64_t Kp, N;
     int T;
-    int64_t Tp;        /* GEMM: tokens padded to TW */
-    float *xs;         /* GEMV: [T][Kp]; GEMM: [Tp/TW][Kp][TW] */
-    float *scratch;    /* GEMM: per thread wbuf [R][MQ_LDW] + ct [pu·R][mt] */
-    size_t scratch_floats;
-    int64_t pu, mt;    /* GEMM unit: pu panels of R outputs × mt tokens (a multiple of TW) */
+    float *xs;
 };
 
 static void split(int64_t n, int ith, int nth, int64_t *i0, int64_t *i1) {
@@ -827,94 +784,38 @@ static void mq_gemv_thread(const struct mq_ctx *c, int ith, int nth) {
     if (n1 > n0) c->kn->gemv(c->kn->deq, c->y, c->N, c->xs, c->Kp, c->T, c->w, n0, n1);
 }
 
-/* Units of up to MQ_NT_UNIT outputs (whole R-row panels) × up to MQ_MT_MAX tokens. Per panel and
- * K block the R×KC weights are dequantized once and used by every TW-token tile of the unit;
- * results collect in the unit's C buffer ct[outputs][tokens] and go to y row by row at the end,
- * each a contiguous run of the unit's outputs (writing a panel's R outputs down all T rows of y
- * instead costs a cache miss per row: half the speed at T = 512). */
-static void mq_gemm_thread(const struct mq_ctx *c, int ith, int nth) {
-    const struct mq_kern *kn = c->kn;
-    const int R = kn->R, TW = kn->TW;
-    float *wb = c->scratch + (size_t)ith * c->scratch_floats, *ct = wb + (size_t)R * MQ_LDW;
-    const int64_t n_panels = (c->N + R - 1) / R, n_units_n = (n_panels + c->pu - 1) / c->pu;
-    const int64_t n_units_t = (c->Tp + c->mt - 1) / c->mt;
-    int64_t u0, u1;
-    split(n_units_n * n_units_t, ith, nth, &u0, &u1);
-    for (int64_t u = u0; u < u1; u++) {
-        const int64_t p0 = (u % n_units_n) * c->pu, p1 = LB_MIN(n_panels, p0 + c->pu);
-        const int64_t t0u = (u / n_units_n) * c->mt, t1u = LB_MIN(c->Tp, t0u + c->mt);
-        const int64_t mt = t1u - t0u; /* a multiple of TW */
-        for (int64_t p = p0; p < p1; p++) {
-            const int64_t n0 = p * R;
-            const int rows = (int)LB_MIN(R, c->N - n0);
-            float *cp = ct + (size_t)((p - p0) * R) * (size_t)mt;
-            for (int64_t k0 = 0; k0 < c->Kp; k0 += MQ_KC) {
-                const int64_t kc = LB_MIN(MQ_KC, c->Kp - k0);
-                for (int r = 0; r < R; r++) {
-                    if (r < rows) kn->deq(c->w, n0 + r, k0, kc, wb + (size_t)r * MQ_LDW);
-                    else memset(wb + (size_t)r * MQ_LDW, 0, (size_t)kc * sizeof(float));
-                }
-                for (int64_t t0 = t0u; t0 < t1u; t0 += TW)
-                    kn->tile(kc, wb, MQ_LDW, c->xs + (t0 / TW) * c->Kp * TW + k0 * TW, TW,
-                             cp + (t0 - t0u), mt, k0 == 0);
-            }
-        }
-        const int64_t nb = p0 * R, ne = LB_MIN(c->N, p1 * R);
-        for (int64_t t = t0u; t < LB_MIN(t1u, c->T); t++) {
-            float *yr = c->y + (size_t)t * (size_t)c->N;
-            for (int64_t n = nb; n < ne; n++)
-                yr[n] = ct[(size_t)(n - nb) * (size_t)mt + (size_t)(t - t0u)];
-        }
-    }
-}
-
 static void mq_run(const struct mq_kern *kn, float *y, const float *x, const struct tensor *w,
                    int n_tok) {
     const int64_t K = w->ne[0], N = tensor_nrows(w), Kp = pad32(K);
     if (n_tok <= 0 || N <= 0) return;
-    struct mq_ctx c = {.kn = kn, .w = w, .y = y, .K = K, .Kp = Kp, .N = N, .T = n_tok};
-    const bool gemv = n_tok <= MQ_GEMV_MAX;
+    const int32_t *perm = w->type == DTYPE_QINT ? w->q_perm : NULL;
+    if (n_tok > MQ_GEMV_MAX) { /* prefill: matmul.c's GEMM, W micro-panels from kn->deq */
+        if (matmul_gemm_deq(y, x, perm, w, n_tok, kn->name, kn->deq))
+            BUG("matmul_q: no memory for the GEMM scratch (T = %d, K = %lld)", n_tok, (long long)K);
+        return;
+    }
+    struct mq_ctx c = {.kn = kn, .w = w, .y = y, .Kp = Kp, .N = N, .T = n_tok};
     const bool par = (double)n_tok * (double)K * (double)N >= MQ_PAR_MIN_MAC;
     const int nth_max = par ? lb_threads() : 1;
-    c.Tp = gemv ? n_tok : round_up(n_tok, kn->TW);
-    if (!gemv) { /* units: <= MQ_NT_UNIT outputs, <= MQ_MT_MAX tokens, >= 2 per thread if N allows */
-        const int64_t n_panels = (N + kn->R - 1) / kn->R;
-        c.mt = LB_MIN(c.Tp, MQ_MT_MAX / kn->TW * kn->TW);
-        const int64_t units_t = (c.Tp + c.mt - 1) / c.mt;
-        const int64_t want = LB_MAX(1, (2 * nth_max + units_t - 1) / units_t);
-        c.pu = LB_MAX(1, LB_MIN(MQ_NT_UNIT / kn->R, (n_panels + want - 1) / want));
-    }
-    c.scratch_floats =
-        gemv ? 0 : round_up((size_t)kn->R * MQ_LDW + (size_t)(c.pu * kn->R * c.mt), 16);
-    const size_t xs_floats = round_up((size_t)(Kp * c.Tp), 16);
-    const size_t bytes = (xs_floats + c.scratch_floats * (size_t)nth_max) * sizeof(float);
-    float *buf = aligned_alloc(64, round_up(bytes, 64));
-    if (!buf) BUG("matmul_q: no memory for %zu bytes of scratch", bytes);
-    c.xs = buf;
-    c.scratch = buf + xs_floats;
-    /* gather x into stored column order, zero-padded to Kp */
-    const int32_t *perm = w->type == DTYPE_QINT ? w->q_perm : NULL;
-    const int64_t TW = kn->TW;
-    for (int64_t t = 0; t < c.Tp; t++) {
+    const size_t bytes = round_up((size_t)(Kp * n_tok) * sizeof(float), 64);
+    c.xs = aligned_alloc(64, bytes);
+    if (!c.xs) BUG("matmul_q: no memory for %zu bytes of scratch", bytes);
+    for (int t = 0; t < n_tok; t++) {
         const float *xt = x + (size_t)t * (size_t)K;
-        /* GEMV: [T][Kp]; GEMM: micro-panels [Tp/TW][Kp][TW], so a tile streams contiguously */
-        float *dst = gemv ? c.xs + t * Kp : c.xs + (t / TW) * Kp * TW + t % TW;
-        const int64_t step = gemv ? 1 : TW;
-        for (int64_t j = 0; j < Kp; j++)
-            dst[j * step] = t < n_tok && j < K ? xt[perm ? perm[j] : j] : 0.0f;
+        float *dst = c.xs + t * Kp;
+        if (perm)
+            for (int64_t j = 0; j < K; j++) dst[j] = xt[perm[j]];
+        else
+            memcpy(dst, xt, (size_t)K * sizeof(float));
+        for (int64_t j = K; j < Kp; j++) dst[j] = 0.0f;
     }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth_max) if (nth_max > 1)
-    {
-        const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
-        if (gemv) mq_gemv_thread(&c, ith, nth);
-        else mq_gemm_thread(&c, ith, nth);
-    }
+    mq_gemv_thread(&c, omp_get_thread_num(), omp_get_num_threads());
 #else
-    if (gemv) mq_gemv_thread(&c, 0, 1);
-    else mq_gemm_thread(&c, 0, 1);
+    mq_gemv_thread(&c, 0, 1);
 #endif
-    free(buf);
+    free(c.xs);
 }
 
 void matmul_q(float *y, const float *x, const struct tensor *w, int n_tok) {

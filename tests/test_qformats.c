@@ -217,6 +217,22 @@ static void test_kernels_bnb(void) {
     kernel_sweep("i8row", 3, 8, 0, false);
 }
 
+/* the prefill GEMM (matmul.c's, W panels from the dequantizers) past its blocking: several K
+ * blocks with a tail that is not a multiple of 16, more outputs than one unit holds (256), more
+ * tokens than one unit (576), edge tiles in both directions; act-order gathers x */
+static void test_kernels_gemm_blocking(void) {
+    double worst_abs = 0;
+    struct owned o = {0};
+    make_qint(&o, 556, 300, 4, 128, true);
+    check_kernel(&o.t, 601, &worst_abs);
+    free(o.buf);
+    o = (struct owned){0};
+    make_nf4(&o, 556, 270, DTYPE_NF4, 64);
+    check_kernel(&o.t, 589, &worst_abs);
+    check_kernel(&o.t, 13, &worst_abs);
+    free(o.buf);
+}
+
 /* every qint setting at two shapes, and the parallel path is thread-count independent */
 static void test_kernels_all_settings(void) {
     static const int bits[] = {2, 3, 4, 8};
@@ -234,7 +250,9 @@ static void test_kernels_all_settings(void) {
 #ifdef _OPENMP
     struct owned o = {0};
     make_qint(&o, 768, 300, 4, 128, true);
-    for (int T = 1; T <= 40; T += 39) {
+    static const int ts[] = {1, 40, 600}; /* GEMV, GEMM, GEMM over two token units */
+    for (size_t it = 0; it < LB_ARRAY_LEN(ts); it++) {
+        const int T = ts[it];
         float *x = malloc((size_t)(T * 768) * sizeof *x), *y1 = malloc((size_t)(T * 300) * 4),
               *y2 = malloc((size_t)(T * 300) * 4);
         for (int i = 0; i < T * 768; i++) x[i] = rng_normal();
@@ -1011,6 +1029,7 @@ int main(void) {
     T_RUN(test_kernels_qint);
     T_RUN(test_kernels_bnb);
     T_RUN(test_kernels_all_settings);
+    T_RUN(test_kernels_gemm_blocking);
     T_RUN(test_rtn_rules);
     T_RUN(test_roundtrip_gptq);
     T_RUN(test_roundtrip_awq);
