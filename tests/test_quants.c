@@ -967,6 +967,95 @@ static void test_llama2c_source(void) {
     gguf_close(&b);
 }
 
+/* ---- our Q8_0 against llama2.c's own Q8_0 export of the same weights ---- */
+
+/* stories260K_q80.bin (llama2.c export.py version 2, group size 32): a 256-byte header, the fp32
+ * norms, then per weight matrix (tok_embeddings, then wq, wk, wv, wo, w1, w2, w3 of every layer
+ * in turn) its int8 values and its fp32 group scales. Q8_0 blocks of 32 overlap it exactly: the
+ * scale (ours is fp16: the same max|w|/127 rounded) and the int8 values (ours: roundf(w·(1/d));
+ * llama2.c: torch.round(w/d), half to even: they may differ at exact or near ties only). */
+static void test_q8_0_vs_llama2c_export(void) {
+    const char *p = T_DATA("models/stories260K.bin");
+    if (!p) return;
+    char mp[4096];
+    snprintf(mp, sizeof mp, "%s", p);
+    if (!(p = T_DATA("models/stories260K_q80.bin"))) return;
+    FILE *f = fopen(p, "rb");
+    T_OK(f != NULL);
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)size);
+    T_OK(buf && fread(buf, 1, (size_t)size, f) == (size_t)size);
+    fclose(f);
+    struct model m;
+    T_OK(!model_load(&m, mp));
+    const struct model_config *c = &m.cfg;
+    int32_t gs;
+    memcpy(&gs, buf + 37, 4);
+    T_EQ_INT(gs, 32);
+    size_t off = 256;
+    /* the fp32 norms are the same floats */
+    int norm_diff = 0;
+    for (int which = 0; which < 2; which++)
+        for (int l = 0; l < c->n_layers; l++) {
+            const struct tensor *t = which ? &m.layers[l].ffn_norm : &m.layers[l].attn_norm;
+            norm_diff += memcmp(buf + off, t->data, (size_t)c->dim * 4) != 0;
+            off += (size_t)c->dim * 4;
+        }
+    norm_diff += memcmp(buf + off, m.out_norm.data, (size_t)c->dim * 4) != 0;
+    off += (size_t)c->dim * 4;
+    T_EQ_INT(norm_diff, 0);
+    const struct tensor *mats[1 + 7 * 16];
+    int n = 0;
+    mats[n++] = &m.tok_embd;
+    for (int k = 0; k < 7; k++)
+        for (int l = 0; l < c->n_layers && l < 16; l++) {
+            const struct layer *L = &m.layers[l];
+            const struct tensor *order[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate,
+                                             &L->w_down, &L->w_up};
+            mats[n++] = order[k];
+        }
+    long n_vals = 0, q_diff = 0, q_diff_gt1 = 0, n_scales = 0, s_diff = 0;
+    for (int i = 0; i < n && off <= (size_t)size; i++) {
+        const struct tensor *t = mats[i];
+        const int64_t numel = tensor_nrows(t) * t->ne[0];
+        T_OK(t->type == DTYPE_F32 && numel % 32 == 0);
+        if (off + (size_t)numel + (size_t)numel / 8 > (size_t)size) {
+            T_FAIL_("%s: the export ends early", t->name);
+            break;
+        }
+        const int8_t *q = (const int8_t *)(buf + off);
+        const unsigned char *sp = buf + off + numel;
+        struct block_q8_0 *b = malloc(sizeof *b * (size_t)(numel / 32));
+        gq_q8_0_ref(t->data, b, numel);
+        for (int64_t g = 0; g < numel / 32; g++) {
+            float sc;
+            memcpy(&sc, sp + 4 * g, 4);
+            n_scales++;
+            s_diff += b[g].d != lb_f32_to_fp16(sc);
+            for (int j = 0; j < 32; j++) {
+                const int d = b[g].qs[j] - q[g * 32 + j];
+                n_vals++;
+                q_diff += d != 0;
+                q_diff_gt1 += d > 1 || d < -1;
+            }
+        }
+        free(b);
+        off += (size_t)numel + (size_t)numel / 8;
+    }
+    T_EQ_INT(off, size); /* every byte of the export accounted for */
+    T_EQ_INT(s_diff, 0);
+    T_EQ_INT(q_diff_gt1, 0);
+    T_EQ_INT(q_diff, 0); /* this file has no tie where the two roundings part */
+    printf("  stories260K Q8_0 vs llama2.c's export: %ld scales, %ld differ (after fp16); %ld int8 "
+           "values, %ld differ\n", n_scales, s_diff, n_vals,
+           q_diff);
+    model_release(&m);
+    free(buf);
+}
+
 int main(void) {
     T_RUN(test_block_table);
     T_RUN(test_ggml_hashes);
@@ -982,5 +1071,6 @@ int main(void) {
     T_RUN(test_refusals);
     T_RUN(test_hf_source);
     T_RUN(test_llama2c_source);
+    T_RUN(test_q8_0_vs_llama2c_export);
     return T_DONE();
 }
