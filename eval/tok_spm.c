@@ -105,7 +105,7 @@ static int work_append(struct spm_work *w, const char *s, size_t n) {
         w->text = p;
         w->cap = cap;
     }
-    memcpy(w->text + w->len, s, n);
+    if (n) memcpy(w->text + w->len, s, n); /* n = 0 may come with no buffer yet */
     w->len += n;
     return 0;
 }

@@ -93,6 +93,8 @@ int dtype_from_name(const char *name) {
 }
 
 int dtype_from_ggml(int ggml_type) {
+    /* the parametric types have no GGML id (-1): a file's 0xFFFFFFFF must not name them */
+    if (ggml_type < 0) return -1;
     for (int t = 0; t < DTYPE_COUNT; t++)
         if (dtypes[t].ggml_type == ggml_type) return t;
     return -1;

@@ -436,6 +436,26 @@ static void test_fuzz_gguf_empty(void) {
     T_CONTAINS(err_last(), "too short for a GGUF header");
 }
 
+/* a tensor whose GGUF type is 0xFFFFFFFF: the parametric dtypes' "no GGML id" (-1) matched it,
+ * so the file was taken for packed integer groups with group 0 (UBSan: division by zero) */
+static void test_fuzz_gguf_type_minus_one(void) {
+    const char *p = path_in_tmp("type_src.gguf"), *q = path_in_tmp("type.gguf");
+    struct fx_opts o = {0};
+    T_EQ_INT(write_fixture(p, &o), 0);
+    long n;
+    unsigned char *c = slurp(p, &n);
+    unsigned char *at = c ? memmem(c, (size_t)n, "token_embd.weight", 17) : NULL;
+    T_OK(at != NULL);
+    if (at) {
+        const uint32_t bad = 0xFFFFFFFFu;
+        memcpy(at + 17 + 4 + 16, &bad, 4); /* after the name, n_dims and ne[0..1]: the type */
+        spit(q, c, n);
+        expect_load_error(q, "GGUF type 4294967295");
+    }
+    T_EQ_INT(dtype_from_ggml(-1), -1);
+    free(c);
+}
+
 int main(void) {
     T_RUN(test_gguf_kv_round_trip);
     T_RUN(test_fixture_loads_and_runs);
@@ -445,5 +465,6 @@ int main(void) {
     T_RUN(test_llama2c);
     T_RUN(test_stories260k_formats_agree);
     T_RUN(test_fuzz_gguf_empty);
+    T_RUN(test_fuzz_gguf_type_minus_one);
     return T_DONE();
 }

@@ -979,6 +979,35 @@ static void test_fuzz_split_empty_match(void) {
     }
 }
 
+/* a tokenizer.bin whose dummy-prefix piece (no " " piece: the byte token of ' ', id 35) is empty:
+ * the encoder appended 0 bytes to a still-NULL text buffer (UBSan under make check) */
+static void test_fuzz_empty_prefix_piece(void) {
+    const char *p = tmp_path("empty-piece.bin");
+    unsigned char b[4 + 40 * 9];
+    size_t n = 0;
+    const int32_t max_len = 4;
+    memcpy(b + n, &max_len, 4), n += 4;
+    for (int i = 0; i < 40; i++) {
+        const float score = 0;
+        const int32_t len = i == 35 ? 0 : 1;
+        memcpy(b + n, &score, 4), n += 4;
+        memcpy(b + n, &len, 4), n += 4;
+        if (len) b[n++] = (unsigned char)('A' + i % 26);
+    }
+    T_OK(!spit(p, (const char *)b, n));
+    struct tokenizer *t = NULL;
+    T_EQ_INT(tokenizer_load(&t, p), 0);
+    if (t) {
+        int *ids = NULL, n_ids = 0;
+        err_set_quiet(true);
+        const int rc = tokenizer_encode(t, "AB", 2, false, &ids, &n_ids);
+        err_set_quiet(false);
+        T_OK(rc == 0 || *err_last()); /* either encodes or says why: no crash, no UB */
+        free(ids);
+        tokenizer_free(t);
+    }
+}
+
 int main(void) {
     T_RUN(test_llama2c_tok512);
     T_RUN(test_llama2c_vocab_tests);
@@ -993,6 +1022,7 @@ int main(void) {
     T_RUN(test_hf_corrupt);
     T_RUN(test_wikitext);
     T_RUN(test_fuzz_split_empty_match);
+    T_RUN(test_fuzz_empty_prefix_piece);
     if (!t_failed) { /* fixtures are kept for inspection when something failed */
         char cmd[300];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_tmpdir());
