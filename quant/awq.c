@@ -584,20 +584,8 @@ int awq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
     uint64_t seed;
     if (awq_knobs(r, &o, &seed)) return -1;
     o.group = r->has_group_size ? r->group_size : 128;
-    const int n_samples = r->calib_nsamples > 0 ? r->calib_nsamples : 128;
-    int seqlen = r->calib_seqlen > 0 ? r->calib_seqlen : 2048;
-    const int ctx = j->m->cfg.ctx_len;
-    if (ctx > 0 && seqlen > ctx) {
-        if (!j->quiet)
-            fprintf(stderr, "awq: calib_seqlen %d capped to the model's context %d\n", seqlen, ctx);
-        seqlen = ctx;
-    }
     struct calib_set cs;
-    if (calib_load(&cs, r->calib_set, j->tok, n_samples, seqlen, seed)) return -1;
-    if (!j->quiet)
-        fprintf(stderr, "awq: calibration %s: %d windows of %d tokens (of %lld), seed %llu\n",
-                cs.path, cs.n_samples, cs.seqlen, (long long)cs.n_text_tokens,
-                (unsigned long long)seed);
+    if (calib_load_job(&cs, "awq", j, seed)) return -1;
     snprintf(a->path, sizeof a->path, "%s/model", j->out_dir);
     struct hfx_stats st;
     struct awq_report rep;

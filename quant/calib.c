@@ -11,6 +11,7 @@
 #include "eval/sha256.h"
 #include "eval/tokenizer.h"
 #include "kernels/common.h"
+#include "quant/quant.h"
 #include "quant/hf_export.h"
 
 uint64_t calib_rng_next(uint64_t *state) {
@@ -183,4 +184,24 @@ double calib_peak_rss_mb(void) {
         if (!strncmp(line, "VmHWM:", 6)) mb = atof(line + 6) / 1024.0;
     if (f) fclose(f);
     return mb;
+}
+
+int calib_load_job(struct calib_set *c, const char *algo, const struct quant_job *j,
+                   uint64_t seed) {
+    const struct recipe *r = j->r;
+    const int n_samples = r->calib_nsamples > 0 ? r->calib_nsamples : 128;
+    int seqlen = r->calib_seqlen > 0 ? r->calib_seqlen : 2048;
+    const int ctx = j->m->cfg.ctx_len;
+    if (ctx > 0 && seqlen > ctx) {
+        if (!j->quiet)
+            fprintf(stderr, "%s: calib_seqlen %d capped to the model's context %d\n", algo, seqlen,
+                    ctx);
+        seqlen = ctx;
+    }
+    if (calib_load(c, r->calib_set, j->tok, n_samples, seqlen, seed)) return -1;
+    if (!j->quiet)
+        fprintf(stderr, "%s: calibration %s: %d windows of %d tokens (of %lld), seed %llu\n", algo,
+                c->path, c->n_samples, c->seqlen, (long long)c->n_text_tokens,
+                (unsigned long long)seed);
+    return 0;
 }

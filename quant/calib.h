@@ -46,6 +46,12 @@ int calib_resolve(const char *name, char *path, size_t size);
 
 /* read, tokenize and cut the calibration set (c is overwritten; release with calib_release).
  * -1 with a message: missing file, no tokenizer, a text shorter than one window. */
+struct quant_job;
+/* a quantizer's calibration set from its recipe: calib_nsamples (default 128) windows of
+ * calib_seqlen (default 2048, capped to the model's context) tokens with `seed`; says so on
+ * stderr (prefixed "algo: ") unless the job is quiet. -1 with a message. */
+int calib_load_job(struct calib_set *c, const char *algo, const struct quant_job *j,
+                   uint64_t seed);
 int calib_load(struct calib_set *c, const char *name, const struct tokenizer *tok, int n_samples,
                int seqlen, uint64_t seed);
 void calib_release(struct calib_set *c);
