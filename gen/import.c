@@ -183,7 +183,10 @@ static json_t *lmeval_recipe(const char *args) {
     return q;
 }
 
+/* "" (unknown) for a time before 1970 or after 9999, or not a number */
 static void iso_from_unix(double t, char *buf, size_t size) {
+    buf[0] = 0;
+    if (!(t >= 0 && t < 253402300800.0)) return;
     time_t s = (time_t)t;
     struct tm tm;
     gmtime_r(&s, &tm);

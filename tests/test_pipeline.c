@@ -951,6 +951,19 @@ static void test_import(void) {
     /* explicit ids */
     T_EQ_INT(run("import %s --model-id llama2-7b --recipe-id fp16-lmeval --out %s", lm, G), 0);
     T_Q(db, "SELECT count(*) FROM runs WHERE model_id = 'llama2-7b' AND recipe_id = 'fp16-lmeval'", "1");
+    /* fuzz regression: a "date" far past year 9999 (UBSan: out of range for time_t's cast) is an
+     * unknown time, not undefined behaviour */
+    const char *dated = tmp("dated.json");
+    char *t2 = strdup(lmeval_json);
+    char *at = t2 ? strstr(t2, "1714521600.0") : NULL;
+    T_OK(at != NULL);
+    if (at) {
+        memcpy(at, "1.76211e+19 ", 12); /* same length: the rest of the file is unchanged */
+        spit(dated, t2);
+    }
+    free(t2);
+    T_EQ_INT(run("import %s --model-id dated --recipe-id fp16-dated --out %s", dated, G), 0);
+    T_Q(db, "SELECT finished_at IS NULL FROM runs WHERE model_id = 'dated'", "1");
 }
 
 /* ids from the command line, a CSV or a results file never make lowbit write outside out/ */
