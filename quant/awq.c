@@ -517,13 +517,9 @@ static int awq_knobs(const struct recipe *r, struct awq_opts *o, uint64_t *seed)
     const struct awq_opts d = AWQ_OPTS_DEFAULT;
     *o = d;
     *seed = 0;
-    if (!r->knobs[0]) return 0;
-    json_error_t je;
-    json_t *kn = json_loads(r->knobs, 0, &je);
-    if (!json_is_object(kn)) {
-        json_decref(kn);
-        return err("recipe '%s': knobs '%s' are not a JSON object (%s)", r->id, r->knobs, je.text);
-    }
+    json_t *kn;
+    if (recipe_knobs(r, &kn)) return -1;
+    if (!kn) return 0;
     const char *key;
     json_t *v;
     int ret = 0;

@@ -715,13 +715,9 @@ struct gguf_knobs {
 
 static int gguf_parse_knobs(const struct recipe *r, struct gguf_knobs *k) {
     memset(k, 0, sizeof *k);
-    if (!r->knobs[0]) return 0;
-    json_error_t je;
-    json_t *o = json_loads(r->knobs, 0, &je);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return err("recipe '%s': knobs '%s' are not a JSON object", r->id, r->knobs);
-    }
+    json_t *o;
+    if (recipe_knobs(r, &o)) return -1;
+    if (!o) return 0;
     const char *key;
     json_t *v;
     int rc = 0;

@@ -498,13 +498,9 @@ static int gptq_knobs(const struct recipe *r, struct gptq_model_opts *o, uint64_
     o->q.blocksize = 128;
     o->true_sequential = true;
     o->v2 = false;
-    if (!r->knobs[0]) return 0;
-    json_error_t je;
-    json_t *kn = json_loads(r->knobs, 0, &je);
-    if (!json_is_object(kn)) {
-        json_decref(kn);
-        return err("recipe '%s': knobs '%s' are not a JSON object (%s)", r->id, r->knobs, je.text);
-    }
+    json_t *kn;
+    if (recipe_knobs(r, &kn)) return -1;
+    if (!kn) return 0;
     const char *key;
     json_t *v;
     int ret = 0;

@@ -11,6 +11,7 @@
 #include "quant/quant.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -418,4 +419,18 @@ out:
     free(rope);
     gguf_writer_free(w);
     return ret;
+}
+
+int recipe_knobs(const struct recipe *r, json_t **out) {
+    *out = NULL;
+    if (!r->knobs[0]) return 0;
+    json_error_t je;
+    json_t *kn = json_loads(r->knobs, 0, &je);
+    if (!json_is_object(kn)) {
+        json_decref(kn);
+        return err("recipe '%s': knobs '%s' are not a JSON object (%s)", r->id, r->knobs,
+                   kn ? "not an object" : je.text);
+    }
+    *out = kn;
+    return 0;
 }

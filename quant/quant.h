@@ -104,6 +104,10 @@ void recipe_init(struct recipe *r);
 /* the algorithm is known and the settings are ones it can do; -1 with a message naming the
  * recipe, the setting and what is allowed */
 int recipe_check(const struct recipe *r);
+/* the recipe's knobs as a JSON object (a new reference; NULL when the cell is empty), or -1 with
+ * "recipe 'ID': knobs '...' are not a JSON object (why)" */
+struct json_t;
+int recipe_knobs(const struct recipe *r, struct json_t **out);
 
 /* check r, then run its algorithm: writes the artifact inside j->out_dir and fills *a. -1 with
  * a one-line message ("recipe 'x': algorithm 'gptq' is not implemented yet", the writer's own

@@ -214,31 +214,27 @@ int rtn_recipe_check(const struct recipe *r) {
     if (g != -1 && (g < 32 || g % 32))
         return err("recipe '%s': group_size %lld (rtn groups are multiples of 32, or -1 per "
                    "channel)", r->id, (long long)g);
-    if (r->knobs[0]) { /* the knobs are parsed again by rtn_quantize_model; check them early */
-        json_error_t je;
-        json_t *kn = json_loads(r->knobs, 0, &je);
+    json_t *kn; /* the knobs are parsed again by rtn_quantize_model; check them early */
+    if (recipe_knobs(r, &kn)) return -1;
+    if (kn) {
         int ret = 0;
-        if (!json_is_object(kn)) {
-            ret = err("recipe '%s': knobs are not a JSON object", r->id);
-        } else {
-            const char *key;
-            json_t *v;
-            json_object_foreach(kn, key, v) {
-                if (!strcmp(key, "format") && json_is_string(v) &&
-                    (!strcmp(json_string_value(v), "gptq") || !strcmp(json_string_value(v), "gptq_v2") ||
-                     !strcmp(json_string_value(v), "awq")))
-                    continue;
-                if (!strcmp(key, "mse") && json_is_boolean(v)) continue;
-                ret = err("recipe '%s': rtn knob '%s' (rtn knows format: gptq|gptq_v2|awq and mse: "
-                          "true|false)", r->id, key);
-                break;
-            }
-            json_t *f = json_object_get(kn, "format");
-            if (!ret && f && !strcmp(json_string_value(f), "awq")) {
-                if (bits != 4) ret = err("recipe '%s': the AWQ format is 4-bit only", r->id);
-                else if (r->sym == 1) ret = err("recipe '%s': the AWQ format is asymmetric (sym 0)", r->id);
-                else if (g == -1) ret = err("recipe '%s': the AWQ format needs a group size", r->id);
-            }
+        const char *key;
+        json_t *v;
+        json_object_foreach(kn, key, v) {
+            if (!strcmp(key, "format") && json_is_string(v) &&
+                (!strcmp(json_string_value(v), "gptq") || !strcmp(json_string_value(v), "gptq_v2") ||
+                 !strcmp(json_string_value(v), "awq")))
+                continue;
+            if (!strcmp(key, "mse") && json_is_boolean(v)) continue;
+            ret = err("recipe '%s': rtn knob '%s' (rtn knows format: gptq|gptq_v2|awq and mse: "
+                      "true|false)", r->id, key);
+            break;
+        }
+        json_t *f = json_object_get(kn, "format");
+        if (!ret && f && !strcmp(json_string_value(f), "awq")) {
+            if (bits != 4) ret = err("recipe '%s': the AWQ format is 4-bit only", r->id);
+            else if (r->sym == 1) ret = err("recipe '%s': the AWQ format is asymmetric (sym 0)", r->id);
+            else if (g == -1) ret = err("recipe '%s': the AWQ format needs a group size", r->id);
         }
         json_decref(kn);
         if (ret) return -1;
