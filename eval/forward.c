@@ -83,6 +83,13 @@ int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batc
     s->kt_head = (int64_t)c->head_dim * s->ldk;
     s->v_head = (int64_t)n_ctx * s->ldv;
     const size_t heads = (size_t)c->n_layers * (size_t)c->n_kv_heads;
+    /* the cache and scratch together: refused at once, before the first allocation */
+    const double floats = (double)heads * (double)(s->kt_head + s->v_head) +
+                          (double)B * (double)(D + LB_MAX(D, qd) + 2 * qd + 2 * kvd + 2 * H) +
+                          2.0 * (double)n_ctx * (double)half;
+    char what[96];
+    snprintf(what, sizeof what, "the KV cache and activations of a %d-token context", n_ctx);
+    if (floats * 4 > (double)SIZE_MAX / 2 || mem_check((size_t)(floats * 4), what)) return -1;
     s->k_cache = xcalloc(heads * (size_t)s->kt_head, sizeof(float), "the key cache");
     s->v_cache = xcalloc(heads * (size_t)s->v_head, sizeof(float), "the value cache");
     s->x = xcalloc(B * D, sizeof(float), "activations");
@@ -100,15 +107,20 @@ int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batc
         fwd_release(s);
         return -1;
     }
+    fwd_rope_table(m, n_ctx, s->rope_cos, s->rope_sin);
+    return 0;
+}
+
+void fwd_rope_table(const struct model *m, int n_ctx, float *cos_t, float *sin_t) {
+    const size_t half = (size_t)m->cfg.head_dim / 2;
     for (size_t i = 0; i < half; i++) {
         const double f = rope_inv_freq(m, (int)i);
         for (int p = 0; p < n_ctx; p++) {
             const double a = p * f;
-            s->rope_cos[(size_t)p * half + i] = (float)cos(a);
-            s->rope_sin[(size_t)p * half + i] = (float)sin(a);
+            cos_t[(size_t)p * half + i] = (float)cos(a);
+            sin_t[(size_t)p * half + i] = (float)sin(a);
         }
     }
-    return 0;
 }
 
 void fwd_truncate(struct fwd_state *s, int n_past) {

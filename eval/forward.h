@@ -47,6 +47,10 @@ struct fwd_state {
 };
 
 int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch);
+/* the rotary tables forward() uses, cos_t/sin_t [n_ctx][head_dim/2] (caller-allocated): angle
+ * p·inv_freq(i) in double (Llama-3.1 scaling and GGUF rope_freqs included), stored as fp32; also
+ * for eval/grad.c, whose block forward must rotate exactly as forward() does */
+void fwd_rope_table(const struct model *m, int n_ctx, float *cos_t, float *sin_t);
 /* the weight matmuls of a forward pass (every layer's 7 plus the output layer): how many of
  * them int8 compute runs in int8 (*n_int8) out of *n_total */
 void fwd_int8_coverage(const struct model *m, int *n_int8, int *n_total);

@@ -207,6 +207,15 @@ int model_bind(struct model *m) {
 #undef BIND
     if (to_f32(m, &m->out_norm)) return -1;
 
+    /* every token reads every weight: weights that cannot stay resident would page forever (and
+     * the finiteness pass below reads them all); refuse before touching them */
+    const size_t wbytes = model_weight_bytes(m), total = mem_total();
+    if (wbytes > total)
+        return err("%s: the weights take %.1f MiB but this machine has %.1f MiB of memory (%s); "
+                   "a forward pass reads all of them for every token",
+                   m->path, (double)wbytes / 1048576.0, (double)total / 1048576.0,
+                   mem_limit_source());
+
     /* refuse NaN/Inf anywhere: one pass over every weight in parallel, then one message naming
      * the first bad tensor (in file order, so the message does not depend on the threads) */
     int first_bad = m->n_tensors;

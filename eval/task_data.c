@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "eval/task_impl.h"
 #include "kernels/common.h"
@@ -43,26 +44,13 @@ void rd_source(struct task_rd *r, const char *what) {
 }
 
 int rd_slurp(struct task_rd *r, const char *path, char **buf, size_t *len) {
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    char *p;
+    size_t n;
+    if (access(path, R_OK))
         return err("cannot open %s: %s (task data lives under LOWBIT_DATA, default "
                    "../shared/data; see its MANIFEST.md)",
                    path, strerror(errno));
-    struct sbuf b = {0};
-    char chunk[1 << 16];
-    size_t k;
-    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) sbuf_add(&b, chunk, k);
-    int bad = ferror(f);
-    fclose(f);
-    size_t n = b.n;
-    char *p = sbuf_detach(&b);
-    if (bad) {
-        free(p);
-        return err("%s: read error", path);
-    }
-    if (!p) return -1;
+    if (read_file_all(path, "the task file", &p, &n)) return -1;
     sha256_update(&r->sha, p, n);
     if (!r->no_source) rd_source(r, path);
     *buf = p;

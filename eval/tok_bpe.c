@@ -927,6 +927,7 @@ int tok_hf_load(struct tokenizer *t, const char *path) {
     json_error_t je;
     struct hf h = {.path = path};
     int ret = -1;
+    if (input_size_check(path, "the tokenizer")) return -1;
     json_t *root = json_load_file(path, JSON_DECODE_ANY, &je);
     if (!root && je.line < 1) return err("%s: cannot read: %s", path, je.text);
     if (!root)

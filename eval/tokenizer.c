@@ -157,40 +157,6 @@ size_t tok_utf8_valid(const char *s, size_t n) {
 
 /* ===== llama2.c tokenizer.bin ===== */
 
-static int read_file(const char *path, unsigned char **data, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err("%s: cannot open: %s", path, strerror(errno));
-    unsigned char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int ret = -1;
-    for (;;) {
-        if (cap - n < 65536) {
-            cap = cap ? 2 * cap : 1 << 20;
-            unsigned char *p = realloc(buf, cap);
-            if (!p) {
-                err("%s: out of memory reading the file", path);
-                goto out;
-            }
-            buf = p;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (!got) break;
-    }
-    if (ferror(f)) {
-        err("%s: read error", path);
-        goto out;
-    }
-    *data = buf;
-    *size = n;
-    buf = NULL;
-    ret = 0;
-out:
-    free(buf);
-    fclose(f);
-    return ret;
-}
-
 /* tokenizer.bin: i32 max_token_length, then until the end of the file {f32 score, i32 len, len
  * bytes}. The token count is not stored (llama2.c takes it from the model config): it is what the
  * file holds, and a record cut short is an error. */
@@ -199,7 +165,9 @@ static int load_llama2c(struct tokenizer *t, const char *path) {
     size_t size = 0, arena = 0, used = 0;
     int ret = -1, n = 0;
     int32_t max_len;
-    if (read_file(path, &d, &size)) return -1;
+    char *raw;
+    if (read_file_all(path, "the tokenizer file", &raw, &size)) return -1;
+    d = (unsigned char *)raw;
     if (size < 4) {
         err("%s: truncated llama2.c tokenizer: %zu bytes (expected an i32 max_token_length, then "
             "score/length/bytes records)", path, size);

@@ -138,7 +138,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
 static int read_token_file(const char *path, int ctx, int vocab, int *ids) {
     char *data;
     size_t len;
-    if (cli_read_file(path, &data, &len)) return -1;
+    if (read_file_all(path, "the token file", &data, &len)) return -1;
     int n = 0;
     const char *p = data;
     while (n < ctx) {
@@ -183,7 +183,7 @@ static int make_tokens(const struct bench_opts *o, const struct model *m, int *i
         size_t len;
         int *enc, n_enc;
         if (cli_load_tokenizer(&tok, m, o->tokenizer)) return -1;
-        if (cli_read_file(o->text, &text, &len)) {
+        if (read_file_all(o->text, "the text", &text, &len)) {
             tokenizer_free(tok);
             return -1;
         }

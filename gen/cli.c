@@ -10,32 +10,6 @@
 
 #include "kernels/common.h"
 
-int cli_read_file(const char *path, char **data, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err("%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return err("%s: not a regular file", path);
-    }
-    size_t n = (size_t)st.st_size;
-    char *buf = xmalloc(n + 1, path);
-    if (!buf) {
-        fclose(f);
-        return -1;
-    }
-    if (fread(buf, 1, n, f) != n) {
-        fclose(f);
-        free(buf);
-        return err("%s: read error", path);
-    }
-    fclose(f);
-    buf[n] = 0;
-    *data = buf;
-    *len = n;
-    return 0;
-}
-
 int cli_load_tokenizer(struct tokenizer **out, const struct model *m, const char *explicit_path) {
     if (explicit_path) return tokenizer_load(out, explicit_path);
     if (m->format == MODEL_FORMAT_GGUF && m->gguf) return tokenizer_from_gguf(out, m->gguf);

@@ -23,8 +23,6 @@ int cmd_imatrix(int argc, char **argv);
  * GGUF's own vocab, the HF directory's tokenizer.json, or tokenizer.bin beside a llama2.c file.
  * -1 with a message saying which file was looked for and the --tokenizer option. */
 int cli_load_tokenizer(struct tokenizer **out, const struct model *m, const char *explicit_path);
-/* read a whole file into owned memory (NUL-terminated); -1 with a message */
-int cli_read_file(const char *path, char **data, size_t *len);
 /* stderr progress line when stderr is a terminal and not quiet: "label: done/total (rate/s, ETA)" */
 void cli_progress(const char *label, long done, long total, double t0, bool quiet);
 /* option parsing: when argv[*i] is "--name VALUE" or "--name=VALUE", *val = VALUE, *i moves past

@@ -575,7 +575,7 @@ int cmd_kld(int argc, char **argv) {
     /* the base: tokens, fingerprint, its log-probs unless cached */
     if (model_load(&m, base_path)) return -1;
     loaded = true;
-    if (cli_load_tokenizer(&tok, &m, tok_path) || cli_read_file(text_path, &text, &len)) goto out;
+    if (cli_load_tokenizer(&tok, &m, tok_path) || read_file_all(text_path, "the text", &text, &len)) goto out;
     const int bos = tokenizer_bos(tok);
     if (tokenizer_encode(tok, text, len, bos >= 0, &ids, &n_ids)) goto out;
     if (kld_make_chunks(ids, n_ids, ctx, bos, max_chunks, &chunks, &n_chunks)) goto out;

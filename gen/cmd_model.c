@@ -165,7 +165,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (model_path && model_load(&m, model_path)) return -1;
     if (cli_load_tokenizer(&tok, &m, tok_path)) goto out;
     if (file) {
-        if (cli_read_file(file, &buf, &len)) goto out;
+        if (read_file_all(file, "the text", &buf, &len)) goto out;
         text = buf;
     } else if (!text) {
         text = "";

@@ -100,7 +100,7 @@ int cmd_ppl(int argc, char **argv) {
     int *ids = NULL, n_ids = 0, ret = -1;
     float *logits = NULL;
     if (model_load(&m, model_path)) return -1;
-    if (cli_load_tokenizer(&tok, &m, tok_path) || cli_read_file(text_path, &text, &len)) goto out;
+    if (cli_load_tokenizer(&tok, &m, tok_path) || read_file_all(text_path, "the text", &text, &len)) goto out;
     int bos = tokenizer_bos(tok);
     if (tokenizer_encode(tok, text, len, bos >= 0, &ids, &n_ids)) goto out;
     int n_chunk = n_ids / ctx;
@@ -211,7 +211,7 @@ int cmd_nll(int argc, char **argv) {
     int ret = -1;
     float *logits = NULL;
     if (model_load(&m, model_path)) return -1;
-    if (cli_load_tokenizer(&tok, &m, tok_path) || cli_read_file(text_path, &text, &len)) goto out;
+    if (cli_load_tokenizer(&tok, &m, tok_path) || read_file_all(text_path, "the text", &text, &len)) goto out;
     if (tokenizer_bos(tok) < 0) {
         err("nll: the tokenizer has no BOS token, which this protocol needs");
         goto out;

@@ -285,7 +285,7 @@ int cmd_imatrix(int argc, char **argv) {
     size_t len;
     int *ids = NULL, n_ids = 0, ret = -1;
     if (model_load(&m, model_path)) return -1;
-    if (cli_load_tokenizer(&tok, &m, tok_path) || cli_read_file(text_path, &text, &len)) goto out;
+    if (cli_load_tokenizer(&tok, &m, tok_path) || read_file_all(text_path, "the text", &text, &len)) goto out;
     const int bos = tokenizer_bos(tok);
     if (tokenizer_encode(tok, text, len, bos >= 0, &ids, &n_ids)) goto out;
     if (max_chunks && (long)max_chunks * ctx < n_ids) n_ids = max_chunks * ctx;

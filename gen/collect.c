@@ -451,7 +451,7 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
         json_t *r = NULL;
         json_error_t je;
         err_set_quiet(true);
-        int bad = cli_read_file(path, &buf, &len);
+        int bad = read_file_all(path, "the result file", &buf, &len);
         if (!bad && !(r = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je)))
             bad = err("not JSON: line %d: %s", je.line, je.text);
         if (!bad && !is_key(key)) bad = err("the name is not <job_key>.json");

@@ -163,7 +163,7 @@ static int table_read(const char *path, struct csv_table *t) {
     memset(t, 0, sizeof *t);
     char *buf = NULL;
     size_t len = 0;
-    if (cli_read_file(path, &buf, &len)) return -1;
+    if (read_file_all(path, "the CSV file", &buf, &len)) return -1;
     struct csv_parser p;
     if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL | CSV_EMPTY_IS_NULL)) {
         free(buf);

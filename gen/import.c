@@ -199,7 +199,7 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
     json_error_t je;
     json_t *root = NULL, *res = NULL;
     int ret = -1;
-    if (cli_read_file(path, &buf, &len)) return -1;
+    if (read_file_all(path, "the results file", &buf, &len)) return -1;
     root = json_loadb(buf, len, 0, &je);
     if (!json_is_object(root)) {
         err("import: %s: not JSON (line %d: %s)", path, je.line, je.text);

@@ -66,37 +66,11 @@ void calib_release(struct calib_set *c) {
 
 /* the whole file into *buf (owned), its sha256 into hex */
 static int read_all(const char *path, char **buf, size_t *len, char hex[65]) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err("calibration: cannot open %s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
+    if (read_file_all(path, "the calibration text", buf, len)) return -1;
     struct sha256 h;
     sha256_init(&h);
-    while (b) {
-        if (n == cap) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = nb;
-        }
-        const size_t got = fread(b + n, 1, cap - n, f);
-        if (!got) break;
-        sha256_update(&h, b + n, got);
-        n += got;
-    }
-    const bool bad = ferror(f);
-    fclose(f);
-    if (!b) return err("calibration: out of memory reading %s", path);
-    if (bad) {
-        free(b);
-        return err("calibration: read error on %s", path);
-    }
+    sha256_update(&h, *buf, *len);
     sha256_hex(&h, hex);
-    *buf = b;
-    *len = n;
     return 0;
 }
 

@@ -95,6 +95,12 @@ int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_pat
     memset(hm, 0, sizeof *hm);
     hm->m = m;
     hm->src_path = src_path;
+    /* the fp32 rows of every block linear are held at once: refuse before the first */
+    size_t need = 0;
+    for (int i = 0; i < m->n_tensors; i++) need += (size_t)tensor_nelements(&m->tensors[i]) * 4;
+    char what[4200];
+    snprintf(what, sizeof what, "quantizing %s (its weights as fp32)", m->path);
+    if (mem_check(need, what)) return -1;
     hm->t = xcalloc((size_t)m->n_tensors + 1, sizeof *hm->t, "export tensors");
     if (!hm->t) return -1;
     for (int i = 0; i < m->n_tensors; i++) {

@@ -45,8 +45,12 @@ int site_write_file(struct site *s, const char *relpath, const void *data, size_
     if (strchr(relpath, '/') && mkdirs_for(path)) return -1;
     FILE *f = fopen(path, "wb");
     if (!f) return err("render: cannot write %s: %s", path, strerror(errno));
+    errno = 0;
     size_t w = fwrite(data, 1, len, f);
-    if (fclose(f) || w != len) return err("render: writing %s failed (disk full?)", path);
+    int e = w != len ? errno : 0;
+    if (fclose(f) && !e) e = errno;
+    if (w != len || e)
+        return err("render: writing %s: %s", path, e ? strerror(e) : "short write");
 #pragma omp atomic
     s->n_files++;
     return 0;
@@ -202,6 +206,7 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
     struct site s = {.opts = o, .d = &d};
     char tmpl[4200];
     bool txn = false;
+    err_first_only(true); /* the parallel writers of a full disk: one message */
 
     if (sqlite3_open_v2(o->db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         err("render: cannot open database %s: %s (build it with 'lowbit run' or 'lowbit "
@@ -230,9 +235,9 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
     char outc[4096];
     snprintf(outc, sizeof outc, "%s", o->out_dir);
     while (strlen(outc) > 1 && outc[strlen(outc) - 1] == '/') outc[strlen(outc) - 1] = 0;
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%s", outc);
-    snprintf(parent, sizeof parent, "%s", dirname(parent));
+    char parent[4096], pbuf[4096];
+    snprintf(pbuf, sizeof pbuf, "%s", outc); /* dirname() writes into its argument */
+    snprintf(parent, sizeof parent, "%s", dirname(pbuf));
     char base[4096];
     snprintf(base, sizeof base, "%s", outc);
     snprintf(tmpl, sizeof tmpl, "%s/.%s.tmp-XXXXXX", parent, basename(base));
@@ -311,6 +316,7 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
 fail:
     if (s.dir) rm_tree(s.dir);
 out:
+    err_first_only(false);
     if (txn) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     for (int i = 0; s.lay && i < d.n_groups * CHARTS_PER_GROUP + 2; i++) free(s.lay[i].labels);
     free(s.lay);

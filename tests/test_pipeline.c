@@ -40,22 +40,35 @@ static void read_into(const char *path, char *buf, size_t size) {
     if (f) fclose(f);
 }
 
-/* "$LOWBIT_BIN args" with stdout/stderr captured; the exit status (128 + signal when killed) */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
+/* "PREFIX $LOWBIT_BIN args" with stdout/stderr captured; the exit status (128 + signal when
+ * killed). The prefix runs the binary under a limit (prlimit ...) or with an environment. */
+static int vrun_with(const char *prefix, const char *fmt, va_list ap) {
     char args[4096], cmd[8192], o[300], e[300];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
     snprintf(o, sizeof o, "%s/run.out", t_tmpdir());
     snprintf(e, sizeof e, "%s/run.err", t_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", bin(), args, o, e);
+    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>%s </dev/null", prefix, bin(), args, o, e);
     int st = system(cmd);
     read_into(o, out_buf, sizeof out_buf);
     read_into(e, err_buf, sizeof err_buf);
-    if (getenv("T_VERBOSE")) fprintf(stderr, "$ lowbit %s\n%s", args, err_buf);
+    if (getenv("T_VERBOSE")) fprintf(stderr, "$ %s lowbit %s\n%s", prefix, args, err_buf);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vrun_with("", fmt, ap);
+    va_end(ap);
+    return rc;
+}
+static int run_with(const char *prefix, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run_with(const char *prefix, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vrun_with(prefix, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 /* "<scratch dir>/name": interned, so the pointer stays valid for the whole run */
@@ -993,6 +1006,250 @@ static void test_path_escape(void) {
     T_CONTAINS(err_buf, "id '../x'");
 }
 
+/* ===== resource limits: memory, disk full, concurrent runs ===== */
+
+/* a file of `size` bytes that takes no disk (a hole) */
+static int sparse_file(const char *path, off_t size) {
+    FILE *f = fopen(path, "wb");
+    int rc = f && !ftruncate(fileno(f), size) ? 0 : -1;
+    if (f) fclose(f);
+    return rc;
+}
+
+static int count_lines_of(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+static void test_memory_refusal(void) {
+    setup();
+    if (!setup_ok) { T_FAIL_("no fixture"); return; }
+    const char *good = tmp("good.gguf"), *text = tmp("text.txt");
+    spit(text, "Once upon a time there was a little dog. It liked to run in the park.\n");
+    /* weights beyond the machine's memory (here a cap the user set): refused before reading them */
+    T_EQ_INT(run_with("LOWBIT_MEM_LIMIT_MB=0.05", "ppl --model %s --text %s --quiet", good, text), 1);
+    T_CONTAINS(err_buf, "good.gguf: the weights take 0.");
+    T_CONTAINS(err_buf, "MiB of memory (LOWBIT_MEM_LIMIT_MB)");
+    T_EQ_INT(count_lines_of(err_buf), 1);
+    /* buffers that cannot fit (a 2^20-token KV cache of 512 MiB under a 200 MiB cap) are refused
+     * with its size and purpose, not overcommitted */
+    T_EQ_INT(run_with("LOWBIT_MEM_LIMIT_MB=200", "bench --model %s --ctx 1048576 --threads 1",
+                      good), 1);
+    T_CONTAINS(err_buf, "the KV cache and activations of a 1048576-token context needs ");
+    T_CONTAINS(err_buf, "MiB of memory is available (LOWBIT_MEM_LIMIT_MB)");
+    T_EQ_INT(count_lines_of(err_buf), 1);
+    /* a text of gigabytes: refused from its size, before any allocation or read (a sparse file) */
+    const char *big = tmp("big.txt");
+    T_EQ_INT(sparse_file(big, (off_t)3 << 30), 0);
+    T_EQ_INT(run("ppl --model %s --text %s --quiet", good, big), 1);
+    T_CONTAINS(err_buf, "big.txt is 3072.0 MiB; lowbit reads such files whole and takes at most "
+                        "1024 MiB (LOWBIT_MAX_INPUT_MB)");
+    T_EQ_INT(count_lines_of(err_buf), 1);
+    /* the same for a task file and a CSV, and for a stream that never ends (read as it grows) */
+    mkdir(tmp("bigdata"), 0755);
+    mkdir(tmp("bigdata/datasets"), 0755);
+    mkdir(tmp("bigdata/datasets/arc"), 0755);
+    T_EQ_INT(sparse_file(tmp("bigdata/datasets/arc/ARC-Easy-Test.jsonl"), (off_t)2 << 30), 0);
+    T_EQ_INT(run("eval --model %s --tasks arc_easy --data %s --quiet", good, tmp("bigdata")), 1);
+    T_CONTAINS(err_buf, "ARC-Easy-Test.jsonl is 2048.0 MiB");
+    T_EQ_INT(run_with("LOWBIT_MAX_INPUT_MB=1", "ppl --model %s --text /dev/zero --quiet", good), 1);
+    T_CONTAINS(err_buf, "the text /dev/zero is at least 2.0 MiB; lowbit reads such files whole and takes at most 1 MiB");
+    const char *bigcsv = tmp("big.csv");
+    T_EQ_INT(sparse_file(bigcsv, (off_t)5 << 30), 0);
+    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", bigcsv, recipes_csv, TASKS,
+                 tmp("Mem")), 1);
+    T_CONTAINS(err_buf, "big.csv is 5120.0 MiB");
+}
+
+/* "trap '' XFSZ; prlimit --fsize=N": writes past N bytes fail with EFBIG instead of killing */
+static const char *fsize_prefix(long bytes) {
+    static char b[128];
+    snprintf(b, sizeof b, "trap '' XFSZ; prlimit --fsize=%ld", bytes);
+    return b;
+}
+
+/* every *.json under dir parses (nothing half-written); the number of files */
+static int all_json_ok(const char *dir) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "n=0; for f in %s/*.json; do [ -e \"$f\" ] || continue; "
+             "/usr/bin/python3 -c 'import json,sys; json.load(open(sys.argv[1]))' \"$f\" || exit 99; "
+             "n=$((n+1)); done; exit $n",
+             dir);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* no temporary file or directory left in dir (render's .NAME.tmp-*, writers' *.tmp.*) */
+static int count_tmp(const char *dir) {
+    char cmd[1024], o[300];
+    snprintf(o, sizeof o, "%s/tmpcount.out", t_tmpdir());
+    snprintf(cmd, sizeof cmd, "find %s -name '*.tmp*' | wc -l > %s", dir, o);
+    if (system(cmd) < 0) return -1;
+    char b[32];
+    read_into(o, b, sizeof b);
+    return atoi(b);
+}
+
+static bool mount_tmpfs(const char *dir, const char *size) {
+    char cmd[1024];
+    mkdir(dir, 0755);
+    snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=%s lowbit-test %s 2>/dev/null", size, dir);
+    return system(cmd) == 0;
+}
+
+static void umount_dir(const char *dir) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "umount %s 2>/dev/null", dir);
+    if (system(cmd)) {
+    }
+}
+
+/* the pipeline on a full disk: a clear error, no half-written result or database; the next run
+ * with room completes and stores exactly what an undisturbed run stores */
+static void disk_full_run(const char *F, const char *prefix, const char *label) {
+    int rc = run_with(prefix, "run --models %s --recipes %s %s -j 1 --out %s --quiet", models_csv,
+                      recipes_csv, TASKS, F);
+    T_OK(rc != 128); /* no crash */
+    if (!strstr(err_buf, "No space left") && !strstr(err_buf, "too large") &&
+        !strstr(err_buf, "disk full") && !strstr(err_buf, "database or disk is full"))
+        printf("%s: the run's stderr: %s\n", label, err_buf);
+    char results[600];
+    snprintf(results, sizeof results, "%s/results", F);
+    T_OK(all_json_ok(results) < 99);
+    char db[600];
+    snprintf(db, sizeof db, "%s/lowbit.db", F);
+    if (access(db, F_OK) == 0) integrity_ok(db);
+}
+
+static void test_disk_full(void) {
+    setup();
+    if (!setup_ok || !ref_dump) { T_FAIL_("no fixture or reference run"); return; }
+    /* (1) a file-size limit (EFBIG on any write past 200 KB: the KLD cache of base log-probs,
+     * 4 MB, cannot be written) */
+    const char *F = tmp("Full");
+    disk_full_run(F, fsize_prefix(200 * 1024), "fsize");
+    T_OK(strstr(err_buf, "File too large") || strstr(err_buf, "disk is full"));
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --retry-failed --quiet",
+                 models_csv, recipes_csv, TASKS, F), 0);
+    char *d = dump_db(tmp("Full/lowbit.db"));
+    T_EQ_STR(d, ref_dump);
+    free(d);
+    T_EQ_INT(count_tmp(tmp("Full/results")), 0);
+
+    /* (2) a real full file system: a 1 MiB tmpfs (root only; CI runs as root) */
+    const char *mnt = tmp("tmpfs");
+    if (!mount_tmpfs(mnt, "1m")) {
+        T_FAIL_("cannot mount a tmpfs (not root?): the disk-full test needs one");
+        return;
+    }
+    const char *G = tmp("tmpfs/out");
+    disk_full_run(G, "", "tmpfs");
+    T_CONTAINS(err_buf, "No space left on device");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "mount -o remount,size=64m %s", mnt);
+    T_EQ_INT(system(cmd), 0);
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --retry-failed --quiet",
+                 models_csv, recipes_csv, TASKS, G), 0);
+    d = dump_db(tmp("tmpfs/out/lowbit.db"));
+    T_EQ_STR(d, ref_dump);
+    free(d);
+
+    /* (3) the site: a render that runs out of room fails with one message and leaves the
+     * previous site as it was (file-size limit, then a tmpfs with room for one site only) */
+    const char *site = tmp("tmpfs/site");
+    T_EQ_INT(run("render --db %s -o %s --quiet", tmp("A/lowbit.db"), site), 0);
+    char sha_before[65], sha_after[65], idx[600];
+    snprintf(idx, sizeof idx, "%s/index.html", site);
+    file_sha(idx, sha_before);
+    const int n_before = count_files(site, "");
+    T_EQ_INT(run_with(fsize_prefix(8 * 1024), "render --db %s -o %s --quiet", tmp("A/lowbit.db"),
+                      site), 1);
+    T_CONTAINS(err_buf, "render:");
+    file_sha(idx, sha_after);
+    T_EQ_STR(sha_after, sha_before);
+    T_EQ_INT(count_files(site, ""), n_before);
+    T_EQ_INT(count_tmp(tmp("tmpfs")), 0);
+    /* shrink the file system to what is used plus a little: the new site cannot be written */
+    snprintf(cmd, sizeof cmd, "used=$(du -sk %s | cut -f1); mount -o remount,size=$((used + 64))k %s",
+             mnt, mnt);
+    T_EQ_INT(system(cmd), 0);
+    T_EQ_INT(run("render --db %s -o %s --quiet", tmp("A/lowbit.db"), site), 1);
+    T_OK(strstr(err_buf, "No space left on device") || strstr(err_buf, "disk is full"));
+    T_CONTAINS(err_buf, "render: ");
+    T_EQ_INT(count_lines_of(err_buf), 1);
+    file_sha(idx, sha_after);
+    T_EQ_STR(sha_after, sha_before);
+    T_EQ_INT(count_tmp(tmp("tmpfs")), 0);
+    /* collect into a database on a full file system: refused with one message, no database
+     * left half-written; with room again, the same database as an undisturbed run's */
+    snprintf(cmd, sizeof cmd, "rm -rf %s/site && mount -o remount,size=64m %s && mkdir -p %s/H && "
+             "cp -r %s %s/H/ && used=$(du -sk %s | cut -f1) && "
+             "mount -o remount,size=$((used + 8))k %s",
+             mnt, mnt, mnt, tmp("A/results"), mnt, mnt, mnt);
+    T_EQ_INT(system(cmd), 0);
+    const char *hdb = tmp("tmpfs/H/lowbit.db");
+    T_EQ_INT(run("collect --results %s --db %s --quiet", tmp("tmpfs/H/results"), hdb), 1);
+    T_OK(strstr(err_buf, "disk is full") || strstr(err_buf, "No space left on device"));
+    T_EQ_INT(count_lines_of(err_buf), 1);
+    if (access(hdb, F_OK) == 0) integrity_ok(hdb);
+    snprintf(cmd, sizeof cmd, "mount -o remount,size=64m %s", mnt);
+    T_EQ_INT(system(cmd), 0);
+    T_EQ_INT(run("collect --results %s --db %s --quiet", tmp("tmpfs/H/results"), hdb), 0);
+    d = dump_db(hdb);
+    T_EQ_STR(d, ref_dump);
+    free(d);
+    umount_dir(mnt);
+}
+
+/* two runs at once on one output directory: the second refuses at once, naming the first; the
+ * first completes as if alone */
+static void test_concurrent_runs(void) {
+    setup();
+    if (!setup_ok || !ref_dump) { T_FAIL_("no fixture or reference run"); return; }
+    const char *C = tmp("Conc"), *pidf = tmp("conc.pid");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s run --models %s --recipes %s %s -j 1 --out %s --quiet >/dev/null 2>%s & "
+             "echo $! > %s",
+             bin(), models_csv, recipes_csv, TASKS, C, tmp("conc.err"), pidf);
+    T_EQ_INT(system(cmd), 0);
+    char b[64] = "";
+    read_into(pidf, b, sizeof b);
+    const pid_t first = (pid_t)atol(b);
+    /* wait until the first holds the lock (its pid is in the lock file) */
+    char lock[600], held[64] = "";
+    snprintf(lock, sizeof lock, "%s/.run.lock", C);
+    for (int i = 0; i < 500 && atol(held) != first; i++) {
+        usleep(10000);
+        read_into(lock, held, sizeof held);
+    }
+    T_EQ_INT((int)atol(held), (int)first);
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --quiet", models_csv, recipes_csv,
+                 TASKS, C), 1);
+    char want[128];
+    snprintf(want, sizeof want, "another lowbit run (pid %ld) is using", (long)first);
+    T_CONTAINS(err_buf, want);
+    T_EQ_INT(count_lines_of(err_buf), 1);
+    /* wait for the first, which is not disturbed */
+    for (int i = 0; i < 6000 && kill(first, 0) == 0; i++) usleep(10000);
+    T_OK(kill(first, 0) != 0);
+    char *d = dump_db(tmp("Conc/lowbit.db"));
+    T_EQ_STR(d, ref_dump);
+    free(d);
+    /* two renders at once into one site: each swaps a whole site in; no temporary is left */
+    const char *site = tmp("Conc/site");
+    snprintf(cmd, sizeof cmd,
+             "%s render --db %s -o %s --quiet & %s render --db %s -o %s --quiet & wait",
+             bin(), tmp("Conc/lowbit.db"), site, bin(), tmp("Conc/lowbit.db"), site);
+    T_EQ_INT(system(cmd), 0);
+    char idx[600];
+    snprintf(idx, sizeof idx, "%s/index.html", site);
+    T_OK(access(idx, F_OK) == 0);
+    T_EQ_INT(count_tmp(C), 0);
+}
+
 static void test_help(void) {
     static const char *const cmds[] = {"run", "job", "collect", "import", "status"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
@@ -1022,6 +1279,9 @@ int main(void) {
     T_RUN(test_kld_race);
     T_RUN(test_import);
     T_RUN(test_path_escape);
+    T_RUN(test_memory_refusal);
+    T_RUN(test_disk_full);
+    T_RUN(test_concurrent_runs);
     T_RUN(test_help);
     free(ref_dump);
     return T_DONE();
