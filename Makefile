@@ -2,6 +2,7 @@
 #   make            build out/lowbit
 #   make test       build and run every tests/test_*.c, ending with "tests: N passed, N failed"
 #   make check      the same under AddressSanitizer + UBSan (objects in out/build-check)
+#   make test-slurm only tests/test_slurm.c: lowbit slurm on a one-node Slurm cluster (as root)
 #   make bench      speed figures, each beside llama.cpp measured in the same run
 #   make deps       install the Debian packages we need (apt-get, as root); every target depends on it
 #   make fuzz       libFuzzer targets for every parser (clang, ASan + UBSan), FUZZ_SECONDS each
@@ -39,7 +40,8 @@ endif
 # Debian packages: checked with dpkg-query, installed with apt-get when missing.
 DEB_PKGS = gcc make pkg-config libjansson-dev libpcre2-dev libxml2-dev libcairo2-dev libcsv-dev \
            libsqlite3-dev python3-numpy fonts-dejavu-core \
-           libdeflate-dev chromium nodejs clang
+           libdeflate-dev chromium nodejs clang \
+           slurm-wlm slurmctld slurmd slurm-client munge
 DEPS_STAMP = out/.deps-ok
 
 LIB_SRC  = $(wildcard kernels/*.c eval/*.c quant/*.c render/*.c) $(filter-out gen/main.c,$(wildcard gen/*.c))
@@ -49,7 +51,7 @@ TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB      = $(BUILD)/liblowbit.a
 BIN      = out/lowbit
 
-.PHONY: all deps test check bench report clean distclean FORCE
+.PHONY: all deps test test-slurm check bench report clean distclean FORCE
 .DELETE_ON_ERROR:
 
 all: $(BIN)
@@ -83,6 +85,11 @@ test: $(BIN) $(TEST_BIN)
 
 check:
 	$(MAKE) test BUILD=out/build-check BIN=out/lowbit-check SANITIZE=address,undefined CFLAGS="-O1 -g"
+
+# lowbit slurm against a real one-node Slurm cluster (munged, slurmctld, slurmd as root, everything
+# under out/slurm-test/; tests/slurm/cluster.sh); make test runs it too
+test-slurm: $(BIN) $(BUILD)/tests/test_slurm
+	@LOWBIT_BIN=$(BIN) $(BUILD)/tests/test_slurm
 
 # ---- fuzzing (tests/fuzz): make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS="gguf csv"]
 # One libFuzzer target per parser of untrusted input, built with clang under ASan + UBSan in a

@@ -16,10 +16,7 @@
 
 /* ===== options shared by run, job and status (what the plan is) ===== */
 
-#define PLAN_INPUTS_INIT {"gen/models.csv", "gen/recipes.csv", NULL, "out", 0, false}
-
-/* 1 when argv[*i] was a plan option, 0 when not, -1 on a bad value */
-static int plan_opt(int argc, char **argv, int *i, struct plan_inputs *a) {
+int plan_opt(int argc, char **argv, int *i, struct plan_inputs *a) {
     const char *v;
     int rc;
     if (!strcmp(argv[*i], "--full")) return a->full = true, 1;
@@ -76,8 +73,7 @@ static int lock_out(const char *out, int *fd) {
     return 0;
 }
 
-/* temporary files of writers that were killed (none is running while we hold the lock) */
-static void remove_stale_tmp(const char *out) {
+void pipe_sweep_tmp(const char *out) {
     static const char *const subs[] = {"results", "jobs"};
     for (size_t k = 0; k < LB_ARRAY_LEN(subs); k++) {
         char dir[PIPE_PATH_MAX];
@@ -132,7 +128,7 @@ int cmd_run(int argc, char **argv) {
     if (!o.quiet)
         fprintf(stderr, "run: planned %d jobs from %s × %s in %.1f s (code %s)\n", p.n_jobs,
                 a.models, a.recipes, now_s() - t0, plan_code_version());
-    remove_stale_tmp(a.out);
+    pipe_sweep_tmp(a.out);
     struct run_stats st;
     const int run_rc = run_plan(&p, &o, &st);
     if (run_rc) {

@@ -4,6 +4,7 @@
  *   plan     the job matrix; each job's key = sha256 of everything that decides its numbers
  *   job      one worker process: quantize, evaluate, write results/<key>.json (tmp + rename)
  *   run      the local runner: -j N worker processes (fork/exec "lowbit job"), timeouts, progress
+ *   slurm    the same jobs as Slurm job arrays (sbatch), their state (squeue), a final collect
  *   collect  the only writer of the database: one transaction per result file, idempotent
  *   db       open/create out/lowbit.db from gen/schema.sql (embedded at build time), migrations
  *   import   lm-evaluation-harness and Intel-board results JSON → result files
@@ -15,9 +16,11 @@
  *   OUT/artifacts/<key>/       the quantized model
  *   OUT/cache/                 file hashes, KL-divergence base log-probs
  *   OUT/lowbit.db              the database (gen/schema.sql)
+ *   OUT/slurm/<tag>/           one `lowbit slurm submit`: batch scripts, key lists, Slurm logs
  * A job is identified by its key only: a spec or result file is named by it, never by an id from
- * a CSV or an imported file. Everything that is not how a worker is started (fork/exec here, a
- * Slurm array task later) is shared: plan, spec files, `lowbit job --spec`, result files, collect. */
+ * a CSV or an imported file. Everything that is not how a worker is started (fork/exec in run.c,
+ * a Slurm array task in slurm.c) is shared: plan, spec files, `lowbit job --spec`, result files,
+ * pending jobs, failed results of workers that died, collect. */
 #ifndef GEN_PIPELINE_H
 #define GEN_PIPELINE_H
 #include <stdbool.h>
@@ -35,6 +38,7 @@ int cmd_job(int argc, char **argv);
 int cmd_collect(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_slurm(int argc, char **argv); /* gen/slurm.c */
 
 /* ===== ids and paths (gen/csvin.c) ===== */
 
@@ -147,6 +151,14 @@ struct plan_inputs {
     int limit;                    /* --limit N, 0 = the defaults */
     bool full;                    /* --full: no limits */
 };
+#define PLAN_INPUTS_INIT {"gen/models.csv", "gen/recipes.csv", NULL, "out", 0, false}
+/* one of the plan options (--models --recipes --tasks --out --limit --full) at argv[*i]: 1 taken
+ * (*i advanced past a value), 0 not a plan option, -1 a bad value (with a message). Shared by
+ * run, job, status and slurm (gen/cmd_pipeline.c). */
+int plan_opt(int argc, char **argv, int *i, struct plan_inputs *a);
+/* remove the temporary files of killed writers (<name>.tmp.<pid>) under OUT/results and
+ * OUT/jobs; only when no writer can be running (the caller holds OUT/.run.lock or knows) */
+void pipe_sweep_tmp(const char *out);
 /* read the CSVs, set up and hash the evaluation, build the plan; -1 with a message */
 int plan_make(const struct plan_inputs *in, struct plan *p);
 
@@ -203,11 +215,24 @@ struct run_opts {
 struct run_stats {
     int total, cached, done, ok, failed, crashed;
 };
-/* the jobs of p still to run: result file missing or unreadable (or failed, with retry_failed);
- * a key planned twice runs once. todo (p->n_jobs entries) gets their indexes; st->total, cached
- * and failed (of the cached) are filled. Returns the count. (Shared with cluster submission.) */
+/* the error prefix of the failed result of a job stopped from outside before it could finish
+ * (a Slurm task cancelled, preempted or lost with its node): not the job's own failure, so it
+ * is pending again without retry_failed */
+#define RUN_INTERRUPTED "interrupted: "
+/* the result file at path is failed with a RUN_INTERRUPTED error */
+bool run_interrupted(const char *path);
+/* the jobs of p still to run: result file missing or unreadable, failed as RUN_INTERRUPTED (or
+ * failed at all, with retry_failed); a key planned twice runs once. todo (p->n_jobs entries) gets
+ * their indexes; st->total, cached and failed (of the cached) are filled. Returns the count.
+ * (Shared with cluster submission.) */
 int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, int *todo,
                 struct run_stats *st);
+/* the failed result of a job whose worker ended without writing one (a crash, a signal, a
+ * timeout; a Slurm task cancelled, out of time or memory): error = cause (one line), log_tail =
+ * the tail of OUT/logs/<key>.log. The one writer of such results, for `lowbit run` and
+ * `lowbit slurm`. -1 with a message. */
+int run_write_lost(const char *out_dir, const struct job *j, const char *cause,
+                   const char *started_at);
 /* write OUT/jobs/<key>.json (the spec `lowbit job --spec` runs); path gets its name */
 int run_write_spec(const char *out_dir, const struct job *j, char *path, size_t size);
 /* run every job whose result file is missing (or failed, with retry_failed): spec files, worker

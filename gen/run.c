@@ -9,8 +9,10 @@
  * before it could write, or --timeout, which kills its process group), the runner writes the
  * failed result, with the cause and the tail of the log.
  *
- * A Slurm array task is the same worker started by sbatch instead of fork: the plan, the spec
- * file, `lowbit job --spec` and the result file are shared, only the starting differs. */
+ * A Slurm array task is the same worker started by sbatch instead of fork (gen/slurm.c): the
+ * plan, the spec file, `lowbit job --spec`, the result file, which jobs are pending
+ * (run_pending) and the failed result of a worker that died (run_write_lost) are shared, only
+ * the starting and the watching differ. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -114,6 +116,16 @@ static const char *sig_name(int s) {
     return buf;
 }
 
+int run_write_lost(const char *out_dir, const struct job *j, const char *cause,
+                   const char *started_at) {
+    char log[PIPE_PATH_MAX];
+    pipe_path(log, sizeof log, out_dir, "logs", j->key, ".log");
+    if (job_write_failed(out_dir, j, cause, log, started_at))
+        return err("%s × %s: cannot write its failed result: %s", j->model.id, j->recipe.id,
+                   err_last());
+    return 0;
+}
+
 /* a worker ended: its result file, or a failed one written here */
 static void reap(const struct plan *p, const struct run_opts *o, struct worker *w, int status,
                  struct run_stats *st) {
@@ -137,8 +149,7 @@ static void reap(const struct plan *p, const struct run_opts *o, struct worker *
                      WEXITSTATUS(status));
         else
             snprintf(msg, sizeof msg, "the worker wrote no result file");
-        if (job_write_failed(o->out_dir, j, msg, log, w->started))
-            fprintf(stderr, "lowbit: run: %s\n", err_last());
+        run_write_lost(o->out_dir, j, msg, w->started);
         state = 2;
         st->crashed++;
     }
@@ -157,6 +168,14 @@ static void reap(const struct plan *p, const struct run_opts *o, struct worker *
     }
 }
 
+bool run_interrupted(const char *path) {
+    json_t *r = json_load_file(path, 0, NULL);
+    const char *e = json_string_value(json_object_get(r, "error"));
+    const bool yes = e && !strncmp(e, RUN_INTERRUPTED, strlen(RUN_INTERRUPTED));
+    json_decref(r);
+    return yes;
+}
+
 int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, int *todo,
                 struct run_stats *st) {
     char path[PIPE_PATH_MAX];
@@ -167,7 +186,8 @@ int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, in
         const int state = pipe_result_state(path, p->jobs[i].key);
         bool dup = false;
         for (int k = 0; k < n_todo; k++) dup |= !strcmp(p->jobs[todo[k]].key, p->jobs[i].key);
-        if (state == 1 || (state == 2 && !retry_failed) || dup) {
+        const bool retry = retry_failed || (state == 2 && run_interrupted(path));
+        if (state == 1 || (state == 2 && !retry) || dup) {
             st->cached++;
             if (state == 2) st->failed++;
             continue;
