@@ -176,6 +176,26 @@ int pipe_result_state(const char *path, const char *key) {
     return state;
 }
 
+bool pipe_artifact_missing(const char *path) {
+    json_t *r = json_load_file(path, 0, NULL);
+    const char *a = json_string_value(json_object_get(json_object_get(r, "run"), "artifact_path"));
+    bool missing = false;
+    if (a && !strncmp(a, "artifacts/", 10) && !strstr(a, "..")) {
+        /* path is OUT/results/KEY.json; the artifact is OUT/artifacts/... */
+        char out[PIPE_PATH_MAX], full[2 * PIPE_PATH_MAX];
+        snprintf(out, sizeof out, "%s", path);
+        for (int up = 0; up < 2; up++) {
+            char *slash = strrchr(out, '/');
+            if (slash) *slash = 0;
+            else snprintf(out, sizeof out, ".");
+        }
+        snprintf(full, sizeof full, "%s/%s", out, a);
+        missing = access(full, F_OK) != 0;
+    }
+    json_decref(r);
+    return missing;
+}
+
 /* ===== the result being built ===== */
 
 struct result {

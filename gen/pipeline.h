@@ -188,6 +188,9 @@ void pipe_now_iso(char *buf, size_t size);
 
 /* a result file's state: 0 absent, 1 ok, 2 failed, -1 present but unreadable / another key */
 int pipe_result_state(const char *path, const char *key);
+/* an ok result (at OUT/results/KEY.json) whose artifact (OUT/artifacts/...) is gone: the job runs
+ * again, so that every run on the board keeps its downloadable artifact */
+bool pipe_artifact_missing(const char *path);
 
 /* the failed result of a job that produced none itself (crash, timeout, exec failure) */
 int job_write_failed(const char *out_dir, const struct job *j, const char *error,

@@ -183,7 +183,12 @@ int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, in
     st->total = p->n_jobs;
     for (int i = 0; i < p->n_jobs; i++) {
         pipe_path(path, sizeof path, out_dir, "results", p->jobs[i].key, ".json");
-        const int state = pipe_result_state(path, p->jobs[i].key);
+        int state = pipe_result_state(path, p->jobs[i].key);
+        if (state == 1 && pipe_artifact_missing(path)) {
+            fprintf(stderr, "lowbit: run: the artifact of %s is missing (deleted?); running the job "
+                    "again\n", path);
+            state = 0;
+        }
         bool dup = false;
         for (int k = 0; k < n_todo; k++) dup |= !strcmp(p->jobs[todo[k]].key, p->jobs[i].key);
         const bool retry = retry_failed || (state == 2 && run_interrupted(path));

@@ -1215,6 +1215,34 @@ static void test_disk_full(void) {
     umount_dir(mnt);
 }
 
+/* an ok job whose artifact was deleted runs again (the board links every artifact); nothing else
+ * runs, and the database is the same, each run once */
+static void test_artifact_deleted(void) {
+    setup();
+    if (!setup_ok || !ref_dump) { T_FAIL_("no fixture or reference run"); return; }
+    const char *E = tmp("Art");
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --quiet", models_csv, recipes_csv,
+                 TASKS, E), 0);
+    char *art = q1(tmp("Art/lowbit.db"), "SELECT artifact_path FROM runs WHERE model_id = 'good' "
+                                         "AND recipe_id = 'fp16'");
+    char full[1200], cmd[1400];
+    snprintf(full, sizeof full, "%s/%s", E, art);
+    T_OK(access(full, F_OK) == 0);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", full);
+    T_EQ_INT(system(cmd), 0);
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s", models_csv, recipes_csv, TASKS,
+                 E), 0);
+    T_CONTAINS(err_buf, "is missing (deleted?); running the job again");
+    T_CONTAINS(err_buf, "1 to run");
+    T_OK(access(full, F_OK) == 0);
+    char *d = dump_db(tmp("Art/lowbit.db"));
+    T_EQ_STR(d, ref_dump);
+    free(d);
+    T_Q(tmp("Art/lowbit.db"), "SELECT count(*) FROM runs", "9");
+    T_EQ_INT(count_files(tmp("Art/results"), "json"), 9);
+    free(art);
+}
+
 /* two runs at once on one output directory: the second refuses at once, naming the first; the
  * first completes as if alone */
 static void test_concurrent_runs(void) {
@@ -1294,6 +1322,7 @@ int main(void) {
     T_RUN(test_memory_refusal);
     T_RUN(test_disk_full);
     T_RUN(test_concurrent_runs);
+    T_RUN(test_artifact_deleted);
     T_RUN(test_help);
     free(ref_dump);
     return T_DONE();
