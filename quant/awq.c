@@ -323,7 +323,9 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     json_t *ratios = json_array();
     memset(&cap, 0, sizeof cap);
     fm.layers = NULL;
-    if (o->bits != 4) return err("AWQ: the GEMM layout holds 4-bit weights only (got %d)", o->bits);
+    if (o->bits != 4 && !o->gptq_v2)
+        return err("AWQ: the GEMM layout holds 4-bit weights only (got %d; knob format gptq_v2 "
+                   "writes other widths)", o->bits);
     if (hfx_collect(&hm, m, src_path)) return -1;
     fm.layers = xmalloc((size_t)n_layers * sizeof *fm.layers, "layers");
     idx = xmalloc((size_t)n_layers * N_LIN * sizeof *idx, "layers");
@@ -341,7 +343,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
                 goto out;
             }
             struct hfx_tensor *t = &hm.t[x];
-            qz[l * N_LIN + i] = qformat_plan(true, t->K, t->N, o->bits, o->group, t->note,
+            qz[l * N_LIN + i] = qformat_plan(!o->gptq_v2, t->K, t->N, o->bits, o->group, t->note,
                                              sizeof t->note) == QPLAN_GROUP;
             if (!qz[l * N_LIN + i] && !quiet) fprintf(stderr, "awq: %s: %s\n", t->module, t->note);
             max_k = LB_MAX(max_k, t->K);
@@ -493,7 +495,13 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
                               "duo_scaling", o->duo_scaling, "clip", o->clip, "max_shrink",
                               o->max_shrink, "n_sample_token", o->n_sample_token, "ratios",
                               ratios);
-    ret = awq_write(&hm, o->group, "awq", extra, out, st);
+    if (o->gptq_v2) {
+        const struct gptq_write_opts wo = {.bits = o->bits, .group = o->group, .sym = false,
+                                           .v2 = true, .quantizer = "awq", .extra = extra};
+        ret = gptq_write(&hm, &wo, out, st);
+    } else {
+        ret = awq_write(&hm, o->group, "awq", extra, out, st);
+    }
     json_decref(extra);
 out:
     if (fwd_ok) fwd_release(&fs);
@@ -537,10 +545,14 @@ static int awq_knobs(const struct recipe *r, struct awq_opts *o, uint64_t *seed)
             o->n_sample_token = (int)x;
         } else if (!strcmp(key, "seed") && json_is_integer(v) && json_integer_value(v) >= 0) {
             *seed = (uint64_t)json_integer_value(v);
+        } else if (!strcmp(key, "format") && json_is_string(v) &&
+                   (!strcmp(json_string_value(v), "awq") ||
+                    !strcmp(json_string_value(v), "gptq_v2"))) {
+            o->gptq_v2 = !strcmp(json_string_value(v), "gptq_v2");
         } else {
             ret = err("recipe '%s': awq knob '%s' (awq knows n_grid: 1..%d, duo_scaling: bool, "
                       "clip: bool, max_shrink: (0, 1), n_sample_token: integer >= 1, seed: "
-                      "integer >= 0)", r->id, key, AWQ_MAX_GRID);
+                      "integer >= 0, format: \"awq\" or \"gptq_v2\")", r->id, key, AWQ_MAX_GRID);
             break;
         }
     }
@@ -548,12 +560,30 @@ static int awq_knobs(const struct recipe *r, struct awq_opts *o, uint64_t *seed)
     return ret;
 }
 
+/* the bits of r's weight dtype (int2/int3/int4/int8), 0 for others */
+static int awq_bits(const struct recipe *r) {
+    static const char *const names[] = {"int2", "int3", "int4", "int8"};
+    static const int bits[] = {2, 3, 4, 8};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(r->weight_dtype, names[i])) return bits[i];
+    return 0;
+}
+
 int awq_recipe_check(const struct recipe *r) {
-    if (strcmp(r->weight_dtype, "int4"))
+    struct awq_opts o;
+    uint64_t seed;
+    if (awq_knobs(r, &o, &seed)) return -1;
+    const int b = awq_bits(r);
+    if (!o.gptq_v2 && b != 4)
         return err("recipe '%s': algorithm awq writes the AWQ GEMM layout, which holds int4 only "
-                   "(not %s)", r->id, r->weight_dtype);
-    if (!isnan(r->bits) && r->bits != 4)
-        return err("recipe '%s': bits %g does not match weight_dtype int4", r->id, r->bits);
+                   "(not %s; knob \"format\": \"gptq_v2\" writes int2/int3/int4/int8)",
+                   r->id, r->weight_dtype);
+    if (!b)
+        return err("recipe '%s': awq weight_dtype %s (int2, int3, int4 or int8)", r->id,
+                   r->weight_dtype);
+    if (!isnan(r->bits) && r->bits != b)
+        return err("recipe '%s': bits %g does not match weight_dtype %s", r->id, r->bits,
+                   r->weight_dtype);
     if (r->sym == 1)
         return err("recipe '%s': AWQ is asymmetric (zero_point true, what the GEMM kernels "
                    "take): leave sym empty or 0", r->id);
@@ -569,9 +599,7 @@ int awq_recipe_check(const struct recipe *r) {
     if (!r->calib_set[0])
         return err("recipe '%s': algorithm awq needs calib_set (a file of "
                    "$LOWBIT_DATA/datasets/calibration/, e.g. groups_merged, or a path)", r->id);
-    struct awq_opts o;
-    uint64_t seed;
-    return awq_knobs(r, &o, &seed);
+    return 0;
 }
 
 int awq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
@@ -580,6 +608,7 @@ int awq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
     uint64_t seed;
     if (awq_knobs(r, &o, &seed)) return -1;
     o.group = r->has_group_size ? r->group_size : 128;
+    o.bits = awq_bits(r);
     struct calib_set cs;
     if (calib_load_job(&cs, "awq", j, seed)) return -1;
     snprintf(a->path, sizeof a->path, "%s/model", j->out_dir);
@@ -587,10 +616,11 @@ int awq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
     struct awq_report rep;
     int ret = awq_quantize_model(j->m, j->src_path, &o, &cs, a->path, j->quiet, &st, &rep);
     if (!ret) {
-        hf_recipe_artifact(j, a, "awq", &st);
-        quant_prov(a, "quant.awq", "4-bit, group %lld, zero_point, n_grid %d, duo_scaling %s, "
+        hf_recipe_artifact(j, a, o.gptq_v2 ? "gptq" : "awq", &st);
+        quant_prov(a, "quant.awq", "%d-bit%s, group %lld, zero_point, n_grid %d, duo_scaling %s, "
                    "clip %s (max_shrink %g, n_sample_token %d), loss on the group's linear "
-                   "outputs, true-sequential", (long long)o.group, o.n_grid,
+                   "outputs, true-sequential", o.bits,
+                   o.gptq_v2 ? " (GPTQ v2 layout)" : " (AWQ GEMM)", (long long)o.group, o.n_grid,
                    o.duo_scaling ? "true" : "false", o.clip ? "true" : "false", o.max_shrink,
                    o.n_sample_token);
         quant_prov(a, "quant.knobs", "%s", r->knobs[0] ? r->knobs : "{}");

@@ -59,13 +59,15 @@
 #define AWQ_MAX_GRID 100
 
 struct awq_opts {
-    int bits;            /* 4 (the GEMM layout) */
+    int bits;            /* 4 (the GEMM layout); 2, 3, 4 or 8 with gptq_v2 */
     int64_t group;       /* g, dividing every quantized K: 32, 64, 128 */
     int n_grid;          /* 20: ratios i/n_grid, and the clip grid's step */
     bool duo_scaling;    /* true */
     bool clip;           /* true (AutoAWQ apply_clip) */
     double max_shrink;   /* 0.5 */
     int n_sample_token;  /* 512 */
+    bool gptq_v2;        /* write a GPTQ v2 checkpoint (true zeros) instead of AWQ GEMM: what
+                            llm-awq's own --w_bit 3 runs need, since the GEMM layout is 4-bit */
 };
 #define AWQ_OPTS_DEFAULT                                                                           \
     {.bits = 4, .group = 128, .n_grid = 20, .duo_scaling = true, .clip = true, .max_shrink = 0.5, \
@@ -123,12 +125,15 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
 struct recipe;
 struct quant_job;
 struct quant_artifact;
-/* awq: weight_dtype int4 (bits 4: the GEMM layout holds nothing else); group_size 32, 64 or 128
+/* awq: weight_dtype int4 (bits 4: the GEMM layout holds nothing else), or int2/int3/int4/int8
+ * with knob "format": "gptq_v2" (the same search, fold, clip and zero-point rounding, written in
+ * the GPTQ v2 layout: llm-awq evaluates its 3-bit results the same way, fake-quantized); group_size 32, 64 or 128
  * (absent: 128); sym absent or false (zero_point true, AutoAWQ's default: the GEMM kernels are
  * asymmetric); no double quant; compute_dtype fp32/fp16/bf16; calib_set required; calib_nsamples
  * (absent: 128), calib_seqlen (absent: 2048, capped to the model's context); knobs {"n_grid":
  * 1..100 (20), "duo_scaling": bool (true), "clip": bool (true), "max_shrink": (0, 1) (0.5),
- * "n_sample_token": >= 1 (512), "seed": integer >= 0 (0)}. The artifact is JOB/model. */
+ * "n_sample_token": >= 1 (512), "seed": integer >= 0 (0), "format": "awq" | "gptq_v2" ("awq")}.
+ * The artifact is JOB/model. */
 int awq_recipe_check(const struct recipe *r);
 int awq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a);
 #endif

@@ -270,6 +270,17 @@ static void test_recipe_check(void) {
     r.knobs[0] = 0;
     snprintf(r.weight_dtype, sizeof r.weight_dtype, "int3");
     T_ERR(recipe_check(&r));
+    T_CONTAINS(err_last(), "gptq_v2");
+    /* other widths in the GPTQ v2 layout */
+    snprintf(r.knobs, sizeof r.knobs, "{\"format\":\"gptq_v2\"}");
+    T_OK(!recipe_check(&r));
+    snprintf(r.weight_dtype, sizeof r.weight_dtype, "int2");
+    T_OK(!recipe_check(&r));
+    snprintf(r.weight_dtype, sizeof r.weight_dtype, "nf4");
+    T_ERR(recipe_check(&r));
+    snprintf(r.weight_dtype, sizeof r.weight_dtype, "int3");
+    snprintf(r.knobs, sizeof r.knobs, "{\"format\":\"exl2\"}");
+    T_ERR(recipe_check(&r));
 }
 
 /* ----------------------------------------------------------------------- (c) stories260K */
@@ -380,6 +391,41 @@ static void test_stories260k(void) {
     T_OK(isfinite(pa) && pa > 1);
     T_OK(isfinite(pr) && pr > 1);
     if (!(pa <= pr * 1.10)) T_FAIL_("awq-w4g64 PPL %.4f is not within 10%% of rtn's %.4f", pa, pr);
+
+    /* 3 bits (the default awq-w3g64 row: GPTQ v2 layout) against RTN at the same width and group */
+    char dir_3[512], dir_r3[512];
+    snprintf(dir_3, sizeof dir_3, "%s/awq-w3g64", t_tmpdir());
+    snprintf(dir_r3, sizeof dir_r3, "%s/rtn-w3g64", t_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe awq-w3g64 -o %s --quiet", bin, mp, dir_3);
+    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    f = fopen(csv, "wb");
+    if (f) {
+        fprintf(f, "id,algorithm,weight_dtype,bits,group_size,sym,double_quant,compute_dtype,"
+                "calib_set,calib_nsamples,calib_seqlen,knobs\n"
+                "rtn-w3g64,rtn,int3,3,64,0,,fp32,,,,\n");
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe rtn-w3g64 --recipes %s -o %s --quiet",
+             bin, mp, csv, dir_r3);
+    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    snprintf(cp, sizeof cp, "%s/config.json", dir_3);
+    cfg = json_load_file(cp, 0, &je);
+    qc = json_object_get(cfg, "quantization_config");
+    T_EQ_STR(json_string_value(json_object_get(qc, "quant_method")), "gptq");
+    T_EQ_STR(json_string_value(json_object_get(qc, "checkpoint_format")), "gptq_v2");
+    T_EQ_INT(json_integer_value(json_object_get(qc, "bits")), 3);
+    T_EQ_STR(json_string_value(json_object_get(json_object_get(qc, "lowbit"), "algorithm")), "awq");
+    json_decref(cfg);
+    T_OK(!model_load(&m, dir_3));
+    if (m.layers) {
+        T_EQ_INT(m.layers[0].wq.type, DTYPE_QINT);
+        T_EQ_INT(m.layers[0].wq.q_bits, 3);
+    }
+    model_release(&m);
+    const double p3 = ppl_of(bin, dir_3, text), pr3 = ppl_of(bin, dir_r3, text);
+    if (getenv("T_VERBOSE"))
+        fprintf(stderr, "  stories260K PPL: awq-w3g64 %.4f, rtn w3g64 %.4f\n", p3, pr3);
+    if (!(p3 < pr3)) T_FAIL_("awq-w3g64 PPL %.4f is not below rtn-w3g64's %.4f", p3, pr3);
 }
 
 int main(void) {
