@@ -13,8 +13,8 @@
  * change the math and that the model has no slot for (o_proj/MLP biases, q/k norms) are refused.
  * Like transformers: model.safetensors wins over an index, lm_head.weight is ignored when
  * tie_word_embeddings is true, and tensors a shard holds but the index does not attribute to it
- * are ignored. Quantized checkpoints (quantization_config: gptq, awq, auto-round, bitsandbytes)
- * load into packed tensors; their layouts are described at "quantized checkpoints" below. */
+ * are ignored. Quantized checkpoints (quantization_config: gptq, awq, auto-round, bitsandbytes,
+ * aqlm) load into packed tensors; their layouts are described at "quantized checkpoints" below. */
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -26,6 +26,7 @@
 
 #include "eval/model.h"
 #include "eval/safetensors.h"
+#include "kernels/aqlm.h"
 #include "kernels/nf4.h"
 #include "kernels/qint.h"
 
@@ -40,6 +41,7 @@ struct hf_load {
         int bits;
         int64_t group; /* group_size, -1 = one group per row */
         bool v2;       /* GPTQ checkpoint_format gptq_v2 (true zeros) */
+        int aq_m, aq_b, aq_gi, aq_go; /* AQLM: num_codebooks, nbits_per_codebook, in/out groups */
     } q;
     /* every safetensors file, parsed and kept open until the weights are added (a quantized
      * module's tensors may sit in different shards) */
@@ -184,6 +186,7 @@ static int read_config(struct hf_load *h) {
         return err("%s: missing config.json (a Hugging Face model directory needs config.json and "
                    "model.safetensors)", h->dir);
     json_error_t je;
+    if (input_size_check(p, "the config")) return -1;
     json_t *root = json_load_file(p, JSON_REJECT_DUPLICATES, &je);
     if (!root)
         return err("%s: bad JSON at line %d, column %d: %s", p, je.line, je.column, je.text);
@@ -332,12 +335,16 @@ static int map_name(const struct hf_load *h, const char *where, const char *name
  *    P.weight.quant_state.bitsandbytes__{nf4,fp4} U8: JSON {quant_type, blocksize, dtype, shape,
  *    nested_blocksize, nested_dtype, nested_offset}.
  *  bitsandbytes 8-bit (Int8Params): P.weight I8 [N, K], P.SCB F32 [N], P.weight_format U8 (0 = row).
- * Every module becomes one packed tensor (DTYPE_QINT/NF4/FP4/I8ROW) in a model buffer: the codes
+ *  AQLM (aqlm.QuantizedLinear; REFERENCE.md C6, kernels/aqlm.h): P.codes I8 (B <= 8) or I16
+ *    [N/go, K/gi, M] (values >= 2^(B−1) stored minus 2^B: read mod 2^B), P.codebooks F16/BF16/F32
+ *    [M, 2^B, go, gi], P.scales F16/BF16/F32 [N/go, 1, 1, 1]; the scheme (num_codebooks M,
+ *    nbits_per_codebook B, in_group_size gi, out_group_size go) from quantization_config.
+ * Every module becomes one packed tensor (DTYPE_QINT/NF4/FP4/I8ROW/AQLM) in a model buffer: the codes
  * are re-laid out for the fused kernels, never expanded to fp32. Modules a checkpoint leaves in
  * floating point (modules_in_block_to_quantize, modules_to_not_convert, llm_int8_skip_modules)
  * load through the float path. */
 
-enum hf_qmethod { HFQ_NONE, HFQ_GPTQ, HFQ_AWQ, HFQ_BNB };
+enum hf_qmethod { HFQ_NONE, HFQ_GPTQ, HFQ_AWQ, HFQ_BNB, HFQ_AQLM };
 
 static const char *cfg_str(json_t *obj, const char *key) {
     json_t *v = cfg_get(obj, key);
@@ -352,7 +359,8 @@ static int gptq_format_v2(struct hf_load *h, json_t *qc, bool *v2) {
     if (!f) {
         char p[4300];
         snprintf(p, sizeof p, "%s/quantize_config.json", h->dir);
-        if (file_exists(p) && (qj = json_load_file(p, 0, NULL))) {
+        if (file_exists(p) && !input_size_check(p, "the quantize config") &&
+            (qj = json_load_file(p, 0, NULL))) {
             f = cfg_str(qj, "checkpoint_format");
             if (!f) f = cfg_str(qj, "format");
         }
@@ -430,8 +438,20 @@ static int read_quant_config(struct hf_load *h, json_t *qc) {
         h->q.bits = l4 ? 4 : 8;
         return 0;
     }
-    return err("%s: quant_method '%s' is not supported (lowbit reads gptq, awq, auto-round and "
-               "bitsandbytes checkpoints, and GGUF files)", p, method);
+    if (!strcmp(method, "aqlm")) { /* transformers AqlmConfig: all four are required there */
+        h->q.method = HFQ_AQLM;
+        if (cfg_int(p, qc, "num_codebooks", true, 0, 1, AQLM_MAX_CODEBOOKS, &h->q.aq_m) ||
+            cfg_int(p, qc, "nbits_per_codebook", true, 0, 1, AQLM_MAX_NBITS, &h->q.aq_b) ||
+            cfg_int(p, qc, "in_group_size", true, 0, 1, AQLM_MAX_GROUP, &h->q.aq_gi) ||
+            cfg_int(p, qc, "out_group_size", true, 0, 1, AQLM_MAX_GROUP, &h->q.aq_go))
+            return -1;
+        json_t *skip = cfg_get(qc, "linear_weights_not_to_quantize");
+        if (skip && !json_is_array(skip))
+            return err("%s: linear_weights_not_to_quantize is not a list of tensor names", p);
+        return 0;
+    }
+    return err("%s: quant_method '%s' is not supported (lowbit reads gptq, awq, auto-round, "
+               "bitsandbytes and aqlm checkpoints, and GGUF files)", p, method);
 }
 
 /* a tensor of any loaded file by name (the index's shard when there is one) */
@@ -802,6 +822,105 @@ static int load_bnb8(struct hf_load *h, const char *mod, const struct safetensor
     return model_add_tensor(h->m, &t);
 }
 
+/* element i of an I8 or I16 tensor */
+static int64_t int_at(const struct safetensors_tensor *s, int64_t i) {
+    const uint8_t *p = s->data;
+    if (s->dtype == SAFETENSORS_I8) return (int8_t)p[i];
+    return (int16_t)(uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+}
+
+/* a checkpoint tensor of rank nd and shape want (when ones_ok, a shape [want[0], 1, ...] of any
+ * rank also passes: scales written as [O] or [O, 1, 1, 1]); NULL with a message otherwise */
+static const struct safetensors_tensor *need_shape(const struct hf_load *h, const char *mod,
+                                                   const char *suffix, int nd, const int64_t *want,
+                                                   bool ones_ok, const char *why) {
+    char name[512];
+    snprintf(name, sizeof name, "%s%s", mod, suffix);
+    const struct safetensors_tensor *s = find_any(h, name);
+    if (!s) {
+        err("%s: %s is missing (%s)", h->dir, name, why);
+        return NULL;
+    }
+    bool ok = s->n_dims == nd;
+    for (int d = 0; ok && d < nd; d++) ok = s->shape[d] == want[d];
+    if (!ok && ones_ok && s->n_dims >= 1 && s->shape[0] == want[0]) {
+        ok = true;
+        for (int d = 1; d < s->n_dims; d++) ok &= s->shape[d] == 1;
+    }
+    if (ok) return s;
+    char got[128] = "", exp[128] = "";
+    for (int d = 0; d < s->n_dims && d < 8; d++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "",
+                 (long long)s->shape[d]);
+    for (int d = 0; d < nd; d++)
+        snprintf(exp + strlen(exp), sizeof exp - strlen(exp), "%s%lld", d ? ", " : "",
+                 (long long)want[d]);
+    err("%s: %s is [%s] (expected [%s]: %s)", h->dir, name, got, exp, why);
+    return NULL;
+}
+
+/* AQLM module P -> one DTYPE_AQLM tensor named canon */
+static int load_aqlm(struct hf_load *h, const char *mod, const char *canon) {
+    int64_t K, N;
+    if (!linear_shape(h, canon, &K, &N))
+        return err("%s: %scodes: lowbit has no quantized slot for %s", h->dir, mod, canon);
+    const int M = h->q.aq_m, B = h->q.aq_b, gi = h->q.aq_gi, go = h->q.aq_go;
+    char why[200];
+    snprintf(why, sizeof why, "AQLM %dx%d, in_group_size %d, out_group_size %d, in_features %lld, "
+             "out_features %lld", M, B, gi, go, (long long)K, (long long)N);
+    char what[600];
+    snprintf(what, sizeof what, "%s: %scodes", h->dir, mod);
+    if (aqlm_check_layout(what, K, N, M, B, gi, go)) return -1;
+    const int64_t O = N / go, J = K / gi, S = (int64_t)1 << B;
+    const int64_t s_codes[3] = {O, J, M}, s_cb[4] = {M, S, go, gi}, s_sc[4] = {O, 1, 1, 1};
+    const struct safetensors_tensor *qc, *cb, *sc;
+    if (!(qc = need_shape(h, mod, "codes", 3, s_codes, false, why)) ||
+        !(cb = need_shape(h, mod, "codebooks", 4, s_cb, false, why)) ||
+        !(sc = need_shape(h, mod, "scales", 4, s_sc, true, why)))
+        return -1;
+    const enum safetensors_dtype cdt = B <= 8 ? SAFETENSORS_I8 : SAFETENSORS_I16;
+    if (qc->dtype != cdt)
+        return err("%s: %scodes has dtype %s (expected %s for %d-bit codes)", h->dir, mod,
+                   safetensors_dtype_name(qc->dtype), safetensors_dtype_name(cdt), B);
+    const struct safetensors_tensor *fl[2] = {cb, sc};
+    for (int i = 0; i < 2; i++)
+        if (fl[i]->dtype != SAFETENSORS_F16 && fl[i]->dtype != SAFETENSORS_BF16 &&
+            fl[i]->dtype != SAFETENSORS_F32)
+            return err("%s: %s has dtype %s (expected F16, BF16 or F32)", h->dir, fl[i]->name,
+                       safetensors_dtype_name(fl[i]->dtype));
+    struct tensor t;
+    if (aqlm_tensor_init(&t, canon, K, N, M, B, gi, go)) return -1;
+    void *buf = model_alloc(h->m, tensor_nbytes(&t), canon);
+    if (!buf) return -1;
+    t.data = buf;
+    /* pack_int_data stores codes >= 2^(B−1) minus 2^B; unpack_int_data reads them mod 2^B */
+    const int64_t lo = -(S / 2), hi = S - 1;
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t j = 0; j < J; j++)
+            for (int m = 0; m < M; m++) {
+                const int64_t v = int_at(qc, (o * J + j) * M + m);
+                if (v < lo || v > hi)
+                    return err("%s: %scodes[%lld][%lld][%d] = %lld is out of range for %d-bit "
+                               "codes (expected %lld to %lld)", h->dir, mod, (long long)o,
+                               (long long)j, m, (long long)v, B, (long long)lo, (long long)hi);
+                aqlm_code_set(&t, o, j, m, (unsigned)(v < 0 ? v + S : v));
+            }
+    float *dcb = aqlm_codebooks(&t), *dsc = aqlm_scales(&t);
+    for (int64_t i = 0; i < M * S * go * gi; i++) {
+        dcb[i] = float_at(cb, i);
+        if (!isfinite(dcb[i]))
+            return err("%s: %scodebooks value %lld is %s (must be finite)", h->dir, mod,
+                       (long long)i, isnan(dcb[i]) ? "NaN" : "Inf");
+    }
+    for (int64_t o = 0; o < O; o++) {
+        dsc[o] = float_at(sc, o);
+        if (!isfinite(dsc[o]))
+            return err("%s: %sscales[%lld] is %s (must be finite)", h->dir, mod, (long long)o,
+                       isnan(dsc[o]) ? "NaN" : "Inf");
+    }
+    return model_add_tensor(h->m, &t);
+}
+
 static bool ends_with(const char *s, const char *suffix) {
     const size_t n = strlen(s), m = strlen(suffix);
     return n >= m && !strcmp(s + n - m, suffix);
@@ -813,6 +932,26 @@ static int add_quant(struct hf_load *h, const struct safetensors *st,
                      const struct safetensors_tensor *s) {
     const char *nm = s->name;
     char mod[400], wname[512], canon[TENSOR_NAME_MAX];
+    if (h->q.method == HFQ_AQLM) {
+        static const char *const parts[] = {"codes", "codebooks", "scales"};
+        for (size_t i = 0; i < LB_ARRAY_LEN(parts); i++) {
+            if (!ends_with(nm, parts[i]) || strlen(nm) <= strlen(parts[i]) ||
+                nm[strlen(nm) - strlen(parts[i]) - 1] != '.')
+                continue;
+            snprintf(mod, sizeof mod, "%.*s", (int)(strlen(nm) - strlen(parts[i])), nm);
+            if (i) { /* a companion: its module must have codes */
+                snprintf(wname, sizeof wname, "%scodes", mod);
+                if (!find_any(h, wname))
+                    return err("%s: %s has no %s beside it", st->path, nm, wname);
+                return 1;
+            }
+            snprintf(wname, sizeof wname, "%sweight", mod);
+            int rc = map_name(h, st->path, wname, canon, sizeof canon);
+            if (rc <= 0) return rc < 0 ? -1 : 1;
+            return load_aqlm(h, mod, canon) ? -1 : 1;
+        }
+        return 0;
+    }
     if (h->q.method == HFQ_GPTQ || h->q.method == HFQ_AWQ) {
         static const char *const parts[] = {"qweight", "qzeros", "scales", "g_idx"};
         for (size_t i = 0; i < LB_ARRAY_LEN(parts); i++) {
@@ -965,6 +1104,7 @@ static void close_all(struct hf_load *h) {
 /* model.safetensors.index.json: check the weight_map, then load each shard once */
 static int load_sharded(struct hf_load *h, const char *index_path) {
     json_error_t je;
+    if (input_size_check(index_path, "the shard index")) return -1;
     json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &je);
     if (!root)
         return err("%s: bad JSON at line %d, column %d: %s", index_path, je.line, je.column,

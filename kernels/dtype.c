@@ -79,6 +79,7 @@ static const struct dtype_info dtypes[DTYPE_COUNT] = {
     [DTYPE_NF4] = {"nf4", 1, 0, -1, param_to_f32, param_from_f32},
     [DTYPE_FP4] = {"fp4", 1, 0, -1, param_to_f32, param_from_f32},
     [DTYPE_I8ROW] = {"i8row", 1, 0, -1, param_to_f32, param_from_f32},
+    [DTYPE_AQLM] = {"aqlm", 1, 0, -1, param_to_f32, param_from_f32},
 };
 
 const struct dtype_info *dtype_get(enum dtype t) {

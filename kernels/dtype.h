@@ -36,6 +36,7 @@ enum dtype {
     DTYPE_NF4,   /* bitsandbytes NF4, fp32 absmax per block flat over the tensor */
     DTYPE_FP4,   /* bitsandbytes FP4 (e2m1), same layout as NF4 */
     DTYPE_I8ROW, /* bitsandbytes LLM.int8 weight: int8 rows, w = q·SCB/127 */
+    DTYPE_AQLM,  /* AQLM additive codebooks: w = s·Σ_m C_m[code] (kernels/aqlm.h) */
     /* end of the parametric types */
     DTYPE_COUNT
 };
@@ -75,7 +76,7 @@ static inline double dtype_bits_per_weight(enum dtype t) {
     const struct dtype_info *d = dtype_get(t);
     return 8.0 * d->block_bytes / d->block;
 }
-/* parametric types (DTYPE_QINT, DTYPE_NF4, DTYPE_FP4, DTYPE_I8ROW) have block_bytes 0: their
+/* parametric types (DTYPE_QINT, DTYPE_NF4, DTYPE_FP4, DTYPE_I8ROW, DTYPE_AQLM) have block_bytes 0: their
  * row size and bits/weight depend on the tensor (tensor_row_bytes, tensor_nbytes) */
 static inline bool dtype_is_parametric(enum dtype t) { return dtype_get(t)->block_bytes == 0; }
 

@@ -37,6 +37,7 @@
 #include <omp.h>
 #endif
 
+#include "kernels/aqlm.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_impl.h"
 #include "kernels/nf4.h"
@@ -813,18 +814,24 @@ static void mq_run(const struct mq_kern *kn, float *y, const float *x, const str
 #pragma omp parallel num_threads(nth_max) if (nth_max > 1)
     mq_gemv_thread(&c, omp_get_thread_num(), omp_get_num_threads());
 #else
+    (void)nth_max;
     mq_gemv_thread(&c, 0, 1);
 #endif
     free(c.xs);
 }
 
 void matmul_q(float *y, const float *x, const struct tensor *w, int n_tok) {
+    if (w->type == DTYPE_AQLM) { /* codebook lookups: kernels/aqlm.c */
+        aqlm_matmul(y, x, w, n_tok);
+        return;
+    }
     mq_run(mq_current(), y, x, w, n_tok);
 }
 
 int matmul_q_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
     const struct mq_kern *kn = mq_by_name(isa);
     if (!kn) return -1;
+    if (w->type == DTYPE_AQLM) return aqlm_matmul_gemm(y, x, w, n_tok, isa);
     mq_run(kn, y, x, w, n_tok);
     return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "kernels/aqlm.h"
 #include "kernels/nf4.h"
 
 const int QINT_AWQ_ORDER[8] = {0, 2, 4, 6, 1, 3, 5, 7};
@@ -21,11 +22,13 @@ size_t qtensor_row_bytes(const struct tensor *t) {
     case DTYPE_NF4:
     case DTYPE_FP4: return (size_t)(K + 1) / 2;
     case DTYPE_I8ROW: return (size_t)K;
+    case DTYPE_AQLM: return aqlm_row_bytes(t);
     default: BUG("qtensor_row_bytes: dtype %d is not parametric", (int)t->type);
     }
 }
 
 size_t qtensor_side_offset(const struct tensor *t) {
+    if (t->type == DTYPE_AQLM) return aqlm_side_offset(t); /* rows are output groups */
     return align8(qtensor_row_bytes(t) * (size_t)tensor_nrows(t));
 }
 
@@ -38,6 +41,7 @@ size_t qtensor_side_bytes(const struct tensor *t) {
     case DTYPE_NF4:
     case DTYPE_FP4: return (size_t)nf4_n_blocks(N * K, t->q_group) * sizeof(float);
     case DTYPE_I8ROW: return (size_t)N * sizeof(float);
+    case DTYPE_AQLM: return aqlm_side_bytes(t);
     default: BUG("qtensor_side_bytes: dtype %d is not parametric", (int)t->type);
     }
 }
@@ -48,6 +52,7 @@ void qtensor_row_to_f32(const struct tensor *t, int64_t r, float *dst) {
     case DTYPE_NF4:
     case DTYPE_FP4: nf4_row_to_f32(t, r, dst); break;
     case DTYPE_I8ROW: i8row_row_to_f32(t, r, dst); break;
+    case DTYPE_AQLM: aqlm_row_to_f32(t, r, dst); break;
     default: BUG("qtensor_row_to_f32: dtype %d is not parametric", (int)t->type);
     }
 }

@@ -17,15 +17,19 @@ struct tensor {
     int n_dims;
     int64_t ne[TENSOR_MAX_DIMS]; /* unused dims are 1 */
     void *data;                  /* borrowed */
-    /* parametric types only (dtype_is_parametric: DTYPE_QINT, DTYPE_NF4, DTYPE_FP4, DTYPE_I8ROW;
-     * zero otherwise). data then holds, in one buffer: the codes (rows of tensor_row_bytes()),
-     * the side data (scales/zeros, absmax) from qtensor_side(), and q_perm's array, so that
-     * tensor_nbytes() is the whole storage. Layouts: kernels/qint.h, kernels/nf4.h. */
+    /* parametric types only (dtype_is_parametric: DTYPE_QINT, DTYPE_NF4, DTYPE_FP4, DTYPE_I8ROW,
+     * DTYPE_AQLM; zero otherwise). data then holds, in one buffer: the codes (rows of
+     * tensor_row_bytes()), the side data (scales/zeros, absmax, codebooks) from qtensor_side(),
+     * and q_perm's array, so that tensor_nbytes() is the whole storage. Layouts: kernels/qint.h,
+     * kernels/nf4.h, kernels/aqlm.h. */
     int q_bits;            /* bits per code: qint 2, 3, 4, 8; nf4/fp4 4; i8row 8 */
     int q_group;           /* qint: group length along ne[0] (>= ne[0]: one group per row, i.e.
                             * per-channel); nf4/fp4: block length over the flattened tensor */
     const int32_t *q_perm; /* qint act-order: NULL, or [ne[0]]: stored column j holds input
                             * column q_perm[j] (groups are contiguous in stored order) */
+    /* DTYPE_AQLM only (kernels/aqlm.h; q_bits = bits per codebook, q_group = in_group_size) */
+    int q_ncb;       /* number of codebooks */
+    int q_out_group; /* out_group_size */
 };
 
 /* kernels/qint.c: row bytes, side-data bytes and row dequantization of the parametric types */

@@ -175,6 +175,7 @@ int gptq_write(const struct hfx_model *hm, const struct gptq_write_opts *o, cons
                    o->v2 ? "gptq_v2" : "gptq");
     if (json_array_size(fl)) json_object_set_new(qc, "modules_in_block_to_quantize",
                                                  json_pack("[o]", hfx_module_list(hm, true)));
+    if (o->top) json_object_update(qc, o->top);
     json_t *lb = json_pack("{s:s, s:O, s:O}", "algorithm", o->quantizer ? o->quantizer : "unknown",
                            "per_channel_modules", pc, "float_modules", fl);
     if (o->extra) json_object_update(lb, o->extra);

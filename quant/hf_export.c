@@ -500,6 +500,7 @@ int hfx_write_dir(const struct hfx_model *hm, const char *dir, struct safetensor
         char p[4300];
         json_error_t je;
         snprintf(p, sizeof p, "%s/config.json", hm->src_path);
+        if (input_size_check(p, "the config")) return -1;
         cfg = json_load_file(p, 0, &je);
         if (!json_is_object(cfg)) {
             json_decref(cfg);

@@ -34,6 +34,8 @@ struct gptq_write_opts {
     bool true_sequential, static_groups;
     const char *quantizer; /* recorded as quantization_config.lowbit.algorithm, e.g. "rtn" */
     json_t *extra;         /* optional: more keys for quantization_config.lowbit (borrowed) */
+    json_t *top;           /* optional: more keys for quantization_config itself, e.g. AutoRound's
+                              "provider" (borrowed; they override the keys above) */
 };
 
 /* GPTQ checkpoint: every quantized block linear (DTYPE_QINT with q_bits = bits and q_group = the

@@ -23,6 +23,8 @@
 
 #include "eval/gguf.h"
 #include "kernels/common.h"
+#include "quant/aqlm.h"     /* the aqlm row */
+#include "quant/autoround.h" /* the autoround row */
 #include "quant/awq.h"      /* the awq row */
 #include "quant/gguf_mix.h" /* the gguf row */
 #include "quant/gptq.h"     /* the gptq row */
@@ -40,10 +42,12 @@ static const struct qmethod_info qmethods[QMETHOD_COUNT] = {
                       .needs_calib = true},
     [QMETHOD_AWQ] = {.name = "awq", .check = awq_recipe_check, .quantize = awq_recipe_quantize,
                      .needs_calib = true},
-    [QMETHOD_AUTOROUND] = {.name = "autoround", .needs_calib = true},
+    [QMETHOD_AUTOROUND] = {.name = "autoround", .check = autoround_recipe_check,
+                           .quantize = autoround_recipe_quantize, .needs_calib = true},
     [QMETHOD_BNB] = {.name = "bnb", .check = bnb_recipe_check, .quantize = bnb_recipe_quantize},
     [QMETHOD_GGUF] = {.name = "gguf", .check = gguf_recipe_check, .quantize = gguf_recipe_quantize},
-    [QMETHOD_AQLM] = {.name = "aqlm", .needs_calib = true},
+    [QMETHOD_AQLM] = {.name = "aqlm", .check = aqlm_recipe_check, .quantize = aqlm_recipe_quantize,
+                      .needs_calib = true},
 };
 
 const struct qmethod_info *qmethod_get(enum qmethod m) {

@@ -1,0 +1,548 @@
+/* eval/grad.c: one decoder block forward (saving activations) and its backward (eval/grad.h). */
+#include "eval/grad.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/forward.h"
+#include "kernels/matmul.h"
+
+/* below this many element-operations a loop runs on one thread (as eval/forward.c) */
+#define PAR_MIN_WORK ((size_t)1 << 16)
+
+void grad_block_release(struct grad_block *g) {
+    float *bufs[] = {g->rope_cos, g->rope_sin, g->x,   g->s1,  g->xn1,  g->q,    g->k,
+                     g->v,        g->att,      g->lse, g->h1,  g->s2,   g->xn2,  g->gate,
+                     g->up,       g->act,      g->dh1, g->dgu, g->dxn,  g->datt, g->dqkv,
+                     g->yt,       g->xt,       g->wt};
+    for (size_t i = 0; i < LB_ARRAY_LEN(bufs); i++) free(bufs[i]);
+    memset(g, 0, sizeof *g);
+}
+
+int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int64_t max_rows) {
+    memset(g, 0, sizeof *g);
+    const struct model_config *c = &m->cfg;
+    if (n_ctx < 1 || max_rows < 1 || c->dim < 1 || c->hidden_dim < 1 || c->head_dim < 2 ||
+        c->head_dim % 2 || c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
+        return err("grad: bad block shape (n_ctx %d, rows %lld, dim %d, hidden %d, head_dim %d, "
+                   "heads %d/%d)", n_ctx, (long long)max_rows, c->dim, c->hidden_dim, c->head_dim,
+                   c->n_heads, c->n_kv_heads);
+    g->D = c->dim, g->H = c->hidden_dim, g->n_heads = c->n_heads, g->n_kv_heads = c->n_kv_heads;
+    g->hd = c->head_dim, g->qd = c->n_heads * c->head_dim, g->kvd = c->n_kv_heads * c->head_dim;
+    g->eps = c->norm_eps;
+    g->rope_style = c->rope_style;
+    g->n_ctx = n_ctx;
+    g->max_rows = max_rows;
+    const size_t R = (size_t)max_rows, D = (size_t)g->D, H = (size_t)g->H, qd = (size_t)g->qd,
+                 kvd = (size_t)g->kvd, qkv = qd + 2 * kvd, half = (size_t)g->hd / 2;
+    const size_t wide = LB_MAX(LB_MAX(D, 2 * H), LB_MAX(qkv, qd));
+    g->wt_floats = LB_MAX(LB_MAX(2 * H * D, qkv * D), qd * D);
+    struct {
+        float **p;
+        size_t n;
+    } a[] = {
+        {&g->rope_cos, (size_t)n_ctx * half}, {&g->rope_sin, (size_t)n_ctx * half},
+        {&g->x, R * D}, {&g->s1, R}, {&g->xn1, R * D}, {&g->q, R * qd}, {&g->k, R * kvd},
+        {&g->v, R * kvd}, {&g->att, R * qd}, {&g->lse, R * (size_t)g->n_heads}, {&g->h1, R * D},
+        {&g->s2, R}, {&g->xn2, R * D}, {&g->gate, R * H}, {&g->up, R * H}, {&g->act, R * H},
+        {&g->dh1, R * D}, {&g->dgu, R * 2 * H}, {&g->dxn, R * D}, {&g->datt, R * qd},
+        {&g->dqkv, R * qkv}, {&g->yt, R * wide}, {&g->xt, R * wide}, {&g->wt, g->wt_floats},
+    };
+    for (size_t i = 0; i < LB_ARRAY_LEN(a); i++)
+        if (!(*a[i].p = xmalloc(a[i].n * sizeof(float), "block gradient buffers"))) {
+            grad_block_release(g);
+            return -1;
+        }
+    fwd_rope_table(m, n_ctx, g->rope_cos, g->rope_sin);
+    return 0;
+}
+
+/* ===== small kernels ===== */
+
+/* y [R][N] = x [R][K]·Wᵀ, W [N][K] */
+static void mm(float *y, const float *x, const float *w, int64_t K, int64_t N, int64_t R) {
+    struct tensor t = {.type = DTYPE_F32, .n_dims = 2, .ne = {K, N, 1, 1}, .data = (void *)w};
+    matmul(y, x, &t, (int)R);
+}
+
+/* dst[c·ldd + r] = src[r·lds + c] for r < R, c < C (srcᵀ, in tiles) */
+static void transpose(float *dst, int64_t ldd, const float *src, int64_t R, int64_t C,
+                      int64_t lds) {
+#pragma omp parallel for schedule(static) if ((size_t)(R * C) >= PAR_MIN_WORK)
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+        const int64_t c1 = LB_MIN(C, c0 + 16);
+        for (int64_t r0 = 0; r0 < R; r0 += 64) {
+            const int64_t r1 = LB_MIN(R, r0 + 64);
+            for (int64_t c = c0; c < c1; c++)
+                for (int64_t r = r0; r < r1; r++) dst[c * ldd + r] = src[r * lds + c];
+        }
+    }
+}
+
+/* out = x·(1/rms)·w per row, s[t] = 1/rms (eval/forward.c rmsnorm, plus the saved scale) */
+static void rmsnorm_fwd(float *out, float *s, const float *x, const float *w, int64_t R, int n,
+                        float eps) {
+#pragma omp parallel for schedule(static) if ((size_t)R * n >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++) {
+        const float *xr = x + t * n;
+        float *o = out + t * n;
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
+        const float scale = (float)(1.0 / sqrt(ss / n + eps));
+        s[t] = scale;
+        for (int i = 0; i < n; i++) o[i] = xr[i] * scale * w[i];
+    }
+}
+
+/* dx (+)= RMSNorm backward of dy for rows x with saved 1/rms s: dx = s·(w⊙dy) − x·s³/n·Σ w⊙dy⊙x.
+ * accumulate: dx += (the residual path's gradient is already in dx) */
+static void rmsnorm_bwd(float *dx, const float *dy, const float *x, const float *s, const float *w,
+                        int64_t R, int n) {
+#pragma omp parallel for schedule(static) if ((size_t)R * n >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++) {
+        const float *xr = x + t * n, *dr = dy + t * n;
+        float *o = dx + t * n;
+        double dot = 0;
+        for (int i = 0; i < n; i++) dot += (double)w[i] * dr[i] * xr[i];
+        const double st = s[t], c = dot * st * st * st / n;
+        for (int i = 0; i < n; i++) o[i] += (float)(st * w[i] * dr[i] - xr[i] * c);
+    }
+}
+
+/* dw[i] = Σ_t dy[t][i]·x[t][i]·s[t] (columns in parallel, rows summed in order) */
+static void rmsnorm_dw(float *dw, const float *dy, const float *x, const float *s, int64_t R,
+                       int n) {
+#pragma omp parallel for schedule(static) if ((size_t)R * n >= PAR_MIN_WORK)
+    for (int i = 0; i < n; i++) {
+        double acc = 0;
+        for (int64_t t = 0; t < R; t++) acc += (double)dy[t * n + i] * x[t * n + i] * s[t];
+        dw[i] = (float)acc;
+    }
+}
+
+/* column sums of a [R][ld] (first n columns), in row order */
+static void col_sum(float *out, const float *a, int64_t R, int n, int64_t ld) {
+    for (int i = 0; i < n; i++) {
+        double acc = 0;
+        for (int64_t t = 0; t < R; t++) acc += a[t * ld + i];
+        out[i] = (float)acc;
+    }
+}
+
+/* rotate (inverse = false) or un-rotate every head of rows [R][n_heads·hd] (row stride ld) in
+ * place; row t of window b is at position t % T */
+static void rope_apply(const struct grad_block *g, float *x, int64_t R, int T, int n_heads,
+                       int64_t ld, bool inverse) {
+    const int hd = g->hd, half = hd / 2;
+    const bool norm = g->rope_style == ROPE_NORM;
+#pragma omp parallel for schedule(static) if ((size_t)R * n_heads * hd >= PAR_MIN_WORK)
+    for (int64_t r = 0; r < R; r++) {
+        const int p = (int)(r % T);
+        const float *cs = g->rope_cos + (size_t)p * half, *sn = g->rope_sin + (size_t)p * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + r * ld + (int64_t)h * hd;
+            for (int i = 0; i < half; i++) {
+                const int a = norm ? 2 * i : i, b = norm ? 2 * i + 1 : i + half;
+                const float x0 = v[a], x1 = v[b], sgn = inverse ? -1.0f : 1.0f;
+                v[a] = x0 * cs[i] - x1 * (sgn * sn[i]);
+                v[b] = x0 * (sgn * sn[i]) + x1 * cs[i];
+            }
+        }
+    }
+}
+
+static inline float dotf(const float *a, const float *b, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* ----- attention: one task = (window b, kv head g) with every query head reading g -----
+ * The task gathers its keys and values transposed (Kt, Vt [hd][T]), so every inner loop runs
+ * along the keys j and vectorizes (omp simd); the body is compiled for AVX-512, AVX2 and generic
+ * x86-64 (the ISA kernels/matmul.c chose, kernels_isa()). Scores are Σ_i q_i·k_ij in i order,
+ * times 1/√hd, as attention_ref; exp is exp_neg below in the forward and the backward alike. */
+
+/* e^x for x <= ~0 (Cody-Waite reduction, Cephes' degree-6 polynomial; about 2 ulp; x < −87
+ * gives e^−87 ≈ 1.6e−38, 0 next to any probability that matters) */
+static inline float exp_neg(float x) {
+    x = x > -87.0f ? x : -87.0f;
+    const float fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x/ln2) */
+    const float r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t e = ((int32_t)fn + 127) << 23;
+    float sc;
+    memcpy(&sc, &e, sizeof sc);
+    return p * sc;
+}
+
+#define ATTN_INLINE static inline __attribute__((always_inline))
+
+/* Kt/Vt of task (b, kg) from the [R][kvd] rows */
+ATTN_INLINE void attn_gather(const struct grad_block *g, const float *src, int64_t r0, int T,
+                             int kg, float *dst) {
+    const int hd = g->hd, kvd = g->kvd;
+    for (int j = 0; j < T; j++)
+        for (int i = 0; i < hd; i++)
+            dst[(int64_t)i * T + j] = src[(r0 + j) * kvd + (int64_t)kg * hd + i];
+}
+
+/* queries per step: each key/value row loaded once serves QB queries (the last step of a
+ * window repeats its last query in the unused rows, whose results are dropped) */
+#define QB 4
+
+/* s_q[j] = scale·Σ_i q_q,i·Kt[i][j] for the QB queries q[], j < n (rows of s QB·T apart) */
+ATTN_INLINE void attn_scores(const float *const *q, const float *kt, int hd, int T, int n,
+                             float scale, float *s) {
+    float *s0 = s, *s1 = s + T, *s2 = s + 2 * T, *s3 = s + 3 * T;
+#pragma omp simd
+    for (int j = 0; j < n; j++) s0[j] = s1[j] = s2[j] = s3[j] = 0;
+    for (int i = 0; i < hd; i++) {
+        const float a0 = q[0][i], a1 = q[1][i], a2 = q[2][i], a3 = q[3][i];
+        const float *kr = kt + (int64_t)i * T;
+#pragma omp simd
+        for (int j = 0; j < n; j++) {
+            s0[j] += a0 * kr[j];
+            s1[j] += a1 * kr[j];
+            s2[j] += a2 * kr[j];
+            s3[j] += a3 * kr[j];
+        }
+    }
+#pragma omp simd
+    for (int j = 0; j < n; j++) {
+        s0[j] *= scale;
+        s1[j] *= scale;
+        s2[j] *= scale;
+        s3[j] *= scale;
+    }
+}
+
+ATTN_INLINE void attn_fwd_task(struct grad_block *g, int b, int kg, int T, float *buf) {
+    const int nh = g->n_heads, hd = g->hd, qd = g->qd, rep = nh / g->n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int64_t r0 = (int64_t)b * T;
+    float *kt = buf, *vt = buf + (int64_t)hd * T, *s = buf + 2 * (int64_t)hd * T;
+    attn_gather(g, g->k, r0, T, kg, kt);
+    attn_gather(g, g->v, r0, T, kg, vt);
+    for (int h = kg * rep; h < (kg + 1) * rep; h++)
+        for (int t0 = 0; t0 < T; t0 += QB) {
+            const int nq = LB_MIN(QB, T - t0), n = t0 + nq;
+            const float *q[QB];
+            float inv[QB];
+            for (int c = 0; c < QB; c++)
+                q[c] = g->q + (r0 + t0 + LB_MIN(c, nq - 1)) * qd + (int64_t)h * hd;
+            attn_scores(q, kt, hd, T, n, scale, s);
+            for (int c = 0; c < QB; c++) { /* softmax of query t0 + c over j <= its position */
+                float *sc = s + (int64_t)c * T, mx = -INFINITY, sum = 0;
+                const int nn = t0 + LB_MIN(c, nq - 1) + 1;
+#pragma omp simd reduction(max : mx)
+                for (int j = 0; j < nn; j++) mx = sc[j] > mx ? sc[j] : mx;
+#pragma omp simd reduction(+ : sum)
+                for (int j = 0; j < nn; j++) {
+                    sc[j] = exp_neg(sc[j] - mx);
+                    sum += sc[j];
+                }
+                for (int j = nn; j < n; j++) sc[j] = 0;
+                inv[c] = 1.0f / sum;
+                if (c < nq) g->lse[(r0 + t0 + c) * nh + h] = mx + logf(sum);
+            }
+            const float *p0 = s, *p1 = s + T, *p2 = s + 2 * T, *p3 = s + 3 * T;
+            for (int i = 0; i < hd; i++) {
+                const float *vr = vt + (int64_t)i * T;
+                float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+                for (int j = 0; j < n; j++) {
+                    a0 += p0[j] * vr[j];
+                    a1 += p1[j] * vr[j];
+                    a2 += p2[j] * vr[j];
+                    a3 += p3[j] * vr[j];
+                }
+                const float a[QB] = {a0, a1, a2, a3};
+                for (int c = 0; c < nq; c++)
+                    g->att[(r0 + t0 + c) * qd + (int64_t)h * hd + i] = a[c] * inv[c];
+            }
+        }
+}
+
+/* the backward of task (b, kg): dq (rotated) of its query heads, dk (rotated) and dv of kv head
+ * kg, into dqkv; buf holds (4·hd + 2·QB)·T floats */
+ATTN_INLINE void attn_bwd_task(struct grad_block *g, int b, int kg, int T, float *buf) {
+    const int nh = g->n_heads, hd = g->hd, qd = g->qd, kvd = g->kvd, rep = nh / g->n_kv_heads;
+    const int64_t ld = qd + 2 * kvd, HT = (int64_t)hd * T, r0 = (int64_t)b * T;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *kt = buf, *vt = buf + HT, *dkt = buf + 2 * HT, *dvt = buf + 3 * HT;
+    float *p = buf + 4 * HT, *ds = p + QB * (int64_t)T;
+    attn_gather(g, g->k, r0, T, kg, kt);
+    attn_gather(g, g->v, r0, T, kg, vt);
+    memset(dkt, 0, (size_t)(2 * HT) * sizeof *dkt);
+    for (int h = kg * rep; h < (kg + 1) * rep; h++)
+        for (int t0 = 0; t0 < T; t0 += QB) {
+            const int nq = LB_MIN(QB, T - t0), n = t0 + nq;
+            const float *q[QB], *dor[QB];
+            float dsum[QB];
+            for (int c = 0; c < QB; c++) {
+                const int64_t rt = r0 + t0 + LB_MIN(c, nq - 1);
+                q[c] = g->q + rt * qd + (int64_t)h * hd;
+                dor[c] = g->datt + rt * qd + (int64_t)h * hd;
+                dsum[c] = dotf(dor[c], g->att + rt * qd + (int64_t)h * hd, hd);
+            }
+            attn_scores(q, kt, hd, T, n, scale, p);
+            for (int c = 0; c < QB; c++) { /* P from the saved log-sum-exp; 0 past the position
+                                            * and on repeated rows */
+                float *pc = p + (int64_t)c * T;
+                const int nn = c < nq ? t0 + c + 1 : 0;
+                const float lse = c < nq ? g->lse[(r0 + t0 + c) * nh + h] : 0;
+#pragma omp simd
+                for (int j = 0; j < nn; j++) pc[j] = exp_neg(pc[j] - lse);
+                for (int j = nn; j < n; j++) pc[j] = 0;
+            }
+            float *d0 = ds, *d1 = ds + T, *d2 = ds + 2 * T, *d3 = ds + 3 * T;
+            const float *p0 = p, *p1 = p + T, *p2 = p + 2 * T, *p3 = p + 3 * T;
+#pragma omp simd
+            for (int j = 0; j < n; j++) d0[j] = d1[j] = d2[j] = d3[j] = 0;
+            for (int i = 0; i < hd; i++) { /* dP = dO·vᵀ */
+                const float e0 = dor[0][i], e1 = dor[1][i], e2 = dor[2][i], e3 = dor[3][i];
+                const float *vr = vt + (int64_t)i * T;
+#pragma omp simd
+                for (int j = 0; j < n; j++) {
+                    d0[j] += e0 * vr[j];
+                    d1[j] += e1 * vr[j];
+                    d2[j] += e2 * vr[j];
+                    d3[j] += e3 * vr[j];
+                }
+            }
+#pragma omp simd
+            for (int j = 0; j < n; j++) { /* dS = P⊙(dP − rowsum(dO⊙O)) */
+                d0[j] = p0[j] * (d0[j] - dsum[0]);
+                d1[j] = p1[j] * (d1[j] - dsum[1]);
+                d2[j] = p2[j] * (d2[j] - dsum[2]);
+                d3[j] = p3[j] * (d3[j] - dsum[3]);
+            }
+            for (int i = 0; i < hd; i++) {
+                const float *kr = kt + (int64_t)i * T;
+                float *dk = dkt + (int64_t)i * T, *dv = dvt + (int64_t)i * T;
+                const float c0 = q[0][i] * scale, c1 = q[1][i] * scale, c2 = q[2][i] * scale,
+                            c3 = q[3][i] * scale;
+                const float e0 = dor[0][i], e1 = dor[1][i], e2 = dor[2][i], e3 = dor[3][i];
+                float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+                for (int j = 0; j < n; j++) {
+                    a0 += d0[j] * kr[j];
+                    a1 += d1[j] * kr[j];
+                    a2 += d2[j] * kr[j];
+                    a3 += d3[j] * kr[j];
+                    dk[j] += c0 * d0[j] + c1 * d1[j] + c2 * d2[j] + c3 * d3[j];
+                    dv[j] += e0 * p0[j] + e1 * p1[j] + e2 * p2[j] + e3 * p3[j];
+                }
+                const float a[QB] = {a0, a1, a2, a3};
+                for (int c = 0; c < nq; c++)
+                    g->dqkv[(r0 + t0 + c) * ld + (int64_t)h * hd + i] = a[c] * scale;
+            }
+        }
+    for (int j = 0; j < T; j++)
+        for (int i = 0; i < hd; i++) {
+            float *d = g->dqkv + (r0 + j) * ld + qd + (int64_t)kg * hd + i;
+            d[0] = dkt[(int64_t)i * T + j];
+            d[kvd] = dvt[(int64_t)i * T + j];
+        }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define ATTN_TARGETS 1
+__attribute__((target("avx512f,fma"))) static void attn_fwd_avx512(struct grad_block *g, int b,
+                                                                   int kg, int T, float *buf) {
+    attn_fwd_task(g, b, kg, T, buf);
+}
+__attribute__((target("avx2,fma"))) static void attn_fwd_avx2(struct grad_block *g, int b, int kg,
+                                                              int T, float *buf) {
+    attn_fwd_task(g, b, kg, T, buf);
+}
+__attribute__((target("avx512f,fma"))) static void attn_bwd_avx512(struct grad_block *g, int b,
+                                                                   int kg, int T, float *buf) {
+    attn_bwd_task(g, b, kg, T, buf);
+}
+__attribute__((target("avx2,fma"))) static void attn_bwd_avx2(struct grad_block *g, int b, int kg,
+                                                              int T, float *buf) {
+    attn_bwd_task(g, b, kg, T, buf);
+}
+#endif
+static void attn_fwd_generic(struct grad_block *g, int b, int kg, int T, float *buf) {
+    attn_fwd_task(g, b, kg, T, buf);
+}
+static void attn_bwd_generic(struct grad_block *g, int b, int kg, int T, float *buf) {
+    attn_bwd_task(g, b, kg, T, buf);
+}
+
+typedef void (*attn_task_fn)(struct grad_block *g, int b, int kg, int T, float *buf);
+
+/* run fn over every (window, kv head) task, each thread with a buffer of n_buf floats */
+static int attn_run(struct grad_block *g, int n_win, int T, bool bwd) {
+    attn_task_fn fn = bwd ? attn_bwd_generic : attn_fwd_generic;
+#ifdef ATTN_TARGETS
+    const char *isa = kernels_isa();
+    if (!strcmp(isa, "avx512")) fn = bwd ? attn_bwd_avx512 : attn_fwd_avx512;
+    else if (!strcmp(isa, "avx2")) fn = bwd ? attn_bwd_avx2 : attn_fwd_avx2;
+#endif
+    const int nkv = g->n_kv_heads, n_task = n_win * nkv;
+    const size_t n_buf = (size_t)(4 * g->hd + 2 * QB) * (size_t)T;
+    int bad = 0;
+#pragma omp parallel if ((size_t)n_win * T * T * g->qd >= PAR_MIN_WORK)
+    {
+        float *buf = malloc(n_buf * sizeof *buf);
+        if (!buf) {
+#pragma omp atomic write
+            bad = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int task = 0; task < n_task; task++)
+            if (buf) fn(g, task / nkv, task % nkv, T, buf);
+        free(buf);
+    }
+    return bad ? err("out of memory in the attention (%zu floats per thread)", n_buf) : 0;
+}
+
+/* ===== forward ===== */
+
+int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const float *x,
+                       int n_win, int T, float *y) {
+    const int64_t R = (int64_t)n_win * T;
+    if (n_win < 1 || T < 1 || T > g->n_ctx || R > g->max_rows)
+        return err("grad: %d windows of %d tokens (the buffers hold windows of <= %d tokens, %lld "
+                   "rows)", n_win, T, g->n_ctx, (long long)g->max_rows);
+    const int D = g->D, H = g->H, qd = g->qd, kvd = g->kvd;
+    g->n_win = n_win, g->T = T;
+    g->has_bias = w->bq || w->bk || w->bv;
+    memcpy(g->x, x, (size_t)(R * D) * sizeof *x);
+    rmsnorm_fwd(g->xn1, g->s1, x, w->attn_norm, R, D, g->eps);
+    mm(g->q, g->xn1, w->wq, D, qd, R);
+    mm(g->k, g->xn1, w->wk, D, kvd, R);
+    mm(g->v, g->xn1, w->wv, D, kvd, R);
+    const struct {
+        float *y;
+        const float *b;
+        int n;
+    } bias[3] = {{g->q, w->bq, qd}, {g->k, w->bk, kvd}, {g->v, w->bv, kvd}};
+    for (int i = 0; i < 3; i++)
+        if (bias[i].b)
+            for (int64_t t = 0; t < R; t++)
+                for (int c = 0; c < bias[i].n; c++) bias[i].y[t * bias[i].n + c] += bias[i].b[c];
+    rope_apply(g, g->q, R, T, g->n_heads, qd, false);
+    rope_apply(g, g->k, R, T, g->n_kv_heads, kvd, false);
+    if (attn_run(g, n_win, T, false)) return -1;
+    mm(y, g->att, w->wo, qd, D, R); /* y holds o·Woᵀ until the residual */
+#pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
+    for (int64_t i = 0; i < R * D; i++) g->h1[i] = x[i] + y[i];
+    rmsnorm_fwd(g->xn2, g->s2, g->h1, w->ffn_norm, R, D, g->eps);
+    mm(g->gate, g->xn2, w->w_gate, D, H, R);
+    mm(g->up, g->xn2, w->w_up, D, H, R);
+#pragma omp parallel for schedule(static) if ((size_t)R * H >= PAR_MIN_WORK)
+    for (int64_t i = 0; i < R * H; i++) {
+        const float gv = g->gate[i];
+        g->act[i] = gv / (1.0f + expf(-gv)) * g->up[i];
+    }
+    mm(y, g->act, w->w_down, H, D, R);
+#pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
+    for (int64_t i = 0; i < R * D; i++) y[i] += g->h1[i];
+    return 0;
+}
+
+/* ===== backward ===== */
+
+/* dW [N][K] = dYᵀ·X with dY [R][N] (row stride ldy) and X [R][K] */
+static void grad_w(struct grad_block *g, float *dw, const float *dy, int64_t ldy, int64_t N,
+                   const float *x, int64_t K, int64_t R) {
+    transpose(g->yt, R, dy, R, N, ldy);
+    transpose(g->xt, R, x, R, K, K);
+    mm(dw, g->yt, g->xt, R, K, N);
+}
+
+int grad_block_backward(struct grad_block *g, const struct grad_weights *w, const float *dy,
+                        float *dx, const struct grad_grads *gr) {
+    if (g->n_win < 1) return err("grad: backward without a forward");
+    const int64_t R = (int64_t)g->n_win * g->T;
+    const int D = g->D, H = g->H, qd = g->qd, kvd = g->kvd, qkv = qd + 2 * kvd;
+    /* 1. y = h1 + act·Wdᵀ: dh1 = dy; dact = dy·Wd (into xt); dWd = dyᵀ·act */
+    memcpy(g->dh1, dy, (size_t)(R * D) * sizeof *dy);
+    if (gr->w_down) grad_w(g, gr->w_down, dy, D, D, g->act, H, R);
+    transpose(g->wt, D, w->w_down, D, H, H); /* Wdᵀ [H][D] */
+    mm(g->xt, dy, g->wt, D, H, R);
+    /* 2. act = silu(gate)·up: [dgate | dup] into dgu [R][2H] */
+#pragma omp parallel for schedule(static) if ((size_t)R * H >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++)
+        for (int i = 0; i < H; i++) {
+            const float gv = g->gate[t * H + i], da = g->xt[t * H + i];
+            const float sg = 1.0f / (1.0f + expf(-gv));
+            g->dgu[t * 2 * H + i] = da * g->up[t * H + i] * sg * (1.0f + gv * (1.0f - sg));
+            g->dgu[t * 2 * H + H + i] = da * gv * sg;
+        }
+    if (gr->w_gate) grad_w(g, gr->w_gate, g->dgu, 2 * H, H, g->xn2, D, R);
+    if (gr->w_up) grad_w(g, gr->w_up, g->dgu + H, 2 * H, H, g->xn2, D, R);
+    /* dxn2 = [dgate dup]·[Wg; Wu]: wt = [Wgᵀ | Wuᵀ] [D][2H] */
+    transpose(g->wt, 2 * H, w->w_gate, H, D, D);
+    transpose(g->wt + H, 2 * H, w->w_up, H, D, D);
+    mm(g->dxn, g->dgu, g->wt, 2 * H, D, R);
+    /* 3. xn2 = rmsnorm(h1)·w_ffn: dh1 += its backward */
+    if (gr->ffn_norm) rmsnorm_dw(gr->ffn_norm, g->dxn, g->h1, g->s2, R, D);
+    rmsnorm_bwd(g->dh1, g->dxn, g->h1, g->s2, w->ffn_norm, R, D);
+    /* 4. h1 = x + att·Woᵀ: datt = dh1·Wo; dWo = dh1ᵀ·att */
+    if (gr->wo) grad_w(g, gr->wo, g->dh1, D, D, g->att, qd, R);
+    transpose(g->wt, D, w->wo, D, qd, qd); /* Woᵀ [qd][D] */
+    mm(g->datt, g->dh1, g->wt, D, qd, R);
+    /* 5. attention, then un-rotate dq and dk */
+    if (attn_run(g, g->n_win, g->T, true)) return -1;
+    rope_apply(g, g->dqkv, R, g->T, g->n_heads, qkv, true);
+    rope_apply(g, g->dqkv + qd, R, g->T, g->n_kv_heads, qkv, true);
+    if (gr->bq) col_sum(gr->bq, g->dqkv, R, qd, qkv);
+    if (gr->bk) col_sum(gr->bk, g->dqkv + qd, R, kvd, qkv);
+    if (gr->bv) col_sum(gr->bv, g->dqkv + qd + kvd, R, kvd, qkv);
+    if (gr->wq) grad_w(g, gr->wq, g->dqkv, qkv, qd, g->xn1, D, R);
+    if (gr->wk) grad_w(g, gr->wk, g->dqkv + qd, qkv, kvd, g->xn1, D, R);
+    if (gr->wv) grad_w(g, gr->wv, g->dqkv + qd + kvd, qkv, kvd, g->xn1, D, R);
+    if (!dx && !gr->attn_norm) return 0;
+    /* 6. dxn1 = [dq dk dv]·[Wq; Wk; Wv] (wt = [Wqᵀ | Wkᵀ | Wvᵀ] [D][qkv]); then the RMSNorm
+     * backward plus the residual */
+    transpose(g->wt, qkv, w->wq, qd, D, D);
+    transpose(g->wt + qd, qkv, w->wk, kvd, D, D);
+    transpose(g->wt + qd + kvd, qkv, w->wv, kvd, D, D);
+    mm(g->dxn, g->dqkv, g->wt, qkv, D, R);
+    if (gr->attn_norm) rmsnorm_dw(gr->attn_norm, g->dxn, g->x, g->s1, R, D);
+    if (dx) {
+        memcpy(dx, g->dh1, (size_t)(R * D) * sizeof *dx);
+        rmsnorm_bwd(dx, g->dxn, g->x, g->s1, w->attn_norm, R, D);
+    }
+    return 0;
+}
+
+int grad_weights_from_layer(const struct model *m, int l, struct grad_weights *w,
+                            float **w_owned) {
+    *w_owned = NULL;
+    memset(w, 0, sizeof *w);
+    if (l < 0 || l >= m->cfg.n_layers) return err("grad: layer %d of %d", l, m->cfg.n_layers);
+    const struct layer *L = &m->layers[l];
+    const struct tensor *lin[7] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                   &L->w_gate, &L->w_up, &L->w_down};
+    size_t total = 0;
+    for (int i = 0; i < 7; i++) total += (size_t)tensor_nelements(lin[i]);
+    float *buf = xmalloc(total * sizeof *buf, "block weights");
+    if (!buf) return -1;
+    float *p = buf;
+    const float **dst[7] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+    for (int i = 0; i < 7; i++) {
+        *dst[i] = p;
+        for (int64_t r = 0; r < tensor_nrows(lin[i]); r++, p += lin[i]->ne[0])
+            tensor_row_to_f32(lin[i], r, p);
+    }
+    w->attn_norm = L->attn_norm.data;
+    w->ffn_norm = L->ffn_norm.data;
+    w->bq = L->bq.data, w->bk = L->bk.data, w->bv = L->bv.data;
+    *w_owned = buf;
+    return 0;
+}

@@ -1,0 +1,90 @@
+/* eval/grad.h: one Llama decoder block, forward with the activations its backward needs, and the
+ * backward: the gradient of a loss with respect to the block input, its seven linear weights, the
+ * q/k/v biases and its two RMSNorm weights. Written once for every user: AutoRound's block-wise
+ * reconstruction (quant/autoround.c) and full-model training (`lowbit train`).
+ *
+ * Legend: B windows of T tokens each, R = B·T rows; D = dim, H = hidden_dim, hd = head_dim,
+ * nh / nkv = query / key-value heads (GQA: query head h reads kv head h/(nh/nkv)), qd = nh·hd,
+ * kvd = nkv·hd. Window b is an independent sequence at positions 0..T−1 (causal attention within
+ * the window, no cache). All tensors are fp32 row-major: activations [R][width], weights
+ * W [N out][K in] as the model stores them (y = x·Wᵀ).
+ *
+ * The block, exactly as eval/forward.c computes it (same RMSNorm in double, RoPE tables from
+ * fwd_rope_table, 1/√hd scale, silu(g) = g/(1 + e^−g)):
+ *   xn1 = rmsnorm(x)·w_attn_norm;  q,k,v = xn1·Wq,Wk,Wvᵀ (+ b);  q,k = rope(q,k)
+ *   o[t,h] = Σ_{j<=t} softmax_j(q[t,h]·k[j,g]/√hd) v[j,g];  h1 = x + o·Woᵀ
+ *   xn2 = rmsnorm(h1)·w_ffn_norm;  y = h1 + (silu(xn2·Wgᵀ) ⊙ xn2·Wuᵀ)·Wdᵀ
+ * Saved for the backward (per row): x, 1/rms, xn1, rotated q and k, v, the attention output and its
+ * log-sum-exp per head, h1, 1/rms, xn2, gate, up, silu(gate)·up — about 4D + qd·2 + kvd·2 + 3H
+ * floats; the attention probabilities are recomputed from the log-sum-exp (flash-attention style),
+ * so memory is O(R), not O(B·T²).
+ * Backward: the usual chain rule, with three transposed products through kernels/matmul.h
+ * (dX = dY·W as dY·(Wᵀ)ᵀ, dW = dYᵀ·X as (dYᵀ)·(Xᵀ)ᵀ, the transposes materialized in scratch);
+ * RMSNorm: dx = s·(w⊙dy) − x·s³/n·Σ(w⊙dy⊙x); softmax: dS = P⊙(dP − rowsum(dO⊙O)); RoPE: the
+ * inverse rotation. Every output element is computed by one thread in a fixed order (attention
+ * backward is parallel over (window, kv head), so the GQA sums into dk/dv stay in one thread), so
+ * results are bit-identical for any thread count.
+ * Attention runs per (window, kv head) on transposed keys/values, 4 queries at a time, its inner
+ * loops vectorized (omp simd) and compiled for AVX-512 / AVX2 / generic as kernels_isa() says;
+ * its exp is a Cephes-style polynomial (about 2 ulp) in the forward and the backward alike.
+ * Tolerance promised (tests/test_autoround.c): the forward equals eval/forward.c's block output to
+ * 1e-5 relative (measured 3e-6 on stories260K); every gradient agrees with central finite
+ * differences of an independent float64 block to 1e-4 relative per tensor in the 2-norm
+ * (measured below 1e-6). */
+#ifndef EVAL_GRAD_H
+#define EVAL_GRAD_H
+#include "eval/model.h"
+
+/* one block's weights (borrowed, fp32). Biases may be NULL (no bias). */
+struct grad_weights {
+    const float *attn_norm;     /* [D] */
+    const float *wq, *wk, *wv;  /* [qd][D], [kvd][D], [kvd][D] */
+    const float *bq, *bk, *bv;  /* [qd], [kvd], [kvd] or NULL */
+    const float *wo;            /* [D][qd] */
+    const float *ffn_norm;      /* [D] */
+    const float *w_gate, *w_up; /* [H][D] */
+    const float *w_down;        /* [D][H] */
+};
+
+/* where the backward writes each gradient (same shapes); NULL = not wanted (not computed when
+ * nothing else needs it). Gradients are overwritten, not accumulated. */
+struct grad_grads {
+    float *attn_norm, *wq, *wk, *wv, *bq, *bk, *bv, *wo, *ffn_norm, *w_gate, *w_up, *w_down;
+};
+
+struct grad_block {
+    int D, H, n_heads, n_kv_heads, hd, qd, kvd;
+    float eps;
+    enum rope_style rope_style;
+    int n_ctx;                  /* longest window */
+    int64_t max_rows;           /* R the buffers hold */
+    float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
+    /* of the last forward */
+    int n_win, T;
+    bool has_bias;
+    /* saved activations, [R][width] */
+    float *x, *s1, *xn1, *q, *k, *v, *att, *lse, *h1, *s2, *xn2, *gate, *up, *act;
+    /* backward scratch */
+    float *dh1, *dgu, *dxn, *datt, *dqkv, *yt, *xt, *wt;
+    size_t wt_floats;
+};
+
+/* buffers for windows of up to n_ctx tokens and up to max_rows rows in all, shaped after m's
+ * configuration (its weights are not read). -1 with a message (out of memory, bad shape). */
+int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int64_t max_rows);
+void grad_block_release(struct grad_block *g);
+
+/* y [R][D] = block(x [R][D]) for n_win windows of T tokens (R = n_win·T <= max_rows, T <= n_ctx),
+ * saving what grad_block_backward needs. y must not alias x. -1 with a message on bad sizes. */
+int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const float *x,
+                       int n_win, int T, float *y);
+
+/* the backward of the last forward (w must be the same weights): dy [R][D] in, dx [R][D] out (or
+ * NULL) and the gradients gr asks for. -1 with a message when no forward preceded it. */
+int grad_block_backward(struct grad_block *g, const struct grad_weights *w, const float *dy,
+                        float *dx, const struct grad_grads *gr);
+
+/* the fp32 weights of layer l of m (a model whose block tensors are any dtype): buffers owned by
+ * *w_owned (one allocation, free()), pointers into it in *w. -1 with a message. */
+int grad_weights_from_layer(const struct model *m, int l, struct grad_weights *w, float **w_owned);
+#endif

@@ -1,0 +1,1083 @@
+/* tests/test_autoround.c: the block backward (eval/grad.c) and AutoRound (quant/autoround.c).
+ *
+ *  (a) gradient check: a random block (D 16, H 24, 4 query heads on 2 kv heads of 4, q/k/v bias,
+ *      2 windows of 5 tokens, both RoPE layouts): every gradient grad_block_backward gives (x, the
+ *      seven weights, three biases, two norms) against central differences (h = 1e-5) of an
+ *      independent float64 block written here, loss Σ y·R for a fixed random R; per-tensor
+ *      relative error ‖g − g_fd‖/‖g_fd‖ <= 1e-4 (fp32 analytic vs float64 numeric: measured
+ *      below 1e-6), and the fp32 forward within 1e-5 of the float64 one.
+ *  (a') the fake quantizer's STE chain (autoround_chain: ∂L/∂V, ∂L/∂min_scale, ∂L/∂max_scale)
+ *      against float64 central differences of its surrogate (round() = argument + a residual
+ *      held fixed, as round_ste), sym 4/2-bit and asym 4/3-bit, groups where either side sets
+ *      the range: relative error <= 1e-4 (measured ~1e-7).
+ *  (b) the grad forward equals eval/forward.c's block output on stories260K (every block, two
+ *      calibration windows of 64 tokens): max |diff| <= 1e-5 · max |y|.
+ *  (c) one stories260K block (block 2, all seven linears, 16 windows of 64 tokens), 100
+ *      iterations: the block output MSE on the calibration inputs is below 0.9× RTN's (quant/rtn.c,
+ *      AutoGPTQ's quantizer at the same bits / group / symmetry) and below 0.9× AutoRound's own
+ *      untuned quantizer (iters 0), at 4/3/2 bits sym and 3/2 bits asym.
+ *  (d) autoround_tune_block and grad_block_backward give bit-identical results on 1 and 2
+ *      threads.
+ *  (e) checkpoints reload with what was tuned: GPTQ (4-bit g128 sym, 3-bit g32 asym, 2-bit g64
+ *      sym) and GGUF (Q4_0, Q8_0) dequantize to exactly the in-memory ŵ, Q4_1 within its fp16
+ *      min; the logits of the reloaded model match the in-memory one (1e-4 relative; Q4_1 1e-2);
+ *      config.json is AutoRound's auto_gptq quantization_config. Also from an HF llama source,
+ *      whose q/k rows the GGUF must permute to interleaved pairs.
+ *  (f) recipe checks: good and bad knobs, with the message naming what is wrong.
+ *  (g) the CLI on stories260K: provenance lines (calibration hash, iterations, seconds, peak
+ *      memory, per-block losses), a GGUF Q4_0 export that loads, and the published ordering at
+ *      2 bits: AutoRound's held-out PPL far below RTN's (< 0.6×) even with 50 iterations.
+ */
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/wait.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "eval/forward.h"
+#include "eval/grad.h"
+#include "eval/model.h"
+#include "eval/safetensors.h"
+#include "eval/tokenizer.h"
+#include "kernels/qint.h"
+#include "quant/autoround.h"
+#include "quant/calib.h"
+#include "quant/quant.h"
+#include "quant/rtn.h"
+#include "tests/t.h"
+
+static uint32_t rng = 12345;
+static float frand(void) { /* [-1, 1) */
+    rng = rng * 1664525u + 1013904223u;
+    return (float)((rng >> 8) / 8388608.0 - 1.0);
+}
+
+/* ------------------------------------------------------------------ (a) the gradient check */
+
+#define GD 16
+#define GH 24
+#define GNH 4
+#define GNKV 2
+#define GHD 4
+#define GQD (GNH * GHD)
+#define GKVD (GNKV * GHD)
+#define GB 2
+#define GT 5
+#define GR (GB * GT)
+
+/* the parameters as one flat vector, so the finite differences can walk every element */
+enum { P_X, P_AN, P_WQ, P_WK, P_WV, P_BQ, P_BK, P_BV, P_WO, P_FN, P_WG, P_WU, P_WD, P_COUNT };
+static const char *const p_name[P_COUNT] = {"x",  "attn_norm", "wq", "wk", "wv", "bq", "bk",
+                                            "bv", "wo", "ffn_norm", "w_gate", "w_up", "w_down"};
+static const int p_size[P_COUNT] = {GR * GD,  GD,       GQD * GD, GKVD * GD, GKVD * GD,
+                                    GQD,      GKVD,     GKVD,     GD * GQD,  GD,
+                                    GH * GD,  GH * GD,  GD * GH};
+
+/* the block in float64 (eval/grad.h's formula), rope from the same fp32 tables */
+static void ref_block(const double *const *p, const float *cosv, const float *sinv, bool neox,
+                      double eps, double *y) {
+    static double xn[GR * GD], q[GR * GQD], k[GR * GKVD], v[GR * GKVD], o[GR * GQD],
+        h1[GR * GD], a[GR * GH];
+    const double *x = p[P_X];
+    for (int t = 0; t < GR; t++) {
+        double ss = 0;
+        for (int i = 0; i < GD; i++) ss += x[t * GD + i] * x[t * GD + i];
+        const double s = 1 / sqrt(ss / GD + eps);
+        for (int i = 0; i < GD; i++) xn[t * GD + i] = x[t * GD + i] * s * p[P_AN][i];
+    }
+    const struct {
+        double *out;
+        int wi, bi, n;
+    } lin[3] = {{q, P_WQ, P_BQ, GQD}, {k, P_WK, P_BK, GKVD}, {v, P_WV, P_BV, GKVD}};
+    for (int l = 0; l < 3; l++)
+        for (int t = 0; t < GR; t++)
+            for (int n = 0; n < lin[l].n; n++) {
+                double s = p[lin[l].bi][n];
+                for (int i = 0; i < GD; i++) s += xn[t * GD + i] * p[lin[l].wi][n * GD + i];
+                lin[l].out[t * lin[l].n + n] = s;
+            }
+    for (int t = 0; t < GR; t++) { /* rope at position t % GT */
+        const int pos = t % GT;
+        for (int l = 0; l < 2; l++) {
+            double *base = l ? k + t * GKVD : q + t * GQD;
+            const int nhd = l ? GNKV : GNH;
+            for (int h = 0; h < nhd; h++)
+                for (int i = 0; i < GHD / 2; i++) {
+                    double *r = base + h * GHD;
+                    const int ia = neox ? i : 2 * i, ib = neox ? i + GHD / 2 : 2 * i + 1;
+                    const double c = cosv[pos * (GHD / 2) + i], sn = sinv[pos * (GHD / 2) + i];
+                    const double x0 = r[ia], x1 = r[ib];
+                    r[ia] = x0 * c - x1 * sn;
+                    r[ib] = x0 * sn + x1 * c;
+                }
+        }
+    }
+    for (int b = 0; b < GB; b++)
+        for (int h = 0; h < GNH; h++)
+            for (int t = 0; t < GT; t++) {
+                const int g = h / (GNH / GNKV), rt = b * GT + t;
+                double sc[GT], mx = -INFINITY, sum = 0;
+                for (int j = 0; j <= t; j++) {
+                    double s = 0;
+                    for (int i = 0; i < GHD; i++)
+                        s += q[rt * GQD + h * GHD + i] * k[(b * GT + j) * GKVD + g * GHD + i];
+                    sc[j] = s / sqrt((double)GHD);
+                    mx = fmax(mx, sc[j]);
+                }
+                for (int j = 0; j <= t; j++) sum += sc[j] = exp(sc[j] - mx);
+                for (int i = 0; i < GHD; i++) {
+                    double s = 0;
+                    for (int j = 0; j <= t; j++) s += sc[j] * v[(b * GT + j) * GKVD + g * GHD + i];
+                    o[rt * GQD + h * GHD + i] = s / sum;
+                }
+            }
+    for (int t = 0; t < GR; t++)
+        for (int n = 0; n < GD; n++) {
+            double s = x[t * GD + n];
+            for (int i = 0; i < GQD; i++) s += o[t * GQD + i] * p[P_WO][n * GQD + i];
+            h1[t * GD + n] = s;
+        }
+    for (int t = 0; t < GR; t++) {
+        double ss = 0;
+        for (int i = 0; i < GD; i++) ss += h1[t * GD + i] * h1[t * GD + i];
+        const double s = 1 / sqrt(ss / GD + eps);
+        for (int i = 0; i < GD; i++) xn[t * GD + i] = h1[t * GD + i] * s * p[P_FN][i];
+    }
+    for (int t = 0; t < GR; t++)
+        for (int n = 0; n < GH; n++) {
+            double gg = 0, u = 0;
+            for (int i = 0; i < GD; i++) {
+                gg += xn[t * GD + i] * p[P_WG][n * GD + i];
+                u += xn[t * GD + i] * p[P_WU][n * GD + i];
+            }
+            a[t * GH + n] = gg / (1 + exp(-gg)) * u;
+        }
+    for (int t = 0; t < GR; t++)
+        for (int n = 0; n < GD; n++) {
+            double s = h1[t * GD + n];
+            for (int i = 0; i < GH; i++) s += a[t * GH + i] * p[P_WD][n * GH + i];
+            y[t * GD + n] = s;
+        }
+}
+
+static struct model fixture_model(bool neox) {
+    struct model m = MODEL_INIT;
+    snprintf(m.cfg.arch, sizeof m.cfg.arch, "llama");
+    m.cfg.dim = GD, m.cfg.hidden_dim = GH, m.cfg.n_layers = 1, m.cfg.n_heads = GNH;
+    m.cfg.n_kv_heads = GNKV, m.cfg.head_dim = GHD, m.cfg.vocab_size = 8, m.cfg.norm_eps = 1e-5f;
+    m.cfg.rope_theta = 10000, m.cfg.rope_style = neox ? ROPE_NEOX : ROPE_NORM;
+    return m;
+}
+
+static void check_gradients(bool neox) {
+    const struct model m = fixture_model(neox);
+    struct grad_block g;
+    if (grad_block_init(&g, &m, GT, GR)) {
+        T_FAIL_("grad_block_init");
+        return;
+    }
+    static float pf[P_COUNT][GR * GD * 4];
+    static double pd[P_COUNT][GR * GD * 4], fd[P_COUNT][GR * GD * 4];
+    static float an[P_COUNT][GR * GD * 4], rr[GR * GD], y[GR * GD];
+    static double yd[GR * GD];
+    for (int i = 0; i < P_COUNT; i++)
+        for (int j = 0; j < p_size[i]; j++) {
+            float v = frand();
+            if (i == P_AN || i == P_FN) v = 1.0f + 0.3f * v;
+            else if (i == P_X) v *= 1.5f;
+            else if (i == P_WQ || i == P_WK) v *= 0.9f; /* scores of a few units: a real softmax */
+            else if (i == P_WD) v *= 0.4f;
+            else v *= 0.5f;
+            pf[i][j] = v;
+            pd[i][j] = v;
+        }
+    for (int j = 0; j < GR * GD; j++) rr[j] = frand();
+    const struct grad_weights w = {.attn_norm = pf[P_AN], .wq = pf[P_WQ], .wk = pf[P_WK],
+                                   .wv = pf[P_WV], .bq = pf[P_BQ], .bk = pf[P_BK], .bv = pf[P_BV],
+                                   .wo = pf[P_WO], .ffn_norm = pf[P_FN], .w_gate = pf[P_WG],
+                                   .w_up = pf[P_WU], .w_down = pf[P_WD]};
+    const struct grad_grads gr = {.attn_norm = an[P_AN], .wq = an[P_WQ], .wk = an[P_WK],
+                                  .wv = an[P_WV], .bq = an[P_BQ], .bk = an[P_BK], .bv = an[P_BV],
+                                  .wo = an[P_WO], .ffn_norm = an[P_FN], .w_gate = an[P_WG],
+                                  .w_up = an[P_WU], .w_down = an[P_WD]};
+    T_OK(!grad_block_forward(&g, &w, pf[P_X], GB, GT, y));
+    T_OK(!grad_block_backward(&g, &w, rr, an[P_X], &gr));
+    const double *pp[P_COUNT];
+    for (int i = 0; i < P_COUNT; i++) pp[i] = pd[i];
+    ref_block(pp, g.rope_cos, g.rope_sin, neox, 1e-5f, yd);
+    double md = 0, mx = 0;
+    for (int j = 0; j < GR * GD; j++) {
+        md = fmax(md, fabs(y[j] - yd[j]));
+        mx = fmax(mx, fabs(yd[j]));
+    }
+    if (!(md <= 1e-5 * mx)) T_FAIL_("fp32 forward vs float64: max diff %.3g of %.3g", md, mx);
+    const double h = 1e-5;
+    for (int i = 0; i < P_COUNT; i++)
+        for (int j = 0; j < p_size[i]; j++) {
+            const double keep = pd[i][j];
+            double lp = 0, lm = 0;
+            pd[i][j] = keep + h;
+            ref_block(pp, g.rope_cos, g.rope_sin, neox, 1e-5f, yd);
+            for (int e = 0; e < GR * GD; e++) lp += yd[e] * rr[e];
+            pd[i][j] = keep - h;
+            ref_block(pp, g.rope_cos, g.rope_sin, neox, 1e-5f, yd);
+            for (int e = 0; e < GR * GD; e++) lm += yd[e] * rr[e];
+            pd[i][j] = keep;
+            fd[i][j] = (lp - lm) / (2 * h);
+        }
+    for (int i = 0; i < P_COUNT; i++) {
+        double num = 0, den = 0;
+        for (int j = 0; j < p_size[i]; j++) {
+            num += (an[i][j] - fd[i][j]) * (an[i][j] - fd[i][j]);
+            den += fd[i][j] * fd[i][j];
+        }
+        const double rel = sqrt(num / den);
+        if (getenv("T_VERBOSE"))
+            fprintf(stderr, "  %s %-9s |g| %.4g, relative error %.3g\n", neox ? "neox" : "norm",
+                    p_name[i], sqrt(den), rel);
+        if (!(rel <= 1e-4)) T_FAIL_("%s %s: relative error %.3g", neox ? "neox" : "norm", p_name[i],
+                                    rel);
+    }
+    grad_block_release(&g);
+}
+
+static void test_gradient_check(void) {
+    check_gradients(false);
+    check_gradients(true);
+}
+
+/* ---------------------------------------------------------- (b) grad forward == eval forward */
+
+static void test_forward_matches_eval(void) {
+    const char *p = T_DATA("models/stories260K.gguf");
+    if (!p) return;
+    struct model m = MODEL_INIT;
+    if (model_load(&m, p)) {
+        T_FAIL_("model_load %s", p);
+        return;
+    }
+    struct tokenizer *tok = NULL;
+    T_OK(!tokenizer_load(&tok, p));
+    struct calib_set cs;
+    const int T = 64, NW = 2, D = m.cfg.dim;
+    if (!tok || calib_load(&cs, "groups_merged", tok, NW, T, 0)) {
+        T_FAIL_("calibration windows");
+        tokenizer_free(tok);
+        model_release(&m);
+        return;
+    }
+    struct fwd_state fs;
+    struct grad_block g;
+    float *xin = malloc(sizeof(float) * NW * T * D), *yref = malloc(sizeof(float) * NW * T * D);
+    float *y = malloc(sizeof(float) * NW * T * D);
+    T_OK(!fwd_init(&fs, &m, T, T));
+    T_OK(!grad_block_init(&g, &m, T, NW * T));
+    for (int l = 0; l < m.cfg.n_layers; l++) {
+        for (int b = 0; b < NW; b++) {
+            const int *tk = cs.tokens + b * T;
+            if (l == 0) {
+                for (int t = 0; t < T; t++)
+                    tensor_row_to_f32(&m.tok_embd, tk[t], xin + (b * T + t) * D);
+            } else {
+                fs.layer_limit = l;
+                fwd_truncate(&fs, 0);
+                T_OK(!forward(&fs, tk, T, NULL, false));
+                memcpy(xin + b * T * D, fs.x, sizeof(float) * T * D);
+            }
+            fs.layer_limit = l + 1;
+            fwd_truncate(&fs, 0);
+            T_OK(!forward(&fs, tk, T, NULL, false));
+            memcpy(yref + b * T * D, fs.x, sizeof(float) * T * D);
+        }
+        struct grad_weights w;
+        float *own = NULL;
+        T_OK(!grad_weights_from_layer(&m, l, &w, &own));
+        T_OK(!grad_block_forward(&g, &w, xin, NW, T, y));
+        double md = 0, mx = 0;
+        for (int i = 0; i < NW * T * D; i++) {
+            md = fmax(md, fabs((double)y[i] - yref[i]));
+            mx = fmax(mx, fabs((double)yref[i]));
+        }
+        if (getenv("T_VERBOSE"))
+            fprintf(stderr, "  block %d: max |grad fwd - eval fwd| %.3g of %.3g\n", l, md, mx);
+        if (!(md <= 1e-5 * mx)) T_FAIL_("block %d: max diff %.3g of %.3g", l, md, mx);
+        free(own);
+    }
+    grad_block_release(&g);
+    fwd_release(&fs);
+    free(xin);
+    free(yref);
+    free(y);
+    calib_release(&cs);
+    tokenizer_free(tok);
+    model_release(&m);
+}
+
+/* ------------------------------------------- (a') the fake quantizer's STE chain */
+
+/* The STE gradient is the exact derivative of a surrogate in which every round() result is its
+ * argument plus a residual held fixed at the base point (round_ste's (round(x) − x).detach()),
+ * the fp16 cast of the scale likewise, and the clamp decisions fixed. Its float64 central
+ * differences must match autoround_chain. One group of row n: L = Σ_k gq_k·ŵ_k. */
+struct sur_base {
+    double cs, cz;          /* fp16 residual of s; rounding residual of zp */
+    double cr[64], qc[64];  /* rounding residuals; clamped values */
+    bool in[64], s_cl, z_cl;
+    int dom;
+};
+
+static double sur_loss(const float *w, const double *v, double mins, double maxs, double wmin,
+                       double wmax, const float *gq, int K, const struct autoround_opts *o,
+                       const struct sur_base *b) {
+    double sc, zp = 0, Lo = 0;
+    if (o->sym) {
+        const double maxq = 1 << (o->bits - 1), a = -(wmin * mins), c = wmax * maxs;
+        const double mv = b->dom == 1 ? a : b->dom == 0 ? -c : -0.5 * (a + c);
+        sc = b->s_cl ? b->cs : mv / maxq + b->cs;
+    } else {
+        const double maxq = (1 << o->bits) - 1, wn = wmin * mins, wx = wmax * maxs;
+        sc = b->s_cl ? b->cs : (wx - wn) / maxq + b->cs;
+        zp = b->z_cl ? b->cz : -wn / sc + b->cz;
+    }
+    for (int k = 0; k < K; k++) {
+        const double x = w[k] / sc + v[k];
+        double what;
+        if (o->sym) what = sc * (b->in[k] ? x + b->cr[k] : b->qc[k]);
+        else what = sc * (b->in[k] ? x + b->cr[k] : b->qc[k] - zp);
+        Lo += gq[k] * what;
+    }
+    return Lo;
+}
+
+static void check_chain(int bits, bool sym) {
+    enum { CN = 3, CK = 64, CG = 32 };
+    static float w[CN * CK], gq[CN * CK];
+    struct autoround_opts o = AUTOROUND_OPTS_DEFAULT;
+    o.bits = bits, o.sym = sym, o.zero_min = 0;
+    for (int i = 0; i < CN * CK; i++) /* outliers of both signs: either side sets max_v */
+        w[i] = 0.1f * frand() + (i % 29 == 0 ? (i % 2 ? -0.2f : 0.2f) : 0.0f);
+    for (int i = 0; i < CN * CK; i++) gq[i] = frand();
+    struct autoround_linear L;
+    T_OK(!autoround_linear_init(&L, w, CK, CN, CG));
+    for (int i = 0; i < CN * CK; i++) L.v[i] = 0.45f * frand();
+    for (int j = 0; j < CN * L.ng; j++) {
+        L.min_scale[j] = 0.85f + 0.1f * frand();
+        L.max_scale[j] = 0.85f + 0.1f * frand();
+    }
+    autoround_qdq(&L, &o);
+    memcpy(L.gwq, gq, sizeof gq);
+    autoround_chain(&L, &o);
+    double num[3] = {0}, den[3] = {0};
+    for (int n = 0; n < CN; n++)
+        for (int gi = 0; gi < L.ng; gi++) {
+            const int j = n * L.ng + gi, k0 = gi * CG;
+            const float *wg = w + n * CK + k0;
+            const double wmin = L.wmin[j], wmax = L.wmax[j], mins = L.min_scale[j],
+                         maxs = L.max_scale[j];
+            /* the base point, recomputed as the implementation does (float) */
+            struct sur_base b;
+            memset(&b, 0, sizeof b);
+            const float thresh = lb_fp16_to_f32(lb_f32_to_fp16(1e-5f));
+            float s32, sf, zf = 0;
+            if (sym) {
+                const float maxq = (float)(1 << (bits - 1)), a = -(L.wmin[j] * L.min_scale[j]),
+                            c = L.wmax[j] * L.max_scale[j];
+                b.dom = c < a ? 1 : c == a ? 2 : 0;
+                s32 = (b.dom == 1 ? a : -c) / maxq;
+                sf = lb_fp16_to_f32(lb_f32_to_fp16(s32));
+                b.s_cl = fabsf(sf) < thresh;
+                const double a64 = -(wmin * mins), c64 = wmax * maxs;
+                b.cs = b.s_cl ? sf : sf - (b.dom == 1 ? a64 : -c64) / maxq;
+            } else {
+                const float maxq = (float)((1 << bits) - 1), wn = L.wmin[j] * L.min_scale[j],
+                            wx = L.wmax[j] * L.max_scale[j];
+                s32 = (wx - wn) / maxq;
+                sf = lb_fp16_to_f32(lb_f32_to_fp16(s32));
+                b.s_cl = sf < thresh;
+                b.cs = b.s_cl ? sf : sf - (wmax * maxs - wmin * mins) / maxq;
+                const float zr = -wn / sf;
+                zf = rintf(zr);
+                b.z_cl = zf < 0 || zf > maxq;
+                b.cz = b.z_cl ? fminf(fmaxf(zf, 0), maxq) : (double)zf - (-(wmin * mins) / sf);
+            }
+            double v[CG];
+            for (int k = 0; k < CG; k++) {
+                v[k] = L.v[n * CK + k0 + k];
+                const float x = wg[k] / sf + L.v[n * CK + k0 + k];
+                const float r = rintf(x);
+                if (sym) {
+                    const float lo = -(float)(1 << (bits - 1)), hi = -lo - 1;
+                    b.in[k] = r >= lo && r <= hi;
+                    b.qc[k] = fminf(fmaxf(r, lo), hi);
+                } else {
+                    const float hi = (float)((1 << bits) - 1);
+                    b.in[k] = r + zf >= 0 && r + zf <= hi;
+                    b.qc[k] = fminf(fmaxf(r + zf, 0), hi);
+                }
+                b.cr[k] = (double)r - ((double)wg[k] / sf + v[k]);
+            }
+            const float *gg = gq + n * CK + k0;
+            const double h = 1e-6;
+            for (int k = 0; k < CG; k++) { /* ∂/∂V */
+                const double keep = v[k];
+                v[k] = keep + h;
+                const double lp = sur_loss(wg, v, mins, maxs, wmin, wmax, gg, CG, &o, &b);
+                v[k] = keep - h;
+                const double lm = sur_loss(wg, v, mins, maxs, wmin, wmax, gg, CG, &o, &b);
+                v[k] = keep;
+                const double fd = (lp - lm) / (2 * h), an = L.gv[n * CK + k0 + k];
+                num[0] += (fd - an) * (fd - an), den[0] += fd * fd;
+            }
+            const double fmin = (sur_loss(wg, v, mins + h, maxs, wmin, wmax, gg, CG, &o, &b) -
+                                 sur_loss(wg, v, mins - h, maxs, wmin, wmax, gg, CG, &o, &b)) /
+                                (2 * h);
+            const double fmax = (sur_loss(wg, v, mins, maxs + h, wmin, wmax, gg, CG, &o, &b) -
+                                 sur_loss(wg, v, mins, maxs - h, wmin, wmax, gg, CG, &o, &b)) /
+                                (2 * h);
+            num[1] += (fmin - L.gmin[j]) * (fmin - L.gmin[j]), den[1] += fmin * fmin;
+            num[2] += (fmax - L.gmax[j]) * (fmax - L.gmax[j]), den[2] += fmax * fmax;
+        }
+    static const char *const what[3] = {"V", "min_scale", "max_scale"};
+    for (int i = 0; i < 3; i++) {
+        const double rel = den[i] > 0 ? sqrt(num[i] / den[i]) : sqrt(num[i]);
+        if (getenv("T_VERBOSE"))
+            fprintf(stderr, "  chain %d-bit %s %-9s |g| %.4g, relative error %.3g\n", bits,
+                    sym ? "sym" : "asym", what[i], sqrt(den[i]), rel);
+        if (!(rel <= 1e-4)) T_FAIL_("chain %d-bit %s %s: relative error %.3g", bits,
+                                    sym ? "sym" : "asym", what[i], rel);
+    }
+    autoround_linear_release(&L);
+}
+
+static void test_chain(void) {
+    check_chain(4, true);
+    check_chain(2, true);
+    check_chain(4, false);
+    check_chain(3, false);
+}
+
+/* ------------------------------------------------------ shared: stories260K and its windows */
+
+struct fixture {
+    struct model m;
+    struct tokenizer *tok;
+    struct calib_set cs;
+    bool ok;
+};
+
+static void fixture_load(struct fixture *f, int n_win, int T, uint64_t seed) {
+    memset(f, 0, sizeof *f);
+    f->m = (struct model)MODEL_INIT;
+    const char *p = T_DATA("models/stories260K.gguf");
+    if (!p) return;
+    if (model_load(&f->m, p) || tokenizer_load(&f->tok, p) ||
+        calib_load(&f->cs, "groups_merged", f->tok, n_win, T, seed)) {
+        T_FAIL_("stories260K fixture");
+        return;
+    }
+    f->ok = true;
+}
+
+static void fixture_release(struct fixture *f) {
+    calib_release(&f->cs);
+    tokenizer_free(f->tok);
+    model_release(&f->m);
+}
+
+/* the float input of block l for every window (embeddings through blocks 0..l−1) */
+static float *block_input(struct fixture *f, struct grad_block *g, int l) {
+    const int D = f->m.cfg.dim, T = f->cs.seqlen, n = f->cs.n_samples;
+    float *x = malloc(sizeof(float) * n * T * D), *y = malloc(sizeof(float) * n * T * D);
+    for (int i = 0; i < n * T; i++) tensor_row_to_f32(&f->m.tok_embd, f->cs.tokens[i], x + i * D);
+    for (int b = 0; b < l; b++) {
+        struct grad_weights w;
+        float *own = NULL;
+        T_OK(!grad_weights_from_layer(&f->m, b, &w, &own));
+        for (int i = 0; i < n; i++)
+            T_OK(!grad_block_forward(g, &w, x + i * T * D, 1, T, y + i * T * D));
+        memcpy(x, y, sizeof(float) * n * T * D);
+        free(own);
+    }
+    free(y);
+    return x;
+}
+
+/* mean squared difference of the block output with weights w from y_ref, over every window */
+static double block_mse(struct grad_block *g, const struct grad_weights *w, const float *x,
+                        const float *yref, int n, int T, int D) {
+    float *y = malloc(sizeof(float) * T * D);
+    double e = 0;
+    for (int i = 0; i < n; i++) {
+        T_OK(!grad_block_forward(g, w, x + (size_t)i * T * D, 1, T, y));
+        for (int j = 0; j < T * D; j++) {
+            const double d = (double)y[j] - yref[(size_t)i * T * D + j];
+            e += d * d;
+        }
+    }
+    free(y);
+    return e / ((double)n * T * D);
+}
+
+/* ------------------------------------ (c) one block: AutoRound's output error is below RTN's */
+
+static void test_block_beats_rtn(void) {
+    struct fixture f;
+    const int NW = 16, T = 64, L = 2;
+    fixture_load(&f, NW, T, 3);
+    if (!f.ok) {
+        fixture_release(&f);
+        return;
+    }
+    const int D = f.m.cfg.dim;
+    struct grad_block g;
+    T_OK(!grad_block_init(&g, &f.m, T, 8 * T));
+    float *x = block_input(&f, &g, L), *yref = malloc(sizeof(float) * NW * T * D);
+    struct grad_weights wf;
+    float *own = NULL;
+    T_OK(!grad_weights_from_layer(&f.m, L, &wf, &own));
+    for (int i = 0; i < NW; i++)
+        T_OK(!grad_block_forward(&g, &wf, x + i * T * D, 1, T, yref + i * T * D));
+    static const struct {
+        int bits, group, sym;
+    } cfg[] = {{4, 32, 1}, {3, 32, 1}, {2, 32, 1}, {3, 64, 0}, {2, -1, 0}};
+    for (size_t c = 0; c < LB_ARRAY_LEN(cfg); c++) {
+        struct autoround_opts o = AUTOROUND_OPTS_DEFAULT;
+        o.bits = cfg[c].bits, o.group = cfg[c].group, o.sym = cfg[c].sym, o.iters = 100;
+        o.lr = o.minmax_lr = autoround_auto_lr(o.iters, o.bits);
+        const float *src[7] = {wf.wq, wf.wk, wf.wv, wf.wo, wf.w_gate, wf.w_up, wf.w_down};
+        const struct tensor *lt[7] = {&f.m.layers[L].wq, &f.m.layers[L].wk, &f.m.layers[L].wv,
+                                      &f.m.layers[L].wo, &f.m.layers[L].w_gate,
+                                      &f.m.layers[L].w_up, &f.m.layers[L].w_down};
+        struct autoround_linear lin[7];
+        struct autoround_linear *lp[7];
+        float *rtn_w[7];
+        void *rtn_buf[7];
+        for (int i = 0; i < 7; i++) {
+            const int64_t K = lt[i]->ne[0], N = tensor_nrows(lt[i]);
+            /* groups that do not divide K (ffn_down: 172) become one group per row */
+            const int64_t gr = cfg[c].group > 0 && K % cfg[c].group ? -1 : cfg[c].group;
+            T_OK(!autoround_linear_init(&lin[i], src[i], K, N, gr));
+            lp[i] = &lin[i];
+            /* the project's RTN (AutoGPTQ's quantizer, same bits / group / symmetry) */
+            const struct rtn_opts ro = {.bits = o.bits, .group = gr, .sym = o.sym,
+                                        .style = RTN_GPTQ, .zero_min = 0};
+            struct tensor t;
+            rtn_buf[i] = NULL;
+            rtn_w[i] = malloc(sizeof(float) * K * N);
+            T_OK(!rtn_quantize(src[i], K, N, &ro, "rtn", &t, &rtn_buf[i]));
+            for (int64_t r = 0; rtn_buf[i] && r < N; r++) qint_row_to_f32(&t, r, rtn_w[i] + r * K);
+        }
+        const struct grad_weights wr = {.attn_norm = wf.attn_norm, .ffn_norm = wf.ffn_norm,
+                                        .wq = rtn_w[0], .wk = rtn_w[1], .wv = rtn_w[2],
+                                        .wo = rtn_w[3], .w_gate = rtn_w[4], .w_up = rtn_w[5],
+                                        .w_down = rtn_w[6]};
+        const double e_rtn = block_mse(&g, &wr, x, yref, NW, T, D);
+        /* AutoRound's own untuned quantizer (iters 0: its "rtn" recipe) */
+        struct autoround_block_stat st;
+        uint64_t srng = 1;
+        struct autoround_opts o0 = o;
+        o0.iters = 0;
+        T_OK(!autoround_tune_block(&g, &wf, lp, x, yref, NULL, NW, T, &o0, &srng, &st));
+        struct grad_weights wq = wf;
+        wq.wq = lin[0].wq, wq.wk = lin[1].wq, wq.wv = lin[2].wq, wq.wo = lin[3].wq;
+        wq.w_gate = lin[4].wq, wq.w_up = lin[5].wq, wq.w_down = lin[6].wq;
+        const double e_ar0 = block_mse(&g, &wq, x, yref, NW, T, D);
+        T_OK(!autoround_tune_block(&g, &wf, lp, x, yref, NULL, NW, T, &o, &srng, &st));
+        const double e_ar = block_mse(&g, &wq, x, yref, NW, T, D);
+        if (getenv("T_VERBOSE"))
+            fprintf(stderr, "  %d-bit g%d %s: block output MSE rtn %.4g, autoround untuned %.4g, "
+                    "tuned %.4g (batch loss %.4g -> %.4g at iter %d)\n", cfg[c].bits, cfg[c].group,
+                    cfg[c].sym ? "sym" : "asym", e_rtn, e_ar0, e_ar, st.loss_init, st.loss_best,
+                    st.best_iter);
+        if (!(e_ar < 0.9 * e_rtn && e_ar < 0.9 * e_ar0))
+            T_FAIL_("%d-bit g%d: AutoRound MSE %.4g is not below RTN's %.4g / untuned %.4g",
+                    cfg[c].bits, cfg[c].group, e_ar, e_rtn, e_ar0);
+        for (int i = 0; i < 7; i++) {
+            autoround_linear_release(&lin[i]);
+            free(rtn_w[i]);
+            free(rtn_buf[i]);
+        }
+    }
+    free(own);
+    free(x);
+    free(yref);
+    grad_block_release(&g);
+    fixture_release(&f);
+}
+
+/* ------------------------------------------- (d) the same bits for 1 and 2 threads */
+
+static void test_threads(void) {
+    struct fixture f;
+    const int NW = 8, T = 128, L = 1;
+    fixture_load(&f, NW, T, 5);
+    if (!f.ok) {
+        fixture_release(&f);
+        return;
+    }
+    const int D = f.m.cfg.dim;
+    struct grad_block g;
+    T_OK(!grad_block_init(&g, &f.m, T, NW * T));
+    float *x = block_input(&f, &g, L), *yref = malloc(sizeof(float) * NW * T * D);
+    struct grad_weights wf;
+    float *own = NULL;
+    T_OK(!grad_weights_from_layer(&f.m, L, &wf, &own));
+    T_OK(!grad_block_forward(&g, &wf, x, NW, T, yref));
+    struct autoround_opts o = AUTOROUND_OPTS_DEFAULT;
+    o.bits = 3, o.group = 32, o.iters = 12, o.lr = o.minmax_lr = 0.05;
+    float *res[2][4];
+    for (int run = 0; run < 2; run++) {
+        lb_set_threads(run + 1);
+        struct autoround_linear lq, lk;
+        T_OK(!autoround_linear_init(&lq, wf.wq, D, D, 32));
+        T_OK(!autoround_linear_init(&lk, wf.w_up, D, f.m.cfg.hidden_dim, 32));
+        struct autoround_linear *lp[7] = {&lq, NULL, NULL, NULL, NULL, &lk, NULL};
+        struct autoround_block_stat st;
+        uint64_t srng = 9;
+        uint8_t valid[8 * 128];
+        autoround_valid_mask(f.cs.tokens, NW, T, valid);
+        T_EQ_INT(valid[T - 1], 0);
+        T_EQ_INT(valid[0], 1);
+        T_OK(!autoround_tune_block(&g, &wf, lp, x, yref, valid, NW, T, &o, &srng, &st));
+        res[run][0] = malloc(sizeof(float) * D * D);
+        memcpy(res[run][0], lq.v, sizeof(float) * D * D);
+        res[run][1] = malloc(sizeof(float) * D * f.m.cfg.hidden_dim);
+        memcpy(res[run][1], lk.wq, sizeof(float) * D * f.m.cfg.hidden_dim);
+        res[run][2] = malloc(sizeof(float) * lq.N * lq.ng);
+        memcpy(res[run][2], lq.max_scale, sizeof(float) * lq.N * lq.ng);
+        /* and the block backward itself, every gradient */
+        static float dx[8 * 128 * 64];
+        float *gr = calloc((size_t)(3 * D * D + 3 * D * f.m.cfg.hidden_dim + 4 * D), sizeof(float));
+        const struct grad_grads gg = {.wq = gr, .wk = gr + D * D, .wo = gr + 2 * D * D,
+                                      .w_gate = gr + 3 * D * D,
+                                      .w_up = gr + 3 * D * D + D * f.m.cfg.hidden_dim,
+                                      .w_down = gr + 3 * D * D + 2 * D * f.m.cfg.hidden_dim,
+                                      .attn_norm = gr + 3 * D * D + 3 * D * f.m.cfg.hidden_dim,
+                                      .ffn_norm = gr + 3 * D * D + 3 * D * f.m.cfg.hidden_dim + D};
+        T_OK(!grad_block_forward(&g, &wf, x, NW, T, dx));
+        T_OK(!grad_block_backward(&g, &wf, yref, dx, &gg));
+        res[run][3] = gr;
+        if (run) {
+            T_OK(!memcmp(res[0][0], res[1][0], sizeof(float) * D * D));
+            T_OK(!memcmp(res[0][1], res[1][1], sizeof(float) * D * f.m.cfg.hidden_dim));
+            T_OK(!memcmp(res[0][2], res[1][2], sizeof(float) * lq.N * lq.ng));
+            T_OK(!memcmp(res[0][3], res[1][3],
+                         sizeof(float) * (3 * D * D + 3 * D * f.m.cfg.hidden_dim + 2 * D)));
+        }
+        autoround_linear_release(&lq);
+        autoround_linear_release(&lk);
+    }
+    lb_set_threads(1);
+    for (int run = 0; run < 2; run++)
+        for (int i = 0; i < 4; i++) free(res[run][i]);
+    free(own);
+    free(x);
+    free(yref);
+    grad_block_release(&g);
+    fixture_release(&f);
+}
+
+/* ---------------------------- (e) checkpoints reload with the weights and outputs we tuned */
+
+/* the source row of GGUF row r (quant/quant.c's fp rule: HF llama q/k rows are permuted to
+ * interleaved pairs, GGUF row h·hd + 2i + s <- HF row h·hd + s·hd/2 + i) */
+static int64_t gguf_row(const struct model *m, bool qk, int64_t r) {
+    if (!qk || m->cfg.rope_style != ROPE_NEOX) return r;
+    const int64_t hd = m->cfg.head_dim, h = r / hd, in = r % hd;
+    return h * hd + (in % 2) * (hd / 2) + in / 2;
+}
+
+/* the logits of window 0 of cs under model m */
+static float *logits_of(const struct model *m, const struct calib_set *cs) {
+    struct fwd_state fs;
+    float *lg = malloc(sizeof(float) * cs->seqlen * m->cfg.vocab_size);
+    if (fwd_init(&fs, m, cs->seqlen, cs->seqlen)) return lg;
+    T_OK(!forward(&fs, cs->tokens, cs->seqlen, lg, false));
+    fwd_release(&fs);
+    return lg;
+}
+
+static void check_roundtrip(struct fixture *f, enum autoround_format fmt, int bits, int group,
+                            bool sym) {
+    char tag[64], out[400];
+    snprintf(tag, sizeof tag, "%s %d-bit g%d %s", fmt == AUTOROUND_GGUF ? "gguf" : "gptq", bits,
+             group, sym ? "sym" : "asym");
+    snprintf(out, sizeof out, "%s/rt-%d-%d-%d-%d%s", t_tmpdir(), fmt, bits, group, sym,
+             fmt == AUTOROUND_GGUF ? ".gguf" : "");
+    struct autoround_opts o = AUTOROUND_OPTS_DEFAULT;
+    o.bits = bits, o.group = group, o.sym = sym, o.iters = 10, o.lr = o.minmax_lr = 0.05;
+    o.zero_min = fmt == AUTOROUND_GPTQ ? 1 : 0;
+    struct autoround_report rep;
+    const struct model *m = &f->m;
+    if (autoround_quantize_model(m, m->path, &o, &f->cs, fmt, out, "rt", true, true, &rep)) {
+        T_FAIL_("%s: autoround_quantize_model", tag);
+        autoround_report_release(&rep, m->cfg.n_layers);
+        return;
+    }
+    /* the in-memory model: the source with the tuned ŵ swapped in */
+    struct model fm = *m;
+    fm.layers = malloc(sizeof *fm.layers * m->cfg.n_layers);
+    memcpy(fm.layers, m->layers, sizeof *fm.layers * m->cfg.n_layers);
+    struct model q = MODEL_INIT;
+    T_OK(!model_load(&q, out));
+    int n_checked = 0, n_diff = 0;
+    double worst = 0;
+    for (int l = 0; l < m->cfg.n_layers && q.layers; l++) {
+        struct tensor *ms[7] = {&fm.layers[l].wq, &fm.layers[l].wk, &fm.layers[l].wv,
+                                &fm.layers[l].wo, &fm.layers[l].w_gate, &fm.layers[l].w_up,
+                                &fm.layers[l].w_down};
+        const struct tensor *qs[7] = {&q.layers[l].wq, &q.layers[l].wk, &q.layers[l].wv,
+                                      &q.layers[l].wo, &q.layers[l].w_gate, &q.layers[l].w_up,
+                                      &q.layers[l].w_down};
+        for (int i = 0; i < 7; i++) {
+            const float *dq = rep.deq[l * 7 + i];
+            if (!dq) continue;
+            const int64_t K = ms[i]->ne[0], N = tensor_nrows(ms[i]);
+            calib_f32_slot(ms[i], (float *)dq, K, N);
+            float row[256];
+            for (int64_t r = 0; r < N; r++) {
+                /* GPTQ (HF) rows of q/k in HF order, GGUF rows in interleaved-pair order */
+                const int64_t sr = fmt == AUTOROUND_GPTQ ? calib_source_row(m, i < 2, r)
+                                                         : gguf_row(m, i < 2, r);
+                tensor_row_to_f32(qs[i], r, row);
+                for (int64_t k = 0; k < K; k++) {
+                    const double a = row[k], b = dq[sr * K + k];
+                    if (a != b) n_diff++;
+                    /* Q4_1 stores m = −zp·d rounded to fp16: within half an fp16 ulp of it */
+                    worst = fmax(worst, fabs(a - b));
+                }
+            }
+            n_checked++;
+        }
+    }
+    if (getenv("T_VERBOSE"))
+        fprintf(stderr, "  %s: %d linears reloaded, %d weights differ (max %.3g)\n", tag,
+                n_checked, n_diff, worst);
+    T_OK(n_checked > 0);
+    if (!(fmt == AUTOROUND_GGUF && !sym)) {
+        if (n_diff) T_FAIL_("%s: %d reloaded weights differ from the tuned ones (max %.3g)", tag,
+                            n_diff, worst);
+    } else if (!(worst <= 1e-3)) {
+        T_FAIL_("%s: reloaded weights differ by %.3g", tag, worst);
+    }
+    if (q.layers) { /* and the outputs */
+        float *a = logits_of(&fm, &f->cs), *b = logits_of(&q, &f->cs);
+        double md = 0, mx = 0;
+        for (int i = 0; i < f->cs.seqlen * m->cfg.vocab_size; i++) {
+            md = fmax(md, fabs((double)a[i] - b[i]));
+            mx = fmax(mx, fabs((double)a[i]));
+        }
+        if (getenv("T_VERBOSE"))
+            fprintf(stderr, "  %s: logits max |in-memory - reloaded| %.3g of %.3g\n", tag, md, mx);
+        const double tol = fmt == AUTOROUND_GGUF && !sym ? 1e-2 : 1e-4;
+        if (!(md <= tol * mx)) T_FAIL_("%s: logits differ by %.3g of %.3g", tag, md, mx);
+        free(a);
+        free(b);
+    }
+    if (fmt == AUTOROUND_GPTQ) { /* config.json as AutoRound's auto_gptq export writes it */
+        char cp[500];
+        snprintf(cp, sizeof cp, "%s/config.json", out);
+        json_error_t je;
+        json_t *cfg = json_load_file(cp, 0, &je), *qc = json_object_get(cfg, "quantization_config");
+        T_OK(qc != NULL);
+        T_EQ_STR(json_string_value(json_object_get(qc, "quant_method")), "gptq");
+        T_EQ_STR(json_string_value(json_object_get(qc, "provider")), "auto-round");
+        T_EQ_STR(json_string_value(json_object_get(qc, "checkpoint_format")), "gptq");
+        T_EQ_INT(json_integer_value(json_object_get(qc, "bits")), bits);
+        T_EQ_INT(json_integer_value(json_object_get(qc, "group_size")), group);
+        T_OK(json_is_boolean(json_object_get(qc, "sym")) &&
+             json_is_true(json_object_get(qc, "sym")) == sym);
+        T_OK(json_is_false(json_object_get(qc, "desc_act")));
+        T_OK(json_is_false(json_object_get(qc, "true_sequential")));
+        T_OK(json_is_false(json_object_get(qc, "lm_head")));
+        T_EQ_INT(json_integer_value(json_object_get(qc, "iters")), 10);
+        T_EQ_STR(json_string_value(json_object_get(json_object_get(qc, "lowbit"), "algorithm")),
+                 "autoround");
+        json_decref(cfg);
+    }
+    model_release(&q);
+    free(fm.layers);
+    autoround_report_release(&rep, m->cfg.n_layers);
+}
+
+static void test_roundtrip(void) {
+    struct fixture f;
+    fixture_load(&f, 8, 64, 11);
+    if (!f.ok) {
+        fixture_release(&f);
+        return;
+    }
+    check_roundtrip(&f, AUTOROUND_GPTQ, 4, 128, true);
+    check_roundtrip(&f, AUTOROUND_GPTQ, 3, 32, false);
+    check_roundtrip(&f, AUTOROUND_GPTQ, 2, 64, true);
+    check_roundtrip(&f, AUTOROUND_GGUF, 4, 32, true);
+    check_roundtrip(&f, AUTOROUND_GGUF, 4, 32, false);
+    check_roundtrip(&f, AUTOROUND_GGUF, 8, 32, true);
+    fixture_release(&f);
+}
+
+/* a small random HF llama (NEOX rotary rows, widths that GGUF blocks of 32 divide): GGUF rows of
+ * q/k must come out permuted to interleaved pairs, the GPTQ rows as they are */
+static void test_roundtrip_hf_source(void) {
+    enum { HD = 64, HH = 96, HL = 2, HN = 4, HKV = 2, HV = 40, HT = 32, HW = 8 };
+    char dir[400], path[500];
+    snprintf(dir, sizeof dir, "%s/hf-src", t_tmpdir());
+    snprintf(path, sizeof path, "mkdir -p %s", dir);
+    T_EQ_INT(system(path), 0);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        T_FAIL_("cannot write %s", path);
+        return;
+    }
+    fprintf(f, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+            "\"hidden_size\": %d, \"intermediate_size\": %d, \"num_hidden_layers\": %d, "
+            "\"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"vocab_size\": %d, "
+            "\"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"max_position_embeddings\": 128, "
+            "\"hidden_act\": \"silu\", \"torch_dtype\": \"float32\", "
+            "\"tie_word_embeddings\": false}\n", HD, HH, HL, HN, HKV, HV);
+    fclose(f);
+    struct safetensors_writer w = SAFETENSORS_WRITER_INIT;
+    float *bufs[64];
+    int nb = 0;
+    char name[128];
+#define ADD_T(nm, rows, cols, norm)                                                                \
+    do {                                                                                           \
+        const int64_t sh_[2] = {(rows), (cols)};                                                   \
+        float *b_ = bufs[nb++] = malloc(sizeof(float) * (rows) * (cols));                          \
+        for (int64_t i_ = 0; i_ < (int64_t)(rows) * (cols); i_++)                                  \
+            b_[i_] = (norm) ? 1.0f + 0.2f * frand() : 0.15f * frand();                             \
+        T_OK(!safetensors_writer_add(&w, nm, "F32", (cols) == 1 ? 1 : 2, sh_, b_,                  \
+                                     sizeof(float) * (rows) * (cols)));                            \
+    } while (0)
+    ADD_T("model.embed_tokens.weight", HV, HD, false);
+    ADD_T("model.norm.weight", HD, 1, true);
+    ADD_T("lm_head.weight", HV, HD, false);
+    static const char *const lin[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                       "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                       "mlp.down_proj"};
+    const int rows[7] = {HD, HKV * HD / HN, HKV * HD / HN, HD, HH, HH, HD};
+    const int cols[7] = {HD, HD, HD, HD, HD, HD, HH};
+    for (int l = 0; l < HL; l++) {
+        for (int i = 0; i < 7; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, lin[i]);
+            ADD_T(name, rows[i], cols[i], false);
+        }
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        ADD_T(name, HD, 1, true);
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        ADD_T(name, HD, 1, true);
+    }
+#undef ADD_T
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    T_OK(!safetensors_writer_set_meta(&w, "format", "pt"));
+    T_OK(!safetensors_writer_write(&w, path));
+    safetensors_writer_release(&w);
+    for (int i = 0; i < nb; i++) free(bufs[i]);
+    struct fixture fx;
+    memset(&fx, 0, sizeof fx);
+    if (model_load(&fx.m, dir)) {
+        T_FAIL_("cannot load the HF fixture %s", dir);
+        return;
+    }
+    T_EQ_INT(fx.m.cfg.rope_style, ROPE_NEOX);
+    /* windows of random tokens (no tokenizer needed) */
+    fx.cs.n_samples = HW, fx.cs.seqlen = HT;
+    fx.cs.tokens = malloc(sizeof(int) * HW * HT);
+    for (int i = 0; i < HW * HT; i++) fx.cs.tokens[i] = (int)((frand() + 1) * 0.5f * (HV - 1));
+    snprintf(fx.cs.path, sizeof fx.cs.path, "random tokens");
+    check_roundtrip(&fx, AUTOROUND_GGUF, 4, 32, true);
+    check_roundtrip(&fx, AUTOROUND_GPTQ, 3, 32, true);
+    fixture_release(&fx);
+}
+
+/* ---------------------------------------------------------------- (f) recipes and knobs */
+
+static void test_recipe_check(void) {
+    struct recipe r;
+    recipe_init(&r);
+    snprintf(r.id, sizeof r.id, "ar");
+    r.method = QMETHOD_AUTOROUND;
+    snprintf(r.weight_dtype, sizeof r.weight_dtype, "int4");
+    snprintf(r.compute_dtype, sizeof r.compute_dtype, "fp32");
+    err_set_quiet(true);
+    T_ERR(recipe_check(&r)); /* no calib_set */
+    T_CONTAINS(err_last(), "calib_set");
+    snprintf(r.calib_set, sizeof r.calib_set, "groups_merged");
+    T_OK(!recipe_check(&r));
+    static const struct {
+        const char *knobs, *msg; /* msg NULL: accepted */
+    } k[] = {
+        {"{\"recipe\":\"light\"}", NULL},
+        {"{\"recipe\":\"best\",\"iters\":20,\"lr\":0.01,\"minmax_lr\":0.02,\"batch_size\":4}",
+         NULL},
+        {"{\"enable_minmax_tuning\":false,\"enable_quanted_input\":false,\"not_use_best_mse\":true,"
+         "\"seed\":7,\"format\":\"gptq\"}", NULL},
+        {"{\"recipe\":\"fast\"}", "\"default\", \"light\" or \"best\""},
+        {"{\"iters\":-1}", "knob 'iters'"},
+        {"{\"iters\":1.5}", "knob 'iters'"},
+        {"{\"lr\":0}", "knob 'lr'"},
+        {"{\"batch_size\":0}", "knob 'batch_size'"},
+        {"{\"format\":\"awq\"}", "knob 'format'"},
+        {"{\"bogus\":1}", "autoround knows recipe"},
+        {"{\"format\":\"gguf\"}", "group_size must be 32"},
+        {"[1,2]", "not a JSON object"},
+    };
+    for (size_t i = 0; i < LB_ARRAY_LEN(k); i++) {
+        snprintf(r.knobs, sizeof r.knobs, "%s", k[i].knobs);
+        if (!k[i].msg) {
+            if (recipe_check(&r)) T_FAIL_("knobs %s refused: %s", k[i].knobs, err_last());
+        } else {
+            T_ERR(recipe_check(&r));
+            T_CONTAINS(err_last(), k[i].msg);
+        }
+    }
+    snprintf(r.knobs, sizeof r.knobs, "{\"nsamples\":16}");
+    T_OK(!recipe_check(&r));
+    r.calib_nsamples = 32;
+    T_ERR(recipe_check(&r));
+    T_CONTAINS(err_last(), "calib_nsamples");
+    r.calib_nsamples = 0;
+    snprintf(r.knobs, sizeof r.knobs, "{\"format\":\"gguf\"}");
+    r.group_size = 32, r.has_group_size = true;
+    T_OK(!recipe_check(&r));
+    snprintf(r.weight_dtype, sizeof r.weight_dtype, "int3");
+    T_ERR(recipe_check(&r)); /* GGUF has no 3-bit block we write */
+    r.knobs[0] = 0;
+    T_OK(!recipe_check(&r));
+    r.group_size = 96;
+    T_ERR(recipe_check(&r));
+    T_CONTAINS(err_last(), "group_size 96");
+    r.group_size = 128;
+    snprintf(r.weight_dtype, sizeof r.weight_dtype, "int5");
+    T_ERR(recipe_check(&r));
+    T_CONTAINS(err_last(), "int2, int3, int4 or int8");
+    snprintf(r.weight_dtype, sizeof r.weight_dtype, "int4");
+    r.bits = 3;
+    T_ERR(recipe_check(&r));
+    r.bits = 4;
+    r.double_quant = 1;
+    T_ERR(recipe_check(&r));
+    err_set_quiet(false);
+}
+
+/* ------------------------------------------------------- (g) stories260K through the CLI */
+
+/* a shell command on one thread, stdout+stderr into buf; its exit status */
+static int sh(const char *cmd, char *buf, size_t size) {
+    char full[8192], outp[300];
+    snprintf(outp, sizeof outp, "%s/sh.out", t_tmpdir());
+    snprintf(full, sizeof full, "OMP_NUM_THREADS=1 %s >%s 2>&1 </dev/null", cmd, outp);
+    const int st = system(full);
+    FILE *f = fopen(outp, "rb");
+    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static double ppl_of(const char *bin, const char *model, const char *text) {
+    static char out[65536];
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s ppl --model %s --text %s --protocol llamacpp", bin, model, text);
+    if (sh(cmd, out, sizeof out)) {
+        T_FAIL_("%s failed:\n%s", cmd, out);
+        return NAN;
+    }
+    const char *p = strstr(out, "PPL = ");
+    return p ? atof(p + 6) : NAN;
+}
+
+static void test_stories260k_cli(void) {
+    const char *bin = getenv("LOWBIT_BIN");
+    if (!bin) bin = "out/lowbit";
+    char mp[4096], text[4096], cmd[8192], csv[600], dir_a[600], dir_r[600], dir_g[600];
+    static char out[65536];
+    const char *p = T_DATA("models/stories260K.gguf");
+    if (!p) return;
+    snprintf(mp, sizeof mp, "%s", p);
+    if (!(p = T_DATA("datasets/tinystories/tinystories-valid.txt.1000"))) return;
+    snprintf(text, sizeof text, "%s", p);
+    snprintf(csv, sizeof csv, "%s/ar-recipes.csv", t_tmpdir());
+    snprintf(dir_a, sizeof dir_a, "%s/ar-w2g64", t_tmpdir());
+    snprintf(dir_r, sizeof dir_r, "%s/rtn-w2g64", t_tmpdir());
+    snprintf(dir_g, sizeof dir_g, "%s/ar-q4_0.gguf", t_tmpdir()); /* -o names the GGUF file */
+    FILE *f = fopen(csv, "wb");
+    if (f) { /* the autoround-w2g64 row made cheaper (50 iterations on 32 windows of 128) */
+        fprintf(f, "id,algorithm,weight_dtype,bits,group_size,sym,double_quant,compute_dtype,"
+                "calib_set,calib_nsamples,calib_seqlen,knobs\n"
+                "ar-w2g64,autoround,int2,2,64,1,,fp32,groups_merged,32,128,\"{\"\"iters\"\":50}\"\n"
+                "rtn-w2g64,rtn,int2,2,64,1,,fp32,,,,\n"
+                "ar-q4_0,autoround,int4,4,32,1,,fp32,groups_merged,16,64,"
+                "\"{\"\"format\"\":\"\"gguf\"\",\"\"recipe\"\":\"\"light\"\","
+                "\"\"iters\"\":10}\"\n");
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe ar-w2g64 --recipes %s -o %s", bin, mp,
+             csv, dir_a);
+    if (sh(cmd, out, sizeof out)) {
+        T_FAIL_("%s failed:\n%s", cmd, out);
+        return;
+    }
+    T_CONTAINS(out, "quant.autoround: 2-bit, group 64, sym (full range), recipe default: iters 50, "
+                    "lr 0.02, minmax_lr 0.02, batch_size 8");
+    T_CONTAINS(out, "55e9a15c5f33566725577a55f6782843b0126c0807a61ff26c6d0768894cc2b7");
+    T_CONTAINS(out, "32 x 128 tokens, seed 0, BOS + text");
+    T_CONTAINS(out, "20 of 35 block linears quantized"); /* the 172-wide MLP cannot be packed */
+    T_CONTAINS(out, "quant.autoround_seconds: ");
+    T_CONTAINS(out, "quant.autoround_peak_rss_mb: ");
+    T_CONTAINS(out, "quant.autoround_loss: block 1 ");
+    snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe rtn-w2g64 --recipes %s -o %s --quiet",
+             bin, mp, csv, dir_r);
+    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe ar-q4_0 --recipes %s -o %s", bin, mp,
+             csv, dir_g);
+    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    T_CONTAINS(out, "q4_0 for the tuned linears");
+    T_CONTAINS(out, "30 of 35 block linears quantized");
+    const char *gp = dir_g;
+    struct model m = MODEL_INIT;
+    T_OK(!model_load(&m, gp));
+    if (m.layers) {
+        T_EQ_INT(m.layers[0].wq.type, DTYPE_Q4_0);
+        T_EQ_INT(m.layers[0].w_gate.type, DTYPE_Q4_0);
+        T_EQ_INT(m.layers[0].w_down.type, DTYPE_F32); /* 172 columns: no whole Q4_0 blocks */
+    }
+    model_release(&m);
+    /* held-out perplexity: at 2 bits AutoRound loses far less than RTN (same bits, group, sym) */
+    const double pa = ppl_of(bin, dir_a, text), pr = ppl_of(bin, dir_r, text);
+    const double pg = ppl_of(bin, gp, text);
+    if (getenv("T_VERBOSE"))
+        fprintf(stderr, "  stories260K PPL: autoround w2g64 (50 iters, 32x128) %.4f, rtn w2g64 "
+                "%.4f; autoround q4_0 gguf (10 iters) %.4f\n", pa, pr, pg);
+    T_OK(isfinite(pg) && pg > 1 && pg < 20);
+    if (!(pa < 0.6 * pr)) T_FAIL_("autoround w2g64 PPL %.4f is not far below rtn's %.4f", pa, pr);
+}
+
+/* T_RUN with the seconds it took under T_VERBOSE */
+#define T_RUN_TIMED(fn)                                                                            \
+    do {                                                                                           \
+        const double t0_ = now_s();                                                                \
+        T_RUN(fn);                                                                                 \
+        if (getenv("T_VERBOSE")) fprintf(stderr, "  (%s: %.2f s)\n", #fn, now_s() - t0_);          \
+    } while (0)
+
+int main(void) {
+    lb_set_threads(1); /* (test_threads sets its own) */
+    T_RUN_TIMED(test_gradient_check);
+    T_RUN_TIMED(test_chain);
+    T_RUN_TIMED(test_forward_matches_eval);
+    T_RUN_TIMED(test_block_beats_rtn);
+    T_RUN_TIMED(test_threads);
+    T_RUN_TIMED(test_roundtrip);
+    T_RUN_TIMED(test_roundtrip_hf_source);
+    T_RUN_TIMED(test_recipe_check);
+    T_RUN_TIMED(test_stories260k_cli);
+    if (!t_failed) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_tmpdir());
+        if (system(cmd)) fprintf(stderr, "could not remove %s\n", t_tmpdir());
+    }
+    return T_DONE();
+}
