@@ -41,7 +41,7 @@ endif
 DEB_PKGS = gcc make pkg-config libjansson-dev libpcre2-dev libxml2-dev libcairo2-dev libcsv-dev \
            libsqlite3-dev python3-numpy fonts-dejavu-core \
            libdeflate-dev chromium nodejs clang \
-           slurm-wlm slurmctld slurmd slurm-client munge
+           slurm-wlm slurmctld slurmd slurm-client munge time
 DEPS_STAMP = out/.deps-ok
 
 LIB_SRC  = $(wildcard kernels/*.c eval/*.c quant/*.c render/*.c) $(filter-out gen/main.c,$(wildcard gen/*.c))
@@ -123,7 +123,17 @@ $(BUILD)/tests/test_render: tests/render_fixture.h
 
 bench: $(BIN) $(BUILD)/tests/bench_render
 	@sh tests/bench.sh $(BIN)
+	@sh tests/bench_quant.sh $(BIN)
 	@$(BUILD)/tests/bench_render $(BIN)
+	@sh tests/bench_train.sh $(BIN)
+
+# ---- the model zoo (README "Training and the zoo"): make zoo [ZOO_MODELS="zoo-1m ..."] ----
+# gen/zoo/NAME.conf trained on LOWBIT_DATA's TinyStories text into out/zoo/NAME-HASH (cached by a
+# hash of config, data and training code), linked as out/zoo/NAME; make report builds it first.
+ZOO_MODELS ?= zoo-1m zoo-4m zoo-15m
+.PHONY: zoo
+zoo: $(BIN)
+	@sh gen/zoo/zoo.sh $(BIN) $(ZOO_MODELS)
 
 # ---- the pipeline (README "The pipeline"): make report [FULL=1] [REPORT_JOBS=N] ----
 # gen/schema.sql is compiled into the binary (gen/db.c includes schema.inc). version.inc (rewritten
@@ -149,7 +159,7 @@ FORCE:
 
 REPORT_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 REPORT_ARGS ?=
-report: $(BIN)
+report: $(BIN) zoo
 	$(BIN) run -j $(REPORT_JOBS) $(if $(filter 1,$(FULL)),--full) $(REPORT_ARGS)
 	@$(BIN) render --help >/dev/null 2>&1 || { echo "make report: this lowbit has no 'render' command \
 	  yet (gen/cmd_render.c + render/): out/lowbit.db is built, out/site is not" >&2; exit 1; }

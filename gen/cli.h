@@ -18,6 +18,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_kld(int argc, char **argv);
 int cmd_quant(int argc, char **argv);
 int cmd_imatrix(int argc, char **argv);
+int cmd_train(int argc, char **argv); /* gen/cmd_train.c */
 
 /* the model's tokenizer: an explicit path (tokenizer.bin, tokenizer.json, .gguf) wins; else the
  * GGUF's own vocab, the HF directory's tokenizer.json, or tokenizer.bin beside a llama2.c file.

@@ -27,6 +27,7 @@ static const struct cli_cmd {
     {"import", cmd_import, "lm-evaluation-harness / Intel board results JSON into the database"},
     {"status", cmd_status, "the pipeline's plan: which jobs are done, failed or pending"},
     {"slurm", cmd_slurm, "the pipeline on a Slurm cluster: submit job arrays, their status, collect"},
+    {"train", cmd_train, "train a Llama decoder from scratch (AdamW, deterministic); GGUF + HF + loss curve"},
     {"bench", cmd_bench, "prefill tokens/s and GFLOP/s of a model, FMA peak of this machine"},
 };
 
