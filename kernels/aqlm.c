@@ -138,19 +138,7 @@ static void aq_deq(const struct tensor *w, int64_t n, int64_t k0, int64_t kc, fl
 /* ===== reference ===== */
 
 void aqlm_matmul_ref(float *y, const float *x, const struct tensor *w, int n_tok) {
-    const int64_t K = w->ne[0], N = tensor_nrows(w);
-    float *row = xmalloc((size_t)K * sizeof(float), "aqlm_matmul_ref row");
-    if (!row) BUG("aqlm_matmul_ref: no memory for one row of %lld floats", (long long)K);
-    for (int64_t n = 0; n < N; n++) {
-        aqlm_row_to_f32(w, n, row);
-        for (int t = 0; t < n_tok; t++) {
-            const float *xt = x + (size_t)t * (size_t)K;
-            float s = 0.0f;
-            for (int64_t k = 0; k < K; k++) s += row[k] * xt[k];
-            y[(size_t)t * (size_t)N + (size_t)n] = s;
-        }
-    }
-    free(row);
+    matmul_ref_rows(y, x, w, n_tok, aqlm_row_to_f32);
 }
 
 /* ===== lookup tables (B <= 8) ===== */

@@ -81,12 +81,13 @@ _Static_assert(MM_KC % 16 == 0, "K blocks hold whole 16-wide transposes");
 
 /* ===== reference ===== */
 
-void matmul_ref(float *y, const float *x, const struct tensor *w, int n_tok) {
+void matmul_ref_rows(float *y, const float *x, const struct tensor *w, int n_tok,
+                     void (*row_to_f32)(const struct tensor *, int64_t, float *)) {
     const int64_t K = w->ne[0], N = tensor_nrows(w);
-    float *row = xmalloc((size_t)K * sizeof(float), "matmul_ref row");
+    float *row = xmalloc((size_t)K * sizeof(float), "a reference matmul row");
     if (!row) BUG("matmul_ref: no memory for one row of %lld floats", (long long)K);
     for (int64_t n = 0; n < N; n++) {
-        tensor_row_to_f32(w, n, row);
+        row_to_f32(w, n, row);
         for (int t = 0; t < n_tok; t++) {
             const float *xt = x + (size_t)t * (size_t)K;
             float s = 0.0f;
@@ -95,6 +96,10 @@ void matmul_ref(float *y, const float *x, const struct tensor *w, int n_tok) {
         }
     }
     free(row);
+}
+
+void matmul_ref(float *y, const float *x, const struct tensor *w, int n_tok) {
+    matmul_ref_rows(y, x, w, n_tok, tensor_row_to_f32);
 }
 
 /* ===== the per-ISA table ===== */

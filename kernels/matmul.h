@@ -18,6 +18,9 @@
 #include "kernels/tensor.h"
 
 void matmul_ref(float *y, const float *x, const struct tensor *w, int n_tok);
+/* the same oracle with the row decoder given (matmul_q_ref, aqlm_matmul_ref use theirs) */
+void matmul_ref_rows(float *y, const float *x, const struct tensor *w, int n_tok,
+                     void (*row_to_f32)(const struct tensor *, int64_t, float *));
 void matmul(float *y, const float *x, const struct tensor *w, int n_tok);
 
 /* the instruction set the fast paths use here, e.g. "avx512", "avx2", "generic" (printed once by

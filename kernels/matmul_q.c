@@ -68,19 +68,7 @@ static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 /* ===== reference ===== */
 
 void matmul_q_ref(float *y, const float *x, const struct tensor *w, int n_tok) {
-    const int64_t K = w->ne[0], N = tensor_nrows(w);
-    float *row = xmalloc((size_t)K * sizeof(float), "matmul_q_ref row");
-    if (!row) BUG("matmul_q_ref: no memory for one row of %lld floats", (long long)K);
-    for (int64_t n = 0; n < N; n++) {
-        qtensor_row_to_f32(w, n, row);
-        for (int t = 0; t < n_tok; t++) {
-            const float *xt = x + (size_t)t * (size_t)K;
-            float s = 0.0f;
-            for (int64_t k = 0; k < K; k++) s += row[k] * xt[k];
-            y[(size_t)t * (size_t)N + (size_t)n] = s;
-        }
-    }
-    free(row);
+    matmul_ref_rows(y, x, w, n_tok, qtensor_row_to_f32);
 }
 
 /* ===== generic C dequantizers (stored columns [k0, k0+kc) of row n; k0 % 32 == 0; columns
