@@ -29,6 +29,7 @@
 #include "quant/quant.h"
 #include "quant/rtn.h"
 #include "tests/t.h"
+#include "tests/t_cli.h"
 
 /* a fixed LCG in [-1, 1) */
 static uint32_t rng = 2024;
@@ -649,18 +650,6 @@ static void test_recipes(void) {
 
 /* ===================================================================== (e) stories260K, the CLI */
 
-static int sh(const char *cmd, char *buf, size_t size) {
-    char full[8192], outp[300];
-    snprintf(outp, sizeof outp, "%s/sh.out", t_tmpdir());
-    snprintf(full, sizeof full, "OMP_NUM_THREADS=1 %s >%s 2>&1 </dev/null", cmd, outp);
-    const int st = system(full);
-    FILE *f = fopen(outp, "rb");
-    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static void test_stories260k(void) {
     const char *bin = getenv("LOWBIT_BIN");
     if (!bin) bin = "out/lowbit";
@@ -683,7 +672,7 @@ static void test_stories260k(void) {
     }
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe aqlm-t --recipes %s -o %s", bin, mp,
              csv, dir);
-    if (sh(cmd, out, sizeof out)) {
+    if (t_sh(cmd, out, sizeof out)) {
         T_FAIL_("%s failed:\n%s", cmd, out);
         return;
     }
@@ -715,7 +704,7 @@ static void test_stories260k(void) {
     }
     model_release(&m);
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --text %s --protocol llamacpp", bin, dir, text);
-    if (sh(cmd, out, sizeof out)) {
+    if (t_sh(cmd, out, sizeof out)) {
         T_FAIL_("%s failed:\n%s", cmd, out);
         return;
     }

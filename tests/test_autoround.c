@@ -46,6 +46,7 @@
 #include "quant/quant.h"
 #include "quant/rtn.h"
 #include "tests/t.h"
+#include "tests/t_cli.h"
 
 static uint32_t rng = 12345;
 static float frand(void) { /* [-1, 1) */
@@ -965,30 +966,6 @@ static void test_recipe_check(void) {
 /* ------------------------------------------------------- (g) stories260K through the CLI */
 
 /* a shell command on one thread, stdout+stderr into buf; its exit status */
-static int sh(const char *cmd, char *buf, size_t size) {
-    char full[8192], outp[300];
-    snprintf(outp, sizeof outp, "%s/sh.out", t_tmpdir());
-    snprintf(full, sizeof full, "OMP_NUM_THREADS=1 %s >%s 2>&1 </dev/null", cmd, outp);
-    const int st = system(full);
-    FILE *f = fopen(outp, "rb");
-    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static double ppl_of(const char *bin, const char *model, const char *text) {
-    static char out[65536];
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s ppl --model %s --text %s --protocol llamacpp", bin, model, text);
-    if (sh(cmd, out, sizeof out)) {
-        T_FAIL_("%s failed:\n%s", cmd, out);
-        return NAN;
-    }
-    const char *p = strstr(out, "PPL = ");
-    return p ? atof(p + 6) : NAN;
-}
-
 static void test_stories260k_cli(void) {
     const char *bin = getenv("LOWBIT_BIN");
     if (!bin) bin = "out/lowbit";
@@ -1016,7 +993,7 @@ static void test_stories260k_cli(void) {
     }
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe ar-w2g64 --recipes %s -o %s", bin, mp,
              csv, dir_a);
-    if (sh(cmd, out, sizeof out)) {
+    if (t_sh(cmd, out, sizeof out)) {
         T_FAIL_("%s failed:\n%s", cmd, out);
         return;
     }
@@ -1030,10 +1007,10 @@ static void test_stories260k_cli(void) {
     T_CONTAINS(out, "quant.autoround_loss: block 1 ");
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe rtn-w2g64 --recipes %s -o %s --quiet",
              bin, mp, csv, dir_r);
-    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe ar-q4_0 --recipes %s -o %s", bin, mp,
              csv, dir_g);
-    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
     T_CONTAINS(out, "q4_0 for the tuned linears");
     T_CONTAINS(out, "30 of 35 block linears quantized");
     const char *gp = dir_g;
@@ -1046,8 +1023,8 @@ static void test_stories260k_cli(void) {
     }
     model_release(&m);
     /* held-out perplexity: at 2 bits AutoRound loses far less than RTN (same bits, group, sym) */
-    const double pa = ppl_of(bin, dir_a, text), pr = ppl_of(bin, dir_r, text);
-    const double pg = ppl_of(bin, gp, text);
+    const double pa = t_ppl(bin, dir_a, text), pr = t_ppl(bin, dir_r, text);
+    const double pg = t_ppl(bin, gp, text);
     if (getenv("T_VERBOSE"))
         fprintf(stderr, "  stories260K PPL: autoround w2g64 (50 iters, 32x128) %.4f, rtn w2g64 "
                 "%.4f; autoround q4_0 gguf (10 iters) %.4f\n", pa, pr, pg);

@@ -25,6 +25,7 @@
 #include "quant/quant.h"
 #include "quant/rtn.h"
 #include "tests/t.h"
+#include "tests/t_cli.h"
 
 #define PYTHON "/usr/bin/python3"
 #define REF_SCRIPT "tests/ref/awq_ref.py"
@@ -285,30 +286,6 @@ static void test_recipe_check(void) {
 
 /* ----------------------------------------------------------------------- (c) stories260K */
 
-static int sh(const char *cmd, char *buf, size_t size) {
-    char full[8192], outp[300];
-    snprintf(outp, sizeof outp, "%s/sh.out", t_tmpdir());
-    snprintf(full, sizeof full, "OMP_NUM_THREADS=1 %s >%s 2>&1 </dev/null", cmd, outp);
-    const int st = system(full);
-    FILE *f = fopen(outp, "rb");
-    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static double ppl_of(const char *bin, const char *model, const char *text) {
-    static char out[65536];
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s ppl --model %s --text %s --protocol llamacpp", bin, model, text);
-    if (sh(cmd, out, sizeof out)) {
-        T_FAIL_("%s failed:\n%s", cmd, out);
-        return NAN;
-    }
-    const char *p = strstr(out, "PPL = ");
-    return p ? atof(p + 6) : NAN;
-}
-
 static void test_stories260k(void) {
     const char *bin = getenv("LOWBIT_BIN");
     if (!bin) bin = "out/lowbit";
@@ -323,7 +300,7 @@ static void test_stories260k(void) {
     snprintf(dir_r, sizeof dir_r, "%s/rtn-awq-w4g64", t_tmpdir());
     snprintf(dir_128, sizeof dir_128, "%s/awq-w4g128", t_tmpdir());
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe awq-w4g64 -o %s", bin, mp, dir_a);
-    if (sh(cmd, out, sizeof out)) {
+    if (t_sh(cmd, out, sizeof out)) {
         T_FAIL_("%s failed:\n%s", cmd, out);
         return;
     }
@@ -367,7 +344,7 @@ static void test_stories260k(void) {
     }
     model_release(&m);
     snprintf(cmd, sizeof cmd, "%s info %s", bin, dir_a);
-    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
     /* RTN in the same layout, and g128 (nothing of stories260K is holdable: all float) */
     snprintf(csv, sizeof csv, "%s/awq-recipes.csv", t_tmpdir());
     FILE *f = fopen(csv, "wb");
@@ -380,12 +357,12 @@ static void test_stories260k(void) {
     }
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe rtn-awq-w4g64 --recipes %s -o %s "
              "--quiet", bin, mp, csv, dir_r);
-    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe awq-w4g128 --recipes %s -o %s", bin, mp,
              csv, dir_128);
-    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
     T_CONTAINS(out, "0 of 35 block linears quantized");
-    const double pa = ppl_of(bin, dir_a, text), pr = ppl_of(bin, dir_r, text);
+    const double pa = t_ppl(bin, dir_a, text), pr = t_ppl(bin, dir_r, text);
     if (getenv("T_VERBOSE"))
         fprintf(stderr, "  stories260K PPL: awq-w4g64 %.4f, rtn (awq layout) w4g64 %.4f\n", pa, pr);
     T_OK(isfinite(pa) && pa > 1);
@@ -397,7 +374,7 @@ static void test_stories260k(void) {
     snprintf(dir_3, sizeof dir_3, "%s/awq-w3g64", t_tmpdir());
     snprintf(dir_r3, sizeof dir_r3, "%s/rtn-w3g64", t_tmpdir());
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe awq-w3g64 -o %s --quiet", bin, mp, dir_3);
-    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
     f = fopen(csv, "wb");
     if (f) {
         fprintf(f, "id,algorithm,weight_dtype,bits,group_size,sym,double_quant,compute_dtype,"
@@ -407,7 +384,7 @@ static void test_stories260k(void) {
     }
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe rtn-w3g64 --recipes %s -o %s --quiet",
              bin, mp, csv, dir_r3);
-    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
     snprintf(cp, sizeof cp, "%s/config.json", dir_3);
     cfg = json_load_file(cp, 0, &je);
     qc = json_object_get(cfg, "quantization_config");
@@ -422,7 +399,7 @@ static void test_stories260k(void) {
         T_EQ_INT(m.layers[0].wq.q_bits, 3);
     }
     model_release(&m);
-    const double p3 = ppl_of(bin, dir_3, text), pr3 = ppl_of(bin, dir_r3, text);
+    const double p3 = t_ppl(bin, dir_3, text), pr3 = t_ppl(bin, dir_r3, text);
     if (getenv("T_VERBOSE"))
         fprintf(stderr, "  stories260K PPL: awq-w3g64 %.4f, rtn w3g64 %.4f\n", p3, pr3);
     if (!(p3 < pr3)) T_FAIL_("awq-w3g64 PPL %.4f is not below rtn-w3g64's %.4f", p3, pr3);

@@ -27,6 +27,7 @@
 #include "quant/quant.h"
 #include "quant/rtn.h"
 #include "tests/t.h"
+#include "tests/t_cli.h"
 
 #define PYTHON "/usr/bin/python3"
 #define REF_SCRIPT "tests/ref/gptq_ref.py"
@@ -317,30 +318,6 @@ static void test_recipe_check(void) {
 
 /* run a shell command (one thread: forward's parallel loops on a loaded 2-core machine cost
  * more than they give at this size), stderr+stdout into buf */
-static int sh(const char *cmd, char *buf, size_t size) {
-    char full[8192], outp[300];
-    snprintf(outp, sizeof outp, "%s/sh.out", t_tmpdir());
-    snprintf(full, sizeof full, "OMP_NUM_THREADS=1 %s >%s 2>&1 </dev/null", cmd, outp);
-    const int st = system(full);
-    FILE *f = fopen(outp, "rb");
-    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static double ppl_of(const char *bin, const char *model, const char *text) {
-    static char out[65536];
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s ppl --model %s --text %s --protocol llamacpp", bin, model, text);
-    if (sh(cmd, out, sizeof out)) {
-        T_FAIL_("%s failed:\n%s", cmd, out);
-        return NAN;
-    }
-    const char *p = strstr(out, "PPL = ");
-    return p ? atof(p + 6) : NAN;
-}
-
 static void test_stories260k(void) {
     const char *bin = getenv("LOWBIT_BIN");
     if (!bin) bin = "out/lowbit";
@@ -354,7 +331,7 @@ static void test_stories260k(void) {
     snprintf(dir_g, sizeof dir_g, "%s/gptq-w4g128", t_tmpdir());
     snprintf(dir_r, sizeof dir_r, "%s/rtn-w4g128", t_tmpdir());
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe gptq-w4g128 -o %s", bin, mp, dir_g);
-    if (sh(cmd, out, sizeof out)) {
+    if (t_sh(cmd, out, sizeof out)) {
         T_FAIL_("%s failed:\n%s", cmd, out);
         return;
     }
@@ -365,7 +342,7 @@ static void test_stories260k(void) {
     T_CONTAINS(out, "20 of 35 block linears quantized");
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe rtn-w4g128 -o %s --quiet", bin, mp,
              dir_r);
-    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
     /* config.json */
     char cp[600];
     snprintf(cp, sizeof cp, "%s/config.json", dir_g);
@@ -409,7 +386,7 @@ static void test_stories260k(void) {
     }
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe gptq-w3g32 --recipes %s -o %s --quiet",
              bin, mp, csv, dir_p);
-    T_EQ_INT(sh(cmd, out, sizeof out), 0);
+    T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
     T_OK(!model_load(&m, dir_p));
     if (m.layers) {
         T_EQ_INT(m.layers[1].wk.type, DTYPE_QINT);
@@ -417,10 +394,10 @@ static void test_stories260k(void) {
         T_EQ_INT(m.layers[1].wk.q_group, 32);
     }
     model_release(&m);
-    const double pp = ppl_of(bin, dir_p, text);
+    const double pp = t_ppl(bin, dir_p, text);
     T_OK(isfinite(pp) && pp > 1 && pp < 100);
 
-    const double pg = ppl_of(bin, dir_g, text), pr = ppl_of(bin, dir_r, text);
+    const double pg = t_ppl(bin, dir_g, text), pr = t_ppl(bin, dir_r, text);
     if (getenv("T_VERBOSE"))
         fprintf(stderr, "  stories260K PPL: gptq %.4f, rtn %.4f, gptq w3g32 act-order %.4f\n", pg,
                 pr, pp);
