@@ -311,11 +311,16 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
     if (exec_json(db, model_upsert, m, model_keys, 12, 0, false) ||
         exec_json(db, recipe_upsert, q, recipe_keys, 12, 0, false))
         goto out;
-    json_t *head = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O}", "job_key", key, "model_id",
-                             model_id, "recipe_id", recipe_id, "status",
-                             json_object_get(r, "status"), "error", json_object_get(r, "error"),
-                             "log_tail", json_object_get(r, "log_tail"));
+    /* the run's own columns, then the validated identity on top (a "run" object that names
+     * job_key, model_id, ... itself must not override them: fuzz, NOT NULL constraint) */
+    json_t *head = json_object();
     json_object_update(head, run);
+    json_t *ids = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O}", "job_key", key, "model_id",
+                            model_id, "recipe_id", recipe_id, "status",
+                            json_object_get(r, "status"), "error", json_object_get(r, "error"),
+                            "log_tail", json_object_get(r, "log_tail"));
+    json_object_update(head, ids);
+    json_decref(ids);
     static const char *const all_keys[] = {
         "job_key", "model_id", "recipe_id", "status", "error", "log_tail", "started_at",
         "finished_at", "code_version", "host_cpu", "threads", "kernels_isa", "quant_seconds",

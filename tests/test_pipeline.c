@@ -665,7 +665,20 @@ static void test_malformed(void) {
         json_dump_file(r, p, 0);
         json_decref(r);
     }
+    /* a run object naming the identity columns itself (null job key, another model): the
+     * validated key and ids win (fuzz: the insert failed a NOT NULL constraint) */
+    snprintf(p, sizeof p, "%s/results/%s", tmp("A"), first);
+    if ((r = json_load_file(p, 0, NULL))) {
+        json_t *ru = json_object_get(r, "run");
+        json_object_set_new(ru, "job_key", json_null());
+        json_object_set_new(ru, "model_id", json_string("intruder"));
+        snprintf(p, sizeof p, "%s/results/%s", E, first);
+        json_dump_file(r, p, 0);
+        json_decref(r);
+    }
     T_EQ_INT(run("collect --results %s/results --db %s", E, db), 1);
+    T_OK(!strstr(err_buf, "NOT NULL"));
+    T_Q(db, "SELECT count(*) FROM runs WHERE model_id = 'intruder' OR job_key IS NULL", "0");
     T_CONTAINS(err_buf, garbage);
     T_CONTAINS(err_buf, "not-a-key.json");
     T_CONTAINS(err_buf, "skipped");
