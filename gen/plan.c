@@ -28,6 +28,7 @@
 #include "eval/sha256.h"
 #include "gen/pipeline.h"
 #include "kernels/common.h"
+#include "quant/calib.h"
 
 #if defined(__has_include)
 #if __has_include("gen/version.inc")
@@ -359,9 +360,14 @@ char *plan_key_text(const struct job *j) {
     free(rs);
     if (j->recipe.calib_set[0]) {
         char path[PIPE_PATH_MAX], hex[65];
-        if (pipe_expand(j->recipe.calib_set, path, sizeof path) ||
-            plan_hash_path(path, NULL, hex))
-            snprintf(hex, sizeof hex, "unreadable");
+        /* the file the quantizer will read (a name of datasets/calibration/, a path under
+         * LOWBIT_DATA/datasets/, or any path: calib_resolve); when it cannot be found the job
+         * fails with calib_resolve's message, here it only makes the key */
+        err_set_quiet(true);
+        const int bad = calib_resolve(j->recipe.calib_set, path, sizeof path) ||
+                        plan_hash_path(path, NULL, hex);
+        err_set_quiet(false);
+        if (bad) snprintf(hex, sizeof hex, "unreadable");
         sb_printf(&b, "calib %s\n", hex);
     }
     const struct eval_spec *ev = &j->ev;

@@ -478,6 +478,24 @@ static void test_keys(void) {
     CHANGED(b.ev.sha[PIPE_PPL][3] ^= 1);
     CHANGED(snprintf(b.tok_sha, sizeof b.tok_sha, "%064d", 7)); /* the tokenizer file */
     CHANGED(snprintf(b.code_hash, sizeof b.code_hash, "src.0123"));
+    /* the calibration file by its content, found as the quantizer finds it: a name of
+     * LOWBIT_DATA/datasets/calibration/ ("groups_merged") or a path */
+    b = a;
+    snprintf(b.recipe.calib_set, sizeof b.recipe.calib_set, "groups_merged");
+    char *ct = plan_key_text(&b);
+    T_OK(!strstr(ct, "calib unreadable") && strstr(ct, "calib "));
+    free(ct);
+    key_of(&b, k);
+    char kc[65];
+    snprintf(kc, sizeof kc, "%s", k);
+    spit(tmp("calib.txt"), "one calibration text\n");
+    snprintf(b.recipe.calib_set, sizeof b.recipe.calib_set, "%s", tmp("calib.txt"));
+    key_of(&b, k);
+    T_OK(strcmp(k, kc));
+    snprintf(kc, sizeof kc, "%s", k);
+    spit(tmp("calib.txt"), "another calibration text\n"); /* same path, other bytes */
+    key_of(&b, k);
+    T_OK(strcmp(k, kc));
     b = a; /* the describe part is for people only */
     snprintf(b.code_version, sizeof b.code_version, "v9.9-other-commit");
     key_of(&b, k);
