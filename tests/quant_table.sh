@@ -1,5 +1,6 @@
 #!/bin/sh
-# tests/quant_table.sh LOWBIT_BIN [RECIPE...]: what each quantizer costs in quality, on stories260K.
+# tests/quant_table.sh LOWBIT_BIN [RECIPE...]: what each quantizer costs in quality, on stories260K
+# (or MODEL=path/to/model.gguf NAME=label: e.g. a zoo model, out/zoo/zoo-15m/model.gguf).
 #
 # For each recipe (rows of gen/recipes.csv; default: RTN, GPTQ, AWQ and AutoRound at 4, 3 and 2
 # bits, AQLM, and two llama.cpp mixes for scale) `lowbit quant --recipe` writes the artifact, then
@@ -18,23 +19,24 @@ DATA=${LOWBIT_DATA:-../shared/data}
 RECIPES_CSV=${RECIPES:-gen/recipes.csv}
 LIST=${*:-"fp32 rtn-w4g128 gptq-w4g128 awq-w4g64 autoround-w4g128 rtn-w3g128 gptq-w3g128 awq-w3g64 \
 autoround-w3g128 rtn-w2g64 gptq-w2g64 awq-w2g64 autoround-w2g64 aqlm-2x8g8 aqlm-1x8g4 gguf-q4_k_m gguf-q2_k"}
-M=$DATA/models/stories260K.gguf
+M=${MODEL:-$DATA/models/stories260K.gguf}
+NAME=${NAME:-stories260K}
 TEXT=$DATA/datasets/tinystories/tinystories-valid.txt.1000
 OUT=out/quality
 die() { echo "quant_table: $*" >&2; exit 1; }
 [ -x "$BIN" ] || die "no lowbit binary at $BIN (run make first)"
 for f in "$M" "$TEXT"; do [ -f "$f" ] || die "missing $f (set LOWBIT_DATA; see its MANIFEST.md)"; done
 mkdir -p "$OUT"
-BASE=$OUT/stories260K-fp32.gguf
+BASE=$OUT/$NAME-fp32.gguf
 [ -f "$BASE" ] || "$BIN" quant --model "$M" --recipe fp32 --recipes "$RECIPES_CSV" -o "$BASE" --quiet
 
 {
-echo "## stories260K: held-out TinyStories PPL and KLD vs fp32, by recipe"
+echo "## $NAME: held-out TinyStories PPL and KLD vs fp32, by recipe"
 echo
 echo "| recipe | algorithm | bits | bpw (quantized modules) | bpw (file) | PPL | ΔPPL | mean KLD | KLD p99 | same top % | quant s |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for id in $LIST; do
-    art=$OUT/$id
+    art=$OUT/$NAME-$id
     rm -rf "$art" "$art.quant.log"
     t0=$(date +%s.%N)
     "$BIN" quant --model "$M" --recipe "$id" --recipes "$RECIPES_CSV" -o "$art" >"$art.quant.log" 2>&1 ||
@@ -69,4 +71,4 @@ print('| %s | %s | %s | %s | %s | %.4f | %+.4f | %.5f | %s | %.2f | %.1f |' % (
     k['ppl'], k['ppl'] - k['ppl_base'], k['kld_mean'], fmt(p99, 4), 100 * k['same_top'], t1 - t0))
 EOF
 done
-} | tee "$OUT/stories260K.md"
+} | tee "$OUT/$NAME.md"
