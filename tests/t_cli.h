@@ -1,6 +1,7 @@
 /* tests/t_cli.h: running the lowbit binary from a test (shared by the quantizer tests).
- * t_sh: a shell command with OMP_NUM_THREADS=1, stdout+stderr captured into buf; its exit status
- * (128 when killed). t_ppl: `lowbit ppl --protocol llamacpp` of a model on a text, NAN (and a
+ * t_sh: a shell command with OMP_NUM_THREADS=1 (forward's parallel loops on a loaded 2-core
+ * machine cost more than they give at stories260K's size), stdout+stderr captured into buf; its
+ * exit status (128 when killed). t_ppl: `lowbit ppl --protocol llamacpp` of a model on a text, NAN (and a
  * failure) when the command fails. t_bin: $LOWBIT_BIN (set by tests/run.sh) or out/lowbit. */
 #ifndef TESTS_T_CLI_H
 #define TESTS_T_CLI_H

@@ -651,8 +651,7 @@ static void test_recipes(void) {
 /* ===================================================================== (e) stories260K, the CLI */
 
 static void test_stories260k(void) {
-    const char *bin = getenv("LOWBIT_BIN");
-    if (!bin) bin = "out/lowbit";
+    const char *bin = t_bin();
     char mp[4096], text[4096], cmd[8192], dir[512], csv[512];
     static char out[65536];
     const char *p = T_DATA("models/stories260K.gguf");

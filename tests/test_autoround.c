@@ -967,8 +967,7 @@ static void test_recipe_check(void) {
 
 /* a shell command on one thread, stdout+stderr into buf; its exit status */
 static void test_stories260k_cli(void) {
-    const char *bin = getenv("LOWBIT_BIN");
-    if (!bin) bin = "out/lowbit";
+    const char *bin = t_bin();
     char mp[4096], text[4096], cmd[8192], csv[600], dir_a[600], dir_r[600], dir_g[600];
     static char out[65536];
     const char *p = T_DATA("models/stories260K.gguf");

@@ -287,8 +287,7 @@ static void test_recipe_check(void) {
 /* ----------------------------------------------------------------------- (c) stories260K */
 
 static void test_stories260k(void) {
-    const char *bin = getenv("LOWBIT_BIN");
-    if (!bin) bin = "out/lowbit";
+    const char *bin = t_bin();
     char mp[4096], text[4096], cmd[8192], dir_a[512], dir_r[512], dir_128[512], csv[600];
     static char out[65536];
     const char *p = T_DATA("models/stories260K.gguf");

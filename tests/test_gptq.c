@@ -316,11 +316,8 @@ static void test_recipe_check(void) {
 
 /* ----------------------------------------------------------------------- stories260K, the CLI */
 
-/* run a shell command (one thread: forward's parallel loops on a loaded 2-core machine cost
- * more than they give at this size), stderr+stdout into buf */
 static void test_stories260k(void) {
-    const char *bin = getenv("LOWBIT_BIN");
-    if (!bin) bin = "out/lowbit";
+    const char *bin = t_bin();
     char mp[4096], text[4096], cmd[8192], dir_g[512], dir_r[512];
     static char out[65536];
     const char *p = T_DATA("models/stories260K.gguf");
