@@ -238,7 +238,9 @@ static const char collect_help[] =
     "  Loads every result file into the database, one transaction each, idempotently (a file\n"
     "  already loaded with the same content changes nothing); one run per model × recipe, the\n"
     "  latest finished winning. A malformed file is reported by name and skipped (exit status\n"
-    "  1 at the end). Ends with PRAGMA integrity_check.\n";
+    "  1 at the end). A model whose file has lowbit train's train.json and curve.csv beside\n"
+    "  it also gets its training rows (tables training, training_curve; a malformed file is a\n"
+    "  warning, not an error). Ends with PRAGMA integrity_check.\n";
 
 int cmd_collect(int argc, char **argv) {
     struct collect_opts o = {.results_dir = "out/results", .db_path = "out/lowbit.db"};

@@ -10,13 +10,23 @@
  * One run per model × recipe: the leaderboard view lists every ok run, so when a newer result
  * for the same model and recipe arrives (new code, data or model files = a new key), it replaces
  * the older run. The winner: the current plan's key (when `lowbit run` calls collect), else the
- * later finished_at, else the larger key. Older result files stay on disk. */
+ * later finished_at, else the larger key. Older result files stay on disk.
+ *
+ * Training provenance: when a model row is written and the model's file lies in a directory that
+ * also holds lowbit train's train.json and curve.csv (gen/cmd_train.c), the same transaction
+ * replaces the model's rows of training and training_curve with those files' contents (nothing
+ * is written when the same bytes are already there). A malformed file is one warning line naming
+ * it: the model is recorded without training rows and the run goes on. Each model is looked at
+ * once per collect: from the plan's models.csv row when a plan is given, else from the first
+ * lowbit result file that records it. */
 #include <dirent.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "eval/sha256.h"
 #include "gen/cli.h"
@@ -265,8 +275,218 @@ static int query_row(sqlite3 *db, const char *sql, const char *a, const char *b,
     return rc == SQLITE_ROW ? 1 : 0;
 }
 
+/* ===== training provenance ===== */
+
+/* the models whose training rows this collect has looked at (each once) */
+struct training_seen {
+    char **ids;
+    int n, cap;
+};
+
+static bool training_seen_add(struct training_seen *ts, const char *id) {
+    for (int i = 0; i < ts->n; i++)
+        if (!strcmp(ts->ids[i], id)) return false;
+    if (ts->n == ts->cap) {
+        int cap = ts->cap ? 2 * ts->cap : 16;
+        char **p = realloc(ts->ids, (size_t)cap * sizeof *p);
+        if (!p) return true; /* not remembered: looked at again, which is only slower */
+        ts->ids = p;
+        ts->cap = cap;
+    }
+    if ((ts->ids[ts->n] = strdup(id))) ts->n++;
+    return true;
+}
+
+static void training_seen_release(struct training_seen *ts) {
+    for (int i = 0; i < ts->n; i++) free(ts->ids[i]);
+    free(ts->ids);
+    memset(ts, 0, sizeof *ts);
+}
+
+/* where lowbit train would have put train.json for a model at path (expanded): the directory of
+ * a model file, a model directory itself, or the parent of lowbit train's OUT/hf/. false when
+ * the path does not exist. */
+static bool training_dir(const char *path, char *dir, size_t size) {
+    struct stat st;
+    if (stat(path, &st)) return false;
+    snprintf(dir, size, "%s", path);
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
+    char probe[PIPE_PATH_MAX + 16];
+    snprintf(probe, sizeof probe, "%s/train.json", dir);
+    if (S_ISDIR(st.st_mode) && !access(probe, F_OK)) return true;
+    char *slash = strrchr(dir, '/');
+    if (S_ISDIR(st.st_mode) && strcmp(slash ? slash + 1 : dir, "hf")) return true;
+    if (!slash) snprintf(dir, size, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    return true;
+}
+
+/* train.json (a JSON object, as compact text with sorted keys: owned) and curve.csv's rows of
+ * dir, and the sha256 of their bytes; -1 with a message naming the file */
+static int training_read(const char *dir, char **json_text, struct curve_row **rows, int *n_rows,
+                         char sha[65]) {
+    char path[PIPE_PATH_MAX + 16];
+    char *buf = NULL, *cbuf = NULL;
+    size_t len = 0, clen = 0;
+    json_t *j = NULL;
+    json_error_t je;
+    int ret = -1;
+    *json_text = NULL;
+    *rows = NULL;
+    *n_rows = 0;
+    snprintf(path, sizeof path, "%s/train.json", dir);
+    if (read_file_all(path, "train.json", &buf, &len)) goto out;
+    if (!(j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je))) {
+        err("%s: not JSON: line %d: %s", path, je.line, je.text);
+        goto out;
+    }
+    if (!json_is_object(j)) {
+        err("%s: not a JSON object (expected lowbit train's summary)", path);
+        goto out;
+    }
+    if (!(*json_text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)))) {
+        err("%s: out of memory", path);
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/curve.csv", dir);
+    if (read_file_all(path, "curve.csv", &cbuf, &clen) || csvin_curve(path, rows, n_rows))
+        goto out;
+    struct sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, buf, len);
+    sha256_update(&h, "", 1);
+    sha256_update(&h, cbuf, clen);
+    sha256_hex(&h, sha);
+    ret = 0;
+out:
+    if (ret) {
+        free(*json_text);
+        *json_text = NULL;
+    }
+    json_decref(j);
+    free(buf);
+    free(cbuf);
+    return ret;
+}
+
+static int bind_step(sqlite3 *db, sqlite3_stmt *st) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : err("collect: %s", sqlite3_errmsg(db));
+}
+
+static void bind_real_or_null(sqlite3_stmt *st, int i, double v) {
+    if (isnan(v)) sqlite3_bind_null(st, i);
+    else sqlite3_bind_double(st, i, v);
+}
+
+/* the training rows of model_id from the files beside raw_path (models.csv's path, ${VAR}s not
+ * yet expanded), inside the caller's transaction. -1 only for a database error; a malformed file
+ * is a warning (the model keeps no training rows). */
+static int record_training(sqlite3 *db, const char *model_id, const char *raw_path,
+                           struct training_seen *seen) {
+    if (!model_id || !raw_path || !training_seen_add(seen, model_id)) return 0;
+    char path[PIPE_PATH_MAX], dir[PIPE_PATH_MAX], probe[PIPE_PATH_MAX + 16], sha[65] = "";
+    char *json_text = NULL, *old_sha = NULL, *old_dir = NULL;
+    struct curve_row *rows = NULL;
+    int n_rows = 0, ret = -1;
+    sqlite3_stmt *st = NULL;
+    bool found = false;
+    err_set_quiet(true);
+    if (!pipe_expand(raw_path, path, sizeof path) && training_dir(path, dir, sizeof dir)) {
+        snprintf(probe, sizeof probe, "%s/train.json", dir);
+        found = !access(probe, F_OK);
+        snprintf(probe, sizeof probe, "%s/curve.csv", dir);
+        found = found && !access(probe, F_OK);
+    }
+    int bad = found ? training_read(dir, &json_text, &rows, &n_rows, sha) : 0;
+    err_set_quiet(false);
+    if (bad)
+        fprintf(stderr, "lowbit: collect: warning: %s; model %s is recorded without training "
+                "rows\n", err_last(), model_id);
+    const bool have = found && !bad;
+    /* the same files already recorded: nothing to write */
+    sqlite3_int64 unused;
+    int rc = query_row(db, "SELECT 0, files_sha256, source_dir FROM training WHERE model_id = ?1",
+                       model_id, NULL, NULL, &unused, &old_sha, &old_dir);
+    if (rc < 0) goto out;
+    if (rc == 0 && !have) {
+        ret = 0;
+        goto out;
+    }
+    if (rc == 1 && have && old_sha && old_dir && !strcmp(old_sha, sha) && !strcmp(old_dir, dir)) {
+        ret = 0;
+        goto out;
+    }
+    static const char *const del[] = {"DELETE FROM training_curve WHERE model_id = ?1",
+                                      "DELETE FROM training WHERE model_id = ?1"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(del); i++) {
+        if (sqlite3_prepare_v2(db, del[i], -1, &st, NULL) != SQLITE_OK) {
+            err("collect: %s", sqlite3_errmsg(db));
+            goto out;
+        }
+        sqlite3_bind_text(st, 1, model_id, -1, SQLITE_TRANSIENT);
+        rc = bind_step(db, st);
+        sqlite3_finalize(st);
+        st = NULL;
+        if (rc) goto out;
+    }
+    if (!have) {
+        ret = 0;
+        goto out;
+    }
+    if (sqlite3_prepare_v2(db, "INSERT INTO training (model_id, train_json, source_dir, "
+                               "files_sha256) VALUES (?1, ?2, ?3, ?4)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        err("collect: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, model_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, json_text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, dir, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, sha, -1, SQLITE_TRANSIENT);
+    rc = bind_step(db, st);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc) goto out;
+    if (sqlite3_prepare_v2(db, "INSERT INTO training_curve (model_id, step, tokens, train_loss, "
+                               "heldout_loss, lr, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        err("collect: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    for (int i = 0; i < n_rows; i++) {
+        const struct curve_row *c = &rows[i];
+        sqlite3_bind_text(st, 1, model_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, c->step);
+        sqlite3_bind_int64(st, 3, c->tokens);
+        sqlite3_bind_double(st, 4, c->train_loss);
+        bind_real_or_null(st, 5, c->heldout_loss);
+        bind_real_or_null(st, 6, c->lr);
+        bind_real_or_null(st, 7, c->seconds);
+        if (bind_step(db, st)) goto out;
+    }
+    ret = 0;
+out:
+    sqlite3_finalize(st);
+    free(json_text);
+    free(rows);
+    free(old_sha);
+    free(old_dir);
+    return ret;
+}
+
+static bool plan_has_model(const struct plan *p, const char *id) {
+    for (int i = 0; p && id && i < p->n_jobs; i++)
+        if (!strcmp(p->jobs[i].model.id, id)) return true;
+    return false;
+}
+
 static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file,
-                       const struct plan *plan, enum outcome *out) {
+                       const struct plan *plan, struct training_seen *seen, enum outcome *out) {
     const char *key = json_string_value(json_object_get(r, "job_key"));
     json_t *m = json_object_get(r, "model"), *q = json_object_get(r, "recipe"),
            *run = json_object_get(r, "run");
@@ -310,6 +530,12 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
     /* 3. the rows */
     if (exec_json(db, model_upsert, m, model_keys, 12, 0, false) ||
         exec_json(db, recipe_upsert, q, recipe_keys, 12, 0, false))
+        goto out;
+    /* training provenance beside the model file: for lowbit's own results (an imported file's
+     * path names no file of ours) of models the plan does not name (load_catalog does those) */
+    const char *origin = json_string_value(json_object_get(r, "origin"));
+    if (origin && !strcmp(origin, "lowbit") && !plan_has_model(plan, model_id) &&
+        record_training(db, model_id, json_string_value(json_object_get(m, "path")), seen))
         goto out;
     /* the run's own columns, then the validated identity on top (a "run" object that names
      * job_key, model_id, ... itself must not override them: fuzz, NOT NULL constraint) */
@@ -404,12 +630,13 @@ out:
 }
 
 /* the plan's CSV rows refresh the models/recipes metadata (display names, licenses, notes) */
-static int load_catalog(sqlite3 *db, const struct plan *p) {
+static int load_catalog(sqlite3 *db, const struct plan *p, struct training_seen *seen) {
     for (int i = 0; i < p->n_jobs; i++) {
         const struct job *j = &p->jobs[i];
         json_t *m = model_row_to_json(&j->model), *q = recipe_to_json(&j->recipe);
         json_object_set_new(m, "files_sha256", j->model_sha[0] ? json_string(j->model_sha) : json_null());
         int rc = exec_json(db, model_upsert, m, model_keys, 12, 0, false);
+        if (!rc) rc = record_training(db, j->model.id, j->model.path, seen);
         if (!rc) rc = exec_json(db, recipe_upsert, q, recipe_keys, 12, 0, false);
         json_decref(m);
         json_decref(q);
@@ -427,6 +654,7 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
     sqlite3 *db = NULL;
     char **names = NULL;
     int n = 0, cap = 0, ret = -1;
+    struct training_seen seen = {0};
     DIR *d = opendir(o->results_dir);
     if (d) {
         struct dirent *e;
@@ -477,7 +705,7 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
         free(buf);
         enum outcome oc = O_UNCHANGED;
         int rc = db_exec(db, "BEGIN IMMEDIATE", "starting a transaction");
-        if (!rc) rc = load_result(db, r, sha, names[i], o->plan, &oc);
+        if (!rc) rc = load_result(db, r, sha, names[i], o->plan, &seen, &oc);
         json_decref(r);
         if (!rc) rc = db_exec(db, "COMMIT", "committing");
         if (rc) {
@@ -494,7 +722,7 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
     }
     if (o->plan) {
         int rc = db_exec(db, "BEGIN IMMEDIATE", "starting a transaction");
-        if (!rc) rc = load_catalog(db, o->plan);
+        if (!rc) rc = load_catalog(db, o->plan, &seen);
         if (!rc) rc = db_exec(db, "COMMIT", "committing");
         if (rc) {
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -510,6 +738,7 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
 out:
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
+    training_seen_release(&seen);
     db_close(db);
     return ret;
 }

@@ -1,4 +1,5 @@
-/* gen/csvin.c: models.csv and recipes.csv (RFC 4180 through libcsv), ids and ${VAR} paths.
+/* gen/csvin.c: models.csv, recipes.csv and lowbit train's curve.csv (RFC 4180 through libcsv),
+ * ids and ${VAR} paths.
  *
  * Both files have a header row naming their columns (any order, all but the required ones
  * optional); a row whose first cell starts with '#' is a comment. Cells are trimmed; an empty
@@ -438,6 +439,77 @@ int csvin_recipes(const char *path, struct recipe **rows, int *n) {
     }
     if (!k) {
         err("%s: no recipe rows", path);
+        goto out;
+    }
+    *rows = out;
+    *n = k;
+    out = NULL;
+    ret = 0;
+out:
+    free(out);
+    table_release(&t);
+    return ret;
+}
+
+/* ===== curve.csv (lowbit train) ===== */
+
+enum { CC_STEP, CC_TOKENS, CC_TRAIN, CC_HELDOUT, CC_LR, CC_SECONDS, CC_N };
+static const char *const curve_cols[CC_N] = {"step", "tokens", "train_loss", "heldout_loss", "lr",
+                                             "seconds"};
+
+/* a number in [lo, hi] (an integer when integer); NAN for an empty cell when optional */
+static int cell_real(const char *file, int row, const char *col, const char *v, double lo,
+                     double hi, bool integer, bool optional, double *out) {
+    *out = NAN;
+    if (!v) {
+        if (optional) return 0;
+        return err("%s: row %d, column %s: empty (expected a number)", file, row, col);
+    }
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(x) || x < lo || x > hi || (integer && x != floor(x)))
+        return err("%s: row %d, column %s: '%s' is not %s in [%g, %g]", file, row, col, v,
+                   integer ? "an integer" : "a number", lo, hi);
+    *out = x;
+    return 0;
+}
+
+int csvin_curve(const char *path, struct curve_row **rows, int *n) {
+    *rows = NULL;
+    *n = 0;
+    struct csv_table t;
+    if (table_read(path, &t)) return -1;
+    int col[CC_N], ret = -1, k = 0;
+    static const char *const req[] = {"step", "tokens", "train_loss", "heldout_loss", NULL};
+    struct curve_row *out = NULL;
+    if (columns(path, &t, curve_cols, CC_N, req, col)) goto out;
+    out = xcalloc((size_t)t.n_rows, sizeof *out, "curve rows");
+    if (!out) goto out;
+    for (int r = 1; r < t.n_rows; r++) {
+        if (comment_row(&t, r)) continue;
+        double v[CC_N];
+        static const double hi[CC_N] = {2147483647.0, 9007199254740992.0, 1e6, 1e6, 1e6, 1e12};
+        for (int c = 0; c < CC_N; c++)
+            if (cell_real(path, r, curve_cols[c], cell(&t, r, col[c]), c == CC_STEP ? 1 : 0, hi[c],
+                          c <= CC_TOKENS, c >= CC_HELDOUT, &v[c]))
+                goto out;
+        struct curve_row *o = &out[k];
+        o->step = (long long)v[CC_STEP];
+        o->tokens = (long long)v[CC_TOKENS];
+        o->train_loss = v[CC_TRAIN];
+        o->heldout_loss = v[CC_HELDOUT];
+        o->lr = v[CC_LR];
+        o->seconds = v[CC_SECONDS];
+        if (k && o->step <= out[k - 1].step) {
+            err("%s: row %d, column step: %lld after %lld (steps must increase)", path, r,
+                o->step, out[k - 1].step);
+            goto out;
+        }
+        k++;
+    }
+    if (!k) {
+        err("%s: no rows after the header", path);
         goto out;
     }
     *rows = out;

@@ -10,7 +10,7 @@
  * current one: migrations[v] upgrades v → v+1, all steps inside the one transaction that also
  * sets user_version, so an interrupted upgrade leaves the old version. A newer database than
  * this binary knows is refused. A schema change = add columns/tables to schema.sql, bump its
- * user_version and DB_SCHEMA_VERSION, and add the ALTER TABLE step below. */
+ * user_version and DB_SCHEMA_VERSION, and add the ALTER TABLE / CREATE TABLE step below. */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +24,14 @@
 /* migrations[v]: SQL taking version v to v + 1 (v >= 1; version 0 is created from scratch) */
 static const char *const migrations[DB_SCHEMA_VERSION] = {
     [0] = NULL, /* schema.sql */
+    /* 1 -> 2: the training provenance of models trained by lowbit train (the same tables as
+     * schema.sql's; tests/test_pipeline.c compares their columns on a migrated database) */
+    [1] = "CREATE TABLE IF NOT EXISTS training (model_id TEXT PRIMARY KEY REFERENCES models(id), "
+          "train_json TEXT NOT NULL, source_dir TEXT NOT NULL, files_sha256 TEXT NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS training_curve (model_id TEXT NOT NULL REFERENCES "
+          "training(model_id) ON DELETE CASCADE, step INTEGER NOT NULL, tokens INTEGER NOT NULL, "
+          "train_loss REAL NOT NULL, heldout_loss REAL, lr REAL, seconds REAL, "
+          "PRIMARY KEY (model_id, step));",
 };
 
 const char *db_schema_sql(void) { return (const char *)lowbit_schema_sql; }

@@ -76,6 +76,20 @@ struct model_row {
 int csvin_models(const char *path, struct model_row **rows, int *n);
 int csvin_recipes(const char *path, struct recipe **rows, int *n);
 
+/* ===== training provenance: lowbit train's OUT/curve.csv (gen/csvin.c) ===== */
+
+/* one row of curve.csv (gen/cmd_train.c: step,tokens,train_loss,heldout_loss,lr,seconds) */
+struct curve_row {
+    long long step, tokens;   /* optimizer steps done, training tokens seen */
+    double train_loss;        /* nats/token */
+    double heldout_loss, lr, seconds; /* NAN: an empty cell or no such column (lr, seconds) */
+};
+/* read a curve.csv: a header naming the columns (any order; step, tokens, train_loss and
+ * heldout_loss required, lr and seconds optional), then at least one row; integers for step (>= 1,
+ * strictly increasing) and tokens (>= 0), finite numbers >= 0 for the rest. *rows is owned
+ * (free()). -1 with a message naming the file, row and column. */
+int csvin_curve(const char *path, struct curve_row **rows, int *n);
+
 /* ===== what every job evaluates (gen/plan.c) ===== */
 
 /* task slots: the lm-eval tasks (enum task_id), then the two protocols on WikiText-2 raw test */
@@ -245,7 +259,7 @@ int run_plan(const struct plan *p, const struct run_opts *o, struct run_stats *s
 
 /* ===== database (gen/db.c) ===== */
 struct sqlite3;
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2 /* 2: tables training, training_curve */
 /* open (creating the file and directories) and bring the schema to DB_SCHEMA_VERSION inside one
  * transaction; a newer database is refused. Rollback journal, synchronous FULL, foreign keys on. */
 int db_open(const char *path, struct sqlite3 **db);

@@ -1,4 +1,4 @@
--- gen/schema.sql: the lowbit database (out/lowbit.db), schema version 1.
+-- gen/schema.sql: the lowbit database (out/lowbit.db), schema version 2.
 --
 -- The contract between the pipeline (gen/: the only writer, through `lowbit collect`) and the site
 -- (render/: reads SQL only). One row per model, per recipe, per run (a model × recipe job), per
@@ -97,6 +97,33 @@ CREATE TABLE IF NOT EXISTS provenance (
     PRIMARY KEY (run_id, key)
 );
 
+-- Training provenance of a model trained by `lowbit train` (gen/cmd_train.c writes OUT/train.json
+-- and OUT/curve.csv beside OUT/model.gguf). collect records it with the model row, in the same
+-- transaction, when the model's file (or HF directory, or lowbit train's OUT/hf/) lies in a
+-- directory holding both files: every record of the model replaces its rows; a model without
+-- them, or with a malformed one (a warning names the file), has none. Version 2.
+CREATE TABLE IF NOT EXISTS training (
+    model_id    TEXT PRIMARY KEY REFERENCES models(id),
+    train_json  TEXT NOT NULL,           -- train.json's object (compact, keys sorted): model shape,
+                                         -- optimizer settings, params, train_tokens_seen,
+                                         -- heldout_loss + heldout_protocol, train_seconds ...
+    source_dir  TEXT NOT NULL,           -- the directory both files were read from
+    files_sha256 TEXT NOT NULL           -- sha256 of train.json's bytes, a NUL, curve.csv's bytes
+                                         -- (the same files again change nothing)
+);
+
+CREATE TABLE IF NOT EXISTS training_curve (
+    model_id     TEXT NOT NULL REFERENCES training(model_id) ON DELETE CASCADE,
+    step         INTEGER NOT NULL,       -- optimizer steps done
+    tokens       INTEGER NOT NULL,       -- training tokens seen by then
+    train_loss   REAL NOT NULL,          -- mean training loss since the previous row (nats/token)
+    heldout_loss REAL,                   -- held-out loss at this step (nats/token; the last row
+                                         -- scores every held-out document)
+    lr           REAL,                   -- learning rate at this step
+    seconds      REAL,                   -- training wall time so far
+    PRIMARY KEY (model_id, step)
+);
+
 -- The board: one row per successful run. average = plain mean of the ten tasks' acc (Intel's
 -- "Average"), NULL unless all ten are present.
 CREATE VIEW IF NOT EXISTS leaderboard AS
@@ -110,4 +137,4 @@ SELECT r.id AS run_id, r.model_id, m.display_name, m.family, m.model_type, m.bas
 FROM runs r JOIN models m ON m.id = r.model_id JOIN recipes c ON c.id = r.recipe_id
 WHERE r.status = 'ok';
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;

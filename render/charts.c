@@ -6,8 +6,10 @@
  *   bpw   average accuracy vs measured bits per weight, every ok run, Pareto frontier drawn;
  *   heat  per-task accuracy change from the baseline, percentage points, one row per variant;
  *   cost  quantization time and peak memory per method (median, whiskers min..max).
+ *   training  (a model trained by lowbit train) train and held-out loss vs tokens seen.
  * Across all models (charts/size-accuracy, charts/size-ppl): accuracy and wikitext perplexity vs
- * size on disk (log axis), Pareto frontier drawn.
+ * size on disk (log axis), Pareto frontier drawn; charts/training-heldout (when the database has
+ * trained models): the held-out loss curve of each, smallest model first.
  *
  * Layout, top to bottom: title, legend rows, the y axis's title (horizontal, no rotated text),
  * the plot, tick labels, the x axis's title. Labels that would collide are skipped, never drawn
@@ -769,11 +771,165 @@ static void draw_cost(struct chart *c, const void *data) {
     cost_panel(c, C, 1, mid + 10, c->w - 12, y0, row_h, "Peak memory while quantizing (MB)");
 }
 
+/* ------------------------------------------------------------------ lines (training curves) */
+
+/* one series: y = held-out or train loss against x = tokens seen, of a training's curve */
+struct line_series {
+    const char *label;
+    int colour, shape; /* Okabe-Ito index, marker */
+    const struct lb_train_point *pts;
+    int n;
+    bool heldout; /* y: heldout_loss, else train_loss */
+};
+
+struct lines {
+    const char *title, *xtitle, *ytitle, *empty;
+    const struct line_series *s;
+    int n;
+};
+
+static double series_y(const struct line_series *S, int i) {
+    return S->heldout ? S->pts[i].heldout_loss : S->pts[i].train_loss;
+}
+
+static bool series_ok(const struct line_series *S, int i) {
+    return !isnan(S->pts[i].tokens) && !isnan(series_y(S, i));
+}
+
+/* 0, 200k, 1.2M, 3B: counts of tokens */
+static const char *fmt_tick_count(char *buf, size_t n, double v) {
+    double a = fabs(v);
+    if (a < 1e-9) snprintf(buf, n, "0");
+    else if (a >= 1e9) snprintf(buf, n, "%gB", v / 1e9);
+    else if (a >= 1e6) snprintf(buf, n, "%gM", v / 1e6);
+    else if (a >= 1e3) snprintf(buf, n, "%gk", v / 1e3);
+    else snprintf(buf, n, "%g", v);
+    return buf;
+}
+
+static void draw_lines(struct chart *c, const void *data) {
+    const struct lines *L = data;
+    struct legend_item *it = calloc((size_t)L->n + 1, sizeof *it);
+    if (!it) {
+        c->oom = 1;
+        return;
+    }
+    for (int k = 0; k < L->n; k++)
+        it[k] = (struct legend_item){L->s[k].label, L->s[k].colour, L->s[k].shape};
+    layout_top(c, L->title, it, L->n, L->ytitle, 56, 46);
+    free(it);
+    int m = 0;
+    double xhi = 0, ylo = INFINITY, yhi = -INFINITY;
+    for (int k = 0; k < L->n; k++)
+        for (int i = 0; i < L->s[k].n; i++) {
+            if (!series_ok(&L->s[k], i)) continue;
+            double y = series_y(&L->s[k], i);
+            m++;
+            xhi = fmax(xhi, L->s[k].pts[i].tokens);
+            ylo = fmin(ylo, y), yhi = fmax(yhi, y);
+        }
+    if (!m) {
+        message(c, L->empty);
+        return;
+    }
+    /* tokens from 0; the loss axis spans the data (it does not start at 0) */
+    struct axis ax = {0, xhi > 0 ? xhi * 1.03 : 1, false, c->plot.x0 + 4, c->plot.x1 - 4};
+    double pad = (yhi - ylo) * 0.08 + 0.02;
+    struct axis ay = {ylo - pad, yhi + pad, false, c->plot.y1 - 6, c->plot.y0 + 6};
+    draw_y(c, &ay, fmt_tick_plain, (int)((c->plot.y1 - c->plot.y0) / 36) + 1);
+    draw_x(c, &ax, fmt_tick_count, (int)((c->plot.x1 - c->plot.x0) / 70) + 1, true);
+    for (int k = 0; k < L->n; k++) {
+        const struct line_series *S = &L->s[k];
+        double rgb[3];
+        chart_okabe_ito(S->colour, rgb);
+        bool pen = false;
+        cairo_new_path(c->cr);
+        for (int i = 0; i < S->n; i++) {
+            if (!series_ok(S, i)) {
+                pen = false; /* a gap, not a line across it */
+                continue;
+            }
+            double x = ax_map(&ax, S->pts[i].tokens), y = ax_map(&ay, series_y(S, i));
+            if (pen) cairo_line_to(c->cr, x, y);
+            else cairo_move_to(c->cr, x, y);
+            pen = true;
+        }
+        chart_set_rgb(c->cr, rgb);
+        cairo_set_line_width(c->cr, 1.8);
+        cairo_set_line_join(c->cr, CAIRO_LINE_JOIN_ROUND);
+        cairo_stroke(c->cr);
+        if (S->n <= 60)
+            for (int i = 0; i < S->n; i++)
+                if (series_ok(S, i))
+                    chart_marker(c->cr, S->shape, ax_map(&ax, S->pts[i].tokens),
+                                 ax_map(&ay, series_y(S, i)), 3.2, rgb);
+    }
+    /* each series' last value beside its last point, where it fits */
+    for (int k = 0; k < L->n; k++) {
+        const struct line_series *S = &L->s[k];
+        int i = S->n - 1;
+        while (i >= 0 && !series_ok(S, i)) i--;
+        if (i < 0) continue;
+        char t[32];
+        snprintf(t, sizeof t, "%.3f", series_y(S, i));
+        point_label(c, ax_map(&ax, S->pts[i].tokens), ax_map(&ay, series_y(S, i)), t);
+    }
+    plot_frame(c);
+    x_title(c, L->xtitle);
+}
+
+static _Thread_local const struct lb_data *g_td; /* qsort context for cmp_train_order */
+static int cmp_train_order(const void *a, const void *b) {
+    const struct lb_training *x = &g_td->trainings[*(const int *)a],
+                             *y = &g_td->trainings[*(const int *)b];
+    bool xn = isnan(x->params), yn = isnan(y->params);
+    if (xn != yn) return xn ? 1 : -1;
+    if (!xn && x->params != y->params) return x->params < y->params ? -1 : 1;
+    return strcmp(x->model_id, y->model_id);
+}
+
+int training_order(const struct lb_data *d, int *out) {
+    for (int i = 0; i < d->n_trainings; i++) out[i] = i;
+    g_td = d;
+    qsort(out, (size_t)d->n_trainings, sizeof *out, cmp_train_order);
+    return d->n_trainings;
+}
+
+/* the colours and markers of the overview's series, in order (yellow last: faint on white) */
+static const int train_palette[8] = {5, 6, 3, 1, 7, 2, 0, 4};
+
+static int chart_training(struct site *s, int g, struct chart_layout *lay) {
+    const struct lb_data *d = s->d;
+    const struct lb_group *G = &d->groups[g];
+    const struct lb_training *t = lb_group_training(d, g);
+    if (!t) return 0;
+    const struct line_series S[2] = {
+        {"train loss", 1, 0, t->curve, t->n_curve, false},
+        {"held-out loss", 5, 1, t->curve, t->n_curve, true},
+    };
+    const struct lines L = {
+        .title = "Training curve: train and held-out loss",
+        .xtitle = "tokens seen",
+        .ytitle = "loss (nats/token)",
+        .empty = "No curve points recorded.",
+        .s = S, .n = 2,
+    };
+    char name[160], ttl[400];
+    snprintf(name, sizeof name, "%s-training", G->slug);
+    snprintf(ttl, sizeof ttl, "%s: training curve", G->name);
+    utf8_trim(ttl);
+    return chart_write(s, name, 720, 400, ttl,
+                       "Line chart: training loss (mean over the steps since the previous point) "
+                       "and held-out loss, in nats per token, against the number of training "
+                       "tokens seen, as lowbit train recorded them; the data table is on the page.",
+                       draw_lines, &L, lay);
+}
+
 /* ------------------------------------------------------------------ the per-model set */
 
 int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
                  struct chart_layout *lay_bpw, struct chart_layout *lay_heat,
-                 struct chart_layout *lay_cost) {
+                 struct chart_layout *lay_cost, struct chart_layout *lay_train) {
     const struct lb_data *d = s->d;
     const struct lb_group *G = &d->groups[g];
     char name[160], desc[1024], ttl[400];
@@ -855,6 +1011,7 @@ int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
     if (chart_write(s, name, 720, 100 + (C.n ? C.n : 2) * 24 + 30, ttl, desc, draw_cost, &C,
                     lay_cost))
         goto out;
+    if (chart_training(s, g, lay_train)) goto out;
     ret = 0;
 out:
     free(x), free(y), free(algo), free(lab), free(rows);
@@ -863,7 +1020,50 @@ out:
 
 /* ------------------------------------------------------------------ across models */
 
-int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_layout *lay_ppl) {
+/* the held-out loss curves of every trained model (none: no chart) */
+static int chart_training_all(struct site *s, struct chart_layout *lay) {
+    const struct lb_data *d = s->d;
+    if (!d->n_trainings) return 0;
+    int *order = calloc((size_t)d->n_trainings, sizeof *order);
+    struct line_series *S = calloc((size_t)d->n_trainings, sizeof *S);
+    char (*lab)[160] = calloc((size_t)d->n_trainings, sizeof *lab);
+    int ret = -1;
+    if (!order || !S || !lab) {
+        err("render: out of memory (charts)");
+        goto out;
+    }
+    int n = training_order(d, order);
+    for (int k = 0; k < n; k++) {
+        const struct lb_training *t = &d->trainings[order[k]];
+        char p[32];
+        if (isnan(t->params)) snprintf(lab[k], sizeof lab[k], "%s", t->model_id);
+        else
+            snprintf(lab[k], sizeof lab[k], "%s, %s params", t->model_id,
+                     fmt_params(p, sizeof p, t->params));
+        utf8_trim(lab[k]);
+        S[k] = (struct line_series){lab[k], train_palette[k % 8], k % 8, t->curve, t->n_curve,
+                                    true};
+    }
+    const struct lines L = {
+        .title = "Held-out loss during training, every trained model",
+        .xtitle = "tokens seen",
+        .ytitle = "held-out loss (nats/token)",
+        .empty = "No held-out loss recorded.",
+        .s = S, .n = n,
+    };
+    ret = chart_write(s, "training-heldout", 900, 460,
+                      "Held-out loss during training, every trained model",
+                      "Line chart: one line per model trained by lowbit train (smallest first in "
+                      "the legend), held-out loss in nats per token against the number of "
+                      "training tokens seen; lower is better. The data table is on the page.",
+                      draw_lines, &L, lay);
+out:
+    free(order), free(S), free(lab);
+    return ret;
+}
+
+int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_layout *lay_ppl,
+                  struct chart_layout *lay_train) {
     const struct lb_data *d = s->d;
     int n = d->n_board, ret = -1;
     double *x = calloc((size_t)n + 1, sizeof *x), *y = calloc((size_t)n + 1, sizeof *y),
@@ -915,6 +1115,7 @@ int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_la
                     "staircase is the Pareto frontier: the lowest perplexity at each size budget.",
                     draw_scatter, &P, lay_ppl))
         goto out;
+    if (chart_training_all(s, lay_train)) goto out;
     ret = 0;
 out:
     free(x), free(y), free(yp), free(algo), free(lab), free(labbuf);

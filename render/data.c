@@ -1,4 +1,5 @@
-/* render/data.c: the database (schema v1) read into memory, once, inside one read transaction.
+/* render/data.c: the database (schema v2, or v1: v2 without the training tables) read into
+ * memory, once, inside one read transaction.
  *
  * Everything the site shows comes from here: one SELECT per table, rows ordered by primary key so
  * the same database always gives the same arrays, then joined in C (runs -> model, recipe, scores,
@@ -117,6 +118,8 @@ struct loader {
     int cap;
     int64_t *run_ids; /* parallel to scores/defs/prov while loading */
     int cap_ids;
+    char **point_ids; /* model ids, parallel to train_points while loading (owned) */
+    int cap_point_ids;
 };
 
 static int row_model(sqlite3_stmt *st, void *ctx) {
@@ -254,6 +257,71 @@ static int row_prov(sqlite3_stmt *st, void *ctx) {
     return 0;
 }
 
+static int row_training(sqlite3_stmt *st, void *ctx) {
+    struct loader *L = ctx;
+    struct lb_data *d = L->d;
+    if (grow((void **)&d->trainings, &L->cap, d->n_trainings, sizeof *d->trainings)) return -1;
+    struct lb_training *t = &d->trainings[d->n_trainings++];
+    memset(t, 0, sizeof *t);
+    int i = 0;
+    t->model_id = col_str(st, i++);
+    t->train_json = col_str(st, i++);
+    t->source_dir = col_str(st, i++);
+    t->files_sha256 = col_str(st, i++);
+    double *const nums[] = {&t->params, &t->dim, &t->hidden_dim, &t->n_layers, &t->n_heads,
+                            &t->n_kv_heads, &t->vocab, &t->ctx, &t->tied, &t->steps, &t->batch,
+                            &t->micro_batch, &t->lr, &t->min_lr, &t->warmup, &t->weight_decay,
+                            &t->clip, &t->beta1, &t->beta2, &t->seed, &t->tokens_seen,
+                            &t->corpus_tokens, &t->corpus_documents, &t->heldout_loss,
+                            &t->heldout_documents, &t->heldout_tokens,
+                            &t->heldout_overlap_dropped, &t->train_seconds};
+    for (size_t k = 0; k < LB_ARRAY_LEN(nums); k++) *nums[k] = col_num(st, i++);
+    t->heldout = col_str(st, i++);
+    t->heldout_protocol = col_str(st, i++);
+    if (!t->model_id) t->model_id = lb_clean_utf8("", 0);
+    t->group = -1;
+    return 0;
+}
+
+/* the train.json members row_training reads, in its order (SQLite JSON paths) */
+#define TRAINING_SELECT                                                                            \
+    "SELECT model_id, train_json, source_dir, files_sha256, json_extract(j, '$.params'),"         \
+    " json_extract(j, '$.model.dim'), json_extract(j, '$.model.hidden_dim'),"                     \
+    " json_extract(j, '$.model.n_layers'), json_extract(j, '$.model.n_heads'),"                   \
+    " json_extract(j, '$.model.n_kv_heads'), json_extract(j, '$.model.vocab'),"                   \
+    " json_extract(j, '$.model.ctx'), json_extract(j, '$.model.tied'),"                           \
+    " json_extract(j, '$.opt.steps'), json_extract(j, '$.opt.batch'),"                            \
+    " json_extract(j, '$.opt.micro_batch'), json_extract(j, '$.opt.lr'),"                         \
+    " json_extract(j, '$.opt.min_lr'), json_extract(j, '$.opt.warmup'),"                          \
+    " json_extract(j, '$.opt.weight_decay'), json_extract(j, '$.opt.clip'),"                      \
+    " json_extract(j, '$.opt.beta1'), json_extract(j, '$.opt.beta2'),"                            \
+    " json_extract(j, '$.opt.seed'), json_extract(j, '$.train_tokens_seen'),"                     \
+    " json_extract(j, '$.corpus_tokens'), json_extract(j, '$.corpus_documents'),"                 \
+    " json_extract(j, '$.heldout_loss'), json_extract(j, '$.heldout_documents'),"                 \
+    " json_extract(j, '$.heldout_tokens'), json_extract(j, '$.heldout_overlap_dropped'),"         \
+    " json_extract(j, '$.train_seconds'), json_extract(j, '$.heldout'),"                          \
+    " json_extract(j, '$.heldout_protocol')"                                                       \
+    " FROM (SELECT *, CASE WHEN json_valid(train_json) THEN CASE json_type(train_json) WHEN"     \
+    " 'object' THEN train_json ELSE '{}' END ELSE '{}' END AS j FROM training) ORDER BY model_id"
+
+static int row_train_point(sqlite3_stmt *st, void *ctx) {
+    struct loader *L = ctx;
+    struct lb_data *d = L->d;
+    if (grow((void **)&d->train_points, &L->cap, d->n_train_points, sizeof *d->train_points) ||
+        grow((void **)&L->point_ids, &L->cap_point_ids, d->n_train_points,
+             sizeof *L->point_ids))
+        return -1;
+    L->point_ids[d->n_train_points] = col_str(st, 0);
+    struct lb_train_point *p = &d->train_points[d->n_train_points++];
+    p->step = col_num(st, 1);
+    p->tokens = col_num(st, 2);
+    p->train_loss = col_num(st, 3);
+    p->heldout_loss = col_num(st, 4);
+    p->lr = col_num(st, 5);
+    p->seconds = col_num(st, 6);
+    return 0;
+}
+
 static struct lb_run *find_run(struct lb_data *d, int64_t id) {
     int lo = 0, hi = d->n_runs - 1;
     while (lo <= hi) {
@@ -324,6 +392,24 @@ const char *lb_run_model_name(const struct lb_run *r) {
 
 const char *lb_run_algorithm(const struct lb_run *r) {
     return r->recipe && r->recipe->algorithm ? r->recipe->algorithm : "";
+}
+
+static int cmp_training(const void *a, const void *b) {
+    return strcmp(((const struct lb_training *)a)->model_id,
+                  ((const struct lb_training *)b)->model_id);
+}
+
+static struct lb_training *find_training(const struct lb_data *d, const char *id) {
+    struct lb_training key = {.model_id = (char *)id};
+    return bsearch(&key, d->trainings, (size_t)d->n_trainings, sizeof key, cmp_training);
+}
+
+const struct lb_training *lb_group_training(const struct lb_data *d, int group) {
+    return group >= 0 && group < d->n_groups ? find_training(d, d->groups[group].key) : NULL;
+}
+
+const char *lb_training_name(const struct lb_training *t) {
+    return t->model ? t->model->display_name : t->model_id;
 }
 
 static const struct lb_data *g_sort_data; /* qsort has no context argument */
@@ -461,8 +547,8 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     }
     int version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    if (version != 1) {
-        return err("render: database schema version %d; this renderer reads version 1 "
+    if (version != 1 && version != 2) { /* 1 = 2 without the training tables */
+        return err("render: database schema version %d; this renderer reads versions 1 and 2 "
                    "(gen/schema.sql); rebuild the database with 'lowbit collect'",
                    version);
     }
@@ -505,6 +591,16 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
         goto out;
     ATTACH(d->prov, d->n_prov, prov, n_prov);
     if (query(db, "SELECT run_id, average FROM leaderboard", row_average, &L)) goto out;
+    if (version >= 2) {
+        L.cap = 0;
+        if (query(db, TRAINING_SELECT, row_training, &L)) goto out;
+        L.cap = 0;
+        if (query(db,
+                  "SELECT model_id, step, tokens, train_loss, heldout_loss, lr, seconds"
+                  " FROM training_curve ORDER BY model_id, step",
+                  row_train_point, &L))
+            goto out;
+    }
 
     /* sort in C (byte order of the cleaned strings) so lookups agree with strcmp */
     qsort(d->models, (size_t)d->n_models, sizeof *d->models, cmp_model);
@@ -532,6 +628,26 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     }
     d->as_of = lb_clean_utf8(as_of, strlen(as_of));
     if (build_groups(d)) goto out;
+    /* trainings: by id in C's order, each with its model, group and slice of curve points (the
+     * points of one model are consecutive, by step) */
+    qsort(d->trainings, (size_t)d->n_trainings, sizeof *d->trainings, cmp_training);
+    for (int i = 0; i < d->n_trainings; i++) {
+        struct lb_training *t = &d->trainings[i];
+        t->model = find_model(d, t->model_id);
+        for (int g = 0; g < d->n_groups; g++)
+            if (!strcmp(d->groups[g].key, t->model_id)) t->group = g;
+    }
+    for (int i = 0, j; i < d->n_train_points; i = j) {
+        for (j = i + 1; j < d->n_train_points && L.point_ids[j] && L.point_ids[i] &&
+                        !strcmp(L.point_ids[j], L.point_ids[i]);
+             j++)
+            ;
+        struct lb_training *t = L.point_ids[i] ? find_training(d, L.point_ids[i]) : NULL;
+        if (t && !t->curve) {
+            t->curve = &d->train_points[i];
+            t->n_curve = j - i;
+        }
+    }
 
     d->board = xcalloc((size_t)d->n_runs + 1, sizeof *d->board, "board");
     if (!d->board) goto out;
@@ -543,6 +659,8 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     ret = 0;
 out:
     free(L.run_ids);
+    for (int i = 0; i < d->n_train_points; i++) free(L.point_ids[i]);
+    free(L.point_ids);
     if (ret) lb_data_release(d);
     return ret;
 }
@@ -572,6 +690,12 @@ void lb_data_release(struct lb_data *d) {
     for (int g = 0; g < d->n_groups; g++)
         free(d->groups[g].key), free(d->groups[g].name), free(d->groups[g].slug),
             free(d->groups[g].runs);
+    for (int i = 0; i < d->n_trainings; i++) {
+        struct lb_training *t = &d->trainings[i];
+        free(t->model_id), free(t->train_json), free(t->source_dir), free(t->files_sha256);
+        free(t->heldout), free(t->heldout_protocol);
+    }
+    free(d->trainings), free(d->train_points);
     free(d->models), free(d->recipes), free(d->runs), free(d->scores), free(d->defs);
     free(d->prov), free(d->groups), free(d->board), free(d->as_of);
     memset(d, 0, sizeof *d);

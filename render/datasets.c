@@ -1,5 +1,6 @@
 /* render/datasets.c: data/leaderboard.csv (libcsv), data/leaderboard.json (jansson),
- * data/lowbit.db (SQLite backup API), and the row data embedded in index.html.
+ * data/training_curves.csv|json (the curves of models trained by lowbit train), data/lowbit.db
+ * (SQLite backup API), and the row data embedded in index.html.
  *
  * One column list (LB_COLS) feeds the CSV header, the JSON keys and the documentation table on
  * about.html, so they cannot drift apart (house style 5).
@@ -313,6 +314,136 @@ static int write_json(struct site *s) {
     return rc;
 }
 
+/* ------------------------------------------------------------------ training curves */
+
+/* data/training_curves.csv and the rows of data/training_curves.json: one row per point of the
+ * training curve of every model trained by lowbit train (tables training_curve, training), by
+ * model id then step. Same conventions as the leaderboard's files. */
+#define TC_COLS(X)                                                                                 \
+    X(MODEL_ID, "model_id", COL_TEXT, "the trained model's id (models.csv); its settings (train.json) are in training_curves.json and on its model page") \
+    X(STEP, "step", COL_INT, "optimizer steps done")                                              \
+    X(TOKENS, "tokens", COL_INT, "training tokens seen by then")                                   \
+    X(TRAIN_LOSS, "train_loss", COL_REAL, "mean training loss over the steps since the previous row, nats/token") \
+    X(HELDOUT_LOSS, "heldout_loss", COL_REAL, "held-out loss at this step, nats/token (the last row of a model scores every held-out document)") \
+    X(LR, "lr", COL_REAL, "learning rate at this step")                                            \
+    X(SECONDS, "seconds", COL_REAL, "training wall time so far, seconds")
+
+enum tc_col {
+#define X(e, name, type, doc) TC_COL_##e,
+    TC_COLS(X)
+#undef X
+        TC_COL_COUNT
+};
+
+const struct col_info tc_cols[] = {
+#define X(e, name, type, doc) [TC_COL_##e] = {name, type, doc},
+    TC_COLS(X)
+#undef X
+};
+const int tc_n_cols = TC_COL_COUNT;
+
+static void tc_cell_of(const struct lb_training *t, const struct lb_train_point *q, int col,
+                       struct cell *c) {
+    c->text = NULL;
+    c->num = NAN;
+    switch ((enum tc_col)col) {
+    case TC_COL_MODEL_ID: c->text = t->model_id; break;
+    case TC_COL_STEP: c->num = q->step; break;
+    case TC_COL_TOKENS: c->num = q->tokens; break;
+    case TC_COL_TRAIN_LOSS: c->num = q->train_loss; break;
+    case TC_COL_HELDOUT_LOSS: c->num = q->heldout_loss; break;
+    case TC_COL_LR: c->num = q->lr; break;
+    case TC_COL_SECONDS: c->num = q->seconds; break;
+    case TC_COL_COUNT: BUG("column %d", col);
+    }
+}
+
+static int write_training_csv(struct site *s) {
+    const struct lb_data *d = s->d;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return err("render: out of memory (csv)");
+    for (int c = 0; c < tc_n_cols; c++) {
+        if (c) fputc(',', f);
+        fputs(tc_cols[c].name, f);
+    }
+    fputs("\r\n", f);
+    for (int i = 0; i < d->n_trainings; i++) {
+        const struct lb_training *t = &d->trainings[i];
+        for (int k = 0; k < t->n_curve; k++) {
+            for (int c = 0; c < tc_n_cols; c++) {
+                struct cell v;
+                tc_cell_of(t, &t->curve[k], c, &v);
+                if (c) fputc(',', f);
+                if (tc_cols[c].type == COL_TEXT) csv_text(f, v.text);
+                else if (!isnan(v.num)) {
+                    char nb[40];
+                    fputs(tc_cols[c].type == COL_INT ? fmt_int(nb, sizeof nb, v.num)
+                                                     : fmt_num15(nb, sizeof nb, v.num),
+                          f);
+                }
+            }
+            fputs("\r\n", f);
+        }
+    }
+    if (fclose(f)) {
+        free(buf);
+        return err("render: out of memory (csv)");
+    }
+    int rc = site_write_file(s, "data/training_curves.csv", buf, len);
+    s->bytes_train_csv = (double)len;
+    free(buf);
+    return rc;
+}
+
+static int write_training_json(struct site *s) {
+    const struct lb_data *d = s->d;
+    json_t *root = json_object(), *cols = json_array(), *models = json_array(),
+           *rows = json_array();
+    json_object_set_new(root, "schema", json_string("lowbit-training-curves/1"));
+    json_object_set_new(root, "fixture", json_boolean(s->opts->fixture));
+    json_object_set_new(root, "as_of", json_string(d->as_of));
+    for (int c = 0; c < tc_n_cols; c++)
+        json_array_append_new(cols, json_pack("{s:s,s:s,s:s}", "name", tc_cols[c].name, "type",
+                                              tc_cols[c].type == COL_TEXT  ? "string"
+                                              : tc_cols[c].type == COL_INT ? "integer"
+                                                                           : "number",
+                                              "doc", tc_cols[c].doc));
+    json_object_set_new(root, "columns", cols);
+    for (int i = 0; i < d->n_trainings; i++) {
+        const struct lb_training *t = &d->trainings[i];
+        json_t *train = t->train_json ? json_loads(t->train_json, JSON_DECODE_ANY, NULL) : NULL;
+        if (!train && t->train_json) train = json_string(t->train_json); /* not JSON: as text */
+        json_array_append_new(models, json_pack("{s:s,s:o,s:o,s:o}", "model_id", t->model_id,
+                                                "source_dir", jstr(t->source_dir), "files_sha256",
+                                                jstr(t->files_sha256), "train",
+                                                train ? train : json_null()));
+        for (int k = 0; k < t->n_curve; k++) {
+            json_t *o = json_object();
+            for (int c = 0; c < tc_n_cols; c++) {
+                struct cell v;
+                tc_cell_of(t, &t->curve[k], c, &v);
+                json_object_set_new(o, tc_cols[c].name,
+                                    tc_cols[c].type == COL_TEXT  ? jstr(v.text)
+                                    : tc_cols[c].type == COL_INT ? jint(v.num)
+                                                                 : jnum(v.num));
+            }
+            json_array_append_new(rows, o);
+        }
+    }
+    json_object_set_new(root, "models", models);
+    json_object_set_new(root, "rows", rows);
+    char *text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(root);
+    if (!text) return err("render: out of memory (json)");
+    size_t len = strlen(text);
+    int rc = site_write_file(s, "data/training_curves.json", text, len);
+    s->bytes_train_json = (double)len;
+    free(text);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ index.html data */
 
 char *board_data_json(const struct site *s) {
@@ -410,6 +541,8 @@ static int copy_db(struct site *s, sqlite3 *db) {
 }
 
 int datasets_write(struct site *s, sqlite3 *db) {
-    if (copy_db(s, db) || write_csv(s) || write_json(s)) return -1;
+    if (copy_db(s, db) || write_csv(s) || write_json(s) || write_training_csv(s) ||
+        write_training_json(s))
+        return -1;
     return 0;
 }

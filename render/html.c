@@ -197,6 +197,15 @@ xmlNodePtr page_slot(struct page *p, const char *name) {
     return NULL;
 }
 
+void page_drop_slot(struct page *p, const char *name) {
+    for (int i = 0; i < p->n_slots; i++)
+        if (p->slots[i] && !strcmp(p->slot_names[i], name)) {
+            xmlUnlinkNode(p->slots[i]);
+            xmlFreeNode(p->slots[i]);
+            p->slots[i] = NULL;
+        }
+}
+
 void page_release(struct page *p) {
     for (int i = 0; i < p->n_slots; i++) xmlFree((xmlChar *)p->slot_names[i]);
     if (p->doc) xmlFreeDoc(p->doc);

@@ -23,7 +23,13 @@ void page_downloads(struct page *p, xmlNodePtr parent) {
     h_link(p, para, "data/leaderboard.json", "leaderboard.json");
     h_textf(para, " (%s, rows + per-task details) \xc2\xb7 ", fmt_bytes(b, sizeof b, s->bytes_json));
     h_link(p, para, "data/lowbit.db", "lowbit.db");
-    h_textf(para, " (%s, the SQLite database). Columns: ", fmt_bytes(b, sizeof b, s->bytes_db));
+    h_textf(para, " (%s, the SQLite database) \xc2\xb7 ", fmt_bytes(b, sizeof b, s->bytes_db));
+    h_link(p, para, "data/training_curves.csv", "training_curves.csv");
+    h_textf(para, " (%s, one row per training-curve point of the models lowbit trained) \xc2\xb7 ",
+            fmt_bytes(b, sizeof b, s->bytes_train_csv));
+    h_link(p, para, "data/training_curves.json", "training_curves.json");
+    h_textf(para, " (%s, the same rows + each model's train.json). Columns: ",
+            fmt_bytes(b, sizeof b, s->bytes_train_json));
     h_link(p, para, "about.html#datasets", "documented on the methodology page");
     h_text(para, ".");
 }

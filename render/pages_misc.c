@@ -156,8 +156,8 @@ int page_about(struct site *s) {
     if (page_new(&p, s, "about", 0, "About and methodology \xe2\x80\x94 lowbit")) return -1;
     xmlNodePtr tasks = page_slot(&p, "tasks"), cols = page_slot(&p, "columns"),
                dl = page_slot(&p, "downloads"), repro = page_slot(&p, "repro"),
-               seen = page_slot(&p, "taskdefs");
-    if (!tasks || !cols || !dl || !repro || !seen) {
+               seen = page_slot(&p, "taskdefs"), tcols = page_slot(&p, "training-columns");
+    if (!tasks || !cols || !dl || !repro || !seen || !tcols) {
         page_release(&p);
         return -1;
     }
@@ -214,6 +214,13 @@ int page_about(struct site *s) {
         h_el(h_el(tr, "td", NULL), "code", lb_cols[c].name);
         h_el(tr, "td", lb_cols[c].type == COL_TEXT ? "text" : lb_cols[c].type == COL_INT ? "integer" : "number");
         h_el(tr, "td", lb_cols[c].doc);
+    }
+    tb = table(tcols, "data", ch, 3);
+    for (int c = 0; c < tc_n_cols; c++) {
+        tr = h_el(tb, "tr", NULL);
+        h_el(h_el(tr, "td", NULL), "code", tc_cols[c].name);
+        h_el(tr, "td", tc_cols[c].type == COL_TEXT ? "text" : tc_cols[c].type == COL_INT ? "integer" : "number");
+        h_el(tr, "td", tc_cols[c].doc);
     }
     page_downloads(&p, dl);
     /* the reproduction command of the top row, as an example */

@@ -1,6 +1,8 @@
 /* render/pages_model.c: models/index.html and models/<slug>.html, one page per base model: its
  * variants side by side (by rank), its four charts each with its data as a table, its failed
- * runs with their errors. */
+ * runs with their errors. A model trained by lowbit train also gets its training provenance
+ * (train.json as a table) and its training curve; models/index.html then shows the held-out
+ * loss curves of every trained model together. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,21 +185,248 @@ static void cost_table(struct page *p, xmlNodePtr cap, int g) {
     }
 }
 
+/* ------------------------------------------------------------------ training */
+
+static void th_row(xmlNodePtr tb, const char *head, const char *text) {
+    xmlNodePtr tr = h_el(tb, "tr", NULL);
+    h_attr(h_el(tr, "th", head), "scope", "row");
+    h_el(tr, "td", text);
+}
+
+/* "a, b, c" of the parts that are not empty */
+static void join_part(char *buf, size_t n, const char *part) {
+    if (!part || !*part) return;
+    size_t o = strlen(buf);
+    snprintf(buf + o, n - o, "%s%s", o ? ", " : "", part);
+}
+
+/* the curve as a table (in the chart's caption) */
+static void curve_table(struct page *p, xmlNodePtr cap, const struct lb_training *t) {
+    xmlNodePtr det = h_el(cap, "details", NULL);
+    h_el(det, "summary", "Data of this chart");
+    static const char *const heads[] = {"Step", "Tokens seen", "Train loss", "Held-out loss",
+                                        "Learning rate", "Seconds"};
+    xmlNodePtr tb = table_head(det, "data", heads, (int)LB_ARRAY_LEN(heads));
+    for (int i = 0; i < t->n_curve; i++) {
+        const struct lb_train_point *q = &t->curve[i];
+        char b[32];
+        xmlNodePtr tr = h_el(tb, "tr", NULL);
+        page_td(tr, fmt_int(b, sizeof b, q->step), true);
+        page_td(tr, fmt_int(b, sizeof b, q->tokens), true);
+        page_td(tr, fmt_g(b, sizeof b, q->train_loss, 5), true);
+        page_td(tr, fmt_g(b, sizeof b, q->heldout_loss, 5), true);
+        page_td(tr, fmt_g(b, sizeof b, q->lr, 3), true);
+        page_td(tr, fmt_g(b, sizeof b, q->seconds, 5), true);
+    }
+    xmlNodePtr para = h_el(det, "p", "Train loss: mean over the steps since the previous point; "
+                                     "held-out loss: measured at that step (the last point "
+                                     "scores every held-out document). Every model's curve: ");
+    h_link(p, para, "data/training_curves.csv", "training_curves.csv");
+    h_text(para, ".");
+}
+
+/* the provenance of a trained model (its train.json) and its training curve */
+static void training_section(struct page *p, xmlNodePtr sec, const struct lb_group *G,
+                             const struct lb_training *t, const struct chart_layout *lay) {
+    char b[64], c[64], line[512];
+    h_el(sec, "h2", "Training");
+    xmlNodePtr para = h_el(sec, "p", "This model was trained by ");
+    h_el(para, "code", "lowbit train");
+    h_text(para, "; its settings come from the ");
+    h_el(para, "code", "train.json");
+    h_text(para, " and its curve from the ");
+    h_el(para, "code", "curve.csv");
+    h_text(para, " written beside the model file (tables training and training_curve of the "
+                 "database).");
+    xmlNodePtr wrap = h_elc(sec, "div", "table-wrap", NULL);
+    xmlNodePtr tb = h_el(h_elc(wrap, "table", "data training", NULL), "tbody", NULL);
+    if (!isnan(t->params)) {
+        snprintf(line, sizeof line, "%s (%s)", fmt_params(b, sizeof b, t->params),
+                 fmt_int(c, sizeof c, t->params));
+        th_row(tb, "Parameters", line);
+    }
+    line[0] = 0;
+    struct { const char *fmt; double v; } shape[] = {
+        {"dim %s", t->dim}, {"hidden %s", t->hidden_dim}, {"%s layers", t->n_layers},
+        {"%s heads", t->n_heads}, {"%s kv heads", t->n_kv_heads}, {"vocabulary %s", t->vocab},
+        {"context %s", t->ctx}};
+    for (size_t i = 0; i < LB_ARRAY_LEN(shape); i++) {
+        if (isnan(shape[i].v)) continue;
+        char part[64];
+        snprintf(part, sizeof part, shape[i].fmt, fmt_int(b, sizeof b, shape[i].v));
+        join_part(line, sizeof line, part);
+    }
+    if (!isnan(t->tied)) join_part(line, sizeof line, t->tied ? "tied output" : "untied output");
+    if (*line) th_row(tb, "Dimensions and layers", line);
+    if (!isnan(t->steps)) th_row(tb, "Steps", fmt_int(b, sizeof b, t->steps));
+    if (!isnan(t->tokens_seen)) {
+        snprintf(line, sizeof line, "%s (%s)", fmt_int(b, sizeof b, t->tokens_seen),
+                 fmt_params(c, sizeof c, t->tokens_seen));
+        th_row(tb, "Tokens seen", line);
+    }
+    if (!isnan(t->batch)) {
+        char mb[64] = "";
+        if (!isnan(t->micro_batch))
+            snprintf(mb, sizeof mb, " (micro-batches of %s)", fmt_int(c, sizeof c, t->micro_batch));
+        if (!isnan(t->ctx))
+            snprintf(line, sizeof line, "%s windows of %.0f tokens per step%s",
+                     fmt_int(b, sizeof b, t->batch), t->ctx, mb);
+        else
+            snprintf(line, sizeof line, "%s windows per step%s", fmt_int(b, sizeof b, t->batch),
+                     mb);
+        th_row(tb, "Batch", line);
+    }
+    line[0] = 0;
+    if (!isnan(t->lr)) {
+        char part[96];
+        snprintf(part, sizeof part, "peak %s", fmt_g(b, sizeof b, t->lr, 3));
+        join_part(line, sizeof line, part);
+    }
+    if (!isnan(t->warmup)) {
+        char part[96];
+        snprintf(part, sizeof part, "linear warm-up %s steps", fmt_int(b, sizeof b, t->warmup));
+        join_part(line, sizeof line, part);
+    }
+    if (!isnan(t->min_lr)) {
+        char part[96];
+        snprintf(part, sizeof part, "cosine decay to %s", fmt_g(b, sizeof b, t->min_lr, 3));
+        join_part(line, sizeof line, part);
+    }
+    if (!isnan(t->weight_decay)) {
+        char part[96];
+        snprintf(part, sizeof part, "AdamW weight decay %s",
+                 fmt_g(b, sizeof b, t->weight_decay, 3));
+        join_part(line, sizeof line, part);
+    }
+    if (!isnan(t->clip)) {
+        char part[96];
+        snprintf(part, sizeof part, "gradient clip %s", fmt_g(b, sizeof b, t->clip, 3));
+        join_part(line, sizeof line, part);
+    }
+    if (*line) th_row(tb, "Optimizer and learning rate", line);
+    if (!isnan(t->seed)) th_row(tb, "Seed", fmt_int(b, sizeof b, t->seed));
+    if (!isnan(t->heldout_loss)) {
+        snprintf(line, sizeof line, "%.4f nats/token (perplexity %.2f)", t->heldout_loss,
+                 exp(t->heldout_loss));
+        if (!isnan(t->heldout_documents) && !isnan(t->heldout_tokens)) {
+            size_t o = strlen(line);
+            snprintf(line + o, sizeof line - o, " on %s documents, %s predicted tokens",
+                     fmt_int(b, sizeof b, t->heldout_documents),
+                     fmt_int(c, sizeof c, t->heldout_tokens));
+        }
+        th_row(tb, "Held-out loss", line);
+    }
+    if (t->heldout_protocol) {
+        xmlNodePtr tr = h_el(tb, "tr", NULL);
+        h_attr(h_el(tr, "th", "Held-out protocol"), "scope", "row");
+        h_user(h_el(tr, "td", NULL), t->heldout_protocol);
+    }
+    if (t->heldout) {
+        xmlNodePtr tr = h_el(tb, "tr", NULL);
+        h_attr(h_el(tr, "th", "Held-out text"), "scope", "row");
+        h_user(h_el(h_el(tr, "td", NULL), "code", NULL), t->heldout);
+    }
+    if (!isnan(t->corpus_tokens)) {
+        snprintf(line, sizeof line, "%s tokens", fmt_int(b, sizeof b, t->corpus_tokens));
+        if (!isnan(t->corpus_documents)) {
+            size_t o = strlen(line);
+            snprintf(line + o, sizeof line - o, " in %s documents",
+                     fmt_int(c, sizeof c, t->corpus_documents));
+        }
+        if (!isnan(t->heldout_overlap_dropped)) {
+            size_t o = strlen(line);
+            snprintf(line + o, sizeof line - o, "; %s overlapping the held-out text dropped",
+                     fmt_int(c, sizeof c, t->heldout_overlap_dropped));
+        }
+        th_row(tb, "Training corpus", line);
+    }
+    if (!isnan(t->train_seconds))
+        th_row(tb, "Train time", fmt_seconds(b, sizeof b, t->train_seconds));
+    xmlNodePtr tr = h_el(tb, "tr", NULL);
+    h_attr(h_el(tr, "th", "Source"), "scope", "row");
+    xmlNodePtr td = h_el(tr, "td", NULL);
+    h_user(h_el(td, "code", NULL), t->source_dir ? t->source_dir : "");
+    if (t->files_sha256) {
+        h_text(td, " (sha256 of train.json + curve.csv: ");
+        h_user(h_elc(td, "code", "hash", NULL), t->files_sha256);
+        h_text(td, ")");
+    }
+
+    char rel[256], alt[600];
+    snprintf(rel, sizeof rel, "%s-training", G->slug);
+    snprintf(alt, sizeof alt, "Line chart of the training loss and the held-out loss of %s against the tokens seen during training; data in the table below.", G->name);
+    utf8_trim(alt);
+    xmlNodePtr cap = page_figure(p, sec, rel, lay->w, lay->h, alt,
+                                 "Training curve: train and held-out loss (nats per token) "
+                                 "against the training tokens seen. The y axis does not start "
+                                 "at 0.");
+    curve_table(p, cap, t);
+}
+
+/* models/index.html: every trained model's held-out loss curve in one chart, and a summary */
+static void training_overview(struct page *p, xmlNodePtr sec) {
+    const struct site *s = p->site;
+    const struct lb_data *d = s->d;
+    const struct chart_layout lt = s->lay[d->n_groups * CHARTS_PER_GROUP + 2];
+    int *order = malloc((size_t)(d->n_trainings + 1) * sizeof *order);
+    if (!order) return;
+    int n = training_order(d, order);
+    h_el(sec, "h2", "Training curves");
+    xmlNodePtr para = h_el(sec, "p", "Models trained by ");
+    h_el(para, "code", "lowbit train");
+    h_text(para, ", smallest first: held-out loss (nats per token, lower is better) as training "
+                 "went on. Each model's page has its full curve and settings.");
+    xmlNodePtr cap = page_figure(p, sec, "training-heldout", lt.w, lt.h,
+                                 "Line chart of the held-out loss of every trained model against "
+                                 "the tokens seen during training; data in the table below.",
+                                 "Held-out loss during training, one line per trained model; "
+                                 "the last point of each line scores every held-out document. "
+                                 "The y axis does not start at 0.");
+    xmlNodePtr det = h_el(cap, "details", NULL);
+    h_el(det, "summary", "Data of this chart");
+    static const char *const heads[] = {"Model", "Parameters", "Steps", "Tokens seen",
+                                        "Final held-out loss", "Train time"};
+    xmlNodePtr tb = table_head(det, "data", heads, (int)LB_ARRAY_LEN(heads));
+    for (int k = 0; k < n; k++) {
+        const struct lb_training *t = &d->trainings[order[k]];
+        char b[64];
+        xmlNodePtr tr = h_el(tb, "tr", NULL), td = h_el(tr, "td", NULL);
+        if (t->group >= 0) {
+            char href[256];
+            snprintf(href, sizeof href, "models/%s.html", d->groups[t->group].slug);
+            h_user(h_link(p, td, href, NULL), lb_training_name(t));
+        } else {
+            h_user(td, lb_training_name(t));
+        }
+        page_td(tr, fmt_params(b, sizeof b, t->params), true);
+        page_td(tr, fmt_int(b, sizeof b, t->steps), true);
+        page_td(tr, fmt_int(b, sizeof b, t->tokens_seen), true);
+        page_td(tr, fmt_g(b, sizeof b, t->heldout_loss, 5), true);
+        page_td(tr, fmt_seconds(b, sizeof b, t->train_seconds), true);
+    }
+    xmlNodePtr dl = h_elc(det, "p", NULL, "Every point: ");
+    h_link(p, dl, "data/training_curves.csv", "training_curves.csv");
+    h_text(dl, ", ");
+    h_link(p, dl, "data/training_curves.json", "training_curves.json");
+    h_text(dl, ".");
+    free(order);
+}
+
 static int model_page(struct site *s, int g) {
     const struct lb_data *d = s->d;
     const struct lb_group *G = &d->groups[g];
     struct page p;
     char ttl[512], rel[256], b[64], alt[600];
     const struct chart_layout *L = &s->lay[g * CHARTS_PER_GROUP];
-    const struct chart_layout lb = L[0], lp = L[1], lh = L[2], lc = L[3];
+    const struct chart_layout lb = L[0], lp = L[1], lh = L[2], lc = L[3], lt = L[4];
     int ret = -1;
     snprintf(ttl, sizeof ttl, "%s \xe2\x80\x94 lowbit", G->name);
     utf8_trim(ttl);
     if (page_new(&p, s, "model", 1, ttl)) goto out;
     xmlNodePtr head = page_slot(&p, "heading"), info = page_slot(&p, "info"),
                var = page_slot(&p, "variants"), charts = page_slot(&p, "charts"),
-               failed = page_slot(&p, "failed");
-    if (!head || !info || !var || !charts || !failed) goto fail;
+               failed = page_slot(&p, "failed"), train = page_slot(&p, "training");
+    if (!head || !info || !var || !charts || !failed || !train) goto fail;
     h_user(head, G->name);
     const struct lb_model *m = NULL;
     for (int k = 0; k < G->n_runs && !m; k++)
@@ -225,6 +454,9 @@ static int model_page(struct site *s, int g) {
     }
     snprintf(b, sizeof b, "%d", G->n_runs);
     dl_row(dl, "Runs", b);
+    const struct lb_training *t = lb_group_training(d, g);
+    if (t) training_section(&p, train, G, t, &lt);
+    else page_drop_slot(&p, "training");
 
     variants_table(&p, var, g);
 
@@ -300,11 +532,13 @@ int pages_models(struct site *s) {
     const struct lb_data *d = s->d;
     struct page p;
     if (page_new(&p, s, "models", 1, "Base models \xe2\x80\x94 lowbit")) return -1;
-    xmlNodePtr list = page_slot(&p, "list");
-    if (!list) {
+    xmlNodePtr list = page_slot(&p, "list"), train = page_slot(&p, "training");
+    if (!list || !train) {
         page_release(&p);
         return -1;
     }
+    if (d->n_trainings) training_overview(&p, train);
+    else page_drop_slot(&p, "training");
     static const char *const heads[] = {"Base model", "Parameters", "Runs", "Baseline average",
                                         "Best quantized average", "Best quantized recipe"};
     xmlNodePtr tb = table_head(list, "models", heads, (int)LB_ARRAY_LEN(heads));

@@ -1,13 +1,16 @@
 /* render/render.h: the static site, built from the database alone (issue 6).
  *
- * render_site() reads out/lowbit.db (schema v1, gen/schema.sql) in one read transaction and writes
+ * render_site() reads out/lowbit.db (schema v2 or v1, gen/schema.sql) in one read transaction and
+ * writes
  *   index.html            the leaderboard (full table ranked by average without JavaScript)
- *   models/index.html     the base models; models/<slug>.html one page per base model + charts
+ *   models/index.html     the base models (+ the held-out loss curves of the trained ones)
+ *   models/<slug>.html    one page per base model + charts (+ a trained one's provenance, curve)
  *   runs/<id>.html        one page per run: scores +/- stderr, task definitions, recipe, provenance
  *   compare.html          bigger-and-quantized vs smaller-at-16-bit pairs, size trade-off charts
  *   about.html            tasks, metrics, protocols, how a row is produced and reproduced, datasets
  *   charts/<name>.svg|png Cairo charts (PNG at 2x)
  *   data/leaderboard.csv|json, data/lowbit.db (SQLite backup of the same snapshot)
+ *   data/training_curves.csv|json  the curves (and train.json) of models trained by lowbit train
  * into a fresh directory beside out_dir, then swaps it into place (renameat2 RENAME_EXCHANGE, or
  * rename-away/rename-in), so a reader never sees half a site. Identical database, templates and
  * binary give identical bytes in every file. */

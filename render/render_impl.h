@@ -109,6 +109,26 @@ struct lb_group {
     double n_params;
 };
 
+/* one row of training_curve (a point of lowbit train's curve.csv) */
+struct lb_train_point {
+    double step, tokens, train_loss, heldout_loss, lr, seconds; /* NAN: NULL */
+};
+
+/* a model trained by lowbit train: its training row, the fields of train.json the site shows
+ * (read with SQLite's json_extract; NAN / NULL when absent) and its curve */
+struct lb_training {
+    char *model_id, *train_json, *source_dir, *files_sha256;
+    double params, dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab, ctx, tied;
+    double steps, batch, micro_batch, lr, min_lr, warmup, weight_decay, clip, beta1, beta2, seed;
+    double tokens_seen, corpus_tokens, corpus_documents, heldout_loss, heldout_documents,
+        heldout_tokens, heldout_overlap_dropped, train_seconds;
+    char *heldout, *heldout_protocol;
+    const struct lb_model *model; /* NULL when models has no such id */
+    struct lb_train_point *curve; /* borrowed slice of lb_data.train_points, by step */
+    int n_curve;
+    int group; /* the group whose base model this is, -1 none */
+};
+
 struct lb_data {
     struct lb_model *models;
     struct lb_recipe *recipes;
@@ -118,7 +138,10 @@ struct lb_data {
     struct lb_prov *prov;
     struct lb_group *groups; /* by key */
     int *board;              /* run indices: average desc (NULL last), then id */
+    struct lb_training *trainings;      /* by model id (schema 2; none in a version 1 file) */
+    struct lb_train_point *train_points; /* by model id, step */
     int n_models, n_recipes, n_runs, n_scores, n_defs, n_prov, n_groups, n_board;
+    int n_trainings, n_train_points;
     bool has_fixture_rows; /* some run has provenance key "fixture" */
     char *as_of;           /* latest finished_at, "" when none */
 };
@@ -132,6 +155,10 @@ const char *lb_run_prov(const struct lb_run *r, const char *key);
 /* the label shown for a run: "display name · recipe" parts (borrowed) */
 const char *lb_run_model_name(const struct lb_run *r);
 const char *lb_run_algorithm(const struct lb_run *r);
+/* the training of a group's base model, NULL when it was not trained by lowbit train */
+const struct lb_training *lb_group_training(const struct lb_data *d, int group);
+/* the label of a trained model: its display name, else its id (borrowed) */
+const char *lb_training_name(const struct lb_training *t);
 /* valid UTF-8 copy of s (NULL -> NULL): invalid bytes and XML-forbidden controls become U+FFFD;
  * returns owned memory (free) */
 char *lb_clean_utf8(const char *s, size_t n);
@@ -174,7 +201,9 @@ struct site {
     int n_tmpls;
     int n_files;
     double bytes_csv, bytes_json, bytes_db; /* sizes shown beside the dataset links */
-    struct chart_layout *lay; /* CHARTS_PER_GROUP per group, then size-accuracy, size-ppl */
+    double bytes_train_csv, bytes_train_json;
+    struct chart_layout *lay; /* CHARTS_PER_GROUP per group, then size-accuracy, size-ppl,
+                               * training-heldout */
 };
 
 struct page {
@@ -192,6 +221,9 @@ void site_templates_release(struct site *s);
 int page_new(struct page *p, struct site *s, const char *body, int depth, const char *title);
 /* the element carrying data-slot="name", NULL (and a message) when the templates lack it */
 xmlNodePtr page_slot(struct page *p, const char *name);
+/* remove the element of slot name (and what it holds) from the page: a section with nothing to
+ * show */
+void page_drop_slot(struct page *p, const char *name);
 /* serialize to <site dir>/<relpath> and free the page; -1 with a message */
 int page_write(struct page *p, const char *relpath);
 void page_release(struct page *p);
@@ -291,12 +323,19 @@ int heat_rows(const struct lb_data *d, int group, int *out, int max);
 
 /* the charts of the site (charts.c); each writes charts/<name>.svg|png */
 /* every chart of the site, drawn in parallel (OpenMP tasks) with the rest of the site; the
- * layouts are kept in s->lay (CHARTS_PER_GROUP per group, then the two global ones) */
-#define CHARTS_PER_GROUP 4
+ * layouts are kept in s->lay (CHARTS_PER_GROUP per group, then the CHARTS_GLOBAL global ones).
+ * The training charts (<slug>-training, training-heldout) exist only for trained models: their
+ * layout stays zero (w = h = 0) otherwise. */
+#define CHARTS_PER_GROUP 5
+#define CHARTS_GLOBAL 3
 int charts_group(struct site *s, int group, struct chart_layout *lay_bars,
                  struct chart_layout *lay_bpw, struct chart_layout *lay_heat,
-                 struct chart_layout *lay_cost);
-int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_layout *lay_ppl);
+                 struct chart_layout *lay_cost, struct chart_layout *lay_train);
+int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_layout *lay_ppl,
+                  struct chart_layout *lay_train);
+/* indices of d->trainings in the overview's order (parameters ascending, unknown last, then id);
+ * out has n_trainings entries; returns the count */
+int training_order(const struct lb_data *d, int *out);
 /* the Pareto frontier of points (x smaller is better, y larger is better when maximize): writes
  * the indices on the frontier in x order to out, returns their count */
 int chart_pareto(const double *x, const double *y, int n, bool maximize, int *out);
@@ -311,6 +350,9 @@ struct col_info {
 /* the columns of data/leaderboard.csv and of each row of data/leaderboard.json, in order */
 extern const struct col_info lb_cols[];
 extern const int lb_n_cols;
+/* the columns of data/training_curves.csv and of each row of data/training_curves.json */
+extern const struct col_info tc_cols[];
+extern const int tc_n_cols;
 int datasets_write(struct site *s, struct sqlite3 *db);
 /* spreadsheet formula defusing: true when a text cell starts with = + - @ TAB or CR */
 bool csv_needs_apostrophe(const char *s);

@@ -259,7 +259,8 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
      * by side; then the board and the about page, which show the datasets' sizes. libxml2 is only
      * ever used by one task at a time (the depend(xml) chain: runs, then index + about), jansson
      * only by the datasets task. The pages with charts need their sizes: they come after. */
-    int n_lay = d.n_groups * CHARTS_PER_GROUP + 2, failed = 0, dep_data = 0, dep_xml = 0;
+    int n_lay = d.n_groups * CHARTS_PER_GROUP + CHARTS_GLOBAL, failed = 0, dep_data = 0,
+        dep_xml = 0;
     s.lay = xcalloc((size_t)n_lay, sizeof *s.lay, "chart layouts");
     if (!s.lay) goto fail;
     (void)dep_data, (void)dep_xml; /* only named by the depend clauses */
@@ -280,8 +281,8 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
 #pragma omp task shared(failed) firstprivate(g)
             {
                 struct chart_layout *l = &s.lay[g * CHARTS_PER_GROUP];
-                int rc = g < d.n_groups ? charts_group(&s, g, &l[0], &l[1], &l[2], &l[3])
-                                        : charts_global(&s, &l[0], &l[1]);
+                int rc = g < d.n_groups ? charts_group(&s, g, &l[0], &l[1], &l[2], &l[3], &l[4])
+                                        : charts_global(&s, &l[0], &l[1], &l[2]);
                 if (rc) {
 #pragma omp atomic write
                     failed = 1;
@@ -318,7 +319,8 @@ fail:
 out:
     err_first_only(false);
     if (txn) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    for (int i = 0; s.lay && i < d.n_groups * CHARTS_PER_GROUP + 2; i++) free(s.lay[i].labels);
+    for (int i = 0; s.lay && i < d.n_groups * CHARTS_PER_GROUP + CHARTS_GLOBAL; i++)
+        free(s.lay[i].labels);
     free(s.lay);
     site_templates_release(&s);
     lb_data_release(&d);

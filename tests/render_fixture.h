@@ -4,7 +4,9 @@
  * fx_recipe() and fx_run() add rows; fx_close() commits. Every run carries provenance key
  * "fixture", so `lowbit render` refuses the database without --fixture (which marks every page).
  *   fixture_small  4 base models + a third-party checkpoint, hostile strings, a failed run, a run
- *                  with a missing task, a very long multi-byte name
+ *                  with a missing task, a very long multi-byte name; training provenance (tables
+ *                  training, training_curve) for three of them, one with a train_json that is
+ *                  not JSON
  *   fixture_big    n_models x n_recipes synthetic runs (every 97th failed), deterministic
  * Everything here is static: each test or bench program that includes it gets its own copy. */
 #ifndef TESTS_RENDER_FIXTURE_H
@@ -278,6 +280,62 @@ FX_FN int fx_run(struct fx *f, int model_i, const char *model_id, double n_param
     return 0;
 }
 
+/* the training curve point k of a fixture training (q: the model's quality, larger = lower loss);
+ * every 4th point of a model with a gap has no held-out loss */
+FX_FN void fx_curve_point(int k, double q, bool gap, double v[6]) {
+    double step = 25.0 * (k + 1);
+    v[0] = step;
+    v[1] = step * 4096;
+    v[2] = 1.5 / q + 3.0 / (1 + 0.04 * step) + 0.01 * noise(k, (uint32_t)(q * 100));
+    v[3] = gap && k % 4 == 2 ? NAN : 1.4 / q + 2.5 / (1 + 0.04 * step);
+    v[4] = 0.002 * (0.1 + 0.9 * 0.5 * (1 + cos(M_PI * k / 10.0)));
+    v[5] = 14.5 * (k + 1);
+}
+#define FX_CURVE_POINTS 10
+
+/* a training row and FX_CURVE_POINTS curve points for model id */
+FX_FN int fx_training(struct fx *f, const char *id, const char *train_json, double q, bool gap) {
+    sqlite3_stmt *st = NULL, *pt = NULL;
+    int rc = sqlite3_prepare_v2(f->db, "INSERT INTO training VALUES(?,?,?,?)", -1, &st, NULL) ||
+             sqlite3_prepare_v2(f->db, "INSERT INTO training_curve VALUES(?,?,?,?,?,?,?)", -1, &pt,
+                                NULL);
+    if (!rc) {
+        char dir[160];
+        snprintf(dir, sizeof dir, "out/zoo/%.100s", id);
+        bind_text_or_null(st, 1, id);
+        bind_text_or_null(st, 2, train_json);
+        bind_text_or_null(st, 3, dir);
+        bind_text_or_null(st, 4, "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+        rc = step(st);
+    }
+    for (int k = 0; !rc && k < FX_CURVE_POINTS; k++) {
+        double v[6];
+        fx_curve_point(k, q, gap, v);
+        bind_text_or_null(pt, 1, id);
+        sqlite3_bind_int64(pt, 2, (sqlite3_int64)v[0]);
+        sqlite3_bind_int64(pt, 3, (sqlite3_int64)v[1]);
+        for (int c = 2; c < 6; c++) bind_num_or_null(pt, c + 2, v[c]);
+        rc = step(pt);
+    }
+    sqlite3_finalize(st);
+    sqlite3_finalize(pt);
+    return rc ? -1 : 0;
+}
+
+/* train.json as lowbit train writes it (gen/cmd_train.c), for the fixture trainings */
+#define FX_TRAIN_JSON(params, dim, layers, protocol)                                               \
+    "{\"corpus_documents\":5840,\"corpus_tokens\":1342938,\"heldout\":\"tinystories-valid.txt\","  \
+    "\"heldout_documents\":202,\"heldout_loss\":2.4426115555668622,\"heldout_overlap_dropped\":"   \
+    "779,\"heldout_protocol\":\"" protocol "\",\"heldout_tokens\":68767,\"model\":{\"ctx\":512,"   \
+    "\"dim\":" #dim ",\"hidden_dim\":512,\"n_heads\":8,\"n_kv_heads\":4,\"n_layers\":" #layers    \
+    ",\"tied\":false,\"vocab\":512},\"opt\":{\"batch\":8,\"clip\":1.0,\"lr\":0.002,\"micro_batch\""\
+    ":4,\"min_lr\":0.0002,\"seed\":1337,\"steps\":250,\"warmup\":20,\"weight_decay\":0.1},"        \
+    "\"params\":" #params ",\"train_seconds\":359.4,\"train_tokens_seen\":1024000}"
+#define FX_PROTOCOL "lowbit nll: BOS + each document, mean NLL (nats) per predicted token"
+/* the hostile model's protocol: markup and quotes, escaped in JSON, read back as this text */
+#define FX_HOSTILE_PROTOCOL "<b>\\\"nll\\\"</b> & </script>"
+#define FX_HOSTILE_PROTOCOL_TEXT "<b>\"nll\"</b> & </script>"
+
 static const struct fx_recipe FX_RECIPES[] = {
     {"fp16", "fp", "float16", "fp16", 16, NAN, NAN, 0, 0, 0},
     {"rtn-w8", "rtn", "int8", "fp32", 8, -1, 0, 0.002, 0.4, 80},
@@ -328,6 +386,13 @@ FX_FN int fixture_small(const char *path) {
     rc |= fx_model(&f, "long-name", longname, "tinystories", NULL, "pretrained", NULL, 20e6);
     rc |= fx_run(&f, 5, "long-name", 20e6, 0.53, &FX_RECIPES[0], 0, false, -1, NULL);
     rc |= fx_run(&f, 5, "long-name", 20e6, 0.53, &FX_RECIPES[3], 3, false, -1, NULL);
+    /* trained models: two base models, the hostile one (markup in train.json), and the
+     * third-party checkpoint (a formula-like id, a train_json that is not JSON) */
+    rc |= fx_training(&f, "tiny-15M", FX_TRAIN_JSON(15200000, 256, 2, FX_PROTOCOL), 0.52, false);
+    rc |= fx_training(&f, "tiny-42M", FX_TRAIN_JSON(41700000, 512, 4, FX_PROTOCOL), 0.58, true);
+    rc |= fx_training(&f, "hostile", FX_TRAIN_JSON(60000000, 384, 3, FX_HOSTILE_PROTOCOL), 0.55,
+                      false);
+    rc |= fx_training(&f, PLUS_ID, "{not json", 0.57, false);
     rc |= fx_close(&f);
     return rc ? -1 : 0;
 }

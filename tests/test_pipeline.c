@@ -1037,6 +1037,132 @@ static void test_path_escape(void) {
     T_CONTAINS(err_buf, "id '../x'");
 }
 
+/* ===== training provenance: train.json + curve.csv beside a model (lowbit train's outputs) ===== */
+
+static const char TRAIN_JSON[] =
+    "{\"params\": 123456, \"model\": {\"dim\": 32, \"n_layers\": 2, \"tied\": false},\n"
+    " \"opt\": {\"steps\": 30, \"batch\": 2, \"lr\": 0.001, \"seed\": 7},\n"
+    " \"train_tokens_seen\": 15360, \"heldout_loss\": 2.875, \"train_seconds\": 4.75}\n";
+static const char CURVE_CSV[] = "step,tokens,train_loss,heldout_loss,lr,seconds\n"
+                                "10,5120,4.5,4.25,0.001,1.5\n"
+                                "20,10240,3.75,,0.0005,3.25\n"
+                                "30,15360,3.125,2.875,0.0001,4.75\n";
+/* the curve rows of model `trained` as text, by step */
+#define CURVE_SQL                                                                                  \
+    "SELECT group_concat(step || ':' || tokens || ':' || train_loss || ':' || "                    \
+    "ifnull(heldout_loss, '-') || ':' || lr || ':' || seconds, ' ') FROM (SELECT * FROM "          \
+    "training_curve WHERE model_id = 'trained' ORDER BY step)"
+#define CURVE_WANT                                                                                 \
+    "10:5120:4.5:4.25:0.001:1.5 20:10240:3.75:-:0.0005:3.25 30:15360:3.125:2.875:0.0001:4.75"
+
+static int count_lines_with(const char *s, const char *needle) {
+    int n = 0;
+    for (const char *line = s; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (memmem(line, len, needle, strlen(needle))) n++;
+        line = end ? end + 1 : NULL;
+    }
+    return n;
+}
+
+static void test_training(void) {
+    setup();
+    if (!setup_ok) { T_FAIL_("no fixture"); return; }
+    /* models without the files: no training rows (the main run of test_run) */
+    if (ref_dump) T_Q(tmp("A/lowbit.db"), "SELECT count(*) FROM training", "0");
+    const char *dir = tmp("trained"), *T = tmp("T"), *db = tmp("T/lowbit.db");
+    char p[600], text[2048];
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/model.gguf", dir);
+    T_EQ_INT(write_fixture(p, 4321), 0); /* other weights than good.gguf: a job of its own */
+    const char *models = tmp("trained-models.csv"), *recipes = tmp("fp32-recipe.csv");
+    snprintf(text, sizeof text, "id,path\ntrained,%s/model.gguf\n", dir);
+    spit(models, text);
+    spit(recipes, "id,algorithm,weight_dtype\nfp32,fp,float32\n");
+    char train_json[600], curve_csv[600];
+    snprintf(train_json, sizeof train_json, "%s/train.json", dir);
+    snprintf(curve_csv, sizeof curve_csv, "%s/curve.csv", dir);
+    spit(train_json, TRAIN_JSON);
+    spit(curve_csv, CURVE_CSV);
+    const char *args = "--tasks arc_easy --limit 2 -j 1 --quiet";
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
+    T_OK(!strstr(err_buf, "warning"));
+    T_Q(db, "SELECT count(*) FROM runs WHERE model_id = 'trained' AND status = 'ok'", "1");
+    T_Q(db, CURVE_SQL, CURVE_WANT); /* the CSV's values, NULL for the empty cell */
+    T_Q(db, "SELECT json_extract(train_json, '$.params') || ' ' || json_extract(train_json, "
+            "'$.opt.seed') || ' ' || json_extract(train_json, '$.heldout_loss') FROM training "
+            "WHERE model_id = 'trained'", "123456 7 2.875");
+    T_Q(db, "SELECT source_dir FROM training", dir);
+    T_Q(db, "SELECT length(files_sha256) FROM training", "64");
+    integrity_ok(db);
+    /* the same files again: not one byte of the database changes */
+    char s1[65], s2[65];
+    file_sha(db, s1);
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
+    file_sha(db, s2);
+    T_EQ_STR(s1, s2);
+
+    /* a malformed curve.csv: one warning naming it, the model recorded without training rows,
+     * the run succeeds */
+    spit(curve_csv, "step,tokens,train_loss,heldout_loss,lr,seconds\n10,5120,abc,4.25,0.001,1.5\n");
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
+    T_EQ_INT(count_lines_with(err_buf, "warning"), 1);
+    T_CONTAINS(err_buf, "curve.csv: row 1, column train_loss: 'abc' is not a number");
+    T_CONTAINS(err_buf, "model trained is recorded without training rows");
+    T_Q(db, "SELECT count(*) FROM training", "0");
+    T_Q(db, "SELECT count(*) FROM training_curve", "0");
+    T_Q(db, "SELECT count(*) FROM models WHERE id = 'trained'", "1");
+    T_Q(db, "SELECT count(*) FROM runs WHERE model_id = 'trained' AND status = 'ok'", "1");
+    integrity_ok(db);
+    /* steps out of order, an unknown column: the same */
+    spit(curve_csv, "step,tokens,train_loss,heldout_loss\n20,1,2,3\n10,1,2,3\n");
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
+    T_CONTAINS(err_buf, "steps must increase");
+    spit(curve_csv, "step,tokens,train_loss,heldout_loss,bogus\n10,1,2,3,4\n");
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
+    T_CONTAINS(err_buf, "unknown column 'bogus'");
+    /* a train.json that is not a JSON object */
+    spit(curve_csv, CURVE_CSV);
+    spit(train_json, "[1, 2]");
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
+    T_EQ_INT(count_lines_with(err_buf, "warning"), 1);
+    T_CONTAINS(err_buf, "train.json: not a JSON object");
+    T_Q(db, "SELECT count(*) FROM training", "0");
+    /* good files again: the rows come back */
+    spit(train_json, TRAIN_JSON);
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
+    T_Q(db, CURVE_SQL, CURVE_WANT);
+
+    /* collect without a plan records it from the result file's model path */
+    const char *solo = tmp("T/solo.db");
+    T_EQ_INT(run("collect --results %s/results --db %s", T, solo), 0);
+    T_Q(solo, CURVE_SQL, CURVE_WANT);
+    T_Q(solo, "PRAGMA user_version", "2");
+
+    /* a version 1 database gains the tables, with the columns of a fresh one */
+    const char *v1 = tmp("T/v1.db");
+    snprintf(text, sizeof text, "cp %s %s", solo, v1);
+    T_EQ_INT(system(text), 0);
+    sqlite3 *h = NULL;
+    T_OK(sqlite3_open(v1, &h) == SQLITE_OK &&
+         sqlite3_exec(h, "DROP TABLE training_curve; DROP TABLE training; PRAGMA user_version = 1",
+                      NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(h);
+    T_EQ_INT(run("collect --results %s/results --db %s", T, v1), 0);
+    T_Q(v1, "PRAGMA user_version", "2");
+    static const char COLS[] =
+        "SELECT group_concat(col, ', ') FROM (SELECT m.name || '.' || c.name || ' ' || c.type || "
+        "' ' || c.\"notnull\" || ' ' || c.pk AS col FROM sqlite_master m, "
+        "pragma_table_info(m.name) c WHERE m.name IN ('training', 'training_curve') ORDER BY "
+        "m.name, c.cid)";
+    char *fresh = q1(solo, COLS), *migrated = q1(v1, COLS);
+    T_OK(strlen(fresh) > 100);
+    T_EQ_STR(migrated, fresh);
+    free(fresh), free(migrated);
+    integrity_ok(v1);
+}
+
 /* ===== resource limits: memory, disk full, concurrent runs ===== */
 
 /* a file of `size` bytes that takes no disk (a hole) */
@@ -1343,6 +1469,7 @@ int main(void) {
     T_RUN(test_keys);
     T_RUN(test_run);
     T_RUN(test_repro);
+    T_RUN(test_training);
     T_RUN(test_kill_runner);
     T_RUN(test_kill_collect);
     T_RUN(test_malformed);

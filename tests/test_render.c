@@ -7,7 +7,9 @@
  * HTML, SVG, CSV and JSON (parsed back and compared), chart labels never overlapping, a complete
  * 10,000-run site (its time is measured by `make bench`: tests/bench_render.c), and the board in
  * headless Chromium (tests/browser/board.mjs) against the orders computed here in C from the same
- * database. Screenshots: out/tmp/browser/. The fixture databases come from tests/render_fixture.h. */
+ * database, and the training provenance of trained models (model page chart and table, the
+ * overview chart, data/training_curves.csv|json against the fixture's own values). Screenshots:
+ * out/tmp/browser/. The fixture databases come from tests/render_fixture.h. */
 #include <csv.h>
 #include <dirent.h>
 #include <fontconfig/fontconfig.h>
@@ -606,6 +608,147 @@ out:
     sqlite3_close(db);
 }
 
+/* training provenance (tables training, training_curve): the model page of a trained model has
+ * its curve chart and a provenance table from train.json, models/index.html the overview chart,
+ * data/training_curves.csv|json every point; the expected values are the fixture's own
+ * (fx_curve_point), not what the renderer read */
+struct fx_training_want {
+    const char *id;
+    double q;
+    bool gap;
+};
+static const struct fx_training_want FX_TRAININGS[] = {
+    /* in the CSV's order: model id, byte order */
+    {PLUS_ID, 0.57, false}, {"hostile", 0.55, false}, {"tiny-15M", 0.52, false},
+    {"tiny-42M", 0.58, true}};
+
+static bool file_has(const char *path, const char *needle) {
+    char *s = slurp(path, NULL);
+    bool ok = s && strstr(s, needle);
+    free(s);
+    return ok;
+}
+
+static void test_training_site(void) {
+    if (!g_have_small) {
+        T_FAIL_("no fixture site");
+        return;
+    }
+    char p[800];
+    /* the model page of a trained model: the chart (SVG + PNG fallback) and the table */
+    snprintf(p, sizeof p, "%s/models/tiny-15m.html", g_site);
+    xmlDocPtr doc = xmlReadFile(p, NULL, XML_PARSE_NONET);
+    T_OK(doc != NULL);
+    if (doc) {
+        xmlNodePtr root = xmlDocGetRootElement(doc);
+        T_OK(find_text(root, "h2", "Training"));
+        T_OK(find_text(root, "th", "Parameters"));
+        T_OK(find_text(root, "td", "15.2 M (15200000)"));
+        T_OK(find_text(root, "td", "dim 256, hidden 512, 2 layers, 8 heads, 4 kv heads, "
+                                   "vocabulary 512, context 512, untied output"));
+        T_OK(find_text(root, "td", "250"));
+        T_OK(find_text(root, "td", "1024000 (1.02 M)"));
+        T_OK(find_text(root, "td", "8 windows of 512 tokens per step (micro-batches of 4)"));
+        T_OK(find_text(root, "td", "peak 0.002, linear warm-up 20 steps, cosine decay to 0.0002, "
+                                   "AdamW weight decay 0.1, gradient clip 1"));
+        T_OK(find_text(root, "td", "1337"));
+        T_OK(find_text(root, "td", "2.4426 nats/token (perplexity 11.50) on 202 documents, "
+                                   "68767 predicted tokens"));
+        T_OK(find_text(root, "bdi", FX_PROTOCOL));
+        T_OK(find_text(root, "td", "6.0 min"));
+        xmlFreeDoc(doc);
+    }
+    T_OK(file_has(p, "src=\"../charts/tiny-15m-training.png\""));
+    T_OK(file_has(p, "srcset=\"../charts/tiny-15m-training.svg\""));
+    T_OK(file_has(p, "class=\"data training\""));
+    snprintf(p, sizeof p, "%s/charts/tiny-15m-training.svg", g_site);
+    doc = xmlReadFile(p, NULL, XML_PARSE_NONET);
+    T_OK(doc && find_text(xmlDocGetRootElement(doc), "title", "Tiny 15M: training curve"));
+    xmlFreeDoc(doc);
+    struct stat st;
+    snprintf(p, sizeof p, "%s/charts/tiny-15m-training.png", g_site);
+    T_OK(!stat(p, &st) && st.st_size > 1000);
+    /* hostile strings of train.json: text, never markup */
+    snprintf(p, sizeof p, "%s/models/hostile.html", g_site);
+    doc = xmlReadFile(p, NULL, XML_PARSE_NONET);
+    T_OK(doc && find_text(xmlDocGetRootElement(doc), "bdi", FX_HOSTILE_PROTOCOL_TEXT));
+    xmlFreeDoc(doc);
+    /* an untrained model: no training section, no chart */
+    snprintf(p, sizeof p, "%s/models/tiny-110m.html", g_site);
+    T_OK(!file_has(p, "Training"));
+    T_OK(!file_has(p, "-training"));
+    snprintf(p, sizeof p, "%s/charts/tiny-110m-training.svg", g_site);
+    T_OK(access(p, F_OK) != 0);
+    /* the overview on models/index.html */
+    snprintf(p, sizeof p, "%s/models/index.html", g_site);
+    T_OK(file_has(p, "srcset=\"../charts/training-heldout.svg\""));
+    T_OK(file_has(p, "<h2>Training curves</h2>"));
+    snprintf(p, sizeof p, "%s/charts/training-heldout.svg", g_site);
+    T_OK(access(p, F_OK) == 0);
+    /* the dataset is linked beside the others */
+    snprintf(p, sizeof p, "%s/about.html", g_site);
+    T_OK(file_has(p, "href=\"data/training_curves.csv\""));
+    T_OK(file_has(p, "href=\"data/training_curves.json\""));
+
+    /* data/training_curves.csv: the header, then every point by model id and step */
+    snprintf(p, sizeof p, "%s/data/training_curves.csv", g_site);
+    size_t len = 0;
+    char *csv = slurp(p, &len);
+    T_OK(csv != NULL);
+    struct csv_parser cp;
+    struct csv_ctx cc = {0};
+    csv_init(&cp, CSV_STRICT | CSV_STRICT_FINI);
+    T_EQ_INT(csv_parse(&cp, csv ? csv : "", len, csv_cb_field, csv_cb_row, &cc), len);
+    T_EQ_INT(csv_fini(&cp, csv_cb_field, csv_cb_row, &cc), 0);
+    csv_free(&cp);
+    const int n_tr = (int)LB_ARRAY_LEN(FX_TRAININGS);
+    T_EQ_INT(cc.n_rows, 1 + n_tr * FX_CURVE_POINTS);
+    static const char hdr[] = "model_id,step,tokens,train_loss,heldout_loss,lr,seconds\r\n";
+    T_OK(csv && !strncmp(csv, hdr, strlen(hdr)));
+    for (int i = 0; i < n_tr && cc.n_rows == 1 + n_tr * FX_CURVE_POINTS; i++)
+        for (int k = 0; k < FX_CURVE_POINTS; k++) {
+            char **row = cc.rows[1 + i * FX_CURVE_POINTS + k], want[160];
+            double v[6];
+            fx_curve_point(k, FX_TRAININGS[i].q, FX_TRAININGS[i].gap, v);
+            /* a formula-like id gets its apostrophe (spreadsheet safety) */
+            snprintf(want, sizeof want, "%s%s", csv_needs_apostrophe(FX_TRAININGS[i].id) ? "'" : "",
+                     FX_TRAININGS[i].id);
+            T_EQ_STR(row[0], want);
+            for (int c = 0; c < 6; c++) {
+                if (isnan(v[c])) {
+                    T_EQ_STR(row[c + 1], "");
+                    continue;
+                }
+                T_NEAR(strtod(row[c + 1], NULL), num15(v[c]), 0);
+            }
+        }
+    for (int r = 0; r < cc.n_rows; r++) {
+        for (int k = 0; k < 64 && cc.rows[r] && cc.rows[r][k]; k++) free(cc.rows[r][k]);
+        free(cc.rows[r]);
+    }
+    free(cc.rows);
+    free(csv);
+
+    /* data/training_curves.json: the same rows, exact ids, each model's train.json */
+    snprintf(p, sizeof p, "%s/data/training_curves.json", g_site);
+    json_t *root = json_load_file(p, 0, NULL);
+    T_OK(root != NULL);
+    T_EQ_STR(json_string_value(json_object_get(root, "schema")), "lowbit-training-curves/1");
+    json_t *rows = json_object_get(root, "rows"), *models = json_object_get(root, "models");
+    T_EQ_INT(json_array_size(rows), n_tr * FX_CURVE_POINTS);
+    T_EQ_INT(json_array_size(models), n_tr);
+    T_EQ_STR(json_string_value(json_object_get(json_array_get(rows, 0), "model_id")), PLUS_ID);
+    json_t *r5 = json_array_get(rows, (size_t)(3 * FX_CURVE_POINTS + 2)); /* tiny-42M's gap */
+    T_OK(json_is_null(json_object_get(r5, "heldout_loss")));
+    T_EQ_INT(json_integer_value(json_object_get(r5, "tokens")), 75 * 4096);
+    json_t *m15 = json_array_get(models, 2);
+    T_EQ_STR(json_string_value(json_object_get(m15, "model_id")), "tiny-15M");
+    T_EQ_INT(json_integer_value(json_object_get(json_object_get(m15, "train"), "params")), 15200000);
+    /* a train_json that is not JSON is kept as text */
+    T_EQ_STR(json_string_value(json_object_get(json_array_get(models, 0), "train")), "{not json");
+    json_decref(root);
+}
+
 /* chart labels: recorded boxes inside the canvas and pairwise apart, on every chart */
 static int check_layout(const struct chart_layout *l, const char *what) {
     int bad = 0;
@@ -641,9 +784,10 @@ static void labels_of(const char *dbpath, int max_groups, int *n_charts, int *n_
     struct render_opts o = {.templates_dir = "templates", .fixture = true};
     struct site s = {.opts = &o, .d = &d, .dir = dir};
     for (int g = 0; g < d.n_groups && g < max_groups; g++) {
-        struct chart_layout l[4] = {0};
-        T_OK(!charts_group(&s, g, &l[0], &l[1], &l[2], &l[3]));
-        for (int k = 0; k < 4; k++) {
+        struct chart_layout l[CHARTS_PER_GROUP] = {0};
+        T_OK(!charts_group(&s, g, &l[0], &l[1], &l[2], &l[3], &l[4]));
+        for (int k = 0; k < CHARTS_PER_GROUP; k++) {
+            if (!l[k].w) continue; /* not drawn: the training chart of an untrained model */
             char what[200];
             snprintf(what, sizeof what, "%s chart %d", d.groups[g].slug, k);
             check_layout(&l[k], what);
@@ -652,10 +796,13 @@ static void labels_of(const char *dbpath, int max_groups, int *n_charts, int *n_
             free(l[k].labels);
         }
     }
-    struct chart_layout l[2] = {0};
-    T_OK(!charts_global(&s, &l[0], &l[1]));
-    for (int k = 0; k < 2; k++) {
-        check_layout(&l[k], k ? "size-ppl" : "size-accuracy");
+    struct chart_layout l[CHARTS_GLOBAL] = {0};
+    T_OK(!charts_global(&s, &l[0], &l[1], &l[2]));
+    static const char *const global[CHARTS_GLOBAL] = {"size-accuracy", "size-ppl",
+                                                      "training-heldout"};
+    for (int k = 0; k < CHARTS_GLOBAL; k++) {
+        if (!l[k].w) continue;
+        check_layout(&l[k], global[k]);
         *n_labels += l[k].n_labels;
         (*n_charts)++;
         free(l[k].labels);
@@ -903,6 +1050,7 @@ int main(void) {
     T_RUN(test_deterministic_and_atomic);
     T_RUN(test_wellformed_and_links);
     T_RUN(test_hostile_strings);
+    T_RUN(test_training_site);
     T_RUN(test_10k_runs);
     T_RUN(test_chart_labels);
     T_RUN(test_browser);
