@@ -8,9 +8,11 @@
 
 #include "quant/aqlm.h"
 
-/* the module's three tensors into w (buffers appended to bufs); their bytes go to the tallies */
-static int write_module(struct safetensors_writer *w, const struct hfx_tensor *t,
-                        const struct aqlm_opts *o, void **bufs, int *n_bufs, struct hfx_stats *st) {
+/* the module's three tensors into w (buffers appended to bufs); their bytes go to the tallies;
+ * ctx: the struct aqlm_opts */
+static int write_module(void *ctx, struct safetensors_writer *w, const struct hfx_tensor *t,
+                        void **bufs, int *n_bufs, struct hfx_stats *st) {
+    const struct aqlm_opts *o = ctx;
     const struct tensor *q = &t->q;
     if (q->type != DTYPE_AQLM || q->q_ncb != o->num_codebooks || q->q_bits != o->nbits ||
         q->q_group != o->in_group || q->q_out_group != o->out_group || q->ne[0] != t->K ||
@@ -72,41 +74,22 @@ static bool ends_with(const char *s, const char *suffix) {
 int aqlm_write(const struct hfx_model *hm, const struct aqlm_opts *o, json_t *extra,
                const char *dir, struct hfx_stats *st) {
     memset(st, 0, sizeof *st);
-    struct safetensors_writer w = SAFETENSORS_WRITER_INIT;
-    void **bufs = calloc((size_t)hm->n * 3 + 1, sizeof *bufs);
-    int n_bufs = 0, ret = -1;
+    struct hfx_file f = HFX_FILE_INIT;
+    int ret = -1;
     json_t *skip = json_array(), *qc = NULL;
-    if (!bufs || !skip) {
-        free(bufs);
-        json_decref(skip);
-        return err("out of memory");
-    }
+    if (!skip) return err("out of memory");
+    if (hfx_add_tensors(&f, hm, write_module, (void *)o, NULL, st)) goto out;
+    /* convert_to_hf.py lists every weight it keeps in floating point */
     bool has_lm_head = false;
     for (int i = 0; i < hm->n; i++) {
         const struct hfx_tensor *t = &hm->t[i];
-        if (t->linear) {
-            st->n_modules++;
-            st->n_lin += t->N * t->K;
-        }
-        if (t->linear && t->quantized) {
-            st->n_modules_q++;
-            st->n_lin_q += t->N * t->K;
-            if (write_module(&w, t, o, bufs, &n_bufs, st)) goto out;
-            continue;
-        }
-        if (t->linear) st->n_float++;
-        void *own = NULL;
-        if (hfx_add_float(&w, t, &own)) goto out;
-        if (own) bufs[n_bufs++] = own;
-        hfx_count(st, t, (size_t)(t->N * t->K) *
-                             (t->src->type == DTYPE_F16 || t->src->type == DTYPE_BF16 ? 2 : 4));
-        /* convert_to_hf.py lists every weight it keeps in floating point */
-        if (ends_with(t->hf, ".weight")) json_array_append_new(skip, json_string(t->hf));
+        if ((t->linear && t->quantized) || !ends_with(t->hf, ".weight")) continue;
+        json_array_append_new(skip, json_string(t->hf));
         has_lm_head |= !strcmp(t->hf, "lm_head.weight");
     }
     /* transformers replaces every nn.Linear not listed, lm_head included even when tied */
     if (!has_lm_head) json_array_append_new(skip, json_string("lm_head.weight"));
-    if (safetensors_writer_set_meta(&w, "format", "pt")) goto out;
+    if (safetensors_writer_set_meta(&f.w, "format", "pt")) goto out;
     qc = json_pack("{s:s, s:i, s:i, s:i, s:i, s:O}", "quant_method", "aqlm",
                    "nbits_per_codebook", o->nbits, "num_codebooks", o->num_codebooks,
                    "out_group_size", o->out_group, "in_group_size", o->in_group,
@@ -118,11 +101,9 @@ int aqlm_write(const struct hfx_model *hm, const struct aqlm_opts *o, json_t *ex
     json_t *lb = json_pack("{s:s}", "algorithm", "aqlm");
     if (extra) json_object_update(lb, extra);
     json_object_set_new(qc, "lowbit", lb);
-    ret = hfx_write_dir(hm, dir, &w, qc, st);
+    ret = hfx_write_dir(hm, dir, &f.w, qc, st);
 out:
-    for (int i = 0; i < n_bufs; i++) free(bufs[i]);
-    free(bufs);
-    safetensors_writer_release(&w);
+    hfx_file_release(&f);
     json_decref(qc);
     json_decref(skip);
     return ret;

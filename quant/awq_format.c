@@ -14,8 +14,10 @@
 
 #include "quant/qformat.h"
 
-static int write_module(struct safetensors_writer *w, const struct hfx_tensor *t, int64_t g,
+/* the module's three tensors into w; ctx: the group size (int64_t) */
+static int write_module(void *ctx, struct safetensors_writer *w, const struct hfx_tensor *t,
                         void **bufs, int *n_bufs, struct hfx_stats *st) {
+    const int64_t g = *(const int64_t *)ctx;
     const struct tensor *q = &t->q;
     const int64_t K = t->K, N = t->N, ng = K / g;
     if (q->type != DTYPE_QINT || q->q_bits != 4 || q->q_group != g || q->q_perm || N % 8 || K % g)
@@ -59,33 +61,12 @@ int awq_write(const struct hfx_model *hm, int64_t group, const char *quantizer, 
               const char *dir, struct hfx_stats *st) {
     memset(st, 0, sizeof *st);
     if (group <= 0) return err("AWQ needs a positive group_size (got %lld)", (long long)group);
-    struct safetensors_writer w = SAFETENSORS_WRITER_INIT;
-    void **bufs = calloc((size_t)hm->n * 4 + 1, sizeof *bufs);
-    int n_bufs = 0, ret = -1;
+    struct hfx_file f = HFX_FILE_INIT;
+    int ret = -1;
     json_t *qc = NULL, *fl = json_array();
-    if (!bufs) return err("out of memory");
-    for (int i = 0; i < hm->n; i++) {
-        const struct hfx_tensor *t = &hm->t[i];
-        if (t->linear) {
-            st->n_modules++;
-            st->n_lin += t->N * t->K;
-        }
-        if (t->linear && t->quantized) {
-            st->n_modules_q++;
-            st->n_lin_q += t->N * t->K;
-            if (write_module(&w, t, group, bufs, &n_bufs, st)) goto out;
-            continue;
-        }
-        if (t->linear) {
-            st->n_float++;
-            json_array_append_new(fl, json_string(t->module));
-        }
-        void *own = NULL;
-        if (hfx_add_float(&w, t, &own)) goto out;
-        if (own) bufs[n_bufs++] = own;
-        hfx_count(st, t, (size_t)(t->N * t->K) * (t->src->type == DTYPE_F16 || t->src->type == DTYPE_BF16 ? 2 : 4));
-    }
-    if (safetensors_writer_set_meta(&w, "format", "pt")) goto out;
+    if (hfx_add_tensors(&f, hm, write_module, &group, fl, st) ||
+        safetensors_writer_set_meta(&f.w, "format", "pt"))
+        goto out;
     qc = json_pack("{s:s, s:i, s:I, s:b, s:s}", "quant_method", "awq", "bits", 4, "group_size",
                    (json_int_t)group, "zero_point", 1, "version", "gemm");
     json_object_set_new(qc, "modules_to_not_convert",
@@ -94,11 +75,9 @@ int awq_write(const struct hfx_model *hm, int64_t group, const char *quantizer, 
                            "float_modules", fl);
     if (extra) json_object_update(lb, extra);
     json_object_set_new(qc, "lowbit", lb);
-    ret = hfx_write_dir(hm, dir, &w, qc, st);
+    ret = hfx_write_dir(hm, dir, &f.w, qc, st);
 out:
-    for (int i = 0; i < n_bufs; i++) free(bufs[i]);
-    free(bufs);
-    safetensors_writer_release(&w);
+    hfx_file_release(&f);
     json_decref(qc);
     json_decref(fl);
     return ret;

@@ -89,36 +89,22 @@ static int write8(struct safetensors_writer *w, const struct hfx_tensor *t, stru
     return 0;
 }
 
+/* ctx: the struct bnb_write_opts */
+static int write_module(void *ctx, struct safetensors_writer *w, const struct hfx_tensor *t,
+                        void **bufs, int *n_bufs, struct hfx_stats *st) {
+    const struct bnb_write_opts *o = ctx;
+    return o->int8 ? write8(w, t, st) : write4(w, t, bufs, n_bufs, st);
+}
+
 int bnb_write(const struct hfx_model *hm, const struct bnb_write_opts *o, const char *dir,
               struct hfx_stats *st) {
     memset(st, 0, sizeof *st);
-    struct safetensors_writer w = SAFETENSORS_WRITER_INIT;
-    void **bufs = calloc((size_t)hm->n * 2 + 1, sizeof *bufs);
-    int n_bufs = 0, ret = -1;
+    struct hfx_file f = HFX_FILE_INIT;
+    int ret = -1;
     json_t *qc = NULL, *fl = json_array();
-    if (!bufs) return err("out of memory");
-    for (int i = 0; i < hm->n; i++) {
-        const struct hfx_tensor *t = &hm->t[i];
-        if (t->linear) {
-            st->n_modules++;
-            st->n_lin += t->N * t->K;
-        }
-        if (t->linear && t->quantized) {
-            st->n_modules_q++;
-            st->n_lin_q += t->N * t->K;
-            if (o->int8 ? write8(&w, t, st) : write4(&w, t, bufs, &n_bufs, st)) goto out;
-            continue;
-        }
-        if (t->linear) {
-            st->n_float++;
-            json_array_append_new(fl, json_string(t->module));
-        }
-        void *own = NULL;
-        if (hfx_add_float(&w, t, &own)) goto out;
-        if (own) bufs[n_bufs++] = own;
-        hfx_count(st, t, (size_t)(t->N * t->K) * (t->src->type == DTYPE_F16 || t->src->type == DTYPE_BF16 ? 2 : 4));
-    }
-    if (safetensors_writer_set_meta(&w, "format", "pt")) goto out;
+    if (hfx_add_tensors(&f, hm, write_module, (void *)o, fl, st) ||
+        safetensors_writer_set_meta(&f.w, "format", "pt"))
+        goto out;
     const char *cd = o->compute_dtype ? o->compute_dtype : "float32";
     qc = json_pack("{s:b, s:b, s:s, s:s, s:s, s:b, s:b, s:b, s:n, s:f, s:b, s:b, s:s}",
                    "_load_in_4bit", !o->int8, "_load_in_8bit", o->int8, "bnb_4bit_compute_dtype",
@@ -132,11 +118,9 @@ int bnb_write(const struct hfx_model *hm, const struct bnb_write_opts *o, const 
     json_t *lb = json_pack("{s:s, s:O}", "algorithm", "bnb", "float_modules", fl);
     if (o->extra) json_object_update(lb, o->extra);
     json_object_set_new(qc, "lowbit", lb);
-    ret = hfx_write_dir(hm, dir, &w, qc, st);
+    ret = hfx_write_dir(hm, dir, &f.w, qc, st);
 out:
-    for (int i = 0; i < n_bufs; i++) free(bufs[i]);
-    free(bufs);
-    safetensors_writer_release(&w);
+    hfx_file_release(&f);
     json_decref(qc);
     json_decref(fl);
     return ret;

@@ -53,11 +53,24 @@ enum qplan qformat_plan(bool awq, int64_t K, int64_t N, int bits, int64_t group,
     return QPLAN_GROUP;
 }
 
-/* the module's tensors into w; their bytes go to the tallies */
-static int write_module(struct safetensors_writer *w, const struct hfx_tensor *t,
-                        const struct gptq_write_opts *o, void **bufs, int *n_bufs,
-                        struct hfx_stats *st) {
+/* what gptq_write's modules share: the options, and what the config reports of them */
+struct gptq_ctx {
+    const struct gptq_write_opts *o;
+    json_t *per_channel; /* modules quantized per channel where the file's group is smaller */
+    bool any_perm;       /* some module has an act-order permutation */
+};
+
+/* the module's tensors into w; their bytes go to the tallies; ctx: a struct gptq_ctx */
+static int write_module(void *ctx, struct safetensors_writer *w, const struct hfx_tensor *t,
+                        void **bufs, int *n_bufs, struct hfx_stats *st) {
+    struct gptq_ctx *c = ctx;
+    const struct gptq_write_opts *o = c->o;
     const struct tensor *q = &t->q;
+    c->any_perm |= q->q_perm != NULL;
+    if (o->group > 0 && o->group < t->K && q->q_group != o->group) {
+        st->n_per_channel++;
+        json_array_append_new(c->per_channel, json_string(t->module));
+    }
     const int b = o->bits;
     const int64_t K = t->K, N = t->N, g = o->group <= 0 ? K : o->group, ng = qint_n_groups(g, K);
     const int64_t tg = q->q_group, tng = qint_n_groups(tg, K);
@@ -133,43 +146,16 @@ int gptq_write(const struct hfx_model *hm, const struct gptq_write_opts *o, cons
     memset(st, 0, sizeof *st);
     if (o->bits != 2 && o->bits != 3 && o->bits != 4 && o->bits != 8)
         return err("GPTQ writes 2, 3, 4 or 8 bits, not %d", o->bits);
-    struct safetensors_writer w = SAFETENSORS_WRITER_INIT;
-    void **bufs = calloc((size_t)hm->n * 5 + 1, sizeof *bufs);
-    int n_bufs = 0, ret = -1;
+    struct hfx_file f = HFX_FILE_INIT;
+    int ret = -1;
     json_t *qc = NULL, *pc = json_array(), *fl = json_array();
-    if (!bufs) return err("out of memory");
-    bool any_perm = false;
-    for (int i = 0; i < hm->n; i++) {
-        const struct hfx_tensor *t = &hm->t[i];
-        if (t->linear) {
-            st->n_modules++;
-            st->n_lin += t->N * t->K;
-        }
-        if (t->linear && t->quantized) {
-            st->n_modules_q++;
-            st->n_lin_q += t->N * t->K;
-            any_perm |= t->q.q_perm != NULL;
-            const int64_t g = o->group <= 0 ? t->K : o->group;
-            if (t->q.q_group != g && g < t->K) {
-                st->n_per_channel++;
-                json_array_append_new(pc, json_string(t->module));
-            }
-            if (write_module(&w, t, o, bufs, &n_bufs, st)) goto out;
-            continue;
-        }
-        if (t->linear) {
-            st->n_float++;
-            json_array_append_new(fl, json_string(t->module));
-        }
-        void *own = NULL;
-        if (hfx_add_float(&w, t, &own)) goto out;
-        if (own) bufs[n_bufs++] = own;
-        hfx_count(st, t, (size_t)(t->N * t->K) * (t->src->type == DTYPE_F16 || t->src->type == DTYPE_BF16 ? 2 : 4));
-    }
-    if (safetensors_writer_set_meta(&w, "format", "pt")) goto out;
+    struct gptq_ctx c = {o, pc, false};
+    if (hfx_add_tensors(&f, hm, write_module, &c, fl, st) ||
+        safetensors_writer_set_meta(&f.w, "format", "pt"))
+        goto out;
     qc = json_pack("{s:s, s:i, s:I, s:b, s:b, s:f, s:b, s:b, s:s}", "quant_method", "gptq", "bits",
                    o->bits, "group_size", (json_int_t)(o->group <= 0 ? -1 : o->group), "desc_act",
-                   o->desc_act || any_perm, "sym", o->sym, "damp_percent",
+                   o->desc_act || c.any_perm, "sym", o->sym, "damp_percent",
                    o->damp_percent > 0 ? o->damp_percent : 0.01, "true_sequential",
                    o->true_sequential, "static_groups", o->static_groups, "checkpoint_format",
                    o->v2 ? "gptq_v2" : "gptq");
@@ -180,16 +166,14 @@ int gptq_write(const struct hfx_model *hm, const struct gptq_write_opts *o, cons
                            "per_channel_modules", pc, "float_modules", fl);
     if (o->extra) json_object_update(lb, o->extra);
     json_object_set_new(qc, "lowbit", lb);
-    ret = hfx_write_dir(hm, dir, &w, qc, st);
+    ret = hfx_write_dir(hm, dir, &f.w, qc, st);
     if (!ret) { /* AutoGPTQ reads quantize_config.json too */
         char p[4300];
         snprintf(p, sizeof p, "%s/quantize_config.json", dir);
         if (json_dump_file(qc, p, JSON_INDENT(2))) ret = err("cannot write %s", p);
     }
 out:
-    for (int i = 0; i < n_bufs; i++) free(bufs[i]);
-    free(bufs);
-    safetensors_writer_release(&w);
+    hfx_file_release(&f);
     json_decref(qc);
     json_decref(pc);
     json_decref(fl);

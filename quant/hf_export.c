@@ -168,6 +168,44 @@ void hfx_count(struct hfx_stats *st, const struct hfx_tensor *t, size_t bytes) {
     if (t->quantized) st->lin_q_bytes += bytes;
 }
 
+int hfx_add_tensors(struct hfx_file *f, const struct hfx_model *hm, hfx_module_fn fn, void *ctx,
+                    json_t *float_linears, struct hfx_stats *st) {
+    f->bufs = calloc((size_t)hm->n * HFX_MODULE_BUFS + 1, sizeof *f->bufs);
+    if (!f->bufs) return err("out of memory");
+    for (int i = 0; i < hm->n; i++) {
+        const struct hfx_tensor *t = &hm->t[i];
+        const int64_t n = t->N * t->K;
+        if (t->linear) {
+            st->n_modules++;
+            st->n_lin += n;
+        }
+        if (t->linear && t->quantized) {
+            st->n_modules_q++;
+            st->n_lin_q += n;
+            if (fn(ctx, &f->w, t, f->bufs, &f->n_bufs, st)) return -1;
+            continue;
+        }
+        if (t->linear) {
+            st->n_float++;
+            if (float_linears) json_array_append_new(float_linears, json_string(t->module));
+        }
+        void *own = NULL;
+        if (hfx_add_float(&f->w, t, &own)) return -1;
+        if (own) f->bufs[f->n_bufs++] = own;
+        const enum dtype dt = t->src->type;
+        hfx_count(st, t, (size_t)n * (dt == DTYPE_F16 || dt == DTYPE_BF16 ? 2 : 4));
+    }
+    return 0;
+}
+
+void hfx_file_release(struct hfx_file *f) {
+    for (int i = 0; i < f->n_bufs; i++) free(f->bufs[i]);
+    free(f->bufs);
+    f->bufs = NULL;
+    f->n_bufs = 0;
+    safetensors_writer_release(&f->w);
+}
+
 json_t *hfx_module_list(const struct hfx_model *hm, bool want) {
     json_t *a = json_array();
     for (int i = 0; i < hm->n; i++) {

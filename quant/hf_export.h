@@ -81,6 +81,27 @@ int hfx_add_float(struct safetensors_writer *w, const struct hfx_tensor *t, void
 /* add bytes of tensor `name` (already added to w) to the module tallies */
 void hfx_count(struct hfx_stats *st, const struct hfx_tensor *t, size_t bytes);
 
+/* the tensors of one model.safetensors being written, and the buffers they point into (freed by
+ * hfx_file_release, after the write) */
+struct hfx_file {
+    struct safetensors_writer w;
+    void **bufs;
+    int n_bufs;
+};
+#define HFX_FILE_INIT {SAFETENSORS_WRITER_INIT, NULL, 0}
+/* the most buffers one quantized module may add to bufs */
+#define HFX_MODULE_BUFS 5
+/* how a format writes one quantized linear: its tensors into w, each buffer it allocates
+ * appended to bufs (at most HFX_MODULE_BUFS), its bytes tallied (hfx_count); 0 or -1 */
+typedef int (*hfx_module_fn)(void *ctx, struct safetensors_writer *w, const struct hfx_tensor *t,
+                             void **bufs, int *n_bufs, struct hfx_stats *st);
+/* every tensor of hm into f in order: the quantized block linears through fn, everything else in
+ * float (hfx_add_float); the module tallies in st. float_linears (may be NULL) gets the module
+ * name of each block linear kept in float. 0 or -1 with a message. */
+int hfx_add_tensors(struct hfx_file *f, const struct hfx_model *hm, hfx_module_fn fn, void *ctx,
+                    json_t *float_linears, struct hfx_stats *st);
+void hfx_file_release(struct hfx_file *f);
+
 /* create dir (mkdir -p), write w as dir/model.safetensors, config.json with qc (borrowed) as
  * quantization_config, and the tokenizer files; fills st->file_bytes and st->n_params */
 int hfx_write_dir(const struct hfx_model *hm, const char *dir, struct safetensors_writer *w,
