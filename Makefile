@@ -110,7 +110,7 @@ fuzz-build:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPENMP=0 SANITIZE=address,undefined \
 	  CFLAGS="-O1 -g -fsanitize=fuzzer-no-link" $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%)
 
-fuzz-seeds: $(BIN) $(addprefix $(BUILD)/tests/,test_hf test_tokenizer test_model test_qformats)
+fuzz-seeds: $(BIN) $(addprefix $(BUILD)/tests/,test_hf test_tokenizer test_model test_qformats test_aqlm)
 	@sh tests/fuzz/seeds.sh $(BUILD)/tests
 
 fuzz: fuzz-build fuzz-seeds

@@ -2,8 +2,10 @@
 # tests/bench_quant.sh LOWBIT_BIN: `make bench`, second part: what quantizing costs, per method.
 #
 # For each recipe of QUANT_RECIPES (rows of gen/recipes.csv, one per algorithm) `lowbit quant
-# --recipe ID` runs on two models, and /usr/bin/time measures the whole command: wall seconds and
-# peak resident memory (maximum RSS), with THREADS_Q threads (default: every core):
+# --recipe ID` runs on two models (QUANT_MODELS, default both), and /usr/bin/time measures the
+# whole command: wall seconds, CPU seconds (user + system, all threads: the figure a loaded machine
+# disturbs least) and peak resident memory (maximum RSS), with THREADS_Q threads (default: every
+# core):
 #   - stories260K ($LOWBIT_DATA/models/stories260K.gguf): the recipe exactly as the report runs it;
 #   - rand-110m: the random stories110M-shape model bench.sh writes (out/bench/models/
 #     rand-110m-f32.gguf; written here when missing), 134M parameters, llama SPM vocabulary. The
@@ -28,6 +30,7 @@ QUANT_110M_RECIPES=${QUANT_110M_RECIPES:-$(echo "$QUANT_RECIPES" | tr ' ' '\n' |
 QUANT_110M_NSAMPLES=${QUANT_110M_NSAMPLES:-16}
 QUANT_110M_ITERS=${QUANT_110M_ITERS:-20}
 THREADS_Q=${THREADS_Q:-$(nproc)}
+QUANT_MODELS=${QUANT_MODELS:-"stories260K rand-110m"}
 OUT=out/bench/quant
 mkdir -p "$OUT"
 die() { echo "bench: $*" >&2; exit 1; }
@@ -36,7 +39,7 @@ die() { echo "bench: $*" >&2; exit 1; }
 S260=$DATA/models/stories260K.gguf
 [ -f "$S260" ] || die "missing $S260 (set LOWBIT_DATA; see its MANIFEST.md)"
 R110=out/bench/models/rand-110m-f32.gguf
-if [ ! -f "$R110" ]; then
+if [ ! -f "$R110" ] && case " $QUANT_MODELS " in *" rand-110m "*) true ;; *) false ;; esac; then
     TOOLS=$DATA/../tools/llamacpp-peer
     [ -f "$TOOLS/gguf_random.py" ] || die "missing $TOOLS/gguf_random.py (the llama.cpp peer)"
     mkdir -p out/bench/models
@@ -88,19 +91,22 @@ published() { # algorithm
 {
 echo "## Quantization cost: lowbit quant --recipe, $THREADS_Q threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo
-printf '| model | recipe | algorithm | calibration | wall s | peak RSS MiB | full recipe (est.) | reference implementation'"'"'s published cost |\n'
-printf '|---|---|---|---|---:|---:|---:|---|\n'
-for model in stories260K rand-110m; do
+echo "Load average when this part started: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)."
+echo
+printf '| model | recipe | algorithm | calibration | wall s | CPU s | peak RSS MiB | full recipe (est.) | reference implementation'"'"'s published cost |\n'
+printf '|---|---|---|---|---:|---:|---:|---:|---|\n'
+for model in $QUANT_MODELS; do
     case $model in
     stories260K) M=$S260; RF=$RECIPES ;;
     rand-110m) M=$R110; RF=$R110_RECIPES ;;
+    *) die "QUANT_MODELS: unknown model '$model' (stories260K, rand-110m)" ;;
     esac
     ids=$QUANT_RECIPES
     [ $model = rand-110m ] && ids=$QUANT_110M_RECIPES
     for id in $QUANT_RECIPES; do
         case " $ids " in
         *" $id "*) ;;
-        *) printf '| %s | %s | %s | not run (QUANT_110M_RECIPES) | — | — | — | %s |\n' "$model" "$id" \
+        *) printf '| %s | %s | %s | not run (QUANT_110M_RECIPES) | — | — | — | — | %s |\n' "$model" "$id" \
                "$(cell "$RF" "$id" algorithm)" "$(published "$(cell "$RF" "$id" algorithm)")"
            continue ;;
         esac
@@ -122,16 +128,17 @@ for model in stories260K rand-110m; do
         fi
         dst=$OUT/$model-$id
         rm -rf "$dst" "$dst.log"
-        if ! /usr/bin/time -f '%e %M' -o "$dst.time" "$BIN" quant --model "$M" --recipe "$id" \
+        if ! /usr/bin/time -f '%e %M %U %S' -o "$dst.time" "$BIN" quant --model "$M" --recipe "$id" \
             --recipes "$RF" --threads "$THREADS_Q" -o "$dst" >"$dst.log" 2>&1; then
             tail -3 "$dst.log" >&2
             die "lowbit quant --recipe $id on $model failed (log: $dst.log)"
         fi
-        read -r secs kb <"$dst.time"
+        read -r secs kb usr sys <"$dst.time"
         est="—"
         [ "$scale" != 1 ] && est=$(awk -v s="$secs" -v k="$scale" 'BEGIN { printf "%.0f s", s * k }')
-        printf '| %s | %s | %s | %s | %.1f | %.0f | %s | %s |\n' "$model" "$id" "$alg" "$calib" \
-            "$secs" "$(awk -v k="$kb" 'BEGIN { print k / 1024 }')" "$est" "$(published "$alg")"
+        printf '| %s | %s | %s | %s | %.1f | %.1f | %.0f | %s | %s |\n' "$model" "$id" "$alg" \
+            "$calib" "$secs" "$(awk -v u="$usr" -v s="$sys" 'BEGIN { print u + s }')" \
+            "$(awk -v k="$kb" 'BEGIN { print k / 1024 }')" "$est" "$(published "$alg")"
         rm -rf "$dst"
     done
 done

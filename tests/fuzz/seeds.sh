@@ -73,7 +73,7 @@ rm -rf "$FX"
 mkdir -p "$FX/shim"
 printf '#!/bin/sh\nexit 0\n' > "$FX/shim/rm"
 chmod +x "$FX/shim/rm"
-for t in test_hf test_tokenizer test_model test_qformats; do
+for t in test_hf test_tokenizer test_model test_qformats test_aqlm; do
     if [ -x "$TESTS/$t" ]; then
         (cd "$FX" && PATH="$ROOT/$FX/shim:$PATH" LOWBIT_DATA="$DATA" "$ROOT/$TESTS/$t" >/dev/null 2>&1) ||
             echo "seeds: $TESTS/$t failed; its fixtures are used anyway" >&2
