@@ -37,6 +37,7 @@ seed llama2c "$DATA/tokenizers/tok512.bin" tok512.bin
 seed llama2c "$DATA/tokenizers/tokenizer.bin" tokenizer.bin
 seed csv gen/models.csv models.csv
 seed csv gen/recipes.csv recipes.csv
+for z in out/zoo/*/curve.csv; do [ -f "$z" ] && seed csv "$z" "curve-$(basename "$(dirname "$z")").csv"; done
 
 # task files: byte 0 = enum task_id (eval/task.h), then the first lines of the file; PIQA and
 # WinoGrande labels follow "\n--labels--\n" (tests/fuzz/fuzz_task_jsonl.c)
