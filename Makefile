@@ -159,11 +159,12 @@ FORCE:
 
 REPORT_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 REPORT_ARGS ?=
+REPORT_OUT ?= out
 report: $(BIN) zoo
-	$(BIN) run -j $(REPORT_JOBS) $(if $(filter 1,$(FULL)),--full) $(REPORT_ARGS)
+	$(BIN) run -j $(REPORT_JOBS) $(if $(filter 1,$(FULL)),--full) --out $(REPORT_OUT) $(REPORT_ARGS)
 	@$(BIN) render --help >/dev/null 2>&1 || { echo "make report: this lowbit has no 'render' command \
-	  yet (gen/cmd_render.c + render/): out/lowbit.db is built, out/site is not" >&2; exit 1; }
-	$(BIN) render --db out/lowbit.db -o out/site
+	  yet (gen/cmd_render.c + render/): $(REPORT_OUT)/lowbit.db is built, $(REPORT_OUT)/site is not" >&2; exit 1; }
+	$(BIN) render --db $(REPORT_OUT)/lowbit.db -o $(REPORT_OUT)/site
 
 clean:
 	rm -rf out/build out/build-check out/build-fuzz out/lowbit out/lowbit-check

@@ -14,6 +14,18 @@
 #include <string.h>
 #include <unistd.h>
 
+/* T_SANITIZED: 1 in a sanitizer build (make check), where the slow tests run lighter work */
+#if defined(__SANITIZE_ADDRESS__)
+#define T_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+#define T_SANITIZED 1
+#endif
+#endif
+#ifndef T_SANITIZED
+#define T_SANITIZED 0
+#endif
+
 static int t_passed, t_failed, t_cur_failed;
 static const char *t_cur_name;
 

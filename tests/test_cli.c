@@ -295,22 +295,11 @@ static void test_quant_recipe_errors(void) {
     T_CONTAINS(out_buf, "--recipe ID");
 }
 
-/* built with AddressSanitizer (make check): there the calibrated rows run 10-50x slower (an
+/* In a sanitizer build (T_SANITIZED, make check) the calibrated rows run 10-50x slower (an
  * AutoRound row over 6 CPU-minutes), so test_quant_default_recipes quantizes a light copy of
  * recipes.csv (light_recipes): the same rows, algorithms, bits, groups, formats and knobs, on 8
  * windows of 64 tokens, AutoRound with 10 iterations, AQLM with one beam-search epoch and one
  * fine-tuning epoch. Every code path of each row still runs and its artifact must still load. */
-#if defined(__SANITIZE_ADDRESS__)
-#define T_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_SANITIZED 1
-#endif
-#endif
-#ifndef T_SANITIZED
-#define T_SANITIZED 0
-#endif
-
 static void csv_cell(FILE *f, const char *s, bool last) {
     if (*s) csv_fwrite(f, s, strlen(s));
     fputc(last ? '\n' : ',', f);

@@ -28,17 +28,6 @@
 /* paths here are built from short test directories; a truncated one would fail its check */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define T_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-#define T_SANITIZED 1
-#endif
-#endif
-#ifndef T_SANITIZED
-#define T_SANITIZED 0
-#endif
-
 #include "tests/render_fixture.h"
 
 /* ------------------------------------------------------------------ small utilities */
