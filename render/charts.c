@@ -891,7 +891,7 @@ static int cmp_train_order(const void *a, const void *b) {
 int training_order(const struct lb_data *d, int *out) {
     for (int i = 0; i < d->n_trainings; i++) out[i] = i;
     g_td = d;
-    qsort(out, (size_t)d->n_trainings, sizeof *out, cmp_train_order);
+    if (d->n_trainings > 0) qsort(out, (size_t)d->n_trainings, sizeof *out, cmp_train_order);
     return d->n_trainings;
 }
 

@@ -401,6 +401,7 @@ static int cmp_training(const void *a, const void *b) {
 
 static struct lb_training *find_training(const struct lb_data *d, const char *id) {
     struct lb_training key = {.model_id = (char *)id};
+    if (!d->n_trainings) return NULL; /* bsearch's base must not be NULL, even for no elements */
     return bsearch(&key, d->trainings, (size_t)d->n_trainings, sizeof key, cmp_training);
 }
 
@@ -630,7 +631,8 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     if (build_groups(d)) goto out;
     /* trainings: by id in C's order, each with its model, group and slice of curve points (the
      * points of one model are consecutive, by step) */
-    qsort(d->trainings, (size_t)d->n_trainings, sizeof *d->trainings, cmp_training);
+    if (d->n_trainings) /* qsort's base must not be NULL, even for no elements */
+        qsort(d->trainings, (size_t)d->n_trainings, sizeof *d->trainings, cmp_training);
     for (int i = 0; i < d->n_trainings; i++) {
         struct lb_training *t = &d->trainings[i];
         t->model = find_model(d, t->model_id);
