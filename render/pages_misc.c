@@ -21,6 +21,18 @@ static xmlNodePtr table(xmlNodePtr parent, const char *cls, const char *const *h
     return h_el(t, "tbody", NULL);
 }
 
+/* a dataset's columns: name, type and meaning, one row each */
+static void cols_table(xmlNodePtr parent, const struct col_info *cols, int n) {
+    static const char *const ch[] = {"Column", "Type", "Meaning"};
+    xmlNodePtr tb = table(parent, "data", ch, 3);
+    for (int c = 0; c < n; c++) {
+        xmlNodePtr tr = h_el(tb, "tr", NULL);
+        h_el(h_el(tr, "td", NULL), "code", cols[c].name);
+        h_el(tr, "td", cols[c].type == COL_TEXT ? "text" : cols[c].type == COL_INT ? "integer" : "number");
+        h_el(tr, "td", cols[c].doc);
+    }
+}
+
 static void run_cell(struct page *p, xmlNodePtr tr, const struct lb_run *r) {
     page_run_link(p, h_el(tr, "td", NULL), r);
 }
@@ -207,21 +219,8 @@ int page_about(struct site *s) {
     free(k);
     if (!nk) h_el(seen, "p", "No task definitions in the database yet.");
 
-    static const char *const ch[] = {"Column", "Type", "Meaning"};
-    tb = table(cols, "data", ch, 3);
-    for (int c = 0; c < lb_n_cols; c++) {
-        tr = h_el(tb, "tr", NULL);
-        h_el(h_el(tr, "td", NULL), "code", lb_cols[c].name);
-        h_el(tr, "td", lb_cols[c].type == COL_TEXT ? "text" : lb_cols[c].type == COL_INT ? "integer" : "number");
-        h_el(tr, "td", lb_cols[c].doc);
-    }
-    tb = table(tcols, "data", ch, 3);
-    for (int c = 0; c < tc_n_cols; c++) {
-        tr = h_el(tb, "tr", NULL);
-        h_el(h_el(tr, "td", NULL), "code", tc_cols[c].name);
-        h_el(tr, "td", tc_cols[c].type == COL_TEXT ? "text" : tc_cols[c].type == COL_INT ? "integer" : "number");
-        h_el(tr, "td", tc_cols[c].doc);
-    }
+    cols_table(cols, lb_cols, lb_n_cols);
+    cols_table(tcols, tc_cols, tc_n_cols);
     page_downloads(&p, dl);
     /* the reproduction command of the top row, as an example */
     char cmd[1024];
