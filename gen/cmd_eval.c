@@ -29,37 +29,11 @@
 #include "eval/sha256.h"
 #include "eval/task.h"
 #include "gen/cli.h"
+#include "gen/pipeline.h"
 #include "kernels/matmul.h"
 
 #define EVAL_DEFAULT_CTX 2048
 #define EVAL_MAX_DEFAULT_CTX 8192
-
-/* the code version: LOWBIT_VERSION when the build defines it, else `git describe` of the tree
- * the binary sits in, else "unknown" */
-static void lowbit_version(char *buf, size_t size) {
-#ifdef LOWBIT_VERSION
-    snprintf(buf, size, "%s", LOWBIT_VERSION);
-    return;
-#endif
-    snprintf(buf, size, "unknown");
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return;
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    if (!slash || strchr(exe, '\'')) return;
-    *slash = 0;
-    char cmd[4300];
-    snprintf(cmd, sizeof cmd, "git -C '%s' describe --always --dirty --tags 2>/dev/null", exe);
-    FILE *p = popen(cmd, "r");
-    if (!p) return;
-    char line[256];
-    if (fgets(line, sizeof line, p)) {
-        line[strcspn(line, "\n")] = 0;
-        if (line[0]) snprintf(buf, size, "%s", line);
-    }
-    pclose(p);
-}
 
 /* bytes of a file, or of the regular files directly inside a directory */
 static long long path_bytes(const char *path) {
@@ -446,8 +420,10 @@ int cmd_eval(int argc, char **argv) {
            total.tokens_naive ? 100.0 * (1.0 - (double)total.tokens_forward / total.tokens_naive)
                               : 0.0);
     if (json_path) {
-        char version[256], hash[24], sha[65];
-        lowbit_version(version, sizeof version);
+        /* the build's own `git describe` and code hash (gen/plan.c), as runs.code_version: not
+         * the state of whatever tree the binary sits in when it runs */
+        const char *version = plan_code_version();
+        char hash[24], sha[65];
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)kld_model_hash(&m));
         if (model_sha256(model_path, sha)) goto out;
         json_t *config = json_pack(
