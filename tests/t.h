@@ -114,4 +114,14 @@ static inline const char *t_tmpdir(void) {
     }
     return dir;
 }
+
+/* at the end of main, before T_DONE: remove the scratch directory when every test passed (a
+ * failing run keeps its fixtures and outputs for a look) */
+static inline void t_tmpdir_cleanup(void) {
+    if (t_failed) return;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_tmpdir());
+    if (strncmp(t_tmpdir(), "out/tmp/", 8) || system(cmd))
+        fprintf(stderr, "  (left %s behind)\n", t_tmpdir());
+}
 #endif

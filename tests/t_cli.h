@@ -6,6 +6,7 @@
 #ifndef TESTS_T_CLI_H
 #define TESTS_T_CLI_H
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,17 @@
 static inline const char *t_bin(void) {
     const char *b = getenv("LOWBIT_BIN");
     return b && *b ? b : "out/lowbit";
+}
+
+/* LOWBIT_DATA's stories260K.gguf and held-out TinyStories text into model and text (4096 bytes
+ * each); false (with T_DATA's failure naming the missing file) when one is missing */
+static inline bool t_stories260k(char model[4096], char text[4096]) {
+    const char *p = T_DATA("models/stories260K.gguf");
+    if (!p) return false;
+    snprintf(model, 4096, "%s", p);
+    if (!(p = T_DATA("datasets/tinystories/tinystories-valid.txt.1000"))) return false;
+    snprintf(text, 4096, "%s", p);
+    return true;
 }
 
 static inline int t_sh(const char *cmd, char *buf, size_t size) {

@@ -654,11 +654,7 @@ static void test_stories260k(void) {
     const char *bin = t_bin();
     char mp[4096], text[4096], cmd[8192], dir[512], csv[512];
     static char out[65536];
-    const char *p = T_DATA("models/stories260K.gguf");
-    if (!p) return;
-    snprintf(mp, sizeof mp, "%s", p);
-    if (!(p = T_DATA("datasets/tinystories/tinystories-valid.txt.1000"))) return;
-    snprintf(text, sizeof text, "%s", p);
+    if (!t_stories260k(mp, text)) return;
     snprintf(csv, sizeof csv, "%s/aqlm-recipes.csv", t_tmpdir());
     snprintf(dir, sizeof dir, "%s/aqlm-1x8g4", t_tmpdir());
     FILE *f = fopen(csv, "wb");
@@ -722,10 +718,6 @@ int main(void) {
     T_RUN(test_codes_range);
     T_RUN(test_recipes);
     T_RUN(test_stories260k);
-    if (!t_failed) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_tmpdir());
-        if (system(cmd)) fprintf(stderr, "could not remove %s\n", t_tmpdir());
-    }
+    t_tmpdir_cleanup();
     return T_DONE();
 }

@@ -970,11 +970,7 @@ static void test_stories260k_cli(void) {
     const char *bin = t_bin();
     char mp[4096], text[4096], cmd[8192], csv[600], dir_a[600], dir_r[600], dir_g[600];
     static char out[65536];
-    const char *p = T_DATA("models/stories260K.gguf");
-    if (!p) return;
-    snprintf(mp, sizeof mp, "%s", p);
-    if (!(p = T_DATA("datasets/tinystories/tinystories-valid.txt.1000"))) return;
-    snprintf(text, sizeof text, "%s", p);
+    if (!t_stories260k(mp, text)) return;
     snprintf(csv, sizeof csv, "%s/ar-recipes.csv", t_tmpdir());
     snprintf(dir_a, sizeof dir_a, "%s/ar-w2g64", t_tmpdir());
     snprintf(dir_r, sizeof dir_r, "%s/rtn-w2g64", t_tmpdir());
@@ -1050,10 +1046,6 @@ int main(void) {
     T_RUN_TIMED(test_roundtrip_hf_source);
     T_RUN_TIMED(test_recipe_check);
     T_RUN_TIMED(test_stories260k_cli);
-    if (!t_failed) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_tmpdir());
-        if (system(cmd)) fprintf(stderr, "could not remove %s\n", t_tmpdir());
-    }
+    t_tmpdir_cleanup();
     return T_DONE();
 }

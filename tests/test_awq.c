@@ -290,11 +290,7 @@ static void test_stories260k(void) {
     const char *bin = t_bin();
     char mp[4096], text[4096], cmd[8192], dir_a[512], dir_r[512], dir_128[512], csv[600];
     static char out[65536];
-    const char *p = T_DATA("models/stories260K.gguf");
-    if (!p) return;
-    snprintf(mp, sizeof mp, "%s", p);
-    if (!(p = T_DATA("datasets/tinystories/tinystories-valid.txt.1000"))) return;
-    snprintf(text, sizeof text, "%s", p);
+    if (!t_stories260k(mp, text)) return;
     snprintf(dir_a, sizeof dir_a, "%s/awq-w4g64", t_tmpdir());
     snprintf(dir_r, sizeof dir_r, "%s/rtn-awq-w4g64", t_tmpdir());
     snprintf(dir_128, sizeof dir_128, "%s/awq-w4g128", t_tmpdir());
@@ -410,10 +406,6 @@ int main(void) {
     T_RUN(test_search_vs_reference);
     T_RUN(test_recipe_check);
     T_RUN(test_stories260k);
-    if (!t_failed) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_tmpdir());
-        if (system(cmd)) fprintf(stderr, "could not remove %s\n", t_tmpdir());
-    }
+    t_tmpdir_cleanup();
     return T_DONE();
 }

@@ -320,11 +320,7 @@ static void test_stories260k(void) {
     const char *bin = t_bin();
     char mp[4096], text[4096], cmd[8192], dir_g[512], dir_r[512];
     static char out[65536];
-    const char *p = T_DATA("models/stories260K.gguf");
-    if (!p) return;
-    snprintf(mp, sizeof mp, "%s", p);
-    if (!(p = T_DATA("datasets/tinystories/tinystories-valid.txt.1000"))) return;
-    snprintf(text, sizeof text, "%s", p);
+    if (!t_stories260k(mp, text)) return;
     snprintf(dir_g, sizeof dir_g, "%s/gptq-w4g128", t_tmpdir());
     snprintf(dir_r, sizeof dir_r, "%s/rtn-w4g128", t_tmpdir());
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe gptq-w4g128 -o %s", bin, mp, dir_g);
@@ -409,10 +405,6 @@ int main(void) {
     T_RUN(test_calib);
     T_RUN(test_recipe_check);
     T_RUN(test_stories260k);
-    if (!t_failed) { /* keep the reference files and checkpoints of a failing run for a look */
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_tmpdir());
-        if (system(cmd)) fprintf(stderr, "could not remove %s\n", t_tmpdir());
-    }
+    t_tmpdir_cleanup();
     return T_DONE();
 }

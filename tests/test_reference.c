@@ -351,10 +351,6 @@ int main(void) {
     T_RUN(test_stories260k_vs_reference);
     T_RUN(test_threads_bit_identical);
     T_RUN(test_kv_cache_split);
-    if (!t_failed) { /* keep the fixtures and reference outputs of a failing run for a look */
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_tmpdir());
-        if (system(cmd)) fprintf(stderr, "could not remove %s\n", t_tmpdir());
-    }
+    t_tmpdir_cleanup();
     return T_DONE();
 }

@@ -1023,11 +1023,6 @@ int main(void) {
     T_RUN(test_wikitext);
     T_RUN(test_fuzz_split_empty_match);
     T_RUN(test_fuzz_empty_prefix_piece);
-    if (!t_failed) { /* fixtures are kept for inspection when something failed */
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_tmpdir());
-        if (strncmp(t_tmpdir(), "out/tmp/", 8) || system(cmd))
-            fprintf(stderr, "  (left %s behind)\n", t_tmpdir());
-    }
+    t_tmpdir_cleanup();
     return T_DONE();
 }
