@@ -1014,10 +1014,8 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
             char name[96];
             snprintf(name, sizeof name, "blk.%d.%s", l, block_linears[i].canon);
             int *x = &idx[l * N_BLOCK_LINEARS + i];
-            *x = -1;
-            for (int k = 0; k < hm.n; k++)
-                if (hm.t[k].linear && !strcmp(hm.t[k].src->name, name)) *x = k;
-            if (*x < 0) {
+            *x = hfx_find(&hm, name);
+            if (*x < 0 || !hm.t[*x].linear) {
                 err("AQLM: %s has no tensor %s", m->path, name);
                 goto out;
             }

@@ -409,12 +409,6 @@ static int find_tensor(const struct model *m, const char *name) {
     return -1;
 }
 
-static int find_export(const struct hfx_model *hm, const char *name) {
-    for (int k = 0; k < hm->n; k++)
-        if (hm->t[k].linear && !strcmp(hm->t[k].src->name, name)) return k;
-    return -1;
-}
-
 /* GGUF "llama" wants interleaved rotary pairs: HF llama/mistral q/k rows are permuted back (as
  * quant/quant.c's fp baselines and llama.cpp's convert do) */
 static bool gguf_permute(const struct model *m) {
@@ -645,7 +639,7 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
             const int64_t K = st->ne[0], N = tensor_nrows(st);
             grp[i] = o->group;
             if (gptq) {
-                if ((xi[i] = find_export(&hm, tn)) < 0) {
+                if ((xi[i] = hfx_find(&hm, tn)) < 0 || !hm.t[xi[i]].linear) {
                     err("AutoRound: %s has no linear %s", m->path, tn);
                     goto out;
                 }

@@ -300,12 +300,6 @@ static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T
     return 0;
 }
 
-static int find_export(const struct hfx_model *hm, const char *name) {
-    for (int k = 0; k < hm->n; k++)
-        if (!strcmp(hm->t[k].src->name, name)) return k;
-    return -1;
-}
-
 int awq_quantize_model(const struct model *m, const char *src_path, const struct awq_opts *o,
                        const struct calib_set *cs, const char *out, bool quiet,
                        struct hfx_stats *st, struct awq_report *rep) {
@@ -337,7 +331,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         for (int i = 0; i < N_LIN; i++) {
             char name[96];
             snprintf(name, sizeof name, "blk.%d.%s", l, lin_canon[i]);
-            const int x = idx[l * N_LIN + i] = find_export(&hm, name);
+            const int x = idx[l * N_LIN + i] = hfx_find(&hm, name);
             if (x < 0 || !hm.t[x].linear) {
                 err("AWQ: %s has no linear %s", m->path, name);
                 goto out;
@@ -433,7 +427,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
             } else {
                 char name[96];
                 snprintf(name, sizeof name, "blk.%d.%s", l, groups[g].prev_norm);
-                const int x = find_export(&hm, name);
+                const int x = hfx_find(&hm, name);
                 if (x < 0 || hm.t[x].K != K) {
                     err("AWQ: %s: no norm %s of %lld channels", m->path, name, (long long)K);
                     goto out;

@@ -370,10 +370,8 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
             char name[96];
             snprintf(name, sizeof name, "blk.%d.%s", l, block_linears[i].canon);
             int *x = &idx[l * N_BLOCK_LINEARS + i];
-            *x = -1;
-            for (int k = 0; k < hm.n; k++)
-                if (hm.t[k].linear && !strcmp(hm.t[k].src->name, name)) *x = k;
-            if (*x < 0) {
+            *x = hfx_find(&hm, name);
+            if (*x < 0 || !hm.t[*x].linear) {
                 err("GPTQ: %s has no tensor %s", m->path, name);
                 goto out;
             }

@@ -168,6 +168,12 @@ void hfx_count(struct hfx_stats *st, const struct hfx_tensor *t, size_t bytes) {
     if (t->quantized) st->lin_q_bytes += bytes;
 }
 
+int hfx_find(const struct hfx_model *hm, const char *name) {
+    for (int k = 0; k < hm->n; k++)
+        if (!strcmp(hm->t[k].src->name, name)) return k;
+    return -1;
+}
+
 int hfx_add_tensors(struct hfx_file *f, const struct hfx_model *hm, hfx_module_fn fn, void *ctx,
                     json_t *float_linears, struct hfx_stats *st) {
     f->bufs = calloc((size_t)hm->n * HFX_MODULE_BUFS + 1, sizeof *f->bufs);

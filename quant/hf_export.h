@@ -73,6 +73,8 @@ static inline double hfx_bpw_file(const struct hfx_stats *s) {
 /* every tensor of m under its HF name, fp32 rows materialized for the block linears. -1 with a
  * message (an architecture or tensor with no HF name). */
 int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_path);
+/* the index in hm->t of the tensor whose source (canonical) name is name, or -1 */
+int hfx_find(const struct hfx_model *hm, const char *name);
 void hfx_release(struct hfx_model *hm);
 
 /* a float tensor into w in the source's float dtype (F32 for quantized sources); data is
