@@ -932,15 +932,21 @@ static int add_quant(struct hf_load *h, const struct safetensors *st,
                      const struct safetensors_tensor *s) {
     const char *nm = s->name;
     char mod[400], wname[512], canon[TENSOR_NAME_MAX];
-    if (h->q.method == HFQ_AQLM) {
-        static const char *const parts[] = {"codes", "codebooks", "scales"};
-        for (size_t i = 0; i < LB_ARRAY_LEN(parts); i++) {
+    /* GPTQ/AWQ: P.qweight + P.qzeros, P.scales, P.g_idx; AQLM: P.codes + P.codebooks, P.scales.
+     * The first part names the module; each companion needs it beside it. */
+    static const char *const qint_parts[] = {"qweight", "qzeros", "scales", "g_idx"};
+    static const char *const aqlm_parts[] = {"codes", "codebooks", "scales"};
+    const bool aqlm = h->q.method == HFQ_AQLM;
+    if (aqlm || h->q.method == HFQ_GPTQ || h->q.method == HFQ_AWQ) {
+        const char *const *parts = aqlm ? aqlm_parts : qint_parts;
+        const size_t n_parts = aqlm ? LB_ARRAY_LEN(aqlm_parts) : LB_ARRAY_LEN(qint_parts);
+        for (size_t i = 0; i < n_parts; i++) {
             if (!ends_with(nm, parts[i]) || strlen(nm) <= strlen(parts[i]) ||
                 nm[strlen(nm) - strlen(parts[i]) - 1] != '.')
                 continue;
             snprintf(mod, sizeof mod, "%.*s", (int)(strlen(nm) - strlen(parts[i])), nm);
-            if (i) { /* a companion: its module must have codes */
-                snprintf(wname, sizeof wname, "%scodes", mod);
+            if (i) { /* a companion: its module must have the first part */
+                snprintf(wname, sizeof wname, "%s%s", mod, parts[0]);
                 if (!find_any(h, wname))
                     return err("%s: %s has no %s beside it", st->path, nm, wname);
                 return 1;
@@ -948,27 +954,7 @@ static int add_quant(struct hf_load *h, const struct safetensors *st,
             snprintf(wname, sizeof wname, "%sweight", mod);
             int rc = map_name(h, st->path, wname, canon, sizeof canon);
             if (rc <= 0) return rc < 0 ? -1 : 1;
-            return load_aqlm(h, mod, canon) ? -1 : 1;
-        }
-        return 0;
-    }
-    if (h->q.method == HFQ_GPTQ || h->q.method == HFQ_AWQ) {
-        static const char *const parts[] = {"qweight", "qzeros", "scales", "g_idx"};
-        for (size_t i = 0; i < LB_ARRAY_LEN(parts); i++) {
-            if (!ends_with(nm, parts[i]) || strlen(nm) <= strlen(parts[i]) ||
-                nm[strlen(nm) - strlen(parts[i]) - 1] != '.')
-                continue;
-            snprintf(mod, sizeof mod, "%.*s", (int)(strlen(nm) - strlen(parts[i])), nm);
-            if (i) { /* a companion: its module must have a qweight */
-                snprintf(wname, sizeof wname, "%sqweight", mod);
-                if (!find_any(h, wname))
-                    return err("%s: %s has no %s beside it", st->path, nm, wname);
-                return 1;
-            }
-            snprintf(wname, sizeof wname, "%sweight", mod);
-            int rc = map_name(h, st->path, wname, canon, sizeof canon);
-            if (rc <= 0) return rc < 0 ? -1 : 1;
-            return load_qint(h, mod, canon) ? -1 : 1;
+            return (aqlm ? load_aqlm(h, mod, canon) : load_qint(h, mod, canon)) ? -1 : 1;
         }
         return 0;
     }
