@@ -36,8 +36,7 @@ void fwd_release(struct fwd_state *s) {
     free(s->q);
     free(s->k);
     free(s->v);
-    free(s->att_out);
-    free(s->gate);
+    free(s->carry);
     free(s->up);
     free(s->rope_cos);
     free(s->rope_sin);
@@ -66,7 +65,19 @@ static double rope_inv_freq(const struct model *m, int i) {
     return f;
 }
 
+static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch,
+                      int n_cache_layers);
+
 int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch) {
+    return init_cache(s, m, n_ctx, max_batch, m->cfg.n_layers);
+}
+
+int fwd_init_block(struct fwd_state *s, const struct model *m, int n_ctx) {
+    return init_cache(s, m, n_ctx, n_ctx, 1);
+}
+
+static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch,
+                      int n_cache_layers) {
     memset(s, 0, sizeof *s);
     const struct model_config *c = &m->cfg;
     if (n_ctx <= 0 || n_ctx > (1 << 22)) return err("context length %d (expected 1..2^22)", n_ctx);
@@ -82,10 +93,11 @@ int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batc
     s->ldv = attn_ldv(c->head_dim);
     s->kt_head = (int64_t)c->head_dim * s->ldk;
     s->v_head = (int64_t)n_ctx * s->ldv;
-    const size_t heads = (size_t)c->n_layers * (size_t)c->n_kv_heads;
+    s->n_cache_layers = n_cache_layers;
+    const size_t heads = (size_t)n_cache_layers * (size_t)c->n_kv_heads;
     /* the cache and scratch together: refused at once, before the first allocation */
     const double floats = (double)heads * (double)(s->kt_head + s->v_head) +
-                          (double)B * (double)(D + LB_MAX(D, qd) + 2 * qd + 2 * kvd + 2 * H) +
+                          (double)B * (double)(D + LB_MAX(D, qd) + qd + 2 * kvd + LB_MAX(qd, H) + H) +
                           2.0 * (double)n_ctx * (double)half;
     char what[96];
     snprintf(what, sizeof what, "the KV cache and activations of a %d-token context", n_ctx);
@@ -97,13 +109,12 @@ int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batc
     s->q = xcalloc(B * qd, sizeof(float), "queries");
     s->k = xcalloc(B * kvd, sizeof(float), "keys");
     s->v = xcalloc(B * kvd, sizeof(float), "values");
-    s->att_out = xcalloc(B * qd, sizeof(float), "attention output");
-    s->gate = xcalloc(B * H, sizeof(float), "ffn activations");
+    s->carry = xcalloc(B * LB_MAX(qd, H), sizeof(float), "attention and ffn activations");
     s->up = xcalloc(B * H, sizeof(float), "ffn activations");
     s->rope_cos = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
     s->rope_sin = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
-    if (!s->k_cache || !s->v_cache || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att_out ||
-        !s->gate || !s->up || !s->rope_cos || !s->rope_sin) {
+    if (!s->k_cache || !s->v_cache || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->carry ||
+        !s->up || !s->rope_cos || !s->rope_sin) {
         fwd_release(s);
         return -1;
     }
@@ -256,35 +267,28 @@ static void mm_out(struct fwd_state *s, float *y, const float *x, const struct t
 
 /* a layer matmul: the hook sees its input */
 static void mm(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T) {
-    if (s->mm_hook && !s->hook_failed && s->mm_hook(s->mm_hook_ctx, w, x, T)) s->hook_failed = true;
+    if (s->mm_hook && !s->in_stage && !s->hook_failed && s->mm_hook(s->mm_hook_ctx, w, x, T))
+        s->hook_failed = true;
     mm_out(s, y, x, w, T);
 }
 
-/* one piece of at most max_batch tokens at pos0 = s->n_past */
-static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *logits,
-                         bool last_only) {
-    const struct model *m = s->m;
-    const struct model_config *c = &m->cfg;
+/* ---- one decoder block in five stages (forward.h: enum fwd_stage) ----
+ * x [T][D] is the residual stream, carry [T][max(qd, H)] what one stage leaves for the next: the
+ * attention output after FWD_O, the FFN activation silu(gate)·up after FWD_DOWN. Each stage
+ * recomputes the RMSNorm it starts from (cheap), so the stages in order are exactly one block. The
+ * KV cache slot is `slot` (l in a full model's cache, 0 in a one-block state). */
+static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, float *carry, int T,
+                      int pos0, int slot) {
+    const struct model_config *c = &s->m->cfg;
+    const struct layer *L = &s->m->layers[l];
     const int D = c->dim, H = c->hidden_dim, hd = c->head_dim;
     const size_t qd = (size_t)c->n_heads * hd, kvd = (size_t)c->n_kv_heads * hd;
-    const int pos0 = s->n_past;
-    s->hook_failed = s->mm_failed = false;
-    const struct attn_shape as = {.T = T,
-                                  .pos0 = pos0,
-                                  .n_heads = c->n_heads,
-                                  .n_kv_heads = c->n_kv_heads,
-                                  .head_dim = hd,
-                                  .ldk = s->ldk,
-                                  .ldv = s->ldv,
-                                  .kt_head = s->kt_head,
-                                  .v_head = s->v_head};
-
-    for (int t = 0; t < T; t++) tensor_row_to_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
-
-    const int n_layers = s->layer_limit > 0 ? LB_MIN(s->layer_limit, c->n_layers) : c->n_layers;
-    for (int l = 0; l < n_layers; l++) {
-        const struct layer *L = &m->layers[l];
-        rmsnorm(s->xn, s->x, L->attn_norm.data, T, D, c->norm_eps);
+    switch (st) {
+    case FWD_QKV: /* the input of q, k, v */
+        rmsnorm(s->xn, x, L->attn_norm.data, T, D, c->norm_eps);
+        break;
+    case FWD_O: { /* q, k, v, RoPE, the cache, attention -> carry (the input of o) */
+        rmsnorm(s->xn, x, L->attn_norm.data, T, D, c->norm_eps);
         mm(s, s->q, s->xn, &L->wq, T);
         mm(s, s->k, s->xn, &L->wk, T);
         mm(s, s->v, s->xn, &L->wv, T);
@@ -293,28 +297,96 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
         add_bias(s->v, L->bv.data, T, (int)kvd);
         rope(s->q, T, c->n_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
         rope(s->k, T, c->n_kv_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
-        cache_store(s, l, T, pos0);
-        const int64_t lo = (int64_t)l * c->n_kv_heads;
-        if (attention(s->att_out, s->q, s->k_cache + lo * s->kt_head, s->v_cache + lo * s->v_head,
+        cache_store(s, slot, T, pos0);
+        const struct attn_shape as = {.T = T,
+                                      .pos0 = pos0,
+                                      .n_heads = c->n_heads,
+                                      .n_kv_heads = c->n_kv_heads,
+                                      .head_dim = hd,
+                                      .ldk = s->ldk,
+                                      .ldv = s->ldv,
+                                      .kt_head = s->kt_head,
+                                      .v_head = s->v_head};
+        const int64_t lo = (int64_t)slot * c->n_kv_heads;
+        if (attention(carry, s->q, s->k_cache + lo * s->kt_head, s->v_cache + lo * s->v_head,
                       &as))
-            return -1;
+            s->mm_failed = true;
         s->flops += 4.0 * hd * c->n_heads * ((double)T * pos0 + (double)T * (T + 1) / 2);
-        mm(s, s->xn, s->att_out, &L->wo, T);
-        residual_add(s->x, s->xn, (size_t)T * D);
-
-        rmsnorm(s->xn, s->x, L->ffn_norm.data, T, D, c->norm_eps);
-        mm(s, s->gate, s->xn, &L->w_gate, T);
+        break;
+    }
+    case FWD_GATE_UP: /* x += attention·Wo; the input of gate and up */
+        mm(s, s->xn, carry, &L->wo, T);
+        residual_add(x, s->xn, (size_t)T * D);
+        rmsnorm(s->xn, x, L->ffn_norm.data, T, D, c->norm_eps);
+        break;
+    case FWD_DOWN: /* silu(gate) ⊙ up -> carry (the input of down) */
+        rmsnorm(s->xn, x, L->ffn_norm.data, T, D, c->norm_eps);
+        mm(s, carry, s->xn, &L->w_gate, T);
         mm(s, s->up, s->xn, &L->w_up, T);
 #pragma omp parallel for schedule(static) if ((size_t)T * H >= PAR_MIN_WORK)
         for (int t = 0; t < T; t++)
             for (int i = 0; i < H; i++) {
                 const size_t j = (size_t)t * H + i;
-                const float gv = s->gate[j];
-                s->gate[j] = gv / (1.0f + expf(-gv)) * s->up[j];
+                const float gv = carry[j];
+                carry[j] = gv / (1.0f + expf(-gv)) * s->up[j];
             }
-        mm(s, s->xn, s->gate, &L->w_down, T);
-        residual_add(s->x, s->xn, (size_t)T * D);
+        break;
+    case FWD_OUT: /* x += act·Wdown: the block's output */
+        mm(s, s->xn, carry, &L->w_down, T);
+        residual_add(x, s->xn, (size_t)T * D);
+        break;
+    default: break;
     }
+}
+
+/* the weight whose input a stage ends at (the anchor the hooks know), NULL for FWD_OUT */
+static const struct tensor *stage_anchor(const struct layer *L, enum fwd_stage st) {
+    switch (st) {
+    case FWD_QKV: return &L->wq;
+    case FWD_O: return &L->wo;
+    case FWD_GATE_UP: return &L->w_gate;
+    case FWD_DOWN: return &L->w_down;
+    default: return NULL;
+    }
+}
+
+int fwd_block_stage(struct fwd_state *s, int l, enum fwd_stage st, float *x, float *carry, int T) {
+    const struct model_config *c = &s->m->cfg;
+    if (l < 0 || l >= c->n_layers || st < 0 || st >= FWD_N_STAGES)
+        return err("forward: block %d stage %d (expected block < %d, stage < %d)", l, (int)st,
+                   c->n_layers, FWD_N_STAGES);
+    if (T <= 0 || T > s->max_batch)
+        return err("forward: a block window of %d tokens (expected 1..%d)", T, s->max_batch);
+    s->hook_failed = s->mm_failed = false;
+    s->in_stage = true; /* the matmuls do not call the hook: the stage hands its input below */
+    stage_run(s, l, st, x, carry, T, 0, s->n_cache_layers == 1 ? 0 : l);
+    s->in_stage = false;
+    if (s->mm_failed) return -1;
+    const struct layer *L = &s->m->layers[l];
+    const struct tensor *a = stage_anchor(L, st);
+    if (a && s->mm_hook) {
+        const float *in = st == FWD_O || st == FWD_DOWN ? carry : s->xn;
+        if (s->mm_hook(s->mm_hook_ctx, a, in, T)) return -1;
+    }
+    return 0;
+}
+
+/* one piece of at most max_batch tokens at pos0 = s->n_past */
+static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *logits,
+                         bool last_only) {
+    const struct model *m = s->m;
+    const struct model_config *c = &m->cfg;
+    const int D = c->dim;
+    const int pos0 = s->n_past;
+    s->hook_failed = s->mm_failed = false;
+
+    for (int t = 0; t < T; t++) tensor_row_to_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
+
+    const int n_layers = s->layer_limit > 0 ? LB_MIN(s->layer_limit, c->n_layers) : c->n_layers;
+    for (int l = 0; l < n_layers; l++)
+        for (int st = 0; st < FWD_N_STAGES && !s->mm_failed; st++)
+            if (st != FWD_QKV) /* FWD_O starts from the same RMSNorm */
+                stage_run(s, l, (enum fwd_stage)st, s->x, s->carry, T, pos0, l);
     if (s->hook_failed || s->mm_failed) return -1;
     s->n_past += T;
     if (!logits) return 0;
@@ -331,6 +403,8 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
 int forward(struct fwd_state *s, const int *tokens, int n_tok, float *logits, bool last_only) {
     const int V = s->m->cfg.vocab_size;
     if (n_tok <= 0) return err("forward: %d tokens (expected at least 1)", n_tok);
+    if (s->n_cache_layers != s->m->cfg.n_layers)
+        return err("forward: a one-block state (fwd_init_block) runs fwd_block_stage only");
     if (s->layer_limit > 0 && logits)
         return err("forward: no logits when only %d layers run (layer_limit)", s->layer_limit);
     if (s->n_past + n_tok > s->n_ctx)

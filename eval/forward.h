@@ -22,7 +22,10 @@ struct fwd_state {
     float *k_cache, *v_cache;
     int64_t ldk, ldv, kt_head, v_head; /* the cache layout (kernels/attention.h) */
     /* scratch, max_batch rows each */
-    float *x, *xn, *q, *k, *v, *att_out, *gate, *up;
+    float *x, *xn, *q, *k, *v, *up;
+    float *carry; /* [max_batch][max(qd, H)]: the attention output, then the FFN activation */
+    int n_cache_layers; /* n_layers (fwd_init) or 1 (fwd_init_block) */
+    bool in_stage;      /* inside fwd_block_stage: the matmuls do not call mm_hook */
     float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
     /* FLOPs of the matmuls and attention done so far (for GFLOP/s reports) */
     double flops;
@@ -47,6 +50,27 @@ struct fwd_state {
 };
 
 int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch);
+
+/* ---- one block at a time (the calibration driver, quant/calib.h) ----
+ * A decoder block in five stages, each ending where a group of its linears takes its input:
+ *   FWD_QKV      xn = rmsnorm(x)·w_attn_norm                       (input of q, k, v)
+ *   FWD_O        q,k,v = xn·W (+ b); RoPE; attention -> carry       (input of o)
+ *   FWD_GATE_UP  x += carry·Woᵀ; xn = rmsnorm(x)·w_ffn_norm         (input of gate, up)
+ *   FWD_DOWN     carry = silu(xn·Wgateᵀ) ⊙ xn·Wupᵀ                  (input of down)
+ *   FWD_OUT      x += carry·Wdownᵀ                                  (x is the block's output)
+ * Run in order, the stages are exactly the block forward() computes (the same functions), so a
+ * stage reads whatever weights the layer slot holds when it runs: a quantizer can quantize q, k, v
+ * after FWD_QKV and the later stages see the quantized weights (true-sequential). */
+enum fwd_stage { FWD_QKV, FWD_O, FWD_GATE_UP, FWD_DOWN, FWD_OUT, FWD_N_STAGES };
+/* a state for fwd_block_stage only: the KV cache of one block, windows of up to n_ctx tokens
+ * (forward() on it is an error) */
+int fwd_init_block(struct fwd_state *s, const struct model *m, int n_ctx);
+/* stage st of block l for one independent window of T <= max_batch tokens at positions 0..T−1:
+ * x [T][D] the residual stream (updated by FWD_GATE_UP and FWD_OUT), carry [T][max(qd, H)]. At
+ * the end the stage's linear input is handed to mm_hook with the group's first weight as w
+ * (wq, wo, w_gate, w_down; none for FWD_OUT); the matmuls inside do not call the hook. -1 with a
+ * message (bad arguments, out of memory, the hook's failure). */
+int fwd_block_stage(struct fwd_state *s, int l, enum fwd_stage st, float *x, float *carry, int T);
 /* the rotary tables forward() uses, cos_t/sin_t [n_ctx][head_dim/2] (caller-allocated): angle
  * p·inv_freq(i) in double (Llama-3.1 scaling and GGUF rope_freqs included), stored as fp32; also
  * for eval/grad.c, whose block forward must rotate exactly as forward() does */

@@ -986,7 +986,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     const int64_t W = (int64_t)T * D;
     struct hfx_model hm;
     struct model fm = *m; /* the forward's view: m's tensors, with quantized layers swapped in */
-    struct fwd_state fs;
+    struct calib_stream cst;
     struct capture cap;
     struct grad_block g;
     struct ft_lin lin[N_BLOCK_LINEARS];
@@ -1043,10 +1043,10 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     cap.xt = xmalloc((size_t)T * (size_t)max_k * sizeof *cap.xt, "AQLM statistics");
     cap.prod = xmalloc((size_t)(max_k * max_k) * sizeof *cap.prod, "AQLM statistics");
     Hd = xmalloc((size_t)(max_k * max_k) * sizeof *Hd, "AQLM Hessian");
-    if (!cap.xt || !cap.prod || !Hd || fwd_init(&fs, &fm, T, T)) goto out;
+    if (!cap.xt || !cap.prod || !Hd || calib_stream_init(&cst, &fm, cs, ft, out)) goto out;
     fwd_ok = true;
-    fs.mm_hook = capture_hook;
-    fs.mm_hook_ctx = &cap;
+    cst.fs.mm_hook = capture_hook;
+    cst.fs.mm_hook_ctx = &cap;
     if (ft) { /* the quantized stream through the blocks, and the float block's targets */
         xq = xmalloc((size_t)(n * W) * sizeof(float), "AQLM fine-tuning stream");
         ys = xmalloc((size_t)(n * W) * sizeof(float), "AQLM fine-tuning targets");
@@ -1063,7 +1063,6 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
         int n_l = 0, ep_l = 0;
         const int n_pass = o->true_sequential ? SUB_COUNT : 1;
         for (int p = 0; p < n_pass; p++) {
-            bool any = false;
             for (int s = 0; s < SUB_COUNT; s++) {
                 cap.H[s] = NULL;
                 if (o->true_sequential && s != p) continue;
@@ -1071,21 +1070,18 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
                 for (int i = 0; i < N_BLOCK_LINEARS; i++)
                     has |= block_linears[i].sub == s && idx[l * N_BLOCK_LINEARS + i] >= 0;
                 if (!has) continue;
-                any = true;
                 cap.H[s] = Hbuf[s];
                 cap.anchor[s] = layer_slot(&fm.layers[l], sub_anchor[s]);
                 cap.K[s] = dims[s];
                 cap.n_tokens[s] = 0;
                 memset(cap.H[s], 0, (size_t)(dims[s] * dims[s]) * sizeof(double));
             }
-            if (!any) continue;
             const double tf = now_s();
-            fs.layer_limit = l + 1;
-            for (int wi = 0; wi < n; wi++) {
-                fwd_truncate(&fs, 0);
-                if (forward(&fs, cs->tokens + (size_t)wi * (size_t)T, T, NULL, false)) goto out;
-                rep->n_forward++;
-            }
+            /* true_sequential: stage p collects sub-group p's input (the earlier sub-groups
+             * already quantized); else one probe collects the four in float */
+            if (o->true_sequential ? calib_stream_stage(&cst, l, (enum fwd_stage)p)
+                                   : calib_stream_probe(&cst, l, FWD_DOWN))
+                goto out;
             rep->forward_seconds += now_s() - tf;
             for (int i = 0; i < N_BLOCK_LINEARS; i++) {
                 const int x = idx[l * N_BLOCK_LINEARS + i], s = block_linears[i].sub;
@@ -1120,6 +1116,12 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
                 }
             }
         }
+        /* the block's outputs (block l+1's inputs); run again below after fine-tuning */
+        const double tf = now_s();
+        for (int s = 0; s < SUB_COUNT; s++) cap.H[s] = NULL;
+        if (calib_stream_finish(&cst, l)) goto out;
+        rep->n_forward += n;
+        rep->forward_seconds += now_s() - tf;
         char ftmsg[96] = "";
         if (ft) {
             struct grad_weights wf;
@@ -1145,6 +1147,11 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
             /* the next block's input: this block's output with its final weights */
             const struct grad_weights wq = ft_weights(&wf, lin, nl);
             if (block_apply(&g, &wq, xq, ys, n, T, bs)) goto out;
+            if (nl) { /* fine-tuning changed the block: its outputs again, in the forward's way */
+                const double tr = now_s();
+                if (calib_stream_redo(&cst, l)) goto out;
+                rep->forward_seconds += now_s() - tr;
+            }
             float *sw = xq;
             xq = ys, ys = sw;
             for (int i = 0; i < nl; i++) ft_lin_release(&lin[i]);
@@ -1176,7 +1183,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     ret = aqlm_write(&hm, &o->q, extra, out, st);
     json_decref(extra);
 out:
-    if (fwd_ok) fwd_release(&fs);
+    if (fwd_ok) calib_stream_release(&cst);
     if (g_ok) grad_block_release(&g);
     for (int i = 0; i < N_BLOCK_LINEARS; i++) ft_lin_release(&lin[i]);
     for (int s = 0; s < (o->true_sequential ? 1 : SUB_COUNT); s++) free(Hbuf[s]);

@@ -41,10 +41,11 @@
  *     refit to the rounded codebooks and rounded. The reported loss is the rounded weights'.
  *
  * The model (aqlm_quantize_model): true-sequential like GPTQ (quant/gptq.h): block by block, for
- * each of the sub-groups [q,k,v], [o], [gate,up], [down], the calibration windows run through
- * forward() up to the block with earlier blocks and sub-groups already quantized; H comes from
- * forward's mm_hook; each linear of the sub-group is quantized, and its dequantized weights (the
- * checkpoint's values) replace it in the forward.
+ * each of the sub-groups [q,k,v], [o], [gate,up], [down], the calibration driver (quant/calib.h)
+ * runs the block's stage ending at the sub-group's input over every window, earlier blocks and
+ * sub-groups already quantized; H comes from the stage's mm_hook; each linear of the sub-group is
+ * quantized, and its dequantized weights (the checkpoint's values) replace it in the forward. With
+ * fine-tuning the block is run again from its kept input with its final weights.
  * Block fine-tuning (knob finetune; src/finetune.py finetune_groupwise, through eval/grad.h's
  * block backward pass): after a block's linears are quantized, their codebooks and scales (codes
  * fixed) are trained with Adam (betas 0.9, 0.95; finetune_lr, batches of finetune_batch_size

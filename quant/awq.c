@@ -309,7 +309,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     const int64_t T = (int64_t)cs->n_samples * cs->seqlen;
     struct hfx_model hm;
     struct model fm = *m; /* the forward's view: m's tensors, with finished blocks swapped in */
-    struct fwd_state fs;
+    struct calib_stream cst;
     struct capture cap;
     int *idx = NULL, ret = -1;
     bool *qz = NULL, fwd_ok = false;
@@ -353,10 +353,9 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
             goto out;
     }
     mv = xmalloc((size_t)max_nk * sizeof *mv, "AWQ clip"); /* N·K/g <= N·K */
-    if (!mv || fwd_init(&fs, &fm, cs->seqlen, cs->seqlen)) goto out;
+    if (!mv || calib_stream_init(&cst, &fm, cs, false, out)) goto out;
     fwd_ok = true;
-    fs.mm_hook = capture_hook;
-    fs.mm_hook_ctx = &cap;
+    cst.fs.mm_hook_ctx = &cap;
 
     for (int l = 0; l < n_layers; l++) {
         const double tl = now_s();
@@ -367,20 +366,20 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         json_array_append_new(ratios, jr);
         bool any = false;
         for (int i = 0; i < N_LIN; i++) any |= q[i];
-        if (!any) continue;
+        if (!any) { /* nothing to quantize: the block's outputs as they are */
+            cst.fs.mm_hook = NULL;
+            if (calib_stream_finish(&cst, l)) goto out;
+            continue;
+        }
         /* 1. the inputs of block l (blocks < l already quantized and folded) */
         struct layer *L = &fm.layers[l];
         cap.anchor[IN_ATTN] = &L->wq, cap.anchor[IN_O] = &L->wo;
         cap.anchor[IN_FFN] = &L->w_gate, cap.anchor[IN_DOWN] = &L->w_down;
         for (int s = 0; s < N_IN; s++) cap.rows[s] = 0;
         const double tf = now_s();
-        fs.layer_limit = l + 1;
-        for (int w = 0; w < cs->n_samples; w++) {
-            fwd_truncate(&fs, 0);
-            if (forward(&fs, cs->tokens + (size_t)w * cs->seqlen, cs->seqlen, NULL, false))
-                goto out;
-            rep->n_forward++;
-        }
+        cst.fs.mm_hook = capture_hook;
+        if (calib_stream_probe(&cst, l, FWD_DOWN)) goto out;
+        rep->n_forward += cs->n_samples;
         rep->forward_seconds += now_s() - tf;
         /* 2. the scale searches, all on the block's float weights */
         bool done[N_IN] = {false};
@@ -470,6 +469,11 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
             calib_swap_in(m, t, i == LIN_Q || i == LIN_K, lin_slot(L, i));
         }
         rep->clip_seconds += now_s() - tc;
+        /* the finished block's outputs: block l+1's inputs */
+        const double tb = now_s();
+        cst.fs.mm_hook = NULL;
+        if (calib_stream_finish(&cst, l)) goto out;
+        rep->forward_seconds += now_s() - tb;
         if (!quiet) {
             fprintf(stderr, "awq: block %d/%d: ratio", l + 1, n_layers);
             for (int g = 0; g < N_IN; g++) {
@@ -498,7 +502,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     }
     json_decref(extra);
 out:
-    if (fwd_ok) fwd_release(&fs);
+    if (fwd_ok) calib_stream_release(&cst);
     for (int s = 0; s < N_IN; s++) {
         free(cap.buf[s]);
         free(sc[s]);

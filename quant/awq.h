@@ -35,9 +35,11 @@
  * below 1e9, AutoAWQ's start). Then W = clamp(W, −m, m) and the final codes are RTN (quant/rtn.h
  * RTN_AWQ, the same Q with the scale rounded to fp16 as the checkpoint stores it).
  *
- * The model (awq_quantize_model), block by block as AutoAWQ's loop: for block l, one pass of every
- * calibration window through forward() up to block l (fwd_state.layer_limit) records the inputs of
- * q (= k, v), o, gate (= up) and down (forward's mm_hook); then the groups of get_layers_for_scaling
+ * The model (awq_quantize_model), block by block as AutoAWQ's loop: for block l, one probe of
+ * every calibration window's residual stream through block l (the calibration driver,
+ * quant/calib.h) records the inputs of q (= k, v), o, gate (= up) and down (the stages' mm_hook);
+ * after the block is quantized it runs once more to give block l+1's inputs. The groups of
+ * get_layers_for_scaling
  *   (input_layernorm -> q,k,v), (v -> o) only when v_proj and o_proj have the same shape (AutoAWQ's
  *   rule: under GQA, n_kv_heads·hd != dim, it is skipped), (post_attention_layernorm -> gate,up),
  *   (up -> down)
@@ -108,7 +110,7 @@ struct awq_report {
     double seconds;         /* everything but the write */
     double forward_seconds; /* calibration passes */
     double search_seconds, clip_seconds;
-    int n_forward;          /* windows run through forward() */
+    int n_forward;          /* windows probed (one per window and block; calib.h) */
     int n_groups;           /* scaling groups searched */
     double ratio_sum[4];    /* Σ of the chosen ratios per group kind: qkv, o, gate_up, down */
     int ratio_n[4];         /* groups of each kind searched */

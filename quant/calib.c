@@ -2,9 +2,11 @@
 #include "quant/calib.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "eval/model.h"
@@ -177,5 +179,139 @@ int calib_load_job(struct calib_set *c, const char *algo, const struct quant_job
         fprintf(stderr, "%s: calibration %s: %d windows of %d tokens (of %lld), seed %llu\n", algo,
                 c->path, c->n_samples, c->seqlen, (long long)c->n_text_tokens,
                 (unsigned long long)seed);
+    return 0;
+}
+
+/* ===== the calibration driver ===== */
+
+size_t calib_stream_budget(void) {
+    const char *e = getenv("LOWBIT_CALIB_MEM");
+    if (e && *e) {
+        char *end;
+        const double mb = strtod(e, &end);
+        if (end != e && !*end && mb >= 0) return (size_t)(mb * 1048576.0);
+    }
+    const size_t q = mem_available() / 4, cap = (size_t)2 << 30;
+    return q < cap ? q : cap;
+}
+
+int calib_stream_init(struct calib_stream *st, const struct model *fm, const struct calib_set *cs,
+                      bool keep_input, const char *spill) {
+    memset(st, 0, sizeof *st);
+    const struct model_config *c = &fm->cfg;
+    st->cs = cs;
+    st->n = cs->n_samples, st->T = cs->seqlen, st->D = c->dim;
+    st->wc = LB_MAX(c->n_heads * c->head_dim, c->hidden_dim);
+    const size_t rows = (size_t)st->n * (size_t)st->T;
+    const size_t fl_x = rows * (size_t)st->D, fl_c = rows * (size_t)st->wc;
+    const size_t fl = fl_x * (keep_input ? 2 : 1) + fl_c;
+    const size_t bytes = fl * sizeof(float);
+    if (bytes / sizeof(float) != fl || rows / (size_t)st->T != (size_t)st->n)
+        return err("calibration: %d windows of %d tokens are too many", st->n, st->T);
+    if (bytes > calib_stream_budget() && spill) {
+        /* an unlinked file beside `spill`: paged by the kernel, gone with the process */
+        char path[4200];
+        snprintf(path, sizeof path, "%s.calib-XXXXXX", spill);
+        const int fd = mkstemp(path);
+        if (fd < 0) return err("calibration: cannot create a spill file %s: %s", path,
+                               strerror(errno));
+        unlink(path);
+        int e = posix_fallocate(fd, 0, (off_t)bytes);
+        void *p = e ? MAP_FAILED
+                    : mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED && !e) e = errno;
+        close(fd);
+        if (p == MAP_FAILED)
+            return err("calibration: a spill file of %.1f MiB beside %s: %s", bytes / 1048576.0,
+                       spill, strerror(e));
+        st->map = p, st->map_len = bytes, st->spilled = true;
+        st->x = p;
+    } else {
+        char what[128];
+        snprintf(what, sizeof what, "the calibration stream (%d windows of %d tokens)", st->n,
+                 st->T);
+        if (mem_check(bytes, what)) return -1;
+        if (!(st->x = xmalloc(bytes, what))) return -1;
+    }
+    st->carry = st->x + fl_x;
+    if (keep_input) st->x0 = st->carry + fl_c;
+    if (fwd_init_block(&st->fs, fm, st->T)) {
+        calib_stream_release(st);
+        return -1;
+    }
+    for (size_t r = 0; r < rows; r++)
+        tensor_row_to_f32(&fm->tok_embd, cs->tokens[r], st->x + r * (size_t)st->D);
+    return 0;
+}
+
+void calib_stream_release(struct calib_stream *st) {
+    if (st->fs.m) fwd_release(&st->fs);
+    if (st->map) munmap(st->map, st->map_len);
+    else free(st->x);
+    free(st->scratch);
+    memset(st, 0, sizeof *st);
+}
+
+static int stream_run(struct calib_stream *st, int l, enum fwd_stage stage, float *x) {
+    const double t0 = now_s();
+    for (int w = 0; w < st->n; w++) {
+        const size_t r0 = (size_t)w * (size_t)st->T;
+        if (fwd_block_stage(&st->fs, l, stage, x + r0 * (size_t)st->D,
+                            st->carry + r0 * (size_t)st->wc, st->T))
+            return -1;
+    }
+    st->seconds += now_s() - t0;
+    return 0;
+}
+
+int calib_stream_stage(struct calib_stream *st, int l, enum fwd_stage stage) {
+    if (l != st->block || (int)stage != st->next)
+        return err("calibration: block %d stage %d run out of order (expected block %d stage %d)",
+                   l, (int)stage, st->block, st->next);
+    if (stage == FWD_QKV && st->x0)
+        memcpy(st->x0, st->x, (size_t)st->n * (size_t)st->T * (size_t)st->D * sizeof(float));
+    if (stream_run(st, l, stage, st->x)) return -1;
+    if (stage == FWD_OUT) {
+        st->block++, st->next = FWD_QKV;
+        st->n_block_passes += st->n;
+    } else {
+        st->next = stage + 1;
+    }
+    return 0;
+}
+
+int calib_stream_finish(struct calib_stream *st, int l) {
+    if (l != st->block) return err("calibration: block %d finished out of order", l);
+    while (st->block == l)
+        if (calib_stream_stage(st, l, (enum fwd_stage)st->next)) return -1;
+    return 0;
+}
+
+int calib_stream_probe(struct calib_stream *st, int l, enum fwd_stage upto) {
+    if (l != st->block || st->next != FWD_QKV)
+        return err("calibration: a probe of block %d in the middle of block %d", l, st->block);
+    const size_t W = (size_t)st->T * (size_t)st->D;
+    if (!st->scratch && !(st->scratch = xmalloc(W * sizeof(float), "a calibration window")))
+        return -1;
+    const double t0 = now_s();
+    for (int w = 0; w < st->n; w++) {
+        const size_t r0 = (size_t)w * (size_t)st->T;
+        memcpy(st->scratch, st->x + r0 * (size_t)st->D, W * sizeof(float));
+        for (int s = FWD_QKV; s <= (int)upto; s++)
+            if (fwd_block_stage(&st->fs, l, (enum fwd_stage)s, st->scratch,
+                                st->carry + r0 * (size_t)st->wc, st->T))
+                return -1;
+    }
+    st->seconds += now_s() - t0;
+    return 0;
+}
+
+int calib_stream_redo(struct calib_stream *st, int l) {
+    if (!st->x0) return err("calibration: block %d again, but its input was not kept", l);
+    if (l != st->block - 1 || st->next != FWD_QKV)
+        return err("calibration: block %d again after block %d", l, st->block - 1);
+    memcpy(st->x, st->x0, (size_t)st->n * (size_t)st->T * (size_t)st->D * sizeof(float));
+    for (int s = FWD_QKV; s < FWD_N_STAGES; s++)
+        if (stream_run(st, l, (enum fwd_stage)s, st->x)) return -1;
     return 0;
 }

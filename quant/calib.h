@@ -76,4 +76,52 @@ void calib_f32_slot(struct tensor *slot, float *data, int64_t K, int64_t N);
 void calib_swap_in(const struct model *m, struct hfx_tensor *t, bool qk, struct tensor *slot);
 /* the process's peak resident set (VmHWM) in MiB, -1 when /proc cannot tell */
 double calib_peak_rss_mb(void);
+
+/* ===== the calibration driver: every window through the model one block at a time =====
+ * The layer-wise procedure AutoGPTQ and AutoRound use: the windows are embedded once; the stream
+ * holds the residual stream of every window at the current block, x [n][seqlen][D], and a carry
+ * [n][seqlen][max(qd, H)] between the block's stages (eval/forward.h, enum fwd_stage). A quantizer
+ * runs block l's stages in order, each over every window (calib_stream_stage), collecting what its
+ * method needs through fs.mm_hook (which sees each stage's linear input with the group's first
+ * weight, the anchors wq, wo, w_gate, w_down of fm's layer l) and replacing layer slots of fm with
+ * quantized weights between stages; FWD_OUT leaves block l's outputs in x, block l+1's inputs.
+ * One block pass per block: L block passes for a model of L blocks, not L(L+1)/2 as running every
+ * window from the embeddings up to block l for every l. The numbers are those of forward() with
+ * the same weights (the same stage functions, windows of seqlen tokens from position 0).
+ * calib_stream_probe runs stages on a copy of each window (x unchanged): AWQ and GPTQ without
+ * true_sequential collect every input of a block in float, quantize, then run the block.
+ * keep_input keeps a copy of each block's input (calib_stream_redo runs block l again from it,
+ * with whatever weights fm's slots hold then: AQLM's block fine-tuning changes the whole block
+ * after its stages).
+ * Memory: x and carry (and the kept input) are n·seqlen·(D + max(qd, H) (+ D)) floats; above
+ * `budget` bytes (calib_stream_budget(): LOWBIT_CALIB_MEM MiB, else a quarter of the available
+ * memory, at most 2 GiB) they live in an unlinked file beside `spill` (the job's directory): the
+ * kernel pages them, they are not anonymous memory, and nothing is left behind on a crash. */
+#include "eval/forward.h"
+struct calib_stream {
+    struct fwd_state fs; /* a one-block state over fm; set fs.mm_hook / mm_hook_ctx to collect */
+    const struct calib_set *cs;
+    int n, T, D, wc;     /* windows, tokens per window, dim, carry width */
+    float *x, *carry, *x0, *scratch; /* x0: the block input (keep_input), scratch: a probe's */
+    void *map;
+    size_t map_len;
+    bool spilled;
+    int block, next;     /* the stage the stream expects next, of block `block` */
+    long n_block_passes; /* windows × blocks run to the end (FWD_OUT), for reports */
+    double seconds;      /* in the stages */
+};
+size_t calib_stream_budget(void);
+/* embed every window of cs with fm's token embeddings; fm must outlive the stream */
+int calib_stream_init(struct calib_stream *st, const struct model *fm, const struct calib_set *cs,
+                      bool keep_input, const char *spill);
+/* stage `stage` of block l over every window (stages in order, from FWD_QKV of block l after
+ * FWD_OUT of block l−1); -1 with a message */
+int calib_stream_stage(struct calib_stream *st, int l, enum fwd_stage stage);
+/* the remaining stages of block l, through FWD_OUT */
+int calib_stream_finish(struct calib_stream *st, int l);
+/* stages FWD_QKV..upto of block l on a copy of every window (the stream does not move) */
+int calib_stream_probe(struct calib_stream *st, int l, enum fwd_stage upto);
+/* block l again from its kept input (keep_input), every stage, through FWD_OUT */
+int calib_stream_redo(struct calib_stream *st, int l);
+void calib_stream_release(struct calib_stream *st);
 #endif

@@ -351,7 +351,7 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
     const int n_layers = m->cfg.n_layers;
     struct hfx_model hm;
     struct model fm = *m; /* the forward's view: m's tensors, with quantized layers swapped in */
-    struct fwd_state fs;
+    struct calib_stream cst;
     struct gptq_hessian hs[SUB_COUNT];
     double *H = NULL;
     int *idx = NULL, ret = -1;
@@ -388,41 +388,32 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
                                                     : m->cfg.dim))
             goto out;
     H = xmalloc((size_t)(max_k * max_k) * sizeof *H, "a GPTQ Hessian");
-    if (!H || fwd_init(&fs, &fm, cs->seqlen, cs->seqlen)) goto out;
+    if (!H || calib_stream_init(&cst, &fm, cs, false, out)) goto out;
     fwd_ok = true;
     struct capture cap;
-    fs.mm_hook = capture_hook;
-    fs.mm_hook_ctx = &cap;
+    cst.fs.mm_hook = capture_hook;
+    cst.fs.mm_hook_ctx = &cap;
 
     for (int l = 0; l < n_layers; l++) {
         const double tl = now_s();
         double loss_l = 0;
-        /* sub-group passes: four with true_sequential, else one collecting all four inputs */
+        /* true_sequential: stage s of the block collects sub-group s's input with the sub-groups
+         * before it already quantized; else one probe collects all four in float */
         const int n_pass = o->true_sequential ? SUB_COUNT : 1;
         for (int p = 0; p < n_pass; p++) {
             memset(&cap, 0, sizeof cap);
-            bool any = false;
             for (int s = 0; s < SUB_COUNT; s++) {
                 if (o->true_sequential && s != p) continue;
                 for (int i = 0; i < N_BLOCK_LINEARS; i++)
-                    if (block_linears[i].sub == s && idx[l * N_BLOCK_LINEARS + i] >= 0) {
+                    if (block_linears[i].sub == s && idx[l * N_BLOCK_LINEARS + i] >= 0)
                         cap.h[s] = &hs[s];
-                        any = true;
-                    }
                 cap.anchor[s] = layer_slot(&fm.layers[l], s == SUB_QKV ? 0 : s == SUB_O ? 3
                                                           : s == SUB_GATE_UP ? 4 : 6);
                 if (cap.h[s]) gptq_hessian_reset(cap.h[s]);
             }
-            if (!any) continue;
-            const double tf = now_s();
-            fs.layer_limit = l + 1;
-            for (int w = 0; w < cs->n_samples; w++) {
-                fwd_truncate(&fs, 0);
-                if (forward(&fs, cs->tokens + (size_t)w * cs->seqlen, cs->seqlen, NULL, false))
-                    goto out;
-                rep->n_forward++;
-            }
-            rep->forward_seconds += now_s() - tf;
+            if (o->true_sequential ? calib_stream_stage(&cst, l, (enum fwd_stage)p)
+                                   : calib_stream_probe(&cst, l, FWD_DOWN))
+                goto out;
             for (int i = 0; i < N_BLOCK_LINEARS; i++) {
                 const int x = idx[l * N_BLOCK_LINEARS + i], s = block_linears[i].sub;
                 if (x < 0 || !cap.h[s]) continue;
@@ -445,11 +436,16 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
                             ls.n_dead);
             }
         }
+        /* the quantized block's outputs: block l+1's inputs */
+        memset(&cap, 0, sizeof cap);
+        if (calib_stream_finish(&cst, l)) goto out;
         rep->loss += loss_l;
         if (!quiet)
             fprintf(stderr, "gptq: block %d/%d: loss %.6g (%.2f s)\n", l + 1, n_layers, loss_l,
                     now_s() - tl);
     }
+    rep->forward_seconds = cst.seconds;
+    rep->n_forward = (int)cst.n_block_passes;
     rep->seconds = now_s() - t0;
     json_t *extra = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:b, s:i, s:f}", "calib_set",
                               cs->path, "calib_sha256", cs->file_sha256, "calib_tokens_sha256",
@@ -465,7 +461,7 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
     ret = gptq_write(&hm, &go, out, st);
     json_decref(extra);
 out:
-    if (fwd_ok) fwd_release(&fs);
+    if (fwd_ok) calib_stream_release(&cst);
     for (int s = 0; s < SUB_COUNT; s++) gptq_hessian_release(&hs[s]);
     free(H);
     free(idx);
@@ -581,8 +577,8 @@ int gptq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
         quant_prov(a, "quant.calib_windows", "%d x %d tokens, seed %llu, %s, splitmix64 offsets; "
                    "tokens sha256 %s", cs.n_samples, cs.seqlen, (unsigned long long)seed,
                    cs.bos ? "BOS + text" : "text only (no BOS)", cs.tokens_sha256);
-        quant_prov(a, "quant.gptq_seconds", "%.3f (forward %.3f, %d window passes)", rep.seconds,
-                   rep.forward_seconds, rep.n_forward);
+        quant_prov(a, "quant.gptq_seconds", "%.3f (block passes %.3f, %d window-blocks)",
+                   rep.seconds, rep.forward_seconds, rep.n_forward);
         quant_prov(a, "quant.gptq_peak_rss_mb", "%.1f", calib_peak_rss_mb());
         quant_prov(a, "quant.gptq_loss", "%.6g", rep.loss);
     }

@@ -42,12 +42,13 @@
  * parallel with identical results for any thread count.
  *
  * The model (gptq_quantize_model): true-sequential, block by block. For block l and each of its
- * sub-groups in AutoGPTQ's true_sequential order [q,k,v], [o], [gate,up], [down], every
- * calibration window is run through forward() up to block l (fwd_state.layer_limit) with
- * blocks 0..l−1 — and the sub-groups of block l already done — replaced by their quantized
- * weights, and the sub-group's shared input is accumulated into H by forward's mm_hook; then the
- * sub-group's linears are quantized. true_sequential false takes the four inputs of block l from
- * one pass with block l still in float. The quantized weights enter the forward as fp32 tensors
+ * sub-groups in AutoGPTQ's true_sequential order [q,k,v], [o], [gate,up], [down], the calibration
+ * driver (quant/calib.h) runs the block's stage that ends at the sub-group's input over every
+ * window's residual stream (blocks 0..l−1 and the sub-groups of block l already done hold their
+ * quantized weights), and the sub-group's shared input is accumulated into H by the stage's
+ * mm_hook; then the sub-group's linears are quantized; FWD_OUT then gives block l+1's inputs: one
+ * block pass per block. true_sequential false takes the four inputs of block l from one probe
+ * with block l still in float, then runs the quantized block. The quantized weights enter the forward as fp32 tensors
  * holding exactly d·(q − z) (the values the checkpoint dequantizes to), in the source's row order:
  * the export's own fp32 rows (struct hfx_tensor f32) are overwritten in place once a module is
  * quantized, since the writer reads only the QINT tensor from then on — no memory beyond the
@@ -113,7 +114,7 @@ struct gptq_report {
     double seconds;         /* calibration passes + solves */
     double forward_seconds; /* of which forward passes */
     double loss;            /* Σ of the layers' losses */
-    int n_forward;          /* windows run through forward() */
+    int n_forward;          /* window-block passes (windows × blocks, calib.h) */
 };
 
 /* quantize every GPTQ-holdable block linear of m (loaded from src_path; not modified) with the

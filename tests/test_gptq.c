@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/wait.h>
 
+#include "eval/forward.h"
 #include "eval/model.h"
 #include "eval/tokenizer.h"
 #include "kernels/qint.h"
@@ -244,6 +245,88 @@ static void test_layer_errors(void) {
 
 /* ------------------------------------------------------------------------------ calibration */
 
+/* counts of the stage inputs a hook was handed, by anchor (wq, wo, w_gate, w_down) */
+struct stage_count {
+    const struct layer *L;
+    int n[4], other;
+};
+static int count_hook(void *ctx, const struct tensor *w, const float *x, int T) {
+    struct stage_count *c = ctx;
+    (void)x, (void)T;
+    const struct tensor *a[4] = {&c->L->wq, &c->L->wo, &c->L->w_gate, &c->L->w_down};
+    for (int i = 0; i < 4; i++)
+        if (w == a[i]) return c->n[i]++, 0;
+    c->other++;
+    return 0;
+}
+
+/* the calibration driver (calib.h): block by block, every window's residual stream equals what
+ * forward() computes running the window from the embeddings through the same blocks (bit for
+ * bit), in memory and spilled to a file; a probe leaves the stream; stages out of order refused */
+static void test_calib_stream(void) {
+    const char *mp = T_DATA("models/stories260K.gguf");
+    if (!mp) return;
+    struct model m = MODEL_INIT;
+    struct tokenizer *tok = NULL;
+    T_OK(!model_load(&m, mp));
+    T_OK(!tokenizer_load(&tok, mp));
+    if (!tok || !m.layers) return;
+    struct calib_set cs;
+    T_OK(!calib_load(&cs, "groups_merged", tok, 5, 37, 3));
+    struct fwd_state fs;
+    T_OK(!fwd_init(&fs, &m, cs.seqlen, cs.seqlen));
+    char spath[300];
+    snprintf(spath, sizeof spath, "%s/stream", t_tmpdir());
+    for (int spill = 0; spill < 2; spill++) {
+        if (spill) setenv("LOWBIT_CALIB_MEM", "0", 1);
+        struct calib_stream st;
+        T_OK(!calib_stream_init(&st, &m, &cs, spill, spath));
+        T_EQ_INT(st.spilled, spill);
+        const size_t W = (size_t)cs.seqlen * (size_t)m.cfg.dim;
+        float *before = malloc((size_t)cs.n_samples * W * sizeof(float));
+        for (int l = 0; l < m.cfg.n_layers; l++) {
+            struct stage_count c = {.L = &m.layers[l]};
+            st.fs.mm_hook = count_hook, st.fs.mm_hook_ctx = &c;
+            memcpy(before, st.x, (size_t)cs.n_samples * W * sizeof(float));
+            T_OK(!calib_stream_probe(&st, l, FWD_DOWN));
+            T_OK(!memcmp(before, st.x, (size_t)cs.n_samples * W * sizeof(float)));
+            T_ERR(calib_stream_stage(&st, l, FWD_O));
+            T_CONTAINS(err_last(), "out of order");
+            T_OK(!calib_stream_stage(&st, l, FWD_QKV));
+            T_ERR(calib_stream_probe(&st, l, FWD_DOWN));
+            T_OK(!calib_stream_finish(&st, l));
+            for (int i = 0; i < 4; i++) T_EQ_INT(c.n[i], 2 * cs.n_samples);
+            T_EQ_INT(c.other, 0);
+            if (spill && l == 0) T_OK(!calib_stream_redo(&st, l));
+            /* forward() from the embeddings through blocks 0..l: the same residual stream */
+            fs.layer_limit = l + 1;
+            for (int w = 0; w < cs.n_samples; w++) {
+                fwd_truncate(&fs, 0);
+                T_OK(!forward(&fs, cs.tokens + (size_t)w * cs.seqlen, cs.seqlen, NULL, false));
+                if (memcmp(fs.x, st.x + w * W, W * sizeof(float))) {
+                    T_FAIL_("block %d window %d: the stream differs from forward()", l, w);
+                    break;
+                }
+            }
+        }
+        T_EQ_INT(st.n_block_passes, (long)cs.n_samples * m.cfg.n_layers);
+        T_ERR(forward(&st.fs, cs.tokens, 4, NULL, false));
+        T_CONTAINS(err_last(), "one-block state");
+        if (!spill) {
+            T_ERR(calib_stream_redo(&st, m.cfg.n_layers - 1));
+            T_CONTAINS(err_last(), "not kept");
+        }
+        free(before);
+        calib_stream_release(&st);
+        unsetenv("LOWBIT_CALIB_MEM");
+    }
+    fwd_release(&fs);
+    calib_release(&cs);
+    tokenizer_free(tok);
+    model_release(&m);
+}
+
+
 static void test_calib(void) {
     const char *mp = T_DATA("models/stories260K.gguf");
     if (!mp) return;
@@ -403,6 +486,7 @@ int main(void) {
     T_RUN(test_layer_vs_reference);
     T_RUN(test_layer_errors);
     T_RUN(test_calib);
+    T_RUN(test_calib_stream);
     T_RUN(test_recipe_check);
     T_RUN(test_stories260k);
     t_tmpdir_cleanup();
