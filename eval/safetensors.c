@@ -307,7 +307,22 @@ const char *safetensors_meta(const struct safetensors *st, const char *key) {
 
 /* ===== writer ===== */
 
+int safetensors_writer_spool(struct safetensors_writer *w, const char *near) {
+    if (w->spooling) return 0;
+    char path[4200];
+    if ((size_t)snprintf(path, sizeof path, "%s.spool-XXXXXX", near) >= sizeof path)
+        return err("%s: path too long for a spool file", near);
+    const int fd = mkstemp(path);
+    if (fd < 0) return err("cannot create the spool file %s: %s", path, strerror(errno));
+    unlink(path); /* gone with the process, whatever happens */
+    w->spool_fd = fd;
+    w->spool_len = 0;
+    w->spooling = true;
+    return 0;
+}
+
 void safetensors_writer_release(struct safetensors_writer *w) {
+    if (w->spooling) close(w->spool_fd);
     for (int i = 0; i < w->n_tensors; i++) free(w->tensors[i].name);
     for (int i = 0; i < w->n_meta; i++) {
         free(w->meta[i].key);
@@ -335,6 +350,23 @@ static int grow(void **arr, int *cap, int n, size_t es, const char *what) {
     if (!p) return err("out of memory: %zu bytes for %s", bytes, what);
     *arr = p;
     *cap = nc;
+    return 0;
+}
+
+/* append n bytes to the spool file */
+static int spool_put(struct safetensors_writer *w, const void *data, size_t n, const char *name) {
+    const uint8_t *p = data;
+    while (n) {
+        const ssize_t k = pwrite(w->spool_fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n,
+                                 (off_t)w->spool_len);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0)
+            return err("safetensors writer: tensor '%s': cannot write the spool file: %s", name,
+                       k < 0 ? strerror(errno) : "no progress");
+        p += k;
+        n -= (size_t)k;
+        w->spool_len += k;
+    }
     return 0;
 }
 
@@ -372,6 +404,14 @@ int safetensors_writer_add(struct safetensors_writer *w, const char *name, const
     for (int i = 0; i < n_dims; i++) t->shape[i] = shape[i];
     t->data = data;
     t->nbytes = nbytes;
+    if (w->spooling) {
+        t->data = NULL;
+        t->spool_off = w->spool_len;
+        if (spool_put(w, data, nbytes, name)) {
+            free(t->name);
+            return -1;
+        }
+    }
     w->n_tensors++;
     return 0;
 }
@@ -416,6 +456,31 @@ static int write_all(int fd, const void *buf, size_t n, const char *path) {
         n -= (size_t)k;
     }
     return 0;
+}
+
+/* a spooled tensor's bytes from the spool file into fd, 8 MiB at a time */
+static int copy_spooled(const struct safetensors_writer *w,
+                        const struct safetensors_writer_tensor *t, int fd, const char *path) {
+    enum { CHUNK = 8 << 20 };
+    if (!t->nbytes) return 0;
+    if (!w->spooling) return err("%s: tensor '%s' has no data", path, t->name);
+    uint8_t *buf = xmalloc(t->nbytes < CHUNK ? t->nbytes : CHUNK, "a spool copy buffer");
+    if (!buf) return -1;
+    int ret = 0;
+    for (size_t done = 0; done < t->nbytes && !ret;) {
+        const size_t n = t->nbytes - done < CHUNK ? t->nbytes - done : CHUNK;
+        const ssize_t k = pread(w->spool_fd, buf, n, (off_t)(t->spool_off + (int64_t)done));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            ret = err("%s: cannot read tensor '%s' back from the spool file: %s", path, t->name,
+                      k < 0 ? strerror(errno) : "short file");
+            break;
+        }
+        ret = write_all(fd, buf, (size_t)k, path);
+        done += (size_t)k;
+    }
+    free(buf);
+    return ret;
 }
 
 /* the header JSON (compact), unpadded; owned (free with free) or NULL with a message */
@@ -508,7 +573,9 @@ int safetensors_writer_write(const struct safetensors_writer *w, const char *pat
         write_all(fd, spaces, padded - len, tmp))
         goto out;
     for (int i = 0; i < w->n_tensors; i++)
-        if (write_all(fd, order[i]->data, order[i]->nbytes, tmp)) goto out;
+        if (order[i]->data ? write_all(fd, order[i]->data, order[i]->nbytes, tmp)
+                           : copy_spooled(w, order[i], fd, tmp))
+            goto out;
     if (fsync(fd)) {
         err("cannot sync %s: %s", tmp, strerror(errno));
         goto out;

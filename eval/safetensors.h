@@ -99,8 +99,9 @@ struct safetensors_writer_tensor {
     enum safetensors_dtype dtype;
     int n_dims;
     int64_t shape[SAFETENSORS_MAX_DIMS];
-    const void *data; /* borrowed until safetensors_writer_write */
+    const void *data; /* borrowed until safetensors_writer_write; NULL when spooled */
     size_t nbytes;
+    int64_t spool_off; /* where its bytes are in the spool file (spooled tensors) */
 };
 
 struct safetensors_writer {
@@ -110,6 +111,9 @@ struct safetensors_writer {
         char *key, *value; /* owned */
     } *meta;
     int n_meta, cap_meta;
+    bool spooling;  /* safetensors_writer_spool: add() copies the bytes to spool_fd */
+    int spool_fd;
+    int64_t spool_len;
 };
 
 #define SAFETENSORS_WRITER_INIT {0}
@@ -120,6 +124,11 @@ struct safetensors_writer {
  * or "__metadata__" is an error. */
 int safetensors_writer_add(struct safetensors_writer *w, const char *name, const char *dtype,
                            int n_dims, const int64_t *shape, const void *data, size_t nbytes);
+/* from now on add() copies each tensor's bytes into an unlinked temporary file created as
+ * NEAR.spool-XXXXXX (NEAR a path prefix, e.g. the output's), so the caller may free them at once:
+ * a writer of a large file holds one tensor at a time in memory. The written file is the same
+ * bytes. -1 with a message (the file cannot be created). */
+int safetensors_writer_spool(struct safetensors_writer *w, const char *near);
 /* set a __metadata__ entry (both strings copied); setting a key again replaces its value */
 int safetensors_writer_set_meta(struct safetensors_writer *w, const char *key, const char *value);
 /* write the file atomically: PATH.tmp is written, fsynced and renamed over PATH (PATH.tmp is

@@ -601,7 +601,7 @@ static int write_hf(const char *gguf_path, const char *dir) {
     void **own = NULL;
     int ret = -1;
     if (model_load(&m, gguf_path)) return -1;
-    if (hfx_collect(&hm, &m, gguf_path)) goto out;
+    if (hfx_collect(&hm, &m, gguf_path, false)) goto out;
     own = xcalloc((size_t)hm.n + 1, sizeof *own, "HF export");
     if (!own) goto out;
     for (int i = 0; i < hm.n; i++)

@@ -984,7 +984,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     const bool ft = o->finetune && o->finetune_max_epochs > 0;
     const int bs = LB_MAX(1, LB_MIN(o->finetune_batch_size, n));
     const int64_t W = (int64_t)T * D;
-    struct hfx_model hm;
+    struct hfx_model hm = {0};
     struct model fm = *m; /* the forward's view: m's tensors, with quantized layers swapped in */
     struct calib_stream cst;
     struct capture cap;
@@ -1000,8 +1000,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     memset(&g, 0, sizeof g);
     memset(lin, 0, sizeof lin);
     fm.layers = NULL;
-    if (check_opts(&o->q, "AQLM")) return -1;
-    if (hfx_collect(&hm, m, src_path)) return -1;
+    if (check_opts(&o->q, "AQLM") || hfx_collect(&hm, m, src_path, true)) goto out;
     fm.layers = xmalloc((size_t)n_layers * sizeof *fm.layers, "layers");
     idx = xmalloc((size_t)n_layers * N_BLOCK_LINEARS * sizeof *idx, "layers");
     if (!fm.layers || !idx) goto out;
@@ -1057,10 +1056,15 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
                 tensor_row_to_f32(&m->tok_embd, cs->tokens[(size_t)w * T + t], xq + w * W + t * D);
     }
 
+    /* the checkpoint is written as the blocks are done: one block in fp32 at a time */
+    if (aqlm_write_begin(&hm, &o->q, out, st)) goto out;
     for (int l = 0; l < n_layers; l++) {
         const double tl = now_s();
         double rel_l = 0;
         int n_l = 0, ep_l = 0;
+        for (int i = 0; i < N_BLOCK_LINEARS; i++)
+            if (idx[l * N_BLOCK_LINEARS + i] >= 0 && hfx_load(&hm, idx[l * N_BLOCK_LINEARS + i]))
+                goto out;
         const int n_pass = o->true_sequential ? SUB_COUNT : 1;
         for (int p = 0; p < n_pass; p++) {
             for (int s = 0; s < SUB_COUNT; s++) {
@@ -1158,6 +1162,9 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
             free(wown);
             wown = NULL;
         }
+        /* the block into the checkpoint; the forward will not run it again */
+        if (hfx_emit_block(&hm, l)) goto out;
+        fm.layers[l] = m->layers[l];
         if (!quiet && n_l)
             fprintf(stderr, "aqlm: block %d/%d: %d linears, relative output MSE %.4g (mean), %d "
                     "epochs%s (%.2f s)\n", l + 1, n_layers, n_l, rel_l / n_l, ep_l, ftmsg,

@@ -145,8 +145,11 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
  * (every weight of the file not quantized, and lm_head.weight, as convert_to_hf.py lists them:
  * transformers replaces every other nn.Linear), plus "lowbit" (extra, borrowed: algorithm and
  * calibration facts). Every quantized module must use the scheme of o. */
-int aqlm_write(const struct hfx_model *hm, const struct aqlm_opts *o, json_t *extra,
-               const char *dir, struct hfx_stats *st);
+int aqlm_write(struct hfx_model *hm, const struct aqlm_opts *o, json_t *extra, const char *dir,
+               struct hfx_stats *st);
+/* streaming as gptq_write_begin (quant/qformat.h) */
+int aqlm_write_begin(struct hfx_model *hm, const struct aqlm_opts *o, const char *dir,
+                     struct hfx_stats *st);
 
 /* ===== the registry row (quant/quant.c qmethods[QMETHOD_AQLM]) ===== */
 struct recipe;

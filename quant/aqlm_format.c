@@ -71,14 +71,21 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= k && !strcmp(s + n - k, suffix);
 }
 
-int aqlm_write(const struct hfx_model *hm, const struct aqlm_opts *o, json_t *extra,
-               const char *dir, struct hfx_stats *st) {
-    memset(st, 0, sizeof *st);
-    struct hfx_file f = HFX_FILE_INIT;
+int aqlm_write_begin(struct hfx_model *hm, const struct aqlm_opts *o, const char *dir,
+                     struct hfx_stats *st) {
+    return hfx_stream(hm, write_module, (void *)o, NULL, dir, st);
+}
+
+int aqlm_write(struct hfx_model *hm, const struct aqlm_opts *o, json_t *extra, const char *dir,
+               struct hfx_stats *st) {
+    if (!hm->out && aqlm_write_begin(hm, o, dir, st)) return -1;
     int ret = -1;
     json_t *skip = json_array(), *qc = NULL;
-    if (!skip) return err("out of memory");
-    if (hfx_add_tensors(&f, hm, write_module, (void *)o, NULL, st)) goto out;
+    if (!skip) {
+        hfx_end(hm);
+        return err("out of memory");
+    }
+    if (hfx_add_tensors(hm, NULL)) goto out;
     /* convert_to_hf.py lists every weight it keeps in floating point */
     bool has_lm_head = false;
     for (int i = 0; i < hm->n; i++) {
@@ -89,7 +96,7 @@ int aqlm_write(const struct hfx_model *hm, const struct aqlm_opts *o, json_t *ex
     }
     /* transformers replaces every nn.Linear not listed, lm_head included even when tied */
     if (!has_lm_head) json_array_append_new(skip, json_string("lm_head.weight"));
-    if (safetensors_writer_set_meta(&f.w, "format", "pt")) goto out;
+    if (safetensors_writer_set_meta(&hm->out->w, "format", "pt")) goto out;
     qc = json_pack("{s:s, s:i, s:i, s:i, s:i, s:O}", "quant_method", "aqlm",
                    "nbits_per_codebook", o->nbits, "num_codebooks", o->num_codebooks,
                    "out_group_size", o->out_group, "in_group_size", o->in_group,
@@ -101,9 +108,9 @@ int aqlm_write(const struct hfx_model *hm, const struct aqlm_opts *o, json_t *ex
     json_t *lb = json_pack("{s:s}", "algorithm", "aqlm");
     if (extra) json_object_update(lb, extra);
     json_object_set_new(qc, "lowbit", lb);
-    ret = hfx_write_dir(hm, dir, &f.w, qc, st);
+    ret = hfx_write_dir(hm, dir, &hm->out->w, qc, hm->st);
 out:
-    hfx_file_release(&f);
+    hfx_end(hm);
     json_decref(qc);
     json_decref(skip);
     return ret;

@@ -567,7 +567,7 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
     }
     if (o->bits != 2 && o->bits != 3 && o->bits != 4 && o->bits != 8)
         return err("AutoRound: %d bits (2, 3, 4 or 8)", o->bits);
-    struct hfx_model hm;
+    struct hfx_model hm = {0};
     struct grad_block g;
     struct autoround_linear L[N_LIN];
     struct autoround_linear *lp[N_LIN];
@@ -585,9 +585,15 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
     if (keep_weights)
         rep->deq = xcalloc((size_t)n_layers * N_LIN, sizeof *rep->deq, "AutoRound weights");
     if (!rep->blocks || (keep_weights && !rep->deq) || !blocks) goto out;
+    /* GPTQ: the checkpoint is written as the blocks are done (extra and top set at the end) */
+    struct gptq_write_opts go = {.bits = o->bits, .group = o->group, .sym = o->sym,
+                                 .desc_act = false, .v2 = false, .damp_percent = 0.01,
+                                 .true_sequential = false, .static_groups = false,
+                                 .quantizer = "autoround"};
     if (gptq) {
-        if (hfx_collect(&hm, m, src_path)) goto out;
+        if (hfx_collect(&hm, m, src_path, true)) goto out;
         hm_ok = true;
+        if (gptq_write_begin(&hm, &go, out, &rep->st)) goto out;
     } else {
         gbuf = xcalloc((size_t)m->n_tensors + 1, sizeof *gbuf, "GGUF tensors");
         gbytes = xcalloc((size_t)m->n_tensors + 1, sizeof *gbytes, "GGUF tensors");
@@ -693,6 +699,7 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
                 memcpy(xq + w0 * W, tmp, (size_t)(cnt * W) * sizeof(float));
             }
         }
+        if (gptq && hfx_emit_block(&hm, l)) goto out;
         float *sw = xfp; /* the float stream moves on */
         xfp = yfp, yfp = sw;
         if (!o->quanted_input) xq = xfp;
@@ -727,10 +734,7 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
             o->use_best, "sym_range", o->sym ? "full (-2^(b-1) .. 2^(b-1)-1)" : "asym",
             "blocks", blocks);
         json_t *top = autoround_top_keys(o, cs);
-        const struct gptq_write_opts go = {.bits = o->bits, .group = o->group, .sym = o->sym,
-                                           .desc_act = false, .v2 = false, .damp_percent = 0.01,
-                                           .true_sequential = false, .static_groups = false,
-                                           .quantizer = "autoround", .extra = extra, .top = top};
+        go.extra = extra, go.top = top;
         ret = gptq_write(&hm, &go, out, &rep->st);
         json_decref(extra);
         json_decref(top);

@@ -307,20 +307,22 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     const double t0 = now_s();
     const int n_layers = m->cfg.n_layers;
     const int64_t T = (int64_t)cs->n_samples * cs->seqlen;
-    struct hfx_model hm;
+    struct hfx_model hm = {0};
     struct model fm = *m; /* the forward's view: m's tensors, with finished blocks swapped in */
     struct calib_stream cst;
     struct capture cap;
     int *idx = NULL, ret = -1;
     bool *qz = NULL, fwd_ok = false;
     float *sc[N_IN] = {0}, *mv = NULL;
-    json_t *ratios = json_array();
+    json_t *ratios = json_array(), *extra = json_object();
     memset(&cap, 0, sizeof cap);
     fm.layers = NULL;
-    if (o->bits != 4 && !o->gptq_v2)
-        return err("AWQ: the GEMM layout holds 4-bit weights only (got %d; knob format gptq_v2 "
-                   "writes other widths)", o->bits);
-    if (hfx_collect(&hm, m, src_path)) return -1;
+    if (o->bits != 4 && !o->gptq_v2) {
+        err("AWQ: the GEMM layout holds 4-bit weights only (got %d; knob format gptq_v2 writes "
+            "other widths)", o->bits);
+        goto out;
+    }
+    if (hfx_collect(&hm, m, src_path, true)) goto out;
     fm.layers = xmalloc((size_t)n_layers * sizeof *fm.layers, "layers");
     idx = xmalloc((size_t)n_layers * N_LIN * sizeof *idx, "layers");
     qz = xcalloc((size_t)n_layers * N_LIN, sizeof *qz, "layers");
@@ -356,6 +358,12 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     if (!mv || calib_stream_init(&cst, &fm, cs, false, out)) goto out;
     fwd_ok = true;
     cst.fs.mm_hook_ctx = &cap;
+    /* the checkpoint is written as the blocks are done: one block in fp32 at a time */
+    const struct gptq_write_opts wo = {.bits = o->bits, .group = o->group, .sym = false,
+                                       .v2 = true, .quantizer = "awq", .extra = extra};
+    if (!extra || (o->gptq_v2 ? gptq_write_begin(&hm, &wo, out, st)
+                              : awq_write_begin(&hm, o->group, out, st)))
+        goto out;
 
     for (int l = 0; l < n_layers; l++) {
         const double tl = now_s();
@@ -368,9 +376,11 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         for (int i = 0; i < N_LIN; i++) any |= q[i];
         if (!any) { /* nothing to quantize: the block's outputs as they are */
             cst.fs.mm_hook = NULL;
-            if (calib_stream_finish(&cst, l)) goto out;
+            if (calib_stream_finish(&cst, l) || hfx_emit_block(&hm, l)) goto out;
             continue;
         }
+        for (int i = 0; i < N_LIN; i++)
+            if (hfx_load(&hm, idx[l * N_LIN + i])) goto out;
         /* 1. the inputs of block l (blocks < l already quantized and folded) */
         struct layer *L = &fm.layers[l];
         cap.anchor[IN_ATTN] = &L->wq, cap.anchor[IN_O] = &L->wo;
@@ -474,6 +484,9 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         cst.fs.mm_hook = NULL;
         if (calib_stream_finish(&cst, l)) goto out;
         rep->forward_seconds += now_s() - tb;
+        /* the block into the checkpoint; the forward will not run it again */
+        if (hfx_emit_block(&hm, l)) goto out;
+        fm.layers[l] = m->layers[l];
         if (!quiet) {
             fprintf(stderr, "awq: block %d/%d: ratio", l + 1, n_layers);
             for (int g = 0; g < N_IN; g++) {
@@ -485,7 +498,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         }
     }
     rep->seconds = now_s() - t0;
-    json_t *extra = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:b, s:i, s:b, s:b, s:f, s:i, s:O}",
+    json_t *ex = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:b, s:i, s:b, s:b, s:f, s:i, s:O}",
                               "calib_set", cs->path, "calib_sha256", cs->file_sha256,
                               "calib_tokens_sha256", cs->tokens_sha256, "calib_nsamples",
                               cs->n_samples, "calib_seqlen", cs->seqlen, "seed",
@@ -493,15 +506,12 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
                               "duo_scaling", o->duo_scaling, "clip", o->clip, "max_shrink",
                               o->max_shrink, "n_sample_token", o->n_sample_token, "ratios",
                               ratios);
-    if (o->gptq_v2) {
-        const struct gptq_write_opts wo = {.bits = o->bits, .group = o->group, .sym = false,
-                                           .v2 = true, .quantizer = "awq", .extra = extra};
-        ret = gptq_write(&hm, &wo, out, st);
-    } else {
-        ret = awq_write(&hm, o->group, "awq", extra, out, st);
-    }
-    json_decref(extra);
+    json_object_update(extra, ex);
+    json_decref(ex);
+    if (o->gptq_v2) ret = gptq_write(&hm, &wo, out, st);
+    else ret = awq_write(&hm, o->group, "awq", extra, out, st);
 out:
+    json_decref(extra);
     if (fwd_ok) calib_stream_release(&cst);
     for (int s = 0; s < N_IN; s++) {
         free(cap.buf[s]);

@@ -57,15 +57,20 @@ static int write_module(void *ctx, struct safetensors_writer *w, const struct hf
     return 0;
 }
 
-int awq_write(const struct hfx_model *hm, int64_t group, const char *quantizer, json_t *extra,
-              const char *dir, struct hfx_stats *st) {
-    memset(st, 0, sizeof *st);
+int awq_write_begin(struct hfx_model *hm, int64_t group, const char *dir, struct hfx_stats *st) {
     if (group <= 0) return err("AWQ needs a positive group_size (got %lld)", (long long)group);
-    struct hfx_file f = HFX_FILE_INIT;
+    int64_t *g = malloc(sizeof *g);
+    if (!g) return err("out of memory");
+    *g = group;
+    return hfx_stream(hm, write_module, g, free, dir, st);
+}
+
+int awq_write(struct hfx_model *hm, int64_t group, const char *quantizer, json_t *extra,
+              const char *dir, struct hfx_stats *st) {
+    if (!hm->out && awq_write_begin(hm, group, dir, st)) return -1;
     int ret = -1;
     json_t *qc = NULL, *fl = json_array();
-    if (hfx_add_tensors(&f, hm, write_module, &group, fl, st) ||
-        safetensors_writer_set_meta(&f.w, "format", "pt"))
+    if (hfx_add_tensors(hm, fl) || safetensors_writer_set_meta(&hm->out->w, "format", "pt"))
         goto out;
     qc = json_pack("{s:s, s:i, s:I, s:b, s:s}", "quant_method", "awq", "bits", 4, "group_size",
                    (json_int_t)group, "zero_point", 1, "version", "gemm");
@@ -75,9 +80,9 @@ int awq_write(const struct hfx_model *hm, int64_t group, const char *quantizer, 
                            "float_modules", fl);
     if (extra) json_object_update(lb, extra);
     json_object_set_new(qc, "lowbit", lb);
-    ret = hfx_write_dir(hm, dir, &f.w, qc, st);
+    ret = hfx_write_dir(hm, dir, &hm->out->w, qc, hm->st);
 out:
-    hfx_file_release(&f);
+    hfx_end(hm);
     json_decref(qc);
     json_decref(fl);
     return ret;

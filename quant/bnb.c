@@ -163,12 +163,16 @@ int bnb_quantize_model(const struct model *m, const char *src_path, const struct
     const char *cd = r->compute_dtype && *r->compute_dtype ? r->compute_dtype : "float32";
     if (strcmp(cd, "float32") && strcmp(cd, "float16") && strcmp(cd, "bfloat16"))
         return err("bnb: compute dtype '%s' (expected float32, float16 or bfloat16)", cd);
-    struct hfx_model hm;
-    if (hfx_collect(&hm, m, src_path)) return -1;
+    struct hfx_model hm = {0};
+    const struct bnb_write_opts o = {.int8 = int8, .type = type, .double_quant = r->double_quant,
+                                     .compute_dtype = cd};
     int ret = -1;
+    /* one module in fp32 at a time: each is written as soon as it is quantized */
+    if (hfx_collect(&hm, m, src_path, true) || bnb_write_begin(&hm, &o, out, st)) goto out;
     for (int i = 0; i < hm.n; i++) {
         struct hfx_tensor *t = &hm.t[i];
         if (!t->linear) continue;
+        if (hfx_load(&hm, i)) goto out;
         if (int8) {
             int8_t *q = xmalloc((size_t)(t->N * t->K), t->module);
             float *scb = xmalloc((size_t)t->N * sizeof *scb, t->module);
@@ -186,10 +190,9 @@ int bnb_quantize_model(const struct model *m, const char *src_path, const struct
                 goto out;
         }
         t->quantized = true;
+        if (hfx_emit(&hm, i)) goto out;
     }
     (void)quiet;
-    const struct bnb_write_opts o = {.int8 = int8, .type = type, .double_quant = r->double_quant,
-                                     .compute_dtype = cd};
     ret = bnb_write(&hm, &o, out, st);
 out:
     hfx_release(&hm);

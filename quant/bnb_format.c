@@ -96,14 +96,17 @@ static int write_module(void *ctx, struct safetensors_writer *w, const struct hf
     return o->int8 ? write8(w, t, st) : write4(w, t, bufs, n_bufs, st);
 }
 
-int bnb_write(const struct hfx_model *hm, const struct bnb_write_opts *o, const char *dir,
+int bnb_write_begin(struct hfx_model *hm, const struct bnb_write_opts *o, const char *dir,
+                    struct hfx_stats *st) {
+    return hfx_stream(hm, write_module, (void *)o, NULL, dir, st);
+}
+
+int bnb_write(struct hfx_model *hm, const struct bnb_write_opts *o, const char *dir,
               struct hfx_stats *st) {
-    memset(st, 0, sizeof *st);
-    struct hfx_file f = HFX_FILE_INIT;
+    if (!hm->out && bnb_write_begin(hm, o, dir, st)) return -1;
     int ret = -1;
     json_t *qc = NULL, *fl = json_array();
-    if (hfx_add_tensors(&f, hm, write_module, (void *)o, fl, st) ||
-        safetensors_writer_set_meta(&f.w, "format", "pt"))
+    if (hfx_add_tensors(hm, fl) || safetensors_writer_set_meta(&hm->out->w, "format", "pt"))
         goto out;
     const char *cd = o->compute_dtype ? o->compute_dtype : "float32";
     qc = json_pack("{s:b, s:b, s:s, s:s, s:s, s:b, s:b, s:b, s:n, s:f, s:b, s:b, s:s}",
@@ -118,9 +121,9 @@ int bnb_write(const struct hfx_model *hm, const struct bnb_write_opts *o, const 
     json_t *lb = json_pack("{s:s, s:O}", "algorithm", "bnb", "float_modules", fl);
     if (o->extra) json_object_update(lb, o->extra);
     json_object_set_new(qc, "lowbit", lb);
-    ret = hfx_write_dir(hm, dir, &f.w, qc, st);
+    ret = hfx_write_dir(hm, dir, &hm->out->w, qc, hm->st);
 out:
-    hfx_file_release(&f);
+    hfx_end(hm);
     json_decref(qc);
     json_decref(fl);
     return ret;

@@ -179,24 +179,22 @@ int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
     nth = omp_get_max_threads();
 #endif
     const size_t KK = (size_t)(K * K);
-    double *hm = xmalloc(KK * sizeof *hm, name), *hp = xmalloc(KK * sizeof *hp, name);
+    double *row_loss = NULL, *hp = xmalloc(KK * sizeof *hp, name);
     double *u = xmalloc(KK * sizeof *u, name), *diag = xmalloc((size_t)K * sizeof *diag, name);
     double *scratch = xmalloc((size_t)nth * (size_t)(2 * K + 2 * bs) * sizeof *scratch, name);
     int32_t *perm = xmalloc((size_t)K * sizeof *perm, name);
     bool *dead = xcalloc((size_t)K, sizeof *dead, name);
     void *b = xcalloc(1, qint_tensor_bytes(K, N, o->bits, g, has_perm), name);
-    if (!hm || !hp || !u || !diag || !scratch || !perm || !dead || !b) goto out;
+    if (!hp || !u || !diag || !scratch || !perm || !dead || !b) goto out;
     qint_tensor_attach(t, b, has_perm);
 
     /* 3. dead columns, 4. act-order, 5. dampening and U */
-    memcpy(hm, H, KK * sizeof *hm);
     for (int64_t k = 0; k < K; k++) {
-        if (hm[k * K + k] == 0) {
+        if (H[k * K + k] == 0) {
             dead[k] = true;
-            hm[k * K + k] = 1;
             st->n_dead++;
         }
-        diag[k] = hm[k * K + k];
+        diag[k] = dead[k] ? 1 : H[k * K + k];
         perm[k] = (int32_t)k;
     }
     if (o->desc_act) {
@@ -204,8 +202,10 @@ int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
         qsort(perm, (size_t)K, sizeof *perm, cmp_diag_desc);
     }
     double mean = 0;
-    for (int64_t i = 0; i < K; i++) {
-        for (int64_t j = 0; j < K; j++) hp[i * K + j] = hm[(int64_t)perm[i] * K + perm[j]];
+    for (int64_t i = 0; i < K; i++) { /* H permuted, a dead column's diagonal 1 */
+        const double *hr = H + (int64_t)perm[i] * K;
+        for (int64_t j = 0; j < K; j++) hp[i * K + j] = hr[perm[j]];
+        if (dead[perm[i]]) hp[i * K + i] = 1;
         mean += hp[i * K + i];
     }
     st->damp = o->damp_percent * (mean / (double)K);
@@ -220,8 +220,9 @@ int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
     struct qint_param *par = qint_params(t);
     const double maxq = (double)((1 << o->bits) - 1);
     long bad_row = -1;
-    double loss = 0;
-#pragma omp parallel reduction(+ : loss)
+    /* each row's loss, summed in row order below: the same total for any thread count */
+    if (!(row_loss = xcalloc((size_t)N, sizeof *row_loss, name))) goto out;
+#pragma omp parallel
     {
         int tid = 0;
 #ifdef _OPENMP
@@ -246,6 +247,7 @@ int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
             }
             for (int64_t j = 0; j < K; j++) wc[j] = dead[perm[j]] ? 0.0 : (double)wr[perm[j]];
             bool bad = false;
+            double rl = 0;
             for (int64_t i1 = 0; i1 < K && !bad; i1 += bs) {
                 const int64_t i2 = LB_MIN(i1 + bs, K), cnt = i2 - i1;
                 memcpy(w1, wc + i1, (size_t)cnt * sizeof *w1);
@@ -263,7 +265,7 @@ int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
                     const double dq = scale * (q - zero), d = u[col * K + col];
                     qint_code_set(row, o->bits, has_perm ? col : perm[col], (unsigned)q);
                     const double e = (x - dq) / d;
-                    loss += (x - dq) * (x - dq) / (d * d);
+                    rl += (x - dq) * (x - dq) / (d * d);
                     const double *ur = u + col * K + i1;
                     for (int64_t j = i; j < cnt; j++) w1[j] -= e * ur[j];
                     e1[i] = e;
@@ -276,12 +278,15 @@ int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
                 }
                 for (int64_t j = i2; j < K; j++) wc[j] -= acc[j];
             }
+            row_loss[n] = rl;
             if (bad) {
 #pragma omp critical
                 bad_row = (long)n;
             }
         }
     }
+    double loss = 0;
+    for (int64_t n = 0; n < N; n++) loss += row_loss[n];
     if (bad_row >= 0) {
         err("%s: row %ld needs a scale beyond fp16 (weights must be finite and below 1e6)", name,
             bad_row);
@@ -293,7 +298,7 @@ int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
     b = NULL;
     ret = 0;
 out:
-    free(hm);
+    free(row_loss);
     free(hp);
     free(u);
     free(diag);
@@ -349,16 +354,21 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
     memset(rep, 0, sizeof *rep);
     const double t0 = now_s();
     const int n_layers = m->cfg.n_layers;
-    struct hfx_model hm;
+    struct hfx_model hm = {0};
     struct model fm = *m; /* the forward's view: m's tensors, with quantized layers swapped in */
     struct calib_stream cst;
     struct gptq_hessian hs[SUB_COUNT];
     double *H = NULL;
+    json_t *extra = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:b, s:i}", "calib_set", cs->path,
+                              "calib_sha256", cs->file_sha256, "calib_tokens_sha256",
+                              cs->tokens_sha256, "calib_nsamples", cs->n_samples, "calib_seqlen",
+                              cs->seqlen, "seed", (json_int_t)cs->seed, "calib_bos", cs->bos,
+                              "blocksize", o->q.blocksize);
     int *idx = NULL, ret = -1;
     bool fwd_ok = false;
     memset(hs, 0, sizeof hs);
     fm.layers = NULL;
-    if (hfx_collect(&hm, m, src_path)) return -1;
+    if (!extra || hfx_collect(&hm, m, src_path, true)) goto out;
     fm.layers = xmalloc((size_t)n_layers * sizeof *fm.layers, "layers");
     idx = xmalloc((size_t)n_layers * N_BLOCK_LINEARS * sizeof *idx, "layers");
     if (!fm.layers || !idx) goto out;
@@ -394,9 +404,20 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
     cst.fs.mm_hook = capture_hook;
     cst.fs.mm_hook_ctx = &cap;
 
+    /* the checkpoint is written as the blocks are done: one block in fp32 at a time */
+    const struct gptq_write_opts go = {.bits = o->q.bits, .group = o->q.group, .sym = o->q.sym,
+                                       .desc_act = o->q.desc_act, .v2 = o->v2,
+                                       .damp_percent = o->q.damp_percent,
+                                       .true_sequential = o->true_sequential,
+                                       .static_groups = false, .quantizer = "gptq",
+                                       .extra = extra};
+    if (gptq_write_begin(&hm, &go, out, st)) goto out;
     for (int l = 0; l < n_layers; l++) {
         const double tl = now_s();
         double loss_l = 0;
+        for (int i = 0; i < N_BLOCK_LINEARS; i++)
+            if (idx[l * N_BLOCK_LINEARS + i] >= 0 && hfx_load(&hm, idx[l * N_BLOCK_LINEARS + i]))
+                goto out;
         /* true_sequential: stage s of the block collects sub-group s's input with the sub-groups
          * before it already quantized; else one probe collects all four in float */
         const int n_pass = o->true_sequential ? SUB_COUNT : 1;
@@ -439,6 +460,9 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
         /* the quantized block's outputs: block l+1's inputs */
         memset(&cap, 0, sizeof cap);
         if (calib_stream_finish(&cst, l)) goto out;
+        /* the block into the checkpoint; the forward will not run it again */
+        if (hfx_emit_block(&hm, l)) goto out;
+        fm.layers[l] = m->layers[l];
         rep->loss += loss_l;
         if (!quiet)
             fprintf(stderr, "gptq: block %d/%d: loss %.6g (%.2f s)\n", l + 1, n_layers, loss_l,
@@ -447,20 +471,10 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
     rep->forward_seconds = cst.seconds;
     rep->n_forward = (int)cst.n_block_passes;
     rep->seconds = now_s() - t0;
-    json_t *extra = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:b, s:i, s:f}", "calib_set",
-                              cs->path, "calib_sha256", cs->file_sha256, "calib_tokens_sha256",
-                              cs->tokens_sha256, "calib_nsamples", cs->n_samples, "calib_seqlen",
-                              cs->seqlen, "seed", (json_int_t)cs->seed, "calib_bos", cs->bos,
-                              "blocksize", o->q.blocksize, "loss", rep->loss);
-    const struct gptq_write_opts go = {.bits = o->q.bits, .group = o->q.group, .sym = o->q.sym,
-                                       .desc_act = o->q.desc_act, .v2 = o->v2,
-                                       .damp_percent = o->q.damp_percent,
-                                       .true_sequential = o->true_sequential,
-                                       .static_groups = false, .quantizer = "gptq",
-                                       .extra = extra};
+    json_object_set_new(extra, "loss", json_real(rep->loss));
     ret = gptq_write(&hm, &go, out, st);
-    json_decref(extra);
 out:
+    json_decref(extra);
     if (fwd_ok) calib_stream_release(&cst);
     for (int s = 0; s < SUB_COUNT; s++) gptq_hessian_release(&hs[s]);
     free(H);

@@ -141,21 +141,36 @@ out:
     return ret;
 }
 
-int gptq_write(const struct hfx_model *hm, const struct gptq_write_opts *o, const char *dir,
-               struct hfx_stats *st) {
-    memset(st, 0, sizeof *st);
+static void gptq_ctx_free(void *p) {
+    struct gptq_ctx *c = p;
+    if (c) json_decref(c->per_channel);
+    free(c);
+}
+
+int gptq_write_begin(struct hfx_model *hm, const struct gptq_write_opts *o, const char *dir,
+                     struct hfx_stats *st) {
     if (o->bits != 2 && o->bits != 3 && o->bits != 4 && o->bits != 8)
         return err("GPTQ writes 2, 3, 4 or 8 bits, not %d", o->bits);
-    struct hfx_file f = HFX_FILE_INIT;
+    struct gptq_ctx *c = calloc(1, sizeof *c);
+    if (!c || !(c->per_channel = json_array())) {
+        free(c);
+        return err("out of memory");
+    }
+    c->o = o;
+    return hfx_stream(hm, write_module, c, gptq_ctx_free, dir, st);
+}
+
+int gptq_write(struct hfx_model *hm, const struct gptq_write_opts *o, const char *dir,
+               struct hfx_stats *st) {
+    if (!hm->out && gptq_write_begin(hm, o, dir, st)) return -1;
+    const struct gptq_ctx *c = hm->fn_ctx; /* gptq_write_begin's */
     int ret = -1;
-    json_t *qc = NULL, *pc = json_array(), *fl = json_array();
-    struct gptq_ctx c = {o, pc, false};
-    if (hfx_add_tensors(&f, hm, write_module, &c, fl, st) ||
-        safetensors_writer_set_meta(&f.w, "format", "pt"))
+    json_t *qc = NULL, *fl = json_array();
+    if (hfx_add_tensors(hm, fl) || safetensors_writer_set_meta(&hm->out->w, "format", "pt"))
         goto out;
     qc = json_pack("{s:s, s:i, s:I, s:b, s:b, s:f, s:b, s:b, s:s}", "quant_method", "gptq", "bits",
                    o->bits, "group_size", (json_int_t)(o->group <= 0 ? -1 : o->group), "desc_act",
-                   o->desc_act || c.any_perm, "sym", o->sym, "damp_percent",
+                   o->desc_act || c->any_perm, "sym", o->sym, "damp_percent",
                    o->damp_percent > 0 ? o->damp_percent : 0.01, "true_sequential",
                    o->true_sequential, "static_groups", o->static_groups, "checkpoint_format",
                    o->v2 ? "gptq_v2" : "gptq");
@@ -163,19 +178,18 @@ int gptq_write(const struct hfx_model *hm, const struct gptq_write_opts *o, cons
                                                  json_pack("[o]", hfx_module_list(hm, true)));
     if (o->top) json_object_update(qc, o->top);
     json_t *lb = json_pack("{s:s, s:O, s:O}", "algorithm", o->quantizer ? o->quantizer : "unknown",
-                           "per_channel_modules", pc, "float_modules", fl);
+                           "per_channel_modules", c->per_channel, "float_modules", fl);
     if (o->extra) json_object_update(lb, o->extra);
     json_object_set_new(qc, "lowbit", lb);
-    ret = hfx_write_dir(hm, dir, &f.w, qc, st);
+    ret = hfx_write_dir(hm, dir, &hm->out->w, qc, hm->st);
     if (!ret) { /* AutoGPTQ reads quantize_config.json too */
         char p[4300];
         snprintf(p, sizeof p, "%s/quantize_config.json", dir);
         if (json_dump_file(qc, p, JSON_INDENT(2))) ret = err("cannot write %s", p);
     }
 out:
-    hfx_file_release(&f);
+    hfx_end(hm);
     json_decref(qc);
-    json_decref(pc);
     json_decref(fl);
     return ret;
 }

@@ -56,12 +56,11 @@ static int hf_name(const struct model *m, const char *c, char *out, size_t n, bo
 
 /* ===== collect ===== */
 
+static void hfx_drop(struct hfx_tensor *t);
+
 void hfx_release(struct hfx_model *hm) {
-    for (int i = 0; i < hm->n; i++) {
-        free(hm->t[i].f32);
-        free(hm->t[i].qbuf);
-        bnb_state_release(&hm->t[i].bnb);
-    }
+    hfx_end(hm);
+    for (int i = 0; i < hm->n; i++) hfx_drop(&hm->t[i]);
     free(hm->t);
     memset(hm, 0, sizeof *hm);
 }
@@ -91,16 +90,28 @@ static float *rows_f32(const struct model *m, const struct tensor *t, int qk) {
     return g;
 }
 
-int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_path) {
+/* the tensor's buffers, once it is in the file */
+static void hfx_drop(struct hfx_tensor *t) {
+    free(t->f32);
+    free(t->qbuf);
+    bnb_state_release(&t->bnb);
+    t->f32 = NULL, t->qbuf = NULL;
+    t->q.data = NULL;
+    t->dropped = true;
+}
+
+int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_path, bool lazy) {
     memset(hm, 0, sizeof *hm);
     hm->m = m;
     hm->src_path = src_path;
-    /* the fp32 rows of every block linear are held at once: refuse before the first */
-    size_t need = 0;
-    for (int i = 0; i < m->n_tensors; i++) need += (size_t)tensor_nelements(&m->tensors[i]) * 4;
-    char what[4200];
-    snprintf(what, sizeof what, "quantizing %s (its weights as fp32)", m->path);
-    if (mem_check(need, what)) return -1;
+    if (!lazy) { /* the fp32 rows of every block linear held at once: refuse before the first */
+        size_t need = 0;
+        for (int i = 0; i < m->n_tensors; i++)
+            need += (size_t)tensor_nelements(&m->tensors[i]) * 4;
+        char what[4200];
+        snprintf(what, sizeof what, "quantizing %s (its weights as fp32)", m->path);
+        if (mem_check(need, what)) return -1;
+    }
     hm->t = xcalloc((size_t)m->n_tensors + 1, sizeof *hm->t, "export tensors");
     if (!hm->t) return -1;
     for (int i = 0; i < m->n_tensors; i++) {
@@ -121,7 +132,9 @@ int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_pat
                 err("%s: head_dim %d is odd: cannot reorder rotary rows", m->path, m->cfg.head_dim);
                 goto fail;
             }
-            if (!(t->f32 = rows_f32(m, s, qk))) goto fail;
+            t->qk = qk;
+            /* a reordered bias now (small); a linear's rows when the quantizer asks (hfx_load) */
+            if ((!t->linear || !lazy) && !(t->f32 = rows_f32(m, s, qk))) goto fail;
         }
         hm->n++;
     }
@@ -129,6 +142,26 @@ int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_pat
 fail:
     hfx_release(hm);
     return -1;
+}
+
+int hfx_load(struct hfx_model *hm, int i) {
+    struct hfx_tensor *t = &hm->t[i];
+    if (t->f32) return 0;
+    if (t->written) return err("%s: rows asked for after the tensor was written", t->hf);
+    char what[300];
+    snprintf(what, sizeof what, "%s as fp32", t->hf);
+    if (mem_check((size_t)(t->N * t->K) * sizeof(float) * (t->qk ? 2 : 1), what)) return -1;
+    return (t->f32 = rows_f32(hm->m, t->src, t->qk)) ? 0 : -1;
+}
+
+size_t hfx_block_bytes(const struct hfx_model *hm, int l) {
+    char pre[32];
+    const int n = snprintf(pre, sizeof pre, "blk.%d.", l);
+    size_t b = 0;
+    for (int i = 0; i < hm->n; i++)
+        if (hm->t[i].linear && !strncmp(hm->t[i].src->name, pre, (size_t)n))
+            b += (size_t)(hm->t[i].N * hm->t[i].K) * sizeof(float);
+    return b;
 }
 
 /* ===== writing ===== */
@@ -174,33 +207,88 @@ int hfx_find(const struct hfx_model *hm, const char *name) {
     return -1;
 }
 
-int hfx_add_tensors(struct hfx_file *f, const struct hfx_model *hm, hfx_module_fn fn, void *ctx,
-                    json_t *float_linears, struct hfx_stats *st) {
-    f->bufs = calloc((size_t)hm->n * HFX_MODULE_BUFS + 1, sizeof *f->bufs);
-    if (!f->bufs) return err("out of memory");
-    for (int i = 0; i < hm->n; i++) {
-        const struct hfx_tensor *t = &hm->t[i];
-        const int64_t n = t->N * t->K;
-        if (t->linear) {
-            st->n_modules++;
-            st->n_lin += n;
-        }
-        if (t->linear && t->quantized) {
-            st->n_modules_q++;
-            st->n_lin_q += n;
-            if (fn(ctx, &f->w, t, f->bufs, &f->n_bufs, st)) return -1;
-            continue;
-        }
-        if (t->linear) {
-            st->n_float++;
-            if (float_linears) json_array_append_new(float_linears, json_string(t->module));
-        }
+int hfx_stream(struct hfx_model *hm, hfx_module_fn fn, void *ctx, void (*ctx_free)(void *),
+               const char *near, struct hfx_stats *st) {
+    memset(st, 0, sizeof *st);
+    struct hfx_file *f = calloc(1, sizeof *f);
+    if (!f || safetensors_writer_spool(&f->w, near)) {
+        if (ctx_free) ctx_free(ctx);
+        free(f);
+        return f ? -1 : err("out of memory");
+    }
+    hm->out = f, hm->fn = fn, hm->fn_ctx = ctx, hm->ctx_free = ctx_free, hm->st = st;
+    for (int i = 0; i < hm->n; i++) hm->t[i].written = false; /* a new file */
+    return 0;
+}
+
+void hfx_end(struct hfx_model *hm) {
+    if (hm->out) {
+        hfx_file_release(hm->out);
+        free(hm->out);
+    }
+    if (hm->ctx_free) hm->ctx_free(hm->fn_ctx);
+    hm->out = NULL, hm->fn = NULL, hm->fn_ctx = NULL, hm->ctx_free = NULL, hm->st = NULL;
+}
+
+static int emit(struct hfx_model *hm, int i, bool drop) {
+    struct hfx_tensor *t = &hm->t[i];
+    if (t->written) return 0;
+    if (!hm->out) return err("%s: written before the output was started", t->hf);
+    if (t->dropped) return err("%s: written again after its buffers were freed", t->hf);
+    struct hfx_file *f = hm->out;
+    struct hfx_stats *st = hm->st;
+    const int64_t n = t->N * t->K;
+    /* room for this tensor's buffers (freed below when the writer spools) */
+    if (f->n_bufs + HFX_MODULE_BUFS > f->cap_bufs) {
+        const int cap = f->cap_bufs ? 2 * f->cap_bufs : 64;
+        void **b = realloc(f->bufs, (size_t)cap * sizeof *b);
+        if (!b) return err("out of memory");
+        f->bufs = b, f->cap_bufs = cap;
+    }
+    const int b0 = f->n_bufs;
+    if (t->linear) {
+        st->n_modules++;
+        st->n_lin += n;
+    }
+    if (t->linear && t->quantized) {
+        st->n_modules_q++;
+        st->n_lin_q += n;
+        if (hm->fn(hm->fn_ctx, &f->w, t, f->bufs, &f->n_bufs, st)) return -1;
+    } else {
+        if (t->linear) st->n_float++;
+        /* a linear kept in float is written from its fp32 rows (HF row order) */
+        if (t->linear && hfx_load(hm, i)) return -1;
         void *own = NULL;
         if (hfx_add_float(&f->w, t, &own)) return -1;
         if (own) f->bufs[f->n_bufs++] = own;
         const enum dtype dt = t->src->type;
         hfx_count(st, t, (size_t)n * (dt == DTYPE_F16 || dt == DTYPE_BF16 ? 2 : 4));
     }
+    t->written = true;
+    if (f->w.spooling) { /* its bytes are in the spool: the format's buffers go at once */
+        for (int k = b0; k < f->n_bufs; k++) free(f->bufs[k]);
+        f->n_bufs = b0;
+        if (drop) hfx_drop(t);
+    }
+    return 0;
+}
+
+int hfx_emit(struct hfx_model *hm, int i) { return emit(hm, i, true); }
+
+int hfx_emit_block(struct hfx_model *hm, int l) {
+    char pre[32];
+    const int n = snprintf(pre, sizeof pre, "blk.%d.", l);
+    for (int i = 0; i < hm->n; i++)
+        if (!strncmp(hm->t[i].src->name, pre, (size_t)n) && hfx_emit(hm, i)) return -1;
+    return 0;
+}
+
+int hfx_add_tensors(struct hfx_model *hm, json_t *float_linears) {
+    for (int i = 0; i < hm->n; i++)
+        if (emit(hm, i, false)) return -1;
+    for (int i = 0; i < hm->n && float_linears; i++)
+        if (hm->t[i].linear && !hm->t[i].quantized)
+            json_array_append_new(float_linears, json_string(hm->t[i].module));
     return 0;
 }
 

@@ -42,13 +42,26 @@ struct hfx_tensor {
     void *qbuf;                /* owns q's buffer */
     struct bnb_state bnb;      /* bitsandbytes 4-bit: the state the file stores */
     char note[160];            /* how the module was handled, when not the plain setting */
+    bool written;              /* in the current file already (hfx_emit) */
+    bool dropped;              /* its buffers were freed when written (hfx_emit) */
+    int qk;                    /* q/k rows (un-permuted for a ROPE_NORM source) */
 };
 
+struct hfx_file;
+struct hfx_stats;
+typedef int (*hfx_module_fn)(void *ctx, struct safetensors_writer *w, const struct hfx_tensor *t,
+                             void **bufs, int *n_bufs, struct hfx_stats *st);
 struct hfx_model {
     const struct model *m;
     const char *src_path;
     struct hfx_tensor *t;
     int n;
+    /* the file being written (hfx_stream): tensors go into it as soon as they are final */
+    struct hfx_file *out;  /* owned */
+    hfx_module_fn fn;
+    void *fn_ctx;          /* the format's, freed by ctx_free at hfx_end */
+    void (*ctx_free)(void *);
+    struct hfx_stats *st;
 };
 
 /* sizes and bits per weight of a written directory */
@@ -70,9 +83,16 @@ static inline double hfx_bpw_file(const struct hfx_stats *s) {
     return s->n_params ? 8.0 * (double)s->file_bytes / (double)s->n_params : 0;
 }
 
-/* every tensor of m under its HF name, fp32 rows materialized for the block linears. -1 with a
- * message (an architecture or tensor with no HF name). */
-int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_path);
+/* every tensor of m under its HF name. With lazy false every block linear's fp32 rows (t->f32)
+ * are materialized at once (refused up front when they do not fit in memory); with lazy true
+ * hfx_load materializes them when the quantizer needs them, and hfx_emit frees them when the
+ * tensor is written: a quantizer that writes each block's linears after the block holds one
+ * block in fp32 at a time. -1 with a message (an architecture or tensor with no HF name). */
+int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_path, bool lazy);
+/* t->f32 of hm->t[i] (HF row order, q/k un-permuted) when not there yet; -1 with a message */
+int hfx_load(struct hfx_model *hm, int i);
+/* the fp32 bytes hfx_load needs for block l's linears (for memory plans) */
+size_t hfx_block_bytes(const struct hfx_model *hm, int l);
 /* the index in hm->t of the tensor whose source (canonical) name is name, or -1 */
 int hfx_find(const struct hfx_model *hm, const char *name);
 void hfx_release(struct hfx_model *hm);
@@ -84,24 +104,37 @@ int hfx_add_float(struct safetensors_writer *w, const struct hfx_tensor *t, void
 void hfx_count(struct hfx_stats *st, const struct hfx_tensor *t, size_t bytes);
 
 /* the tensors of one model.safetensors being written, and the buffers they point into (freed by
- * hfx_file_release, after the write) */
+ * hfx_file_release, after the write; or at once when the writer spools, hfx_stream) */
 struct hfx_file {
     struct safetensors_writer w;
     void **bufs;
-    int n_bufs;
+    int n_bufs, cap_bufs;
 };
-#define HFX_FILE_INIT {SAFETENSORS_WRITER_INIT, NULL, 0}
+#define HFX_FILE_INIT {SAFETENSORS_WRITER_INIT, NULL, 0, 0}
 /* the most buffers one quantized module may add to bufs */
 #define HFX_MODULE_BUFS 5
-/* how a format writes one quantized linear: its tensors into w, each buffer it allocates
- * appended to bufs (at most HFX_MODULE_BUFS), its bytes tallied (hfx_count); 0 or -1 */
-typedef int (*hfx_module_fn)(void *ctx, struct safetensors_writer *w, const struct hfx_tensor *t,
-                             void **bufs, int *n_bufs, struct hfx_stats *st);
-/* every tensor of hm into f in order: the quantized block linears through fn, everything else in
- * float (hfx_add_float); the module tallies in st. float_linears (may be NULL) gets the module
- * name of each block linear kept in float. 0 or -1 with a message. */
-int hfx_add_tensors(struct hfx_file *f, const struct hfx_model *hm, hfx_module_fn fn, void *ctx,
-                    json_t *float_linears, struct hfx_stats *st);
+/* (hfx_module_fn, above) how a format writes one quantized linear: its tensors into w, each
+ * buffer it allocates appended to bufs (at most HFX_MODULE_BUFS), its bytes tallied (hfx_count);
+ * 0 or -1 */
+/* start writing hm with the format's module writer (its ctx owned, freed with ctx_free, may be
+ * NULL): hm->out's writer spools (the bytes go to an unlinked file beside `near`, the output
+ * path), so hfx_emit can write a tensor as soon as the quantizer is done with it and free it. st
+ * is zeroed and gets the tallies. The format writers (gptq_write_begin, ...) call this. */
+int hfx_stream(struct hfx_model *hm, hfx_module_fn fn, void *ctx, void (*ctx_free)(void *),
+               const char *near, struct hfx_stats *st);
+/* the stream's file and the format's ctx released (hfx_release does it too) */
+void hfx_end(struct hfx_model *hm);
+/* write hm->t[i] now (a quantized block linear through the module writer, anything else in
+ * float) and free its fp32 rows and quantized buffers: the quantizer is done with it; nothing
+ * when already written. Needs hfx_stream. 0 or -1 with a message. */
+int hfx_emit(struct hfx_model *hm, int i);
+/* hfx_emit of every tensor of block l (blk.l.*): after the quantizer is done with the block */
+int hfx_emit_block(struct hfx_model *hm, int l);
+/* the rest of hm (every tensor not yet written) into the stream's file, as hfx_emit but keeping
+ * the tensors' buffers (callers may still read t->f32 and t->q until hfx_release); then
+ * float_linears (may be NULL) gets the module name of each block linear kept in float, in hm's
+ * order. 0 or -1 with a message. */
+int hfx_add_tensors(struct hfx_model *hm, json_t *float_linears);
 void hfx_file_release(struct hfx_file *f);
 
 /* create dir (mkdir -p), write w as dir/model.safetensors, config.json with qc (borrowed) as

@@ -41,12 +41,19 @@ struct gptq_write_opts {
 /* GPTQ checkpoint: every quantized block linear (DTYPE_QINT with q_bits = bits and q_group = the
  * config group or one group per row) as qweight/qzeros/scales/g_idx; the rest in float.
  * -1 with a message when a module cannot be written (e.g. zero 0 in a v1 file). */
-int gptq_write(const struct hfx_model *hm, const struct gptq_write_opts *o, const char *dir,
+int gptq_write(struct hfx_model *hm, const struct gptq_write_opts *o, const char *dir,
                struct hfx_stats *st);
+/* The writers stream (hf_export.h: hfx_stream): a quantizer that calls X_write_begin first may
+ * hfx_emit each module as soon as it is final (its buffers are freed at once); X_write then
+ * writes the rest, the config and the files. Without a begin, X_write begins itself. o (and
+ * what it points to) must stay valid until X_write returns: o->extra is read there. */
+int gptq_write_begin(struct hfx_model *hm, const struct gptq_write_opts *o, const char *dir,
+                     struct hfx_stats *st);
 
 /* AWQ GEMM checkpoint (4-bit, zero_point, version gemm) with group_size `group` */
-int awq_write(const struct hfx_model *hm, int64_t group, const char *quantizer, json_t *extra,
+int awq_write(struct hfx_model *hm, int64_t group, const char *quantizer, json_t *extra,
               const char *dir, struct hfx_stats *st);
+int awq_write_begin(struct hfx_model *hm, int64_t group, const char *dir, struct hfx_stats *st);
 
 struct bnb_write_opts {
     bool int8;                 /* load_in_8bit (LLM.int8 rows) instead of 4-bit */
@@ -58,8 +65,10 @@ struct bnb_write_opts {
 };
 
 /* bitsandbytes checkpoint: Params4bit keys with the packed quant_state, or Int8Params + SCB */
-int bnb_write(const struct hfx_model *hm, const struct bnb_write_opts *o, const char *dir,
+int bnb_write(struct hfx_model *hm, const struct bnb_write_opts *o, const char *dir,
               struct hfx_stats *st);
+int bnb_write_begin(struct hfx_model *hm, const struct bnb_write_opts *o, const char *dir,
+                    struct hfx_stats *st);
 
 /* ===== the data-free recipes writing these checkpoints (registry rows call these) ===== */
 

@@ -139,7 +139,7 @@ int rtn_quantize_model(const struct model *m, const char *src_path, const struct
     }
     const bool awq = !strcmp(fmt, "awq"), v2 = !strcmp(fmt, "gptq_v2");
     int ret = -1;
-    struct hfx_model hm;
+    struct hfx_model hm = {0};
     if (!awq && !v2 && strcmp(fmt, "gptq")) {
         err("rtn: format '%s' (expected gptq, gptq_v2 or awq)", fmt);
         goto out0;
@@ -152,7 +152,14 @@ int rtn_quantize_model(const struct model *m, const char *src_path, const struct
         err("rtn: the AWQ format needs a group size (AutoAWQ has no per-channel mode)");
         goto out0;
     }
-    if (hfx_collect(&hm, m, src_path)) goto out0;
+    json_t *extra = json_pack("{s:b}", "mse", mse);
+    const struct gptq_write_opts go = {.bits = bits, .group = r->group_size, .sym = r->sym,
+                                       .v2 = v2, .damp_percent = 0.01, .quantizer = "rtn",
+                                       .extra = extra};
+    /* one module in fp32 at a time: each is written as soon as it is quantized */
+    if (!extra || hfx_collect(&hm, m, src_path, true) ||
+        (awq ? awq_write_begin(&hm, r->group_size, out, st) : gptq_write_begin(&hm, &go, out, st)))
+        goto out;
     for (int i = 0; i < hm.n; i++) {
         struct hfx_tensor *t = &hm.t[i];
         if (!t->linear) continue;
@@ -168,20 +175,15 @@ int rtn_quantize_model(const struct model *m, const char *src_path, const struct
             .style = awq ? RTN_AWQ : RTN_GPTQ,
             .zero_min = !awq && !v2 ? 1 : 0, /* v1 stores zero - 1 */
         };
-        if (rtn_quantize(t->f32, t->K, t->N, &o, t->module, &t->q, &t->qbuf)) goto out;
+        if (hfx_load(&hm, i) || rtn_quantize(t->f32, t->K, t->N, &o, t->module, &t->q, &t->qbuf))
+            goto out;
         t->quantized = true;
+        if (hfx_emit(&hm, i)) goto out;
     }
-    json_t *extra = json_pack("{s:b}", "mse", mse);
-    if (awq) {
-        ret = awq_write(&hm, r->group_size, "rtn", extra, out, st);
-    } else {
-        const struct gptq_write_opts go = {.bits = bits, .group = r->group_size, .sym = r->sym,
-                                           .v2 = v2, .damp_percent = 0.01, .quantizer = "rtn",
-                                           .extra = extra};
-        ret = gptq_write(&hm, &go, out, st);
-    }
-    json_decref(extra);
+    ret = awq ? awq_write(&hm, r->group_size, "rtn", extra, out, st)
+              : gptq_write(&hm, &go, out, st);
 out:
+    json_decref(extra);
     hfx_release(&hm);
 out0:
     json_decref(kn);

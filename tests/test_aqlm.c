@@ -369,7 +369,7 @@ static int write_ckpt(const struct model *m, const char *src, const struct aqlm_
                       const char *dir, struct hfx_model *hm) {
     static const char *const names[] = {"blk.0.attn_q.weight", "blk.1.ffn_down.weight",
                                         "blk.2.ffn_gate.weight"};
-    if (hfx_collect(hm, m, src)) return -1;
+    if (hfx_collect(hm, m, src, false)) return -1;
     for (int i = 0; i < hm->n; i++) {
         struct hfx_tensor *t = &hm->t[i];
         bool want = false;

@@ -442,6 +442,56 @@ static void test_st_roundtrip(void) {
     safetensors_close(&st);
 }
 
+/* a spooling writer (safetensors_writer_spool) writes the same bytes as one holding every tensor,
+ * with the caller's buffers overwritten right after each add; no spool file is left behind */
+static void test_st_writer_spool(void) {
+    struct safetensors_writer a = SAFETENSORS_WRITER_INIT, b = SAFETENSORS_WRITER_INIT;
+    char near[300];
+    snprintf(near, sizeof near, "%s/spooled", t_tmpdir());
+    T_OK(!safetensors_writer_spool(&b, near));
+    enum { N = 5 };
+    float *keep[N];
+    uint32_t rng = 7;
+    for (int i = 0; i < N; i++) {
+        const int64_t n = 1 + (i * 977) % 3001, s[1] = {n};
+        float *x = malloc((size_t)n * sizeof *x);
+        keep[i] = malloc((size_t)n * sizeof *x);
+        for (int64_t k = 0; k < n; k++) {
+            rng = rng * 1664525u + 1013904223u;
+            x[k] = (float)(rng >> 8) / 65536.0f - 128.0f;
+        }
+        memcpy(keep[i], x, (size_t)n * sizeof *x);
+        char name[16];
+        snprintf(name, sizeof name, "t%d", (N - i) % N);
+        T_OK(!safetensors_writer_add(&a, name, i % 2 ? "F32" : "I32", 1, s, keep[i],
+                                     (size_t)n * 4));
+        T_OK(!safetensors_writer_add(&b, name, i % 2 ? "F32" : "I32", 1, s, x, (size_t)n * 4));
+        memset(x, 0xab, (size_t)n * sizeof *x); /* the spool has its copy */
+        free(x);
+    }
+    T_OK(!safetensors_writer_set_meta(&b, "format", "pt"));
+    T_OK(!safetensors_writer_set_meta(&a, "format", "pt"));
+    T_OK(!safetensors_writer_write(&a, tmp_path("plain.safetensors")));
+    T_OK(!safetensors_writer_write(&b, tmp_path("spool.safetensors")));
+    T_OK(!safetensors_writer_write(&b, tmp_path("spool2.safetensors"))); /* again, the same */
+    size_t na, nb, nb2;
+    uint8_t *pa = read_all(tmp_path("plain.safetensors"), &na);
+    uint8_t *pb = read_all(tmp_path("spool.safetensors"), &nb);
+    uint8_t *pb2 = read_all(tmp_path("spool2.safetensors"), &nb2);
+    T_OK(pa && pb && pb2 && na == nb && nb == nb2 && !memcmp(pa, pb, na) && !memcmp(pb, pb2, nb));
+    free(pa), free(pb), free(pb2);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q spool-", t_tmpdir());
+    T_OK(system(cmd) != 0); /* unlinked at creation */
+    safetensors_writer_release(&a);
+    safetensors_writer_release(&b);
+    for (int i = 0; i < N; i++) free(keep[i]);
+    /* a spool that cannot be created: one message naming it */
+    struct safetensors_writer c = SAFETENSORS_WRITER_INIT;
+    T_ERR(safetensors_writer_spool(&c, "/nonexistent-dir/x"));
+    T_CONTAINS(err_last(), "spool file /nonexistent-dir/x.spool-");
+}
+
 /* the header our writer produces, byte for byte (the reference layout) */
 static void test_st_writer_bytes(void) {
     struct safetensors_writer w = SAFETENSORS_WRITER_INIT;
@@ -1122,6 +1172,7 @@ static void test_hf_matches_gguf(void) {
 int main(void) {
     T_RUN(test_st_roundtrip);
     T_RUN(test_st_writer_bytes);
+    T_RUN(test_st_writer_spool);
     T_RUN(test_st_writer_errors);
     T_RUN(test_st_corrupt);
     T_RUN(test_st_parse_borrowed);

@@ -471,7 +471,7 @@ static int gptq_case(const char *src, const char *out, int bits, int64_t group, 
                      bool act_order, struct hfx_stats *st) {
     struct model m;
     struct hfx_model hm;
-    if (model_load(&m, src) || hfx_collect(&hm, &m, src)) {
+    if (model_load(&m, src) || hfx_collect(&hm, &m, src, false)) {
         T_FAIL_("fixture %s: %s", src, err_last());
         return -1;
     }
@@ -527,9 +527,32 @@ static void test_roundtrip_gptq(void) {
         for (int gi = 0; gi < 4; gi++)
             for (int sym = 0; sym < 2; sym++)
                 for (int v2 = 0; v2 < 2; v2++) {
-                    const int n = gptq_case(a, tmp_path("gptq"), bits[bi], groups[gi], sym, v2, false, &st);
+                    const char *out = tmp_path("gptq");
+                    const int n = gptq_case(a, out, bits[bi], groups[gi], sym, v2, false, &st);
                     T_EQ_INT(n, 2 * 7);
                     modules += n, cases++;
+                    /* the recipe's path (one module in fp32 at a time, each written as soon as it
+                     * is quantized, through a spool) writes the same bytes as this all-at-once one */
+                    struct model m;
+                    const struct hf_recipe r = {.algorithm = "rtn", .bits = bits[bi],
+                                                .group_size = groups[gi], .sym = sym,
+                                                .knobs = v2 ? "{\"format\":\"gptq_v2\"}" : NULL};
+                    const char *out2 = tmp_path("gptq_stream");
+                    struct hfx_stats st2;
+                    T_OK(!model_load(&m, a) && !rtn_quantize_model(&m, a, &r, out2, true, &st2));
+                    model_release(&m);
+                    char pa[600], pb[600];
+                    snprintf(pa, sizeof pa, "%s/model.safetensors", out);
+                    snprintf(pb, sizeof pb, "%s/model.safetensors", out2);
+                    size_t na = 0, nb = 0;
+                    char *da = NULL, *db = NULL;
+                    T_OK(!read_file_all(pa, "a", &da, &na) && !read_file_all(pb, "b", &db, &nb));
+                    if (!da || !db || na != nb || memcmp(da, db, na))
+                        T_FAIL_("%d-bit g%lld sym %d v2 %d: the streamed file differs", bits[bi],
+                                (long long)groups[gi], sym, v2);
+                    T_EQ_INT(st2.n_lin_q, st.n_lin_q);
+                    T_EQ_INT(st2.file_bytes, st.file_bytes);
+                    free(da), free(db);
                 }
     /* act-order: non-monotonic g_idx */
     for (int bi = 0; bi < 4; bi++)
@@ -562,7 +585,7 @@ static void test_roundtrip_awq(void) {
             const char *src = fxi ? b : a, *out = tmp_path("awq");
             struct model m;
             struct hfx_model hm;
-            T_OK(!model_load(&m, src) && !hfx_collect(&hm, &m, src));
+            T_OK(!model_load(&m, src) && !hfx_collect(&hm, &m, src, false));
             int n_float = 0;
             for (int i = 0; i < hm.n; i++) {
                 struct hfx_tensor *t = &hm.t[i];
@@ -601,7 +624,7 @@ static int bnb_case(const char *src, const char *out, const char *wd, bool dq, e
         T_FAIL_("bnb %s: %s", wd, err_last());
     } else {
         struct hfx_model hm;
-        T_OK(!hfx_collect(&hm, &m, src));
+        T_OK(!hfx_collect(&hm, &m, src, false));
         for (int i = 0; i < hm.n; i++) {
             struct hfx_tensor *t = &hm.t[i];
             if (!t->linear) continue;
