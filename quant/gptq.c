@@ -64,56 +64,120 @@ int gptq_hessian_get(const struct gptq_hessian *h, double *out) {
     return 0;
 }
 
+/* rows solved together (gptq_quantize_layer): U's rows are read once per tile */
+#define GPTQ_ROW_TILE 16
+
 /* ===== dense linear algebra (double, row-major [K][K]) ===== */
 
 /* lower Cholesky factor of a in place (a = L·Lᵀ; the upper triangle is zeroed); -1 at the first
- * non-positive pivot */
+ * non-positive pivot. Blocked (right-looking, panels of CHOL_NB columns): the bulk is the
+ * trailing update a_ij −= Σ_k a_ik·a_jk over the panel, four rows of i at a time, parallel over
+ * i; each element is computed by one thread in a fixed order (any thread count, same bits). */
+#define CHOL_NB 64
 static int chol_lower(double *a, int64_t K) {
-    for (int64_t j = 0; j < K; j++) {
-        double s = a[j * K + j];
-        for (int64_t k = 0; k < j; k++) s -= a[j * K + k] * a[j * K + k];
-        if (!(s > 0)) return -1;
-        const double d = sqrt(s);
-        a[j * K + j] = d;
-#pragma omp parallel for schedule(static) if ((K - j) * j >= (1 << 16))
-        for (int64_t i = j + 1; i < K; i++) {
-            double v = a[i * K + j];
-            for (int64_t k = 0; k < j; k++) v -= a[i * K + k] * a[j * K + k];
-            a[i * K + j] = v / d;
+    for (int64_t k0 = 0; k0 < K; k0 += CHOL_NB) {
+        const int64_t k1 = LB_MIN(k0 + CHOL_NB, K);
+        /* the diagonal block (its earlier panels already subtracted) */
+        for (int64_t j = k0; j < k1; j++) {
+            double s = a[j * K + j];
+            for (int64_t k = k0; k < j; k++) s -= a[j * K + k] * a[j * K + k];
+            if (!(s > 0)) return -1;
+            const double d = sqrt(s);
+            a[j * K + j] = d;
+            for (int64_t i = j + 1; i < k1; i++) {
+                double v = a[i * K + j];
+                for (int64_t k = k0; k < j; k++) v -= a[i * K + k] * a[j * K + k];
+                a[i * K + j] = v / d;
+            }
         }
-        for (int64_t i = 0; i < j; i++) a[i * K + j] = 0;
+        if (k1 == K) break;
+        /* the panel below it: rows i >= k1 solved against the diagonal block */
+#pragma omp parallel for schedule(static) if ((K - k1) * CHOL_NB >= (1 << 14))
+        for (int64_t i = k1; i < K; i++)
+            for (int64_t j = k0; j < k1; j++) {
+                double v = a[i * K + j];
+                for (int64_t k = k0; k < j; k++) v -= a[i * K + k] * a[j * K + k];
+                a[i * K + j] = v / a[j * K + j];
+            }
+        /* the trailing lower triangle, rows in fours: each panel row j is read once per four */
+        const int64_t nb = k1 - k0;
+#pragma omp parallel for schedule(dynamic, 1) if ((K - k1) * (K - k1) >= (1 << 14))
+        for (int64_t i0 = k1; i0 < K; i0 += 4) {
+            const int64_t ni = LB_MIN(4, K - i0);
+            const double *p[4];
+            for (int r = 0; r < 4; r++) p[r] = a + (i0 + (r < ni ? r : 0)) * K + k0;
+            for (int64_t j = k1; j <= i0 + ni - 1; j++) {
+                const double *pj = a + j * K + k0;
+                double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                for (int64_t k = 0; k < nb; k++) {
+                    s0 += p[0][k] * pj[k];
+                    s1 += p[1][k] * pj[k];
+                    s2 += p[2][k] * pj[k];
+                    s3 += p[3][k] * pj[k];
+                }
+                const double sv[4] = {s0, s1, s2, s3};
+                for (int r = 0; r < ni; r++)
+                    if (j <= i0 + r) a[(i0 + r) * K + j] -= sv[r];
+            }
+        }
     }
+    for (int64_t i = 0; i < K; i++)
+        for (int64_t j = i + 1; j < K; j++) a[i * K + j] = 0;
     return 0;
 }
 
-/* U, the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ·U), into u; h is destroyed. As AutoGPTQ:
- * cholesky(H), cholesky_inverse, cholesky(upper). -1 when H is not positive definite. */
-static int chol_inverse_upper(double *h, double *u, int64_t K) {
-    if (chol_lower(h, K)) return -1;
-    /* L⁻¹ (lower) into u, column by column */
-#pragma omp parallel for schedule(dynamic, 4) if (K >= 256)
-    for (int64_t j = 0; j < K; j++) {
-        for (int64_t i = 0; i < j; i++) u[i * K + j] = 0;
-        u[j * K + j] = 1.0 / h[j * K + j];
-        for (int64_t i = j + 1; i < K; i++) {
-            double s = 0;
-            for (int64_t k = j; k < i; k++) s -= h[i * K + k] * u[k * K + j];
-            u[i * K + j] = s / h[i * K + i];
+/* x = L⁻¹ (lower; x's upper triangle zeroed) for the lower factor in l. Columns are independent
+ * (x_ic depends only on column c of earlier rows): strips of CHOL_NB columns in parallel, rows in
+ * fours within a strip so each earlier row's strip is read once per four. */
+static void tri_inverse_lower(const double *l, double *x, int64_t K) {
+    const int64_t n_strips = (K + CHOL_NB - 1) / CHOL_NB;
+#pragma omp parallel for schedule(dynamic, 1) if (K >= 256)
+    for (int64_t sidx = 0; sidx < n_strips; sidx++) {
+        const int64_t c0 = sidx * CHOL_NB, c1 = LB_MIN(c0 + CHOL_NB, K), w = c1 - c0;
+        for (int64_t i = 0; i < c0; i++) memset(x + i * K + c0, 0, (size_t)w * sizeof *x);
+        for (int64_t i0 = c0; i0 < K; i0 += 4) {
+            const int64_t ni = LB_MIN(4, K - i0);
+            double t[4][CHOL_NB];
+            /* the rows below the four: Σ_{k < i0} L_ik·x_k, strip-wide (x_kc = 0 for c > k) */
+            for (int r = 0; r < ni; r++)
+                for (int64_t c = 0; c < w; c++) t[r][c] = c0 + c == i0 + r ? 1.0 : 0.0;
+            for (int64_t k = c0; k < i0; k++) {
+                const double *xk = x + k * K + c0;
+                for (int r = 0; r < ni; r++) {
+                    const double lik = l[(i0 + r) * K + k];
+                    for (int64_t c = 0; c < w; c++) t[r][c] -= lik * xk[c];
+                }
+            }
+            /* then within the four, in order */
+            for (int r = 0; r < ni; r++) {
+                const int64_t i = i0 + r;
+                for (int q = 0; q < r; q++) {
+                    const double lik = l[i * K + i0 + q];
+                    const double *xk = x + (i0 + q) * K + c0;
+                    for (int64_t c = 0; c < w; c++) t[r][c] -= lik * xk[c];
+                }
+                const double inv = 1.0 / l[i * K + i];
+                double *xi = x + i * K + c0;
+                for (int64_t c = 0; c < w; c++) xi[c] = c0 + c <= i ? t[r][c] * inv : 0.0;
+            }
         }
     }
-    /* H⁻¹ = L⁻ᵀ·L⁻¹ into h: h_ij = Σ_{k >= max(i,j)} Linv_ki·Linv_kj */
-#pragma omp parallel for schedule(dynamic, 4) if (K >= 256)
+}
+
+/* U, the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ·U), into u; h is destroyed. With P the reversal
+ * permutation: if P·H·P = L·Lᵀ then H⁻¹ = (P·L⁻¹·P)ᵀ·(P·L⁻¹·P) and P·L⁻¹·P is upper triangular
+ * with a positive diagonal, so it is U (the Cholesky factor is unique): one Cholesky and one
+ * triangular inverse (⅔K³ flops), where AutoGPTQ's cholesky, cholesky_inverse, cholesky(upper)
+ * take about 4/3·K³; the same U up to rounding. -1 when H is not positive definite. */
+static int chol_inverse_upper(double *h, double *u, int64_t K) {
+#pragma omp parallel for schedule(static) if (K >= 256)
     for (int64_t i = 0; i < K; i++)
-        for (int64_t j = i; j < K; j++) {
-            double s = 0;
-            for (int64_t k = j; k < K; k++) s += u[k * K + i] * u[k * K + j];
-            h[i * K + j] = s;
-        }
+        for (int64_t j = 0; j < K; j++) u[i * K + j] = h[(K - 1 - i) * K + (K - 1 - j)];
+    if (chol_lower(u, K)) return -1;
+    tri_inverse_lower(u, h, K);
+#pragma omp parallel for schedule(static) if (K >= 256)
     for (int64_t i = 0; i < K; i++)
-        for (int64_t j = 0; j < i; j++) h[i * K + j] = h[j * K + i];
-    if (chol_lower(h, K)) return -1;
-    for (int64_t i = 0; i < K; i++) /* U = Lᵀ */
-        for (int64_t j = 0; j < K; j++) u[i * K + j] = j >= i ? h[j * K + i] : 0;
+        for (int64_t j = 0; j < K; j++) u[i * K + j] = h[(K - 1 - i) * K + (K - 1 - j)];
     return 0;
 }
 
@@ -155,16 +219,94 @@ static int cmp_diag_desc(const void *a, const void *b) {
     return (i > j) - (i < j);
 }
 
+void gptq_prep_release(struct gptq_prep *p) {
+    free(p->u);
+    free(p->perm);
+    free(p->dead);
+    memset(p, 0, sizeof *p);
+}
+
+int gptq_prepare(const double *H, int64_t K, const struct gptq_opts *o, const char *name,
+                 struct gptq_prep *p) {
+    memset(p, 0, sizeof *p);
+    if (!(o->damp_percent > 0 && o->damp_percent <= 1))
+        return err("%s: GPTQ damp_percent %g (expected in (0, 1])", name, o->damp_percent);
+    p->K = K;
+    p->desc_act = o->desc_act;
+    p->damp_percent = o->damp_percent;
+    const size_t KK = (size_t)(K * K);
+    double *hp = xmalloc(KK * sizeof *hp, name), *diag = xmalloc((size_t)K * sizeof *diag, name);
+    p->u = xmalloc(KK * sizeof *p->u, name);
+    p->perm = xmalloc((size_t)K * sizeof *p->perm, name);
+    p->dead = xcalloc((size_t)K, sizeof *p->dead, name);
+    int ret = -1;
+    if (!hp || !diag || !p->u || !p->perm || !p->dead) goto out;
+    /* 3. dead columns, 4. act-order, 5. dampening and U */
+    for (int64_t k = 0; k < K; k++) {
+        if (H[k * K + k] == 0) {
+            p->dead[k] = true;
+            p->n_dead++;
+        }
+        diag[k] = p->dead[k] ? 1 : H[k * K + k];
+        p->perm[k] = (int32_t)k;
+    }
+    if (o->desc_act) {
+        sort_diag = diag;
+        qsort(p->perm, (size_t)K, sizeof *p->perm, cmp_diag_desc);
+    }
+    double mean = 0;
+    for (int64_t i = 0; i < K; i++) { /* H permuted, a dead column's diagonal 1 */
+        const double *hr = H + (int64_t)p->perm[i] * K;
+        for (int64_t j = 0; j < K; j++) hp[i * K + j] = hr[p->perm[j]];
+        if (p->dead[p->perm[i]]) hp[i * K + i] = 1;
+        mean += hp[i * K + i];
+    }
+    p->damp = o->damp_percent * (mean / (double)K);
+    for (int64_t i = 0; i < K; i++) hp[i * K + i] += p->damp;
+    if (chol_inverse_upper(hp, p->u, K)) {
+        err("%s: the Hessian is not positive definite after dampening %g (damp_percent %g); "
+            "raise damp_percent or use more calibration samples", name, p->damp, o->damp_percent);
+        goto out;
+    }
+    ret = 0;
+out:
+    free(hp);
+    free(diag);
+    if (ret) gptq_prep_release(p);
+    return ret;
+}
+
 int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
                         const struct gptq_opts *o, const char *name, struct tensor *t, void **buf,
                         struct gptq_layer_stats *st) {
+    struct gptq_prep p;
     *buf = NULL;
     memset(st, 0, sizeof *st);
+    if (gptq_prepare(H, K, o, name, &p)) return -1;
+    const int ret = gptq_quantize_prepared(w, N, &p, o, name, t, buf, st);
+    gptq_prep_release(&p);
+    return ret;
+}
+
+int gptq_quantize_prepared(const float *w, int64_t N, const struct gptq_prep *p,
+                           const struct gptq_opts *o, const char *name, struct tensor *t,
+                           void **buf, struct gptq_layer_stats *st) {
+    *buf = NULL;
+    memset(st, 0, sizeof *st);
+    const int64_t K = p->K;
     if (o->bits != 2 && o->bits != 3 && o->bits != 4 && o->bits != 8)
         return err("%s: GPTQ quantizes to 2, 3, 4 or 8 bits, not %d", name, o->bits);
     if (o->blocksize < 1 || !(o->damp_percent > 0 && o->damp_percent <= 1))
         return err("%s: GPTQ blocksize %d / damp_percent %g (expected >= 1 / in (0, 1])", name,
                    o->blocksize, o->damp_percent);
+    if (p->desc_act != o->desc_act || p->damp_percent != o->damp_percent)
+        return err("%s: GPTQ solved with desc_act %d damp_percent %g, prepared with %d %g", name,
+                   o->desc_act, o->damp_percent, p->desc_act, p->damp_percent);
+    st->n_dead = p->n_dead;
+    st->damp = p->damp;
+    const double *u = p->u;
+    const int32_t *perm = p->perm;
+    const bool *dead = p->dead;
     /* per_row: one group holds the row (stored without q_perm); params_first: -1 = AutoGPTQ's
      * per-channel mode, params from the original W; a group >= K takes the group path (params at
      * column 0 from the dead-zeroed W), as AutoGPTQ does */
@@ -178,110 +320,119 @@ int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
 #ifdef _OPENMP
     nth = omp_get_max_threads();
 #endif
-    const size_t KK = (size_t)(K * K);
-    double *row_loss = NULL, *hp = xmalloc(KK * sizeof *hp, name);
-    double *u = xmalloc(KK * sizeof *u, name), *diag = xmalloc((size_t)K * sizeof *diag, name);
-    double *scratch = xmalloc((size_t)nth * (size_t)(2 * K + 2 * bs) * sizeof *scratch, name);
-    int32_t *perm = xmalloc((size_t)K * sizeof *perm, name);
-    bool *dead = xcalloc((size_t)K, sizeof *dead, name);
+    double *row_loss = NULL;
+    double *scratch = xmalloc((size_t)nth * GPTQ_ROW_TILE * (size_t)(2 * K + 2 * bs) *
+                                  sizeof *scratch, name);
     void *b = xcalloc(1, qint_tensor_bytes(K, N, o->bits, g, has_perm), name);
-    if (!hp || !u || !diag || !scratch || !perm || !dead || !b) goto out;
+    if (!scratch || !b) goto out;
     qint_tensor_attach(t, b, has_perm);
 
-    /* 3. dead columns, 4. act-order, 5. dampening and U */
-    for (int64_t k = 0; k < K; k++) {
-        if (H[k * K + k] == 0) {
-            dead[k] = true;
-            st->n_dead++;
-        }
-        diag[k] = dead[k] ? 1 : H[k * K + k];
-        perm[k] = (int32_t)k;
-    }
-    if (o->desc_act) {
-        sort_diag = diag;
-        qsort(perm, (size_t)K, sizeof *perm, cmp_diag_desc);
-    }
-    double mean = 0;
-    for (int64_t i = 0; i < K; i++) { /* H permuted, a dead column's diagonal 1 */
-        const double *hr = H + (int64_t)perm[i] * K;
-        for (int64_t j = 0; j < K; j++) hp[i * K + j] = hr[perm[j]];
-        if (dead[perm[i]]) hp[i * K + i] = 1;
-        mean += hp[i * K + i];
-    }
-    st->damp = o->damp_percent * (mean / (double)K);
-    for (int64_t i = 0; i < K; i++) hp[i * K + i] += st->damp;
-    if (chol_inverse_upper(hp, u, K)) {
-        err("%s: the Hessian is not positive definite after dampening %g (damp_percent %g); "
-            "raise damp_percent or use more calibration samples", name, st->damp, o->damp_percent);
-        goto out;
-    }
-
-    /* 6./7. the columns, row by row (rows are independent) */
+    /* 6./7. the columns, row by row (rows are independent). Rows go in tiles of GPTQ_ROW_TILE so
+     * that the lazy batch update reads each row of U once per tile, not once per row (the solve
+     * is otherwise bound by reading U); each row's arithmetic is the same in any tile. */
     struct qint_param *par = qint_params(t);
     const double maxq = (double)((1 << o->bits) - 1);
     long bad_row = -1;
     /* each row's loss, summed in row order below: the same total for any thread count */
     if (!(row_loss = xcalloc((size_t)N, sizeof *row_loss, name))) goto out;
+    const size_t row_floats = (size_t)(2 * K + 2 * bs);
 #pragma omp parallel
     {
         int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        double *wc = scratch + (size_t)tid * (size_t)(2 * K + 2 * bs); /* W's row [K] */
-        double *acc = wc + K, *w1 = acc + K, *e1 = w1 + bs;             /* [K], [bs], [bs] */
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t n = 0; n < N; n++) {
-            const float *wr = w + (size_t)(n * K);
-            uint8_t *row = (uint8_t *)t->data + (size_t)n * tensor_row_bytes(t);
-            struct qint_param *pr = par + n * ng;
-            double scale = 0, zero = 0;
-            if (params_first) { /* 2. from the original row */
-                for (int64_t k = 0; k < K; k++) wc[k] = wr[k];
-                if (find_params(wc, K, o, &scale, &zero)) {
-#pragma omp critical
-                    bad_row = (long)n;
-                    continue;
-                }
-                pr[0] = (struct qint_param){(float)scale, (float)zero};
-            }
-            for (int64_t j = 0; j < K; j++) wc[j] = dead[perm[j]] ? 0.0 : (double)wr[perm[j]];
-            bool bad = false;
-            double rl = 0;
-            for (int64_t i1 = 0; i1 < K && !bad; i1 += bs) {
-                const int64_t i2 = LB_MIN(i1 + bs, K), cnt = i2 - i1;
-                memcpy(w1, wc + i1, (size_t)cnt * sizeof *w1);
-                for (int64_t i = 0; i < cnt; i++) {
-                    const int64_t col = i1 + i;
-                    if (!params_first && col % g == 0) { /* from W as of the block's start */
-                        if (find_params(wc + col, LB_MIN(g, K - col), o, &scale, &zero)) {
-                            bad = true;
-                            break;
-                        }
-                        pr[col / g] = (struct qint_param){(float)scale, (float)zero};
+        double *tile = scratch + (size_t)tid * GPTQ_ROW_TILE * row_floats;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t n0 = 0; n0 < N; n0 += GPTQ_ROW_TILE) {
+            const int nr = (int)LB_MIN(GPTQ_ROW_TILE, N - n0);
+            double scale[GPTQ_ROW_TILE], zero[GPTQ_ROW_TILE], rl[GPTQ_ROW_TILE];
+            bool bad[GPTQ_ROW_TILE];
+            /* row r's W row wc [K], its update acc [K], the block's working copy w1 [bs] and
+             * errors e1 [bs] */
+#define WC(r) (tile + (size_t)(r) * row_floats)
+#define ACC(r) (WC(r) + K)
+#define W1(r) (WC(r) + 2 * K)
+#define E1(r) (WC(r) + 2 * K + bs)
+            for (int r = 0; r < nr; r++) {
+                const int64_t n = n0 + r;
+                const float *wr = w + (size_t)(n * K);
+                double *wc = WC(r);
+                scale[r] = zero[r] = rl[r] = 0;
+                bad[r] = false;
+                if (params_first) { /* 2. from the original row */
+                    for (int64_t k = 0; k < K; k++) wc[k] = wr[k];
+                    if (find_params(wc, K, o, &scale[r], &zero[r])) {
+                        bad[r] = true;
+                        continue;
                     }
-                    const double x = w1[i];
-                    const double q = fmin(fmax(rint(x / scale) + zero, 0.0), maxq);
-                    const double dq = scale * (q - zero), d = u[col * K + col];
-                    qint_code_set(row, o->bits, has_perm ? col : perm[col], (unsigned)q);
-                    const double e = (x - dq) / d;
-                    rl += (x - dq) * (x - dq) / (d * d);
-                    const double *ur = u + col * K + i1;
-                    for (int64_t j = i; j < cnt; j++) w1[j] -= e * ur[j];
-                    e1[i] = e;
+                    par[n * ng] = (struct qint_param){(float)scale[r], (float)zero[r]};
                 }
-                if (bad || i2 == K) continue;
-                for (int64_t j = i2; j < K; j++) acc[j] = 0;
+                for (int64_t j = 0; j < K; j++) wc[j] = dead[perm[j]] ? 0.0 : (double)wr[perm[j]];
+            }
+            for (int64_t i1 = 0; i1 < K; i1 += bs) {
+                const int64_t i2 = LB_MIN(i1 + bs, K), cnt = i2 - i1;
+                int live = 0;
+                for (int r = 0; r < nr; r++) {
+                    if (bad[r]) continue;
+                    const int64_t n = n0 + r;
+                    uint8_t *row = (uint8_t *)t->data + (size_t)n * tensor_row_bytes(t);
+                    struct qint_param *pr = par + n * ng;
+                    double *wc = WC(r), *w1 = W1(r), *e1 = E1(r);
+                    memcpy(w1, wc + i1, (size_t)cnt * sizeof *w1);
+                    for (int64_t i = 0; i < cnt; i++) {
+                        const int64_t col = i1 + i;
+                        if (!params_first && col % g == 0) { /* from W as of the block's start */
+                            if (find_params(wc + col, LB_MIN(g, K - col), o, &scale[r],
+                                            &zero[r])) {
+                                bad[r] = true;
+                                break;
+                            }
+                            pr[col / g] = (struct qint_param){(float)scale[r], (float)zero[r]};
+                        }
+                        const double x = w1[i], sc = scale[r], z = zero[r];
+                        const double q = fmin(fmax(rint(x / sc) + z, 0.0), maxq);
+                        const double dq = sc * (q - z), d = u[col * K + col];
+                        qint_code_set(row, o->bits, has_perm ? col : perm[col], (unsigned)q);
+                        const double e = (x - dq) / d;
+                        rl[r] += (x - dq) * (x - dq) / (d * d);
+                        const double *ur = u + col * K + i1;
+                        for (int64_t j = i; j < cnt; j++) w1[j] -= e * ur[j];
+                        e1[i] = e;
+                    }
+                    live += !bad[r];
+                }
+                if (!live || i2 == K) continue;
+                /* the lazy batch update of the later columns: acc = Σ_i e1[i]·U[i1+i, i2:] in
+                 * the order of i, each row of U read once for the whole tile */
+                for (int r = 0; r < nr; r++)
+                    if (!bad[r]) memset(ACC(r) + i2, 0, (size_t)(K - i2) * sizeof(double));
                 for (int64_t i = 0; i < cnt; i++) {
                     const double *ur = u + (i1 + i) * K;
-                    for (int64_t j = i2; j < K; j++) acc[j] += e1[i] * ur[j];
+                    for (int r = 0; r < nr; r++) {
+                        if (bad[r]) continue;
+                        double *acc = ACC(r);
+                        const double e = E1(r)[i];
+                        for (int64_t j = i2; j < K; j++) acc[j] += e * ur[j];
+                    }
                 }
-                for (int64_t j = i2; j < K; j++) wc[j] -= acc[j];
+                for (int r = 0; r < nr; r++) {
+                    if (bad[r]) continue;
+                    double *wc = WC(r);
+                    const double *acc = ACC(r);
+                    for (int64_t j = i2; j < K; j++) wc[j] -= acc[j];
+                }
             }
-            row_loss[n] = rl;
-            if (bad) {
+#undef WC
+#undef ACC
+#undef W1
+#undef E1
+            for (int r = 0; r < nr; r++) {
+                row_loss[n0 + r] = rl[r];
+                if (bad[r]) {
 #pragma omp critical
-                bad_row = (long)n;
+                    if (bad_row < 0 || n0 + r < bad_row) bad_row = (long)(n0 + r);
+                }
             }
         }
     }
@@ -299,12 +450,7 @@ int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
     ret = 0;
 out:
     free(row_loss);
-    free(hp);
-    free(u);
-    free(diag);
     free(scratch);
-    free(perm);
-    free(dead);
     free(b);
     return ret;
 }
@@ -332,6 +478,7 @@ static struct tensor *layer_slot(struct layer *L, int i) {
 
 /* the hook's state: which weights' inputs go into which Hessian */
 struct capture {
+    double seconds; /* in gptq_hessian_add */
     const struct tensor *anchor[SUB_COUNT]; /* the weight whose input is sub-group s's input */
     struct gptq_hessian *h[SUB_COUNT];      /* NULL: not collected in this pass */
 };
@@ -343,7 +490,9 @@ static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T
             if (w->ne[0] != c->h[s]->K) return err("GPTQ: %s has %lld inputs, the Hessian %lld",
                                                    w->name, (long long)w->ne[0],
                                                    (long long)c->h[s]->K);
+            const double t0 = now_s();
             gptq_hessian_add(c->h[s], x, T);
+            c->seconds += now_s() - t0;
         }
     return 0;
 }
@@ -358,7 +507,7 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
     struct model fm = *m; /* the forward's view: m's tensors, with quantized layers swapped in */
     struct calib_stream cst;
     struct gptq_hessian hs[SUB_COUNT];
-    double *H = NULL;
+    struct gptq_prep prep = {0};
     json_t *extra = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:b, s:i}", "calib_set", cs->path,
                               "calib_sha256", cs->file_sha256, "calib_tokens_sha256",
                               cs->tokens_sha256, "calib_nsamples", cs->n_samples, "calib_seqlen",
@@ -374,7 +523,6 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
     if (!fm.layers || !idx) goto out;
     memcpy(fm.layers, m->layers, (size_t)n_layers * sizeof *fm.layers);
     /* the export tensor of each block linear, and its plan */
-    int64_t max_k = 1;
     for (int l = 0; l < n_layers; l++)
         for (int i = 0; i < N_BLOCK_LINEARS; i++) {
             char name[96];
@@ -390,17 +538,16 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
                                                  sizeof t->note);
             if (plan != QPLAN_GROUP && !quiet) fprintf(stderr, "gptq: %s: %s\n", t->module, t->note);
             if (plan == QPLAN_FLOAT) *x = -1;
-            max_k = LB_MAX(max_k, t->K);
         }
     for (int s = 0; s < SUB_COUNT; s++)
         if (gptq_hessian_init(&hs[s], s == SUB_DOWN ? m->cfg.hidden_dim
                                       : s == SUB_O  ? (int64_t)m->cfg.n_heads * m->cfg.head_dim
                                                     : m->cfg.dim))
             goto out;
-    H = xmalloc((size_t)(max_k * max_k) * sizeof *H, "a GPTQ Hessian");
-    if (!H || calib_stream_init(&cst, &fm, cs, false, out)) goto out;
+    if (calib_stream_init(&cst, &fm, cs, false, out)) goto out;
     fwd_ok = true;
     struct capture cap;
+    memset(&cap, 0, sizeof cap);
     cst.fs.mm_hook = capture_hook;
     cst.fs.mm_hook_ctx = &cap;
 
@@ -422,6 +569,7 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
          * before it already quantized; else one probe collects all four in float */
         const int n_pass = o->true_sequential ? SUB_COUNT : 1;
         for (int p = 0; p < n_pass; p++) {
+            rep->hessian_seconds += cap.seconds;
             memset(&cap, 0, sizeof cap);
             for (int s = 0; s < SUB_COUNT; s++) {
                 if (o->true_sequential && s != p) continue;
@@ -435,19 +583,32 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
             if (o->true_sequential ? calib_stream_stage(&cst, l, (enum fwd_stage)p)
                                    : calib_stream_probe(&cst, l, FWD_DOWN))
                 goto out;
+            /* one factorization per input, shared by the sub-group's linears */
+            int prep_s = -1;
             for (int i = 0; i < N_BLOCK_LINEARS; i++) {
                 const int x = idx[l * N_BLOCK_LINEARS + i], s = block_linears[i].sub;
                 if (x < 0 || !cap.h[s]) continue;
                 struct hfx_tensor *t = &hm.t[x];
-                if (gptq_hessian_get(cap.h[s], H)) goto out;
+                if (prep_s != s) {
+                    const double ts = now_s();
+                    gptq_prep_release(&prep);
+                    /* H = 2/n·Σxᵀx in the accumulator's own buffer (reset before the next) */
+                    if (gptq_hessian_get(cap.h[s], cap.h[s]->sum) ||
+                        gptq_prepare(cap.h[s]->sum, t->K, &o->q, t->module, &prep))
+                        goto out;
+                    prep_s = s;
+                    rep->solve_seconds += now_s() - ts;
+                }
                 struct gptq_opts q = o->q;
                 if (qformat_plan(false, t->K, t->N, q.bits, q.group, t->note, sizeof t->note) ==
                     QPLAN_CHANNEL)
                     q.group = -1;
                 struct gptq_layer_stats ls;
-                if (gptq_quantize_layer(t->f32, t->K, t->N, H, &q, t->module, &t->q, &t->qbuf,
-                                        &ls))
+                const double ts = now_s();
+                if (gptq_quantize_prepared(t->f32, t->N, &prep, &q, t->module, &t->q, &t->qbuf,
+                                           &ls))
                     goto out;
+                rep->solve_seconds += now_s() - ts;
                 t->quantized = true;
                 loss_l += ls.loss;
                 /* swap in the quantized weights (calib.h), fp32 in source row order */
@@ -456,8 +617,10 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
                     fprintf(stderr, "gptq: %s: %d dead input columns (zeroed)\n", t->module,
                             ls.n_dead);
             }
+            gptq_prep_release(&prep);
         }
         /* the quantized block's outputs: block l+1's inputs */
+        rep->hessian_seconds += cap.seconds;
         memset(&cap, 0, sizeof cap);
         if (calib_stream_finish(&cst, l)) goto out;
         /* the block into the checkpoint; the forward will not run it again */
@@ -465,8 +628,9 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
         fm.layers[l] = m->layers[l];
         rep->loss += loss_l;
         if (!quiet)
-            fprintf(stderr, "gptq: block %d/%d: loss %.6g (%.2f s)\n", l + 1, n_layers, loss_l,
-                    now_s() - tl);
+            fprintf(stderr, "gptq: block %d/%d: loss %.6g (%.2f s; so far: block passes %.1f s, of "
+                    "which Hessians %.1f s; solves %.1f s)\n", l + 1, n_layers, loss_l,
+                    now_s() - tl, cst.seconds, rep->hessian_seconds, rep->solve_seconds);
     }
     rep->forward_seconds = cst.seconds;
     rep->n_forward = (int)cst.n_block_passes;
@@ -477,7 +641,7 @@ out:
     json_decref(extra);
     if (fwd_ok) calib_stream_release(&cst);
     for (int s = 0; s < SUB_COUNT; s++) gptq_hessian_release(&hs[s]);
-    free(H);
+    gptq_prep_release(&prep);
     free(idx);
     free(fm.layers);
     hfx_release(&hm);
@@ -591,8 +755,9 @@ int gptq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
         quant_prov(a, "quant.calib_windows", "%d x %d tokens, seed %llu, %s, splitmix64 offsets; "
                    "tokens sha256 %s", cs.n_samples, cs.seqlen, (unsigned long long)seed,
                    cs.bos ? "BOS + text" : "text only (no BOS)", cs.tokens_sha256);
-        quant_prov(a, "quant.gptq_seconds", "%.3f (block passes %.3f, %d window-blocks)",
-                   rep.seconds, rep.forward_seconds, rep.n_forward);
+        quant_prov(a, "quant.gptq_seconds", "%.3f (block passes %.3f, of which Hessians %.3f; "
+                   "solves %.3f; %d window-blocks)", rep.seconds, rep.forward_seconds,
+                   rep.hessian_seconds, rep.solve_seconds, rep.n_forward);
         quant_prov(a, "quant.gptq_peak_rss_mb", "%.1f", calib_peak_rss_mb());
         quant_prov(a, "quant.gptq_loss", "%.6g", rep.loss);
     }

@@ -102,6 +102,28 @@ int gptq_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
                         const struct gptq_opts *o, const char *name, struct tensor *t, void **buf,
                         struct gptq_layer_stats *st);
 
+/* The same in two steps, so linears that share an input (q, k, v; gate, up) share the
+ * factorization: gptq_prepare does 3.–5. (dead columns, the act-order permutation, dampening, U)
+ * for a Hessian and the options' desc_act and damp_percent; gptq_quantize_prepared does 6.–7. for
+ * one weight with them (its desc_act and damp_percent must be the prepared ones). The results are
+ * those of gptq_quantize_layer. */
+struct gptq_prep {
+    int64_t K;
+    double *u;        /* [K][K], the upper Cholesky factor of the permuted, damped H⁻¹ */
+    int32_t *perm;    /* processing order of the columns */
+    bool *dead;       /* [K] columns with H_kk = 0 */
+    int n_dead;
+    double damp;
+    bool desc_act;
+    double damp_percent;
+};
+int gptq_prepare(const double *H, int64_t K, const struct gptq_opts *o, const char *name,
+                 struct gptq_prep *p);
+int gptq_quantize_prepared(const float *w, int64_t N, const struct gptq_prep *p,
+                           const struct gptq_opts *o, const char *name, struct tensor *t,
+                           void **buf, struct gptq_layer_stats *st);
+void gptq_prep_release(struct gptq_prep *p);
+
 /* ===== the model ===== */
 
 struct calib_set;
@@ -112,7 +134,9 @@ struct gptq_model_opts {
 };
 struct gptq_report {
     double seconds;         /* calibration passes + solves */
-    double forward_seconds; /* of which forward passes */
+    double forward_seconds; /* of which block passes (the Hessians' accumulation included) */
+    double hessian_seconds; /* of which the Hessians' accumulation */
+    double solve_seconds;   /* the layer solves (Cholesky, inverse, the column loop) */
     double loss;            /* Σ of the layers' losses */
     int n_forward;          /* window-block passes (windows × blocks, calib.h) */
 };
