@@ -50,7 +50,7 @@
 
 /* below this many multiply-adds (T·K²/2) a call runs on the calling thread alone */
 #define GR_PAR_MIN_MAC ((int64_t)1 << 18)
-#define GR_MR_MAX 8
+#define GR_MR_MAX 8 /* the largest tile (edge-tile scratch) */
 #define GR_NR_MAX 32
 
 /* ===== reference ===== */
@@ -101,40 +101,45 @@ static void tile_generic(int64_t n, const float *a, const float *b, double *h, i
         }
 }
 
+_Static_assert(MR_GEN * NR_GEN <= GR_MR_MAX * GR_NR_MAX && NR_GEN % MR_GEN == 0, "generic tile");
 static const struct gr_kern gr_generic = {"generic", MR_GEN, NR_GEN, 8 * NR_GEN, tile_generic};
 
 #if GR_X86
 /* AVX-512: 8×32, 16 zmm accumulators; per token 2 loads and 8 broadcasts for 16 FMAs */
 #define MR512 8
-#define NR512 32
+#define NV512 2 /* zmm per row: NR = 32 (8×48 measured within 2%) */
+#define NR512 (16 * NV512)
 
 GR_AVX512 static void tile_avx512(int64_t n, const float *restrict a, const float *restrict b,
                                   double *restrict h, int64_t ldh, float *restrict c) {
-    __m512 acc[MR512][2];
-#pragma GCC unroll 8
-    for (int r = 0; r < MR512; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    __m512 acc[MR512][NV512];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR512; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV512; v++) acc[r][v] = _mm512_setzero_ps();
 #pragma GCC unroll 2
     for (int64_t t = 0; t < n; t++, a += NR512, b += NR512) {
-        const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-#pragma GCC unroll 8
+        __m512 bv[NV512];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV512; v++) bv[v] = _mm512_load_ps(b + 16 * v);
+#pragma GCC unroll 16
         for (int r = 0; r < MR512; r++) {
             const __m512 ar = _mm512_set1_ps(a[r]);
-            acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV512; v++) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
         }
     }
     if (!h) {
-#pragma GCC unroll 8
-        for (int r = 0; r < MR512; r++) {
-            _mm512_storeu_ps(c + r * NR512, acc[r][0]);
-            _mm512_storeu_ps(c + r * NR512 + 16, acc[r][1]);
-        }
+#pragma GCC unroll 16
+        for (int r = 0; r < MR512; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV512; v++) _mm512_storeu_ps(c + r * NR512 + 16 * v, acc[r][v]);
         return;
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < MR512; r++)
-#pragma GCC unroll 2
-        for (int v = 0; v < 2; v++) {
+#pragma GCC unroll 4
+        for (int v = 0; v < NV512; v++) {
             double *p = h + r * ldh + 16 * v;
             const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc[r][v]));
             const __m512d hi = _mm512_cvtps_pd(
@@ -144,7 +149,8 @@ GR_AVX512 static void tile_avx512(int64_t n, const float *restrict a, const floa
         }
 }
 
-static const struct gr_kern gr_avx512 = {"avx512", MR512, NR512, 8 * NR512, tile_avx512};
+_Static_assert(MR512 * NR512 <= GR_MR_MAX * GR_NR_MAX && NR512 % MR512 == 0, "avx512 tile");
+static const struct gr_kern gr_avx512 = {"avx512", MR512, NR512, 4 * NR512, tile_avx512};
 
 /* AVX2: 4×24, 12 ymm accumulators; per token 3 loads and 4 broadcasts for 12 FMAs */
 #define MR256 4
@@ -186,6 +192,7 @@ GR_AVX2 static void tile_avx2(int64_t n, const float *restrict a, const float *r
         }
 }
 
+_Static_assert(MR256 * NR256 <= GR_MR_MAX * GR_NR_MAX && NR256 % MR256 == 0, "avx2 tile");
 static const struct gr_kern gr_avx2 = {"avx2", MR256, NR256, 8 * NR256, tile_avx2};
 #endif /* GR_X86 */
 
@@ -210,7 +217,7 @@ struct gr_ctx {
     const struct gr_kern *kn;
     double *H;
     const float *x; /* the pass's first row */
-    int64_t K, Kp, n; /* n: rows in this pass */
+    int64_t K, n;     /* n: rows in this pass */
     int64_t nb;       /* units per side: ceil(K / MB) */
     float *xp;        /* [Kp/NR][n][NR] */
 };
@@ -265,7 +272,6 @@ int gram_acc_isa(double *H, const float *x, int64_t T, int64_t K, const char *is
     const struct gr_kern *kn = gr_find(isa);
     if (!kn) return err("gram: instruction set '%s' is unknown or this CPU lacks it", isa);
     if (T <= 0 || K <= 0) return 0;
-    _Static_assert(GR_MR_MAX * GR_NR_MAX >= 8 * 32, "edge-tile scratch");
     const int64_t Kp = (K + kn->nr - 1) / kn->nr * kn->nr;
     /* rows per pass: whole chunks within GRAM_PACK_MAX_BYTES, at least one chunk */
     if (pack_bytes <= 0) pack_bytes = GRAM_PACK_MAX_BYTES;
@@ -279,10 +285,11 @@ int gram_acc_isa(double *H, const float *x, int64_t T, int64_t K, const char *is
     if (!buf) return -1;
     float *xp = (float *)(buf + (64 - (uintptr_t)buf % 64) % 64);
     const int64_t nb = (K + kn->mb - 1) / kn->mb, n_units = nb * (nb + 1) / 2;
-    const int nth = (double)T * (double)K * (double)K / 2 >= (double)GR_PAR_MIN_MAC ? lb_threads() : 1;
+    const bool par = (double)T * (double)K * (double)K / 2 >= (double)GR_PAR_MIN_MAC;
+    const int nth = par ? lb_threads() : 1;
     for (int64_t s0 = 0; s0 < T; s0 += per) {
         const struct gr_ctx g = {.kn = kn, .H = H, .x = x + (size_t)s0 * (size_t)K, .K = K,
-                                 .Kp = Kp, .n = LB_MIN(per, T - s0), .nb = nb, .xp = xp};
+                                 .n = LB_MIN(per, T - s0), .nb = nb, .xp = xp};
         const int64_t n_panels = Kp / kn->nr;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
@@ -303,5 +310,6 @@ int gram_acc_isa(double *H, const float *x, int64_t T, int64_t K, const char *is
 }
 
 int gram_acc(double *H, const float *x, int64_t T, int64_t K) {
-    return gram_acc_isa(H, x, T, K, kernels_isa(), 0);
+    const char *isa = kernels_isa();
+    return gram_acc_isa(H, x, T, K, gr_find(isa) ? isa : "generic", 0);
 }
