@@ -10,12 +10,15 @@
  * does over calibration windows). One markdown row per case: CPU model (/proc/cpuinfo),
  * kernels_isa(), seconds (median of REPS), GFLOP/s in useful flops T·K·(K+1) (the upper triangle,
  * 2 per multiply-add), the fp32 FMA peak kernels_fma_peak_gflops() measures on the same threads
- * just before the case, % of that peak, and gram_acc_ref (scalar, one thread) against gram_acc
+ * just before the case, % of that peak, the CPU share (process CPU time over wall time × threads
+ * during the timed calls: below 1 when other processes took the cores; the peak is a best-of-rounds
+ * figure that load disturbs little, the median is not), and gram_acc_ref (scalar, one thread) against gram_acc
  * on a small case (K = 512, T = 256) for scale. Exit status 1 only when a call fails. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/common.h"
 #include "kernels/gram.h"
@@ -52,18 +55,31 @@ static int cmp_d(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* median seconds of reps calls (after one untimed call); -1 when a call fails */
-static double time_gram(double *H, const float *x, int64_t T, int64_t K, int reps, bool ref) {
-    double ts[64];
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* median seconds of reps calls (after one untimed call); -1 when a call fails. *cpu_share: the
+ * process's CPU time over the timed calls' wall time × threads (1: we had the cores to ourselves,
+ * less: other processes ran on them) */
+static double time_gram(double *H, const float *x, int64_t T, int64_t K, int reps, bool ref,
+                        int threads, double *cpu_share) {
+    double ts[64], wall = 0.0, cpu = 0.0;
     reps = LB_MAX(1, LB_MIN(reps, (int)LB_ARRAY_LEN(ts)));
     for (int r = -1; r < reps; r++) {
-        const double t0 = now_s();
+        const double t0 = now_s(), c0 = cpu_s();
         if (ref)
             gram_acc_ref(H, x, T, K);
         else if (gram_acc(H, x, T, K))
             return -1;
-        if (r >= 0) ts[r] = now_s() - t0;
+        if (r < 0) continue;
+        ts[r] = now_s() - t0;
+        wall += ts[r];
+        cpu += cpu_s() - c0;
     }
+    if (cpu_share) *cpu_share = cpu / (wall * threads);
     qsort(ts, (size_t)reps, sizeof *ts, cmp_d);
     return ts[reps / 2];
 }
@@ -85,12 +101,12 @@ int main(int argc, char **argv) {
     if (!sx || !sH) return fprintf(stderr, "bench_gram: out of memory\n"), 1;
     fill(sx, (size_t)(sK * sT), 7);
     lb_set_threads(1);
-    const double ref_s = time_gram(sH, sx, sT, sK, 3, true);
+    const double ref_s = time_gram(sH, sx, sT, sK, 3, true, 1, NULL);
 
     printf("| CPU | ISA | threads | K | T | s (median of %d) | GFLOP/s | fp32 FMA peak GFLOP/s | "
-           "%% of peak | ref s (K=%lld T=%lld, 1 thread) | gram_acc s (same case) |\n",
+           "%% of peak | CPU share | ref s (K=%lld T=%lld, 1 thread) | gram_acc s (same case) |\n",
            reps, (long long)sK, (long long)sT);
-    printf("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    printf("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     fflush(stdout);
     int rc = 0;
     size_t n_cases = LB_ARRAY_LEN(cases);
@@ -116,16 +132,18 @@ int main(int argc, char **argv) {
         }
         fill(x, (size_t)(T * K), (uint32_t)(K + T));
         lb_set_threads(th);
-        const double small_s = time_gram(sH, sx, sT, sK, 5, false);
+        const double small_s = time_gram(sH, sx, sT, sK, 5, false, th, NULL);
         const double peak = kernels_fma_peak_gflops(th, 0.5);
-        const double s = time_gram(H, x, T, K, reps, false);
+        double share = 0.0;
+        const double s = time_gram(H, x, T, K, reps, false, th, &share);
         if (s < 0 || small_s < 0) {
             rc = 1;
         } else {
             const double gf = (double)T * (double)K * (double)(K + 1) / s * 1e-9;
-            printf("| %s | %s | %d | %lld | %lld | %.4f | %.1f | %.1f | %.1f%% | %.4f | %.5f |\n",
+            printf("| %s | %s | %d | %lld | %lld | %.4f | %.1f | %.1f | %.1f%% | %.2f | %.4f | %.5f "
+                   "|\n",
                    cpu, kernels_isa(), th, (long long)K, (long long)T, s, gf, peak,
-                   100.0 * gf / peak, ref_s, small_s);
+                   100.0 * gf / peak, share, ref_s, small_s);
             fflush(stdout);
         }
         free(x);
