@@ -48,9 +48,9 @@
 /* the scalar oracle (no allocation, single thread); T <= 0 or K <= 0 does nothing */
 void gram_acc_ref(double *H, const float *x, int64_t T, int64_t K);
 
-/* the fast path on the ISA kernels_isa() names (generic when this file has no kernel for it). 0 on
- * success (T <= 0 or K <= 0: nothing to do);
- * -1 with an err() message when the packed copy of x cannot be allocated (H untouched). */
+/* the fast path on the ISA kernels_isa() names (generic when this file has no kernel for it).
+ * 0 on success (T <= 0 or K <= 0: nothing to do); -1 with an err() message when the packed copy
+ * of x cannot be allocated (H untouched). */
 int gram_acc(double *H, const float *x, int64_t T, int64_t K);
 
 /* gram_acc on the path named isa ("generic", "avx2", "avx512") with the packed copy of x capped at
