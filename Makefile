@@ -117,14 +117,16 @@ fuzz: fuzz-build fuzz-seeds
 	@st=0; for t in $(FUZZ_TARGETS); do \
 	  sh tests/fuzz/run.sh $$t $(FUZZ_SECONDS) $(FUZZ_BUILD) || st=1; done; exit $$st
 
-# render speed (10,000 synthetic runs) after the engine's
+# render speed (10,000 synthetic runs) after the engine's; then the GPTQ Hessian's Gram kernel
+# (kernels/gram.h, tests/bench_gram.c: GFLOP/s against the fp32 FMA peak measured in the same run)
 $(BUILD)/tests/bench_render: tests/render_fixture.h
 $(BUILD)/tests/test_render: tests/render_fixture.h
 
-bench: $(BIN) $(BUILD)/tests/bench_render
+bench: $(BIN) $(BUILD)/tests/bench_render $(BUILD)/tests/bench_gram
 	@sh tests/bench.sh $(BIN)
 	@sh tests/bench_quant.sh $(BIN)
 	@$(BUILD)/tests/bench_render $(BIN)
+	@$(BUILD)/tests/bench_gram
 	@sh tests/bench_train.sh $(BIN)
 
 # ---- the model zoo (README "Training and the zoo"): make zoo [ZOO_MODELS="zoo-1m ..."] ----
