@@ -14,7 +14,7 @@ export LOWBIT_DATA
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-override CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+override CFLAGS  += -std=c11 -ffp-contract=off -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wformat=2 -Wno-format-nonliteral -MMD -MP -I.
 PKGS     = jansson libpcre2-8 libxml-2.0 cairo fontconfig libdeflate sqlite3
 override LDLIBS  += -lcsv -lm

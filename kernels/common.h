@@ -78,6 +78,17 @@ double now_s(void);
 int lb_threads(void);
 void lb_set_threads(int n);
 
+/* a function compiled for x86-64-v4 (AVX-512), -v3 (AVX2) and the baseline, the best chosen at
+ * load time (GCC function multiversioning): for plain C loops that vectorize. Floating-point
+ * contraction stays off (-std=c11 implies -ffp-contract=off; the Makefile says so too), so every
+ * clone computes the same bits: vector width changes, the order of each element's operations
+ * does not. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(LB_NO_CLONES)
+#define LB_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define LB_CLONES
+#endif
+
 #define LB_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define LB_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define LB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -14,6 +14,7 @@
 #endif
 
 #include "eval/forward.h"
+#include "kernels/gram.h"
 #include "quant/calib.h"
 #include "quant/qformat.h"
 #include "quant/quant.h"
@@ -38,21 +39,12 @@ void gptq_hessian_release(struct gptq_hessian *h) {
     memset(h, 0, sizeof *h);
 }
 
-void gptq_hessian_add(struct gptq_hessian *h, const float *x, int T) {
-    const int64_t K = h->K;
-    /* the upper triangle, row i per iteration: Σ_t x_ti·x_tj for j >= i (mirrored in _get) */
-#pragma omp parallel for schedule(dynamic, 8) if (K * K * T >= (1 << 24))
-    for (int64_t i = 0; i < K; i++) {
-        double *hr = h->sum + i * K;
-        for (int t = 0; t < T; t++) {
-            const float *xr = x + (size_t)t * (size_t)K;
-            const double xi = xr[i];
-            if (xi == 0) continue;
-            for (int64_t j = i; j < K; j++) hr[j] += xi * (double)xr[j];
-        }
-    }
+int gptq_hessian_add(struct gptq_hessian *h, const float *x, int T) {
+    /* the upper triangle: Σ_t x_ti·x_tj for j >= i (mirrored in _get), kernels/gram.h */
+    if (gram_acc(h->sum, x, T, h->K)) return -1;
     h->n_samples++;
     h->n_tokens += T;
+    return 0;
 }
 
 int gptq_hessian_get(const struct gptq_hessian *h, double *out) {
@@ -69,19 +61,55 @@ int gptq_hessian_get(const struct gptq_hessian *h, double *out) {
 
 /* ===== dense linear algebra (double, row-major [K][K]) ===== */
 
+/* rows i0 .. i0+ni−1 (ni <= 4) of the trailing update of chol_lower: a_ij −= Σ_k a_ik·a_jk over
+ * the panel's columns k0 .. k0+nb−1, for j in [j0, i]; pt [nb][ld] is the panel transposed
+ * (pt[k][j − j0] = a[j][k0 + k]) so the loops run along j and vectorize, each element's sum in the
+ * order of k whatever the vector width */
+LB_CLONES static void chol_rows(double *a, int64_t K, int64_t i0, int ni, int64_t k0, int64_t nb,
+                                int64_t j0, const double *pt, int64_t ld) {
+    enum { JC = 256 };
+    double s[4][JC];
+    const int64_t jend = i0 + ni; /* j < jend */
+    for (int64_t jc = j0; jc < jend; jc += JC) {
+        const int64_t jl = LB_MIN(JC, jend - jc);
+        for (int r = 0; r < ni; r++) memset(s[r], 0, (size_t)jl * sizeof(double));
+        for (int64_t k = 0; k < nb; k++) {
+            const double *ptk = pt + k * ld + (jc - j0);
+            for (int r = 0; r < ni; r++) {
+                const double aik = a[(i0 + r) * K + k0 + k];
+                double *sr = s[r];
+#pragma omp simd
+                for (int64_t j = 0; j < jl; j++) sr[j] += aik * ptk[j];
+            }
+        }
+        for (int r = 0; r < ni; r++) {
+            double *ai = a + (i0 + r) * K + jc;
+            const int64_t n = LB_MIN(jl, i0 + r + 1 - jc); /* j <= i */
+#pragma omp simd
+            for (int64_t j = 0; j < n; j++) ai[j] -= s[r][j];
+        }
+    }
+}
+
 /* lower Cholesky factor of a in place (a = L·Lᵀ; the upper triangle is zeroed); -1 at the first
- * non-positive pivot. Blocked (right-looking, panels of CHOL_NB columns): the bulk is the
- * trailing update a_ij −= Σ_k a_ik·a_jk over the panel, four rows of i at a time, parallel over
- * i; each element is computed by one thread in a fixed order (any thread count, same bits). */
+ * non-positive pivot, or out of memory (with a message). Blocked (right-looking, panels of
+ * CHOL_NB columns): the bulk is the trailing update (chol_rows), four rows at a time, parallel
+ * over the rows; each element is computed by one thread in a fixed order, so the factor has the
+ * same bits for any thread count and on every ISA. */
 #define CHOL_NB 64
 static int chol_lower(double *a, int64_t K) {
+    double *pt = xmalloc((size_t)CHOL_NB * (size_t)K * sizeof *pt, "a Cholesky panel");
+    if (!pt) return -1;
     for (int64_t k0 = 0; k0 < K; k0 += CHOL_NB) {
-        const int64_t k1 = LB_MIN(k0 + CHOL_NB, K);
+        const int64_t k1 = LB_MIN(k0 + CHOL_NB, K), nb = k1 - k0;
         /* the diagonal block (its earlier panels already subtracted) */
         for (int64_t j = k0; j < k1; j++) {
             double s = a[j * K + j];
             for (int64_t k = k0; k < j; k++) s -= a[j * K + k] * a[j * K + k];
-            if (!(s > 0)) return -1;
+            if (!(s > 0)) {
+                free(pt);
+                return -1;
+            }
             const double d = sqrt(s);
             a[j * K + j] = d;
             for (int64_t i = j + 1; i < k1; i++) {
@@ -91,77 +119,72 @@ static int chol_lower(double *a, int64_t K) {
             }
         }
         if (k1 == K) break;
-        /* the panel below it: rows i >= k1 solved against the diagonal block */
+        /* the panel below it: rows i >= k1 solved against the diagonal block, then transposed */
+        const int64_t ld = K - k1;
 #pragma omp parallel for schedule(static) if ((K - k1) * CHOL_NB >= (1 << 14))
-        for (int64_t i = k1; i < K; i++)
+        for (int64_t i = k1; i < K; i++) {
             for (int64_t j = k0; j < k1; j++) {
                 double v = a[i * K + j];
                 for (int64_t k = k0; k < j; k++) v -= a[i * K + k] * a[j * K + k];
                 a[i * K + j] = v / a[j * K + j];
             }
-        /* the trailing lower triangle, rows in fours: each panel row j is read once per four */
-        const int64_t nb = k1 - k0;
-#pragma omp parallel for schedule(dynamic, 1) if ((K - k1) * (K - k1) >= (1 << 14))
-        for (int64_t i0 = k1; i0 < K; i0 += 4) {
-            const int64_t ni = LB_MIN(4, K - i0);
-            const double *p[4];
-            for (int r = 0; r < 4; r++) p[r] = a + (i0 + (r < ni ? r : 0)) * K + k0;
-            for (int64_t j = k1; j <= i0 + ni - 1; j++) {
-                const double *pj = a + j * K + k0;
-                double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                for (int64_t k = 0; k < nb; k++) {
-                    s0 += p[0][k] * pj[k];
-                    s1 += p[1][k] * pj[k];
-                    s2 += p[2][k] * pj[k];
-                    s3 += p[3][k] * pj[k];
-                }
-                const double sv[4] = {s0, s1, s2, s3};
-                for (int r = 0; r < ni; r++)
-                    if (j <= i0 + r) a[(i0 + r) * K + j] -= sv[r];
-            }
+            for (int64_t k = 0; k < nb; k++) pt[k * ld + (i - k1)] = a[i * K + k0 + k];
         }
+        /* the trailing lower triangle */
+#pragma omp parallel for schedule(dynamic, 1) if ((K - k1) * (K - k1) >= (1 << 14))
+        for (int64_t i0 = k1; i0 < K; i0 += 4)
+            chol_rows(a, K, i0, (int)LB_MIN(4, K - i0), k0, nb, k1, pt, ld);
     }
     for (int64_t i = 0; i < K; i++)
         for (int64_t j = i + 1; j < K; j++) a[i * K + j] = 0;
+    free(pt);
     return 0;
 }
 
+/* columns c0 .. c1−1 (at most CHOL_NB) of x = L⁻¹: rows in fours, so each earlier row's strip is
+ * read once per four; the loops run along the strip and vectorize (each element's operations in a
+ * fixed order) */
+LB_CLONES static void tri_strip(const double *l, double *x, int64_t K, int64_t c0, int64_t c1) {
+    const int64_t w = c1 - c0;
+    for (int64_t i = 0; i < c0; i++) memset(x + i * K + c0, 0, (size_t)w * sizeof *x);
+    for (int64_t i0 = c0; i0 < K; i0 += 4) {
+        const int64_t ni = LB_MIN(4, K - i0);
+        double t[4][CHOL_NB];
+        /* Σ_{k < i0} L_ik·x_k over the strip (x_kc = 0 for c > k) */
+        for (int r = 0; r < ni; r++)
+            for (int64_t c = 0; c < w; c++) t[r][c] = c0 + c == i0 + r ? 1.0 : 0.0;
+        for (int64_t k = c0; k < i0; k++) {
+            const double *xk = x + k * K + c0;
+            for (int r = 0; r < ni; r++) {
+                const double lik = l[(i0 + r) * K + k];
+                double *tr = t[r];
+#pragma omp simd
+                for (int64_t c = 0; c < w; c++) tr[c] -= lik * xk[c];
+            }
+        }
+        /* then within the four, in order */
+        for (int r = 0; r < ni; r++) {
+            const int64_t i = i0 + r;
+            for (int q = 0; q < r; q++) {
+                const double lik = l[i * K + i0 + q];
+                const double *xk = x + (i0 + q) * K + c0;
+#pragma omp simd
+                for (int64_t c = 0; c < w; c++) t[r][c] -= lik * xk[c];
+            }
+            const double inv = 1.0 / l[i * K + i];
+            double *xi = x + i * K + c0;
+            for (int64_t c = 0; c < w; c++) xi[c] = c0 + c <= i ? t[r][c] * inv : 0.0;
+        }
+    }
+}
+
 /* x = L⁻¹ (lower; x's upper triangle zeroed) for the lower factor in l. Columns are independent
- * (x_ic depends only on column c of earlier rows): strips of CHOL_NB columns in parallel, rows in
- * fours within a strip so each earlier row's strip is read once per four. */
+ * (x_ic depends only on column c of earlier rows): strips of CHOL_NB columns in parallel. */
 static void tri_inverse_lower(const double *l, double *x, int64_t K) {
     const int64_t n_strips = (K + CHOL_NB - 1) / CHOL_NB;
 #pragma omp parallel for schedule(dynamic, 1) if (K >= 256)
-    for (int64_t sidx = 0; sidx < n_strips; sidx++) {
-        const int64_t c0 = sidx * CHOL_NB, c1 = LB_MIN(c0 + CHOL_NB, K), w = c1 - c0;
-        for (int64_t i = 0; i < c0; i++) memset(x + i * K + c0, 0, (size_t)w * sizeof *x);
-        for (int64_t i0 = c0; i0 < K; i0 += 4) {
-            const int64_t ni = LB_MIN(4, K - i0);
-            double t[4][CHOL_NB];
-            /* the rows below the four: Σ_{k < i0} L_ik·x_k, strip-wide (x_kc = 0 for c > k) */
-            for (int r = 0; r < ni; r++)
-                for (int64_t c = 0; c < w; c++) t[r][c] = c0 + c == i0 + r ? 1.0 : 0.0;
-            for (int64_t k = c0; k < i0; k++) {
-                const double *xk = x + k * K + c0;
-                for (int r = 0; r < ni; r++) {
-                    const double lik = l[(i0 + r) * K + k];
-                    for (int64_t c = 0; c < w; c++) t[r][c] -= lik * xk[c];
-                }
-            }
-            /* then within the four, in order */
-            for (int r = 0; r < ni; r++) {
-                const int64_t i = i0 + r;
-                for (int q = 0; q < r; q++) {
-                    const double lik = l[i * K + i0 + q];
-                    const double *xk = x + (i0 + q) * K + c0;
-                    for (int64_t c = 0; c < w; c++) t[r][c] -= lik * xk[c];
-                }
-                const double inv = 1.0 / l[i * K + i];
-                double *xi = x + i * K + c0;
-                for (int64_t c = 0; c < w; c++) xi[c] = c0 + c <= i ? t[r][c] * inv : 0.0;
-            }
-        }
-    }
+    for (int64_t sidx = 0; sidx < n_strips; sidx++)
+        tri_strip(l, x, K, sidx * CHOL_NB, LB_MIN(sidx * CHOL_NB + CHOL_NB, K));
 }
 
 /* U, the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ·U), into u; h is destroyed. With P the reversal
@@ -217,6 +240,114 @@ static int cmp_diag_desc(const void *a, const void *b) {
     const double di = sort_diag[i], dj = sort_diag[j];
     if (di != dj) return di > dj ? -1 : 1;
     return (i > j) - (i < j);
+}
+
+/* what the tiles of one solve share (gptq_quantize_prepared) */
+struct solve_ctx {
+    const float *w;
+    int64_t K;
+    const struct gptq_opts *o;
+    const double *u;
+    const int32_t *perm;
+    const bool *dead;
+    struct tensor *t;
+    struct qint_param *par;
+    int64_t g, ng;
+    bool params_first, has_perm;
+    int bs;
+    double maxq;
+    size_t row_floats; /* a row's scratch in tile: 2K + 2bs doubles */
+};
+
+/* rows n0 .. n0+nr−1 (6./7.): codes and parameters into c->t, each row's loss into rl, bad[r]
+ * when row r needs a scale beyond fp16. The loops vectorize (LB_CLONES): the lazy batch update,
+ * acc = Σ_i e1[i]·U[i1+i, i2:] in the order of i, reads each row of U once for the tile. */
+LB_CLONES static void solve_tile(const struct solve_ctx *c, int64_t n0, int nr, double *tile,
+                                 double *rl, bool *bad) {
+    const int64_t K = c->K, g = c->g, ng = c->ng;
+    const int bs = c->bs;
+    const double *u = c->u, maxq = c->maxq;
+    const struct gptq_opts *o = c->o;
+    double scale[GPTQ_ROW_TILE], zero[GPTQ_ROW_TILE];
+    /* row r's W row wc [K], its update acc [K], the block's working copy w1 [bs], errors e1 [bs] */
+#define WC(r) (tile + (size_t)(r) * c->row_floats)
+#define ACC(r) (WC(r) + K)
+#define W1(r) (WC(r) + 2 * K)
+#define E1(r) (WC(r) + 2 * K + bs)
+    for (int r = 0; r < nr; r++) {
+        const int64_t n = n0 + r;
+        const float *wr = c->w + (size_t)(n * K);
+        double *wc = WC(r);
+        scale[r] = zero[r] = rl[r] = 0;
+        bad[r] = false;
+        if (c->params_first) { /* 2. from the original row */
+            for (int64_t k = 0; k < K; k++) wc[k] = wr[k];
+            if (find_params(wc, K, o, &scale[r], &zero[r])) {
+                bad[r] = true;
+                continue;
+            }
+            c->par[n * ng] = (struct qint_param){(float)scale[r], (float)zero[r]};
+        }
+        for (int64_t j = 0; j < K; j++)
+            wc[j] = c->dead[c->perm[j]] ? 0.0 : (double)wr[c->perm[j]];
+    }
+    for (int64_t i1 = 0; i1 < K; i1 += bs) {
+        const int64_t i2 = LB_MIN(i1 + bs, K), cnt = i2 - i1;
+        int live = 0;
+        for (int r = 0; r < nr; r++) {
+            if (bad[r]) continue;
+            const int64_t n = n0 + r;
+            uint8_t *row = (uint8_t *)c->t->data + (size_t)n * tensor_row_bytes(c->t);
+            struct qint_param *pr = c->par + n * ng;
+            double *wc = WC(r), *w1 = W1(r), *e1 = E1(r);
+            memcpy(w1, wc + i1, (size_t)cnt * sizeof *w1);
+            for (int64_t i = 0; i < cnt; i++) {
+                const int64_t col = i1 + i;
+                if (!c->params_first && col % g == 0) { /* from W as of the block's start */
+                    if (find_params(wc + col, LB_MIN(g, K - col), o, &scale[r], &zero[r])) {
+                        bad[r] = true;
+                        break;
+                    }
+                    pr[col / g] = (struct qint_param){(float)scale[r], (float)zero[r]};
+                }
+                const double x = w1[i], sc = scale[r], z = zero[r];
+                const double q = fmin(fmax(rint(x / sc) + z, 0.0), maxq);
+                const double dq = sc * (q - z), d = u[col * K + col];
+                qint_code_set(row, o->bits, c->has_perm ? col : c->perm[col], (unsigned)q);
+                const double e = (x - dq) / d;
+                rl[r] += (x - dq) * (x - dq) / (d * d);
+                const double *ur = u + col * K + i1;
+#pragma omp simd
+                for (int64_t j = i; j < cnt; j++) w1[j] -= e * ur[j];
+                e1[i] = e;
+            }
+            live += !bad[r];
+        }
+        if (!live || i2 == K) continue;
+        for (int r = 0; r < nr; r++)
+            if (!bad[r]) memset(ACC(r) + i2, 0, (size_t)(K - i2) * sizeof(double));
+        for (int64_t i = 0; i < cnt; i++) {
+            const double *ur = u + (i1 + i) * K;
+            for (int r = 0; r < nr; r++) {
+                if (bad[r]) continue;
+                double *acc = ACC(r);
+                const double e = E1(r)[i];
+#pragma omp simd
+                for (int64_t j = i2; j < K; j++) acc[j] += e * ur[j];
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            if (bad[r]) continue;
+            double *wc = WC(r);
+            const double *acc = ACC(r);
+#pragma omp simd
+            for (int64_t j = i2; j < K; j++) wc[j] -= acc[j];
+        }
+    }
+#undef WC
+#undef ACC
+#undef W1
+#undef E1
 }
 
 void gptq_prep_release(struct gptq_prep *p) {
@@ -335,98 +466,23 @@ int gptq_quantize_prepared(const float *w, int64_t N, const struct gptq_prep *p,
     long bad_row = -1;
     /* each row's loss, summed in row order below: the same total for any thread count */
     if (!(row_loss = xcalloc((size_t)N, sizeof *row_loss, name))) goto out;
-    const size_t row_floats = (size_t)(2 * K + 2 * bs);
+    const struct solve_ctx sc = {.w = w, .K = K, .o = o, .u = u, .perm = perm, .dead = dead,
+                                 .t = t, .par = par, .g = g, .ng = ng, .params_first = params_first,
+                                 .has_perm = has_perm, .bs = bs, .maxq = maxq,
+                                 .row_floats = (size_t)(2 * K + 2 * bs)};
 #pragma omp parallel
     {
         int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        double *tile = scratch + (size_t)tid * GPTQ_ROW_TILE * row_floats;
+        double *tile = scratch + (size_t)tid * GPTQ_ROW_TILE * sc.row_floats;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t n0 = 0; n0 < N; n0 += GPTQ_ROW_TILE) {
             const int nr = (int)LB_MIN(GPTQ_ROW_TILE, N - n0);
-            double scale[GPTQ_ROW_TILE], zero[GPTQ_ROW_TILE], rl[GPTQ_ROW_TILE];
+            double rl[GPTQ_ROW_TILE];
             bool bad[GPTQ_ROW_TILE];
-            /* row r's W row wc [K], its update acc [K], the block's working copy w1 [bs] and
-             * errors e1 [bs] */
-#define WC(r) (tile + (size_t)(r) * row_floats)
-#define ACC(r) (WC(r) + K)
-#define W1(r) (WC(r) + 2 * K)
-#define E1(r) (WC(r) + 2 * K + bs)
-            for (int r = 0; r < nr; r++) {
-                const int64_t n = n0 + r;
-                const float *wr = w + (size_t)(n * K);
-                double *wc = WC(r);
-                scale[r] = zero[r] = rl[r] = 0;
-                bad[r] = false;
-                if (params_first) { /* 2. from the original row */
-                    for (int64_t k = 0; k < K; k++) wc[k] = wr[k];
-                    if (find_params(wc, K, o, &scale[r], &zero[r])) {
-                        bad[r] = true;
-                        continue;
-                    }
-                    par[n * ng] = (struct qint_param){(float)scale[r], (float)zero[r]};
-                }
-                for (int64_t j = 0; j < K; j++) wc[j] = dead[perm[j]] ? 0.0 : (double)wr[perm[j]];
-            }
-            for (int64_t i1 = 0; i1 < K; i1 += bs) {
-                const int64_t i2 = LB_MIN(i1 + bs, K), cnt = i2 - i1;
-                int live = 0;
-                for (int r = 0; r < nr; r++) {
-                    if (bad[r]) continue;
-                    const int64_t n = n0 + r;
-                    uint8_t *row = (uint8_t *)t->data + (size_t)n * tensor_row_bytes(t);
-                    struct qint_param *pr = par + n * ng;
-                    double *wc = WC(r), *w1 = W1(r), *e1 = E1(r);
-                    memcpy(w1, wc + i1, (size_t)cnt * sizeof *w1);
-                    for (int64_t i = 0; i < cnt; i++) {
-                        const int64_t col = i1 + i;
-                        if (!params_first && col % g == 0) { /* from W as of the block's start */
-                            if (find_params(wc + col, LB_MIN(g, K - col), o, &scale[r],
-                                            &zero[r])) {
-                                bad[r] = true;
-                                break;
-                            }
-                            pr[col / g] = (struct qint_param){(float)scale[r], (float)zero[r]};
-                        }
-                        const double x = w1[i], sc = scale[r], z = zero[r];
-                        const double q = fmin(fmax(rint(x / sc) + z, 0.0), maxq);
-                        const double dq = sc * (q - z), d = u[col * K + col];
-                        qint_code_set(row, o->bits, has_perm ? col : perm[col], (unsigned)q);
-                        const double e = (x - dq) / d;
-                        rl[r] += (x - dq) * (x - dq) / (d * d);
-                        const double *ur = u + col * K + i1;
-                        for (int64_t j = i; j < cnt; j++) w1[j] -= e * ur[j];
-                        e1[i] = e;
-                    }
-                    live += !bad[r];
-                }
-                if (!live || i2 == K) continue;
-                /* the lazy batch update of the later columns: acc = Σ_i e1[i]·U[i1+i, i2:] in
-                 * the order of i, each row of U read once for the whole tile */
-                for (int r = 0; r < nr; r++)
-                    if (!bad[r]) memset(ACC(r) + i2, 0, (size_t)(K - i2) * sizeof(double));
-                for (int64_t i = 0; i < cnt; i++) {
-                    const double *ur = u + (i1 + i) * K;
-                    for (int r = 0; r < nr; r++) {
-                        if (bad[r]) continue;
-                        double *acc = ACC(r);
-                        const double e = E1(r)[i];
-                        for (int64_t j = i2; j < K; j++) acc[j] += e * ur[j];
-                    }
-                }
-                for (int r = 0; r < nr; r++) {
-                    if (bad[r]) continue;
-                    double *wc = WC(r);
-                    const double *acc = ACC(r);
-                    for (int64_t j = i2; j < K; j++) wc[j] -= acc[j];
-                }
-            }
-#undef WC
-#undef ACC
-#undef W1
-#undef E1
+            solve_tile(&sc, n0, nr, tile, rl, bad);
             for (int r = 0; r < nr; r++) {
                 row_loss[n0 + r] = rl[r];
                 if (bad[r]) {
@@ -491,7 +547,7 @@ static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T
                                                    w->name, (long long)w->ne[0],
                                                    (long long)c->h[s]->K);
             const double t0 = now_s();
-            gptq_hessian_add(c->h[s], x, T);
+            if (gptq_hessian_add(c->h[s], x, T)) return -1;
             c->seconds += now_s() - t0;
         }
     return 0;

@@ -33,11 +33,13 @@
  *  - zero points are clamped to [zero_min, maxq]: a GPTQ v1 file stores zero − 1 and cannot hold
  *    zero 0, which asym min-max gives a group with no negative weight (zero_min 1 there; the
  *    group's range then starts one step lower). gptq_v2 files use zero_min 0.
- * Precision: H is accumulated in double from the fp32 activations; the dampening, Cholesky,
- * inverse, the error feedback and the working copy of W are double (AutoGPTQ does all of it in
- * fp32); codes are round-half-even of x/scale in double. Tolerance promised (tests/test_gptq.c
- * against the float64 numpy reference tests/ref/gptq_ref.py): identical codes, fp16 scales and
- * zeros, and permutation, barring an x/scale within ~1e-12 of a rounding tie.
+ * Precision: H is accumulated by kernels/gram.h (fp32 sums over chunks of 256 tokens, added in
+ * double: within 1.5e-5·Σ|x_i·x_j| of the float64 sum); the dampening, Cholesky, inverse, the
+ * error feedback and the working copy of W are double (AutoGPTQ does all of it in fp32); codes
+ * are round-half-even of x/scale in double. Tolerance promised (tests/test_gptq.c against the
+ * float64 numpy reference tests/ref/gptq_ref.py, whose H is float64): identical codes, fp16
+ * scales and zeros, and permutation, barring an x/scale within ~1e-7 of a rounding tie; the
+ * loss within 1e-6 relative.
  * Rows are independent (each row's updates depend only on that row and U), so rows run in
  * parallel with identical results for any thread count.
  *
@@ -82,8 +84,9 @@ struct gptq_hessian {
 int gptq_hessian_init(struct gptq_hessian *h, int64_t K);
 void gptq_hessian_reset(struct gptq_hessian *h);
 void gptq_hessian_release(struct gptq_hessian *h);
-/* add T rows x [T][K] (fp32) as one calibration sample */
-void gptq_hessian_add(struct gptq_hessian *h, const float *x, int T);
+/* add T rows x [T][K] (fp32) as one calibration sample: kernels/gram.h's gram_acc (fp32 chunks
+ * of 256 tokens summed in double; its error bound). -1 with a message when out of memory. */
+int gptq_hessian_add(struct gptq_hessian *h, const float *x, int T);
 /* H = 2/n_samples·sum into out [K][K]; -1 when nothing was added */
 int gptq_hessian_get(const struct gptq_hessian *h, double *out);
 

@@ -170,7 +170,10 @@ static void check_layer(const struct cfg *c, const double *H) {
     if (n_code || n_par || n_deq)
         T_FAIL_("%s: %d codes, %d group parameters, %d weights differ from the reference (first "
                 "code at row %d column %d)", tag, n_code, n_par, n_deq, first / K, first % K);
-    T_NEAR(st.loss, rloss, 1e-9 * rloss);
+    /* the reference's H is float64 throughout; ours sums fp32 chunks of 256 tokens in double
+     * (kernels/gram.h, seen here up to 6e-8 relative in the loss): codes, parameters and weights
+     * stay identical, the loss agrees to 1e-6 */
+    T_NEAR(st.loss, rloss, 1e-6 * rloss);
 
     /* (b) against RTN with the same settings */
     if (c->bits <= 4 && c->blocksize == 128) {
@@ -195,7 +198,7 @@ static void test_layer_vs_reference(void) {
     struct gptq_hessian h;
     static double H[K * K];
     T_OK(!gptq_hessian_init(&h, K));
-    for (int s = 0; s < N_SAMPLES; s++) gptq_hessian_add(&h, x_ + s * T_PER * K, T_PER);
+    for (int s = 0; s < N_SAMPLES; s++) T_OK(!gptq_hessian_add(&h, x_ + s * T_PER * K, T_PER));
     T_EQ_INT(h.n_samples, N_SAMPLES);
     T_EQ_INT(h.n_tokens, T_ALL);
     T_OK(!gptq_hessian_get(&h, H));
