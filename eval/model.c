@@ -35,6 +35,18 @@ void *model_alloc(struct model *m, size_t n, const char *what) {
     return p;
 }
 
+void model_drop_pages(const struct model *m, const struct tensor *t) {
+    const uintptr_t lo = (uintptr_t)t->data, hi = lo + tensor_nbytes(t);
+    for (int i = 0; i < m->n_maps; i++) {
+        const uintptr_t a = (uintptr_t)m->maps[i].addr, b = a + m->maps[i].len;
+        if (lo < a || hi > b) continue;
+        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+        const uintptr_t p0 = (lo + pg - 1) / pg * pg, p1 = hi / pg * pg;
+        if (p1 > p0) (void)madvise((void *)p0, p1 - p0, MADV_DONTNEED);
+        return;
+    }
+}
+
 int model_map_file(struct model *m, const char *path, const uint8_t **addr, size_t *len) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return err("%s: cannot open: %s", path, strerror(errno));

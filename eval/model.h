@@ -77,6 +77,10 @@ const struct tensor *model_find_tensor(const struct model *m, const char *name);
 void *model_alloc(struct model *m, size_t n, const char *what);
 /* map a whole file read-only; the mapping is released with the model */
 int model_map_file(struct model *m, const char *path, const uint8_t **addr, size_t *len);
+/* the caller is done with t's bytes for now: when they lie in one of m's mapped files, the whole
+ * pages inside them leave the process's resident set (madvise MADV_DONTNEED; a later read maps
+ * them in again from the file). Nothing for owned buffers. */
+void model_drop_pages(const struct model *m, const struct tensor *t);
 /* check cfg, find and check every tensor, convert norms/biases to fp32, refuse NaN/Inf */
 int model_bind(struct model *m);
 

@@ -195,6 +195,14 @@ size_t calib_stream_budget(void) {
     return q < cap ? q : cap;
 }
 
+size_t calib_stream_bytes(const struct model *m, const struct calib_set *cs, bool keep_input) {
+    const struct model_config *c = &m->cfg;
+    const double rows = (double)cs->n_samples * cs->seqlen;
+    const double wc = LB_MAX(c->n_heads * c->head_dim, c->hidden_dim);
+    const double b = rows * ((keep_input ? 2.0 : 1.0) * c->dim + wc) * 4.0;
+    return b > (double)calib_stream_budget() ? 0 : (size_t)b;
+}
+
 int calib_stream_init(struct calib_stream *st, const struct model *fm, const struct calib_set *cs,
                       bool keep_input, const char *spill) {
     memset(st, 0, sizeof *st);

@@ -111,6 +111,9 @@ struct calib_stream {
     double seconds;      /* in the stages */
 };
 size_t calib_stream_budget(void);
+/* the anonymous bytes calib_stream_init will hold for cs on a model of configuration c (0 when
+ * the stream spills to a file; a memory plan's share) */
+size_t calib_stream_bytes(const struct model *m, const struct calib_set *cs, bool keep_input);
 /* embed every window of cs with fm's token embeddings; fm must outlive the stream */
 int calib_stream_init(struct calib_stream *st, const struct model *fm, const struct calib_set *cs,
                       bool keep_input, const char *spill);

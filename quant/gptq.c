@@ -595,6 +595,28 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
             if (plan != QPLAN_GROUP && !quiet) fprintf(stderr, "gptq: %s: %s\n", t->module, t->note);
             if (plan == QPLAN_FLOAT) *x = -1;
         }
+    /* the memory plan, refused before any work: the four Hessians, a factorization (two K x K
+     * while it is formed), one block's linears in fp32, the calibration stream (unless it
+     * spills), the solve's row tiles, the one-block forward state */
+    {
+        const double D = m->cfg.dim, Hd = m->cfg.hidden_dim, qd = m->cfg.n_heads * m->cfg.head_dim;
+        const double kmax = LB_MAX(LB_MAX(D, Hd), qd);
+        double blk = 0;
+        for (int l = 0; l < n_layers; l++) blk = LB_MAX(blk, (double)hfx_block_bytes(&hm, l));
+        int nth = 1;
+#ifdef _OPENMP
+        nth = omp_get_max_threads();
+#endif
+        const double need = 8.0 * (2 * D * D + qd * qd + Hd * Hd) + 16.0 * kmax * kmax + blk +
+                            (double)calib_stream_bytes(m, cs, false) +
+                            8.0 * nth * GPTQ_ROW_TILE * (2 * kmax + 2 * o->q.blocksize) +
+                            4.0 * cs->seqlen * (2 * D + 4 * qd + 2 * Hd) +
+                            8.0 * m->cfg.n_kv_heads * m->cfg.head_dim * 2.0 * cs->seqlen;
+        char what[4300];
+        snprintf(what, sizeof what, "GPTQ on %s (Hessians, one block in fp32, %d x %d calibration "
+                 "tokens)", m->path, cs->n_samples, cs->seqlen);
+        if (need > (double)SIZE_MAX / 2 || mem_check((size_t)need, what)) goto out;
+    }
     for (int s = 0; s < SUB_COUNT; s++)
         if (gptq_hessian_init(&hs[s], s == SUB_DOWN ? m->cfg.hidden_dim
                                       : s == SUB_O  ? (int64_t)m->cfg.n_heads * m->cfg.head_dim

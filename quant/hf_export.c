@@ -268,7 +268,10 @@ static int emit(struct hfx_model *hm, int i, bool drop) {
     if (f->w.spooling) { /* its bytes are in the spool: the format's buffers go at once */
         for (int k = b0; k < f->n_bufs; k++) free(f->bufs[k]);
         f->n_bufs = b0;
-        if (drop) hfx_drop(t);
+        if (drop) {
+            hfx_drop(t);
+            model_drop_pages(hm->m, t->src); /* the source's pages too, when mapped */
+        }
     }
     return 0;
 }

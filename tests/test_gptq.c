@@ -419,6 +419,18 @@ static void test_stories260k(void) {
     T_CONTAINS(out, "128 x 256 tokens, seed 0, BOS + text");
     /* the attention linears are GPTQ'd; stories260K's MLP (172 wide) cannot be packed */
     T_CONTAINS(out, "20 of 35 block linears quantized");
+    /* out of memory: one message naming what and how much, nothing written (the stream spills
+     * to a file under a small budget, so a tiny model reaches a tensor's own check) */
+    char dir_m[600];
+    snprintf(dir_m, sizeof dir_m, "%s/gptq-nomem", t_tmpdir());
+    snprintf(cmd, sizeof cmd, "LOWBIT_MEM_LIMIT_MB=20 %s quant --model %s --recipe gptq-w4g128 -o %s",
+             bin, mp, dir_m);
+    T_OK(t_sh(cmd, out, sizeof out) != 0);
+    T_CONTAINS(out, " needs ");
+    T_CONTAINS(out, "MiB of memory is available (LOWBIT_MEM_LIMIT_MB)");
+    char mf[700];
+    snprintf(mf, sizeof mf, "%s/model.safetensors", dir_m);
+    T_OK(access(mf, F_OK) != 0);
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe rtn-w4g128 -o %s --quiet", bin, mp,
              dir_r);
     T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
