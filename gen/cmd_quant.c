@@ -169,9 +169,11 @@ static int quant_recipe(const char *model_path, const char *tok_path, const char
         goto out;
     }
     made_tmp = true;
+    char resume[4200];
+    snprintf(resume, sizeof resume, "%s.resume", out); /* fits: tmp held out + 11 bytes */
     const struct quant_job qj = {.r = &r, .m = &m, .src_path = model_path,
                                  .src_tokenizer = tok_path, .tok = tok, .out_dir = tmp,
-                                 .threads = threads, .quiet = quiet};
+                                 .resume_dir = resume, .threads = threads, .quiet = quiet};
     if (quant_model(&qj, &a)) goto out;
     if (!out_is_free(out)) { /* someone wrote it meanwhile */
         err("quant: %s exists and is not empty (remove it, or choose another -o)", out);

@@ -1022,9 +1022,12 @@ int job_execute(const struct job *j, const struct job_opts *o) {
         fail_msg(msg, sizeof msg, "quant");
         goto fail;
     }
+    char resume[4200]; /* beside the job's directory, which each attempt empties */
+    snprintf(resume, sizeof resume, "%s.resume", dir);
     struct quant_job qj = {.r = &j->recipe, .m = &m, .src_path = j->model_path,
                            .src_tokenizer = j->model_tokenizer[0] ? j->model_tokenizer : NULL,
-                           .tok = tok, .out_dir = dir, .threads = o->threads, .quiet = o->quiet};
+                           .tok = tok, .out_dir = dir, .resume_dir = resume,
+                           .threads = o->threads, .quiet = o->quiet};
     struct quant_artifact art;
     printf("job: quantizing (%s %s)\n", j->recipe.algorithm, j->recipe.weight_dtype);
     fflush(stdout);

@@ -8,12 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "eval/forward.h"
+#include "eval/sha256.h"
 #include "kernels/gram.h"
 #include "quant/calib.h"
 #include "quant/qformat.h"
@@ -553,6 +557,165 @@ static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T
     return 0;
 }
 
+/* ===== resume (gptq.h: gptq_model_opts.resume_dir) ===== */
+
+/* what must match for a saved state to be taken: the source file, the options, the windows */
+static void resume_key(char key[65], const struct model *m, const char *src_path,
+                       const struct gptq_model_opts *o, const struct calib_set *cs) {
+    struct stat sb;
+    const bool ok = !stat(src_path, &sb);
+    char buf[5000];
+    snprintf(buf, sizeof buf, "lowbit gptq resume 1|%s|%lld|%lld.%09ld|%d layers|%d %lld %d %d "
+             "%.17g %d %d %d|%s|%d x %d", src_path, ok ? (long long)sb.st_size : -1LL,
+             ok ? (long long)sb.st_mtim.tv_sec : -1LL, ok ? sb.st_mtim.tv_nsec : 0L,
+             m->cfg.n_layers, o->q.bits, (long long)o->q.group, o->q.sym, o->q.desc_act,
+             o->q.damp_percent, o->q.blocksize, o->v2, o->true_sequential, cs->tokens_sha256,
+             cs->n_samples, cs->seqlen);
+    struct sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, buf, strlen(buf));
+    sha256_hex(&h, key);
+}
+
+/* write n bytes to dir/name through dir/name.tmp, fsynced, renamed */
+static int resume_write(const char *dir, const char *name, const void *a, size_t na, const void *b,
+                        size_t nb) {
+    char path[4400], tmp[4410];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return err("GPTQ resume: cannot create %s: %s", tmp, strerror(errno));
+    bool ok = (!na || fwrite(a, 1, na, f) == na) && (!nb || fwrite(b, 1, nb, f) == nb) &&
+              !fflush(f) && !fsync(fileno(f));
+    const int e = errno;
+    ok &= !fclose(f);
+    if (!ok || rename(tmp, path)) {
+        unlink(tmp);
+        return err("GPTQ resume: cannot write %s: %s", path, strerror(ok ? errno : e));
+    }
+    return 0;
+}
+
+/* one finished block's quantized linears: per linear a header {K, N, bits, group, has_perm,
+ * bytes} of int64 and the QINT buffer */
+static int resume_save_block(const char *dir, int l, const struct hfx_model *hm, const int *idx) {
+    size_t n = 0;
+    for (int i = 0; i < N_BLOCK_LINEARS; i++) {
+        const int x = idx[l * N_BLOCK_LINEARS + i];
+        if (x >= 0) n += 6 * sizeof(int64_t) + tensor_nbytes(&hm->t[x].q);
+    }
+    uint8_t *buf = xmalloc(n + 1, "a GPTQ resume block"), *p = buf;
+    if (!buf) return -1;
+    for (int i = 0; i < N_BLOCK_LINEARS; i++) {
+        const int x = idx[l * N_BLOCK_LINEARS + i];
+        if (x < 0) continue;
+        const struct tensor *q = &hm->t[x].q;
+        const int64_t h[6] = {hm->t[x].K, hm->t[x].N, q->q_bits, q->q_group, q->q_perm != NULL,
+                              (int64_t)tensor_nbytes(q)};
+        memcpy(p, h, sizeof h);
+        memcpy(p + sizeof h, q->data, (size_t)h[5]);
+        p += sizeof h + (size_t)h[5];
+    }
+    char name[32];
+    snprintf(name, sizeof name, "blk-%d.q", l);
+    const int rc = resume_write(dir, name, buf, n, NULL, 0);
+    free(buf);
+    return rc;
+}
+
+static int resume_load_block(const char *dir, int l, struct hfx_model *hm, const int *idx) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/blk-%d.q", dir, l);
+    char *buf = NULL;
+    size_t n = 0, off = 0;
+    if (read_file_all(path, "a GPTQ resume block", &buf, &n)) return -1;
+    int ret = -1;
+    for (int i = 0; i < N_BLOCK_LINEARS; i++) {
+        const int x = idx[l * N_BLOCK_LINEARS + i];
+        if (x < 0) continue;
+        struct hfx_tensor *t = &hm->t[x];
+        int64_t h[6];
+        if (n - off < sizeof h) goto bad;
+        memcpy(h, buf + off, sizeof h);
+        off += sizeof h;
+        if (h[0] != t->K || h[1] != t->N || (size_t)h[5] > n - off ||
+            qint_tensor_init(&t->q, t->module, t->K, t->N, (int)h[2], h[3], h[4] != 0) ||
+            qint_tensor_bytes(t->K, t->N, (int)h[2], h[3], h[4] != 0) != (size_t)h[5])
+            goto bad;
+        if (!(t->qbuf = xmalloc((size_t)h[5], t->module))) goto out;
+        qint_tensor_attach(&t->q, t->qbuf, h[4] != 0);
+        memcpy(t->qbuf, buf + off, (size_t)h[5]);
+        off += (size_t)h[5];
+        t->quantized = true;
+    }
+    if (off != n) goto bad;
+    ret = 0;
+    goto out;
+bad:
+    err("GPTQ resume: %s does not hold block %d's linears as this run plans them", path, l);
+out:
+    free(buf);
+    return ret;
+}
+
+/* the state after block l (blk-l.q written before): the stream, then state.json */
+static int resume_save(const char *dir, const char *key, int l, const struct gptq_report *rep,
+                       const struct calib_stream *cst) {
+    const size_t xb = (size_t)cst->n * (size_t)cst->T * (size_t)cst->D * sizeof(float);
+    if (resume_write(dir, "x.bin", cst->x, xb, NULL, 0)) return -1;
+    json_t *s = json_pack("{s:s, s:i, s:f, s:f, s:f, s:f, s:i}", "key", key, "block", l, "loss",
+                          rep->loss, "forward_seconds", rep->forward_seconds, "hessian_seconds",
+                          rep->hessian_seconds, "solve_seconds", rep->solve_seconds, "n_forward",
+                          rep->n_forward);
+    char *txt = s ? json_dumps(s, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    json_decref(s);
+    if (!txt) return err("out of memory");
+    const int rc = resume_write(dir, "state.json", txt, strlen(txt), "\n", 1);
+    free(txt);
+    return rc;
+}
+
+/* the last finished block of a state with this key (-1: none, or another run's: started anew) */
+static int resume_state(const char *dir, const char *key, struct gptq_report *rep, bool quiet) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    if (access(path, F_OK)) return -1;
+    json_error_t je;
+    json_t *s = json_load_file(path, 0, &je);
+    const char *k = json_string_value(json_object_get(s, "key"));
+    const json_t *b = json_object_get(s, "block");
+    int l = -1;
+    if (k && !strcmp(k, key) && json_is_integer(b) && json_integer_value(b) >= 0) {
+        l = (int)json_integer_value(b);
+        rep->loss = json_number_value(json_object_get(s, "loss"));
+        rep->forward_seconds = json_number_value(json_object_get(s, "forward_seconds"));
+        rep->hessian_seconds = json_number_value(json_object_get(s, "hessian_seconds"));
+        rep->solve_seconds = json_number_value(json_object_get(s, "solve_seconds"));
+        rep->n_forward = (int)json_integer_value(json_object_get(s, "n_forward"));
+    } else if (!quiet) {
+        fprintf(stderr, "gptq: %s is another run's (or unreadable): starting anew\n", path);
+    }
+    json_decref(s);
+    return l;
+}
+
+/* the resume directory and what it holds */
+static void resume_remove(const char *dir, int n_layers) {
+    char p[4400];
+    static const char *const names[] = {"state.json", "x.bin", "state.json.tmp", "x.bin.tmp"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(names); i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        unlink(p);
+    }
+    for (int l = 0; l < n_layers; l++) {
+        snprintf(p, sizeof p, "%s/blk-%d.q", dir, l);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/blk-%d.q.tmp", dir, l);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 int gptq_quantize_model(const struct model *m, const char *src_path,
                         const struct gptq_model_opts *o, const struct calib_set *cs,
                         const char *out, bool quiet, struct hfx_stats *st, struct gptq_report *rep) {
@@ -637,7 +800,52 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
                                        .static_groups = false, .quantizer = "gptq",
                                        .extra = extra};
     if (gptq_write_begin(&hm, &go, out, st)) goto out;
-    for (int l = 0; l < n_layers; l++) {
+    /* resume: the blocks a killed run finished, re-written from their files */
+    char rkey[65] = "";
+    int l_start = 0;
+    double fwd_base = 0; /* block-pass seconds of the resumed blocks */
+    if (o->resume_dir) {
+        resume_key(rkey, m, src_path, o, cs);
+        const int l_done = resume_state(o->resume_dir, rkey, rep, quiet);
+        if (l_done >= n_layers) {
+            err("GPTQ resume: %s says block %d of %d is done", o->resume_dir, l_done, n_layers);
+            resume_remove(o->resume_dir, n_layers);
+            goto out;
+        }
+        for (int l = 0; l <= l_done; l++)
+            if (resume_load_block(o->resume_dir, l, &hm, idx) || hfx_emit_block(&hm, l)) {
+                resume_remove(o->resume_dir, n_layers); /* the next attempt starts anew */
+                goto out;
+            }
+        if (l_done >= 0) {
+            char xp[4400];
+            snprintf(xp, sizeof xp, "%s/x.bin", o->resume_dir);
+            char *xb = NULL;
+            size_t xn = 0;
+            const size_t want = (size_t)cst.n * (size_t)cst.T * (size_t)cst.D * sizeof(float);
+            if (read_file_all(xp, "a GPTQ resume stream", &xb, &xn) || xn != want) {
+                if (xb) err("GPTQ resume: %s has %zu bytes, not %zu", xp, xn, want);
+                free(xb);
+                resume_remove(o->resume_dir, n_layers);
+                goto out;
+            }
+            memcpy(cst.x, xb, want);
+            free(xb);
+            cst.block = l_done + 1, cst.next = FWD_QKV;
+            cst.n_block_passes = (long)(l_done + 1) * cst.n;
+            l_start = l_done + 1;
+            rep->resumed_blocks = l_start;
+            fwd_base = rep->forward_seconds;
+            if (!quiet)
+                fprintf(stderr, "gptq: resuming after block %d/%d (%s)\n", l_start, n_layers,
+                        o->resume_dir);
+        }
+        if (mkdir(o->resume_dir, 0777) && errno != EEXIST) {
+            err("GPTQ resume: cannot create %s: %s", o->resume_dir, strerror(errno));
+            goto out;
+        }
+    }
+    for (int l = l_start; l < n_layers; l++) {
         const double tl = now_s();
         double loss_l = 0;
         for (int i = 0; i < N_BLOCK_LINEARS; i++)
@@ -701,20 +909,28 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
         rep->hessian_seconds += cap.seconds;
         memset(&cap, 0, sizeof cap);
         if (calib_stream_finish(&cst, l)) goto out;
+        rep->loss += loss_l;
+        rep->forward_seconds = fwd_base + cst.seconds;
+        rep->n_forward = (int)cst.n_block_passes;
+        /* the progress, for a run after a kill: this block's linears, then the stream */
+        if (o->resume_dir && (resume_save_block(o->resume_dir, l, &hm, idx) ||
+                              resume_save(o->resume_dir, rkey, l, rep, &cst)))
+            goto out;
+        /* for the tests of resume: die here as kill -9 would (LOWBIT_GPTQ_KILL_AFTER_BLOCK=N) */
+        const char *kill_after = getenv("LOWBIT_GPTQ_KILL_AFTER_BLOCK");
+        if (kill_after && atoi(kill_after) == l + 1) raise(SIGKILL);
         /* the block into the checkpoint; the forward will not run it again */
         if (hfx_emit_block(&hm, l)) goto out;
         fm.layers[l] = m->layers[l];
-        rep->loss += loss_l;
         if (!quiet)
             fprintf(stderr, "gptq: block %d/%d: loss %.6g (%.2f s; so far: block passes %.1f s, of "
                     "which Hessians %.1f s; solves %.1f s)\n", l + 1, n_layers, loss_l,
                     now_s() - tl, cst.seconds, rep->hessian_seconds, rep->solve_seconds);
     }
-    rep->forward_seconds = cst.seconds;
-    rep->n_forward = (int)cst.n_block_passes;
     rep->seconds = now_s() - t0;
     json_object_set_new(extra, "loss", json_real(rep->loss));
     ret = gptq_write(&hm, &go, out, st);
+    if (!ret && o->resume_dir) resume_remove(o->resume_dir, n_layers);
 out:
     json_decref(extra);
     if (fwd_ok) calib_stream_release(&cst);
@@ -815,6 +1031,7 @@ int gptq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
     o.q.group = r->has_group_size ? r->group_size : 128;
     o.q.sym = r->sym != 0;
     o.q.zero_min = o.v2 ? 0 : 1;
+    o.resume_dir = j->resume_dir;
     struct calib_set cs;
     if (calib_load_job(&cs, "gptq", j, seed)) return -1;
     snprintf(a->path, sizeof a->path, "%s/model", j->out_dir);
@@ -837,6 +1054,9 @@ int gptq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
                    "solves %.3f; %d window-blocks)", rep.seconds, rep.forward_seconds,
                    rep.hessian_seconds, rep.solve_seconds, rep.n_forward);
         quant_prov(a, "quant.gptq_peak_rss_mb", "%.1f", calib_peak_rss_mb());
+        if (rep.resumed_blocks)
+            quant_prov(a, "quant.gptq_resumed_blocks", "%d (from %s)", rep.resumed_blocks,
+                       j->resume_dir);
         quant_prov(a, "quant.gptq_loss", "%.6g", rep.loss);
     }
     calib_release(&cs);

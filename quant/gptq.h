@@ -134,6 +134,13 @@ struct gptq_model_opts {
     struct gptq_opts q;     /* group: the config's group (per module the plan may fall back) */
     bool v2;                /* checkpoint_format gptq_v2 */
     bool true_sequential;   /* AutoGPTQ's default true */
+    /* resume (NULL: off): after every block, the block's quantized linears (blk-L.q), the
+     * calibration stream (x.bin, the next block's inputs) and state.json (the block, the loss so
+     * far, a key of the source file, the options and the calibration tokens) are written there
+     * (each file to .tmp, fsynced, renamed; state.json last). A run that finds a state with its
+     * own key re-writes the finished blocks from their files and goes on with the next block:
+     * the checkpoint has the same bytes as an uninterrupted run. Removed at the end. */
+    const char *resume_dir;
 };
 struct gptq_report {
     double seconds;         /* calibration passes + solves */
@@ -142,6 +149,7 @@ struct gptq_report {
     double solve_seconds;   /* the layer solves (Cholesky, inverse, the column loop) */
     double loss;            /* Σ of the layers' losses */
     int n_forward;          /* window-block passes (windows × blocks, calib.h) */
+    int resumed_blocks;     /* blocks taken from a resume state */
 };
 
 /* quantize every GPTQ-holdable block linear of m (loaded from src_path; not modified) with the

@@ -60,6 +60,10 @@ struct quant_job {
     const char *src_tokenizer;      /* explicit tokenizer path, or NULL (the model's own) */
     const struct tokenizer *tok;    /* the source's tokenizer, loaded (for writers that embed it) */
     const char *out_dir;            /* existing, empty directory owned by this job */
+    /* where a long quantization keeps its progress between attempts (NULL: none): a directory
+     * beside the final artifact that survives the job's own directory being emptied; removed
+     * when the quantization completes (quant/gptq.h: resume) */
+    const char *resume_dir;
     int threads;
     bool quiet;
 };
