@@ -37,8 +37,8 @@
 # size, q = nh·hd, kvd = nkv·hd. P = D·q + 2·D·kvd + q·D + 3·D·F (a block's linear weights).
 #   fwd(n, S)  = L·(2·P·n·S + 2·hd·nh·n·S·(S+1))   n windows of S tokens, causal attention (Q·Kᵀ, P·V)
 #   fp16 / ppl: fwd(chunks, ctx) + 2·D·V·chunks·ctx   (lowbit computes every position's logits)
-#   task:       2·L·P·tokens_forward   (tokens_forward from eval's JSON; attention and output head
-#               not counted: a lower bound)
+#   task (a lower bound, shown as ≥): 2·L·P·tokens_forward (tokens_forward from eval's JSON;
+#               attention and the output head not counted)
 #   imatrix:    fwd(chunks, 512)   (no output head)
 #   gptq:       N = n·S calibration tokens, the 4 distinct linear inputs K ∈ {D (q,k,v), q (o),
 #               D (gate,up), F (down)}:
@@ -46,10 +46,13 @@
 #             + L·Σ_K 2·N·K²                            Gram XᵀX per distinct input
 #             + L·Σ_K (4/3)·K³                          Cholesky, inverse, Cholesky of the inverse
 #             + L·Σ_linears N_out·K²                    column loop (error propagation)
-#   awq:        fwd(n, S) + L·n_grid·2·N·Σ_groups Σ_linears N_out·K   (n_grid 20 scale candidates;
-#               groups (q,k,v) (gate,up) (down), and (o) when kvd = q: each candidate runs the
-#               group's linears over all N tokens) + L·10·2·512·Σ_{v,o,gate,up,down} N_out·K
-#               (clip search: 10 shrink steps over 512 tokens)
+#   awq:        fwd(n, S) + L·Σ_groups min(direct, gram) + L·10·2·512·Σ_{v,o,gate,up,down} N_out·K
+#               scale search, n_grid = 20 candidates per group ((q,k,v), (gate,up), (down), and (o)
+#               when kvd = q), each loss ‖X·(W − Ŵ)ᵀ‖² over all N tokens, the cheaper of
+#                 direct = 20·2·N·Σ_linears N_out·K          (the group's linears run per candidate)
+#                 gram   = 2·N·K² + 20·2·Σ_linears N_out·K²  (tr(ΔW·XᵀX·ΔWᵀ) from the group's Gram)
+#               (at 128 × 256 tokens gram is ~10x cheaper); clip search: 10 shrink steps over 512
+#               tokens, direct (AutoAWQ's way)
 #   autoround:  2·fwd(n, S) (fp targets, then the tuned block's outputs for the next block)
 #             + iters·3·fwd(batch, S)   (forward + backward ≈ 3 forwards, batch 8 windows)
 #   aqlm (a lower bound, shown as ≥): fwd(n, S) + Grams (as gptq) + per linear one epoch of
@@ -180,9 +183,14 @@ else:
             + L * sum(float(No) * K * K for No, K in lin)
     elif kind == 'awq':
         groups = [lin[0:3], lin[4:6], lin[6:7]] + ([lin[3:4]] if kvd == q else [])
-        grid = sum(2.0 * N * No * K for g in groups for No, K in g)
+        grid = 0.0
+        for g in groups:
+            K = g[0][1]
+            direct = 20 * sum(2.0 * N * No * K for No, K in g)
+            gram = 2.0 * N * K * K + 20 * sum(2.0 * No * K * K for No, K in g)
+            grid += min(direct, gram)
         clip = 10 * 2.0 * min(N, 512) * sum(No * K for No, K in lin[2:])
-        f = fwd(n, S) + L * (20 * grid + clip)
+        f = fwd(n, S) + L * (grid + clip)
     elif kind == 'autoround':
         iters, batch = int(args[3]), int(knobs.get('batch_size', 8))
         f = 2 * fwd(n, S) + iters * 3 * fwd(min(batch, n), S)
@@ -235,7 +243,7 @@ run_stage() { # name label input calib log flopspec cmd...
         if [ "$gf" != - ]; then
             gfs=$(awk -v f="$gf" -v t="$wall" 'BEGIN { printf "%.1f", f / t }')
             pct=$(awk -v g="$gfs" -v p="$pk" 'BEGIN { printf "%.1f%%", 100 * g / p }')
-            case $label in aqlm*) gf="≥ $gf" gfs="≥ $gfs" pct="≥ $pct" ;; esac
+            case $fspec in *" task "* | *" aqlm "*) gf="≥ $gf" gfs="≥ $gfs" pct="≥ $pct" ;; esac # lower bounds
         else gf=—
         fi
     fi
