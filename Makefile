@@ -4,6 +4,9 @@
 #   make check      the same under AddressSanitizer + UBSan (objects in out/build-check)
 #   make test-slurm only tests/test_slurm.c: lowbit slurm on a one-node Slurm cluster (as root)
 #   make bench      speed figures, each beside llama.cpp measured in the same run
+#   make bench-scale  time, CPU, peak RSS / anonymous memory, FLOP/s of every stage on random-weight
+#                   TinyLlama-1.1B and Llama-2-7B shape models (tests/bench_scale.sh: its knobs
+#                   SCALE_SHAPES, SCALE_STAGES, SCALE_LAYERS, SCALE_THREADS...); not part of make test
 #   make deps       install the Debian packages we need (apt-get, as root); every target depends on it
 #   make fuzz       libFuzzer targets for every parser (clang, ASan + UBSan), FUZZ_SECONDS each
 # Knobs: OPENMP=0 (build without OpenMP), NATIVE=1 (-march=native), SANITIZE=address,undefined,
@@ -51,7 +54,7 @@ TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB      = $(BUILD)/liblowbit.a
 BIN      = out/lowbit
 
-.PHONY: all deps test test-slurm check bench report clean distclean FORCE
+.PHONY: all deps test test-slurm check bench bench-scale report clean distclean FORCE
 .DELETE_ON_ERROR:
 
 all: $(BIN)
@@ -128,6 +131,15 @@ bench: $(BIN) $(BUILD)/tests/bench_render $(BUILD)/tests/bench_gram
 	@$(BUILD)/tests/bench_render $(BIN)
 	@$(BUILD)/tests/bench_gram
 	@sh tests/bench_train.sh $(BIN)
+
+# ---- real model sizes (README "Scale benchmark"): make bench-scale [SCALE_SHAPES=tinyllama] ----
+# tests/memwatch runs a command and reports wall, CPU, peak RSS and peak anonymous memory
+$(BUILD)/tests/memwatch: tests/memwatch.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+bench-scale: $(BIN) $(BUILD)/tests/memwatch
+	@MEMWATCH=$(BUILD)/tests/memwatch sh tests/bench_scale.sh $(BIN)
 
 # ---- the model zoo (README "Training and the zoo"): make zoo [ZOO_MODELS="zoo-1m ..."] ----
 # gen/zoo/NAME.conf trained on LOWBIT_DATA's TinyStories text into out/zoo/NAME-HASH (cached by a

@@ -41,6 +41,7 @@ struct bench_opts {
     unsigned seed;
     double peak_seconds;
     enum compute_dtype compute;
+    bool peak_only;
 };
 
 struct bench_run {
@@ -63,7 +64,9 @@ static void bench_usage(FILE *f) {
             "where the weight type allows, see lowbit ppl --help).\n"
             "  --tokens FILE  token ids (whitespace or comma separated), the first ctx are used\n"
             "  --text FILE    a text, tokenized with BOS (--tokenizer overrides the model's own)\n"
-            "  default        BOS + pseudo-random ids (minstd from --seed)\n");
+            "  default        BOS + pseudo-random ids (minstd from --seed)\n"
+            "       lowbit bench --peak-only [--threads 1,2] [--peak-seconds 0.5]\n"
+            "  prints only the fp32 FMA peak per thread count (no model)\n");
 }
 
 static int parse_int(const char *opt, const char *s, int lo, int hi, int *out) {
@@ -99,6 +102,10 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
             bench_usage(stdout);
             return 1;
         }
+        if (!strcmp(a, "--peak-only")) {
+            o->peak_only = true;
+            continue;
+        }
         if (i + 1 >= argc) return err("bench: unknown option or missing value: '%s' (see --help)", a);
         const char *v = argv[++i];
         int n;
@@ -128,7 +135,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
         } else
             return err("bench: unknown option '%s' (see --help)", a);
     }
-    if (!o->model) return err("bench: --model is required (see --help)");
+    if (!o->model && !o->peak_only) return err("bench: --model is required (see --help)");
     if (o->tokens && o->text) return err("bench: give --tokens or --text, not both");
     if (o->tokenizer && !o->text) return err("bench: --tokenizer only goes with --text");
     return 0;
@@ -270,6 +277,15 @@ int cmd_bench(int argc, char **argv) {
     struct bench_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc < 0 ? -1 : 0;
+    if (o.peak_only) {
+        printf("kernels: using %s\n", kernels_isa());
+        for (int i = 0; i < o.n_threads; i++) {
+            lb_set_threads(o.threads[i]);
+            printf("fma_peak_gflops threads=%d %.1f\n", lb_threads(),
+                   kernels_fma_peak_gflops(lb_threads(), o.peak_seconds));
+        }
+        return 0;
+    }
 
     struct model m = MODEL_INIT;
     struct fwd_state s;
