@@ -120,7 +120,7 @@ fuzz: fuzz-build fuzz-seeds
 # render speed (10,000 synthetic runs) after the engine's; then the GPTQ Hessian's Gram kernel
 # (kernels/gram.h, tests/bench_gram.c: GFLOP/s against the fp32 FMA peak measured in the same run)
 $(BUILD)/tests/bench_render: tests/render_fixture.h
-$(BUILD)/tests/test_render: tests/render_fixture.h
+$(BUILD)/tests/test_render $(BUILD)/tests/test_hostile: tests/render_fixture.h
 
 bench: $(BIN) $(BUILD)/tests/bench_render $(BUILD)/tests/bench_gram
 	@sh tests/bench.sh $(BIN)

@@ -3,7 +3,12 @@
  *
  * Both files have a header row naming their columns (any order, all but the required ones
  * optional); a row whose first cell starts with '#' is a comment. Cells are trimmed; an empty
- * cell is "absent" (NULL in the database). See gen/pipeline.h for the columns. */
+ * cell is "absent" (NULL in the database). See gen/pipeline.h for the columns.
+ *
+ * The files are UTF-8 text (a byte order mark at the start is skipped): every cell, comments and
+ * the header included, is checked as it is read (gen/text.h), and a byte that is not UTF-8, a NUL
+ * or a control character other than tab, CR and LF is refused with the file, row, column and
+ * offset, before anything is planned. */
 #include <csv.h>
 #include <errno.h>
 #include <math.h>
@@ -14,6 +19,7 @@
 
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 
 /* ===== ids and paths ===== */
@@ -92,10 +98,12 @@ int pipe_expand(const char *raw, char *out, size_t size) {
 
 struct csv_table {
     char ***rows;  /* rows[r][c], NULL = empty cell */
+    size_t **lens; /* lens[r][c]: the cell's bytes (a NUL inside one is refused, not a cut) */
     int *n_cells;
     int n_rows, cap_rows;
     /* the row being read */
     char **cur;
+    size_t *cur_len;
     int n_cur, cap_cur;
     bool oom;
 };
@@ -106,11 +114,13 @@ static void on_cell(void *s, size_t len, void *data) {
     if (t->n_cur == t->cap_cur) {
         int cap = t->cap_cur ? 2 * t->cap_cur : 16;
         char **nc = realloc(t->cur, (size_t)cap * sizeof *nc);
-        if (!nc) {
+        if (nc) t->cur = nc;
+        size_t *nl = realloc(t->cur_len, (size_t)cap * sizeof *nl);
+        if (nl) t->cur_len = nl;
+        if (!nc || !nl) {
             t->oom = true;
             return;
         }
-        t->cur = nc;
         t->cap_cur = cap;
     }
     char *v = NULL;
@@ -123,6 +133,7 @@ static void on_cell(void *s, size_t len, void *data) {
         memcpy(v, s, len);
         v[len] = 0;
     }
+    t->cur_len[t->n_cur] = v ? len : 0;
     t->cur[t->n_cur++] = v;
 }
 
@@ -133,18 +144,22 @@ static void on_row(int c, void *data) {
     if (t->n_rows == t->cap_rows) {
         int cap = t->cap_rows ? 2 * t->cap_rows : 16;
         char ***nr = realloc(t->rows, (size_t)cap * sizeof *nr);
+        size_t **nl = realloc(t->lens, (size_t)cap * sizeof *nl);
         int *nn = realloc(t->n_cells, (size_t)cap * sizeof *nn);
         if (nr) t->rows = nr;
+        if (nl) t->lens = nl;
         if (nn) t->n_cells = nn;
-        if (!nr || !nn) {
+        if (!nr || !nl || !nn) {
             t->oom = true;
             return;
         }
         t->cap_rows = cap;
     }
     t->rows[t->n_rows] = t->cur;
+    t->lens[t->n_rows] = t->cur_len;
     t->n_cells[t->n_rows++] = t->n_cur;
     t->cur = NULL;
+    t->cur_len = NULL;
     t->n_cur = t->cap_cur = 0;
 }
 
@@ -152,12 +167,59 @@ static void table_release(struct csv_table *t) {
     for (int r = 0; r < t->n_rows; r++) {
         for (int c = 0; c < t->n_cells[r]; c++) free(t->rows[r][c]);
         free(t->rows[r]);
+        free(t->lens[r]);
     }
     for (int c = 0; c < t->n_cur; c++) free(t->cur[c]);
     free(t->cur);
+    free(t->cur_len);
     free(t->rows);
+    free(t->lens);
     free(t->n_cells);
     memset(t, 0, sizeof *t);
+}
+
+/* the first cell of t (header and comment rows included, in file order) that is not text: one
+ * message naming the row, the column (by its header), the byte in the cell, and where the first
+ * such byte of the file is (the same byte: cells hold the file's bytes in order) */
+static int table_check_text(const char *path, const struct csv_table *t, const char *text,
+                            size_t len) {
+    size_t foff = 0;
+    if (!text_problem(text, len, &foff)) return 0;
+    int line = 1;
+    for (size_t i = 0; i < foff; i++) line += text[i] == '\n';
+    int id_col = -1;
+    for (int c = 0; t->n_rows && c < t->n_cells[0]; c++) {
+        size_t o;
+        const char *h = t->rows[0][c];
+        if (h && !text_problem(h, t->lens[0][c], &o) && !strcasecmp(h, "id")) id_col = c;
+    }
+    for (int r = 0; r < t->n_rows; r++)
+        for (int c = 0; c < t->n_cells[r]; c++) {
+            size_t off = 0;
+            const char *v = t->rows[r][c], *why = v ? text_problem(v, t->lens[r][c], &off) : NULL;
+            if (!why) continue;
+            char where[400], col[300];
+            const char *h = c < t->n_cells[0] ? t->rows[0][c] : NULL, *id = NULL;
+            size_t o;
+            if (r && h && !text_problem(h, t->lens[0][c], &o))
+                snprintf(col, sizeof col, "column %.*s", (int)text_cut(h, 200), h);
+            else
+                snprintf(col, sizeof col, "column %d", c + 1);
+            if (r && id_col >= 0 && id_col < t->n_cells[r] && id_col != c &&
+                (id = t->rows[r][id_col]) && !text_problem(id, t->lens[r][id_col], &o))
+                snprintf(where, sizeof where, "row %d (id '%.*s')", r, (int)text_cut(id, 127), id);
+            else if (r)
+                snprintf(where, sizeof where, "row %d", r);
+            else
+                snprintf(where, sizeof where, "the header");
+            return err("%s: %s, %s: byte %zu of the cell (line %d, byte %zu of the file): %s "
+                       "(a CSV file is UTF-8 text without control characters other than tab and "
+                       "line breaks; save it as UTF-8)",
+                       path, where, col, off + 1, line, foff + 1, why);
+        }
+    return err("%s: line %d, byte %zu: %s (a CSV file is UTF-8 text without control characters "
+               "other than tab and line breaks; save it as UTF-8)",
+               path, line, foff + 1, text_problem(text, len, &foff));
 }
 
 static int table_read(const char *path, struct csv_table *t) {
@@ -165,24 +227,27 @@ static int table_read(const char *path, struct csv_table *t) {
     char *buf = NULL;
     size_t len = 0;
     if (read_file_all(path, "the CSV file", &buf, &len)) return -1;
+    /* a UTF-8 byte order mark (spreadsheets write one) is not part of the first cell */
+    const size_t bom = len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3) ? 3 : 0;
     struct csv_parser p;
     if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL | CSV_EMPTY_IS_NULL)) {
         free(buf);
         return err("%s: cannot start the CSV parser", path);
     }
-    size_t done = csv_parse(&p, buf, len, on_cell, on_row, t);
+    size_t done = csv_parse(&p, buf + bom, len - bom, on_cell, on_row, t);
     int rc = 0;
-    if (done != len) {
+    if (done != len - bom) {
         /* which line the parser stopped on */
         int line = 1;
-        for (size_t i = 0; i < done && i < len; i++) line += buf[i] == '\n';
+        for (size_t i = 0; i < done && i < len - bom; i++) line += buf[bom + i] == '\n';
         rc = err("%s: line %d: %s", path, line, csv_strerror(csv_error(&p)));
     } else if (csv_fini(&p, on_cell, on_row, t)) {
         rc = err("%s: %s at the end of the file", path, csv_strerror(csv_error(&p)));
     }
     csv_free(&p);
-    free(buf);
     if (!rc && t->oom) rc = err("%s: out of memory", path);
+    if (!rc) rc = table_check_text(path, t, buf + bom, len - bom);
+    free(buf);
     if (!rc && !t->n_rows) rc = err("%s: empty (expected a header row naming the columns)", path);
     if (rc) table_release(t);
     return rc;
@@ -297,8 +362,8 @@ int csvin_models(const char *path, struct model_row **rows, int *n) {
         if (comment_row(&t, r)) continue;
         struct model_row *m = &out[k];
         const char *id = cell(&t, r, col[MC_ID]);
-        char what[4300];
-        snprintf(what, sizeof what, "%s: row %d", path, r);
+        char what[4400];
+        snprintf(what, sizeof what, "%s: row %d, column id", path, r);
         if (pipe_id_check(id, what)) goto out;
         struct cell_ctx cx = {path, r, id};
         if (cell_str(&cx, "id", id, m->id, sizeof m->id) ||
@@ -318,6 +383,7 @@ int csvin_models(const char *path, struct model_row **rows, int *n) {
             err("%s: row %d (id '%s'): the path is empty", path, r, id);
             goto out;
         }
+        snprintf(what, sizeof what, "%s: row %d (id '%s'), column base_model", path, r, id);
         if (m->base_model[0] && pipe_id_check(m->base_model, what)) goto out;
         if (!m->display_name[0]) snprintf(m->display_name, sizeof m->display_name, "%s", m->id);
         for (int i = 0; i < k; i++)
@@ -355,8 +421,8 @@ static int recipe_row(const struct csv_table *t, int r, const int *col, const ch
                       struct recipe *q) {
     recipe_init(q);
     const char *id = cell(t, r, col[RC_ID]);
-    char what[4300];
-    snprintf(what, sizeof what, "%s: row %d", path, r);
+    char what[4400];
+    snprintf(what, sizeof what, "%s: row %d, column id", path, r);
     if (pipe_id_check(id, what)) return -1;
     struct cell_ctx cx = {path, r, id};
     snprintf(q->id, sizeof q->id, "%s", id);
