@@ -28,6 +28,7 @@
 #include "eval/sha256.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 
 const char *import_task_name(const char *name, char *buf, size_t size) {
@@ -61,21 +62,30 @@ const char *import_task_name(const char *name, char *buf, size_t size) {
     return NULL;
 }
 
-/* "key=value" from an lm-eval model_args string ("pretrained=x,dtype=float16") */
-static bool model_arg(const char *args, const char *key, char *out, size_t size) {
-    out[0] = 0;
-    if (!args) return false;
+/* "key=value" from an lm-eval model_args string ("pretrained=x,dtype=float16"): the value as
+ * owned memory (free), NULL when the key is absent (or out of memory) */
+static char *model_arg_dup(const char *args, const char *key) {
+    if (!args) return NULL;
     const size_t kn = strlen(key);
     for (const char *p = args; *p;) {
         const char *end = strchr(p, ',');
         if (!end) end = p + strlen(p);
-        if ((size_t)(end - p) > kn && !strncmp(p, key, kn) && p[kn] == '=') {
-            snprintf(out, size, "%.*s", (int)(end - p - kn - 1), p + kn + 1);
-            return true;
-        }
+        if ((size_t)(end - p) > kn && !strncmp(p, key, kn) && p[kn] == '=')
+            return strndup(p + kn + 1, (size_t)(end - p - kn - 1));
         p = *end ? end + 1 : end;
     }
-    return false;
+    return NULL;
+}
+
+/* the same into a buffer, for the short settings (dtype, load_in_4bit ...): false when absent or
+ * longer than the buffer (no such setting is that long: not one lowbit knows) */
+static bool model_arg(const char *args, const char *key, char *out, size_t size) {
+    out[0] = 0;
+    char *v = model_arg_dup(args, key);
+    const bool ok = v && strlen(v) < size;
+    if (ok) memcpy(out, v, strlen(v) + 1);
+    free(v);
+    return ok;
 }
 
 static const char *jstr(json_t *o, const char *key) {
@@ -199,10 +209,17 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
     json_error_t je;
     json_t *root = NULL, *res = NULL;
     int ret = -1;
+    char *name = NULL, *disp = NULL;
     if (read_file_all(path, "the results file", &buf, &len)) return -1;
     root = json_loadb(buf, len, 0, &je);
-    if (!json_is_object(root)) {
+    if (!root) {
         err("import: %s: not JSON (line %d: %s)", path, je.line, je.text);
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        err("import: %s: the top level is %s, not an object (expected lm-evaluation-harness 0.4 "
+            "or Intel board results JSON: {\"results\": ...})", path,
+            json_is_array(root) ? "an array" : json_is_string(root) ? "a string" : "a number");
         goto out;
     }
     json_t *results = json_object_get(root, "results"), *config = json_object_get(root, "config");
@@ -215,15 +232,21 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
                        (json_object_get(root, "task_info") || json_object_get(root, "quantization_config"));
     const char *origin = intel ? "intel" : "lm-eval";
     const char *model_args = jstr(config, "model_args");
-    /* ---- the model ---- */
-    char name[512] = "", pretrained[512];
-    if (intel) snprintf(name, sizeof name, "%s", jstr(config, "model_name"));
-    else if (jstr(root, "model_name")) snprintf(name, sizeof name, "%s", jstr(root, "model_name"));
-    else if (model_arg(model_args, "pretrained", pretrained, sizeof pretrained))
-        snprintf(name, sizeof name, "%s", pretrained);
-    if (!name[0]) { /* the file's own name, without directories and extension */
+    /* ---- the model: its name whole (models.path), cut at a character for the display name ---- */
+    if (intel) name = strdup(jstr(config, "model_name"));
+    else if (jstr(root, "model_name")) name = strdup(jstr(root, "model_name"));
+    else name = model_arg_dup(model_args, "pretrained");
+    if (name && !name[0]) {
+        free(name);
+        name = NULL;
+    }
+    if (!name) { /* the file's own name, without directories and extension (any bytes: cleaned) */
         const char *b = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-        snprintf(name, sizeof name, "%.*s", (int)strcspn(b, "."), b);
+        name = text_clean(b, strcspn(b, "."));
+    }
+    if (!name || !(disp = strndup(name, text_cut(name, 255)))) {
+        err("import: %s: out of memory", path);
+        goto out;
     }
     char model_id[PIPE_ID_MAX], recipe_id[PIPE_ID_MAX];
     if (o->model_id) {
@@ -253,8 +276,6 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
         double v = json_number_value(mp);
         n_params = json_integer((json_int_t)llround(v < 1e5 ? v * 1e9 : v)); /* billions */
     }
-    char disp[256];
-    snprintf(disp, sizeof disp, "%.255s", name);
     json_t *model = json_pack("{s:s, s:s, s:n, s:s, s:n, s:n, s:n, s:n, s:s, s:n, s:o, s:n}",
                               "id", model_id, "path", name, "tokenizer", "display_name", disp,
                               "family", "base_model", "model_type", "license", "notes",
@@ -355,7 +376,7 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
         goto out;
     }
     const char *b = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    json_object_set_new(prov, "import.file", json_string(b));
+    json_object_set_new(prov, "import.file", text_json(b)); /* a file name: any bytes */
     json_object_set_new(prov, "import.file_sha256", json_string(file_sha));
     json_object_set_new(prov, "import.format", json_string(intel ? "intel-board" : "lm-eval-0.4"));
     json_object_set_new(prov, "import.tasks_skipped", json_sprintf("%d", skipped));
@@ -421,6 +442,8 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
 out:
     json_decref(res);
     json_decref(root);
+    free(name);
+    free(disp);
     free(buf);
     return ret;
 }

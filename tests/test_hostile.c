@@ -101,6 +101,26 @@ static int lines_of(const char *s) {
     return n;
 }
 
+/* one value of a query as text (owned, "" when none) */
+static char *q1(const char *db_path, const char *sql) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char *r = NULL;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_text(st, 0))
+        r = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return r ? r : strdup("");
+}
+#define T_Q(db, sql, want)                                                                         \
+    do {                                                                                           \
+        char *v_ = q1(db, sql);                                                                    \
+        T_EQ_STR(v_, want);                                                                        \
+        free(v_);                                                                                  \
+    } while (0)
+
 /* the data directory as an absolute path (the CSVs name the model through it) */
 static const char *data_dir(void) {
     static char abs_path[4096];
@@ -163,8 +183,34 @@ static void test_csv_text(void) {
     T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, r_csv, args, tmp("O1")), 0);
 }
 
+/* ===== 2, 3 and `[]`: imports ===== */
+
+static void test_import_long_name(void) {
+    char name[300], text[1200];
+    memset(name, 'a', 254);
+    memcpy(name + 254, "\xc3\xa9", 3); /* 254 ASCII bytes + 'é' (2 bytes) + NUL */
+    snprintf(text, sizeof text,
+             "{\"results\": {\"arc_easy\": {\"acc,none\": 0.5}}, \"model_name\": \"%s\"}", name);
+    const char *u = tmp("u.json"), *O = tmp("O2"), *db = tmp("O2/lowbit.db");
+    spit(u, text);
+    T_EQ_INT(run("import %s --out %s", u, O), 0);
+    T_OK(!strstr(err_buf, "out of memory"));
+    char want[300];
+    memset(want, 'a', 254);
+    want[254] = 0;
+    T_Q(db, "SELECT display_name FROM models", want); /* cut before the 'é', not inside it */
+    T_Q(db, "SELECT path FROM models", name);         /* the whole name is kept here */
+    T_Q(db, "SELECT count(*) FROM runs WHERE status = 'ok'", "1");
+    /* `[]` is valid JSON, just not a results object */
+    spit(u, "[]");
+    T_EQ_INT(run("import %s --out %s", u, O), 1);
+    T_OK(!strstr(err_buf, "line -1"));
+    T_CONTAINS(err_buf, "an array");
+}
+
 int main(void) {
     T_RUN(test_csv_text);
+    T_RUN(test_import_long_name);
     t_tmpdir_cleanup();
     return T_DONE();
 }
