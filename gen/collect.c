@@ -31,6 +31,7 @@
 #include "eval/sha256.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 
 /* ===== validation ===== */
@@ -60,6 +61,57 @@ static int want(json_t *o, const char *obj, const char *key, enum jt t) {
     static const char *const tn[] = {"a string", "a string or null", "an integer or null",
                                      "a number or null", "an integer", "an object or null"};
     return err("%s.%s: %s (expected %s)", obj, key, v ? "wrong type" : "missing", tn[t]);
+}
+
+/* ===== ranges: what a number may be before it reaches the database ===== */
+
+static bool prefix(const char *s, const char *p) { return !strncmp(s, p, strlen(p)); }
+static bool suffix(const char *s, const char *x) {
+    const size_t n = strlen(s), k = strlen(x);
+    return n >= k && !strcmp(s + n - k, x);
+}
+
+const char *collect_metric_range(const char *metric, double v) {
+    if (!isfinite(v)) return "a finite number";
+    /* fractions: lm-eval's accuracies and matches, the share of same top tokens */
+    if (!strcmp(metric, "acc") || prefix(metric, "acc_") || !strcmp(metric, "exact_match") ||
+        !strcmp(metric, "em") || !strcmp(metric, "f1") || !strcmp(metric, "mc1") ||
+        !strcmp(metric, "mc2") || !strcmp(metric, "same_top") || !strcmp(metric, "dp_rms"))
+        return v >= 0 && v <= 1 ? NULL : "a fraction in [0, 1]";
+    /* perplexities: lm-eval's (word_, byte_), llama.cpp's protocol, the KLD base's */
+    if (!strcmp(metric, "perplexity") || suffix(metric, "_perplexity") || prefix(metric, "ppl_") ||
+        !strcmp(metric, "ppl"))
+        return v >= 1 ? NULL : "a perplexity, >= 1";
+    /* KL divergences (>= 0 up to rounding: a mean of -1e-12 for identical models) and bits per
+     * byte */
+    if (prefix(metric, "kld")) return v >= -1e-6 ? NULL : "a KL divergence, >= 0";
+    if (!strcmp(metric, "bits_per_byte")) return v >= 0 ? NULL : "bits per byte, >= 0";
+    if (!strcmp(metric, "dp_mean")) return v >= -1 && v <= 1 ? NULL : "a mean probability change in [-1, 1]";
+    return NULL; /* another metric (ln_ppl_ratio ...): any finite number */
+}
+
+/* the numbers of a run: (lo, hi] or [lo, hi], by key; NULL when v is fine */
+static const char *run_number_range(const char *key, double v) {
+    if (!strcmp(key, "bits_per_weight")) return v >= 0 && v <= 64 ? NULL : "bits per weight in [0, 64]";
+    if (!strcmp(key, "threads")) return v >= 1 ? NULL : "a thread count >= 1";
+    return v >= 0 ? NULL : "a number >= 0"; /* seconds, MB, bytes, parameters */
+}
+
+/* every string value of o (and its keys; not nested objects: knobs are JSON text in the
+ * database) is text (gen/text.h): -1 with "obj.key: byte N: what" */
+static int want_text(json_t *o, const char *obj) {
+    const char *k;
+    json_t *v;
+    size_t off;
+    json_object_foreach(o, k, v) {
+        const char *why = text_problem(k, strlen(k), &off);
+        if (why) return err("%s: a key has %s at byte %zu", obj, why, off + 1);
+        if (!json_is_string(v)) continue;
+        why = text_problem(json_string_value(v), json_string_length(v), &off);
+        if (why) return err("%s.%s: byte %zu: %s (text must be UTF-8 without control characters)",
+                            obj, k, off + 1, why);
+    }
+    return 0;
 }
 
 int collect_validate(json_t *r, const char *name_key) {
@@ -104,6 +156,15 @@ int collect_validate(json_t *r, const char *name_key) {
         want(q, "recipe", "calib_seqlen", J_INT_NULL) || want(q, "recipe", "knobs", J_OBJ_NULL))
         return -1;
     if (pipe_id_check(json_string_value(json_object_get(q, "id")), "recipe.id")) return -1;
+    if (want_text(m, "model") || want_text(q, "recipe") || want_text(run, "run")) return -1;
+    json_t *bits = json_object_get(q, "bits");
+    if (json_is_number(bits) && !(json_number_value(bits) >= 0 && json_number_value(bits) <= 64))
+        return err("recipe.bits: %g is out of range (expected bits in [0, 64])",
+                   json_number_value(bits));
+    json_t *gsz = json_object_get(q, "group_size");
+    if (json_is_integer(gsz) && json_integer_value(gsz) < -1)
+        return err("recipe.group_size: %lld (expected -1 for per channel, or a size)",
+                   (long long)json_integer_value(gsz));
     static const char *const r_str[] = {"started_at", "finished_at", "code_version", "host_cpu",
                                         "kernels_isa", "artifact_path"};
     static const char *const r_num[] = {"quant_seconds", "quant_peak_rss_mb", "eval_seconds",
@@ -115,59 +176,119 @@ int collect_validate(json_t *r, const char *name_key) {
         if (want(run, "run", r_num[i], J_NUM_NULL)) return -1;
     for (size_t i = 0; i < LB_ARRAY_LEN(r_int); i++)
         if (want(run, "run", r_int[i], J_INT_NULL)) return -1;
+    for (size_t i = 0; i < LB_ARRAY_LEN(r_num) + LB_ARRAY_LEN(r_int); i++) {
+        const char *k = i < LB_ARRAY_LEN(r_num) ? r_num[i] : r_int[i - LB_ARRAY_LEN(r_num)];
+        json_t *v = json_object_get(run, k);
+        const char *range = json_is_number(v) ? run_number_range(k, json_number_value(v)) : NULL;
+        if (range) return err("run.%s: %g is out of range (expected %s)", k, json_number_value(v), range);
+    }
+    json_t *mnp = json_object_get(m, "n_params");
+    if (json_is_integer(mnp) && json_integer_value(mnp) < 0)
+        return err("model.n_params: %lld (expected a count >= 0)", (long long)json_integer_value(mnp));
     json_t *scores = json_object_get(r, "scores"), *defs = json_object_get(r, "task_defs"),
            *prov = json_object_get(r, "provenance");
     if (!json_is_array(scores) || !json_is_array(defs) || !json_is_object(prov))
         return err("scores and task_defs must be arrays, provenance an object");
-    size_t i, k;
-    json_t *s, *t;
+    size_t i;
+    json_t *s;
+    /* duplicates through a set (a JSON object: a hash table), in linear time */
+    json_t *seen = json_object();
+    int ret = -1;
     json_array_foreach(scores, i, s) {
         char what[48];
         snprintf(what, sizeof what, "scores[%zu]", i);
-        if (!json_is_object(s)) return err("%s is not an object", what);
+        if (!json_is_object(s)) {
+            err("%s is not an object", what);
+            goto out;
+        }
         if (want(s, what, "task", J_STR) || want(s, what, "metric", J_STR) ||
-            want(s, what, "stderr", J_NUM_NULL) || want(s, what, "n", J_INT_NULL))
-            return -1;
-        json_t *v = json_object_get(s, "value");
-        if (!json_is_number(v) || !isfinite(json_number_value(v)))
-            return err("%s.value: not a finite number", what);
+            want(s, what, "stderr", J_NUM_NULL) || want(s, what, "n", J_INT_NULL) ||
+            want_text(s, what))
+            goto out;
+        json_t *v = json_object_get(s, "value"), *se = json_object_get(s, "stderr"),
+               *n = json_object_get(s, "n");
+        if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+            err("%s.value: not a finite number", what);
+            goto out;
+        }
         const char *ta = json_string_value(json_object_get(s, "task")),
                    *me = json_string_value(json_object_get(s, "metric"));
-        if (!*ta || !*me) return err("%s: empty task or metric", what);
-        json_array_foreach(scores, k, t) {
-            if (k >= i) break;
-            if (!strcmp(ta, json_string_value(json_object_get(t, "task"))) &&
-                !strcmp(me, json_string_value(json_object_get(t, "metric"))))
-                return err("%s: %s/%s appears twice", what, ta, me);
+        if (!*ta || !*me) {
+            err("%s: empty task or metric", what);
+            goto out;
+        }
+        const char *range = collect_metric_range(me, json_number_value(v));
+        if (range) {
+            err("%s.value: %.17g is out of range for %s/%s (expected %s)", what,
+                json_number_value(v), ta, me, range);
+            goto out;
+        }
+        if (json_is_number(se) && json_number_value(se) < 0) {
+            err("%s.stderr: %g (expected a standard error >= 0)", what, json_number_value(se));
+            goto out;
+        }
+        if (json_is_integer(n) && json_integer_value(n) < 0) {
+            err("%s.n: %lld (expected a count >= 0)", what, (long long)json_integer_value(n));
+            goto out;
+        }
+        char *pair = text_printf("%zu:%s%s", strlen(ta), ta, me);
+        const bool dup = pair && json_object_get(seen, pair);
+        if (pair && !dup) json_object_set_new(seen, pair, json_true());
+        free(pair);
+        if (dup) {
+            err("%s: %s/%s appears twice", what, ta, me);
+            goto out;
         }
     }
+    json_object_clear(seen);
     json_array_foreach(defs, i, s) {
         char what[48];
         snprintf(what, sizeof what, "task_defs[%zu]", i);
-        if (!json_is_object(s)) return err("%s is not an object", what);
+        if (!json_is_object(s)) {
+            err("%s is not an object", what);
+            goto out;
+        }
         if (want(s, what, "task", J_STR) || want(s, what, "dataset_file", J_STR) ||
             want(s, what, "dataset_sha256", J_STR) || want(s, what, "n_docs", J_INT) ||
             want(s, what, "n_docs_full", J_INT_NULL) || want(s, what, "limit_n", J_INT_NULL) ||
             want(s, what, "seed", J_INT_NULL) || want(s, what, "num_fewshot", J_INT_NULL) ||
-            want(s, what, "ctx", J_INT_NULL))
-            return -1;
-        json_t *ab = json_object_get(s, "add_bos");
-        if (ab && !json_is_null(ab) && !json_is_boolean(ab) && !json_is_integer(ab))
-            return err("%s.add_bos: not a boolean", what);
-        const char *ta = json_string_value(json_object_get(s, "task"));
-        json_array_foreach(defs, k, t) {
-            if (k >= i) break;
-            if (!strcmp(ta, json_string_value(json_object_get(t, "task"))))
-                return err("%s: task %s appears twice", what, ta);
+            want(s, what, "ctx", J_INT_NULL) || want_text(s, what))
+            goto out;
+        static const char *const counts[] = {"n_docs", "n_docs_full", "limit_n", "num_fewshot",
+                                             "ctx"};
+        for (size_t c = 0; c < LB_ARRAY_LEN(counts); c++) {
+            json_t *v = json_object_get(s, counts[c]);
+            if (json_is_integer(v) && json_integer_value(v) < 0) {
+                err("%s.%s: %lld (expected a count >= 0)", what, counts[c],
+                    (long long)json_integer_value(v));
+                goto out;
+            }
         }
+        json_t *ab = json_object_get(s, "add_bos");
+        if (ab && !json_is_null(ab) && !json_is_boolean(ab) && !json_is_integer(ab)) {
+            err("%s.add_bos: not a boolean", what);
+            goto out;
+        }
+        const char *ta = json_string_value(json_object_get(s, "task"));
+        if (json_object_get(seen, ta)) {
+            err("%s: task %s appears twice", what, ta);
+            goto out;
+        }
+        json_object_set_new(seen, ta, json_true());
     }
     const char *pk;
     json_t *pv;
     json_object_foreach(prov, pk, pv) {
-        if (!json_is_string(pv) && !json_is_null(pv))
-            return err("provenance.%s: not a string", pk);
+        if (!json_is_string(pv) && !json_is_null(pv)) {
+            err("provenance.%s: not a string", pk);
+            goto out;
+        }
     }
-    return 0;
+    if (want_text(prov, "provenance")) goto out;
+    ret = 0;
+out:
+    json_decref(seen);
+    return ret;
 }
 
 /* ===== binding ===== */
@@ -690,6 +811,13 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
         if (!bad && !is_key(key)) bad = err("the name is not <job_key>.json");
         if (!bad) bad = collect_validate(r, key);
         err_set_quiet(false);
+        /* the error and the log's tail are what a job printed, not data: cleaned, not refused (a
+         * result file of an older lowbit may hold a terminal's escape sequences there) */
+        static const char *const logged[] = {"error", "log_tail"};
+        for (size_t k = 0; !bad && k < LB_ARRAY_LEN(logged); k++) {
+            json_t *v = json_object_get(r, logged[k]);
+            if (json_is_string(v)) json_object_set_new(r, logged[k], text_json(json_string_value(v)));
+        }
         if (bad) {
             fprintf(stderr, "lowbit: collect: %s: %s (skipped)\n", path, err_last());
             st->malformed++;

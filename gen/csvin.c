@@ -446,8 +446,9 @@ static int recipe_row(const struct csv_table *t, int r, const int *col, const ch
     if (bits) {
         char *end;
         q->bits = strtod(bits, &end);
-        if (end == bits || *end || !isfinite(q->bits))
-            return err("%s: row %d (id '%s'), column bits: '%s' is not a number", path, r, id, bits);
+        if (end == bits || *end || !(q->bits >= 0 && q->bits <= 64))
+            return err("%s: row %d (id '%s'), column bits: '%s' is not a number of bits in "
+                       "[0, 64]", path, r, id, bits);
     }
     if (cell_int(&cx, "group_size", cell(t, r, col[RC_GROUP]), -1, 1 << 24, &q->group_size,
                  &q->has_group_size) ||

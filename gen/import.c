@@ -274,7 +274,8 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
     json_t *n_params = json_null();
     if (json_is_number(mp) && json_number_value(mp) > 0) {
         double v = json_number_value(mp);
-        n_params = json_integer((json_int_t)llround(v < 1e5 ? v * 1e9 : v)); /* billions */
+        v = v < 1e5 ? v * 1e9 : v; /* billions */
+        if (v < 9e15) n_params = json_integer((json_int_t)llround(v)); /* else: not a count */
     }
     json_t *model = json_pack("{s:s, s:s, s:n, s:s, s:n, s:n, s:n, s:n, s:s, s:n, s:o, s:n}",
                               "id", model_id, "path", name, "tokenizer", "display_name", disp,
@@ -300,6 +301,9 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
     const char *task;
     json_t *tr;
     int skipped = 0, kept = 0;
+    bool bad = false;
+    /* the (task, metric) pairs and tasks already taken: sets, so 20,000 tasks take linear time */
+    json_t *seen_scores = json_object(), *seen_defs = json_object();
     json_object_foreach(results, task, tr) {
         char tname[128];
         if (!json_is_object(tr) || !import_task_name(task, tname, sizeof tname)) {
@@ -307,6 +311,7 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
             continue;
         }
         json_t *eff = json_object_get(json_object_get(samples, task), "effective");
+        if (json_is_integer(eff) && json_integer_value(eff) < 0) eff = NULL; /* not a count */
         const char *mk;
         json_t *mv;
         int here = 0;
@@ -315,59 +320,70 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
             if (!comma || strcmp(comma + 1, "none") || !json_is_number(mv) ||
                 !isfinite(json_number_value(mv)))
                 continue;
-            char metric[96], skey[128];
-            snprintf(metric, sizeof metric, "%.*s", (int)(comma - mk), mk);
-            size_t ml = strlen(metric);
-            if (!ml || (ml > 7 && !strcmp(metric + ml - 7, "_stderr"))) continue;
-            snprintf(skey, sizeof skey, "%s_stderr,none", metric);
-            json_t *se = json_object_get(tr, skey);
-            bool dup = false;
-            size_t i;
-            json_t *s;
-            json_array_foreach(scores, i, s) {
-                dup |= !strcmp(jstr(s, "task"), tname) && !strcmp(jstr(s, "metric"), metric);
+            const size_t ml = (size_t)(comma - mk);
+            if (!ml || (ml > 7 && !strncmp(comma - 7, "_stderr", 7))) continue;
+            char *metric = strndup(mk, ml), *skey = text_printf("%s_stderr,none", metric ? metric : "");
+            char *pair = text_printf("%zu:%s%s", strlen(tname), tname, metric ? metric : "");
+            if (!metric || !skey || !pair) {
+                free(metric), free(skey), free(pair);
+                bad = err("import: %s: out of memory", path);
+                break;
             }
-            if (dup) continue;
-            json_array_append_new(
-                scores, json_pack("{s:s, s:s, s:f, s:o, s:o}", "task", tname, "metric", metric,
-                                  "value", json_number_value(mv), "stderr",
-                                  json_is_number(se) && isfinite(json_number_value(se))
-                                      ? json_real(json_number_value(se)) : json_null(),
-                                  "n", json_is_integer(eff) ? json_incref(eff) : json_null()));
-            here++;
+            const double v = json_number_value(mv);
+            json_t *se = json_object_get(tr, skey);
+            const double sev = json_is_number(se) ? json_number_value(se) : NAN;
+            const char *range = collect_metric_range(metric, v);
+            if (range)
+                bad = err("import: %s: results.%s.\"%s\": %.17g is out of range for %s (expected %s)",
+                          path, task, mk, v, metric, range);
+            else if (isfinite(sev) && sev < 0)
+                bad = err("import: %s: results.%s.\"%s\": %.17g is not a standard error (expected "
+                          "a number >= 0)", path, task, skey, sev);
+            if (!bad && !json_object_get(seen_scores, pair)) {
+                json_object_set_new(seen_scores, pair, json_true());
+                json_array_append_new(
+                    scores, json_pack("{s:s, s:s, s:f, s:o, s:o}", "task", tname, "metric", metric,
+                                      "value", v, "stderr", isfinite(sev) ? json_real(sev) : json_null(),
+                                      "n", json_is_integer(eff) ? json_incref(eff) : json_null()));
+                here++;
+            }
+            free(metric), free(skey), free(pair);
+            if (bad) break;
         }
+        if (bad) break;
         if (!here) {
             skipped++;
             continue;
         }
         kept++;
-        bool def_dup = false;
-        size_t i;
-        json_t *s;
-        json_array_foreach(defs, i, s) { def_dup |= !strcmp(jstr(s, "task"), tname); }
-        if (json_is_integer(eff) && !def_dup) {
+        if (json_is_integer(eff) && !json_object_get(seen_defs, tname)) {
+            json_object_set_new(seen_defs, tname, json_true());
             json_t *tc = json_object_get(configs, task);
-            char file[512];
-            snprintf(file, sizeof file, "%s%s%s",
-                     jstr(tc, "dataset_path") ? jstr(tc, "dataset_path") : "lm-eval:",
-                     jstr(tc, "dataset_name") ? "/" : "",
-                     jstr(tc, "dataset_name") ? jstr(tc, "dataset_name") : (jstr(tc, "dataset_path") ? "" : tname));
+            const char *dp = jstr(tc, "dataset_path"), *dn = jstr(tc, "dataset_name");
+            char *file = text_printf("%s%s%s", dp ? dp : "lm-eval:", dn ? "/" : "",
+                                     dn ? dn : (dp ? "" : tname));
             json_t *orig = json_object_get(json_object_get(samples, task), "original");
             json_t *shots = json_object_get(nshot, task);
             json_t *lim = json_object_get(config, "limit");
+            const double lv = json_is_number(lim) ? json_number_value(lim) : NAN;
             json_array_append_new(
                 defs, json_pack("{s:s, s:s, s:s, s:O, s:o, s:o, s:n, s:o, s:n, s:n}", "task",
-                                tname, "dataset_file", file, "dataset_sha256", "", "n_docs", eff,
-                                "n_docs_full", json_is_integer(orig) ? json_incref(orig) : json_null(),
-                                "limit_n", json_is_number(lim) ? json_integer((json_int_t)json_number_value(lim)) : json_null(),
+                                tname, "dataset_file", file ? file : "", "dataset_sha256", "",
+                                "n_docs", eff, "n_docs_full",
+                                json_is_integer(orig) ? json_incref(orig) : json_null(), "limit_n",
+                                lv >= 0 && lv < 1e15 ? json_integer((json_int_t)lv) : json_null(),
                                 "seed", "num_fewshot",
                                 json_is_integer(shots) ? json_incref(shots) : json_integer(0),
                                 "add_bos", "ctx"));
+            free(file);
         }
     }
-    if (!kept) {
-        err("import: %s: no task lowbit knows has a \"<metric>,none\" value (%d skipped)", path,
-            skipped);
+    json_decref(seen_scores);
+    json_decref(seen_defs);
+    if (!kept || bad) {
+        if (!bad)
+            err("import: %s: no task lowbit knows has a \"<metric>,none\" value (%d skipped)",
+                path, skipped);
         json_decref(model);
         json_decref(recipe);
         json_decref(scores);
@@ -415,8 +431,10 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
                             version[0] ? json_string(version) : json_null(), "host_cpu", "threads",
                             "kernels_isa", "quant_seconds", "quant_peak_rss_mb", "eval_seconds",
                             "eval_peak_rss_mb", "artifact_path", "artifact_bytes",
-                            json_is_number(size) ? json_integer((json_int_t)llround(json_number_value(size) * 1e9))
-                                                 : json_null(),
+                            json_is_number(size) && json_number_value(size) >= 0 &&
+                                    json_number_value(size) < 9e6
+                                ? json_integer((json_int_t)llround(json_number_value(size) * 1e9))
+                                : json_null(),
                             "bits_per_weight", "n_params");
     res = json_pack("{s:s, s:i, s:s, s:s, s:s, s:n, s:n, s:o, s:o, s:o, s:o, s:o, s:o}", "format",
                     "lowbit-result", "version", 1, "origin", origin, "job_key", key, "status",

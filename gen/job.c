@@ -200,6 +200,7 @@ bool pipe_artifact_missing(const char *path) {
 
 struct result {
     json_t *root, *run, *scores, *task_defs, *prov;
+    char bad_score[512]; /* the first score out of its range (collect_metric_range), "" none */
 };
 
 static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
@@ -218,6 +219,10 @@ static void prov_set(struct result *r, const char *key, const char *fmt, ...) {
 static void add_score(struct result *r, const char *task, const char *metric, double value,
                       double stderr_, long long n) {
     if (!isfinite(value)) return; /* the database stores numbers only */
+    const char *range = collect_metric_range(metric, value);
+    if (range && !r->bad_score[0]) /* the job fails with it: collect would refuse the file */
+        snprintf(r->bad_score, sizeof r->bad_score, "eval: %s/%s = %.17g is out of range "
+                 "(expected %s)", task, metric, value, range);
     json_array_append_new(r->scores,
                           json_pack("{s:s, s:s, s:f, s:o, s:o}", "task", task, "metric", metric,
                                     "value", value, "stderr",
@@ -260,6 +265,7 @@ static struct result result_new(const struct job *j, const char *started_at) {
                       json_null(), "eval_seconds", json_null(), "eval_peak_rss_mb", json_null(),
                       "artifact_path", json_null(), "artifact_bytes", json_null(),
                       "bits_per_weight", json_null(), "n_params", json_null());
+    r.bad_score[0] = 0;
     r.scores = json_array();
     r.task_defs = json_array();
     r.prov = json_object();
@@ -1059,7 +1065,8 @@ int job_execute(const struct job *j, const struct job_opts *o) {
     model_release(&am);
     const char *rel = strstr(art.path, "artifacts/");
     json_object_set_new(r.run, "artifact_path", json_string(rel ? rel : art.path));
-    json_object_set_new(r.run, "artifact_bytes", json_integer(artifact_bytes(art.path)));
+    const long long abytes = artifact_bytes(art.path);
+    json_object_set_new(r.run, "artifact_bytes", abytes >= 0 ? json_integer(abytes) : json_null());
     json_object_set_new(r.run, "n_params", json_integer(n_params));
     /* the quantizer's figure for the file it wrote when it gives one (an HF checkpoint's
      * loaded layout cannot tell e.g. nf4 from nf4 with double-quantized absmax); else the
@@ -1095,6 +1102,10 @@ int job_execute(const struct job *j, const struct job_opts *o) {
                             j->ev.limit[PIPE_PPL] == j->ev.limit[PIPE_KLD];
     if (j->ev.on[PIPE_PPL] && !ppl_in_kld && eval_ppl(&c, &r, msg, sizeof msg)) goto fail;
     if (j->ev.on[PIPE_KLD] && eval_kld(&c, ppl_in_kld, &r, msg, sizeof msg)) goto fail;
+    if (r.bad_score[0]) {
+        snprintf(msg, sizeof msg, "%s", r.bad_score);
+        goto fail;
+    }
     json_object_set_new(r.run, "eval_seconds", json_real(now_s() - t_eval));
     json_object_set_new(r.run, "eval_peak_rss_mb", json_real(peak_rss_mb()));
     prov_set(&r, "eval.peak_rss", "%s", peak_reset ? "eval phase only (VmHWM reset)"

@@ -284,8 +284,16 @@ struct collect_opts {
 };
 int collect_run(const struct collect_opts *o, struct collect_stats *st);
 /* validate a parsed result file (everything collect needs, with the right types, safe ids, the
- * key matching the file name when name_key is not NULL); -1 with a message */
+ * key matching the file name when name_key is not NULL, text without control characters, every
+ * number in its range: collect_metric_range for scores, >= 0 for standard errors, counts, times,
+ * sizes, bits per weight in [0, 64]), with duplicate tasks/metrics found in linear time; -1 with
+ * a message naming the member */
 int collect_validate(json_t *r, const char *name_key);
+/* the range of a score by its metric name: NULL when v lies in it, else what was expected
+ * (static text): acc, acc_* and other fractions in [0, 1], perplexities (perplexity,
+ * *_perplexity, ppl_*) >= 1, KL divergences (kld*) and bits_per_byte >= 0, dp_mean in [-1, 1];
+ * any other metric any finite number. Every path into the database (import, collect) checks it. */
+const char *collect_metric_range(const char *metric, double v);
 
 /* ===== import (gen/import.c) ===== */
 struct import_opts {

@@ -121,12 +121,44 @@ static char *q1(const char *db_path, const char *sql) {
         free(v_);                                                                                  \
     } while (0)
 
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 /* the data directory as an absolute path (the CSVs name the model through it) */
 static const char *data_dir(void) {
     static char abs_path[4096];
     const char *d = getenv("LOWBIT_DATA");
     if (!abs_path[0] && !realpath(d && *d ? d : "../shared/data", abs_path)) abs_path[0] = 0;
     return abs_path;
+}
+
+/* a minimal lowbit result file (status ok) of model mid × recipe rid with the given scores (a
+ * JSON array text) and provenance (a JSON object text); returns the key it is written under */
+static const char *write_result(const char *dir, int serial, const char *mid, const char *rid,
+                                const char *scores, const char *prov) {
+    static char key[65];
+    snprintf(key, sizeof key, "%064x", serial);
+    char path[1200], cmd[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+    if (system(cmd)) T_FAIL_("%s", cmd);
+    snprintf(path, sizeof path, "%s/%s.json", dir, key);
+    json_error_t je;
+    json_t *sc = json_loads(scores, 0, &je), *pv = json_loads(prov, 0, &je);
+    json_t *r = json_pack(
+        "{s:s, s:i, s:s, s:s, s:s, s:n, s:n, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s, s:s}, "
+        "s:{s:s}, s:o, s:[], s:o}",
+        "format", "lowbit-result", "version", 1, "origin", "lowbit", "job_key", key, "status",
+        "ok", "error", "log_tail", "model", "id", mid, "path", "m.gguf", "display_name", mid,
+        "recipe", "id", rid, "algorithm", "fp", "weight_dtype", "float32", "compute_dtype", "fp32",
+        "run", "finished_at", "2026-01-01T00:00:00Z", "scores", sc, "task_defs", "provenance",
+        pv);
+    T_OK(r != NULL);
+    if (r && json_dump_file(r, path, JSON_INDENT(1))) T_FAIL_("cannot write %s", path);
+    json_decref(r);
+    return key;
 }
 
 /* ===== 1. text in models.csv / recipes.csv ===== */
@@ -208,9 +240,79 @@ static void test_import_long_name(void) {
     T_CONTAINS(err_buf, "an array");
 }
 
+static void test_import_ranges(void) {
+    const char *u = tmp("huge.json"), *O = tmp("O3"), *db = tmp("O3/lowbit.db");
+    spit(u, "{\"results\":{\"arc_easy\":{\"acc,none\":1.5e308},\"piqa\":{\"acc,none\":-5},"
+            "\"boolq\":{\"acc,none\":150}},\"model_name\":\"huge\"}");
+    T_EQ_INT(run("import %s --out %s", u, O), 1);
+    T_CONTAINS(err_buf, "huge.json");
+    T_CONTAINS(err_buf, "acc");
+    T_CONTAINS(err_buf, "[0, 1]");
+    T_Q(db, "SELECT count(*) FROM scores", "0");
+    /* perplexity below 1, a negative standard error */
+    spit(u, "{\"results\":{\"wikitext\":{\"word_perplexity,none\":0.5}},\"model_name\":\"w\"}");
+    T_EQ_INT(run("import %s --out %s", u, O), 1);
+    T_CONTAINS(err_buf, "word_perplexity");
+    spit(u, "{\"results\":{\"piqa\":{\"acc,none\":0.5,\"acc_stderr,none\":-0.1}},\"model_name\":\"s\"}");
+    T_EQ_INT(run("import %s --out %s", u, O), 1);
+    T_CONTAINS(err_buf, "stderr");
+    /* a result file that says the same (written by hand): collect refuses it by name */
+    const char *R = tmp("O3r/results");
+    write_result(R, 1, "m", "fp32", "[{\"task\": \"arc_easy\", \"metric\": \"acc\", \"value\": 150, "
+                                    "\"stderr\": null, \"n\": 10}]", "{}");
+    write_result(R, 2, "m2", "fp32", "[{\"task\": \"kld\", \"metric\": \"kld_mean\", \"value\": "
+                                     "-0.5, \"stderr\": null, \"n\": 10}]", "{}");
+    write_result(R, 3, "m3", "fp32", "[{\"task\": \"ppl\", \"metric\": \"ppl_llamacpp_ctx512\", "
+                                     "\"value\": 0.25, \"stderr\": null, \"n\": 10}]", "{}");
+    T_EQ_INT(run("collect --results %s --db %s", R, tmp("O3r/lowbit.db")), 1);
+    T_CONTAINS(err_buf, "3 malformed");
+    T_CONTAINS(err_buf, "scores[0].value");
+    T_Q(tmp("O3r/lowbit.db"), "SELECT count(*) FROM scores", "0");
+}
+
+/* ===== 5. duplicate checks in linear time ===== */
+
+static void test_linear_duplicates(void) {
+    /* 20,000 task entries (MMLU subjects pass through import's task names) */
+    const char *f = tmp("big.json");
+    FILE *o = fopen(f, "w");
+    if (!o) { T_FAIL_("cannot write %s", f); return; }
+    fputs("{\"model_name\": \"big\", \"results\": {", o);
+    for (int i = 0; i < 20000; i++)
+        fprintf(o, "%s\"mmlu_s%d\": {\"acc,none\": 0.5, \"acc_stderr,none\": 0.01}", i ? ", " : "", i);
+    fputs("}}\n", o);
+    fclose(o);
+    const char *O = tmp("O5");
+    double t0 = now();
+    T_EQ_INT(run("import %s --out %s --quiet", f, O), 0);
+    double t_import = now() - t0;
+    char results[700], db[700];
+    snprintf(results, sizeof results, "%s/results", O);
+    snprintf(db, sizeof db, "%s/lowbit.db", O);
+    T_Q(db, "SELECT count(*) FROM scores", "20000");
+    t0 = now();
+    T_EQ_INT(run("collect --results %s --db %s", results, db), 0); /* unchanged: nothing to do */
+    double t_collect = now() - t0;
+    T_CONTAINS(err_buf, "1 unchanged");
+    /* quadratic checks took 25 s and 7.5 s here; linear ones take well under a second */
+    if (t_import > 5) T_FAIL_("importing 20,000 tasks took %.1f s", t_import);
+    if (t_collect > 2.5) T_FAIL_("re-collecting 20,000 unchanged tasks took %.1f s", t_collect);
+    /* duplicates are still found */
+    const char *R = tmp("O5d/results");
+    write_result(R, 5, "m", "fp32",
+                 "[{\"task\": \"arc_easy\", \"metric\": \"acc\", \"value\": 0.5, \"stderr\": null, "
+                 "\"n\": 4}, {\"task\": \"piqa\", \"metric\": \"acc\", \"value\": 0.5, \"stderr\": "
+                 "null, \"n\": 4}, {\"task\": \"arc_easy\", \"metric\": \"acc\", \"value\": 0.25, "
+                 "\"stderr\": null, \"n\": 4}]", "{}");
+    T_EQ_INT(run("collect --results %s --db %s", R, tmp("O5d/lowbit.db")), 1);
+    T_CONTAINS(err_buf, "scores[2]: arc_easy/acc appears twice");
+}
+
 int main(void) {
     T_RUN(test_csv_text);
     T_RUN(test_import_long_name);
+    T_RUN(test_import_ranges);
+    T_RUN(test_linear_duplicates);
     t_tmpdir_cleanup();
     return T_DONE();
 }
