@@ -189,8 +189,13 @@ static int run_page(struct site *s, const struct lb_run *r) {
     }
     if (!r->n_prov) h_el(prov, "p", "No provenance keys recorded.");
 
-    char cmd[1024];
-    h_el(h_el(repro, "pre", NULL), "code", site_repro_command(r, cmd, sizeof cmd));
+    char *cmd = site_repro_command(r);
+    if (!cmd) {
+        page_release(&p);
+        return -1;
+    }
+    h_el(h_el(repro, "pre", NULL), "code", cmd);
+    free(cmd);
     snprintf(rel, sizeof rel, "runs/%lld.html", (long long)r->id);
     return page_write(&p, rel);
 }

@@ -387,7 +387,8 @@ int page_about(struct site *s);
 /* ===== site files (site.c) ===== */
 /* write len bytes to <site dir>/<relpath> (parent directories made); -1 with a message */
 int site_write_file(struct site *s, const char *relpath, const void *data, size_t len);
-/* the command that reproduces a run: provenance "repro.command" when the pipeline stored one,
- * else `lowbit job --model-id M --recipe-id R [--full | --limit N]` (shell-quoted) */
-const char *site_repro_command(const struct lb_run *r, char *buf, size_t n);
+/* the command that reproduces a run, whole (owned memory: free; NULL with a message when out of
+ * memory): provenance "repro.command" when the pipeline stored one, else `lowbit job --model-id
+ * M --recipe-id R [--full | --limit N]` (shell-quoted) */
+char *site_repro_command(const struct lb_run *r);
 #endif

@@ -95,41 +95,32 @@ static void rm_tree(const char *path) {
     nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* s as one shell word: as is when it is plain, else in single quotes ('\'' for a quote) */
-static void shell_word(char *out, size_t n, const char *s) {
+/* s as one shell word on f: as is when it is plain, else in single quotes ('\'' for a quote) */
+static void shell_word(FILE *f, const char *s) {
     bool plain = *s;
     for (const char *p = s; *p; p++)
         plain &= (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
                  strchr("._/-:=+@,%", *p) != NULL;
     if (plain) {
-        snprintf(out, n, "%s", s);
+        fputs(s, f);
         return;
     }
-    size_t o = 0;
-    if (o + 1 < n) out[o++] = '\'';
-    for (const char *p = s; *p && o + 5 < n; p++) {
-        if (*p == '\'') {
-            memcpy(out + o, "'\\''", 4);
-            o += 4;
-        } else {
-            out[o++] = *p;
-        }
-    }
-    if (o + 1 < n) out[o++] = '\'';
-    out[o] = 0;
+    fputc('\'', f);
+    for (const char *p = s; *p; p++)
+        if (*p == '\'') fputs("'\\''", f);
+        else fputc(*p, f);
+    fputc('\'', f);
 }
 
-const char *site_repro_command(const struct lb_run *r, char *buf, size_t n) {
+char *site_repro_command(const struct lb_run *r) {
     const char *cmd = lb_run_prov(r, "repro.command");
     if (cmd && *cmd) {
-        snprintf(buf, n, "%s", cmd);
-        return buf;
+        char *c = strdup(cmd);
+        if (!c) err("render: out of memory (reproduce command)");
+        return c;
     }
     /* `lowbit job` plans and runs this one job from models.csv and recipes.csv; the limit is
      * the run's own: --full when no task was limited, --limit N when all were limited to N */
-    char m[600], c[600], lim[48] = "";
-    shell_word(m, sizeof m, r->model_id);
-    shell_word(c, sizeof c, r->recipe_id);
     bool any = false, all_same = r->n_defs > 0;
     double l0 = r->n_defs ? r->defs[0].limit_n : NAN;
     for (int i = 0; i < r->n_defs; i++) {
@@ -137,10 +128,25 @@ const char *site_repro_command(const struct lb_run *r, char *buf, size_t n) {
         any |= !isnan(l);
         if (isnan(l) != isnan(l0) || (!isnan(l) && l != l0)) all_same = false;
     }
-    if (r->n_defs && !any) snprintf(lim, sizeof lim, " --full");
-    else if (all_same && !isnan(l0)) snprintf(lim, sizeof lim, " --limit %.0f", l0);
-    snprintf(buf, n, "lowbit job --model-id %s --recipe-id %s%s", m, c, lim);
-    return buf;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) {
+        err("render: out of memory (reproduce command)");
+        return NULL;
+    }
+    fputs("lowbit job --model-id ", f);
+    shell_word(f, r->model_id);
+    fputs(" --recipe-id ", f);
+    shell_word(f, r->recipe_id);
+    if (r->n_defs && !any) fputs(" --full", f);
+    else if (all_same && !isnan(l0)) fprintf(f, " --limit %.0f", l0);
+    if (fclose(f)) {
+        free(text);
+        err("render: out of memory (reproduce command)");
+        return NULL;
+    }
+    return text;
 }
 
 /* ------------------------------------------------------------------ swap */

@@ -270,6 +270,50 @@ static void test_import_ranges(void) {
     T_Q(tmp("O3r/lowbit.db"), "SELECT count(*) FROM scores", "0");
 }
 
+/* ===== 4. the reproduce command, whole ===== */
+
+static void test_repro_long(void) {
+    /* a legal command of ~2.5 kB: the model row written by the command, a multi-byte character
+     * where the old 1024-byte buffer ended, and the job line last */
+    char cmd[4096];
+    int n = snprintf(cmd, sizeof cmd, "git checkout abc1234\nmake\ncat > repro-models.csv <<'EOF'\n"
+                                      "id,path,notes\nm,m.gguf,\"");
+    while (n < 1010) cmd[n++] = 'x';
+    while (n < 2400) n += snprintf(cmd + n, sizeof cmd - (size_t)n, "\xc3\xa9\xe2\x82\xac");
+    n += snprintf(cmd + n, sizeof cmd - (size_t)n,
+                  "\"\nEOF\nout/lowbit job --model-id m --recipe-id fp32 --models "
+                  "repro-models.csv --recipes gen/recipes.csv --tasks arc_easy --limit 4 --out out");
+    json_t *prov = json_pack("{s:s}", "repro.command", cmd);
+    char *pt = json_dumps(prov, 0);
+    const char *R = tmp("O4/results"), *db = tmp("O4/lowbit.db"), *site = tmp("O4/site");
+    write_result(R, 4, "m", "fp32", "[{\"task\": \"arc_easy\", \"metric\": \"acc\", \"value\": 0.5, "
+                                    "\"stderr\": null, \"n\": 4}]", pt);
+    free(pt);
+    json_decref(prov);
+    T_EQ_INT(run("collect --results %s --db %s", R, db), 0);
+    T_EQ_INT(run("render --db %s -o %s --quiet", db, site), 0);
+    char page[700];
+    snprintf(page, sizeof page, "%s/runs/1.html", site);
+    xmlDocPtr doc = xmlReadFile(page, NULL, XML_PARSE_NONET);
+    T_OK(doc != NULL);
+    bool found = false;
+    for (xmlNodePtr c = doc ? xmlDocGetRootElement(doc) : NULL; c;) {
+        if (c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "code")) {
+            xmlChar *t = xmlNodeGetContent(c);
+            found |= t && !strcmp((const char *)t, cmd);
+            xmlFree(t);
+        }
+        /* depth first */
+        if (c->children) c = c->children;
+        else {
+            while (c && !c->next) c = c->parent;
+            if (c) c = c->next;
+        }
+    }
+    T_OK(found); /* the whole command, not 1023 bytes of it */
+    xmlFreeDoc(doc);
+}
+
 /* ===== 5. duplicate checks in linear time ===== */
 
 static void test_linear_duplicates(void) {
@@ -312,6 +356,7 @@ int main(void) {
     T_RUN(test_csv_text);
     T_RUN(test_import_long_name);
     T_RUN(test_import_ranges);
+    T_RUN(test_repro_long);
     T_RUN(test_linear_duplicates);
     t_tmpdir_cleanup();
     return T_DONE();
