@@ -4,7 +4,13 @@
  * The swap: renameat2(RENAME_EXCHANGE) when the target exists (one atomic step: a reader sees the
  * old site or the new one), else a plain rename; where the file system cannot exchange, the old
  * site is renamed away, the new one renamed in, and the old one removed. On any error the
- * temporary directory is removed and the previous site stays as it was. */
+ * temporary directory is removed and the previous site stays as it was.
+ *
+ * A render killed before it could clean up (kill -9, a machine reset) leaves its temporary
+ * directory (.NAME.tmp-XXXXXX) or the renamed-away old site (NAME.old-PID). Each render holds an
+ * flock on its temporary directory while it fills it, so the next render removes every
+ * .NAME.tmp-* it can lock (its owner is dead; a render still running keeps its lock) and every
+ * NAME.old-PID whose process is gone, before it starts. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -13,7 +19,10 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -149,6 +158,41 @@ char *site_repro_command(const struct lb_run *r) {
     return text;
 }
 
+/* ------------------------------------------------------------------ leftovers */
+
+/* remove what killed renders of parent/base left: .base.tmp-* that no render holds locked, and
+ * base.old-PID of processes that are gone */
+static void sweep_leftovers(const char *parent, const char *base) {
+    DIR *d = opendir(parent);
+    if (!d) return;
+    char tmp_prefix[300], old_prefix[300];
+    snprintf(tmp_prefix, sizeof tmp_prefix, ".%s.tmp-", base);
+    snprintf(old_prefix, sizeof old_prefix, "%s.old-", base);
+    const size_t nt = strlen(tmp_prefix), no = strlen(old_prefix);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const bool is_tmp = !strncmp(e->d_name, tmp_prefix, nt);
+        const bool is_old = !strncmp(e->d_name, old_prefix, no);
+        if (!is_tmp && !is_old) continue;
+        char *path = NULL;
+        if (asprintf(&path, "%s/%s", parent, e->d_name) < 0) continue;
+        bool dead = false;
+        if (is_tmp) {
+            const int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+            dead = fd >= 0 && !flock(fd, LOCK_EX | LOCK_NB);
+            if (fd >= 0) close(fd); /* (removing it needs no lock: nobody else wants it) */
+        } else {
+            char *end = NULL;
+            const long pid = strtol(e->d_name + no, &end, 10);
+            dead = end && !*end && pid > 0 && kill((pid_t)pid, 0) && errno == ESRCH;
+        }
+        struct stat st;
+        if (dead && !lstat(path, &st) && S_ISDIR(st.st_mode)) rm_tree(path);
+        free(path);
+    }
+    closedir(d);
+}
+
 /* ------------------------------------------------------------------ swap */
 
 static int swap_into_place(const char *tmp, const char *out) {
@@ -212,6 +256,7 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
     struct site s = {.opts = o, .d = &d};
     char tmpl[4200];
     bool txn = false;
+    int lock_fd = -1;
     err_first_only(true); /* the parallel writers of a full disk: one message */
 
     if (sqlite3_open_v2(o->db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
@@ -252,12 +297,20 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
         snprintf(mk, sizeof mk, "%s/x", parent);
         if (mkdirs_for(mk)) goto out;
     }
+    snprintf(base, sizeof base, "%s", outc);
+    sweep_leftovers(parent, basename(base));
     if (!mkdtemp(tmpl)) {
         err("render: cannot create a directory in %s: %s", parent, strerror(errno));
         goto out;
     }
     chmod(tmpl, 0755);
     s.dir = tmpl;
+    /* held until this render ends: the mark of a live render for sweep_leftovers */
+    lock_fd = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX)) {
+        err("render: cannot lock %s: %s", tmpl, strerror(errno));
+        goto fail;
+    }
 
     if (copy_static(&s, "style.css") || copy_static(&s, "lowbit.js")) goto fail;
     /* The charts (Cairo, libpng: most of the time) are drawn by OpenMP tasks while two tasks
@@ -323,6 +376,7 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
 fail:
     if (s.dir) rm_tree(s.dir);
 out:
+    if (lock_fd >= 0) close(lock_fd);
     err_first_only(false);
     if (txn) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     for (int i = 0; s.lay && i < d.n_groups * CHARTS_PER_GROUP + CHARTS_GLOBAL; i++)

@@ -121,6 +121,16 @@ static char *q1(const char *db_path, const char *sql) {
         free(v_);                                                                                  \
     } while (0)
 
+/* how many entries of dir start with prefix */
+static int count_prefixed(const char *dir, const char *prefix) {
+    char cmd[1200], o[300], b[32];
+    snprintf(o, sizeof o, "%s/count.out", t_tmpdir());
+    snprintf(cmd, sizeof cmd, "ls -a %s 2>/dev/null | grep -c '^%s' > %s", dir, prefix, o);
+    if (system(cmd) < 0) return -1;
+    read_into(o, b, sizeof b);
+    return atoi(b);
+}
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -352,12 +362,51 @@ static void test_linear_duplicates(void) {
     T_CONTAINS(err_buf, "scores[2]: arc_easy/acc appears twice");
 }
 
+/* ===== 6, 7. render and collect killed, or limited ===== */
+
+static const char *big_db(void) {
+    static bool made;
+    const char *db = tmp("big-fixture.db");
+    if (!made) {
+        made = true;
+        if (fixture_big(db, 40, 30)) T_FAIL_("fixture_big");
+    }
+    return db;
+}
+
+static void test_killed_render(void) {
+    const char *db = big_db(), *dir = tmp("O6");
+    char site[700], cmd[2000], pidf[700];
+    snprintf(site, sizeof site, "%s/site", dir);
+    snprintf(pidf, sizeof pidf, "%s/render.pid", t_tmpdir());
+    mkdir(dir, 0755);
+    for (int round = 0; round < 2; round++) {
+        snprintf(cmd, sizeof cmd, "%s render --fixture --db %s -o %s --quiet >/dev/null 2>&1 & "
+                 "echo $! > %s", bin(), db, site, pidf);
+        T_EQ_INT(system(cmd), 0);
+        char b[32] = "";
+        read_into(pidf, b, sizeof b);
+        const pid_t pid = (pid_t)atol(b);
+        /* wait until it has its temporary directory, then kill it */
+        for (int i = 0; i < 3000 && count_prefixed(dir, ".site.tmp") == 0; i++) usleep(2000);
+        T_OK(count_prefixed(dir, ".site.tmp") > 0);
+        usleep(round ? 300000 : 50000);
+        kill(pid, SIGKILL);
+        while (kill(pid, 0) == 0) usleep(1000);
+    }
+    T_OK(count_prefixed(dir, ".site.tmp") > 0); /* what the killed renders left */
+    T_EQ_INT(run("render --fixture --db %s -o %s --quiet", db, site), 0);
+    T_EQ_INT(count_prefixed(dir, ".site.tmp"), 0);
+    T_EQ_INT(count_prefixed(dir, "site.old"), 0);
+}
+
 int main(void) {
     T_RUN(test_csv_text);
     T_RUN(test_import_long_name);
     T_RUN(test_import_ranges);
     T_RUN(test_repro_long);
     T_RUN(test_linear_duplicates);
+    T_RUN(test_killed_render);
     t_tmpdir_cleanup();
     return T_DONE();
 }
