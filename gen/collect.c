@@ -310,13 +310,13 @@ static int exec_json(sqlite3 *db, const char *sql, json_t *o, const char *const 
                      sqlite3_int64 extra, bool bind_extra) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) return err("collect: %s: %s", sqlite3_errmsg(db), sql);
+    if (rc != SQLITE_OK) return err("collect: %s: %s", db_errmsg(db), sql);
     int i = 1;
     if (bind_extra) sqlite3_bind_int64(st, i++, extra);
     for (int k = 0; k < n_keys; k++) bind_json(st, i++, json_object_get(o, keys[k]));
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return err("collect: %s", sqlite3_errmsg(db));
+    if (rc != SQLITE_DONE) return err("collect: %s", db_errmsg(db));
     return 0;
 }
 
@@ -380,7 +380,7 @@ static int query_row(sqlite3 *db, const char *sql, const char *a, const char *b,
     if (text) *text = NULL;
     if (text2) *text2 = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return err("collect: %s", sqlite3_errmsg(db));
+        return err("collect: %s", db_errmsg(db));
     sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
     if (b) sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
     if (c) sqlite3_bind_text(st, 3, c, -1, SQLITE_TRANSIENT);
@@ -392,7 +392,7 @@ static int query_row(sqlite3 *db, const char *sql, const char *a, const char *b,
             *text2 = strdup((const char *)sqlite3_column_text(st, 2));
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return err("collect: %s", sqlite3_errmsg(db));
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return err("collect: %s", db_errmsg(db));
     return rc == SQLITE_ROW ? 1 : 0;
 }
 
@@ -496,7 +496,7 @@ static int bind_step(sqlite3 *db, sqlite3_stmt *st) {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : err("collect: %s", sqlite3_errmsg(db));
+    return rc == SQLITE_DONE ? 0 : err("collect: %s", db_errmsg(db));
 }
 
 static void bind_real_or_null(sqlite3_stmt *st, int i, double v) {
@@ -546,7 +546,7 @@ static int record_training(sqlite3 *db, const char *model_id, const char *raw_pa
                                       "DELETE FROM training WHERE model_id = ?1"};
     for (size_t i = 0; i < LB_ARRAY_LEN(del); i++) {
         if (sqlite3_prepare_v2(db, del[i], -1, &st, NULL) != SQLITE_OK) {
-            err("collect: %s", sqlite3_errmsg(db));
+            err("collect: %s", db_errmsg(db));
             goto out;
         }
         sqlite3_bind_text(st, 1, model_id, -1, SQLITE_TRANSIENT);
@@ -562,7 +562,7 @@ static int record_training(sqlite3 *db, const char *model_id, const char *raw_pa
     if (sqlite3_prepare_v2(db, "INSERT INTO training (model_id, train_json, source_dir, "
                                "files_sha256) VALUES (?1, ?2, ?3, ?4)",
                            -1, &st, NULL) != SQLITE_OK) {
-        err("collect: %s", sqlite3_errmsg(db));
+        err("collect: %s", db_errmsg(db));
         goto out;
     }
     sqlite3_bind_text(st, 1, model_id, -1, SQLITE_TRANSIENT);
@@ -576,7 +576,7 @@ static int record_training(sqlite3 *db, const char *model_id, const char *raw_pa
     if (sqlite3_prepare_v2(db, "INSERT INTO training_curve (model_id, step, tokens, train_loss, "
                                "heldout_loss, lr, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                            -1, &st, NULL) != SQLITE_OK) {
-        err("collect: %s", sqlite3_errmsg(db));
+        err("collect: %s", db_errmsg(db));
         goto out;
     }
     for (int i = 0; i < n_rows; i++) {

@@ -266,6 +266,9 @@ int db_open(const char *path, struct sqlite3 **db);
 void db_close(struct sqlite3 *db);
 /* PRAGMA integrity_check and foreign_key_check; -1 with the first problem */
 int db_check(struct sqlite3 *db);
+/* sqlite3_errmsg(db), with the system's error after it when an I/O failure caused it ("disk
+ * I/O error (File too large)"); thread-local buffer */
+const char *db_errmsg(struct sqlite3 *db);
 /* exec SQL with a message naming what on failure */
 int db_exec(struct sqlite3 *db, const char *sql, const char *what);
 /* the embedded gen/schema.sql */

@@ -527,7 +527,10 @@ static int copy_db(struct site *s, sqlite3 *db) {
         }
     }
     if (rc != SQLITE_OK) {
-        err("render: copying the database to %s: %s", path, dst ? sqlite3_errmsg(dst) : "?");
+        const int e = dst ? sqlite3_system_errno(dst) : 0; /* EFBIG, ENOSPC ... behind it */
+        err("render: copying the database to %s: %s%s%s%s", path,
+            dst ? sqlite3_errmsg(dst) : "out of memory", e ? " (" : "", e ? strerror(e) : "",
+            e ? ")" : "");
         sqlite3_close(dst);
         return -1;
     }

@@ -400,6 +400,33 @@ static void test_killed_render(void) {
     T_EQ_INT(count_prefixed(dir, "site.old"), 0);
 }
 
+/* no "trap '' XFSZ" here: lowbit itself must not die of the limit */
+static void test_file_size_limit(void) {
+    const char *db = big_db(), *dir = tmp("O7");
+    char site[700];
+    snprintf(site, sizeof site, "%s/site", dir);
+    mkdir(dir, 0755);
+    int rc = run_with("prlimit --fsize=200000", "render --fixture --db %s -o %s --quiet", db, site);
+    T_EQ_INT(rc, 1);
+    T_CONTAINS(err_buf, "render: ");
+    T_CONTAINS(err_buf, "File too large");
+    T_EQ_INT(lines_of(err_buf), 1);
+    T_EQ_INT(count_prefixed(dir, ".site.tmp"), 0);
+    T_OK(access(site, F_OK) != 0);
+    /* collect: a database that would grow past 16 kB */
+    const char *R = tmp("O7/results"), *cdb = tmp("O7/lowbit.db");
+    write_result(R, 7, "m", "fp32", "[{\"task\": \"arc_easy\", \"metric\": \"acc\", \"value\": 0.5, "
+                                    "\"stderr\": null, \"n\": 4}]", "{}");
+    rc = run_with("prlimit --fsize=16384", "collect --results %s --db %s --quiet", R, cdb);
+    T_EQ_INT(rc, 1);
+    T_CONTAINS(err_buf, "File too large");
+    T_EQ_INT(lines_of(err_buf), 1);
+    /* with room: the same database as if nothing had happened */
+    T_EQ_INT(run("collect --results %s --db %s --quiet", R, cdb), 0);
+    T_Q(cdb, "PRAGMA integrity_check", "ok");
+    T_Q(cdb, "SELECT count(*) FROM scores", "1");
+}
+
 int main(void) {
     T_RUN(test_csv_text);
     T_RUN(test_import_long_name);
@@ -407,6 +434,7 @@ int main(void) {
     T_RUN(test_repro_long);
     T_RUN(test_linear_duplicates);
     T_RUN(test_killed_render);
+    T_RUN(test_file_size_limit);
     t_tmpdir_cleanup();
     return T_DONE();
 }
