@@ -353,6 +353,8 @@ int cmd_status(int argc, char **argv) {
             json_t *r = json_load_file(path, 0, NULL);
             const char *e = json_string_value(json_object_get(r, "error"));
             if (e) printf(": %s", e);
+            if (pipe_result_retryable(path))
+                printf(" (a failure of the environment: the next lowbit run retries it)");
             json_decref(r);
         }
         putchar('\n');

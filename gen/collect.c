@@ -133,6 +133,10 @@ int collect_validate(json_t *r, const char *name_key) {
         return -1;
     if (!strcmp(status, "failed") && !json_is_string(json_object_get(r, "error")))
         return err("a failed result without an error message");
+    if (want(r, "result", "failure", J_STR_NULL)) return -1;
+    const char *failure = json_string_value(json_object_get(r, "failure"));
+    if (failure && strcmp(failure, "environment") && strcmp(failure, "input"))
+        return err("failure is \"%s\" (expected \"environment\" or \"input\")", failure);
     json_t *m = json_object_get(r, "model"), *q = json_object_get(r, "recipe"),
            *run = json_object_get(r, "run");
     if (!json_is_object(m) || !json_is_object(q) || !json_is_object(run))
@@ -662,18 +666,27 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
      * job_key, model_id, ... itself must not override them: fuzz, NOT NULL constraint) */
     json_t *head = json_object();
     json_object_update(head, run);
-    json_t *ids = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O}", "job_key", key, "model_id",
+    /* where a failure came from: the file says (lowbit writes it since schema version 3), else
+     * what its error tells */
+    const char *status = json_string_value(json_object_get(r, "status"));
+    const char *failure = json_string_value(json_object_get(r, "failure"));
+    if (!failure && !strcmp(status, "failed"))
+        failure = pipe_failure_name(
+            pipe_failure_of(json_string_value(json_object_get(r, "error"))));
+    json_t *ids = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:o}", "job_key", key, "model_id",
                             model_id, "recipe_id", recipe_id, "status",
                             json_object_get(r, "status"), "error", json_object_get(r, "error"),
-                            "log_tail", json_object_get(r, "log_tail"));
+                            "log_tail", json_object_get(r, "log_tail"), "failure",
+                            failure && !strcmp(status, "failed") ? json_string(failure)
+                                                                 : json_null());
     json_object_update(head, ids);
     json_decref(ids);
     static const char *const all_keys[] = {
         "job_key", "model_id", "recipe_id", "status", "error", "log_tail", "started_at",
         "finished_at", "code_version", "host_cpu", "threads", "kernels_isa", "quant_seconds",
         "quant_peak_rss_mb", "eval_seconds", "eval_peak_rss_mb", "artifact_path",
-        "artifact_bytes", "bits_per_weight", "n_params"};
-    _Static_assert(LB_ARRAY_LEN(all_keys) == 6 + LB_ARRAY_LEN(run_keys), "run columns");
+        "artifact_bytes", "bits_per_weight", "n_params", "failure"};
+    _Static_assert(LB_ARRAY_LEN(all_keys) == 7 + LB_ARRAY_LEN(run_keys), "run columns");
     if (run_id) {
         rc = exec_json(db,
                        "UPDATE runs SET job_key=?2, model_id=?3, recipe_id=?4, status=?5, error=?6, "
@@ -681,8 +694,8 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                        "host_cpu=?11, threads=?12, kernels_isa=?13, quant_seconds=?14, "
                        "quant_peak_rss_mb=?15, eval_seconds=?16, eval_peak_rss_mb=?17, "
                        "artifact_path=?18, artifact_bytes=?19, bits_per_weight=?20, "
-                       "n_params=?21 WHERE id = ?1",
-                       head, all_keys, 20, run_id, true);
+                       "n_params=?21, failure=?22 WHERE id = ?1",
+                       head, all_keys, 21, run_id, true);
         if (!rc) {
             char sql[200];
             snprintf(sql, sizeof sql,
@@ -697,9 +710,10 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                        "INSERT INTO runs (job_key, model_id, recipe_id, status, error, log_tail, "
                        "started_at, finished_at, code_version, host_cpu, threads, kernels_isa, "
                        "quant_seconds, quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb, "
-                       "artifact_path, artifact_bytes, bits_per_weight, n_params) VALUES (?1,?2,"
-                       "?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
-                       head, all_keys, 20, 0, false);
+                       "artifact_path, artifact_bytes, bits_per_weight, n_params, failure) VALUES "
+                       "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,"
+                       "?21)",
+                       head, all_keys, 21, 0, false);
         run_id = sqlite3_last_insert_rowid(db);
         *out = other ? O_REPLACED : O_INSERTED;
     }

@@ -40,6 +40,9 @@ static const char *const migrations[DB_SCHEMA_VERSION] = {
           "training(model_id) ON DELETE CASCADE, step INTEGER NOT NULL, tokens INTEGER NOT NULL, "
           "train_loss REAL NOT NULL, heldout_loss REAL, lr REAL, seconds REAL, "
           "PRIMARY KEY (model_id, step));",
+    /* 2 -> 3: where a failure came from (the runs of earlier versions keep NULL: collect and
+     * lowbit run read a result file's error for them) */
+    [2] = "ALTER TABLE runs ADD COLUMN failure TEXT CHECK (failure IN ('environment', 'input'));",
 };
 
 const char *db_schema_sql(void) { return (const char *)lowbit_schema_sql; }

@@ -14,7 +14,8 @@
  *
  * Result file (OUT/results/<key>.json, version 1), read by gen/collect.c:
  *   format "lowbit-result", version 1, origin "lowbit" | "lm-eval" | "intel", job_key, status
- *   "ok" | "failed", error (one line) and log_tail (failed only), model {models row}, recipe
+ *   "ok" | "failed", error (one line), log_tail and failure ("environment" | "input",
+ *   pipe_failure: the next run retries the former) for failed only, model {models row}, recipe
  *   {recipes row}, run {runs row: times, host, sizes}, scores [{task, metric, value, stderr, n}],
  *   task_defs [{task, dataset_file, dataset_sha256, n_docs, n_docs_full, limit_n, seed,
  *   num_fewshot, add_bos, ctx}], provenance {key: string}. */
@@ -23,6 +24,7 @@
 #include <dirent.h>
 #include <ftw.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,7 @@
 #include "eval/sha256.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 #include "kernels/matmul.h"
 
@@ -281,24 +284,27 @@ static struct result result_new(const struct job *j, const char *started_at) {
     return r;
 }
 
-/* finish and write: status ok, or failed with error and the log's tail */
+/* finish and write: status ok, or failed with error, the log's tail and where the failure came
+ * from. The error and the log are what lowbit and the libraries printed (file contents, paths):
+ * cleaned into text, never dropped (a string jansson refuses would lose the member). */
 static int result_write(struct result *r, const char *out_dir, const char *key, const char *error,
-                        const char *log_path) {
+                        const char *log_path, enum pipe_failure kind) {
     char now[32], path[PIPE_PATH_MAX];
     pipe_now_iso(now, sizeof now);
     json_object_set_new(r->run, "finished_at", json_string(now));
     json_object_set_new(r->root, "status", json_string(error ? "failed" : "ok"));
     if (error) {
         /* one line: the first line of the message */
-        char line[1024];
-        snprintf(line, sizeof line, "%s", *error ? error : "failed without a message");
-        line[strcspn(line, "\n")] = 0;
-        json_object_set_new(r->root, "error", json_string(line));
+        const char *e = *error ? error : "failed without a message";
+        char *line = strndup(e, strcspn(e, "\n"));
+        json_object_set_new(r->root, "error", text_json(line ? line : "out of memory"));
+        free(line);
         fflush(stdout);
         fflush(stderr);
         char *tail = pipe_log_tail(log_path, 20, 4096);
-        json_object_set_new(r->root, "log_tail", str_or_null(tail));
+        json_object_set_new(r->root, "log_tail", tail && *tail ? text_json(tail) : json_null());
         free(tail);
+        json_object_set_new(r->root, "failure", json_string(pipe_failure_name(kind)));
     }
     pipe_path(path, sizeof path, out_dir, "results", NULL, NULL);
     if (pipe_mkdirs(path)) return -1;
@@ -307,11 +313,11 @@ static int result_write(struct result *r, const char *out_dir, const char *key, 
 }
 
 int job_write_failed(const char *out_dir, const struct job *j, const char *error,
-                     const char *log_path, const char *started_at) {
+                     const char *log_path, const char *started_at, enum pipe_failure kind) {
     char now[32];
     pipe_now_iso(now, sizeof now);
     struct result r = result_new(j, started_at ? started_at : now);
-    int rc = result_write(&r, out_dir, j->key, error, log_path);
+    int rc = result_write(&r, out_dir, j->key, error, log_path, kind);
     json_decref(r.root);
     return rc;
 }
@@ -939,15 +945,16 @@ static void prov_repro(struct result *r, const struct job *j) {
 /* ===== the job ===== */
 
 /* tests/test_pipeline.c makes workers misbehave: LOWBIT_TEST_FAULT="crash:ID" (abort(): SIGABRT,
- * which sanitizers leave alone),
- * "hang:ID" (sleeps until killed) or "exit:ID" (exit status 3, no result) for the jobs of
- * model ID. Unset in normal use. */
+ * which sanitizers leave alone), "kill:ID" (SIGKILL, as the OOM killer sends it), "hang:ID"
+ * (sleeps until killed) or "exit:ID" (exit status 3, no result) for the jobs of model ID. Unset
+ * in normal use. */
 static void test_fault(const struct job *j) {
     const char *f = getenv("LOWBIT_TEST_FAULT"), *colon = f ? strchr(f, ':') : NULL;
     if (!colon || strcmp(colon + 1, j->model.id)) return;
     printf("job: LOWBIT_TEST_FAULT=%s\n", f);
     fflush(stdout);
     if (!strncmp(f, "crash:", 6)) abort();
+    if (!strncmp(f, "kill:", 5)) raise(SIGKILL);
     if (!strncmp(f, "exit:", 5)) _exit(3);
     if (!strncmp(f, "hang:", 5))
         for (;;) pause();
@@ -1112,14 +1119,16 @@ int job_execute(const struct job *j, const struct job_opts *o) {
                                                    : "whole job (getrusage)");
     if (j->recipe.knobs[0]) prov_set(&r, "recipe.knobs", "%s", j->recipe.knobs);
     prov_set(&r, "lowbit.code_version", "%s", j->code_version);
-    ret = result_write(&r, o->out_dir, j->key, NULL, NULL) ? -1 : 0;
+    ret = result_write(&r, o->out_dir, j->key, NULL, NULL, PIPE_FAIL_INPUT) ? -1 : 0;
     printf("job %s: ok\n", j->key);
     goto out;
 fail:
     if (!msg[0]) fail_msg(msg, sizeof msg, "job");
-    fprintf(stderr, "lowbit: job %s (%s × %s) failed: %s\n", j->key, j->model.id, j->recipe.id,
-            msg);
-    ret = result_write(&r, o->out_dir, j->key, msg, o->log) ? -1 : 1;
+    const enum pipe_failure kind = pipe_failure_of(msg);
+    fprintf(stderr, "lowbit: job %s (%s × %s) failed: %s%s\n", j->key, j->model.id, j->recipe.id,
+            msg, kind == PIPE_FAIL_ENVIRONMENT ? " (a failure of the environment: the next lowbit "
+                                                 "run tries again)" : "");
+    ret = result_write(&r, o->out_dir, j->key, msg, o->log, kind) ? -1 : 1;
 out:
     tokenizer_free(tok);
     if (m_loaded) model_release(&m);

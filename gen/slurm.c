@@ -516,7 +516,9 @@ static int survey_mark_lost(struct survey *s, const char *out, bool quiet) {
         struct slurm_end e;
         slurm_end_state(t->array_id, t->index, &e);
         char msg[512];
-        lost_cause(&e, task, task_array(s, t), msg, sizeof msg);
+        const enum pipe_failure kind = lost_cause(&e, task, task_array(s, t), msg, sizeof msg)
+                                           ? PIPE_FAIL_ENVIRONMENT
+                                           : PIPE_FAIL_INPUT;
         struct job *j = load_spec(out, t->key);
         if (!j) {
             fprintf(stderr, "lowbit: slurm: task %s: no job spec, no failed result: %s\n", task,
@@ -525,7 +527,7 @@ static int survey_mark_lost(struct survey *s, const char *out, bool quiet) {
         }
         if (pipe_result_state(rpath, t->key) <= 0) { /* not written meanwhile */
             append_slurm_log(slog, out, t->key, task);
-            if (!run_write_lost(out, j, msg, e.started[0] ? e.started : NULL)) {
+            if (!run_write_lost(out, j, msg, e.started[0] ? e.started : NULL, kind)) {
                 n++;
                 if (!quiet)
                     fprintf(stderr, "slurm: %s × %s (task %s): %s\n", j->model.id, j->recipe.id,

@@ -68,6 +68,12 @@ static int run_page(struct site *s, const struct lb_run *r) {
         xmlNodePtr e = h_elc(sum, "p", "error", NULL);
         h_el(e, "strong", "Error: ");
         h_user(e, r->error ? r->error : "no message recorded");
+        if (r->failure && !strcmp(r->failure, "environment"))
+            h_el(sum, "p", "A failure of the environment (disk, memory, a limit, the worker "
+                           "killed from outside): the next lowbit run runs this job again.");
+        else if (r->failure)
+            h_el(sum, "p", "A failure of the inputs (model, recipe, data): kept until lowbit run "
+                           "--retry-failed.");
         if (r->log_tail && *r->log_tail) {
             xmlNodePtr det = h_el(sum, "details", NULL);
             h_el(det, "summary", "End of the job's log");
@@ -156,6 +162,7 @@ static int run_page(struct site *s, const struct lb_run *r) {
     snprintf(b, sizeof b, "%lld", (long long)r->id);
     fact(dl, "Run id", b, false);
     fact(dl, "Status", r->status, false);
+    fact(dl, "Failure", r->failure, false);
     fact(dl, "Job key", r->job_key, true);
     fact(dl, "Code version", r->code_version, true);
     fact(dl, "Host CPU", r->host_cpu, false);

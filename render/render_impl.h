@@ -82,6 +82,7 @@ struct lb_run {
     int64_t id;
     char *job_key, *model_id, *recipe_id, *status, *error, *log_tail, *started_at, *finished_at,
         *code_version, *host_cpu, *kernels_isa, *artifact_path;
+    char *failure; /* failed runs: "environment" or "input" (schema 3), NULL when unknown */
     double threads, quant_seconds, quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb,
         artifact_bytes, bits_per_weight, n_params;
     const struct lb_model *model;   /* NULL when models has no such id */
