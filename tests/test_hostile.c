@@ -427,6 +427,41 @@ static void test_file_size_limit(void) {
     T_Q(cdb, "SELECT count(*) FROM scores", "1");
 }
 
+/* ===== minor: model files ===== */
+
+static void test_model_messages(void) {
+    /* 7 heads over 64 dimensions: said as such, not as "head dim 0" */
+    const char *g = tmp("heads7.gguf");
+    struct gguf_writer *w = gguf_writer_new();
+    gguf_writer_str(w, "general.architecture", "llama");
+    gguf_writer_u32(w, "llama.embedding_length", 64);
+    gguf_writer_u32(w, "llama.block_count", 1);
+    gguf_writer_u32(w, "llama.feed_forward_length", 172);
+    gguf_writer_u32(w, "llama.attention.head_count", 7);
+    gguf_writer_u32(w, "llama.rope.dimension_count", 8);
+    float z[64] = {0};
+    const int64_t ne[1] = {64};
+    gguf_writer_tensor(w, "output_norm.weight", 0, 1, ne, z, sizeof z);
+    T_EQ_INT(gguf_writer_write(w, g), 0);
+    gguf_writer_free(w);
+    T_EQ_INT(run("info %s", g), 1);
+    T_CONTAINS(err_buf, "head_count 7");
+    T_OK(!strstr(err_buf, "head dim 0"));
+    /* a GGUF whose magic is damaged: not called a llama2.c checkpoint */
+    const char *src = T_DATA("models/stories260K.gguf");
+    if (!src) return;
+    size_t len = 0;
+    char *data = slurp(src, &len);
+    T_OK(data && len > 8);
+    if (!data) return;
+    data[0] = 'X';
+    spit_n(tmp("badmagic.gguf"), data, len);
+    free(data);
+    T_EQ_INT(run("info %s", tmp("badmagic.gguf")), 1);
+    T_OK(!strstr(err_buf, "llama2.c checkpoint"));
+    T_CONTAINS(err_buf, "GGUF");
+}
+
 int main(void) {
     T_RUN(test_csv_text);
     T_RUN(test_import_long_name);
@@ -435,6 +470,7 @@ int main(void) {
     T_RUN(test_linear_duplicates);
     T_RUN(test_killed_render);
     T_RUN(test_file_size_limit);
+    T_RUN(test_model_messages);
     t_tmpdir_cleanup();
     return T_DONE();
 }
