@@ -419,16 +419,14 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
     char finished[32] = "";
     json_t *date = json_object_get(root, "date");
     if (json_is_number(date)) iso_from_unix(json_number_value(date), finished, sizeof finished);
-    char version[160] = "";
-    if (!intel)
-        snprintf(version, sizeof version, "lm-eval %s", jstr(root, "lm_eval_version")
-                                                            ? jstr(root, "lm_eval_version")
-                                                        : jstr(root, "git_hash") ? jstr(root, "git_hash")
-                                                                                 : "0.4");
+    const char *ev = jstr(root, "lm_eval_version") ? jstr(root, "lm_eval_version")
+                     : jstr(root, "git_hash")      ? jstr(root, "git_hash")
+                                                   : "0.4";
+    char *version = intel ? NULL : text_printf("lm-eval %s", ev); /* whole: no buffer to cut it */
     json_t *run = json_pack("{s:n, s:o, s:o, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:o, s:n, s:n}",
                             "started_at", "finished_at",
                             finished[0] ? json_string(finished) : json_null(), "code_version",
-                            version[0] ? json_string(version) : json_null(), "host_cpu", "threads",
+                            version ? json_string(version) : json_null(), "host_cpu", "threads",
                             "kernels_isa", "quant_seconds", "quant_peak_rss_mb", "eval_seconds",
                             "eval_peak_rss_mb", "artifact_path", "artifact_bytes",
                             json_is_number(size) && json_number_value(size) >= 0 &&
@@ -440,11 +438,16 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
                     "lowbit-result", "version", 1, "origin", origin, "job_key", key, "status",
                     "ok", "error", "log_tail", "model", model, "recipe", recipe, "run", run,
                     "scores", scores, "task_defs", defs, "provenance", prov);
+    free(version);
     if (!res) {
         err("import: %s: out of memory", path);
         goto out;
     }
-    if (collect_validate(res, key)) { /* what collect will check, said now */
+    const bool q = err_quiet();
+    err_set_quiet(true);
+    const int invalid = collect_validate(res, key); /* what collect will check, said now */
+    err_set_quiet(q);
+    if (invalid) {
         err("import: %s: %s", path, err_last());
         goto out;
     }

@@ -414,10 +414,15 @@ int plan_job(struct job *j, const struct model_row *m, const struct recipe *r,
     j->ev = *ev;
     snprintf(j->code_version, sizeof j->code_version, "%s", plan_code_version());
     snprintf(j->code_hash, sizeof j->code_hash, "%s", plan_code_hash());
-    if (pipe_expand(m->path, j->model_path, sizeof j->model_path)) return -1;
-    if (m->tokenizer[0] &&
-        pipe_expand(m->tokenizer, j->model_tokenizer, sizeof j->model_tokenizer))
-        return -1;
+    const bool q = err_quiet(); /* said once, with the row it comes from */
+    err_set_quiet(true);
+    const bool bad_path = pipe_expand(m->path, j->model_path, sizeof j->model_path) != 0;
+    const bool bad_tok = !bad_path && m->tokenizer[0] &&
+                         pipe_expand(m->tokenizer, j->model_tokenizer, sizeof j->model_tokenizer);
+    err_set_quiet(q);
+    if (bad_path || bad_tok)
+        return err("model '%s', column %s: %s", m->id, bad_path ? "path" : "tokenizer",
+                   err_last());
     /* unreadable files do not stop the plan: the job fails with this message */
     err_set_quiet(true);
     if (plan_hash_path(j->model_path, cache_dir, j->model_sha)) {

@@ -157,7 +157,11 @@ int run_write_lost(const char *out_dir, const struct job *j, const char *cause,
                    const char *started_at, enum pipe_failure kind) {
     char log[PIPE_PATH_MAX];
     pipe_path(log, sizeof log, out_dir, "logs", j->key, ".log");
-    if (job_write_failed(out_dir, j, cause, log, started_at, kind))
+    const bool q = err_quiet(); /* said once, with the job */
+    err_set_quiet(true);
+    const int rc = job_write_failed(out_dir, j, cause, log, started_at, kind);
+    err_set_quiet(q);
+    if (rc)
         return err("%s × %s: cannot write its failed result: %s", j->model.id, j->recipe.id,
                    err_last());
     return 0;
