@@ -520,6 +520,7 @@ static int record_training(sqlite3 *db, const char *model_id, const char *raw_pa
     int n_rows = 0, ret = -1;
     sqlite3_stmt *st = NULL;
     bool found = false;
+    const bool quiet_was = err_quiet();
     err_set_quiet(true);
     if (!pipe_expand(raw_path, path, sizeof path) && training_dir(path, dir, sizeof dir)) {
         snprintf(probe, sizeof probe, "%s/train.json", dir);
@@ -528,7 +529,7 @@ static int record_training(sqlite3 *db, const char *model_id, const char *raw_pa
         found = found && !access(probe, F_OK);
     }
     int bad = found ? training_read(dir, &json_text, &rows, &n_rows, sha) : 0;
-    err_set_quiet(false);
+    err_set_quiet(quiet_was);
     if (bad)
         fprintf(stderr, "lowbit: collect: warning: %s; model %s is recorded without training "
                 "rows\n", err_last(), model_id);
@@ -818,13 +819,14 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
         size_t len = 0;
         json_t *r = NULL;
         json_error_t je;
+        const bool quiet_was = err_quiet();
         err_set_quiet(true);
         int bad = read_file_all(path, "the result file", &buf, &len);
         if (!bad && !(r = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je)))
             bad = err("not JSON: line %d: %s", je.line, je.text);
         if (!bad && !is_key(key)) bad = err("the name is not <job_key>.json");
         if (!bad) bad = collect_validate(r, key);
-        err_set_quiet(false);
+        err_set_quiet(quiet_was);
         /* the error and the log's tail are what a job printed, not data: cleaned, not refused (a
          * result file of an older lowbit may hold a terminal's escape sequences there) */
         static const char *const logged[] = {"error", "log_tail"};

@@ -640,9 +640,10 @@ static void kld_cache_sweep(const char *cache, const char *prefix) {
         char path[PIPE_PATH_MAX + 300];
         snprintf(path, sizeof path, "%s/%s", cache, name);
         struct kld_base_info info;
+        const bool quiet_was = err_quiet();
         err_set_quiet(true); /* said below, once */
         const int bad = kld_base_info(path, &info);
-        err_set_quiet(false);
+        err_set_quiet(quiet_was);
         if (!bad) continue;
         if (!unlink(path))
             printf("job: kld: removed the invalid cached base log-probs %s (%s); computing them "
@@ -805,6 +806,7 @@ static bool rows_in_repo_csvs(const struct job *j) {
     int n_models = 0, n_recipes = 0;
     bool model_same = false, recipe_same = false;
     if (access("gen/models.csv", R_OK) || access("gen/recipes.csv", R_OK)) return false;
+    const bool quiet_was = err_quiet();
     err_set_quiet(true); /* a broken CSV there is not this job's business */
     if (!csvin_models("gen/models.csv", &models, &n_models) &&
         !csvin_recipes("gen/recipes.csv", &recipes, &n_recipes)) {
@@ -822,7 +824,7 @@ static bool rows_in_repo_csvs(const struct job *j) {
         json_decref(a);
         json_decref(b);
     }
-    err_set_quiet(false);
+    err_set_quiet(quiet_was);
     free(models);
     free(recipes);
     return model_same && recipe_same;

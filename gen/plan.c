@@ -363,10 +363,11 @@ char *plan_key_text(const struct job *j) {
         /* the file the quantizer will read (a name of datasets/calibration/, a path under
          * LOWBIT_DATA/datasets/, or any path: calib_resolve); when it cannot be found the job
          * fails with calib_resolve's message, here it only makes the key */
+        const bool quiet_was = err_quiet();
         err_set_quiet(true);
         const int bad = calib_resolve(j->recipe.calib_set, path, sizeof path) ||
                         plan_hash_path(path, NULL, hex);
-        err_set_quiet(false);
+        err_set_quiet(quiet_was);
         if (bad) snprintf(hex, sizeof hex, "unreadable");
         sb_printf(&b, "calib %s\n", hex);
     }
@@ -414,12 +415,12 @@ int plan_job(struct job *j, const struct model_row *m, const struct recipe *r,
     j->ev = *ev;
     snprintf(j->code_version, sizeof j->code_version, "%s", plan_code_version());
     snprintf(j->code_hash, sizeof j->code_hash, "%s", plan_code_hash());
-    const bool q = err_quiet(); /* said once, with the row it comes from */
+    const bool quiet_was = err_quiet(); /* said once, with the row it comes from */
     err_set_quiet(true);
     const bool bad_path = pipe_expand(m->path, j->model_path, sizeof j->model_path) != 0;
     const bool bad_tok = !bad_path && m->tokenizer[0] &&
                          pipe_expand(m->tokenizer, j->model_tokenizer, sizeof j->model_tokenizer);
-    err_set_quiet(q);
+    err_set_quiet(quiet_was);
     if (bad_path || bad_tok)
         return err("model '%s', column %s: %s", m->id, bad_path ? "path" : "tokenizer",
                    err_last());
@@ -437,7 +438,7 @@ int plan_job(struct job *j, const struct model_row *m, const struct recipe *r,
             snprintf(j->model_error, sizeof j->model_error, "tokenizer %s", err_last());
         j->tok_sha[0] = 0;
     }
-    err_set_quiet(false);
+    err_set_quiet(quiet_was);
     char *text = plan_key_text(j);
     if (!text) return -1;
     hash_str(text, j->key);

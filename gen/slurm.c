@@ -383,6 +383,7 @@ static void slurm_end_state(const char *array_id, int index, struct slurm_end *e
     snprintf(id, sizeof id, "%s_%d", array_id, index);
     char *out = NULL, *errs = NULL;
     char *sc[] = {"scontrol", "-o", "show", "job", id, NULL};
+    const bool quiet_was = err_quiet();
     err_set_quiet(true);
     if (!capture(sc, &out, &errs)) {
         char v[64];
@@ -412,7 +413,7 @@ static void slurm_end_state(const char *array_id, int index, struct slurm_end *e
         free(out);
         free(errs);
     }
-    err_set_quiet(false);
+    err_set_quiet(quiet_was);
 }
 
 /* the failed result's error for a task that ended in state e without a result; true when that
