@@ -427,6 +427,37 @@ static void test_file_size_limit(void) {
     T_Q(cdb, "SELECT count(*) FROM scores", "1");
 }
 
+/* found by the property test below: a display name holding a Unicode noncharacter (U+FDD0, valid
+ * UTF-8 and valid XML) made Cairo refuse the chart text and the whole render fail */
+static void test_chart_noncharacters(void) {
+    const char *R = tmp("O8/results"), *db = tmp("O8/lowbit.db"), *site = tmp("O8/site");
+    /* the ten board tasks: an average, so the run is a labelled point of the size charts */
+    char scores[2000];
+    int n = snprintf(scores, sizeof scores, "[");
+    for (int t = 0; t < 10; t++)
+        n += snprintf(scores + n, sizeof scores - (size_t)n, "%s{\"task\": \"%s\", \"metric\": "
+                      "\"acc\", \"value\": 0.5, \"stderr\": null, \"n\": 4}", t ? ", " : "",
+                      TASKS10[t]);
+    snprintf(scores + n, sizeof scores - (size_t)n, "]");
+    write_result(R, 8, "m", "fp32", scores, "{}");
+    char path[700], name[64];
+    snprintf(path, sizeof path, "%s/%064x.json", R, 8);
+    snprintf(name, sizeof name, "non\xef\xb7\x90" "char \xf0\x9f\xbf\xbe" " end");
+    json_t *r = json_load_file(path, 0, NULL);
+    json_object_set_new(json_object_get(r, "model"), "display_name", json_string(name));
+    json_object_set_new(json_object_get(r, "run"), "artifact_bytes", json_integer(1000));
+    if (json_dump_file(r, path, 0)) T_FAIL_("cannot write %s", path);
+    json_decref(r);
+    T_EQ_INT(run("collect --results %s --db %s --quiet", R, db), 0);
+    T_EQ_INT(run("render --db %s -o %s --quiet", db, site), 0);
+    T_EQ_INT(lines_of(err_buf), 0);
+    char page[700];
+    snprintf(page, sizeof page, "%s/index.html", site);
+    char *html = slurp(page, NULL);
+    T_OK(html && strstr(html, name)); /* the page keeps the characters; the chart draws U+FFFD */
+    free(html);
+}
+
 /* ===== minor: model files ===== */
 
 static void test_model_messages(void) {
@@ -462,6 +493,7 @@ static void test_model_messages(void) {
     T_CONTAINS(err_buf, "GGUF");
 }
 
+
 int main(void) {
     T_RUN(test_csv_text);
     T_RUN(test_import_long_name);
@@ -470,6 +502,7 @@ int main(void) {
     T_RUN(test_linear_duplicates);
     T_RUN(test_killed_render);
     T_RUN(test_file_size_limit);
+    T_RUN(test_chart_noncharacters);
     T_RUN(test_model_messages);
     t_tmpdir_cleanup();
     return T_DONE();
