@@ -96,7 +96,8 @@ test-slurm: $(BIN) $(BUILD)/tests/test_slurm
 # build directory of its own (like make check's); seeds from LOWBIT_DATA and the unit tests'
 # fixtures (tests/fuzz/seeds.sh); each target then runs FUZZ_SECONDS (tests/fuzz/run.sh), one
 # after another, crashes to out/fuzz/crashes/<target>/.
-FUZZ_TARGETS ?= gguf safetensors hf_config tokenizer_json llama2c csv task_jsonl lmeval_json result_json
+FUZZ_TARGETS ?= gguf safetensors hf_config tokenizer_json llama2c csv task_jsonl lmeval_json result_json \
+                text_path
 FUZZ_SECONDS ?= 600
 FUZZ_BUILD    = out/build-fuzz
 FUZZ_CC      ?= clang

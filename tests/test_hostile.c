@@ -34,6 +34,7 @@
 
 #include "eval/gguf.h"
 #include "gen/pipeline.h"
+#include "render/render_impl.h"
 #include "t.h"
 #include "tests/render_fixture.h"
 
@@ -494,6 +495,792 @@ static void test_model_messages(void) {
 }
 
 
+/* ===== the property: random text through models.csv, recipes.csv and import to the site =====
+ *
+ * Seeded random strings (T_SEED, default 18) in every text field: ASCII with the characters that
+ * matter to CSV, HTML, JSON and shells, tab and line breaks, Latin-1, C1 controls, zero-width and
+ * bidi characters, a BOM, U+FFFD, noncharacters, CJK, Hebrew, combining marks, emoji; and in some
+ * fields one thing that is not text (a byte that is not UTF-8, a cut sequence, an overlong form, a
+ * surrogate, a NUL, a control character, U+FFFE) or a string longer than the field holds, or an
+ * id that is not an id. The oracle here says, from how the string was made, whether lowbit must
+ * refuse the file (and which column or member it must name) or take it; what it takes must come
+ * out byte for byte: in the database, on the run and model pages (each string in an element of
+ * its own), in data/leaderboard.json and in data/leaderboard.csv (with the documented apostrophe
+ * before a leading = + - @ TAB CR). Everything runs in this process (csvin, plan_job, the spec
+ * round trip, job_write_failed, import_file, collect_run, render_site), so an abort anywhere is a
+ * crash of this test. */
+
+static uint64_t rs;
+static uint32_t rnd(void) {
+    rs ^= rs >> 12, rs ^= rs << 25, rs ^= rs >> 27;
+    return (uint32_t)((rs * 2685821657736338717ull) >> 32);
+}
+static int rn(int n) { return (int)(rnd() % (uint32_t)n); }
+
+struct str {
+    char *p;
+    size_t n, cap;
+};
+static void sput(struct str *s, const void *d, size_t n) {
+    if (s->n + n + 1 > s->cap) {
+        s->cap = 2 * (s->n + n + 1) + 16;
+        s->p = realloc(s->p, s->cap);
+    }
+    memcpy(s->p + s->n, d, n);
+    s->n += n;
+    s->p[s->n] = 0;
+}
+static void sputs(struct str *s, const char *t) { sput(s, t, strlen(t)); }
+static void sput_cp(struct str *s, uint32_t cp) {
+    unsigned char b[4];
+    size_t n;
+    if (cp < 0x80) b[0] = (unsigned char)cp, n = 1;
+    else if (cp < 0x800) b[0] = (unsigned char)(0xc0 | cp >> 6), b[1] = (unsigned char)(0x80 | (cp & 0x3f)), n = 2;
+    else if (cp < 0x10000)
+        b[0] = (unsigned char)(0xe0 | cp >> 12), b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f)),
+        b[2] = (unsigned char)(0x80 | (cp & 0x3f)), n = 3;
+    else
+        b[0] = (unsigned char)(0xf0 | cp >> 18), b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f)),
+        b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f)), b[3] = (unsigned char)(0x80 | (cp & 0x3f)), n = 4;
+    sput(s, b, n);
+}
+
+/* how a string was made: text, or with one thing that is not text */
+enum made { MADE_TEXT, MADE_BYTES /* not UTF-8, or a NUL */, MADE_CONTROL /* a control, U+FFFE */ };
+
+static const uint32_t POOL[] = {
+    'a', 'b', 'Z', 'q', '0', '7', ' ', ' ', '_', '.', ',', '"', '\'', '<', '>', '&', '=', '+', '-',
+    '@', '#', '$', '{', '}', '\\', '/', ';', '|', '`', '!', '%', '*', '\t', '\n', '\r', 0x7f,
+    0xe9, 0xa0, 0x85, 0x9f, 0x200b, 0x202e, 0x2028, 0xfeff, 0xfffd, 0xfdd0, 0x4e2d, 0x5d0, 0x301,
+    0x1f600, 0x10fffd};
+
+/* random text of 0..max code points into s (reset); with made != MADE_TEXT, one thing that is
+ * not text somewhere in it */
+static void gen_text(struct str *s, int max, enum made made) {
+    s->n = 0;
+    sput(s, "", 0);
+    const int n = max ? rn(max + 1) : 0, at = n ? rn(n + 1) : 0;
+    for (int i = 0; i <= n; i++) {
+        if (i == at && made == MADE_BYTES) {
+            static const char *const bad[] = {"\xe9", "\x80", "\xc3", "\xc0\xaf", "\xed\xa0\x80",
+                                              "\xf4\x90\x80\x80", "\xff", "\xf8\x88\x80\x80\x80"};
+            const int k = rn(9);
+            if (k == 8) sput(s, "", 1); /* a NUL */
+            else sputs(s, bad[k]);
+        } else if (i == at && made == MADE_CONTROL) {
+            static const uint32_t ctl[] = {0x01, 0x08, 0x0b, 0x0c, 0x1b, 0x1f, 0xfffe, 0xffff};
+            sput_cp(s, ctl[rn(8)]);
+        }
+        if (i < n) sput_cp(s, POOL[rn((int)LB_ARRAY_LEN(POOL))]);
+    }
+}
+
+/* an id: mostly letters, digits and . _ - + after a safe first character */
+static void gen_id(struct str *s, const char *prefix, int k) {
+    static const char ic[] = "abcXYZ019._-+";
+    s->n = 0;
+    char b[32];
+    snprintf(b, sizeof b, "%s%03d", prefix, k);
+    sputs(s, b);
+    for (int i = rn(8); i > 0; i--) sput(s, &ic[rn((int)sizeof ic - 1)], 1);
+}
+
+/* the rule of an id, written here again: 1..127 of [A-Za-z0-9._+-], not first . or - */
+static bool is_id(const char *s, size_t n) {
+    if (!n || n > 127 || s[0] == '.' || s[0] == '-') return false;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-", s[i]) || !s[i])
+            return false;
+    return true;
+}
+
+/* a cut at a character boundary, written here again */
+static size_t cut_at(const char *s, size_t n, size_t max) {
+    if (n <= max) return n;
+    while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80) max--;
+    return max;
+}
+
+static void csv_cell_out(struct str *o, const struct str *v) {
+    sput(o, "\"", 1);
+    for (size_t i = 0; i < v->n; i++) sput(o, v->p[i] == '"' ? "\"\"" : &v->p[i], 1 + (v->p[i] == '"'));
+    sput(o, "\"", 1);
+}
+
+/* a shuffled order of n columns */
+static void shuffle(int *o, int n) {
+    for (int i = 0; i < n; i++) o[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = rn(i + 1), t = o[i];
+        o[i] = o[j], o[j] = t;
+    }
+}
+
+/* what a case expects: refused with a message holding `want` (and "row 1" for a CSV), or taken */
+struct expect {
+    bool refuse;
+    char want[160];
+};
+
+enum { MF_ID, MF_PATH, MF_TOK, MF_NAME, MF_FAMILY, MF_BASE, MF_TYPE, MF_LICENSE, MF_NOTES, MF_N };
+static const char *const MF[MF_N] = {"id", "path", "tokenizer", "display_name", "family",
+                                      "base_model", "model_type", "license", "notes"};
+enum { RF_ID, RF_ALG, RF_WDT, RF_CDT, RF_CALIB, RF_KNOBS, RF_N };
+static const char *const RF[RF_N] = {"id", "algorithm", "weight_dtype", "compute_dtype",
+                                      "calib_set", "knobs"};
+
+struct pcase {
+    int k;
+    bool taken, ok_run;
+    struct str m[MF_N], r[RF_N];
+    char knob_value_json[1200]; /* the knobs cell's expected stored form */
+    char error[2200];           /* the failed result's error (first line) */
+};
+
+/* every text of the elements of a page, for lookups */
+struct texts {
+    char **v;
+    int n, cap;
+};
+static void texts_walk(xmlNodePtr n, struct texts *t) {
+    for (; n; n = n->next) {
+        if (n->type != XML_ELEMENT_NODE) continue;
+        xmlChar *c = xmlNodeGetContent(n);
+        if (t->n == t->cap) t->v = realloc(t->v, (size_t)(t->cap = 2 * t->cap + 64) * sizeof *t->v);
+        t->v[t->n++] = strdup(c ? (const char *)c : "");
+        xmlFree(c);
+        texts_walk(n->children, t);
+    }
+}
+static bool texts_load(const char *path, struct texts *t) {
+    memset(t, 0, sizeof *t);
+    xmlDocPtr doc = xmlReadFile(path, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (!doc) return false;
+    texts_walk(xmlDocGetRootElement(doc), t);
+    xmlFreeDoc(doc);
+    return true;
+}
+static bool texts_has(const struct texts *t, const char *want) {
+    for (int i = 0; i < t->n; i++)
+        if (!strcmp(t->v[i], want)) return true;
+    return false;
+}
+static void texts_free(struct texts *t) {
+    for (int i = 0; i < t->n; i++) free(t->v[i]);
+    free(t->v);
+}
+
+/* leaderboard.csv as rows of cells */
+struct csvrows {
+    char ***rows;
+    int *n_cells, n_rows, cap;
+    char **cur;
+    int n_cur;
+};
+static void pcsv_cell(void *s, size_t len, void *data) {
+    struct csvrows *c = data;
+    c->cur = realloc(c->cur, (size_t)(c->n_cur + 1) * sizeof *c->cur);
+    c->cur[c->n_cur] = malloc(len + 1);
+    memcpy(c->cur[c->n_cur], s ? s : "", len);
+    c->cur[c->n_cur++][len] = 0;
+}
+static void pcsv_row(int ch, void *data) {
+    (void)ch;
+    struct csvrows *c = data;
+    if (c->n_rows == c->cap) {
+        c->cap = 2 * c->cap + 64;
+        c->rows = realloc(c->rows, (size_t)c->cap * sizeof *c->rows);
+        c->n_cells = realloc(c->n_cells, (size_t)c->cap * sizeof *c->n_cells);
+    }
+    c->rows[c->n_rows] = c->cur;
+    c->n_cells[c->n_rows++] = c->n_cur;
+    c->cur = NULL;
+    c->n_cur = 0;
+}
+
+/* "'" + v when a spreadsheet would read v as a formula (datasets.c's documented rule) */
+static const char *csv_expected(const char *v, char *buf, size_t n) {
+    if (*v == '=' || *v == '+' || *v == '-' || *v == '@' || *v == '\t' || *v == '\r')
+        snprintf(buf, n, "'%s", v);
+    else
+        snprintf(buf, n, "%s", v);
+    return buf;
+}
+
+static int col_of(const struct csvrows *c, const char *name) {
+    for (int k = 0; c->n_rows && k < c->n_cells[0]; k++)
+        if (!strcmp(c->rows[0][k], name)) return k;
+    return -1;
+}
+
+/* the expectation for a models.csv row, from how its cells were made */
+static void expect_model(const struct str *m, const enum made *made, const int *order,
+                         struct expect *e) {
+    e->refuse = true;
+    for (int c = 0; c < MF_N; c++)
+        if (made[order[c]] != MADE_TEXT) {
+            snprintf(e->want, sizeof e->want, "column %s: byte", MF[order[c]]);
+            return;
+        }
+    if (m[order[0]].n && m[order[0]].p[0] == '#') { /* the row's first cell: a comment */
+        snprintf(e->want, sizeof e->want, "no model rows");
+        return;
+    }
+    if (!is_id(m[MF_ID].p, m[MF_ID].n)) {
+        snprintf(e->want, sizeof e->want, "row 1, column id: ");
+        return;
+    }
+    static const size_t cap[MF_N] = {128, 4096, 4096, 256, 64, 128, 32, 64, 1024};
+    for (int f = 0; f < MF_N; f++)
+        if (m[f].n >= cap[f]) {
+            snprintf(e->want, sizeof e->want, "column %s: longer than", MF[f]);
+            return;
+        }
+    if (!m[MF_PATH].n) {
+        snprintf(e->want, sizeof e->want, "the path is empty");
+        return;
+    }
+    if (m[MF_BASE].n && !is_id(m[MF_BASE].p, m[MF_BASE].n)) {
+        snprintf(e->want, sizeof e->want, "column base_model: id");
+        return;
+    }
+    e->refuse = false;
+}
+
+static void expect_recipe(const struct str *r, const enum made *made, const int *order,
+                          struct expect *e) {
+    e->refuse = true;
+    for (int c = 0; c < RF_N; c++)
+        if (made[order[c]] != MADE_TEXT) {
+            snprintf(e->want, sizeof e->want, "column %s: byte", RF[order[c]]);
+            return;
+        }
+    if (r[order[0]].n && r[order[0]].p[0] == '#') {
+        snprintf(e->want, sizeof e->want, "no recipe rows");
+        return;
+    }
+    if (!is_id(r[RF_ID].p, r[RF_ID].n)) {
+        snprintf(e->want, sizeof e->want, "row 1, column id: ");
+        return;
+    }
+    if (!r[RF_ALG].n) {
+        snprintf(e->want, sizeof e->want, "the algorithm is empty");
+        return;
+    }
+    if (r[RF_ALG].n >= 32) {
+        snprintf(e->want, sizeof e->want, "column algorithm: longer than");
+        return;
+    }
+    if (r[RF_WDT].n && strcmp(r[RF_WDT].p, "int4") && strcmp(r[RF_WDT].p, "float16")) {
+        snprintf(e->want, sizeof e->want, "column weight_dtype");
+        return;
+    }
+    if (r[RF_CALIB].n >= 256) {
+        snprintf(e->want, sizeof e->want, "column calib_set: longer than");
+        return;
+    }
+    if (r[RF_CDT].n && !recipe_compute_dtype_canon(r[RF_CDT].p) && r[RF_CDT].n >= 16) {
+        snprintf(e->want, sizeof e->want, "column compute_dtype: longer than");
+        return;
+    }
+    e->refuse = false;
+}
+
+/* the cell as the database holds it: NULL for an empty optional one */
+static const char *or_null(const struct str *s) { return s->n ? s->p : NULL; }
+
+/* one value of a query with text parameters (owned; NULL for SQL NULL or no row) */
+static char *q1p(sqlite3 *db, const char *sql, const char *a, const char *b) {
+    sqlite3_stmt *st = NULL;
+    char *r = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+        if (b) sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+            r = strdup((const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+#define T_DB(db, sql, a, b, want)                                                                  \
+    do {                                                                                           \
+        char *v_ = q1p(db, sql, a, b);                                                             \
+        const char *w_ = (want);                                                                   \
+        if (w_ ? !v_ || strcmp(v_, w_) : v_ != NULL)                                               \
+            T_FAIL_("case %d: %s: got \"%s\", want \"%s\"", pc->k, sql, v_ ? v_ : "(null)",       \
+                    w_ ? w_ : "(null)");                                                           \
+        free(v_);                                                                                  \
+    } while (0)
+
+/* one CSV case: write the files, read them, and when taken, make the job's result file */
+static void csv_case(struct pcase *pc, const char *dir, const struct eval_spec *ev) {
+    enum made mm[MF_N] = {0}, rm[RF_N] = {0};
+    memset(pc->m, 0, sizeof pc->m);
+    memset(pc->r, 0, sizeof pc->r);
+    const int mode = rn(100); /* < 55: all text; else one field made bad, long or not an id */
+    const int bad_field = rn(MF_N + RF_N);
+    for (int f = 0; f < MF_N; f++) {
+        const bool here = mode >= 55 && bad_field == f;
+        const enum made made = here && mode < 85 ? (rn(2) ? MADE_BYTES : MADE_CONTROL) : MADE_TEXT;
+        mm[f] = made;
+        if (f == MF_ID && !(here && mode >= 85)) gen_id(&pc->m[f], "p", pc->k);
+        else if (f == MF_BASE && !here) pc->m[f].n = 0, sput(&pc->m[f], "", 0);
+        else gen_text(&pc->m[f], here && mode >= 92 ? 1200 : f == MF_TYPE ? 6 : 24, made);
+        if (f == MF_ID && made != MADE_TEXT) {
+            struct str t = {0};
+            gen_text(&t, 6, made); /* an id with one thing that is not text in it */
+            gen_id(&pc->m[f], "p", pc->k);
+            sput(&pc->m[f], t.p, t.n);
+            free(t.p);
+        }
+    }
+    for (int f = 0; f < RF_N; f++) {
+        const bool here = mode >= 55 && bad_field == MF_N + f;
+        const enum made made = here && mode < 85 && f != RF_WDT && f != RF_KNOBS
+                                   ? (rn(2) ? MADE_BYTES : MADE_CONTROL) : MADE_TEXT;
+        rm[f] = made;
+        struct str *v = &pc->r[f];
+        if (f == RF_ID) {
+            gen_id(v, "r", pc->k);
+            if (made != MADE_TEXT || (here && mode >= 85)) {
+                struct str t = {0};
+                gen_text(&t, 6, made);
+                sput(v, t.p, t.n);
+                free(t.p);
+            }
+        } else if (f == RF_WDT) {
+            static const char *const w[] = {"", "", "int4", "float16"};
+            v->n = 0;
+            sputs(v, here ? "not a type!" : w[rn(4)]);
+        } else if (f == RF_KNOBS) {
+            v->n = 0;
+            sput(v, "", 0);
+            pc->knob_value_json[0] = 0;
+            if (rn(3) == 0) { /* a JSON object holding a random string */
+                struct str t = {0};
+                gen_text(&t, 16, MADE_TEXT);
+                json_t *o = json_pack("{s:s%, s:i}", "note", t.p, t.n, "n", rn(9));
+                char *a = json_dumps(o, 0), *b = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+                sputs(v, a);
+                snprintf(pc->knob_value_json, sizeof pc->knob_value_json, "%s", b);
+                free(a), free(b), free(t.p);
+                json_decref(o);
+            }
+        } else {
+            gen_text(v, here && mode >= 92 ? 300 : (f == RF_CDT ? 6 : 16), made);
+            if (f == RF_ALG && !v->n) sputs(v, "x"); /* (empty is refused: tested elsewhere) */
+        }
+    }
+    int mo[MF_N], ro[RF_N];
+    shuffle(mo, MF_N);
+    shuffle(ro, RF_N);
+    struct str csv = {0};
+    for (int c = 0; c < MF_N; c++) sputs(&csv, c ? "," : ""), sputs(&csv, MF[mo[c]]);
+    sputs(&csv, "\n");
+    for (int c = 0; c < MF_N; c++) sputs(&csv, c ? "," : ""), csv_cell_out(&csv, &pc->m[mo[c]]);
+    sputs(&csv, "\n");
+    char mpath[600], rpath[600];
+    snprintf(mpath, sizeof mpath, "%s/m%03d.csv", dir, pc->k);
+    snprintf(rpath, sizeof rpath, "%s/r%03d.csv", dir, pc->k);
+    spit_n(mpath, csv.p, csv.n);
+    csv.n = 0;
+    for (int c = 0; c < RF_N; c++) sputs(&csv, c ? "," : ""), sputs(&csv, RF[ro[c]]);
+    sputs(&csv, "\n");
+    for (int c = 0; c < RF_N; c++) sputs(&csv, c ? "," : ""), csv_cell_out(&csv, &pc->r[ro[c]]);
+    sputs(&csv, "\n");
+    spit_n(rpath, csv.p, csv.n);
+    free(csv.p);
+
+    struct expect em, er;
+    expect_model(pc->m, mm, mo, &em);
+    expect_recipe(pc->r, rm, ro, &er);
+    struct model_row *rows = NULL;
+    struct recipe *recs = NULL;
+    int nm = 0, nr = 0;
+    const int rc_m = csvin_models(mpath, &rows, &nm);
+    char msg_m[1100];
+    snprintf(msg_m, sizeof msg_m, "%s", err_last());
+    const int rc_r = csvin_recipes(rpath, &recs, &nr);
+    if (em.refuse != (rc_m != 0))
+        T_FAIL_("case %d: models.csv %s, expected %s (%s)", pc->k, rc_m ? "refused" : "taken",
+                em.refuse ? "a refusal" : "it taken", rc_m ? msg_m : em.want);
+    else if (em.refuse && (!strstr(msg_m, mpath) || !strstr(msg_m, em.want)))
+        T_FAIL_("case %d: the refusal \"%s\" does not say \"%s\"", pc->k, msg_m, em.want);
+    if (er.refuse != (rc_r != 0))
+        T_FAIL_("case %d: recipes.csv %s, expected %s (%s)", pc->k, rc_r ? "refused" : "taken",
+                er.refuse ? "a refusal" : "it taken", rc_r ? err_last() : er.want);
+    else if (er.refuse && (!strstr(err_last(), rpath) || !strstr(err_last(), er.want)))
+        T_FAIL_("case %d: the refusal \"%s\" does not say \"%s\"", pc->k, err_last(), er.want);
+    pc->taken = !rc_m && !rc_r;
+    if (!pc->taken) goto out;
+    /* the job, through its spec file's JSON as `lowbit job --spec` reads it */
+    struct job j, j2;
+    const bool dollar = strstr(pc->m[MF_PATH].p, "${") || strstr(pc->m[MF_TOK].p, "${");
+    if (plan_job(&j, &rows[0], &recs[0], ev, NULL)) {
+        pc->taken = false;
+        if (!dollar || !strstr(err_last(), "model '"))
+            T_FAIL_("case %d: plan_job: %s", pc->k, err_last());
+        goto out;
+    }
+    json_t *spec = job_to_json(&j);
+    char *spec_text = spec ? json_dumps(spec, JSON_SORT_KEYS) : NULL;
+    json_decref(spec);
+    json_t *back = spec_text ? json_loads(spec_text, 0, NULL) : NULL;
+    T_OK(spec_text && back && !job_from_json(&j2, back, "spec"));
+    free(spec_text);
+    json_decref(back);
+    if (!back) {
+        pc->taken = false;
+        goto out;
+    }
+    /* the failed result of the job; every other one made an ok run (scores, size) */
+    struct str e = {0};
+    sputs(&e, "test failure: ");
+    sput(&e, pc->m[MF_NOTES].p, pc->m[MF_NOTES].n);
+    snprintf(pc->error, sizeof pc->error, "%.*s", (int)strcspn(e.p, "\n"), e.p);
+    T_EQ_INT(job_write_failed(dir, &j2, e.p, NULL, NULL, PIPE_FAIL_INPUT), 0);
+    free(e.p);
+    pc->ok_run = pc->k % 2 == 0;
+    if (pc->ok_run) {
+        char res[700];
+        pipe_path(res, sizeof res, dir, "results", j2.key, ".json");
+        json_t *r = json_load_file(res, 0, NULL);
+        json_object_set_new(r, "status", json_string("ok"));
+        json_object_set_new(r, "error", json_null());
+        json_object_set_new(r, "log_tail", json_null());
+        json_object_del(r, "failure");
+        json_object_set_new(r, "scores", json_pack("[{s:s, s:s, s:f, s:f, s:i}]", "task",
+                                                   "arc_easy", "metric", "acc", "value", 0.5,
+                                                   "stderr", 0.1, "n", 4));
+        json_t *run = json_object_get(r, "run");
+        json_object_set_new(run, "bits_per_weight", json_real(4.5));
+        json_object_set_new(run, "artifact_bytes", json_integer(1000));
+        T_EQ_INT(pipe_write_json(res, r), 0);
+        json_decref(r);
+    }
+out:
+    free(rows);
+    free(recs);
+}
+
+/* an lm-eval results file with random text in its strings (written by hand: raw bytes stay
+ * raw, control characters become \u escapes as JSON allows them) */
+struct icase {
+    int k;
+    bool taken;
+    struct str name, args, version, dpath, dname;
+};
+static void json_str_out(struct str *o, const struct str *v) {
+    sput(o, "\"", 1);
+    for (size_t i = 0; i < v->n; i++) {
+        const unsigned char c = (unsigned char)v->p[i];
+        char b[8];
+        if (c == '"' || c == '\\') b[0] = '\\', b[1] = (char)c, sput(o, b, 2);
+        else if (c < 0x20) snprintf(b, sizeof b, "\\u%04x", c), sputs(o, b);
+        else sput(o, &v->p[i], 1);
+    }
+    sput(o, "\"", 1);
+}
+
+static void import_case(struct icase *ic, const char *dir) {
+    struct str *f[5] = {&ic->name, &ic->args, &ic->version, &ic->dpath, &ic->dname};
+    enum made made[5] = {0};
+    const int mode = rn(100), bad = rn(5);
+    for (int i = 0; i < 5; i++) {
+        made[i] = mode >= 60 && bad == i ? (rn(2) ? MADE_BYTES : MADE_CONTROL) : MADE_TEXT;
+        gen_text(f[i], i == 0 && mode >= 50 && mode < 60 ? 300 : 20, made[i]);
+    }
+    if (!ic->name.n || ic->name.p[0] == 0) {
+        ic->name.n = 0;
+        sputs(&ic->name, "n");
+        if (made[0] == MADE_BYTES) sputs(&ic->name, "\xff");
+    }
+    struct str js = {0};
+    sputs(&js, "{\"results\": {\"arc_easy\": {\"acc,none\": 0.5, \"acc_stderr,none\": 0.01}}, "
+               "\"n-samples\": {\"arc_easy\": {\"original\": 100, \"effective\": 10}}, "
+               "\"configs\": {\"arc_easy\": {\"dataset_path\": ");
+    json_str_out(&js, &ic->dpath);
+    sputs(&js, ", \"dataset_name\": ");
+    json_str_out(&js, &ic->dname);
+    sputs(&js, "}}, \"config\": {\"model_args\": ");
+    json_str_out(&js, &ic->args);
+    sputs(&js, "}, \"lm_eval_version\": ");
+    json_str_out(&js, &ic->version);
+    sputs(&js, ", \"model_name\": ");
+    json_str_out(&js, &ic->name);
+    sputs(&js, "}\n");
+    char path[600], id[32];
+    snprintf(path, sizeof path, "%s/imp%03d.json", dir, ic->k);
+    snprintf(id, sizeof id, "imp%03d", ic->k);
+    spit_n(path, js.p, js.n);
+    free(js.p);
+    /* the oracle: raw bytes that are not UTF-8 (or a \u0000) are not JSON; a control character
+     * is refused at the first member (validation order) holding it */
+    const char *want = NULL;
+    for (int i = 0; i < 5 && !want; i++)
+        if (made[i] == MADE_BYTES) want = "not JSON (line";
+    static const char *const member[5] = {"model.path", "provenance.import.model_args",
+                                          "run.code_version", "task_defs[0].dataset_file",
+                                          "task_defs[0].dataset_file"};
+    static const int order[5] = {0, 2, 3, 4, 1}; /* model, run, task_defs, provenance */
+    for (int k = 0; k < 5 && !want; k++)
+        if (made[order[k]] == MADE_CONTROL) want = member[order[k]];
+    const struct import_opts o = {.model_id = id, .out_dir = dir, .quiet = true};
+    char key[65];
+    const int rc = import_file(path, &o, key);
+    if (!want != !rc)
+        T_FAIL_("import case %d: %s, expected %s (%s)", ic->k, rc ? "refused" : "taken",
+                want ? "a refusal" : "it taken", rc ? err_last() : want);
+    else if (want && (!strstr(err_last(), path) || !strstr(err_last(), want)))
+        T_FAIL_("import case %d: the refusal \"%s\" does not say \"%s\"", ic->k, err_last(), want);
+    ic->taken = !rc;
+}
+
+static void test_property_text(void) {
+    const char *seed = getenv("T_SEED");
+    rs = 0x9e3779b97f4a7c15ull * (uint64_t)(seed ? atoll(seed) : 18) + 1;
+    const int n_csv = T_SANITIZED ? 40 : 160, n_imp = T_SANITIZED ? 20 : 60;
+    const char *dir = tmp("prop");
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
+    T_EQ_INT(system(cmd), 0);
+    struct eval_spec ev;
+    plan_eval_default(&ev, false);
+    plan_eval_tasks(&ev, "arc_easy");
+    plan_eval_limit(&ev, 1);
+    if (plan_eval_hash(&ev)) {
+        T_FAIL_("task data: %s", err_last());
+        return;
+    }
+    err_set_quiet(true);
+    struct pcase *pcs = calloc((size_t)n_csv, sizeof *pcs);
+    struct icase *ics = calloc((size_t)n_imp, sizeof *ics);
+    int taken = 0, refused = 0;
+    for (int k = 0; k < n_csv; k++) {
+        pcs[k].k = k;
+        csv_case(&pcs[k], dir, &ev);
+        taken += pcs[k].taken;
+        refused += !pcs[k].taken;
+    }
+    for (int k = 0; k < n_imp; k++) {
+        ics[k].k = k;
+        import_case(&ics[k], dir);
+        taken += ics[k].taken;
+        refused += !ics[k].taken;
+    }
+    /* both outcomes happen often enough for the property to mean something */
+    if (taken < (n_csv + n_imp) / 4 || refused < (n_csv + n_imp) / 8)
+        T_FAIL_("%d cases taken, %d refused: the generator is off", taken, refused);
+    char results[700], dbp[700], site[700];
+    snprintf(results, sizeof results, "%s/results", dir);
+    snprintf(dbp, sizeof dbp, "%s/lowbit.db", dir);
+    snprintf(site, sizeof site, "%s/site", dir);
+    struct collect_opts co = {.results_dir = results, .db_path = dbp, .quiet = true};
+    struct collect_stats cst;
+    if (collect_run(&co, &cst)) T_FAIL_("collect: %s", err_last());
+    T_EQ_INT(cst.malformed, 0);
+    const struct render_opts ro = {.db_path = dbp, .out_dir = site, .templates_dir = "templates",
+                                   .quiet = true};
+    if (render_site(&ro, NULL)) T_FAIL_("render: %s", err_last());
+    err_set_quiet(false);
+
+    /* ---- every taken string, byte for byte, everywhere it is shown ---- */
+    sqlite3 *db = NULL;
+    T_OK(sqlite3_open_v2(dbp, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    struct lb_data d;
+    T_OK(!lb_data_load(&d, db));
+    char p[1200];
+    snprintf(p, sizeof p, "%s/data/leaderboard.json", site);
+    json_t *lj = json_load_file(p, 0, NULL);
+    T_OK(lj != NULL);
+    snprintf(p, sizeof p, "%s/data/leaderboard.csv", site);
+    size_t clen = 0;
+    char *ctext = slurp(p, &clen);
+    struct csvrows cr = {0};
+    struct csv_parser cp;
+    csv_init(&cp, CSV_STRICT | CSV_STRICT_FINI);
+    T_EQ_INT(csv_parse(&cp, ctext ? ctext : "", clen, pcsv_cell, pcsv_row, &cr), clen);
+    csv_fini(&cp, pcsv_cell, pcsv_row, &cr);
+    csv_free(&cp);
+    free(ctext);
+    const int c_mid = col_of(&cr, "model_id"), c_rid = col_of(&cr, "recipe_id"),
+              c_model = col_of(&cr, "model"), c_family = col_of(&cr, "family"),
+              c_type = col_of(&cr, "model_type"), c_alg = col_of(&cr, "algorithm"),
+              c_cdt = col_of(&cr, "compute_dtype"), c_err = col_of(&cr, "error"),
+              c_base = col_of(&cr, "base_model"), c_code = col_of(&cr, "code_version");
+    T_OK(c_mid >= 0 && c_rid >= 0 && c_model >= 0 && c_err >= 0 && c_code >= 0);
+    int checked = 0;
+    for (int k = 0; k < n_csv; k++) {
+        struct pcase *pc = &pcs[k];
+        if (!pc->taken) continue;
+        const char *mid = pc->m[MF_ID].p, *rid = pc->r[RF_ID].p;
+        const char *disp = pc->m[MF_NAME].n ? pc->m[MF_NAME].p : mid;
+        char alg[64];
+        snprintf(alg, sizeof alg, "%s", pc->r[RF_ALG].p);
+        for (char *c = alg; *c; c++)
+            if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+        const char *cdt = !pc->r[RF_CDT].n ? "fp32"
+                          : recipe_compute_dtype_canon(pc->r[RF_CDT].p) ? recipe_compute_dtype_canon(pc->r[RF_CDT].p)
+                                                                        : pc->r[RF_CDT].p;
+        /* the database */
+        T_DB(db, "SELECT display_name FROM models WHERE id = ?", mid, NULL, disp);
+        T_DB(db, "SELECT path FROM models WHERE id = ?", mid, NULL, pc->m[MF_PATH].p);
+        for (int f = MF_TOK; f < MF_N; f++) {
+            if (f == MF_NAME) continue;
+            char sql[96];
+            snprintf(sql, sizeof sql, "SELECT %s FROM models WHERE id = ?", MF[f]);
+            T_DB(db, sql, mid, NULL, or_null(&pc->m[f]));
+        }
+        T_DB(db, "SELECT algorithm FROM recipes WHERE id = ?", rid, NULL, alg);
+        T_DB(db, "SELECT compute_dtype FROM recipes WHERE id = ?", rid, NULL, cdt);
+        T_DB(db, "SELECT calib_set FROM recipes WHERE id = ?", rid, NULL, or_null(&pc->r[RF_CALIB]));
+        T_DB(db, "SELECT knobs FROM recipes WHERE id = ?", rid, NULL,
+             pc->knob_value_json[0] ? pc->knob_value_json : NULL);
+        T_DB(db, "SELECT error FROM runs WHERE model_id = ?1 AND recipe_id = ?2", mid, rid,
+             pc->ok_run ? NULL : pc->error);
+        char *run_id = q1p(db, "SELECT id FROM runs WHERE model_id = ?1 AND recipe_id = ?2", mid, rid);
+        T_OK(run_id != NULL);
+        if (!run_id) continue;
+        /* the run page: each string in an element of its own */
+        struct texts t;
+        snprintf(p, sizeof p, "%s/runs/%s.html", site, run_id);
+        T_OK(texts_load(p, &t));
+        const char *want_run[] = {mid, rid, disp, pc->m[MF_PATH].p, or_null(&pc->m[MF_TOK]), alg,
+                                  cdt, or_null(&pc->r[RF_CALIB]),
+                                  pc->knob_value_json[0] ? pc->knob_value_json : NULL,
+                                  pc->ok_run ? NULL : pc->error};
+        for (size_t i = 0; i < LB_ARRAY_LEN(want_run); i++)
+            if (want_run[i] && !texts_has(&t, want_run[i]))
+                T_FAIL_("case %d: runs/%s.html does not show \"%s\"", k, run_id, want_run[i]);
+        texts_free(&t);
+        /* the model page (of a base model: its own row's facts) */
+        if (!pc->m[MF_BASE].n) {
+            const char *slug = NULL;
+            for (int g = 0; g < d.n_groups; g++)
+                if (!strcmp(d.groups[g].key, mid)) slug = d.groups[g].slug;
+            T_OK(slug != NULL);
+            snprintf(p, sizeof p, "%s/models/%s.html", site, slug ? slug : "none");
+            T_OK(texts_load(p, &t));
+            const char *want_model[] = {disp, or_null(&pc->m[MF_FAMILY]), or_null(&pc->m[MF_TYPE]),
+                                        or_null(&pc->m[MF_LICENSE]), or_null(&pc->m[MF_NOTES])};
+            for (size_t i = 0; i < LB_ARRAY_LEN(want_model); i++)
+                if (want_model[i] && !texts_has(&t, want_model[i]))
+                    T_FAIL_("case %d: models/%s.html does not show \"%s\"", k, slug, want_model[i]);
+            texts_free(&t);
+        }
+        /* leaderboard.json */
+        size_t i;
+        json_t *row, *mine = NULL;
+        json_array_foreach(json_object_get(lj, "rows"), i, row)
+            if (!strcmp(json_string_value(json_object_get(row, "model_id")), mid) &&
+                !strcmp(json_string_value(json_object_get(row, "recipe_id")), rid))
+                mine = row;
+        T_OK(mine != NULL);
+        const char *jwant[][2] = {{"model", disp}, {"family", or_null(&pc->m[MF_FAMILY])},
+                                  {"model_type", or_null(&pc->m[MF_TYPE])}, {"algorithm", alg},
+                                  {"compute_dtype", cdt},
+                                  {"base_model", pc->m[MF_BASE].n ? pc->m[MF_BASE].p : mid},
+                                  {"error", pc->ok_run ? NULL : pc->error}};
+        for (size_t w = 0; mine && w < LB_ARRAY_LEN(jwant); w++) {
+            const char *got = json_string_value(json_object_get(mine, jwant[w][0]));
+            if (jwant[w][1] ? !got || strcmp(got, jwant[w][1]) : got != NULL)
+                T_FAIL_("case %d: leaderboard.json %s: \"%s\", want \"%s\"", k, jwant[w][0],
+                        got ? got : "(null)", jwant[w][1] ? jwant[w][1] : "(null)");
+        }
+        /* leaderboard.csv */
+        int crow = -1;
+        for (int r = 1; r < cr.n_rows; r++) {
+            char b1[300], b2[300];
+            if (!strcmp(cr.rows[r][c_mid], csv_expected(mid, b1, sizeof b1)) &&
+                !strcmp(cr.rows[r][c_rid], csv_expected(rid, b2, sizeof b2)))
+                crow = r;
+        }
+        T_OK(crow > 0);
+        const int ccols[] = {c_model, c_family, c_type, c_alg, c_cdt, c_base, c_err};
+        for (size_t w = 0; crow > 0 && w < LB_ARRAY_LEN(ccols); w++) {
+            static char b[4200];
+            const char *want = csv_expected(jwant[w][1] ? jwant[w][1] : "", b, sizeof b);
+            if (ccols[w] < 0 || strcmp(cr.rows[crow][ccols[w]], want))
+                T_FAIL_("case %d: leaderboard.csv %s: \"%s\", want \"%s\"", k, jwant[w][0],
+                        ccols[w] < 0 ? "?" : cr.rows[crow][ccols[w]], want);
+        }
+        free(run_id);
+        checked++;
+    }
+    for (int k = 0; k < n_imp; k++) {
+        struct icase *ic = &ics[k];
+        if (!ic->taken) continue;
+        char id[32], disp[400], version[200], file[200];
+        snprintf(id, sizeof id, "imp%03d", k);
+        snprintf(disp, sizeof disp, "%.*s", (int)cut_at(ic->name.p, ic->name.n, 255), ic->name.p);
+        snprintf(version, sizeof version, "lm-eval %s", ic->version.n ? ic->version.p : "");
+        snprintf(file, sizeof file, "%s/%s", ic->dpath.n ? ic->dpath.p : "", ic->dname.p);
+        const struct pcase *pc = &(struct pcase){.k = 1000 + k};
+        T_DB(db, "SELECT display_name FROM models WHERE id = ?", id, NULL, disp);
+        T_DB(db, "SELECT path FROM models WHERE id = ?", id, NULL, ic->name.p);
+        T_DB(db, "SELECT code_version FROM runs WHERE model_id = ?", id, NULL, version);
+        T_DB(db, "SELECT p.value FROM provenance p JOIN runs r ON r.id = p.run_id WHERE "
+                 "r.model_id = ? AND p.key = 'import.model_args'", id, NULL, ic->args.p);
+        T_DB(db, "SELECT p.value FROM provenance p JOIN runs r ON r.id = p.run_id WHERE "
+                 "r.model_id = ? AND p.key = 'import.lm_eval_version'", id, NULL, ic->version.p);
+        T_DB(db, "SELECT t.dataset_file FROM task_defs t JOIN runs r ON r.id = t.run_id WHERE "
+                 "r.model_id = ?", id, NULL, file);
+        char *run_id = q1p(db, "SELECT id FROM runs WHERE model_id = ?", id, NULL);
+        T_OK(run_id != NULL);
+        if (!run_id) continue;
+        struct texts t;
+        snprintf(p, sizeof p, "%s/runs/%s.html", site, run_id);
+        T_OK(texts_load(p, &t));
+        const char *want_run[] = {disp, ic->name.p, version, ic->args.p, ic->version.p, file};
+        for (size_t i = 0; i < LB_ARRAY_LEN(want_run); i++)
+            if (*want_run[i] && !texts_has(&t, want_run[i]))
+                T_FAIL_("import case %d: runs/%s.html does not show \"%s\"", k, run_id, want_run[i]);
+        texts_free(&t);
+        size_t i;
+        json_t *row, *mine = NULL;
+        json_array_foreach(json_object_get(lj, "rows"), i, row)
+            if (!strcmp(json_string_value(json_object_get(row, "model_id")), id)) mine = row;
+        T_OK(mine != NULL);
+        json_t *pv = json_object_get(mine, "provenance");
+        if (mine && (strcmp(json_string_value(json_object_get(mine, "model")), disp) ||
+                     strcmp(json_string_value(json_object_get(mine, "code_version")), version) ||
+                     strcmp(json_string_value(json_object_get(pv, "import.model_args")), ic->args.p) ||
+                     strcmp(json_string_value(json_array_get(
+                                json_array_get(json_object_get(mine, "task_defs"), 0), 1)), file)))
+            T_FAIL_("import case %d: leaderboard.json differs from the file's strings", k);
+        int crow = -1;
+        for (int r = 1; r < cr.n_rows; r++)
+            if (!strcmp(cr.rows[r][c_mid], id)) crow = r;
+        char b1[600], b2[400];
+        T_OK(crow > 0 && !strcmp(cr.rows[crow][c_model], csv_expected(disp, b1, sizeof b1)) &&
+             !strcmp(cr.rows[crow][c_code], csv_expected(version, b2, sizeof b2)));
+        free(run_id);
+        checked++;
+    }
+    if (getenv("T_VERBOSE"))
+        fprintf(stderr, "  property: %d cases taken (%d checked through the site), %d refused\n",
+                taken, checked, refused);
+    T_EQ_INT(checked, taken);
+    for (int r = 0; r < cr.n_rows; r++) {
+        for (int c = 0; c < cr.n_cells[r]; c++) free(cr.rows[r][c]);
+        free(cr.rows[r]);
+    }
+    free(cr.rows), free(cr.n_cells);
+    json_decref(lj);
+    lb_data_release(&d);
+    sqlite3_close(db);
+    for (int k = 0; k < n_csv; k++) {
+        for (int f = 0; f < MF_N; f++) free(pcs[k].m[f].p);
+        for (int f = 0; f < RF_N; f++) free(pcs[k].r[f].p);
+    }
+    for (int k = 0; k < n_imp; k++) {
+        free(ics[k].name.p), free(ics[k].args.p), free(ics[k].version.p);
+        free(ics[k].dpath.p), free(ics[k].dname.p);
+    }
+    free(pcs);
+    free(ics);
+}
+
 int main(void) {
     T_RUN(test_csv_text);
     T_RUN(test_import_long_name);
@@ -504,6 +1291,7 @@ int main(void) {
     T_RUN(test_file_size_limit);
     T_RUN(test_chart_noncharacters);
     T_RUN(test_model_messages);
+    T_RUN(test_property_text);
     t_tmpdir_cleanup();
     return T_DONE();
 }
