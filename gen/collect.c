@@ -368,10 +368,31 @@ static const char *const run_keys[] = {
 
 /* ===== one file ===== */
 
-static bool in_plan(const struct plan *p, const char *key) {
-    for (int i = 0; p && i < p->n_jobs; i++)
-        if (!strcmp(p->jobs[i].key, key)) return true;
-    return false;
+/* what one collect looks up for every file, as sets (JSON objects: hash tables), so 20,000
+ * result files against a plan of 20,000 jobs take linear time: the plan's keys and model ids,
+ * and the models whose training rows were looked at (each once) */
+struct collect_sets {
+    json_t *plan_keys, *plan_models, *training_seen;
+};
+
+static void collect_sets_init(struct collect_sets *c, const struct plan *p) {
+    c->plan_keys = json_object();
+    c->plan_models = json_object();
+    c->training_seen = json_object();
+    for (int i = 0; p && i < p->n_jobs; i++) {
+        json_object_set_new(c->plan_keys, p->jobs[i].key, json_true());
+        json_object_set_new(c->plan_models, p->jobs[i].model.id, json_true());
+    }
+}
+
+static void collect_sets_release(struct collect_sets *c) {
+    json_decref(c->plan_keys);
+    json_decref(c->plan_models);
+    json_decref(c->training_seen);
+}
+
+static bool in_plan(const struct collect_sets *c, const char *key) {
+    return key && json_object_get(c->plan_keys, key) != NULL;
 }
 
 enum outcome { O_INSERTED, O_REPLACED, O_UNCHANGED, O_SUPERSEDED };
@@ -402,30 +423,11 @@ static int query_row(sqlite3 *db, const char *sql, const char *a, const char *b,
 
 /* ===== training provenance ===== */
 
-/* the models whose training rows this collect has looked at (each once) */
-struct training_seen {
-    char **ids;
-    int n, cap;
-};
-
-static bool training_seen_add(struct training_seen *ts, const char *id) {
-    for (int i = 0; i < ts->n; i++)
-        if (!strcmp(ts->ids[i], id)) return false;
-    if (ts->n == ts->cap) {
-        int cap = ts->cap ? 2 * ts->cap : 16;
-        char **p = realloc(ts->ids, (size_t)cap * sizeof *p);
-        if (!p) return true; /* not remembered: looked at again, which is only slower */
-        ts->ids = p;
-        ts->cap = cap;
-    }
-    if ((ts->ids[ts->n] = strdup(id))) ts->n++;
+/* true the first time a model is looked at in this collect */
+static bool training_seen_add(struct collect_sets *c, const char *id) {
+    if (json_object_get(c->training_seen, id)) return false;
+    json_object_set_new(c->training_seen, id, json_true());
     return true;
-}
-
-static void training_seen_release(struct training_seen *ts) {
-    for (int i = 0; i < ts->n; i++) free(ts->ids[i]);
-    free(ts->ids);
-    memset(ts, 0, sizeof *ts);
 }
 
 /* where lowbit train would have put train.json for a model at path (expanded): the directory of
@@ -512,7 +514,7 @@ static void bind_real_or_null(sqlite3_stmt *st, int i, double v) {
  * yet expanded), inside the caller's transaction. -1 only for a database error; a malformed file
  * is a warning (the model keeps no training rows). */
 static int record_training(sqlite3 *db, const char *model_id, const char *raw_path,
-                           struct training_seen *seen) {
+                           struct collect_sets *seen) {
     if (!model_id || !raw_path || !training_seen_add(seen, model_id)) return 0;
     char path[PIPE_PATH_MAX], dir[PIPE_PATH_MAX], probe[PIPE_PATH_MAX + 16], sha[65] = "";
     char *json_text = NULL, *old_sha = NULL, *old_dir = NULL;
@@ -605,14 +607,12 @@ out:
     return ret;
 }
 
-static bool plan_has_model(const struct plan *p, const char *id) {
-    for (int i = 0; p && id && i < p->n_jobs; i++)
-        if (!strcmp(p->jobs[i].model.id, id)) return true;
-    return false;
+static bool plan_has_model(const struct collect_sets *c, const char *id) {
+    return id && json_object_get(c->plan_models, id) != NULL;
 }
 
 static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file,
-                       const struct plan *plan, struct training_seen *seen, enum outcome *out) {
+                       struct collect_sets *seen, enum outcome *out) {
     const char *key = json_string_value(json_object_get(r, "job_key"));
     json_t *m = json_object_get(r, "model"), *q = json_object_get(r, "recipe"),
            *run = json_object_get(r, "run");
@@ -640,7 +640,7 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                    model_id, recipe_id, key, &other, &other_key, &other_fin);
     if (rc < 0) goto out;
     if (rc == 1) {
-        const bool np = in_plan(plan, key), op = in_plan(plan, other_key);
+        const bool np = in_plan(seen, key), op = in_plan(seen, other_key);
         int cmp = np != op ? (np ? 1 : -1) : 0;
         if (!cmp) cmp = strcmp(finished ? finished : "", other_fin ? other_fin : "");
         if (!cmp) cmp = strcmp(key, other_key);
@@ -660,7 +660,7 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
     /* training provenance beside the model file: for lowbit's own results (an imported file's
      * path names no file of ours) of models the plan does not name (load_catalog does those) */
     const char *origin = json_string_value(json_object_get(r, "origin"));
-    if (origin && !strcmp(origin, "lowbit") && !plan_has_model(plan, model_id) &&
+    if (origin && !strcmp(origin, "lowbit") && !plan_has_model(seen, model_id) &&
         record_training(db, model_id, json_string_value(json_object_get(m, "path")), seen))
         goto out;
     /* the run's own columns, then the validated identity on top (a "run" object that names
@@ -766,7 +766,7 @@ out:
 }
 
 /* the plan's CSV rows refresh the models/recipes metadata (display names, licenses, notes) */
-static int load_catalog(sqlite3 *db, const struct plan *p, struct training_seen *seen) {
+static int load_catalog(sqlite3 *db, const struct plan *p, struct collect_sets *seen) {
     for (int i = 0; i < p->n_jobs; i++) {
         const struct job *j = &p->jobs[i];
         json_t *m = model_row_to_json(&j->model), *q = recipe_to_json(&j->recipe);
@@ -790,7 +790,8 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
     sqlite3 *db = NULL;
     char **names = NULL;
     int n = 0, cap = 0, ret = -1;
-    struct training_seen seen = {0};
+    struct collect_sets seen;
+    collect_sets_init(&seen, o->plan);
     DIR *d = opendir(o->results_dir);
     if (d) {
         struct dirent *e;
@@ -849,7 +850,7 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
         free(buf);
         enum outcome oc = O_UNCHANGED;
         int rc = db_exec(db, "BEGIN IMMEDIATE", "starting a transaction");
-        if (!rc) rc = load_result(db, r, sha, names[i], o->plan, &seen, &oc);
+        if (!rc) rc = load_result(db, r, sha, names[i], &seen, &oc);
         json_decref(r);
         if (!rc) rc = db_exec(db, "COMMIT", "committing");
         if (rc) {
@@ -882,7 +883,7 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
 out:
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
-    training_seen_release(&seen);
+    collect_sets_release(&seen);
     db_close(db);
     return ret;
 }

@@ -354,6 +354,7 @@ int csvin_models(const char *path, struct model_row **rows, int *n) {
     int col[MC_N], ret = -1;
     static const char *const req[] = {"id", "path", NULL};
     struct model_row *out = NULL;
+    json_t *ids = json_object(); /* the ids so far: a set, so 100,000 rows take linear time */
     if (columns(path, &t, model_cols, MC_N, req, col)) goto out;
     out = xcalloc((size_t)t.n_rows, sizeof *out, "models");
     if (!out) goto out;
@@ -386,11 +387,11 @@ int csvin_models(const char *path, struct model_row **rows, int *n) {
         snprintf(what, sizeof what, "%s: row %d (id '%s'), column base_model", path, r, id);
         if (m->base_model[0] && pipe_id_check(m->base_model, what)) goto out;
         if (!m->display_name[0]) snprintf(m->display_name, sizeof m->display_name, "%s", m->id);
-        for (int i = 0; i < k; i++)
-            if (!strcmp(out[i].id, m->id)) {
-                err("%s: row %d: id '%s' appears twice", path, r, m->id);
-                goto out;
-            }
+        if (json_object_get(ids, m->id)) {
+            err("%s: row %d: id '%s' appears twice", path, r, m->id);
+            goto out;
+        }
+        json_object_set_new(ids, m->id, json_true());
         k++;
     }
     if (!k) {
@@ -402,6 +403,7 @@ int csvin_models(const char *path, struct model_row **rows, int *n) {
     out = NULL;
     ret = 0;
 out:
+    json_decref(ids);
     free(out);
     table_release(&t);
     return ret;
@@ -491,17 +493,18 @@ int csvin_recipes(const char *path, struct recipe **rows, int *n) {
     int col[RC_N], ret = -1, k = 0;
     static const char *const req[] = {"id", "algorithm", NULL};
     struct recipe *out = NULL;
+    json_t *ids = json_object(); /* the ids so far (a set) */
     if (columns(path, &t, recipe_cols, RC_N, req, col)) goto out;
     out = xcalloc((size_t)t.n_rows, sizeof *out, "recipes");
     if (!out) goto out;
     for (int r = 1; r < t.n_rows; r++) {
         if (comment_row(&t, r)) continue;
         if (recipe_row(&t, r, col, path, &out[k])) goto out;
-        for (int i = 0; i < k; i++)
-            if (!strcmp(out[i].id, out[k].id)) {
-                err("%s: row %d: id '%s' appears twice", path, r, out[k].id);
-                goto out;
-            }
+        if (json_object_get(ids, out[k].id)) {
+            err("%s: row %d: id '%s' appears twice", path, r, out[k].id);
+            goto out;
+        }
+        json_object_set_new(ids, out[k].id, json_true());
         k++;
     }
     if (!k) {
@@ -513,6 +516,7 @@ int csvin_recipes(const char *path, struct recipe **rows, int *n) {
     out = NULL;
     ret = 0;
 out:
+    json_decref(ids);
     free(out);
     table_release(&t);
     return ret;

@@ -232,6 +232,7 @@ int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, in
     char path[PIPE_PATH_MAX];
     int n_todo = 0;
     st->total = p->n_jobs;
+    json_t *planned = json_object(); /* keys already taken (a set: linear in the plan's size) */
     for (int i = 0; i < p->n_jobs; i++) {
         pipe_path(path, sizeof path, out_dir, "results", p->jobs[i].key, ".json");
         int state = pipe_result_state(path, p->jobs[i].key);
@@ -240,8 +241,7 @@ int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, in
                     "again\n", path);
             state = 0;
         }
-        bool dup = false;
-        for (int k = 0; k < n_todo; k++) dup |= !strcmp(p->jobs[todo[k]].key, p->jobs[i].key);
+        const bool dup = json_object_get(planned, p->jobs[i].key) != NULL;
         const bool env = state == 2 && !dup && pipe_result_retryable(path);
         const bool retry = retry_failed || env;
         if (state == 1 || (state == 2 && !retry) || dup) {
@@ -259,8 +259,10 @@ int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, in
         if (state < 0)
             fprintf(stderr, "lowbit: run: %s is unreadable or not this job's; running the job "
                     "again\n", path);
+        json_object_set_new(planned, p->jobs[i].key, json_true());
         todo[n_todo++] = i;
     }
+    json_decref(planned);
     return n_todo;
 }
 

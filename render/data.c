@@ -5,6 +5,7 @@
  * the same database always gives the same arrays, then joined in C (runs -> model, recipe, scores,
  * task definitions, provenance) and grouped by base model. The board order is average desc (NULL
  * last), then run id: the same order the pages, the CSV/JSON and the tests use. */
+#include <jansson.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -505,20 +506,21 @@ static int build_groups(struct lb_data *d) {
         G->baseline = -1;
     }
     free(keys), free(order);
-    /* slugs: unique, a later group with a taken slug gets "-2", "-3" ... */
+    /* slugs: unique, a later group with a taken slug gets "-2", "-3" ... (the slugs taken are a
+     * set: a JSON object, so 100,000 base models take linear time) */
+    json_t *taken_slugs = json_object();
+    json_object_set_new(taken_slugs, "index", json_true());
     for (int g = 0; g < d->n_groups; g++) {
         struct lb_group *G = &d->groups[g];
         char slug[96], try[112];
         slugify(G->key, slug, sizeof slug);
         snprintf(try, sizeof try, "%s", slug);
-        for (int k = 2;; k++) {
-            bool taken = !strcmp(try, "index");
-            for (int h = 0; h < g && !taken; h++) taken = !strcmp(d->groups[h].slug, try);
-            if (!taken) break;
+        for (int k = 2; json_object_get(taken_slugs, try); k++)
             snprintf(try, sizeof try, "%s-%d", slug, k);
-        }
+        json_object_set_new(taken_slugs, try, json_true());
         G->slug = lb_clean_utf8(try, strlen(try));
     }
+    json_decref(taken_slugs);
     /* the baseline: an ok fp run of the base model itself, fp16 > bf16 > fp32, then lowest id */
     for (int g = 0; g < d->n_groups; g++) {
         struct lb_group *G = &d->groups[g];
