@@ -32,8 +32,9 @@ static bool id_char(char c) {
 int pipe_id_check(const char *id, const char *what) {
     size_t n = id ? strlen(id) : 0;
     if (!n) return err("%s: empty id", what);
-    if (n >= PIPE_ID_MAX) return err("%s: id '%.40s...' is longer than %d characters", what, id,
-                                     PIPE_ID_MAX - 1);
+    if (n >= PIPE_ID_MAX)
+        return err("%s: id '%.*s...' is longer than %d characters", what, (int)text_cut(id, 40),
+                   id, PIPE_ID_MAX - 1);
     if (id[0] == '.' || id[0] == '-')
         return err("%s: id '%s' starts with '%c' (ids name files of the site: use letters, "
                    "digits and . _ - +, not first . or -)", what, id, id[0]);

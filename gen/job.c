@@ -51,6 +51,14 @@ void pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, con
              ext ? ext : "");
 }
 
+int pipe_dir_check(const char *dir, const char *what) {
+    const size_t n = strlen(dir);
+    if (n > PIPE_PATH_MAX - 512)
+        return err("%s: a path of %zu bytes; lowbit takes at most %d here (the files it writes "
+                   "under it must fit its path buffers)", what, n, PIPE_PATH_MAX - 512);
+    return 0;
+}
+
 int pipe_mkdirs(const char *dir) {
     char p[PIPE_PATH_MAX];
     if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return err("%s: path too long", dir);
@@ -210,13 +218,16 @@ static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : js
 
 static void prov_set(struct result *r, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* a provenance value, whole (no buffer to cut it) and as text: it may quote a path, a file's
+ * metadata or a library's message, which json_string would refuse (and the key vanish) */
 static void prov_set(struct result *r, const char *key, const char *fmt, ...) {
-    char v[2048];
+    char *v = NULL;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(v, sizeof v, fmt, ap);
+    const int n = vasprintf(&v, fmt, ap);
     va_end(ap);
-    json_object_set_new(r->prov, key, json_string(v));
+    json_object_set_new(r->prov, key, text_json(n < 0 ? "(out of memory)" : v));
+    free(v);
 }
 
 static void add_score(struct result *r, const char *task, const char *metric, double value,
@@ -261,9 +272,9 @@ static struct result result_new(const struct job *j, const char *started_at) {
     host_cpu(cpu, sizeof cpu);
     char rel[PIPE_PATH_MAX];
     snprintf(rel, sizeof rel, "artifacts/%s", j->key);
-    r.run = json_pack("{s:s, s:o, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+    r.run = json_pack("{s:s, s:o, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
                       "started_at", started_at, "finished_at", json_null(), "code_version",
-                      j->code_version, "host_cpu", cpu, "threads", json_null(), "kernels_isa",
+                      j->code_version, "host_cpu", text_json(cpu), "threads", json_null(), "kernels_isa",
                       kernels_isa(), "quant_seconds", json_null(), "quant_peak_rss_mb",
                       json_null(), "eval_seconds", json_null(), "eval_peak_rss_mb", json_null(),
                       "artifact_path", json_null(), "artifact_bytes", json_null(),
@@ -499,12 +510,13 @@ static int eval_tasks(const struct eval_ctx *c, int lim, struct result *r, char 
         json_object_foreach(tr, key, v) {
             const char *comma = strchr(key, ',');
             if (!comma || strcmp(comma + 1, "none") || !json_is_number(v)) continue;
-            char metric[96], skey[128];
-            snprintf(metric, sizeof metric, "%.*s", (int)(comma - key), key);
-            size_t ml = strlen(metric);
-            if (ml > 7 && !strcmp(metric + ml - 7, "_stderr")) continue;
-            snprintf(skey, sizeof skey, "%s_stderr,none", metric);
-            add_score(r, task, metric, json_number_value(v), jnum(tr, skey), nd);
+            char *metric = strndup(key, (size_t)(comma - key));
+            char *skey = metric ? text_printf("%s_stderr,none", metric) : NULL;
+            const size_t ml = metric ? strlen(metric) : 0;
+            if (skey && !(ml > 7 && !strcmp(metric + ml - 7, "_stderr")))
+                add_score(r, task, metric, json_number_value(v), jnum(tr, skey), nd);
+            free(metric);
+            free(skey);
         }
     }
     json_object_foreach(configs, task, tr) {

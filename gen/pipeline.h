@@ -190,6 +190,10 @@ void pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, con
                const char *ext);
 /* mkdir -p */
 int pipe_mkdirs(const char *dir);
+/* the paths under dir must fit lowbit's PIPE_PATH_MAX buffers: a directory (an --out, --results,
+ * --db) longer than PIPE_PATH_MAX - 512 bytes is refused up front, so no path built under it is
+ * ever cut short (a cut path could name another file) */
+int pipe_dir_check(const char *dir, const char *what);
 /* write data to path via a temporary file in the same directory, fsync, rename, fsync the
  * directory: a reader sees the old file or the whole new one, never a part */
 int pipe_write_atomic(const char *path, const char *data, size_t len);

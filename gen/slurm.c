@@ -46,6 +46,7 @@
 
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 
 #define SLURM_ARRAY_MAX 1000  /* tasks per array: Slurm's default MaxArraySize is 1001 */
@@ -902,8 +903,9 @@ static int submit(const struct submit_opts *o) {
         if (run_write_spec(out, &p.jobs[todo[i]], path, sizeof path)) goto out;
 
     arrays = json_array();
-    manifest = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:O, s:n}", "format", "lowbit-slurm",
-                         "version", 1, "tag", tag, "submitted_at", now, "cwd", cwd, "lowbit", bin,
+    manifest = json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:s, s:O, s:n}", "format", "lowbit-slurm",
+                         "version", 1, "tag", tag, "submitted_at", now, "cwd", text_json(cwd),
+                         "lowbit", text_json(bin),
                          "code_version", plan_code_version(), "arrays", arrays, "final_job_id");
     if (!manifest) {
         err("out of memory");

@@ -258,6 +258,12 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
     bool txn = false;
     int lock_fd = -1;
     err_first_only(true); /* the parallel writers of a full disk: one message */
+    /* every file's path is built in 4096-byte buffers under the output directory: refused up
+     * front rather than cut short (a cut path names another file, maybe outside the site) */
+    if (strlen(o->out_dir) > 3000) {
+        err("render: -o: a path of %zu bytes; lowbit takes at most 3000 here", strlen(o->out_dir));
+        goto out;
+    }
 
     if (sqlite3_open_v2(o->db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         err("render: cannot open database %s: %s (build it with 'lowbit run' or 'lowbit "

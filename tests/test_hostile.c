@@ -459,6 +459,49 @@ static void test_chart_noncharacters(void) {
     free(html);
 }
 
+/* the same class as defect 1 where the bytes come from elsewhere than a CSV cell: a ${VAR} or
+ * LOWBIT_DATA holding a Latin-1 byte (refused with the model and column), and a model file whose
+ * name is not UTF-8 (lowbit ppl --json writes its name as text instead of failing to write) */
+static void test_text_from_elsewhere(void) {
+    const char *D = data_dir(), *m_csv = tmp("mv.csv"), *r_csv = tmp("r.csv");
+    spit(r_csv, "id,algorithm,weight_dtype\nfp32,fp,float32\n");
+    spit(m_csv, "id,path\nm,${LOWBIT_TEST_LATIN1}/m.gguf\n");
+    setenv("LOWBIT_TEST_LATIN1", "/tmp/caf\xe9", 1);
+    T_EQ_INT(run("status --models %s --recipes %s --tasks arc_easy --out %s", m_csv, r_csv,
+                 tmp("O9")), 1);
+    unsetenv("LOWBIT_TEST_LATIN1");
+    T_CONTAINS(err_buf, "model 'm', column path");
+    T_CONTAINS(err_buf, "0xe9 is not UTF-8");
+    T_EQ_INT(lines_of(err_buf), 1);
+    char text[4400];
+    snprintf(text, sizeof text, "id,path\nm,%s/models/stories260K.gguf\n", D);
+    spit(m_csv, text);
+    T_EQ_INT(run_with("LOWBIT_DATA=/tmp/caf\xe9", "status --models %s --recipes %s --tasks "
+                      "arc_easy --out %s", m_csv, r_csv, tmp("O9")), 1);
+    T_CONTAINS(err_buf, "LOWBIT_DATA has 0xe9");
+    /* a model file named in Latin-1 */
+    char model[700], cmd[2000];
+    snprintf(model, sizeof model, "%s/caf\xe9.gguf", t_tmpdir());
+    snprintf(cmd, sizeof cmd, "cp '%s/models/stories260K.gguf' '%s'", D, model);
+    T_EQ_INT(system(cmd), 0);
+    spit(tmp("t.txt"), "Once upon a time there was a little dog. It liked to run in the park. "
+                       "One day it saw a big red ball and ran after it.\n");
+    T_EQ_INT(run("ppl --model '%s' --text %s --ctx 16 --chunks 1 --json %s --quiet", model,
+                 tmp("t.txt"), tmp("ppl.json")), 0);
+    json_t *j = json_load_file(tmp("ppl.json"), 0, NULL);
+    T_OK(j != NULL);
+    T_EQ_STR(json_string_value(json_object_get(j, "model")) ? strrchr(json_string_value(
+                 json_object_get(j, "model")), '/') + 1 : NULL, "caf\xef\xbf\xbd.gguf");
+    json_decref(j);
+    /* an output directory longer than lowbit's path buffers: refused, not cut */
+    char longdir[4000];
+    memset(longdir, 'd', sizeof longdir - 1);
+    longdir[sizeof longdir - 1] = 0;
+    for (size_t i = 100; i < sizeof longdir - 1; i += 100) longdir[i] = '/';
+    T_EQ_INT(run("collect --results %s --db %s", longdir, tmp("x.db")), 1);
+    T_CONTAINS(err_buf, "--results: a path of 3999 bytes");
+}
+
 /* ===== minor: model files ===== */
 
 static void test_model_messages(void) {
@@ -1290,6 +1333,7 @@ int main(void) {
     T_RUN(test_killed_render);
     T_RUN(test_file_size_limit);
     T_RUN(test_chart_noncharacters);
+    T_RUN(test_text_from_elsewhere);
     T_RUN(test_model_messages);
     T_RUN(test_property_text);
     t_tmpdir_cleanup();
