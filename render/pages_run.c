@@ -36,11 +36,12 @@ static int run_page(struct site *s, const struct lb_run *r) {
     const struct lb_recipe *c = r->recipe;
     const struct lb_model *m = r->model;
     struct page p;
-    char ttl[600], b[128], rel[64], href[256];
-    snprintf(ttl, sizeof ttl, "%s \xc2\xb7 %s (run %lld) \xe2\x80\x94 lowbit", lb_run_model_name(r),
-             r->recipe_id, (long long)r->id);
-    utf8_trim(ttl);
-    if (page_new(&p, s, "run", 1, ttl)) return -1;
+    char b[128], rel[64], href[256];
+    char *ttl = fmt_dup("%s \xc2\xb7 %s (run %lld) \xe2\x80\x94 lowbit", lb_run_model_name(r),
+                        r->recipe_id, (long long)r->id);
+    const int bad = !ttl || page_new(&p, s, "run", 1, ttl);
+    free(ttl);
+    if (bad) return -1;
     xmlNodePtr head = page_slot(&p, "heading"), sum = page_slot(&p, "summary"),
                scores = page_slot(&p, "scores"), defs = page_slot(&p, "defs"),
                recipe = page_slot(&p, "recipe"), run = page_slot(&p, "run"),

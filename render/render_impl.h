@@ -183,8 +183,11 @@ const char *fmt_group(char *buf, size_t n, double gs);
 const char *fmt_bool(double v);
 /* the value as a JSON/CSV number with 15 significant digits (SQLite's text form), "" for NAN */
 const char *fmt_num15(char *buf, size_t n, double v);
-/* s without a trailing UTF-8 sequence that snprintf cut short (in place) */
+/* s without a trailing UTF-8 sequence that snprintf cut short (in place): for labels cut to fit
+ * a chart on purpose; text that must stay whole (titles, alt texts) uses fmt_dup */
 char *utf8_trim(char *s);
+/* printf into owned memory (free), whole: NULL with a message when out of memory */
+char *fmt_dup(const char *fmt, ...) LB_PRINTF(1, 2);
 /* strtod(fmt_num15(v)): what a reader of our CSV/JSON sees */
 double num15(double v);
 
