@@ -574,10 +574,11 @@ int cmd_kld(int argc, char **argv) {
     struct kld_base_info bi;
     bool cached = !access(cache_path, R_OK);
     if (cached) {
+        const bool quiet_was = err_quiet();
         err_set_quiet(true);
         cached = !kld_base_info(cache_path, &bi) && bi.n_ctx == ctx && bi.n_chunks == n_chunks &&
                  bi.model_hash == hb && bi.tokens_hash == ht;
-        err_set_quiet(false);
+        err_set_quiet(quiet_was);
         if (!cached && !quiet)
             fprintf(stderr, "kld: %s is invalid or incomplete: computing it again\n", cache_path);
     }

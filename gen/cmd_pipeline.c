@@ -75,7 +75,7 @@ static int lock_out(const char *out, int *fd) {
 }
 
 void pipe_sweep_tmp(const char *out) {
-    static const char *const subs[] = {"results", "jobs"};
+    static const char *const subs[] = {"results", "jobs", "cache/sha256"};
     for (size_t k = 0; k < LB_ARRAY_LEN(subs); k++) {
         char dir[PIPE_PATH_MAX];
         pipe_path(dir, sizeof dir, out, subs[k], NULL, NULL);

@@ -75,6 +75,35 @@ int pipe_mkdirs(const char *dir) {
     return 0;
 }
 
+int pipe_lock_dir(const char *dir) {
+    const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || flock(fd, LOCK_EX)) {
+        const int e = errno;
+        if (fd >= 0) close(fd);
+        return err("%s: cannot lock: %s", dir, strerror(e));
+    }
+    return fd;
+}
+
+static int tree_rm(const char *p, const struct stat *st, int flag, struct FTW *f);
+
+void pipe_sweep_dead_dirs(const char *parent, const char *prefix) {
+    DIR *d = opendir(parent);
+    if (!d) return;
+    const size_t np = strlen(prefix);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, np)) continue;
+        char *path = text_printf("%s/%s", parent, e->d_name);
+        const int fd = path ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) : -1;
+        if (fd >= 0 && !flock(fd, LOCK_EX | LOCK_NB)) /* nobody holds it: its writer is gone */
+            nftw(path, tree_rm, 16, FTW_DEPTH | FTW_PHYS);
+        if (fd >= 0) close(fd);
+        free(path);
+    }
+    closedir(d);
+}
+
 int pipe_write_atomic(const char *path, const char *data, size_t len) {
     char tmp[PIPE_PATH_MAX + 64];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -646,11 +675,17 @@ static void kld_cache_sweep(const char *cache, const char *prefix) {
     while ((e = readdir(d))) {
         const char *name = e->d_name;
         const size_t n = strlen(name);
-        if (n <= np + 5 || strncmp(name, prefix, np) || name[np] != '-' ||
-            strcmp(name + n - 4, ".kld"))
-            continue;
+        if (n <= np + 5 || strncmp(name, prefix, np) || name[np] != '-') continue;
         char path[PIPE_PATH_MAX + 300];
         snprintf(path, sizeof path, "%s/%s", cache, name);
+        /* kld_base_write's temporary file (NAME.kld.XXXXXX) of a job killed while writing it
+         * (up to a GiB): nobody writes this base's files while we hold its lock */
+        const char *dot = strstr(name, ".kld.");
+        if (dot && strlen(dot) == 11) {
+            if (!unlink(path)) printf("job: kld: removed %s, left by a killed job\n", path);
+            continue;
+        }
+        if (strcmp(name + n - 4, ".kld")) continue;
         struct kld_base_info info;
         const bool quiet_was = err_quiet();
         err_set_quiet(true); /* said below, once */

@@ -170,8 +170,9 @@ struct plan_inputs {
  * (*i advanced past a value), 0 not a plan option, -1 a bad value (with a message). Shared by
  * run, job, status and slurm (gen/cmd_pipeline.c). */
 int plan_opt(int argc, char **argv, int *i, struct plan_inputs *a);
-/* remove the temporary files of killed writers (<name>.tmp.<pid>) under OUT/results and
- * OUT/jobs; only when no writer can be running (the caller holds OUT/.run.lock or knows) */
+/* remove the temporary files of killed writers (<name>.tmp.<pid>) under OUT/results, OUT/jobs
+ * and OUT/cache/sha256; only when no writer can be running (the caller holds OUT/.run.lock or
+ * knows) */
 void pipe_sweep_tmp(const char *out);
 /* read the CSVs, set up and hash the evaluation, build the plan; -1 with a message */
 int plan_make(const struct plan_inputs *in, struct plan *p);
@@ -190,6 +191,12 @@ void pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, con
                const char *ext);
 /* mkdir -p */
 int pipe_mkdirs(const char *dir);
+/* a temporary directory a process fills and then renames or removes (lowbit quant's OUT.tmp.*)
+ * is held with an flock while it lives: the fd to keep open (closed at exit), -1 with a message */
+int pipe_lock_dir(const char *dir);
+/* remove every directory of parent whose name starts with prefix and that no live process holds
+ * (pipe_lock_dir): what writers killed before they could clean up left */
+void pipe_sweep_dead_dirs(const char *parent, const char *prefix);
 /* the paths under dir must fit lowbit's PIPE_PATH_MAX buffers: a directory (an --out, --results,
  * --db) longer than PIPE_PATH_MAX - 512 bytes is refused up front, so no path built under it is
  * ever cut short (a cut path could name another file) */

@@ -17,6 +17,7 @@
  * models.csv and recipes.csv and of an imported file, through the database to the site. */
 #include <csv.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -500,6 +502,29 @@ static void test_text_from_elsewhere(void) {
     for (size_t i = 100; i < sizeof longdir - 1; i += 100) longdir[i] = '/';
     T_EQ_INT(run("collect --results %s --db %s", longdir, tmp("x.db")), 1);
     T_CONTAINS(err_buf, "--results: a path of 3999 bytes");
+}
+
+/* the class of defect 6 beyond render: lowbit quant's OUT.tmp.* directory of a killed run is
+ * removed by the next quant of the same OUT; one a live process holds stays */
+static void test_killed_quant(void) {
+    const char *src = T_DATA("models/stories260K.gguf");
+    if (!src) return;
+    const char *dir = tmp("O10");
+    char out[600], dead[700], live[700], cmd[2400];
+    mkdir(dir, 0755);
+    snprintf(out, sizeof out, "%s/q.gguf", dir);
+    snprintf(dead, sizeof dead, "%s.tmp.Dead01", out);
+    snprintf(live, sizeof live, "%s.tmp.Live01", out);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s %s && echo x > %s/model.gguf", dead, live, dead);
+    T_EQ_INT(system(cmd), 0);
+    const int fd = open(live, O_RDONLY | O_DIRECTORY);
+    T_OK(fd >= 0 && !flock(fd, LOCK_EX));
+    T_EQ_INT(run("quant --model %s --recipe fp16 -o %s --quiet", src, out), 0);
+    T_OK(access(out, F_OK) == 0);
+    T_OK(access(dead, F_OK) != 0); /* left by a killed quant: removed */
+    T_OK(access(live, F_OK) == 0); /* held by a live one: kept */
+    if (fd >= 0) close(fd);
+    T_EQ_INT(count_prefixed(dir, "q.gguf.tmp.Xx"), 0);
 }
 
 /* ===== minor: model files ===== */
@@ -1334,6 +1359,7 @@ int main(void) {
     T_RUN(test_file_size_limit);
     T_RUN(test_chart_noncharacters);
     T_RUN(test_text_from_elsewhere);
+    T_RUN(test_killed_quant);
     T_RUN(test_model_messages);
     T_RUN(test_property_text);
     t_tmpdir_cleanup();

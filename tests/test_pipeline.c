@@ -897,13 +897,18 @@ static void test_kld_race(void) {
     }
     T_EQ_INT(w, 2);
     T_OK(base[0] > 1 && base[0] == base[1]);
-    /* cut the cache file in half: the next job computes it again */
+    /* cut the cache file in half: the next job computes it again; and the temporary file of a
+     * job killed while writing one (up to a GiB) is removed by the next job of that base */
     struct stat st0;
     T_EQ_INT(stat(first, &st0), 0);
     T_EQ_INT(truncate(first, st0.st_size / 2), 0);
+    char dead[700];
+    snprintf(dead, sizeof dead, "%s/good.gguf-0123456789abcdef-killed.kld.Ab12Cd", cache);
+    spit(dead, "a job was killed while writing this");
     T_EQ_INT(run("job --model-id good --recipe-id fp16 --models %s --recipes %s --tasks ppl,kld "
                  "--limit 3 --threads 1 --out %s", models_csv, recipes_csv, K), 0);
     T_CONTAINS(out_buf, "removed the invalid cached base log-probs");
+    T_OK(access(dead, F_OK) != 0);
     struct stat st1;
     T_EQ_INT(stat(first, &st1), 0);
     T_EQ_INT(st1.st_size, st0.st_size);
