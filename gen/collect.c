@@ -473,6 +473,38 @@ static int training_read(const char *dir, char **json_text, struct curve_row **r
         err("%s: not a JSON object (expected lowbit train's summary)", path);
         goto out;
     }
+    /* the numbers the site shows (render/data.c's TRAINING_SELECT): counts, losses, times and
+     * rates are >= 0, Adam's betas in [0, 1); text is text */
+    static const char *const nonneg[] = {
+        "params", "train_tokens_seen", "corpus_tokens", "corpus_documents", "heldout_loss",
+        "heldout_documents", "heldout_tokens", "heldout_overlap_dropped", "train_seconds",
+        "model.dim", "model.hidden_dim", "model.n_layers", "model.n_heads", "model.n_kv_heads",
+        "model.vocab", "model.ctx", "opt.steps", "opt.batch", "opt.micro_batch", "opt.lr",
+        "opt.min_lr", "opt.warmup", "opt.weight_decay", "opt.clip", "opt.seed", "opt.beta1",
+        "opt.beta2"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(nonneg); i++) {
+        const char *k = nonneg[i], *dot = strchr(k, '.');
+        char obj[16] = "";
+        if (dot) snprintf(obj, sizeof obj, "%.*s", (int)(dot - k), k);
+        json_t *v = dot ? json_object_get(json_object_get(j, obj), dot + 1) : json_object_get(j, k);
+        if (!json_is_number(v)) continue;
+        const double x = json_number_value(v);
+        const bool beta = dot && !strncmp(dot + 1, "beta", 4);
+        if (!(x >= 0) || (beta && x >= 1)) {
+            err("%s: %s is %g (expected %s)", path, k, x, beta ? "a value in [0, 1)" : "a number >= 0");
+            goto out;
+        }
+    }
+    static const char *const texts[] = {"heldout", "heldout_protocol"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(texts); i++) {
+        json_t *v = json_object_get(j, texts[i]);
+        size_t off;
+        const char *why = json_is_string(v) ? text_problem(json_string_value(v), json_string_length(v), &off) : NULL;
+        if (why) {
+            err("%s: %s: byte %zu: %s", path, texts[i], off + 1, why);
+            goto out;
+        }
+    }
     if (!(*json_text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)))) {
         err("%s: out of memory", path);
         goto out;

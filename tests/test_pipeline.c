@@ -1134,6 +1134,15 @@ static void test_training(void) {
     T_EQ_INT(count_lines_with(err_buf, "warning"), 1);
     T_CONTAINS(err_buf, "train.json: not a JSON object");
     T_Q(db, "SELECT count(*) FROM training", "0");
+    /* numbers out of their range (a negative loss, a beta of 1) are refused the same way */
+    spit(train_json, "{\"params\": 123456, \"heldout_loss\": -5}");
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
+    T_EQ_INT(count_lines_with(err_buf, "warning"), 1);
+    T_CONTAINS(err_buf, "train.json: heldout_loss is -5 (expected a number >= 0)");
+    T_Q(db, "SELECT count(*) FROM training", "0");
+    spit(train_json, "{\"opt\": {\"beta2\": 1}}");
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
+    T_CONTAINS(err_buf, "opt.beta2 is 1 (expected a value in [0, 1))");
     /* good files again: the rows come back */
     spit(train_json, TRAIN_JSON);
     T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
