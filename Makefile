@@ -99,7 +99,8 @@ test-slurm: $(BIN) $(BUILD)/tests/test_slurm
 # build directory of its own (like make check's); seeds from LOWBIT_DATA and the unit tests'
 # fixtures (tests/fuzz/seeds.sh); each target then runs FUZZ_SECONDS (tests/fuzz/run.sh), one
 # after another, crashes to out/fuzz/crashes/<target>/.
-FUZZ_TARGETS ?= gguf safetensors hf_config tokenizer_json llama2c csv task_jsonl lmeval_json result_json
+FUZZ_TARGETS ?= gguf safetensors hf_config tokenizer_json llama2c csv task_jsonl lmeval_json result_json \
+                text_path
 FUZZ_SECONDS ?= 600
 FUZZ_BUILD    = out/build-fuzz
 FUZZ_CC      ?= clang
@@ -123,7 +124,7 @@ fuzz: fuzz-build fuzz-seeds
 # render speed (10,000 synthetic runs) after the engine's; then the GPTQ Hessian's Gram kernel
 # (kernels/gram.h, tests/bench_gram.c: GFLOP/s against the fp32 FMA peak measured in the same run)
 $(BUILD)/tests/bench_render: tests/render_fixture.h
-$(BUILD)/tests/test_render: tests/render_fixture.h
+$(BUILD)/tests/test_render $(BUILD)/tests/test_hostile: tests/render_fixture.h
 
 bench: $(BIN) $(BUILD)/tests/bench_render $(BUILD)/tests/bench_gram
 	@sh tests/bench.sh $(BIN)

@@ -82,6 +82,10 @@ int model_load_gguf(struct model *m, const char *path) {
         get_float(g, arch, "attention.layer_norm_rms_epsilon", &c->norm_eps) ||
         get_float(g, arch, "rope.freq_base", &c->rope_theta))
         return -1;
+    if (c->head_dim == 0) /* no key_length and the heads do not divide the width */
+        return err("%s: %s.embedding_length %d is not a multiple of %s.attention.head_count %d "
+                   "(and there is no %s.attention.key_length)", path, arch, c->dim, arch,
+                   c->n_heads, arch);
     if (rope_dims && rope_dims != c->head_dim)
         return err("%s: %s.rope.dimension_count %d differs from the head dim %d (partial rotary "
                    "is not supported)", path, arch, rope_dims, c->head_dim);

@@ -284,6 +284,16 @@ int model_load(struct model *m, const char *path) {
             if (slash) *slash = 0;
             else snprintf(dir, sizeof dir, ".");
             rc = model_load_hf(m, dir);
+        } else if (n > 5 && !strcmp(path + n - 5, ".gguf")) {
+            /* named a GGUF, not one: say that, not "not a llama2.c checkpoint" */
+            char shown[20];
+            int k = 0;
+            for (size_t i = 0; i < 4 && i < got; i++)
+                k += snprintf(shown + k, sizeof shown - (size_t)k, "%02x", magic[i]);
+            shown[k] = 0;
+            rc = err("%s: not a GGUF file: it starts with the bytes %s, not 'GGUF' (47 47 55 46); "
+                     "the file is damaged or is another format named .gguf", path,
+                     got ? shown : "(none: the file is empty)");
         } else {
             rc = model_load_llama2c(m, path);
         }

@@ -171,12 +171,13 @@ static int model_bos(const struct model *m) {
     int bos = 1;
     if (m->gguf) {
         struct tokenizer *tok = NULL;
+        const bool quiet_was = err_quiet();
         err_set_quiet(true);
         if (!tokenizer_from_gguf(&tok, m->gguf)) {
             if (tokenizer_bos(tok) >= 0) bos = tokenizer_bos(tok);
             tokenizer_free(tok);
         }
-        err_set_quiet(false);
+        err_set_quiet(quiet_was);
     }
     return bos < m->cfg.vocab_size ? bos : 0;
 }

@@ -29,6 +29,7 @@
 #include "eval/sha256.h"
 #include "eval/task.h"
 #include "gen/cli.h"
+#include "gen/text.h"
 #include "gen/pipeline.h"
 #include "kernels/matmul.h"
 
@@ -383,9 +384,9 @@ int cmd_eval(int argc, char **argv) {
             json_object_set_new(results, key, js);
         }
         json_object_set_new(configs, info->name,
-                            json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:o, s:i, s:i, s:b, s:i, s:s}",
+                            json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:o, s:i, s:i, s:b, s:i, s:s}",
                                       "task", info->name, "output_type", kind_name(info->kind),
-                                      "dataset_path", ts.source, "dataset_sha256", ts.sha256,
+                                      "dataset_path", text_json(ts.source), "dataset_sha256", ts.sha256,
                                       "n_docs", ts.n_docs, "n_docs_full", n_full, "limit",
                                       limit ? json_integer(limit) : json_null(), "seed", seed,
                                       "num_fewshot", 0, "add_bos", add_bos, "max_length", ctx,
@@ -427,13 +428,13 @@ int cmd_eval(int argc, char **argv) {
         snprintf(hash, sizeof hash, "%016llx", (unsigned long long)kld_model_hash(&m));
         if (model_sha256(model_path, sha)) goto out;
         json_t *config = json_pack(
-            "{s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:s, s:f}",
-            "model", model_path, "model_format", model_format_name(m.format), "architecture",
+            "{s:o, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o, s:s, s:s, s:i, s:i, s:b, s:s, s:f}",
+            "model", text_json(model_path), "model_format", model_format_name(m.format), "architecture",
             m.cfg.arch, "model_params", (json_int_t)model_n_params(&m), "model_weight_bytes",
             (json_int_t)model_weight_bytes(&m), "model_file_bytes",
             (json_int_t)path_bytes(model_path), "model_sha256", sha, "model_weights_hash", hash,
             "tokenizer",
-            tok_path ? tok_path : "(model's own)", "lowbit_version", version, "kernels_isa",
+            text_json(tok_path ? tok_path : "(model's own)"), "lowbit_version", version, "kernels_isa",
             kernels_isa(), "threads", lb_threads(), "max_length", ctx, "add_bos", add_bos,
             "scorer", "lowbit loglikelihood, prefix-shared KV cache (batch size 1)",
             "total_seconds", wall);
@@ -573,10 +574,11 @@ int cmd_kld(int argc, char **argv) {
     struct kld_base_info bi;
     bool cached = !access(cache_path, R_OK);
     if (cached) {
+        const bool quiet_was = err_quiet();
         err_set_quiet(true);
         cached = !kld_base_info(cache_path, &bi) && bi.n_ctx == ctx && bi.n_chunks == n_chunks &&
                  bi.model_hash == hb && bi.tokens_hash == ht;
-        err_set_quiet(false);
+        err_set_quiet(quiet_was);
         if (!cached && !quiet)
             fprintf(stderr, "kld: %s is invalid or incomplete: computing it again\n", cache_path);
     }
@@ -614,16 +616,17 @@ int cmd_kld(int argc, char **argv) {
         for (int i = 0; i < KLD_N_DP_PCT; i++)
             json_array_append_new(dp, json_pack("[f, f]", kld_dp_pct_frac[i], r.dp_pct[i]));
         json_t *j = json_pack(
-            "{s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, "
-            "s:f, s:f, s:o, s:f, s:f, s:f, s:f, s:s, s:f}",
-            "model", model_path, "base", base_path, "text", text_path, "protocol", "llamacpp",
+            "{s:o, s:o, s:o, s:s, s:i, s:i, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, "
+            "s:f, s:f, s:o, s:f, s:f, s:f, s:f, s:o, s:f}",
+            "model", text_json(model_path), "base", text_json(base_path), "text",
+            text_json(text_path), "protocol", "llamacpp",
             "ctx", ctx, "chunks", r.n_chunks, "positions", (json_int_t)r.n, "ppl", r.ppl_q,
             "ppl_stderr", r.ppl_q_err, "ppl_base", r.ppl_base, "ppl_base_stderr", r.ppl_base_err,
             "ln_ppl_ratio", r.log_ppl_ratio, "ln_ppl_ratio_stderr", r.log_ppl_ratio_err, "kld_mean",
             r.kld_mean, "kld_stderr", r.kld_err, "kld_percentiles", kp, "dp_mean", r.dp_mean,
             "dp_stderr", r.dp_err, "dp_percentiles", dp, "dp_rms", r.dp_rms, "dp_rms_stderr",
             r.dp_rms_err, "same_top", r.same_top, "same_top_stderr", r.same_top_err, "base_cache",
-            cache_path, "seconds", r.seconds);
+            text_json(cache_path), "seconds", r.seconds);
         if (!j || json_dump_file(j, json_path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
             json_decref(j);
             err("%s: cannot write the JSON result", json_path);

@@ -23,7 +23,8 @@ int plan_opt(int argc, char **argv, int *i, struct plan_inputs *a) {
     if ((rc = cli_opt(argc, argv, i, "--models", &v))) return rc < 0 ? -1 : (a->models = v, 1);
     if ((rc = cli_opt(argc, argv, i, "--recipes", &v))) return rc < 0 ? -1 : (a->recipes = v, 1);
     if ((rc = cli_opt(argc, argv, i, "--tasks", &v))) return rc < 0 ? -1 : (a->tasks = v, 1);
-    if ((rc = cli_opt(argc, argv, i, "--out", &v))) return rc < 0 ? -1 : (a->out = v, 1);
+    if ((rc = cli_opt(argc, argv, i, "--out", &v)))
+        return rc < 0 || pipe_dir_check(v, "--out") ? -1 : (a->out = v, 1);
     if ((rc = cli_opt(argc, argv, i, "--limit", &v)))
         return rc < 0 || cli_int(v, "--limit", 1, 1 << 30, &a->limit) ? -1 : 1;
     return 0;
@@ -74,7 +75,7 @@ static int lock_out(const char *out, int *fd) {
 }
 
 void pipe_sweep_tmp(const char *out) {
-    static const char *const subs[] = {"results", "jobs"};
+    static const char *const subs[] = {"results", "jobs", "cache/sha256"};
     for (size_t k = 0; k < LB_ARRAY_LEN(subs); k++) {
         char dir[PIPE_PATH_MAX];
         pipe_path(dir, sizeof dir, out, subs[k], NULL, NULL);
@@ -107,7 +108,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strncmp(argv[i], "-j", 2) && argv[i][2]) { if (cli_int(argv[i] + 2, "-j", 1, 1024, &jobs)) return -1; }
         else if ((rc = cli_opt(argc, argv, &i, "--threads", &v))) { if (rc < 0 || cli_int(v, "--threads", 1, 1024, &o.threads)) return -1; }
         else if ((rc = cli_opt(argc, argv, &i, "--timeout", &v))) { if (rc < 0 || cli_int(v, "--timeout", 1, 1 << 30, &timeout)) return -1; o.timeout = timeout; }
-        else if ((rc = cli_opt(argc, argv, &i, "--db", &v))) { if (rc < 0) return -1; db = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--db", &v))) { if (rc < 0 || pipe_dir_check(v, "--db")) return -1; db = v; }
         else return cli_unknown("run", argv[i]);
     }
     o.n_parallel = jobs;
@@ -249,8 +250,8 @@ int cmd_collect(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(collect_help, stdout), 0;
         if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) o.quiet = true;
-        else if ((rc = cli_opt(argc, argv, &i, "--results", &v))) { if (rc < 0) return -1; o.results_dir = v; }
-        else if ((rc = cli_opt(argc, argv, &i, "--db", &v))) { if (rc < 0) return -1; o.db_path = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--results", &v))) { if (rc < 0 || pipe_dir_check(v, "--results")) return -1; o.results_dir = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--db", &v))) { if (rc < 0 || pipe_dir_check(v, "--db")) return -1; o.db_path = v; }
         else return cli_unknown("collect", argv[i]);
     }
     struct collect_stats st;
@@ -287,8 +288,8 @@ int cmd_import(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-collect")) collect = false;
         else if ((rc = cli_opt(argc, argv, &i, "--model-id", &v))) { if (rc < 0) goto out; o.model_id = v; }
         else if ((rc = cli_opt(argc, argv, &i, "--recipe-id", &v))) { if (rc < 0) goto out; o.recipe_id = v; }
-        else if ((rc = cli_opt(argc, argv, &i, "--out", &v))) { if (rc < 0) goto out; o.out_dir = v; }
-        else if ((rc = cli_opt(argc, argv, &i, "--db", &v))) { if (rc < 0) goto out; db = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--out", &v))) { if (rc < 0 || pipe_dir_check(v, "--out")) goto out; o.out_dir = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--db", &v))) { if (rc < 0 || pipe_dir_check(v, "--db")) goto out; db = v; }
         else if (argv[i][0] == '-') { cli_unknown("import", argv[i]); goto out; }
         else files[n++] = argv[i];
     }
@@ -353,6 +354,8 @@ int cmd_status(int argc, char **argv) {
             json_t *r = json_load_file(path, 0, NULL);
             const char *e = json_string_value(json_object_get(r, "error"));
             if (e) printf(": %s", e);
+            if (pipe_result_retryable(path))
+                printf(" (a failure of the environment: the next lowbit run retries it)");
             json_decref(r);
         }
         putchar('\n');

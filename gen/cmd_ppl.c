@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "gen/cli.h"
+#include "gen/text.h"
 #include "kernels/matmul.h"
 
 struct nll_acc {
@@ -145,8 +146,9 @@ int cmd_ppl(int argc, char **argv) {
     else
         printf("compute      %s\n", compute_name(s.compute));
     if (json_path) {
-        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:f, s:f, s:i, s:I, s:i, s:f, s:f, s:i}",
-                              "model", model_path, "text", text_path, "protocol", protocol,
+        /* paths as text: a file name that is not UTF-8 must not cost the whole JSON */
+        json_t *j = json_pack("{s:o, s:o, s:s, s:s, s:s, s:i, s:f, s:f, s:f, s:i, s:I, s:i, s:f, s:f, s:i}",
+                              "model", text_json(model_path), "text", text_json(text_path), "protocol", protocol,
                               "kernels", kernels_isa(), "compute", compute_name(s.compute), "ctx", ctx, "ppl", ppl, "ppl_stderr", pm,
                               "mean_nll", mean, "text_tokens", n_ids, "scored_tokens",
                               (json_int_t)acc.n, "chunks", n_chunk, "tokens_per_s", tps,

@@ -5,7 +5,9 @@
  * --recipe R reads the recipes CSV with the pipeline's reader (gen/csvin.c) and calls
  * quant_model() with the same struct quant_job as gen/job.c, into a fresh directory beside OUT
  * (OUT.tmp.XXXXXX, same file system); the artifact it names (model.gguf or the HF directory
- * model/) is then renamed to OUT and the directory removed, so OUT is either complete or absent. */
+ * model/) is then renamed to OUT and the directory removed, so OUT is either complete or absent.
+ * The directory is flock'ed while it lives; a later lowbit quant of the same OUT removes the ones
+ * of killed runs (pipe_sweep_dead_dirs). */
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
@@ -149,26 +151,36 @@ static int quant_recipe(const char *model_path, const char *tok_path, const char
     struct quant_artifact a;
     char tmp[PIPE_PATH_MAX];
     bool made_tmp = false;
-    int ret = -1;
+    int ret = -1, lock_fd = -1;
     if (model_load(&m, model_path)) return -1;
     /* the pipeline's tokenizer rule; a GGUF without a vocabulary still quantizes (only a
      * calibration set needs one, and the gguf writer says so) */
     if (tok_path || m.format != MODEL_FORMAT_GGUF) {
         if (cli_load_tokenizer(&tok, &m, tok_path)) goto out;
     } else {
+        const bool quiet_was = err_quiet();
         err_set_quiet(true);
         if (cli_load_tokenizer(&tok, &m, NULL)) tok = NULL;
-        err_set_quiet(false);
+        err_set_quiet(quiet_was);
     }
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", out) >= sizeof tmp) {
         err("quant: -o %s: path too long", out);
         goto out;
+    }
+    {
+        char parent[PIPE_PATH_MAX], prefix[PIPE_PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", out);
+        char *slash = strrchr(parent, '/');
+        snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : out);
+        if (slash) *slash = 0;
+        pipe_sweep_dead_dirs(slash ? (parent[0] ? parent : "/") : ".", prefix);
     }
     if (!mkdtemp(tmp)) {
         err("quant: cannot create a directory beside %s: %s", out, strerror(errno));
         goto out;
     }
     made_tmp = true;
+    if ((lock_fd = pipe_lock_dir(tmp)) < 0) goto out;
     char resume[4200];
     snprintf(resume, sizeof resume, "%s.resume", out); /* fits: tmp held out + 11 bytes */
     const struct quant_job qj = {.r = &r, .m = &m, .src_path = model_path,
@@ -191,6 +203,7 @@ static int quant_recipe(const char *model_path, const char *tok_path, const char
     ret = quiet ? 0 : quant_report(&a, out, r.id);
 out:
     if (made_tmp) rm_tree(tmp);
+    if (lock_fd >= 0) close(lock_fd);
     tokenizer_free(tok);
     model_release(&m);
     return ret;

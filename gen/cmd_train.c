@@ -31,6 +31,7 @@
 #include "eval/train.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/matmul.h"
 #include "quant/hf_export.h"
 #include "quant/quant.h"
@@ -837,7 +838,7 @@ int cmd_train(int argc, char **argv) {
         goto out;
     summary = json_pack(
         "{s:I, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b}, s:{s:i, s:i, s:i, s:f, s:f, s:i, "
-        "s:f, s:f, s:I}, s:I, s:I, s:i, s:i, s:s, s:i, s:I, s:i, s:f, s:f, s:f, s:s}",
+        "s:f, s:f, s:I}, s:I, s:I, s:i, s:i, s:o, s:i, s:I, s:i, s:f, s:f, s:f, s:s}",
         "params", (json_int_t)train_n_params(&tm), "model", "dim", s.c.dim, "hidden_dim",
         s.c.hidden_dim, "n_layers", s.c.n_layers, "n_heads", s.c.n_heads, "n_kv_heads",
         s.c.n_kv_heads, "vocab", s.c.vocab, "ctx", s.c.ctx, "tied", s.c.tied, "opt", "steps",
@@ -846,12 +847,16 @@ int cmd_train(int argc, char **argv) {
         (double)s.o.weight_decay, "clip", (double)s.o.clip, "seed", (json_int_t)s.seed,
         "train_tokens_seen", (json_int_t)(s.o.steps * tok_per_step), "corpus_tokens",
         (json_int_t)d.n_tok, "corpus_documents", d.n_docs, "heldout_overlap_dropped",
-        d.n_dropped, "heldout", s.heldout, "heldout_documents", d.n_ho, "heldout_tokens",
+        d.n_dropped, "heldout", text_json(s.heldout), "heldout_documents", d.n_ho, "heldout_tokens",
         (json_int_t)d.ho_tokens, "heldout_cut", d.n_ho_cut, "heldout_loss", final_ho,
         "train_seconds", secs, "gflop_per_token", flops_tok / 1e9, "heldout_protocol",
         "lowbit nll: BOS + each <|endoftext|>-separated document, at most ctx tokens, mean NLL "
         "(nats) per predicted token");
-    if (!summary || pipe_write_json(json_path, summary)) goto out;
+    if (!summary) { /* (the held-out file's name is converted as text: it cannot be why) */
+        err("train: %s: out of memory", json_path);
+        goto out;
+    }
+    if (pipe_write_json(json_path, summary)) goto out;
     printf("train: %s: held-out loss %.4f nats/token (%d documents, %lld tokens), %d steps, "
            "%.0f s; %d overlapping training documents dropped\n", out_dir, final_ho, d.n_ho,
            (long long)d.ho_tokens, s.o.steps, secs, d.n_dropped);

@@ -31,6 +31,7 @@
 #include "eval/sha256.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 
 /* ===== validation ===== */
@@ -62,6 +63,57 @@ static int want(json_t *o, const char *obj, const char *key, enum jt t) {
     return err("%s.%s: %s (expected %s)", obj, key, v ? "wrong type" : "missing", tn[t]);
 }
 
+/* ===== ranges: what a number may be before it reaches the database ===== */
+
+static bool prefix(const char *s, const char *p) { return !strncmp(s, p, strlen(p)); }
+static bool suffix(const char *s, const char *x) {
+    const size_t n = strlen(s), k = strlen(x);
+    return n >= k && !strcmp(s + n - k, x);
+}
+
+const char *collect_metric_range(const char *metric, double v) {
+    if (!isfinite(v)) return "a finite number";
+    /* fractions: lm-eval's accuracies and matches, the share of same top tokens */
+    if (!strcmp(metric, "acc") || prefix(metric, "acc_") || !strcmp(metric, "exact_match") ||
+        !strcmp(metric, "em") || !strcmp(metric, "f1") || !strcmp(metric, "mc1") ||
+        !strcmp(metric, "mc2") || !strcmp(metric, "same_top") || !strcmp(metric, "dp_rms"))
+        return v >= 0 && v <= 1 ? NULL : "a fraction in [0, 1]";
+    /* perplexities: lm-eval's (word_, byte_), llama.cpp's protocol, the KLD base's */
+    if (!strcmp(metric, "perplexity") || suffix(metric, "_perplexity") || prefix(metric, "ppl_") ||
+        !strcmp(metric, "ppl"))
+        return v >= 1 ? NULL : "a perplexity, >= 1";
+    /* KL divergences (>= 0 up to rounding: a mean of -1e-12 for identical models) and bits per
+     * byte */
+    if (prefix(metric, "kld")) return v >= -1e-6 ? NULL : "a KL divergence, >= 0";
+    if (!strcmp(metric, "bits_per_byte")) return v >= 0 ? NULL : "bits per byte, >= 0";
+    if (!strcmp(metric, "dp_mean")) return v >= -1 && v <= 1 ? NULL : "a mean probability change in [-1, 1]";
+    return NULL; /* another metric (ln_ppl_ratio ...): any finite number */
+}
+
+/* the numbers of a run: (lo, hi] or [lo, hi], by key; NULL when v is fine */
+static const char *run_number_range(const char *key, double v) {
+    if (!strcmp(key, "bits_per_weight")) return v >= 0 && v <= 64 ? NULL : "bits per weight in [0, 64]";
+    if (!strcmp(key, "threads")) return v >= 1 ? NULL : "a thread count >= 1";
+    return v >= 0 ? NULL : "a number >= 0"; /* seconds, MB, bytes, parameters */
+}
+
+/* every string value of o (and its keys; not nested objects: knobs are JSON text in the
+ * database) is text (gen/text.h): -1 with "obj.key: byte N: what" */
+static int want_text(json_t *o, const char *obj) {
+    const char *k;
+    json_t *v;
+    size_t off;
+    json_object_foreach(o, k, v) {
+        const char *why = text_problem(k, strlen(k), &off);
+        if (why) return err("%s: a key has %s at byte %zu", obj, why, off + 1);
+        if (!json_is_string(v)) continue;
+        why = text_problem(json_string_value(v), json_string_length(v), &off);
+        if (why) return err("%s.%s: byte %zu: %s (text must be UTF-8 without control characters)",
+                            obj, k, off + 1, why);
+    }
+    return 0;
+}
+
 int collect_validate(json_t *r, const char *name_key) {
     if (!json_is_object(r)) return err("not a JSON object");
     const char *fmt = json_string_value(json_object_get(r, "format"));
@@ -81,6 +133,10 @@ int collect_validate(json_t *r, const char *name_key) {
         return -1;
     if (!strcmp(status, "failed") && !json_is_string(json_object_get(r, "error")))
         return err("a failed result without an error message");
+    if (want(r, "result", "failure", J_STR_NULL)) return -1;
+    const char *failure = json_string_value(json_object_get(r, "failure"));
+    if (failure && strcmp(failure, "environment") && strcmp(failure, "input"))
+        return err("failure is \"%s\" (expected \"environment\" or \"input\")", failure);
     json_t *m = json_object_get(r, "model"), *q = json_object_get(r, "recipe"),
            *run = json_object_get(r, "run");
     if (!json_is_object(m) || !json_is_object(q) || !json_is_object(run))
@@ -104,6 +160,15 @@ int collect_validate(json_t *r, const char *name_key) {
         want(q, "recipe", "calib_seqlen", J_INT_NULL) || want(q, "recipe", "knobs", J_OBJ_NULL))
         return -1;
     if (pipe_id_check(json_string_value(json_object_get(q, "id")), "recipe.id")) return -1;
+    if (want_text(m, "model") || want_text(q, "recipe") || want_text(run, "run")) return -1;
+    json_t *bits = json_object_get(q, "bits");
+    if (json_is_number(bits) && !(json_number_value(bits) >= 0 && json_number_value(bits) <= 64))
+        return err("recipe.bits: %g is out of range (expected bits in [0, 64])",
+                   json_number_value(bits));
+    json_t *gsz = json_object_get(q, "group_size");
+    if (json_is_integer(gsz) && json_integer_value(gsz) < -1)
+        return err("recipe.group_size: %lld (expected -1 for per channel, or a size)",
+                   (long long)json_integer_value(gsz));
     static const char *const r_str[] = {"started_at", "finished_at", "code_version", "host_cpu",
                                         "kernels_isa", "artifact_path"};
     static const char *const r_num[] = {"quant_seconds", "quant_peak_rss_mb", "eval_seconds",
@@ -115,59 +180,119 @@ int collect_validate(json_t *r, const char *name_key) {
         if (want(run, "run", r_num[i], J_NUM_NULL)) return -1;
     for (size_t i = 0; i < LB_ARRAY_LEN(r_int); i++)
         if (want(run, "run", r_int[i], J_INT_NULL)) return -1;
+    for (size_t i = 0; i < LB_ARRAY_LEN(r_num) + LB_ARRAY_LEN(r_int); i++) {
+        const char *k = i < LB_ARRAY_LEN(r_num) ? r_num[i] : r_int[i - LB_ARRAY_LEN(r_num)];
+        json_t *v = json_object_get(run, k);
+        const char *range = json_is_number(v) ? run_number_range(k, json_number_value(v)) : NULL;
+        if (range) return err("run.%s: %g is out of range (expected %s)", k, json_number_value(v), range);
+    }
+    json_t *mnp = json_object_get(m, "n_params");
+    if (json_is_integer(mnp) && json_integer_value(mnp) < 0)
+        return err("model.n_params: %lld (expected a count >= 0)", (long long)json_integer_value(mnp));
     json_t *scores = json_object_get(r, "scores"), *defs = json_object_get(r, "task_defs"),
            *prov = json_object_get(r, "provenance");
     if (!json_is_array(scores) || !json_is_array(defs) || !json_is_object(prov))
         return err("scores and task_defs must be arrays, provenance an object");
-    size_t i, k;
-    json_t *s, *t;
+    size_t i;
+    json_t *s;
+    /* duplicates through a set (a JSON object: a hash table), in linear time */
+    json_t *seen = json_object();
+    int ret = -1;
     json_array_foreach(scores, i, s) {
         char what[48];
         snprintf(what, sizeof what, "scores[%zu]", i);
-        if (!json_is_object(s)) return err("%s is not an object", what);
+        if (!json_is_object(s)) {
+            err("%s is not an object", what);
+            goto out;
+        }
         if (want(s, what, "task", J_STR) || want(s, what, "metric", J_STR) ||
-            want(s, what, "stderr", J_NUM_NULL) || want(s, what, "n", J_INT_NULL))
-            return -1;
-        json_t *v = json_object_get(s, "value");
-        if (!json_is_number(v) || !isfinite(json_number_value(v)))
-            return err("%s.value: not a finite number", what);
+            want(s, what, "stderr", J_NUM_NULL) || want(s, what, "n", J_INT_NULL) ||
+            want_text(s, what))
+            goto out;
+        json_t *v = json_object_get(s, "value"), *se = json_object_get(s, "stderr"),
+               *n = json_object_get(s, "n");
+        if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+            err("%s.value: not a finite number", what);
+            goto out;
+        }
         const char *ta = json_string_value(json_object_get(s, "task")),
                    *me = json_string_value(json_object_get(s, "metric"));
-        if (!*ta || !*me) return err("%s: empty task or metric", what);
-        json_array_foreach(scores, k, t) {
-            if (k >= i) break;
-            if (!strcmp(ta, json_string_value(json_object_get(t, "task"))) &&
-                !strcmp(me, json_string_value(json_object_get(t, "metric"))))
-                return err("%s: %s/%s appears twice", what, ta, me);
+        if (!*ta || !*me) {
+            err("%s: empty task or metric", what);
+            goto out;
+        }
+        const char *range = collect_metric_range(me, json_number_value(v));
+        if (range) {
+            err("%s.value: %.17g is out of range for %s/%s (expected %s)", what,
+                json_number_value(v), ta, me, range);
+            goto out;
+        }
+        if (json_is_number(se) && json_number_value(se) < 0) {
+            err("%s.stderr: %g (expected a standard error >= 0)", what, json_number_value(se));
+            goto out;
+        }
+        if (json_is_integer(n) && json_integer_value(n) < 0) {
+            err("%s.n: %lld (expected a count >= 0)", what, (long long)json_integer_value(n));
+            goto out;
+        }
+        char *pair = text_printf("%zu:%s%s", strlen(ta), ta, me);
+        const bool dup = pair && json_object_get(seen, pair);
+        if (pair && !dup) json_object_set_new(seen, pair, json_true());
+        free(pair);
+        if (dup) {
+            err("%s: %s/%s appears twice", what, ta, me);
+            goto out;
         }
     }
+    json_object_clear(seen);
     json_array_foreach(defs, i, s) {
         char what[48];
         snprintf(what, sizeof what, "task_defs[%zu]", i);
-        if (!json_is_object(s)) return err("%s is not an object", what);
+        if (!json_is_object(s)) {
+            err("%s is not an object", what);
+            goto out;
+        }
         if (want(s, what, "task", J_STR) || want(s, what, "dataset_file", J_STR) ||
             want(s, what, "dataset_sha256", J_STR) || want(s, what, "n_docs", J_INT) ||
             want(s, what, "n_docs_full", J_INT_NULL) || want(s, what, "limit_n", J_INT_NULL) ||
             want(s, what, "seed", J_INT_NULL) || want(s, what, "num_fewshot", J_INT_NULL) ||
-            want(s, what, "ctx", J_INT_NULL))
-            return -1;
-        json_t *ab = json_object_get(s, "add_bos");
-        if (ab && !json_is_null(ab) && !json_is_boolean(ab) && !json_is_integer(ab))
-            return err("%s.add_bos: not a boolean", what);
-        const char *ta = json_string_value(json_object_get(s, "task"));
-        json_array_foreach(defs, k, t) {
-            if (k >= i) break;
-            if (!strcmp(ta, json_string_value(json_object_get(t, "task"))))
-                return err("%s: task %s appears twice", what, ta);
+            want(s, what, "ctx", J_INT_NULL) || want_text(s, what))
+            goto out;
+        static const char *const counts[] = {"n_docs", "n_docs_full", "limit_n", "num_fewshot",
+                                             "ctx"};
+        for (size_t c = 0; c < LB_ARRAY_LEN(counts); c++) {
+            json_t *v = json_object_get(s, counts[c]);
+            if (json_is_integer(v) && json_integer_value(v) < 0) {
+                err("%s.%s: %lld (expected a count >= 0)", what, counts[c],
+                    (long long)json_integer_value(v));
+                goto out;
+            }
         }
+        json_t *ab = json_object_get(s, "add_bos");
+        if (ab && !json_is_null(ab) && !json_is_boolean(ab) && !json_is_integer(ab)) {
+            err("%s.add_bos: not a boolean", what);
+            goto out;
+        }
+        const char *ta = json_string_value(json_object_get(s, "task"));
+        if (json_object_get(seen, ta)) {
+            err("%s: task %s appears twice", what, ta);
+            goto out;
+        }
+        json_object_set_new(seen, ta, json_true());
     }
     const char *pk;
     json_t *pv;
     json_object_foreach(prov, pk, pv) {
-        if (!json_is_string(pv) && !json_is_null(pv))
-            return err("provenance.%s: not a string", pk);
+        if (!json_is_string(pv) && !json_is_null(pv)) {
+            err("provenance.%s: not a string", pk);
+            goto out;
+        }
     }
-    return 0;
+    if (want_text(prov, "provenance")) goto out;
+    ret = 0;
+out:
+    json_decref(seen);
+    return ret;
 }
 
 /* ===== binding ===== */
@@ -189,13 +314,13 @@ static int exec_json(sqlite3 *db, const char *sql, json_t *o, const char *const 
                      sqlite3_int64 extra, bool bind_extra) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) return err("collect: %s: %s", sqlite3_errmsg(db), sql);
+    if (rc != SQLITE_OK) return err("collect: %s: %s", db_errmsg(db), sql);
     int i = 1;
     if (bind_extra) sqlite3_bind_int64(st, i++, extra);
     for (int k = 0; k < n_keys; k++) bind_json(st, i++, json_object_get(o, keys[k]));
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return err("collect: %s", sqlite3_errmsg(db));
+    if (rc != SQLITE_DONE) return err("collect: %s", db_errmsg(db));
     return 0;
 }
 
@@ -243,10 +368,31 @@ static const char *const run_keys[] = {
 
 /* ===== one file ===== */
 
-static bool in_plan(const struct plan *p, const char *key) {
-    for (int i = 0; p && i < p->n_jobs; i++)
-        if (!strcmp(p->jobs[i].key, key)) return true;
-    return false;
+/* what one collect looks up for every file, as sets (JSON objects: hash tables), so 20,000
+ * result files against a plan of 20,000 jobs take linear time: the plan's keys and model ids,
+ * and the models whose training rows were looked at (each once) */
+struct collect_sets {
+    json_t *plan_keys, *plan_models, *training_seen;
+};
+
+static void collect_sets_init(struct collect_sets *c, const struct plan *p) {
+    c->plan_keys = json_object();
+    c->plan_models = json_object();
+    c->training_seen = json_object();
+    for (int i = 0; p && i < p->n_jobs; i++) {
+        json_object_set_new(c->plan_keys, p->jobs[i].key, json_true());
+        json_object_set_new(c->plan_models, p->jobs[i].model.id, json_true());
+    }
+}
+
+static void collect_sets_release(struct collect_sets *c) {
+    json_decref(c->plan_keys);
+    json_decref(c->plan_models);
+    json_decref(c->training_seen);
+}
+
+static bool in_plan(const struct collect_sets *c, const char *key) {
+    return key && json_object_get(c->plan_keys, key) != NULL;
 }
 
 enum outcome { O_INSERTED, O_REPLACED, O_UNCHANGED, O_SUPERSEDED };
@@ -259,7 +405,7 @@ static int query_row(sqlite3 *db, const char *sql, const char *a, const char *b,
     if (text) *text = NULL;
     if (text2) *text2 = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return err("collect: %s", sqlite3_errmsg(db));
+        return err("collect: %s", db_errmsg(db));
     sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
     if (b) sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
     if (c) sqlite3_bind_text(st, 3, c, -1, SQLITE_TRANSIENT);
@@ -271,36 +417,17 @@ static int query_row(sqlite3 *db, const char *sql, const char *a, const char *b,
             *text2 = strdup((const char *)sqlite3_column_text(st, 2));
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return err("collect: %s", sqlite3_errmsg(db));
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return err("collect: %s", db_errmsg(db));
     return rc == SQLITE_ROW ? 1 : 0;
 }
 
 /* ===== training provenance ===== */
 
-/* the models whose training rows this collect has looked at (each once) */
-struct training_seen {
-    char **ids;
-    int n, cap;
-};
-
-static bool training_seen_add(struct training_seen *ts, const char *id) {
-    for (int i = 0; i < ts->n; i++)
-        if (!strcmp(ts->ids[i], id)) return false;
-    if (ts->n == ts->cap) {
-        int cap = ts->cap ? 2 * ts->cap : 16;
-        char **p = realloc(ts->ids, (size_t)cap * sizeof *p);
-        if (!p) return true; /* not remembered: looked at again, which is only slower */
-        ts->ids = p;
-        ts->cap = cap;
-    }
-    if ((ts->ids[ts->n] = strdup(id))) ts->n++;
+/* true the first time a model is looked at in this collect */
+static bool training_seen_add(struct collect_sets *c, const char *id) {
+    if (json_object_get(c->training_seen, id)) return false;
+    json_object_set_new(c->training_seen, id, json_true());
     return true;
-}
-
-static void training_seen_release(struct training_seen *ts) {
-    for (int i = 0; i < ts->n; i++) free(ts->ids[i]);
-    free(ts->ids);
-    memset(ts, 0, sizeof *ts);
 }
 
 /* where lowbit train would have put train.json for a model at path (expanded): the directory of
@@ -346,6 +473,38 @@ static int training_read(const char *dir, char **json_text, struct curve_row **r
         err("%s: not a JSON object (expected lowbit train's summary)", path);
         goto out;
     }
+    /* the numbers the site shows (render/data.c's TRAINING_SELECT): counts, losses, times and
+     * rates are >= 0, Adam's betas in [0, 1); text is text */
+    static const char *const nonneg[] = {
+        "params", "train_tokens_seen", "corpus_tokens", "corpus_documents", "heldout_loss",
+        "heldout_documents", "heldout_tokens", "heldout_overlap_dropped", "train_seconds",
+        "model.dim", "model.hidden_dim", "model.n_layers", "model.n_heads", "model.n_kv_heads",
+        "model.vocab", "model.ctx", "opt.steps", "opt.batch", "opt.micro_batch", "opt.lr",
+        "opt.min_lr", "opt.warmup", "opt.weight_decay", "opt.clip", "opt.seed", "opt.beta1",
+        "opt.beta2"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(nonneg); i++) {
+        const char *k = nonneg[i], *dot = strchr(k, '.');
+        char obj[16] = "";
+        if (dot) snprintf(obj, sizeof obj, "%.*s", (int)(dot - k), k);
+        json_t *v = dot ? json_object_get(json_object_get(j, obj), dot + 1) : json_object_get(j, k);
+        if (!json_is_number(v)) continue;
+        const double x = json_number_value(v);
+        const bool beta = dot && !strncmp(dot + 1, "beta", 4);
+        if (!(x >= 0) || (beta && x >= 1)) {
+            err("%s: %s is %g (expected %s)", path, k, x, beta ? "a value in [0, 1)" : "a number >= 0");
+            goto out;
+        }
+    }
+    static const char *const texts[] = {"heldout", "heldout_protocol"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(texts); i++) {
+        json_t *v = json_object_get(j, texts[i]);
+        size_t off;
+        const char *why = json_is_string(v) ? text_problem(json_string_value(v), json_string_length(v), &off) : NULL;
+        if (why) {
+            err("%s: %s: byte %zu: %s", path, texts[i], off + 1, why);
+            goto out;
+        }
+    }
     if (!(*json_text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)))) {
         err("%s: out of memory", path);
         goto out;
@@ -375,7 +534,7 @@ static int bind_step(sqlite3 *db, sqlite3_stmt *st) {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : err("collect: %s", sqlite3_errmsg(db));
+    return rc == SQLITE_DONE ? 0 : err("collect: %s", db_errmsg(db));
 }
 
 static void bind_real_or_null(sqlite3_stmt *st, int i, double v) {
@@ -387,7 +546,7 @@ static void bind_real_or_null(sqlite3_stmt *st, int i, double v) {
  * yet expanded), inside the caller's transaction. -1 only for a database error; a malformed file
  * is a warning (the model keeps no training rows). */
 static int record_training(sqlite3 *db, const char *model_id, const char *raw_path,
-                           struct training_seen *seen) {
+                           struct collect_sets *seen) {
     if (!model_id || !raw_path || !training_seen_add(seen, model_id)) return 0;
     char path[PIPE_PATH_MAX], dir[PIPE_PATH_MAX], probe[PIPE_PATH_MAX + 16], sha[65] = "";
     char *json_text = NULL, *old_sha = NULL, *old_dir = NULL;
@@ -395,6 +554,7 @@ static int record_training(sqlite3 *db, const char *model_id, const char *raw_pa
     int n_rows = 0, ret = -1;
     sqlite3_stmt *st = NULL;
     bool found = false;
+    const bool quiet_was = err_quiet();
     err_set_quiet(true);
     if (!pipe_expand(raw_path, path, sizeof path) && training_dir(path, dir, sizeof dir)) {
         snprintf(probe, sizeof probe, "%s/train.json", dir);
@@ -403,7 +563,7 @@ static int record_training(sqlite3 *db, const char *model_id, const char *raw_pa
         found = found && !access(probe, F_OK);
     }
     int bad = found ? training_read(dir, &json_text, &rows, &n_rows, sha) : 0;
-    err_set_quiet(false);
+    err_set_quiet(quiet_was);
     if (bad)
         fprintf(stderr, "lowbit: collect: warning: %s; model %s is recorded without training "
                 "rows\n", err_last(), model_id);
@@ -425,7 +585,7 @@ static int record_training(sqlite3 *db, const char *model_id, const char *raw_pa
                                       "DELETE FROM training WHERE model_id = ?1"};
     for (size_t i = 0; i < LB_ARRAY_LEN(del); i++) {
         if (sqlite3_prepare_v2(db, del[i], -1, &st, NULL) != SQLITE_OK) {
-            err("collect: %s", sqlite3_errmsg(db));
+            err("collect: %s", db_errmsg(db));
             goto out;
         }
         sqlite3_bind_text(st, 1, model_id, -1, SQLITE_TRANSIENT);
@@ -441,7 +601,7 @@ static int record_training(sqlite3 *db, const char *model_id, const char *raw_pa
     if (sqlite3_prepare_v2(db, "INSERT INTO training (model_id, train_json, source_dir, "
                                "files_sha256) VALUES (?1, ?2, ?3, ?4)",
                            -1, &st, NULL) != SQLITE_OK) {
-        err("collect: %s", sqlite3_errmsg(db));
+        err("collect: %s", db_errmsg(db));
         goto out;
     }
     sqlite3_bind_text(st, 1, model_id, -1, SQLITE_TRANSIENT);
@@ -455,7 +615,7 @@ static int record_training(sqlite3 *db, const char *model_id, const char *raw_pa
     if (sqlite3_prepare_v2(db, "INSERT INTO training_curve (model_id, step, tokens, train_loss, "
                                "heldout_loss, lr, seconds) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                            -1, &st, NULL) != SQLITE_OK) {
-        err("collect: %s", sqlite3_errmsg(db));
+        err("collect: %s", db_errmsg(db));
         goto out;
     }
     for (int i = 0; i < n_rows; i++) {
@@ -479,14 +639,12 @@ out:
     return ret;
 }
 
-static bool plan_has_model(const struct plan *p, const char *id) {
-    for (int i = 0; p && id && i < p->n_jobs; i++)
-        if (!strcmp(p->jobs[i].model.id, id)) return true;
-    return false;
+static bool plan_has_model(const struct collect_sets *c, const char *id) {
+    return id && json_object_get(c->plan_models, id) != NULL;
 }
 
 static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file,
-                       const struct plan *plan, struct training_seen *seen, enum outcome *out) {
+                       struct collect_sets *seen, enum outcome *out) {
     const char *key = json_string_value(json_object_get(r, "job_key"));
     json_t *m = json_object_get(r, "model"), *q = json_object_get(r, "recipe"),
            *run = json_object_get(r, "run");
@@ -514,7 +672,7 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                    model_id, recipe_id, key, &other, &other_key, &other_fin);
     if (rc < 0) goto out;
     if (rc == 1) {
-        const bool np = in_plan(plan, key), op = in_plan(plan, other_key);
+        const bool np = in_plan(seen, key), op = in_plan(seen, other_key);
         int cmp = np != op ? (np ? 1 : -1) : 0;
         if (!cmp) cmp = strcmp(finished ? finished : "", other_fin ? other_fin : "");
         if (!cmp) cmp = strcmp(key, other_key);
@@ -534,25 +692,34 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
     /* training provenance beside the model file: for lowbit's own results (an imported file's
      * path names no file of ours) of models the plan does not name (load_catalog does those) */
     const char *origin = json_string_value(json_object_get(r, "origin"));
-    if (origin && !strcmp(origin, "lowbit") && !plan_has_model(plan, model_id) &&
+    if (origin && !strcmp(origin, "lowbit") && !plan_has_model(seen, model_id) &&
         record_training(db, model_id, json_string_value(json_object_get(m, "path")), seen))
         goto out;
     /* the run's own columns, then the validated identity on top (a "run" object that names
      * job_key, model_id, ... itself must not override them: fuzz, NOT NULL constraint) */
     json_t *head = json_object();
     json_object_update(head, run);
-    json_t *ids = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O}", "job_key", key, "model_id",
+    /* where a failure came from: the file says (lowbit writes it since schema version 3), else
+     * what its error tells */
+    const char *status = json_string_value(json_object_get(r, "status"));
+    const char *failure = json_string_value(json_object_get(r, "failure"));
+    if (!failure && !strcmp(status, "failed"))
+        failure = pipe_failure_name(
+            pipe_failure_of(json_string_value(json_object_get(r, "error"))));
+    json_t *ids = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:o}", "job_key", key, "model_id",
                             model_id, "recipe_id", recipe_id, "status",
                             json_object_get(r, "status"), "error", json_object_get(r, "error"),
-                            "log_tail", json_object_get(r, "log_tail"));
+                            "log_tail", json_object_get(r, "log_tail"), "failure",
+                            failure && !strcmp(status, "failed") ? json_string(failure)
+                                                                 : json_null());
     json_object_update(head, ids);
     json_decref(ids);
     static const char *const all_keys[] = {
         "job_key", "model_id", "recipe_id", "status", "error", "log_tail", "started_at",
         "finished_at", "code_version", "host_cpu", "threads", "kernels_isa", "quant_seconds",
         "quant_peak_rss_mb", "eval_seconds", "eval_peak_rss_mb", "artifact_path",
-        "artifact_bytes", "bits_per_weight", "n_params"};
-    _Static_assert(LB_ARRAY_LEN(all_keys) == 6 + LB_ARRAY_LEN(run_keys), "run columns");
+        "artifact_bytes", "bits_per_weight", "n_params", "failure"};
+    _Static_assert(LB_ARRAY_LEN(all_keys) == 7 + LB_ARRAY_LEN(run_keys), "run columns");
     if (run_id) {
         rc = exec_json(db,
                        "UPDATE runs SET job_key=?2, model_id=?3, recipe_id=?4, status=?5, error=?6, "
@@ -560,8 +727,8 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                        "host_cpu=?11, threads=?12, kernels_isa=?13, quant_seconds=?14, "
                        "quant_peak_rss_mb=?15, eval_seconds=?16, eval_peak_rss_mb=?17, "
                        "artifact_path=?18, artifact_bytes=?19, bits_per_weight=?20, "
-                       "n_params=?21 WHERE id = ?1",
-                       head, all_keys, 20, run_id, true);
+                       "n_params=?21, failure=?22 WHERE id = ?1",
+                       head, all_keys, 21, run_id, true);
         if (!rc) {
             char sql[200];
             snprintf(sql, sizeof sql,
@@ -576,9 +743,10 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                        "INSERT INTO runs (job_key, model_id, recipe_id, status, error, log_tail, "
                        "started_at, finished_at, code_version, host_cpu, threads, kernels_isa, "
                        "quant_seconds, quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb, "
-                       "artifact_path, artifact_bytes, bits_per_weight, n_params) VALUES (?1,?2,"
-                       "?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
-                       head, all_keys, 20, 0, false);
+                       "artifact_path, artifact_bytes, bits_per_weight, n_params, failure) VALUES "
+                       "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,"
+                       "?21)",
+                       head, all_keys, 21, 0, false);
         run_id = sqlite3_last_insert_rowid(db);
         *out = other ? O_REPLACED : O_INSERTED;
     }
@@ -630,7 +798,7 @@ out:
 }
 
 /* the plan's CSV rows refresh the models/recipes metadata (display names, licenses, notes) */
-static int load_catalog(sqlite3 *db, const struct plan *p, struct training_seen *seen) {
+static int load_catalog(sqlite3 *db, const struct plan *p, struct collect_sets *seen) {
     for (int i = 0; i < p->n_jobs; i++) {
         const struct job *j = &p->jobs[i];
         json_t *m = model_row_to_json(&j->model), *q = recipe_to_json(&j->recipe);
@@ -654,7 +822,8 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
     sqlite3 *db = NULL;
     char **names = NULL;
     int n = 0, cap = 0, ret = -1;
-    struct training_seen seen = {0};
+    struct collect_sets seen;
+    collect_sets_init(&seen, o->plan);
     DIR *d = opendir(o->results_dir);
     if (d) {
         struct dirent *e;
@@ -683,13 +852,21 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
         size_t len = 0;
         json_t *r = NULL;
         json_error_t je;
+        const bool quiet_was = err_quiet();
         err_set_quiet(true);
         int bad = read_file_all(path, "the result file", &buf, &len);
         if (!bad && !(r = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je)))
             bad = err("not JSON: line %d: %s", je.line, je.text);
         if (!bad && !is_key(key)) bad = err("the name is not <job_key>.json");
         if (!bad) bad = collect_validate(r, key);
-        err_set_quiet(false);
+        err_set_quiet(quiet_was);
+        /* the error and the log's tail are what a job printed, not data: cleaned, not refused (a
+         * result file of an older lowbit may hold a terminal's escape sequences there) */
+        static const char *const logged[] = {"error", "log_tail"};
+        for (size_t k = 0; !bad && k < LB_ARRAY_LEN(logged); k++) {
+            json_t *v = json_object_get(r, logged[k]);
+            if (json_is_string(v)) json_object_set_new(r, logged[k], text_json(json_string_value(v)));
+        }
         if (bad) {
             fprintf(stderr, "lowbit: collect: %s: %s (skipped)\n", path, err_last());
             st->malformed++;
@@ -705,7 +882,7 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
         free(buf);
         enum outcome oc = O_UNCHANGED;
         int rc = db_exec(db, "BEGIN IMMEDIATE", "starting a transaction");
-        if (!rc) rc = load_result(db, r, sha, names[i], o->plan, &seen, &oc);
+        if (!rc) rc = load_result(db, r, sha, names[i], &seen, &oc);
         json_decref(r);
         if (!rc) rc = db_exec(db, "COMMIT", "committing");
         if (rc) {
@@ -738,7 +915,7 @@ int collect_run(const struct collect_opts *o, struct collect_stats *st) {
 out:
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
-    training_seen_release(&seen);
+    collect_sets_release(&seen);
     db_close(db);
     return ret;
 }

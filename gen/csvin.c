@@ -3,7 +3,12 @@
  *
  * Both files have a header row naming their columns (any order, all but the required ones
  * optional); a row whose first cell starts with '#' is a comment. Cells are trimmed; an empty
- * cell is "absent" (NULL in the database). See gen/pipeline.h for the columns. */
+ * cell is "absent" (NULL in the database). See gen/pipeline.h for the columns.
+ *
+ * The files are UTF-8 text (a byte order mark at the start is skipped): every cell, comments and
+ * the header included, is checked as it is read (gen/text.h), and a byte that is not UTF-8, a NUL
+ * or a control character other than tab, CR and LF is refused with the file, row, column and
+ * offset, before anything is planned. */
 #include <csv.h>
 #include <errno.h>
 #include <math.h>
@@ -14,6 +19,7 @@
 
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 
 /* ===== ids and paths ===== */
@@ -26,8 +32,9 @@ static bool id_char(char c) {
 int pipe_id_check(const char *id, const char *what) {
     size_t n = id ? strlen(id) : 0;
     if (!n) return err("%s: empty id", what);
-    if (n >= PIPE_ID_MAX) return err("%s: id '%.40s...' is longer than %d characters", what, id,
-                                     PIPE_ID_MAX - 1);
+    if (n >= PIPE_ID_MAX)
+        return err("%s: id '%.*s...' is longer than %d characters", what, (int)text_cut(id, 40),
+                   id, PIPE_ID_MAX - 1);
     if (id[0] == '.' || id[0] == '-')
         return err("%s: id '%s' starts with '%c' (ids name files of the site: use letters, "
                    "digits and . _ - +, not first . or -)", what, id, id[0]);
@@ -92,10 +99,12 @@ int pipe_expand(const char *raw, char *out, size_t size) {
 
 struct csv_table {
     char ***rows;  /* rows[r][c], NULL = empty cell */
+    size_t **lens; /* lens[r][c]: the cell's bytes (a NUL inside one is refused, not a cut) */
     int *n_cells;
     int n_rows, cap_rows;
     /* the row being read */
     char **cur;
+    size_t *cur_len;
     int n_cur, cap_cur;
     bool oom;
 };
@@ -106,11 +115,13 @@ static void on_cell(void *s, size_t len, void *data) {
     if (t->n_cur == t->cap_cur) {
         int cap = t->cap_cur ? 2 * t->cap_cur : 16;
         char **nc = realloc(t->cur, (size_t)cap * sizeof *nc);
-        if (!nc) {
+        if (nc) t->cur = nc;
+        size_t *nl = realloc(t->cur_len, (size_t)cap * sizeof *nl);
+        if (nl) t->cur_len = nl;
+        if (!nc || !nl) {
             t->oom = true;
             return;
         }
-        t->cur = nc;
         t->cap_cur = cap;
     }
     char *v = NULL;
@@ -123,6 +134,7 @@ static void on_cell(void *s, size_t len, void *data) {
         memcpy(v, s, len);
         v[len] = 0;
     }
+    t->cur_len[t->n_cur] = v ? len : 0;
     t->cur[t->n_cur++] = v;
 }
 
@@ -133,18 +145,22 @@ static void on_row(int c, void *data) {
     if (t->n_rows == t->cap_rows) {
         int cap = t->cap_rows ? 2 * t->cap_rows : 16;
         char ***nr = realloc(t->rows, (size_t)cap * sizeof *nr);
+        size_t **nl = realloc(t->lens, (size_t)cap * sizeof *nl);
         int *nn = realloc(t->n_cells, (size_t)cap * sizeof *nn);
         if (nr) t->rows = nr;
+        if (nl) t->lens = nl;
         if (nn) t->n_cells = nn;
-        if (!nr || !nn) {
+        if (!nr || !nl || !nn) {
             t->oom = true;
             return;
         }
         t->cap_rows = cap;
     }
     t->rows[t->n_rows] = t->cur;
+    t->lens[t->n_rows] = t->cur_len;
     t->n_cells[t->n_rows++] = t->n_cur;
     t->cur = NULL;
+    t->cur_len = NULL;
     t->n_cur = t->cap_cur = 0;
 }
 
@@ -152,12 +168,59 @@ static void table_release(struct csv_table *t) {
     for (int r = 0; r < t->n_rows; r++) {
         for (int c = 0; c < t->n_cells[r]; c++) free(t->rows[r][c]);
         free(t->rows[r]);
+        free(t->lens[r]);
     }
     for (int c = 0; c < t->n_cur; c++) free(t->cur[c]);
     free(t->cur);
+    free(t->cur_len);
     free(t->rows);
+    free(t->lens);
     free(t->n_cells);
     memset(t, 0, sizeof *t);
+}
+
+/* the first cell of t (header and comment rows included, in file order) that is not text: one
+ * message naming the row, the column (by its header), the byte in the cell, and where the first
+ * such byte of the file is (the same byte: cells hold the file's bytes in order) */
+static int table_check_text(const char *path, const struct csv_table *t, const char *text,
+                            size_t len) {
+    size_t foff = 0;
+    if (!text_problem(text, len, &foff)) return 0;
+    int line = 1;
+    for (size_t i = 0; i < foff; i++) line += text[i] == '\n';
+    int id_col = -1;
+    for (int c = 0; t->n_rows && c < t->n_cells[0]; c++) {
+        size_t o;
+        const char *h = t->rows[0][c];
+        if (h && !text_problem(h, t->lens[0][c], &o) && !strcasecmp(h, "id")) id_col = c;
+    }
+    for (int r = 0; r < t->n_rows; r++)
+        for (int c = 0; c < t->n_cells[r]; c++) {
+            size_t off = 0;
+            const char *v = t->rows[r][c], *why = v ? text_problem(v, t->lens[r][c], &off) : NULL;
+            if (!why) continue;
+            char where[400], col[300];
+            const char *h = c < t->n_cells[0] ? t->rows[0][c] : NULL, *id = NULL;
+            size_t o;
+            if (r && h && !text_problem(h, t->lens[0][c], &o))
+                snprintf(col, sizeof col, "column %.*s", (int)text_cut(h, 200), h);
+            else
+                snprintf(col, sizeof col, "column %d", c + 1);
+            if (r && id_col >= 0 && id_col < t->n_cells[r] && id_col != c &&
+                (id = t->rows[r][id_col]) && !text_problem(id, t->lens[r][id_col], &o))
+                snprintf(where, sizeof where, "row %d (id '%.*s')", r, (int)text_cut(id, 127), id);
+            else if (r)
+                snprintf(where, sizeof where, "row %d", r);
+            else
+                snprintf(where, sizeof where, "the header");
+            return err("%s: %s, %s: byte %zu of the cell (line %d, byte %zu of the file): %s "
+                       "(a CSV file is UTF-8 text without control characters other than tab and "
+                       "line breaks; save it as UTF-8)",
+                       path, where, col, off + 1, line, foff + 1, why);
+        }
+    return err("%s: line %d, byte %zu: %s (a CSV file is UTF-8 text without control characters "
+               "other than tab and line breaks; save it as UTF-8)",
+               path, line, foff + 1, text_problem(text, len, &foff));
 }
 
 static int table_read(const char *path, struct csv_table *t) {
@@ -165,24 +228,27 @@ static int table_read(const char *path, struct csv_table *t) {
     char *buf = NULL;
     size_t len = 0;
     if (read_file_all(path, "the CSV file", &buf, &len)) return -1;
+    /* a UTF-8 byte order mark (spreadsheets write one) is not part of the first cell */
+    const size_t bom = len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3) ? 3 : 0;
     struct csv_parser p;
     if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL | CSV_EMPTY_IS_NULL)) {
         free(buf);
         return err("%s: cannot start the CSV parser", path);
     }
-    size_t done = csv_parse(&p, buf, len, on_cell, on_row, t);
+    size_t done = csv_parse(&p, buf + bom, len - bom, on_cell, on_row, t);
     int rc = 0;
-    if (done != len) {
+    if (done != len - bom) {
         /* which line the parser stopped on */
         int line = 1;
-        for (size_t i = 0; i < done && i < len; i++) line += buf[i] == '\n';
+        for (size_t i = 0; i < done && i < len - bom; i++) line += buf[bom + i] == '\n';
         rc = err("%s: line %d: %s", path, line, csv_strerror(csv_error(&p)));
     } else if (csv_fini(&p, on_cell, on_row, t)) {
         rc = err("%s: %s at the end of the file", path, csv_strerror(csv_error(&p)));
     }
     csv_free(&p);
-    free(buf);
     if (!rc && t->oom) rc = err("%s: out of memory", path);
+    if (!rc) rc = table_check_text(path, t, buf + bom, len - bom);
+    free(buf);
     if (!rc && !t->n_rows) rc = err("%s: empty (expected a header row naming the columns)", path);
     if (rc) table_release(t);
     return rc;
@@ -289,6 +355,7 @@ int csvin_models(const char *path, struct model_row **rows, int *n) {
     int col[MC_N], ret = -1;
     static const char *const req[] = {"id", "path", NULL};
     struct model_row *out = NULL;
+    json_t *ids = json_object(); /* the ids so far: a set, so 100,000 rows take linear time */
     if (columns(path, &t, model_cols, MC_N, req, col)) goto out;
     out = xcalloc((size_t)t.n_rows, sizeof *out, "models");
     if (!out) goto out;
@@ -297,8 +364,8 @@ int csvin_models(const char *path, struct model_row **rows, int *n) {
         if (comment_row(&t, r)) continue;
         struct model_row *m = &out[k];
         const char *id = cell(&t, r, col[MC_ID]);
-        char what[4300];
-        snprintf(what, sizeof what, "%s: row %d", path, r);
+        char what[4400];
+        snprintf(what, sizeof what, "%s: row %d, column id", path, r);
         if (pipe_id_check(id, what)) goto out;
         struct cell_ctx cx = {path, r, id};
         if (cell_str(&cx, "id", id, m->id, sizeof m->id) ||
@@ -318,13 +385,14 @@ int csvin_models(const char *path, struct model_row **rows, int *n) {
             err("%s: row %d (id '%s'): the path is empty", path, r, id);
             goto out;
         }
+        snprintf(what, sizeof what, "%s: row %d (id '%s'), column base_model", path, r, id);
         if (m->base_model[0] && pipe_id_check(m->base_model, what)) goto out;
         if (!m->display_name[0]) snprintf(m->display_name, sizeof m->display_name, "%s", m->id);
-        for (int i = 0; i < k; i++)
-            if (!strcmp(out[i].id, m->id)) {
-                err("%s: row %d: id '%s' appears twice", path, r, m->id);
-                goto out;
-            }
+        if (json_object_get(ids, m->id)) {
+            err("%s: row %d: id '%s' appears twice", path, r, m->id);
+            goto out;
+        }
+        json_object_set_new(ids, m->id, json_true());
         k++;
     }
     if (!k) {
@@ -336,6 +404,7 @@ int csvin_models(const char *path, struct model_row **rows, int *n) {
     out = NULL;
     ret = 0;
 out:
+    json_decref(ids);
     free(out);
     table_release(&t);
     return ret;
@@ -355,8 +424,8 @@ static int recipe_row(const struct csv_table *t, int r, const int *col, const ch
                       struct recipe *q) {
     recipe_init(q);
     const char *id = cell(t, r, col[RC_ID]);
-    char what[4300];
-    snprintf(what, sizeof what, "%s: row %d", path, r);
+    char what[4400];
+    snprintf(what, sizeof what, "%s: row %d, column id", path, r);
     if (pipe_id_check(id, what)) return -1;
     struct cell_ctx cx = {path, r, id};
     snprintf(q->id, sizeof q->id, "%s", id);
@@ -380,8 +449,9 @@ static int recipe_row(const struct csv_table *t, int r, const int *col, const ch
     if (bits) {
         char *end;
         q->bits = strtod(bits, &end);
-        if (end == bits || *end || !isfinite(q->bits))
-            return err("%s: row %d (id '%s'), column bits: '%s' is not a number", path, r, id, bits);
+        if (end == bits || *end || !(q->bits >= 0 && q->bits <= 64))
+            return err("%s: row %d (id '%s'), column bits: '%s' is not a number of bits in "
+                       "[0, 64]", path, r, id, bits);
     }
     if (cell_int(&cx, "group_size", cell(t, r, col[RC_GROUP]), -1, 1 << 24, &q->group_size,
                  &q->has_group_size) ||
@@ -424,17 +494,18 @@ int csvin_recipes(const char *path, struct recipe **rows, int *n) {
     int col[RC_N], ret = -1, k = 0;
     static const char *const req[] = {"id", "algorithm", NULL};
     struct recipe *out = NULL;
+    json_t *ids = json_object(); /* the ids so far (a set) */
     if (columns(path, &t, recipe_cols, RC_N, req, col)) goto out;
     out = xcalloc((size_t)t.n_rows, sizeof *out, "recipes");
     if (!out) goto out;
     for (int r = 1; r < t.n_rows; r++) {
         if (comment_row(&t, r)) continue;
         if (recipe_row(&t, r, col, path, &out[k])) goto out;
-        for (int i = 0; i < k; i++)
-            if (!strcmp(out[i].id, out[k].id)) {
-                err("%s: row %d: id '%s' appears twice", path, r, out[k].id);
-                goto out;
-            }
+        if (json_object_get(ids, out[k].id)) {
+            err("%s: row %d: id '%s' appears twice", path, r, out[k].id);
+            goto out;
+        }
+        json_object_set_new(ids, out[k].id, json_true());
         k++;
     }
     if (!k) {
@@ -446,6 +517,7 @@ int csvin_recipes(const char *path, struct recipe **rows, int *n) {
     out = NULL;
     ret = 0;
 out:
+    json_decref(ids);
     free(out);
     table_release(&t);
     return ret;

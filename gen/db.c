@@ -10,7 +10,15 @@
  * current one: migrations[v] upgrades v → v+1, all steps inside the one transaction that also
  * sets user_version, so an interrupted upgrade leaves the old version. A newer database than
  * this binary knows is refused. A schema change = add columns/tables to schema.sql, bump its
- * user_version and DB_SCHEMA_VERSION, and add the ALTER TABLE / CREATE TABLE step below. */
+ * user_version and DB_SCHEMA_VERSION, and add the ALTER TABLE / CREATE TABLE step below.
+ *
+ * Errors of the file system: SQLite reports a failed write as "disk I/O error" and has forgotten
+ * errno by the time it returns (sqlite3_system_errno() is 0 for a write past a file-size limit).
+ * The connections lowbit opens here go through a thin VFS ("lowbit-errno") that hands every call
+ * to the default one and keeps the errno of the last failed read, write, truncate or sync, so
+ * db_errmsg() can say "disk I/O error (File too large)" and a failure of the environment is
+ * told apart from a broken file (gen/run.c retries the former). */
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +40,9 @@ static const char *const migrations[DB_SCHEMA_VERSION] = {
           "training(model_id) ON DELETE CASCADE, step INTEGER NOT NULL, tokens INTEGER NOT NULL, "
           "train_loss REAL NOT NULL, heldout_loss REAL, lr REAL, seconds REAL, "
           "PRIMARY KEY (model_id, step));",
+    /* 2 -> 3: where a failure came from (the runs of earlier versions keep NULL: collect and
+     * lowbit run read a result file's error for them) */
+    [2] = "ALTER TABLE runs ADD COLUMN failure TEXT CHECK (failure IN ('environment', 'input'));",
 };
 
 const char *db_schema_sql(void) { return (const char *)lowbit_schema_sql; }
@@ -46,10 +57,142 @@ static int schema_sql_version(void) {
     return -1;
 }
 
+/* ===== the errno-keeping VFS ===== */
+
+static _Thread_local int io_errno; /* of the last failed file operation of this thread */
+
+struct ef_file {
+    sqlite3_file base; /* pMethods = &ef_io */
+    sqlite3_file *real; /* the default VFS's file, allocated right after this struct */
+};
+#define REAL(f) (((struct ef_file *)(f))->real)
+#define KEEP(rc)                                                                                   \
+    do {                                                                                           \
+        if ((rc) != SQLITE_OK && errno) io_errno = errno;                                          \
+    } while (0)
+
+static int ef_close(sqlite3_file *f) {
+    return REAL(f)->pMethods ? REAL(f)->pMethods->xClose(REAL(f)) : SQLITE_OK;
+}
+static int ef_read(sqlite3_file *f, void *b, int n, sqlite3_int64 off) {
+    errno = 0;
+    int rc = REAL(f)->pMethods->xRead(REAL(f), b, n, off);
+    if (rc != SQLITE_IOERR_SHORT_READ) KEEP(rc);
+    return rc;
+}
+static int ef_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 off) {
+    errno = 0;
+    int rc = REAL(f)->pMethods->xWrite(REAL(f), b, n, off);
+    KEEP(rc);
+    return rc;
+}
+static int ef_truncate(sqlite3_file *f, sqlite3_int64 size) {
+    errno = 0;
+    int rc = REAL(f)->pMethods->xTruncate(REAL(f), size);
+    KEEP(rc);
+    return rc;
+}
+static int ef_sync(sqlite3_file *f, int flags) {
+    errno = 0;
+    int rc = REAL(f)->pMethods->xSync(REAL(f), flags);
+    KEEP(rc);
+    return rc;
+}
+static int ef_file_size(sqlite3_file *f, sqlite3_int64 *size) {
+    return REAL(f)->pMethods->xFileSize(REAL(f), size);
+}
+static int ef_lock(sqlite3_file *f, int l) { return REAL(f)->pMethods->xLock(REAL(f), l); }
+static int ef_unlock(sqlite3_file *f, int l) { return REAL(f)->pMethods->xUnlock(REAL(f), l); }
+static int ef_check_lock(sqlite3_file *f, int *out) {
+    return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
+}
+static int ef_control(sqlite3_file *f, int op, void *arg) {
+    return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
+}
+static int ef_sector(sqlite3_file *f) { return REAL(f)->pMethods->xSectorSize(REAL(f)); }
+static int ef_device(sqlite3_file *f) { return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f)); }
+static int ef_shm_map(sqlite3_file *f, int pg, int sz, int ext, void volatile **p) {
+    return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, ext, p);
+}
+static int ef_shm_lock(sqlite3_file *f, int off, int n, int flags) {
+    return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
+}
+static void ef_shm_barrier(sqlite3_file *f) { REAL(f)->pMethods->xShmBarrier(REAL(f)); }
+static int ef_shm_unmap(sqlite3_file *f, int del) {
+    return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
+}
+
+static int ef_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **p) {
+    return REAL(f)->pMethods->xFetch(REAL(f), off, n, p);
+}
+static int ef_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p) {
+    return REAL(f)->pMethods->xUnfetch(REAL(f), off, p);
+}
+
+/* the methods a file of the default VFS has (version 1, 2 or 3): ours offer the same version */
+static sqlite3_io_methods ef_io[4];
+static sqlite3_vfs ef_vfs, *ef_base;
+
+static int ef_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out) {
+    (void)vfs;
+    struct ef_file *p = (struct ef_file *)f;
+    p->real = (sqlite3_file *)(p + 1);
+    p->base.pMethods = NULL;
+    errno = 0;
+    int rc = ef_base->xOpen(ef_base, name, p->real, flags, out);
+    if (rc != SQLITE_OK) {
+        KEEP(rc);
+        return rc;
+    }
+    const int v = p->real->pMethods ? p->real->pMethods->iVersion : 1;
+    p->base.pMethods = &ef_io[v >= 1 && v <= 3 ? v : 1];
+    return rc;
+}
+
+static void ef_register(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    if (!(ef_base = sqlite3_vfs_find(NULL))) return;
+    for (int v = 1; v <= 3; v++)
+        ef_io[v] = (sqlite3_io_methods){
+            .iVersion = v, .xClose = ef_close, .xRead = ef_read, .xWrite = ef_write,
+            .xTruncate = ef_truncate, .xSync = ef_sync, .xFileSize = ef_file_size,
+            .xLock = ef_lock, .xUnlock = ef_unlock, .xCheckReservedLock = ef_check_lock,
+            .xFileControl = ef_control, .xSectorSize = ef_sector,
+            .xDeviceCharacteristics = ef_device, .xShmMap = v >= 2 ? ef_shm_map : NULL,
+            .xShmLock = v >= 2 ? ef_shm_lock : NULL, .xShmBarrier = v >= 2 ? ef_shm_barrier : NULL,
+            .xShmUnmap = v >= 2 ? ef_shm_unmap : NULL, .xFetch = v >= 3 ? ef_fetch : NULL,
+            .xUnfetch = v >= 3 ? ef_unfetch : NULL};
+    ef_vfs = *ef_base;
+    ef_vfs.zName = "lowbit-errno";
+    ef_vfs.szOsFile = (int)sizeof(struct ef_file) + ef_base->szOsFile;
+    ef_vfs.xOpen = ef_open;
+    ef_vfs.pAppData = NULL;
+    sqlite3_vfs_register(&ef_vfs, 0);
+}
+
+const char *db_errmsg(sqlite3 *db) {
+    static _Thread_local char buf[512];
+    if (!db) return "out of memory";
+    int e = sqlite3_system_errno(db);
+    if (!e) e = io_errno;
+    const int code = sqlite3_errcode(db) & 0xff;
+    /* the system's reason behind "disk I/O error", "database or disk is full" ... (EFBIG, EIO,
+     * ENOSPC, EDQUOT): what tells a full disk or a file-size limit from a broken file */
+    if (e && (code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN ||
+              code == SQLITE_READONLY))
+        snprintf(buf, sizeof buf, "%s (%s)", sqlite3_errmsg(db), strerror(e));
+    else
+        snprintf(buf, sizeof buf, "%s", sqlite3_errmsg(db));
+    return buf;
+}
+
 int db_exec(sqlite3 *db, const char *sql, const char *what) {
     char *msg = NULL;
+    io_errno = 0;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        err("%s: %s: %s", sqlite3_db_filename(db, "main"), what, msg ? msg : sqlite3_errmsg(db));
+        err("%s: %s: %s", sqlite3_db_filename(db, "main"), what, db_errmsg(db));
         sqlite3_free(msg);
         return -1;
     }
@@ -62,7 +205,7 @@ static int int_query(sqlite3 *db, const char *sql, int *out) {
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         sqlite3_finalize(st);
-        return err("%s: %s: %s", sqlite3_db_filename(db, "main"), sql, sqlite3_errmsg(db));
+        return err("%s: %s: %s", sqlite3_db_filename(db, "main"), sql, db_errmsg(db));
     }
     *out = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
@@ -86,8 +229,11 @@ int db_open(const char *path, sqlite3 **out) {
         if (pipe_mkdirs(dir)) return -1;
     }
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
-        err("%s: cannot open the database: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+    ef_register();
+    io_errno = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                        ef_base ? "lowbit-errno" : NULL) != SQLITE_OK) {
+        err("%s: cannot open the database: %s", path, db_errmsg(db));
         sqlite3_close(db);
         return -1;
     }
@@ -136,9 +282,9 @@ int db_check(sqlite3 *db) {
     sqlite3_stmt *st = NULL;
     int ret = 0;
     if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK)
-        return err("integrity_check: %s", sqlite3_errmsg(db));
+        return err("integrity_check: %s", db_errmsg(db));
     if (sqlite3_step(st) != SQLITE_ROW) {
-        ret = err("integrity_check: %s", sqlite3_errmsg(db));
+        ret = err("integrity_check: %s", db_errmsg(db));
     } else {
         const char *r = (const char *)sqlite3_column_text(st, 0);
         if (!r || strcmp(r, "ok"))
@@ -148,14 +294,14 @@ int db_check(sqlite3 *db) {
     sqlite3_finalize(st);
     if (ret) return ret;
     if (sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
-        return err("foreign_key_check: %s", sqlite3_errmsg(db));
+        return err("foreign_key_check: %s", db_errmsg(db));
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         ret = err("%s: PRAGMA foreign_key_check: table %s has a row without its parent in %s",
                   sqlite3_db_filename(db, "main"), sqlite3_column_text(st, 0),
                   sqlite3_column_text(st, 2));
     else if (rc != SQLITE_DONE)
-        ret = err("foreign_key_check: %s", sqlite3_errmsg(db));
+        ret = err("foreign_key_check: %s", db_errmsg(db));
     sqlite3_finalize(st);
     return ret;
 }

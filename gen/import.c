@@ -28,6 +28,7 @@
 #include "eval/sha256.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 
 const char *import_task_name(const char *name, char *buf, size_t size) {
@@ -61,21 +62,30 @@ const char *import_task_name(const char *name, char *buf, size_t size) {
     return NULL;
 }
 
-/* "key=value" from an lm-eval model_args string ("pretrained=x,dtype=float16") */
-static bool model_arg(const char *args, const char *key, char *out, size_t size) {
-    out[0] = 0;
-    if (!args) return false;
+/* "key=value" from an lm-eval model_args string ("pretrained=x,dtype=float16"): the value as
+ * owned memory (free), NULL when the key is absent (or out of memory) */
+static char *model_arg_dup(const char *args, const char *key) {
+    if (!args) return NULL;
     const size_t kn = strlen(key);
     for (const char *p = args; *p;) {
         const char *end = strchr(p, ',');
         if (!end) end = p + strlen(p);
-        if ((size_t)(end - p) > kn && !strncmp(p, key, kn) && p[kn] == '=') {
-            snprintf(out, size, "%.*s", (int)(end - p - kn - 1), p + kn + 1);
-            return true;
-        }
+        if ((size_t)(end - p) > kn && !strncmp(p, key, kn) && p[kn] == '=')
+            return strndup(p + kn + 1, (size_t)(end - p - kn - 1));
         p = *end ? end + 1 : end;
     }
-    return false;
+    return NULL;
+}
+
+/* the same into a buffer, for the short settings (dtype, load_in_4bit ...): false when absent or
+ * longer than the buffer (no such setting is that long: not one lowbit knows) */
+static bool model_arg(const char *args, const char *key, char *out, size_t size) {
+    out[0] = 0;
+    char *v = model_arg_dup(args, key);
+    const bool ok = v && strlen(v) < size;
+    if (ok) memcpy(out, v, strlen(v) + 1);
+    free(v);
+    return ok;
 }
 
 static const char *jstr(json_t *o, const char *key) {
@@ -199,10 +209,17 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
     json_error_t je;
     json_t *root = NULL, *res = NULL;
     int ret = -1;
+    char *name = NULL, *disp = NULL;
     if (read_file_all(path, "the results file", &buf, &len)) return -1;
     root = json_loadb(buf, len, 0, &je);
-    if (!json_is_object(root)) {
+    if (!root) {
         err("import: %s: not JSON (line %d: %s)", path, je.line, je.text);
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        err("import: %s: the top level is %s, not an object (expected lm-evaluation-harness 0.4 "
+            "or Intel board results JSON: {\"results\": ...})", path,
+            json_is_array(root) ? "an array" : json_is_string(root) ? "a string" : "a number");
         goto out;
     }
     json_t *results = json_object_get(root, "results"), *config = json_object_get(root, "config");
@@ -215,15 +232,21 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
                        (json_object_get(root, "task_info") || json_object_get(root, "quantization_config"));
     const char *origin = intel ? "intel" : "lm-eval";
     const char *model_args = jstr(config, "model_args");
-    /* ---- the model ---- */
-    char name[512] = "", pretrained[512];
-    if (intel) snprintf(name, sizeof name, "%s", jstr(config, "model_name"));
-    else if (jstr(root, "model_name")) snprintf(name, sizeof name, "%s", jstr(root, "model_name"));
-    else if (model_arg(model_args, "pretrained", pretrained, sizeof pretrained))
-        snprintf(name, sizeof name, "%s", pretrained);
-    if (!name[0]) { /* the file's own name, without directories and extension */
+    /* ---- the model: its name whole (models.path), cut at a character for the display name ---- */
+    if (intel) name = strdup(jstr(config, "model_name"));
+    else if (jstr(root, "model_name")) name = strdup(jstr(root, "model_name"));
+    else name = model_arg_dup(model_args, "pretrained");
+    if (name && !name[0]) {
+        free(name);
+        name = NULL;
+    }
+    if (!name) { /* the file's own name, without directories and extension (any bytes: cleaned) */
         const char *b = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-        snprintf(name, sizeof name, "%.*s", (int)strcspn(b, "."), b);
+        name = text_clean(b, strcspn(b, "."));
+    }
+    if (!name || !(disp = strndup(name, text_cut(name, 255)))) {
+        err("import: %s: out of memory", path);
+        goto out;
     }
     char model_id[PIPE_ID_MAX], recipe_id[PIPE_ID_MAX];
     if (o->model_id) {
@@ -251,10 +274,9 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
     json_t *n_params = json_null();
     if (json_is_number(mp) && json_number_value(mp) > 0) {
         double v = json_number_value(mp);
-        n_params = json_integer((json_int_t)llround(v < 1e5 ? v * 1e9 : v)); /* billions */
+        v = v < 1e5 ? v * 1e9 : v; /* billions */
+        if (v < 9e15) n_params = json_integer((json_int_t)llround(v)); /* else: not a count */
     }
-    char disp[256];
-    snprintf(disp, sizeof disp, "%.255s", name);
     json_t *model = json_pack("{s:s, s:s, s:n, s:s, s:n, s:n, s:n, s:n, s:s, s:n, s:o, s:n}",
                               "id", model_id, "path", name, "tokenizer", "display_name", disp,
                               "family", "base_model", "model_type", "license", "notes",
@@ -279,6 +301,9 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
     const char *task;
     json_t *tr;
     int skipped = 0, kept = 0;
+    bool bad = false;
+    /* the (task, metric) pairs and tasks already taken: sets, so 20,000 tasks take linear time */
+    json_t *seen_scores = json_object(), *seen_defs = json_object();
     json_object_foreach(results, task, tr) {
         char tname[128];
         if (!json_is_object(tr) || !import_task_name(task, tname, sizeof tname)) {
@@ -286,6 +311,7 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
             continue;
         }
         json_t *eff = json_object_get(json_object_get(samples, task), "effective");
+        if (json_is_integer(eff) && json_integer_value(eff) < 0) eff = NULL; /* not a count */
         const char *mk;
         json_t *mv;
         int here = 0;
@@ -294,59 +320,70 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
             if (!comma || strcmp(comma + 1, "none") || !json_is_number(mv) ||
                 !isfinite(json_number_value(mv)))
                 continue;
-            char metric[96], skey[128];
-            snprintf(metric, sizeof metric, "%.*s", (int)(comma - mk), mk);
-            size_t ml = strlen(metric);
-            if (!ml || (ml > 7 && !strcmp(metric + ml - 7, "_stderr"))) continue;
-            snprintf(skey, sizeof skey, "%s_stderr,none", metric);
-            json_t *se = json_object_get(tr, skey);
-            bool dup = false;
-            size_t i;
-            json_t *s;
-            json_array_foreach(scores, i, s) {
-                dup |= !strcmp(jstr(s, "task"), tname) && !strcmp(jstr(s, "metric"), metric);
+            const size_t ml = (size_t)(comma - mk);
+            if (!ml || (ml > 7 && !strncmp(comma - 7, "_stderr", 7))) continue;
+            char *metric = strndup(mk, ml), *skey = text_printf("%s_stderr,none", metric ? metric : "");
+            char *pair = text_printf("%zu:%s%s", strlen(tname), tname, metric ? metric : "");
+            if (!metric || !skey || !pair) {
+                free(metric), free(skey), free(pair);
+                bad = err("import: %s: out of memory", path);
+                break;
             }
-            if (dup) continue;
-            json_array_append_new(
-                scores, json_pack("{s:s, s:s, s:f, s:o, s:o}", "task", tname, "metric", metric,
-                                  "value", json_number_value(mv), "stderr",
-                                  json_is_number(se) && isfinite(json_number_value(se))
-                                      ? json_real(json_number_value(se)) : json_null(),
-                                  "n", json_is_integer(eff) ? json_incref(eff) : json_null()));
-            here++;
+            const double v = json_number_value(mv);
+            json_t *se = json_object_get(tr, skey);
+            const double sev = json_is_number(se) ? json_number_value(se) : NAN;
+            const char *range = collect_metric_range(metric, v);
+            if (range)
+                bad = err("import: %s: results.%s.\"%s\": %.17g is out of range for %s (expected %s)",
+                          path, task, mk, v, metric, range);
+            else if (isfinite(sev) && sev < 0)
+                bad = err("import: %s: results.%s.\"%s\": %.17g is not a standard error (expected "
+                          "a number >= 0)", path, task, skey, sev);
+            if (!bad && !json_object_get(seen_scores, pair)) {
+                json_object_set_new(seen_scores, pair, json_true());
+                json_array_append_new(
+                    scores, json_pack("{s:s, s:s, s:f, s:o, s:o}", "task", tname, "metric", metric,
+                                      "value", v, "stderr", isfinite(sev) ? json_real(sev) : json_null(),
+                                      "n", json_is_integer(eff) ? json_incref(eff) : json_null()));
+                here++;
+            }
+            free(metric), free(skey), free(pair);
+            if (bad) break;
         }
+        if (bad) break;
         if (!here) {
             skipped++;
             continue;
         }
         kept++;
-        bool def_dup = false;
-        size_t i;
-        json_t *s;
-        json_array_foreach(defs, i, s) { def_dup |= !strcmp(jstr(s, "task"), tname); }
-        if (json_is_integer(eff) && !def_dup) {
+        if (json_is_integer(eff) && !json_object_get(seen_defs, tname)) {
+            json_object_set_new(seen_defs, tname, json_true());
             json_t *tc = json_object_get(configs, task);
-            char file[512];
-            snprintf(file, sizeof file, "%s%s%s",
-                     jstr(tc, "dataset_path") ? jstr(tc, "dataset_path") : "lm-eval:",
-                     jstr(tc, "dataset_name") ? "/" : "",
-                     jstr(tc, "dataset_name") ? jstr(tc, "dataset_name") : (jstr(tc, "dataset_path") ? "" : tname));
+            const char *dp = jstr(tc, "dataset_path"), *dn = jstr(tc, "dataset_name");
+            char *file = text_printf("%s%s%s", dp ? dp : "lm-eval:", dn ? "/" : "",
+                                     dn ? dn : (dp ? "" : tname));
             json_t *orig = json_object_get(json_object_get(samples, task), "original");
             json_t *shots = json_object_get(nshot, task);
             json_t *lim = json_object_get(config, "limit");
+            const double lv = json_is_number(lim) ? json_number_value(lim) : NAN;
             json_array_append_new(
                 defs, json_pack("{s:s, s:s, s:s, s:O, s:o, s:o, s:n, s:o, s:n, s:n}", "task",
-                                tname, "dataset_file", file, "dataset_sha256", "", "n_docs", eff,
-                                "n_docs_full", json_is_integer(orig) ? json_incref(orig) : json_null(),
-                                "limit_n", json_is_number(lim) ? json_integer((json_int_t)json_number_value(lim)) : json_null(),
+                                tname, "dataset_file", file ? file : "", "dataset_sha256", "",
+                                "n_docs", eff, "n_docs_full",
+                                json_is_integer(orig) ? json_incref(orig) : json_null(), "limit_n",
+                                lv >= 0 && lv < 1e15 ? json_integer((json_int_t)lv) : json_null(),
                                 "seed", "num_fewshot",
                                 json_is_integer(shots) ? json_incref(shots) : json_integer(0),
                                 "add_bos", "ctx"));
+            free(file);
         }
     }
-    if (!kept) {
-        err("import: %s: no task lowbit knows has a \"<metric>,none\" value (%d skipped)", path,
-            skipped);
+    json_decref(seen_scores);
+    json_decref(seen_defs);
+    if (!kept || bad) {
+        if (!bad)
+            err("import: %s: no task lowbit knows has a \"<metric>,none\" value (%d skipped)",
+                path, skipped);
         json_decref(model);
         json_decref(recipe);
         json_decref(scores);
@@ -355,7 +392,7 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
         goto out;
     }
     const char *b = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    json_object_set_new(prov, "import.file", json_string(b));
+    json_object_set_new(prov, "import.file", text_json(b)); /* a file name: any bytes */
     json_object_set_new(prov, "import.file_sha256", json_string(file_sha));
     json_object_set_new(prov, "import.format", json_string(intel ? "intel-board" : "lm-eval-0.4"));
     json_object_set_new(prov, "import.tasks_skipped", json_sprintf("%d", skipped));
@@ -382,30 +419,35 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
     char finished[32] = "";
     json_t *date = json_object_get(root, "date");
     if (json_is_number(date)) iso_from_unix(json_number_value(date), finished, sizeof finished);
-    char version[160] = "";
-    if (!intel)
-        snprintf(version, sizeof version, "lm-eval %s", jstr(root, "lm_eval_version")
-                                                            ? jstr(root, "lm_eval_version")
-                                                        : jstr(root, "git_hash") ? jstr(root, "git_hash")
-                                                                                 : "0.4");
+    const char *ev = jstr(root, "lm_eval_version") ? jstr(root, "lm_eval_version")
+                     : jstr(root, "git_hash")      ? jstr(root, "git_hash")
+                                                   : "0.4";
+    char *version = intel ? NULL : text_printf("lm-eval %s", ev); /* whole: no buffer to cut it */
     json_t *run = json_pack("{s:n, s:o, s:o, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:o, s:n, s:n}",
                             "started_at", "finished_at",
                             finished[0] ? json_string(finished) : json_null(), "code_version",
-                            version[0] ? json_string(version) : json_null(), "host_cpu", "threads",
+                            version ? json_string(version) : json_null(), "host_cpu", "threads",
                             "kernels_isa", "quant_seconds", "quant_peak_rss_mb", "eval_seconds",
                             "eval_peak_rss_mb", "artifact_path", "artifact_bytes",
-                            json_is_number(size) ? json_integer((json_int_t)llround(json_number_value(size) * 1e9))
-                                                 : json_null(),
+                            json_is_number(size) && json_number_value(size) >= 0 &&
+                                    json_number_value(size) < 9e6
+                                ? json_integer((json_int_t)llround(json_number_value(size) * 1e9))
+                                : json_null(),
                             "bits_per_weight", "n_params");
     res = json_pack("{s:s, s:i, s:s, s:s, s:s, s:n, s:n, s:o, s:o, s:o, s:o, s:o, s:o}", "format",
                     "lowbit-result", "version", 1, "origin", origin, "job_key", key, "status",
                     "ok", "error", "log_tail", "model", model, "recipe", recipe, "run", run,
                     "scores", scores, "task_defs", defs, "provenance", prov);
+    free(version);
     if (!res) {
         err("import: %s: out of memory", path);
         goto out;
     }
-    if (collect_validate(res, key)) { /* what collect will check, said now */
+    const bool q = err_quiet();
+    err_set_quiet(true);
+    const int invalid = collect_validate(res, key); /* what collect will check, said now */
+    err_set_quiet(q);
+    if (invalid) {
         err("import: %s: %s", path, err_last());
         goto out;
     }
@@ -421,6 +463,8 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
 out:
     json_decref(res);
     json_decref(root);
+    free(name);
+    free(disp);
     free(buf);
     return ret;
 }

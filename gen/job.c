@@ -14,7 +14,8 @@
  *
  * Result file (OUT/results/<key>.json, version 1), read by gen/collect.c:
  *   format "lowbit-result", version 1, origin "lowbit" | "lm-eval" | "intel", job_key, status
- *   "ok" | "failed", error (one line) and log_tail (failed only), model {models row}, recipe
+ *   "ok" | "failed", error (one line), log_tail and failure ("environment" | "input",
+ *   pipe_failure: the next run retries the former) for failed only, model {models row}, recipe
  *   {recipes row}, run {runs row: times, host, sizes}, scores [{task, metric, value, stderr, n}],
  *   task_defs [{task, dataset_file, dataset_sha256, n_docs, n_docs_full, limit_n, seed,
  *   num_fewshot, add_bos, ctx}], provenance {key: string}. */
@@ -23,6 +24,7 @@
 #include <dirent.h>
 #include <ftw.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,7 @@
 #include "eval/sha256.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 #include "kernels/matmul.h"
 
@@ -46,6 +49,14 @@ void pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, con
                const char *ext) {
     snprintf(buf, size, "%s/%s%s%s%s", out_dir, sub, key ? "/" : "", key ? key : "",
              ext ? ext : "");
+}
+
+int pipe_dir_check(const char *dir, const char *what) {
+    const size_t n = strlen(dir);
+    if (n > PIPE_PATH_MAX - 512)
+        return err("%s: a path of %zu bytes; lowbit takes at most %d here (the files it writes "
+                   "under it must fit its path buffers)", what, n, PIPE_PATH_MAX - 512);
+    return 0;
 }
 
 int pipe_mkdirs(const char *dir) {
@@ -62,6 +73,35 @@ int pipe_mkdirs(const char *dir) {
         if (!c) break;
     }
     return 0;
+}
+
+int pipe_lock_dir(const char *dir) {
+    const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || flock(fd, LOCK_EX)) {
+        const int e = errno;
+        if (fd >= 0) close(fd);
+        return err("%s: cannot lock: %s", dir, strerror(e));
+    }
+    return fd;
+}
+
+static int tree_rm(const char *p, const struct stat *st, int flag, struct FTW *f);
+
+void pipe_sweep_dead_dirs(const char *parent, const char *prefix) {
+    DIR *d = opendir(parent);
+    if (!d) return;
+    const size_t np = strlen(prefix);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, np)) continue;
+        char *path = text_printf("%s/%s", parent, e->d_name);
+        const int fd = path ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) : -1;
+        if (fd >= 0 && !flock(fd, LOCK_EX | LOCK_NB)) /* nobody holds it: its writer is gone */
+            nftw(path, tree_rm, 16, FTW_DEPTH | FTW_PHYS);
+        if (fd >= 0) close(fd);
+        free(path);
+    }
+    closedir(d);
 }
 
 int pipe_write_atomic(const char *path, const char *data, size_t len) {
@@ -200,24 +240,32 @@ bool pipe_artifact_missing(const char *path) {
 
 struct result {
     json_t *root, *run, *scores, *task_defs, *prov;
+    char bad_score[512]; /* the first score out of its range (collect_metric_range), "" none */
 };
 
 static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
 
 static void prov_set(struct result *r, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* a provenance value, whole (no buffer to cut it) and as text: it may quote a path, a file's
+ * metadata or a library's message, which json_string would refuse (and the key vanish) */
 static void prov_set(struct result *r, const char *key, const char *fmt, ...) {
-    char v[2048];
+    char *v = NULL;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(v, sizeof v, fmt, ap);
+    const int n = vasprintf(&v, fmt, ap);
     va_end(ap);
-    json_object_set_new(r->prov, key, json_string(v));
+    json_object_set_new(r->prov, key, text_json(n < 0 ? "(out of memory)" : v));
+    free(v);
 }
 
 static void add_score(struct result *r, const char *task, const char *metric, double value,
                       double stderr_, long long n) {
     if (!isfinite(value)) return; /* the database stores numbers only */
+    const char *range = collect_metric_range(metric, value);
+    if (range && !r->bad_score[0]) /* the job fails with it: collect would refuse the file */
+        snprintf(r->bad_score, sizeof r->bad_score, "eval: %s/%s = %.17g is out of range "
+                 "(expected %s)", task, metric, value, range);
     json_array_append_new(r->scores,
                           json_pack("{s:s, s:s, s:f, s:o, s:o}", "task", task, "metric", metric,
                                     "value", value, "stderr",
@@ -253,13 +301,14 @@ static struct result result_new(const struct job *j, const char *started_at) {
     host_cpu(cpu, sizeof cpu);
     char rel[PIPE_PATH_MAX];
     snprintf(rel, sizeof rel, "artifacts/%s", j->key);
-    r.run = json_pack("{s:s, s:o, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+    r.run = json_pack("{s:s, s:o, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
                       "started_at", started_at, "finished_at", json_null(), "code_version",
-                      j->code_version, "host_cpu", cpu, "threads", json_null(), "kernels_isa",
+                      j->code_version, "host_cpu", text_json(cpu), "threads", json_null(), "kernels_isa",
                       kernels_isa(), "quant_seconds", json_null(), "quant_peak_rss_mb",
                       json_null(), "eval_seconds", json_null(), "eval_peak_rss_mb", json_null(),
                       "artifact_path", json_null(), "artifact_bytes", json_null(),
                       "bits_per_weight", json_null(), "n_params", json_null());
+    r.bad_score[0] = 0;
     r.scores = json_array();
     r.task_defs = json_array();
     r.prov = json_object();
@@ -275,24 +324,27 @@ static struct result result_new(const struct job *j, const char *started_at) {
     return r;
 }
 
-/* finish and write: status ok, or failed with error and the log's tail */
+/* finish and write: status ok, or failed with error, the log's tail and where the failure came
+ * from. The error and the log are what lowbit and the libraries printed (file contents, paths):
+ * cleaned into text, never dropped (a string jansson refuses would lose the member). */
 static int result_write(struct result *r, const char *out_dir, const char *key, const char *error,
-                        const char *log_path) {
+                        const char *log_path, enum pipe_failure kind) {
     char now[32], path[PIPE_PATH_MAX];
     pipe_now_iso(now, sizeof now);
     json_object_set_new(r->run, "finished_at", json_string(now));
     json_object_set_new(r->root, "status", json_string(error ? "failed" : "ok"));
     if (error) {
         /* one line: the first line of the message */
-        char line[1024];
-        snprintf(line, sizeof line, "%s", *error ? error : "failed without a message");
-        line[strcspn(line, "\n")] = 0;
-        json_object_set_new(r->root, "error", json_string(line));
+        const char *e = *error ? error : "failed without a message";
+        char *line = strndup(e, strcspn(e, "\n"));
+        json_object_set_new(r->root, "error", text_json(line ? line : "out of memory"));
+        free(line);
         fflush(stdout);
         fflush(stderr);
         char *tail = pipe_log_tail(log_path, 20, 4096);
-        json_object_set_new(r->root, "log_tail", str_or_null(tail));
+        json_object_set_new(r->root, "log_tail", tail && *tail ? text_json(tail) : json_null());
         free(tail);
+        json_object_set_new(r->root, "failure", json_string(pipe_failure_name(kind)));
     }
     pipe_path(path, sizeof path, out_dir, "results", NULL, NULL);
     if (pipe_mkdirs(path)) return -1;
@@ -301,11 +353,11 @@ static int result_write(struct result *r, const char *out_dir, const char *key, 
 }
 
 int job_write_failed(const char *out_dir, const struct job *j, const char *error,
-                     const char *log_path, const char *started_at) {
+                     const char *log_path, const char *started_at, enum pipe_failure kind) {
     char now[32];
     pipe_now_iso(now, sizeof now);
     struct result r = result_new(j, started_at ? started_at : now);
-    int rc = result_write(&r, out_dir, j->key, error, log_path);
+    int rc = result_write(&r, out_dir, j->key, error, log_path, kind);
     json_decref(r.root);
     return rc;
 }
@@ -487,12 +539,13 @@ static int eval_tasks(const struct eval_ctx *c, int lim, struct result *r, char 
         json_object_foreach(tr, key, v) {
             const char *comma = strchr(key, ',');
             if (!comma || strcmp(comma + 1, "none") || !json_is_number(v)) continue;
-            char metric[96], skey[128];
-            snprintf(metric, sizeof metric, "%.*s", (int)(comma - key), key);
-            size_t ml = strlen(metric);
-            if (ml > 7 && !strcmp(metric + ml - 7, "_stderr")) continue;
-            snprintf(skey, sizeof skey, "%s_stderr,none", metric);
-            add_score(r, task, metric, json_number_value(v), jnum(tr, skey), nd);
+            char *metric = strndup(key, (size_t)(comma - key));
+            char *skey = metric ? text_printf("%s_stderr,none", metric) : NULL;
+            const size_t ml = metric ? strlen(metric) : 0;
+            if (skey && !(ml > 7 && !strcmp(metric + ml - 7, "_stderr")))
+                add_score(r, task, metric, json_number_value(v), jnum(tr, skey), nd);
+            free(metric);
+            free(skey);
         }
     }
     json_object_foreach(configs, task, tr) {
@@ -622,15 +675,22 @@ static void kld_cache_sweep(const char *cache, const char *prefix) {
     while ((e = readdir(d))) {
         const char *name = e->d_name;
         const size_t n = strlen(name);
-        if (n <= np + 5 || strncmp(name, prefix, np) || name[np] != '-' ||
-            strcmp(name + n - 4, ".kld"))
-            continue;
+        if (n <= np + 5 || strncmp(name, prefix, np) || name[np] != '-') continue;
         char path[PIPE_PATH_MAX + 300];
         snprintf(path, sizeof path, "%s/%s", cache, name);
+        /* kld_base_write's temporary file (NAME.kld.XXXXXX) of a job killed while writing it
+         * (up to a GiB): nobody writes this base's files while we hold its lock */
+        const char *dot = strstr(name, ".kld.");
+        if (dot && strlen(dot) == 11) {
+            if (!unlink(path)) printf("job: kld: removed %s, left by a killed job\n", path);
+            continue;
+        }
+        if (strcmp(name + n - 4, ".kld")) continue;
         struct kld_base_info info;
+        const bool quiet_was = err_quiet();
         err_set_quiet(true); /* said below, once */
         const int bad = kld_base_info(path, &info);
-        err_set_quiet(false);
+        err_set_quiet(quiet_was);
         if (!bad) continue;
         if (!unlink(path))
             printf("job: kld: removed the invalid cached base log-probs %s (%s); computing them "
@@ -793,6 +853,7 @@ static bool rows_in_repo_csvs(const struct job *j) {
     int n_models = 0, n_recipes = 0;
     bool model_same = false, recipe_same = false;
     if (access("gen/models.csv", R_OK) || access("gen/recipes.csv", R_OK)) return false;
+    const bool quiet_was = err_quiet();
     err_set_quiet(true); /* a broken CSV there is not this job's business */
     if (!csvin_models("gen/models.csv", &models, &n_models) &&
         !csvin_recipes("gen/recipes.csv", &recipes, &n_recipes)) {
@@ -810,7 +871,7 @@ static bool rows_in_repo_csvs(const struct job *j) {
         json_decref(a);
         json_decref(b);
     }
-    err_set_quiet(false);
+    err_set_quiet(quiet_was);
     free(models);
     free(recipes);
     return model_same && recipe_same;
@@ -933,15 +994,16 @@ static void prov_repro(struct result *r, const struct job *j) {
 /* ===== the job ===== */
 
 /* tests/test_pipeline.c makes workers misbehave: LOWBIT_TEST_FAULT="crash:ID" (abort(): SIGABRT,
- * which sanitizers leave alone),
- * "hang:ID" (sleeps until killed) or "exit:ID" (exit status 3, no result) for the jobs of
- * model ID. Unset in normal use. */
+ * which sanitizers leave alone), "kill:ID" (SIGKILL, as the OOM killer sends it), "hang:ID"
+ * (sleeps until killed) or "exit:ID" (exit status 3, no result) for the jobs of model ID. Unset
+ * in normal use. */
 static void test_fault(const struct job *j) {
     const char *f = getenv("LOWBIT_TEST_FAULT"), *colon = f ? strchr(f, ':') : NULL;
     if (!colon || strcmp(colon + 1, j->model.id)) return;
     printf("job: LOWBIT_TEST_FAULT=%s\n", f);
     fflush(stdout);
     if (!strncmp(f, "crash:", 6)) abort();
+    if (!strncmp(f, "kill:", 5)) raise(SIGKILL);
     if (!strncmp(f, "exit:", 5)) _exit(3);
     if (!strncmp(f, "hang:", 5))
         for (;;) pause();
@@ -1059,7 +1121,8 @@ int job_execute(const struct job *j, const struct job_opts *o) {
     model_release(&am);
     const char *rel = strstr(art.path, "artifacts/");
     json_object_set_new(r.run, "artifact_path", json_string(rel ? rel : art.path));
-    json_object_set_new(r.run, "artifact_bytes", json_integer(artifact_bytes(art.path)));
+    const long long abytes = artifact_bytes(art.path);
+    json_object_set_new(r.run, "artifact_bytes", abytes >= 0 ? json_integer(abytes) : json_null());
     json_object_set_new(r.run, "n_params", json_integer(n_params));
     /* the quantizer's figure for the file it wrote when it gives one (an HF checkpoint's
      * loaded layout cannot tell e.g. nf4 from nf4 with double-quantized absmax); else the
@@ -1095,20 +1158,26 @@ int job_execute(const struct job *j, const struct job_opts *o) {
                             j->ev.limit[PIPE_PPL] == j->ev.limit[PIPE_KLD];
     if (j->ev.on[PIPE_PPL] && !ppl_in_kld && eval_ppl(&c, &r, msg, sizeof msg)) goto fail;
     if (j->ev.on[PIPE_KLD] && eval_kld(&c, ppl_in_kld, &r, msg, sizeof msg)) goto fail;
+    if (r.bad_score[0]) {
+        snprintf(msg, sizeof msg, "%s", r.bad_score);
+        goto fail;
+    }
     json_object_set_new(r.run, "eval_seconds", json_real(now_s() - t_eval));
     json_object_set_new(r.run, "eval_peak_rss_mb", json_real(peak_rss_mb()));
     prov_set(&r, "eval.peak_rss", "%s", peak_reset ? "eval phase only (VmHWM reset)"
                                                    : "whole job (getrusage)");
     if (j->recipe.knobs[0]) prov_set(&r, "recipe.knobs", "%s", j->recipe.knobs);
     prov_set(&r, "lowbit.code_version", "%s", j->code_version);
-    ret = result_write(&r, o->out_dir, j->key, NULL, NULL) ? -1 : 0;
+    ret = result_write(&r, o->out_dir, j->key, NULL, NULL, PIPE_FAIL_INPUT) ? -1 : 0;
     printf("job %s: ok\n", j->key);
     goto out;
 fail:
     if (!msg[0]) fail_msg(msg, sizeof msg, "job");
-    fprintf(stderr, "lowbit: job %s (%s × %s) failed: %s\n", j->key, j->model.id, j->recipe.id,
-            msg);
-    ret = result_write(&r, o->out_dir, j->key, msg, o->log) ? -1 : 1;
+    const enum pipe_failure kind = pipe_failure_of(msg);
+    fprintf(stderr, "lowbit: job %s (%s × %s) failed: %s%s\n", j->key, j->model.id, j->recipe.id,
+            msg, kind == PIPE_FAIL_ENVIRONMENT ? " (a failure of the environment: the next lowbit "
+                                                 "run tries again)" : "");
+    ret = result_write(&r, o->out_dir, j->key, msg, o->log, kind) ? -1 : 1;
 out:
     tokenizer_free(tok);
     if (m_loaded) model_release(&m);

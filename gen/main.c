@@ -1,4 +1,5 @@
 /* gen/main.c: the lowbit command line: one binary, one subcommand per job. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,6 +39,10 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* a file-size limit (ulimit -f) makes a write fail with EFBIG, which every writer reports in
+     * one message and cleans up after, instead of killing the process with SIGXFSZ half-way
+     * (workers inherit this through exec) */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

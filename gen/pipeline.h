@@ -170,8 +170,9 @@ struct plan_inputs {
  * (*i advanced past a value), 0 not a plan option, -1 a bad value (with a message). Shared by
  * run, job, status and slurm (gen/cmd_pipeline.c). */
 int plan_opt(int argc, char **argv, int *i, struct plan_inputs *a);
-/* remove the temporary files of killed writers (<name>.tmp.<pid>) under OUT/results and
- * OUT/jobs; only when no writer can be running (the caller holds OUT/.run.lock or knows) */
+/* remove the temporary files of killed writers (<name>.tmp.<pid>) under OUT/results, OUT/jobs
+ * and OUT/cache/sha256; only when no writer can be running (the caller holds OUT/.run.lock or
+ * knows) */
 void pipe_sweep_tmp(const char *out);
 /* read the CSVs, set up and hash the evaluation, build the plan; -1 with a message */
 int plan_make(const struct plan_inputs *in, struct plan *p);
@@ -190,6 +191,16 @@ void pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, con
                const char *ext);
 /* mkdir -p */
 int pipe_mkdirs(const char *dir);
+/* a temporary directory a process fills and then renames or removes (lowbit quant's OUT.tmp.*)
+ * is held with an flock while it lives: the fd to keep open (closed at exit), -1 with a message */
+int pipe_lock_dir(const char *dir);
+/* remove every directory of parent whose name starts with prefix and that no live process holds
+ * (pipe_lock_dir): what writers killed before they could clean up left */
+void pipe_sweep_dead_dirs(const char *parent, const char *prefix);
+/* the paths under dir must fit lowbit's PIPE_PATH_MAX buffers: a directory (an --out, --results,
+ * --db) longer than PIPE_PATH_MAX - 512 bytes is refused up front, so no path built under it is
+ * ever cut short (a cut path could name another file) */
+int pipe_dir_check(const char *dir, const char *what);
 /* write data to path via a temporary file in the same directory, fsync, rename, fsync the
  * directory: a reader sees the old file or the whole new one, never a part */
 int pipe_write_atomic(const char *path, const char *data, size_t len);
@@ -206,9 +217,33 @@ int pipe_result_state(const char *path, const char *key);
  * again, so that every run on the board keeps its downloadable artifact */
 bool pipe_artifact_missing(const char *path);
 
+/* Where a failure came from, recorded with it (result files' "failure", runs.failure):
+ *  - the environment: the disk or a quota full, a file-size limit, an I/O error, memory that was
+ *    not there at run time, a worker killed from outside (SIGKILL: the OOM killer; SIGTERM,
+ *    SIGINT, SIGHUP), a Slurm task cancelled or preempted (RUN_INTERRUPTED). The next `lowbit
+ *    run` (or `lowbit slurm submit`) runs the job again by itself.
+ *  - the inputs: everything else (a missing or corrupt model, an unknown recipe, bad data, a
+ *    crash or a timeout on these inputs): the same key fails the same way, so the failed result
+ *    is kept until --retry-failed. */
+enum pipe_failure { PIPE_FAIL_INPUT, PIPE_FAIL_ENVIRONMENT };
+/* "input" / "environment" */
+const char *pipe_failure_name(enum pipe_failure f);
+/* the failure an error message or a log's tail tells of: ENVIRONMENT when it starts with
+ * RUN_INTERRUPTED or carries the system's words for ENOSPC, EDQUOT, EIO, EFBIG, ENOMEM, EROFS,
+ * EMFILE/ENFILE, SQLite's "database or disk is full", or lowbit's own "out of memory" and "...
+ * of memory is available" (not "... but this machine has": a model too big for the machine stays
+ * failed); INPUT otherwise */
+enum pipe_failure pipe_failure_of(const char *text);
+/* the failure a signal that killed a worker tells of: ENVIRONMENT for SIGKILL, SIGTERM, SIGINT,
+ * SIGHUP, SIGXFSZ and SIGXCPU (sent from outside), INPUT for a crash (SIGSEGV, SIGABRT, ...) */
+enum pipe_failure pipe_failure_of_signal(int sig);
+/* a failed result file at path whose failure was the environment's (its "failure", or for a
+ * file written before lowbit recorded one, what its error tells): the job is pending again */
+bool pipe_result_retryable(const char *path);
+
 /* the failed result of a job that produced none itself (crash, timeout, exec failure) */
 int job_write_failed(const char *out_dir, const struct job *j, const char *error,
-                     const char *log_path, const char *started_at);
+                     const char *log_path, const char *started_at, enum pipe_failure kind);
 
 struct job_opts {
     const char *out_dir;
@@ -238,18 +273,18 @@ struct run_stats {
 #define RUN_INTERRUPTED "interrupted: "
 /* the result file at path is failed with a RUN_INTERRUPTED error */
 bool run_interrupted(const char *path);
-/* the jobs of p still to run: result file missing or unreadable, failed as RUN_INTERRUPTED (or
- * failed at all, with retry_failed); a key planned twice runs once. todo (p->n_jobs entries) gets
- * their indexes; st->total, cached and failed (of the cached) are filled. Returns the count.
- * (Shared with cluster submission.) */
+/* the jobs of p still to run: result file missing or unreadable, failed by the environment
+ * (pipe_result_retryable: RUN_INTERRUPTED among them), or failed at all with retry_failed; a key
+ * planned twice runs once. todo (p->n_jobs entries) gets their indexes; st->total, cached and
+ * failed (of the cached) are filled. Returns the count. (Shared with cluster submission.) */
 int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, int *todo,
                 struct run_stats *st);
 /* the failed result of a job whose worker ended without writing one (a crash, a signal, a
  * timeout; a Slurm task cancelled, out of time or memory): error = cause (one line), log_tail =
- * the tail of OUT/logs/<key>.log. The one writer of such results, for `lowbit run` and
- * `lowbit slurm`. -1 with a message. */
+ * the tail of OUT/logs/<key>.log, failure = kind. The one writer of such results, for `lowbit
+ * run` and `lowbit slurm`. -1 with a message. */
 int run_write_lost(const char *out_dir, const struct job *j, const char *cause,
-                   const char *started_at);
+                   const char *started_at, enum pipe_failure kind);
 /* write OUT/jobs/<key>.json (the spec `lowbit job --spec` runs); path gets its name */
 int run_write_spec(const char *out_dir, const struct job *j, char *path, size_t size);
 /* run every job whose result file is missing (or failed, with retry_failed): spec files, worker
@@ -259,13 +294,16 @@ int run_plan(const struct plan *p, const struct run_opts *o, struct run_stats *s
 
 /* ===== database (gen/db.c) ===== */
 struct sqlite3;
-#define DB_SCHEMA_VERSION 2 /* 2: tables training, training_curve */
+#define DB_SCHEMA_VERSION 3 /* 2: tables training, training_curve; 3: runs.failure */
 /* open (creating the file and directories) and bring the schema to DB_SCHEMA_VERSION inside one
  * transaction; a newer database is refused. Rollback journal, synchronous FULL, foreign keys on. */
 int db_open(const char *path, struct sqlite3 **db);
 void db_close(struct sqlite3 *db);
 /* PRAGMA integrity_check and foreign_key_check; -1 with the first problem */
 int db_check(struct sqlite3 *db);
+/* sqlite3_errmsg(db), with the system's error after it when an I/O failure caused it ("disk
+ * I/O error (File too large)"); thread-local buffer */
+const char *db_errmsg(struct sqlite3 *db);
 /* exec SQL with a message naming what on failure */
 int db_exec(struct sqlite3 *db, const char *sql, const char *what);
 /* the embedded gen/schema.sql */
@@ -284,8 +322,16 @@ struct collect_opts {
 };
 int collect_run(const struct collect_opts *o, struct collect_stats *st);
 /* validate a parsed result file (everything collect needs, with the right types, safe ids, the
- * key matching the file name when name_key is not NULL); -1 with a message */
+ * key matching the file name when name_key is not NULL, text without control characters, every
+ * number in its range: collect_metric_range for scores, >= 0 for standard errors, counts, times,
+ * sizes, bits per weight in [0, 64]), with duplicate tasks/metrics found in linear time; -1 with
+ * a message naming the member */
 int collect_validate(json_t *r, const char *name_key);
+/* the range of a score by its metric name: NULL when v lies in it, else what was expected
+ * (static text): acc, acc_* and other fractions in [0, 1], perplexities (perplexity,
+ * *_perplexity, ppl_*) >= 1, KL divergences (kld*) and bits_per_byte >= 0, dp_mean in [-1, 1];
+ * any other metric any finite number. Every path into the database (import, collect) checks it. */
+const char *collect_metric_range(const char *metric, double v);
 
 /* ===== import (gen/import.c) ===== */
 struct import_opts {

@@ -27,6 +27,7 @@
 
 #include "eval/sha256.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 #include "quant/calib.h"
 
@@ -363,10 +364,11 @@ char *plan_key_text(const struct job *j) {
         /* the file the quantizer will read (a name of datasets/calibration/, a path under
          * LOWBIT_DATA/datasets/, or any path: calib_resolve); when it cannot be found the job
          * fails with calib_resolve's message, here it only makes the key */
+        const bool quiet_was = err_quiet();
         err_set_quiet(true);
         const int bad = calib_resolve(j->recipe.calib_set, path, sizeof path) ||
                         plan_hash_path(path, NULL, hex);
-        err_set_quiet(false);
+        err_set_quiet(quiet_was);
         if (bad) snprintf(hex, sizeof hex, "unreadable");
         sb_printf(&b, "calib %s\n", hex);
     }
@@ -393,6 +395,16 @@ char *plan_key_text(const struct job *j) {
     return b.p;
 }
 
+/* j->model_error = prefix + msg as text (a message may quote bytes of a file name or of the file:
+ * the spec's JSON holds text only), cut at a character when it does not fit */
+static void model_error_set(struct job *j, const char *prefix, const char *msg) {
+    char *t = text_printf("%s%s", prefix, msg), *c = t ? text_clean(t, strlen(t)) : NULL;
+    snprintf(j->model_error, sizeof j->model_error, "%.*s",
+             c ? (int)text_cut(c, sizeof j->model_error - 1) : 0, c ? c : "");
+    free(t);
+    free(c);
+}
+
 /* the tokenizer a llama2.c file uses when none is named: tokenizer.bin beside it */
 static void implicit_tokenizer(const char *model_path, char *out, size_t size) {
     out[0] = 0;
@@ -414,25 +426,38 @@ int plan_job(struct job *j, const struct model_row *m, const struct recipe *r,
     j->ev = *ev;
     snprintf(j->code_version, sizeof j->code_version, "%s", plan_code_version());
     snprintf(j->code_hash, sizeof j->code_hash, "%s", plan_code_hash());
-    if (pipe_expand(m->path, j->model_path, sizeof j->model_path)) return -1;
-    if (m->tokenizer[0] &&
-        pipe_expand(m->tokenizer, j->model_tokenizer, sizeof j->model_tokenizer))
-        return -1;
+    const bool quiet_was = err_quiet(); /* said once, with the row it comes from */
+    err_set_quiet(true);
+    const bool bad_path = pipe_expand(m->path, j->model_path, sizeof j->model_path) != 0;
+    const bool bad_tok = !bad_path && m->tokenizer[0] &&
+                         pipe_expand(m->tokenizer, j->model_tokenizer, sizeof j->model_tokenizer);
+    err_set_quiet(quiet_was);
+    if (bad_path || bad_tok)
+        return err("model '%s', column %s: %s", m->id, bad_path ? "path" : "tokenizer",
+                   err_last());
+    /* a ${VAR} may bring bytes the CSV could not: the spec file (JSON) holds text only */
+    size_t off;
+    const char *why = text_problem(j->model_path, strlen(j->model_path), &off);
+    const bool in_tok = !why && (why = text_problem(j->model_tokenizer,
+                                                    strlen(j->model_tokenizer), &off));
+    if (why)
+        return err("model '%s', column %s: the expanded path has %s at byte %zu (a ${VAR} with "
+                   "bytes that are not UTF-8 text?)", m->id, in_tok ? "tokenizer" : "path", why,
+                   off + 1);
     /* unreadable files do not stop the plan: the job fails with this message */
     err_set_quiet(true);
     if (plan_hash_path(j->model_path, cache_dir, j->model_sha)) {
-        snprintf(j->model_error, sizeof j->model_error, "%s", err_last());
+        model_error_set(j, "", err_last());
         j->model_sha[0] = 0;
     }
     char tok[PIPE_PATH_MAX];
     snprintf(tok, sizeof tok, "%s", j->model_tokenizer);
     if (!tok[0]) implicit_tokenizer(j->model_path, tok, sizeof tok);
     if (tok[0] && plan_hash_path(tok, cache_dir, j->tok_sha)) {
-        if (!j->model_error[0])
-            snprintf(j->model_error, sizeof j->model_error, "tokenizer %s", err_last());
+        if (!j->model_error[0]) model_error_set(j, "tokenizer ", err_last());
         j->tok_sha[0] = 0;
     }
-    err_set_quiet(false);
+    err_set_quiet(quiet_was);
     char *text = plan_key_text(j);
     if (!text) return -1;
     hash_str(text, j->key);
@@ -486,6 +511,13 @@ int plan_make(const struct plan_inputs *in, struct plan *p) {
         csvin_recipes(in->recipes, &recipes, &n_recipes))
         goto out;
     plan_eval_default(ev, in->full);
+    size_t off;
+    const char *why = text_problem(ev->data_dir, strlen(ev->data_dir), &off);
+    if (why) {
+        err("LOWBIT_DATA has %s at byte %zu: job specs and results are JSON, which holds UTF-8 "
+            "text (use a path that is)", why, off + 1);
+        goto out;
+    }
     if (in->tasks && plan_eval_tasks(ev, in->tasks)) goto out;
     if (in->limit) plan_eval_limit(ev, in->limit);
     if (plan_eval_hash(ev)) goto out;

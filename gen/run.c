@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 
 struct worker {
@@ -116,11 +117,51 @@ static const char *sig_name(int s) {
     return buf;
 }
 
+/* ===== where a failure came from ===== */
+
+const char *pipe_failure_name(enum pipe_failure f) {
+    return f == PIPE_FAIL_ENVIRONMENT ? "environment" : "input";
+}
+
+enum pipe_failure pipe_failure_of(const char *text) {
+    if (!text) return PIPE_FAIL_INPUT;
+    if (!strncmp(text, RUN_INTERRUPTED, strlen(RUN_INTERRUPTED))) return PIPE_FAIL_ENVIRONMENT;
+    /* the system's words (strerror in the C locale lowbit runs in), SQLite's and lowbit's */
+    static const int errnos[] = {ENOSPC, EDQUOT, EIO, EFBIG, ENOMEM, EROFS, EMFILE, ENFILE};
+    for (size_t i = 0; i < LB_ARRAY_LEN(errnos); i++)
+        if (strstr(text, strerror(errnos[i]))) return PIPE_FAIL_ENVIRONMENT;
+    static const char *const words[] = {"database or disk is full", "out of memory",
+                                        "of memory is available"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(words); i++)
+        if (strstr(text, words[i])) return PIPE_FAIL_ENVIRONMENT;
+    return PIPE_FAIL_INPUT;
+}
+
+enum pipe_failure pipe_failure_of_signal(int sig) {
+    return sig == SIGKILL || sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGXFSZ ||
+                   sig == SIGXCPU
+               ? PIPE_FAIL_ENVIRONMENT
+               : PIPE_FAIL_INPUT;
+}
+
+bool pipe_result_retryable(const char *path) {
+    json_t *r = json_load_file(path, 0, NULL);
+    const char *f = json_string_value(json_object_get(r, "failure"));
+    const char *e = json_string_value(json_object_get(r, "error"));
+    const bool yes = f ? !strcmp(f, "environment") : pipe_failure_of(e) == PIPE_FAIL_ENVIRONMENT;
+    json_decref(r);
+    return yes;
+}
+
 int run_write_lost(const char *out_dir, const struct job *j, const char *cause,
-                   const char *started_at) {
+                   const char *started_at, enum pipe_failure kind) {
     char log[PIPE_PATH_MAX];
     pipe_path(log, sizeof log, out_dir, "logs", j->key, ".log");
-    if (job_write_failed(out_dir, j, cause, log, started_at))
+    const bool q = err_quiet(); /* said once, with the job */
+    err_set_quiet(true);
+    const int rc = job_write_failed(out_dir, j, cause, log, started_at, kind);
+    err_set_quiet(q);
+    if (rc)
         return err("%s × %s: cannot write its failed result: %s", j->model.id, j->recipe.id,
                    err_last());
     return 0;
@@ -139,17 +180,27 @@ static void reap(const struct plan *p, const struct run_opts *o, struct worker *
     int state = fresh ? pipe_result_state(path, j->key) : 0;
     const double secs = now_s() - w->t0;
     if (w->timed_out || state <= 0) {
-        if (w->timed_out)
+        /* the same timeout and the same crash come back; a signal from outside (the OOM
+         * killer's SIGKILL) and a worker that could not write its result for want of room do
+         * not (its last words are in the log) */
+        enum pipe_failure kind = PIPE_FAIL_INPUT;
+        if (w->timed_out) {
             snprintf(msg, sizeof msg, "timed out after %.0f s (--timeout %.0f); the job was killed",
                      secs, o->timeout);
-        else if (WIFSIGNALED(status))
+        } else if (WIFSIGNALED(status)) {
             snprintf(msg, sizeof msg, "the worker was killed by %s", sig_name(WTERMSIG(status)));
-        else if (WIFEXITED(status) && WEXITSTATUS(status))
-            snprintf(msg, sizeof msg, "the worker exited with status %d without a result",
-                     WEXITSTATUS(status));
-        else
-            snprintf(msg, sizeof msg, "the worker wrote no result file");
-        run_write_lost(o->out_dir, j, msg, w->started);
+            kind = pipe_failure_of_signal(WTERMSIG(status));
+        } else {
+            if (WIFEXITED(status) && WEXITSTATUS(status))
+                snprintf(msg, sizeof msg, "the worker exited with status %d without a result",
+                         WEXITSTATUS(status));
+            else
+                snprintf(msg, sizeof msg, "the worker wrote no result file");
+            char *tail = pipe_log_tail(log, 20, 4096);
+            kind = pipe_failure_of(tail);
+            free(tail);
+        }
+        run_write_lost(o->out_dir, j, msg, w->started, kind);
         state = 2;
         st->crashed++;
     }
@@ -181,6 +232,7 @@ int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, in
     char path[PIPE_PATH_MAX];
     int n_todo = 0;
     st->total = p->n_jobs;
+    json_t *planned = json_object(); /* keys already taken (a set: linear in the plan's size) */
     for (int i = 0; i < p->n_jobs; i++) {
         pipe_path(path, sizeof path, out_dir, "results", p->jobs[i].key, ".json");
         int state = pipe_result_state(path, p->jobs[i].key);
@@ -189,19 +241,28 @@ int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, in
                     "again\n", path);
             state = 0;
         }
-        bool dup = false;
-        for (int k = 0; k < n_todo; k++) dup |= !strcmp(p->jobs[todo[k]].key, p->jobs[i].key);
-        const bool retry = retry_failed || (state == 2 && run_interrupted(path));
+        const bool dup = json_object_get(planned, p->jobs[i].key) != NULL;
+        const bool env = state == 2 && !dup && pipe_result_retryable(path);
+        const bool retry = retry_failed || env;
         if (state == 1 || (state == 2 && !retry) || dup) {
             st->cached++;
             if (state == 2) st->failed++;
             continue;
         }
+        if (env && !retry_failed) {
+            json_t *r = json_load_file(path, 0, NULL);
+            const char *e = json_string_value(json_object_get(r, "error"));
+            fprintf(stderr, "lowbit: run: %s × %s failed by the environment last time (%s); "
+                    "running it again\n", p->jobs[i].model.id, p->jobs[i].recipe.id, e ? e : "?");
+            json_decref(r);
+        }
         if (state < 0)
             fprintf(stderr, "lowbit: run: %s is unreadable or not this job's; running the job "
                     "again\n", path);
+        json_object_set_new(planned, p->jobs[i].key, json_true());
         todo[n_todo++] = i;
     }
+    json_decref(planned);
     return n_todo;
 }
 

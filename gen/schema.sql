@@ -1,4 +1,4 @@
--- gen/schema.sql: the lowbit database (out/lowbit.db), schema version 2.
+-- gen/schema.sql: the lowbit database (out/lowbit.db), schema version 3.
 --
 -- The contract between the pipeline (gen/: the only writer, through `lowbit collect`) and the site
 -- (render/: reads SQL only). One row per model, per recipe, per run (a model × recipe job), per
@@ -59,7 +59,13 @@ CREATE TABLE IF NOT EXISTS runs (
     artifact_path    TEXT,               -- the quantized model file/dir, relative to out/
     artifact_bytes   INTEGER,            -- its size on disk
     bits_per_weight  REAL,               -- 8 * weight bytes / parameters of the artifact
-    n_params         INTEGER
+    n_params         INTEGER,
+    failure          TEXT CHECK (failure IN ('environment', 'input'))
+                                         -- status failed: where the failure came from (version
+                                         -- 3): the environment (disk, quota, I/O, file-size
+                                         -- limit, memory, a worker killed from outside: the next
+                                         -- lowbit run retries the job) or the inputs (kept until
+                                         -- --retry-failed); NULL for ok runs
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model_id);
 
@@ -137,4 +143,4 @@ SELECT r.id AS run_id, r.model_id, m.display_name, m.family, m.model_type, m.bas
 FROM runs r JOIN models m ON m.id = r.model_id JOIN recipes c ON c.id = r.recipe_id
 WHERE r.status = 'ok';
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;

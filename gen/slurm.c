@@ -46,6 +46,7 @@
 
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/text.h"
 #include "kernels/common.h"
 
 #define SLURM_ARRAY_MAX 1000  /* tasks per array: Slurm's default MaxArraySize is 1001 */
@@ -179,9 +180,15 @@ struct survey {
     json_t **subs; /* the submission.json of each tag (owned) */
     int n_subs;
     bool queue_known; /* squeue answered: tasks missing from it have ended */
+    /* lookups in linear time over tens of thousands of tasks (JSON objects as hash tables):
+     * "ARRAY_INDEX" -> task index, key -> index of its newest task, keys queued or running */
+    json_t *by_task, *first_of_key, *active_keys;
 };
 
 static void survey_release(struct survey *s) {
+    json_decref(s->by_task);
+    json_decref(s->first_of_key);
+    json_decref(s->active_keys);
     for (int i = 0; i < s->n_subs; i++) json_decref(s->subs[i]);
     free(s->subs);
     free(s->tags);
@@ -273,6 +280,22 @@ out:
     return ret;
 }
 
+/* the lookups of the tasks as loaded (s->t is newest submission first) */
+static int survey_index(struct survey *s) {
+    s->by_task = json_object();
+    s->first_of_key = json_object();
+    s->active_keys = json_object();
+    if (!s->by_task || !s->first_of_key || !s->active_keys) return err("out of memory");
+    for (int i = 0; i < s->n; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "%s_%d", s->t[i].array_id, s->t[i].index);
+        json_object_set_new(s->by_task, name, json_integer(i));
+        if (!json_object_get(s->first_of_key, s->t[i].key))
+            json_object_set_new(s->first_of_key, s->t[i].key, json_integer(i));
+    }
+    return 0;
+}
+
 /* squeue's state of every task of the arrays (stask.queue); -1 with a message when squeue fails */
 static int survey_queue(struct survey *s) {
     /* the job ids, 64 per squeue call */
@@ -311,9 +334,14 @@ static int survey_queue(struct survey *s) {
             char *end;
             long idx = strtol(f1 + 1, &end, 10);
             if (end == f1 + 1 || *end) continue; /* not one array task */
-            for (int i = 0; i < s->n; i++)
-                if (s->t[i].index == idx && !strcmp(s->t[i].array_id, l))
-                    snprintf(s->t[i].queue, sizeof s->t[i].queue, "%s", f2 + 1);
+            char name[96];
+            snprintf(name, sizeof name, "%s_%ld", l, idx);
+            json_t *at = json_object_get(s->by_task, name);
+            if (at) {
+                struct stask *t = &s->t[json_integer_value(at)];
+                snprintf(t->queue, sizeof t->queue, "%s", f2 + 1);
+                json_object_set_new(s->active_keys, t->key, json_true());
+            }
         }
         free(out);
         free(errs);
@@ -330,16 +358,12 @@ static void task_log(const struct survey *s, const struct stask *t, const char *
 
 /* key queued or running in some array */
 static bool key_active(const struct survey *s, const char *key) {
-    for (int i = 0; i < s->n; i++)
-        if (s->t[i].queue[0] && !strcmp(s->t[i].key, key)) return true;
-    return false;
+    return json_object_get(s->active_keys, key) != NULL;
 }
 
 /* the newest task of this key (s->t is newest submission first; within one, the first) */
 static bool newest_of_key(const struct survey *s, int i) {
-    for (int k = 0; k < i; k++)
-        if (!strcmp(s->t[k].key, s->t[i].key)) return false;
-    return true;
+    return json_integer_value(json_object_get(s->first_of_key, s->t[i].key)) == i;
 }
 
 /* ===== tasks that ended without a result ===== */
@@ -383,6 +407,7 @@ static void slurm_end_state(const char *array_id, int index, struct slurm_end *e
     snprintf(id, sizeof id, "%s_%d", array_id, index);
     char *out = NULL, *errs = NULL;
     char *sc[] = {"scontrol", "-o", "show", "job", id, NULL};
+    const bool quiet_was = err_quiet();
     err_set_quiet(true);
     if (!capture(sc, &out, &errs)) {
         char v[64];
@@ -412,7 +437,7 @@ static void slurm_end_state(const char *array_id, int index, struct slurm_end *e
         free(out);
         free(errs);
     }
-    err_set_quiet(false);
+    err_set_quiet(quiet_was);
 }
 
 /* the failed result's error for a task that ended in state e without a result; true when that
@@ -516,7 +541,9 @@ static int survey_mark_lost(struct survey *s, const char *out, bool quiet) {
         struct slurm_end e;
         slurm_end_state(t->array_id, t->index, &e);
         char msg[512];
-        lost_cause(&e, task, task_array(s, t), msg, sizeof msg);
+        const enum pipe_failure kind = lost_cause(&e, task, task_array(s, t), msg, sizeof msg)
+                                           ? PIPE_FAIL_ENVIRONMENT
+                                           : PIPE_FAIL_INPUT;
         struct job *j = load_spec(out, t->key);
         if (!j) {
             fprintf(stderr, "lowbit: slurm: task %s: no job spec, no failed result: %s\n", task,
@@ -525,7 +552,7 @@ static int survey_mark_lost(struct survey *s, const char *out, bool quiet) {
         }
         if (pipe_result_state(rpath, t->key) <= 0) { /* not written meanwhile */
             append_slurm_log(slog, out, t->key, task);
-            if (!run_write_lost(out, j, msg, e.started[0] ? e.started : NULL)) {
+            if (!run_write_lost(out, j, msg, e.started[0] ? e.started : NULL, kind)) {
                 n++;
                 if (!quiet)
                     fprintf(stderr, "slurm: %s × %s (task %s): %s\n", j->model.id, j->recipe.id,
@@ -572,7 +599,7 @@ static void remove_stale_tmp(const struct survey *s, const char *out) {
 
 /* load, ask squeue, mark lost tasks: what every subcommand starts with */
 static int survey_take(struct survey *s, const char *out, bool quiet) {
-    if (survey_load(s, out)) return -1;
+    if (survey_load(s, out) || survey_index(s)) return -1;
     if (!s->n) return 0;
     if (survey_queue(s)) return -1;
     if (survey_mark_lost(s, out, quiet) < 0) return -1;
@@ -876,8 +903,9 @@ static int submit(const struct submit_opts *o) {
         if (run_write_spec(out, &p.jobs[todo[i]], path, sizeof path)) goto out;
 
     arrays = json_array();
-    manifest = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:O, s:n}", "format", "lowbit-slurm",
-                         "version", 1, "tag", tag, "submitted_at", now, "cwd", cwd, "lowbit", bin,
+    manifest = json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:s, s:O, s:n}", "format", "lowbit-slurm",
+                         "version", 1, "tag", tag, "submitted_at", now, "cwd", text_json(cwd),
+                         "lowbit", text_json(bin),
                          "code_version", plan_code_version(), "arrays", arrays, "final_job_id");
     if (!manifest) {
         err("out of memory");

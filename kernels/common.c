@@ -19,10 +19,13 @@ static bool once;      /* err_first_only() */
 static int once_done;  /* a message was printed while `once` */
 
 int err_at(const char *file, int line, const char *fmt, ...) {
+    /* formatted apart first: a message may quote the previous one (err("x: %s", err_last())) */
+    char msg[sizeof last_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_msg, sizeof last_msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_msg, msg, sizeof msg);
     if (!quiet && !(once && __atomic_exchange_n(&once_done, 1, __ATOMIC_RELAXED))) {
         if (getenv("LOWBIT_DEBUG"))
             fprintf(stderr, "lowbit: %s [%s:%d]\n", last_msg, file, line);
@@ -34,6 +37,7 @@ int err_at(const char *file, int line, const char *fmt, ...) {
 
 const char *err_last(void) { return last_msg; }
 void err_set_quiet(bool q) { quiet = q; }
+bool err_quiet(void) { return quiet; }
 void err_first_only(bool on) {
     once = on;
     __atomic_store_n(&once_done, 0, __ATOMIC_RELAXED);

@@ -26,6 +26,8 @@ int err_at(const char *file, int line, const char *fmt, ...) LB_PRINTF(3, 4);
 const char *err_last(void);
 /* errors still go to err_last() but are not printed while quiet (tests of bad input) */
 void err_set_quiet(bool quiet);
+/* the current setting, to restore after a quiet stretch whose message is said again with context */
+bool err_quiet(void);
 /* while on, only the first message (of any thread) is printed: parallel work that fails in
  * several places at once (every writer of a full disk) reports once. Set and cleared outside
  * parallel regions. */

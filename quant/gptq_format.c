@@ -11,8 +11,10 @@
  *   P.g_idx   I32 [K]: group of input column k: k / g, or with act-order (q_perm) the group of
  *             its stored position, q_perm[j] -> j / g (non-monotonic)
  * quantization_config: quant_method "gptq", bits, group_size, desc_act, sym, damp_percent,
- * true_sequential, static_groups, checkpoint_format, modules_in_block_to_quantize (when some
- * modules stay in float), plus "lowbit": {algorithm, per_channel_modules, float_modules, ...}. */
+ * true_sequential, static_groups, checkpoint_format and format (the same value: GPTQModel writes
+ * both, and some transformers/optimum versions read only one), modules_in_block_to_quantize (when
+ * some modules stay in float), plus "lowbit": {algorithm, per_channel_modules, float_modules,
+ * ...}. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +41,12 @@ enum qplan qformat_plan(bool awq, int64_t K, int64_t N, int bits, int64_t group,
         }
         return QPLAN_GROUP;
     }
-    if ((K * bits) % 32 || (N * bits) % 32) {
+    if (K % 32 || N % 32) { /* AutoGPTQ's QuantLinear: qweight [K // 32 · bits, N] */
         snprintf(note, n_note,
-                 "kept in float: %d-bit GPTQ packing needs %lld·%d and %lld·%d to be multiples of 32",
-                 bits, (long long)K, bits, (long long)N, bits);
+                 "kept in float: AutoGPTQ holds %d-bit GPTQ modules whose in_features and "
+                 "out_features are multiples of 32 (it allocates in_features // 32 · %d qweight "
+                 "rows), not %lld × %lld",
+                 bits, bits, (long long)K, (long long)N);
         return QPLAN_FLOAT;
     }
     if (group > 0 && group < K && K % group) {
@@ -168,12 +172,14 @@ int gptq_write(struct hfx_model *hm, const struct gptq_write_opts *o, const char
     json_t *qc = NULL, *fl = json_array();
     if (hfx_add_tensors(hm, fl) || safetensors_writer_set_meta(&hm->out->w, "format", "pt"))
         goto out;
-    qc = json_pack("{s:s, s:i, s:I, s:b, s:b, s:f, s:b, s:b, s:s}", "quant_method", "gptq", "bits",
-                   o->bits, "group_size", (json_int_t)(o->group <= 0 ? -1 : o->group), "desc_act",
-                   o->desc_act || c->any_perm, "sym", o->sym, "damp_percent",
+    /* "checkpoint_format" (AutoGPTQ, optimum) and "format" (GPTQModel writes both; one
+     * transformers/optimum pair reads only this one): the same value in both */
+    qc = json_pack("{s:s, s:i, s:I, s:b, s:b, s:f, s:b, s:b, s:s, s:s}", "quant_method", "gptq",
+                   "bits", o->bits, "group_size", (json_int_t)(o->group <= 0 ? -1 : o->group),
+                   "desc_act", o->desc_act || c->any_perm, "sym", o->sym, "damp_percent",
                    o->damp_percent > 0 ? o->damp_percent : 0.01, "true_sequential",
                    o->true_sequential, "static_groups", o->static_groups, "checkpoint_format",
-                   o->v2 ? "gptq_v2" : "gptq");
+                   o->v2 ? "gptq_v2" : "gptq", "format", o->v2 ? "gptq_v2" : "gptq");
     if (json_array_size(fl)) json_object_set_new(qc, "modules_in_block_to_quantize",
                                                  json_pack("[o]", hfx_module_list(hm, true)));
     if (o->top) json_object_update(qc, o->top);

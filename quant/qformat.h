@@ -3,11 +3,13 @@
  * (struct hfx_model, quant/hf_export.h), and the shape rules deciding how a module is held.
  *
  * Shape rules (what each ecosystem's layout can hold; REFERENCE.md C1/C2, issue 3):
- *  GPTQ: qweight [K·b/32, N] and qzeros [ceil(K/g), N·b/32] need K·b and N·b to be multiples of 32;
- *    a module that fails this stays in floating point and is left out of
- *    "modules_in_block_to_quantize". (AutoGPTQ's QuantLinear allocates K//32·b rows and N//32·b
- *    zero columns, so a loader built on it also wants K and N to be multiples of 32; lowbit reads
- *    the exact packing.) A group that does not divide K falls back to one group per row
+ *  GPTQ: qweight [K·b/32, N] and qzeros [ceil(K/g), N·b/32]; AutoGPTQ's QuantLinear allocates
+ *    K//32·b rows and N//32·b zero columns, so a module is written only when K and N are
+ *    multiples of 32 (then both agree; GPTQModel sizes them with a ceiling and would also take
+ *    K·b and N·b multiples of 32, e.g. 8 bits on K = 172: [43, N], which AutoGPTQ refuses). A
+ *    module that fails this stays in floating point, is left out of
+ *    "modules_in_block_to_quantize", and its note says why. (lowbit reads the exact packing of
+ *    either.) A group that does not divide K falls back to one group per row
  *    ("per-channel"), written under the config's group_size as ceil(K/g) identical scale/zero
  *    rows with the standard g_idx = k / g, so any GPTQ loader dequantizes it the same way.
  *  AWQ GEMM: 4-bit only; qweight [K, N/8] needs N % 8 == 0 and qzeros [K/g, N/8] needs g | K; a

@@ -105,10 +105,47 @@ static void set_font(struct chart *c, double size, bool bold) {
     cairo_set_font_size(c->cr, size);
 }
 
+/* text as Cairo will take it: Cairo refuses (CAIRO_STATUS_INVALID_STRING, which fails the whole
+ * chart) the noncharacters U+FDD0..U+FDEF and U+xFFFE/U+xFFFF, which are valid UTF-8 and which
+ * the pages and datasets carry as they are; a chart draws U+FFFD for them. Returns text itself
+ * when it has none, else a copy in a per-thread buffer (until the next call). */
+static const char *drawable(const char *text) {
+    static _Thread_local char *buf;
+    static _Thread_local size_t cap;
+    const unsigned char *s = (const unsigned char *)text;
+    size_t n = strlen(text), o = 0;
+    bool clean = true;
+    for (size_t i = 0; i < n && clean; i++)
+        clean = s[i] < 0xef || (s[i] == 0xef && i + 1 < n && s[i + 1] != 0xb7 && s[i + 1] != 0xbf) ||
+                (s[i] >= 0xf0 && i + 2 < n && (s[i + 2] & 0x0f) != 0x0f);
+    if (clean) return text;
+    if (cap < 3 * n + 1) {
+        char *nb = realloc(buf, 3 * n + 1);
+        if (!nb) return "\xef\xbf\xbd";
+        buf = nb;
+        cap = 3 * n + 1;
+    }
+    for (size_t i = 0; i < n;) {
+        const int k = s[i] < 0x80 ? 1 : s[i] >= 0xf0 ? 4 : s[i] >= 0xe0 ? 3 : 2;
+        uint32_t cp = k == 1 ? s[i] : s[i] & (0x3fu >> (k - 1));
+        for (int j = 1; j < k && i + (size_t)j < n; j++) cp = cp << 6 | (s[i + j] & 0x3fu);
+        if ((cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe) {
+            memcpy(buf + o, "\xef\xbf\xbd", 3);
+            o += 3;
+        } else {
+            memcpy(buf + o, s + i, (size_t)k);
+            o += (size_t)k;
+        }
+        i += (size_t)k;
+    }
+    buf[o] = 0;
+    return buf;
+}
+
 double chart_text_width(struct chart *c, double size, bool bold, const char *text) {
     cairo_text_extents_t te;
     set_font(c, size, bold);
-    cairo_text_extents(c->cr, text, &te);
+    cairo_text_extents(c->cr, drawable(text), &te);
     return te.x_advance;
 }
 
@@ -132,7 +169,7 @@ struct chart_box chart_text(struct chart *c, double x, double y, double ax, doub
     cairo_font_extents_t fe;
     cairo_font_extents(c->cr, &fe);
     cairo_move_to(c->cr, b.x0, b.y0 + fe.ascent);
-    cairo_show_text(c->cr, text);
+    cairo_show_text(c->cr, drawable(text));
     if (c->n_labels == c->cap_labels) {
         int nc = c->cap_labels ? c->cap_labels * 2 : 64;
         struct chart_box *p = realloc(c->labels, (size_t)nc * sizeof *p);

@@ -914,15 +914,18 @@ static int chart_training(struct site *s, int g, struct chart_layout *lay) {
         .empty = "No curve points recorded.",
         .s = S, .n = 2,
     };
-    char name[160], ttl[400];
+    char name[160];
     snprintf(name, sizeof name, "%s-training", G->slug);
-    snprintf(ttl, sizeof ttl, "%s: training curve", G->name);
-    utf8_trim(ttl);
-    return chart_write(s, name, 720, 400, ttl,
-                       "Line chart: training loss (mean over the steps since the previous point) "
-                       "and held-out loss, in nats per token, against the number of training "
-                       "tokens seen, as lowbit train recorded them; the data table is on the page.",
-                       draw_lines, &L, lay);
+    char *ttl = fmt_dup("%s: training curve", G->name);
+    const int rc = !ttl ? -1
+                        : chart_write(s, name, 720, 400, ttl,
+                                      "Line chart: training loss (mean over the steps since the "
+                                      "previous point) and held-out loss, in nats per token, "
+                                      "against the number of training tokens seen, as lowbit "
+                                      "train recorded them; the data table is on the page.",
+                                      draw_lines, &L, lay);
+    free(ttl);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ the per-model set */
@@ -932,20 +935,22 @@ int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
                  struct chart_layout *lay_cost, struct chart_layout *lay_train) {
     const struct lb_data *d = s->d;
     const struct lb_group *G = &d->groups[g];
-    char name[160], desc[1024], ttl[400];
+    char name[160], desc[1024], *ttl = NULL;
     int ret = -1;
 
     struct bars_data b;
     bars_compute(d, g, &b);
     snprintf(name, sizeof name, "%s-bars", G->slug);
-    snprintf(ttl, sizeof ttl, "%s: average accuracy by method and bit width", G->name);
-    utf8_trim(ttl);
+    if (!(ttl = fmt_dup("%s: average accuracy by method and bit width", G->name))) return -1;
     snprintf(desc, sizeof desc,
              "Grouped bars: for each nominal bit width, the best average accuracy (mean of the ten "
              "tasks, percent) reached by each quantization method; dashed line: the %s. The data "
              "table is on the page.",
              b.baseline_label);
-    if (chart_write(s, name, 720, 400, ttl, desc, draw_bars, &b, lay_bars)) return -1;
+    if (chart_write(s, name, 720, 400, ttl, desc, draw_bars, &b, lay_bars)) {
+        free(ttl);
+        return -1;
+    }
 
     /* bpw scatter: every ok run of the group with an average */
     int n = G->n_runs;
@@ -978,8 +983,8 @@ int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
         .ref_label = b.baseline_label, .legend_algos = legend_algos, .n_legend = n_leg,
     };
     snprintf(name, sizeof name, "%s-bpw", G->slug);
-    snprintf(ttl, sizeof ttl, "%s: accuracy vs bits per weight", G->name);
-    utf8_trim(ttl);
+    free(ttl);
+    if (!(ttl = fmt_dup("%s: accuracy vs bits per weight", G->name))) goto out;
     snprintf(desc, sizeof desc,
              "Scatter: one point per run (shape and colour by method), x = measured bits per "
              "weight, y = average accuracy in percent; the dashed staircase is the Pareto frontier "
@@ -990,8 +995,8 @@ int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
     H.n_all = heat_rows(d, g, rows, n);
     H.n_rows = H.n_all < HEAT_MAX_ROWS ? H.n_all : HEAT_MAX_ROWS;
     snprintf(name, sizeof name, "%s-heat", G->slug);
-    snprintf(ttl, sizeof ttl, "%s: per-task change from the baseline", G->name);
-    utf8_trim(ttl);
+    free(ttl);
+    if (!(ttl = fmt_dup("%s: per-task change from the baseline", G->name))) goto out;
     snprintf(desc, sizeof desc,
              "Heatmap: rows are the quantized variants by rank, columns the ten tasks and the "
              "average; each cell is the accuracy change from the baseline in percentage points "
@@ -1002,8 +1007,8 @@ int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
     struct cost C;
     C.n = cost_compute(d, g, C.rows, BARS_MAX);
     snprintf(name, sizeof name, "%s-cost", G->slug);
-    snprintf(ttl, sizeof ttl, "%s: quantization cost per method", G->name);
-    utf8_trim(ttl);
+    free(ttl);
+    if (!(ttl = fmt_dup("%s: quantization cost per method", G->name))) goto out;
     snprintf(desc, sizeof desc,
              "Horizontal bars per quantization method: median quantization wall time in seconds "
              "(left) and median peak resident memory in MB (right) over its runs of this model; "
@@ -1014,6 +1019,7 @@ int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
     if (chart_training(s, g, lay_train)) goto out;
     ret = 0;
 out:
+    free(ttl);
     free(x), free(y), free(algo), free(lab), free(rows);
     return ret;
 }

@@ -1,10 +1,11 @@
-/* render/data.c: the database (schema v2, or v1: v2 without the training tables) read into
- * memory, once, inside one read transaction.
+/* render/data.c: the database (schema v3; v2 = v3 without runs.failure; v1 = v2 without the
+ * training tables) read into memory, once, inside one read transaction.
  *
  * Everything the site shows comes from here: one SELECT per table, rows ordered by primary key so
  * the same database always gives the same arrays, then joined in C (runs -> model, recipe, scores,
  * task definitions, provenance) and grouped by base model. The board order is average desc (NULL
  * last), then run id: the same order the pages, the CSV/JSON and the tests use. */
+#include <jansson.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -194,6 +195,7 @@ static int row_run(sqlite3_stmt *st, void *ctx) {
     r->artifact_bytes = col_num(st, 18);
     r->bits_per_weight = col_num(st, 19);
     r->n_params = col_num(st, 20);
+    r->failure = col_str(st, 21);
     if (!r->model_id) r->model_id = lb_clean_utf8("", 0);
     if (!r->recipe_id) r->recipe_id = lb_clean_utf8("", 0);
     if (!r->status) r->status = lb_clean_utf8("", 0);
@@ -504,20 +506,21 @@ static int build_groups(struct lb_data *d) {
         G->baseline = -1;
     }
     free(keys), free(order);
-    /* slugs: unique, a later group with a taken slug gets "-2", "-3" ... */
+    /* slugs: unique, a later group with a taken slug gets "-2", "-3" ... (the slugs taken are a
+     * set: a JSON object, so 100,000 base models take linear time) */
+    json_t *taken_slugs = json_object();
+    json_object_set_new(taken_slugs, "index", json_true());
     for (int g = 0; g < d->n_groups; g++) {
         struct lb_group *G = &d->groups[g];
         char slug[96], try[112];
         slugify(G->key, slug, sizeof slug);
         snprintf(try, sizeof try, "%s", slug);
-        for (int k = 2;; k++) {
-            bool taken = !strcmp(try, "index");
-            for (int h = 0; h < g && !taken; h++) taken = !strcmp(d->groups[h].slug, try);
-            if (!taken) break;
+        for (int k = 2; json_object_get(taken_slugs, try); k++)
             snprintf(try, sizeof try, "%s-%d", slug, k);
-        }
+        json_object_set_new(taken_slugs, try, json_true());
         G->slug = lb_clean_utf8(try, strlen(try));
     }
+    json_decref(taken_slugs);
     /* the baseline: an ok fp run of the base model itself, fp16 > bf16 > fp32, then lowest id */
     for (int g = 0; g < d->n_groups; g++) {
         struct lb_group *G = &d->groups[g];
@@ -548,8 +551,9 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     }
     int version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    if (version != 1 && version != 2) { /* 1 = 2 without the training tables */
-        return err("render: database schema version %d; this renderer reads versions 1 and 2 "
+    if (version < 1 || version > 3) { /* 1 = 2 without the training tables, 2 = 3 without
+                                         * runs.failure */
+        return err("render: database schema version %d; this renderer reads versions 1 to 3 "
                    "(gen/schema.sql); rebuild the database with 'lowbit collect'",
                    version);
     }
@@ -566,11 +570,14 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
               row_recipe, &L))
         goto out;
     L.cap = 0;
+    /* (runs.failure is schema version 3's: older files read NULL in its place) */
+#define RUNS_SELECT                                                                                \
+    "SELECT id, job_key, model_id, recipe_id, status, error, log_tail, started_at, finished_at,"   \
+    " code_version, host_cpu, threads, kernels_isa, quant_seconds, quant_peak_rss_mb,"             \
+    " eval_seconds, eval_peak_rss_mb, artifact_path, artifact_bytes, bits_per_weight, n_params, "
     if (query(db,
-              "SELECT id, job_key, model_id, recipe_id, status, error, log_tail, started_at,"
-              " finished_at, code_version, host_cpu, threads, kernels_isa, quant_seconds,"
-              " quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb, artifact_path, artifact_bytes,"
-              " bits_per_weight, n_params FROM runs ORDER BY id",
+              version >= 3 ? RUNS_SELECT "failure FROM runs ORDER BY id"
+                           : RUNS_SELECT "NULL FROM runs ORDER BY id",
               row_run, &L))
         goto out;
     L.cap = 0;
@@ -683,7 +690,7 @@ void lb_data_release(struct lb_data *d) {
         struct lb_run *r = &d->runs[i];
         free(r->job_key), free(r->model_id), free(r->recipe_id), free(r->status), free(r->error);
         free(r->log_tail), free(r->started_at), free(r->finished_at), free(r->code_version);
-        free(r->host_cpu), free(r->kernels_isa), free(r->artifact_path);
+        free(r->host_cpu), free(r->kernels_isa), free(r->artifact_path), free(r->failure);
     }
     for (int i = 0; i < d->n_scores; i++) free(d->scores[i].task), free(d->scores[i].metric);
     for (int i = 0; i < d->n_defs; i++)

@@ -63,6 +63,7 @@
     X(FINISHED_AT, "finished_at", COL_TEXT, "when the run finished, ISO 8601 UTC")                 \
     X(JOB_KEY, "job_key", COL_TEXT, "content hash of everything that determines the numbers")      \
     X(ERROR, "error", COL_TEXT, "what failed, for failed runs")                                    \
+    X(FAILURE, "failure", COL_TEXT, "failed runs: environment (disk, memory, a limit, a worker killed from outside; the next run retries it) or input") \
     X(DETAILS, "details", COL_TEXT, "the run's page, relative to the site root")
 
 enum lb_col {
@@ -126,6 +127,7 @@ static void cell_of(const struct site *s, const struct lb_run *r, int col, struc
     case LB_COL_FINISHED_AT: c->text = r->finished_at; break;
     case LB_COL_JOB_KEY: c->text = r->job_key; break;
     case LB_COL_ERROR: c->text = r->error; break;
+    case LB_COL_FAILURE: c->text = r->failure; break;
     case LB_COL_DETAILS: snprintf(c->buf, sizeof c->buf, "runs/%lld.html", (long long)r->id);
         c->text = c->buf;
         break;
@@ -527,7 +529,10 @@ static int copy_db(struct site *s, sqlite3 *db) {
         }
     }
     if (rc != SQLITE_OK) {
-        err("render: copying the database to %s: %s", path, dst ? sqlite3_errmsg(dst) : "?");
+        const int e = dst ? sqlite3_system_errno(dst) : 0; /* EFBIG, ENOSPC ... behind it */
+        err("render: copying the database to %s: %s%s%s%s", path,
+            dst ? sqlite3_errmsg(dst) : "out of memory", e ? " (" : "", e ? strerror(e) : "",
+            e ? ")" : "");
         sqlite3_close(dst);
         return -1;
     }

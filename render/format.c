@@ -2,6 +2,7 @@
  * the datasets agree. Units are decimal (1 GB = 10^9 bytes), as on the Intel board. Output never
  * depends on the locale (the C locale is never changed by lowbit). */
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,5 +86,18 @@ char *utf8_trim(char *s) {
     unsigned char c = (unsigned char)s[i - 1];
     size_t want = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
     if (n - (i - 1) < want) s[i - 1] = 0; /* a sequence cut by snprintf */
+    return s;
+}
+
+char *fmt_dup(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    const int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        err("render: out of memory");
+        return NULL;
+    }
     return s;
 }

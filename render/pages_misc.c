@@ -223,10 +223,15 @@ int page_about(struct site *s) {
     cols_table(tcols, tc_cols, tc_n_cols);
     page_downloads(&p, dl);
     /* the reproduction command of the top row, as an example */
-    char cmd[1024];
     if (d->n_board) {
         const struct lb_run *r = &d->runs[d->board[0]];
-        h_el(h_el(repro, "pre", NULL), "code", site_repro_command(r, cmd, sizeof cmd));
+        char *cmd = site_repro_command(r);
+        if (!cmd) {
+            page_release(&p);
+            return -1;
+        }
+        h_el(h_el(repro, "pre", NULL), "code", cmd);
+        free(cmd);
         xmlNodePtr para = h_el(repro, "p", "This reproduces ");
         char href[64];
         snprintf(href, sizeof href, "runs/%lld.html", (long long)r->id);

@@ -352,14 +352,14 @@ static void training_section(struct page *p, xmlNodePtr sec, const struct lb_gro
         h_text(td, ")");
     }
 
-    char rel[256], alt[600];
+    char rel[256];
     snprintf(rel, sizeof rel, "%s-training", G->slug);
-    snprintf(alt, sizeof alt, "Line chart of the training loss and the held-out loss of %s against the tokens seen during training; data in the table below.", G->name);
-    utf8_trim(alt);
-    xmlNodePtr cap = page_figure(p, sec, rel, lay->w, lay->h, alt,
+    char *alt = fmt_dup("Line chart of the training loss and the held-out loss of %s against the tokens seen during training; data in the table below.", G->name);
+    xmlNodePtr cap = page_figure(p, sec, rel, lay->w, lay->h, alt ? alt : "",
                                  "Training curve: train and held-out loss (nats per token) "
                                  "against the training tokens seen. The y axis does not start "
                                  "at 0.");
+    free(alt);
     curve_table(p, cap, t);
 }
 
@@ -416,13 +416,12 @@ static int model_page(struct site *s, int g) {
     const struct lb_data *d = s->d;
     const struct lb_group *G = &d->groups[g];
     struct page p;
-    char ttl[512], rel[256], b[64], alt[600];
+    char rel[256], b[64], *alt = NULL;
     const struct chart_layout *L = &s->lay[g * CHARTS_PER_GROUP];
     const struct chart_layout lb = L[0], lp = L[1], lh = L[2], lc = L[3], lt = L[4];
     int ret = -1;
-    snprintf(ttl, sizeof ttl, "%s \xe2\x80\x94 lowbit", G->name);
-    utf8_trim(ttl);
-    if (page_new(&p, s, "model", 1, ttl)) goto out;
+    char *ttl = fmt_dup("%s \xe2\x80\x94 lowbit", G->name);
+    if (!ttl || page_new(&p, s, "model", 1, ttl)) goto out;
     xmlNodePtr head = page_slot(&p, "heading"), info = page_slot(&p, "info"),
                var = page_slot(&p, "variants"), charts = page_slot(&p, "charts"),
                failed = page_slot(&p, "failed"), train = page_slot(&p, "training");
@@ -463,16 +462,16 @@ static int model_page(struct site *s, int g) {
     struct bars_data bd;
     bars_compute(d, g, &bd);
     snprintf(rel, sizeof rel, "%s-bars", G->slug);
-    snprintf(alt, sizeof alt, "Grouped bar chart of the best average accuracy of each method at each bit width for %s; data in the table below.", G->name);
-    utf8_trim(alt);
+    free(alt);
+    if (!(alt = fmt_dup("Grouped bar chart of the best average accuracy of each method at each bit width for %s; data in the table below.", G->name))) goto fail;
     xmlNodePtr cap = page_figure(&p, charts, rel, lb.w, lb.h, alt,
                                  "Best average accuracy (mean of the ten tasks) reached by each "
                                  "method at each nominal bit width; the dashed line is the "
                                  "unquantized baseline. Bars start at 0.");
     bars_table(&p, cap, &bd);
     snprintf(rel, sizeof rel, "%s-bpw", G->slug);
-    snprintf(alt, sizeof alt, "Scatter plot of average accuracy against measured bits per weight for every run of %s, with the Pareto frontier; each point is a row of the variants table.", G->name);
-    utf8_trim(alt);
+    free(alt);
+    if (!(alt = fmt_dup("Scatter plot of average accuracy against measured bits per weight for every run of %s, with the Pareto frontier; each point is a row of the variants table.", G->name))) goto fail;
     cap = page_figure(&p, charts, rel, lp.w, lp.h, alt,
                       "Average accuracy against measured bits per weight, one point per run "
                       "(rows of the table above); the dashed staircase is the Pareto frontier, "
@@ -491,15 +490,15 @@ static int model_page(struct site *s, int g) {
         free(rr), free(x), free(y);
     }
     snprintf(rel, sizeof rel, "%s-heat", G->slug);
-    snprintf(alt, sizeof alt, "Heatmap of the per-task accuracy change from the baseline for each variant of %s; data in the table below.", G->name);
-    utf8_trim(alt);
+    free(alt);
+    if (!(alt = fmt_dup("Heatmap of the per-task accuracy change from the baseline for each variant of %s; data in the table below.", G->name))) goto fail;
     cap = page_figure(&p, charts, rel, lh.w, lh.h, alt,
                       "Change in accuracy from the baseline for each task, percentage points "
                       "(vermillion: lower, blue: higher).");
     heat_table(&p, cap, g);
     snprintf(rel, sizeof rel, "%s-cost", G->slug);
-    snprintf(alt, sizeof alt, "Bar chart of quantization time and peak memory per method for %s; data in the table below.", G->name);
-    utf8_trim(alt);
+    free(alt);
+    if (!(alt = fmt_dup("Bar chart of quantization time and peak memory per method for %s; data in the table below.", G->name))) goto fail;
     cap = page_figure(&p, charts, rel, lc.w, lc.h, alt,
                       "What quantizing costs: wall time and peak resident memory per method, "
                       "median over its runs, whiskers from minimum to maximum.");
@@ -525,6 +524,8 @@ static int model_page(struct site *s, int g) {
 fail:
     page_release(&p);
 out:
+    free(ttl);
+    free(alt);
     return ret;
 }
 

@@ -36,11 +36,12 @@ static int run_page(struct site *s, const struct lb_run *r) {
     const struct lb_recipe *c = r->recipe;
     const struct lb_model *m = r->model;
     struct page p;
-    char ttl[600], b[128], rel[64], href[256];
-    snprintf(ttl, sizeof ttl, "%s \xc2\xb7 %s (run %lld) \xe2\x80\x94 lowbit", lb_run_model_name(r),
-             r->recipe_id, (long long)r->id);
-    utf8_trim(ttl);
-    if (page_new(&p, s, "run", 1, ttl)) return -1;
+    char b[128], rel[64], href[256];
+    char *ttl = fmt_dup("%s \xc2\xb7 %s (run %lld) \xe2\x80\x94 lowbit", lb_run_model_name(r),
+                        r->recipe_id, (long long)r->id);
+    const int bad = !ttl || page_new(&p, s, "run", 1, ttl);
+    free(ttl);
+    if (bad) return -1;
     xmlNodePtr head = page_slot(&p, "heading"), sum = page_slot(&p, "summary"),
                scores = page_slot(&p, "scores"), defs = page_slot(&p, "defs"),
                recipe = page_slot(&p, "recipe"), run = page_slot(&p, "run"),
@@ -68,6 +69,12 @@ static int run_page(struct site *s, const struct lb_run *r) {
         xmlNodePtr e = h_elc(sum, "p", "error", NULL);
         h_el(e, "strong", "Error: ");
         h_user(e, r->error ? r->error : "no message recorded");
+        if (r->failure && !strcmp(r->failure, "environment"))
+            h_el(sum, "p", "A failure of the environment (disk, memory, a limit, the worker "
+                           "killed from outside): the next lowbit run runs this job again.");
+        else if (r->failure)
+            h_el(sum, "p", "A failure of the inputs (model, recipe, data): kept until lowbit run "
+                           "--retry-failed.");
         if (r->log_tail && *r->log_tail) {
             xmlNodePtr det = h_el(sum, "details", NULL);
             h_el(det, "summary", "End of the job's log");
@@ -156,6 +163,7 @@ static int run_page(struct site *s, const struct lb_run *r) {
     snprintf(b, sizeof b, "%lld", (long long)r->id);
     fact(dl, "Run id", b, false);
     fact(dl, "Status", r->status, false);
+    fact(dl, "Failure", r->failure, false);
     fact(dl, "Job key", r->job_key, true);
     fact(dl, "Code version", r->code_version, true);
     fact(dl, "Host CPU", r->host_cpu, false);
@@ -189,8 +197,13 @@ static int run_page(struct site *s, const struct lb_run *r) {
     }
     if (!r->n_prov) h_el(prov, "p", "No provenance keys recorded.");
 
-    char cmd[1024];
-    h_el(h_el(repro, "pre", NULL), "code", site_repro_command(r, cmd, sizeof cmd));
+    char *cmd = site_repro_command(r);
+    if (!cmd) {
+        page_release(&p);
+        return -1;
+    }
+    h_el(h_el(repro, "pre", NULL), "code", cmd);
+    free(cmd);
     snprintf(rel, sizeof rel, "runs/%lld.html", (long long)r->id);
     return page_write(&p, rel);
 }

@@ -82,6 +82,7 @@ struct lb_run {
     int64_t id;
     char *job_key, *model_id, *recipe_id, *status, *error, *log_tail, *started_at, *finished_at,
         *code_version, *host_cpu, *kernels_isa, *artifact_path;
+    char *failure; /* failed runs: "environment" or "input" (schema 3), NULL when unknown */
     double threads, quant_seconds, quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb,
         artifact_bytes, bits_per_weight, n_params;
     const struct lb_model *model;   /* NULL when models has no such id */
@@ -182,8 +183,11 @@ const char *fmt_group(char *buf, size_t n, double gs);
 const char *fmt_bool(double v);
 /* the value as a JSON/CSV number with 15 significant digits (SQLite's text form), "" for NAN */
 const char *fmt_num15(char *buf, size_t n, double v);
-/* s without a trailing UTF-8 sequence that snprintf cut short (in place) */
+/* s without a trailing UTF-8 sequence that snprintf cut short (in place): for labels cut to fit
+ * a chart on purpose; text that must stay whole (titles, alt texts) uses fmt_dup */
 char *utf8_trim(char *s);
+/* printf into owned memory (free), whole: NULL with a message when out of memory */
+char *fmt_dup(const char *fmt, ...) LB_PRINTF(1, 2);
 /* strtod(fmt_num15(v)): what a reader of our CSV/JSON sees */
 double num15(double v);
 
@@ -387,7 +391,8 @@ int page_about(struct site *s);
 /* ===== site files (site.c) ===== */
 /* write len bytes to <site dir>/<relpath> (parent directories made); -1 with a message */
 int site_write_file(struct site *s, const char *relpath, const void *data, size_t len);
-/* the command that reproduces a run: provenance "repro.command" when the pipeline stored one,
- * else `lowbit job --model-id M --recipe-id R [--full | --limit N]` (shell-quoted) */
-const char *site_repro_command(const struct lb_run *r, char *buf, size_t n);
+/* the command that reproduces a run, whole (owned memory: free; NULL with a message when out of
+ * memory): provenance "repro.command" when the pipeline stored one, else `lowbit job --model-id
+ * M --recipe-id R [--full | --limit N]` (shell-quoted) */
+char *site_repro_command(const struct lb_run *r);
 #endif

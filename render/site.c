@@ -4,7 +4,13 @@
  * The swap: renameat2(RENAME_EXCHANGE) when the target exists (one atomic step: a reader sees the
  * old site or the new one), else a plain rename; where the file system cannot exchange, the old
  * site is renamed away, the new one renamed in, and the old one removed. On any error the
- * temporary directory is removed and the previous site stays as it was. */
+ * temporary directory is removed and the previous site stays as it was.
+ *
+ * A render killed before it could clean up (kill -9, a machine reset) leaves its temporary
+ * directory (.NAME.tmp-XXXXXX) or the renamed-away old site (NAME.old-PID). Each render holds an
+ * flock on its temporary directory while it fills it, so the next render removes every
+ * .NAME.tmp-* it can lock (its owner is dead; a render still running keeps its lock) and every
+ * NAME.old-PID whose process is gone, before it starts. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -13,7 +19,10 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,41 +104,32 @@ static void rm_tree(const char *path) {
     nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* s as one shell word: as is when it is plain, else in single quotes ('\'' for a quote) */
-static void shell_word(char *out, size_t n, const char *s) {
+/* s as one shell word on f: as is when it is plain, else in single quotes ('\'' for a quote) */
+static void shell_word(FILE *f, const char *s) {
     bool plain = *s;
     for (const char *p = s; *p; p++)
         plain &= (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
                  strchr("._/-:=+@,%", *p) != NULL;
     if (plain) {
-        snprintf(out, n, "%s", s);
+        fputs(s, f);
         return;
     }
-    size_t o = 0;
-    if (o + 1 < n) out[o++] = '\'';
-    for (const char *p = s; *p && o + 5 < n; p++) {
-        if (*p == '\'') {
-            memcpy(out + o, "'\\''", 4);
-            o += 4;
-        } else {
-            out[o++] = *p;
-        }
-    }
-    if (o + 1 < n) out[o++] = '\'';
-    out[o] = 0;
+    fputc('\'', f);
+    for (const char *p = s; *p; p++)
+        if (*p == '\'') fputs("'\\''", f);
+        else fputc(*p, f);
+    fputc('\'', f);
 }
 
-const char *site_repro_command(const struct lb_run *r, char *buf, size_t n) {
+char *site_repro_command(const struct lb_run *r) {
     const char *cmd = lb_run_prov(r, "repro.command");
     if (cmd && *cmd) {
-        snprintf(buf, n, "%s", cmd);
-        return buf;
+        char *c = strdup(cmd);
+        if (!c) err("render: out of memory (reproduce command)");
+        return c;
     }
     /* `lowbit job` plans and runs this one job from models.csv and recipes.csv; the limit is
      * the run's own: --full when no task was limited, --limit N when all were limited to N */
-    char m[600], c[600], lim[48] = "";
-    shell_word(m, sizeof m, r->model_id);
-    shell_word(c, sizeof c, r->recipe_id);
     bool any = false, all_same = r->n_defs > 0;
     double l0 = r->n_defs ? r->defs[0].limit_n : NAN;
     for (int i = 0; i < r->n_defs; i++) {
@@ -137,10 +137,60 @@ const char *site_repro_command(const struct lb_run *r, char *buf, size_t n) {
         any |= !isnan(l);
         if (isnan(l) != isnan(l0) || (!isnan(l) && l != l0)) all_same = false;
     }
-    if (r->n_defs && !any) snprintf(lim, sizeof lim, " --full");
-    else if (all_same && !isnan(l0)) snprintf(lim, sizeof lim, " --limit %.0f", l0);
-    snprintf(buf, n, "lowbit job --model-id %s --recipe-id %s%s", m, c, lim);
-    return buf;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) {
+        err("render: out of memory (reproduce command)");
+        return NULL;
+    }
+    fputs("lowbit job --model-id ", f);
+    shell_word(f, r->model_id);
+    fputs(" --recipe-id ", f);
+    shell_word(f, r->recipe_id);
+    if (r->n_defs && !any) fputs(" --full", f);
+    else if (all_same && !isnan(l0)) fprintf(f, " --limit %.0f", l0);
+    if (fclose(f)) {
+        free(text);
+        err("render: out of memory (reproduce command)");
+        return NULL;
+    }
+    return text;
+}
+
+/* ------------------------------------------------------------------ leftovers */
+
+/* remove what killed renders of parent/base left: .base.tmp-* that no render holds locked, and
+ * base.old-PID of processes that are gone */
+static void sweep_leftovers(const char *parent, const char *base) {
+    DIR *d = opendir(parent);
+    if (!d) return;
+    char tmp_prefix[300], old_prefix[300];
+    snprintf(tmp_prefix, sizeof tmp_prefix, ".%s.tmp-", base);
+    snprintf(old_prefix, sizeof old_prefix, "%s.old-", base);
+    const size_t nt = strlen(tmp_prefix), no = strlen(old_prefix);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const bool is_tmp = !strncmp(e->d_name, tmp_prefix, nt);
+        const bool is_old = !strncmp(e->d_name, old_prefix, no);
+        if (!is_tmp && !is_old) continue;
+        char *path = NULL;
+        if (asprintf(&path, "%s/%s", parent, e->d_name) < 0) continue;
+        bool dead = false;
+        if (is_tmp) {
+            const int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+            dead = fd >= 0 && !flock(fd, LOCK_EX | LOCK_NB);
+            if (fd >= 0) close(fd); /* (removing it needs no lock: nobody else wants it) */
+        } else {
+            char *end = NULL;
+            const long pid = strtol(e->d_name + no, &end, 10);
+            dead = end && !*end && pid > 0 && kill((pid_t)pid, 0) && errno == ESRCH;
+        }
+        struct stat st;
+        if (dead && !lstat(path, &st) && S_ISDIR(st.st_mode)) rm_tree(path);
+        free(path);
+    }
+    closedir(d);
 }
 
 /* ------------------------------------------------------------------ swap */
@@ -206,7 +256,14 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
     struct site s = {.opts = o, .d = &d};
     char tmpl[4200];
     bool txn = false;
+    int lock_fd = -1;
     err_first_only(true); /* the parallel writers of a full disk: one message */
+    /* every file's path is built in 4096-byte buffers under the output directory: refused up
+     * front rather than cut short (a cut path names another file, maybe outside the site) */
+    if (strlen(o->out_dir) > 3000) {
+        err("render: -o: a path of %zu bytes; lowbit takes at most 3000 here", strlen(o->out_dir));
+        goto out;
+    }
 
     if (sqlite3_open_v2(o->db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         err("render: cannot open database %s: %s (build it with 'lowbit run' or 'lowbit "
@@ -246,12 +303,20 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
         snprintf(mk, sizeof mk, "%s/x", parent);
         if (mkdirs_for(mk)) goto out;
     }
+    snprintf(base, sizeof base, "%s", outc);
+    sweep_leftovers(parent, basename(base));
     if (!mkdtemp(tmpl)) {
         err("render: cannot create a directory in %s: %s", parent, strerror(errno));
         goto out;
     }
     chmod(tmpl, 0755);
     s.dir = tmpl;
+    /* held until this render ends: the mark of a live render for sweep_leftovers */
+    lock_fd = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX)) {
+        err("render: cannot lock %s: %s", tmpl, strerror(errno));
+        goto fail;
+    }
 
     if (copy_static(&s, "style.css") || copy_static(&s, "lowbit.js")) goto fail;
     /* The charts (Cairo, libpng: most of the time) are drawn by OpenMP tasks while two tasks
@@ -317,6 +382,7 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
 fail:
     if (s.dir) rm_tree(s.dir);
 out:
+    if (lock_fd >= 0) close(lock_fd);
     err_first_only(false);
     if (txn) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     for (int i = 0; s.lay && i < d.n_groups * CHARTS_PER_GROUP + CHARTS_GLOBAL; i++)

@@ -72,8 +72,11 @@ static const char *t_cur_name;
             T_FAIL_("\"%s\" contains \"%s\"", h_ ? h_ : "(null)", (needle));                       \
     } while (0)
 
+/* T_ONLY=name1,name2 (environment) runs only the tests whose names it contains (while working
+ * on one); the others are neither run nor counted */
 #define T_RUN(fn)                                                                                  \
     do {                                                                                           \
+        if (getenv("T_ONLY") && !strstr(getenv("T_ONLY"), #fn)) break;                             \
         t_cur_name = #fn;                                                                          \
         t_cur_failed = 0;                                                                          \
         fn();                                                                                      \

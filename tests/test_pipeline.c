@@ -897,13 +897,18 @@ static void test_kld_race(void) {
     }
     T_EQ_INT(w, 2);
     T_OK(base[0] > 1 && base[0] == base[1]);
-    /* cut the cache file in half: the next job computes it again */
+    /* cut the cache file in half: the next job computes it again; and the temporary file of a
+     * job killed while writing one (up to a GiB) is removed by the next job of that base */
     struct stat st0;
     T_EQ_INT(stat(first, &st0), 0);
     T_EQ_INT(truncate(first, st0.st_size / 2), 0);
+    char dead[700];
+    snprintf(dead, sizeof dead, "%s/good.gguf-0123456789abcdef-killed.kld.Ab12Cd", cache);
+    spit(dead, "a job was killed while writing this");
     T_EQ_INT(run("job --model-id good --recipe-id fp16 --models %s --recipes %s --tasks ppl,kld "
                  "--limit 3 --threads 1 --out %s", models_csv, recipes_csv, K), 0);
     T_CONTAINS(out_buf, "removed the invalid cached base log-probs");
+    T_OK(access(dead, F_OK) != 0);
     struct stat st1;
     T_EQ_INT(stat(first, &st1), 0);
     T_EQ_INT(st1.st_size, st0.st_size);
@@ -1129,6 +1134,15 @@ static void test_training(void) {
     T_EQ_INT(count_lines_with(err_buf, "warning"), 1);
     T_CONTAINS(err_buf, "train.json: not a JSON object");
     T_Q(db, "SELECT count(*) FROM training", "0");
+    /* numbers out of their range (a negative loss, a beta of 1) are refused the same way */
+    spit(train_json, "{\"params\": 123456, \"heldout_loss\": -5}");
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
+    T_EQ_INT(count_lines_with(err_buf, "warning"), 1);
+    T_CONTAINS(err_buf, "train.json: heldout_loss is -5 (expected a number >= 0)");
+    T_Q(db, "SELECT count(*) FROM training", "0");
+    spit(train_json, "{\"opt\": {\"beta2\": 1}}");
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
+    T_CONTAINS(err_buf, "opt.beta2 is 1 (expected a value in [0, 1))");
     /* good files again: the rows come back */
     spit(train_json, TRAIN_JSON);
     T_EQ_INT(run("run --models %s --recipes %s %s --out %s", models, recipes, args, T), 0);
@@ -1138,23 +1152,24 @@ static void test_training(void) {
     const char *solo = tmp("T/solo.db");
     T_EQ_INT(run("collect --results %s/results --db %s", T, solo), 0);
     T_Q(solo, CURVE_SQL, CURVE_WANT);
-    T_Q(solo, "PRAGMA user_version", "2");
+    T_Q(solo, "PRAGMA user_version", "3");
 
-    /* a version 1 database gains the tables, with the columns of a fresh one */
+    /* a version 1 database gains the tables and runs.failure, with the columns of a fresh one */
     const char *v1 = tmp("T/v1.db");
     snprintf(text, sizeof text, "cp %s %s", solo, v1);
     T_EQ_INT(system(text), 0);
     sqlite3 *h = NULL;
     T_OK(sqlite3_open(v1, &h) == SQLITE_OK &&
-         sqlite3_exec(h, "DROP TABLE training_curve; DROP TABLE training; PRAGMA user_version = 1",
+         sqlite3_exec(h, "DROP TABLE training_curve; DROP TABLE training; ALTER TABLE runs DROP "
+                         "COLUMN failure; PRAGMA user_version = 1",
                       NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(h);
     T_EQ_INT(run("collect --results %s/results --db %s", T, v1), 0);
-    T_Q(v1, "PRAGMA user_version", "2");
+    T_Q(v1, "PRAGMA user_version", "3");
     static const char COLS[] =
         "SELECT group_concat(col, ', ') FROM (SELECT m.name || '.' || c.name || ' ' || c.type || "
         "' ' || c.\"notnull\" || ' ' || c.pk AS col FROM sqlite_master m, "
-        "pragma_table_info(m.name) c WHERE m.name IN ('training', 'training_curve') ORDER BY "
+        "pragma_table_info(m.name) c WHERE m.name IN ('runs', 'training', 'training_curve') ORDER BY "
         "m.name, c.cid)";
     char *fresh = q1(solo, COLS), *migrated = q1(v1, COLS);
     T_OK(strlen(fresh) > 100);
@@ -1219,10 +1234,11 @@ static void test_memory_refusal(void) {
     T_CONTAINS(err_buf, "big.csv is 5120.0 MiB");
 }
 
-/* "trap '' XFSZ; prlimit --fsize=N": writes past N bytes fail with EFBIG instead of killing */
+/* "prlimit --fsize=N": writes past N bytes fail with EFBIG (lowbit ignores SIGXFSZ itself: no
+ * "trap '' XFSZ" in front, so a lowbit that died of the signal fails these tests) */
 static const char *fsize_prefix(long bytes) {
     static char b[128];
-    snprintf(b, sizeof b, "trap '' XFSZ; prlimit --fsize=%ld", bytes);
+    snprintf(b, sizeof b, "prlimit --fsize=%ld", bytes);
     return b;
 }
 
@@ -1288,8 +1304,10 @@ static void test_disk_full(void) {
     const char *F = tmp("Full");
     disk_full_run(F, fsize_prefix(200 * 1024), "fsize");
     T_OK(strstr(err_buf, "File too large") || strstr(err_buf, "disk is full"));
-    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --retry-failed --quiet",
-                 models_csv, recipes_csv, TASKS, F), 0);
+    /* the next run with room completes what is missing: no --retry-failed needed, the failures
+     * were the environment's */
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --quiet", models_csv, recipes_csv,
+                 TASKS, F), 0);
     char *d = dump_db(tmp("Full/lowbit.db"));
     T_EQ_STR(d, ref_dump);
     free(d);
@@ -1329,8 +1347,8 @@ static void test_disk_full(void) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "mount -o remount,size=64m %s", mnt);
     T_EQ_INT(system(cmd), 0);
-    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --retry-failed --quiet",
-                 models_csv, recipes_csv, TASKS, G), 0);
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --quiet", models_csv, recipes_csv,
+                 TASKS, G), 0);
     d = dump_db(tmp("tmpfs/out/lowbit.db"));
     T_EQ_STR(d, ref_dump);
     free(d);
@@ -1370,6 +1388,53 @@ static void test_disk_full(void) {
     T_EQ_STR(d, ref_dump);
     free(d);
     umount_dir(mnt);
+}
+
+/* failures of the environment (a full disk, a file-size limit, a worker killed from outside) are
+ * retried by the next run without --retry-failed; failures of the inputs stay until it */
+static void test_env_retry(void) {
+    setup();
+    if (!setup_ok || !ref_dump) { T_FAIL_("no fixture or reference run"); return; }
+    const char *E = tmp("Env"), *db = tmp("Env/lowbit.db");
+    /* a file-size limit: the KLD cache (4 MB) cannot be written, the good jobs fail */
+    T_OK(run_with(fsize_prefix(200 * 1024), "run --models %s --recipes %s %s -j 1 --out %s "
+                  "--quiet", models_csv, recipes_csv, TASKS, E) != 128);
+    /* (the database may not have fitted under the limit either) */
+    T_EQ_INT(run("collect --results %s/results --db %s --quiet", E, db), 0);
+    T_QC(db, "SELECT error FROM runs WHERE model_id = 'good' AND recipe_id = 'fp32'",
+         "File too large");
+    T_Q(db, "SELECT failure FROM runs WHERE model_id = 'good' AND recipe_id = 'fp32'",
+        "environment");
+    T_Q(db, "SELECT failure FROM runs WHERE model_id = 'missing' AND recipe_id = 'fp32'", "input");
+    T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s", models_csv, recipes_csv, TASKS,
+                 E), 0);
+    T_CONTAINS(err_buf, "2 to run"); /* good x fp32, fp16; the 7 failures of the inputs stay */
+    char *d = dump_db(db);
+    T_EQ_STR(d, ref_dump);
+    free(d);
+    /* a worker killed from outside (the OOM killer's SIGKILL): retried; a crash (SIGABRT): kept */
+    const char *K = tmp("EnvK"), *kdb = tmp("EnvK/lowbit.db");
+    setenv("LOWBIT_TEST_FAULT", "kill:good", 1);
+    T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 2 -j 1 --out %s --quiet",
+                 models_csv, recipes_csv, K), 0);
+    unsetenv("LOWBIT_TEST_FAULT");
+    T_QC(kdb, "SELECT error FROM runs WHERE model_id = 'good' AND recipe_id = 'fp32'",
+         "killed by signal 9");
+    T_Q(kdb, "SELECT failure FROM runs WHERE model_id = 'good' AND recipe_id = 'fp32'",
+        "environment");
+    T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 2 -j 1 --out %s",
+                 models_csv, recipes_csv, K), 0);
+    T_CONTAINS(err_buf, "3 to run"); /* good's three jobs (the fault came before the recipe) */
+    T_Q(kdb, "SELECT count(*) FROM runs WHERE model_id = 'good' AND status = 'ok'", "2");
+    setenv("LOWBIT_TEST_FAULT", "crash:good", 1);
+    T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 1 -j 1 --out %s --quiet",
+                 models_csv, recipes_csv, K), 0);
+    unsetenv("LOWBIT_TEST_FAULT");
+    T_Q(kdb, "SELECT failure FROM runs WHERE model_id = 'good' AND recipe_id = 'fp32'", "input");
+    T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 1 -j 1 --out %s",
+                 models_csv, recipes_csv, K), 0);
+    T_CONTAINS(err_buf, "0 to run");
+    integrity_ok(kdb);
 }
 
 /* an ok job whose artifact was deleted runs again (the board links every artifact); nothing else
@@ -1479,6 +1544,7 @@ int main(void) {
     T_RUN(test_path_escape);
     T_RUN(test_memory_refusal);
     T_RUN(test_disk_full);
+    T_RUN(test_env_retry);
     T_RUN(test_concurrent_runs);
     T_RUN(test_artifact_deleted);
     T_RUN(test_help);

@@ -1002,8 +1002,16 @@ static void test_stories260k_export(void) {
     const struct hf_recipe r = {.algorithm = "rtn", .weight_dtype = "int8", .group_size = 32, .sym = true};
     struct hfx_stats st;
     T_OK(!rtn_quantize_model(&m, gp, &r, out, true, &st));
-    T_EQ_INT(st.n_modules_q, 35);
-    T_EQ_INT(st.n_per_channel, 5); /* ffn_down: K = 172 is not a multiple of 32 */
+    /* q, k, v, o of 5 layers; the MLP (172 wide: AutoGPTQ holds multiples of 32) stays float */
+    T_EQ_INT(st.n_modules_q, 20);
+    T_EQ_INT(st.n_per_channel, 0);
+    char cfgp[600];
+    snprintf(cfgp, sizeof cfgp, "%s/config.json", out);
+    json_t *cfg = json_load_file(cfgp, 0, NULL);
+    json_t *qc = json_object_get(cfg, "quantization_config");
+    T_EQ_STR(json_string_value(json_object_get(qc, "format")), "gptq");
+    T_EQ_STR(json_string_value(json_object_get(qc, "checkpoint_format")), "gptq");
+    json_decref(cfg);
     T_OK(!model_load(&m2, out));
     /* q/k rows: HF row h·hd + s·hd/2 + i is GGUF row h·hd + 2i + s */
     const struct tensor *src = model_find_tensor(&m, "blk.2.attn_q.weight"),

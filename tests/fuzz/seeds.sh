@@ -16,7 +16,8 @@ DATA=${LOWBIT_DATA:-../shared/data}
 ROOT=$(pwd)
 C=out/fuzz/corpus
 FX=out/fuzz/fixtures
-for t in gguf safetensors hf_config tokenizer_json llama2c csv task_jsonl lmeval_json result_json; do
+for t in gguf safetensors hf_config tokenizer_json llama2c csv task_jsonl lmeval_json result_json \
+         text_path; do
     mkdir -p "$C/$t"
 done
 case $DATA in /*) ;; *) DATA=$ROOT/$DATA ;; esac
@@ -148,7 +149,15 @@ if [ -x out/lowbit ]; then
         >/dev/null 2>&1 || true
     for f in "$FX"/imp/results/*.json; do [ -f "$f" ] && seed result_json "$f" "import-$(basename "$f")"; done
 fi
+# text_path: cells separated by 0x1e (models.csv's nine, then the recipe's id, algorithm,
+# compute_dtype, calib_set)
+printf 'm\036${LOWBIT_DATA}/models/stories260K.gguf\036\036Good model\036llama\036\036pretrained\036MIT\036a note, "quoted"\nline 2\036fp32\036fp\036fp32\036' \
+    > "$C/text_path/plain"
+printf 'x\036p\036\036caf\303\251 \342\200\256gnp.exe \360\237\230\200\036=cmd\036\036\036\036<b>n</b>\036r\036GPTQ\036bf16\036groups_merged' \
+    > "$C/text_path/unicode"
+printf 'x\036p\036\036caf\351\036\036\036\036\036\001\036r\036rtn\036\036' > "$C/text_path/latin1"
 rm -rf "$FX"
-for t in gguf safetensors hf_config tokenizer_json llama2c csv task_jsonl lmeval_json result_json; do
+for t in gguf safetensors hf_config tokenizer_json llama2c csv task_jsonl lmeval_json result_json \
+         text_path; do
     printf "%s: %s files\n" "$t" "$(ls "$C/$t" | wc -l)"
 done
