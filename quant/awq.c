@@ -347,6 +347,18 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         }
     const int64_t in_k[N_IN] = {m->cfg.dim, (int64_t)m->cfg.n_heads * m->cfg.head_dim, m->cfg.dim,
                                 m->cfg.hidden_dim};
+    { /* the memory plan, refused before any work: the four recorded inputs of a block, the clip
+       * search, one block in fp32, the calibration stream (unless it spills) */
+        double blk = 0, in = 0;
+        for (int l = 0; l < n_layers; l++) blk = LB_MAX(blk, (double)hfx_block_bytes(&hm, l));
+        for (int s = 0; s < N_IN; s++) in += (double)in_k[s];
+        const double need = 4.0 * (double)T * in + 4.0 * (double)max_nk + blk +
+                            4.0 * N_IN * (double)max_k + (double)calib_stream_bytes(m, cs, false);
+        char what[4300];
+        snprintf(what, sizeof what, "AWQ on %s (a block's inputs, one block in fp32, %d x %d "
+                 "calibration tokens)", m->path, cs->n_samples, cs->seqlen);
+        if (need > (double)SIZE_MAX / 2 || mem_check((size_t)need, what)) goto out;
+    }
     cap.cap_rows = T;
     for (int s = 0; s < N_IN; s++) {
         cap.K[s] = in_k[s];
