@@ -6,6 +6,8 @@
 #ifndef TESTS_T_CLI_H
 #define TESTS_T_CLI_H
 #include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,75 @@ static inline bool t_stories260k(char model[4096], char text[4096]) {
     snprintf(text, 4096, "%s", p);
     return true;
 }
+
+/* the first size − 1 bytes of the file at path into buf, NUL-terminated ("" when unreadable) */
+static inline void t_read_into(const char *path, char *buf, size_t size) {
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+}
+
+/* "<scratch dir>/name": interned, so the pointer stays valid for the whole run */
+static inline const char *t_scratch(const char *name) {
+    static char *names[256], *paths[256];
+    static int n;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], name)) return paths[i];
+    if (n == 256) abort();
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", t_tmpdir(), name);
+    names[n] = strdup(name);
+    paths[n] = strdup(p);
+    return paths[n++];
+}
+
+/* "PREFIX $LOWBIT_BIN args" with stdout into out and stderr into err (NUL-terminated, cut to
+ * their sizes); the exit status (128 when killed). The prefix runs the binary under a limit
+ * (prlimit ...) or with an environment. */
+static inline int t_vrun(const char *prefix, char *out, size_t n_out, char *err, size_t n_err,
+                         const char *fmt, va_list ap) {
+    char args[8192], cmd[9000], o[300], e[300];
+    vsnprintf(args, sizeof args, fmt, ap);
+    snprintf(o, sizeof o, "%s/run.out", t_tmpdir());
+    snprintf(e, sizeof e, "%s/run.err", t_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>%s </dev/null", prefix, t_bin(), args, o, e);
+    int st = system(cmd);
+    t_read_into(o, out, n_out);
+    t_read_into(e, err, n_err);
+    if (getenv("T_VERBOSE")) fprintf(stderr, "$ %s lowbit %s\n%s", prefix, args, err);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* one value of a query on the database at db_path as text (owned; "" when none). Read-write
+ * when `rw`: a killed writer leaves a hot journal that only a read-write open rolls back (a
+ * read-only one refuses). */
+static inline char *t_q1_open(const char *db_path, const char *sql, int rw) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char *r = NULL;
+    if (sqlite3_open_v2(db_path, &db, rw ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL) ==
+            SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_text(st, 0))
+        r = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return r ? r : strdup("");
+}
+static inline char *t_q1(const char *db_path, const char *sql) { return t_q1_open(db_path, sql, 0); }
+#define T_QC(db, sql, needle)                                                                      \
+    do {                                                                                           \
+        char *v_ = t_q1(db, sql);                                                                  \
+        T_CONTAINS(v_, needle);                                                                    \
+        free(v_);                                                                                  \
+    } while (0)
+#define T_Q(db, sql, want)                                                                         \
+    do {                                                                                           \
+        char *v_ = t_q1(db, sql);                                                                  \
+        T_EQ_STR(v_, want);                                                                        \
+        free(v_);                                                                                  \
+    } while (0)
 
 static inline int t_sh(const char *cmd, char *buf, size_t size) {
     char full[8192], outp[300];

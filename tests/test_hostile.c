@@ -39,57 +39,25 @@
 #include "eval/gguf.h"
 #include "gen/pipeline.h"
 #include "render/render_impl.h"
-#include "t.h"
+#include "tests/t_cli.h"
 #include "tests/render_fixture.h"
 
 /* ===== helpers ===== */
 
 static char out_buf[1 << 16], err_buf[1 << 16];
 
-static const char *bin(void) {
-    const char *b = getenv("LOWBIT_BIN");
-    return b && *b ? b : "out/lowbit";
-}
 
-static void read_into(const char *path, char *buf, size_t size) {
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-}
-
-/* "PREFIX $LOWBIT_BIN args", stdout and stderr captured; the shell's exit status (128 + signal
- * when the binary was killed) */
+/* "PREFIX $LOWBIT_BIN args" into out_buf / err_buf (t_vrun) */
 static int run_with(const char *prefix, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int run_with(const char *prefix, const char *fmt, ...) {
-    char args[8192], cmd[9000], o[300], e[300];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
+    const int rc = t_vrun(prefix, out_buf, sizeof out_buf, err_buf, sizeof err_buf, fmt, ap);
     va_end(ap);
-    snprintf(o, sizeof o, "%s/run.out", t_tmpdir());
-    snprintf(e, sizeof e, "%s/run.err", t_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>%s </dev/null", prefix, bin(), args, o, e);
-    int st = system(cmd);
-    read_into(o, out_buf, sizeof out_buf);
-    read_into(e, err_buf, sizeof err_buf);
-    if (getenv("T_VERBOSE")) fprintf(stderr, "$ %s lowbit %s\n%s", prefix, args, err_buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    return rc;
 }
 #define run(...) run_with("", __VA_ARGS__)
 
-static const char *tmp(const char *name) {
-    static char *names[256], *paths[256];
-    static int n;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(names[i], name)) return paths[i];
-    if (n == 256) abort();
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", t_tmpdir(), name);
-    names[n] = strdup(name);
-    paths[n] = strdup(p);
-    return paths[n++];
-}
 
 static void spit_n(const char *path, const char *data, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -107,24 +75,6 @@ static int lines_of(const char *s) {
 }
 
 /* one value of a query as text (owned, "" when none) */
-static char *q1(const char *db_path, const char *sql) {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    char *r = NULL;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-        sqlite3_column_text(st, 0))
-        r = strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return r ? r : strdup("");
-}
-#define T_Q(db, sql, want)                                                                         \
-    do {                                                                                           \
-        char *v_ = q1(db, sql);                                                                    \
-        T_EQ_STR(v_, want);                                                                        \
-        free(v_);                                                                                  \
-    } while (0)
 
 /* how many entries of dir start with prefix */
 static int count_prefixed(const char *dir, const char *prefix) {
@@ -132,7 +82,7 @@ static int count_prefixed(const char *dir, const char *prefix) {
     snprintf(o, sizeof o, "%s/count.out", t_tmpdir());
     snprintf(cmd, sizeof cmd, "ls -a %s 2>/dev/null | grep -c '^%s' > %s", dir, prefix, o);
     if (system(cmd) < 0) return -1;
-    read_into(o, b, sizeof b);
+    t_read_into(o, b, sizeof b);
     return atoi(b);
 }
 
@@ -179,55 +129,55 @@ static const char *write_result(const char *dir, int serial, const char *mid, co
 /* ===== 1. text in models.csv / recipes.csv ===== */
 
 static void test_csv_text(void) {
-    const char *D = data_dir(), *r_csv = tmp("r.csv"), *m_csv = tmp("m.csv");
+    const char *D = data_dir(), *r_csv = t_scratch("r.csv"), *m_csv = t_scratch("m.csv");
     char text[8192];
     spit(r_csv, "id,algorithm,weight_dtype\nfp32,fp,float32\n");
     /* the outside test's reproduction: a cp1252 'é' in notes */
     snprintf(text, sizeof text, "id,path,notes\nm,%s/models/stories260K.gguf,caf\xe9\n", D);
     spit(m_csv, text);
     const char *args = "--tasks arc_easy --limit 5";
-    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", m_csv, r_csv, args, tmp("O1")), 1);
+    T_EQ_INT(run("run --models %s --recipes %s %s --out %s", m_csv, r_csv, args, t_scratch("O1")), 1);
     T_OK(!strstr(err_buf, "out of memory"));
     T_CONTAINS(err_buf, "m.csv: row 1 (id 'm'), column notes");
     T_CONTAINS(err_buf, "byte 4 of the cell");
     T_CONTAINS(err_buf, "is not UTF-8");
     T_EQ_INT(lines_of(err_buf), 1);
-    T_OK(access(tmp("O1/results"), F_OK) != 0); /* refused before any job ran */
+    T_OK(access(t_scratch("O1/results"), F_OK) != 0); /* refused before any job ran */
     /* status reads the same file the same way */
-    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, r_csv, args, tmp("O1")), 1);
+    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, r_csv, args, t_scratch("O1")), 1);
     T_CONTAINS(err_buf, "column notes");
 
     /* a NUL inside a cell does not cut it short in silence */
     int n = snprintf(text, sizeof text, "id,path,display_name\nm,%s/models/stories260K.gguf,ab", D);
     memcpy(text + n, "\0cd\n", 4);
     spit_n(m_csv, text, (size_t)n + 4);
-    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, r_csv, args, tmp("O1")), 1);
+    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, r_csv, args, t_scratch("O1")), 1);
     T_CONTAINS(err_buf, "column display_name");
     T_CONTAINS(err_buf, "NUL");
     /* control characters (an ANSI escape) are refused, not turned into U+FFFD later */
     snprintf(text, sizeof text, "id,path,family\nm,%s/models/stories260K.gguf,\"x\x1b[31mred\"\n", D);
     spit(m_csv, text);
-    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, r_csv, args, tmp("O1")), 1);
+    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, r_csv, args, t_scratch("O1")), 1);
     T_CONTAINS(err_buf, "column family");
     T_CONTAINS(err_buf, "U+001B");
     /* recipes.csv alike */
     snprintf(text, sizeof text, "id,path\nm,%s/models/stories260K.gguf\n", D);
     spit(m_csv, text);
-    spit(tmp("r2.csv"), "id,algorithm,calib_set\ngptq-x,gptq,\"gro\xffups\"\n");
-    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, tmp("r2.csv"), args,
-                 tmp("O1")), 1);
+    spit(t_scratch("r2.csv"), "id,algorithm,calib_set\ngptq-x,gptq,\"gro\xffups\"\n");
+    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, t_scratch("r2.csv"), args,
+                 t_scratch("O1")), 1);
     T_CONTAINS(err_buf, "r2.csv: row 1 (id 'gptq-x'), column calib_set");
     /* a bad base_model is named as the base_model column, not as the id */
     snprintf(text, sizeof text, "id,path,base_model\nm,%s/models/stories260K.gguf,../up\n", D);
     spit(m_csv, text);
-    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, r_csv, args, tmp("O1")), 1);
+    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, r_csv, args, t_scratch("O1")), 1);
     T_CONTAINS(err_buf, "column base_model");
     /* multi-byte text that is valid goes through */
     snprintf(text, sizeof text,
              "id,path,notes,display_name\nm,%s/models/stories260K.gguf,caf\xc3\xa9 \xf0\x9f\x98\x80,"
              "\"\xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d\"\n", D);
     spit(m_csv, text);
-    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, r_csv, args, tmp("O1")), 0);
+    T_EQ_INT(run("status --models %s --recipes %s %s --out %s", m_csv, r_csv, args, t_scratch("O1")), 0);
 }
 
 /* ===== 2, 3 and `[]`: imports ===== */
@@ -238,7 +188,7 @@ static void test_import_long_name(void) {
     memcpy(name + 254, "\xc3\xa9", 3); /* 254 ASCII bytes + 'é' (2 bytes) + NUL */
     snprintf(text, sizeof text,
              "{\"results\": {\"arc_easy\": {\"acc,none\": 0.5}}, \"model_name\": \"%s\"}", name);
-    const char *u = tmp("u.json"), *O = tmp("O2"), *db = tmp("O2/lowbit.db");
+    const char *u = t_scratch("u.json"), *O = t_scratch("O2"), *db = t_scratch("O2/lowbit.db");
     spit(u, text);
     T_EQ_INT(run("import %s --out %s", u, O), 0);
     T_OK(!strstr(err_buf, "out of memory"));
@@ -256,7 +206,7 @@ static void test_import_long_name(void) {
 }
 
 static void test_import_ranges(void) {
-    const char *u = tmp("huge.json"), *O = tmp("O3"), *db = tmp("O3/lowbit.db");
+    const char *u = t_scratch("huge.json"), *O = t_scratch("O3"), *db = t_scratch("O3/lowbit.db");
     spit(u, "{\"results\":{\"arc_easy\":{\"acc,none\":1.5e308},\"piqa\":{\"acc,none\":-5},"
             "\"boolq\":{\"acc,none\":150}},\"model_name\":\"huge\"}");
     T_EQ_INT(run("import %s --out %s", u, O), 1);
@@ -272,17 +222,17 @@ static void test_import_ranges(void) {
     T_EQ_INT(run("import %s --out %s", u, O), 1);
     T_CONTAINS(err_buf, "stderr");
     /* a result file that says the same (written by hand): collect refuses it by name */
-    const char *R = tmp("O3r/results");
+    const char *R = t_scratch("O3r/results");
     write_result(R, 1, "m", "fp32", "[{\"task\": \"arc_easy\", \"metric\": \"acc\", \"value\": 150, "
                                     "\"stderr\": null, \"n\": 10}]", "{}");
     write_result(R, 2, "m2", "fp32", "[{\"task\": \"kld\", \"metric\": \"kld_mean\", \"value\": "
                                      "-0.5, \"stderr\": null, \"n\": 10}]", "{}");
     write_result(R, 3, "m3", "fp32", "[{\"task\": \"ppl\", \"metric\": \"ppl_llamacpp_ctx512\", "
                                      "\"value\": 0.25, \"stderr\": null, \"n\": 10}]", "{}");
-    T_EQ_INT(run("collect --results %s --db %s", R, tmp("O3r/lowbit.db")), 1);
+    T_EQ_INT(run("collect --results %s --db %s", R, t_scratch("O3r/lowbit.db")), 1);
     T_CONTAINS(err_buf, "3 malformed");
     T_CONTAINS(err_buf, "scores[0].value");
-    T_Q(tmp("O3r/lowbit.db"), "SELECT count(*) FROM scores", "0");
+    T_Q(t_scratch("O3r/lowbit.db"), "SELECT count(*) FROM scores", "0");
 }
 
 /* ===== 4. the reproduce command, whole ===== */
@@ -300,7 +250,7 @@ static void test_repro_long(void) {
                   "repro-models.csv --recipes gen/recipes.csv --tasks arc_easy --limit 4 --out out");
     json_t *prov = json_pack("{s:s}", "repro.command", cmd);
     char *pt = json_dumps(prov, 0);
-    const char *R = tmp("O4/results"), *db = tmp("O4/lowbit.db"), *site = tmp("O4/site");
+    const char *R = t_scratch("O4/results"), *db = t_scratch("O4/lowbit.db"), *site = t_scratch("O4/site");
     write_result(R, 4, "m", "fp32", "[{\"task\": \"arc_easy\", \"metric\": \"acc\", \"value\": 0.5, "
                                     "\"stderr\": null, \"n\": 4}]", pt);
     free(pt);
@@ -333,7 +283,7 @@ static void test_repro_long(void) {
 
 static void test_linear_duplicates(void) {
     /* 20,000 task entries (MMLU subjects pass through import's task names) */
-    const char *f = tmp("big.json");
+    const char *f = t_scratch("big.json");
     FILE *o = fopen(f, "w");
     if (!o) { T_FAIL_("cannot write %s", f); return; }
     fputs("{\"model_name\": \"big\", \"results\": {", o);
@@ -341,7 +291,7 @@ static void test_linear_duplicates(void) {
         fprintf(o, "%s\"mmlu_s%d\": {\"acc,none\": 0.5, \"acc_stderr,none\": 0.01}", i ? ", " : "", i);
     fputs("}}\n", o);
     fclose(o);
-    const char *O = tmp("O5");
+    const char *O = t_scratch("O5");
     double t0 = now();
     T_EQ_INT(run("import %s --out %s --quiet", f, O), 0);
     double t_import = now() - t0;
@@ -357,13 +307,13 @@ static void test_linear_duplicates(void) {
     if (t_import > 5) T_FAIL_("importing 20,000 tasks took %.1f s", t_import);
     if (t_collect > 2.5) T_FAIL_("re-collecting 20,000 unchanged tasks took %.1f s", t_collect);
     /* duplicates are still found */
-    const char *R = tmp("O5d/results");
+    const char *R = t_scratch("O5d/results");
     write_result(R, 5, "m", "fp32",
                  "[{\"task\": \"arc_easy\", \"metric\": \"acc\", \"value\": 0.5, \"stderr\": null, "
                  "\"n\": 4}, {\"task\": \"piqa\", \"metric\": \"acc\", \"value\": 0.5, \"stderr\": "
                  "null, \"n\": 4}, {\"task\": \"arc_easy\", \"metric\": \"acc\", \"value\": 0.25, "
                  "\"stderr\": null, \"n\": 4}]", "{}");
-    T_EQ_INT(run("collect --results %s --db %s", R, tmp("O5d/lowbit.db")), 1);
+    T_EQ_INT(run("collect --results %s --db %s", R, t_scratch("O5d/lowbit.db")), 1);
     T_CONTAINS(err_buf, "scores[2]: arc_easy/acc appears twice");
 }
 
@@ -371,7 +321,7 @@ static void test_linear_duplicates(void) {
 
 static const char *big_db(void) {
     static bool made;
-    const char *db = tmp("big-fixture.db");
+    const char *db = t_scratch("big-fixture.db");
     if (!made) {
         made = true;
         if (fixture_big(db, 40, 30)) T_FAIL_("fixture_big");
@@ -380,17 +330,17 @@ static const char *big_db(void) {
 }
 
 static void test_killed_render(void) {
-    const char *db = big_db(), *dir = tmp("O6");
+    const char *db = big_db(), *dir = t_scratch("O6");
     char site[700], cmd[2000], pidf[700];
     snprintf(site, sizeof site, "%s/site", dir);
     snprintf(pidf, sizeof pidf, "%s/render.pid", t_tmpdir());
     mkdir(dir, 0755);
     for (int round = 0; round < 2; round++) {
         snprintf(cmd, sizeof cmd, "%s render --fixture --db %s -o %s --quiet >/dev/null 2>&1 & "
-                 "echo $! > %s", bin(), db, site, pidf);
+                 "echo $! > %s", t_bin(), db, site, pidf);
         T_EQ_INT(system(cmd), 0);
         char b[32] = "";
-        read_into(pidf, b, sizeof b);
+        t_read_into(pidf, b, sizeof b);
         const pid_t pid = (pid_t)atol(b);
         /* wait until it has its temporary directory, then kill it */
         for (int i = 0; i < 3000 && count_prefixed(dir, ".site.tmp") == 0; i++) usleep(2000);
@@ -407,7 +357,7 @@ static void test_killed_render(void) {
 
 /* no "trap '' XFSZ" here: lowbit itself must not die of the limit */
 static void test_file_size_limit(void) {
-    const char *db = big_db(), *dir = tmp("O7");
+    const char *db = big_db(), *dir = t_scratch("O7");
     char site[700];
     snprintf(site, sizeof site, "%s/site", dir);
     mkdir(dir, 0755);
@@ -419,7 +369,7 @@ static void test_file_size_limit(void) {
     T_EQ_INT(count_prefixed(dir, ".site.tmp"), 0);
     T_OK(access(site, F_OK) != 0);
     /* collect: a database that would grow past 16 kB */
-    const char *R = tmp("O7/results"), *cdb = tmp("O7/lowbit.db");
+    const char *R = t_scratch("O7/results"), *cdb = t_scratch("O7/lowbit.db");
     write_result(R, 7, "m", "fp32", "[{\"task\": \"arc_easy\", \"metric\": \"acc\", \"value\": 0.5, "
                                     "\"stderr\": null, \"n\": 4}]", "{}");
     rc = run_with("prlimit --fsize=16384", "collect --results %s --db %s --quiet", R, cdb);
@@ -435,7 +385,7 @@ static void test_file_size_limit(void) {
 /* found by the property test below: a display name holding a Unicode noncharacter (U+FDD0, valid
  * UTF-8 and valid XML) made Cairo refuse the chart text and the whole render fail */
 static void test_chart_noncharacters(void) {
-    const char *R = tmp("O8/results"), *db = tmp("O8/lowbit.db"), *site = tmp("O8/site");
+    const char *R = t_scratch("O8/results"), *db = t_scratch("O8/lowbit.db"), *site = t_scratch("O8/site");
     /* the ten board tasks: an average, so the run is a labelled point of the size charts */
     char scores[2000];
     int n = snprintf(scores, sizeof scores, "[");
@@ -467,12 +417,12 @@ static void test_chart_noncharacters(void) {
  * LOWBIT_DATA holding a Latin-1 byte (refused with the model and column), and a model file whose
  * name is not UTF-8 (lowbit ppl --json writes its name as text instead of failing to write) */
 static void test_text_from_elsewhere(void) {
-    const char *D = data_dir(), *m_csv = tmp("mv.csv"), *r_csv = tmp("r.csv");
+    const char *D = data_dir(), *m_csv = t_scratch("mv.csv"), *r_csv = t_scratch("r.csv");
     spit(r_csv, "id,algorithm,weight_dtype\nfp32,fp,float32\n");
     spit(m_csv, "id,path\nm,${LOWBIT_TEST_LATIN1}/m.gguf\n");
     setenv("LOWBIT_TEST_LATIN1", "/tmp/caf\xe9", 1);
     T_EQ_INT(run("status --models %s --recipes %s --tasks arc_easy --out %s", m_csv, r_csv,
-                 tmp("O9")), 1);
+                 t_scratch("O9")), 1);
     unsetenv("LOWBIT_TEST_LATIN1");
     T_CONTAINS(err_buf, "model 'm', column path");
     T_CONTAINS(err_buf, "0xe9 is not UTF-8");
@@ -481,18 +431,18 @@ static void test_text_from_elsewhere(void) {
     snprintf(text, sizeof text, "id,path\nm,%s/models/stories260K.gguf\n", D);
     spit(m_csv, text);
     T_EQ_INT(run_with("LOWBIT_DATA=/tmp/caf\xe9", "status --models %s --recipes %s --tasks "
-                      "arc_easy --out %s", m_csv, r_csv, tmp("O9")), 1);
+                      "arc_easy --out %s", m_csv, r_csv, t_scratch("O9")), 1);
     T_CONTAINS(err_buf, "LOWBIT_DATA has 0xe9");
     /* a model file named in Latin-1 */
     char model[700], cmd[2000];
     snprintf(model, sizeof model, "%s/caf\xe9.gguf", t_tmpdir());
     snprintf(cmd, sizeof cmd, "cp '%s/models/stories260K.gguf' '%s'", D, model);
     T_EQ_INT(system(cmd), 0);
-    spit(tmp("t.txt"), "Once upon a time there was a little dog. It liked to run in the park. "
+    spit(t_scratch("t.txt"), "Once upon a time there was a little dog. It liked to run in the park. "
                        "One day it saw a big red ball and ran after it.\n");
     T_EQ_INT(run("ppl --model '%s' --text %s --ctx 16 --chunks 1 --json %s --quiet", model,
-                 tmp("t.txt"), tmp("ppl.json")), 0);
-    json_t *j = json_load_file(tmp("ppl.json"), 0, NULL);
+                 t_scratch("t.txt"), t_scratch("ppl.json")), 0);
+    json_t *j = json_load_file(t_scratch("ppl.json"), 0, NULL);
     T_OK(j != NULL);
     T_EQ_STR(json_string_value(json_object_get(j, "model")) ? strrchr(json_string_value(
                  json_object_get(j, "model")), '/') + 1 : NULL, "caf\xef\xbf\xbd.gguf");
@@ -502,7 +452,7 @@ static void test_text_from_elsewhere(void) {
     memset(longdir, 'd', sizeof longdir - 1);
     longdir[sizeof longdir - 1] = 0;
     for (size_t i = 100; i < sizeof longdir - 1; i += 100) longdir[i] = '/';
-    T_EQ_INT(run("collect --results %s --db %s", longdir, tmp("x.db")), 1);
+    T_EQ_INT(run("collect --results %s --db %s", longdir, t_scratch("x.db")), 1);
     T_CONTAINS(err_buf, "--results: a path of 3999 bytes");
 }
 
@@ -511,7 +461,7 @@ static void test_text_from_elsewhere(void) {
 static void test_killed_quant(void) {
     const char *src = T_DATA("models/stories260K.gguf");
     if (!src) return;
-    const char *dir = tmp("O10");
+    const char *dir = t_scratch("O10");
     char out[600], dead[700], live[700], cmd[2400];
     mkdir(dir, 0755);
     snprintf(out, sizeof out, "%s/q.gguf", dir);
@@ -533,7 +483,7 @@ static void test_killed_quant(void) {
 
 static void test_model_messages(void) {
     /* 7 heads over 64 dimensions: said as such, not as "head dim 0" */
-    const char *g = tmp("heads7.gguf");
+    const char *g = t_scratch("heads7.gguf");
     struct gguf_writer *w = gguf_writer_new();
     gguf_writer_str(w, "general.architecture", "llama");
     gguf_writer_u32(w, "llama.embedding_length", 64);
@@ -557,9 +507,9 @@ static void test_model_messages(void) {
     T_OK(data && len > 8);
     if (!data) return;
     data[0] = 'X';
-    spit_n(tmp("badmagic.gguf"), data, len);
+    spit_n(t_scratch("badmagic.gguf"), data, len);
     free(data);
-    T_EQ_INT(run("info %s", tmp("badmagic.gguf")), 1);
+    T_EQ_INT(run("info %s", t_scratch("badmagic.gguf")), 1);
     T_OK(!strstr(err_buf, "llama2.c checkpoint"));
     T_CONTAINS(err_buf, "GGUF");
 }
@@ -1110,7 +1060,7 @@ static void test_property_text(void) {
     const char *seed = getenv("T_SEED");
     rs = 0x9e3779b97f4a7c15ull * (uint64_t)(seed ? atoll(seed) : 18) + 1;
     const int n_csv = T_SANITIZED ? 40 : 160, n_imp = T_SANITIZED ? 20 : 60;
-    const char *dir = tmp("prop");
+    const char *dir = t_scratch("prop");
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
     T_EQ_INT(system(cmd), 0);

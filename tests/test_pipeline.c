@@ -22,37 +22,17 @@
 #include "eval/sha256.h"
 #include "gen/pipeline.h"
 #include "quant/quant.h"
-#include "t.h"
+#include "tests/t_cli.h"
 
 /* ===== helpers ===== */
 
 static char out_buf[1 << 16], err_buf[1 << 18];
 
-static const char *bin(void) {
-    const char *b = getenv("LOWBIT_BIN");
-    return b && *b ? b : "out/lowbit";
-}
-
-static void read_into(const char *path, char *buf, size_t size) {
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-}
 
 /* "PREFIX $LOWBIT_BIN args" with stdout/stderr captured; the exit status (128 + signal when
  * killed). The prefix runs the binary under a limit (prlimit ...) or with an environment. */
 static int vrun_with(const char *prefix, const char *fmt, va_list ap) {
-    char args[4096], cmd[8192], o[300], e[300];
-    vsnprintf(args, sizeof args, fmt, ap);
-    snprintf(o, sizeof o, "%s/run.out", t_tmpdir());
-    snprintf(e, sizeof e, "%s/run.err", t_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>%s </dev/null", prefix, bin(), args, o, e);
-    int st = system(cmd);
-    read_into(o, out_buf, sizeof out_buf);
-    read_into(e, err_buf, sizeof err_buf);
-    if (getenv("T_VERBOSE")) fprintf(stderr, "$ %s lowbit %s\n%s", prefix, args, err_buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    return t_vrun(prefix, out_buf, sizeof out_buf, err_buf, sizeof err_buf, fmt, ap);
 }
 static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int run(const char *fmt, ...) {
@@ -69,20 +49,6 @@ static int run_with(const char *prefix, const char *fmt, ...) {
     int rc = vrun_with(prefix, fmt, ap);
     va_end(ap);
     return rc;
-}
-
-/* "<scratch dir>/name": interned, so the pointer stays valid for the whole run */
-static const char *tmp(const char *name) {
-    static char *names[256], *paths[256];
-    static int n;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(names[i], name)) return paths[i];
-    if (n == 256) abort();
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", t_tmpdir(), name);
-    names[n] = strdup(name);
-    paths[n] = strdup(p);
-    return paths[n++];
 }
 
 static void spit(const char *path, const char *text) {
@@ -110,7 +76,7 @@ static int count_files(const char *dir, const char *suffix) {
     snprintf(cmd, sizeof cmd, "ls %s 2>/dev/null | grep -c '%s$' > %s", dir, suffix, o);
     if (system(cmd) < 0) return -1;
     char b[32];
-    read_into(o, b, sizeof b);
+    t_read_into(o, b, sizeof b);
     return atoi(b);
 }
 
@@ -186,19 +152,19 @@ static void setup(void) {
     if (setup_done) return;
     setup_done = true;
     char text[2048];
-    const char *good = tmp("good.gguf"), *corrupt = tmp("corrupt.gguf");
+    const char *good = t_scratch("good.gguf"), *corrupt = t_scratch("corrupt.gguf");
     if (write_fixture(good, 1234)) return;
     spit(corrupt, "GGUF\3\0\0\0garbage");
-    models_csv = tmp("models.csv");
+    models_csv = t_scratch("models.csv");
     snprintf(text, sizeof text,
              "id,path,tokenizer,display_name,family,license,notes\n"
              "good,%s,,Good model,test,MIT,\"a note, with a comma\"\n"
              "# a commented-out row\n"
              "missing,%s,,,,,\n"
              "corrupt,%s,,,,,\n",
-             good, tmp("missing.gguf"), corrupt);
+             good, t_scratch("missing.gguf"), corrupt);
     spit(models_csv, text);
-    recipes_csv = tmp("recipes.csv");
+    recipes_csv = t_scratch("recipes.csv");
     spit(recipes_csv, "id,algorithm,weight_dtype,bits,group_size,compute_dtype,knobs\n"
                       "fp32,fp,float32,32,,fp32,\n"
                       "fp16,FP,fp16,16,,,\n"
@@ -247,38 +213,9 @@ static char *dump_db(const char *path) {
     return s;
 }
 
-/* one value of a query, as text (owned; "" when none). Read-write when `rw`: a killed writer
- * leaves a hot journal that only a read-write open rolls back (a read-only one refuses). */
-static char *q1_open(const char *db_path, const char *sql, int rw) {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    char *r = NULL;
-    if (sqlite3_open_v2(db_path, &db, rw ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL) ==
-            SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-        sqlite3_column_text(st, 0))
-        r = strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return r ? r : strdup("");
-}
-static char *q1(const char *db_path, const char *sql) { return q1_open(db_path, sql, 0); }
-
-#define T_Q(db, sql, want)                                                                         \
-    do {                                                                                           \
-        char *v_ = q1(db, sql);                                                                    \
-        T_EQ_STR(v_, want);                                                                        \
-        free(v_);                                                                                  \
-    } while (0)
-#define T_QC(db, sql, needle)                                                                      \
-    do {                                                                                           \
-        char *v_ = q1(db, sql);                                                                    \
-        T_CONTAINS(v_, needle);                                                                    \
-        free(v_);                                                                                  \
-    } while (0)
 
 static void integrity_ok(const char *db) {
-    char *v = q1_open(db, "PRAGMA integrity_check", 1);
+    char *v = t_q1_open(db, "PRAGMA integrity_check", 1);
     T_EQ_STR(v, "ok");
     free(v);
 }
@@ -381,12 +318,12 @@ static void test_csv(void) {
     };
     err_set_quiet(true);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        const char *p = tmp("bad.csv");
+        const char *p = t_scratch("bad.csv");
         spit(p, bad[i].text);
         T_ERR(csvin_models(p, &m, &nm));
         T_CONTAINS(err_last(), bad[i].want);
     }
-    const char *p = tmp("badr.csv");
+    const char *p = t_scratch("badr.csv");
     spit(p, "id,algorithm,sym\nx,rtn,maybe\n");
     T_ERR(csvin_recipes(p, &r, &nr));
     T_CONTAINS(err_last(), "column sym");
@@ -423,7 +360,7 @@ static void test_keys(void) {
     plan_eval_limit(&ev, 4);
     T_EQ_INT(plan_eval_hash(&ev), 0);
     struct job a, b;
-    const char *cache = tmp("keycache");
+    const char *cache = t_scratch("keycache");
     T_EQ_INT(plan_job(&a, &m[0], &r[0], &ev, cache), 0);
     T_EQ_INT(plan_job(&b, &m[0], &r[0], &ev, cache), 0); /* through the hash cache this time */
     T_EQ_STR(a.key, b.key);
@@ -444,13 +381,13 @@ static void test_keys(void) {
     T_EQ_STR(k, a.key);
     struct model_row moved = m[0];
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "cp %s %s", tmp("good.gguf"), tmp("moved.gguf"));
+    snprintf(cmd, sizeof cmd, "cp %s %s", t_scratch("good.gguf"), t_scratch("moved.gguf"));
     T_EQ_INT(system(cmd), 0);
-    snprintf(moved.path, sizeof moved.path, "%s", tmp("moved.gguf"));
+    snprintf(moved.path, sizeof moved.path, "%s", t_scratch("moved.gguf"));
     T_EQ_INT(plan_job(&b, &moved, &r[0], &ev, cache), 0);
     T_EQ_STR(b.key, a.key);
     /* in the key: every input that decides the numbers */
-    T_EQ_INT(write_fixture(tmp("moved.gguf"), 99), 0); /* other weights at the same path */
+    T_EQ_INT(write_fixture(t_scratch("moved.gguf"), 99), 0); /* other weights at the same path */
     T_EQ_INT(plan_job(&b, &moved, &r[0], &ev, cache), 0);
     T_OK(strcmp(b.key, a.key));
     T_EQ_INT(plan_job(&b, &m[0], &r[1], &ev, cache), 0); /* another recipe */
@@ -488,12 +425,12 @@ static void test_keys(void) {
     key_of(&b, k);
     char kc[65];
     snprintf(kc, sizeof kc, "%s", k);
-    spit(tmp("calib.txt"), "one calibration text\n");
-    snprintf(b.recipe.calib_set, sizeof b.recipe.calib_set, "%s", tmp("calib.txt"));
+    spit(t_scratch("calib.txt"), "one calibration text\n");
+    snprintf(b.recipe.calib_set, sizeof b.recipe.calib_set, "%s", t_scratch("calib.txt"));
     key_of(&b, k);
     T_OK(strcmp(k, kc));
     snprintf(kc, sizeof kc, "%s", k);
-    spit(tmp("calib.txt"), "another calibration text\n"); /* same path, other bytes */
+    spit(t_scratch("calib.txt"), "another calibration text\n"); /* same path, other bytes */
     key_of(&b, k);
     T_OK(strcmp(k, kc));
     b = a; /* the describe part is for people only */
@@ -520,7 +457,7 @@ static char *ref_dump; /* the uninterrupted -j 1 run */
 static void test_run(void) {
     setup();
     if (!setup_ok) { T_FAIL_("no fixture"); return; }
-    const char *A = tmp("A"), *dbA = tmp("A/lowbit.db");
+    const char *A = t_scratch("A"), *dbA = t_scratch("A/lowbit.db");
     T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s", models_csv, recipes_csv, TASKS, A), 0);
     T_CONTAINS(err_buf, "9 to run");
     integrity_ok(dbA);
@@ -574,9 +511,9 @@ static void test_run(void) {
     T_EQ_STR(sha1, sha2); /* not one byte of the database changed */
     ref_dump = dump_db(dbA);
     /* -j 2: the same contents */
-    const char *B = tmp("B");
+    const char *B = t_scratch("B");
     T_EQ_INT(run("run --models %s --recipes %s %s -j 2 --out %s", models_csv, recipes_csv, TASKS, B), 0);
-    char *dB = dump_db(tmp("B/lowbit.db"));
+    char *dB = dump_db(t_scratch("B/lowbit.db"));
     T_EQ_STR(dB, ref_dump);
     free(dB);
     /* --strict turns failed jobs into a failed run */
@@ -588,7 +525,7 @@ static void test_run(void) {
 /* kill -9 of the runner at random points, then run to the end: the same database */
 static void test_kill_runner(void) {
     if (!ref_dump) { T_FAIL_("needs test_run"); return; }
-    const char *C = tmp("C"), *dbC = tmp("C/lowbit.db");
+    const char *C = t_scratch("C"), *dbC = t_scratch("C/lowbit.db");
     char tasks[256];
     snprintf(tasks, sizeof tasks, "%s", TASKS);
     srand(42);
@@ -597,7 +534,7 @@ static void test_kill_runner(void) {
         pid_t pid = fork();
         if (!pid) {
             if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(127);
-            execl(bin(), "lowbit", "run", "--models", models_csv, "--recipes", recipes_csv,
+            execl(t_bin(), "lowbit", "run", "--models", models_csv, "--recipes", recipes_csv,
                   "--tasks", "arc_easy,piqa,ppl,kld", "--limit", "4", "-j", round % 2 ? "2" : "1",
                   "--out", C, (char *)NULL);
             _exit(127);
@@ -611,8 +548,8 @@ static void test_kill_runner(void) {
     T_OK(killed > 0);
     T_EQ_INT(run("run --models %s --recipes %s %s -j 2 --out %s", models_csv, recipes_csv, tasks, C), 0);
     integrity_ok(dbC);
-    T_EQ_INT(count_files(tmp("C/results"), "[0-9a-f]\\.json"), 9);
-    T_EQ_INT(count_files(tmp("C/results"), "\\.tmp\\.[0-9]*"), 0);
+    T_EQ_INT(count_files(t_scratch("C/results"), "[0-9a-f]\\.json"), 9);
+    T_EQ_INT(count_files(t_scratch("C/results"), "\\.tmp\\.[0-9]*"), 0);
     T_Q(dbC, "SELECT count(*) FROM runs", "9");
     T_Q(dbC, "SELECT count(DISTINCT model_id || '/' || recipe_id) FROM runs", "9");
     char *d = dump_db(dbC);
@@ -623,13 +560,13 @@ static void test_kill_runner(void) {
 /* kill -9 of collect at random points, then collect to the end: the same database */
 static void test_kill_collect(void) {
     if (!ref_dump) { T_FAIL_("needs test_run"); return; }
-    const char *db = tmp("killed-collect.db"), *results = tmp("A/results");
+    const char *db = t_scratch("killed-collect.db"), *results = t_scratch("A/results");
     srand(7);
     for (int round = 0; round < 8; round++) {
         pid_t pid = fork();
         if (!pid) {
             if (!freopen("/dev/null", "w", stderr)) _exit(127);
-            execl(bin(), "lowbit", "collect", "--results", results, "--db", db, (char *)NULL);
+            execl(t_bin(), "lowbit", "collect", "--results", results, "--db", db, (char *)NULL);
             _exit(127);
         }
         usleep((useconds_t)(rand() % 40000));
@@ -653,9 +590,9 @@ static void test_kill_collect(void) {
 
 static void test_malformed(void) {
     if (!ref_dump) { T_FAIL_("needs test_run"); return; }
-    const char *E = tmp("E"), *db = tmp("E/lowbit.db");
+    const char *E = t_scratch("E"), *db = t_scratch("E/lowbit.db");
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/results && cp %s/*.json %s/results/", E, tmp("A/results"), E);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/results && cp %s/*.json %s/results/", E, t_scratch("A/results"), E);
     T_EQ_INT(system(cmd), 0);
     const char *garbage = "0000000000000000000000000000000000000000000000000000000000000001.json";
     char p[600];
@@ -665,7 +602,7 @@ static void test_malformed(void) {
     spit(p, "{}");
     /* a well-formed file whose model id tries to leave out/ */
     const char *evil = "0000000000000000000000000000000000000000000000000000000000000002";
-    snprintf(cmd, sizeof cmd, "ls %s/results | head -1", tmp("A"));
+    snprintf(cmd, sizeof cmd, "ls %s/results | head -1", t_scratch("A"));
     FILE *ls = popen(cmd, "r");
     char first[128] = "";
     if (ls) {
@@ -673,7 +610,7 @@ static void test_malformed(void) {
         pclose(ls);
     }
     first[strcspn(first, "\n")] = 0;
-    snprintf(p, sizeof p, "%s/results/%s", tmp("A"), first);
+    snprintf(p, sizeof p, "%s/results/%s", t_scratch("A"), first);
     json_t *r = json_load_file(p, 0, NULL);
     T_OK(r != NULL);
     if (r) {
@@ -685,7 +622,7 @@ static void test_malformed(void) {
     }
     /* a run object naming the identity columns itself (null job key, another model): the
      * validated key and ids win (fuzz: the insert failed a NOT NULL constraint) */
-    snprintf(p, sizeof p, "%s/results/%s", tmp("A"), first);
+    snprintf(p, sizeof p, "%s/results/%s", t_scratch("A"), first);
     if ((r = json_load_file(p, 0, NULL))) {
         json_t *ru = json_object_get(r, "run");
         json_object_set_new(ru, "job_key", json_null());
@@ -711,7 +648,7 @@ static void test_malformed(void) {
 static void test_crash_timeout(void) {
     setup();
     if (!setup_ok) { T_FAIL_("no fixture"); return; }
-    const char *F = tmp("F"), *db = tmp("F/lowbit.db");
+    const char *F = t_scratch("F"), *db = t_scratch("F/lowbit.db");
     setenv("LOWBIT_TEST_FAULT", "crash:good", 1);
     T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 2 -j 2 --out %s",
                  models_csv, recipes_csv, F), 0);
@@ -750,7 +687,7 @@ static json_t *result_of(const char *out, const char *db, const char *model, con
     char sql[256], path[600];
     snprintf(sql, sizeof sql, "SELECT job_key FROM runs WHERE model_id = '%s' AND recipe_id = "
              "'%s' AND status = 'ok'", model, recipe);
-    char *key = q1(db, sql);
+    char *key = t_q1(db, sql);
     snprintf(path, sizeof path, "%s/results/%s.json", out, key);
     free(key);
     return json_load_file(path, 0, NULL);
@@ -761,8 +698,8 @@ static json_t *result_of(const char *out, const char *db, const char *model, con
  * with the same scores */
 static void test_repro(void) {
     if (!ref_dump) { T_FAIL_("needs test_run"); return; }
-    const char *A = tmp("A"), *dbA = tmp("A/lowbit.db"), *R = tmp("R");
-    char *cmd = q1(dbA, "SELECT p.value FROM provenance p JOIN runs r ON r.id = p.run_id WHERE "
+    const char *A = t_scratch("A"), *dbA = t_scratch("A/lowbit.db"), *R = t_scratch("R");
+    char *cmd = t_q1(dbA, "SELECT p.value FROM provenance p JOIN runs r ON r.id = p.run_id WHERE "
                         "r.model_id = 'good' AND r.recipe_id = 'fp16' AND p.key = 'repro.command'");
     if (getenv("T_VERBOSE")) fprintf(stderr, "repro.command:\n%s\n", cmd);
     T_CONTAINS(cmd, "\nmake\n");
@@ -770,7 +707,7 @@ static void test_repro(void) {
                     "--recipes repro-recipes.csv --tasks arc_easy,piqa,ppl,kld --limit 4 --out out");
     T_CONTAINS(cmd, "'good,"); /* the model row, written by the command */
     T_CONTAINS(cmd, "a note, with a comma");
-    char *commit = q1(dbA, "SELECT p.value FROM provenance p JOIN runs r ON r.id = p.run_id WHERE "
+    char *commit = t_q1(dbA, "SELECT p.value FROM provenance p JOIN runs r ON r.id = p.run_id WHERE "
                            "r.model_id = 'good' AND r.recipe_id = 'fp16' AND p.key = "
                            "'repro.git_commit'");
     T_OK(*commit);
@@ -779,13 +716,13 @@ static void test_repro(void) {
     char script[600], sh[6600], real[4096];
     snprintf(sh, sizeof sh, "rm -rf %s && mkdir -p %s/out", R, R);
     T_EQ_INT(system(sh), 0);
-    T_OK(realpath(bin(), real) != NULL);
+    T_OK(realpath(t_bin(), real) != NULL);
     snprintf(sh, sizeof sh, "%s/out/lowbit", R);
     T_EQ_INT(symlink(real, sh), 0);
     /* the model row's path is relative to the top directory (as a path in gen/models.csv
      * would be): the same file at the same place under R */
     snprintf(sh, sizeof sh, "mkdir -p %s/%s && ln -s \"$(realpath %s)\" %s/%s", R, t_tmpdir(),
-             tmp("good.gguf"), R, tmp("good.gguf"));
+             t_scratch("good.gguf"), R, t_scratch("good.gguf"));
     T_EQ_INT(system(sh), 0);
     snprintf(script, sizeof script, "%s/repro.sh", R);
     const char *body = strstr(cmd, "\nmake\n");
@@ -825,7 +762,7 @@ static int kld_files(const char *dir, const char *suffix, int *valid, char *firs
     snprintf(o, sizeof o, "%s/kld.list", t_tmpdir());
     snprintf(cmd, sizeof cmd, "ls %s 2>/dev/null | grep '%s$' > %s", dir, suffix, o);
     if (system(cmd) < 0) return -1;
-    read_into(o, list, sizeof list);
+    t_read_into(o, list, sizeof list);
     int n = 0;
     *valid = 0;
     for (char *save = NULL, *t = strtok_r(list, "\n", &save); t; t = strtok_r(NULL, "\n", &save)) {
@@ -846,7 +783,7 @@ static int kld_files(const char *dir, const char *suffix, int *valid, char *firs
 static void test_kld_race(void) {
     setup();
     if (!setup_ok) { T_FAIL_("no fixture"); return; }
-    const char *K = tmp("K");
+    const char *K = t_scratch("K");
     char cache[600], first[1300];
     snprintf(cache, sizeof cache, "%s/cache/kld", K);
     for (int round = 0; round < 2; round++) {
@@ -860,7 +797,7 @@ static void test_kld_race(void) {
             if (!pids[w]) {
                 char log[600];
                 snprintf(log, sizeof log, "%s/job-%s.log", t_tmpdir(), recipes[w]);
-                execl(bin(), "lowbit", "job", "--model-id", "good", "--recipe-id", recipes[w],
+                execl(t_bin(), "lowbit", "job", "--model-id", "good", "--recipe-id", recipes[w],
                       "--models", models_csv, "--recipes", recipes_csv, "--tasks", "ppl,kld",
                       "--limit", "3", "--threads", "1", "--out", K, "--log", log, "--quiet",
                       (char *)NULL);
@@ -883,7 +820,7 @@ static void test_kld_race(void) {
     snprintf(p, sizeof p, "ls %s/results/*.json > %s/kld.res", K, t_tmpdir());
     T_EQ_INT(system(p), 0);
     snprintf(p, sizeof p, "%s/kld.res", t_tmpdir());
-    read_into(p, list, sizeof list);
+    t_read_into(p, list, sizeof list);
     int w = 0;
     for (char *save = NULL, *t = strtok_r(list, "\n", &save); t && w < 2;
          t = strtok_r(NULL, "\n", &save), w++) {
@@ -957,7 +894,7 @@ static const char intel_json[] =
     "}\n";
 
 static void test_import(void) {
-    const char *G = tmp("G"), *db = tmp("G/lowbit.db"), *lm = tmp("lm.json"), *in = tmp("intel.json");
+    const char *G = t_scratch("G"), *db = t_scratch("G/lowbit.db"), *lm = t_scratch("lm.json"), *in = t_scratch("intel.json");
     spit(lm, lmeval_json);
     char text[4096];
     snprintf(text, sizeof text, intel_json, "Intel/Llama-2-7b-int4-inc");
@@ -1002,7 +939,7 @@ static void test_import(void) {
     T_Q(db, "SELECT count(*) FROM runs WHERE model_id = 'llama2-7b' AND recipe_id = 'fp16-lmeval'", "1");
     /* fuzz regression: a "date" far past year 9999 (UBSan: out of range for time_t's cast) is an
      * unknown time, not undefined behaviour */
-    const char *dated = tmp("dated.json");
+    const char *dated = t_scratch("dated.json");
     char *t2 = strdup(lmeval_json);
     char *at = t2 ? strstr(t2, "1714521600.0") : NULL;
     T_OK(at != NULL);
@@ -1018,23 +955,23 @@ static void test_import(void) {
 /* ids from the command line, a CSV or a results file never make lowbit write outside out/ */
 static void test_path_escape(void) {
     setup();
-    const char *H = tmp("H"), *in = tmp("evil.json");
-    T_EQ_INT(run("import %s --model-id ../x --out %s", tmp("lm.json"), H), 1);
+    const char *H = t_scratch("H"), *in = t_scratch("evil.json");
+    T_EQ_INT(run("import %s --model-id ../x --out %s", t_scratch("lm.json"), H), 1);
     T_CONTAINS(err_buf, "id '../x'");
-    T_EQ_INT(run("import %s --recipe-id a/b --out %s", tmp("lm.json"), H), 1);
+    T_EQ_INT(run("import %s --recipe-id a/b --out %s", t_scratch("lm.json"), H), 1);
     T_CONTAINS(err_buf, "id 'a/b'");
     char text[4096];
     snprintf(text, sizeof text, intel_json, "../../../../tmp/evil/../x");
     spit(in, text);
     T_EQ_INT(run("import %s --out %s", in, H), 0);
-    T_Q(tmp("H/lowbit.db"), "SELECT id FROM models", "tmp--evil--..--x");
+    T_Q(t_scratch("H/lowbit.db"), "SELECT id FROM models", "tmp--evil--..--x");
     /* every file written is a <key>.json under H/results */
-    T_EQ_INT(count_files(tmp("H/results"), "json"), 1);
-    T_EQ_INT(count_files(tmp("H/results"), "^[0-9a-f]*\\.json"), 1);
-    T_OK(access(tmp("x"), F_OK) && access("/tmp/evil", F_OK));
+    T_EQ_INT(count_files(t_scratch("H/results"), "json"), 1);
+    T_EQ_INT(count_files(t_scratch("H/results"), "^[0-9a-f]*\\.json"), 1);
+    T_OK(access(t_scratch("x"), F_OK) && access("/tmp/evil", F_OK));
     /* a CSV id is refused before anything runs */
-    const char *csv = tmp("evil.csv");
-    snprintf(text, sizeof text, "id,path\n../x,%s\n", tmp("good.gguf"));
+    const char *csv = t_scratch("evil.csv");
+    snprintf(text, sizeof text, "id,path\n../x,%s\n", t_scratch("good.gguf"));
     spit(csv, text);
     T_EQ_INT(run("run --models %s --recipes %s %s --out %s", csv, recipes_csv, TASKS, H), 1);
     T_CONTAINS(err_buf, "id '../x'");
@@ -1075,13 +1012,13 @@ static void test_training(void) {
     setup();
     if (!setup_ok) { T_FAIL_("no fixture"); return; }
     /* models without the files: no training rows (the main run of test_run) */
-    if (ref_dump) T_Q(tmp("A/lowbit.db"), "SELECT count(*) FROM training", "0");
-    const char *dir = tmp("trained"), *T = tmp("T"), *db = tmp("T/lowbit.db");
+    if (ref_dump) T_Q(t_scratch("A/lowbit.db"), "SELECT count(*) FROM training", "0");
+    const char *dir = t_scratch("trained"), *T = t_scratch("T"), *db = t_scratch("T/lowbit.db");
     char p[600], text[2048];
     mkdir(dir, 0755);
     snprintf(p, sizeof p, "%s/model.gguf", dir);
     T_EQ_INT(write_fixture(p, 4321), 0); /* other weights than good.gguf: a job of its own */
-    const char *models = tmp("trained-models.csv"), *recipes = tmp("fp32-recipe.csv");
+    const char *models = t_scratch("trained-models.csv"), *recipes = t_scratch("fp32-recipe.csv");
     snprintf(text, sizeof text, "id,path\ntrained,%s/model.gguf\n", dir);
     spit(models, text);
     spit(recipes, "id,algorithm,weight_dtype\nfp32,fp,float32\n");
@@ -1149,13 +1086,13 @@ static void test_training(void) {
     T_Q(db, CURVE_SQL, CURVE_WANT);
 
     /* collect without a plan records it from the result file's model path */
-    const char *solo = tmp("T/solo.db");
+    const char *solo = t_scratch("T/solo.db");
     T_EQ_INT(run("collect --results %s/results --db %s", T, solo), 0);
     T_Q(solo, CURVE_SQL, CURVE_WANT);
     T_Q(solo, "PRAGMA user_version", "3");
 
     /* a version 1 database gains the tables and runs.failure, with the columns of a fresh one */
-    const char *v1 = tmp("T/v1.db");
+    const char *v1 = t_scratch("T/v1.db");
     snprintf(text, sizeof text, "cp %s %s", solo, v1);
     T_EQ_INT(system(text), 0);
     sqlite3 *h = NULL;
@@ -1171,7 +1108,7 @@ static void test_training(void) {
         "' ' || c.\"notnull\" || ' ' || c.pk AS col FROM sqlite_master m, "
         "pragma_table_info(m.name) c WHERE m.name IN ('runs', 'training', 'training_curve') ORDER BY "
         "m.name, c.cid)";
-    char *fresh = q1(solo, COLS), *migrated = q1(v1, COLS);
+    char *fresh = t_q1(solo, COLS), *migrated = t_q1(v1, COLS);
     T_OK(strlen(fresh) > 100);
     T_EQ_STR(migrated, fresh);
     free(fresh), free(migrated);
@@ -1197,7 +1134,7 @@ static int count_lines_of(const char *s) {
 static void test_memory_refusal(void) {
     setup();
     if (!setup_ok) { T_FAIL_("no fixture"); return; }
-    const char *good = tmp("good.gguf"), *text = tmp("text.txt");
+    const char *good = t_scratch("good.gguf"), *text = t_scratch("text.txt");
     spit(text, "Once upon a time there was a little dog. It liked to run in the park.\n");
     /* weights beyond the machine's memory (here a cap the user set): refused before reading them */
     T_EQ_INT(run_with("LOWBIT_MEM_LIMIT_MB=0.05", "ppl --model %s --text %s --quiet", good, text), 1);
@@ -1212,25 +1149,25 @@ static void test_memory_refusal(void) {
     T_CONTAINS(err_buf, "MiB of memory is available (LOWBIT_MEM_LIMIT_MB)");
     T_EQ_INT(count_lines_of(err_buf), 1);
     /* a text of gigabytes: refused from its size, before any allocation or read (a sparse file) */
-    const char *big = tmp("big.txt");
+    const char *big = t_scratch("big.txt");
     T_EQ_INT(sparse_file(big, (off_t)3 << 30), 0);
     T_EQ_INT(run("ppl --model %s --text %s --quiet", good, big), 1);
     T_CONTAINS(err_buf, "big.txt is 3072.0 MiB; lowbit reads such files whole and takes at most "
                         "1024 MiB (LOWBIT_MAX_INPUT_MB)");
     T_EQ_INT(count_lines_of(err_buf), 1);
     /* the same for a task file and a CSV, and for a stream that never ends (read as it grows) */
-    mkdir(tmp("bigdata"), 0755);
-    mkdir(tmp("bigdata/datasets"), 0755);
-    mkdir(tmp("bigdata/datasets/arc"), 0755);
-    T_EQ_INT(sparse_file(tmp("bigdata/datasets/arc/ARC-Easy-Test.jsonl"), (off_t)2 << 30), 0);
-    T_EQ_INT(run("eval --model %s --tasks arc_easy --data %s --quiet", good, tmp("bigdata")), 1);
+    mkdir(t_scratch("bigdata"), 0755);
+    mkdir(t_scratch("bigdata/datasets"), 0755);
+    mkdir(t_scratch("bigdata/datasets/arc"), 0755);
+    T_EQ_INT(sparse_file(t_scratch("bigdata/datasets/arc/ARC-Easy-Test.jsonl"), (off_t)2 << 30), 0);
+    T_EQ_INT(run("eval --model %s --tasks arc_easy --data %s --quiet", good, t_scratch("bigdata")), 1);
     T_CONTAINS(err_buf, "ARC-Easy-Test.jsonl is 2048.0 MiB");
     T_EQ_INT(run_with("LOWBIT_MAX_INPUT_MB=1", "ppl --model %s --text /dev/zero --quiet", good), 1);
     T_CONTAINS(err_buf, "the text /dev/zero is at least 2.0 MiB; lowbit reads such files whole and takes at most 1 MiB");
-    const char *bigcsv = tmp("big.csv");
+    const char *bigcsv = t_scratch("big.csv");
     T_EQ_INT(sparse_file(bigcsv, (off_t)5 << 30), 0);
     T_EQ_INT(run("status --models %s --recipes %s %s --out %s", bigcsv, recipes_csv, TASKS,
-                 tmp("Mem")), 1);
+                 t_scratch("Mem")), 1);
     T_CONTAINS(err_buf, "big.csv is 5120.0 MiB");
 }
 
@@ -1261,7 +1198,7 @@ static int count_tmp(const char *dir) {
     snprintf(cmd, sizeof cmd, "find %s -name '*.tmp*' | wc -l > %s", dir, o);
     if (system(cmd) < 0) return -1;
     char b[32];
-    read_into(o, b, sizeof b);
+    t_read_into(o, b, sizeof b);
     return atoi(b);
 }
 
@@ -1301,47 +1238,47 @@ static void test_disk_full(void) {
     if (!setup_ok || !ref_dump) { T_FAIL_("no fixture or reference run"); return; }
     /* (1) a file-size limit (EFBIG on any write past 200 KB: the KLD cache of base log-probs,
      * 4 MB, cannot be written) */
-    const char *F = tmp("Full");
+    const char *F = t_scratch("Full");
     disk_full_run(F, fsize_prefix(200 * 1024), "fsize");
     T_OK(strstr(err_buf, "File too large") || strstr(err_buf, "disk is full"));
     /* the next run with room completes what is missing: no --retry-failed needed, the failures
      * were the environment's */
     T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --quiet", models_csv, recipes_csv,
                  TASKS, F), 0);
-    char *d = dump_db(tmp("Full/lowbit.db"));
+    char *d = dump_db(t_scratch("Full/lowbit.db"));
     T_EQ_STR(d, ref_dump);
     free(d);
-    T_EQ_INT(count_tmp(tmp("Full/results")), 0);
+    T_EQ_INT(count_tmp(t_scratch("Full/results")), 0);
 
     /* (2) the site: a render that runs out of room fails with one message and leaves the
      * previous site as it was (a file-size limit here; a full tmpfs below) */
     {
-        const char *site1 = tmp("sitedir/site1");
-        T_EQ_INT(run("render --db %s -o %s --quiet", tmp("A/lowbit.db"), site1), 0);
+        const char *site1 = t_scratch("sitedir/site1");
+        T_EQ_INT(run("render --db %s -o %s --quiet", t_scratch("A/lowbit.db"), site1), 0);
         char sha0[65], sha1[65], idx1[600];
         snprintf(idx1, sizeof idx1, "%s/index.html", site1);
         file_sha(idx1, sha0);
         const int n0 = count_files(site1, "");
         T_EQ_INT(run_with(fsize_prefix(8 * 1024), "render --db %s -o %s --quiet",
-                          tmp("A/lowbit.db"), site1), 1);
+                          t_scratch("A/lowbit.db"), site1), 1);
         T_CONTAINS(err_buf, "render: ");
         T_CONTAINS(err_buf, "File too large");
         T_EQ_INT(count_lines_of(err_buf), 1);
         file_sha(idx1, sha1);
         T_EQ_STR(sha1, sha0);
         T_EQ_INT(count_files(site1, ""), n0);
-        T_EQ_INT(count_tmp(tmp("sitedir")), 0);
+        T_EQ_INT(count_tmp(t_scratch("sitedir")), 0);
     }
 
     /* (3) a real full file system: a 1 MiB tmpfs (root only; CI runs as root) */
-    const char *mnt = tmp("tmpfs");
+    const char *mnt = t_scratch("tmpfs");
     if (!mount_tmpfs(mnt, "1m")) {
         /* said, not skipped silently: the file-size-limit half above still ran */
         printf("test_disk_full: cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): only the "
                "file-size-limit half ran\n");
         return;
     }
-    const char *G = tmp("tmpfs/out");
+    const char *G = t_scratch("tmpfs/out");
     disk_full_run(G, "", "tmpfs");
     T_CONTAINS(err_buf, "No space left on device");
     char cmd[1024];
@@ -1349,41 +1286,41 @@ static void test_disk_full(void) {
     T_EQ_INT(system(cmd), 0);
     T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --quiet", models_csv, recipes_csv,
                  TASKS, G), 0);
-    d = dump_db(tmp("tmpfs/out/lowbit.db"));
+    d = dump_db(t_scratch("tmpfs/out/lowbit.db"));
     T_EQ_STR(d, ref_dump);
     free(d);
 
     /* the site on a file system with room for one site only: the new one cannot be written */
-    const char *site = tmp("tmpfs/site");
-    T_EQ_INT(run("render --db %s -o %s --quiet", tmp("A/lowbit.db"), site), 0);
+    const char *site = t_scratch("tmpfs/site");
+    T_EQ_INT(run("render --db %s -o %s --quiet", t_scratch("A/lowbit.db"), site), 0);
     char sha_before[65], sha_after[65], idx[600];
     snprintf(idx, sizeof idx, "%s/index.html", site);
     file_sha(idx, sha_before);
     snprintf(cmd, sizeof cmd, "used=$(du -sk %s | cut -f1); mount -o remount,size=$((used + 64))k %s",
              mnt, mnt);
     T_EQ_INT(system(cmd), 0);
-    T_EQ_INT(run("render --db %s -o %s --quiet", tmp("A/lowbit.db"), site), 1);
+    T_EQ_INT(run("render --db %s -o %s --quiet", t_scratch("A/lowbit.db"), site), 1);
     T_OK(strstr(err_buf, "No space left on device") || strstr(err_buf, "disk is full"));
     T_CONTAINS(err_buf, "render: ");
     T_EQ_INT(count_lines_of(err_buf), 1);
     file_sha(idx, sha_after);
     T_EQ_STR(sha_after, sha_before);
-    T_EQ_INT(count_tmp(tmp("tmpfs")), 0);
+    T_EQ_INT(count_tmp(t_scratch("tmpfs")), 0);
     /* collect into a database on a full file system: refused with one message, no database
      * left half-written; with room again, the same database as an undisturbed run's */
     snprintf(cmd, sizeof cmd, "rm -rf %s/site && mount -o remount,size=64m %s && mkdir -p %s/H && "
              "cp -r %s %s/H/ && used=$(du -sk %s | cut -f1) && "
              "mount -o remount,size=$((used + 8))k %s",
-             mnt, mnt, mnt, tmp("A/results"), mnt, mnt, mnt);
+             mnt, mnt, mnt, t_scratch("A/results"), mnt, mnt, mnt);
     T_EQ_INT(system(cmd), 0);
-    const char *hdb = tmp("tmpfs/H/lowbit.db");
-    T_EQ_INT(run("collect --results %s --db %s --quiet", tmp("tmpfs/H/results"), hdb), 1);
+    const char *hdb = t_scratch("tmpfs/H/lowbit.db");
+    T_EQ_INT(run("collect --results %s --db %s --quiet", t_scratch("tmpfs/H/results"), hdb), 1);
     T_OK(strstr(err_buf, "disk is full") || strstr(err_buf, "No space left on device"));
     T_EQ_INT(count_lines_of(err_buf), 1);
     if (access(hdb, F_OK) == 0) integrity_ok(hdb);
     snprintf(cmd, sizeof cmd, "mount -o remount,size=64m %s", mnt);
     T_EQ_INT(system(cmd), 0);
-    T_EQ_INT(run("collect --results %s --db %s --quiet", tmp("tmpfs/H/results"), hdb), 0);
+    T_EQ_INT(run("collect --results %s --db %s --quiet", t_scratch("tmpfs/H/results"), hdb), 0);
     d = dump_db(hdb);
     T_EQ_STR(d, ref_dump);
     free(d);
@@ -1395,7 +1332,7 @@ static void test_disk_full(void) {
 static void test_env_retry(void) {
     setup();
     if (!setup_ok || !ref_dump) { T_FAIL_("no fixture or reference run"); return; }
-    const char *E = tmp("Env"), *db = tmp("Env/lowbit.db");
+    const char *E = t_scratch("Env"), *db = t_scratch("Env/lowbit.db");
     /* a file-size limit: the KLD cache (4 MB) cannot be written, the good jobs fail */
     T_OK(run_with(fsize_prefix(200 * 1024), "run --models %s --recipes %s %s -j 1 --out %s "
                   "--quiet", models_csv, recipes_csv, TASKS, E) != 128);
@@ -1413,7 +1350,7 @@ static void test_env_retry(void) {
     T_EQ_STR(d, ref_dump);
     free(d);
     /* a worker killed from outside (the OOM killer's SIGKILL): retried; a crash (SIGABRT): kept */
-    const char *K = tmp("EnvK"), *kdb = tmp("EnvK/lowbit.db");
+    const char *K = t_scratch("EnvK"), *kdb = t_scratch("EnvK/lowbit.db");
     setenv("LOWBIT_TEST_FAULT", "kill:good", 1);
     T_EQ_INT(run("run --models %s --recipes %s --tasks arc_easy --limit 2 -j 1 --out %s --quiet",
                  models_csv, recipes_csv, K), 0);
@@ -1442,10 +1379,10 @@ static void test_env_retry(void) {
 static void test_artifact_deleted(void) {
     setup();
     if (!setup_ok || !ref_dump) { T_FAIL_("no fixture or reference run"); return; }
-    const char *E = tmp("Art");
+    const char *E = t_scratch("Art");
     T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --quiet", models_csv, recipes_csv,
                  TASKS, E), 0);
-    char *art = q1(tmp("Art/lowbit.db"), "SELECT artifact_path FROM runs WHERE model_id = 'good' "
+    char *art = t_q1(t_scratch("Art/lowbit.db"), "SELECT artifact_path FROM runs WHERE model_id = 'good' "
                                          "AND recipe_id = 'fp16'");
     char full[1200], cmd[1400];
     snprintf(full, sizeof full, "%s/%s", E, art);
@@ -1457,11 +1394,11 @@ static void test_artifact_deleted(void) {
     T_CONTAINS(err_buf, "is missing (deleted?); running the job again");
     T_CONTAINS(err_buf, "1 to run");
     T_OK(access(full, F_OK) == 0);
-    char *d = dump_db(tmp("Art/lowbit.db"));
+    char *d = dump_db(t_scratch("Art/lowbit.db"));
     T_EQ_STR(d, ref_dump);
     free(d);
-    T_Q(tmp("Art/lowbit.db"), "SELECT count(*) FROM runs", "9");
-    T_EQ_INT(count_files(tmp("Art/results"), "json"), 9);
+    T_Q(t_scratch("Art/lowbit.db"), "SELECT count(*) FROM runs", "9");
+    T_EQ_INT(count_files(t_scratch("Art/results"), "json"), 9);
     free(art);
 }
 
@@ -1470,22 +1407,22 @@ static void test_artifact_deleted(void) {
 static void test_concurrent_runs(void) {
     setup();
     if (!setup_ok || !ref_dump) { T_FAIL_("no fixture or reference run"); return; }
-    const char *C = tmp("Conc"), *pidf = tmp("conc.pid");
+    const char *C = t_scratch("Conc"), *pidf = t_scratch("conc.pid");
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "%s run --models %s --recipes %s %s -j 1 --out %s --quiet >/dev/null 2>%s & "
              "echo $! > %s",
-             bin(), models_csv, recipes_csv, TASKS, C, tmp("conc.err"), pidf);
+             t_bin(), models_csv, recipes_csv, TASKS, C, t_scratch("conc.err"), pidf);
     T_EQ_INT(system(cmd), 0);
     char b[64] = "";
-    read_into(pidf, b, sizeof b);
+    t_read_into(pidf, b, sizeof b);
     const pid_t first = (pid_t)atol(b);
     /* wait until the first holds the lock (its pid is in the lock file) */
     char lock[600], held[64] = "";
     snprintf(lock, sizeof lock, "%s/.run.lock", C);
     for (int i = 0; i < 500 && atol(held) != first; i++) {
         usleep(10000);
-        read_into(lock, held, sizeof held);
+        t_read_into(lock, held, sizeof held);
     }
     T_EQ_INT((int)atol(held), (int)first);
     T_EQ_INT(run("run --models %s --recipes %s %s -j 1 --out %s --quiet", models_csv, recipes_csv,
@@ -1497,14 +1434,14 @@ static void test_concurrent_runs(void) {
     /* wait for the first, which is not disturbed */
     for (int i = 0; i < 6000 && kill(first, 0) == 0; i++) usleep(10000);
     T_OK(kill(first, 0) != 0);
-    char *d = dump_db(tmp("Conc/lowbit.db"));
+    char *d = dump_db(t_scratch("Conc/lowbit.db"));
     T_EQ_STR(d, ref_dump);
     free(d);
     /* two renders at once into one site: each swaps a whole site in; no temporary is left */
-    const char *site = tmp("Conc/site");
+    const char *site = t_scratch("Conc/site");
     snprintf(cmd, sizeof cmd,
              "%s render --db %s -o %s --quiet & %s render --db %s -o %s --quiet & wait",
-             bin(), tmp("Conc/lowbit.db"), site, bin(), tmp("Conc/lowbit.db"), site);
+             t_bin(), t_scratch("Conc/lowbit.db"), site, t_bin(), t_scratch("Conc/lowbit.db"), site);
     T_EQ_INT(system(cmd), 0);
     char idx[600];
     snprintf(idx, sizeof idx, "%s/index.html", site);
@@ -1523,7 +1460,7 @@ static void test_help(void) {
     setup();
     if (!setup_ok) return;
     T_EQ_INT(run("status --models %s --recipes %s %s --out %s", models_csv, recipes_csv, TASKS,
-                 tmp("A")), 0);
+                 t_scratch("A")), 0);
     T_CONTAINS(out_buf, "9 jobs: 2 ok, 7 failed, 0 pending");
 }
 

@@ -27,7 +27,7 @@
 
 #include "eval/sha256.h"
 #include "gen/pipeline.h"
-#include "t.h"
+#include "tests/t_cli.h"
 
 /* the static helpers (state classification, scontrol parsing); cmd_slurm then comes from here,
  * not from liblowbit.a */
@@ -150,30 +150,6 @@ static char *dump_db(const char *path) {
     return s;
 }
 
-static char *q1(const char *db_path, const char *sql) {
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    char *r = NULL;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-        sqlite3_column_text(st, 0))
-        r = strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return r ? r : strdup("");
-}
-#define T_Q(db, sql, want)                                                                         \
-    do {                                                                                           \
-        char *v_ = q1(db, sql);                                                                    \
-        T_EQ_STR(v_, want);                                                                        \
-        free(v_);                                                                                  \
-    } while (0)
-#define T_QC(db, sql, needle)                                                                      \
-    do {                                                                                           \
-        char *v_ = q1(db, sql);                                                                    \
-        T_CONTAINS(v_, needle);                                                                    \
-        free(v_);                                                                                  \
-    } while (0)
 
 /* ===== the cluster ===== */
 
