@@ -18,6 +18,7 @@
 
 #include "eval/forward.h"
 #include "eval/sha256.h"
+#include "kernels/dmm.h"
 #include "kernels/gram.h"
 #include "quant/calib.h"
 #include "quant/qformat.h"
@@ -61,36 +62,29 @@ int gptq_hessian_get(const struct gptq_hessian *h, double *out) {
 }
 
 /* rows solved together (gptq_quantize_layer): U's rows are read once per tile */
-#define GPTQ_ROW_TILE 16
+#define GPTQ_ROW_TILE 64
 
 /* ===== dense linear algebra (double, row-major [K][K]) ===== */
 
-/* rows i0 .. i0+ni−1 (ni <= 4) of the trailing update of chol_lower: a_ij −= Σ_k a_ik·a_jk over
- * the panel's columns k0 .. k0+nb−1, for j in [j0, i]; pt [nb][ld] is the panel transposed
- * (pt[k][j − j0] = a[j][k0 + k]) so the loops run along j and vectorize, each element's sum in the
- * order of k whatever the vector width */
-LB_CLONES static void chol_rows(double *a, int64_t K, int64_t i0, int ni, int64_t k0, int64_t nb,
-                                int64_t j0, const double *pt, int64_t ld) {
-    enum { JC = 256 };
-    double s[4][JC];
+/* rows i0 .. i0+ni−1 (ni <= CHOL_RB) of the trailing update of chol_lower: a_ij −= Σ_k a_ik·a_jk
+ * over the panel's columns k0 .. k0+nb−1, for j in [j0, i]; pt [nb][ld] is the panel transposed
+ * (pt[k][j − j0] = a[j][k0 + k]). Each element's sum starts from 0 and runs in the order of k
+ * (dmm_acc: multiply, then add), then is subtracted: the same bits on every ISA. */
+#define CHOL_RB 64
+#define CHOL_JC 256
+static void chol_rows(double *a, int64_t K, int64_t i0, int ni, int64_t k0, int64_t nb,
+                      int64_t j0, const double *pt, int64_t ld) {
+    double s[CHOL_RB * CHOL_JC];
     const int64_t jend = i0 + ni; /* j < jend */
-    for (int64_t jc = j0; jc < jend; jc += JC) {
-        const int64_t jl = LB_MIN(JC, jend - jc);
-        for (int r = 0; r < ni; r++) memset(s[r], 0, (size_t)jl * sizeof(double));
-        for (int64_t k = 0; k < nb; k++) {
-            const double *ptk = pt + k * ld + (jc - j0);
-            for (int r = 0; r < ni; r++) {
-                const double aik = a[(i0 + r) * K + k0 + k];
-                double *sr = s[r];
-#pragma omp simd
-                for (int64_t j = 0; j < jl; j++) sr[j] += aik * ptk[j];
-            }
-        }
+    for (int64_t jc = j0; jc < jend; jc += CHOL_JC) {
+        const int64_t jl = LB_MIN(CHOL_JC, jend - jc);
+        for (int r = 0; r < ni; r++) memset(s + r * CHOL_JC, 0, (size_t)jl * sizeof(double));
+        dmm_acc(ni, jl, nb, a + i0 * K + k0, K, pt + (jc - j0), ld, s, CHOL_JC, false);
         for (int r = 0; r < ni; r++) {
             double *ai = a + (i0 + r) * K + jc;
+            const double *sr = s + r * CHOL_JC;
             const int64_t n = LB_MIN(jl, i0 + r + 1 - jc); /* j <= i */
-#pragma omp simd
-            for (int64_t j = 0; j < n; j++) ai[j] -= s[r][j];
+            for (int64_t j = 0; j < n; j++) ai[j] -= sr[j];
         }
     }
 }
@@ -136,8 +130,8 @@ static int chol_lower(double *a, int64_t K) {
         }
         /* the trailing lower triangle */
 #pragma omp parallel for schedule(dynamic, 1) if ((K - k1) * (K - k1) >= (1 << 14))
-        for (int64_t i0 = k1; i0 < K; i0 += 4)
-            chol_rows(a, K, i0, (int)LB_MIN(4, K - i0), k0, nb, k1, pt, ld);
+        for (int64_t i0 = k1; i0 < K; i0 += CHOL_RB)
+            chol_rows(a, K, i0, (int)LB_MIN(CHOL_RB, K - i0), k0, nb, k1, pt, ld);
     }
     for (int64_t i = 0; i < K; i++)
         for (int64_t j = i + 1; j < K; j++) a[i * K + j] = 0;
@@ -145,34 +139,24 @@ static int chol_lower(double *a, int64_t K) {
     return 0;
 }
 
-/* columns c0 .. c1−1 (at most CHOL_NB) of x = L⁻¹: rows in fours, so each earlier row's strip is
- * read once per four; the loops run along the strip and vectorize (each element's operations in a
- * fixed order) */
-LB_CLONES static void tri_strip(const double *l, double *x, int64_t K, int64_t c0, int64_t c1) {
+/* columns c0 .. c1−1 (at most CHOL_NB) of x = L⁻¹, rows in blocks of TRI_RB: each element is
+ * t = [i == c], then t −= L_ik·x_kc for k = c0 .. i−1 in order (the earlier blocks through dmm_acc,
+ * then within the block), then x_ic = t / L_ii: the same bits whatever TRI_RB and the ISA */
+#define TRI_RB 64
+static void tri_strip(const double *l, double *x, int64_t K, int64_t c0, int64_t c1) {
     const int64_t w = c1 - c0;
+    double t[TRI_RB][CHOL_NB];
     for (int64_t i = 0; i < c0; i++) memset(x + i * K + c0, 0, (size_t)w * sizeof *x);
-    for (int64_t i0 = c0; i0 < K; i0 += 4) {
-        const int64_t ni = LB_MIN(4, K - i0);
-        double t[4][CHOL_NB];
-        /* Σ_{k < i0} L_ik·x_k over the strip (x_kc = 0 for c > k) */
-        for (int r = 0; r < ni; r++)
+    for (int64_t i0 = c0; i0 < K; i0 += TRI_RB) {
+        const int64_t ni = LB_MIN(TRI_RB, K - i0);
+        for (int64_t r = 0; r < ni; r++)
             for (int64_t c = 0; c < w; c++) t[r][c] = c0 + c == i0 + r ? 1.0 : 0.0;
-        for (int64_t k = c0; k < i0; k++) {
-            const double *xk = x + k * K + c0;
-            for (int r = 0; r < ni; r++) {
-                const double lik = l[(i0 + r) * K + k];
-                double *tr = t[r];
-#pragma omp simd
-                for (int64_t c = 0; c < w; c++) tr[c] -= lik * xk[c];
-            }
-        }
-        /* then within the four, in order */
-        for (int r = 0; r < ni; r++) {
+        dmm_acc(ni, w, i0 - c0, l + i0 * K + c0, K, x + c0 * K + c0, K, &t[0][0], CHOL_NB, true);
+        for (int64_t r = 0; r < ni; r++) {
             const int64_t i = i0 + r;
-            for (int q = 0; q < r; q++) {
+            for (int64_t q = 0; q < r; q++) {
                 const double lik = l[i * K + i0 + q];
                 const double *xk = x + (i0 + q) * K + c0;
-#pragma omp simd
                 for (int64_t c = 0; c < w; c++) t[r][c] -= lik * xk[c];
             }
             const double inv = 1.0 / l[i * K + i];
@@ -264,7 +248,7 @@ struct solve_ctx {
 };
 
 /* rows n0 .. n0+nr−1 (6./7.): codes and parameters into c->t, each row's loss into rl, bad[r]
- * when row r needs a scale beyond fp16. The loops vectorize (LB_CLONES): the lazy batch update,
+ * when row r needs a scale beyond fp16. The loops vectorize (LB_CLONES); the lazy batch update,
  * acc = Σ_i e1[i]·U[i1+i, i2:] in the order of i, reads each row of U once for the tile. */
 LB_CLONES static void solve_tile(const struct solve_ctx *c, int64_t n0, int nr, double *tile,
                                  double *rl, bool *bad) {
@@ -328,18 +312,10 @@ LB_CLONES static void solve_tile(const struct solve_ctx *c, int64_t n0, int nr, 
             live += !bad[r];
         }
         if (!live || i2 == K) continue;
-        for (int r = 0; r < nr; r++)
-            if (!bad[r]) memset(ACC(r) + i2, 0, (size_t)(K - i2) * sizeof(double));
-        for (int64_t i = 0; i < cnt; i++) {
-            const double *ur = u + (i1 + i) * K;
-            for (int r = 0; r < nr; r++) {
-                if (bad[r]) continue;
-                double *acc = ACC(r);
-                const double e = E1(r)[i];
-#pragma omp simd
-                for (int64_t j = i2; j < K; j++) acc[j] += e * ur[j];
-            }
-        }
+        /* acc = E1·U[i1:i2, i2:] (a bad row's result is computed and unused) */
+        for (int r = 0; r < nr; r++) memset(ACC(r) + i2, 0, (size_t)(K - i2) * sizeof(double));
+        dmm_acc(nr, K - i2, cnt, E1(0), (int64_t)c->row_floats, u + i1 * K + i2, K, ACC(0) + i2,
+                (int64_t)c->row_floats, false);
         for (int r = 0; r < nr; r++) {
             if (bad[r]) continue;
             double *wc = WC(r);
@@ -456,8 +432,8 @@ int gptq_quantize_prepared(const float *w, int64_t N, const struct gptq_prep *p,
     nth = omp_get_max_threads();
 #endif
     double *row_loss = NULL;
-    double *scratch = xmalloc((size_t)nth * GPTQ_ROW_TILE * (size_t)(2 * K + 2 * bs) *
-                                  sizeof *scratch, name);
+    double *scratch = xcalloc((size_t)nth * GPTQ_ROW_TILE * (size_t)(2 * K + 2 * bs),
+                              sizeof *scratch, name);
     void *b = xcalloc(1, qint_tensor_bytes(K, N, o->bits, g, has_perm), name);
     if (!scratch || !b) goto out;
     qint_tensor_attach(t, b, has_perm);
