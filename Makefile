@@ -123,14 +123,16 @@ fuzz: fuzz-build fuzz-seeds
 
 # render speed (10,000 synthetic runs) after the engine's; then the GPTQ Hessian's Gram kernel
 # (kernels/gram.h, tests/bench_gram.c: GFLOP/s against the fp32 FMA peak measured in the same run)
+# and GPTQ's float64 solver (tests/bench_gptq.c: against the float64 FMA peak)
 $(BUILD)/tests/bench_render: tests/render_fixture.h
 $(BUILD)/tests/test_render $(BUILD)/tests/test_hostile: tests/render_fixture.h
 
-bench: $(BIN) $(BUILD)/tests/bench_render $(BUILD)/tests/bench_gram
+bench: $(BIN) $(BUILD)/tests/bench_render $(BUILD)/tests/bench_gram $(BUILD)/tests/bench_gptq
 	@sh tests/bench.sh $(BIN)
 	@sh tests/bench_quant.sh $(BIN)
 	@$(BUILD)/tests/bench_render $(BIN)
 	@$(BUILD)/tests/bench_gram
+	@$(BUILD)/tests/bench_gptq
 	@sh tests/bench_train.sh $(BIN)
 
 # ---- real model sizes (README "Scale benchmark"): make bench-scale [SCALE_SHAPES=tinyllama] ----
