@@ -134,6 +134,18 @@ int safetensors_writer_set_meta(struct safetensors_writer *w, const char *key, c
 /* write the file atomically: PATH.tmp is written, fsynced and renamed over PATH (PATH.tmp is
  * removed on failure). w is unchanged and may be written again. */
 int safetensors_writer_write(const struct safetensors_writer *w, const char *path);
+/* the tensors as a Hugging Face model directory (eval/safetensors_shard.c): dir/model.safetensors
+ * when they fit in max_shard_bytes, else shards split as transformers' save_pretrained splits them
+ * (huggingface_hub's rule, in the order the tensors were added) named
+ * model-0000i-of-0000N.safetensors, with model.safetensors.index.json ({"metadata": {"total_size"},
+ * "weight_map"}) written last; weights files of another layout in dir are removed first.
+ * *file_bytes: the bytes written. -1 with a message. */
+#define SAFETENSORS_DEFAULT_SHARD_BYTES ((int64_t)5000000000) /* transformers' "5GB" */
+int safetensors_writer_write_dir(const struct safetensors_writer *w, const char *dir,
+                                 int64_t max_shard_bytes, int64_t *file_bytes);
+/* LOWBIT_MAX_SHARD_SIZE (bytes, or with KB/MB/GB or KiB/MiB/GiB) or the default 5 GB; -1 with a
+ * message when the variable is not a size */
+int64_t safetensors_max_shard_bytes(void);
 /* free everything w owns; a released writer is empty and may be reused */
 void safetensors_writer_release(struct safetensors_writer *w);
 #endif

@@ -622,11 +622,10 @@ out:
 int hfx_write_dir(const struct hfx_model *hm, const char *dir, struct safetensors_writer *w,
                   json_t *qc, struct hfx_stats *st) {
     if (mkdir_p(dir)) return -1;
-    char path[4300];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (safetensors_writer_write(w, path)) return -1;
-    struct stat sb;
-    st->file_bytes = !stat(path, &sb) ? (size_t)sb.st_size : 0;
+    const int64_t max_shard = safetensors_max_shard_bytes();
+    int64_t written = 0;
+    if (max_shard < 0 || safetensors_writer_write_dir(w, dir, max_shard, &written)) return -1;
+    st->file_bytes = (size_t)written;
     st->n_params = model_n_params(hm->m);
     /* config.json: the source's, or made */
     json_t *cfg = NULL;
