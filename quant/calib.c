@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,12 +196,23 @@ size_t calib_stream_budget(void) {
     return q < cap ? q : cap;
 }
 
+/* the stream's floats: the inputs x (rows × D), the carry (rows × wc), a copy of x when kept;
+ * 0 when the count overflows */
+static size_t stream_floats(const struct model_config *c, const struct calib_set *cs,
+                            bool keep_input, size_t *fl_x, size_t *fl_c) {
+    const size_t rows = (size_t)cs->n_samples * (size_t)cs->seqlen;
+    const size_t wc = (size_t)LB_MAX(c->n_heads * c->head_dim, c->hidden_dim);
+    if (cs->seqlen <= 0 || rows / (size_t)cs->seqlen != (size_t)cs->n_samples ||
+        rows > SIZE_MAX / 4 / (3 * (size_t)c->dim + wc))
+        return 0;
+    *fl_x = rows * (size_t)c->dim, *fl_c = rows * wc;
+    return *fl_x * (keep_input ? 2 : 1) + *fl_c;
+}
+
 size_t calib_stream_bytes(const struct model *m, const struct calib_set *cs, bool keep_input) {
-    const struct model_config *c = &m->cfg;
-    const double rows = (double)cs->n_samples * cs->seqlen;
-    const double wc = LB_MAX(c->n_heads * c->head_dim, c->hidden_dim);
-    const double b = rows * ((keep_input ? 2.0 : 1.0) * c->dim + wc) * 4.0;
-    return b > (double)calib_stream_budget() ? 0 : (size_t)b;
+    size_t fl_x, fl_c;
+    const size_t b = stream_floats(&m->cfg, cs, keep_input, &fl_x, &fl_c) * sizeof(float);
+    return b > calib_stream_budget() ? 0 : b;
 }
 
 int calib_stream_init(struct calib_stream *st, const struct model *fm, const struct calib_set *cs,
@@ -211,11 +223,9 @@ int calib_stream_init(struct calib_stream *st, const struct model *fm, const str
     st->n = cs->n_samples, st->T = cs->seqlen, st->D = c->dim;
     st->wc = LB_MAX(c->n_heads * c->head_dim, c->hidden_dim);
     const size_t rows = (size_t)st->n * (size_t)st->T;
-    const size_t fl_x = rows * (size_t)st->D, fl_c = rows * (size_t)st->wc;
-    const size_t fl = fl_x * (keep_input ? 2 : 1) + fl_c;
-    const size_t bytes = fl * sizeof(float);
-    if (bytes / sizeof(float) != fl || rows / (size_t)st->T != (size_t)st->n)
-        return err("calibration: %d windows of %d tokens are too many", st->n, st->T);
+    size_t fl_x = 0, fl_c = 0;
+    const size_t bytes = stream_floats(c, cs, keep_input, &fl_x, &fl_c) * sizeof(float);
+    if (!bytes) return err("calibration: %d windows of %d tokens are too many", st->n, st->T);
     if (bytes > calib_stream_budget() && spill) {
         /* an unlinked file beside `spill`: paged by the kernel, gone with the process */
         char path[4200];
