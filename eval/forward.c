@@ -215,8 +215,7 @@ void fwd_int8_coverage(const struct model *m, int *n_int8, int *n_total) {
     int ok = 0, all = 0;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const struct layer *L = &m->layers[l];
-        const struct tensor *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < LB_ARRAY_LEN(ws); i++, all++) ok += matmul_i8_tensor_ok(ws[i]);
+        for (int i = 0; i < LIN_COUNT; i++, all++) ok += matmul_i8_tensor_ok(&L->lin[i]);
     }
     ok += matmul_i8_tensor_ok(&m->output);
     *n_int8 = ok;
@@ -289,12 +288,12 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
         break;
     case FWD_O: { /* q, k, v, RoPE, the cache, attention -> carry (the input of o) */
         rmsnorm(s->xn, x, L->attn_norm.data, T, D, c->norm_eps);
-        mm(s, s->q, s->xn, &L->wq, T);
-        mm(s, s->k, s->xn, &L->wk, T);
-        mm(s, s->v, s->xn, &L->wv, T);
-        add_bias(s->q, L->bq.data, T, (int)qd);
-        add_bias(s->k, L->bk.data, T, (int)kvd);
-        add_bias(s->v, L->bv.data, T, (int)kvd);
+        mm(s, s->q, s->xn, &L->lin[LIN_Q], T);
+        mm(s, s->k, s->xn, &L->lin[LIN_K], T);
+        mm(s, s->v, s->xn, &L->lin[LIN_V], T);
+        add_bias(s->q, L->bias[LIN_Q].data, T, (int)qd);
+        add_bias(s->k, L->bias[LIN_K].data, T, (int)kvd);
+        add_bias(s->v, L->bias[LIN_V].data, T, (int)kvd);
         rope(s->q, T, c->n_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
         rope(s->k, T, c->n_kv_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
         cache_store(s, slot, T, pos0);
@@ -315,14 +314,14 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
         break;
     }
     case FWD_GATE_UP: /* x += attention·Wo; the input of gate and up */
-        mm(s, s->xn, carry, &L->wo, T);
+        mm(s, s->xn, carry, &L->lin[LIN_O], T);
         residual_add(x, s->xn, (size_t)T * D);
         rmsnorm(s->xn, x, L->ffn_norm.data, T, D, c->norm_eps);
         break;
     case FWD_DOWN: /* silu(gate) ⊙ up -> carry (the input of down) */
         rmsnorm(s->xn, x, L->ffn_norm.data, T, D, c->norm_eps);
-        mm(s, carry, s->xn, &L->w_gate, T);
-        mm(s, s->up, s->xn, &L->w_up, T);
+        mm(s, carry, s->xn, &L->lin[LIN_GATE], T);
+        mm(s, s->up, s->xn, &L->lin[LIN_UP], T);
 #pragma omp parallel for schedule(static) if ((size_t)T * H >= PAR_MIN_WORK)
         for (int t = 0; t < T; t++)
             for (int i = 0; i < H; i++) {
@@ -332,7 +331,7 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
             }
         break;
     case FWD_OUT: /* x += act·Wdown: the block's output */
-        mm(s, s->xn, carry, &L->w_down, T);
+        mm(s, s->xn, carry, &L->lin[LIN_DOWN], T);
         residual_add(x, s->xn, (size_t)T * D);
         break;
     default: break;
@@ -341,13 +340,7 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
 
 /* the weight whose input a stage ends at (the anchor the hooks know), NULL for FWD_OUT */
 static const struct tensor *stage_anchor(const struct layer *L, enum fwd_stage st) {
-    switch (st) {
-    case FWD_QKV: return &L->wq;
-    case FWD_O: return &L->wo;
-    case FWD_GATE_UP: return &L->w_gate;
-    case FWD_DOWN: return &L->w_down;
-    default: return NULL;
-    }
+    return st < LIN_N_INPUTS ? &L->lin[lin_anchor(st)] : NULL;
 }
 
 int fwd_block_stage(struct fwd_state *s, int l, enum fwd_stage st, float *x, float *carry, int T) {

@@ -237,7 +237,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static const char *weight_dtype(const struct model *m) {
-    return m->cfg.n_layers > 0 ? dtype_get(m->layers[0].wq.type)->name : "?";
+    return m->cfg.n_layers > 0 ? dtype_get(m->layers[0].lin[LIN_Q].type)->name : "?";
 }
 
 static int write_json(const struct bench_opts *o, const struct model *m, const char *token_src,

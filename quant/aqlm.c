@@ -698,26 +698,10 @@ out:
 
 /* ===== the block's linears ===== */
 
-/* the four inputs of a block, in the reference's (and AutoGPTQ's) true-sequential order */
-enum { SUB_QKV, SUB_O, SUB_GATE_UP, SUB_DOWN, SUB_COUNT };
-static const struct {
-    const char *canon; /* blk.N.<canon> */
-    int sub;
-    bool attn;
-} block_linears[] = {
-    {"attn_q.weight", SUB_QKV, true},       {"attn_k.weight", SUB_QKV, true},
-    {"attn_v.weight", SUB_QKV, true},       {"attn_output.weight", SUB_O, true},
-    {"ffn_gate.weight", SUB_GATE_UP, false}, {"ffn_up.weight", SUB_GATE_UP, false},
-    {"ffn_down.weight", SUB_DOWN, false},
-};
-#define N_BLOCK_LINEARS 7
-static const int sub_anchor[SUB_COUNT] = {0, 3, 4, 6}; /* the linear whose input is the sub's */
-
-static struct tensor *layer_slot(struct layer *L, int i) {
-    struct tensor *s[N_BLOCK_LINEARS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
-                                         &L->w_down};
-    return s[i];
-}
+/* a block's linears are eval/model.h's enum lin; their four inputs (lin_info[].stage, FWD_QKV ..
+ * FWD_DOWN) are the reference's (and AutoGPTQ's) true-sequential sub-groups, in its order */
+#define SUB_COUNT LIN_N_INPUTS
+#define N_BLOCK_LINEARS LIN_COUNT
 
 /* ===== block fine-tuning (src/finetune.py finetune_groupwise) ===== */
 
@@ -829,9 +813,7 @@ static void ft_adam(struct ft_lin *f, const struct model *m, double lr, int step
 /* the block's weights: float ones from wf, the quantized linears' from their t->f32 */
 static struct grad_weights ft_weights(const struct grad_weights *wf, struct ft_lin *lin, int nl) {
     struct grad_weights w = *wf;
-    const float **slot[N_BLOCK_LINEARS] = {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up,
-                                           &w.w_down};
-    for (int i = 0; i < nl; i++) *slot[lin[i].slot] = lin[i].t->f32;
+    for (int i = 0; i < nl; i++) w.lin[lin[i].slot] = lin[i].t->f32;
     return w;
 }
 
@@ -867,9 +849,7 @@ static int ft_block(struct grad_block *g, const struct model *m, const struct gr
     int ret = -1, step = 0;
     if (!xb || !yb || !order) goto out;
     struct grad_grads gr = {0};
-    float **gslot[N_BLOCK_LINEARS] = {&gr.wq, &gr.wk, &gr.wv, &gr.wo, &gr.w_gate, &gr.w_up,
-                                      &gr.w_down};
-    for (int i = 0; i < nl; i++) *gslot[lin[i].slot] = lin[i].gw;
+    for (int i = 0; i < nl; i++) gr.lin[lin[i].slot] = lin[i].gw;
     const struct grad_weights wq = ft_weights(wf, lin, nl);
     double best;
     if (ft_loss(g, &wq, xq, ystar, n, T, bs, yb, &best)) goto out;
@@ -979,8 +959,8 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     memset(rep, 0, sizeof *rep);
     const double t0 = now_s();
     const int n_layers = m->cfg.n_layers, T = cs->seqlen, n = cs->n_samples, D = m->cfg.dim;
-    const int64_t dims[SUB_COUNT] = {m->cfg.dim, (int64_t)m->cfg.n_heads * m->cfg.head_dim,
-                                     m->cfg.dim, m->cfg.hidden_dim};
+    int64_t dims[SUB_COUNT];
+    for (int s = 0; s < SUB_COUNT; s++) dims[s] = lin_dim(&m->cfg, lin_info[lin_anchor(s)].in);
     const bool ft = o->finetune && o->finetune_max_epochs > 0;
     const int bs = LB_MAX(1, LB_MIN(o->finetune_batch_size, n));
     const int64_t W = (int64_t)T * D;
@@ -1011,7 +991,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     for (int l = 0; l < n_layers; l++)
         for (int i = 0; i < N_BLOCK_LINEARS; i++) {
             char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s", l, block_linears[i].canon);
+            lin_name(name, sizeof name, l, (enum lin)i);
             int *x = &idx[l * N_BLOCK_LINEARS + i];
             *x = hfx_find(&hm, name);
             if (*x < 0 || !hm.t[*x].linear) {
@@ -1020,7 +1000,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
             }
             struct hfx_tensor *t = &hm.t[*x];
             const bool want = o->modules == AQLM_MOD_ALL ||
-                              (o->modules == AQLM_MOD_ATTENTION) == block_linears[i].attn;
+                              (o->modules == AQLM_MOD_ATTENTION) == lin_info[i].attn;
             if (!want) {
                 snprintf(t->note, sizeof t->note, "kept in float: not in modules");
                 *x = -1;
@@ -1072,10 +1052,10 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
                 if (o->true_sequential && s != p) continue;
                 bool has = false;
                 for (int i = 0; i < N_BLOCK_LINEARS; i++)
-                    has |= block_linears[i].sub == s && idx[l * N_BLOCK_LINEARS + i] >= 0;
+                    has |= (int)lin_info[i].stage == s && idx[l * N_BLOCK_LINEARS + i] >= 0;
                 if (!has) continue;
                 cap.H[s] = Hbuf[s];
-                cap.anchor[s] = layer_slot(&fm.layers[l], sub_anchor[s]);
+                cap.anchor[s] = &fm.layers[l].lin[lin_anchor(s)];
                 cap.K[s] = dims[s];
                 cap.n_tokens[s] = 0;
                 memset(cap.H[s], 0, (size_t)(dims[s] * dims[s]) * sizeof(double));
@@ -1088,7 +1068,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
                 goto out;
             rep->forward_seconds += now_s() - tf;
             for (int i = 0; i < N_BLOCK_LINEARS; i++) {
-                const int x = idx[l * N_BLOCK_LINEARS + i], s = block_linears[i].sub;
+                const int x = idx[l * N_BLOCK_LINEARS + i], s = (int)lin_info[i].stage;
                 if (x < 0 || !cap.H[s]) continue;
                 struct hfx_tensor *t = &hm.t[x];
                 const int64_t K = t->K, N = t->N;
@@ -1108,7 +1088,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
                 const bool qk = i == 0 || i == 1;
                 for (int64_t r = 0; r < N; r++)
                     aqlm_row_to_f32(&t->q, r, t->f32 + calib_source_row(m, qk, r) * K);
-                calib_f32_slot(layer_slot(&fm.layers[l], i), t->f32, K, N);
+                calib_f32_slot(&fm.layers[l].lin[i], t->f32, K, N);
                 rel_l += ls.rel_mse, n_l++, ep_l += ls.epochs;
                 rel_sum += ls.rel_mse;
                 rep->n_layers++;

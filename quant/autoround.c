@@ -16,10 +16,7 @@
 #include "quant/qformat.h"
 #include "quant/quant.h"
 
-#define N_LIN 7
-static const char *const lin_canon[N_LIN] = {"attn_q.weight",   "attn_k.weight", "attn_v.weight",
-                                             "attn_output.weight", "ffn_gate.weight",
-                                             "ffn_up.weight", "ffn_down.weight"};
+#define N_LIN LIN_COUNT /* a block's linears: eval/model.h's enum lin */
 
 double autoround_auto_lr(int iters, int bits) {
     if (iters <= 0) return 5e-3;
@@ -254,9 +251,8 @@ static const int *sampler_next(struct sampler *s) {
 static struct grad_weights q_weights(const struct grad_weights *wf,
                                      struct autoround_linear *const lin[N_LIN]) {
     struct grad_weights w = *wf;
-    const float **slot[N_LIN] = {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down};
     for (int i = 0; i < N_LIN; i++)
-        if (lin[i]) *slot[i] = lin[i]->wq;
+        if (lin[i]) w.lin[i] = lin[i]->wq;
     return w;
 }
 
@@ -312,9 +308,8 @@ int autoround_tune_block(struct grad_block *g, const struct grad_weights *wf,
     for (int i = 0; i < n_win; i++) sm.idx[i] = i;
     sampler_shuffle(&sm);
     struct grad_grads gr = {0};
-    float **gslot[N_LIN] = {&gr.wq, &gr.wk, &gr.wv, &gr.wo, &gr.w_gate, &gr.w_up, &gr.w_down};
     for (int i = 0; i < N_LIN; i++)
-        if (lin[i]) *gslot[i] = lin[i]->gwq;
+        if (lin[i]) gr.lin[i] = lin[i]->gwq;
     double best = DBL_MAX;
     const double numel = (double)rows * D;
     for (int it = 0; it < o->iters; it++) {
@@ -508,7 +503,8 @@ static int write_gguf(const struct model *m, const char *path, const char *name,
                 goto out;
             continue;
         }
-        const bool qk = strstr(t->name, ".attn_q.weight") || strstr(t->name, ".attn_k.weight");
+        const int li = lin_of_tensor(t->name);
+        const bool qk = li >= 0 && lin_info[li].rope;
         if (!(fbuf[i] = xmalloc((size_t)(n_rows * K) * sizeof(float), t->name))) goto out;
         for (int64_t r = 0; r < n_rows; r++)
             tensor_row_to_f32(t, gguf_src_row(m, qk, r), fbuf[i] + r * K);
@@ -629,12 +625,11 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
             if (grad_block_forward(&g, &wf, xfp + w0 * W, LB_MIN(bs, n - w0), T, yfp + w0 * W))
                 goto out;
         /* the linears the format holds */
-        const float *wsrc[N_LIN] = {wf.wq, wf.wk, wf.wv, wf.wo, wf.w_gate, wf.w_up, wf.w_down};
         int xi[N_LIN], ti[N_LIN];
         int64_t grp[N_LIN];
         for (int i = 0; i < N_LIN; i++) {
             char tn[96];
-            snprintf(tn, sizeof tn, "blk.%d.%s", l, lin_canon[i]);
+            lin_name(tn, sizeof tn, l, (enum lin)i);
             lp[i] = NULL;
             xi[i] = ti[i] = find_tensor(m, tn);
             if (ti[i] < 0) {
@@ -662,7 +657,7 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
                             "are not whole blocks of 32\n", tn, (long long)K);
                 continue;
             }
-            if (autoround_linear_init(&L[i], wsrc[i], K, N, grp[i])) goto out;
+            if (autoround_linear_init(&L[i], wf.lin[i], K, N, grp[i])) goto out;
             lp[i] = &L[i];
         }
         /* tune */
@@ -677,7 +672,7 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
             if (!lp[i]) continue;
             struct autoround_linear *Li = lp[i];
             if (autoround_codes(Li, o, codes, dd, zz)) goto out;
-            const bool qk = i == 0 || i == 1;
+            const bool qk = lin_info[i].rope;
             if (gptq) {
                 if (emit_gptq(m, &hm.t[xi[i]], qk, o->bits, Li->g, codes, dd, zz, Li->ng)) goto out;
             } else if (emit_gguf(m, gtype, qk, Li->K, Li->N, codes, dd, zz, &gbuf[ti[i]],

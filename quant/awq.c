@@ -253,18 +253,10 @@ void awq_apply_clip(float *w, int64_t K, int64_t N, int64_t group, const float *
 
 /* ===== the model, block by block ===== */
 
-/* the block linears (layer slot order) and the four recorded inputs */
-enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, N_LIN };
-enum { IN_ATTN, IN_O, IN_FFN, IN_DOWN, N_IN };
-static const char *const lin_canon[N_LIN] = {"attn_q.weight", "attn_k.weight", "attn_v.weight",
-                                             "attn_output.weight", "ffn_gate.weight",
-                                             "ffn_up.weight", "ffn_down.weight"};
-static const int lin_input[N_LIN] = {IN_ATTN, IN_ATTN, IN_ATTN, IN_O, IN_FFN, IN_FFN, IN_DOWN};
-
-static struct tensor *lin_slot(struct layer *L, int i) {
-    struct tensor *s[N_LIN] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    return s[i];
-}
+/* the block linears are eval/model.h's enum lin; the four recorded inputs are their stages
+ * (lin_info[].stage: FWD_QKV, FWD_O, FWD_GATE_UP, FWD_DOWN) */
+#define N_LIN LIN_COUNT
+#define N_IN LIN_N_INPUTS
 
 /* the scaling groups of awq/models/llama.py get_layers_for_scaling; prev_lin < 0: an RMSNorm */
 static const struct {
@@ -273,10 +265,10 @@ static const struct {
     int prev_lin;            /* the linear whose rows take 1/s, or -1 */
     const char *prev_norm;   /* the norm whose weight takes 1/s */
 } groups[N_IN] = {
-    {"qkv", {LIN_Q, LIN_K, LIN_V}, 3, IN_ATTN, -1, "attn_norm.weight"},
-    {"o", {LIN_O}, 1, IN_O, LIN_V, NULL},
-    {"gate_up", {LIN_GATE, LIN_UP}, 2, IN_FFN, -1, "ffn_norm.weight"},
-    {"down", {LIN_DOWN}, 1, IN_DOWN, LIN_UP, NULL},
+    {"qkv", {LIN_Q, LIN_K, LIN_V}, 3, FWD_QKV, -1, "attn_norm.weight"},
+    {"o", {LIN_O}, 1, FWD_O, LIN_V, NULL},
+    {"gate_up", {LIN_GATE, LIN_UP}, 2, FWD_GATE_UP, -1, "ffn_norm.weight"},
+    {"down", {LIN_DOWN}, 1, FWD_DOWN, LIN_UP, NULL},
 };
 
 /* the hook: append the inputs of the anchor weights */
@@ -332,7 +324,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     for (int l = 0; l < n_layers; l++)
         for (int i = 0; i < N_LIN; i++) {
             char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s", l, lin_canon[i]);
+            lin_name(name, sizeof name, l, (enum lin)i);
             const int x = idx[l * N_LIN + i] = hfx_find(&hm, name);
             if (x < 0 || !hm.t[x].linear) {
                 err("AWQ: %s has no linear %s", m->path, name);
@@ -345,8 +337,8 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
             max_k = LB_MAX(max_k, t->K);
             max_nk = LB_MAX(max_nk, t->K * t->N);
         }
-    const int64_t in_k[N_IN] = {m->cfg.dim, (int64_t)m->cfg.n_heads * m->cfg.head_dim, m->cfg.dim,
-                                m->cfg.hidden_dim};
+    int64_t in_k[N_IN];
+    for (int s = 0; s < N_IN; s++) in_k[s] = lin_dim(&m->cfg, lin_info[lin_anchor(s)].in);
     { /* the memory plan, refused before any work: the four recorded inputs of a block, the clip
        * search, one block in fp32, the calibration stream (unless it spills) */
         double blk = 0, in = 0;
@@ -395,8 +387,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
             if (hfx_load(&hm, idx[l * N_LIN + i])) goto out;
         /* 1. the inputs of block l (blocks < l already quantized and folded) */
         struct layer *L = &fm.layers[l];
-        cap.anchor[IN_ATTN] = &L->wq, cap.anchor[IN_O] = &L->wo;
-        cap.anchor[IN_FFN] = &L->w_gate, cap.anchor[IN_DOWN] = &L->w_down;
+        for (int s = 0; s < N_IN; s++) cap.anchor[s] = &L->lin[lin_anchor(s)];
         for (int s = 0; s < N_IN; s++) cap.rows[s] = 0;
         const double tf = now_s();
         cst.fs.mm_hook = capture_hook;
@@ -478,17 +469,18 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
             struct hfx_tensor *t = lt[i];
             if (!q[i]) {
                 /* v / up may have had rows scaled (prev op): rows in source order (not q/k) */
-                if (i == LIN_V || i == LIN_UP) calib_f32_slot(lin_slot(L, i), t->f32, t->K, t->N);
+                if (i == LIN_V || i == LIN_UP) calib_f32_slot(&L->lin[i], t->f32, t->K, t->N);
                 continue;
             }
             if (o->clip && i != LIN_Q && i != LIN_K) {
-                if (awq_search_clip(cap.buf[lin_input[i]], T, t->K, t->f32, t->N, o, mv)) goto out;
+                if (awq_search_clip(cap.buf[lin_info[i].stage], T, t->K, t->f32, t->N, o, mv))
+                    goto out;
                 awq_apply_clip(t->f32, t->K, t->N, o->group, mv);
             }
             const struct rtn_opts ro = {.bits = o->bits, .group = o->group, .style = RTN_AWQ};
             if (rtn_quantize(t->f32, t->K, t->N, &ro, t->module, &t->q, &t->qbuf)) goto out;
             t->quantized = true;
-            calib_swap_in(m, t, i == LIN_Q || i == LIN_K, lin_slot(L, i));
+            calib_swap_in(m, t, lin_info[i].rope, &L->lin[i]);
         }
         rep->clip_seconds += now_s() - tc;
         /* the finished block's outputs: block l+1's inputs */

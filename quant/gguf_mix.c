@@ -527,9 +527,7 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
             for (int d = 0; d < 4; d++) q[n].mt.ne[d] = t->ne[d];
             q[n].mt.n_dims = n_dims_of(t->ne, t->n_dims);
             q[n].src = t->data;
-            if (hf_rope && ends_with(t->name, "attn_q.weight")) q[n].permute_heads = m->cfg.n_heads;
-            if (hf_rope && ends_with(t->name, "attn_k.weight"))
-                q[n].permute_heads = m->cfg.n_kv_heads;
+            if (hf_rope) q[n].permute_heads = lin_rope_heads(&m->cfg, lin_of_tensor(t->name));
         }
     }
     mt = calloc((size_t)n + 1, sizeof *mt);
