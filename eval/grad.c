@@ -162,7 +162,7 @@ static inline float dotf(const float *a, const float *b, int n) {
 /* ----- attention: one task = (window b, kv head g) with every query head reading g -----
  * The task gathers its keys and values transposed (Kt, Vt [hd][T]), so every inner loop runs
  * along the keys j and vectorizes (omp simd); the body is compiled for AVX-512, AVX2 and generic
- * x86-64 (the ISA kernels/matmul.c chose, kernels_isa()). Scores are Σ_i q_i·k_ij in i order,
+ * x86-64 (the kernels' path, kernels/cpu.h: cpu_isa()). Scores are Σ_i q_i·k_ij in i order,
  * times 1/√hd, as attention_ref; exp is exp_neg below in the forward and the backward alike. */
 
 /* e^x for x <= ~0 (Cody-Waite reduction, Cephes' degree-6 polynomial; about 2 ulp; x < −87
@@ -355,22 +355,17 @@ ATTN_INLINE void attn_bwd_task(struct grad_block *g, int b, int kg, int T, float
         }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define ATTN_TARGETS 1
-__attribute__((target("avx512f,fma"))) static void attn_fwd_avx512(struct grad_block *g, int b,
-                                                                   int kg, int T, float *buf) {
+#if LB_X86
+LB_AVX512F static void attn_fwd_avx512(struct grad_block *g, int b, int kg, int T, float *buf) {
     attn_fwd_task(g, b, kg, T, buf);
 }
-__attribute__((target("avx2,fma"))) static void attn_fwd_avx2(struct grad_block *g, int b, int kg,
-                                                              int T, float *buf) {
+LB_AVX2F static void attn_fwd_avx2(struct grad_block *g, int b, int kg, int T, float *buf) {
     attn_fwd_task(g, b, kg, T, buf);
 }
-__attribute__((target("avx512f,fma"))) static void attn_bwd_avx512(struct grad_block *g, int b,
-                                                                   int kg, int T, float *buf) {
+LB_AVX512F static void attn_bwd_avx512(struct grad_block *g, int b, int kg, int T, float *buf) {
     attn_bwd_task(g, b, kg, T, buf);
 }
-__attribute__((target("avx2,fma"))) static void attn_bwd_avx2(struct grad_block *g, int b, int kg,
-                                                              int T, float *buf) {
+LB_AVX2F static void attn_bwd_avx2(struct grad_block *g, int b, int kg, int T, float *buf) {
     attn_bwd_task(g, b, kg, T, buf);
 }
 #endif
@@ -383,14 +378,18 @@ static void attn_bwd_generic(struct grad_block *g, int b, int kg, int T, float *
 
 typedef void (*attn_task_fn)(struct grad_block *g, int b, int kg, int T, float *buf);
 
+/* the forward [0] and backward [1] task of each path (kernels/cpu.h) */
+static const attn_task_fn attn_tasks[CPU_ISA_COUNT][2] = {
+    [CPU_ISA_GENERIC] = {attn_fwd_generic, attn_bwd_generic},
+#if LB_X86
+    [CPU_ISA_AVX2] = {attn_fwd_avx2, attn_bwd_avx2},
+    [CPU_ISA_AVX512] = {attn_fwd_avx512, attn_bwd_avx512},
+#endif
+};
+
 /* run fn over every (window, kv head) task, each thread with a buffer of n_buf floats */
 static int attn_run(struct grad_block *g, int n_win, int T, bool bwd) {
-    attn_task_fn fn = bwd ? attn_bwd_generic : attn_fwd_generic;
-#ifdef ATTN_TARGETS
-    const char *isa = kernels_isa();
-    if (!strcmp(isa, "avx512")) fn = bwd ? attn_bwd_avx512 : attn_fwd_avx512;
-    else if (!strcmp(isa, "avx2")) fn = bwd ? attn_bwd_avx2 : attn_fwd_avx2;
-#endif
+    const attn_task_fn fn = attn_tasks[cpu_isa()][bwd];
     const int nkv = g->n_kv_heads, n_task = n_win * nkv;
     const size_t n_buf = (size_t)(4 * g->hd + 2 * QB) * (size_t)T;
     int bad = 0;

@@ -247,24 +247,14 @@ int aqlm_matmul_lut(float *y, const float *x, const struct tensor *w, int n_tok)
 
 /* ===== dequantizing GEMM ===== */
 
-/* the ISA is one the CPU has (matmul_gemm_deq trusts its caller) */
-static bool aq_isa_ok(const char *isa) {
-    if (!strcmp(isa, "generic")) return true;
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (!strcmp(isa, "avx2")) return avx2;
-    if (!strcmp(isa, "avx512"))
-        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl");
-#endif
-    return false;
+int aqlm_matmul_gemm(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
+    const int i = cpu_isa_from_name(isa);
+    if (i < 0 || !cpu_has((enum cpu_isa)i)) return -1; /* matmul_gemm_deq trusts its caller */
+    return matmul_gemm_deq(y, x, NULL, w, n_tok, (enum cpu_isa)i, aq_deq);
 }
 
-int aqlm_matmul_gemm(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
-    if (!aq_isa_ok(isa)) return -1;
-    return matmul_gemm_deq(y, x, NULL, w, n_tok, isa, aq_deq);
-}
+/* the lookup tables are scalar C; the GEMM takes matmul.c's path */
+const char *aqlm_matmul_path(void) { return kernels_isa(); }
 
 /* ===== dispatch ===== */
 
@@ -275,7 +265,7 @@ void aqlm_matmul(float *y, const float *x, const struct tensor *w, int n_tok) {
     const bool lut = n_tok <= AQLM_LUT_MAX_T && w->q_bits <= 8 &&
                      (int64_t)w->q_ncb * aqlm_codebook_size(w) * w->q_out_group <= tensor_nrows(w);
     if (lut && !aqlm_matmul_lut(y, x, w, n_tok)) return;
-    if (matmul_gemm_deq(y, x, NULL, w, n_tok, kernels_isa(), aq_deq))
+    if (matmul_gemm_deq(y, x, NULL, w, n_tok, cpu_isa(), aq_deq))
         BUG("aqlm_matmul: no memory for the GEMM scratch (T = %d, K = %lld)", n_tok,
             (long long)w->ne[0]);
 }

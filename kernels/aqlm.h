@@ -110,4 +110,6 @@ void aqlm_matmul_ref(float *y, const float *x, const struct tensor *w, int n_tok
  * memory) */
 int aqlm_matmul_lut(float *y, const float *x, const struct tensor *w, int n_tok);
 int aqlm_matmul_gemm(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa);
+/* the path aqlm_matmul's GEMM takes (kernels/cpu.h; its lookup tables are plain C) */
+const char *aqlm_matmul_path(void);
 #endif

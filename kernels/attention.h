@@ -38,6 +38,8 @@ int64_t attn_ldv(int hd);
 
 void attention_ref(float *out, const float *q, const float *kt, const float *v,
                    const struct attn_shape *s);
+/* the path attention takes (kernels/cpu.h) */
+const char *attention_path(void);
 int attention(float *out, const float *q, const float *kt, const float *v,
               const struct attn_shape *s);
 

@@ -15,6 +15,7 @@
  * y must not alias x. Call from outside any OpenMP parallel region. */
 #ifndef KERNELS_MATMUL_H
 #define KERNELS_MATMUL_H
+#include "kernels/cpu.h"
 #include "kernels/tensor.h"
 
 void matmul_ref(float *y, const float *x, const struct tensor *w, int n_tok);
@@ -23,9 +24,7 @@ void matmul_ref_rows(float *y, const float *x, const struct tensor *w, int n_tok
                      void (*row_to_f32)(const struct tensor *, int64_t, float *));
 void matmul(float *y, const float *x, const struct tensor *w, int n_tok);
 
-/* the instruction set the fast paths use here, e.g. "avx512", "avx2", "generic" (printed once by
- * the CLI as "kernels: using avx512") */
-const char *kernels_isa(void);
+/* kernels_isa(): the instruction set the fast paths use here (kernels/cpu.h) */
 
 /* the machine's measured fp32 FMA peak in GFLOP/s on n_threads threads (a register-only FMA
  * loop of about `seconds`, the widest vector ISA the CPU has) */
