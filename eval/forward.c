@@ -41,6 +41,7 @@ void fwd_release(struct fwd_state *s) {
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->xh);
+    kscratch_release(&s->ws);
     memset(s, 0, sizeof *s);
 }
 
@@ -68,6 +69,24 @@ static double rope_inv_freq(const struct model *m, int i) {
 static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch,
                       int n_cache_layers);
 
+/* the kernels' scratch for every call a forward over m makes (windows of up to max_batch
+ * tokens, positions below n_ctx) on n_threads threads: the largest need of any weight matmul at
+ * any piece length, in fp32/fp16/bf16 and in int8, and of the attention. The calls run one after
+ * another, so one buffer of the largest serves them all. */
+static size_t plan_scratch(const struct model *m, int n_ctx, int max_batch, int n_threads) {
+    const struct model_config *c = &m->cfg;
+    size_t need = attention_scratch(n_ctx, c->head_dim, n_threads);
+    for (int l = 0; l <= c->n_layers; l++)
+        for (int i = 0; i < (l < c->n_layers ? LIN_COUNT : 1); i++) {
+            const struct tensor *w = l < c->n_layers ? &m->layers[l].lin[i] : &m->output;
+            for (int T = 1; T <= max_batch; T++) {
+                need = LB_MAX(need, matmul_scratch(w, T, n_threads));
+                need = LB_MAX(need, matmul_i8_scratch(w, T, n_threads));
+            }
+        }
+    return need;
+}
+
 int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch) {
     return init_cache(s, m, n_ctx, max_batch, m->cfg.n_layers);
 }
@@ -89,16 +108,20 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
     const size_t B = (size_t)max_batch, D = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     const size_t half = (size_t)c->head_dim / 2;
+    const size_t kmax = LB_MAX(LB_MAX(D, qd), H); /* the widest matmul input */
+    const size_t ws_bytes = plan_scratch(m, n_ctx, max_batch, lb_threads());
     s->ldk = attn_ldk(n_ctx);
     s->ldv = attn_ldv(c->head_dim);
     s->kt_head = (int64_t)c->head_dim * s->ldk;
     s->v_head = (int64_t)n_ctx * s->ldv;
     s->n_cache_layers = n_cache_layers;
     const size_t heads = (size_t)n_cache_layers * (size_t)c->n_kv_heads;
-    /* the cache and scratch together: refused at once, before the first allocation */
+    /* the cache, the activations and the kernels' scratch together: refused at once, before the
+     * first allocation */
     const double floats = (double)heads * (double)(s->kt_head + s->v_head) +
                           (double)B * (double)(D + LB_MAX(D, qd) + qd + 2 * kvd + LB_MAX(qd, H) + H) +
-                          2.0 * (double)n_ctx * (double)half;
+                          2.0 * (double)n_ctx * (double)half + (double)B * (double)kmax +
+                          (double)ws_bytes / 4;
     char what[96];
     snprintf(what, sizeof what, "the KV cache and activations of a %d-token context", n_ctx);
     if (floats * 4 > (double)SIZE_MAX / 2 || mem_check((size_t)(floats * 4), what)) return -1;
@@ -113,8 +136,10 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
     s->up = xcalloc(B * H, sizeof(float), "ffn activations");
     s->rope_cos = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
     s->rope_sin = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
+    s->xh = xmalloc(B * kmax * sizeof(float), "the rounded matmul input");
+    s->xh_floats = s->xh ? B * kmax : 0;
     if (!s->k_cache || !s->v_cache || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->carry ||
-        !s->up || !s->rope_cos || !s->rope_sin) {
+        !s->up || !s->rope_cos || !s->rope_sin || !s->xh || kscratch_init(&s->ws, ws_bytes)) {
         fwd_release(s);
         return -1;
     }
@@ -230,7 +255,8 @@ static void round_half(float *dst, const float *src, size_t n, enum compute_dtyp
                                    : lb_bf16_to_f32(lb_f32_to_bf16(src[i]));
 }
 
-/* y = x·Wᵀ in the state's compute dtype; a failure (out of memory) sets s->mm_failed */
+/* y = x·Wᵀ in the state's compute dtype, with the planned scratch (fwd_init); a failure (out of
+ * memory: more threads than planned, and no room for their scratch) sets s->mm_failed */
 static void mm_out(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T) {
     const size_t K = (size_t)w->ne[0], N = (size_t)tensor_nrows(w);
     s->n_mm++;
@@ -239,7 +265,7 @@ static void mm_out(struct fwd_state *s, float *y, const float *x, const struct t
     case COMPUTE_INT8:
         if (matmul_i8_tensor_ok(w)) {
             s->n_mm_int8++;
-            if (matmul_i8(y, x, w, T)) s->mm_failed = true;
+            if (matmul_i8_ws(y, x, w, T, &s->ws)) s->mm_failed = true;
             return;
         }
         break;
@@ -256,12 +282,12 @@ static void mm_out(struct fwd_state *s, float *y, const float *x, const struct t
             s->xh_floats = (size_t)T * K;
         }
         round_half(s->xh, x, (size_t)T * K, s->compute);
-        matmul(y, s->xh, w, T);
-        round_half(y, y, (size_t)T * N, s->compute);
+        if (matmul_ws(y, s->xh, w, T, &s->ws)) s->mm_failed = true;
+        else round_half(y, y, (size_t)T * N, s->compute);
         return;
     default: break;
     }
-    matmul(y, x, w, T);
+    if (matmul_ws(y, x, w, T, &s->ws)) s->mm_failed = true;
 }
 
 /* a layer matmul: the hook sees its input */
@@ -307,8 +333,8 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
                                       .kt_head = s->kt_head,
                                       .v_head = s->v_head};
         const int64_t lo = (int64_t)slot * c->n_kv_heads;
-        if (attention(carry, s->q, s->k_cache + lo * s->kt_head, s->v_cache + lo * s->v_head,
-                      &as))
+        if (attention_ws(carry, s->q, s->k_cache + lo * s->kt_head, s->v_cache + lo * s->v_head,
+                         &as, &s->ws))
             s->mm_failed = true;
         s->flops += 4.0 * hd * c->n_heads * ((double)T * pos0 + (double)T * (T + 1) / 2);
         break;

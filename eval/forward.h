@@ -13,6 +13,7 @@
 #ifndef EVAL_FORWARD_H
 #define EVAL_FORWARD_H
 #include "eval/model.h"
+#include "kernels/matmul.h"    /* struct kscratch */
 #include "kernels/matmul_i8.h" /* enum compute_dtype */
 
 struct fwd_state {
@@ -44,9 +45,12 @@ struct fwd_state {
      * matmul calls made so far, and of those done in int8 (the rest fell back to fp32). */
     enum compute_dtype compute;
     long n_mm, n_mm_int8;
-    float *xh; /* fp16/bf16: the rounded input (allocated on first use) */
+    float *xh; /* fp16/bf16: the rounded input, [max_batch][max(D, qd, H)] */
     size_t xh_floats;
     bool mm_failed;
+    /* the kernels' scratch, planned by fwd_init for this model, max_batch and lb_threads(): the
+     * calls of a forward allocate nothing (kernels/matmul.h, struct kscratch) */
+    struct kscratch ws;
 };
 
 int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch);

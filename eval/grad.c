@@ -61,10 +61,12 @@ int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int6
 
 /* ===== small kernels ===== */
 
-/* y [R][N] = x [R][K]·Wᵀ, W [N][K] */
-static void mm(float *y, const float *x, const float *w, int64_t K, int64_t N, int64_t R) {
+/* y [R][N] = x [R][K]·Wᵀ, W [N][K]; a failure (out of memory for the kernel's scratch) is kept in
+ * g->mm_failed, which the forward and backward report */
+static void mm(struct grad_block *g, float *y, const float *x, const float *w, int64_t K, int64_t N,
+               int64_t R) {
     struct tensor t = {.type = DTYPE_F32, .n_dims = 2, .ne = {K, N, 1, 1}, .data = (void *)w};
-    matmul(y, x, &t, (int)R);
+    if (!g->mm_failed && matmul(y, x, &t, (int)R)) g->mm_failed = true;
 }
 
 /* dst[c·ldd + r] = src[r·lds + c] for r < R, c < C (srcᵀ, in tiles) */
@@ -418,13 +420,14 @@ int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const
                    "rows)", n_win, T, g->n_ctx, (long long)g->max_rows);
     const int D = g->D, H = g->H, qd = g->qd, kvd = g->kvd;
     g->n_win = n_win, g->T = T;
+    g->mm_failed = false;
     g->has_bias = false;
     for (int i = 0; i < LIN_COUNT; i++) g->has_bias |= w->bias[i] != NULL;
     memcpy(g->x, x, (size_t)(R * D) * sizeof *x);
     rmsnorm_fwd(g->xn1, g->s1, x, w->attn_norm, R, D, g->eps);
-    mm(g->q, g->xn1, w->lin[LIN_Q], D, qd, R);
-    mm(g->k, g->xn1, w->lin[LIN_K], D, kvd, R);
-    mm(g->v, g->xn1, w->lin[LIN_V], D, kvd, R);
+    mm(g, g->q, g->xn1, w->lin[LIN_Q], D, qd, R);
+    mm(g, g->k, g->xn1, w->lin[LIN_K], D, kvd, R);
+    mm(g, g->v, g->xn1, w->lin[LIN_V], D, kvd, R);
     const struct {
         float *y;
         const float *b;
@@ -439,20 +442,24 @@ int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const
     rope_apply(g, g->q, R, T, g->n_heads, qd, false);
     rope_apply(g, g->k, R, T, g->n_kv_heads, kvd, false);
     if (attn_run(g, n_win, T, false)) return -1;
-    mm(y, g->att, w->lin[LIN_O], qd, D, R); /* y holds o·Woᵀ until the residual */
+    mm(g, y, g->att, w->lin[LIN_O], qd, D, R); /* y holds o·Woᵀ until the residual */
 #pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * D; i++) g->h1[i] = x[i] + y[i];
     rmsnorm_fwd(g->xn2, g->s2, g->h1, w->ffn_norm, R, D, g->eps);
-    mm(g->gate, g->xn2, w->lin[LIN_GATE], D, H, R);
-    mm(g->up, g->xn2, w->lin[LIN_UP], D, H, R);
+    mm(g, g->gate, g->xn2, w->lin[LIN_GATE], D, H, R);
+    mm(g, g->up, g->xn2, w->lin[LIN_UP], D, H, R);
 #pragma omp parallel for schedule(static) if ((size_t)R * H >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * H; i++) {
         const float gv = g->gate[i];
         g->act[i] = gv / (1.0f + expf(-gv)) * g->up[i];
     }
-    mm(y, g->act, w->lin[LIN_DOWN], H, D, R);
+    mm(g, y, g->act, w->lin[LIN_DOWN], H, D, R);
 #pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * D; i++) y[i] += g->h1[i];
+    if (g->mm_failed) {
+        g->n_win = 0; /* no backward of a failed forward */
+        return -1;
+    }
     return 0;
 }
 
@@ -463,19 +470,20 @@ static void grad_w(struct grad_block *g, float *dw, const float *dy, int64_t ldy
                    const float *x, int64_t K, int64_t R) {
     transpose(g->yt, R, dy, R, N, ldy);
     transpose(g->xt, R, x, R, K, K);
-    mm(dw, g->yt, g->xt, R, K, N);
+    mm(g, dw, g->yt, g->xt, R, K, N);
 }
 
 int grad_block_backward(struct grad_block *g, const struct grad_weights *w, const float *dy,
                         float *dx, const struct grad_grads *gr) {
     if (g->n_win < 1) return err("grad: backward without a forward");
+    g->mm_failed = false;
     const int64_t R = (int64_t)g->n_win * g->T;
     const int D = g->D, H = g->H, qd = g->qd, kvd = g->kvd, qkv = qd + 2 * kvd;
     /* 1. y = h1 + act·Wdᵀ: dh1 = dy; dact = dy·Wd (into xt); dWd = dyᵀ·act */
     memcpy(g->dh1, dy, (size_t)(R * D) * sizeof *dy);
     if (gr->lin[LIN_DOWN]) grad_w(g, gr->lin[LIN_DOWN], dy, D, D, g->act, H, R);
     transpose(g->wt, D, w->lin[LIN_DOWN], D, H, H); /* Wdᵀ [H][D] */
-    mm(g->xt, dy, g->wt, D, H, R);
+    mm(g, g->xt, dy, g->wt, D, H, R);
     /* 2. act = silu(gate)·up: [dgate | dup] into dgu [R][2H] */
 #pragma omp parallel for schedule(static) if ((size_t)R * H >= PAR_MIN_WORK)
     for (int64_t t = 0; t < R; t++)
@@ -490,14 +498,14 @@ int grad_block_backward(struct grad_block *g, const struct grad_weights *w, cons
     /* dxn2 = [dgate dup]·[Wg; Wu]: wt = [Wgᵀ | Wuᵀ] [D][2H] */
     transpose(g->wt, 2 * H, w->lin[LIN_GATE], H, D, D);
     transpose(g->wt + H, 2 * H, w->lin[LIN_UP], H, D, D);
-    mm(g->dxn, g->dgu, g->wt, 2 * H, D, R);
+    mm(g, g->dxn, g->dgu, g->wt, 2 * H, D, R);
     /* 3. xn2 = rmsnorm(h1)·w_ffn: dh1 += its backward */
     if (gr->ffn_norm) rmsnorm_dw(gr->ffn_norm, g->dxn, g->h1, g->s2, R, D);
     rmsnorm_bwd(g->dh1, g->dxn, g->h1, g->s2, w->ffn_norm, R, D);
     /* 4. h1 = x + att·Woᵀ: datt = dh1·Wo; dWo = dh1ᵀ·att */
     if (gr->lin[LIN_O]) grad_w(g, gr->lin[LIN_O], g->dh1, D, D, g->att, qd, R);
     transpose(g->wt, D, w->lin[LIN_O], D, qd, qd); /* Woᵀ [qd][D] */
-    mm(g->datt, g->dh1, g->wt, D, qd, R);
+    mm(g, g->datt, g->dh1, g->wt, D, qd, R);
     /* 5. attention, then un-rotate dq and dk */
     if (attn_run(g, g->n_win, g->T, true)) return -1;
     rope_apply(g, g->dqkv, R, g->T, g->n_heads, qkv, true);
@@ -509,18 +517,18 @@ int grad_block_backward(struct grad_block *g, const struct grad_weights *w, cons
     for (int i = LIN_Q; i <= LIN_V; i++)
         if (gr->lin[i])
             grad_w(g, gr->lin[i], g->dqkv + off[i - LIN_Q], qkv, width[i - LIN_Q], g->xn1, D, R);
-    if (!dx && !gr->attn_norm) return 0;
+    if (!dx && !gr->attn_norm) return g->mm_failed ? -1 : 0;
     /* 6. dxn1 = [dq dk dv]·[Wq; Wk; Wv] (wt = [Wqᵀ | Wkᵀ | Wvᵀ] [D][qkv]); then the RMSNorm
      * backward plus the residual */
     for (int i = LIN_Q; i <= LIN_V; i++)
         transpose(g->wt + off[i - LIN_Q], qkv, w->lin[i], width[i - LIN_Q], D, D);
-    mm(g->dxn, g->dqkv, g->wt, qkv, D, R);
+    mm(g, g->dxn, g->dqkv, g->wt, qkv, D, R);
     if (gr->attn_norm) rmsnorm_dw(gr->attn_norm, g->dxn, g->x, g->s1, R, D);
     if (dx) {
         memcpy(dx, g->dh1, (size_t)(R * D) * sizeof *dx);
         rmsnorm_bwd(dx, g->dxn, g->x, g->s1, w->attn_norm, R, D);
     }
-    return 0;
+    return g->mm_failed ? -1 : 0;
 }
 
 int grad_weights_from_layer(const struct model *m, int l, struct grad_weights *w,

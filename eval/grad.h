@@ -62,6 +62,7 @@ struct grad_block {
     /* of the last forward */
     int n_win, T;
     bool has_bias;
+    bool mm_failed; /* a matmul of the current pass had no memory for its scratch */
     /* saved activations, [R][width] */
     float *x, *s1, *xn1, *q, *k, *v, *att, *lse, *h1, *s2, *xn2, *gate, *up, *act;
     /* backward scratch */

@@ -16,9 +16,10 @@
 /* ===== small kernels ===== */
 
 /* y [R][N] = x [R][K]·Wᵀ, W [N][K] (fp32, kernels/matmul.h) */
-static void mm(float *y, const float *x, const float *w, int64_t K, int64_t N, int64_t R) {
+/* 0, or -1 with a message when the kernel has no memory for its scratch */
+static int mm(float *y, const float *x, const float *w, int64_t K, int64_t N, int64_t R) {
     struct tensor t = {.type = DTYPE_F32, .n_dims = 2, .ne = {K, N, 1, 1}, .data = (void *)w};
-    matmul(y, x, &t, (int)R);
+    return matmul(y, x, &t, (int)R);
 }
 
 /* dst [C][R] = srcᵀ for src [R][C] */
@@ -226,8 +227,7 @@ static int forward_rows(struct train_model *tm, const int *tok, int64_t ld, int 
         tm->sf[t] = scale;
         for (int i = 0; i < D; i++) o[i] = xr[i] * scale * w[i];
     }
-    mm(tm->logits, tm->xf, tm->output, D, V, R);
-    return 0;
+    return mm(tm->logits, tm->xf, tm->output, D, V, R);
 }
 
 /* the last block's output (x_L) after forward_rows */
@@ -283,15 +283,16 @@ int train_logits(struct train_model *tm, const int *tok, int T, float *logits) {
 
 /* g_dst [N][K] += dYᵀ·X for dY [R][N], X [R][K] (through transposes in tr_a, tr_b; the product
  * lands in wt first) */
-static void add_grad_w(struct train_model *tm, float *g_dst, const float *dy, int64_t N,
-                       const float *x, int64_t K, int64_t R) {
+static int add_grad_w(struct train_model *tm, float *g_dst, const float *dy, int64_t N,
+                      const float *x, int64_t K, int64_t R) {
     transpose(tm->tr_a, dy, R, N);
     transpose(tm->tr_b, x, R, K);
-    mm(tm->wt, tm->tr_a, tm->tr_b, R, K, N);
+    if (mm(tm->wt, tm->tr_a, tm->tr_b, R, K, N)) return -1;
     const int64_t n = N * K;
     const float *src = tm->wt;
 #pragma omp parallel for schedule(static) if ((size_t)n >= PAR_MIN_WORK)
     for (int64_t i = 0; i < n; i++) g_dst[i] += src[i];
+    return 0;
 }
 
 int train_fwd_bwd(struct train_model *tm, const int *tok, int n_win, int T, double scale,
@@ -310,11 +311,11 @@ int train_fwd_bwd(struct train_model *tm, const int *tok, int n_win, int T, doub
     float *g_out = tm->g + (tm->output - tm->w);
     /* output projection: dWout += dlogitsᵀ·xf; dxf = dlogits·Wout (Woutᵀ [D][V] into wt after
      * add_grad_w is done with it) */
-    add_grad_w(tm, g_out, dlog, V, tm->xf, D, R);
+    if (add_grad_w(tm, g_out, dlog, V, tm->xf, D, R)) return -1;
     transpose(tm->wt, tm->output, V, D);
     float *xL = last_x(tm), *dy = xL == tm->xa ? tm->xb : tm->xa; /* dy: the free buffer */
     float *dxf = tm->tr_b; /* [R][D] */
-    mm(dxf, dlog, tm->wt, V, D, R);
+    if (mm(dxf, dlog, tm->wt, V, D, R)) return -1;
     /* final RMSNorm: dw += Σ_t dxf·x·s; dx = s·(w⊙dxf) − x·s³/D·Σ w⊙dxf⊙x */
     float *g_norm = tm->g + (tm->out_norm - tm->w);
     const float *wn = tm->out_norm, *sf = tm->sf;

@@ -279,16 +279,31 @@ const char *attention_path(void) { return cpu_isa_name(cpu_isa()); }
 /* below this many multiply-adds a call runs on one thread (as in eval/forward.c) */
 #define ATTN_PAR_MIN ((double)(1 << 16))
 
+/* floats of one thread's scratch: a unit's queries and its scores over n_keys keys */
+static size_t attn_per_thread(int head_dim, int n_keys) {
+    return ((size_t)AQ * (size_t)head_dim + (size_t)AQ * (size_t)attn_ldk(n_keys) + 15) / 16 * 16;
+}
+
+size_t attention_scratch(int n_ctx, int head_dim, int n_threads) {
+    return (size_t)LB_MAX(1, n_threads) * attn_per_thread(head_dim, n_ctx) * sizeof(float);
+}
+
 int attention(float *out, const float *q, const float *kt, const float *v,
               const struct attn_shape *s) {
+    return attention_ws(out, q, kt, v, s, NULL);
+}
+
+int attention_ws(float *out, const float *q, const float *kt, const float *v,
+                 const struct attn_shape *s, struct kscratch *ws) {
     attn_unit_fn *unit = pick_unit();
     const int nb = (s->T + AQ - 1) / AQ, n_units = nb * s->n_heads;
     const int64_t ldsc = attn_ldk(s->pos0 + s->T);
-    const size_t per_thread = ((size_t)AQ * s->head_dim + (size_t)AQ * ldsc + 15) / 16 * 16;
+    const size_t per_thread = attn_per_thread(s->head_dim, s->pos0 + s->T);
     const int nt = lb_threads();
-    float *buf = aligned_alloc(64, (size_t)nt * per_thread * sizeof(float));
-    if (!buf)
-        return err("out of memory: %zu floats of attention scratch", (size_t)nt * per_thread);
+    void *owned = NULL;
+    float *buf = kscratch_take(ws, (size_t)nt * per_thread * sizeof(float), &owned,
+                               "the attention scores");
+    if (!buf) return -1;
     const double work = (double)s->T * (s->pos0 + s->T) * s->n_heads * s->head_dim;
     (void)work; /* unused without OpenMP */
 #pragma omp parallel if (work >= ATTN_PAR_MIN)
@@ -305,6 +320,6 @@ int attention(float *out, const float *q, const float *kt, const float *v,
             unit(out, q, kt, v, s, h, t0, LB_MIN(AQ, s->T - t0), qb, sc, ldsc);
         }
     }
-    free(buf);
+    free(owned);
     return 0;
 }

@@ -769,6 +769,8 @@ struct gemm_ctx {
     const int32_t *perm; /* X column gather (matmul_gemm_deq), NULL: identity */
     mm_deq_fn deq;       /* parametric types: W rows come from here (matmul_gemm_deq) */
     float *wd;           /* with deq, per thread: one micro-panel's rows, [NR][MM_KC] */
+    int nth_max;         /* threads planned for */
+    size_t ap_floats, bytes; /* the scratch: Ap, then Bp (and wf) per thread, then wd */
 };
 
 static int64_t div_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -887,60 +889,69 @@ static bool mm_parallel(int n_tok, const struct tensor *w) {
     return (double)n_tok * (double)w->ne[0] * (double)tensor_nrows(w) >= MM_PAR_MIN_MAC;
 }
 
-static void matmul_gemv(const struct mm_kern *kn, float *y, const float *x, const struct tensor *w,
-                        int n_tok) {
+/* the GEMV's scratch: none for the native dtypes, else MM_GEMV_NB rows of fp32 per thread */
+static size_t gemv_bytes(const struct tensor *w, int nth_max) {
+    return mm_native(w->type) ? 0 : (size_t)nth_max * MM_GEMV_NB * (size_t)w->ne[0] * sizeof(float);
+}
+
+static int matmul_gemv(const struct mm_kern *kn, float *y, const float *x, const struct tensor *w,
+                       int n_tok, struct kscratch *ws) {
     const int nth_max = mm_parallel(n_tok, w) ? lb_threads() : 1;
     float *wf = NULL;
-    if (!mm_native(w->type)) {
-        wf = malloc((size_t)nth_max * MM_GEMV_NB * (size_t)w->ne[0] * sizeof(float));
-        if (!wf) { /* no scratch: the oracle needs one row */
-            matmul_ref(y, x, w, n_tok);
-            return;
-        }
-    }
+    void *owned = NULL;
+    const size_t bytes = gemv_bytes(w, nth_max);
+    if (bytes && !(wf = kscratch_take(ws, bytes, &owned, w->name))) return -1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth_max)
     gemv_thread(kn, y, x, w, n_tok, wf, omp_get_thread_num(), omp_get_num_threads());
 #else
     gemv_thread(kn, y, x, w, n_tok, wf, 0, 1);
 #endif
-    free(wf);
+    free(owned);
+    return 0;
 }
 
-/* the blocked GEMM for any n_tok; deq and perm: see matmul_gemm_deq (NULL for matmul's own
- * dtypes). -1 when the scratch allocation fails (y untouched). */
-static int mm_gemm(const struct mm_kern *kn, float *y, const float *x, const int32_t *perm,
-                   const struct tensor *w, int n_tok, mm_deq_fn deq) {
+/* the blocked GEMM's units and scratch for n_tok tokens on nth_max threads (into g) */
+static void gemm_plan(struct gemm_ctx *g, const struct mm_kern *kn, const struct tensor *w,
+                      int n_tok, bool deq, int nth_max) {
     const int64_t K = w->ne[0], N = tensor_nrows(w);
     const bool through = !deq && !mm_native(w->type); /* convert-through */
-    const int nth_max = mm_parallel(n_tok, w) ? lb_threads() : 1;
-    struct gemm_ctx g = {.kern = kn, .y = y, .x = x, .w = w, .T = n_tok, .K = K, .N = N,
-                         .perm = perm, .deq = deq};
+    *g = (struct gemm_ctx){.kern = kn, .w = w, .T = n_tok, .K = K, .N = N, .nth_max = nth_max};
     /* units: enough of them (about 4 per thread) for balance, at most MM_NT_MAX × MM_MT_MAX */
     const int64_t panels = div_up(N, kn->nr);
     const int64_t n_units_m = div_up(n_tok, MM_MT_MAX);
-    g.mt = div_up(div_up(n_tok, n_units_m), kn->mr) * kn->mr;
+    g->mt = div_up(div_up(n_tok, n_units_m), kn->mr) * kn->mr;
     const int64_t want_n = div_up(4 * (int64_t)nth_max, n_units_m);
-    g.nt = LB_MIN(MM_NT_MAX / kn->nr, LB_MAX(1, panels / want_n)) * kn->nr;
+    g->nt = LB_MIN(MM_NT_MAX / kn->nr, LB_MAX(1, panels / want_n)) * kn->nr;
     if (through) /* convert-through: at most ~4 MiB of fp32 rows per thread */
-        g.nt = LB_MAX(1, LB_MIN(g.nt, ((int64_t)1 << 20) / K) / kn->nr) * kn->nr;
-    g.n_units_n = div_up(N, g.nt);
-    g.n_units = g.n_units_n * n_units_m;
-    g.bp_floats = (size_t)g.nt * MM_KC;
-    g.wf_floats = through ? (size_t)g.nt * (size_t)K : 0;
+        g->nt = LB_MAX(1, LB_MIN(g->nt, ((int64_t)1 << 20) / K) / kn->nr) * kn->nr;
+    g->n_units_n = div_up(N, g->nt);
+    g->n_units = g->n_units_n * n_units_m;
+    g->bp_floats = (size_t)g->nt * MM_KC;
+    g->wf_floats = through ? (size_t)g->nt * (size_t)K : 0;
     const size_t wd_floats = deq ? (size_t)kn->nr * MM_KC * (size_t)nth_max : 0;
     /* rounded up to 16 floats so that every Bp is 64-byte aligned */
-    const size_t ap_floats = ((size_t)(div_up(n_tok, kn->mr) * kn->mr) * (size_t)K + 15) / 16 * 16;
-    const size_t bytes =
-        (ap_floats + (g.bp_floats + g.wf_floats) * (size_t)nth_max + wd_floats) * sizeof(float);
-    float *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    g->ap_floats = ((size_t)(div_up(n_tok, kn->mr) * kn->mr) * (size_t)K + 15) / 16 * 16;
+    g->bytes = (g->ap_floats + (g->bp_floats + g->wf_floats) * (size_t)nth_max + wd_floats) *
+               sizeof(float);
+}
+
+/* the blocked GEMM for any n_tok; deq and perm: see matmul_gemm_deq (NULL for matmul's own
+ * dtypes). -1 with a message when its scratch cannot be had (y untouched). */
+static int mm_gemm(const struct mm_kern *kn, float *y, const float *x, const int32_t *perm,
+                   const struct tensor *w, int n_tok, mm_deq_fn deq, struct kscratch *ws) {
+    struct gemm_ctx g;
+    gemm_plan(&g, kn, w, n_tok, deq != NULL, mm_parallel(n_tok, w) ? lb_threads() : 1);
+    g.y = y, g.x = x, g.perm = perm, g.deq = deq;
+    void *owned = NULL;
+    float *buf = kscratch_take(ws, g.bytes, &owned, w->name);
     if (!buf) return -1;
     g.ap = buf;
-    g.bp = buf + ap_floats;
-    g.wf = g.wf_floats ? g.bp + g.bp_floats * (size_t)nth_max : NULL;
-    g.wd = deq ? g.bp + (g.bp_floats + g.wf_floats) * (size_t)nth_max : NULL;
+    g.bp = buf + g.ap_floats;
+    g.wf = g.wf_floats ? g.bp + g.bp_floats * (size_t)g.nth_max : NULL;
+    g.wd = deq ? g.bp + (g.bp_floats + g.wf_floats) * (size_t)g.nth_max : NULL;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nth_max)
+#pragma omp parallel num_threads(g.nth_max)
     {
         const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
         gemm_pack_a(&g, ith, nth);
@@ -951,29 +962,84 @@ static int mm_gemm(const struct mm_kern *kn, float *y, const float *x, const int
     gemm_pack_a(&g, 0, 1);
     gemm_units(&g, 0, 1);
 #endif
-    free(buf);
+    free(owned);
     return 0;
 }
 
-void matmul(float *y, const float *x, const struct tensor *w, int n_tok) {
-    if (dtype_is_parametric(w->type)) { /* qint/nf4/fp4/i8row: fused kernels, kernels/matmul_q.c */
-        matmul_q(y, x, w, n_tok);
-        return;
-    }
+size_t matmul_gemm_deq_scratch(const struct tensor *w, int n_tok, enum cpu_isa isa, int n_threads) {
+    const struct mm_kern *kn = (unsigned)isa < CPU_ISA_COUNT ? mm_kerns[isa] : NULL;
+    if (!kn || n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
+    struct gemm_ctx g;
+    gemm_plan(&g, kn, w, n_tok, true, mm_parallel(n_tok, w) ? n_threads : 1);
+    return g.bytes;
+}
+
+size_t matmul_scratch(const struct tensor *w, int n_tok, int n_threads) {
+    if (dtype_is_parametric(w->type)) return matmul_q_scratch(w, n_tok, n_threads);
     const struct mm_kern *kn = mm_kern();
-    if (n_tok <= 0 || tensor_nrows(w) <= 0) return;
-    /* GEMV for few tokens, and when the GEMM finds no room (it needs little scratch, none for the
-     * native dtypes) */
-    if (n_tok <= kn->gemv_max_tok || mm_gemm(kn, y, x, NULL, w, n_tok, NULL))
-        matmul_gemv(kn, y, x, w, n_tok);
+    if (n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
+    const int nth = mm_parallel(n_tok, w) ? n_threads : 1;
+    if (n_tok <= kn->gemv_max_tok) return gemv_bytes(w, nth);
+    struct gemm_ctx g;
+    gemm_plan(&g, kn, w, n_tok, false, nth);
+    return g.bytes;
+}
+
+int matmul_ws(float *y, const float *x, const struct tensor *w, int n_tok, struct kscratch *ws) {
+    if (dtype_is_parametric(w->type)) /* qint/nf4/fp4/i8row: fused kernels, kernels/matmul_q.c */
+        return matmul_q_ws(y, x, w, n_tok, ws);
+    const struct mm_kern *kn = mm_kern();
+    if (n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
+    /* GEMV for few tokens (the faster path there) */
+    if (n_tok <= kn->gemv_max_tok) return matmul_gemv(kn, y, x, w, n_tok, ws);
+    return mm_gemm(kn, y, x, NULL, w, n_tok, NULL, ws);
+}
+
+int matmul(float *y, const float *x, const struct tensor *w, int n_tok) {
+    return matmul_ws(y, x, w, n_tok, NULL);
 }
 
 int matmul_gemm_deq(float *y, const float *x, const int32_t *perm, const struct tensor *w,
-                    int n_tok, enum cpu_isa isa, mm_deq_fn deq) {
+                    int n_tok, enum cpu_isa isa, mm_deq_fn deq, struct kscratch *ws) {
     const struct mm_kern *kn = (unsigned)isa < CPU_ISA_COUNT ? mm_kerns[isa] : NULL;
-    if (!kn) return -1;
+    if (!kn) return err("matmul: instruction set %d has no kernel", (int)isa);
     if (n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
-    return mm_gemm(kn, y, x, perm, w, n_tok, deq);
+    return mm_gemm(kn, y, x, perm, w, n_tok, deq, ws);
+}
+
+/* ===== scratch (matmul.h) ===== */
+
+static int ks_fail_after = -1; /* kscratch_fail_after(): allocations left before failing */
+
+void kscratch_fail_after(int n) { ks_fail_after = n; }
+
+void *kscratch_take(struct kscratch *ws, size_t bytes, void **owned, const char *what) {
+    *owned = NULL;
+    if (ws && ws->p && ws->bytes >= bytes) return ws->p;
+    void *p = NULL;
+    if (ks_fail_after != 0) p = aligned_alloc(64, (LB_MAX(bytes, 1) + 63) / 64 * 64);
+    if (ks_fail_after > 0) ks_fail_after--;
+    if (!p) {
+        err("out of memory: %zu bytes of kernel scratch for %s", bytes, what ? what : "a kernel");
+        return NULL;
+    }
+    *owned = p;
+    return p;
+}
+
+int kscratch_init(struct kscratch *ws, size_t bytes) {
+    memset(ws, 0, sizeof *ws);
+    if (!bytes) return 0;
+    void *owned;
+    ws->p = kscratch_take(NULL, bytes, &owned, "the planned workspace");
+    if (!ws->p) return -1;
+    ws->bytes = bytes;
+    return 0;
+}
+
+void kscratch_release(struct kscratch *ws) {
+    free(ws->p);
+    memset(ws, 0, sizeof *ws);
 }
 
 /* ===== FMA peak ===== */

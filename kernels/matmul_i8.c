@@ -1050,27 +1050,39 @@ static void i8_thread(const struct i8_ctx *c, int ith, int nth) {
     }
 }
 
+/* the scratch of i8_run: activations (codes, d, m, sums), one row of fp32 per thread, a panel
+ * per thread; *panel_bytes the per-thread panel share */
+static size_t i8_bytes(const struct i8_kern *kn, const struct tensor *w, int n_tok, int nth_max,
+                       size_t *panel_bytes) {
+    const int64_t Kp = pad32(w->ne[0]), L = seg_len(w), ns = (Kp + L - 1) / L;
+    const int NW = kn->NW;
+    const size_t seg_b = al64((size_t)(ns * NW) * 4);
+    *panel_bytes = al64((size_t)NW * (size_t)Kp) + 3 * seg_b + al64((size_t)Kp) +
+                   al64((size_t)(I8_RT_MAX * NW) * sizeof(float));
+    const size_t q_b = al64((size_t)n_tok * (size_t)Kp), a_b = al64((size_t)n_tok * (size_t)ns * 4);
+    const size_t tmp_b = al64((size_t)Kp * sizeof(float) * (size_t)nth_max);
+    return q_b + 3 * a_b + tmp_b + *panel_bytes * (size_t)nth_max;
+}
+
+static bool i8_parallel(const struct tensor *w, int n_tok) {
+    return (double)n_tok * (double)w->ne[0] * (double)tensor_nrows(w) >= I8_PAR_MIN_MAC;
+}
+
 static int i8_run(const struct i8_kern *kn, float *y, const float *x, const struct tensor *w,
-                  int n_tok) {
+                  int n_tok, struct kscratch *ws) {
     ASSERT(matmul_i8_tensor_ok(w));
     const int64_t K = w->ne[0], N = tensor_nrows(w), Kp = pad32(K), L = seg_len(w);
     if (n_tok <= 0 || N <= 0) return 0;
-    const int NW = kn->NW;
     struct i8_ctx c = {.kn = kn, .w = w, .y = y, .K = K, .Kp = Kp, .N = N, .L = L,
                        .ns = (Kp + L - 1) / L, .T = n_tok, .prc = w->type == DTYPE_QINT,
                        .min = has_min(w->type)};
-    const bool par = (double)n_tok * (double)K * (double)N >= I8_PAR_MIN_MAC;
-    const int nth_max = par ? lb_threads() : 1;
-    const size_t seg_b = al64((size_t)(c.ns * NW) * 4);
-    c.scratch_bytes = al64((size_t)NW * (size_t)Kp) + 3 * seg_b + al64((size_t)Kp) +
-                      al64((size_t)(I8_RT_MAX * NW) * sizeof(float));
+    const int nth_max = i8_parallel(w, n_tok) ? lb_threads() : 1;
+    const size_t bytes = i8_bytes(kn, w, n_tok, nth_max, &c.scratch_bytes);
     const size_t q_b = al64((size_t)n_tok * (size_t)Kp), a_b = al64((size_t)n_tok * (size_t)c.ns * 4);
     const size_t tmp_b = al64((size_t)Kp * sizeof(float) * (size_t)nth_max);
-    const size_t bytes = q_b + 3 * a_b + tmp_b + c.scratch_bytes * (size_t)nth_max;
-    char *buf = aligned_alloc(64, bytes);
-    if (!buf)
-        return err("matmul_i8: out of memory: %zu bytes of scratch for %s [%lld x %lld], %d tokens",
-                   bytes, w->name, (long long)N, (long long)K, n_tok);
+    void *owned = NULL;
+    char *buf = kscratch_take(ws, bytes, &owned, w->name);
+    if (!buf) return -1;
     c.act.q = (int8_t *)buf;
     c.act.d = (float *)(buf + q_b);
     c.act.m = (float *)(buf + q_b + a_b);
@@ -1085,17 +1097,28 @@ static int i8_run(const struct i8_kern *kn, float *y, const float *x, const stru
 #else
     i8_thread(&c, 0, 1);
 #endif
-    free(buf);
+    free(owned);
     return 0;
 }
 
 int matmul_i8(float *y, const float *x, const struct tensor *w, int n_tok) {
-    return i8_run(i8_current(), y, x, w, n_tok);
+    return i8_run(i8_current(), y, x, w, n_tok, NULL);
+}
+
+int matmul_i8_ws(float *y, const float *x, const struct tensor *w, int n_tok,
+                 struct kscratch *ws) {
+    return i8_run(i8_current(), y, x, w, n_tok, ws);
+}
+
+size_t matmul_i8_scratch(const struct tensor *w, int n_tok, int n_threads) {
+    if (n_tok <= 0 || tensor_nrows(w) <= 0 || !matmul_i8_tensor_ok(w)) return 0;
+    size_t panel;
+    return i8_bytes(i8_current(), w, n_tok, i8_parallel(w, n_tok) ? n_threads : 1, &panel);
 }
 
 int matmul_i8_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
     const int i = cpu_isa_from_name(isa);
     const struct i8_kern *kn = i < 0 ? NULL : i8_kern_for((enum cpu_isa)i);
     if (!kn) return -2;
-    return i8_run(kn, y, x, w, n_tok);
+    return i8_run(kn, y, x, w, n_tok, NULL);
 }

@@ -10,6 +10,7 @@
 #ifndef KERNELS_MATMUL_IMPL_H
 #define KERNELS_MATMUL_IMPL_H
 #include "kernels/cpu.h"
+#include "kernels/matmul.h"
 #include "kernels/tensor.h"
 
 /* dst[0 .. kc) = fp32 weights of stored columns [k0, k0+kc) of row n, exactly as the type's
@@ -20,8 +21,10 @@ typedef void (*mm_deq_fn)(const struct tensor *w, int64_t n, int64_t k0, int64_t
  * the CPU has it: cpu_has), whatever n_tok (no GEMV switch). W's rows
  * come from deq; x is read through perm (stored column k is input column perm[k]; NULL: the
  * identity). Each y[t][n] is one fp32 FMA chain over stored columns in order, so the result does
- * not depend on the thread count. -1 when isa is unknown or the scratch allocation fails (y
- * untouched), else 0. */
+ * not depend on the thread count. -1 with a message when isa has no kernel or the scratch cannot
+ * be had (y untouched), else 0. ws: the caller's planned scratch (kernels/matmul.h), or NULL. */
 int matmul_gemm_deq(float *y, const float *x, const int32_t *perm, const struct tensor *w,
-                    int n_tok, enum cpu_isa isa, mm_deq_fn deq);
+                    int n_tok, enum cpu_isa isa, mm_deq_fn deq, struct kscratch *ws);
+/* the scratch bytes matmul_gemm_deq takes for w and n_tok on n_threads */
+size_t matmul_gemm_deq_scratch(const struct tensor *w, int n_tok, enum cpu_isa isa, int n_threads);
 #endif

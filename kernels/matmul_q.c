@@ -755,22 +755,24 @@ static void mq_gemv_thread(const struct mq_ctx *c, int ith, int nth) {
     if (n1 > n0) c->kn->gemv(c->kn->deq, c->y, c->N, c->xs, c->Kp, c->T, c->w, n0, n1);
 }
 
-static void mq_run(const struct mq_kern *kn, float *y, const float *x, const struct tensor *w,
-                   int n_tok) {
+/* the GEMV's scratch: x gathered and padded, [T][Kp] */
+static size_t mq_gemv_bytes(const struct tensor *w, int n_tok) {
+    return (size_t)round_up(pad32(w->ne[0]) * n_tok * (int64_t)sizeof(float), 64);
+}
+
+static int mq_run(const struct mq_kern *kn, float *y, const float *x, const struct tensor *w,
+                  int n_tok, struct kscratch *ws) {
     const int64_t K = w->ne[0], N = tensor_nrows(w), Kp = pad32(K);
-    if (n_tok <= 0 || N <= 0) return;
+    if (n_tok <= 0 || N <= 0) return 0;
     const int32_t *perm = w->type == DTYPE_QINT ? w->q_perm : NULL;
-    if (n_tok > MQ_GEMV_MAX) { /* prefill: matmul.c's GEMM, W micro-panels from kn->deq */
-        if (matmul_gemm_deq(y, x, perm, w, n_tok, kn->isa, kn->deq))
-            BUG("matmul_q: no memory for the GEMM scratch (T = %d, K = %lld)", n_tok, (long long)K);
-        return;
-    }
+    if (n_tok > MQ_GEMV_MAX) /* prefill: matmul.c's GEMM, W micro-panels from kn->deq */
+        return matmul_gemm_deq(y, x, perm, w, n_tok, kn->isa, kn->deq, ws);
     struct mq_ctx c = {.kn = kn, .w = w, .y = y, .Kp = Kp, .N = N, .T = n_tok};
     const bool par = (double)n_tok * (double)K * (double)N >= MQ_PAR_MIN_MAC;
     const int nth_max = par ? lb_threads() : 1;
-    const size_t bytes = round_up((size_t)(Kp * n_tok) * sizeof(float), 64);
-    c.xs = aligned_alloc(64, bytes);
-    if (!c.xs) BUG("matmul_q: no memory for %zu bytes of scratch", bytes);
+    void *owned = NULL;
+    c.xs = kscratch_take(ws, mq_gemv_bytes(w, n_tok), &owned, w->name);
+    if (!c.xs) return -1;
     for (int t = 0; t < n_tok; t++) {
         const float *xt = x + (size_t)t * (size_t)K;
         float *dst = c.xs + t * Kp;
@@ -787,15 +789,25 @@ static void mq_run(const struct mq_kern *kn, float *y, const float *x, const str
     (void)nth_max;
     mq_gemv_thread(&c, 0, 1);
 #endif
-    free(c.xs);
+    free(owned);
+    return 0;
 }
 
-void matmul_q(float *y, const float *x, const struct tensor *w, int n_tok) {
-    if (w->type == DTYPE_AQLM) { /* codebook lookups: kernels/aqlm.c */
-        aqlm_matmul(y, x, w, n_tok);
-        return;
-    }
-    mq_run(mq_current(), y, x, w, n_tok);
+size_t matmul_q_scratch(const struct tensor *w, int n_tok, int n_threads) {
+    if (w->type == DTYPE_AQLM) return aqlm_matmul_scratch(w, n_tok, n_threads);
+    if (n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
+    if (n_tok > MQ_GEMV_MAX) return matmul_gemm_deq_scratch(w, n_tok, cpu_isa(), n_threads);
+    return mq_gemv_bytes(w, n_tok);
+}
+
+int matmul_q_ws(float *y, const float *x, const struct tensor *w, int n_tok, struct kscratch *ws) {
+    if (w->type == DTYPE_AQLM) /* codebook lookups: kernels/aqlm.c */
+        return aqlm_matmul_ws(y, x, w, n_tok, ws);
+    return mq_run(mq_current(), y, x, w, n_tok, ws);
+}
+
+int matmul_q(float *y, const float *x, const struct tensor *w, int n_tok) {
+    return matmul_q_ws(y, x, w, n_tok, NULL);
 }
 
 int matmul_q_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
@@ -803,6 +815,5 @@ int matmul_q_isa(float *y, const float *x, const struct tensor *w, int n_tok, co
     if (i < 0 || !cpu_has((enum cpu_isa)i) || !mq_kerns[i]) return -1;
     const struct mq_kern *kn = mq_kerns[i];
     if (w->type == DTYPE_AQLM) return aqlm_matmul_gemm(y, x, w, n_tok, isa);
-    mq_run(kn, y, x, w, n_tok);
-    return 0;
+    return mq_run(kn, y, x, w, n_tok, NULL);
 }

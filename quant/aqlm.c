@@ -40,6 +40,7 @@ struct aq {
     double *V, *P;   /* [N][K] scratch: unscaled reconstruction, products */
     size_t n_cb;     /* M·S·d */
     float *Hf, *xf, *yf; /* H in fp32 and [N][K] scratch for the fp32 products (aq_mul_h32) */
+    bool mm_failed;      /* an fp32 product had no memory for its scratch (reported at the end) */
 };
 
 static void aq_release(struct aq *a) {
@@ -114,7 +115,7 @@ static void aq_mul_h(const struct aq *a, const double *in, double *out) {
 
 /* the same through the fp32 GEMM (kernels/matmul.h) when a->Hf is set: the CG steps, the scale
  * fit and the beam search's start need no more (the loss the solver reports is aq_mul_h's) */
-static void aq_mul_h32(const struct aq *a, const double *in, double *out) {
+static void aq_mul_h32(struct aq *a, const double *in, double *out) {
     if (!a->Hf) {
         aq_mul_h(a, in, out);
         return;
@@ -123,7 +124,8 @@ static void aq_mul_h32(const struct aq *a, const double *in, double *out) {
     for (int64_t i = 0; i < n; i++) a->xf[i] = (float)in[i];
     const struct tensor ht = {.type = DTYPE_F32, .n_dims = 2, .ne = {a->K, a->K, 1, 1},
                               .data = a->Hf};
-    matmul(a->yf, a->xf, &ht, (int)a->N); /* yf[r][k] = Σ_j H[k][j]·x[r][j] */
+    /* yf[r][k] = Σ_j H[k][j]·x[r][j] */
+    if (matmul(a->yf, a->xf, &ht, (int)a->N)) a->mm_failed = true;
     for (int64_t i = 0; i < n; i++) out[i] = a->yf[i];
 }
 
@@ -284,7 +286,10 @@ static int64_t kmeans_assign(const double *X, const int64_t *idx, int64_t np, in
         for (int64_t i = 0; i < n; i++)
             for (int e = 0; e < d; e++)
                 xf[i * d + e] = (float)X[(idx ? idx[p0 + i] : p0 + i) * d + e];
-        matmul(y, xf, &ct, (int)n); /* y[i][c] = c·x_i */
+        if (matmul(y, xf, &ct, (int)n)) { /* y[i][c] = c·x_i */
+            changed = -1;
+            goto out;
+        }
         int64_t ch = 0;
 #pragma omp parallel for schedule(static) reduction(+ : ch) if (n * k >= AQ_PAR_MIN)
         for (int64_t i = 0; i < n; i++) {
@@ -675,13 +680,13 @@ int aqlm_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
         }
         if (aq_cg_codebooks(&a, o->cg_iters)) goto out;
         aq_fit_scales(&a);
-        if (aq_beam_search(&a, o->beam_size, &rng)) goto out;
+        if (aq_beam_search(&a, o->beam_size, &rng) || a.mm_failed) goto out;
         st->epochs++;
         L = aq_loss(&a, false);
     }
     if (aq_cg_codebooks(&a, o->cg_iters)) goto out; /* the last codes' codebooks and scales */
     aq_fit_scales(&a);
-    if (aq_finalize(&a, name)) goto out;
+    if (a.mm_failed || aq_finalize(&a, name)) goto out;
     L = aq_loss(&a, true);
     if (!isfinite(L)) {
         err("%s: the AQLM loss is %g", name, L);
@@ -931,7 +936,7 @@ static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T
         transpose(x, T, K, c->xt);
         const struct tensor xtt = {.type = DTYPE_F32, .n_dims = 2, .ne = {T, K, 1, 1},
                                    .data = c->xt};
-        matmul(c->prod, c->xt, &xtt, (int)K);
+        if (matmul(c->prod, c->xt, &xtt, (int)K)) return -1;
         for (int64_t i = 0; i < K * K; i++) c->H[s][i] += c->prod[i];
         c->n_tokens[s] += T;
     }

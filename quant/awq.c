@@ -93,17 +93,20 @@ static void candidate(const float *xm, const float *wm, int64_t K, double r, boo
     }
 }
 
-/* Σ ‖X·Dᵀ‖² over the T rows, D [N][K] (fp32 products, double sums), rows in chunks into y */
+/* *e = Σ ‖X·Dᵀ‖² over the T rows, D [N][K] (fp32 products, double sums), rows in chunks into
+ * y; -1 with a message when the product has no memory for its scratch */
 #define LOSS_CHUNK 256
-static double out_sq(const float *x, int64_t T, int64_t K, const float *d, int64_t N, float *y) {
+static int out_sq(const float *x, int64_t T, int64_t K, const float *d, int64_t N, float *y,
+                  double *e) {
     struct tensor wt = {.type = DTYPE_F32, .n_dims = 2, .ne = {K, N, 1, 1}, .data = (void *)d};
-    double e = 0;
+    double s = 0;
     for (int64_t t0 = 0; t0 < T; t0 += LOSS_CHUNK) {
         const int cnt = (int)LB_MIN(LOSS_CHUNK, T - t0);
-        matmul(y, x + t0 * K, &wt, cnt);
-        for (int64_t i = 0; i < (int64_t)cnt * N; i++) e += (double)y[i] * y[i];
+        if (matmul(y, x + t0 * K, &wt, cnt)) return -1;
+        for (int64_t i = 0; i < (int64_t)cnt * N; i++) s += (double)y[i] * y[i];
     }
-    return e;
+    *e = s;
+    return 0;
 }
 
 int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w, const int64_t *n,
@@ -139,7 +142,9 @@ int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w
             awq_pseudo_quantize(d, K, ni, o->bits, o->group);
             for (int64_t j = 0; j < ni; j++) /* D = W − Q(W·s)/s */
                 for (int64_t k = 0; k < K; k++) d[j * K + k] = wi[j * K + k] - d[j * K + k] / cand[k];
-            e += out_sq(x, T, K, d, ni, y);
+            double ei;
+            if (out_sq(x, T, K, d, ni, y, &ei)) goto out;
+            e += ei;
         }
         e /= (double)T * (double)sum_n;
         res->loss[gi] = e;
