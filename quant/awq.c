@@ -297,6 +297,107 @@ static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T
     return 0;
 }
 
+/* step 2 of a block: each scaling group's search (awq.h) on the block's float weights, the
+ * scales into sc[g], done[g] set and the ratio into jr; groups with a float linear are skipped */
+static int awq_block_search(const struct capture *cap, struct hfx_tensor *const *lt, const bool *q,
+                            const struct awq_opts *o, int64_t T, float *const *sc, json_t *jr,
+                            bool *done, struct awq_report *rep) {
+    for (int g = 0; g < N_IN; g++) {
+        bool ok = true;
+        for (int j = 0; j < groups[g].n_lin; j++) ok &= q[groups[g].lin[j]];
+        if (g == 1) /* AutoAWQ: v -> o only when v_proj.weight.shape == o_proj.weight.shape */
+            ok &= lt[LIN_V]->N == lt[LIN_O]->N && lt[LIN_V]->K == lt[LIN_O]->K;
+        if (!ok) {
+            json_object_set_new(jr, groups[g].name, json_null());
+            continue;
+        }
+        const float *w[3];
+        int64_t n[3];
+        for (int j = 0; j < groups[g].n_lin; j++)
+            w[j] = lt[groups[g].lin[j]]->f32, n[j] = lt[groups[g].lin[j]]->N;
+        struct awq_search res;
+        if (awq_search_scale(cap->buf[groups[g].input], T, cap->K[groups[g].input], w, n,
+                             groups[g].n_lin, o, sc[g], &res))
+            return -1;
+        done[g] = true;
+        rep->n_groups++;
+        rep->ratio_sum[g] += res.ratio;
+        rep->ratio_n[g]++;
+        json_object_set_new(jr, groups[g].name, json_real(res.ratio));
+    }
+    return 0;
+}
+
+/* step 3 of block l: for each searched group, the previous op (a linear's rows or an RMSNorm,
+ * whose fp32 copy then takes the layer slot L) / s, the group's columns · s, its recorded input / s */
+static int awq_block_fold(const struct model *m, struct hfx_model *hm, int l, struct layer *L,
+                          struct capture *cap, struct hfx_tensor *const *lt, float *const *sc,
+                          const bool *done, int64_t T) {
+    for (int g = 0; g < N_IN; g++) {
+        if (!done[g]) continue;
+        const float *s = sc[g];
+        const int64_t K = cap->K[groups[g].input];
+        float *prev;
+        int64_t prev_cols = 1;
+        if (groups[g].prev_lin >= 0) {
+            struct hfx_tensor *p = lt[groups[g].prev_lin];
+            if (p->N != K)
+                return err("AWQ: %s has %lld rows, %s's scales %lld", p->module, (long long)p->N,
+                           groups[g].name, (long long)K);
+            prev = p->f32, prev_cols = p->K;
+        } else {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s", l, groups[g].prev_norm);
+            const int x = hfx_find(hm, name);
+            if (x < 0 || hm->t[x].K != K)
+                return err("AWQ: %s: no norm %s of %lld channels", m->path, name, (long long)K);
+            struct hfx_tensor *p = &hm->t[x];
+            if (!p->f32) {
+                if (!(p->f32 = xmalloc((size_t)K * sizeof *p->f32, name))) return -1;
+                tensor_row_to_f32(p->src, 0, p->f32);
+            }
+            prev = p->f32;
+            struct tensor *slot = g == 0 ? &L->attn_norm : &L->ffn_norm;
+            slot->type = DTYPE_F32;
+            slot->data = p->f32;
+        }
+        float *w[3];
+        int64_t n[3];
+        for (int j = 0; j < groups[g].n_lin; j++)
+            w[j] = lt[groups[g].lin[j]]->f32, n[j] = lt[groups[g].lin[j]]->N;
+        awq_fold(prev, prev_cols, w, n, groups[g].n_lin, K, s);
+        float *xb = cap->buf[groups[g].input];
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t k = 0; k < K; k++) xb[t * K + k] /= s[k];
+    }
+    return 0;
+}
+
+/* steps 4 and 5 of a block: clip (not q, k), round, and swap each quantized linear into the
+ * forward's layer slot; float ones whose rows a fold scaled (v, up) go in as fp32 */
+static int awq_block_round(const struct model *m, struct layer *L, const struct capture *cap,
+                           struct hfx_tensor *const *lt, const bool *q, const struct awq_opts *o,
+                           int64_t T, float *mv) {
+    for (int i = 0; i < N_LIN; i++) {
+        struct hfx_tensor *t = lt[i];
+        if (!q[i]) {
+            /* v / up may have had rows scaled (prev op): rows in source order (not q/k) */
+            if (i == LIN_V || i == LIN_UP) calib_f32_slot(&L->lin[i], t->f32, t->K, t->N);
+            continue;
+        }
+        if (o->clip && i != LIN_Q && i != LIN_K) {
+            if (awq_search_clip(cap->buf[lin_info[i].stage], T, t->K, t->f32, t->N, o, mv))
+                return -1;
+            awq_apply_clip(t->f32, t->K, t->N, o->group, mv);
+        }
+        const struct rtn_opts ro = {.bits = o->bits, .group = o->group, .style = RTN_AWQ};
+        if (rtn_quantize(t->f32, t->K, t->N, &ro, t->module, &t->q, &t->qbuf)) return -1;
+        t->quantized = true;
+        calib_swap_in(m, t, lin_info[i].rope, &L->lin[i]);
+    }
+    return 0;
+}
+
 int awq_quantize_model(const struct model *m, const char *src_path, const struct awq_opts *o,
                        const struct calib_set *cs, const char *out, bool quiet,
                        struct hfx_stats *st, struct awq_report *rep) {
@@ -402,91 +503,13 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         /* 2. the scale searches, all on the block's float weights */
         bool done[N_IN] = {false};
         const double ts = now_s();
-        for (int g = 0; g < N_IN; g++) {
-            bool ok = true;
-            for (int j = 0; j < groups[g].n_lin; j++) ok &= q[groups[g].lin[j]];
-            if (g == 1) /* AutoAWQ: v -> o only when v_proj.weight.shape == o_proj.weight.shape */
-                ok &= lt[LIN_V]->N == lt[LIN_O]->N && lt[LIN_V]->K == lt[LIN_O]->K;
-            if (!ok) {
-                json_object_set_new(jr, groups[g].name, json_null());
-                continue;
-            }
-            const float *w[3];
-            int64_t n[3];
-            for (int j = 0; j < groups[g].n_lin; j++)
-                w[j] = lt[groups[g].lin[j]]->f32, n[j] = lt[groups[g].lin[j]]->N;
-            struct awq_search res;
-            if (awq_search_scale(cap.buf[groups[g].input], T, cap.K[groups[g].input], w, n,
-                                 groups[g].n_lin, o, sc[g], &res))
-                goto out;
-            done[g] = true;
-            rep->n_groups++;
-            rep->ratio_sum[g] += res.ratio;
-            rep->ratio_n[g]++;
-            json_object_set_new(jr, groups[g].name, json_real(res.ratio));
-        }
+        if (awq_block_search(&cap, lt, q, o, T, sc, jr, done, rep)) goto out;
         rep->search_seconds += now_s() - ts;
         /* 3. fold: previous op / s, the group's columns · s, the recorded input / s */
-        for (int g = 0; g < N_IN; g++) {
-            if (!done[g]) continue;
-            const float *s = sc[g];
-            const int64_t K = cap.K[groups[g].input];
-            float *prev;
-            int64_t prev_cols = 1;
-            if (groups[g].prev_lin >= 0) {
-                struct hfx_tensor *p = lt[groups[g].prev_lin];
-                if (p->N != K) {
-                    err("AWQ: %s has %lld rows, %s's scales %lld", p->module, (long long)p->N,
-                        groups[g].name, (long long)K);
-                    goto out;
-                }
-                prev = p->f32, prev_cols = p->K;
-            } else {
-                char name[96];
-                snprintf(name, sizeof name, "blk.%d.%s", l, groups[g].prev_norm);
-                const int x = hfx_find(&hm, name);
-                if (x < 0 || hm.t[x].K != K) {
-                    err("AWQ: %s: no norm %s of %lld channels", m->path, name, (long long)K);
-                    goto out;
-                }
-                struct hfx_tensor *p = &hm.t[x];
-                if (!p->f32) {
-                    if (!(p->f32 = xmalloc((size_t)K * sizeof *p->f32, name))) goto out;
-                    tensor_row_to_f32(p->src, 0, p->f32);
-                }
-                prev = p->f32;
-                struct tensor *slot = g == 0 ? &L->attn_norm : &L->ffn_norm;
-                slot->type = DTYPE_F32;
-                slot->data = p->f32;
-            }
-            float *w[3];
-            int64_t n[3];
-            for (int j = 0; j < groups[g].n_lin; j++)
-                w[j] = lt[groups[g].lin[j]]->f32, n[j] = lt[groups[g].lin[j]]->N;
-            awq_fold(prev, prev_cols, w, n, groups[g].n_lin, K, s);
-            float *xb = cap.buf[groups[g].input];
-            for (int64_t t = 0; t < T; t++)
-                for (int64_t k = 0; k < K; k++) xb[t * K + k] /= s[k];
-        }
+        if (awq_block_fold(m, &hm, l, L, &cap, lt, sc, done, T)) goto out;
         /* 4. clip (not q, k), 5. round, and swap the block into the forward */
         const double tc = now_s();
-        for (int i = 0; i < N_LIN; i++) {
-            struct hfx_tensor *t = lt[i];
-            if (!q[i]) {
-                /* v / up may have had rows scaled (prev op): rows in source order (not q/k) */
-                if (i == LIN_V || i == LIN_UP) calib_f32_slot(&L->lin[i], t->f32, t->K, t->N);
-                continue;
-            }
-            if (o->clip && i != LIN_Q && i != LIN_K) {
-                if (awq_search_clip(cap.buf[lin_info[i].stage], T, t->K, t->f32, t->N, o, mv))
-                    goto out;
-                awq_apply_clip(t->f32, t->K, t->N, o->group, mv);
-            }
-            const struct rtn_opts ro = {.bits = o->bits, .group = o->group, .style = RTN_AWQ};
-            if (rtn_quantize(t->f32, t->K, t->N, &ro, t->module, &t->q, &t->qbuf)) goto out;
-            t->quantized = true;
-            calib_swap_in(m, t, lin_info[i].rope, &L->lin[i]);
-        }
+        if (awq_block_round(m, L, &cap, lt, q, o, T, mv)) goto out;
         rep->clip_seconds += now_s() - tc;
         /* the finished block's outputs: block l+1's inputs */
         const double tb = now_s();
