@@ -173,7 +173,8 @@ void train_model_randomize(struct train_model *tm, uint64_t seed) {
             continue;
         }
         double sd = 0.02;
-        if (strstr(p->name, "attn_output") || strstr(p->name, "ffn_down")) sd *= out_scale;
+        const int li = lin_of_tensor(p->name); /* the linears that write the residual stream */
+        if (li >= 0 && lin_info[li].out == LIN_DIM_D) sd *= out_scale;
         for (size_t j = 0; j < p->n; j += 2) { /* Box-Muller, two normals per draw */
             const double u1 = rng_unit(&s), u2 = rng_unit(&s), r = sqrt(-2 * log(u1));
             w[j] = (float)(sd * r * cos(2 * M_PI * u2));
