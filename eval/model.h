@@ -34,12 +34,12 @@ struct model_config {
 
 /* ---- the linears of a decoder block: one enum, one table ----
  * Every list of a block's linears (the forward and backward passes, the quantizers, the readers
- * and writers) is a loop over enum lin, in this order, which is also the order the GGUF and HF
- * files and every quantizer's output list them (llama2.c files store w1 w2 w3 = gate down up:
- * l2c_slot). Adding a linear is one enum value and one row of lin_info (model.c); a fused file
- * tensor (phi3's qkv_proj, gate_up_proj) is a reader/writer concern that maps onto consecutive rows
- * of several entries (their `out` sizes say where each one starts), and per-expert linears would
- * repeat the entries per expert, so no list is written out again. */
+ * and writers) is a loop over enum lin, in this order, which is the order lowbit's files list
+ * them in (llama2.c files store w1 w2 w3 = gate down up: l2c_slot; writers that copy a model
+ * keep its tensor order). Adding a linear is one enum value and one row of lin_info (model.c);
+ * a fused file tensor (phi3's qkv_proj, gate_up_proj) is a reader/writer concern that maps onto
+ * consecutive rows of several entries (their `out` sizes say where each one starts), and
+ * per-expert linears would repeat the entries per expert, so no list is written out again. */
 enum lin { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT };
 
 /* the sizes a linear's input (ne[0], K) and output (ne[1], N) take, from the config */

@@ -329,7 +329,8 @@ static int awq_block_search(const struct capture *cap, struct hfx_tensor *const 
 }
 
 /* step 3 of block l: for each searched group, the previous op (a linear's rows or an RMSNorm,
- * whose fp32 copy then takes the layer slot L) / s, the group's columns · s, its recorded input / s */
+ * whose fp32 copy then takes its slot in L) / s, the group's columns · s, its recorded
+ * input / s */
 static int awq_block_fold(const struct model *m, struct hfx_model *hm, int l, struct layer *L,
                           struct capture *cap, struct hfx_tensor *const *lt, float *const *sc,
                           const bool *done, int64_t T) {

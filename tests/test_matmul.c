@@ -651,7 +651,7 @@ static void test_q8_0_roundtrip(void) {
     }
 }
 
-/* ---- out of memory: an error the caller reports, never an abort (matmul.h: struct kscratch) ---- */
+/* ---- out of memory: an error the caller reports, never an abort (matmul.h: kscratch) ---- */
 
 static void test_scratch_oom(void) {
     enum { K = 96, N = 80, T = 70 }; /* T above every path's GEMV limit: the GEMM needs scratch */
