@@ -186,7 +186,7 @@ static inline float exp_neg(float x) {
     return p * sc;
 }
 
-#define ATTN_INLINE static inline __attribute__((always_inline))
+#define ATTN_INLINE static LB_INLINE
 
 /* Kt/Vt of task (b, kg) from the [R][kvd] rows */
 ATTN_INLINE void attn_gather(const struct grad_block *g, const float *src, int64_t r0, int T,
