@@ -41,6 +41,7 @@ void fwd_release(struct fwd_state *s) {
     free(s->rope_cos);
     free(s->rope_sin);
     free(s->xh);
+    kscratch_release(&s->ws);
     memset(s, 0, sizeof *s);
 }
 
@@ -68,6 +69,24 @@ static double rope_inv_freq(const struct model *m, int i) {
 static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch,
                       int n_cache_layers);
 
+/* the kernels' scratch for every call a forward over m makes (windows of up to max_batch
+ * tokens, positions below n_ctx) on n_threads threads: the largest need of any weight matmul at
+ * any piece length, in fp32/fp16/bf16 and in int8, and of the attention. The calls run one after
+ * another, so one buffer of the largest serves them all. */
+static size_t plan_scratch(const struct model *m, int n_ctx, int max_batch, int n_threads) {
+    const struct model_config *c = &m->cfg;
+    size_t need = attention_scratch(n_ctx, c->head_dim, n_threads);
+    for (int l = 0; l <= c->n_layers; l++)
+        for (int i = 0; i < (l < c->n_layers ? LIN_COUNT : 1); i++) {
+            const struct tensor *w = l < c->n_layers ? &m->layers[l].lin[i] : &m->output;
+            for (int T = 1; T <= max_batch; T++) {
+                need = LB_MAX(need, matmul_scratch(w, T, n_threads));
+                need = LB_MAX(need, matmul_i8_scratch(w, T, n_threads));
+            }
+        }
+    return need;
+}
+
 int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch) {
     return init_cache(s, m, n_ctx, max_batch, m->cfg.n_layers);
 }
@@ -89,16 +108,20 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
     const size_t B = (size_t)max_batch, D = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     const size_t half = (size_t)c->head_dim / 2;
+    const size_t kmax = LB_MAX(LB_MAX(D, qd), H); /* the widest matmul input */
+    const size_t ws_bytes = plan_scratch(m, n_ctx, max_batch, lb_threads());
     s->ldk = attn_ldk(n_ctx);
     s->ldv = attn_ldv(c->head_dim);
     s->kt_head = (int64_t)c->head_dim * s->ldk;
     s->v_head = (int64_t)n_ctx * s->ldv;
     s->n_cache_layers = n_cache_layers;
     const size_t heads = (size_t)n_cache_layers * (size_t)c->n_kv_heads;
-    /* the cache and scratch together: refused at once, before the first allocation */
+    /* the cache, the activations and the kernels' scratch together: refused at once, before the
+     * first allocation */
     const double floats = (double)heads * (double)(s->kt_head + s->v_head) +
                           (double)B * (double)(D + LB_MAX(D, qd) + qd + 2 * kvd + LB_MAX(qd, H) + H) +
-                          2.0 * (double)n_ctx * (double)half;
+                          2.0 * (double)n_ctx * (double)half + (double)B * (double)kmax +
+                          (double)ws_bytes / 4;
     char what[96];
     snprintf(what, sizeof what, "the KV cache and activations of a %d-token context", n_ctx);
     if (floats * 4 > (double)SIZE_MAX / 2 || mem_check((size_t)(floats * 4), what)) return -1;
@@ -113,8 +136,10 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
     s->up = xcalloc(B * H, sizeof(float), "ffn activations");
     s->rope_cos = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
     s->rope_sin = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
+    s->xh = xmalloc(B * kmax * sizeof(float), "the rounded matmul input");
+    s->xh_floats = s->xh ? B * kmax : 0;
     if (!s->k_cache || !s->v_cache || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->carry ||
-        !s->up || !s->rope_cos || !s->rope_sin) {
+        !s->up || !s->rope_cos || !s->rope_sin || !s->xh || kscratch_init(&s->ws, ws_bytes)) {
         fwd_release(s);
         return -1;
     }
@@ -215,8 +240,7 @@ void fwd_int8_coverage(const struct model *m, int *n_int8, int *n_total) {
     int ok = 0, all = 0;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const struct layer *L = &m->layers[l];
-        const struct tensor *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < LB_ARRAY_LEN(ws); i++, all++) ok += matmul_i8_tensor_ok(ws[i]);
+        for (int i = 0; i < LIN_COUNT; i++, all++) ok += matmul_i8_tensor_ok(&L->lin[i]);
     }
     ok += matmul_i8_tensor_ok(&m->output);
     *n_int8 = ok;
@@ -231,7 +255,8 @@ static void round_half(float *dst, const float *src, size_t n, enum compute_dtyp
                                    : lb_bf16_to_f32(lb_f32_to_bf16(src[i]));
 }
 
-/* y = x·Wᵀ in the state's compute dtype; a failure (out of memory) sets s->mm_failed */
+/* y = x·Wᵀ in the state's compute dtype, with the planned scratch (fwd_init); a failure (out of
+ * memory: more threads than planned, and no room for their scratch) sets s->mm_failed */
 static void mm_out(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T) {
     const size_t K = (size_t)w->ne[0], N = (size_t)tensor_nrows(w);
     s->n_mm++;
@@ -240,7 +265,7 @@ static void mm_out(struct fwd_state *s, float *y, const float *x, const struct t
     case COMPUTE_INT8:
         if (matmul_i8_tensor_ok(w)) {
             s->n_mm_int8++;
-            if (matmul_i8(y, x, w, T)) s->mm_failed = true;
+            if (matmul_i8_ws(y, x, w, T, &s->ws)) s->mm_failed = true;
             return;
         }
         break;
@@ -257,12 +282,12 @@ static void mm_out(struct fwd_state *s, float *y, const float *x, const struct t
             s->xh_floats = (size_t)T * K;
         }
         round_half(s->xh, x, (size_t)T * K, s->compute);
-        matmul(y, s->xh, w, T);
-        round_half(y, y, (size_t)T * N, s->compute);
+        if (matmul_ws(y, s->xh, w, T, &s->ws)) s->mm_failed = true;
+        else round_half(y, y, (size_t)T * N, s->compute);
         return;
     default: break;
     }
-    matmul(y, x, w, T);
+    if (matmul_ws(y, x, w, T, &s->ws)) s->mm_failed = true;
 }
 
 /* a layer matmul: the hook sees its input */
@@ -289,12 +314,12 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
         break;
     case FWD_O: { /* q, k, v, RoPE, the cache, attention -> carry (the input of o) */
         rmsnorm(s->xn, x, L->attn_norm.data, T, D, c->norm_eps);
-        mm(s, s->q, s->xn, &L->wq, T);
-        mm(s, s->k, s->xn, &L->wk, T);
-        mm(s, s->v, s->xn, &L->wv, T);
-        add_bias(s->q, L->bq.data, T, (int)qd);
-        add_bias(s->k, L->bk.data, T, (int)kvd);
-        add_bias(s->v, L->bv.data, T, (int)kvd);
+        mm(s, s->q, s->xn, &L->lin[LIN_Q], T);
+        mm(s, s->k, s->xn, &L->lin[LIN_K], T);
+        mm(s, s->v, s->xn, &L->lin[LIN_V], T);
+        add_bias(s->q, L->bias[LIN_Q].data, T, (int)qd);
+        add_bias(s->k, L->bias[LIN_K].data, T, (int)kvd);
+        add_bias(s->v, L->bias[LIN_V].data, T, (int)kvd);
         rope(s->q, T, c->n_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
         rope(s->k, T, c->n_kv_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
         cache_store(s, slot, T, pos0);
@@ -308,21 +333,21 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
                                       .kt_head = s->kt_head,
                                       .v_head = s->v_head};
         const int64_t lo = (int64_t)slot * c->n_kv_heads;
-        if (attention(carry, s->q, s->k_cache + lo * s->kt_head, s->v_cache + lo * s->v_head,
-                      &as))
+        if (attention_ws(carry, s->q, s->k_cache + lo * s->kt_head, s->v_cache + lo * s->v_head,
+                         &as, &s->ws))
             s->mm_failed = true;
         s->flops += 4.0 * hd * c->n_heads * ((double)T * pos0 + (double)T * (T + 1) / 2);
         break;
     }
     case FWD_GATE_UP: /* x += attention·Wo; the input of gate and up */
-        mm(s, s->xn, carry, &L->wo, T);
+        mm(s, s->xn, carry, &L->lin[LIN_O], T);
         residual_add(x, s->xn, (size_t)T * D);
         rmsnorm(s->xn, x, L->ffn_norm.data, T, D, c->norm_eps);
         break;
     case FWD_DOWN: /* silu(gate) ⊙ up -> carry (the input of down) */
         rmsnorm(s->xn, x, L->ffn_norm.data, T, D, c->norm_eps);
-        mm(s, carry, s->xn, &L->w_gate, T);
-        mm(s, s->up, s->xn, &L->w_up, T);
+        mm(s, carry, s->xn, &L->lin[LIN_GATE], T);
+        mm(s, s->up, s->xn, &L->lin[LIN_UP], T);
 #pragma omp parallel for schedule(static) if ((size_t)T * H >= PAR_MIN_WORK)
         for (int t = 0; t < T; t++)
             for (int i = 0; i < H; i++) {
@@ -332,7 +357,7 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
             }
         break;
     case FWD_OUT: /* x += act·Wdown: the block's output */
-        mm(s, s->xn, carry, &L->w_down, T);
+        mm(s, s->xn, carry, &L->lin[LIN_DOWN], T);
         residual_add(x, s->xn, (size_t)T * D);
         break;
     default: break;
@@ -341,13 +366,7 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
 
 /* the weight whose input a stage ends at (the anchor the hooks know), NULL for FWD_OUT */
 static const struct tensor *stage_anchor(const struct layer *L, enum fwd_stage st) {
-    switch (st) {
-    case FWD_QKV: return &L->wq;
-    case FWD_O: return &L->wo;
-    case FWD_GATE_UP: return &L->w_gate;
-    case FWD_DOWN: return &L->w_down;
-    default: return NULL;
-    }
+    return st < LIN_N_INPUTS ? &L->lin[lin_anchor(st)] : NULL;
 }
 
 int fwd_block_stage(struct fwd_state *s, int l, enum fwd_stage st, float *x, float *carry, int T) {

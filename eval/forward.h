@@ -13,6 +13,7 @@
 #ifndef EVAL_FORWARD_H
 #define EVAL_FORWARD_H
 #include "eval/model.h"
+#include "kernels/matmul.h"    /* struct kscratch */
 #include "kernels/matmul_i8.h" /* enum compute_dtype */
 
 struct fwd_state {
@@ -44,9 +45,12 @@ struct fwd_state {
      * matmul calls made so far, and of those done in int8 (the rest fell back to fp32). */
     enum compute_dtype compute;
     long n_mm, n_mm_int8;
-    float *xh; /* fp16/bf16: the rounded input (allocated on first use) */
+    float *xh; /* fp16/bf16: the rounded input, [max_batch][max(D, qd, H)] */
     size_t xh_floats;
     bool mm_failed;
+    /* the kernels' scratch, planned by fwd_init for this model, max_batch and lb_threads(): the
+     * calls of a forward allocate nothing (kernels/matmul.h, struct kscratch) */
+    struct kscratch ws;
 };
 
 int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch);
@@ -61,15 +65,15 @@ int fwd_init(struct fwd_state *s, const struct model *m, int n_ctx, int max_batc
  * Run in order, the stages are exactly the block forward() computes (the same functions), so a
  * stage reads whatever weights the layer slot holds when it runs: a quantizer can quantize q, k, v
  * after FWD_QKV and the later stages see the quantized weights (true-sequential). */
-enum fwd_stage { FWD_QKV, FWD_O, FWD_GATE_UP, FWD_DOWN, FWD_OUT, FWD_N_STAGES };
+/* enum fwd_stage is defined in eval/model.h, beside the table of linears (lin_info[].stage) */
 /* a state for fwd_block_stage only: the KV cache of one block, windows of up to n_ctx tokens
  * (forward() on it is an error) */
 int fwd_init_block(struct fwd_state *s, const struct model *m, int n_ctx);
 /* stage st of block l for one independent window of T <= max_batch tokens at positions 0..T−1:
  * x [T][D] the residual stream (updated by FWD_GATE_UP and FWD_OUT), carry [T][max(qd, H)]. At
  * the end the stage's linear input is handed to mm_hook with the group's first weight as w
- * (wq, wo, w_gate, w_down; none for FWD_OUT); the matmuls inside do not call the hook. -1 with a
- * message (bad arguments, out of memory, the hook's failure). */
+ * (lin[lin_anchor(st)]: q, o, gate, down; none for FWD_OUT); the matmuls inside do not call the
+ * hook. -1 with a message (bad arguments, out of memory, the hook's failure). */
 int fwd_block_stage(struct fwd_state *s, int l, enum fwd_stage st, float *x, float *carry, int T);
 /* the rotary tables forward() uses, cos_t/sin_t [n_ctx][head_dim/2] (caller-allocated): angle
  * p·inv_freq(i) in double (Llama-3.1 scaling and GGUF rope_freqs included), stored as fp32; also

@@ -61,10 +61,12 @@ int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int6
 
 /* ===== small kernels ===== */
 
-/* y [R][N] = x [R][K]·Wᵀ, W [N][K] */
-static void mm(float *y, const float *x, const float *w, int64_t K, int64_t N, int64_t R) {
+/* y [R][N] = x [R][K]·Wᵀ, W [N][K]; a failure (out of memory for the kernel's scratch) is kept in
+ * g->mm_failed, which the forward and backward report */
+static void mm(struct grad_block *g, float *y, const float *x, const float *w, int64_t K, int64_t N,
+               int64_t R) {
     struct tensor t = {.type = DTYPE_F32, .n_dims = 2, .ne = {K, N, 1, 1}, .data = (void *)w};
-    matmul(y, x, &t, (int)R);
+    if (!g->mm_failed && matmul(y, x, &t, (int)R)) g->mm_failed = true;
 }
 
 /* dst[c·ldd + r] = src[r·lds + c] for r < R, c < C (srcᵀ, in tiles) */
@@ -162,7 +164,7 @@ static inline float dotf(const float *a, const float *b, int n) {
 /* ----- attention: one task = (window b, kv head g) with every query head reading g -----
  * The task gathers its keys and values transposed (Kt, Vt [hd][T]), so every inner loop runs
  * along the keys j and vectorizes (omp simd); the body is compiled for AVX-512, AVX2 and generic
- * x86-64 (the ISA kernels/matmul.c chose, kernels_isa()). Scores are Σ_i q_i·k_ij in i order,
+ * x86-64 (the kernels' path, kernels/cpu.h: cpu_isa()). Scores are Σ_i q_i·k_ij in i order,
  * times 1/√hd, as attention_ref; exp is exp_neg below in the forward and the backward alike. */
 
 /* e^x for x <= ~0 (Cody-Waite reduction, Cephes' degree-6 polynomial; about 2 ulp; x < −87
@@ -184,7 +186,7 @@ static inline float exp_neg(float x) {
     return p * sc;
 }
 
-#define ATTN_INLINE static inline __attribute__((always_inline))
+#define ATTN_INLINE static LB_INLINE
 
 /* Kt/Vt of task (b, kg) from the [R][kvd] rows */
 ATTN_INLINE void attn_gather(const struct grad_block *g, const float *src, int64_t r0, int T,
@@ -355,22 +357,17 @@ ATTN_INLINE void attn_bwd_task(struct grad_block *g, int b, int kg, int T, float
         }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define ATTN_TARGETS 1
-__attribute__((target("avx512f,fma"))) static void attn_fwd_avx512(struct grad_block *g, int b,
-                                                                   int kg, int T, float *buf) {
+#if LB_X86
+LB_AVX512F static void attn_fwd_avx512(struct grad_block *g, int b, int kg, int T, float *buf) {
     attn_fwd_task(g, b, kg, T, buf);
 }
-__attribute__((target("avx2,fma"))) static void attn_fwd_avx2(struct grad_block *g, int b, int kg,
-                                                              int T, float *buf) {
+LB_AVX2F static void attn_fwd_avx2(struct grad_block *g, int b, int kg, int T, float *buf) {
     attn_fwd_task(g, b, kg, T, buf);
 }
-__attribute__((target("avx512f,fma"))) static void attn_bwd_avx512(struct grad_block *g, int b,
-                                                                   int kg, int T, float *buf) {
+LB_AVX512F static void attn_bwd_avx512(struct grad_block *g, int b, int kg, int T, float *buf) {
     attn_bwd_task(g, b, kg, T, buf);
 }
-__attribute__((target("avx2,fma"))) static void attn_bwd_avx2(struct grad_block *g, int b, int kg,
-                                                              int T, float *buf) {
+LB_AVX2F static void attn_bwd_avx2(struct grad_block *g, int b, int kg, int T, float *buf) {
     attn_bwd_task(g, b, kg, T, buf);
 }
 #endif
@@ -383,14 +380,18 @@ static void attn_bwd_generic(struct grad_block *g, int b, int kg, int T, float *
 
 typedef void (*attn_task_fn)(struct grad_block *g, int b, int kg, int T, float *buf);
 
+/* the forward [0] and backward [1] task of each path (kernels/cpu.h) */
+static const attn_task_fn attn_tasks[CPU_ISA_COUNT][2] = {
+    [CPU_ISA_GENERIC] = {attn_fwd_generic, attn_bwd_generic},
+#if LB_X86
+    [CPU_ISA_AVX2] = {attn_fwd_avx2, attn_bwd_avx2},
+    [CPU_ISA_AVX512] = {attn_fwd_avx512, attn_bwd_avx512},
+#endif
+};
+
 /* run fn over every (window, kv head) task, each thread with a buffer of n_buf floats */
 static int attn_run(struct grad_block *g, int n_win, int T, bool bwd) {
-    attn_task_fn fn = bwd ? attn_bwd_generic : attn_fwd_generic;
-#ifdef ATTN_TARGETS
-    const char *isa = kernels_isa();
-    if (!strcmp(isa, "avx512")) fn = bwd ? attn_bwd_avx512 : attn_fwd_avx512;
-    else if (!strcmp(isa, "avx2")) fn = bwd ? attn_bwd_avx2 : attn_fwd_avx2;
-#endif
+    const attn_task_fn fn = attn_tasks[cpu_isa()][bwd];
     const int nkv = g->n_kv_heads, n_task = n_win * nkv;
     const size_t n_buf = (size_t)(4 * g->hd + 2 * QB) * (size_t)T;
     int bad = 0;
@@ -419,17 +420,21 @@ int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const
                    "rows)", n_win, T, g->n_ctx, (long long)g->max_rows);
     const int D = g->D, H = g->H, qd = g->qd, kvd = g->kvd;
     g->n_win = n_win, g->T = T;
-    g->has_bias = w->bq || w->bk || w->bv;
+    g->mm_failed = false;
+    g->has_bias = false;
+    for (int i = 0; i < LIN_COUNT; i++) g->has_bias |= w->bias[i] != NULL;
     memcpy(g->x, x, (size_t)(R * D) * sizeof *x);
     rmsnorm_fwd(g->xn1, g->s1, x, w->attn_norm, R, D, g->eps);
-    mm(g->q, g->xn1, w->wq, D, qd, R);
-    mm(g->k, g->xn1, w->wk, D, kvd, R);
-    mm(g->v, g->xn1, w->wv, D, kvd, R);
+    mm(g, g->q, g->xn1, w->lin[LIN_Q], D, qd, R);
+    mm(g, g->k, g->xn1, w->lin[LIN_K], D, kvd, R);
+    mm(g, g->v, g->xn1, w->lin[LIN_V], D, kvd, R);
     const struct {
         float *y;
         const float *b;
         int n;
-    } bias[3] = {{g->q, w->bq, qd}, {g->k, w->bk, kvd}, {g->v, w->bv, kvd}};
+    } bias[3] = {{g->q, w->bias[LIN_Q], qd},
+                 {g->k, w->bias[LIN_K], kvd},
+                 {g->v, w->bias[LIN_V], kvd}};
     for (int i = 0; i < 3; i++)
         if (bias[i].b)
             for (int64_t t = 0; t < R; t++)
@@ -437,20 +442,24 @@ int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const
     rope_apply(g, g->q, R, T, g->n_heads, qd, false);
     rope_apply(g, g->k, R, T, g->n_kv_heads, kvd, false);
     if (attn_run(g, n_win, T, false)) return -1;
-    mm(y, g->att, w->wo, qd, D, R); /* y holds o·Woᵀ until the residual */
+    mm(g, y, g->att, w->lin[LIN_O], qd, D, R); /* y holds o·Woᵀ until the residual */
 #pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * D; i++) g->h1[i] = x[i] + y[i];
     rmsnorm_fwd(g->xn2, g->s2, g->h1, w->ffn_norm, R, D, g->eps);
-    mm(g->gate, g->xn2, w->w_gate, D, H, R);
-    mm(g->up, g->xn2, w->w_up, D, H, R);
+    mm(g, g->gate, g->xn2, w->lin[LIN_GATE], D, H, R);
+    mm(g, g->up, g->xn2, w->lin[LIN_UP], D, H, R);
 #pragma omp parallel for schedule(static) if ((size_t)R * H >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * H; i++) {
         const float gv = g->gate[i];
         g->act[i] = gv / (1.0f + expf(-gv)) * g->up[i];
     }
-    mm(y, g->act, w->w_down, H, D, R);
+    mm(g, y, g->act, w->lin[LIN_DOWN], H, D, R);
 #pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * D; i++) y[i] += g->h1[i];
+    if (g->mm_failed) {
+        g->n_win = 0; /* no backward of a failed forward */
+        return -1;
+    }
     return 0;
 }
 
@@ -461,19 +470,20 @@ static void grad_w(struct grad_block *g, float *dw, const float *dy, int64_t ldy
                    const float *x, int64_t K, int64_t R) {
     transpose(g->yt, R, dy, R, N, ldy);
     transpose(g->xt, R, x, R, K, K);
-    mm(dw, g->yt, g->xt, R, K, N);
+    mm(g, dw, g->yt, g->xt, R, K, N);
 }
 
 int grad_block_backward(struct grad_block *g, const struct grad_weights *w, const float *dy,
                         float *dx, const struct grad_grads *gr) {
     if (g->n_win < 1) return err("grad: backward without a forward");
+    g->mm_failed = false;
     const int64_t R = (int64_t)g->n_win * g->T;
     const int D = g->D, H = g->H, qd = g->qd, kvd = g->kvd, qkv = qd + 2 * kvd;
     /* 1. y = h1 + act·Wdᵀ: dh1 = dy; dact = dy·Wd (into xt); dWd = dyᵀ·act */
     memcpy(g->dh1, dy, (size_t)(R * D) * sizeof *dy);
-    if (gr->w_down) grad_w(g, gr->w_down, dy, D, D, g->act, H, R);
-    transpose(g->wt, D, w->w_down, D, H, H); /* Wdᵀ [H][D] */
-    mm(g->xt, dy, g->wt, D, H, R);
+    if (gr->lin[LIN_DOWN]) grad_w(g, gr->lin[LIN_DOWN], dy, D, D, g->act, H, R);
+    transpose(g->wt, D, w->lin[LIN_DOWN], D, H, H); /* Wdᵀ [H][D] */
+    mm(g, g->xt, dy, g->wt, D, H, R);
     /* 2. act = silu(gate)·up: [dgate | dup] into dgu [R][2H] */
 #pragma omp parallel for schedule(static) if ((size_t)R * H >= PAR_MIN_WORK)
     for (int64_t t = 0; t < R; t++)
@@ -483,42 +493,42 @@ int grad_block_backward(struct grad_block *g, const struct grad_weights *w, cons
             g->dgu[t * 2 * H + i] = da * g->up[t * H + i] * sg * (1.0f + gv * (1.0f - sg));
             g->dgu[t * 2 * H + H + i] = da * gv * sg;
         }
-    if (gr->w_gate) grad_w(g, gr->w_gate, g->dgu, 2 * H, H, g->xn2, D, R);
-    if (gr->w_up) grad_w(g, gr->w_up, g->dgu + H, 2 * H, H, g->xn2, D, R);
+    if (gr->lin[LIN_GATE]) grad_w(g, gr->lin[LIN_GATE], g->dgu, 2 * H, H, g->xn2, D, R);
+    if (gr->lin[LIN_UP]) grad_w(g, gr->lin[LIN_UP], g->dgu + H, 2 * H, H, g->xn2, D, R);
     /* dxn2 = [dgate dup]·[Wg; Wu]: wt = [Wgᵀ | Wuᵀ] [D][2H] */
-    transpose(g->wt, 2 * H, w->w_gate, H, D, D);
-    transpose(g->wt + H, 2 * H, w->w_up, H, D, D);
-    mm(g->dxn, g->dgu, g->wt, 2 * H, D, R);
+    transpose(g->wt, 2 * H, w->lin[LIN_GATE], H, D, D);
+    transpose(g->wt + H, 2 * H, w->lin[LIN_UP], H, D, D);
+    mm(g, g->dxn, g->dgu, g->wt, 2 * H, D, R);
     /* 3. xn2 = rmsnorm(h1)·w_ffn: dh1 += its backward */
     if (gr->ffn_norm) rmsnorm_dw(gr->ffn_norm, g->dxn, g->h1, g->s2, R, D);
     rmsnorm_bwd(g->dh1, g->dxn, g->h1, g->s2, w->ffn_norm, R, D);
     /* 4. h1 = x + att·Woᵀ: datt = dh1·Wo; dWo = dh1ᵀ·att */
-    if (gr->wo) grad_w(g, gr->wo, g->dh1, D, D, g->att, qd, R);
-    transpose(g->wt, D, w->wo, D, qd, qd); /* Woᵀ [qd][D] */
-    mm(g->datt, g->dh1, g->wt, D, qd, R);
+    if (gr->lin[LIN_O]) grad_w(g, gr->lin[LIN_O], g->dh1, D, D, g->att, qd, R);
+    transpose(g->wt, D, w->lin[LIN_O], D, qd, qd); /* Woᵀ [qd][D] */
+    mm(g, g->datt, g->dh1, g->wt, D, qd, R);
     /* 5. attention, then un-rotate dq and dk */
     if (attn_run(g, g->n_win, g->T, true)) return -1;
     rope_apply(g, g->dqkv, R, g->T, g->n_heads, qkv, true);
     rope_apply(g, g->dqkv + qd, R, g->T, g->n_kv_heads, qkv, true);
-    if (gr->bq) col_sum(gr->bq, g->dqkv, R, qd, qkv);
-    if (gr->bk) col_sum(gr->bk, g->dqkv + qd, R, kvd, qkv);
-    if (gr->bv) col_sum(gr->bv, g->dqkv + qd + kvd, R, kvd, qkv);
-    if (gr->wq) grad_w(g, gr->wq, g->dqkv, qkv, qd, g->xn1, D, R);
-    if (gr->wk) grad_w(g, gr->wk, g->dqkv + qd, qkv, kvd, g->xn1, D, R);
-    if (gr->wv) grad_w(g, gr->wv, g->dqkv + qd + kvd, qkv, kvd, g->xn1, D, R);
-    if (!dx && !gr->attn_norm) return 0;
+    /* dqkv [R][qkv] holds dq | dk | dv side by side */
+    const int64_t off[3] = {0, qd, qd + kvd}, width[3] = {qd, kvd, kvd};
+    for (int i = LIN_Q; i <= LIN_V; i++)
+        if (gr->bias[i]) col_sum(gr->bias[i], g->dqkv + off[i - LIN_Q], R, width[i - LIN_Q], qkv);
+    for (int i = LIN_Q; i <= LIN_V; i++)
+        if (gr->lin[i])
+            grad_w(g, gr->lin[i], g->dqkv + off[i - LIN_Q], qkv, width[i - LIN_Q], g->xn1, D, R);
+    if (!dx && !gr->attn_norm) return g->mm_failed ? -1 : 0;
     /* 6. dxn1 = [dq dk dv]·[Wq; Wk; Wv] (wt = [Wqᵀ | Wkᵀ | Wvᵀ] [D][qkv]); then the RMSNorm
      * backward plus the residual */
-    transpose(g->wt, qkv, w->wq, qd, D, D);
-    transpose(g->wt + qd, qkv, w->wk, kvd, D, D);
-    transpose(g->wt + qd + kvd, qkv, w->wv, kvd, D, D);
-    mm(g->dxn, g->dqkv, g->wt, qkv, D, R);
+    for (int i = LIN_Q; i <= LIN_V; i++)
+        transpose(g->wt + off[i - LIN_Q], qkv, w->lin[i], width[i - LIN_Q], D, D);
+    mm(g, g->dxn, g->dqkv, g->wt, qkv, D, R);
     if (gr->attn_norm) rmsnorm_dw(gr->attn_norm, g->dxn, g->x, g->s1, R, D);
     if (dx) {
         memcpy(dx, g->dh1, (size_t)(R * D) * sizeof *dx);
         rmsnorm_bwd(dx, g->dxn, g->x, g->s1, w->attn_norm, R, D);
     }
-    return 0;
+    return g->mm_failed ? -1 : 0;
 }
 
 int grad_weights_from_layer(const struct model *m, int l, struct grad_weights *w,
@@ -527,22 +537,19 @@ int grad_weights_from_layer(const struct model *m, int l, struct grad_weights *w
     memset(w, 0, sizeof *w);
     if (l < 0 || l >= m->cfg.n_layers) return err("grad: layer %d of %d", l, m->cfg.n_layers);
     const struct layer *L = &m->layers[l];
-    const struct tensor *lin[7] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
-                                   &L->w_gate, &L->w_up, &L->w_down};
     size_t total = 0;
-    for (int i = 0; i < 7; i++) total += (size_t)tensor_nelements(lin[i]);
+    for (int i = 0; i < LIN_COUNT; i++) total += (size_t)tensor_nelements(&L->lin[i]);
     float *buf = xmalloc(total * sizeof *buf, "block weights");
     if (!buf) return -1;
     float *p = buf;
-    const float **dst[7] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
-    for (int i = 0; i < 7; i++) {
-        *dst[i] = p;
-        for (int64_t r = 0; r < tensor_nrows(lin[i]); r++, p += lin[i]->ne[0])
-            tensor_row_to_f32(lin[i], r, p);
+    for (int i = 0; i < LIN_COUNT; i++) {
+        const struct tensor *t = &L->lin[i];
+        w->lin[i] = p;
+        for (int64_t r = 0; r < tensor_nrows(t); r++, p += t->ne[0]) tensor_row_to_f32(t, r, p);
+        w->bias[i] = L->bias[i].data;
     }
     w->attn_norm = L->attn_norm.data;
     w->ffn_norm = L->ffn_norm.data;
-    w->bq = L->bq.data, w->bk = L->bk.data, w->bv = L->bv.data;
     *w_owned = buf;
     return 0;
 }

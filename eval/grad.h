@@ -35,21 +35,21 @@
 #define EVAL_GRAD_H
 #include "eval/model.h"
 
-/* one block's weights (borrowed, fp32). Biases may be NULL (no bias). */
+/* one block's weights (borrowed, fp32), the linears by enum lin (eval/model.h): lin[i] is
+ * [N][K] with K, N = lin_info[i].in, .out. Biases may be NULL (no bias); only lin_info[i].bias
+ * linears (q, k, v) have one. */
 struct grad_weights {
-    const float *attn_norm;     /* [D] */
-    const float *wq, *wk, *wv;  /* [qd][D], [kvd][D], [kvd][D] */
-    const float *bq, *bk, *bv;  /* [qd], [kvd], [kvd] or NULL */
-    const float *wo;            /* [D][qd] */
-    const float *ffn_norm;      /* [D] */
-    const float *w_gate, *w_up; /* [H][D] */
-    const float *w_down;        /* [D][H] */
+    const float *attn_norm;       /* [D] */
+    const float *ffn_norm;        /* [D] */
+    const float *lin[LIN_COUNT];  /* q [qd][D], k v [kvd][D], o [D][qd], gate up [H][D], down
+                                   * [D][H] */
+    const float *bias[LIN_COUNT]; /* [N] or NULL */
 };
 
 /* where the backward writes each gradient (same shapes); NULL = not wanted (not computed when
  * nothing else needs it). Gradients are overwritten, not accumulated. */
 struct grad_grads {
-    float *attn_norm, *wq, *wk, *wv, *bq, *bk, *bv, *wo, *ffn_norm, *w_gate, *w_up, *w_down;
+    float *attn_norm, *ffn_norm, *lin[LIN_COUNT], *bias[LIN_COUNT];
 };
 
 struct grad_block {
@@ -62,6 +62,7 @@ struct grad_block {
     /* of the last forward */
     int n_win, T;
     bool has_bias;
+    bool mm_failed; /* a matmul of the current pass had no memory for its scratch */
     /* saved activations, [R][width] */
     float *x, *s1, *xn1, *q, *k, *v, *att, *lse, *h1, *s2, *xn2, *gate, *up, *act;
     /* backward scratch */

@@ -249,29 +249,46 @@ out:
 
 /* ===== tensor names ===== */
 
-/* suffix after "model.layers.N." -> suffix after "blk.N." */
+/* suffix after "model.layers.N." -> suffix after "blk.N.": the norms here, the linears (and the
+ * biases of those lin_info[].bias allows) from eval/model.h's table */
 static const struct {
     const char *hf, *gguf;
-} layer_names[] = {
+} norm_names[] = {
     {"input_layernorm.weight", "attn_norm.weight"},
-    {"self_attn.q_proj.weight", "attn_q.weight"},
-    {"self_attn.k_proj.weight", "attn_k.weight"},
-    {"self_attn.v_proj.weight", "attn_v.weight"},
-    {"self_attn.o_proj.weight", "attn_output.weight"},
-    {"self_attn.q_proj.bias", "attn_q.bias"},
-    {"self_attn.k_proj.bias", "attn_k.bias"},
-    {"self_attn.v_proj.bias", "attn_v.bias"},
     {"post_attention_layernorm.weight", "ffn_norm.weight"},
-    {"mlp.gate_proj.weight", "ffn_gate.weight"},
-    {"mlp.up_proj.weight", "ffn_up.weight"},
-    {"mlp.down_proj.weight", "ffn_down.weight"},
 };
 
-/* tensors that change the result but have no slot in struct layer: refused, never skipped */
-static const char *const layer_refused[] = {
-    "self_attn.o_proj.bias", "mlp.gate_proj.bias",      "mlp.up_proj.bias",
-    "mlp.down_proj.bias",    "self_attn.q_norm.weight", "self_attn.k_norm.weight",
-};
+/* tensors that change the result but have no slot in struct layer, besides the biases of linears
+ * without one: refused, never skipped */
+static const char *const layer_refused[] = {"self_attn.q_norm.weight", "self_attn.k_norm.weight"};
+
+/* the canonical suffix of layer suffix s into out: 1 = found (*bias: a linear's bias), 0 = not a
+ * tensor lowbit knows, -1 = a tensor that changes the result and has no slot (nothing printed) */
+static int layer_suffix(const char *s, char *out, size_t size, bool *bias) {
+    *bias = false;
+    for (size_t i = 0; i < LB_ARRAY_LEN(layer_refused); i++)
+        if (!strcmp(s, layer_refused[i])) return -1;
+    for (size_t i = 0; i < LB_ARRAY_LEN(norm_names); i++)
+        if (!strcmp(s, norm_names[i].hf)) {
+            snprintf(out, size, "%s", norm_names[i].gguf);
+            return 1;
+        }
+    for (int i = 0; i < LIN_COUNT; i++) {
+        const size_t n = strlen(lin_info[i].hf);
+        if (strncmp(s, lin_info[i].hf, n)) continue;
+        if (!strcmp(s + n, ".weight")) {
+            snprintf(out, size, "%s.weight", lin_info[i].gguf);
+            return 1;
+        }
+        if (!strcmp(s + n, ".bias")) {
+            if (!lin_info[i].bias) return -1;
+            snprintf(out, size, "%s.bias", lin_info[i].gguf);
+            *bias = true;
+            return 1;
+        }
+    }
+    return 0;
+}
 
 /* canonical name of HF tensor `name` into out: 1 = mapped, 0 = not a weight lowbit uses (skip),
  * -1 = refused (message given; `where` names the file) */
@@ -301,22 +318,21 @@ static int map_name(const struct hf_load *h, const char *where, const char *name
     }
     if (*s++ != '.') return 0;
     const struct model_config *c = &h->m->cfg;
-    for (size_t i = 0; i < LB_ARRAY_LEN(layer_refused); i++)
-        if (!strcmp(s, layer_refused[i]))
-            return err("%s: tensor '%s' is not supported (lowbit's %s layers have no %s)", where,
-                       name, c->arch, layer_refused[i]);
-    for (size_t i = 0; i < LB_ARRAY_LEN(layer_names); i++) {
-        if (strcmp(s, layer_names[i].hf)) continue;
-        if (layer >= c->n_layers)
-            return err("%s: tensor '%s' is beyond num_hidden_layers %d in %s", where, name,
-                       c->n_layers, h->cfg_path);
-        if (!c->qkv_bias && strstr(s, "_proj.bias"))
-            return err("%s: tensor '%s' is an attention bias but %s does not set attention_bias",
-                       where, name, h->cfg_path);
-        snprintf(out, size, "blk.%ld.%s", layer, layer_names[i].gguf);
-        return 1;
-    }
-    return 0;
+    char sfx[64];
+    bool bias;
+    const int found = layer_suffix(s, sfx, sizeof sfx, &bias);
+    if (found < 0)
+        return err("%s: tensor '%s' is not supported (lowbit's %s layers have no %s)", where, name,
+                   c->arch, s);
+    if (!found) return 0;
+    if (layer >= c->n_layers)
+        return err("%s: tensor '%s' is beyond num_hidden_layers %d in %s", where, name, c->n_layers,
+                   h->cfg_path);
+    if (!c->qkv_bias && bias)
+        return err("%s: tensor '%s' is an attention bias but %s does not set attention_bias", where,
+                   name, h->cfg_path);
+    snprintf(out, size, "blk.%ld.%s", layer, sfx);
+    return 1;
 }
 
 /* ===== quantized checkpoints (GPTQ, AWQ, AutoRound, bitsandbytes) =====
@@ -473,28 +489,22 @@ static const struct safetensors_tensor *find_any(const struct hf_load *h, const 
 /* [K in, N out] of canonical linear `name` from the config; false when not a 2-d weight */
 static bool linear_shape(const struct hf_load *h, const char *name, int64_t *K, int64_t *N) {
     const struct model_config *c = &h->m->cfg;
-    const int64_t D = c->dim, H = c->hidden_dim, V = c->vocab_size;
-    const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
-    static const struct {
-        const char *suffix;
-        int k, n; /* 0 = D, 1 = H, 2 = qd, 3 = kvd, 4 = V */
-    } lin[] = {{"attn_q.weight", 0, 2},   {"attn_k.weight", 0, 3},      {"attn_v.weight", 0, 3},
-               {"attn_output.weight", 2, 0}, {"ffn_gate.weight", 0, 1}, {"ffn_up.weight", 0, 1},
-               {"ffn_down.weight", 1, 0},   {"output.weight", 0, 4},    {"token_embd.weight", 0, 4}};
-    const int64_t dims[5] = {D, H, qd, kvd, V};
+    if (!strcmp(name, "output.weight") || !strcmp(name, "token_embd.weight")) {
+        *K = c->dim;
+        *N = c->vocab_size;
+        return true;
+    }
     const char *s = name;
     if (!strncmp(name, "blk.", 4)) {
         s = strchr(name + 4, '.');
         if (!s) return false;
         s++;
     }
-    for (size_t i = 0; i < LB_ARRAY_LEN(lin); i++)
-        if (!strcmp(s, lin[i].suffix)) {
-            *K = dims[lin[i].k];
-            *N = dims[lin[i].n];
-            return true;
-        }
-    return false;
+    const int i = lin_by_suffix(s);
+    if (i < 0) return false;
+    *K = lin_dim(c, lin_info[i].in);
+    *N = lin_dim(c, lin_info[i].out);
+    return true;
 }
 
 /* a checkpoint tensor that must have dtype dt and shape [d0] or [d0, d1] (d1 < 0: 1-d) */

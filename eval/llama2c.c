@@ -60,21 +60,34 @@ static void set_cfg(struct model *m, const struct l2c_hdr *h) {
     c->rope_style = ROPE_NORM;
 }
 
-/* the weight tensors in file order; per-layer ones are L consecutive tensors */
-enum { W_EMB, W_Q, W_K, W_V, W_O, W_1, W_2, W_3, W_CLS, W_COUNT };
-static const char *w_name[W_COUNT] = {"token_embd.weight", "attn_q.weight", "attn_k.weight",
-                                      "attn_v.weight", "attn_output.weight", "ffn_gate.weight",
-                                      "ffn_down.weight", "ffn_up.weight", "output.weight"};
+/* the weight tensors in file order; per-layer ones are L consecutive tensors: the embeddings,
+ * the block linears in llama2.c's order (wq wk wv wo w1 w2 w3: lin_info[].l2c_slot), the
+ * classifier */
+enum { W_EMB, W_LIN0, W_CLS = W_LIN0 + LIN_COUNT, W_COUNT };
+
+/* the block linear stored at slot w (W_LIN0 <= w < W_CLS) */
+static enum lin w_lin(int w) {
+    for (int i = 0; i < LIN_COUNT; i++)
+        if (lin_info[i].l2c_slot == w - W_LIN0) return (enum lin)i;
+    BUG("llama2.c slot %d has no linear", w);
+}
+
+static void w_name(int w, char *buf, size_t n) {
+    if (w == W_EMB) snprintf(buf, n, "token_embd.weight");
+    else if (w == W_CLS) snprintf(buf, n, "output.weight");
+    else snprintf(buf, n, "%s.weight", lin_info[w_lin(w)].gguf);
+}
+
+/* the attention linears come before the FFN norms in a legacy file */
+static bool w_attn(int w) { return w > W_EMB && w < W_CLS && lin_info[w_lin(w)].attn; }
 
 static void w_shape(const struct model_config *c, int w, int64_t ne[2]) {
-    const int64_t D = c->dim, H = c->hidden_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
-    switch (w) {
-    case W_EMB: case W_CLS: ne[0] = D; ne[1] = c->vocab_size; break;
-    case W_Q: case W_O: ne[0] = D; ne[1] = D; break;
-    case W_K: case W_V: ne[0] = D; ne[1] = kvd; break;
-    case W_1: case W_3: ne[0] = D; ne[1] = H; break;
-    case W_2: ne[0] = H; ne[1] = D; break;
-    default: BUG("w %d", w);
+    if (w == W_EMB || w == W_CLS) {
+        ne[0] = c->dim;
+        ne[1] = c->vocab_size;
+    } else {
+        ne[0] = lin_dim(c, lin_info[w_lin(w)].in);
+        ne[1] = lin_dim(c, lin_info[w_lin(w)].out);
     }
 }
 
@@ -88,11 +101,12 @@ static int add(struct model *m, const char *name, int n_dims, int64_t ne0, int64
 }
 
 static int add_weight(struct model *m, int w, int l, const void *data) {
-    char name[64];
+    char name[96], base[64];
     int64_t ne[2];
     w_shape(&m->cfg, w, ne);
-    if (w == W_EMB || w == W_CLS) snprintf(name, sizeof name, "%s", w_name[w]);
-    else snprintf(name, sizeof name, "blk.%d.%s", l, w_name[w]);
+    w_name(w, base, sizeof base);
+    if (w == W_EMB || w == W_CLS) snprintf(name, sizeof name, "%s", base);
+    else snprintf(name, sizeof name, "blk.%d.%s", l, base);
     return add(m, name, 2, ne[0], ne[1], data);
 }
 
@@ -125,9 +139,9 @@ static int load_legacy(struct model *m, const char *path, const uint8_t *map, si
         nw[w] = ne[0] * ne[1];
     }
     /* total floats after the header */
-    int64_t total = nw[W_EMB] + L * D + L * (nw[W_Q] + nw[W_K] + nw[W_V] + nw[W_O]) + L * D +
-                    L * (nw[W_1] + nw[W_2] + nw[W_3]) + D + (int64_t)h.seq_len * c->head_dim +
+    int64_t total = nw[W_EMB] + 2 * L * D + D + (int64_t)h.seq_len * c->head_dim +
                     (shared ? 0 : nw[W_CLS]);
+    for (int w = W_LIN0; w < W_CLS; w++) total += L * nw[w];
     size_t want = sizeof h + (size_t)total * 4;
     if (len != want) return size_error(path, len, want);
     const float *p = (const float *)(map + sizeof h);
@@ -135,14 +149,13 @@ static int load_legacy(struct model *m, const char *path, const uint8_t *map, si
     p += nw[W_EMB];
     for (int l = 0; l < L; l++, p += D)
         if (add_norm(m, "blk.%d.attn_norm.weight", l, p)) return -1;
-    for (int w = W_Q; w <= W_O; w++)
+    for (int w = W_LIN0; w < W_CLS; w++) {
+        if (!w_attn(w) && w_attn(w - 1))
+            for (int l = 0; l < L; l++, p += D)
+                if (add_norm(m, "blk.%d.ffn_norm.weight", l, p)) return -1;
         for (int l = 0; l < L; l++, p += nw[w])
             if (add_weight(m, w, l, p)) return -1;
-    for (int l = 0; l < L; l++, p += D)
-        if (add_norm(m, "blk.%d.ffn_norm.weight", l, p)) return -1;
-    for (int w = W_1; w <= W_3; w++)
-        for (int l = 0; l < L; l++, p += nw[w])
-            if (add_weight(m, w, l, p)) return -1;
+    }
     if (add(m, "output_norm.weight", 1, D, 0, p)) return -1;
     p += D + (int64_t)h.seq_len * c->head_dim;
     if (!shared && add_weight(m, W_CLS, 0, p)) return -1;
@@ -175,9 +188,12 @@ static int load_ak42(struct model *m, const char *path, const uint8_t *map, size
         w_shape(c, w, ne);
         nw[w] = ne[0] * ne[1];
         int64_t count = w == W_EMB ? 1 : w == W_CLS ? (shared ? 0 : 1) : L;
-        if (version == 2 && count && nw[w] % gs)
+        if (version == 2 && count && nw[w] % gs) {
+            char name[64];
+            w_name(w, name, sizeof name);
             return err("%s: tensor %s has %lld weights, not a multiple of the group size %d", path,
-                       w_name[w], (long long)nw[w], gs);
+                       name, (long long)nw[w], gs);
+        }
         want += (size_t)(count * nw[w]) * (version == 1 ? 4 : 1) +
                 (version == 2 ? (size_t)(count * (nw[w] / gs)) * 4 : 0);
     }
@@ -199,7 +215,9 @@ static int load_ak42(struct model *m, const char *path, const uint8_t *map, size
             } else { /* dequantize q·s into an owned fp32 buffer */
                 const int8_t *q = (const int8_t *)p;
                 const uint8_t *sp = p + nw[w];
-                float *f = model_alloc(m, (size_t)nw[w] * sizeof(float), w_name[w]);
+                char name[64];
+                w_name(w, name, sizeof name);
+                float *f = model_alloc(m, (size_t)nw[w] * sizeof(float), name);
                 if (!f) return -1;
                 for (int64_t i = 0; i < nw[w]; i++) {
                     float s;

@@ -19,6 +19,64 @@ const char *model_format_name(enum model_format f) {
     return (unsigned)f < MODEL_FORMAT_COUNT ? names[f] : "?";
 }
 
+/* ---- the linears of a block (model.h: enum lin) ---- */
+
+const struct lin_info lin_info[LIN_COUNT] = {
+    [LIN_Q] = {.gguf = "attn_q", .hf = "self_attn.q_proj", .l2c_slot = 0, .stage = FWD_QKV,
+               .in = LIN_DIM_D, .out = LIN_DIM_QD, .attn = true, .bias = true, .rope = true},
+    [LIN_K] = {.gguf = "attn_k", .hf = "self_attn.k_proj", .l2c_slot = 1, .stage = FWD_QKV,
+               .in = LIN_DIM_D, .out = LIN_DIM_KVD, .attn = true, .bias = true, .rope = true},
+    [LIN_V] = {.gguf = "attn_v", .hf = "self_attn.v_proj", .l2c_slot = 2, .stage = FWD_QKV,
+               .in = LIN_DIM_D, .out = LIN_DIM_KVD, .attn = true, .bias = true},
+    [LIN_O] = {.gguf = "attn_output", .hf = "self_attn.o_proj", .l2c_slot = 3, .stage = FWD_O,
+               .in = LIN_DIM_QD, .out = LIN_DIM_D, .attn = true},
+    [LIN_GATE] = {.gguf = "ffn_gate", .hf = "mlp.gate_proj", .l2c_slot = 4, .stage = FWD_GATE_UP,
+                  .in = LIN_DIM_D, .out = LIN_DIM_H},
+    [LIN_UP] = {.gguf = "ffn_up", .hf = "mlp.up_proj", .l2c_slot = 6, .stage = FWD_GATE_UP,
+                .in = LIN_DIM_D, .out = LIN_DIM_H},
+    [LIN_DOWN] = {.gguf = "ffn_down", .hf = "mlp.down_proj", .l2c_slot = 5, .stage = FWD_DOWN,
+                  .in = LIN_DIM_H, .out = LIN_DIM_D},
+};
+
+enum lin lin_anchor(enum fwd_stage st) {
+    for (int i = 0; i < LIN_COUNT; i++)
+        if (lin_info[i].stage == st) return (enum lin)i;
+    BUG("stage %d has no linear", (int)st);
+}
+
+int64_t lin_dim(const struct model_config *c, enum lin_dim d) {
+    switch (d) {
+    case LIN_DIM_D: return c->dim;
+    case LIN_DIM_H: return c->hidden_dim;
+    case LIN_DIM_QD: return (int64_t)c->n_heads * c->head_dim;
+    case LIN_DIM_KVD: return (int64_t)c->n_kv_heads * c->head_dim;
+    }
+    BUG("lin_dim %d", (int)d);
+}
+
+void lin_name(char *buf, size_t n, int l, enum lin i) {
+    snprintf(buf, n, "blk.%d.%s.weight", l, lin_info[i].gguf);
+}
+
+int lin_by_suffix(const char *s) {
+    for (int i = 0; i < LIN_COUNT; i++) {
+        const size_t n = strlen(lin_info[i].gguf);
+        if (!strncmp(s, lin_info[i].gguf, n) && !strcmp(s + n, ".weight")) return i;
+    }
+    return -1;
+}
+
+int lin_of_tensor(const char *name) {
+    int layer, pos = 0;
+    if (sscanf(name, "blk.%d.%n", &layer, &pos) != 1 || pos <= 0) return -1;
+    return lin_by_suffix(name + pos);
+}
+
+int lin_rope_heads(const struct model_config *c, int i) {
+    if (i < 0 || i >= LIN_COUNT || !lin_info[i].rope) return 0;
+    return (int)(lin_dim(c, lin_info[i].out) / c->head_dim);
+}
+
 void *model_alloc(struct model *m, size_t n, const char *what) {
     if (m->n_bufs == m->cap_bufs) {
         int cap = m->cap_bufs ? 2 * m->cap_bufs : 16;
@@ -180,8 +238,7 @@ int model_bind(struct model *m) {
     struct model_config *c = &m->cfg;
     if (!c->arch[0]) snprintf(c->arch, sizeof c->arch, "llama");
     if (check_config(m)) return -1;
-    const int64_t D = c->dim, H = c->hidden_dim, V = c->vocab_size;
-    const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t D = c->dim, V = c->vocab_size;
     free(m->layers);
     m->layers = xcalloc((size_t)c->n_layers, sizeof *m->layers, "layers");
     if (!m->layers) return -1;
@@ -192,29 +249,30 @@ int model_bind(struct model *m) {
     if (rc < 0) return -1;
     m->tied_output = rc == 1;
     if (m->tied_output) m->output = m->tok_embd;
-    char name[64];
+    char name[96];
 #define BIND(field, suffix, n0, n1, opt)                                                           \
     do {                                                                                           \
-        snprintf(name, sizeof name, "blk.%d." suffix, l);                                          \
+        snprintf(name, sizeof name, "blk.%d.%s", l, suffix);                                       \
         if (bind_one(m, &L->field, name, n0, n1, opt) < 0) return -1;                              \
     } while (0)
     for (int l = 0; l < c->n_layers; l++) {
         struct layer *L = &m->layers[l];
+        char sfx[64];
         BIND(attn_norm, "attn_norm.weight", D, 0, false);
-        BIND(wq, "attn_q.weight", D, qd, false);
-        BIND(wk, "attn_k.weight", D, kvd, false);
-        BIND(wv, "attn_v.weight", D, kvd, false);
-        BIND(wo, "attn_output.weight", qd, D, false);
-        BIND(ffn_norm, "ffn_norm.weight", D, 0, false);
-        BIND(w_gate, "ffn_gate.weight", D, H, false);
-        BIND(w_up, "ffn_up.weight", D, H, false);
-        BIND(w_down, "ffn_down.weight", H, D, false);
-        BIND(bq, "attn_q.bias", qd, 0, !c->qkv_bias);
-        BIND(bk, "attn_k.bias", kvd, 0, !c->qkv_bias);
-        BIND(bv, "attn_v.bias", kvd, 0, !c->qkv_bias);
-        if (to_f32(m, &L->attn_norm) || to_f32(m, &L->ffn_norm) || to_f32(m, &L->bq) ||
-            to_f32(m, &L->bk) || to_f32(m, &L->bv))
-            return -1;
+        for (int i = 0; i < LIN_COUNT; i++) {
+            const struct lin_info *li = &lin_info[i];
+            if (!li->attn && (i == 0 || lin_info[i - 1].attn)) /* the file order: norm, then FFN */
+                BIND(ffn_norm, "ffn_norm.weight", D, 0, false);
+            snprintf(sfx, sizeof sfx, "%s.weight", li->gguf);
+            BIND(lin[i], sfx, lin_dim(c, li->in), lin_dim(c, li->out), false);
+        }
+        for (int i = 0; i < LIN_COUNT; i++) {
+            if (!lin_info[i].bias) continue;
+            snprintf(sfx, sizeof sfx, "%s.bias", lin_info[i].gguf);
+            BIND(bias[i], sfx, lin_dim(c, lin_info[i].out), 0, !c->qkv_bias);
+            if (to_f32(m, &L->bias[i])) return -1;
+        }
+        if (to_f32(m, &L->attn_norm) || to_f32(m, &L->ffn_norm)) return -1;
     }
 #undef BIND
     if (to_f32(m, &m->out_norm)) return -1;

@@ -32,8 +32,54 @@ struct model_config {
     int rope_orig_ctx;
 };
 
+/* ---- the linears of a decoder block: one enum, one table ----
+ * Every list of a block's linears (the forward and backward passes, the quantizers, the readers
+ * and writers) is a loop over enum lin, in this order, which is the order lowbit's files list
+ * them in (llama2.c files store w1 w2 w3 = gate down up: l2c_slot; writers that copy a model
+ * keep its tensor order). Adding a linear is one enum value and one row of lin_info (model.c);
+ * a fused file tensor (phi3's qkv_proj, gate_up_proj) is a reader/writer concern that maps onto
+ * consecutive rows of several entries (their `out` sizes say where each one starts), and
+ * per-expert linears would repeat the entries per expert, so no list is written out again. */
+enum lin { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT };
+
+/* the sizes a linear's input (ne[0], K) and output (ne[1], N) take, from the config */
+enum lin_dim { LIN_DIM_D, LIN_DIM_H, LIN_DIM_QD, LIN_DIM_KVD };
+
+/* the stages of a decoder block (eval/forward.h documents them): a linear's input is ready at the
+ * end of stage `stage`; the linears of one stage share that input */
+enum fwd_stage { FWD_QKV, FWD_O, FWD_GATE_UP, FWD_DOWN, FWD_OUT, FWD_N_STAGES };
+#define LIN_N_INPUTS FWD_OUT /* the distinct inputs of a block's linears (stages before FWD_OUT) */
+
+struct lin_info {
+    const char *gguf;     /* canonical (GGUF) name: blk.N.<gguf>.weight, blk.N.<gguf>.bias */
+    const char *hf;       /* Hugging Face module: model.layers.N.<hf>.weight */
+    int l2c_slot;         /* its place among the block linears of a llama2.c checkpoint */
+    enum fwd_stage stage; /* whose end its input is ready at (the calibration driver's anchor) */
+    enum lin_dim in, out; /* K = ne[0], N = ne[1] */
+    bool attn;            /* in the attention half of the block */
+    bool bias;            /* has a bias when cfg.qkv_bias (qwen2) */
+    bool rope;            /* its output is rotated: HF checkpoints order its rows per head */
+};
+extern const struct lin_info lin_info[LIN_COUNT];
+
+/* the first linear of stage st's group: the weight the hooks name for that input (st < FWD_OUT) */
+enum lin lin_anchor(enum fwd_stage st);
+/* the size d takes in config c */
+int64_t lin_dim(const struct model_config *c, enum lin_dim d);
+/* "blk.<l>.<gguf>.weight" into buf */
+void lin_name(char *buf, size_t n, int l, enum lin i);
+/* the linear whose canonical suffix (after "blk.N.") is s ("attn_q.weight"), or -1 */
+int lin_by_suffix(const char *s);
+/* the linear a canonical tensor name ("blk.3.attn_q.weight") holds, or -1 (any other tensor) */
+int lin_of_tensor(const char *name);
+/* the heads of head_dim rows a rotated linear's output holds (n_heads for q, n_kv_heads for k);
+ * 0 for i < 0 and the linears RoPE does not touch */
+int lin_rope_heads(const struct model_config *c, int i);
+
 struct layer {
-    struct tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, ffn_norm, w_gate, w_up, w_down;
+    struct tensor attn_norm, ffn_norm;
+    struct tensor lin[LIN_COUNT];  /* enum lin */
+    struct tensor bias[LIN_COUNT]; /* zeroed (data NULL) when absent */
 };
 
 struct model {

@@ -16,9 +16,10 @@
 /* ===== small kernels ===== */
 
 /* y [R][N] = x [R][K]·Wᵀ, W [N][K] (fp32, kernels/matmul.h) */
-static void mm(float *y, const float *x, const float *w, int64_t K, int64_t N, int64_t R) {
+/* 0, or -1 with a message when the kernel has no memory for its scratch */
+static int mm(float *y, const float *x, const float *w, int64_t K, int64_t N, int64_t R) {
     struct tensor t = {.type = DTYPE_F32, .n_dims = 2, .ne = {K, N, 1, 1}, .data = (void *)w};
-    matmul(y, x, &t, (int)R);
+    return matmul(y, x, &t, (int)R);
 }
 
 /* dst [C][R] = srcᵀ for src [R][C] */
@@ -35,6 +36,16 @@ static void transpose(float *dst, const float *src, int64_t R, int64_t C) {
 }
 
 /* ===== model layout ===== */
+
+/* a layer's parameters in file order: attn_norm, the attention linears, ffn_norm, the FFN linears
+ * (each in enum lin order); the index of linear i and of ffn_norm among them */
+#define LAYER_PARAMS (2 + LIN_COUNT) /* the two norms and the linears */
+static int lin_param(int i) { return 1 + i + !lin_info[i].attn; }
+static int ffn_norm_param(void) {
+    int i = 0;
+    while (i < LIN_COUNT && lin_info[i].attn) i++;
+    return 1 + i;
+}
 
 static int add_param(struct train_model *tm, const char *name, int n_dims, int64_t ne0, int64_t ne1,
                      bool decay) {
@@ -74,9 +85,8 @@ int train_model_init(struct train_model *tm, const struct train_config *c, int m
     mc->norm_eps = c->norm_eps, mc->rope_theta = c->rope_theta, mc->rope_style = ROPE_NORM;
     tm->shape.format = MODEL_FORMAT_GGUF;
 
-    const int64_t D = c->dim, H = c->hidden_dim, V = c->vocab, L = c->n_layers;
-    const int64_t qd = D, kvd = (int64_t)c->n_kv_heads * mc->head_dim;
-    tm->pt = xcalloc((size_t)(3 + 9 * L), sizeof *tm->pt, "parameter table");
+    const int64_t D = c->dim, V = c->vocab, L = c->n_layers;
+    tm->pt = xcalloc((size_t)(3 + LAYER_PARAMS * L), sizeof *tm->pt, "parameter table");
     if (!tm->pt) goto fail;
     add_param(tm, "token_embd.weight", 2, D, V, true);
     if (!c->tied) add_param(tm, "output.weight", 2, D, V, true);
@@ -88,14 +98,14 @@ int train_model_init(struct train_model *tm, const struct train_config *c, int m
     snprintf(nm, sizeof nm, "blk.%d." suffix, l);                                                  \
     add_param(tm, nm, nd, a, b, dec)
         P("attn_norm.weight", 1, D, 1, false);
-        P("attn_q.weight", 2, D, qd, true);
-        P("attn_k.weight", 2, D, kvd, true);
-        P("attn_v.weight", 2, D, kvd, true);
-        P("attn_output.weight", 2, qd, D, true);
-        P("ffn_norm.weight", 1, D, 1, false);
-        P("ffn_gate.weight", 2, D, H, true);
-        P("ffn_up.weight", 2, D, H, true);
-        P("ffn_down.weight", 2, H, D, true);
+        for (int i = 0; i < LIN_COUNT; i++) {
+            if (lin_param(i) == ffn_norm_param() + 1) {
+                P("ffn_norm.weight", 1, D, 1, false);
+            }
+            lin_name(nm, sizeof nm, l, (enum lin)i);
+            add_param(tm, nm, 2, lin_dim(mc, lin_info[i].in),
+                      lin_dim(mc, lin_info[i].out), true);
+        }
 #undef P
         if (l == 0) tm->layer_n = tm->n - tm->layer_off0;
     }
@@ -120,11 +130,10 @@ int train_model_init(struct train_model *tm, const struct train_config *c, int m
     tm->output = c->tied ? tm->tok_embd : tm->w + tm->pt[1].off;
     tm->out_norm = tm->w + tm->pt[c->tied ? 1 : 2].off;
     for (int l = 0; l < L; l++) {
-        const struct train_param *p = &tm->pt[(c->tied ? 2 : 3) + 9 * l];
+        const struct train_param *p = &tm->pt[(c->tied ? 2 : 3) + LAYER_PARAMS * l];
         struct grad_weights *w = &tm->lw[l];
-        w->attn_norm = tm->w + p[0].off, w->wq = tm->w + p[1].off, w->wk = tm->w + p[2].off;
-        w->wv = tm->w + p[3].off, w->wo = tm->w + p[4].off, w->ffn_norm = tm->w + p[5].off;
-        w->w_gate = tm->w + p[6].off, w->w_up = tm->w + p[7].off, w->w_down = tm->w + p[8].off;
+        w->attn_norm = tm->w + p[0].off, w->ffn_norm = tm->w + p[ffn_norm_param()].off;
+        for (int i = 0; i < LIN_COUNT; i++) w->lin[i] = tm->w + p[lin_param(i)].off;
         if (grad_block_init(&tm->blk[l], &tm->shape, c->ctx, (int64_t)R)) goto fail;
     }
     return 0;
@@ -164,7 +173,8 @@ void train_model_randomize(struct train_model *tm, uint64_t seed) {
             continue;
         }
         double sd = 0.02;
-        if (strstr(p->name, "attn_output") || strstr(p->name, "ffn_down")) sd *= out_scale;
+        const int li = lin_of_tensor(p->name); /* the linears that write the residual stream */
+        if (li >= 0 && lin_info[li].out == LIN_DIM_D) sd *= out_scale;
         for (size_t j = 0; j < p->n; j += 2) { /* Box-Muller, two normals per draw */
             const double u1 = rng_unit(&s), u2 = rng_unit(&s), r = sqrt(-2 * log(u1));
             w[j] = (float)(sd * r * cos(2 * M_PI * u2));
@@ -218,8 +228,7 @@ static int forward_rows(struct train_model *tm, const int *tok, int64_t ld, int 
         tm->sf[t] = scale;
         for (int i = 0; i < D; i++) o[i] = xr[i] * scale * w[i];
     }
-    mm(tm->logits, tm->xf, tm->output, D, V, R);
-    return 0;
+    return mm(tm->logits, tm->xf, tm->output, D, V, R);
 }
 
 /* the last block's output (x_L) after forward_rows */
@@ -275,15 +284,16 @@ int train_logits(struct train_model *tm, const int *tok, int T, float *logits) {
 
 /* g_dst [N][K] += dYᵀ·X for dY [R][N], X [R][K] (through transposes in tr_a, tr_b; the product
  * lands in wt first) */
-static void add_grad_w(struct train_model *tm, float *g_dst, const float *dy, int64_t N,
-                       const float *x, int64_t K, int64_t R) {
+static int add_grad_w(struct train_model *tm, float *g_dst, const float *dy, int64_t N,
+                      const float *x, int64_t K, int64_t R) {
     transpose(tm->tr_a, dy, R, N);
     transpose(tm->tr_b, x, R, K);
-    mm(tm->wt, tm->tr_a, tm->tr_b, R, K, N);
+    if (mm(tm->wt, tm->tr_a, tm->tr_b, R, K, N)) return -1;
     const int64_t n = N * K;
     const float *src = tm->wt;
 #pragma omp parallel for schedule(static) if ((size_t)n >= PAR_MIN_WORK)
     for (int64_t i = 0; i < n; i++) g_dst[i] += src[i];
+    return 0;
 }
 
 int train_fwd_bwd(struct train_model *tm, const int *tok, int n_win, int T, double scale,
@@ -302,11 +312,11 @@ int train_fwd_bwd(struct train_model *tm, const int *tok, int n_win, int T, doub
     float *g_out = tm->g + (tm->output - tm->w);
     /* output projection: dWout += dlogitsᵀ·xf; dxf = dlogits·Wout (Woutᵀ [D][V] into wt after
      * add_grad_w is done with it) */
-    add_grad_w(tm, g_out, dlog, V, tm->xf, D, R);
+    if (add_grad_w(tm, g_out, dlog, V, tm->xf, D, R)) return -1;
     transpose(tm->wt, tm->output, V, D);
     float *xL = last_x(tm), *dy = xL == tm->xa ? tm->xb : tm->xa; /* dy: the free buffer */
     float *dxf = tm->tr_b; /* [R][D] */
-    mm(dxf, dlog, tm->wt, V, D, R);
+    if (mm(dxf, dlog, tm->wt, V, D, R)) return -1;
     /* final RMSNorm: dw += Σ_t dxf·x·s; dx = s·(w⊙dxf) − x·s³/D·Σ w⊙dxf⊙x */
     float *g_norm = tm->g + (tm->out_norm - tm->w);
     const float *wn = tm->out_norm, *sf = tm->sf;
@@ -329,15 +339,11 @@ int train_fwd_bwd(struct train_model *tm, const int *tok, int n_win, int T, doub
     float *dx = xL;
     for (int l = L - 1; l >= 0; l--) {
         float *gl = tm->gl;
-        const struct train_param *p = &tm->pt[(tm->c.tied ? 2 : 3) + 9 * l];
+        const struct train_param *p = &tm->pt[(tm->c.tied ? 2 : 3) + LAYER_PARAMS * l];
         const size_t base = p[0].off;
-        struct grad_grads gr = {
-            .attn_norm = gl + (p[0].off - base), .wq = gl + (p[1].off - base),
-            .wk = gl + (p[2].off - base),        .wv = gl + (p[3].off - base),
-            .wo = gl + (p[4].off - base),        .ffn_norm = gl + (p[5].off - base),
-            .w_gate = gl + (p[6].off - base),    .w_up = gl + (p[7].off - base),
-            .w_down = gl + (p[8].off - base),
-        };
+        struct grad_grads gr = {.attn_norm = gl + (p[0].off - base),
+                                .ffn_norm = gl + (p[ffn_norm_param()].off - base)};
+        for (int i = 0; i < LIN_COUNT; i++) gr.lin[i] = gl + (p[lin_param(i)].off - base);
         if (grad_block_backward(&tm->blk[l], &tm->lw[l], dy, dx, &gr)) return -1;
         float *gdst = tm->g + base;
         const int64_t n = (int64_t)tm->layer_n;

@@ -31,7 +31,10 @@
 #include <string.h>
 
 #include "gen/cli.h"
+#include "kernels/aqlm.h"
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
+#include "kernels/qint.h"
 
 #define BENCH_MAX_THREADS 64
 
@@ -237,7 +240,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static const char *weight_dtype(const struct model *m) {
-    return m->cfg.n_layers > 0 ? dtype_get(m->layers[0].wq.type)->name : "?";
+    return m->cfg.n_layers > 0 ? dtype_get(m->layers[0].lin[LIN_Q].type)->name : "?";
 }
 
 static int write_json(const struct bench_opts *o, const struct model *m, const char *token_src,
@@ -260,10 +263,13 @@ static int write_json(const struct bench_opts *o, const struct model *m, const c
     }
     int n_i8, n_mm;
     fwd_int8_coverage(m, &n_i8, &n_mm);
-    root = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:f, s:b, s:o}",
+    root = json_pack("{s:s, s:s, s:I, s:I, s:s, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:i, s:i, "
+                     "s:i, s:i, s:s, s:f, s:b, s:o}",
                      "model", o->model, "dtype", weight_dtype(m), "params",
                      (json_int_t)model_n_params(m), "weight_bytes", (json_int_t)model_weight_bytes(m),
-                     "isa", kernels_isa(), "compute", compute_name(o->compute),
+                     "isa", kernels_isa(), "kernel_paths", "matmul", kernels_isa(), "matmul_q",
+                     matmul_q_path(), "matmul_i8", matmul_i8_path(), "aqlm", aqlm_matmul_path(),
+                     "attention", attention_path(), "compute", compute_name(o->compute),
                      "compute_int8_matmuls", o->compute == COMPUTE_INT8 ? n_i8 : 0, "matmuls", n_mm,
                      "ctx", o->ctx, "reps", o->reps, "tokens", token_src, "flops_per_pass", flops,
                      "logits_identical", identical, "runs", arr);
@@ -311,6 +317,9 @@ int cmd_bench(int argc, char **argv) {
 
     double flops = pass_flops(c, o.ctx);
     printf("kernels: using %s\n", kernels_isa());
+    printf("kernel paths: matmul %s, matmul_q %s, matmul_i8 %s, aqlm %s, attention %s\n",
+           kernels_isa(), matmul_q_path(), matmul_i8_path(), aqlm_matmul_path(),
+           attention_path());
     int n_i8, n_mm;
     fwd_int8_coverage(&m, &n_i8, &n_mm);
     if (o.compute == COMPUTE_INT8)

@@ -223,14 +223,20 @@ static void aq_lut_thread(const struct aq_lut_ctx *c, int ith, int nth) {
     aq_lut_rows(c, O * ith / nth, O * (ith + 1) / nth);
 }
 
-int aqlm_matmul_lut(float *y, const float *x, const struct tensor *w, int n_tok) {
-    if (w->q_bits > 8) return -1;
+/* the lookup tables' floats for n_tok tokens */
+static size_t aq_lut_floats(const struct tensor *w, int n_tok) {
+    return (size_t)n_tok * (size_t)aqlm_n_in_groups(w) * (size_t)w->q_ncb *
+           (size_t)aqlm_codebook_size(w) * (size_t)w->q_out_group;
+}
+
+static int aq_matmul_lut(float *y, const float *x, const struct tensor *w, int n_tok,
+                         struct kscratch *ws) {
+    if (w->q_bits > 8) return err("aqlm: lookup tables need codes of at most 8 bits");
     const int64_t K = w->ne[0], N = tensor_nrows(w);
     if (n_tok <= 0) return 0;
-    const size_t n_lut = (size_t)n_tok * (size_t)aqlm_n_in_groups(w) * (size_t)w->q_ncb *
-                         (size_t)aqlm_codebook_size(w) * (size_t)w->q_out_group;
     struct aq_lut_ctx c = {.w = w, .x = x, .y = y, .T = n_tok};
-    c.lut = aligned_alloc(64, align64(n_lut * sizeof(float)));
+    void *owned = NULL;
+    c.lut = kscratch_take(ws, align64(aq_lut_floats(w, n_tok) * sizeof(float)), &owned, w->name);
     if (!c.lut) return -1;
     const bool par = (double)n_tok * (double)K * (double)N >= AQ_PAR_MIN_MAC;
     const int nth_max = par ? lb_threads() : 1;
@@ -241,41 +247,47 @@ int aqlm_matmul_lut(float *y, const float *x, const struct tensor *w, int n_tok)
     (void)nth_max;
     aq_lut_thread(&c, 0, 1);
 #endif
-    free(c.lut);
+    free(owned);
     return 0;
+}
+
+int aqlm_matmul_lut(float *y, const float *x, const struct tensor *w, int n_tok) {
+    return aq_matmul_lut(y, x, w, n_tok, NULL);
 }
 
 /* ===== dequantizing GEMM ===== */
 
-/* the ISA is one the CPU has (matmul_gemm_deq trusts its caller) */
-static bool aq_isa_ok(const char *isa) {
-    if (!strcmp(isa, "generic")) return true;
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (!strcmp(isa, "avx2")) return avx2;
-    if (!strcmp(isa, "avx512"))
-        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl");
-#endif
-    return false;
+int aqlm_matmul_gemm(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
+    const int i = cpu_isa_from_name(isa);
+    if (i < 0 || !cpu_has((enum cpu_isa)i)) return -1; /* matmul_gemm_deq trusts its caller */
+    return matmul_gemm_deq(y, x, NULL, w, n_tok, (enum cpu_isa)i, aq_deq, NULL);
 }
 
-int aqlm_matmul_gemm(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
-    if (!aq_isa_ok(isa)) return -1;
-    return matmul_gemm_deq(y, x, NULL, w, n_tok, isa, aq_deq);
-}
+/* the lookup tables are scalar C; the GEMM takes matmul.c's path */
+const char *aqlm_matmul_path(void) { return kernels_isa(); }
 
 /* ===== dispatch ===== */
 
-void aqlm_matmul(float *y, const float *x, const struct tensor *w, int n_tok) {
-    if (n_tok <= 0 || tensor_nrows(w) <= 0) return;
-    /* tables pay when the M·2^B·go table entries per input group are fewer than the outputs
-     * that read them */
-    const bool lut = n_tok <= AQLM_LUT_MAX_T && w->q_bits <= 8 &&
-                     (int64_t)w->q_ncb * aqlm_codebook_size(w) * w->q_out_group <= tensor_nrows(w);
-    if (lut && !aqlm_matmul_lut(y, x, w, n_tok)) return;
-    if (matmul_gemm_deq(y, x, NULL, w, n_tok, kernels_isa(), aq_deq))
-        BUG("aqlm_matmul: no memory for the GEMM scratch (T = %d, K = %lld)", n_tok,
-            (long long)w->ne[0]);
+/* tables pay when the M·2^B·go table entries per input group are fewer than the outputs that read
+ * them */
+static bool aq_use_lut(const struct tensor *w, int n_tok) {
+    return n_tok <= AQLM_LUT_MAX_T && w->q_bits <= 8 &&
+           (int64_t)w->q_ncb * aqlm_codebook_size(w) * w->q_out_group <= tensor_nrows(w);
+}
+
+size_t aqlm_matmul_scratch(const struct tensor *w, int n_tok, int n_threads) {
+    if (n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
+    if (aq_use_lut(w, n_tok)) return align64(aq_lut_floats(w, n_tok) * sizeof(float));
+    return matmul_gemm_deq_scratch(w, n_tok, cpu_isa(), n_threads);
+}
+
+int aqlm_matmul_ws(float *y, const float *x, const struct tensor *w, int n_tok,
+                   struct kscratch *ws) {
+    if (n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
+    if (aq_use_lut(w, n_tok)) return aq_matmul_lut(y, x, w, n_tok, ws);
+    return matmul_gemm_deq(y, x, NULL, w, n_tok, cpu_isa(), aq_deq, ws);
+}
+
+int aqlm_matmul(float *y, const float *x, const struct tensor *w, int n_tok) {
+    return aqlm_matmul_ws(y, x, w, n_tok, NULL);
 }

@@ -102,12 +102,21 @@ void aqlm_row_to_f32(const struct tensor *t, int64_t n, float *dst);
 /* ===== matmul ===== */
 
 /* y [n_tok][N] = x [n_tok][K]·Wᵀ (the contract of kernels/matmul.h; matmul() forwards here) */
-void aqlm_matmul(float *y, const float *x, const struct tensor *w, int n_tok);
+int aqlm_matmul(float *y, const float *x, const struct tensor *w, int n_tok);
+/* the same with the caller's planned scratch (kernels/matmul.h), and the bytes it takes; 0, or -1
+ * with a message when scratch cannot be had */
+struct kscratch;
+int aqlm_matmul_ws(float *y, const float *x, const struct tensor *w, int n_tok,
+                   struct kscratch *ws);
+size_t aqlm_matmul_scratch(const struct tensor *w, int n_tok, int n_threads);
 /* scalar oracle: each row dequantized by aqlm_row_to_f32, then a plain fp32 dot in k order */
 void aqlm_matmul_ref(float *y, const float *x, const struct tensor *w, int n_tok);
-/* the two fast paths, whatever n_tok (tests, benchmarks): the lookup tables (-1 when B > 8), and
+/* the two fast paths, whatever n_tok (tests, benchmarks): the lookup tables (-1 when B > 8 or out
+ * of memory), and
  * the dequantizing GEMM on a named ISA ("generic", "avx2", "avx512"; -1 when unknown or out of
  * memory) */
 int aqlm_matmul_lut(float *y, const float *x, const struct tensor *w, int n_tok);
 int aqlm_matmul_gemm(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa);
+/* the path aqlm_matmul's GEMM takes (kernels/cpu.h; its lookup tables are plain C) */
+const char *aqlm_matmul_path(void);
 #endif

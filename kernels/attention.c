@@ -7,8 +7,8 @@
  *     score: a GEMM tile with the queries broadcast and the transposed keys loaded as vectors;
  *  2. softmax per row over j <= pos0+t (later keys of the tile are masked to zero);
  *  3. P·V: AQ rows × PV_NV vectors of output columns per tile, an FMA chain over j.
- * Rows past T in the last unit repeat its last query and are not stored. The ISA follows matmul's
- * (kernels_isa, so LOWBIT_ISA lowers both). */
+ * Rows past T in the last unit repeat its last query and are not stored. The ISA is the kernels'
+ * path (kernels/cpu.h: cpu_isa, so LOWBIT_ISA lowers it). */
 #include "kernels/attention.h"
 
 #include <math.h>
@@ -19,6 +19,7 @@
 #endif
 
 #include "kernels/common.h"
+#include "kernels/cpu.h"
 #include "kernels/matmul.h"
 
 #define AQ 6 /* queries per unit */
@@ -144,13 +145,13 @@ static inline vf v_exp(vf a) {
 #undef PV_NV
 #undef vf
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if LB_X86
 #include <immintrin.h>
 
 /* ===== AVX-512: 6 queries × 32 keys (12 accumulators); P·V 6 × 64 columns (24) ===== */
 
 #define SFX(name) name##_avx512
-#define ATTR __attribute__((target("avx512f,fma")))
+#define ATTR LB_AVX512F
 #define VW 16
 #define PV_NV 4
 #define vf __m512
@@ -204,7 +205,7 @@ ATTR static inline __m512 v_exp_avx512(__m512 x) {
 /* ===== AVX2: 6 queries × 16 keys (12 accumulators); P·V 6 × 16 columns (12) ===== */
 
 #define SFX(name) name##_avx2
-#define ATTR __attribute__((target("avx2,fma")))
+#define ATTR LB_AVX2F
 #define VW 8
 #define PV_NV 2
 #define vf __m256
@@ -254,9 +255,6 @@ ATTR static inline __m256 v_exp_avx2(__m256 x) {
 #undef VW
 #undef PV_NV
 #undef vf
-#define ATTN_X86 1
-#else
-#define ATTN_X86 0
 #endif
 
 /* ===== the driver ===== */
@@ -265,28 +263,47 @@ typedef void attn_unit_fn(float *out, const float *q, const float *kt, const flo
                           const struct attn_shape *s, int h, int t0, int nr, float *qb, float *sc,
                           int64_t ldsc);
 
-static attn_unit_fn *pick_unit(void) {
-#if ATTN_X86
-    const char *isa = kernels_isa();
-    if (!strcmp(isa, "avx512")) return unit_avx512;
-    if (!strcmp(isa, "avx2")) return unit_avx2;
+/* the unit of each path (kernels/cpu.h) */
+static attn_unit_fn *const attn_units[CPU_ISA_COUNT] = {
+    [CPU_ISA_GENERIC] = unit_generic,
+#if LB_X86
+    [CPU_ISA_AVX2] = unit_avx2,
+    [CPU_ISA_AVX512] = unit_avx512,
 #endif
-    return unit_generic;
-}
+};
+
+static attn_unit_fn *pick_unit(void) { return attn_units[cpu_isa()]; }
+
+const char *attention_path(void) { return cpu_isa_name(cpu_isa()); }
 
 /* below this many multiply-adds a call runs on one thread (as in eval/forward.c) */
 #define ATTN_PAR_MIN ((double)(1 << 16))
 
+/* floats of one thread's scratch: a unit's queries and its scores over n_keys keys */
+static size_t attn_per_thread(int head_dim, int n_keys) {
+    return ((size_t)AQ * (size_t)head_dim + (size_t)AQ * (size_t)attn_ldk(n_keys) + 15) / 16 * 16;
+}
+
+size_t attention_scratch(int n_ctx, int head_dim, int n_threads) {
+    return (size_t)LB_MAX(1, n_threads) * attn_per_thread(head_dim, n_ctx) * sizeof(float);
+}
+
 int attention(float *out, const float *q, const float *kt, const float *v,
               const struct attn_shape *s) {
+    return attention_ws(out, q, kt, v, s, NULL);
+}
+
+int attention_ws(float *out, const float *q, const float *kt, const float *v,
+                 const struct attn_shape *s, struct kscratch *ws) {
     attn_unit_fn *unit = pick_unit();
     const int nb = (s->T + AQ - 1) / AQ, n_units = nb * s->n_heads;
     const int64_t ldsc = attn_ldk(s->pos0 + s->T);
-    const size_t per_thread = ((size_t)AQ * s->head_dim + (size_t)AQ * ldsc + 15) / 16 * 16;
+    const size_t per_thread = attn_per_thread(s->head_dim, s->pos0 + s->T);
     const int nt = lb_threads();
-    float *buf = aligned_alloc(64, (size_t)nt * per_thread * sizeof(float));
-    if (!buf)
-        return err("out of memory: %zu floats of attention scratch", (size_t)nt * per_thread);
+    void *owned = NULL;
+    float *buf = kscratch_take(ws, (size_t)nt * per_thread * sizeof(float), &owned,
+                               "the attention scores");
+    if (!buf) return -1;
     const double work = (double)s->T * (s->pos0 + s->T) * s->n_heads * s->head_dim;
     (void)work; /* unused without OpenMP */
 #pragma omp parallel if (work >= ATTN_PAR_MIN)
@@ -303,6 +320,6 @@ int attention(float *out, const float *q, const float *kt, const float *v,
             unit(out, q, kt, v, s, h, t0, LB_MIN(AQ, s->T - t0), qb, sc, ldsc);
         }
     }
-    free(buf);
+    free(owned);
     return 0;
 }

@@ -22,6 +22,7 @@
  * parallel region; -1 with a message when out of memory. */
 #ifndef KERNELS_ATTENTION_H
 #define KERNELS_ATTENTION_H
+#include <stddef.h>
 #include <stdint.h>
 
 struct attn_shape {
@@ -38,8 +39,17 @@ int64_t attn_ldv(int hd);
 
 void attention_ref(float *out, const float *q, const float *kt, const float *v,
                    const struct attn_shape *s);
+/* the path attention takes (kernels/cpu.h) */
+const char *attention_path(void);
 int attention(float *out, const float *q, const float *kt, const float *v,
               const struct attn_shape *s);
+/* the same with the caller's planned scratch (kernels/matmul.h: struct kscratch), and the bytes
+ * it takes for any call with pos0 + T <= n_ctx on n_threads threads. 0, or -1 with a message when
+ * the scratch cannot be had. */
+struct kscratch;
+int attention_ws(float *out, const float *q, const float *kt, const float *v,
+                 const struct attn_shape *s, struct kscratch *ws);
+size_t attention_scratch(int n_ctx, int head_dim, int n_threads);
 
 /* exp(x) for x <= 0 as the fast path computes it (0 below -87.3, NaN stays NaN), for tests */
 float attn_exp(float x);

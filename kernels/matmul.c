@@ -26,8 +26,8 @@
  * |matmul - matmul_ref| <= 2·(K+4)·2⁻²⁴·S, and results are bit-identical for any thread count
  * (tests/test_matmul.c checks both).
  *
- * Dispatch: one table per ISA (struct mm_kern), chosen once at load time (a constructor) from
- * __builtin_cpu_supports, lowered by LOWBIT_ISA=generic|avx2|avx512. The avx2/avx512 variants are
+ * Dispatch: one table per ISA (struct mm_kern), indexed by kernels/cpu.h's path (the CPU probed
+ * once, lowered by LOWBIT_ISA=generic|avx2|avx512). The avx2/avx512 variants are
  * compiled with target attributes, so the default build (no -march) runs on any x86-64; non-x86
  * builds get the generic C path only.
  *
@@ -52,18 +52,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__x86_64__) && defined(__GNUC__)
-#define MM_X86 1
+#include "kernels/cpu.h"
+#if LB_X86
 #include <immintrin.h>
-#define LB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
-#define LB_AVX2 __attribute__((target("avx2,fma,f16c")))
-#else
-#define MM_X86 0
-#endif
-#if defined(__GNUC__)
-#define MM_INLINE inline __attribute__((always_inline))
-#else
-#define MM_INLINE inline
 #endif
 
 /* Blocking (changes speed, never results). Measured on Zen 5 (48 KiB L1d, 1 MiB L2 per core). */
@@ -227,7 +218,7 @@ static const struct mm_kern kern_generic = {
     "generic", MR_GEN, NR_GEN, 8, tile_generic, pack_b_generic, gemv_generic, fma_loop_generic,
     pack_a_generic};
 
-#if MM_X86
+#if LB_X86
 /* one weight as fp32, the same value dtype_get(t)->to_f32 gives */
 static inline float w_get(enum dtype t, const void *row, int64_t k) {
     switch (t) {
@@ -253,7 +244,7 @@ _Static_assert(MR512 * NR512 <= MM_TILE_MAX, "edge-tile scratch");
 
 /* 16 weights W[row][k..k+15] as fp32; k is a multiple of 16; m masks a K tail (f32/f16/bf16
  * only: q8_0 rows are whole blocks) */
-LB_AVX512 static MM_INLINE __m512 ld16_avx512(enum dtype t, const void *row, int64_t k,
+LB_AVX512 static LB_INLINE __m512 ld16_avx512(enum dtype t, const void *row, int64_t k,
                                               __mmask16 m) {
     switch (t) {
     case DTYPE_F32: return _mm512_maskz_loadu_ps(m, (const float *)row + k);
@@ -271,7 +262,7 @@ LB_AVX512 static MM_INLINE __m512 ld16_avx512(enum dtype t, const void *row, int
 }
 
 /* unmasked variant for the GEMV's main loop */
-LB_AVX512 static MM_INLINE __m512 ld16f_avx512(enum dtype t, const void *row, int64_t k) {
+LB_AVX512 static LB_INLINE __m512 ld16f_avx512(enum dtype t, const void *row, int64_t k) {
     switch (t) {
     case DTYPE_F32: return _mm512_loadu_ps((const float *)row + k);
     case DTYPE_F16:
@@ -285,7 +276,7 @@ LB_AVX512 static MM_INLINE __m512 ld16f_avx512(enum dtype t, const void *row, in
 }
 
 /* in-register 16×16 transpose: r[i][j] -> r[j][i] */
-LB_AVX512 static MM_INLINE void tr16_avx512(__m512 r[16]) {
+LB_AVX512 static LB_INLINE void tr16_avx512(__m512 r[16]) {
     __m512 t[16], u[16];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
@@ -340,7 +331,7 @@ LB_AVX512 static void tile_avx512(int64_t kc, const float *restrict a, const flo
 }
 
 /* 16 rows × 16 k per transpose; rows past n_valid are zero, the K tail is masked */
-LB_AVX512 static MM_INLINE void pack_b_avx512_t(enum dtype t, float *dst, const struct tensor *w,
+LB_AVX512 static LB_INLINE void pack_b_avx512_t(enum dtype t, float *dst, const struct tensor *w,
                                                 int64_t n0, int n_valid, int64_t k0, int64_t kc) {
     const size_t rb = tensor_row_bytes(w);
     const char *base = (const char *)w->data + (size_t)n0 * rb;
@@ -400,7 +391,7 @@ LB_AVX512 static void pack_a_avx512(float *dst, const float *x, const int32_t *p
 /* NT tokens × R rows of W per pass (x loads shared by R rows, W loads by NT tokens); one 16-lane
  * accumulator per (token, row) sums k ≡ lane (mod 16) in k order, the K tail masked, then
  * _mm512_reduce_add_ps. y[t][n] depends only on row n, x[t] and K (not on NT, R or threads). */
-LB_AVX512 static MM_INLINE void gemv_avx512_rows(enum dtype t, const int NT, const int R, float *y,
+LB_AVX512 static LB_INLINE void gemv_avx512_rows(enum dtype t, const int NT, const int R, float *y,
                                                  int64_t ldy, const float *x,
                                                  const struct tensor *w, int64_t n) {
     const int64_t K = w->ne[0];
@@ -465,7 +456,7 @@ LB_AVX512 static MM_INLINE void gemv_avx512_rows(enum dtype t, const int NT, con
         for (int r = 0; r < R; r++) y[i * ldy + n + r] = _mm512_reduce_add_ps(acc[i][r]);
 }
 
-LB_AVX512 static MM_INLINE void gemv_avx512_t(enum dtype t, const int NT, float *y, int64_t ldy,
+LB_AVX512 static LB_INLINE void gemv_avx512_t(enum dtype t, const int NT, float *y, int64_t ldy,
                                               const float *x, const struct tensor *w, int64_t n0,
                                               int64_t n1) {
     int64_t n = n0;
@@ -525,7 +516,7 @@ static const struct mm_kern kern_avx512 = {
 _Static_assert(MR256 * NR256 <= MM_TILE_MAX, "edge-tile scratch");
 
 /* 8 weights W[row][k..k+7] as fp32; k is a multiple of 8 and k + 8 <= K */
-LB_AVX2 static MM_INLINE __m256 ld8_avx2(enum dtype t, const void *row, int64_t k) {
+LB_AVX2 static LB_INLINE __m256 ld8_avx2(enum dtype t, const void *row, int64_t k) {
     switch (t) {
     case DTYPE_F32: return _mm256_loadu_ps((const float *)row + k);
     case DTYPE_F16:
@@ -544,13 +535,13 @@ LB_AVX2 static MM_INLINE __m256 ld8_avx2(enum dtype t, const void *row, int64_t 
 }
 
 /* the first len (< 8) weights from k, zero-filled */
-LB_AVX2 static MM_INLINE __m256 ld8_tail_avx2(enum dtype t, const void *row, int64_t k, int len) {
+LB_AVX2 static LB_INLINE __m256 ld8_tail_avx2(enum dtype t, const void *row, int64_t k, int len) {
     float tmp[8] = {0};
     for (int i = 0; i < len; i++) tmp[i] = w_get(t, row, k + i);
     return _mm256_loadu_ps(tmp);
 }
 
-LB_AVX2 static MM_INLINE void tr8_avx2(__m256 r[8]) {
+LB_AVX2 static LB_INLINE void tr8_avx2(__m256 r[8]) {
     __m256 t[8], u[8];
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) {
@@ -597,7 +588,7 @@ LB_AVX2 static void tile_avx2(int64_t kc, const float *restrict a, const float *
         for (int v = 0; v < NV256; v++) _mm256_storeu_ps(c + i * ldc + 8 * v, acc[i][v]);
 }
 
-LB_AVX2 static MM_INLINE void pack_b_avx2_t(enum dtype t, float *dst, const struct tensor *w,
+LB_AVX2 static LB_INLINE void pack_b_avx2_t(enum dtype t, float *dst, const struct tensor *w,
                                             int64_t n0, int n_valid, int64_t k0, int64_t kc) {
     const size_t rb = tensor_row_bytes(w);
     const char *base = (const char *)w->data + (size_t)n0 * rb;
@@ -660,7 +651,7 @@ LB_AVX2 static void pack_a_avx2(float *dst, const float *x, const int32_t *perm,
 }
 
 /* fixed-order sum of the 8 lanes */
-LB_AVX2 static MM_INLINE float hsum_avx2(__m256 v) {
+LB_AVX2 static LB_INLINE float hsum_avx2(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -669,7 +660,7 @@ LB_AVX2 static MM_INLINE float hsum_avx2(__m256 v) {
 
 /* as gemv_avx512_rows with 8 lanes, R = 4 rows for NT <= 2 and 2 rows above (16 ymm registers),
  * the K tail (< 8) summed in scalar and added after the lanes */
-LB_AVX2 static MM_INLINE void gemv_avx2_rows(enum dtype t, const int NT, const int R, float *y,
+LB_AVX2 static LB_INLINE void gemv_avx2_rows(enum dtype t, const int NT, const int R, float *y,
                                              int64_t ldy, const float *x, const struct tensor *w,
                                              int64_t n) {
     const int64_t K = w->ne[0];
@@ -703,7 +694,7 @@ LB_AVX2 static MM_INLINE void gemv_avx2_rows(enum dtype t, const int NT, const i
         }
 }
 
-LB_AVX2 static MM_INLINE void gemv_avx2_t(enum dtype t, const int NT, float *y, int64_t ldy,
+LB_AVX2 static LB_INLINE void gemv_avx2_t(enum dtype t, const int NT, float *y, int64_t ldy,
                                           const float *x, const struct tensor *w, int64_t n0,
                                           int64_t n1) {
     const int R = NT <= 2 ? 4 : 2;
@@ -744,51 +735,21 @@ LB_AVX2 static double fma_loop_avx2(int64_t iters, float *sink) {
 /* GEMV up to T = 16: measured crossover with the 6×16 GEMM */
 static const struct mm_kern kern_avx2 = {
     "avx2", MR256, NR256, 16, tile_avx2, pack_b_avx2, gemv_avx2, fma_loop_avx2, pack_a_avx2};
-#endif /* MM_X86 */
+#endif /* LB_X86 */
 
 /* ===== dispatch ===== */
 
-static const struct mm_kern *kern_cur;  /* the path matmul uses (LOWBIT_ISA may lower it) */
-static const struct mm_kern *kern_best; /* the widest path this CPU has */
-
-static void mm_init(void) {
-    const struct mm_kern *avail[3];
-    int n_avail = 0;
-    avail[n_avail++] = &kern_generic;
-#if MM_X86
-    __builtin_cpu_init();
-    const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (has_avx2) avail[n_avail++] = &kern_avx2; /* f16c comes with every avx2 CPU */
-    if (has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl"))
-        avail[n_avail++] = &kern_avx512;
+/* the path of each ISA (kernels/cpu.h); NULL where this build has none */
+static const struct mm_kern *const mm_kerns[CPU_ISA_COUNT] = {
+    [CPU_ISA_GENERIC] = &kern_generic,
+#if LB_X86
+    [CPU_ISA_AVX2] = &kern_avx2,
+    [CPU_ISA_AVX512] = &kern_avx512,
 #endif
-    kern_best = kern_cur = avail[n_avail - 1];
-    const char *want = getenv("LOWBIT_ISA");
-    if (!want || !*want) return;
-    static const char *const names[] = {"generic", "avx2", "avx512"};
-    for (int i = 0; i < (int)LB_ARRAY_LEN(names); i++) {
-        if (strcmp(want, names[i])) continue;
-        if (i < n_avail)
-            kern_cur = avail[i];
-        else
-            err("LOWBIT_ISA=%s: this CPU lacks it; using %s", want, kern_cur->name);
-        return;
-    }
-    err("LOWBIT_ISA=%s not understood (expected generic, avx2 or avx512); using %s", want,
-        kern_cur->name);
-}
+};
 
-#if defined(__GNUC__)
-__attribute__((constructor)) static void mm_ctor(void) { mm_init(); }
-#endif
-
-static const struct mm_kern *mm_kern(void) {
-    if (!kern_cur) mm_init(); /* only without constructors */
-    return kern_cur;
-}
-
-const char *kernels_isa(void) { return mm_kern()->name; }
+/* the path matmul uses (cpu_isa(): the widest this CPU has, LOWBIT_ISA may lower it) */
+static const struct mm_kern *mm_kern(void) { return mm_kerns[cpu_isa()]; }
 
 /* ===== the driver (ISA-independent) ===== */
 
@@ -808,6 +769,8 @@ struct gemm_ctx {
     const int32_t *perm; /* X column gather (matmul_gemm_deq), NULL: identity */
     mm_deq_fn deq;       /* parametric types: W rows come from here (matmul_gemm_deq) */
     float *wd;           /* with deq, per thread: one micro-panel's rows, [NR][MM_KC] */
+    int nth_max;         /* threads planned for */
+    size_t ap_floats, bytes; /* the scratch: Ap, then Bp (and wf) per thread, then wd */
 };
 
 static int64_t div_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -926,60 +889,69 @@ static bool mm_parallel(int n_tok, const struct tensor *w) {
     return (double)n_tok * (double)w->ne[0] * (double)tensor_nrows(w) >= MM_PAR_MIN_MAC;
 }
 
-static void matmul_gemv(const struct mm_kern *kn, float *y, const float *x, const struct tensor *w,
-                        int n_tok) {
+/* the GEMV's scratch: none for the native dtypes, else MM_GEMV_NB rows of fp32 per thread */
+static size_t gemv_bytes(const struct tensor *w, int nth_max) {
+    return mm_native(w->type) ? 0 : (size_t)nth_max * MM_GEMV_NB * (size_t)w->ne[0] * sizeof(float);
+}
+
+static int matmul_gemv(const struct mm_kern *kn, float *y, const float *x, const struct tensor *w,
+                       int n_tok, struct kscratch *ws) {
     const int nth_max = mm_parallel(n_tok, w) ? lb_threads() : 1;
     float *wf = NULL;
-    if (!mm_native(w->type)) {
-        wf = malloc((size_t)nth_max * MM_GEMV_NB * (size_t)w->ne[0] * sizeof(float));
-        if (!wf) { /* no scratch: the oracle needs one row */
-            matmul_ref(y, x, w, n_tok);
-            return;
-        }
-    }
+    void *owned = NULL;
+    const size_t bytes = gemv_bytes(w, nth_max);
+    if (bytes && !(wf = kscratch_take(ws, bytes, &owned, w->name))) return -1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth_max)
     gemv_thread(kn, y, x, w, n_tok, wf, omp_get_thread_num(), omp_get_num_threads());
 #else
     gemv_thread(kn, y, x, w, n_tok, wf, 0, 1);
 #endif
-    free(wf);
+    free(owned);
+    return 0;
 }
 
-/* the blocked GEMM for any n_tok; deq and perm: see matmul_gemm_deq (NULL for matmul's own
- * dtypes). -1 when the scratch allocation fails (y untouched). */
-static int mm_gemm(const struct mm_kern *kn, float *y, const float *x, const int32_t *perm,
-                   const struct tensor *w, int n_tok, mm_deq_fn deq) {
+/* the blocked GEMM's units and scratch for n_tok tokens on nth_max threads (into g) */
+static void gemm_plan(struct gemm_ctx *g, const struct mm_kern *kn, const struct tensor *w,
+                      int n_tok, bool deq, int nth_max) {
     const int64_t K = w->ne[0], N = tensor_nrows(w);
     const bool through = !deq && !mm_native(w->type); /* convert-through */
-    const int nth_max = mm_parallel(n_tok, w) ? lb_threads() : 1;
-    struct gemm_ctx g = {.kern = kn, .y = y, .x = x, .w = w, .T = n_tok, .K = K, .N = N,
-                         .perm = perm, .deq = deq};
+    *g = (struct gemm_ctx){.kern = kn, .w = w, .T = n_tok, .K = K, .N = N, .nth_max = nth_max};
     /* units: enough of them (about 4 per thread) for balance, at most MM_NT_MAX × MM_MT_MAX */
     const int64_t panels = div_up(N, kn->nr);
     const int64_t n_units_m = div_up(n_tok, MM_MT_MAX);
-    g.mt = div_up(div_up(n_tok, n_units_m), kn->mr) * kn->mr;
+    g->mt = div_up(div_up(n_tok, n_units_m), kn->mr) * kn->mr;
     const int64_t want_n = div_up(4 * (int64_t)nth_max, n_units_m);
-    g.nt = LB_MIN(MM_NT_MAX / kn->nr, LB_MAX(1, panels / want_n)) * kn->nr;
+    g->nt = LB_MIN(MM_NT_MAX / kn->nr, LB_MAX(1, panels / want_n)) * kn->nr;
     if (through) /* convert-through: at most ~4 MiB of fp32 rows per thread */
-        g.nt = LB_MAX(1, LB_MIN(g.nt, ((int64_t)1 << 20) / K) / kn->nr) * kn->nr;
-    g.n_units_n = div_up(N, g.nt);
-    g.n_units = g.n_units_n * n_units_m;
-    g.bp_floats = (size_t)g.nt * MM_KC;
-    g.wf_floats = through ? (size_t)g.nt * (size_t)K : 0;
+        g->nt = LB_MAX(1, LB_MIN(g->nt, ((int64_t)1 << 20) / K) / kn->nr) * kn->nr;
+    g->n_units_n = div_up(N, g->nt);
+    g->n_units = g->n_units_n * n_units_m;
+    g->bp_floats = (size_t)g->nt * MM_KC;
+    g->wf_floats = through ? (size_t)g->nt * (size_t)K : 0;
     const size_t wd_floats = deq ? (size_t)kn->nr * MM_KC * (size_t)nth_max : 0;
     /* rounded up to 16 floats so that every Bp is 64-byte aligned */
-    const size_t ap_floats = ((size_t)(div_up(n_tok, kn->mr) * kn->mr) * (size_t)K + 15) / 16 * 16;
-    const size_t bytes =
-        (ap_floats + (g.bp_floats + g.wf_floats) * (size_t)nth_max + wd_floats) * sizeof(float);
-    float *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    g->ap_floats = ((size_t)(div_up(n_tok, kn->mr) * kn->mr) * (size_t)K + 15) / 16 * 16;
+    g->bytes = (g->ap_floats + (g->bp_floats + g->wf_floats) * (size_t)nth_max + wd_floats) *
+               sizeof(float);
+}
+
+/* the blocked GEMM for any n_tok; deq and perm: see matmul_gemm_deq (NULL for matmul's own
+ * dtypes). -1 with a message when its scratch cannot be had (y untouched). */
+static int mm_gemm(const struct mm_kern *kn, float *y, const float *x, const int32_t *perm,
+                   const struct tensor *w, int n_tok, mm_deq_fn deq, struct kscratch *ws) {
+    struct gemm_ctx g;
+    gemm_plan(&g, kn, w, n_tok, deq != NULL, mm_parallel(n_tok, w) ? lb_threads() : 1);
+    g.y = y, g.x = x, g.perm = perm, g.deq = deq;
+    void *owned = NULL;
+    float *buf = kscratch_take(ws, g.bytes, &owned, w->name);
     if (!buf) return -1;
     g.ap = buf;
-    g.bp = buf + ap_floats;
-    g.wf = g.wf_floats ? g.bp + g.bp_floats * (size_t)nth_max : NULL;
-    g.wd = deq ? g.bp + (g.bp_floats + g.wf_floats) * (size_t)nth_max : NULL;
+    g.bp = buf + g.ap_floats;
+    g.wf = g.wf_floats ? g.bp + g.bp_floats * (size_t)g.nth_max : NULL;
+    g.wd = deq ? g.bp + (g.bp_floats + g.wf_floats) * (size_t)g.nth_max : NULL;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nth_max)
+#pragma omp parallel num_threads(g.nth_max)
     {
         const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
         gemm_pack_a(&g, ith, nth);
@@ -990,34 +962,84 @@ static int mm_gemm(const struct mm_kern *kn, float *y, const float *x, const int
     gemm_pack_a(&g, 0, 1);
     gemm_units(&g, 0, 1);
 #endif
-    free(buf);
+    free(owned);
     return 0;
 }
 
-void matmul(float *y, const float *x, const struct tensor *w, int n_tok) {
-    if (dtype_is_parametric(w->type)) { /* qint/nf4/fp4/i8row: fused kernels, kernels/matmul_q.c */
-        matmul_q(y, x, w, n_tok);
-        return;
-    }
+size_t matmul_gemm_deq_scratch(const struct tensor *w, int n_tok, enum cpu_isa isa, int n_threads) {
+    const struct mm_kern *kn = (unsigned)isa < CPU_ISA_COUNT ? mm_kerns[isa] : NULL;
+    if (!kn || n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
+    struct gemm_ctx g;
+    gemm_plan(&g, kn, w, n_tok, true, mm_parallel(n_tok, w) ? n_threads : 1);
+    return g.bytes;
+}
+
+size_t matmul_scratch(const struct tensor *w, int n_tok, int n_threads) {
+    if (dtype_is_parametric(w->type)) return matmul_q_scratch(w, n_tok, n_threads);
     const struct mm_kern *kn = mm_kern();
-    if (n_tok <= 0 || tensor_nrows(w) <= 0) return;
-    /* GEMV for few tokens, and when the GEMM finds no room (it needs little scratch, none for the
-     * native dtypes) */
-    if (n_tok <= kn->gemv_max_tok || mm_gemm(kn, y, x, NULL, w, n_tok, NULL))
-        matmul_gemv(kn, y, x, w, n_tok);
+    if (n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
+    const int nth = mm_parallel(n_tok, w) ? n_threads : 1;
+    if (n_tok <= kn->gemv_max_tok) return gemv_bytes(w, nth);
+    struct gemm_ctx g;
+    gemm_plan(&g, kn, w, n_tok, false, nth);
+    return g.bytes;
+}
+
+int matmul_ws(float *y, const float *x, const struct tensor *w, int n_tok, struct kscratch *ws) {
+    if (dtype_is_parametric(w->type)) /* qint/nf4/fp4/i8row: fused kernels, kernels/matmul_q.c */
+        return matmul_q_ws(y, x, w, n_tok, ws);
+    const struct mm_kern *kn = mm_kern();
+    if (n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
+    /* GEMV for few tokens (the faster path there) */
+    if (n_tok <= kn->gemv_max_tok) return matmul_gemv(kn, y, x, w, n_tok, ws);
+    return mm_gemm(kn, y, x, NULL, w, n_tok, NULL, ws);
+}
+
+int matmul(float *y, const float *x, const struct tensor *w, int n_tok) {
+    return matmul_ws(y, x, w, n_tok, NULL);
 }
 
 int matmul_gemm_deq(float *y, const float *x, const int32_t *perm, const struct tensor *w,
-                    int n_tok, const char *isa, mm_deq_fn deq) {
-    const struct mm_kern *kn = NULL;
-    if (!strcmp(isa, "generic")) kn = &kern_generic;
-#if MM_X86
-    else if (!strcmp(isa, "avx2")) kn = &kern_avx2;
-    else if (!strcmp(isa, "avx512")) kn = &kern_avx512;
-#endif
-    if (!kn) return -1;
+                    int n_tok, enum cpu_isa isa, mm_deq_fn deq, struct kscratch *ws) {
+    const struct mm_kern *kn = (unsigned)isa < CPU_ISA_COUNT ? mm_kerns[isa] : NULL;
+    if (!kn) return err("matmul: instruction set %d has no kernel", (int)isa);
     if (n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
-    return mm_gemm(kn, y, x, perm, w, n_tok, deq);
+    return mm_gemm(kn, y, x, perm, w, n_tok, deq, ws);
+}
+
+/* ===== scratch (matmul.h) ===== */
+
+static int ks_fail_after = -1; /* kscratch_fail_after(): allocations left before failing */
+
+void kscratch_fail_after(int n) { ks_fail_after = n; }
+
+void *kscratch_take(struct kscratch *ws, size_t bytes, void **owned, const char *what) {
+    *owned = NULL;
+    if (ws && ws->p && ws->bytes >= bytes) return ws->p;
+    void *p = NULL;
+    if (ks_fail_after != 0) p = aligned_alloc(64, (LB_MAX(bytes, 1) + 63) / 64 * 64);
+    if (ks_fail_after > 0) ks_fail_after--;
+    if (!p) {
+        err("out of memory: %zu bytes of kernel scratch for %s", bytes, what ? what : "a kernel");
+        return NULL;
+    }
+    *owned = p;
+    return p;
+}
+
+int kscratch_init(struct kscratch *ws, size_t bytes) {
+    memset(ws, 0, sizeof *ws);
+    if (!bytes) return 0;
+    void *owned;
+    ws->p = kscratch_take(NULL, bytes, &owned, "the planned workspace");
+    if (!ws->p) return -1;
+    ws->bytes = bytes;
+    return 0;
+}
+
+void kscratch_release(struct kscratch *ws) {
+    free(ws->p);
+    memset(ws, 0, sizeof *ws);
 }
 
 /* ===== FMA peak ===== */
@@ -1028,8 +1050,7 @@ int matmul_gemm_deq(float *y, const float *x, const int32_t *perm, const struct 
  * barriers per round, whose wake-ups cost milliseconds on a busy machine). Uses the CPU's widest
  * ISA whatever LOWBIT_ISA says. */
 double kernels_fma_peak_gflops(int n_threads, double seconds) {
-    if (!kern_best) mm_init();
-    const mm_fma_fn loop = kern_best->fma_loop;
+    const mm_fma_fn loop = mm_kerns[cpu_isa_best()]->fma_loop;
     const int64_t iters = 1 << 15; /* about 50 us per round at avx512 speed */
     double sum = 0.0;
     float sink = 0.0f;

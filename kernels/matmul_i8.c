@@ -44,18 +44,9 @@
 #include "kernels/qint.h"
 #include "kernels/quants.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define I8_X86 1
+#include "kernels/cpu.h"
+#if LB_X86
 #include <immintrin.h>
-#define LB_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
-#define LB_AVX2 __attribute__((target("avx2,fma,f16c")))
-#else
-#define I8_X86 0
-#endif
-#if defined(__GNUC__)
-#define I8_INLINE inline __attribute__((always_inline))
-#else
-#define I8_INLINE inline
 #endif
 
 #define I8_RT_MAX 6 /* largest tile token count */
@@ -477,11 +468,11 @@ static bool unpack16_ok(const struct tensor *w) {
            tensor_row_bytes(w) <= (size_t)(INT32_MAX / 16);
 }
 
-#if I8_X86
+#if LB_X86
 /* ===== AVX-512: activation quantization and weight unpacking ===== */
 
 /* fp16 round trip of 16 floats (F16C: RNE, as lb_f32_to_fp16; NaN lanes redone in scalar) */
-LB_VNNI static I8_INLINE __m512 fp16_round_512(__m512 v) {
+LB_VNNI static LB_INLINE __m512 fp16_round_512(__m512 v) {
     const __m512 r = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     if (!_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)) return r;
     float a[16];
@@ -491,7 +482,7 @@ LB_VNNI static I8_INLINE __m512 fp16_round_512(__m512 v) {
 }
 
 /* quant_block on 16 floats with 1/d = vid: the int32 codes */
-LB_VNNI static I8_INLINE __m512i round16_512(__m512 x, __m512 vid) {
+LB_VNNI static LB_INLINE __m512i round16_512(__m512 x, __m512 vid) {
     const __m512 v = _mm512_mul_ps(x, vid);
     const __m512i i = _mm512_cvttps_epi32(v);
     const __m512 f = _mm512_sub_ps(v, _mm512_cvtepi32_ps(i));
@@ -535,7 +526,7 @@ LB_VNNI static void quant_gguf_avx512(const float *x, int64_t nb, int8_t *q, flo
 
 /* 16 rows × 16 bytes at p + r·rb → 4 vectors, o[j] dword r = dword j of row r (a 4×4 dword
  * transpose in each 128-bit lane of rows {g, 4+g, 8+g, 12+g}) */
-LB_VNNI static I8_INLINE void tr16_512(const char *p, size_t rb, __m512i o[4]) {
+LB_VNNI static LB_INLINE void tr16_512(const char *p, size_t rb, __m512i o[4]) {
     __m512i a[4];
 #pragma GCC unroll 4
     for (int g = 0; g < 4; g++) {
@@ -554,7 +545,7 @@ LB_VNNI static I8_INLINE void tr16_512(const char *p, size_t rb, __m512i o[4]) {
 }
 
 /* the fp32 values of 16 fp16 at byte offset off of p + r·rb (weights: NaN lanes in scalar) */
-LB_VNNI static I8_INLINE __m512 scales16_512(const char *p, __m512i idx) {
+LB_VNNI static LB_INLINE __m512 scales16_512(const char *p, __m512i idx) {
     const __m512i g = _mm512_i32gather_epi32(idx, (const void *)p, 1);
     const __m256i h = _mm512_cvtepi32_epi16(g);
     const __m512 f = _mm512_cvtph_ps(h);
@@ -610,7 +601,7 @@ LB_VNNI static void unpack_vnni(const struct tensor *w, int64_t n, int r0, int N
 
 #define RT_VNNI 6
 #define NV_VNNI 2
-LB_VNNI static I8_INLINE void tile_vnni_t(const int RT, const bool PRC, const bool MIN,
+LB_VNNI static LB_INLINE void tile_vnni_t(const int RT, const bool PRC, const bool MIN,
                                           const struct i8_tile_args *a) {
     const int NV = NV_VNNI, NW = 16 * NV_VNNI;
     const int64_t Kp = a->Kp, ns = a->ns;
@@ -674,7 +665,7 @@ LB_VNNI static I8_INLINE void tile_vnni_t(const int RT, const bool PRC, const bo
 }
 
 /* the same for L = 32 and c = −128 (the GGUF blocks): 8 quads per segment, fully unrolled */
-LB_VNNI static I8_INLINE void tile_vnni_g(const int RT, const bool MIN,
+LB_VNNI static LB_INLINE void tile_vnni_g(const int RT, const bool MIN,
                                           const struct i8_tile_args *a) {
     const int NV = NV_VNNI, NW = 16 * NV_VNNI;
     const int64_t Kp = a->Kp, ns = a->ns;
@@ -752,7 +743,7 @@ static const struct i8_kern kern_vnni = {"avx512-vnni", RT_VNNI, 16 * NV_VNNI, 1
 
 /* ===== AVX2: activation quantization and weight unpacking (as the AVX-512 ones) ===== */
 
-LB_AVX2 static I8_INLINE __m256 fp16_round_256(__m256 v) {
+LB_AVX2 static LB_INLINE __m256 fp16_round_256(__m256 v) {
     const __m256 r = _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     if (!_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) return r;
     float a[8];
@@ -761,7 +752,7 @@ LB_AVX2 static I8_INLINE __m256 fp16_round_256(__m256 v) {
     return _mm256_loadu_ps(a);
 }
 
-LB_AVX2 static I8_INLINE __m256i round8_256(__m256 x, __m256 vid) {
+LB_AVX2 static LB_INLINE __m256i round8_256(__m256 x, __m256 vid) {
     const __m256 v = _mm256_mul_ps(x, vid);
     const __m256i i = _mm256_cvttps_epi32(v);
     const __m256 f = _mm256_sub_ps(v, _mm256_cvtepi32_ps(i));
@@ -823,7 +814,7 @@ LB_AVX2 static void quant_gguf_avx2(const float *x, int64_t nb, int8_t *q, float
 }
 
 /* 8 rows × 16 bytes at p + r·rb → o[j] dword r = dword j of row r */
-LB_AVX2 static I8_INLINE void tr8_256(const char *p, size_t rb, __m256i o[4]) {
+LB_AVX2 static LB_INLINE void tr8_256(const char *p, size_t rb, __m256i o[4]) {
     __m256i a[4];
 #pragma GCC unroll 4
     for (int g = 0; g < 4; g++)
@@ -836,7 +827,7 @@ LB_AVX2 static I8_INLINE void tr8_256(const char *p, size_t rb, __m256i o[4]) {
     o[2] = _mm256_unpacklo_epi64(t1, t3), o[3] = _mm256_unpackhi_epi64(t1, t3);
 }
 
-LB_AVX2 static I8_INLINE __m256 scales8_256(const char *p, __m256i idx) {
+LB_AVX2 static LB_INLINE __m256 scales8_256(const char *p, __m256i idx) {
     const __m256i g = _mm256_and_si256(_mm256_i32gather_epi32((const int *)(const void *)p, idx, 1),
                                        _mm256_set1_epi32(0xffff));
     const __m256i pk = _mm256_permute4x64_epi64(_mm256_packus_epi32(g, g), 0x08);
@@ -893,7 +884,7 @@ LB_AVX2 static void unpack_avx2(const struct tensor *w, int64_t n, int r0, int N
 /* ===== AVX2: RT tokens × 16 rows, sign trick ===== */
 
 #define RT_AVX2 2
-LB_AVX2 static I8_INLINE void tile_avx2_t(const int RT, const bool MIN,
+LB_AVX2 static LB_INLINE void tile_avx2_t(const int RT, const bool MIN,
                                           const struct i8_tile_args *a) {
     const int NW = 16;
     const int64_t Kp = a->Kp, ns = a->ns;
@@ -965,35 +956,28 @@ LB_AVX2 static void tile_avx2(const struct i8_tile_args *a, bool prc, bool min) 
 
 static const struct i8_kern kern_avx2 = {"avx2", RT_AVX2, 16, 0, tile_avx2, quant_gguf_avx2,
                                          unpack_avx2};
-#endif /* I8_X86 */
+#endif /* LB_X86 */
 
 #define I8_NW_MAX 32
 _Static_assert(NW_GEN <= I8_NW_MAX && RT_GEN <= I8_RT_MAX, "tile bounds");
 
 /* ===== dispatch ===== */
 
-/* the kernel for an ISA name, NULL when the CPU lacks it */
-static const struct i8_kern *i8_by_name(const char *name) {
-    if (!strcmp(name, "generic")) return &kern_generic;
-#if I8_X86
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (!strcmp(name, "avx2")) return avx2 ? &kern_avx2 : NULL;
-    if (!strcmp(name, "avx512")) {
-        if (!(avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-              __builtin_cpu_supports("avx512vl")))
-            return NULL;
-        /* AVX-512 without VNNI: the AVX2 tile */
-        return __builtin_cpu_supports("avx512vnni") ? &kern_vnni : &kern_avx2;
-    }
+/* the kernel of path isa (kernels/cpu.h), NULL when the CPU lacks it */
+static const struct i8_kern *i8_kern_for(enum cpu_isa isa) {
+    if (!cpu_has(isa)) return NULL;
+    switch (isa) {
+    case CPU_ISA_GENERIC: return &kern_generic;
+#if LB_X86
+    case CPU_ISA_AVX2: return &kern_avx2;
+    /* AVX-512 without VNNI: the AVX2 tile */
+    case CPU_ISA_AVX512: return cpu_features()->avx512vnni ? &kern_vnni : &kern_avx2;
 #endif
-    return NULL;
+    default: return NULL;
+    }
 }
 
-static const struct i8_kern *i8_current(void) {
-    const struct i8_kern *k = i8_by_name(kernels_isa());
-    return k ? k : &kern_generic;
-}
+static const struct i8_kern *i8_current(void) { return i8_kern_for(cpu_isa()); }
 
 const char *matmul_i8_path(void) { return i8_current()->name; }
 
@@ -1066,27 +1050,39 @@ static void i8_thread(const struct i8_ctx *c, int ith, int nth) {
     }
 }
 
+/* the scratch of i8_run: activations (codes, d, m, sums), one row of fp32 per thread, a panel
+ * per thread; *panel_bytes the per-thread panel share */
+static size_t i8_bytes(const struct i8_kern *kn, const struct tensor *w, int n_tok, int nth_max,
+                       size_t *panel_bytes) {
+    const int64_t Kp = pad32(w->ne[0]), L = seg_len(w), ns = (Kp + L - 1) / L;
+    const int NW = kn->NW;
+    const size_t seg_b = al64((size_t)(ns * NW) * 4);
+    *panel_bytes = al64((size_t)NW * (size_t)Kp) + 3 * seg_b + al64((size_t)Kp) +
+                   al64((size_t)(I8_RT_MAX * NW) * sizeof(float));
+    const size_t q_b = al64((size_t)n_tok * (size_t)Kp), a_b = al64((size_t)n_tok * (size_t)ns * 4);
+    const size_t tmp_b = al64((size_t)Kp * sizeof(float) * (size_t)nth_max);
+    return q_b + 3 * a_b + tmp_b + *panel_bytes * (size_t)nth_max;
+}
+
+static bool i8_parallel(const struct tensor *w, int n_tok) {
+    return (double)n_tok * (double)w->ne[0] * (double)tensor_nrows(w) >= I8_PAR_MIN_MAC;
+}
+
 static int i8_run(const struct i8_kern *kn, float *y, const float *x, const struct tensor *w,
-                  int n_tok) {
+                  int n_tok, struct kscratch *ws) {
     ASSERT(matmul_i8_tensor_ok(w));
     const int64_t K = w->ne[0], N = tensor_nrows(w), Kp = pad32(K), L = seg_len(w);
     if (n_tok <= 0 || N <= 0) return 0;
-    const int NW = kn->NW;
     struct i8_ctx c = {.kn = kn, .w = w, .y = y, .K = K, .Kp = Kp, .N = N, .L = L,
                        .ns = (Kp + L - 1) / L, .T = n_tok, .prc = w->type == DTYPE_QINT,
                        .min = has_min(w->type)};
-    const bool par = (double)n_tok * (double)K * (double)N >= I8_PAR_MIN_MAC;
-    const int nth_max = par ? lb_threads() : 1;
-    const size_t seg_b = al64((size_t)(c.ns * NW) * 4);
-    c.scratch_bytes = al64((size_t)NW * (size_t)Kp) + 3 * seg_b + al64((size_t)Kp) +
-                      al64((size_t)(I8_RT_MAX * NW) * sizeof(float));
+    const int nth_max = i8_parallel(w, n_tok) ? lb_threads() : 1;
+    const size_t bytes = i8_bytes(kn, w, n_tok, nth_max, &c.scratch_bytes);
     const size_t q_b = al64((size_t)n_tok * (size_t)Kp), a_b = al64((size_t)n_tok * (size_t)c.ns * 4);
     const size_t tmp_b = al64((size_t)Kp * sizeof(float) * (size_t)nth_max);
-    const size_t bytes = q_b + 3 * a_b + tmp_b + c.scratch_bytes * (size_t)nth_max;
-    char *buf = aligned_alloc(64, bytes);
-    if (!buf)
-        return err("matmul_i8: out of memory: %zu bytes of scratch for %s [%lld x %lld], %d tokens",
-                   bytes, w->name, (long long)N, (long long)K, n_tok);
+    void *owned = NULL;
+    char *buf = kscratch_take(ws, bytes, &owned, w->name);
+    if (!buf) return -1;
     c.act.q = (int8_t *)buf;
     c.act.d = (float *)(buf + q_b);
     c.act.m = (float *)(buf + q_b + a_b);
@@ -1101,16 +1097,28 @@ static int i8_run(const struct i8_kern *kn, float *y, const float *x, const stru
 #else
     i8_thread(&c, 0, 1);
 #endif
-    free(buf);
+    free(owned);
     return 0;
 }
 
 int matmul_i8(float *y, const float *x, const struct tensor *w, int n_tok) {
-    return i8_run(i8_current(), y, x, w, n_tok);
+    return i8_run(i8_current(), y, x, w, n_tok, NULL);
+}
+
+int matmul_i8_ws(float *y, const float *x, const struct tensor *w, int n_tok,
+                 struct kscratch *ws) {
+    return i8_run(i8_current(), y, x, w, n_tok, ws);
+}
+
+size_t matmul_i8_scratch(const struct tensor *w, int n_tok, int n_threads) {
+    if (n_tok <= 0 || tensor_nrows(w) <= 0 || !matmul_i8_tensor_ok(w)) return 0;
+    size_t panel;
+    return i8_bytes(i8_current(), w, n_tok, i8_parallel(w, n_tok) ? n_threads : 1, &panel);
 }
 
 int matmul_i8_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
-    const struct i8_kern *kn = i8_by_name(isa);
+    const int i = cpu_isa_from_name(isa);
+    const struct i8_kern *kn = i < 0 ? NULL : i8_kern_for((enum cpu_isa)i);
     if (!kn) return -2;
-    return i8_run(kn, y, x, w, n_tok);
+    return i8_run(kn, y, x, w, n_tok, NULL);
 }

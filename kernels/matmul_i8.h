@@ -60,6 +60,12 @@ void matmul_i8_ref(float *y, const float *x, const struct tensor *w, int n_tok);
 /* fast path (AVX-512 VNNI / AVX2 / generic by kernels_isa(), OpenMP over outputs); 0, or -1 with
  * a message when scratch memory cannot be had. Call from outside any parallel region. */
 int matmul_i8(float *y, const float *x, const struct tensor *w, int n_tok);
+/* the same with the caller's planned scratch (kernels/matmul.h), and the bytes it takes (0 for a
+ * weight matmul_i8 does not take) */
+struct kscratch;
+int matmul_i8_ws(float *y, const float *x, const struct tensor *w, int n_tok,
+                 struct kscratch *ws);
+size_t matmul_i8_scratch(const struct tensor *w, int n_tok, int n_threads);
 /* the same on a named path ("generic", "avx2", "avx512"); -2 when the CPU lacks it (tests) */
 int matmul_i8_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa);
 /* the path matmul_i8 takes: "avx512-vnni", "avx2" or "generic" */

@@ -43,19 +43,9 @@
 #include "kernels/nf4.h"
 #include "kernels/qint.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define MQ_X86 1
+#include "kernels/cpu.h"
+#if LB_X86
 #include <immintrin.h>
-#define LB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
-#define LB_AVX2 __attribute__((target("avx2,fma,f16c")))
-#else
-#define MQ_X86 0
-#endif
-
-#if defined(__GNUC__)
-#define MQ_INLINE inline __attribute__((always_inline))
-#else
-#define MQ_INLINE inline
 #endif
 
 #define MQ_KC 512          /* GEMV: stored columns dequantized per block (multiple of 32) */
@@ -110,7 +100,7 @@ static void deq_generic(const struct tensor *w, int64_t n, int64_t k0, int64_t k
  * other, each a short run (128 bytes of 4-bit codes per 256 columns) at a row stride the hardware
  * prefetchers do not follow, so without it every run waits for DRAM. */
 #define MQ_PF_ROWS 8
-static MQ_INLINE void mq_prefetch(const struct tensor *w, int64_t n, int64_t k0, int64_t kc) {
+static LB_INLINE void mq_prefetch(const struct tensor *w, int64_t n, int64_t k0, int64_t kc) {
     if (n >= tensor_nrows(w)) return;
     const int64_t K = w->ne[0];
     const char *p;
@@ -147,6 +137,7 @@ typedef void (*mq_gemv_fn)(mq_deq_fn deq, float *y, int64_t N, const float *xs, 
 
 struct mq_kern {
     const char *name;
+    enum cpu_isa isa;
     mq_deq_fn deq;
     mq_gemv_fn gemv;
 };
@@ -170,9 +161,9 @@ static void gemv_generic(mq_deq_fn deq, float *y, int64_t N, const float *xs, in
     }
 }
 
-static const struct mq_kern mq_generic = {"generic", deq_generic, gemv_generic};
+static const struct mq_kern mq_generic = {"generic", CPU_ISA_GENERIC, deq_generic, gemv_generic};
 
-#if MQ_X86
+#if LB_X86
 /* ===== AVX-512 ===== */
 
 /* 32 codes of one qint chunk (layout in qint.h) as two vectors of int32 */
@@ -232,7 +223,7 @@ LB_AVX512 static inline float hsum_avx512(__m512 v) {
  * t[q] = d·(q − z) (the same fp32 operation per entry) and one permute per 16 weights
  * (vpermps reads the low 4 bits of each index, so the nibbles need no masking); for b = 8 by
  * conversion */
-LB_AVX512 static MQ_INLINE void qint_w32_avx512(const uint8_t *c, const int bits,
+LB_AVX512 static LB_INLINE void qint_w32_avx512(const uint8_t *c, const int bits,
                                                 const struct qint_param *p, __m512 *w0,
                                                 __m512 *w1) {
     const __m512 d = _mm512_set1_ps(p->d), z = _mm512_set1_ps(p->z);
@@ -262,7 +253,7 @@ LB_AVX512 static void deq_avx512(const struct tensor *w, int64_t n, int64_t k0, 
 
 /* 32 NF4/FP4 weights of row n at columns [k, k+32) (k + 32 <= K): nibbles split high-first,
  * table permute, times the absmax of each flat position (blocks of 2^lg, at most two per 16) */
-LB_AVX512 static MQ_INLINE void nf4_w32_avx512(const struct tensor *w, const __m512 tab,
+LB_AVX512 static LB_INLINE void nf4_w32_avx512(const struct tensor *w, const __m512 tab,
                                                const float *am, int lg, int64_t n, int64_t k,
                                                __m512 *w0, __m512 *w1) {
     const uint8_t *row = (const uint8_t *)w->data + (size_t)n * (size_t)((w->ne[0] + 1) / 2);
@@ -286,7 +277,7 @@ LB_AVX512 static MQ_INLINE void nf4_w32_avx512(const struct tensor *w, const __m
  * per output in k order (two for a single token: latency, not throughput, bounds it). qint walks
  * its groups (one 16-entry table per row and group); NF4/FP4/int8 dequantize the full 32-column
  * chunks here and the last partial chunk through deq_avx512. */
-LB_AVX512 static MQ_INLINE void gemv_rows_avx512_t(const enum dtype type, const int bits,
+LB_AVX512 static LB_INLINE void gemv_rows_avx512_t(const enum dtype type, const int bits,
                                                    const int NT, const int R, float *y, int64_t N,
                                                    const float *xs, int64_t Kp,
                                                    const struct tensor *w, int64_t n) {
@@ -407,7 +398,7 @@ LB_AVX512 static MQ_INLINE void gemv_rows_avx512_t(const enum dtype type, const 
     }
 }
 
-LB_AVX512 static MQ_INLINE void gemv_all_avx512_t(const enum dtype type, const int bits,
+LB_AVX512 static LB_INLINE void gemv_all_avx512_t(const enum dtype type, const int bits,
                                                   const int NT, float *y, int64_t N,
                                                   const float *xs, int64_t Kp,
                                                   const struct tensor *w, int64_t n0, int64_t n1) {
@@ -521,12 +512,12 @@ LB_AVX512 static void gemv_avx512(mq_deq_fn deq, float *y, int64_t N, const floa
 #undef GEMV_NT
 }
 
-static const struct mq_kern mq_avx512 = {"avx512", deq_avx512, gemv_avx512};
+static const struct mq_kern mq_avx512 = {"avx512", CPU_ISA_AVX512, deq_avx512, gemv_avx512};
 
 /* ===== AVX2 ===== */
 
 /* 8 codes (columns 8i..8i+7 of a qint chunk) as int32 */
-LB_AVX2 static MQ_INLINE __m256i qint_unpack8_avx2(const uint8_t *c, int bits, int i) {
+LB_AVX2 static LB_INLINE __m256i qint_unpack8_avx2(const uint8_t *c, int bits, int i) {
     switch (bits) {
     case 8: return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(c + 8 * i)));
     case 4: {
@@ -638,7 +629,7 @@ LB_AVX2 static inline float hsum_avx2(__m256 v) {
 /* qint GEMV on AVX2: R rows (4 for one or two tokens, 2 above, 1 for the leftovers; 16 ymm
  * registers) × NT tokens, dequantized in registers, one FMA chain per output (two for a single
  * token) */
-LB_AVX2 static MQ_INLINE void gemv_qrows_avx2_t(const int bits, const int NT, const int R,
+LB_AVX2 static LB_INLINE void gemv_qrows_avx2_t(const int bits, const int NT, const int R,
                                                 float *y, int64_t N, const float *xs, int64_t Kp,
                                                 const struct tensor *w, int64_t n) {
     const int64_t K = w->ne[0], g = w->q_group, ng = qint_n_groups(g, K);
@@ -685,7 +676,7 @@ LB_AVX2 static MQ_INLINE void gemv_qrows_avx2_t(const int bits, const int NT, co
     }
 }
 
-LB_AVX2 static MQ_INLINE void gemv_qint_avx2_t(const int bits, const int NT, float *y, int64_t N,
+LB_AVX2 static LB_INLINE void gemv_qint_avx2_t(const int bits, const int NT, float *y, int64_t N,
                                                const float *xs, int64_t Kp,
                                                const struct tensor *w, int64_t n0, int64_t n1) {
     int64_t n = n0;
@@ -721,31 +712,22 @@ LB_AVX2 static void gemv_avx2(mq_deq_fn deq, float *y, int64_t N, const float *x
     }
 }
 
-static const struct mq_kern mq_avx2 = {"avx2", deq_avx2, gemv_avx2};
-#endif /* MQ_X86 */
+static const struct mq_kern mq_avx2 = {"avx2", CPU_ISA_AVX2, deq_avx2, gemv_avx2};
+#endif /* LB_X86 */
 
 /* ===== dispatch ===== */
 
-static const struct mq_kern *mq_by_name(const char *name) {
-    if (!strcmp(name, "generic")) return &mq_generic;
-#if MQ_X86
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (!strcmp(name, "avx2")) return avx2 ? &mq_avx2 : NULL;
-    if (!strcmp(name, "avx512"))
-        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                       __builtin_cpu_supports("avx512vl")
-                   ? &mq_avx512
-                   : NULL;
+/* the path of each ISA (kernels/cpu.h); NULL where this build has none */
+static const struct mq_kern *const mq_kerns[CPU_ISA_COUNT] = {
+    [CPU_ISA_GENERIC] = &mq_generic,
+#if LB_X86
+    [CPU_ISA_AVX2] = &mq_avx2,
+    [CPU_ISA_AVX512] = &mq_avx512,
 #endif
-    return NULL;
-}
+};
 
-/* the path matmul() uses (kernels_isa(), which honours LOWBIT_ISA) */
-static const struct mq_kern *mq_current(void) {
-    const struct mq_kern *k = mq_by_name(kernels_isa());
-    return k ? k : &mq_generic;
-}
+/* the path matmul() uses (cpu_isa(), which honours LOWBIT_ISA) */
+static const struct mq_kern *mq_current(void) { return mq_kerns[cpu_isa()]; }
 
 const char *matmul_q_path(void) { return mq_current()->name; }
 
@@ -773,22 +755,24 @@ static void mq_gemv_thread(const struct mq_ctx *c, int ith, int nth) {
     if (n1 > n0) c->kn->gemv(c->kn->deq, c->y, c->N, c->xs, c->Kp, c->T, c->w, n0, n1);
 }
 
-static void mq_run(const struct mq_kern *kn, float *y, const float *x, const struct tensor *w,
-                   int n_tok) {
+/* the GEMV's scratch: x gathered and padded, [T][Kp] */
+static size_t mq_gemv_bytes(const struct tensor *w, int n_tok) {
+    return (size_t)round_up(pad32(w->ne[0]) * n_tok * (int64_t)sizeof(float), 64);
+}
+
+static int mq_run(const struct mq_kern *kn, float *y, const float *x, const struct tensor *w,
+                  int n_tok, struct kscratch *ws) {
     const int64_t K = w->ne[0], N = tensor_nrows(w), Kp = pad32(K);
-    if (n_tok <= 0 || N <= 0) return;
+    if (n_tok <= 0 || N <= 0) return 0;
     const int32_t *perm = w->type == DTYPE_QINT ? w->q_perm : NULL;
-    if (n_tok > MQ_GEMV_MAX) { /* prefill: matmul.c's GEMM, W micro-panels from kn->deq */
-        if (matmul_gemm_deq(y, x, perm, w, n_tok, kn->name, kn->deq))
-            BUG("matmul_q: no memory for the GEMM scratch (T = %d, K = %lld)", n_tok, (long long)K);
-        return;
-    }
+    if (n_tok > MQ_GEMV_MAX) /* prefill: matmul.c's GEMM, W micro-panels from kn->deq */
+        return matmul_gemm_deq(y, x, perm, w, n_tok, kn->isa, kn->deq, ws);
     struct mq_ctx c = {.kn = kn, .w = w, .y = y, .Kp = Kp, .N = N, .T = n_tok};
     const bool par = (double)n_tok * (double)K * (double)N >= MQ_PAR_MIN_MAC;
     const int nth_max = par ? lb_threads() : 1;
-    const size_t bytes = round_up((size_t)(Kp * n_tok) * sizeof(float), 64);
-    c.xs = aligned_alloc(64, bytes);
-    if (!c.xs) BUG("matmul_q: no memory for %zu bytes of scratch", bytes);
+    void *owned = NULL;
+    c.xs = kscratch_take(ws, mq_gemv_bytes(w, n_tok), &owned, w->name);
+    if (!c.xs) return -1;
     for (int t = 0; t < n_tok; t++) {
         const float *xt = x + (size_t)t * (size_t)K;
         float *dst = c.xs + t * Kp;
@@ -805,21 +789,31 @@ static void mq_run(const struct mq_kern *kn, float *y, const float *x, const str
     (void)nth_max;
     mq_gemv_thread(&c, 0, 1);
 #endif
-    free(c.xs);
+    free(owned);
+    return 0;
 }
 
-void matmul_q(float *y, const float *x, const struct tensor *w, int n_tok) {
-    if (w->type == DTYPE_AQLM) { /* codebook lookups: kernels/aqlm.c */
-        aqlm_matmul(y, x, w, n_tok);
-        return;
-    }
-    mq_run(mq_current(), y, x, w, n_tok);
+size_t matmul_q_scratch(const struct tensor *w, int n_tok, int n_threads) {
+    if (w->type == DTYPE_AQLM) return aqlm_matmul_scratch(w, n_tok, n_threads);
+    if (n_tok <= 0 || tensor_nrows(w) <= 0) return 0;
+    if (n_tok > MQ_GEMV_MAX) return matmul_gemm_deq_scratch(w, n_tok, cpu_isa(), n_threads);
+    return mq_gemv_bytes(w, n_tok);
+}
+
+int matmul_q_ws(float *y, const float *x, const struct tensor *w, int n_tok, struct kscratch *ws) {
+    if (w->type == DTYPE_AQLM) /* codebook lookups: kernels/aqlm.c */
+        return aqlm_matmul_ws(y, x, w, n_tok, ws);
+    return mq_run(mq_current(), y, x, w, n_tok, ws);
+}
+
+int matmul_q(float *y, const float *x, const struct tensor *w, int n_tok) {
+    return matmul_q_ws(y, x, w, n_tok, NULL);
 }
 
 int matmul_q_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
-    const struct mq_kern *kn = mq_by_name(isa);
-    if (!kn) return -1;
+    const int i = cpu_isa_from_name(isa);
+    if (i < 0 || !cpu_has((enum cpu_isa)i) || !mq_kerns[i]) return -1;
+    const struct mq_kern *kn = mq_kerns[i];
     if (w->type == DTYPE_AQLM) return aqlm_matmul_gemm(y, x, w, n_tok, isa);
-    mq_run(kn, y, x, w, n_tok);
-    return 0;
+    return mq_run(kn, y, x, w, n_tok, NULL);
 }

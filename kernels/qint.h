@@ -167,8 +167,14 @@ int qint_perm_from_gidx(const char *what, const int32_t *g_idx, int64_t K, int64
  * (kernels/matmul.h; matmul() forwards here): x [n_tok][K], y [n_tok][N]. Each output is one
  * thread's fixed-order sum of the exactly dequantized weights times x, so results do not depend
  * on the thread count, and |matmul_q − matmul_ref| <= 2·(K+4)·2⁻²⁴·Σ_k|w·x|. */
-void matmul_q(float *y, const float *x, const struct tensor *w, int n_tok);
-/* the same on a named path: "generic", "avx2" or "avx512" (tests); -1 when the CPU lacks it */
+int matmul_q(float *y, const float *x, const struct tensor *w, int n_tok);
+/* the same with the caller's planned scratch (kernels/matmul.h: struct kscratch), and the bytes it
+ * takes; 0, or -1 with a message when scratch cannot be had */
+struct kscratch;
+int matmul_q_ws(float *y, const float *x, const struct tensor *w, int n_tok, struct kscratch *ws);
+size_t matmul_q_scratch(const struct tensor *w, int n_tok, int n_threads);
+/* the same on a named path: "generic", "avx2" or "avx512" (tests); -1 when the CPU lacks it (or,
+ * with a message, when out of memory) */
 int matmul_q_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa);
 /* scalar oracle: each row dequantized in input order, then a plain fp32 dot in k order (the
  * value matmul_ref computes, bit for bit) */

@@ -40,6 +40,7 @@ struct aq {
     double *V, *P;   /* [N][K] scratch: unscaled reconstruction, products */
     size_t n_cb;     /* M·S·d */
     float *Hf, *xf, *yf; /* H in fp32 and [N][K] scratch for the fp32 products (aq_mul_h32) */
+    bool mm_failed;      /* an fp32 product had no memory for its scratch (reported at the end) */
 };
 
 static void aq_release(struct aq *a) {
@@ -114,7 +115,7 @@ static void aq_mul_h(const struct aq *a, const double *in, double *out) {
 
 /* the same through the fp32 GEMM (kernels/matmul.h) when a->Hf is set: the CG steps, the scale
  * fit and the beam search's start need no more (the loss the solver reports is aq_mul_h's) */
-static void aq_mul_h32(const struct aq *a, const double *in, double *out) {
+static void aq_mul_h32(struct aq *a, const double *in, double *out) {
     if (!a->Hf) {
         aq_mul_h(a, in, out);
         return;
@@ -123,7 +124,8 @@ static void aq_mul_h32(const struct aq *a, const double *in, double *out) {
     for (int64_t i = 0; i < n; i++) a->xf[i] = (float)in[i];
     const struct tensor ht = {.type = DTYPE_F32, .n_dims = 2, .ne = {a->K, a->K, 1, 1},
                               .data = a->Hf};
-    matmul(a->yf, a->xf, &ht, (int)a->N); /* yf[r][k] = Σ_j H[k][j]·x[r][j] */
+    /* yf[r][k] = Σ_j H[k][j]·x[r][j] */
+    if (matmul(a->yf, a->xf, &ht, (int)a->N)) a->mm_failed = true;
     for (int64_t i = 0; i < n; i++) out[i] = a->yf[i];
 }
 
@@ -284,7 +286,10 @@ static int64_t kmeans_assign(const double *X, const int64_t *idx, int64_t np, in
         for (int64_t i = 0; i < n; i++)
             for (int e = 0; e < d; e++)
                 xf[i * d + e] = (float)X[(idx ? idx[p0 + i] : p0 + i) * d + e];
-        matmul(y, xf, &ct, (int)n); /* y[i][c] = c·x_i */
+        if (matmul(y, xf, &ct, (int)n)) { /* y[i][c] = c·x_i */
+            changed = -1;
+            goto out;
+        }
         int64_t ch = 0;
 #pragma omp parallel for schedule(static) reduction(+ : ch) if (n * k >= AQ_PAR_MIN)
         for (int64_t i = 0; i < n; i++) {
@@ -675,13 +680,13 @@ int aqlm_quantize_layer(const float *w, int64_t K, int64_t N, const double *H,
         }
         if (aq_cg_codebooks(&a, o->cg_iters)) goto out;
         aq_fit_scales(&a);
-        if (aq_beam_search(&a, o->beam_size, &rng)) goto out;
+        if (aq_beam_search(&a, o->beam_size, &rng) || a.mm_failed) goto out;
         st->epochs++;
         L = aq_loss(&a, false);
     }
     if (aq_cg_codebooks(&a, o->cg_iters)) goto out; /* the last codes' codebooks and scales */
     aq_fit_scales(&a);
-    if (aq_finalize(&a, name)) goto out;
+    if (a.mm_failed || aq_finalize(&a, name)) goto out;
     L = aq_loss(&a, true);
     if (!isfinite(L)) {
         err("%s: the AQLM loss is %g", name, L);
@@ -698,26 +703,10 @@ out:
 
 /* ===== the block's linears ===== */
 
-/* the four inputs of a block, in the reference's (and AutoGPTQ's) true-sequential order */
-enum { SUB_QKV, SUB_O, SUB_GATE_UP, SUB_DOWN, SUB_COUNT };
-static const struct {
-    const char *canon; /* blk.N.<canon> */
-    int sub;
-    bool attn;
-} block_linears[] = {
-    {"attn_q.weight", SUB_QKV, true},       {"attn_k.weight", SUB_QKV, true},
-    {"attn_v.weight", SUB_QKV, true},       {"attn_output.weight", SUB_O, true},
-    {"ffn_gate.weight", SUB_GATE_UP, false}, {"ffn_up.weight", SUB_GATE_UP, false},
-    {"ffn_down.weight", SUB_DOWN, false},
-};
-#define N_BLOCK_LINEARS 7
-static const int sub_anchor[SUB_COUNT] = {0, 3, 4, 6}; /* the linear whose input is the sub's */
-
-static struct tensor *layer_slot(struct layer *L, int i) {
-    struct tensor *s[N_BLOCK_LINEARS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
-                                         &L->w_down};
-    return s[i];
-}
+/* a block's linears are eval/model.h's enum lin; their four inputs (lin_info[].stage, FWD_QKV ..
+ * FWD_DOWN) are the reference's (and AutoGPTQ's) true-sequential sub-groups, in its order */
+#define SUB_COUNT LIN_N_INPUTS
+#define N_BLOCK_LINEARS LIN_COUNT
 
 /* ===== block fine-tuning (src/finetune.py finetune_groupwise) ===== */
 
@@ -829,9 +818,7 @@ static void ft_adam(struct ft_lin *f, const struct model *m, double lr, int step
 /* the block's weights: float ones from wf, the quantized linears' from their t->f32 */
 static struct grad_weights ft_weights(const struct grad_weights *wf, struct ft_lin *lin, int nl) {
     struct grad_weights w = *wf;
-    const float **slot[N_BLOCK_LINEARS] = {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up,
-                                           &w.w_down};
-    for (int i = 0; i < nl; i++) *slot[lin[i].slot] = lin[i].t->f32;
+    for (int i = 0; i < nl; i++) w.lin[lin[i].slot] = lin[i].t->f32;
     return w;
 }
 
@@ -867,9 +854,7 @@ static int ft_block(struct grad_block *g, const struct model *m, const struct gr
     int ret = -1, step = 0;
     if (!xb || !yb || !order) goto out;
     struct grad_grads gr = {0};
-    float **gslot[N_BLOCK_LINEARS] = {&gr.wq, &gr.wk, &gr.wv, &gr.wo, &gr.w_gate, &gr.w_up,
-                                      &gr.w_down};
-    for (int i = 0; i < nl; i++) *gslot[lin[i].slot] = lin[i].gw;
+    for (int i = 0; i < nl; i++) gr.lin[lin[i].slot] = lin[i].gw;
     const struct grad_weights wq = ft_weights(wf, lin, nl);
     double best;
     if (ft_loss(g, &wq, xq, ystar, n, T, bs, yb, &best)) goto out;
@@ -951,7 +936,7 @@ static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T
         transpose(x, T, K, c->xt);
         const struct tensor xtt = {.type = DTYPE_F32, .n_dims = 2, .ne = {T, K, 1, 1},
                                    .data = c->xt};
-        matmul(c->prod, c->xt, &xtt, (int)K);
+        if (matmul(c->prod, c->xt, &xtt, (int)K)) return -1;
         for (int64_t i = 0; i < K * K; i++) c->H[s][i] += c->prod[i];
         c->n_tokens[s] += T;
     }
@@ -972,6 +957,123 @@ static int block_apply(struct grad_block *g, const struct grad_weights *w, const
     return 0;
 }
 
+/* the export tensor of each block linear into idx[l·N_BLOCK_LINEARS + i], or -1 when it stays in
+ * float (not in the modules asked for, or group sizes that do not divide it) */
+static int aqlm_plan(const struct model *m, struct hfx_model *hm, const struct aqlm_model_opts *o,
+                     bool quiet, int *idx) {
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int i = 0; i < N_BLOCK_LINEARS; i++) {
+            char name[96];
+            lin_name(name, sizeof name, l, (enum lin)i);
+            int *x = &idx[l * N_BLOCK_LINEARS + i];
+            *x = hfx_find(hm, name);
+            if (*x < 0 || !hm->t[*x].linear) return err("AQLM: %s has no tensor %s", m->path, name);
+            struct hfx_tensor *t = &hm->t[*x];
+            const bool want = o->modules == AQLM_MOD_ALL ||
+                              (o->modules == AQLM_MOD_ATTENTION) == lin_info[i].attn;
+            if (!want) {
+                snprintf(t->note, sizeof t->note, "kept in float: not in modules");
+                *x = -1;
+            } else if (t->K % o->q.in_group || t->N % o->q.out_group) {
+                snprintf(t->note, sizeof t->note, "kept in float: in_features %lld / out_features "
+                         "%lld are not multiples of in_group_size %d / out_group_size %d",
+                         (long long)t->K, (long long)t->N, o->q.in_group, o->q.out_group);
+                if (!quiet && l == 0)
+                    fprintf(stderr, "aqlm: %s (and every block's): %s\n", t->module, t->note);
+                *x = -1;
+            }
+        }
+    return 0;
+}
+
+/* a block's quantized linears so far, for its progress line */
+struct aqlm_block_sum {
+    double rel;
+    int n, epochs;
+};
+
+/* the linears of block l whose input cap collected in this pass: quantized against their
+ * H = Σxxᵀ/n (into Hd), swapped into fm's slots dequantized (fp32, source row order) */
+static int aqlm_quantize_pass(const struct model *m, struct hfx_model *hm, struct model *fm,
+                              const struct capture *cap, double *Hd,
+                              const struct aqlm_model_opts *o, int l, const int *idx,
+                              struct aqlm_report *rep, struct aqlm_block_sum *bs,
+                              double *rel_sum) {
+    for (int i = 0; i < N_BLOCK_LINEARS; i++) {
+        const int x = idx[l * N_BLOCK_LINEARS + i], s = (int)lin_info[i].stage;
+        if (x < 0 || !cap->H[s]) continue;
+        struct hfx_tensor *t = &hm->t[x];
+        const int64_t K = t->K, N = t->N;
+        if (cap->n_tokens[s] < 1) return err("AQLM: no calibration input reached %s", t->module);
+        const double inv = 1.0 / (double)cap->n_tokens[s];
+        for (int64_t e = 0; e < K * K; e++) Hd[e] = cap->H[s][e] * inv;
+        struct aqlm_opts q = o->q;
+        q.seed = module_seed(o->q.seed, l, i);
+        struct aqlm_layer_stats ls;
+        if (aqlm_quantize_layer(t->f32, K, N, Hd, &q, t->module, &t->q, &t->qbuf, &ls)) return -1;
+        t->quantized = true;
+        /* swap in the dequantized weights, fp32 in the source's row order */
+        for (int64_t r = 0; r < N; r++)
+            aqlm_row_to_f32(&t->q, r, t->f32 + calib_source_row(m, lin_info[i].rope, r) * K);
+        calib_f32_slot(&fm->layers[l].lin[i], t->f32, K, N);
+        bs->rel += ls.rel_mse, bs->n++, bs->epochs += ls.epochs;
+        *rel_sum += ls.rel_mse;
+        rep->n_layers++;
+        rep->epochs += ls.epochs;
+        if (ls.rel_mse >= rep->rel_mse_max) {
+            rep->rel_mse_max = ls.rel_mse;
+            snprintf(rep->rel_mse_max_module, sizeof rep->rel_mse_max_module, "%s", t->module);
+        }
+    }
+    return 0;
+}
+
+/* block l's fine-tuning (after its linears are quantized and its outputs computed): the
+ * codebooks and scales of its quantized linears against the float block's outputs on the
+ * quantized stream *xq (targets into *ys), then the stream advanced (*xq, *ys swapped) and, when
+ * tuning changed the block, the calibration stream's outputs computed again; ftmsg the summary */
+static int aqlm_finetune(const struct model *m, struct hfx_model *hm, struct calib_stream *cst,
+                         struct grad_block *g, const struct aqlm_model_opts *o, int l,
+                         const int *idx, struct ft_lin *lin, float **xq, float **ys, int n, int T,
+                         int bs, uint64_t *ft_rng, struct aqlm_report *rep, char *ftmsg,
+                         size_t ftmsg_size) {
+    struct grad_weights wf;
+    float *wown = NULL;
+    int nl = 0, ret = -1;
+    if (grad_weights_from_layer(m, l, &wf, &wown)) return -1;
+    for (int i = 0; i < N_BLOCK_LINEARS; i++) {
+        const int x = idx[l * N_BLOCK_LINEARS + i];
+        if (x >= 0 && ft_lin_init(&lin[nl++], &hm->t[x], i)) goto out;
+    }
+    if (nl) {
+        const double tt = now_s();
+        double l0 = 0, l1 = 0;
+        if (block_apply(g, &wf, *xq, *ys, n, T, bs) ||
+            ft_block(g, m, &wf, lin, nl, *xq, *ys, n, T, bs, o->finetune_max_epochs,
+                     o->finetune_lr, ft_rng, &l0, &l1))
+            goto out;
+        rep->ft_seconds += now_s() - tt;
+        rep->ft_gain += l0 > 0 ? 1 - l1 / l0 : 0;
+        rep->ft_blocks++;
+        snprintf(ftmsg, ftmsg_size, ", fine-tuning: block output MSE %.4g -> %.4g", l0, l1);
+    }
+    /* the next block's input: this block's output with its final weights */
+    const struct grad_weights wq = ft_weights(&wf, lin, nl);
+    if (block_apply(g, &wq, *xq, *ys, n, T, bs)) goto out;
+    if (nl) { /* fine-tuning changed the block: its outputs again, in the forward's way */
+        const double tr = now_s();
+        if (calib_stream_redo(cst, l)) goto out;
+        rep->forward_seconds += now_s() - tr;
+    }
+    float *sw = *xq;
+    *xq = *ys, *ys = sw;
+    ret = 0;
+out:
+    for (int i = 0; i < nl; i++) ft_lin_release(&lin[i]);
+    free(wown);
+    return ret;
+}
+
 int aqlm_quantize_model(const struct model *m, const char *src_path,
                         const struct aqlm_model_opts *o, const struct calib_set *cs,
                         const char *out, bool quiet, struct hfx_stats *st,
@@ -979,8 +1081,8 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     memset(rep, 0, sizeof *rep);
     const double t0 = now_s();
     const int n_layers = m->cfg.n_layers, T = cs->seqlen, n = cs->n_samples, D = m->cfg.dim;
-    const int64_t dims[SUB_COUNT] = {m->cfg.dim, (int64_t)m->cfg.n_heads * m->cfg.head_dim,
-                                     m->cfg.dim, m->cfg.hidden_dim};
+    int64_t dims[SUB_COUNT];
+    for (int s = 0; s < SUB_COUNT; s++) dims[s] = lin_dim(&m->cfg, lin_info[lin_anchor(s)].in);
     const bool ft = o->finetune && o->finetune_max_epochs > 0;
     const int bs = LB_MAX(1, LB_MIN(o->finetune_batch_size, n));
     const int64_t W = (int64_t)T * D;
@@ -991,7 +1093,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     struct grad_block g;
     struct ft_lin lin[N_BLOCK_LINEARS];
     double *Hd = NULL, *Hbuf[SUB_COUNT] = {NULL};
-    float *xq = NULL, *ys = NULL, *wown = NULL;
+    float *xq = NULL, *ys = NULL;
     int *idx = NULL, ret = -1;
     bool fwd_ok = false, g_ok = false;
     double rel_sum = 0;
@@ -1008,31 +1110,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     /* the export tensor of each block linear, or -1 when it stays in float */
     int64_t max_k = 1;
     for (int s = 0; s < SUB_COUNT; s++) max_k = LB_MAX(max_k, dims[s]);
-    for (int l = 0; l < n_layers; l++)
-        for (int i = 0; i < N_BLOCK_LINEARS; i++) {
-            char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s", l, block_linears[i].canon);
-            int *x = &idx[l * N_BLOCK_LINEARS + i];
-            *x = hfx_find(&hm, name);
-            if (*x < 0 || !hm.t[*x].linear) {
-                err("AQLM: %s has no tensor %s", m->path, name);
-                goto out;
-            }
-            struct hfx_tensor *t = &hm.t[*x];
-            const bool want = o->modules == AQLM_MOD_ALL ||
-                              (o->modules == AQLM_MOD_ATTENTION) == block_linears[i].attn;
-            if (!want) {
-                snprintf(t->note, sizeof t->note, "kept in float: not in modules");
-                *x = -1;
-            } else if (t->K % o->q.in_group || t->N % o->q.out_group) {
-                snprintf(t->note, sizeof t->note, "kept in float: in_features %lld / out_features "
-                         "%lld are not multiples of in_group_size %d / out_group_size %d",
-                         (long long)t->K, (long long)t->N, o->q.in_group, o->q.out_group);
-                if (!quiet && l == 0)
-                    fprintf(stderr, "aqlm: %s (and every block's): %s\n", t->module, t->note);
-                *x = -1;
-            }
-        }
+    if (aqlm_plan(m, &hm, o, quiet, idx)) goto out;
     /* one sum of x·xᵀ per sub-group (true-sequential passes collect one at a time: one buffer) */
     for (int s = 0; s < (o->true_sequential ? 1 : SUB_COUNT); s++)
         if (!(Hbuf[s] = xmalloc((size_t)(max_k * max_k) * sizeof(double), "AQLM statistics")))
@@ -1060,8 +1138,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     if (aqlm_write_begin(&hm, &o->q, out, st)) goto out;
     for (int l = 0; l < n_layers; l++) {
         const double tl = now_s();
-        double rel_l = 0;
-        int n_l = 0, ep_l = 0;
+        struct aqlm_block_sum bs_l = {0};
         for (int i = 0; i < N_BLOCK_LINEARS; i++)
             if (idx[l * N_BLOCK_LINEARS + i] >= 0 && hfx_load(&hm, idx[l * N_BLOCK_LINEARS + i]))
                 goto out;
@@ -1072,10 +1149,10 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
                 if (o->true_sequential && s != p) continue;
                 bool has = false;
                 for (int i = 0; i < N_BLOCK_LINEARS; i++)
-                    has |= block_linears[i].sub == s && idx[l * N_BLOCK_LINEARS + i] >= 0;
+                    has |= (int)lin_info[i].stage == s && idx[l * N_BLOCK_LINEARS + i] >= 0;
                 if (!has) continue;
                 cap.H[s] = Hbuf[s];
-                cap.anchor[s] = layer_slot(&fm.layers[l], sub_anchor[s]);
+                cap.anchor[s] = &fm.layers[l].lin[lin_anchor(s)];
                 cap.K[s] = dims[s];
                 cap.n_tokens[s] = 0;
                 memset(cap.H[s], 0, (size_t)(dims[s] * dims[s]) * sizeof(double));
@@ -1087,38 +1164,8 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
                                    : calib_stream_probe(&cst, l, FWD_DOWN))
                 goto out;
             rep->forward_seconds += now_s() - tf;
-            for (int i = 0; i < N_BLOCK_LINEARS; i++) {
-                const int x = idx[l * N_BLOCK_LINEARS + i], s = block_linears[i].sub;
-                if (x < 0 || !cap.H[s]) continue;
-                struct hfx_tensor *t = &hm.t[x];
-                const int64_t K = t->K, N = t->N;
-                if (cap.n_tokens[s] < 1) {
-                    err("AQLM: no calibration input reached %s", t->module);
-                    goto out;
-                }
-                const double inv = 1.0 / (double)cap.n_tokens[s];
-                for (int64_t e = 0; e < K * K; e++) Hd[e] = cap.H[s][e] * inv;
-                struct aqlm_opts q = o->q;
-                q.seed = module_seed(o->q.seed, l, i);
-                struct aqlm_layer_stats ls;
-                if (aqlm_quantize_layer(t->f32, K, N, Hd, &q, t->module, &t->q, &t->qbuf, &ls))
-                    goto out;
-                t->quantized = true;
-                /* swap in the dequantized weights, fp32 in the source's row order */
-                const bool qk = i == 0 || i == 1;
-                for (int64_t r = 0; r < N; r++)
-                    aqlm_row_to_f32(&t->q, r, t->f32 + calib_source_row(m, qk, r) * K);
-                calib_f32_slot(layer_slot(&fm.layers[l], i), t->f32, K, N);
-                rel_l += ls.rel_mse, n_l++, ep_l += ls.epochs;
-                rel_sum += ls.rel_mse;
-                rep->n_layers++;
-                rep->epochs += ls.epochs;
-                if (ls.rel_mse >= rep->rel_mse_max) {
-                    rep->rel_mse_max = ls.rel_mse;
-                    snprintf(rep->rel_mse_max_module, sizeof rep->rel_mse_max_module, "%s",
-                             t->module);
-                }
-            }
+            if (aqlm_quantize_pass(m, &hm, &fm, &cap, Hd, o, l, idx, rep, &bs_l, &rel_sum))
+                goto out;
         }
         /* the block's outputs (block l+1's inputs); run again below after fine-tuning */
         const double tf = now_s();
@@ -1127,48 +1174,16 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
         rep->n_forward += n;
         rep->forward_seconds += now_s() - tf;
         char ftmsg[96] = "";
-        if (ft) {
-            struct grad_weights wf;
-            if (grad_weights_from_layer(m, l, &wf, &wown)) goto out;
-            int nl = 0;
-            for (int i = 0; i < N_BLOCK_LINEARS; i++) {
-                const int x = idx[l * N_BLOCK_LINEARS + i];
-                if (x >= 0 && ft_lin_init(&lin[nl++], &hm.t[x], i)) goto out;
-            }
-            if (nl) {
-                const double tt = now_s();
-                double l0 = 0, l1 = 0;
-                if (block_apply(&g, &wf, xq, ys, n, T, bs) ||
-                    ft_block(&g, m, &wf, lin, nl, xq, ys, n, T, bs, o->finetune_max_epochs,
-                             o->finetune_lr, &ft_rng, &l0, &l1))
-                    goto out;
-                rep->ft_seconds += now_s() - tt;
-                rep->ft_gain += l0 > 0 ? 1 - l1 / l0 : 0;
-                rep->ft_blocks++;
-                snprintf(ftmsg, sizeof ftmsg, ", fine-tuning: block output MSE %.4g -> %.4g", l0,
-                         l1);
-            }
-            /* the next block's input: this block's output with its final weights */
-            const struct grad_weights wq = ft_weights(&wf, lin, nl);
-            if (block_apply(&g, &wq, xq, ys, n, T, bs)) goto out;
-            if (nl) { /* fine-tuning changed the block: its outputs again, in the forward's way */
-                const double tr = now_s();
-                if (calib_stream_redo(&cst, l)) goto out;
-                rep->forward_seconds += now_s() - tr;
-            }
-            float *sw = xq;
-            xq = ys, ys = sw;
-            for (int i = 0; i < nl; i++) ft_lin_release(&lin[i]);
-            free(wown);
-            wown = NULL;
-        }
+        if (ft && aqlm_finetune(m, &hm, &cst, &g, o, l, idx, lin, &xq, &ys, n, T, bs, &ft_rng, rep,
+                                ftmsg, sizeof ftmsg))
+            goto out;
         /* the block into the checkpoint; the forward will not run it again */
         if (hfx_emit_block(&hm, l)) goto out;
         fm.layers[l] = m->layers[l];
-        if (!quiet && n_l)
+        if (!quiet && bs_l.n)
             fprintf(stderr, "aqlm: block %d/%d: %d linears, relative output MSE %.4g (mean), %d "
-                    "epochs%s (%.2f s)\n", l + 1, n_layers, n_l, rel_l / n_l, ep_l, ftmsg,
-                    now_s() - tl);
+                    "epochs%s (%.2f s)\n", l + 1, n_layers, bs_l.n, bs_l.rel / bs_l.n, bs_l.epochs,
+                    ftmsg, now_s() - tl);
     }
     rep->rel_mse_mean = rep->n_layers ? rel_sum / rep->n_layers : 0;
     rep->seconds = now_s() - t0;
@@ -1195,7 +1210,7 @@ out:
     for (int i = 0; i < N_BLOCK_LINEARS; i++) ft_lin_release(&lin[i]);
     for (int s = 0; s < (o->true_sequential ? 1 : SUB_COUNT); s++) free(Hbuf[s]);
     free(cap.xt), free(cap.prod);
-    free(Hd), free(idx), free(fm.layers), free(xq), free(ys), free(wown);
+    free(Hd), free(idx), free(fm.layers), free(xq), free(ys);
     hfx_release(&hm);
     return ret;
 }

@@ -16,10 +16,7 @@
 #include "quant/qformat.h"
 #include "quant/quant.h"
 
-#define N_LIN 7
-static const char *const lin_canon[N_LIN] = {"attn_q.weight",   "attn_k.weight", "attn_v.weight",
-                                             "attn_output.weight", "ffn_gate.weight",
-                                             "ffn_up.weight", "ffn_down.weight"};
+#define N_LIN LIN_COUNT /* a block's linears: eval/model.h's enum lin */
 
 double autoround_auto_lr(int iters, int bits) {
     if (iters <= 0) return 5e-3;
@@ -254,9 +251,8 @@ static const int *sampler_next(struct sampler *s) {
 static struct grad_weights q_weights(const struct grad_weights *wf,
                                      struct autoround_linear *const lin[N_LIN]) {
     struct grad_weights w = *wf;
-    const float **slot[N_LIN] = {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down};
     for (int i = 0; i < N_LIN; i++)
-        if (lin[i]) *slot[i] = lin[i]->wq;
+        if (lin[i]) w.lin[i] = lin[i]->wq;
     return w;
 }
 
@@ -312,9 +308,8 @@ int autoround_tune_block(struct grad_block *g, const struct grad_weights *wf,
     for (int i = 0; i < n_win; i++) sm.idx[i] = i;
     sampler_shuffle(&sm);
     struct grad_grads gr = {0};
-    float **gslot[N_LIN] = {&gr.wq, &gr.wk, &gr.wv, &gr.wo, &gr.w_gate, &gr.w_up, &gr.w_down};
     for (int i = 0; i < N_LIN; i++)
-        if (lin[i]) *gslot[i] = lin[i]->gwq;
+        if (lin[i]) gr.lin[i] = lin[i]->gwq;
     double best = DBL_MAX;
     const double numel = (double)rows * D;
     for (int it = 0; it < o->iters; it++) {
@@ -508,7 +503,8 @@ static int write_gguf(const struct model *m, const char *path, const char *name,
                 goto out;
             continue;
         }
-        const bool qk = strstr(t->name, ".attn_q.weight") || strstr(t->name, ".attn_k.weight");
+        const int li = lin_of_tensor(t->name);
+        const bool qk = li >= 0 && lin_info[li].rope;
         if (!(fbuf[i] = xmalloc((size_t)(n_rows * K) * sizeof(float), t->name))) goto out;
         for (int64_t r = 0; r < n_rows; r++)
             tensor_row_to_f32(t, gguf_src_row(m, qk, r), fbuf[i] + r * K);
@@ -543,6 +539,73 @@ static json_t *autoround_top_keys(const struct autoround_opts *o, const struct c
     if (!o->minmax_tuning) json_object_set_new(t, "enable_minmax_tuning", json_false());
     if (!o->quanted_input) json_object_set_new(t, "enable_quanted_input", json_false());
     return t;
+}
+
+/* the linears of block l the format holds, set up for tuning from the float weights wf: lp[i] =
+ * &L[i], or NULL for a linear kept in float (a GPTQ layout that cannot hold it, hm != NULL; GGUF
+ * rows that are not whole blocks of 32, hm NULL). xi[i] its export tensor (GPTQ) or m's tensor
+ * (GGUF), ti[i] m's tensor. */
+static int ar_block_linears(const struct model *m, struct hfx_model *hm,
+                            const struct autoround_opts *o, bool quiet, int l,
+                            const struct grad_weights *wf, struct autoround_linear *L,
+                            struct autoround_linear **lp, int *xi, int *ti) {
+    for (int i = 0; i < N_LIN; i++) {
+        char tn[96];
+        lin_name(tn, sizeof tn, l, (enum lin)i);
+        lp[i] = NULL;
+        xi[i] = ti[i] = find_tensor(m, tn);
+        if (ti[i] < 0) return err("AutoRound: %s has no tensor %s", m->path, tn);
+        const struct tensor *st = &m->tensors[ti[i]];
+        const int64_t K = st->ne[0], N = tensor_nrows(st);
+        int64_t grp = o->group;
+        if (hm) {
+            if ((xi[i] = hfx_find(hm, tn)) < 0 || !hm->t[xi[i]].linear)
+                return err("AutoRound: %s has no linear %s", m->path, tn);
+            struct hfx_tensor *t = &hm->t[xi[i]];
+            const enum qplan plan = qformat_plan(false, K, N, o->bits, o->group, t->note,
+                                                 sizeof t->note);
+            if (plan != QPLAN_GROUP && !quiet && l == 0)
+                fprintf(stderr, "autoround: %s (and every block's): %s\n", t->module, t->note);
+            if (plan == QPLAN_FLOAT) continue;
+            if (plan == QPLAN_CHANNEL) grp = -1;
+        } else if (K % 32) {
+            if (!quiet && l == 0)
+                fprintf(stderr, "autoround: %s (and every block's): kept in f32: %lld columns "
+                        "are not whole blocks of 32\n", tn, (long long)K);
+            continue;
+        }
+        if (autoround_linear_init(&L[i], wf->lin[i], K, N, grp)) return -1;
+        lp[i] = &L[i];
+    }
+    return 0;
+}
+
+/* the tuned linears of block l into the output: the GPTQ export tensors (hm) or GGUF blocks of
+ * gtype (gbuf, gbytes by m's tensor index); their ŵ into deq[l·N_LIN + i] when deq */
+static int ar_block_emit(const struct model *m, struct hfx_model *hm,
+                         const struct autoround_opts *o, enum dtype gtype, int l,
+                         struct autoround_linear *const *lp, const int *xi, const int *ti,
+                         uint8_t *codes, float *dd, float *zz, void **gbuf, size_t *gbytes,
+                         float **deq) {
+    for (int i = 0; i < N_LIN; i++) {
+        if (!lp[i]) continue;
+        struct autoround_linear *Li = lp[i];
+        if (autoround_codes(Li, o, codes, dd, zz)) return -1;
+        const bool qk = lin_info[i].rope;
+        if (hm) {
+            if (emit_gptq(m, &hm->t[xi[i]], qk, o->bits, Li->g, codes, dd, zz, Li->ng))
+                return -1;
+        } else if (emit_gguf(m, gtype, qk, Li->K, Li->N, codes, dd, zz, &gbuf[ti[i]],
+                             &gbytes[ti[i]])) {
+            return -1;
+        }
+        if (deq) {
+            const size_t nb = (size_t)(Li->N * Li->K) * sizeof(float);
+            if (!(deq[l * N_LIN + i] = xmalloc(nb, "AutoRound weights"))) return -1;
+            memcpy(deq[l * N_LIN + i], Li->wq, nb);
+        }
+    }
+    return 0;
 }
 
 int autoround_quantize_model(const struct model *m, const char *src_path,
@@ -629,42 +692,8 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
             if (grad_block_forward(&g, &wf, xfp + w0 * W, LB_MIN(bs, n - w0), T, yfp + w0 * W))
                 goto out;
         /* the linears the format holds */
-        const float *wsrc[N_LIN] = {wf.wq, wf.wk, wf.wv, wf.wo, wf.w_gate, wf.w_up, wf.w_down};
         int xi[N_LIN], ti[N_LIN];
-        int64_t grp[N_LIN];
-        for (int i = 0; i < N_LIN; i++) {
-            char tn[96];
-            snprintf(tn, sizeof tn, "blk.%d.%s", l, lin_canon[i]);
-            lp[i] = NULL;
-            xi[i] = ti[i] = find_tensor(m, tn);
-            if (ti[i] < 0) {
-                err("AutoRound: %s has no tensor %s", m->path, tn);
-                goto out;
-            }
-            const struct tensor *st = &m->tensors[ti[i]];
-            const int64_t K = st->ne[0], N = tensor_nrows(st);
-            grp[i] = o->group;
-            if (gptq) {
-                if ((xi[i] = hfx_find(&hm, tn)) < 0 || !hm.t[xi[i]].linear) {
-                    err("AutoRound: %s has no linear %s", m->path, tn);
-                    goto out;
-                }
-                struct hfx_tensor *t = &hm.t[xi[i]];
-                const enum qplan plan = qformat_plan(false, K, N, o->bits, o->group, t->note,
-                                                     sizeof t->note);
-                if (plan != QPLAN_GROUP && !quiet && l == 0)
-                    fprintf(stderr, "autoround: %s (and every block's): %s\n", t->module, t->note);
-                if (plan == QPLAN_FLOAT) continue;
-                if (plan == QPLAN_CHANNEL) grp[i] = -1;
-            } else if (K % 32) {
-                if (!quiet && l == 0)
-                    fprintf(stderr, "autoround: %s (and every block's): kept in f32: %lld columns "
-                            "are not whole blocks of 32\n", tn, (long long)K);
-                continue;
-            }
-            if (autoround_linear_init(&L[i], wsrc[i], K, N, grp[i])) goto out;
-            lp[i] = &L[i];
-        }
+        if (ar_block_linears(m, gptq ? &hm : NULL, o, quiet, l, &wf, L, lp, xi, ti)) goto out;
         /* tune */
         const double tt = now_s();
         struct autoround_block_stat *bst = &rep->blocks[l];
@@ -673,23 +702,9 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
         if (bst->n_linears) rep->n_blocks++;
         rep->n_linears += bst->n_linears;
         /* the results */
-        for (int i = 0; i < N_LIN; i++) {
-            if (!lp[i]) continue;
-            struct autoround_linear *Li = lp[i];
-            if (autoround_codes(Li, o, codes, dd, zz)) goto out;
-            const bool qk = i == 0 || i == 1;
-            if (gptq) {
-                if (emit_gptq(m, &hm.t[xi[i]], qk, o->bits, Li->g, codes, dd, zz, Li->ng)) goto out;
-            } else if (emit_gguf(m, gtype, qk, Li->K, Li->N, codes, dd, zz, &gbuf[ti[i]],
-                                 &gbytes[ti[i]])) {
-                goto out;
-            }
-            if (keep_weights) {
-                const size_t nb = (size_t)(Li->N * Li->K) * sizeof(float);
-                if (!(rep->deq[l * N_LIN + i] = xmalloc(nb, "AutoRound weights"))) goto out;
-                memcpy(rep->deq[l * N_LIN + i], Li->wq, nb);
-            }
-        }
+        if (ar_block_emit(m, gptq ? &hm : NULL, o, gtype, l, lp, xi, ti, codes, dd, zz, gbuf,
+                          gbytes, keep_weights ? rep->deq : NULL))
+            goto out;
         /* the quantized stream: this block's outputs with the kept weights */
         if (o->quanted_input) {
             const struct grad_weights wq = q_weights(&wf, lp);

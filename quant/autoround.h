@@ -138,9 +138,10 @@ void autoround_valid_mask(const int *tokens, int n_win, int T, uint8_t *valid);
  * valid positions. On return every lin[i] holds the kept parameters and its ŵ in wq. -1 with a
  * message. */
 int autoround_tune_block(struct grad_block *g, const struct grad_weights *wf,
-                         struct autoround_linear *const lin[7], const float *xq, const float *yfp,
-                         const uint8_t *valid, int n_win, int T, const struct autoround_opts *o,
-                         uint64_t *rng, struct autoround_block_stat *st);
+                         struct autoround_linear *const lin[LIN_COUNT], const float *xq,
+                         const float *yfp, const uint8_t *valid, int n_win, int T,
+                         const struct autoround_opts *o, uint64_t *rng,
+                         struct autoround_block_stat *st);
 
 /* ===== the model ===== */
 
@@ -157,7 +158,7 @@ struct autoround_report {
     const char *gguf_type;               /* GGUF: "q4_0", "q4_1", "q8_0" */
     bool has_vocab;                      /* GGUF: the file carries the tokenizer (GGUF source) */
     /* with keep_weights: ŵ of each tuned linear, fp32 [N][K] in the SOURCE model's row order
-     * (l·7 + i, i as autoround_tune_block; NULL for linears kept float) */
+     * (l·LIN_COUNT + i, i as autoround_tune_block; NULL for linears kept float) */
     float **deq;
 };
 void autoround_report_release(struct autoround_report *rep, int n_layers);

@@ -93,17 +93,20 @@ static void candidate(const float *xm, const float *wm, int64_t K, double r, boo
     }
 }
 
-/* Σ ‖X·Dᵀ‖² over the T rows, D [N][K] (fp32 products, double sums), rows in chunks into y */
+/* *e = Σ ‖X·Dᵀ‖² over the T rows, D [N][K] (fp32 products, double sums), rows in chunks into
+ * y; -1 with a message when the product has no memory for its scratch */
 #define LOSS_CHUNK 256
-static double out_sq(const float *x, int64_t T, int64_t K, const float *d, int64_t N, float *y) {
+static int out_sq(const float *x, int64_t T, int64_t K, const float *d, int64_t N, float *y,
+                  double *e) {
     struct tensor wt = {.type = DTYPE_F32, .n_dims = 2, .ne = {K, N, 1, 1}, .data = (void *)d};
-    double e = 0;
+    double s = 0;
     for (int64_t t0 = 0; t0 < T; t0 += LOSS_CHUNK) {
         const int cnt = (int)LB_MIN(LOSS_CHUNK, T - t0);
-        matmul(y, x + t0 * K, &wt, cnt);
-        for (int64_t i = 0; i < (int64_t)cnt * N; i++) e += (double)y[i] * y[i];
+        if (matmul(y, x + t0 * K, &wt, cnt)) return -1;
+        for (int64_t i = 0; i < (int64_t)cnt * N; i++) s += (double)y[i] * y[i];
     }
-    return e;
+    *e = s;
+    return 0;
 }
 
 int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w, const int64_t *n,
@@ -139,7 +142,9 @@ int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w
             awq_pseudo_quantize(d, K, ni, o->bits, o->group);
             for (int64_t j = 0; j < ni; j++) /* D = W − Q(W·s)/s */
                 for (int64_t k = 0; k < K; k++) d[j * K + k] = wi[j * K + k] - d[j * K + k] / cand[k];
-            e += out_sq(x, T, K, d, ni, y);
+            double ei;
+            if (out_sq(x, T, K, d, ni, y, &ei)) goto out;
+            e += ei;
         }
         e /= (double)T * (double)sum_n;
         res->loss[gi] = e;
@@ -253,18 +258,10 @@ void awq_apply_clip(float *w, int64_t K, int64_t N, int64_t group, const float *
 
 /* ===== the model, block by block ===== */
 
-/* the block linears (layer slot order) and the four recorded inputs */
-enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, N_LIN };
-enum { IN_ATTN, IN_O, IN_FFN, IN_DOWN, N_IN };
-static const char *const lin_canon[N_LIN] = {"attn_q.weight", "attn_k.weight", "attn_v.weight",
-                                             "attn_output.weight", "ffn_gate.weight",
-                                             "ffn_up.weight", "ffn_down.weight"};
-static const int lin_input[N_LIN] = {IN_ATTN, IN_ATTN, IN_ATTN, IN_O, IN_FFN, IN_FFN, IN_DOWN};
-
-static struct tensor *lin_slot(struct layer *L, int i) {
-    struct tensor *s[N_LIN] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    return s[i];
-}
+/* the block linears are eval/model.h's enum lin; the four recorded inputs are their stages
+ * (lin_info[].stage: FWD_QKV, FWD_O, FWD_GATE_UP, FWD_DOWN) */
+#define N_LIN LIN_COUNT
+#define N_IN LIN_N_INPUTS
 
 /* the scaling groups of awq/models/llama.py get_layers_for_scaling; prev_lin < 0: an RMSNorm */
 static const struct {
@@ -273,10 +270,10 @@ static const struct {
     int prev_lin;            /* the linear whose rows take 1/s, or -1 */
     const char *prev_norm;   /* the norm whose weight takes 1/s */
 } groups[N_IN] = {
-    {"qkv", {LIN_Q, LIN_K, LIN_V}, 3, IN_ATTN, -1, "attn_norm.weight"},
-    {"o", {LIN_O}, 1, IN_O, LIN_V, NULL},
-    {"gate_up", {LIN_GATE, LIN_UP}, 2, IN_FFN, -1, "ffn_norm.weight"},
-    {"down", {LIN_DOWN}, 1, IN_DOWN, LIN_UP, NULL},
+    {"qkv", {LIN_Q, LIN_K, LIN_V}, 3, FWD_QKV, -1, "attn_norm.weight"},
+    {"o", {LIN_O}, 1, FWD_O, LIN_V, NULL},
+    {"gate_up", {LIN_GATE, LIN_UP}, 2, FWD_GATE_UP, -1, "ffn_norm.weight"},
+    {"down", {LIN_DOWN}, 1, FWD_DOWN, LIN_UP, NULL},
 };
 
 /* the hook: append the inputs of the anchor weights */
@@ -297,6 +294,108 @@ static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T
             memcpy(c->buf[s] + c->rows[s] * c->K[s], x, (size_t)T * (size_t)c->K[s] * sizeof *x);
             c->rows[s] += T;
         }
+    return 0;
+}
+
+/* step 2 of a block: each scaling group's search (awq.h) on the block's float weights, the
+ * scales into sc[g], done[g] set and the ratio into jr; groups with a float linear are skipped */
+static int awq_block_search(const struct capture *cap, struct hfx_tensor *const *lt, const bool *q,
+                            const struct awq_opts *o, int64_t T, float *const *sc, json_t *jr,
+                            bool *done, struct awq_report *rep) {
+    for (int g = 0; g < N_IN; g++) {
+        bool ok = true;
+        for (int j = 0; j < groups[g].n_lin; j++) ok &= q[groups[g].lin[j]];
+        if (g == 1) /* AutoAWQ: v -> o only when v_proj.weight.shape == o_proj.weight.shape */
+            ok &= lt[LIN_V]->N == lt[LIN_O]->N && lt[LIN_V]->K == lt[LIN_O]->K;
+        if (!ok) {
+            json_object_set_new(jr, groups[g].name, json_null());
+            continue;
+        }
+        const float *w[3];
+        int64_t n[3];
+        for (int j = 0; j < groups[g].n_lin; j++)
+            w[j] = lt[groups[g].lin[j]]->f32, n[j] = lt[groups[g].lin[j]]->N;
+        struct awq_search res;
+        if (awq_search_scale(cap->buf[groups[g].input], T, cap->K[groups[g].input], w, n,
+                             groups[g].n_lin, o, sc[g], &res))
+            return -1;
+        done[g] = true;
+        rep->n_groups++;
+        rep->ratio_sum[g] += res.ratio;
+        rep->ratio_n[g]++;
+        json_object_set_new(jr, groups[g].name, json_real(res.ratio));
+    }
+    return 0;
+}
+
+/* step 3 of block l: for each searched group, the previous op (a linear's rows or an RMSNorm,
+ * whose fp32 copy then takes its slot in L) / s, the group's columns · s, its recorded
+ * input / s */
+static int awq_block_fold(const struct model *m, struct hfx_model *hm, int l, struct layer *L,
+                          struct capture *cap, struct hfx_tensor *const *lt, float *const *sc,
+                          const bool *done, int64_t T) {
+    for (int g = 0; g < N_IN; g++) {
+        if (!done[g]) continue;
+        const float *s = sc[g];
+        const int64_t K = cap->K[groups[g].input];
+        float *prev;
+        int64_t prev_cols = 1;
+        if (groups[g].prev_lin >= 0) {
+            struct hfx_tensor *p = lt[groups[g].prev_lin];
+            if (p->N != K)
+                return err("AWQ: %s has %lld rows, %s's scales %lld", p->module, (long long)p->N,
+                           groups[g].name, (long long)K);
+            prev = p->f32, prev_cols = p->K;
+        } else {
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s", l, groups[g].prev_norm);
+            const int x = hfx_find(hm, name);
+            if (x < 0 || hm->t[x].K != K)
+                return err("AWQ: %s: no norm %s of %lld channels", m->path, name, (long long)K);
+            struct hfx_tensor *p = &hm->t[x];
+            if (!p->f32) {
+                if (!(p->f32 = xmalloc((size_t)K * sizeof *p->f32, name))) return -1;
+                tensor_row_to_f32(p->src, 0, p->f32);
+            }
+            prev = p->f32;
+            struct tensor *slot = g == 0 ? &L->attn_norm : &L->ffn_norm;
+            slot->type = DTYPE_F32;
+            slot->data = p->f32;
+        }
+        float *w[3];
+        int64_t n[3];
+        for (int j = 0; j < groups[g].n_lin; j++)
+            w[j] = lt[groups[g].lin[j]]->f32, n[j] = lt[groups[g].lin[j]]->N;
+        awq_fold(prev, prev_cols, w, n, groups[g].n_lin, K, s);
+        float *xb = cap->buf[groups[g].input];
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t k = 0; k < K; k++) xb[t * K + k] /= s[k];
+    }
+    return 0;
+}
+
+/* steps 4 and 5 of a block: clip (not q, k), round, and swap each quantized linear into the
+ * forward's layer slot; float ones whose rows a fold scaled (v, up) go in as fp32 */
+static int awq_block_round(const struct model *m, struct layer *L, const struct capture *cap,
+                           struct hfx_tensor *const *lt, const bool *q, const struct awq_opts *o,
+                           int64_t T, float *mv) {
+    for (int i = 0; i < N_LIN; i++) {
+        struct hfx_tensor *t = lt[i];
+        if (!q[i]) {
+            /* v / up may have had rows scaled (prev op): rows in source order (not q/k) */
+            if (i == LIN_V || i == LIN_UP) calib_f32_slot(&L->lin[i], t->f32, t->K, t->N);
+            continue;
+        }
+        if (o->clip && i != LIN_Q && i != LIN_K) {
+            if (awq_search_clip(cap->buf[lin_info[i].stage], T, t->K, t->f32, t->N, o, mv))
+                return -1;
+            awq_apply_clip(t->f32, t->K, t->N, o->group, mv);
+        }
+        const struct rtn_opts ro = {.bits = o->bits, .group = o->group, .style = RTN_AWQ};
+        if (rtn_quantize(t->f32, t->K, t->N, &ro, t->module, &t->q, &t->qbuf)) return -1;
+        t->quantized = true;
+        calib_swap_in(m, t, lin_info[i].rope, &L->lin[i]);
+    }
     return 0;
 }
 
@@ -332,7 +431,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     for (int l = 0; l < n_layers; l++)
         for (int i = 0; i < N_LIN; i++) {
             char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s", l, lin_canon[i]);
+            lin_name(name, sizeof name, l, (enum lin)i);
             const int x = idx[l * N_LIN + i] = hfx_find(&hm, name);
             if (x < 0 || !hm.t[x].linear) {
                 err("AWQ: %s has no linear %s", m->path, name);
@@ -345,8 +444,8 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
             max_k = LB_MAX(max_k, t->K);
             max_nk = LB_MAX(max_nk, t->K * t->N);
         }
-    const int64_t in_k[N_IN] = {m->cfg.dim, (int64_t)m->cfg.n_heads * m->cfg.head_dim, m->cfg.dim,
-                                m->cfg.hidden_dim};
+    int64_t in_k[N_IN];
+    for (int s = 0; s < N_IN; s++) in_k[s] = lin_dim(&m->cfg, lin_info[lin_anchor(s)].in);
     { /* the memory plan, refused before any work: the four recorded inputs of a block, the clip
        * search, one block in fp32, the calibration stream (unless it spills) */
         double blk = 0, in = 0;
@@ -395,8 +494,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
             if (hfx_load(&hm, idx[l * N_LIN + i])) goto out;
         /* 1. the inputs of block l (blocks < l already quantized and folded) */
         struct layer *L = &fm.layers[l];
-        cap.anchor[IN_ATTN] = &L->wq, cap.anchor[IN_O] = &L->wo;
-        cap.anchor[IN_FFN] = &L->w_gate, cap.anchor[IN_DOWN] = &L->w_down;
+        for (int s = 0; s < N_IN; s++) cap.anchor[s] = &L->lin[lin_anchor(s)];
         for (int s = 0; s < N_IN; s++) cap.rows[s] = 0;
         const double tf = now_s();
         cst.fs.mm_hook = capture_hook;
@@ -406,90 +504,13 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         /* 2. the scale searches, all on the block's float weights */
         bool done[N_IN] = {false};
         const double ts = now_s();
-        for (int g = 0; g < N_IN; g++) {
-            bool ok = true;
-            for (int j = 0; j < groups[g].n_lin; j++) ok &= q[groups[g].lin[j]];
-            if (g == 1) /* AutoAWQ: v -> o only when v_proj.weight.shape == o_proj.weight.shape */
-                ok &= lt[LIN_V]->N == lt[LIN_O]->N && lt[LIN_V]->K == lt[LIN_O]->K;
-            if (!ok) {
-                json_object_set_new(jr, groups[g].name, json_null());
-                continue;
-            }
-            const float *w[3];
-            int64_t n[3];
-            for (int j = 0; j < groups[g].n_lin; j++)
-                w[j] = lt[groups[g].lin[j]]->f32, n[j] = lt[groups[g].lin[j]]->N;
-            struct awq_search res;
-            if (awq_search_scale(cap.buf[groups[g].input], T, cap.K[groups[g].input], w, n,
-                                 groups[g].n_lin, o, sc[g], &res))
-                goto out;
-            done[g] = true;
-            rep->n_groups++;
-            rep->ratio_sum[g] += res.ratio;
-            rep->ratio_n[g]++;
-            json_object_set_new(jr, groups[g].name, json_real(res.ratio));
-        }
+        if (awq_block_search(&cap, lt, q, o, T, sc, jr, done, rep)) goto out;
         rep->search_seconds += now_s() - ts;
         /* 3. fold: previous op / s, the group's columns · s, the recorded input / s */
-        for (int g = 0; g < N_IN; g++) {
-            if (!done[g]) continue;
-            const float *s = sc[g];
-            const int64_t K = cap.K[groups[g].input];
-            float *prev;
-            int64_t prev_cols = 1;
-            if (groups[g].prev_lin >= 0) {
-                struct hfx_tensor *p = lt[groups[g].prev_lin];
-                if (p->N != K) {
-                    err("AWQ: %s has %lld rows, %s's scales %lld", p->module, (long long)p->N,
-                        groups[g].name, (long long)K);
-                    goto out;
-                }
-                prev = p->f32, prev_cols = p->K;
-            } else {
-                char name[96];
-                snprintf(name, sizeof name, "blk.%d.%s", l, groups[g].prev_norm);
-                const int x = hfx_find(&hm, name);
-                if (x < 0 || hm.t[x].K != K) {
-                    err("AWQ: %s: no norm %s of %lld channels", m->path, name, (long long)K);
-                    goto out;
-                }
-                struct hfx_tensor *p = &hm.t[x];
-                if (!p->f32) {
-                    if (!(p->f32 = xmalloc((size_t)K * sizeof *p->f32, name))) goto out;
-                    tensor_row_to_f32(p->src, 0, p->f32);
-                }
-                prev = p->f32;
-                struct tensor *slot = g == 0 ? &L->attn_norm : &L->ffn_norm;
-                slot->type = DTYPE_F32;
-                slot->data = p->f32;
-            }
-            float *w[3];
-            int64_t n[3];
-            for (int j = 0; j < groups[g].n_lin; j++)
-                w[j] = lt[groups[g].lin[j]]->f32, n[j] = lt[groups[g].lin[j]]->N;
-            awq_fold(prev, prev_cols, w, n, groups[g].n_lin, K, s);
-            float *xb = cap.buf[groups[g].input];
-            for (int64_t t = 0; t < T; t++)
-                for (int64_t k = 0; k < K; k++) xb[t * K + k] /= s[k];
-        }
+        if (awq_block_fold(m, &hm, l, L, &cap, lt, sc, done, T)) goto out;
         /* 4. clip (not q, k), 5. round, and swap the block into the forward */
         const double tc = now_s();
-        for (int i = 0; i < N_LIN; i++) {
-            struct hfx_tensor *t = lt[i];
-            if (!q[i]) {
-                /* v / up may have had rows scaled (prev op): rows in source order (not q/k) */
-                if (i == LIN_V || i == LIN_UP) calib_f32_slot(lin_slot(L, i), t->f32, t->K, t->N);
-                continue;
-            }
-            if (o->clip && i != LIN_Q && i != LIN_K) {
-                if (awq_search_clip(cap.buf[lin_input[i]], T, t->K, t->f32, t->N, o, mv)) goto out;
-                awq_apply_clip(t->f32, t->K, t->N, o->group, mv);
-            }
-            const struct rtn_opts ro = {.bits = o->bits, .group = o->group, .style = RTN_AWQ};
-            if (rtn_quantize(t->f32, t->K, t->N, &ro, t->module, &t->q, &t->qbuf)) goto out;
-            t->quantized = true;
-            calib_swap_in(m, t, i == LIN_Q || i == LIN_K, lin_slot(L, i));
-        }
+        if (awq_block_round(m, L, &cap, lt, q, o, T, mv)) goto out;
         rep->clip_seconds += now_s() - tc;
         /* the finished block's outputs: block l+1's inputs */
         const double tb = now_s();

@@ -485,34 +485,18 @@ static int vocab_kvs(struct gguf_writer *w, const struct tokenizer *tok) {
 
 static double mib(double b) { return b / 1048576.0; }
 
-int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
-                        const char *out_path, struct gguf_quant_result *res) {
-    enum gguf_ftype ft = GGUF_FTYPE_ALL_F32;
-    if (gguf_ftype_from_name(o->ftype, &ft)) return -1;
-    const struct gguf_file *g = m->format == MODEL_FORMAT_GGUF ? m->gguf : NULL;
-    int ret = -1, n = 0;
-    struct qtensor *q = NULL;
-    struct gguf_mix_tensor *mt = NULL;
-    int *idx = NULL;
-    enum dtype *types = NULL;
-    float *f32 = NULL, *imw = NULL, *rope = NULL;
-    struct gguf_quant_result r = {0};
-    struct gguf_writer *w = NULL;
-
-    /* the tensors, as llama.cpp would see them */
-    const int cap = g ? (int)g->n_tensors : m->n_tensors;
-    q = calloc((size_t)cap + 1, sizeof *q);
-    if (!q) return err("out of memory");
+/* the tensors of m as llama.cpp would see them: the GGUF file's list when m is one (g), else the
+ * model's, with HF rotary rows to permute back; q has room for them. The count, or -1. */
+static int gq_collect(const struct model *m, const struct gguf_file *g, struct qtensor *q) {
+    int n = 0;
     if (g) {
         for (uint64_t i = 0; i < g->n_tensors; i++, n++) {
             const struct gguf_tensor_info *ti = &g->ti[i];
             snprintf(q[n].name, sizeof q[n].name, "%.*s", (int)ti->name.len, ti->name.p);
             const int dt = dtype_from_ggml((int)ti->ggml_type);
-            if (dt < 0) {
-                err("%s: tensor %s has GGUF type %u, which lowbit cannot read", g->path,
-                    q[n].name, ti->ggml_type);
-                goto out;
-            }
+            if (dt < 0)
+                return err("%s: tensor %s has GGUF type %u, which lowbit cannot read", g->path,
+                           q[n].name, ti->ggml_type);
             q[n].mt.type = (enum dtype)dt;
             for (int d = 0; d < 4; d++) q[n].mt.ne[d] = ti->ne[d];
             q[n].mt.n_dims = n_dims_of(ti->ne, (int)ti->n_dims);
@@ -527,63 +511,46 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
             for (int d = 0; d < 4; d++) q[n].mt.ne[d] = t->ne[d];
             q[n].mt.n_dims = n_dims_of(t->ne, t->n_dims);
             q[n].src = t->data;
-            if (hf_rope && ends_with(t->name, "attn_q.weight")) q[n].permute_heads = m->cfg.n_heads;
-            if (hf_rope && ends_with(t->name, "attn_k.weight"))
-                q[n].permute_heads = m->cfg.n_kv_heads;
+            if (hf_rope) q[n].permute_heads = lin_rope_heads(&m->cfg, lin_of_tensor(t->name));
         }
     }
-    mt = calloc((size_t)n + 1, sizeof *mt);
-    idx = calloc((size_t)n + 1, sizeof *idx);
-    types = calloc((size_t)n + 1, sizeof *types);
-    if (!mt || !idx || !types) {
-        err("out of memory");
-        goto out;
-    }
-    for (int i = 0; i < n; i++) {
-        q[i].mt.name = q[i].name;
-        mt[i] = q[i].mt;
-    }
-    gguf_mix_order(mt, n, idx);
-    for (int i = 0; i < n; i++) mt[i] = q[idx[i]].mt; /* mt in llama.cpp's order */
+    return n;
+}
 
-    int64_t n_expert = 0;
-    if (g) {
-        char key[64];
-        snprintf(key, sizeof key, "%s.expert_count", m->cfg.arch);
-        if (gguf_get_int(g, key, &n_expert) < 0) goto out;
-    }
-    const struct gguf_mix_model mm = {m->cfg.arch, m->cfg.n_layers, m->cfg.n_heads,
-                                      m->cfg.n_kv_heads, (int)n_expert};
-    const struct gguf_mix_opts mo = {ft, o->pure, o->leave_output, o->imatrix != NULL};
-    int n_fallback = 0;
-    gguf_mix_types(&mm, &mo, mt, n, types, &n_fallback, o->quiet);
-    if (!g) /* llama.cpp's converters write 1-D tensors (norms, biases) as F32 */
-        for (int k = 0; k < n; k++)
-            if (mt[k].n_dims < 2) types[k] = DTYPE_F32;
-
-    /* refusals before any work, as llama.cpp's preliminary pass */
+/* the refusals llama.cpp's preliminary pass makes, before any work (mt and types in its order) */
+static int gq_refuse(const struct gguf_quant_opts *o, enum gguf_ftype ft,
+                     const struct gguf_mix_tensor *mt, const enum dtype *types, int n) {
     for (int k = 0; k < n; k++) {
         const struct gguf_mix_tensor *t = &mt[k];
         const bool special = !strcmp(t->name, "token_embd.weight") ||
                              !strcmp(t->name, "per_layer_token_embd.weight") ||
                              !strcmp(t->name, "output.weight");
-        if (!o->imatrix && types[k] == DTYPE_Q2_K && ft == GGUF_FTYPE_Q2_K_S && !special) {
-            err("%s needs an importance matrix (--imatrix): tensor %s would be q2_k, which "
-                "llama.cpp refuses to make without one",
-                gguf_ftype_name(ft), t->name);
-            goto out;
-        }
-        if (types[k] != t->type && is_block_type(t->type) && !o->allow_requantize) {
-            err("tensor %s is already %s: requantizing to %s is disabled (as llama-quantize "
-                "without --allow-requantize); start from an F32/F16/BF16 file",
-                t->name, dtype_get(t->type)->name, dtype_get(types[k])->name);
-            goto out;
-        }
+        if (!o->imatrix && types[k] == DTYPE_Q2_K && ft == GGUF_FTYPE_Q2_K_S && !special)
+            return err("%s needs an importance matrix (--imatrix): tensor %s would be q2_k, which "
+                       "llama.cpp refuses to make without one",
+                       gguf_ftype_name(ft), t->name);
+        if (types[k] != t->type && is_block_type(t->type) && !o->allow_requantize)
+            return err("tensor %s is already %s: requantizing to %s is disabled (as "
+                       "llama-quantize without --allow-requantize); start from an F32/F16/BF16 "
+                       "file",
+                       t->name, dtype_get(t->type)->name, dtype_get(types[k])->name);
         if (!gq_can_quantize(types[k])) BUG("mix chose %s", dtype_get(types[k])->name);
     }
+    return 0;
+}
 
-    /* the data */
-    double size_in = 0, size_out = 0, n_el = 0;
+/* bytes in and out and weights of the tensors, for the report */
+struct gq_sizes {
+    double in, out, n_el;
+};
+
+/* every tensor k (llama.cpp's order: q[idx[k]], mt[k]) converted to types[k] into its t->out, or
+ * left as it is when its type stays; the progress lines unless quiet */
+static int gq_quantize_all(const struct gguf_quant_opts *o, enum gguf_ftype ft, struct qtensor *q,
+                           const struct gguf_mix_tensor *mt, const int *idx,
+                           const enum dtype *types, int n, struct gq_sizes *sz) {
+    float *f32 = NULL, *imw = NULL;
+    int ret = -1;
     for (int k = 0; k < n; k++) {
         struct qtensor *t = &q[idx[k]];
         const struct gguf_mix_tensor *x = &mt[k];
@@ -591,9 +558,9 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
         const int64_t ne0 = x->ne[0], n_rows = x->ne[1] * x->ne[2] * x->ne[3];
         const size_t in_bytes = dtype_row_size(x->type, ne0) * (size_t)n_rows;
         t->out_bytes = dtype_row_size(types[k], ne0) * (size_t)n_rows;
-        size_in += (double)in_bytes;
-        size_out += (double)t->out_bytes;
-        n_el += (double)ne0 * (double)n_rows;
+        sz->in += (double)in_bytes;
+        sz->out += (double)t->out_bytes;
+        sz->n_el += (double)ne0 * (double)n_rows;
         if (types[k] == x->type && !t->permute_heads) {
             if (!o->quiet)
                 fprintf(stderr, "quant: [%4d/%4d] %-36s %-5s size = %8.3f MiB\n", k + 1, n, x->name,
@@ -630,45 +597,111 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
                     n, x->name, dtype_get(x->type)->name, dtype_get(types[k])->name,
                     mib((double)in_bytes), mib((double)t->out_bytes), im ? " (imatrix)" : "");
     }
+    ret = 0;
+out:
+    free(f32);
+    free(imw);
+    return ret;
+}
 
-    /* the file */
-    w = gguf_writer_new();
-    if (!w) goto out;
+/* the file's metadata: the source GGUF's KVs (g), else the model's and its vocabulary; then the
+ * importance matrix's; r->has_vocab set */
+static int gq_write_kvs(struct gguf_writer *w, const struct model *m, const struct gguf_file *g,
+                        const struct gguf_quant_opts *o, enum gguf_ftype ft,
+                        struct gguf_quant_result *r) {
     if (g) {
         if (copy_kvs(w, g) || gguf_writer_u32(w, "general.quantization_version", 2) ||
             gguf_writer_u32(w, "general.file_type", (uint32_t)ft))
-            goto out;
-        r.has_vocab = gguf_find(g, "tokenizer.ggml.model") != NULL;
+            return -1;
+        r->has_vocab = gguf_find(g, "tokenizer.ggml.model") != NULL;
     } else {
         const char *base = strrchr(m->path, '/');
         if (quant_gguf_put_model_kv(w, m, o->name ? o->name : base ? base + 1 : m->path, (int)ft))
-            goto out;
+            return -1;
         const int rc = vocab_kvs(w, o->tok);
-        if (rc < 0) goto out;
-        if (rc == 1 && !o->vocab_optional) {
-            err("%s: %s; pass --tokenizer with a SentencePiece vocabulary (tokenizer.bin, "
-                "tokenizer.json with Metaspace, or a .gguf)", m->path,
-                o->tok ? "writing a byte-level BPE vocabulary to GGUF is not supported yet"
-                       : "no tokenizer to write into the GGUF");
-            goto out;
-        }
-        r.has_vocab = rc == 0;
-        if (gguf_writer_u32(w, "general.quantization_version", 2)) goto out;
+        if (rc < 0) return -1;
+        if (rc == 1 && !o->vocab_optional)
+            return err("%s: %s; pass --tokenizer with a SentencePiece vocabulary (tokenizer.bin, "
+                       "tokenizer.json with Metaspace, or a .gguf)", m->path,
+                       o->tok ? "writing a byte-level BPE vocabulary to GGUF is not supported yet"
+                              : "no tokenizer to write into the GGUF");
+        r->has_vocab = rc == 0;
+        if (gguf_writer_u32(w, "general.quantization_version", 2)) return -1;
     }
     if (o->imatrix) { /* tools/quantize/quantize.cpp's KV overrides (strings cut at 127 bytes) */
         const struct imatrix *im = o->imatrix;
         char s[128];
         snprintf(s, sizeof s, "%s", o->imatrix_file ? o->imatrix_file : "");
-        if (gguf_writer_str(w, "quantize.imatrix.file", s)) goto out;
+        if (gguf_writer_str(w, "quantize.imatrix.file", s)) return -1;
         if (im->n_datasets) {
             snprintf(s, sizeof s, "%s", im->datasets[0]);
-            if (gguf_writer_str(w, "quantize.imatrix.dataset", s)) goto out;
+            if (gguf_writer_str(w, "quantize.imatrix.dataset", s)) return -1;
         }
-        if (gguf_writer_u32(w, "quantize.imatrix.entries_count", (uint32_t)im->n)) goto out;
+        if (gguf_writer_u32(w, "quantize.imatrix.entries_count", (uint32_t)im->n)) return -1;
         if (im->chunk_count > 0 &&
             gguf_writer_u32(w, "quantize.imatrix.chunks_count", (uint32_t)im->chunk_count))
-            goto out;
+            return -1;
     }
+    return 0;
+}
+
+int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
+                        const char *out_path, struct gguf_quant_result *res) {
+    enum gguf_ftype ft = GGUF_FTYPE_ALL_F32;
+    if (gguf_ftype_from_name(o->ftype, &ft)) return -1;
+    const struct gguf_file *g = m->format == MODEL_FORMAT_GGUF ? m->gguf : NULL;
+    int ret = -1, n = 0;
+    struct qtensor *q = NULL;
+    struct gguf_mix_tensor *mt = NULL;
+    int *idx = NULL;
+    enum dtype *types = NULL;
+    float *rope = NULL;
+    struct gguf_quant_result r = {0};
+    struct gguf_writer *w = NULL;
+
+    /* the tensors, as llama.cpp would see them */
+    const int cap = g ? (int)g->n_tensors : m->n_tensors;
+    q = calloc((size_t)cap + 1, sizeof *q);
+    if (!q) return err("out of memory");
+    if ((n = gq_collect(m, g, q)) < 0) {
+        n = 0;
+        goto out;
+    }
+    mt = calloc((size_t)n + 1, sizeof *mt);
+    idx = calloc((size_t)n + 1, sizeof *idx);
+    types = calloc((size_t)n + 1, sizeof *types);
+    if (!mt || !idx || !types) {
+        err("out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        q[i].mt.name = q[i].name;
+        mt[i] = q[i].mt;
+    }
+    gguf_mix_order(mt, n, idx);
+    for (int i = 0; i < n; i++) mt[i] = q[idx[i]].mt; /* mt in llama.cpp's order */
+
+    int64_t n_expert = 0;
+    if (g) {
+        char key[64];
+        snprintf(key, sizeof key, "%s.expert_count", m->cfg.arch);
+        if (gguf_get_int(g, key, &n_expert) < 0) goto out;
+    }
+    const struct gguf_mix_model mm = {m->cfg.arch, m->cfg.n_layers, m->cfg.n_heads,
+                                      m->cfg.n_kv_heads, (int)n_expert};
+    const struct gguf_mix_opts mo = {ft, o->pure, o->leave_output, o->imatrix != NULL};
+    int n_fallback = 0;
+    gguf_mix_types(&mm, &mo, mt, n, types, &n_fallback, o->quiet);
+    if (!g) /* llama.cpp's converters write 1-D tensors (norms, biases) as F32 */
+        for (int k = 0; k < n; k++)
+            if (mt[k].n_dims < 2) types[k] = DTYPE_F32;
+    struct gq_sizes sz = {0};
+    if (gq_refuse(o, ft, mt, types, n) || gq_quantize_all(o, ft, q, mt, idx, types, n, &sz))
+        goto out;
+
+    /* the file */
+    w = gguf_writer_new();
+    if (!w || gq_write_kvs(w, m, g, o, ft, &r)) goto out;
     for (int k = 0; k < n; k++) {
         const struct qtensor *t = &q[idx[k]];
         if (gguf_writer_tensor(w, t->name, (uint32_t)dtype_get(t->out_type)->ggml_type,
@@ -680,14 +713,14 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
     if (gguf_writer_write(w, out_path)) goto out;
     r.n_tensors = n;
     r.n_fallback = n_fallback;
-    r.tensor_bytes = (uint64_t)size_out;
-    r.bits_per_weight = n_el > 0 ? 8 * size_out / n_el : 0;
+    r.tensor_bytes = (uint64_t)sz.out;
+    r.bits_per_weight = sz.n_el > 0 ? 8 * sz.out / sz.n_el : 0;
     for (int k = 0; k < n; k++) r.n_quantized += types[k] != mt[k].type;
     if (res) *res = r;
     if (!o->quiet) {
         fprintf(stderr, "quant: %s: model size %.2f MiB (%.2f bpw) -> %s %.2f MiB (%.2f bpw)\n",
-                out_path, mib(size_in), 8 * size_in / n_el, gguf_ftype_name(ft), mib(size_out),
-                8 * size_out / n_el);
+                out_path, mib(sz.in), 8 * sz.in / sz.n_el, gguf_ftype_name(ft), mib(sz.out),
+                8 * sz.out / sz.n_el);
         if (n_fallback)
             fprintf(stderr, "quant: %d of %d tensors required fallback quantization\n", n_fallback,
                     n);
@@ -700,8 +733,6 @@ out:
     free(mt);
     free(idx);
     free(types);
-    free(f32);
-    free(imw);
     free(rope);
     return ret;
 }

@@ -493,24 +493,9 @@ out:
 
 /* ===== the model, true-sequentially ===== */
 
-/* the four inputs of a block, in AutoGPTQ's true_sequential order */
-enum { SUB_QKV, SUB_O, SUB_GATE_UP, SUB_DOWN, SUB_COUNT };
-static const struct {
-    const char *canon; /* blk.N.<canon> */
-    int sub;
-} block_linears[] = {
-    {"attn_q.weight", SUB_QKV},   {"attn_k.weight", SUB_QKV},     {"attn_v.weight", SUB_QKV},
-    {"attn_output.weight", SUB_O}, {"ffn_gate.weight", SUB_GATE_UP}, {"ffn_up.weight", SUB_GATE_UP},
-    {"ffn_down.weight", SUB_DOWN},
-};
-#define N_BLOCK_LINEARS 7
-
-/* the layer slot of a block linear */
-static struct tensor *layer_slot(struct layer *L, int i) {
-    struct tensor *s[N_BLOCK_LINEARS] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up,
-                                         &L->w_down};
-    return s[i];
-}
+/* a block's linears are eval/model.h's enum lin; their four inputs (lin_info[].stage, FWD_QKV ..
+ * FWD_DOWN) are AutoGPTQ's true_sequential sub-groups, in its order */
+#define SUB_COUNT LIN_N_INPUTS
 
 /* the hook's state: which weights' inputs go into which Hessian */
 struct capture {
@@ -576,14 +561,14 @@ static int resume_write(const char *dir, const char *name, const void *a, size_t
  * bytes} of int64 and the QINT buffer */
 static int resume_save_block(const char *dir, int l, const struct hfx_model *hm, const int *idx) {
     size_t n = 0;
-    for (int i = 0; i < N_BLOCK_LINEARS; i++) {
-        const int x = idx[l * N_BLOCK_LINEARS + i];
+    for (int i = 0; i < LIN_COUNT; i++) {
+        const int x = idx[l * LIN_COUNT + i];
         if (x >= 0) n += 6 * sizeof(int64_t) + tensor_nbytes(&hm->t[x].q);
     }
     uint8_t *buf = xmalloc(n + 1, "a GPTQ resume block"), *p = buf;
     if (!buf) return -1;
-    for (int i = 0; i < N_BLOCK_LINEARS; i++) {
-        const int x = idx[l * N_BLOCK_LINEARS + i];
+    for (int i = 0; i < LIN_COUNT; i++) {
+        const int x = idx[l * LIN_COUNT + i];
         if (x < 0) continue;
         const struct tensor *q = &hm->t[x].q;
         const int64_t h[6] = {hm->t[x].K, hm->t[x].N, q->q_bits, q->q_group, q->q_perm != NULL,
@@ -606,8 +591,8 @@ static int resume_load_block(const char *dir, int l, struct hfx_model *hm, const
     size_t n = 0, off = 0;
     if (read_file_all(path, "a GPTQ resume block", &buf, &n)) return -1;
     int ret = -1;
-    for (int i = 0; i < N_BLOCK_LINEARS; i++) {
-        const int x = idx[l * N_BLOCK_LINEARS + i];
+    for (int i = 0; i < LIN_COUNT; i++) {
+        const int x = idx[l * LIN_COUNT + i];
         if (x < 0) continue;
         struct hfx_tensor *t = &hm->t[x];
         int64_t h[6];
@@ -714,15 +699,15 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
     fm.layers = NULL;
     if (!extra || hfx_collect(&hm, m, src_path, true)) goto out;
     fm.layers = xmalloc((size_t)n_layers * sizeof *fm.layers, "layers");
-    idx = xmalloc((size_t)n_layers * N_BLOCK_LINEARS * sizeof *idx, "layers");
+    idx = xmalloc((size_t)n_layers * LIN_COUNT * sizeof *idx, "layers");
     if (!fm.layers || !idx) goto out;
     memcpy(fm.layers, m->layers, (size_t)n_layers * sizeof *fm.layers);
     /* the export tensor of each block linear, and its plan */
     for (int l = 0; l < n_layers; l++)
-        for (int i = 0; i < N_BLOCK_LINEARS; i++) {
+        for (int i = 0; i < LIN_COUNT; i++) {
             char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s", l, block_linears[i].canon);
-            int *x = &idx[l * N_BLOCK_LINEARS + i];
+            lin_name(name, sizeof name, l, (enum lin)i);
+            int *x = &idx[l * LIN_COUNT + i];
             *x = hfx_find(&hm, name);
             if (*x < 0 || !hm.t[*x].linear) {
                 err("GPTQ: %s has no tensor %s", m->path, name);
@@ -757,9 +742,7 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
         if (need > (double)SIZE_MAX / 2 || mem_check((size_t)need, what)) goto out;
     }
     for (int s = 0; s < SUB_COUNT; s++)
-        if (gptq_hessian_init(&hs[s], s == SUB_DOWN ? m->cfg.hidden_dim
-                                      : s == SUB_O  ? (int64_t)m->cfg.n_heads * m->cfg.head_dim
-                                                    : m->cfg.dim))
+        if (gptq_hessian_init(&hs[s], lin_dim(&m->cfg, lin_info[lin_anchor(s)].in)))
             goto out;
     if (calib_stream_init(&cst, &fm, cs, false, out)) goto out;
     fwd_ok = true;
@@ -824,8 +807,8 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
     for (int l = l_start; l < n_layers; l++) {
         const double tl = now_s();
         double loss_l = 0;
-        for (int i = 0; i < N_BLOCK_LINEARS; i++)
-            if (idx[l * N_BLOCK_LINEARS + i] >= 0 && hfx_load(&hm, idx[l * N_BLOCK_LINEARS + i]))
+        for (int i = 0; i < LIN_COUNT; i++)
+            if (idx[l * LIN_COUNT + i] >= 0 && hfx_load(&hm, idx[l * LIN_COUNT + i]))
                 goto out;
         /* true_sequential: stage s of the block collects sub-group s's input with the sub-groups
          * before it already quantized; else one probe collects all four in float */
@@ -835,11 +818,10 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
             memset(&cap, 0, sizeof cap);
             for (int s = 0; s < SUB_COUNT; s++) {
                 if (o->true_sequential && s != p) continue;
-                for (int i = 0; i < N_BLOCK_LINEARS; i++)
-                    if (block_linears[i].sub == s && idx[l * N_BLOCK_LINEARS + i] >= 0)
+                for (int i = 0; i < LIN_COUNT; i++)
+                    if ((int)lin_info[i].stage == s && idx[l * LIN_COUNT + i] >= 0)
                         cap.h[s] = &hs[s];
-                cap.anchor[s] = layer_slot(&fm.layers[l], s == SUB_QKV ? 0 : s == SUB_O ? 3
-                                                          : s == SUB_GATE_UP ? 4 : 6);
+                cap.anchor[s] = &fm.layers[l].lin[lin_anchor((enum fwd_stage)s)];
                 if (cap.h[s]) gptq_hessian_reset(cap.h[s]);
             }
             if (o->true_sequential ? calib_stream_stage(&cst, l, (enum fwd_stage)p)
@@ -847,8 +829,8 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
                 goto out;
             /* one factorization per input, shared by the sub-group's linears */
             int prep_s = -1;
-            for (int i = 0; i < N_BLOCK_LINEARS; i++) {
-                const int x = idx[l * N_BLOCK_LINEARS + i], s = block_linears[i].sub;
+            for (int i = 0; i < LIN_COUNT; i++) {
+                const int x = idx[l * LIN_COUNT + i], s = (int)lin_info[i].stage;
                 if (x < 0 || !cap.h[s]) continue;
                 struct hfx_tensor *t = &hm.t[x];
                 if (prep_s != s) {
@@ -874,7 +856,7 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
                 t->quantized = true;
                 loss_l += ls.loss;
                 /* swap in the quantized weights (calib.h), fp32 in source row order */
-                calib_swap_in(m, t, i == 0 || i == 1, layer_slot(&fm.layers[l], i));
+                calib_swap_in(m, t, lin_info[i].rope, &fm.layers[l].lin[i]);
                 if (!quiet && ls.n_dead)
                     fprintf(stderr, "gptq: %s: %d dead input columns (zeroed)\n", t->module,
                             ls.n_dead);

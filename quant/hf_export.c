@@ -13,26 +13,34 @@
 
 /* ===== names ===== */
 
+/* the norms of a block; its linears and their biases come from eval/model.h's lin_info */
 static const struct {
     const char *canon, *hf;
-    bool linear;
-    int qk; /* 1 = q rows (n_heads), 2 = k rows (n_kv_heads): rotary rows to un-permute */
-} layer_map[] = {
-    {"attn_norm.weight", "input_layernorm.weight", false, 0},
-    {"attn_q.weight", "self_attn.q_proj.weight", true, 1},
-    {"attn_k.weight", "self_attn.k_proj.weight", true, 2},
-    {"attn_v.weight", "self_attn.v_proj.weight", true, 0},
-    {"attn_output.weight", "self_attn.o_proj.weight", true, 0},
-    {"attn_q.bias", "self_attn.q_proj.bias", false, 1},
-    {"attn_k.bias", "self_attn.k_proj.bias", false, 2},
-    {"attn_v.bias", "self_attn.v_proj.bias", false, 0},
-    {"ffn_norm.weight", "post_attention_layernorm.weight", false, 0},
-    {"ffn_gate.weight", "mlp.gate_proj.weight", true, 0},
-    {"ffn_up.weight", "mlp.up_proj.weight", true, 0},
-    {"ffn_down.weight", "mlp.down_proj.weight", true, 0},
+} norm_map[] = {
+    {"attn_norm.weight", "input_layernorm.weight"},
+    {"ffn_norm.weight", "post_attention_layernorm.weight"},
 };
 
-/* HF name of canonical `c`; *linear, *qk as in layer_map. 0 ok, 1 = no HF tensor (skip), -1. */
+/* the HF suffix of block suffix c into out: *linear for a linear's weight, *qk 1 = q rows
+ * (n_heads), 2 = k rows (n_kv_heads): rotary rows to un-permute. false: c is no block tensor. */
+static bool layer_hf(const char *c, char *out, size_t n, bool *linear, int *qk) {
+    for (size_t i = 0; i < LB_ARRAY_LEN(norm_map); i++)
+        if (!strcmp(c, norm_map[i].canon)) return snprintf(out, n, "%s", norm_map[i].hf), true;
+    for (int i = 0; i < LIN_COUNT; i++) {
+        const struct lin_info *li = &lin_info[i];
+        const size_t k = strlen(li->gguf);
+        if (strncmp(c, li->gguf, k)) continue;
+        const bool w = !strcmp(c + k, ".weight"), b = li->bias && !strcmp(c + k, ".bias");
+        if (!w && !b) continue;
+        snprintf(out, n, "%s%s", li->hf, c + k);
+        *linear = w;
+        *qk = !li->rope ? 0 : li->out == LIN_DIM_QD ? 1 : 2;
+        return true;
+    }
+    return false;
+}
+
+/* HF name of canonical `c`; *linear, *qk as in layer_hf. 0 ok, 1 = no HF tensor (skip), -1. */
 static int hf_name(const struct model *m, const char *c, char *out, size_t n, bool *linear,
                    int *qk) {
     *linear = false;
@@ -42,14 +50,12 @@ static int hf_name(const struct model *m, const char *c, char *out, size_t n, bo
     if (!strcmp(c, "output.weight")) return snprintf(out, n, "lm_head.weight"), 0;
     if (!strcmp(c, "rope_freqs.weight") && m->cfg.rope_factor > 0) return 1; /* in rope_scaling */
     int layer, pos = 0;
-    if (sscanf(c, "blk.%d.%n", &layer, &pos) == 1 && pos > 0)
-        for (size_t i = 0; i < LB_ARRAY_LEN(layer_map); i++)
-            if (!strcmp(c + pos, layer_map[i].canon)) {
-                snprintf(out, n, "model.layers.%d.%s", layer, layer_map[i].hf);
-                *linear = layer_map[i].linear;
-                *qk = layer_map[i].qk;
-                return 0;
-            }
+    char sfx[128];
+    if (sscanf(c, "blk.%d.%n", &layer, &pos) == 1 && pos > 0 &&
+        layer_hf(c + pos, sfx, sizeof sfx, linear, qk)) {
+        snprintf(out, n, "model.layers.%d.%s", layer, sfx);
+        return 0;
+    }
     return err("%s: tensor %s has no Hugging Face name (lowbit exports llama, mistral, qwen2)",
                m->path, c);
 }

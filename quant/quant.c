@@ -378,9 +378,7 @@ static int fp_quantize(const struct quant_job *j, struct quant_artifact *a) {
         if (!dst) goto out;
         bufs[i] = dst;
         /* q (n_heads) and k (n_kv_heads) rows come in heads of head_dim */
-        int heads = 0;
-        if (permute && strstr(t->name, ".attn_q.weight")) heads = m->cfg.n_heads;
-        if (permute && strstr(t->name, ".attn_k.weight")) heads = m->cfg.n_kv_heads;
+        const int heads = permute ? lin_rope_heads(&m->cfg, lin_of_tensor(t->name)) : 0;
         const int64_t hd = m->cfg.head_dim;
         if (heads && n_rows != heads * hd) {
             err("quant: tensor %s has %lld rows, expected %d heads of %lld", t->name,

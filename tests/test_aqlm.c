@@ -441,7 +441,7 @@ static void test_checkpoint(void) {
             free(x), free(y1), free(y2);
         }
         T_EQ_INT(n_aqlm, 3);
-        if (q.layers) T_EQ_INT(q.layers[0].wk.type, DTYPE_F32); /* not quantized: float */
+        if (q.layers) T_EQ_INT(q.layers[0].lin[LIN_K].type, DTYPE_F32); /* not quantized: float */
         model_release(&q);
         hfx_release(&hm);
         /* the config transformers' AqlmConfig reads */
@@ -694,8 +694,8 @@ static void test_stories260k(void) {
     struct model m = MODEL_INIT;
     T_OK(!model_load(&m, dir));
     if (m.layers) {
-        T_EQ_INT(m.layers[0].wq.type, DTYPE_AQLM);
-        T_EQ_INT(m.layers[4].w_down.type, DTYPE_AQLM);
+        T_EQ_INT(m.layers[0].lin[LIN_Q].type, DTYPE_AQLM);
+        T_EQ_INT(m.layers[4].lin[LIN_DOWN].type, DTYPE_AQLM);
     }
     model_release(&m);
     snprintf(cmd, sizeof cmd, "%s ppl --model %s --text %s --protocol llamacpp", bin, dir, text);

@@ -194,14 +194,16 @@ static void check_gradients(bool neox) {
             pd[i][j] = v;
         }
     for (int j = 0; j < GR * GD; j++) rr[j] = frand();
-    const struct grad_weights w = {.attn_norm = pf[P_AN], .wq = pf[P_WQ], .wk = pf[P_WK],
-                                   .wv = pf[P_WV], .bq = pf[P_BQ], .bk = pf[P_BK], .bv = pf[P_BV],
-                                   .wo = pf[P_WO], .ffn_norm = pf[P_FN], .w_gate = pf[P_WG],
-                                   .w_up = pf[P_WU], .w_down = pf[P_WD]};
-    const struct grad_grads gr = {.attn_norm = an[P_AN], .wq = an[P_WQ], .wk = an[P_WK],
-                                  .wv = an[P_WV], .bq = an[P_BQ], .bk = an[P_BK], .bv = an[P_BV],
-                                  .wo = an[P_WO], .ffn_norm = an[P_FN], .w_gate = an[P_WG],
-                                  .w_up = an[P_WU], .w_down = an[P_WD]};
+    const struct grad_weights w = {
+        .attn_norm = pf[P_AN], .ffn_norm = pf[P_FN],
+        .lin = {[LIN_Q] = pf[P_WQ], [LIN_K] = pf[P_WK], [LIN_V] = pf[P_WV], [LIN_O] = pf[P_WO],
+                [LIN_GATE] = pf[P_WG], [LIN_UP] = pf[P_WU], [LIN_DOWN] = pf[P_WD]},
+        .bias = {[LIN_Q] = pf[P_BQ], [LIN_K] = pf[P_BK], [LIN_V] = pf[P_BV]}};
+    const struct grad_grads gr = {
+        .attn_norm = an[P_AN], .ffn_norm = an[P_FN],
+        .lin = {[LIN_Q] = an[P_WQ], [LIN_K] = an[P_WK], [LIN_V] = an[P_WV], [LIN_O] = an[P_WO],
+                [LIN_GATE] = an[P_WG], [LIN_UP] = an[P_WU], [LIN_DOWN] = an[P_WD]},
+        .bias = {[LIN_Q] = an[P_BQ], [LIN_K] = an[P_BK], [LIN_V] = an[P_BV]}};
     T_OK(!grad_block_forward(&g, &w, pf[P_X], GB, GT, y));
     T_OK(!grad_block_backward(&g, &w, rr, an[P_X], &gr));
     const double *pp[P_COUNT];
@@ -546,10 +548,9 @@ static void test_block_beats_rtn(void) {
         struct autoround_opts o = AUTOROUND_OPTS_DEFAULT;
         o.bits = cfg[c].bits, o.group = cfg[c].group, o.sym = cfg[c].sym, o.iters = 100;
         o.lr = o.minmax_lr = autoround_auto_lr(o.iters, o.bits);
-        const float *src[7] = {wf.wq, wf.wk, wf.wv, wf.wo, wf.w_gate, wf.w_up, wf.w_down};
-        const struct tensor *lt[7] = {&f.m.layers[L].wq, &f.m.layers[L].wk, &f.m.layers[L].wv,
-                                      &f.m.layers[L].wo, &f.m.layers[L].w_gate,
-                                      &f.m.layers[L].w_up, &f.m.layers[L].w_down};
+        const float *const *src = wf.lin;
+        const struct tensor *lt[LIN_COUNT];
+        for (int i = 0; i < LIN_COUNT; i++) lt[i] = &f.m.layers[L].lin[i];
         struct autoround_linear lin[7];
         struct autoround_linear *lp[7];
         float *rtn_w[7];
@@ -569,10 +570,8 @@ static void test_block_beats_rtn(void) {
             T_OK(!rtn_quantize(src[i], K, N, &ro, "rtn", &t, &rtn_buf[i]));
             for (int64_t r = 0; rtn_buf[i] && r < N; r++) qint_row_to_f32(&t, r, rtn_w[i] + r * K);
         }
-        const struct grad_weights wr = {.attn_norm = wf.attn_norm, .ffn_norm = wf.ffn_norm,
-                                        .wq = rtn_w[0], .wk = rtn_w[1], .wv = rtn_w[2],
-                                        .wo = rtn_w[3], .w_gate = rtn_w[4], .w_up = rtn_w[5],
-                                        .w_down = rtn_w[6]};
+        struct grad_weights wr = wf;
+        for (int i = 0; i < LIN_COUNT; i++) wr.lin[i] = rtn_w[i];
         const double e_rtn = block_mse(&g, &wr, x, yref, NW, T, D);
         /* AutoRound's own untuned quantizer (iters 0: its "rtn" recipe) */
         struct autoround_block_stat st;
@@ -581,8 +580,7 @@ static void test_block_beats_rtn(void) {
         o0.iters = 0;
         T_OK(!autoround_tune_block(&g, &wf, lp, x, yref, NULL, NW, T, &o0, &srng, &st));
         struct grad_weights wq = wf;
-        wq.wq = lin[0].wq, wq.wk = lin[1].wq, wq.wv = lin[2].wq, wq.wo = lin[3].wq;
-        wq.w_gate = lin[4].wq, wq.w_up = lin[5].wq, wq.w_down = lin[6].wq;
+        for (int i = 0; i < LIN_COUNT; i++) wq.lin[i] = lin[i].wq;
         const double e_ar0 = block_mse(&g, &wq, x, yref, NW, T, D);
         T_OK(!autoround_tune_block(&g, &wf, lp, x, yref, NULL, NW, T, &o, &srng, &st));
         const double e_ar = block_mse(&g, &wq, x, yref, NW, T, D);
@@ -631,8 +629,8 @@ static void test_threads(void) {
     for (int run = 0; run < 2; run++) {
         lb_set_threads(run + 1);
         struct autoround_linear lq, lk;
-        T_OK(!autoround_linear_init(&lq, wf.wq, D, D, 32));
-        T_OK(!autoround_linear_init(&lk, wf.w_up, D, f.m.cfg.hidden_dim, 32));
+        T_OK(!autoround_linear_init(&lq, wf.lin[LIN_Q], D, D, 32));
+        T_OK(!autoround_linear_init(&lk, wf.lin[LIN_UP], D, f.m.cfg.hidden_dim, 32));
         struct autoround_linear *lp[7] = {&lq, NULL, NULL, NULL, NULL, &lk, NULL};
         struct autoround_block_stat st;
         uint64_t srng = 9;
@@ -650,12 +648,12 @@ static void test_threads(void) {
         /* and the block backward itself, every gradient */
         static float dx[8 * 128 * 64];
         float *gr = calloc((size_t)(3 * D * D + 3 * D * f.m.cfg.hidden_dim + 4 * D), sizeof(float));
-        const struct grad_grads gg = {.wq = gr, .wk = gr + D * D, .wo = gr + 2 * D * D,
-                                      .w_gate = gr + 3 * D * D,
-                                      .w_up = gr + 3 * D * D + D * f.m.cfg.hidden_dim,
-                                      .w_down = gr + 3 * D * D + 2 * D * f.m.cfg.hidden_dim,
-                                      .attn_norm = gr + 3 * D * D + 3 * D * f.m.cfg.hidden_dim,
-                                      .ffn_norm = gr + 3 * D * D + 3 * D * f.m.cfg.hidden_dim + D};
+        const int HD = D * f.m.cfg.hidden_dim;
+        const struct grad_grads gg = {
+            .lin = {[LIN_Q] = gr, [LIN_K] = gr + D * D, [LIN_O] = gr + 2 * D * D,
+                    [LIN_GATE] = gr + 3 * D * D, [LIN_UP] = gr + 3 * D * D + HD,
+                    [LIN_DOWN] = gr + 3 * D * D + 2 * HD},
+            .attn_norm = gr + 3 * D * D + 3 * HD, .ffn_norm = gr + 3 * D * D + 3 * HD + D};
         T_OK(!grad_block_forward(&g, &wf, x, NW, T, dx));
         T_OK(!grad_block_backward(&g, &wf, yref, dx, &gg));
         res[run][3] = gr;
@@ -725,12 +723,12 @@ static void check_roundtrip(struct fixture *f, enum autoround_format fmt, int bi
     int n_checked = 0, n_diff = 0;
     double worst = 0;
     for (int l = 0; l < m->cfg.n_layers && q.layers; l++) {
-        struct tensor *ms[7] = {&fm.layers[l].wq, &fm.layers[l].wk, &fm.layers[l].wv,
-                                &fm.layers[l].wo, &fm.layers[l].w_gate, &fm.layers[l].w_up,
-                                &fm.layers[l].w_down};
-        const struct tensor *qs[7] = {&q.layers[l].wq, &q.layers[l].wk, &q.layers[l].wv,
-                                      &q.layers[l].wo, &q.layers[l].w_gate, &q.layers[l].w_up,
-                                      &q.layers[l].w_down};
+        struct tensor *ms[LIN_COUNT];
+        const struct tensor *qs[LIN_COUNT];
+        for (int i = 0; i < LIN_COUNT; i++) {
+            ms[i] = &fm.layers[l].lin[i];
+            qs[i] = &q.layers[l].lin[i];
+        }
         for (int i = 0; i < 7; i++) {
             const float *dq = rep.deq[l * 7 + i];
             if (!dq) continue;
@@ -1012,9 +1010,9 @@ static void test_stories260k_cli(void) {
     struct model m = MODEL_INIT;
     T_OK(!model_load(&m, gp));
     if (m.layers) {
-        T_EQ_INT(m.layers[0].wq.type, DTYPE_Q4_0);
-        T_EQ_INT(m.layers[0].w_gate.type, DTYPE_Q4_0);
-        T_EQ_INT(m.layers[0].w_down.type, DTYPE_F32); /* 172 columns: no whole Q4_0 blocks */
+        T_EQ_INT(m.layers[0].lin[LIN_Q].type, DTYPE_Q4_0);
+        T_EQ_INT(m.layers[0].lin[LIN_GATE].type, DTYPE_Q4_0);
+        T_EQ_INT(m.layers[0].lin[LIN_DOWN].type, DTYPE_F32); /* 172 columns: no whole Q4_0 blocks */
     }
     model_release(&m);
     /* held-out perplexity: at 2 bits AutoRound loses far less than RTN (same bits, group, sym) */

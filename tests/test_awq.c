@@ -333,9 +333,9 @@ static void test_stories260k(void) {
     struct model m = MODEL_INIT;
     T_OK(!model_load(&m, dir_a));
     if (m.layers) {
-        T_EQ_INT(m.layers[0].wq.type, DTYPE_QINT);
-        T_EQ_INT(m.layers[0].wq.q_group, 64);
-        T_EQ_INT(m.layers[0].w_up.type, DTYPE_F32);
+        T_EQ_INT(m.layers[0].lin[LIN_Q].type, DTYPE_QINT);
+        T_EQ_INT(m.layers[0].lin[LIN_Q].q_group, 64);
+        T_EQ_INT(m.layers[0].lin[LIN_UP].type, DTYPE_F32);
     }
     model_release(&m);
     snprintf(cmd, sizeof cmd, "%s info %s", bin, dir_a);
@@ -390,8 +390,8 @@ static void test_stories260k(void) {
     json_decref(cfg);
     T_OK(!model_load(&m, dir_3));
     if (m.layers) {
-        T_EQ_INT(m.layers[0].wq.type, DTYPE_QINT);
-        T_EQ_INT(m.layers[0].wq.q_bits, 3);
+        T_EQ_INT(m.layers[0].lin[LIN_Q].type, DTYPE_QINT);
+        T_EQ_INT(m.layers[0].lin[LIN_Q].q_bits, 3);
     }
     model_release(&m);
     const double p3 = t_ppl(bin, dir_3, text), pr3 = t_ppl(bin, dir_r3, text);

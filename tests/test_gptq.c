@@ -256,7 +256,8 @@ struct stage_count {
 static int count_hook(void *ctx, const struct tensor *w, const float *x, int T) {
     struct stage_count *c = ctx;
     (void)x, (void)T;
-    const struct tensor *a[4] = {&c->L->wq, &c->L->wo, &c->L->w_gate, &c->L->w_down};
+    const struct tensor *a[4] = {&c->L->lin[LIN_Q], &c->L->lin[LIN_O], &c->L->lin[LIN_GATE],
+                                 &c->L->lin[LIN_DOWN]};
     for (int i = 0; i < 4; i++)
         if (w == a[i]) return c->n[i]++, 0;
     c->other++;
@@ -498,7 +499,7 @@ static void test_stories260k(void) {
     /* reload and score */
     struct model m = MODEL_INIT;
     T_OK(!model_load(&m, dir_g));
-    if (m.layers) T_EQ_INT(m.layers[0].wq.type, DTYPE_QINT);
+    if (m.layers) T_EQ_INT(m.layers[0].lin[LIN_Q].type, DTYPE_QINT);
     model_release(&m);
     /* act-order with two groups per row (K = 64, g = 32): q_perm and a non-monotonic g_idx go
      * through the file and back; a small asym calibration from a path */
@@ -517,9 +518,9 @@ static void test_stories260k(void) {
     T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
     T_OK(!model_load(&m, dir_p));
     if (m.layers) {
-        T_EQ_INT(m.layers[1].wk.type, DTYPE_QINT);
-        T_OK(m.layers[1].wk.q_perm != NULL);
-        T_EQ_INT(m.layers[1].wk.q_group, 32);
+        T_EQ_INT(m.layers[1].lin[LIN_K].type, DTYPE_QINT);
+        T_OK(m.layers[1].lin[LIN_K].q_perm != NULL);
+        T_EQ_INT(m.layers[1].lin[LIN_K].q_group, 32);
     }
     model_release(&m);
     const double pp = t_ppl(bin, dir_p, text);

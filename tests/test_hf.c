@@ -315,10 +315,10 @@ static void fx_check(const struct model *m, const struct fx *fx) {
         free(exp);
         char gg[64];
         snprintf(gg, sizeof gg, "blk.%d.attn_q.weight", l);
-        T_OK(m->layers[l].wq.data == model_find_tensor(m, gg)->data);
+        T_OK(m->layers[l].lin[LIN_Q].data == model_find_tensor(m, gg)->data);
         if (fx->bias) {
-            T_EQ_INT(m->layers[l].bq.type, DTYPE_F32);
-            T_EQ_INT(m->layers[l].bk.ne[0], KV * fx_head_dim(fx));
+            T_EQ_INT(m->layers[l].bias[LIN_Q].type, DTYPE_F32);
+            T_EQ_INT(m->layers[l].bias[LIN_K].ne[0], KV * fx_head_dim(fx));
         }
     }
     T_EQ_INT(m->tied_output, fx->tie);
@@ -823,7 +823,7 @@ static void test_hf_qwen2(void) {
     /* biases are bound as fp32 with the written bf16 values */
     void *exp = fx_data("model.layers.1.self_attn.k_proj.bias", "BF16", KV * 8, true);
     for (int i = 0; i < KV * 8; i++)
-        T_NEAR(((const float *)m.layers[1].bk.data)[i], decode(exp, "BF16", i), 0);
+        T_NEAR(((const float *)m.layers[1].bias[LIN_K].data)[i], decode(exp, "BF16", i), 0);
     free(exp);
     model_release(&m);
     /* qwen2 without its biases: model_bind names the missing one */
@@ -846,7 +846,7 @@ static void test_hf_llama3_rope(void) {
     T_NEAR(m.cfg.rope_high_freq_factor, 4, 0);
     T_EQ_INT(m.cfg.rope_orig_ctx, 8192);
     T_EQ_INT(m.cfg.head_dim, 16); /* explicit head_dim != hidden_size / heads */
-    T_EQ_INT(m.layers[0].wq.ne[1], H * 16);
+    T_EQ_INT(m.layers[0].lin[LIN_Q].ne[1], H * 16);
     model_release(&m);
     /* the older "type" spelling, and "default" meaning none */
     struct fx fx2 = {.model_type = "llama", .dtype = "F32",

@@ -651,6 +651,60 @@ static void test_q8_0_roundtrip(void) {
     }
 }
 
+/* ---- out of memory: an error the caller reports, never an abort (matmul.h: kscratch) ---- */
+
+static void test_scratch_oom(void) {
+    enum { K = 96, N = 80, T = 70 }; /* T above every path's GEMV limit: the GEMM needs scratch */
+    float *x = malloc(sizeof(float) * T * K), *wd = malloc(sizeof(float) * N * K);
+    float *y = malloc(sizeof(float) * T * N), *y2 = malloc(sizeof(float) * T * N);
+    for (int i = 0; i < T * K; i++) x[i] = att_uniform();
+    for (int i = 0; i < N * K; i++) wd[i] = att_uniform();
+    const struct tensor w = {.name = "w", .type = DTYPE_F32, .n_dims = 2, .ne = {K, N, 1, 1},
+                             .data = wd};
+    T_EQ_INT(matmul(y, x, &w, T), 0);
+    /* every allocation fails: the call says so and returns -1 */
+    const bool quiet = err_quiet();
+    err_set_quiet(true);
+    kscratch_fail_after(0);
+    T_EQ_INT(matmul(y2, x, &w, T), -1);
+    T_CONTAINS(err_last(), "out of memory");
+    /* a planned workspace: the same call allocates nothing and gives the same numbers */
+    struct kscratch ws;
+    kscratch_fail_after(-1);
+    T_EQ_INT(kscratch_init(&ws, matmul_scratch(&w, T, lb_threads())), 0);
+    T_OK(ws.bytes > 0);
+    kscratch_fail_after(0);
+    T_EQ_INT(matmul_ws(y2, x, &w, T, &ws), 0);
+    T_OK(!memcmp(y, y2, sizeof(float) * T * N));
+    /* one byte short of the plan: the call must allocate, and that fails cleanly */
+    struct kscratch small = {.p = ws.p, .bytes = ws.bytes - 1};
+    T_EQ_INT(matmul_ws(y2, x, &w, T, &small), -1);
+    /* the attention's scratch, the same way */
+    const struct att_case c = {.nh = 4, .nkv = 2, .hd = 16, .T = 9, .pos0 = 5};
+    const int n_ctx = c.pos0 + c.T;
+    const int64_t ldk = attn_ldk(n_ctx), ldv = attn_ldv(c.hd);
+    const struct attn_shape as = {.T = c.T, .pos0 = c.pos0, .n_heads = c.nh, .n_kv_heads = c.nkv,
+                                  .head_dim = c.hd, .ldk = ldk, .ldv = ldv,
+                                  .kt_head = c.hd * ldk, .v_head = n_ctx * ldv};
+    float *q = calloc((size_t)(c.T * c.nh * c.hd), sizeof(float));
+    float *kt = calloc((size_t)(c.nkv * as.kt_head), sizeof(float));
+    float *v = calloc((size_t)(c.nkv * as.v_head), sizeof(float));
+    float *o = calloc((size_t)(c.T * c.nh * c.hd), sizeof(float));
+    T_EQ_INT(attention(o, q, kt, v, &as), -1);
+    T_CONTAINS(err_last(), "out of memory");
+    struct kscratch wa;
+    kscratch_fail_after(-1);
+    T_EQ_INT(kscratch_init(&wa, attention_scratch(n_ctx, c.hd, lb_threads())), 0);
+    kscratch_fail_after(0);
+    T_EQ_INT(attention_ws(o, q, kt, v, &as, &wa), 0);
+    kscratch_fail_after(-1);
+    err_set_quiet(quiet);
+    kscratch_release(&ws);
+    kscratch_release(&wa);
+    free(q), free(kt), free(v), free(o);
+    free(x), free(wd), free(y), free(y2);
+}
+
 int main(int argc, char **argv) {
     self_exe = access("/proc/self/exe", X_OK) ? argv[0] : "/proc/self/exe";
     if (argc == 3 && !strcmp(argv[1], "--isa-child")) {
@@ -683,6 +737,7 @@ int main(int argc, char **argv) {
     T_RUN(test_attention_sweep);
     T_RUN(test_attn_exp);
     T_RUN(test_isa_paths);
+    T_RUN(test_scratch_oom);
     T_RUN(test_fma_peak);
     return T_DONE();
 }

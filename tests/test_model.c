@@ -423,6 +423,51 @@ static void test_stories260k_formats_agree(void) {
     for (int f = 0; f < 3; f++) free(lp[f]);
 }
 
+/* fwd_init plans every kernel's scratch: with every later allocation failing, a forward (a
+ * prefill long enough for the GEMMs, then one generated token) still runs in fp32, fp16 and int8
+ * and gives the same logits bit for bit; when a call must allocate (a plan that falls short), the
+ * failure is -1 with a message, never an abort */
+static void test_forward_planned_scratch(void) {
+    const char *path = T_DATA("models/stories260K.gguf");
+    if (!path) return;
+    struct model m;
+    T_EQ_INT(model_load(&m, path), 0);
+    enum { NT = 48, V = 512 };
+    int toks[NT + 1];
+    for (int i = 0; i <= NT; i++) toks[i] = (i * 37 + 1) % V;
+    float *ref = malloc(sizeof(float) * (NT + 1) * V), *got = malloc(sizeof(float) * (NT + 1) * V);
+    const enum compute_dtype cs[3] = {COMPUTE_FP32, COMPUTE_FP16, COMPUTE_INT8};
+    const bool quiet = err_quiet();
+    for (int ci = 0; ci < 3; ci++) {
+        struct fwd_state s;
+        T_EQ_INT(fwd_init(&s, &m, 64, 64), 0);
+        s.compute = cs[ci];
+        T_EQ_INT(forward(&s, toks, NT, ref, false), 0);
+        T_EQ_INT(forward(&s, toks + NT, 1, ref + NT * V, true), 0);
+        fwd_truncate(&s, 0);
+        kscratch_fail_after(0);
+        T_EQ_INT(forward(&s, toks, NT, got, false), 0);
+        T_EQ_INT(forward(&s, toks + NT, 1, got + NT * V, true), 0);
+        kscratch_fail_after(-1);
+        T_OK(!memcmp(ref, got, sizeof(float) * (NT + 1) * V));
+        /* a plan that falls short (as with more threads than planned): the kernels must
+         * allocate, and when that fails the forward says so and returns -1 */
+        const size_t planned = s.ws.bytes;
+        s.ws.bytes = 0;
+        fwd_truncate(&s, 0);
+        err_set_quiet(true);
+        kscratch_fail_after(0);
+        T_EQ_INT(forward(&s, toks, NT, got, false), -1);
+        kscratch_fail_after(-1);
+        err_set_quiet(quiet);
+        T_CONTAINS(err_last(), "out of memory");
+        s.ws.bytes = planned;
+        fwd_release(&s);
+    }
+    free(ref), free(got);
+    model_release(&m);
+}
+
 /* ===== inputs the fuzzers (tests/fuzz) found ===== */
 
 /* an empty file: the parser made a cursor from a NULL mapping before checking the size (UBSan:
@@ -465,6 +510,7 @@ int main(void) {
     T_RUN(test_model_semantic_errors);
     T_RUN(test_llama2c);
     T_RUN(test_stories260k_formats_agree);
+    T_RUN(test_forward_planned_scratch);
     T_RUN(test_fuzz_gguf_empty);
     T_RUN(test_fuzz_gguf_type_minus_one);
     return T_DONE();

@@ -1013,8 +1013,9 @@ static void test_q8_0_vs_llama2c_export(void) {
     for (int k = 0; k < 7; k++)
         for (int l = 0; l < c->n_layers && l < 16; l++) {
             const struct layer *L = &m.layers[l];
-            const struct tensor *order[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate,
-                                             &L->w_down, &L->w_up};
+            const struct tensor *order[7] = {&L->lin[LIN_Q],    &L->lin[LIN_K], &L->lin[LIN_V],
+                                             &L->lin[LIN_O],    &L->lin[LIN_GATE],
+                                             &L->lin[LIN_DOWN], &L->lin[LIN_UP]};
             mats[n++] = order[k];
         }
     long n_vals = 0, q_diff = 0, q_diff_gt1 = 0, n_scales = 0, s_diff = 0;
