@@ -5,11 +5,11 @@
  * __builtin_cpu_supports. The path the kernels take is the widest this CPU runs, lowered by
  * LOWBIT_ISA=generic|avx2|avx512 (tests and benchmarks force a path that way; a path the CPU lacks
  * or a name not understood keeps the widest, with one message). Every kernel family (matmul.c,
- * matmul_q.c, matmul_i8.c, aqlm.c, attention.c, gram.c, eval/grad.c's attention) keeps one table
- * of its functions per path, indexed by enum cpu_isa, and reads cpu_isa() for the current one: no
- * family probes the CPU or compares names itself. Each family says which path it took
+ * matmul_q.c, matmul_i8.c, aqlm.c, attention.c, gram.c, dmm.c, eval/grad.c's attention) keeps one
+ * table of its functions per path, indexed by enum cpu_isa, and reads cpu_isa() for the current
+ * one: no family probes the CPU or compares names itself. Each family says which path it took
  * (kernels_isa(), matmul_q_path(), matmul_i8_path(), aqlm_matmul_path(), attention_path(),
- * gram_path()); `lowbit bench` prints them. */
+ * gram_path(), dmm_path()); `lowbit bench` prints them. */
 #ifndef KERNELS_CPU_H
 #define KERNELS_CPU_H
 #include <stdbool.h>

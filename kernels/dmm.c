@@ -1,25 +1,23 @@
 /* kernels/dmm.c: S ± A·B in float64, multiply then add, p in order (see dmm.h).
  *
  * Legend: m×n = S, k = the inner dimension p, MR×NR = the register tile, KC = the slice of p one
- * pass over the tiles takes (B's KC×NR panel stays in L1 across the row tiles).
+ * pass takes, MC = the rows of A packed at once, NC = the columns of B packed at once.
  *
- * Loop order: for each slice of KC values of p, for each NR-wide column tile, for each MR-row tile:
- * the tile loads its S elements, runs the slice's p in order (one multiply, one add per element and
- * step) and stores them. Rows and columns past the last whole tile take the scalar loop, in the same
- * order per element. Nothing here depends on the ISA but the speed. */
+ * Loop order: for each slice of KC values of p, for each MC rows of A (packed as [MC/MR][KC][MR]),
+ * for each NC columns of B (packed as [NC/NR][KC][NR], each row of B read along its length: a
+ * strided panel read in place thrashes L1 sets when the row stride is a multiple of 4 KiB), for
+ * each NR-wide column tile, for each MR-row tile: the tile loads its S elements, runs the slice's p
+ * in order (one multiply, one add per element and step) and stores them. Rows and columns past
+ * the last whole tile take the scalar loop, in the same order per element. Nothing here depends on
+ * the ISA but the speed. */
 #include "kernels/dmm.h"
 
 #include "kernels/common.h"
-#include "kernels/matmul.h" /* kernels_isa */
+#include "kernels/cpu.h"
 
 #include <string.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#define DM_X86 1
+#if LB_X86
 #include <immintrin.h>
-#define DM_AVX512 __attribute__((target("avx512f")))
-#define DM_AVX2 __attribute__((target("avx2")))
-#else
-#define DM_X86 0
 #endif
 
 #define DM_KC 128
@@ -71,10 +69,10 @@ static void tile_generic(int64_t k, const double *restrict a, const double *rest
 }
 static const struct dm_kern dm_generic = {"generic", MR_GEN, NR_GEN, tile_generic};
 
-#if DM_X86
+#if LB_X86
 /* AVX-512: 4×16, 8 zmm accumulators; per p 2 loads, 4 broadcasts, 8 multiplies, 8 adds */
 #define DM_TILE512(NAME, OP)                                                                     \
-    DM_AVX512 static void NAME(int64_t k, const double *restrict a, const double *restrict b,  \
+    LB_AVX512F static void NAME(int64_t k, const double *restrict a, const double *restrict b,  \
                                double *restrict s, int64_t lds) {                               \
         __m512d c0 = _mm512_loadu_pd(s), c1 = _mm512_loadu_pd(s + 8);                          \
         __m512d c2 = _mm512_loadu_pd(s + lds), c3 = _mm512_loadu_pd(s + lds + 8);              \
@@ -111,7 +109,7 @@ static const struct dm_kern dm_avx512 = {"avx512", 4, 16, tile_avx512};
 
 /* AVX2: 4×8, 8 ymm accumulators */
 #define DM_TILE256(NAME, OP)                                                                     \
-    DM_AVX2 static void NAME(int64_t k, const double *restrict a, const double *restrict b,    \
+    LB_AVX2F static void NAME(int64_t k, const double *restrict a, const double *restrict b,    \
                              double *restrict s, int64_t lds) {                                 \
         __m256d c0 = _mm256_loadu_pd(s), c1 = _mm256_loadu_pd(s + 4);                          \
         __m256d c2 = _mm256_loadu_pd(s + lds), c3 = _mm256_loadu_pd(s + lds + 4);              \
@@ -145,18 +143,19 @@ static void tile_avx2(int64_t k, const double *a, const double *b, double *s, in
     (sub ? tile256_sub : tile256_add)(k, a, b, s, lds);
 }
 static const struct dm_kern dm_avx2 = {"avx2", 4, 8, tile_avx2};
-#endif /* DM_X86 */
+#endif /* LB_X86 */
 
-/* the path named isa if this CPU has it, else NULL */
+/* the path named isa if this CPU has it (kernels/cpu.h), else NULL */
 static const struct dm_kern *dm_find(const char *isa) {
-    if (!strcmp(isa, "generic")) return &dm_generic;
-#if DM_X86
-    __builtin_cpu_init();
-    const bool has_avx2 = __builtin_cpu_supports("avx2");
-    if (!strcmp(isa, "avx2")) return has_avx2 ? &dm_avx2 : NULL;
-    if (!strcmp(isa, "avx512")) return __builtin_cpu_supports("avx512f") ? &dm_avx512 : NULL;
+    static const struct dm_kern *const by_isa[CPU_ISA_COUNT] = {
+        [CPU_ISA_GENERIC] = &dm_generic,
+#if LB_X86
+        [CPU_ISA_AVX2] = &dm_avx2,
+        [CPU_ISA_AVX512] = &dm_avx512,
 #endif
-    return NULL;
+    };
+    const int i = cpu_isa_from_name(isa);
+    return i >= 0 && cpu_has((enum cpu_isa)i) ? by_isa[i] : NULL;
 }
 
 /* ===== the driver ===== */
@@ -223,15 +222,13 @@ int dmm_acc_isa(int64_t m, int64_t n, int64_t k, const double *a, int64_t lda, c
     return 0;
 }
 
-static const struct dm_kern *dm_cur;
+const char *dmm_path(void) {
+    const struct dm_kern *kn = dm_find(kernels_isa());
+    return kn ? kn->name : dm_generic.name;
+}
 
 void dmm_acc(int64_t m, int64_t n, int64_t k, const double *a, int64_t lda, const double *b,
              int64_t ldb, double *s, int64_t lds, bool sub) {
-    const struct dm_kern *kn = __atomic_load_n(&dm_cur, __ATOMIC_ACQUIRE);
-    if (!kn) {
-        kn = dm_find(kernels_isa());
-        if (!kn) kn = &dm_generic;
-        __atomic_store_n(&dm_cur, kn, __ATOMIC_RELEASE);
-    }
-    dm_run(kn, m, n, k, a, lda, b, ldb, s, lds, sub);
+    const struct dm_kern *kn = dm_find(kernels_isa());
+    dm_run(kn ? kn : &dm_generic, m, n, k, a, lda, b, ldb, s, lds, sub);
 }

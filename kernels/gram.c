@@ -30,25 +30,21 @@
  * or 256 within 2% (384 slower: the unit's H block leaves L2); C = 128 costs 4% (the double
  * epilogue), C = 1024 would gain 4% for a 4× larger error bound.
  *
- * Dispatch: the ISA kernels_isa() names (kernels/matmul.c picks it once from the CPU, lowered by
- * LOWBIT_ISA); gram_acc_isa takes any path this CPU has. The avx512/avx2 kernels are compiled with
- * function-level target attributes, so the default build (no -march) runs on any x86-64. */
+ * Dispatch: the path cpu_isa() names (kernels/cpu.h: probed once, lowered by LOWBIT_ISA), from a
+ * table indexed by it; gram_acc_isa takes any path this CPU has. The avx512/avx2 kernels are
+ * compiled with function-level target attributes, so the default build (no -march) runs on any
+ * x86-64. */
 #include "kernels/gram.h"
 
 #include "kernels/common.h"
-#include "kernels/matmul.h" /* kernels_isa */
+#include "kernels/cpu.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#define GR_X86 1
+#if LB_X86
 #include <immintrin.h>
-#define GR_AVX512 __attribute__((target("avx512f,fma")))
-#define GR_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define GR_X86 0
 #endif
 
 /* below this many multiply-adds (T·K²/2) a call runs on the calling thread alone */
@@ -107,13 +103,13 @@ static void tile_generic(int64_t n, const float *a, const float *b, double *h, i
 _Static_assert(MR_GEN * NR_GEN <= GR_MR_MAX * GR_NR_MAX && NR_GEN % MR_GEN == 0, "generic tile");
 static const struct gr_kern gr_generic = {"generic", MR_GEN, NR_GEN, 8 * NR_GEN, tile_generic};
 
-#if GR_X86
+#if LB_X86
 /* AVX-512: 8×32, 16 zmm accumulators; per token 2 loads and 8 broadcasts for 16 FMAs */
 #define MR512 8
 #define NV512 2 /* zmm per row: NR = 32 (8×48 measured within 2%) */
 #define NR512 (16 * NV512)
 
-GR_AVX512 static void tile_avx512(int64_t n, const float *restrict a, const float *restrict b,
+LB_AVX512F static void tile_avx512(int64_t n, const float *restrict a, const float *restrict b,
                                   double *restrict h, int64_t ldh, float *restrict c) {
     __m512 acc[MR512][NV512];
 #pragma GCC unroll 16
@@ -159,7 +155,7 @@ static const struct gr_kern gr_avx512 = {"avx512", MR512, NR512, 4 * NR512, tile
 #define MR256 4
 #define NR256 24
 
-GR_AVX2 static void tile_avx2(int64_t n, const float *restrict a, const float *restrict b,
+LB_AVX2F static void tile_avx2(int64_t n, const float *restrict a, const float *restrict b,
                               double *restrict h, int64_t ldh, float *restrict c) {
     __m256 acc[MR256][3];
 #pragma GCC unroll 4
@@ -197,21 +193,21 @@ GR_AVX2 static void tile_avx2(int64_t n, const float *restrict a, const float *r
 
 _Static_assert(MR256 * NR256 <= GR_MR_MAX * GR_NR_MAX && NR256 % MR256 == 0, "avx2 tile");
 static const struct gr_kern gr_avx2 = {"avx2", MR256, NR256, 8 * NR256, tile_avx2};
-#endif /* GR_X86 */
+#endif /* LB_X86 */
 
 _Static_assert(GRAM_CHUNK > 0, "chunks hold tokens");
 
-/* the path named isa if this CPU has it, else NULL */
+/* the path named isa if this CPU has it (kernels/cpu.h), else NULL */
 static const struct gr_kern *gr_find(const char *isa) {
-    if (!strcmp(isa, "generic")) return &gr_generic;
-#if GR_X86
-    __builtin_cpu_init();
-    const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (!strcmp(isa, "avx2")) return has_avx2 ? &gr_avx2 : NULL;
-    if (!strcmp(isa, "avx512"))
-        return has_avx2 && __builtin_cpu_supports("avx512f") ? &gr_avx512 : NULL;
+    static const struct gr_kern *const by_isa[CPU_ISA_COUNT] = {
+        [CPU_ISA_GENERIC] = &gr_generic,
+#if LB_X86
+        [CPU_ISA_AVX2] = &gr_avx2,
+        [CPU_ISA_AVX512] = &gr_avx512,
 #endif
-    return NULL;
+    };
+    const int i = cpu_isa_from_name(isa);
+    return i >= 0 && cpu_has((enum cpu_isa)i) ? by_isa[i] : NULL;
 }
 
 /* ===== the driver (ISA-independent) ===== */
@@ -312,7 +308,11 @@ int gram_acc_isa(double *H, const float *x, int64_t T, int64_t K, const char *is
     return 0;
 }
 
-int gram_acc(double *H, const float *x, int64_t T, int64_t K) {
+const char *gram_path(void) {
     const char *isa = kernels_isa();
-    return gram_acc_isa(H, x, T, K, gr_find(isa) ? isa : "generic", 0);
+    return gr_find(isa) ? isa : "generic";
+}
+
+int gram_acc(double *H, const float *x, int64_t T, int64_t K) {
+    return gram_acc_isa(H, x, T, K, gram_path(), 0);
 }

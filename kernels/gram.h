@@ -52,6 +52,8 @@ void gram_acc_ref(double *H, const float *x, int64_t T, int64_t K);
  * 0 on success (T <= 0 or K <= 0: nothing to do); -1 with an err() message when the packed copy
  * of x cannot be allocated (H untouched). */
 int gram_acc(double *H, const float *x, int64_t T, int64_t K);
+/* the path gram_acc takes here ("avx512", "avx2", "generic") */
+const char *gram_path(void);
 
 /* gram_acc on the path named isa ("generic", "avx2", "avx512") with the packed copy of x capped at
  * pack_bytes (0: GRAM_PACK_MAX_BYTES; a pass still holds at least one chunk), for tests and

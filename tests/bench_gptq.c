@@ -83,7 +83,8 @@ static int run_case(const char *cpu, int64_t K, int64_t N, int th) {
                      fs = (double)N * (double)K * (double)K;
         const double gp = fp / (w1 - w0) * 1e-9, gs = fs / (w2 - w1) * 1e-9;
         const double sp = (c1 - c0) / ((w1 - w0) * th), ss = (c2 - c1) / ((w2 - w1) * th);
-        printf("| %s | %s | %d | %lld | %lld | %.2f | %.1f | %.0f%% | %.2f | %.2f | %.1f | %.0f%% | "
+        printf("| %s | %s | %d | %lld | %lld | %.2f | %.1f | %.0f%% | %.2f | %.2f | %.1f | "
+               "%.0f%% | "
                "%.2f | %.1f |\n",
                cpu, kernels_isa(), th, (long long)K, (long long)N, w1 - w0, gp, 100 * gp / peak,
                sp, w2 - w1, gs, 100 * gs / peak, ss, peak);

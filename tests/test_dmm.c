@@ -3,8 +3,8 @@
  *
  * dmm.h promises the same bits as dmm_acc_ref (one multiply and one add per step, p in order), so
  * every check is exact (memcmp), with random values of mixed magnitude where rounding happens at
- * every step. Elements of the buffer outside S (its row padding) hold a sentinel that must come back
- * untouched, and the result must not depend on how p is split into calls. */
+ * every step. Elements of the buffer outside S (its row padding) hold a sentinel that must
+ * come back untouched, and the result must not depend on how p is split into calls. */
 #include <stdint.h>
 
 #include "kernels/common.h"

@@ -72,8 +72,8 @@ static void test_plan(void) {
     json_error_t je;
     json_t *idx = json_load_file(p, 0, &je);
     T_OK(idx != NULL);
-    T_EQ_INT((int)json_integer_value(json_object_get(json_object_get(idx, "metadata"), "total_size")),
-             400 * 4);
+    const json_t *meta = json_object_get(idx, "metadata");
+    T_EQ_INT((int)json_integer_value(json_object_get(meta, "total_size")), 400 * 4);
     const json_t *map = json_object_get(idx, "weight_map");
     T_EQ_INT((int)json_object_size(map), 6);
     int64_t sum = 0;
