@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "kernels/common.h"
+#include "kernels/dmm.h"
 #include "kernels/matmul.h"
 #include "kernels/tensor.h"
 #include "quant/gptq.h"
@@ -86,7 +87,7 @@ static int run_case(const char *cpu, int64_t K, int64_t N, int th) {
         printf("| %s | %s | %d | %lld | %lld | %.2f | %.1f | %.0f%% | %.2f | %.2f | %.1f | "
                "%.0f%% | "
                "%.2f | %.1f |\n",
-               cpu, kernels_isa(), th, (long long)K, (long long)N, w1 - w0, gp, 100 * gp / peak,
+               cpu, dmm_path(), th, (long long)K, (long long)N, w1 - w0, gp, 100 * gp / peak,
                sp, w2 - w1, gs, 100 * gs / peak, ss, peak);
         fflush(stdout);
     }
