@@ -537,7 +537,9 @@ static const char syn_text[] = "The cat's 12345 in the\n\nhat";
  *   hat:  a+t (3), h+at (12)                                      268 */
 #define SYN_LLAMA3_IDS 266, 261, 267, 32, 264, 51, 52, 53, 263, 258, 265, 268
 
-static void check_bytelevel_llama3(struct tokenizer *t) {
+/* hf: loaded from tokenizer.json (added tokens matched in the text, as transformers does), else
+ * from a GGUF vocab (llama.cpp's tokenize without parse_special: never) */
+static void check_bytelevel_llama3(struct tokenizer *t, bool hf) {
     T_EQ_STR(tokenizer_kind(t), "bpe");
     T_EQ_INT(tokenizer_vocab_size(t), SYN_N);
     T_EQ_INT(tokenizer_bos(t), 269);
@@ -549,9 +551,19 @@ static void check_bytelevel_llama3(struct tokenizer *t) {
     T_EQ_INT(tokenizer_encode(t, "", 0, false, &ids, &n), 0);
     T_EQ_INT(n, 0);
     free(ids);
-    /* "<|end_of_text|>" in the text is plain text, never the special token */
-    T_EQ_INT(tokenizer_encode(t, "<|end_of_text|>", 15, false, &ids, &n), 0);
+    /* "<|end_of_text|>" in the text is the special token (transformers' default,
+     * split_special_tokens=False), or plain text with TOK_ENCODE_SPLIT_SPECIAL; plain text
+     * always for a GGUF vocab */
+    if (hf) T_IDS(t, "The<|end_of_text|>The", false, 266, 270, 266);
+    T_EQ_INT(tokenizer_encode_ex(t, "<|end_of_text|>", 15, hf ? TOK_ENCODE_SPLIT_SPECIAL : 0,
+                                 &ids, &n), 0);
+    T_OK(n > 1);
     for (int i = 0; i < n; i++) T_OK(ids[i] < 256);
+    free(ids);
+    /* the default special tokens: the post-processor's template, BOS before the text */
+    T_EQ_INT(tokenizer_encode_ex(t, "The", 3, TOK_ENCODE_SPECIAL, &ids, &n), 0);
+    T_EQ_INT(n, 2);
+    if (n == 2) T_OK(ids[0] == 269 && ids[1] == 266);
     free(ids);
     roundtrip(t, syn_text, strlen(syn_text), true);
     const char *mixed = " na\xc3\xafve  caf\xc3\xa9\t\r\n 3.14159 \xf0\x9f\x9a\x80!";
@@ -574,7 +586,7 @@ static void test_hf_bytelevel(void) {
     if (!path) return;
     T_EQ_INT(tokenizer_load(&t, path), 0);
     if (!t) return;
-    check_bytelevel_llama3(t);
+    check_bytelevel_llama3(t, true);
     tokenizer_free(t);
 
     /* GPT-2 style: add_prefix_space gives " The"; the GPT-2 regex keeps " 12345" whole and
@@ -665,7 +677,7 @@ static void test_gguf_gpt2(void) {
     if (!path) return;
     T_EQ_INT(tokenizer_load(&t, path), 0);
     if (!t) return;
-    check_bytelevel_llama3(t);
+    check_bytelevel_llama3(t, false);
     tokenizer_free(t);
     err_set_quiet(true);
     T_ERR(tokenizer_load(&t, write_gpt2_gguf("bert")));
