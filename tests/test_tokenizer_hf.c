@@ -196,6 +196,32 @@ static void add_stress(struct texts *tx) {
     memset(s, ' ', 4000);
     add(tx, s, 4000);
     free(s);
+    /* 400 seeded random strings of fragments chosen to meet at awkward places: combining marks
+     * after anything, compatibility characters, pieces of special tokens, case pairs whose
+     * lower case differs by mapping, CR/LF and Unicode spaces */
+    static const char *const frag[] = {
+        "a", "Z", " ", "  ", "\n", "\t", "\r\n", "\xc3\xa9", "e", "\xcc\x81", "\xcc\xa7",
+        "\xcd\x85", "\xef\xac\x81", "\xe2\x91\xa0", "\xef\xbc\xa8", "\xe6\x97\xa5",
+        "\xe6\x9c\xac", "\xf0\x9f\x91\x8d", "\xf0\x9f\x8f\xbd", "\xe2\x80\x8d",
+        "'s", "'S", "'ll", "123", "4", "\xd9\xa3", "<", ">", "|", "s", "<s>", "</s>", "<|", "|>",
+        "\xe2\x96\x81", "\xc2\xa0", "\xe3\x80\x80", "\xc4\xb0", "\xc3\x9f", "\xce\xa3",
+        "\xcf\x82", "_", "-", ".", "...", "<b>", "<bos>", "<|im_end|>", "<|begin_of_text|>",
+        "<start_of_turn>", "<unk>", "<0x41>", "\xef\xbb\xbf", "\xf0\x9d\x90\x80",
+        "\xc7\x85", "\xe2\x84\xab", "\xe0\xb8\xb3", "\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8",
+        "\xed\x95\x9c", "\xd8\xa7\xd9\x84", "\xe0\xa4\x95\xe0\xa5\x8d", "\x7f", "\x01",
+    };
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    char r[512];
+    for (int i = 0; i < 400; i++) {
+        size_t len = 0;
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        for (int k = 0, n = 1 + (int)(rng % 30); k < n; k++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            const char *f = frag[rng % LB_ARRAY_LEN(frag)];
+            if (len + strlen(f) < sizeof r) memcpy(r + len, f, strlen(f)), len += strlen(f);
+        }
+        add(tx, r, len);
+    }
     /* every added token of every file, 16 to a text between varied neighbours */
     static const char *const sep[] = {"", " ", "x", "\n", "  ", " a ", "."};
     for (int i = 0; i < N_TOK; i++) {
