@@ -19,7 +19,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 override CFLAGS  += -std=c11 -ffp-contract=off -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wformat=2 -Wno-format-nonliteral -MMD -MP -I.
-PKGS     = jansson libpcre2-8 libxml-2.0 cairo fontconfig libdeflate sqlite3
+PKGS     = jansson libpcre2-8 libxml-2.0 cairo fontconfig libdeflate sqlite3 libutf8proc
 override LDLIBS  += -lcsv -lm
 BUILD   ?= out/build
 
@@ -43,7 +43,7 @@ endif
 # Debian packages: checked with dpkg-query, installed with apt-get when missing.
 DEB_PKGS = gcc make pkg-config libjansson-dev libpcre2-dev libxml2-dev libcairo2-dev libcsv-dev \
            libsqlite3-dev python3-numpy fonts-dejavu-core \
-           libdeflate-dev chromium nodejs clang \
+           libdeflate-dev libutf8proc-dev chromium nodejs clang \
            slurm-wlm slurmctld slurmd slurm-client munge time
 DEPS_STAMP = out/.deps-ok
 

@@ -11,13 +11,18 @@
  *    (add_prefix_space per split, GPT-2 regex when use_regex, then the bytes_to_unicode map),
  *    Metaspace (spaces to the replacement, prepend_scheme always/first/never unless the split
  *    already starts with it, split before each replacement), Digits, Sequence.
- *  - normalizers Prepend (only a non-empty text), Replace (String or Regex), Sequence. NFC is
- *    accepted and not applied: texts are taken to be NFC already (wikitext-2's test split is;
- *    a decomposed accent would tokenize differently from Hugging Face); other normalizers are
- *    refused.
+ *  - normalizers NFC, NFD, NFKC, NFKD (utf8proc's Unicode tables), Lowercase (per code point,
+ *    utf8proc_tolower: the simple mapping, so U+0130 and a final sigma lower differently from
+ *    Rust's and JS's full mapping), Strip (White_Space at either end), StripAccents (drops the
+ *    marks, category M), Prepend (only a non-empty text), Replace (String or Regex), Sequence;
+ *    any other normalizer is refused when the file is loaded.
+ *  - the added tokens (tok_added.c): the text is cut at them first, each remaining piece is
+ *    normalized, cut at the normalized added tokens, then pre-tokenized and merged on its own,
+ *    as the added vocabulary of Hugging Face tokenizers does.
  *  - llama.cpp llm_tokenizer_bpe for GGUF "gpt2" vocabs: merges "a b" ranked by position (the first
  *    occurrence of a pair wins), pre-tokenizer regex by tokenizer.ggml.pre.
- * Added tokens (special or not) are never matched in the text; decoding uses their content.
+ * Text must be valid UTF-8 (a Python or JS string cannot hold anything else): other bytes are
+ * refused with the offset of the first bad one.
  * Regexes run in PCRE2 with UTF and UCP (Unicode properties for \s, \p{L}); the patterns are
  * written for Oniguruma, and the ones Llama/Qwen/GPT-2 use mean the same in both. */
 #include <stdlib.h>
@@ -26,6 +31,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
 #include <pcre2.h>
+#include <utf8proc.h>
 
 #include "eval/tok_impl.h"
 #include "kernels/common.h"
@@ -112,6 +118,10 @@ static int merge_find(const struct tokenizer *t, int a, int b, int *merged) {
 enum step_kind {
     STEP_PREPEND,   /* normalizer: text = s + text, when text is not empty */
     STEP_REPLACE,   /* normalizer: every match of re becomes s */
+    STEP_UNORM,     /* normalizer: Unicode normalization form (utf8proc options in uopt) */
+    STEP_LOWER,     /* normalizer: each code point to lower case */
+    STEP_STRIP,     /* normalizer: White_Space off the left / right end */
+    STEP_NOMARK,    /* normalizer: StripAccents, every mark (category M) removed */
     STEP_SPLIT,     /* pre-tokenizer: split each piece at the matches of re */
     STEP_METASPACE, /* pre-tokenizer: ' ' -> s, prepend s, split before s */
     STEP_BL_PREFIX, /* ByteLevel add_prefix_space: " " before each piece not starting with one */
@@ -146,6 +156,8 @@ struct step {
     bool invert;
     enum prepend_scheme scheme;
     bool split;
+    int uopt;         /* STEP_UNORM */
+    bool left, right; /* STEP_STRIP */
 };
 
 struct tok_pipe {
@@ -430,8 +442,59 @@ static int step_run(const struct step *st, struct run *r, const struct pieces *i
             if (pc_span(out, from, sp->first)) return -1;
             break;
         case STEP_PREPEND:
-        case STEP_REPLACE: BUG("normalizer step %d run as a pre-tokenizer", (int)st->kind);
+        case STEP_REPLACE:
+        case STEP_UNORM:
+        case STEP_LOWER:
+        case STEP_STRIP:
+        case STEP_NOMARK: BUG("normalizer step %d run as a pre-tokenizer", (int)st->kind);
         }
+    }
+    return 0;
+}
+
+/* the code-point normalizers (valid UTF-8 in, valid UTF-8 out) */
+static int norm_codepoints(const struct step *st, const char *s, size_t n, struct pieces *out) {
+    if (st->kind == STEP_UNORM) {
+        utf8proc_uint8_t *o = NULL;
+        utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &o,
+                                          (utf8proc_option_t)st->uopt);
+        if (k < 0) return err("tokenizer: Unicode normalization failed: %s", utf8proc_errmsg(k));
+        int rc = pc_put(out, (const char *)o, (size_t)k);
+        free(o);
+        return rc;
+    }
+    if (st->kind == STEP_STRIP) { /* keep [a, b) */
+        size_t a = 0, b = n;
+        while (st->left && a < n) {
+            utf8proc_int32_t cp;
+            utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + a,
+                                                  (utf8proc_ssize_t)(n - a), &cp);
+            if (k <= 0 || !tok_is_space(cp)) break;
+            a += (size_t)k;
+        }
+        while (st->right && b > a) {
+            size_t c = b - 1; /* the last code point starts at c */
+            while (c > a && ((unsigned char)s[c] & 0xC0) == 0x80) c--;
+            utf8proc_int32_t cp;
+            utf8proc_iterate((const utf8proc_uint8_t *)s + c, (utf8proc_ssize_t)(b - c), &cp);
+            if (!tok_is_space(cp)) break;
+            b = c;
+        }
+        return pc_put(out, s + a, b - a);
+    }
+    for (size_t i = 0; i < n;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+                                              (utf8proc_ssize_t)(n - i), &cp);
+        if (k <= 0) BUG("invalid UTF-8 in a checked text");
+        if (st->kind == STEP_NOMARK) {
+            if (utf8proc_category_string(cp)[0] != 'M' && pc_put(out, s + i, (size_t)k)) return -1;
+        } else { /* STEP_LOWER */
+            utf8proc_uint8_t u[4];
+            utf8proc_ssize_t m = utf8proc_encode_char(utf8proc_tolower(cp), u);
+            if (pc_put(out, (const char *)u, (size_t)m)) return -1;
+        }
+        i += (size_t)k;
     }
     return 0;
 }
@@ -445,6 +508,8 @@ static int norm_run(const struct step *st, struct run *r, const struct pieces *i
     if (st->kind == STEP_PREPEND) {
         if (n && pc_put(out, st->s, st->n)) return -1;
         if (pc_put(out, s, n)) return -1;
+    } else if (st->kind != STEP_REPLACE) {
+        if (norm_codepoints(st, s, n, out)) return -1;
     } else {
         if (find_segments(r, st->re, s, n, &k)) return -1;
         for (size_t j = 0; j < k; j++) {
@@ -454,6 +519,48 @@ static int norm_run(const struct step *st, struct run *r, const struct pieces *i
         }
     }
     return pc_span(out, 0, true);
+}
+
+/* steps [from, to) of t->pipe on s[0..n) as one piece (first: it starts the text); the pieces end
+ * in r->p[0]. s must not point into r->p. */
+static int pipe_run(const struct tokenizer *t, struct run *r, int from, int to, const char *s,
+                    size_t n, bool first) {
+    struct pieces *in = &r->p[0], *o = &r->p[1];
+    in->len = in->n = 0;
+    if (pc_put(in, s, n) || pc_span(in, 0, first)) return -1;
+    for (int i = from; i < to; i++) {
+        const struct step *st = &t->pipe->st[i];
+        if (i < t->pipe->n_norm ? norm_run(st, r, in, o) : step_run(st, r, in, o)) return -1;
+        struct pieces x = *in;
+        *in = *o;
+        *o = x;
+    }
+    return 0;
+}
+
+bool tok_has_normalizer(const struct tokenizer *t) { return t->pipe && t->pipe->n_norm > 0; }
+
+int tok_normalize(const struct tokenizer *t, const char *s, size_t n, char **out, size_t *n_out) {
+    struct run r = {0};
+    int nn = t->pipe ? t->pipe->n_norm : 0, rc = -1;
+    *out = NULL;
+    r.md = pcre2_match_data_create(16, NULL);
+    if (!r.md) {
+        err("out of memory: regex match data");
+        goto out;
+    }
+    if (pipe_run(t, &r, 0, nn, s, n, true)) goto out;
+    *out = xmalloc(r.p[0].len + 1, "normalized text");
+    if (!*out) goto out;
+    if (r.p[0].len) memcpy(*out, r.p[0].buf, r.p[0].len);
+    (*out)[r.p[0].len] = 0;
+    *n_out = r.p[0].len;
+    rc = 0;
+out:
+    for (int i = 0; i < 2; i++) free(r.p[i].buf), free(r.p[i].sp);
+    free(r.seg), free(r.seg2);
+    pcre2_match_data_free(r.md);
+    return rc;
 }
 
 /* ===== BPE of one word ===== */
@@ -596,11 +703,23 @@ static int bpe_word(const struct tokenizer *t, struct bpe_work *w, const char *s
     return bpe_flush(t, w, out);
 }
 
-int tok_bpe_encode(const struct tokenizer *t, const char *text, size_t len, struct tok_ids *out) {
+/* BPE of every piece in r->p[0] */
+static int bpe_pieces(const struct tokenizer *t, struct run *r, struct bpe_work *w,
+                      struct tok_ids *out) {
+    const struct pieces *in = &r->p[0];
+    for (size_t i = 0; i < in->n; i++)
+        if (bpe_word(t, w, in->buf + in->sp[i].off, in->sp[i].len, out)) return -1;
+    return 0;
+}
+
+int tok_bpe_encode(const struct tokenizer *t, const char *text, size_t len, bool split_special,
+                   struct tok_ids *out) {
     struct run r = {0};
     struct bpe_work w = {0};
-    struct pieces *in = &r.p[0], *o = &r.p[1];
-    int ret = -1;
+    struct pieces nb = {0}; /* one piece of the text, normalized */
+    struct tok_seg *s1 = NULL, *s2 = NULL;
+    size_t n1 = 0, n2 = 0, c1 = 0, c2 = 0;
+    int ret = -1, nn = t->pipe ? t->pipe->n_norm : 0, ns = t->pipe ? t->pipe->n : 0;
     size_t bad = tok_utf8_valid(text, len);
     if (bad != len)
         return err("tokenizer: text is not valid UTF-8 at byte %zu (BPE tokenizers take UTF-8)",
@@ -610,19 +729,41 @@ int tok_bpe_encode(const struct tokenizer *t, const char *text, size_t len, stru
         err("out of memory: regex match data");
         goto out;
     }
-    if (pc_put(in, text, len) || pc_span(in, 0, true)) goto out;
-    for (int i = 0; t->pipe && i < t->pipe->n; i++) {
-        const struct step *st = &t->pipe->st[i];
-        if (i < t->pipe->n_norm ? norm_run(st, &r, in, o) : step_run(st, &r, in, o)) goto out;
-        struct pieces x = *in;
-        *in = *o;
-        *o = x;
+    if (!t->added) {
+        if (pipe_run(t, &r, 0, ns, text, len, true) || bpe_pieces(t, &r, &w, out)) goto out;
+        ret = 0;
+        goto out;
     }
-    for (size_t i = 0; i < in->n; i++)
-        if (bpe_word(t, &w, in->buf + in->sp[i].off, in->sp[i].len, out)) goto out;
+    if (tok_added_split(t, false, split_special, text, len, &s1, &n1, &c1)) goto out;
+    for (size_t i = 0; i < n1; i++) {
+        const struct tok_seg *g = &s1[i];
+        if (g->id >= 0) {
+            if (tok_ids_push(out, g->id)) goto out;
+            continue;
+        }
+        bool first = !g->a;
+        if (pipe_run(t, &r, 0, nn, text + g->a, g->b - g->a, first)) goto out;
+        nb.len = 0;
+        if (pc_put(&nb, r.p[0].buf, r.p[0].len)) goto out;
+        if (!tok_added_any(t, true)) {
+            if (pipe_run(t, &r, nn, ns, nb.buf, nb.len, first) || bpe_pieces(t, &r, &w, out))
+                goto out;
+            continue;
+        }
+        if (tok_added_split(t, true, split_special, nb.buf, nb.len, &s2, &n2, &c2)) goto out;
+        for (size_t j = 0; j < n2; j++) {
+            const struct tok_seg *h = &s2[j];
+            if (h->id >= 0 ? tok_ids_push(out, h->id)
+                           : pipe_run(t, &r, nn, ns, nb.buf + h->a, h->b - h->a, first) ||
+                                 bpe_pieces(t, &r, &w, out))
+                goto out;
+        }
+    }
     ret = 0;
 out:
     for (int i = 0; i < 2; i++) free(r.p[i].buf), free(r.p[i].sp);
+    free(nb.buf), free(nb.sp);
+    free(s1), free(s2);
     free(r.seg);
     free(r.seg2);
     pcre2_match_data_free(r.md);
@@ -676,7 +817,31 @@ static int parse_normalizer(struct hf *h, struct tokenizer *t, const json_t *j, 
             if (parse_normalizer(h, t, json_array_get(a, i), depth + 1)) return -1;
         return 0;
     }
-    if (!strcmp(type, "NFC")) return 0; /* not applied: texts are taken to be NFC */
+    static const struct {
+        const char *name;
+        int opt;
+    } forms[] = {
+        {"NFC", UTF8PROC_STABLE | UTF8PROC_COMPOSE},
+        {"NFD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE},
+        {"NFKC", UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT},
+        {"NFKD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT},
+    };
+    for (size_t i = 0; i < LB_ARRAY_LEN(forms); i++) {
+        if (strcmp(type, forms[i].name)) continue;
+        struct step *st = pipe_add(t, STEP_UNORM);
+        if (!st) return -1;
+        st->uopt = forms[i].opt;
+        return 0;
+    }
+    if (!strcmp(type, "Lowercase") || !strcmp(type, "StripAccents"))
+        return pipe_add(t, type[0] == 'L' ? STEP_LOWER : STEP_NOMARK) ? 0 : -1;
+    if (!strcmp(type, "Strip")) {
+        struct step *st = pipe_add(t, STEP_STRIP);
+        if (!st || jbool(h, j, "strip_left", true, &st->left) ||
+            jbool(h, j, "strip_right", true, &st->right))
+            return -1;
+        return 0;
+    }
     if (!strcmp(type, "Prepend")) {
         const char *s = jstr(j, "prepend");
         struct step *st = s ? pipe_add(t, STEP_PREPEND) : NULL;
@@ -694,8 +859,8 @@ static int parse_normalizer(struct hf *h, struct tokenizer *t, const json_t *j, 
         h->metaspace |= !strcmp(content, "\xe2\x96\x81");
         return st ? step_text(st, content) || step_regex(st, pat, literal, h->path) : -1;
     }
-    return err("%s: normalizer \"%s\" is not supported (expected Sequence, Prepend, Replace, NFC)",
-               h->path, type);
+    return err("%s: normalizer \"%s\" is not supported (expected Sequence, NFC, NFD, NFKC, NFKD, "
+               "Lowercase, Strip, StripAccents, Prepend, Replace)", h->path, type);
 }
 
 static int parse_pre(struct hf *h, struct tokenizer *t, const json_t *j, int depth) {
@@ -779,38 +944,6 @@ static void scan_decoder(struct hf *h, const json_t *j, int depth, bool *seen_bl
     } else if (!strcmp(type, "Strip")) {
         *strip |= json_integer_value(json_object_get(j, "start")) > 0;
     }
-}
-
-/* id of added token `content`, -1 when none */
-static int added_id(const json_t *added, const char *content) {
-    for (size_t i = 0; content && i < json_array_size(added); i++) {
-        const json_t *a = json_array_get(added, i);
-        const char *c = jstr(a, "content");
-        if (c && !strcmp(c, content) && json_is_integer(json_object_get(a, "id")))
-            return (int)json_integer_value(json_object_get(a, "id"));
-    }
-    return -1;
-}
-
-/* BOS from TemplateProcessing: the special token before $A in "single" */
-static int template_bos(const json_t *pp, int depth) {
-    const char *type = jstr(pp, "type");
-    if (!type || depth > 4) return -1;
-    if (!strcmp(type, "Sequence")) {
-        const json_t *a = json_object_get(pp, "processors");
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            int id = template_bos(json_array_get(a, i), depth + 1);
-            if (id >= 0) return id;
-        }
-        return -1;
-    }
-    if (strcmp(type, "TemplateProcessing")) return -1;
-    const json_t *first = json_array_get(json_object_get(pp, "single"), 0);
-    const char *name = jstr(json_object_get(first, "SpecialToken"), "id");
-    const json_t *ids = json_object_get(json_object_get(json_object_get(pp, "special_tokens"),
-                                                        name ? name : ""), "ids");
-    if (!name || json_array_size(ids) != 1) return -1;
-    return (int)json_integer_value(json_array_get(ids, 0));
 }
 
 static int parse_model(struct hf *h, struct tokenizer *t, const json_t *root) {
@@ -949,22 +1082,7 @@ int tok_hf_load(struct tokenizer *t, const char *path) {
     else bl = h.bytelevel, ms = h.metaspace, strip = h.prepends;
     t->dec = bl ? TOK_DEC_BYTELEVEL : ms ? TOK_DEC_METASPACE : TOK_DEC_RAW;
     t->dec_strip_after_bos = strip && !bl;
-    /* special tokens: BOS from the post-processor's template, else by name */
-    const json_t *added = json_object_get(root, "added_tokens");
-    const json_t *bt = json_object_get(root, "bos_token");
-    int bos = template_bos(json_object_get(root, "post_processor"), 0);
-    if (bos < 0 && bt) bos = added_id(added, json_is_string(bt) ? json_string_value(bt)
-                                                                : jstr(bt, "content"));
-    if (bos < 0) bos = added_id(added, "<s>");
-    if (bos < 0) bos = added_id(added, "<|begin_of_text|>");
-    t->bos = bos >= 0 && bos < t->n_vocab ? bos : -1;
-    t->add_bos_default = t->bos >= 0;
-    static const char *const eos_names[] = {"</s>", "<|end_of_text|>", "<|endoftext|>",
-                                            "<|im_end|>"};
-    for (size_t i = 0; i < LB_ARRAY_LEN(eos_names) && t->eos < 0; i++) {
-        int id = added_id(added, eos_names[i]);
-        if (id >= 0 && id < t->n_vocab) t->eos = id;
-    }
+    if (tok_added_init(t, root, path) || tok_specials_init(t, root, path)) goto out;
     ret = 0;
 out:
     json_decref(root);

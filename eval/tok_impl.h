@@ -46,7 +46,8 @@ struct tok_ids {
     size_t n, cap;
 };
 
-struct tok_pipe; /* tok_bpe.c: normalizers and pre-tokenizers */
+struct tok_pipe;  /* tok_bpe.c: normalizers and pre-tokenizers */
+struct tok_added; /* tok_added.c: a tokenizer.json's added tokens and their matchers */
 
 /* decoding style (how pieces become text) */
 enum tok_dec { TOK_DEC_RAW, TOK_DEC_METASPACE, TOK_DEC_BYTELEVEL };
@@ -74,6 +75,12 @@ struct tokenizer {
     struct tok_pairmap merges;
     bool byte_fallback, fuse_unk, ignore_merges;
     struct tok_pipe *pipe; /* NULL: the whole text is one word */
+    struct tok_added *added; /* NULL: no added token is matched in the text */
+    /* the default special tokens (TOK_ENCODE_SPECIAL): sp_pre ids before the text, sp_post after
+     * (tokenizer.json: its post-processor or tokenizer_config.json, see tok_added.c); has_sp false:
+     * BOS when add_bos_default (llama2.c, GGUF) */
+    bool has_sp;
+    int *sp_pre, *sp_post, n_sp_pre, n_sp_post;
 };
 
 /* --- tokenizer.c: vocabulary and helpers --- */
@@ -108,7 +115,12 @@ size_t tok_utf8_valid(const char *s, size_t n);
 int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, struct tok_ids *out);
 
 /* --- tok_bpe.c --- */
-int tok_bpe_encode(const struct tokenizer *t, const char *text, size_t len, struct tok_ids *out);
+/* split_special: special added tokens in the text are plain text (HF split_special_tokens) */
+int tok_bpe_encode(const struct tokenizer *t, const char *text, size_t len, bool split_special,
+                   struct tok_ids *out);
+/* run the normalizers of t->pipe on s[0..n): *out (malloc'ed, NUL-terminated), *n_out */
+int tok_normalize(const struct tokenizer *t, const char *s, size_t n, char **out, size_t *n_out);
+bool tok_has_normalizer(const struct tokenizer *t);
 /* load a Hugging Face tokenizer.json into t (zeroed, kind set by the loader); -1 with a message */
 int tok_hf_load(struct tokenizer *t, const char *path);
 /* a GGUF "gpt2" vocab's pre-tokenizer, by tokenizer.ggml.pre name ("" = default GPT-2 regex) */
@@ -120,4 +132,28 @@ void tok_pipe_free(struct tok_pipe *p);
  * themselves, the other 68 for U+0100.. in byte order), and its inverse (-1 outside the map) */
 uint32_t tok_byte_to_unicode(unsigned b);
 int tok_unicode_to_byte(uint32_t cp);
+
+/* --- tok_added.c --- */
+struct json_t; /* jansson's json_t */
+/* t->added from root's "added_tokens" (after the normalizers are parsed: a token with
+ * "normalized" is matched in the normalized text) */
+int tok_added_init(struct tokenizer *t, const struct json_t *root, const char *path);
+void tok_added_free(struct tok_added *a);
+/* one piece of a text cut at added tokens: bytes [a, b), id of the added token or -1 for text */
+struct tok_seg {
+    size_t a, b;
+    int id;
+};
+/* cut s[0..n) at the added tokens of one matcher (normalized = false: tokens matched in the raw
+ * text; true: in the normalized text), leftmost-longest, lstrip/rstrip/single_word applied;
+ * specials skipped when split_special. *seg is grown as needed (*cap its capacity). */
+int tok_added_split(const struct tokenizer *t, bool normalized, bool split_special, const char *s,
+                    size_t n, struct tok_seg **seg, size_t *n_seg, size_t *cap);
+/* Rust char::is_whitespace: the White_Space property (Zs, Zl, Zp, U+0009..U+000D, U+0085) */
+bool tok_is_space(int32_t cp);
+/* true when the matcher of that kind has tokens */
+bool tok_added_any(const struct tokenizer *t, bool normalized);
+/* BOS, EOS and the default special tokens of a tokenizer.json from its post_processor and the
+ * tokenizer_config.json beside it (see tok_added.c) */
+int tok_specials_init(struct tokenizer *t, const struct json_t *root, const char *path);
 #endif

@@ -7,7 +7,8 @@
  *  - llama.cpp src/llama-vocab.cpp (ggml authors, MIT): GGUF tokenizer.ggml.* keys and defaults
  *    (add_space_prefix true, add_bos_token true for "llama"), token_to_id keeps the last id of a
  *    duplicated piece, token types 1..6, byte_to_token looks up "<0xXX>".
- * Special tokens are never produced from plain text (lm-eval's default); callers add BOS. */
+ * Added tokens written in the text are matched for tokenizer.json vocabularies (tok_added.c);
+ * llama2.c and GGUF vocabularies never produce a special token from text. */
 #include "eval/tokenizer.h"
 
 #include <errno.h>
@@ -370,6 +371,9 @@ void tokenizer_free(struct tokenizer *t) {
     free(t->merges.rank);
     free(t->merges.merged);
     tok_pipe_free(t->pipe);
+    tok_added_free(t->added);
+    free(t->sp_pre);
+    free(t->sp_post);
     free(t);
 }
 
@@ -426,8 +430,8 @@ int tokenizer_load(struct tokenizer **out, const char *path) {
     return 0;
 }
 
-int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bool add_bos,
-                     int **ids, int *n_ids) {
+static int encode(const struct tokenizer *t, const char *text, size_t len, bool add_bos,
+                  unsigned flags, int **ids, int *n_ids) {
     struct tok_ids v = {0};
     *ids = NULL;
     *n_ids = 0;
@@ -435,15 +439,19 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
     if (len > (size_t)INT32_MAX / 2)
         return err("tokenizer_encode: text of %zu bytes is too long (at most %d)", len,
                    INT32_MAX / 2);
-    if (add_bos) {
+    const bool special = flags & TOK_ENCODE_SPECIAL;
+    if (add_bos || (special && !t->has_sp && t->add_bos_default)) {
         if (t->bos < 0) return err("tokenizer_encode: this tokenizer has no BOS token");
         if (tok_ids_push(&v, t->bos)) return -1;
     }
     int rc = 0;
-    if (len) {
-        if (t->kind == TOK_KIND_BPE) rc = tok_bpe_encode(t, text, len, &v);
+    for (int i = 0; special && i < t->n_sp_pre && !rc; i++) rc = tok_ids_push(&v, t->sp_pre[i]);
+    if (len && !rc) {
+        if (t->kind == TOK_KIND_BPE)
+            rc = tok_bpe_encode(t, text, len, flags & TOK_ENCODE_SPLIT_SPECIAL, &v);
         else rc = tok_spm_encode(t, text, len, &v);
     }
+    for (int i = 0; special && i < t->n_sp_post && !rc; i++) rc = tok_ids_push(&v, t->sp_post[i]);
     if (rc || v.n > (size_t)INT32_MAX) {
         free(v.v);
         return rc ? -1 : err("tokenizer_encode: too many tokens");
@@ -453,6 +461,16 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bo
     *ids = v.v;
     *n_ids = (int)v.n;
     return 0;
+}
+
+int tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, bool add_bos,
+                     int **ids, int *n_ids) {
+    return encode(t, text, len, add_bos, 0, ids, n_ids);
+}
+
+int tokenizer_encode_ex(const struct tokenizer *t, const char *text, size_t len, unsigned flags,
+                        int **ids, int *n_ids) {
+    return encode(t, text, len, false, flags, ids, n_ids);
 }
 
 /* decoding: see tokenizer.h. Control tokens (BOS, EOS, chat markers) decode to "". */

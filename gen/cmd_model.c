@@ -141,7 +141,9 @@ out:
 
 static const char tok_help[] =
     "usage: lowbit tokenize (--model M | --tokenizer T) [--text-file F | TEXT] [--no-bos]\n"
-    "  Prints the token ids, one line, space separated.\n";
+    "  Prints the token ids, one line, space separated, with the tokenizer's default special\n"
+    "  tokens (Hugging Face's encode(text); BOS for llama2.c and SentencePiece GGUF) unless\n"
+    "  --no-bos.\n";
 
 int cmd_tokenize(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *file = NULL, *text = NULL, *v;
@@ -171,7 +173,7 @@ int cmd_tokenize(int argc, char **argv) {
         text = "";
     }
     if (!file) len = strlen(text);
-    if (tokenizer_encode(tok, text, len, bos && tokenizer_bos(tok) >= 0, &ids, &n)) goto out;
+    if (tokenizer_encode_ex(tok, text, len, bos ? TOK_ENCODE_SPECIAL : 0, &ids, &n)) goto out;
     for (int i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
     printf("\n");
     ret = 0;

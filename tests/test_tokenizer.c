@@ -537,7 +537,9 @@ static const char syn_text[] = "The cat's 12345 in the\n\nhat";
  *   hat:  a+t (3), h+at (12)                                      268 */
 #define SYN_LLAMA3_IDS 266, 261, 267, 32, 264, 51, 52, 53, 263, 258, 265, 268
 
-static void check_bytelevel_llama3(struct tokenizer *t) {
+/* hf: loaded from tokenizer.json (added tokens matched in the text, as transformers does), else
+ * from a GGUF vocab (llama.cpp's tokenize without parse_special: never) */
+static void check_bytelevel_llama3(struct tokenizer *t, bool hf) {
     T_EQ_STR(tokenizer_kind(t), "bpe");
     T_EQ_INT(tokenizer_vocab_size(t), SYN_N);
     T_EQ_INT(tokenizer_bos(t), 269);
@@ -549,9 +551,19 @@ static void check_bytelevel_llama3(struct tokenizer *t) {
     T_EQ_INT(tokenizer_encode(t, "", 0, false, &ids, &n), 0);
     T_EQ_INT(n, 0);
     free(ids);
-    /* "<|end_of_text|>" in the text is plain text, never the special token */
-    T_EQ_INT(tokenizer_encode(t, "<|end_of_text|>", 15, false, &ids, &n), 0);
+    /* "<|end_of_text|>" in the text is the special token (transformers' default,
+     * split_special_tokens=False), or plain text with TOK_ENCODE_SPLIT_SPECIAL; plain text
+     * always for a GGUF vocab */
+    if (hf) T_IDS(t, "The<|end_of_text|>The", false, 266, 270, 266);
+    T_EQ_INT(tokenizer_encode_ex(t, "<|end_of_text|>", 15, hf ? TOK_ENCODE_SPLIT_SPECIAL : 0,
+                                 &ids, &n), 0);
+    T_OK(n > 1);
     for (int i = 0; i < n; i++) T_OK(ids[i] < 256);
+    free(ids);
+    /* the default special tokens: the post-processor's template, BOS before the text */
+    T_EQ_INT(tokenizer_encode_ex(t, "The", 3, TOK_ENCODE_SPECIAL, &ids, &n), 0);
+    T_EQ_INT(n, 2);
+    if (n == 2) T_OK(ids[0] == 269 && ids[1] == 266);
     free(ids);
     roundtrip(t, syn_text, strlen(syn_text), true);
     const char *mixed = " na\xc3\xafve  caf\xc3\xa9\t\r\n 3.14159 \xf0\x9f\x9a\x80!";
@@ -574,7 +586,7 @@ static void test_hf_bytelevel(void) {
     if (!path) return;
     T_EQ_INT(tokenizer_load(&t, path), 0);
     if (!t) return;
-    check_bytelevel_llama3(t);
+    check_bytelevel_llama3(t, true);
     tokenizer_free(t);
 
     /* GPT-2 style: add_prefix_space gives " The"; the GPT-2 regex keeps " 12345" whole and
@@ -665,7 +677,7 @@ static void test_gguf_gpt2(void) {
     if (!path) return;
     T_EQ_INT(tokenizer_load(&t, path), 0);
     if (!t) return;
-    check_bytelevel_llama3(t);
+    check_bytelevel_llama3(t, false);
     tokenizer_free(t);
     err_set_quiet(true);
     T_ERR(tokenizer_load(&t, write_gpt2_gguf("bert")));
@@ -1008,6 +1020,107 @@ static void test_fuzz_empty_prefix_piece(void) {
     }
 }
 
+/* ===== added-token flags and normalizers on a one-character vocabulary ===== */
+
+/* a tokenizer.json whose pieces are the printable ASCII characters (id = the character's code, no
+ * merges), so every expected id list below is the text's characters after normalization, with
+ * the added tokens: 300 "<lt>" (special, lstrip), 301 "<rt>" (special, rstrip), 302 "ab"
+ * (single_word, not normalized), 303 "XY" (normalized: matched as "xy" after the normalizer),
+ * 304 "<sp>" (special) */
+static const char *write_flags_json(const char *name, const char *normalizer) {
+    json_t *vocab = json_object();
+    for (int c = 32; c < 127; c++) {
+        char k[2] = {(char)c, 0};
+        json_object_set_new(vocab, k, json_integer(c));
+    }
+    json_object_set_new(vocab, "<unk>", json_integer(200));
+    json_error_t je;
+    json_t *norm = json_loads(normalizer, JSON_DECODE_ANY, &je);
+    json_t *root = json_pack(
+        "{s:[{s:i, s:s, s:b, s:b, s:b, s:b, s:b}, {s:i, s:s, s:b, s:b, s:b, s:b, s:b},"
+        "    {s:i, s:s, s:b, s:b, s:b, s:b, s:b}, {s:i, s:s, s:b, s:b, s:b, s:b, s:b},"
+        "    {s:i, s:s, s:b}],"
+        " s:o, s:n, s:n, s:{s:s, s:s, s:o, s:[]}}",
+        "added_tokens",
+        "id", 300, "content", "<lt>", "special", 1, "lstrip", 1, "rstrip", 0, "single_word", 0,
+        "normalized", 0,
+        "id", 301, "content", "<rt>", "special", 1, "lstrip", 0, "rstrip", 1, "single_word", 0,
+        "normalized", 0,
+        "id", 302, "content", "ab", "special", 0, "lstrip", 0, "rstrip", 0, "single_word", 1,
+        "normalized", 0,
+        "id", 303, "content", "XY", "special", 0, "lstrip", 0, "rstrip", 0, "single_word", 0,
+        "normalized", 1,
+        "id", 304, "content", "<sp>", "special", 1,
+        "normalizer", norm, "pre_tokenizer", "post_processor", "model", "type", "BPE",
+        "unk_token", "<unk>", "vocab", vocab, "merges");
+    const char *out = tmp_path(name);
+    int rc = root ? json_dump_file(root, out, 0) : -1;
+    json_decref(root);
+    T_EQ_INT(rc, 0);
+    return rc ? NULL : out;
+}
+
+#define T_IDS_EX(tok, text, flags, ...)                                                            \
+    do {                                                                                           \
+        static const int want_[] = {__VA_ARGS__};                                                  \
+        int *got_ = NULL, n_ = -1;                                                                 \
+        T_EQ_INT(tokenizer_encode_ex((tok), (text), strlen(text), (flags), &got_, &n_), 0);        \
+        if (!ids_eq(got_, n_, want_, (int)LB_ARRAY_LEN(want_))) {                                  \
+            T_FAIL_("encode(\"%s\") ids differ", (text));                                          \
+            print_ids("got ", got_, n_);                                                           \
+            print_ids("want", want_, (int)LB_ARRAY_LEN(want_));                                    \
+        }                                                                                          \
+        free(got_);                                                                                \
+    } while (0)
+
+static void test_hf_added_flags(void) {
+    struct tokenizer *t = NULL;
+    const char *p = write_flags_json(
+        "flags1.json", "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFKD\"}, "
+                       "{\"type\": \"StripAccents\"}, {\"type\": \"Lowercase\"}]}");
+    if (!p || tokenizer_load(&t, p)) {
+        T_FAIL_("%s", err_last());
+        return;
+    }
+    T_IDS_EX(t, "\xc3\x87" "A", 0, 'c', 'a');        /* NFKD C + U+0327, mark dropped, lower */
+    T_IDS_EX(t, "\xef\xac\x81", 0, 'f', 'i');        /* U+FB01 -> "fi" */
+    T_IDS_EX(t, "x <lt>y", 0, 'x', 300, 'y');        /* lstrip takes the space */
+    T_IDS_EX(t, "x<rt> y", 0, 'x', 301, 'y');        /* rstrip takes the space */
+    T_IDS_EX(t, "x <rt> y", 0, 'x', ' ', 301, 'y');
+    T_IDS_EX(t, "ab", 0, 302);
+    T_IDS_EX(t, "c ab.", 0, 'c', ' ', 302, '.');
+    T_IDS_EX(t, "cab", 0, 'c', 'a', 'b');            /* single_word: a letter before it */
+    T_IDS_EX(t, "ab_", 0, 'a', 'b', '_');            /* '_' is a word character */
+    T_IDS_EX(t, "XY", 0, 303);                       /* normalized: "xy" after Lowercase */
+    T_IDS_EX(t, "xy xY", 0, 303, ' ', 303);
+    T_IDS_EX(t, "<LT>", 0, '<', 'l', 't', '>');      /* specials match the raw text only */
+    T_IDS_EX(t, "<sp>", 0, 304);
+    T_IDS_EX(t, "<sp>", TOK_ENCODE_SPLIT_SPECIAL, '<', 's', 'p', '>');
+    T_IDS_EX(t, "a<lt>", TOK_ENCODE_SPLIT_SPECIAL, 'a', '<', 'l', 't', '>');
+    T_IDS_EX(t, "ab", TOK_ENCODE_SPLIT_SPECIAL, 302); /* not special: still matched */
+    T_IDS_EX(t, "x", TOK_ENCODE_SPECIAL, 'x');       /* no post-processor: nothing added */
+    T_OK(!tokenizer_add_bos_default(t));
+    tokenizer_free(t);
+    t = NULL;
+    p = write_flags_json("flags2.json", "{\"type\": \"Strip\", \"strip_left\": true, "
+                                        "\"strip_right\": false}");
+    if (!p || tokenizer_load(&t, p)) {
+        T_FAIL_("%s", err_last());
+        return;
+    }
+    T_IDS_EX(t, " \t a b  ", 0, 'a', ' ', 'b', ' ', ' ');
+    T_IDS_EX(t, "x\xe3\x80\x80<sp>\xc2\xa0y", 0, 'x', 200, 304, 'y'); /* U+3000 is unk; pieces
+                                                                          stripped one by one */
+    tokenizer_free(t);
+    t = NULL;
+    p = write_flags_json("flags3.json", "{\"type\": \"Precompiled\", \"precompiled_charsmap\": \"\"}");
+    err_set_quiet(true);
+    T_ERR(p ? tokenizer_load(&t, p) : -1);
+    T_CONTAINS(err_last(), "normalizer \"Precompiled\" is not supported");
+    err_set_quiet(false);
+    tokenizer_free(t);
+}
+
 int main(void) {
     T_RUN(test_llama2c_tok512);
     T_RUN(test_llama2c_vocab_tests);
@@ -1020,6 +1133,7 @@ int main(void) {
     T_RUN(test_llama2c_vs_llamacpp);
     T_RUN(test_hf_metaspace);
     T_RUN(test_hf_corrupt);
+    T_RUN(test_hf_added_flags);
     T_RUN(test_wikitext);
     T_RUN(test_fuzz_split_empty_match);
     T_RUN(test_fuzz_empty_prefix_piece);
