@@ -677,79 +677,231 @@ static void resume_remove(const char *dir, int n_layers) {
     rmdir(dir);
 }
 
+/* one GPTQ run over a model (gptq_quantize_model's state, shared by its steps) */
+struct gq_run {
+    const struct model *m;
+    const struct gptq_model_opts *o;
+    const struct calib_set *cs;
+    bool quiet;
+    struct hfx_model hm;
+    struct model fm; /* the forward's view: m's tensors, with quantized layers swapped in */
+    struct calib_stream cst;
+    bool cst_ok;
+    struct gptq_hessian hs[SUB_COUNT];
+    struct gptq_prep prep;
+    struct capture cap;
+    int *idx; /* [n_layers][LIN_COUNT]: the export tensor of each block linear, -1 kept in float */
+    struct gptq_report *rep;
+    char rkey[65];   /* the resume state's key */
+    double fwd_base; /* block-pass seconds of the resumed blocks */
+};
+
+/* the export tensor of each block linear, and its plan */
+static int gq_plan(struct gq_run *g) {
+    const int n_layers = g->m->cfg.n_layers;
+    for (int l = 0; l < n_layers; l++)
+        for (int i = 0; i < LIN_COUNT; i++) {
+            char name[96];
+            lin_name(name, sizeof name, l, (enum lin)i);
+            int *x = &g->idx[l * LIN_COUNT + i];
+            *x = hfx_find(&g->hm, name);
+            if (*x < 0 || !g->hm.t[*x].linear)
+                return err("GPTQ: %s has no tensor %s", g->m->path, name);
+            struct hfx_tensor *t = &g->hm.t[*x];
+            const enum qplan plan = qformat_plan(false, t->K, t->N, g->o->q.bits, g->o->q.group,
+                                                 t->note, sizeof t->note);
+            if (plan != QPLAN_GROUP && !g->quiet)
+                fprintf(stderr, "gptq: %s: %s\n", t->module, t->note);
+            if (plan == QPLAN_FLOAT) *x = -1;
+        }
+    return 0;
+}
+
+/* the memory plan, refused before any work: the four Hessians, a factorization (two K x K while
+ * it is formed), one block's linears in fp32, the calibration stream (unless it spills), the
+ * solve's row tiles, the one-block forward state */
+static int gq_memory_plan(const struct gq_run *g) {
+    const struct model *m = g->m;
+    const double D = m->cfg.dim, Hd = m->cfg.hidden_dim, qd = m->cfg.n_heads * m->cfg.head_dim;
+    const double kmax = LB_MAX(LB_MAX(D, Hd), qd);
+    double blk = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        blk = LB_MAX(blk, (double)hfx_block_bytes(&g->hm, l));
+    int nth = 1;
+#ifdef _OPENMP
+    nth = omp_get_max_threads();
+#endif
+    const double need = 8.0 * (2 * D * D + qd * qd + Hd * Hd) + 16.0 * kmax * kmax + blk +
+                        (double)calib_stream_bytes(m, g->cs, false) +
+                        8.0 * nth * GPTQ_ROW_TILE * (2 * kmax + 2 * g->o->q.blocksize) +
+                        4.0 * g->cs->seqlen * (2 * D + 4 * qd + 2 * Hd) +
+                        8.0 * m->cfg.n_kv_heads * m->cfg.head_dim * 2.0 * g->cs->seqlen;
+    char what[4300];
+    snprintf(what, sizeof what, "GPTQ on %s (Hessians, one block in fp32, %d x %d calibration "
+             "tokens)", m->path, g->cs->n_samples, g->cs->seqlen);
+    return need > (double)SIZE_MAX / 2 || mem_check((size_t)need, what) ? -1 : 0;
+}
+
+/* resume: the blocks a killed run finished, re-written from their files, and the stream as it
+ * was after the last of them; *l_start: the first block to quantize */
+static int gq_resume(struct gq_run *g, const char *src_path, int *l_start) {
+    const char *dir = g->o->resume_dir;
+    const int n_layers = g->m->cfg.n_layers;
+    *l_start = 0;
+    resume_key(g->rkey, g->m, src_path, g->o, g->cs);
+    const int l_done = resume_state(dir, g->rkey, g->rep, g->quiet);
+    if (l_done >= n_layers) {
+        err("GPTQ resume: %s says block %d of %d is done", dir, l_done, n_layers);
+        resume_remove(dir, n_layers);
+        return -1;
+    }
+    for (int l = 0; l <= l_done; l++)
+        if (resume_load_block(dir, l, &g->hm, g->idx) || hfx_emit_block(&g->hm, l)) {
+            resume_remove(dir, n_layers); /* the next attempt starts anew */
+            return -1;
+        }
+    if (l_done >= 0) {
+        struct calib_stream *cst = &g->cst;
+        char xp[4400];
+        snprintf(xp, sizeof xp, "%s/x.bin", dir);
+        char *xb = NULL;
+        size_t xn = 0;
+        const size_t want = (size_t)cst->n * (size_t)cst->T * (size_t)cst->D * sizeof(float);
+        if (read_file_all(xp, "a GPTQ resume stream", &xb, &xn) || xn != want) {
+            if (xb) err("GPTQ resume: %s has %zu bytes, not %zu", xp, xn, want);
+            free(xb);
+            resume_remove(dir, n_layers);
+            return -1;
+        }
+        memcpy(cst->x, xb, want);
+        free(xb);
+        cst->block = l_done + 1, cst->next = FWD_QKV;
+        cst->n_block_passes = (long)(l_done + 1) * cst->n;
+        *l_start = l_done + 1;
+        g->rep->resumed_blocks = *l_start;
+        g->fwd_base = g->rep->forward_seconds;
+        if (!g->quiet)
+            fprintf(stderr, "gptq: resuming after block %d/%d (%s)\n", *l_start, n_layers, dir);
+    }
+    if (mkdir(dir, 0777) && errno != EEXIST)
+        return err("GPTQ resume: cannot create %s: %s", dir, strerror(errno));
+    return 0;
+}
+
+/* block l: its Hessians (true-sequentially, or in one probe), its linears quantized and swapped
+ * in, the quantized block's outputs as block l+1's inputs, the resume state, then the block into
+ * the checkpoint */
+static int gq_block(struct gq_run *g, int l) {
+    const struct gptq_model_opts *o = g->o;
+    struct gptq_report *rep = g->rep;
+    struct capture *cap = &g->cap;
+    const int *idx = g->idx + l * LIN_COUNT;
+    const double tl = now_s();
+    double loss_l = 0;
+    for (int i = 0; i < LIN_COUNT; i++)
+        if (idx[i] >= 0 && hfx_load(&g->hm, idx[i])) return -1;
+    /* true_sequential: stage s of the block collects sub-group s's input with the sub-groups
+     * before it already quantized; else one probe collects all four in float */
+    const int n_pass = o->true_sequential ? SUB_COUNT : 1;
+    for (int p = 0; p < n_pass; p++) {
+        rep->hessian_seconds += cap->seconds;
+        memset(cap, 0, sizeof *cap);
+        for (int s = 0; s < SUB_COUNT; s++) {
+            if (o->true_sequential && s != p) continue;
+            for (int i = 0; i < LIN_COUNT; i++)
+                if ((int)lin_info[i].stage == s && idx[i] >= 0) cap->h[s] = &g->hs[s];
+            cap->anchor[s] = &g->fm.layers[l].lin[lin_anchor((enum fwd_stage)s)];
+            if (cap->h[s]) gptq_hessian_reset(cap->h[s]);
+        }
+        if (o->true_sequential ? calib_stream_stage(&g->cst, l, (enum fwd_stage)p)
+                               : calib_stream_probe(&g->cst, l, FWD_DOWN))
+            return -1;
+        /* one factorization per input, shared by the sub-group's linears */
+        int prep_s = -1;
+        for (int i = 0; i < LIN_COUNT; i++) {
+            const int s = (int)lin_info[i].stage;
+            if (idx[i] < 0 || !cap->h[s]) continue;
+            struct hfx_tensor *t = &g->hm.t[idx[i]];
+            if (prep_s != s) {
+                const double ts = now_s();
+                gptq_prep_release(&g->prep);
+                /* H = 2/n·Σxᵀx in the accumulator's own buffer (reset before the next) */
+                if (gptq_hessian_get(cap->h[s], cap->h[s]->sum) ||
+                    gptq_prepare(cap->h[s]->sum, t->K, &o->q, t->module, &g->prep))
+                    return -1;
+                prep_s = s;
+                rep->solve_seconds += now_s() - ts;
+            }
+            struct gptq_opts q = o->q;
+            if (qformat_plan(false, t->K, t->N, q.bits, q.group, t->note, sizeof t->note) ==
+                QPLAN_CHANNEL)
+                q.group = -1;
+            struct gptq_layer_stats ls;
+            const double ts = now_s();
+            if (gptq_quantize_prepared(t->f32, t->N, &g->prep, &q, t->module, &t->q, &t->qbuf,
+                                       &ls))
+                return -1;
+            rep->solve_seconds += now_s() - ts;
+            t->quantized = true;
+            loss_l += ls.loss;
+            /* swap in the quantized weights (calib.h), fp32 in source row order */
+            calib_swap_in(g->m, t, lin_info[i].rope, &g->fm.layers[l].lin[i]);
+            if (!g->quiet && ls.n_dead)
+                fprintf(stderr, "gptq: %s: %d dead input columns (zeroed)\n", t->module,
+                        ls.n_dead);
+        }
+        gptq_prep_release(&g->prep);
+    }
+    /* the quantized block's outputs: block l+1's inputs */
+    rep->hessian_seconds += cap->seconds;
+    memset(cap, 0, sizeof *cap);
+    if (calib_stream_finish(&g->cst, l)) return -1;
+    rep->loss += loss_l;
+    rep->forward_seconds = g->fwd_base + g->cst.seconds;
+    rep->n_forward = (int)g->cst.n_block_passes;
+    /* the progress, for a run after a kill: this block's linears, then the stream */
+    if (o->resume_dir && (resume_save_block(o->resume_dir, l, &g->hm, g->idx) ||
+                          resume_save(o->resume_dir, g->rkey, l, rep, &g->cst)))
+        return -1;
+    /* for the tests of resume: die here as kill -9 would (LOWBIT_GPTQ_KILL_AFTER_BLOCK=N) */
+    const char *kill_after = getenv("LOWBIT_GPTQ_KILL_AFTER_BLOCK");
+    if (kill_after && atoi(kill_after) == l + 1) raise(SIGKILL);
+    /* the block into the checkpoint; the forward will not run it again */
+    if (hfx_emit_block(&g->hm, l)) return -1;
+    g->fm.layers[l] = g->m->layers[l];
+    if (!g->quiet)
+        fprintf(stderr, "gptq: block %d/%d: loss %.6g (%.2f s; so far: block passes %.1f s, of "
+                "which Hessians %.1f s; solves %.1f s)\n", l + 1, g->m->cfg.n_layers, loss_l,
+                now_s() - tl, g->cst.seconds, rep->hessian_seconds, rep->solve_seconds);
+    return 0;
+}
+
 int gptq_quantize_model(const struct model *m, const char *src_path,
                         const struct gptq_model_opts *o, const struct calib_set *cs,
                         const char *out, bool quiet, struct hfx_stats *st, struct gptq_report *rep) {
     memset(rep, 0, sizeof *rep);
     const double t0 = now_s();
     const int n_layers = m->cfg.n_layers;
-    struct hfx_model hm = {0};
-    struct model fm = *m; /* the forward's view: m's tensors, with quantized layers swapped in */
-    struct calib_stream cst;
-    struct gptq_hessian hs[SUB_COUNT];
-    struct gptq_prep prep = {0};
+    struct gq_run g = {.m = m, .o = o, .cs = cs, .quiet = quiet, .fm = *m, .rep = rep};
+    g.fm.layers = NULL;
     json_t *extra = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:b, s:i}", "calib_set", cs->path,
                               "calib_sha256", cs->file_sha256, "calib_tokens_sha256",
                               cs->tokens_sha256, "calib_nsamples", cs->n_samples, "calib_seqlen",
                               cs->seqlen, "seed", (json_int_t)cs->seed, "calib_bos", cs->bos,
                               "blocksize", o->q.blocksize);
-    int *idx = NULL, ret = -1;
-    bool fwd_ok = false;
-    memset(hs, 0, sizeof hs);
-    fm.layers = NULL;
-    if (!extra || hfx_collect(&hm, m, src_path, true)) goto out;
-    fm.layers = xmalloc((size_t)n_layers * sizeof *fm.layers, "layers");
-    idx = xmalloc((size_t)n_layers * LIN_COUNT * sizeof *idx, "layers");
-    if (!fm.layers || !idx) goto out;
-    memcpy(fm.layers, m->layers, (size_t)n_layers * sizeof *fm.layers);
-    /* the export tensor of each block linear, and its plan */
-    for (int l = 0; l < n_layers; l++)
-        for (int i = 0; i < LIN_COUNT; i++) {
-            char name[96];
-            lin_name(name, sizeof name, l, (enum lin)i);
-            int *x = &idx[l * LIN_COUNT + i];
-            *x = hfx_find(&hm, name);
-            if (*x < 0 || !hm.t[*x].linear) {
-                err("GPTQ: %s has no tensor %s", m->path, name);
-                goto out;
-            }
-            struct hfx_tensor *t = &hm.t[*x];
-            const enum qplan plan = qformat_plan(false, t->K, t->N, o->q.bits, o->q.group, t->note,
-                                                 sizeof t->note);
-            if (plan != QPLAN_GROUP && !quiet) fprintf(stderr, "gptq: %s: %s\n", t->module, t->note);
-            if (plan == QPLAN_FLOAT) *x = -1;
-        }
-    /* the memory plan, refused before any work: the four Hessians, a factorization (two K x K
-     * while it is formed), one block's linears in fp32, the calibration stream (unless it
-     * spills), the solve's row tiles, the one-block forward state */
-    {
-        const double D = m->cfg.dim, Hd = m->cfg.hidden_dim, qd = m->cfg.n_heads * m->cfg.head_dim;
-        const double kmax = LB_MAX(LB_MAX(D, Hd), qd);
-        double blk = 0;
-        for (int l = 0; l < n_layers; l++) blk = LB_MAX(blk, (double)hfx_block_bytes(&hm, l));
-        int nth = 1;
-#ifdef _OPENMP
-        nth = omp_get_max_threads();
-#endif
-        const double need = 8.0 * (2 * D * D + qd * qd + Hd * Hd) + 16.0 * kmax * kmax + blk +
-                            (double)calib_stream_bytes(m, cs, false) +
-                            8.0 * nth * GPTQ_ROW_TILE * (2 * kmax + 2 * o->q.blocksize) +
-                            4.0 * cs->seqlen * (2 * D + 4 * qd + 2 * Hd) +
-                            8.0 * m->cfg.n_kv_heads * m->cfg.head_dim * 2.0 * cs->seqlen;
-        char what[4300];
-        snprintf(what, sizeof what, "GPTQ on %s (Hessians, one block in fp32, %d x %d calibration "
-                 "tokens)", m->path, cs->n_samples, cs->seqlen);
-        if (need > (double)SIZE_MAX / 2 || mem_check((size_t)need, what)) goto out;
-    }
+    int ret = -1;
+    if (!extra || hfx_collect(&g.hm, m, src_path, true)) goto out;
+    g.fm.layers = xmalloc((size_t)n_layers * sizeof *g.fm.layers, "layers");
+    g.idx = xmalloc((size_t)n_layers * LIN_COUNT * sizeof *g.idx, "layers");
+    if (!g.fm.layers || !g.idx) goto out;
+    memcpy(g.fm.layers, m->layers, (size_t)n_layers * sizeof *g.fm.layers);
+    if (gq_plan(&g) || gq_memory_plan(&g)) goto out;
     for (int s = 0; s < SUB_COUNT; s++)
-        if (gptq_hessian_init(&hs[s], lin_dim(&m->cfg, lin_info[lin_anchor(s)].in)))
-            goto out;
-    if (calib_stream_init(&cst, &fm, cs, false, out)) goto out;
-    fwd_ok = true;
-    struct capture cap;
-    memset(&cap, 0, sizeof cap);
-    cst.fs.mm_hook = capture_hook;
-    cst.fs.mm_hook_ctx = &cap;
+        if (gptq_hessian_init(&g.hs[s], lin_dim(&m->cfg, lin_info[lin_anchor(s)].in))) goto out;
+    if (calib_stream_init(&g.cst, &g.fm, cs, false, out)) goto out;
+    g.cst_ok = true;
+    g.cst.fs.mm_hook = capture_hook;
+    g.cst.fs.mm_hook_ctx = &g.cap;
 
     /* the checkpoint is written as the blocks are done: one block in fp32 at a time */
     const struct gptq_write_opts go = {.bits = o->q.bits, .group = o->q.group, .sym = o->q.sym,
@@ -758,145 +910,23 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
                                        .true_sequential = o->true_sequential,
                                        .static_groups = false, .quantizer = "gptq",
                                        .extra = extra};
-    if (gptq_write_begin(&hm, &go, out, st)) goto out;
-    /* resume: the blocks a killed run finished, re-written from their files */
-    char rkey[65] = "";
+    if (gptq_write_begin(&g.hm, &go, out, st)) goto out;
     int l_start = 0;
-    double fwd_base = 0; /* block-pass seconds of the resumed blocks */
-    if (o->resume_dir) {
-        resume_key(rkey, m, src_path, o, cs);
-        const int l_done = resume_state(o->resume_dir, rkey, rep, quiet);
-        if (l_done >= n_layers) {
-            err("GPTQ resume: %s says block %d of %d is done", o->resume_dir, l_done, n_layers);
-            resume_remove(o->resume_dir, n_layers);
-            goto out;
-        }
-        for (int l = 0; l <= l_done; l++)
-            if (resume_load_block(o->resume_dir, l, &hm, idx) || hfx_emit_block(&hm, l)) {
-                resume_remove(o->resume_dir, n_layers); /* the next attempt starts anew */
-                goto out;
-            }
-        if (l_done >= 0) {
-            char xp[4400];
-            snprintf(xp, sizeof xp, "%s/x.bin", o->resume_dir);
-            char *xb = NULL;
-            size_t xn = 0;
-            const size_t want = (size_t)cst.n * (size_t)cst.T * (size_t)cst.D * sizeof(float);
-            if (read_file_all(xp, "a GPTQ resume stream", &xb, &xn) || xn != want) {
-                if (xb) err("GPTQ resume: %s has %zu bytes, not %zu", xp, xn, want);
-                free(xb);
-                resume_remove(o->resume_dir, n_layers);
-                goto out;
-            }
-            memcpy(cst.x, xb, want);
-            free(xb);
-            cst.block = l_done + 1, cst.next = FWD_QKV;
-            cst.n_block_passes = (long)(l_done + 1) * cst.n;
-            l_start = l_done + 1;
-            rep->resumed_blocks = l_start;
-            fwd_base = rep->forward_seconds;
-            if (!quiet)
-                fprintf(stderr, "gptq: resuming after block %d/%d (%s)\n", l_start, n_layers,
-                        o->resume_dir);
-        }
-        if (mkdir(o->resume_dir, 0777) && errno != EEXIST) {
-            err("GPTQ resume: cannot create %s: %s", o->resume_dir, strerror(errno));
-            goto out;
-        }
-    }
-    for (int l = l_start; l < n_layers; l++) {
-        const double tl = now_s();
-        double loss_l = 0;
-        for (int i = 0; i < LIN_COUNT; i++)
-            if (idx[l * LIN_COUNT + i] >= 0 && hfx_load(&hm, idx[l * LIN_COUNT + i]))
-                goto out;
-        /* true_sequential: stage s of the block collects sub-group s's input with the sub-groups
-         * before it already quantized; else one probe collects all four in float */
-        const int n_pass = o->true_sequential ? SUB_COUNT : 1;
-        for (int p = 0; p < n_pass; p++) {
-            rep->hessian_seconds += cap.seconds;
-            memset(&cap, 0, sizeof cap);
-            for (int s = 0; s < SUB_COUNT; s++) {
-                if (o->true_sequential && s != p) continue;
-                for (int i = 0; i < LIN_COUNT; i++)
-                    if ((int)lin_info[i].stage == s && idx[l * LIN_COUNT + i] >= 0)
-                        cap.h[s] = &hs[s];
-                cap.anchor[s] = &fm.layers[l].lin[lin_anchor((enum fwd_stage)s)];
-                if (cap.h[s]) gptq_hessian_reset(cap.h[s]);
-            }
-            if (o->true_sequential ? calib_stream_stage(&cst, l, (enum fwd_stage)p)
-                                   : calib_stream_probe(&cst, l, FWD_DOWN))
-                goto out;
-            /* one factorization per input, shared by the sub-group's linears */
-            int prep_s = -1;
-            for (int i = 0; i < LIN_COUNT; i++) {
-                const int x = idx[l * LIN_COUNT + i], s = (int)lin_info[i].stage;
-                if (x < 0 || !cap.h[s]) continue;
-                struct hfx_tensor *t = &hm.t[x];
-                if (prep_s != s) {
-                    const double ts = now_s();
-                    gptq_prep_release(&prep);
-                    /* H = 2/n·Σxᵀx in the accumulator's own buffer (reset before the next) */
-                    if (gptq_hessian_get(cap.h[s], cap.h[s]->sum) ||
-                        gptq_prepare(cap.h[s]->sum, t->K, &o->q, t->module, &prep))
-                        goto out;
-                    prep_s = s;
-                    rep->solve_seconds += now_s() - ts;
-                }
-                struct gptq_opts q = o->q;
-                if (qformat_plan(false, t->K, t->N, q.bits, q.group, t->note, sizeof t->note) ==
-                    QPLAN_CHANNEL)
-                    q.group = -1;
-                struct gptq_layer_stats ls;
-                const double ts = now_s();
-                if (gptq_quantize_prepared(t->f32, t->N, &prep, &q, t->module, &t->q, &t->qbuf,
-                                           &ls))
-                    goto out;
-                rep->solve_seconds += now_s() - ts;
-                t->quantized = true;
-                loss_l += ls.loss;
-                /* swap in the quantized weights (calib.h), fp32 in source row order */
-                calib_swap_in(m, t, lin_info[i].rope, &fm.layers[l].lin[i]);
-                if (!quiet && ls.n_dead)
-                    fprintf(stderr, "gptq: %s: %d dead input columns (zeroed)\n", t->module,
-                            ls.n_dead);
-            }
-            gptq_prep_release(&prep);
-        }
-        /* the quantized block's outputs: block l+1's inputs */
-        rep->hessian_seconds += cap.seconds;
-        memset(&cap, 0, sizeof cap);
-        if (calib_stream_finish(&cst, l)) goto out;
-        rep->loss += loss_l;
-        rep->forward_seconds = fwd_base + cst.seconds;
-        rep->n_forward = (int)cst.n_block_passes;
-        /* the progress, for a run after a kill: this block's linears, then the stream */
-        if (o->resume_dir && (resume_save_block(o->resume_dir, l, &hm, idx) ||
-                              resume_save(o->resume_dir, rkey, l, rep, &cst)))
-            goto out;
-        /* for the tests of resume: die here as kill -9 would (LOWBIT_GPTQ_KILL_AFTER_BLOCK=N) */
-        const char *kill_after = getenv("LOWBIT_GPTQ_KILL_AFTER_BLOCK");
-        if (kill_after && atoi(kill_after) == l + 1) raise(SIGKILL);
-        /* the block into the checkpoint; the forward will not run it again */
-        if (hfx_emit_block(&hm, l)) goto out;
-        fm.layers[l] = m->layers[l];
-        if (!quiet)
-            fprintf(stderr, "gptq: block %d/%d: loss %.6g (%.2f s; so far: block passes %.1f s, of "
-                    "which Hessians %.1f s; solves %.1f s)\n", l + 1, n_layers, loss_l,
-                    now_s() - tl, cst.seconds, rep->hessian_seconds, rep->solve_seconds);
-    }
+    if (o->resume_dir && gq_resume(&g, src_path, &l_start)) goto out;
+    for (int l = l_start; l < n_layers; l++)
+        if (gq_block(&g, l)) goto out;
     rep->seconds = now_s() - t0;
     json_object_set_new(extra, "loss", json_real(rep->loss));
-    ret = gptq_write(&hm, &go, out, st);
+    ret = gptq_write(&g.hm, &go, out, st);
     if (!ret && o->resume_dir) resume_remove(o->resume_dir, n_layers);
 out:
     json_decref(extra);
-    if (fwd_ok) calib_stream_release(&cst);
-    for (int s = 0; s < SUB_COUNT; s++) gptq_hessian_release(&hs[s]);
-    gptq_prep_release(&prep);
-    free(idx);
-    free(fm.layers);
-    hfx_release(&hm);
+    if (g.cst_ok) calib_stream_release(&g.cst);
+    for (int s = 0; s < SUB_COUNT; s++) gptq_hessian_release(&g.hs[s]);
+    gptq_prep_release(&g.prep);
+    free(g.idx);
+    free(g.fm.layers);
+    hfx_release(&g.hm);
     return ret;
 }
 
