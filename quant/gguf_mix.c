@@ -23,7 +23,7 @@
 
 #include "eval/gguf.h"
 #include "eval/tok_impl.h"
-#include "quant/ggml_quants.h"
+#include "kernels/ggml_quants.h"
 #include "quant/imatrix.h"
 #include "quant/quant.h"
 

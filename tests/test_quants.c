@@ -17,7 +17,7 @@
 #include "eval/sha256.h"
 #include "eval/tokenizer.h"
 #include "kernels/matmul.h"
-#include "quant/ggml_quants.h"
+#include "kernels/ggml_quants.h"
 #include "quant/gguf_mix.h"
 #include "quant/imatrix.h"
 #include "t.h"
