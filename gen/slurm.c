@@ -31,7 +31,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -624,27 +623,11 @@ struct res {
     char mem[32], time[32];
 };
 
-/* bytes of the model's files (a file or a directory's regular files); 0 when unreadable */
-static long long tree_bytes;
-static int tree_add(const char *p, const struct stat *st, int flag, struct FTW *f) {
-    (void)p, (void)f;
-    if (flag == FTW_F) tree_bytes += (long long)st->st_size;
-    return 0;
-}
-static long long model_bytes(const char *path) {
-    struct stat st;
-    if (stat(path, &st)) return 0;
-    if (!S_ISDIR(st.st_mode)) return (long long)st.st_size;
-    tree_bytes = 0;
-    if (nftw(path, tree_add, 16, FTW_PHYS)) return 0;
-    return tree_bytes;
-}
-
 /* the defaults (README: Running on a Slurm cluster): memory 1 GiB + 4x the model's files (6x
  * when the recipe calibrates), in 256 MiB steps; time 1 h + 1 h per GB of model files, x3 when
  * calibrating, x4 with --full */
 static void job_res(const struct job *j, const struct res *force, bool full, struct res *r) {
-    const long long bytes = model_bytes(j->model_path);
+    const long long bytes = LB_MAX(path_bytes(j->model_path), 0); /* 0 when unreadable */
     const struct qmethod_info *qi =
         j->recipe.method < QMETHOD_COUNT ? qmethod_get(j->recipe.method) : NULL;
     const bool calib = qi && qi->needs_calib;

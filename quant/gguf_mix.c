@@ -78,11 +78,6 @@ static bool is_block_type(enum dtype t) {
 
 /* ===== which tensors, which category ===== */
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
 bool gguf_mix_quantizable(const struct gguf_mix_tensor *t, bool leave_output) {
     static const char *const never[] = {
         "_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel",

@@ -14,7 +14,7 @@
 #include "eval/forward.h"
 #include "eval/gguf.h"
 #include "eval/model.h"
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "eval/tokenizer.h"
 #include "kernels/matmul.h"
 #include "kernels/ggml_quants.h"
