@@ -1,6 +1,7 @@
 # lowbit: the low-bit quantized LLM leaderboard.  Plain GNU make with knobs (see README.md).
 #   make            build out/lowbit
 #   make test       build and run every tests/test_*.c, ending with "tests: N passed, N failed"
+#                   (tests/test_layers.c: the include layering, base <- kernels <- eval <- quant <- gen)
 #   make check      the same under AddressSanitizer + UBSan (objects in out/build-check)
 #   make test-slurm only tests/test_slurm.c: lowbit slurm on a one-node Slurm cluster (as root)
 #   make bench      speed figures, each beside llama.cpp measured in the same run

@@ -2,9 +2,9 @@
  * GGML_ABORT).
  *
  * Three kinds of failure, three tools:
- *  - bad input, I/O, resources: `return err("what, where, what was expected")`. err() prints one line
- *    "lowbit: <message>" on stderr (the source location follows in brackets when LOWBIT_DEBUG is
- *    set), keeps the message for err_last(), and returns -1.
+ *  - bad input, I/O, resources: `return err("what, where, what was expected")`. err() prints one
+ *    line "lowbit: <message>" on stderr (the source location follows in brackets when
+ *    LOWBIT_DEBUG is set), keeps the message for err_last(), and returns -1.
  *  - impossible states: BUG("...") / ASSERT(x) print file:line and abort().
  *  - exit() only in gen/main.c. */
 #ifndef KERNELS_BASE_ERR_H

@@ -174,7 +174,8 @@ static long long dir_bytes(int dfd) {
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW)) continue;
         if (S_ISDIR(st.st_mode)) {
-            const int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            const int sub = openat(dirfd(d), e->d_name,
+                                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0) total += dir_bytes(sub);
         } else if (!S_ISLNK(st.st_mode)) {
             total += (long long)st.st_size;

@@ -1,4 +1,5 @@
-/* kernels/base/sha256.h: SHA-256 (FIPS 180-4), for the provenance hashes of task data and model files.
+/* kernels/base/sha256.h: SHA-256 (FIPS 180-4), for the provenance hashes of task data and model
+ * files, and for job keys.
  *
  *   struct sha256 h;
  *   sha256_init(&h);
