@@ -449,9 +449,10 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
         goto out;
     }
     char dir[PIPE_PATH_MAX], out_path[PIPE_PATH_MAX];
-    pipe_path(dir, sizeof dir, o->out_dir, "results", NULL, NULL);
-    pipe_path(out_path, sizeof out_path, o->out_dir, "results", key, ".json");
-    if (pipe_mkdirs(dir) || pipe_write_json(out_path, res)) goto out;
+    if (pipe_path(dir, sizeof dir, o->out_dir, "results", NULL, NULL) ||
+        pipe_path(out_path, sizeof out_path, o->out_dir, "results", key, ".json") ||
+        pipe_mkdirs(dir) || pipe_write_json(out_path, res))
+        goto out;
     if (!o->quiet)
         fprintf(stderr, "import: %s (%s): model %s, recipe %s, %d tasks (%d skipped) -> %s\n",
                 path, origin, model_id, recipe_id, kept, skipped, out_path);

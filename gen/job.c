@@ -44,10 +44,14 @@
 
 /* ===== files ===== */
 
-void pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, const char *key,
-               const char *ext) {
-    snprintf(buf, size, "%s/%s%s%s%s", out_dir, sub, key ? "/" : "", key ? key : "",
-             ext ? ext : "");
+int pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, const char *key,
+              const char *ext) {
+    const int n = snprintf(buf, size, "%s/%s%s%s%s", out_dir, sub, key ? "/" : "", key ? key : "",
+                           ext ? ext : "");
+    if (n >= 0 && (size_t)n < size) return 0;
+    buf[0] = 0; /* never a cut path, which could name another file */
+    return err("%s/%s%s%s%s: a path of %d bytes; lowbit takes at most %zu here", out_dir, sub,
+               key ? "/" : "", key ? key : "", ext ? ext : "", n, size - 1);
 }
 
 int pipe_dir_check(const char *dir, const char *what) {
@@ -300,9 +304,9 @@ static int result_write(struct result *r, const char *out_dir, const char *key, 
         free(tail);
         json_object_set_new(r->root, "failure", json_string(pipe_failure_name(kind)));
     }
-    pipe_path(path, sizeof path, out_dir, "results", NULL, NULL);
-    if (pipe_mkdirs(path)) return -1;
-    pipe_path(path, sizeof path, out_dir, "results", key, ".json");
+    if (pipe_path(path, sizeof path, out_dir, "results", NULL, NULL) || pipe_mkdirs(path) ||
+        pipe_path(path, sizeof path, out_dir, "results", key, ".json"))
+        return -1;
     return pipe_write_json(path, r->root);
 }
 

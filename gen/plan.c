@@ -482,8 +482,9 @@ int plan_make(const struct plan_inputs *in, struct plan *p) {
     if (in->tasks && plan_eval_tasks(ev, in->tasks)) goto out;
     if (in->limit) plan_eval_limit(ev, in->limit);
     if (plan_eval_hash(ev)) goto out;
-    pipe_path(cache, sizeof cache, in->out, "cache", NULL, NULL);
-    if (plan_build(p, models, n_models, recipes, n_recipes, ev, cache)) goto out;
+    if (pipe_path(cache, sizeof cache, in->out, "cache", NULL, NULL) ||
+        plan_build(p, models, n_models, recipes, n_recipes, ev, cache))
+        goto out;
     ret = 0;
 out:
     free(models);

@@ -202,8 +202,8 @@ static int cmp_tag_desc(const void *a, const void *b) {
 /* read OUT/slurm/<tag>/submission.json of every tag (a malformed one is reported and skipped) */
 static int survey_load(struct survey *s, const char *out) {
     char dir[PIPE_PATH_MAX];
-    pipe_path(dir, sizeof dir, out, "slurm", NULL, NULL);
     memset(s, 0, sizeof *s);
+    if (pipe_path(dir, sizeof dir, out, "slurm", NULL, NULL)) return -1;
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT ? 0 : err("%s: cannot read: %s", dir, strerror(errno));
     char **names = NULL;
@@ -566,8 +566,7 @@ static int survey_mark_lost(struct survey *s, const char *out, bool quiet) {
 /* OUT/slurm/.lock, held until the process ends or the fd is closed */
 static int lock_slurm(const char *out) {
     char dir[PIPE_PATH_MAX], path[PIPE_PATH_MAX + 16];
-    pipe_path(dir, sizeof dir, out, "slurm", NULL, NULL);
-    if (pipe_mkdirs(dir)) return -1;
+    if (pipe_path(dir, sizeof dir, out, "slurm", NULL, NULL) || pipe_mkdirs(dir)) return -1;
     snprintf(path, sizeof path, "%s/.lock", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return err("%s: cannot open: %s", path, strerror(errno));
@@ -806,8 +805,9 @@ static int submit(const struct submit_opts *o) {
     if (bl <= 0 || !getcwd(cwd, sizeof cwd))
         return err("slurm: cannot find this lowbit binary or the current directory");
     bin[bl] = 0;
-    pipe_path(db, sizeof db, out, "lowbit.db", NULL, NULL);
-    pipe_path(site, sizeof site, out, "site", NULL, NULL);
+    if (pipe_path(db, sizeof db, out, "lowbit.db", NULL, NULL) ||
+        pipe_path(site, sizeof site, out, "site", NULL, NULL))
+        return -1;
     if (o->db) snprintf(db, sizeof db, "%s", o->db);
     if (o->site) snprintf(site, sizeof site, "%s", o->site);
 
@@ -878,10 +878,9 @@ static int submit(const struct submit_opts *o) {
     snprintf(sub, sizeof sub, "%s/slurm/%s", out, tag);
     snprintf(path, sizeof path, "%s/logs", sub);
     if (pipe_mkdirs(path)) goto out;
-    pipe_path(dir, sizeof dir, out, "logs", NULL, NULL);
-    if (!o->dry_run && pipe_mkdirs(dir)) goto out;
-    pipe_path(dir, sizeof dir, out, "results", NULL, NULL);
-    if (!o->dry_run && pipe_mkdirs(dir)) goto out;
+    if (pipe_path(dir, sizeof dir, out, "logs", NULL, NULL) || (!o->dry_run && pipe_mkdirs(dir)) ||
+        pipe_path(dir, sizeof dir, out, "results", NULL, NULL) || (!o->dry_run && pipe_mkdirs(dir)))
+        goto out;
     for (int i = 0; i < n_todo; i++)
         if (run_write_spec(out, &p.jobs[todo[i]], path, sizeof path)) goto out;
 
@@ -1095,8 +1094,9 @@ static int slurm_collect(const struct plan_inputs *in, const char *db, bool quie
     lock = -1;
     if (plan_make(in, &p)) goto out;
     char results[PIPE_PATH_MAX], db_path[PIPE_PATH_MAX];
-    pipe_path(results, sizeof results, in->out, "results", NULL, NULL);
-    pipe_path(db_path, sizeof db_path, in->out, "lowbit.db", NULL, NULL);
+    if (pipe_path(results, sizeof results, in->out, "results", NULL, NULL) ||
+        pipe_path(db_path, sizeof db_path, in->out, "lowbit.db", NULL, NULL))
+        goto out;
     if (db) snprintf(db_path, sizeof db_path, "%s", db);
     struct collect_opts co = {.results_dir = results, .db_path = db_path, .plan = &p,
                               .quiet = quiet};
@@ -1171,7 +1171,8 @@ static int submit_opt(int argc, char **argv, int *i, struct submit_opts *o, int 
         return rc < 0 || check_word(v, "--partition", NULL) ? -1 : (o->partition = v, 1);
     if ((rc = cli_opt(argc, argv, i, "--account", &v)))
         return rc < 0 || check_word(v, "--account", NULL) ? -1 : (o->account = v, 1);
-    if ((rc = cli_opt(argc, argv, i, "--site", &v))) return rc < 0 ? -1 : (o->site = v, 1);
+    if ((rc = cli_opt(argc, argv, i, "--site", &v)))
+        return rc < 0 || pipe_dir_check(v, "--site") ? -1 : (o->site = v, 1);
     if ((rc = cli_opt(argc, argv, i, "--max-running", &v)))
         return rc < 0 || cli_int(v, "--max-running", 1, 1 << 20, &o->max_running) ? -1 : 1;
     if ((rc = cli_opt(argc, argv, i, "--sbatch-arg", &v))) {
@@ -1209,14 +1210,14 @@ int cmd_slurm(int argc, char **argv) {
         }
         if (is_status) {
             if (!(rc = cli_opt(argc, argv, &i, "--out", &v))) return cli_unknown("slurm status", a);
-            if (rc < 0) return -1;
+            if (rc < 0 || pipe_dir_check(v, "--out")) return -1;
             o.in.out = v;
             continue;
         }
         if ((rc = plan_opt(argc, argv, &i, &o.in))) {
             if (rc < 0) return -1;
         } else if ((rc = cli_opt(argc, argv, &i, "--db", &v))) {
-            if (rc < 0) return -1;
+            if (rc < 0 || pipe_dir_check(v, "--db")) return -1;
             o.db = v;
         } else if (is_collect) {
             return cli_unknown("slurm collect", a);

@@ -12,7 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* FNV-1a over n bytes, continuing from h (FNV1A64_INIT to start) */
+/* FNV-1a over n bytes, continuing from h (FNV1A64_INIT to start). The start value is the one the
+ * tree has always used, 1469598103934665603: FNV's offset basis is 14695981039346656037, a digit
+ * longer. Kept: lowbit train's run keys (checkpoints, resume) are hashed with it, and any start
+ * value hashes as well. */
 #define FNV1A64_INIT 1469598103934665603ull
 static inline uint64_t fnv1a64(uint64_t h, const void *p, size_t n) {
     const unsigned char *b = p;
