@@ -458,10 +458,14 @@ static int ckpt_write(const char *path, const struct train_model *tm, uint64_t k
                           .key = key, .step = (uint64_t)step, .rng = rng, .n = tm->n,
                           .seconds = seconds};
     ckpt_cfg(&tm->c, h.cfg);
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char *tmp = xstrfmt("%s.tmp", path);
+    if (!tmp) return -1;
     FILE *f = fopen(tmp, "wb");
-    if (!f) return err("%s: cannot write: %s", tmp, strerror(errno));
+    if (!f) {
+        err("%s: cannot write: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
     bool ok = fwrite(&h, sizeof h, 1, f) == 1 &&
               fwrite(cv->r, sizeof(double) * CURVE_COLS, (size_t)cv->n, f) == (size_t)cv->n &&
               fwrite(tm->w, sizeof(float), tm->n, f) == tm->n &&
@@ -471,8 +475,10 @@ static int ckpt_write(const char *path, const struct train_model *tm, uint64_t k
     if (!ok || rename(tmp, path)) {
         int e = errno;
         unlink(tmp);
+        free(tmp);
         return err("%s: cannot write the checkpoint: %s", path, strerror(e));
     }
+    free(tmp);
     return 0;
 }
 

@@ -80,9 +80,12 @@ void plan_eval_default(struct eval_spec *ev, bool full) {
     }
     ev->seed = 1234;
     const char *d = getenv("LOWBIT_DATA");
-    snprintf(ev->data_dir, sizeof ev->data_dir, "%s", d && *d ? d : "../shared/data");
-    snprintf(ev->text, sizeof ev->text, "%.3900s/datasets/wikitext-2/wikitext-2-raw/wiki.test.raw",
-             ev->data_dir);
+    /* a LOWBIT_DATA that does not fit is left "" (plan_make refuses it); never cut short */
+    const int n = snprintf(ev->data_dir, sizeof ev->data_dir, "%s", d && *d ? d : "../shared/data");
+    const int k = snprintf(ev->text, sizeof ev->text,
+                           "%s/datasets/wikitext-2/wikitext-2-raw/wiki.test.raw", ev->data_dir);
+    if (n < 0 || (size_t)n >= sizeof ev->data_dir || k < 0 || (size_t)k >= sizeof ev->text)
+        ev->data_dir[0] = ev->text[0] = 0;
 }
 
 int plan_eval_tasks(struct eval_spec *ev, const char *list) {
@@ -367,16 +370,23 @@ static void model_error_set(struct job *j, const char *prefix, const char *msg) 
     free(c);
 }
 
-/* the tokenizer a llama2.c file uses when none is named: tokenizer.bin beside it */
-static void implicit_tokenizer(const char *model_path, char *out, size_t size) {
+/* the tokenizer a llama2.c file uses when none is named: tokenizer.bin beside it ("" when there
+ * is none); -1 when its path does not fit out */
+static int implicit_tokenizer(const char *model_path, char *out, size_t size) {
     out[0] = 0;
     struct stat st;
-    if (stat(model_path, &st) || !S_ISREG(st.st_mode)) return;
-    if (ends_with(model_path, ".gguf")) return;
+    if (stat(model_path, &st) || !S_ISREG(st.st_mode)) return 0;
+    if (ends_with(model_path, ".gguf")) return 0;
     const char *slash = strrchr(model_path, '/');
     int dir = slash ? (int)(slash - model_path) : 0;
-    snprintf(out, size, "%.*s%stokenizer.bin", dir, model_path, slash ? "/" : "");
+    const int n = snprintf(out, size, "%.*s%stokenizer.bin", dir, model_path, slash ? "/" : "");
+    if (n < 0 || (size_t)n >= size) {
+        out[0] = 0;
+        return err("%s: the path of a tokenizer.bin beside it is too long (%d bytes)", model_path,
+                   n);
+    }
     if (access(out, R_OK)) out[0] = 0;
+    return 0;
 }
 
 int plan_job(struct job *j, const struct model_row *m, const struct recipe *r,
@@ -413,7 +423,8 @@ int plan_job(struct job *j, const struct model_row *m, const struct recipe *r,
     }
     char tok[PIPE_PATH_MAX];
     snprintf(tok, sizeof tok, "%s", j->model_tokenizer);
-    if (!tok[0]) implicit_tokenizer(j->model_path, tok, sizeof tok);
+    if (!tok[0] && implicit_tokenizer(j->model_path, tok, sizeof tok) && !j->model_error[0])
+        model_error_set(j, "tokenizer ", err_last());
     if (tok[0] && plan_hash_path(tok, cache_dir, j->tok_sha)) {
         if (!j->model_error[0]) model_error_set(j, "tokenizer ", err_last());
         j->tok_sha[0] = 0;
@@ -472,6 +483,12 @@ int plan_make(const struct plan_inputs *in, struct plan *p) {
         csvin_recipes(in->recipes, &recipes, &n_recipes))
         goto out;
     plan_eval_default(ev, in->full);
+    if (!ev->data_dir[0]) {
+        err("LOWBIT_DATA: a path of %zu bytes; lowbit takes at most %zu here",
+            strlen(getenv("LOWBIT_DATA")),
+            sizeof ev->text - sizeof "/datasets/wikitext-2/wikitext-2-raw/wiki.test.raw");
+        goto out;
+    }
     size_t off;
     const char *why = text_problem(ev->data_dir, strlen(ev->data_dir), &off);
     if (why) {
