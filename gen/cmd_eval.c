@@ -37,7 +37,7 @@
 #define EVAL_MAX_DEFAULT_CTX 8192
 
 /* bytes of a file, or of the regular files directly inside a directory */
-static long long model_dir_bytes(const char *path) {
+static long long flat_bytes(const char *path) {
     struct stat st;
     if (stat(path, &st)) return -1;
     if (!S_ISDIR(st.st_mode)) return (long long)st.st_size;
@@ -428,7 +428,7 @@ int cmd_eval(int argc, char **argv) {
             "model", text_json(model_path), "model_format", model_format_name(m.format), "architecture",
             m.cfg.arch, "model_params", (json_int_t)model_n_params(&m), "model_weight_bytes",
             (json_int_t)model_weight_bytes(&m), "model_file_bytes",
-            (json_int_t)model_dir_bytes(model_path), "model_sha256", sha, "model_weights_hash", hash,
+            (json_int_t)flat_bytes(model_path), "model_sha256", sha, "model_weights_hash", hash,
             "tokenizer",
             text_json(tok_path ? tok_path : "(model's own)"), "lowbit_version", version, "kernels_isa",
             kernels_isa(), "threads", lb_threads(), "max_length", ctx, "add_bos", add_bos,

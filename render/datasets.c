@@ -264,7 +264,8 @@ static json_t *row_json(const struct site *s, const struct lb_run *r) {
     }
     json_object_set_new(o, "task_defs", td);
     json_t *pv = json_object();
-    for (int i = 0; i < r->n_prov; i++) json_object_set_new(pv, r->prov[i].key, jnew_str(r->prov[i].value));
+    for (int i = 0; i < r->n_prov; i++)
+        json_object_set_new(pv, r->prov[i].key, jnew_str(r->prov[i].value));
     json_object_set_new(o, "provenance", pv);
     const struct lb_recipe *k = r->recipe;
     json_t *knobs = NULL;
@@ -415,8 +416,8 @@ static int write_training_json(struct site *s) {
         json_t *train = t->train_json ? json_loads(t->train_json, JSON_DECODE_ANY, NULL) : NULL;
         if (!train && t->train_json) train = json_string(t->train_json); /* not JSON: as text */
         json_array_append_new(models, json_pack("{s:s,s:o,s:o,s:o}", "model_id", t->model_id,
-                                                "source_dir", jnew_str(t->source_dir), "files_sha256",
-                                                jnew_str(t->files_sha256), "train",
+                                                "source_dir", jnew_str(t->source_dir),
+                                                "files_sha256", jnew_str(t->files_sha256), "train",
                                                 train ? train : json_null()));
         for (int k = 0; k < t->n_curve; k++) {
             json_t *o = json_object();
@@ -463,13 +464,15 @@ char *board_data_json(const struct site *s) {
         for (int t = 0; t < LB_TASK_COUNT; t++) json_array_append_new(acc, jnum(r->acc[t]));
         json_t *row = json_pack(
             "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o]", (json_int_t)r->id, r->rank,
-            jnew_str(lb_run_model_name(r)), jnew_str(r->recipe_id), jnew_str(c ? c->algorithm : NULL),
+            jnew_str(lb_run_model_name(r)), jnew_str(r->recipe_id),
+            jnew_str(c ? c->algorithm : NULL),
             jnew_str(c ? c->weight_dtype : NULL), jnew_str(c ? c->compute_dtype : NULL),
             jint(c ? c->group_size : NAN), jint(c ? c->double_quant : NAN),
             jnum(c ? c->bits : NAN), jint(r->artifact_bytes),
             jint(!isnan(r->n_params) ? r->n_params : r->model ? r->model->n_params : NAN),
             jnum(r->average), jnum(r->ppl), jnum(r->kld), jnum(r->bits_per_weight),
-            jnum(r->quant_seconds), jnew_str(r->model ? r->model->model_type : NULL), r->group, acc);
+            jnum(r->quant_seconds), jnew_str(r->model ? r->model->model_type : NULL), r->group,
+            acc);
         if (!row) {
             json_decref(root);
             json_decref(rows);
