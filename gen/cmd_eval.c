@@ -132,24 +132,13 @@ static int score_pages(struct fwd_state *s, const struct tokenizer *tok, int max
 }
 
 /* sha256 of a model file, or of a directory's regular files (name, NUL, bytes; by name) */
-static int hash_file(struct sha256 *h, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err("%s: cannot open: %s", path, strerror(errno));
-    static unsigned char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(h, buf, n);
-    const int bad = ferror(f);
-    fclose(f);
-    return bad ? err("%s: read error", path) : 0;
-}
-
 static int model_sha256(const char *path, char hex[65]) {
     struct stat st;
     struct sha256 h;
     sha256_init(&h);
     if (stat(path, &st)) return err("%s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode)) {
-        if (hash_file(&h, path)) return -1;
+        if (sha256_update_file(&h, path)) return -1;
         sha256_hex(&h, hex);
         return 0;
     }
@@ -173,7 +162,7 @@ static int model_sha256(const char *path, char hex[65]) {
         snprintf(p, sizeof p, "%s/%s", path, names[i]);
         if (stat(p, &st) || !S_ISREG(st.st_mode)) continue;
         sha256_update(&h, names[i], strlen(names[i]) + 1);
-        if (hash_file(&h, p)) goto out;
+        if (sha256_update_file(&h, p)) goto out;
     }
     sha256_hex(&h, hex);
     ret = 0;

@@ -125,39 +125,13 @@ void plan_eval_limit(struct eval_spec *ev, int limit) {
 
 /* ===== hashing files ===== */
 
-static int hash_file(const char *path, char hex[65]) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err("%s: cannot open: %s", path, strerror(errno));
-    struct sha256 h;
-    sha256_init(&h);
-    static __thread uint8_t buf[1 << 16];
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            return err("%s: read error: %s", path, strerror(e));
-        }
-        if (!n) break;
-        sha256_update(&h, buf, (size_t)n);
-    }
-    close(fd);
-    sha256_hex(&h, hex);
-    return 0;
-}
-
-static void hash_str(const char *s, char hex[65]) {
-    struct sha256 h;
-    sha256_init(&h);
-    sha256_update(&h, s, strlen(s));
-    sha256_hex(&h, hex);
-}
+/* sha256 of a string, as hex */
+static void hash_str(const char *s, char hex[65]) { sha256_hex_of(s, strlen(s), hex); }
 
 /* a regular file's hash through the cache: OUT/cache/sha256/<hash of identity> holds it */
 static int hash_file_cached(const char *path, const struct stat *st, const char *cache_dir,
                             char hex[65]) {
-    if (!cache_dir) return hash_file(path, hex);
+    if (!cache_dir) return sha256_file_hex(path, hex);
     char real[PATH_MAX], ident[PATH_MAX + 200], name[65], cpath[PIPE_PATH_MAX + 100];
     if (!realpath(path, real)) return err("%s: %s", path, strerror(errno));
     snprintf(ident, sizeof ident, "%s\n%lld\n%lld.%09ld\n%llu\n%llu", real, (long long)st->st_size,
@@ -179,7 +153,7 @@ static int hash_file_cached(const char *path, const struct stat *st, const char 
             if (all_hex) return 0;
         }
     }
-    if (hash_file(path, hex)) return -1;
+    if (sha256_file_hex(path, hex)) return -1;
     char dir[PIPE_PATH_MAX + 20], line[80];
     snprintf(dir, sizeof dir, "%s/sha256", cache_dir);
     snprintf(line, sizeof line, "%s\n", hex);
@@ -274,7 +248,7 @@ const char *plan_code_hash(void) {
     }
 #endif
     char hex[65];
-    if (hash_file("/proc/self/exe", hex)) snprintf(hex, sizeof hex, "unknown");
+    if (sha256_file_hex("/proc/self/exe", hex)) snprintf(hex, sizeof hex, "unknown");
     snprintf(v, sizeof v, "bin.%.16s", hex);
     return v;
 }
