@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include "kernels/base/err.h"
+#include "kernels/base/strbuf.h"
 
 /* ===== memory budget ===== */
 
@@ -34,23 +35,27 @@ static size_t proc_kb(const char *path, const char *key) {
 
 /* one number from a cgroup v2 file of this process's cgroup; SIZE_MAX for "max" or none */
 static size_t cgroup_value(const char *file) {
-    char rel[1024] = "", path[1400];
+    char *line = NULL;
+    size_t cap = 0;
+    const char *rel = ""; /* this process's cgroup under /sys/fs/cgroup, "" for the root */
     FILE *f = fopen("/proc/self/cgroup", "r");
     if (f) {
-        char line[1000];
-        while (fgets(line, sizeof line, f))
+        while (getline(&line, &cap, f) > 0)
             if (!strncmp(line, "0::", 3)) {
-                snprintf(rel, sizeof rel, "%s", line + 3);
-                rel[strcspn(rel, "\n")] = 0;
-                if (!strcmp(rel, "/")) rel[0] = 0;
+                line[strcspn(line, "\n")] = 0;
+                if (strcmp(line + 3, "/")) rel = line + 3;
                 break;
             }
         fclose(f);
     }
-    snprintf(path, sizeof path, "/sys/fs/cgroup%s/%s", rel, file);
-    if (!(f = fopen(path, "r"))) {
-        snprintf(path, sizeof path, "/sys/fs/cgroup/%s", file);
-        if (!(f = fopen(path, "r"))) return SIZE_MAX;
+    char *path = xstrfmt("/sys/fs/cgroup%s/%s", rel, file);
+    f = path ? fopen(path, "r") : NULL;
+    free(path);
+    free(line);
+    if (!f) {
+        char root[256];
+        snprintf(root, sizeof root, "/sys/fs/cgroup/%s", file); /* file: a short constant */
+        if (!(f = fopen(root, "r"))) return SIZE_MAX;
     }
     char b[64] = "";
     size_t v = SIZE_MAX;
