@@ -8,7 +8,9 @@
  *   strbuf.h  struct strbuf, xstrfmt, ends_with, cmp_str
  *   fs.h      whole-file reads with size limits, mkdir_p, write_file_atomic, rm_tree, path_bytes
  *   sha256.h  SHA-256 of bytes and files; hash.h: FNV-1a and a set of 64-bit keys
- *   json.h    jstr & co. over jansson (not included here: only files that use jansson want it) */
+ *   json.h    jstr & co. over jansson
+ * This header includes err.h, mem.h, strbuf.h and fs.h; sha256.h, hash.h and json.h are
+ * included by the files that use them (json.h brings jansson). */
 #ifndef KERNELS_BASE_BASE_H
 #define KERNELS_BASE_BASE_H
 #include "kernels/base/err.h"
