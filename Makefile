@@ -1,6 +1,7 @@
 # lowbit: the low-bit quantized LLM leaderboard.  Plain GNU make with knobs (see README.md).
 #   make            build out/lowbit
 #   make test       build and run every tests/test_*.c, ending with "tests: N passed, N failed"
+#                   (tests/test_layers.c: the include layering, base <- kernels <- eval <- quant <- gen)
 #   make check      the same under AddressSanitizer + UBSan (objects in out/build-check)
 #   make test-slurm only tests/test_slurm.c: lowbit slurm on a one-node Slurm cluster (as root)
 #   make bench      speed figures, each beside llama.cpp measured in the same run
@@ -47,7 +48,7 @@ DEB_PKGS = gcc make pkg-config libjansson-dev libpcre2-dev libxml2-dev libcairo2
            slurm-wlm slurmctld slurmd slurm-client munge time
 DEPS_STAMP = out/.deps-ok
 
-LIB_SRC  = $(wildcard kernels/*.c eval/*.c quant/*.c render/*.c) $(filter-out gen/main.c,$(wildcard gen/*.c))
+LIB_SRC  = $(wildcard kernels/base/*.c kernels/*.c eval/*.c quant/*.c render/*.c) $(filter-out gen/main.c,$(wildcard gen/*.c))
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC = $(wildcard tests/test_*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -156,7 +157,7 @@ zoo: $(BIN)
 # gen/schema.sql is compiled into the binary (gen/db.c includes schema.inc). version.inc (rewritten
 # only when it changes) holds `git describe` and the code hash in every job key: the sources that
 # compute a job's numbers, the compiler and its flags (not the site, docs or tests).
-CODE_SRC = $(sort $(wildcard kernels/*.[ch] kernels/*.inc eval/*.[ch] quant/*.[ch])) gen/job.c gen/plan.c \
+CODE_SRC = $(sort $(wildcard kernels/base/*.[ch] kernels/*.[ch] kernels/*.inc eval/*.[ch] quant/*.[ch])) gen/job.c gen/plan.c \
            gen/pipeline.h gen/cmd_eval.c gen/cmd_ppl.c gen/cli.c gen/cli.h
 $(BUILD)/gen/schema.inc: gen/schema.sql
 	@mkdir -p $(dir $@)

@@ -931,11 +931,6 @@ static int load_aqlm(struct hf_load *h, const char *mod, const char *canon) {
     return model_add_tensor(h->m, &t);
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    const size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
 /* a tensor of a quantized checkpoint: 1 = handled (a module added, or a companion tensor its
  * module consumes), 0 = an ordinary tensor, -1 = error */
 static int add_quant(struct hf_load *h, const struct safetensors *st,

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "eval/task_impl.h"
+#include "kernels/base/json.h"
 #include "kernels/common.h"
 
 /* ===== files and documents ===== */
@@ -116,18 +117,6 @@ static int set_choices(struct task_doc *d, int n) {
 }
 
 /* ===== JSON ===== */
-
-/* a string member: *out borrows from o */
-static int jstr(json_t *o, const char *key, const char *path, int line, const char **out) {
-    json_t *v = json_object_get(o, key);
-    if (!json_is_string(v))
-        return err("%s:%d: %s \"%s\", expected a string", path, line,
-                   v ? "non-string field" : "missing field", key);
-    if (strlen(json_string_value(v)) != json_string_length(v))
-        return err("%s:%d: field \"%s\" holds a NUL character", path, line, key);
-    *out = json_string_value(v);
-    return 0;
-}
 
 static json_t *jparse_line(const struct line *l, const char *path) {
     json_error_t e;
@@ -218,14 +207,15 @@ static int arc_like(struct task_rd *r, json_t *o, const char *path, int line, bo
     const char *stem = NULL, *key;
     json_t *q = json_object_get(o, "question"), *ch = NULL;
     if (json_is_object(q)) {
-        if (jstr(q, "stem", path, line, &stem)) return -1;
+        if (jstr_get(q, "stem", true, &stem, "%s:%d", path, line)) return -1;
         ch = json_object_get(q, "choices");
     } else {
-        if (jstr(o, json_is_string(q) ? "question" : "question_stem", path, line, &stem))
+        if (jstr_get(o, json_is_string(q) ? "question" : "question_stem", true, &stem, "%s:%d",
+                     path, line))
             return -1;
         ch = json_object_get(o, "choices");
     }
-    if (jstr(o, "answerKey", path, line, &key)) return -1;
+    if (jstr_get(o, "answerKey", true, &key, "%s:%d", path, line)) return -1;
     size_t n_ch = json_is_array(ch) ? json_array_size(ch) : 0;
     json_t *texts = NULL, *labels = NULL;
     if (json_is_object(ch)) { /* Hugging Face column layout */
@@ -324,11 +314,6 @@ static int obqa_tsv_row(struct task_rd *r, const struct line *l, const char *pat
     return d->context ? 0 : -1;
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
 int task_read_openbookqa(struct task_rd *r, const char *path) {
     if (ends_with(path, ".jsonl") || ends_with(path, ".json"))
         return each_jsonl(r, path, obqa_json_doc);
@@ -352,7 +337,8 @@ int task_read_openbookqa(struct task_rd *r, const char *path) {
  * "true"/"false" of some copies, or Hugging Face's 0/1) */
 static int boolq_doc(struct task_rd *r, json_t *o, const char *path, int line) {
     const char *passage, *question;
-    if (jstr(o, "passage", path, line, &passage) || jstr(o, "question", path, line, &question))
+    if (jstr_get(o, "passage", true, &passage, "%s:%d", path, line) ||
+        jstr_get(o, "question", true, &question, "%s:%d", path, line))
         return -1;
     json_t *lab = json_object_get(o, "label");
     int gold = -1;
@@ -382,8 +368,9 @@ int task_read_boolq(struct task_rd *r, const char *path) { return each_jsonl(r, 
  *   choices = [preprocess(e) for e in endings], gold = int(label) */
 static int hellaswag_json_doc(struct task_rd *r, json_t *o, const char *path, int line) {
     const char *act, *a, *b;
-    if (jstr(o, "activity_label", path, line, &act) || jstr(o, "ctx_a", path, line, &a) ||
-        jstr(o, "ctx_b", path, line, &b))
+    if (jstr_get(o, "activity_label", true, &act, "%s:%d", path, line) ||
+        jstr_get(o, "ctx_a", true, &a, "%s:%d", path, line) ||
+        jstr_get(o, "ctx_b", true, &b, "%s:%d", path, line))
         return -1;
     json_t *ends = json_object_get(o, "endings"), *lab = json_object_get(o, "label");
     size_t n = json_is_array(ends) ? json_array_size(ends) : 0;
@@ -458,7 +445,7 @@ int task_read_hellaswag(struct task_rd *r, const char *path) {
  * newline inside the last "word" stays in it, as in lm-eval (7 such texts). */
 static int lambada_doc(struct task_rd *r, json_t *o, const char *path, int line) {
     const char *text;
-    if (jstr(o, "text", path, line, &text)) return -1;
+    if (jstr_get(o, "text", true, &text, "%s:%d", path, line)) return -1;
     const char *sp = strrchr(text, ' ');
     struct task_doc *d = rd_doc(r);
     if (!d) return -1;
@@ -623,10 +610,6 @@ static int read_mmlu_file(struct task_rd *r, const char *path, const char *subje
     return c.rc;
 }
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* subject name from "<subject>_test.csv" (hendrycks/cais naming) or "<subject>.csv" */
 static char *subject_of(const char *file) {
     const char *base = strrchr(file, '/');
@@ -696,8 +679,9 @@ int task_read_mmlu(struct task_rd *r, const char *path) {
 
 static int piqa_doc(struct task_rd *r, json_t *o, const char *path, int line) {
     const char *goal, *s1, *s2;
-    if (jstr(o, "goal", path, line, &goal) || jstr(o, "sol1", path, line, &s1) ||
-        jstr(o, "sol2", path, line, &s2))
+    if (jstr_get(o, "goal", true, &goal, "%s:%d", path, line) ||
+        jstr_get(o, "sol1", true, &s1, "%s:%d", path, line) ||
+        jstr_get(o, "sol2", true, &s2, "%s:%d", path, line))
         return -1;
     json_t *lab = json_object_get(o, "label");
     struct task_doc *d = rd_doc(r);
@@ -758,7 +742,7 @@ static const char tqa_preamble[] =
  * lm-eval scores against index 0, so the one label-1 answer must come first. */
 static int tqa_doc(struct task_rd *r, json_t *o, const char *path, int line) {
     const char *q;
-    if (jstr(o, "question", path, line, &q)) return -1;
+    if (jstr_get(o, "question", true, &q, "%s:%d", path, line)) return -1;
     json_t *t = json_object_get(o, "mc1_targets");
     if (!json_is_object(t))
         return err("%s:%d: missing object \"mc1_targets\"", path, line);
@@ -869,8 +853,10 @@ static int wino_doc(struct task_rd *r, json_t *o, const char *path, int line) {
     struct task_doc *d;
     if (json_object_get(o, "sentence")) {
         const char *s, *o1, *o2, *ans;
-        if (jstr(o, "sentence", path, line, &s) || jstr(o, "option1", path, line, &o1) ||
-            jstr(o, "option2", path, line, &o2) || jstr(o, "answer", path, line, &ans))
+        if (jstr_get(o, "sentence", true, &s, "%s:%d", path, line) ||
+            jstr_get(o, "option1", true, &o1, "%s:%d", path, line) ||
+            jstr_get(o, "option2", true, &o2, "%s:%d", path, line) ||
+            jstr_get(o, "answer", true, &ans, "%s:%d", path, line))
             return -1;
         const char *blank_ = strchr(s, '_');
         if (!blank_) return err("%s:%d: the sentence has no \"_\" blank", path, line);
@@ -892,7 +878,7 @@ static int wino_doc(struct task_rd *r, json_t *o, const char *path, int line) {
             return err("%s:%d: expected \"context_options\" with 2 strings (or the original "
                        "sentence/option1/option2/answer)",
                        path, line);
-        if (jstr(o, "continuation", path, line, &cont)) return -1;
+        if (jstr_get(o, "continuation", true, &cont, "%s:%d", path, line)) return -1;
         if (!json_is_integer(g) || json_integer_value(g) < 0 || json_integer_value(g) > 1)
             return err("%s:%d: \"gold\" must be 0 or 1", path, line);
         if (!(d = rd_doc(r)) || set_choices(d, 2)) return -1;

@@ -9,20 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
+#include "kernels/base/strbuf.h"
 #include "eval/task.h"
-
-/* ===== growable byte string (NUL-terminated once detached) ===== */
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom; /* an allocation failed (already reported); sbuf_detach returns NULL */
-};
-void sbuf_add(struct sbuf *b, const char *s, size_t n);
-void sbuf_adds(struct sbuf *b, const char *s);
-/* the string, owned by the caller (free()); NULL when an allocation failed */
-char *sbuf_detach(struct sbuf *b);
-void sbuf_release(struct sbuf *b);
 
 /* owned copies (free()); NULL with a message when out of memory */
 char *task_strndup(const char *s, size_t n);

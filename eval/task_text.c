@@ -19,58 +19,16 @@
 #include "eval/task_impl.h"
 #include "kernels/common.h"
 
-/* ===== sbuf ===== */
-
-void sbuf_add(struct sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            err("out of memory: %zu bytes for a task string", cap);
-            b->oom = true;
-            return;
-        }
-        b->p = p, b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-void sbuf_adds(struct sbuf *b, const char *s) { sbuf_add(b, s, strlen(s)); }
-
-char *sbuf_detach(struct sbuf *b) {
-    if (!b->oom && !b->p) sbuf_add(b, "", 0);
-    char *p = b->oom ? NULL : b->p;
-    if (b->oom) free(b->p);
-    *b = (struct sbuf){0};
-    return p;
-}
-
-void sbuf_release(struct sbuf *b) {
-    free(b->p);
-    *b = (struct sbuf){0};
-}
-
-char *task_strndup(const char *s, size_t n) {
-    char *p = xmalloc(n + 1, "a task string");
-    if (!p) return NULL;
-    memcpy(p, s, n);
-    p[n] = 0;
-    return p;
-}
-
-char *task_strdup(const char *s) { return task_strndup(s, strlen(s)); }
+char *task_strndup(const char *s, size_t n) { return xstrndup(s, n, "a task string"); }
+char *task_strdup(const char *s) { return xstrndup(s, strlen(s), "a task string"); }
 
 char *task_concat(const char *first, ...) {
-    struct sbuf b = {0};
+    struct strbuf b = STRBUF_INIT;
     va_list ap;
     va_start(ap, first);
-    for (const char *s = first; s; s = va_arg(ap, const char *)) sbuf_adds(&b, s);
+    for (const char *s = first; s; s = va_arg(ap, const char *)) strbuf_addstr(&b, s);
     va_end(ap);
-    return sbuf_detach(&b);
+    return strbuf_detach(&b);
 }
 
 /* ===== UTF-8 and Python whitespace ===== */
@@ -136,18 +94,18 @@ char *py_strip(const char *s, size_t n) {
 
 char *py_replace(const char *s, const char *old, const char *new_) {
     size_t lo = strlen(old), ln = strlen(new_);
-    struct sbuf b = {0};
+    struct strbuf b = STRBUF_INIT;
     for (const char *p = s;;) {
         const char *q = strstr(p, old);
         if (!q) {
-            sbuf_adds(&b, p);
+            strbuf_addstr(&b, p);
             break;
         }
-        sbuf_add(&b, p, (size_t)(q - p));
-        sbuf_add(&b, new_, ln);
+        strbuf_add(&b, p, (size_t)(q - p));
+        strbuf_add(&b, new_, ln);
         p = q + lo;
     }
-    return sbuf_detach(&b);
+    return strbuf_detach(&b);
 }
 
 size_t utf8_chars(const char *s, size_t n) {
@@ -185,7 +143,7 @@ size_t utf8_check(const char *s, size_t n) {
  * with no Y after it fails to match and is kept; the scan resumes after each replacement. */
 static char *sub_pair(const char *s, char x, char y) {
     size_t n = strlen(s);
-    struct sbuf b = {0};
+    struct strbuf b = STRBUF_INIT;
     size_t i = 0;
     while (i < n) {
         const char *px = memchr(s + i, x, n - i);
@@ -194,32 +152,32 @@ static char *sub_pair(const char *s, char x, char y) {
         const char *py = memchr(s + a + 1, y, n - a - 1);
         if (!py) break; /* no closer after this X, so none after any later X either */
         size_t z = (size_t)(py - s);
-        sbuf_add(&b, s + i, a + 1 - i);
+        strbuf_add(&b, s + i, a + 1 - i);
         size_t lo = a + 1 + py_lstrip_off(s + a + 1, z - a - 1);
-        sbuf_add(&b, s + lo, py_rstrip_len(s + lo, z - lo));
-        sbuf_add(&b, &y, 1);
+        strbuf_add(&b, s + lo, py_rstrip_len(s + lo, z - lo));
+        strbuf_add(&b, &y, 1);
         i = z + 1;
     }
-    sbuf_add(&b, s + i, n - i);
-    return sbuf_detach(&b);
+    strbuf_add(&b, s + i, n - i);
+    return strbuf_detach(&b);
 }
 
 /* re.sub(r"/' [0-9]/", r"/'[0-9]/", s): the replacement is the literal text "/'[0-9]/" */
 static char *sub_slash_digit(const char *s) {
-    struct sbuf b = {0};
+    struct strbuf b = STRBUF_INIT;
     const char *p = s;
     for (const char *q; (q = strstr(p, "/' "));) {
         if (q[3] >= '0' && q[3] <= '9' && q[4] == '/') {
-            sbuf_add(&b, p, (size_t)(q - p));
-            sbuf_adds(&b, "/'[0-9]/");
+            strbuf_add(&b, p, (size_t)(q - p));
+            strbuf_addstr(&b, "/'[0-9]/");
             p = q + 5;
         } else {
-            sbuf_add(&b, p, (size_t)(q - p) + 1);
+            strbuf_add(&b, p, (size_t)(q - p) + 1);
             p = q + 1;
         }
     }
-    sbuf_adds(&b, p);
-    return sbuf_detach(&b);
+    strbuf_addstr(&b, p);
+    return strbuf_detach(&b);
 }
 
 /* lm_eval/tasks/wikitext/preprocess_wikitext.py wikitext_detokenizer, step for step */
@@ -290,7 +248,7 @@ bool wikitext_is_title(const char *line, size_t n) {
 /* re.sub("\\[.*?\\]", "", s): each "[" up to the first "]" on the same line ('.' does not match
  * "\n"); a "[" without one is kept. *removed tells whether anything was removed. */
 static char *drop_brackets(const char *s, size_t n, bool *removed) {
-    struct sbuf b = {0};
+    struct strbuf b = STRBUF_INIT;
     size_t i = 0;
     *removed = false;
     for (size_t j = 0; j < n; j++) {
@@ -298,11 +256,11 @@ static char *drop_brackets(const char *s, size_t n, bool *removed) {
         size_t k = j + 1;
         while (k < n && s[k] != ']' && s[k] != '\n') k++;
         if (k >= n || s[k] != ']') continue;
-        sbuf_add(&b, s + i, j - i);
+        strbuf_add(&b, s + i, j - i);
         i = k + 1, j = k, *removed = true;
     }
-    sbuf_add(&b, s + i, n - i);
-    return sbuf_detach(&b);
+    strbuf_add(&b, s + i, n - i);
+    return strbuf_detach(&b);
 }
 
 /* utils.py preprocess(text):
@@ -370,13 +328,13 @@ char *hellaswag_query_from_line(const char *line, size_t n) {
             if (j < n && line[j] == ' ') tail = j + 1;
         }
     }
-    struct sbuf b = {0};
-    sbuf_add(&b, line, tail);
+    struct strbuf b = STRBUF_INIT;
+    strbuf_add(&b, line, tail);
     char *cap = py_capitalize(line + tail, n - tail);
-    if (cap) sbuf_adds(&b, cap);
+    if (cap) strbuf_addstr(&b, cap);
     else b.oom = true;
     free(cap);
-    char *q = sbuf_detach(&b);
+    char *q = strbuf_detach(&b);
     char *out = q ? hellaswag_ending_from_line(q, strlen(q)) : NULL;
     free(q);
     return out;

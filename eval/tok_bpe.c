@@ -34,6 +34,7 @@
 #include <utf8proc.h>
 
 #include "eval/tok_impl.h"
+#include "kernels/base/json.h"
 #include "kernels/common.h"
 
 #define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
@@ -779,10 +780,6 @@ struct hf {
     bool prepends; /* some step puts a space marker before the text (decoding strips it) */
     bool metaspace, bytelevel;
 };
-
-static const char *jstr(const json_t *o, const char *key) {
-    return json_string_value(json_object_get(o, key));
-}
 
 /* a bool member, dflt when absent or null; -1 with a message when of another type */
 static int jbool(const struct hf *h, const json_t *o, const char *key, bool dflt, bool *out) {

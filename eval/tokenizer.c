@@ -397,11 +397,6 @@ int tokenizer_from_gguf(struct tokenizer **out, const struct gguf_file *g) {
     return 0;
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
 int tokenizer_load(struct tokenizer **out, const char *path) {
     *out = NULL;
     struct stat st;

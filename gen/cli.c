@@ -13,19 +13,19 @@
 int cli_load_tokenizer(struct tokenizer **out, const struct model *m, const char *explicit_path) {
     if (explicit_path) return tokenizer_load(out, explicit_path);
     if (m->format == MODEL_FORMAT_GGUF && m->gguf) return tokenizer_from_gguf(out, m->gguf);
-    char path[4200];
-    if (m->format == MODEL_FORMAT_HF) {
-        snprintf(path, sizeof path, "%s/tokenizer.json", m->path);
-    } else {
-        snprintf(path, sizeof path, "%s", m->path);
-        char *slash = strrchr(path, '/');
-        snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0),
-                 "tokenizer.bin");
-    }
-    if (access(path, R_OK))
-        return err("no tokenizer for %s: looked for %s; pass --tokenizer FILE (a llama2.c "
-                   "tokenizer.bin, an HF tokenizer.json or a .gguf)", m->path, path);
-    return tokenizer_load(out, path);
+    /* HF: DIR/tokenizer.json; llama2.c: tokenizer.bin beside the file */
+    const char *slash = strrchr(m->path, '/');
+    char *path = m->format == MODEL_FORMAT_HF ? xstrfmt("%s/tokenizer.json", m->path)
+                 : slash ? xstrfmt("%.*s/tokenizer.bin", (int)(slash - m->path), m->path)
+                         : xstrfmt("tokenizer.bin");
+    if (!path) return -1;
+    const int rc = access(path, R_OK)
+                       ? err("no tokenizer for %s: looked for %s; pass --tokenizer FILE (a "
+                             "llama2.c tokenizer.bin, an HF tokenizer.json or a .gguf)",
+                             m->path, path)
+                       : tokenizer_load(out, path);
+    free(path);
+    return rc;
 }
 
 void cli_progress(const char *label, long done, long total, double t0, bool quiet) {

@@ -26,7 +26,7 @@
 
 #include "eval/kld.h"
 #include "eval/score.h"
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "eval/task.h"
 #include "gen/cli.h"
 #include "gen/text.h"
@@ -37,7 +37,7 @@
 #define EVAL_MAX_DEFAULT_CTX 8192
 
 /* bytes of a file, or of the regular files directly inside a directory */
-static long long path_bytes(const char *path) {
+static long long flat_bytes(const char *path) {
     struct stat st;
     if (stat(path, &st)) return -1;
     if (!S_ISDIR(st.st_mode)) return (long long)st.st_size;
@@ -132,28 +132,13 @@ static int score_pages(struct fwd_state *s, const struct tokenizer *tok, int max
 }
 
 /* sha256 of a model file, or of a directory's regular files (name, NUL, bytes; by name) */
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static int hash_file(struct sha256 *h, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err("%s: cannot open: %s", path, strerror(errno));
-    static unsigned char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(h, buf, n);
-    const int bad = ferror(f);
-    fclose(f);
-    return bad ? err("%s: read error", path) : 0;
-}
-
 static int model_sha256(const char *path, char hex[65]) {
     struct stat st;
     struct sha256 h;
     sha256_init(&h);
     if (stat(path, &st)) return err("%s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode)) {
-        if (hash_file(&h, path)) return -1;
+        if (sha256_update_file(&h, path)) return -1;
         sha256_hex(&h, hex);
         return 0;
     }
@@ -177,7 +162,7 @@ static int model_sha256(const char *path, char hex[65]) {
         snprintf(p, sizeof p, "%s/%s", path, names[i]);
         if (stat(p, &st) || !S_ISREG(st.st_mode)) continue;
         sha256_update(&h, names[i], strlen(names[i]) + 1);
-        if (hash_file(&h, p)) goto out;
+        if (sha256_update_file(&h, p)) goto out;
     }
     sha256_hex(&h, hex);
     ret = 0;
@@ -432,7 +417,7 @@ int cmd_eval(int argc, char **argv) {
             "model", text_json(model_path), "model_format", model_format_name(m.format), "architecture",
             m.cfg.arch, "model_params", (json_int_t)model_n_params(&m), "model_weight_bytes",
             (json_int_t)model_weight_bytes(&m), "model_file_bytes",
-            (json_int_t)path_bytes(model_path), "model_sha256", sha, "model_weights_hash", hash,
+            (json_int_t)flat_bytes(model_path), "model_sha256", sha, "model_weights_hash", hash,
             "tokenizer",
             text_json(tok_path ? tok_path : "(model's own)"), "lowbit_version", version, "kernels_isa",
             kernels_isa(), "threads", lb_threads(), "max_length", ctx, "add_bos", add_bos,

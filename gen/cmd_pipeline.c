@@ -54,8 +54,7 @@ static const char run_help[] =
 /* one `lowbit run` per output directory at a time */
 static int lock_out(const char *out, int *fd) {
     char path[PIPE_PATH_MAX];
-    if (pipe_mkdirs(out)) return -1;
-    pipe_path(path, sizeof path, out, ".run.lock", NULL, NULL);
+    if (pipe_mkdirs(out) || pipe_path(path, sizeof path, out, ".run.lock", NULL, NULL)) return -1;
     *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (*fd < 0) return err("%s: cannot open: %s", path, strerror(errno));
     if (flock(*fd, LOCK_EX | LOCK_NB)) {
@@ -78,8 +77,7 @@ void pipe_sweep_tmp(const char *out) {
     static const char *const subs[] = {"results", "jobs", "cache/sha256"};
     for (size_t k = 0; k < LB_ARRAY_LEN(subs); k++) {
         char dir[PIPE_PATH_MAX];
-        pipe_path(dir, sizeof dir, out, subs[k], NULL, NULL);
-        DIR *d = opendir(dir);
+        DIR *d = pipe_path(dir, sizeof dir, out, subs[k], NULL, NULL) ? NULL : opendir(dir);
         struct dirent *e;
         while (d && (e = readdir(d))) {
             if (!strstr(e->d_name, ".tmp.")) continue;
@@ -118,9 +116,10 @@ int cmd_run(int argc, char **argv) {
         o.threads = (int)LB_MAX(1, (cores > 0 ? cores : 1) / jobs);
     }
     char db_path[PIPE_PATH_MAX], results[PIPE_PATH_MAX];
-    pipe_path(db_path, sizeof db_path, a.out, "lowbit.db", NULL, NULL);
-    pipe_path(results, sizeof results, a.out, "results", NULL, NULL);
-    if (db) snprintf(db_path, sizeof db_path, "%s", db);
+    if (pipe_path(db_path, sizeof db_path, a.out, "lowbit.db", NULL, NULL) ||
+        pipe_path(results, sizeof results, a.out, "results", NULL, NULL))
+        return -1;
+    if (db) snprintf(db_path, sizeof db_path, "%s", db); /* fits: pipe_dir_check */
     int lock = -1, ret = -1;
     struct plan p = {0};
     const double t0 = now_s();
@@ -304,8 +303,9 @@ int cmd_import(int argc, char **argv) {
     for (int i = 0; i < n; i++) failed += import_file(files[i], &o, NULL) != 0;
     if (collect) {
         char db_path[PIPE_PATH_MAX], results[PIPE_PATH_MAX];
-        pipe_path(db_path, sizeof db_path, o.out_dir, "lowbit.db", NULL, NULL);
-        pipe_path(results, sizeof results, o.out_dir, "results", NULL, NULL);
+        if (pipe_path(db_path, sizeof db_path, o.out_dir, "lowbit.db", NULL, NULL) ||
+            pipe_path(results, sizeof results, o.out_dir, "results", NULL, NULL))
+            goto out;
         struct collect_opts co = {.results_dir = results, .db_path = db ? db : db_path,
                                   .quiet = o.quiet};
         struct collect_stats cs;
@@ -343,7 +343,10 @@ int cmd_status(int argc, char **argv) {
     for (int i = 0; i < p.n_jobs; i++) {
         const struct job *j = &p.jobs[i];
         char path[PIPE_PATH_MAX];
-        pipe_path(path, sizeof path, a.out, "results", j->key, ".json");
+        if (pipe_path(path, sizeof path, a.out, "results", j->key, ".json")) {
+            plan_release(&p);
+            return -1;
+        }
         const int state = pipe_result_state(path, j->key);
         const char *s = state == 1 ? "ok" : state == 2 ? "failed" : state < 0 ? "unreadable" : "pending";
         n_ok += state == 1;
@@ -368,9 +371,9 @@ int cmd_status(int argc, char **argv) {
     printf("%d jobs: %d ok, %d failed, %d pending (code %s)\n", p.n_jobs, n_ok, n_failed,
            n_pending, plan_code_version());
     char db_path[PIPE_PATH_MAX];
-    pipe_path(db_path, sizeof db_path, a.out, "lowbit.db", NULL, NULL);
     sqlite3 *db = NULL;
-    if (!access(db_path, R_OK) &&
+    if (!pipe_path(db_path, sizeof db_path, a.out, "lowbit.db", NULL, NULL) &&
+        !access(db_path, R_OK) &&
         sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(db, "SELECT status, count(*) FROM runs GROUP BY status ORDER BY 1",

@@ -10,7 +10,6 @@
  * of killed runs (pipe_sweep_dead_dirs). */
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,27 +41,6 @@ static const char quant_help[] =
     "  per weight written (and the tokenizer to pass when the artifact has none) unless --quiet.\n";
 
 /* ===== --recipe ===== */
-
-static long long tree_total;
-static int tree_add(const char *p, const struct stat *st, int flag, struct FTW *f) {
-    (void)p, (void)f;
-    if (flag == FTW_F) tree_total += (long long)st->st_size;
-    return 0;
-}
-/* bytes of a file, or of every file under a directory (as gen/job.c sizes artifacts); -1 */
-static long long path_bytes(const char *path) {
-    struct stat st;
-    if (stat(path, &st)) return -1;
-    if (!S_ISDIR(st.st_mode)) return (long long)st.st_size;
-    tree_total = 0;
-    return nftw(path, tree_add, 16, FTW_PHYS) ? -1 : tree_total;
-}
-
-static int tree_rm(const char *p, const struct stat *st, int flag, struct FTW *f) {
-    (void)st, (void)f;
-    return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
-static void rm_tree(const char *dir) { nftw(dir, tree_rm, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* 1 when path does not exist or is an empty file or directory, 0 otherwise */
 static int out_is_free(const char *path) {
@@ -202,7 +180,7 @@ static int quant_recipe(const char *model_path, const char *tok_path, const char
     }
     ret = quiet ? 0 : quant_report(&a, out, r.id);
 out:
-    if (made_tmp) rm_tree(tmp);
+    if (made_tmp) (void)rm_tree(tmp);
     if (lock_fd >= 0) close(lock_fd);
     tokenizer_free(tok);
     model_release(&m);

@@ -32,6 +32,7 @@
 #include "gen/cli.h"
 #include "gen/pipeline.h"
 #include "gen/text.h"
+#include "kernels/base/hash.h"
 #include "kernels/matmul.h"
 #include "quant/hf_export.h"
 #include "quant/quant.h"
@@ -267,7 +268,7 @@ static int docs_read(struct doc_list *l, const char *path, const char *what) {
 
 /* FNV-1a of text case-folded with whitespace runs collapsed to one space */
 static uint64_t norm_hash(const char *a, const char *b) {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = FNV1A64_INIT;
     bool sp = false, any = false;
     for (; a < b; a++) {
         unsigned char c = (unsigned char)*a;
@@ -283,56 +284,19 @@ static uint64_t norm_hash(const char *a, const char *b) {
     return h;
 }
 
-struct hset {
-    uint64_t *k;
-    size_t mask, n;
-};
-
-static int hset_add(struct hset *s, uint64_t k) {
-    if (!k) k = 1;
-    if (2 * (s->n + 1) > s->mask + 1 || !s->k) {
-        size_t cap = s->k ? 2 * (s->mask + 1) : 4096;
-        uint64_t *nk = calloc(cap, sizeof *nk);
-        if (!nk) return err("out of memory (hash set)");
-        for (size_t i = 0; s->k && i <= s->mask; i++)
-            if (s->k[i]) {
-                size_t j = s->k[i] & (cap - 1);
-                while (nk[j]) j = (j + 1) & (cap - 1);
-                nk[j] = s->k[i];
-            }
-        free(s->k);
-        s->k = nk, s->mask = cap - 1;
-    }
-    size_t j = k & s->mask;
-    while (s->k[j] && s->k[j] != k) j = (j + 1) & s->mask;
-    if (!s->k[j]) s->k[j] = k, s->n++;
-    return 0;
-}
-
-static bool hset_has(const struct hset *s, uint64_t k) {
-    if (!k) k = 1;
-    if (!s->k) return false;
-    size_t j = k & s->mask;
-    while (s->k[j]) {
-        if (s->k[j] == k) return true;
-        j = (j + 1) & s->mask;
-    }
-    return false;
-}
-
 #define LINE_MIN 40
 
 /* the document's hash and, with add, every line of LINE_MIN+ characters into lines; without add,
  * whether any such line is in lines */
-static bool doc_lines(const char *d, struct hset *lines, bool add, int *rc) {
+static bool doc_lines(const char *d, struct u64set *lines, bool add, int *rc) {
     for (const char *p = d; *p;) {
         const char *e = strchr(p, '\n');
         if (!e) e = p + strlen(p);
         if (e - p >= LINE_MIN) {
             uint64_t h = norm_hash(p, e);
             if (add) {
-                if (hset_add(lines, h)) *rc = -1;
-            } else if (hset_has(lines, h)) {
+                if (u64set_add(lines, h)) *rc = -1;
+            } else if (u64set_has(lines, h)) {
                 return true;
             }
         }
@@ -364,12 +328,12 @@ static void data_release(struct train_data *d) {
 static int data_load(struct train_data *d, const struct train_settings *s, char **corpus,
                      int n_corpus, const struct tokenizer *tok, bool quiet) {
     struct doc_list ho = {0}, tr = {0};
-    struct hset ho_docs = {0}, ho_lines = {0};
+    struct u64set ho_docs = U64SET_INIT, ho_lines = U64SET_INIT;
     int ret = -1, rc = 0;
     memset(d, 0, sizeof *d);
     if (docs_read(&ho, s->heldout, "held-out text")) goto out;
     for (int i = 0; i < ho.n; i++) {
-        if (hset_add(&ho_docs, norm_hash(ho.d[i], ho.d[i] + strlen(ho.d[i])))) goto out;
+        if (u64set_add(&ho_docs, norm_hash(ho.d[i], ho.d[i] + strlen(ho.d[i])))) goto out;
         doc_lines(ho.d[i], &ho_lines, true, &rc);
         if (rc) goto out;
     }
@@ -400,7 +364,7 @@ static int data_load(struct train_data *d, const struct train_settings *s, char 
         d->n_files++;
         for (int i = 0; i < tr.n; i++) {
             const char *doc = tr.d[i];
-            if (hset_has(&ho_docs, norm_hash(doc, doc + strlen(doc))) ||
+            if (u64set_has(&ho_docs, norm_hash(doc, doc + strlen(doc))) ||
                 doc_lines(doc, &ho_lines, false, &rc)) {
                 d->n_dropped++;
                 continue;
@@ -439,8 +403,8 @@ out:
     if (ret) data_release(d);
     docs_release(&ho);
     docs_release(&tr);
-    free(ho_docs.k);
-    free(ho_lines.k);
+    u64set_release(&ho_docs);
+    u64set_release(&ho_lines);
     return ret;
 }
 
@@ -463,21 +427,15 @@ static int curve_add(struct curve *c, const double row[CURVE_COLS]) {
     return 0;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
-
 /* the run key: every setting that changes the trajectory, and the training tokens */
 static uint64_t run_key(const struct train_settings *s, const struct train_data *d) {
-    uint64_t h = 1469598103934665603ull;
-    h = fnv(h, &s->c, sizeof s->c);
-    h = fnv(h, &s->o, sizeof s->o);
+    uint64_t h = FNV1A64_INIT;
+    h = fnv1a64(h, &s->c, sizeof s->c);
+    h = fnv1a64(h, &s->o, sizeof s->o);
     const int ints[] = {s->batch, s->micro_batch};
-    h = fnv(h, ints, sizeof ints);
-    h = fnv(h, &s->seed, sizeof s->seed);
-    return fnv(h, d->tok, (size_t)d->n_tok * sizeof *d->tok);
+    h = fnv1a64(h, ints, sizeof ints);
+    h = fnv1a64(h, &s->seed, sizeof s->seed);
+    return fnv1a64(h, d->tok, (size_t)d->n_tok * sizeof *d->tok);
 }
 
 struct ckpt_head {
@@ -500,10 +458,14 @@ static int ckpt_write(const char *path, const struct train_model *tm, uint64_t k
                           .key = key, .step = (uint64_t)step, .rng = rng, .n = tm->n,
                           .seconds = seconds};
     ckpt_cfg(&tm->c, h.cfg);
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char *tmp = xstrfmt("%s.tmp", path);
+    if (!tmp) return -1;
     FILE *f = fopen(tmp, "wb");
-    if (!f) return err("%s: cannot write: %s", tmp, strerror(errno));
+    if (!f) {
+        err("%s: cannot write: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
     bool ok = fwrite(&h, sizeof h, 1, f) == 1 &&
               fwrite(cv->r, sizeof(double) * CURVE_COLS, (size_t)cv->n, f) == (size_t)cv->n &&
               fwrite(tm->w, sizeof(float), tm->n, f) == tm->n &&
@@ -513,8 +475,10 @@ static int ckpt_write(const char *path, const struct train_model *tm, uint64_t k
     if (!ok || rename(tmp, path)) {
         int e = errno;
         unlink(tmp);
+        free(tmp);
         return err("%s: cannot write the checkpoint: %s", path, strerror(e));
     }
+    free(tmp);
     return 0;
 }
 

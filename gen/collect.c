@@ -28,7 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
 #include "gen/text.h"
@@ -811,10 +811,6 @@ static int load_catalog(sqlite3 *db, const struct plan *p, struct collect_sets *
         if (rc) return -1;
     }
     return 0;
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 int collect_run(const struct collect_opts *o, struct collect_stats *st) {

@@ -221,12 +221,12 @@ int db_open(const char *path, sqlite3 **out) {
     if (schema_sql_version() != DB_SCHEMA_VERSION)
         BUG("gen/schema.sql sets user_version %d but DB_SCHEMA_VERSION is %d", schema_sql_version(),
             DB_SCHEMA_VERSION);
-    char dir[PIPE_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = 0;
-        if (pipe_mkdirs(dir)) return -1;
+    const char *slash = strrchr(path, '/');
+    if (slash && slash != path) {
+        char *dir = xstrndup(path, (size_t)(slash - path), "a directory name");
+        const int rc = dir ? mkdir_p(dir) : -1;
+        free(dir);
+        if (rc) return -1;
     }
     sqlite3 *db = NULL;
     ef_register();

@@ -25,10 +25,11 @@
 #include <strings.h>
 #include <time.h>
 
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
 #include "gen/text.h"
+#include "kernels/base/json.h"
 #include "kernels/common.h"
 
 const char *import_task_name(const char *name, char *buf, size_t size) {
@@ -86,10 +87,6 @@ static bool model_arg(const char *args, const char *key, char *out, size_t size)
     if (ok) memcpy(out, v, strlen(v) + 1);
     free(v);
     return ok;
-}
-
-static const char *jstr(json_t *o, const char *key) {
-    return json_string_value(json_object_get(o, key));
 }
 
 /* the recipe id made from its settings: "<algorithm>-<weight_dtype>[-g<group>][-dq]" */
@@ -452,9 +449,10 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
         goto out;
     }
     char dir[PIPE_PATH_MAX], out_path[PIPE_PATH_MAX];
-    pipe_path(dir, sizeof dir, o->out_dir, "results", NULL, NULL);
-    pipe_path(out_path, sizeof out_path, o->out_dir, "results", key, ".json");
-    if (pipe_mkdirs(dir) || pipe_write_json(out_path, res)) goto out;
+    if (pipe_path(dir, sizeof dir, o->out_dir, "results", NULL, NULL) ||
+        pipe_path(out_path, sizeof out_path, o->out_dir, "results", key, ".json") ||
+        pipe_mkdirs(dir) || pipe_write_json(out_path, res))
+        goto out;
     if (!o->quiet)
         fprintf(stderr, "import: %s (%s): model %s, recipe %s, %d tasks (%d skipped) -> %s\n",
                 path, origin, model_id, recipe_id, kept, skipped, out_path);

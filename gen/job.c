@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
-#include <ftw.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,7 +35,7 @@
 #include <unistd.h>
 
 #include "eval/kld.h"
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
 #include "gen/text.h"
@@ -45,10 +44,14 @@
 
 /* ===== files ===== */
 
-void pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, const char *key,
-               const char *ext) {
-    snprintf(buf, size, "%s/%s%s%s%s", out_dir, sub, key ? "/" : "", key ? key : "",
-             ext ? ext : "");
+int pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, const char *key,
+              const char *ext) {
+    const int n = snprintf(buf, size, "%s/%s%s%s%s", out_dir, sub, key ? "/" : "", key ? key : "",
+                           ext ? ext : "");
+    if (n >= 0 && (size_t)n < size) return 0;
+    buf[0] = 0; /* never a cut path, which could name another file */
+    return err("%s/%s%s%s%s: a path of %d bytes; lowbit takes at most %zu here", out_dir, sub,
+               key ? "/" : "", key ? key : "", ext ? ext : "", n, size - 1);
 }
 
 int pipe_dir_check(const char *dir, const char *what) {
@@ -59,21 +62,7 @@ int pipe_dir_check(const char *dir, const char *what) {
     return 0;
 }
 
-int pipe_mkdirs(const char *dir) {
-    char p[PIPE_PATH_MAX];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return err("%s: path too long", dir);
-    for (char *s = p + 1;; s++) {
-        const char c = *s;
-        if (c == '/' || !c) {
-            *s = 0;
-            if (mkdir(p, 0777) && errno != EEXIST)
-                return err("%s: cannot create: %s", p, strerror(errno));
-            *s = c;
-        }
-        if (!c) break;
-    }
-    return 0;
-}
+int pipe_mkdirs(const char *dir) { return mkdir_p(dir); }
 
 int pipe_lock_dir(const char *dir) {
     const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -85,8 +74,6 @@ int pipe_lock_dir(const char *dir) {
     return fd;
 }
 
-static int tree_rm(const char *p, const struct stat *st, int flag, struct FTW *f);
-
 void pipe_sweep_dead_dirs(const char *parent, const char *prefix) {
     DIR *d = opendir(parent);
     if (!d) return;
@@ -97,7 +84,7 @@ void pipe_sweep_dead_dirs(const char *parent, const char *prefix) {
         char *path = text_printf("%s/%s", parent, e->d_name);
         const int fd = path ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) : -1;
         if (fd >= 0 && !flock(fd, LOCK_EX | LOCK_NB)) /* nobody holds it: its writer is gone */
-            nftw(path, tree_rm, 16, FTW_DEPTH | FTW_PHYS);
+            rm_tree(path);
         if (fd >= 0) close(fd);
         free(path);
     }
@@ -105,36 +92,7 @@ void pipe_sweep_dead_dirs(const char *parent, const char *prefix) {
 }
 
 int pipe_write_atomic(const char *path, const char *data, size_t len) {
-    char tmp[PIPE_PATH_MAX + 64];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return err("%s: cannot create: %s", tmp, strerror(errno));
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = write(fd, data + done, len - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += (size_t)n;
-    }
-    bool ok = done == len && fsync(fd) == 0;
-    int e = errno;
-    if (close(fd)) ok = false;
-    if (!ok || rename(tmp, path)) {
-        if (ok) e = errno;
-        unlink(tmp);
-        return err("%s: write failed: %s", path, strerror(e));
-    }
-    /* the rename itself survives a crash once the directory is synced */
-    char dir[PIPE_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
+    return write_file_atomic(path, data, len);
 }
 
 int pipe_write_json(const char *path, json_t *o) {
@@ -346,9 +304,9 @@ static int result_write(struct result *r, const char *out_dir, const char *key, 
         free(tail);
         json_object_set_new(r->root, "failure", json_string(pipe_failure_name(kind)));
     }
-    pipe_path(path, sizeof path, out_dir, "results", NULL, NULL);
-    if (pipe_mkdirs(path)) return -1;
-    pipe_path(path, sizeof path, out_dir, "results", key, ".json");
+    if (pipe_path(path, sizeof path, out_dir, "results", NULL, NULL) || pipe_mkdirs(path) ||
+        pipe_path(path, sizeof path, out_dir, "results", key, ".json"))
+        return -1;
     return pipe_write_json(path, r->root);
 }
 
@@ -388,35 +346,10 @@ static bool reset_peak_rss(void) {
     return ok;
 }
 
-static long long path_bytes(const char *path) {
-    struct stat st;
-    if (stat(path, &st)) return -1;
-    return (long long)st.st_size; /* artifacts are files; directories are summed below */
-}
-
-static long long tree_total;
-static int tree_add(const char *p, const struct stat *st, int flag, struct FTW *f) {
-    (void)p, (void)f;
-    if (flag == FTW_F) tree_total += (long long)st->st_size;
-    return 0;
-}
-static long long artifact_bytes(const char *path) {
-    struct stat st;
-    if (stat(path, &st)) return -1;
-    if (!S_ISDIR(st.st_mode)) return path_bytes(path);
-    tree_total = 0;
-    if (nftw(path, tree_add, 16, FTW_PHYS)) return -1;
-    return tree_total;
-}
-
-static int tree_rm(const char *p, const struct stat *st, int flag, struct FTW *f) {
-    (void)st, (void)f;
-    return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
 /* empty and re-create OUT/artifacts/<key> (leftovers of an interrupted attempt) */
 static int fresh_dir(const char *dir) {
     struct stat st;
-    if (!stat(dir, &st) && nftw(dir, tree_rm, 16, FTW_DEPTH | FTW_PHYS))
+    if (!stat(dir, &st) && rm_tree(dir))
         return err("%s: cannot empty: %s", dir, strerror(errno));
     return pipe_mkdirs(dir);
 }
@@ -1121,7 +1054,7 @@ int job_execute(const struct job *j, const struct job_opts *o) {
     model_release(&am);
     const char *rel = strstr(art.path, "artifacts/");
     json_object_set_new(r.run, "artifact_path", json_string(rel ? rel : art.path));
-    const long long abytes = artifact_bytes(art.path);
+    const long long abytes = path_bytes(art.path);
     json_object_set_new(r.run, "artifact_bytes", abytes >= 0 ? json_integer(abytes) : json_null());
     json_object_set_new(r.run, "n_params", json_integer(n_params));
     /* the quantizer's figure for the file it wrote when it gives one (an HF checkpoint's

@@ -186,9 +186,12 @@ json_t *recipe_to_json(const struct recipe *r);
 
 /* ===== files (gen/job.c) ===== */
 
-/* "OUT/results/<key>.json" etc. */
-void pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, const char *key,
-               const char *ext);
+/* "OUT/results/<key>.json" etc. (OUT/SUB, OUT/SUB/KEY, OUT/SUB/KEY.EXT) into buf. A path that
+ * does not fit is never cut short: buf is set to "" (which names no file) and -1 returned with
+ * "PATH: a path of N bytes; ...". Under a directory that passed pipe_dir_check every such path
+ * fits a PIPE_PATH_MAX buffer. */
+int pipe_path(char *buf, size_t size, const char *out_dir, const char *sub, const char *key,
+              const char *ext);
 /* mkdir -p */
 int pipe_mkdirs(const char *dir);
 /* a temporary directory a process fills and then renames or removes (lowbit quant's OUT.tmp.*)

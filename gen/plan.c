@@ -25,9 +25,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "gen/pipeline.h"
 #include "gen/text.h"
+#include "kernels/base/json.h"
 #include "kernels/common.h"
 #include "quant/calib.h"
 
@@ -79,9 +80,12 @@ void plan_eval_default(struct eval_spec *ev, bool full) {
     }
     ev->seed = 1234;
     const char *d = getenv("LOWBIT_DATA");
-    snprintf(ev->data_dir, sizeof ev->data_dir, "%s", d && *d ? d : "../shared/data");
-    snprintf(ev->text, sizeof ev->text, "%.3900s/datasets/wikitext-2/wikitext-2-raw/wiki.test.raw",
-             ev->data_dir);
+    /* a LOWBIT_DATA that does not fit is left "" (plan_make refuses it); never cut short */
+    const int n = snprintf(ev->data_dir, sizeof ev->data_dir, "%s", d && *d ? d : "../shared/data");
+    const int k = snprintf(ev->text, sizeof ev->text,
+                           "%s/datasets/wikitext-2/wikitext-2-raw/wiki.test.raw", ev->data_dir);
+    if (n < 0 || (size_t)n >= sizeof ev->data_dir || k < 0 || (size_t)k >= sizeof ev->text)
+        ev->data_dir[0] = ev->text[0] = 0;
 }
 
 int plan_eval_tasks(struct eval_spec *ev, const char *list) {
@@ -121,39 +125,13 @@ void plan_eval_limit(struct eval_spec *ev, int limit) {
 
 /* ===== hashing files ===== */
 
-static int hash_file(const char *path, char hex[65]) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err("%s: cannot open: %s", path, strerror(errno));
-    struct sha256 h;
-    sha256_init(&h);
-    static __thread uint8_t buf[1 << 16];
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            int e = errno;
-            close(fd);
-            return err("%s: read error: %s", path, strerror(e));
-        }
-        if (!n) break;
-        sha256_update(&h, buf, (size_t)n);
-    }
-    close(fd);
-    sha256_hex(&h, hex);
-    return 0;
-}
-
-static void hash_str(const char *s, char hex[65]) {
-    struct sha256 h;
-    sha256_init(&h);
-    sha256_update(&h, s, strlen(s));
-    sha256_hex(&h, hex);
-}
+/* sha256 of a string, as hex */
+static void hash_str(const char *s, char hex[65]) { sha256_hex_of(s, strlen(s), hex); }
 
 /* a regular file's hash through the cache: OUT/cache/sha256/<hash of identity> holds it */
 static int hash_file_cached(const char *path, const struct stat *st, const char *cache_dir,
                             char hex[65]) {
-    if (!cache_dir) return hash_file(path, hex);
+    if (!cache_dir) return sha256_file_hex(path, hex);
     char real[PATH_MAX], ident[PATH_MAX + 200], name[65], cpath[PIPE_PATH_MAX + 100];
     if (!realpath(path, real)) return err("%s: %s", path, strerror(errno));
     snprintf(ident, sizeof ident, "%s\n%lld\n%lld.%09ld\n%llu\n%llu", real, (long long)st->st_size,
@@ -175,17 +153,13 @@ static int hash_file_cached(const char *path, const struct stat *st, const char 
             if (all_hex) return 0;
         }
     }
-    if (hash_file(path, hex)) return -1;
+    if (sha256_file_hex(path, hex)) return -1;
     char dir[PIPE_PATH_MAX + 20], line[80];
     snprintf(dir, sizeof dir, "%s/sha256", cache_dir);
     snprintf(line, sizeof line, "%s\n", hex);
     /* a cache that cannot be written only costs time */
     if (!pipe_mkdirs(dir)) pipe_write_atomic(cpath, line, strlen(line));
     return 0;
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 int plan_hash_path(const char *path, const char *cache_dir, char hex[65]) {
@@ -274,7 +248,7 @@ const char *plan_code_hash(void) {
     }
 #endif
     char hex[65];
-    if (hash_file("/proc/self/exe", hex)) snprintf(hex, sizeof hex, "unknown");
+    if (sha256_file_hex("/proc/self/exe", hex)) snprintf(hex, sizeof hex, "unknown");
     snprintf(v, sizeof v, "bin.%.16s", hex);
     return v;
 }
@@ -313,51 +287,21 @@ json_t *recipe_to_json(const struct recipe *r) {
                      "knobs", knobs ? knobs : json_null());
 }
 
-/* an appendable string; oom makes every later append a no-op and the result NULL */
-struct sbuf {
-    char *p;
-    size_t n, cap;
-    bool oom;
-};
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->oom = true;
-            return;
-        }
-        if (b->p && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap <= b->n + (size_t)k) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
 char *plan_key_text(const struct job *j) {
-    struct sbuf b = {0};
-    sb_printf(&b, "lowbit-job-key 1\ncode %s\nmodel %s\n", j->code_hash, j->model.id);
-    if (j->model_error[0]) sb_printf(&b, "model.files unreadable: %s\n", j->model_error);
-    else sb_printf(&b, "model.files %s\n", j->model_sha);
-    sb_printf(&b, "model.tokenizer %s\n", j->tok_sha[0] ? j->tok_sha : "-");
+    struct strbuf b = STRBUF_INIT;
+    strbuf_addf(&b, "lowbit-job-key 1\ncode %s\nmodel %s\n", j->code_hash, j->model.id);
+    if (j->model_error[0]) strbuf_addf(&b, "model.files unreadable: %s\n", j->model_error);
+    else strbuf_addf(&b, "model.files %s\n", j->model_sha);
+    strbuf_addf(&b, "model.tokenizer %s\n", j->tok_sha[0] ? j->tok_sha : "-");
     json_t *r = recipe_to_json(&j->recipe);
     char *rs = r ? json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(r);
-    if (!rs) b.oom = true;
-    sb_printf(&b, "recipe %s\n", rs ? rs : "");
+    if (!rs) {
+        strbuf_release(&b);
+        err("out of memory");
+        return NULL;
+    }
+    strbuf_addf(&b, "recipe %s\n", rs);
     free(rs);
     if (j->recipe.calib_set[0]) {
         char path[PIPE_PATH_MAX], hex[65];
@@ -370,29 +314,24 @@ char *plan_key_text(const struct job *j) {
                         plan_hash_path(path, NULL, hex);
         err_set_quiet(quiet_was);
         if (bad) snprintf(hex, sizeof hex, "unreadable");
-        sb_printf(&b, "calib %s\n", hex);
+        strbuf_addf(&b, "calib %s\n", hex);
     }
     const struct eval_spec *ev = &j->ev;
     for (int s = 0; s < TASK_COUNT; s++) {
         if (!ev->on[s]) continue;
         char lim[16] = "all";
         if (ev->limit[s]) snprintf(lim, sizeof lim, "%d", ev->limit[s]);
-        sb_printf(&b, "task %s limit %s seed %d fewshot 0 bos auto ctx auto data %s\n",
+        strbuf_addf(&b, "task %s limit %s seed %d fewshot 0 bos auto ctx auto data %s\n",
                   plan_slot_name(s), lim, ev->seed, ev->sha[s]);
     }
     for (int s = PIPE_PPL; s <= PIPE_KLD; s++) {
         if (!ev->on[s]) continue;
         char lim[16] = "all";
         if (ev->limit[s]) snprintf(lim, sizeof lim, "%d", ev->limit[s]);
-        sb_printf(&b, "%s llamacpp ctx %d chunks %s%s text %s\n", plan_slot_name(s), PIPE_PPL_CTX,
+        strbuf_addf(&b, "%s llamacpp ctx %d chunks %s%s text %s\n", plan_slot_name(s), PIPE_PPL_CTX,
                   lim, s == PIPE_KLD ? " base model" : "", ev->sha[s]);
     }
-    if (b.oom) {
-        free(b.p);
-        err("out of memory");
-        return NULL;
-    }
-    return b.p;
+    return strbuf_detach(&b); /* NULL when out of memory (reported) */
 }
 
 /* j->model_error = prefix + msg as text (a message may quote bytes of a file name or of the file:
@@ -405,17 +344,23 @@ static void model_error_set(struct job *j, const char *prefix, const char *msg) 
     free(c);
 }
 
-/* the tokenizer a llama2.c file uses when none is named: tokenizer.bin beside it */
-static void implicit_tokenizer(const char *model_path, char *out, size_t size) {
+/* the tokenizer a llama2.c file uses when none is named: tokenizer.bin beside it ("" when there
+ * is none); -1 when its path does not fit out */
+static int implicit_tokenizer(const char *model_path, char *out, size_t size) {
     out[0] = 0;
     struct stat st;
-    size_t n = strlen(model_path);
-    if (stat(model_path, &st) || !S_ISREG(st.st_mode)) return;
-    if (n >= 5 && !strcmp(model_path + n - 5, ".gguf")) return;
+    if (stat(model_path, &st) || !S_ISREG(st.st_mode)) return 0;
+    if (ends_with(model_path, ".gguf")) return 0;
     const char *slash = strrchr(model_path, '/');
     int dir = slash ? (int)(slash - model_path) : 0;
-    snprintf(out, size, "%.*s%stokenizer.bin", dir, model_path, slash ? "/" : "");
+    const int n = snprintf(out, size, "%.*s%stokenizer.bin", dir, model_path, slash ? "/" : "");
+    if (n < 0 || (size_t)n >= size) {
+        out[0] = 0;
+        return err("%s: the path of a tokenizer.bin beside it is too long (%d bytes)", model_path,
+                   n);
+    }
     if (access(out, R_OK)) out[0] = 0;
+    return 0;
 }
 
 int plan_job(struct job *j, const struct model_row *m, const struct recipe *r,
@@ -452,7 +397,8 @@ int plan_job(struct job *j, const struct model_row *m, const struct recipe *r,
     }
     char tok[PIPE_PATH_MAX];
     snprintf(tok, sizeof tok, "%s", j->model_tokenizer);
-    if (!tok[0]) implicit_tokenizer(j->model_path, tok, sizeof tok);
+    if (!tok[0] && implicit_tokenizer(j->model_path, tok, sizeof tok) && !j->model_error[0])
+        model_error_set(j, "tokenizer ", err_last());
     if (tok[0] && plan_hash_path(tok, cache_dir, j->tok_sha)) {
         if (!j->model_error[0]) model_error_set(j, "tokenizer ", err_last());
         j->tok_sha[0] = 0;
@@ -511,6 +457,12 @@ int plan_make(const struct plan_inputs *in, struct plan *p) {
         csvin_recipes(in->recipes, &recipes, &n_recipes))
         goto out;
     plan_eval_default(ev, in->full);
+    if (!ev->data_dir[0]) {
+        err("LOWBIT_DATA: a path of %zu bytes; lowbit takes at most %zu here",
+            strlen(getenv("LOWBIT_DATA")),
+            sizeof ev->text - sizeof "/datasets/wikitext-2/wikitext-2-raw/wiki.test.raw");
+        goto out;
+    }
     size_t off;
     const char *why = text_problem(ev->data_dir, strlen(ev->data_dir), &off);
     if (why) {
@@ -521,8 +473,9 @@ int plan_make(const struct plan_inputs *in, struct plan *p) {
     if (in->tasks && plan_eval_tasks(ev, in->tasks)) goto out;
     if (in->limit) plan_eval_limit(ev, in->limit);
     if (plan_eval_hash(ev)) goto out;
-    pipe_path(cache, sizeof cache, in->out, "cache", NULL, NULL);
-    if (plan_build(p, models, n_models, recipes, n_recipes, ev, cache)) goto out;
+    if (pipe_path(cache, sizeof cache, in->out, "cache", NULL, NULL) ||
+        plan_build(p, models, n_models, recipes, n_recipes, ev, cache))
+        goto out;
     ret = 0;
 out:
     free(models);
@@ -559,13 +512,14 @@ json_t *job_to_json(const struct job *j) {
 }
 
 /* copy a JSON string member (absent/null = "") into buf; -1 when it is another type or too long */
-static int jstr(json_t *o, const char *key, char *buf, size_t size, bool required, const char *what) {
-    json_t *v = json_object_get(o, key);
+static int jstr_copy(json_t *o, const char *key, char *buf, size_t size, bool required,
+                     const char *what) {
+    const char *s;
     buf[0] = 0;
-    if (!v || json_is_null(v)) return required ? err("%s: '%s' is missing", what, key) : 0;
-    if (!json_is_string(v)) return err("%s: '%s' is not a string", what, key);
-    if (json_string_length(v) >= size) return err("%s: '%s' is too long", what, key);
-    snprintf(buf, size, "%s", json_string_value(v));
+    if (jstr_get(o, key, required, &s, "%s", what)) return -1;
+    if (!s) return 0;
+    if (strlen(s) >= size) return err("%s: '%s' is too long", what, key);
+    memcpy(buf, s, strlen(s) + 1);
     return 0;
 }
 
@@ -587,28 +541,29 @@ int job_from_json(struct job *j, json_t *o, const char *what) {
     struct model_row *mr = &j->model;
     struct recipe *q = &j->recipe;
     recipe_init(q);
-    if (jstr(o, "job_key", j->key, sizeof j->key, true, what) ||
-        jstr(o, "code_version", j->code_version, sizeof j->code_version, true, what) ||
-        jstr(o, "code_hash", j->code_hash, sizeof j->code_hash, true, what) ||
-        jstr(m, "id", mr->id, sizeof mr->id, true, what) ||
-        jstr(m, "path", mr->path, sizeof mr->path, true, what) ||
-        jstr(m, "tokenizer", mr->tokenizer, sizeof mr->tokenizer, false, what) ||
-        jstr(m, "display_name", mr->display_name, sizeof mr->display_name, true, what) ||
-        jstr(m, "family", mr->family, sizeof mr->family, false, what) ||
-        jstr(m, "base_model", mr->base_model, sizeof mr->base_model, false, what) ||
-        jstr(m, "model_type", mr->model_type, sizeof mr->model_type, false, what) ||
-        jstr(m, "license", mr->license, sizeof mr->license, false, what) ||
-        jstr(m, "notes", mr->notes, sizeof mr->notes, false, what) ||
-        jstr(m, "path_expanded", j->model_path, sizeof j->model_path, true, what) ||
-        jstr(m, "tokenizer_expanded", j->model_tokenizer, sizeof j->model_tokenizer, false, what) ||
-        jstr(m, "files_sha256", j->model_sha, sizeof j->model_sha, false, what) ||
-        jstr(m, "tokenizer_sha256", j->tok_sha, sizeof j->tok_sha, false, what) ||
-        jstr(m, "error", j->model_error, sizeof j->model_error, false, what) ||
-        jstr(r, "id", q->id, sizeof q->id, true, what) ||
-        jstr(r, "algorithm", q->algorithm, sizeof q->algorithm, true, what) ||
-        jstr(r, "weight_dtype", q->weight_dtype, sizeof q->weight_dtype, false, what) ||
-        jstr(r, "compute_dtype", q->compute_dtype, sizeof q->compute_dtype, true, what) ||
-        jstr(r, "calib_set", q->calib_set, sizeof q->calib_set, false, what) ||
+    if (jstr_copy(o, "job_key", j->key, sizeof j->key, true, what) ||
+        jstr_copy(o, "code_version", j->code_version, sizeof j->code_version, true, what) ||
+        jstr_copy(o, "code_hash", j->code_hash, sizeof j->code_hash, true, what) ||
+        jstr_copy(m, "id", mr->id, sizeof mr->id, true, what) ||
+        jstr_copy(m, "path", mr->path, sizeof mr->path, true, what) ||
+        jstr_copy(m, "tokenizer", mr->tokenizer, sizeof mr->tokenizer, false, what) ||
+        jstr_copy(m, "display_name", mr->display_name, sizeof mr->display_name, true, what) ||
+        jstr_copy(m, "family", mr->family, sizeof mr->family, false, what) ||
+        jstr_copy(m, "base_model", mr->base_model, sizeof mr->base_model, false, what) ||
+        jstr_copy(m, "model_type", mr->model_type, sizeof mr->model_type, false, what) ||
+        jstr_copy(m, "license", mr->license, sizeof mr->license, false, what) ||
+        jstr_copy(m, "notes", mr->notes, sizeof mr->notes, false, what) ||
+        jstr_copy(m, "path_expanded", j->model_path, sizeof j->model_path, true, what) ||
+        jstr_copy(m, "tokenizer_expanded", j->model_tokenizer, sizeof j->model_tokenizer, false,
+                  what) ||
+        jstr_copy(m, "files_sha256", j->model_sha, sizeof j->model_sha, false, what) ||
+        jstr_copy(m, "tokenizer_sha256", j->tok_sha, sizeof j->tok_sha, false, what) ||
+        jstr_copy(m, "error", j->model_error, sizeof j->model_error, false, what) ||
+        jstr_copy(r, "id", q->id, sizeof q->id, true, what) ||
+        jstr_copy(r, "algorithm", q->algorithm, sizeof q->algorithm, true, what) ||
+        jstr_copy(r, "weight_dtype", q->weight_dtype, sizeof q->weight_dtype, false, what) ||
+        jstr_copy(r, "compute_dtype", q->compute_dtype, sizeof q->compute_dtype, true, what) ||
+        jstr_copy(r, "calib_set", q->calib_set, sizeof q->calib_set, false, what) ||
         jint(r, "sym", &q->sym, -1, what) || jint(r, "double_quant", &q->double_quant, -1, what) ||
         jint(r, "calib_nsamples", &q->calib_nsamples, 0, what) ||
         jint(r, "calib_seqlen", &q->calib_seqlen, 0, what) ||
@@ -634,8 +589,8 @@ int job_from_json(struct job *j, json_t *o, const char *what) {
     struct eval_spec *e = &j->ev;
     json_t *tasks = json_object_get(ev, "tasks");
     if (jint(ev, "seed", &e->seed, 1234, what) ||
-        jstr(ev, "data_dir", e->data_dir, sizeof e->data_dir, true, what) ||
-        jstr(ev, "text", e->text, sizeof e->text, true, what))
+        jstr_copy(ev, "data_dir", e->data_dir, sizeof e->data_dir, true, what) ||
+        jstr_copy(ev, "text", e->text, sizeof e->text, true, what))
         return -1;
     if (!json_is_array(tasks)) return err("%s: eval.tasks is not an array", what);
     size_t i;
@@ -643,8 +598,8 @@ int job_from_json(struct job *j, json_t *o, const char *what) {
     json_array_foreach(tasks, i, t) {
         char name[64], sha[65];
         int lim, slot = -1;
-        if (jstr(t, "name", name, sizeof name, true, what) ||
-            jstr(t, "sha256", sha, sizeof sha, false, what) || jint(t, "limit", &lim, 0, what))
+        if (jstr_copy(t, "name", name, sizeof name, true, what) ||
+            jstr_copy(t, "sha256", sha, sizeof sha, false, what) || jint(t, "limit", &lim, 0, what))
             return -1;
         for (int s = 0; s < PIPE_N_TASKS; s++)
             if (!strcmp(name, plan_slot_name(s))) slot = s;

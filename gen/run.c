@@ -41,9 +41,9 @@ struct worker {
 
 int run_write_spec(const char *out_dir, const struct job *j, char *path, size_t size) {
     char dir[PIPE_PATH_MAX];
-    pipe_path(dir, sizeof dir, out_dir, "jobs", NULL, NULL);
-    if (pipe_mkdirs(dir)) return -1;
-    pipe_path(path, size, out_dir, "jobs", j->key, ".json");
+    if (pipe_path(dir, sizeof dir, out_dir, "jobs", NULL, NULL) || pipe_mkdirs(dir) ||
+        pipe_path(path, size, out_dir, "jobs", j->key, ".json"))
+        return -1;
     json_t *o = job_to_json(j);
     int rc = o ? pipe_write_json(path, o) : err("out of memory");
     json_decref(o);
@@ -156,7 +156,7 @@ bool pipe_result_retryable(const char *path) {
 int run_write_lost(const char *out_dir, const struct job *j, const char *cause,
                    const char *started_at, enum pipe_failure kind) {
     char log[PIPE_PATH_MAX];
-    pipe_path(log, sizeof log, out_dir, "logs", j->key, ".log");
+    if (pipe_path(log, sizeof log, out_dir, "logs", j->key, ".log")) return -1;
     const bool q = err_quiet(); /* said once, with the job */
     err_set_quiet(true);
     const int rc = job_write_failed(out_dir, j, cause, log, started_at, kind);
@@ -283,10 +283,10 @@ int run_plan(const struct plan *p, const struct run_opts *o, struct run_stats *s
                 p->n_jobs, st->cached, n_todo, n_par, o->threads);
     char dir[PIPE_PATH_MAX];
     int ret = 0;
-    pipe_path(dir, sizeof dir, o->out_dir, "logs", NULL, NULL);
-    if (n_todo && pipe_mkdirs(dir)) ret = -1;
-    pipe_path(dir, sizeof dir, o->out_dir, "results", NULL, NULL);
-    if (n_todo && pipe_mkdirs(dir)) ret = -1;
+    if (n_todo && (pipe_path(dir, sizeof dir, o->out_dir, "logs", NULL, NULL) || pipe_mkdirs(dir) ||
+                   pipe_path(dir, sizeof dir, o->out_dir, "results", NULL, NULL) ||
+                   pipe_mkdirs(dir)))
+        ret = -1;
 
     sigset_t set, old;
     sigemptyset(&set);

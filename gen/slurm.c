@@ -31,7 +31,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -203,8 +202,8 @@ static int cmp_tag_desc(const void *a, const void *b) {
 /* read OUT/slurm/<tag>/submission.json of every tag (a malformed one is reported and skipped) */
 static int survey_load(struct survey *s, const char *out) {
     char dir[PIPE_PATH_MAX];
-    pipe_path(dir, sizeof dir, out, "slurm", NULL, NULL);
     memset(s, 0, sizeof *s);
+    if (pipe_path(dir, sizeof dir, out, "slurm", NULL, NULL)) return -1;
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT ? 0 : err("%s: cannot read: %s", dir, strerror(errno));
     char **names = NULL;
@@ -567,8 +566,7 @@ static int survey_mark_lost(struct survey *s, const char *out, bool quiet) {
 /* OUT/slurm/.lock, held until the process ends or the fd is closed */
 static int lock_slurm(const char *out) {
     char dir[PIPE_PATH_MAX], path[PIPE_PATH_MAX + 16];
-    pipe_path(dir, sizeof dir, out, "slurm", NULL, NULL);
-    if (pipe_mkdirs(dir)) return -1;
+    if (pipe_path(dir, sizeof dir, out, "slurm", NULL, NULL) || pipe_mkdirs(dir)) return -1;
     snprintf(path, sizeof path, "%s/.lock", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return err("%s: cannot open: %s", path, strerror(errno));
@@ -624,27 +622,11 @@ struct res {
     char mem[32], time[32];
 };
 
-/* bytes of the model's files (a file or a directory's regular files); 0 when unreadable */
-static long long tree_bytes;
-static int tree_add(const char *p, const struct stat *st, int flag, struct FTW *f) {
-    (void)p, (void)f;
-    if (flag == FTW_F) tree_bytes += (long long)st->st_size;
-    return 0;
-}
-static long long model_bytes(const char *path) {
-    struct stat st;
-    if (stat(path, &st)) return 0;
-    if (!S_ISDIR(st.st_mode)) return (long long)st.st_size;
-    tree_bytes = 0;
-    if (nftw(path, tree_add, 16, FTW_PHYS)) return 0;
-    return tree_bytes;
-}
-
 /* the defaults (README: Running on a Slurm cluster): memory 1 GiB + 4x the model's files (6x
  * when the recipe calibrates), in 256 MiB steps; time 1 h + 1 h per GB of model files, x3 when
  * calibrating, x4 with --full */
 static void job_res(const struct job *j, const struct res *force, bool full, struct res *r) {
-    const long long bytes = model_bytes(j->model_path);
+    const long long bytes = LB_MAX(path_bytes(j->model_path), 0); /* 0 when unreadable */
     const struct qmethod_info *qi =
         j->recipe.method < QMETHOD_COUNT ? qmethod_get(j->recipe.method) : NULL;
     const bool calib = qi && qi->needs_calib;
@@ -823,8 +805,9 @@ static int submit(const struct submit_opts *o) {
     if (bl <= 0 || !getcwd(cwd, sizeof cwd))
         return err("slurm: cannot find this lowbit binary or the current directory");
     bin[bl] = 0;
-    pipe_path(db, sizeof db, out, "lowbit.db", NULL, NULL);
-    pipe_path(site, sizeof site, out, "site", NULL, NULL);
+    if (pipe_path(db, sizeof db, out, "lowbit.db", NULL, NULL) ||
+        pipe_path(site, sizeof site, out, "site", NULL, NULL))
+        return -1;
     if (o->db) snprintf(db, sizeof db, "%s", o->db);
     if (o->site) snprintf(site, sizeof site, "%s", o->site);
 
@@ -895,10 +878,9 @@ static int submit(const struct submit_opts *o) {
     snprintf(sub, sizeof sub, "%s/slurm/%s", out, tag);
     snprintf(path, sizeof path, "%s/logs", sub);
     if (pipe_mkdirs(path)) goto out;
-    pipe_path(dir, sizeof dir, out, "logs", NULL, NULL);
-    if (!o->dry_run && pipe_mkdirs(dir)) goto out;
-    pipe_path(dir, sizeof dir, out, "results", NULL, NULL);
-    if (!o->dry_run && pipe_mkdirs(dir)) goto out;
+    if (pipe_path(dir, sizeof dir, out, "logs", NULL, NULL) || (!o->dry_run && pipe_mkdirs(dir)) ||
+        pipe_path(dir, sizeof dir, out, "results", NULL, NULL) || (!o->dry_run && pipe_mkdirs(dir)))
+        goto out;
     for (int i = 0; i < n_todo; i++)
         if (run_write_spec(out, &p.jobs[todo[i]], path, sizeof path)) goto out;
 
@@ -1112,8 +1094,9 @@ static int slurm_collect(const struct plan_inputs *in, const char *db, bool quie
     lock = -1;
     if (plan_make(in, &p)) goto out;
     char results[PIPE_PATH_MAX], db_path[PIPE_PATH_MAX];
-    pipe_path(results, sizeof results, in->out, "results", NULL, NULL);
-    pipe_path(db_path, sizeof db_path, in->out, "lowbit.db", NULL, NULL);
+    if (pipe_path(results, sizeof results, in->out, "results", NULL, NULL) ||
+        pipe_path(db_path, sizeof db_path, in->out, "lowbit.db", NULL, NULL))
+        goto out;
     if (db) snprintf(db_path, sizeof db_path, "%s", db);
     struct collect_opts co = {.results_dir = results, .db_path = db_path, .plan = &p,
                               .quiet = quiet};
@@ -1188,7 +1171,8 @@ static int submit_opt(int argc, char **argv, int *i, struct submit_opts *o, int 
         return rc < 0 || check_word(v, "--partition", NULL) ? -1 : (o->partition = v, 1);
     if ((rc = cli_opt(argc, argv, i, "--account", &v)))
         return rc < 0 || check_word(v, "--account", NULL) ? -1 : (o->account = v, 1);
-    if ((rc = cli_opt(argc, argv, i, "--site", &v))) return rc < 0 ? -1 : (o->site = v, 1);
+    if ((rc = cli_opt(argc, argv, i, "--site", &v)))
+        return rc < 0 || pipe_dir_check(v, "--site") ? -1 : (o->site = v, 1);
     if ((rc = cli_opt(argc, argv, i, "--max-running", &v)))
         return rc < 0 || cli_int(v, "--max-running", 1, 1 << 20, &o->max_running) ? -1 : 1;
     if ((rc = cli_opt(argc, argv, i, "--sbatch-arg", &v))) {
@@ -1226,14 +1210,14 @@ int cmd_slurm(int argc, char **argv) {
         }
         if (is_status) {
             if (!(rc = cli_opt(argc, argv, &i, "--out", &v))) return cli_unknown("slurm status", a);
-            if (rc < 0) return -1;
+            if (rc < 0 || pipe_dir_check(v, "--out")) return -1;
             o.in.out = v;
             continue;
         }
         if ((rc = plan_opt(argc, argv, &i, &o.in))) {
             if (rc < 0) return -1;
         } else if ((rc = cli_opt(argc, argv, &i, "--db", &v))) {
-            if (rc < 0) return -1;
+            if (rc < 0 || pipe_dir_check(v, "--db")) return -1;
             o.db = v;
         } else if (is_collect) {
             return cli_unknown("slurm collect", a);

@@ -2,7 +2,7 @@
 #include "kernels/dtype.h"
 
 #include "kernels/quants.h"
-#include "quant/ggml_quants.h"
+#include "kernels/ggml_quants.h"
 
 #include <math.h>
 #include <strings.h>
@@ -61,7 +61,7 @@ static const struct dtype_info dtypes[DTYPE_COUNT] = {
     [DTYPE_F16] = {"f16", 1, 2, 1, f16_to_f32, f16_from_f32},
     [DTYPE_BF16] = {"bf16", 1, 2, 30, bf16_to_f32, bf16_from_f32},
     [DTYPE_Q8_0] = {"q8_0", QK8_0, sizeof(struct block_q8_0), 8, q8_0_to_f32, q8_0_from_f32},
-    /* GGUF block types (kernels/quants.c, quant/ggml_quants.c); from_f32 = ggml's reference
+    /* GGUF block types (kernels/quants.c, kernels/ggml_quants.c); from_f32 = ggml's reference
      * quantizer (IQ4_NL: quantize_iq4_nl, what llama.cpp's files hold); Q8_K is activations only */
     [DTYPE_Q4_0] = {"q4_0", QK4_0, sizeof(struct block_q4_0), 2, q4_0_to_f32, gq_q4_0_ref},
     [DTYPE_Q4_1] = {"q4_1", QK4_1, sizeof(struct block_q4_1), 3, q4_1_to_f32, gq_q4_1_ref},

@@ -16,7 +16,7 @@ enum dtype {
     DTYPE_F16,
     DTYPE_BF16,
     DTYPE_Q8_0,
-    /* GGUF (ggml) block types: layouts in kernels/quants.h, quantizers in quant/ggml_quants.h */
+    /* GGUF (ggml) block types: layouts in kernels/quants.h, quantizers in kernels/ggml_quants.h */
     DTYPE_Q4_0,
     DTYPE_Q4_1,
     DTYPE_Q5_0,

@@ -11,7 +11,7 @@
  * ggml's dequantize_row_* formulas in the same order, so they return the same fp32 values as
  * ggml's to_float bit for bit (fp32 products of exactly representable operands, no FMA: see the
  * note on contraction in quants.c). A NaN/Inf scale yields NaN/Inf weights, which model_bind's
- * finiteness check then refuses. The quantizers are in quant/ggml_quants.h. */
+ * finiteness check then refuses. The quantizers are in kernels/ggml_quants.h. */
 #ifndef KERNELS_QUANTS_H
 #define KERNELS_QUANTS_H
 #include "kernels/dtype.h"

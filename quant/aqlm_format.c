@@ -66,11 +66,6 @@ static int write_module(void *ctx, struct safetensors_writer *w, const struct hf
     return 0;
 }
 
-static bool ends_with(const char *s, const char *suffix) {
-    const size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
 int aqlm_write_begin(struct hfx_model *hm, const struct aqlm_opts *o, const char *dir,
                      struct hfx_stats *st) {
     return hfx_stream(hm, write_module, (void *)o, NULL, dir, st);

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "eval/model.h"
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "eval/tokenizer.h"
 #include "kernels/common.h"
 #include "quant/quant.h"

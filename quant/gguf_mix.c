@@ -23,7 +23,7 @@
 
 #include "eval/gguf.h"
 #include "eval/tok_impl.h"
-#include "quant/ggml_quants.h"
+#include "kernels/ggml_quants.h"
 #include "quant/imatrix.h"
 #include "quant/quant.h"
 
@@ -77,11 +77,6 @@ static bool is_block_type(enum dtype t) {
 }
 
 /* ===== which tensors, which category ===== */
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
 
 bool gguf_mix_quantizable(const struct gguf_mix_tensor *t, bool leave_output) {
     static const char *const never[] = {

@@ -17,7 +17,7 @@
 #endif
 
 #include "eval/forward.h"
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "kernels/dmm.h"
 #include "kernels/gram.h"
 #include "quant/calib.h"

@@ -334,19 +334,6 @@ void hfx_py_float(char *buf, size_t n, float v) {
     if (!strpbrk(buf, ".eninf")) snprintf(buf + strlen(buf), n - strlen(buf), ".0");
 }
 
-static int mkdir_p(const char *dir) {
-    char p[4096];
-    snprintf(p, sizeof p, "%s", dir);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(p, 0777) && errno != EEXIST) return err("cannot create %s: %s", p, strerror(errno));
-            *s = '/';
-        }
-    if (mkdir(p, 0777) && errno != EEXIST) return err("cannot create %s: %s", p, strerror(errno));
-    return 0;
-}
-
 /* json to dir/name atomically */
 static int write_json(const char *dir, const char *name, json_t *j) {
     char path[4300], tmp[4400];

@@ -3,7 +3,7 @@
  *
  * For every weight W (blk.N.* matmuls) the matrix is the diagonal Σ_t x_t[j]² of its inputs x_t
  * over the calibration tokens, with the number of rows accumulated. llama-quantize divides one by
- * the other and weights each column's quantization error by the result (quant/ggml_quants.h).
+ * the other and weights each column's quantization error by the result (kernels/ggml_quants.h).
  *
  * File format: the GGUF container that this llama.cpp version writes by default (llama-imatrix
  * --output-format gguf; the legacy .dat is written only on request there, and read by both):

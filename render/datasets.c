@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kernels/base/json.h"
 #include "render/render_impl.h"
 
 #define LB_COLS(X)                                                                                 \
@@ -221,16 +222,12 @@ static json_t *jnum(double v) {
 static json_t *jint(double v) {
     return isnan(v) ? json_null() : json_integer((json_int_t)v);
 }
-static json_t *jstr(const char *s) {
-    return s ? json_string(s) : json_null();
-}
-
 static json_t *row_json(const struct site *s, const struct lb_run *r) {
     json_t *o = json_object();
     for (int c = 0; c < lb_n_cols; c++) {
         struct cell v;
         cell_of(s, r, c, &v);
-        json_t *j = lb_cols[c].type == COL_TEXT  ? jstr(v.text)
+        json_t *j = lb_cols[c].type == COL_TEXT  ? jnew_str(v.text)
                     : lb_cols[c].type == COL_INT ? jint(v.num)
                                                  : jnum(v.num);
         json_object_set_new(o, lb_cols[c].name, j);
@@ -254,8 +251,8 @@ static json_t *row_json(const struct site *s, const struct lb_run *r) {
         const struct lb_taskdef *t = &r->defs[i];
         json_t *a = json_array();
         json_array_append_new(a, json_string(t->task));
-        json_array_append_new(a, jstr(t->dataset_file));
-        json_array_append_new(a, jstr(t->dataset_sha256));
+        json_array_append_new(a, jnew_str(t->dataset_file));
+        json_array_append_new(a, jnew_str(t->dataset_sha256));
         json_array_append_new(a, jint(t->n_docs));
         json_array_append_new(a, jint(t->n_docs_full));
         json_array_append_new(a, jint(t->limit_n));
@@ -267,7 +264,8 @@ static json_t *row_json(const struct site *s, const struct lb_run *r) {
     }
     json_object_set_new(o, "task_defs", td);
     json_t *pv = json_object();
-    for (int i = 0; i < r->n_prov; i++) json_object_set_new(pv, r->prov[i].key, jstr(r->prov[i].value));
+    for (int i = 0; i < r->n_prov; i++)
+        json_object_set_new(pv, r->prov[i].key, jnew_str(r->prov[i].value));
     json_object_set_new(o, "provenance", pv);
     const struct lb_recipe *k = r->recipe;
     json_t *knobs = NULL;
@@ -418,8 +416,8 @@ static int write_training_json(struct site *s) {
         json_t *train = t->train_json ? json_loads(t->train_json, JSON_DECODE_ANY, NULL) : NULL;
         if (!train && t->train_json) train = json_string(t->train_json); /* not JSON: as text */
         json_array_append_new(models, json_pack("{s:s,s:o,s:o,s:o}", "model_id", t->model_id,
-                                                "source_dir", jstr(t->source_dir), "files_sha256",
-                                                jstr(t->files_sha256), "train",
+                                                "source_dir", jnew_str(t->source_dir),
+                                                "files_sha256", jnew_str(t->files_sha256), "train",
                                                 train ? train : json_null()));
         for (int k = 0; k < t->n_curve; k++) {
             json_t *o = json_object();
@@ -427,7 +425,7 @@ static int write_training_json(struct site *s) {
                 struct cell v;
                 tc_cell_of(t, &t->curve[k], c, &v);
                 json_object_set_new(o, tc_cols[c].name,
-                                    tc_cols[c].type == COL_TEXT  ? jstr(v.text)
+                                    tc_cols[c].type == COL_TEXT  ? jnew_str(v.text)
                                     : tc_cols[c].type == COL_INT ? jint(v.num)
                                                                  : jnum(v.num));
             }
@@ -466,13 +464,15 @@ char *board_data_json(const struct site *s) {
         for (int t = 0; t < LB_TASK_COUNT; t++) json_array_append_new(acc, jnum(r->acc[t]));
         json_t *row = json_pack(
             "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o]", (json_int_t)r->id, r->rank,
-            jstr(lb_run_model_name(r)), jstr(r->recipe_id), jstr(c ? c->algorithm : NULL),
-            jstr(c ? c->weight_dtype : NULL), jstr(c ? c->compute_dtype : NULL),
+            jnew_str(lb_run_model_name(r)), jnew_str(r->recipe_id),
+            jnew_str(c ? c->algorithm : NULL),
+            jnew_str(c ? c->weight_dtype : NULL), jnew_str(c ? c->compute_dtype : NULL),
             jint(c ? c->group_size : NAN), jint(c ? c->double_quant : NAN),
             jnum(c ? c->bits : NAN), jint(r->artifact_bytes),
             jint(!isnan(r->n_params) ? r->n_params : r->model ? r->model->n_params : NAN),
             jnum(r->average), jnum(r->ppl), jnum(r->kld), jnum(r->bits_per_weight),
-            jnum(r->quant_seconds), jstr(r->model ? r->model->model_type : NULL), r->group, acc);
+            jnum(r->quant_seconds), jnew_str(r->model ? r->model->model_type : NULL), r->group,
+            acc);
         if (!row) {
             json_decref(root);
             json_decref(rows);

@@ -169,10 +169,6 @@ static void facet(struct page *p, const char *slot, const char *name, const char
     }
 }
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static int cmp_num_str(const void *a, const void *b) {
     double x = atof(*(const char *const *)a), y = atof(*(const char *const *)b);
     return (x > y) - (x < y);

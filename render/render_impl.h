@@ -17,7 +17,7 @@
 
 struct sqlite3;
 
-#include "kernels/common.h"
+#include "kernels/base/base.h"
 #include "render/render.h"
 
 /* ===== the ten board tasks (Intel's columns, all scored with plain "acc") ===== */

@@ -13,7 +13,6 @@
  * NAME.old-PID whose process is gone, before it starts. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <libgen.h>
 #include <sqlite3.h>
@@ -93,15 +92,6 @@ static int copy_static(struct site *s, const char *name) {
     int rc = site_write_file(s, name, data, len);
     free(data);
     return rc;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void rm_tree(const char *path) {
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* s as one shell word on f: as is when it is plain, else in single quotes ('\'' for a quote) */

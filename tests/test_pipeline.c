@@ -19,7 +19,7 @@
 #include "eval/gguf.h"
 #include "eval/kld.h"
 #include "eval/model.h"
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "gen/pipeline.h"
 #include "quant/quant.h"
 #include "tests/t_cli.h"

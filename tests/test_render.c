@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "kernels/common.h" /* lb_threads: the render runs under the engine's thread setting */
 #include "render/render_impl.h"
 #include "tests/t.h"
 
@@ -84,11 +85,6 @@ static void files_list(const char *root, struct files *fs) {
 static void files_free(struct files *fs) {
     for (int i = 0; i < fs->n; i++) free(fs->path[i]);
     free(fs->path);
-}
-
-static bool ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
 }
 
 /* ------------------------------------------------------------------ shared state */

@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "gen/pipeline.h"
 #include "tests/t_cli.h"
 

@@ -16,7 +16,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "eval/task.h"
 #include "eval/task_impl.h"
 #include "eval/tokenizer.h"

@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 #include "eval/task.h"
 #include "eval/tokenizer.h"
 #include "kernels/common.h"

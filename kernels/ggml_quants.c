@@ -1,4 +1,5 @@
-/* quant/ggml_quants.c: the GGUF quantizers of ggml_quants.h.
+/* kernels/ggml_quants.c: the GGUF quantizers of ggml_quants.h (in kernels/, below the dtype table
+ * whose from_f32 they are: ggml keeps its reference quantizers in its own bottom layer too).
  *
  * Source: ggml/src/ggml-quants.c of llama.cpp de3ff81 (the release node-llama-cpp 3.22.1 ships;
  * k-quants by Kawrakow, PR #1684; imatrix variants, PR #4861 and #4930). Re-written from the
@@ -21,7 +22,7 @@
  *    squares over nstep+1 inverse scales (qkx3: x² weights when none are given, max <= min test);
  *  - qp_search [make_qp_quants]: non-negative values (the sub-block scales), 8 perturbed scales,
  *    then coordinate descent; used to quantize the scales themselves under an imatrix. */
-#include "quant/ggml_quants.h"
+#include "kernels/ggml_quants.h"
 
 #include <float.h>
 #include <math.h>

@@ -1,4 +1,4 @@
-/* quant/ggml_quants.h: llama.cpp's deterministic quantizers for the GGUF block types ("gq" =
+/* kernels/ggml_quants.h: llama.cpp's deterministic quantizers for the GGUF block types ("gq" =
  * ggml-compatible quantizer), byte-identical with ggml's.
  *
  * Two entry points per type, as in ggml (llama.cpp de3ff81, ggml/src/ggml-quants.c):
@@ -12,8 +12,8 @@
  *    Σ imatrix_j·(x_j - x̂_j)²), as quantize_q4_K and friends do.
  * Q8_0 ignores the imatrix (as ggml). Tested byte for byte against the prebuilt ggml of that
  * release (tests/test_quants.c holds the hashes). */
-#ifndef QUANT_GGML_QUANTS_H
-#define QUANT_GGML_QUANTS_H
+#ifndef KERNELS_GGML_QUANTS_H
+#define KERNELS_GGML_QUANTS_H
 #include "kernels/quants.h"
 
 void gq_q4_0_ref(const float *x, void *y, int64_t n);

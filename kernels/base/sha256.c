@@ -1,11 +1,16 @@
-/* eval/sha256.c: SHA-256 as specified in FIPS 180-4 section 6.2 (message schedule W[0..63],
+/* kernels/base/sha256.c: SHA-256 as specified in FIPS 180-4 section 6.2 (message schedule W[0..63],
  * eight working variables, 64 rounds with the constants K = first 32 bits of the fractional
  * parts of the cube roots of the first 64 primes). Tested against the FIPS 180-2 appendix B
  * vectors in tests/test_tasks.c. */
-#include "eval/sha256.h"
+#include "kernels/base/sha256.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "kernels/base/err.h"
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -85,4 +90,38 @@ void sha256_hex(struct sha256 *s, char hex[65]) {
     uint8_t d[32];
     sha256_final(s, d);
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+int sha256_update_file(struct sha256 *s, const char *path) {
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return err("%s: cannot open: %s", path, strerror(errno));
+    uint8_t buf[1 << 16];
+    for (;;) {
+        const ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            const int e = errno;
+            close(fd);
+            return err("%s: read error: %s", path, strerror(e));
+        }
+        if (!n) break;
+        sha256_update(s, buf, (size_t)n);
+    }
+    close(fd);
+    return 0;
+}
+
+void sha256_hex_of(const void *data, size_t n, char hex[65]) {
+    struct sha256 h;
+    sha256_init(&h);
+    sha256_update(&h, data, n);
+    sha256_hex(&h, hex);
+}
+
+int sha256_file_hex(const char *path, char hex[65]) {
+    struct sha256 h;
+    sha256_init(&h);
+    if (sha256_update_file(&h, path)) return -1;
+    sha256_hex(&h, hex);
+    return 0;
 }
