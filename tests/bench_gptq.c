@@ -21,33 +21,11 @@
 #include <time.h>
 
 #include "kernels/common.h"
+#include "tests/t_bench.h"
 #include "kernels/dmm.h"
 #include "kernels/matmul.h"
 #include "kernels/tensor.h"
 #include "quant/gptq.h"
-
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void cpu_model(char *out, size_t len) {
-    snprintf(out, len, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        const char *v = strncmp(line, "model name", 10) ? NULL : strchr(line, ':');
-        if (!v) continue;
-        for (v++; *v == ' ' || *v == '\t'; v++) {
-        }
-        snprintf(out, len, "%s", v);
-        out[strcspn(out, "\n")] = 0;
-        break;
-    }
-    fclose(f);
-}
 
 static uint64_t rng = 12345;
 static double urand(void) { /* [-0.5, 0.5) */
@@ -74,11 +52,11 @@ static int run_case(const char *cpu, int64_t K, int64_t N, int th) {
     struct tensor t;
     void *buf = NULL;
     struct gptq_layer_stats st;
-    const double w0 = now_s(), c0 = cpu_s();
+    const double w0 = now_s(), c0 = t_cpu_s();
     int rc = gptq_prepare(H, K, &o, "bench", &p);
-    const double w1 = now_s(), c1 = cpu_s();
+    const double w1 = now_s(), c1 = t_cpu_s();
     if (!rc) rc = gptq_quantize_prepared(w, N, &p, &o, "bench", &t, &buf, &st);
-    const double w2 = now_s(), c2 = cpu_s();
+    const double w2 = now_s(), c2 = t_cpu_s();
     if (!rc) {
         const double fp = 4.0 / 3.0 * (double)K * (double)K * (double)K,
                      fs = (double)N * (double)K * (double)K;
@@ -98,7 +76,7 @@ static int run_case(const char *cpu, int64_t K, int64_t N, int th) {
 
 int main(int argc, char **argv) {
     char cpu[256];
-    cpu_model(cpu, sizeof cpu);
+    t_cpu_model(cpu, sizeof cpu);
     const int nproc = lb_threads();
     struct {
         int64_t K, N;

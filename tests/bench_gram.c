@@ -23,26 +23,9 @@
 #include <time.h>
 
 #include "kernels/common.h"
+#include "tests/t_bench.h"
 #include "kernels/gram.h"
 #include "kernels/matmul.h"
-
-static void cpu_model(char *out, size_t len) {
-    snprintf(out, len, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10)) continue;
-        const char *v = strchr(line, ':');
-        if (!v) break;
-        v++;
-        while (*v == ' ' || *v == '\t') v++;
-        snprintf(out, len, "%s", v);
-        out[strcspn(out, "\n")] = 0;
-        break;
-    }
-    fclose(f);
-}
 
 static void fill(float *x, size_t n, uint32_t seed) {
     uint32_t s = seed;
@@ -57,12 +40,6 @@ static int cmp_d(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* median seconds of reps calls (after one untimed call); -1 when a call fails. *cpu_share: the
  * process's CPU time over the timed calls' wall time × threads (1: we had the cores to ourselves,
  * less: other processes ran on them) */
@@ -71,7 +48,7 @@ static double time_gram(double *H, const float *x, int64_t T, int64_t K, int rep
     double ts[64], wall = 0.0, cpu = 0.0;
     reps = LB_MAX(1, LB_MIN(reps, (int)LB_ARRAY_LEN(ts)));
     for (int r = -1; r < reps; r++) {
-        const double t0 = now_s(), c0 = cpu_s();
+        const double t0 = now_s(), c0 = t_cpu_s();
         if (ref)
             gram_acc_ref(H, x, T, K);
         else if (gram_acc(H, x, T, K))
@@ -79,7 +56,7 @@ static double time_gram(double *H, const float *x, int64_t T, int64_t K, int rep
         if (r < 0) continue;
         ts[r] = now_s() - t0;
         wall += ts[r];
-        cpu += cpu_s() - c0;
+        cpu += t_cpu_s() - c0;
     }
     if (cpu_share) *cpu_share = cpu / (wall * threads);
     qsort(ts, (size_t)reps, sizeof *ts, cmp_d);
@@ -89,7 +66,7 @@ static double time_gram(double *H, const float *x, int64_t T, int64_t K, int rep
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 5;
     char cpu[256];
-    cpu_model(cpu, sizeof cpu);
+    t_cpu_model(cpu, sizeof cpu);
     const int nproc = lb_threads();
     struct {
         int threads;
