@@ -37,15 +37,24 @@ enum task_kind {
     TASK_KIND_ROLLING,     /* wikitext: whole documents, rolling windows, word/byte perplexity */
 };
 
+/* the one definition of a task: everything else (lowbit eval's and lowbit run's --tasks, the
+ * pipeline's default sample sizes, lowbit import's names, the database's tasks table and through
+ * it the site's columns) reads it from here */
 struct task_info {
     const char *name;    /* lm-eval task name: "arc_challenge", ..., "wikitext" */
     const char *label;   /* column header as on Intel's board: "ARC-c", ... */
+    const char *abbr;    /* short label for charts: "HellaS.", ... */
+    const char *title;   /* what it is, for documentation: "ARC-Challenge", "LAMBADA (OpenAI)" */
     enum task_kind kind;
     int expected_docs;   /* the documented full-set size (0 = not fixed) */
     const char *metrics; /* comma list of metrics lm-eval reports, e.g. "acc,acc_norm" */
+    const char *board_metric; /* the metric of the board's average ("acc"); NULL: not in it */
+    int default_limit;   /* the pipeline's seeded sample without --full (0 = the whole set) */
+    const char *aliases; /* comma list of other names it goes by (Intel's "arc:challenge", ...) */
 };
 const struct task_info *task_get(enum task_id id);
-int task_from_name(const char *name); /* -1 when unknown */
+/* the task of a name, a label (any case) or an alias; -1 when unknown */
+int task_from_name(const char *name);
 
 struct task_doc {
     char *context;     /* MC, LOGLIK: the context string (lm-eval doc_to_text) */

@@ -225,9 +225,8 @@ static const char eval_help[] =
     "                   [--bos auto|yes|no] [--json OUT] [--threads N] [--compute D] [--data DIR]\n"
     "                   [--quiet]\n"
     "  Scores the leaderboard's tasks as lm-evaluation-harness 0.4 does (0-shot, loglikelihood\n"
-    "  requests, prefix-shared contexts). LIST: comma-separated task names (arc_challenge,\n"
-    "  arc_easy, boolq, hellaswag, lambada_openai, mmlu, openbookqa, piqa, truthfulqa_mc1,\n"
-    "  winogrande, wikitext) or \"all\". --limit N keeps a seeded sample of N documents per\n"
+    "  requests, prefix-shared contexts). LIST: comma-separated task names (below) or \"all\".\n"
+    "  --limit N keeps a seeded sample of N documents per\n"
     "  task (--seed, default 1234). --ctx: lm-eval's max_length (default: the model's trained\n"
     "  context, at most 8192, else 2048). --bos auto (= no: lm-eval's HF default\n"
     "  add_bos_token=False), yes or no. --data: the datasets (default $LOWBIT_DATA, else\n"
@@ -242,7 +241,7 @@ int cmd_eval(int argc, char **argv) {
     bool quiet = false;
     enum compute_dtype compute = COMPUTE_FP32;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) return fputs(eval_help, stdout), 0;
+        if (!strcmp(argv[i], "--help")) return cli_help(stdout, eval_help), 0;
         if ((rc = opt_compute("eval", argc, argv, &i, &compute))) { if (rc < 0) return -1; }
         else if (!strcmp(argv[i], "--quiet")) quiet = true;
         else if ((rc = cli_opt(argc, argv, &i, "--model", &v))) { if (rc < 0) return -1; model_path = v; }
@@ -281,10 +280,7 @@ int cmd_eval(int argc, char **argv) {
             } else {
                 const int id = task_from_name(t);
                 if (id < 0) {
-                    fprintf(stderr, "lowbit: eval: tasks are:");
-                    for (int k = 0; k < TASK_COUNT; k++)
-                        fprintf(stderr, " %s", task_get((enum task_id)k)->name);
-                    fputc('\n', stderr);
+                    cli_help(stderr, "");
                     return err("eval: unknown task '%s'", t);
                 }
                 from = id;

@@ -1,4 +1,4 @@
--- gen/schema.sql: the lowbit database (out/lowbit.db), schema version 3.
+-- gen/schema.sql: the lowbit database (out/lowbit.db), schema version 4.
 --
 -- The contract between the pipeline (gen/: the only writer, through `lowbit collect`) and the site
 -- (render/: reads SQL only). One row per model, per recipe, per run (a model × recipe job), per
@@ -130,17 +130,36 @@ CREATE TABLE IF NOT EXISTS training_curve (
     PRIMARY KEY (model_id, step)
 );
 
--- The board: one row per successful run. average = plain mean of the ten tasks' acc (Intel's
--- "Average"), NULL unless all ten are present.
+-- The tasks lowbit evaluates, in the board's column order: eval/task.c's table, the one place a
+-- task is defined, written here by every collect (gen/db.c: db_write_tasks replaces the rows) so
+-- that the site reads its columns, labels and metrics from SQL. Version 4.
+CREATE TABLE IF NOT EXISTS tasks (
+    name          TEXT PRIMARY KEY,      -- lm-eval task name, as in scores.task
+    position      INTEGER NOT NULL UNIQUE, -- column order
+    label         TEXT NOT NULL,         -- column header ("ARC-c", as on Intel's board)
+    abbr          TEXT NOT NULL,         -- short label for charts ("HellaS.")
+    title         TEXT NOT NULL,         -- what it is ("ARC-Challenge", "LAMBADA (OpenAI)")
+    output_type   TEXT NOT NULL,         -- lm-eval's: multiple_choice, loglikelihood ...
+    metrics       TEXT NOT NULL,         -- comma list of the metrics it reports
+    board_metric  TEXT,                  -- the metric the board's average takes ("acc"); NULL:
+                                         -- not part of the average (wikitext)
+    num_fewshot   INTEGER NOT NULL DEFAULT 0,
+    n_docs_full   INTEGER,               -- documents in the full set
+    default_limit INTEGER                -- documents of the default sample; NULL = the whole set
+);
+
+-- The board: one row per successful run. average = plain mean of the board tasks' metric (the
+-- tasks with a board_metric: Intel's ten, "acc"), NULL unless every one of them is present.
 CREATE VIEW IF NOT EXISTS leaderboard AS
 SELECT r.id AS run_id, r.model_id, m.display_name, m.family, m.model_type, m.base_model,
        r.recipe_id, c.algorithm, c.weight_dtype, c.compute_dtype, c.group_size, c.double_quant,
        c.bits, r.bits_per_weight, r.artifact_bytes, r.n_params, r.quant_seconds,
-       (SELECT CASE WHEN count(*) = 10 THEN avg(s.value) END FROM scores s
-         WHERE s.run_id = r.id AND s.metric = 'acc' AND s.task IN ('arc_challenge', 'arc_easy',
-               'boolq', 'hellaswag', 'lambada_openai', 'mmlu', 'openbookqa', 'piqa',
-               'truthfulqa_mc1', 'winogrande')) AS average
+       (SELECT CASE WHEN count(*) > 0 AND count(*) = (SELECT count(*) FROM tasks
+                                                       WHERE board_metric IS NOT NULL)
+               THEN avg(s.value) END
+          FROM scores s JOIN tasks t ON t.name = s.task AND t.board_metric = s.metric
+         WHERE s.run_id = r.id) AS average
 FROM runs r JOIN models m ON m.id = r.model_id JOIN recipes c ON c.id = r.recipe_id
 WHERE r.status = 'ok';
 
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;

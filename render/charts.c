@@ -575,20 +575,20 @@ static void draw_heat(struct chart *c, const void *data) {
         return;
     }
     const struct lb_run *B = &d->runs[G->baseline];
-    double label_w = 170, cell_w = (c->w - label_w - 24) / (LB_TASK_COUNT + 1), cell_h = 18;
+    double label_w = 170, cell_w = (c->w - label_w - 24) / (d->n_tasks + 1), cell_h = 18;
     double x0 = 12 + label_w, y0 = 72;
     /* the colour scale: the largest |change| rounded up to a nice step, at least 1 pp */
     double scale = 1;
     for (int i = 0; i < H->n_rows; i++)
-        for (int t = 0; t < LB_TASK_COUNT; t++) {
+        for (int t = 0; t < d->n_tasks; t++) {
             double v = (d->runs[H->rows[i]].acc[t] - B->acc[t]) * 100;
             if (!isnan(v)) scale = fmax(scale, fabs(v));
         }
     double t0, st;
     chart_ticks(0, scale, 4, &t0, &st);
     scale = ceil(scale / st - 1e-9) * st;
-    for (int t = 0; t <= LB_TASK_COUNT; t++) {
-        const char *h = t < LB_TASK_COUNT ? lb_tasks[t].abbr : "Avg";
+    for (int t = 0; t <= d->n_tasks; t++) {
+        const char *h = t < d->n_tasks ? d->tasks[t].abbr : "Avg";
         cairo_set_source_rgb(c->cr, 0.15, 0.15, 0.15);
         struct chart_box b =
             chart_text_box(c, x0 + cell_w * (t + 0.5), y0 - 4, 0.5, 1, FS_SMALL, true, h);
@@ -605,8 +605,8 @@ static void draw_heat(struct chart *c, const void *data) {
         cairo_set_source_rgb(c->cr, 0.1, 0.1, 0.1);
         chart_text(c, x0 - 6, y + cell_h / 2, 1, 0.5, FS_SMALL, false,
                    chart_fit(c, FS_SMALL, false, lab, label_w - 8, buf, sizeof buf));
-        for (int t = 0; t <= LB_TASK_COUNT; t++) {
-            double v = t < LB_TASK_COUNT ? (r->acc[t] - B->acc[t]) * 100
+        for (int t = 0; t <= d->n_tasks; t++) {
+            double v = t < d->n_tasks ? (r->acc[t] - B->acc[t]) * 100
                                          : (r->average - B->average) * 100;
             double x = x0 + t * cell_w, rgb[3] = {0.93, 0.93, 0.93};
             if (!isnan(v)) heat_colour(v, scale, rgb);
@@ -626,7 +626,7 @@ static void draw_heat(struct chart *c, const void *data) {
         }
     }
     /* colour bar */
-    double by = y0 + H->n_rows * cell_h + 18, bx = x0, bwid = cell_w * (LB_TASK_COUNT + 1);
+    double by = y0 + H->n_rows * cell_h + 18, bx = x0, bwid = cell_w * (d->n_tasks + 1);
     for (int k = 0; k < 100; k++) {
         double rgb[3];
         heat_colour(-scale + 2 * scale * k / 99.0, scale, rgb);

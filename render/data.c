@@ -1,5 +1,6 @@
-/* render/data.c: the database (schema v3; v2 = v3 without runs.failure; v1 = v2 without the
- * training tables) read into memory, once, inside one read transaction.
+/* render/data.c: the database (schema v4: the board's tasks come from its tasks table, so older
+ * files are upgraded by lowbit collect first) read into memory, once, inside one read
+ * transaction.
  *
  * Everything the site shows comes from here: one SELECT per table, rows ordered by primary key so
  * the same database always gives the same arrays, then joined in C (runs -> model, recipe, scores,
@@ -12,12 +13,6 @@
 #include <string.h>
 
 #include "render/render_impl.h"
-
-const struct lb_task_info lb_tasks[LB_TASK_COUNT] = {
-#define X(e, key, label, abbr) [LB_TASK_##e] = {key, label, abbr},
-    LB_TASKS(X)
-#undef X
-};
 
 /* ------------------------------------------------------------------ strings */
 
@@ -123,6 +118,23 @@ struct loader {
     int cap_point_ids;
 };
 
+static int row_task(sqlite3_stmt *st, void *ctx) {
+    struct loader *L = ctx;
+    struct lb_data *d = L->d;
+    if (d->n_tasks == LB_TASK_MAX)
+        return err("render: the database lists more than %d board tasks", LB_TASK_MAX);
+    if (grow((void **)&d->tasks, &L->cap, d->n_tasks, sizeof *d->tasks)) return -1;
+    struct lb_task_info *t = &d->tasks[d->n_tasks++];
+    t->key = col_str(st, 0);
+    t->label = col_str(st, 1);
+    t->abbr = col_str(st, 2);
+    t->title = col_str(st, 3);
+    t->metric = col_str(st, 4);
+    if (!t->key || !t->label || !t->abbr || !t->title || !t->metric)
+        return err("render: a row of the tasks table has an empty name, label or metric");
+    return 0;
+}
+
 static int row_model(sqlite3_stmt *st, void *ctx) {
     struct loader *L = ctx;
     struct lb_data *d = L->d;
@@ -200,7 +212,7 @@ static int row_run(sqlite3_stmt *st, void *ctx) {
     if (!r->recipe_id) r->recipe_id = lb_clean_utf8("", 0);
     if (!r->status) r->status = lb_clean_utf8("", 0);
     r->average = r->ppl = r->kld = NAN;
-    for (int t = 0; t < LB_TASK_COUNT; t++) r->acc[t] = r->acc_se[t] = NAN;
+    for (int t = 0; t < LB_TASK_MAX; t++) r->acc[t] = r->acc_se[t] = NAN;
     r->group = -1;
     return 0;
 }
@@ -551,12 +563,16 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     }
     int version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    if (version < 1 || version > 3) { /* 1 = 2 without the training tables, 2 = 3 without
-                                         * runs.failure */
-        return err("render: database schema version %d; this renderer reads versions 1 to 3 "
-                   "(gen/schema.sql); rebuild the database with 'lowbit collect'",
+    if (version != 4) /* the board's tasks come from the tasks table (version 4) */
+        return err("render: database schema version %d; this renderer reads version 4 "
+                   "(gen/schema.sql): 'lowbit collect --db FILE' upgrades an older one in place",
                    version);
-    }
+    if (query(db,
+              "SELECT name, label, abbr, title, board_metric FROM tasks"
+              " WHERE board_metric IS NOT NULL ORDER BY position",
+              row_task, &L))
+        goto out;
+    L.cap = 0;
     if (query(db,
               "SELECT id, path, tokenizer, display_name, family, base_model, model_type, license,"
               " notes, architecture, n_params, files_sha256 FROM models ORDER BY id",
@@ -570,15 +586,11 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
               row_recipe, &L))
         goto out;
     L.cap = 0;
-    /* (runs.failure is schema version 3's: older files read NULL in its place) */
 #define RUNS_SELECT                                                                                \
     "SELECT id, job_key, model_id, recipe_id, status, error, log_tail, started_at, finished_at,"   \
     " code_version, host_cpu, threads, kernels_isa, quant_seconds, quant_peak_rss_mb,"             \
     " eval_seconds, eval_peak_rss_mb, artifact_path, artifact_bytes, bits_per_weight, n_params, "
-    if (query(db,
-              version >= 3 ? RUNS_SELECT "failure FROM runs ORDER BY id"
-                           : RUNS_SELECT "NULL FROM runs ORDER BY id",
-              row_run, &L))
+    if (query(db, RUNS_SELECT "failure FROM runs ORDER BY id", row_run, &L))
         goto out;
     L.cap = 0;
     if (query(db,
@@ -599,16 +611,14 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
         goto out;
     ATTACH(d->prov, d->n_prov, prov, n_prov);
     if (query(db, "SELECT run_id, average FROM leaderboard", row_average, &L)) goto out;
-    if (version >= 2) {
-        L.cap = 0;
-        if (query(db, TRAINING_SELECT, row_training, &L)) goto out;
-        L.cap = 0;
-        if (query(db,
-                  "SELECT model_id, step, tokens, train_loss, heldout_loss, lr, seconds"
-                  " FROM training_curve ORDER BY model_id, step",
-                  row_train_point, &L))
-            goto out;
-    }
+    L.cap = 0;
+    if (query(db, TRAINING_SELECT, row_training, &L)) goto out;
+    L.cap = 0;
+    if (query(db,
+              "SELECT model_id, step, tokens, train_loss, heldout_loss, lr, seconds"
+              " FROM training_curve ORDER BY model_id, step",
+              row_train_point, &L))
+        goto out;
 
     /* sort in C (byte order of the cleaned strings) so lookups agree with strcmp */
     qsort(d->models, (size_t)d->n_models, sizeof *d->models, cmp_model);
@@ -620,12 +630,11 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
         r->recipe = find_recipe(d, r->recipe_id);
         for (int k = 0; k < r->n_scores; k++) {
             const struct lb_score *s = &r->scores[k];
-            if (!strcmp(s->metric, "acc"))
-                for (int t = 0; t < LB_TASK_COUNT; t++)
-                    if (!strcmp(s->task, lb_tasks[t].key)) {
-                        r->acc[t] = s->value;
-                        r->acc_se[t] = s->stderr_;
-                    }
+            for (int t = 0; t < d->n_tasks; t++)
+                if (!strcmp(s->task, d->tasks[t].key) && !strcmp(s->metric, d->tasks[t].metric)) {
+                    r->acc[t] = s->value;
+                    r->acc_se[t] = s->stderr_;
+                }
         }
         const struct lb_score *s = lb_run_score(r, LB_PPL_TASK, LB_PPL_METRIC);
         r->ppl = s ? s->value : NAN;
@@ -675,6 +684,11 @@ out:
 }
 
 void lb_data_release(struct lb_data *d) {
+    for (int i = 0; i < d->n_tasks; i++) {
+        struct lb_task_info *t = &d->tasks[i];
+        free(t->key), free(t->label), free(t->abbr), free(t->title), free(t->metric);
+    }
+    free(d->tasks);
     for (int i = 0; i < d->n_models; i++) {
         struct lb_model *m = &d->models[i];
         free(m->id), free(m->path), free(m->tokenizer), free(m->display_name), free(m->family);

@@ -42,16 +42,7 @@
     X(SIZE_BYTES, "size_bytes", COL_INT, "size of the quantized model on disk, bytes")             \
     X(BITS_PER_WEIGHT, "bits_per_weight", COL_REAL, "8 x weight bytes / parameters, measured on the artifact") \
     X(AVERAGE, "average", COL_REAL, "mean of the ten task accuracies (0..1); empty unless all ten ran") \
-    X(ARC_C, "arc_challenge", COL_REAL, "ARC-Challenge acc (0..1), 0-shot")                        \
-    X(ARC_E, "arc_easy", COL_REAL, "ARC-Easy acc (0..1), 0-shot")                                  \
-    X(BOOLQ, "boolq", COL_REAL, "BoolQ acc (0..1), 0-shot")                                        \
-    X(HELLASWAG, "hellaswag", COL_REAL, "HellaSwag acc (0..1), 0-shot")                            \
-    X(LAMBADA, "lambada_openai", COL_REAL, "LAMBADA (OpenAI) acc (0..1), 0-shot")                  \
-    X(MMLU, "mmlu", COL_REAL, "MMLU acc (0..1), 0-shot")                                           \
-    X(OBQA, "openbookqa", COL_REAL, "OpenBookQA acc (0..1), 0-shot")                               \
-    X(PIQA, "piqa", COL_REAL, "PIQA acc (0..1), 0-shot")                                           \
-    X(TRUTHFULQA, "truthfulqa_mc1", COL_REAL, "TruthfulQA mc1 acc (0..1), 0-shot")                 \
-    X(WINOGRANDE, "winogrande", COL_REAL, "Winogrande acc (0..1), 0-shot")                         \
+    X(TASKS, NULL, COL_REAL, NULL) /* one column per board task (the tasks table) */        \
     X(PPL, "wikitext_word_perplexity", COL_REAL, "wikitext word perplexity (lm-eval rolling protocol); lower is better") \
     X(KLD, "kld_mean", COL_REAL, "mean KL divergence of the next-token distribution from the unquantized model's (nats)") \
     X(QUANT_SECONDS, "quant_seconds", COL_REAL, "quantization wall time, seconds (0 for fp baselines)") \
@@ -73,12 +64,48 @@ enum lb_col {
         LB_COL_COUNT
 };
 
-const struct col_info lb_cols[] = {
+static const struct col_info fixed_cols[] = {
 #define X(e, name, type, doc) [LB_COL_##e] = {name, type, doc},
     LB_COLS(X)
 #undef X
 };
-const int lb_n_cols = LB_COL_COUNT;
+
+int site_cols_build(struct site *s) {
+    const struct lb_data *d = s->d;
+    const int n = LB_COL_COUNT - 1 + d->n_tasks;
+    s->cols = calloc((size_t)n, sizeof *s->cols);
+    s->col_id = calloc((size_t)n, sizeof *s->col_id);
+    s->col_docs = calloc((size_t)d->n_tasks + 1, sizeof *s->col_docs);
+    if (!s->cols || !s->col_id || !s->col_docs) return err("render: out of memory");
+    for (int e = 0; e < LB_COL_COUNT; e++) {
+        if (e != LB_COL_TASKS) {
+            s->col_id[s->n_cols] = e;
+            s->cols[s->n_cols++] = fixed_cols[e];
+            continue;
+        }
+        for (int t = 0; t < d->n_tasks; t++) {
+            const struct lb_task_info *ti = &d->tasks[t];
+            if (asprintf(&s->col_docs[t], "%s %s (0..1), 0-shot", ti->title, ti->metric) < 0) {
+                s->col_docs[t] = NULL;
+                return err("render: out of memory");
+            }
+            s->col_id[s->n_cols] = -1 - t;
+            s->cols[s->n_cols++] = (struct col_info){ti->key, COL_REAL, s->col_docs[t]};
+        }
+    }
+    return 0;
+}
+
+void site_cols_release(struct site *s) {
+    for (int t = 0; s->col_docs && t < s->d->n_tasks; t++) free(s->col_docs[t]);
+    free(s->col_docs);
+    free(s->cols);
+    free(s->col_id);
+    s->cols = NULL;
+    s->col_id = NULL;
+    s->col_docs = NULL;
+    s->n_cols = 0;
+}
 
 /* a cell: text (NULL = empty) or number (NAN = empty) */
 struct cell {
@@ -87,11 +114,17 @@ struct cell {
     char buf[64];
 };
 
+/* the cell of column col (an index into s->cols) */
 static void cell_of(const struct site *s, const struct lb_run *r, int col, struct cell *c) {
     const struct lb_model *m = r->model;
-    const struct lb_recipe *k = r->recipe;
     c->text = NULL;
     c->num = NAN;
+    col = s->col_id[col];
+    if (col < 0) { /* board task -1 - col */
+        c->num = r->acc[-1 - col];
+        return;
+    }
+    const struct lb_recipe *k = r->recipe;
     switch ((enum lb_col)col) {
     case LB_COL_RUN_ID: c->num = (double)r->id; break;
     case LB_COL_RANK: c->num = r->rank ? r->rank : NAN; break;
@@ -113,9 +146,7 @@ static void cell_of(const struct site *s, const struct lb_run *r, int col, struc
     case LB_COL_SIZE_BYTES: c->num = r->artifact_bytes; break;
     case LB_COL_BITS_PER_WEIGHT: c->num = r->bits_per_weight; break;
     case LB_COL_AVERAGE: c->num = r->average; break;
-    case LB_COL_ARC_C: case LB_COL_ARC_E: case LB_COL_BOOLQ: case LB_COL_HELLASWAG:
-    case LB_COL_LAMBADA: case LB_COL_MMLU: case LB_COL_OBQA: case LB_COL_PIQA:
-    case LB_COL_TRUTHFULQA: case LB_COL_WINOGRANDE: c->num = r->acc[col - LB_COL_ARC_C]; break;
+    case LB_COL_TASKS: BUG("column %d", col);
     case LB_COL_PPL: c->num = r->ppl; break;
     case LB_COL_KLD: c->num = r->kld; break;
     case LB_COL_QUANT_SECONDS: c->num = r->quant_seconds; break;
@@ -135,7 +166,6 @@ static void cell_of(const struct site *s, const struct lb_run *r, int col, struc
     }
 }
 
-_Static_assert(LB_COL_WINOGRANDE - LB_COL_ARC_C + 1 == LB_TASK_COUNT, "task columns");
 
 /* every run: the board in rank order, then the failed runs by id */
 static int *dataset_order(const struct lb_data *d, int *n) {
@@ -181,21 +211,21 @@ static int write_csv(struct site *s) {
         free(buf);
         return -1;
     }
-    for (int c = 0; c < lb_n_cols; c++) {
+    for (int c = 0; c < s->n_cols; c++) {
         if (c) fputc(',', f);
-        fputs(lb_cols[c].name, f);
+        fputs(s->cols[c].name, f);
     }
     fputs("\r\n", f);
     for (int i = 0; i < n; i++) {
         const struct lb_run *r = &s->d->runs[order[i]];
-        for (int c = 0; c < lb_n_cols; c++) {
+        for (int c = 0; c < s->n_cols; c++) {
             struct cell v;
             cell_of(s, r, c, &v);
             if (c) fputc(',', f);
-            if (lb_cols[c].type == COL_TEXT) csv_text(f, v.text);
+            if (s->cols[c].type == COL_TEXT) csv_text(f, v.text);
             else if (!isnan(v.num)) {
                 char nb[40];
-                fputs(lb_cols[c].type == COL_INT ? fmt_int(nb, sizeof nb, v.num)
+                fputs(s->cols[c].type == COL_INT ? fmt_int(nb, sizeof nb, v.num)
                                                  : fmt_num15(nb, sizeof nb, v.num),
                       f);
             }
@@ -227,13 +257,13 @@ static json_t *jstr(const char *s) {
 
 static json_t *row_json(const struct site *s, const struct lb_run *r) {
     json_t *o = json_object();
-    for (int c = 0; c < lb_n_cols; c++) {
+    for (int c = 0; c < s->n_cols; c++) {
         struct cell v;
         cell_of(s, r, c, &v);
-        json_t *j = lb_cols[c].type == COL_TEXT  ? jstr(v.text)
-                    : lb_cols[c].type == COL_INT ? jint(v.num)
+        json_t *j = s->cols[c].type == COL_TEXT  ? jstr(v.text)
+                    : s->cols[c].type == COL_INT ? jint(v.num)
                                                  : jnum(v.num);
-        json_object_set_new(o, lb_cols[c].name, j);
+        json_object_set_new(o, s->cols[c].name, j);
     }
     /* per-task details as arrays, their fields named once at the top (score_fields,
      * task_def_fields): a 10,000-run file is half the size and twice as fast to write */
@@ -285,17 +315,17 @@ static int write_json(struct site *s) {
     json_object_set_new(root, "schema", json_string("lowbit-leaderboard/1"));
     json_object_set_new(root, "fixture", json_boolean(s->opts->fixture));
     json_object_set_new(root, "as_of", json_string(s->d->as_of));
-    for (int t = 0; t < LB_TASK_COUNT; t++)
-        json_array_append_new(tasks, json_pack("{s:s,s:s,s:s,s:i}", "task", lb_tasks[t].key,
-                                               "label", lb_tasks[t].label, "metric", "acc",
-                                               "num_fewshot", 0));
+    for (int t = 0; t < s->d->n_tasks; t++)
+        json_array_append_new(tasks, json_pack("{s:s,s:s,s:s,s:i}", "task", s->d->tasks[t].key,
+                                               "label", s->d->tasks[t].label, "metric",
+                                               s->d->tasks[t].metric, "num_fewshot", 0));
     json_object_set_new(root, "tasks", tasks);
-    for (int c = 0; c < lb_n_cols; c++)
-        json_array_append_new(cols, json_pack("{s:s,s:s,s:s}", "name", lb_cols[c].name, "type",
-                                              lb_cols[c].type == COL_TEXT  ? "string"
-                                              : lb_cols[c].type == COL_INT ? "integer"
+    for (int c = 0; c < s->n_cols; c++)
+        json_array_append_new(cols, json_pack("{s:s,s:s,s:s}", "name", s->cols[c].name, "type",
+                                              s->cols[c].type == COL_TEXT  ? "string"
+                                              : s->cols[c].type == COL_INT ? "integer"
                                                                            : "number",
-                                              "doc", lb_cols[c].doc));
+                                              "doc", s->cols[c].doc));
     json_object_set_new(root, "columns", cols);
     json_object_set_new(root, "score_fields",
                         json_pack("[s,s,s,s,s]", "task", "metric", "value", "stderr", "n"));
@@ -456,14 +486,14 @@ char *board_data_json(const struct site *s) {
                                        "bpw",   "qsec", "type", "base",  "tasks"};
     json_t *root = json_object(), *jc = json_array(), *jt = json_array(), *rows = json_array();
     for (size_t i = 0; i < LB_ARRAY_LEN(cols); i++) json_array_append_new(jc, json_string(cols[i]));
-    for (int t = 0; t < LB_TASK_COUNT; t++) json_array_append_new(jt, json_string(lb_tasks[t].key));
+    for (int t = 0; t < d->n_tasks; t++) json_array_append_new(jt, json_string(d->tasks[t].key));
     json_object_set_new(root, "cols", jc);
     json_object_set_new(root, "tasks", jt);
     for (int k = 0; k < d->n_board; k++) {
         const struct lb_run *r = &d->runs[d->board[k]];
         const struct lb_recipe *c = r->recipe;
         json_t *acc = json_array();
-        for (int t = 0; t < LB_TASK_COUNT; t++) json_array_append_new(acc, jnum(r->acc[t]));
+        for (int t = 0; t < d->n_tasks; t++) json_array_append_new(acc, jnum(r->acc[t]));
         json_t *row = json_pack(
             "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o]", (json_int_t)r->id, r->rank,
             jstr(lb_run_model_name(r)), jstr(r->recipe_id), jstr(c ? c->algorithm : NULL),

@@ -130,7 +130,9 @@ xmlNodePtr page_td(xmlNodePtr tr, const char *text, bool num) {
 
 /* ------------------------------------------------------------------ index.html */
 
-/* the board's columns: key (JS sort key, data-key), header, tooltip, numeric */
+/* the board's columns: key (JS sort key, data-key), header, tooltip, numeric; the board tasks'
+ * columns (from the database) follow the first BOARD_COLS_HEAD */
+#define BOARD_COLS_HEAD 4
 static const struct {
     const char *key, *head, *title;
     bool num;
@@ -139,9 +141,6 @@ static const struct {
     {"type", "T", "model type: \xe2\x97\x8f pretrained, \xe2\x97\x86 fine-tuned, \xe2\x96\xb2 chat, \xe2\x9c\x9a merge", false},
     {"model", "Model", "model, recipe, and a link to the run's details and provenance", false},
     {"avg", "Average", "mean of the ten task accuracies (%), Intel's Average", true},
-#define X(e, key, label, abbr) {key, label, label " accuracy (%), 0-shot, acc", true},
-    LB_TASKS(X)
-#undef X
     {"algorithm", "Algorithm", "quantization algorithm (fp = unquantized baseline)", false},
     {"wdtype", "Weight dtype", "type of the stored weights", false},
     {"cdtype", "Compute dtype", "type the activations are computed in", false},
@@ -224,7 +223,7 @@ static void board_row(struct page *p, xmlNodePtr tbody, const struct lb_run *r) 
     xmlNodePtr a = h_link(p, td, href, "details");
     h_attr(a, "class", "det");
     page_td(tr, fmt_pct(b, sizeof b, r->average), true);
-    for (int t = 0; t < LB_TASK_COUNT; t++) page_td(tr, fmt_pct(b, sizeof b, r->acc[t]), true);
+    for (int t = 0; t < d->n_tasks; t++) page_td(tr, fmt_pct(b, sizeof b, r->acc[t]), true);
     h_user(page_td(tr, NULL, false), c ? c->algorithm : "");
     h_user(page_td(tr, NULL, false), c ? c->weight_dtype : "");
     h_user(page_td(tr, NULL, false), c ? c->compute_dtype : "");
@@ -264,6 +263,16 @@ int page_index(struct site *s) {
 
     xmlNodePtr tr = h_el(head, "tr", NULL);
     for (size_t i = 0; i < LB_ARRAY_LEN(board_cols); i++) {
+        if (i == BOARD_COLS_HEAD)
+            for (int t = 0; t < d->n_tasks; t++) {
+                xmlNodePtr th = h_el(tr, "th", d->tasks[t].label);
+                h_attr(th, "scope", "col");
+                h_attr(th, "data-key", d->tasks[t].key);
+                snprintf(b, sizeof b, "%s accuracy (%%), 0-shot, %s", d->tasks[t].label,
+                         d->tasks[t].metric);
+                h_attr(th, "title", b);
+                h_attr(th, "class", "num");
+            }
         xmlNodePtr th = h_el(tr, "th", board_cols[i].head);
         h_attr(th, "scope", "col");
         h_attr(th, "data-key", board_cols[i].key);
@@ -273,7 +282,7 @@ int page_index(struct site *s) {
     for (int k = 0; k < d->n_board; k++) board_row(&p, body, &d->runs[d->board[k]]);
     if (!d->n_board) {
         xmlNodePtr td = h_el(h_el(body, "tr", NULL), "td", "No successful run in the database yet.");
-        snprintf(b, sizeof b, "%d", (int)LB_ARRAY_LEN(board_cols));
+        snprintf(b, sizeof b, "%d", (int)LB_ARRAY_LEN(board_cols) + d->n_tasks);
         h_attr(td, "colspan", b);
     }
 
@@ -288,7 +297,7 @@ int page_index(struct site *s) {
         free(v);
     }
     free(nums);
-    for (int t = 0; t < LB_TASK_COUNT; t++) {
+    for (int t = 0; t < d->n_tasks; t++) {
         xmlNodePtr lab = h_el(wts, "label", NULL);
         xmlNodePtr in = h_el(lab, "input", NULL);
         h_attr(in, "type", "number");
@@ -296,11 +305,11 @@ int page_index(struct site *s) {
         h_attr(in, "max", "10");
         h_attr(in, "step", "any");
         h_attr(in, "value", "1");
-        h_attr(in, "data-task", lb_tasks[t].key);
-        snprintf(b, sizeof b, "w-%s", lb_tasks[t].key);
+        h_attr(in, "data-task", d->tasks[t].key);
+        snprintf(b, sizeof b, "w-%s", d->tasks[t].key);
         h_attr(in, "id", b);
         h_text(lab, " ");
-        h_text(lab, lb_tasks[t].label);
+        h_text(lab, d->tasks[t].label);
     }
     page_downloads(&p, dl);
     char *json = board_data_json(s);

@@ -32,12 +32,12 @@ static void variants_table(struct page *p, xmlNodePtr parent, int g) {
     const struct lb_data *d = p->site->d;
     const struct lb_group *G = &d->groups[g];
     const struct lb_run *B = G->baseline >= 0 ? &d->runs[G->baseline] : NULL;
-    const char *heads[8 + LB_TASK_COUNT + 4];
+    const char *heads[8 + d->n_tasks + 4];
     int nh = 0;
     static const char *const h0[] = {"#", "Model \xc2\xb7 recipe", "Algorithm", "Weight dtype",
                                      "Group", "Bits/weight", "Size", "Average", "\xce\x94 avg (pp)"};
     for (size_t i = 0; i < LB_ARRAY_LEN(h0); i++) heads[nh++] = h0[i];
-    for (int t = 0; t < LB_TASK_COUNT; t++) heads[nh++] = lb_tasks[t].label;
+    for (int t = 0; t < d->n_tasks; t++) heads[nh++] = d->tasks[t].label;
     heads[nh++] = "Wikitext PPL";
     heads[nh++] = "KLD";
     heads[nh++] = "Quant time";
@@ -73,7 +73,7 @@ static void variants_table(struct page *p, xmlNodePtr parent, int g) {
         if (isnan(delta)) b[0] = 0;
         else snprintf(b, sizeof b, "%+.2f", delta);
         page_td(tr, b, true);
-        for (int t = 0; t < LB_TASK_COUNT; t++) page_td(tr, fmt_pct(b, sizeof b, r->acc[t]), true);
+        for (int t = 0; t < d->n_tasks; t++) page_td(tr, fmt_pct(b, sizeof b, r->acc[t]), true);
         page_td(tr, fmt_g(b, sizeof b, r->ppl, 4), true);
         page_td(tr, fmt_g(b, sizeof b, r->kld, 3), true);
         page_td(tr, fmt_seconds(b, sizeof b, r->quant_seconds), true);
@@ -139,15 +139,15 @@ static void heat_table(struct page *p, xmlNodePtr cap, int g) {
     xmlNodePtr t = h_elc(det, "table", "data", NULL);
     xmlNodePtr tr = h_el(h_el(t, "thead", NULL), "tr", NULL);
     h_attr(h_el(tr, "th", "Variant"), "scope", "col");
-    for (int k = 0; k < LB_TASK_COUNT; k++) h_attr(h_el(tr, "th", lb_tasks[k].label), "scope", "col");
+    for (int k = 0; k < d->n_tasks; k++) h_attr(h_el(tr, "th", d->tasks[k].label), "scope", "col");
     h_attr(h_el(tr, "th", "Average"), "scope", "col");
     xmlNodePtr tb = h_el(t, "tbody", NULL);
     for (int i = 0; i < n; i++) {
         const struct lb_run *r = &d->runs[rows[i]];
         tr = h_el(tb, "tr", NULL);
         run_link(p, h_el(tr, "th", NULL), r, r->recipe_id);
-        for (int k = 0; k <= LB_TASK_COUNT; k++) {
-            double v = k < LB_TASK_COUNT ? (r->acc[k] - B->acc[k]) * 100
+        for (int k = 0; k <= d->n_tasks; k++) {
+            double v = k < d->n_tasks ? (r->acc[k] - B->acc[k]) * 100
                                          : (r->average - B->average) * 100;
             char b[32] = "";
             if (!isnan(v)) snprintf(b, sizeof b, "%+.2f", v);

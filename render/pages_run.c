@@ -24,9 +24,9 @@ static xmlNodePtr table(xmlNodePtr parent, const char *const *heads, int n) {
     return h_el(t, "tbody", NULL);
 }
 
-static const char *task_label(const char *task) {
-    for (int t = 0; t < LB_TASK_COUNT; t++)
-        if (!strcmp(task, lb_tasks[t].key)) return lb_tasks[t].label;
+static const char *task_label(const struct lb_data *d, const char *task) {
+    for (int t = 0; t < d->n_tasks; t++)
+        if (!strcmp(task, d->tasks[t].key)) return d->tasks[t].label;
     return NULL;
 }
 
@@ -88,7 +88,7 @@ static int run_page(struct site *s, const struct lb_run *r) {
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < r->n_scores; i++) {
             const struct lb_score *x = &r->scores[i];
-            const char *lab = task_label(x->task);
+            const char *lab = task_label(d, x->task);
             if ((pass == 0) != (lab != NULL)) continue;
             xmlNodePtr tr = h_el(tb, "tr", NULL);
             xmlNodePtr td = h_el(tr, "td", NULL);

@@ -20,31 +20,16 @@ struct sqlite3;
 #include "kernels/common.h"
 #include "render/render.h"
 
-/* ===== the ten board tasks (Intel's columns, all scored with plain "acc") ===== */
-#define LB_TASKS(X)                                                                                \
-    X(ARC_C, "arc_challenge", "ARC-c", "ARC-c")                                                    \
-    X(ARC_E, "arc_easy", "ARC-e", "ARC-e")                                                         \
-    X(BOOLQ, "boolq", "Boolq", "Boolq")                                                            \
-    X(HELLASWAG, "hellaswag", "HellaSwag", "HellaS.")                                              \
-    X(LAMBADA, "lambada_openai", "Lambada", "Lambada")                                             \
-    X(MMLU, "mmlu", "MMLU", "MMLU")                                                                \
-    X(OBQA, "openbookqa", "Openbookqa", "OBQA")                                                    \
-    X(PIQA, "piqa", "Piqa", "Piqa")                                                                \
-    X(TRUTHFULQA, "truthfulqa_mc1", "Truthfulqa", "TruthQA")                                       \
-    X(WINOGRANDE, "winogrande", "Winogrande", "Wino.")
-
-enum lb_task {
-#define X(e, key, label, abbr) LB_TASK_##e,
-    LB_TASKS(X)
-#undef X
-        LB_TASK_COUNT
-};
+/* ===== the board tasks: the database's tasks table (gen/schema.sql, written from eval/task.c by
+ * collect), those with a board_metric, in its column order ===== */
+#define LB_TASK_MAX 32 /* more board tasks than this in a database are refused */
 struct lb_task_info {
-    const char *key;   /* lm-eval task name, scores.task */
-    const char *label; /* column header */
-    const char *abbr;  /* chart label */
+    char *key;    /* lm-eval task name, scores.task */
+    char *label;  /* column header */
+    char *abbr;   /* chart label */
+    char *title;  /* what it is, for documentation */
+    char *metric; /* the board's metric of the task ("acc") */
 };
-extern const struct lb_task_info lb_tasks[LB_TASK_COUNT];
 
 /* the extra metrics shown beside the tasks */
 #define LB_PPL_TASK "wikitext"
@@ -91,7 +76,7 @@ struct lb_run {
     struct lb_taskdef *defs;
     struct lb_prov *prov;
     int n_scores, n_defs, n_prov;
-    double acc[LB_TASK_COUNT], acc_se[LB_TASK_COUNT]; /* fractions 0..1 */
+    double acc[LB_TASK_MAX], acc_se[LB_TASK_MAX]; /* fractions 0..1, by board task */
     double average;                                   /* the leaderboard view's average */
     double ppl, kld;                                  /* wikitext word perplexity, mean KLD */
     bool ok;                                          /* status ok: on the board */
@@ -131,6 +116,8 @@ struct lb_training {
 };
 
 struct lb_data {
+    struct lb_task_info *tasks; /* the board tasks, in column order */
+    int n_tasks;
     struct lb_model *models;
     struct lb_recipe *recipes;
     struct lb_run *runs; /* by id */
@@ -208,6 +195,10 @@ struct site {
     double bytes_train_csv, bytes_train_json;
     struct chart_layout *lay; /* CHARTS_PER_GROUP per group, then size-accuracy, size-ppl,
                                * training-heldout */
+    struct col_info *cols;    /* data/leaderboard.csv's columns (site_cols_build) */
+    int *col_id;              /* each one's enum lb_col; -1 - t for board task t */
+    char **col_docs;          /* the task columns' docs (owned) */
+    int n_cols;
 };
 
 struct page {
@@ -351,9 +342,10 @@ struct col_info {
     enum col_type type;
     const char *doc; /* one line, shown on about.html */
 };
-/* the columns of data/leaderboard.csv and of each row of data/leaderboard.json, in order */
-extern const struct col_info lb_cols[];
-extern const int lb_n_cols;
+/* the columns of data/leaderboard.csv and of each row of data/leaderboard.json, in order, into
+ * s->cols (the fixed ones around one per board task); -1 with a message */
+int site_cols_build(struct site *s);
+void site_cols_release(struct site *s);
 /* the columns of data/training_curves.csv and of each row of data/training_curves.json */
 extern const struct col_info tc_cols[];
 extern const int tc_n_cols;

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gen/pipeline.h" /* db_write_tasks */
+
 /* a program that includes this header uses only some of it */
 #define FX_FN static __attribute__((unused))
 
@@ -104,8 +106,10 @@ FX_FN int fx_open(struct fx *f, const char *path) {
         fprintf(stderr, "  cannot read gen/schema.sql (run the tests from the repository root)\n");
         return -1;
     }
+    /* the tasks table as collect writes it (gen/db.c: db_write_tasks) */
     int rc = sqlite3_open(path, &f->db) != SQLITE_OK || exec(f->db, schema) ||
-             exec(f->db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN");
+             exec(f->db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN") ||
+             db_write_tasks(f->db);
     free(schema);
     if (rc) return -1;
     rc = sqlite3_prepare_v2(f->db,

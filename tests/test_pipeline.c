@@ -1089,7 +1089,12 @@ static void test_training(void) {
     const char *solo = t_scratch("T/solo.db");
     T_EQ_INT(run("collect --results %s/results --db %s", T, solo), 0);
     T_Q(solo, CURVE_SQL, CURVE_WANT);
-    T_Q(solo, "PRAGMA user_version", "3");
+    T_Q(solo, "PRAGMA user_version", "4");
+    /* the tasks as eval/task.c defines them, the board's ten with "acc" */
+    T_Q(solo, "SELECT count(*) FROM tasks", "11");
+    T_Q(solo, "SELECT group_concat(name, ',') FROM (SELECT name FROM tasks WHERE board_metric = "
+              "'acc' ORDER BY position)", "arc_challenge,arc_easy,boolq,hellaswag,lambada_openai,"
+              "mmlu,openbookqa,piqa,truthfulqa_mc1,winogrande");
 
     /* a version 1 database gains the tables and runs.failure, with the columns of a fresh one */
     const char *v1 = t_scratch("T/v1.db");
@@ -1102,7 +1107,11 @@ static void test_training(void) {
                       NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(h);
     T_EQ_INT(run("collect --results %s/results --db %s", T, v1), 0);
-    T_Q(v1, "PRAGMA user_version", "3");
+    T_Q(v1, "PRAGMA user_version", "4");
+    T_Q(v1, "SELECT count(*) FROM tasks", "11"); /* and the view reading it gives the averages */
+    char *avg_solo = t_q1(solo, "SELECT group_concat(printf('%.17g', average)) FROM leaderboard");
+    T_Q(v1, "SELECT group_concat(printf('%.17g', average)) FROM leaderboard", avg_solo);
+    free(avg_solo);
     static const char COLS[] =
         "SELECT group_concat(col, ', ') FROM (SELECT m.name || '.' || c.name || ' ' || c.type || "
         "' ' || c.\"notnull\" || ' ' || c.pk AS col FROM sqlite_master m, "
