@@ -164,6 +164,11 @@ static int run_task(struct fwd_state *s, const struct model *m, const struct tok
         rc = score_requests(s, rs.reqs, rs.n, o->quiet, &t->st);
     if (!rc) rc = task_metrics(&ts, &rs, &t->res);
     t->seconds = now_s() - t0;
+    for (int i = 0, last = -1; !rc && i < rs.n; i++) /* a document's requests are consecutive */
+        if (rs.reqs[i].truncated && rs.reqs[i].doc != last) {
+            t->n_truncated++;
+            last = rs.reqs[i].doc;
+        }
     request_set_release(&rs);
     task_release(&ts);
     return rc;

@@ -43,6 +43,8 @@ struct eval_task {
     struct score_stats st;  /* requests, tokens run, seconds of scoring */
     double seconds;         /* the task's wall time: requests, scoring, metrics */
     int n_docs, n_docs_full;
+    int n_truncated;        /* documents with a continuation longer than max_length, scored on
+                               its last max_length tokens (lm-eval's input slicing) */
     char source[4096];      /* data file(s) read */
     char sha256[65];        /* of the data as read */
 };

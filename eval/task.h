@@ -92,6 +92,8 @@ struct lm_request {
     int *cont, n_cont;  /* continuation token ids, n_cont >= 1, owned */
     double loglik;      /* filled by the scorer: sum of log p(cont | ctx) */
     bool greedy;        /* filled by the scorer: every continuation token is the argmax */
+    bool truncated;     /* filled by the scorer: the continuation was longer than the context
+                           (max_length): only its last max_length tokens were scored */
 };
 
 struct request_set {

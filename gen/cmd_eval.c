@@ -171,6 +171,9 @@ static json_t *eval_json(const struct eval_results *r, const struct model *m,
                       r->limit ? json_integer(r->limit) : json_null(), "seed", r->seed,
                       "num_fewshot", 0, "add_bos", r->add_bos, "max_length", r->ctx, "metrics",
                       info->metrics ? info->metrics : ""));
+        if (t->n_truncated) /* (absent when none, as before there could be any) */
+            json_object_set_new(json_object_get(configs, info->name), "n_docs_truncated",
+                                json_integer(t->n_truncated));
         json_object_set_new(samples, info->name, json_pack("{s:i, s:i}", "original",
                                                            t->n_docs_full, "effective", t->n_docs));
         json_object_set_new(nshot, info->name, json_integer(0));
@@ -210,6 +213,9 @@ static void print_task(const struct eval_task *t, void *arg) {
             printf("%-16s %-18s %10.4f   %-10s %7d\n", info->name, mv->name, mv->value, "N/A",
                    t->res.n_docs);
     }
+    if (t->n_truncated)
+        printf("%-16s %d document%s with a continuation longer than max_length: scored on its last "
+               "max_length tokens\n", "", t->n_truncated, t->n_truncated == 1 ? "" : "s");
     const struct score_stats *st = &t->st;
     const double sec = t->seconds, tps = sec > 0 ? st->tokens_forward / sec : 0;
     printf("%-16s %lld requests in %.2f s (%.1f req/s, %.0f tokens/s); forward %lld tokens vs "

@@ -256,10 +256,11 @@ int collect_validate(json_t *r, const char *name_key) {
             want(s, what, "dataset_sha256", J_STR) || want(s, what, "n_docs", J_INT) ||
             want(s, what, "n_docs_full", J_INT_NULL) || want(s, what, "limit_n", J_INT_NULL) ||
             want(s, what, "seed", J_INT_NULL) || want(s, what, "num_fewshot", J_INT_NULL) ||
-            want(s, what, "ctx", J_INT_NULL) || want_text(s, what))
+            want(s, what, "ctx", J_INT_NULL) || want(s, what, "n_truncated", J_INT_NULL) ||
+            want_text(s, what))
             goto out;
         static const char *const counts[] = {"n_docs", "n_docs_full", "limit_n", "num_fewshot",
-                                             "ctx"};
+                                             "ctx", "n_truncated"};
         for (size_t c = 0; c < LB_ARRAY_LEN(counts); c++) {
             json_t *v = json_object_get(s, counts[c]);
             if (json_is_integer(v) && json_integer_value(v) < 0) {
@@ -762,14 +763,15 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
     }
     static const char *const def_keys[] = {"task", "dataset_file", "dataset_sha256", "n_docs",
                                            "n_docs_full", "limit_n", "seed", "num_fewshot",
-                                           "add_bos", "ctx"};
+                                           "add_bos", "ctx", "n_truncated"};
     json_array_foreach(json_object_get(r, "task_defs"), i, s) {
         json_t *d = json_deep_copy(s);
         if (!json_object_get(d, "num_fewshot") || json_is_null(json_object_get(d, "num_fewshot")))
             json_object_set_new(d, "num_fewshot", json_integer(0)); /* NOT NULL DEFAULT 0 */
         rc = exec_json(db, "INSERT INTO task_defs (run_id, task, dataset_file, dataset_sha256, "
-                           "n_docs, n_docs_full, limit_n, seed, num_fewshot, add_bos, ctx) VALUES "
-                           "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)", d, def_keys, 10, run_id, true);
+                           "n_docs, n_docs_full, limit_n, seed, num_fewshot, add_bos, ctx, "
+                           "n_truncated) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)", d,
+                           def_keys, 11, run_id, true);
         json_decref(d);
         if (rc) goto out;
     }

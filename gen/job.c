@@ -23,7 +23,8 @@
  *   pipe_failure: the next run retries the former) for failed only, model {models row}, recipe
  *   {recipes row}, run {runs row: times, host, sizes}, scores [{task, metric, value, stderr, n}],
  *   task_defs [{task, dataset_file, dataset_sha256, n_docs, n_docs_full, limit_n, seed,
- *   num_fewshot, add_bos, ctx}], provenance {key: string}. */
+ *   num_fewshot, add_bos, ctx, n_truncated (lm-eval tasks: documents whose continuation was
+ *   longer than ctx, scored on its last ctx tokens)}], provenance {key: string}. */
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -491,11 +492,11 @@ static int eval_tasks(const struct eval_ctx *c, int lim, struct result *r, char 
         }
         json_array_append_new(
             r->task_defs,
-            json_pack("{s:s, s:o, s:s, s:i, s:i, s:o, s:i, s:i, s:b, s:i}", "task", name,
+            json_pack("{s:s, s:o, s:s, s:i, s:i, s:o, s:i, s:i, s:b, s:i, s:i}", "task", name,
                       "dataset_file", text_json(t->source), "dataset_sha256", t->sha256, "n_docs",
                       t->n_docs, "n_docs_full", t->n_docs_full, "limit_n",
                       lim ? json_integer(lim) : json_null(), "seed", er.seed, "num_fewshot", 0,
-                      "add_bos", er.add_bos, "ctx", er.ctx));
+                      "add_bos", er.add_bos, "ctx", er.ctx, "n_truncated", t->n_truncated));
     }
     /* the run's configuration as `lowbit eval --json` records it; timings, hosts and paths are
      * not provenance of the numbers */

@@ -93,6 +93,9 @@ CREATE TABLE IF NOT EXISTS task_defs (
     num_fewshot    INTEGER NOT NULL DEFAULT 0,
     add_bos        INTEGER,
     ctx            INTEGER,
+    n_truncated    INTEGER,           -- documents whose continuation was longer than ctx and was
+                                      -- scored on its last ctx tokens, as lm-eval's input
+                                      -- slicing does (version 4; NULL: not recorded)
     PRIMARY KEY (run_id, task)
 );
 

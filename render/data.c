@@ -255,6 +255,7 @@ static int row_def(sqlite3_stmt *st, void *ctx) {
     t->num_fewshot = col_num(st, 8);
     t->add_bos = col_num(st, 9);
     t->ctx = col_num(st, 10);
+    t->n_truncated = col_num(st, 11);
     if (!t->task) t->task = lb_clean_utf8("", 0);
     return 0;
 }
@@ -602,7 +603,7 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     L.cap = 0;
     if (query(db,
               "SELECT run_id, task, dataset_file, dataset_sha256, n_docs, n_docs_full, limit_n,"
-              " seed, num_fewshot, add_bos, ctx FROM task_defs ORDER BY run_id, task",
+              " seed, num_fewshot, add_bos, ctx, n_truncated FROM task_defs ORDER BY run_id, task",
               row_def, &L))
         goto out;
     ATTACH(d->defs, d->n_defs, defs, n_defs);

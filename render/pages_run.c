@@ -113,8 +113,10 @@ static int run_page(struct site *s, const struct lb_run *r) {
                           "documents scored, or tokens for perplexity and KL divergence.");
 
     static const char *const dh[] = {"Task", "Dataset file", "sha256", "Docs scored", "Docs in set",
-                                     "Limit", "Seed", "Few-shot", "BOS", "Context"};
+                                     "Limit", "Seed", "Few-shot", "BOS", "Context",
+                                     "Cut to context"};
     tb = table(defs, dh, (int)LB_ARRAY_LEN(dh));
+    int n_cut = 0;
     for (int i = 0; i < r->n_defs; i++) {
         const struct lb_taskdef *t = &r->defs[i];
         xmlNodePtr tr = h_el(tb, "tr", NULL);
@@ -129,8 +131,19 @@ static int run_page(struct site *s, const struct lb_run *r) {
         page_td(tr, fmt_int(b, sizeof b, t->num_fewshot), true);
         page_td(tr, fmt_bool(t->add_bos), false);
         page_td(tr, fmt_int(b, sizeof b, t->ctx), true);
+        xmlNodePtr tc = page_td(tr, fmt_int(b, sizeof b, t->n_truncated), true);
+        if (t->n_truncated > 0) {
+            h_attr(tc, "class", "num flagged");
+            h_attr(tc, "title", "documents with a continuation longer than the context, scored on "
+                                "its last Context tokens (lm-eval's input slicing)");
+            n_cut += (int)t->n_truncated;
+        }
     }
     if (!r->n_defs) h_el(defs, "p", "No task definitions recorded.");
+    if (n_cut)
+        h_textf(h_elc(defs, "p", "flagged", NULL), "%d document%s had a continuation longer than "
+                "the context: only its last Context tokens were scored, as lm-evaluation-harness's "
+                "input slicing does (column Cut to context).", n_cut, n_cut == 1 ? "" : "s");
 
     xmlNodePtr dl = h_elc(recipe, "dl", "facts", NULL);
     fact(dl, "Recipe id", r->recipe_id, true);

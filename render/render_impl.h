@@ -57,6 +57,7 @@ struct lb_score {
 struct lb_taskdef {
     char *task, *dataset_file, *dataset_sha256;
     double n_docs, n_docs_full, limit_n, seed, num_fewshot, add_bos, ctx;
+    double n_truncated; /* documents cut to the context (schema 4), NAN: not recorded */
 };
 
 struct lb_prov {

@@ -1103,7 +1103,8 @@ static void test_training(void) {
     sqlite3 *h = NULL;
     T_OK(sqlite3_open(v1, &h) == SQLITE_OK &&
          sqlite3_exec(h, "DROP TABLE training_curve; DROP TABLE training; ALTER TABLE runs DROP "
-                         "COLUMN failure; PRAGMA user_version = 1",
+                         "COLUMN failure; DROP VIEW leaderboard; DROP TABLE tasks; ALTER TABLE "
+                         "task_defs DROP COLUMN n_truncated; PRAGMA user_version = 1",
                       NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(h);
     T_EQ_INT(run("collect --results %s/results --db %s", T, v1), 0);
@@ -1115,7 +1116,8 @@ static void test_training(void) {
     static const char COLS[] =
         "SELECT group_concat(col, ', ') FROM (SELECT m.name || '.' || c.name || ' ' || c.type || "
         "' ' || c.\"notnull\" || ' ' || c.pk AS col FROM sqlite_master m, "
-        "pragma_table_info(m.name) c WHERE m.name IN ('runs', 'training', 'training_curve') ORDER BY "
+        "pragma_table_info(m.name) c WHERE m.name IN ('runs', 'training', 'training_curve', "
+        "'task_defs', 'tasks') ORDER BY "
         "m.name, c.cid)";
     char *fresh = t_q1(solo, COLS), *migrated = t_q1(v1, COLS);
     T_OK(strlen(fresh) > 100);
