@@ -279,14 +279,19 @@ int ppl_run(const struct model *m, const struct tokenizer *tok, const char *text
                 ppl_protocol_name(o->protocol), lb_threads(), kernels_isa(),
                 compute_name(s.compute));
     struct nll_acc acc = {0};
+    r->chunk_nll = xcalloc((size_t)n_chunk, sizeof *r->chunk_nll, "the chunks' NLL");
+    if (!r->chunk_nll) goto out;
     const double t0 = now_s();
     for (int c = 0; c < n_chunk; c++) {
         int *w = ids + (size_t)c * ctx;
         const int saved = w[0];
         if (llamacpp && bos >= 0) w[0] = bos;
+        const struct nll_acc before = acc; /* one accumulator: the headline's sums unchanged */
         const int rc = ppl_score_window(&s, w, ctx, llamacpp ? ctx / 2 : 0, logits, &acc);
         w[0] = saved;
         if (rc) goto out;
+        r->chunk_nll[c] = acc.n > before.n ? (acc.sum - before.sum) / (double)(acc.n - before.n)
+                                           : 0;
         progress("ppl", c + 1, n_chunk, t0, o->quiet);
     }
     r->seconds = now_s() - t0;
@@ -305,7 +310,13 @@ out:
     free(logits);
     free(ids);
     fwd_release(&s);
+    if (ret) ppl_result_release(r);
     return ret;
+}
+
+void ppl_result_release(struct ppl_result *r) {
+    free(r->chunk_nll);
+    r->chunk_nll = NULL;
 }
 
 /* ===== KL divergence ===== */

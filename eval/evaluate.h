@@ -94,7 +94,9 @@ struct ppl_result {
     double seconds, tokens_per_s;
     long n_mm, n_mm_int8;   /* matmuls, and those run in int8 (compute int8) */
     enum compute_dtype compute;
+    double *chunk_nll;      /* n_chunks: each chunk's mean NLL of its scored positions (owned) */
 };
+void ppl_result_release(struct ppl_result *r);
 
 /* the perplexity of text (len bytes) under model m and tokenizer tok */
 int ppl_run(const struct model *m, const struct tokenizer *tok, const char *text, size_t len,

@@ -184,6 +184,7 @@ int task_load(struct task_set *ts, enum task_id id, const char *data_dir, const 
         return -1;
     }
     sha256_hex(&r.sha, ts->sha256);
+    for (int i = 0; i < ts->n_docs; i++) ts->docs[i].index = i;
     return 0;
 }
 

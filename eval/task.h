@@ -66,6 +66,7 @@ struct task_doc {
     char *subject;      /* MMLU subtask name, else NULL */
     char *text;         /* ROLLING: the page text to score (detokenized) */
     int64_t words, bytes; /* ROLLING: counts of the original page (word/byte perplexity) */
+    int index;            /* its position in the full set (task_limit keeps it) */
 };
 
 struct task_set {
@@ -113,9 +114,22 @@ struct metric_value {
     const char *name; /* "acc", "acc_norm", "perplexity", "word_perplexity", ... */
     double value, stderr_;
 };
+/* one document's result: what the aggregate metrics are the mean of (issue 17's per-sample
+ * records, the paired statistics' input) */
+struct task_doc_score {
+    int index;            /* the document's position in the full set (task_doc.index) */
+    int gold;             /* MC: the right choice; -1 otherwise */
+    int pred, pred_norm;  /* MC: argmax of loglik, of loglik per character; -1 otherwise */
+    double acc, acc_norm; /* 1 right, 0 wrong; NAN when the task does not report it */
+    double loglik;        /* LOGLIK, ROLLING: the document's log-likelihood; NAN for MC */
+    int first, n_choices; /* MC: its choices' log-likelihoods are lls[first .. first + n) */
+    bool truncated;       /* a request of it was cut to the context (lm_request.truncated) */
+};
 struct task_result {
     enum task_id id;
     int n_docs;
+    struct task_doc_score *docs; /* n_docs, in the set's order (owned) */
+    double *lls;                 /* MC: every (document, choice) log-likelihood (owned) */
     struct metric_value m[8];
     int n_metrics;
     /* MMLU: per-subject acc and count, for the details file */

@@ -410,7 +410,7 @@ int cmd_kld(int argc, char **argv) {
     struct model m;
     struct tokenizer *tok = NULL;
     struct kld_base kb = {0};
-    struct kld_result r;
+    struct kld_result r = {0};
     char *text = NULL;
     size_t len;
     int ret = -1;
@@ -460,6 +460,7 @@ int cmd_kld(int argc, char **argv) {
     }
     ret = 0;
 out:
+    kld_result_release(&r);
     kld_base_release(&kb);
     free(text);
     tokenizer_free(tok);

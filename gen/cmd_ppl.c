@@ -65,7 +65,7 @@ int cmd_ppl(int argc, char **argv) {
 
     struct model m;
     struct tokenizer *tok = NULL;
-    struct ppl_result r;
+    struct ppl_result r = {0};
     char *text = NULL;
     size_t len;
     int ret = -1;
@@ -107,6 +107,7 @@ int cmd_ppl(int argc, char **argv) {
     }
     ret = 0;
 out:
+    ppl_result_release(&r);
     free(text);
     tokenizer_free(tok);
     model_release(&m);

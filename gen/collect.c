@@ -644,6 +644,97 @@ static bool plan_has_model(const struct collect_sets *c, const char *id) {
     return id && json_object_get(c->plan_models, id) != NULL;
 }
 
+/* a number or null of a samples record; false when it is neither */
+static bool num_or_null_ok(json_t *v) { return json_is_number(v) || json_is_null(v); }
+
+static void bind_num(sqlite3_stmt *st, int i, json_t *v) {
+    if (json_is_number(v) && isfinite(json_number_value(v)))
+        sqlite3_bind_double(st, i, json_number_value(v));
+    else sqlite3_bind_null(st, i);
+}
+
+/* the result's per-sample records (gen/job.c: samples) into table samples; absent = none (an
+ * imported or older result). -1 with a message naming the record that is not as expected. */
+static int insert_samples(sqlite3 *db, sqlite3_int64 run_id, json_t *samples) {
+    if (!samples || json_is_null(samples)) return 0;
+    if (!json_is_object(samples)) return err("samples: not an object");
+    if (want_text(samples, "samples")) return -1;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "INSERT INTO samples (run_id, task, doc, gold, pred, pred_norm, "
+                           "acc, acc_norm, value, value2, truncated, choices) VALUES "
+                           "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)", -1, &st, NULL) != SQLITE_OK)
+        return err("collect: %s", db_errmsg(db));
+    const char *task;
+    json_t *t;
+    int rc = 0;
+    json_object_foreach(samples, task, t) {
+        json_t *docs = json_object_get(t, "docs"), *chunks = json_object_get(t, "chunks");
+        if (!json_is_array(docs) == !json_is_array(chunks)) {
+            rc = err("samples.%s: expected one array, docs or chunks", task);
+            break;
+        }
+        size_t i;
+        json_t *d;
+        json_array_foreach(docs ? docs : chunks, i, d) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            sqlite3_bind_int64(st, 1, run_id);
+            sqlite3_bind_text(st, 2, task, -1, SQLITE_TRANSIENT);
+            char *choices = NULL;
+            bool ok;
+            if (docs) {
+                json_t *lls = json_array_get(d, 8);
+                ok = json_is_array(d) && json_array_size(d) == 9 && json_is_array(lls);
+                for (int k = 0; ok && k < 4; k++) ok = json_is_integer(json_array_get(d, k));
+                for (int k = 4; ok && k < 7; k++) ok = num_or_null_ok(json_array_get(d, k));
+                ok = ok && json_is_boolean(json_array_get(d, 7));
+                size_t c;
+                json_t *v;
+                json_array_foreach(ok ? lls : NULL, c, v) ok = ok && num_or_null_ok(v);
+                const json_int_t doc = json_integer_value(json_array_get(d, 0));
+                ok = ok && doc >= 0 && doc <= INT32_MAX;
+                if (ok) {
+                    sqlite3_bind_int64(st, 3, doc);
+                    for (int k = 1; k < 4; k++) {
+                        const json_int_t v_ = json_integer_value(json_array_get(d, k));
+                        if (v_ >= 0) sqlite3_bind_int64(st, 3 + k, v_);
+                    }
+                    bind_num(st, 7, json_array_get(d, 4));
+                    bind_num(st, 8, json_array_get(d, 5));
+                    bind_num(st, 9, json_array_get(d, 6));
+                    sqlite3_bind_int(st, 11, json_is_true(json_array_get(d, 7)));
+                    if (json_array_size(lls)) {
+                        choices = json_dumps(lls, JSON_COMPACT);
+                        if (choices) sqlite3_bind_text(st, 12, choices, -1, SQLITE_TRANSIENT);
+                    }
+                }
+            } else {
+                ok = json_is_array(d) && json_array_size(d) == 2 &&
+                     num_or_null_ok(json_array_get(d, 0)) && num_or_null_ok(json_array_get(d, 1));
+                if (ok) {
+                    sqlite3_bind_int64(st, 3, (sqlite3_int64)i);
+                    bind_num(st, 9, json_array_get(d, 0));
+                    bind_num(st, 10, json_array_get(d, 1));
+                }
+            }
+            if (!ok) {
+                rc = err("samples.%s.%s[%zu]: not a record of the expected layout (gen/job.c)",
+                         task, docs ? "docs" : "chunks", i);
+                break;
+            }
+            const int step = sqlite3_step(st);
+            free(choices);
+            if (step != SQLITE_DONE) {
+                rc = err("samples.%s[%zu]: %s", task, i, db_errmsg(db));
+                break;
+            }
+        }
+        if (rc) break;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file,
                        struct collect_sets *seen, enum outcome *out) {
     const char *key = json_string_value(json_object_get(r, "job_key"));
@@ -731,11 +822,12 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                        "n_params=?21, failure=?22 WHERE id = ?1",
                        head, all_keys, 21, run_id, true);
         if (!rc) {
-            char sql[200];
+            char sql[400];
             snprintf(sql, sizeof sql,
                      "DELETE FROM scores WHERE run_id = %lld; DELETE FROM task_defs WHERE run_id "
-                     "= %lld; DELETE FROM provenance WHERE run_id = %lld",
-                     (long long)run_id, (long long)run_id, (long long)run_id);
+                     "= %lld; DELETE FROM provenance WHERE run_id = %lld; DELETE FROM samples "
+                     "WHERE run_id = %lld",
+                     (long long)run_id, (long long)run_id, (long long)run_id, (long long)run_id);
             rc = db_exec(db, sql, "replacing a run");
         }
         *out = O_REPLACED;
@@ -775,6 +867,7 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
         json_decref(d);
         if (rc) goto out;
     }
+    if (insert_samples(db, run_id, json_object_get(r, "samples"))) goto out;
     json_t *prov = json_deep_copy(json_object_get(r, "provenance"));
     json_object_set_new(prov, "result.sha256", json_string(sha));
     json_object_set_new(prov, "result.file", json_string(file));

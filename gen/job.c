@@ -24,7 +24,10 @@
  *   {recipes row}, run {runs row: times, host, sizes}, scores [{task, metric, value, stderr, n}],
  *   task_defs [{task, dataset_file, dataset_sha256, n_docs, n_docs_full, limit_n, seed,
  *   num_fewshot, add_bos, ctx, n_truncated (lm-eval tasks: documents whose continuation was
- *   longer than ctx, scored on its last ctx tokens)}], provenance {key: string}. */
+ *   longer than ctx, scored on its last ctx tokens)}], provenance {key: string}, samples
+ *   {task: {docs: [[index, gold, pred, pred_norm, acc, acc_norm, loglik, truncated, [choice
+ *   log-likelihoods]]]} for the lm-eval tasks, {chunks: [[value, value2]]} for ppl (the chunk's
+ *   mean NLL) and kld (its mean KLD, the model's mean NLL)}: the per-sample records. */
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -246,6 +249,7 @@ bool pipe_artifact_missing(const char *path) {
 
 struct result {
     json_t *root, *run, *scores, *task_defs, *prov;
+    json_t *samples; /* {task: {docs | chunks}}: the per-sample records */
     char bad_score[512]; /* the first score out of its range (collect_metric_range), "" none */
 };
 
@@ -278,6 +282,37 @@ static void add_score(struct result *r, const char *task, const char *metric, do
                                     isfinite(stderr_) && stderr_ >= 0 ? json_real(stderr_)
                                                                       : json_null(),
                                     "n", n >= 0 ? json_integer(n) : json_null()));
+}
+
+/* a number, or null when it is not finite */
+static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+/* the task's per-document records: samples[task].docs = [[index, gold, pred, pred_norm, acc,
+ * acc_norm, loglik, truncated, [choice log-likelihoods]], ...] (gen/collect.c: table samples) */
+static void add_task_samples(struct result *r, const char *task, const struct task_result *res) {
+    json_t *docs = json_array();
+    for (int i = 0; i < res->n_docs; i++) {
+        const struct task_doc_score *d = &res->docs[i];
+        json_t *lls = json_array();
+        for (int c = 0; c < d->n_choices; c++)
+            json_array_append_new(lls, num_or_null(res->lls[d->first + c]));
+        json_array_append_new(docs, json_pack("[i, i, i, i, o, o, o, b, o]", d->index, d->gold,
+                                              d->pred, d->pred_norm, num_or_null(d->acc),
+                                              num_or_null(d->acc_norm), num_or_null(d->loglik),
+                                              d->truncated, lls));
+    }
+    json_object_set_new(r->samples, task, json_pack("{s:o}", "docs", docs));
+}
+
+/* ppl's and kld's per-chunk records: samples[task].chunks = [[value, value2], ...] (ppl: the
+ * chunk's mean NLL, null; kld: its mean KLD and the model's mean NLL) */
+static void add_chunk_samples(struct result *r, const char *task, const double *v,
+                              const double *v2, int n) {
+    json_t *chunks = json_array();
+    for (int c = 0; c < n; c++)
+        json_array_append_new(chunks, json_pack("[o, o]", num_or_null(v[c]),
+                                                v2 ? num_or_null(v2[c]) : json_null()));
+    json_object_set_new(r->samples, task, json_pack("{s:o}", "chunks", chunks));
 }
 
 static void host_cpu(char *buf, size_t size) {
@@ -318,11 +353,14 @@ static struct result result_new(const struct job *j, const char *started_at) {
     r.scores = json_array();
     r.task_defs = json_array();
     r.prov = json_object();
-    r.root = json_pack("{s:s, s:i, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:O, s:O, s:O, s:O}",
+    r.samples = json_object();
+    r.root = json_pack("{s:s, s:i, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:O, s:O, s:O, s:O, s:O}",
                        "format", "lowbit-result", "version", 1, "origin", "lowbit", "job_key",
                        j->key, "status", "failed", "error", json_null(), "log_tail", json_null(),
                        "model", model, "recipe", recipe_to_json(&j->recipe), "run", r.run,
-                       "scores", r.scores, "task_defs", r.task_defs, "provenance", r.prov);
+                       "scores", r.scores, "task_defs", r.task_defs, "provenance", r.prov,
+                       "samples", r.samples);
+    json_decref(r.samples);
     json_decref(r.run);
     json_decref(r.scores);
     json_decref(r.task_defs);
@@ -479,6 +517,7 @@ static int eval_tasks(const struct eval_ctx *c, int lim, struct result *r, char 
         for (int i = 0; i < t->res.n_metrics; i++)
             add_score(r, name, t->res.m[i].name, t->res.m[i].value, t->res.m[i].stderr_,
                       t->n_docs);
+        add_task_samples(r, name, &t->res);
         for (int i = 0; i < t->res.n_subjects; i++) { /* MMLU's subtasks */
             const double p = t->res.subjects[i].acc;
             const int ns = t->res.subjects[i].n;
@@ -551,6 +590,8 @@ static int eval_ppl(const struct eval_ctx *c, struct result *r, char *msg, size_
     }
     add_score(r, "ppl", "ppl_llamacpp_ctx512", p.ppl, p.ppl_stderr, p.scored);
     ppl_task_def(r, c, "ppl", p.n_chunks, (long long)p.text_tokens / PIPE_PPL_CTX);
+    add_chunk_samples(r, "ppl", p.chunk_nll, NULL, p.n_chunks);
+    ppl_result_release(&p);
     return 0;
 }
 
@@ -672,10 +713,13 @@ static int eval_kld(const struct eval_ctx *c, const struct kld_base *kb, bool pp
     add_score(r, "kld", "ppl_base", k.ppl_base, k.ppl_base_err, n);
     add_score(r, "kld", "ln_ppl_ratio", k.log_ppl_ratio, k.log_ppl_ratio_err, n);
     ppl_task_def(r, c, "kld", k.n_chunks, -1);
+    add_chunk_samples(r, "kld", k.chunk_kld, k.chunk_nll, k.n_chunks);
     if (ppl_too) { /* the same chunks and positions as `lowbit ppl --protocol llamacpp` */
         add_score(r, "ppl", "ppl_llamacpp_ctx512", k.ppl_q, k.ppl_q_err, n);
         ppl_task_def(r, c, "ppl", k.n_chunks, -1);
+        add_chunk_samples(r, "ppl", k.chunk_nll, NULL, k.n_chunks);
     }
+    kld_result_release(&k);
     prov_set(r, "kld.base", "%s", c->j->model.path);
     prov_set(r, "kld.base_logprobs", "%s", kb->f32 ? "f32" : "f16");
     return 0;

@@ -99,6 +99,27 @@ CREATE TABLE IF NOT EXISTS task_defs (
     PRIMARY KEY (run_id, task)
 );
 
+-- The per-sample records of a run (issue 17): one row per document of an lm-eval task, one per
+-- chunk of the ppl and kld protocols; the input of the paired statistics against the model's
+-- baseline, published as data/details/<run_id>.json. Version 4.
+CREATE TABLE IF NOT EXISTS samples (
+    run_id    INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task      TEXT NOT NULL,     -- as scores.task
+    doc       INTEGER NOT NULL,  -- the document's index in the task's full set; for ppl/kld
+                                 -- the chunk's index
+    gold      INTEGER,           -- multiple choice: the right choice
+    pred      INTEGER,           -- multiple choice: the choice of highest log-likelihood
+    pred_norm INTEGER,           -- ... of highest log-likelihood per character (acc_norm)
+    acc       REAL,              -- 1 right, 0 wrong (lambada: greedy continuation)
+    acc_norm  REAL,
+    value     REAL,              -- lambada, wikitext: the document's log-likelihood; ppl: the
+                                 -- chunk's mean NLL; kld: the chunk's mean KLD
+    value2    REAL,              -- kld: the chunk's mean NLL of the model
+    truncated INTEGER,           -- 1: a continuation was cut to the context
+    choices   TEXT,              -- multiple choice: JSON array of the choices' log-likelihoods
+    PRIMARY KEY (run_id, task, doc)
+);
+
 CREATE TABLE IF NOT EXISTS provenance (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     key    TEXT NOT NULL,    -- "recipe.knobs", "calib.sha256", "quant.iters", "lowbit.cflags" ...

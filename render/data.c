@@ -239,6 +239,20 @@ static int row_score(sqlite3_stmt *st, void *ctx) {
     return 0;
 }
 
+static int row_sample(sqlite3_stmt *st, void *ctx) {
+    struct loader *L = ctx;
+    struct lb_data *d = L->d;
+    if (grow((void **)&d->samples, &L->cap, d->n_samples, sizeof *d->samples)) return -1;
+    if (push_id(L, d->n_samples, sqlite3_column_int64(st, 0))) return -1;
+    struct lb_sample *s = &d->samples[d->n_samples++];
+    s->task = col_str(st, 1);
+    s->doc = sqlite3_column_int(st, 2);
+    s->acc = col_num(st, 3);
+    s->value = col_num(st, 4);
+    if (!s->task) s->task = lb_clean_utf8("", 0);
+    return 0;
+}
+
 static int row_def(sqlite3_stmt *st, void *ctx) {
     struct loader *L = ctx;
     struct lb_data *d = L->d;
@@ -611,6 +625,14 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     if (query(db, "SELECT run_id, key, value FROM provenance ORDER BY run_id, key", row_prov, &L))
         goto out;
     ATTACH(d->prov, d->n_prov, prov, n_prov);
+    L.cap = 0;
+    if (query(db,
+              "SELECT run_id, task, doc, acc, value FROM samples WHERE task IN ('ppl', 'kld') OR"
+              " task IN (SELECT name FROM tasks WHERE board_metric IS NOT NULL)"
+              " ORDER BY run_id, task, doc",
+              row_sample, &L))
+        goto out;
+    ATTACH(d->samples, d->n_samples, samples, n_samples);
     if (query(db, "SELECT run_id, average FROM leaderboard", row_average, &L)) goto out;
     L.cap = 0;
     if (query(db, TRAINING_SELECT, row_training, &L)) goto out;
@@ -675,6 +697,7 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     g_sort_data = d;
     qsort(d->board, (size_t)d->n_board, sizeof *d->board, cmp_board);
     for (int k = 0; k < d->n_board; k++) d->runs[d->board[k]].rank = k + 1;
+    if (lb_stats(d)) goto out;
     ret = 0;
 out:
     free(L.run_ids);
@@ -690,6 +713,8 @@ void lb_data_release(struct lb_data *d) {
         free(t->key), free(t->label), free(t->abbr), free(t->title), free(t->metric);
     }
     free(d->tasks);
+    for (int i = 0; i < d->n_samples; i++) free(d->samples[i].task);
+    free(d->samples);
     for (int i = 0; i < d->n_models; i++) {
         struct lb_model *m = &d->models[i];
         free(m->id), free(m->path), free(m->tokenizer), free(m->display_name), free(m->family);

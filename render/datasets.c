@@ -483,7 +483,8 @@ char *board_data_json(const struct site *s) {
     static const char *const cols[] = {"id",    "rank", "model", "recipe", "algorithm",
                                        "wdtype", "cdtype", "group", "dq",   "bits",
                                        "size",  "params", "avg",  "ppl",    "kld",
-                                       "bpw",   "qsec", "type", "base",  "tasks"};
+                                       "bpw",   "qsec", "type", "base",  "tasks",
+                                       "davg",  "dlo",  "dhi",  "band"};
     json_t *root = json_object(), *jc = json_array(), *jt = json_array(), *rows = json_array();
     for (size_t i = 0; i < LB_ARRAY_LEN(cols); i++) json_array_append_new(jc, json_string(cols[i]));
     for (int t = 0; t < d->n_tasks; t++) json_array_append_new(jt, json_string(d->tasks[t].key));
@@ -495,14 +496,17 @@ char *board_data_json(const struct site *s) {
         json_t *acc = json_array();
         for (int t = 0; t < d->n_tasks; t++) json_array_append_new(acc, jnum(r->acc[t]));
         json_t *row = json_pack(
-            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o]", (json_int_t)r->id, r->rank,
+            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o,o,o,o,i]", (json_int_t)r->id, r->rank,
             jstr(lb_run_model_name(r)), jstr(r->recipe_id), jstr(c ? c->algorithm : NULL),
             jstr(c ? c->weight_dtype : NULL), jstr(c ? c->compute_dtype : NULL),
             jint(c ? c->group_size : NAN), jint(c ? c->double_quant : NAN),
             jnum(c ? c->bits : NAN), jint(r->artifact_bytes),
             jint(!isnan(r->n_params) ? r->n_params : r->model ? r->model->n_params : NAN),
             jnum(r->average), jnum(r->ppl), jnum(r->kld), jnum(r->bits_per_weight),
-            jnum(r->quant_seconds), jstr(r->model ? r->model->model_type : NULL), r->group, acc);
+            jnum(r->quant_seconds), jstr(r->model ? r->model->model_type : NULL), r->group, acc,
+            jnum(r->d_avg.state == LB_D_OK ? r->d_avg.delta : NAN),
+            jnum(r->d_avg.state == LB_D_OK ? r->d_avg.lo : NAN),
+            jnum(r->d_avg.state == LB_D_OK ? r->d_avg.hi : NAN), r->band);
         if (!row) {
             json_decref(root);
             json_decref(rows);
@@ -575,9 +579,101 @@ static int copy_db(struct site *s, sqlite3 *db) {
     return 0;
 }
 
+/* ------------------------------------------------------------------ per-sample details */
+
+static json_t *jdelta(const struct lb_delta *x) {
+    if (x->state == LB_D_NONE) return json_null();
+    if (x->state == LB_D_APART) return json_pack("{s:s}", "state", "other documents");
+    return json_pack("{s:o, s:o, s:o, s:i, s:b}", "delta", jnum(x->delta), "lo", jnum(x->lo),
+                     "hi", jnum(x->hi), "n", x->n, "significant", lb_significant(x));
+}
+
+/* data/details/<run_id>.json of a run with per-sample records: every document (chunk) as the
+ * samples table has it, and the paired statistics against the baseline computed from them
+ * (stats.c; tests/paired_ci.py recomputes them from two such files) */
+static int write_details_run(struct site *s, sqlite3 *db, const struct lb_run *r) {
+    const struct lb_data *d = s->d;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT task, doc, gold, pred, pred_norm, acc, acc_norm, value, "
+                           "value2, truncated, choices FROM samples WHERE run_id = ? "
+                           "ORDER BY task, doc", -1, &st, NULL) != SQLITE_OK)
+        return err("render: %s", sqlite3_errmsg(db));
+    sqlite3_bind_int64(st, 1, r->id);
+    json_t *tasks = json_object();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char *task = lb_clean_utf8((const char *)sqlite3_column_text(st, 0),
+                                   (size_t)sqlite3_column_bytes(st, 0));
+        if (!task) break;
+        json_t *t = json_object_get(tasks, task);
+        if (!t) {
+            t = json_pack("{s:[]}", "rows");
+            json_object_set_new(tasks, task, t);
+        }
+        json_t *ch = NULL;
+        if (sqlite3_column_type(st, 10) == SQLITE_TEXT)
+            ch = json_loads((const char *)sqlite3_column_text(st, 10), 0, NULL);
+        json_t *row = json_array();
+        json_array_append_new(row, json_integer(sqlite3_column_int(st, 1)));
+        for (int c = 2; c <= 4; c++)
+            json_array_append_new(row, sqlite3_column_type(st, c) == SQLITE_NULL
+                                           ? json_null()
+                                           : json_integer(sqlite3_column_int(st, c)));
+        for (int c = 5; c <= 8; c++)
+            json_array_append_new(row, sqlite3_column_type(st, c) == SQLITE_NULL
+                                           ? json_null()
+                                           : jnum(sqlite3_column_double(st, c)));
+        json_array_append_new(row, json_boolean(sqlite3_column_int(st, 9)));
+        json_array_append_new(row, ch ? ch : json_null());
+        json_array_append_new(json_object_get(t, "rows"), row);
+        free(task);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(tasks);
+        return err("render: reading the samples of run %lld: %s", (long long)r->id,
+                   sqlite3_errmsg(db));
+    }
+    for (int t = 0; t < d->n_tasks; t++) {
+        json_t *jt = json_object_get(tasks, d->tasks[t].key);
+        if (!jt) continue;
+        json_object_set_new(jt, "position", json_integer(t));
+        json_object_set_new(jt, "delta_acc", jdelta(&r->d_acc[t]));
+    }
+    json_t *k = json_object_get(tasks, LB_KLD_TASK), *pp = json_object_get(tasks, "ppl");
+    if (k) json_object_set_new(k, "mean_kld", jdelta(&r->d_kld));
+    if (pp) json_object_set_new(pp, "delta_mean_nll", jdelta(&r->d_ppl));
+    json_t *root = json_pack(
+        "{s:s, s:I, s:o, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:s}, s:[s,s,s,s,s,s,s,s,s,s,s], "
+        "s:o, s:o, s:i}",
+        "schema", "lowbit-details/1", "run_id", (json_int_t)r->id, "model_id", jstr(r->model_id),
+        "recipe_id", jstr(r->recipe_id), "baseline_run_id",
+        r->baseline ? json_integer(r->baseline->id) : json_null(), "bootstrap", "resamples",
+        LB_BOOT, "seed", LB_BOOT_SEED, "stream_kld", LB_STREAM_KLD, "stream_ppl", LB_STREAM_PPL,
+        "interval", "95% percentile of the paired bootstrap (about.html#statistics)", "fields",
+        "doc", "gold", "pred", "pred_norm", "acc", "acc_norm", "value", "value2", "truncated",
+        "choices", "(value: loglik of lambada/wikitext documents, mean NLL of a ppl chunk, mean KLD "
+                   "of a kld chunk; value2: the kld chunk's mean NLL)",
+        "tasks", tasks, "delta_average", jdelta(&r->d_avg), "band", r->band);
+    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    json_decref(root);
+    if (!text) return err("render: out of memory (details)");
+    char rel[64];
+    snprintf(rel, sizeof rel, "data/details/%lld.json", (long long)r->id);
+    rc = site_write_file(s, rel, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static int write_details(struct site *s, sqlite3 *db) {
+    for (int i = 0; i < s->d->n_runs; i++)
+        if (s->d->runs[i].n_samples && write_details_run(s, db, &s->d->runs[i])) return -1;
+    return 0;
+}
+
 int datasets_write(struct site *s, sqlite3 *db) {
     if (copy_db(s, db) || write_csv(s) || write_json(s) || write_training_csv(s) ||
-        write_training_json(s))
+        write_training_json(s) || write_details(s, db))
         return -1;
     return 0;
 }

@@ -122,6 +122,32 @@ void page_type_icon(xmlNodePtr parent, const char *t) {
     h_elc(parent, "span", "sr", label);
 }
 
+xmlNodePtr page_delta_td(xmlNodePtr tr, const struct lb_delta *x, double scale, int digits,
+                         bool is_baseline) {
+    char b[96];
+    if (is_baseline) {
+        xmlNodePtr td = page_td(tr, "baseline", false);
+        h_attr(td, "class", "num base");
+        return td;
+    }
+    if (x->state != LB_D_OK) {
+        xmlNodePtr td = page_td(tr, x->state == LB_D_APART ? "n/a" : "", true);
+        if (x->state == LB_D_APART)
+            h_attr(td, "title", "scored on other documents than the baseline: not compared");
+        return td;
+    }
+    const bool sig = lb_significant(x);
+    snprintf(b, sizeof b, "%s%+.*f", sig ? "" : "\xe2\x89\x88", digits, x->delta * scale);
+    xmlNodePtr td = page_td(tr, b, true);
+    snprintf(b, sizeof b, "%+.*f", digits, x->lo * scale);
+    h_textf(h_elc(td, "span", "ci", NULL), " [%s, %+.*f]", b, digits, x->hi * scale);
+    h_attr(td, "class", sig ? "num sig" : "num ns");
+    h_attr(td, "title", sig ? "significantly different from the baseline (95% interval excludes 0)"
+                            : "not significantly different from the baseline (95% interval "
+                              "includes 0)");
+    return td;
+}
+
 xmlNodePtr page_td(xmlNodePtr tr, const char *text, bool num) {
     xmlNodePtr td = h_el(tr, "td", text && *text ? text : NULL);
     if (num) h_attr(td, "class", "num");
@@ -132,7 +158,7 @@ xmlNodePtr page_td(xmlNodePtr tr, const char *text, bool num) {
 
 /* the board's columns: key (JS sort key, data-key), header, tooltip, numeric; the board tasks'
  * columns (from the database) follow the first BOARD_COLS_HEAD */
-#define BOARD_COLS_HEAD 4
+#define BOARD_COLS_HEAD 6
 static const struct {
     const char *key, *head, *title;
     bool num;
@@ -141,6 +167,11 @@ static const struct {
     {"type", "T", "model type: \xe2\x97\x8f pretrained, \xe2\x97\x86 fine-tuned, \xe2\x96\xb2 chat, \xe2\x9c\x9a merge", false},
     {"model", "Model", "model, recipe, and a link to the run's details and provenance", false},
     {"avg", "Average", "mean of the ten task accuracies (%), Intel's Average", true},
+    {"davg", "\xce\x94 vs baseline", "average minus the model's fp baseline on the same documents, "
+     "percentage points, with its 95% paired-bootstrap interval; \xe2\x89\x88 = not "
+     "significantly different", true},
+    {"band", "Band", "tie band: runs not significantly different from the run above share a band",
+     true},
     {"algorithm", "Algorithm", "quantization algorithm (fp = unquantized baseline)", false},
     {"wdtype", "Weight dtype", "type of the stored weights", false},
     {"cdtype", "Compute dtype", "type the activations are computed in", false},
@@ -223,6 +254,10 @@ static void board_row(struct page *p, xmlNodePtr tbody, const struct lb_run *r) 
     xmlNodePtr a = h_link(p, td, href, "details");
     h_attr(a, "class", "det");
     page_td(tr, fmt_pct(b, sizeof b, r->average), true);
+    page_delta_td(tr, &r->d_avg, 100, 2, r->baseline == r);
+    snprintf(b, sizeof b, "%d", r->band);
+    page_td(tr, b, true);
+    h_attr(tr, "class", r->band % 2 ? "band-odd" : "band-even");
     for (int t = 0; t < d->n_tasks; t++) page_td(tr, fmt_pct(b, sizeof b, r->acc[t]), true);
     h_user(page_td(tr, NULL, false), c ? c->algorithm : "");
     h_user(page_td(tr, NULL, false), c ? c->weight_dtype : "");
@@ -233,7 +268,13 @@ static void board_row(struct page *p, xmlNodePtr tbody, const struct lb_run *r) 
     page_td(tr, fmt_params(b, sizeof b, np), true);
     page_td(tr, fmt_bytes(b, sizeof b, r->artifact_bytes), true);
     page_td(tr, fmt_g(b, sizeof b, r->ppl, 4), true);
-    page_td(tr, fmt_g(b, sizeof b, r->kld, 3), true);
+    xmlNodePtr kt = page_td(tr, fmt_g(b, sizeof b, r->kld, 3), true);
+    if (r->d_kld.state == LB_D_OK) {
+        char lo[32], hi[32];
+        snprintf(b, sizeof b, "95%% interval over chunks: %s to %s", fmt_g(lo, sizeof lo, r->d_kld.lo, 3),
+                 fmt_g(hi, sizeof hi, r->d_kld.hi, 3));
+        h_attr(kt, "title", b);
+    }
     page_td(tr, fmt_g(b, sizeof b, r->bits_per_weight, 3), true);
     page_td(tr, fmt_seconds(b, sizeof b, r->quant_seconds), true);
     h_text(tbody, "\n");

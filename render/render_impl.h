@@ -64,6 +64,26 @@ struct lb_prov {
     char *key, *value;
 };
 
+/* a per-sample record the statistics use (table samples): a board task's document, or a ppl/kld
+ * chunk */
+struct lb_sample {
+    char *task;
+    int doc;            /* index in the full set; chunk index */
+    double acc, value;  /* acc of a document; value: ppl chunk mean NLL, kld chunk mean KLD */
+};
+
+/* ===== paired statistics (stats.c; the method is in its header and on about.html) ===== */
+#define LB_BOOT 1000      /* bootstrap resamples */
+#define LB_BOOT_SEED 1234 /* their seed */
+#define LB_STREAM_KLD 1000
+#define LB_STREAM_PPL 1001
+enum { LB_D_NONE, LB_D_OK, LB_D_APART };
+struct lb_delta {
+    double delta, lo, hi; /* the estimate and its 95% interval */
+    int n;                /* documents (chunks) it rests on; the average: all tasks' */
+    int state;            /* LB_D_OK; LB_D_NONE: no records; LB_D_APART: other documents */
+};
+
 struct lb_run {
     int64_t id;
     char *job_key, *model_id, *recipe_id, *status, *error, *log_tail, *started_at, *finished_at,
@@ -78,6 +98,13 @@ struct lb_run {
     struct lb_prov *prov;
     int n_scores, n_defs, n_prov;
     double acc[LB_TASK_MAX], acc_se[LB_TASK_MAX]; /* fractions 0..1, by board task */
+    struct lb_sample *samples;    /* borrowed slice of lb_data.samples, by task, doc */
+    int n_samples;
+    const struct lb_run *baseline; /* its model's baseline run (lb_stats), NULL none */
+    struct lb_delta d_acc[LB_TASK_MAX], d_avg; /* acc - the baseline's, per task and average */
+    struct lb_delta d_ppl;        /* mean chunk NLL - the baseline's (PPL ratio = exp) */
+    struct lb_delta d_kld;        /* the mean KLD itself, with its interval over chunks */
+    int band;                     /* tie band on the board (1 = the top one), 0 off the board */
     double average;                                   /* the leaderboard view's average */
     double ppl, kld;                                  /* wikitext word perplexity, mean KLD */
     bool ok;                                          /* status ok: on the board */
@@ -125,6 +152,8 @@ struct lb_data {
     struct lb_score *scores;
     struct lb_taskdef *defs;
     struct lb_prov *prov;
+    struct lb_sample *samples;
+    int n_samples;
     struct lb_group *groups; /* by key */
     int *board;              /* run indices: average desc (NULL last), then id */
     struct lb_training *trainings;      /* by model id (schema 2; none in a version 1 file) */
@@ -134,6 +163,15 @@ struct lb_data {
     bool has_fixture_rows; /* some run has provenance key "fixture" */
     char *as_of;           /* latest finished_at, "" when none */
 };
+
+/* the paired statistics of every ok run against its baseline and the board's tie bands (stats.c,
+ * called by lb_data_load); -1 with a message */
+int lb_stats(struct lb_data *d);
+/* the interval of x excludes 0 */
+bool lb_significant(const struct lb_delta *x);
+/* 1: run a's average is significantly above b's (paired over the same documents), -1 below, 0
+ * neither or not comparable */
+int lb_better_than(const struct lb_data *d, const struct lb_run *a, const struct lb_run *b);
 
 /* reads every table inside the current transaction of db; -1 with a message */
 int lb_data_load(struct lb_data *d, struct sqlite3 *db);
@@ -358,6 +396,11 @@ bool csv_needs_apostrophe(const char *s);
 char *board_data_json(const struct site *s);
 
 /* ===== pages (pages_*.c) ===== */
+/* a delta cell: "+1.23 [-0.50, +2.90]" (x·scale, digits decimals), class sig / ns, "≈" before an
+ * estimate whose interval includes 0, "baseline" for the baseline itself, "n/a" for runs scored
+ * on other documents */
+xmlNodePtr page_delta_td(xmlNodePtr tr, const struct lb_delta *x, double scale, int digits,
+                         bool is_baseline);
 /* "Download: leaderboard.csv (12 kB) · ..." links */
 void page_downloads(struct page *p, xmlNodePtr parent);
 /* <figure> with the chart (SVG, PNG fallback at 2x), alt text and a caption; returns the

@@ -181,7 +181,7 @@
     }
     var k = s.sort, sign = s.dir === "asc" ? 1 : -1;
     var numeric = k === "avg" || k === "rank" || TASKS.indexOf(k) >= 0 ||
-      ["group", "dq", "bits", "size", "params", "ppl", "kld", "bpw", "qsec"].indexOf(k) >= 0;
+      ["group", "dq", "bits", "size", "params", "ppl", "kld", "bpw", "qsec", "davg", "band"].indexOf(k) >= 0;
     if (k === "rank") sign = -sign; /* rank ascending = best score first */
     shown.sort(function (a, b) {
       var x = keyOf(a, k), y = keyOf(b, k);

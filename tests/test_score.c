@@ -670,11 +670,18 @@ static void test_kld(void) {
         T_NEAR(r.dp_mean, 0, 1e-6);
         T_NEAR(r.dp_rms, 0, 1e-6);
         T_NEAR(r.ppl_q, r.ppl_base, 1e-5 * r.ppl_base);
+        kld_result_release(&r);
 
         /* the perturbed copy against the base, and a direct computation */
         struct direct_kld d;
         direct_kld(&base, &pert, chunks, n_chunks, n_ctx, &d);
         T_EQ_INT(kld_compare(&sp, bp, chunks, n_chunks, n_ctx, hb, true, &r), 0);
+        /* the per-chunk means (issue 17's per-sample records) average to the headline's */
+        double ck = 0, cn = 0;
+        for (int c = 0; c < n_chunks; c++) ck += r.chunk_kld[c], cn += r.chunk_nll[c];
+        T_NEAR(ck / n_chunks, r.kld_mean, 1e-9 * r.kld_mean);
+        T_NEAR(exp(cn / n_chunks), r.ppl_q, 1e-9 * r.ppl_q);
+        kld_result_release(&r);
         printf("  kld (%s rows): mean %.6f (direct %.6f), max %.6f (%.6f), same top %.3f "
                "(%.3f), dp %.6f (%.6f), ppl %.4f/%.4f (%.4f/%.4f)\n", dt ? "f16" : "f32",
                r.kld_mean, d.kld_mean, r.kld_pct[0], d.kld_max, r.same_top, d.same_top, r.dp_mean,
