@@ -634,18 +634,28 @@ static int write_details_run(struct site *s, sqlite3 *db, const struct lb_run *r
         return err("render: reading the samples of run %lld: %s", (long long)r->id,
                    sqlite3_errmsg(db));
     }
+    json_t *board = json_array();
     for (int t = 0; t < d->n_tasks; t++) {
+        json_array_append_new(board, json_string(d->tasks[t].key));
         json_t *jt = json_object_get(tasks, d->tasks[t].key);
         if (!jt) continue;
         json_object_set_new(jt, "position", json_integer(t));
         json_object_set_new(jt, "delta_acc", jdelta(&r->d_acc[t]));
+    }
+    const char *task;
+    json_t *jt;
+    json_object_foreach(tasks, task, jt) { /* the data file the documents come from */
+        const struct lb_taskdef *td = NULL;
+        for (int i = 0; i < r->n_defs && !td; i++)
+            if (!strcmp(r->defs[i].task, task)) td = &r->defs[i];
+        json_object_set_new(jt, "dataset_sha256", jstr(td ? td->dataset_sha256 : NULL));
     }
     json_t *k = json_object_get(tasks, LB_KLD_TASK), *pp = json_object_get(tasks, "ppl");
     if (k) json_object_set_new(k, "mean_kld", jdelta(&r->d_kld));
     if (pp) json_object_set_new(pp, "delta_mean_nll", jdelta(&r->d_ppl));
     json_t *root = json_pack(
         "{s:s, s:I, s:o, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:s}, s:[s,s,s,s,s,s,s,s,s,s,s], "
-        "s:o, s:o, s:i}",
+        "s:o, s:o, s:i, s:o}",
         "schema", "lowbit-details/1", "run_id", (json_int_t)r->id, "model_id", jstr(r->model_id),
         "recipe_id", jstr(r->recipe_id), "baseline_run_id",
         r->baseline ? json_integer(r->baseline->id) : json_null(), "bootstrap", "resamples",
@@ -654,7 +664,8 @@ static int write_details_run(struct site *s, sqlite3 *db, const struct lb_run *r
         "doc", "gold", "pred", "pred_norm", "acc", "acc_norm", "value", "value2", "truncated",
         "choices", "(value: loglik of lambada/wikitext documents, mean NLL of a ppl chunk, mean KLD "
                    "of a kld chunk; value2: the kld chunk's mean NLL)",
-        "tasks", tasks, "delta_average", jdelta(&r->d_avg), "band", r->band);
+        "tasks", tasks, "delta_average", jdelta(&r->d_avg), "band", r->band, "board_tasks",
+        board);
     char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(root);
     if (!text) return err("render: out of memory (details)");

@@ -584,7 +584,7 @@ static void test_hostile_strings(void) {
             T_EQ_STR(json_string_value(json_object_get(json_object_get(row, "provenance"), "hostile")),
                      HOSTILE_PROV);
             T_EQ_INT(json_array_size(json_object_get(row, "scores")), 12);
-            T_EQ_INT(json_array_size(json_object_get(row, "task_defs")), 11);
+            T_EQ_INT(json_array_size(json_object_get(row, "task_defs")), 13); /* + ppl, kld */
             T_NEAR(json_real_value(json_object_get(row, "average")), num15(d.runs[hostile_run].average), 0);
             seen++;
         }
@@ -1038,6 +1038,76 @@ done:
     sqlite3_close(db);
 }
 
+/* issue 17: the paired statistics from the fixture's per-sample records, on the pages and in
+ * data/details; tests/paired_ci.py (numpy) recomputes every published interval and must agree,
+ * and must catch a published number that was changed */
+static void test_paired_statistics(void) {
+    if (!g_have_small) {
+        T_FAIL_("no fixture site");
+        return;
+    }
+    struct lb_data d;
+    sqlite3 *db = NULL;
+    T_OK(sqlite3_open_v2(g_db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    T_OK(!lb_data_load(&d, db));
+    int n_cmp = 0, n_sig = 0, n_ns = 0, n_base = 0, prev_band = 0;
+    for (int k = 0; k < d.n_board; k++) {
+        const struct lb_run *r = &d.runs[d.board[k]];
+        T_OK(r->band == prev_band || r->band == prev_band + 1); /* bands go down the board */
+        prev_band = r->band;
+        if (r->baseline == r) n_base++;
+        if (r->d_avg.state != LB_D_OK) continue;
+        n_cmp++;
+        T_OK(r->d_avg.lo <= r->d_avg.delta && r->d_avg.delta <= r->d_avg.hi);
+        /* the average's delta is the mean of the tasks' deltas */
+        double s = 0;
+        for (int t = 0; t < d.n_tasks; t++) s += r->d_acc[t].delta;
+        T_NEAR(r->d_avg.delta, s / d.n_tasks, 1e-12);
+        if (lb_significant(&r->d_avg)) n_sig++;
+        else n_ns++;
+    }
+    printf("  paired statistics: %d runs compared with their baseline (%d baselines), %d "
+           "significant, %d not; %d tie bands over %d board rows\n", n_cmp, n_base, n_sig, n_ns,
+           prev_band, d.n_board);
+    T_OK(n_cmp >= 20 && n_sig > 0 && n_ns > 0 && n_base >= 4);
+    T_OK(prev_band > 1 && prev_band < d.n_board); /* some runs tie, not all */
+    lb_data_release(&d);
+    sqlite3_close(db);
+    /* the board shows them */
+    char p[800];
+    snprintf(p, sizeof p, "%s/index.html", g_site);
+    char *html = slurp(p, NULL);
+    T_OK(html && strstr(html, "class=\"num sig\"") && strstr(html, "class=\"num ns\"") &&
+         strstr(html, "class=\"num base\""));
+    free(html);
+    /* numpy recomputes them from the published details */
+    if (system("/usr/bin/python3 -c 'import numpy' 2>/dev/null")) {
+        printf("  numpy not installed: tests/paired_ci.py not run\n");
+        return;
+    }
+    char cmd[2000], out[4000];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/paired_ci.py %s > %s/paired.out 2>&1", g_site,
+             g_dir);
+    T_EQ_INT(system(cmd), 0);
+    snprintf(p, sizeof p, "%s/paired.out", g_dir);
+    char *txt = slurp(p, NULL);
+    T_CONTAINS(txt ? txt : "", " 0 mismatches");
+    if (txt) {
+        const char *last = strstr(txt, "paired_ci:");
+        snprintf(out, sizeof out, "%s", last ? last : txt);
+        printf("  %s", out);
+    }
+    free(txt);
+    /* a published interval moved by 1e-6: caught */
+    snprintf(cmd, sizeof cmd, "cp -r %s %s/site-tampered && /usr/bin/python3 -c \"import json,"
+             "glob,sys; f=sorted(glob.glob(sys.argv[1]+'/data/details/*.json'))[-1]; "
+             "d=json.load(open(f)); t=[v for v in d['tasks'].values() if v.get('delta_acc') and "
+             "'lo' in v['delta_acc']][0]; t['delta_acc']['lo'] += 1e-6; json.dump(d, open(f,'w'))\" "
+             "%s/site-tampered && /usr/bin/python3 tests/paired_ci.py %s/site-tampered > /dev/null",
+             g_site, g_dir, g_dir, g_dir);
+    T_OK(system(cmd) != 0);
+}
+
 int main(void) {
     setup();
     T_RUN(test_units);
@@ -1046,6 +1116,7 @@ int main(void) {
     T_RUN(test_wellformed_and_links);
     T_RUN(test_hostile_strings);
     T_RUN(test_training_site);
+    T_RUN(test_paired_statistics);
     T_RUN(test_10k_runs);
     T_RUN(test_chart_labels);
     T_RUN(test_browser);
@@ -1055,8 +1126,8 @@ int main(void) {
     FcFini();
     /* the 10,000-run site is a few hundred MB: removed; the fixture site stays for a look */
     char cmd[3000];
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s %s/site-again %s/charts-only %s/badtemplates", g_site10k,
-             g_db10k, g_dir, g_dir, g_dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s %s/site-again %s/charts-only %s/badtemplates "
+             "%s/site-tampered", g_site10k, g_db10k, g_dir, g_dir, g_dir, g_dir);
     if (system(cmd)) fprintf(stderr, "  could not remove the big fixture under %s\n", g_dir);
     printf("  the fixture site: %s/index.html\n", g_site);
     return T_DONE();
