@@ -406,6 +406,8 @@ struct scatter {
     const double *x, *y;   /* y already in display units (percent, perplexity) */
     const int *algo;       /* palette index per point */
     const char *const *label; /* frontier point labels */
+    const struct lb_data *d;  /* with runs: an accuracy frontier of significant steps only */
+    const int *runs;          /* the lb_data.runs index of each point */
     bool xlog, ylog, maximize;
     double ref;            /* horizontal reference line (NAN none) */
     const char *ref_label;
@@ -478,7 +480,7 @@ static void draw_scatter(struct chart *c, const void *data) {
                 px[i] = bad ? NAN : S->x[i];
                 py[i] = bad ? NAN : S->y[i];
             }
-            nf = chart_pareto(px, py, S->n, S->maximize, fr);
+            nf = lb_pareto(S->d, S->runs, px, py, S->n, S->maximize, fr);
         }
         free(px), free(py);
     }
@@ -977,8 +979,8 @@ int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
         .title = "Accuracy vs bits per weight",
         .xtitle = "Bits per weight, measured on the quantized file (8 \xc3\x97 bytes / parameters)",
         .ytitle = "Average accuracy (%, mean of 10 tasks)",
-        .n = n, .x = x, .y = y, .algo = algo, .label = lab, .maximize = true,
-        .ref = G->baseline >= 0 && !isnan(d->runs[G->baseline].average)
+        .n = n, .x = x, .y = y, .algo = algo, .label = lab, .maximize = true, .d = d,
+        .runs = G->runs, .ref = G->baseline >= 0 && !isnan(d->runs[G->baseline].average)
                    ? d->runs[G->baseline].average * 100 : NAN,
         .ref_label = b.baseline_label, .legend_algos = legend_algos, .n_legend = n_leg,
     };
@@ -1100,7 +1102,7 @@ int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_la
         .xtitle = "Size of the model file on disk (log scale)",
         .ytitle = "Average accuracy (%, mean of 10 tasks)",
         .n = n, .x = x, .y = y, .algo = algo, .label = lab, .xlog = true, .maximize = true,
-        .ref = NAN, .legend_algos = legend_algos, .n_legend = n_leg, .xfmt = fmt_tick_bytes,
+        .d = d, .runs = d->board, .ref = NAN, .legend_algos = legend_algos, .n_legend = n_leg, .xfmt = fmt_tick_bytes,
     };
     if (chart_write(s, "size-accuracy", 900, 520, "Accuracy vs model size, all models",
                     "Scatter: one point per run of every model (shape and colour by method), x = "
@@ -1115,6 +1117,7 @@ int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_la
     P.y = yp;
     P.ylog = true;
     P.maximize = false;
+    P.runs = NULL;
     if (chart_write(s, "size-ppl", 900, 520, "Perplexity vs model size, all models",
                     "Scatter: one point per run with a wikitext perplexity, x = file size (log "
                     "scale), y = word perplexity (log scale, lower is better); the dashed "

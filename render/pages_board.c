@@ -67,7 +67,7 @@ void page_frontier(struct page *p, xmlNodePtr cap, const int *runs, const double
     const struct lb_data *d = p->site->d;
     int *fr = malloc((size_t)(n + 1) * sizeof *fr);
     if (!fr) return;
-    int nf = chart_pareto(x, y, n, maximize, fr);
+    int nf = lb_pareto(d, runs, x, y, n, maximize, fr);
     xmlNodePtr det = h_el(cap, "details", NULL);
     h_el(det, "summary", "The Pareto frontier, in words");
     if (!nf) {
@@ -76,7 +76,8 @@ void page_frontier(struct page *p, xmlNodePtr cap, const int *runs, const double
         return;
     }
     h_textf(h_el(det, "p", NULL), "From the smallest to the largest, each run below is %s than "
-                                  "every smaller run:", what);
+                                  "every smaller run%s:", what, maximize ? " (significantly, on "
+                                  "the same documents: about.html#statistics)" : "");
     xmlNodePtr ol = h_el(det, "ol", NULL);
     for (int k = 0; k < nf; k++) {
         const struct lb_run *r = &d->runs[runs[fr[k]]];

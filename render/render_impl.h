@@ -173,6 +173,12 @@ bool lb_significant(const struct lb_delta *x);
  * neither or not comparable */
 int lb_better_than(const struct lb_data *d, const struct lb_run *a, const struct lb_run *b);
 
+/* chart_pareto's frontier of (x, y) (the indices into out, by x); for an accuracy frontier
+ * (maximize, runs[i] = the lb_data.runs index of point i) a point is kept only when its run is
+ * significantly more accurate than the last point kept */
+int lb_pareto(const struct lb_data *d, const int *runs, const double *x, const double *y, int n,
+              bool maximize, int *out);
+
 /* reads every table inside the current transaction of db; -1 with a message */
 int lb_data_load(struct lb_data *d, struct sqlite3 *db);
 void lb_data_release(struct lb_data *d);

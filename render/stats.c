@@ -218,3 +218,14 @@ int lb_stats(struct lb_data *d) {
     free(st);
     return 0;
 }
+
+int lb_pareto(const struct lb_data *d, const int *runs, const double *x, const double *y, int n,
+              bool maximize, int *out) {
+    const int nf = chart_pareto(x, y, n, maximize, out);
+    if (!d || !runs || !maximize) return nf;
+    int m = 0;
+    for (int k = 0; k < nf; k++)
+        if (!m || lb_better_than(d, &d->runs[runs[out[k]]], &d->runs[runs[out[m - 1]]]) > 0)
+            out[m++] = out[k];
+    return m;
+}

@@ -1071,6 +1071,23 @@ static void test_paired_statistics(void) {
            prev_band, d.n_board);
     T_OK(n_cmp >= 20 && n_sig > 0 && n_ns > 0 && n_base >= 4);
     T_OK(prev_band > 1 && prev_band < d.n_board); /* some runs tie, not all */
+    /* the accuracy frontier keeps only significant steps: a subset of the plain one, each point
+     * significantly above the one before */
+    double *x = calloc((size_t)d.n_board + 1, sizeof *x), *y = calloc((size_t)d.n_board + 1, sizeof *y);
+    int *fa = calloc((size_t)d.n_board + 1, sizeof *fa), *fb = calloc((size_t)d.n_board + 1, sizeof *fb);
+    for (int k = 0; x && y && k < d.n_board; k++)
+        x[k] = d.runs[d.board[k]].artifact_bytes, y[k] = d.runs[d.board[k]].average;
+    const int na = chart_pareto(x, y, d.n_board, true, fa);
+    const int nb = lb_pareto(&d, d.board, x, y, d.n_board, true, fb);
+    T_OK(nb >= 1 && nb <= na);
+    for (int k = 1; k < nb; k++)
+        T_EQ_INT(lb_better_than(&d, &d.runs[d.board[fb[k]]], &d.runs[d.board[fb[k - 1]]]), 1);
+    for (int k = 0, j = 0; k < nb; k++) { /* in the plain frontier, in order */
+        while (j < na && fa[j] != fb[k]) j++;
+        T_OK(j < na);
+    }
+    printf("  accuracy vs size frontier: %d points, %d of them significant steps\n", na, nb);
+    free(x), free(y), free(fa), free(fb);
     lb_data_release(&d);
     sqlite3_close(db);
     /* the board shows them */
