@@ -164,6 +164,18 @@ static int run_task(struct fwd_state *s, const struct model *m, const struct tok
         rc = score_requests(s, rs.reqs, rs.n, o->quiet, &t->st);
     if (!rc) rc = task_metrics(&ts, &rs, &t->res);
     t->seconds = now_s() - t0;
+    if (!rc && o->keep_texts && info->kind != TASK_KIND_ROLLING) {
+        t->texts = xcalloc((size_t)ts.n_docs, sizeof *t->texts, "the documents' texts");
+        if (!t->texts) rc = -1;
+        for (int i = 0; !rc && i < ts.n_docs; i++) { /* moved: task_release frees NULLs */
+            struct task_doc *d = &ts.docs[i];
+            t->texts[i] = (struct eval_doc_text){d->context, d->choices, d->n_choices,
+                                                 d->continuation};
+            d->context = d->continuation = NULL;
+            d->choices = NULL;
+            d->n_choices = 0;
+        }
+    }
     for (int i = 0, last = -1; !rc && i < rs.n; i++) /* a document's requests are consecutive */
         if (rs.reqs[i].truncated && rs.reqs[i].doc != last) {
             t->n_truncated++;
@@ -217,7 +229,17 @@ int eval_run(const struct model *m, const struct tokenizer *tok, const enum task
 }
 
 void eval_results_release(struct eval_results *r) {
-    for (int k = 0; k < r->n_tasks; k++) task_result_release(&r->tasks[k].res);
+    for (int k = 0; k < r->n_tasks; k++) {
+        struct eval_task *t = &r->tasks[k];
+        task_result_release(&t->res);
+        for (int i = 0; t->texts && i < t->n_docs; i++) {
+            free(t->texts[i].context);
+            for (int c = 0; c < t->texts[i].n_choices; c++) free(t->texts[i].choices[c]);
+            free(t->texts[i].choices);
+            free(t->texts[i].continuation);
+        }
+        free(t->texts);
+    }
     free(r->tasks);
     memset(r, 0, sizeof *r);
 }

@@ -31,10 +31,19 @@ struct eval_opts {
     int add_bos;               /* -1 = lm-eval's default (no BOS), 0 no, 1 yes */
     enum compute_dtype compute;
     bool quiet;                /* no progress on stderr */
+    bool keep_texts;           /* keep each scored document's text (eval_task.texts) */
     /* called after each task with its result (eval_task below), for a caller that prints as it
      * goes; NULL for none */
     void (*on_task)(const struct eval_task *t, void *arg);
     void *arg;
+};
+
+/* a scored document's text, as the model saw it (for drill-downs): moved out of the task set */
+struct eval_doc_text {
+    char *context;      /* MC, LOGLIK: the context (lm-eval doc_to_text); NULL otherwise */
+    char **choices;     /* MC: the choices; MC_CONTEXTS: the contexts; NULL otherwise */
+    int n_choices;
+    char *continuation; /* MC_CONTEXTS: the shared continuation; LOGLIK: the target */
 };
 
 struct eval_task {
@@ -47,6 +56,7 @@ struct eval_task {
                                its last max_length tokens (lm-eval's input slicing) */
     char source[4096];      /* data file(s) read */
     char sha256[65];        /* of the data as read */
+    struct eval_doc_text *texts; /* n_docs, in res.docs' order, when eval_opts.keep_texts */
 };
 
 struct eval_results {

@@ -655,7 +655,68 @@ static void bind_num(sqlite3_stmt *st, int i, json_t *v) {
 
 /* the result's per-sample records (gen/job.c: samples) into table samples; absent = none (an
  * imported or older result). -1 with a message naming the record that is not as expected. */
-static int insert_samples(sqlite3 *db, sqlite3_int64 run_id, json_t *samples) {
+/* samples[task].texts (gen/job.c) into table documents, keyed by the task's data file */
+static int insert_texts(sqlite3 *db, const char *task, json_t *docs, json_t *texts,
+                        json_t *defs) {
+    const char *sha = NULL;
+    size_t i;
+    json_t *d;
+    json_array_foreach(defs, i, d) {
+        const char *dt = json_string_value(json_object_get(d, "task"));
+        if (dt && !strcmp(dt, task)) sha = json_string_value(json_object_get(d, "dataset_sha256"));
+    }
+    if (!sha || !*sha) return err("samples.%s.texts: no task definition names its data file", task);
+    if (!json_is_array(texts) || json_array_size(texts) != json_array_size(docs))
+        return err("samples.%s.texts: not one entry per document", task);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO documents (task, dataset_sha256, doc, "
+                           "context, choices, continuation) VALUES (?1,?2,?3,?4,?5,?6)", -1, &st,
+                           NULL) != SQLITE_OK)
+        return err("collect: %s", db_errmsg(db));
+    int rc = 0;
+    json_array_foreach(texts, i, d) {
+        json_t *ctx = json_array_get(d, 0), *ch = json_array_get(d, 1), *cont = json_array_get(d, 2);
+        bool ok = json_is_array(d) && json_array_size(d) == 3 &&
+                  (json_is_string(ctx) || json_is_null(ctx)) && json_is_array(ch) &&
+                  (json_is_string(cont) || json_is_null(cont));
+        size_t c;
+        json_t *v;
+        json_array_foreach(ok ? ch : NULL, c, v) ok = ok && json_is_string(v);
+        size_t off;
+        for (int k = 0; ok && k < 3; k += 2) {
+            json_t *str = json_array_get(d, (size_t)k);
+            ok = !json_is_string(str) ||
+                 !text_problem(json_string_value(str), json_string_length(str), &off);
+        }
+        json_array_foreach(ok ? ch : NULL, c, v)
+            ok = ok && !text_problem(json_string_value(v), json_string_length(v), &off);
+        if (!ok) {
+            rc = err("samples.%s.texts[%zu]: not [context, [choices], continuation] of text",
+                     task, i);
+            break;
+        }
+        char *chs = json_dumps(ch, JSON_COMPACT);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        sqlite3_bind_text(st, 1, task, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, sha, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, json_integer_value(json_array_get(json_array_get(docs, i), 0)));
+        if (json_is_string(ctx)) sqlite3_bind_text(st, 4, json_string_value(ctx), -1, SQLITE_TRANSIENT);
+        if (chs) sqlite3_bind_text(st, 5, chs, -1, SQLITE_TRANSIENT);
+        if (json_is_string(cont))
+            sqlite3_bind_text(st, 6, json_string_value(cont), -1, SQLITE_TRANSIENT);
+        const int step = sqlite3_step(st);
+        free(chs);
+        if (step != SQLITE_DONE) {
+            rc = err("samples.%s.texts[%zu]: %s", task, i, db_errmsg(db));
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int insert_samples(sqlite3 *db, sqlite3_int64 run_id, json_t *samples, json_t *defs) {
     if (!samples || json_is_null(samples)) return 0;
     if (!json_is_object(samples)) return err("samples: not an object");
     if (want_text(samples, "samples")) return -1;
@@ -730,6 +791,8 @@ static int insert_samples(sqlite3 *db, sqlite3_int64 run_id, json_t *samples) {
             }
         }
         if (rc) break;
+        json_t *texts = json_object_get(t, "texts");
+        if (texts && docs && (rc = insert_texts(db, task, docs, texts, defs))) break;
     }
     sqlite3_finalize(st);
     return rc;
@@ -867,7 +930,8 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
         json_decref(d);
         if (rc) goto out;
     }
-    if (insert_samples(db, run_id, json_object_get(r, "samples"))) goto out;
+    if (insert_samples(db, run_id, json_object_get(r, "samples"), json_object_get(r, "task_defs")))
+        goto out;
     json_t *prov = json_deep_copy(json_object_get(r, "provenance"));
     json_object_set_new(prov, "result.sha256", json_string(sha));
     json_object_set_new(prov, "result.file", json_string(file));

@@ -26,7 +26,7 @@
  *   num_fewshot, add_bos, ctx, n_truncated (lm-eval tasks: documents whose continuation was
  *   longer than ctx, scored on its last ctx tokens)}], provenance {key: string}, samples
  *   {task: {docs: [[index, gold, pred, pred_norm, acc, acc_norm, loglik, truncated, [choice
- *   log-likelihoods]]]} for the lm-eval tasks, {chunks: [[value, value2]]} for ppl (the chunk's
+ *   log-likelihoods]], texts: [[context, [choices], continuation]]} for the lm-eval tasks, {chunks: [[value, value2]]} for ppl (the chunk's
  *   mean NLL) and kld (its mean KLD, the model's mean NLL)}: the per-sample records. */
 #include <errno.h>
 #include <fcntl.h>
@@ -288,8 +288,10 @@ static void add_score(struct result *r, const char *task, const char *metric, do
 static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 /* the task's per-document records: samples[task].docs = [[index, gold, pred, pred_norm, acc,
- * acc_norm, loglik, truncated, [choice log-likelihoods]], ...] (gen/collect.c: table samples) */
-static void add_task_samples(struct result *r, const char *task, const struct task_result *res) {
+ * acc_norm, loglik, truncated, [choice log-likelihoods]], ...] (gen/collect.c: table samples),
+ * and texts = [[context, [choices], continuation], ...] in the same order (table documents) */
+static void add_task_samples(struct result *r, const char *task, const struct task_result *res,
+                             const struct eval_doc_text *texts) {
     json_t *docs = json_array();
     for (int i = 0; i < res->n_docs; i++) {
         const struct task_doc_score *d = &res->docs[i];
@@ -301,7 +303,19 @@ static void add_task_samples(struct result *r, const char *task, const struct ta
                                               num_or_null(d->acc_norm), num_or_null(d->loglik),
                                               d->truncated, lls));
     }
-    json_object_set_new(r->samples, task, json_pack("{s:o}", "docs", docs));
+    json_t *o = json_pack("{s:o}", "docs", docs);
+    if (texts) {
+        json_t *tx = json_array();
+        for (int i = 0; i < res->n_docs; i++) {
+            const struct eval_doc_text *t = &texts[i];
+            json_t *ch = json_array();
+            for (int c = 0; c < t->n_choices; c++) json_array_append_new(ch, text_json(t->choices[c]));
+            json_array_append_new(tx, json_pack("[o, o, o]", text_json(t->context), ch,
+                                                text_json(t->continuation)));
+        }
+        json_object_set_new(o, "texts", tx);
+    }
+    json_object_set_new(r->samples, task, o);
 }
 
 /* ppl's and kld's per-chunk records: samples[task].chunks = [[value, value2], ...] (ppl: the
@@ -498,7 +512,8 @@ static int eval_tasks(const struct eval_ctx *c, int lim, struct result *r, char 
     printf(" --limit %d\n", lim);
     fflush(stdout);
     const struct eval_opts o = {.data_dir = ev->data_dir, .limit = lim, .seed = ev->seed,
-                                .add_bos = -1, .compute = c->compute, .quiet = c->quiet};
+                                .add_bos = -1, .compute = c->compute, .quiet = c->quiet,
+                                .keep_texts = true};
     struct eval_results er;
     json_t *config = NULL;
     int ret = -1;
@@ -517,7 +532,7 @@ static int eval_tasks(const struct eval_ctx *c, int lim, struct result *r, char 
         for (int i = 0; i < t->res.n_metrics; i++)
             add_score(r, name, t->res.m[i].name, t->res.m[i].value, t->res.m[i].stderr_,
                       t->n_docs);
-        add_task_samples(r, name, &t->res);
+        add_task_samples(r, name, &t->res, t->texts);
         for (int i = 0; i < t->res.n_subjects; i++) { /* MMLU's subtasks */
             const double p = t->res.subjects[i].acc;
             const int ns = t->res.subjects[i].n;

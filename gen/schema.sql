@@ -120,6 +120,19 @@ CREATE TABLE IF NOT EXISTS samples (
     PRIMARY KEY (run_id, task, doc)
 );
 
+-- The documents' texts, once per task and data file (every run of a sample scores the same
+-- documents): what the drill-down pages show beside a run's flips. Written by collect from the
+-- result files (INSERT OR IGNORE). Version 4.
+CREATE TABLE IF NOT EXISTS documents (
+    task           TEXT NOT NULL,
+    dataset_sha256 TEXT NOT NULL,    -- task_defs.dataset_sha256 of the runs that scored it
+    doc            INTEGER NOT NULL, -- samples.doc
+    context        TEXT,             -- the prompt (lm-eval doc_to_text); NULL for winogrande
+    choices        TEXT,             -- JSON array: the choices (winogrande: the contexts)
+    continuation   TEXT,             -- winogrande: the shared continuation; lambada: the target
+    PRIMARY KEY (task, dataset_sha256, doc)
+);
+
 CREATE TABLE IF NOT EXISTS provenance (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     key    TEXT NOT NULL,    -- "recipe.knobs", "calib.sha256", "quant.iters", "lowbit.cflags" ...

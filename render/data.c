@@ -249,8 +249,40 @@ static int row_sample(sqlite3_stmt *st, void *ctx) {
     s->doc = sqlite3_column_int(st, 2);
     s->acc = col_num(st, 3);
     s->value = col_num(st, 4);
+    s->gold = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 5);
+    s->pred = sqlite3_column_type(st, 6) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 6);
     if (!s->task) s->task = lb_clean_utf8("", 0);
     return 0;
+}
+
+static int row_doctext(sqlite3_stmt *st, void *ctx) {
+    struct loader *L = ctx;
+    struct lb_data *d = L->d;
+    if (grow((void **)&d->texts, &L->cap, d->n_texts, sizeof *d->texts)) return -1;
+    struct lb_doctext *t = &d->texts[d->n_texts++];
+    t->task = col_str(st, 0);
+    t->sha256 = col_str(st, 1);
+    t->doc = sqlite3_column_int(st, 2);
+    t->context = col_str(st, 3);
+    t->choices = col_str(st, 4);
+    t->continuation = col_str(st, 5);
+    if (!t->task) t->task = lb_clean_utf8("", 0);
+    if (!t->sha256) t->sha256 = lb_clean_utf8("", 0);
+    return 0;
+}
+
+static int cmp_doctext(const void *a, const void *b) {
+    const struct lb_doctext *x = a, *y = b;
+    int c = strcmp(x->task, y->task);
+    if (!c) c = strcmp(x->sha256, y->sha256);
+    return c ? c : (x->doc > y->doc) - (x->doc < y->doc);
+}
+
+const struct lb_doctext *lb_doctext_find(const struct lb_data *d, const char *task,
+                                         const char *sha256, int doc) {
+    if (!task || !sha256) return NULL;
+    const struct lb_doctext key = {.task = (char *)task, .sha256 = (char *)sha256, .doc = doc};
+    return bsearch(&key, d->texts, (size_t)d->n_texts, sizeof *d->texts, cmp_doctext);
 }
 
 static int row_def(sqlite3_stmt *st, void *ctx) {
@@ -627,12 +659,20 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     ATTACH(d->prov, d->n_prov, prov, n_prov);
     L.cap = 0;
     if (query(db,
-              "SELECT run_id, task, doc, acc, value FROM samples WHERE task IN ('ppl', 'kld') OR"
+              "SELECT run_id, task, doc, acc, value, gold, pred FROM samples"
+              " WHERE task IN ('ppl', 'kld') OR"
               " task IN (SELECT name FROM tasks WHERE board_metric IS NOT NULL)"
               " ORDER BY run_id, task, doc",
               row_sample, &L))
         goto out;
     ATTACH(d->samples, d->n_samples, samples, n_samples);
+    L.cap = 0;
+    if (query(db,
+              "SELECT task, dataset_sha256, doc, context, choices, continuation FROM documents"
+              " WHERE task IN (SELECT name FROM tasks WHERE board_metric IS NOT NULL)",
+              row_doctext, &L))
+        goto out;
+    qsort(d->texts, (size_t)d->n_texts, sizeof *d->texts, cmp_doctext);
     if (query(db, "SELECT run_id, average FROM leaderboard", row_average, &L)) goto out;
     L.cap = 0;
     if (query(db, TRAINING_SELECT, row_training, &L)) goto out;
@@ -715,6 +755,11 @@ void lb_data_release(struct lb_data *d) {
     free(d->tasks);
     for (int i = 0; i < d->n_samples; i++) free(d->samples[i].task);
     free(d->samples);
+    for (int i = 0; i < d->n_texts; i++) {
+        struct lb_doctext *t = &d->texts[i];
+        free(t->task), free(t->sha256), free(t->context), free(t->choices), free(t->continuation);
+    }
+    free(d->texts);
     for (int i = 0; i < d->n_models; i++) {
         struct lb_model *m = &d->models[i];
         free(m->id), free(m->path), free(m->tokenizer), free(m->display_name), free(m->family);

@@ -69,8 +69,17 @@ struct lb_prov {
 struct lb_sample {
     char *task;
     int doc;            /* index in the full set; chunk index */
+    int gold, pred;     /* multiple choice: the right and the chosen answer; -1 n/a */
     double acc, value;  /* acc of a document; value: ppl chunk mean NLL, kld chunk mean KLD */
 };
+
+/* a document's text (table documents), for the drill-downs */
+struct lb_doctext {
+    char *task, *sha256;
+    int doc;
+    char *context, *choices, *continuation; /* choices: a JSON array of strings */
+};
+
 
 /* ===== paired statistics (stats.c; the method is in its header and on about.html) ===== */
 #define LB_BOOT 1000      /* bootstrap resamples */
@@ -154,6 +163,8 @@ struct lb_data {
     struct lb_prov *prov;
     struct lb_sample *samples;
     int n_samples;
+    struct lb_doctext *texts; /* by task, sha256, doc */
+    int n_texts;
     struct lb_group *groups; /* by key */
     int *board;              /* run indices: average desc (NULL last), then id */
     struct lb_training *trainings;      /* by model id (schema 2; none in a version 1 file) */
@@ -164,6 +175,9 @@ struct lb_data {
     char *as_of;           /* latest finished_at, "" when none */
 };
 
+/* the text of document doc of task scored from the data file sha256, NULL when not recorded */
+const struct lb_doctext *lb_doctext_find(const struct lb_data *d, const char *task,
+                                         const char *sha256, int doc);
 /* the paired statistics of every ok run against its baseline and the board's tie bands (stats.c,
  * called by lb_data_load); -1 with a message */
 int lb_stats(struct lb_data *d);

@@ -225,6 +225,31 @@ FX_FN int fx_doc_samples(struct fx *f, sqlite3_int64 run, int model_i, int recip
     return 0;
 }
 
+/* the texts of task t's n documents (table documents), with markup and quotes a page must
+ * escape; the data file's sha256 as fx_run writes it */
+#define FX_DOC_SCRIPT "<script>alert('doc')</script>"
+FX_FN int fx_doc_texts(struct fx *f, int t, int n) {
+    sqlite3_stmt *st = NULL;
+    char sha[65];
+    for (int k = 0; k < 64; k++) sha[k] = "0123456789abcdef"[(t * 7 + k * 3) % 16];
+    sha[64] = 0;
+    if (sqlite3_prepare_v2(f->db, "INSERT INTO documents VALUES(?,?,?,?,?,NULL)", -1, &st, NULL))
+        return -1;
+    int rc = 0;
+    for (int d = 0; d < n && !rc; d++) {
+        char ctx[128];
+        snprintf(ctx, sizeof ctx, "Question %d: " FX_DOC_SCRIPT " & \"which\"?", d);
+        bind_text_or_null(st, 1, TASKS10[t]);
+        bind_text_or_null(st, 2, sha);
+        sqlite3_bind_int(st, 3, d);
+        bind_text_or_null(st, 4, ctx);
+        bind_text_or_null(st, 5, "[\"<b>bold</b>\",\"a & b\",\"x < y\",\"\\u00e9t\\u00e9\"]");
+        rc = step(st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* chunk records of ppl or kld: n chunks around mean */
 FX_FN int fx_chunk_samples(struct fx *f, sqlite3_int64 run, int model_i, int recipe_i,
                            const char *task, int n, double mean) {
@@ -462,6 +487,7 @@ FX_FN int fixture_small(const char *path) {
                          missing, m == 3 ? HOSTILE_PROV : NULL);
         }
     rc |= fx_run(&f, 4, PLUS_ID, 41.7e6, 0.57, &FX_RECIPES[3], 3, false, -1, NULL);
+    rc |= fx_doc_texts(&f, 0, 500); /* ARC-c's documents have texts: the drill-downs show them */
     /* a very long multi-byte name: every fixed-size buffer that holds it must cut it between
      * characters (a cut inside one would be invalid UTF-8 in the HTML, the SVG, the JSON) */
     char longname[1300] = "";

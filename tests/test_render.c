@@ -1097,6 +1097,25 @@ static void test_paired_statistics(void) {
     T_OK(html && strstr(html, "class=\"num sig\"") && strstr(html, "class=\"num ns\"") &&
          strstr(html, "class=\"num base\""));
     free(html);
+    /* the drill-down: a run's flips against its baseline, with the documents' texts escaped */
+    int flip_run = -1;
+    T_OK(sqlite3_open_v2(g_db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    T_OK(!lb_data_load(&d, db));
+    for (int k = 0; k < d.n_board && flip_run < 0; k++) {
+        const struct lb_run *r = &d.runs[d.board[k]];
+        if (r->d_acc[0].state == LB_D_OK && r->d_acc[0].delta < 0) flip_run = (int)r->id;
+    }
+    lb_data_release(&d);
+    sqlite3_close(db);
+    T_OK(flip_run > 0);
+    snprintf(p, sizeof p, "%s/runs/%d.html", g_site, flip_run);
+    html = slurp(p, NULL);
+    T_OK(html && strstr(html, "id=\"flips-arc_challenge\"") &&
+         strstr(html, "right \xe2\x86\x92 wrong") && strstr(html, "class=\"mark gold\""));
+    T_OK(html && strstr(html, "&lt;script&gt;alert('doc')&lt;/script&gt; &amp; \"which\"?") &&
+         !strstr(html, FX_DOC_SCRIPT) && strstr(html, "&lt;b&gt;bold&lt;/b&gt;") &&
+         strstr(html, "\xc3\xa9t\xc3\xa9"));
+    free(html);
     /* numpy recomputes them from the published details */
     if (system("/usr/bin/python3 -c 'import numpy' 2>/dev/null")) {
         printf("  numpy not installed: tests/paired_ci.py not run\n");
