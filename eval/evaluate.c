@@ -443,3 +443,53 @@ int kld_run(const struct model *m, const struct kld_base *kb, enum compute_dtype
     fwd_release(&s);
     return rc;
 }
+
+/* ===== what it costs to run ===== */
+
+int speed_run(const struct model *m, int ctx, int n_decode, enum compute_dtype c,
+              struct speed_result *r) {
+    memset(r, 0, sizeof *r);
+    const struct model_config *cf = &m->cfg;
+    r->ctx = ctx;
+    r->n_decode = n_decode = LB_MIN(n_decode, ctx / 2);
+    r->threads = lb_threads();
+    struct fwd_state s = {0};
+    int *toks = xcalloc((size_t)ctx, sizeof *toks, "the speed test's tokens");
+    float *logits = xcalloc((size_t)cf->vocab_size, sizeof *logits, "logits");
+    int ret = -1;
+    if (!toks || !logits || fwd_init(&s, m, ctx, LB_MIN(ctx, 512))) goto out;
+    s.compute = c;
+    for (int i = 0; i < ctx; i++) toks[i] = (int)((1 + (uint64_t)i * 7919) % (uint64_t)cf->vocab_size);
+    double best = 1e30;
+    for (int rep = 0; rep < 3; rep++) {
+        fwd_truncate(&s, 0);
+        const double t0 = now_s();
+        if (forward(&s, toks, ctx, logits, true)) goto out;
+        best = LB_MIN(best, now_s() - t0);
+    }
+    r->prefill_tps = ctx / best;
+    best = 1e30;
+    for (int rep = 0; rep < 2; rep++) {
+        fwd_truncate(&s, 0);
+        if (forward(&s, toks, ctx / 2, logits, true)) goto out;
+        const double t0 = now_s();
+        for (int i = 0; i < n_decode; i++)
+            if (forward(&s, toks + ctx / 2 + i, 1, logits, true)) goto out;
+        best = LB_MIN(best, now_s() - t0);
+    }
+    r->decode_tps = n_decode / best;
+    /* the allocations of fwd_init at this context: K and V caches, the rope tables, the scratch
+     * rows (x, xn, q, k, v, up, carry) and the logits row */
+    const double qd = (double)cf->n_heads * cf->head_dim, kvd = (double)cf->n_kv_heads * cf->head_dim;
+    const double kv = 2.0 * cf->n_layers * ctx * kvd;
+    const double rope = (double)ctx * cf->head_dim;
+    const double rows = (double)s.max_batch *
+                        (2.0 * cf->dim + qd + 2 * kvd + 2.0 * cf->hidden_dim + LB_MAX(qd, cf->hidden_dim));
+    r->memory_bytes = (double)model_weight_bytes(m) + 4.0 * (kv + rope + rows + cf->vocab_size);
+    ret = 0;
+out:
+    fwd_release(&s);
+    free(toks);
+    free(logits);
+    return ret;
+}

@@ -122,6 +122,21 @@ struct nll_acc {
 int ppl_score_window(struct fwd_state *s, const int *tokens, int n, int first, float *logits,
                      struct nll_acc *acc);
 
+/* ===== what it costs to run ===== */
+
+struct speed_result {
+    int ctx, n_decode, threads;
+    double prefill_tps;   /* tokens/s of one ctx-token prefill from an empty cache (best of 3) */
+    double decode_tps;    /* tokens/s of n_decode single-token steps after a ctx/2 prompt (best
+                             of 2) */
+    double memory_bytes;  /* to run at ctx: the weights as loaded, the KV cache and the forward
+                             state's scratch (fwd_state's allocations, counted from its shapes) */
+};
+/* measure model m with compute dtype c on this host's lb_threads() threads; deterministic
+ * token ids (the speed does not depend on them). -1 with a message. */
+int speed_run(const struct model *m, int ctx, int n_decode, enum compute_dtype c,
+              struct speed_result *r);
+
 /* ===== KL divergence against a base model ===== */
 
 struct kld_opts {

@@ -172,7 +172,8 @@ int collect_validate(json_t *r, const char *name_key) {
     static const char *const r_str[] = {"started_at", "finished_at", "code_version", "host_cpu",
                                         "kernels_isa", "artifact_path"};
     static const char *const r_num[] = {"quant_seconds", "quant_peak_rss_mb", "eval_seconds",
-                                        "eval_peak_rss_mb", "bits_per_weight"};
+                                        "eval_peak_rss_mb", "bits_per_weight", "prefill_tps",
+                                        "decode_tps", "run_memory_mb"};
     static const char *const r_int[] = {"threads", "artifact_bytes", "n_params"};
     for (size_t i = 0; i < LB_ARRAY_LEN(r_str); i++)
         if (want(run, "run", r_str[i], J_STR_NULL)) return -1;
@@ -365,7 +366,8 @@ static const char recipe_upsert[] =
 static const char *const run_keys[] = {
     "started_at", "finished_at", "code_version", "host_cpu", "threads", "kernels_isa",
     "quant_seconds", "quant_peak_rss_mb", "eval_seconds", "eval_peak_rss_mb", "artifact_path",
-    "artifact_bytes", "bits_per_weight", "n_params"};
+    "artifact_bytes", "bits_per_weight", "n_params", "prefill_tps", "decode_tps",
+    "run_memory_mb"};
 
 /* ===== one file ===== */
 
@@ -873,7 +875,8 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
         "job_key", "model_id", "recipe_id", "status", "error", "log_tail", "started_at",
         "finished_at", "code_version", "host_cpu", "threads", "kernels_isa", "quant_seconds",
         "quant_peak_rss_mb", "eval_seconds", "eval_peak_rss_mb", "artifact_path",
-        "artifact_bytes", "bits_per_weight", "n_params", "failure"};
+        "artifact_bytes", "bits_per_weight", "n_params", "failure", "prefill_tps", "decode_tps",
+        "run_memory_mb"};
     _Static_assert(LB_ARRAY_LEN(all_keys) == 7 + LB_ARRAY_LEN(run_keys), "run columns");
     if (run_id) {
         rc = exec_json(db,
@@ -882,8 +885,9 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                        "host_cpu=?11, threads=?12, kernels_isa=?13, quant_seconds=?14, "
                        "quant_peak_rss_mb=?15, eval_seconds=?16, eval_peak_rss_mb=?17, "
                        "artifact_path=?18, artifact_bytes=?19, bits_per_weight=?20, "
-                       "n_params=?21, failure=?22 WHERE id = ?1",
-                       head, all_keys, 21, run_id, true);
+                       "n_params=?21, failure=?22, prefill_tps=?23, decode_tps=?24, "
+                       "run_memory_mb=?25 WHERE id = ?1",
+                       head, all_keys, 24, run_id, true);
         if (!rc) {
             char sql[400];
             snprintf(sql, sizeof sql,
@@ -899,10 +903,11 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                        "INSERT INTO runs (job_key, model_id, recipe_id, status, error, log_tail, "
                        "started_at, finished_at, code_version, host_cpu, threads, kernels_isa, "
                        "quant_seconds, quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb, "
-                       "artifact_path, artifact_bytes, bits_per_weight, n_params, failure) VALUES "
+                       "artifact_path, artifact_bytes, bits_per_weight, n_params, failure, "
+                       "prefill_tps, decode_tps, run_memory_mb) VALUES "
                        "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,"
-                       "?21)",
-                       head, all_keys, 21, 0, false);
+                       "?21,?22,?23,?24)",
+                       head, all_keys, 24, 0, false);
         run_id = sqlite3_last_insert_rowid(db);
         *out = other ? O_REPLACED : O_INSERTED;
     }

@@ -46,8 +46,11 @@ static const char *const migrations[DB_SCHEMA_VERSION] = {
     [2] = "ALTER TABLE runs ADD COLUMN failure TEXT CHECK (failure IN ('environment', 'input'));",
     /* 3 -> 4: the tasks table, and the leaderboard view reading its board tasks from it: the view
      * is dropped here and schema.sql (every statement IF NOT EXISTS) creates both afterwards;
-     * task_defs.n_truncated (context overflow, issue 17) */
-    [3] = "DROP VIEW IF EXISTS leaderboard; ALTER TABLE task_defs ADD COLUMN n_truncated INTEGER;",
+     * task_defs.n_truncated (context overflow, issue 17); runs.prefill_tps, decode_tps,
+     * run_memory_mb (what it costs to run, issue 17) */
+    [3] = "DROP VIEW IF EXISTS leaderboard; ALTER TABLE task_defs ADD COLUMN n_truncated INTEGER;"
+          "ALTER TABLE runs ADD COLUMN prefill_tps REAL; ALTER TABLE runs ADD COLUMN decode_tps "
+          "REAL; ALTER TABLE runs ADD COLUMN run_memory_mb REAL;",
 };
 #define DB_RERUN_SCHEMA_BELOW 4 /* a migration from below this version runs schema.sql after it */
 

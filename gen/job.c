@@ -363,6 +363,9 @@ static struct result result_new(const struct job *j, const char *started_at) {
                       json_null(), "eval_seconds", json_null(), "eval_peak_rss_mb", json_null(),
                       "artifact_path", json_null(), "artifact_bytes", json_null(),
                       "bits_per_weight", json_null(), "n_params", json_null());
+    json_object_set_new(r.run, "prefill_tps", json_null());
+    json_object_set_new(r.run, "decode_tps", json_null());
+    json_object_set_new(r.run, "run_memory_mb", json_null());
     r.bad_score[0] = 0;
     r.scores = json_array();
     r.task_defs = json_array();
@@ -1141,6 +1144,17 @@ int job_execute(const struct job *j, const struct job_opts *o) {
                             ev->limit[PIPE_PPL] == ev->limit[PIPE_KLD];
     if (ev->on[PIPE_PPL] && !ppl_in_kld && eval_ppl(&c, &r, msg, sizeof msg)) goto fail;
     if (ev->on[PIPE_KLD] && eval_kld(&c, &kb, ppl_in_kld, &r, msg, sizeof msg)) goto fail;
+    /* what it costs to run: on this host, with this job's threads (recorded in the run) */
+    struct speed_result sp;
+    printf("job: speed (prefill %d tokens, decode %d)\n", PIPE_PPL_CTX, PIPE_SPEED_DECODE);
+    fflush(stdout);
+    if (speed_run(&am, PIPE_PPL_CTX, PIPE_SPEED_DECODE, c.compute, &sp)) {
+        fail_msg(msg, sizeof msg, "speed");
+        goto fail;
+    }
+    json_object_set_new(r.run, "prefill_tps", json_real(sp.prefill_tps));
+    json_object_set_new(r.run, "decode_tps", json_real(sp.decode_tps));
+    json_object_set_new(r.run, "run_memory_mb", json_real(sp.memory_bytes / (1024.0 * 1024.0)));
     if (r.bad_score[0]) {
         snprintf(msg, sizeof msg, "%s", r.bad_score);
         goto fail;

@@ -95,6 +95,7 @@ int csvin_curve(const char *path, struct curve_row **rows, int *n);
 /* task slots: the lm-eval tasks (enum task_id), then the two protocols on WikiText-2 raw test */
 enum { PIPE_PPL = TASK_COUNT, PIPE_KLD, PIPE_N_TASKS };
 #define PIPE_PPL_CTX 512
+#define PIPE_SPEED_DECODE 64 /* decode steps of the speed measure (prefill: PIPE_PPL_CTX) */
 
 struct eval_spec {
     bool on[PIPE_N_TASKS];

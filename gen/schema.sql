@@ -60,12 +60,18 @@ CREATE TABLE IF NOT EXISTS runs (
     artifact_bytes   INTEGER,            -- its size on disk
     bits_per_weight  REAL,               -- 8 * weight bytes / parameters of the artifact
     n_params         INTEGER,
-    failure          TEXT CHECK (failure IN ('environment', 'input'))
+    failure          TEXT CHECK (failure IN ('environment', 'input')),
                                          -- status failed: where the failure came from (version
                                          -- 3): the environment (disk, quota, I/O, file-size
                                          -- limit, memory, a worker killed from outside: the next
                                          -- lowbit run retries the job) or the inputs (kept until
                                          -- --retry-failed); NULL for ok runs
+    prefill_tps      REAL,               -- what it costs to run the artifact on host_cpu with
+    decode_tps       REAL,               -- `threads` threads (version 4): prefill tokens/s of a
+    run_memory_mb    REAL                -- 512-token context, decode tokens/s after a 256-token
+                                         -- prompt, and the memory to run it at ctx 512 (weights
+                                         -- as loaded + KV cache + forward scratch), MB; figures
+                                         -- compare only within one host
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model_id);
 

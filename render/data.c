@@ -208,6 +208,9 @@ static int row_run(sqlite3_stmt *st, void *ctx) {
     r->bits_per_weight = col_num(st, 19);
     r->n_params = col_num(st, 20);
     r->failure = col_str(st, 21);
+    r->prefill_tps = col_num(st, 22);
+    r->decode_tps = col_num(st, 23);
+    r->run_memory_mb = col_num(st, 24);
     if (!r->model_id) r->model_id = lb_clean_utf8("", 0);
     if (!r->recipe_id) r->recipe_id = lb_clean_utf8("", 0);
     if (!r->status) r->status = lb_clean_utf8("", 0);
@@ -637,7 +640,8 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     "SELECT id, job_key, model_id, recipe_id, status, error, log_tail, started_at, finished_at,"   \
     " code_version, host_cpu, threads, kernels_isa, quant_seconds, quant_peak_rss_mb,"             \
     " eval_seconds, eval_peak_rss_mb, artifact_path, artifact_bytes, bits_per_weight, n_params, "
-    if (query(db, RUNS_SELECT "failure FROM runs ORDER BY id", row_run, &L))
+    if (query(db, RUNS_SELECT "failure, prefill_tps, decode_tps, run_memory_mb FROM runs ORDER BY id",
+              row_run, &L))
         goto out;
     L.cap = 0;
     if (query(db,

@@ -49,6 +49,10 @@
     X(QUANT_RSS, "quant_peak_rss_mb", COL_REAL, "peak resident memory while quantizing, MB")       \
     X(EVAL_SECONDS, "eval_seconds", COL_REAL, "evaluation wall time, seconds")                     \
     X(EVAL_RSS, "eval_peak_rss_mb", COL_REAL, "peak resident memory while evaluating, MB")         \
+    X(PREFILL, "prefill_tps", COL_REAL, "prefill tokens/s of a 512-token context on host_cpu with the run's threads") \
+    X(DECODE, "decode_tps", COL_REAL, "decode tokens/s after a 256-token prompt, same host and threads") \
+    X(RUN_MEM, "run_memory_mb", COL_REAL, "memory to run at context 512: weights + KV cache + forward scratch, MB") \
+    X(THREADS, "threads", COL_INT, "threads the run used (its speeds are for this count on host_cpu)") \
     X(CODE_VERSION, "code_version", COL_TEXT, "git describe of the lowbit that produced the row")  \
     X(HOST_CPU, "host_cpu", COL_TEXT, "the CPU it ran on")                                          \
     X(FINISHED_AT, "finished_at", COL_TEXT, "when the run finished, ISO 8601 UTC")                 \
@@ -153,6 +157,10 @@ static void cell_of(const struct site *s, const struct lb_run *r, int col, struc
     case LB_COL_QUANT_RSS: c->num = r->quant_peak_rss_mb; break;
     case LB_COL_EVAL_SECONDS: c->num = r->eval_seconds; break;
     case LB_COL_EVAL_RSS: c->num = r->eval_peak_rss_mb; break;
+    case LB_COL_PREFILL: c->num = r->prefill_tps; break;
+    case LB_COL_DECODE: c->num = r->decode_tps; break;
+    case LB_COL_RUN_MEM: c->num = r->run_memory_mb; break;
+    case LB_COL_THREADS: c->num = r->threads; break;
     case LB_COL_CODE_VERSION: c->text = r->code_version; break;
     case LB_COL_HOST_CPU: c->text = r->host_cpu; break;
     case LB_COL_FINISHED_AT: c->text = r->finished_at; break;
@@ -484,7 +492,8 @@ char *board_data_json(const struct site *s) {
                                        "wdtype", "cdtype", "group", "dq",   "bits",
                                        "size",  "params", "avg",  "ppl",    "kld",
                                        "bpw",   "qsec", "type", "base",  "tasks",
-                                       "davg",  "dlo",  "dhi",  "band"};
+                                       "davg",  "dlo",  "dhi",  "band", "prefill", "decode",
+                                       "mem"};
     json_t *root = json_object(), *jc = json_array(), *jt = json_array(), *rows = json_array();
     for (size_t i = 0; i < LB_ARRAY_LEN(cols); i++) json_array_append_new(jc, json_string(cols[i]));
     for (int t = 0; t < d->n_tasks; t++) json_array_append_new(jt, json_string(d->tasks[t].key));
@@ -496,7 +505,7 @@ char *board_data_json(const struct site *s) {
         json_t *acc = json_array();
         for (int t = 0; t < d->n_tasks; t++) json_array_append_new(acc, jnum(r->acc[t]));
         json_t *row = json_pack(
-            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o,o,o,o,i]", (json_int_t)r->id, r->rank,
+            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o,o,o,o,i,o,o,o]", (json_int_t)r->id, r->rank,
             jstr(lb_run_model_name(r)), jstr(r->recipe_id), jstr(c ? c->algorithm : NULL),
             jstr(c ? c->weight_dtype : NULL), jstr(c ? c->compute_dtype : NULL),
             jint(c ? c->group_size : NAN), jint(c ? c->double_quant : NAN),
@@ -506,7 +515,8 @@ char *board_data_json(const struct site *s) {
             jnum(r->quant_seconds), jstr(r->model ? r->model->model_type : NULL), r->group, acc,
             jnum(r->d_avg.state == LB_D_OK ? r->d_avg.delta : NAN),
             jnum(r->d_avg.state == LB_D_OK ? r->d_avg.lo : NAN),
-            jnum(r->d_avg.state == LB_D_OK ? r->d_avg.hi : NAN), r->band);
+            jnum(r->d_avg.state == LB_D_OK ? r->d_avg.hi : NAN), r->band, jnum(r->prefill_tps),
+            jnum(r->decode_tps), jnum(r->run_memory_mb));
         if (!row) {
             json_decref(root);
             json_decref(rows);

@@ -184,6 +184,11 @@ static const struct {
     {"kld", "KLD", "mean KL divergence from the unquantized model's next-token distribution (nats); lower is better", true},
     {"bpw", "Bits/weight", "8 x weight bytes / parameters, measured on the file", true},
     {"qsec", "Quant time", "quantization wall time", true},
+    {"prefill", "Prefill tok/s", "prefill tokens/s of a 512-token context on the run's host and "
+     "threads (compare within one host only; the run page names the CPU)", true},
+    {"decode", "Decode tok/s", "decode tokens/s after a 256-token prompt, same host and threads",
+     true},
+    {"mem", "Memory", "memory to run at context 512: weights + KV cache + forward scratch", true},
 };
 
 static void facet(struct page *p, const char *slot, const char *name, const char **vals, int n) {
@@ -278,6 +283,9 @@ static void board_row(struct page *p, xmlNodePtr tbody, const struct lb_run *r) 
     }
     page_td(tr, fmt_g(b, sizeof b, r->bits_per_weight, 3), true);
     page_td(tr, fmt_seconds(b, sizeof b, r->quant_seconds), true);
+    page_td(tr, fmt_g(b, sizeof b, r->prefill_tps, 4), true);
+    page_td(tr, fmt_g(b, sizeof b, r->decode_tps, 4), true);
+    page_td(tr, fmt_bytes(b, sizeof b, r->run_memory_mb * 1024 * 1024), true);
     h_text(tbody, "\n");
 }
 

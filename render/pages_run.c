@@ -293,6 +293,17 @@ static int run_page(struct site *s, const struct lb_run *r) {
     if (!isnan(r->eval_peak_rss_mb)) snprintf(b, sizeof b, "%.1f MB", r->eval_peak_rss_mb);
     else b[0] = 0;
     fact(dl, "Evaluation peak memory", b, false);
+    /* what it costs to run, on this host with this many threads */
+    if (!isnan(r->prefill_tps)) snprintf(b, sizeof b, "%.1f tokens/s (512-token context)", r->prefill_tps);
+    else b[0] = 0;
+    fact(dl, "Prefill speed", b, false);
+    if (!isnan(r->decode_tps)) snprintf(b, sizeof b, "%.1f tokens/s (after a 256-token prompt)", r->decode_tps);
+    else b[0] = 0;
+    fact(dl, "Decode speed", b, false);
+    if (!isnan(r->run_memory_mb))
+        snprintf(b, sizeof b, "%.1f MB (weights + KV cache + scratch at context 512)", r->run_memory_mb);
+    else b[0] = 0;
+    fact(dl, "Memory to run", b, false);
     fact(dl, "Artifact", r->artifact_path, true);
     if (!isnan(r->artifact_bytes))
         snprintf(b, sizeof b, "%.0f bytes (%s)", r->artifact_bytes,

@@ -100,6 +100,8 @@ struct lb_run {
     char *failure; /* failed runs: "environment" or "input" (schema 3), NULL when unknown */
     double threads, quant_seconds, quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb,
         artifact_bytes, bits_per_weight, n_params;
+    double prefill_tps, decode_tps, run_memory_mb; /* what it costs to run (schema 4), on
+                                                      host_cpu with threads threads */
     const struct lb_model *model;   /* NULL when models has no such id */
     const struct lb_recipe *recipe; /* NULL when recipes has no such id */
     struct lb_score *scores;        /* borrowed slices of lb_data's arrays */

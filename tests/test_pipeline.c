@@ -497,6 +497,16 @@ static void test_run(void) {
     T_QC(dbA, "SELECT artifact_path FROM runs WHERE model_id = 'good' AND recipe_id = 'fp16'",
          "artifacts/");
     T_Q(dbA, "SELECT count(*) FROM leaderboard", "2");
+    /* issue 17: every ok run has its per-sample records, the documents' texts and its speed */
+    T_Q(dbA, "SELECT count(*) FROM runs r WHERE status = 'ok' AND NOT EXISTS (SELECT 1 FROM "
+             "samples s WHERE s.run_id = r.id)", "0");
+    T_Q(dbA, "SELECT count(*) FROM runs WHERE status = 'ok' AND NOT (prefill_tps > 0 AND "
+             "decode_tps > 0 AND run_memory_mb > 0)", "0");
+    T_Q(dbA, "SELECT count(*) > 0 FROM documents", "1");
+    /* a task's records average to its score (acc over the documents) */
+    T_Q(dbA, "SELECT count(*) FROM scores c WHERE c.metric = 'acc' AND c.task IN (SELECT name FROM "
+             "tasks) AND abs(c.value - (SELECT avg(acc) FROM samples s WHERE s.run_id = c.run_id "
+             "AND s.task = c.task)) > 1e-12", "0");
     /* a second run does no model work */
     char sha1[65], sha2[65];
     file_sha(dbA, sha1);
@@ -1104,7 +1114,10 @@ static void test_training(void) {
     T_OK(sqlite3_open(v1, &h) == SQLITE_OK &&
          sqlite3_exec(h, "DROP TABLE training_curve; DROP TABLE training; ALTER TABLE runs DROP "
                          "COLUMN failure; DROP VIEW leaderboard; DROP TABLE tasks; ALTER TABLE "
-                         "task_defs DROP COLUMN n_truncated; PRAGMA user_version = 1",
+                         "task_defs DROP COLUMN n_truncated; DROP TABLE samples; DROP TABLE "
+                         "documents; ALTER TABLE runs DROP COLUMN prefill_tps; ALTER TABLE runs "
+                         "DROP COLUMN decode_tps; ALTER TABLE runs DROP COLUMN run_memory_mb; "
+                         "PRAGMA user_version = 1",
                       NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(h);
     T_EQ_INT(run("collect --results %s/results --db %s", T, v1), 0);
@@ -1117,7 +1130,7 @@ static void test_training(void) {
         "SELECT group_concat(col, ', ') FROM (SELECT m.name || '.' || c.name || ' ' || c.type || "
         "' ' || c.\"notnull\" || ' ' || c.pk AS col FROM sqlite_master m, "
         "pragma_table_info(m.name) c WHERE m.name IN ('runs', 'training', 'training_curve', "
-        "'task_defs', 'tasks') ORDER BY "
+        "'task_defs', 'tasks', 'samples', 'documents') ORDER BY "
         "m.name, c.cid)";
     char *fresh = t_q1(solo, COLS), *migrated = t_q1(v1, COLS);
     T_OK(strlen(fresh) > 100);

@@ -944,6 +944,22 @@ static void test_piqa_full_overflow(void) {
     model_release(&m);
 }
 
+/* issue 17: what it costs to run: speeds measured, memory at least the weights and the KV cache */
+static void test_speed(void) {
+    struct model m;
+    struct fx_opts o = {0};
+    T_EQ_INT(load_fixture(&m, "base.gguf", &o), 0);
+    struct speed_result r;
+    T_EQ_INT(speed_run(&m, 64, 16, COMPUTE_FP32, &r), 0);
+    const double kv = 2.0 * m.cfg.n_layers * 64 * m.cfg.n_kv_heads * m.cfg.head_dim * 4;
+    printf("  speed: prefill %.0f tokens/s, decode %.0f tokens/s, memory %.0f bytes (weights %zu)\n",
+           r.prefill_tps, r.decode_tps, r.memory_bytes, model_weight_bytes(&m));
+    T_OK(r.prefill_tps > 0 && r.decode_tps > 0 && r.n_decode == 16 && r.ctx == 64);
+    T_OK(r.memory_bytes >= (double)model_weight_bytes(&m) + kv);
+    T_OK(r.memory_bytes < 4.0 * ((double)model_weight_bytes(&m) + kv) + (1 << 20));
+    model_release(&m);
+}
+
 static void test_cli_json(void) {
     char model[4096], q80[4096], tokp[4096], text[4096], data[4096];
     const char *p;
@@ -1032,6 +1048,7 @@ int main(void) {
     T_RUN(test_kld_cache_refused);
     T_RUN(test_stories260k_requests);
     T_RUN(test_stories260k_kld);
+    T_RUN(test_speed);
     T_RUN(test_cli_json);
     T_RUN(test_piqa_full_overflow);
     return T_DONE();
