@@ -459,7 +459,8 @@ int speed_run(const struct model *m, int ctx, int n_decode, enum compute_dtype c
     int ret = -1;
     if (!toks || !logits || fwd_init(&s, m, ctx, LB_MIN(ctx, 512))) goto out;
     s.compute = c;
-    for (int i = 0; i < ctx; i++) toks[i] = (int)((1 + (uint64_t)i * 7919) % (uint64_t)cf->vocab_size);
+    for (int i = 0; i < ctx; i++)
+        toks[i] = (int)((1 + (uint64_t)i * 7919) % (uint64_t)cf->vocab_size);
     double best = 1e30;
     for (int rep = 0; rep < 3; rep++) {
         fwd_truncate(&s, 0);
@@ -480,11 +481,12 @@ int speed_run(const struct model *m, int ctx, int n_decode, enum compute_dtype c
     r->decode_tps = n_decode / best;
     /* the allocations of fwd_init at this context: K and V caches, the rope tables, the scratch
      * rows (x, xn, q, k, v, up, carry) and the logits row */
-    const double qd = (double)cf->n_heads * cf->head_dim, kvd = (double)cf->n_kv_heads * cf->head_dim;
+    const double qd = (double)cf->n_heads * cf->head_dim;
+    const double kvd = (double)cf->n_kv_heads * cf->head_dim;
     const double kv = 2.0 * cf->n_layers * ctx * kvd;
     const double rope = (double)ctx * cf->head_dim;
-    const double rows = (double)s.max_batch *
-                        (2.0 * cf->dim + qd + 2 * kvd + 2.0 * cf->hidden_dim + LB_MAX(qd, cf->hidden_dim));
+    const double rows = (double)s.max_batch * (2.0 * cf->dim + qd + 2 * kvd +
+                                               2.0 * cf->hidden_dim + LB_MAX(qd, cf->hidden_dim));
     r->memory_bytes = (double)model_weight_bytes(m) + 4.0 * (kv + rope + rows + cf->vocab_size);
     ret = 0;
 out:

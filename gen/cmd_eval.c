@@ -421,7 +421,8 @@ int cmd_kld(int argc, char **argv) {
                                 .f32 = f32, .cache_dir = cache_dir, .quiet = quiet};
     if (model_load(&m, base_path)) return -1;
     loaded = true;
-    if (cli_load_tokenizer(&tok, &m, tok_path) || read_file_all(text_path, "the text", &text, &len) ||
+    if (cli_load_tokenizer(&tok, &m, tok_path) ||
+        read_file_all(text_path, "the text", &text, &len) ||
         kld_base_prepare(&m, base_path, tok, text, len, &ko, &kb))
         goto out;
     model_release(&m);

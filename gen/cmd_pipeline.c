@@ -97,7 +97,8 @@ int cmd_run(int argc, char **argv) {
     bool strict = false;
     int rc, jobs = 1, timeout = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return cli_help(stdout, run_help), 0;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return cli_help(stdout, run_help), 0;
         if ((rc = plan_opt(argc, argv, &i, &a))) { if (rc < 0) return -1; }
         else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) o.quiet = true;
         else if (!strcmp(argv[i], "--strict")) strict = true;

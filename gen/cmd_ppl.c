@@ -73,8 +73,8 @@ int cmd_ppl(int argc, char **argv) {
                                .protocol = llamacpp ? PPL_LLAMACPP : PPL_CHUNKS,
                                .compute = (enum compute_dtype)compute, .quiet = quiet};
     if (model_load(&m, model_path)) return -1;
-    if (cli_load_tokenizer(&tok, &m, tok_path) || read_file_all(text_path, "the text", &text, &len) ||
-        ppl_run(&m, tok, text, len, &o, &r))
+    if (cli_load_tokenizer(&tok, &m, tok_path) ||
+        read_file_all(text_path, "the text", &text, &len) || ppl_run(&m, tok, text, len, &o, &r))
         goto out;
     printf("protocol     %s (ctx %d, %s)\n", protocol, ctx,
            llamacpp ? "BOS-started chunks, second half scored" : "every position scored");

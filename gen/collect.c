@@ -677,7 +677,8 @@ static int insert_texts(sqlite3 *db, const char *task, json_t *docs, json_t *tex
         return err("collect: %s", db_errmsg(db));
     int rc = 0;
     json_array_foreach(texts, i, d) {
-        json_t *ctx = json_array_get(d, 0), *ch = json_array_get(d, 1), *cont = json_array_get(d, 2);
+        json_t *ctx = json_array_get(d, 0), *ch = json_array_get(d, 1);
+        json_t *cont = json_array_get(d, 2);
         bool ok = json_is_array(d) && json_array_size(d) == 3 &&
                   (json_is_string(ctx) || json_is_null(ctx)) && json_is_array(ch) &&
                   (json_is_string(cont) || json_is_null(cont));
@@ -703,7 +704,8 @@ static int insert_texts(sqlite3 *db, const char *task, json_t *docs, json_t *tex
         sqlite3_bind_text(st, 1, task, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, sha, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 3, json_integer_value(json_array_get(json_array_get(docs, i), 0)));
-        if (json_is_string(ctx)) sqlite3_bind_text(st, 4, json_string_value(ctx), -1, SQLITE_TRANSIENT);
+        if (json_is_string(ctx))
+            sqlite3_bind_text(st, 4, json_string_value(ctx), -1, SQLITE_TRANSIENT);
         if (chs) sqlite3_bind_text(st, 5, chs, -1, SQLITE_TRANSIENT);
         if (json_is_string(cont))
             sqlite3_bind_text(st, 6, json_string_value(cont), -1, SQLITE_TRANSIENT);

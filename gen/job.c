@@ -26,7 +26,8 @@
  *   num_fewshot, add_bos, ctx, n_truncated (lm-eval tasks: documents whose continuation was
  *   longer than ctx, scored on its last ctx tokens)}], provenance {key: string}, samples
  *   {task: {docs: [[index, gold, pred, pred_norm, acc, acc_norm, loglik, truncated, [choice
- *   log-likelihoods]], texts: [[context, [choices], continuation]]} for the lm-eval tasks, {chunks: [[value, value2]]} for ppl (the chunk's
+ *   log-likelihoods]], texts: [[context, [choices], continuation]]} for the lm-eval tasks,
+ *   {chunks: [[value, value2]]} for ppl (the chunk's
  *   mean NLL) and kld (its mean KLD, the model's mean NLL)}: the per-sample records. */
 #include <errno.h>
 #include <fcntl.h>
@@ -309,7 +310,8 @@ static void add_task_samples(struct result *r, const char *task, const struct ta
         for (int i = 0; i < res->n_docs; i++) {
             const struct eval_doc_text *t = &texts[i];
             json_t *ch = json_array();
-            for (int c = 0; c < t->n_choices; c++) json_array_append_new(ch, text_json(t->choices[c]));
+            for (int c = 0; c < t->n_choices; c++)
+                json_array_append_new(ch, text_json(t->choices[c]));
             json_array_append_new(tx, json_pack("[o, o, o]", text_json(t->context), ch,
                                                 text_json(t->continuation)));
         }
@@ -947,6 +949,45 @@ static void prov_repro(struct result *r, const struct job *j) {
     prov_set(r, "repro.git_dirty", "%s", !commit[0] ? "unknown" : dirty ? "true" : "false");
 }
 
+/* the artifact's row facts: where it is, its size, parameters and bits per weight */
+static void record_artifact(struct result *r, const struct model *am,
+                            const struct quant_artifact *art) {
+    const int64_t n_params = model_n_params(am);
+    const size_t wbytes = model_weight_bytes(am);
+    const char *rel = strstr(art->path, "artifacts/");
+    json_object_set_new(r->run, "artifact_path", json_string(rel ? rel : art->path));
+    const long long abytes = artifact_bytes(art->path);
+    json_object_set_new(r->run, "artifact_bytes", abytes >= 0 ? json_integer(abytes) : json_null());
+    json_object_set_new(r->run, "n_params", json_integer(n_params));
+    /* the quantizer's figure for the file it wrote when it gives one (an HF checkpoint's
+     * loaded layout cannot tell e.g. nf4 from nf4 with double-quantized absmax); else the
+     * loaded weights' bytes */
+    double bpw = n_params ? 8.0 * (double)wbytes / (double)n_params : 0;
+    for (int i = 0; i < art->n_prov; i++)
+        if (!strcmp(art->prov[i].key, "quant.bits_per_weight")) {
+            char *end;
+            const double v = strtod(art->prov[i].value, &end);
+            if (end != art->prov[i].value && v > 0 && v < 64) bpw = v;
+        }
+    json_object_set_new(r->run, "bits_per_weight", json_real(bpw));
+}
+
+/* what it costs to run the artifact: on this host, with this job's threads (in the run row) */
+static int record_speed(struct result *r, const struct model *am, enum compute_dtype compute,
+                        char *msg, size_t msz) {
+    struct speed_result sp;
+    printf("job: speed (prefill %d tokens, decode %d)\n", PIPE_PPL_CTX, PIPE_SPEED_DECODE);
+    fflush(stdout);
+    if (speed_run(am, PIPE_PPL_CTX, PIPE_SPEED_DECODE, compute, &sp)) {
+        fail_msg(msg, msz, "speed");
+        return -1;
+    }
+    json_object_set_new(r->run, "prefill_tps", json_real(sp.prefill_tps));
+    json_object_set_new(r->run, "decode_tps", json_real(sp.decode_tps));
+    json_object_set_new(r->run, "run_memory_mb", json_real(sp.memory_bytes / (1024.0 * 1024.0)));
+    return 0;
+}
+
 /* ===== the job ===== */
 
 /* tests/test_pipeline.c makes workers misbehave: LOWBIT_TEST_FAULT="crash:ID" (abort(): SIGABRT,
@@ -1098,24 +1139,7 @@ int job_execute(const struct job *j, const struct job_opts *o) {
         goto fail;
     }
     am_loaded = true;
-    const int64_t n_params = model_n_params(&am);
-    const size_t wbytes = model_weight_bytes(&am);
-    const char *rel = strstr(art.path, "artifacts/");
-    json_object_set_new(r.run, "artifact_path", json_string(rel ? rel : art.path));
-    const long long abytes = artifact_bytes(art.path);
-    json_object_set_new(r.run, "artifact_bytes", abytes >= 0 ? json_integer(abytes) : json_null());
-    json_object_set_new(r.run, "n_params", json_integer(n_params));
-    /* the quantizer's figure for the file it wrote when it gives one (an HF checkpoint's
-     * loaded layout cannot tell e.g. nf4 from nf4 with double-quantized absmax); else the
-     * loaded weights' bytes */
-    double bpw = n_params ? 8.0 * (double)wbytes / (double)n_params : 0;
-    for (int i = 0; i < art.n_prov; i++)
-        if (!strcmp(art.prov[i].key, "quant.bits_per_weight")) {
-            char *end;
-            const double v = strtod(art.prov[i].value, &end);
-            if (end != art.prov[i].value && v > 0 && v < 64) bpw = v;
-        }
-    json_object_set_new(r.run, "bits_per_weight", json_real(bpw));
+    record_artifact(&r, &am, &art);
     if (cli_load_tokenizer(&tok, &am, eval_tok[0] ? eval_tok : NULL)) {
         fail_msg(msg, sizeof msg, "eval");
         goto fail;
@@ -1144,17 +1168,7 @@ int job_execute(const struct job *j, const struct job_opts *o) {
                             ev->limit[PIPE_PPL] == ev->limit[PIPE_KLD];
     if (ev->on[PIPE_PPL] && !ppl_in_kld && eval_ppl(&c, &r, msg, sizeof msg)) goto fail;
     if (ev->on[PIPE_KLD] && eval_kld(&c, &kb, ppl_in_kld, &r, msg, sizeof msg)) goto fail;
-    /* what it costs to run: on this host, with this job's threads (recorded in the run) */
-    struct speed_result sp;
-    printf("job: speed (prefill %d tokens, decode %d)\n", PIPE_PPL_CTX, PIPE_SPEED_DECODE);
-    fflush(stdout);
-    if (speed_run(&am, PIPE_PPL_CTX, PIPE_SPEED_DECODE, c.compute, &sp)) {
-        fail_msg(msg, sizeof msg, "speed");
-        goto fail;
-    }
-    json_object_set_new(r.run, "prefill_tps", json_real(sp.prefill_tps));
-    json_object_set_new(r.run, "decode_tps", json_real(sp.decode_tps));
-    json_object_set_new(r.run, "run_memory_mb", json_real(sp.memory_bytes / (1024.0 * 1024.0)));
+    if (record_speed(&r, &am, c.compute, msg, sizeof msg)) goto fail;
     if (r.bad_score[0]) {
         snprintf(msg, sizeof msg, "%s", r.bad_score);
         goto fail;

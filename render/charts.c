@@ -1102,7 +1102,8 @@ int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_la
         .xtitle = "Size of the model file on disk (log scale)",
         .ytitle = "Average accuracy (%, mean of 10 tasks)",
         .n = n, .x = x, .y = y, .algo = algo, .label = lab, .xlog = true, .maximize = true,
-        .d = d, .runs = d->board, .ref = NAN, .legend_algos = legend_algos, .n_legend = n_leg, .xfmt = fmt_tick_bytes,
+        .d = d, .runs = d->board, .ref = NAN, .legend_algos = legend_algos, .n_legend = n_leg,
+        .xfmt = fmt_tick_bytes,
     };
     if (chart_write(s, "size-accuracy", 900, 520, "Accuracy vs model size, all models",
                     "Scatter: one point per run of every model (shape and colour by method), x = "

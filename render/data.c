@@ -640,7 +640,8 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     "SELECT id, job_key, model_id, recipe_id, status, error, log_tail, started_at, finished_at,"   \
     " code_version, host_cpu, threads, kernels_isa, quant_seconds, quant_peak_rss_mb,"             \
     " eval_seconds, eval_peak_rss_mb, artifact_path, artifact_bytes, bits_per_weight, n_params, "
-    if (query(db, RUNS_SELECT "failure, prefill_tps, decode_tps, run_memory_mb FROM runs ORDER BY id",
+    if (query(db,
+              RUNS_SELECT "failure, prefill_tps, decode_tps, run_memory_mb FROM runs ORDER BY id",
               row_run, &L))
         goto out;
     L.cap = 0;

@@ -277,8 +277,8 @@ static void board_row(struct page *p, xmlNodePtr tbody, const struct lb_run *r) 
     xmlNodePtr kt = page_td(tr, fmt_g(b, sizeof b, r->kld, 3), true);
     if (r->d_kld.state == LB_D_OK) {
         char lo[32], hi[32];
-        snprintf(b, sizeof b, "95%% interval over chunks: %s to %s", fmt_g(lo, sizeof lo, r->d_kld.lo, 3),
-                 fmt_g(hi, sizeof hi, r->d_kld.hi, 3));
+        snprintf(b, sizeof b, "95%% interval over chunks: %s to %s",
+                 fmt_g(lo, sizeof lo, r->d_kld.lo, 3), fmt_g(hi, sizeof hi, r->d_kld.hi, 3));
         h_attr(kt, "title", b);
     }
     page_td(tr, fmt_g(b, sizeof b, r->bits_per_weight, 3), true);

@@ -95,7 +95,8 @@ static void flips_section(struct page *p, xmlNodePtr slot, const struct lb_run *
     for (int t = 0; t < d->n_tasks; t++) {
         const char *task = d->tasks[t].key;
         int na, nb;
-        const struct lb_sample *sa = run_task_samples(r, task, &na), *sb = run_task_samples(B, task, &nb);
+        const struct lb_sample *sa = run_task_samples(r, task, &na);
+        const struct lb_sample *sb = run_task_samples(B, task, &nb);
         const char *sha = def_sha(r, task), *shb = def_sha(B, task);
         bool same = na && na == nb && sha && shb && !strcmp(sha, shb);
         for (int i = 0; same && i < na; i++) same = sa[i].doc == sb[i].doc;
@@ -119,7 +120,8 @@ static void flips_section(struct page *p, xmlNodePtr slot, const struct lb_run *
                                 : "Right for the baseline, wrong for this run");
             xmlNodePtr ol = h_elc(det, "ol", "flips", NULL);
             for (int i = 0, k = 0; i < na && k < FLIPS_SHOWN; i++) {
-                const bool f = dir ? sa[i].acc == 1 && sb[i].acc == 0 : sa[i].acc == 0 && sb[i].acc == 1;
+                const bool f = dir ? sa[i].acc == 1 && sb[i].acc == 0
+                                   : sa[i].acc == 0 && sb[i].acc == 1;
                 if (!f) continue;
                 flip_item(ol, lb_doctext_find(d, task, sha, sa[i].doc), &sa[i], &sb[i]);
                 k++;
@@ -294,14 +296,17 @@ static int run_page(struct site *s, const struct lb_run *r) {
     else b[0] = 0;
     fact(dl, "Evaluation peak memory", b, false);
     /* what it costs to run, on this host with this many threads */
-    if (!isnan(r->prefill_tps)) snprintf(b, sizeof b, "%.1f tokens/s (512-token context)", r->prefill_tps);
+    if (!isnan(r->prefill_tps))
+        snprintf(b, sizeof b, "%.1f tokens/s (512-token context)", r->prefill_tps);
     else b[0] = 0;
     fact(dl, "Prefill speed", b, false);
-    if (!isnan(r->decode_tps)) snprintf(b, sizeof b, "%.1f tokens/s (after a 256-token prompt)", r->decode_tps);
+    if (!isnan(r->decode_tps))
+        snprintf(b, sizeof b, "%.1f tokens/s (after a 256-token prompt)", r->decode_tps);
     else b[0] = 0;
     fact(dl, "Decode speed", b, false);
     if (!isnan(r->run_memory_mb))
-        snprintf(b, sizeof b, "%.1f MB (weights + KV cache + scratch at context 512)", r->run_memory_mb);
+        snprintf(b, sizeof b, "%.1f MB (weights + KV cache + scratch at context 512)",
+                 r->run_memory_mb);
     else b[0] = 0;
     fact(dl, "Memory to run", b, false);
     fact(dl, "Artifact", r->artifact_path, true);

@@ -101,7 +101,8 @@ static int paired(const struct lb_run *a, const struct lb_run *b, const char *ta
             free(v);
             return LB_D_APART;
         }
-        const double p = f == F_ACC ? sa[i].acc : sa[i].value, q = f == F_ACC ? sb[i].acc : sb[i].value;
+        const double p = f == F_ACC ? sa[i].acc : sa[i].value;
+        const double q = f == F_ACC ? sb[i].acc : sb[i].value;
         if (!isfinite(p) || !isfinite(q)) {
             free(v);
             return LB_D_NONE;
