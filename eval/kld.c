@@ -323,6 +323,7 @@ struct reader {
     double *lpb; /* a base row, renormalized */
     struct acc a;
     float *kld_values, *dp_values; /* all positions */
+    double chunk_kld, chunk_nll;   /* sums over the current chunk's positions */
 };
 
 static int compare_row(void *ctx, const float *logits, int target, int row) {
@@ -381,6 +382,8 @@ static int compare_row(void *ctx, const float *logits, int target, int row) {
     a->dp2 += dp * dp;
     a->dp4 += dp * dp * dp * dp;
     a->same_top += am == am_base;
+    r->chunk_kld += kld;
+    r->chunk_nll += nll;
     r->kld_values[a->n] = (float)kld;
     r->dp_values[a->n] = (float)dp;
     a->n++;
@@ -480,7 +483,11 @@ int kld_compare(struct fwd_state *s, const char *base_path, const int *chunks, i
     r.kld_values = xcalloc((size_t)n_rows, sizeof(float), "the KLD values");
     r.dp_values = xcalloc((size_t)n_rows, sizeof(float), "the probability differences");
     logits = xcalloc((size_t)s->max_batch * V, sizeof(float), "logits");
-    if (!rows || !r.lpb || !r.kld_values || !r.dp_values || !logits) goto out;
+    res->chunk_kld = xcalloc(h.n_chunks, sizeof(double), "the chunks' KLD");
+    res->chunk_nll = xcalloc(h.n_chunks, sizeof(double), "the chunks' NLL");
+    if (!rows || !r.lpb || !r.kld_values || !r.dp_values || !logits || !res->chunk_kld ||
+        !res->chunk_nll)
+        goto out;
     const double t0 = now_s();
     for (int c = 0; c < (int)h.n_chunks; c++) {
         if (fread(rows, 1, chunk_bytes, f) != chunk_bytes) {
@@ -488,8 +495,11 @@ int kld_compare(struct fwd_state *s, const char *base_path, const int *chunks, i
             goto out;
         }
         sum = kld_hash_bytes(rows, chunk_bytes, sum);
+        r.chunk_kld = r.chunk_nll = 0;
         if (run_chunk(s, toks + (size_t)c * h.n_ctx, (int)h.n_ctx, logits, compare_row, &r))
             goto out;
+        res->chunk_kld[c] = r.chunk_kld / R;
+        res->chunk_nll[c] = r.chunk_nll / R;
         if (!quiet && isatty(2)) {
             const double el = now_s() - t0;
             fprintf(stderr, "\rkld: chunk %d/%u  ETA %.0fs   ", c + 1, h.n_chunks,
@@ -552,5 +562,12 @@ out:
     free(r.lpb);
     free(r.kld_values);
     free(r.dp_values);
+    if (ret) kld_result_release(res);
     return ret;
+}
+
+void kld_result_release(struct kld_result *r) {
+    free(r->chunk_kld);
+    free(r->chunk_nll);
+    r->chunk_kld = r->chunk_nll = NULL;
 }

@@ -100,6 +100,8 @@ struct kld_result {
     double dp_rms, dp_rms_err;
     double same_top, same_top_err; /* fraction */
     double seconds;
+    double *chunk_kld, *chunk_nll; /* n_chunks: each chunk's mean KLD and mean NLL of the model
+                                      (owned: kld_result_release) */
 };
 
 /* run the model (state s) over the chunks stored in the base file and compare. When chunks is not
@@ -108,4 +110,5 @@ struct kld_result {
  * match the file's. -1 with a message naming the file and what differs. */
 int kld_compare(struct fwd_state *s, const char *base_path, const int *chunks, int n_chunks,
                 int n_ctx, uint64_t base_hash, bool quiet, struct kld_result *res);
+void kld_result_release(struct kld_result *res);
 #endif

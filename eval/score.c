@@ -7,8 +7,11 @@
  *   logits = log_softmax(model(inp))[len(inp) - len(cont) : len(inp)]
  *   loglik = Σ_i logits[i][cont[i]];  greedy = all(argmax(logits[i]) == cont[i])
  * so the positions scored are ectx_len-1 .. ectx_len+n_cont-2 of inp = ectx + cont[:-1], where
- * ectx is the context after the left truncation (only the context is ever cut, since n_cont <=
- * max_length). argmax ties go to the lowest index (torch.argmax / np.argmax).
+ * ectx is the context after the left truncation. A continuation longer than max_length (two PIQA
+ * solutions of stories260K's 512-token model) leaves no context in the window: the window is the
+ * continuation's last max_length + 1 tokens, and its last max_length tokens are the ones scored
+ * (lm-eval's slice keeps the last len(inp) logits); the request says so (truncated). argmax ties
+ * go to the lowest index (torch.argmax / np.argmax).
  *
  * Prefix sharing. Requests are sorted by (ectx, cont) lexicographically, so equal contexts are
  * adjacent and a context that extends another comes right after it. The tokens held in the KV
@@ -89,6 +92,8 @@ struct item {
     struct lm_request *r;
     const int *ctx; /* the effective (left-truncated) context: r->ctx + drop */
     int n_ctx;
+    const int *cont; /* the effective continuation: r->cont, or its last max_length tokens */
+    int n_cont;
     int index; /* position in the caller's array: the final tie-break */
 };
 
@@ -102,7 +107,7 @@ static int cmp_tokens(const int *a, int na, const int *b, int nb) {
 static int cmp_item(const void *pa, const void *pb) {
     const struct item *a = pa, *b = pb;
     int c = cmp_tokens(a->ctx, a->n_ctx, b->ctx, b->n_ctx);
-    if (!c) c = cmp_tokens(a->r->cont, a->r->n_cont, b->r->cont, b->r->n_cont);
+    if (!c) c = cmp_tokens(a->cont, a->n_cont, b->cont, b->n_cont);
     if (!c) c = a->index < b->index ? -1 : a->index > b->index;
     return c;
 }
@@ -252,9 +257,10 @@ static int run_segment(struct worker *w, struct item *items, int i0, int i1, lon
         const int n = head->n_ctx;
         for (int i = g0; i < g1; i++) {
             struct lm_request *r = items[i].r;
-            double ll = (double)w->row[r->cont[0]] - mx - log_sum;
-            bool greedy = am == r->cont[0];
-            if (score_cont(w, n, r->cont, r->n_cont, &ll, &greedy)) return -1;
+            const int *cont = items[i].cont;
+            double ll = (double)w->row[cont[0]] - mx - log_sum;
+            bool greedy = am == cont[0];
+            if (score_cont(w, n, cont, items[i].n_cont, &ll, &greedy)) return -1;
             r->loglik = ll;
             r->greedy = greedy;
         }
@@ -293,11 +299,6 @@ int score_requests(struct fwd_state *s, struct lm_request *reqs, int n, bool qui
                 i, r->doc, r->choice, r->n_ctx, r->n_cont);
             goto out;
         }
-        if (r->n_cont > max_len) {
-            err("request %d (doc %d, choice %d): a continuation of %d tokens does not fit the "
-                "context of %d tokens", i, r->doc, r->choice, r->n_cont, max_len);
-            goto out;
-        }
         for (int j = 0; j < r->n_ctx + r->n_cont; j++) {
             const int t = j < r->n_ctx ? r->ctx[j] : r->cont[j - r->n_ctx];
             if (t < 0 || t >= V) {
@@ -306,11 +307,19 @@ int score_requests(struct fwd_state *s, struct lm_request *reqs, int n, bool qui
                 goto out;
             }
         }
-        /* lm-eval: inp = (ctx + cont)[-(max_length + 1):][:-1] */
+        /* lm-eval: inp = (ctx + cont)[-(max_length + 1):][:-1]. A continuation longer than
+         * max_length is cut on the left too: the window is its last max_length + 1 tokens, the
+         * first of them the context, the other max_length scored (r->truncated) */
         const int total = r->n_ctx + r->n_cont;
         const int drop = LB_MAX(0, total - (max_len + 1));
-        items[i] = (struct item){r, r->ctx + drop, r->n_ctx - drop, i};
-        max_cont = LB_MAX(max_cont, r->n_cont);
+        r->truncated = r->n_cont > max_len;
+        if (r->truncated) {
+            const int *w0 = r->cont + (r->n_cont - max_len - 1);
+            items[i] = (struct item){r, w0, 1, w0 + 1, max_len, i};
+        } else {
+            items[i] = (struct item){r, r->ctx + drop, r->n_ctx - drop, r->cont, r->n_cont, i};
+        }
+        max_cont = LB_MAX(max_cont, items[i].n_cont);
         st->tokens_naive += total - drop - 1;
     }
     qsort(items, (size_t)n, sizeof *items, cmp_item);

@@ -37,15 +37,24 @@ enum task_kind {
     TASK_KIND_ROLLING,     /* wikitext: whole documents, rolling windows, word/byte perplexity */
 };
 
+/* the one definition of a task: everything else (lowbit eval's and lowbit run's --tasks, the
+ * pipeline's default sample sizes, lowbit import's names, the database's tasks table and through
+ * it the site's columns) reads it from here */
 struct task_info {
     const char *name;    /* lm-eval task name: "arc_challenge", ..., "wikitext" */
     const char *label;   /* column header as on Intel's board: "ARC-c", ... */
+    const char *abbr;    /* short label for charts: "HellaS.", ... */
+    const char *title;   /* what it is, for documentation: "ARC-Challenge", "LAMBADA (OpenAI)" */
     enum task_kind kind;
     int expected_docs;   /* the documented full-set size (0 = not fixed) */
     const char *metrics; /* comma list of metrics lm-eval reports, e.g. "acc,acc_norm" */
+    const char *board_metric; /* the metric of the board's average ("acc"); NULL: not in it */
+    int default_limit;   /* the pipeline's seeded sample without --full (0 = the whole set) */
+    const char *aliases; /* comma list of other names it goes by (Intel's "arc:challenge", ...) */
 };
 const struct task_info *task_get(enum task_id id);
-int task_from_name(const char *name); /* -1 when unknown */
+/* the task of a name, a label (any case) or an alias; -1 when unknown */
+int task_from_name(const char *name);
 
 struct task_doc {
     char *context;     /* MC, LOGLIK: the context string (lm-eval doc_to_text) */
@@ -57,6 +66,7 @@ struct task_doc {
     char *subject;      /* MMLU subtask name, else NULL */
     char *text;         /* ROLLING: the page text to score (detokenized) */
     int64_t words, bytes; /* ROLLING: counts of the original page (word/byte perplexity) */
+    int index;            /* its position in the full set (task_limit keeps it) */
 };
 
 struct task_set {
@@ -83,6 +93,8 @@ struct lm_request {
     int *cont, n_cont;  /* continuation token ids, n_cont >= 1, owned */
     double loglik;      /* filled by the scorer: sum of log p(cont | ctx) */
     bool greedy;        /* filled by the scorer: every continuation token is the argmax */
+    bool truncated;     /* filled by the scorer: the continuation was longer than the context
+                           (max_length): only its last max_length tokens were scored */
 };
 
 struct request_set {
@@ -102,9 +114,22 @@ struct metric_value {
     const char *name; /* "acc", "acc_norm", "perplexity", "word_perplexity", ... */
     double value, stderr_;
 };
+/* one document's result: what the aggregate metrics are the mean of (issue 17's per-sample
+ * records, the paired statistics' input) */
+struct task_doc_score {
+    int index;            /* the document's position in the full set (task_doc.index) */
+    int gold;             /* MC: the right choice; -1 otherwise */
+    int pred, pred_norm;  /* MC: argmax of loglik, of loglik per character; -1 otherwise */
+    double acc, acc_norm; /* 1 right, 0 wrong; NAN when the task does not report it */
+    double loglik;        /* LOGLIK, ROLLING: the document's log-likelihood; NAN for MC */
+    int first, n_choices; /* MC: its choices' log-likelihoods are lls[first .. first + n) */
+    bool truncated;       /* a request of it was cut to the context (lm_request.truncated) */
+};
 struct task_result {
     enum task_id id;
     int n_docs;
+    struct task_doc_score *docs; /* n_docs, in the set's order (owned) */
+    double *lls;                 /* MC: every (document, choice) log-likelihood (owned) */
     struct metric_value m[8];
     int n_metrics;
     /* MMLU: per-subject acc and count, for the details file */

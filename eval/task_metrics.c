@@ -251,7 +251,8 @@ int task_metrics(const struct task_set *ts, const struct request_set *rs, struct
     const struct lm_request **slot = calloc((size_t)total, sizeof *slot);
     double *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
     double *lls = malloc((size_t)total * sizeof *lls), *norm = malloc((size_t)total * sizeof *norm);
-    if (!slot || !a || !b || !lls || !norm) {
+    res->docs = calloc((size_t)n, sizeof *res->docs);
+    if (!slot || !a || !b || !lls || !norm || !res->docs) {
         err("out of memory: task_metrics for %d requests", total);
         goto out;
     }
@@ -287,8 +288,13 @@ int task_metrics(const struct task_set *ts, const struct request_set *rs, struct
                 norm[off[i] + j] =
                     lls[off[i] + j] / (double)utf8_chars(d->choices[j], strlen(d->choices[j]));
             }
-            a[i] = argmax(lls + off[i], d->n_choices) == d->gold ? 1.0 : 0.0;
-            b[i] = argmax(norm + off[i], d->n_choices) == d->gold ? 1.0 : 0.0;
+            const int pred = argmax(lls + off[i], d->n_choices);
+            const int pred_norm = argmax(norm + off[i], d->n_choices);
+            a[i] = pred == d->gold ? 1.0 : 0.0;
+            b[i] = pred_norm == d->gold ? 1.0 : 0.0;
+            res->docs[i] = (struct task_doc_score){
+                d->index, d->gold, pred, pred_norm, a[i],
+                strstr(ti->metrics, "acc_norm") ? b[i] : NAN, NAN, off[i], d->n_choices, false};
         }
         if (ts->id == TASK_MMLU) {
             if (mmlu_metrics(ts, a, res)) goto out;
@@ -301,6 +307,8 @@ int task_metrics(const struct task_set *ts, const struct request_set *rs, struct
         for (int i = 0; i < n; i++) {
             a[i] = slot[off[i]]->loglik;
             b[i] = slot[off[i]]->greedy ? 1.0 : 0.0;
+            res->docs[i] = (struct task_doc_score){ts->docs[i].index, -1, -1, -1, b[i], NAN, a[i],
+                                                   0, 0, false};
         }
         put(res, "perplexity", exp(-mean_of(a, n)),
             task_bootstrap_perplexity_stderr(a, n, 100000));
@@ -310,6 +318,8 @@ int task_metrics(const struct task_set *ts, const struct request_set *rs, struct
         double ll = 0;
         int64_t words = 0, bytes = 0;
         for (int i = 0; i < n; i++) {
+            res->docs[i] = (struct task_doc_score){ts->docs[i].index, -1, -1, -1, NAN, NAN,
+                                                   slot[off[i]]->loglik, 0, 0, false};
             ll += slot[off[i]]->loglik;
             words += ts->docs[i].words;
             bytes += ts->docs[i].bytes;
@@ -324,6 +334,16 @@ int task_metrics(const struct task_set *ts, const struct request_set *rs, struct
         break;
     }
     }
+    for (int s = 0; s < total; s++)
+        if (slot[s]->truncated) {
+            int d = 0;
+            while (off[d + 1] <= s) d++;
+            res->docs[d].truncated = true;
+        }
+    if (per_choice) {
+        res->lls = lls;
+        lls = NULL;
+    }
     rc = 0;
 out:
     free(off);
@@ -334,6 +354,8 @@ out:
 }
 
 void task_result_release(struct task_result *res) {
+    free(res->docs);
+    free(res->lls);
     free(res->subjects);
     memset(res, 0, sizeof *res);
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "eval/task.h"
 #include "kernels/common.h"
 
 int cli_load_tokenizer(struct tokenizer **out, const struct model *m, const char *explicit_path) {
@@ -26,6 +27,20 @@ int cli_load_tokenizer(struct tokenizer **out, const struct model *m, const char
                        : tokenizer_load(out, path);
     free(path);
     return rc;
+}
+
+void cli_help(FILE *f, const char *help) {
+    fputs(help, f);
+    int col = fprintf(f, "  tasks:");
+    for (int k = 0; k < TASK_COUNT; k++) {
+        const struct task_info *t = task_get((enum task_id)k);
+        const int w = (int)strlen(t->name) + (int)strlen(t->label) + 5;
+        if (col + w > 92) {
+            fputs("\n        ", f);
+            col = 8;
+        }
+        col += fprintf(f, " %s (%s)%s", t->name, t->label, k + 1 < TASK_COUNT ? "," : "\n");
+    }
 }
 
 void cli_progress(const char *label, long done, long total, double t0, bool quiet) {

@@ -1,16 +1,9 @@
 /* gen/cmd_eval.c: lowbit eval (the leaderboard's tasks, scored as lm-evaluation-harness scores
  * them) and lowbit kld (KL divergence against a base model, as llama.cpp's perplexity tool).
  *
- * eval: for each task, task_load → task_limit → task_build_requests → score_requests →
- * task_metrics (eval/task.h, eval/score.h); for wikitext (loglikelihood_rolling) the requests are
- * one per page (n_ctx = 0, cont = the page's tokens) and score_rolling puts the page's total in
- * loglik. Knobs recorded per run as lm-eval's config does
- * (REFERENCE.md B4): max_length (--ctx), add_bos, limit, seed, dataset file + sha256.
- *  - max_length: lm-eval's HF model uses the config's max_position_embeddings, else 2048; here
- *    the model file's trained context when it has one (capped at 8192), else 2048.
- *  - add_bos: lm-eval's HF model encodes with add_special_tokens = add_bos_token, False by default
- *    (lm_eval/models/huggingface.py tok_encode), so --bos auto = no BOS; the rolling windows'
- *    prefix token is BOS (EOS when there is none), as HFLM.prefix_token_id. */
+ * Both are thin callers of eval/evaluate.h: they parse the options, load the model and its
+ * tokenizer, call eval_run (kld_base_prepare + kld_run), print the result and, with --json,
+ * serialize it: eval_json() is the one place lm-eval's results layout is built. */
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -20,21 +13,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-#include "eval/kld.h"
-#include "eval/score.h"
+#include "eval/evaluate.h"
 #include "kernels/base/sha256.h"
-#include "eval/task.h"
 #include "gen/cli.h"
 #include "gen/text.h"
 #include "gen/pipeline.h"
 #include "kernels/matmul.h"
-
-#define EVAL_DEFAULT_CTX 2048
-#define EVAL_MAX_DEFAULT_CTX 8192
 
 /* bytes of a file, or of the regular files directly inside a directory */
 static long long flat_bytes(const char *path) {
@@ -53,84 +38,8 @@ static long long flat_bytes(const char *path) {
     return n;
 }
 
-static const char *kind_name(enum task_kind k) {
-    switch (k) {
-    case TASK_KIND_MC: return "multiple_choice";
-    case TASK_KIND_MC_CONTEXTS: return "multiple_choice (partial scoring)";
-    case TASK_KIND_LOGLIK: return "loglikelihood";
-    case TASK_KIND_ROLLING: return "loglikelihood_rolling";
-    }
-    return "?";
-}
-
 /* json number, or lm-eval's "N/A" for a stderr it cannot compute */
 static json_t *num_or_na(double v) { return isfinite(v) && v >= 0 ? json_real(v) : json_string("N/A"); }
-
-/* wikitext: task_build_requests made one request per page (n_ctx 0, cont = the page's tokens);
- * score each with lm-eval's rolling windows and keep the page total in loglik. Every window runs
- * from an empty cache, so pages are independent: with several threads and a small model (as in
- * score.c: weights <= 64 MiB), pages run concurrently, one state per thread; a page's result is
- * the same either way. */
-#define PAGES_PAR_MAX_WEIGHT_BYTES ((size_t)64 << 20)
-static int score_pages(struct fwd_state *s, const struct tokenizer *tok, int max_len, bool quiet,
-                       struct request_set *rs, struct score_stats *st) {
-    const int bos = tokenizer_bos(tok), prefix = bos >= 0 ? bos : tokenizer_eos(tok);
-    if (prefix < 0)
-        return err("eval: the tokenizer has neither BOS nor EOS for the rolling windows' prefix");
-    memset(st, 0, sizeof *st);
-    const double t0 = now_s();
-    int n_par = LB_MIN(lb_threads(), rs->n);
-    if (model_weight_bytes(s->m) > PAGES_PAR_MAX_WEIGHT_BYTES) n_par = 1;
-    struct fwd_state *states = xcalloc((size_t)LB_MAX(1, n_par), sizeof *states, "page states");
-    if (!states) return -1;
-    int failed = 0, n_init = 0;
-    long done = 0;
-    int64_t fwd = 0;
-    for (; n_init < n_par && n_par > 1; n_init++)
-        if (fwd_init(&states[n_init], s->m, s->n_ctx, s->max_batch)) {
-            failed = 1;
-            break;
-        } else {
-            states[n_init].compute = s->compute;
-        }
-    const int n_todo = failed ? 0 : rs->n;
-#pragma omp parallel for num_threads(n_par) schedule(dynamic, 1) reduction(| : failed) \
-    reduction(+ : fwd) if (n_par > 1)
-    for (int i = 0; i < n_todo; i++) {
-        if (failed) continue;
-        struct fwd_state *ws = s;
-#ifdef _OPENMP
-        if (n_par > 1) {
-            ws = &states[omp_get_thread_num()];
-            lb_set_threads(1);
-        }
-#endif
-        struct lm_request *r = &rs->reqs[i];
-        struct score_stats one;
-        if (score_rolling(ws, r->cont, r->n_cont, max_len, prefix, &r->loglik, &one)) {
-            failed = 1;
-            continue;
-        }
-        r->greedy = false;
-        fwd += one.tokens_forward;
-        long d;
-#pragma omp atomic capture
-        d = ++done;
-#ifdef _OPENMP
-        if (omp_get_thread_num() == 0)
-#endif
-            cli_progress("score", d, rs->n, t0, quiet || d == rs->n);
-    }
-    for (int k = 0; k < n_init; k++) fwd_release(&states[k]);
-    free(states);
-    cli_progress("score", rs->n, rs->n, t0, quiet || failed);
-    if (failed) return -1;
-    st->tokens_forward = st->tokens_naive = fwd;
-    st->n_requests = rs->n;
-    st->seconds = now_s() - t0;
-    return 0;
-}
-
 /* sha256 of a model file, or of a directory's regular files (name, NUL, bytes; by name) */
 static int model_sha256(const char *path, char hex[65]) {
     struct stat st;
@@ -173,26 +82,6 @@ out:
     return ret;
 }
 
-/* a forward state for the task's requests: its KV cache holds the longest input they need,
- * capped at max_len. Truncation needs none below that, so scoring with a state of that context
- * gives what a state of max_len would (the cache, 4 GB for Llama-2-7B at 4096, stays small). */
-static int state_for(struct fwd_state *s, const struct model *m, const struct request_set *rs,
-                     bool rolling, int max_len) {
-    int need = 1;
-    for (int i = 0; i < rs->n; i++) {
-        const struct lm_request *r = &rs->reqs[i];
-        /* rolling: windows of min(n, max_len) inputs; else ctx + cont[:-1] */
-        need = LB_MAX(need, rolling ? r->n_cont : r->n_ctx + r->n_cont - 1);
-    }
-    need = LB_MIN(need, max_len);
-    if (s->m && s->n_ctx == need) return 0;
-    const enum compute_dtype compute = s->compute;
-    fwd_release(s);
-    if (fwd_init(s, m, need, LB_MIN(need, 512))) return -1;
-    s->compute = compute;
-    return 0;
-}
-
 /* --compute NAME: 1 and *out set, 0 when argv[*i] is another option, -1 with a message */
 static int opt_compute(const char *cmd, int argc, char **argv, int *i, enum compute_dtype *out) {
     const char *v;
@@ -204,14 +93,131 @@ static int opt_compute(const char *cmd, int argc, char **argv, int *i, enum comp
     return 1;
 }
 
+/* the run's "config" object of lowbit eval --json: the model (format, architecture, sizes,
+ * sha256 of its files, weights fingerprint), the tokenizer, lowbit's version and kernels, the
+ * knobs; NULL with a message */
+json_t *eval_config_json(const struct eval_results *r, const struct model *m,
+                         const char *model_path, const char *tok_path) {
+    /* the build's own `git describe` and code hash (gen/plan.c), as runs.code_version: not the
+     * state of whatever tree the binary sits in when it runs */
+    char hash[24], sha[65];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)kld_model_hash(m));
+    if (model_sha256(model_path, sha)) return NULL;
+    return json_pack(
+        "{s:o, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o, s:s, s:s, s:i, s:i, s:b, s:s, s:f}",
+        "model", text_json(model_path), "model_format", model_format_name(m->format),
+        "architecture", m->cfg.arch, "model_params", (json_int_t)model_n_params(m),
+        "model_weight_bytes", (json_int_t)model_weight_bytes(m), "model_file_bytes",
+        (json_int_t)flat_bytes(model_path), "model_sha256", sha, "model_weights_hash", hash,
+        "tokenizer", text_json(tok_path ? tok_path : "(model's own)"), "lowbit_version",
+        plan_code_version(), "kernels_isa", kernels_isa(), "threads", lb_threads(), "max_length",
+        r->ctx, "add_bos", r->add_bos, "scorer",
+        "lowbit loglikelihood, prefix-shared KV cache (batch size 1)", "total_seconds",
+        r->seconds);
+}
+
+/* lm-eval's results layout (results, configs, n-samples, n-shot, config, timing) of r, the run of
+ * the model at model_path (tokenizer tok_path, NULL = the model's own); NULL with a message */
+static json_t *eval_json(const struct eval_results *r, const struct model *m,
+                         const char *model_path, const char *tok_path) {
+    json_t *results = json_object(), *configs = json_object(), *samples = json_object(),
+           *nshot = json_object(), *timing = json_object();
+    for (int k = 0; k < r->n_tasks; k++) {
+        const struct eval_task *t = &r->tasks[k];
+        const struct task_info *info = task_get(t->id);
+        json_t *jr = json_object();
+        json_object_set_new(jr, "alias", json_string(info->name));
+        for (int i = 0; i < t->res.n_metrics; i++) {
+            const struct metric_value *mv = &t->res.m[i];
+            char key[96];
+            snprintf(key, sizeof key, "%s,none", mv->name);
+            json_object_set_new(jr, key, json_real(mv->value));
+            snprintf(key, sizeof key, "%s_stderr,none", mv->name);
+            json_object_set_new(jr, key, num_or_na(mv->stderr_));
+        }
+        json_object_set_new(results, info->name, jr);
+        for (int i = 0; i < t->res.n_subjects; i++) { /* MMLU's subtasks, as lm-eval lists them */
+            const double p = t->res.subjects[i].acc;
+            const int n = t->res.subjects[i].n;
+            char key[96];
+            snprintf(key, sizeof key, "%s_%s", info->name, t->res.subjects[i].name);
+            json_t *js = json_pack("{s:s, s:f, s:o}", "alias", t->res.subjects[i].name, "acc,none",
+                                   p, "acc_stderr,none",
+                                   num_or_na(n > 1 ? sqrt(p * (1 - p) / (n - 1)) : NAN));
+            json_object_set_new(js, "n", json_integer(n));
+            json_object_set_new(results, key, js);
+        }
+        json_object_set_new(
+            configs, info->name,
+            json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:o, s:i, s:i, s:b, s:i, s:s}", "task",
+                      info->name, "output_type", eval_kind_name(info->kind), "dataset_path",
+                      text_json(t->source), "dataset_sha256", t->sha256, "n_docs", t->n_docs,
+                      "n_docs_full", t->n_docs_full, "limit",
+                      r->limit ? json_integer(r->limit) : json_null(), "seed", r->seed,
+                      "num_fewshot", 0, "add_bos", r->add_bos, "max_length", r->ctx, "metrics",
+                      info->metrics ? info->metrics : ""));
+        if (t->n_truncated) /* (absent when none, as before there could be any) */
+            json_object_set_new(json_object_get(configs, info->name), "n_docs_truncated",
+                                json_integer(t->n_truncated));
+        json_object_set_new(samples, info->name, json_pack("{s:i, s:i}", "original",
+                                                           t->n_docs_full, "effective", t->n_docs));
+        json_object_set_new(nshot, info->name, json_integer(0));
+        const double sec = t->seconds, tps = sec > 0 ? t->st.tokens_forward / sec : 0;
+        json_object_set_new(timing, info->name,
+                            json_pack("{s:f, s:I, s:f, s:I, s:I, s:f}", "seconds", sec, "requests",
+                                      (json_int_t)t->st.n_requests, "requests_per_s",
+                                      sec > 0 ? t->st.n_requests / sec : 0.0, "tokens_forward",
+                                      (json_int_t)t->st.tokens_forward, "tokens_naive",
+                                      (json_int_t)t->st.tokens_naive, "tokens_per_s", tps));
+    }
+    json_t *config = eval_config_json(r, m, model_path, tok_path);
+    if (!config) {
+        json_decref(results);
+        json_decref(configs);
+        json_decref(nshot);
+        json_decref(samples);
+        json_decref(timing);
+        return NULL;
+    }
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "results", results, "configs", configs,
+                     "n-shot", nshot, "n-samples", samples, "config", config, "timing", timing);
+}
+
+/* eval_run's on_task: a task's table rows and its speed, as each task ends */
+static void print_task(const struct eval_task *t, void *arg) {
+    bool *first = arg;
+    const struct task_info *info = task_get(t->id);
+    if (*first) printf("%-16s %-18s %10s   %-10s %7s\n", "task", "metric", "value", "stderr", "n");
+    *first = false;
+    for (int i = 0; i < t->res.n_metrics; i++) {
+        const struct metric_value *mv = &t->res.m[i];
+        if (isfinite(mv->stderr_) && mv->stderr_ >= 0)
+            printf("%-16s %-18s %10.4f ± %-10.4f %7d\n", info->name, mv->name, mv->value,
+                   mv->stderr_, t->res.n_docs);
+        else
+            printf("%-16s %-18s %10.4f   %-10s %7d\n", info->name, mv->name, mv->value, "N/A",
+                   t->res.n_docs);
+    }
+    if (t->n_truncated)
+        printf("%-16s %d document%s with a continuation longer than max_length: scored on its last "
+               "max_length tokens\n", "", t->n_truncated, t->n_truncated == 1 ? "" : "s");
+    const struct score_stats *st = &t->st;
+    const double sec = t->seconds, tps = sec > 0 ? st->tokens_forward / sec : 0;
+    printf("%-16s %lld requests in %.2f s (%.1f req/s, %.0f tokens/s); forward %lld tokens vs "
+           "%lld naive (%.1f%% saved)\n", "", (long long)st->n_requests, sec,
+           sec > 0 ? st->n_requests / sec : 0.0, tps, (long long)st->tokens_forward,
+           (long long)st->tokens_naive,
+           st->tokens_naive ? 100.0 * (1.0 - (double)st->tokens_forward / st->tokens_naive) : 0.0);
+    fflush(stdout);
+}
+
 static const char eval_help[] =
     "usage: lowbit eval --model M [--tokenizer T] --tasks LIST [--limit N] [--seed S] [--ctx N]\n"
     "                   [--bos auto|yes|no] [--json OUT] [--threads N] [--compute D] [--data DIR]\n"
     "                   [--quiet]\n"
     "  Scores the leaderboard's tasks as lm-evaluation-harness 0.4 does (0-shot, loglikelihood\n"
-    "  requests, prefix-shared contexts). LIST: comma-separated task names (arc_challenge,\n"
-    "  arc_easy, boolq, hellaswag, lambada_openai, mmlu, openbookqa, piqa, truthfulqa_mc1,\n"
-    "  winogrande, wikitext) or \"all\". --limit N keeps a seeded sample of N documents per\n"
+    "  requests, prefix-shared contexts). LIST: comma-separated task names (below) or \"all\".\n"
+    "  --limit N keeps a seeded sample of N documents per\n"
     "  task (--seed, default 1234). --ctx: lm-eval's max_length (default: the model's trained\n"
     "  context, at most 8192, else 2048). --bos auto (= no: lm-eval's HF default\n"
     "  add_bos_token=False), yes or no. --data: the datasets (default $LOWBIT_DATA, else\n"
@@ -226,7 +232,7 @@ int cmd_eval(int argc, char **argv) {
     bool quiet = false;
     enum compute_dtype compute = COMPUTE_FP32;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) return fputs(eval_help, stdout), 0;
+        if (!strcmp(argv[i], "--help")) return cli_help(stdout, eval_help), 0;
         if ((rc = opt_compute("eval", argc, argv, &i, &compute))) { if (rc < 0) return -1; }
         else if (!strcmp(argv[i], "--quiet")) quiet = true;
         else if ((rc = cli_opt(argc, argv, &i, "--model", &v))) { if (rc < 0) return -1; model_path = v; }
@@ -242,16 +248,19 @@ int cmd_eval(int argc, char **argv) {
         else return cli_unknown("eval", argv[i]);
     }
     if (!model_path || !tasks_arg) return fputs(eval_help, stderr), -1;
-    int add_bos_opt; /* -1 auto */
-    if (!strcmp(bos_arg, "auto")) add_bos_opt = -1;
-    else if (!strcmp(bos_arg, "yes")) add_bos_opt = 1;
-    else if (!strcmp(bos_arg, "no")) add_bos_opt = 0;
+    struct eval_opts o = {.limit = limit, .seed = seed, .ctx = ctx, .compute = compute,
+                          .quiet = quiet};
+    if (!strcmp(bos_arg, "auto")) o.add_bos = -1;
+    else if (!strcmp(bos_arg, "yes")) o.add_bos = 1;
+    else if (!strcmp(bos_arg, "no")) o.add_bos = 0;
     else return err("eval: --bos '%s' (expected auto, yes or no)", bos_arg);
     if (!data_dir) data_dir = getenv("LOWBIT_DATA");
     if (!data_dir || !*data_dir) data_dir = "../shared/data";
+    o.data_dir = data_dir;
 
     /* the task list, in the order given, without repeats */
-    int ids[TASK_COUNT], n_tasks = 0;
+    enum task_id ids[TASK_COUNT];
+    int n_tasks = 0;
     {
         char buf[1024];
         snprintf(buf, sizeof buf, "%s", tasks_arg);
@@ -262,10 +271,7 @@ int cmd_eval(int argc, char **argv) {
             } else {
                 const int id = task_from_name(t);
                 if (id < 0) {
-                    fprintf(stderr, "lowbit: eval: tasks are:");
-                    for (int k = 0; k < TASK_COUNT; k++)
-                        fprintf(stderr, " %s", task_get((enum task_id)k)->name);
-                    fputc('\n', stderr);
+                    cli_help(stderr, "");
                     return err("eval: unknown task '%s'", t);
                 }
                 from = id;
@@ -273,8 +279,8 @@ int cmd_eval(int argc, char **argv) {
             }
             for (int k = from; k < to; k++) {
                 bool seen = false;
-                for (int j = 0; j < n_tasks; j++) seen |= ids[j] == k;
-                if (!seen) ids[n_tasks++] = k;
+                for (int j = 0; j < n_tasks; j++) seen |= (int)ids[j] == k;
+                if (!seen) ids[n_tasks++] = (enum task_id)k;
             }
         }
         if (!n_tasks) return err("eval: --tasks '%s' names no task", tasks_arg);
@@ -283,149 +289,31 @@ int cmd_eval(int argc, char **argv) {
 
     struct model m;
     struct tokenizer *tok = NULL;
-    struct fwd_state s = {.compute = compute};
+    struct eval_results r = {0};
+    json_t *root = NULL;
     int ret = -1;
-    const double t_start = now_s();
     if (model_load(&m, model_path)) return -1;
-    json_t *results = json_object(), *configs = json_object(), *samples = json_object(),
-           *nshot = json_object(), *timing = json_object(), *root = NULL;
     if (cli_load_tokenizer(&tok, &m, tok_path)) goto out;
-    if (tokenizer_vocab_size(tok) > m.cfg.vocab_size) {
-        err("eval: the tokenizer has %d tokens, the model %d", tokenizer_vocab_size(tok),
-            m.cfg.vocab_size);
-        goto out;
-    }
-    const bool add_bos = add_bos_opt < 0 ? false : add_bos_opt == 1;
-    if (add_bos && tokenizer_bos(tok) < 0) {
-        err("eval: --bos yes but the tokenizer has no BOS token");
-        goto out;
-    }
-    bool ctx_capped = false;
-    if (!ctx) {
-        ctx = m.cfg.ctx_len > 0 ? m.cfg.ctx_len : EVAL_DEFAULT_CTX;
-        if (ctx > EVAL_MAX_DEFAULT_CTX) ctx = EVAL_MAX_DEFAULT_CTX, ctx_capped = true;
-    }
-    if (!quiet)
+    if (!quiet) {
+        const int c = ctx ? ctx : m.cfg.ctx_len > 0 ? LB_MIN(m.cfg.ctx_len, EVAL_MAX_DEFAULT_CTX)
+                                                    : EVAL_DEFAULT_CTX;
         fprintf(stderr, "eval: %s (%s, %.2fM params), max_length %d%s, add_bos %s%s, %d threads, "
                 "kernels %s, data %s\n", model_path, model_format_name(m.format),
-                model_n_params(&m) / 1e6, ctx, ctx_capped ? " (capped)" : "",
-                add_bos ? "yes" : "no", add_bos_opt < 0 ? " (lm-eval default)" : "", lb_threads(),
-                kernels_isa(), data_dir);
-
-    struct score_stats total = {0};
-    for (int k = 0; k < n_tasks; k++) {
-        const enum task_id id = (enum task_id)ids[k];
-        const struct task_info *info = task_get(id);
-        struct task_set ts;
-        struct request_set rs = {0};
-        struct task_result res = {0};
-        struct score_stats st = {0};
-        memset(&ts, 0, sizeof ts);
-        if (task_load(&ts, id, data_dir, NULL)) goto out;
-        const int n_full = ts.n_docs;
-        if (limit) task_limit(&ts, limit, (uint64_t)seed);
-        if (!quiet) fprintf(stderr, "eval: %s: %d of %d documents\n", info->name, ts.n_docs, n_full);
-        const double t0 = now_s();
-        rc = task_build_requests(&ts, tok, add_bos, &rs);
-        if (!rc) rc = state_for(&s, &m, &rs, info->kind == TASK_KIND_ROLLING, ctx);
-        if (!rc && info->kind == TASK_KIND_ROLLING)
-            rc = score_pages(&s, tok, ctx, quiet, &rs, &st);
-        else if (!rc)
-            rc = score_requests(&s, rs.reqs, rs.n, quiet, &st);
-        if (!rc) rc = task_metrics(&ts, &rs, &res);
-        const double sec = now_s() - t0;
-        if (rc) {
-            request_set_release(&rs);
-            task_release(&ts);
-            goto out;
-        }
-        if (k == 0) printf("%-16s %-18s %10s   %-10s %7s\n", "task", "metric", "value", "stderr", "n");
-        json_t *jr = json_object();
-        json_object_set_new(jr, "alias", json_string(info->name));
-        for (int i = 0; i < res.n_metrics; i++) {
-            const struct metric_value *mv = &res.m[i];
-            char key[96];
-            snprintf(key, sizeof key, "%s,none", mv->name);
-            json_object_set_new(jr, key, json_real(mv->value));
-            snprintf(key, sizeof key, "%s_stderr,none", mv->name);
-            json_object_set_new(jr, key, num_or_na(mv->stderr_));
-            if (isfinite(mv->stderr_) && mv->stderr_ >= 0)
-                printf("%-16s %-18s %10.4f ± %-10.4f %7d\n", info->name, mv->name, mv->value,
-                       mv->stderr_, res.n_docs);
-            else
-                printf("%-16s %-18s %10.4f   %-10s %7d\n", info->name, mv->name, mv->value, "N/A",
-                       res.n_docs);
-        }
-        json_object_set_new(results, info->name, jr);
-        for (int i = 0; i < res.n_subjects; i++) { /* MMLU's subtasks, as lm-eval lists them */
-            const double p = res.subjects[i].acc;
-            const int n = res.subjects[i].n;
-            char key[96];
-            snprintf(key, sizeof key, "%s_%s", info->name, res.subjects[i].name);
-            json_t *js = json_pack("{s:s, s:f, s:o}", "alias", res.subjects[i].name, "acc,none",
-                                   p, "acc_stderr,none",
-                                   num_or_na(n > 1 ? sqrt(p * (1 - p) / (n - 1)) : NAN));
-            json_object_set_new(js, "n", json_integer(n));
-            json_object_set_new(results, key, js);
-        }
-        json_object_set_new(configs, info->name,
-                            json_pack("{s:s, s:s, s:o, s:s, s:i, s:i, s:o, s:i, s:i, s:b, s:i, s:s}",
-                                      "task", info->name, "output_type", kind_name(info->kind),
-                                      "dataset_path", text_json(ts.source), "dataset_sha256", ts.sha256,
-                                      "n_docs", ts.n_docs, "n_docs_full", n_full, "limit",
-                                      limit ? json_integer(limit) : json_null(), "seed", seed,
-                                      "num_fewshot", 0, "add_bos", add_bos, "max_length", ctx,
-                                      "metrics", info->metrics ? info->metrics : ""));
-        json_object_set_new(samples, info->name,
-                            json_pack("{s:i, s:i}", "original", n_full, "effective", ts.n_docs));
-        json_object_set_new(nshot, info->name, json_integer(0));
-        const double tps = sec > 0 ? st.tokens_forward / sec : 0;
-        json_object_set_new(timing, info->name,
-                            json_pack("{s:f, s:I, s:f, s:I, s:I, s:f}", "seconds", sec, "requests",
-                                      (json_int_t)st.n_requests, "requests_per_s",
-                                      sec > 0 ? st.n_requests / sec : 0.0, "tokens_forward",
-                                      (json_int_t)st.tokens_forward, "tokens_naive",
-                                      (json_int_t)st.tokens_naive, "tokens_per_s", tps));
-        printf("%-16s %lld requests in %.2f s (%.1f req/s, %.0f tokens/s); forward %lld tokens vs "
-               "%lld naive (%.1f%% saved)\n", "", (long long)st.n_requests, sec,
-               sec > 0 ? st.n_requests / sec : 0.0, tps, (long long)st.tokens_forward,
-               (long long)st.tokens_naive,
-               st.tokens_naive ? 100.0 * (1.0 - (double)st.tokens_forward / st.tokens_naive) : 0.0);
-        fflush(stdout);
-        total.tokens_forward += st.tokens_forward;
-        total.tokens_naive += st.tokens_naive;
-        total.n_requests += st.n_requests;
-        task_result_release(&res);
-        request_set_release(&rs);
-        task_release(&ts);
+                model_n_params(&m) / 1e6, c, !ctx && m.cfg.ctx_len > EVAL_MAX_DEFAULT_CTX
+                ? " (capped)" : "", o.add_bos == 1 ? "yes" : "no",
+                o.add_bos < 0 ? " (lm-eval default)" : "", lb_threads(), kernels_isa(), data_dir);
     }
-    const double wall = now_s() - t_start;
+    bool first = true;
+    o.on_task = print_task;
+    o.arg = &first;
+    if (eval_run(&m, tok, ids, n_tasks, &o, &r)) goto out;
+    const struct score_stats *st = &r.total;
     printf("total: %d tasks, %lld requests, %.1f s wall; forward %lld tokens vs %lld naive "
-           "(%.1f%% saved)\n", n_tasks, (long long)total.n_requests, wall,
-           (long long)total.tokens_forward, (long long)total.tokens_naive,
-           total.tokens_naive ? 100.0 * (1.0 - (double)total.tokens_forward / total.tokens_naive)
-                              : 0.0);
+           "(%.1f%% saved)\n", n_tasks, (long long)st->n_requests, r.seconds,
+           (long long)st->tokens_forward, (long long)st->tokens_naive,
+           st->tokens_naive ? 100.0 * (1.0 - (double)st->tokens_forward / st->tokens_naive) : 0.0);
     if (json_path) {
-        /* the build's own `git describe` and code hash (gen/plan.c), as runs.code_version: not
-         * the state of whatever tree the binary sits in when it runs */
-        const char *version = plan_code_version();
-        char hash[24], sha[65];
-        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)kld_model_hash(&m));
-        if (model_sha256(model_path, sha)) goto out;
-        json_t *config = json_pack(
-            "{s:o, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o, s:s, s:s, s:i, s:i, s:b, s:s, s:f}",
-            "model", text_json(model_path), "model_format", model_format_name(m.format), "architecture",
-            m.cfg.arch, "model_params", (json_int_t)model_n_params(&m), "model_weight_bytes",
-            (json_int_t)model_weight_bytes(&m), "model_file_bytes",
-            (json_int_t)flat_bytes(model_path), "model_sha256", sha, "model_weights_hash", hash,
-            "tokenizer",
-            text_json(tok_path ? tok_path : "(model's own)"), "lowbit_version", version, "kernels_isa",
-            kernels_isa(), "threads", lb_threads(), "max_length", ctx, "add_bos", add_bos,
-            "scorer", "lowbit loglikelihood, prefix-shared KV cache (batch size 1)",
-            "total_seconds", wall);
-        root = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "results", results, "configs", configs,
-                         "n-shot", nshot, "n-samples", samples, "config", config, "timing", timing);
-        results = configs = nshot = samples = timing = NULL;
+        root = eval_json(&r, &m, model_path, tok_path);
         if (!root || json_dump_file(root, json_path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
             err("%s: cannot write the JSON result", json_path);
             goto out;
@@ -434,34 +322,13 @@ int cmd_eval(int argc, char **argv) {
     ret = 0;
 out:
     json_decref(root);
-    json_decref(results);
-    json_decref(configs);
-    json_decref(samples);
-    json_decref(nshot);
-    json_decref(timing);
-    fwd_release(&s);
+    eval_results_release(&r);
     tokenizer_free(tok);
     model_release(&m);
     return ret;
 }
 
 /* ---- kld ---- */
-
-/* mkdir -p */
-static int make_dirs(const char *dir) {
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return err("%s: path too long", dir);
-    for (char *s = p + 1;; s++) {
-        const char c = *s;
-        if (c == '/' || !c) {
-            *s = 0;
-            if (mkdir(p, 0777) && errno != EEXIST) return err("%s: cannot create: %s", p, strerror(errno));
-            *s = c;
-        }
-        if (!c) break;
-    }
-    return 0;
-}
 
 static const char kld_help[] =
     "usage: lowbit kld --base B --model M [--tokenizer T] --text FILE [--ctx N] [--chunks K]\n"
@@ -527,69 +394,27 @@ int cmd_kld(int argc, char **argv) {
 
     struct model m;
     struct tokenizer *tok = NULL;
-    struct fwd_state s = {0};
-    char *text = NULL, cache_path[4600];
+    struct kld_base kb = {0};
+    struct kld_result r = {0};
+    char *text = NULL;
     size_t len;
-    int *ids = NULL, n_ids = 0, *chunks = NULL, n_chunks = 0, ret = -1;
+    int ret = -1;
     bool loaded = false;
-    uint64_t hb;
 
-    /* the base: tokens, fingerprint, its log-probs unless cached */
+    /* the base: tokens, fingerprint, its log-probs unless cached; then the model under test */
+    const struct kld_opts ko = {.text_name = text_path, .ctx = ctx, .max_chunks = max_chunks,
+                                .f32 = f32, .cache_dir = cache_dir, .quiet = quiet};
     if (model_load(&m, base_path)) return -1;
     loaded = true;
-    if (cli_load_tokenizer(&tok, &m, tok_path) || read_file_all(text_path, "the text", &text, &len)) goto out;
-    const int bos = tokenizer_bos(tok);
-    if (tokenizer_encode(tok, text, len, bos >= 0, &ids, &n_ids)) goto out;
-    if (kld_make_chunks(ids, n_ids, ctx, bos, max_chunks, &chunks, &n_chunks)) goto out;
-    double t0 = now_s();
-    hb = kld_model_hash(&m);
-    const uint64_t ht = kld_tokens_hash(chunks, (size_t)n_chunks * ctx);
-    const char *bname = strrchr(base_path, '/');
-    bname = bname && bname[1] ? bname + 1 : base_path;
-    snprintf(cache_path, sizeof cache_path, "%s/%.64s-%016llx-%016llx-c%d-k%d.%s.kld", cache_dir,
-             bname, (unsigned long long)hb, (unsigned long long)ht, ctx, n_chunks,
-             f32 ? "f32" : "f16");
-    if (!quiet)
-        fprintf(stderr, "kld: %s, %d tokens, %d chunks of %d (%d scored each), %d threads, "
-                "kernels %s; base fingerprint %016llx (%.1f s)\n", text_path, n_ids, n_chunks, ctx,
-                ctx - 1 - ctx / 2, lb_threads(), kernels_isa(), (unsigned long long)hb,
-                now_s() - t0);
-    /* a cached file is used when its header and size check out; a torn or foreign one (another
-     * writer's crash, a disk that filled) is computed again and replaced */
-    struct kld_base_info bi;
-    bool cached = !access(cache_path, R_OK);
-    if (cached) {
-        const bool quiet_was = err_quiet();
-        err_set_quiet(true);
-        cached = !kld_base_info(cache_path, &bi) && bi.n_ctx == ctx && bi.n_chunks == n_chunks &&
-                 bi.model_hash == hb && bi.tokens_hash == ht;
-        err_set_quiet(quiet_was);
-        if (!cached && !quiet)
-            fprintf(stderr, "kld: %s is invalid or incomplete: computing it again\n", cache_path);
-    }
-    if (!cached) {
-        if (make_dirs(cache_dir) || fwd_init(&s, &m, ctx, LB_MIN(ctx, 512))) goto out;
-        t0 = now_s();
-        if (kld_base_write(&s, chunks, n_chunks, ctx, f32 ? KLD_F32 : KLD_F16, hb, base_path,
-                           cache_path, quiet))
-            goto out;
-        if (!quiet)
-            fprintf(stderr, "kld: base log-probs computed in %.1f s -> %s\n", now_s() - t0,
-                    cache_path);
-        fwd_release(&s);
-    } else if (!quiet) {
-        fprintf(stderr, "kld: base log-probs from %s\n", cache_path);
-    }
+    if (cli_load_tokenizer(&tok, &m, tok_path) ||
+        read_file_all(text_path, "the text", &text, &len) ||
+        kld_base_prepare(&m, base_path, tok, text, len, &ko, &kb))
+        goto out;
     model_release(&m);
     loaded = false;
-
-    /* the model under test */
     if (model_load(&m, model_path)) goto out;
     loaded = true;
-    if (fwd_init(&s, &m, ctx, LB_MIN(ctx, 512))) goto out;
-    s.compute = compute;
-    struct kld_result r;
-    if (kld_compare(&s, cache_path, chunks, n_chunks, ctx, hb, quiet, &r)) goto out;
+    if (kld_run(&m, &kb, compute, quiet, &r)) goto out;
     printf("kld          %s vs base %s\n", model_path, base_path);
     printf("protocol     llamacpp (ctx %d, BOS-started chunks, second half scored): %d chunks, "
            "%ld positions, %.1f s\n\n", ctx, r.n_chunks, r.n, r.seconds);
@@ -611,7 +436,7 @@ int cmd_kld(int argc, char **argv) {
             r.kld_mean, "kld_stderr", r.kld_err, "kld_percentiles", kp, "dp_mean", r.dp_mean,
             "dp_stderr", r.dp_err, "dp_percentiles", dp, "dp_rms", r.dp_rms, "dp_rms_stderr",
             r.dp_rms_err, "same_top", r.same_top, "same_top_stderr", r.same_top_err, "base_cache",
-            text_json(cache_path), "seconds", r.seconds);
+            text_json(kb.cache_path), "seconds", r.seconds);
         if (!j || json_dump_file(j, json_path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
             json_decref(j);
             err("%s: cannot write the JSON result", json_path);
@@ -621,10 +446,9 @@ int cmd_kld(int argc, char **argv) {
     }
     ret = 0;
 out:
-    free(chunks);
-    free(ids);
+    kld_result_release(&r);
+    kld_base_release(&kb);
     free(text);
-    fwd_release(&s);
     tokenizer_free(tok);
     if (loaded) model_release(&m);
     return ret;

@@ -44,9 +44,8 @@ static const char run_help[] =
     "  until --retry-failed. A job that crashes, fails or runs past --timeout seconds becomes a\n"
     "  failed row with its error and log tail; the others go on. Kill it at any point and run\n"
     "  it again: finished jobs are kept. Exit status 0 even when jobs failed, unless --strict.\n"
-    "  --tasks: comma list of arc_challenge, arc_easy, boolq, hellaswag, lambada_openai, mmlu,\n"
-    "  openbookqa, piqa, truthfulqa_mc1, winogrande, wikitext, ppl (llama.cpp protocol, ctx 512)\n"
-    "  and kld (KL divergence vs the unquantized model), or all (default). Without --full the\n"
+    "  --tasks: comma list of the tasks below, ppl (llama.cpp protocol, ctx 512) and kld (KL\n"
+    "  divergence vs the unquantized model), or all (default). Without --full the\n"
     "  big tasks are sampled (README: The pipeline); --limit N caps every task at N documents\n"
     "  (ppl/kld: N chunks). Files: OUT/results/<key>.json, OUT/logs/<key>.log,\n"
     "  OUT/artifacts/<key>/, OUT/jobs/<key>.json (the job specs), OUT/lowbit.db.\n";
@@ -96,7 +95,8 @@ int cmd_run(int argc, char **argv) {
     bool strict = false;
     int rc, jobs = 1, timeout = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return fputs(run_help, stdout), 0;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return cli_help(stdout, run_help), 0;
         if ((rc = plan_opt(argc, argv, &i, &a))) { if (rc < 0) return -1; }
         else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) o.quiet = true;
         else if (!strcmp(argv[i], "--strict")) strict = true;

@@ -16,40 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eval/evaluate.h"
 #include "gen/cli.h"
 #include "gen/text.h"
 #include "kernels/matmul.h"
-
-struct nll_acc {
-    double sum, sum2;
-    long n;
-};
-
-static void acc_add(struct nll_acc *a, double nll) {
-    a->sum += nll;
-    a->sum2 += nll * nll;
-    a->n++;
-}
-
-/* run tokens[0..n) from an empty cache in pieces of the state's batch; score positions j in
- * [first, n-1) (token j+1) into acc */
-static int score_window(struct fwd_state *s, const int *tokens, int n, int first, float *logits,
-                        struct nll_acc *acc) {
-    const int V = s->m->cfg.vocab_size;
-    fwd_truncate(s, 0);
-    for (int i = 0; i < n; i += s->max_batch) {
-        const int T = LB_MIN(s->max_batch, n - i);
-        const bool need = i + T - 1 >= first; /* any scored position in this piece */
-        if (forward(s, tokens + i, T, need ? logits : NULL, false)) return -1;
-        if (!need) continue;
-        for (int t = 0; t < T; t++) {
-            const int j = i + t;
-            if (j < first || j >= n - 1) continue;
-            acc_add(acc, -logprob_of(logits + (size_t)t * V, V, tokens[j + 1], NULL));
-        }
-    }
-    return 0;
-}
 
 static const char ppl_help[] =
     "usage: lowbit ppl --model M [--tokenizer T] --text FILE [--ctx N] [--protocol P]\n"
@@ -88,71 +58,46 @@ int cmd_ppl(int argc, char **argv) {
         else return cli_unknown("ppl", argv[i]);
     }
     if (!model_path || !text_path) return fputs(ppl_help, stderr), -1;
-    bool llamacpp = !strcmp(protocol, "llamacpp");
+    const bool llamacpp = !strcmp(protocol, "llamacpp");
     if (!llamacpp && strcmp(protocol, "chunks"))
         return err("ppl: unknown protocol '%s' (expected llamacpp or chunks)", protocol);
     lb_set_threads(threads);
 
     struct model m;
     struct tokenizer *tok = NULL;
-    struct fwd_state s = {0};
+    struct ppl_result r = {0};
     char *text = NULL;
     size_t len;
-    int *ids = NULL, n_ids = 0, ret = -1;
-    float *logits = NULL;
+    int ret = -1;
+    const struct ppl_opts o = {.text_name = text_path, .ctx = ctx, .max_chunks = max_chunks,
+                               .protocol = llamacpp ? PPL_LLAMACPP : PPL_CHUNKS,
+                               .compute = (enum compute_dtype)compute, .quiet = quiet};
     if (model_load(&m, model_path)) return -1;
-    if (cli_load_tokenizer(&tok, &m, tok_path) || read_file_all(text_path, "the text", &text, &len)) goto out;
-    int bos = tokenizer_bos(tok);
-    if (tokenizer_encode(tok, text, len, bos >= 0, &ids, &n_ids)) goto out;
-    int n_chunk = n_ids / ctx;
-    if (n_chunk < (llamacpp ? 2 : 1)) {
-        err("ppl: %s has %d tokens, fewer than the %d the %s protocol needs at --ctx %d",
-            text_path, n_ids, (llamacpp ? 2 : 1) * ctx, protocol, ctx);
+    if (cli_load_tokenizer(&tok, &m, tok_path) ||
+        read_file_all(text_path, "the text", &text, &len) || ppl_run(&m, tok, text, len, &o, &r))
         goto out;
-    }
-    if (max_chunks && max_chunks < n_chunk) n_chunk = max_chunks;
-    if (fwd_init(&s, &m, ctx, LB_MIN(ctx, 512))) goto out;
-    s.compute = (enum compute_dtype)compute;
-    logits = xcalloc((size_t)s.max_batch * m.cfg.vocab_size, sizeof(float), "logits");
-    if (!logits) goto out;
-    if (!quiet)
-        fprintf(stderr, "ppl: %s, %d tokens, %d chunks of %d, protocol %s, %d threads, kernels %s, "
-                "compute %s\n", text_path, n_ids, n_chunk, ctx, protocol, lb_threads(), kernels_isa(),
-                compute_name(s.compute));
-    struct nll_acc acc = {0};
-    double t0 = now_s();
-    for (int c = 0; c < n_chunk; c++) {
-        int *w = ids + (size_t)c * ctx;
-        int saved = w[0];
-        if (llamacpp && bos >= 0) w[0] = bos;
-        rc = score_window(&s, w, ctx, llamacpp ? ctx / 2 : 0, logits, &acc);
-        w[0] = saved;
-        if (rc) goto out;
-        cli_progress("ppl", c + 1, n_chunk, t0, quiet);
-    }
-    double el = now_s() - t0;
-    double mean = acc.sum / acc.n, ppl = exp(mean);
-    double var = acc.sum2 / acc.n - mean * mean;
-    double pm = acc.n > 1 && var > 0 ? ppl * sqrt(var / (acc.n - 1)) : 0;
-    double tps = (double)n_chunk * ctx / el;
     printf("protocol     %s (ctx %d, %s)\n", protocol, ctx,
            llamacpp ? "BOS-started chunks, second half scored" : "every position scored");
-    printf("PPL = %.4f +/- %.5f\n", ppl, pm);
-    printf("mean NLL     %.6f nats/token\n", mean);
-    printf("tokens       %d in the text, %ld scored, %d chunks\n", n_ids, acc.n, n_chunk);
-    printf("speed        %.1f tokens/s forward (%.2f s, %d threads)\n", tps, el, lb_threads());
-    if (s.compute == COMPUTE_INT8)
-        printf("compute      int8 on %ld of %ld matmuls (the rest fp32)\n", s.n_mm_int8, s.n_mm);
+    printf("PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
+    printf("mean NLL     %.6f nats/token\n", r.mean_nll);
+    printf("tokens       %d in the text, %ld scored, %d chunks\n", r.text_tokens, r.scored,
+           r.n_chunks);
+    printf("speed        %.1f tokens/s forward (%.2f s, %d threads)\n", r.tokens_per_s, r.seconds,
+           lb_threads());
+    if (r.compute == COMPUTE_INT8)
+        printf("compute      int8 on %ld of %ld matmuls (the rest fp32)\n", r.n_mm_int8, r.n_mm);
     else
-        printf("compute      %s\n", compute_name(s.compute));
+        printf("compute      %s\n", compute_name(r.compute));
     if (json_path) {
         /* paths as text: a file name that is not UTF-8 must not cost the whole JSON */
-        json_t *j = json_pack("{s:o, s:o, s:s, s:s, s:s, s:i, s:f, s:f, s:f, s:i, s:I, s:i, s:f, s:f, s:i}",
-                              "model", text_json(model_path), "text", text_json(text_path), "protocol", protocol,
-                              "kernels", kernels_isa(), "compute", compute_name(s.compute), "ctx", ctx, "ppl", ppl, "ppl_stderr", pm,
-                              "mean_nll", mean, "text_tokens", n_ids, "scored_tokens",
-                              (json_int_t)acc.n, "chunks", n_chunk, "tokens_per_s", tps,
-                              "seconds", el, "threads", lb_threads());
+        json_t *j = json_pack("{s:o, s:o, s:s, s:s, s:s, s:i, s:f, s:f, s:f, s:i, s:I, s:i, s:f, "
+                              "s:f, s:i}", "model", text_json(model_path), "text",
+                              text_json(text_path), "protocol", protocol, "kernels", kernels_isa(),
+                              "compute", compute_name(r.compute), "ctx", ctx, "ppl", r.ppl,
+                              "ppl_stderr", r.ppl_stderr, "mean_nll", r.mean_nll, "text_tokens",
+                              r.text_tokens, "scored_tokens", (json_int_t)r.scored, "chunks",
+                              r.n_chunks, "tokens_per_s", r.tokens_per_s, "seconds", r.seconds,
+                              "threads", lb_threads());
         if (!j || json_dump_file(j, json_path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
             json_decref(j);
             err("%s: cannot write the JSON result", json_path);
@@ -162,10 +107,8 @@ int cmd_ppl(int argc, char **argv) {
     }
     ret = 0;
 out:
-    free(logits);
-    free(ids);
+    ppl_result_release(&r);
     free(text);
-    fwd_release(&s);
     tokenizer_free(tok);
     model_release(&m);
     return ret;
@@ -253,7 +196,7 @@ int cmd_nll(int argc, char **argv) {
             n = ctx;
             n_trunc++;
         }
-        if (n >= 2) rc = score_window(&s, ids, n, 0, logits, &acc);
+        if (n >= 2) rc = ppl_score_window(&s, ids, n, 0, logits, &acc);
         else rc = 0;
         free(ids);
         if (rc) goto out;

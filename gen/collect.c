@@ -172,7 +172,8 @@ int collect_validate(json_t *r, const char *name_key) {
     static const char *const r_str[] = {"started_at", "finished_at", "code_version", "host_cpu",
                                         "kernels_isa", "artifact_path"};
     static const char *const r_num[] = {"quant_seconds", "quant_peak_rss_mb", "eval_seconds",
-                                        "eval_peak_rss_mb", "bits_per_weight"};
+                                        "eval_peak_rss_mb", "bits_per_weight", "prefill_tps",
+                                        "decode_tps", "run_memory_mb"};
     static const char *const r_int[] = {"threads", "artifact_bytes", "n_params"};
     for (size_t i = 0; i < LB_ARRAY_LEN(r_str); i++)
         if (want(run, "run", r_str[i], J_STR_NULL)) return -1;
@@ -256,10 +257,11 @@ int collect_validate(json_t *r, const char *name_key) {
             want(s, what, "dataset_sha256", J_STR) || want(s, what, "n_docs", J_INT) ||
             want(s, what, "n_docs_full", J_INT_NULL) || want(s, what, "limit_n", J_INT_NULL) ||
             want(s, what, "seed", J_INT_NULL) || want(s, what, "num_fewshot", J_INT_NULL) ||
-            want(s, what, "ctx", J_INT_NULL) || want_text(s, what))
+            want(s, what, "ctx", J_INT_NULL) || want(s, what, "n_truncated", J_INT_NULL) ||
+            want_text(s, what))
             goto out;
         static const char *const counts[] = {"n_docs", "n_docs_full", "limit_n", "num_fewshot",
-                                             "ctx"};
+                                             "ctx", "n_truncated"};
         for (size_t c = 0; c < LB_ARRAY_LEN(counts); c++) {
             json_t *v = json_object_get(s, counts[c]);
             if (json_is_integer(v) && json_integer_value(v) < 0) {
@@ -364,7 +366,8 @@ static const char recipe_upsert[] =
 static const char *const run_keys[] = {
     "started_at", "finished_at", "code_version", "host_cpu", "threads", "kernels_isa",
     "quant_seconds", "quant_peak_rss_mb", "eval_seconds", "eval_peak_rss_mb", "artifact_path",
-    "artifact_bytes", "bits_per_weight", "n_params"};
+    "artifact_bytes", "bits_per_weight", "n_params", "prefill_tps", "decode_tps",
+    "run_memory_mb"};
 
 /* ===== one file ===== */
 
@@ -643,6 +646,162 @@ static bool plan_has_model(const struct collect_sets *c, const char *id) {
     return id && json_object_get(c->plan_models, id) != NULL;
 }
 
+/* a number or null of a samples record; false when it is neither */
+static bool num_or_null_ok(json_t *v) { return json_is_number(v) || json_is_null(v); }
+
+static void bind_num(sqlite3_stmt *st, int i, json_t *v) {
+    if (json_is_number(v) && isfinite(json_number_value(v)))
+        sqlite3_bind_double(st, i, json_number_value(v));
+    else sqlite3_bind_null(st, i);
+}
+
+/* the result's per-sample records (gen/job.c: samples) into table samples; absent = none (an
+ * imported or older result). -1 with a message naming the record that is not as expected. */
+/* samples[task].texts (gen/job.c) into table documents, keyed by the task's data file */
+static int insert_texts(sqlite3 *db, const char *task, json_t *docs, json_t *texts,
+                        json_t *defs) {
+    const char *sha = NULL;
+    size_t i;
+    json_t *d;
+    json_array_foreach(defs, i, d) {
+        const char *dt = json_string_value(json_object_get(d, "task"));
+        if (dt && !strcmp(dt, task)) sha = json_string_value(json_object_get(d, "dataset_sha256"));
+    }
+    if (!sha || !*sha) return err("samples.%s.texts: no task definition names its data file", task);
+    if (!json_is_array(texts) || json_array_size(texts) != json_array_size(docs))
+        return err("samples.%s.texts: not one entry per document", task);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO documents (task, dataset_sha256, doc, "
+                           "context, choices, continuation) VALUES (?1,?2,?3,?4,?5,?6)", -1, &st,
+                           NULL) != SQLITE_OK)
+        return err("collect: %s", db_errmsg(db));
+    int rc = 0;
+    json_array_foreach(texts, i, d) {
+        json_t *ctx = json_array_get(d, 0), *ch = json_array_get(d, 1);
+        json_t *cont = json_array_get(d, 2);
+        bool ok = json_is_array(d) && json_array_size(d) == 3 &&
+                  (json_is_string(ctx) || json_is_null(ctx)) && json_is_array(ch) &&
+                  (json_is_string(cont) || json_is_null(cont));
+        size_t c;
+        json_t *v;
+        json_array_foreach(ok ? ch : NULL, c, v) ok = ok && json_is_string(v);
+        size_t off;
+        for (int k = 0; ok && k < 3; k += 2) {
+            json_t *str = json_array_get(d, (size_t)k);
+            ok = !json_is_string(str) ||
+                 !text_problem(json_string_value(str), json_string_length(str), &off);
+        }
+        json_array_foreach(ok ? ch : NULL, c, v)
+            ok = ok && !text_problem(json_string_value(v), json_string_length(v), &off);
+        if (!ok) {
+            rc = err("samples.%s.texts[%zu]: not [context, [choices], continuation] of text",
+                     task, i);
+            break;
+        }
+        char *chs = json_dumps(ch, JSON_COMPACT);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        sqlite3_bind_text(st, 1, task, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, sha, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, json_integer_value(json_array_get(json_array_get(docs, i), 0)));
+        if (json_is_string(ctx))
+            sqlite3_bind_text(st, 4, json_string_value(ctx), -1, SQLITE_TRANSIENT);
+        if (chs) sqlite3_bind_text(st, 5, chs, -1, SQLITE_TRANSIENT);
+        if (json_is_string(cont))
+            sqlite3_bind_text(st, 6, json_string_value(cont), -1, SQLITE_TRANSIENT);
+        const int step = sqlite3_step(st);
+        free(chs);
+        if (step != SQLITE_DONE) {
+            rc = err("samples.%s.texts[%zu]: %s", task, i, db_errmsg(db));
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int insert_samples(sqlite3 *db, sqlite3_int64 run_id, json_t *samples, json_t *defs) {
+    if (!samples || json_is_null(samples)) return 0;
+    if (!json_is_object(samples)) return err("samples: not an object");
+    if (want_text(samples, "samples")) return -1;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "INSERT INTO samples (run_id, task, doc, gold, pred, pred_norm, "
+                           "acc, acc_norm, value, value2, truncated, choices) VALUES "
+                           "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)", -1, &st, NULL) != SQLITE_OK)
+        return err("collect: %s", db_errmsg(db));
+    const char *task;
+    json_t *t;
+    int rc = 0;
+    json_object_foreach(samples, task, t) {
+        json_t *docs = json_object_get(t, "docs"), *chunks = json_object_get(t, "chunks");
+        if (!json_is_array(docs) == !json_is_array(chunks)) {
+            rc = err("samples.%s: expected one array, docs or chunks", task);
+            break;
+        }
+        size_t i;
+        json_t *d;
+        json_array_foreach(docs ? docs : chunks, i, d) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            sqlite3_bind_int64(st, 1, run_id);
+            sqlite3_bind_text(st, 2, task, -1, SQLITE_TRANSIENT);
+            char *choices = NULL;
+            bool ok;
+            if (docs) {
+                json_t *lls = json_array_get(d, 8);
+                ok = json_is_array(d) && json_array_size(d) == 9 && json_is_array(lls);
+                for (int k = 0; ok && k < 4; k++) ok = json_is_integer(json_array_get(d, k));
+                for (int k = 4; ok && k < 7; k++) ok = num_or_null_ok(json_array_get(d, k));
+                ok = ok && json_is_boolean(json_array_get(d, 7));
+                size_t c;
+                json_t *v;
+                json_array_foreach(ok ? lls : NULL, c, v) ok = ok && num_or_null_ok(v);
+                const json_int_t doc = json_integer_value(json_array_get(d, 0));
+                ok = ok && doc >= 0 && doc <= INT32_MAX;
+                if (ok) {
+                    sqlite3_bind_int64(st, 3, doc);
+                    for (int k = 1; k < 4; k++) {
+                        const json_int_t v_ = json_integer_value(json_array_get(d, k));
+                        if (v_ >= 0) sqlite3_bind_int64(st, 3 + k, v_);
+                    }
+                    bind_num(st, 7, json_array_get(d, 4));
+                    bind_num(st, 8, json_array_get(d, 5));
+                    bind_num(st, 9, json_array_get(d, 6));
+                    sqlite3_bind_int(st, 11, json_is_true(json_array_get(d, 7)));
+                    if (json_array_size(lls)) {
+                        choices = json_dumps(lls, JSON_COMPACT);
+                        if (choices) sqlite3_bind_text(st, 12, choices, -1, SQLITE_TRANSIENT);
+                    }
+                }
+            } else {
+                ok = json_is_array(d) && json_array_size(d) == 2 &&
+                     num_or_null_ok(json_array_get(d, 0)) && num_or_null_ok(json_array_get(d, 1));
+                if (ok) {
+                    sqlite3_bind_int64(st, 3, (sqlite3_int64)i);
+                    bind_num(st, 9, json_array_get(d, 0));
+                    bind_num(st, 10, json_array_get(d, 1));
+                }
+            }
+            if (!ok) {
+                rc = err("samples.%s.%s[%zu]: not a record of the expected layout (gen/job.c)",
+                         task, docs ? "docs" : "chunks", i);
+                break;
+            }
+            const int step = sqlite3_step(st);
+            free(choices);
+            if (step != SQLITE_DONE) {
+                rc = err("samples.%s[%zu]: %s", task, i, db_errmsg(db));
+                break;
+            }
+        }
+        if (rc) break;
+        json_t *texts = json_object_get(t, "texts");
+        if (texts && docs && (rc = insert_texts(db, task, docs, texts, defs))) break;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file,
                        struct collect_sets *seen, enum outcome *out) {
     const char *key = json_string_value(json_object_get(r, "job_key"));
@@ -718,7 +877,8 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
         "job_key", "model_id", "recipe_id", "status", "error", "log_tail", "started_at",
         "finished_at", "code_version", "host_cpu", "threads", "kernels_isa", "quant_seconds",
         "quant_peak_rss_mb", "eval_seconds", "eval_peak_rss_mb", "artifact_path",
-        "artifact_bytes", "bits_per_weight", "n_params", "failure"};
+        "artifact_bytes", "bits_per_weight", "n_params", "failure", "prefill_tps", "decode_tps",
+        "run_memory_mb"};
     _Static_assert(LB_ARRAY_LEN(all_keys) == 7 + LB_ARRAY_LEN(run_keys), "run columns");
     if (run_id) {
         rc = exec_json(db,
@@ -727,14 +887,16 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                        "host_cpu=?11, threads=?12, kernels_isa=?13, quant_seconds=?14, "
                        "quant_peak_rss_mb=?15, eval_seconds=?16, eval_peak_rss_mb=?17, "
                        "artifact_path=?18, artifact_bytes=?19, bits_per_weight=?20, "
-                       "n_params=?21, failure=?22 WHERE id = ?1",
-                       head, all_keys, 21, run_id, true);
+                       "n_params=?21, failure=?22, prefill_tps=?23, decode_tps=?24, "
+                       "run_memory_mb=?25 WHERE id = ?1",
+                       head, all_keys, 24, run_id, true);
         if (!rc) {
-            char sql[200];
+            char sql[400];
             snprintf(sql, sizeof sql,
                      "DELETE FROM scores WHERE run_id = %lld; DELETE FROM task_defs WHERE run_id "
-                     "= %lld; DELETE FROM provenance WHERE run_id = %lld",
-                     (long long)run_id, (long long)run_id, (long long)run_id);
+                     "= %lld; DELETE FROM provenance WHERE run_id = %lld; DELETE FROM samples "
+                     "WHERE run_id = %lld",
+                     (long long)run_id, (long long)run_id, (long long)run_id, (long long)run_id);
             rc = db_exec(db, sql, "replacing a run");
         }
         *out = O_REPLACED;
@@ -743,10 +905,11 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                        "INSERT INTO runs (job_key, model_id, recipe_id, status, error, log_tail, "
                        "started_at, finished_at, code_version, host_cpu, threads, kernels_isa, "
                        "quant_seconds, quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb, "
-                       "artifact_path, artifact_bytes, bits_per_weight, n_params, failure) VALUES "
+                       "artifact_path, artifact_bytes, bits_per_weight, n_params, failure, "
+                       "prefill_tps, decode_tps, run_memory_mb) VALUES "
                        "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,"
-                       "?21)",
-                       head, all_keys, 21, 0, false);
+                       "?21,?22,?23,?24)",
+                       head, all_keys, 24, 0, false);
         run_id = sqlite3_last_insert_rowid(db);
         *out = other ? O_REPLACED : O_INSERTED;
     }
@@ -762,17 +925,20 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
     }
     static const char *const def_keys[] = {"task", "dataset_file", "dataset_sha256", "n_docs",
                                            "n_docs_full", "limit_n", "seed", "num_fewshot",
-                                           "add_bos", "ctx"};
+                                           "add_bos", "ctx", "n_truncated"};
     json_array_foreach(json_object_get(r, "task_defs"), i, s) {
         json_t *d = json_deep_copy(s);
         if (!json_object_get(d, "num_fewshot") || json_is_null(json_object_get(d, "num_fewshot")))
             json_object_set_new(d, "num_fewshot", json_integer(0)); /* NOT NULL DEFAULT 0 */
         rc = exec_json(db, "INSERT INTO task_defs (run_id, task, dataset_file, dataset_sha256, "
-                           "n_docs, n_docs_full, limit_n, seed, num_fewshot, add_bos, ctx) VALUES "
-                           "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)", d, def_keys, 10, run_id, true);
+                           "n_docs, n_docs_full, limit_n, seed, num_fewshot, add_bos, ctx, "
+                           "n_truncated) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)", d,
+                           def_keys, 11, run_id, true);
         json_decref(d);
         if (rc) goto out;
     }
+    if (insert_samples(db, run_id, json_object_get(r, "samples"), json_object_get(r, "task_defs")))
+        goto out;
     json_t *prov = json_deep_copy(json_object_get(r, "provenance"));
     json_object_set_new(prov, "result.sha256", json_string(sha));
     json_object_set_new(prov, "result.file", json_string(file));

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/evaluate.h"
 #include "gen/pipeline.h"
 #include "kernels/common.h"
 
@@ -43,9 +44,71 @@ static const char *const migrations[DB_SCHEMA_VERSION] = {
     /* 2 -> 3: where a failure came from (the runs of earlier versions keep NULL: collect and
      * lowbit run read a result file's error for them) */
     [2] = "ALTER TABLE runs ADD COLUMN failure TEXT CHECK (failure IN ('environment', 'input'));",
+    /* 3 -> 4: the tasks table, and the leaderboard view reading its board tasks from it: the view
+     * is dropped here and schema.sql (every statement IF NOT EXISTS) creates both afterwards;
+     * task_defs.n_truncated (context overflow, issue 17); runs.prefill_tps, decode_tps,
+     * run_memory_mb (what it costs to run, issue 17) */
+    [3] = "DROP VIEW IF EXISTS leaderboard; ALTER TABLE task_defs ADD COLUMN n_truncated INTEGER;"
+          "ALTER TABLE runs ADD COLUMN prefill_tps REAL; ALTER TABLE runs ADD COLUMN decode_tps "
+          "REAL; ALTER TABLE runs ADD COLUMN run_memory_mb REAL;",
 };
+#define DB_RERUN_SCHEMA_BELOW 4 /* a migration from below this version runs schema.sql after it */
 
 const char *db_schema_sql(void) { return (const char *)lowbit_schema_sql; }
+
+static int int_query(sqlite3 *db, const char *sql, int *out);
+
+/* the columns of task k into st's parameters 1..10 (name, position, label, abbr, title,
+ * output_type, metrics, board_metric, n_docs_full, default_limit) */
+static void bind_task(sqlite3_stmt *st, int k) {
+    const struct task_info *t = task_get((enum task_id)k);
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, k);
+    sqlite3_bind_text(st, 3, t->label, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, t->abbr, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, t->title, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, eval_kind_name(t->kind), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, t->metrics, -1, SQLITE_STATIC);
+    if (t->board_metric) sqlite3_bind_text(st, 8, t->board_metric, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 8);
+    if (t->expected_docs) sqlite3_bind_int(st, 9, t->expected_docs);
+    else sqlite3_bind_null(st, 9);
+    if (t->default_limit) sqlite3_bind_int(st, 10, t->default_limit);
+    else sqlite3_bind_null(st, 10);
+}
+
+int db_write_tasks(sqlite3 *db) {
+    /* the rows already there, unchanged: nothing is written (a collect that finds nothing new
+     * leaves the file's bytes as they were) */
+    sqlite3_stmt *st = NULL;
+    int same = 0, n = -1;
+    if (int_query(db, "SELECT count(*) FROM tasks", &n)) return -1;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM tasks WHERE name = ?1 AND position = ?2 AND "
+                           "label = ?3 AND abbr = ?4 AND title = ?5 AND output_type = ?6 AND "
+                           "metrics = ?7 AND board_metric IS ?8 AND num_fewshot = 0 AND "
+                           "n_docs_full IS ?9 AND default_limit IS ?10", -1, &st, NULL) != SQLITE_OK)
+        return err("reading the tasks table: %s", db_errmsg(db));
+    for (int k = 0; k < TASK_COUNT && n == TASK_COUNT; k++) {
+        bind_task(st, k);
+        if (sqlite3_step(st) == SQLITE_ROW) same += sqlite3_column_int(st, 0) == 1;
+    }
+    sqlite3_finalize(st);
+    if (n == TASK_COUNT && same == TASK_COUNT) return 0;
+    if (db_exec(db, "DELETE FROM tasks", "writing the tasks table")) return -1;
+    if (sqlite3_prepare_v2(db, "INSERT INTO tasks (name, position, label, abbr, title, "
+                           "output_type, metrics, board_metric, num_fewshot, n_docs_full, "
+                           "default_limit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return err("writing the tasks table: %s", db_errmsg(db));
+    int rc = 0;
+    for (int k = 0; k < TASK_COUNT && !rc; k++) {
+        bind_task(st, k);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = err("writing the tasks table: %s", db_errmsg(db));
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
 
 /* the version schema.sql sets (its "PRAGMA user_version = N;") */
 static int schema_sql_version(void) {
@@ -263,13 +326,16 @@ int db_open(const char *path, sqlite3 **out) {
             if (!migrations[k]) BUG("no migration from schema version %d", k);
             if (db_exec(db, migrations[k], what)) goto fail;
         }
+        if (v < DB_RERUN_SCHEMA_BELOW &&
+            db_exec(db, db_schema_sql(), "creating the new tables (gen/schema.sql)"))
+            goto fail;
         if (v < DB_SCHEMA_VERSION) {
             char sql[64];
             snprintf(sql, sizeof sql, "PRAGMA user_version = %d", DB_SCHEMA_VERSION);
             if (db_exec(db, sql, "setting the schema version")) goto fail;
         }
     }
-    if (db_exec(db, "COMMIT", "committing the schema")) goto fail;
+    if (db_write_tasks(db) || db_exec(db, "COMMIT", "committing the schema")) goto fail;
     *out = db;
     return 0;
 fail:

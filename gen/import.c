@@ -33,22 +33,12 @@
 #include "kernels/common.h"
 
 const char *import_task_name(const char *name, char *buf, size_t size) {
-    static const struct {
-        const char *from, *to;
-    } alias[] = {
-        {"arc", "arc_challenge"},          {"arc_c", "arc_challenge"},
-        {"arc_e", "arc_easy"},             {"lambada", "lambada_openai"},
-        {"truthfulqa_mc", "truthfulqa_mc1"}, {"truthfulqa", "truthfulqa_mc1"},
-        {"wikitext2", "wikitext"},
-    };
     char tmp[128];
     if (!name || strlen(name) >= sizeof tmp) return NULL;
     size_t n = 0;
     for (const char *p = name; *p; p++) tmp[n++] = *p == ':' || *p == '-' ? '_' : *p;
     tmp[n] = 0;
-    for (size_t i = 0; i < LB_ARRAY_LEN(alias); i++)
-        if (!strcasecmp(tmp, alias[i].from)) snprintf(tmp, sizeof tmp, "%s", alias[i].to);
-    int id = task_from_name(tmp);
+    int id = task_from_name(tmp); /* names, labels and aliases: eval/task.c */
     if (id >= 0) {
         snprintf(buf, size, "%s", task_get((enum task_id)id)->name);
         return buf;

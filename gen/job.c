@@ -1,13 +1,18 @@
 /* gen/job.c: one job, in its own worker process: quantize the model with the recipe, evaluate the
  * artifact, and write the result file; plus the file helpers every pipeline step shares.
  *
- * Evaluation goes through the same code as the user-facing commands, called in-process with an
- * argv (their --json output is the interface, so a job's numbers are exactly what `lowbit eval`,
- * `lowbit ppl` and `lowbit kld` print for the same artifact):
- *   tasks  cmd_eval  (lm-eval 0.4 results layout; one call per distinct --limit)
- *   ppl    cmd_ppl   --protocol llamacpp --ctx 512 --chunks N, WikiText-2 raw test
- *   kld    cmd_kld   --base <the source model> (the unquantized weights, fp32 compute), same
- *                    tokens; when ppl and kld use the same chunks, kld's PPL(Q) is the ppl score
+ * Evaluation is eval/evaluate.h's library calls, the same ones `lowbit eval`, `lowbit ppl` and
+ * `lowbit kld` make (so a job's numbers are exactly what they print for the same artifact); each
+ * model is loaded once and the calls' structs go straight into the result:
+ *   source    quantized (quant_model), then, while it is loaded, kld's base log-probs
+ *             (kld_base_prepare: computed once per model, text and chunk count, cached in
+ *             OUT/cache/kld under a lock)
+ *   artifact  loaded once for its size and for every evaluation:
+ *     tasks   eval_run (lm-eval 0.4 semantics; one call per distinct limit)
+ *     ppl     ppl_run --protocol llamacpp --ctx 512, N chunks of WikiText-2 raw test
+ *     kld     kld_run against the source's log-probs (the base runs in fp32, the artifact with the
+ *             recipe's compute dtype); when ppl and kld use the same chunks, kld's PPL(Q) is the
+ *             ppl score
  * Timings are wall clock; peak RSS is the process's high-water mark (VmHWM), reset between the
  * quantization and the evaluation through /proc/self/clear_refs when the kernel allows it
  * (otherwise getrusage's lifetime maximum, so eval_peak >= quant_peak).
@@ -18,7 +23,12 @@
  *   pipe_failure: the next run retries the former) for failed only, model {models row}, recipe
  *   {recipes row}, run {runs row: times, host, sizes}, scores [{task, metric, value, stderr, n}],
  *   task_defs [{task, dataset_file, dataset_sha256, n_docs, n_docs_full, limit_n, seed,
- *   num_fewshot, add_bos, ctx}], provenance {key: string}. */
+ *   num_fewshot, add_bos, ctx, n_truncated (lm-eval tasks: documents whose continuation was
+ *   longer than ctx, scored on its last ctx tokens)}], provenance {key: string}, samples
+ *   {task: {docs: [[index, gold, pred, pred_norm, acc, acc_norm, loglik, truncated, [choice
+ *   log-likelihoods]], texts: [[context, [choices], continuation]]} for the lm-eval tasks,
+ *   {chunks: [[value, value2]]} for ppl (the chunk's
+ *   mean NLL) and kld (its mean KLD, the model's mean NLL)}: the per-sample records. */
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -34,7 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "eval/kld.h"
+#include "eval/evaluate.h"
 #include "kernels/base/sha256.h"
 #include "gen/cli.h"
 #include "gen/pipeline.h"
@@ -198,6 +208,7 @@ bool pipe_artifact_missing(const char *path) {
 
 struct result {
     json_t *root, *run, *scores, *task_defs, *prov;
+    json_t *samples; /* {task: {docs | chunks}}: the per-sample records */
     char bad_score[512]; /* the first score out of its range (collect_metric_range), "" none */
 };
 
@@ -230,6 +241,52 @@ static void add_score(struct result *r, const char *task, const char *metric, do
                                     isfinite(stderr_) && stderr_ >= 0 ? json_real(stderr_)
                                                                       : json_null(),
                                     "n", n >= 0 ? json_integer(n) : json_null()));
+}
+
+/* a number, or null when it is not finite */
+static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+/* the task's per-document records: samples[task].docs = [[index, gold, pred, pred_norm, acc,
+ * acc_norm, loglik, truncated, [choice log-likelihoods]], ...] (gen/collect.c: table samples),
+ * and texts = [[context, [choices], continuation], ...] in the same order (table documents) */
+static void add_task_samples(struct result *r, const char *task, const struct task_result *res,
+                             const struct eval_doc_text *texts) {
+    json_t *docs = json_array();
+    for (int i = 0; i < res->n_docs; i++) {
+        const struct task_doc_score *d = &res->docs[i];
+        json_t *lls = json_array();
+        for (int c = 0; c < d->n_choices; c++)
+            json_array_append_new(lls, num_or_null(res->lls[d->first + c]));
+        json_array_append_new(docs, json_pack("[i, i, i, i, o, o, o, b, o]", d->index, d->gold,
+                                              d->pred, d->pred_norm, num_or_null(d->acc),
+                                              num_or_null(d->acc_norm), num_or_null(d->loglik),
+                                              d->truncated, lls));
+    }
+    json_t *o = json_pack("{s:o}", "docs", docs);
+    if (texts) {
+        json_t *tx = json_array();
+        for (int i = 0; i < res->n_docs; i++) {
+            const struct eval_doc_text *t = &texts[i];
+            json_t *ch = json_array();
+            for (int c = 0; c < t->n_choices; c++)
+                json_array_append_new(ch, text_json(t->choices[c]));
+            json_array_append_new(tx, json_pack("[o, o, o]", text_json(t->context), ch,
+                                                text_json(t->continuation)));
+        }
+        json_object_set_new(o, "texts", tx);
+    }
+    json_object_set_new(r->samples, task, o);
+}
+
+/* ppl's and kld's per-chunk records: samples[task].chunks = [[value, value2], ...] (ppl: the
+ * chunk's mean NLL, null; kld: its mean KLD and the model's mean NLL) */
+static void add_chunk_samples(struct result *r, const char *task, const double *v,
+                              const double *v2, int n) {
+    json_t *chunks = json_array();
+    for (int c = 0; c < n; c++)
+        json_array_append_new(chunks, json_pack("[o, o]", num_or_null(v[c]),
+                                                v2 ? num_or_null(v2[c]) : json_null()));
+    json_object_set_new(r->samples, task, json_pack("{s:o}", "chunks", chunks));
 }
 
 static void host_cpu(char *buf, size_t size) {
@@ -266,15 +323,21 @@ static struct result result_new(const struct job *j, const char *started_at) {
                       json_null(), "eval_seconds", json_null(), "eval_peak_rss_mb", json_null(),
                       "artifact_path", json_null(), "artifact_bytes", json_null(),
                       "bits_per_weight", json_null(), "n_params", json_null());
+    json_object_set_new(r.run, "prefill_tps", json_null());
+    json_object_set_new(r.run, "decode_tps", json_null());
+    json_object_set_new(r.run, "run_memory_mb", json_null());
     r.bad_score[0] = 0;
     r.scores = json_array();
     r.task_defs = json_array();
     r.prov = json_object();
-    r.root = json_pack("{s:s, s:i, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:O, s:O, s:O, s:O}",
+    r.samples = json_object();
+    r.root = json_pack("{s:s, s:i, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:O, s:O, s:O, s:O, s:O}",
                        "format", "lowbit-result", "version", 1, "origin", "lowbit", "job_key",
                        j->key, "status", "failed", "error", json_null(), "log_tail", json_null(),
                        "model", model, "recipe", recipe_to_json(&j->recipe), "run", r.run,
-                       "scores", r.scores, "task_defs", r.task_defs, "provenance", r.prov);
+                       "scores", r.scores, "task_defs", r.task_defs, "provenance", r.prov,
+                       "samples", r.samples);
+    json_decref(r.samples);
     json_decref(r.run);
     json_decref(r.scores);
     json_decref(r.task_defs);
@@ -354,25 +417,7 @@ static int fresh_dir(const char *dir) {
     return pipe_mkdirs(dir);
 }
 
-/* ===== evaluation through the commands ===== */
-
-#define ARGV_MAX 40
-struct argv_b {
-    char *v[ARGV_MAX + 1];
-    char store[ARGV_MAX][PIPE_PATH_MAX];
-    int n;
-};
-static void av_add(struct argv_b *a, const char *s) {
-    if (a->n >= ARGV_MAX) BUG("argv too long");
-    snprintf(a->store[a->n], sizeof a->store[0], "%s", s);
-    a->v[a->n] = a->store[a->n];
-    a->v[++a->n] = NULL;
-}
-static void av_int(struct argv_b *a, int x) {
-    char b[24];
-    snprintf(b, sizeof b, "%d", x);
-    av_add(a, b);
-}
+/* ===== evaluation: eval/evaluate.h's calls, their structs copied into the result ===== */
 
 /* err_last() with a phase prefix */
 static void fail_msg(char *buf, size_t size, const char *phase) {
@@ -382,140 +427,92 @@ static void fail_msg(char *buf, size_t size, const char *phase) {
 
 struct eval_ctx {
     const struct job *j;
-    const char *artifact, *tokenizer, *base, *out_dir, *work;
-    int threads;
-    int vocab; /* the source model's */
+    const struct model *m;        /* the artifact, loaded once */
+    const struct tokenizer *tok;  /* its tokenizer */
+    const char *artifact;
+    const char *tok_path;         /* explicit tokenizer file, NULL = the artifact's own */
+    const char *text;             /* the ppl/kld text */
+    size_t text_len;
+    enum compute_dtype compute;   /* the recipe's (for kld: the model under test's) */
     bool quiet;
 };
 
-static void common_opts(struct argv_b *a, const struct eval_ctx *c) {
-    if (c->tokenizer && *c->tokenizer) {
-        av_add(a, "--tokenizer");
-        av_add(a, c->tokenizer);
-    }
-    if (c->threads > 0) {
-        av_add(a, "--threads");
-        av_int(a, c->threads);
-    }
-    /* the recipe's compute dtype (for kld: the model under test; the base stays fp32) */
-    if (c->j->recipe.compute_dtype[0]) {
-        av_add(a, "--compute");
-        av_add(a, c->j->recipe.compute_dtype);
-    }
-    av_add(a, "--quiet");
-}
-
-/* a new reference to o[key], or null */
-static json_t *jcopy(json_t *o, const char *key) {
-    json_t *v = json_object_get(o, key);
-    return v ? json_incref(v) : json_null();
-}
-
-static double jnum(json_t *o, const char *key) {
-    json_t *v = json_object_get(o, key);
-    return json_is_number(v) ? json_number_value(v) : NAN;
-}
-
-/* the lm-eval tasks whose limit is lim, in one cmd_eval call */
+/* the lm-eval tasks whose limit is lim, in one eval_run */
 static int eval_tasks(const struct eval_ctx *c, int lim, struct result *r, char *msg, size_t msz) {
     const struct eval_spec *ev = &c->j->ev;
-    char list[512] = "";
-    size_t n = 0;
+    enum task_id ids[TASK_COUNT];
+    int n = 0;
     for (int s = 0; s < TASK_COUNT; s++)
-        if (ev->on[s] && ev->limit[s] == lim)
-            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", n ? "," : "", plan_slot_name(s));
+        if (ev->on[s] && ev->limit[s] == lim) ids[n++] = (enum task_id)s;
     if (!n) return 0;
-    char json_path[PIPE_PATH_MAX];
-    snprintf(json_path, sizeof json_path, "%s/eval-%d.json", c->work, lim);
-    struct argv_b a = {0};
-    av_add(&a, "eval");
-    av_add(&a, "--model");
-    av_add(&a, c->artifact);
-    av_add(&a, "--tasks");
-    av_add(&a, list);
-    if (lim) {
-        av_add(&a, "--limit");
-        av_int(&a, lim);
-    }
-    av_add(&a, "--seed");
-    av_int(&a, ev->seed);
-    av_add(&a, "--data");
-    av_add(&a, ev->data_dir);
-    av_add(&a, "--json");
-    av_add(&a, json_path);
-    common_opts(&a, c);
-    printf("job: lowbit eval --tasks %s --limit %d\n", list, lim);
+    printf("job: eval --tasks ");
+    for (int k = 0; k < n; k++) printf("%s%s", k ? "," : "", task_get(ids[k])->name);
+    printf(" --limit %d\n", lim);
     fflush(stdout);
-    if (cmd_eval(a.n, a.v)) {
+    const struct eval_opts o = {.data_dir = ev->data_dir, .limit = lim, .seed = ev->seed,
+                                .add_bos = -1, .compute = c->compute, .quiet = c->quiet,
+                                .keep_texts = true};
+    struct eval_results er;
+    json_t *config = NULL;
+    int ret = -1;
+    if (eval_run(c->m, c->tok, ids, n, &o, &er)) {
         fail_msg(msg, msz, "eval");
-        return -1;
+        goto out;
     }
-    json_error_t je;
-    json_t *root = json_load_file(json_path, 0, &je);
-    json_t *results = json_object_get(root, "results"), *configs = json_object_get(root, "configs"),
-           *samples = json_object_get(root, "n-samples"), *config = json_object_get(root, "config");
-    if (!json_is_object(results) || !json_is_object(configs)) {
-        json_decref(root);
-        snprintf(msg, msz, "eval: %s: not lm-eval results (%s)", json_path, je.text);
-        return -1;
-    }
-    const char *task;
-    json_t *tr;
-    json_object_foreach(results, task, tr) {
-        json_t *ns = json_object_get(json_object_get(samples, task), "effective");
-        long long nd = json_is_integer(ns) ? json_integer_value(ns)
-                       : json_is_integer(json_object_get(tr, "n"))
-                           ? json_integer_value(json_object_get(tr, "n"))
-                           : -1;
-        const char *key;
-        json_t *v;
-        json_object_foreach(tr, key, v) {
-            const char *comma = strchr(key, ',');
-            if (!comma || strcmp(comma + 1, "none") || !json_is_number(v)) continue;
-            char *metric = strndup(key, (size_t)(comma - key));
-            char *skey = metric ? text_printf("%s_stderr,none", metric) : NULL;
-            const size_t ml = metric ? strlen(metric) : 0;
-            if (skey && !(ml > 7 && !strcmp(metric + ml - 7, "_stderr")))
-                add_score(r, task, metric, json_number_value(v), jnum(tr, skey), nd);
-            free(metric);
-            free(skey);
-        }
-    }
-    json_object_foreach(configs, task, tr) {
-        const int slot = task_from_name(task);
-        const char *sha = json_string_value(json_object_get(tr, "dataset_sha256"));
-        if (slot >= 0 && sha && ev->sha[slot][0] && strcmp(sha, ev->sha[slot])) {
+    for (int k = 0; k < er.n_tasks; k++) {
+        const struct eval_task *t = &er.tasks[k];
+        const char *name = task_get(t->id)->name;
+        if (ev->sha[t->id][0] && strcmp(t->sha256, ev->sha[t->id])) {
             snprintf(msg, msz, "eval: %s: the data file changed since planning (sha256 %.12s, "
-                     "planned %.12s); run again", task, sha, ev->sha[slot]);
-            json_decref(root);
-            return -1;
+                     "planned %.12s); run again", name, t->sha256, ev->sha[t->id]);
+            goto out;
         }
-        const char *file = json_string_value(json_object_get(tr, "dataset_path"));
+        for (int i = 0; i < t->res.n_metrics; i++)
+            add_score(r, name, t->res.m[i].name, t->res.m[i].value, t->res.m[i].stderr_,
+                      t->n_docs);
+        add_task_samples(r, name, &t->res, t->texts);
+        for (int i = 0; i < t->res.n_subjects; i++) { /* MMLU's subtasks */
+            const double p = t->res.subjects[i].acc;
+            const int ns = t->res.subjects[i].n;
+            char *task = text_printf("%s_%s", name, t->res.subjects[i].name);
+            if (!task) {
+                snprintf(msg, msz, "eval: out of memory");
+                goto out;
+            }
+            add_score(r, task, "acc", p, ns > 1 ? sqrt(p * (1 - p) / (ns - 1)) : NAN, ns);
+            free(task);
+        }
         json_array_append_new(
             r->task_defs,
-            json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "task", task,
-                      "dataset_file", file ? file : "", "dataset_sha256", sha ? sha : "",
-                      "n_docs", jcopy(tr, "n_docs"), "n_docs_full", jcopy(tr, "n_docs_full"),
-                      "limit_n", jcopy(tr, "limit"), "seed", jcopy(tr, "seed"), "num_fewshot",
-                      jcopy(tr, "num_fewshot"), "add_bos", jcopy(tr, "add_bos"), "ctx",
-                      jcopy(tr, "max_length")));
+            json_pack("{s:s, s:o, s:s, s:i, s:i, s:o, s:i, s:i, s:b, s:i, s:i}", "task", name,
+                      "dataset_file", text_json(t->source), "dataset_sha256", t->sha256, "n_docs",
+                      t->n_docs, "n_docs_full", t->n_docs_full, "limit_n",
+                      lim ? json_integer(lim) : json_null(), "seed", er.seed, "num_fewshot", 0,
+                      "add_bos", er.add_bos, "ctx", er.ctx, "n_truncated", t->n_truncated));
     }
-    if (json_is_object(config)) {
-        const char *k;
-        json_t *v;
-        json_object_foreach(config, k, v) {
-            if (!strcmp(k, "total_seconds") || !strcmp(k, "threads") || !strcmp(k, "model") ||
-                !strcmp(k, "tokenizer"))
-                continue; /* timings, hosts and paths: not provenance of the numbers */
-            char pk[96];
-            snprintf(pk, sizeof pk, "eval.%s", k);
-            if (json_is_string(v)) prov_set(r, pk, "%s", json_string_value(v));
-            else if (json_is_integer(v)) prov_set(r, pk, "%lld", (long long)json_integer_value(v));
-            else if (json_is_boolean(v)) prov_set(r, pk, "%s", json_is_true(v) ? "true" : "false");
-        }
+    /* the run's configuration as `lowbit eval --json` records it; timings, hosts and paths are
+     * not provenance of the numbers */
+    if (!(config = eval_config_json(&er, c->m, c->artifact, c->tok_path))) {
+        fail_msg(msg, msz, "eval");
+        goto out;
     }
-    json_decref(root);
-    return 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(config, k, v) {
+        if (!strcmp(k, "total_seconds") || !strcmp(k, "threads") || !strcmp(k, "model") ||
+            !strcmp(k, "tokenizer"))
+            continue;
+        char pk[96];
+        snprintf(pk, sizeof pk, "eval.%s", k);
+        if (json_is_string(v)) prov_set(r, pk, "%s", json_string_value(v));
+        else if (json_is_integer(v)) prov_set(r, pk, "%lld", (long long)json_integer_value(v));
+        else if (json_is_boolean(v)) prov_set(r, pk, "%s", json_is_true(v) ? "true" : "false");
+    }
+    ret = 0;
+out:
+    json_decref(config);
+    eval_results_release(&er);
+    return ret;
 }
 
 static void ppl_task_def(struct result *r, const struct eval_ctx *c, const char *task, int chunks,
@@ -533,59 +530,26 @@ static void ppl_task_def(struct result *r, const struct eval_ctx *c, const char 
 
 static int eval_ppl(const struct eval_ctx *c, struct result *r, char *msg, size_t msz) {
     const struct eval_spec *ev = &c->j->ev;
-    char json_path[PIPE_PATH_MAX];
-    snprintf(json_path, sizeof json_path, "%s/ppl.json", c->work);
-    struct argv_b a = {0};
-    av_add(&a, "ppl");
-    av_add(&a, "--model");
-    av_add(&a, c->artifact);
-    av_add(&a, "--text");
-    av_add(&a, ev->text);
-    av_add(&a, "--ctx");
-    av_int(&a, PIPE_PPL_CTX);
-    av_add(&a, "--protocol");
-    av_add(&a, "llamacpp");
-    if (ev->limit[PIPE_PPL]) {
-        av_add(&a, "--chunks");
-        av_int(&a, ev->limit[PIPE_PPL]);
-    }
-    av_add(&a, "--json");
-    av_add(&a, json_path);
-    common_opts(&a, c);
-    printf("job: lowbit ppl --protocol llamacpp --ctx %d --chunks %d\n", PIPE_PPL_CTX,
+    printf("job: ppl --protocol llamacpp --ctx %d --chunks %d\n", PIPE_PPL_CTX,
            ev->limit[PIPE_PPL]);
     fflush(stdout);
-    if (cmd_ppl(a.n, a.v)) {
+    const struct ppl_opts o = {.text_name = ev->text, .ctx = PIPE_PPL_CTX,
+                               .protocol = PPL_LLAMACPP, .max_chunks = ev->limit[PIPE_PPL],
+                               .compute = c->compute, .quiet = c->quiet};
+    struct ppl_result p;
+    if (ppl_run(c->m, c->tok, c->text, c->text_len, &o, &p)) {
         fail_msg(msg, msz, "ppl");
         return -1;
     }
-    json_t *root = json_load_file(json_path, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        snprintf(msg, msz, "ppl: %s: unreadable", json_path);
-        return -1;
-    }
-    const int chunks = (int)jnum(root, "chunks");
-    add_score(r, "ppl", "ppl_llamacpp_ctx512", jnum(root, "ppl"), jnum(root, "ppl_stderr"),
-              (long long)jnum(root, "scored_tokens"));
-    ppl_task_def(r, c, "ppl", chunks, (long long)jnum(root, "text_tokens") / PIPE_PPL_CTX);
-    json_decref(root);
+    add_score(r, "ppl", "ppl_llamacpp_ctx512", p.ppl, p.ppl_stderr, p.scored);
+    ppl_task_def(r, c, "ppl", p.n_chunks, (long long)p.text_tokens / PIPE_PPL_CTX);
+    add_chunk_samples(r, "ppl", p.chunk_nll, NULL, p.n_chunks);
+    ppl_result_release(&p);
     return 0;
 }
 
-/* percentile frac of a [[frac, value], ...] array */
-static double pct(json_t *arr, double frac) {
-    size_t i;
-    json_t *p;
-    json_array_foreach(arr, i, p) {
-        if (fabs(json_number_value(json_array_get(p, 0)) - frac) < 1e-9)
-            return json_number_value(json_array_get(p, 1));
-    }
-    return NAN;
-}
-
 /* the file-name part `lowbit kld` starts its cache files with: the base path's last component,
- * at most 64 bytes (gen/cmd_eval.c: "%.64s-<fingerprint>-<tokens>-c<ctx>-k<chunks>.<dtype>.kld") */
+ * at most 64 bytes (eval/evaluate.c: "%.64s-<fingerprint>-<tokens>-c<ctx>-k<chunks>.<dtype>.kld") */
 static void kld_cache_prefix(const char *base, char *out, size_t size) {
     char b[PIPE_PATH_MAX];
     snprintf(b, sizeof b, "%s", base);
@@ -632,91 +596,85 @@ static void kld_cache_sweep(const char *cache, const char *prefix) {
     closedir(d);
 }
 
-static int eval_kld(const struct eval_ctx *c, bool ppl_too, struct result *r, char *msg,
-                    size_t msz) {
-    const struct eval_spec *ev = &c->j->ev;
-    char json_path[PIPE_PATH_MAX], cache[PIPE_PATH_MAX], lock[PIPE_PATH_MAX + 100];
-    snprintf(json_path, sizeof json_path, "%s/kld.json", c->work);
-    pipe_path(cache, sizeof cache, c->out_dir, "cache/kld", NULL, NULL);
+/* the base's log-probs for kld, computed (or found in OUT/cache/kld) with the source model while
+ * the job still holds it: the base model is loaded once, for quantization and for this. Jobs of one
+ * model share the cached file: one computes it, the others wait. The lock is named by what names
+ * the cache file (the base's file name, weights fingerprint and tokens), so two model rows that
+ * differ only in bytes the fingerprint ignores (GGUF metadata, another directory) still take
+ * turns. *f32: exact f32 base log-probs unless they would take more than 1 GiB (then f16, KLD
+ * within ~0.05%: an fp16 model's KLD of ~1e-6 would be lost in f16 rounding of the base). */
+static int kld_prepare(const struct job *j, const char *out_dir, const struct model *base,
+                       const struct tokenizer *tok, const char *text, size_t len, bool quiet,
+                       struct kld_base *kb, char *msg, size_t msz) {
+    const struct eval_spec *ev = &j->ev;
+    char cache[PIPE_PATH_MAX], lock[PIPE_PATH_MAX + 100];
+    pipe_path(cache, sizeof cache, out_dir, "cache/kld", NULL, NULL);
     if (pipe_mkdirs(cache)) {
         fail_msg(msg, msz, "kld");
         return -1;
     }
-    struct argv_b a = {0};
-    av_add(&a, "kld");
-    av_add(&a, "--base");
-    av_add(&a, c->base);
-    av_add(&a, "--model");
-    av_add(&a, c->artifact);
-    av_add(&a, "--text");
-    av_add(&a, ev->text);
-    av_add(&a, "--ctx");
-    av_int(&a, PIPE_PPL_CTX);
-    if (ev->limit[PIPE_KLD]) {
-        av_add(&a, "--chunks");
-        av_int(&a, ev->limit[PIPE_KLD]);
-    }
-    av_add(&a, "--cache");
-    av_add(&a, cache);
-    /* exact f32 base log-probs unless they would take more than 1 GiB (then f16, KLD within
-     * ~0.05%: an fp16 model's KLD of ~1e-6 would be lost in f16 rounding of the base) */
-    const double rows = ev->limit[PIPE_KLD] ? (double)ev->limit[PIPE_KLD] * (PIPE_PPL_CTX / 2 - 1) : 1e30;
-    const bool f32 = rows * c->vocab * 4.0 <= 1024.0 * 1024 * 1024;
-    if (f32) av_add(&a, "--f32");
-    av_add(&a, "--json");
-    av_add(&a, json_path);
-    common_opts(&a, c);
-    /* jobs of one model share the base's cached log-probs: one computes them, the others wait.
-     * The lock is named by what names the cache file (`lowbit kld` names it by the base's file
-     * name, weights fingerprint and tokens), so two model rows that differ only in bytes the
-     * fingerprint ignores (GGUF metadata, another directory) still take turns. */
+    const double rows = ev->limit[PIPE_KLD] ? (double)ev->limit[PIPE_KLD] * (PIPE_PPL_CTX / 2 - 1)
+                                            : 1e30;
+    const struct kld_opts o = {.text_name = ev->text, .ctx = PIPE_PPL_CTX,
+                               .max_chunks = ev->limit[PIPE_KLD],
+                               .f32 = rows * base->cfg.vocab_size * 4.0 <= 1024.0 * 1024 * 1024,
+                               .cache_dir = cache, .quiet = quiet};
     char bname[65], lhex[65];
-    kld_cache_prefix(c->base, bname, sizeof bname);
+    kld_cache_prefix(j->model_path, bname, sizeof bname);
     struct sha256 lh;
     sha256_init(&lh);
     sha256_update(&lh, bname, strlen(bname));
     sha256_hex(&lh, lhex);
     snprintf(lock, sizeof lock, "%s/base-%.16s.lock", cache, lhex);
-    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    const int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd >= 0)
         while (flock(fd, LOCK_EX) && errno == EINTR) {}
     kld_cache_sweep(cache, bname);
-    printf("job: lowbit kld --base %s --ctx %d --chunks %d\n", c->base, PIPE_PPL_CTX,
+    printf("job: kld base %s --ctx %d --chunks %d\n", j->model_path, PIPE_PPL_CTX,
            ev->limit[PIPE_KLD]);
     fflush(stdout);
-    int rc = cmd_kld(a.n, a.v);
+    const int rc = kld_base_prepare(base, j->model_path, tok, text, len, &o, kb);
     if (fd >= 0) close(fd);
-    if (rc) {
+    if (rc) fail_msg(msg, msz, "kld");
+    return rc;
+}
+
+/* the KLD percentile at frac */
+static double kld_pct_at(const struct kld_result *k, double frac) {
+    for (int i = 0; i < KLD_N_PCT; i++)
+        if (fabs(kld_pct_frac[i] - frac) < 1e-9) return k->kld_pct[i];
+    return NAN;
+}
+
+static int eval_kld(const struct eval_ctx *c, const struct kld_base *kb, bool ppl_too,
+                    struct result *r, char *msg, size_t msz) {
+    printf("job: kld --ctx %d --chunks %d\n", PIPE_PPL_CTX, kb->n_chunks);
+    fflush(stdout);
+    struct kld_result k;
+    if (kld_run(c->m, kb, c->compute, c->quiet, &k)) {
         fail_msg(msg, msz, "kld");
         return -1;
     }
-    json_t *root = json_load_file(json_path, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        snprintf(msg, msz, "kld: %s: unreadable", json_path);
-        return -1;
-    }
-    const long long n = (long long)jnum(root, "positions");
-    json_t *kp = json_object_get(root, "kld_percentiles");
-    add_score(r, "kld", "kld_mean", jnum(root, "kld_mean"), jnum(root, "kld_stderr"), n);
-    add_score(r, "kld", "kld_median", pct(kp, 0.5), NAN, n);
-    add_score(r, "kld", "kld_p99", pct(kp, 0.99), NAN, n);
-    add_score(r, "kld", "kld_max", pct(kp, 1.0), NAN, n);
-    add_score(r, "kld", "same_top", jnum(root, "same_top"), jnum(root, "same_top_stderr"), n);
-    add_score(r, "kld", "dp_mean", jnum(root, "dp_mean"), jnum(root, "dp_stderr"), n);
-    add_score(r, "kld", "dp_rms", jnum(root, "dp_rms"), jnum(root, "dp_rms_stderr"), n);
-    add_score(r, "kld", "ppl_base", jnum(root, "ppl_base"), jnum(root, "ppl_base_stderr"), n);
-    add_score(r, "kld", "ln_ppl_ratio", jnum(root, "ln_ppl_ratio"),
-              jnum(root, "ln_ppl_ratio_stderr"), n);
-    const int chunks = (int)jnum(root, "chunks");
-    ppl_task_def(r, c, "kld", chunks, -1);
+    const long long n = k.n;
+    add_score(r, "kld", "kld_mean", k.kld_mean, k.kld_err, n);
+    add_score(r, "kld", "kld_median", kld_pct_at(&k, 0.5), NAN, n);
+    add_score(r, "kld", "kld_p99", kld_pct_at(&k, 0.99), NAN, n);
+    add_score(r, "kld", "kld_max", kld_pct_at(&k, 1.0), NAN, n);
+    add_score(r, "kld", "same_top", k.same_top, k.same_top_err, n);
+    add_score(r, "kld", "dp_mean", k.dp_mean, k.dp_err, n);
+    add_score(r, "kld", "dp_rms", k.dp_rms, k.dp_rms_err, n);
+    add_score(r, "kld", "ppl_base", k.ppl_base, k.ppl_base_err, n);
+    add_score(r, "kld", "ln_ppl_ratio", k.log_ppl_ratio, k.log_ppl_ratio_err, n);
+    ppl_task_def(r, c, "kld", k.n_chunks, -1);
+    add_chunk_samples(r, "kld", k.chunk_kld, k.chunk_nll, k.n_chunks);
     if (ppl_too) { /* the same chunks and positions as `lowbit ppl --protocol llamacpp` */
-        add_score(r, "ppl", "ppl_llamacpp_ctx512", jnum(root, "ppl"), jnum(root, "ppl_stderr"), n);
-        ppl_task_def(r, c, "ppl", chunks, -1);
+        add_score(r, "ppl", "ppl_llamacpp_ctx512", k.ppl_q, k.ppl_q_err, n);
+        ppl_task_def(r, c, "ppl", k.n_chunks, -1);
+        add_chunk_samples(r, "ppl", k.chunk_nll, NULL, k.n_chunks);
     }
+    kld_result_release(&k);
     prov_set(r, "kld.base", "%s", c->j->model.path);
-    prov_set(r, "kld.base_logprobs", "%s", f32 ? "f32" : "f16");
-    json_decref(root);
+    prov_set(r, "kld.base_logprobs", "%s", kb->f32 ? "f32" : "f16");
     return 0;
 }
 
@@ -924,6 +882,45 @@ static void prov_repro(struct result *r, const struct job *j) {
     prov_set(r, "repro.git_dirty", "%s", !commit[0] ? "unknown" : dirty ? "true" : "false");
 }
 
+/* the artifact's row facts: where it is, its size, parameters and bits per weight */
+static void record_artifact(struct result *r, const struct model *am,
+                            const struct quant_artifact *art) {
+    const int64_t n_params = model_n_params(am);
+    const size_t wbytes = model_weight_bytes(am);
+    const char *rel = strstr(art->path, "artifacts/");
+    json_object_set_new(r->run, "artifact_path", json_string(rel ? rel : art->path));
+    const long long abytes = path_bytes(art->path);
+    json_object_set_new(r->run, "artifact_bytes", abytes >= 0 ? json_integer(abytes) : json_null());
+    json_object_set_new(r->run, "n_params", json_integer(n_params));
+    /* the quantizer's figure for the file it wrote when it gives one (an HF checkpoint's
+     * loaded layout cannot tell e.g. nf4 from nf4 with double-quantized absmax); else the
+     * loaded weights' bytes */
+    double bpw = n_params ? 8.0 * (double)wbytes / (double)n_params : 0;
+    for (int i = 0; i < art->n_prov; i++)
+        if (!strcmp(art->prov[i].key, "quant.bits_per_weight")) {
+            char *end;
+            const double v = strtod(art->prov[i].value, &end);
+            if (end != art->prov[i].value && v > 0 && v < 64) bpw = v;
+        }
+    json_object_set_new(r->run, "bits_per_weight", json_real(bpw));
+}
+
+/* what it costs to run the artifact: on this host, with this job's threads (in the run row) */
+static int record_speed(struct result *r, const struct model *am, enum compute_dtype compute,
+                        char *msg, size_t msz) {
+    struct speed_result sp;
+    printf("job: speed (prefill %d tokens, decode %d)\n", PIPE_PPL_CTX, PIPE_SPEED_DECODE);
+    fflush(stdout);
+    if (speed_run(am, PIPE_PPL_CTX, PIPE_SPEED_DECODE, compute, &sp)) {
+        fail_msg(msg, msz, "speed");
+        return -1;
+    }
+    json_object_set_new(r->run, "prefill_tps", json_real(sp.prefill_tps));
+    json_object_set_new(r->run, "decode_tps", json_real(sp.decode_tps));
+    json_object_set_new(r->run, "run_memory_mb", json_real(sp.memory_bytes / (1024.0 * 1024.0)));
+    return 0;
+}
+
 /* ===== the job ===== */
 
 /* tests/test_pipeline.c makes workers misbehave: LOWBIT_TEST_FAULT="crash:ID" (abort(): SIGABRT,
@@ -943,13 +940,16 @@ static void test_fault(const struct job *j) {
 }
 
 int job_execute(const struct job *j, const struct job_opts *o) {
-    char started[32], msg[8192] = "", dir[PIPE_PATH_MAX], work[PIPE_PATH_MAX + 16];
+    char started[32], msg[8192] = "", dir[PIPE_PATH_MAX];
     pipe_now_iso(started, sizeof started);
     struct result r = result_new(j, started);
     struct model m = MODEL_INIT, am = MODEL_INIT;
-    bool m_loaded = false;
+    bool m_loaded = false, am_loaded = false;
     struct tokenizer *tok = NULL;
-    int ret = -1, vocab = 0;
+    struct kld_base kb = {0};
+    char *text = NULL;
+    size_t text_len = 0;
+    int ret = -1;
     lb_set_threads(o->threads);
     json_object_set_new(r.run, "threads", json_integer(lb_threads()));
     prov_repro(&r, j);
@@ -959,13 +959,13 @@ int job_execute(const struct job *j, const struct job_opts *o) {
     test_fault(j);
 
     /* the spec must be what the planner meant: same key, same code, same files */
-    char *text = plan_key_text(j), hex[65];
-    if (!text) goto fail;
+    char *key_text = plan_key_text(j), hex[65];
+    if (!key_text) goto fail;
     struct sha256 h;
     sha256_init(&h);
-    sha256_update(&h, text, strlen(text));
+    sha256_update(&h, key_text, strlen(key_text));
     sha256_hex(&h, hex);
-    free(text);
+    free(key_text);
     if (strcmp(hex, j->key)) {
         snprintf(msg, sizeof msg, "job spec: its contents do not give its key %.12s (got %.12s); "
                  "re-plan with lowbit run", j->key, hex);
@@ -1003,7 +1003,6 @@ int job_execute(const struct job *j, const struct job_opts *o) {
         goto fail;
     }
     m_loaded = true;
-    vocab = m.cfg.vocab_size;
     json_t *model = json_object_get(r.root, "model");
     json_object_set_new(model, "architecture", json_string(m.cfg.arch));
     json_object_set_new(model, "n_params", json_integer(model_n_params(&m)));
@@ -1037,60 +1036,72 @@ int job_execute(const struct job *j, const struct job_opts *o) {
         prov_set(&r, "quant.write_seconds", "%.3f", now_s() - t_quant);
     for (int i = 0; i < art.n_prov; i++) prov_set(&r, art.prov[i].key, "%s", art.prov[i].value);
     prov_set(&r, "quant.format", "%s", art.format);
+    const char *eval_tok = art.tokenizer[0] ? art.tokenizer : j->model_tokenizer;
+    if (eval_tok[0]) prov_set(&r, "eval.tokenizer_file", "%s", eval_tok);
+
+    /* ---- the evaluation's inputs: the text, and kld's base log-probs from the source model
+     * while it is loaded (tokenized as `lowbit kld --base SOURCE --tokenizer T` would) ---- */
+    const bool peak_reset = reset_peak_rss();
+    const double t_eval = now_s();
+    const struct eval_spec *ev = &j->ev;
+    if ((ev->on[PIPE_PPL] || ev->on[PIPE_KLD]) &&
+        read_file_all(ev->text, "the text", &text, &text_len)) {
+        fail_msg(msg, sizeof msg, "eval");
+        goto fail;
+    }
+    if (ev->on[PIPE_KLD]) {
+        const bool same_tok = !strcmp(eval_tok, j->model_tokenizer);
+        struct tokenizer *ktok = same_tok ? tok : NULL;
+        if (!same_tok && cli_load_tokenizer(&ktok, &m, eval_tok)) {
+            fail_msg(msg, sizeof msg, "kld");
+            goto fail;
+        }
+        const int rc = kld_prepare(j, o->out_dir, &m, ktok, text, text_len, o->quiet, &kb, msg,
+                                   sizeof msg);
+        if (!same_tok) tokenizer_free(ktok);
+        if (rc) goto fail;
+    }
     tokenizer_free(tok);
     tok = NULL;
     model_release(&m);
     m_loaded = false;
 
-    /* ---- the artifact: size, parameters, bits per weight ---- */
-    const bool peak_reset = reset_peak_rss();
-    const double t_eval = now_s();
+    /* ---- the artifact, loaded once: size, parameters, bits per weight ---- */
     if (model_load(&am, art.path)) {
         fail_msg(msg, sizeof msg, "artifact");
         goto fail;
     }
-    const int64_t n_params = model_n_params(&am);
-    const size_t wbytes = model_weight_bytes(&am);
-    model_release(&am);
-    const char *rel = strstr(art.path, "artifacts/");
-    json_object_set_new(r.run, "artifact_path", json_string(rel ? rel : art.path));
-    const long long abytes = path_bytes(art.path);
-    json_object_set_new(r.run, "artifact_bytes", abytes >= 0 ? json_integer(abytes) : json_null());
-    json_object_set_new(r.run, "n_params", json_integer(n_params));
-    /* the quantizer's figure for the file it wrote when it gives one (an HF checkpoint's
-     * loaded layout cannot tell e.g. nf4 from nf4 with double-quantized absmax); else the
-     * loaded weights' bytes */
-    double bpw = n_params ? 8.0 * (double)wbytes / (double)n_params : 0;
-    for (int i = 0; i < art.n_prov; i++)
-        if (!strcmp(art.prov[i].key, "quant.bits_per_weight")) {
-            char *end;
-            const double v = strtod(art.prov[i].value, &end);
-            if (end != art.prov[i].value && v > 0 && v < 64) bpw = v;
-        }
-    json_object_set_new(r.run, "bits_per_weight", json_real(bpw));
-    const char *eval_tok = art.tokenizer[0] ? art.tokenizer : j->model_tokenizer;
-    if (eval_tok[0]) prov_set(&r, "eval.tokenizer_file", "%s", eval_tok);
-
-    /* ---- evaluate ---- */
-    snprintf(work, sizeof work, "%s/eval", dir);
-    if (pipe_mkdirs(work)) {
+    am_loaded = true;
+    record_artifact(&r, &am, &art);
+    if (cli_load_tokenizer(&tok, &am, eval_tok[0] ? eval_tok : NULL)) {
         fail_msg(msg, sizeof msg, "eval");
         goto fail;
     }
-    struct eval_ctx c = {.j = j, .artifact = art.path, .tokenizer = eval_tok,
-                         .base = j->model_path, .out_dir = o->out_dir, .work = work,
-                         .threads = o->threads, .vocab = vocab, .quiet = o->quiet};
-    bool limit_done[PIPE_N_TASKS] = {0};
-    for (int s = 0; s < TASK_COUNT; s++) { /* one cmd_eval call per distinct limit */
-        if (!j->ev.on[s] || limit_done[s]) continue;
-        for (int t = s; t < TASK_COUNT; t++)
-            if (j->ev.limit[t] == j->ev.limit[s]) limit_done[t] = true;
-        if (eval_tasks(&c, j->ev.limit[s], &r, msg, sizeof msg)) goto fail;
+
+    /* ---- evaluate ---- */
+    const int compute = j->recipe.compute_dtype[0] ? compute_from_name(j->recipe.compute_dtype)
+                                                   : COMPUTE_FP32;
+    if (compute < 0) {
+        snprintf(msg, sizeof msg, "eval: unknown compute dtype '%s' (expected fp32, fp16, bf16 "
+                 "or int8)", j->recipe.compute_dtype);
+        goto fail;
     }
-    const bool ppl_in_kld = j->ev.on[PIPE_PPL] && j->ev.on[PIPE_KLD] &&
-                            j->ev.limit[PIPE_PPL] == j->ev.limit[PIPE_KLD];
-    if (j->ev.on[PIPE_PPL] && !ppl_in_kld && eval_ppl(&c, &r, msg, sizeof msg)) goto fail;
-    if (j->ev.on[PIPE_KLD] && eval_kld(&c, ppl_in_kld, &r, msg, sizeof msg)) goto fail;
+    struct eval_ctx c = {.j = j, .m = &am, .tok = tok, .artifact = art.path,
+                         .tok_path = eval_tok[0] ? eval_tok : NULL, .text = text,
+                         .text_len = text_len, .compute = (enum compute_dtype)compute,
+                         .quiet = o->quiet};
+    bool limit_done[PIPE_N_TASKS] = {0};
+    for (int s = 0; s < TASK_COUNT; s++) { /* one eval_run per distinct limit */
+        if (!ev->on[s] || limit_done[s]) continue;
+        for (int t = s; t < TASK_COUNT; t++)
+            if (ev->limit[t] == ev->limit[s]) limit_done[t] = true;
+        if (eval_tasks(&c, ev->limit[s], &r, msg, sizeof msg)) goto fail;
+    }
+    const bool ppl_in_kld = ev->on[PIPE_PPL] && ev->on[PIPE_KLD] &&
+                            ev->limit[PIPE_PPL] == ev->limit[PIPE_KLD];
+    if (ev->on[PIPE_PPL] && !ppl_in_kld && eval_ppl(&c, &r, msg, sizeof msg)) goto fail;
+    if (ev->on[PIPE_KLD] && eval_kld(&c, &kb, ppl_in_kld, &r, msg, sizeof msg)) goto fail;
+    if (record_speed(&r, &am, c.compute, msg, sizeof msg)) goto fail;
     if (r.bad_score[0]) {
         snprintf(msg, sizeof msg, "%s", r.bad_score);
         goto fail;
@@ -1114,6 +1125,9 @@ fail:
 out:
     tokenizer_free(tok);
     if (m_loaded) model_release(&m);
+    if (am_loaded) model_release(&am);
+    kld_base_release(&kb);
+    free(text);
     json_decref(r.root);
     return ret;
 }

@@ -95,6 +95,7 @@ int csvin_curve(const char *path, struct curve_row **rows, int *n);
 /* task slots: the lm-eval tasks (enum task_id), then the two protocols on WikiText-2 raw test */
 enum { PIPE_PPL = TASK_COUNT, PIPE_KLD, PIPE_N_TASKS };
 #define PIPE_PPL_CTX 512
+#define PIPE_SPEED_DECODE 64 /* decode steps of the speed measure (prefill: PIPE_PPL_CTX) */
 
 struct eval_spec {
     bool on[PIPE_N_TASKS];
@@ -297,9 +298,10 @@ int run_plan(const struct plan *p, const struct run_opts *o, struct run_stats *s
 
 /* ===== database (gen/db.c) ===== */
 struct sqlite3;
-#define DB_SCHEMA_VERSION 3 /* 2: tables training, training_curve; 3: runs.failure */
+#define DB_SCHEMA_VERSION 4 /* 2: tables training, training_curve; 3: runs.failure; 4: tasks */
 /* open (creating the file and directories) and bring the schema to DB_SCHEMA_VERSION inside one
- * transaction; a newer database is refused. Rollback journal, synchronous FULL, foreign keys on. */
+ * transaction, with the tasks table rewritten from eval/task.c (db_write_tasks); a newer database
+ * is refused. Rollback journal, synchronous FULL, foreign keys on. */
 int db_open(const char *path, struct sqlite3 **db);
 void db_close(struct sqlite3 *db);
 /* PRAGMA integrity_check and foreign_key_check; -1 with the first problem */
@@ -309,6 +311,8 @@ int db_check(struct sqlite3 *db);
 const char *db_errmsg(struct sqlite3 *db);
 /* exec SQL with a message naming what on failure */
 int db_exec(struct sqlite3 *db, const char *sql, const char *what);
+/* replace the rows of the tasks table with eval/task.c's tasks (inside the caller's transaction) */
+int db_write_tasks(struct sqlite3 *db);
 /* the embedded gen/schema.sql */
 const char *db_schema_sql(void);
 

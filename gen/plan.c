@@ -43,27 +43,13 @@
 
 /* ===== evaluation settings ===== */
 
-/* documents per task in the default (non --full) run: a seeded, stable sample (task_limit) of
- * each task (openbookqa's 500 is the whole set). Measured on stories260K with one thread on this
- * project's 2-core machine while it was shared (load ~12): about 4.5 minutes a job, so `make
- * report` (4 jobs, -j 2) stays inside 20 minutes even then. A third of a job is wikitext (rolling
- * windows of max_length tokens, ~15k tokens a page with a 512-token vocabulary). Standard errors
- * at these sizes: about ±2.2% (500), ±3.5% (200), ±5% (100). 0 = the whole set. */
-static const int default_limit[PIPE_N_TASKS] = {
-    [TASK_ARC_CHALLENGE] = 500,  /* of 1172 */
-    [TASK_ARC_EASY] = 500,       /* of 2376 */
-    [TASK_BOOLQ] = 100,          /* of 3270, long passages */
-    [TASK_HELLASWAG] = 200,      /* of 10042 */
-    [TASK_LAMBADA] = 300,        /* of 5153 */
-    [TASK_MMLU] = 200,           /* of 14042 */
-    [TASK_OPENBOOKQA] = 500,     /* of 500 */
-    [TASK_PIQA] = 500,           /* of 1838 */
-    [TASK_TRUTHFULQA_MC1] = 200, /* of 817, long 6-shot preamble */
-    [TASK_WINOGRANDE] = 500,     /* of 1267 */
-    [TASK_WIKITEXT] = 2,         /* of 62 pages */
-    [PIPE_PPL] = 40,             /* chunks of 512 tokens (of ~1100) */
-    [PIPE_KLD] = 40,
-};
+/* the default (non --full) run: each task's seeded, stable sample (task_limit) of
+ * task_info.default_limit documents (eval/task.c says how they were chosen); ppl and kld 40
+ * chunks of 512 tokens (of ~1100). 0 = the whole set. */
+#define PIPE_DEFAULT_CHUNKS 40
+static int default_limit(int slot) {
+    return slot < TASK_COUNT ? task_get((enum task_id)slot)->default_limit : PIPE_DEFAULT_CHUNKS;
+}
 
 const char *plan_slot_name(int slot) {
     if (slot == PIPE_PPL) return "ppl";
@@ -76,7 +62,7 @@ void plan_eval_default(struct eval_spec *ev, bool full) {
     memset(ev, 0, sizeof *ev);
     for (int s = 0; s < PIPE_N_TASKS; s++) {
         ev->on[s] = true;
-        ev->limit[s] = full ? 0 : default_limit[s];
+        ev->limit[s] = full ? 0 : default_limit(s);
     }
     ev->seed = 1234;
     const char *d = getenv("LOWBIT_DATA");

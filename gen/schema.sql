@@ -1,4 +1,4 @@
--- gen/schema.sql: the lowbit database (out/lowbit.db), schema version 3.
+-- gen/schema.sql: the lowbit database (out/lowbit.db), schema version 4.
 --
 -- The contract between the pipeline (gen/: the only writer, through `lowbit collect`) and the site
 -- (render/: reads SQL only). One row per model, per recipe, per run (a model × recipe job), per
@@ -60,12 +60,18 @@ CREATE TABLE IF NOT EXISTS runs (
     artifact_bytes   INTEGER,            -- its size on disk
     bits_per_weight  REAL,               -- 8 * weight bytes / parameters of the artifact
     n_params         INTEGER,
-    failure          TEXT CHECK (failure IN ('environment', 'input'))
+    failure          TEXT CHECK (failure IN ('environment', 'input')),
                                          -- status failed: where the failure came from (version
                                          -- 3): the environment (disk, quota, I/O, file-size
                                          -- limit, memory, a worker killed from outside: the next
                                          -- lowbit run retries the job) or the inputs (kept until
                                          -- --retry-failed); NULL for ok runs
+    prefill_tps      REAL,               -- what it costs to run the artifact on host_cpu with
+    decode_tps       REAL,               -- `threads` threads (version 4): prefill tokens/s of a
+    run_memory_mb    REAL                -- 512-token context, decode tokens/s after a 256-token
+                                         -- prompt, and the memory to run it at ctx 512 (weights
+                                         -- as loaded + KV cache + forward scratch), MB; figures
+                                         -- compare only within one host
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model_id);
 
@@ -93,7 +99,44 @@ CREATE TABLE IF NOT EXISTS task_defs (
     num_fewshot    INTEGER NOT NULL DEFAULT 0,
     add_bos        INTEGER,
     ctx            INTEGER,
+    n_truncated    INTEGER,           -- documents whose continuation was longer than ctx and was
+                                      -- scored on its last ctx tokens, as lm-eval's input
+                                      -- slicing does (version 4; NULL: not recorded)
     PRIMARY KEY (run_id, task)
+);
+
+-- The per-sample records of a run (issue 17): one row per document of an lm-eval task, one per
+-- chunk of the ppl and kld protocols; the input of the paired statistics against the model's
+-- baseline, published as data/details/<run_id>.json. Version 4.
+CREATE TABLE IF NOT EXISTS samples (
+    run_id    INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    task      TEXT NOT NULL,     -- as scores.task
+    doc       INTEGER NOT NULL,  -- the document's index in the task's full set; for ppl/kld
+                                 -- the chunk's index
+    gold      INTEGER,           -- multiple choice: the right choice
+    pred      INTEGER,           -- multiple choice: the choice of highest log-likelihood
+    pred_norm INTEGER,           -- ... of highest log-likelihood per character (acc_norm)
+    acc       REAL,              -- 1 right, 0 wrong (lambada: greedy continuation)
+    acc_norm  REAL,
+    value     REAL,              -- lambada, wikitext: the document's log-likelihood; ppl: the
+                                 -- chunk's mean NLL; kld: the chunk's mean KLD
+    value2    REAL,              -- kld: the chunk's mean NLL of the model
+    truncated INTEGER,           -- 1: a continuation was cut to the context
+    choices   TEXT,              -- multiple choice: JSON array of the choices' log-likelihoods
+    PRIMARY KEY (run_id, task, doc)
+);
+
+-- The documents' texts, once per task and data file (every run of a sample scores the same
+-- documents): what the drill-down pages show beside a run's flips. Written by collect from the
+-- result files (INSERT OR IGNORE). Version 4.
+CREATE TABLE IF NOT EXISTS documents (
+    task           TEXT NOT NULL,
+    dataset_sha256 TEXT NOT NULL,    -- task_defs.dataset_sha256 of the runs that scored it
+    doc            INTEGER NOT NULL, -- samples.doc
+    context        TEXT,             -- the prompt (lm-eval doc_to_text); NULL for winogrande
+    choices        TEXT,             -- JSON array: the choices (winogrande: the contexts)
+    continuation   TEXT,             -- winogrande: the shared continuation; lambada: the target
+    PRIMARY KEY (task, dataset_sha256, doc)
 );
 
 CREATE TABLE IF NOT EXISTS provenance (
@@ -130,17 +173,36 @@ CREATE TABLE IF NOT EXISTS training_curve (
     PRIMARY KEY (model_id, step)
 );
 
--- The board: one row per successful run. average = plain mean of the ten tasks' acc (Intel's
--- "Average"), NULL unless all ten are present.
+-- The tasks lowbit evaluates, in the board's column order: eval/task.c's table, the one place a
+-- task is defined, written here by every collect (gen/db.c: db_write_tasks replaces the rows) so
+-- that the site reads its columns, labels and metrics from SQL. Version 4.
+CREATE TABLE IF NOT EXISTS tasks (
+    name          TEXT PRIMARY KEY,      -- lm-eval task name, as in scores.task
+    position      INTEGER NOT NULL UNIQUE, -- column order
+    label         TEXT NOT NULL,         -- column header ("ARC-c", as on Intel's board)
+    abbr          TEXT NOT NULL,         -- short label for charts ("HellaS.")
+    title         TEXT NOT NULL,         -- what it is ("ARC-Challenge", "LAMBADA (OpenAI)")
+    output_type   TEXT NOT NULL,         -- lm-eval's: multiple_choice, loglikelihood ...
+    metrics       TEXT NOT NULL,         -- comma list of the metrics it reports
+    board_metric  TEXT,                  -- the metric the board's average takes ("acc"); NULL:
+                                         -- not part of the average (wikitext)
+    num_fewshot   INTEGER NOT NULL DEFAULT 0,
+    n_docs_full   INTEGER,               -- documents in the full set
+    default_limit INTEGER                -- documents of the default sample; NULL = the whole set
+);
+
+-- The board: one row per successful run. average = plain mean of the board tasks' metric (the
+-- tasks with a board_metric: Intel's ten, "acc"), NULL unless every one of them is present.
 CREATE VIEW IF NOT EXISTS leaderboard AS
 SELECT r.id AS run_id, r.model_id, m.display_name, m.family, m.model_type, m.base_model,
        r.recipe_id, c.algorithm, c.weight_dtype, c.compute_dtype, c.group_size, c.double_quant,
        c.bits, r.bits_per_weight, r.artifact_bytes, r.n_params, r.quant_seconds,
-       (SELECT CASE WHEN count(*) = 10 THEN avg(s.value) END FROM scores s
-         WHERE s.run_id = r.id AND s.metric = 'acc' AND s.task IN ('arc_challenge', 'arc_easy',
-               'boolq', 'hellaswag', 'lambada_openai', 'mmlu', 'openbookqa', 'piqa',
-               'truthfulqa_mc1', 'winogrande')) AS average
+       (SELECT CASE WHEN count(*) > 0 AND count(*) = (SELECT count(*) FROM tasks
+                                                       WHERE board_metric IS NOT NULL)
+               THEN avg(s.value) END
+          FROM scores s JOIN tasks t ON t.name = s.task AND t.board_metric = s.metric
+         WHERE s.run_id = r.id) AS average
 FROM runs r JOIN models m ON m.id = r.model_id JOIN recipes c ON c.id = r.recipe_id
 WHERE r.status = 'ok';
 
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;

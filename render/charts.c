@@ -406,6 +406,8 @@ struct scatter {
     const double *x, *y;   /* y already in display units (percent, perplexity) */
     const int *algo;       /* palette index per point */
     const char *const *label; /* frontier point labels */
+    const struct lb_data *d;  /* with runs: an accuracy frontier of significant steps only */
+    const int *runs;          /* the lb_data.runs index of each point */
     bool xlog, ylog, maximize;
     double ref;            /* horizontal reference line (NAN none) */
     const char *ref_label;
@@ -478,7 +480,7 @@ static void draw_scatter(struct chart *c, const void *data) {
                 px[i] = bad ? NAN : S->x[i];
                 py[i] = bad ? NAN : S->y[i];
             }
-            nf = chart_pareto(px, py, S->n, S->maximize, fr);
+            nf = lb_pareto(S->d, S->runs, px, py, S->n, S->maximize, fr);
         }
         free(px), free(py);
     }
@@ -575,20 +577,20 @@ static void draw_heat(struct chart *c, const void *data) {
         return;
     }
     const struct lb_run *B = &d->runs[G->baseline];
-    double label_w = 170, cell_w = (c->w - label_w - 24) / (LB_TASK_COUNT + 1), cell_h = 18;
+    double label_w = 170, cell_w = (c->w - label_w - 24) / (d->n_tasks + 1), cell_h = 18;
     double x0 = 12 + label_w, y0 = 72;
     /* the colour scale: the largest |change| rounded up to a nice step, at least 1 pp */
     double scale = 1;
     for (int i = 0; i < H->n_rows; i++)
-        for (int t = 0; t < LB_TASK_COUNT; t++) {
+        for (int t = 0; t < d->n_tasks; t++) {
             double v = (d->runs[H->rows[i]].acc[t] - B->acc[t]) * 100;
             if (!isnan(v)) scale = fmax(scale, fabs(v));
         }
     double t0, st;
     chart_ticks(0, scale, 4, &t0, &st);
     scale = ceil(scale / st - 1e-9) * st;
-    for (int t = 0; t <= LB_TASK_COUNT; t++) {
-        const char *h = t < LB_TASK_COUNT ? lb_tasks[t].abbr : "Avg";
+    for (int t = 0; t <= d->n_tasks; t++) {
+        const char *h = t < d->n_tasks ? d->tasks[t].abbr : "Avg";
         cairo_set_source_rgb(c->cr, 0.15, 0.15, 0.15);
         struct chart_box b =
             chart_text_box(c, x0 + cell_w * (t + 0.5), y0 - 4, 0.5, 1, FS_SMALL, true, h);
@@ -605,8 +607,8 @@ static void draw_heat(struct chart *c, const void *data) {
         cairo_set_source_rgb(c->cr, 0.1, 0.1, 0.1);
         chart_text(c, x0 - 6, y + cell_h / 2, 1, 0.5, FS_SMALL, false,
                    chart_fit(c, FS_SMALL, false, lab, label_w - 8, buf, sizeof buf));
-        for (int t = 0; t <= LB_TASK_COUNT; t++) {
-            double v = t < LB_TASK_COUNT ? (r->acc[t] - B->acc[t]) * 100
+        for (int t = 0; t <= d->n_tasks; t++) {
+            double v = t < d->n_tasks ? (r->acc[t] - B->acc[t]) * 100
                                          : (r->average - B->average) * 100;
             double x = x0 + t * cell_w, rgb[3] = {0.93, 0.93, 0.93};
             if (!isnan(v)) heat_colour(v, scale, rgb);
@@ -626,7 +628,7 @@ static void draw_heat(struct chart *c, const void *data) {
         }
     }
     /* colour bar */
-    double by = y0 + H->n_rows * cell_h + 18, bx = x0, bwid = cell_w * (LB_TASK_COUNT + 1);
+    double by = y0 + H->n_rows * cell_h + 18, bx = x0, bwid = cell_w * (d->n_tasks + 1);
     for (int k = 0; k < 100; k++) {
         double rgb[3];
         heat_colour(-scale + 2 * scale * k / 99.0, scale, rgb);
@@ -977,8 +979,8 @@ int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
         .title = "Accuracy vs bits per weight",
         .xtitle = "Bits per weight, measured on the quantized file (8 \xc3\x97 bytes / parameters)",
         .ytitle = "Average accuracy (%, mean of 10 tasks)",
-        .n = n, .x = x, .y = y, .algo = algo, .label = lab, .maximize = true,
-        .ref = G->baseline >= 0 && !isnan(d->runs[G->baseline].average)
+        .n = n, .x = x, .y = y, .algo = algo, .label = lab, .maximize = true, .d = d,
+        .runs = G->runs, .ref = G->baseline >= 0 && !isnan(d->runs[G->baseline].average)
                    ? d->runs[G->baseline].average * 100 : NAN,
         .ref_label = b.baseline_label, .legend_algos = legend_algos, .n_legend = n_leg,
     };
@@ -1100,7 +1102,8 @@ int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_la
         .xtitle = "Size of the model file on disk (log scale)",
         .ytitle = "Average accuracy (%, mean of 10 tasks)",
         .n = n, .x = x, .y = y, .algo = algo, .label = lab, .xlog = true, .maximize = true,
-        .ref = NAN, .legend_algos = legend_algos, .n_legend = n_leg, .xfmt = fmt_tick_bytes,
+        .d = d, .runs = d->board, .ref = NAN, .legend_algos = legend_algos, .n_legend = n_leg,
+        .xfmt = fmt_tick_bytes,
     };
     if (chart_write(s, "size-accuracy", 900, 520, "Accuracy vs model size, all models",
                     "Scatter: one point per run of every model (shape and colour by method), x = "
@@ -1115,6 +1118,7 @@ int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_la
     P.y = yp;
     P.ylog = true;
     P.maximize = false;
+    P.runs = NULL;
     if (chart_write(s, "size-ppl", 900, 520, "Perplexity vs model size, all models",
                     "Scatter: one point per run with a wikitext perplexity, x = file size (log "
                     "scale), y = word perplexity (log scale, lower is better); the dashed "

@@ -1,5 +1,6 @@
-/* render/data.c: the database (schema v3; v2 = v3 without runs.failure; v1 = v2 without the
- * training tables) read into memory, once, inside one read transaction.
+/* render/data.c: the database (schema v4: the board's tasks come from its tasks table, so older
+ * files are upgraded by lowbit collect first) read into memory, once, inside one read
+ * transaction.
  *
  * Everything the site shows comes from here: one SELECT per table, rows ordered by primary key so
  * the same database always gives the same arrays, then joined in C (runs -> model, recipe, scores,
@@ -12,12 +13,6 @@
 #include <string.h>
 
 #include "render/render_impl.h"
-
-const struct lb_task_info lb_tasks[LB_TASK_COUNT] = {
-#define X(e, key, label, abbr) [LB_TASK_##e] = {key, label, abbr},
-    LB_TASKS(X)
-#undef X
-};
 
 /* ------------------------------------------------------------------ strings */
 
@@ -123,6 +118,23 @@ struct loader {
     int cap_point_ids;
 };
 
+static int row_task(sqlite3_stmt *st, void *ctx) {
+    struct loader *L = ctx;
+    struct lb_data *d = L->d;
+    if (d->n_tasks == LB_TASK_MAX)
+        return err("render: the database lists more than %d board tasks", LB_TASK_MAX);
+    if (grow((void **)&d->tasks, &L->cap, d->n_tasks, sizeof *d->tasks)) return -1;
+    struct lb_task_info *t = &d->tasks[d->n_tasks++];
+    t->key = col_str(st, 0);
+    t->label = col_str(st, 1);
+    t->abbr = col_str(st, 2);
+    t->title = col_str(st, 3);
+    t->metric = col_str(st, 4);
+    if (!t->key || !t->label || !t->abbr || !t->title || !t->metric)
+        return err("render: a row of the tasks table has an empty name, label or metric");
+    return 0;
+}
+
 static int row_model(sqlite3_stmt *st, void *ctx) {
     struct loader *L = ctx;
     struct lb_data *d = L->d;
@@ -196,11 +208,14 @@ static int row_run(sqlite3_stmt *st, void *ctx) {
     r->bits_per_weight = col_num(st, 19);
     r->n_params = col_num(st, 20);
     r->failure = col_str(st, 21);
+    r->prefill_tps = col_num(st, 22);
+    r->decode_tps = col_num(st, 23);
+    r->run_memory_mb = col_num(st, 24);
     if (!r->model_id) r->model_id = lb_clean_utf8("", 0);
     if (!r->recipe_id) r->recipe_id = lb_clean_utf8("", 0);
     if (!r->status) r->status = lb_clean_utf8("", 0);
     r->average = r->ppl = r->kld = NAN;
-    for (int t = 0; t < LB_TASK_COUNT; t++) r->acc[t] = r->acc_se[t] = NAN;
+    for (int t = 0; t < LB_TASK_MAX; t++) r->acc[t] = r->acc_se[t] = NAN;
     r->group = -1;
     return 0;
 }
@@ -227,6 +242,52 @@ static int row_score(sqlite3_stmt *st, void *ctx) {
     return 0;
 }
 
+static int row_sample(sqlite3_stmt *st, void *ctx) {
+    struct loader *L = ctx;
+    struct lb_data *d = L->d;
+    if (grow((void **)&d->samples, &L->cap, d->n_samples, sizeof *d->samples)) return -1;
+    if (push_id(L, d->n_samples, sqlite3_column_int64(st, 0))) return -1;
+    struct lb_sample *s = &d->samples[d->n_samples++];
+    s->task = col_str(st, 1);
+    s->doc = sqlite3_column_int(st, 2);
+    s->acc = col_num(st, 3);
+    s->value = col_num(st, 4);
+    s->gold = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 5);
+    s->pred = sqlite3_column_type(st, 6) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 6);
+    if (!s->task) s->task = lb_clean_utf8("", 0);
+    return 0;
+}
+
+static int row_doctext(sqlite3_stmt *st, void *ctx) {
+    struct loader *L = ctx;
+    struct lb_data *d = L->d;
+    if (grow((void **)&d->texts, &L->cap, d->n_texts, sizeof *d->texts)) return -1;
+    struct lb_doctext *t = &d->texts[d->n_texts++];
+    t->task = col_str(st, 0);
+    t->sha256 = col_str(st, 1);
+    t->doc = sqlite3_column_int(st, 2);
+    t->context = col_str(st, 3);
+    t->choices = col_str(st, 4);
+    t->continuation = col_str(st, 5);
+    if (!t->task) t->task = lb_clean_utf8("", 0);
+    if (!t->sha256) t->sha256 = lb_clean_utf8("", 0);
+    return 0;
+}
+
+static int cmp_doctext(const void *a, const void *b) {
+    const struct lb_doctext *x = a, *y = b;
+    int c = strcmp(x->task, y->task);
+    if (!c) c = strcmp(x->sha256, y->sha256);
+    return c ? c : (x->doc > y->doc) - (x->doc < y->doc);
+}
+
+const struct lb_doctext *lb_doctext_find(const struct lb_data *d, const char *task,
+                                         const char *sha256, int doc) {
+    if (!task || !sha256) return NULL;
+    const struct lb_doctext key = {.task = (char *)task, .sha256 = (char *)sha256, .doc = doc};
+    return bsearch(&key, d->texts, (size_t)d->n_texts, sizeof *d->texts, cmp_doctext);
+}
+
 static int row_def(sqlite3_stmt *st, void *ctx) {
     struct loader *L = ctx;
     struct lb_data *d = L->d;
@@ -243,6 +304,7 @@ static int row_def(sqlite3_stmt *st, void *ctx) {
     t->num_fewshot = col_num(st, 8);
     t->add_bos = col_num(st, 9);
     t->ctx = col_num(st, 10);
+    t->n_truncated = col_num(st, 11);
     if (!t->task) t->task = lb_clean_utf8("", 0);
     return 0;
 }
@@ -551,12 +613,16 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     }
     int version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    if (version < 1 || version > 3) { /* 1 = 2 without the training tables, 2 = 3 without
-                                         * runs.failure */
-        return err("render: database schema version %d; this renderer reads versions 1 to 3 "
-                   "(gen/schema.sql); rebuild the database with 'lowbit collect'",
+    if (version != 4) /* the board's tasks come from the tasks table (version 4) */
+        return err("render: database schema version %d; this renderer reads version 4 "
+                   "(gen/schema.sql): 'lowbit collect --db FILE' upgrades an older one in place",
                    version);
-    }
+    if (query(db,
+              "SELECT name, label, abbr, title, board_metric FROM tasks"
+              " WHERE board_metric IS NOT NULL ORDER BY position",
+              row_task, &L))
+        goto out;
+    L.cap = 0;
     if (query(db,
               "SELECT id, path, tokenizer, display_name, family, base_model, model_type, license,"
               " notes, architecture, n_params, files_sha256 FROM models ORDER BY id",
@@ -570,14 +636,12 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
               row_recipe, &L))
         goto out;
     L.cap = 0;
-    /* (runs.failure is schema version 3's: older files read NULL in its place) */
 #define RUNS_SELECT                                                                                \
     "SELECT id, job_key, model_id, recipe_id, status, error, log_tail, started_at, finished_at,"   \
     " code_version, host_cpu, threads, kernels_isa, quant_seconds, quant_peak_rss_mb,"             \
     " eval_seconds, eval_peak_rss_mb, artifact_path, artifact_bytes, bits_per_weight, n_params, "
     if (query(db,
-              version >= 3 ? RUNS_SELECT "failure FROM runs ORDER BY id"
-                           : RUNS_SELECT "NULL FROM runs ORDER BY id",
+              RUNS_SELECT "failure, prefill_tps, decode_tps, run_memory_mb FROM runs ORDER BY id",
               row_run, &L))
         goto out;
     L.cap = 0;
@@ -590,7 +654,7 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     L.cap = 0;
     if (query(db,
               "SELECT run_id, task, dataset_file, dataset_sha256, n_docs, n_docs_full, limit_n,"
-              " seed, num_fewshot, add_bos, ctx FROM task_defs ORDER BY run_id, task",
+              " seed, num_fewshot, add_bos, ctx, n_truncated FROM task_defs ORDER BY run_id, task",
               row_def, &L))
         goto out;
     ATTACH(d->defs, d->n_defs, defs, n_defs);
@@ -598,17 +662,31 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     if (query(db, "SELECT run_id, key, value FROM provenance ORDER BY run_id, key", row_prov, &L))
         goto out;
     ATTACH(d->prov, d->n_prov, prov, n_prov);
+    L.cap = 0;
+    if (query(db,
+              "SELECT run_id, task, doc, acc, value, gold, pred FROM samples"
+              " WHERE task IN ('ppl', 'kld') OR"
+              " task IN (SELECT name FROM tasks WHERE board_metric IS NOT NULL)"
+              " ORDER BY run_id, task, doc",
+              row_sample, &L))
+        goto out;
+    ATTACH(d->samples, d->n_samples, samples, n_samples);
+    L.cap = 0;
+    if (query(db,
+              "SELECT task, dataset_sha256, doc, context, choices, continuation FROM documents"
+              " WHERE task IN (SELECT name FROM tasks WHERE board_metric IS NOT NULL)",
+              row_doctext, &L))
+        goto out;
+    qsort(d->texts, (size_t)d->n_texts, sizeof *d->texts, cmp_doctext);
     if (query(db, "SELECT run_id, average FROM leaderboard", row_average, &L)) goto out;
-    if (version >= 2) {
-        L.cap = 0;
-        if (query(db, TRAINING_SELECT, row_training, &L)) goto out;
-        L.cap = 0;
-        if (query(db,
-                  "SELECT model_id, step, tokens, train_loss, heldout_loss, lr, seconds"
-                  " FROM training_curve ORDER BY model_id, step",
-                  row_train_point, &L))
-            goto out;
-    }
+    L.cap = 0;
+    if (query(db, TRAINING_SELECT, row_training, &L)) goto out;
+    L.cap = 0;
+    if (query(db,
+              "SELECT model_id, step, tokens, train_loss, heldout_loss, lr, seconds"
+              " FROM training_curve ORDER BY model_id, step",
+              row_train_point, &L))
+        goto out;
 
     /* sort in C (byte order of the cleaned strings) so lookups agree with strcmp */
     qsort(d->models, (size_t)d->n_models, sizeof *d->models, cmp_model);
@@ -620,12 +698,11 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
         r->recipe = find_recipe(d, r->recipe_id);
         for (int k = 0; k < r->n_scores; k++) {
             const struct lb_score *s = &r->scores[k];
-            if (!strcmp(s->metric, "acc"))
-                for (int t = 0; t < LB_TASK_COUNT; t++)
-                    if (!strcmp(s->task, lb_tasks[t].key)) {
-                        r->acc[t] = s->value;
-                        r->acc_se[t] = s->stderr_;
-                    }
+            for (int t = 0; t < d->n_tasks; t++)
+                if (!strcmp(s->task, d->tasks[t].key) && !strcmp(s->metric, d->tasks[t].metric)) {
+                    r->acc[t] = s->value;
+                    r->acc_se[t] = s->stderr_;
+                }
         }
         const struct lb_score *s = lb_run_score(r, LB_PPL_TASK, LB_PPL_METRIC);
         r->ppl = s ? s->value : NAN;
@@ -665,6 +742,7 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     g_sort_data = d;
     qsort(d->board, (size_t)d->n_board, sizeof *d->board, cmp_board);
     for (int k = 0; k < d->n_board; k++) d->runs[d->board[k]].rank = k + 1;
+    if (lb_stats(d)) goto out;
     ret = 0;
 out:
     free(L.run_ids);
@@ -675,6 +753,18 @@ out:
 }
 
 void lb_data_release(struct lb_data *d) {
+    for (int i = 0; i < d->n_tasks; i++) {
+        struct lb_task_info *t = &d->tasks[i];
+        free(t->key), free(t->label), free(t->abbr), free(t->title), free(t->metric);
+    }
+    free(d->tasks);
+    for (int i = 0; i < d->n_samples; i++) free(d->samples[i].task);
+    free(d->samples);
+    for (int i = 0; i < d->n_texts; i++) {
+        struct lb_doctext *t = &d->texts[i];
+        free(t->task), free(t->sha256), free(t->context), free(t->choices), free(t->continuation);
+    }
+    free(d->texts);
     for (int i = 0; i < d->n_models; i++) {
         struct lb_model *m = &d->models[i];
         free(m->id), free(m->path), free(m->tokenizer), free(m->display_name), free(m->family);

@@ -43,22 +43,17 @@
     X(SIZE_BYTES, "size_bytes", COL_INT, "size of the quantized model on disk, bytes")             \
     X(BITS_PER_WEIGHT, "bits_per_weight", COL_REAL, "8 x weight bytes / parameters, measured on the artifact") \
     X(AVERAGE, "average", COL_REAL, "mean of the ten task accuracies (0..1); empty unless all ten ran") \
-    X(ARC_C, "arc_challenge", COL_REAL, "ARC-Challenge acc (0..1), 0-shot")                        \
-    X(ARC_E, "arc_easy", COL_REAL, "ARC-Easy acc (0..1), 0-shot")                                  \
-    X(BOOLQ, "boolq", COL_REAL, "BoolQ acc (0..1), 0-shot")                                        \
-    X(HELLASWAG, "hellaswag", COL_REAL, "HellaSwag acc (0..1), 0-shot")                            \
-    X(LAMBADA, "lambada_openai", COL_REAL, "LAMBADA (OpenAI) acc (0..1), 0-shot")                  \
-    X(MMLU, "mmlu", COL_REAL, "MMLU acc (0..1), 0-shot")                                           \
-    X(OBQA, "openbookqa", COL_REAL, "OpenBookQA acc (0..1), 0-shot")                               \
-    X(PIQA, "piqa", COL_REAL, "PIQA acc (0..1), 0-shot")                                           \
-    X(TRUTHFULQA, "truthfulqa_mc1", COL_REAL, "TruthfulQA mc1 acc (0..1), 0-shot")                 \
-    X(WINOGRANDE, "winogrande", COL_REAL, "Winogrande acc (0..1), 0-shot")                         \
+    X(TASKS, NULL, COL_REAL, NULL) /* one column per board task (the tasks table) */        \
     X(PPL, "wikitext_word_perplexity", COL_REAL, "wikitext word perplexity (lm-eval rolling protocol); lower is better") \
     X(KLD, "kld_mean", COL_REAL, "mean KL divergence of the next-token distribution from the unquantized model's (nats)") \
     X(QUANT_SECONDS, "quant_seconds", COL_REAL, "quantization wall time, seconds (0 for fp baselines)") \
     X(QUANT_RSS, "quant_peak_rss_mb", COL_REAL, "peak resident memory while quantizing, MB")       \
     X(EVAL_SECONDS, "eval_seconds", COL_REAL, "evaluation wall time, seconds")                     \
     X(EVAL_RSS, "eval_peak_rss_mb", COL_REAL, "peak resident memory while evaluating, MB")         \
+    X(PREFILL, "prefill_tps", COL_REAL, "prefill tokens/s of a 512-token context on host_cpu with the run's threads") \
+    X(DECODE, "decode_tps", COL_REAL, "decode tokens/s after a 256-token prompt, same host and threads") \
+    X(RUN_MEM, "run_memory_mb", COL_REAL, "memory to run at context 512: weights + KV cache + forward scratch, MB") \
+    X(THREADS, "threads", COL_INT, "threads the run used (its speeds are for this count on host_cpu)") \
     X(CODE_VERSION, "code_version", COL_TEXT, "git describe of the lowbit that produced the row")  \
     X(HOST_CPU, "host_cpu", COL_TEXT, "the CPU it ran on")                                          \
     X(FINISHED_AT, "finished_at", COL_TEXT, "when the run finished, ISO 8601 UTC")                 \
@@ -74,12 +69,48 @@ enum lb_col {
         LB_COL_COUNT
 };
 
-const struct col_info lb_cols[] = {
+static const struct col_info fixed_cols[] = {
 #define X(e, name, type, doc) [LB_COL_##e] = {name, type, doc},
     LB_COLS(X)
 #undef X
 };
-const int lb_n_cols = LB_COL_COUNT;
+
+int site_cols_build(struct site *s) {
+    const struct lb_data *d = s->d;
+    const int n = LB_COL_COUNT - 1 + d->n_tasks;
+    s->cols = calloc((size_t)n, sizeof *s->cols);
+    s->col_id = calloc((size_t)n, sizeof *s->col_id);
+    s->col_docs = calloc((size_t)d->n_tasks + 1, sizeof *s->col_docs);
+    if (!s->cols || !s->col_id || !s->col_docs) return err("render: out of memory");
+    for (int e = 0; e < LB_COL_COUNT; e++) {
+        if (e != LB_COL_TASKS) {
+            s->col_id[s->n_cols] = e;
+            s->cols[s->n_cols++] = fixed_cols[e];
+            continue;
+        }
+        for (int t = 0; t < d->n_tasks; t++) {
+            const struct lb_task_info *ti = &d->tasks[t];
+            if (asprintf(&s->col_docs[t], "%s %s (0..1), 0-shot", ti->title, ti->metric) < 0) {
+                s->col_docs[t] = NULL;
+                return err("render: out of memory");
+            }
+            s->col_id[s->n_cols] = -1 - t;
+            s->cols[s->n_cols++] = (struct col_info){ti->key, COL_REAL, s->col_docs[t]};
+        }
+    }
+    return 0;
+}
+
+void site_cols_release(struct site *s) {
+    for (int t = 0; s->col_docs && t < s->d->n_tasks; t++) free(s->col_docs[t]);
+    free(s->col_docs);
+    free(s->cols);
+    free(s->col_id);
+    s->cols = NULL;
+    s->col_id = NULL;
+    s->col_docs = NULL;
+    s->n_cols = 0;
+}
 
 /* a cell: text (NULL = empty) or number (NAN = empty) */
 struct cell {
@@ -88,11 +119,17 @@ struct cell {
     char buf[64];
 };
 
+/* the cell of column col (an index into s->cols) */
 static void cell_of(const struct site *s, const struct lb_run *r, int col, struct cell *c) {
     const struct lb_model *m = r->model;
-    const struct lb_recipe *k = r->recipe;
     c->text = NULL;
     c->num = NAN;
+    col = s->col_id[col];
+    if (col < 0) { /* board task -1 - col */
+        c->num = r->acc[-1 - col];
+        return;
+    }
+    const struct lb_recipe *k = r->recipe;
     switch ((enum lb_col)col) {
     case LB_COL_RUN_ID: c->num = (double)r->id; break;
     case LB_COL_RANK: c->num = r->rank ? r->rank : NAN; break;
@@ -114,15 +151,17 @@ static void cell_of(const struct site *s, const struct lb_run *r, int col, struc
     case LB_COL_SIZE_BYTES: c->num = r->artifact_bytes; break;
     case LB_COL_BITS_PER_WEIGHT: c->num = r->bits_per_weight; break;
     case LB_COL_AVERAGE: c->num = r->average; break;
-    case LB_COL_ARC_C: case LB_COL_ARC_E: case LB_COL_BOOLQ: case LB_COL_HELLASWAG:
-    case LB_COL_LAMBADA: case LB_COL_MMLU: case LB_COL_OBQA: case LB_COL_PIQA:
-    case LB_COL_TRUTHFULQA: case LB_COL_WINOGRANDE: c->num = r->acc[col - LB_COL_ARC_C]; break;
+    case LB_COL_TASKS: BUG("column %d", col);
     case LB_COL_PPL: c->num = r->ppl; break;
     case LB_COL_KLD: c->num = r->kld; break;
     case LB_COL_QUANT_SECONDS: c->num = r->quant_seconds; break;
     case LB_COL_QUANT_RSS: c->num = r->quant_peak_rss_mb; break;
     case LB_COL_EVAL_SECONDS: c->num = r->eval_seconds; break;
     case LB_COL_EVAL_RSS: c->num = r->eval_peak_rss_mb; break;
+    case LB_COL_PREFILL: c->num = r->prefill_tps; break;
+    case LB_COL_DECODE: c->num = r->decode_tps; break;
+    case LB_COL_RUN_MEM: c->num = r->run_memory_mb; break;
+    case LB_COL_THREADS: c->num = r->threads; break;
     case LB_COL_CODE_VERSION: c->text = r->code_version; break;
     case LB_COL_HOST_CPU: c->text = r->host_cpu; break;
     case LB_COL_FINISHED_AT: c->text = r->finished_at; break;
@@ -136,7 +175,6 @@ static void cell_of(const struct site *s, const struct lb_run *r, int col, struc
     }
 }
 
-_Static_assert(LB_COL_WINOGRANDE - LB_COL_ARC_C + 1 == LB_TASK_COUNT, "task columns");
 
 /* every run: the board in rank order, then the failed runs by id */
 static int *dataset_order(const struct lb_data *d, int *n) {
@@ -182,21 +220,21 @@ static int write_csv(struct site *s) {
         free(buf);
         return -1;
     }
-    for (int c = 0; c < lb_n_cols; c++) {
+    for (int c = 0; c < s->n_cols; c++) {
         if (c) fputc(',', f);
-        fputs(lb_cols[c].name, f);
+        fputs(s->cols[c].name, f);
     }
     fputs("\r\n", f);
     for (int i = 0; i < n; i++) {
         const struct lb_run *r = &s->d->runs[order[i]];
-        for (int c = 0; c < lb_n_cols; c++) {
+        for (int c = 0; c < s->n_cols; c++) {
             struct cell v;
             cell_of(s, r, c, &v);
             if (c) fputc(',', f);
-            if (lb_cols[c].type == COL_TEXT) csv_text(f, v.text);
+            if (s->cols[c].type == COL_TEXT) csv_text(f, v.text);
             else if (!isnan(v.num)) {
                 char nb[40];
-                fputs(lb_cols[c].type == COL_INT ? fmt_int(nb, sizeof nb, v.num)
+                fputs(s->cols[c].type == COL_INT ? fmt_int(nb, sizeof nb, v.num)
                                                  : fmt_num15(nb, sizeof nb, v.num),
                       f);
             }
@@ -224,13 +262,13 @@ static json_t *jint(double v) {
 }
 static json_t *row_json(const struct site *s, const struct lb_run *r) {
     json_t *o = json_object();
-    for (int c = 0; c < lb_n_cols; c++) {
+    for (int c = 0; c < s->n_cols; c++) {
         struct cell v;
         cell_of(s, r, c, &v);
-        json_t *j = lb_cols[c].type == COL_TEXT  ? jnew_str(v.text)
-                    : lb_cols[c].type == COL_INT ? jint(v.num)
+        json_t *j = s->cols[c].type == COL_TEXT  ? jnew_str(v.text)
+                    : s->cols[c].type == COL_INT ? jint(v.num)
                                                  : jnum(v.num);
-        json_object_set_new(o, lb_cols[c].name, j);
+        json_object_set_new(o, s->cols[c].name, j);
     }
     /* per-task details as arrays, their fields named once at the top (score_fields,
      * task_def_fields): a 10,000-run file is half the size and twice as fast to write */
@@ -283,17 +321,17 @@ static int write_json(struct site *s) {
     json_object_set_new(root, "schema", json_string("lowbit-leaderboard/1"));
     json_object_set_new(root, "fixture", json_boolean(s->opts->fixture));
     json_object_set_new(root, "as_of", json_string(s->d->as_of));
-    for (int t = 0; t < LB_TASK_COUNT; t++)
-        json_array_append_new(tasks, json_pack("{s:s,s:s,s:s,s:i}", "task", lb_tasks[t].key,
-                                               "label", lb_tasks[t].label, "metric", "acc",
-                                               "num_fewshot", 0));
+    for (int t = 0; t < s->d->n_tasks; t++)
+        json_array_append_new(tasks, json_pack("{s:s,s:s,s:s,s:i}", "task", s->d->tasks[t].key,
+                                               "label", s->d->tasks[t].label, "metric",
+                                               s->d->tasks[t].metric, "num_fewshot", 0));
     json_object_set_new(root, "tasks", tasks);
-    for (int c = 0; c < lb_n_cols; c++)
-        json_array_append_new(cols, json_pack("{s:s,s:s,s:s}", "name", lb_cols[c].name, "type",
-                                              lb_cols[c].type == COL_TEXT  ? "string"
-                                              : lb_cols[c].type == COL_INT ? "integer"
+    for (int c = 0; c < s->n_cols; c++)
+        json_array_append_new(cols, json_pack("{s:s,s:s,s:s}", "name", s->cols[c].name, "type",
+                                              s->cols[c].type == COL_TEXT  ? "string"
+                                              : s->cols[c].type == COL_INT ? "integer"
                                                                            : "number",
-                                              "doc", lb_cols[c].doc));
+                                              "doc", s->cols[c].doc));
     json_object_set_new(root, "columns", cols);
     json_object_set_new(root, "score_fields",
                         json_pack("[s,s,s,s,s]", "task", "metric", "value", "stderr", "n"));
@@ -451,28 +489,32 @@ char *board_data_json(const struct site *s) {
     static const char *const cols[] = {"id",    "rank", "model", "recipe", "algorithm",
                                        "wdtype", "cdtype", "group", "dq",   "bits",
                                        "size",  "params", "avg",  "ppl",    "kld",
-                                       "bpw",   "qsec", "type", "base",  "tasks"};
+                                       "bpw",   "qsec", "type", "base",  "tasks",
+                                       "davg",  "dlo",  "dhi",  "band", "prefill", "decode",
+                                       "mem"};
     json_t *root = json_object(), *jc = json_array(), *jt = json_array(), *rows = json_array();
     for (size_t i = 0; i < LB_ARRAY_LEN(cols); i++) json_array_append_new(jc, json_string(cols[i]));
-    for (int t = 0; t < LB_TASK_COUNT; t++) json_array_append_new(jt, json_string(lb_tasks[t].key));
+    for (int t = 0; t < d->n_tasks; t++) json_array_append_new(jt, json_string(d->tasks[t].key));
     json_object_set_new(root, "cols", jc);
     json_object_set_new(root, "tasks", jt);
     for (int k = 0; k < d->n_board; k++) {
         const struct lb_run *r = &d->runs[d->board[k]];
         const struct lb_recipe *c = r->recipe;
         json_t *acc = json_array();
-        for (int t = 0; t < LB_TASK_COUNT; t++) json_array_append_new(acc, jnum(r->acc[t]));
+        for (int t = 0; t < d->n_tasks; t++) json_array_append_new(acc, jnum(r->acc[t]));
         json_t *row = json_pack(
-            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o]", (json_int_t)r->id, r->rank,
-            jnew_str(lb_run_model_name(r)), jnew_str(r->recipe_id),
-            jnew_str(c ? c->algorithm : NULL),
+            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o,o,o,o,i,o,o,o]", (json_int_t)r->id, r->rank,
+            jnew_str(lb_run_model_name(r)), jnew_str(r->recipe_id), jnew_str(c ? c->algorithm : NULL),
             jnew_str(c ? c->weight_dtype : NULL), jnew_str(c ? c->compute_dtype : NULL),
             jint(c ? c->group_size : NAN), jint(c ? c->double_quant : NAN),
             jnum(c ? c->bits : NAN), jint(r->artifact_bytes),
             jint(!isnan(r->n_params) ? r->n_params : r->model ? r->model->n_params : NAN),
             jnum(r->average), jnum(r->ppl), jnum(r->kld), jnum(r->bits_per_weight),
-            jnum(r->quant_seconds), jnew_str(r->model ? r->model->model_type : NULL), r->group,
-            acc);
+            jnum(r->quant_seconds), jnew_str(r->model ? r->model->model_type : NULL), r->group, acc,
+            jnum(r->d_avg.state == LB_D_OK ? r->d_avg.delta : NAN),
+            jnum(r->d_avg.state == LB_D_OK ? r->d_avg.lo : NAN),
+            jnum(r->d_avg.state == LB_D_OK ? r->d_avg.hi : NAN), r->band, jnum(r->prefill_tps),
+            jnum(r->decode_tps), jnum(r->run_memory_mb));
         if (!row) {
             json_decref(root);
             json_decref(rows);
@@ -545,9 +587,112 @@ static int copy_db(struct site *s, sqlite3 *db) {
     return 0;
 }
 
+/* ------------------------------------------------------------------ per-sample details */
+
+static json_t *jdelta(const struct lb_delta *x) {
+    if (x->state == LB_D_NONE) return json_null();
+    if (x->state == LB_D_APART) return json_pack("{s:s}", "state", "other documents");
+    return json_pack("{s:o, s:o, s:o, s:i, s:b}", "delta", jnum(x->delta), "lo", jnum(x->lo),
+                     "hi", jnum(x->hi), "n", x->n, "significant", lb_significant(x));
+}
+
+/* data/details/<run_id>.json of a run with per-sample records: every document (chunk) as the
+ * samples table has it, and the paired statistics against the baseline computed from them
+ * (stats.c; tests/paired_ci.py recomputes them from two such files) */
+static int write_details_run(struct site *s, sqlite3 *db, const struct lb_run *r) {
+    const struct lb_data *d = s->d;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT task, doc, gold, pred, pred_norm, acc, acc_norm, value, "
+                           "value2, truncated, choices FROM samples WHERE run_id = ? "
+                           "ORDER BY task, doc", -1, &st, NULL) != SQLITE_OK)
+        return err("render: %s", sqlite3_errmsg(db));
+    sqlite3_bind_int64(st, 1, r->id);
+    json_t *tasks = json_object();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char *task = lb_clean_utf8((const char *)sqlite3_column_text(st, 0),
+                                   (size_t)sqlite3_column_bytes(st, 0));
+        if (!task) break;
+        json_t *t = json_object_get(tasks, task);
+        if (!t) {
+            t = json_pack("{s:[]}", "rows");
+            json_object_set_new(tasks, task, t);
+        }
+        json_t *ch = NULL;
+        if (sqlite3_column_type(st, 10) == SQLITE_TEXT)
+            ch = json_loads((const char *)sqlite3_column_text(st, 10), 0, NULL);
+        json_t *row = json_array();
+        json_array_append_new(row, json_integer(sqlite3_column_int(st, 1)));
+        for (int c = 2; c <= 4; c++)
+            json_array_append_new(row, sqlite3_column_type(st, c) == SQLITE_NULL
+                                           ? json_null()
+                                           : json_integer(sqlite3_column_int(st, c)));
+        for (int c = 5; c <= 8; c++)
+            json_array_append_new(row, sqlite3_column_type(st, c) == SQLITE_NULL
+                                           ? json_null()
+                                           : jnum(sqlite3_column_double(st, c)));
+        json_array_append_new(row, json_boolean(sqlite3_column_int(st, 9)));
+        json_array_append_new(row, ch ? ch : json_null());
+        json_array_append_new(json_object_get(t, "rows"), row);
+        free(task);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(tasks);
+        return err("render: reading the samples of run %lld: %s", (long long)r->id,
+                   sqlite3_errmsg(db));
+    }
+    json_t *board = json_array();
+    for (int t = 0; t < d->n_tasks; t++) {
+        json_array_append_new(board, json_string(d->tasks[t].key));
+        json_t *jt = json_object_get(tasks, d->tasks[t].key);
+        if (!jt) continue;
+        json_object_set_new(jt, "position", json_integer(t));
+        json_object_set_new(jt, "delta_acc", jdelta(&r->d_acc[t]));
+    }
+    const char *task;
+    json_t *jt;
+    json_object_foreach(tasks, task, jt) { /* the data file the documents come from */
+        const struct lb_taskdef *td = NULL;
+        for (int i = 0; i < r->n_defs && !td; i++)
+            if (!strcmp(r->defs[i].task, task)) td = &r->defs[i];
+        json_object_set_new(jt, "dataset_sha256", jnew_str(td ? td->dataset_sha256 : NULL));
+    }
+    json_t *k = json_object_get(tasks, LB_KLD_TASK), *pp = json_object_get(tasks, "ppl");
+    if (k) json_object_set_new(k, "mean_kld", jdelta(&r->d_kld));
+    if (pp) json_object_set_new(pp, "delta_mean_nll", jdelta(&r->d_ppl));
+    json_t *root = json_pack(
+        "{s:s, s:I, s:o, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:s}, s:[s,s,s,s,s,s,s,s,s,s,s], "
+        "s:o, s:o, s:i, s:o}",
+        "schema", "lowbit-details/1", "run_id", (json_int_t)r->id, "model_id", jnew_str(r->model_id),
+        "recipe_id", jnew_str(r->recipe_id), "baseline_run_id",
+        r->baseline ? json_integer(r->baseline->id) : json_null(), "bootstrap", "resamples",
+        LB_BOOT, "seed", LB_BOOT_SEED, "stream_kld", LB_STREAM_KLD, "stream_ppl", LB_STREAM_PPL,
+        "interval", "95% percentile of the paired bootstrap (about.html#statistics)", "fields",
+        "doc", "gold", "pred", "pred_norm", "acc", "acc_norm", "value", "value2", "truncated",
+        "choices", "(value: loglik of lambada/wikitext documents, mean NLL of a ppl chunk, mean KLD "
+                   "of a kld chunk; value2: the kld chunk's mean NLL)",
+        "tasks", tasks, "delta_average", jdelta(&r->d_avg), "band", r->band, "board_tasks",
+        board);
+    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    json_decref(root);
+    if (!text) return err("render: out of memory (details)");
+    char rel[64];
+    snprintf(rel, sizeof rel, "data/details/%lld.json", (long long)r->id);
+    rc = site_write_file(s, rel, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static int write_details(struct site *s, sqlite3 *db) {
+    for (int i = 0; i < s->d->n_runs; i++)
+        if (s->d->runs[i].n_samples && write_details_run(s, db, &s->d->runs[i])) return -1;
+    return 0;
+}
+
 int datasets_write(struct site *s, sqlite3 *db) {
     if (copy_db(s, db) || write_csv(s) || write_json(s) || write_training_csv(s) ||
-        write_training_json(s))
+        write_training_json(s) || write_details(s, db))
         return -1;
     return 0;
 }

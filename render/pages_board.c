@@ -67,7 +67,7 @@ void page_frontier(struct page *p, xmlNodePtr cap, const int *runs, const double
     const struct lb_data *d = p->site->d;
     int *fr = malloc((size_t)(n + 1) * sizeof *fr);
     if (!fr) return;
-    int nf = chart_pareto(x, y, n, maximize, fr);
+    int nf = lb_pareto(d, runs, x, y, n, maximize, fr);
     xmlNodePtr det = h_el(cap, "details", NULL);
     h_el(det, "summary", "The Pareto frontier, in words");
     if (!nf) {
@@ -76,7 +76,8 @@ void page_frontier(struct page *p, xmlNodePtr cap, const int *runs, const double
         return;
     }
     h_textf(h_el(det, "p", NULL), "From the smallest to the largest, each run below is %s than "
-                                  "every smaller run:", what);
+                                  "every smaller run%s:", what, maximize ? " (significantly, on "
+                                  "the same documents: about.html#statistics)" : "");
     xmlNodePtr ol = h_el(det, "ol", NULL);
     for (int k = 0; k < nf; k++) {
         const struct lb_run *r = &d->runs[runs[fr[k]]];
@@ -122,6 +123,32 @@ void page_type_icon(xmlNodePtr parent, const char *t) {
     h_elc(parent, "span", "sr", label);
 }
 
+xmlNodePtr page_delta_td(xmlNodePtr tr, const struct lb_delta *x, double scale, int digits,
+                         bool is_baseline) {
+    char b[96];
+    if (is_baseline) {
+        xmlNodePtr td = page_td(tr, "baseline", false);
+        h_attr(td, "class", "num base");
+        return td;
+    }
+    if (x->state != LB_D_OK) {
+        xmlNodePtr td = page_td(tr, x->state == LB_D_APART ? "n/a" : "", true);
+        if (x->state == LB_D_APART)
+            h_attr(td, "title", "scored on other documents than the baseline: not compared");
+        return td;
+    }
+    const bool sig = lb_significant(x);
+    snprintf(b, sizeof b, "%s%+.*f", sig ? "" : "\xe2\x89\x88", digits, x->delta * scale);
+    xmlNodePtr td = page_td(tr, b, true);
+    snprintf(b, sizeof b, "%+.*f", digits, x->lo * scale);
+    h_textf(h_elc(td, "span", "ci", NULL), " [%s, %+.*f]", b, digits, x->hi * scale);
+    h_attr(td, "class", sig ? "num sig" : "num ns");
+    h_attr(td, "title", sig ? "significantly different from the baseline (95% interval excludes 0)"
+                            : "not significantly different from the baseline (95% interval "
+                              "includes 0)");
+    return td;
+}
+
 xmlNodePtr page_td(xmlNodePtr tr, const char *text, bool num) {
     xmlNodePtr td = h_el(tr, "td", text && *text ? text : NULL);
     if (num) h_attr(td, "class", "num");
@@ -130,7 +157,9 @@ xmlNodePtr page_td(xmlNodePtr tr, const char *text, bool num) {
 
 /* ------------------------------------------------------------------ index.html */
 
-/* the board's columns: key (JS sort key, data-key), header, tooltip, numeric */
+/* the board's columns: key (JS sort key, data-key), header, tooltip, numeric; the board tasks'
+ * columns (from the database) follow the first BOARD_COLS_HEAD */
+#define BOARD_COLS_HEAD 6
 static const struct {
     const char *key, *head, *title;
     bool num;
@@ -139,9 +168,11 @@ static const struct {
     {"type", "T", "model type: \xe2\x97\x8f pretrained, \xe2\x97\x86 fine-tuned, \xe2\x96\xb2 chat, \xe2\x9c\x9a merge", false},
     {"model", "Model", "model, recipe, and a link to the run's details and provenance", false},
     {"avg", "Average", "mean of the ten task accuracies (%), Intel's Average", true},
-#define X(e, key, label, abbr) {key, label, label " accuracy (%), 0-shot, acc", true},
-    LB_TASKS(X)
-#undef X
+    {"davg", "\xce\x94 vs baseline", "average minus the model's fp baseline on the same documents, "
+     "percentage points, with its 95% paired-bootstrap interval; \xe2\x89\x88 = not "
+     "significantly different", true},
+    {"band", "Band", "tie band: runs not significantly different from the run above share a band",
+     true},
     {"algorithm", "Algorithm", "quantization algorithm (fp = unquantized baseline)", false},
     {"wdtype", "Weight dtype", "type of the stored weights", false},
     {"cdtype", "Compute dtype", "type the activations are computed in", false},
@@ -153,6 +184,11 @@ static const struct {
     {"kld", "KLD", "mean KL divergence from the unquantized model's next-token distribution (nats); lower is better", true},
     {"bpw", "Bits/weight", "8 x weight bytes / parameters, measured on the file", true},
     {"qsec", "Quant time", "quantization wall time", true},
+    {"prefill", "Prefill tok/s", "prefill tokens/s of a 512-token context on the run's host and "
+     "threads (compare within one host only; the run page names the CPU)", true},
+    {"decode", "Decode tok/s", "decode tokens/s after a 256-token prompt, same host and threads",
+     true},
+    {"mem", "Memory", "memory to run at context 512: weights + KV cache + forward scratch", true},
 };
 
 static void facet(struct page *p, const char *slot, const char *name, const char **vals, int n) {
@@ -220,7 +256,11 @@ static void board_row(struct page *p, xmlNodePtr tbody, const struct lb_run *r) 
     xmlNodePtr a = h_link(p, td, href, "details");
     h_attr(a, "class", "det");
     page_td(tr, fmt_pct(b, sizeof b, r->average), true);
-    for (int t = 0; t < LB_TASK_COUNT; t++) page_td(tr, fmt_pct(b, sizeof b, r->acc[t]), true);
+    page_delta_td(tr, &r->d_avg, 100, 2, r->baseline == r);
+    snprintf(b, sizeof b, "%d", r->band);
+    page_td(tr, b, true);
+    h_attr(tr, "class", r->band % 2 ? "band-odd" : "band-even");
+    for (int t = 0; t < d->n_tasks; t++) page_td(tr, fmt_pct(b, sizeof b, r->acc[t]), true);
     h_user(page_td(tr, NULL, false), c ? c->algorithm : "");
     h_user(page_td(tr, NULL, false), c ? c->weight_dtype : "");
     h_user(page_td(tr, NULL, false), c ? c->compute_dtype : "");
@@ -230,9 +270,18 @@ static void board_row(struct page *p, xmlNodePtr tbody, const struct lb_run *r) 
     page_td(tr, fmt_params(b, sizeof b, np), true);
     page_td(tr, fmt_bytes(b, sizeof b, r->artifact_bytes), true);
     page_td(tr, fmt_g(b, sizeof b, r->ppl, 4), true);
-    page_td(tr, fmt_g(b, sizeof b, r->kld, 3), true);
+    xmlNodePtr kt = page_td(tr, fmt_g(b, sizeof b, r->kld, 3), true);
+    if (r->d_kld.state == LB_D_OK) {
+        char lo[32], hi[32];
+        snprintf(b, sizeof b, "95%% interval over chunks: %s to %s",
+                 fmt_g(lo, sizeof lo, r->d_kld.lo, 3), fmt_g(hi, sizeof hi, r->d_kld.hi, 3));
+        h_attr(kt, "title", b);
+    }
     page_td(tr, fmt_g(b, sizeof b, r->bits_per_weight, 3), true);
     page_td(tr, fmt_seconds(b, sizeof b, r->quant_seconds), true);
+    page_td(tr, fmt_g(b, sizeof b, r->prefill_tps, 4), true);
+    page_td(tr, fmt_g(b, sizeof b, r->decode_tps, 4), true);
+    page_td(tr, fmt_bytes(b, sizeof b, r->run_memory_mb * 1024 * 1024), true);
     h_text(tbody, "\n");
 }
 
@@ -260,6 +309,16 @@ int page_index(struct site *s) {
 
     xmlNodePtr tr = h_el(head, "tr", NULL);
     for (size_t i = 0; i < LB_ARRAY_LEN(board_cols); i++) {
+        if (i == BOARD_COLS_HEAD)
+            for (int t = 0; t < d->n_tasks; t++) {
+                xmlNodePtr th = h_el(tr, "th", d->tasks[t].label);
+                h_attr(th, "scope", "col");
+                h_attr(th, "data-key", d->tasks[t].key);
+                snprintf(b, sizeof b, "%s accuracy (%%), 0-shot, %s", d->tasks[t].label,
+                         d->tasks[t].metric);
+                h_attr(th, "title", b);
+                h_attr(th, "class", "num");
+            }
         xmlNodePtr th = h_el(tr, "th", board_cols[i].head);
         h_attr(th, "scope", "col");
         h_attr(th, "data-key", board_cols[i].key);
@@ -269,7 +328,7 @@ int page_index(struct site *s) {
     for (int k = 0; k < d->n_board; k++) board_row(&p, body, &d->runs[d->board[k]]);
     if (!d->n_board) {
         xmlNodePtr td = h_el(h_el(body, "tr", NULL), "td", "No successful run in the database yet.");
-        snprintf(b, sizeof b, "%d", (int)LB_ARRAY_LEN(board_cols));
+        snprintf(b, sizeof b, "%d", (int)LB_ARRAY_LEN(board_cols) + d->n_tasks);
         h_attr(td, "colspan", b);
     }
 
@@ -284,7 +343,7 @@ int page_index(struct site *s) {
         free(v);
     }
     free(nums);
-    for (int t = 0; t < LB_TASK_COUNT; t++) {
+    for (int t = 0; t < d->n_tasks; t++) {
         xmlNodePtr lab = h_el(wts, "label", NULL);
         xmlNodePtr in = h_el(lab, "input", NULL);
         h_attr(in, "type", "number");
@@ -292,11 +351,11 @@ int page_index(struct site *s) {
         h_attr(in, "max", "10");
         h_attr(in, "step", "any");
         h_attr(in, "value", "1");
-        h_attr(in, "data-task", lb_tasks[t].key);
-        snprintf(b, sizeof b, "w-%s", lb_tasks[t].key);
+        h_attr(in, "data-task", d->tasks[t].key);
+        snprintf(b, sizeof b, "w-%s", d->tasks[t].key);
         h_attr(in, "id", b);
         h_text(lab, " ");
-        h_text(lab, lb_tasks[t].label);
+        h_text(lab, d->tasks[t].label);
     }
     page_downloads(&p, dl);
     char *json = board_data_json(s);

@@ -175,10 +175,10 @@ int page_about(struct site *s) {
     }
     static const char *const th[] = {"Column", "lm-eval task", "Metric", "Few-shot"};
     xmlNodePtr tb = table(tasks, "data", th, 4);
-    for (int t = 0; t < LB_TASK_COUNT; t++) {
+    for (int t = 0; t < d->n_tasks; t++) {
         xmlNodePtr tr = h_el(tb, "tr", NULL);
-        h_el(tr, "td", lb_tasks[t].label);
-        h_el(h_el(tr, "td", NULL), "code", lb_tasks[t].key);
+        h_el(tr, "td", d->tasks[t].label);
+        h_el(h_el(tr, "td", NULL), "code", d->tasks[t].key);
         h_el(h_el(tr, "td", NULL), "code", "acc");
         page_td(tr, "0", true);
     }
@@ -219,7 +219,7 @@ int page_about(struct site *s) {
     free(k);
     if (!nk) h_el(seen, "p", "No task definitions in the database yet.");
 
-    cols_table(cols, lb_cols, lb_n_cols);
+    cols_table(cols, p.site->cols, p.site->n_cols);
     cols_table(tcols, tc_cols, tc_n_cols);
     page_downloads(&p, dl);
     /* the reproduction command of the top row, as an example */

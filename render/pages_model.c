@@ -32,12 +32,13 @@ static void variants_table(struct page *p, xmlNodePtr parent, int g) {
     const struct lb_data *d = p->site->d;
     const struct lb_group *G = &d->groups[g];
     const struct lb_run *B = G->baseline >= 0 ? &d->runs[G->baseline] : NULL;
-    const char *heads[8 + LB_TASK_COUNT + 4];
+    const char *heads[8 + d->n_tasks + 4];
     int nh = 0;
     static const char *const h0[] = {"#", "Model \xc2\xb7 recipe", "Algorithm", "Weight dtype",
-                                     "Group", "Bits/weight", "Size", "Average", "\xce\x94 avg (pp)"};
+                                     "Group", "Bits/weight", "Size", "Average",
+                                     "\xce\x94 avg vs baseline (pp, 95% CI)"};
     for (size_t i = 0; i < LB_ARRAY_LEN(h0); i++) heads[nh++] = h0[i];
-    for (int t = 0; t < LB_TASK_COUNT; t++) heads[nh++] = lb_tasks[t].label;
+    for (int t = 0; t < d->n_tasks; t++) heads[nh++] = d->tasks[t].label;
     heads[nh++] = "Wikitext PPL";
     heads[nh++] = "KLD";
     heads[nh++] = "Quant time";
@@ -69,17 +70,53 @@ static void variants_table(struct page *p, xmlNodePtr parent, int g) {
         page_td(tr, fmt_g(b, sizeof b, r->bits_per_weight, 3), true);
         page_td(tr, fmt_bytes(b, sizeof b, r->artifact_bytes), true);
         page_td(tr, fmt_pct(b, sizeof b, r->average), true);
-        double delta = B ? (r->average - B->average) * 100 : NAN;
-        if (isnan(delta)) b[0] = 0;
-        else snprintf(b, sizeof b, "%+.2f", delta);
-        page_td(tr, b, true);
-        for (int t = 0; t < LB_TASK_COUNT; t++) page_td(tr, fmt_pct(b, sizeof b, r->acc[t]), true);
+        page_delta_td(tr, &r->d_avg, 100, 2, r == B);
+        for (int t = 0; t < d->n_tasks; t++) page_td(tr, fmt_pct(b, sizeof b, r->acc[t]), true);
         page_td(tr, fmt_g(b, sizeof b, r->ppl, 4), true);
         page_td(tr, fmt_g(b, sizeof b, r->kld, 3), true);
         page_td(tr, fmt_seconds(b, sizeof b, r->quant_seconds), true);
         h_text(tb, "\n");
     }
     free(rows);
+}
+
+/* each variant's paired deltas against the baseline, per task, with their intervals
+ * (about.html#statistics), and the PPL change */
+static void deltas_table(struct page *p, xmlNodePtr parent, int g) {
+    const struct lb_data *d = p->site->d;
+    const struct lb_group *G = &d->groups[g];
+    if (G->baseline < 0) return;
+    h_el(parent, "h3", "Differences from the baseline, per task");
+    h_textf(h_el(parent, "p", NULL), "Percentage points of accuracy against %s on the same "
+            "documents, with the 95%% paired-bootstrap interval; \xe2\x89\x88 marks a difference "
+            "that is not significant. PPL change: PPL(variant) / PPL(baseline) - 1 on the same "
+            "512-token chunks (llama.cpp's protocol), in percent.",
+            d->runs[G->baseline].recipe_id);
+    const char *heads[2 + LB_TASK_MAX + 1];
+    int nh = 0;
+    heads[nh++] = "Model \xc2\xb7 recipe";
+    heads[nh++] = "Average";
+    for (int t = 0; t < d->n_tasks; t++) heads[nh++] = d->tasks[t].label;
+    heads[nh++] = "PPL change (%)";
+    xmlNodePtr wrap = h_elc(parent, "div", "table-wrap", NULL);
+    xmlNodePtr tb = table_head(wrap, "deltas", heads, nh);
+    for (int k = 0; k < d->n_board; k++) {
+        const struct lb_run *r = &d->runs[d->board[k]];
+        if (r->group != g || r->baseline == r || r->d_avg.state == LB_D_NONE) continue;
+        xmlNodePtr tr = h_el(tb, "tr", NULL);
+        page_run_link(p, h_el(tr, "td", NULL), r);
+        page_delta_td(tr, &r->d_avg, 100, 2, false);
+        for (int t = 0; t < d->n_tasks; t++) page_delta_td(tr, &r->d_acc[t], 100, 1, false);
+        if (r->d_ppl.state == LB_D_OK) {
+            /* the ratio and its interval: exp of the mean NLL difference */
+            struct lb_delta x = r->d_ppl;
+            x.delta = expm1(x.delta), x.lo = expm1(x.lo), x.hi = expm1(x.hi);
+            page_delta_td(tr, &x, 100, 1, false);
+        } else {
+            page_td(tr, "", true);
+        }
+        h_text(tb, "\n");
+    }
 }
 
 /* the data behind the bars chart, as a table in the figure's caption */
@@ -139,15 +176,15 @@ static void heat_table(struct page *p, xmlNodePtr cap, int g) {
     xmlNodePtr t = h_elc(det, "table", "data", NULL);
     xmlNodePtr tr = h_el(h_el(t, "thead", NULL), "tr", NULL);
     h_attr(h_el(tr, "th", "Variant"), "scope", "col");
-    for (int k = 0; k < LB_TASK_COUNT; k++) h_attr(h_el(tr, "th", lb_tasks[k].label), "scope", "col");
+    for (int k = 0; k < d->n_tasks; k++) h_attr(h_el(tr, "th", d->tasks[k].label), "scope", "col");
     h_attr(h_el(tr, "th", "Average"), "scope", "col");
     xmlNodePtr tb = h_el(t, "tbody", NULL);
     for (int i = 0; i < n; i++) {
         const struct lb_run *r = &d->runs[rows[i]];
         tr = h_el(tb, "tr", NULL);
         run_link(p, h_el(tr, "th", NULL), r, r->recipe_id);
-        for (int k = 0; k <= LB_TASK_COUNT; k++) {
-            double v = k < LB_TASK_COUNT ? (r->acc[k] - B->acc[k]) * 100
+        for (int k = 0; k <= d->n_tasks; k++) {
+            double v = k < d->n_tasks ? (r->acc[k] - B->acc[k]) * 100
                                          : (r->average - B->average) * 100;
             char b[32] = "";
             if (!isnan(v)) snprintf(b, sizeof b, "%+.2f", v);
@@ -458,6 +495,7 @@ static int model_page(struct site *s, int g) {
     else page_drop_slot(&p, "training");
 
     variants_table(&p, var, g);
+    deltas_table(&p, var, g);
 
     struct bars_data bd;
     bars_compute(d, g, &bd);
@@ -559,9 +597,27 @@ int pages_models(struct site *s) {
             if (!r->ok || isnan(r->average) || !strcmp(lb_run_algorithm(r), "fp")) continue;
             if (best < 0 || r->rank < d->runs[best].rank) best = G->runs[k];
         }
-        page_td(tr, best >= 0 ? fmt_pct(b, sizeof b, d->runs[best].average) : "", true);
+        /* the best: the top quantized run, with every quantized run not significantly below it
+         * (a tie is named as one), marked when it is not significantly different from the
+         * baseline (about.html#statistics) */
+        xmlNodePtr bt = page_td(tr, best >= 0 ? fmt_pct(b, sizeof b, d->runs[best].average) : "",
+                                true);
+        if (best >= 0 && d->runs[best].d_avg.state == LB_D_OK &&
+            !lb_significant(&d->runs[best].d_avg)) {
+            h_text(bt, " \xe2\x89\x88 baseline");
+            h_attr(bt, "title", "not significantly different from the baseline");
+        }
         xmlNodePtr td = h_el(tr, "td", NULL);
-        if (best >= 0) run_link(&p, td, &d->runs[best], d->runs[best].recipe_id);
+        int n_tied = 0;
+        for (int k = 0; best >= 0 && k < G->n_runs; k++) {
+            const struct lb_run *r = &d->runs[G->runs[k]];
+            if (!r->ok || isnan(r->average) || !strcmp(lb_run_algorithm(r), "fp")) continue;
+            if (G->runs[k] != best && lb_better_than(d, &d->runs[best], r) != 0) continue;
+            if (n_tied++) h_text(td, ", ");
+            run_link(&p, td, r, r->recipe_id);
+        }
+        if (n_tied > 1)
+            h_textf(td, " (%d recipes not significantly different: no single best)", n_tied);
         h_text(tb, "\n");
     }
     if (page_write(&p, "models/index.html")) return -1;

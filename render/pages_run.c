@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "render/render_impl.h"
 
 static void fact(xmlNodePtr dl, const char *k, const char *v, bool code) {
@@ -24,10 +26,108 @@ static xmlNodePtr table(xmlNodePtr parent, const char *const *heads, int n) {
     return h_el(t, "tbody", NULL);
 }
 
-static const char *task_label(const char *task) {
-    for (int t = 0; t < LB_TASK_COUNT; t++)
-        if (!strcmp(task, lb_tasks[t].key)) return lb_tasks[t].label;
+static const char *task_label(const struct lb_data *d, const char *task) {
+    for (int t = 0; t < d->n_tasks; t++)
+        if (!strcmp(task, d->tasks[t].key)) return d->tasks[t].label;
     return NULL;
+}
+
+#define FLIPS_SHOWN 25 /* documents listed per task and direction; all are in data/details */
+
+/* the samples of r for task, a slice sorted by doc */
+static const struct lb_sample *run_task_samples(const struct lb_run *r, const char *task, int *n) {
+    int i = 0;
+    while (i < r->n_samples && strcmp(r->samples[i].task, task)) i++;
+    int j = i;
+    while (j < r->n_samples && !strcmp(r->samples[j].task, task)) j++;
+    *n = j - i;
+    return r->samples + i;
+}
+
+static const char *def_sha(const struct lb_run *r, const char *task) {
+    for (int i = 0; i < r->n_defs; i++)
+        if (!strcmp(r->defs[i].task, task)) return r->defs[i].dataset_sha256;
+    return NULL;
+}
+
+/* one flipped document: its prompt and choices, the right one and both runs' answers marked */
+static void flip_item(xmlNodePtr ol, const struct lb_doctext *t, const struct lb_sample *a,
+                      const struct lb_sample *b) {
+    xmlNodePtr li = h_el(ol, "li", NULL);
+    h_textf(h_elc(li, "p", "docid", NULL), "document %d", a->doc);
+    if (!t) {
+        h_el(li, "p", "(its text was not recorded: a run collected before lowbit kept texts)");
+        return;
+    }
+    if (t->context) h_user(h_elc(li, "p", "prompt", NULL), t->context);
+    json_t *ch = t->choices ? json_loads(t->choices, 0, NULL) : NULL;
+    xmlNodePtr cl = h_elc(li, "ol", "choices", NULL);
+    h_attr(cl, "start", "0");
+    size_t c;
+    json_t *v;
+    json_array_foreach(ch, c, v) {
+        xmlNodePtr ci = h_el(cl, "li", NULL);
+        h_user(ci, json_string_value(v));
+        if ((int)c == a->gold) h_elc(ci, "span", "mark gold", " right answer");
+        if ((int)c == a->pred) h_elc(ci, "span", "mark run", " this run");
+        if ((int)c == b->pred) h_elc(ci, "span", "mark base", " baseline");
+    }
+    json_decref(ch);
+    if (t->continuation) {
+        xmlNodePtr cp = h_elc(li, "p", "cont", "continuation: ");
+        h_user(cp, t->continuation);
+    }
+}
+
+/* per board task, the documents the run gets wrong and its baseline right, and the reverse */
+static void flips_section(struct page *p, xmlNodePtr slot, const struct lb_run *r) {
+    const struct lb_data *d = p->site->d;
+    const struct lb_run *B = r->baseline;
+    if (!B || B == r || !r->n_samples) {
+        h_el(slot, "p", B == r ? "This run is its model's baseline." :
+                        "No per-document records, or no baseline run of this model.");
+        return;
+    }
+    h_textf(h_el(slot, "p", NULL), "Against the baseline run %s (%lld), on the same documents: "
+            "per task, the documents this run gets wrong that the baseline gets right, and the "
+            "reverse (at most %d of each listed; every document is in data/details/%lld.json).",
+            B->recipe_id, (long long)B->id, FLIPS_SHOWN, (long long)r->id);
+    for (int t = 0; t < d->n_tasks; t++) {
+        const char *task = d->tasks[t].key;
+        int na, nb;
+        const struct lb_sample *sa = run_task_samples(r, task, &na);
+        const struct lb_sample *sb = run_task_samples(B, task, &nb);
+        const char *sha = def_sha(r, task), *shb = def_sha(B, task);
+        bool same = na && na == nb && sha && shb && !strcmp(sha, shb);
+        for (int i = 0; same && i < na; i++) same = sa[i].doc == sb[i].doc;
+        if (!same) continue;
+        int down = 0, up = 0;
+        for (int i = 0; i < na; i++) {
+            down += sa[i].acc == 0 && sb[i].acc == 1;
+            up += sa[i].acc == 1 && sb[i].acc == 0;
+        }
+        xmlNodePtr det = h_el(slot, "details", NULL);
+        char id[160];
+        snprintf(id, sizeof id, "flips-%s", task);
+        h_attr(det, "id", id);
+        xmlNodePtr sm = h_el(det, "summary", NULL);
+        h_user(sm, d->tasks[t].label);
+        h_textf(sm, ": %d right \xe2\x86\x92 wrong, %d wrong \xe2\x86\x92 right of %d documents",
+                down, up, na);
+        for (int dir = 0; dir < 2; dir++) {
+            if (!(dir ? up : down)) continue;
+            h_el(det, "h4", dir ? "Wrong for the baseline, right for this run"
+                                : "Right for the baseline, wrong for this run");
+            xmlNodePtr ol = h_elc(det, "ol", "flips", NULL);
+            for (int i = 0, k = 0; i < na && k < FLIPS_SHOWN; i++) {
+                const bool f = dir ? sa[i].acc == 1 && sb[i].acc == 0
+                                   : sa[i].acc == 0 && sb[i].acc == 1;
+                if (!f) continue;
+                flip_item(ol, lb_doctext_find(d, task, sha, sa[i].doc), &sa[i], &sb[i]);
+                k++;
+            }
+        }
+    }
 }
 
 static int run_page(struct site *s, const struct lb_run *r) {
@@ -45,8 +145,9 @@ static int run_page(struct site *s, const struct lb_run *r) {
     xmlNodePtr head = page_slot(&p, "heading"), sum = page_slot(&p, "summary"),
                scores = page_slot(&p, "scores"), defs = page_slot(&p, "defs"),
                recipe = page_slot(&p, "recipe"), run = page_slot(&p, "run"),
-               prov = page_slot(&p, "provenance"), repro = page_slot(&p, "repro");
-    if (!head || !sum || !scores || !defs || !recipe || !run || !prov || !repro) {
+               prov = page_slot(&p, "provenance"), repro = page_slot(&p, "repro"),
+               flips = page_slot(&p, "flips");
+    if (!head || !sum || !scores || !defs || !recipe || !run || !prov || !repro || !flips) {
         page_release(&p);
         return -1;
     }
@@ -88,7 +189,7 @@ static int run_page(struct site *s, const struct lb_run *r) {
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < r->n_scores; i++) {
             const struct lb_score *x = &r->scores[i];
-            const char *lab = task_label(x->task);
+            const char *lab = task_label(d, x->task);
             if ((pass == 0) != (lab != NULL)) continue;
             xmlNodePtr tr = h_el(tb, "tr", NULL);
             xmlNodePtr td = h_el(tr, "td", NULL);
@@ -112,9 +213,13 @@ static int run_page(struct site *s, const struct lb_run *r) {
         h_el(scores, "p", "acc and acc_norm in percent (stderr in percentage points); n = "
                           "documents scored, or tokens for perplexity and KL divergence.");
 
+    flips_section(&p, flips, r);
+
     static const char *const dh[] = {"Task", "Dataset file", "sha256", "Docs scored", "Docs in set",
-                                     "Limit", "Seed", "Few-shot", "BOS", "Context"};
+                                     "Limit", "Seed", "Few-shot", "BOS", "Context",
+                                     "Cut to context"};
     tb = table(defs, dh, (int)LB_ARRAY_LEN(dh));
+    int n_cut = 0;
     for (int i = 0; i < r->n_defs; i++) {
         const struct lb_taskdef *t = &r->defs[i];
         xmlNodePtr tr = h_el(tb, "tr", NULL);
@@ -129,8 +234,19 @@ static int run_page(struct site *s, const struct lb_run *r) {
         page_td(tr, fmt_int(b, sizeof b, t->num_fewshot), true);
         page_td(tr, fmt_bool(t->add_bos), false);
         page_td(tr, fmt_int(b, sizeof b, t->ctx), true);
+        xmlNodePtr tc = page_td(tr, fmt_int(b, sizeof b, t->n_truncated), true);
+        if (t->n_truncated > 0) {
+            h_attr(tc, "class", "num flagged");
+            h_attr(tc, "title", "documents with a continuation longer than the context, scored on "
+                                "its last Context tokens (lm-eval's input slicing)");
+            n_cut += (int)t->n_truncated;
+        }
     }
     if (!r->n_defs) h_el(defs, "p", "No task definitions recorded.");
+    if (n_cut)
+        h_textf(h_elc(defs, "p", "flagged", NULL), "%d document%s had a continuation longer than "
+                "the context: only its last Context tokens were scored, as lm-evaluation-harness's "
+                "input slicing does (column Cut to context).", n_cut, n_cut == 1 ? "" : "s");
 
     xmlNodePtr dl = h_elc(recipe, "dl", "facts", NULL);
     fact(dl, "Recipe id", r->recipe_id, true);
@@ -179,6 +295,20 @@ static int run_page(struct site *s, const struct lb_run *r) {
     if (!isnan(r->eval_peak_rss_mb)) snprintf(b, sizeof b, "%.1f MB", r->eval_peak_rss_mb);
     else b[0] = 0;
     fact(dl, "Evaluation peak memory", b, false);
+    /* what it costs to run, on this host with this many threads */
+    if (!isnan(r->prefill_tps))
+        snprintf(b, sizeof b, "%.1f tokens/s (512-token context)", r->prefill_tps);
+    else b[0] = 0;
+    fact(dl, "Prefill speed", b, false);
+    if (!isnan(r->decode_tps))
+        snprintf(b, sizeof b, "%.1f tokens/s (after a 256-token prompt)", r->decode_tps);
+    else b[0] = 0;
+    fact(dl, "Decode speed", b, false);
+    if (!isnan(r->run_memory_mb))
+        snprintf(b, sizeof b, "%.1f MB (weights + KV cache + scratch at context 512)",
+                 r->run_memory_mb);
+    else b[0] = 0;
+    fact(dl, "Memory to run", b, false);
     fact(dl, "Artifact", r->artifact_path, true);
     if (!isnan(r->artifact_bytes))
         snprintf(b, sizeof b, "%.0f bytes (%s)", r->artifact_bytes,

@@ -20,31 +20,16 @@ struct sqlite3;
 #include "kernels/base/base.h"
 #include "render/render.h"
 
-/* ===== the ten board tasks (Intel's columns, all scored with plain "acc") ===== */
-#define LB_TASKS(X)                                                                                \
-    X(ARC_C, "arc_challenge", "ARC-c", "ARC-c")                                                    \
-    X(ARC_E, "arc_easy", "ARC-e", "ARC-e")                                                         \
-    X(BOOLQ, "boolq", "Boolq", "Boolq")                                                            \
-    X(HELLASWAG, "hellaswag", "HellaSwag", "HellaS.")                                              \
-    X(LAMBADA, "lambada_openai", "Lambada", "Lambada")                                             \
-    X(MMLU, "mmlu", "MMLU", "MMLU")                                                                \
-    X(OBQA, "openbookqa", "Openbookqa", "OBQA")                                                    \
-    X(PIQA, "piqa", "Piqa", "Piqa")                                                                \
-    X(TRUTHFULQA, "truthfulqa_mc1", "Truthfulqa", "TruthQA")                                       \
-    X(WINOGRANDE, "winogrande", "Winogrande", "Wino.")
-
-enum lb_task {
-#define X(e, key, label, abbr) LB_TASK_##e,
-    LB_TASKS(X)
-#undef X
-        LB_TASK_COUNT
-};
+/* ===== the board tasks: the database's tasks table (gen/schema.sql, written from eval/task.c by
+ * collect), those with a board_metric, in its column order ===== */
+#define LB_TASK_MAX 32 /* more board tasks than this in a database are refused */
 struct lb_task_info {
-    const char *key;   /* lm-eval task name, scores.task */
-    const char *label; /* column header */
-    const char *abbr;  /* chart label */
+    char *key;    /* lm-eval task name, scores.task */
+    char *label;  /* column header */
+    char *abbr;   /* chart label */
+    char *title;  /* what it is, for documentation */
+    char *metric; /* the board's metric of the task ("acc") */
 };
-extern const struct lb_task_info lb_tasks[LB_TASK_COUNT];
 
 /* the extra metrics shown beside the tasks */
 #define LB_PPL_TASK "wikitext"
@@ -72,10 +57,40 @@ struct lb_score {
 struct lb_taskdef {
     char *task, *dataset_file, *dataset_sha256;
     double n_docs, n_docs_full, limit_n, seed, num_fewshot, add_bos, ctx;
+    double n_truncated; /* documents cut to the context (schema 4), NAN: not recorded */
 };
 
 struct lb_prov {
     char *key, *value;
+};
+
+/* a per-sample record the statistics use (table samples): a board task's document, or a ppl/kld
+ * chunk */
+struct lb_sample {
+    char *task;
+    int doc;            /* index in the full set; chunk index */
+    int gold, pred;     /* multiple choice: the right and the chosen answer; -1 n/a */
+    double acc, value;  /* acc of a document; value: ppl chunk mean NLL, kld chunk mean KLD */
+};
+
+/* a document's text (table documents), for the drill-downs */
+struct lb_doctext {
+    char *task, *sha256;
+    int doc;
+    char *context, *choices, *continuation; /* choices: a JSON array of strings */
+};
+
+
+/* ===== paired statistics (stats.c; the method is in its header and on about.html) ===== */
+#define LB_BOOT 1000      /* bootstrap resamples */
+#define LB_BOOT_SEED 1234 /* their seed */
+#define LB_STREAM_KLD 1000
+#define LB_STREAM_PPL 1001
+enum { LB_D_NONE, LB_D_OK, LB_D_APART };
+struct lb_delta {
+    double delta, lo, hi; /* the estimate and its 95% interval */
+    int n;                /* documents (chunks) it rests on; the average: all tasks' */
+    int state;            /* LB_D_OK; LB_D_NONE: no records; LB_D_APART: other documents */
 };
 
 struct lb_run {
@@ -85,13 +100,22 @@ struct lb_run {
     char *failure; /* failed runs: "environment" or "input" (schema 3), NULL when unknown */
     double threads, quant_seconds, quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb,
         artifact_bytes, bits_per_weight, n_params;
+    double prefill_tps, decode_tps, run_memory_mb; /* what it costs to run (schema 4), on
+                                                      host_cpu with threads threads */
     const struct lb_model *model;   /* NULL when models has no such id */
     const struct lb_recipe *recipe; /* NULL when recipes has no such id */
     struct lb_score *scores;        /* borrowed slices of lb_data's arrays */
     struct lb_taskdef *defs;
     struct lb_prov *prov;
     int n_scores, n_defs, n_prov;
-    double acc[LB_TASK_COUNT], acc_se[LB_TASK_COUNT]; /* fractions 0..1 */
+    double acc[LB_TASK_MAX], acc_se[LB_TASK_MAX]; /* fractions 0..1, by board task */
+    struct lb_sample *samples;    /* borrowed slice of lb_data.samples, by task, doc */
+    int n_samples;
+    const struct lb_run *baseline; /* its model's baseline run (lb_stats), NULL none */
+    struct lb_delta d_acc[LB_TASK_MAX], d_avg; /* acc - the baseline's, per task and average */
+    struct lb_delta d_ppl;        /* mean chunk NLL - the baseline's (PPL ratio = exp) */
+    struct lb_delta d_kld;        /* the mean KLD itself, with its interval over chunks */
+    int band;                     /* tie band on the board (1 = the top one), 0 off the board */
     double average;                                   /* the leaderboard view's average */
     double ppl, kld;                                  /* wikitext word perplexity, mean KLD */
     bool ok;                                          /* status ok: on the board */
@@ -131,12 +155,18 @@ struct lb_training {
 };
 
 struct lb_data {
+    struct lb_task_info *tasks; /* the board tasks, in column order */
+    int n_tasks;
     struct lb_model *models;
     struct lb_recipe *recipes;
     struct lb_run *runs; /* by id */
     struct lb_score *scores;
     struct lb_taskdef *defs;
     struct lb_prov *prov;
+    struct lb_sample *samples;
+    int n_samples;
+    struct lb_doctext *texts; /* by task, sha256, doc */
+    int n_texts;
     struct lb_group *groups; /* by key */
     int *board;              /* run indices: average desc (NULL last), then id */
     struct lb_training *trainings;      /* by model id (schema 2; none in a version 1 file) */
@@ -146,6 +176,24 @@ struct lb_data {
     bool has_fixture_rows; /* some run has provenance key "fixture" */
     char *as_of;           /* latest finished_at, "" when none */
 };
+
+/* the text of document doc of task scored from the data file sha256, NULL when not recorded */
+const struct lb_doctext *lb_doctext_find(const struct lb_data *d, const char *task,
+                                         const char *sha256, int doc);
+/* the paired statistics of every ok run against its baseline and the board's tie bands (stats.c,
+ * called by lb_data_load); -1 with a message */
+int lb_stats(struct lb_data *d);
+/* the interval of x excludes 0 */
+bool lb_significant(const struct lb_delta *x);
+/* 1: run a's average is significantly above b's (paired over the same documents), -1 below, 0
+ * neither or not comparable */
+int lb_better_than(const struct lb_data *d, const struct lb_run *a, const struct lb_run *b);
+
+/* chart_pareto's frontier of (x, y) (the indices into out, by x); for an accuracy frontier
+ * (maximize, runs[i] = the lb_data.runs index of point i) a point is kept only when its run is
+ * significantly more accurate than the last point kept */
+int lb_pareto(const struct lb_data *d, const int *runs, const double *x, const double *y, int n,
+              bool maximize, int *out);
 
 /* reads every table inside the current transaction of db; -1 with a message */
 int lb_data_load(struct lb_data *d, struct sqlite3 *db);
@@ -208,6 +256,10 @@ struct site {
     double bytes_train_csv, bytes_train_json;
     struct chart_layout *lay; /* CHARTS_PER_GROUP per group, then size-accuracy, size-ppl,
                                * training-heldout */
+    struct col_info *cols;    /* data/leaderboard.csv's columns (site_cols_build) */
+    int *col_id;              /* each one's enum lb_col; -1 - t for board task t */
+    char **col_docs;          /* the task columns' docs (owned) */
+    int n_cols;
 };
 
 struct page {
@@ -351,9 +403,10 @@ struct col_info {
     enum col_type type;
     const char *doc; /* one line, shown on about.html */
 };
-/* the columns of data/leaderboard.csv and of each row of data/leaderboard.json, in order */
-extern const struct col_info lb_cols[];
-extern const int lb_n_cols;
+/* the columns of data/leaderboard.csv and of each row of data/leaderboard.json, in order, into
+ * s->cols (the fixed ones around one per board task); -1 with a message */
+int site_cols_build(struct site *s);
+void site_cols_release(struct site *s);
 /* the columns of data/training_curves.csv and of each row of data/training_curves.json */
 extern const struct col_info tc_cols[];
 extern const int tc_n_cols;
@@ -365,6 +418,11 @@ bool csv_needs_apostrophe(const char *s);
 char *board_data_json(const struct site *s);
 
 /* ===== pages (pages_*.c) ===== */
+/* a delta cell: "+1.23 [-0.50, +2.90]" (x·scale, digits decimals), class sig / ns, "≈" before an
+ * estimate whose interval includes 0, "baseline" for the baseline itself, "n/a" for runs scored
+ * on other documents */
+xmlNodePtr page_delta_td(xmlNodePtr tr, const struct lb_delta *x, double scale, int digits,
+                         bool is_baseline);
 /* "Download: leaderboard.csv (12 kB) · ..." links */
 void page_downloads(struct page *p, xmlNodePtr parent);
 /* <figure> with the chart (SVG, PNG fallback at 2x), alt text and a caption; returns the

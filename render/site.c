@@ -276,7 +276,7 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
             o->db_path);
         goto out;
     }
-    if (site_templates_load(&s)) goto out;
+    if (site_templates_load(&s) || site_cols_build(&s)) goto out;
 
     /* the new site goes beside the target, on the same file system, so rename can swap it */
     char outc[4096];
@@ -379,6 +379,7 @@ out:
         free(s.lay[i].labels);
     free(s.lay);
     site_templates_release(&s);
+    site_cols_release(&s);
     lb_data_release(&d);
     sqlite3_close(db);
     return ret;

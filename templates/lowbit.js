@@ -181,7 +181,7 @@
     }
     var k = s.sort, sign = s.dir === "asc" ? 1 : -1;
     var numeric = k === "avg" || k === "rank" || TASKS.indexOf(k) >= 0 ||
-      ["group", "dq", "bits", "size", "params", "ppl", "kld", "bpw", "qsec"].indexOf(k) >= 0;
+      ["group", "dq", "bits", "size", "params", "ppl", "kld", "bpw", "qsec", "davg", "band", "prefill", "decode", "mem"].indexOf(k) >= 0;
     if (k === "rank") sign = -sign; /* rank ascending = best score first */
     shown.sort(function (a, b) {
       var x = keyOf(a, k), y = keyOf(b, k);
@@ -259,7 +259,7 @@
       if (state.sort === key) s.dir = state.dir === "asc" ? "desc" : "asc";
       else { s.sort = key; s.dir = key === "rank" || key === "model" || key === "algorithm" ||
         key === "wdtype" || key === "cdtype" || key === "size" || key === "params" ||
-        key === "ppl" || key === "kld" || key === "bpw" || key === "qsec" ? "asc" : "desc"; }
+        key === "ppl" || key === "kld" || key === "bpw" || key === "qsec" || key === "mem" ? "asc" : "desc"; }
       apply(s);
       writeHash(s);
     });

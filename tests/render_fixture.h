@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gen/pipeline.h" /* db_write_tasks */
+
 /* a program that includes this header uses only some of it */
 #define FX_FN static __attribute__((unused))
 
@@ -78,7 +80,8 @@ FX_FN int exec(sqlite3 *db, const char *sql) {
 
 struct fx {
     sqlite3 *db;
-    sqlite3_stmt *model, *recipe, *run, *score, *def, *prov;
+    sqlite3_stmt *model, *recipe, *run, *score, *def, *prov, *sample;
+    bool with_samples; /* fx_run writes per-sample records (fixture_small) */
 };
 
 FX_FN void bind_text_or_null(sqlite3_stmt *st, int i, const char *s) {
@@ -104,8 +107,10 @@ FX_FN int fx_open(struct fx *f, const char *path) {
         fprintf(stderr, "  cannot read gen/schema.sql (run the tests from the repository root)\n");
         return -1;
     }
+    /* the tasks table as collect writes it (gen/db.c: db_write_tasks) */
     int rc = sqlite3_open(path, &f->db) != SQLITE_OK || exec(f->db, schema) ||
-             exec(f->db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN");
+             exec(f->db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN") ||
+             db_write_tasks(f->db);
     free(schema);
     if (rc) return -1;
     rc = sqlite3_prepare_v2(f->db,
@@ -131,13 +136,16 @@ FX_FN int fx_open(struct fx *f, const char *path) {
                             "n_docs_full,limit_n,seed,num_fewshot,add_bos,ctx) "
                             "VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                             -1, &f->def, NULL) ||
-         sqlite3_prepare_v2(f->db, "INSERT INTO provenance VALUES(?,?,?)", -1, &f->prov, NULL);
+         sqlite3_prepare_v2(f->db, "INSERT INTO provenance VALUES(?,?,?)", -1, &f->prov, NULL) ||
+         sqlite3_prepare_v2(f->db, "INSERT INTO samples(run_id,task,doc,gold,pred,acc,value) "
+                            "VALUES(?,?,?,?,?,?,?)", -1, &f->sample, NULL);
     return rc ? -1 : 0;
 }
 
 FX_FN int fx_close(struct fx *f) {
     sqlite3_finalize(f->model), sqlite3_finalize(f->recipe), sqlite3_finalize(f->run);
     sqlite3_finalize(f->score), sqlite3_finalize(f->def), sqlite3_finalize(f->prov);
+    sqlite3_finalize(f->sample);
     int rc = exec(f->db, "COMMIT");
     sqlite3_close(f->db);
     return rc;
@@ -182,6 +190,84 @@ FX_FN int fx_recipe(struct fx *f, const struct fx_recipe *r) {
 }
 
 /* one run of model (quality q, n_params) with recipe r; missing_task >= 0 leaves a task out */
+struct fx_rank {
+    double key;
+    int doc;
+};
+FX_FN int fx_cmp_rank(const void *a, const void *b) {
+    const struct fx_rank *x = a, *y = b;
+    return x->key < y->key ? -1 : x->key > y->key ? 1 : x->doc - y->doc;
+}
+
+/* per-sample records of a fixture run: n documents of task, `right` of them right. Which ones
+ * depends mostly on the model (a document's difficulty) and a little on the recipe, so runs of a
+ * model agree on most documents, as real quantized variants do. value: NAN. */
+FX_FN int fx_doc_samples(struct fx *f, sqlite3_int64 run, int model_i, int recipe_i, int t,
+                         const char *task, int n, int right) {
+    struct fx_rank rk[512];
+    for (int d = 0; d < n && d < 512; d++)
+        rk[d] = (struct fx_rank){noise((uint32_t)(model_i * 31 + t), (uint32_t)d) +
+                                     0.3 * noise((uint32_t)(recipe_i * 977 + t), (uint32_t)d + 7919),
+                                 d};
+    qsort(rk, (size_t)n, sizeof *rk, fx_cmp_rank);
+    bool ok[512] = {0};
+    for (int k = 0; k < right && k < n; k++) ok[rk[k].doc] = true;
+    for (int d = 0; d < n; d++) {
+        sqlite3_bind_int64(f->sample, 1, run);
+        bind_text_or_null(f->sample, 2, task);
+        sqlite3_bind_int(f->sample, 3, d);
+        sqlite3_bind_int(f->sample, 4, 0);
+        sqlite3_bind_int(f->sample, 5, ok[d] ? 0 : 1 + d % 3);
+        sqlite3_bind_double(f->sample, 6, ok[d] ? 1.0 : 0.0);
+        sqlite3_bind_null(f->sample, 7);
+        if (step(f->sample)) return -1;
+    }
+    return 0;
+}
+
+/* the texts of task t's n documents (table documents), with markup and quotes a page must
+ * escape; the data file's sha256 as fx_run writes it */
+#define FX_DOC_SCRIPT "<script>alert('doc')</script>"
+FX_FN int fx_doc_texts(struct fx *f, int t, int n) {
+    sqlite3_stmt *st = NULL;
+    char sha[65];
+    for (int k = 0; k < 64; k++) sha[k] = "0123456789abcdef"[(t * 7 + k * 3) % 16];
+    sha[64] = 0;
+    if (sqlite3_prepare_v2(f->db, "INSERT INTO documents VALUES(?,?,?,?,?,NULL)", -1, &st, NULL))
+        return -1;
+    int rc = 0;
+    for (int d = 0; d < n && !rc; d++) {
+        char ctx[128];
+        snprintf(ctx, sizeof ctx, "Question %d: " FX_DOC_SCRIPT " & \"which\"?", d);
+        bind_text_or_null(st, 1, TASKS10[t]);
+        bind_text_or_null(st, 2, sha);
+        sqlite3_bind_int(st, 3, d);
+        bind_text_or_null(st, 4, ctx);
+        bind_text_or_null(st, 5, "[\"<b>bold</b>\",\"a & b\",\"x < y\",\"\\u00e9t\\u00e9\"]");
+        rc = step(st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* chunk records of ppl or kld: n chunks around mean */
+FX_FN int fx_chunk_samples(struct fx *f, sqlite3_int64 run, int model_i, int recipe_i,
+                           const char *task, int n, double mean) {
+    for (int c = 0; c < n; c++) {
+        sqlite3_bind_int64(f->sample, 1, run);
+        bind_text_or_null(f->sample, 2, task);
+        sqlite3_bind_int(f->sample, 3, c);
+        sqlite3_bind_null(f->sample, 4);
+        sqlite3_bind_null(f->sample, 5);
+        sqlite3_bind_null(f->sample, 6);
+        sqlite3_bind_double(f->sample, 7,
+                            mean * (1 + 0.2 * noise((uint32_t)(model_i * 53 + c), (uint32_t)c)) +
+                                0.01 * noise((uint32_t)recipe_i, (uint32_t)c));
+        if (step(f->sample)) return -1;
+    }
+    return 0;
+}
+
 FX_FN int fx_run(struct fx *f, int model_i, const char *model_id, double n_params, double q,
                   const struct fx_recipe *r, int recipe_i, bool failed, int missing_task,
                   const char *prov_extra) {
@@ -267,7 +353,29 @@ FX_FN int fx_run(struct fx *f, int model_i, const char *model_id, double n_param
         bind_num_or_null(f->score, 5, se);
         sqlite3_bind_double(f->score, 6, n);
         if (step(f->score)) return -1;
+        if (f->with_samples && t < 10 &&
+            fx_doc_samples(f, run, model_i, recipe_i, t, task, (int)n, (int)round(v * n)))
+            return -1;
     }
+    for (int k = 0; f->with_samples && k < 2; k++) { /* the chunks' task definitions */
+        sqlite3_bind_int64(f->def, 1, run);
+        bind_text_or_null(f->def, 2, k ? "kld" : "ppl");
+        bind_text_or_null(f->def, 3, "wiki.test.raw");
+        bind_text_or_null(f->def, 4, "5b5c3dfe4e3a8a2e0fd0f5f0c4e0a4f1a3c2b1d0e9f8a7b6c5d4e3f2a1b0c9d8");
+        sqlite3_bind_int(f->def, 5, 40);
+        sqlite3_bind_null(f->def, 6);
+        sqlite3_bind_int(f->def, 7, 500); /* lowbit run --limit 500: every chunk there is */
+        sqlite3_bind_null(f->def, 8);
+        sqlite3_bind_int(f->def, 9, 0);
+        sqlite3_bind_int(f->def, 10, 1);
+        sqlite3_bind_int(f->def, 11, 512);
+        if (step(f->def)) return -1;
+    }
+    if (f->with_samples &&
+        (fx_chunk_samples(f, run, model_i, recipe_i, "ppl", 40, 2.5 / q + 3 * r->penalty) ||
+         (strcmp(r->algo, "fp") &&
+          fx_chunk_samples(f, run, model_i, recipe_i, "kld", 40, r->penalty * 1.5 + 1e-4))))
+        return -1;
     if (strcmp(r->algo, "fp")) {
         sqlite3_bind_int64(f->score, 1, run);
         bind_text_or_null(f->score, 2, "kld");
@@ -356,6 +464,7 @@ static const struct fx_recipe FX_RECIPES[] = {
 FX_FN int fixture_small(const char *path) {
     struct fx f;
     if (fx_open(&f, path)) return -1;
+    f.with_samples = true;
     int rc = 0;
     for (int i = 0; i < N_FX_RECIPES; i++) rc |= fx_recipe(&f, &FX_RECIPES[i]);
     rc |= fx_model(&f, "tiny-15M", "Tiny 15M", "tinystories", NULL, "pretrained", NULL, 15.2e6);
@@ -378,6 +487,7 @@ FX_FN int fixture_small(const char *path) {
                          missing, m == 3 ? HOSTILE_PROV : NULL);
         }
     rc |= fx_run(&f, 4, PLUS_ID, 41.7e6, 0.57, &FX_RECIPES[3], 3, false, -1, NULL);
+    rc |= fx_doc_texts(&f, 0, 500); /* ARC-c's documents have texts: the drill-downs show them */
     /* a very long multi-byte name: every fixed-size buffer that holds it must cut it between
      * characters (a cut inside one would be invalid UTF-8 in the HTML, the SVG, the JSON) */
     char longname[1300] = "";

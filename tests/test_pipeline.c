@@ -497,6 +497,16 @@ static void test_run(void) {
     T_QC(dbA, "SELECT artifact_path FROM runs WHERE model_id = 'good' AND recipe_id = 'fp16'",
          "artifacts/");
     T_Q(dbA, "SELECT count(*) FROM leaderboard", "2");
+    /* issue 17: every ok run has its per-sample records, the documents' texts and its speed */
+    T_Q(dbA, "SELECT count(*) FROM runs r WHERE status = 'ok' AND NOT EXISTS (SELECT 1 FROM "
+             "samples s WHERE s.run_id = r.id)", "0");
+    T_Q(dbA, "SELECT count(*) FROM runs WHERE status = 'ok' AND NOT (prefill_tps > 0 AND "
+             "decode_tps > 0 AND run_memory_mb > 0)", "0");
+    T_Q(dbA, "SELECT count(*) > 0 FROM documents", "1");
+    /* a task's records average to its score (acc over the documents) */
+    T_Q(dbA, "SELECT count(*) FROM scores c WHERE c.metric = 'acc' AND c.task IN (SELECT name FROM "
+             "tasks) AND abs(c.value - (SELECT avg(acc) FROM samples s WHERE s.run_id = c.run_id "
+             "AND s.task = c.task)) > 1e-12", "0");
     /* a second run does no model work */
     char sha1[65], sha2[65];
     file_sha(dbA, sha1);
@@ -1089,7 +1099,12 @@ static void test_training(void) {
     const char *solo = t_scratch("T/solo.db");
     T_EQ_INT(run("collect --results %s/results --db %s", T, solo), 0);
     T_Q(solo, CURVE_SQL, CURVE_WANT);
-    T_Q(solo, "PRAGMA user_version", "3");
+    T_Q(solo, "PRAGMA user_version", "4");
+    /* the tasks as eval/task.c defines them, the board's ten with "acc" */
+    T_Q(solo, "SELECT count(*) FROM tasks", "11");
+    T_Q(solo, "SELECT group_concat(name, ',') FROM (SELECT name FROM tasks WHERE board_metric = "
+              "'acc' ORDER BY position)", "arc_challenge,arc_easy,boolq,hellaswag,lambada_openai,"
+              "mmlu,openbookqa,piqa,truthfulqa_mc1,winogrande");
 
     /* a version 1 database gains the tables and runs.failure, with the columns of a fresh one */
     const char *v1 = t_scratch("T/v1.db");
@@ -1098,15 +1113,24 @@ static void test_training(void) {
     sqlite3 *h = NULL;
     T_OK(sqlite3_open(v1, &h) == SQLITE_OK &&
          sqlite3_exec(h, "DROP TABLE training_curve; DROP TABLE training; ALTER TABLE runs DROP "
-                         "COLUMN failure; PRAGMA user_version = 1",
+                         "COLUMN failure; DROP VIEW leaderboard; DROP TABLE tasks; ALTER TABLE "
+                         "task_defs DROP COLUMN n_truncated; DROP TABLE samples; DROP TABLE "
+                         "documents; ALTER TABLE runs DROP COLUMN prefill_tps; ALTER TABLE runs "
+                         "DROP COLUMN decode_tps; ALTER TABLE runs DROP COLUMN run_memory_mb; "
+                         "PRAGMA user_version = 1",
                       NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(h);
     T_EQ_INT(run("collect --results %s/results --db %s", T, v1), 0);
-    T_Q(v1, "PRAGMA user_version", "3");
+    T_Q(v1, "PRAGMA user_version", "4");
+    T_Q(v1, "SELECT count(*) FROM tasks", "11"); /* and the view reading it gives the averages */
+    char *avg_solo = t_q1(solo, "SELECT group_concat(printf('%.17g', average)) FROM leaderboard");
+    T_Q(v1, "SELECT group_concat(printf('%.17g', average)) FROM leaderboard", avg_solo);
+    free(avg_solo);
     static const char COLS[] =
         "SELECT group_concat(col, ', ') FROM (SELECT m.name || '.' || c.name || ' ' || c.type || "
         "' ' || c.\"notnull\" || ' ' || c.pk AS col FROM sqlite_master m, "
-        "pragma_table_info(m.name) c WHERE m.name IN ('runs', 'training', 'training_curve') ORDER BY "
+        "pragma_table_info(m.name) c WHERE m.name IN ('runs', 'training', 'training_curve', "
+        "'task_defs', 'tasks', 'samples', 'documents') ORDER BY "
         "m.name, c.cid)";
     char *fresh = t_q1(solo, COLS), *migrated = t_q1(v1, COLS);
     T_OK(strlen(fresh) > 100);

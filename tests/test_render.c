@@ -511,7 +511,9 @@ static void test_hostile_strings(void) {
     csv_free(&cp);
     T_EQ_INT(cc.n_rows, d.n_runs + 1);
     int c_id = -1, c_model = -1, c_recipe = -1, c_family = -1, c_model_id = -1, c_error = -1, c_avg = -1;
-    for (int k = 0; cc.n_rows && k < lb_n_cols; k++) {
+    struct site S = {.d = &d}; /* the columns render wrote, from the database's tasks */
+    T_OK(!site_cols_build(&S));
+    for (int k = 0; cc.n_rows && k < S.n_cols; k++) {
         const char *h = cc.rows[0][k];
         if (!strcmp(h, "run_id")) c_id = k;
         if (!strcmp(h, "model")) c_model = k;
@@ -545,12 +547,13 @@ static void test_hostile_strings(void) {
             seen++;
         }
         /* no cell of the file starts with a formula character unless it is a number */
-        for (int k = 0; k < lb_n_cols; k++) {
+        for (int k = 0; k < S.n_cols; k++) {
             const char *v = cc.rows[r][k];
-            if (lb_cols[k].type == COL_TEXT && csv_needs_apostrophe(v))
-                T_FAIL_("row %d column %s starts with a formula character: %s", r, lb_cols[k].name, v);
+            if (S.cols[k].type == COL_TEXT && csv_needs_apostrophe(v))
+                T_FAIL_("row %d column %s starts with a formula character: %s", r, S.cols[k].name, v);
         }
     }
+    site_cols_release(&S);
     T_EQ_INT(seen, 4);
     T_OK(len > 2 && !memcmp(csv + len - 2, "\r\n", 2));
     for (int r = 0; r < cc.n_rows; r++) {
@@ -577,7 +580,7 @@ static void test_hostile_strings(void) {
             T_EQ_STR(json_string_value(json_object_get(json_object_get(row, "provenance"), "hostile")),
                      HOSTILE_PROV);
             T_EQ_INT(json_array_size(json_object_get(row, "scores")), 12);
-            T_EQ_INT(json_array_size(json_object_get(row, "task_defs")), 11);
+            T_EQ_INT(json_array_size(json_object_get(row, "task_defs")), 13); /* + ppl, kld */
             T_NEAR(json_real_value(json_object_get(row, "average")), num15(d.runs[hostile_run].average), 0);
             seen++;
         }
@@ -891,9 +894,12 @@ static void test_browser(void) {
     }
     /* the expected orders, computed here from the database */
     static const char *const algos[] = {"gptq", "rtn"};
-    double w[LB_TASK_COUNT] = {0};
-    w[LB_TASK_HELLASWAG] = 2;
-    w[LB_TASK_MMLU] = 1;
+    double w[LB_TASK_MAX] = {0};
+    T_OK(d.n_tasks == 10); /* Intel's ten, from the tasks table collect writes */
+    for (int t = 0; t < d.n_tasks; t++) {
+        if (!strcmp(d.tasks[t].key, "hellaswag")) w[t] = 2;
+        if (!strcmp(d.tasks[t].key, "mmlu")) w[t] = 1;
+    }
     struct order_row *all = calloc((size_t)d.n_board + 1, sizeof *all),
                      *filt = calloc((size_t)d.n_board + 1, sizeof *filt),
                      *bysize = calloc((size_t)d.n_board + 1, sizeof *bysize);
@@ -906,7 +912,7 @@ static void test_browser(void) {
         /* the weighted mean, in task order, of the values as the page has them (15 digits) */
         double s = 0, ws = 0;
         bool missing = false;
-        for (int t = 0; t < LB_TASK_COUNT; t++) {
+        for (int t = 0; t < d.n_tasks; t++) {
             if (!(w[t] > 0)) continue;
             if (isnan(r->acc[t])) missing = true;
             s += w[t] * num15(r->acc[t]);
@@ -950,9 +956,9 @@ static void test_browser(void) {
     json_object_set_new(P, "pages", pages);
     json_object_set_new(P, "algorithms", json_pack("[s,s]", algos[0], algos[1]));
     json_t *jt = json_array(), *jw = json_object();
-    for (int t = 0; t < LB_TASK_COUNT; t++) {
-        json_array_append_new(jt, json_string(lb_tasks[t].key));
-        if (w[t] > 0) json_object_set_new(jw, lb_tasks[t].key, json_real(w[t]));
+    for (int t = 0; t < d.n_tasks; t++) {
+        json_array_append_new(jt, json_string(d.tasks[t].key));
+        if (w[t] > 0) json_object_set_new(jw, d.tasks[t].key, json_real(w[t]));
     }
     json_object_set_new(P, "all_tasks", jt);
     json_object_set_new(P, "weights", jw);
@@ -1028,6 +1034,112 @@ done:
     sqlite3_close(db);
 }
 
+/* issue 17: the paired statistics from the fixture's per-sample records, on the pages and in
+ * data/details; tests/paired_ci.py (numpy) recomputes every published interval and must agree,
+ * and must catch a published number that was changed */
+static void test_paired_statistics(void) {
+    if (!g_have_small) {
+        T_FAIL_("no fixture site");
+        return;
+    }
+    struct lb_data d;
+    sqlite3 *db = NULL;
+    T_OK(sqlite3_open_v2(g_db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    T_OK(!lb_data_load(&d, db));
+    int n_cmp = 0, n_sig = 0, n_ns = 0, n_base = 0, prev_band = 0;
+    for (int k = 0; k < d.n_board; k++) {
+        const struct lb_run *r = &d.runs[d.board[k]];
+        T_OK(r->band == prev_band || r->band == prev_band + 1); /* bands go down the board */
+        prev_band = r->band;
+        if (r->baseline == r) n_base++;
+        if (r->d_avg.state != LB_D_OK) continue;
+        n_cmp++;
+        T_OK(r->d_avg.lo <= r->d_avg.delta && r->d_avg.delta <= r->d_avg.hi);
+        /* the average's delta is the mean of the tasks' deltas */
+        double s = 0;
+        for (int t = 0; t < d.n_tasks; t++) s += r->d_acc[t].delta;
+        T_NEAR(r->d_avg.delta, s / d.n_tasks, 1e-12);
+        if (lb_significant(&r->d_avg)) n_sig++;
+        else n_ns++;
+    }
+    printf("  paired statistics: %d runs compared with their baseline (%d baselines), %d "
+           "significant, %d not; %d tie bands over %d board rows\n", n_cmp, n_base, n_sig, n_ns,
+           prev_band, d.n_board);
+    T_OK(n_cmp >= 20 && n_sig > 0 && n_ns > 0 && n_base >= 4);
+    T_OK(prev_band > 1 && prev_band < d.n_board); /* some runs tie, not all */
+    /* the accuracy frontier keeps only significant steps: a subset of the plain one, each point
+     * significantly above the one before */
+    double *x = calloc((size_t)d.n_board + 1, sizeof *x), *y = calloc((size_t)d.n_board + 1, sizeof *y);
+    int *fa = calloc((size_t)d.n_board + 1, sizeof *fa), *fb = calloc((size_t)d.n_board + 1, sizeof *fb);
+    for (int k = 0; x && y && k < d.n_board; k++)
+        x[k] = d.runs[d.board[k]].artifact_bytes, y[k] = d.runs[d.board[k]].average;
+    const int na = chart_pareto(x, y, d.n_board, true, fa);
+    const int nb = lb_pareto(&d, d.board, x, y, d.n_board, true, fb);
+    T_OK(nb >= 1 && nb <= na);
+    for (int k = 1; k < nb; k++)
+        T_EQ_INT(lb_better_than(&d, &d.runs[d.board[fb[k]]], &d.runs[d.board[fb[k - 1]]]), 1);
+    for (int k = 0, j = 0; k < nb; k++) { /* in the plain frontier, in order */
+        while (j < na && fa[j] != fb[k]) j++;
+        T_OK(j < na);
+    }
+    printf("  accuracy vs size frontier: %d points, %d of them significant steps\n", na, nb);
+    free(x), free(y), free(fa), free(fb);
+    lb_data_release(&d);
+    sqlite3_close(db);
+    /* the board shows them */
+    char p[800];
+    snprintf(p, sizeof p, "%s/index.html", g_site);
+    char *html = slurp(p, NULL);
+    T_OK(html && strstr(html, "class=\"num sig\"") && strstr(html, "class=\"num ns\"") &&
+         strstr(html, "class=\"num base\""));
+    free(html);
+    /* the drill-down: a run's flips against its baseline, with the documents' texts escaped */
+    int flip_run = -1;
+    T_OK(sqlite3_open_v2(g_db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    T_OK(!lb_data_load(&d, db));
+    for (int k = 0; k < d.n_board && flip_run < 0; k++) {
+        const struct lb_run *r = &d.runs[d.board[k]];
+        if (r->d_acc[0].state == LB_D_OK && r->d_acc[0].delta < 0) flip_run = (int)r->id;
+    }
+    lb_data_release(&d);
+    sqlite3_close(db);
+    T_OK(flip_run > 0);
+    snprintf(p, sizeof p, "%s/runs/%d.html", g_site, flip_run);
+    html = slurp(p, NULL);
+    T_OK(html && strstr(html, "id=\"flips-arc_challenge\"") &&
+         strstr(html, "right \xe2\x86\x92 wrong") && strstr(html, "class=\"mark gold\""));
+    T_OK(html && strstr(html, "&lt;script&gt;alert('doc')&lt;/script&gt; &amp; \"which\"?") &&
+         !strstr(html, FX_DOC_SCRIPT) && strstr(html, "&lt;b&gt;bold&lt;/b&gt;") &&
+         strstr(html, "\xc3\xa9t\xc3\xa9"));
+    free(html);
+    /* numpy recomputes them from the published details */
+    if (system("/usr/bin/python3 -c 'import numpy' 2>/dev/null")) {
+        printf("  numpy not installed: tests/paired_ci.py not run\n");
+        return;
+    }
+    char cmd[2000], out[4000];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/paired_ci.py %s > %s/paired.out 2>&1", g_site,
+             g_dir);
+    T_EQ_INT(system(cmd), 0);
+    snprintf(p, sizeof p, "%s/paired.out", g_dir);
+    char *txt = slurp(p, NULL);
+    T_CONTAINS(txt ? txt : "", " 0 mismatches");
+    if (txt) {
+        const char *last = strstr(txt, "paired_ci:");
+        snprintf(out, sizeof out, "%s", last ? last : txt);
+        printf("  %s", out);
+    }
+    free(txt);
+    /* a published interval moved by 1e-6: caught */
+    snprintf(cmd, sizeof cmd, "cp -r %s %s/site-tampered && /usr/bin/python3 -c \"import json,"
+             "glob,sys; f=sorted(glob.glob(sys.argv[1]+'/data/details/*.json'))[-1]; "
+             "d=json.load(open(f)); t=[v for v in d['tasks'].values() if v.get('delta_acc') and "
+             "'lo' in v['delta_acc']][0]; t['delta_acc']['lo'] += 1e-6; json.dump(d, open(f,'w'))\" "
+             "%s/site-tampered && /usr/bin/python3 tests/paired_ci.py %s/site-tampered > /dev/null",
+             g_site, g_dir, g_dir, g_dir);
+    T_OK(system(cmd) != 0);
+}
+
 int main(void) {
     setup();
     T_RUN(test_units);
@@ -1036,6 +1148,7 @@ int main(void) {
     T_RUN(test_wellformed_and_links);
     T_RUN(test_hostile_strings);
     T_RUN(test_training_site);
+    T_RUN(test_paired_statistics);
     T_RUN(test_10k_runs);
     T_RUN(test_chart_labels);
     T_RUN(test_browser);
@@ -1045,8 +1158,8 @@ int main(void) {
     FcFini();
     /* the 10,000-run site is a few hundred MB: removed; the fixture site stays for a look */
     char cmd[3000];
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s %s/site-again %s/charts-only %s/badtemplates", g_site10k,
-             g_db10k, g_dir, g_dir, g_dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s %s/site-again %s/charts-only %s/badtemplates "
+             "%s/site-tampered", g_site10k, g_db10k, g_dir, g_dir, g_dir, g_dir);
     if (system(cmd)) fprintf(stderr, "  could not remove the big fixture under %s\n", g_dir);
     printf("  the fixture site: %s/index.html\n", g_site);
     return T_DONE();
