@@ -190,6 +190,126 @@ static void iso_from_unix(double t, char *buf, size_t size) {
     strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* the results' scores and task definitions lowbit knows, into scores and defs; *kept tasks taken,
+ * *skipped not; -1 with a message on an impossible score */
+static int import_scores(const char *path, json_t *root, json_t *results, json_t *config,
+                         json_t *scores, json_t *defs, int *kept, int *skipped) {
+    json_t *samples = json_object_get(root, "n-samples"), *nshot = json_object_get(root, "n-shot"),
+           *configs = json_object_get(root, "configs");
+    const char *task;
+    json_t *tr;
+    bool bad = false;
+    *skipped = *kept = 0;
+    /* the (task, metric) pairs and tasks already taken: sets, so 20,000 tasks take linear time */
+    json_t *seen_scores = json_object(), *seen_defs = json_object();
+    json_object_foreach(results, task, tr) {
+        char tname[128];
+        if (!json_is_object(tr) || !import_task_name(task, tname, sizeof tname)) {
+            (*skipped)++;
+            continue;
+        }
+        json_t *eff = json_object_get(json_object_get(samples, task), "effective");
+        if (json_is_integer(eff) && json_integer_value(eff) < 0) eff = NULL; /* not a count */
+        const char *mk;
+        json_t *mv;
+        int here = 0;
+        json_object_foreach(tr, mk, mv) {
+            const char *comma = strchr(mk, ',');
+            if (!comma || strcmp(comma + 1, "none") || !json_is_number(mv) ||
+                !isfinite(json_number_value(mv)))
+                continue;
+            const size_t ml = (size_t)(comma - mk);
+            if (!ml || (ml > 7 && !strncmp(comma - 7, "_stderr", 7))) continue;
+            char *metric = strndup(mk, ml), *skey = text_printf("%s_stderr,none", metric ? metric : "");
+            char *pair = text_printf("%zu:%s%s", strlen(tname), tname, metric ? metric : "");
+            if (!metric || !skey || !pair) {
+                free(metric), free(skey), free(pair);
+                bad = err("import: %s: out of memory", path);
+                break;
+            }
+            const double v = json_number_value(mv);
+            json_t *se = json_object_get(tr, skey);
+            const double sev = json_is_number(se) ? json_number_value(se) : NAN;
+            const char *range = collect_metric_range(metric, v);
+            if (range)
+                bad = err("import: %s: results.%s.\"%s\": %.17g is out of range for %s (expected %s)",
+                          path, task, mk, v, metric, range);
+            else if (isfinite(sev) && sev < 0)
+                bad = err("import: %s: results.%s.\"%s\": %.17g is not a standard error (expected "
+                          "a number >= 0)", path, task, skey, sev);
+            if (!bad && !json_object_get(seen_scores, pair)) {
+                json_object_set_new(seen_scores, pair, json_true());
+                json_array_append_new(
+                    scores, json_pack("{s:s, s:s, s:f, s:o, s:o}", "task", tname, "metric", metric,
+                                      "value", v, "stderr", isfinite(sev) ? json_real(sev) : json_null(),
+                                      "n", json_is_integer(eff) ? json_incref(eff) : json_null()));
+                here++;
+            }
+            free(metric), free(skey), free(pair);
+            if (bad) break;
+        }
+        if (bad) break;
+        if (!here) {
+            (*skipped)++;
+            continue;
+        }
+        (*kept)++;
+        if (json_is_integer(eff) && !json_object_get(seen_defs, tname)) {
+            json_object_set_new(seen_defs, tname, json_true());
+            json_t *tc = json_object_get(configs, task);
+            const char *dp = jstr(tc, "dataset_path"), *dn = jstr(tc, "dataset_name");
+            char *file = text_printf("%s%s%s", dp ? dp : "lm-eval:", dn ? "/" : "",
+                                     dn ? dn : (dp ? "" : tname));
+            json_t *orig = json_object_get(json_object_get(samples, task), "original");
+            json_t *shots = json_object_get(nshot, task);
+            json_t *lim = json_object_get(config, "limit");
+            const double lv = json_is_number(lim) ? json_number_value(lim) : NAN;
+            json_array_append_new(
+                defs, json_pack("{s:s, s:s, s:s, s:O, s:o, s:o, s:n, s:o, s:n, s:n}", "task",
+                                tname, "dataset_file", file ? file : "", "dataset_sha256", "",
+                                "n_docs", eff, "n_docs_full",
+                                json_is_integer(orig) ? json_incref(orig) : json_null(), "limit_n",
+                                lv >= 0 && lv < 1e15 ? json_integer((json_int_t)lv) : json_null(),
+                                "seed", "num_fewshot",
+                                json_is_integer(shots) ? json_incref(shots) : json_integer(0),
+                                "add_bos", "ctx"));
+            free(file);
+        }
+    }
+    json_decref(seen_scores);
+    json_decref(seen_defs);
+    return bad ? -1 : 0;
+}
+
+/* what the file says of where its numbers come from, into prov */
+static void import_prov(json_t *prov, const char *path, json_t *root, json_t *config,
+                        const char *file_sha, bool intel, const char *model_args, int skipped) {
+    const char *b = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    json_object_set_new(prov, "import.file", text_json(b)); /* a file name: any bytes */
+    json_object_set_new(prov, "import.file_sha256", json_string(file_sha));
+    json_object_set_new(prov, "import.format", json_string(intel ? "intel-board" : "lm-eval-0.4"));
+    json_object_set_new(prov, "import.tasks_skipped", json_sprintf("%d", skipped));
+    if (model_args) json_object_set_new(prov, "import.model_args", json_string(model_args));
+    static const char *const top[] = {"lm_eval_version", "git_hash", "transformers_version"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(top); i++)
+        if (jstr(root, top[i])) {
+            char k[64];
+            snprintf(k, sizeof k, "import.%s", top[i]);
+            json_object_set_new(prov, k, json_string(jstr(root, top[i])));
+        }
+    static const char *const cfg[] = {"model_sha", "precision", "batch_size", "device",
+                                      "model_dtype"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(cfg); i++) {
+        json_t *v = json_object_get(config, cfg[i]);
+        char k[64];
+        snprintf(k, sizeof k, "import.%s", cfg[i]);
+        if (json_is_string(v)) json_object_set_new(prov, k, json_incref(v));
+        else if (json_is_number(v)) json_object_set_new(prov, k, json_sprintf("%g", json_number_value(v)));
+    }
+    json_t *size = json_object_get(config, "model_size");
+    if (json_is_number(size)) json_object_set_new(prov, "import.model_size_gb", json_sprintf("%g", json_number_value(size)));
+}
+
 int import_file(const char *path, const struct import_opts *o, char *key_out) {
     char *buf = NULL;
     size_t len = 0;
@@ -283,90 +403,8 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
     sha256_hex(&h, key);
     /* ---- scores ---- */
     json_t *scores = json_array(), *defs = json_array(), *prov = json_object();
-    json_t *samples = json_object_get(root, "n-samples"), *nshot = json_object_get(root, "n-shot"),
-           *configs = json_object_get(root, "configs");
-    const char *task;
-    json_t *tr;
     int skipped = 0, kept = 0;
-    bool bad = false;
-    /* the (task, metric) pairs and tasks already taken: sets, so 20,000 tasks take linear time */
-    json_t *seen_scores = json_object(), *seen_defs = json_object();
-    json_object_foreach(results, task, tr) {
-        char tname[128];
-        if (!json_is_object(tr) || !import_task_name(task, tname, sizeof tname)) {
-            skipped++;
-            continue;
-        }
-        json_t *eff = json_object_get(json_object_get(samples, task), "effective");
-        if (json_is_integer(eff) && json_integer_value(eff) < 0) eff = NULL; /* not a count */
-        const char *mk;
-        json_t *mv;
-        int here = 0;
-        json_object_foreach(tr, mk, mv) {
-            const char *comma = strchr(mk, ',');
-            if (!comma || strcmp(comma + 1, "none") || !json_is_number(mv) ||
-                !isfinite(json_number_value(mv)))
-                continue;
-            const size_t ml = (size_t)(comma - mk);
-            if (!ml || (ml > 7 && !strncmp(comma - 7, "_stderr", 7))) continue;
-            char *metric = strndup(mk, ml), *skey = text_printf("%s_stderr,none", metric ? metric : "");
-            char *pair = text_printf("%zu:%s%s", strlen(tname), tname, metric ? metric : "");
-            if (!metric || !skey || !pair) {
-                free(metric), free(skey), free(pair);
-                bad = err("import: %s: out of memory", path);
-                break;
-            }
-            const double v = json_number_value(mv);
-            json_t *se = json_object_get(tr, skey);
-            const double sev = json_is_number(se) ? json_number_value(se) : NAN;
-            const char *range = collect_metric_range(metric, v);
-            if (range)
-                bad = err("import: %s: results.%s.\"%s\": %.17g is out of range for %s (expected %s)",
-                          path, task, mk, v, metric, range);
-            else if (isfinite(sev) && sev < 0)
-                bad = err("import: %s: results.%s.\"%s\": %.17g is not a standard error (expected "
-                          "a number >= 0)", path, task, skey, sev);
-            if (!bad && !json_object_get(seen_scores, pair)) {
-                json_object_set_new(seen_scores, pair, json_true());
-                json_array_append_new(
-                    scores, json_pack("{s:s, s:s, s:f, s:o, s:o}", "task", tname, "metric", metric,
-                                      "value", v, "stderr", isfinite(sev) ? json_real(sev) : json_null(),
-                                      "n", json_is_integer(eff) ? json_incref(eff) : json_null()));
-                here++;
-            }
-            free(metric), free(skey), free(pair);
-            if (bad) break;
-        }
-        if (bad) break;
-        if (!here) {
-            skipped++;
-            continue;
-        }
-        kept++;
-        if (json_is_integer(eff) && !json_object_get(seen_defs, tname)) {
-            json_object_set_new(seen_defs, tname, json_true());
-            json_t *tc = json_object_get(configs, task);
-            const char *dp = jstr(tc, "dataset_path"), *dn = jstr(tc, "dataset_name");
-            char *file = text_printf("%s%s%s", dp ? dp : "lm-eval:", dn ? "/" : "",
-                                     dn ? dn : (dp ? "" : tname));
-            json_t *orig = json_object_get(json_object_get(samples, task), "original");
-            json_t *shots = json_object_get(nshot, task);
-            json_t *lim = json_object_get(config, "limit");
-            const double lv = json_is_number(lim) ? json_number_value(lim) : NAN;
-            json_array_append_new(
-                defs, json_pack("{s:s, s:s, s:s, s:O, s:o, s:o, s:n, s:o, s:n, s:n}", "task",
-                                tname, "dataset_file", file ? file : "", "dataset_sha256", "",
-                                "n_docs", eff, "n_docs_full",
-                                json_is_integer(orig) ? json_incref(orig) : json_null(), "limit_n",
-                                lv >= 0 && lv < 1e15 ? json_integer((json_int_t)lv) : json_null(),
-                                "seed", "num_fewshot",
-                                json_is_integer(shots) ? json_incref(shots) : json_integer(0),
-                                "add_bos", "ctx"));
-            free(file);
-        }
-    }
-    json_decref(seen_scores);
-    json_decref(seen_defs);
+    const bool bad = import_scores(path, root, results, config, scores, defs, &kept, &skipped) != 0;
     if (!kept || bad) {
         if (!bad)
             err("import: %s: no task lowbit knows has a \"<metric>,none\" value (%d skipped)",
@@ -378,30 +416,8 @@ int import_file(const char *path, const struct import_opts *o, char *key_out) {
         json_decref(prov);
         goto out;
     }
-    const char *b = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    json_object_set_new(prov, "import.file", text_json(b)); /* a file name: any bytes */
-    json_object_set_new(prov, "import.file_sha256", json_string(file_sha));
-    json_object_set_new(prov, "import.format", json_string(intel ? "intel-board" : "lm-eval-0.4"));
-    json_object_set_new(prov, "import.tasks_skipped", json_sprintf("%d", skipped));
-    if (model_args) json_object_set_new(prov, "import.model_args", json_string(model_args));
-    static const char *const top[] = {"lm_eval_version", "git_hash", "transformers_version"};
-    for (size_t i = 0; i < LB_ARRAY_LEN(top); i++)
-        if (jstr(root, top[i])) {
-            char k[64];
-            snprintf(k, sizeof k, "import.%s", top[i]);
-            json_object_set_new(prov, k, json_string(jstr(root, top[i])));
-        }
-    static const char *const cfg[] = {"model_sha", "precision", "batch_size", "device",
-                                      "model_dtype"};
-    for (size_t i = 0; i < LB_ARRAY_LEN(cfg); i++) {
-        json_t *v = json_object_get(config, cfg[i]);
-        char k[64];
-        snprintf(k, sizeof k, "import.%s", cfg[i]);
-        if (json_is_string(v)) json_object_set_new(prov, k, json_incref(v));
-        else if (json_is_number(v)) json_object_set_new(prov, k, json_sprintf("%g", json_number_value(v)));
-    }
+    import_prov(prov, path, root, config, file_sha, intel, model_args, skipped);
     json_t *size = json_object_get(config, "model_size");
-    if (json_is_number(size)) json_object_set_new(prov, "import.model_size_gb", json_sprintf("%g", json_number_value(size)));
     /* ---- the run ---- */
     char finished[32] = "";
     json_t *date = json_object_get(root, "date");
