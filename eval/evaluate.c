@@ -343,27 +343,6 @@ void ppl_result_release(struct ppl_result *r) {
 
 /* ===== KL divergence ===== */
 
-/* mkdir -p */
-static int make_dirs(const char *dir) {
-    char *p = strdup(dir);
-    if (!p) return err("out of memory");
-    int ret = 0;
-    for (char *c = p + 1;; c++) {
-        const char ch = *c;
-        if (ch == '/' || !ch) {
-            *c = 0;
-            if (mkdir(p, 0777) && errno != EEXIST) {
-                ret = err("%s: cannot create: %s", p, strerror(errno));
-                break;
-            }
-            *c = ch;
-        }
-        if (!ch) break;
-    }
-    free(p);
-    return ret;
-}
-
 int kld_base_prepare(const struct model *base, const char *base_path, const struct tokenizer *tok,
                      const char *text, size_t len, const struct kld_opts *o, struct kld_base *kb) {
     memset(kb, 0, sizeof *kb);
@@ -409,7 +388,7 @@ int kld_base_prepare(const struct model *base, const char *base_path, const stru
                     kb->cache_path);
     }
     if (!cached) {
-        if (make_dirs(o->cache_dir) || fwd_init(&s, base, o->ctx, LB_MIN(o->ctx, 512))) goto out;
+        if (mkdir_p(o->cache_dir) || fwd_init(&s, base, o->ctx, LB_MIN(o->ctx, 512))) goto out;
         t0 = now_s();
         if (kld_base_write(&s, kb->chunks, kb->n_chunks, o->ctx, o->f32 ? KLD_F32 : KLD_F16,
                            kb->model_hash, base_path, kb->cache_path, o->quiet))
