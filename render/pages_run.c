@@ -130,6 +130,44 @@ static void flips_section(struct page *p, xmlNodePtr slot, const struct lb_run *
     }
 }
 
+/* the run's task definitions: what was scored, on which data, and the documents cut to the
+ * context */
+static void run_defs(xmlNodePtr defs, const struct lb_run *r) {
+    char b[128];
+    static const char *const dh[] = {"Task", "Dataset file", "sha256", "Docs scored", "Docs in set",
+                                     "Limit", "Seed", "Few-shot", "BOS", "Context",
+                                     "Cut to context"};
+    xmlNodePtr tb = table(defs, dh, (int)LB_ARRAY_LEN(dh));
+    int n_cut = 0;
+    for (int i = 0; i < r->n_defs; i++) {
+        const struct lb_taskdef *t = &r->defs[i];
+        xmlNodePtr tr = h_el(tb, "tr", NULL);
+        h_user(h_el(tr, "td", NULL), t->task);
+        h_user(h_el(h_el(tr, "td", NULL), "code", NULL), t->dataset_file ? t->dataset_file : "");
+        h_user(h_elc(h_el(tr, "td", NULL), "code", "hash", NULL),
+               t->dataset_sha256 ? t->dataset_sha256 : "");
+        page_td(tr, fmt_int(b, sizeof b, t->n_docs), true);
+        page_td(tr, fmt_int(b, sizeof b, t->n_docs_full), true);
+        page_td(tr, isnan(t->limit_n) ? "full set" : fmt_int(b, sizeof b, t->limit_n), true);
+        page_td(tr, fmt_int(b, sizeof b, t->seed), true);
+        page_td(tr, fmt_int(b, sizeof b, t->num_fewshot), true);
+        page_td(tr, fmt_bool(t->add_bos), false);
+        page_td(tr, fmt_int(b, sizeof b, t->ctx), true);
+        xmlNodePtr tc = page_td(tr, fmt_int(b, sizeof b, t->n_truncated), true);
+        if (t->n_truncated > 0) {
+            h_attr(tc, "class", "num flagged");
+            h_attr(tc, "title", "documents with a continuation longer than the context, scored on "
+                                "its last Context tokens (lm-eval's input slicing)");
+            n_cut += (int)t->n_truncated;
+        }
+    }
+    if (!r->n_defs) h_el(defs, "p", "No task definitions recorded.");
+    if (n_cut)
+        h_textf(h_elc(defs, "p", "flagged", NULL), "%d document%s had a continuation longer than "
+                "the context: only its last Context tokens were scored, as lm-evaluation-harness's "
+                "input slicing does (column Cut to context).", n_cut, n_cut == 1 ? "" : "s");
+}
+
 static int run_page(struct site *s, const struct lb_run *r) {
     const struct lb_data *d = s->d;
     const struct lb_group *G = &d->groups[r->group];
@@ -215,38 +253,7 @@ static int run_page(struct site *s, const struct lb_run *r) {
 
     flips_section(&p, flips, r);
 
-    static const char *const dh[] = {"Task", "Dataset file", "sha256", "Docs scored", "Docs in set",
-                                     "Limit", "Seed", "Few-shot", "BOS", "Context",
-                                     "Cut to context"};
-    tb = table(defs, dh, (int)LB_ARRAY_LEN(dh));
-    int n_cut = 0;
-    for (int i = 0; i < r->n_defs; i++) {
-        const struct lb_taskdef *t = &r->defs[i];
-        xmlNodePtr tr = h_el(tb, "tr", NULL);
-        h_user(h_el(tr, "td", NULL), t->task);
-        h_user(h_el(h_el(tr, "td", NULL), "code", NULL), t->dataset_file ? t->dataset_file : "");
-        h_user(h_elc(h_el(tr, "td", NULL), "code", "hash", NULL),
-               t->dataset_sha256 ? t->dataset_sha256 : "");
-        page_td(tr, fmt_int(b, sizeof b, t->n_docs), true);
-        page_td(tr, fmt_int(b, sizeof b, t->n_docs_full), true);
-        page_td(tr, isnan(t->limit_n) ? "full set" : fmt_int(b, sizeof b, t->limit_n), true);
-        page_td(tr, fmt_int(b, sizeof b, t->seed), true);
-        page_td(tr, fmt_int(b, sizeof b, t->num_fewshot), true);
-        page_td(tr, fmt_bool(t->add_bos), false);
-        page_td(tr, fmt_int(b, sizeof b, t->ctx), true);
-        xmlNodePtr tc = page_td(tr, fmt_int(b, sizeof b, t->n_truncated), true);
-        if (t->n_truncated > 0) {
-            h_attr(tc, "class", "num flagged");
-            h_attr(tc, "title", "documents with a continuation longer than the context, scored on "
-                                "its last Context tokens (lm-eval's input slicing)");
-            n_cut += (int)t->n_truncated;
-        }
-    }
-    if (!r->n_defs) h_el(defs, "p", "No task definitions recorded.");
-    if (n_cut)
-        h_textf(h_elc(defs, "p", "flagged", NULL), "%d document%s had a continuation longer than "
-                "the context: only its last Context tokens were scored, as lm-evaluation-harness's "
-                "input slicing does (column Cut to context).", n_cut, n_cut == 1 ? "" : "s");
+    run_defs(defs, r);
 
     xmlNodePtr dl = h_elc(recipe, "dl", "facts", NULL);
     fact(dl, "Recipe id", r->recipe_id, true);
