@@ -677,7 +677,7 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
               " WHERE task IN (SELECT name FROM tasks WHERE board_metric IS NOT NULL)",
               row_doctext, &L))
         goto out;
-    qsort(d->texts, (size_t)d->n_texts, sizeof *d->texts, cmp_doctext);
+    if (d->n_texts > 1) qsort(d->texts, (size_t)d->n_texts, sizeof *d->texts, cmp_doctext);
     if (query(db, "SELECT run_id, average FROM leaderboard", row_average, &L)) goto out;
     L.cap = 0;
     if (query(db, TRAINING_SELECT, row_training, &L)) goto out;
