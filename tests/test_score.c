@@ -784,6 +784,7 @@ static void test_kld_cache_refused(void) {
     /* the intact file still works, and without the optional checks */
     T_EQ_INT(kld_compare(&sb, bp, NULL, 0, 0, 0, true, &r), 0);
     T_NEAR(r.kld_mean, 0, 1e-6);
+    kld_result_release(&r);
     free(c);
     free(good);
     free(chunks);
@@ -883,6 +884,7 @@ static void test_stories260k_kld(void) {
     printf("  stories260K q8_0 vs f32: %d chunks, KLD %.6f (direct %.6f), same top %.3f, "
            "PPL %.3f vs %.3f\n", n_chunks, r.kld_mean, d.kld_mean, r.same_top, r.ppl_q, r.ppl_base);
     T_OK(r.kld_mean > 0 && r.kld_mean < 0.05);
+    kld_result_release(&r);
     T_NEAR(r.kld_mean, d.kld_mean, 1e-7); /* the direct sum is of fp32 log-probs */
     T_OK(r.same_top > 0.8);
     fwd_release(&sb);
