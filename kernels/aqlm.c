@@ -258,8 +258,8 @@ int aqlm_matmul_lut(float *y, const float *x, const struct tensor *w, int n_tok)
 /* ===== dequantizing GEMM ===== */
 
 int aqlm_matmul_gemm(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
-    const int i = cpu_isa_from_name(isa);
-    if (i < 0 || !cpu_has((enum cpu_isa)i)) return -1; /* matmul_gemm_deq trusts its caller */
+    const int i = cpu_isa_usable(isa);
+    if (i < 0) return -1; /* matmul_gemm_deq trusts its caller */
     return matmul_gemm_deq(y, x, NULL, w, n_tok, (enum cpu_isa)i, aq_deq, NULL);
 }
 

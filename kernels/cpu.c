@@ -70,4 +70,9 @@ int cpu_isa_from_name(const char *s) {
     return -1;
 }
 
+int cpu_isa_usable(const char *s) {
+    const int i = cpu_isa_from_name(s);
+    return i >= 0 && cpu_has((enum cpu_isa)i) ? i : -1;
+}
+
 const char *kernels_isa(void) { return isa_names[cpu_isa()]; }

@@ -34,6 +34,9 @@ bool cpu_has(enum cpu_isa isa);
 const char *cpu_isa_name(enum cpu_isa isa);
 /* the path named s, or -1 when s names none */
 int cpu_isa_from_name(const char *s);
+/* the path named s if this CPU runs it, else -1: the index into a kernel family's per-path table
+ * for the _isa entry points (tests and benchmarks); the hot paths index it by cpu_isa() */
+int cpu_isa_usable(const char *s);
 /* the name of cpu_isa() (printed once by the CLI as "kernels: using avx512") */
 const char *kernels_isa(void);
 

@@ -145,8 +145,8 @@ static void tile_avx2(int64_t k, const double *a, const double *b, double *s, in
 static const struct dm_kern dm_avx2 = {"avx2", 4, 8, tile_avx2};
 #endif /* LB_X86 */
 
-/* the path named isa if this CPU has it (kernels/cpu.h), else NULL */
-static const struct dm_kern *dm_find(const char *isa) {
+/* the kernel of path i (enum cpu_isa; -1 = none), NULL where this build has none */
+static const struct dm_kern *dm_kern_at(int i) {
     static const struct dm_kern *const by_isa[CPU_ISA_COUNT] = {
         [CPU_ISA_GENERIC] = &dm_generic,
 #if LB_X86
@@ -154,8 +154,7 @@ static const struct dm_kern *dm_find(const char *isa) {
         [CPU_ISA_AVX512] = &dm_avx512,
 #endif
     };
-    const int i = cpu_isa_from_name(isa);
-    return i >= 0 && cpu_has((enum cpu_isa)i) ? by_isa[i] : NULL;
+    return i >= 0 && i < CPU_ISA_COUNT ? by_isa[i] : NULL;
 }
 
 /* ===== the driver ===== */
@@ -216,19 +215,19 @@ static void dm_run(const struct dm_kern *kn, int64_t m, int64_t n, int64_t k, co
 
 int dmm_acc_isa(int64_t m, int64_t n, int64_t k, const double *a, int64_t lda, const double *b,
                 int64_t ldb, double *s, int64_t lds, bool sub, const char *isa) {
-    const struct dm_kern *kn = dm_find(isa);
+    const struct dm_kern *kn = dm_kern_at(cpu_isa_usable(isa));
     if (!kn) return err("dmm: instruction set '%s' is unknown or this CPU lacks it", isa);
     dm_run(kn, m, n, k, a, lda, b, ldb, s, lds, sub);
     return 0;
 }
 
 const char *dmm_path(void) {
-    const struct dm_kern *kn = dm_find(kernels_isa());
+    const struct dm_kern *kn = dm_kern_at(cpu_isa());
     return kn ? kn->name : dm_generic.name;
 }
 
 void dmm_acc(int64_t m, int64_t n, int64_t k, const double *a, int64_t lda, const double *b,
              int64_t ldb, double *s, int64_t lds, bool sub) {
-    const struct dm_kern *kn = dm_find(kernels_isa());
+    const struct dm_kern *kn = dm_kern_at(cpu_isa());
     dm_run(kn ? kn : &dm_generic, m, n, k, a, lda, b, ldb, s, lds, sub);
 }

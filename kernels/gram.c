@@ -197,8 +197,8 @@ static const struct gr_kern gr_avx2 = {"avx2", MR256, NR256, 8 * NR256, tile_avx
 
 _Static_assert(GRAM_CHUNK > 0, "chunks hold tokens");
 
-/* the path named isa if this CPU has it (kernels/cpu.h), else NULL */
-static const struct gr_kern *gr_find(const char *isa) {
+/* the kernel of path i (enum cpu_isa; -1 = none), NULL where this build has none */
+static const struct gr_kern *gr_kern_at(int i) {
     static const struct gr_kern *const by_isa[CPU_ISA_COUNT] = {
         [CPU_ISA_GENERIC] = &gr_generic,
 #if LB_X86
@@ -206,8 +206,7 @@ static const struct gr_kern *gr_find(const char *isa) {
         [CPU_ISA_AVX512] = &gr_avx512,
 #endif
     };
-    const int i = cpu_isa_from_name(isa);
-    return i >= 0 && cpu_has((enum cpu_isa)i) ? by_isa[i] : NULL;
+    return i >= 0 && i < CPU_ISA_COUNT ? by_isa[i] : NULL;
 }
 
 /* ===== the driver (ISA-independent) ===== */
@@ -266,10 +265,8 @@ static void gr_unit(const struct gr_ctx *g, int64_t u) {
     }
 }
 
-int gram_acc_isa(double *H, const float *x, int64_t T, int64_t K, const char *isa,
-                 int64_t pack_bytes) {
-    const struct gr_kern *kn = gr_find(isa);
-    if (!kn) return err("gram: instruction set '%s' is unknown or this CPU lacks it", isa);
+static int gr_run(const struct gr_kern *kn, double *H, const float *x, int64_t T, int64_t K,
+                  int64_t pack_bytes) {
     if (T <= 0 || K <= 0) return 0;
     const int64_t Kp = (K + kn->nr - 1) / kn->nr * kn->nr;
     /* rows per pass: whole chunks within GRAM_PACK_MAX_BYTES, at least one chunk */
@@ -308,11 +305,20 @@ int gram_acc_isa(double *H, const float *x, int64_t T, int64_t K, const char *is
     return 0;
 }
 
-const char *gram_path(void) {
-    const char *isa = kernels_isa();
-    return gr_find(isa) ? isa : "generic";
+int gram_acc_isa(double *H, const float *x, int64_t T, int64_t K, const char *isa,
+                 int64_t pack_bytes) {
+    const struct gr_kern *kn = gr_kern_at(cpu_isa_usable(isa));
+    if (!kn) return err("gram: instruction set '%s' is unknown or this CPU lacks it", isa);
+    return gr_run(kn, H, x, T, K, pack_bytes);
 }
 
+static const struct gr_kern *gr_current(void) {
+    const struct gr_kern *kn = gr_kern_at(cpu_isa());
+    return kn ? kn : &gr_generic;
+}
+
+const char *gram_path(void) { return gr_current()->name; }
+
 int gram_acc(double *H, const float *x, int64_t T, int64_t K) {
-    return gram_acc_isa(H, x, T, K, gram_path(), 0);
+    return gr_run(gr_current(), H, x, T, K, 0);
 }

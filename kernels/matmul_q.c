@@ -811,8 +811,8 @@ int matmul_q(float *y, const float *x, const struct tensor *w, int n_tok) {
 }
 
 int matmul_q_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
-    const int i = cpu_isa_from_name(isa);
-    if (i < 0 || !cpu_has((enum cpu_isa)i) || !mq_kerns[i]) return -1;
+    const int i = cpu_isa_usable(isa);
+    if (i < 0 || !mq_kerns[i]) return -1;
     const struct mq_kern *kn = mq_kerns[i];
     if (w->type == DTYPE_AQLM) return aqlm_matmul_gemm(y, x, w, n_tok, isa);
     return mq_run(kn, y, x, w, n_tok, NULL);
