@@ -72,19 +72,28 @@ static void print_ids(const char *what, const int *v, int n) {
     fputc('\n', stderr);
 }
 
-#define T_IDS(tok, text, bos, ...)                                                                 \
+/* an encode call's result (made at the test's line) against the expected ids; frees got */
+static void check_ids(int rc, int *got, int n, const int *want, int n_want, const char *text,
+                      int line) {
+    if (rc) T_FAIL_("line %d: encode(\"%s\") failed: %s", line, text, err_last());
+    if (!ids_eq(got, n, want, n_want)) {
+        T_FAIL_("line %d: encode(\"%s\") ids differ", line, text);
+        print_ids("got ", got, n);
+        print_ids("want", want, n_want);
+    }
+    free(got);
+}
+
+/* T_IDS: tokenizer_encode with a BOS choice; T_IDS_EX: tokenizer_encode_ex with flags */
+#define T_IDS_CALL(encode, tok, text, arg, ...)                                                    \
     do {                                                                                           \
         static const int want_[] = {__VA_ARGS__};                                                  \
         int *got_ = NULL, n_ = -1;                                                                 \
-        int rc_ = tokenizer_encode((tok), (text), strlen(text), (bos), &got_, &n_);                \
-        T_EQ_INT(rc_, 0);                                                                          \
-        if (!ids_eq(got_, n_, want_, (int)LB_ARRAY_LEN(want_))) {                                  \
-            T_FAIL_("encode(\"%s\") ids differ", (text));                                          \
-            print_ids("got ", got_, n_);                                                           \
-            print_ids("want", want_, (int)LB_ARRAY_LEN(want_));                                    \
-        }                                                                                          \
-        free(got_);                                                                                \
+        int rc_ = encode((tok), (text), strlen(text), (arg), &got_, &n_);                          \
+        check_ids(rc_, got_, n_, want_, (int)LB_ARRAY_LEN(want_), (text), __LINE__);               \
     } while (0)
+#define T_IDS(tok, text, bos, ...) T_IDS_CALL(tokenizer_encode, tok, text, bos, __VA_ARGS__)
+#define T_IDS_EX(tok, text, flags, ...) T_IDS_CALL(tokenizer_encode_ex, tok, text, flags, __VA_ARGS__)
 
 /* every decoded piece concatenated, prev = -1 before the first; owned, *len bytes */
 static char *decode_all(const struct tokenizer *t, const int *ids, int n, size_t *len) {
@@ -1060,18 +1069,6 @@ static const char *write_flags_json(const char *name, const char *normalizer) {
     return rc ? NULL : out;
 }
 
-#define T_IDS_EX(tok, text, flags, ...)                                                            \
-    do {                                                                                           \
-        static const int want_[] = {__VA_ARGS__};                                                  \
-        int *got_ = NULL, n_ = -1;                                                                 \
-        T_EQ_INT(tokenizer_encode_ex((tok), (text), strlen(text), (flags), &got_, &n_), 0);        \
-        if (!ids_eq(got_, n_, want_, (int)LB_ARRAY_LEN(want_))) {                                  \
-            T_FAIL_("encode(\"%s\") ids differ", (text));                                          \
-            print_ids("got ", got_, n_);                                                           \
-            print_ids("want", want_, (int)LB_ARRAY_LEN(want_));                                    \
-        }                                                                                          \
-        free(got_);                                                                                \
-    } while (0)
 
 static void test_hf_added_flags(void) {
     struct tokenizer *t = NULL;
