@@ -16,6 +16,7 @@
 #include "kernels/common.h"
 #include "quant/quant.h"
 #include "quant/hf_export.h"
+#include "quant/resume.h"
 
 uint64_t calib_rng_next(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
@@ -268,6 +269,21 @@ void calib_stream_release(struct calib_stream *st) {
     else free(st->x);
     free(st->scratch);
     memset(st, 0, sizeof *st);
+}
+
+int calib_stream_save(const struct calib_stream *st, const struct qresume *r) {
+    if (st->next != FWD_QKV) return err("calibration: a checkpoint in the middle of block %d", st->block);
+    return qresume_put(r, "x.bin", st->x, (size_t)st->n * (size_t)st->T * (size_t)st->D * sizeof(float));
+}
+
+int calib_stream_restore(struct calib_stream *st, const struct qresume *r, int l_done) {
+    if (st->block != 0 || st->next != FWD_QKV)
+        return err("calibration: a checkpoint restored into a stream at block %d", st->block);
+    if (qresume_get(r, "x.bin", st->x, (size_t)st->n * (size_t)st->T * (size_t)st->D * sizeof(float)))
+        return -1;
+    st->block = l_done + 1, st->next = FWD_QKV;
+    st->n_block_passes = (long)(l_done + 1) * st->n;
+    return 0;
 }
 
 static int stream_run(struct calib_stream *st, int l, enum fwd_stage stage, float *x) {

@@ -127,4 +127,9 @@ int calib_stream_probe(struct calib_stream *st, int l, enum fwd_stage upto);
 /* block l again from its kept input (keep_input), every stage, through FWD_OUT */
 int calib_stream_redo(struct calib_stream *st, int l);
 void calib_stream_release(struct calib_stream *st);
+/* the stream in a block checkpoint (quant/resume.h): save after block l's FWD_OUT (x, named
+ * "x.bin"); restore: x as saved after block l_done, block l_done + 1 next */
+struct qresume;
+int calib_stream_save(const struct calib_stream *st, const struct qresume *r);
+int calib_stream_restore(struct calib_stream *st, const struct qresume *r, int l_done);
 #endif

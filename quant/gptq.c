@@ -23,6 +23,7 @@
 #include "quant/calib.h"
 #include "quant/qformat.h"
 #include "quant/quant.h"
+#include "quant/resume.h"
 
 /* ===== the Hessian ===== */
 
@@ -518,165 +519,6 @@ static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T
     return 0;
 }
 
-/* ===== resume (gptq.h: gptq_model_opts.resume_dir) ===== */
-
-/* what must match for a saved state to be taken: the source file, the options, the windows */
-static void resume_key(char key[65], const struct model *m, const char *src_path,
-                       const struct gptq_model_opts *o, const struct calib_set *cs) {
-    struct stat sb;
-    const bool ok = !stat(src_path, &sb);
-    char buf[5000];
-    snprintf(buf, sizeof buf, "lowbit gptq resume 1|%s|%lld|%lld.%09ld|%d layers|%d %lld %d %d "
-             "%.17g %d %d %d|%s|%d x %d", src_path, ok ? (long long)sb.st_size : -1LL,
-             ok ? (long long)sb.st_mtim.tv_sec : -1LL, ok ? sb.st_mtim.tv_nsec : 0L,
-             m->cfg.n_layers, o->q.bits, (long long)o->q.group, o->q.sym, o->q.desc_act,
-             o->q.damp_percent, o->q.blocksize, o->v2, o->true_sequential, cs->tokens_sha256,
-             cs->n_samples, cs->seqlen);
-    struct sha256 h;
-    sha256_init(&h);
-    sha256_update(&h, buf, strlen(buf));
-    sha256_hex(&h, key);
-}
-
-/* write n bytes to dir/name through dir/name.tmp, fsynced, renamed */
-static int resume_write(const char *dir, const char *name, const void *a, size_t na, const void *b,
-                        size_t nb) {
-    char path[4400], tmp[4410];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return err("GPTQ resume: cannot create %s: %s", tmp, strerror(errno));
-    bool ok = (!na || fwrite(a, 1, na, f) == na) && (!nb || fwrite(b, 1, nb, f) == nb) &&
-              !fflush(f) && !fsync(fileno(f));
-    const int e = errno;
-    ok &= !fclose(f);
-    if (!ok || rename(tmp, path)) {
-        unlink(tmp);
-        return err("GPTQ resume: cannot write %s: %s", path, strerror(ok ? errno : e));
-    }
-    return 0;
-}
-
-/* one finished block's quantized linears: per linear a header {K, N, bits, group, has_perm,
- * bytes} of int64 and the QINT buffer */
-static int resume_save_block(const char *dir, int l, const struct hfx_model *hm, const int *idx) {
-    size_t n = 0;
-    for (int i = 0; i < LIN_COUNT; i++) {
-        const int x = idx[l * LIN_COUNT + i];
-        if (x >= 0) n += 6 * sizeof(int64_t) + tensor_nbytes(&hm->t[x].q);
-    }
-    uint8_t *buf = xmalloc(n + 1, "a GPTQ resume block"), *p = buf;
-    if (!buf) return -1;
-    for (int i = 0; i < LIN_COUNT; i++) {
-        const int x = idx[l * LIN_COUNT + i];
-        if (x < 0) continue;
-        const struct tensor *q = &hm->t[x].q;
-        const int64_t h[6] = {hm->t[x].K, hm->t[x].N, q->q_bits, q->q_group, q->q_perm != NULL,
-                              (int64_t)tensor_nbytes(q)};
-        memcpy(p, h, sizeof h);
-        memcpy(p + sizeof h, q->data, (size_t)h[5]);
-        p += sizeof h + (size_t)h[5];
-    }
-    char name[32];
-    snprintf(name, sizeof name, "blk-%d.q", l);
-    const int rc = resume_write(dir, name, buf, n, NULL, 0);
-    free(buf);
-    return rc;
-}
-
-static int resume_load_block(const char *dir, int l, struct hfx_model *hm, const int *idx) {
-    char path[4400];
-    snprintf(path, sizeof path, "%s/blk-%d.q", dir, l);
-    char *buf = NULL;
-    size_t n = 0, off = 0;
-    if (read_file_all(path, "a GPTQ resume block", &buf, &n)) return -1;
-    int ret = -1;
-    for (int i = 0; i < LIN_COUNT; i++) {
-        const int x = idx[l * LIN_COUNT + i];
-        if (x < 0) continue;
-        struct hfx_tensor *t = &hm->t[x];
-        int64_t h[6];
-        if (n - off < sizeof h) goto bad;
-        memcpy(h, buf + off, sizeof h);
-        off += sizeof h;
-        if (h[0] != t->K || h[1] != t->N || (size_t)h[5] > n - off ||
-            qint_tensor_init(&t->q, t->module, t->K, t->N, (int)h[2], h[3], h[4] != 0) ||
-            qint_tensor_bytes(t->K, t->N, (int)h[2], h[3], h[4] != 0) != (size_t)h[5])
-            goto bad;
-        if (!(t->qbuf = xmalloc((size_t)h[5], t->module))) goto out;
-        qint_tensor_attach(&t->q, t->qbuf, h[4] != 0);
-        memcpy(t->qbuf, buf + off, (size_t)h[5]);
-        off += (size_t)h[5];
-        t->quantized = true;
-    }
-    if (off != n) goto bad;
-    ret = 0;
-    goto out;
-bad:
-    err("GPTQ resume: %s does not hold block %d's linears as this run plans them", path, l);
-out:
-    free(buf);
-    return ret;
-}
-
-/* the state after block l (blk-l.q written before): the stream, then state.json */
-static int resume_save(const char *dir, const char *key, int l, const struct gptq_report *rep,
-                       const struct calib_stream *cst) {
-    const size_t xb = (size_t)cst->n * (size_t)cst->T * (size_t)cst->D * sizeof(float);
-    if (resume_write(dir, "x.bin", cst->x, xb, NULL, 0)) return -1;
-    json_t *s = json_pack("{s:s, s:i, s:f, s:f, s:f, s:f, s:i}", "key", key, "block", l, "loss",
-                          rep->loss, "forward_seconds", rep->forward_seconds, "hessian_seconds",
-                          rep->hessian_seconds, "solve_seconds", rep->solve_seconds, "n_forward",
-                          rep->n_forward);
-    char *txt = s ? json_dumps(s, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-    json_decref(s);
-    if (!txt) return err("out of memory");
-    const int rc = resume_write(dir, "state.json", txt, strlen(txt), "\n", 1);
-    free(txt);
-    return rc;
-}
-
-/* the last finished block of a state with this key (-1: none, or another run's: started anew) */
-static int resume_state(const char *dir, const char *key, struct gptq_report *rep, bool quiet) {
-    char path[4400];
-    snprintf(path, sizeof path, "%s/state.json", dir);
-    if (access(path, F_OK)) return -1;
-    json_error_t je;
-    json_t *s = json_load_file(path, 0, &je);
-    const char *k = json_string_value(json_object_get(s, "key"));
-    const json_t *b = json_object_get(s, "block");
-    int l = -1;
-    if (k && !strcmp(k, key) && json_is_integer(b) && json_integer_value(b) >= 0) {
-        l = (int)json_integer_value(b);
-        rep->loss = json_number_value(json_object_get(s, "loss"));
-        rep->forward_seconds = json_number_value(json_object_get(s, "forward_seconds"));
-        rep->hessian_seconds = json_number_value(json_object_get(s, "hessian_seconds"));
-        rep->solve_seconds = json_number_value(json_object_get(s, "solve_seconds"));
-        rep->n_forward = (int)json_integer_value(json_object_get(s, "n_forward"));
-    } else if (!quiet) {
-        fprintf(stderr, "gptq: %s is another run's (or unreadable): starting anew\n", path);
-    }
-    json_decref(s);
-    return l;
-}
-
-/* the resume directory and what it holds */
-static void resume_remove(const char *dir, int n_layers) {
-    char p[4400];
-    static const char *const names[] = {"state.json", "x.bin", "state.json.tmp", "x.bin.tmp"};
-    for (size_t i = 0; i < LB_ARRAY_LEN(names); i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-        unlink(p);
-    }
-    for (int l = 0; l < n_layers; l++) {
-        snprintf(p, sizeof p, "%s/blk-%d.q", dir, l);
-        unlink(p);
-        snprintf(p, sizeof p, "%s/blk-%d.q.tmp", dir, l);
-        unlink(p);
-    }
-    rmdir(dir);
-}
-
 /* one GPTQ run over a model (gptq_quantize_model's state, shared by its steps) */
 struct gq_run {
     const struct model *m;
@@ -692,8 +534,8 @@ struct gq_run {
     struct capture cap;
     int *idx; /* [n_layers][LIN_COUNT]: the export tensor of each block linear, -1 kept in float */
     struct gptq_report *rep;
-    char rkey[65];   /* the resume state's key */
-    double fwd_base; /* block-pass seconds of the resumed blocks */
+    struct qresume rs; /* the checkpoint after each block (quant/resume.h) */
+    double fwd_base;   /* block-pass seconds of the resumed blocks */
 };
 
 /* the export tensor of each block linear, and its plan */
@@ -742,50 +584,58 @@ static int gq_memory_plan(const struct gq_run *g) {
     return need > (double)SIZE_MAX / 2 || mem_check((size_t)need, what) ? -1 : 0;
 }
 
-/* resume: the blocks a killed run finished, re-written from their files, and the stream as it
- * was after the last of them; *l_start: the first block to quantize */
+/* resume (quant/resume.h): the blocks a killed run finished, re-written from their files, and
+ * the stream as it was after the last of them; *l_start: the first block to quantize */
 static int gq_resume(struct gq_run *g, const char *src_path, int *l_start) {
-    const char *dir = g->o->resume_dir;
+    const struct gptq_model_opts *o = g->o;
+    const struct calib_set *cs = g->cs;
     const int n_layers = g->m->cfg.n_layers;
+    struct gptq_report *rep = g->rep;
     *l_start = 0;
-    resume_key(g->rkey, g->m, src_path, g->o, g->cs);
-    const int l_done = resume_state(dir, g->rkey, g->rep, g->quiet);
-    if (l_done >= n_layers) {
-        err("GPTQ resume: %s says block %d of %d is done", dir, l_done, n_layers);
-        resume_remove(dir, n_layers);
+    char *kt = xstrfmt("%d %lld %d %d %.17g %d %d %d|%s|%d x %d", o->q.bits, (long long)o->q.group,
+                       o->q.sym, o->q.desc_act, o->q.damp_percent, o->q.blocksize, o->v2,
+                       o->true_sequential, cs->tokens_sha256, cs->n_samples, cs->seqlen);
+    int l_done = -1;
+    json_t *f = NULL;
+    if (!kt || qresume_open(&g->rs, o->resume_dir, "gptq", src_path, kt, n_layers, g->quiet,
+                            &l_done, &f)) {
+        free(kt);
         return -1;
     }
+    free(kt);
+    if (l_done < 0) return 0;
+    rep->loss = json_number_value(json_object_get(f, "loss"));
+    rep->forward_seconds = json_number_value(json_object_get(f, "forward_seconds"));
+    rep->hessian_seconds = json_number_value(json_object_get(f, "hessian_seconds"));
+    rep->solve_seconds = json_number_value(json_object_get(f, "solve_seconds"));
+    json_decref(f);
     for (int l = 0; l <= l_done; l++)
-        if (resume_load_block(dir, l, &g->hm, g->idx) || hfx_emit_block(&g->hm, l)) {
-            resume_remove(dir, n_layers); /* the next attempt starts anew */
-            return -1;
-        }
-    if (l_done >= 0) {
-        struct calib_stream *cst = &g->cst;
-        char xp[4400];
-        snprintf(xp, sizeof xp, "%s/x.bin", dir);
-        char *xb = NULL;
-        size_t xn = 0;
-        const size_t want = (size_t)cst->n * (size_t)cst->T * (size_t)cst->D * sizeof(float);
-        if (read_file_all(xp, "a GPTQ resume stream", &xb, &xn) || xn != want) {
-            if (xb) err("GPTQ resume: %s has %zu bytes, not %zu", xp, xn, want);
-            free(xb);
-            resume_remove(dir, n_layers);
-            return -1;
-        }
-        memcpy(cst->x, xb, want);
-        free(xb);
-        cst->block = l_done + 1, cst->next = FWD_QKV;
-        cst->n_block_passes = (long)(l_done + 1) * cst->n;
-        *l_start = l_done + 1;
-        g->rep->resumed_blocks = *l_start;
-        g->fwd_base = g->rep->forward_seconds;
-        if (!g->quiet)
-            fprintf(stderr, "gptq: resuming after block %d/%d (%s)\n", *l_start, n_layers, dir);
-    }
-    if (mkdir(dir, 0777) && errno != EEXIST)
-        return err("GPTQ resume: cannot create %s: %s", dir, strerror(errno));
+        if (qresume_get_block(&g->rs, l, &g->hm) || hfx_emit_block(&g->hm, l)) goto bad;
+    if (calib_stream_restore(&g->cst, &g->rs, l_done)) goto bad;
+    *l_start = l_done + 1;
+    rep->resumed_blocks = *l_start;
+    rep->n_forward = (int)g->cst.n_block_passes;
+    g->fwd_base = rep->forward_seconds;
     return 0;
+bad:
+    qresume_remove(&g->rs); /* the next attempt starts anew */
+    return -1;
+}
+
+/* the checkpoint after block l: its linears, the stream, then the commit */
+static int gq_checkpoint(const struct gq_run *g, int l) {
+    const struct gptq_report *rep = g->rep;
+    if (!g->rs.dir) return 0;
+    json_t *f = json_pack("{s:f, s:f, s:f, s:f}", "loss", rep->loss, "forward_seconds",
+                          rep->forward_seconds, "hessian_seconds", rep->hessian_seconds,
+                          "solve_seconds", rep->solve_seconds);
+    const int rc = !f ? err("out of memory")
+                      : qresume_put_block(&g->rs, l, &g->hm) || calib_stream_save(&g->cst, &g->rs) ||
+                                qresume_commit(&g->rs, l, f)
+                            ? -1
+                            : 0;
+    json_decref(f);
+    return rc;
 }
 
 /* block l: its Hessians (true-sequentially, or in one probe), its linears quantized and swapped
@@ -860,12 +710,7 @@ static int gq_block(struct gq_run *g, int l) {
     rep->forward_seconds = g->fwd_base + g->cst.seconds;
     rep->n_forward = (int)g->cst.n_block_passes;
     /* the progress, for a run after a kill: this block's linears, then the stream */
-    if (o->resume_dir && (resume_save_block(o->resume_dir, l, &g->hm, g->idx) ||
-                          resume_save(o->resume_dir, g->rkey, l, rep, &g->cst)))
-        return -1;
-    /* for the tests of resume: die here as kill -9 would (LOWBIT_GPTQ_KILL_AFTER_BLOCK=N) */
-    const char *kill_after = getenv("LOWBIT_GPTQ_KILL_AFTER_BLOCK");
-    if (kill_after && atoi(kill_after) == l + 1) raise(SIGKILL);
+    if (gq_checkpoint(g, l)) return -1;
     /* the block into the checkpoint; the forward will not run it again */
     if (hfx_emit_block(&g->hm, l)) return -1;
     g->fm.layers[l] = g->m->layers[l];
@@ -912,14 +757,15 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
                                        .extra = extra};
     if (gptq_write_begin(&g.hm, &go, out, st)) goto out;
     int l_start = 0;
-    if (o->resume_dir && gq_resume(&g, src_path, &l_start)) goto out;
+    if (gq_resume(&g, src_path, &l_start)) goto out;
     for (int l = l_start; l < n_layers; l++)
         if (gq_block(&g, l)) goto out;
     rep->seconds = now_s() - t0;
     json_object_set_new(extra, "loss", json_real(rep->loss));
     ret = gptq_write(&g.hm, &go, out, st);
-    if (!ret && o->resume_dir) resume_remove(o->resume_dir, n_layers);
+    if (!ret) qresume_remove(&g.rs);
 out:
+    qresume_release(&g.rs);
     json_decref(extra);
     if (g.cst_ok) calib_stream_release(&g.cst);
     for (int s = 0; s < SUB_COUNT; s++) gptq_hessian_release(&g.hs[s]);

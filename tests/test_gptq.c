@@ -426,7 +426,7 @@ static void test_stories260k(void) {
     snprintf(dir_k, sizeof dir_k, "%s/gptq-killed", t_tmpdir());
     snprintf(res_k, sizeof res_k, "%s.resume", dir_k);
     snprintf(st_k, sizeof st_k, "%s/state.json", res_k);
-    snprintf(cmd, sizeof cmd, "LOWBIT_GPTQ_KILL_AFTER_BLOCK=2 %s quant --model %s --recipe "
+    snprintf(cmd, sizeof cmd, "LOWBIT_KILL_AFTER_BLOCK=2 %s quant --model %s --recipe "
              "gptq-w4g128 -o %s", bin, mp, dir_k);
     T_OK(t_sh(cmd, out, sizeof out) != 0);
     T_OK(access(st_k, F_OK) == 0);
@@ -449,7 +449,7 @@ static void test_stories260k(void) {
         free(da), free(db);
     }
     /* a state of another run (other options) is not taken */
-    snprintf(cmd, sizeof cmd, "LOWBIT_GPTQ_KILL_AFTER_BLOCK=1 %s quant --model %s --recipe "
+    snprintf(cmd, sizeof cmd, "LOWBIT_KILL_AFTER_BLOCK=1 %s quant --model %s --recipe "
              "gptq-w3g128 -o %s/gptq-other", bin, mp, t_tmpdir());
     T_OK(t_sh(cmd, out, sizeof out) != 0);
     snprintf(cmd, sizeof cmd, "mv %s/gptq-other.resume %s/gptq-w2.resume && %s quant --model %s "
