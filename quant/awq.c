@@ -17,6 +17,7 @@
 #include "quant/calib.h"
 #include "quant/qformat.h"
 #include "quant/quant.h"
+#include "quant/resume.h"
 #include "quant/rtn.h"
 
 /* ===== statistics and the pseudo-quantizer ===== */
@@ -399,6 +400,79 @@ static int awq_block_round(const struct model *m, struct layer *L, const struct 
     return 0;
 }
 
+/* the report's counters as a resume state's fields, and back */
+static json_t *awq_fields(const struct awq_report *rep, const json_t *ratios) {
+    json_t *f = json_pack("{s:f, s:f, s:f, s:i, s:i, s:[f,f,f,f], s:[i,i,i,i], s:O}",
+                          "forward_seconds", rep->forward_seconds, "search_seconds",
+                          rep->search_seconds, "clip_seconds", rep->clip_seconds, "n_forward",
+                          rep->n_forward, "n_groups", rep->n_groups, "ratio_sum",
+                          rep->ratio_sum[0], rep->ratio_sum[1], rep->ratio_sum[2],
+                          rep->ratio_sum[3], "ratio_n", rep->ratio_n[0], rep->ratio_n[1],
+                          rep->ratio_n[2], rep->ratio_n[3], "ratios", ratios);
+    if (!f) err("out of memory");
+    return f;
+}
+
+static int awq_unfields(const json_t *f, struct awq_report *rep, json_t *ratios) {
+    const json_t *rs = json_object_get(f, "ratio_sum"), *rn = json_object_get(f, "ratio_n"),
+                 *ra = json_object_get(f, "ratios");
+    if (json_array_size(rs) != 4 || json_array_size(rn) != 4 || !json_is_array(ra))
+        return err("AWQ resume: the state's fields are not this version's");
+    rep->forward_seconds = json_number_value(json_object_get(f, "forward_seconds"));
+    rep->search_seconds = json_number_value(json_object_get(f, "search_seconds"));
+    rep->clip_seconds = json_number_value(json_object_get(f, "clip_seconds"));
+    rep->n_forward = (int)json_integer_value(json_object_get(f, "n_forward"));
+    rep->n_groups = (int)json_integer_value(json_object_get(f, "n_groups"));
+    for (int g = 0; g < 4; g++) {
+        rep->ratio_sum[g] = json_number_value(json_array_get(rs, (size_t)g));
+        rep->ratio_n[g] = (int)json_integer_value(json_array_get(rn, (size_t)g));
+    }
+    return json_array_extend(ratios, (json_t *)ra) ? err("out of memory") : 0;
+}
+
+/* resume (quant/resume.h): blocks 0..l_done re-written from their files, the stream and the
+ * report as they were after block l_done; *l_start the first block to quantize */
+static int awq_resume(struct qresume *rs, const struct model *m, const char *src_path,
+                      const struct awq_opts *o, const struct calib_set *cs, bool quiet,
+                      struct hfx_model *hm, struct calib_stream *cst, struct awq_report *rep,
+                      json_t *ratios, int *l_start) {
+    *l_start = 0;
+    char *kt = xstrfmt("%d %lld %d %d %d %.17g %d %d|%s|%d x %d", o->bits, (long long)o->group,
+                       o->n_grid, o->duo_scaling, o->clip, o->max_shrink, o->n_sample_token,
+                       o->gptq_v2, cs->tokens_sha256, cs->n_samples, cs->seqlen);
+    int l_done = -1;
+    json_t *f = NULL;
+    const int rc = !kt ? -1
+                       : qresume_open(rs, o->resume_dir, "awq", src_path, kt, m->cfg.n_layers,
+                                      quiet, &l_done, &f);
+    free(kt);
+    if (rc || l_done < 0) return rc;
+    int ret = awq_unfields(f, rep, ratios);
+    json_decref(f);
+    for (int l = 0; !ret && l <= l_done; l++)
+        ret = qresume_get_block(rs, l, hm) || hfx_emit_block(hm, l) ? -1 : 0;
+    if (!ret) ret = calib_stream_restore(cst, rs, l_done);
+    if (ret) {
+        qresume_remove(rs); /* the next attempt starts anew */
+        return -1;
+    }
+    *l_start = rep->resumed_blocks = l_done + 1;
+    return 0;
+}
+
+/* the checkpoint after block l: its tensors (quantized linears, folded norms, scaled float
+ * rows), the stream, then the commit */
+static int awq_checkpoint(const struct qresume *rs, int l, const struct hfx_model *hm,
+                          const struct calib_stream *cst, const struct awq_report *rep,
+                          const json_t *ratios) {
+    if (!rs->dir) return 0;
+    json_t *f = awq_fields(rep, ratios);
+    const int rc = !f || qresume_put_block(rs, l, hm) || calib_stream_save(cst, rs) ||
+                   qresume_commit(rs, l, f);
+    json_decref(f);
+    return rc ? -1 : 0;
+}
+
 int awq_quantize_model(const struct model *m, const char *src_path, const struct awq_opts *o,
                        const struct calib_set *cs, const char *out, bool quiet,
                        struct hfx_stats *st, struct awq_report *rep) {
@@ -410,6 +484,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     struct model fm = *m; /* the forward's view: m's tensors, with finished blocks swapped in */
     struct calib_stream cst;
     struct capture cap;
+    struct qresume rs = {0};
     int *idx = NULL, ret = -1;
     bool *qz = NULL, fwd_ok = false;
     float *sc[N_IN] = {0}, *mv = NULL;
@@ -475,8 +550,10 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     if (!extra || (o->gptq_v2 ? gptq_write_begin(&hm, &wo, out, st)
                               : awq_write_begin(&hm, o->group, out, st)))
         goto out;
+    int l_start = 0;
+    if (awq_resume(&rs, m, src_path, o, cs, quiet, &hm, &cst, rep, ratios, &l_start)) goto out;
 
-    for (int l = 0; l < n_layers; l++) {
+    for (int l = l_start; l < n_layers; l++) {
         const double tl = now_s();
         const bool *q = qz + l * N_LIN;
         struct hfx_tensor *lt[N_LIN];
@@ -487,7 +564,9 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         for (int i = 0; i < N_LIN; i++) any |= q[i];
         if (!any) { /* nothing to quantize: the block's outputs as they are */
             cst.fs.mm_hook = NULL;
-            if (calib_stream_finish(&cst, l) || hfx_emit_block(&hm, l)) goto out;
+            if (calib_stream_finish(&cst, l) ||
+                awq_checkpoint(&rs, l, &hm, &cst, rep, ratios) || hfx_emit_block(&hm, l))
+                goto out;
             continue;
         }
         for (int i = 0; i < N_LIN; i++)
@@ -517,8 +596,9 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         cst.fs.mm_hook = NULL;
         if (calib_stream_finish(&cst, l)) goto out;
         rep->forward_seconds += now_s() - tb;
-        /* the block into the checkpoint; the forward will not run it again */
-        if (hfx_emit_block(&hm, l)) goto out;
+        /* the resume state, then the block into the checkpoint; the forward will not run it
+         * again */
+        if (awq_checkpoint(&rs, l, &hm, &cst, rep, ratios) || hfx_emit_block(&hm, l)) goto out;
         fm.layers[l] = m->layers[l];
         if (!quiet) {
             fprintf(stderr, "awq: block %d/%d: ratio", l + 1, n_layers);
@@ -543,7 +623,9 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     json_decref(ex);
     if (o->gptq_v2) ret = gptq_write(&hm, &wo, out, st);
     else ret = awq_write(&hm, o->group, "awq", extra, out, st);
+    if (!ret) qresume_remove(&rs);
 out:
+    qresume_release(&rs);
     json_decref(extra);
     if (fwd_ok) calib_stream_release(&cst);
     for (int s = 0; s < N_IN; s++) {
@@ -650,6 +732,7 @@ int awq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
     if (awq_knobs(r, &o, &seed)) return -1;
     o.group = r->has_group_size ? r->group_size : 128;
     o.bits = awq_bits(r);
+    o.resume_dir = j->resume_dir;
     struct calib_set cs;
     if (calib_load_job(&cs, "awq", j, seed)) return -1;
     snprintf(a->path, sizeof a->path, "%s/model", j->out_dir);
@@ -685,6 +768,9 @@ int awq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
                    "%.3f; clip + round %.3f)", rep.seconds, rep.forward_seconds, rep.n_forward,
                    rep.search_seconds, rep.clip_seconds);
         quant_prov(a, "quant.awq_peak_rss_mb", "%.1f", calib_peak_rss_mb());
+        if (rep.resumed_blocks)
+            quant_prov(a, "quant.awq_resumed_blocks", "%d (from %s)", rep.resumed_blocks,
+                       j->resume_dir);
     }
     calib_release(&cs);
     return ret;

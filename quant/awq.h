@@ -70,6 +70,7 @@ struct awq_opts {
     int n_sample_token;  /* 512 */
     bool gptq_v2;        /* write a GPTQ v2 checkpoint (true zeros) instead of AWQ GEMM: what
                             llm-awq's own --w_bit 3 runs need, since the GEMM layout is 4-bit */
+    const char *resume_dir; /* a checkpoint after each block (quant/resume.h); NULL: none */
 };
 #define AWQ_OPTS_DEFAULT                                                                           \
     {.bits = 4, .group = 128, .n_grid = 20, .duo_scaling = true, .clip = true, .max_shrink = 0.5, \
@@ -114,6 +115,7 @@ struct awq_report {
     int n_groups;           /* scaling groups searched */
     double ratio_sum[4];    /* Σ of the chosen ratios per group kind: qkv, o, gate_up, down */
     int ratio_n[4];         /* groups of each kind searched */
+    int resumed_blocks;     /* blocks taken from a killed run's checkpoint */
 };
 
 /* quantize every AWQ-holdable block linear of m (loaded from src_path; not modified) with the

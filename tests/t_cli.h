@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests/t.h"
 
@@ -111,6 +112,43 @@ static inline int t_sh(const char *cmd, char *buf, size_t size) {
     buf[n] = 0;
     if (f) fclose(f);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* quant/resume.h as a user meets it: `lowbit QUANT_ARGS -o DIR` killed by SIGKILL after block
+ * `after` (LOWBIT_KILL_AFTER_BLOCK) leaves DIR.resume; the same command again says each line of
+ * `resumed` (NULL-terminated; e.g. "awq: resuming after block 2/5", "quant.awq_resumed_blocks:
+ * 2"), does not run block `after` again (no "BLOCK_TAG after/"), writes each of files (NULL-terminated) byte for byte as the uninterrupted run in
+ * REF_DIR did, and leaves no DIR.resume */
+static inline void t_resume_same(const char *quant_args, const char *dir, int after,
+                                 const char *const *resumed, const char *block_tag, const char *ref_dir,
+                                 const char *const *files) {
+    char cmd[8192], res[4200], out[16384], tag[200];
+    snprintf(res, sizeof res, "%s.resume", dir);
+    snprintf(cmd, sizeof cmd, "LOWBIT_KILL_AFTER_BLOCK=%d %s %s -o %s", after, t_bin(), quant_args,
+             dir);
+    T_EQ_INT(t_sh(cmd, out, sizeof out), 128 + 9); /* the shell's status of a SIGKILL'ed child */
+    T_OK(access(res, F_OK) == 0);
+    snprintf(cmd, sizeof cmd, "%s %s -o %s", t_bin(), quant_args, dir);
+    T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
+    for (int i = 0; resumed[i]; i++) T_CONTAINS(out, resumed[i]);
+    snprintf(tag, sizeof tag, "%s %d/", block_tag, after);
+    T_OK(strstr(out, tag) == NULL);
+    T_OK(access(res, F_OK) != 0);
+    for (int i = 0; files[i]; i++) {
+        char pa[4400], pb[4400];
+        snprintf(pa, sizeof pa, "%s/%s", ref_dir, files[i]);
+        snprintf(pb, sizeof pb, "%s/%s", dir, files[i]);
+        FILE *fa = fopen(pa, "rb"), *fb = fopen(pb, "rb");
+        bool same = fa && fb;
+        while (same) {
+            const int a = fgetc(fa), b = fgetc(fb);
+            same = a == b;
+            if (a == EOF) break;
+        }
+        if (!same) T_FAIL_("%s differs between the resumed and the uninterrupted run", files[i]);
+        if (fa) fclose(fa);
+        if (fb) fclose(fb);
+    }
 }
 
 static inline double t_ppl(const char *bin, const char *model, const char *text) {

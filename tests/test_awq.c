@@ -305,6 +305,16 @@ static void test_stories260k(void) {
     T_CONTAINS(out, "quant.awq_ratios: mean chosen ratio (groups): qkv ");
     T_CONTAINS(out, "o none"); /* GQA: v_proj [32, 64] != o_proj [64, 64] */
     T_CONTAINS(out, "quant.awq_peak_rss_mb: ");
+    { /* killed after block 2 (the folded norms and the ratios of blocks 1-2 in the checkpoint),
+       * run again: the same bytes as the run above */
+        char dir_k[600], args[4400];
+        snprintf(dir_k, sizeof dir_k, "%s/awq-killed", t_tmpdir());
+        snprintf(args, sizeof args, "quant --model %s --recipe awq-w4g64", mp);
+        static const char *const says[] = {"awq: resuming after block 2/5",
+                                           "quant.awq_resumed_blocks: 2", NULL};
+        static const char *const same[] = {"model.safetensors", "config.json", NULL};
+        t_resume_same(args, dir_k, 2, says, "awq: block", dir_a, same);
+    }
     /* config.json: transformers' AwqConfig keys */
     char cp[600];
     snprintf(cp, sizeof cp, "%s/config.json", dir_a);

@@ -422,32 +422,14 @@ static void test_stories260k(void) {
     T_CONTAINS(out, "20 of 35 block linears quantized");
     /* killed after block 2 (as kill -9 would: SIGKILL), then run again: it goes on from block 3
      * and writes the same bytes as the uninterrupted run; the resume state is gone after */
-    char dir_k[600], res_k[700], st_k[800];
+    char dir_k[600], args[4400];
     snprintf(dir_k, sizeof dir_k, "%s/gptq-killed", t_tmpdir());
-    snprintf(res_k, sizeof res_k, "%s.resume", dir_k);
-    snprintf(st_k, sizeof st_k, "%s/state.json", res_k);
-    snprintf(cmd, sizeof cmd, "LOWBIT_KILL_AFTER_BLOCK=2 %s quant --model %s --recipe "
-             "gptq-w4g128 -o %s", bin, mp, dir_k);
-    T_OK(t_sh(cmd, out, sizeof out) != 0);
-    T_OK(access(st_k, F_OK) == 0);
-    snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe gptq-w4g128 -o %s", bin, mp, dir_k);
-    T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
-    T_CONTAINS(out, "gptq: resuming after block 2/5");
-    T_CONTAINS(out, "quant.gptq_resumed_blocks: 2");
-    T_OK(strstr(out, "gptq: block 2/5") == NULL); /* blocks 1-2 were not quantized again */
-    T_OK(access(res_k, F_OK) != 0);
-    static const char *const same[] = {"model.safetensors", "config.json", "quantize_config.json"};
-    for (size_t i = 0; i < LB_ARRAY_LEN(same); i++) {
-        char pa[800], pb[800];
-        snprintf(pa, sizeof pa, "%s/%s", dir_g, same[i]);
-        snprintf(pb, sizeof pb, "%s/%s", dir_k, same[i]);
-        char *da = NULL, *db = NULL;
-        size_t na = 0, nb = 0;
-        T_OK(!read_file_all(pa, "a", &da, &na) && !read_file_all(pb, "b", &db, &nb));
-        if (!da || !db || na != nb || memcmp(da, db, na))
-            T_FAIL_("%s differs between the resumed and the uninterrupted run", same[i]);
-        free(da), free(db);
-    }
+    snprintf(args, sizeof args, "quant --model %s --recipe gptq-w4g128", mp);
+    static const char *const same[] = {"model.safetensors", "config.json", "quantize_config.json",
+                                       NULL};
+    static const char *const says[] = {"gptq: resuming after block 2/5",
+                                       "quant.gptq_resumed_blocks: 2", NULL};
+    t_resume_same(args, dir_k, 2, says, "gptq: block", dir_g, same);
     /* a state of another run (other options) is not taken */
     snprintf(cmd, sizeof cmd, "LOWBIT_KILL_AFTER_BLOCK=1 %s quant --model %s --recipe "
              "gptq-w3g128 -o %s/gptq-other", bin, mp, t_tmpdir());
