@@ -4,6 +4,7 @@
 #include "quant/autoround.h"
 
 #include <float.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "quant/calib.h"
 #include "quant/qformat.h"
 #include "quant/quant.h"
+#include "quant/resume.h"
 
 #define N_LIN LIN_COUNT /* a block's linears: eval/model.h's enum lin */
 
@@ -608,6 +610,112 @@ static int ar_block_emit(const struct model *m, struct hfx_model *hm,
     return 0;
 }
 
+/* config.json's record of a block */
+static json_t *ar_block_json(const struct autoround_block_stat *b) {
+    return b->n_linears ? json_pack("{s:i, s:f, s:f, s:i}", "linears", b->n_linears, "loss_init",
+                                    b->loss_init, "loss_best", b->loss_best, "best_iter",
+                                    b->best_iter)
+                        : json_pack("{s:i}", "linears", 0);
+}
+
+/* ===== resume (quant/resume.h) =====
+ * After block l: the GPTQ export's tensors of the block (or, for GGUF, each tuned tensor's
+ * blocks as an array "g-<tensor index>"), the float stream (and the quantized one), the sampler's
+ * state, the per-block statistics and counters. */
+struct ar_resume {
+    struct qresume rs;
+    json_t *gguf; /* [[tensor index, bytes], ...] of the GGUF tensors saved so far */
+};
+
+static int ar_resume_open(struct ar_resume *ar, const struct model *m, const char *src_path,
+                          const struct autoround_opts *o, const struct calib_set *cs,
+                          enum autoround_format fmt, bool quiet, int *l_done, json_t **f) {
+    ar->gguf = json_array();
+    char *kt = xstrfmt("%d %lld %d %d %.17g %.17g %d %d %d %d %d %llu %d|%s|%d x %d", o->bits,
+                       (long long)o->group, o->sym, o->iters, o->lr, o->minmax_lr, o->batch_size,
+                       o->minmax_tuning, o->quanted_input, o->use_best, o->zero_min,
+                       (unsigned long long)o->seed, (int)fmt, cs->tokens_sha256, cs->n_samples,
+                       cs->seqlen);
+    const int rc = !kt || !ar->gguf ? err("out of memory")
+                                    : qresume_open(&ar->rs, o->resume_dir, "autoround", src_path,
+                                                   kt, m->cfg.n_layers, quiet, l_done, f);
+    free(kt);
+    return rc;
+}
+
+/* the report, the sampler and the GGUF tensors of a state's fields */
+static int ar_unfields(struct ar_resume *ar, const json_t *f, int l_done,
+                       struct autoround_report *rep, uint64_t *rng, void **gbuf, size_t *gbytes,
+                       const struct model *m) {
+    const json_t *bl = json_object_get(f, "blocks"), *gg = json_object_get(f, "gguf");
+    const char *rs = json_string_value(json_object_get(f, "rng"));
+    if (!json_is_array(bl) || json_array_size(bl) != (size_t)l_done + 1 || !rs ||
+        !json_is_array(gg) || sscanf(rs, "%" SCNx64, rng) != 1)
+        return err("AutoRound resume: the state's fields are not this version's");
+    rep->tune_seconds = json_number_value(json_object_get(f, "tune_seconds"));
+    rep->n_blocks = (int)json_integer_value(json_object_get(f, "n_blocks"));
+    rep->n_linears = (int)json_integer_value(json_object_get(f, "n_linears"));
+    for (int l = 0; l <= l_done; l++) {
+        const json_t *b = json_array_get(bl, (size_t)l);
+        struct autoround_block_stat *s = &rep->blocks[l];
+        s->loss_init = json_number_value(json_array_get(b, 0));
+        s->loss_best = json_number_value(json_array_get(b, 1));
+        s->best_iter = (int)json_integer_value(json_array_get(b, 2));
+        s->n_linears = (int)json_integer_value(json_array_get(b, 3));
+    }
+    size_t i;
+    const json_t *e;
+    json_array_foreach(gg, i, e) {
+        const json_int_t ti = json_integer_value(json_array_get(e, 0));
+        const json_int_t nb = json_integer_value(json_array_get(e, 1));
+        char name[40];
+        if (!gbuf || ti < 0 || ti >= m->n_tensors || nb <= 0)
+            return err("AutoRound resume: the state names GGUF tensor %lld", (long long)ti);
+        snprintf(name, sizeof name, "g-%lld", (long long)ti);
+        free(gbuf[ti]);
+        if (!(gbuf[ti] = xmalloc((size_t)nb, "an AutoRound GGUF tensor")) ||
+            qresume_get(&ar->rs, name, gbuf[ti], (size_t)nb))
+            return -1;
+        gbytes[ti] = (size_t)nb;
+        json_array_append(ar->gguf, (json_t *)e);
+    }
+    return 0;
+}
+
+/* the checkpoint after block l (ti: the block's GGUF tensor indexes, -1 none) */
+static int ar_checkpoint(struct ar_resume *ar, int l, struct hfx_model *hm, const int *ti,
+                         void **gbuf, const size_t *gbytes, const float *xfp, const float *xq,
+                         size_t stream_bytes, uint64_t rng, const struct autoround_report *rep) {
+    if (!ar->rs.dir) return 0;
+    if (hm && qresume_put_block(&ar->rs, l, hm)) return -1;
+    for (int i = 0; !hm && i < N_LIN; i++) {
+        if (ti[i] < 0 || !gbuf[ti[i]]) continue;
+        char name[40];
+        snprintf(name, sizeof name, "g-%d", ti[i]);
+        if (qresume_put(&ar->rs, name, gbuf[ti[i]], gbytes[ti[i]]) ||
+            json_array_append_new(ar->gguf, json_pack("[i, I]", ti[i], (json_int_t)gbytes[ti[i]])))
+            return -1;
+    }
+    if (qresume_put(&ar->rs, "x.bin", xfp, stream_bytes) ||
+        (xq != xfp && qresume_put(&ar->rs, "xq.bin", xq, stream_bytes)))
+        return -1;
+    json_t *bl = json_array();
+    for (int k = 0; bl && k <= l; k++) {
+        const struct autoround_block_stat *s = &rep->blocks[k];
+        json_array_append_new(bl, json_pack("[f, f, i, i]", s->loss_init, s->loss_best,
+                                            s->best_iter, s->n_linears));
+    }
+    char rs[24];
+    snprintf(rs, sizeof rs, "%016" PRIx64, rng);
+    json_t *f = bl ? json_pack("{s:f, s:i, s:i, s:s, s:o, s:O}", "tune_seconds", rep->tune_seconds,
+                               "n_blocks", rep->n_blocks, "n_linears", rep->n_linears, "rng", rs,
+                               "blocks", bl, "gguf", ar->gguf)
+                   : NULL;
+    const int rc = !f ? err("out of memory") : qresume_commit(&ar->rs, l, f);
+    json_decref(f);
+    return rc;
+}
+
 int autoround_quantize_model(const struct model *m, const char *src_path,
                              const struct autoround_opts *o, const struct calib_set *cs,
                              enum autoround_format fmt, const char *out, const char *name,
@@ -642,6 +750,7 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
     json_t *blocks = json_array();
     int ret = -1;
     uint64_t rng = o->seed;
+    struct ar_resume ar = {0};
     memset(L, 0, sizeof L);
     memset(&g, 0, sizeof g);
     rep->blocks = xcalloc((size_t)n_layers, sizeof *rep->blocks, "AutoRound report");
@@ -682,8 +791,30 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
         for (int t = 0; t < T; t++)
             tensor_row_to_f32(&m->tok_embd, cs->tokens[(size_t)w * T + t], xfp + w * W + t * D);
     if (o->quanted_input) memcpy(xq, xfp, (size_t)(n * W) * sizeof(float));
+    /* resume: blocks 0..l_done from their files, the streams as they were after block l_done
+     * (not with keep_weights: the tests' ŵ are not in the checkpoint) */
+    int l_start = 0, l_done = -1;
+    json_t *rf = NULL;
+    const size_t sbytes = (size_t)(n * W) * sizeof(float);
+    struct autoround_opts orx = *o;
+    if (keep_weights) orx.resume_dir = NULL;
+    if (ar_resume_open(&ar, m, src_path, &orx, cs, fmt, quiet, &l_done, &rf)) goto out;
+    if (l_done >= 0) {
+        int rrc = ar_unfields(&ar, rf, l_done, rep, &rng, gbuf, gbytes, m);
+        for (int l = 0; !rrc && gptq && l <= l_done; l++)
+            rrc = qresume_get_block(&ar.rs, l, &hm) || hfx_emit_block(&hm, l) ? -1 : 0;
+        if (!rrc) rrc = qresume_get(&ar.rs, "x.bin", xfp, sbytes);
+        if (!rrc && o->quanted_input) rrc = qresume_get(&ar.rs, "xq.bin", xq, sbytes);
+        json_decref(rf);
+        if (rrc) {
+            qresume_remove(&ar.rs); /* the next attempt starts anew */
+            goto out;
+        }
+        for (int l = 0; l <= l_done; l++) json_array_append_new(blocks, ar_block_json(&rep->blocks[l]));
+        l_start = rep->resumed_blocks = l_done + 1;
+    }
 
-    for (int l = 0; l < n_layers; l++) {
+    for (int l = l_start; l < n_layers; l++) {
         const double tl = now_s();
         struct grad_weights wf;
         if (grad_weights_from_layer(m, l, &wf, &wown)) goto out;
@@ -714,16 +845,13 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
                 memcpy(xq + w0 * W, tmp, (size_t)(cnt * W) * sizeof(float));
             }
         }
-        if (gptq && hfx_emit_block(&hm, l)) goto out;
         float *sw = xfp; /* the float stream moves on */
         xfp = yfp, yfp = sw;
         if (!o->quanted_input) xq = xfp;
-        json_array_append_new(blocks, bst->n_linears
-                                          ? json_pack("{s:i, s:f, s:f, s:i}", "linears",
-                                                      bst->n_linears, "loss_init", bst->loss_init,
-                                                      "loss_best", bst->loss_best, "best_iter",
-                                                      bst->best_iter)
-                                          : json_pack("{s:i}", "linears", 0));
+        if (ar_checkpoint(&ar, l, gptq ? &hm : NULL, ti, gbuf, gbytes, xfp, xq, sbytes, rng, rep) ||
+            (gptq && hfx_emit_block(&hm, l)))
+            goto out;
+        json_array_append_new(blocks, ar_block_json(bst));
         if (!quiet) {
             if (bst->n_linears && o->iters > 0)
                 fprintf(stderr, "autoround: block %d/%d: %d linears, loss %.6g -> %.6g (iter %d) "
@@ -756,7 +884,10 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
     } else {
         ret = write_gguf(m, out, name, gtype, gbuf, gbytes, rep, &rep->has_vocab);
     }
+    if (!ret) qresume_remove(&ar.rs);
 out:
+    qresume_release(&ar.rs);
+    json_decref(ar.gguf);
     for (int i = 0; i < N_LIN; i++) autoround_linear_release(&L[i]);
     if (g_ok) grad_block_release(&g);
     if (hm_ok) hfx_release(&hm);
@@ -939,6 +1070,7 @@ int autoround_recipe_quantize(const struct quant_job *j, struct quant_artifact *
     const bool gguf = p.fmt == AUTOROUND_GGUF;
     snprintf(a->path, sizeof a->path, gguf ? "%s/model.gguf" : "%s/model", j->out_dir);
     struct autoround_report rep;
+    p.o.resume_dir = j->resume_dir;
     int ret = autoround_quantize_model(j->m, j->src_path, &p.o, &cs, p.fmt, a->path, r->id,
                                        j->quiet, false, &rep);
     if (!ret) {
@@ -963,6 +1095,9 @@ int autoround_recipe_quantize(const struct quant_job *j, struct quant_artifact *
                    p.o.minmax_lr, LB_MIN(p.o.batch_size, cs.n_samples),
                    p.o.minmax_tuning ? "on" : "off", p.o.quanted_input ? "on" : "off",
                    p.o.use_best ? "best-loss" : "last", gguf ? "GGUF" : "GPTQ v1 layout");
+        if (rep.resumed_blocks)
+            quant_prov(a, "quant.autoround_resumed_blocks", "%d (from %s)", rep.resumed_blocks,
+                       j->resume_dir);
         quant_prov(a, "quant.knobs", "%s", r->knobs[0] ? r->knobs : "{}");
         quant_prov(a, "quant.calib_file", "%s (sha256 %s)", cs.path, cs.file_sha256);
         quant_prov(a, "quant.calib_windows", "%d x %d tokens, seed %llu, %s, splitmix64 offsets; "

@@ -78,6 +78,7 @@ struct autoround_opts {
     bool use_best;      /* keep the best iteration (not not_use_best_mse: true) */
     int zero_min;       /* asym: lowest zero point (1 for GPTQ v1 files, else 0) */
     uint64_t seed;      /* the sampler's */
+    const char *resume_dir; /* a checkpoint after each block (quant/resume.h); NULL: none */
 };
 #define AUTOROUND_OPTS_DEFAULT                                                                     \
     {.bits = 4, .group = 128, .sym = true, .iters = 200, .lr = 5e-3, .minmax_lr = 5e-3,            \
@@ -157,6 +158,7 @@ struct autoround_report {
     uint64_t tensor_bytes;               /* GGUF: tensor data */
     const char *gguf_type;               /* GGUF: "q4_0", "q4_1", "q8_0" */
     bool has_vocab;                      /* GGUF: the file carries the tokenizer (GGUF source) */
+    int resumed_blocks;                  /* blocks taken from a killed run's checkpoint */
     /* with keep_weights: ŵ of each tuned linear, fp32 [N][K] in the SOURCE model's row order
      * (l·LIN_COUNT + i, i as autoround_tune_block; NULL for linears kept float) */
     float **deq;

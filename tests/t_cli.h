@@ -134,10 +134,12 @@ static inline void t_resume_same(const char *quant_args, const char *dir, int af
     snprintf(tag, sizeof tag, "%s %d/", block_tag, after);
     T_OK(strstr(out, tag) == NULL);
     T_OK(access(res, F_OK) != 0);
+    static const char *const itself[] = {"", NULL};
+    if (!files) files = itself;
     for (int i = 0; files[i]; i++) {
         char pa[4400], pb[4400];
-        snprintf(pa, sizeof pa, "%s/%s", ref_dir, files[i]);
-        snprintf(pb, sizeof pb, "%s/%s", dir, files[i]);
+        snprintf(pa, sizeof pa, "%s%s%s", ref_dir, *files[i] ? "/" : "", files[i]);
+        snprintf(pb, sizeof pb, "%s%s%s", dir, *files[i] ? "/" : "", files[i]);
         FILE *fa = fopen(pa, "rb"), *fb = fopen(pb, "rb");
         bool same = fa && fb;
         while (same) {
@@ -145,7 +147,7 @@ static inline void t_resume_same(const char *quant_args, const char *dir, int af
             same = a == b;
             if (a == EOF) break;
         }
-        if (!same) T_FAIL_("%s differs between the resumed and the uninterrupted run", files[i]);
+        if (!same) T_FAIL_("%s differs between the resumed and the uninterrupted run", pb);
         if (fa) fclose(fa);
         if (fb) fclose(fb);
     }

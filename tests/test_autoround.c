@@ -998,6 +998,15 @@ static void test_stories260k_cli(void) {
     T_CONTAINS(out, "quant.autoround_seconds: ");
     T_CONTAINS(out, "quant.autoround_peak_rss_mb: ");
     T_CONTAINS(out, "quant.autoround_loss: block 1 ");
+    { /* killed after block 3, run again: the same bytes (both formats; GGUF below) */
+        char dir_k[700], args[9000];
+        snprintf(dir_k, sizeof dir_k, "%s/ar-killed", t_tmpdir());
+        snprintf(args, sizeof args, "quant --model %s --recipe ar-w2g64 --recipes %s", mp, csv);
+        static const char *const says[] = {"autoround: resuming after block 3/5",
+                                           "quant.autoround_resumed_blocks: 3", NULL};
+        static const char *const same[] = {"model.safetensors", "config.json", NULL};
+        t_resume_same(args, dir_k, 3, says, "autoround: block", dir_a, same);
+    }
     snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe rtn-w2g64 --recipes %s -o %s --quiet",
              bin, mp, csv, dir_r);
     T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
@@ -1006,6 +1015,13 @@ static void test_stories260k_cli(void) {
     T_EQ_INT(t_sh(cmd, out, sizeof out), 0);
     T_CONTAINS(out, "q4_0 for the tuned linears");
     T_CONTAINS(out, "30 of 35 block linears quantized");
+    {
+        char file_k[700], args[9000];
+        snprintf(file_k, sizeof file_k, "%s/ar-q4_0-killed.gguf", t_tmpdir());
+        snprintf(args, sizeof args, "quant --model %s --recipe ar-q4_0 --recipes %s", mp, csv);
+        static const char *const says[] = {"autoround: resuming after block 2/5", NULL};
+        t_resume_same(args, file_k, 2, says, "autoround: block", dir_g, NULL);
+    }
     const char *gp = dir_g;
     struct model m = MODEL_INIT;
     T_OK(!model_load(&m, gp));
