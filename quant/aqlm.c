@@ -6,6 +6,7 @@
  * row n = o·go + i, column k = j·gi + c. */
 #include "quant/aqlm.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include "quant/calib.h"
 #include "quant/qformat.h" /* hf_recipe_artifact */
 #include "quant/quant.h"
+#include "quant/resume.h"
 
 /* loops with less work than this (multiply-adds) run on one thread: on a busy machine the
  * threads of a short parallel region spend longer waiting for each other than computing */
@@ -1074,6 +1076,58 @@ out:
     return ret;
 }
 
+/* ===== resume (quant/resume.h) =====
+ * After block l: its quantized linears (codes, and the codebooks and scales fine-tuning left),
+ * the calibration stream, the fine-tuning stream, the fine-tuning sampler and the report. */
+static int aqlm_resume_open(struct qresume *rs, const struct model *m, const char *src_path,
+                            const struct aqlm_model_opts *o, const struct calib_set *cs, bool quiet,
+                            int *l_done, json_t **f) {
+    const struct aqlm_opts *q = &o->q;
+    char *kt = xstrfmt("%d %d %d %d %d %d %d %d %d %.17g %llu|%d %d %d %.17g %d %d|%s|%d x %d",
+                       q->num_codebooks, q->nbits, q->in_group, q->out_group, q->beam_size,
+                       q->max_epochs, q->init_max_iter, q->init_max_points, q->cg_iters,
+                       q->rel_tol, (unsigned long long)q->seed, o->true_sequential, o->finetune,
+                       o->finetune_max_epochs, o->finetune_lr, o->finetune_batch_size,
+                       (int)o->modules, cs->tokens_sha256, cs->n_samples, cs->seqlen);
+    const int rc = !kt ? -1
+                       : qresume_open(rs, o->resume_dir, "aqlm", src_path, kt, m->cfg.n_layers,
+                                      quiet, l_done, f);
+    free(kt);
+    return rc;
+}
+
+static json_t *aqlm_fields(const struct aqlm_report *rep, double rel_sum, uint64_t ft_rng) {
+    char rs[24];
+    snprintf(rs, sizeof rs, "%016" PRIx64, ft_rng);
+    json_t *f = json_pack("{s:f, s:i, s:i, s:i, s:f, s:s, s:f, s:f, s:i, s:f, s:s}",
+                          "forward_seconds", rep->forward_seconds, "n_forward", rep->n_forward,
+                          "n_layers", rep->n_layers, "epochs", rep->epochs, "rel_mse_max",
+                          rep->rel_mse_max, "rel_mse_max_module", rep->rel_mse_max_module,
+                          "ft_seconds", rep->ft_seconds, "ft_gain", rep->ft_gain, "ft_blocks",
+                          rep->ft_blocks, "rel_sum", rel_sum, "ft_rng", rs);
+    if (!f) err("out of memory");
+    return f;
+}
+
+static int aqlm_unfields(const json_t *f, struct aqlm_report *rep, double *rel_sum,
+                         uint64_t *ft_rng) {
+    const char *rs = json_string_value(json_object_get(f, "ft_rng"));
+    const char *mx = json_string_value(json_object_get(f, "rel_mse_max_module"));
+    if (!rs || !mx || sscanf(rs, "%" SCNx64, ft_rng) != 1)
+        return err("AQLM resume: the state's fields are not this version's");
+    rep->forward_seconds = json_number_value(json_object_get(f, "forward_seconds"));
+    rep->n_forward = (int)json_integer_value(json_object_get(f, "n_forward"));
+    rep->n_layers = (int)json_integer_value(json_object_get(f, "n_layers"));
+    rep->epochs = (int)json_integer_value(json_object_get(f, "epochs"));
+    rep->rel_mse_max = json_number_value(json_object_get(f, "rel_mse_max"));
+    snprintf(rep->rel_mse_max_module, sizeof rep->rel_mse_max_module, "%s", mx);
+    rep->ft_seconds = json_number_value(json_object_get(f, "ft_seconds"));
+    rep->ft_gain = json_number_value(json_object_get(f, "ft_gain"));
+    rep->ft_blocks = (int)json_integer_value(json_object_get(f, "ft_blocks"));
+    *rel_sum = json_number_value(json_object_get(f, "rel_sum"));
+    return 0;
+}
+
 int aqlm_quantize_model(const struct model *m, const char *src_path,
                         const struct aqlm_model_opts *o, const struct calib_set *cs,
                         const char *out, bool quiet, struct hfx_stats *st,
@@ -1098,6 +1152,7 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     bool fwd_ok = false, g_ok = false;
     double rel_sum = 0;
     uint64_t ft_rng = o->q.seed ^ 0x5851f42d4c957f2dull;
+    struct qresume rs = {0};
     memset(&cap, 0, sizeof cap);
     memset(&g, 0, sizeof g);
     memset(lin, 0, sizeof lin);
@@ -1136,7 +1191,24 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
 
     /* the checkpoint is written as the blocks are done: one block in fp32 at a time */
     if (aqlm_write_begin(&hm, &o->q, out, st)) goto out;
-    for (int l = 0; l < n_layers; l++) {
+    int l_start = 0, l_done = -1;
+    json_t *rf = NULL;
+    const size_t sbytes = (size_t)(n * W) * sizeof(float);
+    if (aqlm_resume_open(&rs, m, src_path, o, cs, quiet, &l_done, &rf)) goto out;
+    if (l_done >= 0) { /* blocks 0..l_done from their files, the streams as they were after it */
+        int rrc = aqlm_unfields(rf, rep, &rel_sum, &ft_rng);
+        json_decref(rf);
+        for (int l = 0; !rrc && l <= l_done; l++)
+            rrc = qresume_get_block(&rs, l, &hm) || hfx_emit_block(&hm, l) ? -1 : 0;
+        if (!rrc) rrc = calib_stream_restore(&cst, &rs, l_done);
+        if (!rrc && ft) rrc = qresume_get(&rs, "xq.bin", xq, sbytes);
+        if (rrc) {
+            qresume_remove(&rs); /* the next attempt starts anew */
+            goto out;
+        }
+        l_start = rep->resumed_blocks = l_done + 1;
+    }
+    for (int l = l_start; l < n_layers; l++) {
         const double tl = now_s();
         struct aqlm_block_sum bs_l = {0};
         for (int i = 0; i < N_BLOCK_LINEARS; i++)
@@ -1177,7 +1249,16 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
         if (ft && aqlm_finetune(m, &hm, &cst, &g, o, l, idx, lin, &xq, &ys, n, T, bs, &ft_rng, rep,
                                 ftmsg, sizeof ftmsg))
             goto out;
-        /* the block into the checkpoint; the forward will not run it again */
+        /* the resume state, then the block into the checkpoint; the forward will not run it
+         * again */
+        if (rs.dir) {
+            json_t *f = aqlm_fields(rep, rel_sum, ft_rng);
+            const int crc = !f || qresume_put_block(&rs, l, &hm) || calib_stream_save(&cst, &rs) ||
+                            (ft && qresume_put(&rs, "xq.bin", xq, sbytes)) ||
+                            qresume_commit(&rs, l, f);
+            json_decref(f);
+            if (crc) goto out;
+        }
         if (hfx_emit_block(&hm, l)) goto out;
         fm.layers[l] = m->layers[l];
         if (!quiet && bs_l.n)
@@ -1204,7 +1285,9 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
     }
     ret = aqlm_write(&hm, &o->q, extra, out, st);
     json_decref(extra);
+    if (!ret) qresume_remove(&rs);
 out:
+    qresume_release(&rs);
     if (fwd_ok) calib_stream_release(&cst);
     if (g_ok) grad_block_release(&g);
     for (int i = 0; i < N_BLOCK_LINEARS; i++) ft_lin_release(&lin[i]);
@@ -1336,6 +1419,7 @@ int aqlm_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
     if (aqlm_recipe_check(r) || aqlm_knobs(r, &o)) return -1;
     struct calib_set cs;
     if (calib_load_job(&cs, "aqlm", j, o.q.seed)) return -1;
+    o.resume_dir = j->resume_dir;
     snprintf(a->path, sizeof a->path, "%s/model", j->out_dir);
     struct hfx_stats st;
     struct aqlm_report rep;
@@ -1361,6 +1445,9 @@ int aqlm_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
                    rep.forward_seconds, rep.n_forward);
         quant_prov(a, "quant.aqlm_peak_rss_mb", "%.1f", calib_peak_rss_mb());
         quant_prov(a, "quant.aqlm_epochs", "%d over %d linears", rep.epochs, rep.n_layers);
+        if (rep.resumed_blocks)
+            quant_prov(a, "quant.aqlm_resumed_blocks", "%d (from %s)", rep.resumed_blocks,
+                       j->resume_dir);
         if (rep.ft_blocks)
             quant_prov(a, "quant.aqlm_rel_mse", "mean %.4g, max %.4g (%s) before fine-tuning; "
                        "fine-tuning (%.2f s) lowered the block output MSE by %.1f%% on average",

@@ -118,6 +118,7 @@ struct aqlm_model_opts {
     double finetune_lr;      /* Adam learning rate (1e-3) */
     int finetune_batch_size; /* windows per step (8) */
     enum aqlm_modules modules; /* which block linears to quantize (all) */
+    const char *resume_dir;    /* a checkpoint after each block (quant/resume.h); NULL: none */
 };
 struct aqlm_report {
     double seconds, forward_seconds;
@@ -126,6 +127,7 @@ struct aqlm_report {
     double ft_seconds, ft_gain;       /* fine-tuning: time, Σ over blocks of 1 − MSE after/before */
     int ft_blocks;
     char rel_mse_max_module[192];
+    int resumed_blocks; /* blocks taken from a killed run's checkpoint */
 };
 
 /* quantize the block linears of m (loaded from src_path; not modified) that the layout can hold

@@ -122,7 +122,7 @@ static inline int t_sh(const char *cmd, char *buf, size_t size) {
 static inline void t_resume_same(const char *quant_args, const char *dir, int after,
                                  const char *const *resumed, const char *block_tag, const char *ref_dir,
                                  const char *const *files) {
-    char cmd[8192], res[4200], out[16384], tag[200];
+    char cmd[12000], res[4200], out[16384], tag[200];
     snprintf(res, sizeof res, "%s.resume", dir);
     snprintf(cmd, sizeof cmd, "LOWBIT_KILL_AFTER_BLOCK=%d %s %s -o %s", after, t_bin(), quant_args,
              dir);

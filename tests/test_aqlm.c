@@ -678,6 +678,16 @@ static void test_stories260k(void) {
     T_CONTAINS(out, "quant.aqlm_peak_rss_mb: ");
     T_CONTAINS(out, "quant.aqlm_rel_mse: mean ");
     T_CONTAINS(out, "before fine-tuning; fine-tuning ("); /* on by default, through eval/grad.h */
+    { /* killed after block 2 (fine-tuned codebooks, both streams in the checkpoint), run again:
+       * the same bytes */
+        char dir_k[600], args[9000];
+        snprintf(dir_k, sizeof dir_k, "%s/aqlm-killed", t_tmpdir());
+        snprintf(args, sizeof args, "quant --model %s --recipe aqlm-t --recipes %s", mp, csv);
+        static const char *const says[] = {"aqlm: resuming after block 2/5",
+                                           "quant.aqlm_resumed_blocks: 2", NULL};
+        static const char *const same[] = {"model.safetensors", "config.json", NULL};
+        t_resume_same(args, dir_k, 2, says, "aqlm: block", dir, same);
+    }
     char cp[600];
     snprintf(cp, sizeof cp, "%s/config.json", dir);
     json_t *cfg = json_load_file(cp, 0, NULL), *qc = json_object_get(cfg, "quantization_config");
