@@ -134,12 +134,11 @@ struct gptq_model_opts {
     struct gptq_opts q;     /* group: the config's group (per module the plan may fall back) */
     bool v2;                /* checkpoint_format gptq_v2 */
     bool true_sequential;   /* AutoGPTQ's default true */
-    /* resume (NULL: off): after every block, the block's quantized linears (blk-L.q), the
-     * calibration stream (x.bin, the next block's inputs) and state.json (the block, the loss so
-     * far, a key of the source file, the options and the calibration tokens) are written there
-     * (each file to .tmp, fsynced, renamed; state.json last). A run that finds a state with its
-     * own key re-writes the finished blocks from their files and goes on with the next block:
-     * the checkpoint has the same bytes as an uninterrupted run. Removed at the end. */
+    /* resume (NULL: off; quant/resume.h): after every block, the block's quantized linears
+     * (blk-L.q), the calibration stream (x.bin, the next block's inputs) and state.json (the
+     * block, the loss and timings so far) keyed by the source file, the options and the
+     * calibration tokens. A run that finds its own state re-writes the finished blocks from their
+     * files and goes on with the next block: the same bytes as an uninterrupted run. */
     const char *resume_dir;
 };
 struct gptq_report {

@@ -62,7 +62,7 @@ struct quant_job {
     const char *out_dir;            /* existing, empty directory owned by this job */
     /* where a long quantization keeps its progress between attempts (NULL: none): a directory
      * beside the final artifact that survives the job's own directory being emptied; removed
-     * when the quantization completes (quant/gptq.h: resume) */
+     * when the quantization completes (quant/resume.h: GPTQ, AWQ, AQLM, AutoRound) */
     const char *resume_dir;
     int threads;
     bool quiet;
