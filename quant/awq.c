@@ -13,6 +13,7 @@
 #endif
 
 #include "eval/forward.h"
+#include "kernels/gram.h"
 #include "kernels/matmul.h"
 #include "quant/calib.h"
 #include "quant/qformat.h"
@@ -110,6 +111,35 @@ static int out_sq(const float *x, int64_t T, int64_t K, const float *d, int64_t 
     return 0;
 }
 
+/* *e = Σ (D·G) ∘ D = Σ_rows d·G·dᵀ, D [N][K], G [K][K] symmetric fp32; P [N][K] scratch */
+static int gram_sq(const float *g, int64_t K, const float *d, int64_t N, float *p, double *e) {
+    const struct tensor gt = {.type = DTYPE_F32, .n_dims = 2, .ne = {K, K, 1, 1}, .data = (void *)g};
+    double s = 0;
+    for (int64_t r0 = 0; r0 < N; r0 += LOSS_CHUNK) {
+        const int cnt = (int)LB_MIN(LOSS_CHUNK, N - r0);
+        if (matmul(p, d + r0 * K, &gt, cnt)) return -1; /* rows of D·Gᵀ = D·G */
+        const float *dr = d + r0 * K;
+        for (int64_t i = 0; i < (int64_t)cnt * K; i++) s += (double)p[i] * dr[i];
+    }
+    *e = s;
+    return 0;
+}
+
+/* G = XᵀX [K][K] in fp32, both triangles (from the float64 Gram kernel); NULL on failure */
+static float *awq_gram(const float *x, int64_t T, int64_t K) {
+    double *h = xcalloc((size_t)(K * K), sizeof *h, "AWQ Gram matrix");
+    float *g = h ? xmalloc((size_t)(K * K) * sizeof *g, "AWQ Gram matrix") : NULL;
+    if (!g || gram_acc(h, x, T, K)) {
+        free(h);
+        free(g);
+        return NULL;
+    }
+    for (int64_t i = 0; i < K; i++)
+        for (int64_t j = i; j < K; j++) g[i * K + j] = g[j * K + i] = (float)h[i * K + j];
+    free(h);
+    return g;
+}
+
 int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w, const int64_t *n,
                      int m, const struct awq_opts *o, float *s, struct awq_search *res) {
     memset(res, 0, sizeof *res);
@@ -122,12 +152,17 @@ int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w
     if (T < 1 || m < 1) return err("AWQ: nothing to search (%lld tokens, %d linears)", (long long)T, m);
     int64_t max_n = 0, sum_n = 0;
     for (int i = 0; i < m; i++) max_n = LB_MAX(max_n, n[i]), sum_n += n[i];
+    /* the cheaper loss (awq.h): direct n_grid·2·T·ΣN·K, Gram 2·T·K² + n_grid·2·ΣN·K² */
+    const double Kd = (double)K, direct = o->n_grid * 2.0 * (double)T * (double)sum_n * Kd,
+                 via_gram = 2.0 * (double)T * Kd * Kd + o->n_grid * 2.0 * (double)sum_n * Kd * Kd;
+    const bool use_gram = !o->direct_loss && via_gram < direct;
     int ret = -1;
     float *xm = xmalloc((size_t)K * sizeof *xm, "AWQ x_mean"), *wm = xmalloc((size_t)K * 4, "AWQ");
     float *cand = xmalloc((size_t)K * 4, "AWQ scales"), *d = xmalloc((size_t)(max_n * K) * 4, "AWQ");
-    float *y = xmalloc((size_t)(LOSS_CHUNK * max_n) * 4, "AWQ outputs");
+    float *y = xmalloc((size_t)(LOSS_CHUNK * LB_MAX(max_n, K)) * 4, "AWQ outputs");
     double *v = xmalloc((size_t)K * sizeof *v, "AWQ scales");
-    if (!xm || !wm || !cand || !d || !y || !v) goto out;
+    float *g = NULL;
+    if (!xm || !wm || !cand || !d || !y || !v || (use_gram && !(g = awq_gram(x, T, K)))) goto out;
     awq_x_mean(x, T, K, xm);
     awq_w_mean(w, n, m, K, o->group, wm);
     double best = INFINITY;
@@ -144,7 +179,7 @@ int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w
             for (int64_t j = 0; j < ni; j++) /* D = W − Q(W·s)/s */
                 for (int64_t k = 0; k < K; k++) d[j * K + k] = wi[j * K + k] - d[j * K + k] / cand[k];
             double ei;
-            if (out_sq(x, T, K, d, ni, y, &ei)) goto out;
+            if (use_gram ? gram_sq(g, K, d, ni, y, &ei) : out_sq(x, T, K, d, ni, y, &ei)) goto out;
             e += ei;
         }
         e /= (double)T * (double)sum_n;
@@ -168,6 +203,7 @@ out:
     free(d);
     free(y);
     free(v);
+    free(g);
     return ret;
 }
 
@@ -182,6 +218,18 @@ void awq_fold(float *prev, int64_t prev_cols, float *const *w, const int64_t *n,
 
 /* ===== the clip search ===== */
 
+/* a[t] = Σ_k xt[k][t]·c[k] for t < Ts, each t summed over k in order (a product, then an add:
+ * the bits of the scalar loop); the vector lanes run over t */
+LB_CLONES static void group_dots(const double *xt, int64_t Ts, int64_t g, const float *c,
+                                 double *a) {
+    for (int64_t t = 0; t < Ts; t++) a[t] = 0;
+    for (int64_t k = 0; k < g; k++) {
+        const double ck = c[k], *xk = xt + k * Ts;
+#pragma omp simd
+        for (int64_t t = 0; t < Ts; t++) a[t] += xk[t] * ck;
+    }
+}
+
 int awq_search_clip(const float *x, int64_t T, int64_t K, const float *w, int64_t N,
                     const struct awq_opts *o, float *max_val) {
     const int64_t g = o->group, ng = K / g;
@@ -191,16 +239,18 @@ int awq_search_clip(const float *x, int64_t T, int64_t K, const float *w, int64_
 #ifdef _OPENMP
     nth = omp_get_max_threads();
 #endif
-    float *xs = xmalloc((size_t)(Ts * K) * sizeof *xs, "AWQ clip tokens");
-    double *scratch = xmalloc((size_t)nth * (size_t)Ts * sizeof *scratch, "AWQ clip");
+    /* the sampled tokens as double, one row of Ts per input column */
+    double *xt = xmalloc((size_t)(Ts * K) * sizeof *xt, "AWQ clip tokens");
+    double *scratch = xmalloc((size_t)nth * 2 * (size_t)Ts * sizeof *scratch, "AWQ clip");
     float *cur = xmalloc((size_t)nth * (size_t)g * sizeof *cur, "AWQ clip");
-    if (!xs || !scratch || !cur) {
-        free(xs);
+    if (!xt || !scratch || !cur) {
+        free(xt);
         free(scratch);
         free(cur);
         return -1;
     }
-    for (int64_t t = 0; t < Ts; t++) memcpy(xs + t * K, x + t * step * K, (size_t)K * sizeof *xs);
+    for (int64_t t = 0; t < Ts; t++)
+        for (int64_t k = 0; k < K; k++) xt[k * Ts + t] = x[t * step * K + k];
     const float maxq = (float)((1 << o->bits) - 1);
 #pragma omp parallel
     {
@@ -208,31 +258,25 @@ int awq_search_clip(const float *x, int64_t T, int64_t K, const float *w, int64_
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        double *org = scratch + (size_t)tid * (size_t)Ts;
+        double *org = scratch + (size_t)tid * 2 * (size_t)Ts, *a = org + Ts;
         float *c = cur + (size_t)tid * (size_t)g;
 #pragma omp for schedule(dynamic, 4)
         for (int64_t r = 0; r < N * ng; r++) {
             const int64_t nrow = r / ng, k0 = (r % ng) * g;
             const float *wg = w + nrow * K + k0;
+            const double *xg = xt + k0 * Ts;
             float m0 = 0;
             for (int64_t k = 0; k < g; k++) m0 = fmaxf(m0, fabsf(wg[k]));
-            for (int64_t t = 0; t < Ts; t++) {
-                double a = 0;
-                for (int64_t k = 0; k < g; k++) a += (double)xs[t * K + k0 + k] * wg[k];
-                org[t] = a;
-            }
+            group_dots(xg, Ts, g, wg, org);
             float best = m0;
             double min_err = 1e9;
             for (int i = 0; i < n_shrink; i++) {
                 const float mv = m0 * (float)(1.0 - (double)i / o->n_grid);
                 for (int64_t k = 0; k < g; k++) c[k] = fminf(fmaxf(wg[k], -mv), mv);
                 pq_group(c, g, maxq);
+                group_dots(xg, Ts, g, c, a);
                 double e = 0;
-                for (int64_t t = 0; t < Ts; t++) {
-                    double a = 0;
-                    for (int64_t k = 0; k < g; k++) a += (double)xs[t * K + k0 + k] * c[k];
-                    e += (a - org[t]) * (a - org[t]);
-                }
+                for (int64_t t = 0; t < Ts; t++) e += (a[t] - org[t]) * (a[t] - org[t]);
                 e /= (double)Ts;
                 if (e < min_err) {
                     min_err = e;
@@ -242,7 +286,7 @@ int awq_search_clip(const float *x, int64_t T, int64_t K, const float *w, int64_
             max_val[r] = best;
         }
     }
-    free(xs);
+    free(xt);
     free(scratch);
     free(cur);
     return 0;

@@ -180,10 +180,11 @@ static int write_f32(const char *path, const float *v, size_t n) {
     return put == n ? 0 : -1;
 }
 
-static void check_vs_ref(int m, bool duo, const char *tag) {
+static void check_vs_ref(int m, bool duo, bool direct, const char *tag) {
     struct awq_opts o = AWQ_OPTS_DEFAULT;
     o.group = G;
     o.duo_scaling = duo;
+    o.direct_loss = direct;
     const float *w[3] = {w_, w_ + 64 * K, w_ + 96 * K};
     static float s[K], rs[K];
     struct awq_search res;
@@ -239,8 +240,11 @@ static void check_vs_ref(int m, bool duo, const char *tag) {
 
 static void test_search_vs_reference(void) {
     make_group();
-    check_vs_ref(3, true, "qkv duo");
-    check_vs_ref(1, false, "one linear, x_mean only");
+    /* the loss both ways (awq.h): at T 512 > K 128 the search takes the Gram way by itself */
+    check_vs_ref(3, true, false, "qkv duo, Gram loss");
+    check_vs_ref(1, false, false, "one linear, x_mean only, Gram loss");
+    check_vs_ref(3, true, true, "qkv duo, direct loss");
+    check_vs_ref(1, false, true, "one linear, x_mean only, direct loss");
 }
 
 static void test_recipe_check(void) {
