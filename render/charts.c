@@ -1089,7 +1089,7 @@ int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_la
         const struct lb_run *r = &d->runs[d->board[k]];
         x[k] = r->artifact_bytes > 0 ? r->artifact_bytes : NAN;
         y[k] = r->average * 100;
-        yp[k] = r->ppl;
+        yp[k] = r->ppl_cpp;
         algo[k] = chart_algo_index(lb_run_algorithm(r));
         snprintf(labbuf[k], sizeof labbuf[k], "%s \xc2\xb7 %s", lb_run_model_name(r), r->recipe_id);
         utf8_trim(labbuf[k]);
@@ -1114,15 +1114,15 @@ int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_la
         goto out;
     struct scatter P = S;
     P.title = "Perplexity vs model size, all models";
-    P.ytitle = "wikitext word perplexity (log scale; lower is better)";
+    P.ytitle = "WikiText-2 perplexity, llama.cpp ctx 512 (log scale; lower is better)";
     P.y = yp;
     P.ylog = true;
     P.maximize = false;
-    P.runs = NULL;
     if (chart_write(s, "size-ppl", 900, 520, "Perplexity vs model size, all models",
-                    "Scatter: one point per run with a wikitext perplexity, x = file size (log "
-                    "scale), y = word perplexity (log scale, lower is better); the dashed "
-                    "staircase is the Pareto frontier: the lowest perplexity at each size budget.",
+                    "Scatter: one point per run with a perplexity, x = file size (log scale), y = "
+                    "WikiText-2 perplexity, llama.cpp protocol at context 512 (log scale, lower is "
+                    "better); the dashed staircase is the Pareto frontier: the lowest perplexity "
+                    "at each size budget, a step kept only when significantly lower.",
                     draw_scatter, &P, lay_ppl))
         goto out;
     if (chart_training_all(s, lay_train)) goto out;

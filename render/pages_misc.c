@@ -121,7 +121,7 @@ int page_compare(struct site *s) {
         rr[k] = d->board[k];
         x[k] = r->artifact_bytes > 0 ? r->artifact_bytes : NAN;
         ya[k] = r->average;
-        yp[k] = r->ppl > 0 ? r->ppl : NAN;
+        yp[k] = r->ppl_cpp > 0 ? r->ppl_cpp : NAN;
     }
     xmlNodePtr cap = page_figure(&p, charts, "size-accuracy", ls.w, ls.h,
                 "Scatter plot of average accuracy against file size for every run of every model, "
@@ -131,10 +131,11 @@ int page_compare(struct site *s) {
                 "of the leaderboard.");
     page_frontier(&p, cap, rr, x, ya, nb, true, "more accurate");
     cap = page_figure(&p, charts, "size-ppl", lp.w, lp.h,
-                "Scatter plot of wikitext word perplexity against file size for every run, both "
-                "axes log scale, with the Pareto frontier labelled.",
-                "wikitext word perplexity (lower is better) against size on disk; the frontier is "
-                "the lowest perplexity at each size budget.");
+                "Scatter plot of WikiText-2 perplexity (llama.cpp protocol, context 512) against "
+                "file size for every run, both axes log scale, with the Pareto frontier labelled.",
+                "WikiText-2 perplexity (llama.cpp protocol, context 512; lower is better) against "
+                "size on disk; the frontier is the lowest perplexity at each size budget, a step "
+                "kept only when it is significantly lower (paired over the same chunks).");
     page_frontier(&p, cap, rr, x, yp, nb, false, "lower in perplexity");
     free(rr), free(x), free(ya), free(yp);
     page_downloads(&p, charts);

@@ -93,6 +93,14 @@ struct lb_delta {
     int state;            /* LB_D_OK; LB_D_NONE: no records; LB_D_APART: other documents */
 };
 
+/* the board's "rank by" choices, each with its own deltas and tie bands: the average, the mean
+ * KLD, the perplexity (llama.cpp protocol, the chunks the intervals rest on), then one per board
+ * task (LB_BY_TASK + t) */
+enum { LB_BY_AVG, LB_BY_KLD, LB_BY_PPL, LB_BY_TASK };
+#define LB_BY_MAX (LB_BY_TASK + LB_TASK_MAX)
+#define LB_PPLC_TASK "ppl"
+#define LB_PPLC_METRIC "ppl_llamacpp_ctx512"
+
 struct lb_run {
     int64_t id;
     char *job_key, *model_id, *recipe_id, *status, *error, *log_tail, *started_at, *finished_at,
@@ -115,9 +123,12 @@ struct lb_run {
     struct lb_delta d_acc[LB_TASK_MAX], d_avg; /* acc - the baseline's, per task and average */
     struct lb_delta d_ppl;        /* mean chunk NLL - the baseline's (PPL ratio = exp) */
     struct lb_delta d_kld;        /* the mean KLD itself, with its interval over chunks */
-    int band;                     /* tie band on the board (1 = the top one), 0 off the board */
+    int band;                     /* tie band on the board (1 = the top one), 0 off the board:
+                                     by_band[LB_BY_AVG] */
     double average;                                   /* the leaderboard view's average */
     double ppl, kld;                                  /* wikitext word perplexity, mean KLD */
+    double ppl_cpp;                                   /* llama.cpp perplexity (task ppl) */
+    int by_rank[LB_BY_MAX], by_band[LB_BY_MAX];       /* per rank-by choice (lb_stats) */
     bool ok;                                          /* status ok: on the board */
     int group;                                        /* index in lb_data.groups */
     int rank;                                         /* 1-based board rank, 0 off the board */
@@ -188,10 +199,23 @@ bool lb_significant(const struct lb_delta *x);
 /* 1: run a's average is significantly above b's (paired over the same documents), -1 below, 0
  * neither or not comparable */
 int lb_better_than(const struct lb_data *d, const struct lb_run *a, const struct lb_run *b);
+/* the same for rank-by choice `by`: 1 when a is significantly better (higher accuracy, lower KLD
+ * or perplexity), -1 worse, 0 neither or not comparable */
+int lb_better_by(const struct lb_data *d, int by, const struct lb_run *a, const struct lb_run *b);
+/* the rank-by choices: their count (LB_BY_TASK + n_tasks), key ("avg", "kld", "ppl", the task),
+ * label, whether lower is better, a run's score (NAN none) and its delta against the baseline
+ * (the KLD: the mean KLD itself, already a difference from the unquantized model) */
+int lb_by_count(const struct lb_data *d);
+const char *lb_by_key(const struct lb_data *d, int by);
+const char *lb_by_label(const struct lb_data *d, int by);
+bool lb_by_lower(int by);
+double lb_by_score(const struct lb_run *r, int by);
+const struct lb_delta *lb_by_delta(const struct lb_run *r, int by);
 
-/* chart_pareto's frontier of (x, y) (the indices into out, by x); for an accuracy frontier
- * (maximize, runs[i] = the lb_data.runs index of point i) a point is kept only when its run is
- * significantly more accurate than the last point kept */
+/* chart_pareto's frontier of (x, y) (the indices into out, by x); with runs (runs[i] = the
+ * lb_data.runs index of point i) a point is kept only when its run is significantly better than
+ * the last point kept: more accurate on average (maximize), lower in llama.cpp perplexity
+ * (minimize; y is then ppl_cpp) */
 int lb_pareto(const struct lb_data *d, const int *runs, const double *x, const double *y, int n,
               bool maximize, int *out);
 
