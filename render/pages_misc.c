@@ -97,7 +97,11 @@ int page_compare(struct site *s) {
             double delta = (best->average - B->average) * 100;
             snprintf(b, sizeof b, "%+.2f", delta);
             page_td(tr, b, true);
-            page_td(tr, delta > 0 ? "bigger quantized wins" : delta < 0 ? "smaller at 16 bits wins" : "tie", false);
+            /* a winner only from a significant difference (paired over the same documents) */
+            const int w = lb_better_than(d, best, B);
+            page_td(tr, w > 0 ? "bigger quantized wins" : w < 0 ? "smaller at 16 bits wins"
+                                                        : "tie (not significantly different)",
+                    false);
             h_text(tb, "\n");
         }
     }

@@ -406,11 +406,20 @@ int heat_rows(const struct lb_data *d, int group, int *out, int max);
  * layouts are kept in s->lay (CHARTS_PER_GROUP per group, then the CHARTS_GLOBAL global ones).
  * The training charts (<slug>-training, training-heldout) exist only for trained models: their
  * layout stays zero (w = h = 0) otherwise. */
-#define CHARTS_PER_GROUP 5
+#define CHARTS_PER_GROUP 6
 #define CHARTS_GLOBAL 3
 int charts_group(struct site *s, int group, struct chart_layout *lay_bars,
                  struct chart_layout *lay_bpw, struct chart_layout *lay_heat,
-                 struct chart_layout *lay_cost, struct chart_layout *lay_train);
+                 struct chart_layout *lay_cost, struct chart_layout *lay_train,
+                 struct chart_layout *lay_speed);
+/* the runs of group g the speed chart compares: ok runs with a prefill speed, all measured on
+ * one host (CPU model and thread count, as recorded), the host with the most such runs (ties:
+ * the first by CPU name, then threads). out (G->n_runs entries) gets them by prefill speed;
+ * *cpu and *threads name the host, *n_other counts the runs measured elsewhere, *kld is true when
+ * the quality axis is the mean KLD (some run has one), false for the average accuracy. Returns
+ * the count (runs without the chosen quality measure are left out). */
+int speed_runs(const struct lb_data *d, int g, int *out, const char **cpu, double *threads,
+               int *n_other, bool *kld);
 int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_layout *lay_ppl,
                   struct chart_layout *lay_train);
 /* indices of d->trainings in the overview's order (parameters ascending, unknown last, then id);

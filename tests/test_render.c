@@ -773,7 +773,7 @@ static void labels_of(const char *dbpath, int max_groups, int *n_charts, int *n_
     struct site s = {.opts = &o, .d = &d, .dir = dir};
     for (int g = 0; g < d.n_groups && g < max_groups; g++) {
         struct chart_layout l[CHARTS_PER_GROUP] = {0};
-        T_OK(!charts_group(&s, g, &l[0], &l[1], &l[2], &l[3], &l[4]));
+        T_OK(!charts_group(&s, g, &l[0], &l[1], &l[2], &l[3], &l[4], &l[5]));
         for (int k = 0; k < CHARTS_PER_GROUP; k++) {
             if (!l[k].w) continue; /* not drawn: the training chart of an untrained model */
             char what[200];
