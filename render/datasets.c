@@ -491,7 +491,7 @@ char *board_data_json(const struct site *s) {
                                        "size",  "params", "avg",  "ppl",    "kld",
                                        "bpw",   "qsec", "type", "base",  "tasks",
                                        "davg",  "dlo",  "dhi",  "band", "prefill", "decode",
-                                       "mem",   "pplc", "by"};
+                                       "mem",   "pplc", "by",   "bits"};
     json_t *root = json_object(), *jc = json_array(), *jt = json_array(), *rows = json_array();
     for (size_t i = 0; i < LB_ARRAY_LEN(cols); i++) json_array_append_new(jc, json_string(cols[i]));
     for (int t = 0; t < d->n_tasks; t++) json_array_append_new(jt, json_string(d->tasks[t].key));
@@ -521,8 +521,23 @@ char *board_data_json(const struct site *s) {
                                                 state, jnum(ok ? x->delta : NAN),
                                                 jnum(ok ? x->lo : NAN), jnum(ok ? x->hi : NAN)));
         }
+        /* per board task [documents' signature, acc bits in hex] (null: none), for the
+         * intervals and bands lowbit.js computes under custom weights */
+        json_t *bits = json_null();
+        for (int t = 0; t < d->n_tasks; t++) {
+            char sig[17];
+            int n;
+            char *hex = lb_acc_bits(r, d->tasks[t].key, sig, &n);
+            if (json_is_null(bits) && hex) {
+                bits = json_array();
+                for (int u = 0; u < t; u++) json_array_append_new(bits, json_null());
+            }
+            if (!json_is_null(bits))
+                json_array_append_new(bits, hex ? json_pack("[s,i,s]", sig, n, hex) : json_null());
+            free(hex);
+        }
         json_t *row = json_pack(
-            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o,o,o,o,i,o,o,o,o,o]", (json_int_t)r->id, r->rank,
+            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o,o,o,o,i,o,o,o,o,o,o]", (json_int_t)r->id, r->rank,
             jnew_str(lb_run_model_name(r)), jnew_str(r->recipe_id), jnew_str(c ? c->algorithm : NULL),
             jnew_str(c ? c->weight_dtype : NULL), jnew_str(c ? c->compute_dtype : NULL),
             jint(c ? c->group_size : NAN), jint(c ? c->double_quant : NAN),
@@ -533,7 +548,7 @@ char *board_data_json(const struct site *s) {
             jnum(r->d_avg.state == LB_D_OK ? r->d_avg.delta : NAN),
             jnum(r->d_avg.state == LB_D_OK ? r->d_avg.lo : NAN),
             jnum(r->d_avg.state == LB_D_OK ? r->d_avg.hi : NAN), r->band, jnum(r->prefill_tps),
-            jnum(r->decode_tps), jnum(r->run_memory_mb), jnum(r->ppl_cpp), by);
+            jnum(r->decode_tps), jnum(r->run_memory_mb), jnum(r->ppl_cpp), by, bits);
         if (!row) {
             json_decref(root);
             json_decref(rows);

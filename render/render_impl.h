@@ -212,6 +212,12 @@ bool lb_by_lower(int by);
 double lb_by_score(const struct lb_run *r, int by);
 const struct lb_delta *lb_by_delta(const struct lb_run *r, int by);
 
+/* run r's per-document acc on task as bits for lowbit.js (hex, byte i/8 bit i%8 = the i-th
+ * document by index, 1 right), sig = a hash of the data file's sha256 and the document indices
+ * (two runs with the same sig were scored on the same documents), *n documents; NULL when the run
+ * has no records of task or an acc other than 0 and 1. Owned (free). */
+char *lb_acc_bits(const struct lb_run *r, const char *task, char sig[17], int *n);
+
 /* chart_pareto's frontier of (x, y) (the indices into out, by x); with runs (runs[i] = the
  * lb_data.runs index of point i) a point is kept only when its run is significantly better than
  * the last point kept: more accurate on average (maximize), lower in llama.cpp perplexity

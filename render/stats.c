@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/base/hash.h"
 #include "render/render_impl.h"
 
 static uint64_t splitmix64(uint64_t x) {
@@ -320,4 +321,31 @@ int lb_pareto(const struct lb_data *d, const int *runs, const double *x, const d
         if (!m || lb_better_by(d, by, &d->runs[runs[out[k]]], &d->runs[runs[out[m - 1]]]) > 0)
             out[m++] = out[k];
     return m;
+}
+
+char *lb_acc_bits(const struct lb_run *r, const char *task, char sig[17], int *n) {
+    const struct lb_sample *x = task_samples(r, task, n);
+    const struct lb_taskdef *td = task_def(r, task);
+    if (!*n || !td || !td->dataset_sha256) return NULL;
+    const int nb = (*n + 7) / 8;
+    uint8_t *bits = calloc((size_t)nb, 1);
+    char *hex = malloc((size_t)nb * 2 + 1);
+    if (!bits || !hex) {
+        free(bits), free(hex);
+        return NULL;
+    }
+    uint64_t h = fnv1a64(0xcbf29ce484222325ull, td->dataset_sha256, strlen(td->dataset_sha256));
+    for (int i = 0; i < *n; i++) {
+        if (x[i].acc != 0 && x[i].acc != 1) {
+            free(bits), free(hex);
+            return NULL;
+        }
+        if (x[i].acc == 1) bits[i / 8] |= (uint8_t)(1u << (i % 8));
+        const int32_t doc = x[i].doc;
+        h = fnv1a64(h, &doc, sizeof doc);
+    }
+    for (int i = 0; i < nb; i++) snprintf(hex + 2 * i, 3, "%02x", bits[i]);
+    snprintf(sig, 17, "%016llx", (unsigned long long)h);
+    free(bits);
+    return hex;
 }

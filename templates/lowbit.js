@@ -9,7 +9,9 @@
  * Rank by: the average (with the task weights below it), the KLD, the perplexity or one task.
  * Each choice other than custom weights carries statistics lowbit render computed (D.by, each
  * row's "by" column: rank, tie band, delta against the baseline and its 95% interval): the
- * script only shows them, it computes no statistics itself.
+ * script only shows them. Custom weights cannot be precomputed: for them the script compares
+ * runs itself, from each row's per-document results ("bits"), with a normal approximation
+ * (weightStats below; about.html#statistics).
  *
  * Hash: #by=kld&q=text&algorithm=gptq,awq&wdtype=int4&cdtype=..&group=128&dq=1&smin=0.1&smax=4
  *       &w=hellaswag:2,mmlu:1&sort=avg&dir=desc   (w lists the tasks with weight != 1; a task
@@ -27,11 +29,13 @@
   var BY = {};
   D.by.forEach(function (b, i) { BY[b.key] = i; b.index = i; });
   var tbody = table.tBodies[0];
+  var BASE = {}; /* group -> its baseline's row (by state 3) */
   var rows = D.rows.map(function (r) {
     var tr = document.getElementById("run-" + r[C.id]);
     var text = [r[C.model], r[C.recipe], r[C.algorithm], r[C.wdtype]].join(" ").toLowerCase();
     return { d: r, tr: tr, text: text, score: r[C.avg] };
   }).filter(function (x) { return x.tr; });
+  rows.forEach(function (r) { if (r.d[C.by][0][2] === 3) BASE[r.d[C.base]] = r; });
   var total = rows.length;
   var MAXW = 10, LIMIT = 200, showAll = false;
 
@@ -164,8 +168,8 @@
   var curB = null; /* the choice of the current view (apply) */
   function keyOf(r, k) {
     if (k === "avg" || k === "rank") return r.order;
-    if (curB && k === "band") return r.d[C.by][curB.index][1];
-    if (curB && k === "davg") return r.d[C.by][curB.index][3];
+    if (k === "band") return curB ? r.d[C.by][curB.index][1] : r.wx ? r.wx[1] : null;
+    if (k === "davg") return curB ? r.d[C.by][curB.index][3] : r.wx ? r.wx[3] : null;
     var ti = TASKS.indexOf(k);
     if (ti >= 0) return r.d[C.tasks][ti];
     if (k === "model") return (r.d[C.model] + " " + r.d[C.recipe]).toLowerCase();
@@ -215,6 +219,7 @@
   /* the delta cell of choice b (as render/pages_board.c writes it for the average): the estimate
    * against the baseline and its interval, "≈" when the interval includes 0; the KLD shows the
    * mean KLD itself (a difference from the unquantized model already), the PPL its change in % */
+  var WCHOICE = { key: "w", label: "Score" };
   var DELTA_TITLE = {
     avg: "average minus the model's fp baseline on the same documents, percentage points, with " +
       "its 95% paired-bootstrap interval; \u2248 = not significantly different",
@@ -224,10 +229,73 @@
       "95% paired-bootstrap interval over chunks; \u2248 = not significantly different",
     task: "accuracy minus the model's fp baseline on the same documents, percentage points, " +
       "with its 95% paired-bootstrap interval; \u2248 = not significantly different",
-    w: "custom weights: no interval (the statistics are computed for the average, each task, " +
-      "KLD and PPL; choose one of them under Rank by)"
+    w: "weighted score minus the model's fp baseline's on the same documents, percentage " +
+      "points, with a 95% interval from the normal approximation of the paired differences " +
+      "(computed in the page); \u2248 = not significantly different"
   };
-  function deltaCell(td, x, b) {
+  /* ------------------------------------------------------------ custom weights: statistics */
+  /* Two runs scored on the same documents of a task (same signature) are compared by the
+   * weighted mean of the tasks' mean paired differences; its 95% interval is the normal
+   * approximation delta +- 1.96 se, se^2 = sum_t (w_t/W)^2 s_t^2 / n_t, s_t^2 the sample
+   * variance of the per-document differences (from the counts of documents only one of the two
+   * got right). The tie bands follow the weighted order down the whole board as render's do. */
+  var POP = new Uint8Array(256);
+  for (var pi = 1; pi < 256; pi++) POP[pi] = (pi & 1) + POP[pi >> 1];
+  function bitsOf(r, t) {
+    if (!r.bits) r.bits = [];
+    if (r.bits[t] === undefined) {
+      var b = r.d[C.bits], x = b && b[t];
+      if (!x) r.bits[t] = null;
+      else {
+        var hex = x[2], u = new Uint8Array(hex.length >> 1);
+        for (var k = 0; k < u.length; k++) u[k] = parseInt(hex.substr(2 * k, 2), 16);
+        r.bits[t] = { sig: x[0], n: x[1], u: u };
+      }
+    }
+    return r.bits[t];
+  }
+
+  function compareW(a, b, w) {
+    var W = 0, delta = 0, v = 0, t;
+    for (t = 0; t < TASKS.length; t++) if (w[TASKS[t]] > 0) W += w[TASKS[t]];
+    if (!(W > 0)) return null;
+    for (t = 0; t < TASKS.length; t++) {
+      var wt = w[TASKS[t]] / W;
+      if (!(wt > 0)) continue;
+      var x = bitsOf(a, t), y = bitsOf(b, t);
+      if (!x || !y || x.sig !== y.sig || x.n !== y.n || x.n < 2) return null;
+      var n10 = 0, n01 = 0;
+      for (var k = 0; k < x.u.length; k++) {
+        n10 += POP[x.u[k] & ~y.u[k] & 255];
+        n01 += POP[y.u[k] & ~x.u[k] & 255];
+      }
+      var d = (n10 - n01) / x.n, s2 = ((n10 + n01) / x.n - d * d) * x.n / (x.n - 1);
+      delta += wt * d;
+      v += wt * wt * s2 / x.n;
+    }
+    var h = 1.959963984540054 * Math.sqrt(v);
+    return [delta, delta - h, delta + h];
+  }
+
+  /* r.wx = [0, band, state, delta, lo, hi] of every row under weights w (as the "by" column) */
+  function weightStats(w) {
+    var all = rows.slice().sort(function (a, b) {
+      var an = a.score === null, bn = b.score === null;
+      if (an !== bn) return an ? 1 : -1;
+      if (!an && a.score !== b.score) return b.score - a.score;
+      return a.d[C.id] - b.d[C.id];
+    });
+    var band = 0;
+    for (var i = 0; i < all.length; i++) {
+      var r = all[i], c = i && r.score !== null ? compareW(all[i - 1], r, w) : null;
+      if (!c || c[1] > 0 || c[2] < 0) band++;
+      var base = BASE[r.d[C.base]], x = base === r ? null : base ? compareW(r, base, w) : null;
+      r.wx = base === r ? [0, band, 3, null, null, null] :
+        x ? [0, band, 1, x[0], x[1], x[2]] : [0, band, 0, null, null, null];
+    }
+  }
+
+  function deltaCell(td, x, b, cacheKey) {
     var state = x ? x[2] : 0, text, ci = "", cls = "num", title = "";
     if (!b) {
       text = "";
@@ -251,8 +319,8 @@
         " (95% interval excludes 0)" : "not significantly different from " +
         (b.key === "kld" ? "0" : "the baseline") + " (95% interval includes 0)";
     }
-    if (td.getAttribute("data-by") === (b ? b.key : "")) return;
-    td.setAttribute("data-by", b ? b.key : "");
+    if (td.getAttribute("data-by") === cacheKey) return;
+    td.setAttribute("data-by", cacheKey);
     td.textContent = text;
     if (ci) {
       var sp = document.createElement("span");
@@ -281,6 +349,11 @@
       r.order = r.score === null ? null : b ? -r.d[C.by][b.index][0] : r.score;
       if (passes(r, s, q, smin, smax)) shown.push(r);
     }
+    var wkey = "";
+    if (!b) {
+      weightStats(s.w);
+      wkey = "w:" + TASKS.map(function (t) { return s.w[t]; }).join(",");
+    }
     var k = s.sort, sign = s.dir === "asc" ? 1 : -1;
     var numeric = k === "avg" || k === "rank" || TASKS.indexOf(k) >= 0 ||
       ["group", "dq", "bits", "size", "params", "ppl", "kld", "bpw", "qsec", "davg", "band", "prefill", "decode", "mem"].indexOf(k) >= 0;
@@ -305,11 +378,11 @@
     for (var j = 0; j < n; j++) {
       var row = shown[j], rank = String(j + 1);
       var sc = scoreText(row.score, b);
-      var x = b ? row.d[C.by][b.index] : null;
+      var x = b ? row.d[C.by][b.index] : row.wx;
       var band = x ? String(x[1]) : "";
       if (row.tr.cells[0].textContent !== rank) row.tr.cells[0].textContent = rank;
       if (row.tr.cells[3].textContent !== sc) row.tr.cells[3].textContent = sc;
-      deltaCell(row.tr.cells[4], x, b);
+      deltaCell(row.tr.cells[4], x, b || WCHOICE, b ? b.key : wkey);
       if (row.tr.cells[5].textContent !== band) row.tr.cells[5].textContent = band;
       row.tr.className = x ? (x[1] % 2 ? "band-odd" : "band-even") : "";
       nb.appendChild(row.tr);
@@ -341,7 +414,7 @@
       (b ? "ranked by " + b.label + (b.lower ? " (lower is better)" : "") +
         ", with its own intervals and tie bands" : "re-ranked by weights " +
         ws.map(function (t) { return t + "\u00d7" + s.w[t]; }).join(", ") +
-        " (no intervals or bands for custom weights)") +
+        " (intervals and bands by the normal approximation, computed in the page)") +
       (k !== "avg" ? "; sorted by " + k + " (" + s.dir + ")" : "") +
       " (" + Math.round(performance.now() - t0) + " ms).";
     state = s;
