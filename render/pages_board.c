@@ -123,6 +123,13 @@ void page_type_icon(xmlNodePtr parent, const char *t) {
     h_elc(parent, "span", "sr", label);
 }
 
+/* "%+.*f" of v, with more decimals (up to 6) while that would show a non-zero bound as 0: a
+ * significant interval never reads [+0.00, ...] */
+static void fmt_bound(char *b, size_t n, double v, int digits) {
+    snprintf(b, n, "%+.*f", digits, v);
+    while (digits < 6 && v != 0 && strtod(b, NULL) == 0) snprintf(b, n, "%+.*f", ++digits, v);
+}
+
 xmlNodePtr page_delta_td(xmlNodePtr tr, const struct lb_delta *x, double scale, int digits,
                          bool is_baseline) {
     char b[96];
@@ -140,8 +147,10 @@ xmlNodePtr page_delta_td(xmlNodePtr tr, const struct lb_delta *x, double scale, 
     const bool sig = lb_significant(x);
     snprintf(b, sizeof b, "%s%+.*f", sig ? "" : "\xe2\x89\x88", digits, x->delta * scale);
     xmlNodePtr td = page_td(tr, b, true);
-    snprintf(b, sizeof b, "%+.*f", digits, x->lo * scale);
-    h_textf(h_elc(td, "span", "ci", NULL), " [%s, %+.*f]", b, digits, x->hi * scale);
+    char hi[48];
+    fmt_bound(b, sizeof b, x->lo * scale, digits);
+    fmt_bound(hi, sizeof hi, x->hi * scale, digits);
+    h_textf(h_elc(td, "span", "ci", NULL), " [%s, %s]", b, hi);
     h_attr(td, "class", sig ? "num sig" : "num ns");
     h_attr(td, "title", sig ? "significantly different from the baseline (95% interval excludes 0)"
                             : "not significantly different from the baseline (95% interval "

@@ -199,6 +199,14 @@
     return (x < 0 || (x === 0 && 1 / x < 0) ? "" : "+") + x.toFixed(digits);
   }
 
+  /* an interval's bound: more decimals (up to 6) while a non-zero bound would read 0, as
+   * render's fmt_bound */
+  function bound(x, digits) {
+    var t = signed(x, digits);
+    while (digits < 6 && x !== 0 && parseFloat(t) === 0) t = signed(x, ++digits);
+    return t;
+  }
+
   /* the score cell's text for choice b */
   function scoreText(v, b) {
     if (v === null || v === undefined) return "";
@@ -309,11 +317,11 @@
       text = "";
     } else {
       var f = b.key === "kld" ? function (v) { return fmtG(v, 3); } :
-        b.key === "ppl" ? function (v) { return signed(Math.expm1(v) * 100, 1); } :
-        function (v) { return signed(v * 100, 2); };
+        b.key === "ppl" ? function (v, g) { return g(Math.expm1(v) * 100, 1); } :
+        function (v, g) { return g(v * 100, 2); };
       var sig = x[4] > 0 || x[5] < 0;
-      text = (sig ? "" : "\u2248") + f(x[3]);
-      ci = " [" + f(x[4]) + ", " + f(x[5]) + "]";
+      text = (sig ? "" : "\u2248") + f(x[3], signed);
+      ci = " [" + f(x[4], bound) + ", " + f(x[5], bound) + "]";
       cls = sig ? "num sig" : "num ns";
       title = sig ? "significantly different from " + (b.key === "kld" ? "0" : "the baseline") +
         " (95% interval excludes 0)" : "not significantly different from " +
