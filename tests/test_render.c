@@ -1186,7 +1186,10 @@ static void test_paired_statistics(void) {
             if (!isnan(sr)) T_OK(!isnan(su) && (lb_by_lower(by) ? su <= sr : su >= sr));
             T_OK(r->by_band[by] == u->by_band[by] || r->by_band[by] == u->by_band[by] + 1);
             const int better = lb_better_by(&d, by, u, r);
-            T_OK(better >= 0); /* the run above is never significantly worse */
+            /* the run above is never significantly worse: for the accuracies, whose fixture
+             * records agree with the scores; the fixture draws its ppl and kld chunks from
+             * formulas of their own, so there the order (scores) and the records can disagree */
+            if (by == LB_BY_AVG || by >= LB_BY_TASK) T_OK(better >= 0);
             if (better) T_EQ_INT(r->by_band[by], u->by_band[by] + 1);
             n_by_split += r->by_band[by] != u->by_band[by];
             n_by_tie += r->by_band[by] == u->by_band[by];
