@@ -6,8 +6,10 @@
  *   bpw   average accuracy vs measured bits per weight, every ok run, Pareto frontier drawn;
  *   heat  per-task accuracy change from the baseline, percentage points, one row per variant;
  *   cost  quantization time and peak memory per method (median, whiskers min..max).
+ *   speed mean KLD (average accuracy when no run has a KLD) vs prefill tokens/s, the runs of
+ *         one host only (speed_runs), every point labelled with its recipe.
  *   training  (a model trained by lowbit train) train and held-out loss vs tokens seen.
- * Across all models (charts/size-accuracy, charts/size-ppl): accuracy and wikitext perplexity vs
+ * Across all models (charts/size-accuracy, charts/size-ppl): accuracy and llama.cpp perplexity vs
  * size on disk (log axis), Pareto frontier drawn; charts/training-heldout (when the database has
  * trained models): the held-out loss curve of each, smallest model first.
  *
@@ -409,6 +411,8 @@ struct scatter {
     const struct lb_data *d;  /* with runs: an accuracy frontier of significant steps only */
     const int *runs;          /* the lb_data.runs index of each point */
     bool xlog, ylog, maximize;
+    bool no_frontier, label_all; /* the speed chart: no frontier, every point labelled */
+    bool y_from0;                /* y cannot be negative (KLD): the axis starts at 0 or above */
     double ref;            /* horizontal reference line (NAN none) */
     const char *ref_label;
     const char **legend_algos;
@@ -424,7 +428,7 @@ static void draw_scatter(struct chart *c, const void *data) {
         int k = chart_algo_index(S->legend_algos[a]);
         it[n_it++] = (struct legend_item){S->legend_algos[a], k, k};
     }
-    it[n_it++] = (struct legend_item){"Pareto frontier", 0, -2};
+    if (!S->no_frontier) it[n_it++] = (struct legend_item){"Pareto frontier", 0, -2};
     if (!isnan(S->ref) && S->ref_label) it[n_it++] = (struct legend_item){S->ref_label, 6, -2};
     layout_top(c, S->title, it, n_it, S->ytitle, 56, 46);
     int m = 0;
@@ -451,8 +455,9 @@ static void draw_scatter(struct chart *c, const void *data) {
     }
     if (S->ylog) ay.lo = ylo / 1.1, ay.hi = yhi * 1.1;
     else {
-        double pad = (yhi - ylo) * 0.08 + 0.5;
+        double pad = (yhi - ylo) * 0.08 + (S->y_from0 ? 0 : 0.5);
         ay.lo = ylo - pad, ay.hi = yhi + pad;
+        if (S->y_from0) ay.lo = fmax(0, ay.lo), ay.hi = ay.hi > ay.lo ? ay.hi : ay.lo + 1;
     }
     draw_y(c, &ay, fmt_tick_plain, (int)((c->plot.y1 - c->plot.y0) / 36) + 1);
     draw_x(c, &ax, S->xfmt ? S->xfmt : fmt_tick_plain,
@@ -471,7 +476,7 @@ static void draw_scatter(struct chart *c, const void *data) {
     /* the frontier, as a staircase: the best y reachable at or below each x */
     int *fr = malloc((size_t)(S->n + 1) * sizeof *fr);
     int nf = 0;
-    if (fr) {
+    if (fr && !S->no_frontier) {
         double *px = malloc((size_t)(S->n + 1) * sizeof *px);
         double *py = malloc((size_t)(S->n + 1) * sizeof *py);
         if (px && py) {
@@ -522,8 +527,122 @@ static void draw_scatter(struct chart *c, const void *data) {
                 point_label(c, ax_map(&ax, S->x[fr[k]]), ax_map(&ay, S->y[fr[k]]), S->label[fr[k]]);
     }
     free(fr);
+    for (int i = 0; S->label_all && i < S->n; i++)
+        if (!isnan(S->x[i]) && !isnan(S->y[i]) && S->label[i] && !(S->xlog && S->x[i] <= 0) &&
+            !(S->ylog && S->y[i] <= 0))
+            point_label(c, ax_map(&ax, S->x[i]), ax_map(&ay, S->y[i]), S->label[i]);
     plot_frame(c);
     x_title(c, S->xtitle);
+}
+
+/* ------------------------------------------------------------------ quality vs speed */
+
+static _Thread_local const struct lb_data *g_sd; /* qsort context */
+static int cmp_prefill(const void *a, const void *b) {
+    const struct lb_run *x = &g_sd->runs[*(const int *)a], *y = &g_sd->runs[*(const int *)b];
+    if (x->prefill_tps != y->prefill_tps) return x->prefill_tps < y->prefill_tps ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static bool same_host(const struct lb_run *a, const struct lb_run *b) {
+    return !strcmp(a->host_cpu ? a->host_cpu : "", b->host_cpu ? b->host_cpu : "") &&
+           (a->threads == b->threads || (isnan(a->threads) && isnan(b->threads)));
+}
+
+int speed_runs(const struct lb_data *d, int g, int *out, const char **cpu, double *threads,
+               int *n_other, bool *kld) {
+    const struct lb_group *G = &d->groups[g];
+    const struct lb_run *host = NULL;
+    int best = 0, n_speed = 0;
+    *cpu = NULL, *threads = NAN, *n_other = 0, *kld = false;
+    for (int i = 0; i < G->n_runs; i++) {
+        const struct lb_run *a = &d->runs[G->runs[i]];
+        if (!a->ok || !(a->prefill_tps > 0)) continue;
+        n_speed++;
+        int n = 0;
+        for (int j = 0; j < G->n_runs; j++) {
+            const struct lb_run *b = &d->runs[G->runs[j]];
+            if (b->ok && b->prefill_tps > 0 && same_host(a, b)) n++;
+        }
+        int c = host ? strcmp(a->host_cpu ? a->host_cpu : "", host->host_cpu ? host->host_cpu : "")
+                     : 0;
+        if (!host || n > best || (n == best && (c < 0 || (c == 0 && a->threads < host->threads))))
+            host = a, best = n;
+    }
+    if (!host) return 0;
+    *cpu = host->host_cpu, *threads = host->threads, *n_other = n_speed - best;
+    for (int i = 0; i < G->n_runs; i++) {
+        const struct lb_run *a = &d->runs[G->runs[i]];
+        if (a->ok && a->prefill_tps > 0 && same_host(a, host) && !isnan(a->kld)) *kld = true;
+    }
+    int n = 0;
+    for (int i = 0; i < G->n_runs; i++) {
+        const struct lb_run *a = &d->runs[G->runs[i]];
+        if (a->ok && a->prefill_tps > 0 && same_host(a, host) &&
+            !isnan(*kld ? a->kld : a->average))
+            out[n++] = G->runs[i];
+    }
+    g_sd = d;
+    qsort(out, (size_t)n, sizeof *out, cmp_prefill);
+    return n;
+}
+
+/* charts/<slug>-speed: quality against prefill speed on one host */
+static int chart_speed(struct site *s, int g, struct chart_layout *lay) {
+    const struct lb_data *d = s->d;
+    const struct lb_group *G = &d->groups[g];
+    int n_all = G->n_runs, ret = -1;
+    int *runs = calloc((size_t)n_all + 1, sizeof *runs), *algo = calloc((size_t)n_all + 1, sizeof *algo);
+    double *x = calloc((size_t)n_all + 1, sizeof *x), *y = calloc((size_t)n_all + 1, sizeof *y);
+    const char **lab = calloc((size_t)n_all + 1, sizeof *lab);
+    char *ttl = NULL, *desc = NULL, *xt = NULL;
+    const char *legend_algos[BARS_MAX];
+    int n_leg = 0;
+    if (!runs || !algo || !x || !y || !lab) {
+        err("render: out of memory (charts)");
+        goto out;
+    }
+    const char *cpu;
+    double threads;
+    int n_other;
+    bool kld;
+    const int n = speed_runs(d, g, runs, &cpu, &threads, &n_other, &kld);
+    for (int k = 0; k < n; k++) {
+        const struct lb_run *r = &d->runs[runs[k]];
+        x[k] = r->prefill_tps;
+        y[k] = kld ? r->kld : r->average * 100;
+        algo[k] = chart_algo_index(lb_run_algorithm(r));
+        lab[k] = r->recipe_id;
+        add_algo(legend_algos, &n_leg, BARS_MAX, lb_run_algorithm(r));
+    }
+    algo_order(legend_algos, n_leg);
+    char tb[32];
+    if (!(ttl = fmt_dup("%s: %s vs prefill speed", G->name, kld ? "KLD" : "accuracy")) ||
+        !(xt = fmt_dup("Prefill tokens/s, context 512 (log scale), on %s, %s thread%s",
+                       cpu && *cpu ? cpu : "an unnamed CPU", fmt_int(tb, sizeof tb, threads),
+                       threads == 1 ? "" : "s")) ||
+        !(desc = fmt_dup("Scatter: one point per run of %s measured on one host (%s, %s "
+                         "thread%s), x = prefill tokens/s on a log scale, y = %s; every point "
+                         "is labelled with its recipe.",
+                         G->name, cpu && *cpu ? cpu : "an unnamed CPU",
+                         fmt_int(tb, sizeof tb, threads), threads == 1 ? "" : "s",
+                         kld ? "mean KL divergence from the unquantized model (lower is better)"
+                             : "average accuracy in percent")))
+        goto out;
+    struct scatter S = {
+        .title = kld ? "KLD vs prefill speed (one host)" : "Accuracy vs prefill speed (one host)",
+        .xtitle = xt,
+        .ytitle = kld ? "Mean KLD from the unquantized model (nats; lower is better)"
+                      : "Average accuracy (%, mean of 10 tasks)",
+        .n = n, .x = x, .y = y, .algo = algo, .label = lab, .xlog = true, .no_frontier = true,
+        .label_all = true, .y_from0 = kld, .ref = NAN, .legend_algos = legend_algos, .n_legend = n_leg,
+    };
+    char name[160];
+    snprintf(name, sizeof name, "%s-speed", G->slug);
+    ret = chart_write(s, name, 720, 420, ttl, desc, draw_scatter, &S, lay);
+out:
+    free(runs), free(algo), free(x), free(y), free(lab), free(ttl), free(desc), free(xt);
+    return ret;
 }
 
 /* ------------------------------------------------------------------ heatmap */
@@ -934,7 +1053,8 @@ static int chart_training(struct site *s, int g, struct chart_layout *lay) {
 
 int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
                  struct chart_layout *lay_bpw, struct chart_layout *lay_heat,
-                 struct chart_layout *lay_cost, struct chart_layout *lay_train) {
+                 struct chart_layout *lay_cost, struct chart_layout *lay_train,
+                 struct chart_layout *lay_speed) {
     const struct lb_data *d = s->d;
     const struct lb_group *G = &d->groups[g];
     char name[160], desc[1024], *ttl = NULL;
@@ -1019,6 +1139,7 @@ int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
                     lay_cost))
         goto out;
     if (chart_training(s, g, lay_train)) goto out;
+    if (chart_speed(s, g, lay_speed)) goto out;
     ret = 0;
 out:
     free(ttl);
@@ -1089,7 +1210,7 @@ int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_la
         const struct lb_run *r = &d->runs[d->board[k]];
         x[k] = r->artifact_bytes > 0 ? r->artifact_bytes : NAN;
         y[k] = r->average * 100;
-        yp[k] = r->ppl;
+        yp[k] = r->ppl_cpp;
         algo[k] = chart_algo_index(lb_run_algorithm(r));
         snprintf(labbuf[k], sizeof labbuf[k], "%s \xc2\xb7 %s", lb_run_model_name(r), r->recipe_id);
         utf8_trim(labbuf[k]);
@@ -1114,15 +1235,15 @@ int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_la
         goto out;
     struct scatter P = S;
     P.title = "Perplexity vs model size, all models";
-    P.ytitle = "wikitext word perplexity (log scale; lower is better)";
+    P.ytitle = "WikiText-2 perplexity, llama.cpp ctx 512 (log scale; lower is better)";
     P.y = yp;
     P.ylog = true;
     P.maximize = false;
-    P.runs = NULL;
     if (chart_write(s, "size-ppl", 900, 520, "Perplexity vs model size, all models",
-                    "Scatter: one point per run with a wikitext perplexity, x = file size (log "
-                    "scale), y = word perplexity (log scale, lower is better); the dashed "
-                    "staircase is the Pareto frontier: the lowest perplexity at each size budget.",
+                    "Scatter: one point per run with a perplexity, x = file size (log scale), y = "
+                    "WikiText-2 perplexity, llama.cpp protocol at context 512 (log scale, lower is "
+                    "better); the dashed staircase is the Pareto frontier: the lowest perplexity "
+                    "at each size budget, a step kept only when significantly lower.",
                     draw_scatter, &P, lay_ppl))
         goto out;
     if (chart_training_all(s, lay_train)) goto out;

@@ -214,7 +214,7 @@ static int row_run(sqlite3_stmt *st, void *ctx) {
     if (!r->model_id) r->model_id = lb_clean_utf8("", 0);
     if (!r->recipe_id) r->recipe_id = lb_clean_utf8("", 0);
     if (!r->status) r->status = lb_clean_utf8("", 0);
-    r->average = r->ppl = r->kld = NAN;
+    r->average = r->ppl = r->kld = r->ppl_cpp = NAN;
     for (int t = 0; t < LB_TASK_MAX; t++) r->acc[t] = r->acc_se[t] = NAN;
     r->group = -1;
     return 0;
@@ -708,6 +708,8 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
         r->ppl = s ? s->value : NAN;
         s = lb_run_score(r, LB_KLD_TASK, LB_KLD_METRIC);
         r->kld = s ? s->value : NAN;
+        s = lb_run_score(r, LB_PPLC_TASK, LB_PPLC_METRIC);
+        r->ppl_cpp = s ? s->value : NAN;
         if (lb_run_prov(r, "fixture")) d->has_fixture_rows = true;
         if (r->finished_at && strcmp(r->finished_at, as_of) > 0) as_of = r->finished_at;
     }

@@ -491,19 +491,53 @@ char *board_data_json(const struct site *s) {
                                        "size",  "params", "avg",  "ppl",    "kld",
                                        "bpw",   "qsec", "type", "base",  "tasks",
                                        "davg",  "dlo",  "dhi",  "band", "prefill", "decode",
-                                       "mem"};
+                                       "mem",   "pplc", "by",   "bits"};
     json_t *root = json_object(), *jc = json_array(), *jt = json_array(), *rows = json_array();
     for (size_t i = 0; i < LB_ARRAY_LEN(cols); i++) json_array_append_new(jc, json_string(cols[i]));
     for (int t = 0; t < d->n_tasks; t++) json_array_append_new(jt, json_string(d->tasks[t].key));
     json_object_set_new(root, "cols", jc);
     json_object_set_new(root, "tasks", jt);
+    /* the rank-by choices; each row's "by" holds, per choice, [rank, band, state, delta, lo, hi]
+     * (state 0: no delta, 1: delta against the baseline with its interval, 2: scored on other
+     * documents, 3: the baseline itself) */
+    json_t *jb = json_array();
+    for (int by = 0; by < lb_by_count(d); by++)
+        json_array_append_new(jb, json_pack("{s:s, s:s, s:b}", "key", lb_by_key(d, by), "label",
+                                            lb_by_label(d, by), "lower", lb_by_lower(by)));
+    json_object_set_new(root, "by", jb);
     for (int k = 0; k < d->n_board; k++) {
         const struct lb_run *r = &d->runs[d->board[k]];
         const struct lb_recipe *c = r->recipe;
         json_t *acc = json_array();
         for (int t = 0; t < d->n_tasks; t++) json_array_append_new(acc, jnum(r->acc[t]));
+        json_t *by = json_array();
+        for (int b = 0; b < lb_by_count(d); b++) {
+            const struct lb_delta *x = lb_by_delta(r, b);
+            const bool ok = x->state == LB_D_OK;
+            const int state = r->baseline == r ? 3
+                              : x->state == LB_D_APART       ? 2
+                                                             : ok;
+            json_array_append_new(by, json_pack("[i,i,i,o,o,o]", r->by_rank[b], r->by_band[b],
+                                                state, jnum(ok ? x->delta : NAN),
+                                                jnum(ok ? x->lo : NAN), jnum(ok ? x->hi : NAN)));
+        }
+        /* per board task [documents' signature, acc bits in hex] (null: none), for the
+         * intervals and bands lowbit.js computes under custom weights */
+        json_t *bits = json_null();
+        for (int t = 0; t < d->n_tasks; t++) {
+            char sig[17];
+            int n;
+            char *hex = lb_acc_bits(r, d->tasks[t].key, sig, &n);
+            if (json_is_null(bits) && hex) {
+                bits = json_array();
+                for (int u = 0; u < t; u++) json_array_append_new(bits, json_null());
+            }
+            if (!json_is_null(bits))
+                json_array_append_new(bits, hex ? json_pack("[s,i,s]", sig, n, hex) : json_null());
+            free(hex);
+        }
         json_t *row = json_pack(
-            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o,o,o,o,i,o,o,o]", (json_int_t)r->id, r->rank,
+            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o,o,o,o,i,o,o,o,o,o,o]", (json_int_t)r->id, r->rank,
             jnew_str(lb_run_model_name(r)), jnew_str(r->recipe_id), jnew_str(c ? c->algorithm : NULL),
             jnew_str(c ? c->weight_dtype : NULL), jnew_str(c ? c->compute_dtype : NULL),
             jint(c ? c->group_size : NAN), jint(c ? c->double_quant : NAN),
@@ -514,7 +548,7 @@ char *board_data_json(const struct site *s) {
             jnum(r->d_avg.state == LB_D_OK ? r->d_avg.delta : NAN),
             jnum(r->d_avg.state == LB_D_OK ? r->d_avg.lo : NAN),
             jnum(r->d_avg.state == LB_D_OK ? r->d_avg.hi : NAN), r->band, jnum(r->prefill_tps),
-            jnum(r->decode_tps), jnum(r->run_memory_mb));
+            jnum(r->decode_tps), jnum(r->run_memory_mb), jnum(r->ppl_cpp), by, bits);
         if (!row) {
             json_decref(root);
             json_decref(rows);
@@ -661,9 +695,16 @@ static int write_details_run(struct site *s, sqlite3 *db, const struct lb_run *r
     json_t *k = json_object_get(tasks, LB_KLD_TASK), *pp = json_object_get(tasks, "ppl");
     if (k) json_object_set_new(k, "mean_kld", jdelta(&r->d_kld));
     if (pp) json_object_set_new(pp, "delta_mean_nll", jdelta(&r->d_ppl));
+    json_t *rank_by = json_object();
+    for (int by = 0; r->ok && by < lb_by_count(d); by++)
+        json_object_set_new(rank_by, lb_by_key(d, by),
+                            json_pack("{s:o, s:b, s:i, s:i, s:o}", "score", jnum(lb_by_score(r, by)),
+                                      "lower_is_better", lb_by_lower(by), "rank", r->by_rank[by],
+                                      "band", r->by_band[by], "delta",
+                                      jdelta(lb_by_delta(r, by))));
     json_t *root = json_pack(
         "{s:s, s:I, s:o, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:s}, s:[s,s,s,s,s,s,s,s,s,s,s], "
-        "s:o, s:o, s:i, s:o}",
+        "s:o, s:o, s:i, s:o, s:o}",
         "schema", "lowbit-details/1", "run_id", (json_int_t)r->id, "model_id", jnew_str(r->model_id),
         "recipe_id", jnew_str(r->recipe_id), "baseline_run_id",
         r->baseline ? json_integer(r->baseline->id) : json_null(), "bootstrap", "resamples",
@@ -673,7 +714,7 @@ static int write_details_run(struct site *s, sqlite3 *db, const struct lb_run *r
         "choices", "(value: loglik of lambada/wikitext documents, mean NLL of a ppl chunk, mean KLD "
                    "of a kld chunk; value2: the kld chunk's mean NLL)",
         "tasks", tasks, "delta_average", jdelta(&r->d_avg), "band", r->band, "board_tasks",
-        board);
+        board, "rank_by", rank_by);
     char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(root);
     if (!text) return err("render: out of memory (details)");

@@ -123,6 +123,13 @@ void page_type_icon(xmlNodePtr parent, const char *t) {
     h_elc(parent, "span", "sr", label);
 }
 
+/* "%+.*f" of v, with more decimals (up to 6) while that would show a non-zero bound as 0: a
+ * significant interval never reads [+0.00, ...] */
+static void fmt_bound(char *b, size_t n, double v, int digits) {
+    snprintf(b, n, "%+.*f", digits, v);
+    while (digits < 6 && v != 0 && strtod(b, NULL) == 0) snprintf(b, n, "%+.*f", ++digits, v);
+}
+
 xmlNodePtr page_delta_td(xmlNodePtr tr, const struct lb_delta *x, double scale, int digits,
                          bool is_baseline) {
     char b[96];
@@ -140,8 +147,10 @@ xmlNodePtr page_delta_td(xmlNodePtr tr, const struct lb_delta *x, double scale, 
     const bool sig = lb_significant(x);
     snprintf(b, sizeof b, "%s%+.*f", sig ? "" : "\xe2\x89\x88", digits, x->delta * scale);
     xmlNodePtr td = page_td(tr, b, true);
-    snprintf(b, sizeof b, "%+.*f", digits, x->lo * scale);
-    h_textf(h_elc(td, "span", "ci", NULL), " [%s, %+.*f]", b, digits, x->hi * scale);
+    char hi[48];
+    fmt_bound(b, sizeof b, x->lo * scale, digits);
+    fmt_bound(hi, sizeof hi, x->hi * scale, digits);
+    h_textf(h_elc(td, "span", "ci", NULL), " [%s, %s]", b, hi);
     h_attr(td, "class", sig ? "num sig" : "num ns");
     h_attr(td, "title", sig ? "significantly different from the baseline (95% interval excludes 0)"
                             : "not significantly different from the baseline (95% interval "
@@ -236,6 +245,19 @@ static const char **distinct(const struct lb_data *d, int which, int *n, char (*
     return v;
 }
 
+/* the "rank by" choices (lowbit.js shows each one's precomputed statistics) */
+static void rank_by_options(xmlNodePtr sel, const struct lb_data *d) {
+    for (int by = 0; by < lb_by_count(d); by++) {
+        xmlNodePtr o = h_el(sel, "option", NULL);
+        h_attr(o, "value", lb_by_key(d, by));
+        if (by == LB_BY_AVG) h_attr(o, "selected", "selected");
+        h_text(o, by == LB_BY_AVG   ? "Average (or the task weights below)"
+                  : by == LB_BY_KLD ? "KLD (lower is better)"
+                  : by == LB_BY_PPL ? "PPL, llama.cpp ctx 512 (lower is better)"
+                                    : lb_by_label(d, by));
+    }
+}
+
 static void board_row(struct page *p, xmlNodePtr tbody, const struct lb_run *r) {
     const struct lb_data *d = p->site->d;
     const struct lb_recipe *c = r->recipe;
@@ -293,8 +315,8 @@ int page_index(struct site *s) {
     xmlNodePtr sum = page_slot(&p, "summary"), head = page_slot(&p, "thead"),
                body = page_slot(&p, "tbody"), data = page_slot(&p, "data"),
                cap = page_slot(&p, "caption"), dl = page_slot(&p, "downloads"),
-               wts = page_slot(&p, "weights");
-    if (!sum || !head || !body || !data || !cap || !dl || !wts) goto fail;
+               wts = page_slot(&p, "weights"), by = page_slot(&p, "by");
+    if (!sum || !head || !body || !data || !cap || !dl || !wts || !by) goto fail;
     h_textf(sum, "%d quantized and baseline runs of %d base models, ranked by the average of the "
                  "ten tasks of Intel's low-bit leaderboard (0-shot accuracy). ",
             d->n_board, d->n_groups);
@@ -343,6 +365,7 @@ int page_index(struct site *s) {
         free(v);
     }
     free(nums);
+    rank_by_options(by, d);
     for (int t = 0; t < d->n_tasks; t++) {
         xmlNodePtr lab = h_el(wts, "label", NULL);
         xmlNodePtr in = h_el(lab, "input", NULL);

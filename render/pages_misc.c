@@ -97,7 +97,11 @@ int page_compare(struct site *s) {
             double delta = (best->average - B->average) * 100;
             snprintf(b, sizeof b, "%+.2f", delta);
             page_td(tr, b, true);
-            page_td(tr, delta > 0 ? "bigger quantized wins" : delta < 0 ? "smaller at 16 bits wins" : "tie", false);
+            /* a winner only from a significant difference (paired over the same documents) */
+            const int w = lb_better_than(d, best, B);
+            page_td(tr, w > 0 ? "bigger quantized wins" : w < 0 ? "smaller at 16 bits wins"
+                                                        : "tie (not significantly different)",
+                    false);
             h_text(tb, "\n");
         }
     }
@@ -121,7 +125,7 @@ int page_compare(struct site *s) {
         rr[k] = d->board[k];
         x[k] = r->artifact_bytes > 0 ? r->artifact_bytes : NAN;
         ya[k] = r->average;
-        yp[k] = r->ppl > 0 ? r->ppl : NAN;
+        yp[k] = r->ppl_cpp > 0 ? r->ppl_cpp : NAN;
     }
     xmlNodePtr cap = page_figure(&p, charts, "size-accuracy", ls.w, ls.h,
                 "Scatter plot of average accuracy against file size for every run of every model, "
@@ -131,10 +135,11 @@ int page_compare(struct site *s) {
                 "of the leaderboard.");
     page_frontier(&p, cap, rr, x, ya, nb, true, "more accurate");
     cap = page_figure(&p, charts, "size-ppl", lp.w, lp.h,
-                "Scatter plot of wikitext word perplexity against file size for every run, both "
-                "axes log scale, with the Pareto frontier labelled.",
-                "wikitext word perplexity (lower is better) against size on disk; the frontier is "
-                "the lowest perplexity at each size budget.");
+                "Scatter plot of WikiText-2 perplexity (llama.cpp protocol, context 512) against "
+                "file size for every run, both axes log scale, with the Pareto frontier labelled.",
+                "WikiText-2 perplexity (llama.cpp protocol, context 512; lower is better) against "
+                "size on disk; the frontier is the lowest perplexity at each size budget, a step "
+                "kept only when it is significantly lower (paired over the same chunks).");
     page_frontier(&p, cap, rr, x, yp, nb, false, "lower in perplexity");
     free(rr), free(x), free(ya), free(yp);
     page_downloads(&p, charts);

@@ -195,6 +195,54 @@ static void heat_table(struct page *p, xmlNodePtr cap, int g) {
     free(rows);
 }
 
+/* the data of the speed chart: its host and one row per run, fastest prefill last */
+static void speed_table(struct page *p, xmlNodePtr cap, int g) {
+    const struct lb_data *d = p->site->d;
+    const struct lb_group *G = &d->groups[g];
+    xmlNodePtr det = h_el(cap, "details", NULL);
+    h_el(det, "summary", "Data of this chart");
+    int *rows = malloc((size_t)(G->n_runs + 1) * sizeof *rows);
+    if (!rows) return;
+    const char *cpu;
+    double threads;
+    int n_other;
+    bool kld;
+    const int n = speed_runs(d, g, rows, &cpu, &threads, &n_other, &kld);
+    char b[64];
+    if (!n) {
+        h_el(det, "p", "No run of this model has a measured prefill speed yet.");
+        free(rows);
+        return;
+    }
+    xmlNodePtr para = h_el(det, "p", "Host: ");
+    h_user(para, cpu && *cpu ? cpu : "CPU not recorded");
+    h_textf(para, ", %s thread%s.", fmt_int(b, sizeof b, threads), threads == 1 ? "" : "s");
+    if (n_other)
+        h_textf(para, " %d run%s measured on other hosts (another CPU or thread count) %s left "
+                      "out: speeds are compared within one host only.",
+                n_other, n_other == 1 ? "" : "s", n_other == 1 ? "is" : "are");
+    static const char *const heads[] = {"Variant", "Prefill tok/s", "Decode tok/s", "Memory",
+                                        "Mean KLD", "Average"};
+    xmlNodePtr t = h_elc(det, "table", "data", NULL);
+    xmlNodePtr tr = h_el(h_el(t, "thead", NULL), "tr", NULL);
+    for (size_t k = 0; k < LB_ARRAY_LEN(heads); k++)
+        h_attr(h_el(tr, "th", heads[k]), "scope", "col");
+    xmlNodePtr tb = h_el(t, "tbody", NULL);
+    for (int i = 0; i < n; i++) {
+        const struct lb_run *r = &d->runs[rows[i]];
+        tr = h_el(tb, "tr", NULL);
+        run_link(p, h_el(tr, "th", NULL), r, r->recipe_id);
+        page_td(tr, fmt_g(b, sizeof b, r->prefill_tps, 4), true);
+        page_td(tr, fmt_g(b, sizeof b, r->decode_tps, 4), true);
+        page_td(tr, fmt_bytes(b, sizeof b, r->run_memory_mb * 1024 * 1024), true);
+        page_td(tr, fmt_g(b, sizeof b, r->kld, 3), true);
+        page_td(tr, fmt_pct(b, sizeof b, r->average), true);
+    }
+    h_textf(h_el(det, "p", NULL), "The chart's y axis: %s.",
+            kld ? "the mean KLD" : "the average accuracy (no run has a KLD)");
+    free(rows);
+}
+
 static void cost_table(struct page *p, xmlNodePtr cap, int g) {
     struct cost_row rows[BARS_MAX];
     int n = cost_compute(p->site->d, g, rows, BARS_MAX);
@@ -455,7 +503,7 @@ static int model_page(struct site *s, int g) {
     struct page p;
     char rel[256], b[64], *alt = NULL;
     const struct chart_layout *L = &s->lay[g * CHARTS_PER_GROUP];
-    const struct chart_layout lb = L[0], lp = L[1], lh = L[2], lc = L[3], lt = L[4];
+    const struct chart_layout lb = L[0], lp = L[1], lh = L[2], lc = L[3], lt = L[4], ls = L[5];
     int ret = -1;
     char *ttl = fmt_dup("%s \xe2\x80\x94 lowbit", G->name);
     if (!ttl || page_new(&p, s, "model", 1, ttl)) goto out;
@@ -527,6 +575,20 @@ static int model_page(struct site *s, int g) {
         if (rr && x && y) page_frontier(&p, cap, rr, x, y, n, true, "more accurate");
         free(rr), free(x), free(y);
     }
+    snprintf(rel, sizeof rel, "%s-speed", G->slug);
+    free(alt);
+    if (!(alt = fmt_dup("Scatter plot of quality (mean KLD, or average accuracy without KLD) "
+                        "against prefill tokens per second for the runs of %s measured on one "
+                        "host, each point labelled with its recipe; data in the table below.",
+                        G->name)))
+        goto fail;
+    cap = page_figure(&p, charts, rel, ls.w, ls.h, alt,
+                      "What each variant costs to run against what it loses: prefill speed at "
+                      "context 512 (x, log scale) and the mean KL divergence from the "
+                      "unquantized model (y; the average accuracy when no run has a KLD). Speeds "
+                      "are only comparable on one machine: the chart keeps the runs of one host "
+                      "(CPU model and threads as recorded).");
+    speed_table(&p, cap, g);
     snprintf(rel, sizeof rel, "%s-heat", G->slug);
     free(alt);
     if (!(alt = fmt_dup("Heatmap of the per-task accuracy change from the baseline for each variant of %s; data in the table below.", G->name))) goto fail;

@@ -93,6 +93,14 @@ struct lb_delta {
     int state;            /* LB_D_OK; LB_D_NONE: no records; LB_D_APART: other documents */
 };
 
+/* the board's "rank by" choices, each with its own deltas and tie bands: the average, the mean
+ * KLD, the perplexity (llama.cpp protocol, the chunks the intervals rest on), then one per board
+ * task (LB_BY_TASK + t) */
+enum { LB_BY_AVG, LB_BY_KLD, LB_BY_PPL, LB_BY_TASK };
+#define LB_BY_MAX (LB_BY_TASK + LB_TASK_MAX)
+#define LB_PPLC_TASK "ppl"
+#define LB_PPLC_METRIC "ppl_llamacpp_ctx512"
+
 struct lb_run {
     int64_t id;
     char *job_key, *model_id, *recipe_id, *status, *error, *log_tail, *started_at, *finished_at,
@@ -115,9 +123,12 @@ struct lb_run {
     struct lb_delta d_acc[LB_TASK_MAX], d_avg; /* acc - the baseline's, per task and average */
     struct lb_delta d_ppl;        /* mean chunk NLL - the baseline's (PPL ratio = exp) */
     struct lb_delta d_kld;        /* the mean KLD itself, with its interval over chunks */
-    int band;                     /* tie band on the board (1 = the top one), 0 off the board */
+    int band;                     /* tie band on the board (1 = the top one), 0 off the board:
+                                     by_band[LB_BY_AVG] */
     double average;                                   /* the leaderboard view's average */
     double ppl, kld;                                  /* wikitext word perplexity, mean KLD */
+    double ppl_cpp;                                   /* llama.cpp perplexity (task ppl) */
+    int by_rank[LB_BY_MAX], by_band[LB_BY_MAX];       /* per rank-by choice (lb_stats) */
     bool ok;                                          /* status ok: on the board */
     int group;                                        /* index in lb_data.groups */
     int rank;                                         /* 1-based board rank, 0 off the board */
@@ -188,10 +199,29 @@ bool lb_significant(const struct lb_delta *x);
 /* 1: run a's average is significantly above b's (paired over the same documents), -1 below, 0
  * neither or not comparable */
 int lb_better_than(const struct lb_data *d, const struct lb_run *a, const struct lb_run *b);
+/* the same for rank-by choice `by`: 1 when a is significantly better (higher accuracy, lower KLD
+ * or perplexity), -1 worse, 0 neither or not comparable */
+int lb_better_by(const struct lb_data *d, int by, const struct lb_run *a, const struct lb_run *b);
+/* the rank-by choices: their count (LB_BY_TASK + n_tasks), key ("avg", "kld", "ppl", the task),
+ * label, whether lower is better, a run's score (NAN none) and its delta against the baseline
+ * (the KLD: the mean KLD itself, already a difference from the unquantized model) */
+int lb_by_count(const struct lb_data *d);
+const char *lb_by_key(const struct lb_data *d, int by);
+const char *lb_by_label(const struct lb_data *d, int by);
+bool lb_by_lower(int by);
+double lb_by_score(const struct lb_run *r, int by);
+const struct lb_delta *lb_by_delta(const struct lb_run *r, int by);
 
-/* chart_pareto's frontier of (x, y) (the indices into out, by x); for an accuracy frontier
- * (maximize, runs[i] = the lb_data.runs index of point i) a point is kept only when its run is
- * significantly more accurate than the last point kept */
+/* run r's per-document acc on task as bits for lowbit.js (hex, byte i/8 bit i%8 = the i-th
+ * document by index, 1 right), sig = a hash of the data file's sha256 and the document indices
+ * (two runs with the same sig were scored on the same documents), *n documents; NULL when the run
+ * has no records of task or an acc other than 0 and 1. Owned (free). */
+char *lb_acc_bits(const struct lb_run *r, const char *task, char sig[17], int *n);
+
+/* chart_pareto's frontier of (x, y) (the indices into out, by x); with runs (runs[i] = the
+ * lb_data.runs index of point i) a point is kept only when its run is significantly better than
+ * the last point kept: more accurate on average (maximize), lower in llama.cpp perplexity
+ * (minimize; y is then ppl_cpp) */
 int lb_pareto(const struct lb_data *d, const int *runs, const double *x, const double *y, int n,
               bool maximize, int *out);
 
@@ -382,11 +412,20 @@ int heat_rows(const struct lb_data *d, int group, int *out, int max);
  * layouts are kept in s->lay (CHARTS_PER_GROUP per group, then the CHARTS_GLOBAL global ones).
  * The training charts (<slug>-training, training-heldout) exist only for trained models: their
  * layout stays zero (w = h = 0) otherwise. */
-#define CHARTS_PER_GROUP 5
+#define CHARTS_PER_GROUP 6
 #define CHARTS_GLOBAL 3
 int charts_group(struct site *s, int group, struct chart_layout *lay_bars,
                  struct chart_layout *lay_bpw, struct chart_layout *lay_heat,
-                 struct chart_layout *lay_cost, struct chart_layout *lay_train);
+                 struct chart_layout *lay_cost, struct chart_layout *lay_train,
+                 struct chart_layout *lay_speed);
+/* the runs of group g the speed chart compares: ok runs with a prefill speed, all measured on
+ * one host (CPU model and thread count, as recorded), the host with the most such runs (ties:
+ * the first by CPU name, then threads). out (G->n_runs entries) gets them by prefill speed;
+ * *cpu and *threads name the host, *n_other counts the runs measured elsewhere, *kld is true when
+ * the quality axis is the mean KLD (some run has one), false for the average accuracy. Returns
+ * the count (runs without the chosen quality measure are left out). */
+int speed_runs(const struct lb_data *d, int g, int *out, const char **cpu, double *threads,
+               int *n_other, bool *kld);
 int charts_global(struct site *s, struct chart_layout *lay_size, struct chart_layout *lay_ppl,
                   struct chart_layout *lay_train);
 /* indices of d->trainings in the overview's order (parameters ascending, unknown last, then id);

@@ -17,13 +17,18 @@
  *    k = LB_STREAM_KLD); PPL: the paired delta of the chunks' mean NLL, shown as the ratio
  *    exp(delta) = PPL(run) / PPL(baseline) (stream LB_STREAM_PPL).
  *  - significant: the interval excludes 0.
- *  - tie bands: down the board (average, descending), a run whose average is not significantly
- *    different from the run above it (the same paired bootstrap on the two runs' per-document
- *    differences) shares that run's band. */
+ *  - tie bands, for each "rank by" choice (the average, the mean KLD, the llama.cpp perplexity,
+ *    each board task): down the board in that choice's order (accuracy descending, KLD and PPL
+ *    ascending, a missing score last, ties by run id), a run not significantly different from the
+ *    run above it shares that run's band. The test is the same paired bootstrap on the two runs'
+ *    per-document (per-chunk) differences, in the choice's stream: the average as above, task t
+ *    stream t, KLD the chunks' KLD (LB_STREAM_KLD), PPL the chunks' mean NLL (LB_STREAM_PPL).
+ *    Runs that cannot be compared (no records, other documents) start a new band. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/base/hash.h"
 #include "render/render_impl.h"
 
 static uint64_t splitmix64(uint64_t x) {
@@ -157,13 +162,114 @@ bool lb_significant(const struct lb_delta *x) {
     return x->state == LB_D_OK && (x->lo > 0 || x->hi < 0);
 }
 
-int lb_better_than(const struct lb_data *d, const struct lb_run *a, const struct lb_run *b) {
-    struct lb_delta dt[LB_TASK_MAX], avg;
+/* ------------------------------------------------------------------ rank-by choices */
+
+int lb_by_count(const struct lb_data *d) {
+    return LB_BY_TASK + d->n_tasks;
+}
+
+const char *lb_by_key(const struct lb_data *d, int by) {
+    return by == LB_BY_AVG ? "avg" : by == LB_BY_KLD ? "kld" : by == LB_BY_PPL ? "ppl"
+                                                                               : d->tasks[by - LB_BY_TASK].key;
+}
+
+const char *lb_by_label(const struct lb_data *d, int by) {
+    return by == LB_BY_AVG ? "Average" : by == LB_BY_KLD ? "KLD" : by == LB_BY_PPL ? "PPL"
+                                                                                   : d->tasks[by - LB_BY_TASK].label;
+}
+
+bool lb_by_lower(int by) {
+    return by == LB_BY_KLD || by == LB_BY_PPL;
+}
+
+double lb_by_score(const struct lb_run *r, int by) {
+    return by == LB_BY_AVG ? r->average : by == LB_BY_KLD ? r->kld : by == LB_BY_PPL ? r->ppl_cpp
+                                                                                     : r->acc[by - LB_BY_TASK];
+}
+
+const struct lb_delta *lb_by_delta(const struct lb_run *r, int by) {
+    return by == LB_BY_AVG ? &r->d_avg : by == LB_BY_KLD ? &r->d_kld : by == LB_BY_PPL ? &r->d_ppl
+                                                                                       : &r->d_acc[by - LB_BY_TASK];
+}
+
+/* a single paired quantity of a - b: task t's acc, the KLD or the ppl chunks' NLL */
+static void compare_one(const struct lb_run *a, const struct lb_run *b, const char *task,
+                        enum field f, int stream, struct lb_delta *o, double *st) {
+    double *x;
+    int n;
+    memset(o, 0, sizeof *o);
+    o->state = paired(a, b, task, f, &x, &n);
+    if (o->state != LB_D_OK) return;
+    o->n = n;
+    o->delta = mean(x, n);
+    boot_means(x, n, stream, st);
+    interval(st, o);
+    free(x);
+}
+
+/* a - b for choice by (st, sum: LB_BOOT doubles each) */
+static void compare_by(const struct lb_data *d, int by, const struct lb_run *a,
+                       const struct lb_run *b, struct lb_delta *o, double *st, double *sum) {
+    struct lb_delta dt[LB_TASK_MAX];
+    if (by == LB_BY_AVG) compare_runs(d, a, b, dt, o, st, sum);
+    else if (by == LB_BY_KLD) compare_one(a, b, LB_KLD_TASK, F_VALUE, LB_STREAM_KLD, o, st);
+    else if (by == LB_BY_PPL) compare_one(a, b, LB_PPLC_TASK, F_VALUE, LB_STREAM_PPL, o, st);
+    else compare_one(a, b, d->tasks[by - LB_BY_TASK].key, F_ACC, by - LB_BY_TASK, o, st);
+}
+
+int lb_better_by(const struct lb_data *d, int by, const struct lb_run *a, const struct lb_run *b) {
+    struct lb_delta o;
     double *st = malloc(2 * LB_BOOT * sizeof *st);
     if (!st) return 0;
-    compare_runs(d, a, b, dt, &avg, st, st + LB_BOOT);
+    compare_by(d, by, a, b, &o, st, st + LB_BOOT);
     free(st);
-    return lb_significant(&avg) ? (avg.delta > 0 ? 1 : -1) : 0;
+    if (!lb_significant(&o)) return 0;
+    return (o.delta > 0) != lb_by_lower(by) ? 1 : -1;
+}
+
+int lb_better_than(const struct lb_data *d, const struct lb_run *a, const struct lb_run *b) {
+    return lb_better_by(d, LB_BY_AVG, a, b);
+}
+
+/* the board in the order of choice by: better score first, missing last, then run id */
+struct by_key {
+    double score;
+    int64_t id;
+    int run;
+};
+
+static int cmp_by_key(const void *a, const void *b) {
+    const struct by_key *x = a, *y = b;
+    const bool xn = isnan(x->score), yn = isnan(y->score);
+    if (xn != yn) return xn ? 1 : -1;
+    if (!xn && x->score != y->score) return x->score < y->score ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* by_rank and by_band of every board run for choice by; the average keeps the board's order */
+static int bands_by(struct lb_data *d, int by, double *st) {
+    struct by_key *k = malloc(((size_t)d->n_board + 1) * sizeof *k);
+    if (!k) return err("render: out of memory for the tie bands");
+    const double sign = lb_by_lower(by) ? 1 : -1;
+    for (int i = 0; i < d->n_board; i++) {
+        const struct lb_run *r = &d->runs[d->board[i]];
+        k[i] = (struct by_key){sign * lb_by_score(r, by), r->id, d->board[i]};
+    }
+    if (by != LB_BY_AVG) qsort(k, (size_t)d->n_board, sizeof *k, cmp_by_key);
+    int band = 0;
+    for (int i = 0; i < d->n_board; i++) {
+        struct lb_run *r = &d->runs[k[i].run];
+        r->by_rank[by] = i + 1;
+        if (i == 0 || isnan(k[i].score)) {
+            r->by_band[by] = ++band;
+            continue;
+        }
+        struct lb_delta o;
+        compare_by(d, by, &d->runs[k[i - 1].run], r, &o, st, st + LB_BOOT);
+        r->by_band[by] = lb_significant(&o) || o.state != LB_D_OK ? ++band : band;
+    }
+    free(k);
+    return 0;
 }
 
 int lb_stats(struct lb_data *d) {
@@ -192,41 +298,54 @@ int lb_stats(struct lb_data *d) {
         r->baseline = B;
         if (B == r) continue;
         compare_runs(d, r, B, r->d_acc, &r->d_avg, st, st + LB_BOOT);
-        double *x;
-        int n;
-        r->d_ppl.state = paired(r, B, "ppl", F_VALUE, &x, &n);
-        if (r->d_ppl.state == LB_D_OK) {
-            r->d_ppl.n = n;
-            r->d_ppl.delta = mean(x, n);
-            boot_means(x, n, LB_STREAM_PPL, st);
-            interval(st, &r->d_ppl);
-            free(x);
-        }
+        compare_one(r, B, LB_PPLC_TASK, F_VALUE, LB_STREAM_PPL, &r->d_ppl, st);
     }
-    /* tie bands down the board */
-    int band = 0;
+    /* tie bands down the board, per rank-by choice */
+    int rc = 0;
+    for (int by = 0; by < lb_by_count(d) && !rc; by++) rc = bands_by(d, by, st);
     for (int k = 0; k < d->n_board; k++) {
         struct lb_run *r = &d->runs[d->board[k]];
-        if (k == 0 || isnan(r->average)) {
-            r->band = ++band;
-            continue;
-        }
-        const struct lb_run *up = &d->runs[d->board[k - 1]];
-        struct lb_delta dt[LB_TASK_MAX], avg;
-        compare_runs(d, up, r, dt, &avg, st, st + LB_BOOT);
-        r->band = lb_significant(&avg) || avg.state != LB_D_OK ? ++band : band;
+        r->band = r->by_band[LB_BY_AVG];
     }
     free(st);
-    return 0;
+    return rc;
 }
 
 int lb_pareto(const struct lb_data *d, const int *runs, const double *x, const double *y, int n,
               bool maximize, int *out) {
     const int nf = chart_pareto(x, y, n, maximize, out);
-    if (!d || !runs || !maximize) return nf;
+    if (!d || !runs) return nf;
+    const int by = maximize ? LB_BY_AVG : LB_BY_PPL;
     int m = 0;
     for (int k = 0; k < nf; k++)
-        if (!m || lb_better_than(d, &d->runs[runs[out[k]]], &d->runs[runs[out[m - 1]]]) > 0)
+        if (!m || lb_better_by(d, by, &d->runs[runs[out[k]]], &d->runs[runs[out[m - 1]]]) > 0)
             out[m++] = out[k];
     return m;
+}
+
+char *lb_acc_bits(const struct lb_run *r, const char *task, char sig[17], int *n) {
+    const struct lb_sample *x = task_samples(r, task, n);
+    const struct lb_taskdef *td = task_def(r, task);
+    if (!*n || !td || !td->dataset_sha256) return NULL;
+    const int nb = (*n + 7) / 8;
+    uint8_t *bits = calloc((size_t)nb, 1);
+    char *hex = malloc((size_t)nb * 2 + 1);
+    if (!bits || !hex) {
+        free(bits), free(hex);
+        return NULL;
+    }
+    uint64_t h = fnv1a64(0xcbf29ce484222325ull, td->dataset_sha256, strlen(td->dataset_sha256));
+    for (int i = 0; i < *n; i++) {
+        if (x[i].acc != 0 && x[i].acc != 1) {
+            free(bits), free(hex);
+            return NULL;
+        }
+        if (x[i].acc == 1) bits[i / 8] |= (uint8_t)(1u << (i % 8));
+        const int32_t doc = x[i].doc;
+        h = fnv1a64(h, &doc, sizeof doc);
+    }
+    for (int i = 0; i < nb; i++) snprintf(hex + 2 * i, 3, "%02x", bits[i]);
+    snprintf(sig, 17, "%016llx", (unsigned long long)h);
+    free(bits);
+    return hex;
 }

@@ -4,7 +4,8 @@
 // writes the plan (argv[2], JSON) and compares what this prints with the orders it computes in C.
 //
 // Steps: the page with JavaScript disabled (full table, server-side ranking, controls hidden);
-// with JavaScript (same order); a filter and a re-ranking applied through the controls with real
+// with JavaScript (same order); rank by KLD, PPL and a task (each choice's order, bands and
+// significance marks); a filter and a re-ranking applied through the controls with real
 // mouse clicks and typing; the URL hash reloaded in a fresh page (same view); a column sort; the
 // 10,000-run site filtered (time to the next frame). Screenshots (PNG) go to plan.shots.
 // Prints one JSON object on stdout; exits 1 with a message on stderr when the browser fails.
@@ -164,12 +165,32 @@ try {
   out.controls_shown = await p.eval(`getComputedStyle(document.getElementById('controls')).display !== 'none'`);
   await p.shot('index-initial.png', false);
 
+  // 2b. rank by each choice of plan.rank_by (the select, changed as a reader changes it): the
+  // order, the band column and the significance classes of the delta column
+  out.rank_by = {};
+  for (const key of plan.rank_by || []) {
+    await p.eval(`(() => { const e = document.getElementById('f-by'); e.value = ${JSON.stringify(key)};
+      e.dispatchEvent(new Event('change', {bubbles: true})); })()`);
+    await p.eval(frame);
+    out.rank_by[key] = await p.eval(`({order: ${order},
+      bands: Array.from(document.querySelectorAll('#board tbody tr')).map(tr => +tr.cells[5].textContent),
+      delta: Array.from(document.querySelectorAll('#board tbody tr')).map(tr => tr.cells[4].className),
+      hash: location.hash, head: document.querySelector('#board thead th:nth-child(4)').textContent})`);
+    if (key === 'kld') await p.shot('index-rank-by-kld.png', false);
+  }
+  await p.eval(`(() => { const e = document.getElementById('f-by'); e.value = 'avg';
+    e.dispatchEvent(new Event('change', {bubbles: true})); })()`);
+  await p.eval(frame);
+  out.rank_by_back = await p.eval(order);
+
   // 3. filter (checkboxes, clicked) and re-rank (weights, typed)
   for (const a of plan.algorithms) await p.click(`input[name="algorithm"][value="${a}"]`);
   for (const t of plan.all_tasks)
     await p.type(`#w-${t}`, String(plan.weights[t] ?? 0));
   await p.eval(frame);
   out.filtered = await p.eval(order);
+  out.filtered_bands = await p.eval(`Array.from(document.querySelectorAll('#board tbody tr')).map(tr => +tr.cells[5].textContent)`);
+  out.filtered_delta = await p.eval(`Array.from(document.querySelectorAll('#board tbody tr')).map(tr => tr.cells[4].className)`);
   out.hash = await p.eval('location.hash');
   out.status = await p.eval(`document.getElementById('status').textContent`);
   out.score_head = await p.eval(`document.querySelector('#board thead th:nth-child(4)').textContent`);
