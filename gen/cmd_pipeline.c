@@ -38,7 +38,7 @@ static const char run_help[] =
     "usage: lowbit run [--models gen/models.csv] [--recipes gen/recipes.csv] [--tasks LIST]\n"
     "                  [--limit N | --full] [-j N] [--threads N] [--timeout SEC] [--strict]\n"
     "                  [--retry-failed] [--out out] [--db OUT/lowbit.db] [--quiet]\n"
-    "                  [--budget DURATION [--budget-start EPOCH]] [--zoo DIR]\n"
+    "                  [--budget DURATION [--budget-start EPOCH]] [--zoo DIR] [--dry-run]\n"
     "  Quantizes every model of --models with every recipe of --recipes and evaluates each\n"
     "  result, N jobs at a time (-j, default 1; --threads per job, default cores / N), then\n"
     "  loads the result files into the database (lowbit collect). A job is skipped when its\n"
@@ -60,6 +60,7 @@ static const char run_help[] =
     "  listed in OUT/pending.json (lowbit render --pending) and the next run continues.\n"
     "  --zoo DIR: a model of --models with DIR/<id>.conf is trained first by DIR/zoo.sh (when\n"
     "  its trained files are not there yet), as a step of the same plan; its jobs wait for it.\n"
+    "  --dry-run prints the steps in their order with their estimates and runs nothing.\n"
     "  LOWBIT_SCHED_COST=SEC fixes every estimate (for tests).\n";
 
 /* one `lowbit run` per output directory at a time */
@@ -108,7 +109,7 @@ int cmd_run(int argc, char **argv) {
     clock_gettime(CLOCK_REALTIME, &start); /* the budget counts from here unless --budget-start */
     so.started = (double)start.tv_sec + start.tv_nsec * 1e-9;
     const char *db = NULL, *v;
-    bool strict = false;
+    bool strict = false, dry_run = false;
     int rc, jobs = 1, timeout = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
@@ -116,6 +117,7 @@ int cmd_run(int argc, char **argv) {
         if ((rc = plan_opt(argc, argv, &i, &a))) { if (rc < 0) return -1; }
         else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) o.quiet = true;
         else if (!strcmp(argv[i], "--strict")) strict = true;
+        else if (!strcmp(argv[i], "--dry-run")) dry_run = true;
         else if (!strcmp(argv[i], "--retry-failed")) o.retry_failed = true;
         else if ((rc = cli_opt(argc, argv, &i, "-j", &v)) ||
                  (rc = cli_opt(argc, argv, &i, "--jobs", &v))) { if (rc < 0 || cli_int(v, "-j", 1, 1024, &jobs)) return -1; }
@@ -155,6 +157,11 @@ int cmd_run(int argc, char **argv) {
     struct run_stats st;
     so.db_path = db_path;
     if (sched_build(&s, &p, &so, a.out, o.retry_failed, train, &st)) goto out;
+    if (dry_run) { /* the order and the estimates, nothing run */
+        sched_print(&s, &p, stdout);
+        ret = 0;
+        goto out;
+    }
     const int run_rc = run_sched(&p, &o, &s, &st);
     if (sched_write_pending(&s, &p, a.out, o.n_parallel)) goto out;
     if (run_rc < 0) {

@@ -556,3 +556,19 @@ void sched_summary(const struct sched *s, const struct run_stats *st, int n_para
             "at -j %d); the next run continues\n", st->cached + st->done, n_jobs, trains, work,
             wall, n_parallel);
 }
+
+void sched_print(const struct sched *s, const struct plan *p, FILE *f) {
+    fprintf(f, "%-5s %-5s %-24s %-20s %-4s %-9s %s\n", "step", "kind", "model", "recipe", "tier",
+            "estimate", "state");
+    for (int k = 0; k < s->n_steps; k++) {
+        const struct step *t = &s->steps[k];
+        const struct sched_model *sm = &s->models[t->model];
+        char e[32];
+        fmt_dur(e, sizeof e, sched_estimate(s, k));
+        const bool waits = t->kind == STEP_JOB && sm->train >= 0;
+        fprintf(f, "%-5d %-5s %-24s %-20s %-4d %-9s %s\n", k + 1,
+                t->kind == STEP_TRAIN ? "train" : "job", sm->id,
+                t->kind == STEP_TRAIN ? "-" : p->jobs[t->job].recipe.id, t->tier, e,
+                t->state == STEP_DONE ? "done" : waits ? "after its training" : "to run");
+    }
+}

@@ -19,6 +19,7 @@
 #ifndef GEN_REPORT_H
 #define GEN_REPORT_H
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "gen/pipeline.h"
 
@@ -86,6 +87,8 @@ double sched_rest(const struct sched *s, int *n_jobs);
  * what `lowbit render --pending` shows on the board */
 int sched_write_pending(const struct sched *s, const struct plan *p, const char *out_dir,
                         int n_parallel);
+/* the steps in their order, one line each (lowbit run --dry-run) */
+void sched_print(const struct sched *s, const struct plan *p, FILE *f);
 /* the report's summary line: "N done, M pending, estimated ... for the rest" */
 void sched_summary(const struct sched *s, const struct run_stats *st, int n_parallel);
 
