@@ -61,7 +61,7 @@ static const char run_help[] =
     "  --zoo DIR: a model of --models with DIR/<id>.conf is trained first by DIR/zoo.sh (when\n"
     "  its trained files are not there yet), as a step of the same plan; its jobs wait for it.\n"
     "  --dry-run prints the steps in their order with their estimates and runs nothing.\n"
-    "  LOWBIT_SCHED_COST=SEC fixes every estimate (for tests).\n";
+    "  LOWBIT_SCHED_COST=SEC (or RECIPE=SEC,train=SEC,*=SEC) fixes the estimates (tests).\n";
 
 /* one `lowbit run` per output directory at a time */
 static int lock_out(const char *out, int *fd) {

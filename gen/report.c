@@ -242,6 +242,23 @@ static double model_bytes(const char *path) {
     return sum;
 }
 
+/* LOWBIT_SCHED_COST (tests): "SECONDS" for every step, or "ID=SECONDS,...,*=SECONDS" by recipe
+ * id ("train" for the zoo's trainings, "*" for the rest); -1 with a message */
+static int fake_cost(const char *spec, const char *id, double *out) {
+    char buf[1024], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", spec);
+    double any = -1, mine = -1;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(t, '=');
+        double v;
+        if (sched_parse_duration(eq ? eq + 1 : t, "LOWBIT_SCHED_COST", &v)) return -1;
+        if (!eq || !strncmp(t, "*=", 2)) any = v;
+        else if ((size_t)(eq - t) == strlen(id) && !strncmp(t, id, strlen(id))) mine = v;
+    }
+    *out = mine >= 0 ? mine : any >= 0 ? any : 0;
+    return 0;
+}
+
 /* ===== the order ===== */
 
 /* a recipe's nominal bits: its bits column, else the digits of its dtype (int4, nf4, q4_k_m) */
@@ -335,7 +352,7 @@ int sched_build(struct sched *s, const struct plan *p, const struct sched_opts *
     const char *fake = getenv("LOWBIT_SCHED_COST");
     double fake_secs = 0;
     if (fake && *fake) {
-        if (sched_parse_duration(fake, "LOWBIT_SCHED_COST", &fake_secs)) return -1;
+        if (fake_cost(fake, "*", &fake_secs)) return -1;
         s->fake_cost = true;
     }
     /* the models, in plan order (model-major) */
@@ -377,7 +394,8 @@ int sched_build(struct sched *s, const struct plan *p, const struct sched_opts *
             *t = (struct step){STEP_TRAIN, -1, m, 0, 0, STEP_WAITING};
             sm->train_flops = has_conf ? zoo_flops(&zc) : 0;
             const double rec = hist_find(h.trains, h.n_trains, sm->id, NULL);
-            t->est = s->fake_cost ? fake_secs : rec > 0 ? rec : prior_train(sm->train_flops);
+            if (s->fake_cost && fake_cost(fake, "train", &t->est)) return sched_release(s), -1;
+            if (!s->fake_cost) t->est = rec > 0 ? rec : prior_train(sm->train_flops);
             s->n_train++;
         }
     }
@@ -425,7 +443,12 @@ int sched_build(struct sched *s, const struct plan *p, const struct sched_opts *
             if (r_prior > 0) est *= r_rec / r_prior;
             else if (all_prior > 0) est *= all_rec / all_prior;
         }
-        t->est = s->fake_cost ? fake_secs : est;
+        t->est = est;
+        if (s->fake_cost && fake_cost(fake, j->recipe.id, &t->est)) {
+            free(tier);
+            hist_release(&h);
+            return sched_release(s), -1;
+        }
     }
     free(tier);
     hist_release(&h);
