@@ -45,7 +45,7 @@ endif
 DEB_PKGS = gcc make pkg-config libjansson-dev libpcre2-dev libxml2-dev libcairo2-dev libcsv-dev \
            libsqlite3-dev python3-numpy fonts-dejavu-core \
            libdeflate-dev libutf8proc-dev chromium nodejs clang \
-           slurm-wlm slurmctld slurmd slurm-client munge time
+           slurm-wlm slurmctld slurmd slurm-client munge time yamllint
 DEPS_STAMP = out/.deps-ok
 
 LIB_SRC  = $(wildcard kernels/base/*.c kernels/*.c eval/*.c quant/*.c render/*.c) $(filter-out gen/main.c,$(wildcard gen/*.c))
