@@ -126,7 +126,13 @@ int cmd_run(int argc, char **argv) {
         else if ((rc = cli_opt(argc, argv, &i, "--timeout", &v))) { if (rc < 0 || cli_int(v, "--timeout", 1, 1 << 30, &timeout)) return -1; o.timeout = timeout; }
         else if ((rc = cli_opt(argc, argv, &i, "--db", &v))) { if (rc < 0 || pipe_dir_check(v, "--db")) return -1; db = v; }
         else if ((rc = cli_opt(argc, argv, &i, "--budget", &v))) { if (rc < 0 || sched_parse_duration(v, "--budget", &so.budget)) return -1; }
-        else if ((rc = cli_opt(argc, argv, &i, "--budget-start", &v))) { if (rc < 0 || sched_parse_duration(v, "--budget-start", &so.started)) return -1; }
+        else if ((rc = cli_opt(argc, argv, &i, "--budget-start", &v))) {
+            char *end;
+            if (rc < 0) return -1;
+            so.started = strtod(v, &end);
+            if (end == v || *end || !(so.started > 0 && so.started < 1e11))
+                return err("--budget-start: '%s' is not a time in seconds since 1970 (date +%%s)", v);
+        }
         else if ((rc = cli_opt(argc, argv, &i, "--zoo", &v))) { if (rc < 0) return -1; so.zoo_dir = v; }
         else return cli_unknown("run", argv[i]);
     }

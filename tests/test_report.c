@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -204,6 +205,11 @@ static void test_budget(void) {
     /* bad input: one message, non-zero */
     T_OK(run("", "run --models %s --recipes %s --budget 20x --out %s", models, recipes, O) != 0);
     T_CONTAINS(err_buf, "'20x' is not a duration");
+    T_OK(run("", "run --models %s --recipes %s --budget-start yesterday --out %s", models, recipes, O) != 0);
+    T_CONTAINS(err_buf, "is not a time in seconds since 1970");
+    /* make report's way: the budget counts from a start given in epoch seconds (make's) */
+    T_EQ_INT(run("", "run --dry-run --models %s --recipes %s %s --budget 20m --budget-start %ld --out %s",
+                 models, recipes, TASKS, (long)time(NULL), O), 0);
     spit(t_scratch("bad-pending.json"), "{\"format\": \"something else\", \"jobs\": []}");
     T_OK(run("", "render --db %s -o %s --pending %s -q", db, site, t_scratch("bad-pending.json")) != 0);
     T_CONTAINS(err_buf, "not a lowbit pending list");
