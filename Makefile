@@ -45,7 +45,7 @@ endif
 DEB_PKGS = gcc make pkg-config libjansson-dev libpcre2-dev libxml2-dev libcairo2-dev libcsv-dev \
            libsqlite3-dev python3-numpy fonts-dejavu-core \
            libdeflate-dev libutf8proc-dev chromium nodejs clang \
-           slurm-wlm slurmctld slurmd slurm-client munge time
+           slurm-wlm slurmctld slurmd slurm-client munge time yamllint
 DEPS_STAMP = out/.deps-ok
 
 LIB_SRC  = $(wildcard kernels/base/*.c kernels/*.c eval/*.c quant/*.c render/*.c) $(filter-out gen/main.c,$(wildcard gen/*.c))
@@ -147,13 +147,14 @@ bench-scale: $(BIN) $(BUILD)/tests/memwatch
 
 # ---- the model zoo (README "Training and the zoo"): make zoo [ZOO_MODELS="zoo-1m ..."] ----
 # gen/zoo/NAME.conf trained on LOWBIT_DATA's TinyStories text into out/zoo/NAME-HASH (cached by a
-# hash of config, data and training code), linked as out/zoo/NAME; make report builds it first.
+# hash of config, data and training code), linked as out/zoo/NAME; make report trains them as steps
+# of its plan (lowbit run --zoo gen/zoo), within its budget.
 ZOO_MODELS ?= zoo-1m zoo-4m zoo-15m
 .PHONY: zoo
 zoo: $(BIN)
 	@sh gen/zoo/zoo.sh $(BIN) $(ZOO_MODELS)
 
-# ---- the pipeline (README "The pipeline"): make report [FULL=1] [REPORT_JOBS=N] ----
+# ---- the pipeline (README "The pipeline"): make report [FULL=1] [REPORT_JOBS=N] [REPORT_BUDGET=20m] ----
 # gen/schema.sql is compiled into the binary (gen/db.c includes schema.inc). version.inc (rewritten
 # only when it changes) holds `git describe` and the code hash in every job key: the sources that
 # compute a job's numbers, the compiler and its flags (not the site, docs or tests).
@@ -175,14 +176,21 @@ $(BUILD)/gen/plan.o: $(BUILD)/gen/version.inc
 $(BUILD)/gen/db.o $(BUILD)/gen/plan.o: override CFLAGS += -I$(BUILD)
 FORCE:
 
+# REPORT_BUDGET (default 20m; 1200, 20m, 1.5h; 0 = none) counts from make's start, the build
+# included: lowbit run starts no job (and no zoo training) whose estimate would end past it, the
+# site shows what is pending (REPORT_OUT/pending.json), and the next make report continues. The
+# zoo (gen/zoo/zoo.sh) is trained inside the same plan (--zoo gen/zoo), smallest model first.
 REPORT_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 REPORT_ARGS ?=
 REPORT_OUT ?= out
-report: $(BIN) zoo
-	$(BIN) run -j $(REPORT_JOBS) $(if $(filter 1,$(FULL)),--full) --out $(REPORT_OUT) $(REPORT_ARGS)
+REPORT_BUDGET ?= 20m
+REPORT_T0 := $(shell date +%s)
+report: $(BIN)
+	$(BIN) run -j $(REPORT_JOBS) $(if $(filter 1,$(FULL)),--full) --out $(REPORT_OUT) --zoo gen/zoo \
+	  --budget $(REPORT_BUDGET) --budget-start $(REPORT_T0) $(REPORT_ARGS)
 	@$(BIN) render --help >/dev/null 2>&1 || { echo "make report: this lowbit has no 'render' command \
 	  yet (gen/cmd_render.c + render/): $(REPORT_OUT)/lowbit.db is built, $(REPORT_OUT)/site is not" >&2; exit 1; }
-	$(BIN) render --db $(REPORT_OUT)/lowbit.db -o $(REPORT_OUT)/site
+	$(BIN) render --db $(REPORT_OUT)/lowbit.db -o $(REPORT_OUT)/site --pending $(REPORT_OUT)/pending.json
 
 clean:
 	rm -rf out/build out/build-check out/build-fuzz out/lowbit out/lowbit-check

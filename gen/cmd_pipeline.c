@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gen/cli.h"
 #include "gen/pipeline.h"
+#include "gen/report.h"
 #include "kernels/common.h"
 
 /* ===== options shared by run, job and status (what the plan is) ===== */
@@ -36,6 +38,7 @@ static const char run_help[] =
     "usage: lowbit run [--models gen/models.csv] [--recipes gen/recipes.csv] [--tasks LIST]\n"
     "                  [--limit N | --full] [-j N] [--threads N] [--timeout SEC] [--strict]\n"
     "                  [--retry-failed] [--out out] [--db OUT/lowbit.db] [--quiet]\n"
+    "                  [--budget DURATION [--budget-start EPOCH]] [--zoo DIR] [--dry-run]\n"
     "  Quantizes every model of --models with every recipe of --recipes and evaluates each\n"
     "  result, N jobs at a time (-j, default 1; --threads per job, default cores / N), then\n"
     "  loads the result files into the database (lowbit collect). A job is skipped when its\n"
@@ -48,7 +51,17 @@ static const char run_help[] =
     "  divergence vs the unquantized model), or all (default). Without --full the\n"
     "  big tasks are sampled (README: The pipeline); --limit N caps every task at N documents\n"
     "  (ppl/kld: N chunks). Files: OUT/results/<key>.json, OUT/logs/<key>.log,\n"
-    "  OUT/artifacts/<key>/, OUT/jobs/<key>.json (the job specs), OUT/lowbit.db.\n";
+    "  OUT/artifacts/<key>/, OUT/jobs/<key>.json (the job specs), OUT/lowbit.db.\n"
+    "  Order: every model's baseline first, then per algorithm the recipe nearest to 4 bits,\n"
+    "  then the rest (smallest model first within each). --budget 20m (or 1200, 1.5h; 0 = none):\n"
+    "  a job is not started when its estimated time (the database's recorded times, else a\n"
+    "  model-size x recipe-cost model) would end past the budget, counted from --budget-start\n"
+    "  (epoch seconds; default now) less a reserve for collect and render; what is not done is\n"
+    "  listed in OUT/pending.json (lowbit render --pending) and the next run continues.\n"
+    "  --zoo DIR: a model of --models with DIR/<id>.conf is trained first by DIR/zoo.sh (when\n"
+    "  its trained files are not there yet), as a step of the same plan; its jobs wait for it.\n"
+    "  --dry-run prints the steps in their order with their estimates and runs nothing.\n"
+    "  LOWBIT_SCHED_COST=SEC (or RECIPE=SEC,train=SEC,*=SEC) fixes the estimates (tests).\n";
 
 /* one `lowbit run` per output directory at a time */
 static int lock_out(const char *out, int *fd) {
@@ -91,8 +104,12 @@ void pipe_sweep_tmp(const char *out) {
 int cmd_run(int argc, char **argv) {
     struct plan_inputs a = PLAN_INPUTS_INIT;
     struct run_opts o = {.n_parallel = 1};
+    struct sched_opts so = {0};
+    struct timespec start;
+    clock_gettime(CLOCK_REALTIME, &start); /* the budget counts from here unless --budget-start */
+    so.started = (double)start.tv_sec + start.tv_nsec * 1e-9;
     const char *db = NULL, *v;
-    bool strict = false;
+    bool strict = false, dry_run = false;
     int rc, jobs = 1, timeout = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
@@ -100,6 +117,7 @@ int cmd_run(int argc, char **argv) {
         if ((rc = plan_opt(argc, argv, &i, &a))) { if (rc < 0) return -1; }
         else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) o.quiet = true;
         else if (!strcmp(argv[i], "--strict")) strict = true;
+        else if (!strcmp(argv[i], "--dry-run")) dry_run = true;
         else if (!strcmp(argv[i], "--retry-failed")) o.retry_failed = true;
         else if ((rc = cli_opt(argc, argv, &i, "-j", &v)) ||
                  (rc = cli_opt(argc, argv, &i, "--jobs", &v))) { if (rc < 0 || cli_int(v, "-j", 1, 1024, &jobs)) return -1; }
@@ -107,6 +125,15 @@ int cmd_run(int argc, char **argv) {
         else if ((rc = cli_opt(argc, argv, &i, "--threads", &v))) { if (rc < 0 || cli_int(v, "--threads", 1, 1024, &o.threads)) return -1; }
         else if ((rc = cli_opt(argc, argv, &i, "--timeout", &v))) { if (rc < 0 || cli_int(v, "--timeout", 1, 1 << 30, &timeout)) return -1; o.timeout = timeout; }
         else if ((rc = cli_opt(argc, argv, &i, "--db", &v))) { if (rc < 0 || pipe_dir_check(v, "--db")) return -1; db = v; }
+        else if ((rc = cli_opt(argc, argv, &i, "--budget", &v))) { if (rc < 0 || sched_parse_duration(v, "--budget", &so.budget)) return -1; }
+        else if ((rc = cli_opt(argc, argv, &i, "--budget-start", &v))) {
+            char *end;
+            if (rc < 0) return -1;
+            so.started = strtod(v, &end);
+            if (end == v || *end || !(so.started > 0 && so.started < 1e11))
+                return err("--budget-start: '%s' is not a time in seconds since 1970 (date +%%s)", v);
+        }
+        else if ((rc = cli_opt(argc, argv, &i, "--zoo", &v))) { if (rc < 0) return -1; so.zoo_dir = v; }
         else return cli_unknown("run", argv[i]);
     }
     o.n_parallel = jobs;
@@ -122,16 +149,28 @@ int cmd_run(int argc, char **argv) {
     if (db) snprintf(db_path, sizeof db_path, "%s", db); /* fits: pipe_dir_check */
     int lock = -1, ret = -1;
     struct plan p = {0};
+    struct sched s = {0};
+    char *train = NULL;
     const double t0 = now_s();
     if (lock_out(a.out, &lock)) return -1;
+    /* the zoo first: trained models are linked before they are hashed, the others are steps */
+    if (so.zoo_dir && sched_zoo_check(so.zoo_dir, a.models, &train)) goto out;
     if (plan_make(&a, &p)) goto out;
     if (!o.quiet)
         fprintf(stderr, "run: planned %d jobs from %s × %s in %.1f s (code %s)\n", p.n_jobs,
                 a.models, a.recipes, now_s() - t0, plan_code_version());
     pipe_sweep_tmp(a.out);
     struct run_stats st;
-    const int run_rc = run_plan(&p, &o, &st);
-    if (run_rc) {
+    so.db_path = db_path;
+    if (sched_build(&s, &p, &so, a.out, o.retry_failed, train, &st)) goto out;
+    if (dry_run) { /* the order and the estimates, nothing run */
+        sched_print(&s, &p, stdout);
+        ret = 0;
+        goto out;
+    }
+    const int run_rc = run_sched(&p, &o, &s, &st);
+    if (sched_write_pending(&s, &p, a.out, o.n_parallel)) goto out;
+    if (run_rc < 0) {
         /* interrupted or could not start workers: what finished is kept, nothing is collected */
         goto out;
     }
@@ -140,12 +179,17 @@ int cmd_run(int argc, char **argv) {
     struct collect_stats cs;
     if (collect_run(&co, &cs)) goto out;
     if (!o.quiet || st.failed)
-        fprintf(stderr, "run: %d jobs: %d ok, %d failed (%d ran now, %d from earlier runs) in "
-                "%.1f s; database %s\n", st.total, st.total - st.failed, st.failed, st.done,
-                st.cached, now_s() - t0, db_path);
+        fprintf(stderr, "run: %d jobs: %d ok, %d failed, %d pending (%d ran now, %d from earlier "
+                "runs) in %.1f s; database %s\n", st.total, st.cached + st.done - st.failed,
+                st.failed, st.total - st.cached - st.done, st.done, st.cached, now_s() - t0,
+                db_path);
+    if (!o.quiet) sched_summary(&s, &st, o.n_parallel);
     ret = strict && (st.failed || cs.malformed) ? 1 : 0;
     if (ret) err("run: --strict: %d jobs failed", st.failed);
+    if (run_rc > 0) ret = 1; /* a zoo training failed (said when it did) */
 out:
+    sched_release(&s);
+    free(train);
     plan_release(&p);
     if (lock >= 0) close(lock);
     return ret;

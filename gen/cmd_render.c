@@ -11,7 +11,8 @@
 #include "render/render.h"
 
 static const char render_help[] =
-    "usage: lowbit render [--db out/lowbit.db] [-o out/site] [--templates DIR] [--fixture] [-q]\n"
+    "usage: lowbit render [--db out/lowbit.db] [-o out/site] [--templates DIR] [--fixture]\n"
+    "                    [--pending OUT/pending.json] [-q]\n"
     "\n"
     "Build the static site from the database alone: index.html (the leaderboard), one page per\n"
     "base model and per run, compare.html, about.html, charts (SVG + PNG), data/leaderboard.csv,\n"
@@ -23,6 +24,7 @@ static const char render_help[] =
     "  --templates DIR   templates/ (default: ./templates, else ../templates beside the binary)\n"
     "  --fixture         the database holds synthetic test rows: every page says FIXTURE DATA;\n"
     "                    a database with fixture rows is refused without it\n"
+    "  --pending FILE    lowbit run's pending.json: the board lists the runs not done yet\n"
     "  -q, --quiet       no summary line\n";
 
 /* templates/: ./templates when it exists, else <binary dir>/../templates */
@@ -62,6 +64,9 @@ int cmd_render(int argc, char **argv) {
                    (r = cli_opt(argc, argv, &i, "-o", &v))) {
             if (r < 0) return -1;
             o.out_dir = v;
+        } else if ((r = cli_opt(argc, argv, &i, "--pending", &v))) {
+            if (r < 0) return -1;
+            o.pending_path = v;
         } else if ((r = cli_opt(argc, argv, &i, "--templates", &v))) {
             if (r < 0) return -1;
             o.templates_dir = v;

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "gen/pipeline.h"
+#include "gen/report.h"
 #include "gen/text.h"
 #include "kernels/common.h"
 
@@ -92,22 +93,6 @@ static void fmt_secs(char *buf, size_t size, double s) {
     else if (s < 90) snprintf(buf, size, "%.0fs", s);
     else if (s < 5400) snprintf(buf, size, "%dm%02ds", (int)(s / 60), (int)s % 60);
     else snprintf(buf, size, "%.1fh", s / 3600);
-}
-
-static void progress(const struct run_stats *st, int running, int pending, double t0,
-                     double job_secs, int n_done_timed, const struct run_opts *o, bool final) {
-    if (o->quiet || !isatty(2)) return;
-    char eta[32] = "?";
-    if (n_done_timed) {
-        const double per = job_secs / n_done_timed;
-        const int left = pending + running;
-        fmt_secs(eta, sizeof eta, per * left / LB_MAX(1, o->n_parallel));
-    }
-    char el[32];
-    fmt_secs(el, sizeof el, now_s() - t0);
-    fprintf(stderr, "\rrun: %d/%d jobs done, %d failed, %d running, %s elapsed, ETA %s   ",
-            st->cached + st->done, st->total, st->failed, running, el, final ? "0s" : eta);
-    if (final) fputc('\n', stderr);
 }
 
 static const char *sig_name(int s) {
@@ -266,26 +251,178 @@ int run_pending(const struct plan *p, const char *out_dir, bool retry_failed, in
     return n_todo;
 }
 
+/* ===== zoo training steps ===== */
+
+/* `sh ZOO/zoo.sh BIN NAME` as a worker: its own process group, its output into the log, the
+ * worker's threads through OMP_NUM_THREADS (training is bit-identical at any count) */
+static pid_t spawn_train(const struct run_opts *o, const struct sched *s, const char *name,
+                         const char *log, const sigset_t *old_mask) {
+    char script[PIPE_PATH_MAX + 16], bin[PIPE_PATH_MAX], threads[16];
+    snprintf(script, sizeof script, "%s/zoo.sh", s->o.zoo_dir);
+    const ssize_t n = readlink("/proc/self/exe", bin, sizeof bin - 1);
+    if (n <= 0) return err("cannot find this binary (/proc/self/exe): %s", strerror(errno));
+    bin[n] = 0;
+    snprintf(threads, sizeof threads, "%d", o->threads);
+    const pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) return err("cannot start a training: fork: %s", strerror(errno));
+    if (pid) {
+        setpgid(pid, pid);
+        return pid;
+    }
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    sigprocmask(SIG_SETMASK, old_mask, NULL);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if (fd > 2) close(fd);
+    }
+    int null = open("/dev/null", O_RDONLY);
+    if (null >= 0) {
+        dup2(null, 0);
+        if (null > 0) close(null);
+    }
+    setenv("OMP_NUM_THREADS", threads, 1);
+    execl("/bin/sh", "sh", script, bin, name, (char *)NULL);
+    fprintf(stderr, "lowbit: cannot run /bin/sh %s: %s\n", script, strerror(errno));
+    _exit(127);
+}
+
+/* the last "step N/M" lowbit train wrote into the log: *done, *total (0 when none yet) */
+static void train_step_of(const char *log, int *done, int *total) {
+    *done = *total = 0;
+    char *tail = pipe_log_tail(log, 40, 8192);
+    for (const char *c = tail; c && (c = strstr(c, "step ")); c += 5) {
+        int a, b;
+        if (sscanf(c, "step %d/%d", &a, &b) == 2 && b > 0) *done = a, *total = b;
+    }
+    free(tail);
+}
+
+/* ===== progress across trainings and jobs ===== */
+
+struct report_view {
+    double t0;
+    int running, last_step_line[64];
+};
+
+static void report_progress(const struct plan *p, const struct sched *s, const struct worker *ws,
+                            int n_par, const struct run_stats *st, const struct run_opts *o,
+                            struct report_view *v) {
+    (void)p;
+    if (o->quiet) return;
+    const bool tty = isatty(2);
+    char train[160] = "";
+    for (int k = 0; k < n_par; k++) {
+        if (!ws[k].pid || s->steps[ws[k].job].kind != STEP_TRAIN) continue;
+        const int m = s->steps[ws[k].job].model;
+        char log[PIPE_PATH_MAX], name[PIPE_ID_MAX + 8];
+        snprintf(name, sizeof name, "zoo-%s", s->models[m].id);
+        pipe_path(log, sizeof log, o->out_dir, "logs", name, ".log");
+        int a, b;
+        train_step_of(log, &a, &b);
+        if (tty) {
+            size_t len = strlen(train);
+            snprintf(train + len, sizeof train - len, ", %s step %d/%d", s->models[m].id, a, b);
+        } else if (a > 0 && a != v->last_step_line[m % 64]) {
+            v->last_step_line[m % 64] = a;
+            fprintf(stderr, "report: %s: training step %d/%d\n", s->models[m].id, a, b);
+        }
+    }
+    if (!tty) return;
+    char el[32], eta[32] = "?", left[48] = "";
+    const double now = now_s(), elapsed = now - v->t0;
+    fmt_secs(el, sizeof el, elapsed);
+    /* the rest: what is waiting and fits, and what is running, spread over the workers */
+    double rest = 0;
+    for (int k = 0; k < s->n_steps; k++)
+        if (s->steps[k].state == STEP_WAITING) rest += sched_estimate(s, k);
+    for (int k = 0; k < n_par; k++)
+        if (ws[k].pid) rest += LB_MAX(0, sched_estimate(s, ws[k].job) - (now - ws[k].t0));
+    fmt_secs(eta, sizeof eta, rest / n_par);
+    if (s->deadline > 0) {
+        char b[32];
+        fmt_secs(b, sizeof b, LB_MAX(0, s->deadline - now));
+        snprintf(left, sizeof left, ", budget left %s", b);
+    }
+    const int finished = st->done;
+    char rate[32] = "";
+    if (finished && elapsed > 0) snprintf(rate, sizeof rate, ", %.1f jobs/min", finished * 60 / elapsed);
+    fprintf(stderr, "\rreport: zoo %d/%d%s | jobs %d/%d done, %d failed, %d running%s | %s "
+            "elapsed, ETA %s%s   ", s->n_train_done, s->n_train, train, st->cached + st->done,
+            st->total, st->failed, v->running, rate, el, eta, left);
+}
+
+/* the next step to start: the first waiting one that is ready (a zoo model's jobs wait for its
+ * training) and fits the budget; one that does not fit is skipped for this run. -1: none. */
+static int next_step(struct sched *s, const struct run_opts *o) {
+    for (int k = 0; k < s->n_steps; k++) {
+        struct step *t = &s->steps[k];
+        if (t->state != STEP_WAITING) continue;
+        const int tr = s->models[t->model].train;
+        if (t->kind == STEP_JOB && tr >= 0 && s->steps[tr].state != STEP_DONE) {
+            if (s->steps[tr].state == STEP_SKIPPED || s->steps[tr].state == STEP_FAILED)
+                t->state = STEP_SKIPPED;
+            continue;
+        }
+        const double est = sched_estimate(s, k);
+        if (s->deadline > 0 && now_s() + est > s->deadline - s->reserve) {
+            t->state = STEP_SKIPPED;
+            if (t->kind == STEP_TRAIN && !o->quiet) {
+                char e[32], l[32];
+                fmt_secs(e, sizeof e, est);
+                fmt_secs(l, sizeof l, LB_MAX(0, s->deadline - s->reserve - now_s()));
+                fprintf(stderr, "%sreport: budget: not training %s now (estimated %s, %s left); "
+                        "the next run continues\n", isatty(2) ? "\n" : "",
+                        s->models[t->model].id, e, l);
+            }
+            continue;
+        }
+        return k;
+    }
+    return -1;
+}
+
 int run_plan(const struct plan *p, const struct run_opts *o, struct run_stats *st) {
-    memset(st, 0, sizeof *st);
-    st->total = p->n_jobs;
-    int *todo = xcalloc((size_t)LB_MAX(1, p->n_jobs), sizeof *todo, "the job list");
+    /* without a budget or a zoo, the plan is not changed (no model is planned again) */
+    struct sched s;
+    struct sched_opts so = {0};
+    struct plan *mp = (struct plan *)p;
+    if (sched_build(&s, p, &so, o->out_dir, o->retry_failed, NULL, st)) return -1;
+    const int rc = run_sched(mp, o, &s, st);
+    sched_release(&s);
+    return rc;
+}
+
+int run_sched(struct plan *p, const struct run_opts *o, struct sched *s, struct run_stats *st) {
     const int n_par = LB_MAX(1, o->n_parallel);
     struct worker *ws = xcalloc((size_t)n_par, sizeof *ws, "the workers");
-    if (!todo || !ws) {
-        free(todo);
-        free(ws);
-        return -1;
-    }
-    const int n_todo = run_pending(p, o->out_dir, o->retry_failed, todo, st);
-    if (!o->quiet)
+    if (!ws) return -1;
+    int n_todo = 0;
+    for (int k = 0; k < s->n_steps; k++)
+        n_todo += s->steps[k].kind == STEP_JOB && s->steps[k].state == STEP_WAITING;
+    if (!o->quiet) {
         fprintf(stderr, "run: %d jobs, %d done before, %d to run, -j %d, %d threads each\n",
                 p->n_jobs, st->cached, n_todo, n_par, o->threads);
+        if (s->n_train || s->deadline > 0) {
+            int n_rest = 0;
+            char w[32], b[32] = "none";
+            fmt_secs(w, sizeof w, sched_rest(s, &n_rest));
+            if (s->deadline > 0) fmt_secs(b, sizeof b, LB_MAX(0, s->deadline - now_s()));
+            fprintf(stderr, "report: %d zoo trainings and %d jobs to do, estimated %s of work; "
+                    "budget left %s\n", s->n_train, n_rest, w, b);
+        }
+    }
     char dir[PIPE_PATH_MAX];
     int ret = 0;
-    if (n_todo && (pipe_path(dir, sizeof dir, o->out_dir, "logs", NULL, NULL) || pipe_mkdirs(dir) ||
-                   pipe_path(dir, sizeof dir, o->out_dir, "results", NULL, NULL) ||
-                   pipe_mkdirs(dir)))
+    if (pipe_path(dir, sizeof dir, o->out_dir, "logs", NULL, NULL) || pipe_mkdirs(dir) ||
+        pipe_path(dir, sizeof dir, o->out_dir, "results", NULL, NULL) || pipe_mkdirs(dir))
         ret = -1;
 
     sigset_t set, old;
@@ -295,48 +432,63 @@ int run_plan(const struct plan *p, const struct run_opts *o, struct run_stats *s
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, &old);
-    const double t0 = now_s();
-    double job_secs = 0;
-    int next = 0, running = 0, n_timed = 0;
-    bool stop = ret != 0;
-    while (!stop && (next < n_todo || running)) {
-        /* start workers */
-        while (next < n_todo && running < n_par) {
-            const struct job *j = &p->jobs[todo[next]];
-            char spec[PIPE_PATH_MAX], log[PIPE_PATH_MAX];
-            pipe_path(log, sizeof log, o->out_dir, "logs", j->key, ".log");
+    struct report_view view = {.t0 = now_s()};
+    bool stop = ret != 0, train_failed = false;
+    int running = 0;
+    while (!stop) {
+        /* start workers (w->job is the step) */
+        int k;
+        while (running < n_par && (k = next_step(s, o)) >= 0) {
+            struct step *t = &s->steps[k];
             struct worker *w = NULL;
-            for (int k = 0; k < n_par && !w; k++)
-                if (!ws[k].pid) w = &ws[k];
+            for (int i = 0; i < n_par && !w; i++)
+                if (!ws[i].pid) w = &ws[i];
             memset(w, 0, sizeof *w);
-            w->job = todo[next++];
+            w->job = k;
             pipe_now_iso(w->started, sizeof w->started);
             w->t0 = now_s();
-            w->deadline = o->timeout > 0 ? w->t0 + o->timeout : 0;
-            char rpath[PIPE_PATH_MAX];
-            struct stat sb;
-            pipe_path(rpath, sizeof rpath, o->out_dir, "results", j->key, ".json");
-            w->old_ino = stat(rpath, &sb) ? 0 : sb.st_ino;
-            if (run_write_spec(o->out_dir, j, spec, sizeof spec)) {
-                ret = -1;
-                stop = true;
-                break;
+            char log[PIPE_PATH_MAX];
+            if (t->kind == STEP_TRAIN) {
+                const char *id = s->models[t->model].id;
+                char name[PIPE_ID_MAX + 8], e[32];
+                snprintf(name, sizeof name, "zoo-%s", id);
+                pipe_path(log, sizeof log, o->out_dir, "logs", name, ".log");
+                fmt_secs(e, sizeof e, t->est);
+                if (!o->quiet)
+                    fprintf(stderr, "%sreport: training %s (estimated %s; log %s)\n",
+                            isatty(2) ? "\n" : "", id, e, log);
+                w->pid = spawn_train(o, s, id, log, &old);
+            } else {
+                const struct job *j = &p->jobs[t->job];
+                char spec[PIPE_PATH_MAX], rpath[PIPE_PATH_MAX];
+                struct stat sb;
+                pipe_path(log, sizeof log, o->out_dir, "logs", j->key, ".log");
+                w->deadline = o->timeout > 0 ? w->t0 + o->timeout : 0;
+                pipe_path(rpath, sizeof rpath, o->out_dir, "results", j->key, ".json");
+                w->old_ino = stat(rpath, &sb) ? 0 : sb.st_ino;
+                if (run_write_spec(o->out_dir, j, spec, sizeof spec)) {
+                    ret = -1;
+                    stop = true;
+                    break;
+                }
+                w->pid = spawn(o, spec, log, &old);
             }
-            w->pid = spawn(o, spec, log, &old);
             if (w->pid < 0) {
                 w->pid = 0;
                 ret = -1;
                 stop = true;
                 break;
             }
+            t->state = STEP_RUNNING;
             running++;
         }
-        progress(st, running, n_todo - next, t0, job_secs, n_timed, o, false);
-        if (stop) break;
+        view.running = running;
+        report_progress(p, s, ws, n_par, st, o, &view);
+        if (stop || !running) break;
         /* wait for a child, a signal, the next deadline or a progress tick */
         double wait = 1.0;
-        for (int k = 0; k < n_par; k++)
-            if (ws[k].pid && ws[k].deadline > 0) wait = LB_MIN(wait, ws[k].deadline - now_s());
+        for (int i = 0; i < n_par; i++)
+            if (ws[i].pid && ws[i].deadline > 0) wait = LB_MIN(wait, ws[i].deadline - now_s());
         if (wait < 0.01) wait = 0.01;
         struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
         siginfo_t si;
@@ -351,34 +503,73 @@ int run_plan(const struct plan *p, const struct run_opts *o, struct run_stats *s
         int status;
         pid_t pid;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-            for (int k = 0; k < n_par; k++) {
-                if (ws[k].pid != pid) continue;
+            for (int i = 0; i < n_par; i++) {
+                if (ws[i].pid != pid) continue;
                 kill(-pid, SIGKILL); /* anything the worker left in its group */
-                job_secs += now_s() - ws[k].t0;
-                n_timed++;
-                reap(p, o, &ws[k], status, st);
-                ws[k].pid = 0;
+                struct step *t = &s->steps[ws[i].job];
+                const double secs = now_s() - ws[i].t0;
+                if (t->kind == STEP_JOB) {
+                    if (!s->fake_cost) {
+                        s->ratio_actual += secs;
+                        s->ratio_est += t->est;
+                    }
+                    struct worker w = ws[i];
+                    w.job = t->job; /* reap speaks of plan indexes */
+                    reap(p, o, &w, status, st);
+                    t->state = STEP_DONE;
+                } else {
+                    const int m = t->model;
+                    char e[32];
+                    fmt_secs(e, sizeof e, secs);
+                    if (WIFEXITED(status) && !WEXITSTATUS(status)) {
+                        t->state = STEP_DONE;
+                        s->n_train_done++;
+                        if (!o->quiet)
+                            fprintf(stderr, "%sreport: %s trained in %s\n", isatty(2) ? "\n" : "",
+                                    s->models[m].id, e);
+                        if (sched_model_ready(s, p, m, o->out_dir, o->retry_failed, st)) {
+                            ret = -1;
+                            stop = true;
+                        }
+                    } else {
+                        t->state = STEP_FAILED;
+                        train_failed = true;
+                        char name[PIPE_ID_MAX + 8], log[PIPE_PATH_MAX];
+                        snprintf(name, sizeof name, "zoo-%s", s->models[m].id);
+                        pipe_path(log, sizeof log, o->out_dir, "logs", name, ".log");
+                        err("report: training %s failed after %s (%s); its jobs are not run; "
+                            "log: %s", s->models[m].id, e,
+                            WIFSIGNALED(status) ? sig_name(WTERMSIG(status)) : "non-zero exit",
+                            log);
+                    }
+                }
+                ws[i].pid = 0;
                 running--;
             }
         }
-        for (int k = 0; k < n_par; k++) {
-            if (!ws[k].pid || !ws[k].deadline || now_s() < ws[k].deadline || ws[k].timed_out)
+        for (int i = 0; i < n_par; i++) {
+            if (!ws[i].pid || !ws[i].deadline || now_s() < ws[i].deadline || ws[i].timed_out)
                 continue;
-            ws[k].timed_out = true;
-            kill(-ws[k].pid, SIGKILL);
+            ws[i].timed_out = true;
+            kill(-ws[i].pid, SIGKILL);
         }
     }
     if (stop) { /* kill and wait for what is still running; no result is written for them */
-        for (int k = 0; k < n_par; k++)
-            if (ws[k].pid) {
-                kill(-ws[k].pid, SIGKILL);
-                waitpid(ws[k].pid, NULL, 0);
-                ws[k].pid = 0;
+        for (int i = 0; i < n_par; i++)
+            if (ws[i].pid) {
+                kill(-ws[i].pid, SIGKILL);
+                waitpid(ws[i].pid, NULL, 0);
+                s->steps[ws[i].job].state = STEP_WAITING;
+                ws[i].pid = 0;
             }
     }
-    progress(st, 0, 0, t0, job_secs, n_timed, o, true);
+    view.running = 0;
+    if (!o->quiet && isatty(2)) {
+        report_progress(p, s, ws, n_par, st, o, &view);
+        fputc('\n', stderr);
+    }
     sigprocmask(SIG_SETMASK, &old, NULL);
-    free(todo);
     free(ws);
+    if (!ret && train_failed) ret = 1;
     return ret;
 }

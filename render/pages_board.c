@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "render/render_impl.h"
 
 /* ------------------------------------------------------------------ shared helpers */
@@ -307,6 +309,99 @@ static void board_row(struct page *p, xmlNodePtr tbody, const struct lb_run *r) 
     h_text(tbody, "\n");
 }
 
+/* an id of lowbit's pipeline: [A-Za-z0-9._+-], 1..127 bytes */
+static bool pending_id_ok(const char *id) {
+    size_t n = id ? strlen(id) : 0;
+    if (!n || n > 127) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-", id[i]))
+            return false;
+    return true;
+}
+
+/* a JSON object's string member, "" when it is not one */
+static const char *jtext(json_t *o, const char *key) {
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "";
+}
+
+/* the runs lowbit run has not done yet (its pending.json, render_opts.pending_path), one row per
+ * model: pending, not missing. The slot is dropped when nothing is pending. */
+static int board_pending(struct page *p, const char *path) {
+    if (!path) return page_drop_slot(p, "pending"), 0;
+    json_error_t je;
+    json_t *o = json_load_file(path, 0, &je);
+    json_t *jobs = json_object_get(o, "jobs"), *trains = json_object_get(o, "training");
+    if (!o || !json_is_array(jobs) || !json_is_array(trains) ||
+        strcmp(jtext(o, "format"), "lowbit-pending")) {
+        err("render: %s: %s", path, o ? "not a lowbit pending list (lowbit run's pending.json)" : je.text);
+        json_decref(o);
+        return -1;
+    }
+    const size_t n = json_array_size(jobs);
+    if (!n && !json_array_size(trains)) {
+        json_decref(o);
+        page_drop_slot(p, "pending");
+        return 0;
+    }
+    xmlNodePtr sec = page_slot(p, "pending");
+    if (!sec) {
+        json_decref(o);
+        return -1;
+    }
+    char b[64];
+    double total = json_number_value(json_object_get(o, "estimated_seconds"));
+    h_el(sec, "h2", "Pending");
+    h_textf(h_el(sec, "p", NULL), "%zu runs are pending: planned, not evaluated yet (about %s of "
+            "work). They are not on the board until the next make report runs them.", n,
+            fmt_seconds(b, sizeof b, total));
+    xmlNodePtr table = h_elc(sec, "table", "pending", NULL);
+    xmlNodePtr tr = h_el(h_el(table, "thead", NULL), "tr", NULL);
+    static const char *const heads[] = {"Model", "Pending recipes", "Estimated"};
+    for (int i = 0; i < 3; i++) h_attr(h_el(tr, "th", heads[i]), "scope", "col");
+    xmlNodePtr body = h_el(table, "tbody", NULL);
+    /* models in the file's order (the run's), each with its recipes */
+    bool *used = calloc(n + 1, 1);
+    if (!used) {
+        json_decref(o);
+        return err("out of memory");
+    }
+    int ret = 0;
+    for (size_t i = 0; i < n && !ret; i++) {
+        if (used[i]) continue;
+        const char *model = json_string_value(json_object_get(json_array_get(jobs, i), "model_id"));
+        if (!pending_id_ok(model)) {
+            ret = err("render: %s: job %zu: model_id is not a lowbit id", path, i + 1);
+            break;
+        }
+        tr = h_el(body, "tr", NULL);
+        h_user(h_el(tr, "td", NULL), model);
+        xmlNodePtr td = h_el(tr, "td", NULL);
+        double secs = 0;
+        int count = 0;
+        bool waits = false;
+        for (size_t k = i; k < n; k++) {
+            json_t *j = json_array_get(jobs, k);
+            if (used[k] || strcmp(jtext(j, "model_id"), model)) continue;
+            const char *recipe = json_string_value(json_object_get(j, "recipe_id"));
+            if (!pending_id_ok(recipe)) {
+                ret = err("render: %s: job %zu: recipe_id is not a lowbit id", path, k + 1);
+                break;
+            }
+            used[k] = true;
+            if (count++) h_text(td, ", ");
+            h_user(td, recipe);
+            secs += json_number_value(json_object_get(j, "estimated_seconds"));
+            waits |= json_is_null(json_object_get(j, "job_key"));
+        }
+        if (waits) h_text(td, " (after the model is trained)");
+        page_td(tr, fmt_seconds(b, sizeof b, secs), true);
+    }
+    free(used);
+    json_decref(o);
+    return ret;
+}
+
 int page_index(struct site *s) {
     const struct lb_data *d = s->d;
     struct page p;
@@ -381,6 +476,7 @@ int page_index(struct site *s) {
         h_text(lab, d->tasks[t].label);
     }
     page_downloads(&p, dl);
+    if (board_pending(&p, s->opts->pending_path)) goto fail;
     char *json = board_data_json(s);
     if (!json) goto fail;
     h_text(data, json);

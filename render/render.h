@@ -24,6 +24,8 @@ struct render_opts {
     const char *templates_dir; /* layout.xhtml, index.xhtml ..., style.css, lowbit.js */
     bool fixture;              /* "FIXTURE DATA" banner on every page, fixture flag in the JSON */
     bool quiet;                /* no summary line on stderr */
+    const char *pending_path;  /* lowbit run's OUT/pending.json: the board lists the runs not
+                                * done yet (NULL: none) */
 };
 
 struct render_stats {

@@ -1,13 +1,20 @@
 #!/bin/sh
-# gen/zoo/zoo.sh BIN NAME...: make zoo. Trains each gen/zoo/NAME.conf on the TinyStories text in
-# LOWBIT_DATA with the stories260K tokenizer, holding out tinystories-valid.txt.1000 (the first
-# ~200 validation stories, the evaluation text), into out/zoo/NAME-HASH/ and points the link
-# out/zoo/NAME at it (gen/models.csv names out/zoo/NAME/model.gguf). HASH covers the config, the
-# corpus, tokenizer and held-out bytes, and the training code (eval/train.[ch], eval/grad.[ch],
-# gen/cmd_train.c): a model whose inputs are unchanged is not trained again. An interrupted
-# training resumes from its checkpoint (out/zoo/NAME-HASH.partial/ckpt.bin).
+# gen/zoo/zoo.sh [--check] BIN NAME...: make zoo. Trains each NAME.conf of this script's
+# directory on the TinyStories text in LOWBIT_DATA with the stories260K tokenizer, holding out
+# tinystories-valid.txt.1000 (the first ~200 validation stories, the evaluation text), into
+# $ZOO_OUT/NAME-HASH/ (ZOO_OUT default out/zoo) and points the link $ZOO_OUT/NAME at it
+# (gen/models.csv names out/zoo/NAME/model.gguf). HASH covers the config, the corpus, tokenizer
+# and held-out bytes, and the training code (eval/train.[ch], eval/grad.[ch], gen/cmd_train.c):
+# a model whose inputs are unchanged is not trained again. An interrupted training resumes from
+# its checkpoint ($ZOO_OUT/NAME-HASH.partial/ckpt.bin).
+# --check trains nothing: it links every NAME already trained and prints one line per NAME,
+# "NAME cached DIR" or "NAME train DIR" (what `lowbit run --zoo` plans from; BIN is unused).
 set -e
+check=0
+[ "$1" = --check ] && { check=1; shift; }
 bin=$1; shift
+here=$(dirname "$0")
+out=${ZOO_OUT:-out/zoo}
 D=${LOWBIT_DATA:-../shared/data}
 corpus="$D/datasets/tinystories/train/tinystories_sample.txt $D/datasets/tinystories/tinystories_val.txt"
 tok=$D/tokenizers/tok512.bin
@@ -18,13 +25,17 @@ for f in $corpus $tok $heldout; do
 done
 # libgomp's default spin-waiting collapses when the 2 cores are shared with other work
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-mkdir -p out/zoo
+mkdir -p "$out"
 for name in "$@"; do
-    conf=gen/zoo/$name.conf
+    conf=$here/$name.conf
+    [ -r "$conf" ] || { echo "make zoo: no config $conf" >&2; exit 1; }
     hash=$({ cat "$conf"; sha256sum $corpus $tok $heldout | cut -c1-64; cat $code; } | sha256sum | cut -c1-16)
-    dir=out/zoo/$name-$hash
+    dir=$out/$name-$hash
     if [ -f "$dir/model.gguf" ]; then
-        echo "zoo: $name cached ($dir)"
+        [ $check = 1 ] && echo "$name cached $dir" || echo "zoo: $name cached ($dir)"
+    elif [ $check = 1 ]; then
+        echo "$name train $dir"
+        continue
     else
         echo "zoo: training $name into $dir"
         t0=$(date +%s)
@@ -33,5 +44,5 @@ for name in "$@"; do
         rm -rf "$dir" && mv "$dir.partial" "$dir"
         echo "zoo: $name trained in $(( $(date +%s) - t0 )) s"
     fi
-    ln -sfn "$name-$hash" "out/zoo/$name"
+    ln -sfn "$name-$hash" "$out/$name"
 done
