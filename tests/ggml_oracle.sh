@@ -19,4 +19,9 @@ BINS=$PWD/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
     node_modules/node-llama-cpp/llama/gitRelease.bundle llama.cpp
 cc -O2 -Wall -Wextra -o ggml_oracle "$ROOT/tests/ggml_oracle.c" -Illama.cpp/ggml/include \
     "$BINS/libggml-base.so" -Wl,-rpath,"$BINS"
-echo "ok: $DIR/ggml_oracle (ggml of llama.cpp $(git -C llama.cpp rev-parse --short HEAD))"
+L=llama.cpp
+g++ -std=c++17 -O1 -o llama-quantize $L/tools/quantize/main.cpp $L/tools/quantize/quantize.cpp \
+    -I$L/common -I$L/include -I$L/ggml/include -I$L/vendor -I$L/tools/quantize \
+    "$BINS/libllama.v0.5.0.so" "$BINS/libllama-common.so" "$BINS/libggml-base.so" \
+    "$BINS/libggml.v0.5.0.so" -Wl,-rpath,"$BINS"
+echo "ok: $DIR/ggml_oracle and $DIR/llama-quantize (llama.cpp $(git -C llama.cpp rev-parse --short HEAD))"
