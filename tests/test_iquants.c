@@ -88,7 +88,8 @@ enum { HK = 512, HR = 4, NR = HR * D_COUNT }; /* row length, rows per distributi
 /* the comparison input: HR rows of each distribution (rows are independent in every quantizer,
  * so one call over all of them is the same as one per distribution) and one importance matrix */
 static void inputs(float *x, float *im, size_t type_index) {
-    for (int d = 0; d < D_COUNT; d++) gen(d, x + (size_t)d * HK * HR, HK * HR, type_index + 1);
+    (void)type_index; /* the same rows for every type */
+    for (int d = 0; d < D_COUNT; d++) gen(d, x + (size_t)d * HK * HR, HK * HR, 7);
     gen_imatrix(im, HK, 0);
 }
 
@@ -259,13 +260,45 @@ static void test_bytes_equal_ggml(void) {
 
 /* ---- ggml's bytes without the oracle: stored hashes ---- */
 
-/* sha256 of ggml's own bytes (the oracle's output) on inputs() for mode 0 (no imatrix; "" where
- * the type requires one) and mode 1; printed by test_bytes_equal_ggml with IQ_PRINT_HASHES=1 */
+/* sha256 of ggml's bytes on inputs() for mode 0 (no imatrix; "" where the type requires one)
+ * and mode 1. Recorded on 2026-12-07 as lowbit's bytes (IQ_PRINT_OURS=1 prints them) after the
+ * oracle found lowbit's bytes identical to ggml's for every type and mode on these inputs;
+ * test_bytes_equal_ggml with IQ_PRINT_HASHES=1 prints the hashes of ggml's own output, the same
+ * rows when nothing has drifted. */
 static const struct {
     enum dtype t;
     const char *sha[2];
 } expect[] = {
-    {DTYPE_TQ1_0, {"", ""}},
+    {DTYPE_TQ1_0,
+     {"23ad3e60e053ddd1d852ebbd27804dd721cf75330eaea231e1340d7f62fae97c",
+      "23ad3e60e053ddd1d852ebbd27804dd721cf75330eaea231e1340d7f62fae97c"}},
+    {DTYPE_TQ2_0,
+     {"448750fde2fea0f3d4bd7be5d3036b66b7db2ee1e3d42c0b7a26c35816659584",
+      "448750fde2fea0f3d4bd7be5d3036b66b7db2ee1e3d42c0b7a26c35816659584"}},
+    {DTYPE_IQ4_XS,
+     {"410c7979d4b8a271636c8cc369d944526a1f1dec25c1fc0571fac285c25083e7",
+      "db2def27e1f97265c9ea11ec0184aae6597baae6267e632eaf31b1396bf22a03"}},
+    {DTYPE_IQ3_S,
+     {"1b16ea55b5831a534963368bee69faaccd78b1efac60e1f8b4dcaf3fef63658a",
+      "3bdb00044cbc7929c1b4b725d28562b3cb6b2377c532431991fb93acd05ba8ba"}},
+    {DTYPE_IQ3_XXS,
+     {"470c801025817f78986fcf4f86be27bdf401b731de66bb7d8825b44ee5084b53",
+      "993e5a9183c888dcae90beaf3a8a452ab18217613fa2b5966ad503dad634a75a"}},
+    {DTYPE_IQ2_S,
+     {"6f014fbe22f01f042b79efc95a88a644d1db1a1ce4acd472d121a516b2e7ec70",
+      "4c00dfb78a2af6759852b0203ae494f98c25abd9d58f4ac2ce17e94aa5da3cb1"}},
+    {DTYPE_IQ2_XS,
+     {"",
+      "376e7ddbe989349993bb7a095c377e18b4ee4e6038268cf1d19428af84c6cc9f"}},
+    {DTYPE_IQ2_XXS,
+     {"",
+      "9b1bcd41e4b7a9c1ce21d2b35803c2ac39915c95746c51ed99c639b8814a2879"}},
+    {DTYPE_IQ1_S,
+     {"",
+      "fa5df06d9fab198e5962127e204eed5284c4c3af98765bf28d6a8a870aa9d506"}},
+    {DTYPE_IQ1_M,
+     {"1ee3e585d4d24d8ffacbff23d873f2e01e653e93e1f5ea222a72d70af835d14a",
+      "f55b0032af7b4367a228b5cbd971611eb203c8bf6149a248c88d6e079bb96da7"}},
 };
 
 static void test_stored_hashes(void) {
@@ -284,6 +317,7 @@ static void test_stored_hashes(void) {
             gq_quantize(t, x, q, NR, HK, mode ? im : NULL);
             char hex[65];
             hex_of(q, dtype_row_size(t, HK) * NR, hex);
+            if (getenv("IQ_PRINT_OURS")) printf("    %s mode %d: %s\n", types[i].name, mode, hex);
             if (strcmp(hex, expect[k].sha[mode]))
                 T_FAIL_("%s mode %d: sha256 %s, ggml's %s", types[i].name, mode, hex,
                         expect[k].sha[mode]);
@@ -296,17 +330,19 @@ static void test_stored_hashes(void) {
 
 /* ---- properties ---- */
 
-/* relative RMS error of a round trip on weight-like rows, under a per-type bound (about 1.5x
- * what the types reach; ggml's test-quantize-fns has no bounds for these types) */
+/* relative RMS error of a round trip on weight-like rows (Irwin-Hall, no imatrix; a uniform
+ * one for IQ2_XXS/XS, IQ1_S), under a per-type bound about 1.3x what the types reach (measured:
+ * TQ 0.747, IQ4_XS 0.074, IQ3_S 0.162, IQ3_XXS 0.205, IQ2_S 0.253, IQ2_XS 0.291, IQ2_XXS 0.339,
+ * IQ1_S 0.473, IQ1_M 0.565); ggml's test-quantize-fns has no bounds for these types */
 static void test_round_trip(void) {
     static const struct {
         enum dtype t;
         double max_rel;
     } bound[] = {
-        {DTYPE_TQ1_0, 0.95},  {DTYPE_TQ2_0, 0.95},   {DTYPE_IQ4_XS, 0.15},
-        {DTYPE_IQ3_S, 0.27},  {DTYPE_IQ3_XXS, 0.30}, {DTYPE_IQ2_S, 0.45},
-        {DTYPE_IQ2_XS, 0.50}, {DTYPE_IQ2_XXS, 0.55}, {DTYPE_IQ1_S, 0.75},
-        {DTYPE_IQ1_M, 0.70},
+        {DTYPE_TQ1_0, 0.85},  {DTYPE_TQ2_0, 0.85},   {DTYPE_IQ4_XS, 0.10},
+        {DTYPE_IQ3_S, 0.21},  {DTYPE_IQ3_XXS, 0.27}, {DTYPE_IQ2_S, 0.33},
+        {DTYPE_IQ2_XS, 0.38}, {DTYPE_IQ2_XXS, 0.44}, {DTYPE_IQ1_S, 0.62},
+        {DTYPE_IQ1_M, 0.72},
     };
     enum { N = 8 * QK_K };
     float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
