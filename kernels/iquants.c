@@ -51,9 +51,9 @@ enum { LAT_IQ2XXS, LAT_IQ2XS, LAT_IQ2S, LAT_IQ1S, LAT_IQ3XXS, LAT_IQ3S, LAT_COUN
 struct lattice {
     const uint16_t *kgrid; /* iq_grids.c */
     int n, dim, bits, nwant, map_size;
-    int8_t *grid;          /* n × dim coordinates 2l + 1 */
-    int *map;              /* level tuple -> point, or -(offset + 1) of its neighbour list */
-    uint16_t *nb;          /* lists: count, then point indices */
+    int8_t *grid; /* n × dim coordinates 2l + 1 */
+    int *map;     /* level tuple -> point, or -(offset + 1) of its neighbour list */
+    uint16_t *nb; /* lists: count, then point indices */
 };
 
 static struct lattice lat[LAT_COUNT] = {
@@ -110,10 +110,12 @@ static void lattice_build(struct lattice *lt) {
     const int mask = (1 << lt->bits) - 1;
     for (int k = 0; k < lt->n; k++)
         for (int i = 0; i < lt->dim; i++)
-            lt->grid[(size_t)k * lt->dim + i] = (int8_t)(2 * ((lt->kgrid[k] >> (lt->bits * i)) & mask) + 1);
+            lt->grid[(size_t)k * lt->dim + i] = (int8_t)(2 * ((lt->kgrid[k] >> (lt->bits * i)) &
+                                                              mask) +
+                                                         1);
     for (int i = 0; i < lt->map_size; i++) lt->map[i] = -1;
     for (int k = 0; k < lt->n; k++) lt->map[lt->kgrid[k]] = k;
-    /* pass 1: list lengths; pass 2 (after the prefix sum): the lists. The quantizers round to
+        /* pass 1: list lengths; pass 2 (after the prefix sum): the lists. The quantizers round to
      * levels 0..kmax-1, so for the IQ2/IQ1 grids (2-bit indices, levels 0..2 used) a tuple with
      * a level 3 is never looked up: it gets no list (map -1 - total, an empty slot) */
 #pragma omp parallel
@@ -122,7 +124,8 @@ static void lattice_build(struct lattice *lt) {
         if (!d2) BUG("iquants: out of memory building the lattice tables");
 #pragma omp for schedule(dynamic, 64)
         for (int i = 0; i < lt->map_size; i++)
-            off[i] = lt->map[i] >= 0 || unused_tuple(lt, i) ? 0 : lattice_neighbours(lt, i, d2, NULL);
+            off[i] = lt->map[i] >= 0 || unused_tuple(lt, i) ? 0
+                                                            : lattice_neighbours(lt, i, d2, NULL);
         free(d2);
     }
     size_t total = 0;
@@ -141,10 +144,8 @@ static void lattice_build(struct lattice *lt) {
 #pragma omp for schedule(dynamic, 64)
         for (int i = 0; i < lt->map_size; i++) {
             if (lt->map[i] >= 0) continue;
-            if (unused_tuple(lt, i))
-                lt->nb[off[i]] = 0;
-            else
-                lattice_neighbours(lt, i, d2, lt->nb + off[i]);
+            if (unused_tuple(lt, i)) lt->nb[off[i]] = 0;
+            else lattice_neighbours(lt, i, d2, lt->nb + off[i]);
         }
         free(d2);
     }
@@ -234,7 +235,8 @@ static void dq_build(void) {
             dq_iq3s[k][i] = (uint8_t)(2 * ((iq_kgrid_3bit_512[k] >> 3 * i) & 7) + 1);
         }
     /* 7 sign bits plus the 8th that makes the count of set bits even */
-    for (int i = 0; i < 128; i++) ksigns[i] = (uint8_t)(i | (__builtin_popcount((unsigned)i) & 1) << 7);
+    for (int i = 0; i < 128; i++)
+        ksigns[i] = (uint8_t)(i | (__builtin_popcount((unsigned)i) & 1) << 7);
 }
 
 static inline void dq_init(void) {
@@ -444,10 +446,9 @@ void iq1_m_to_f32(const void *src, float *y, int64_t n) {
             const float dl2 = d * (float)(2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7) + 1);
             const int idx[4] = {qs[0] | ((qh[0] << 8) & 0x700), qs[1] | ((qh[0] << 4) & 0x700),
                                 qs[2] | ((qh[1] << 8) & 0x700), qs[3] | ((qh[1] << 4) & 0x700)};
-            const float delta[4] = {qh[0] & 0x08 ? -IQ1M_DELTA : IQ1M_DELTA,
-                                    qh[0] & 0x80 ? -IQ1M_DELTA : IQ1M_DELTA,
-                                    qh[1] & 0x08 ? -IQ1M_DELTA : IQ1M_DELTA,
-                                    qh[1] & 0x80 ? -IQ1M_DELTA : IQ1M_DELTA};
+            const float delta[4] = {
+                qh[0] & 0x08 ? -IQ1M_DELTA : IQ1M_DELTA, qh[0] & 0x80 ? -IQ1M_DELTA : IQ1M_DELTA,
+                qh[1] & 0x08 ? -IQ1M_DELTA : IQ1M_DELTA, qh[1] & 0x80 ? -IQ1M_DELTA : IQ1M_DELTA};
             for (int l = 0; l < 4; l++, y += 8) {
                 const int8_t *g = dq_iq1s[idx[l]];
                 const float dl = l < 2 ? dl1 : dl2;
@@ -499,7 +500,8 @@ static void tq2_0_rows(const float *x, struct block_tq2_0 *y, int64_t n) {
         for (int j = 0; j < QK_K / 4; j += 32, x += 128)
             for (int m = 0; m < 32; m++) {
                 uint8_t q = 0;
-                for (int k = 0; k < 4; k++) q = (uint8_t)(q + ((trit(x[m + 32 * k] * id) & 3) << (2 * k)));
+                for (int k = 0; k < 4; k++)
+                    q = (uint8_t)(q + ((trit(x[m + 32 * k] * id) & 3) << (2 * k)));
                 y[i].qs[j + m] = q;
             }
     }
@@ -513,10 +515,8 @@ static int best_index_int8(const int8_t *val, float x) {
     int ml = 0, mu = 15;
     while (mu - ml > 1) {
         const int mav = (ml + mu) / 2;
-        if (x < (float)val[mav])
-            mu = mav;
-        else
-            ml = mav;
+        if (x < (float)val[mav]) mu = mav;
+        else ml = mav;
     }
     return x - (float)val[mu - 1] < (float)val[mu] - x ? mu - 1 : mu;
 }
@@ -580,12 +580,11 @@ static void iq4_xs_block(const float *x, struct block_iq4_xs *y, const float *qw
     for (int ib = 0; ib < QK_K / 32; ib++) {
         int l = clampi(lb_nearest_int(id * scales[ib]), -32, 31);
         const float dl = d * (float)l, idl = dl != 0.0f ? 1 / dl : 0.f;
-        for (int j = 0; j < 32; j++) L[32 * ib + j] = (uint8_t)best_index_int8(val, idl * x[32 * ib + j]);
+        for (int j = 0; j < 32; j++)
+            L[32 * ib + j] = (uint8_t)best_index_int8(val, idl * x[32 * ib + j]);
         l += 32;
-        if (ib % 2 == 0)
-            y->scales_l[ib / 2] = (uint8_t)(l & 0xf);
-        else
-            y->scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);
+        if (ib % 2 == 0) y->scales_l[ib / 2] = (uint8_t)(l & 0xf);
+        else y->scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);
         y->scales_h |= (uint16_t)((l >> 4) << 2 * (ib % 8));
     }
     for (int i = 0; i < QK_K / 32; i++)
@@ -659,8 +658,8 @@ static void fit_sums(int n, const float *w, const float *xval, const int8_t *L, 
 
 /* the groups of one block at inverse scale id: levels, then grid points (off-grid ones replaced
  * by their best neighbour at scale 1/id); on_grid[k] whether group k was a grid point */
-static void grid_round(const struct lattice *lt, int ngroups, float id, int kmax,
-                       const float *xval, const float *waux, int8_t *L, bool *on_grid) {
+static void grid_round(const struct lattice *lt, int ngroups, float id, int kmax, const float *xval,
+                       const float *waux, int8_t *L, bool *on_grid) {
     const int dim = lt->dim;
     const float this_scale = 1 / id;
     for (int k = 0; k < ngroups; k++) {
@@ -872,10 +871,8 @@ static void iq2_xs_row(const float *x, struct block_iq2_xs *y, int64_t n, const 
         const float id = 1 / d;
         for (int ib = 0; ib < QK_K / 16; ib++) {
             const int l = clampi(lb_nearest_int(0.5f * (id * scales[ib] - 1)), 0, 15);
-            if (ib % 2 == 0)
-                y[ibl].scales[ib / 2] = (uint8_t)l;
-            else
-                y[ibl].scales[ib / 2] |= (uint8_t)(l << 4);
+            if (ib % 2 == 0) y[ibl].scales[ib / 2] = (uint8_t)l;
+            else y[ibl].scales[ib / 2] |= (uint8_t)(l << 4);
         }
         memcpy(y[ibl].qs, q2, sizeof q2);
     }
@@ -894,8 +891,7 @@ static void iq2_s_row(const float *x, struct block_iq2_s *y, int64_t n, const fl
         const float sigma2 = 2 * sum_sq(xbl, QK_K) / QK_K;
         for (int ib = 0; ib < QK_K / 16; ib++) {
             const float *xb = xbl + 16 * ib;
-            if (qw)
-                im_weights(qw + QK_K * ibl + 16 * ib, xb, sigma2, 16, weight);
+            if (qw) im_weights(qw + QK_K * ibl + 16 * ib, xb, sigma2, 16, weight);
             else
                 for (int i = 0; i < 16; i++) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
             for (int i = 0; i < 16; i++) waux[i] = sqrtf(weight[i]);
@@ -927,10 +923,8 @@ static void iq2_s_row(const float *x, struct block_iq2_s *y, int64_t n, const fl
         const float id = 1 / d;
         for (int ib = 0; ib < QK_K / 16; ib++) {
             const int l = clampi(lb_nearest_int(0.5f * (id * scales[ib] - 1)), 0, 15);
-            if (ib % 2 == 0)
-                y[ibl].scales[ib / 2] = (uint8_t)l;
-            else
-                y[ibl].scales[ib / 2] |= (uint8_t)(l << 4);
+            if (ib % 2 == 0) y[ibl].scales[ib / 2] = (uint8_t)l;
+            else y[ibl].scales[ib / 2] |= (uint8_t)(l << 4);
         }
     }
 }
@@ -953,8 +947,7 @@ static void iq3_xxs_row(const float *x, struct block_iq3_xxs *y, int64_t n, cons
         const float sigma2 = 2 * sum_sq(xbl, QK_K) / QK_K;
         for (int ib = 0; ib < QK_K / 32; ib++) {
             const float *xb = xbl + 32 * ib;
-            if (qw)
-                im_weights(qw + QK_K * ibl + 32 * ib, xb, sigma2, 32, weight);
+            if (qw) im_weights(qw + QK_K * ibl + 32 * ib, xb, sigma2, 32, weight);
             else
                 for (int i = 0; i < 32; i++) weight[i] = xb[i] * xb[i];
             for (int i = 0; i < 32; i++) waux[i] = sqrtf(weight[i]);
@@ -1008,8 +1001,7 @@ static void iq3_s_row(const float *x, struct block_iq3_s *y, int64_t n, const fl
         const float sigma2 = 2 * sum_sq(xbl, QK_K) / QK_K;
         for (int ib = 0; ib < QK_K / bs; ib++) {
             const float *xb = xbl + bs * ib;
-            if (qw)
-                im_weights(qw + QK_K * ibl + bs * ib, xb, sigma2, bs, weight);
+            if (qw) im_weights(qw + QK_K * ibl + bs * ib, xb, sigma2, bs, weight);
             else
                 for (int i = 0; i < bs; i++) weight[i] = xb[i] * xb[i];
             for (int i = 0; i < bs; i++) waux[i] = sqrtf(weight[i]);
@@ -1242,8 +1234,7 @@ static void iq1_m_row(const float *x, struct block_iq1_m *y, int64_t n, const fl
         const float sigma2 = 2 * sum_sq(xbl, QK_K) / QK_K;
         for (int ib = 0; ib < QK_K / BS; ib++) {
             const float *xb = xbl + BS * ib;
-            if (qw)
-                im_weights(qw + QK_K * ibl + BS * ib, xb, sigma2, BS, weight);
+            if (qw) im_weights(qw + QK_K * ibl + BS * ib, xb, sigma2, BS, weight);
             else
                 for (int i = 0; i < BS; i++) weight[i] = xb[i] * xb[i];
             float max = fabsf(xb[0]);
@@ -1357,14 +1348,14 @@ static void iq1_m_row(const float *x, struct block_iq1_m *y, int64_t n, const fl
             sc[ib / 4] |= (uint16_t)(l << 3 * (ib % 4));
             y[ibl].qh[ib] |= masks[shifts[ib]];
             const float *xb = xbl + BS * ib;
-            if (qw)
-                im_weights(qw + QK_K * ibl + BS * ib, xb, sigma2, BS, weight);
+            if (qw) im_weights(qw + QK_K * ibl + BS * ib, xb, sigma2, BS, weight);
             else
                 for (int i = 0; i < BS; i++) weight[i] = xb[i] * xb[i];
             for (int k = 0; k < BS / 8; k++) {
                 const float *xx = (k == 0 ? shifts[ib] < 2 : shifts[ib] % 2 == 0) ? x_p : x_m;
-                const int8_t *pg =
-                    lt->grid + (size_t)(y[ibl].qs[2 * ib + k] + ((y[ibl].qh[ib] << (8 - 4 * k)) & 0x700)) * 8;
+                const int8_t *pg = lt->grid + (size_t)(y[ibl].qs[2 * ib + k] +
+                                                       ((y[ibl].qh[ib] << (8 - 4 * k)) & 0x700)) *
+                                                  8;
                 for (int j = 0; j < 8; j++) {
                     const float w = weight[8 * k + j];
                     const float q = xx[(pg[j] - 1) / 2] * (float)(2 * l + 1);
@@ -1387,12 +1378,17 @@ static void iq1_m_row(const float *x, struct block_iq1_m *y, int64_t n, const fl
 
 bool iq_is_type(enum dtype t) {
     switch (t) {
-    case DTYPE_IQ4_XS: case DTYPE_IQ3_S: case DTYPE_IQ3_XXS: case DTYPE_IQ2_S:
-    case DTYPE_IQ2_XS: case DTYPE_IQ2_XXS: case DTYPE_IQ1_M: case DTYPE_IQ1_S:
-    case DTYPE_TQ2_0: case DTYPE_TQ1_0:
-        return true;
-    default:
-        return false;
+    case DTYPE_IQ4_XS:
+    case DTYPE_IQ3_S:
+    case DTYPE_IQ3_XXS:
+    case DTYPE_IQ2_S:
+    case DTYPE_IQ2_XS:
+    case DTYPE_IQ2_XXS:
+    case DTYPE_IQ1_M:
+    case DTYPE_IQ1_S:
+    case DTYPE_TQ2_0:
+    case DTYPE_TQ1_0: return true;
+    default: return false;
     }
 }
 

@@ -221,7 +221,8 @@ static void test_bytes_equal_ggml(void) {
     float *y0 = malloc(sizeof(float) * HK * NR), *y1 = malloc(sizeof(float) * HK * NR);
     uint8_t *q0 = malloc(136 * 2 * NR), *q1 = malloc(136 * 2 * NR);
     printf("test_iquants: type | tensors (%d rows x %d) | bytes identical without imatrix | with "
-           "imatrix | floats identical\n", NR, HK);
+           "imatrix | floats identical\n",
+           NR, HK);
     for (size_t i = 0; i < N_TYPES; i++) {
         const enum dtype t = types[i].t;
         const size_t nb = dtype_row_size(t, HK) * NR;
@@ -243,8 +244,10 @@ static void test_bytes_equal_ggml(void) {
             for (int k = 0; k < HK * NR; k++) fsame += !memcmp(&y0[k], &y1[k], 4);
             ftotal += HK * NR;
             hex_of(q1, nb, hex[mode]);
-            if (memcmp(q0, q1, nb)) T_FAIL_("%s mode %d: bytes differ from ggml's", types[i].name, mode);
-            if (fsame != ftotal) T_FAIL_("%s: dequantized floats differ from ggml's", types[i].name);
+            if (memcmp(q0, q1, nb))
+                T_FAIL_("%s mode %d: bytes differ from ggml's", types[i].name, mode);
+            if (fsame != ftotal)
+                T_FAIL_("%s: dequantized floats differ from ggml's", types[i].name);
         }
         printf("test_iquants: %-8s | %d | %zu/%zu | %zu/%zu | %zu/%zu\n", types[i].name, tensors,
                same[0], total[0], same[1], total[1], fsame, ftotal);
@@ -287,15 +290,9 @@ static const struct {
     {DTYPE_IQ2_S,
      {"6f014fbe22f01f042b79efc95a88a644d1db1a1ce4acd472d121a516b2e7ec70",
       "4c00dfb78a2af6759852b0203ae494f98c25abd9d58f4ac2ce17e94aa5da3cb1"}},
-    {DTYPE_IQ2_XS,
-     {"",
-      "376e7ddbe989349993bb7a095c377e18b4ee4e6038268cf1d19428af84c6cc9f"}},
-    {DTYPE_IQ2_XXS,
-     {"",
-      "9b1bcd41e4b7a9c1ce21d2b35803c2ac39915c95746c51ed99c639b8814a2879"}},
-    {DTYPE_IQ1_S,
-     {"",
-      "fa5df06d9fab198e5962127e204eed5284c4c3af98765bf28d6a8a870aa9d506"}},
+    {DTYPE_IQ2_XS, {"", "376e7ddbe989349993bb7a095c377e18b4ee4e6038268cf1d19428af84c6cc9f"}},
+    {DTYPE_IQ2_XXS, {"", "9b1bcd41e4b7a9c1ce21d2b35803c2ac39915c95746c51ed99c639b8814a2879"}},
+    {DTYPE_IQ1_S, {"", "fa5df06d9fab198e5962127e204eed5284c4c3af98765bf28d6a8a870aa9d506"}},
     {DTYPE_IQ1_M,
      {"1ee3e585d4d24d8ffacbff23d873f2e01e653e93e1f5ea222a72d70af835d14a",
       "f55b0032af7b4367a228b5cbd971611eb203c8bf6149a248c88d6e079bb96da7"}},
@@ -339,10 +336,9 @@ static void test_round_trip(void) {
         enum dtype t;
         double max_rel;
     } bound[] = {
-        {DTYPE_TQ1_0, 0.85},  {DTYPE_TQ2_0, 0.85},   {DTYPE_IQ4_XS, 0.10},
-        {DTYPE_IQ3_S, 0.21},  {DTYPE_IQ3_XXS, 0.27}, {DTYPE_IQ2_S, 0.33},
-        {DTYPE_IQ2_XS, 0.38}, {DTYPE_IQ2_XXS, 0.44}, {DTYPE_IQ1_S, 0.62},
-        {DTYPE_IQ1_M, 0.72},
+        {DTYPE_TQ1_0, 0.85},   {DTYPE_TQ2_0, 0.85}, {DTYPE_IQ4_XS, 0.10}, {DTYPE_IQ3_S, 0.21},
+        {DTYPE_IQ3_XXS, 0.27}, {DTYPE_IQ2_S, 0.33}, {DTYPE_IQ2_XS, 0.38}, {DTYPE_IQ2_XXS, 0.44},
+        {DTYPE_IQ1_S, 0.62},   {DTYPE_IQ1_M, 0.72},
     };
     enum { N = 8 * QK_K };
     float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
@@ -406,8 +402,7 @@ static void test_corrupt_blocks(void) {
         for (int b = 0; b < NB; b++) { /* scale = 1.0 (fp16 0x3C00) where the block has a d */
             uint8_t *blk = q + (size_t)b * bb;
             const lb_fp16 one = 0x3C00;
-            if (t == DTYPE_TQ1_0 || t == DTYPE_TQ2_0)
-                memcpy(blk + bb - 2, &one, 2);
+            if (t == DTYPE_TQ1_0 || t == DTYPE_TQ2_0) memcpy(blk + bb - 2, &one, 2);
             else if (t == DTYPE_IQ1_M) { /* d in the top nibbles of the scale words */
                 for (int w = 0; w < 4; w++) {
                     uint16_t sc;
@@ -415,8 +410,7 @@ static void test_corrupt_blocks(void) {
                     sc = (uint16_t)((sc & 0x0fff) | ((one >> (4 * w)) & 0xf) << 12);
                     memcpy(blk + 48 + 2 * w, &sc, 2);
                 }
-            } else
-                memcpy(blk, &one, 2);
+            } else memcpy(blk, &one, 2);
         }
         dtype_get(t)->to_f32(q, y, QK_K * NB);
         for (int k = 0; k < QK_K * NB; k++)
@@ -465,8 +459,8 @@ static void test_corrupt_blocks(void) {
 /* a llama model of NL layers, width 256 (K-quants and i-quants apply), hidden 512, vocab 512 */
 enum { FX_D = 256, FX_H = 512, FX_V = 512, FX_NL = 8 };
 
-static int mix_of(const char *ftype, bool pure, bool imatrix, int n_kv, const char *name,
-                  char *out, size_t size) {
+static int mix_of(const char *ftype, bool pure, bool imatrix, int n_kv, const char *name, char *out,
+                  size_t size) {
     static struct gguf_mix_tensor t[128], o[128];
     static char names[128][64];
     int n = 0;
@@ -478,8 +472,8 @@ static int mix_of(const char *ftype, bool pure, bool imatrix, int n_kv, const ch
     char nm[64];
     const int kv = FX_D / 4 * n_kv;
     for (int l = 0; l < FX_NL; l++) {
-        static const char *const sq[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
-                                         "ffn_up", "ffn_down"};
+        static const char *const sq[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                         "ffn_gate", "ffn_up", "ffn_down"};
         for (int k = 0; k < 7; k++) {
             snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, sq[k]);
             const int64_t a = k == 6 ? FX_H : FX_D;
@@ -519,21 +513,26 @@ static void test_mix_rules(void) {
         {"IQ2_XXS", true, 4, "=output.weight", "q5_k"},
         {"IQ2_XXS", true, 4, "attn_v", "q2_k q2_k q2_k q2_k q2_k q2_k q2_k q2_k"},
         {"IQ2_XXS", true, 1, "attn_v", "q4_k q4_k q4_k q4_k q4_k q4_k q4_k q4_k"},
-        {"IQ2_XXS", true, 4, "ffn_down", "q2_k iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs"},
-        {"IQ2_XXS", true, 4, "attn_output", "iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs"},
-        {"IQ1_S", true, 4, "attn_output", "iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs"},
+        {"IQ2_XXS", true, 4, "ffn_down",
+         "q2_k iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs"},
+        {"IQ2_XXS", true, 4, "attn_output",
+         "iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs"},
+        {"IQ1_S", true, 4, "attn_output",
+         "iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs iq2_xxs"},
         {"IQ1_M", true, 4, "ffn_gate", "iq1_m iq1_m iq1_m iq1_m iq1_m iq1_m iq1_m iq1_m"},
         {"IQ2_S", true, 4, "=token_embd.weight", "iq3_s"},
         {"IQ2_S", true, 4, "attn_q", "iq2_xs iq2_xs iq2_xs iq2_xs iq2_xs iq2_xs iq2_xs iq2_xs"},
         {"IQ2_M", true, 4, "attn_v", "iq3_s iq3_s iq3_s iq3_s iq3_s iq3_s iq3_s iq3_s"},
         {"IQ2_M", true, 4, "ffn_down", "iq3_s iq2_s iq2_s iq2_s iq2_s iq2_s iq2_s iq2_s"},
-        {"IQ3_XXS", true, 4, "attn_v", "iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs"},
+        {"IQ3_XXS", true, 4, "attn_v",
+         "iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs"},
         {"IQ3_XXS", false, 4, "attn_v", "iq3_s iq3_s iq3_s iq3_s iq3_s iq3_s iq3_s iq3_s"},
         {"IQ3_XXS", false, 4, "ffn_down", "q4_k q3_k q3_k q3_k q3_k q3_k q3_k q3_k"},
         {"IQ3_XXS", true, 4, "attn_q", "iq2_s iq2_s iq2_s iq2_s iq2_s iq2_s iq2_s iq2_s"},
         {"IQ3_XXS", true, 4, "attn_output", "iq3_s iq3_s iq3_s iq3_s iq3_s iq3_s iq3_s iq3_s"},
         {"IQ3_XXS", true, 4, "=output.weight", "q5_k"},
-        {"IQ3_XS", false, 4, "ffn_up", "iq3_s iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_s"},
+        {"IQ3_XS", false, 4, "ffn_up",
+         "iq3_s iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_xxs iq3_s"},
         {"IQ3_XS", false, 1, "attn_v", "q4_k q4_k q4_k q4_k q4_k q4_k q4_k q4_k"},
         {"IQ3_M", false, 4, "attn_v", "q4_k q4_k q4_k q4_k q4_k q4_k q4_k q4_k"},
         {"IQ3_M", false, 4, "ffn_down", "q4_k iq3_s iq3_s iq3_s iq3_s iq3_s iq3_s iq3_s"},
@@ -596,16 +595,15 @@ static int write_fixture(const char *path, int n_kv) {
         float *v = bufs[nb++] = malloc(sizeof(float) * (size_t)((a) * (b)));                       \
         if ((b) == 1)                                                                              \
             for (int64_t j = 0; j < (a); j++) v[j] = 1.0f;                                         \
-        else                                                                                       \
-            gen(nb % 3 == 0 ? D_HEAVY : D_NORMAL, v, (a) * (b), (uint64_t)(1000 + nb));            \
-        gguf_writer_tensor(w, name, 0, (b) == 1 ? 1 : 2, ne, v, (uint64_t)((a) * (b)) * 4);       \
+        else gen(nb % 3 == 0 ? D_HEAVY : D_NORMAL, v, (a) * (b), (uint64_t)(1000 + nb));           \
+        gguf_writer_tensor(w, name, 0, (b) == 1 ? 1 : 2, ne, v, (uint64_t)((a) * (b)) * 4);        \
     } while (0)
     TW("token_embd.weight", FX_D, FX_V);
     TW("output_norm.weight", FX_D, 1);
     TW("output.weight", FX_D, FX_V);
     for (int l = 0; l < FX_NL; l++) {
-        static const char *const sq[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
-                                         "ffn_up", "ffn_down"};
+        static const char *const sq[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                         "ffn_gate", "ffn_up", "ffn_down"};
         for (int k = 0; k < 7; k++) {
             snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, sq[k]);
             const int64_t a = k == 6 ? FX_H : FX_D;
@@ -630,8 +628,8 @@ static int write_imatrix(const char *path, struct imatrix *im) {
     char nm[64];
     int rc = 0;
     for (int l = 0; l < FX_NL && !rc; l++) {
-        static const char *const sq[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
-                                         "ffn_up", "ffn_down"};
+        static const char *const sq[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                         "ffn_gate", "ffn_up", "ffn_down"};
         for (int k = 0; k < 7 && !rc; k++) {
             const int64_t cols = k == 6 ? FX_H : FX_D;
             gen(D_OUTLIERS, rows, 64 * cols, (uint64_t)(7 * l + k));
@@ -686,9 +684,9 @@ static void test_files_equal_llama_quantize(void) {
     static const struct {
         const char *ftype;
         bool needs_imatrix;
-    } fts[] = {{"IQ4_XS", false}, {"IQ3_M", false},  {"IQ3_S", false},  {"IQ3_XS", false},
-               {"TQ1_0", false},  {"TQ2_0", false},  {"IQ3_XXS", true},  {"IQ2_M", true},
-               {"IQ2_S", true},   {"IQ2_XS", true},  {"IQ2_XXS", true}, {"IQ1_M", true},
+    } fts[] = {{"IQ4_XS", false}, {"IQ3_M", false}, {"IQ3_S", false},  {"IQ3_XS", true},
+               {"TQ1_0", false},  {"TQ2_0", false}, {"IQ3_XXS", true}, {"IQ2_M", true},
+               {"IQ2_S", true},   {"IQ2_XS", true}, {"IQ2_XXS", true}, {"IQ1_M", true},
                {"IQ1_S", true}};
     const char *dir = t_tmpdir();
     char fx[300], imp[300], a[300], b[300], cmd[5000];
@@ -706,8 +704,10 @@ static void test_files_equal_llama_quantize(void) {
             for (int with = fts[i].needs_imatrix; with < 2; with++) {
                 snprintf(a, sizeof a, "%s/lowbit-%s-%d-%d.gguf", dir, fts[i].ftype, n_kv, with);
                 snprintf(b, sizeof b, "%s/llama-%s-%d-%d.gguf", dir, fts[i].ftype, n_kv, with);
-                struct gguf_quant_opts o = {.ftype = fts[i].ftype, .imatrix = with ? &im : NULL,
-                                            .imatrix_file = "imatrix.gguf", .quiet = true};
+                struct gguf_quant_opts o = {.ftype = fts[i].ftype,
+                                            .imatrix = with ? &im : NULL,
+                                            .imatrix_file = "imatrix.gguf",
+                                            .quiet = true};
                 T_EQ_INT(gguf_quantize_model(&m, &o, a, NULL), 0);
                 snprintf(cmd, sizeof cmd,
                          "cd '%s' && '%s' %s fx%d.gguf llama-%s-%d-%d.gguf %s >lq.log 2>&1", dir,
@@ -724,7 +724,9 @@ static void test_files_equal_llama_quantize(void) {
                 printf("test_iquants: file %-7s gqa %d %-10s %8ld bytes: %s\n", fts[i].ftype,
                        4 / n_kv, with ? "imatrix" : "no imatrix", size,
                        eq ? "identical to llama-quantize's" : "DIFFERENT");
-                if (!eq) T_FAIL_("%s (gqa %d, imatrix %d) differs from llama-quantize's", fts[i].ftype, 4 / n_kv, with);
+                if (!eq)
+                    T_FAIL_("%s (gqa %d, imatrix %d) differs from llama-quantize's", fts[i].ftype,
+                            4 / n_kv, with);
             }
         model_release(&m);
     }
@@ -739,8 +741,8 @@ static void test_refusal(void) {
     T_EQ_INT(write_fixture(fx, 4), 0);
     struct model m;
     T_EQ_INT(model_load(&m, fx), 0);
-    static const char *const need[] = {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M",
-                                       "IQ3_XXS"};
+    static const char *const need[] = {"IQ2_XXS", "IQ2_XS", "IQ2_S",  "IQ2_M",
+                                       "IQ1_S",   "IQ1_M",  "IQ3_XS", "IQ3_XXS"};
     for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
         struct gguf_quant_opts o = {.ftype = need[i], .quiet = true};
         snprintf(a, sizeof a, "%s/refused.gguf", t_tmpdir());
