@@ -3,6 +3,7 @@
 
 #include "kernels/quants.h"
 #include "kernels/ggml_quants.h"
+#include "kernels/iquants.h"
 
 #include <math.h>
 #include <strings.h>
@@ -46,6 +47,21 @@ static void q8_0_to_f32(const void *src, float *dst, int64_t n) {
     }
 }
 
+/* the i-quant and ternary types: their quantizers need the type (iquants.h) */
+#define IQ_FROM(name, T)                                                                           \
+    static void name##_from_f32(const float *src, void *dst, int64_t n) { iq_from_f32(T, src, dst, n); }
+IQ_FROM(iq4_xs, DTYPE_IQ4_XS)
+IQ_FROM(iq3_s, DTYPE_IQ3_S)
+IQ_FROM(iq3_xxs, DTYPE_IQ3_XXS)
+IQ_FROM(iq2_s, DTYPE_IQ2_S)
+IQ_FROM(iq2_xs, DTYPE_IQ2_XS)
+IQ_FROM(iq2_xxs, DTYPE_IQ2_XXS)
+IQ_FROM(iq1_m, DTYPE_IQ1_M)
+IQ_FROM(iq1_s, DTYPE_IQ1_S)
+IQ_FROM(tq2_0, DTYPE_TQ2_0)
+IQ_FROM(tq1_0, DTYPE_TQ1_0)
+#undef IQ_FROM
+
 /* parametric types: a row cannot be converted without its tensor (bits, group, side data) */
 static void param_to_f32(const void *src, float *dst, int64_t n) {
     (void)src, (void)dst, (void)n;
@@ -74,6 +90,20 @@ static const struct dtype_info dtypes[DTYPE_COUNT] = {
     [DTYPE_Q5_K] = {"q5_k", QK_K, sizeof(struct block_q5_k), 13, q5_k_to_f32, gq_q5_k_ref},
     [DTYPE_Q6_K] = {"q6_k", QK_K, sizeof(struct block_q6_k), 14, q6_k_to_f32, gq_q6_k_ref},
     [DTYPE_Q8_K] = {"q8_k", QK_K, sizeof(struct block_q8_k), 15, q8_k_to_f32, q8_k_from_f32},
+    /* i-quants and ternary types (kernels/iquants.c): from_f32 = quantize_<type> without an
+     * importance matrix (IQ2_XXS, IQ2_XS, IQ1_S: under a uniform one, see iq_from_f32) */
+#define IQ_ROW(T, name, blk, id) [T] = {#name, QK_K, sizeof(struct blk), id, name##_to_f32, name##_from_f32}
+    IQ_ROW(DTYPE_IQ4_XS, iq4_xs, block_iq4_xs, 23),
+    IQ_ROW(DTYPE_IQ3_S, iq3_s, block_iq3_s, 21),
+    IQ_ROW(DTYPE_IQ3_XXS, iq3_xxs, block_iq3_xxs, 18),
+    IQ_ROW(DTYPE_IQ2_S, iq2_s, block_iq2_s, 22),
+    IQ_ROW(DTYPE_IQ2_XS, iq2_xs, block_iq2_xs, 17),
+    IQ_ROW(DTYPE_IQ2_XXS, iq2_xxs, block_iq2_xxs, 16),
+    IQ_ROW(DTYPE_IQ1_M, iq1_m, block_iq1_m, 29),
+    IQ_ROW(DTYPE_IQ1_S, iq1_s, block_iq1_s, 19),
+    IQ_ROW(DTYPE_TQ2_0, tq2_0, block_tq2_0, 35),
+    IQ_ROW(DTYPE_TQ1_0, tq1_0, block_tq1_0, 34),
+#undef IQ_ROW
     /* parametric types: their rows need the tensor (tensor_row_to_f32, kernels/qint.c) */
     [DTYPE_QINT] = {"qint", 1, 0, -1, param_to_f32, param_from_f32},
     [DTYPE_NF4] = {"nf4", 1, 0, -1, param_to_f32, param_from_f32},

@@ -28,6 +28,17 @@ enum dtype {
     DTYPE_Q5_K,
     DTYPE_Q6_K,
     DTYPE_Q8_K,
+    /* i-quants and ternary types: layouts and quantizers in kernels/iquants.h */
+    DTYPE_IQ4_XS,
+    DTYPE_IQ3_S,
+    DTYPE_IQ3_XXS,
+    DTYPE_IQ2_S,
+    DTYPE_IQ2_XS,
+    DTYPE_IQ2_XXS,
+    DTYPE_IQ1_M,
+    DTYPE_IQ1_S,
+    DTYPE_TQ2_0,
+    DTYPE_TQ1_0,
     /* end of the GGUF block types */
     /* parametric types (block 1, block_bytes 0): bits, group and layout live in the tensor
      * (struct tensor q_bits/q_group/q_perm); layouts in kernels/qint.h and kernels/nf4.h. Rows go

@@ -23,6 +23,7 @@
  *  - qp_search [make_qp_quants]: non-negative values (the sub-block scales), 8 perturbed scales,
  *    then coordinate descent; used to quantize the scales themselves under an imatrix. */
 #include "kernels/ggml_quants.h"
+#include "kernels/iquants.h"
 
 #include <float.h>
 #include <math.h>
@@ -294,6 +295,10 @@ static float qp_search(int n, int nmax, const float *x, uint8_t *L, const float 
         if (!changed) break;
     }
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+float gq_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
+    return qp_search(n, nmax, x, L, qw);
 }
 
 /* ===== legacy blocks, reference ===== */
@@ -934,7 +939,7 @@ bool gq_can_quantize(enum dtype t) {
     case DTYPE_Q2_K: case DTYPE_Q3_K: case DTYPE_Q4_K: case DTYPE_Q5_K: case DTYPE_Q6_K:
         return true;
     default:
-        return false;
+        return iq_is_type(t);
     }
 }
 
@@ -983,7 +988,9 @@ size_t gq_quantize(enum dtype t, const float *src, void *dst, int64_t n_rows, in
     case DTYPE_Q4_K: ref = gq_q4_k_ref, weighted = row_q4_k; break;
     case DTYPE_Q5_K: ref = gq_q5_k_ref, weighted = row_q5_k; break;
     case DTYPE_Q6_K: ref = gq_q6_k_ref, weighted = row_q6_k; break;
-    default: BUG("gq_quantize: %s", dtype_get(t)->name);
+    default:
+        if (iq_is_type(t)) return iq_quantize(t, src, dst, n_rows, n_per_row, imatrix);
+        BUG("gq_quantize: %s", dtype_get(t)->name);
     }
     if (ref && !imatrix) ref(src, dst, n);
     if (ref && imatrix)

@@ -33,7 +33,12 @@ void gq_iq4_nl_ref(const float *x, void *y, int64_t n);
 /* quantize_iq4_nl without imatrix: the scale search llama.cpp's files get (the dtype from_f32) */
 void gq_iq4_nl(const float *x, void *y, int64_t n);
 
-/* true when gq_quantize handles type t (f32, f16, bf16, and every GGUF type above) */
+/* make_qp_quants (non-negative x to L in [0, nmax] under weights qw; returns the scale), shared
+ * with the i-quants (kernels/iquants.c) */
+float gq_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw);
+
+/* true when gq_quantize handles type t (f32, f16, bf16, every GGUF type above and the i-quant
+ * and ternary types of kernels/iquants.h, whose quantizers gq_quantize calls) */
 bool gq_can_quantize(enum dtype t);
 /* ggml_quantize_chunk: n_rows rows of n_per_row weights into dst (n_rows rows of
  * dtype_row_size(t, n_per_row) bytes); imatrix[n_per_row] or NULL. Returns the bytes written;

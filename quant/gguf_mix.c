@@ -3,7 +3,7 @@
  * Source: src/llama-quant.cpp of llama.cpp de3ff81: tensor_allows_quantization,
  * tensor_get_category, llama_tensor_get_type_impl, tensor_type_fallback,
  * tensor_requires_imatrix and llama_model_quantize_impl, restricted to the file types in
- * gguf_mix.h (the IQ1/IQ2/IQ3, TQ, MXFP4 branches are left out: we cannot write those blocks).
+ * gguf_mix.h (every one but MXFP4_MOE, Q1_0 and Q2_0).
  * Two quirks of that version are kept on purpose: a fused attn_qkv is counted as attn_v (its own
  * branch further down is unreachable there), and a 32-block type that does not fit falls to F16
  * rather than being refused. Tensor order, KV order, alignment (32) and padding follow
@@ -24,6 +24,8 @@
 #include "eval/gguf.h"
 #include "eval/tok_impl.h"
 #include "kernels/ggml_quants.h"
+#include "kernels/iquants.h"
+#include "quant/calib.h"
 #include "quant/imatrix.h"
 #include "quant/quant.h"
 
@@ -44,6 +46,15 @@ static const struct {
     {GGUF_FTYPE_Q4_K_S, "Q4_K_S", DTYPE_Q4_K},  {GGUF_FTYPE_Q4_K_M, "Q4_K_M", DTYPE_Q4_K},
     {GGUF_FTYPE_Q5_K_S, "Q5_K_S", DTYPE_Q5_K},  {GGUF_FTYPE_Q5_K_M, "Q5_K_M", DTYPE_Q5_K},
     {GGUF_FTYPE_Q6_K, "Q6_K", DTYPE_Q6_K},
+    /* i-quants and ternary (llama_ftype_get_default_type: IQ2_S is mostly IQ2_XS, IQ2_M mostly
+     * IQ2_S, IQ3_XS/M mostly IQ3_S) */
+    {GGUF_FTYPE_IQ4_XS, "IQ4_XS", DTYPE_IQ4_XS},  {GGUF_FTYPE_IQ3_M, "IQ3_M", DTYPE_IQ3_S},
+    {GGUF_FTYPE_IQ3_S, "IQ3_S", DTYPE_IQ3_S},     {GGUF_FTYPE_IQ3_XS, "IQ3_XS", DTYPE_IQ3_S},
+    {GGUF_FTYPE_IQ3_XXS, "IQ3_XXS", DTYPE_IQ3_XXS}, {GGUF_FTYPE_IQ2_M, "IQ2_M", DTYPE_IQ2_S},
+    {GGUF_FTYPE_IQ2_S, "IQ2_S", DTYPE_IQ2_XS},    {GGUF_FTYPE_IQ2_XS, "IQ2_XS", DTYPE_IQ2_XS},
+    {GGUF_FTYPE_IQ2_XXS, "IQ2_XXS", DTYPE_IQ2_XXS}, {GGUF_FTYPE_IQ1_M, "IQ1_M", DTYPE_IQ1_M},
+    {GGUF_FTYPE_IQ1_S, "IQ1_S", DTYPE_IQ1_S},     {GGUF_FTYPE_TQ2_0, "TQ2_0", DTYPE_TQ2_0},
+    {GGUF_FTYPE_TQ1_0, "TQ1_0", DTYPE_TQ1_0},
 };
 
 int gguf_ftype_from_name(const char *name, enum gguf_ftype *out) {
@@ -52,7 +63,7 @@ int gguf_ftype_from_name(const char *name, enum gguf_ftype *out) {
             *out = ftypes[i].ft;
             return 0;
         }
-    char list[400] = "";
+    char list[600] = "";
     for (size_t i = 0; i < LB_ARRAY_LEN(ftypes); i++) {
         size_t l = strlen(list);
         snprintf(list + l, sizeof list - l, "%s%s", i ? " " : "", ftypes[i].name);
@@ -147,12 +158,42 @@ void gguf_mix_order(const struct gguf_mix_tensor *t, int n, int *idx) {
 /* ===== the rules ===== */
 
 struct mix_state {
-    int n_attention_wv, i_attention_wv, n_ffn_down, i_ffn_down;
+    int n_attention_wv, i_attention_wv, n_ffn_down, i_ffn_down, i_ffn_gate, i_ffn_up;
     bool tied; /* no output.weight: token_embd is also the output */
 };
 
 static bool use_more_bits(int i, int n) {
     return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+/* the 1.5-2.7 bpw i-quant file types, which have their own branch in llama.cpp */
+static bool is_iq_low(enum gguf_ftype ft) {
+    return ft == GGUF_FTYPE_IQ2_XXS || ft == GGUF_FTYPE_IQ2_XS || ft == GGUF_FTYPE_IQ1_S ||
+           ft == GGUF_FTYPE_IQ2_S || ft == GGUF_FTYPE_IQ2_M || ft == GGUF_FTYPE_IQ1_M;
+}
+
+/* llama_tensor_get_type_impl, the i-quant branch (IQ2_XXS/XS/S/M, IQ1_S/M) */
+static enum dtype mix_rule_iq_low(struct mix_state *s, const struct gguf_mix_model *mm,
+                                  enum gguf_ftype ft, enum category cat, enum dtype nt) {
+    const int n_gqa = mm->n_head_kv ? mm->n_head / mm->n_head_kv : 0;
+    const bool s_or_m = ft == GGUF_FTYPE_IQ2_S || ft == GGUF_FTYPE_IQ2_M;
+    if (is_attn_v_like(cat)) {
+        s->i_attention_wv++;
+        if (n_gqa >= 4 || mm->n_expert >= 4) return DTYPE_Q4_K;
+        return s_or_m ? DTYPE_IQ3_S : DTYPE_Q2_K;
+    }
+    if (mm->n_expert == 8 && cat == CAT_ATTN_K) return DTYPE_Q4_K;
+    if (cat == CAT_FFN_DOWN) {
+        if (s->i_ffn_down < s->n_ffn_down / 8) nt = s_or_m ? DTYPE_IQ3_S : DTYPE_Q2_K;
+        s->i_ffn_down++;
+        return nt;
+    }
+    if (cat == CAT_ATTN_OUTPUT) {
+        if (mm->n_expert == 8) return DTYPE_Q5_K;
+        if (ft == GGUF_FTYPE_IQ1_S || ft == GGUF_FTYPE_IQ1_M) return DTYPE_IQ2_XXS;
+        if (s_or_m) return DTYPE_IQ3_S;
+    }
+    return nt;
 }
 
 /* llama_tensor_get_type_impl for our ftypes */
@@ -166,19 +207,35 @@ static enum dtype mix_rule(struct mix_state *s, const struct gguf_mix_model *mm,
         !strcmp(mm->arch, "llama") && mm->n_layer == 80 && mm->n_head != mm->n_head_kv;
     if (cat == CAT_OUTPUT || (s->tied && cat == CAT_TOKEN_EMBD)) {
         if (falcon || t->ne[0] % dtype_get(nt)->block) return DTYPE_Q8_0;
+        if (is_iq_low(ft) || ft == GGUF_FTYPE_IQ3_XXS) return DTYPE_Q5_K;
         return nt != DTYPE_Q8_0 ? DTYPE_Q6_K : nt;
     }
-    if (cat == CAT_TOKEN_EMBD) return nt;
+    if (cat == CAT_TOKEN_EMBD) {
+        if (ft == GGUF_FTYPE_IQ2_XXS || ft == GGUF_FTYPE_IQ2_XS || ft == GGUF_FTYPE_IQ1_S ||
+            ft == GGUF_FTYPE_IQ1_M)
+            return DTYPE_Q2_K;
+        if (ft == GGUF_FTYPE_IQ2_S || ft == GGUF_FTYPE_IQ2_M || ft == GGUF_FTYPE_IQ3_XXS)
+            return DTYPE_IQ3_S;
+        if (ft == GGUF_FTYPE_TQ1_0 || ft == GGUF_FTYPE_TQ2_0) return DTYPE_Q4_K;
+        return nt;
+    }
+    if (is_iq_low(ft)) return mix_rule_iq_low(s, mm, ft, cat, nt);
     if (is_attn_v_like(cat)) {
         if (ft == GGUF_FTYPE_Q2_K)
             nt = n_gqa >= 4 ? DTYPE_Q4_K : DTYPE_Q3_K;
         else if (ft == GGUF_FTYPE_Q2_K_S && n_gqa >= 4)
             nt = DTYPE_Q4_K;
+        else if (ft == GGUF_FTYPE_IQ3_XXS)
+            nt = n_gqa >= 4 ? DTYPE_Q4_K : !o->has_imatrix ? DTYPE_IQ3_S : DTYPE_IQ3_XXS;
+        else if ((ft == GGUF_FTYPE_IQ3_XS || ft == GGUF_FTYPE_IQ3_S) && n_gqa >= 4)
+            nt = DTYPE_Q4_K;
+        else if (ft == GGUF_FTYPE_IQ3_M)
+            nt = DTYPE_Q4_K;
         else if (ft == GGUF_FTYPE_Q3_K_M)
             nt = s->i_attention_wv < 2 ? DTYPE_Q5_K : DTYPE_Q4_K;
         else if (ft == GGUF_FTYPE_Q3_K_L)
             nt = DTYPE_Q5_K;
-        else if (ft == GGUF_FTYPE_IQ4_NL && n_gqa >= 4)
+        else if ((ft == GGUF_FTYPE_IQ4_NL || ft == GGUF_FTYPE_IQ4_XS) && n_gqa >= 4)
             nt = DTYPE_Q5_K;
         else if ((ft == GGUF_FTYPE_Q4_K_M || ft == GGUF_FTYPE_Q5_K_M) &&
                  use_more_bits(s->i_attention_wv, s->n_attention_wv))
@@ -190,7 +247,17 @@ static enum dtype mix_rule(struct mix_state *s, const struct gguf_mix_model *mm,
         s->i_attention_wv++;
         return nt;
     }
-    if (cat == CAT_ATTN_K) return mm->n_expert == 8 ? DTYPE_Q8_0 : nt;
+    if (cat == CAT_ATTN_K) {
+        if (mm->n_expert == 8) return DTYPE_Q8_0;
+        if (ft == GGUF_FTYPE_IQ3_XS) return DTYPE_IQ3_XXS;
+        if (ft == GGUF_FTYPE_IQ3_XXS) return DTYPE_IQ2_S;
+        return nt;
+    }
+    if (cat == CAT_ATTN_Q) {
+        if (ft == GGUF_FTYPE_IQ3_XS) return DTYPE_IQ3_XXS;
+        if (ft == GGUF_FTYPE_IQ3_XXS) return DTYPE_IQ2_S;
+        return nt;
+    }
     if (cat == CAT_FFN_DOWN) {
         int i_layer = s->i_ffn_down, n_layer = s->n_ffn_down;
         if (mm->n_expert > 1) i_layer = layer_of(t->name); /* experts are not consecutive */
@@ -198,10 +265,16 @@ static enum dtype mix_rule(struct mix_state *s, const struct gguf_mix_model *mm,
             nt = DTYPE_Q3_K;
         } else if (ft == GGUF_FTYPE_Q2_K_S) {
             if (i_layer < n_layer / 8) nt = DTYPE_Q4_K;
+        } else if (ft == GGUF_FTYPE_IQ3_XXS && !o->has_imatrix) {
+            nt = i_layer < n_layer / 8 ? DTYPE_Q4_K : DTYPE_Q3_K;
         } else if (ft == GGUF_FTYPE_Q3_K_M) {
             nt = i_layer < n_layer / 16                        ? DTYPE_Q5_K
                  : !falcon || use_more_bits(i_layer, n_layer) ? DTYPE_Q4_K
                                                               : DTYPE_Q3_K;
+        } else if (ft == GGUF_FTYPE_IQ3_M &&
+                   (i_layer < n_layer / 8 ||
+                    (mm->n_expert == 8 && use_more_bits(i_layer, n_layer)))) {
+            nt = DTYPE_Q4_K;
         } else if (ft == GGUF_FTYPE_Q3_K_L) {
             nt = falcon ? DTYPE_Q4_K : DTYPE_Q5_K;
         } else if (ft == GGUF_FTYPE_Q4_K_M) {
@@ -211,7 +284,8 @@ static enum dtype mix_rule(struct mix_state *s, const struct gguf_mix_model *mm,
                                                        : DTYPE_Q4_K;
             else if (use_more_bits(i_layer, n_layer))
                 nt = DTYPE_Q6_K;
-        } else if (i_layer < n_layer / 8 && ft == GGUF_FTYPE_IQ4_NL && !o->has_imatrix) {
+        } else if (i_layer < n_layer / 8 &&
+                   (ft == GGUF_FTYPE_IQ4_NL || ft == GGUF_FTYPE_IQ4_XS) && !o->has_imatrix) {
             nt = DTYPE_Q5_K;
         } else if (ft == GGUF_FTYPE_Q5_K_M && use_more_bits(i_layer, n_layer)) {
             nt = DTYPE_Q6_K;
@@ -227,12 +301,17 @@ static enum dtype mix_rule(struct mix_state *s, const struct gguf_mix_model *mm,
     if (cat == CAT_ATTN_OUTPUT) {
         if (!falcon) {
             if (mm->n_expert == 8) {
-                if (ft == GGUF_FTYPE_Q2_K || ft == GGUF_FTYPE_Q3_K_S || ft == GGUF_FTYPE_Q3_K_M ||
-                    ft == GGUF_FTYPE_IQ4_NL || ft == GGUF_FTYPE_Q4_K_S || ft == GGUF_FTYPE_Q4_K_M)
+                if (ft == GGUF_FTYPE_Q2_K || ft == GGUF_FTYPE_IQ3_XS ||
+                    ft == GGUF_FTYPE_IQ3_XXS || ft == GGUF_FTYPE_Q3_K_S ||
+                    ft == GGUF_FTYPE_Q3_K_M || ft == GGUF_FTYPE_IQ4_NL ||
+                    ft == GGUF_FTYPE_Q4_K_S || ft == GGUF_FTYPE_Q4_K_M ||
+                    ft == GGUF_FTYPE_IQ3_S || ft == GGUF_FTYPE_IQ3_M || ft == GGUF_FTYPE_IQ4_XS)
                     nt = DTYPE_Q5_K;
             } else if (ft == GGUF_FTYPE_Q2_K) {
                 nt = DTYPE_Q3_K;
-            } else if (ft == GGUF_FTYPE_Q3_K_M) {
+            } else if (ft == GGUF_FTYPE_IQ3_XXS) {
+                nt = DTYPE_IQ3_S;
+            } else if (ft == GGUF_FTYPE_Q3_K_M || ft == GGUF_FTYPE_IQ3_M) {
                 nt = DTYPE_Q4_K;
             } else if (ft == GGUF_FTYPE_Q3_K_L) {
                 nt = DTYPE_Q5_K;
@@ -242,7 +321,15 @@ static enum dtype mix_rule(struct mix_state *s, const struct gguf_mix_model *mm,
         }
         return nt;
     }
-    return nt; /* attn_q, ffn_gate, ffn_up: only IQ3 ftypes change them */
+    if (cat == CAT_FFN_GATE || cat == CAT_FFN_UP) {
+        int *ctr = cat == CAT_FFN_GATE ? &s->i_ffn_gate : &s->i_ffn_up;
+        const int n_layer = s->n_ffn_down, i_layer = mm->n_expert > 1 ? layer_of(t->name) : *ctr;
+        if (ft == GGUF_FTYPE_IQ3_XS && i_layer >= n_layer / 8 && i_layer < 7 * n_layer / 8)
+            nt = DTYPE_IQ3_XXS;
+        (*ctr)++;
+        return nt;
+    }
+    return nt;
 }
 
 /* tensor_type_fallback: a type whose block does not divide the row length */
@@ -257,6 +344,11 @@ static enum dtype mix_fallback(const struct gguf_mix_tensor *t, enum dtype nt, i
     case DTYPE_Q4_K: rt = DTYPE_Q5_0; break;
     case DTYPE_Q5_K: rt = DTYPE_Q5_1; break;
     case DTYPE_Q6_K: rt = DTYPE_Q8_0; break;
+    case DTYPE_IQ1_S: case DTYPE_IQ1_M: case DTYPE_IQ2_XXS: case DTYPE_IQ2_XS:
+    case DTYPE_IQ2_S: case DTYPE_IQ3_XXS: case DTYPE_IQ3_S: case DTYPE_IQ4_XS:
+        rt = DTYPE_IQ4_NL;
+        break;
+    case DTYPE_TQ1_0: case DTYPE_TQ2_0: rt = DTYPE_Q4_0; break;
     default: rt = nt; break; /* a 32-block type: no smaller block to go to */
     }
     const bool f16 = ncols % dtype_get(rt)->block != 0;
@@ -512,18 +604,35 @@ static int gq_collect(const struct model *m, const struct gguf_file *g, struct q
     return n;
 }
 
+/* tensor_requires_imatrix: the very low-bit types (and Q2_K in a Q2_K_S file) need an
+ * importance matrix, except for token_embd and output */
+static bool requires_imatrix(const char *name, enum dtype t, enum gguf_ftype ft) {
+    if (!strcmp(name, "token_embd.weight") || !strcmp(name, "per_layer_token_embd.weight") ||
+        !strcmp(name, "output.weight"))
+        return false;
+    switch (t) {
+    case DTYPE_IQ3_XXS: case DTYPE_IQ2_XXS: case DTYPE_IQ2_XS: case DTYPE_IQ2_S:
+    case DTYPE_IQ1_M: case DTYPE_IQ1_S:
+        return true;
+    case DTYPE_Q2_K: return ft == GGUF_FTYPE_Q2_K_S;
+    default: return false;
+    }
+}
+
 /* the refusals llama.cpp's preliminary pass makes, before any work (mt and types in its order) */
 static int gq_refuse(const struct gguf_quant_opts *o, enum gguf_ftype ft,
                      const struct gguf_mix_tensor *mt, const enum dtype *types, int n) {
     for (int k = 0; k < n; k++) {
         const struct gguf_mix_tensor *t = &mt[k];
-        const bool special = !strcmp(t->name, "token_embd.weight") ||
-                             !strcmp(t->name, "per_layer_token_embd.weight") ||
-                             !strcmp(t->name, "output.weight");
-        if (!o->imatrix && types[k] == DTYPE_Q2_K && ft == GGUF_FTYPE_Q2_K_S && !special)
-            return err("%s needs an importance matrix (--imatrix): tensor %s would be q2_k, which "
+        const bool quantized = gguf_mix_quantizable(t, o->leave_output);
+        if (!o->imatrix && quantized && requires_imatrix(t->name, types[k], ft))
+            return err("%s needs an importance matrix (--imatrix): tensor %s would be %s, which "
                        "llama.cpp refuses to make without one",
-                       gguf_ftype_name(ft), t->name);
+                       gguf_ftype_name(ft), t->name, dtype_get(types[k])->name);
+        if (!o->imatrix && quantized && types[k] != t->type && iq_requires_imatrix(types[k]))
+            return err("%s: tensor %s would be %s, which ggml cannot make without an importance "
+                       "matrix (llama.cpp aborts here); pass --imatrix, or leave out --pure",
+                       gguf_ftype_name(ft), t->name, dtype_get(types[k])->name);
         if (types[k] != t->type && is_block_type(t->type) && !o->allow_requantize)
             return err("tensor %s is already %s: requantizing to %s is disabled (as "
                        "llama-quantize without --allow-requantize); start from an F32/F16/BF16 "
@@ -575,10 +684,14 @@ static int gq_quantize_all(const struct gguf_quant_opts *o, enum gguf_ftype ft, 
                 fprintf(stderr, "quant: no importance matrix entry for %s\n", x->name);
             im = rc == 1 ? imw : NULL;
         }
-        if (o->imatrix && !im && types[k] == DTYPE_Q2_K && ft == GGUF_FTYPE_Q2_K_S &&
-            strcmp(x->name, "token_embd.weight") && strcmp(x->name, "output.weight")) {
+        if (o->imatrix && !im && types[k] != x->type && requires_imatrix(x->name, types[k], ft)) {
             err("missing importance matrix for tensor %s in a very low-bit quantization (%s); "
                 "llama.cpp bails out here too", x->name, gguf_ftype_name(ft));
+            goto out;
+        }
+        if (!im && types[k] != x->type && iq_requires_imatrix(types[k])) {
+            err("tensor %s would be %s, which ggml cannot make without an importance matrix entry "
+                "for it (llama.cpp aborts here)", x->name, dtype_get(types[k])->name);
             goto out;
         }
         free(f32);
@@ -786,13 +899,15 @@ int gguf_recipe_check(const struct recipe *r) {
     return 0;
 }
 
-/* "$LOWBIT_DATA/x" and "${LOWBIT_DATA}/x" expanded (default ../shared/data) */
-static void expand_data(const char *raw, char *out, size_t size) {
+/* "$LOWBIT_DATA/x" and "${LOWBIT_DATA}/x" expanded (default ../shared/data); -1 when too long */
+static int expand_data(const char *raw, char *out, size_t size) {
     const char *d = getenv("LOWBIT_DATA");
     if (!d || !*d) d = "../shared/data";
-    if (!strncmp(raw, "$LOWBIT_DATA", 12)) snprintf(out, size, "%s%s", d, raw + 12);
-    else if (!strncmp(raw, "${LOWBIT_DATA}", 14)) snprintf(out, size, "%s%s", d, raw + 14);
-    else snprintf(out, size, "%s", raw);
+    int n;
+    if (!strncmp(raw, "$LOWBIT_DATA", 12)) n = snprintf(out, size, "%s%s", d, raw + 12);
+    else if (!strncmp(raw, "${LOWBIT_DATA}", 14)) n = snprintf(out, size, "%s%s", d, raw + 14);
+    else n = snprintf(out, size, "%s", raw);
+    return n < 0 || (size_t)n >= size ? err("path too long: %s", raw) : 0;
 }
 
 int gguf_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
@@ -811,12 +926,11 @@ int gguf_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
                                 .tok = j->tok, .vocab_optional = true, .name = r->id,
                                 .quiet = j->quiet};
     if (k.imatrix[0]) {
-        expand_data(k.imatrix, path, sizeof path);
-        if (imatrix_load(&im, path)) goto out;
+        if (expand_data(k.imatrix, path, sizeof path) || imatrix_load(&im, path)) goto out;
         o.imatrix = &im;
         o.imatrix_file = k.imatrix;
     } else if (r->calib_set[0]) {
-        expand_data(r->calib_set, path, sizeof path);
+        if (calib_resolve(r->calib_set, path, sizeof path)) goto out; /* groups_merged, a path */
         FILE *f = fopen(path, "rb");
         if (!f) {
             err("recipe '%s': calibration text %s: cannot open", r->id, path);

@@ -11,13 +11,20 @@
  *    i >= 7n/8 || (i - n/8) % 3 == 2 for *_K_M), counted over tensors in llama.cpp's order
  *    (gguf_mix_order: non-layer tensors first, then by layer, each group by name);
  *  - a type whose block does not divide the row length falls back: Q2_K/Q3_K -> Q4_0,
- *    Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, IQ* -> IQ4_NL, and to F16 when that does not
+ *    Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, IQ* -> IQ4_NL, TQ* -> Q4_0, and to F16 when that does not
  *    divide either (this llama.cpp version never refuses a shape; stories260K's ffn_down, 172
  *    columns, becomes F16 in every quantized type);
  *  - with pure, every quantizable tensor gets the base type (then the same fallback).
- * Refusals, as llama.cpp: Q2_K_S without an imatrix (its Q2_K tensors need one), an imatrix
- * entry of the wrong length, and re-quantizing a tensor that is already quantized (unless
- * allow_requantize). */
+ * The i-quant file types follow the same function: IQ2_XXS/XS/S/M, IQ1_S/M give attn_v,
+ * the first eighth of ffn_down, attn_output, output and token_embd more bits (Q2_K/IQ3_S/Q4_K/
+ * Q5_K ...); IQ3_XXS/XS/S/M mix IQ3_S, IQ3_XXS, IQ2_S and K-quants; IQ4_XS as IQ4_NL; TQ1_0 and
+ * TQ2_0 keep token_embd at Q4_K. Note IQ2_S's base type is IQ2_XS and IQ2_M's is IQ2_S.
+ * Refusals, as llama.cpp: a tensor that would be IQ3_XXS, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_M or
+ * IQ1_S (other than token_embd and output), or Q2_K in a Q2_K_S file, without an importance
+ * matrix (tensor_requires_imatrix); an imatrix entry of the wrong length; re-quantizing a tensor
+ * that is already quantized (unless allow_requantize). Where llama.cpp would reach ggml's
+ * assertion instead (IQ2_XXS, IQ2_XS or IQ1_S for token_embd or output, with --pure, and no
+ * entry for them) we refuse with a message. */
 #ifndef QUANT_GGUF_MIX_H
 #define QUANT_GGUF_MIX_H
 #include <stdbool.h>
@@ -45,9 +52,22 @@ enum gguf_ftype {
     GGUF_FTYPE_Q5_K_S = 16,
     GGUF_FTYPE_Q5_K_M = 17,
     GGUF_FTYPE_Q6_K = 18,
+    GGUF_FTYPE_IQ2_XXS = 19,
+    GGUF_FTYPE_IQ2_XS = 20,
     GGUF_FTYPE_Q2_K_S = 21,
+    GGUF_FTYPE_IQ3_XS = 22,
+    GGUF_FTYPE_IQ3_XXS = 23,
+    GGUF_FTYPE_IQ1_S = 24,
     GGUF_FTYPE_IQ4_NL = 25,
+    GGUF_FTYPE_IQ3_S = 26,
+    GGUF_FTYPE_IQ3_M = 27,
+    GGUF_FTYPE_IQ2_S = 28,
+    GGUF_FTYPE_IQ2_M = 29,
+    GGUF_FTYPE_IQ4_XS = 30,
+    GGUF_FTYPE_IQ1_M = 31,
     GGUF_FTYPE_BF16 = 32,
+    GGUF_FTYPE_TQ1_0 = 36,
+    GGUF_FTYPE_TQ2_0 = 37,
 };
 
 /* "Q4_K_M" (case-insensitive) -> its llama_ftype; -1 with a message listing the names */
@@ -73,7 +93,7 @@ struct gguf_mix_opts {
     enum gguf_ftype ftype;
     bool pure;         /* --pure: no mixing */
     bool leave_output; /* --leave-output-tensor: output.weight keeps its type */
-    bool has_imatrix;  /* changes a few rules (Q4_0/Q5_0 ffn_down, IQ4_NL ffn_down) */
+    bool has_imatrix;  /* changes a few rules (Q4_0/Q5_0 ffn_down, IQ4_NL/XS ffn_down, IQ3_XXS) */
 };
 
 /* the index order llama.cpp processes and writes tensors in: by layer ("blk.N.", -1 for others),
