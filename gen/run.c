@@ -51,18 +51,9 @@ int run_write_spec(const char *out_dir, const struct job *j, char *path, size_t 
     return rc;
 }
 
-static pid_t spawn(const struct run_opts *o, const char *spec, const char *log,
-                   const sigset_t *old_mask) {
-    char threads[16];
-    snprintf(threads, sizeof threads, "%d", o->threads);
-    const pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) return err("cannot start a worker: fork: %s", strerror(errno));
-    if (pid) {
-        setpgid(pid, pid); /* also in the child: whichever runs first */
-        return pid;
-    }
-    /* ---- child ---- */
+/* in a forked worker: its own process group, killed with the runner, default signals and the
+ * runner's mask, stdout and stderr into log, stdin from /dev/null */
+static void child_setup(pid_t parent, const char *log, const sigset_t *old_mask) {
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127); /* the runner died before prctl */
@@ -81,6 +72,21 @@ static pid_t spawn(const struct run_opts *o, const char *spec, const char *log,
         dup2(null, 0);
         if (null > 0) close(null);
     }
+}
+
+static pid_t spawn(const struct run_opts *o, const char *spec, const char *log,
+                   const sigset_t *old_mask) {
+    char threads[16];
+    snprintf(threads, sizeof threads, "%d", o->threads);
+    const pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) return err("cannot start a worker: fork: %s", strerror(errno));
+    if (pid) {
+        setpgid(pid, pid); /* also in the child: whichever runs first */
+        return pid;
+    }
+    /* ---- child ---- */
+    child_setup(parent, log, old_mask);
     char *argv[] = {"lowbit", "job", "--spec", (char *)spec, "--out", (char *)o->out_dir, "--log",
                     (char *)log, "--threads", threads, o->quiet ? "--quiet" : NULL, NULL};
     execv("/proc/self/exe", argv);
@@ -270,24 +276,7 @@ static pid_t spawn_train(const struct run_opts *o, const struct sched *s, const 
         setpgid(pid, pid);
         return pid;
     }
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
-    sigprocmask(SIG_SETMASK, old_mask, NULL);
-    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-        if (fd > 2) close(fd);
-    }
-    int null = open("/dev/null", O_RDONLY);
-    if (null >= 0) {
-        dup2(null, 0);
-        if (null > 0) close(null);
-    }
+    child_setup(parent, log, old_mask);
     setenv("OMP_NUM_THREADS", threads, 1);
     execl("/bin/sh", "sh", script, bin, name, (char *)NULL);
     fprintf(stderr, "lowbit: cannot run /bin/sh %s: %s\n", script, strerror(errno));
