@@ -2,7 +2,8 @@
  *
  * Legend: T = tokens in this piece, D = dim, H = hidden_dim, hd = head_dim, nh/nkv = query/kv
  * heads, qd = nh*hd, kvd = nkv*hd, V = vocab. Per layer:
- *   xn = rmsnorm(x)·w_attn_norm; q,k,v = xn·Wq,Wk,Wv (+ bias); rope(q,k); cache ← k,v
+ *   xn = rmsnorm(x)·w_attn_norm; q,k,v = xn·Wq,Wk,Wv (+ bias); (qwen3: q,k per head ←
+ *   rmsnorm(head)·w_q_norm, w_k_norm); rope(q,k); cache ← k,v
  *   o[t,h] = Σ_j softmax_j(q[t,h]·k[j,h/g]/√hd) v[j,h/g], j ≤ pos(t)   (g = nh/nkv)
  *   x += o·Wo;  xn = rmsnorm(x)·w_ffn_norm;  x += (silu(xn·Wgate) ⊙ xn·Wup)·Wdown
  * then logits = rmsnorm(x)·w_out_norm · Wout. RMSNorm sums squares in double; the RoPE angles are
@@ -320,6 +321,10 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
         add_bias(s->q, L->bias[LIN_Q].data, T, (int)qd);
         add_bias(s->k, L->bias[LIN_K].data, T, (int)kvd);
         add_bias(s->v, L->bias[LIN_V].data, T, (int)kvd);
+        if (c->qk_norm) { /* qwen3: every head of q and k RMS-normalized on its own */
+            rmsnorm(s->q, s->q, L->q_norm.data, T * c->n_heads, hd, c->norm_eps);
+            rmsnorm(s->k, s->k, L->k_norm.data, T * c->n_kv_heads, hd, c->norm_eps);
+        }
         rope(s->q, T, c->n_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
         rope(s->k, T, c->n_kv_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
         cache_store(s, slot, T, pos0);

@@ -1,13 +1,14 @@
 /* eval/gguf_model.c: a Llama-family model from a GGUF file (the layout llama.cpp writes).
  *
- * Metadata read (ARCH = general.architecture: llama, mistral, qwen2):
+ * Metadata read (ARCH = general.architecture: llama, mistral, qwen2, qwen3):
  *   ARCH.embedding_length, .block_count, .feed_forward_length, .attention.head_count,
  *   .attention.head_count_kv (default head_count), .attention.key_length (default
  *   embedding/heads), .attention.layer_norm_rms_epsilon, .rope.freq_base (default 10000),
  *   .rope.dimension_count (must be the head dim: partial rotary is not supported), .context_length,
  *   ARCH.vocab_size (default token_embd rows).
  * llama.cpp's converter permutes HF q/k rows to interleaved pairs for llama/mistral (ROPE_NORM);
- * qwen2 keeps the HF half-split layout (ROPE_NEOX) and has q/k/v biases. Tensor data stays in the
+ * qwen2 and qwen3 keep the HF half-split layout (ROPE_NEOX); qwen2 has q/k/v biases, qwen3 per-head
+ * q/k norms (blk.N.attn_{q,k}_norm.weight) and no biases. Tensor data stays in the
  * mapping (zero copy); the open file is kept in m->gguf for the tokenizer. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,12 +60,14 @@ int model_load_gguf(struct model *m, const char *path) {
     int rc = gguf_get_str(g, "general.architecture", arch, sizeof arch);
     if (rc < 0) return -1;
     if (rc == 1) return err("%s: missing metadata general.architecture", path);
-    if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2"))
-        return err("%s: unsupported architecture '%s' (lowbit runs llama, mistral, qwen2)", path,
-                   arch);
+    if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2") &&
+        strcmp(arch, "qwen3"))
+        return err("%s: unsupported architecture '%s' (lowbit runs llama, mistral, qwen2, qwen3)",
+                   path, arch);
     snprintf(c->arch, sizeof c->arch, "%s", arch);
-    c->rope_style = strcmp(arch, "qwen2") ? ROPE_NORM : ROPE_NEOX;
+    c->rope_style = model_gguf_keeps_hf_rope(c) ? ROPE_NEOX : ROPE_NORM;
     c->qkv_bias = !strcmp(arch, "qwen2");
+    c->qk_norm = !strcmp(arch, "qwen3");
     c->norm_eps = 1e-5f;
     c->rope_theta = 10000.0f;
     int rope_dims = 0;

@@ -1,4 +1,4 @@
-/* eval/hf.c: loading a Hugging Face model directory (llama, mistral, qwen2).
+/* eval/hf.c: loading a Hugging Face model directory (llama, mistral, qwen2, qwen3).
  *
  * Directory layout read:
  *   config.json                     the transformers config: sizes, eps, rope, tying, biases
@@ -10,7 +10,8 @@
  * copied into a model buffer instead. Shapes flip from PyTorch [out, in] to ggml ne [in, out];
  * q/k rows stay in HF's half-split rotary layout (ROPE_NEOX), nothing is permuted.
  * Tensors lowbit has no use for (rotary_emb.inv_freq, ...) are skipped, but tensors that would
- * change the math and that the model has no slot for (o_proj/MLP biases, q/k norms) are refused.
+ * change the math and that the model has no slot for (o_proj/MLP biases, q/k norms outside qwen3)
+ * are refused.
  * Like transformers: model.safetensors wins over an index, lm_head.weight is ignored when
  * tie_word_embeddings is true, and tensors a shard holds but the index does not attribute to it
  * are ignored. Quantized checkpoints (quantization_config: gptq, awq, auto-round, bitsandbytes,
@@ -114,6 +115,7 @@ static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
         {"llama", "LlamaForCausalLM"},
         {"mistral", "MistralForCausalLM"},
         {"qwen2", "Qwen2ForCausalLM"},
+        {"qwen3", "Qwen3ForCausalLM"},
     };
     json_t *mt = cfg_get(root, "model_type"), *ar = cfg_get(root, "architectures");
     const char *name = NULL;
@@ -133,11 +135,11 @@ static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
                 return 0;
             }
     } else {
-        return err("%s: no model_type or architectures (expected model_type llama, mistral or "
-                   "qwen2)", path);
+        return err("%s: no model_type or architectures (expected model_type llama, mistral, "
+                   "qwen2 or qwen3)", path);
     }
-    return err("unsupported architecture '%s' in %s (lowbit runs llama, mistral, qwen2)", name,
-               path);
+    return err("unsupported architecture '%s' in %s (lowbit runs llama, mistral, qwen2, qwen3)",
+               name, path);
 }
 
 /* rope_scaling: absent/null/"default" = none; "llama3" fills cfg.rope_*; anything else refused */
@@ -210,7 +212,8 @@ static int read_config(struct hf_load *h) {
         cfg_int(p, root, "num_hidden_layers", true, 0, 1, INT_MAX, &c->n_layers) ||
         cfg_int(p, root, "num_attention_heads", true, 0, 1, INT_MAX, &c->n_heads) ||
         cfg_int(p, root, "num_key_value_heads", false, c->n_heads, 1, INT_MAX, &c->n_kv_heads) ||
-        cfg_int(p, root, "head_dim", false, c->dim / c->n_heads, 1, INT_MAX, &c->head_dim) ||
+        cfg_int(p, root, "head_dim", false, /* Qwen3Config's default is 128 */
+                !strcmp(c->arch, "qwen3") ? 128 : c->dim / c->n_heads, 1, INT_MAX, &c->head_dim) ||
         cfg_int(p, root, "vocab_size", true, 0, 1, INT_MAX, &c->vocab_size) ||
         cfg_int(p, root, "max_position_embeddings", false, 0, 0, INT_MAX, &c->ctx_len) ||
         cfg_num(p, root, "rms_norm_eps", false, 1e-6, &c->norm_eps) || /* transformers' default */
@@ -226,11 +229,13 @@ static int read_config(struct hf_load *h) {
     /* qwen2 always has q/k/v biases (and no o_proj bias); llama's attention_bias also adds an
      * o_proj bias, refused when its tensor shows up */
     c->qkv_bias = attn_bias || !strcmp(c->arch, "qwen2");
+    c->qk_norm = !strcmp(c->arch, "qwen3"); /* Qwen3Attention.q_norm, k_norm over head_dim */
     /* sliding-window attention equals full attention up to the window: cap the usable context
      * there, since the forward pass attends to everything */
     json_t *sw = cfg_get(root, "sliding_window");
     bool sw_used = !strcmp(c->arch, "mistral");
-    if (!strcmp(c->arch, "qwen2") && cfg_bool(p, root, "use_sliding_window", false, &sw_used))
+    if ((!strcmp(c->arch, "qwen2") || !strcmp(c->arch, "qwen3")) &&
+        cfg_bool(p, root, "use_sliding_window", false, &sw_used))
         goto out;
     if (sw_used && sw) {
         if (!json_is_integer(sw) || json_integer_value(sw) <= 0) {
@@ -258,16 +263,25 @@ static const struct {
     {"post_attention_layernorm.weight", "ffn_norm.weight"},
 };
 
-/* tensors that change the result but have no slot in struct layer, besides the biases of linears
- * without one: refused, never skipped */
-static const char *const layer_refused[] = {"self_attn.q_norm.weight", "self_attn.k_norm.weight"};
+/* the per-head q/k norms: mapped when cfg.qk_norm (qwen3), else refused (they change the result) */
+static const struct {
+    const char *hf, *gguf;
+} qk_norm_names[] = {
+    {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+    {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+};
 
 /* the canonical suffix of layer suffix s into out: 1 = found (*bias: a linear's bias), 0 = not a
  * tensor lowbit knows, -1 = a tensor that changes the result and has no slot (nothing printed) */
-static int layer_suffix(const char *s, char *out, size_t size, bool *bias) {
+static int layer_suffix(const struct model_config *c, const char *s, char *out, size_t size,
+                        bool *bias) {
     *bias = false;
-    for (size_t i = 0; i < LB_ARRAY_LEN(layer_refused); i++)
-        if (!strcmp(s, layer_refused[i])) return -1;
+    for (size_t i = 0; i < LB_ARRAY_LEN(qk_norm_names); i++)
+        if (!strcmp(s, qk_norm_names[i].hf)) {
+            if (!c->qk_norm) return -1;
+            snprintf(out, size, "%s", qk_norm_names[i].gguf);
+            return 1;
+        }
     for (size_t i = 0; i < LB_ARRAY_LEN(norm_names); i++)
         if (!strcmp(s, norm_names[i].hf)) {
             snprintf(out, size, "%s", norm_names[i].gguf);
@@ -320,7 +334,7 @@ static int map_name(const struct hf_load *h, const char *where, const char *name
     const struct model_config *c = &h->m->cfg;
     char sfx[64];
     bool bias;
-    const int found = layer_suffix(s, sfx, sizeof sfx, &bias);
+    const int found = layer_suffix(c, s, sfx, sizeof sfx, &bias);
     if (found < 0)
         return err("%s: tensor '%s' is not supported (lowbit's %s layers have no %s)", where, name,
                    c->arch, s);

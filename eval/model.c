@@ -77,6 +77,10 @@ int lin_rope_heads(const struct model_config *c, int i) {
     return (int)(lin_dim(c, lin_info[i].out) / c->head_dim);
 }
 
+bool model_gguf_keeps_hf_rope(const struct model_config *c) {
+    return strcmp(c->arch, "llama") && strcmp(c->arch, "mistral");
+}
+
 void *model_alloc(struct model *m, size_t n, const char *what) {
     if (m->n_bufs == m->cap_bufs) {
         int cap = m->cap_bufs ? 2 * m->cap_bufs : 16;
@@ -259,6 +263,11 @@ int model_bind(struct model *m) {
         struct layer *L = &m->layers[l];
         char sfx[64];
         BIND(attn_norm, "attn_norm.weight", D, 0, false);
+        if (c->qk_norm) {
+            BIND(q_norm, "attn_q_norm.weight", c->head_dim, 0, false);
+            BIND(k_norm, "attn_k_norm.weight", c->head_dim, 0, false);
+            if (to_f32(m, &L->q_norm) || to_f32(m, &L->k_norm)) return -1;
+        }
         for (int i = 0; i < LIN_COUNT; i++) {
             const struct lin_info *li = &lin_info[i];
             if (!li->attn && (i == 0 || lin_info[i - 1].attn)) /* the file order: norm, then FFN */

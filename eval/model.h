@@ -10,6 +10,8 @@
  *   blk.N.attn_output.weight [n_heads*hd, D]  blk.N.attn_{q,k,v}.bias (qwen2)
  *   blk.N.ffn_norm.weight [D]  blk.N.ffn_gate.weight [D, H]  blk.N.ffn_up.weight [D, H]
  *   blk.N.ffn_down.weight [H, D]
+ *   blk.N.attn_q_norm.weight [hd]  blk.N.attn_k_norm.weight [hd] (qwen3: per-head RMSNorm of q and
+ *   k before RoPE, cfg.qk_norm)
  * Rotary layout: llama2.c and GGUF "llama" files rotate interleaved pairs (2i, 2i+1) of each head
  * (ROPE_NORM); Hugging Face checkpoints keep q/k rows permuted so that pairs are (i, i+hd/2)
  * (ROPE_NEOX). Both give the same attention scores for the same model; the loader records which. */
@@ -21,12 +23,13 @@ enum model_format { MODEL_FORMAT_LLAMA2C, MODEL_FORMAT_GGUF, MODEL_FORMAT_HF, MO
 enum rope_style { ROPE_NORM, ROPE_NEOX };
 
 struct model_config {
-    char arch[32]; /* "llama", "mistral", "qwen2" */
+    char arch[32]; /* "llama", "mistral", "qwen2", "qwen3" */
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size;
     int ctx_len; /* trained context length (0 = unknown) */
     float norm_eps, rope_theta;
     enum rope_style rope_style;
     bool qkv_bias;
+    bool qk_norm; /* each head of q and k RMS-normalized (weight [hd]) before RoPE: qwen3 */
     /* Llama-3.1 "llama3" rope scaling; rope_factor 0 = none */
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_orig_ctx;
@@ -78,6 +81,7 @@ int lin_rope_heads(const struct model_config *c, int i);
 
 struct layer {
     struct tensor attn_norm, ffn_norm;
+    struct tensor q_norm, k_norm;  /* [hd] fp32 when cfg.qk_norm, else zeroed */
     struct tensor lin[LIN_COUNT];  /* enum lin */
     struct tensor bias[LIN_COUNT]; /* zeroed (data NULL) when absent */
 };
@@ -133,6 +137,11 @@ int model_bind(struct model *m);
 int model_load_llama2c(struct model *m, const char *path);
 int model_load_gguf(struct model *m, const char *path);
 int model_load_hf(struct model *m, const char *dir);
+
+/* the GGUF form of c's architecture keeps Hugging Face's half-split rotary rows (ROPE_NEOX): every
+ * architecture but llama and mistral, whose GGUF q/k rows llama.cpp's converter permutes to
+ * interleaved pairs */
+bool model_gguf_keeps_hf_rope(const struct model_config *c);
 
 /* parameter count (all weights) and storage bytes of the weights as loaded */
 int64_t model_n_params(const struct model *m);

@@ -19,6 +19,8 @@ static const struct {
 } norm_map[] = {
     {"attn_norm.weight", "input_layernorm.weight"},
     {"ffn_norm.weight", "post_attention_layernorm.weight"},
+    {"attn_q_norm.weight", "self_attn.q_norm.weight"}, /* qwen3 */
+    {"attn_k_norm.weight", "self_attn.k_norm.weight"},
 };
 
 /* the HF suffix of block suffix c into out: *linear for a linear's weight, *qk 1 = q rows
@@ -56,7 +58,7 @@ static int hf_name(const struct model *m, const char *c, char *out, size_t n, bo
         snprintf(out, n, "model.layers.%d.%s", layer, sfx);
         return 0;
     }
-    return err("%s: tensor %s has no Hugging Face name (lowbit exports llama, mistral, qwen2)",
+    return err("%s: tensor %s has no Hugging Face name (lowbit exports llama, mistral, qwen2, qwen3)",
                m->path, c);
 }
 
@@ -405,7 +407,7 @@ static json_t *make_config(const struct hfx_model *hm) {
     static const struct {
         const char *arch, *cls;
     } classes[] = {{"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
-                   {"qwen2", "Qwen2ForCausalLM"}};
+                   {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}};
     const char *cls = "LlamaForCausalLM", *type = "llama";
     for (size_t i = 0; i < LB_ARRAY_LEN(classes); i++)
         if (!strcmp(c->arch, classes[i].arch)) cls = classes[i].cls, type = classes[i].arch;
@@ -424,7 +426,8 @@ static json_t *make_config(const struct hfx_model *hm) {
     json_object_set_new(j, "rope_theta", json_real(c->rope_theta));
     json_object_set_new(j, "tie_word_embeddings", json_boolean(m->tied_output));
     json_object_set_new(j, "hidden_act", json_string("silu"));
-    if (!strcmp(type, "llama")) json_object_set_new(j, "attention_bias", json_boolean(c->qkv_bias));
+    if (!strcmp(type, "llama") || !strcmp(type, "qwen3"))
+        json_object_set_new(j, "attention_bias", json_boolean(c->qkv_bias));
     json_object_set_new(j, "mlp_bias", json_false());
     if (c->rope_factor > 0)
         json_object_set_new(j, "rope_scaling",

@@ -362,7 +362,7 @@ static int fp_quantize(const struct quant_job *j, struct quant_artifact *a) {
     if (rc < 0) goto out;
     if (rc == 1) fp_tokenizer_path(j, a->tokenizer, sizeof a->tokenizer);
     /* HF llama/mistral keep q/k in the half-split rotary layout; GGUF "llama" wants pairs */
-    const bool permute = m->cfg.rope_style == ROPE_NEOX && strcmp(m->cfg.arch, "qwen2");
+    const bool permute = m->cfg.rope_style == ROPE_NEOX && !model_gguf_keeps_hf_rope(&m->cfg);
     for (int i = 0; i < m->n_tensors; i++) {
         const struct tensor *t = &m->tensors[i];
         const int64_t n_cols = t->ne[0], n_rows = tensor_nrows(t);
