@@ -29,6 +29,11 @@ int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int6
         return err("grad: bad block shape (n_ctx %d, rows %lld, dim %d, hidden %d, head_dim %d, "
                    "heads %d/%d)", n_ctx, (long long)max_rows, c->dim, c->hidden_dim, c->head_dim,
                    c->n_heads, c->n_kv_heads);
+    if (c->post_norms || c->gelu || c->embd_scale > 0 || c->attn_scale > 0 || c->attn_softcap > 0 ||
+        c->swa_window > 0)
+        return err("grad: the block backward (AutoRound, AQLM fine-tuning) covers llama, mistral, "
+                   "qwen2 and qwen3 blocks; %s blocks (post-norms, gelu, soft-capping, sliding "
+                   "windows) are not supported yet", c->arch);
     g->D = c->dim, g->H = c->hidden_dim, g->n_heads = c->n_heads, g->n_kv_heads = c->n_kv_heads;
     g->hd = c->head_dim, g->qd = c->n_heads * c->head_dim, g->kvd = c->n_kv_heads * c->head_dim;
     g->eps = c->norm_eps;

@@ -9,9 +9,11 @@ GGUF writing) are tests/ref/llama_ref.py's; the math below is this file's own.
                                        twin; OUTDIR/manifest.txt: "name vocab hf_dir gguf" lines
   arch_ref.py logprobs HF_DIR --tokens 1,5,9 -o OUT.f32
                                        float32 log-softmax rows [n_tok][vocab] of the HF model
-  arch_ref.py random-gguf ARCH -o OUT.gguf [--dim 256 --layers 2 --vocab 512 --std 0.2 --seed 0]
+  arch_ref.py random-gguf ARCH -o OUT.gguf [--dim 256 --layers 2 --vocab 512 --std 0.05 --seed 0
+                                       --extra '{"sliding_window": 128}']
                                        a larger random model for llama.cpp's perplexity (the
-                                       peer): weights N(0, std), well above N(0, 0.02)
+                                       peer): weights N(0, std), above N(0, 0.02) (at 0.2
+                                       llama.cpp's f16 KV cache alone moves the mean NLL 1.5e-4)
 
 The math, per model_type (x: [T, D], positions 0..T-1, causal attention, GQA by repeat_kv):
   qwen3 (Qwen3DecoderLayer): h = rms(x)·w_in; q, k, v = h·Wq,k,vᵀ (+ biases if attention_bias);
@@ -198,7 +200,23 @@ FIXTURES = [
     dict(name="qwen3_tied_bf16", type="qwen3", dim=48, hidden=128, layers=3, heads=6, kv_heads=3,
          head_dim=8, vocab=272, tied=True, dtype="BF16", gguf_type=GGML_F32, theta=10000.0,
          eps=1e-6, extra={}),
+    # window 8 < 48 tokens: the sliding layers (0 and 2) cut; small caps so tanh bends the scores;
+    # query_pre_attn_scalar = head_dim, the scale llama.cpp uses for GGUF gemma2 below 27B
+    dict(name="gemma2_swa_caps", type="gemma2", dim=64, hidden=128, layers=4, heads=4, kv_heads=2,
+         head_dim=16, vocab=300, tied=True, dtype="F32", gguf_type=GGML_F32, theta=10000.0,
+         eps=1e-6, extra=dict(sliding_window=8, attn_logit_softcapping=5.0,
+                              final_logit_softcapping=8.0, query_pre_attn_scalar=16)),
+    # pattern 3: layers 0, 1 slide (local RoPE base 10000), layer 2 is full (base 1e6, positions
+    # halved by linear scaling)
+    dict(name="gemma3_swa_bf16", type="gemma3_text", dim=48, hidden=96, layers=3, heads=4,
+         kv_heads=1, head_dim=16, vocab=280, tied=True, dtype="BF16", gguf_type=GGML_F32,
+         theta=1000000.0, eps=1e-6,
+         extra=dict(sliding_window=8, sliding_window_pattern=3, rope_local_base_freq=10000.0,
+                    rope_scaling={"rope_type": "linear", "factor": 2.0},
+                    final_logit_softcapping=10.0, query_pre_attn_scalar=16)),
 ]
+
+GGUF_ARCH = {"gemma3_text": "gemma3"}
 
 CLASSES = {"qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM",
            "gemma3": "Gemma3ForCausalLM", "gemma3_text": "Gemma3ForCausalLM"}
@@ -218,7 +236,7 @@ def random_weights(fx, seed, std=None):
     def norm(n):  # gemma stores w with the norm multiplying by 1 + w
         base = 0.0 if gemma else 1.0
         return round_to(base + rng.normal(0.0, 0.1, size=n), fx["dtype"])
-    w = {"model.embed_tokens.weight": r((V, D), 0.4 if not gemma else 0.05)}
+    w = {"model.embed_tokens.weight": r((V, D), 0.4 if not gemma else 0.3)}
     for i in range(fx["layers"]):
         p = "model.layers.%d." % i
         w[p + "input_layernorm.weight"] = norm(D)
@@ -226,7 +244,7 @@ def random_weights(fx, seed, std=None):
         w[p + "self_attn.k_proj.weight"] = r((kvd, D), 0.2)
         w[p + "self_attn.v_proj.weight"] = r((kvd, D), 0.15)
         w[p + "self_attn.o_proj.weight"] = r((D, qd), 0.1)
-        if fx["type"] in ("qwen3", "gemma3"):
+        if fx["type"] in ("qwen3", "gemma3", "gemma3_text"):
             w[p + "self_attn.q_norm.weight"] = norm(hd)
             w[p + "self_attn.k_norm.weight"] = norm(hd)
         w[p + "post_attention_layernorm.weight"] = norm(D)
@@ -282,7 +300,7 @@ def write_gguf(path, fx, w, ctx=512):
     """the GGUF llama.cpp's convert_hf_to_gguf.py writes for these architectures: q/k rows keep
     HF's order (NEOX rope), 1-D norms F32; gemma norms are stored as written (llama.cpp's gemma
     converters add 1 to them: done here too, as lowbit reads them)"""
-    arch, V = fx["type"], fx["vocab"]
+    arch, V = GGUF_ARCH.get(fx["type"], fx["type"]), fx["vocab"]
     toks, scores, ttype = toy_vocab(V)
     U32, I32, F32, STR, BOOL = 4, 5, 6, 8, 7
     kvs = [("general.architecture", STR, arch), ("general.name", STR, "lowbit-ref-" + fx["name"]),
@@ -338,15 +356,21 @@ def write_gguf(path, fx, w, ctx=512):
 
 def gguf_extra_kvs(fx):
     """the architecture's own GGUF keys (llama.cpp's names) from the fixture's extra config"""
-    arch, e, out = fx["type"], fx["extra"], []
-    U32, F32 = 4, 6
+    arch, e, out = GGUF_ARCH.get(fx["type"], fx["type"]), fx["extra"], []
+    U32, F32, STR = 4, 6, 8
     if arch.startswith("gemma"):
         if "sliding_window" in e:
             out.append((arch + ".attention.sliding_window", U32, e["sliding_window"]))
-        for k, g in (("attn_logit_softcapping", "attn_logit_softcapping"),
-                     ("final_logit_softcapping", "final_logit_softcapping")):
+        if "sliding_window_pattern" in e:
+            out.append((arch + ".attention.sliding_window_pattern", U32, e["sliding_window_pattern"]))
+        for k in ("attn_logit_softcapping", "final_logit_softcapping"):
             if e.get(k):
-                out.append((arch + "." + g, F32, e[k]))
+                out.append((arch + "." + k, F32, e[k]))
+        if "rope_local_base_freq" in e:
+            out.append((arch + ".rope.freq_base_swa", F32, e["rope_local_base_freq"]))
+        if "rope_scaling" in e:
+            out += [(arch + ".rope.scaling.type", STR, "linear"),
+                    (arch + ".rope.scaling.factor", F32, e["rope_scaling"]["factor"])]
     return out
 
 
@@ -385,8 +409,9 @@ def main(argv):
                   heads=arg(argv, "--heads", 4, int), kv_heads=arg(argv, "--kv-heads", 2, int),
                   head_dim=arg(argv, "--head-dim", 64, int), vocab=arg(argv, "--vocab", 512, int),
                   tied=False, dtype="F32", gguf_type=GGML_F32,
-                  theta=arg(argv, "--theta", 10000.0, float), eps=1e-6, extra={})
-        std = arg(argv, "--std", 0.2, float)
+                  theta=arg(argv, "--theta", 10000.0, float), eps=1e-6,
+                  extra=json.loads(arg(argv, "--extra", "{}")))
+        std = arg(argv, "--std", 0.05, float)
         w = random_weights(fx, arg(argv, "--seed", 0, int), std=std)
         write_gguf(arg(argv, "-o"), fx, w, ctx=arg(argv, "--ctx", 512, int))
         return 0
