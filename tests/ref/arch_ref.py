@@ -408,7 +408,7 @@ def main(argv):
                   hidden=arg(argv, "--hidden", 512, int), layers=arg(argv, "--layers", 2, int),
                   heads=arg(argv, "--heads", 4, int), kv_heads=arg(argv, "--kv-heads", 2, int),
                   head_dim=arg(argv, "--head-dim", 64, int), vocab=arg(argv, "--vocab", 512, int),
-                  tied=False, dtype="F32", gguf_type=GGML_F32,
+                  tied=arch.startswith("gemma"), dtype="F32", gguf_type=GGML_F32,
                   theta=arg(argv, "--theta", 10000.0, float), eps=1e-6,
                   extra=json.loads(arg(argv, "--extra", "{}")))
         std = arg(argv, "--std", 0.05, float)
