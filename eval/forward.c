@@ -2,7 +2,8 @@
  *
  * Legend: T = tokens in this piece, D = dim, H = hidden_dim, hd = head_dim, nh/nkv = query/kv
  * heads, qd = nh*hd, kvd = nkv*hd, V = vocab. Per layer:
- *   xn = rmsnorm(x)·w_attn_norm; q,k,v = xn·Wq,Wk,Wv (+ bias); rope(q,k); cache ← k,v
+ *   xn = rmsnorm(x)·w_attn_norm; q,k,v = xn·Wq,Wk,Wv (+ bias); (qwen3: q,k per head ←
+ *   rmsnorm(head)·w_q_norm, w_k_norm); rope(q,k); cache ← k,v
  *   o[t,h] = Σ_j softmax_j(q[t,h]·k[j,h/g]/√hd) v[j,h/g], j ≤ pos(t)   (g = nh/nkv)
  *   x += o·Wo;  xn = rmsnorm(x)·w_ffn_norm;  x += (silu(xn·Wgate) ⊙ xn·Wup)·Wdown
  * then logits = rmsnorm(x)·w_out_norm · Wout. RMSNorm sums squares in double; the RoPE angles are
@@ -40,15 +41,26 @@ void fwd_release(struct fwd_state *s) {
     free(s->up);
     free(s->rope_cos);
     free(s->rope_sin);
+    free(s->rope_cos_swa);
+    free(s->rope_sin_swa);
     free(s->xh);
     kscratch_release(&s->ws);
     memset(s, 0, sizeof *s);
 }
 
-/* inverse frequency of rotary pair i (0 <= i < hd/2), with Llama-3 scaling and GGUF factors */
-static double rope_inv_freq(const struct model *m, int i) {
+/* the sliding layers rotate with their own base (gemma3) */
+static bool rope_swa_differs(const struct model_config *c) {
+    return c->swa_window > 0 && ((c->rope_theta_swa > 0 && c->rope_theta_swa != c->rope_theta) ||
+                                 (c->rope_linear > 0 && c->rope_linear != 1));
+}
+
+/* inverse frequency of rotary pair i (0 <= i < hd/2), with Llama-3 scaling and GGUF factors; swa:
+ * of a sliding layer (base rope_theta_swa, no linear scaling) */
+static double rope_inv_freq(const struct model *m, int i, bool swa) {
     const struct model_config *c = &m->cfg;
-    double f = pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+    const double theta = swa && c->rope_theta_swa > 0 ? c->rope_theta_swa : c->rope_theta;
+    double f = pow(theta, -2.0 * i / c->head_dim);
+    if (!swa && c->rope_linear > 0) f /= c->rope_linear;
     if (c->rope_factor > 0) {
         /* Llama-3.1: keep high frequencies, divide low ones by factor, blend in between */
         const double lo_wl = c->rope_orig_ctx / c->rope_low_freq_factor;
@@ -68,6 +80,7 @@ static double rope_inv_freq(const struct model *m, int i) {
 
 static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int max_batch,
                       int n_cache_layers);
+static void rope_table(const struct model *m, int n_ctx, float *cos_t, float *sin_t, bool swa);
 
 /* the kernels' scratch for every call a forward over m makes (windows of up to max_batch
  * tokens, positions below n_ctx) on n_threads threads: the largest need of any weight matmul at
@@ -144,19 +157,32 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
         return -1;
     }
     fwd_rope_table(m, n_ctx, s->rope_cos, s->rope_sin);
+    if (rope_swa_differs(c)) {
+        s->rope_cos_swa = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
+        s->rope_sin_swa = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
+        if (!s->rope_cos_swa || !s->rope_sin_swa) {
+            fwd_release(s);
+            return -1;
+        }
+        rope_table(m, n_ctx, s->rope_cos_swa, s->rope_sin_swa, true);
+    }
     return 0;
 }
 
-void fwd_rope_table(const struct model *m, int n_ctx, float *cos_t, float *sin_t) {
+static void rope_table(const struct model *m, int n_ctx, float *cos_t, float *sin_t, bool swa) {
     const size_t half = (size_t)m->cfg.head_dim / 2;
     for (size_t i = 0; i < half; i++) {
-        const double f = rope_inv_freq(m, (int)i);
+        const double f = rope_inv_freq(m, (int)i, swa);
         for (int p = 0; p < n_ctx; p++) {
             const double a = p * f;
             cos_t[(size_t)p * half + i] = (float)cos(a);
             sin_t[(size_t)p * half + i] = (float)sin(a);
         }
     }
+}
+
+void fwd_rope_table(const struct model *m, int n_ctx, float *cos_t, float *sin_t) {
+    rope_table(m, n_ctx, cos_t, sin_t, false);
 }
 
 void fwd_truncate(struct fwd_state *s, int n_past) {
@@ -290,6 +316,58 @@ static void mm_out(struct fwd_state *s, float *y, const float *x, const struct t
     if (matmul_ws(y, x, w, T, &s->ws)) s->mm_failed = true;
 }
 
+/* the attention of layers the fast kernel does not cover (kernels/attention.h): scores soft-capped
+ * (cap > 0: cap·tanh(s/cap)) and/or keys limited to pos − j < window (window > 0). The same cache
+ * layout; per (query, head) the scores in key order, the softmax in double, the output in key
+ * order: one thread per output, so the result does not depend on the thread count. */
+static void attention_capped(float *out, const float *q, const float *kt, const float *v,
+                             const struct attn_shape *a, float cap, int window, float *sc_all) {
+    const int hd = a->head_dim, nh = a->n_heads, rep = nh / a->n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int n_keys = a->pos0 + a->T;
+#pragma omp parallel for schedule(static) if ((size_t)a->T * nh * n_keys * hd >= PAR_MIN_WORK)
+    for (int th = 0; th < a->T * nh; th++) {
+        const int t = th / nh, h = th % nh, g = h / rep, pos = a->pos0 + t;
+        const float *qr = q + ((size_t)t * nh + h) * hd;
+        const float *k = kt + (int64_t)g * a->kt_head, *vv = v + (int64_t)g * a->v_head;
+        float *sc = sc_all + (size_t)th * n_keys;
+        const int j0 = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+        float mx = -INFINITY;
+        for (int j = j0; j <= pos; j++) {
+            float d = 0;
+            for (int i = 0; i < hd; i++) d += qr[i] * k[(int64_t)i * a->ldk + j];
+            d *= scale;
+            if (cap > 0) d = cap * tanhf(d / cap);
+            sc[j] = d;
+            mx = d > mx ? d : mx;
+        }
+        double sum = 0;
+        for (int j = j0; j <= pos; j++) {
+            sc[j] = expf(sc[j] - mx);
+            sum += sc[j];
+        }
+        float *o = out + ((size_t)t * nh + h) * hd;
+        for (int i = 0; i < hd; i++) o[i] = 0;
+        for (int j = j0; j <= pos; j++) {
+            const float p = (float)(sc[j] / sum);
+            const float *vr = vv + (int64_t)j * a->ldv;
+            for (int i = 0; i < hd; i++) o[i] += p * vr[i];
+        }
+    }
+}
+
+/* x = cap·tanh(x/cap) over n floats */
+static void softcap(float *x, size_t n, float cap) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_WORK)
+    for (size_t i = 0; i < n; i++) x[i] = cap * tanhf(x[i] / cap);
+}
+
+/* gelu, tanh approximation (transformers' gelu_pytorch_tanh), in double */
+static inline float gelu_tanh(float x) {
+    const double u = 0.7978845608028654 * ((double)x + 0.044715 * (double)x * x * x);
+    return (float)(0.5 * x * (1.0 + tanh(u)));
+}
+
 /* a layer matmul: the hook sees its input */
 static void mm(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T) {
     if (s->mm_hook && !s->in_stage && !s->hook_failed && s->mm_hook(s->mm_hook_ctx, w, x, T))
@@ -320,8 +398,19 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
         add_bias(s->q, L->bias[LIN_Q].data, T, (int)qd);
         add_bias(s->k, L->bias[LIN_K].data, T, (int)kvd);
         add_bias(s->v, L->bias[LIN_V].data, T, (int)kvd);
-        rope(s->q, T, c->n_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
-        rope(s->k, T, c->n_kv_heads, hd, pos0, s->rope_cos, s->rope_sin, c->rope_style);
+        if (c->qk_norm) { /* qwen3, gemma3: every head of q and k RMS-normalized on its own */
+            rmsnorm(s->q, s->q, L->q_norm.data, T * c->n_heads, hd, c->norm_eps);
+            rmsnorm(s->k, s->k, L->k_norm.data, T * c->n_kv_heads, hd, c->norm_eps);
+        }
+        const bool swa = model_layer_swa(c, l);
+        const float *rc = swa && s->rope_cos_swa ? s->rope_cos_swa : s->rope_cos;
+        const float *rs = swa && s->rope_sin_swa ? s->rope_sin_swa : s->rope_sin;
+        rope(s->q, T, c->n_heads, hd, pos0, rc, rs, c->rope_style);
+        rope(s->k, T, c->n_kv_heads, hd, pos0, rc, rs, c->rope_style);
+        if (c->attn_scale > 0) { /* the kernels scale by 1/√hd: q carries the rest */
+            const float f = c->attn_scale * sqrtf((float)hd);
+            for (size_t i = 0; i < (size_t)T * qd; i++) s->q[i] *= f;
+        }
         cache_store(s, slot, T, pos0);
         const struct attn_shape as = {.T = T,
                                       .pos0 = pos0,
@@ -333,14 +422,23 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
                                       .kt_head = s->kt_head,
                                       .v_head = s->v_head};
         const int64_t lo = (int64_t)slot * c->n_kv_heads;
-        if (attention_ws(carry, s->q, s->k_cache + lo * s->kt_head, s->v_cache + lo * s->v_head,
-                         &as, &s->ws))
+        const float *kt = s->k_cache + lo * s->kt_head, *vc = s->v_cache + lo * s->v_head;
+        const int window = swa && pos0 + T > c->swa_window ? c->swa_window : 0;
+        if (c->attn_softcap > 0 || window) {
+            float *sc = xmalloc((size_t)T * c->n_heads * (size_t)(pos0 + T) * sizeof(float),
+                                "attention scores");
+            if (!sc) s->mm_failed = true;
+            else attention_capped(carry, s->q, kt, vc, &as, c->attn_softcap, window, sc);
+            free(sc);
+        } else if (attention_ws(carry, s->q, kt, vc, &as, &s->ws)) {
             s->mm_failed = true;
+        }
         s->flops += 4.0 * hd * c->n_heads * ((double)T * pos0 + (double)T * (T + 1) / 2);
         break;
     }
     case FWD_GATE_UP: /* x += attention·Wo; the input of gate and up */
         mm(s, s->xn, carry, &L->lin[LIN_O], T);
+        if (c->post_norms) rmsnorm(s->xn, s->xn, L->attn_post_norm.data, T, D, c->norm_eps);
         residual_add(x, s->xn, (size_t)T * D);
         rmsnorm(s->xn, x, L->ffn_norm.data, T, D, c->norm_eps);
         break;
@@ -353,11 +451,12 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
             for (int i = 0; i < H; i++) {
                 const size_t j = (size_t)t * H + i;
                 const float gv = carry[j];
-                carry[j] = gv / (1.0f + expf(-gv)) * s->up[j];
+                carry[j] = (c->gelu ? gelu_tanh(gv) : gv / (1.0f + expf(-gv))) * s->up[j];
             }
         break;
     case FWD_OUT: /* x += act·Wdown: the block's output */
         mm(s, s->xn, carry, &L->lin[LIN_DOWN], T);
+        if (c->post_norms) rmsnorm(s->xn, s->xn, L->ffn_post_norm.data, T, D, c->norm_eps);
         residual_add(x, s->xn, (size_t)T * D);
         break;
     default: break;
@@ -400,6 +499,8 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
     s->hook_failed = s->mm_failed = false;
 
     for (int t = 0; t < T; t++) tensor_row_to_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
+    if (c->embd_scale > 0) /* gemma: √dim */
+        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] *= c->embd_scale;
 
     const int n_layers = s->layer_limit > 0 ? LB_MIN(s->layer_limit, c->n_layers) : c->n_layers;
     for (int l = 0; l < n_layers; l++)
@@ -409,13 +510,10 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
     if (s->hook_failed || s->mm_failed) return -1;
     s->n_past += T;
     if (!logits) return 0;
-    if (last_only) {
-        rmsnorm(s->xn, s->x + (size_t)(T - 1) * D, m->out_norm.data, 1, D, c->norm_eps);
-        mm_out(s, logits, s->xn, &m->output, 1);
-    } else {
-        rmsnorm(s->xn, s->x, m->out_norm.data, T, D, c->norm_eps);
-        mm_out(s, logits, s->xn, &m->output, T);
-    }
+    const int n_out = last_only ? 1 : T;
+    rmsnorm(s->xn, s->x + (size_t)(T - n_out) * D, m->out_norm.data, n_out, D, c->norm_eps);
+    mm_out(s, logits, s->xn, &m->output, n_out);
+    if (c->final_softcap > 0) softcap(logits, (size_t)n_out * c->vocab_size, c->final_softcap);
     return s->mm_failed ? -1 : 0;
 }
 

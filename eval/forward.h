@@ -28,6 +28,7 @@ struct fwd_state {
     int n_cache_layers; /* n_layers (fwd_init) or 1 (fwd_init_block) */
     bool in_stage;      /* inside fwd_block_stage: the matmuls do not call mm_hook */
     float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
+    float *rope_cos_swa, *rope_sin_swa; /* the sliding layers' own table (gemma3), or NULL */
     /* FLOPs of the matmuls and attention done so far (for GFLOP/s reports) */
     double flops;
     /* optional: called with every layer matmul's input x [T][K] before the product (K =

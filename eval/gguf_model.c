@@ -1,14 +1,24 @@
 /* eval/gguf_model.c: a Llama-family model from a GGUF file (the layout llama.cpp writes).
  *
- * Metadata read (ARCH = general.architecture: llama, mistral, qwen2):
+ * Metadata read (ARCH = general.architecture: llama, mistral, qwen2, qwen3, gemma2, gemma3):
  *   ARCH.embedding_length, .block_count, .feed_forward_length, .attention.head_count,
  *   .attention.head_count_kv (default head_count), .attention.key_length (default
  *   embedding/heads), .attention.layer_norm_rms_epsilon, .rope.freq_base (default 10000),
  *   .rope.dimension_count (must be the head dim: partial rotary is not supported), .context_length,
  *   ARCH.vocab_size (default token_embd rows).
  * llama.cpp's converter permutes HF q/k rows to interleaved pairs for llama/mistral (ROPE_NORM);
- * qwen2 keeps the HF half-split layout (ROPE_NEOX) and has q/k/v biases. Tensor data stays in the
- * mapping (zero copy); the open file is kept in m->gguf for the tokenizer. */
+ * qwen2 and qwen3 keep the HF half-split layout (ROPE_NEOX); qwen2 has q/k/v biases, qwen3 per-head
+ * q/k norms (blk.N.attn_{q,k}_norm.weight) and no biases. Tensor data stays in the
+ * mapping (zero copy); the open file is kept in m->gguf for the tokenizer.
+ * gemma2/gemma3 as llama.cpp reads them (src/models/gemma2.cpp, gemma3.cpp): embeddings times
+ * √dim, post-attention and post-MLP norms, gelu, half-split rotary rows; ARCH.attention.
+ * sliding_window (gemma2 default 4096; gemma3 slides only when it is set) on the layers of
+ * ARCH.attention.sliding_window_pattern (default 2 and 6); gemma2's ARCH.attn_logit_softcapping
+ * and .final_logit_softcapping (defaults 50 and 30), gemma3's .final_logit_softcapping (default
+ * none); the sliding layers' RoPE base ARCH.rope.freq_base_swa (gemma2: rope.freq_base, gemma3:
+ * 10000); gemma3's ARCH.rope.scaling.factor (or .rope.scale_linear) on the full layers. The
+ * attention scale is 1/√head_dim, except for the 27B shapes (46 and 62 blocks): 1/√(dim/heads). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +54,31 @@ static int get_float(const struct gguf_file *g, const char *arch, const char *ke
     return 0;
 }
 
+/* the gemma2/gemma3 keys and llama.cpp's defaults (the comment at the top) */
+static int gemma_config(const struct gguf_file *g, const char *arch, struct model_config *c) {
+    const bool gemma2 = !strcmp(arch, "gemma2");
+    c->post_norms = c->gelu = true;
+    c->embd_scale = sqrtf((float)c->dim);
+    c->swa_window = gemma2 ? 4096 : 0;
+    c->swa_pattern = gemma2 ? 2 : 6;
+    c->attn_softcap = gemma2 ? 50.0f : 0;
+    c->final_softcap = gemma2 ? 30.0f : 0;
+    c->rope_theta_swa = gemma2 ? c->rope_theta : 10000.0f;
+    float factor = 0;
+    if (get_int(g, arch, "attention.sliding_window", &c->swa_window, false, 0, 1 << 24) ||
+        get_int(g, arch, "attention.sliding_window_pattern", &c->swa_pattern, false, 0, 4096) ||
+        get_float(g, arch, "attn_logit_softcapping", &c->attn_softcap) ||
+        get_float(g, arch, "final_logit_softcapping", &c->final_softcap) ||
+        get_float(g, arch, "rope.freq_base_swa", &c->rope_theta_swa) ||
+        get_float(g, arch, "rope.scale_linear", &factor) ||
+        get_float(g, arch, "rope.scaling.factor", &factor))
+        return -1;
+    if (!gemma2) c->attn_softcap = 0;
+    if (!gemma2 && factor > 0) c->rope_linear = factor;
+    if (c->n_layers == (gemma2 ? 46 : 62)) c->attn_scale = 1.0f / sqrtf((float)(c->dim / c->n_heads));
+    return 0;
+}
+
 int model_load_gguf(struct model *m, const char *path) {
     m->format = MODEL_FORMAT_GGUF;
     m->gguf = calloc(1, sizeof *m->gguf);
@@ -59,12 +94,15 @@ int model_load_gguf(struct model *m, const char *path) {
     int rc = gguf_get_str(g, "general.architecture", arch, sizeof arch);
     if (rc < 0) return -1;
     if (rc == 1) return err("%s: missing metadata general.architecture", path);
-    if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2"))
-        return err("%s: unsupported architecture '%s' (lowbit runs llama, mistral, qwen2)", path,
-                   arch);
+    if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2") &&
+        strcmp(arch, "qwen3") && strcmp(arch, "gemma2") && strcmp(arch, "gemma3"))
+        return err("%s: unsupported architecture '%s' (lowbit runs llama, mistral, qwen2, qwen3, "
+                   "gemma2, gemma3)", path, arch);
     snprintf(c->arch, sizeof c->arch, "%s", arch);
-    c->rope_style = strcmp(arch, "qwen2") ? ROPE_NORM : ROPE_NEOX;
+    c->rope_style = model_gguf_keeps_hf_rope(c) ? ROPE_NEOX : ROPE_NORM;
     c->qkv_bias = !strcmp(arch, "qwen2");
+    const bool gemma2 = !strcmp(arch, "gemma2"), gemma3 = !strcmp(arch, "gemma3");
+    c->qk_norm = !strcmp(arch, "qwen3") || gemma3;
     c->norm_eps = 1e-5f;
     c->rope_theta = 10000.0f;
     int rope_dims = 0;
@@ -86,6 +124,7 @@ int model_load_gguf(struct model *m, const char *path) {
         return err("%s: %s.embedding_length %d is not a multiple of %s.attention.head_count %d "
                    "(and there is no %s.attention.key_length)", path, arch, c->dim, arch,
                    c->n_heads, arch);
+    if ((gemma2 || gemma3) && gemma_config(g, arch, c)) return -1;
     if (rope_dims && rope_dims != c->head_dim)
         return err("%s: %s.rope.dimension_count %d differs from the head dim %d (partial rotary "
                    "is not supported)", path, arch, rope_dims, c->head_dim);

@@ -16,7 +16,7 @@ void grad_block_release(struct grad_block *g) {
     float *bufs[] = {g->rope_cos, g->rope_sin, g->x,   g->s1,  g->xn1,  g->q,    g->k,
                      g->v,        g->att,      g->lse, g->h1,  g->s2,   g->xn2,  g->gate,
                      g->up,       g->act,      g->dh1, g->dgu, g->dxn,  g->datt, g->dqkv,
-                     g->yt,       g->xt,       g->wt};
+                     g->yt,       g->xt,       g->wt,  g->q0,  g->k0,   g->sq,   g->sk};
     for (size_t i = 0; i < LB_ARRAY_LEN(bufs); i++) free(bufs[i]);
     memset(g, 0, sizeof *g);
 }
@@ -29,6 +29,11 @@ int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int6
         return err("grad: bad block shape (n_ctx %d, rows %lld, dim %d, hidden %d, head_dim %d, "
                    "heads %d/%d)", n_ctx, (long long)max_rows, c->dim, c->hidden_dim, c->head_dim,
                    c->n_heads, c->n_kv_heads);
+    if (c->post_norms || c->gelu || c->embd_scale > 0 || c->attn_scale > 0 || c->attn_softcap > 0 ||
+        c->swa_window > 0)
+        return err("grad: the block backward (AutoRound, AQLM fine-tuning) covers llama, mistral, "
+                   "qwen2 and qwen3 blocks; %s blocks (post-norms, gelu, soft-capping, sliding "
+                   "windows) are not supported yet", c->arch);
     g->D = c->dim, g->H = c->hidden_dim, g->n_heads = c->n_heads, g->n_kv_heads = c->n_kv_heads;
     g->hd = c->head_dim, g->qd = c->n_heads * c->head_dim, g->kvd = c->n_kv_heads * c->head_dim;
     g->eps = c->norm_eps;
@@ -49,6 +54,9 @@ int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int6
         {&g->s2, R}, {&g->xn2, R * D}, {&g->gate, R * H}, {&g->up, R * H}, {&g->act, R * H},
         {&g->dh1, R * D}, {&g->dgu, R * 2 * H}, {&g->dxn, R * D}, {&g->datt, R * qd},
         {&g->dqkv, R * qkv}, {&g->yt, R * wide}, {&g->xt, R * wide}, {&g->wt, g->wt_floats},
+        {&g->q0, c->qk_norm ? R * qd : 1}, {&g->k0, c->qk_norm ? R * kvd : 1},
+        {&g->sq, c->qk_norm ? R * (size_t)g->n_heads : 1},
+        {&g->sk, c->qk_norm ? R * (size_t)g->n_kv_heads : 1},
     };
     for (size_t i = 0; i < LB_ARRAY_LEN(a); i++)
         if (!(*a[i].p = xmalloc(a[i].n * sizeof(float), "block gradient buffers"))) {
@@ -122,6 +130,23 @@ static void rmsnorm_dw(float *dw, const float *dy, const float *x, const float *
         for (int64_t t = 0; t < R; t++) acc += (double)dy[t * n + i] * x[t * n + i] * s[t];
         dw[i] = (float)acc;
     }
+}
+
+/* the RMSNorm backward of every head (hd wide) of rows [R][n_heads·hd] of stride ld, in place:
+ * d holds the gradient of the normalized heads and gets that of x0 (the heads before the norm,
+ * saved 1/rms s [R][n_heads]) */
+static void head_norm_bwd(float *d, int64_t ld, const float *x0, const float *s, const float *w,
+                          int64_t R, int n_heads, int hd) {
+#pragma omp parallel for schedule(static) if ((size_t)R * n_heads * hd >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++)
+        for (int h = 0; h < n_heads; h++) {
+            float *dr = d + t * ld + (int64_t)h * hd;
+            const float *xr = x0 + (t * n_heads + h) * hd;
+            double dot = 0;
+            for (int i = 0; i < hd; i++) dot += (double)w[i] * dr[i] * xr[i];
+            const double st = s[t * n_heads + h], c = dot * st * st * st / hd;
+            for (int i = 0; i < hd; i++) dr[i] = (float)(st * w[i] * dr[i] - xr[i] * c);
+        }
 }
 
 /* column sums of a [R][ld] (first n columns), in row order */
@@ -439,6 +464,13 @@ int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const
         if (bias[i].b)
             for (int64_t t = 0; t < R; t++)
                 for (int c = 0; c < bias[i].n; c++) bias[i].y[t * bias[i].n + c] += bias[i].b[c];
+    g->qk_normed = w->q_norm && w->k_norm;
+    if (g->qk_normed) { /* qwen3: each head normalized on its own (rows of hd) */
+        memcpy(g->q0, g->q, (size_t)(R * qd) * sizeof *g->q);
+        memcpy(g->k0, g->k, (size_t)(R * kvd) * sizeof *g->k);
+        rmsnorm_fwd(g->q, g->sq, g->q0, w->q_norm, R * g->n_heads, g->hd, g->eps);
+        rmsnorm_fwd(g->k, g->sk, g->k0, w->k_norm, R * g->n_kv_heads, g->hd, g->eps);
+    }
     rope_apply(g, g->q, R, T, g->n_heads, qd, false);
     rope_apply(g, g->k, R, T, g->n_kv_heads, kvd, false);
     if (attn_run(g, n_win, T, false)) return -1;
@@ -510,6 +542,10 @@ int grad_block_backward(struct grad_block *g, const struct grad_weights *w, cons
     if (attn_run(g, g->n_win, g->T, true)) return -1;
     rope_apply(g, g->dqkv, R, g->T, g->n_heads, qkv, true);
     rope_apply(g, g->dqkv + qd, R, g->T, g->n_kv_heads, qkv, true);
+    if (g->qk_normed) {
+        head_norm_bwd(g->dqkv, qkv, g->q0, g->sq, w->q_norm, R, g->n_heads, g->hd);
+        head_norm_bwd(g->dqkv + qd, qkv, g->k0, g->sk, w->k_norm, R, g->n_kv_heads, g->hd);
+    }
     /* dqkv [R][qkv] holds dq | dk | dv side by side */
     const int64_t off[3] = {0, qd, qd + kvd}, width[3] = {qd, kvd, kvd};
     for (int i = LIN_Q; i <= LIN_V; i++)
@@ -550,6 +586,8 @@ int grad_weights_from_layer(const struct model *m, int l, struct grad_weights *w
     }
     w->attn_norm = L->attn_norm.data;
     w->ffn_norm = L->ffn_norm.data;
+    w->q_norm = L->q_norm.data;
+    w->k_norm = L->k_norm.data;
     *w_owned = buf;
     return 0;
 }

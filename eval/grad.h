@@ -44,10 +44,12 @@ struct grad_weights {
     const float *lin[LIN_COUNT];  /* q [qd][D], k v [kvd][D], o [D][qd], gate up [H][D], down
                                    * [D][H] */
     const float *bias[LIN_COUNT]; /* [N] or NULL */
+    const float *q_norm, *k_norm; /* [hd] per-head norms of q and k before RoPE (qwen3), or NULL */
 };
 
 /* where the backward writes each gradient (same shapes); NULL = not wanted (not computed when
- * nothing else needs it). Gradients are overwritten, not accumulated. */
+ * nothing else needs it). Gradients are overwritten, not accumulated. The per-head q/k norm
+ * weights get none: the backward passes through them, nothing tunes them. */
 struct grad_grads {
     float *attn_norm, *ffn_norm, *lin[LIN_COUNT], *bias[LIN_COUNT];
 };
@@ -62,9 +64,12 @@ struct grad_block {
     /* of the last forward */
     int n_win, T;
     bool has_bias;
+    bool qk_normed; /* the last forward had per-head q/k norms */
     bool mm_failed; /* a matmul of the current pass had no memory for its scratch */
     /* saved activations, [R][width] */
     float *x, *s1, *xn1, *q, *k, *v, *att, *lse, *h1, *s2, *xn2, *gate, *up, *act;
+    /* q and k before their per-head norms and each head's 1/rms (when the weights have q_norm) */
+    float *q0, *k0, *sq, *sk;
     /* backward scratch */
     float *dh1, *dgu, *dxn, *datt, *dqkv, *yt, *xt, *wt;
     size_t wt_floats;

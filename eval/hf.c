@@ -1,4 +1,5 @@
-/* eval/hf.c: loading a Hugging Face model directory (llama, mistral, qwen2).
+/* eval/hf.c: loading a Hugging Face model directory (llama, mistral, qwen2, qwen3, gemma2,
+ * gemma3 text).
  *
  * Directory layout read:
  *   config.json                     the transformers config: sizes, eps, rope, tying, biases
@@ -10,7 +11,8 @@
  * copied into a model buffer instead. Shapes flip from PyTorch [out, in] to ggml ne [in, out];
  * q/k rows stay in HF's half-split rotary layout (ROPE_NEOX), nothing is permuted.
  * Tensors lowbit has no use for (rotary_emb.inv_freq, ...) are skipped, but tensors that would
- * change the math and that the model has no slot for (o_proj/MLP biases, q/k norms) are refused.
+ * change the math and that the model has no slot for (o_proj/MLP biases, q/k norms outside qwen3)
+ * are refused.
  * Like transformers: model.safetensors wins over an index, lm_head.weight is ignored when
  * tie_word_embeddings is true, and tensors a shard holds but the index does not attribute to it
  * are ignored. Quantized checkpoints (quantization_config: gptq, awq, auto-round, bitsandbytes,
@@ -109,11 +111,11 @@ static int cfg_bool(const char *path, json_t *obj, const char *key, bool def, bo
 /* model_type, or the architectures[0] class when model_type is absent */
 static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
     static const struct {
-        const char *type, *cls;
+        const char *type, *cls, *arch;
     } archs[] = {
-        {"llama", "LlamaForCausalLM"},
-        {"mistral", "MistralForCausalLM"},
-        {"qwen2", "Qwen2ForCausalLM"},
+        {"llama", "LlamaForCausalLM", "llama"},     {"mistral", "MistralForCausalLM", "mistral"},
+        {"qwen2", "Qwen2ForCausalLM", "qwen2"},     {"qwen3", "Qwen3ForCausalLM", "qwen3"},
+        {"gemma2", "Gemma2ForCausalLM", "gemma2"},  {"gemma3_text", "Gemma3ForCausalLM", "gemma3"},
     };
     json_t *mt = cfg_get(root, "model_type"), *ar = cfg_get(root, "architectures");
     const char *name = NULL;
@@ -122,22 +124,22 @@ static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
         name = json_string_value(mt);
         for (size_t i = 0; i < LB_ARRAY_LEN(archs); i++)
             if (!strcmp(name, archs[i].type)) {
-                snprintf(arch, size, "%s", archs[i].type);
+                snprintf(arch, size, "%s", archs[i].arch);
                 return 0;
             }
     } else if (json_is_array(ar) && json_is_string(json_array_get(ar, 0))) {
         name = json_string_value(json_array_get(ar, 0));
         for (size_t i = 0; i < LB_ARRAY_LEN(archs); i++)
             if (!strcmp(name, archs[i].cls)) {
-                snprintf(arch, size, "%s", archs[i].type);
+                snprintf(arch, size, "%s", archs[i].arch);
                 return 0;
             }
     } else {
-        return err("%s: no model_type or architectures (expected model_type llama, mistral or "
-                   "qwen2)", path);
+        return err("%s: no model_type or architectures (expected model_type llama, mistral, "
+                   "qwen2, qwen3, gemma2 or gemma3_text)", path);
     }
-    return err("unsupported architecture '%s' in %s (lowbit runs llama, mistral, qwen2)", name,
-               path);
+    return err("unsupported architecture '%s' in %s (lowbit runs llama, mistral, qwen2, qwen3, "
+               "gemma2, gemma3_text)", name, path);
 }
 
 /* rope_scaling: absent/null/"default" = none; "llama3" fills cfg.rope_*; anything else refused */
@@ -151,9 +153,16 @@ static int cfg_rope_scaling(const char *path, json_t *root, struct model_config 
     const char *type = json_is_string(jt) ? json_string_value(jt) : NULL;
     if (!type) return err("%s: rope_scaling has no rope_type (expected \"llama3\")", path);
     if (!strcmp(type, "default")) return 0;
+    if (!strcmp(type, "linear")) { /* positions divided by factor (gemma3: its full layers) */
+        json_t *f = cfg_get(rs, "factor");
+        if (!json_is_number(f) || !(json_number_value(f) >= 1))
+            return err("%s: linear rope_scaling needs a factor >= 1", path);
+        c->rope_linear = (float)json_number_value(f);
+        return 0;
+    }
     if (strcmp(type, "llama3"))
-        return err("%s: rope_scaling type '%s' is not supported (lowbit supports 'llama3')", path,
-                   type);
+        return err("%s: rope_scaling type '%s' is not supported (lowbit supports 'llama3' and "
+                   "'linear')", path, type);
     char key[64];
     /* messages name the keys as rope_scaling.X */
 #define RS_NUM(field, name)                                                                        \
@@ -179,6 +188,48 @@ static int cfg_rope_scaling(const char *path, json_t *root, struct model_config 
     return 0;
 }
 
+/* Gemma2Config / Gemma3TextConfig: the sliding layers (layer_types, else gemma2 every other,
+ * gemma3 all but every sliding_window_pattern-th), the soft-caps, query_pre_attn_scalar, the local
+ * RoPE base; transformers' defaults where a key is absent */
+static int gemma_config(const char *p, json_t *root, struct model_config *c) {
+    const bool g2 = !strcmp(c->arch, "gemma2");
+    float qpas, acap, fcap;
+    c->post_norms = c->gelu = true;
+    c->embd_scale = sqrtf((float)c->dim);
+    c->swa_pattern = g2 ? 2 : 6;
+    json_t *ac = json_object_get(root, "attn_logit_softcapping"),
+           *fc = json_object_get(root, "final_logit_softcapping");
+    if (cfg_num(p, root, "query_pre_attn_scalar", false, 256, &qpas) ||
+        cfg_num(p, root, "attn_logit_softcapping", false, g2 && !ac ? 50.0 : 0, &acap) ||
+        cfg_num(p, root, "final_logit_softcapping", false, g2 && !fc ? 30.0 : 0, &fcap) ||
+        cfg_int(p, root, "sliding_window", false, 4096, 1, INT_MAX, &c->swa_window) ||
+        cfg_int(p, root, "sliding_window_pattern", false, c->swa_pattern, 1, 4096, &c->swa_pattern) ||
+        cfg_num(p, root, "rope_local_base_freq", false, g2 ? c->rope_theta : 10000.0,
+                &c->rope_theta_swa))
+        return -1;
+    if (!(qpas > 0)) return err("%s: query_pre_attn_scalar %g (expected > 0)", p, (double)qpas);
+    c->attn_scale = 1.0f / sqrtf(qpas);
+    c->attn_softcap = acap > 0 ? acap : 0;
+    c->final_softcap = fcap > 0 ? fcap : 0;
+    json_t *lt = cfg_get(root, "layer_types");
+    if (lt) { /* only the patterns llama.cpp can express */
+        if (!json_is_array(lt) || (int)json_array_size(lt) != c->n_layers)
+            return err("%s: layer_types is not a list of num_hidden_layers entries", p);
+        for (int l = 0; l < c->n_layers; l++) {
+            const char *t = json_string_value(json_array_get(lt, (size_t)l));
+            if (!t || (strcmp(t, "sliding_attention") && strcmp(t, "full_attention")))
+                return err("%s: layer_types[%d] is not sliding_attention or full_attention", p, l);
+            if (!strcmp(t, "sliding_attention") != model_layer_swa(c, l))
+                return err("%s: layer_types[%d] is %s, but lowbit's sliding layers follow a "
+                           "pattern of %d (layer l slides when l %% %d < %d)", p, l, t,
+                           c->swa_pattern, c->swa_pattern, c->swa_pattern - 1);
+        }
+    }
+    if (g2 && c->rope_linear > 0)
+        return err("%s: rope_scaling is not supported for gemma2", p);
+    return 0;
+}
+
 static int read_config(struct hf_load *h) {
     const char *p = h->cfg_path;
     struct model_config *c = &h->m->cfg;
@@ -198,10 +249,13 @@ static int read_config(struct hf_load *h) {
     json_t *qc = cfg_get(root, "quantization_config");
     if (qc && read_quant_config(h, qc)) goto out;
     if (cfg_arch(p, root, c->arch, sizeof c->arch)) goto out;
-    json_t *act = cfg_get(root, "hidden_act");
-    if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu"))) {
-        err("%s: hidden_act %s is not supported (lowbit runs silu)", p,
-            json_is_string(act) ? json_string_value(act) : "(not a string)");
+    const bool gemma = !strcmp(c->arch, "gemma2") || !strcmp(c->arch, "gemma3");
+    json_t *act = cfg_get(root, gemma ? "hidden_activation" : "hidden_act");
+    if (gemma && !act) act = cfg_get(root, "hidden_act");
+    const char *want_act = gemma ? "gelu_pytorch_tanh" : "silu";
+    if (act && (!json_is_string(act) || strcmp(json_string_value(act), want_act))) {
+        err("%s: hidden_act %s is not supported (lowbit runs %s for %s)", p,
+            json_is_string(act) ? json_string_value(act) : "(not a string)", want_act, c->arch);
         goto out;
     }
     bool attn_bias, mlp_bias;
@@ -210,12 +264,15 @@ static int read_config(struct hf_load *h) {
         cfg_int(p, root, "num_hidden_layers", true, 0, 1, INT_MAX, &c->n_layers) ||
         cfg_int(p, root, "num_attention_heads", true, 0, 1, INT_MAX, &c->n_heads) ||
         cfg_int(p, root, "num_key_value_heads", false, c->n_heads, 1, INT_MAX, &c->n_kv_heads) ||
-        cfg_int(p, root, "head_dim", false, c->dim / c->n_heads, 1, INT_MAX, &c->head_dim) ||
+        cfg_int(p, root, "head_dim", false, /* Qwen3Config's default is 128, Gemma's 256 */
+                !strcmp(c->arch, "qwen3") ? 128 : gemma ? 256 : c->dim / c->n_heads, 1, INT_MAX,
+                &c->head_dim) ||
         cfg_int(p, root, "vocab_size", true, 0, 1, INT_MAX, &c->vocab_size) ||
         cfg_int(p, root, "max_position_embeddings", false, 0, 0, INT_MAX, &c->ctx_len) ||
         cfg_num(p, root, "rms_norm_eps", false, 1e-6, &c->norm_eps) || /* transformers' default */
-        cfg_num(p, root, "rope_theta", false, 10000.0, &c->rope_theta) ||
-        cfg_bool(p, root, "tie_word_embeddings", false, &h->tie) ||
+        cfg_num(p, root, "rope_theta", false, !strcmp(c->arch, "gemma3") ? 1e6 : 10000.0,
+                &c->rope_theta) ||
+        cfg_bool(p, root, "tie_word_embeddings", gemma, &h->tie) ||
         cfg_bool(p, root, "attention_bias", false, &attn_bias) ||
         cfg_bool(p, root, "mlp_bias", false, &mlp_bias) || cfg_rope_scaling(p, root, c))
         goto out;
@@ -226,11 +283,13 @@ static int read_config(struct hf_load *h) {
     /* qwen2 always has q/k/v biases (and no o_proj bias); llama's attention_bias also adds an
      * o_proj bias, refused when its tensor shows up */
     c->qkv_bias = attn_bias || !strcmp(c->arch, "qwen2");
+    c->qk_norm = !strcmp(c->arch, "qwen3") || !strcmp(c->arch, "gemma3"); /* q_norm, k_norm [head_dim] */
     /* sliding-window attention equals full attention up to the window: cap the usable context
      * there, since the forward pass attends to everything */
     json_t *sw = cfg_get(root, "sliding_window");
     bool sw_used = !strcmp(c->arch, "mistral");
-    if (!strcmp(c->arch, "qwen2") && cfg_bool(p, root, "use_sliding_window", false, &sw_used))
+    if ((!strcmp(c->arch, "qwen2") || !strcmp(c->arch, "qwen3")) &&
+        cfg_bool(p, root, "use_sliding_window", false, &sw_used))
         goto out;
     if (sw_used && sw) {
         if (!json_is_integer(sw) || json_integer_value(sw) <= 0) {
@@ -240,6 +299,7 @@ static int read_config(struct hf_load *h) {
         if (!c->ctx_len || json_integer_value(sw) < c->ctx_len)
             c->ctx_len = (int)LB_MIN(json_integer_value(sw), INT_MAX);
     }
+    if (gemma && gemma_config(p, root, c)) goto out;
     c->rope_style = ROPE_NEOX;
     ret = 0;
 out:
@@ -258,16 +318,38 @@ static const struct {
     {"post_attention_layernorm.weight", "ffn_norm.weight"},
 };
 
-/* tensors that change the result but have no slot in struct layer, besides the biases of linears
- * without one: refused, never skipped */
-static const char *const layer_refused[] = {"self_attn.q_norm.weight", "self_attn.k_norm.weight"};
+/* the per-head q/k norms: mapped when cfg.qk_norm (qwen3), else refused (they change the result) */
+static const struct {
+    const char *hf, *gguf;
+} qk_norm_names[] = {
+    {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+    {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+};
 
 /* the canonical suffix of layer suffix s into out: 1 = found (*bias: a linear's bias), 0 = not a
  * tensor lowbit knows, -1 = a tensor that changes the result and has no slot (nothing printed) */
-static int layer_suffix(const char *s, char *out, size_t size, bool *bias) {
+static int layer_suffix(const struct model_config *c, const char *s, char *out, size_t size,
+                        bool *bias) {
+    static const struct {
+        const char *hf, *gguf;
+    } gemma_norms[] = {
+        {"input_layernorm.weight", "attn_norm.weight"},
+        {"post_attention_layernorm.weight", "post_attention_norm.weight"},
+        {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
+        {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
+    };
     *bias = false;
-    for (size_t i = 0; i < LB_ARRAY_LEN(layer_refused); i++)
-        if (!strcmp(s, layer_refused[i])) return -1;
+    for (size_t i = 0; c->post_norms && i < LB_ARRAY_LEN(gemma_norms); i++)
+        if (!strcmp(s, gemma_norms[i].hf)) {
+            snprintf(out, size, "%s", gemma_norms[i].gguf);
+            return 1;
+        }
+    for (size_t i = 0; i < LB_ARRAY_LEN(qk_norm_names); i++)
+        if (!strcmp(s, qk_norm_names[i].hf)) {
+            if (!c->qk_norm) return -1;
+            snprintf(out, size, "%s", qk_norm_names[i].gguf);
+            return 1;
+        }
     for (size_t i = 0; i < LB_ARRAY_LEN(norm_names); i++)
         if (!strcmp(s, norm_names[i].hf)) {
             snprintf(out, size, "%s", norm_names[i].gguf);
@@ -320,7 +402,7 @@ static int map_name(const struct hf_load *h, const char *where, const char *name
     const struct model_config *c = &h->m->cfg;
     char sfx[64];
     bool bias;
-    const int found = layer_suffix(s, sfx, sizeof sfx, &bias);
+    const int found = layer_suffix(c, s, sfx, sizeof sfx, &bias);
     if (found < 0)
         return err("%s: tensor '%s' is not supported (lowbit's %s layers have no %s)", where, name,
                    c->arch, s);
@@ -1042,6 +1124,18 @@ static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *
             t.data = buf;
         } else {
             t.data = (void *)s->data; /* borrowed from the mapping the model owns */
+        }
+        const size_t nl = strlen(name);
+        if (m->cfg.post_norms && nl > 11 && !strcmp(name + nl - 11, "norm.weight")) {
+            /* Gemma's norms multiply by 1 + w: stored as the multiplier (eval/model.h) */
+            const int64_t n = tensor_nelements(&t);
+            float *buf = model_alloc(m, (size_t)n * sizeof(float), name);
+            if (!buf) return -1;
+            for (int64_t r = 0; r < tensor_nrows(&t); r++)
+                tensor_row_to_f32(&t, r, buf + r * t.ne[0]);
+            for (int64_t k = 0; k < n; k++) buf[k] += 1.0f;
+            t.data = buf;
+            t.type = DTYPE_F32;
         }
         if (model_add_tensor(m, &t)) return -1;
     }

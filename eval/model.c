@@ -77,6 +77,15 @@ int lin_rope_heads(const struct model_config *c, int i) {
     return (int)(lin_dim(c, lin_info[i].out) / c->head_dim);
 }
 
+bool model_gguf_keeps_hf_rope(const struct model_config *c) {
+    return strcmp(c->arch, "llama") && strcmp(c->arch, "mistral");
+}
+
+bool model_layer_swa(const struct model_config *c, int l) {
+    if (c->swa_window <= 0) return false;
+    return c->swa_pattern <= 0 || l % c->swa_pattern < c->swa_pattern - 1;
+}
+
 void *model_alloc(struct model *m, size_t n, const char *what) {
     if (m->n_bufs == m->cap_bufs) {
         int cap = m->cap_bufs ? 2 * m->cap_bufs : 16;
@@ -231,6 +240,16 @@ static int check_config(const struct model *m) {
         return err("%s: rms norm epsilon %g (expected 0 < eps < 1)", p, (double)c->norm_eps);
     if (!(c->rope_theta > 0)) return err("%s: rope theta %g (expected > 0)", p, (double)c->rope_theta);
     if (c->ctx_len < 0) return err("%s: context length %d", p, c->ctx_len);
+    if (!(c->embd_scale >= 0) || !(c->attn_scale >= 0) || !(c->attn_softcap >= 0) ||
+        !(c->final_softcap >= 0) || !(c->rope_theta_swa >= 0) || !(c->rope_linear >= 0) ||
+        c->swa_window < 0 || c->swa_pattern < 0 || !isfinite(c->embd_scale) ||
+        !isfinite(c->attn_scale) || !isfinite(c->attn_softcap) || !isfinite(c->final_softcap) ||
+        !isfinite(c->rope_theta_swa) || !isfinite(c->rope_linear))
+        return err("%s: embedding scale %g, attention scale %g, soft-caps %g/%g, sliding window "
+                   "%d (pattern %d), rope bases/scale %g/%g (expected finite, none negative)", p,
+                   (double)c->embd_scale, (double)c->attn_scale, (double)c->attn_softcap,
+                   (double)c->final_softcap, c->swa_window, c->swa_pattern,
+                   (double)c->rope_theta_swa, (double)c->rope_linear);
     return 0;
 }
 
@@ -259,6 +278,16 @@ int model_bind(struct model *m) {
         struct layer *L = &m->layers[l];
         char sfx[64];
         BIND(attn_norm, "attn_norm.weight", D, 0, false);
+        if (c->qk_norm) {
+            BIND(q_norm, "attn_q_norm.weight", c->head_dim, 0, false);
+            BIND(k_norm, "attn_k_norm.weight", c->head_dim, 0, false);
+            if (to_f32(m, &L->q_norm) || to_f32(m, &L->k_norm)) return -1;
+        }
+        if (c->post_norms) {
+            BIND(attn_post_norm, "post_attention_norm.weight", D, 0, false);
+            BIND(ffn_post_norm, "post_ffw_norm.weight", D, 0, false);
+            if (to_f32(m, &L->attn_post_norm) || to_f32(m, &L->ffn_post_norm)) return -1;
+        }
         for (int i = 0; i < LIN_COUNT; i++) {
             const struct lin_info *li = &lin_info[i];
             if (!li->attn && (i == 0 || lin_info[i - 1].attn)) /* the file order: norm, then FFN */

@@ -10,6 +10,13 @@
  *   blk.N.attn_output.weight [n_heads*hd, D]  blk.N.attn_{q,k,v}.bias (qwen2)
  *   blk.N.ffn_norm.weight [D]  blk.N.ffn_gate.weight [D, H]  blk.N.ffn_up.weight [D, H]
  *   blk.N.ffn_down.weight [H, D]
+ *   blk.N.attn_q_norm.weight [hd]  blk.N.attn_k_norm.weight [hd] (qwen3, gemma3: per-head RMSNorm of
+ *   q and k before RoPE, cfg.qk_norm)
+ *   blk.N.post_attention_norm.weight [D]  blk.N.post_ffw_norm.weight [D] (gemma2/3: RMSNorm of the
+ *   attention and MLP outputs before each residual add, cfg.post_norms; ffn_norm is then the
+ *   pre-MLP norm)
+ * Norm weights are multipliers, as GGUF stores them: Gemma's Hugging Face checkpoints store w for a
+ * norm that multiplies by (1 + w), and their loader adds the 1 (as llama.cpp's converter does).
  * Rotary layout: llama2.c and GGUF "llama" files rotate interleaved pairs (2i, 2i+1) of each head
  * (ROPE_NORM); Hugging Face checkpoints keep q/k rows permuted so that pairs are (i, i+hd/2)
  * (ROPE_NEOX). Both give the same attention scores for the same model; the loader records which. */
@@ -21,12 +28,25 @@ enum model_format { MODEL_FORMAT_LLAMA2C, MODEL_FORMAT_GGUF, MODEL_FORMAT_HF, MO
 enum rope_style { ROPE_NORM, ROPE_NEOX };
 
 struct model_config {
-    char arch[32]; /* "llama", "mistral", "qwen2" */
+    char arch[32]; /* "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3" */
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size;
     int ctx_len; /* trained context length (0 = unknown) */
     float norm_eps, rope_theta;
     enum rope_style rope_style;
     bool qkv_bias;
+    bool qk_norm; /* each head of q and k RMS-normalized (weight [hd]) before RoPE: qwen3, gemma3 */
+    /* Gemma 2/3 (all 0/false for the others) */
+    bool post_norms;    /* RMSNorm of the attention and MLP outputs before the residual adds */
+    bool gelu;          /* FFN activation gelu (tanh approximation) instead of silu */
+    float embd_scale;   /* token embeddings times this (√dim); 0 = 1 */
+    float attn_scale;   /* q·k times this (query_pre_attn_scalar^-1/2); 0 = 1/√head_dim */
+    float attn_softcap; /* scores → cap·tanh(score/cap) before the softmax (gemma2); 0 = none */
+    float final_softcap; /* logits → cap·tanh(logit/cap); 0 = none */
+    int swa_window;     /* sliding layers see keys j with pos − j < swa_window; 0 = no sliding */
+    int swa_pattern;    /* layer l slides when l % swa_pattern < swa_pattern − 1 (llama.cpp's
+                         * set_swa_pattern: gemma2 2, gemma3 6); 0 = every layer */
+    float rope_theta_swa; /* the RoPE base of sliding layers (gemma3's rope_local_base_freq); 0 = rope_theta */
+    float rope_linear;  /* full layers divide positions by this (linear rope scaling); 0 = 1 */
     /* Llama-3.1 "llama3" rope scaling; rope_factor 0 = none */
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_orig_ctx;
@@ -78,6 +98,8 @@ int lin_rope_heads(const struct model_config *c, int i);
 
 struct layer {
     struct tensor attn_norm, ffn_norm;
+    struct tensor attn_post_norm, ffn_post_norm; /* [D] fp32 when cfg.post_norms, else zeroed */
+    struct tensor q_norm, k_norm;  /* [hd] fp32 when cfg.qk_norm, else zeroed */
     struct tensor lin[LIN_COUNT];  /* enum lin */
     struct tensor bias[LIN_COUNT]; /* zeroed (data NULL) when absent */
 };
@@ -133,6 +155,13 @@ int model_bind(struct model *m);
 int model_load_llama2c(struct model *m, const char *path);
 int model_load_gguf(struct model *m, const char *path);
 int model_load_hf(struct model *m, const char *dir);
+
+/* the GGUF form of c's architecture keeps Hugging Face's half-split rotary rows (ROPE_NEOX): every
+ * architecture but llama and mistral, whose GGUF q/k rows llama.cpp's converter permutes to
+ * interleaved pairs */
+bool model_gguf_keeps_hf_rope(const struct model_config *c);
+/* layer l attends through a sliding window (cfg.swa_window, swa_pattern) */
+bool model_layer_swa(const struct model_config *c, int l);
 
 /* parameter count (all weights) and storage bytes of the weights as loaded */
 int64_t model_n_params(const struct model *m);

@@ -409,7 +409,7 @@ static int find_tensor(const struct model *m, const char *name) {
 /* GGUF "llama" wants interleaved rotary pairs: HF llama/mistral q/k rows are permuted back (as
  * quant/quant.c's fp baselines and llama.cpp's convert do) */
 static bool gguf_permute(const struct model *m) {
-    return m->cfg.rope_style == ROPE_NEOX && strcmp(m->cfg.arch, "qwen2");
+    return m->cfg.rope_style == ROPE_NEOX && !model_gguf_keeps_hf_rope(&m->cfg);
 }
 /* the source row of GGUF row r of a q/k tensor
  * (GGUF row h·hd + 2i + s <- HF row h·hd + s·hd/2 + i) */

@@ -590,7 +590,7 @@ static int gq_collect(const struct model *m, const struct gguf_file *g, struct q
             q[n].src = g->map + g->data_offset + ti->offset;
         }
     } else {
-        const bool hf_rope = m->cfg.rope_style == ROPE_NEOX && strcmp(m->cfg.arch, "qwen2");
+        const bool hf_rope = m->cfg.rope_style == ROPE_NEOX && !model_gguf_keeps_hf_rope(&m->cfg);
         for (int i = 0; i < m->n_tensors; i++, n++) {
             const struct tensor *t = &m->tensors[i];
             snprintf(q[n].name, sizeof q[n].name, "%s", t->name);

@@ -19,11 +19,27 @@ static const struct {
 } norm_map[] = {
     {"attn_norm.weight", "input_layernorm.weight"},
     {"ffn_norm.weight", "post_attention_layernorm.weight"},
+    {"attn_q_norm.weight", "self_attn.q_norm.weight"}, /* qwen3 */
+    {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+};
+
+/* Gemma's four norms of a block (its post_attention_layernorm is the attention output's) */
+static const struct {
+    const char *canon, *hf;
+} gemma_norm_map[] = {
+    {"attn_norm.weight", "input_layernorm.weight"},
+    {"post_attention_norm.weight", "post_attention_layernorm.weight"},
+    {"ffn_norm.weight", "pre_feedforward_layernorm.weight"},
+    {"post_ffw_norm.weight", "post_feedforward_layernorm.weight"},
 };
 
 /* the HF suffix of block suffix c into out: *linear for a linear's weight, *qk 1 = q rows
  * (n_heads), 2 = k rows (n_kv_heads): rotary rows to un-permute. false: c is no block tensor. */
-static bool layer_hf(const char *c, char *out, size_t n, bool *linear, int *qk) {
+static bool layer_hf(const struct model_config *mc, const char *c, char *out, size_t n,
+                     bool *linear, int *qk) {
+    for (size_t i = 0; mc->post_norms && i < LB_ARRAY_LEN(gemma_norm_map); i++)
+        if (!strcmp(c, gemma_norm_map[i].canon))
+            return snprintf(out, n, "%s", gemma_norm_map[i].hf), true;
     for (size_t i = 0; i < LB_ARRAY_LEN(norm_map); i++)
         if (!strcmp(c, norm_map[i].canon)) return snprintf(out, n, "%s", norm_map[i].hf), true;
     for (int i = 0; i < LIN_COUNT; i++) {
@@ -52,11 +68,11 @@ static int hf_name(const struct model *m, const char *c, char *out, size_t n, bo
     int layer, pos = 0;
     char sfx[128];
     if (sscanf(c, "blk.%d.%n", &layer, &pos) == 1 && pos > 0 &&
-        layer_hf(c + pos, sfx, sizeof sfx, linear, qk)) {
+        layer_hf(&m->cfg, c + pos, sfx, sizeof sfx, linear, qk)) {
         snprintf(out, n, "model.layers.%d.%s", layer, sfx);
         return 0;
     }
-    return err("%s: tensor %s has no Hugging Face name (lowbit exports llama, mistral, qwen2)",
+    return err("%s: tensor %s has no Hugging Face name (lowbit exports llama, mistral, qwen2, qwen3, gemma2, gemma3)",
                m->path, c);
 }
 
@@ -141,6 +157,12 @@ int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_pat
             t->qk = qk;
             /* a reordered bias now (small); a linear's rows when the quantizer asks (hfx_load) */
             if ((!t->linear || !lazy) && !(t->f32 = rows_f32(m, s, qk))) goto fail;
+        }
+        const size_t nl = strlen(s->name);
+        if (m->cfg.post_norms && !t->linear && nl > 11 && !strcmp(s->name + nl - 11, "norm.weight")) {
+            /* Gemma's checkpoints store w for a norm multiplying by 1 + w (eval/model.h) */
+            if (!(t->f32 = rows_f32(m, s, 0))) goto fail;
+            for (int64_t k = 0; k < t->N * t->K; k++) t->f32[k] -= 1.0f;
         }
         hm->n++;
     }
@@ -405,13 +427,14 @@ static json_t *make_config(const struct hfx_model *hm) {
     static const struct {
         const char *arch, *cls;
     } classes[] = {{"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
-                   {"qwen2", "Qwen2ForCausalLM"}};
+                   {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"},
+                   {"gemma2", "Gemma2ForCausalLM"}, {"gemma3", "Gemma3ForCausalLM"}};
     const char *cls = "LlamaForCausalLM", *type = "llama";
     for (size_t i = 0; i < LB_ARRAY_LEN(classes); i++)
         if (!strcmp(c->arch, classes[i].arch)) cls = classes[i].cls, type = classes[i].arch;
     json_t *j = json_object();
     json_object_set_new(j, "architectures", json_pack("[s]", cls));
-    json_object_set_new(j, "model_type", json_string(type));
+    json_object_set_new(j, "model_type", json_string(!strcmp(type, "gemma3") ? "gemma3_text" : type));
     json_object_set_new(j, "hidden_size", json_integer(c->dim));
     json_object_set_new(j, "intermediate_size", json_integer(c->hidden_dim));
     json_object_set_new(j, "num_hidden_layers", json_integer(c->n_layers));
@@ -423,8 +446,32 @@ static json_t *make_config(const struct hfx_model *hm) {
     json_object_set_new(j, "rms_norm_eps", json_real(c->norm_eps));
     json_object_set_new(j, "rope_theta", json_real(c->rope_theta));
     json_object_set_new(j, "tie_word_embeddings", json_boolean(m->tied_output));
-    json_object_set_new(j, "hidden_act", json_string("silu"));
-    if (!strcmp(type, "llama")) json_object_set_new(j, "attention_bias", json_boolean(c->qkv_bias));
+    json_object_set_new(j, "hidden_act", json_string(c->gelu ? "gelu_pytorch_tanh" : "silu"));
+    if (c->post_norms) { /* gemma2 / gemma3 */
+        json_object_set_new(j, "hidden_activation", json_string("gelu_pytorch_tanh"));
+        const double qs = c->attn_scale > 0 ? 1.0 / ((double)c->attn_scale * c->attn_scale)
+                                            : (double)c->head_dim;
+        json_object_set_new(j, "query_pre_attn_scalar", json_integer((json_int_t)llround(qs)));
+        json_object_set_new(j, "sliding_window", c->swa_window > 0 ? json_integer(c->swa_window)
+                                                                   : json_null());
+        json_t *lt = json_array();
+        for (int l = 0; l < c->n_layers; l++)
+            json_array_append_new(lt, json_string(model_layer_swa(c, l) ? "sliding_attention"
+                                                                        : "full_attention"));
+        json_object_set_new(j, "layer_types", lt);
+        json_object_set_new(j, "final_logit_softcapping",
+                            c->final_softcap > 0 ? json_real(c->final_softcap) : json_null());
+        json_object_set_new(j, "attn_logit_softcapping",
+                            c->attn_softcap > 0 ? json_real(c->attn_softcap) : json_null());
+        if (!strcmp(type, "gemma3"))
+            json_object_set_new(j, "rope_local_base_freq",
+                                json_real(c->rope_theta_swa > 0 ? c->rope_theta_swa : c->rope_theta));
+        if (c->rope_linear > 0 && c->rope_linear != 1)
+            json_object_set_new(j, "rope_scaling", json_pack("{s:s, s:f}", "rope_type", "linear",
+                                                             "factor", (double)c->rope_linear));
+    }
+    if (!strcmp(type, "llama") || !strcmp(type, "qwen3"))
+        json_object_set_new(j, "attention_bias", json_boolean(c->qkv_bias));
     json_object_set_new(j, "mlp_bias", json_false());
     if (c->rope_factor > 0)
         json_object_set_new(j, "rope_scaling",

@@ -189,6 +189,14 @@ int quant_gguf_put_model_kv(struct gguf_writer *w, const struct model *m, const 
     KV_F32("rope.freq_base", c->rope_theta);
     KV_U32("rope.dimension_count", c->head_dim);
     KV_U32("vocab_size", c->vocab_size);
+    if (c->post_norms) { /* gemma2 / gemma3: the keys llama.cpp reads (eval/gguf_model.c) */
+        KV_U32("attention.sliding_window", c->swa_window);
+        KV_U32("attention.sliding_window_pattern", c->swa_pattern);
+        KV_F32("attn_logit_softcapping", c->attn_softcap);
+        KV_F32("final_logit_softcapping", c->final_softcap);
+        KV_F32("rope.freq_base_swa", c->rope_theta_swa > 0 ? c->rope_theta_swa : c->rope_theta);
+        if (c->rope_linear > 0) KV_F32("rope.scaling.factor", c->rope_linear);
+    }
 #undef KV_U32
 #undef KV_F32
     return rc;
@@ -362,7 +370,7 @@ static int fp_quantize(const struct quant_job *j, struct quant_artifact *a) {
     if (rc < 0) goto out;
     if (rc == 1) fp_tokenizer_path(j, a->tokenizer, sizeof a->tokenizer);
     /* HF llama/mistral keep q/k in the half-split rotary layout; GGUF "llama" wants pairs */
-    const bool permute = m->cfg.rope_style == ROPE_NEOX && strcmp(m->cfg.arch, "qwen2");
+    const bool permute = m->cfg.rope_style == ROPE_NEOX && !model_gguf_keeps_hf_rope(&m->cfg);
     for (int i = 0; i < m->n_tensors; i++) {
         const struct tensor *t = &m->tensors[i];
         const int64_t n_cols = t->ne[0], n_rows = tensor_nrows(t);
