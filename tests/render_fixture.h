@@ -250,9 +250,11 @@ FX_FN int fx_doc_texts(struct fx *f, int t, int n) {
     return rc;
 }
 
-/* chunk records of ppl or kld: n chunks around mean */
+/* chunk records of ppl or kld: n chunks around mean; *got the mean of the values written (what
+ * the run's score then is, as lowbit's own scores are the means of their chunks) */
 FX_FN int fx_chunk_samples(struct fx *f, sqlite3_int64 run, int model_i, int recipe_i,
-                           const char *task, int n, double mean) {
+                           const char *task, int n, double mean, double *got) {
+    double sum = 0;
     for (int c = 0; c < n; c++) {
         sqlite3_bind_int64(f->sample, 1, run);
         bind_text_or_null(f->sample, 2, task);
@@ -260,11 +262,13 @@ FX_FN int fx_chunk_samples(struct fx *f, sqlite3_int64 run, int model_i, int rec
         sqlite3_bind_null(f->sample, 4);
         sqlite3_bind_null(f->sample, 5);
         sqlite3_bind_null(f->sample, 6);
-        sqlite3_bind_double(f->sample, 7,
-                            mean * (1 + 0.2 * noise((uint32_t)(model_i * 53 + c), (uint32_t)c)) +
-                                0.01 * noise((uint32_t)recipe_i, (uint32_t)c));
+        const double v = mean * (1 + 0.2 * noise((uint32_t)(model_i * 53 + c), (uint32_t)c)) +
+                         0.01 * noise((uint32_t)recipe_i, (uint32_t)c);
+        sqlite3_bind_double(f->sample, 7, v);
         if (step(f->sample)) return -1;
+        sum += v;
     }
+    *got = sum / n;
     return 0;
 }
 
@@ -371,16 +375,29 @@ FX_FN int fx_run(struct fx *f, int model_i, const char *model_id, double n_param
         sqlite3_bind_int(f->def, 11, 512);
         if (step(f->def)) return -1;
     }
+    double nll_mean = NAN, kld_mean = NAN;
     if (f->with_samples &&
-        (fx_chunk_samples(f, run, model_i, recipe_i, "ppl", 40, 2.5 / q + 3 * r->penalty) ||
-         (strcmp(r->algo, "fp") &&
-          fx_chunk_samples(f, run, model_i, recipe_i, "kld", 40, r->penalty * 1.5 + 1e-4))))
+        (fx_chunk_samples(f, run, model_i, recipe_i, "ppl", 40, 2.5 / q + 3 * r->penalty,
+                          &nll_mean) ||
+         (strcmp(r->algo, "fp") && fx_chunk_samples(f, run, model_i, recipe_i, "kld", 40,
+                                                    r->penalty * 1.5 + 1e-4, &kld_mean))))
         return -1;
+    if (f->with_samples) { /* llama.cpp's PPL at ctx 512: exp of the chunks' mean NLL */
+        sqlite3_bind_int64(f->score, 1, run);
+        bind_text_or_null(f->score, 2, "ppl");
+        bind_text_or_null(f->score, 3, "ppl_llamacpp_ctx512");
+        sqlite3_bind_double(f->score, 4, exp(nll_mean));
+        sqlite3_bind_double(f->score, 5, 0.01);
+        sqlite3_bind_int(f->score, 6, 40);
+        if (step(f->score)) return -1;
+    }
     if (strcmp(r->algo, "fp")) {
         sqlite3_bind_int64(f->score, 1, run);
         bind_text_or_null(f->score, 2, "kld");
         bind_text_or_null(f->score, 3, "kld_mean");
-        sqlite3_bind_double(f->score, 4, r->penalty * 1.5 * (1 + 0.1 * noise(model_i, recipe_i)));
+        sqlite3_bind_double(f->score, 4, f->with_samples ? kld_mean
+                                                         : r->penalty * 1.5 *
+                                                               (1 + 0.1 * noise(model_i, recipe_i)));
         sqlite3_bind_double(f->score, 5, 0.001);
         sqlite3_bind_int(f->score, 6, 24576);
         if (step(f->score)) return -1;
