@@ -166,6 +166,13 @@ xmlNodePtr page_td(xmlNodePtr tr, const char *text, bool num) {
     return td;
 }
 
+void page_taskdef_cells(xmlNodePtr tr, const struct lb_taskdef *t) {
+    h_user(h_el(tr, "td", NULL), t->task);
+    h_user(h_el(h_el(tr, "td", NULL), "code", NULL), t->dataset_file ? t->dataset_file : "");
+    h_user(h_elc(h_el(tr, "td", NULL), "code", "hash", NULL),
+           t->dataset_sha256 ? t->dataset_sha256 : "");
+}
+
 /* ------------------------------------------------------------------ index.html */
 
 /* the board's columns: key (JS sort key, data-key), header, tooltip, numeric; the board tasks'

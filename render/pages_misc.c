@@ -212,10 +212,7 @@ int page_about(struct site *s) {
         const struct lb_taskdef *t = k[i].t;
         char b[32];
         tr = h_el(tb, "tr", NULL);
-        h_user(h_el(tr, "td", NULL), t->task);
-        h_user(h_el(h_el(tr, "td", NULL), "code", NULL), t->dataset_file ? t->dataset_file : "");
-        h_user(h_elc(h_el(tr, "td", NULL), "code", "hash", NULL),
-               t->dataset_sha256 ? t->dataset_sha256 : "");
+        page_taskdef_cells(tr, t);
         page_td(tr, fmt_int(b, sizeof b, t->n_docs), true);
         page_td(tr, fmt_int(b, sizeof b, t->num_fewshot), true);
         snprintf(b, sizeof b, "%d", j - i);

@@ -142,10 +142,7 @@ static void run_defs(xmlNodePtr defs, const struct lb_run *r) {
     for (int i = 0; i < r->n_defs; i++) {
         const struct lb_taskdef *t = &r->defs[i];
         xmlNodePtr tr = h_el(tb, "tr", NULL);
-        h_user(h_el(tr, "td", NULL), t->task);
-        h_user(h_el(h_el(tr, "td", NULL), "code", NULL), t->dataset_file ? t->dataset_file : "");
-        h_user(h_elc(h_el(tr, "td", NULL), "code", "hash", NULL),
-               t->dataset_sha256 ? t->dataset_sha256 : "");
+        page_taskdef_cells(tr, t);
         page_td(tr, fmt_int(b, sizeof b, t->n_docs), true);
         page_td(tr, fmt_int(b, sizeof b, t->n_docs_full), true);
         page_td(tr, isnan(t->limit_n) ? "full set" : fmt_int(b, sizeof b, t->limit_n), true);

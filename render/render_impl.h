@@ -479,6 +479,8 @@ xmlNodePtr page_run_link(struct page *p, xmlNodePtr parent, const struct lb_run 
 void page_type_icon(xmlNodePtr parent, const char *model_type);
 /* a <td> with text and class "num" when numeric */
 xmlNodePtr page_td(xmlNodePtr tr, const char *text, bool num);
+/* a task definition's first three cells: the task, its dataset file and the file's sha256 */
+void page_taskdef_cells(xmlNodePtr tr, const struct lb_taskdef *t);
 int page_index(struct site *s);
 int pages_models(struct site *s);
 int pages_runs(struct site *s);
