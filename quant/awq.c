@@ -52,17 +52,22 @@ void awq_w_mean(const float *const *w, const int64_t *n, int m, int64_t K, int64
     free(acc);
 }
 
-/* Q of one group in place (fp32, as rtn.c params_awq + q_gptq, scale not rounded to fp16) */
+/* min / max of finite floats, inlined (fminf / fmaxf are library calls without -ffinite-math) */
+static inline float minf_(float a, float b) { return b < a ? b : a; }
+static inline float maxf_(float a, float b) { return b > a ? b : a; }
+
+/* Q of one group in place (fp32, as rtn.c params_awq + q_gptq, scale not rounded to fp16); the
+ * weights are finite (checked when loaded) */
 static void pq_group(float *x, int64_t len, float maxq) {
     float mn = x[0], mx = x[0];
     for (int64_t i = 1; i < len; i++) {
-        mn = fminf(mn, x[i]);
-        mx = fmaxf(mx, x[i]);
+        mn = minf_(mn, x[i]);
+        mx = maxf_(mx, x[i]);
     }
-    const float scale = fmaxf(mx - mn, 1e-5f) / maxq;
-    const float zero = fminf(fmaxf(-rintf(mn / scale), 0.0f), maxq);
+    const float scale = maxf_(mx - mn, 1e-5f) / maxq;
+    const float zero = minf_(maxf_(-rintf(mn / scale), 0.0f), maxq);
     for (int64_t i = 0; i < len; i++) {
-        const float q = fminf(fmaxf(rintf(x[i] / scale) + zero, 0.0f), maxq);
+        const float q = minf_(maxf_(rintf(x[i] / scale) + zero, 0.0f), maxq);
         x[i] = (q - zero) * scale;
     }
 }
@@ -95,9 +100,32 @@ static void candidate(const float *xm, const float *wm, int64_t K, double r, boo
     }
 }
 
+#define LOSS_CHUNK 256
+
+/* Σ_k a[k]·b[k] in double, eight running sums (the same bits on every ISA) */
+LB_CLONES static double dot_f64(const float *a, const float *b, int64_t n) {
+    double acc[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (double)a[k + l] * b[k + l];
+    double s = 0;
+    for (int l = 0; l < 8; l++) s += acc[l];
+    for (; k < n; k++) s += (double)a[k] * b[k];
+    return s;
+}
+
+/* Σ_r dot(a_r, b_r) over cnt rows of n: the rows in parallel, their sums added in order */
+static double rows_dot(const float *a, const float *b, int cnt, int64_t n) {
+    double rs[LOSS_CHUNK];
+#pragma omp parallel for schedule(static) if ((int64_t)cnt * n >= (1 << 16))
+    for (int r = 0; r < cnt; r++) rs[r] = dot_f64(a + r * n, b + r * n, n);
+    double s = 0;
+    for (int r = 0; r < cnt; r++) s += rs[r];
+    return s;
+}
+
 /* *e = Σ ‖X·Dᵀ‖² over the T rows, D [N][K] (fp32 products, double sums), rows in chunks into
  * y; -1 with a message when the product has no memory for its scratch */
-#define LOSS_CHUNK 256
 static int out_sq(const float *x, int64_t T, int64_t K, const float *d, int64_t N, float *y,
                   double *e) {
     struct tensor wt = {.type = DTYPE_F32, .n_dims = 2, .ne = {K, N, 1, 1}, .data = (void *)d};
@@ -105,7 +133,7 @@ static int out_sq(const float *x, int64_t T, int64_t K, const float *d, int64_t 
     for (int64_t t0 = 0; t0 < T; t0 += LOSS_CHUNK) {
         const int cnt = (int)LB_MIN(LOSS_CHUNK, T - t0);
         if (matmul(y, x + t0 * K, &wt, cnt)) return -1;
-        for (int64_t i = 0; i < (int64_t)cnt * N; i++) s += (double)y[i] * y[i];
+        s += rows_dot(y, y, cnt, N);
     }
     *e = s;
     return 0;
@@ -118,8 +146,7 @@ static int gram_sq(const float *g, int64_t K, const float *d, int64_t N, float *
     for (int64_t r0 = 0; r0 < N; r0 += LOSS_CHUNK) {
         const int cnt = (int)LB_MIN(LOSS_CHUNK, N - r0);
         if (matmul(p, d + r0 * K, &gt, cnt)) return -1; /* rows of D·Gᵀ = D·G */
-        const float *dr = d + r0 * K;
-        for (int64_t i = 0; i < (int64_t)cnt * K; i++) s += (double)p[i] * dr[i];
+        s += rows_dot(p, d + r0 * K, cnt, K);
     }
     *e = s;
     return 0;
@@ -138,6 +165,22 @@ static float *awq_gram(const float *x, int64_t T, int64_t K) {
         for (int64_t j = i; j < K; j++) g[i * K + j] = g[j * K + i] = (float)h[i * K + j];
     free(h);
     return g;
+}
+
+/* D = W − Q(W·diag(s))·diag(s)⁻¹ of one linear [N][K], row by row in parallel (each row's bits
+ * as the serial loop: W·s rounded to fp32, Q per group, the division) */
+static void candidate_error(const float *w, int64_t N, int64_t K, const float *s,
+                            const struct awq_opts *o, float *d) {
+    const int64_t g = o->group > 0 && o->group < K ? o->group : K;
+    const float maxq = (float)((1 << o->bits) - 1);
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
+    for (int64_t j = 0; j < N; j++) {
+        const float *wj = w + j * K;
+        float *dj = d + j * K;
+        for (int64_t k = 0; k < K; k++) dj[k] = wj[k] * s[k];
+        for (int64_t k0 = 0; k0 < K; k0 += g) pq_group(dj + k0, LB_MIN(g, K - k0), maxq);
+        for (int64_t k = 0; k < K; k++) dj[k] = wj[k] - dj[k] / s[k];
+    }
 }
 
 int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w, const int64_t *n,
@@ -171,15 +214,10 @@ int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w
         candidate(xm, wm, K, r, o->duo_scaling, cand, v);
         double e = 0;
         for (int i = 0; i < m; i++) {
-            const float *wi = w[i];
-            const int64_t ni = n[i];
-            for (int64_t j = 0; j < ni; j++)
-                for (int64_t k = 0; k < K; k++) d[j * K + k] = wi[j * K + k] * cand[k];
-            awq_pseudo_quantize(d, K, ni, o->bits, o->group);
-            for (int64_t j = 0; j < ni; j++) /* D = W − Q(W·s)/s */
-                for (int64_t k = 0; k < K; k++) d[j * K + k] = wi[j * K + k] - d[j * K + k] / cand[k];
+            candidate_error(w[i], n[i], K, cand, o, d);
             double ei;
-            if (use_gram ? gram_sq(g, K, d, ni, y, &ei) : out_sq(x, T, K, d, ni, y, &ei)) goto out;
+            if (use_gram ? gram_sq(g, K, d, n[i], y, &ei) : out_sq(x, T, K, d, n[i], y, &ei))
+                goto out;
             e += ei;
         }
         e /= (double)T * (double)sum_n;
@@ -230,18 +268,52 @@ LB_CLONES static void group_dots(const double *xt, int64_t Ts, int64_t g, const 
     }
 }
 
+/* G_j [g][g] = Σ_t x_t,j·x_t,jᵀ in double over the sampled tokens, for the g columns of group j;
+ * each element summed over t in order (the same bits on every ISA and thread count) */
+LB_CLONES static void group_gram(const float *x, int64_t step, int64_t Ts, int64_t K, int64_t k0,
+                                 int64_t g, double *G) {
+    for (int64_t i = 0; i < g * g; i++) G[i] = 0;
+    for (int64_t t = 0; t < Ts; t++) {
+        const float *xr = x + t * step * K + k0;
+        for (int64_t k = 0; k < g; k++) {
+            const double xk = xr[k];
+            double *gk = G + k * g;
+#pragma omp simd
+            for (int64_t l = 0; l < g; l++) gk[l] += xk * (double)xr[l];
+        }
+    }
+}
+
+/* δᵀ·G·δ for the symmetric G [g][g]: u = G·δ (each u[l] over k in order), then δ·u in order */
+LB_CLONES static double quad_form(const double *G, int64_t g, const double *dl, double *u) {
+    for (int64_t l = 0; l < g; l++) u[l] = 0;
+    for (int64_t k = 0; k < g; k++) {
+        const double dk = dl[k], *gk = G + k * g;
+#pragma omp simd
+        for (int64_t l = 0; l < g; l++) u[l] += gk[l] * dk;
+    }
+    double e = 0;
+    for (int64_t l = 0; l < g; l++) e += u[l] * dl[l];
+    return e;
+}
+
 int awq_search_clip(const float *x, int64_t T, int64_t K, const float *w, int64_t N,
                     const struct awq_opts *o, float *max_val) {
     const int64_t g = o->group, ng = K / g;
     const int64_t step = LB_MAX(1, T / LB_MAX(1, o->n_sample_token)), Ts = (T + step - 1) / step;
     const int n_shrink = (int)(o->max_shrink * o->n_grid);
+    /* the error of a candidate over the sampled tokens (awq.h): directly, Σ_t (x_t·(ŵ − w))², Ts·g
+     * products per candidate; or from the group's Gram matrix, (ŵ − w)ᵀ·G·(ŵ − w), g² per candidate
+     * after Ts·g² per group once: cheaper when g < Ts (AutoAWQ's defaults: 8x) */
+    const bool use_gram = !o->direct_loss && g < Ts;
+    const int64_t per = use_gram ? g : Ts;
     int nth = 1;
 #ifdef _OPENMP
     nth = omp_get_max_threads();
 #endif
-    /* the sampled tokens as double, one row of Ts per input column */
-    double *xt = xmalloc((size_t)(Ts * K) * sizeof *xt, "AWQ clip tokens");
-    double *scratch = xmalloc((size_t)nth * 2 * (size_t)Ts * sizeof *scratch, "AWQ clip");
+    /* direct: the sampled tokens as double, one row of Ts per input column; Gram: G_j per group */
+    double *xt = xmalloc((size_t)(use_gram ? ng * g * g : Ts * K) * sizeof *xt, "AWQ clip tokens");
+    double *scratch = xmalloc((size_t)nth * 2 * (size_t)per * sizeof *scratch, "AWQ clip");
     float *cur = xmalloc((size_t)nth * (size_t)g * sizeof *cur, "AWQ clip");
     if (!xt || !scratch || !cur) {
         free(xt);
@@ -249,8 +321,13 @@ int awq_search_clip(const float *x, int64_t T, int64_t K, const float *w, int64_
         free(cur);
         return -1;
     }
-    for (int64_t t = 0; t < Ts; t++)
-        for (int64_t k = 0; k < K; k++) xt[k * Ts + t] = x[t * step * K + k];
+    if (use_gram) {
+#pragma omp parallel for schedule(static)
+        for (int64_t j = 0; j < ng; j++) group_gram(x, step, Ts, K, j * g, g, xt + j * g * g);
+    } else {
+        for (int64_t t = 0; t < Ts; t++)
+            for (int64_t k = 0; k < K; k++) xt[k * Ts + t] = x[t * step * K + k];
+    }
     const float maxq = (float)((1 << o->bits) - 1);
 #pragma omp parallel
     {
@@ -258,25 +335,30 @@ int awq_search_clip(const float *x, int64_t T, int64_t K, const float *w, int64_
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        double *org = scratch + (size_t)tid * 2 * (size_t)Ts, *a = org + Ts;
+        double *org = scratch + (size_t)tid * 2 * (size_t)per, *a = org + per;
         float *c = cur + (size_t)tid * (size_t)g;
 #pragma omp for schedule(dynamic, 4)
         for (int64_t r = 0; r < N * ng; r++) {
             const int64_t nrow = r / ng, k0 = (r % ng) * g;
             const float *wg = w + nrow * K + k0;
-            const double *xg = xt + k0 * Ts;
+            const double *xg = use_gram ? xt + (r % ng) * g * g : xt + k0 * Ts;
             float m0 = 0;
-            for (int64_t k = 0; k < g; k++) m0 = fmaxf(m0, fabsf(wg[k]));
-            group_dots(xg, Ts, g, wg, org);
+            for (int64_t k = 0; k < g; k++) m0 = maxf_(m0, fabsf(wg[k]));
+            if (!use_gram) group_dots(xg, Ts, g, wg, org);
             float best = m0;
             double min_err = 1e9;
             for (int i = 0; i < n_shrink; i++) {
                 const float mv = m0 * (float)(1.0 - (double)i / o->n_grid);
-                for (int64_t k = 0; k < g; k++) c[k] = fminf(fmaxf(wg[k], -mv), mv);
+                for (int64_t k = 0; k < g; k++) c[k] = minf_(maxf_(wg[k], -mv), mv);
                 pq_group(c, g, maxq);
-                group_dots(xg, Ts, g, c, a);
                 double e = 0;
-                for (int64_t t = 0; t < Ts; t++) e += (a[t] - org[t]) * (a[t] - org[t]);
+                if (use_gram) {
+                    for (int64_t k = 0; k < g; k++) org[k] = (double)c[k] - (double)wg[k];
+                    e = quad_form(xg, g, org, a);
+                } else {
+                    group_dots(xg, Ts, g, c, a);
+                    for (int64_t t = 0; t < Ts; t++) e += (a[t] - org[t]) * (a[t] - org[t]);
+                }
                 e /= (double)Ts;
                 if (e < min_err) {
                     min_err = e;

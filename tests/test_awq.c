@@ -3,7 +3,8 @@
  *  (a) one random scaling group (K = 128 inputs with 6 outlier channels 20-60x the others,
  *      q/k/v-like linears of 64, 32, 32 rows, 512 tokens, group 64): the output error
  *      ‖X·Wᵀ − X·Ŵᵀ‖ of AWQ (scale search, fold, clip, RTN) is below RTN's (quant/rtn.c RTN_AWQ,
- *      same bits/group), with and without the clip; the fold alone leaves the fp32 output of
+ *      same bits/group), with and without the clip (the clip's Gram route chooses every group's
+ *      maximum as the direct route does); the fold alone leaves the fp32 output of
  *      norm -> linears and of linear -> linear unchanged (max relative difference <= 1e-5).
  *  (b) the scale search against the numpy reference tests/ref/awq_ref.py on the same group and
  *      on one linear without duo scaling: the same ratio, scales within 1e-6 relative, losses
@@ -106,6 +107,24 @@ static void test_awq_beats_rtn(void) {
         static float wc[N_ALL * K];
         memcpy(wc, ws + off, (size_t)(n_[i] * K) * sizeof *wc);
         T_OK(!awq_search_clip(xs, T_TOK, K, wc, n_[i], &o, mv));
+        /* the Gram route (G < 512 sampled tokens) picks what the direct one picks */
+        static float mv_direct[N_ALL * K / G];
+        struct awq_opts od = o;
+        od.direct_loss = true;
+        T_OK(!awq_search_clip(xs, T_TOK, K, wc, n_[i], &od, mv_direct));
+        int same = 0, shrunk = 0;
+        for (int64_t r = 0; r < n_[i] * (K / G); r++) {
+            same += mv[r] == mv_direct[r];
+            float m0 = 0;
+            for (int k = 0; k < G; k++) m0 = fmaxf(m0, fabsf(wc[r / (K / G) * K + r % (K / G) * G + k]));
+            shrunk += mv[r] < m0;
+        }
+        if (same != n_[i] * (K / G))
+            T_FAIL_("linear %d: the clip's Gram route picks %d of %lld maxima as the direct one", i,
+                    same, (long long)(n_[i] * (K / G)));
+        if (getenv("T_VERBOSE"))
+            fprintf(stderr, "  linear %d: clip Gram = direct on %d groups, %d shrunk\n", i, same,
+                    shrunk);
         awq_apply_clip(wc, K, n_[i], G, mv);
         T_OK(!rtn_deq(wc, n_[i], deq));
         e_awq += out_err(xs, deq, n_[i], w_ + off);
