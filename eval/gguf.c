@@ -405,13 +405,16 @@ struct gw_tensor {
     int64_t ne[4];
     const void *data;
     uint64_t nbytes, offset;
+    gguf_fill_fn fill; /* data made at the write (data NULL) */
+    void *fill_ctx;
+    uint64_t fill_i;
 };
 
 struct gguf_writer {
     struct gw_buf kv; /* serialized KVs */
     uint64_t n_kv;
     struct gw_tensor *t;
-    uint64_t n_t, cap_t;
+    uint64_t n_t, cap_t, n_fill;
 };
 
 struct gguf_writer *gguf_writer_new(void) {
@@ -504,6 +507,16 @@ int gguf_writer_tensor(struct gguf_writer *w, const char *name, uint32_t ggml_ty
     return 0;
 }
 
+int gguf_writer_tensor_fill(struct gguf_writer *w, const char *name, uint32_t ggml_type, int n_dims,
+                            const int64_t *ne, uint64_t nbytes, gguf_fill_fn fill, void *ctx) {
+    if (gguf_writer_tensor(w, name, ggml_type, n_dims, ne, NULL, nbytes)) return -1;
+    struct gw_tensor *t = &w->t[w->n_t - 1];
+    t->fill = fill;
+    t->fill_ctx = ctx;
+    t->fill_i = w->n_fill++;
+    return 0;
+}
+
 int gguf_writer_write(struct gguf_writer *w, const char *path) {
     const uint64_t align = 32;
     struct gw_buf h = {0};
@@ -541,16 +554,39 @@ int gguf_writer_write(struct gguf_writer *w, const char *path) {
         free(h.p);
         return err("%s: cannot create: %s", tmp, strerror(errno));
     }
-    bool ok = fwrite(h.p, 1, h.n, f) == h.n;
+    bool ok = fwrite(h.p, 1, h.n, f) == h.n, filled = true;
     free(h.p);
-    for (uint64_t i = 0; ok && i < w->n_t; i++) {
+    void *buf = NULL; /* the filled tensors' buffer, as large as the largest */
+    uint64_t cap = 0;
+    for (uint64_t i = 0; ok && filled && i < w->n_t; i++) {
         const struct gw_tensor *t = &w->t[i];
-        ok = fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
+        const void *data = t->data;
+        if (t->fill) {
+            if (t->nbytes > cap) {
+                free(buf);
+                cap = t->nbytes;
+                if (!(buf = xmalloc((size_t)cap, t->name))) {
+                    filled = false;
+                    break;
+                }
+            }
+            if (t->fill(t->fill_ctx, t->fill_i, buf, t->nbytes)) {
+                filled = false;
+                break;
+            }
+            data = buf;
+        }
+        ok = fwrite(data, 1, t->nbytes, f) == t->nbytes;
         size_t pad = (size_t)((align - t->nbytes % align) % align);
         if (ok && pad) ok = fwrite(zeros, 1, pad, f) == pad;
     }
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    free(buf);
+    ok = ok && filled && fflush(f) == 0 && fsync(fileno(f)) == 0;
     if (fclose(f)) ok = false;
+    if (!filled) { /* the fill said why */
+        unlink(tmp);
+        return -1;
+    }
     if (!ok || rename(tmp, path)) {
         int e = errno;
         unlink(tmp);

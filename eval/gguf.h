@@ -95,7 +95,9 @@ const char *gguf_type_name(enum gguf_type t);
 /* ---- writing (GGUF v3) ----
  * Collect KVs and tensors in memory order, then gguf_writer_write() lays out the header, the
  * tensor infos with aligned offsets and the data, to PATH.tmp then renamed over PATH (a reader
- * never sees half a file). Tensor data is borrowed until the write. */
+ * never sees half a file). Tensor data is borrowed until the write, or made at the write by a fill
+ * callback into a buffer the writer reuses (one tensor in memory at a time: how a quantizer
+ * streams a large model). */
 struct gguf_writer;
 struct gguf_writer *gguf_writer_new(void);
 void gguf_writer_free(struct gguf_writer *w);
@@ -110,5 +112,10 @@ int gguf_writer_arr(struct gguf_writer *w, const char *key, enum gguf_type elem,
 int gguf_writer_arr_str(struct gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
 int gguf_writer_tensor(struct gguf_writer *w, const char *name, uint32_t ggml_type, int n_dims,
                        const int64_t *ne, const void *data, uint64_t nbytes);
+/* fill(ctx, i, buf, nbytes) writes the nbytes of the tensor into buf when the file reaches it (i:
+ * the i-th tensor added with a fill); 0, or -1 with a message, which fails the write */
+typedef int (*gguf_fill_fn)(void *ctx, uint64_t i, void *buf, uint64_t nbytes);
+int gguf_writer_tensor_fill(struct gguf_writer *w, const char *name, uint32_t ggml_type, int n_dims,
+                            const int64_t *ne, uint64_t nbytes, gguf_fill_fn fill, void *ctx);
 int gguf_writer_write(struct gguf_writer *w, const char *path);
 #endif

@@ -103,7 +103,11 @@ void *model_alloc(struct model *m, size_t n, const char *what) {
 }
 
 void model_drop_pages(const struct model *m, const struct tensor *t) {
-    const uintptr_t lo = (uintptr_t)t->data, hi = lo + tensor_nbytes(t);
+    model_drop_range(m, t->data, tensor_nbytes(t));
+}
+
+void model_drop_range(const struct model *m, const void *p, size_t n) {
+    const uintptr_t lo = (uintptr_t)p, hi = lo + n;
     for (int i = 0; i < m->n_maps; i++) {
         const uintptr_t a = (uintptr_t)m->maps[i].addr, b = a + m->maps[i].len;
         if (lo < a || hi > b) continue;

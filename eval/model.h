@@ -149,6 +149,8 @@ int model_map_file(struct model *m, const char *path, const uint8_t **addr, size
  * pages inside them leave the process's resident set (madvise MADV_DONTNEED; a later read maps
  * them in again from the file). Nothing for owned buffers. */
 void model_drop_pages(const struct model *m, const struct tensor *t);
+/* the same for the n bytes at p (no-op when they are not in one of m's maps) */
+void model_drop_range(const struct model *m, const void *p, size_t n);
 /* check cfg, find and check every tensor, convert norms/biases to fp32, refuse NaN/Inf */
 int model_bind(struct model *m);
 

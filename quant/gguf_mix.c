@@ -395,7 +395,7 @@ struct qtensor {
     const void *src; /* source data (type mt.type) */
     int permute_heads; /* > 0: HF rotary rows to GGUF interleaved, this many heads */
     enum dtype out_type;
-    void *out;       /* owned output buffer, or NULL when src is written as is */
+    bool convert;    /* made by the writer's fill (gq_fill_tensor); else src is written as is */
     size_t out_bytes;
 };
 
@@ -648,13 +648,11 @@ struct gq_sizes {
     double in, out, n_el;
 };
 
-/* every tensor k (llama.cpp's order: q[idx[k]], mt[k]) converted to types[k] into its t->out, or
- * left as it is when its type stays; the progress lines unless quiet */
-static int gq_quantize_all(const struct gguf_quant_opts *o, enum gguf_ftype ft, struct qtensor *q,
-                           const struct gguf_mix_tensor *mt, const int *idx,
-                           const enum dtype *types, int n, struct gq_sizes *sz) {
-    float *f32 = NULL, *imw = NULL;
-    int ret = -1;
+/* each tensor k's output type and size (llama.cpp's order: q[idx[k]], mt[k]), and the importance
+ * matrix entries checked, before any work; sizes for the report */
+static int gq_plan(const struct gguf_quant_opts *o, enum gguf_ftype ft, struct qtensor *q,
+                   const struct gguf_mix_tensor *mt, const int *idx, const enum dtype *types, int n,
+                   struct gq_sizes *sz) {
     for (int k = 0; k < n; k++) {
         struct qtensor *t = &q[idx[k]];
         const struct gguf_mix_tensor *x = &mt[k];
@@ -665,51 +663,72 @@ static int gq_quantize_all(const struct gguf_quant_opts *o, enum gguf_ftype ft, 
         sz->in += (double)in_bytes;
         sz->out += (double)t->out_bytes;
         sz->n_el += (double)ne0 * (double)n_rows;
-        if (types[k] == x->type && !t->permute_heads) {
-            if (!o->quiet)
-                fprintf(stderr, "quant: [%4d/%4d] %-36s %-5s size = %8.3f MiB\n", k + 1, n, x->name,
-                        dtype_get(x->type)->name, mib((double)in_bytes));
-            continue;
+        t->convert = types[k] != x->type || t->permute_heads;
+        if (!o->imatrix || types[k] == x->type) continue;
+        float *imw = NULL;
+        int rc = imatrix_weights(o->imatrix, x->name, ne0, (int)x->ne[2], &imw);
+        free(imw);
+        if (rc < 0) {
+            if (strcmp(x->name, "token_embd.weight")) return -1;
+            rc = 0; /* llama.cpp ignores a bad token_embd entry */
         }
-        const float *im = NULL;
-        if (o->imatrix && types[k] != x->type) {
-            free(imw);
-            imw = NULL;
-            int rc = imatrix_weights(o->imatrix, x->name, ne0, (int)x->ne[2], &imw);
-            if (rc < 0) {
-                if (strcmp(x->name, "token_embd.weight")) goto out;
-                rc = 0; /* llama.cpp ignores a bad token_embd entry */
-            }
-            if (rc == 0 && !o->quiet)
-                fprintf(stderr, "quant: no importance matrix entry for %s\n", x->name);
-            im = rc == 1 ? imw : NULL;
-        }
-        if (o->imatrix && !im && types[k] != x->type && requires_imatrix(x->name, types[k], ft)) {
-            err("missing importance matrix for tensor %s in a very low-bit quantization (%s); "
-                "llama.cpp bails out here too", x->name, gguf_ftype_name(ft));
-            goto out;
-        }
-        if (!im && types[k] != x->type && iq_requires_imatrix(types[k])) {
-            err("tensor %s would be %s, which ggml cannot make without an importance matrix entry "
-                "for it (llama.cpp aborts here)", x->name, dtype_get(types[k])->name);
-            goto out;
-        }
-        free(f32);
-        f32 = xmalloc((size_t)(ne0 * n_rows) * sizeof(float), x->name);
-        t->out = xmalloc(t->out_bytes ? t->out_bytes : 1, x->name);
-        if (!f32 || !t->out) goto out;
-        source_f32(t, f32);
-        quantize_rows(types[k], f32, t->out, n_rows, ne0, x->ne[1], im);
-        if (!o->quiet)
-            fprintf(stderr, "quant: [%4d/%4d] %-36s %-5s -> %-6s %8.2f MiB -> %8.2f MiB%s\n", k + 1,
-                    n, x->name, dtype_get(x->type)->name, dtype_get(types[k])->name,
-                    mib((double)in_bytes), mib((double)t->out_bytes), im ? " (imatrix)" : "");
+        if (rc == 0 && !o->quiet) fprintf(stderr, "quant: no importance matrix entry for %s\n", x->name);
+        if (rc == 0 && requires_imatrix(x->name, types[k], ft))
+            return err("missing importance matrix for tensor %s in a very low-bit quantization "
+                       "(%s); llama.cpp bails out here too", x->name, gguf_ftype_name(ft));
+        if (rc == 0 && iq_requires_imatrix(types[k]))
+            return err("tensor %s would be %s, which ggml cannot make without an importance "
+                       "matrix entry for it (llama.cpp aborts here)", x->name,
+                       dtype_get(types[k])->name);
     }
-    ret = 0;
-out:
-    free(f32);
+    return 0;
+}
+
+/* what the writer's fill needs to make tensor k when the file reaches it */
+struct gq_fill {
+    const struct model *m;
+    const struct gguf_quant_opts *o;
+    const struct qtensor *q;
+    const struct gguf_mix_tensor *mt;
+    const int *idx, *kof; /* kof[i]: the k of the i-th filled tensor */
+    int n;
+    float *f32;
+    int64_t f32_cap;
+};
+
+/* the writer's fill (eval/gguf.h): tensor k converted to its type into buf, one at a time, the
+ * source's mapped pages released after; the progress line unless quiet */
+static int gq_fill_tensor(void *ctx, uint64_t i, void *buf, uint64_t nbytes) {
+    struct gq_fill *c = ctx;
+    const int k = c->kof[i];
+    const struct qtensor *t = &c->q[c->idx[k]];
+    const struct gguf_mix_tensor *x = &c->mt[k];
+    const int64_t ne0 = x->ne[0], n_rows = x->ne[1] * x->ne[2] * x->ne[3];
+    if (nbytes != t->out_bytes) BUG("gguf fill: %s: %llu bytes, planned %zu", x->name,
+                                    (unsigned long long)nbytes, t->out_bytes);
+    float *imw = NULL;
+    if (c->o->imatrix && t->out_type != x->type &&
+        imatrix_weights(c->o->imatrix, x->name, ne0, (int)x->ne[2], &imw) < 0)
+        imw = NULL; /* token_embd's bad entry, as the plan allowed */
+    if (ne0 * n_rows > c->f32_cap) {
+        free(c->f32);
+        c->f32_cap = ne0 * n_rows;
+        if (!(c->f32 = xmalloc((size_t)c->f32_cap * sizeof(float), x->name))) {
+            c->f32_cap = 0;
+            free(imw);
+            return -1;
+        }
+    }
+    source_f32(t, c->f32);
+    quantize_rows(t->out_type, c->f32, buf, n_rows, ne0, x->ne[1], imw);
+    model_drop_range(c->m, t->src, dtype_row_size(x->type, ne0) * (size_t)n_rows);
+    if (!c->o->quiet)
+        fprintf(stderr, "quant: [%4d/%4d] %-36s %-5s -> %-6s %8.2f MiB -> %8.2f MiB%s\n", k + 1,
+                c->n, x->name, dtype_get(x->type)->name, dtype_get(t->out_type)->name,
+                mib((double)(dtype_row_size(x->type, ne0) * (size_t)n_rows)),
+                mib((double)t->out_bytes), imw ? " (imatrix)" : "");
     free(imw);
-    return ret;
+    return 0;
 }
 
 /* the file's metadata: the source GGUF's KVs (g), else the model's and its vocabulary; then the
@@ -766,6 +785,8 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
     float *rope = NULL;
     struct gguf_quant_result r = {0};
     struct gguf_writer *w = NULL;
+    int *kof = NULL;
+    struct gq_fill fill = {0};
 
     /* the tensors, as llama.cpp would see them */
     const int cap = g ? (int)g->n_tensors : m->n_tensors;
@@ -804,17 +825,31 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
         for (int k = 0; k < n; k++)
             if (mt[k].n_dims < 2) types[k] = DTYPE_F32;
     struct gq_sizes sz = {0};
-    if (gq_refuse(o, ft, mt, types, n) || gq_quantize_all(o, ft, q, mt, idx, types, n, &sz))
-        goto out;
+    if (gq_refuse(o, ft, mt, types, n) || gq_plan(o, ft, q, mt, idx, types, n, &sz)) goto out;
 
-    /* the file */
+    /* the file, each converted tensor made when the writer reaches it (one in memory at a time) */
+    if (!(kof = calloc((size_t)n + 1, sizeof *kof))) {
+        err("out of memory");
+        goto out;
+    }
+    fill = (struct gq_fill){.m = m, .o = o, .q = q, .mt = mt, .idx = idx, .kof = kof, .n = n};
     w = gguf_writer_new();
     if (!w || gq_write_kvs(w, m, g, o, ft, &r)) goto out;
-    for (int k = 0; k < n; k++) {
+    for (int k = 0, nf = 0; k < n; k++) {
         const struct qtensor *t = &q[idx[k]];
-        if (gguf_writer_tensor(w, t->name, (uint32_t)dtype_get(t->out_type)->ggml_type,
-                               t->mt.n_dims, t->mt.ne, t->out ? t->out : t->src,
-                               (uint64_t)t->out_bytes))
+        const uint32_t gt = (uint32_t)dtype_get(t->out_type)->ggml_type;
+        if (!t->convert) {
+            if (!o->quiet)
+                fprintf(stderr, "quant: [%4d/%4d] %-36s %-5s size = %8.3f MiB\n", k + 1, n,
+                        t->name, dtype_get(t->mt.type)->name, mib((double)t->out_bytes));
+            if (gguf_writer_tensor(w, t->name, gt, t->mt.n_dims, t->mt.ne, t->src,
+                                   (uint64_t)t->out_bytes))
+                goto out;
+            continue;
+        }
+        kof[nf++] = k;
+        if (gguf_writer_tensor_fill(w, t->name, gt, t->mt.n_dims, t->mt.ne,
+                                    (uint64_t)t->out_bytes, gq_fill_tensor, &fill))
             goto out;
     }
     if (!g && quant_gguf_put_rope_freqs(w, m, &rope)) goto out;
@@ -836,7 +871,8 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
     ret = 0;
 out:
     gguf_writer_free(w);
-    for (int i = 0; q && i < n; i++) free(q[i].out);
+    free(fill.f32);
+    free(kof);
     free(q);
     free(mt);
     free(idx);
