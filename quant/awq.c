@@ -139,32 +139,80 @@ static int out_sq(const float *x, int64_t T, int64_t K, const float *d, int64_t 
     return 0;
 }
 
-/* *e = Σ (D·G) ∘ D = Σ_rows d·G·dᵀ, D [N][K], G [K][K] symmetric fp32; P [N][K] scratch */
-static int gram_sq(const float *g, int64_t K, const float *d, int64_t N, float *p, double *e) {
-    const struct tensor gt = {.type = DTYPE_F32, .n_dims = 2, .ne = {K, K, 1, 1}, .data = (void *)g};
-    double s = 0;
-    for (int64_t r0 = 0; r0 < N; r0 += LOSS_CHUNK) {
-        const int cnt = (int)LB_MIN(LOSS_CHUNK, N - r0);
-        if (matmul(p, d + r0 * K, &gt, cnt)) return -1; /* rows of D·Gᵀ = D·G */
-        s += rows_dot(p, d + r0 * K, cnt, K);
+/* The Gram route's loss Σ_rows d·G·dᵀ uses G's symmetry: with K cut into blocks I of GRAM_BLOCK
+ * columns, d·G·dᵀ = Σ_I (d_I·G_II·d_Iᵀ + 2·Σ_{J>I} d_I·G_IJ·d_Jᵀ), each block row's part one GEMM
+ * of d_I against panel I = G[I0:K, I] (the rows from the block on): K²/2·(1 + GRAM_BLOCK/K)
+ * products per row of D instead of K². */
+#define GRAM_BLOCK 256
+struct gram_panels {
+    int64_t K, nb;
+    float *p;       /* panel I at p + off[I]: [K − I0][bI] fp32 */
+    int64_t *off;
+};
+
+static void gram_panels_free(struct gram_panels *gp) {
+    free(gp->p);
+    free(gp->off);
+    memset(gp, 0, sizeof *gp);
+}
+
+/* G = XᵀX (the float64 Gram kernel, rounded to fp32 once) as panels; -1 with a message */
+static int gram_panels_make(const float *x, int64_t T, int64_t K, struct gram_panels *gp) {
+    memset(gp, 0, sizeof *gp);
+    gp->K = K;
+    gp->nb = (K + GRAM_BLOCK - 1) / GRAM_BLOCK;
+    double *h = xcalloc((size_t)(K * K), sizeof *h, "AWQ Gram matrix");
+    gp->off = xmalloc((size_t)gp->nb * sizeof *gp->off, "AWQ Gram panels");
+    int64_t total = 0;
+    for (int64_t I = 0; I < gp->nb; I++) {
+        const int64_t i0 = I * GRAM_BLOCK, bi = LB_MIN(GRAM_BLOCK, K - i0);
+        if (gp->off) gp->off[I] = total;
+        total += (K - i0) * bi;
     }
-    *e = s;
+    gp->p = h && gp->off ? xmalloc((size_t)total * sizeof *gp->p, "AWQ Gram panels") : NULL;
+    if (!gp->p || gram_acc(h, x, T, K)) { /* h: the upper triangle, h[i][j] for j >= i */
+        free(h);
+        gram_panels_free(gp);
+        return -1;
+    }
+    for (int64_t I = 0; I < gp->nb; I++) {
+        const int64_t i0 = I * GRAM_BLOCK, bi = LB_MIN(GRAM_BLOCK, K - i0);
+        float *pi = gp->p + gp->off[I];
+        for (int64_t j = i0; j < K; j++)     /* panel row j - i0: G[j][i0 .. i0 + bi) */
+            for (int64_t i = 0; i < bi; i++) {
+                const int64_t r = LB_MIN(j, i0 + i), c = LB_MAX(j, i0 + i);
+                pi[(j - i0) * bi + i] = (float)h[r * K + c];
+            }
+    }
+    free(h);
     return 0;
 }
 
-/* G = XᵀX [K][K] in fp32, both triangles (from the float64 Gram kernel); NULL on failure */
-static float *awq_gram(const float *x, int64_t T, int64_t K) {
-    double *h = xcalloc((size_t)(K * K), sizeof *h, "AWQ Gram matrix");
-    float *g = h ? xmalloc((size_t)(K * K) * sizeof *g, "AWQ Gram matrix") : NULL;
-    if (!g || gram_acc(h, x, T, K)) {
-        free(h);
-        free(g);
-        return NULL;
+/* *e = Σ_rows d·G·dᵀ of D [N][K] from the panels; xb [LOSS_CHUNK][GRAM_BLOCK] and
+ * p [LOSS_CHUNK][K] scratch; the rows' sums in parallel, added in order */
+static int gram_sq(const struct gram_panels *gp, const float *d, int64_t N, float *xb, float *p,
+                   double *e) {
+    const int64_t K = gp->K;
+    double s = 0;
+    for (int64_t r0 = 0; r0 < N; r0 += LOSS_CHUNK) {
+        const int cnt = (int)LB_MIN(LOSS_CHUNK, N - r0);
+        const float *dr = d + r0 * K;
+        double rs[LOSS_CHUNK] = {0};
+        for (int64_t I = 0; I < gp->nb; I++) {
+            const int64_t i0 = I * GRAM_BLOCK, bi = LB_MIN(GRAM_BLOCK, K - i0), nj = K - i0;
+            for (int r = 0; r < cnt; r++) memcpy(xb + r * bi, dr + r * K + i0, (size_t)bi * 4);
+            const struct tensor pt = {.type = DTYPE_F32, .n_dims = 2, .ne = {bi, nj, 1, 1},
+                                      .data = gp->p + gp->off[I]};
+            if (matmul(p, xb, &pt, cnt)) return -1; /* p[r][j] = Σ_i d[r][i0 + i]·G[i0 + j][i0 + i] */
+#pragma omp parallel for schedule(static) if ((int64_t)cnt * nj >= (1 << 16))
+            for (int r = 0; r < cnt; r++)
+                rs[r] += dot_f64(p + r * nj, dr + r * K + i0, bi) +
+                         2 * dot_f64(p + r * nj + bi, dr + r * K + i0 + bi, nj - bi);
+        }
+        for (int r = 0; r < cnt; r++) s += rs[r];
     }
-    for (int64_t i = 0; i < K; i++)
-        for (int64_t j = i; j < K; j++) g[i * K + j] = g[j * K + i] = (float)h[i * K + j];
-    free(h);
-    return g;
+    *e = s;
+    return 0;
 }
 
 /* D = W − Q(W·diag(s))·diag(s)⁻¹ of one linear [N][K], row by row in parallel (each row's bits
@@ -195,17 +243,20 @@ int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w
     if (T < 1 || m < 1) return err("AWQ: nothing to search (%lld tokens, %d linears)", (long long)T, m);
     int64_t max_n = 0, sum_n = 0;
     for (int i = 0; i < m; i++) max_n = LB_MAX(max_n, n[i]), sum_n += n[i];
-    /* the cheaper loss (awq.h): direct n_grid·2·T·ΣN·K, Gram 2·T·K² + n_grid·2·ΣN·K² */
+    /* the cheaper loss (awq.h): direct n_grid·2·T·ΣN·K, Gram T·K² (one triangle) +
+     * n_grid·ΣN·K·(K + GRAM_BLOCK) (the panels) */
     const double Kd = (double)K, direct = o->n_grid * 2.0 * (double)T * (double)sum_n * Kd,
-                 via_gram = 2.0 * (double)T * Kd * Kd + o->n_grid * 2.0 * (double)sum_n * Kd * Kd;
+                 via_gram = (double)T * Kd * Kd + o->n_grid * (double)sum_n * Kd * (Kd + GRAM_BLOCK);
     const bool use_gram = !o->direct_loss && via_gram < direct;
     int ret = -1;
     float *xm = xmalloc((size_t)K * sizeof *xm, "AWQ x_mean"), *wm = xmalloc((size_t)K * 4, "AWQ");
     float *cand = xmalloc((size_t)K * 4, "AWQ scales"), *d = xmalloc((size_t)(max_n * K) * 4, "AWQ");
     float *y = xmalloc((size_t)(LOSS_CHUNK * LB_MAX(max_n, K)) * 4, "AWQ outputs");
+    float *xb = xmalloc((size_t)(LOSS_CHUNK * GRAM_BLOCK) * 4, "AWQ loss rows");
     double *v = xmalloc((size_t)K * sizeof *v, "AWQ scales");
-    float *g = NULL;
-    if (!xm || !wm || !cand || !d || !y || !v || (use_gram && !(g = awq_gram(x, T, K)))) goto out;
+    struct gram_panels gp = {0};
+    if (!xm || !wm || !cand || !d || !y || !xb || !v || (use_gram && gram_panels_make(x, T, K, &gp)))
+        goto out;
     awq_x_mean(x, T, K, xm);
     awq_w_mean(w, n, m, K, o->group, wm);
     double best = INFINITY;
@@ -216,7 +267,7 @@ int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w
         for (int i = 0; i < m; i++) {
             candidate_error(w[i], n[i], K, cand, o, d);
             double ei;
-            if (use_gram ? gram_sq(g, K, d, n[i], y, &ei) : out_sq(x, T, K, d, n[i], y, &ei))
+            if (use_gram ? gram_sq(&gp, d, n[i], xb, y, &ei) : out_sq(x, T, K, d, n[i], y, &ei))
                 goto out;
             e += ei;
         }
@@ -240,8 +291,9 @@ out:
     free(cand);
     free(d);
     free(y);
+    free(xb);
     free(v);
-    free(g);
+    gram_panels_free(&gp);
     return ret;
 }
 

@@ -21,9 +21,10 @@
  *     keep the first r with the least loss. The loss is computed the cheaper of two ways:
  *     directly (D_i = W_i − Ŵ_i, X·D_iᵀ through the fp32 GEMM, squares summed in double:
  *     n_grid·2·T·Σ N_i·K flops) or through the Gram matrix G = XᵀX (kernels/gram.h, float64,
- *     rounded to fp32 once): Σ_i Σ_rows d·G·dᵀ = Σ (D_i·G) ∘ D_i with D_i·G through the same
- *     GEMM (2·T·K² once + n_grid·2·Σ N_i·K²): at 128 × 256 calibration tokens the Gram way
- *     costs ~7× less. Both give the loss to ~1e-6 relative.
+ *     rounded to fp32 once): Σ_i Σ_rows d·G·dᵀ, by G's symmetry one GEMM per block row of 256
+ *     columns against the panel of G from that block on, the off-diagonal blocks counted twice
+ *     (T·K² once + n_grid·Σ N_i·K·(K + 256)): at 128 × 256 calibration tokens the Gram way
+ *     costs ~10-20× less. Both give the loss to ~1e-6 relative.
  *  3. fold (apply_scale): P /= s (RMSNorm weight element k, or row k of the previous linear),
  *     W_i[:, k] *= s_k, and the captured X[:, k] /= s_k for the clipping; in exact arithmetic the
  *     block computes the same function.

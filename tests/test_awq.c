@@ -433,10 +433,42 @@ static void test_stories260k(void) {
     if (!(p3 < pr3)) T_FAIL_("awq-w3g64 PPL %.4f is not below rtn-w3g64's %.4f", p3, pr3);
 }
 
+/* the Gram route over several blocks of 256 columns (K = 600: two whole blocks and a partial one)
+ * gives the direct route's losses within 1e-5 relative and the same choice */
+static void test_gram_blocks(void) {
+    enum { KB = 600, TB = 4000, NB = 24 }; /* T large enough that the Gram route is the cheaper */
+    static float xb[TB * KB], wb[NB * KB], s1[KB], s2[KB];
+    uint32_t r = 1234567;
+    for (int i = 0; i < TB * KB; i++) {
+        r = r * 1664525u + 1013904223u;
+        xb[i] = ((float)(r >> 8) / 16777216.0f - 0.5f) * ((i % KB) % 37 == 3 ? 30.0f : 1.0f);
+    }
+    for (int i = 0; i < NB * KB; i++) {
+        r = r * 1664525u + 1013904223u;
+        wb[i] = (float)(r >> 8) / 16777216.0f - 0.5f;
+    }
+    struct awq_opts o = AWQ_OPTS_DEFAULT;
+    o.group = 40;
+    const float *w[2] = {wb, wb + 16 * KB};
+    const int64_t n[2] = {16, 8};
+    struct awq_search g, d;
+    T_OK(!awq_search_scale(xb, TB, KB, w, n, 2, &o, s1, &g));
+    o.direct_loss = true;
+    T_OK(!awq_search_scale(xb, TB, KB, w, n, 2, &o, s2, &d));
+    double worst = 0;
+    for (int i = 0; i < o.n_grid; i++) worst = fmax(worst, fabs(g.loss[i] - d.loss[i]) / d.loss[i]);
+    if (getenv("T_VERBOSE"))
+        fprintf(stderr, "  K %d: ratio Gram %.2f direct %.2f, max relative loss difference %.2g\n",
+                KB, g.ratio, d.ratio, worst);
+    T_OK(g.best == d.best);
+    if (!(worst < 1e-5)) T_FAIL_("Gram route losses differ from direct by %.3g relative", worst);
+}
+
 int main(void) {
     T_RUN(test_awq_beats_rtn);
     T_RUN(test_fold_equivalence);
     T_RUN(test_search_vs_reference);
+    T_RUN(test_gram_blocks);
     T_RUN(test_recipe_check);
     T_RUN(test_stories260k);
     t_tmpdir_cleanup();
