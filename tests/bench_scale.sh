@@ -46,13 +46,22 @@
 #             + L·Σ_K 2·N·K²                            Gram XᵀX per distinct input
 #             + L·Σ_K (4/3)·K³                          Cholesky, inverse, Cholesky of the inverse
 #             + L·Σ_linears N_out·K²                    column loop (error propagation)
-#   awq:        fwd(n, S) + L·Σ_groups min(direct, gram) + L·10·2·512·Σ_{v,o,gate,up,down} N_out·K
-#               scale search, n_grid = 20 candidates per group ((q,k,v), (gate,up), (down), and (o)
-#               when kvd = q), each loss ‖X·(W − Ŵ)ᵀ‖² over all N tokens, the cheaper of
+#   awq:        fwd(n, S) + L·Σ_groups min(direct, gram) + L·Σ_{v,o,gate,up,down} min(cdirect, cgram)
+#               one pass of every block, as gptq (lowbit runs two: the float pass recording the
+#               groups' inputs and the quantized pass giving block l+1's inputs, since AWQ searches
+#               and folds every group's scales before any linear is rounded and so cannot advance
+#               stage by stage as GPTQ's true-sequential pass does; the bound does not count the
+#               second); scale search, n_grid = 20 candidates per group
+#               ((q,k,v), (gate,up), (down), and (o) when kvd = q), each loss ‖X·(W − Ŵ)ᵀ‖² over
+#               all N tokens, the cheaper of
 #                 direct = 20·2·N·Σ_linears N_out·K          (the group's linears run per candidate)
 #                 gram   = 2·N·K² + 20·2·Σ_linears N_out·K²  (tr(ΔW·XᵀX·ΔWᵀ) from the group's Gram)
-#               (at 128 × 256 tokens gram is ~10x cheaper); clip search: 10 shrink steps over 512
-#               tokens, direct (AutoAWQ's way)
+#               (at 128 × 256 tokens gram is ~10x cheaper); clip search: 10 shrink steps over Ts =
+#               min(N, 512) sampled tokens per group of g = 64 columns, the cheaper of
+#                 cdirect = 10·2·Ts·N_out·K                  (AutoAWQ's way)
+#                 cgram   = 2·Ts·g·K + 10·2·N_out·K·g        (each group's g×g Gram, then δᵀ·G·δ)
+#               Products counted as written (XᵀX and ΔW·G as dense products, the gptq convention);
+#               lowbit computes both in about half by their symmetry (quant/awq.h).
 #   autoround:  2·fwd(n, S) (fp targets, then the tuned block's outputs for the next block)
 #             + iters·3·fwd(batch, S)   (forward + backward ≈ 3 forwards, batch 8 windows)
 #   aqlm (a lower bound, shown as ≥): fwd(n, S) + Grams (as gptq) + per linear one epoch of
@@ -189,7 +198,9 @@ else:
             direct = 20 * sum(2.0 * N * No * K for No, K in g)
             gram = 2.0 * N * K * K + 20 * sum(2.0 * No * K * K for No, K in g)
             grid += min(direct, gram)
-        clip = 10 * 2.0 * min(N, 512) * sum(No * K for No, K in lin[2:])
+        Ts, g = min(N, 512), 64  # AutoAWQ's n_sample_token; the awq recipes' group
+        clip = sum(min(10 * 2.0 * Ts * No * K, 2.0 * Ts * g * K + 10 * 2.0 * No * K * g)
+                   for No, K in lin[2:])
         f = fwd(n, S) + L * (grid + clip)
     elif kind == 'autoround':
         iters, batch = int(args[3]), int(knobs.get('batch_size', 8))
