@@ -340,7 +340,7 @@ for shape in $SCALE_SHAPES; do
             fi
             A=$W/$stage
             [ "$alg" = gguf ] || [ "$alg" = fp ] && A=$W/$stage.gguf
-            rm -rf "$A"
+            rm -rf "$A" "$A.resume" # a whole run: no checkpoint of an earlier one
             # shellcheck disable=SC2086
             if run_stage "$name" "$stage" "$input" "$calib" "$log" "$fspec" \
                 "$BIN" quant --model "$src" $tokarg --recipe "$stage" --recipes "$RF" \
