@@ -680,7 +680,7 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     qz = xcalloc((size_t)n_layers * N_LIN, sizeof *qz, "layers");
     if (!fm.layers || !idx || !qz || !ratios) goto out;
     memcpy(fm.layers, m->layers, (size_t)n_layers * sizeof *fm.layers);
-    int64_t max_k = 1, max_nk = 1;
+    int64_t max_k = 1, max_n = 1, max_nk = 1;
     for (int l = 0; l < n_layers; l++)
         for (int i = 0; i < N_LIN; i++) {
             char name[96];
@@ -695,16 +695,24 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
                                              sizeof t->note) == QPLAN_GROUP;
             if (!qz[l * N_LIN + i] && !quiet) fprintf(stderr, "awq: %s: %s\n", t->module, t->note);
             max_k = LB_MAX(max_k, t->K);
+            max_n = LB_MAX(max_n, t->N);
             max_nk = LB_MAX(max_nk, t->K * t->N);
         }
     int64_t in_k[N_IN];
     for (int s = 0; s < N_IN; s++) in_k[s] = lin_dim(&m->cfg, lin_info[lin_anchor(s)].in);
-    { /* the memory plan, refused before any work: the four recorded inputs of a block, the clip
-       * search, one block in fp32, the calibration stream (unless it spills) */
+    { /* the memory plan, refused before any work: the four recorded inputs of a block, the
+       * scale search's scratch (the float64 Gram matrix beside its fp32 panels, a linear's D,
+       * the loss rows), the clip search's, one block in fp32, the calibration stream (unless it
+       * spills) */
         double blk = 0, in = 0;
         for (int l = 0; l < n_layers; l++) blk = LB_MAX(blk, (double)hfx_block_bytes(&hm, l));
         for (int s = 0; s < N_IN; s++) in += (double)in_k[s];
-        const double need = 4.0 * (double)T * in + 4.0 * (double)max_nk + blk +
+        const double Kd = (double)max_k, Nd = (double)max_n,
+                     search = 8.0 * Kd * Kd + 2.0 * Kd * (Kd + GRAM_BLOCK) + 4.0 * Nd * Kd +
+                              4.0 * LOSS_CHUNK * LB_MAX(Nd, Kd),
+                     clip = 8.0 * Kd * (double)LB_MAX(o->group, o->n_sample_token) +
+                            4.0 * (double)max_nk;
+        const double need = 4.0 * (double)T * in + LB_MAX(search, clip) + blk +
                             4.0 * N_IN * (double)max_k + (double)calib_stream_bytes(m, cs, false);
         char what[4300];
         snprintf(what, sizeof what, "AWQ on %s (a block's inputs, one block in fp32, %d x %d "
