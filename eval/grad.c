@@ -497,12 +497,19 @@ int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const
 
 /* ===== backward ===== */
 
-/* dW [N][K] = dYᵀ·X with dY [R][N] (row stride ldy) and X [R][K] */
+/* dW [N][K] = dYᵀ·X with dY [R][N] (row stride ldy) and X [R][K] given as Xᵀ in g->xt (linears
+ * that share an input share its transpose) */
+static void grad_w_t(struct grad_block *g, float *dw, const float *dy, int64_t ldy, int64_t N,
+                     int64_t K, int64_t R) {
+    transpose(g->yt, R, dy, R, N, ldy);
+    mm(g, dw, g->yt, g->xt, R, K, N);
+}
+
+/* the same from X [R][K] */
 static void grad_w(struct grad_block *g, float *dw, const float *dy, int64_t ldy, int64_t N,
                    const float *x, int64_t K, int64_t R) {
-    transpose(g->yt, R, dy, R, N, ldy);
     transpose(g->xt, R, x, R, K, K);
-    mm(g, dw, g->yt, g->xt, R, K, N);
+    grad_w_t(g, dw, dy, ldy, N, K, R);
 }
 
 int grad_block_backward(struct grad_block *g, const struct grad_weights *w, const float *dy,
@@ -525,8 +532,9 @@ int grad_block_backward(struct grad_block *g, const struct grad_weights *w, cons
             g->dgu[t * 2 * H + i] = da * g->up[t * H + i] * sg * (1.0f + gv * (1.0f - sg));
             g->dgu[t * 2 * H + H + i] = da * gv * sg;
         }
-    if (gr->lin[LIN_GATE]) grad_w(g, gr->lin[LIN_GATE], g->dgu, 2 * H, H, g->xn2, D, R);
-    if (gr->lin[LIN_UP]) grad_w(g, gr->lin[LIN_UP], g->dgu + H, 2 * H, H, g->xn2, D, R);
+    if (gr->lin[LIN_GATE] || gr->lin[LIN_UP]) transpose(g->xt, R, g->xn2, R, D, D);
+    if (gr->lin[LIN_GATE]) grad_w_t(g, gr->lin[LIN_GATE], g->dgu, 2 * H, H, D, R);
+    if (gr->lin[LIN_UP]) grad_w_t(g, gr->lin[LIN_UP], g->dgu + H, 2 * H, H, D, R);
     /* dxn2 = [dgate dup]·[Wg; Wu]: wt = [Wgᵀ | Wuᵀ] [D][2H] */
     transpose(g->wt, 2 * H, w->lin[LIN_GATE], H, D, D);
     transpose(g->wt + H, 2 * H, w->lin[LIN_UP], H, D, D);
@@ -550,9 +558,10 @@ int grad_block_backward(struct grad_block *g, const struct grad_weights *w, cons
     const int64_t off[3] = {0, qd, qd + kvd}, width[3] = {qd, kvd, kvd};
     for (int i = LIN_Q; i <= LIN_V; i++)
         if (gr->bias[i]) col_sum(gr->bias[i], g->dqkv + off[i - LIN_Q], R, width[i - LIN_Q], qkv);
+    if (gr->lin[LIN_Q] || gr->lin[LIN_K] || gr->lin[LIN_V]) transpose(g->xt, R, g->xn1, R, D, D);
     for (int i = LIN_Q; i <= LIN_V; i++)
         if (gr->lin[i])
-            grad_w(g, gr->lin[i], g->dqkv + off[i - LIN_Q], qkv, width[i - LIN_Q], g->xn1, D, R);
+            grad_w_t(g, gr->lin[i], g->dqkv + off[i - LIN_Q], qkv, width[i - LIN_Q], D, R);
     if (!dx && !gr->attn_norm) return g->mm_failed ? -1 : 0;
     /* 6. dxn1 = [dq dk dv]·[Wq; Wk; Wv] (wt = [Wqᵀ | Wkᵀ | Wvᵀ] [D][qkv]); then the RMSNorm
      * backward plus the residual */

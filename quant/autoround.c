@@ -110,7 +110,7 @@ void autoround_linear_release(struct autoround_linear *L) {
     memset(L, 0, sizeof *L);
 }
 
-static inline float clamp01(float x) { return fminf(fmaxf(x, 0.0f), 1.0f); }
+static inline float clamp01(float x) { return lb_minf(lb_maxf(x, 0.0f), 1.0f); }
 
 /* ŵ of row n (into wq), and optionally its codes (code: the unsigned stored value, ŵ =
  * d·(code − z)) and group parameters d, z [N][ng]; autoround_chain repeats the element formula
@@ -126,14 +126,14 @@ static void row_qdq(const struct autoround_linear *L, const struct autoround_opt
         if (o->sym) {
             const float lo = -(float)(1 << (o->bits - 1)), hi = -lo - 1;
             for (int64_t k = gi * L->g; k < g_end(L, gi); k++) {
-                const float q = fminf(fmaxf(rintf(w[k] / p.s + v[k]), lo), hi);
+                const float q = lb_minf(lb_maxf(rintf(w[k] / p.s + v[k]), lo), hi);
                 if (wq) wq[k] = p.s * q;
                 if (code) code[k] = (uint8_t)(int)(q - lo);
             }
         } else {
             const float hi = (float)((1 << o->bits) - 1);
             for (int64_t k = gi * L->g; k < g_end(L, gi); k++) {
-                const float q = fminf(fmaxf(rintf(w[k] / p.s + v[k]) + p.zp, 0.0f), hi);
+                const float q = lb_minf(lb_maxf(rintf(w[k] / p.s + v[k]) + p.zp, 0.0f), hi);
                 if (wq) wq[k] = p.s * (q - p.zp);
                 if (code) code[k] = (uint8_t)(int)q;
             }
@@ -166,7 +166,7 @@ void autoround_chain(struct autoround_linear *L, const struct autoround_opts *o)
                 for (int64_t k = gi * L->g; k < g_end(L, gi); k++) {
                     const float r = rintf(w[k] / p.s + v[k]);
                     const bool in = r >= lo && r <= hi;
-                    const float q = fminf(fmaxf(r, lo), hi);
+                    const float q = lb_minf(lb_maxf(r, lo), hi);
                     gv[k] = in ? gq[k] * p.s : 0.0f;
                     A += (double)gq[k] * (q - (in ? w[k] / p.s : 0.0f));
                 }
@@ -184,7 +184,7 @@ void autoround_chain(struct autoround_linear *L, const struct autoround_opts *o)
                 for (int64_t k = gi * L->g; k < g_end(L, gi); k++) {
                     const float r = rintf(w[k] / p.s + v[k]) + p.zp;
                     const bool in = r >= 0 && r <= hi;
-                    const float q = fminf(fmaxf(r, 0.0f), hi);
+                    const float q = lb_minf(lb_maxf(r, 0.0f), hi);
                     gv[k] = in ? gq[k] * p.s : 0.0f;
                     A += (double)gq[k] * ((q - p.zp) - (in ? w[k] / p.s : 0.0f));
                     if (!in) Z -= (double)gq[k] * p.s;
@@ -362,7 +362,10 @@ int autoround_tune_block(struct grad_block *g, const struct grad_weights *wf,
             if (!L) continue;
             autoround_chain(L, o);
             const int64_t nk = L->N * L->K, nsc = L->N * L->ng;
-            for (int64_t k = 0; k < nk; k++) L->v[k] -= lr * signf(L->gv[k]);
+            float *v = L->v;
+            const float *gv = L->gv;
+#pragma omp parallel for schedule(static) if (nk >= (1 << 16))
+            for (int64_t k = 0; k < nk; k++) v[k] -= lr * signf(gv[k]);
             if (o->minmax_tuning)
                 for (int64_t k = 0; k < nsc; k++) {
                     L->min_scale[k] -= mlr * signf(L->gmin[k]);

@@ -52,22 +52,18 @@ void awq_w_mean(const float *const *w, const int64_t *n, int m, int64_t K, int64
     free(acc);
 }
 
-/* min / max of finite floats, inlined (fminf / fmaxf are library calls without -ffinite-math) */
-static inline float minf_(float a, float b) { return b < a ? b : a; }
-static inline float maxf_(float a, float b) { return b > a ? b : a; }
-
 /* Q of one group in place (fp32, as rtn.c params_awq + q_gptq, scale not rounded to fp16); the
  * weights are finite (checked when loaded) */
 static void pq_group(float *x, int64_t len, float maxq) {
     float mn = x[0], mx = x[0];
     for (int64_t i = 1; i < len; i++) {
-        mn = minf_(mn, x[i]);
-        mx = maxf_(mx, x[i]);
+        mn = lb_minf(mn, x[i]);
+        mx = lb_maxf(mx, x[i]);
     }
-    const float scale = maxf_(mx - mn, 1e-5f) / maxq;
-    const float zero = minf_(maxf_(-rintf(mn / scale), 0.0f), maxq);
+    const float scale = lb_maxf(mx - mn, 1e-5f) / maxq;
+    const float zero = lb_minf(lb_maxf(-rintf(mn / scale), 0.0f), maxq);
     for (int64_t i = 0; i < len; i++) {
-        const float q = minf_(maxf_(rintf(x[i] / scale) + zero, 0.0f), maxq);
+        const float q = lb_minf(lb_maxf(rintf(x[i] / scale) + zero, 0.0f), maxq);
         x[i] = (q - zero) * scale;
     }
 }
@@ -395,13 +391,13 @@ int awq_search_clip(const float *x, int64_t T, int64_t K, const float *w, int64_
             const float *wg = w + nrow * K + k0;
             const double *xg = use_gram ? xt + (r % ng) * g * g : xt + k0 * Ts;
             float m0 = 0;
-            for (int64_t k = 0; k < g; k++) m0 = maxf_(m0, fabsf(wg[k]));
+            for (int64_t k = 0; k < g; k++) m0 = lb_maxf(m0, fabsf(wg[k]));
             if (!use_gram) group_dots(xg, Ts, g, wg, org);
             float best = m0;
             double min_err = 1e9;
             for (int i = 0; i < n_shrink; i++) {
                 const float mv = m0 * (float)(1.0 - (double)i / o->n_grid);
-                for (int64_t k = 0; k < g; k++) c[k] = minf_(maxf_(wg[k], -mv), mv);
+                for (int64_t k = 0; k < g; k++) c[k] = lb_minf(lb_maxf(wg[k], -mv), mv);
                 pq_group(c, g, maxq);
                 double e = 0;
                 if (use_gram) {

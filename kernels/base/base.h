@@ -24,4 +24,8 @@ double now_s(void);
 #define LB_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define LB_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define LB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+/* fminf / fmaxf of non-NaN floats, inlined (without -ffinite-math-only they are library calls);
+ * the same results as glibc's, signed zeros included: the first argument on a tie */
+static inline float lb_minf(float a, float b) { return b < a ? b : a; }
+static inline float lb_maxf(float a, float b) { return b > a ? b : a; }
 #endif
