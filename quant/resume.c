@@ -187,7 +187,8 @@ static int restore_tensor(struct hfx_tensor *t, const int64_t *h, const char *d)
             qint_tensor_bytes(t->K, t->N, (int)h[5], h[6], h[7] != 0) != bytes)
             goto bad;
         t->qbuf = buf;
-        qint_tensor_attach(&t->q, t->qbuf, h[7] != 0);
+        qint_tensor_attach(&t->q, t->qbuf, h[7] != 0); /* writes an identity permutation */
+        memcpy(buf, d, bytes);                          /* the stored one */
     } else if (h[2] == DTYPE_AQLM) {
         if (aqlm_tensor_init(&t->q, t->module, t->K, t->N, (int)h[8], (int)h[5], (int)h[6],
                              (int)h[9]) ||
