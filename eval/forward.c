@@ -54,9 +54,15 @@ static bool rope_swa_differs(const struct model_config *c) {
                                  (c->rope_linear > 0 && c->rope_linear != 1));
 }
 
+/* phi3's longrope divisors for a context of n_ctx positions (model.h), or NULL */
+static const float *rope_longrope(const struct model *m, int n_ctx) {
+    if (!m->rope_long && !m->rope_short) return NULL;
+    return n_ctx > m->cfg.rope_orig_ctx && m->rope_long ? m->rope_long : m->rope_short;
+}
+
 /* inverse frequency of rotary pair i (0 <= i < hd/2), with Llama-3 scaling and GGUF factors; swa:
- * of a sliding layer (base rope_theta_swa, no linear scaling) */
-static double rope_inv_freq(const struct model *m, int i, bool swa) {
+ * of a sliding layer (base rope_theta_swa, no linear scaling); n_ctx picks phi3's divisors */
+static double rope_inv_freq(const struct model *m, int i, bool swa, int n_ctx) {
     const struct model_config *c = &m->cfg;
     const double theta = swa && c->rope_theta_swa > 0 ? c->rope_theta_swa : c->rope_theta;
     double f = pow(theta, -2.0 * i / c->head_dim);
@@ -75,6 +81,8 @@ static double rope_inv_freq(const struct model *m, int i, bool swa) {
         }
     }
     if (m->rope_freq_factors) f /= m->rope_freq_factors[i];
+    const float *lr = rope_longrope(m, n_ctx);
+    if (lr) f /= lr[i];
     return f;
 }
 
@@ -171,12 +179,17 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
 
 static void rope_table(const struct model *m, int n_ctx, float *cos_t, float *sin_t, bool swa) {
     const size_t half = (size_t)m->cfg.head_dim / 2;
+    const float af = m->cfg.rope_attn_factor; /* phi3 longrope: cos and sin scaled */
     for (size_t i = 0; i < half; i++) {
-        const double f = rope_inv_freq(m, (int)i, swa);
+        const double f = rope_inv_freq(m, (int)i, swa, n_ctx);
         for (int p = 0; p < n_ctx; p++) {
             const double a = p * f;
             cos_t[(size_t)p * half + i] = (float)cos(a);
             sin_t[(size_t)p * half + i] = (float)sin(a);
+            if (af > 0) {
+                cos_t[(size_t)p * half + i] *= af;
+                sin_t[(size_t)p * half + i] *= af;
+            }
         }
     }
 }

@@ -17,7 +17,13 @@
  * and .final_logit_softcapping (defaults 50 and 30), gemma3's .final_logit_softcapping (default
  * none); the sliding layers' RoPE base ARCH.rope.freq_base_swa (gemma2: rope.freq_base, gemma3:
  * 10000); gemma3's ARCH.rope.scaling.factor (or .rope.scale_linear) on the full layers. The
- * attention scale is 1/√head_dim, except for the 27B shapes (46 and 62 blocks): 1/√(dim/heads). */
+ * attention scale is 1/√head_dim, except for the 27B shapes (46 and 62 blocks): 1/√(dim/heads).
+ * phi3 as llama.cpp reads it (src/models/phi3.cpp): blk.N.attn_qkv.weight [D, qd + 2·kvd] (q, k,
+ * v rows in that order; separate attn_q/k/v are read too) and blk.N.ffn_up.weight [D, 2H] (gate
+ * rows, then up) split into the canonical tensors as views; half-split rotary rows; longrope's
+ * rope_factors_long/short.weight [head_dim/2] chosen by the context against ARCH.rope.scaling.
+ * original_context_length, ARCH.rope.scaling.attn_factor on cos and sin; ARCH.attention.
+ * sliding_window is read and ignored, as llama.cpp ignores it ("Phi SWA is currently disabled"). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,9 +101,10 @@ int model_load_gguf(struct model *m, const char *path) {
     if (rc < 0) return -1;
     if (rc == 1) return err("%s: missing metadata general.architecture", path);
     if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2") &&
-        strcmp(arch, "qwen3") && strcmp(arch, "gemma2") && strcmp(arch, "gemma3"))
+        strcmp(arch, "qwen3") && strcmp(arch, "gemma2") && strcmp(arch, "gemma3") &&
+        strcmp(arch, "phi3"))
         return err("%s: unsupported architecture '%s' (lowbit runs llama, mistral, qwen2, qwen3, "
-                   "gemma2, gemma3)", path, arch);
+                   "gemma2, gemma3, phi3)", path, arch);
     snprintf(c->arch, sizeof c->arch, "%s", arch);
     c->rope_style = model_gguf_keeps_hf_rope(c) ? ROPE_NEOX : ROPE_NORM;
     c->qkv_bias = !strcmp(arch, "qwen2");
@@ -125,6 +132,11 @@ int model_load_gguf(struct model *m, const char *path) {
                    "(and there is no %s.attention.key_length)", path, arch, c->dim, arch,
                    c->n_heads, arch);
     if ((gemma2 || gemma3) && gemma_config(g, arch, c)) return -1;
+    if (model_fused_qkv(c) &&
+        (get_int(g, arch, "rope.scaling.original_context_length", &c->rope_orig_ctx, false, 0,
+                 1 << 24) ||
+         get_float(g, arch, "rope.scaling.attn_factor", &c->rope_attn_factor)))
+        return -1;
     if (rope_dims && rope_dims != c->head_dim)
         return err("%s: %s.rope.dimension_count %d differs from the head dim %d (partial rotary "
                    "is not supported)", path, arch, rope_dims, c->head_dim);
@@ -140,12 +152,19 @@ int model_load_gguf(struct model *m, const char *path) {
         struct tensor t;
         if (tensor_init(&t, name, (enum dtype)dt, (int)ti->n_dims, ti->ne)) return -1;
         t.data = (void *)(g->map + g->data_offset + ti->offset);
-        if (!strcmp(name, "rope_freqs.weight")) {
+        const bool lr_long = !strcmp(name, "rope_factors_long.weight");
+        if (!strcmp(name, "rope_freqs.weight") || lr_long ||
+            !strcmp(name, "rope_factors_short.weight")) {
             if (t.type != DTYPE_F32 || t.ne[0] != c->head_dim / 2 || t.n_dims != 1)
-                return err("%s: rope_freqs.weight must be f32 [%d]", path, c->head_dim / 2);
-            m->rope_freq_factors = t.data;
+                return err("%s: %s must be f32 [%d]", path, name, c->head_dim / 2);
+            if (!strcmp(name, "rope_freqs.weight")) m->rope_freq_factors = t.data;
+            else if (lr_long) m->rope_long = t.data;
+            else m->rope_short = t.data;
             continue;
         }
+        const int fused = model_add_fused(m, &t); /* phi3's attn_qkv, ffn_up [D, 2H] */
+        if (fused < 0) return -1;
+        if (fused) continue;
         if (model_add_tensor(m, &t)) return -1;
     }
     const struct tensor *emb = model_find_tensor(m, "token_embd.weight");

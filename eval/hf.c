@@ -1,5 +1,5 @@
 /* eval/hf.c: loading a Hugging Face model directory (llama, mistral, qwen2, qwen3, gemma2,
- * gemma3 text).
+ * gemma3 text, phi3).
  *
  * Directory layout read:
  *   config.json                     the transformers config: sizes, eps, rope, tying, biases
@@ -116,6 +116,7 @@ static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
         {"llama", "LlamaForCausalLM", "llama"},     {"mistral", "MistralForCausalLM", "mistral"},
         {"qwen2", "Qwen2ForCausalLM", "qwen2"},     {"qwen3", "Qwen3ForCausalLM", "qwen3"},
         {"gemma2", "Gemma2ForCausalLM", "gemma2"},  {"gemma3_text", "Gemma3ForCausalLM", "gemma3"},
+        {"phi3", "Phi3ForCausalLM", "phi3"},
     };
     json_t *mt = cfg_get(root, "model_type"), *ar = cfg_get(root, "architectures");
     const char *name = NULL;
@@ -136,10 +137,10 @@ static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
             }
     } else {
         return err("%s: no model_type or architectures (expected model_type llama, mistral, "
-                   "qwen2, qwen3, gemma2 or gemma3_text)", path);
+                   "qwen2, qwen3, gemma2, gemma3_text or phi3)", path);
     }
     return err("unsupported architecture '%s' in %s (lowbit runs llama, mistral, qwen2, qwen3, "
-               "gemma2, gemma3_text)", name, path);
+               "gemma2, gemma3_text, phi3)", name, path);
 }
 
 /* rope_scaling: absent/null/"default" = none; "llama3" fills cfg.rope_*; anything else refused */
@@ -153,6 +154,10 @@ static int cfg_rope_scaling(const char *path, json_t *root, struct model_config 
     const char *type = json_is_string(jt) ? json_string_value(jt) : NULL;
     if (!type) return err("%s: rope_scaling has no rope_type (expected \"llama3\")", path);
     if (!strcmp(type, "default")) return 0;
+    if (!strcmp(type, "longrope") || !strcmp(type, "su")) /* phi3: phi3_longrope() */
+        return !strcmp(c->arch, "phi3") ? 0
+                                        : err("%s: rope_scaling type '%s' is supported for phi3 "
+                                              "only", path, type);
     if (!strcmp(type, "linear")) { /* positions divided by factor (gemma3: its full layers) */
         json_t *f = cfg_get(rs, "factor");
         if (!json_is_number(f) || !(json_number_value(f) >= 1))
@@ -185,6 +190,64 @@ static int cfg_rope_scaling(const char *path, json_t *root, struct model_config 
                    "(expected factor >= 1 and 0 < low_freq_factor < high_freq_factor)", path,
                    (double)c->rope_factor, (double)c->rope_low_freq_factor,
                    (double)c->rope_high_freq_factor);
+    return 0;
+}
+
+/* Phi3Config: longrope (or "su") rope_scaling as transformers' _compute_longrope_parameters reads
+ * it: long_factor and short_factor lists of head_dim/2 divisors, the original context
+ * (original_max_position_embeddings, else max_position_embeddings), attention_factor (default
+ * sqrt(1 + ln(max/orig)/ln(orig)) when max > orig, else 1); partial rotary is refused */
+static int phi3_config(struct hf_load *h, json_t *root) {
+    struct model *m = h->m;
+    struct model_config *c = &m->cfg;
+    const char *p = h->cfg_path;
+    float prf;
+    if (cfg_num(p, root, "partial_rotary_factor", false, 1.0, &prf)) return -1;
+    if (prf != 1.0f)
+        return err("%s: partial_rotary_factor %g is not supported (lowbit rotates whole heads)", p,
+                   (double)prf);
+    if (cfg_int(p, root, "original_max_position_embeddings", false, c->ctx_len, 0, INT_MAX,
+                &c->rope_orig_ctx))
+        return -1;
+    json_t *sw = cfg_get(root, "sliding_window"); /* every layer (Phi3Attention) */
+    if (sw && (!json_is_integer(sw) || json_integer_value(sw) <= 0))
+        return err("%s: sliding_window is not a positive integer", p);
+    if (sw) c->swa_window = (int)LB_MIN(json_integer_value(sw), INT_MAX), c->swa_pattern = 0;
+    json_t *rs = cfg_get(root, "rope_scaling");
+    json_t *jt = rs ? cfg_get(rs, "rope_type") : NULL;
+    if (rs && !jt) jt = cfg_get(rs, "type");
+    if (!json_is_string(jt) || !strcmp(json_string_value(jt), "default")) return 0;
+    const int half = c->head_dim / 2;
+    const char *keys[2] = {"long_factor", "short_factor"};
+    for (int k = 0; k < 2; k++) {
+        json_t *a = cfg_get(rs, keys[k]);
+        if (!json_is_array(a) || (int)json_array_size(a) != half)
+            return err("%s: rope_scaling.%s is not a list of %d numbers (head_dim / 2)", p,
+                       keys[k], half);
+        float *f = model_alloc(m, (size_t)half * sizeof *f, keys[k]);
+        if (!f) return -1;
+        for (int i = 0; i < half; i++) {
+            json_t *v = json_array_get(a, (size_t)i);
+            if (!json_is_number(v) || !(json_number_value(v) > 0) || !isfinite(json_number_value(v)))
+                return err("%s: rope_scaling.%s[%d] is not a positive number", p, keys[k], i);
+            f[i] = (float)json_number_value(v);
+        }
+        if (k == 0) m->rope_long = f;
+        else m->rope_short = f;
+    }
+    if (!c->rope_orig_ctx)
+        return err("%s: longrope rope_scaling needs original_max_position_embeddings or "
+                   "max_position_embeddings", p);
+    json_t *af = cfg_get(rs, "attention_factor");
+    if (af) {
+        if (!json_is_number(af) || !(json_number_value(af) > 0))
+            return err("%s: rope_scaling.attention_factor is not a positive number", p);
+        c->rope_attn_factor = (float)json_number_value(af);
+    } else {
+        const double factor = (double)c->ctx_len / c->rope_orig_ctx;
+        c->rope_attn_factor =
+            factor <= 1 ? 1.0f : (float)sqrt(1 + log(factor) / log((double)c->rope_orig_ctx));
+    }
     return 0;
 }
 
@@ -300,6 +363,7 @@ static int read_config(struct hf_load *h) {
             c->ctx_len = (int)LB_MIN(json_integer_value(sw), INT_MAX);
     }
     if (gemma && gemma_config(p, root, c)) goto out;
+    if (model_fused_qkv(c) && phi3_config(h, root)) goto out;
     c->rope_style = ROPE_NEOX;
     ret = 0;
 out:
@@ -355,6 +419,11 @@ static int layer_suffix(const struct model_config *c, const char *s, char *out, 
             snprintf(out, size, "%s", norm_names[i].gguf);
             return 1;
         }
+    /* phi3's fused linears: split into their parts by model_add_fused */
+    if (model_fused_qkv(c) && !strcmp(s, "self_attn.qkv_proj.weight"))
+        return snprintf(out, size, "attn_qkv.weight"), 1;
+    if (model_fused_qkv(c) && !strcmp(s, "mlp.gate_up_proj.weight"))
+        return snprintf(out, size, "ffn_gate_up.weight"), 1;
     for (int i = 0; i < LIN_COUNT; i++) {
         const size_t n = strlen(lin_info[i].hf);
         if (strncmp(s, lin_info[i].hf, n)) continue;
@@ -1081,6 +1150,7 @@ static int add_quant(struct hf_load *h, const struct safetensors *st,
 
 /* ===== weights ===== */
 
+
 /* add every tensor of one safetensors file (already parsed) that lowbit uses */
 static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *weight_map,
                        const char *fname) {
@@ -1137,7 +1207,8 @@ static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *
             t.data = buf;
             t.type = DTYPE_F32;
         }
-        if (model_add_tensor(m, &t)) return -1;
+        const int fused = model_add_fused(m, &t); /* phi3's qkv_proj, gate_up_proj */
+        if (fused < 0 || (!fused && model_add_tensor(m, &t))) return -1;
     }
     return 0;
 }

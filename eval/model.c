@@ -81,6 +81,50 @@ bool model_gguf_keeps_hf_rope(const struct model_config *c) {
     return strcmp(c->arch, "llama") && strcmp(c->arch, "mistral");
 }
 
+bool model_fused_qkv(const struct model_config *c) { return !strcmp(c->arch, "phi3"); }
+
+int model_add_row_split(struct model *m, const struct tensor *fused, const char *const *names,
+                        const int64_t *rows, int n_parts) {
+    int64_t sum = 0;
+    for (int i = 0; i < n_parts; i++) sum += rows[i];
+    if (fused->n_dims != 2 || fused->ne[1] != sum)
+        return err("%s: tensor %s has shape [%lld, %lld] (expected [%lld, %lld]: the fused rows of "
+                   "%d tensors)", m->path, fused->name, (long long)fused->ne[0],
+                   (long long)fused->ne[1], (long long)fused->ne[0], (long long)sum, n_parts);
+    if (dtype_is_parametric(fused->type))
+        return err("%s: tensor %s is a quantized fused tensor (%s), which lowbit cannot split into "
+                   "its parts yet", m->path, fused->name, dtype_get(fused->type)->name);
+    int64_t r0 = 0;
+    for (int i = 0; i < n_parts; i++) {
+        struct tensor t = *fused;
+        snprintf(t.name, sizeof t.name, "%s", names[i]);
+        t.ne[1] = rows[i];
+        t.data = fused->data ? (uint8_t *)fused->data + (size_t)r0 * tensor_row_bytes(fused) : NULL;
+        if (model_add_tensor(m, &t)) return -1;
+        r0 += rows[i];
+    }
+    return 0;
+}
+
+int model_add_fused(struct model *m, const struct tensor *t) {
+    const struct model_config *c = &m->cfg;
+    int layer, pos = 0;
+    if (!model_fused_qkv(c) || sscanf(t->name, "blk.%d.%n", &layer, &pos) != 1 || !pos) return 0;
+    const char *s = t->name + pos;
+    const bool qkv = !strcmp(s, "attn_qkv.weight");
+    if (!qkv && strcmp(s, "ffn_gate_up.weight") &&
+        (strcmp(s, "ffn_up.weight") || t->n_dims != 2 || t->ne[1] != 2 * (int64_t)c->hidden_dim))
+        return 0;
+    char nm[3][TENSOR_NAME_MAX];
+    const char *names[3] = {nm[0], nm[1], nm[2]};
+    const int64_t kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t rows[3] = {qkv ? (int64_t)c->n_heads * c->head_dim : c->hidden_dim,
+                             qkv ? kvd : c->hidden_dim, kvd};
+    const enum lin parts[3] = {qkv ? LIN_Q : LIN_GATE, qkv ? LIN_K : LIN_UP, LIN_V};
+    for (int k = 0; k < 3; k++) lin_name(nm[k], sizeof nm[k], layer, parts[k]);
+    return model_add_row_split(m, t, names, rows, qkv ? 3 : 2) ? -1 : 1;
+}
+
 bool model_layer_swa(const struct model_config *c, int l) {
     if (c->swa_window <= 0) return false;
     return c->swa_pattern <= 0 || l % c->swa_pattern < c->swa_pattern - 1;

@@ -28,7 +28,7 @@ enum model_format { MODEL_FORMAT_LLAMA2C, MODEL_FORMAT_GGUF, MODEL_FORMAT_HF, MO
 enum rope_style { ROPE_NORM, ROPE_NEOX };
 
 struct model_config {
-    char arch[32]; /* "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3" */
+    char arch[32]; /* "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3" */
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size;
     int ctx_len; /* trained context length (0 = unknown) */
     float norm_eps, rope_theta;
@@ -49,7 +49,11 @@ struct model_config {
     float rope_linear;  /* full layers divide positions by this (linear rope scaling); 0 = 1 */
     /* Llama-3.1 "llama3" rope scaling; rope_factor 0 = none */
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
-    int rope_orig_ctx;
+    int rope_orig_ctx; /* llama3's original_max_position_embeddings; phi3's (longrope) too */
+    /* Phi-3 "longrope" (formerly "su") scaling: the rotary cos and sin are multiplied by this
+     * (attention_factor, sqrt(1 + ln(ctx/orig)/ln(orig)) by default); 0 = 1. Its per-frequency
+     * divisors are the model's rope_long / rope_short. */
+    float rope_attn_factor;
 };
 
 /* ---- the linears of a decoder block: one enum, one table ----
@@ -111,6 +115,10 @@ struct model {
     struct tensor tok_embd, out_norm, output; /* output aliases tok_embd when tied */
     /* optional per-frequency RoPE divisors [head_dim/2] (GGUF rope_freqs.weight, Llama-3.1) */
     const float *rope_freq_factors;
+    /* phi3 longrope divisors [head_dim/2] (GGUF rope_factors_long/short.weight, HF rope_scaling
+     * long_factor/short_factor): a forward whose context exceeds cfg.rope_orig_ctx rotates with
+     * the long ones, any other with the short ones (llama.cpp's choice by context size), or NULL */
+    const float *rope_long, *rope_short;
     bool tied_output;
     struct layer *layers;
 
@@ -156,6 +164,20 @@ int model_load_llama2c(struct model *m, const char *path);
 int model_load_gguf(struct model *m, const char *path);
 int model_load_hf(struct model *m, const char *dir);
 
+/* phi3 keeps q, k, v in one fused file tensor (GGUF attn_qkv, HF self_attn.qkv_proj) and gate, up
+ * in another (GGUF ffn_up [D, 2H], HF mlp.gate_up_proj; gate rows first): the loaders add each part
+ * under its canonical name as a view of the fused rows (model_add_row_split), and the writers fuse
+ * them again */
+bool model_fused_qkv(const struct model_config *c);
+/* add the row ranges of `fused` (a 2-D tensor of n_parts parts of rows[i] rows each, rows summing
+ * to its ne[1]) as tensors names[i]: views of its data when its rows are independent (every dtype
+ * but the parametric ones), else -1 with a message naming the tensor */
+int model_add_row_split(struct model *m, const struct tensor *fused, const char *const *names,
+                        const int64_t *rows, int n_parts);
+/* phi3: when t is a fused tensor (blk.N.attn_qkv.weight; blk.N.ffn_up.weight of 2H rows, or the
+ * HF reader's blk.N.ffn_gate_up.weight), add its parts (q, k, v; gate, up) and return 1; 0 when t
+ * is no fused tensor (the caller adds it), -1 on error */
+int model_add_fused(struct model *m, const struct tensor *t);
 /* the GGUF form of c's architecture keeps Hugging Face's half-split rotary rows (ROPE_NEOX): every
  * architecture but llama and mistral, whose GGUF q/k rows llama.cpp's converter permutes to
  * interleaved pairs */

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """tests/ref/arch_ref.py: float64 numpy references for the architectures beyond the Llama family
-(qwen3, gemma2, gemma3), written from Hugging Face transformers' modeling_<arch>.py, not from
+(qwen3, gemma2, gemma3, phi3), written from Hugging Face transformers' modeling_<arch>.py, not from
 lowbit's C code; tests/test_arch.c compares the engine with them (max |diff| of log-probs <= 1e-4).
 Needs only Debian's python3-numpy: run it with /usr/bin/python3. The file formats (safetensors,
 GGUF writing) are tests/ref/llama_ref.py's; the math below is this file's own.
@@ -30,6 +30,12 @@ The math, per model_type (x: [T, D], positions 0..T-1, causal attention, GQA by 
       ((1+w) RMSNorm per head) before RoPE; sliding layers (default: all but every
       sliding_window_pattern-th) use rope_local_base_freq, full layers rope_theta (with "linear"
       rope_scaling: positions / factor); final_logit_softcapping when set.
+  phi3 (Phi3DecoderLayer): the llama block with q, k, v = the row blocks [qd | kvd | kvd] of
+      h·qkv_projᵀ and gate, up = the two halves of h·gate_up_projᵀ (gate first); every layer
+      sees keys j with i − j < sliding_window when it is set; "longrope" rope_scaling
+      (_compute_longrope_parameters): inv_freq = 1/(ext·theta^(2i/hd)), ext = long_factor when
+      the sequence is longer than original_max_position_embeddings, else short_factor; cos and
+      sin times attention_factor (default sqrt(1 + ln(max/orig)/ln(orig)) when max > orig).
 """
 import json
 import math
@@ -69,6 +75,20 @@ class Cfg:
         self.sliding = [False] * self.n_layers
         self.local_theta = self.theta
         self.rope_linear = 1.0
+        self.phi3 = self.type == "phi3"
+        self.ext_short = self.ext_long = None
+        self.attn_factor = 1.0
+        if self.phi3:
+            self.window = c.get("sliding_window")
+            self.sliding = [self.window is not None] * self.n_layers
+            self.orig = c.get("original_max_position_embeddings") or c["max_position_embeddings"]
+            rs = c.get("rope_scaling")
+            if rs and rs.get("rope_type", rs.get("type")) in ("longrope", "su"):
+                self.ext_long = np.array(rs["long_factor"], dtype=np.float64)
+                self.ext_short = np.array(rs["short_factor"], dtype=np.float64)
+                f = c["max_position_embeddings"] / self.orig
+                self.attn_factor = rs.get("attention_factor") or (
+                    1.0 if f <= 1 else math.sqrt(1 + math.log(f) / math.log(self.orig)))
         if self.gemma:
             self.scale = c.get("query_pre_attn_scalar", 256) ** -0.5
             self.final_cap = c.get("final_logit_softcapping")
@@ -100,12 +120,15 @@ def rms(x, w, eps, gemma):
     return n * (1.0 + w) if gemma else n * w
 
 
-def rope(x, pos, theta, hd, div=1.0):
-    """apply_rotary_pos_emb: x·cos + rotate_half(x)·sin, x [T, heads, hd]"""
+def rope(x, pos, theta, hd, div=1.0, ext=None, mult=1.0):
+    """apply_rotary_pos_emb: x·cos + rotate_half(x)·sin, x [T, heads, hd]; ext: longrope's
+    per-frequency divisors, mult: its attention factor on cos and sin"""
     inv = 1.0 / theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
+    if ext is not None:
+        inv = inv / ext
     ang = (pos[:, None] / div) * inv[None, :]
-    cos = np.concatenate([np.cos(ang), np.cos(ang)], axis=-1)[:, None, :]
-    sin = np.concatenate([np.sin(ang), np.sin(ang)], axis=-1)[:, None, :]
+    cos = np.concatenate([np.cos(ang), np.cos(ang)], axis=-1)[:, None, :] * mult
+    sin = np.concatenate([np.sin(ang), np.sin(ang)], axis=-1)[:, None, :] * mult
     h = hd // 2
     rot = np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
     return x * cos + rot * sin
@@ -125,9 +148,14 @@ def forward(c, w, tokens):
     for li in range(c.n_layers):
         p = "model.layers.%d." % li
         h = rms(x, w[p + "input_layernorm.weight"], c.eps, c.gemma)
-        q = h @ w[p + "self_attn.q_proj.weight"].T
-        k = h @ w[p + "self_attn.k_proj.weight"].T
-        v = h @ w[p + "self_attn.v_proj.weight"].T
+        if c.phi3:  # Phi3Attention: one qkv_proj, split [qd | kvd | kvd]
+            qkv = h @ w[p + "self_attn.qkv_proj.weight"].T
+            qd, kvd = c.nh * c.hd, c.nkv * c.hd
+            q, k, v = qkv[:, :qd], qkv[:, qd:qd + kvd], qkv[:, qd + kvd:]
+        else:
+            q = h @ w[p + "self_attn.q_proj.weight"].T
+            k = h @ w[p + "self_attn.k_proj.weight"].T
+            v = h @ w[p + "self_attn.v_proj.weight"].T
         if c.bias:
             q += w[p + "self_attn.q_proj.bias"]
             k += w[p + "self_attn.k_proj.bias"]
@@ -140,7 +168,11 @@ def forward(c, w, tokens):
             theta, div = c.local_theta, 1.0
         else:
             theta, div = c.theta, c.rope_linear
-        q, k = rope(q, pos, theta, c.hd, div), rope(k, pos, theta, c.hd, div)
+        ext = None
+        if c.ext_short is not None:
+            ext = c.ext_long if T > c.orig else c.ext_short
+        q = rope(q, pos, theta, c.hd, div, ext, c.attn_factor)
+        k = rope(k, pos, theta, c.hd, div, ext, c.attn_factor)
         mask = j_idx > i_idx
         if c.sliding[li]:
             mask = mask | (i_idx - j_idx >= c.window)
@@ -162,8 +194,12 @@ def forward(c, w, tokens):
         else:
             x = x + o
             h = rms(x, w[p + "post_attention_layernorm.weight"], c.eps, False)
-        gate = h @ w[p + "mlp.gate_proj.weight"].T
-        up = h @ w[p + "mlp.up_proj.weight"].T
+        if c.phi3:  # Phi3MLP: gate, up = chunk(gate_up_proj(h), 2)
+            gu = h @ w[p + "mlp.gate_up_proj.weight"].T
+            gate, up = gu[:, :c.H], gu[:, c.H:]
+        else:
+            gate = h @ w[p + "mlp.gate_proj.weight"].T
+            up = h @ w[p + "mlp.up_proj.weight"].T
         act = gelu_tanh(gate) if c.gemma else gate / (1.0 + np.exp(-gate))
         f = (act * up) @ w[p + "mlp.down_proj.weight"].T
         if c.gemma:
@@ -184,7 +220,7 @@ def log_softmax(z):
 
 def load_hf(d):
     c = json.load(open(os.path.join(d, "config.json")))
-    if c.get("model_type") not in ("qwen3", "gemma2", "gemma3", "gemma3_text"):
+    if c.get("model_type") not in ("qwen3", "gemma2", "gemma3", "gemma3_text", "phi3"):
         raise ValueError("%s: model_type %s is not one of this reference's" % (d, c.get("model_type")))
     return Cfg(c), safetensors_read(os.path.join(d, "model.safetensors"))
 
@@ -214,12 +250,34 @@ FIXTURES = [
          extra=dict(sliding_window=8, sliding_window_pattern=3, rope_local_base_freq=10000.0,
                     rope_scaling={"rope_type": "linear", "factor": 2.0},
                     final_logit_softcapping=10.0, query_pre_attn_scalar=16)),
+    # longrope: 48 tokens <= original 128, so the short factors (random, 1..4) and the attention
+    # factor of max/orig = 4; a window above the sequence (llama.cpp's phi3 ignores it)
+    dict(name="phi3_longrope", type="phi3", dim=64, hidden=96, layers=2, heads=4, kv_heads=2,
+         head_dim=16, vocab=300, tied=False, dtype="F32", gguf_type=GGML_F32, theta=10000.0,
+         eps=1e-5, extra=dict(original_max_position_embeddings=128, sliding_window=2047,
+                              rope_scaling="longrope")),
+    dict(name="phi3_plain_bf16", type="phi3", dim=48, hidden=64, layers=2, heads=6, kv_heads=6,
+         head_dim=8, vocab=272, tied=False, dtype="BF16", gguf_type=GGML_F32, theta=10000.0,
+         eps=1e-5, extra={}),
 ]
 
 GGUF_ARCH = {"gemma3_text": "gemma3"}
 
 CLASSES = {"qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM",
-           "gemma3": "Gemma3ForCausalLM", "gemma3_text": "Gemma3ForCausalLM"}
+           "gemma3": "Gemma3ForCausalLM", "gemma3_text": "Gemma3ForCausalLM",
+           "phi3": "Phi3ForCausalLM"}
+
+
+def longrope_factors(fx, seed):
+    """a fixture's "longrope" request made concrete: random long and short divisors in 1..4"""
+    e = dict(fx["extra"])
+    if e.get("rope_scaling") == "longrope":
+        rng = np.random.default_rng(seed + 17)
+        half = fx["head_dim"] // 2
+        e["rope_scaling"] = {"rope_type": "longrope",
+                             "long_factor": [float(v) for v in rng.uniform(1.0, 4.0, half)],
+                             "short_factor": [float(v) for v in rng.uniform(1.0, 4.0, half)]}
+    return e
 
 
 def random_weights(fx, seed, std=None):
@@ -237,12 +295,17 @@ def random_weights(fx, seed, std=None):
         base = 0.0 if gemma else 1.0
         return round_to(base + rng.normal(0.0, 0.1, size=n), fx["dtype"])
     w = {"model.embed_tokens.weight": r((V, D), 0.4 if not gemma else 0.3)}
+    phi3 = fx["type"] == "phi3"
     for i in range(fx["layers"]):
         p = "model.layers.%d." % i
         w[p + "input_layernorm.weight"] = norm(D)
-        w[p + "self_attn.q_proj.weight"] = r((qd, D), 0.2)
-        w[p + "self_attn.k_proj.weight"] = r((kvd, D), 0.2)
-        w[p + "self_attn.v_proj.weight"] = r((kvd, D), 0.15)
+        if phi3:
+            w[p + "self_attn.qkv_proj.weight"] = np.concatenate(
+                [r((qd, D), 0.2), r((kvd, D), 0.2), r((kvd, D), 0.15)])
+        else:
+            w[p + "self_attn.q_proj.weight"] = r((qd, D), 0.2)
+            w[p + "self_attn.k_proj.weight"] = r((kvd, D), 0.2)
+            w[p + "self_attn.v_proj.weight"] = r((kvd, D), 0.15)
         w[p + "self_attn.o_proj.weight"] = r((D, qd), 0.1)
         if fx["type"] in ("qwen3", "gemma3", "gemma3_text"):
             w[p + "self_attn.q_norm.weight"] = norm(hd)
@@ -251,8 +314,11 @@ def random_weights(fx, seed, std=None):
         if gemma:
             w[p + "pre_feedforward_layernorm.weight"] = norm(D)
             w[p + "post_feedforward_layernorm.weight"] = norm(D)
-        w[p + "mlp.gate_proj.weight"] = r((H, D), 0.15)
-        w[p + "mlp.up_proj.weight"] = r((H, D), 0.15)
+        if phi3:
+            w[p + "mlp.gate_up_proj.weight"] = np.concatenate([r((H, D), 0.15), r((H, D), 0.15)])
+        else:
+            w[p + "mlp.gate_proj.weight"] = r((H, D), 0.15)
+            w[p + "mlp.up_proj.weight"] = r((H, D), 0.15)
         w[p + "mlp.down_proj.weight"] = r((D, H), 0.1)
     w["model.norm.weight"] = norm(D)
     if not fx["tied"]:
@@ -273,6 +339,8 @@ def write_hf(d, fx, w):
            "bos_token_id": 1, "eos_token_id": 2}
     if fx["type"] == "qwen3":
         cfg.update(attention_bias=False, use_sliding_window=False)
+    elif fx["type"] == "phi3":
+        cfg.update(sliding_window=None, original_max_position_embeddings=512)
     else:
         cfg["hidden_activation"] = "gelu_pytorch_tanh"
         del cfg["hidden_act"]
@@ -326,13 +394,17 @@ def write_gguf(path, fx, w, ctx=512):
     def nrm(a):
         return a + 1.0 if gemma else a
     t = [("token_embd.weight", w["model.embed_tokens.weight"], mt)]
+    phi3 = arch == "phi3"
     for i in range(fx["layers"]):
         p, b = "model.layers.%d." % i, "blk.%d." % i
-        t += [(b + "attn_norm.weight", nrm(w[p + "input_layernorm.weight"]), GGML_F32),
-              (b + "attn_q.weight", w[p + "self_attn.q_proj.weight"], mt),
-              (b + "attn_k.weight", w[p + "self_attn.k_proj.weight"], mt),
-              (b + "attn_v.weight", w[p + "self_attn.v_proj.weight"], mt),
-              (b + "attn_output.weight", w[p + "self_attn.o_proj.weight"], mt)]
+        t += [(b + "attn_norm.weight", nrm(w[p + "input_layernorm.weight"]), GGML_F32)]
+        if phi3:  # Phi3MiniModel keeps the fused tensors: attn_qkv, ffn_up [D, 2H]
+            t += [(b + "attn_qkv.weight", w[p + "self_attn.qkv_proj.weight"], mt)]
+        else:
+            t += [(b + "attn_q.weight", w[p + "self_attn.q_proj.weight"], mt),
+                  (b + "attn_k.weight", w[p + "self_attn.k_proj.weight"], mt),
+                  (b + "attn_v.weight", w[p + "self_attn.v_proj.weight"], mt)]
+        t += [(b + "attn_output.weight", w[p + "self_attn.o_proj.weight"], mt)]
         if p + "self_attn.q_norm.weight" in w:
             t += [(b + "attn_q_norm.weight", nrm(w[p + "self_attn.q_norm.weight"]), GGML_F32),
                   (b + "attn_k_norm.weight", nrm(w[p + "self_attn.k_norm.weight"]), GGML_F32)]
@@ -344,20 +416,38 @@ def write_gguf(path, fx, w, ctx=512):
                    GGML_F32)]
         else:
             t += [(b + "ffn_norm.weight", w[p + "post_attention_layernorm.weight"], GGML_F32)]
-        t += [(b + "ffn_gate.weight", w[p + "mlp.gate_proj.weight"], mt),
-              (b + "ffn_up.weight", w[p + "mlp.up_proj.weight"], mt),
-              (b + "ffn_down.weight", w[p + "mlp.down_proj.weight"], mt)]
+        if phi3:
+            t += [(b + "ffn_down.weight", w[p + "mlp.down_proj.weight"], mt),
+                  (b + "ffn_up.weight", w[p + "mlp.gate_up_proj.weight"], mt)]
+        else:
+            t += [(b + "ffn_gate.weight", w[p + "mlp.gate_proj.weight"], mt),
+                  (b + "ffn_up.weight", w[p + "mlp.up_proj.weight"], mt),
+                  (b + "ffn_down.weight", w[p + "mlp.down_proj.weight"], mt)]
     t.append(("output_norm.weight", nrm(w["model.norm.weight"]), GGML_F32))
     if not fx["tied"]:
         t.append(("output.weight", w["lm_head.weight"], mt))
-    kvs += gguf_extra_kvs(fx)
+    rs = fx["extra"].get("rope_scaling")
+    if phi3 and isinstance(rs, dict):  # Phi3MiniModel.generate_extra_tensors
+        t += [("rope_factors_long.weight", np.array(rs["long_factor"]), GGML_F32),
+              ("rope_factors_short.weight", np.array(rs["short_factor"]), GGML_F32)]
+    kvs += gguf_extra_kvs(fx, ctx)
     gguf_write(path, kvs, t)
 
 
-def gguf_extra_kvs(fx):
+def gguf_extra_kvs(fx, ctx):
     """the architecture's own GGUF keys (llama.cpp's names) from the fixture's extra config"""
     arch, e, out = GGUF_ARCH.get(fx["type"], fx["type"]), fx["extra"], []
     U32, F32, STR = 4, 6, 8
+    if arch == "phi3":  # Phi3MiniModel.set_gguf_parameters
+        orig = e.get("original_max_position_embeddings", ctx)
+        out.append((arch + ".rope.scaling.original_context_length", U32, orig))
+        out.append((arch + ".rope.dimension_count", U32, fx["head_dim"]))
+        if e.get("sliding_window"):
+            out.append((arch + ".attention.sliding_window", U32, e["sliding_window"]))
+        if isinstance(e.get("rope_scaling"), dict):
+            f = ctx / orig
+            af = 1.0 if f <= 1 else math.sqrt(1 + math.log(f) / math.log(orig))
+            out.append((arch + ".rope.scaling.attn_factor", F32, af))
     if arch.startswith("gemma"):
         if "sliding_window" in e:
             out.append((arch + ".attention.sliding_window", U32, e["sliding_window"]))
@@ -378,6 +468,7 @@ def make_fixtures(outdir):
     os.makedirs(outdir, exist_ok=True)
     with open(os.path.join(outdir, "manifest.txt"), "w") as man:
         for k, fx in enumerate(FIXTURES):
+            fx = dict(fx, extra=longrope_factors(fx, 20261207 + k))
             w = random_weights(fx, seed=20261207 + k)
             hf, gg = os.path.join(outdir, fx["name"] + "_hf"), os.path.join(outdir, fx["name"] + ".gguf")
             write_hf(hf, fx, w)
@@ -411,6 +502,7 @@ def main(argv):
                   tied=arch.startswith("gemma"), dtype="F32", gguf_type=GGML_F32,
                   theta=arg(argv, "--theta", 10000.0, float), eps=1e-6,
                   extra=json.loads(arg(argv, "--extra", "{}")))
+        fx["extra"] = longrope_factors(fx, arg(argv, "--seed", 0, int))
         std = arg(argv, "--std", 0.05, float)
         w = random_weights(fx, arg(argv, "--seed", 0, int), std=std)
         write_gguf(arg(argv, "-o"), fx, w, ctx=arg(argv, "--ctx", 512, int))
