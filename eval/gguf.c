@@ -412,6 +412,8 @@ struct gguf_writer {
     uint64_t n_kv;
     struct gw_tensor *t;
     uint64_t n_t, cap_t;
+    void **own; /* the buffers gguf_writer_merge made */
+    int n_own;
 };
 
 struct gguf_writer *gguf_writer_new(void) {
@@ -424,6 +426,8 @@ void gguf_writer_free(struct gguf_writer *w) {
     if (!w) return;
     free(w->kv.p);
     free(w->t);
+    for (int i = 0; i < w->n_own; i++) free(w->own[i]);
+    free(w->own);
     free(w);
 }
 
@@ -501,6 +505,48 @@ int gguf_writer_tensor(struct gguf_writer *w, const char *name, uint32_t ggml_ty
     for (int d = 0; d < 4; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
     t->data = data;
     t->nbytes = nbytes;
+    return 0;
+}
+
+int gguf_writer_merge(struct gguf_writer *w, const char *const *names, int n, const char *name,
+                      int n_dims, const int64_t *ne) {
+    uint64_t at[64], bytes = 0;
+    if (n < 1 || n > 64 || n_dims < 1 || n_dims > 4 || strlen(name) >= 128)
+        return err("gguf writer: merging %d tensors into %s", n, name);
+    for (int k = 0; k < n; k++) {
+        at[k] = w->n_t;
+        for (uint64_t i = 0; i < w->n_t; i++)
+            if (!strcmp(w->t[i].name, names[k])) at[k] = i;
+        if (at[k] == w->n_t) {
+            if (k == 0) return 1;
+            return err("gguf writer: %s is missing (merging into %s)", names[k], name);
+        }
+        if (w->t[at[k]].type != w->t[at[0]].type)
+            return err("gguf writer: %s and %s have different types (merging into %s)",
+                       names[0], names[k], name);
+        bytes += w->t[at[k]].nbytes;
+    }
+    void **no = realloc(w->own, (size_t)(w->n_own + 1) * sizeof *no);
+    if (!no) return err("out of memory");
+    w->own = no;
+    uint8_t *buf = xmalloc(bytes ? bytes : 1, name);
+    if (!buf) return -1;
+    w->own[w->n_own++] = buf;
+    for (uint64_t k = 0, off = 0; k < (uint64_t)n; off += w->t[at[k]].nbytes, k++)
+        memcpy(buf + off, w->t[at[k]].data, w->t[at[k]].nbytes);
+    struct gw_tensor *t = &w->t[at[0]];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->n_dims = n_dims;
+    for (int d = 0; d < 4; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
+    t->data = buf;
+    t->nbytes = bytes;
+    uint64_t keep = 0; /* drop the other parts, keeping the order */
+    for (uint64_t i = 0; i < w->n_t; i++) {
+        bool part = false;
+        for (int k = 1; k < n; k++) part |= at[k] == i;
+        if (!part) w->t[keep++] = w->t[i];
+    }
+    w->n_t = keep;
     return 0;
 }
 

@@ -110,5 +110,11 @@ int gguf_writer_arr(struct gguf_writer *w, const char *key, enum gguf_type elem,
 int gguf_writer_arr_str(struct gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
 int gguf_writer_tensor(struct gguf_writer *w, const char *name, uint32_t ggml_type, int n_dims,
                        const int64_t *ne, const void *data, uint64_t nbytes);
+/* replace the tensors names[0..n) (added already, one type) by one tensor `name` of shape ne
+ * holding their bytes one after another, at the first one's place: phi3's fused q/k/v rows, a
+ * MoE layer's experts stacked along ne[2]. 1 when names[0] is not there (nothing done), 0, or
+ * -1 with a message. The bytes are copied (owned by w). */
+int gguf_writer_merge(struct gguf_writer *w, const char *const *names, int n, const char *name,
+                      int n_dims, const int64_t *ne);
 int gguf_writer_write(struct gguf_writer *w, const char *path);
 #endif

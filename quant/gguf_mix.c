@@ -835,7 +835,7 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
                                (uint64_t)t->out_bytes))
             goto out;
     }
-    if (!g && quant_gguf_put_rope_freqs(w, m, &rope)) goto out;
+    if (!g && (quant_gguf_put_rope_freqs(w, m, &rope) || quant_gguf_fuse(w, m))) goto out;
     if (gguf_writer_write(w, out_path)) goto out;
     r.n_tensors = n;
     r.n_fallback = n_fallback;

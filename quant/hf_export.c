@@ -72,8 +72,8 @@ static int hf_name(const struct model *m, const char *c, char *out, size_t n, bo
         snprintf(out, n, "model.layers.%d.%s", layer, sfx);
         return 0;
     }
-    return err("%s: tensor %s has no Hugging Face name (lowbit exports llama, mistral, qwen2, qwen3, gemma2, gemma3)",
-               m->path, c);
+    return err("%s: tensor %s has no Hugging Face name (lowbit exports llama, mistral, qwen2, qwen3, "
+               "gemma2, gemma3, phi3)", m->path, c);
 }
 
 /* ===== collect ===== */
@@ -428,7 +428,8 @@ static json_t *make_config(const struct hfx_model *hm) {
         const char *arch, *cls;
     } classes[] = {{"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
                    {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"},
-                   {"gemma2", "Gemma2ForCausalLM"}, {"gemma3", "Gemma3ForCausalLM"}};
+                   {"gemma2", "Gemma2ForCausalLM"}, {"gemma3", "Gemma3ForCausalLM"},
+                   {"phi3", "Phi3ForCausalLM"}};
     const char *cls = "LlamaForCausalLM", *type = "llama";
     for (size_t i = 0; i < LB_ARRAY_LEN(classes); i++)
         if (!strcmp(c->arch, classes[i].arch)) cls = classes[i].cls, type = classes[i].arch;
@@ -472,6 +473,24 @@ static json_t *make_config(const struct hfx_model *hm) {
     }
     if (!strcmp(type, "llama") || !strcmp(type, "qwen3"))
         json_object_set_new(j, "attention_bias", json_boolean(c->qkv_bias));
+    if (model_fused_qkv(c)) { /* phi3 */
+        json_object_set_new(j, "sliding_window", c->swa_window > 0 ? json_integer(c->swa_window)
+                                                                   : json_null());
+        if (c->rope_orig_ctx > 0)
+            json_object_set_new(j, "original_max_position_embeddings", json_integer(c->rope_orig_ctx));
+        if (m->rope_long && m->rope_short) {
+            json_t *lf = json_array(), *sf = json_array();
+            for (int i = 0; i < c->head_dim / 2; i++) {
+                json_array_append_new(lf, json_real(m->rope_long[i]));
+                json_array_append_new(sf, json_real(m->rope_short[i]));
+            }
+            json_t *rs = json_pack("{s:s, s:o, s:o}", "rope_type", "longrope", "long_factor", lf,
+                                   "short_factor", sf);
+            if (c->rope_attn_factor > 0)
+                json_object_set_new(rs, "attention_factor", json_real(c->rope_attn_factor));
+            json_object_set_new(j, "rope_scaling", rs);
+        }
+    }
     json_object_set_new(j, "mlp_bias", json_false());
     if (c->rope_factor > 0)
         json_object_set_new(j, "rope_scaling",

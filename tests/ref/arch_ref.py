@@ -370,6 +370,8 @@ def write_gguf(path, fx, w, ctx=512):
     converters add 1 to them: done here too, as lowbit reads them)"""
     arch, V = GGUF_ARCH.get(fx["type"], fx["type"]), fx["vocab"]
     toks, scores, ttype = toy_vocab(V)
+    if arch == "phi3":  # llama.cpp's vocab loader looks this one up in any model named phi3
+        toks[-1], ttype[-1] = "<|endoftext|>", 3
     U32, I32, F32, STR, BOOL = 4, 5, 6, 8, 7
     kvs = [("general.architecture", STR, arch), ("general.name", STR, "lowbit-ref-" + fx["name"]),
            ("general.alignment", U32, 32),
