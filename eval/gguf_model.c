@@ -1,11 +1,12 @@
 /* eval/gguf_model.c: a Llama-family model from a GGUF file (the layout llama.cpp writes).
  *
- * Metadata read (ARCH = general.architecture: llama, mistral, qwen2, qwen3, gemma2, gemma3):
+ * Metadata read (ARCH = general.architecture: llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3):
  *   ARCH.embedding_length, .block_count, .feed_forward_length, .attention.head_count,
  *   .attention.head_count_kv (default head_count), .attention.key_length (default
  *   embedding/heads), .attention.layer_norm_rms_epsilon, .rope.freq_base (default 10000),
  *   .rope.dimension_count (must be the head dim: partial rotary is not supported), .context_length,
- *   ARCH.vocab_size (default token_embd rows).
+ *   ARCH.vocab_size (default token_embd rows); Mixtral: llama with ARCH.expert_count,
+ *   .expert_used_count, blk.N.ffn_gate_inp.weight and blk.N.ffn_{gate,up,down}_exps.weight.
  * llama.cpp's converter permutes HF q/k rows to interleaved pairs for llama/mistral (ROPE_NORM);
  * qwen2 and qwen3 keep the HF half-split layout (ROPE_NEOX); qwen2 has q/k/v biases, qwen3 per-head
  * q/k norms (blk.N.attn_{q,k}_norm.weight) and no biases. Tensor data stays in the
@@ -132,6 +133,16 @@ int model_load_gguf(struct model *m, const char *path) {
                    "(and there is no %s.attention.key_length)", path, arch, c->dim, arch,
                    c->n_heads, arch);
     if ((gemma2 || gemma3) && gemma_config(g, arch, c)) return -1;
+    /* Mixtral: a "llama" file with experts (llama.cpp's llm_build_llama: softmax gating, the
+     * chosen weights renormalized) */
+    if (get_int(g, arch, "expert_count", &c->n_expert, false, 0, 1024) ||
+        get_int(g, arch, "expert_used_count", &c->n_expert_used, false, 0, 1024))
+        return -1;
+    if (c->n_expert > 0 && strcmp(arch, "llama"))
+        return err("%s: %s with %d experts is not supported (lowbit runs Mixtral-style experts in "
+                   "llama files, and qwen2moe)", path, arch, c->n_expert);
+    c->expert_hidden = c->n_expert > 0 ? c->hidden_dim : 0;
+    c->expert_norm = c->n_expert > 0;
     if (model_fused_qkv(c) &&
         (get_int(g, arch, "rope.scaling.original_context_length", &c->rope_orig_ctx, false, 0,
                  1 << 24) ||

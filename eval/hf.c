@@ -51,6 +51,10 @@ struct hf_load {
     const char **fnames;
     int n_files;
     json_t *weight_map; /* the index's, or NULL for a single file */
+    /* Mixtral: experts seen [n_layers][3][E] (gate w1, up w3, down w2) and the stacked tensors
+     * they are copied into (add_expert) */
+    uint8_t *exp_seen;
+    void **exp_buf;
 };
 
 static bool file_exists(const char *path) {
@@ -117,6 +121,7 @@ static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
         {"qwen2", "Qwen2ForCausalLM", "qwen2"},     {"qwen3", "Qwen3ForCausalLM", "qwen3"},
         {"gemma2", "Gemma2ForCausalLM", "gemma2"},  {"gemma3_text", "Gemma3ForCausalLM", "gemma3"},
         {"phi3", "Phi3ForCausalLM", "phi3"},
+        {"mixtral", "MixtralForCausalLM", "llama"}, /* llama with experts, as GGUF names it */
     };
     json_t *mt = cfg_get(root, "model_type"), *ar = cfg_get(root, "architectures");
     const char *name = NULL;
@@ -137,10 +142,10 @@ static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
             }
     } else {
         return err("%s: no model_type or architectures (expected model_type llama, mistral, "
-                   "qwen2, qwen3, gemma2, gemma3_text or phi3)", path);
+                   "qwen2, qwen3, gemma2, gemma3_text, phi3 or mixtral)", path);
     }
     return err("unsupported architecture '%s' in %s (lowbit runs llama, mistral, qwen2, qwen3, "
-               "gemma2, gemma3_text, phi3)", name, path);
+               "gemma2, gemma3_text, phi3, mixtral)", name, path);
 }
 
 /* rope_scaling: absent/null/"default" = none; "llama3" fills cfg.rope_*; anything else refused */
@@ -349,8 +354,18 @@ static int read_config(struct hf_load *h) {
     c->qk_norm = !strcmp(c->arch, "qwen3") || !strcmp(c->arch, "gemma3"); /* q_norm, k_norm [head_dim] */
     /* sliding-window attention equals full attention up to the window: cap the usable context
      * there, since the forward pass attends to everything */
+    /* MixtralConfig: num_local_experts, num_experts_per_tok (the chosen weights renormalized) */
+    const char *mt = json_string_value(cfg_get(root, "model_type"));
+    const bool mixtral = mt && !strcmp(mt, "mixtral");
+    if (mixtral) {
+        if (cfg_int(p, root, "num_local_experts", false, 8, 1, 1024, &c->n_expert) ||
+            cfg_int(p, root, "num_experts_per_tok", false, 2, 1, 1024, &c->n_expert_used))
+            goto out;
+        c->expert_hidden = c->hidden_dim;
+        c->expert_norm = true;
+    }
     json_t *sw = cfg_get(root, "sliding_window");
-    bool sw_used = !strcmp(c->arch, "mistral");
+    bool sw_used = !strcmp(c->arch, "mistral") || mixtral;
     if ((!strcmp(c->arch, "qwen2") || !strcmp(c->arch, "qwen3")) &&
         cfg_bool(p, root, "use_sliding_window", false, &sw_used))
         goto out;
@@ -419,6 +434,9 @@ static int layer_suffix(const struct model_config *c, const char *s, char *out, 
             snprintf(out, size, "%s", norm_names[i].gguf);
             return 1;
         }
+    /* Mixtral's router; its experts are stacked by add_expert */
+    if (c->n_expert > 0 && !strcmp(s, "block_sparse_moe.gate.weight"))
+        return snprintf(out, size, "ffn_gate_inp.weight"), 1;
     /* phi3's fused linears: split into their parts by model_add_fused */
     if (model_fused_qkv(c) && !strcmp(s, "self_attn.qkv_proj.weight"))
         return snprintf(out, size, "attn_qkv.weight"), 1;
@@ -1150,6 +1168,78 @@ static int add_quant(struct hf_load *h, const struct safetensors *st,
 
 /* ===== weights ===== */
 
+/* Mixtral's model.layers.N.block_sparse_moe.experts.E.w{1,2,3}.weight: copied into slice E of
+ * blk.N.ffn_{gate,down,up}_exps.weight (made, zeroed, at the first expert seen; same dtype for
+ * all). 1 = handled, 0 = not an expert tensor, -1 = error. */
+static int add_expert(struct hf_load *h, const struct safetensors *st,
+                      const struct safetensors_tensor *s) {
+    struct model *m = h->m;
+    const struct model_config *c = &m->cfg;
+    int layer, e, w, pos = 0;
+    if (c->n_expert <= 0 ||
+        sscanf(s->name, "model.layers.%d.block_sparse_moe.experts.%d.w%d.weight%n", &layer, &e,
+               &w, &pos) != 3 || s->name[pos])
+        return 0;
+    if (layer < 0 || layer >= c->n_layers || e < 0 || e >= c->n_expert || w < 1 || w > 3)
+        return err("%s: tensor '%s' is beyond the config's %d layers, %d experts or w1..w3",
+                   st->path, s->name, c->n_layers, c->n_expert);
+    const enum dtype type = s->dtype == SAFETENSORS_F32    ? DTYPE_F32
+                            : s->dtype == SAFETENSORS_F16  ? DTYPE_F16
+                            : s->dtype == SAFETENSORS_BF16 ? DTYPE_BF16
+                                                           : DTYPE_COUNT;
+    if (type == DTYPE_COUNT)
+        return err("%s: tensor '%s' has dtype %s (lowbit reads F32, F16 or BF16 experts)",
+                   st->path, s->name, safetensors_dtype_name(s->dtype));
+    const int k = w == 1 ? 0 : w == 3 ? 1 : 2; /* gate, up, down */
+    const int64_t He = c->expert_hidden, D = c->dim;
+    const int64_t K = k == 2 ? He : D, N = k == 2 ? D : He; /* ne [K, N] */
+    if (s->n_dims != 2 || s->shape[0] != N || s->shape[1] != K)
+        return err("%s: tensor '%s' is not [%lld, %lld]", st->path, s->name, (long long)N,
+                   (long long)K);
+    if (!h->exp_seen) {
+        const size_t n = (size_t)c->n_layers * 3;
+        h->exp_seen = calloc(n * (size_t)c->n_expert, 1);
+        h->exp_buf = calloc(n, sizeof *h->exp_buf);
+        if (!h->exp_seen || !h->exp_buf) return err("out of memory");
+    }
+    const size_t slot = (size_t)layer * 3 + (size_t)k;
+    uint8_t *seen = &h->exp_seen[slot * (size_t)c->n_expert + (size_t)e];
+    if (*seen) return err("%s: tensor '%s' appears twice", st->path, s->name);
+    static const char *const kinds[3] = {"ffn_gate", "ffn_up", "ffn_down"};
+    char name[TENSOR_NAME_MAX];
+    snprintf(name, sizeof name, "blk.%d.%s_exps.weight", layer, kinds[k]);
+    if (!h->exp_buf[slot]) {
+        const int64_t ne[3] = {K, N, c->n_expert};
+        struct tensor t;
+        if (tensor_init(&t, name, type, 3, ne)) return -1;
+        if (!(t.data = h->exp_buf[slot] = model_alloc(m, tensor_nbytes(&t), name))) return -1;
+        if (model_add_tensor(m, &t)) return -1;
+    }
+    const struct tensor *t = model_find_tensor(m, name);
+    if (t->type != type)
+        return err("%s: tensor '%s' is %s but expert 0..%d of its kind were %s", st->path,
+                   s->name, safetensors_dtype_name(s->dtype), c->n_expert - 1,
+                   dtype_get(t->type)->name);
+    memcpy((uint8_t *)t->data + (size_t)e * s->nbytes, s->data, s->nbytes);
+    *seen = 1;
+    return 1;
+}
+
+/* every expert of every layer was there (add_expert) */
+static int experts_complete(const struct hf_load *h) {
+    const struct model_config *c = &h->m->cfg;
+    if (c->n_expert <= 0) return 0;
+    static const char *const w[3] = {"w1", "w3", "w2"};
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < 3; k++)
+            for (int e = 0; e < c->n_expert; e++)
+                if (!h->exp_seen || !h->exp_seen[((size_t)l * 3 + (size_t)k) * (size_t)c->n_expert + (size_t)e])
+                    return err("%s: model.layers.%d.block_sparse_moe.experts.%d.%s.weight is "
+                               "missing (num_local_experts is %d)", h->dir, l, e, w[k],
+                               c->n_expert);
+    return 0;
+}
+
 
 /* add every tensor of one safetensors file (already parsed) that lowbit uses */
 static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *weight_map,
@@ -1163,6 +1253,8 @@ static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *
         }
         int rc = h->q.method != HFQ_NONE ? add_quant(h, st, s) : 0;
         if (rc < 0) return -1;
+        if (rc) continue;
+        if ((rc = add_expert(h, st, s)) < 0) return -1;
         if (rc) continue;
         char name[TENSOR_NAME_MAX];
         rc = map_name(h, st->path, s->name, name, sizeof name);
@@ -1180,6 +1272,7 @@ static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *
         if (s->n_dims < 1 || s->n_dims > TENSOR_MAX_DIMS)
             return err("%s: tensor '%s' has %d dimensions (expected 1 to %d)", st->path, s->name,
                        s->n_dims, TENSOR_MAX_DIMS);
+
         int64_t ne[TENSOR_MAX_DIMS];
         for (int d = 0; d < s->n_dims; d++) /* [out, in] -> ne [in, out] */
             ne[d] = s->shape[s->n_dims - 1 - d];
@@ -1321,16 +1414,17 @@ int model_load_hf(struct model *m, const char *dir) {
     int rc;
     if (file_exists(single)) {
         rc = open_file(&h, "model.safetensors") || add_all(&h) ? -1 : 0;
-        close_all(&h);
-        if (rc) return -1;
     } else if (file_exists(index)) {
         rc = load_sharded(&h, index);
-        close_all(&h);
-        if (rc) return -1;
     } else {
         return err("%s: no weights: expected %s or %s (pytorch_model.bin is not read; convert it "
                    "to safetensors)", dir, single, index);
     }
+    close_all(&h);
+    if (!rc) rc = experts_complete(&h);
+    free(h.exp_seen);
+    free(h.exp_buf);
+    if (rc) return -1;
     if (!h.tie && !model_find_tensor(m, "output.weight"))
         return err("%s: lm_head.weight is missing and tie_word_embeddings is false in %s", dir,
                    h.cfg_path);

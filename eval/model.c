@@ -252,6 +252,36 @@ static int bind_one(struct model *m, struct tensor *dst, const char *name, int64
     return 0;
 }
 
+/* a MoE layer's stacked experts `name` [ne0, ne1, E] into *dst, and its E slices as views into
+ * ex[e·3 + k] */
+static int bind_exps(struct model *m, struct tensor *dst, struct tensor *ex, int k,
+                     const char *name, int64_t ne0, int64_t ne1) {
+    const int64_t E = m->cfg.n_expert;
+    const struct tensor *t = model_find_tensor(m, name);
+    if (!t) return err("%s: missing tensor %s (a %s model with %lld experts needs it)", m->path,
+                       name, m->cfg.arch, (long long)E);
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != E || t->ne[3] != 1)
+        return err("%s: tensor %s has shape [%lld, %lld, %lld, %lld] (expected [%lld, %lld, %lld]) "
+                   "for the config's sizes", m->path, name, (long long)t->ne[0],
+                   (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3], (long long)ne0,
+                   (long long)ne1, (long long)E);
+    if (!t->data) return err("%s: tensor %s has no data", m->path, name);
+    if (dtype_is_parametric(t->type))
+        return err("%s: tensor %s: quantized stacked experts (%s) are not supported", m->path,
+                   name, dtype_get(t->type)->name);
+    *dst = *t;
+    const size_t slice = (size_t)ne1 * tensor_row_bytes(t);
+    for (int64_t e = 0; e < E; e++) {
+        struct tensor *v = &ex[e * 3 + k];
+        *v = *t;
+        snprintf(v->name, sizeof v->name, "%s#%lld", name, (long long)e);
+        v->n_dims = 2;
+        v->ne[2] = 1;
+        v->data = (uint8_t *)t->data + (size_t)e * slice;
+    }
+    return 0;
+}
+
 /* norms and biases are small: keep them fp32 */
 static int to_f32(struct model *m, struct tensor *t) {
     if (!t->data || t->type == DTYPE_F32) return 0;
@@ -284,6 +314,12 @@ static int check_config(const struct model *m) {
         return err("%s: rms norm epsilon %g (expected 0 < eps < 1)", p, (double)c->norm_eps);
     if (!(c->rope_theta > 0)) return err("%s: rope theta %g (expected > 0)", p, (double)c->rope_theta);
     if (c->ctx_len < 0) return err("%s: context length %d", p, c->ctx_len);
+    if (c->n_expert < 0 || c->n_expert > 1024 ||
+        (c->n_expert > 0 && (c->n_expert_used < 1 || c->n_expert_used > c->n_expert ||
+                             c->expert_hidden < 1 || c->expert_hidden > (1 << 22))))
+        return err("%s: %d experts, %d used per token, expert hidden size %d (expected 0 experts, "
+                   "or 1..1024 with 1..experts used and a hidden size of 1..2^22)", p,
+                   c->n_expert, c->n_expert_used, c->expert_hidden);
     if (!(c->embd_scale >= 0) || !(c->attn_scale >= 0) || !(c->attn_softcap >= 0) ||
         !(c->final_softcap >= 0) || !(c->rope_theta_swa >= 0) || !(c->rope_linear >= 0) ||
         c->swa_window < 0 || c->swa_pattern < 0 || !isfinite(c->embd_scale) ||
@@ -321,6 +357,9 @@ int model_bind(struct model *m) {
     for (int l = 0; l < c->n_layers; l++) {
         struct layer *L = &m->layers[l];
         char sfx[64];
+        if (c->n_expert > 0 &&
+            !(L->ex = model_alloc(m, (size_t)c->n_expert * 3 * sizeof *L->ex, "expert views")))
+            return -1;
         BIND(attn_norm, "attn_norm.weight", D, 0, false);
         if (c->qk_norm) {
             BIND(q_norm, "attn_q_norm.weight", c->head_dim, 0, false);
@@ -336,9 +375,18 @@ int model_bind(struct model *m) {
             const struct lin_info *li = &lin_info[i];
             if (!li->attn && (i == 0 || lin_info[i - 1].attn)) /* the file order: norm, then FFN */
                 BIND(ffn_norm, "ffn_norm.weight", D, 0, false);
+            if (!li->attn && c->n_expert > 0) { /* the experts stand for the MLP */
+                snprintf(name, sizeof name, "blk.%d.%s_exps.weight", l, li->gguf);
+                const int64_t He = c->expert_hidden;
+                const int64_t ne0 = li->in == LIN_DIM_H ? He : D, ne1 = li->out == LIN_DIM_H ? He : D;
+                if (bind_exps(m, &L->exps[i - LIN_GATE], L->ex, i - LIN_GATE, name, ne0, ne1))
+                    return -1;
+                continue;
+            }
             snprintf(sfx, sizeof sfx, "%s.weight", li->gguf);
             BIND(lin[i], sfx, lin_dim(c, li->in), lin_dim(c, li->out), false);
         }
+        if (c->n_expert > 0) BIND(router, "ffn_gate_inp.weight", D, c->n_expert, false);
         for (int i = 0; i < LIN_COUNT; i++) {
             if (!lin_info[i].bias) continue;
             snprintf(sfx, sizeof sfx, "%s.bias", lin_info[i].gguf);
@@ -374,6 +422,17 @@ int model_bind(struct model *m) {
                    t->name, isnan(v) ? "NaN" : "Inf", (long long)r, (long long)col);
     }
     return 0;
+}
+
+int64_t model_n_active_params(const struct model *m) {
+    const struct model_config *c = &m->cfg;
+    int64_t n = model_n_params(m);
+    if (c->n_expert <= 0) return n;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < 3; k++) /* the unused experts' share */
+            n -= tensor_nelements(&m->layers[l].exps[k]) / c->n_expert *
+                 (c->n_expert - c->n_expert_used);
+    return n;
 }
 
 int64_t model_n_params(const struct model *m) {

@@ -15,6 +15,10 @@
  *   blk.N.post_attention_norm.weight [D]  blk.N.post_ffw_norm.weight [D] (gemma2/3: RMSNorm of the
  *   attention and MLP outputs before each residual add, cfg.post_norms; ffn_norm is then the
  *   pre-MLP norm)
+ *   MoE (cfg.n_expert = E > 0, He = cfg.expert_hidden) instead of ffn_gate/up/down:
+ *   blk.N.ffn_gate_inp.weight [D, E] (the router)  blk.N.ffn_gate_exps.weight [D, He, E]
+ *   blk.N.ffn_up_exps.weight [D, He, E]  blk.N.ffn_down_exps.weight [He, D, E] (expert e's matrix
+ *   is slice e, as GGUF stores them; an HF checkpoint's experts are stacked into them)
  * Norm weights are multipliers, as GGUF stores them: Gemma's Hugging Face checkpoints store w for a
  * norm that multiplies by (1 + w), and their loader adds the 1 (as llama.cpp's converter does).
  * Rotary layout: llama2.c and GGUF "llama" files rotate interleaved pairs (2i, 2i+1) of each head
@@ -54,6 +58,12 @@ struct model_config {
      * (attention_factor, sqrt(1 + ln(ctx/orig)/ln(orig)) by default); 0 = 1. Its per-frequency
      * divisors are the model's rope_long / rope_short. */
     float rope_attn_factor;
+    /* mixture of experts (Mixtral: GGUF "llama" with ARCH.expert_count, HF "mixtral"): n_expert
+     * experts of hidden size expert_hidden replace the MLP; a router picks n_expert_used per
+     * token by softmax over all experts, and with expert_norm their weights are renormalized to
+     * sum to 1 (Mixtral always) */
+    int n_expert, n_expert_used, expert_hidden;
+    bool expert_norm;
 };
 
 /* ---- the linears of a decoder block: one enum, one table ----
@@ -102,6 +112,11 @@ int lin_rope_heads(const struct model_config *c, int i);
 
 struct layer {
     struct tensor attn_norm, ffn_norm;
+    /* MoE (cfg.n_expert > 0; lin[LIN_GATE..LIN_DOWN] are then zeroed): the router [D, E], the
+     * stacked experts exps[i - LIN_GATE] for i = LIN_GATE, LIN_UP, LIN_DOWN, and each expert's
+     * 2-D slice of them, ex[e·3 + i − LIN_GATE] (views, named "<exps name>#e") */
+    struct tensor router, exps[3];
+    struct tensor *ex;
     struct tensor attn_post_norm, ffn_post_norm; /* [D] fp32 when cfg.post_norms, else zeroed */
     struct tensor q_norm, k_norm;  /* [hd] fp32 when cfg.qk_norm, else zeroed */
     struct tensor lin[LIN_COUNT];  /* enum lin */
@@ -185,6 +200,13 @@ bool model_gguf_keeps_hf_rope(const struct model_config *c);
 /* layer l attends through a sliding window (cfg.swa_window, swa_pattern) */
 bool model_layer_swa(const struct model_config *c, int l);
 
+/* expert e's matrix of linear i (LIN_GATE, LIN_UP, LIN_DOWN) in layer L of a MoE model */
+static inline const struct tensor *model_expert(const struct layer *L, int e, enum lin i) {
+    return &L->ex[e * 3 + (i - LIN_GATE)];
+}
+/* parameters a token uses (the router, n_expert_used of the experts, everything else), for MoE;
+ * model_n_params() otherwise */
+int64_t model_n_active_params(const struct model *m);
 /* parameter count (all weights) and storage bytes of the weights as loaded */
 int64_t model_n_params(const struct model *m);
 size_t model_weight_bytes(const struct model *m);

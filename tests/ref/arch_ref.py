@@ -36,6 +36,10 @@ The math, per model_type (x: [T, D], positions 0..T-1, causal attention, GQA by 
       (_compute_longrope_parameters): inv_freq = 1/(ext·theta^(2i/hd)), ext = long_factor when
       the sequence is longer than original_max_position_embeddings, else short_factor; cos and
       sin times attention_factor (default sqrt(1 + ln(max/orig)/ln(orig)) when max > orig).
+  mixtral (MixtralDecoderLayer, MixtralSparseMoeBlock): the llama block whose MLP is
+      num_local_experts experts; per token p = softmax(h·gateᵀ) over all experts (float),
+      the num_experts_per_tok largest (torch.topk), their p divided by their sum; the output is
+      Σ p_e · w2_e(silu(w1_e h) ⊙ w3_e h).
 """
 import json
 import math
@@ -45,8 +49,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from llama_ref import (GGML_F16, GGML_F32, gguf_write, round_to,  # noqa: E402 (file formats only)
-                       safetensors_read, safetensors_write)
+from llama_ref import (GGML_F16, GGML_F32, gguf_write, hf_to_interleaved,  # noqa: E402 (formats)
+                       round_to, safetensors_read, safetensors_write)
 
 # =================================================================================== config ===
 
@@ -76,6 +80,8 @@ class Cfg:
         self.local_theta = self.theta
         self.rope_linear = 1.0
         self.phi3 = self.type == "phi3"
+        self.n_expert = c.get("num_local_experts", 0) if self.type == "mixtral" else 0
+        self.top_k = c.get("num_experts_per_tok", 2)
         self.ext_short = self.ext_long = None
         self.attn_factor = 1.0
         if self.phi3:
@@ -194,6 +200,9 @@ def forward(c, w, tokens):
         else:
             x = x + o
             h = rms(x, w[p + "post_attention_layernorm.weight"], c.eps, False)
+        if c.n_expert:  # MixtralSparseMoeBlock
+            x = x + moe(c, w, p + "block_sparse_moe.", h)
+            continue
         if c.phi3:  # Phi3MLP: gate, up = chunk(gate_up_proj(h), 2)
             gu = h @ w[p + "mlp.gate_up_proj.weight"].T
             gate, up = gu[:, :c.H], gu[:, c.H:]
@@ -213,6 +222,23 @@ def forward(c, w, tokens):
     return logits
 
 
+def moe(c, w, p, h):
+    """Mixtral's sparse block on h [T, D]: softmax routing, top-k, renormalized weights"""
+    logits = h @ w[p + "gate.weight"].T
+    pr = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    pr /= pr.sum(axis=-1, keepdims=True)
+    out = np.zeros_like(h)
+    for t in range(h.shape[0]):
+        sel = np.argsort(-pr[t], kind="stable")[:c.top_k]
+        wt = pr[t, sel] / pr[t, sel].sum()
+        for e, we in zip(sel, wt):
+            q = p + "experts.%d." % e
+            g = h[t] @ w[q + "w1.weight"].T
+            u = h[t] @ w[q + "w3.weight"].T
+            out[t] += we * ((g / (1.0 + np.exp(-g)) * u) @ w[q + "w2.weight"].T)
+    return out
+
+
 def log_softmax(z):
     mx = z.max(axis=-1, keepdims=True)
     return z - mx - np.log(np.exp(z - mx).sum(axis=-1, keepdims=True))
@@ -220,7 +246,7 @@ def log_softmax(z):
 
 def load_hf(d):
     c = json.load(open(os.path.join(d, "config.json")))
-    if c.get("model_type") not in ("qwen3", "gemma2", "gemma3", "gemma3_text", "phi3"):
+    if c.get("model_type") not in ("qwen3", "gemma2", "gemma3", "gemma3_text", "phi3", "mixtral"):
         raise ValueError("%s: model_type %s is not one of this reference's" % (d, c.get("model_type")))
     return Cfg(c), safetensors_read(os.path.join(d, "model.safetensors"))
 
@@ -256,16 +282,23 @@ FIXTURES = [
          head_dim=16, vocab=300, tied=False, dtype="F32", gguf_type=GGML_F32, theta=10000.0,
          eps=1e-5, extra=dict(original_max_position_embeddings=128, sliding_window=2047,
                               rope_scaling="longrope")),
+    # 4 experts, 2 per token; 8 experts of bf16
+    dict(name="mixtral_e4", type="mixtral", dim=64, hidden=64, layers=2, heads=4, kv_heads=2,
+         head_dim=16, vocab=300, tied=False, dtype="F32", gguf_type=GGML_F32, theta=1000000.0,
+         eps=1e-5, extra=dict(num_local_experts=4, num_experts_per_tok=2)),
+    dict(name="mixtral_e8_bf16", type="mixtral", dim=48, hidden=32, layers=2, heads=6,
+         kv_heads=2, head_dim=8, vocab=272, tied=False, dtype="BF16", gguf_type=GGML_F32,
+         theta=10000.0, eps=1e-5, extra=dict(num_local_experts=8, num_experts_per_tok=2)),
     dict(name="phi3_plain_bf16", type="phi3", dim=48, hidden=64, layers=2, heads=6, kv_heads=6,
          head_dim=8, vocab=272, tied=False, dtype="BF16", gguf_type=GGML_F32, theta=10000.0,
          eps=1e-5, extra={}),
 ]
 
-GGUF_ARCH = {"gemma3_text": "gemma3"}
+GGUF_ARCH = {"gemma3_text": "gemma3", "mixtral": "llama"}
 
 CLASSES = {"qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM",
            "gemma3": "Gemma3ForCausalLM", "gemma3_text": "Gemma3ForCausalLM",
-           "phi3": "Phi3ForCausalLM"}
+           "phi3": "Phi3ForCausalLM", "mixtral": "MixtralForCausalLM"}
 
 
 def longrope_factors(fx, seed):
@@ -314,6 +347,15 @@ def random_weights(fx, seed, std=None):
         if gemma:
             w[p + "pre_feedforward_layernorm.weight"] = norm(D)
             w[p + "post_feedforward_layernorm.weight"] = norm(D)
+        if fx["type"] == "mixtral":  # a router large enough that the choice varies by token
+            E = fx["extra"]["num_local_experts"]
+            w[p + "block_sparse_moe.gate.weight"] = r((E, D), 0.5)
+            for e in range(E):
+                q = p + "block_sparse_moe.experts.%d." % e
+                w[q + "w1.weight"] = r((H, D), 0.15)
+                w[q + "w3.weight"] = r((H, D), 0.15)
+                w[q + "w2.weight"] = r((D, H), 0.1)
+            continue
         if phi3:
             w[p + "mlp.gate_up_proj.weight"] = np.concatenate([r((H, D), 0.15), r((H, D), 0.15)])
         else:
@@ -341,6 +383,8 @@ def write_hf(d, fx, w):
         cfg.update(attention_bias=False, use_sliding_window=False)
     elif fx["type"] == "phi3":
         cfg.update(sliding_window=None, original_max_position_embeddings=512)
+    elif fx["type"] == "mixtral":
+        cfg.update(sliding_window=None)
     else:
         cfg["hidden_activation"] = "gelu_pytorch_tanh"
         del cfg["hidden_act"]
@@ -402,6 +446,12 @@ def write_gguf(path, fx, w, ctx=512):
         t += [(b + "attn_norm.weight", nrm(w[p + "input_layernorm.weight"]), GGML_F32)]
         if phi3:  # Phi3MiniModel keeps the fused tensors: attn_qkv, ffn_up [D, 2H]
             t += [(b + "attn_qkv.weight", w[p + "self_attn.qkv_proj.weight"], mt)]
+        elif arch == "llama":  # LlamaModel's converter: q/k rows to interleaved rotary pairs
+            t += [(b + "attn_q.weight", hf_to_interleaved(w[p + "self_attn.q_proj.weight"],
+                                                          fx["heads"]), mt),
+                  (b + "attn_k.weight", hf_to_interleaved(w[p + "self_attn.k_proj.weight"],
+                                                          fx["kv_heads"]), mt),
+                  (b + "attn_v.weight", w[p + "self_attn.v_proj.weight"], mt)]
         else:
             t += [(b + "attn_q.weight", w[p + "self_attn.q_proj.weight"], mt),
                   (b + "attn_k.weight", w[p + "self_attn.k_proj.weight"], mt),
@@ -418,7 +468,17 @@ def write_gguf(path, fx, w, ctx=512):
                    GGML_F32)]
         else:
             t += [(b + "ffn_norm.weight", w[p + "post_attention_layernorm.weight"], GGML_F32)]
-        if phi3:
+        if fx["type"] == "mixtral":  # the router, then the experts stacked: [E, out, in]
+            q = p + "block_sparse_moe."
+            E = fx["extra"]["num_local_experts"]
+
+            def stack(n):
+                return np.stack([w[q + "experts.%d.%s.weight" % (e, n)] for e in range(E)])
+            t += [(b + "ffn_gate_inp.weight", w[q + "gate.weight"], mt),
+                  (b + "ffn_gate_exps.weight", stack("w1"), mt),
+                  (b + "ffn_down_exps.weight", stack("w2"), mt),
+                  (b + "ffn_up_exps.weight", stack("w3"), mt)]
+        elif phi3:
             t += [(b + "ffn_down.weight", w[p + "mlp.down_proj.weight"], mt),
                   (b + "ffn_up.weight", w[p + "mlp.gate_up_proj.weight"], mt)]
         else:
@@ -440,6 +500,9 @@ def gguf_extra_kvs(fx, ctx):
     """the architecture's own GGUF keys (llama.cpp's names) from the fixture's extra config"""
     arch, e, out = GGUF_ARCH.get(fx["type"], fx["type"]), fx["extra"], []
     U32, F32, STR = 4, 6, 8
+    if fx["type"] == "mixtral":
+        out += [(arch + ".expert_count", U32, e["num_local_experts"]),
+                (arch + ".expert_used_count", U32, e["num_experts_per_tok"])]
     if arch == "phi3":  # Phi3MiniModel.set_gguf_parameters
         orig = e.get("original_max_position_embeddings", ctx)
         out.append((arch + ".rope.scaling.original_context_length", U32, orig))
