@@ -437,6 +437,13 @@ static int layer_suffix(const struct model_config *c, const char *s, char *out, 
     /* Mixtral's router; its experts are stacked by add_expert */
     if (c->n_expert > 0 && !strcmp(s, "block_sparse_moe.gate.weight"))
         return snprintf(out, size, "ffn_gate_inp.weight"), 1;
+    int e, w, pos = 0; /* an expert of a quantized checkpoint: one tensor per expert */
+    if (c->n_expert > 0 &&
+        sscanf(s, "block_sparse_moe.experts.%d.w%d.weight%n", &e, &w, &pos) == 2 && !s[pos]) {
+        if (e < 0 || e >= c->n_expert || w < 1 || w > 3) return -1;
+        return snprintf(out, size, "%s_exps.%d.weight",
+                        w == 1 ? "ffn_gate" : w == 3 ? "ffn_up" : "ffn_down", e), 1;
+    }
     /* phi3's fused linears: split into their parts by model_add_fused */
     if (model_fused_qkv(c) && !strcmp(s, "self_attn.qkv_proj.weight"))
         return snprintf(out, size, "attn_qkv.weight"), 1;
@@ -668,6 +675,15 @@ static bool linear_shape(const struct hf_load *h, const char *name, int64_t *K, 
         s = strchr(name + 4, '.');
         if (!s) return false;
         s++;
+    }
+    int e, pos = 0;
+    char kind[16];
+    if (c->n_expert > 0 && sscanf(s, "ffn_%15[a-z]_exps.%d.weight%n", kind, &e, &pos) == 2 &&
+        !s[pos]) { /* a MoE expert: blk.N.ffn_{gate,up,down}_exps.E.weight */
+        const bool down = !strcmp(kind, "down");
+        *K = down ? c->expert_hidden : c->dim;
+        *N = down ? c->dim : c->expert_hidden;
+        return true;
     }
     const int i = lin_by_suffix(s);
     if (i < 0) return false;
@@ -1176,6 +1192,7 @@ static int add_expert(struct hf_load *h, const struct safetensors *st,
     struct model *m = h->m;
     const struct model_config *c = &m->cfg;
     int layer, e, w, pos = 0;
+    if (h->q.method != HFQ_NONE) return 0; /* quantized: one tensor per expert (layer_suffix) */
     if (c->n_expert <= 0 ||
         sscanf(s->name, "model.layers.%d.block_sparse_moe.experts.%d.w%d.weight%n", &layer, &e,
                &w, &pos) != 3 || s->name[pos])
@@ -1228,7 +1245,7 @@ static int add_expert(struct hf_load *h, const struct safetensors *st,
 /* every expert of every layer was there (add_expert) */
 static int experts_complete(const struct hf_load *h) {
     const struct model_config *c = &h->m->cfg;
-    if (c->n_expert <= 0) return 0;
+    if (c->n_expert <= 0 || h->q.method != HFQ_NONE) return 0; /* per-expert: model_bind checks */
     static const char *const w[3] = {"w1", "w3", "w2"};
     for (int l = 0; l < c->n_layers; l++)
         for (int k = 0; k < 3; k++)

@@ -252,14 +252,26 @@ static int bind_one(struct model *m, struct tensor *dst, const char *name, int64
     return 0;
 }
 
-/* a MoE layer's stacked experts `name` [ne0, ne1, E] into *dst, and its E slices as views into
- * ex[e·3 + k] */
+/* a MoE layer's experts of linear kind k (0 gate, 1 up, 2 down; `name` = blk.N.<kind>_exps.weight)
+ * into ex[e·3 + k]: views of the slices of the stacked tensor [ne0, ne1, E] (then also *dst), or,
+ * when the model has none (a quantized HF checkpoint: one module per expert), the 2-D tensors
+ * blk.N.<kind>_exps.<e>.weight */
 static int bind_exps(struct model *m, struct tensor *dst, struct tensor *ex, int k,
                      const char *name, int64_t ne0, int64_t ne1) {
     const int64_t E = m->cfg.n_expert;
     const struct tensor *t = model_find_tensor(m, name);
-    if (!t) return err("%s: missing tensor %s (a %s model with %lld experts needs it)", m->path,
-                       name, m->cfg.arch, (long long)E);
+    if (!t) {
+        char one[TENSOR_NAME_MAX];
+        const size_t stem = strlen(name) - strlen(".weight");
+        for (int64_t e = 0; e < E; e++) {
+            snprintf(one, sizeof one, "%.*s.%lld.weight", (int)stem, name, (long long)e);
+            if (!model_find_tensor(m, one))
+                return err("%s: missing tensor %s (a %s model with %lld experts needs it, or each "
+                           "expert's %s)", m->path, name, m->cfg.arch, (long long)E, one);
+            if (bind_one(m, &ex[e * 3 + k], one, ne0, ne1, false)) return -1;
+        }
+        return 0;
+    }
     if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != E || t->ne[3] != 1)
         return err("%s: tensor %s has shape [%lld, %lld, %lld, %lld] (expected [%lld, %lld, %lld]) "
                    "for the config's sizes", m->path, name, (long long)t->ne[0],
@@ -274,7 +286,8 @@ static int bind_exps(struct model *m, struct tensor *dst, struct tensor *ex, int
     for (int64_t e = 0; e < E; e++) {
         struct tensor *v = &ex[e * 3 + k];
         *v = *t;
-        snprintf(v->name, sizeof v->name, "%s#%lld", name, (long long)e);
+        snprintf(v->name, sizeof v->name, "%.*s.%lld.weight", (int)(strlen(name) - 7), name,
+                 (long long)e);
         v->n_dims = 2;
         v->ne[2] = 1;
         v->data = (uint8_t *)t->data + (size_t)e * slice;
@@ -430,8 +443,7 @@ int64_t model_n_active_params(const struct model *m) {
     if (c->n_expert <= 0) return n;
     for (int l = 0; l < c->n_layers; l++)
         for (int k = 0; k < 3; k++) /* the unused experts' share */
-            n -= tensor_nelements(&m->layers[l].exps[k]) / c->n_expert *
-                 (c->n_expert - c->n_expert_used);
+            n -= tensor_nelements(&m->layers[l].ex[k]) * (c->n_expert - c->n_expert_used);
     return n;
 }
 

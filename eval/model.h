@@ -18,7 +18,8 @@
  *   MoE (cfg.n_expert = E > 0, He = cfg.expert_hidden) instead of ffn_gate/up/down:
  *   blk.N.ffn_gate_inp.weight [D, E] (the router)  blk.N.ffn_gate_exps.weight [D, He, E]
  *   blk.N.ffn_up_exps.weight [D, He, E]  blk.N.ffn_down_exps.weight [He, D, E] (expert e's matrix
- *   is slice e, as GGUF stores them; an HF checkpoint's experts are stacked into them)
+ *   is slice e, as GGUF stores them; an HF checkpoint's float experts are stacked into them, its
+ *   quantized ones are blk.N.ffn_{gate,up,down}_exps.<e>.weight, one per expert)
  * Norm weights are multipliers, as GGUF stores them: Gemma's Hugging Face checkpoints store w for a
  * norm that multiplies by (1 + w), and their loader adds the 1 (as llama.cpp's converter does).
  * Rotary layout: llama2.c and GGUF "llama" files rotate interleaved pairs (2i, 2i+1) of each head
@@ -114,7 +115,8 @@ struct layer {
     struct tensor attn_norm, ffn_norm;
     /* MoE (cfg.n_expert > 0; lin[LIN_GATE..LIN_DOWN] are then zeroed): the router [D, E], the
      * stacked experts exps[i - LIN_GATE] for i = LIN_GATE, LIN_UP, LIN_DOWN, and each expert's
-     * 2-D slice of them, ex[e·3 + i − LIN_GATE] (views, named "<exps name>#e") */
+     * 2-D slice of them, ex[e·3 + i − LIN_GATE] (views named blk.N.ffn_gate_exps.<e>.weight;
+     * a quantized HF checkpoint has one tensor per expert under that name, and exps zeroed) */
     struct tensor router, exps[3];
     struct tensor *ex;
     struct tensor attn_post_norm, ffn_post_norm; /* [D] fp32 when cfg.post_norms, else zeroed */

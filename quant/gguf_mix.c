@@ -807,7 +807,7 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
     gguf_mix_order(mt, n, idx);
     for (int i = 0; i < n; i++) mt[i] = q[idx[i]].mt; /* mt in llama.cpp's order */
 
-    int64_t n_expert = 0;
+    int64_t n_expert = m->cfg.n_expert; /* the file's key wins for a GGUF source */
     if (g) {
         char key[64];
         snprintf(key, sizeof key, "%s.expert_count", m->cfg.arch);

@@ -42,6 +42,18 @@ static bool layer_hf(const struct model_config *mc, const char *c, char *out, si
             return snprintf(out, n, "%s", gemma_norm_map[i].hf), true;
     for (size_t i = 0; i < LB_ARRAY_LEN(norm_map); i++)
         if (!strcmp(c, norm_map[i].canon)) return snprintf(out, n, "%s", norm_map[i].hf), true;
+    /* Mixtral: the router (kept in float, as GPTQModel and AutoAWQ keep it) and each expert */
+    if (mc->n_expert > 0 && !strcmp(c, "ffn_gate_inp.weight"))
+        return snprintf(out, n, "block_sparse_moe.gate.weight"), true;
+    int e, pos = 0;
+    char kind[16];
+    if (mc->n_expert > 0 && sscanf(c, "ffn_%15[a-z]_exps.%d.weight%n", kind, &e, &pos) == 2 &&
+        !c[pos]) {
+        snprintf(out, n, "block_sparse_moe.experts.%d.w%c.weight", e,
+                 !strcmp(kind, "gate") ? '1' : !strcmp(kind, "up") ? '3' : '2');
+        *linear = true;
+        return true;
+    }
     for (int i = 0; i < LIN_COUNT; i++) {
         const struct lin_info *li = &lin_info[i];
         const size_t k = strlen(li->gguf);
@@ -134,10 +146,33 @@ int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_pat
         snprintf(what, sizeof what, "quantizing %s (its weights as fp32)", m->path);
         if (mem_check(need, what)) return -1;
     }
-    hm->t = xcalloc((size_t)m->n_tensors + 1, sizeof *hm->t, "export tensors");
+    const int n_ex = m->cfg.n_layers * 3 * LB_MAX(m->cfg.n_expert, 0);
+    hm->t = xcalloc((size_t)(m->n_tensors + n_ex) + 1, sizeof *hm->t, "export tensors");
     if (!hm->t) return -1;
     for (int i = 0; i < m->n_tensors; i++) {
         const struct tensor *s = &m->tensors[i];
+        int layer, pos = 0, kind = -1;
+        if (m->cfg.n_expert > 0 && s->n_dims == 3 && sscanf(s->name, "blk.%d.%n", &layer, &pos) == 1)
+            for (int j = 0; j < 3; j++)
+                if (!strcmp(s->name + pos, (const char *const[]){"ffn_gate_exps.weight",
+                                                                 "ffn_up_exps.weight",
+                                                                 "ffn_down_exps.weight"}[j]))
+                    kind = j;
+        if (kind >= 0) { /* stacked experts: one HF module per expert, rows from its slice */
+            for (int e = 0; e < m->cfg.n_expert; e++) {
+                struct hfx_tensor *t = &hm->t[hm->n++];
+                t->src = &m->layers[layer].ex[e * 3 + kind];
+                bool lin;
+                int qk;
+                if (hf_name(m, t->src->name, t->hf, sizeof t->hf, &lin, &qk)) goto fail;
+                t->linear = true;
+                t->K = t->src->ne[0];
+                t->N = t->src->ne[1];
+                snprintf(t->module, sizeof t->module, "%.*s", (int)(strlen(t->hf) - 7), t->hf);
+                if (!lazy && !(t->f32 = rows_f32(m, t->src, 0))) goto fail;
+            }
+            continue;
+        }
         struct hfx_tensor *t = &hm->t[hm->n];
         bool linear;
         int qk;
@@ -473,6 +508,13 @@ static json_t *make_config(const struct hfx_model *hm) {
     }
     if (!strcmp(type, "llama") || !strcmp(type, "qwen3"))
         json_object_set_new(j, "attention_bias", json_boolean(c->qkv_bias));
+    if (c->n_expert > 0) { /* Mixtral */
+        json_object_set_new(j, "architectures", json_pack("[s]", "MixtralForCausalLM"));
+        json_object_set_new(j, "model_type", json_string("mixtral"));
+        json_object_set_new(j, "num_local_experts", json_integer(c->n_expert));
+        json_object_set_new(j, "num_experts_per_tok", json_integer(c->n_expert_used));
+        json_object_del(j, "attention_bias");
+    }
     if (model_fused_qkv(c)) { /* phi3 */
         json_object_set_new(j, "sliding_window", c->swa_window > 0 ? json_integer(c->swa_window)
                                                                    : json_null());

@@ -155,6 +155,13 @@ int quant_model(const struct quant_job *j, struct quant_artifact *a) {
     struct stat st;
     if (stat(j->out_dir, &st) || !S_ISDIR(st.st_mode))
         return err("quant: output directory %s does not exist", j->out_dir);
+    const enum qmethod me = j->r->method;
+    if (j->m->cfg.n_expert > 0 && (me == QMETHOD_GPTQ || me == QMETHOD_AWQ ||
+                                   me == QMETHOD_AUTOROUND || me == QMETHOD_AQLM))
+        return err("recipe '%s': %s does not quantize mixture-of-experts models yet: its "
+                   "block-by-block calibration has no expert routing (each expert would need "
+                   "the calibration tokens the router sends it); fp, rtn, bnb and gguf recipes do",
+                   j->r->id, q->name);
     return q->quantize(j, a);
 }
 
@@ -196,6 +203,10 @@ int quant_gguf_put_model_kv(struct gguf_writer *w, const struct model *m, const 
         KV_F32("final_logit_softcapping", c->final_softcap);
         KV_F32("rope.freq_base_swa", c->rope_theta_swa > 0 ? c->rope_theta_swa : c->rope_theta);
         if (c->rope_linear > 0) KV_F32("rope.scaling.factor", c->rope_linear);
+    }
+    if (c->n_expert > 0) { /* Mixtral */
+        KV_U32("expert_count", c->n_expert);
+        KV_U32("expert_used_count", c->n_expert_used);
     }
     if (model_fused_qkv(c)) { /* phi3's longrope keys (eval/gguf_model.c) */
         if (c->rope_orig_ctx > 0) KV_U32("rope.scaling.original_context_length", c->rope_orig_ctx);
