@@ -151,7 +151,10 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
     const double floats = (double)heads * (double)(s->kt_head + s->v_head) +
                           (double)B * (double)(D + LB_MAX(D, qd) + qd + 2 * kvd + LB_MAX(qd, H) + H) +
                           2.0 * (double)n_ctx * (double)half + (double)B * (double)kmax +
-                          (double)ws_bytes / 4;
+                          (double)ws_bytes / 4 +
+                          (c->n_expert > 0 ? (double)B * (double)(E + 2 * c->n_expert_used + 2 +
+                                                                   3 * D + 2 * He)
+                                           : 0);
     char what[96];
     snprintf(what, sizeof what, "the KV cache and activations of a %d-token context", n_ctx);
     if (floats * 4 > (double)SIZE_MAX / 2 || mem_check((size_t)(floats * 4), what)) return -1;

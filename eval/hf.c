@@ -10,6 +10,10 @@
  * names (eval/model.h); a tensor whose data the file left misaligned for its element size is
  * copied into a model buffer instead. Shapes flip from PyTorch [out, in] to ggml ne [in, out];
  * q/k rows stay in HF's half-split rotary layout (ROPE_NEOX), nothing is permuted.
+ * phi3's fused self_attn.qkv_proj and mlp.gate_up_proj are split into the canonical linears as
+ * views (model_add_fused); Mixtral's block_sparse_moe.gate is the router, its float experts
+ * block_sparse_moe.experts.E.w1/w3/w2 are copied into the stacked blk.N.ffn_{gate,up,down}_exps
+ * tensors (add_expert), a quantized checkpoint's stay one module per expert.
  * Tensors lowbit has no use for (rotary_emb.inv_freq, ...) are skipped, but tensors that would
  * change the math and that the model has no slot for (o_proj/MLP biases, q/k norms outside qwen3)
  * are refused.
