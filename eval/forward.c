@@ -99,14 +99,17 @@ static void rope_table(const struct model *m, int n_ctx, float *cos_t, float *si
 static size_t plan_scratch(const struct model *m, int n_ctx, int max_batch, int n_threads) {
     const struct model_config *c = &m->cfg;
     size_t need = attention_scratch(n_ctx, c->head_dim, n_threads);
-    const int n_moe = c->n_expert > 0 ? 1 + 3 * c->n_expert : 0; /* router, experts */
+    /* router, experts, the shared expert's three */
+    const int n_moe = c->n_expert > 0 ? 1 + 3 * c->n_expert + (c->shared_hidden > 0 ? 3 : 0) : 0;
     for (int l = 0; l <= c->n_layers; l++)
         for (int i = 0; i < (l < c->n_layers ? LIN_COUNT + n_moe : 1); i++) {
             const struct layer *L = l < c->n_layers ? &m->layers[l] : NULL;
             const struct tensor *w = !L                ? &m->output
                                      : i < LIN_COUNT   ? &L->lin[i]
                                      : i == LIN_COUNT ? &L->router
-                                                      : &L->ex[i - LIN_COUNT - 1];
+                                     : i <= LIN_COUNT + 3 * c->n_expert
+                                         ? &L->ex[i - LIN_COUNT - 1]
+                                         : &L->shexp[i - LIN_COUNT - 1 - 3 * c->n_expert];
             if (!w->data) continue; /* a MoE layer's MLP slots */
             for (int T = 1; T <= max_batch; T++) {
                 need = LB_MAX(need, matmul_scratch(w, T, n_threads));
@@ -137,7 +140,8 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
     const size_t B = (size_t)max_batch, D = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     const size_t half = (size_t)c->head_dim / 2;
-    const size_t He = (size_t)LB_MAX(c->expert_hidden, 1), E = (size_t)LB_MAX(c->n_expert, 1);
+    const size_t He = (size_t)LB_MAX(LB_MAX(c->expert_hidden, c->shared_hidden), 1),
+                 E = (size_t)LB_MAX(c->n_expert, 1);
     const size_t kmax = LB_MAX(LB_MAX(D, qd), LB_MAX(H, He)); /* the widest matmul input */
     const size_t ws_bytes = plan_scratch(m, n_ctx, max_batch, lb_threads());
     s->ldk = attn_ldk(n_ctx);
@@ -312,6 +316,8 @@ void fwd_int8_coverage(const struct model *m, int *n_int8, int *n_total) {
         for (int i = 0; i < LIN_COUNT; i++)
             if (L->lin[i].data) ok += matmul_i8_tensor_ok(&L->lin[i]), all++;
         for (int e = 0; e < 3 * m->cfg.n_expert; e++, all++) ok += matmul_i8_tensor_ok(&L->ex[e]);
+        for (int k = 0; k < 3 && m->cfg.shared_hidden > 0; k++, all++)
+            ok += matmul_i8_tensor_ok(&L->shexp[k]);
         if (m->cfg.n_expert > 0) ok += matmul_i8_tensor_ok(&L->router), all++;
     }
     ok += matmul_i8_tensor_ok(&m->output);
@@ -475,6 +481,25 @@ static void moe_ffn(struct fwd_state *s, const struct layer *L, const float *xn,
             const float *y = s->moe_y + (size_t)i * D, w = s->moe_wt[i];
             for (int d = 0; d < D; d++) o[d] += w * y[d];
         }
+    }
+    const int Hs = c->shared_hidden;
+    if (Hs <= 0) return;
+    /* qwen2moe: every token through the shared expert, times sigmoid(xn·w_gate) */
+    mm(s, s->moe_g, xn, &L->shexp[0], T);
+    mm(s, s->moe_u, xn, &L->shexp[1], T);
+    for (size_t i = 0; i < (size_t)T * Hs; i++) {
+        const float gv = s->moe_g[i];
+        s->moe_g[i] = gv / (1.0f + expf(-gv)) * s->moe_u[i];
+    }
+    mm(s, s->moe_y, s->moe_g, &L->shexp[2], T);
+    const float *wg = L->shexp_gate.data;
+    for (int t = 0; t < T; t++) {
+        double z = 0;
+        for (int d = 0; d < D; d++) z += (double)xn[(size_t)t * D + d] * wg[d];
+        const float g = (float)(1.0 / (1.0 + exp(-z)));
+        float *o = out + (size_t)t * D;
+        const float *y = s->moe_y + (size_t)t * D;
+        for (int d = 0; d < D; d++) o[d] += g * y[d];
     }
 }
 

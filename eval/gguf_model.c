@@ -6,7 +6,11 @@
  *   embedding/heads), .attention.layer_norm_rms_epsilon, .rope.freq_base (default 10000),
  *   .rope.dimension_count (must be the head dim: partial rotary is not supported), .context_length,
  *   ARCH.vocab_size (default token_embd rows); Mixtral: llama with ARCH.expert_count,
- *   .expert_used_count, blk.N.ffn_gate_inp.weight and blk.N.ffn_{gate,up,down}_exps.weight.
+ *   .expert_used_count, blk.N.ffn_gate_inp.weight and blk.N.ffn_{gate,up,down}_exps.weight;
+ *   qwen2moe: those with .expert_feed_forward_length, q/k/v biases, the weights not
+ *   renormalized (llama.cpp's norm_w false; ARCH.expert_weights_norm true, which lowbit writes for
+ *   norm_topk_prob and llama.cpp ignores, renormalizes them), and the shared expert (.expert_shared_feed_forward_
+ *   length, blk.N.ffn_{gate,up,down}_shexp.weight, its gate blk.N.ffn_gate_inp_shexp.weight).
  * llama.cpp's converter permutes HF q/k rows to interleaved pairs for llama/mistral (ROPE_NORM);
  * qwen2 and qwen3 keep the HF half-split layout (ROPE_NEOX); qwen2 has q/k/v biases, qwen3 per-head
  * q/k norms (blk.N.attn_{q,k}_norm.weight) and no biases. Tensor data stays in the
@@ -103,12 +107,13 @@ int model_load_gguf(struct model *m, const char *path) {
     if (rc == 1) return err("%s: missing metadata general.architecture", path);
     if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2") &&
         strcmp(arch, "qwen3") && strcmp(arch, "gemma2") && strcmp(arch, "gemma3") &&
-        strcmp(arch, "phi3"))
+        strcmp(arch, "phi3") && strcmp(arch, "qwen2moe"))
         return err("%s: unsupported architecture '%s' (lowbit runs llama, mistral, qwen2, qwen3, "
-                   "gemma2, gemma3, phi3)", path, arch);
+                   "gemma2, gemma3, phi3, qwen2moe)", path, arch);
     snprintf(c->arch, sizeof c->arch, "%s", arch);
     c->rope_style = model_gguf_keeps_hf_rope(c) ? ROPE_NEOX : ROPE_NORM;
-    c->qkv_bias = !strcmp(arch, "qwen2");
+    const bool qwen2moe = !strcmp(arch, "qwen2moe");
+    c->qkv_bias = !strcmp(arch, "qwen2") || qwen2moe;
     const bool gemma2 = !strcmp(arch, "gemma2"), gemma3 = !strcmp(arch, "gemma3");
     c->qk_norm = !strcmp(arch, "qwen3") || gemma3;
     c->norm_eps = 1e-5f;
@@ -138,11 +143,22 @@ int model_load_gguf(struct model *m, const char *path) {
     if (get_int(g, arch, "expert_count", &c->n_expert, false, 0, 1024) ||
         get_int(g, arch, "expert_used_count", &c->n_expert_used, false, 0, 1024))
         return -1;
-    if (c->n_expert > 0 && strcmp(arch, "llama"))
+    if (c->n_expert > 0 && strcmp(arch, "llama") && !qwen2moe)
         return err("%s: %s with %d experts is not supported (lowbit runs Mixtral-style experts in "
                    "llama files, and qwen2moe)", path, arch, c->n_expert);
+    if (qwen2moe && c->n_expert <= 0)
+        return err("%s: qwen2moe without %s.expert_count", path, arch);
     c->expert_hidden = c->n_expert > 0 ? c->hidden_dim : 0;
-    c->expert_norm = c->n_expert > 0;
+    /* llama.cpp's qwen2moe keeps the top-k softmax probabilities as they are (norm_w false) */
+    c->expert_norm = c->n_expert > 0 && !qwen2moe;
+    char key[96];
+    snprintf(key, sizeof key, "%s.expert_weights_norm", arch); /* norm_topk_prob (not llama.cpp's) */
+    if (qwen2moe && gguf_get_bool(g, key, &c->expert_norm) < 0) return -1;
+    if (qwen2moe &&
+        (get_int(g, arch, "expert_feed_forward_length", &c->expert_hidden, true, 1, 1 << 22) ||
+         get_int(g, arch, "expert_shared_feed_forward_length", &c->shared_hidden, true, 1,
+                 1 << 22)))
+        return -1;
     if (model_fused_qkv(c) &&
         (get_int(g, arch, "rope.scaling.original_context_length", &c->rope_orig_ctx, false, 0,
                  1 << 24) ||

@@ -126,6 +126,7 @@ static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
         {"gemma2", "Gemma2ForCausalLM", "gemma2"},  {"gemma3_text", "Gemma3ForCausalLM", "gemma3"},
         {"phi3", "Phi3ForCausalLM", "phi3"},
         {"mixtral", "MixtralForCausalLM", "llama"}, /* llama with experts, as GGUF names it */
+        {"qwen2_moe", "Qwen2MoeForCausalLM", "qwen2moe"},
     };
     json_t *mt = cfg_get(root, "model_type"), *ar = cfg_get(root, "architectures");
     const char *name = NULL;
@@ -146,10 +147,10 @@ static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
             }
     } else {
         return err("%s: no model_type or architectures (expected model_type llama, mistral, "
-                   "qwen2, qwen3, gemma2, gemma3_text, phi3 or mixtral)", path);
+                   "qwen2, qwen3, gemma2, gemma3_text, phi3, mixtral or qwen2_moe)", path);
     }
     return err("unsupported architecture '%s' in %s (lowbit runs llama, mistral, qwen2, qwen3, "
-               "gemma2, gemma3_text, phi3, mixtral)", name, path);
+               "gemma2, gemma3_text, phi3, mixtral, qwen2_moe)", name, path);
 }
 
 /* rope_scaling: absent/null/"default" = none; "llama3" fills cfg.rope_*; anything else refused */
@@ -354,7 +355,8 @@ static int read_config(struct hf_load *h) {
     }
     /* qwen2 always has q/k/v biases (and no o_proj bias); llama's attention_bias also adds an
      * o_proj bias, refused when its tensor shows up */
-    c->qkv_bias = attn_bias || !strcmp(c->arch, "qwen2");
+    const bool qwen2moe = !strcmp(c->arch, "qwen2moe");
+    c->qkv_bias = attn_bias || !strcmp(c->arch, "qwen2") || qwen2moe;
     c->qk_norm = !strcmp(c->arch, "qwen3") || !strcmp(c->arch, "gemma3"); /* q_norm, k_norm [head_dim] */
     /* sliding-window attention equals full attention up to the window: cap the usable context
      * there, since the forward pass attends to everything */
@@ -368,9 +370,29 @@ static int read_config(struct hf_load *h) {
         c->expert_hidden = c->hidden_dim;
         c->expert_norm = true;
     }
+    /* Qwen2MoeConfig: num_experts, num_experts_per_tok, moe_intermediate_size, the shared
+     * expert's shared_expert_intermediate_size, norm_topk_prob (default false); every layer
+     * sparse (decoder_sparse_step 1, no mlp_only_layers) */
+    if (qwen2moe) {
+        int step;
+        json_t *mlp_only = cfg_get(root, "mlp_only_layers");
+        if (cfg_int(p, root, "num_experts", false, 60, 1, 1024, &c->n_expert) ||
+            cfg_int(p, root, "num_experts_per_tok", false, 4, 1, 1024, &c->n_expert_used) ||
+            cfg_int(p, root, "moe_intermediate_size", false, 1408, 1, INT_MAX, &c->expert_hidden) ||
+            cfg_int(p, root, "shared_expert_intermediate_size", false, 5632, 1, INT_MAX,
+                    &c->shared_hidden) ||
+            cfg_int(p, root, "decoder_sparse_step", false, 1, 0, INT_MAX, &step) ||
+            cfg_bool(p, root, "norm_topk_prob", false, &c->expert_norm))
+            goto out;
+        if (step != 1 || (mlp_only && json_array_size(mlp_only) > 0)) {
+            err("%s: decoder_sparse_step %d or mlp_only_layers leave dense layers among the "
+                "sparse ones, which lowbit does not run", p, step);
+            goto out;
+        }
+    }
     json_t *sw = cfg_get(root, "sliding_window");
     bool sw_used = !strcmp(c->arch, "mistral") || mixtral;
-    if ((!strcmp(c->arch, "qwen2") || !strcmp(c->arch, "qwen3")) &&
+    if ((!strcmp(c->arch, "qwen2") || !strcmp(c->arch, "qwen3") || qwen2moe) &&
         cfg_bool(p, root, "use_sliding_window", false, &sw_used))
         goto out;
     if (sw_used && sw) {
@@ -409,6 +431,21 @@ static const struct {
     {"self_attn.k_norm.weight", "attn_k_norm.weight"},
 };
 
+/* layer suffix s names an expert's matrix (Mixtral block_sparse_moe.experts.E.w1|w3|w2.weight,
+ * qwen2moe mlp.experts.E.gate_proj|up_proj|down_proj.weight): its kind 0 gate, 1 up, 2 down and
+ * *e; -1 otherwise */
+static int expert_name(const char *s, int *e) {
+    int pos = 0, w;
+    char p[16];
+    if (sscanf(s, "block_sparse_moe.experts.%d.w%d.weight%n", e, &w, &pos) == 2 && !s[pos] &&
+        *e >= 0 && w >= 1 && w <= 3)
+        return w == 1 ? 0 : w == 3 ? 1 : 2;
+    pos = 0;
+    if (sscanf(s, "mlp.experts.%d.%15[a-z]_proj.weight%n", e, p, &pos) == 2 && !s[pos] && *e >= 0)
+        return !strcmp(p, "gate") ? 0 : !strcmp(p, "up") ? 1 : !strcmp(p, "down") ? 2 : -1;
+    return -1;
+}
+
 /* the canonical suffix of layer suffix s into out: 1 = found (*bias: a linear's bias), 0 = not a
  * tensor lowbit knows, -1 = a tensor that changes the result and has no slot (nothing printed) */
 static int layer_suffix(const struct model_config *c, const char *s, char *out, size_t size,
@@ -438,16 +475,26 @@ static int layer_suffix(const struct model_config *c, const char *s, char *out, 
             snprintf(out, size, "%s", norm_names[i].gguf);
             return 1;
         }
-    /* Mixtral's router; its experts are stacked by add_expert */
-    if (c->n_expert > 0 && !strcmp(s, "block_sparse_moe.gate.weight"))
-        return snprintf(out, size, "ffn_gate_inp.weight"), 1;
-    int e, w, pos = 0; /* an expert of a quantized checkpoint: one tensor per expert */
+    /* Mixtral's and qwen2moe's router; float experts are stacked by add_expert */
     if (c->n_expert > 0 &&
-        sscanf(s, "block_sparse_moe.experts.%d.w%d.weight%n", &e, &w, &pos) == 2 && !s[pos]) {
-        if (e < 0 || e >= c->n_expert || w < 1 || w > 3) return -1;
+        (!strcmp(s, "block_sparse_moe.gate.weight") || !strcmp(s, "mlp.gate.weight")))
+        return snprintf(out, size, "ffn_gate_inp.weight"), 1;
+    int e, kind; /* an expert of a quantized checkpoint: one tensor per expert */
+    if (c->n_expert > 0 && (kind = expert_name(s, &e)) >= 0) {
+        if (e >= c->n_expert) return -1;
         return snprintf(out, size, "%s_exps.%d.weight",
-                        w == 1 ? "ffn_gate" : w == 3 ? "ffn_up" : "ffn_down", e), 1;
+                        (const char *const[]){"ffn_gate", "ffn_up", "ffn_down"}[kind], e), 1;
     }
+    static const struct {
+        const char *hf, *gguf;
+    } shexp[] = { /* qwen2moe's shared expert and its gate */
+        {"mlp.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight"},
+        {"mlp.shared_expert.up_proj.weight", "ffn_up_shexp.weight"},
+        {"mlp.shared_expert.down_proj.weight", "ffn_down_shexp.weight"},
+        {"mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp.weight"},
+    };
+    for (size_t i = 0; c->shared_hidden > 0 && i < LB_ARRAY_LEN(shexp); i++)
+        if (!strcmp(s, shexp[i].hf)) return snprintf(out, size, "%s", shexp[i].gguf), 1;
     /* phi3's fused linears: split into their parts by model_add_fused */
     if (model_fused_qkv(c) && !strcmp(s, "self_attn.qkv_proj.weight"))
         return snprintf(out, size, "attn_qkv.weight"), 1;
@@ -1195,15 +1242,15 @@ static int add_expert(struct hf_load *h, const struct safetensors *st,
                       const struct safetensors_tensor *s) {
     struct model *m = h->m;
     const struct model_config *c = &m->cfg;
-    int layer, e, w, pos = 0;
+    int layer, e, pos = 0;
     if (h->q.method != HFQ_NONE) return 0; /* quantized: one tensor per expert (layer_suffix) */
-    if (c->n_expert <= 0 ||
-        sscanf(s->name, "model.layers.%d.block_sparse_moe.experts.%d.w%d.weight%n", &layer, &e,
-               &w, &pos) != 3 || s->name[pos])
+    if (c->n_expert <= 0 || sscanf(s->name, "model.layers.%d.%n", &layer, &pos) != 1 || !pos)
         return 0;
-    if (layer < 0 || layer >= c->n_layers || e < 0 || e >= c->n_expert || w < 1 || w > 3)
-        return err("%s: tensor '%s' is beyond the config's %d layers, %d experts or w1..w3",
-                   st->path, s->name, c->n_layers, c->n_expert);
+    const int k = expert_name(s->name + pos, &e); /* gate, up, down */
+    if (k < 0) return 0;
+    if (layer < 0 || layer >= c->n_layers || e >= c->n_expert)
+        return err("%s: tensor '%s' is beyond the config's %d layers or %d experts", st->path,
+                   s->name, c->n_layers, c->n_expert);
     const enum dtype type = s->dtype == SAFETENSORS_F32    ? DTYPE_F32
                             : s->dtype == SAFETENSORS_F16  ? DTYPE_F16
                             : s->dtype == SAFETENSORS_BF16 ? DTYPE_BF16
@@ -1211,7 +1258,6 @@ static int add_expert(struct hf_load *h, const struct safetensors *st,
     if (type == DTYPE_COUNT)
         return err("%s: tensor '%s' has dtype %s (lowbit reads F32, F16 or BF16 experts)",
                    st->path, s->name, safetensors_dtype_name(s->dtype));
-    const int k = w == 1 ? 0 : w == 3 ? 1 : 2; /* gate, up, down */
     const int64_t He = c->expert_hidden, D = c->dim;
     const int64_t K = k == 2 ? He : D, N = k == 2 ? D : He; /* ne [K, N] */
     if (s->n_dims != 2 || s->shape[0] != N || s->shape[1] != K)
@@ -1250,14 +1296,14 @@ static int add_expert(struct hf_load *h, const struct safetensors *st,
 static int experts_complete(const struct hf_load *h) {
     const struct model_config *c = &h->m->cfg;
     if (c->n_expert <= 0 || h->q.method != HFQ_NONE) return 0; /* per-expert: model_bind checks */
-    static const char *const w[3] = {"w1", "w3", "w2"};
+    static const char *const kind[3] = {"gate", "up", "down"};
     for (int l = 0; l < c->n_layers; l++)
         for (int k = 0; k < 3; k++)
             for (int e = 0; e < c->n_expert; e++)
-                if (!h->exp_seen || !h->exp_seen[((size_t)l * 3 + (size_t)k) * (size_t)c->n_expert + (size_t)e])
-                    return err("%s: model.layers.%d.block_sparse_moe.experts.%d.%s.weight is "
-                               "missing (num_local_experts is %d)", h->dir, l, e, w[k],
-                               c->n_expert);
+                if (!h->exp_seen ||
+                    !h->exp_seen[((size_t)l * 3 + (size_t)k) * (size_t)c->n_expert + (size_t)e])
+                    return err("%s: layer %d's expert %d has no %s matrix (the config has %d "
+                               "experts)", h->dir, l, e, kind[k], c->n_expert);
     return 0;
 }
 
@@ -1321,6 +1367,9 @@ static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *
             t.data = buf;
             t.type = DTYPE_F32;
         }
+        if (m->cfg.shared_hidden > 0 && t.n_dims == 2 && t.ne[1] == 1 && nl > 25 &&
+            !strcmp(name + nl - 25, "ffn_gate_inp_shexp.weight"))
+            t.n_dims = 1; /* qwen2moe's shared_expert_gate [1, D]: GGUF's [D] */
         const int fused = model_add_fused(m, &t); /* phi3's qkv_proj, gate_up_proj */
         if (fused < 0 || (!fused && model_add_tensor(m, &t))) return -1;
     }

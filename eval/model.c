@@ -327,6 +327,10 @@ static int check_config(const struct model *m) {
         return err("%s: rms norm epsilon %g (expected 0 < eps < 1)", p, (double)c->norm_eps);
     if (!(c->rope_theta > 0)) return err("%s: rope theta %g (expected > 0)", p, (double)c->rope_theta);
     if (c->ctx_len < 0) return err("%s: context length %d", p, c->ctx_len);
+    if (c->shared_hidden < 0 || c->shared_hidden > (1 << 22) ||
+        (c->shared_hidden > 0 && c->n_expert <= 0))
+        return err("%s: shared expert hidden size %d (expected 0, or 1..2^22 with experts)", p,
+                   c->shared_hidden);
     if (c->n_expert < 0 || c->n_expert > 1024 ||
         (c->n_expert > 0 && (c->n_expert_used < 1 || c->n_expert_used > c->n_expert ||
                              c->expert_hidden < 1 || c->expert_hidden > (1 << 22))))
@@ -400,6 +404,14 @@ int model_bind(struct model *m) {
             BIND(lin[i], sfx, lin_dim(c, li->in), lin_dim(c, li->out), false);
         }
         if (c->n_expert > 0) BIND(router, "ffn_gate_inp.weight", D, c->n_expert, false);
+        if (c->shared_hidden > 0) { /* qwen2moe's shared expert */
+            const int64_t Hs = c->shared_hidden;
+            BIND(shexp[0], "ffn_gate_shexp.weight", D, Hs, false);
+            BIND(shexp[1], "ffn_up_shexp.weight", D, Hs, false);
+            BIND(shexp[2], "ffn_down_shexp.weight", Hs, D, false);
+            BIND(shexp_gate, "ffn_gate_inp_shexp.weight", D, 0, false);
+            if (to_f32(m, &L->shexp_gate)) return -1;
+        }
         for (int i = 0; i < LIN_COUNT; i++) {
             if (!lin_info[i].bias) continue;
             snprintf(sfx, sizeof sfx, "%s.bias", lin_info[i].gguf);

@@ -33,7 +33,7 @@ enum model_format { MODEL_FORMAT_LLAMA2C, MODEL_FORMAT_GGUF, MODEL_FORMAT_HF, MO
 enum rope_style { ROPE_NORM, ROPE_NEOX };
 
 struct model_config {
-    char arch[32]; /* "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3" */
+    char arch[32]; /* "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "qwen2moe" */
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size;
     int ctx_len; /* trained context length (0 = unknown) */
     float norm_eps, rope_theta;
@@ -65,6 +65,9 @@ struct model_config {
      * sum to 1 (Mixtral always) */
     int n_expert, n_expert_used, expert_hidden;
     bool expert_norm;
+    /* qwen2moe's shared expert: a SwiGLU MLP of this hidden size that every token runs, its output
+     * times sigmoid(x·w_gate) added to the experts'; 0 = none */
+    int shared_hidden;
 };
 
 /* ---- the linears of a decoder block: one enum, one table ----
@@ -119,6 +122,9 @@ struct layer {
      * a quantized HF checkpoint has one tensor per expert under that name, and exps zeroed) */
     struct tensor router, exps[3];
     struct tensor *ex;
+    /* qwen2moe (cfg.shared_hidden > 0): the shared expert's gate, up, down (blk.N.ffn_{gate,up,
+     * down}_shexp.weight [D, Hs], [D, Hs], [Hs, D]) and its gate [D] (ffn_gate_inp_shexp, fp32) */
+    struct tensor shexp[3], shexp_gate;
     struct tensor attn_post_norm, ffn_post_norm; /* [D] fp32 when cfg.post_norms, else zeroed */
     struct tensor q_norm, k_norm;  /* [hd] fp32 when cfg.qk_norm, else zeroed */
     struct tensor lin[LIN_COUNT];  /* enum lin */

@@ -42,18 +42,29 @@ static bool layer_hf(const struct model_config *mc, const char *c, char *out, si
             return snprintf(out, n, "%s", gemma_norm_map[i].hf), true;
     for (size_t i = 0; i < LB_ARRAY_LEN(norm_map); i++)
         if (!strcmp(c, norm_map[i].canon)) return snprintf(out, n, "%s", norm_map[i].hf), true;
-    /* Mixtral: the router (kept in float, as GPTQModel and AutoAWQ keep it) and each expert */
+    /* MoE: the router (kept in float, as GPTQModel and AutoAWQ keep it) and each expert, in
+     * Mixtral's names (block_sparse_moe) or qwen2moe's (mlp, and the shared expert) */
+    const bool q2 = mc->shared_hidden > 0;
     if (mc->n_expert > 0 && !strcmp(c, "ffn_gate_inp.weight"))
-        return snprintf(out, n, "block_sparse_moe.gate.weight"), true;
+        return snprintf(out, n, q2 ? "mlp.gate.weight" : "block_sparse_moe.gate.weight"), true;
     int e, pos = 0;
     char kind[16];
     if (mc->n_expert > 0 && sscanf(c, "ffn_%15[a-z]_exps.%d.weight%n", kind, &e, &pos) == 2 &&
         !c[pos]) {
-        snprintf(out, n, "block_sparse_moe.experts.%d.w%c.weight", e,
-                 !strcmp(kind, "gate") ? '1' : !strcmp(kind, "up") ? '3' : '2');
+        if (q2) snprintf(out, n, "mlp.experts.%d.%s_proj.weight", e, kind);
+        else snprintf(out, n, "block_sparse_moe.experts.%d.w%c.weight", e,
+                      !strcmp(kind, "gate") ? '1' : !strcmp(kind, "up") ? '3' : '2');
         *linear = true;
         return true;
     }
+    pos = 0;
+    if (q2 && sscanf(c, "ffn_%15[a-z]_shexp.weight%n", kind, &pos) == 1 && !c[pos]) {
+        snprintf(out, n, "mlp.shared_expert.%s_proj.weight", kind);
+        *linear = true;
+        return true;
+    }
+    if (q2 && !strcmp(c, "ffn_gate_inp_shexp.weight"))
+        return snprintf(out, n, "mlp.shared_expert_gate.weight"), true;
     for (int i = 0; i < LIN_COUNT; i++) {
         const struct lin_info *li = &lin_info[i];
         const size_t k = strlen(li->gguf);
@@ -508,7 +519,18 @@ static json_t *make_config(const struct hfx_model *hm) {
     }
     if (!strcmp(type, "llama") || !strcmp(type, "qwen3"))
         json_object_set_new(j, "attention_bias", json_boolean(c->qkv_bias));
-    if (c->n_expert > 0) { /* Mixtral */
+    if (c->shared_hidden > 0) { /* qwen2moe */
+        json_object_set_new(j, "architectures", json_pack("[s]", "Qwen2MoeForCausalLM"));
+        json_object_set_new(j, "model_type", json_string("qwen2_moe"));
+        json_object_set_new(j, "num_experts", json_integer(c->n_expert));
+        json_object_set_new(j, "num_experts_per_tok", json_integer(c->n_expert_used));
+        json_object_set_new(j, "moe_intermediate_size", json_integer(c->expert_hidden));
+        json_object_set_new(j, "shared_expert_intermediate_size", json_integer(c->shared_hidden));
+        json_object_set_new(j, "norm_topk_prob", json_boolean(c->expert_norm));
+        json_object_set_new(j, "decoder_sparse_step", json_integer(1));
+        json_object_set_new(j, "qkv_bias", json_true());
+        json_object_del(j, "attention_bias");
+    } else if (c->n_expert > 0) { /* Mixtral */
         json_object_set_new(j, "architectures", json_pack("[s]", "MixtralForCausalLM"));
         json_object_set_new(j, "model_type", json_string("mixtral"));
         json_object_set_new(j, "num_local_experts", json_integer(c->n_expert));

@@ -208,6 +208,14 @@ int quant_gguf_put_model_kv(struct gguf_writer *w, const struct model *m, const 
         KV_U32("expert_count", c->n_expert);
         KV_U32("expert_used_count", c->n_expert_used);
     }
+    if (c->shared_hidden > 0) { /* qwen2moe */
+        KV_U32("expert_feed_forward_length", c->expert_hidden);
+        KV_U32("expert_shared_feed_forward_length", c->shared_hidden);
+        if (!rc && c->expert_norm) { /* norm_topk_prob: read by lowbit, ignored by llama.cpp */
+            snprintf(k, sizeof k, "%s.expert_weights_norm", c->arch);
+            rc = gguf_writer_bool(w, k, true);
+        }
+    }
     if (model_fused_qkv(c)) { /* phi3's longrope keys (eval/gguf_model.c) */
         if (c->rope_orig_ctx > 0) KV_U32("rope.scaling.original_context_length", c->rope_orig_ctx);
         if (c->rope_attn_factor > 0) KV_F32("rope.scaling.attn_factor", c->rope_attn_factor);

@@ -1,5 +1,5 @@
-/* tests/test_arch.c: the architectures beyond the Llama family (qwen3, gemma2, gemma3, phi3, and
- * Mixtral-style experts) through the product.
+/* tests/test_arch.c: the architectures beyond the Llama family (qwen3, gemma2, gemma3, phi3,
+ * Mixtral-style experts and qwen2moe) through the product.
  *
  *  (a) the engine against an independent float64 numpy reference written from transformers'
  *      modeling files (tests/ref/arch_ref.py): random-weight fixtures, each as a Hugging Face
@@ -10,7 +10,8 @@
  *      (`lowbit quant --recipe`, light calibration rows of this file's own recipes CSV): log-probs
  *      near the float model's (mean KL), bits per weight printed (`lowbit info`); gemma's block
  *      backward is not written yet, so AutoRound and AQLM must refuse it with a message; the
- *      phi3 and Mixtral fixtures too (the calibration recipes refuse Mixtral: no routing yet);
+ *      phi3, Mixtral and qwen2moe fixtures too (the calibration recipes refuse the MoE models:
+ *      no expert routing in their block calibration yet);
  *  (b') the block backward through qwen3's per-head q/k norms (eval/grad.c, AutoRound's and AQLM's
  *      fine-tuning): the block forward equals eval/forward.c's, and the gradients of q and k
  *      weights equal central finite differences of the loss Σ y·r (r fixed random) within 2%;
@@ -338,7 +339,8 @@ static void quant_roundtrip(const char *fx_name, const char *arch) {
     if (!T_DATA("datasets/calibration/groups_merged.txt")) return;
     const struct fixture *x = fixture(fx_name);
     if (!x) return;
-    const bool gemma = !strncmp(arch, "gemma", 5), moe = strstr(fx_name, "mixtral") != NULL;
+    const bool gemma = !strncmp(arch, "gemma", 5),
+               moe = strstr(fx_name, "mixtral") || strstr(fx_name, "moe");
     char csv[600];
     snprintf(csv, sizeof csv, "%s/arch_recipes.csv", t_tmpdir());
     FILE *f = fopen(csv, "w");
@@ -411,6 +413,7 @@ static void test_arch_quant_qwen3(void) { quant_roundtrip("qwen3_gqa", "qwen3");
 static void test_arch_quant_gemma2(void) { quant_roundtrip("gemma2_swa_caps", "gemma2"); }
 static void test_arch_quant_phi3(void) { quant_roundtrip("phi3_longrope", "phi3"); }
 static void test_arch_quant_mixtral(void) { quant_roundtrip("mixtral_e4", "llama"); }
+static void test_arch_quant_qwen2moe(void) { quant_roundtrip("qwen2moe_e6", "qwen2moe"); }
 
 /* ------------------------------------------------------------------------------------ (d) */
 
@@ -426,7 +429,7 @@ static void test_arch_llamacpp(void) {
                peer, script);
         return;
     }
-    static const char *archs[] = {"qwen3", "gemma2", "gemma3", "phi3", "mixtral"};
+    static const char *archs[] = {"qwen3", "gemma2", "gemma3", "phi3", "mixtral", "qwen2_moe"};
     static char out[1 << 16];
     for (size_t a = 0; a < LB_ARRAY_LEN(archs); a++) {
         snprintf(model, sizeof model, "%s/rand-%s.gguf", t_tmpdir(), archs[a]);
@@ -437,12 +440,17 @@ static void test_arch_llamacpp(void) {
          * layers all slide); gemma3's global base 1e6, local 10000 */
         /* phi3: longrope with the long factors (the 512-token context is above the original
          * 128) and the attention factor of 512/128 */
-        /* mixtral: 4 experts, 2 per token */
+        /* mixtral: 4 experts, 2 per token; qwen2moe: 4 of hidden 128, 2 per token, a shared
+         * expert of 256 */
         const char *extra = !strcmp(archs[a], "phi3")
                                 ? "{\"original_max_position_embeddings\": 128, \"rope_scaling\": "
                                   "\"longrope\"}"
                             : !strcmp(archs[a], "mixtral")
                                 ? "{\"num_local_experts\": 4, \"num_experts_per_tok\": 2}"
+                            : !strcmp(archs[a], "qwen2_moe")
+                                ? "{\"num_experts\": 4, \"num_experts_per_tok\": 2, "
+                                  "\"moe_intermediate_size\": 128, "
+                                  "\"shared_expert_intermediate_size\": 256}"
                                 : "{\"sliding_window\": 128, \"sliding_window_pattern\": 2, "
                                   "\"rope_local_base_freq\": 10000.0}";
         snprintf(cmd, sizeof cmd, "%s %s random-gguf %s --std 0.05 --theta %s --extra '%s' -o %s",
@@ -490,6 +498,7 @@ int main(void) {
     T_RUN(test_arch_quant_gemma2);
     T_RUN(test_arch_quant_phi3);
     T_RUN(test_arch_quant_mixtral);
+    T_RUN(test_arch_quant_qwen2moe);
     T_RUN(test_arch_llamacpp);
     t_tmpdir_cleanup();
     return T_DONE();

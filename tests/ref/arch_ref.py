@@ -40,6 +40,10 @@ The math, per model_type (x: [T, D], positions 0..T-1, causal attention, GQA by 
       num_local_experts experts; per token p = softmax(h·gateᵀ) over all experts (float),
       the num_experts_per_tok largest (torch.topk), their p divided by their sum; the output is
       Σ p_e · w2_e(silu(w1_e h) ⊙ w3_e h).
+  qwen2_moe (Qwen2MoeDecoderLayer, Qwen2MoeSparseMoeBlock): q/k/v biases; the experts as
+      Mixtral's (mlp.experts.E.gate/up/down_proj) with the top-k probabilities renormalized only
+      when norm_topk_prob; plus the shared expert (mlp.shared_expert, every token) times
+      sigmoid(h·shared_expert_gateᵀ).
 """
 import json
 import math
@@ -82,6 +86,12 @@ class Cfg:
         self.phi3 = self.type == "phi3"
         self.n_expert = c.get("num_local_experts", 0) if self.type == "mixtral" else 0
         self.top_k = c.get("num_experts_per_tok", 2)
+        self.norm_topk = True
+        self.qwen2moe = self.type == "qwen2_moe"
+        if self.qwen2moe:
+            self.n_expert = c["num_experts"]
+            self.norm_topk = c.get("norm_topk_prob", False)
+            self.bias = c.get("qkv_bias", True)
         self.ext_short = self.ext_long = None
         self.attn_factor = 1.0
         if self.phi3:
@@ -200,8 +210,8 @@ def forward(c, w, tokens):
         else:
             x = x + o
             h = rms(x, w[p + "post_attention_layernorm.weight"], c.eps, False)
-        if c.n_expert:  # MixtralSparseMoeBlock
-            x = x + moe(c, w, p + "block_sparse_moe.", h)
+        if c.n_expert:  # MixtralSparseMoeBlock, Qwen2MoeSparseMoeBlock
+            x = x + moe(c, w, p + ("mlp." if c.qwen2moe else "block_sparse_moe."), h)
             continue
         if c.phi3:  # Phi3MLP: gate, up = chunk(gate_up_proj(h), 2)
             gu = h @ w[p + "mlp.gate_up_proj.weight"].T
@@ -228,14 +238,22 @@ def moe(c, w, p, h):
     pr = np.exp(logits - logits.max(axis=-1, keepdims=True))
     pr /= pr.sum(axis=-1, keepdims=True)
     out = np.zeros_like(h)
+    names = ("gate_proj", "up_proj", "down_proj") if c.qwen2moe else ("w1", "w3", "w2")
     for t in range(h.shape[0]):
         sel = np.argsort(-pr[t], kind="stable")[:c.top_k]
-        wt = pr[t, sel] / pr[t, sel].sum()
+        wt = pr[t, sel] / pr[t, sel].sum() if c.norm_topk else pr[t, sel]
         for e, we in zip(sel, wt):
             q = p + "experts.%d." % e
-            g = h[t] @ w[q + "w1.weight"].T
-            u = h[t] @ w[q + "w3.weight"].T
-            out[t] += we * ((g / (1.0 + np.exp(-g)) * u) @ w[q + "w2.weight"].T)
+            g = h[t] @ w[q + names[0] + ".weight"].T
+            u = h[t] @ w[q + names[1] + ".weight"].T
+            out[t] += we * ((g / (1.0 + np.exp(-g)) * u) @ w[q + names[2] + ".weight"].T)
+    if c.qwen2moe:  # the shared expert, gated by a sigmoid
+        q = p + "shared_expert."
+        g = h @ w[q + "gate_proj.weight"].T
+        u = h @ w[q + "up_proj.weight"].T
+        y = (g / (1.0 + np.exp(-g)) * u) @ w[q + "down_proj.weight"].T
+        z = h @ w[p + "shared_expert_gate.weight"].T
+        out += y / (1.0 + np.exp(-z))
     return out
 
 
@@ -246,7 +264,8 @@ def log_softmax(z):
 
 def load_hf(d):
     c = json.load(open(os.path.join(d, "config.json")))
-    if c.get("model_type") not in ("qwen3", "gemma2", "gemma3", "gemma3_text", "phi3", "mixtral"):
+    if c.get("model_type") not in ("qwen3", "gemma2", "gemma3", "gemma3_text", "phi3", "mixtral",
+                                   "qwen2_moe"):
         raise ValueError("%s: model_type %s is not one of this reference's" % (d, c.get("model_type")))
     return Cfg(c), safetensors_read(os.path.join(d, "model.safetensors"))
 
@@ -289,16 +308,29 @@ FIXTURES = [
     dict(name="mixtral_e8_bf16", type="mixtral", dim=48, hidden=32, layers=2, heads=6,
          kv_heads=2, head_dim=8, vocab=272, tied=False, dtype="BF16", gguf_type=GGML_F32,
          theta=10000.0, eps=1e-5, extra=dict(num_local_experts=8, num_experts_per_tok=2)),
+    # 6 experts, 2 per token, not renormalized (Qwen1.5-MoE's norm_topk_prob false), a shared
+    # expert; 4 experts renormalized in bf16
+    dict(name="qwen2moe_e6", type="qwen2_moe", dim=64, hidden=96, layers=2, heads=4, kv_heads=2,
+         head_dim=16, vocab=300, tied=False, dtype="F32", gguf_type=GGML_F32, theta=1000000.0,
+         eps=1e-6, extra=dict(num_experts=6, num_experts_per_tok=2, moe_intermediate_size=32,
+                              shared_expert_intermediate_size=80, norm_topk_prob=False)),
+    dict(name="qwen2moe_norm_bf16", type="qwen2_moe", dim=48, hidden=64, layers=2, heads=6,
+         kv_heads=6, head_dim=8, vocab=272, tied=False, dtype="BF16", gguf_type=GGML_F32,
+         theta=10000.0, eps=1e-6, extra=dict(num_experts=4, num_experts_per_tok=2,
+                                            moe_intermediate_size=24,
+                                            shared_expert_intermediate_size=40,
+                                            norm_topk_prob=True)),
     dict(name="phi3_plain_bf16", type="phi3", dim=48, hidden=64, layers=2, heads=6, kv_heads=6,
          head_dim=8, vocab=272, tied=False, dtype="BF16", gguf_type=GGML_F32, theta=10000.0,
          eps=1e-5, extra={}),
 ]
 
-GGUF_ARCH = {"gemma3_text": "gemma3", "mixtral": "llama"}
+GGUF_ARCH = {"gemma3_text": "gemma3", "mixtral": "llama", "qwen2_moe": "qwen2moe"}
 
 CLASSES = {"qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM",
            "gemma3": "Gemma3ForCausalLM", "gemma3_text": "Gemma3ForCausalLM",
-           "phi3": "Phi3ForCausalLM", "mixtral": "MixtralForCausalLM"}
+           "phi3": "Phi3ForCausalLM", "mixtral": "MixtralForCausalLM",
+           "qwen2_moe": "Qwen2MoeForCausalLM"}
 
 
 def longrope_factors(fx, seed):
@@ -347,6 +379,23 @@ def random_weights(fx, seed, std=None):
         if gemma:
             w[p + "pre_feedforward_layernorm.weight"] = norm(D)
             w[p + "post_feedforward_layernorm.weight"] = norm(D)
+        if fx["type"] == "qwen2_moe":
+            for n, sh in (("q", qd), ("k", kvd), ("v", kvd)):
+                w[p + "self_attn.%s_proj.bias" % n] = r((sh,), 0.1)
+            E, He, Hs = (fx["extra"][k] for k in ("num_experts", "moe_intermediate_size",
+                                                   "shared_expert_intermediate_size"))
+            w[p + "mlp.gate.weight"] = r((E, D), 0.5)
+            for e in range(E):
+                q = p + "mlp.experts.%d." % e
+                w[q + "gate_proj.weight"] = r((He, D), 0.15)
+                w[q + "up_proj.weight"] = r((He, D), 0.15)
+                w[q + "down_proj.weight"] = r((D, He), 0.1)
+            q = p + "mlp.shared_expert."
+            w[q + "gate_proj.weight"] = r((Hs, D), 0.15)
+            w[q + "up_proj.weight"] = r((Hs, D), 0.15)
+            w[q + "down_proj.weight"] = r((D, Hs), 0.1)
+            w[p + "mlp.shared_expert_gate.weight"] = r((1, D), 0.3)
+            continue
         if fx["type"] == "mixtral":  # a router large enough that the choice varies by token
             E = fx["extra"]["num_local_experts"]
             w[p + "block_sparse_moe.gate.weight"] = r((E, D), 0.5)
@@ -385,6 +434,9 @@ def write_hf(d, fx, w):
         cfg.update(sliding_window=None, original_max_position_embeddings=512)
     elif fx["type"] == "mixtral":
         cfg.update(sliding_window=None)
+    elif fx["type"] == "qwen2_moe":
+        cfg.update(use_sliding_window=False, decoder_sparse_step=1, mlp_only_layers=[],
+                   qkv_bias=True)
     else:
         cfg["hidden_activation"] = "gelu_pytorch_tanh"
         del cfg["hidden_act"]
@@ -456,6 +508,9 @@ def write_gguf(path, fx, w, ctx=512):
             t += [(b + "attn_q.weight", w[p + "self_attn.q_proj.weight"], mt),
                   (b + "attn_k.weight", w[p + "self_attn.k_proj.weight"], mt),
                   (b + "attn_v.weight", w[p + "self_attn.v_proj.weight"], mt)]
+        if p + "self_attn.q_proj.bias" in w:
+            t += [(b + "attn_%s.bias" % n, w[p + "self_attn.%s_proj.bias" % n], GGML_F32)
+                  for n in ("q", "k", "v")]
         t += [(b + "attn_output.weight", w[p + "self_attn.o_proj.weight"], mt)]
         if p + "self_attn.q_norm.weight" in w:
             t += [(b + "attn_q_norm.weight", nrm(w[p + "self_attn.q_norm.weight"]), GGML_F32),
@@ -468,7 +523,21 @@ def write_gguf(path, fx, w, ctx=512):
                    GGML_F32)]
         else:
             t += [(b + "ffn_norm.weight", w[p + "post_attention_layernorm.weight"], GGML_F32)]
-        if fx["type"] == "mixtral":  # the router, then the experts stacked: [E, out, in]
+        if fx["type"] == "qwen2_moe":  # Qwen2MoeModel's converter: experts stacked, shared
+            q = p + "mlp."
+            E = fx["extra"]["num_experts"]
+
+            def stk(n):
+                return np.stack([w[q + "experts.%d.%s_proj.weight" % (e, n)] for e in range(E)])
+            t += [(b + "ffn_gate_inp.weight", w[q + "gate.weight"], mt),
+                  (b + "ffn_gate_exps.weight", stk("gate"), mt),
+                  (b + "ffn_down_exps.weight", stk("down"), mt),
+                  (b + "ffn_up_exps.weight", stk("up"), mt),
+                  (b + "ffn_gate_inp_shexp.weight", w[q + "shared_expert_gate.weight"][0], mt),
+                  (b + "ffn_gate_shexp.weight", w[q + "shared_expert.gate_proj.weight"], mt),
+                  (b + "ffn_up_shexp.weight", w[q + "shared_expert.up_proj.weight"], mt),
+                  (b + "ffn_down_shexp.weight", w[q + "shared_expert.down_proj.weight"], mt)]
+        elif fx["type"] == "mixtral":  # the router, then the experts stacked: [E, out, in]
             q = p + "block_sparse_moe."
             E = fx["extra"]["num_local_experts"]
 
@@ -503,6 +572,14 @@ def gguf_extra_kvs(fx, ctx):
     if fx["type"] == "mixtral":
         out += [(arch + ".expert_count", U32, e["num_local_experts"]),
                 (arch + ".expert_used_count", U32, e["num_experts_per_tok"])]
+    if fx["type"] == "qwen2_moe":
+        out += [(arch + ".expert_count", U32, e["num_experts"]),
+                (arch + ".expert_used_count", U32, e["num_experts_per_tok"]),
+                (arch + ".expert_feed_forward_length", U32, e["moe_intermediate_size"]),
+                (arch + ".expert_shared_feed_forward_length", U32,
+                 e["shared_expert_intermediate_size"])]
+        if e.get("norm_topk_prob"):  # lowbit's key for it (llama.cpp's qwen2moe never norms)
+            out.append((arch + ".expert_weights_norm", 7, True))
     if arch == "phi3":  # Phi3MiniModel.set_gguf_parameters
         orig = e.get("original_max_position_embeddings", ctx)
         out.append((arch + ".rope.scaling.original_context_length", U32, orig))
