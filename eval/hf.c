@@ -736,6 +736,14 @@ static bool linear_shape(const struct hf_load *h, const char *name, int64_t *K, 
         *N = down ? c->dim : c->expert_hidden;
         return true;
     }
+    pos = 0;
+    if (c->shared_hidden > 0 && sscanf(s, "ffn_%15[a-z]_shexp.weight%n", kind, &pos) == 1 &&
+        !s[pos]) { /* qwen2moe's shared expert */
+        const bool down = !strcmp(kind, "down");
+        *K = down ? c->shared_hidden : c->dim;
+        *N = down ? c->dim : c->shared_hidden;
+        return true;
+    }
     const int i = lin_by_suffix(s);
     if (i < 0) return false;
     *K = lin_dim(c, lin_info[i].in);
