@@ -44,6 +44,8 @@ void fwd_release(struct fwd_state *s) {
     free(s->rope_cos_swa);
     free(s->rope_sin_swa);
     free(s->xh);
+    free(s->moe_logits), free(s->moe_w), free(s->moe_wt), free(s->moe_x), free(s->moe_g);
+    free(s->moe_u), free(s->moe_y), free(s->moe_o), free(s->moe_sel), free(s->moe_rows);
     kscratch_release(&s->ws);
     memset(s, 0, sizeof *s);
 }
@@ -54,9 +56,15 @@ static bool rope_swa_differs(const struct model_config *c) {
                                  (c->rope_linear > 0 && c->rope_linear != 1));
 }
 
+/* phi3's longrope divisors for a context of n_ctx positions (model.h), or NULL */
+static const float *rope_longrope(const struct model *m, int n_ctx) {
+    if (!m->rope_long && !m->rope_short) return NULL;
+    return n_ctx > m->cfg.rope_orig_ctx && m->rope_long ? m->rope_long : m->rope_short;
+}
+
 /* inverse frequency of rotary pair i (0 <= i < hd/2), with Llama-3 scaling and GGUF factors; swa:
- * of a sliding layer (base rope_theta_swa, no linear scaling) */
-static double rope_inv_freq(const struct model *m, int i, bool swa) {
+ * of a sliding layer (base rope_theta_swa, no linear scaling); n_ctx picks phi3's divisors */
+static double rope_inv_freq(const struct model *m, int i, bool swa, int n_ctx) {
     const struct model_config *c = &m->cfg;
     const double theta = swa && c->rope_theta_swa > 0 ? c->rope_theta_swa : c->rope_theta;
     double f = pow(theta, -2.0 * i / c->head_dim);
@@ -75,6 +83,8 @@ static double rope_inv_freq(const struct model *m, int i, bool swa) {
         }
     }
     if (m->rope_freq_factors) f /= m->rope_freq_factors[i];
+    const float *lr = rope_longrope(m, n_ctx);
+    if (lr) f /= lr[i];
     return f;
 }
 
@@ -89,9 +99,18 @@ static void rope_table(const struct model *m, int n_ctx, float *cos_t, float *si
 static size_t plan_scratch(const struct model *m, int n_ctx, int max_batch, int n_threads) {
     const struct model_config *c = &m->cfg;
     size_t need = attention_scratch(n_ctx, c->head_dim, n_threads);
+    /* router, experts, the shared expert's three */
+    const int n_moe = c->n_expert > 0 ? 1 + 3 * c->n_expert + (c->shared_hidden > 0 ? 3 : 0) : 0;
     for (int l = 0; l <= c->n_layers; l++)
-        for (int i = 0; i < (l < c->n_layers ? LIN_COUNT : 1); i++) {
-            const struct tensor *w = l < c->n_layers ? &m->layers[l].lin[i] : &m->output;
+        for (int i = 0; i < (l < c->n_layers ? LIN_COUNT + n_moe : 1); i++) {
+            const struct layer *L = l < c->n_layers ? &m->layers[l] : NULL;
+            const struct tensor *w = !L                ? &m->output
+                                     : i < LIN_COUNT   ? &L->lin[i]
+                                     : i == LIN_COUNT ? &L->router
+                                     : i <= LIN_COUNT + 3 * c->n_expert
+                                         ? &L->ex[i - LIN_COUNT - 1]
+                                         : &L->shexp[i - LIN_COUNT - 1 - 3 * c->n_expert];
+            if (!w->data) continue; /* a MoE layer's MLP slots */
             for (int T = 1; T <= max_batch; T++) {
                 need = LB_MAX(need, matmul_scratch(w, T, n_threads));
                 need = LB_MAX(need, matmul_i8_scratch(w, T, n_threads));
@@ -121,7 +140,9 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
     const size_t B = (size_t)max_batch, D = (size_t)c->dim, H = (size_t)c->hidden_dim;
     const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     const size_t half = (size_t)c->head_dim / 2;
-    const size_t kmax = LB_MAX(LB_MAX(D, qd), H); /* the widest matmul input */
+    const size_t He = (size_t)LB_MAX(LB_MAX(c->expert_hidden, c->shared_hidden), 1),
+                 E = (size_t)LB_MAX(c->n_expert, 1);
+    const size_t kmax = LB_MAX(LB_MAX(D, qd), LB_MAX(H, He)); /* the widest matmul input */
     const size_t ws_bytes = plan_scratch(m, n_ctx, max_batch, lb_threads());
     s->ldk = attn_ldk(n_ctx);
     s->ldv = attn_ldv(c->head_dim);
@@ -134,7 +155,10 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
     const double floats = (double)heads * (double)(s->kt_head + s->v_head) +
                           (double)B * (double)(D + LB_MAX(D, qd) + qd + 2 * kvd + LB_MAX(qd, H) + H) +
                           2.0 * (double)n_ctx * (double)half + (double)B * (double)kmax +
-                          (double)ws_bytes / 4;
+                          (double)ws_bytes / 4 +
+                          (c->n_expert > 0 ? (double)B * (double)(E + 2 * c->n_expert_used + 2 +
+                                                                   3 * D + 2 * He)
+                                           : 0);
     char what[96];
     snprintf(what, sizeof what, "the KV cache and activations of a %d-token context", n_ctx);
     if (floats * 4 > (double)SIZE_MAX / 2 || mem_check((size_t)(floats * 4), what)) return -1;
@@ -156,6 +180,24 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
         fwd_release(s);
         return -1;
     }
+    if (c->n_expert > 0) {
+        const size_t K = (size_t)c->n_expert_used;
+        s->moe_logits = xmalloc(B * E * sizeof(float), "router logits");
+        s->moe_w = xmalloc(B * K * sizeof(float), "expert weights");
+        s->moe_sel = xmalloc(B * K * sizeof(int), "expert choices");
+        s->moe_wt = xmalloc(B * sizeof(float), "expert weights");
+        s->moe_rows = xmalloc(B * sizeof(int), "expert rows");
+        s->moe_x = xmalloc(B * D * sizeof(float), "expert inputs");
+        s->moe_y = xmalloc(B * D * sizeof(float), "expert outputs");
+        s->moe_o = xmalloc(B * D * sizeof(float), "expert outputs");
+        s->moe_g = xmalloc(B * He * sizeof(float), "expert activations");
+        s->moe_u = xmalloc(B * He * sizeof(float), "expert activations");
+        if (!s->moe_logits || !s->moe_w || !s->moe_sel || !s->moe_wt || !s->moe_rows ||
+            !s->moe_x || !s->moe_y || !s->moe_o || !s->moe_g || !s->moe_u) {
+            fwd_release(s);
+            return -1;
+        }
+    }
     fwd_rope_table(m, n_ctx, s->rope_cos, s->rope_sin);
     if (rope_swa_differs(c)) {
         s->rope_cos_swa = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
@@ -171,12 +213,17 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
 
 static void rope_table(const struct model *m, int n_ctx, float *cos_t, float *sin_t, bool swa) {
     const size_t half = (size_t)m->cfg.head_dim / 2;
+    const float af = m->cfg.rope_attn_factor; /* phi3 longrope: cos and sin scaled */
     for (size_t i = 0; i < half; i++) {
-        const double f = rope_inv_freq(m, (int)i, swa);
+        const double f = rope_inv_freq(m, (int)i, swa, n_ctx);
         for (int p = 0; p < n_ctx; p++) {
             const double a = p * f;
             cos_t[(size_t)p * half + i] = (float)cos(a);
             sin_t[(size_t)p * half + i] = (float)sin(a);
+            if (af > 0) {
+                cos_t[(size_t)p * half + i] *= af;
+                sin_t[(size_t)p * half + i] *= af;
+            }
         }
     }
 }
@@ -266,7 +313,12 @@ void fwd_int8_coverage(const struct model *m, int *n_int8, int *n_total) {
     int ok = 0, all = 0;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const struct layer *L = &m->layers[l];
-        for (int i = 0; i < LIN_COUNT; i++, all++) ok += matmul_i8_tensor_ok(&L->lin[i]);
+        for (int i = 0; i < LIN_COUNT; i++)
+            if (L->lin[i].data) ok += matmul_i8_tensor_ok(&L->lin[i]), all++;
+        for (int e = 0; e < 3 * m->cfg.n_expert; e++, all++) ok += matmul_i8_tensor_ok(&L->ex[e]);
+        for (int k = 0; k < 3 && m->cfg.shared_hidden > 0; k++, all++)
+            ok += matmul_i8_tensor_ok(&L->shexp[k]);
+        if (m->cfg.n_expert > 0) ok += matmul_i8_tensor_ok(&L->router), all++;
     }
     ok += matmul_i8_tensor_ok(&m->output);
     *n_int8 = ok;
@@ -375,6 +427,82 @@ static void mm(struct fwd_state *s, float *y, const float *x, const struct tenso
     mm_out(s, y, x, w, T);
 }
 
+/* a MoE layer's MLP on xn [T][D] into out [T][D] (model.h: Mixtral's sparse block): router
+ * logits, softmax over all experts (double), the n_expert_used most probable (the lower index on
+ * ties), their probabilities renormalized to sum 1 when cfg.expert_norm; then expert by expert
+ * (ascending) the tokens routed to it, gathered: down(silu(gate x) ⊙ up x), added to each token's
+ * output times its weight. The hook sees each expert's matmuls with only its tokens. */
+static void moe_ffn(struct fwd_state *s, const struct layer *L, const float *xn, float *out, int T) {
+    const struct model_config *c = &s->m->cfg;
+    const int D = c->dim, E = c->n_expert, K = c->n_expert_used, He = c->expert_hidden;
+    mm(s, s->moe_logits, xn, &L->router, T);
+    for (int t = 0; t < T; t++) {
+        const float *lg = s->moe_logits + (size_t)t * E;
+        double mx = lg[0], sum = 0, top = 0;
+        for (int e = 1; e < E; e++) mx = lg[e] > mx ? lg[e] : mx;
+        for (int e = 0; e < E; e++) sum += exp((double)lg[e] - mx);
+        int *sel = s->moe_sel + (size_t)t * K;
+        for (int j = 0; j < K; j++) { /* selection by logit = by probability */
+            int best = -1;
+            for (int e = 0; e < E; e++) {
+                bool taken = false;
+                for (int i = 0; i < j; i++) taken |= sel[i] == e;
+                if (!taken && (best < 0 || lg[e] > lg[best])) best = e;
+            }
+            sel[j] = best;
+            top += exp((double)lg[best] - mx) / sum;
+        }
+        for (int j = 0; j < K; j++) {
+            const double p = exp((double)lg[sel[j]] - mx) / sum;
+            s->moe_w[(size_t)t * K + j] = (float)(c->expert_norm ? p / top : p);
+        }
+    }
+    memset(out, 0, (size_t)T * D * sizeof *out);
+    for (int e = 0; e < E; e++) {
+        int n = 0;
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < K; j++)
+                if (s->moe_sel[(size_t)t * K + j] == e) {
+                    s->moe_rows[n] = t;
+                    s->moe_wt[n++] = s->moe_w[(size_t)t * K + j];
+                }
+        if (!n) continue;
+        for (int i = 0; i < n; i++)
+            memcpy(s->moe_x + (size_t)i * D, xn + (size_t)s->moe_rows[i] * D, (size_t)D * sizeof(float));
+        mm(s, s->moe_g, s->moe_x, model_expert(L, e, LIN_GATE), n);
+        mm(s, s->moe_u, s->moe_x, model_expert(L, e, LIN_UP), n);
+        for (size_t i = 0; i < (size_t)n * He; i++) {
+            const float gv = s->moe_g[i];
+            s->moe_g[i] = gv / (1.0f + expf(-gv)) * s->moe_u[i];
+        }
+        mm(s, s->moe_y, s->moe_g, model_expert(L, e, LIN_DOWN), n);
+        for (int i = 0; i < n; i++) {
+            float *o = out + (size_t)s->moe_rows[i] * D;
+            const float *y = s->moe_y + (size_t)i * D, w = s->moe_wt[i];
+            for (int d = 0; d < D; d++) o[d] += w * y[d];
+        }
+    }
+    const int Hs = c->shared_hidden;
+    if (Hs <= 0) return;
+    /* qwen2moe: every token through the shared expert, times sigmoid(xn·w_gate) */
+    mm(s, s->moe_g, xn, &L->shexp[0], T);
+    mm(s, s->moe_u, xn, &L->shexp[1], T);
+    for (size_t i = 0; i < (size_t)T * Hs; i++) {
+        const float gv = s->moe_g[i];
+        s->moe_g[i] = gv / (1.0f + expf(-gv)) * s->moe_u[i];
+    }
+    mm(s, s->moe_y, s->moe_g, &L->shexp[2], T);
+    const float *wg = L->shexp_gate.data;
+    for (int t = 0; t < T; t++) {
+        double z = 0;
+        for (int d = 0; d < D; d++) z += (double)xn[(size_t)t * D + d] * wg[d];
+        const float g = (float)(1.0 / (1.0 + exp(-z)));
+        float *o = out + (size_t)t * D;
+        const float *y = s->moe_y + (size_t)t * D;
+        for (int d = 0; d < D; d++) o[d] += g * y[d];
+    }
+}
+
 /* ---- one decoder block in five stages (forward.h: enum fwd_stage) ----
  * x [T][D] is the residual stream, carry [T][max(qd, H)] what one stage leaves for the next: the
  * attention output after FWD_O, the FFN activation silu(gate)·up after FWD_DOWN. Each stage
@@ -444,6 +572,7 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
         break;
     case FWD_DOWN: /* silu(gate) ⊙ up -> carry (the input of down) */
         rmsnorm(s->xn, x, L->ffn_norm.data, T, D, c->norm_eps);
+        if (c->n_expert > 0) break; /* MoE: the whole MLP in FWD_OUT */
         mm(s, carry, s->xn, &L->lin[LIN_GATE], T);
         mm(s, s->up, s->xn, &L->lin[LIN_UP], T);
 #pragma omp parallel for schedule(static) if ((size_t)T * H >= PAR_MIN_WORK)
@@ -455,7 +584,13 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
             }
         break;
     case FWD_OUT: /* x += act·Wdown: the block's output */
-        mm(s, s->xn, carry, &L->lin[LIN_DOWN], T);
+        if (c->n_expert > 0) {
+            rmsnorm(s->xn, x, L->ffn_norm.data, T, D, c->norm_eps);
+            moe_ffn(s, L, s->xn, s->moe_o, T);
+            memcpy(s->xn, s->moe_o, (size_t)T * D * sizeof(float));
+        } else {
+            mm(s, s->xn, carry, &L->lin[LIN_DOWN], T);
+        }
         if (c->post_norms) rmsnorm(s->xn, s->xn, L->ffn_post_norm.data, T, D, c->norm_eps);
         residual_add(x, s->xn, (size_t)T * D);
         break;
@@ -465,7 +600,7 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
 
 /* the weight whose input a stage ends at (the anchor the hooks know), NULL for FWD_OUT */
 static const struct tensor *stage_anchor(const struct layer *L, enum fwd_stage st) {
-    return st < LIN_N_INPUTS ? &L->lin[lin_anchor(st)] : NULL;
+    return st < LIN_N_INPUTS && L->lin[lin_anchor(st)].data ? &L->lin[lin_anchor(st)] : NULL;
 }
 
 int fwd_block_stage(struct fwd_state *s, int l, enum fwd_stage st, float *x, float *carry, int T) {

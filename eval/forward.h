@@ -25,6 +25,12 @@ struct fwd_state {
     /* scratch, max_batch rows each */
     float *x, *xn, *q, *k, *v, *up;
     float *carry; /* [max_batch][max(qd, H)]: the attention output, then the FFN activation */
+    /* MoE scratch (cfg.n_expert > 0): router logits [max_batch][E], each token's chosen experts
+     * and their weights [max_batch][n_expert_used], one expert's tokens (rows, weights
+     * [max_batch]), inputs [max_batch][D], activations [max_batch][He] x2, one expert's outputs
+     * and the sum [max_batch][D] */
+    float *moe_logits, *moe_w, *moe_wt, *moe_x, *moe_g, *moe_u, *moe_y, *moe_o;
+    int *moe_sel, *moe_rows;
     int n_cache_layers; /* n_layers (fwd_init) or 1 (fwd_init_block) */
     bool in_stage;      /* inside fwd_block_stage: the matmuls do not call mm_hook */
     float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */

@@ -415,6 +415,8 @@ struct gguf_writer {
     uint64_t n_kv;
     struct gw_tensor *t;
     uint64_t n_t, cap_t, n_fill;
+    void **own; /* the part lists gguf_writer_merge made */
+    int n_own;
 };
 
 struct gguf_writer *gguf_writer_new(void) {
@@ -427,6 +429,8 @@ void gguf_writer_free(struct gguf_writer *w) {
     if (!w) return;
     free(w->kv.p);
     free(w->t);
+    for (int i = 0; i < w->n_own; i++) free(w->own[i]);
+    free(w->own);
     free(w);
 }
 
@@ -514,6 +518,73 @@ int gguf_writer_tensor_fill(struct gguf_writer *w, const char *name, uint32_t gg
     t->fill = fill;
     t->fill_ctx = ctx;
     t->fill_i = w->n_fill++;
+    return 0;
+}
+
+/* a merged tensor's parts, each borrowed data or its own fill, made one after another */
+struct gw_merged {
+    int n;
+    struct gw_tensor part[];
+};
+
+static int gw_merged_fill(void *ctx, uint64_t i, void *buf, uint64_t nbytes) {
+    (void)i;
+    (void)nbytes;
+    const struct gw_merged *m = ctx;
+    uint8_t *p = buf;
+    for (int k = 0; k < m->n; k++) {
+        const struct gw_tensor *t = &m->part[k];
+        if (t->fill) {
+            if (t->fill(t->fill_ctx, t->fill_i, p, t->nbytes)) return -1;
+        } else {
+            memcpy(p, t->data, t->nbytes);
+        }
+        p += t->nbytes;
+    }
+    return 0;
+}
+
+int gguf_writer_merge(struct gguf_writer *w, const char *const *names, int n, const char *name,
+                      int n_dims, const int64_t *ne) {
+    uint64_t at[64], bytes = 0;
+    if (n < 1 || n > 64 || n_dims < 1 || n_dims > 4 || strlen(name) >= 128)
+        return err("gguf writer: merging %d tensors into %s", n, name);
+    for (int k = 0; k < n; k++) {
+        at[k] = w->n_t;
+        for (uint64_t i = 0; i < w->n_t; i++)
+            if (!strcmp(w->t[i].name, names[k])) at[k] = i;
+        if (at[k] == w->n_t) {
+            if (k == 0) return 1;
+            return err("gguf writer: %s is missing (merging into %s)", names[k], name);
+        }
+        if (w->t[at[k]].type != w->t[at[0]].type)
+            return err("gguf writer: %s and %s have different types (merging into %s)",
+                       names[0], names[k], name);
+        bytes += w->t[at[k]].nbytes;
+    }
+    void **no = realloc(w->own, (size_t)(w->n_own + 1) * sizeof *no);
+    if (!no) return err("out of memory");
+    w->own = no;
+    struct gw_merged *m = xmalloc(sizeof *m + (size_t)n * sizeof m->part[0], name);
+    if (!m) return -1;
+    w->own[w->n_own++] = m;
+    m->n = n;
+    for (int k = 0; k < n; k++) m->part[k] = w->t[at[k]];
+    struct gw_tensor *t = &w->t[at[0]];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->n_dims = n_dims;
+    for (int d = 0; d < 4; d++) t->ne[d] = d < n_dims ? ne[d] : 1;
+    t->data = NULL;
+    t->nbytes = bytes;
+    t->fill = gw_merged_fill;
+    t->fill_ctx = m;
+    uint64_t keep = 0; /* drop the other parts, keeping the order */
+    for (uint64_t i = 0; i < w->n_t; i++) {
+        bool part = false;
+        for (int k = 1; k < n; k++) part |= at[k] == i;
+        if (!part) w->t[keep++] = w->t[i];
+    }
+    w->n_t = keep;
     return 0;
 }
 

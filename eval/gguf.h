@@ -117,5 +117,12 @@ int gguf_writer_tensor(struct gguf_writer *w, const char *name, uint32_t ggml_ty
 typedef int (*gguf_fill_fn)(void *ctx, uint64_t i, void *buf, uint64_t nbytes);
 int gguf_writer_tensor_fill(struct gguf_writer *w, const char *name, uint32_t ggml_type, int n_dims,
                             const int64_t *ne, uint64_t nbytes, gguf_fill_fn fill, void *ctx);
+/* replace the tensors names[0..n) (added already, one type) by one tensor `name` of shape ne
+ * holding their bytes one after another, at the first one's place: phi3's fused q/k/v rows, a
+ * MoE layer's experts stacked along ne[2]. 1 when names[0] is not there (nothing done), 0, or
+ * -1 with a message. The parts are made at the write, one after another (their data borrowed, or
+ * their fills called). */
+int gguf_writer_merge(struct gguf_writer *w, const char *const *names, int n, const char *name,
+                      int n_dims, const int64_t *ne);
 int gguf_writer_write(struct gguf_writer *w, const char *path);
 #endif

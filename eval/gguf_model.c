@@ -1,11 +1,16 @@
 /* eval/gguf_model.c: a Llama-family model from a GGUF file (the layout llama.cpp writes).
  *
- * Metadata read (ARCH = general.architecture: llama, mistral, qwen2, qwen3, gemma2, gemma3):
+ * Metadata read (ARCH = general.architecture: llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3):
  *   ARCH.embedding_length, .block_count, .feed_forward_length, .attention.head_count,
  *   .attention.head_count_kv (default head_count), .attention.key_length (default
  *   embedding/heads), .attention.layer_norm_rms_epsilon, .rope.freq_base (default 10000),
  *   .rope.dimension_count (must be the head dim: partial rotary is not supported), .context_length,
- *   ARCH.vocab_size (default token_embd rows).
+ *   ARCH.vocab_size (default token_embd rows); Mixtral: llama with ARCH.expert_count,
+ *   .expert_used_count, blk.N.ffn_gate_inp.weight and blk.N.ffn_{gate,up,down}_exps.weight;
+ *   qwen2moe: those with .expert_feed_forward_length, q/k/v biases, the weights not
+ *   renormalized (llama.cpp's norm_w false; ARCH.expert_weights_norm true, which lowbit writes for
+ *   norm_topk_prob and llama.cpp ignores, renormalizes them), and the shared expert (.expert_shared_feed_forward_
+ *   length, blk.N.ffn_{gate,up,down}_shexp.weight, its gate blk.N.ffn_gate_inp_shexp.weight).
  * llama.cpp's converter permutes HF q/k rows to interleaved pairs for llama/mistral (ROPE_NORM);
  * qwen2 and qwen3 keep the HF half-split layout (ROPE_NEOX); qwen2 has q/k/v biases, qwen3 per-head
  * q/k norms (blk.N.attn_{q,k}_norm.weight) and no biases. Tensor data stays in the
@@ -17,7 +22,13 @@
  * and .final_logit_softcapping (defaults 50 and 30), gemma3's .final_logit_softcapping (default
  * none); the sliding layers' RoPE base ARCH.rope.freq_base_swa (gemma2: rope.freq_base, gemma3:
  * 10000); gemma3's ARCH.rope.scaling.factor (or .rope.scale_linear) on the full layers. The
- * attention scale is 1/√head_dim, except for the 27B shapes (46 and 62 blocks): 1/√(dim/heads). */
+ * attention scale is 1/√head_dim, except for the 27B shapes (46 and 62 blocks): 1/√(dim/heads).
+ * phi3 as llama.cpp reads it (src/models/phi3.cpp): blk.N.attn_qkv.weight [D, qd + 2·kvd] (q, k,
+ * v rows in that order; separate attn_q/k/v are read too) and blk.N.ffn_up.weight [D, 2H] (gate
+ * rows, then up) split into the canonical tensors as views; half-split rotary rows; longrope's
+ * rope_factors_long/short.weight [head_dim/2] chosen by the context against ARCH.rope.scaling.
+ * original_context_length, ARCH.rope.scaling.attn_factor on cos and sin; ARCH.attention.
+ * sliding_window is read and ignored, as llama.cpp ignores it ("Phi SWA is currently disabled"). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,12 +106,14 @@ int model_load_gguf(struct model *m, const char *path) {
     if (rc < 0) return -1;
     if (rc == 1) return err("%s: missing metadata general.architecture", path);
     if (strcmp(arch, "llama") && strcmp(arch, "mistral") && strcmp(arch, "qwen2") &&
-        strcmp(arch, "qwen3") && strcmp(arch, "gemma2") && strcmp(arch, "gemma3"))
+        strcmp(arch, "qwen3") && strcmp(arch, "gemma2") && strcmp(arch, "gemma3") &&
+        strcmp(arch, "phi3") && strcmp(arch, "qwen2moe"))
         return err("%s: unsupported architecture '%s' (lowbit runs llama, mistral, qwen2, qwen3, "
-                   "gemma2, gemma3)", path, arch);
+                   "gemma2, gemma3, phi3, qwen2moe)", path, arch);
     snprintf(c->arch, sizeof c->arch, "%s", arch);
     c->rope_style = model_gguf_keeps_hf_rope(c) ? ROPE_NEOX : ROPE_NORM;
-    c->qkv_bias = !strcmp(arch, "qwen2");
+    const bool qwen2moe = !strcmp(arch, "qwen2moe");
+    c->qkv_bias = !strcmp(arch, "qwen2") || qwen2moe;
     const bool gemma2 = !strcmp(arch, "gemma2"), gemma3 = !strcmp(arch, "gemma3");
     c->qk_norm = !strcmp(arch, "qwen3") || gemma3;
     c->norm_eps = 1e-5f;
@@ -125,6 +138,32 @@ int model_load_gguf(struct model *m, const char *path) {
                    "(and there is no %s.attention.key_length)", path, arch, c->dim, arch,
                    c->n_heads, arch);
     if ((gemma2 || gemma3) && gemma_config(g, arch, c)) return -1;
+    /* Mixtral: a "llama" file with experts (llama.cpp's llm_build_llama: softmax gating, the
+     * chosen weights renormalized) */
+    if (get_int(g, arch, "expert_count", &c->n_expert, false, 0, 1024) ||
+        get_int(g, arch, "expert_used_count", &c->n_expert_used, false, 0, 1024))
+        return -1;
+    if (c->n_expert > 0 && strcmp(arch, "llama") && !qwen2moe)
+        return err("%s: %s with %d experts is not supported (lowbit runs Mixtral-style experts in "
+                   "llama files, and qwen2moe)", path, arch, c->n_expert);
+    if (qwen2moe && c->n_expert <= 0)
+        return err("%s: qwen2moe without %s.expert_count", path, arch);
+    c->expert_hidden = c->n_expert > 0 ? c->hidden_dim : 0;
+    /* llama.cpp's qwen2moe keeps the top-k softmax probabilities as they are (norm_w false) */
+    c->expert_norm = c->n_expert > 0 && !qwen2moe;
+    char key[96];
+    snprintf(key, sizeof key, "%s.expert_weights_norm", arch); /* norm_topk_prob (not llama.cpp's) */
+    if (qwen2moe && gguf_get_bool(g, key, &c->expert_norm) < 0) return -1;
+    if (qwen2moe &&
+        (get_int(g, arch, "expert_feed_forward_length", &c->expert_hidden, true, 1, 1 << 22) ||
+         get_int(g, arch, "expert_shared_feed_forward_length", &c->shared_hidden, true, 1,
+                 1 << 22)))
+        return -1;
+    if (model_fused_qkv(c) &&
+        (get_int(g, arch, "rope.scaling.original_context_length", &c->rope_orig_ctx, false, 0,
+                 1 << 24) ||
+         get_float(g, arch, "rope.scaling.attn_factor", &c->rope_attn_factor)))
+        return -1;
     if (rope_dims && rope_dims != c->head_dim)
         return err("%s: %s.rope.dimension_count %d differs from the head dim %d (partial rotary "
                    "is not supported)", path, arch, rope_dims, c->head_dim);
@@ -140,12 +179,19 @@ int model_load_gguf(struct model *m, const char *path) {
         struct tensor t;
         if (tensor_init(&t, name, (enum dtype)dt, (int)ti->n_dims, ti->ne)) return -1;
         t.data = (void *)(g->map + g->data_offset + ti->offset);
-        if (!strcmp(name, "rope_freqs.weight")) {
+        const bool lr_long = !strcmp(name, "rope_factors_long.weight");
+        if (!strcmp(name, "rope_freqs.weight") || lr_long ||
+            !strcmp(name, "rope_factors_short.weight")) {
             if (t.type != DTYPE_F32 || t.ne[0] != c->head_dim / 2 || t.n_dims != 1)
-                return err("%s: rope_freqs.weight must be f32 [%d]", path, c->head_dim / 2);
-            m->rope_freq_factors = t.data;
+                return err("%s: %s must be f32 [%d]", path, name, c->head_dim / 2);
+            if (!strcmp(name, "rope_freqs.weight")) m->rope_freq_factors = t.data;
+            else if (lr_long) m->rope_long = t.data;
+            else m->rope_short = t.data;
             continue;
         }
+        const int fused = model_add_fused(m, &t); /* phi3's attn_qkv, ffn_up [D, 2H] */
+        if (fused < 0) return -1;
+        if (fused) continue;
         if (model_add_tensor(m, &t)) return -1;
     }
     const struct tensor *emb = model_find_tensor(m, "token_embd.weight");

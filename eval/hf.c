@@ -1,5 +1,5 @@
 /* eval/hf.c: loading a Hugging Face model directory (llama, mistral, qwen2, qwen3, gemma2,
- * gemma3 text).
+ * gemma3 text, phi3).
  *
  * Directory layout read:
  *   config.json                     the transformers config: sizes, eps, rope, tying, biases
@@ -10,6 +10,10 @@
  * names (eval/model.h); a tensor whose data the file left misaligned for its element size is
  * copied into a model buffer instead. Shapes flip from PyTorch [out, in] to ggml ne [in, out];
  * q/k rows stay in HF's half-split rotary layout (ROPE_NEOX), nothing is permuted.
+ * phi3's fused self_attn.qkv_proj and mlp.gate_up_proj are split into the canonical linears as
+ * views (model_add_fused); Mixtral's block_sparse_moe.gate is the router, its float experts
+ * block_sparse_moe.experts.E.w1/w3/w2 are copied into the stacked blk.N.ffn_{gate,up,down}_exps
+ * tensors (add_expert), a quantized checkpoint's stay one module per expert.
  * Tensors lowbit has no use for (rotary_emb.inv_freq, ...) are skipped, but tensors that would
  * change the math and that the model has no slot for (o_proj/MLP biases, q/k norms outside qwen3)
  * are refused.
@@ -51,6 +55,10 @@ struct hf_load {
     const char **fnames;
     int n_files;
     json_t *weight_map; /* the index's, or NULL for a single file */
+    /* Mixtral: experts seen [n_layers][3][E] (gate w1, up w3, down w2) and the stacked tensors
+     * they are copied into (add_expert) */
+    uint8_t *exp_seen;
+    void **exp_buf;
 };
 
 static bool file_exists(const char *path) {
@@ -116,6 +124,9 @@ static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
         {"llama", "LlamaForCausalLM", "llama"},     {"mistral", "MistralForCausalLM", "mistral"},
         {"qwen2", "Qwen2ForCausalLM", "qwen2"},     {"qwen3", "Qwen3ForCausalLM", "qwen3"},
         {"gemma2", "Gemma2ForCausalLM", "gemma2"},  {"gemma3_text", "Gemma3ForCausalLM", "gemma3"},
+        {"phi3", "Phi3ForCausalLM", "phi3"},
+        {"mixtral", "MixtralForCausalLM", "llama"}, /* llama with experts, as GGUF names it */
+        {"qwen2_moe", "Qwen2MoeForCausalLM", "qwen2moe"},
     };
     json_t *mt = cfg_get(root, "model_type"), *ar = cfg_get(root, "architectures");
     const char *name = NULL;
@@ -136,10 +147,10 @@ static int cfg_arch(const char *path, json_t *root, char *arch, size_t size) {
             }
     } else {
         return err("%s: no model_type or architectures (expected model_type llama, mistral, "
-                   "qwen2, qwen3, gemma2 or gemma3_text)", path);
+                   "qwen2, qwen3, gemma2, gemma3_text, phi3, mixtral or qwen2_moe)", path);
     }
     return err("unsupported architecture '%s' in %s (lowbit runs llama, mistral, qwen2, qwen3, "
-               "gemma2, gemma3_text)", name, path);
+               "gemma2, gemma3_text, phi3, mixtral, qwen2_moe)", name, path);
 }
 
 /* rope_scaling: absent/null/"default" = none; "llama3" fills cfg.rope_*; anything else refused */
@@ -153,6 +164,10 @@ static int cfg_rope_scaling(const char *path, json_t *root, struct model_config 
     const char *type = json_is_string(jt) ? json_string_value(jt) : NULL;
     if (!type) return err("%s: rope_scaling has no rope_type (expected \"llama3\")", path);
     if (!strcmp(type, "default")) return 0;
+    if (!strcmp(type, "longrope") || !strcmp(type, "su")) /* phi3: phi3_longrope() */
+        return !strcmp(c->arch, "phi3") ? 0
+                                        : err("%s: rope_scaling type '%s' is supported for phi3 "
+                                              "only", path, type);
     if (!strcmp(type, "linear")) { /* positions divided by factor (gemma3: its full layers) */
         json_t *f = cfg_get(rs, "factor");
         if (!json_is_number(f) || !(json_number_value(f) >= 1))
@@ -185,6 +200,64 @@ static int cfg_rope_scaling(const char *path, json_t *root, struct model_config 
                    "(expected factor >= 1 and 0 < low_freq_factor < high_freq_factor)", path,
                    (double)c->rope_factor, (double)c->rope_low_freq_factor,
                    (double)c->rope_high_freq_factor);
+    return 0;
+}
+
+/* Phi3Config: longrope (or "su") rope_scaling as transformers' _compute_longrope_parameters reads
+ * it: long_factor and short_factor lists of head_dim/2 divisors, the original context
+ * (original_max_position_embeddings, else max_position_embeddings), attention_factor (default
+ * sqrt(1 + ln(max/orig)/ln(orig)) when max > orig, else 1); partial rotary is refused */
+static int phi3_config(struct hf_load *h, json_t *root) {
+    struct model *m = h->m;
+    struct model_config *c = &m->cfg;
+    const char *p = h->cfg_path;
+    float prf;
+    if (cfg_num(p, root, "partial_rotary_factor", false, 1.0, &prf)) return -1;
+    if (prf != 1.0f)
+        return err("%s: partial_rotary_factor %g is not supported (lowbit rotates whole heads)", p,
+                   (double)prf);
+    if (cfg_int(p, root, "original_max_position_embeddings", false, c->ctx_len, 0, INT_MAX,
+                &c->rope_orig_ctx))
+        return -1;
+    json_t *sw = cfg_get(root, "sliding_window"); /* every layer (Phi3Attention) */
+    if (sw && (!json_is_integer(sw) || json_integer_value(sw) <= 0))
+        return err("%s: sliding_window is not a positive integer", p);
+    if (sw) c->swa_window = (int)LB_MIN(json_integer_value(sw), INT_MAX), c->swa_pattern = 0;
+    json_t *rs = cfg_get(root, "rope_scaling");
+    json_t *jt = rs ? cfg_get(rs, "rope_type") : NULL;
+    if (rs && !jt) jt = cfg_get(rs, "type");
+    if (!json_is_string(jt) || !strcmp(json_string_value(jt), "default")) return 0;
+    const int half = c->head_dim / 2;
+    const char *keys[2] = {"long_factor", "short_factor"};
+    for (int k = 0; k < 2; k++) {
+        json_t *a = cfg_get(rs, keys[k]);
+        if (!json_is_array(a) || (int)json_array_size(a) != half)
+            return err("%s: rope_scaling.%s is not a list of %d numbers (head_dim / 2)", p,
+                       keys[k], half);
+        float *f = model_alloc(m, (size_t)half * sizeof *f, keys[k]);
+        if (!f) return -1;
+        for (int i = 0; i < half; i++) {
+            json_t *v = json_array_get(a, (size_t)i);
+            if (!json_is_number(v) || !(json_number_value(v) > 0) || !isfinite(json_number_value(v)))
+                return err("%s: rope_scaling.%s[%d] is not a positive number", p, keys[k], i);
+            f[i] = (float)json_number_value(v);
+        }
+        if (k == 0) m->rope_long = f;
+        else m->rope_short = f;
+    }
+    if (!c->rope_orig_ctx)
+        return err("%s: longrope rope_scaling needs original_max_position_embeddings or "
+                   "max_position_embeddings", p);
+    json_t *af = cfg_get(rs, "attention_factor");
+    if (af) {
+        if (!json_is_number(af) || !(json_number_value(af) > 0))
+            return err("%s: rope_scaling.attention_factor is not a positive number", p);
+        c->rope_attn_factor = (float)json_number_value(af);
+    } else {
+        const double factor = (double)c->ctx_len / c->rope_orig_ctx;
+        c->rope_attn_factor =
+            factor <= 1 ? 1.0f : (float)sqrt(1 + log(factor) / log((double)c->rope_orig_ctx));
+    }
     return 0;
 }
 
@@ -282,13 +355,44 @@ static int read_config(struct hf_load *h) {
     }
     /* qwen2 always has q/k/v biases (and no o_proj bias); llama's attention_bias also adds an
      * o_proj bias, refused when its tensor shows up */
-    c->qkv_bias = attn_bias || !strcmp(c->arch, "qwen2");
+    const bool qwen2moe = !strcmp(c->arch, "qwen2moe");
+    c->qkv_bias = attn_bias || !strcmp(c->arch, "qwen2") || qwen2moe;
     c->qk_norm = !strcmp(c->arch, "qwen3") || !strcmp(c->arch, "gemma3"); /* q_norm, k_norm [head_dim] */
     /* sliding-window attention equals full attention up to the window: cap the usable context
      * there, since the forward pass attends to everything */
+    /* MixtralConfig: num_local_experts, num_experts_per_tok (the chosen weights renormalized) */
+    const char *mt = json_string_value(cfg_get(root, "model_type"));
+    const bool mixtral = mt && !strcmp(mt, "mixtral");
+    if (mixtral) {
+        if (cfg_int(p, root, "num_local_experts", false, 8, 1, 1024, &c->n_expert) ||
+            cfg_int(p, root, "num_experts_per_tok", false, 2, 1, 1024, &c->n_expert_used))
+            goto out;
+        c->expert_hidden = c->hidden_dim;
+        c->expert_norm = true;
+    }
+    /* Qwen2MoeConfig: num_experts, num_experts_per_tok, moe_intermediate_size, the shared
+     * expert's shared_expert_intermediate_size, norm_topk_prob (default false); every layer
+     * sparse (decoder_sparse_step 1, no mlp_only_layers) */
+    if (qwen2moe) {
+        int step;
+        json_t *mlp_only = cfg_get(root, "mlp_only_layers");
+        if (cfg_int(p, root, "num_experts", false, 60, 1, 1024, &c->n_expert) ||
+            cfg_int(p, root, "num_experts_per_tok", false, 4, 1, 1024, &c->n_expert_used) ||
+            cfg_int(p, root, "moe_intermediate_size", false, 1408, 1, INT_MAX, &c->expert_hidden) ||
+            cfg_int(p, root, "shared_expert_intermediate_size", false, 5632, 1, INT_MAX,
+                    &c->shared_hidden) ||
+            cfg_int(p, root, "decoder_sparse_step", false, 1, 0, INT_MAX, &step) ||
+            cfg_bool(p, root, "norm_topk_prob", false, &c->expert_norm))
+            goto out;
+        if (step != 1 || (mlp_only && json_array_size(mlp_only) > 0)) {
+            err("%s: decoder_sparse_step %d or mlp_only_layers leave dense layers among the "
+                "sparse ones, which lowbit does not run", p, step);
+            goto out;
+        }
+    }
     json_t *sw = cfg_get(root, "sliding_window");
-    bool sw_used = !strcmp(c->arch, "mistral");
-    if ((!strcmp(c->arch, "qwen2") || !strcmp(c->arch, "qwen3")) &&
+    bool sw_used = !strcmp(c->arch, "mistral") || mixtral;
+    if ((!strcmp(c->arch, "qwen2") || !strcmp(c->arch, "qwen3") || qwen2moe) &&
         cfg_bool(p, root, "use_sliding_window", false, &sw_used))
         goto out;
     if (sw_used && sw) {
@@ -300,6 +404,7 @@ static int read_config(struct hf_load *h) {
             c->ctx_len = (int)LB_MIN(json_integer_value(sw), INT_MAX);
     }
     if (gemma && gemma_config(p, root, c)) goto out;
+    if (model_fused_qkv(c) && phi3_config(h, root)) goto out;
     c->rope_style = ROPE_NEOX;
     ret = 0;
 out:
@@ -325,6 +430,21 @@ static const struct {
     {"self_attn.q_norm.weight", "attn_q_norm.weight"},
     {"self_attn.k_norm.weight", "attn_k_norm.weight"},
 };
+
+/* layer suffix s names an expert's matrix (Mixtral block_sparse_moe.experts.E.w1|w3|w2.weight,
+ * qwen2moe mlp.experts.E.gate_proj|up_proj|down_proj.weight): its kind 0 gate, 1 up, 2 down and
+ * *e; -1 otherwise */
+static int expert_name(const char *s, int *e) {
+    int pos = 0, w;
+    char p[16];
+    if (sscanf(s, "block_sparse_moe.experts.%d.w%d.weight%n", e, &w, &pos) == 2 && !s[pos] &&
+        *e >= 0 && w >= 1 && w <= 3)
+        return w == 1 ? 0 : w == 3 ? 1 : 2;
+    pos = 0;
+    if (sscanf(s, "mlp.experts.%d.%15[a-z]_proj.weight%n", e, p, &pos) == 2 && !s[pos] && *e >= 0)
+        return !strcmp(p, "gate") ? 0 : !strcmp(p, "up") ? 1 : !strcmp(p, "down") ? 2 : -1;
+    return -1;
+}
 
 /* the canonical suffix of layer suffix s into out: 1 = found (*bias: a linear's bias), 0 = not a
  * tensor lowbit knows, -1 = a tensor that changes the result and has no slot (nothing printed) */
@@ -355,6 +475,31 @@ static int layer_suffix(const struct model_config *c, const char *s, char *out, 
             snprintf(out, size, "%s", norm_names[i].gguf);
             return 1;
         }
+    /* Mixtral's and qwen2moe's router; float experts are stacked by add_expert */
+    if (c->n_expert > 0 &&
+        (!strcmp(s, "block_sparse_moe.gate.weight") || !strcmp(s, "mlp.gate.weight")))
+        return snprintf(out, size, "ffn_gate_inp.weight"), 1;
+    int e, kind; /* an expert of a quantized checkpoint: one tensor per expert */
+    if (c->n_expert > 0 && (kind = expert_name(s, &e)) >= 0) {
+        if (e >= c->n_expert) return -1;
+        return snprintf(out, size, "%s_exps.%d.weight",
+                        (const char *const[]){"ffn_gate", "ffn_up", "ffn_down"}[kind], e), 1;
+    }
+    static const struct {
+        const char *hf, *gguf;
+    } shexp[] = { /* qwen2moe's shared expert and its gate */
+        {"mlp.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight"},
+        {"mlp.shared_expert.up_proj.weight", "ffn_up_shexp.weight"},
+        {"mlp.shared_expert.down_proj.weight", "ffn_down_shexp.weight"},
+        {"mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp.weight"},
+    };
+    for (size_t i = 0; c->shared_hidden > 0 && i < LB_ARRAY_LEN(shexp); i++)
+        if (!strcmp(s, shexp[i].hf)) return snprintf(out, size, "%s", shexp[i].gguf), 1;
+    /* phi3's fused linears: split into their parts by model_add_fused */
+    if (model_fused_qkv(c) && !strcmp(s, "self_attn.qkv_proj.weight"))
+        return snprintf(out, size, "attn_qkv.weight"), 1;
+    if (model_fused_qkv(c) && !strcmp(s, "mlp.gate_up_proj.weight"))
+        return snprintf(out, size, "ffn_gate_up.weight"), 1;
     for (int i = 0; i < LIN_COUNT; i++) {
         const size_t n = strlen(lin_info[i].hf);
         if (strncmp(s, lin_info[i].hf, n)) continue;
@@ -581,6 +726,23 @@ static bool linear_shape(const struct hf_load *h, const char *name, int64_t *K, 
         s = strchr(name + 4, '.');
         if (!s) return false;
         s++;
+    }
+    int e, pos = 0;
+    char kind[16];
+    if (c->n_expert > 0 && sscanf(s, "ffn_%15[a-z]_exps.%d.weight%n", kind, &e, &pos) == 2 &&
+        !s[pos]) { /* a MoE expert: blk.N.ffn_{gate,up,down}_exps.E.weight */
+        const bool down = !strcmp(kind, "down");
+        *K = down ? c->expert_hidden : c->dim;
+        *N = down ? c->dim : c->expert_hidden;
+        return true;
+    }
+    pos = 0;
+    if (c->shared_hidden > 0 && sscanf(s, "ffn_%15[a-z]_shexp.weight%n", kind, &pos) == 1 &&
+        !s[pos]) { /* qwen2moe's shared expert */
+        const bool down = !strcmp(kind, "down");
+        *K = down ? c->shared_hidden : c->dim;
+        *N = down ? c->dim : c->shared_hidden;
+        return true;
     }
     const int i = lin_by_suffix(s);
     if (i < 0) return false;
@@ -1081,6 +1243,79 @@ static int add_quant(struct hf_load *h, const struct safetensors *st,
 
 /* ===== weights ===== */
 
+/* Mixtral's model.layers.N.block_sparse_moe.experts.E.w{1,2,3}.weight: copied into slice E of
+ * blk.N.ffn_{gate,down,up}_exps.weight (made, zeroed, at the first expert seen; same dtype for
+ * all). 1 = handled, 0 = not an expert tensor, -1 = error. */
+static int add_expert(struct hf_load *h, const struct safetensors *st,
+                      const struct safetensors_tensor *s) {
+    struct model *m = h->m;
+    const struct model_config *c = &m->cfg;
+    int layer, e, pos = 0;
+    if (h->q.method != HFQ_NONE) return 0; /* quantized: one tensor per expert (layer_suffix) */
+    if (c->n_expert <= 0 || sscanf(s->name, "model.layers.%d.%n", &layer, &pos) != 1 || !pos)
+        return 0;
+    const int k = expert_name(s->name + pos, &e); /* gate, up, down */
+    if (k < 0) return 0;
+    if (layer < 0 || layer >= c->n_layers || e >= c->n_expert)
+        return err("%s: tensor '%s' is beyond the config's %d layers or %d experts", st->path,
+                   s->name, c->n_layers, c->n_expert);
+    const enum dtype type = s->dtype == SAFETENSORS_F32    ? DTYPE_F32
+                            : s->dtype == SAFETENSORS_F16  ? DTYPE_F16
+                            : s->dtype == SAFETENSORS_BF16 ? DTYPE_BF16
+                                                           : DTYPE_COUNT;
+    if (type == DTYPE_COUNT)
+        return err("%s: tensor '%s' has dtype %s (lowbit reads F32, F16 or BF16 experts)",
+                   st->path, s->name, safetensors_dtype_name(s->dtype));
+    const int64_t He = c->expert_hidden, D = c->dim;
+    const int64_t K = k == 2 ? He : D, N = k == 2 ? D : He; /* ne [K, N] */
+    if (s->n_dims != 2 || s->shape[0] != N || s->shape[1] != K)
+        return err("%s: tensor '%s' is not [%lld, %lld]", st->path, s->name, (long long)N,
+                   (long long)K);
+    if (!h->exp_seen) {
+        const size_t n = (size_t)c->n_layers * 3;
+        h->exp_seen = calloc(n * (size_t)c->n_expert, 1);
+        h->exp_buf = calloc(n, sizeof *h->exp_buf);
+        if (!h->exp_seen || !h->exp_buf) return err("out of memory");
+    }
+    const size_t slot = (size_t)layer * 3 + (size_t)k;
+    uint8_t *seen = &h->exp_seen[slot * (size_t)c->n_expert + (size_t)e];
+    if (*seen) return err("%s: tensor '%s' appears twice", st->path, s->name);
+    static const char *const kinds[3] = {"ffn_gate", "ffn_up", "ffn_down"};
+    char name[TENSOR_NAME_MAX];
+    snprintf(name, sizeof name, "blk.%d.%s_exps.weight", layer, kinds[k]);
+    if (!h->exp_buf[slot]) {
+        const int64_t ne[3] = {K, N, c->n_expert};
+        struct tensor t;
+        if (tensor_init(&t, name, type, 3, ne)) return -1;
+        if (!(t.data = h->exp_buf[slot] = model_alloc(m, tensor_nbytes(&t), name))) return -1;
+        if (model_add_tensor(m, &t)) return -1;
+    }
+    const struct tensor *t = model_find_tensor(m, name);
+    if (t->type != type)
+        return err("%s: tensor '%s' is %s but expert 0..%d of its kind were %s", st->path,
+                   s->name, safetensors_dtype_name(s->dtype), c->n_expert - 1,
+                   dtype_get(t->type)->name);
+    memcpy((uint8_t *)t->data + (size_t)e * s->nbytes, s->data, s->nbytes);
+    *seen = 1;
+    return 1;
+}
+
+/* every expert of every layer was there (add_expert) */
+static int experts_complete(const struct hf_load *h) {
+    const struct model_config *c = &h->m->cfg;
+    if (c->n_expert <= 0 || h->q.method != HFQ_NONE) return 0; /* per-expert: model_bind checks */
+    static const char *const kind[3] = {"gate", "up", "down"};
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < 3; k++)
+            for (int e = 0; e < c->n_expert; e++)
+                if (!h->exp_seen ||
+                    !h->exp_seen[((size_t)l * 3 + (size_t)k) * (size_t)c->n_expert + (size_t)e])
+                    return err("%s: layer %d's expert %d has no %s matrix (the config has %d "
+                               "experts)", h->dir, l, e, kind[k], c->n_expert);
+    return 0;
+}
+
+
 /* add every tensor of one safetensors file (already parsed) that lowbit uses */
 static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *weight_map,
                        const char *fname) {
@@ -1093,6 +1328,8 @@ static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *
         }
         int rc = h->q.method != HFQ_NONE ? add_quant(h, st, s) : 0;
         if (rc < 0) return -1;
+        if (rc) continue;
+        if ((rc = add_expert(h, st, s)) < 0) return -1;
         if (rc) continue;
         char name[TENSOR_NAME_MAX];
         rc = map_name(h, st->path, s->name, name, sizeof name);
@@ -1110,6 +1347,7 @@ static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *
         if (s->n_dims < 1 || s->n_dims > TENSOR_MAX_DIMS)
             return err("%s: tensor '%s' has %d dimensions (expected 1 to %d)", st->path, s->name,
                        s->n_dims, TENSOR_MAX_DIMS);
+
         int64_t ne[TENSOR_MAX_DIMS];
         for (int d = 0; d < s->n_dims; d++) /* [out, in] -> ne [in, out] */
             ne[d] = s->shape[s->n_dims - 1 - d];
@@ -1137,7 +1375,11 @@ static int add_tensors(struct hf_load *h, const struct safetensors *st, json_t *
             t.data = buf;
             t.type = DTYPE_F32;
         }
-        if (model_add_tensor(m, &t)) return -1;
+        if (m->cfg.shared_hidden > 0 && t.n_dims == 2 && t.ne[1] == 1 && nl > 25 &&
+            !strcmp(name + nl - 25, "ffn_gate_inp_shexp.weight"))
+            t.n_dims = 1; /* qwen2moe's shared_expert_gate [1, D]: GGUF's [D] */
+        const int fused = model_add_fused(m, &t); /* phi3's qkv_proj, gate_up_proj */
+        if (fused < 0 || (!fused && model_add_tensor(m, &t))) return -1;
     }
     return 0;
 }
@@ -1250,16 +1492,17 @@ int model_load_hf(struct model *m, const char *dir) {
     int rc;
     if (file_exists(single)) {
         rc = open_file(&h, "model.safetensors") || add_all(&h) ? -1 : 0;
-        close_all(&h);
-        if (rc) return -1;
     } else if (file_exists(index)) {
         rc = load_sharded(&h, index);
-        close_all(&h);
-        if (rc) return -1;
     } else {
         return err("%s: no weights: expected %s or %s (pytorch_model.bin is not read; convert it "
                    "to safetensors)", dir, single, index);
     }
+    close_all(&h);
+    if (!rc) rc = experts_complete(&h);
+    free(h.exp_seen);
+    free(h.exp_buf);
+    if (rc) return -1;
     if (!h.tie && !model_find_tensor(m, "output.weight"))
         return err("%s: lm_head.weight is missing and tie_word_embeddings is false in %s", dir,
                    h.cfg_path);

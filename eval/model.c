@@ -81,6 +81,50 @@ bool model_gguf_keeps_hf_rope(const struct model_config *c) {
     return strcmp(c->arch, "llama") && strcmp(c->arch, "mistral");
 }
 
+bool model_fused_qkv(const struct model_config *c) { return !strcmp(c->arch, "phi3"); }
+
+int model_add_row_split(struct model *m, const struct tensor *fused, const char *const *names,
+                        const int64_t *rows, int n_parts) {
+    int64_t sum = 0;
+    for (int i = 0; i < n_parts; i++) sum += rows[i];
+    if (fused->n_dims != 2 || fused->ne[1] != sum)
+        return err("%s: tensor %s has shape [%lld, %lld] (expected [%lld, %lld]: the fused rows of "
+                   "%d tensors)", m->path, fused->name, (long long)fused->ne[0],
+                   (long long)fused->ne[1], (long long)fused->ne[0], (long long)sum, n_parts);
+    if (dtype_is_parametric(fused->type))
+        return err("%s: tensor %s is a quantized fused tensor (%s), which lowbit cannot split into "
+                   "its parts yet", m->path, fused->name, dtype_get(fused->type)->name);
+    int64_t r0 = 0;
+    for (int i = 0; i < n_parts; i++) {
+        struct tensor t = *fused;
+        snprintf(t.name, sizeof t.name, "%s", names[i]);
+        t.ne[1] = rows[i];
+        t.data = fused->data ? (uint8_t *)fused->data + (size_t)r0 * tensor_row_bytes(fused) : NULL;
+        if (model_add_tensor(m, &t)) return -1;
+        r0 += rows[i];
+    }
+    return 0;
+}
+
+int model_add_fused(struct model *m, const struct tensor *t) {
+    const struct model_config *c = &m->cfg;
+    int layer, pos = 0;
+    if (!model_fused_qkv(c) || sscanf(t->name, "blk.%d.%n", &layer, &pos) != 1 || !pos) return 0;
+    const char *s = t->name + pos;
+    const bool qkv = !strcmp(s, "attn_qkv.weight");
+    if (!qkv && strcmp(s, "ffn_gate_up.weight") &&
+        (strcmp(s, "ffn_up.weight") || t->n_dims != 2 || t->ne[1] != 2 * (int64_t)c->hidden_dim))
+        return 0;
+    char nm[3][TENSOR_NAME_MAX];
+    const char *names[3] = {nm[0], nm[1], nm[2]};
+    const int64_t kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t rows[3] = {qkv ? (int64_t)c->n_heads * c->head_dim : c->hidden_dim,
+                             qkv ? kvd : c->hidden_dim, kvd};
+    const enum lin parts[3] = {qkv ? LIN_Q : LIN_GATE, qkv ? LIN_K : LIN_UP, LIN_V};
+    for (int k = 0; k < 3; k++) lin_name(nm[k], sizeof nm[k], layer, parts[k]);
+    return model_add_row_split(m, t, names, rows, qkv ? 3 : 2) ? -1 : 1;
+}
+
 bool model_layer_swa(const struct model_config *c, int l) {
     if (c->swa_window <= 0) return false;
     return c->swa_pattern <= 0 || l % c->swa_pattern < c->swa_pattern - 1;
@@ -212,6 +256,49 @@ static int bind_one(struct model *m, struct tensor *dst, const char *name, int64
     return 0;
 }
 
+/* a MoE layer's experts of linear kind k (0 gate, 1 up, 2 down; `name` = blk.N.<kind>_exps.weight)
+ * into ex[e·3 + k]: views of the slices of the stacked tensor [ne0, ne1, E] (then also *dst), or,
+ * when the model has none (a quantized HF checkpoint: one module per expert), the 2-D tensors
+ * blk.N.<kind>_exps.<e>.weight */
+static int bind_exps(struct model *m, struct tensor *dst, struct tensor *ex, int k,
+                     const char *name, int64_t ne0, int64_t ne1) {
+    const int64_t E = m->cfg.n_expert;
+    const struct tensor *t = model_find_tensor(m, name);
+    if (!t) {
+        char one[TENSOR_NAME_MAX];
+        const size_t stem = strlen(name) - strlen(".weight");
+        for (int64_t e = 0; e < E; e++) {
+            snprintf(one, sizeof one, "%.*s.%lld.weight", (int)stem, name, (long long)e);
+            if (!model_find_tensor(m, one))
+                return err("%s: missing tensor %s (a %s model with %lld experts needs it, or each "
+                           "expert's %s)", m->path, name, m->cfg.arch, (long long)E, one);
+            if (bind_one(m, &ex[e * 3 + k], one, ne0, ne1, false)) return -1;
+        }
+        return 0;
+    }
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != E || t->ne[3] != 1)
+        return err("%s: tensor %s has shape [%lld, %lld, %lld, %lld] (expected [%lld, %lld, %lld]) "
+                   "for the config's sizes", m->path, name, (long long)t->ne[0],
+                   (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3], (long long)ne0,
+                   (long long)ne1, (long long)E);
+    if (!t->data) return err("%s: tensor %s has no data", m->path, name);
+    if (dtype_is_parametric(t->type))
+        return err("%s: tensor %s: quantized stacked experts (%s) are not supported", m->path,
+                   name, dtype_get(t->type)->name);
+    *dst = *t;
+    const size_t slice = (size_t)ne1 * tensor_row_bytes(t);
+    for (int64_t e = 0; e < E; e++) {
+        struct tensor *v = &ex[e * 3 + k];
+        *v = *t;
+        snprintf(v->name, sizeof v->name, "%.*s.%lld.weight", (int)(strlen(name) - 7), name,
+                 (long long)e);
+        v->n_dims = 2;
+        v->ne[2] = 1;
+        v->data = (uint8_t *)t->data + (size_t)e * slice;
+    }
+    return 0;
+}
+
 /* norms and biases are small: keep them fp32 */
 static int to_f32(struct model *m, struct tensor *t) {
     if (!t->data || t->type == DTYPE_F32) return 0;
@@ -244,6 +331,16 @@ static int check_config(const struct model *m) {
         return err("%s: rms norm epsilon %g (expected 0 < eps < 1)", p, (double)c->norm_eps);
     if (!(c->rope_theta > 0)) return err("%s: rope theta %g (expected > 0)", p, (double)c->rope_theta);
     if (c->ctx_len < 0) return err("%s: context length %d", p, c->ctx_len);
+    if (c->shared_hidden < 0 || c->shared_hidden > (1 << 22) ||
+        (c->shared_hidden > 0 && c->n_expert <= 0))
+        return err("%s: shared expert hidden size %d (expected 0, or 1..2^22 with experts)", p,
+                   c->shared_hidden);
+    if (c->n_expert < 0 || c->n_expert > 1024 ||
+        (c->n_expert > 0 && (c->n_expert_used < 1 || c->n_expert_used > c->n_expert ||
+                             c->expert_hidden < 1 || c->expert_hidden > (1 << 22))))
+        return err("%s: %d experts, %d used per token, expert hidden size %d (expected 0 experts, "
+                   "or 1..1024 with 1..experts used and a hidden size of 1..2^22)", p,
+                   c->n_expert, c->n_expert_used, c->expert_hidden);
     if (!(c->embd_scale >= 0) || !(c->attn_scale >= 0) || !(c->attn_softcap >= 0) ||
         !(c->final_softcap >= 0) || !(c->rope_theta_swa >= 0) || !(c->rope_linear >= 0) ||
         c->swa_window < 0 || c->swa_pattern < 0 || !isfinite(c->embd_scale) ||
@@ -281,6 +378,9 @@ int model_bind(struct model *m) {
     for (int l = 0; l < c->n_layers; l++) {
         struct layer *L = &m->layers[l];
         char sfx[64];
+        if (c->n_expert > 0 &&
+            !(L->ex = model_alloc(m, (size_t)c->n_expert * 3 * sizeof *L->ex, "expert views")))
+            return -1;
         BIND(attn_norm, "attn_norm.weight", D, 0, false);
         if (c->qk_norm) {
             BIND(q_norm, "attn_q_norm.weight", c->head_dim, 0, false);
@@ -296,8 +396,25 @@ int model_bind(struct model *m) {
             const struct lin_info *li = &lin_info[i];
             if (!li->attn && (i == 0 || lin_info[i - 1].attn)) /* the file order: norm, then FFN */
                 BIND(ffn_norm, "ffn_norm.weight", D, 0, false);
+            if (!li->attn && c->n_expert > 0) { /* the experts stand for the MLP */
+                snprintf(name, sizeof name, "blk.%d.%s_exps.weight", l, li->gguf);
+                const int64_t He = c->expert_hidden;
+                const int64_t ne0 = li->in == LIN_DIM_H ? He : D, ne1 = li->out == LIN_DIM_H ? He : D;
+                if (bind_exps(m, &L->exps[i - LIN_GATE], L->ex, i - LIN_GATE, name, ne0, ne1))
+                    return -1;
+                continue;
+            }
             snprintf(sfx, sizeof sfx, "%s.weight", li->gguf);
             BIND(lin[i], sfx, lin_dim(c, li->in), lin_dim(c, li->out), false);
+        }
+        if (c->n_expert > 0) BIND(router, "ffn_gate_inp.weight", D, c->n_expert, false);
+        if (c->shared_hidden > 0) { /* qwen2moe's shared expert */
+            const int64_t Hs = c->shared_hidden;
+            BIND(shexp[0], "ffn_gate_shexp.weight", D, Hs, false);
+            BIND(shexp[1], "ffn_up_shexp.weight", D, Hs, false);
+            BIND(shexp[2], "ffn_down_shexp.weight", Hs, D, false);
+            BIND(shexp_gate, "ffn_gate_inp_shexp.weight", D, 0, false);
+            if (to_f32(m, &L->shexp_gate)) return -1;
         }
         for (int i = 0; i < LIN_COUNT; i++) {
             if (!lin_info[i].bias) continue;
@@ -334,6 +451,16 @@ int model_bind(struct model *m) {
                    t->name, isnan(v) ? "NaN" : "Inf", (long long)r, (long long)col);
     }
     return 0;
+}
+
+int64_t model_n_active_params(const struct model *m) {
+    const struct model_config *c = &m->cfg;
+    int64_t n = model_n_params(m);
+    if (c->n_expert <= 0) return n;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < 3; k++) /* the unused experts' share */
+            n -= tensor_nelements(&m->layers[l].ex[k]) * (c->n_expert - c->n_expert_used);
+    return n;
 }
 
 int64_t model_n_params(const struct model *m) {

@@ -15,6 +15,11 @@
  *   blk.N.post_attention_norm.weight [D]  blk.N.post_ffw_norm.weight [D] (gemma2/3: RMSNorm of the
  *   attention and MLP outputs before each residual add, cfg.post_norms; ffn_norm is then the
  *   pre-MLP norm)
+ *   MoE (cfg.n_expert = E > 0, He = cfg.expert_hidden) instead of ffn_gate/up/down:
+ *   blk.N.ffn_gate_inp.weight [D, E] (the router)  blk.N.ffn_gate_exps.weight [D, He, E]
+ *   blk.N.ffn_up_exps.weight [D, He, E]  blk.N.ffn_down_exps.weight [He, D, E] (expert e's matrix
+ *   is slice e, as GGUF stores them; an HF checkpoint's float experts are stacked into them, its
+ *   quantized ones are blk.N.ffn_{gate,up,down}_exps.<e>.weight, one per expert)
  * Norm weights are multipliers, as GGUF stores them: Gemma's Hugging Face checkpoints store w for a
  * norm that multiplies by (1 + w), and their loader adds the 1 (as llama.cpp's converter does).
  * Rotary layout: llama2.c and GGUF "llama" files rotate interleaved pairs (2i, 2i+1) of each head
@@ -28,7 +33,7 @@ enum model_format { MODEL_FORMAT_LLAMA2C, MODEL_FORMAT_GGUF, MODEL_FORMAT_HF, MO
 enum rope_style { ROPE_NORM, ROPE_NEOX };
 
 struct model_config {
-    char arch[32]; /* "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3" */
+    char arch[32]; /* "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "qwen2moe" */
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size;
     int ctx_len; /* trained context length (0 = unknown) */
     float norm_eps, rope_theta;
@@ -49,7 +54,20 @@ struct model_config {
     float rope_linear;  /* full layers divide positions by this (linear rope scaling); 0 = 1 */
     /* Llama-3.1 "llama3" rope scaling; rope_factor 0 = none */
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
-    int rope_orig_ctx;
+    int rope_orig_ctx; /* llama3's original_max_position_embeddings; phi3's (longrope) too */
+    /* Phi-3 "longrope" (formerly "su") scaling: the rotary cos and sin are multiplied by this
+     * (attention_factor, sqrt(1 + ln(ctx/orig)/ln(orig)) by default); 0 = 1. Its per-frequency
+     * divisors are the model's rope_long / rope_short. */
+    float rope_attn_factor;
+    /* mixture of experts (Mixtral: GGUF "llama" with ARCH.expert_count, HF "mixtral"): n_expert
+     * experts of hidden size expert_hidden replace the MLP; a router picks n_expert_used per
+     * token by softmax over all experts, and with expert_norm their weights are renormalized to
+     * sum to 1 (Mixtral always) */
+    int n_expert, n_expert_used, expert_hidden;
+    bool expert_norm;
+    /* qwen2moe's shared expert: a SwiGLU MLP of this hidden size that every token runs, its output
+     * times sigmoid(x·w_gate) added to the experts'; 0 = none */
+    int shared_hidden;
 };
 
 /* ---- the linears of a decoder block: one enum, one table ----
@@ -98,6 +116,15 @@ int lin_rope_heads(const struct model_config *c, int i);
 
 struct layer {
     struct tensor attn_norm, ffn_norm;
+    /* MoE (cfg.n_expert > 0; lin[LIN_GATE..LIN_DOWN] are then zeroed): the router [D, E], the
+     * stacked experts exps[i - LIN_GATE] for i = LIN_GATE, LIN_UP, LIN_DOWN, and each expert's
+     * 2-D slice of them, ex[e·3 + i − LIN_GATE] (views named blk.N.ffn_gate_exps.<e>.weight;
+     * a quantized HF checkpoint has one tensor per expert under that name, and exps zeroed) */
+    struct tensor router, exps[3];
+    struct tensor *ex;
+    /* qwen2moe (cfg.shared_hidden > 0): the shared expert's gate, up, down (blk.N.ffn_{gate,up,
+     * down}_shexp.weight [D, Hs], [D, Hs], [Hs, D]) and its gate [D] (ffn_gate_inp_shexp, fp32) */
+    struct tensor shexp[3], shexp_gate;
     struct tensor attn_post_norm, ffn_post_norm; /* [D] fp32 when cfg.post_norms, else zeroed */
     struct tensor q_norm, k_norm;  /* [hd] fp32 when cfg.qk_norm, else zeroed */
     struct tensor lin[LIN_COUNT];  /* enum lin */
@@ -111,6 +138,10 @@ struct model {
     struct tensor tok_embd, out_norm, output; /* output aliases tok_embd when tied */
     /* optional per-frequency RoPE divisors [head_dim/2] (GGUF rope_freqs.weight, Llama-3.1) */
     const float *rope_freq_factors;
+    /* phi3 longrope divisors [head_dim/2] (GGUF rope_factors_long/short.weight, HF rope_scaling
+     * long_factor/short_factor): a forward whose context exceeds cfg.rope_orig_ctx rotates with
+     * the long ones, any other with the short ones (llama.cpp's choice by context size), or NULL */
+    const float *rope_long, *rope_short;
     bool tied_output;
     struct layer *layers;
 
@@ -158,6 +189,20 @@ int model_load_llama2c(struct model *m, const char *path);
 int model_load_gguf(struct model *m, const char *path);
 int model_load_hf(struct model *m, const char *dir);
 
+/* phi3 keeps q, k, v in one fused file tensor (GGUF attn_qkv, HF self_attn.qkv_proj) and gate, up
+ * in another (GGUF ffn_up [D, 2H], HF mlp.gate_up_proj; gate rows first): the loaders add each part
+ * under its canonical name as a view of the fused rows (model_add_row_split), and the writers fuse
+ * them again */
+bool model_fused_qkv(const struct model_config *c);
+/* add the row ranges of `fused` (a 2-D tensor of n_parts parts of rows[i] rows each, rows summing
+ * to its ne[1]) as tensors names[i]: views of its data when its rows are independent (every dtype
+ * but the parametric ones), else -1 with a message naming the tensor */
+int model_add_row_split(struct model *m, const struct tensor *fused, const char *const *names,
+                        const int64_t *rows, int n_parts);
+/* phi3: when t is a fused tensor (blk.N.attn_qkv.weight; blk.N.ffn_up.weight of 2H rows, or the
+ * HF reader's blk.N.ffn_gate_up.weight), add its parts (q, k, v; gate, up) and return 1; 0 when t
+ * is no fused tensor (the caller adds it), -1 on error */
+int model_add_fused(struct model *m, const struct tensor *t);
 /* the GGUF form of c's architecture keeps Hugging Face's half-split rotary rows (ROPE_NEOX): every
  * architecture but llama and mistral, whose GGUF q/k rows llama.cpp's converter permutes to
  * interleaved pairs */
@@ -165,6 +210,13 @@ bool model_gguf_keeps_hf_rope(const struct model_config *c);
 /* layer l attends through a sliding window (cfg.swa_window, swa_pattern) */
 bool model_layer_swa(const struct model_config *c, int l);
 
+/* expert e's matrix of linear i (LIN_GATE, LIN_UP, LIN_DOWN) in layer L of a MoE model */
+static inline const struct tensor *model_expert(const struct layer *L, int e, enum lin i) {
+    return &L->ex[e * 3 + (i - LIN_GATE)];
+}
+/* parameters a token uses (the router, n_expert_used of the experts, everything else), for MoE;
+ * model_n_params() otherwise */
+int64_t model_n_active_params(const struct model *m);
 /* parameter count (all weights) and storage bytes of the weights as loaded */
 int64_t model_n_params(const struct model *m);
 size_t model_weight_bytes(const struct model *m);

@@ -51,6 +51,10 @@ int cmd_info(int argc, char **argv) {
     printf("\n");
     printf("tensors      %d\n", m.n_tensors);
     printf("parameters   %lld (%.2fM)\n", (long long)n_params, n_params / 1e6);
+    if (c->n_expert > 0)
+        printf("experts      %d, %d per token: %lld parameters active (%.2fM)\n", c->n_expert,
+               c->n_expert_used, (long long)model_n_active_params(&m),
+               model_n_active_params(&m) / 1e6);
     printf("weight bytes %zu (%.2f MiB)\n", bytes, bytes / 1048576.0);
     printf("bits/weight  %.3f\n", n_params ? 8.0 * (double)bytes / (double)n_params : 0.0);
     int n_i8, n_mm;

@@ -518,7 +518,7 @@ static int write_gguf(const struct model *m, const char *path, const char *name,
                                (uint64_t)(n_rows * K) * 4))
             goto out;
     }
-    if (quant_gguf_put_rope_freqs(w, m, &rope)) goto out;
+    if (quant_gguf_put_rope_freqs(w, m, &rope) || quant_gguf_fuse(w, m)) goto out;
     ret = gguf_writer_write(w, path);
 out:
     for (int i = 0; fbuf && i < m->n_tensors; i++) free(fbuf[i]);

@@ -599,6 +599,24 @@ static int gq_collect(const struct model *m, const struct gguf_file *g, struct q
             q[n].mt.n_dims = n_dims_of(t->ne, t->n_dims);
             q[n].src = t->data;
             if (hf_rope) q[n].permute_heads = lin_rope_heads(&m->cfg, lin_of_tensor(t->name));
+            const int li = lin_of_tensor(t->name), parts = li == LIN_Q ? 3 : li == LIN_GATE ? 2 : 0;
+            if (!model_fused_qkv(&m->cfg) || !parts) continue;
+            /* phi3: llama.cpp's file holds q, k, v as attn_qkv and gate, up as ffn_up [D, 2H];
+             * the loaders made the parts views of those rows, so they lie back to back */
+            const char *at = (const char *)t->data + tensor_nbytes(t);
+            for (int k = 1; k < parts; k++) {
+                const struct tensor *u = i + k < m->n_tensors ? &m->tensors[i + k] : NULL;
+                if (!u || lin_of_tensor(u->name) != li + k || u->type != t->type ||
+                    u->data != at)
+                    return err("%s: %s and the linears fused with it in a phi3 GGUF are not "
+                               "consecutive rows of one tensor", m->path, t->name);
+                q[n].mt.ne[1] += u->ne[1];
+                at += tensor_nbytes(u);
+            }
+            const char *s = strstr(q[n].name, li == LIN_Q ? "attn_q." : "ffn_gate.");
+            snprintf((char *)s, sizeof q[n].name - (size_t)(s - q[n].name), "%s",
+                     li == LIN_Q ? "attn_qkv.weight" : "ffn_up.weight");
+            i += parts - 1;
         }
     }
     return n;
@@ -810,7 +828,7 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
     gguf_mix_order(mt, n, idx);
     for (int i = 0; i < n; i++) mt[i] = q[idx[i]].mt; /* mt in llama.cpp's order */
 
-    int64_t n_expert = 0;
+    int64_t n_expert = m->cfg.n_expert; /* the file's key wins for a GGUF source */
     if (g) {
         char key[64];
         snprintf(key, sizeof key, "%s.expert_count", m->cfg.arch);
@@ -852,7 +870,7 @@ int gguf_quantize_model(const struct model *m, const struct gguf_quant_opts *o,
                                     (uint64_t)t->out_bytes, gq_fill_tensor, &fill))
             goto out;
     }
-    if (!g && quant_gguf_put_rope_freqs(w, m, &rope)) goto out;
+    if (!g && (quant_gguf_put_rope_freqs(w, m, &rope) || quant_gguf_fuse(w, m))) goto out;
     if (gguf_writer_write(w, out_path)) goto out;
     r.n_tensors = n;
     r.n_fallback = n_fallback;

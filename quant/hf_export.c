@@ -42,6 +42,29 @@ static bool layer_hf(const struct model_config *mc, const char *c, char *out, si
             return snprintf(out, n, "%s", gemma_norm_map[i].hf), true;
     for (size_t i = 0; i < LB_ARRAY_LEN(norm_map); i++)
         if (!strcmp(c, norm_map[i].canon)) return snprintf(out, n, "%s", norm_map[i].hf), true;
+    /* MoE: the router (kept in float, as GPTQModel and AutoAWQ keep it) and each expert, in
+     * Mixtral's names (block_sparse_moe) or qwen2moe's (mlp, and the shared expert) */
+    const bool q2 = mc->shared_hidden > 0;
+    if (mc->n_expert > 0 && !strcmp(c, "ffn_gate_inp.weight"))
+        return snprintf(out, n, q2 ? "mlp.gate.weight" : "block_sparse_moe.gate.weight"), true;
+    int e, pos = 0;
+    char kind[16];
+    if (mc->n_expert > 0 && sscanf(c, "ffn_%15[a-z]_exps.%d.weight%n", kind, &e, &pos) == 2 &&
+        !c[pos]) {
+        if (q2) snprintf(out, n, "mlp.experts.%d.%s_proj.weight", e, kind);
+        else snprintf(out, n, "block_sparse_moe.experts.%d.w%c.weight", e,
+                      !strcmp(kind, "gate") ? '1' : !strcmp(kind, "up") ? '3' : '2');
+        *linear = true;
+        return true;
+    }
+    pos = 0;
+    if (q2 && sscanf(c, "ffn_%15[a-z]_shexp.weight%n", kind, &pos) == 1 && !c[pos]) {
+        snprintf(out, n, "mlp.shared_expert.%s_proj.weight", kind);
+        *linear = true;
+        return true;
+    }
+    if (q2 && !strcmp(c, "ffn_gate_inp_shexp.weight"))
+        return snprintf(out, n, "mlp.shared_expert_gate.weight"), true;
     for (int i = 0; i < LIN_COUNT; i++) {
         const struct lin_info *li = &lin_info[i];
         const size_t k = strlen(li->gguf);
@@ -72,8 +95,8 @@ static int hf_name(const struct model *m, const char *c, char *out, size_t n, bo
         snprintf(out, n, "model.layers.%d.%s", layer, sfx);
         return 0;
     }
-    return err("%s: tensor %s has no Hugging Face name (lowbit exports llama, mistral, qwen2, qwen3, gemma2, gemma3)",
-               m->path, c);
+    return err("%s: tensor %s has no Hugging Face name (lowbit exports llama, mistral, qwen2, qwen3, "
+               "gemma2, gemma3, phi3)", m->path, c);
 }
 
 /* ===== collect ===== */
@@ -134,10 +157,33 @@ int hfx_collect(struct hfx_model *hm, const struct model *m, const char *src_pat
         snprintf(what, sizeof what, "quantizing %s (its weights as fp32)", m->path);
         if (mem_check(need, what)) return -1;
     }
-    hm->t = xcalloc((size_t)m->n_tensors + 1, sizeof *hm->t, "export tensors");
+    const int n_ex = m->cfg.n_layers * 3 * LB_MAX(m->cfg.n_expert, 0);
+    hm->t = xcalloc((size_t)(m->n_tensors + n_ex) + 1, sizeof *hm->t, "export tensors");
     if (!hm->t) return -1;
     for (int i = 0; i < m->n_tensors; i++) {
         const struct tensor *s = &m->tensors[i];
+        int layer, pos = 0, kind = -1;
+        if (m->cfg.n_expert > 0 && s->n_dims == 3 && sscanf(s->name, "blk.%d.%n", &layer, &pos) == 1)
+            for (int j = 0; j < 3; j++)
+                if (!strcmp(s->name + pos, (const char *const[]){"ffn_gate_exps.weight",
+                                                                 "ffn_up_exps.weight",
+                                                                 "ffn_down_exps.weight"}[j]))
+                    kind = j;
+        if (kind >= 0) { /* stacked experts: one HF module per expert, rows from its slice */
+            for (int e = 0; e < m->cfg.n_expert; e++) {
+                struct hfx_tensor *t = &hm->t[hm->n++];
+                t->src = &m->layers[layer].ex[e * 3 + kind];
+                bool lin;
+                int qk;
+                if (hf_name(m, t->src->name, t->hf, sizeof t->hf, &lin, &qk)) goto fail;
+                t->linear = true;
+                t->K = t->src->ne[0];
+                t->N = t->src->ne[1];
+                snprintf(t->module, sizeof t->module, "%.*s", (int)(strlen(t->hf) - 7), t->hf);
+                if (!lazy && !(t->f32 = rows_f32(m, t->src, 0))) goto fail;
+            }
+            continue;
+        }
         struct hfx_tensor *t = &hm->t[hm->n];
         bool linear;
         int qk;
@@ -428,7 +474,8 @@ static json_t *make_config(const struct hfx_model *hm) {
         const char *arch, *cls;
     } classes[] = {{"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
                    {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"},
-                   {"gemma2", "Gemma2ForCausalLM"}, {"gemma3", "Gemma3ForCausalLM"}};
+                   {"gemma2", "Gemma2ForCausalLM"}, {"gemma3", "Gemma3ForCausalLM"},
+                   {"phi3", "Phi3ForCausalLM"}};
     const char *cls = "LlamaForCausalLM", *type = "llama";
     for (size_t i = 0; i < LB_ARRAY_LEN(classes); i++)
         if (!strcmp(c->arch, classes[i].arch)) cls = classes[i].cls, type = classes[i].arch;
@@ -472,6 +519,42 @@ static json_t *make_config(const struct hfx_model *hm) {
     }
     if (!strcmp(type, "llama") || !strcmp(type, "qwen3"))
         json_object_set_new(j, "attention_bias", json_boolean(c->qkv_bias));
+    if (c->shared_hidden > 0) { /* qwen2moe */
+        json_object_set_new(j, "architectures", json_pack("[s]", "Qwen2MoeForCausalLM"));
+        json_object_set_new(j, "model_type", json_string("qwen2_moe"));
+        json_object_set_new(j, "num_experts", json_integer(c->n_expert));
+        json_object_set_new(j, "num_experts_per_tok", json_integer(c->n_expert_used));
+        json_object_set_new(j, "moe_intermediate_size", json_integer(c->expert_hidden));
+        json_object_set_new(j, "shared_expert_intermediate_size", json_integer(c->shared_hidden));
+        json_object_set_new(j, "norm_topk_prob", json_boolean(c->expert_norm));
+        json_object_set_new(j, "decoder_sparse_step", json_integer(1));
+        json_object_set_new(j, "qkv_bias", json_true());
+        json_object_del(j, "attention_bias");
+    } else if (c->n_expert > 0) { /* Mixtral */
+        json_object_set_new(j, "architectures", json_pack("[s]", "MixtralForCausalLM"));
+        json_object_set_new(j, "model_type", json_string("mixtral"));
+        json_object_set_new(j, "num_local_experts", json_integer(c->n_expert));
+        json_object_set_new(j, "num_experts_per_tok", json_integer(c->n_expert_used));
+        json_object_del(j, "attention_bias");
+    }
+    if (model_fused_qkv(c)) { /* phi3 */
+        json_object_set_new(j, "sliding_window", c->swa_window > 0 ? json_integer(c->swa_window)
+                                                                   : json_null());
+        if (c->rope_orig_ctx > 0)
+            json_object_set_new(j, "original_max_position_embeddings", json_integer(c->rope_orig_ctx));
+        if (m->rope_long && m->rope_short) {
+            json_t *lf = json_array(), *sf = json_array();
+            for (int i = 0; i < c->head_dim / 2; i++) {
+                json_array_append_new(lf, json_real(m->rope_long[i]));
+                json_array_append_new(sf, json_real(m->rope_short[i]));
+            }
+            json_t *rs = json_pack("{s:s, s:o, s:o}", "rope_type", "longrope", "long_factor", lf,
+                                   "short_factor", sf);
+            if (c->rope_attn_factor > 0)
+                json_object_set_new(rs, "attention_factor", json_real(c->rope_attn_factor));
+            json_object_set_new(j, "rope_scaling", rs);
+        }
+    }
     json_object_set_new(j, "mlp_bias", json_false());
     if (c->rope_factor > 0)
         json_object_set_new(j, "rope_scaling",

@@ -155,6 +155,13 @@ int quant_model(const struct quant_job *j, struct quant_artifact *a) {
     struct stat st;
     if (stat(j->out_dir, &st) || !S_ISDIR(st.st_mode))
         return err("quant: output directory %s does not exist", j->out_dir);
+    const enum qmethod me = j->r->method;
+    if (j->m->cfg.n_expert > 0 && (me == QMETHOD_GPTQ || me == QMETHOD_AWQ ||
+                                   me == QMETHOD_AUTOROUND || me == QMETHOD_AQLM))
+        return err("recipe '%s': %s does not quantize mixture-of-experts models yet: its "
+                   "block-by-block calibration has no expert routing (each expert would need "
+                   "the calibration tokens the router sends it); fp, rtn, bnb and gguf recipes do",
+                   j->r->id, q->name);
     return q->quantize(j, a);
 }
 
@@ -196,6 +203,22 @@ int quant_gguf_put_model_kv(struct gguf_writer *w, const struct model *m, const 
         KV_F32("final_logit_softcapping", c->final_softcap);
         KV_F32("rope.freq_base_swa", c->rope_theta_swa > 0 ? c->rope_theta_swa : c->rope_theta);
         if (c->rope_linear > 0) KV_F32("rope.scaling.factor", c->rope_linear);
+    }
+    if (c->n_expert > 0) { /* Mixtral */
+        KV_U32("expert_count", c->n_expert);
+        KV_U32("expert_used_count", c->n_expert_used);
+    }
+    if (c->shared_hidden > 0) { /* qwen2moe */
+        KV_U32("expert_feed_forward_length", c->expert_hidden);
+        KV_U32("expert_shared_feed_forward_length", c->shared_hidden);
+        if (!rc && c->expert_norm) { /* norm_topk_prob: read by lowbit, ignored by llama.cpp */
+            snprintf(k, sizeof k, "%s.expert_weights_norm", c->arch);
+            rc = gguf_writer_bool(w, k, true);
+        }
+    }
+    if (model_fused_qkv(c)) { /* phi3's longrope keys (eval/gguf_model.c) */
+        if (c->rope_orig_ctx > 0) KV_U32("rope.scaling.original_context_length", c->rope_orig_ctx);
+        if (c->rope_attn_factor > 0) KV_F32("rope.scaling.attn_factor", c->rope_attn_factor);
     }
 #undef KV_U32
 #undef KV_F32
@@ -290,9 +313,38 @@ static double rope_scaled(const struct model_config *c, int i) {
     return f;
 }
 
+int quant_gguf_fuse(struct gguf_writer *w, const struct model *m) {
+    const struct model_config *c = &m->cfg;
+    if (!model_fused_qkv(c)) return 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        char nm[3][TENSOR_NAME_MAX], fused[TENSOR_NAME_MAX];
+        const char *names[3] = {nm[0], nm[1], nm[2]};
+        const int64_t kvd = (int64_t)c->n_kv_heads * c->head_dim;
+        for (int k = 0; k < 3; k++) lin_name(nm[k], sizeof nm[k], l, (enum lin)(LIN_Q + k));
+        snprintf(fused, sizeof fused, "blk.%d.attn_qkv.weight", l);
+        const int64_t ne_qkv[2] = {c->dim, (int64_t)c->n_heads * c->head_dim + 2 * kvd};
+        if (gguf_writer_merge(w, names, 3, fused, 2, ne_qkv) < 0) return -1;
+        lin_name(nm[0], sizeof nm[0], l, LIN_GATE);
+        lin_name(nm[1], sizeof nm[1], l, LIN_UP);
+        snprintf(fused, sizeof fused, "blk.%d.ffn_up.weight", l);
+        const int64_t ne_up[2] = {c->dim, 2 * (int64_t)c->hidden_dim};
+        if (gguf_writer_merge(w, names, 2, fused, 2, ne_up) < 0) return -1;
+    }
+    return 0;
+}
+
 int quant_gguf_put_rope_freqs(struct gguf_writer *w, const struct model *m, float **buf) {
     const struct model_config *c = &m->cfg;
     *buf = NULL;
+    const int64_t ne_lr[1] = {c->head_dim / 2};
+    if (m->rope_long &&
+        gguf_writer_tensor(w, "rope_factors_long.weight", 0, 1, ne_lr, m->rope_long,
+                           (uint64_t)ne_lr[0] * 4))
+        return -1;
+    if (m->rope_short &&
+        gguf_writer_tensor(w, "rope_factors_short.weight", 0, 1, ne_lr, m->rope_short,
+                           (uint64_t)ne_lr[0] * 4))
+        return -1;
     if (!(c->rope_factor > 0) && !m->rope_freq_factors) return 0;
     const int half = c->head_dim / 2;
     float *f = xcalloc((size_t)half, sizeof *f, "rope_freqs");
@@ -417,7 +469,7 @@ static int fp_quantize(const struct quant_job *j, struct quant_artifact *a) {
                                row_bytes * (size_t)n_rows))
             goto out;
     }
-    if (quant_gguf_put_rope_freqs(w, m, &rope)) goto out;
+    if (quant_gguf_put_rope_freqs(w, m, &rope) || quant_gguf_fuse(w, m)) goto out;
     if (gguf_writer_write(w, a->path)) goto out;
     quant_prov(a, "quant.weight_type", "%s (1-D tensors f32)", ti->name);
     if (permute) quant_prov(a, "quant.rope_permute", "HF q/k rows permuted to GGUF pairs");

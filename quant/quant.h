@@ -133,7 +133,12 @@ int quant_gguf_put_model_kv(struct gguf_writer *w, const struct model *m, const 
  * (nothing copied: the job passes the tokenizer file to eval instead) */
 int quant_gguf_copy_tokenizer(struct gguf_writer *w, const struct model *m);
 /* rope_freqs.weight [head_dim/2] f32 for models whose rotary frequencies are scaled (Llama-3.1
- * rope_scaling from config.json, or a GGUF's own rope_freqs); 0 when there is none to write.
+ * rope_scaling from config.json, or a GGUF's own rope_freqs), phi3's rope_factors_long/short
+ * (longrope); 0 when there is none to write.
  * *buf is owned by the caller (free()) and borrowed by w until the write. */
 int quant_gguf_put_rope_freqs(struct gguf_writer *w, const struct model *m, float **buf);
+/* after a writer added m's canonical tensors: the fused tensors llama.cpp's file of m's
+ * architecture holds (phi3: blk.N.attn_qkv.weight, blk.N.ffn_up.weight [D, 2H]) in place of their
+ * parts; nothing for the others or when the writer fused them already. 0 or -1. */
+int quant_gguf_fuse(struct gguf_writer *w, const struct model *m);
 #endif

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """tests/ref/arch_ref.py: float64 numpy references for the architectures beyond the Llama family
-(qwen3, gemma2, gemma3), written from Hugging Face transformers' modeling_<arch>.py, not from
+(qwen3, gemma2, gemma3, phi3), written from Hugging Face transformers' modeling_<arch>.py, not from
 lowbit's C code; tests/test_arch.c compares the engine with them (max |diff| of log-probs <= 1e-4).
 Needs only Debian's python3-numpy: run it with /usr/bin/python3. The file formats (safetensors,
 GGUF writing) are tests/ref/llama_ref.py's; the math below is this file's own.
@@ -30,6 +30,20 @@ The math, per model_type (x: [T, D], positions 0..T-1, causal attention, GQA by 
       ((1+w) RMSNorm per head) before RoPE; sliding layers (default: all but every
       sliding_window_pattern-th) use rope_local_base_freq, full layers rope_theta (with "linear"
       rope_scaling: positions / factor); final_logit_softcapping when set.
+  phi3 (Phi3DecoderLayer): the llama block with q, k, v = the row blocks [qd | kvd | kvd] of
+      h·qkv_projᵀ and gate, up = the two halves of h·gate_up_projᵀ (gate first); every layer
+      sees keys j with i − j < sliding_window when it is set; "longrope" rope_scaling
+      (_compute_longrope_parameters): inv_freq = 1/(ext·theta^(2i/hd)), ext = long_factor when
+      the sequence is longer than original_max_position_embeddings, else short_factor; cos and
+      sin times attention_factor (default sqrt(1 + ln(max/orig)/ln(orig)) when max > orig).
+  mixtral (MixtralDecoderLayer, MixtralSparseMoeBlock): the llama block whose MLP is
+      num_local_experts experts; per token p = softmax(h·gateᵀ) over all experts (float),
+      the num_experts_per_tok largest (torch.topk), their p divided by their sum; the output is
+      Σ p_e · w2_e(silu(w1_e h) ⊙ w3_e h).
+  qwen2_moe (Qwen2MoeDecoderLayer, Qwen2MoeSparseMoeBlock): q/k/v biases; the experts as
+      Mixtral's (mlp.experts.E.gate/up/down_proj) with the top-k probabilities renormalized only
+      when norm_topk_prob; plus the shared expert (mlp.shared_expert, every token) times
+      sigmoid(h·shared_expert_gateᵀ).
 """
 import json
 import math
@@ -39,8 +53,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from llama_ref import (GGML_F16, GGML_F32, gguf_write, round_to,  # noqa: E402 (file formats only)
-                       safetensors_read, safetensors_write)
+from llama_ref import (GGML_F16, GGML_F32, gguf_write, hf_to_interleaved,  # noqa: E402 (formats)
+                       round_to, safetensors_read, safetensors_write)
 
 # =================================================================================== config ===
 
@@ -69,6 +83,28 @@ class Cfg:
         self.sliding = [False] * self.n_layers
         self.local_theta = self.theta
         self.rope_linear = 1.0
+        self.phi3 = self.type == "phi3"
+        self.n_expert = c.get("num_local_experts", 0) if self.type == "mixtral" else 0
+        self.top_k = c.get("num_experts_per_tok", 2)
+        self.norm_topk = True
+        self.qwen2moe = self.type == "qwen2_moe"
+        if self.qwen2moe:
+            self.n_expert = c["num_experts"]
+            self.norm_topk = c.get("norm_topk_prob", False)
+            self.bias = c.get("qkv_bias", True)
+        self.ext_short = self.ext_long = None
+        self.attn_factor = 1.0
+        if self.phi3:
+            self.window = c.get("sliding_window")
+            self.sliding = [self.window is not None] * self.n_layers
+            self.orig = c.get("original_max_position_embeddings") or c["max_position_embeddings"]
+            rs = c.get("rope_scaling")
+            if rs and rs.get("rope_type", rs.get("type")) in ("longrope", "su"):
+                self.ext_long = np.array(rs["long_factor"], dtype=np.float64)
+                self.ext_short = np.array(rs["short_factor"], dtype=np.float64)
+                f = c["max_position_embeddings"] / self.orig
+                self.attn_factor = rs.get("attention_factor") or (
+                    1.0 if f <= 1 else math.sqrt(1 + math.log(f) / math.log(self.orig)))
         if self.gemma:
             self.scale = c.get("query_pre_attn_scalar", 256) ** -0.5
             self.final_cap = c.get("final_logit_softcapping")
@@ -100,12 +136,15 @@ def rms(x, w, eps, gemma):
     return n * (1.0 + w) if gemma else n * w
 
 
-def rope(x, pos, theta, hd, div=1.0):
-    """apply_rotary_pos_emb: x·cos + rotate_half(x)·sin, x [T, heads, hd]"""
+def rope(x, pos, theta, hd, div=1.0, ext=None, mult=1.0):
+    """apply_rotary_pos_emb: x·cos + rotate_half(x)·sin, x [T, heads, hd]; ext: longrope's
+    per-frequency divisors, mult: its attention factor on cos and sin"""
     inv = 1.0 / theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd)
+    if ext is not None:
+        inv = inv / ext
     ang = (pos[:, None] / div) * inv[None, :]
-    cos = np.concatenate([np.cos(ang), np.cos(ang)], axis=-1)[:, None, :]
-    sin = np.concatenate([np.sin(ang), np.sin(ang)], axis=-1)[:, None, :]
+    cos = np.concatenate([np.cos(ang), np.cos(ang)], axis=-1)[:, None, :] * mult
+    sin = np.concatenate([np.sin(ang), np.sin(ang)], axis=-1)[:, None, :] * mult
     h = hd // 2
     rot = np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
     return x * cos + rot * sin
@@ -125,9 +164,14 @@ def forward(c, w, tokens):
     for li in range(c.n_layers):
         p = "model.layers.%d." % li
         h = rms(x, w[p + "input_layernorm.weight"], c.eps, c.gemma)
-        q = h @ w[p + "self_attn.q_proj.weight"].T
-        k = h @ w[p + "self_attn.k_proj.weight"].T
-        v = h @ w[p + "self_attn.v_proj.weight"].T
+        if c.phi3:  # Phi3Attention: one qkv_proj, split [qd | kvd | kvd]
+            qkv = h @ w[p + "self_attn.qkv_proj.weight"].T
+            qd, kvd = c.nh * c.hd, c.nkv * c.hd
+            q, k, v = qkv[:, :qd], qkv[:, qd:qd + kvd], qkv[:, qd + kvd:]
+        else:
+            q = h @ w[p + "self_attn.q_proj.weight"].T
+            k = h @ w[p + "self_attn.k_proj.weight"].T
+            v = h @ w[p + "self_attn.v_proj.weight"].T
         if c.bias:
             q += w[p + "self_attn.q_proj.bias"]
             k += w[p + "self_attn.k_proj.bias"]
@@ -140,7 +184,11 @@ def forward(c, w, tokens):
             theta, div = c.local_theta, 1.0
         else:
             theta, div = c.theta, c.rope_linear
-        q, k = rope(q, pos, theta, c.hd, div), rope(k, pos, theta, c.hd, div)
+        ext = None
+        if c.ext_short is not None:
+            ext = c.ext_long if T > c.orig else c.ext_short
+        q = rope(q, pos, theta, c.hd, div, ext, c.attn_factor)
+        k = rope(k, pos, theta, c.hd, div, ext, c.attn_factor)
         mask = j_idx > i_idx
         if c.sliding[li]:
             mask = mask | (i_idx - j_idx >= c.window)
@@ -162,8 +210,15 @@ def forward(c, w, tokens):
         else:
             x = x + o
             h = rms(x, w[p + "post_attention_layernorm.weight"], c.eps, False)
-        gate = h @ w[p + "mlp.gate_proj.weight"].T
-        up = h @ w[p + "mlp.up_proj.weight"].T
+        if c.n_expert:  # MixtralSparseMoeBlock, Qwen2MoeSparseMoeBlock
+            x = x + moe(c, w, p + ("mlp." if c.qwen2moe else "block_sparse_moe."), h)
+            continue
+        if c.phi3:  # Phi3MLP: gate, up = chunk(gate_up_proj(h), 2)
+            gu = h @ w[p + "mlp.gate_up_proj.weight"].T
+            gate, up = gu[:, :c.H], gu[:, c.H:]
+        else:
+            gate = h @ w[p + "mlp.gate_proj.weight"].T
+            up = h @ w[p + "mlp.up_proj.weight"].T
         act = gelu_tanh(gate) if c.gemma else gate / (1.0 + np.exp(-gate))
         f = (act * up) @ w[p + "mlp.down_proj.weight"].T
         if c.gemma:
@@ -177,6 +232,31 @@ def forward(c, w, tokens):
     return logits
 
 
+def moe(c, w, p, h):
+    """Mixtral's sparse block on h [T, D]: softmax routing, top-k, renormalized weights"""
+    logits = h @ w[p + "gate.weight"].T
+    pr = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    pr /= pr.sum(axis=-1, keepdims=True)
+    out = np.zeros_like(h)
+    names = ("gate_proj", "up_proj", "down_proj") if c.qwen2moe else ("w1", "w3", "w2")
+    for t in range(h.shape[0]):
+        sel = np.argsort(-pr[t], kind="stable")[:c.top_k]
+        wt = pr[t, sel] / pr[t, sel].sum() if c.norm_topk else pr[t, sel]
+        for e, we in zip(sel, wt):
+            q = p + "experts.%d." % e
+            g = h[t] @ w[q + names[0] + ".weight"].T
+            u = h[t] @ w[q + names[1] + ".weight"].T
+            out[t] += we * ((g / (1.0 + np.exp(-g)) * u) @ w[q + names[2] + ".weight"].T)
+    if c.qwen2moe:  # the shared expert, gated by a sigmoid
+        q = p + "shared_expert."
+        g = h @ w[q + "gate_proj.weight"].T
+        u = h @ w[q + "up_proj.weight"].T
+        y = (g / (1.0 + np.exp(-g)) * u) @ w[q + "down_proj.weight"].T
+        z = h @ w[p + "shared_expert_gate.weight"].T
+        out += y / (1.0 + np.exp(-z))
+    return out
+
+
 def log_softmax(z):
     mx = z.max(axis=-1, keepdims=True)
     return z - mx - np.log(np.exp(z - mx).sum(axis=-1, keepdims=True))
@@ -184,7 +264,8 @@ def log_softmax(z):
 
 def load_hf(d):
     c = json.load(open(os.path.join(d, "config.json")))
-    if c.get("model_type") not in ("qwen3", "gemma2", "gemma3", "gemma3_text"):
+    if c.get("model_type") not in ("qwen3", "gemma2", "gemma3", "gemma3_text", "phi3", "mixtral",
+                                   "qwen2_moe"):
         raise ValueError("%s: model_type %s is not one of this reference's" % (d, c.get("model_type")))
     return Cfg(c), safetensors_read(os.path.join(d, "model.safetensors"))
 
@@ -214,12 +295,54 @@ FIXTURES = [
          extra=dict(sliding_window=8, sliding_window_pattern=3, rope_local_base_freq=10000.0,
                     rope_scaling={"rope_type": "linear", "factor": 2.0},
                     final_logit_softcapping=10.0, query_pre_attn_scalar=16)),
+    # longrope: 48 tokens <= original 128, so the short factors (random, 1..4) and the attention
+    # factor of max/orig = 4; a window above the sequence (llama.cpp's phi3 ignores it)
+    dict(name="phi3_longrope", type="phi3", dim=64, hidden=96, layers=2, heads=4, kv_heads=2,
+         head_dim=16, vocab=300, tied=False, dtype="F32", gguf_type=GGML_F32, theta=10000.0,
+         eps=1e-5, extra=dict(original_max_position_embeddings=128, sliding_window=2047,
+                              rope_scaling="longrope")),
+    # 4 experts, 2 per token; 8 experts of bf16
+    dict(name="mixtral_e4", type="mixtral", dim=64, hidden=64, layers=2, heads=4, kv_heads=2,
+         head_dim=16, vocab=300, tied=False, dtype="F32", gguf_type=GGML_F32, theta=1000000.0,
+         eps=1e-5, extra=dict(num_local_experts=4, num_experts_per_tok=2)),
+    dict(name="mixtral_e8_bf16", type="mixtral", dim=48, hidden=32, layers=2, heads=6,
+         kv_heads=2, head_dim=8, vocab=272, tied=False, dtype="BF16", gguf_type=GGML_F32,
+         theta=10000.0, eps=1e-5, extra=dict(num_local_experts=8, num_experts_per_tok=2)),
+    # 6 experts, 2 per token, not renormalized (Qwen1.5-MoE's norm_topk_prob false), a shared
+    # expert; 4 experts renormalized in bf16
+    dict(name="qwen2moe_e6", type="qwen2_moe", dim=64, hidden=96, layers=2, heads=4, kv_heads=2,
+         head_dim=16, vocab=300, tied=False, dtype="F32", gguf_type=GGML_F32, theta=1000000.0,
+         eps=1e-6, extra=dict(num_experts=6, num_experts_per_tok=2, moe_intermediate_size=32,
+                              shared_expert_intermediate_size=80, norm_topk_prob=False)),
+    dict(name="qwen2moe_norm_bf16", type="qwen2_moe", dim=48, hidden=64, layers=2, heads=6,
+         kv_heads=6, head_dim=8, vocab=272, tied=False, dtype="BF16", gguf_type=GGML_F32,
+         theta=10000.0, eps=1e-6, extra=dict(num_experts=4, num_experts_per_tok=2,
+                                            moe_intermediate_size=24,
+                                            shared_expert_intermediate_size=40,
+                                            norm_topk_prob=True)),
+    dict(name="phi3_plain_bf16", type="phi3", dim=48, hidden=64, layers=2, heads=6, kv_heads=6,
+         head_dim=8, vocab=272, tied=False, dtype="BF16", gguf_type=GGML_F32, theta=10000.0,
+         eps=1e-5, extra={}),
 ]
 
-GGUF_ARCH = {"gemma3_text": "gemma3"}
+GGUF_ARCH = {"gemma3_text": "gemma3", "mixtral": "llama", "qwen2_moe": "qwen2moe"}
 
 CLASSES = {"qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM",
-           "gemma3": "Gemma3ForCausalLM", "gemma3_text": "Gemma3ForCausalLM"}
+           "gemma3": "Gemma3ForCausalLM", "gemma3_text": "Gemma3ForCausalLM",
+           "phi3": "Phi3ForCausalLM", "mixtral": "MixtralForCausalLM",
+           "qwen2_moe": "Qwen2MoeForCausalLM"}
+
+
+def longrope_factors(fx, seed):
+    """a fixture's "longrope" request made concrete: random long and short divisors in 1..4"""
+    e = dict(fx["extra"])
+    if e.get("rope_scaling") == "longrope":
+        rng = np.random.default_rng(seed + 17)
+        half = fx["head_dim"] // 2
+        e["rope_scaling"] = {"rope_type": "longrope",
+                             "long_factor": [float(v) for v in rng.uniform(1.0, 4.0, half)],
+                             "short_factor": [float(v) for v in rng.uniform(1.0, 4.0, half)]}
+    return e
 
 
 def random_weights(fx, seed, std=None):
@@ -237,12 +360,17 @@ def random_weights(fx, seed, std=None):
         base = 0.0 if gemma else 1.0
         return round_to(base + rng.normal(0.0, 0.1, size=n), fx["dtype"])
     w = {"model.embed_tokens.weight": r((V, D), 0.4 if not gemma else 0.3)}
+    phi3 = fx["type"] == "phi3"
     for i in range(fx["layers"]):
         p = "model.layers.%d." % i
         w[p + "input_layernorm.weight"] = norm(D)
-        w[p + "self_attn.q_proj.weight"] = r((qd, D), 0.2)
-        w[p + "self_attn.k_proj.weight"] = r((kvd, D), 0.2)
-        w[p + "self_attn.v_proj.weight"] = r((kvd, D), 0.15)
+        if phi3:
+            w[p + "self_attn.qkv_proj.weight"] = np.concatenate(
+                [r((qd, D), 0.2), r((kvd, D), 0.2), r((kvd, D), 0.15)])
+        else:
+            w[p + "self_attn.q_proj.weight"] = r((qd, D), 0.2)
+            w[p + "self_attn.k_proj.weight"] = r((kvd, D), 0.2)
+            w[p + "self_attn.v_proj.weight"] = r((kvd, D), 0.15)
         w[p + "self_attn.o_proj.weight"] = r((D, qd), 0.1)
         if fx["type"] in ("qwen3", "gemma3", "gemma3_text"):
             w[p + "self_attn.q_norm.weight"] = norm(hd)
@@ -251,8 +379,37 @@ def random_weights(fx, seed, std=None):
         if gemma:
             w[p + "pre_feedforward_layernorm.weight"] = norm(D)
             w[p + "post_feedforward_layernorm.weight"] = norm(D)
-        w[p + "mlp.gate_proj.weight"] = r((H, D), 0.15)
-        w[p + "mlp.up_proj.weight"] = r((H, D), 0.15)
+        if fx["type"] == "qwen2_moe":
+            for n, sh in (("q", qd), ("k", kvd), ("v", kvd)):
+                w[p + "self_attn.%s_proj.bias" % n] = r((sh,), 0.1)
+            E, He, Hs = (fx["extra"][k] for k in ("num_experts", "moe_intermediate_size",
+                                                   "shared_expert_intermediate_size"))
+            w[p + "mlp.gate.weight"] = r((E, D), 0.5)
+            for e in range(E):
+                q = p + "mlp.experts.%d." % e
+                w[q + "gate_proj.weight"] = r((He, D), 0.15)
+                w[q + "up_proj.weight"] = r((He, D), 0.15)
+                w[q + "down_proj.weight"] = r((D, He), 0.1)
+            q = p + "mlp.shared_expert."
+            w[q + "gate_proj.weight"] = r((Hs, D), 0.15)
+            w[q + "up_proj.weight"] = r((Hs, D), 0.15)
+            w[q + "down_proj.weight"] = r((D, Hs), 0.1)
+            w[p + "mlp.shared_expert_gate.weight"] = r((1, D), 0.3)
+            continue
+        if fx["type"] == "mixtral":  # a router large enough that the choice varies by token
+            E = fx["extra"]["num_local_experts"]
+            w[p + "block_sparse_moe.gate.weight"] = r((E, D), 0.5)
+            for e in range(E):
+                q = p + "block_sparse_moe.experts.%d." % e
+                w[q + "w1.weight"] = r((H, D), 0.15)
+                w[q + "w3.weight"] = r((H, D), 0.15)
+                w[q + "w2.weight"] = r((D, H), 0.1)
+            continue
+        if phi3:
+            w[p + "mlp.gate_up_proj.weight"] = np.concatenate([r((H, D), 0.15), r((H, D), 0.15)])
+        else:
+            w[p + "mlp.gate_proj.weight"] = r((H, D), 0.15)
+            w[p + "mlp.up_proj.weight"] = r((H, D), 0.15)
         w[p + "mlp.down_proj.weight"] = r((D, H), 0.1)
     w["model.norm.weight"] = norm(D)
     if not fx["tied"]:
@@ -273,6 +430,13 @@ def write_hf(d, fx, w):
            "bos_token_id": 1, "eos_token_id": 2}
     if fx["type"] == "qwen3":
         cfg.update(attention_bias=False, use_sliding_window=False)
+    elif fx["type"] == "phi3":
+        cfg.update(sliding_window=None, original_max_position_embeddings=512)
+    elif fx["type"] == "mixtral":
+        cfg.update(sliding_window=None)
+    elif fx["type"] == "qwen2_moe":
+        cfg.update(use_sliding_window=False, decoder_sparse_step=1, mlp_only_layers=[],
+                   qkv_bias=True)
     else:
         cfg["hidden_activation"] = "gelu_pytorch_tanh"
         del cfg["hidden_act"]
@@ -302,6 +466,8 @@ def write_gguf(path, fx, w, ctx=512):
     converters add 1 to them: done here too, as lowbit reads them)"""
     arch, V = GGUF_ARCH.get(fx["type"], fx["type"]), fx["vocab"]
     toks, scores, ttype = toy_vocab(V)
+    if arch == "phi3":  # llama.cpp's vocab loader looks this one up in any model named phi3
+        toks[-1], ttype[-1] = "<|endoftext|>", 3
     U32, I32, F32, STR, BOOL = 4, 5, 6, 8, 7
     kvs = [("general.architecture", STR, arch), ("general.name", STR, "lowbit-ref-" + fx["name"]),
            ("general.alignment", U32, 32),
@@ -326,13 +492,26 @@ def write_gguf(path, fx, w, ctx=512):
     def nrm(a):
         return a + 1.0 if gemma else a
     t = [("token_embd.weight", w["model.embed_tokens.weight"], mt)]
+    phi3 = arch == "phi3"
     for i in range(fx["layers"]):
         p, b = "model.layers.%d." % i, "blk.%d." % i
-        t += [(b + "attn_norm.weight", nrm(w[p + "input_layernorm.weight"]), GGML_F32),
-              (b + "attn_q.weight", w[p + "self_attn.q_proj.weight"], mt),
-              (b + "attn_k.weight", w[p + "self_attn.k_proj.weight"], mt),
-              (b + "attn_v.weight", w[p + "self_attn.v_proj.weight"], mt),
-              (b + "attn_output.weight", w[p + "self_attn.o_proj.weight"], mt)]
+        t += [(b + "attn_norm.weight", nrm(w[p + "input_layernorm.weight"]), GGML_F32)]
+        if phi3:  # Phi3MiniModel keeps the fused tensors: attn_qkv, ffn_up [D, 2H]
+            t += [(b + "attn_qkv.weight", w[p + "self_attn.qkv_proj.weight"], mt)]
+        elif arch == "llama":  # LlamaModel's converter: q/k rows to interleaved rotary pairs
+            t += [(b + "attn_q.weight", hf_to_interleaved(w[p + "self_attn.q_proj.weight"],
+                                                          fx["heads"]), mt),
+                  (b + "attn_k.weight", hf_to_interleaved(w[p + "self_attn.k_proj.weight"],
+                                                          fx["kv_heads"]), mt),
+                  (b + "attn_v.weight", w[p + "self_attn.v_proj.weight"], mt)]
+        else:
+            t += [(b + "attn_q.weight", w[p + "self_attn.q_proj.weight"], mt),
+                  (b + "attn_k.weight", w[p + "self_attn.k_proj.weight"], mt),
+                  (b + "attn_v.weight", w[p + "self_attn.v_proj.weight"], mt)]
+        if p + "self_attn.q_proj.bias" in w:
+            t += [(b + "attn_%s.bias" % n, w[p + "self_attn.%s_proj.bias" % n], GGML_F32)
+                  for n in ("q", "k", "v")]
+        t += [(b + "attn_output.weight", w[p + "self_attn.o_proj.weight"], mt)]
         if p + "self_attn.q_norm.weight" in w:
             t += [(b + "attn_q_norm.weight", nrm(w[p + "self_attn.q_norm.weight"]), GGML_F32),
                   (b + "attn_k_norm.weight", nrm(w[p + "self_attn.k_norm.weight"]), GGML_F32)]
@@ -344,20 +523,73 @@ def write_gguf(path, fx, w, ctx=512):
                    GGML_F32)]
         else:
             t += [(b + "ffn_norm.weight", w[p + "post_attention_layernorm.weight"], GGML_F32)]
-        t += [(b + "ffn_gate.weight", w[p + "mlp.gate_proj.weight"], mt),
-              (b + "ffn_up.weight", w[p + "mlp.up_proj.weight"], mt),
-              (b + "ffn_down.weight", w[p + "mlp.down_proj.weight"], mt)]
+        if fx["type"] == "qwen2_moe":  # Qwen2MoeModel's converter: experts stacked, shared
+            q = p + "mlp."
+            E = fx["extra"]["num_experts"]
+
+            def stk(n):
+                return np.stack([w[q + "experts.%d.%s_proj.weight" % (e, n)] for e in range(E)])
+            t += [(b + "ffn_gate_inp.weight", w[q + "gate.weight"], mt),
+                  (b + "ffn_gate_exps.weight", stk("gate"), mt),
+                  (b + "ffn_down_exps.weight", stk("down"), mt),
+                  (b + "ffn_up_exps.weight", stk("up"), mt),
+                  (b + "ffn_gate_inp_shexp.weight", w[q + "shared_expert_gate.weight"][0], mt),
+                  (b + "ffn_gate_shexp.weight", w[q + "shared_expert.gate_proj.weight"], mt),
+                  (b + "ffn_up_shexp.weight", w[q + "shared_expert.up_proj.weight"], mt),
+                  (b + "ffn_down_shexp.weight", w[q + "shared_expert.down_proj.weight"], mt)]
+        elif fx["type"] == "mixtral":  # the router, then the experts stacked: [E, out, in]
+            q = p + "block_sparse_moe."
+            E = fx["extra"]["num_local_experts"]
+
+            def stack(n):
+                return np.stack([w[q + "experts.%d.%s.weight" % (e, n)] for e in range(E)])
+            t += [(b + "ffn_gate_inp.weight", w[q + "gate.weight"], mt),
+                  (b + "ffn_gate_exps.weight", stack("w1"), mt),
+                  (b + "ffn_down_exps.weight", stack("w2"), mt),
+                  (b + "ffn_up_exps.weight", stack("w3"), mt)]
+        elif phi3:
+            t += [(b + "ffn_down.weight", w[p + "mlp.down_proj.weight"], mt),
+                  (b + "ffn_up.weight", w[p + "mlp.gate_up_proj.weight"], mt)]
+        else:
+            t += [(b + "ffn_gate.weight", w[p + "mlp.gate_proj.weight"], mt),
+                  (b + "ffn_up.weight", w[p + "mlp.up_proj.weight"], mt),
+                  (b + "ffn_down.weight", w[p + "mlp.down_proj.weight"], mt)]
     t.append(("output_norm.weight", nrm(w["model.norm.weight"]), GGML_F32))
     if not fx["tied"]:
         t.append(("output.weight", w["lm_head.weight"], mt))
-    kvs += gguf_extra_kvs(fx)
+    rs = fx["extra"].get("rope_scaling")
+    if phi3 and isinstance(rs, dict):  # Phi3MiniModel.generate_extra_tensors
+        t += [("rope_factors_long.weight", np.array(rs["long_factor"]), GGML_F32),
+              ("rope_factors_short.weight", np.array(rs["short_factor"]), GGML_F32)]
+    kvs += gguf_extra_kvs(fx, ctx)
     gguf_write(path, kvs, t)
 
 
-def gguf_extra_kvs(fx):
+def gguf_extra_kvs(fx, ctx):
     """the architecture's own GGUF keys (llama.cpp's names) from the fixture's extra config"""
     arch, e, out = GGUF_ARCH.get(fx["type"], fx["type"]), fx["extra"], []
     U32, F32, STR = 4, 6, 8
+    if fx["type"] == "mixtral":
+        out += [(arch + ".expert_count", U32, e["num_local_experts"]),
+                (arch + ".expert_used_count", U32, e["num_experts_per_tok"])]
+    if fx["type"] == "qwen2_moe":
+        out += [(arch + ".expert_count", U32, e["num_experts"]),
+                (arch + ".expert_used_count", U32, e["num_experts_per_tok"]),
+                (arch + ".expert_feed_forward_length", U32, e["moe_intermediate_size"]),
+                (arch + ".expert_shared_feed_forward_length", U32,
+                 e["shared_expert_intermediate_size"])]
+        if e.get("norm_topk_prob"):  # lowbit's key for it (llama.cpp's qwen2moe never norms)
+            out.append((arch + ".expert_weights_norm", 7, True))
+    if arch == "phi3":  # Phi3MiniModel.set_gguf_parameters
+        orig = e.get("original_max_position_embeddings", ctx)
+        out.append((arch + ".rope.scaling.original_context_length", U32, orig))
+        out.append((arch + ".rope.dimension_count", U32, fx["head_dim"]))
+        if e.get("sliding_window"):
+            out.append((arch + ".attention.sliding_window", U32, e["sliding_window"]))
+        if isinstance(e.get("rope_scaling"), dict):
+            f = ctx / orig
+            af = 1.0 if f <= 1 else math.sqrt(1 + math.log(f) / math.log(orig))
+            out.append((arch + ".rope.scaling.attn_factor", F32, af))
     if arch.startswith("gemma"):
         if "sliding_window" in e:
             out.append((arch + ".attention.sliding_window", U32, e["sliding_window"]))
@@ -378,6 +610,7 @@ def make_fixtures(outdir):
     os.makedirs(outdir, exist_ok=True)
     with open(os.path.join(outdir, "manifest.txt"), "w") as man:
         for k, fx in enumerate(FIXTURES):
+            fx = dict(fx, extra=longrope_factors(fx, 20261207 + k))
             w = random_weights(fx, seed=20261207 + k)
             hf, gg = os.path.join(outdir, fx["name"] + "_hf"), os.path.join(outdir, fx["name"] + ".gguf")
             write_hf(hf, fx, w)
@@ -411,6 +644,7 @@ def main(argv):
                   tied=arch.startswith("gemma"), dtype="F32", gguf_type=GGML_F32,
                   theta=arg(argv, "--theta", 10000.0, float), eps=1e-6,
                   extra=json.loads(arg(argv, "--extra", "{}")))
+        fx["extra"] = longrope_factors(fx, arg(argv, "--seed", 0, int))
         std = arg(argv, "--std", 0.05, float)
         w = random_weights(fx, arg(argv, "--seed", 0, int), std=std)
         write_gguf(arg(argv, "-o"), fx, w, ctx=arg(argv, "--ctx", 512, int))
