@@ -40,6 +40,7 @@
 #endif
 
 #include "kernels/matmul.h"
+#include "kernels/matmul_k8.h"
 #include "kernels/nf4.h"
 #include "kernels/qint.h"
 #include "kernels/quants.h"
@@ -109,14 +110,16 @@ bool matmul_i8_supported(enum dtype t) {
     case DTYPE_Q4_1:
     case DTYPE_Q5_0:
     case DTYPE_Q5_1:
+    case DTYPE_IQ4_NL:
     case DTYPE_I8ROW:
     case DTYPE_QINT: return true;
-    default: return false;
+    default: return k8_supported(t);
     }
 }
 
 static bool has_min(enum dtype t) { return t == DTYPE_Q4_1 || t == DTYPE_Q5_1; }
-static bool is_gguf(enum dtype t) { return t <= DTYPE_Q5_1; }
+/* the legacy 32-weight blocks with Q8_0/Q8_1 activations (Q8_0 .. IQ4_NL in enum dtype) */
+static bool is_gguf(enum dtype t) { return t >= DTYPE_Q8_0 && t <= DTYPE_IQ4_NL; }
 static int64_t pad32(int64_t k) { return (k + 31) & ~(int64_t)31; }
 
 /* segment length (see the legend) */
@@ -127,6 +130,7 @@ static int64_t seg_len(const struct tensor *w) {
 }
 
 bool matmul_i8_tensor_ok(const struct tensor *w) {
+    if (k8_supported(w->type)) return w->ne[0] % QK_K == 0;
     return matmul_i8_supported(w->type) && seg_len(w) <= I8_K_MAX;
 }
 
@@ -143,6 +147,10 @@ static int gguf_code(enum dtype t, const void *blk, int j) {
     case DTYPE_Q4_1: {
         const uint8_t b = ((const struct block_q4_1 *)blk)->qs[j & 15];
         return j < 16 ? b & 15 : b >> 4;
+    }
+    case DTYPE_IQ4_NL: {
+        const uint8_t b = ((const struct block_iq4_nl *)blk)->qs[j & 15];
+        return kvalues_iq4nl[j < 16 ? b & 15 : b >> 4];
     }
     case DTYPE_Q5_0: {
         const struct block_q5_0 *b = blk;
@@ -166,6 +174,10 @@ static float gguf_d(const void *blk) { return lb_fp16_to_f32(*(const lb_fp16 *)b
 static float gguf_m(const void *blk) { return lb_fp16_to_f32(((const lb_fp16 *)blk)[1]); }
 
 void matmul_i8_ref(float *y, const float *x, const struct tensor *w, int n_tok) {
+    if (k8_supported(w->type)) {
+        matmul_k8_ref(y, x, w, n_tok);
+        return;
+    }
     const int64_t K = w->ne[0], N = tensor_nrows(w), Kp = pad32(K);
     ASSERT(matmul_i8_tensor_ok(w));
     int8_t *q = xmalloc((size_t)Kp, "matmul_i8_ref codes");
@@ -275,6 +287,14 @@ static void gguf_block_codes(enum dtype t, const void *blk, int8_t *v) {
         for (int j = 0; j < 16; j++) {
             v[j] = (int8_t)((qs[j] & 15) - off);
             v[j + 16] = (int8_t)((qs[j] >> 4) - off);
+        }
+        break;
+    }
+    case DTYPE_IQ4_NL: {
+        const uint8_t *qs = ((const struct block_iq4_nl *)blk)->qs;
+        for (int j = 0; j < 16; j++) {
+            v[j] = kvalues_iq4nl[qs[j] & 15];
+            v[j + 16] = kvalues_iq4nl[qs[j] >> 4];
         }
         break;
     }
@@ -1102,21 +1122,25 @@ static int i8_run(const struct i8_kern *kn, float *y, const float *x, const stru
 }
 
 int matmul_i8(float *y, const float *x, const struct tensor *w, int n_tok) {
+    if (k8_supported(w->type)) return matmul_k8_ws(y, x, w, n_tok, NULL);
     return i8_run(i8_current(), y, x, w, n_tok, NULL);
 }
 
 int matmul_i8_ws(float *y, const float *x, const struct tensor *w, int n_tok,
                  struct kscratch *ws) {
+    if (k8_supported(w->type)) return matmul_k8_ws(y, x, w, n_tok, ws);
     return i8_run(i8_current(), y, x, w, n_tok, ws);
 }
 
 size_t matmul_i8_scratch(const struct tensor *w, int n_tok, int n_threads) {
     if (n_tok <= 0 || tensor_nrows(w) <= 0 || !matmul_i8_tensor_ok(w)) return 0;
+    if (k8_supported(w->type)) return matmul_k8_scratch(w, n_tok, n_threads);
     size_t panel;
     return i8_bytes(i8_current(), w, n_tok, i8_parallel(w, n_tok) ? n_threads : 1, &panel);
 }
 
 int matmul_i8_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {
+    if (k8_supported(w->type)) return matmul_k8_isa(y, x, w, n_tok, isa);
     const int i = cpu_isa_from_name(isa);
     const struct i8_kern *kn = i < 0 ? NULL : i8_kern_for((enum cpu_isa)i);
     if (!kn) return -2;

@@ -38,7 +38,8 @@ struct owned {
     void *buf;
 };
 
-static const enum dtype gguf_types[] = {DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1};
+static const enum dtype gguf_types[] = {DTYPE_Q8_0, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1,
+                                        DTYPE_IQ4_NL};
 
 /* a GGUF tensor: random bytes (every code, Q8_0's -128 included), then finite fp16 d (and m) */
 static void make_gguf_raw(struct owned *o, enum dtype t, int64_t K, int64_t N) {
@@ -227,6 +228,12 @@ static void test_ref_vs_ggml_formula(void) {
                             sumi0 += ((qs[j] & 0x0F) - off) * q0[ib].qs[j];
                             sumi1 += ((qs[j] >> 4) - off) * q0[ib].qs[j + 16];
                         }
+                    } else if (t == DTYPE_IQ4_NL) { /* ggml_vec_dot_iq4_nl_q8_0 */
+                        const uint8_t *qs = blk + 2;
+                        for (int j = 0; j < 16; j++) {
+                            sumi0 += kvalues_iq4nl[qs[j] & 0x0F] * q0[ib].qs[j];
+                            sumi1 += kvalues_iq4nl[qs[j] >> 4] * q0[ib].qs[j + 16];
+                        }
                     } else { /* Q5_0 / Q5_1 */
                         const int h = t == DTYPE_Q5_0 ? 2 : 4;
                         uint32_t qh;
@@ -394,7 +401,7 @@ static void test_names(void) {
     T_EQ_INT(compute_from_name("FP16"), COMPUTE_FP16);
     T_EQ_INT(compute_from_name("fp8"), -1);
     T_EQ_STR(compute_name(COMPUTE_BF16), "bf16");
-    T_OK(matmul_i8_supported(DTYPE_Q4_0) && !matmul_i8_supported(DTYPE_Q4_K) &&
+    T_OK(matmul_i8_supported(DTYPE_Q4_0) && matmul_i8_supported(DTYPE_Q4_K) &&
          !matmul_i8_supported(DTYPE_F16) && !matmul_i8_supported(DTYPE_NF4));
 }
 
