@@ -172,8 +172,8 @@ $(BUILD)/gen/version.inc: FORCE
 	      | sha256sum | cut -c1-64)" > $@.tmp; \
 	 cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 $(BUILD)/gen/db.o: $(BUILD)/gen/schema.inc
-$(BUILD)/gen/plan.o $(BUILD)/quant/resume.o: $(BUILD)/gen/version.inc
-$(BUILD)/gen/db.o $(BUILD)/gen/plan.o $(BUILD)/quant/resume.o: override CFLAGS += -I$(BUILD)
+$(BUILD)/gen/plan.o: $(BUILD)/gen/version.inc
+$(BUILD)/gen/db.o $(BUILD)/gen/plan.o: override CFLAGS += -I$(BUILD)
 FORCE:
 
 # REPORT_BUDGET (default 20m; 1200, 20m, 1.5h; 0 = none) counts from make's start, the build

@@ -9,7 +9,7 @@
  *     NAME         the method's arrays (qresume_put): the calibration stream at block l+1, ...
  *     state.json   {"key": K, "block": l, "fields": {...}}, written last (atomically): the commit
  * A re-run with the same key (the method's options, the calibration windows, the source file's
- * path, size and modification time, the hash of lowbit's code: qresume_open) re-emits blocks 0..l from their files, reads
+ * path, size and modification time, the hash of the lowbit binary: qresume_open) re-emits blocks 0..l from their files, reads
  * the arrays back and goes on at block l+1: the same output bytes as an uninterrupted run, since
  * every later step sees the same inputs. A state of another run is not taken (one line, then
  * the run starts anew); a damaged one is an error and removed, so the next attempt starts anew.
