@@ -125,6 +125,13 @@ int model_load_gguf(struct model *m, const char *path) {
                    "(and there is no %s.attention.key_length)", path, arch, c->dim, arch,
                    c->n_heads, arch);
     if ((gemma2 || gemma3) && gemma_config(g, arch, c)) return -1;
+    char oh[128]; /* a rotated model's online transforms and activation clip (quant/rotate.h) */
+    double clip;
+    if ((rc = gguf_get_str(g, "lowbit.online_hadamard", oh, sizeof oh)) < 0 ||
+        (!rc && model_online_had_parse(oh, &c->online_had, path)))
+        return -1;
+    if ((rc = gguf_get_float(g, "lowbit.act_clip", &clip)) < 0) return -1;
+    if (!rc) c->act_clip = (float)clip;
     if (rope_dims && rope_dims != c->head_dim)
         return err("%s: %s.rope.dimension_count %d differs from the head dim %d (partial rotary "
                    "is not supported)", path, arch, rope_dims, c->head_dim);
