@@ -279,6 +279,16 @@ static void test_int_kernels(void) {
     act_matmul_ref(y0, qx, dx, qw, dw, T, N, K);
     act_matmul(y1, qx, dx, qw, dw, T, N, K);
     T_OK(!memcmp(y0, y1, sizeof y0));
+    /* 4-bit codes packed: the same as the int8 oracle on the unpacked codes */
+    uint8_t *px = malloc((size_t)T * K / 2), *pw = malloc((size_t)N * K / 2);
+    for (int i = 0; i < T * K; i++) qx[i] = (int8_t)(frand() * 8);
+    for (int i = 0; i < N * K; i++) qw[i] = (int8_t)(frand() * 8);
+    for (int t = 0; t < T; t++) act_pack_i4(px + t * K / 2, qx + t * K, K);
+    for (int j = 0; j < N; j++) act_pack_i4(pw + j * K / 2, qw + j * K, K);
+    act_matmul_ref(y0, qx, dx, qw, dw, T, N, K);
+    act_matmul_i4(y1, px, dx, pw, dw, T, N, K);
+    T_OK(!memcmp(y0, y1, sizeof y0));
+    free(px), free(pw);
     fprintf(stderr, "  act_quant path: %s\n", act_quant_path());
     free(a), free(b), free(pa), free(pb), free(qx), free(qw);
 }
