@@ -80,7 +80,8 @@ int model_online_had_parse(const char *s, unsigned *bits, const char *where) {
             if (strlen(lin_info[i].gguf) == n && !strncmp(p, lin_info[i].gguf, n)) found = i;
         if (found != LIN_O && found != LIN_DOWN)
             return err("%s: online Hadamard on '%.*s' (lowbit rotates the inputs of attn_output "
-                       "and ffn_down)", where, (int)n, p);
+                       "and ffn_down)",
+                       where, (int)n, p);
         *bits |= 1u << found;
         p += n + (e ? 1 : 0);
     }
@@ -91,7 +92,8 @@ void model_online_had_name(unsigned bits, char *buf, size_t size) {
     size_t n = 0;
     buf[0] = 0;
     for (int i = 0; i < LIN_COUNT && n < size; i++)
-        if (bits & (1u << i)) n += (size_t)snprintf(buf + n, size - n, "%s%s", n ? "," : "", lin_info[i].gguf);
+        if (bits & (1u << i))
+            n += (size_t)snprintf(buf + n, size - n, "%s%s", n ? "," : "", lin_info[i].gguf);
 }
 
 int lin_of_tensor(const char *name) {
@@ -288,8 +290,8 @@ int model_bind(struct model *m) {
     if ((c->online_had & (1u << LIN_DOWN) && !had_base(c->hidden_dim)) ||
         (c->online_had & (1u << LIN_O) && !had_base(c->n_heads * c->head_dim)))
         return err("%s: online Hadamard rotations on a width without a Hadamard matrix (hidden "
-                   "%d, heads·head_dim %d: kernels/hadamard.h)", m->path, c->hidden_dim,
-                   c->n_heads * c->head_dim);
+                   "%d, heads·head_dim %d: kernels/hadamard.h)",
+                   m->path, c->hidden_dim, c->n_heads * c->head_dim);
     if (c->act_clip < 0 || c->act_clip > 1)
         return err("%s: activation clipping ratio %g (expected 0 < clip <= 1)", m->path,
                    (double)c->act_clip);

@@ -60,7 +60,7 @@ int32_t act_dot_i8_ref(const int8_t *a, const int8_t *b, int64_t n) {
 
 #if defined(__x86_64__)
 __attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, const int8_t *b,
-                                                             int64_t n) {
+                                                           int64_t n) {
     __m256i acc = _mm256_setzero_si256();
     int64_t k = 0;
     for (; k + 16 <= n; k += 16) {
@@ -134,8 +134,8 @@ void act_matmul(float *y, const int8_t *qx, const float *dx, const int8_t *qw, c
             y[t * N + j] = (dx[t] * dw[j]) * (float)dot(qx + t * K, qw + j * K, K);
 }
 
-void act_matmul_i4(float *y, const uint8_t *qx, const float *dx, const uint8_t *qw,
-                   const float *dw, int64_t T, int64_t N, int64_t K) {
+void act_matmul_i4(float *y, const uint8_t *qx, const float *dx, const uint8_t *qw, const float *dw,
+                   int64_t T, int64_t N, int64_t K) {
     /* each packed row unpacked once to int8 (activations up front, a weight row per output), then
      * the int8 dot product: the same exact integer sums as act_dot_i4 */
 #ifdef _OPENMP
@@ -147,8 +147,8 @@ void act_matmul_i4(float *y, const uint8_t *qx, const float *dx, const uint8_t *
     if (!ux) { /* no room for the unpacked rows: per-dot unpacking */
         for (int64_t j = 0; j < N; j++)
             for (int64_t t = 0; t < T; t++)
-                y[t * N + j] =
-                    (dx[t] * dw[j]) * (float)act_dot_i4(qx + t * K / 2, qw + j * K / 2, K);
+                y[t * N + j] = (dx[t] * dw[j]) *
+                               (float)act_dot_i4(qx + t * K / 2, qw + j * K / 2, K);
         return;
     }
     for (int64_t i = 0; i < T * K / 2; i++) ux[2 * i] = lo4(qx[i]), ux[2 * i + 1] = hi4(qx[i]);

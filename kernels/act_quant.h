@@ -40,8 +40,8 @@ void act_matmul_ref(float *y, const int8_t *qx, const float *dx, const int8_t *q
 void act_matmul(float *y, const int8_t *qx, const float *dx, const int8_t *qw, const float *dw,
                 int64_t T, int64_t N, int64_t K);
 /* the same with 4-bit codes packed two per byte (rows of K/2 bytes; K even) */
-void act_matmul_i4(float *y, const uint8_t *qx, const float *dx, const uint8_t *qw,
-                   const float *dw, int64_t T, int64_t N, int64_t K);
+void act_matmul_i4(float *y, const uint8_t *qx, const float *dx, const uint8_t *qw, const float *dw,
+                   int64_t T, int64_t N, int64_t K);
 /* "avx2" or "generic": the path act_dot_i8 takes */
 const char *act_quant_path(void);
 #endif

@@ -19,11 +19,16 @@ static const struct {
     enum had_kind kind;
     const char *source;
 } bases[] = {
-    {12, HAD_PALEY1, "Paley I, q = 11"},     {20, HAD_PALEY1, "Paley I, q = 19"},
-    {28, HAD_PALEY2, "Paley II, q = 13"},    {36, HAD_PALEY2, "Paley II, q = 17"},
-    {44, HAD_PALEY1, "Paley I, q = 43"},     {52, HAD_DATA, "data: Sloane's had.52.will via QuaRot"},
-    {60, HAD_PALEY1, "Paley I, q = 59"},     {108, HAD_PALEY1, "Paley I, q = 107"},
-    {140, HAD_PALEY1, "Paley I, q = 139"},   {156, HAD_DATA, "data: Sloane's had.156.will via QuaRot"},
+    {12, HAD_PALEY1, "Paley I, q = 11"},
+    {20, HAD_PALEY1, "Paley I, q = 19"},
+    {28, HAD_PALEY2, "Paley II, q = 13"},
+    {36, HAD_PALEY2, "Paley II, q = 17"},
+    {44, HAD_PALEY1, "Paley I, q = 43"},
+    {52, HAD_DATA, "data: Sloane's had.52.will via QuaRot"},
+    {60, HAD_PALEY1, "Paley I, q = 59"},
+    {108, HAD_PALEY1, "Paley I, q = 107"},
+    {140, HAD_PALEY1, "Paley I, q = 139"},
+    {156, HAD_DATA, "data: Sloane's had.156.will via QuaRot"},
     {172, HAD_DATA, "data: Sloane's had.172.will via QuaRot"},
 };
 #define N_BASES ((int)LB_ARRAY_LEN(bases))
@@ -108,7 +113,8 @@ int had_base(int n) {
     while (!(odd & 1)) odd >>= 1;
     if (odd == 1) return 1;
     for (int b = 0; b < N_BASES; b++)
-        if (bases[b].m % odd == 0 && bases[b].m / odd == 4 && n % bases[b].m == 0) return bases[b].m;
+        if (bases[b].m % odd == 0 && bases[b].m / odd == 4 && n % bases[b].m == 0)
+            return bases[b].m;
     return 0;
 }
 
@@ -140,7 +146,8 @@ int had_entry(int n, int i, int j) {
 static int check_n(int n) {
     if (had_base(n)) return 0;
     return err("hadamard: no Hadamard matrix of order %d (lowbit builds 2^k·m for m = 1, 12, 20, "
-               "28, 36, 44, 52, 60, 108, 140, 156, 172)", n);
+               "28, 36, 44, 52, 60, 108, 140, 156, 172)",
+               n);
 }
 
 /* one row in place: base matrix per block, butterflies across blocks, scale */

@@ -5,9 +5,9 @@
 
 #define HAD_N_TABLES 3
 struct had_table {
-    int m;                    /* order */
-    const char *const *rows;  /* m rows of hex sign bits (1 = −1), first column in the top bit */
-    const char *sha256;       /* of the text form: a line of '+'/'-' per row, '\n' after each */
+    int m;                   /* order */
+    const char *const *rows; /* m rows of hex sign bits (1 = −1), first column in the top bit */
+    const char *sha256;      /* of the text form: a line of '+'/'-' per row, '\n' after each */
 };
 extern const struct had_table had_tables[HAD_N_TABLES];
 #endif

@@ -110,9 +110,9 @@ const char *recipe_weight_dtype_canon(const char *name, char *buf, size_t size) 
 const char *recipe_compute_dtype_canon(const char *name) {
     static const struct {
         const char *alias, *canon;
-    } t[] = {{"fp32", "fp32"}, {"float32", "fp32"}, {"f32", "fp32"},   {"fp16", "fp16"},
-             {"float16", "fp16"}, {"f16", "fp16"},  {"half", "fp16"},  {"bf16", "bf16"},
-             {"bfloat16", "bf16"}, {"int8", "int8"}, {"a8", "a8"}, {"a4", "a4"}};
+    } t[] = {{"fp32", "fp32"},     {"float32", "fp32"}, {"f32", "fp32"},  {"fp16", "fp16"},
+             {"float16", "fp16"},  {"f16", "fp16"},     {"half", "fp16"}, {"bf16", "bf16"},
+             {"bfloat16", "bf16"}, {"int8", "int8"},    {"a8", "a8"},     {"a4", "a4"}};
     for (size_t i = 0; name && i < LB_ARRAY_LEN(t); i++)
         if (!strcasecmp(name, t[i].alias)) return t[i].canon;
     return NULL;
@@ -143,10 +143,12 @@ int recipe_check(const struct recipe *r) {
         r->method != QMETHOD_RTN && r->method != QMETHOD_GPTQ && r->method != QMETHOD_GGUF &&
         r->method != QMETHOD_BNB)
         rc = err("recipe '%s': rotate and smooth_alpha go with fp, rtn, gptq, gguf and bnb (the "
-                 "block-wise backward of %s does not apply online rotations)", r->id, q->name);
+                 "block-wise backward of %s does not apply online rotations)",
+                 r->id, q->name);
     if (!rc && ro.smooth_alpha >= 0 && !r->calib_set[0])
         rc = err("recipe '%s': smooth_alpha needs a calib_set (SmoothQuant's activation "
-                 "statistics)", r->id);
+                 "statistics)",
+                 r->id);
     if (!rc && q->check) rc = q->check(r2);
     free(r2);
     return rc;
@@ -192,11 +194,11 @@ int quant_model(const struct quant_job *j, struct quant_artifact *a) {
     if (rot_model(&tm, j->m, &ro, amax)) goto out;
     rc = q->quantize(&j2, a);
     if (!rc && ro.rotate)
-        quant_prov(a, "quant.rotate", "randomized Hadamard (seed %llu) on the residual stream, "
-                   "online Hadamard on the input of %s", (unsigned long long)ro.seed,
-                   ro.rotate_o ? "o_proj and down_proj" : "down_proj");
-    if (!rc && ro.smooth_alpha >= 0)
-        quant_prov(a, "quant.smooth_alpha", "%g", ro.smooth_alpha);
+        quant_prov(a, "quant.rotate",
+                   "randomized Hadamard (seed %llu) on the residual stream, "
+                   "online Hadamard on the input of %s",
+                   (unsigned long long)ro.seed, ro.rotate_o ? "o_proj and down_proj" : "down_proj");
+    if (!rc && ro.smooth_alpha >= 0) quant_prov(a, "quant.smooth_alpha", "%g", ro.smooth_alpha);
     if (!rc && ro.act_clip > 0) quant_prov(a, "quant.act_clip", "%g", (double)ro.act_clip);
     rot_model_release(&tm);
 out:

@@ -169,7 +169,7 @@ struct rot {
     struct model *out;
     const struct rot_opts *o;
     const float *amax;
-    float *sign; /* [D] ±1 */
+    float *sign;      /* [D] ±1 */
     float *smooth[3]; /* per layer scratch: s for the qkv, gate/up, down inputs */
 };
 
@@ -257,9 +257,9 @@ static int check_shape(const struct model *m, const struct rot_opts *o) {
     const struct model_config *c = &m->cfg;
     if (c->post_norms || c->embd_scale > 0)
         return err("rotate: %s blocks are not supported (scaled embeddings and post-norms; "
-                   "rotation and smoothing run llama, mistral, qwen2, qwen3)", c->arch);
-    if (c->online_had)
-        return err("rotate: %s already carries online rotations", m->path);
+                   "rotation and smoothing run llama, mistral, qwen2, qwen3)",
+                   c->arch);
+    if (c->online_had) return err("rotate: %s already carries online rotations", m->path);
     if (!o->rotate) return 0;
     const int qd = c->n_heads * c->head_dim;
     if (!had_base(c->dim))

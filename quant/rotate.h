@@ -41,7 +41,8 @@ struct rot_opts {
     double smooth_alpha; /* < 0: no smoothing */
     float act_clip;      /* 0: not set */
 };
-#define ROT_OPTS_INIT {false, false, 0, -1.0, 0}
+#define ROT_OPTS_INIT                                                                              \
+    { false, false, 0, -1.0, 0 }
 
 /* the knobs above out of a recipe's knobs JSON (knobs may be NULL or ""): *o filled, and the other
  * knobs (for the quantizer's own check) into rest as compact sorted JSON ("" when none). -1 with
@@ -58,7 +59,6 @@ int rot_act_stats(const struct quant_job *j, float **amax);
 /* out ← m transformed by o (rotation, smoothing with amax when o->smooth_alpha >= 0); out owns
  * fp32 copies of the transformed tensors and borrows m's other tensors and its GGUF (out->gguf is
  * m->gguf: release out with rot_model_release, never model_release). -1 with a message. */
-int rot_model(struct model *out, const struct model *m, const struct rot_opts *o,
-              const float *amax);
+int rot_model(struct model *out, const struct model *m, const struct rot_opts *o, const float *amax);
 void rot_model_release(struct model *out);
 #endif

@@ -79,8 +79,9 @@ int main(int argc, char **argv) {
             }
         const double ws = now() - w0, cs = t_cpu_s() - c0;
         printf("act_quant bench: 110M block linears, T=%d, %-22s %7.2f GOP/s wall, %7.2f GOP/s "
-               "per CPU-second (%s, path %s)\n", T, names[v], ops * reps / ws * 1e-9,
-               ops * reps / cs * 1e-9, cpu, v ? act_quant_path() : "matmul");
+               "per CPU-second (%s, path %s)\n",
+               T, names[v], ops * reps / ws * 1e-9, ops * reps / cs * 1e-9, cpu,
+               v ? act_quant_path() : "matmul");
     }
     return 0;
 }

@@ -42,7 +42,8 @@ static void test_bases(void) {
                 bad += s != (i == j ? m : 0);
                 if (h[i * m + j] != 1 && h[i * m + j] != -1) bad++;
             }
-        if (bad) T_FAIL_("order %d (%s): H·Hᵀ = m·I fails at %ld entries", m, had_base_source(m), bad);
+        if (bad)
+            T_FAIL_("order %d (%s): H·Hᵀ = m·I fails at %ld entries", m, had_base_source(m), bad);
     }
     for (int t = 0; t < HAD_N_TABLES; t++) {
         const int m = had_tables[t].m;
@@ -86,8 +87,8 @@ static void test_orders(void) {
     }
     T_EQ_INT(n_ok, 51); /* 10 powers of two and the 41 2^k multiples of the 11 bases up to 512 */
     /* the model shapes: (n, base) */
-    static const int shapes[][2] = {{64, 1},     {288, 36},    {512, 1},    {768, 12},
-                                    {1536, 12},  {2048, 1},    {4096, 1},   {5632, 44},
+    static const int shapes[][2] = {{64, 1},      {288, 36},   {512, 1},     {768, 12},
+                                    {1536, 12},   {2048, 1},   {4096, 1},    {5632, 44},
                                     {11008, 172}, {14336, 28}, {13824, 108}, {172, 172}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         T_EQ_INT(had_base(shapes[i][0]), shapes[i][1]);
@@ -100,9 +101,9 @@ static void test_orders(void) {
 }
 
 static void test_fast_vs_ref(void) {
-    static const int sizes[] = {1,  2,   4,   12,  20,  24,  28,   36,   40,   44,   52,  56,
-                                60, 64,  72,  108, 140, 156, 172,  288,  344,  768,  1536, 2048,
-                                4096, 5632, 11008};
+    static const int sizes[] = {1,   2,   4,   12,  20,   24,   28,   36,   40,
+                                44,  52,  56,  60,  64,   72,   108,  140,  156,
+                                172, 288, 344, 768, 1536, 2048, 4096, 5632, 11008};
     double worst = 0;
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         const int n = sizes[s], rows = n > 2048 ? 1 : 3;

@@ -114,14 +114,14 @@ static int write_random(const char *path, int D, int H, int NL, float outlier) {
     gguf_writer_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
 #define ADD(name, a, b, base, scale)                                                               \
     do {                                                                                           \
-        const int64_t ne_[2] = {a, (b) != 0 ? (b) : 1};                                                     \
+        const int64_t ne_[2] = {a, (b) != 0 ? (b) : 1};                                            \
         float *p_ = malloc((size_t)(a) * (size_t)ne_[1] * sizeof *p_);                             \
-        for (int64_t i_ = 0; i_ < (int64_t)(a) * ne_[1]; i_++) p_[i_] = base + scale * frand();  \
+        for (int64_t i_ = 0; i_ < (int64_t)(a)*ne_[1]; i_++) p_[i_] = base + scale * frand();      \
         bufs[nb++] = p_;                                                                           \
-        gguf_writer_tensor(w, name, 0, (b) != 0 ? 2 : 1, ne_, p_, (uint64_t)((a) * ne_[1]) * 4);        \
+        gguf_writer_tensor(w, name, 0, (b) != 0 ? 2 : 1, ne_, p_, (uint64_t)((a)*ne_[1]) * 4);     \
     } while (0)
     ADD("token_embd.weight", D, V, 0.0f, 0.2f); /* logits of a few units, as trained models have */
-    if (outlier > 0) /* a few residual channels scaled up */
+    if (outlier > 0)                            /* a few residual channels scaled up */
         for (int v = 0; v < V; v++)
             for (int c = 0; c < 4; c++) bufs[0][(size_t)v * D + (size_t)c * 37 % D] *= outlier;
     ADD("output_norm.weight", D, 0, 1.0f, 0.3f);
@@ -195,8 +195,8 @@ static void test_file_roundtrip(void) {
     char cmd[700];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
     T_EQ_INT(system(cmd), 0);
-    struct quant_job j = {.r = &r, .m = &m, .src_path = p, .out_dir = dir, .threads = 1,
-                          .quiet = true};
+    struct quant_job j = {
+        .r = &r, .m = &m, .src_path = p, .out_dir = dir, .threads = 1, .quiet = true};
     struct quant_artifact a;
     T_EQ_INT(quant_model(&j, &a), 0);
     if (model_load(&q, a.path)) {
@@ -297,7 +297,8 @@ static void test_knobs(void) {
     struct rot_opts o;
     char rest[256];
     T_EQ_INT(rot_knobs("x", "{\"act_clip\":0.9,\"desc_act\":true,\"rotate\":true}", &o, rest,
-                       sizeof rest), 0);
+                       sizeof rest),
+             0);
     T_OK(o.rotate && !o.rotate_o && o.seed == 0 && o.smooth_alpha < 0);
     T_NEAR(o.act_clip, 0.9, 1e-7);
     T_EQ_STR(rest, "{\"desc_act\":true}");
