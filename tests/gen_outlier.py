@@ -8,11 +8,17 @@ quantization then spends its range on those channels and rounds the others to ze
 QuaRot's rotation undoes. Random or tiny trained models have none, so this script makes them: the
 stories110M / Llama-2 110M shape (12 layers, dim 768, MLP 2048, 12 heads, vocab 32000, ctx 1024),
 weights as tests/gen_scale.py draws them (N(0, 0.02); o_proj and down_proj N(0, 0.02/sqrt(2L));
-norms 1), then --channels residual channels (default 4: 7, 101, 333, 650) scaled by --scale (default
-50) in the token embeddings and in the output rows of every o_proj and down_proj (the writes into
-the residual stream), so the outliers are there at every block's input.
+norms 1), then --channels residual channels (default 4: 7, 101, 333, 650) made --scale (default 50)
+times larger than the rest:
+  --mode massive (default): those channels of every token embedding hold one value, ±scale·0.02
+      (the sign per channel): the "massive activations" of Sun et al. 2024, nearly the same for
+      every token, which carry little of the token's information yet set each token's
+      quantization range;
+  --mode scaled: those channels of the embeddings and the output rows of every o_proj and
+      down_proj multiplied by scale: outliers that vary with the token and carry most of its
+      signal (there dropping the small channels loses little, and rotation does not help).
 
-  gen_outlier.py -o out/outlier/llama110m-outlier.gguf [--scale 50] [--layers 12] [--seed 0]
+  gen_outlier.py -o out/outlier/llama110m-outlier.gguf [--mode massive] [--scale 50] [--layers 12]
 
 Writes one F16 GGUF (2-D weights F16, norms F32, llama.cpp's names; q/k in GGUF's interleaved rotary
 order is irrelevant for random weights) with the tokenizer.* metadata of
@@ -35,6 +41,7 @@ def main():
     ap.add_argument('--channels', default='7,101,333,650')
     ap.add_argument('--layers', type=int, default=12)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--mode', choices=('massive', 'scaled'), default='massive')
     a = ap.parse_args()
     D, H, L, NH, V = 768, 2048, a.layers, 12, 32000
     ch = [int(c) for c in a.channels.split(',') if c]
@@ -46,12 +53,15 @@ def main():
 
     def lin(name, rows, cols, std, outl=False):
         w = rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(std)
-        if outl:
+        if outl and a.mode == 'scaled':
             w[ch, :] *= np.float32(a.scale)
         ts.append((name, w))
 
     e = rng.standard_normal((V, D), dtype=np.float32) * np.float32(0.02)
-    e[:, ch] *= np.float32(a.scale)
+    if a.mode == 'scaled':
+        e[:, ch] *= np.float32(a.scale)
+    else:
+        e[:, ch] = np.float32(a.scale * 0.02) * np.where(np.arange(len(ch)) % 2, -1, 1).astype(np.float32)
     ts.append(('token_embd.weight', e))
     ts.append(('output_norm.weight', np.ones(D, np.float32)))
     lin('output.weight', V, D, 0.02)

@@ -32,8 +32,12 @@ model_path() {
     stories260K) echo "$D/models/stories260K.gguf" ;;
     zoo-15m) echo "out/zoo/zoo-15m/model.gguf" ;;
     outlier)
+        [ -f out/outlier/llama110m-massive.gguf ] ||
+            /usr/bin/python3 tests/gen_outlier.py -o out/outlier/llama110m-massive.gguf
+        echo "out/outlier/llama110m-massive.gguf" ;;
+    outlier-scaled)
         [ -f out/outlier/llama110m-outlier.gguf ] ||
-            /usr/bin/python3 tests/gen_outlier.py -o out/outlier/llama110m-outlier.gguf
+            /usr/bin/python3 tests/gen_outlier.py --mode scaled -o out/outlier/llama110m-outlier.gguf
         echo "out/outlier/llama110m-outlier.gguf" ;;
     *) echo "rot_table: unknown model $1" >&2; exit 1 ;;
     esac
