@@ -128,12 +128,14 @@ fuzz: fuzz-build fuzz-seeds
 $(BUILD)/tests/bench_render: tests/render_fixture.h
 $(BUILD)/tests/test_render $(BUILD)/tests/test_hostile: tests/render_fixture.h
 
-bench: $(BIN) $(BUILD)/tests/bench_render $(BUILD)/tests/bench_gram $(BUILD)/tests/bench_gptq
+bench: $(BIN) $(BUILD)/tests/bench_render $(BUILD)/tests/bench_gram $(BUILD)/tests/bench_gptq \
+       $(BUILD)/tests/bench_act_quant
 	@sh tests/bench.sh $(BIN)
 	@sh tests/bench_quant.sh $(BIN)
 	@$(BUILD)/tests/bench_render $(BIN)
 	@$(BUILD)/tests/bench_gram
 	@$(BUILD)/tests/bench_gptq
+	@$(BUILD)/tests/bench_act_quant
 	@sh tests/bench_train.sh $(BIN)
 
 # ---- real model sizes (README "Scale benchmark"): make bench-scale [SCALE_SHAPES=tinyllama] ----

@@ -11,7 +11,10 @@
  * Every parallel loop gives each output to one thread with a fixed summation order, so results do
  * not depend on the thread count. The weight matmuls (layers and output) run in s->compute: fp32
  * (matmul), fp16/bf16 (inputs and outputs rounded around matmul), int8 (matmul_i8, with an fp32
- * fallback for weight types it lacks, counted in n_mm - n_mm_int8). */
+ * fallback for weight types it lacks, counted in n_mm - n_mm_int8), a8/a4 (the block linears'
+ * inputs quantized per token, kernels/act_quant.h; the output layer stays fp32). A rotated model
+ * (quant/rotate.h) has the inputs of o and/or down rotated by an online Hadamard transform
+ * (cfg.online_had) where its stage produces them, so the calibration hooks see them rotated. */
 #include "eval/forward.h"
 
 #include <math.h>
@@ -22,7 +25,9 @@
 #include <omp.h>
 #endif
 
+#include "kernels/act_quant.h"
 #include "kernels/attention.h"
+#include "kernels/hadamard.h"
 #include "kernels/matmul.h"
 
 /* below this many element-operations a loop runs on one thread: waking a team costs more, and on a
@@ -333,6 +338,25 @@ static void round_half(float *dst, const float *src, size_t n, enum compute_dtyp
                                    : lb_bf16_to_f32(lb_f32_to_bf16(src[i]));
 }
 
+/* s->xh holds n floats (grown when a call needs more than planned); sets mm_failed on failure */
+static int xh_reserve(struct fwd_state *s, size_t n) {
+    if (s->xh_floats >= n) return 0;
+    free(s->xh);
+    s->xh_floats = 0;
+    s->xh = xmalloc(n * sizeof(float), "the rounded matmul input");
+    if (!s->xh) {
+        s->mm_failed = true;
+        return -1;
+    }
+    s->xh_floats = n;
+    return 0;
+}
+
+/* a rotated model's online Hadamard on linear i's input x [T][n] (quant/rotate.h), in place */
+static void online_had(struct fwd_state *s, enum lin i, float *x, int T, int n) {
+    if (s->m->cfg.online_had & (1u << i) && had_rows(x, T, n)) s->mm_failed = true;
+}
+
 /* y = x·Wᵀ in the state's compute dtype, with the planned scratch (fwd_init); a failure (out of
  * memory: more threads than planned, and no room for their scratch) sets s->mm_failed */
 static void mm_out(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T) {
@@ -340,6 +364,14 @@ static void mm_out(struct fwd_state *s, float *y, const float *x, const struct t
     s->n_mm++;
     s->flops += 2.0 * T * (double)K * (double)N;
     switch (s->compute) {
+    case COMPUTE_A8:
+    case COMPUTE_A4: /* the block linears' inputs quantized per token (kernels/act_quant.h) */
+        if (w == &s->m->output) break;
+        if (xh_reserve(s, (size_t)T * K)) return;
+        act_fake_quant_rows(s->xh, x, T, (int64_t)K, s->compute == COMPUTE_A8 ? 8 : 4,
+                            s->m->cfg.act_clip > 0 ? s->m->cfg.act_clip : 1.0f);
+        if (matmul_ws(y, s->xh, w, T, &s->ws)) s->mm_failed = true;
+        return;
     case COMPUTE_INT8:
         if (matmul_i8_tensor_ok(w)) {
             s->n_mm_int8++;
@@ -349,16 +381,7 @@ static void mm_out(struct fwd_state *s, float *y, const float *x, const struct t
         break;
     case COMPUTE_FP16:
     case COMPUTE_BF16:
-        if (s->xh_floats < (size_t)T * K) {
-            free(s->xh);
-            s->xh_floats = 0;
-            s->xh = xmalloc((size_t)T * K * sizeof(float), "the rounded matmul input");
-            if (!s->xh) {
-                s->mm_failed = true;
-                return;
-            }
-            s->xh_floats = (size_t)T * K;
-        }
+        if (xh_reserve(s, (size_t)T * K)) return;
         round_half(s->xh, x, (size_t)T * K, s->compute);
         if (matmul_ws(y, s->xh, w, T, &s->ws)) s->mm_failed = true;
         else round_half(y, y, (size_t)T * N, s->compute);
@@ -562,6 +585,7 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
             s->mm_failed = true;
         }
         s->flops += 4.0 * hd * c->n_heads * ((double)T * pos0 + (double)T * (T + 1) / 2);
+        online_had(s, LIN_O, carry, T, (int)qd);
         break;
     }
     case FWD_GATE_UP: /* x += attention·Wo; the input of gate and up */
@@ -582,6 +606,7 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
                 const float gv = carry[j];
                 carry[j] = (c->gelu ? gelu_tanh(gv) : gv / (1.0f + expf(-gv))) * s->up[j];
             }
+        online_had(s, LIN_DOWN, carry, T, H);
         break;
     case FWD_OUT: /* x += act·Wdown: the block's output */
         if (c->n_expert > 0) {

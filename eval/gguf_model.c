@@ -164,6 +164,13 @@ int model_load_gguf(struct model *m, const char *path) {
                  1 << 24) ||
          get_float(g, arch, "rope.scaling.attn_factor", &c->rope_attn_factor)))
         return -1;
+    char oh[128]; /* a rotated model's online transforms and activation clip (quant/rotate.h) */
+    double clip;
+    if ((rc = gguf_get_str(g, "lowbit.online_hadamard", oh, sizeof oh)) < 0 ||
+        (!rc && model_online_had_parse(oh, &c->online_had, path)))
+        return -1;
+    if ((rc = gguf_get_float(g, "lowbit.act_clip", &clip)) < 0) return -1;
+    if (!rc) c->act_clip = (float)clip;
     if (rope_dims && rope_dims != c->head_dim)
         return err("%s: %s.rope.dimension_count %d differs from the head dim %d (partial rotary "
                    "is not supported)", path, arch, rope_dims, c->head_dim);

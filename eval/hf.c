@@ -349,6 +349,11 @@ static int read_config(struct hf_load *h) {
         cfg_bool(p, root, "attention_bias", false, &attn_bias) ||
         cfg_bool(p, root, "mlp_bias", false, &mlp_bias) || cfg_rope_scaling(p, root, c))
         goto out;
+    json_t *oh = cfg_get(root, "lowbit_online_hadamard"); /* quant/rotate.h */
+    if (oh &&
+        (!json_is_string(oh) || model_online_had_parse(json_string_value(oh), &c->online_had, p)))
+        goto out;
+    if (cfg_num(p, root, "lowbit_act_clip", false, 0, &c->act_clip)) goto out;
     if (mlp_bias) {
         err("%s: mlp_bias true is not supported (lowbit's MLP has no biases)", p);
         goto out;

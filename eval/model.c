@@ -1,6 +1,8 @@
 /* eval/model.c: model storage, the canonical tensor list, binding and format detection. */
 #include "eval/model.h"
 
+#include "kernels/hadamard.h"
+
 #include <errno.h>
 #include <math.h>
 #include <fcntl.h>
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include "eval/gguf.h"
+#include "kernels/hadamard.h"
 
 const char *model_format_name(enum model_format f) {
     static const char *names[MODEL_FORMAT_COUNT] = {
@@ -64,6 +67,33 @@ int lin_by_suffix(const char *s) {
         if (!strncmp(s, lin_info[i].gguf, n) && !strcmp(s + n, ".weight")) return i;
     }
     return -1;
+}
+
+int model_online_had_parse(const char *s, unsigned *bits, const char *where) {
+    *bits = 0;
+    const char *p = s;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        const size_t n = e ? (size_t)(e - p) : strlen(p);
+        int found = -1;
+        for (int i = 0; i < LIN_COUNT; i++)
+            if (strlen(lin_info[i].gguf) == n && !strncmp(p, lin_info[i].gguf, n)) found = i;
+        if (found != LIN_O && found != LIN_DOWN)
+            return err("%s: online Hadamard on '%.*s' (lowbit rotates the inputs of attn_output "
+                       "and ffn_down)",
+                       where, (int)n, p);
+        *bits |= 1u << found;
+        p += n + (e ? 1 : 0);
+    }
+    return 0;
+}
+
+void model_online_had_name(unsigned bits, char *buf, size_t size) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < LIN_COUNT && n < size; i++)
+        if (bits & (1u << i))
+            n += (size_t)snprintf(buf + n, size - n, "%s%s", n ? "," : "", lin_info[i].gguf);
 }
 
 int lin_of_tensor(const char *name) {
@@ -358,6 +388,14 @@ int model_bind(struct model *m) {
     struct model_config *c = &m->cfg;
     if (!c->arch[0]) snprintf(c->arch, sizeof c->arch, "llama");
     if (check_config(m)) return -1;
+    if ((c->online_had & (1u << LIN_DOWN) && !had_base(c->hidden_dim)) ||
+        (c->online_had & (1u << LIN_O) && !had_base(c->n_heads * c->head_dim)))
+        return err("%s: online Hadamard rotations on a width without a Hadamard matrix (hidden "
+                   "%d, heads·head_dim %d: kernels/hadamard.h)",
+                   m->path, c->hidden_dim, c->n_heads * c->head_dim);
+    if (c->act_clip < 0 || c->act_clip > 1)
+        return err("%s: activation clipping ratio %g (expected 0 < clip <= 1)", m->path,
+                   (double)c->act_clip);
     const int64_t D = c->dim, V = c->vocab_size;
     free(m->layers);
     m->layers = xcalloc((size_t)c->n_layers, sizeof *m->layers, "layers");

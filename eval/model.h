@@ -68,6 +68,11 @@ struct model_config {
     /* qwen2moe's shared expert: a SwiGLU MLP of this hidden size that every token runs, its output
      * times sigmoid(x·w_gate) added to the experts'; 0 = none */
     int shared_hidden;
+    /* rotated models (quant/rotate.h): bit i set = the forward pass applies an online Hadamard
+     * transform R = H/√n to the input of linear i (enum lin: LIN_O, LIN_DOWN) before its matmul;
+     * act_clip: the clipping ratio of activation quantization (compute a8/a4; 0 = 1) */
+    unsigned online_had;
+    float act_clip;
 };
 
 /* ---- the linears of a decoder block: one enum, one table ----
@@ -108,6 +113,11 @@ int64_t lin_dim(const struct model_config *c, enum lin_dim d);
 void lin_name(char *buf, size_t n, int l, enum lin i);
 /* the linear whose canonical suffix (after "blk.N.") is s ("attn_q.weight"), or -1 */
 int lin_by_suffix(const char *s);
+/* online Hadamard rotations as text ("attn_output,ffn_down": the canonical names of the linears
+ * whose input is rotated, enum lin order) ↔ model_config.online_had; parse: -1 with a message
+ * naming `where` for any other name */
+int model_online_had_parse(const char *s, unsigned *bits, const char *where);
+void model_online_had_name(unsigned bits, char *buf, size_t size);
 /* the linear a canonical tensor name ("blk.3.attn_q.weight") holds, or -1 (any other tensor) */
 int lin_of_tensor(const char *name);
 /* the heads of head_dim rows a rotated linear's output holds (n_heads for q, n_kv_heads for k);

@@ -133,7 +133,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o) {
             if (parse_threads(v, o)) return -1;
         } else if (!strcmp(a, "--compute")) {
             if ((n = compute_from_name(v)) < 0)
-                return err("bench: unknown --compute '%s' (expected fp32, fp16, bf16 or int8)", v);
+                return err("bench: unknown --compute '%s' (expected fp32, fp16, bf16, int8, a8 or a4)", v);
             o->compute = (enum compute_dtype)n;
         } else
             return err("bench: unknown option '%s' (see --help)", a);

@@ -88,7 +88,7 @@ static int opt_compute(const char *cmd, int argc, char **argv, int *i, enum comp
     const int rc = cli_opt(argc, argv, i, "--compute", &v);
     if (rc <= 0) return rc;
     const int c = compute_from_name(v);
-    if (c < 0) return err("%s: unknown --compute '%s' (expected fp32, fp16, bf16 or int8)", cmd, v);
+    if (c < 0) return err("%s: unknown --compute '%s' (expected fp32, fp16, bf16, int8, a8 or a4)", cmd, v);
     *out = (enum compute_dtype)c;
     return 1;
 }

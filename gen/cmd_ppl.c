@@ -43,7 +43,7 @@ int cmd_ppl(int argc, char **argv) {
         if ((rc = cli_opt(argc, argv, &i, "--compute", &v))) {
             if (rc < 0) return -1;
             if ((compute = compute_from_name(v)) < 0)
-                return err("ppl: unknown --compute '%s' (expected fp32, fp16, bf16 or int8)", v);
+                return err("ppl: unknown --compute '%s' (expected fp32, fp16, bf16, int8, a8 or a4)", v);
             continue;
         }
         if (!strcmp(argv[i], "--quiet")) quiet = true;

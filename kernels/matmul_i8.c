@@ -55,7 +55,8 @@
 #define I8_K_MAX 65536 /* longest segment with exact int32 sums even with the +128 offset */
 
 static const char *const compute_names[COMPUTE_COUNT] = {
-    [COMPUTE_FP32] = "fp32", [COMPUTE_FP16] = "fp16", [COMPUTE_BF16] = "bf16", [COMPUTE_INT8] = "int8"};
+    [COMPUTE_FP32] = "fp32", [COMPUTE_FP16] = "fp16", [COMPUTE_BF16] = "bf16",
+    [COMPUTE_INT8] = "int8", [COMPUTE_A8] = "a8",     [COMPUTE_A4] = "a4"};
 
 const char *compute_name(enum compute_dtype c) {
     return (unsigned)c < COMPUTE_COUNT ? compute_names[c] : "?";

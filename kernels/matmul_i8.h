@@ -32,9 +32,11 @@ enum compute_dtype {
     COMPUTE_FP16, /* matmul inputs and outputs rounded to fp16 (RNE), fp32 accumulation */
     COMPUTE_BF16, /* the same with bf16 */
     COMPUTE_INT8, /* matmul_i8 where the weight type allows it, else fp32 */
+    COMPUTE_A8, /* per-token symmetric int8 activations of the block linears (kernels/act_quant.h) */
+    COMPUTE_A4, /* the same at int4 (W4A4 / W8A4) */
     COMPUTE_COUNT
 };
-/* "fp32", "fp16", "bf16", "int8" */
+/* "fp32", "fp16", "bf16", "int8", "a8", "a4" */
 const char *compute_name(enum compute_dtype c);
 /* by name (case-insensitive); -1 when unknown (no message) */
 int compute_from_name(const char *name);

@@ -766,6 +766,14 @@ int hfx_write_dir(const struct hfx_model *hm, const char *dir, struct safetensor
     } else {
         cfg = make_config(hm);
     }
+    if (hm->m->cfg.online_had || hm->m->cfg.act_clip > 0) { /* quant/rotate.h */
+        char oh[128];
+        model_online_had_name(hm->m->cfg.online_had, oh, sizeof oh);
+        json_object_set_new(cfg, "tie_word_embeddings", json_boolean(hm->m->tied_output));
+        if (oh[0]) json_object_set_new(cfg, "lowbit_online_hadamard", json_string(oh));
+        if (hm->m->cfg.act_clip > 0)
+            json_object_set_new(cfg, "lowbit_act_clip", json_real(hm->m->cfg.act_clip));
+    }
     json_object_set_new(cfg, "torch_dtype", json_string(torch_dtype(hm)));
     json_object_set(cfg, "quantization_config", qc);
     int rc = write_json(dir, "config.json", cfg);

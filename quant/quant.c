@@ -29,6 +29,7 @@
 #include "quant/gguf_mix.h" /* the gguf row */
 #include "quant/gptq.h"     /* the gptq row */
 #include "quant/qformat.h"  /* the rtn and bnb rows */
+#include "quant/rotate.h"   /* rotation and smoothing before any row */
 
 static int fp_check(const struct recipe *r);
 static int fp_quantize(const struct quant_job *j, struct quant_artifact *a);
@@ -109,9 +110,9 @@ const char *recipe_weight_dtype_canon(const char *name, char *buf, size_t size) 
 const char *recipe_compute_dtype_canon(const char *name) {
     static const struct {
         const char *alias, *canon;
-    } t[] = {{"fp32", "fp32"}, {"float32", "fp32"}, {"f32", "fp32"},   {"fp16", "fp16"},
-             {"float16", "fp16"}, {"f16", "fp16"},  {"half", "fp16"},  {"bf16", "bf16"},
-             {"bfloat16", "bf16"}, {"int8", "int8"}};
+    } t[] = {{"fp32", "fp32"},     {"float32", "fp32"}, {"f32", "fp32"},  {"fp16", "fp16"},
+             {"float16", "fp16"},  {"f16", "fp16"},     {"half", "fp16"}, {"bf16", "bf16"},
+             {"bfloat16", "bf16"}, {"int8", "int8"},    {"a8", "a8"},     {"a4", "a4"}};
     for (size_t i = 0; name && i < LB_ARRAY_LEN(t); i++)
         if (!strcasecmp(name, t[i].alias)) return t[i].canon;
     return NULL;
@@ -125,15 +126,32 @@ int recipe_check(const struct recipe *r) {
     const struct qmethod_info *q = &qmethods[r->method];
     if (!r->weight_dtype[0]) return err("recipe '%s': weight_dtype is empty", r->id);
     if (!recipe_compute_dtype_canon(r->compute_dtype))
-        return err("recipe '%s': compute_dtype '%s' (expected fp32, fp16, bf16 or int8)", r->id,
-                   r->compute_dtype);
+        return err("recipe '%s': compute_dtype '%s' (expected fp32, fp16, bf16, int8, a8 or a4)",
+                   r->id, r->compute_dtype);
     if (!isnan(r->bits) && !(r->bits > 0 && r->bits <= 32))
         return err("recipe '%s': bits %g (expected 0 < bits <= 32)", r->id, r->bits);
     if (r->has_group_size && r->group_size != -1 && r->group_size < 1)
         return err("recipe '%s': group_size %d (expected -1 = per channel, or >= 1)", r->id,
                    r->group_size);
-    if (q->check) return q->check(r);
-    return 0;
+    /* the knobs of quant/rotate.h are ours: the algorithm checks the others */
+    struct rot_opts ro;
+    struct recipe *r2 = xmalloc(sizeof *r2, "a recipe");
+    if (!r2) return -1;
+    *r2 = *r;
+    int rc = rot_knobs(r->id, r->knobs, &ro, r2->knobs, sizeof r2->knobs);
+    if (!rc && (ro.rotate || ro.smooth_alpha >= 0) && r->method != QMETHOD_FP &&
+        r->method != QMETHOD_RTN && r->method != QMETHOD_GPTQ && r->method != QMETHOD_GGUF &&
+        r->method != QMETHOD_BNB)
+        rc = err("recipe '%s': rotate and smooth_alpha go with fp, rtn, gptq, gguf and bnb (the "
+                 "block-wise backward of %s does not apply online rotations)",
+                 r->id, q->name);
+    if (!rc && ro.smooth_alpha >= 0 && !r->calib_set[0])
+        rc = err("recipe '%s': smooth_alpha needs a calib_set (SmoothQuant's activation "
+                 "statistics)",
+                 r->id);
+    if (!rc && q->check) rc = q->check(r2);
+    free(r2);
+    return rc;
 }
 
 void quant_prov(struct quant_artifact *a, const char *key, const char *fmt, ...) {
@@ -162,7 +180,38 @@ int quant_model(const struct quant_job *j, struct quant_artifact *a) {
                    "block-by-block calibration has no expert routing (each expert would need "
                    "the calibration tokens the router sends it); fp, rtn, bnb and gguf recipes do",
                    j->r->id, q->name);
-    return q->quantize(j, a);
+    struct rot_opts ro;
+    struct recipe *r2 = xmalloc(sizeof *r2, "a recipe");
+    if (!r2) return -1;
+    *r2 = *j->r;
+    int rc = rot_knobs(j->r->id, j->r->knobs, &ro, r2->knobs, sizeof r2->knobs);
+    if (rc || !rot_wanted(&ro)) {
+        if (!rc) rc = q->quantize(j, a);
+        free(r2);
+        return rc;
+    }
+    /* rotation / smoothing / the activation clip: the algorithm quantizes the transformed model */
+    float *amax = NULL;
+    struct model tm = MODEL_INIT;
+    struct quant_job j2 = *j;
+    j2.r = r2;
+    j2.m = &tm;
+    rc = -1;
+    if (ro.smooth_alpha >= 0 && rot_act_stats(j, &amax)) goto out;
+    if (rot_model(&tm, j->m, &ro, amax)) goto out;
+    rc = q->quantize(&j2, a);
+    if (!rc && ro.rotate)
+        quant_prov(a, "quant.rotate",
+                   "randomized Hadamard (seed %llu) on the residual stream, "
+                   "online Hadamard on the input of %s",
+                   (unsigned long long)ro.seed, ro.rotate_o ? "o_proj and down_proj" : "down_proj");
+    if (!rc && ro.smooth_alpha >= 0) quant_prov(a, "quant.smooth_alpha", "%g", ro.smooth_alpha);
+    if (!rc && ro.act_clip > 0) quant_prov(a, "quant.act_clip", "%g", (double)ro.act_clip);
+    rot_model_release(&tm);
+out:
+    free(amax);
+    free(r2);
+    return rc;
 }
 
 /* ===== GGUF helpers ===== */
@@ -196,6 +245,12 @@ int quant_gguf_put_model_kv(struct gguf_writer *w, const struct model *m, const 
     KV_F32("rope.freq_base", c->rope_theta);
     KV_U32("rope.dimension_count", c->head_dim);
     KV_U32("vocab_size", c->vocab_size);
+    if (!rc && c->online_had) { /* a rotated model (quant/rotate.h) */
+        char oh[128];
+        model_online_had_name(c->online_had, oh, sizeof oh);
+        rc = gguf_writer_str(w, "lowbit.online_hadamard", oh);
+    }
+    if (!rc && c->act_clip > 0) rc = gguf_writer_f32(w, "lowbit.act_clip", c->act_clip);
     if (c->post_norms) { /* gemma2 / gemma3: the keys llama.cpp reads (eval/gguf_model.c) */
         KV_U32("attention.sliding_window", c->swa_window);
         KV_U32("attention.sliding_window_pattern", c->swa_pattern);

@@ -1,0 +1,87 @@
+/* tests/bench_act_quant.c: the integer paths of activation quantization (kernels/act_quant.h)
+ * against the fp32 matmul (kernels/matmul.h) on the block linears of the 110M shape (dim 768,
+ * MLP 2048): one block's seven products for T tokens, as W8A8 (int8 codes, act_matmul), W4A4
+ * (4-bit codes packed two per byte, act_matmul_i4) and fp32 weights. The activation quantization
+ * (act_quant_rows, and the packing for W4A4) is inside the timed region; the weights are quantized
+ * once beforehand. Prints GOP/s (2·T·N·K per product) by wall and by CPU time.
+ *   bench_act_quant [T=128] [reps=3] */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/act_quant.h"
+#include "kernels/matmul.h"
+#include "tests/t_bench.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    const int T = argc > 1 ? atoi(argv[1]) : 128, reps = argc > 2 ? atoi(argv[2]) : 3;
+    const int D = 768, H = 2048;
+    const int shapes[7][2] = {{D, D}, {D, D}, {D, D}, {D, D}, {H, D}, {H, D}, {D, H}}; /* N, K */
+    char cpu[256];
+    t_cpu_model(cpu, sizeof cpu);
+    float *x = malloc((size_t)T * H * sizeof *x), *y = malloc((size_t)T * H * sizeof *y);
+    int8_t *qx = malloc((size_t)T * H);
+    uint8_t *px = malloc((size_t)T * H / 2);
+    float dx[4096];
+    struct tensor w[7];
+    int8_t *qw[7];
+    uint8_t *pw[7];
+    float *dw[7];
+    double ops = 0;
+    uint64_t s = 1;
+    for (int i = 0; i < T * H; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)(int32_t)(s >> 32) / 2147483648.0f;
+    }
+    for (int l = 0; l < 7; l++) {
+        const int N = shapes[l][0], K = shapes[l][1];
+        const int64_t ne[2] = {K, N};
+        float *f = malloc((size_t)N * K * sizeof *f);
+        for (int i = 0; i < N * K; i++) f[i] = x[i % (T * H)] * 0.05f;
+        tensor_init(&w[l], "w", DTYPE_F32, 2, ne);
+        w[l].data = f;
+        qw[l] = malloc((size_t)N * K);
+        pw[l] = malloc((size_t)N * K / 2);
+        dw[l] = malloc((size_t)N * sizeof(float));
+        act_quant_rows(qw[l], dw[l], f, N, K, 8, 1.0f);
+        int8_t *q4 = malloc((size_t)N * K);
+        float *d4 = malloc((size_t)N * sizeof(float));
+        act_quant_rows(q4, d4, f, N, K, 4, 1.0f);
+        for (int n = 0; n < N; n++) act_pack_i4(pw[l] + (size_t)n * K / 2, q4 + (size_t)n * K, K);
+        free(q4), free(d4);
+        ops += 2.0 * T * N * K;
+    }
+    const char *names[3] = {"fp32 (matmul)", "W8A8 (act_matmul)", "W4A4 (act_matmul_i4)"};
+    for (int v = 0; v < 3; v++) {
+        const double w0 = now(), c0 = t_cpu_s();
+        for (int r = 0; r < reps; r++)
+            for (int l = 0; l < 7; l++) {
+                const int N = shapes[l][0], K = shapes[l][1];
+                if (v == 0) {
+                    matmul(y, x, &w[l], T);
+                } else if (v == 1) {
+                    act_quant_rows(qx, dx, x, T, K, 8, 1.0f);
+                    act_matmul(y, qx, dx, qw[l], dw[l], T, N, K);
+                } else {
+                    act_quant_rows(qx, dx, x, T, K, 4, 1.0f);
+                    for (int t = 0; t < T; t++)
+                        act_pack_i4(px + (size_t)t * K / 2, qx + (size_t)t * K, K);
+                    act_matmul_i4(y, px, dx, pw[l], dw[l], T, N, K);
+                }
+            }
+        const double ws = now() - w0, cs = t_cpu_s() - c0;
+        printf("act_quant bench: 110M block linears, T=%d, %-22s %7.2f GOP/s wall, %7.2f GOP/s "
+               "per CPU-second (%s, path %s)\n",
+               T, names[v], ops * reps / ws * 1e-9, ops * reps / cs * 1e-9, cpu,
+               v ? act_quant_path() : "matmul");
+    }
+    return 0;
+}
