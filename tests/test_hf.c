@@ -937,7 +937,7 @@ static void test_hf_errors(void) {
     dir = fx_write("err_gpt2", &gpt2);
     snprintf(p, sizeof p,
              "unsupported architecture 'gpt2' in %s/config.json (lowbit runs llama, mistral, qwen2, "
-             "qwen3, gemma2, gemma3_text)", dir);
+             "qwen3, gemma2, gemma3_text, phi3, mixtral, qwen2_moe)", dir);
     expect_hf_error(dir, p);
     struct fx cls = {.arch_class = "GPT2LMHeadModel", .dtype = "F32"};
     expect_hf_error(fx_write("err_gpt2_class", &cls), "unsupported architecture 'GPT2LMHeadModel'");
