@@ -16,22 +16,28 @@
 
 #define AQ_PAR_MIN ((int64_t)1 << 16)
 
+/* row xr's scale clip·max|x|/qmax (0 for a zero row) */
+static float row_scale(const float *xr, int64_t K, int qmax, float clip) {
+    float amax = 0;
+    for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(xr[k]));
+    return clip * amax / (float)qmax;
+}
+
+/* x·(1/d) rounded and clamped to [−qmax − 1, qmax] */
+static inline float code_of(float x, float id, int qmax) {
+    const float v = roundf(x * id);
+    return v > qmax ? (float)qmax : v < -qmax - 1 ? (float)(-qmax - 1) : v;
+}
+
 void act_quant_rows(int8_t *q, float *d, const float *x, int64_t T, int64_t K, int bits,
                     float clip) {
     const int qmax = (1 << (bits - 1)) - 1;
 #pragma omp parallel for schedule(static) if (T * K >= AQ_PAR_MIN)
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * K;
-        float amax = 0;
-        for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(xr[k]));
-        const float dt = clip * amax / (float)qmax;
-        const float id = dt > 0 ? 1.0f / dt : 0.0f;
+        const float dt = row_scale(xr, K, qmax, clip), id = dt > 0 ? 1.0f / dt : 0.0f;
         d[t] = dt;
-        for (int64_t k = 0; k < K; k++) {
-            float v = roundf(xr[k] * id);
-            v = v > qmax ? (float)qmax : v < -qmax - 1 ? (float)(-qmax - 1) : v;
-            q[t * K + k] = (int8_t)v;
-        }
+        for (int64_t k = 0; k < K; k++) q[t * K + k] = (int8_t)code_of(xr[k], id, qmax);
     }
 }
 
@@ -40,15 +46,8 @@ void act_fake_quant_rows(float *y, const float *x, int64_t T, int64_t K, int bit
 #pragma omp parallel for schedule(static) if (T * K >= AQ_PAR_MIN)
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * K;
-        float amax = 0;
-        for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(xr[k]));
-        const float dt = clip * amax / (float)qmax;
-        const float id = dt > 0 ? 1.0f / dt : 0.0f;
-        for (int64_t k = 0; k < K; k++) {
-            float v = roundf(xr[k] * id);
-            v = v > qmax ? (float)qmax : v < -qmax - 1 ? (float)(-qmax - 1) : v;
-            y[t * K + k] = dt * v;
-        }
+        const float dt = row_scale(xr, K, qmax, clip), id = dt > 0 ? 1.0f / dt : 0.0f;
+        for (int64_t k = 0; k < K; k++) y[t * K + k] = dt * code_of(xr[k], id, qmax);
     }
 }
 
