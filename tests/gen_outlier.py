@@ -30,10 +30,12 @@ they change, README "Rotation and activation quantization"):
       token-dependent updates are 0.0043 (attention) and 0.0093 (MLP) rms against the stream's
       0.0198 (tests/outlier_probe.py): G > 1 makes the blocks, the part a4 and rotation act on,
       weigh more in the logits, as a trained model's blocks do; the outliers stay 50x the
-      embeddings' other channels, so their dominance falls with depth as the stream grows.
+      embeddings' other channels, so their dominance falls with depth as the stream grows;
+  --qk-gain S: q_proj and k_proj drawn S times larger (sharper attention; random q/k give nearly
+      uniform causal attention, whose output is much the same for every token).
 
   gen_outlier.py -o out/outlier/llama110m-outlier.gguf [--mode massive] [--scale 50] [--layers 12]
-                 [--read random|zero] [--update-gain 1]
+                 [--read random|zero] [--update-gain 1] [--qk-gain 1]
 
 Writes one F16 GGUF (2-D weights F16, norms F32, llama.cpp's names; q/k in GGUF's interleaved rotary
 order is irrelevant for random weights) with the tokenizer.* metadata of
@@ -59,6 +61,7 @@ def parse(argv=None):
     ap.add_argument('--mode', choices=('massive', 'scaled'), default='massive')
     ap.add_argument('--update-gain', type=float, default=1.0)
     ap.add_argument('--read', choices=('random', 'zero'), default='random')
+    ap.add_argument('--qk-gain', type=float, default=1.0)
     return ap.parse_args(argv)
 
 
@@ -91,8 +94,8 @@ def tensors(a):
     for l in range(L):
         p = 'blk.%d.' % l
         ts.append((p + 'attn_norm.weight', np.ones(D, np.float32)))
-        lin(p + 'attn_q.weight', D, D, 0.02, reads=True)
-        lin(p + 'attn_k.weight', D, D, 0.02, reads=True)
+        lin(p + 'attn_q.weight', D, D, a.qk_gain * 0.02, reads=True)
+        lin(p + 'attn_k.weight', D, D, a.qk_gain * 0.02, reads=True)
         lin(p + 'attn_v.weight', D, D, 0.02, reads=True)
         lin(p + 'attn_output.weight', D, D, std_w, True)
         ts.append((p + 'ffn_norm.weight', np.ones(D, np.float32)))

@@ -90,7 +90,7 @@ def main():
     print('blk  stream const/token/outl | a4 in-err clip1 unrot/rot, clip.9 unrot/rot | '
           'v w4a4 unrot/rot | attn upd const/token | mlp upd const/token')
     for l in range(L):
-        wqk = [lin(D, D, 0.02, True) for _ in range(3)]
+        wqk = [lin(D, D, s * 0.02, True) for s in (a.qk_gain, a.qk_gain, 1)]
         wo = lin(D, D, std_w)
         wg, wu, wd = lin(H, D, 0.02, True), lin(H, D, 0.02, True), lin(D, H, std_w)
         h = rms(x)

@@ -9,7 +9,7 @@
 # calibration windows of the gptq and smoothquant rows; default as gen/recipes.csv: 128),
 # ROT_GPTQ_MODELS (the models the GPTQ rows run on; default "stories260K zoo-15m"),
 # ROT_THREADS (1), LOWBIT (default out/lowbit), ROT_OUTLIER_ARGS (tests/gen_outlier.py's options for
-# the model "outlier-v2"; default "--read zero --update-gain 4", see tests/outlier_probe.py; the
+# the model "outlier-v2"; default "--read zero", see tests/outlier_probe.py; the
 # model "outlier" is gen_outlier.py's default, the first table's).
 # Prints one line per model × recipe: recipe, compute, PPL(Q), KLD.
 set -e
@@ -35,7 +35,7 @@ model_path() {
     stories260K) echo "$D/models/stories260K.gguf" ;;
     zoo-15m) echo "out/zoo/zoo-15m/model.gguf" ;;
     outlier-v2)
-        oa=${ROT_OUTLIER_ARGS:-"--read zero --update-gain 4"}
+        oa=${ROT_OUTLIER_ARGS:-"--read zero"}
         f=out/outlier/llama110m-massive$(echo "$oa" | tr -d ' -').gguf
         # shellcheck disable=SC2086  # the options are words
         [ -f "$f" ] || /usr/bin/python3 tests/gen_outlier.py $oa -o "$f"
