@@ -17,8 +17,25 @@ times larger than the rest:
   --mode scaled: those channels of the embeddings and the output rows of every o_proj and
       down_proj multiplied by scale: outliers that vary with the token and carry most of its
       signal (there dropping the small channels loses little, and rotation does not help).
+Two knobs (defaults: the first table's model, byte for byte; tests/outlier_probe.py measures what
+they change, README "Rotation and activation quantization"):
+  --read zero: the q/k/v/gate/up columns at the outlier channels are 0 (drawn, then zeroed, so the
+      other weights do not change). With random columns (--read random) every block reads the
+      massive, token-independent values through random weights and writes a token-independent
+      vector back into all channels of the stream (o_proj, down_proj): the stream's non-outlier
+      channels fill with a constant offset that carries nothing about the token, and which no
+      rotation can spread, since it is not concentrated in a few channels. In trained LLMs the
+      massive activations act as a fixed bias (Sun et al. 2024), not as a growing dense offset;
+  --update-gain G: o_proj and down_proj drawn N(0, G·0.02/sqrt(2L)). At G = 1 block 0's
+      token-dependent updates are 0.0043 (attention) and 0.0093 (MLP) rms against the stream's
+      0.0198 (tests/outlier_probe.py): G > 1 makes the blocks, the part a4 and rotation act on,
+      weigh more in the logits, as a trained model's blocks do; the outliers stay 50x the
+      embeddings' other channels, so their dominance falls with depth as the stream grows;
+  --qk-gain S: q_proj and k_proj drawn S times larger (sharper attention; random q/k give nearly
+      uniform causal attention, whose output is much the same for every token).
 
   gen_outlier.py -o out/outlier/llama110m-outlier.gguf [--mode massive] [--scale 50] [--layers 12]
+                 [--read random|zero] [--update-gain 1] [--qk-gain 1]
 
 Writes one F16 GGUF (2-D weights F16, norms F32, llama.cpp's names; q/k in GGUF's interleaved rotary
 order is irrelevant for random weights) with the tokenizer.* metadata of
@@ -34,7 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_scale as gs  # noqa: E402  (the GGUF helpers and the tokenizer copy)
 
 
-def main():
+def parse(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument('-o', required=True)
     ap.add_argument('--scale', type=float, default=50.0)
@@ -42,19 +59,28 @@ def main():
     ap.add_argument('--layers', type=int, default=12)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--mode', choices=('massive', 'scaled'), default='massive')
-    a = ap.parse_args()
-    D, H, L, NH, V = 768, 2048, a.layers, 12, 32000
+    ap.add_argument('--update-gain', type=float, default=1.0)
+    ap.add_argument('--read', choices=('random', 'zero'), default='random')
+    ap.add_argument('--qk-gain', type=float, default=1.0)
+    return ap.parse_args(argv)
+
+
+D, H, NH, V = 768, 2048, 12, 32000
+
+
+def tensors(a):
+    L = a.layers
     ch = [int(c) for c in a.channels.split(',') if c]
-    data = os.environ.get('LOWBIT_DATA', '../shared/data')
-    tok, n_tok = gs.tokenizer_kvs(os.path.join(data, 'tokenizers/ggml-vocab-llama-spm.gguf'), V)
     rng = np.random.default_rng(a.seed)
-    std_w = 0.02 / np.sqrt(2 * L)
+    std_w = a.update_gain * 0.02 / np.sqrt(2 * L)
     ts = []  # (name, array: rows x cols, or 1-D)
 
-    def lin(name, rows, cols, std, outl=False):
+    def lin(name, rows, cols, std, outl=False, reads=False):
         w = rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(std)
         if outl and a.mode == 'scaled':
             w[ch, :] *= np.float32(a.scale)
+        if reads and a.read == 'zero':
+            w[:, ch] = 0
         ts.append((name, w))
 
     e = rng.standard_normal((V, D), dtype=np.float32) * np.float32(0.02)
@@ -68,14 +94,23 @@ def main():
     for l in range(L):
         p = 'blk.%d.' % l
         ts.append((p + 'attn_norm.weight', np.ones(D, np.float32)))
-        lin(p + 'attn_q.weight', D, D, 0.02)
-        lin(p + 'attn_k.weight', D, D, 0.02)
-        lin(p + 'attn_v.weight', D, D, 0.02)
+        lin(p + 'attn_q.weight', D, D, a.qk_gain * 0.02, reads=True)
+        lin(p + 'attn_k.weight', D, D, a.qk_gain * 0.02, reads=True)
+        lin(p + 'attn_v.weight', D, D, 0.02, reads=True)
         lin(p + 'attn_output.weight', D, D, std_w, True)
         ts.append((p + 'ffn_norm.weight', np.ones(D, np.float32)))
-        lin(p + 'ffn_gate.weight', H, D, 0.02)
-        lin(p + 'ffn_up.weight', H, D, 0.02)
+        lin(p + 'ffn_gate.weight', H, D, 0.02, reads=True)
+        lin(p + 'ffn_up.weight', H, D, 0.02, reads=True)
         lin(p + 'ffn_down.weight', D, H, std_w, True)
+    return ts
+
+
+def main():
+    a = parse()
+    L = a.layers
+    data = os.environ.get('LOWBIT_DATA', '../shared/data')
+    tok, n_tok = gs.tokenizer_kvs(os.path.join(data, 'tokenizers/ggml-vocab-llama-spm.gguf'), V)
+    ts = tensors(a)
     K = gs.gguf_kv
     kvs = [K('general.architecture', gs.T_STR, 'llama'),
            K('general.name', gs.T_STR, 'llama110m-outlier'),

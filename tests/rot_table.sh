@@ -8,7 +8,10 @@
 # ROT_CHUNKS (8: llama.cpp's protocol, the second half of each chunk scored), ROT_CALIB_N (the
 # calibration windows of the gptq and smoothquant rows; default as gen/recipes.csv: 128),
 # ROT_GPTQ_MODELS (the models the GPTQ rows run on; default "stories260K zoo-15m"),
-# ROT_THREADS (1), LOWBIT (default out/lowbit). Prints one line per model × recipe: recipe, compute, PPL(Q), KLD.
+# ROT_THREADS (1), LOWBIT (default out/lowbit), ROT_OUTLIER_ARGS (tests/gen_outlier.py's options for
+# the model "outlier-v2"; default "--read zero", see tests/outlier_probe.py; the
+# model "outlier" is gen_outlier.py's default, the first table's).
+# Prints one line per model × recipe: recipe, compute, PPL(Q), KLD.
 set -e
 OUT=${1:-out/rot_table}
 LB=${LOWBIT:-out/lowbit}
@@ -31,6 +34,12 @@ model_path() {
     case $1 in
     stories260K) echo "$D/models/stories260K.gguf" ;;
     zoo-15m) echo "out/zoo/zoo-15m/model.gguf" ;;
+    outlier-v2)
+        oa=${ROT_OUTLIER_ARGS:-"--read zero"}
+        f=out/outlier/llama110m-massive$(echo "$oa" | tr -d ' -').gguf
+        # shellcheck disable=SC2086  # the options are words
+        [ -f "$f" ] || /usr/bin/python3 tests/gen_outlier.py $oa -o "$f"
+        echo "$f" ;;
     outlier)
         [ -f out/outlier/llama110m-massive.gguf ] ||
             /usr/bin/python3 tests/gen_outlier.py -o out/outlier/llama110m-massive.gguf
