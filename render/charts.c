@@ -457,7 +457,7 @@ static void draw_scatter(struct chart *c, const void *data) {
     }
     if (S->ylog) ay.lo = ylo / 1.1, ay.hi = yhi * 1.1;
     else {
-        double pad = (yhi - ylo) * 0.08 + (S->y_from0 ? 0 : 0.5);
+        double pad = (yhi - ylo) * 0.08 + (S->y_from0 || S->y_zero ? 0 : 0.5);
         ay.lo = ylo - pad, ay.hi = yhi + pad;
         if (S->y_from0) ay.lo = fmax(0, ay.lo), ay.hi = ay.hi > ay.lo ? ay.hi : ay.lo + 1;
         if (S->y_zero) ay.lo = 0, ay.hi = ay.hi > 0 ? ay.hi : 1;

@@ -254,10 +254,12 @@ static void test_method_class(void) {
     }
     T_OK(!strstr(idx, "value=\"rounding\"")); /* not on this board */
     /* a row's Class cell follows its Algorithm cell */
-    T_CONTAINS(idx, "<td>gptq</td><td>rotation</td><td>int4</td><td>int8</td>");
-    T_CONTAINS(idx, "<td>rtn</td><td>salience</td><td>int8</td>");
-    T_CONTAINS(idx, "<td>gptq</td><td>compensation</td><td>int4</td><td>fp32</td>");
-    T_CONTAINS(idx, "<td>gguf</td><td>data type</td>");
+    T_CONTAINS(idx, "<td><bdi>gptq</bdi></td><td>rotation</td><td><bdi>int4</bdi></td>"
+                    "<td><bdi>int8</bdi></td>");
+    T_CONTAINS(idx, "<td><bdi>rtn</bdi></td><td>salience</td><td><bdi>int8</bdi></td>");
+    T_CONTAINS(idx, "<td><bdi>gptq</bdi></td><td>compensation</td><td><bdi>int4</bdi></td>"
+                    "<td><bdi>fp32</bdi></td>");
+    T_CONTAINS(idx, "<td><bdi>gguf</bdi></td><td>data type</td>");
     /* #Params: active / total for the mixture of experts only */
     T_CONTAINS(idx, ">12.9 M / 46.7 M</td>");
     T_CONTAINS(idx, ">15.2 M</td>");
@@ -271,8 +273,8 @@ static void test_method_class(void) {
     if (csv) {
         T_CONTAINS(csv, ",algorithm,method_class,weight_dtype,");
         T_CONTAINS(csv, ",n_params,n_params_active,");
-        T_CONTAINS(csv, ",quarot-gptq-w4a4,gptq,rotation,int4,");
-        T_CONTAINS(csv, ",smoothquant-w8a8,rtn,salience,int8,");
+        T_CONTAINS(csv, ",\"quarot-gptq-w4a4\",\"gptq\",\"rotation\",\"int4\",");
+        T_CONTAINS(csv, ",\"smoothquant-w8a8\",\"rtn\",\"salience\",\"int8\",");
         T_CONTAINS(csv, ",46700000,12900000,");
         T_CONTAINS(csv, ",15200000,15200000,");
     }
