@@ -144,7 +144,8 @@ int collect_validate(json_t *r, const char *name_key) {
     static const char *const m_str[] = {"tokenizer", "family", "base_model", "model_type",
                                         "license", "notes", "architecture", "files_sha256"};
     if (want(m, "model", "id", J_STR) || want(m, "model", "path", J_STR) ||
-        want(m, "model", "display_name", J_STR) || want(m, "model", "n_params", J_INT_NULL))
+        want(m, "model", "display_name", J_STR) || want(m, "model", "n_params", J_INT_NULL) ||
+        want(m, "model", "n_params_active", J_INT_NULL))
         return -1;
     for (size_t i = 0; i < LB_ARRAY_LEN(m_str); i++)
         if (want(m, "model", m_str[i], J_STR_NULL)) return -1;
@@ -174,7 +175,7 @@ int collect_validate(json_t *r, const char *name_key) {
     static const char *const r_num[] = {"quant_seconds", "quant_peak_rss_mb", "eval_seconds",
                                         "eval_peak_rss_mb", "bits_per_weight", "prefill_tps",
                                         "decode_tps", "run_memory_mb"};
-    static const char *const r_int[] = {"threads", "artifact_bytes", "n_params"};
+    static const char *const r_int[] = {"threads", "artifact_bytes", "n_params", "n_params_active"};
     for (size_t i = 0; i < LB_ARRAY_LEN(r_str); i++)
         if (want(run, "run", r_str[i], J_STR_NULL)) return -1;
     for (size_t i = 0; i < LB_ARRAY_LEN(r_num); i++)
@@ -187,9 +188,13 @@ int collect_validate(json_t *r, const char *name_key) {
         const char *range = json_is_number(v) ? run_number_range(k, json_number_value(v)) : NULL;
         if (range) return err("run.%s: %g is out of range (expected %s)", k, json_number_value(v), range);
     }
-    json_t *mnp = json_object_get(m, "n_params");
-    if (json_is_integer(mnp) && json_integer_value(mnp) < 0)
-        return err("model.n_params: %lld (expected a count >= 0)", (long long)json_integer_value(mnp));
+    for (int k = 0; k < 2; k++) {
+        const char *key = k ? "n_params_active" : "n_params";
+        json_t *mnp = json_object_get(m, key);
+        if (json_is_integer(mnp) && json_integer_value(mnp) < 0)
+            return err("model.%s: %lld (expected a count >= 0)", key,
+                       (long long)json_integer_value(mnp));
+    }
     json_t *scores = json_object_get(r, "scores"), *defs = json_object_get(r, "task_defs"),
            *prov = json_object_get(r, "provenance");
     if (!json_is_array(scores) || !json_is_array(defs) || !json_is_object(prov))
@@ -328,23 +333,26 @@ static int exec_json(sqlite3 *db, const char *sql, json_t *o, const char *const 
 
 static const char *const model_keys[] = {"id", "path", "tokenizer", "display_name", "family",
                                           "base_model", "model_type", "license", "notes",
-                                          "architecture", "n_params", "files_sha256"};
+                                          "architecture", "n_params", "files_sha256",
+                                          "n_params_active"};
 /* the measured columns keep their value when a row brings NULL (a failed run knows none) */
 static const char model_upsert[] =
     "INSERT INTO models (id, path, tokenizer, display_name, family, base_model, model_type, "
-    "license, notes, architecture, n_params, files_sha256) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,"
-    "?10,?11,?12) ON CONFLICT(id) DO UPDATE SET path = excluded.path, tokenizer = "
+    "license, notes, architecture, n_params, files_sha256, n_params_active) VALUES (?1,?2,?3,?4,"
+    "?5,?6,?7,?8,?9,?10,?11,?12,?13) ON CONFLICT(id) DO UPDATE SET path = excluded.path, tokenizer = "
     "excluded.tokenizer, display_name = excluded.display_name, family = excluded.family, "
     "base_model = excluded.base_model, model_type = excluded.model_type, license = "
     "excluded.license, notes = excluded.notes, architecture = coalesce(excluded.architecture, "
     "architecture), n_params = coalesce(excluded.n_params, n_params), files_sha256 = "
-    "coalesce(excluded.files_sha256, files_sha256) WHERE path IS NOT excluded.path OR tokenizer "
+    "coalesce(excluded.files_sha256, files_sha256), n_params_active = "
+    "coalesce(excluded.n_params_active, n_params_active) WHERE path IS NOT excluded.path OR tokenizer "
     "IS NOT excluded.tokenizer OR display_name IS NOT excluded.display_name OR family IS NOT "
     "excluded.family OR base_model IS NOT excluded.base_model OR model_type IS NOT "
     "excluded.model_type OR license IS NOT excluded.license OR notes IS NOT excluded.notes OR "
     "(excluded.architecture IS NOT NULL AND architecture IS NOT excluded.architecture) OR "
     "(excluded.n_params IS NOT NULL AND n_params IS NOT excluded.n_params) OR "
-    "(excluded.files_sha256 IS NOT NULL AND files_sha256 IS NOT excluded.files_sha256)";
+    "(excluded.files_sha256 IS NOT NULL AND files_sha256 IS NOT excluded.files_sha256) OR "
+    "(excluded.n_params_active IS NOT NULL AND n_params_active IS NOT excluded.n_params_active)";
 
 static const char *const recipe_keys[] = {"id", "algorithm", "weight_dtype", "bits", "group_size",
                                            "sym", "double_quant", "compute_dtype", "calib_set",
@@ -367,7 +375,7 @@ static const char *const run_keys[] = {
     "started_at", "finished_at", "code_version", "host_cpu", "threads", "kernels_isa",
     "quant_seconds", "quant_peak_rss_mb", "eval_seconds", "eval_peak_rss_mb", "artifact_path",
     "artifact_bytes", "bits_per_weight", "n_params", "prefill_tps", "decode_tps",
-    "run_memory_mb"};
+    "run_memory_mb", "n_params_active"};
 
 /* ===== one file ===== */
 
@@ -845,7 +853,7 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
         if (db_exec(db, sql, "removing a superseded run")) goto out;
     }
     /* 3. the rows */
-    if (exec_json(db, model_upsert, m, model_keys, 12, 0, false) ||
+    if (exec_json(db, model_upsert, m, model_keys, (int)LB_ARRAY_LEN(model_keys), 0, false) ||
         exec_json(db, recipe_upsert, q, recipe_keys, 12, 0, false))
         goto out;
     /* training provenance beside the model file: for lowbit's own results (an imported file's
@@ -878,7 +886,7 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
         "finished_at", "code_version", "host_cpu", "threads", "kernels_isa", "quant_seconds",
         "quant_peak_rss_mb", "eval_seconds", "eval_peak_rss_mb", "artifact_path",
         "artifact_bytes", "bits_per_weight", "n_params", "failure", "prefill_tps", "decode_tps",
-        "run_memory_mb"};
+        "run_memory_mb", "n_params_active"};
     _Static_assert(LB_ARRAY_LEN(all_keys) == 7 + LB_ARRAY_LEN(run_keys), "run columns");
     if (run_id) {
         rc = exec_json(db,
@@ -888,8 +896,8 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                        "quant_peak_rss_mb=?15, eval_seconds=?16, eval_peak_rss_mb=?17, "
                        "artifact_path=?18, artifact_bytes=?19, bits_per_weight=?20, "
                        "n_params=?21, failure=?22, prefill_tps=?23, decode_tps=?24, "
-                       "run_memory_mb=?25 WHERE id = ?1",
-                       head, all_keys, 24, run_id, true);
+                       "run_memory_mb=?25, n_params_active=?26 WHERE id = ?1",
+                       head, all_keys, 25, run_id, true);
         if (!rc) {
             char sql[400];
             snprintf(sql, sizeof sql,
@@ -906,10 +914,10 @@ static int load_result(sqlite3 *db, json_t *r, const char *sha, const char *file
                        "started_at, finished_at, code_version, host_cpu, threads, kernels_isa, "
                        "quant_seconds, quant_peak_rss_mb, eval_seconds, eval_peak_rss_mb, "
                        "artifact_path, artifact_bytes, bits_per_weight, n_params, failure, "
-                       "prefill_tps, decode_tps, run_memory_mb) VALUES "
+                       "prefill_tps, decode_tps, run_memory_mb, n_params_active) VALUES "
                        "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,"
-                       "?21,?22,?23,?24)",
-                       head, all_keys, 24, 0, false);
+                       "?21,?22,?23,?24,?25)",
+                       head, all_keys, 25, 0, false);
         run_id = sqlite3_last_insert_rowid(db);
         *out = other ? O_REPLACED : O_INSERTED;
     }
@@ -969,7 +977,7 @@ static int load_catalog(sqlite3 *db, const struct plan *p, struct collect_sets *
         const struct job *j = &p->jobs[i];
         json_t *m = model_row_to_json(&j->model), *q = recipe_to_json(&j->recipe);
         json_object_set_new(m, "files_sha256", j->model_sha[0] ? json_string(j->model_sha) : json_null());
-        int rc = exec_json(db, model_upsert, m, model_keys, 12, 0, false);
+        int rc = exec_json(db, model_upsert, m, model_keys, (int)LB_ARRAY_LEN(model_keys), 0, false);
         if (!rc) rc = record_training(db, j->model.id, j->model.path, seen);
         if (!rc) rc = exec_json(db, recipe_upsert, q, recipe_keys, 12, 0, false);
         json_decref(m);

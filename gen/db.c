@@ -51,6 +51,10 @@ static const char *const migrations[DB_SCHEMA_VERSION] = {
     [3] = "DROP VIEW IF EXISTS leaderboard; ALTER TABLE task_defs ADD COLUMN n_truncated INTEGER;"
           "ALTER TABLE runs ADD COLUMN prefill_tps REAL; ALTER TABLE runs ADD COLUMN decode_tps "
           "REAL; ALTER TABLE runs ADD COLUMN run_memory_mb REAL;",
+    /* 4 -> 5: the active parameters of a mixture of experts (issue 19); the rows of earlier
+     * versions keep NULL, "not recorded" (a result file says, its model does not) */
+    [4] = "ALTER TABLE models ADD COLUMN n_params_active INTEGER;"
+          "ALTER TABLE runs ADD COLUMN n_params_active INTEGER;",
 };
 #define DB_RERUN_SCHEMA_BELOW 4 /* a migration from below this version runs schema.sql after it */
 

@@ -312,6 +312,7 @@ static struct result result_new(const struct job *j, const char *started_at) {
     json_object_set_new(model, "files_sha256", str_or_null(j->model_sha));
     json_object_set_new(model, "architecture", json_null());
     json_object_set_new(model, "n_params", json_null());
+    json_object_set_new(model, "n_params_active", json_null());
     char cpu[256];
     host_cpu(cpu, sizeof cpu);
     char rel[PIPE_PATH_MAX];
@@ -326,6 +327,7 @@ static struct result result_new(const struct job *j, const char *started_at) {
     json_object_set_new(r.run, "prefill_tps", json_null());
     json_object_set_new(r.run, "decode_tps", json_null());
     json_object_set_new(r.run, "run_memory_mb", json_null());
+    json_object_set_new(r.run, "n_params_active", json_null());
     r.bad_score[0] = 0;
     r.scores = json_array();
     r.task_defs = json_array();
@@ -892,6 +894,8 @@ static void record_artifact(struct result *r, const struct model *am,
     const long long abytes = path_bytes(art->path);
     json_object_set_new(r->run, "artifact_bytes", abytes >= 0 ? json_integer(abytes) : json_null());
     json_object_set_new(r->run, "n_params", json_integer(n_params));
+    /* a mixture of experts: the parameters a token goes through (dense: n_params) */
+    json_object_set_new(r->run, "n_params_active", json_integer(model_n_active_params(am)));
     /* the quantizer's figure for the file it wrote when it gives one (an HF checkpoint's
      * loaded layout cannot tell e.g. nf4 from nf4 with double-quantized absmax); else the
      * loaded weights' bytes */
@@ -1006,6 +1010,7 @@ int job_execute(const struct job *j, const struct job_opts *o) {
     json_t *model = json_object_get(r.root, "model");
     json_object_set_new(model, "architecture", json_string(m.cfg.arch));
     json_object_set_new(model, "n_params", json_integer(model_n_params(&m)));
+    json_object_set_new(model, "n_params_active", json_integer(model_n_active_params(&m)));
     prov_set(&r, "model.format", "%s", model_format_name(m.format));
     if (cli_load_tokenizer(&tok, &m, j->model_tokenizer[0] ? j->model_tokenizer : NULL)) {
         snprintf(msg, sizeof msg, "model '%s': %s", j->model.id, err_last());

@@ -298,7 +298,8 @@ int run_plan(const struct plan *p, const struct run_opts *o, struct run_stats *s
 
 /* ===== database (gen/db.c) ===== */
 struct sqlite3;
-#define DB_SCHEMA_VERSION 4 /* 2: tables training, training_curve; 3: runs.failure; 4: tasks */
+#define DB_SCHEMA_VERSION 5 /* 2: tables training, training_curve; 3: runs.failure; 4: tasks;
+                               5: n_params_active */
 /* open (creating the file and directories) and bring the schema to DB_SCHEMA_VERSION inside one
  * transaction, with the tasks table rewritten from eval/task.c (db_write_tasks); a newer database
  * is refused. Rollback journal, synchronous FULL, foreign keys on. */

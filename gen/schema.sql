@@ -1,4 +1,4 @@
--- gen/schema.sql: the lowbit database (out/lowbit.db), schema version 4.
+-- gen/schema.sql: the lowbit database (out/lowbit.db), schema version 5.
 --
 -- The contract between the pipeline (gen/: the only writer, through `lowbit collect`) and the site
 -- (render/: reads SQL only). One row per model, per recipe, per run (a model × recipe job), per
@@ -18,8 +18,13 @@ CREATE TABLE IF NOT EXISTS models (
     license       TEXT,
     notes         TEXT,
     architecture  TEXT,
-    n_params      INTEGER,               -- parameters of the unquantized model
-    files_sha256  TEXT                   -- hash of the model's files as read
+    n_params      INTEGER,               -- parameters of the unquantized model (a mixture of
+                                         -- experts: every expert's)
+    files_sha256  TEXT,                  -- hash of the model's files as read
+    n_params_active INTEGER              -- the parameters a token goes through (version 5): the
+                                         -- shared ones plus n_expert_used experts' for a mixture
+                                         -- of experts, n_params for a dense model; NULL when not
+                                         -- recorded (rows of earlier versions)
 );
 
 CREATE TABLE IF NOT EXISTS recipes (
@@ -68,10 +73,11 @@ CREATE TABLE IF NOT EXISTS runs (
                                          -- --retry-failed); NULL for ok runs
     prefill_tps      REAL,               -- what it costs to run the artifact on host_cpu with
     decode_tps       REAL,               -- `threads` threads (version 4): prefill tokens/s of a
-    run_memory_mb    REAL                -- 512-token context, decode tokens/s after a 256-token
+    run_memory_mb    REAL,               -- 512-token context, decode tokens/s after a 256-token
                                          -- prompt, and the memory to run it at ctx 512 (weights
                                          -- as loaded + KV cache + forward scratch), MB; figures
                                          -- compare only within one host
+    n_params_active  INTEGER             -- as models.n_params_active, of the artifact (version 5)
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model_id);
 
@@ -205,4 +211,4 @@ SELECT r.id AS run_id, r.model_id, m.display_name, m.family, m.model_type, m.bas
 FROM runs r JOIN models m ON m.id = r.model_id JOIN recipes c ON c.id = r.recipe_id
 WHERE r.status = 'ok';
 
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;

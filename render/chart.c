@@ -37,15 +37,19 @@ void chart_okabe_ito(int i, double rgb[3]) {
     for (int k = 0; k < 3; k++) rgb[k] = pal[i][k] / 255.0;
 }
 
+int chart_palette_index(const char *const *keys, int n, const char *key) {
+    for (int i = 0; i < n; i++)
+        if (key && !strcmp(key, keys[i])) return i;
+    /* anything else: a stable colour from its name */
+    unsigned h = 5381;
+    for (const char *p = key ? key : ""; *p; p++) h = h * 33 + (unsigned char)*p;
+    return 1 + (int)(h % 7);
+}
+
 int chart_algo_index(const char *a) {
     static const char *const algos[] = {"fp", "rtn", "gptq", "awq", "aqlm", "autoround", "gguf",
                                         "bnb"};
-    for (int i = 0; i < 8; i++)
-        if (a && !strcmp(a, algos[i])) return i;
-    /* anything else: a stable colour from its name */
-    unsigned h = 5381;
-    for (const char *p = a ? a : ""; *p; p++) h = h * 33 + (unsigned char)*p;
-    return 1 + (int)(h % 7);
+    return chart_palette_index(algos, 8, a);
 }
 
 void chart_set_rgb(cairo_t *cr, const double rgb[3]) {

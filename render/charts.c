@@ -418,6 +418,8 @@ struct scatter {
     const char **legend_algos;
     int n_legend;
     tick_fmt xfmt;
+    int (*palette)(const char *); /* the legend names' palette index: NULL chart_algo_index */
+    bool y_zero;                  /* the y axis starts at 0 exactly (the class chart's KLD) */
 };
 
 static void draw_scatter(struct chart *c, const void *data) {
@@ -425,7 +427,7 @@ static void draw_scatter(struct chart *c, const void *data) {
     struct legend_item it[BARS_MAX + 2];
     int n_it = 0;
     for (int a = 0; a < S->n_legend && n_it < BARS_MAX; a++) {
-        int k = chart_algo_index(S->legend_algos[a]);
+        int k = (S->palette ? S->palette : chart_algo_index)(S->legend_algos[a]);
         it[n_it++] = (struct legend_item){S->legend_algos[a], k, k};
     }
     if (!S->no_frontier) it[n_it++] = (struct legend_item){"Pareto frontier", 0, -2};
@@ -455,9 +457,10 @@ static void draw_scatter(struct chart *c, const void *data) {
     }
     if (S->ylog) ay.lo = ylo / 1.1, ay.hi = yhi * 1.1;
     else {
-        double pad = (yhi - ylo) * 0.08 + (S->y_from0 ? 0 : 0.5);
+        double pad = (yhi - ylo) * 0.08 + (S->y_from0 || S->y_zero ? 0 : 0.5);
         ay.lo = ylo - pad, ay.hi = yhi + pad;
         if (S->y_from0) ay.lo = fmax(0, ay.lo), ay.hi = ay.hi > ay.lo ? ay.hi : ay.lo + 1;
+        if (S->y_zero) ay.lo = 0, ay.hi = ay.hi > 0 ? ay.hi : 1;
     }
     draw_y(c, &ay, fmt_tick_plain, (int)((c->plot.y1 - c->plot.y0) / 36) + 1);
     draw_x(c, &ax, S->xfmt ? S->xfmt : fmt_tick_plain,
@@ -642,6 +645,70 @@ static int chart_speed(struct site *s, int g, struct chart_layout *lay) {
     ret = chart_write(s, name, 720, 420, ttl, desc, draw_scatter, &S, lay);
 out:
     free(runs), free(algo), free(x), free(y), free(lab), free(ttl), free(desc), free(xt);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ KLD by method class */
+
+int class_runs(const struct lb_data *d, int g, int *out) {
+    const struct lb_group *G = &d->groups[g];
+    int n = 0;
+    for (int k = 0; k < G->n_runs; k++) {
+        const struct lb_run *r = &d->runs[G->runs[k]];
+        if (r->ok && !isnan(r->kld) && !isnan(r->bits_per_weight)) out[n++] = G->runs[k];
+    }
+    return n;
+}
+
+/* charts/<slug>-class: mean KLD against measured bits per weight, one colour and marker per
+ * method class (the scatter, with the class palette) */
+static int chart_class(struct site *s, int g, struct chart_layout *lay) {
+    const struct lb_data *d = s->d;
+    const struct lb_group *G = &d->groups[g];
+    int n_all = G->n_runs, ret = -1;
+    int *runs = calloc((size_t)n_all + 1, sizeof *runs), *pal = calloc((size_t)n_all + 1, sizeof *pal);
+    double *x = calloc((size_t)n_all + 1, sizeof *x), *y = calloc((size_t)n_all + 1, sizeof *y);
+    const char **lab = calloc((size_t)n_all + 1, sizeof *lab);
+    char *ttl = NULL;
+    const char *legend[BARS_MAX];
+    int n_leg = 0;
+    if (!runs || !pal || !x || !y || !lab) {
+        err("render: out of memory (charts)");
+        goto out;
+    }
+    const int n = class_runs(d, g, runs);
+    for (int k = 0; k < n; k++) {
+        const struct lb_run *r = &d->runs[runs[k]];
+        x[k] = r->bits_per_weight;
+        y[k] = r->kld;
+        pal[k] = lb_method_class_index(lb_run_method_class(r));
+        lab[k] = r->recipe_id;
+        add_algo(legend, &n_leg, BARS_MAX, lb_run_method_class(r));
+    }
+    /* the legend in palette order */
+    for (int i = 1; i < n_leg; i++)
+        for (int j = i; j > 0 && lb_method_class_index(legend[j]) <
+                                      lb_method_class_index(legend[j - 1]); j--) {
+            const char *t = legend[j];
+            legend[j] = legend[j - 1], legend[j - 1] = t;
+        }
+    if (!(ttl = fmt_dup("%s: KLD vs bits per weight by method class", G->name))) goto out;
+    struct scatter S = {
+        .title = "KLD vs bits per weight, by method class",
+        .xtitle = "Bits per weight, measured on the quantized file (8 \xc3\x97 bytes / parameters)",
+        .ytitle = "Mean KLD from the unquantized model (nats; lower is better)",
+        .n = n, .x = x, .y = y, .algo = pal, .label = lab, .no_frontier = true, .y_zero = true,
+        .ref = NAN, .legend_algos = legend, .n_legend = n_leg, .palette = lb_method_class_index,
+    };
+    char name[160];
+    snprintf(name, sizeof name, "%s-class", G->slug);
+    ret = chart_write(s, name, 720, 420, ttl,
+                      "Scatter: one point per run with a KLD (rows of the variants table), x = "
+                      "measured bits per weight, y = mean KL divergence from the unquantized "
+                      "model, from 0; colour and marker by the PTQ benchmark's method class.",
+                      draw_scatter, &S, lay);
+out:
+    free(runs), free(pal), free(x), free(y), free(lab), free(ttl);
     return ret;
 }
 
@@ -1054,7 +1121,7 @@ static int chart_training(struct site *s, int g, struct chart_layout *lay) {
 int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
                  struct chart_layout *lay_bpw, struct chart_layout *lay_heat,
                  struct chart_layout *lay_cost, struct chart_layout *lay_train,
-                 struct chart_layout *lay_speed) {
+                 struct chart_layout *lay_speed, struct chart_layout *lay_class) {
     const struct lb_data *d = s->d;
     const struct lb_group *G = &d->groups[g];
     char name[160], desc[1024], *ttl = NULL;
@@ -1140,6 +1207,7 @@ int charts_group(struct site *s, int g, struct chart_layout *lay_bars,
         goto out;
     if (chart_training(s, g, lay_train)) goto out;
     if (chart_speed(s, g, lay_speed)) goto out;
+    if (chart_class(s, g, lay_class)) goto out;
     ret = 0;
 out:
     free(ttl);

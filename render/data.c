@@ -153,6 +153,7 @@ static int row_model(sqlite3_stmt *st, void *ctx) {
     m->architecture = col_str(st, 9);
     m->n_params = col_num(st, 10);
     m->files_sha256 = col_str(st, 11);
+    m->n_params_active = col_num(st, 12);
     if (!m->id) m->id = lb_clean_utf8("", 0);
     if (!m->display_name) m->display_name = lb_clean_utf8(m->id, strlen(m->id));
     return 0;
@@ -176,6 +177,7 @@ static int row_recipe(sqlite3_stmt *st, void *ctx) {
     c->calib_nsamples = col_num(st, 9);
     c->calib_seqlen = col_num(st, 10);
     c->knobs = col_str(st, 11);
+    c->method_class = lb_method_class(c->algorithm, c->weight_dtype, c->knobs);
     if (!c->id) c->id = lb_clean_utf8("", 0);
     return 0;
 }
@@ -211,6 +213,7 @@ static int row_run(sqlite3_stmt *st, void *ctx) {
     r->prefill_tps = col_num(st, 22);
     r->decode_tps = col_num(st, 23);
     r->run_memory_mb = col_num(st, 24);
+    r->n_params_active = col_num(st, 25);
     if (!r->model_id) r->model_id = lb_clean_utf8("", 0);
     if (!r->recipe_id) r->recipe_id = lb_clean_utf8("", 0);
     if (!r->status) r->status = lb_clean_utf8("", 0);
@@ -458,6 +461,19 @@ const char *lb_run_algorithm(const struct lb_run *r) {
     return r->recipe && r->recipe->algorithm ? r->recipe->algorithm : "";
 }
 
+double lb_run_params(const struct lb_run *r) {
+    return !isnan(r->n_params) ? r->n_params : r->model ? r->model->n_params : NAN;
+}
+
+double lb_run_params_active(const struct lb_run *r) {
+    if (!isnan(r->n_params)) return r->n_params_active;
+    return r->model ? r->model->n_params_active : NAN;
+}
+
+const char *lb_run_method_class(const struct lb_run *r) {
+    return r->recipe ? r->recipe->method_class : "";
+}
+
 static int cmp_training(const void *a, const void *b) {
     return strcmp(((const struct lb_training *)a)->model_id,
                   ((const struct lb_training *)b)->model_id);
@@ -565,6 +581,7 @@ static int build_groups(struct lb_data *d) {
         const char *name = mo ? mo->display_name : G->key;
         G->name = lb_clean_utf8(name, strlen(name));
         G->n_params = mo ? mo->n_params : NAN;
+        G->n_params_active = mo ? mo->n_params_active : NAN;
         G->baseline = -1;
     }
     free(keys), free(order);
@@ -595,7 +612,10 @@ static int build_groups(struct lb_data *d) {
             if (best < 0 || fp_pref(r) < fp_pref(&d->runs[best])) best = G->runs[k];
         }
         G->baseline = best;
-        if (isnan(G->n_params) && best >= 0) G->n_params = d->runs[best].n_params;
+        if (isnan(G->n_params) && best >= 0) {
+            G->n_params = d->runs[best].n_params;
+            G->n_params_active = d->runs[best].n_params_active;
+        }
     }
     return 0;
 }
@@ -613,20 +633,24 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     }
     int version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    if (version != 4) /* the board's tasks come from the tasks table (version 4) */
-        return err("render: database schema version %d; this renderer reads version 4 "
+    /* the board's tasks come from the tasks table (version 4); version 5 adds the active
+     * parameters of a mixture of experts (NULL: not recorded) */
+    if (version != 4 && version != 5)
+        return err("render: database schema version %d; this renderer reads versions 4 and 5 "
                    "(gen/schema.sql): 'lowbit collect --db FILE' upgrades an older one in place",
                    version);
+    const char *active = version >= 5 ? "n_params_active" : "NULL";
+    char sql_models[320], sql_runs[512];
     if (query(db,
               "SELECT name, label, abbr, title, board_metric FROM tasks"
               " WHERE board_metric IS NOT NULL ORDER BY position",
               row_task, &L))
         goto out;
     L.cap = 0;
-    if (query(db,
-              "SELECT id, path, tokenizer, display_name, family, base_model, model_type, license,"
-              " notes, architecture, n_params, files_sha256 FROM models ORDER BY id",
-              row_model, &L))
+    snprintf(sql_models, sizeof sql_models,
+             "SELECT id, path, tokenizer, display_name, family, base_model, model_type, license,"
+             " notes, architecture, n_params, files_sha256, %s FROM models ORDER BY id", active);
+    if (query(db, sql_models, row_model, &L))
         goto out;
     L.cap = 0;
     if (query(db,
@@ -640,9 +664,10 @@ int lb_data_load(struct lb_data *d, sqlite3 *db) {
     "SELECT id, job_key, model_id, recipe_id, status, error, log_tail, started_at, finished_at,"   \
     " code_version, host_cpu, threads, kernels_isa, quant_seconds, quant_peak_rss_mb,"             \
     " eval_seconds, eval_peak_rss_mb, artifact_path, artifact_bytes, bits_per_weight, n_params, "
-    if (query(db,
-              RUNS_SELECT "failure, prefill_tps, decode_tps, run_memory_mb FROM runs ORDER BY id",
-              row_run, &L))
+    snprintf(sql_runs, sizeof sql_runs,
+             RUNS_SELECT "failure, prefill_tps, decode_tps, run_memory_mb, %s FROM runs ORDER BY id",
+             active);
+    if (query(db, sql_runs, row_run, &L))
         goto out;
     L.cap = 0;
     if (query(db,

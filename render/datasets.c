@@ -33,13 +33,15 @@
     X(FAMILY, "family", COL_TEXT, "architecture family (llama, qwen2, tinystories ...)")           \
     X(RECIPE_ID, "recipe_id", COL_TEXT, "the recipe's id (recipes.csv)")                           \
     X(ALGORITHM, "algorithm", COL_TEXT, "fp, rtn, gptq, awq, autoround, bnb, gguf or aqlm")         \
+    X(METHOD_CLASS, "method_class", COL_TEXT, "the PTQ benchmark's method class: baseline, rounding, compensation, salience, optimization, rotation, codebook or data type (a combination by its distinctive part: QuaRot + GPTQ is rotation)") \
     X(WEIGHT_DTYPE, "weight_dtype", COL_TEXT, "int2 ... int8, nf4, fp4, float16, bfloat16, float32, or the GGUF mix") \
     X(BITS, "bits", COL_REAL, "nominal bits per weight of the recipe")                             \
     X(GROUP_SIZE, "group_size", COL_INT, "quantization group size; -1 = per channel; empty = n/a")  \
     X(SYM, "sym", COL_INT, "1 symmetric, 0 asymmetric, empty n/a")                                 \
     X(DOUBLE_QUANT, "double_quant", COL_INT, "1 when the scales are quantized again (bnb)")        \
     X(COMPUTE_DTYPE, "compute_dtype", COL_TEXT, "fp32, fp16, bf16 or int8: the activations' type") \
-    X(N_PARAMS, "n_params", COL_INT, "parameters of the model")                                    \
+    X(N_PARAMS, "n_params", COL_INT, "parameters of the model (a mixture of experts: all of them)") \
+    X(N_PARAMS_ACTIVE, "n_params_active", COL_INT, "parameters a token goes through: n_params for a dense model, the shared ones plus the experts used per token for a mixture of experts; empty when not recorded (runs collected before schema version 5)") \
     X(SIZE_BYTES, "size_bytes", COL_INT, "size of the quantized model on disk, bytes")             \
     X(BITS_PER_WEIGHT, "bits_per_weight", COL_REAL, "8 x weight bytes / parameters, measured on the artifact") \
     X(AVERAGE, "average", COL_REAL, "mean of the ten task accuracies (0..1); empty unless all ten ran") \
@@ -141,13 +143,15 @@ static void cell_of(const struct site *s, const struct lb_run *r, int col, struc
     case LB_COL_FAMILY: c->text = m ? m->family : NULL; break;
     case LB_COL_RECIPE_ID: c->text = r->recipe_id; break;
     case LB_COL_ALGORITHM: c->text = k ? k->algorithm : NULL; break;
+    case LB_COL_METHOD_CLASS: c->text = k ? k->method_class : NULL; break;
     case LB_COL_WEIGHT_DTYPE: c->text = k ? k->weight_dtype : NULL; break;
     case LB_COL_BITS: c->num = k ? k->bits : NAN; break;
     case LB_COL_GROUP_SIZE: c->num = k ? k->group_size : NAN; break;
     case LB_COL_SYM: c->num = k ? k->sym : NAN; break;
     case LB_COL_DOUBLE_QUANT: c->num = k ? k->double_quant : NAN; break;
     case LB_COL_COMPUTE_DTYPE: c->text = k ? k->compute_dtype : NULL; break;
-    case LB_COL_N_PARAMS: c->num = !isnan(r->n_params) ? r->n_params : m ? m->n_params : NAN; break;
+    case LB_COL_N_PARAMS: c->num = lb_run_params(r); break;
+    case LB_COL_N_PARAMS_ACTIVE: c->num = lb_run_params_active(r); break;
     case LB_COL_SIZE_BYTES: c->num = r->artifact_bytes; break;
     case LB_COL_BITS_PER_WEIGHT: c->num = r->bits_per_weight; break;
     case LB_COL_AVERAGE: c->num = r->average; break;
@@ -491,7 +495,7 @@ char *board_data_json(const struct site *s) {
                                        "size",  "params", "avg",  "ppl",    "kld",
                                        "bpw",   "qsec", "type", "base",  "tasks",
                                        "davg",  "dlo",  "dhi",  "band", "prefill", "decode",
-                                       "mem",   "pplc", "by",   "bits"};
+                                       "mem",   "pplc", "by",   "bits", "class", "pact"};
     json_t *root = json_object(), *jc = json_array(), *jt = json_array(), *rows = json_array();
     for (size_t i = 0; i < LB_ARRAY_LEN(cols); i++) json_array_append_new(jc, json_string(cols[i]));
     for (int t = 0; t < d->n_tasks; t++) json_array_append_new(jt, json_string(d->tasks[t].key));
@@ -537,18 +541,19 @@ char *board_data_json(const struct site *s) {
             free(hex);
         }
         json_t *row = json_pack(
-            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o,o,o,o,i,o,o,o,o,o,o]", (json_int_t)r->id, r->rank,
+            "[I,i,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,o,i,o,o,o,o,i,o,o,o,o,o,o,s,o]", (json_int_t)r->id, r->rank,
             jnew_str(lb_run_model_name(r)), jnew_str(r->recipe_id), jnew_str(c ? c->algorithm : NULL),
             jnew_str(c ? c->weight_dtype : NULL), jnew_str(c ? c->compute_dtype : NULL),
             jint(c ? c->group_size : NAN), jint(c ? c->double_quant : NAN),
             jnum(c ? c->bits : NAN), jint(r->artifact_bytes),
-            jint(!isnan(r->n_params) ? r->n_params : r->model ? r->model->n_params : NAN),
+            jint(lb_run_params(r)),
             jnum(r->average), jnum(r->ppl), jnum(r->kld), jnum(r->bits_per_weight),
             jnum(r->quant_seconds), jnew_str(r->model ? r->model->model_type : NULL), r->group, acc,
             jnum(r->d_avg.state == LB_D_OK ? r->d_avg.delta : NAN),
             jnum(r->d_avg.state == LB_D_OK ? r->d_avg.lo : NAN),
             jnum(r->d_avg.state == LB_D_OK ? r->d_avg.hi : NAN), r->band, jnum(r->prefill_tps),
-            jnum(r->decode_tps), jnum(r->run_memory_mb), jnum(r->ppl_cpp), by, bits);
+            jnum(r->decode_tps), jnum(r->run_memory_mb), jnum(r->ppl_cpp), by, bits,
+            lb_run_method_class(r), jint(lb_run_params_active(r)));
         if (!row) {
             json_decref(root);
             json_decref(rows);

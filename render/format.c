@@ -101,3 +101,10 @@ char *fmt_dup(const char *fmt, ...) {
     }
     return s;
 }
+
+const char *fmt_params_active(char *buf, size_t n, double active, double total) {
+    if (isnan(active) || isnan(total) || active == total) return fmt_params(buf, n, total);
+    char a[32], t[32];
+    snprintf(buf, n, "%s / %s", fmt_params(a, sizeof a, active), fmt_params(t, sizeof t, total));
+    return buf;
+}

@@ -192,11 +192,17 @@ static const struct {
     {"band", "Band", "tie band: runs not significantly different from the run above share a band",
      true},
     {"algorithm", "Algorithm", "quantization algorithm (fp = unquantized baseline)", false},
+    {"class", "Class", "method class, the PTQ benchmark's taxonomy (about.html#classes): "
+     "baseline, rounding, compensation, salience, optimization, rotation, codebook or data type; "
+     "a recipe combining two is classed by its distinctive part (QuaRot rounding with GPTQ: "
+     "rotation; SmoothQuant rounding with RTN: salience)", false},
     {"wdtype", "Weight dtype", "type of the stored weights", false},
     {"cdtype", "Compute dtype", "type the activations are computed in", false},
     {"group", "Group size", "weights per quantization scale; -1 = per channel", true},
     {"dq", "Double quant", "scales quantized again (bitsandbytes)", false},
-    {"params", "#Params", "parameters of the model", true},
+    {"params", "#Params", "parameters of the model; a mixture of experts shows active / total: "
+     "the parameters a token goes through (shared weights and the experts used per token) and "
+     "all of them", true},
     {"size", "Model size", "size of the model file on disk (1 GB = 10^9 bytes)", true},
     {"ppl", "Wikitext PPL", "wikitext word perplexity, lm-eval rolling protocol; lower is better", true},
     {"kld", "KLD", "mean KL divergence from the unquantized model's next-token distribution (nats); lower is better", true},
@@ -228,7 +234,8 @@ static int cmp_num_str(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* the distinct values of one recipe field over the board, sorted; returns owned array */
+/* the distinct values of one recipe field over the board (which: 0 algorithm, 1 weight dtype,
+ * 2 compute dtype, 3 group size, 4 method class), sorted; returns owned array */
 static const char **distinct(const struct lb_data *d, int which, int *n, char (*nums)[16]) {
     const char **v = calloc((size_t)d->n_board + 1, sizeof *v);
     if (!v) return NULL;
@@ -237,6 +244,7 @@ static const char **distinct(const struct lb_data *d, int which, int *n, char (*
         const struct lb_recipe *c = d->runs[d->board[i]].recipe;
         const char *s = "";
         if (c && which == 0) s = c->algorithm ? c->algorithm : "";
+        if (c && which == 4) s = c->method_class;
         if (c && which == 1) s = c->weight_dtype ? c->weight_dtype : "";
         if (c && which == 2) s = c->compute_dtype ? c->compute_dtype : "";
         if (which == 3) {
@@ -293,12 +301,12 @@ static void board_row(struct page *p, xmlNodePtr tbody, const struct lb_run *r) 
     h_attr(tr, "class", r->band % 2 ? "band-odd" : "band-even");
     for (int t = 0; t < d->n_tasks; t++) page_td(tr, fmt_pct(b, sizeof b, r->acc[t]), true);
     h_user(page_td(tr, NULL, false), c ? c->algorithm : "");
+    h_text(page_td(tr, NULL, false), lb_run_method_class(r));
     h_user(page_td(tr, NULL, false), c ? c->weight_dtype : "");
     h_user(page_td(tr, NULL, false), c ? c->compute_dtype : "");
     page_td(tr, fmt_group(b, sizeof b, c ? c->group_size : NAN), true);
     page_td(tr, fmt_bool(c ? c->double_quant : NAN), false);
-    double np = !isnan(r->n_params) ? r->n_params : r->model ? r->model->n_params : NAN;
-    page_td(tr, fmt_params(b, sizeof b, np), true);
+    page_td(tr, fmt_params_active(b, sizeof b, lb_run_params_active(r), lb_run_params(r)), true);
     page_td(tr, fmt_bytes(b, sizeof b, r->artifact_bytes), true);
     page_td(tr, fmt_g(b, sizeof b, r->ppl, 4), true);
     xmlNodePtr kt = page_td(tr, fmt_g(b, sizeof b, r->kld, 3), true);
@@ -458,9 +466,10 @@ int page_index(struct site *s) {
 
     /* facets from the values present */
     char(*nums)[16] = calloc((size_t)d->n_board + 1, sizeof *nums);
-    static const char *const slots[] = {"f-algorithm", "f-wdtype", "f-cdtype", "f-group"};
-    static const char *const names[] = {"algorithm", "wdtype", "cdtype", "group"};
-    for (int w = 0; w < 4 && nums; w++) {
+    static const char *const slots[] = {"f-algorithm", "f-wdtype", "f-cdtype", "f-group",
+                                        "f-class"};
+    static const char *const names[] = {"algorithm", "wdtype", "cdtype", "group", "class"};
+    for (int w = 0; w < 5 && nums; w++) {
         int n = 0;
         const char **v = distinct(d, w, &n, nums);
         if (v) facet(&p, slots[w], names[w], v, n);

@@ -32,9 +32,9 @@ static void variants_table(struct page *p, xmlNodePtr parent, int g) {
     const struct lb_data *d = p->site->d;
     const struct lb_group *G = &d->groups[g];
     const struct lb_run *B = G->baseline >= 0 ? &d->runs[G->baseline] : NULL;
-    const char *heads[8 + d->n_tasks + 4];
+    const char *heads[9 + d->n_tasks + 4];
     int nh = 0;
-    static const char *const h0[] = {"#", "Model \xc2\xb7 recipe", "Algorithm", "Weight dtype",
+    static const char *const h0[] = {"#", "Model \xc2\xb7 recipe", "Algorithm", "Class", "Weight dtype",
                                      "Group", "Bits/weight", "Size", "Average",
                                      "\xce\x94 avg vs baseline (pp, 95% CI)"};
     for (size_t i = 0; i < LB_ARRAY_LEN(h0); i++) heads[nh++] = h0[i];
@@ -65,6 +65,7 @@ static void variants_table(struct page *p, xmlNodePtr parent, int g) {
         page_td(tr, b, true);
         page_run_link(p, h_el(tr, "td", NULL), r);
         h_user(page_td(tr, NULL, false), c ? c->algorithm : "");
+        h_text(page_td(tr, NULL, false), lb_run_method_class(r));
         h_user(page_td(tr, NULL, false), c ? c->weight_dtype : "");
         page_td(tr, fmt_group(b, sizeof b, c ? c->group_size : NAN), true);
         page_td(tr, fmt_g(b, sizeof b, r->bits_per_weight, 3), true);
@@ -503,7 +504,8 @@ static int model_page(struct site *s, int g) {
     struct page p;
     char rel[256], b[64], *alt = NULL;
     const struct chart_layout *L = &s->lay[g * CHARTS_PER_GROUP];
-    const struct chart_layout lb = L[0], lp = L[1], lh = L[2], lc = L[3], lt = L[4], ls = L[5];
+    const struct chart_layout lb = L[0], lp = L[1], lh = L[2], lc = L[3], lt = L[4], ls = L[5],
+                              lk = L[6];
     int ret = -1;
     char *ttl = fmt_dup("%s \xe2\x80\x94 lowbit", G->name);
     if (!ttl || page_new(&p, s, "model", 1, ttl)) goto out;
@@ -525,6 +527,8 @@ static int model_page(struct site *s, int g) {
         dl_row(dl, "Notes", m->notes);
     }
     dl_row(dl, "Parameters", fmt_params(b, sizeof b, G->n_params));
+    if (!isnan(G->n_params_active) && G->n_params_active != G->n_params)
+        dl_row(dl, "Active parameters", fmt_params(b, sizeof b, G->n_params_active));
     if (G->baseline >= 0) {
         const struct lb_run *B = &d->runs[G->baseline];
         h_el(dl, "dt", "Baseline");
@@ -575,6 +579,19 @@ static int model_page(struct site *s, int g) {
         if (rr && x && y) page_frontier(&p, cap, rr, x, y, n, true, "more accurate");
         free(rr), free(x), free(y);
     }
+    snprintf(rel, sizeof rel, "%s-class", G->slug);
+    free(alt);
+    if (!(alt = fmt_dup("Scatter plot of the mean KL divergence from the unquantized model "
+                        "against measured bits per weight for every run of %s with a KLD, one "
+                        "colour and marker per method class; each point is a row of the "
+                        "variants table.", G->name)))
+        goto fail;
+    cap = page_figure(&p, charts, rel, lk.w, lk.h, alt,
+                      "Mean KLD against measured bits per weight, one point per run with a KLD "
+                      "(rows of the variants table, whose Class column names each one's class), "
+                      "coloured by the PTQ benchmark's method class; the KLD axis starts at 0. ");
+    h_link(&p, cap, "about.html#classes", "What the classes are");
+    h_text(cap, ".");
     snprintf(rel, sizeof rel, "%s-speed", G->slug);
     free(alt);
     if (!(alt = fmt_dup("Scatter plot of quality (mean KLD, or average accuracy without KLD) "
@@ -640,7 +657,7 @@ int pages_models(struct site *s) {
     }
     if (d->n_trainings) training_overview(&p, train);
     else page_drop_slot(&p, "training");
-    static const char *const heads[] = {"Base model", "Parameters", "Runs", "Baseline average",
+    static const char *const heads[] = {"Base model", "Parameters (active / total)", "Runs", "Baseline average",
                                         "Best quantized average", "Best quantized recipe"};
     xmlNodePtr tb = table_head(list, "models", heads, (int)LB_ARRAY_LEN(heads));
     for (int g = 0; g < d->n_groups; g++) {
@@ -649,7 +666,7 @@ int pages_models(struct site *s) {
         xmlNodePtr tr = h_el(tb, "tr", NULL);
         snprintf(href, sizeof href, "models/%s.html", G->slug);
         h_user(h_link(&p, h_el(tr, "td", NULL), href, NULL), G->name);
-        page_td(tr, fmt_params(b, sizeof b, G->n_params), true);
+        page_td(tr, fmt_params_active(b, sizeof b, G->n_params_active, G->n_params), true);
         snprintf(b, sizeof b, "%d", G->n_runs);
         page_td(tr, b, true);
         page_td(tr, G->baseline >= 0 ? fmt_pct(b, sizeof b, d->runs[G->baseline].average) : "", true);

@@ -321,6 +321,8 @@ static int run_page(struct site *s, const struct lb_run *r) {
     fact(dl, "Artifact size", b, false);
     fact(dl, "Bits per weight", fmt_g(b, sizeof b, r->bits_per_weight, 5), false);
     fact(dl, "Parameters", fmt_int(b, sizeof b, r->n_params), false);
+    if (!isnan(r->n_params_active) && r->n_params_active != r->n_params)
+        fact(dl, "Active parameters", fmt_int(b, sizeof b, r->n_params_active), false);
 
     static const char *const ph[] = {"Key", "Value"};
     tb = table(prov, ph, 2);

@@ -37,15 +37,31 @@ struct lb_task_info {
 #define LB_KLD_TASK "kld"
 #define LB_KLD_METRIC "kld_mean"
 
+/* ===== the method class of a recipe (method.c): the PTQ benchmark's taxonomy ===== */
+/* "baseline" (fp), "rounding" (rtn), "compensation" (gptq), "salience" (awq, rtn with knob
+ * smooth_alpha, bnb int8), "optimization" (autoround), "rotation" (rtn or gptq with knob
+ * rotate), "codebook" (aqlm), "data type" (bnb nf4 / fp4, gguf); "other" for an algorithm it does
+ * not know. knobs: the recipe's JSON object text (NULL or "" none; read with jansson). A
+ * combination is classed by its distinctive part (QuaRot + GPTQ: rotation). Static strings. */
+const char *lb_method_class(const char *algorithm, const char *weight_dtype, const char *knobs);
+/* a class's palette index for the charts: its position in LB_METHOD_CLASSES */
+int lb_method_class_index(const char *cls);
+#define LB_METHOD_CLASSES                                                                          \
+    "baseline", "rounding", "compensation", "salience", "optimization", "rotation", "codebook",    \
+        "data type"
+
 /* ===== the database in memory (data.c) ===== */
 struct lb_model {
     char *id, *path, *tokenizer, *display_name, *family, *base_model, *model_type, *license, *notes,
         *architecture, *files_sha256;
     double n_params;
+    double n_params_active; /* a mixture of experts: those a token goes through (schema 5);
+                               dense: n_params; NAN not recorded */
 };
 
 struct lb_recipe {
     char *id, *algorithm, *weight_dtype, *compute_dtype, *calib_set, *knobs;
+    const char *method_class; /* lb_method_class() of the row (static) */
     double bits, group_size, sym, double_quant, calib_nsamples, calib_seqlen;
 };
 
@@ -110,6 +126,7 @@ struct lb_run {
         artifact_bytes, bits_per_weight, n_params;
     double prefill_tps, decode_tps, run_memory_mb; /* what it costs to run (schema 4), on
                                                       host_cpu with threads threads */
+    double n_params_active; /* as lb_model's, of the artifact (schema 5) */
     const struct lb_model *model;   /* NULL when models has no such id */
     const struct lb_recipe *recipe; /* NULL when recipes has no such id */
     struct lb_score *scores;        /* borrowed slices of lb_data's arrays */
@@ -142,7 +159,7 @@ struct lb_group {
     int *runs;  /* indices into lb_data.runs, by run id */
     int n_runs;
     int baseline; /* the 16/32-bit fp run of the base model itself, -1 when none */
-    double n_params;
+    double n_params, n_params_active; /* active: NAN when not recorded */
 };
 
 /* one row of training_curve (a point of lowbit train's curve.csv) */
@@ -234,6 +251,12 @@ const char *lb_run_prov(const struct lb_run *r, const char *key);
 /* the label shown for a run: "display name · recipe" parts (borrowed) */
 const char *lb_run_model_name(const struct lb_run *r);
 const char *lb_run_algorithm(const struct lb_run *r);
+/* its parameters: the run's count, else its model's; and the active ones from the same row
+ * (NAN when not recorded) */
+double lb_run_params(const struct lb_run *r);
+double lb_run_params_active(const struct lb_run *r);
+/* its recipe's method class ("" when the recipe row is missing) */
+const char *lb_run_method_class(const struct lb_run *r);
 /* the training of a group's base model, NULL when it was not trained by lowbit train */
 const struct lb_training *lb_group_training(const struct lb_data *d, int group);
 /* the label of a trained model: its display name, else its id (borrowed) */
@@ -249,6 +272,8 @@ const char *fmt_pct(char *buf, size_t n, double frac);
 const char *fmt_bytes(char *buf, size_t n, double bytes);
 /* "6.74 B", "15.2 M", "260 K" parameters */
 const char *fmt_params(char *buf, size_t n, double p);
+/* "12.9 B / 46.7 B" (active / total) when both are known and differ, else fmt_params(total) */
+const char *fmt_params_active(char *buf, size_t n, double active, double total);
 /* "12.3 s", "4.2 min", "1.50 h" */
 const char *fmt_seconds(char *buf, size_t n, double s);
 /* %.*g with sig significant digits, "" for NAN */
@@ -370,6 +395,9 @@ int chart_ticks(double lo, double hi, int max_ticks, double *t0, double *step);
 /* Okabe-Ito colours: index 0..7 (black, orange, sky blue, bluish green, yellow, blue,
  * vermillion, reddish purple) */
 void chart_okabe_ito(int i, double rgb[3]);
+/* the palette index of key: its position in keys[0..n) (n <= 8), else a stable index 1..7 from
+ * its name; one index = one colour and one marker */
+int chart_palette_index(const char *const *keys, int n, const char *key);
 /* a fixed colour and marker per algorithm (fp, rtn, gptq, awq, autoround, bnb, gguf, aqlm) */
 int chart_algo_index(const char *algorithm);
 void chart_set_rgb(cairo_t *cr, const double rgb[3]);
@@ -412,12 +440,15 @@ int heat_rows(const struct lb_data *d, int group, int *out, int max);
  * layouts are kept in s->lay (CHARTS_PER_GROUP per group, then the CHARTS_GLOBAL global ones).
  * The training charts (<slug>-training, training-heldout) exist only for trained models: their
  * layout stays zero (w = h = 0) otherwise. */
-#define CHARTS_PER_GROUP 6
+#define CHARTS_PER_GROUP 7
 #define CHARTS_GLOBAL 3
 int charts_group(struct site *s, int group, struct chart_layout *lay_bars,
                  struct chart_layout *lay_bpw, struct chart_layout *lay_heat,
                  struct chart_layout *lay_cost, struct chart_layout *lay_train,
-                 struct chart_layout *lay_speed);
+                 struct chart_layout *lay_speed, struct chart_layout *lay_class);
+/* the runs of group g the class chart shows (ok, with a KLD and bits per weight), in run-id
+ * order, into out (G->n_runs entries); returns the count */
+int class_runs(const struct lb_data *d, int g, int *out);
 /* the runs of group g the speed chart compares: ok runs with a prefill speed, all measured on
  * one host (CPU model and thread count, as recorded), the host with the most such runs (ties:
  * the first by CPU name, then threads). out (G->n_runs entries) gets them by prefill speed;

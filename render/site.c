@@ -336,7 +336,7 @@ int render_site(const struct render_opts *o, struct render_stats *stats) {
 #pragma omp task shared(failed) firstprivate(g)
             {
                 struct chart_layout *l = &s.lay[g * CHARTS_PER_GROUP];
-                int rc = g < d.n_groups ? charts_group(&s, g, &l[0], &l[1], &l[2], &l[3], &l[4], &l[5])
+                int rc = g < d.n_groups ? charts_group(&s, g, &l[0], &l[1], &l[2], &l[3], &l[4], &l[5], &l[6])
                                         : charts_global(&s, &l[0], &l[1], &l[2]);
                 if (rc) {
 #pragma omp atomic write

@@ -13,7 +13,7 @@
  * runs itself, from each row's per-document results ("bits"), with a normal approximation
  * (weightStats below; about.html#statistics).
  *
- * Hash: #by=kld&q=text&algorithm=gptq,awq&wdtype=int4&cdtype=..&group=128&dq=1&smin=0.1&smax=4
+ * Hash: #by=kld&q=text&algorithm=gptq,awq&class=rotation&wdtype=int4&cdtype=..&group=128&dq=1&smin=0.1&smax=4
  *       &w=hellaswag:2,mmlu:1&sort=avg&dir=desc   (w lists the tasks with weight != 1; a task
  *       not listed keeps weight 1, unless w starts with "only:" when unlisted tasks weigh 0). */
 (function () {
@@ -32,7 +32,7 @@
   var BASE = {}; /* group -> its baseline's row (by state 3) */
   var rows = D.rows.map(function (r) {
     var tr = document.getElementById("run-" + r[C.id]);
-    var text = [r[C.model], r[C.recipe], r[C.algorithm], r[C.wdtype]].join(" ").toLowerCase();
+    var text = [r[C.model], r[C.recipe], r[C.algorithm], r[C["class"]], r[C.wdtype]].join(" ").toLowerCase();
     return { d: r, tr: tr, text: text, score: r[C.avg] };
   }).filter(function (x) { return x.tr; });
   rows.forEach(function (r) { if (r.d[C.by][0][2] === 3) BASE[r.d[C.base]] = r; });
@@ -43,7 +43,7 @@
   function defaults() {
     var w = {};
     TASKS.forEach(function (t) { w[t] = 1; });
-    return { by: "avg", q: "", algorithm: [], wdtype: [], cdtype: [], group: [], dq: "", smin: "",
+    return { by: "avg", q: "", algorithm: [], "class": [], wdtype: [], cdtype: [], group: [], dq: "", smin: "",
              smax: "", w: w, sort: "avg", dir: "desc" };
   }
   var state = defaults();
@@ -57,7 +57,7 @@
     function put(k, v) { if (v !== "" && v !== null && v !== undefined) parts.push(k + "=" + v); }
     if (s.by !== "avg") put("by", encodeURIComponent(s.by));
     put("q", encodeURIComponent(s.q));
-    ["algorithm", "wdtype", "cdtype", "group"].forEach(function (k) {
+    ["algorithm", "class", "wdtype", "cdtype", "group"].forEach(function (k) {
       put(k, s[k].map(encodeURIComponent).join(","));
     });
     put("dq", s.dq);
@@ -86,7 +86,7 @@
       try {
         if (k === "q") s.q = decodeURIComponent(v);
         else if (k === "by" && BY.hasOwnProperty(decodeURIComponent(v))) s.by = decodeURIComponent(v);
-        else if (k === "algorithm" || k === "wdtype" || k === "cdtype" || k === "group")
+        else if (k === "algorithm" || k === "class" || k === "wdtype" || k === "cdtype" || k === "group")
           s[k] = v ? v.split(",").map(decodeURIComponent) : [];
         else if (k === "dq" && (v === "0" || v === "1")) s.dq = v;
         else if ((k === "smin" || k === "smax") && num(v) !== null) s[k] = String(num(v));
@@ -111,7 +111,7 @@
   function toControls(s) {
     $("f-by").value = s.by;
     $("f-q").value = s.q;
-    ["algorithm", "wdtype", "cdtype", "group"].forEach(function (k) {
+    ["algorithm", "class", "wdtype", "cdtype", "group"].forEach(function (k) {
       form.querySelectorAll('input[name="' + k + '"]').forEach(function (cb) {
         cb.checked = s[k].indexOf(cb.value) >= 0;
       });
@@ -126,7 +126,7 @@
     var s = defaults();
     if (BY.hasOwnProperty($("f-by").value)) s.by = $("f-by").value;
     s.q = $("f-q").value.trim();
-    ["algorithm", "wdtype", "cdtype", "group"].forEach(function (k) {
+    ["algorithm", "class", "wdtype", "cdtype", "group"].forEach(function (k) {
       form.querySelectorAll('input[name="' + k + '"]:checked').forEach(function (cb) { s[k].push(cb.value); });
     });
     s.dq = $("f-dq").value;
@@ -181,6 +181,7 @@
     var d = r.d;
     if (q && r.text.indexOf(q) < 0) return false;
     if (s.algorithm.length && s.algorithm.indexOf(d[C.algorithm] || "") < 0) return false;
+    if (s["class"].length && s["class"].indexOf(d[C["class"]] || "") < 0) return false;
     if (s.wdtype.length && s.wdtype.indexOf(d[C.wdtype] || "") < 0) return false;
     if (s.cdtype.length && s.cdtype.indexOf(d[C.cdtype] || "") < 0) return false;
     if (s.group.length && (d[C.group] === null || s.group.indexOf(String(d[C.group])) < 0)) return false;
@@ -453,7 +454,7 @@
       var s = fromControls();
       if (state.sort === key) s.dir = state.dir === "asc" ? "desc" : "asc";
       else { s.sort = key; s.dir = key === "rank" || key === "model" || key === "algorithm" ||
-        key === "wdtype" || key === "cdtype" || key === "size" || key === "params" ||
+        key === "class" || key === "wdtype" || key === "cdtype" || key === "size" || key === "params" ||
         key === "ppl" || key === "kld" || key === "bpw" || key === "qsec" || key === "mem" ? "asc" : "desc"; }
       apply(s);
       writeHash(s);

@@ -1099,7 +1099,7 @@ static void test_training(void) {
     const char *solo = t_scratch("T/solo.db");
     T_EQ_INT(run("collect --results %s/results --db %s", T, solo), 0);
     T_Q(solo, CURVE_SQL, CURVE_WANT);
-    T_Q(solo, "PRAGMA user_version", "4");
+    T_Q(solo, "PRAGMA user_version", "5");
     /* the tasks as eval/task.c defines them, the board's ten with "acc" */
     T_Q(solo, "SELECT count(*) FROM tasks", "11");
     T_Q(solo, "SELECT group_concat(name, ',') FROM (SELECT name FROM tasks WHERE board_metric = "
@@ -1117,11 +1117,13 @@ static void test_training(void) {
                          "task_defs DROP COLUMN n_truncated; DROP TABLE samples; DROP TABLE "
                          "documents; ALTER TABLE runs DROP COLUMN prefill_tps; ALTER TABLE runs "
                          "DROP COLUMN decode_tps; ALTER TABLE runs DROP COLUMN run_memory_mb; "
+                         "ALTER TABLE runs DROP COLUMN n_params_active; ALTER TABLE models DROP "
+                         "COLUMN n_params_active; "
                          "PRAGMA user_version = 1",
                       NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(h);
     T_EQ_INT(run("collect --results %s/results --db %s", T, v1), 0);
-    T_Q(v1, "PRAGMA user_version", "4");
+    T_Q(v1, "PRAGMA user_version", "5");
     T_Q(v1, "SELECT count(*) FROM tasks", "11"); /* and the view reading it gives the averages */
     char *avg_solo = t_q1(solo, "SELECT group_concat(printf('%.17g', average)) FROM leaderboard");
     T_Q(v1, "SELECT group_concat(printf('%.17g', average)) FROM leaderboard", avg_solo);
@@ -1129,7 +1131,7 @@ static void test_training(void) {
     static const char COLS[] =
         "SELECT group_concat(col, ', ') FROM (SELECT m.name || '.' || c.name || ' ' || c.type || "
         "' ' || c.\"notnull\" || ' ' || c.pk AS col FROM sqlite_master m, "
-        "pragma_table_info(m.name) c WHERE m.name IN ('runs', 'training', 'training_curve', "
+        "pragma_table_info(m.name) c WHERE m.name IN ('runs', 'models', 'training', 'training_curve', "
         "'task_defs', 'tasks', 'samples', 'documents') ORDER BY "
         "m.name, c.cid)";
     char *fresh = t_q1(solo, COLS), *migrated = t_q1(v1, COLS);

@@ -171,6 +171,154 @@ static void test_fixture_renders(void) {
     free(idx);
 }
 
+/* the method class (issue 21): every shipped recipe has one, a combination is classed by its
+ * distinctive part; on the board, in the facet, the datasets and the class chart; and the active
+ * / total parameters of a mixture of experts (issue 19) */
+static void test_method_class(void) {
+    struct recipe *rs = NULL;
+    int n = 0;
+    T_EQ_INT(csvin_recipes("gen/recipes.csv", &rs, &n), 0);
+    T_OK(n >= 40);
+    static const char *const known[] = {LB_METHOD_CLASSES};
+    for (int i = 0; i < n; i++) {
+        const char *c = lb_method_class(rs[i].algorithm, rs[i].weight_dtype, rs[i].knobs);
+        bool ok = false;
+        for (size_t k = 0; k < LB_ARRAY_LEN(known); k++) ok |= !strcmp(c, known[k]);
+        if (!ok) fprintf(stderr, "  recipe %s: class %s\n", rs[i].id, c);
+        T_OK(ok);
+        static const char *const want[][2] = {
+            {"fp16", "baseline"},           {"rtn-w4g128", "rounding"},
+            {"gptq-w4g128", "compensation"}, {"awq-w4g64", "salience"},
+            {"smoothquant-w8a8", "salience"}, {"quarot-rtn-w4a4", "rotation"},
+            {"quarot-gptq-w4a4", "rotation"}, {"quarot-gptq-w2g64", "rotation"},
+            {"rtn-w4a4", "rounding"},        {"autoround-w4g128", "optimization"},
+            {"aqlm-2x8g8", "codebook"},      {"bnb-nf4", "data type"},
+            {"bnb-fp4", "data type"},        {"bnb-int8", "salience"},
+            {"gguf-q4_k_m", "data type"},    {"gguf-iq2_xs-imat", "data type"}};
+        for (size_t k = 0; k < LB_ARRAY_LEN(want); k++)
+            if (!strcmp(rs[i].id, want[k][0])) T_EQ_STR(c, want[k][1]);
+    }
+    free(rs);
+    T_EQ_STR(lb_method_class("omniquant", "int4", NULL), "other");
+    T_EQ_STR(lb_method_class("gptq", "int4", "{\"rotate\":false}"), "compensation");
+    T_EQ_STR(lb_method_class("rtn", "int4", "not json"), "rounding");
+    T_OK(lb_method_class_index("rotation") != lb_method_class_index("compensation"));
+    char b[64];
+    T_EQ_STR(fmt_params_active(b, sizeof b, 12.9e9, 46.7e9), "12.9 B / 46.7 B");
+    T_EQ_STR(fmt_params_active(b, sizeof b, 15.2e6, 15.2e6), "15.2 M");
+    T_EQ_STR(fmt_params_active(b, sizeof b, NAN, 15.2e6), "15.2 M");
+
+    /* a board of a dense model and a mixture of experts, four classes of recipe */
+    char db[600], site[600], p[700];
+    snprintf(db, sizeof db, "%s/class.db", g_dir);
+    snprintf(site, sizeof site, "%s/class-site", g_dir);
+    static const struct fx_recipe R[] = {
+        {"fp16", "fp", "float16", "fp16", 16, NAN, NAN, 0, 0, 0},
+        {"quarot-gptq-w4a4", "gptq", "int4", "int8", 4, -1, 0, 0.02, 20, 300},
+        {"smoothquant-w8a8", "rtn", "int8", "int8", 8, -1, 0, 0.003, 1, 80},
+        {"gptq-w4g128", "gptq", "int4", "fp32", 4, 128, 0, 0.018, 25, 400},
+        {"gguf-q4_k_m", "gguf", "q4_k_m", "fp32", 4.5, NAN, NAN, 0.015, 2, 100},
+    };
+    struct fx f;
+    T_OK(!fx_open(&f, db));
+    int rc = 0;
+    for (size_t k = 0; k < LB_ARRAY_LEN(R); k++) rc |= fx_recipe(&f, &R[k]);
+    rc |= fx_model(&f, "dense-15M", "Dense 15M", "tinystories", NULL, "pretrained", NULL, 15.2e6);
+    rc |= fx_model(&f, "moe-tiny", "MoE tiny", "mixtral", NULL, "pretrained", NULL, 46.7e6);
+    for (size_t k = 0; k < LB_ARRAY_LEN(R); k++) {
+        rc |= fx_run(&f, 0, "dense-15M", 15.2e6, 0.55, &R[k], (int)k, false, -1, NULL);
+        rc |= fx_run(&f, 1, "moe-tiny", 46.7e6, 0.60, &R[k], (int)k, false, -1, NULL);
+    }
+    rc |= exec(f.db, "UPDATE recipes SET knobs = '{\"act_clip\":0.9,\"desc_act\":true,"
+                     "\"rotate\":true}' WHERE id = 'quarot-gptq-w4a4';"
+                     "UPDATE recipes SET knobs = '{\"smooth_alpha\":0.5}' WHERE id = "
+                     "'smoothquant-w8a8';"
+                     "UPDATE models SET n_params_active = n_params WHERE id = 'dense-15M';"
+                     "UPDATE models SET n_params_active = 12.9e6 WHERE id = 'moe-tiny';"
+                     "UPDATE runs SET n_params_active = n_params WHERE model_id = 'dense-15M';"
+                     "UPDATE runs SET n_params_active = 12.9e6 WHERE model_id = 'moe-tiny';");
+    T_OK(!rc && !fx_close(&f));
+    T_OK(!render(db, site, true));
+    snprintf(p, sizeof p, "%s/index.html", site);
+    char *idx = slurp(p, NULL);
+    T_OK(idx != NULL);
+    if (!idx) return;
+    T_CONTAINS(idx, ">Class</th>");
+    /* the facet offers the four classes present and the baseline's */
+    static const char *const facets[] = {"rotation", "salience", "compensation", "data type",
+                                         "baseline"};
+    for (size_t k = 0; k < LB_ARRAY_LEN(facets); k++) {
+        char want[96];
+        snprintf(want, sizeof want, "name=\"class\" value=\"%s\"", facets[k]);
+        T_CONTAINS(idx, want);
+    }
+    T_OK(!strstr(idx, "value=\"rounding\"")); /* not on this board */
+    /* a row's Class cell follows its Algorithm cell */
+    T_CONTAINS(idx, "<td><bdi>gptq</bdi></td><td>rotation</td><td><bdi>int4</bdi></td>"
+                    "<td><bdi>int8</bdi></td>");
+    T_CONTAINS(idx, "<td><bdi>rtn</bdi></td><td>salience</td><td><bdi>int8</bdi></td>");
+    T_CONTAINS(idx, "<td><bdi>gptq</bdi></td><td>compensation</td><td><bdi>int4</bdi></td>"
+                    "<td><bdi>fp32</bdi></td>");
+    T_CONTAINS(idx, "<td><bdi>gguf</bdi></td><td>data type</td>");
+    /* #Params: active / total for the mixture of experts only */
+    T_CONTAINS(idx, ">12.9 M / 46.7 M</td>");
+    T_CONTAINS(idx, ">15.2 M</td>");
+    T_OK(!strstr(idx, "15.2 M / 15.2 M"));
+    T_CONTAINS(idx, "\"class\",\"pact\"");
+    free(idx);
+    /* the dataset: method_class and n_params_active columns */
+    snprintf(p, sizeof p, "%s/data/leaderboard.csv", site);
+    char *csv = slurp(p, NULL);
+    T_OK(csv != NULL);
+    if (csv) {
+        T_CONTAINS(csv, ",algorithm,method_class,weight_dtype,");
+        T_CONTAINS(csv, ",n_params,n_params_active,");
+        T_CONTAINS(csv, ",\"quarot-gptq-w4a4\",\"gptq\",\"rotation\",\"int4\",");
+        T_CONTAINS(csv, ",\"smoothquant-w8a8\",\"rtn\",\"salience\",\"int8\",");
+        T_CONTAINS(csv, ",46700000,12900000,");
+        T_CONTAINS(csv, ",15200000,15200000,");
+    }
+    free(csv);
+    snprintf(p, sizeof p, "%s/data/leaderboard.json", site);
+    json_error_t je;
+    json_t *lj = json_load_file(p, 0, &je);
+    T_OK(lj != NULL);
+    size_t i;
+    json_t *row;
+    int n_rot = 0;
+    json_array_foreach(json_object_get(lj, "rows") ? json_object_get(lj, "rows") : lj, i, row) {
+        const char *c = json_string_value(json_object_get(row, "method_class"));
+        const char *rid = json_string_value(json_object_get(row, "recipe_id"));
+        if (rid && !strcmp(rid, "quarot-gptq-w4a4")) n_rot += c && !strcmp(c, "rotation");
+    }
+    T_EQ_INT(n_rot, 2);
+    json_decref(lj);
+    /* the class chart of each model: a PNG and an SVG, on the model page with alt text */
+    static const char *const slugs[] = {"dense-15m", "moe-tiny"};
+    for (int g = 0; g < 2; g++) {
+        size_t len = 0;
+        snprintf(p, sizeof p, "%s/charts/%s-class.png", site, slugs[g]);
+        char *png = slurp(p, &len);
+        T_OK(png && len > 1000 && !memcmp(png, "\x89PNG\r\n\x1a\n", 8));
+        free(png);
+        snprintf(p, sizeof p, "%s/charts/%s-class.svg", site, slugs[g]);
+        char *svg = slurp(p, NULL);
+        T_OK(svg && strstr(svg, "<svg") && strstr(svg, "method class"));
+        free(svg);
+        snprintf(p, sizeof p, "%s/models/%s.html", site, slugs[g]);
+        char *mp = slurp(p, NULL);
+        T_OK(mp != NULL);
+        if (mp) {
+            T_CONTAINS(mp, "-class.svg");
+            T_CONTAINS(mp, "one colour and marker per method class");
+            T_CONTAINS(mp, "<th scope=\"col\">Class</th>");
+            if (g == 1) T_CONTAINS(mp, "Active parameters");
+            else T_OK(!strstr(mp, "Active parameters"));
+        }
+        free(mp);
+    }
+}
+
 static void test_deterministic_and_atomic(void) {
     if (!g_have_small) {
         T_FAIL_("no fixture site");
@@ -774,7 +922,7 @@ static void labels_of(const char *dbpath, int max_groups, int *n_charts, int *n_
     struct site s = {.opts = &o, .d = &d, .dir = dir};
     for (int g = 0; g < d.n_groups && g < max_groups; g++) {
         struct chart_layout l[CHARTS_PER_GROUP] = {0};
-        T_OK(!charts_group(&s, g, &l[0], &l[1], &l[2], &l[3], &l[4], &l[5]));
+        T_OK(!charts_group(&s, g, &l[0], &l[1], &l[2], &l[3], &l[4], &l[5], &l[6]));
         for (int k = 0; k < CHARTS_PER_GROUP; k++) {
             if (!l[k].w) continue; /* not drawn: the training chart of an untrained model */
             char what[200];
@@ -1287,6 +1435,7 @@ int main(void) {
     setup();
     T_RUN(test_units);
     T_RUN(test_fixture_renders);
+    T_RUN(test_method_class);
     T_RUN(test_deterministic_and_atomic);
     T_RUN(test_wellformed_and_links);
     T_RUN(test_hostile_strings);
