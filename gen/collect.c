@@ -189,10 +189,10 @@ int collect_validate(json_t *r, const char *name_key) {
         if (range) return err("run.%s: %g is out of range (expected %s)", k, json_number_value(v), range);
     }
     for (int k = 0; k < 2; k++) {
-        const char *key = k ? "n_params_active" : "n_params";
-        json_t *mnp = json_object_get(m, key);
+        const char *field = k ? "n_params_active" : "n_params";
+        json_t *mnp = json_object_get(m, field);
         if (json_is_integer(mnp) && json_integer_value(mnp) < 0)
-            return err("model.%s: %lld (expected a count >= 0)", key,
+            return err("model.%s: %lld (expected a count >= 0)", field,
                        (long long)json_integer_value(mnp));
     }
     json_t *scores = json_object_get(r, "scores"), *defs = json_object_get(r, "task_defs"),
