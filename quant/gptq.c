@@ -1041,7 +1041,7 @@ int gptq_recipe_check(const struct recipe *r) {
     if (!r->calib_set[0])
         return err("recipe '%s': algorithm gptq needs calib_set (a file of "
                    "$LOWBIT_DATA/datasets/calibration/, e.g. groups_merged, or a path)", r->id);
-    struct gptq_model_opts o;
+    struct gptq_model_opts o = {0};
     uint64_t seed;
     return gptq_knobs(r, &o, &seed);
 }
@@ -1050,7 +1050,7 @@ int gptq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
     const struct recipe *r = j->r;
     const int bits = gptq_bits(r);
     if (bits < 0) return -1;
-    struct gptq_model_opts o;
+    struct gptq_model_opts o = {0};
     uint64_t seed;
     if (gptq_knobs(r, &o, &seed)) return -1;
     o.q.bits = bits;
