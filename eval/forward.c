@@ -450,6 +450,15 @@ static void mm(struct fwd_state *s, float *y, const float *x, const struct tenso
     mm_out(s, y, x, w, T);
 }
 
+/* an expert's matmul inside a stage: the hook sees its input when hook_experts asks for it */
+static void mm_ex(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T,
+                  bool show) {
+    if (show && s->in_stage && s->hook_experts && s->mm_hook && !s->hook_failed &&
+        s->mm_hook(s->mm_hook_ctx, w, x, T))
+        s->hook_failed = true;
+    mm(s, y, x, w, T);
+}
+
 /* a MoE layer's MLP on xn [T][D] into out [T][D] (model.h: Mixtral's sparse block): router
  * logits, softmax over all experts (double), the n_expert_used most probable (the lower index on
  * ties), their probabilities renormalized to sum 1 when cfg.expert_norm; then expert by expert
@@ -492,13 +501,13 @@ static void moe_ffn(struct fwd_state *s, const struct layer *L, const float *xn,
         if (!n) continue;
         for (int i = 0; i < n; i++)
             memcpy(s->moe_x + (size_t)i * D, xn + (size_t)s->moe_rows[i] * D, (size_t)D * sizeof(float));
-        mm(s, s->moe_g, s->moe_x, model_expert(L, e, LIN_GATE), n);
-        mm(s, s->moe_u, s->moe_x, model_expert(L, e, LIN_UP), n);
+        mm_ex(s, s->moe_g, s->moe_x, model_expert(L, e, LIN_GATE), n, true);
+        mm_ex(s, s->moe_u, s->moe_x, model_expert(L, e, LIN_UP), n, false);
         for (size_t i = 0; i < (size_t)n * He; i++) {
             const float gv = s->moe_g[i];
             s->moe_g[i] = gv / (1.0f + expf(-gv)) * s->moe_u[i];
         }
-        mm(s, s->moe_y, s->moe_g, model_expert(L, e, LIN_DOWN), n);
+        mm_ex(s, s->moe_y, s->moe_g, model_expert(L, e, LIN_DOWN), n, true);
         for (int i = 0; i < n; i++) {
             float *o = out + (size_t)s->moe_rows[i] * D;
             const float *y = s->moe_y + (size_t)i * D, w = s->moe_wt[i];
@@ -508,13 +517,13 @@ static void moe_ffn(struct fwd_state *s, const struct layer *L, const float *xn,
     const int Hs = c->shared_hidden;
     if (Hs <= 0) return;
     /* qwen2moe: every token through the shared expert, times sigmoid(xn·w_gate) */
-    mm(s, s->moe_g, xn, &L->shexp[0], T);
-    mm(s, s->moe_u, xn, &L->shexp[1], T);
+    mm_ex(s, s->moe_g, xn, &L->shexp[0], T, true);
+    mm_ex(s, s->moe_u, xn, &L->shexp[1], T, false);
     for (size_t i = 0; i < (size_t)T * Hs; i++) {
         const float gv = s->moe_g[i];
         s->moe_g[i] = gv / (1.0f + expf(-gv)) * s->moe_u[i];
     }
-    mm(s, s->moe_y, s->moe_g, &L->shexp[2], T);
+    mm_ex(s, s->moe_y, s->moe_g, &L->shexp[2], T, true);
     const float *wg = L->shexp_gate.data;
     for (int t = 0; t < T; t++) {
         double z = 0;
@@ -639,7 +648,7 @@ int fwd_block_stage(struct fwd_state *s, int l, enum fwd_stage st, float *x, flo
     s->in_stage = true; /* the matmuls do not call the hook: the stage hands its input below */
     stage_run(s, l, st, x, carry, T, 0, s->n_cache_layers == 1 ? 0 : l);
     s->in_stage = false;
-    if (s->mm_failed) return -1;
+    if (s->mm_failed || s->hook_failed) return -1;
     const struct layer *L = &s->m->layers[l];
     const struct tensor *a = stage_anchor(L, st);
     if (a && s->mm_hook) {

@@ -33,6 +33,12 @@ struct fwd_state {
     int *moe_sel, *moe_rows;
     int n_cache_layers; /* n_layers (fwd_init) or 1 (fwd_init_block) */
     bool in_stage;      /* inside fwd_block_stage: the matmuls do not call mm_hook */
+    /* MoE calibration (quant/gptq.c): inside fwd_block_stage's FWD_OUT, mm_hook sees each
+     * expert's gate (its input: the post-norm rows of the tokens routed to it, gathered in token
+     * order; up has the same input and is not shown), each expert's down (its intermediate
+     * activations, the same rows) and the shared expert's gate and down (every token); never the
+     * router. false (fwd_init's): a stage shows only its anchor's input. */
+    bool hook_experts;
     float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
     float *rope_cos_swa, *rope_sin_swa; /* the sliding layers' own table (gemma3), or NULL */
     /* FLOPs of the matmuls and attention done so far (for GFLOP/s reports) */

@@ -258,8 +258,12 @@ int calib_stream_init(struct calib_stream *st, const struct model *fm, const str
         calib_stream_release(st);
         return -1;
     }
-    for (size_t r = 0; r < rows; r++)
-        tensor_row_to_f32(&fm->tok_embd, cs->tokens[r], st->x + r * (size_t)st->D);
+    for (size_t r = 0; r < rows; r++) {
+        float *x = st->x + r * (size_t)st->D;
+        tensor_row_to_f32(&fm->tok_embd, cs->tokens[r], x);
+        if (c->embd_scale > 0) /* gemma: √dim, as forward() scales them */
+            for (int d = 0; d < st->D; d++) x[d] *= c->embd_scale;
+    }
     return 0;
 }
 
@@ -335,6 +339,25 @@ int calib_stream_probe(struct calib_stream *st, int l, enum fwd_stage upto) {
             if (fwd_block_stage(&st->fs, l, (enum fwd_stage)s, st->scratch,
                                 st->carry + r0 * (size_t)st->wc, st->T))
                 return -1;
+    }
+    st->seconds += now_s() - t0;
+    return 0;
+}
+
+int calib_stream_probe_out(struct calib_stream *st, int l) {
+    if (l != st->block || st->next != FWD_OUT)
+        return err("calibration: block %d's output probed at block %d stage %d", l, st->block,
+                   st->next);
+    const size_t W = (size_t)st->T * (size_t)st->D;
+    if (!st->scratch && !(st->scratch = xmalloc(W * sizeof(float), "a calibration window")))
+        return -1;
+    const double t0 = now_s();
+    for (int w = 0; w < st->n; w++) {
+        const size_t r0 = (size_t)w * (size_t)st->T;
+        memcpy(st->scratch, st->x + r0 * (size_t)st->D, W * sizeof(float));
+        if (fwd_block_stage(&st->fs, l, FWD_OUT, st->scratch, st->carry + r0 * (size_t)st->wc,
+                            st->T))
+            return -1;
     }
     st->seconds += now_s() - t0;
     return 0;

@@ -124,6 +124,10 @@ int calib_stream_stage(struct calib_stream *st, int l, enum fwd_stage stage);
 int calib_stream_finish(struct calib_stream *st, int l);
 /* stages FWD_QKV..upto of block l on a copy of every window (the stream does not move) */
 int calib_stream_probe(struct calib_stream *st, int l, enum fwd_stage upto);
+/* FWD_OUT of block l on a copy of every window (the stream stands before block l's FWD_OUT;
+ * it does not move): a MoE block's experts run again, e.g. with fs.hook_experts, after some of
+ * them were quantized */
+int calib_stream_probe_out(struct calib_stream *st, int l);
 /* block l again from its kept input (keep_input), every stage, through FWD_OUT */
 int calib_stream_redo(struct calib_stream *st, int l);
 void calib_stream_release(struct calib_stream *st);

@@ -503,10 +503,21 @@ struct capture {
     double seconds; /* in gptq_hessian_add */
     const struct tensor *anchor[SUB_COUNT]; /* the weight whose input is sub-group s's input */
     struct gptq_hessian *h[SUB_COUNT];      /* NULL: not collected in this pass */
+    /* MoE (fs.hook_experts): expert linears (gate for gate and up, down) and their Hessians */
+    int n_x;
+    const struct tensor **x_anchor;
+    struct gptq_hessian *x_h;
 };
 
 static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T) {
     struct capture *c = ctx;
+    for (int i = 0; i < c->n_x; i++)
+        if (w == c->x_anchor[i]) {
+            const double t0 = now_s();
+            if (gptq_hessian_add(&c->x_h[i], x, T)) return -1;
+            c->seconds += now_s() - t0;
+            return 0;
+        }
     for (int s = 0; s < SUB_COUNT; s++)
         if (c->h[s] && w == c->anchor[s]) {
             if (w->ne[0] != c->h[s]->K) return err("GPTQ: %s has %lld inputs, the Hessian %lld",
@@ -533,6 +544,13 @@ struct gq_run {
     struct gptq_prep prep;
     struct capture cap;
     int *idx; /* [n_layers][LIN_COUNT]: the export tensor of each block linear, -1 kept in float */
+    /* MoE: units u < E are the routed experts, u = E the shared expert (qwen2moe); each has its
+     * gate, up, down (k = 0, 1, 2); xidx [n_layers][n_units·3] their export tensors (-1: float).
+     * ex: block l's expert slots as the forward sees them (fm.layers[l].ex points here). */
+    int n_units, *xidx;
+    struct tensor *ex;
+    const struct tensor **x_anchor;
+    struct gptq_hessian *x_h;
     struct gptq_report *rep;
     struct qresume rs; /* the checkpoint after each block (quant/resume.h) */
     double fwd_base;   /* block-pass seconds of the resumed blocks */
@@ -542,10 +560,20 @@ struct gq_run {
 static int gq_plan(struct gq_run *g) {
     const int n_layers = g->m->cfg.n_layers;
     for (int l = 0; l < n_layers; l++)
-        for (int i = 0; i < LIN_COUNT; i++) {
+        for (int i = 0; i < LIN_COUNT + 3 * g->n_units; i++) {
             char name[96];
-            lin_name(name, sizeof name, l, (enum lin)i);
-            int *x = &g->idx[l * LIN_COUNT + i];
+            const int u = (i - LIN_COUNT) / 3, k = (i - LIN_COUNT) % 3;
+            static const char *const kind[3] = {"gate", "up", "down"};
+            if (g->n_units && i >= LIN_GATE && i < LIN_COUNT) { /* the MoE block's MLP slots */
+                g->idx[l * LIN_COUNT + i] = -1;
+                continue;
+            }
+            if (i < LIN_COUNT) lin_name(name, sizeof name, l, (enum lin)i);
+            else if (u < g->m->cfg.n_expert)
+                snprintf(name, sizeof name, "blk.%d.ffn_%s_exps.%d.weight", l, kind[k], u);
+            else snprintf(name, sizeof name, "blk.%d.ffn_%s_shexp.weight", l, kind[k]);
+            int *x = i < LIN_COUNT ? &g->idx[l * LIN_COUNT + i]
+                                   : &g->xidx[(l * g->n_units + u) * 3 + k];
             *x = hfx_find(&g->hm, name);
             if (*x < 0 || !g->hm.t[*x].linear)
                 return err("GPTQ: %s has no tensor %s", g->m->path, name);
@@ -564,7 +592,9 @@ static int gq_plan(struct gq_run *g) {
  * solve's row tiles, the one-block forward state */
 static int gq_memory_plan(const struct gq_run *g) {
     const struct model *m = g->m;
-    const double D = m->cfg.dim, Hd = m->cfg.hidden_dim, qd = m->cfg.n_heads * m->cfg.head_dim;
+    const double D = m->cfg.dim, qd = m->cfg.n_heads * m->cfg.head_dim,
+                 Hd = g->n_units ? LB_MAX(m->cfg.expert_hidden, m->cfg.shared_hidden)
+                                 : m->cfg.hidden_dim;
     const double kmax = LB_MAX(LB_MAX(D, Hd), qd);
     double blk = 0;
     for (int l = 0; l < m->cfg.n_layers; l++)
@@ -608,6 +638,10 @@ static int gq_resume(struct gq_run *g, const char *src_path, int *l_start) {
     rep->forward_seconds = json_number_value(json_object_get(f, "forward_seconds"));
     rep->hessian_seconds = json_number_value(json_object_get(f, "hessian_seconds"));
     rep->solve_seconds = json_number_value(json_object_get(f, "solve_seconds"));
+    rep->moe_experts = (int)json_integer_value(json_object_get(f, "moe_experts"));
+    rep->moe_fallback = (int)json_integer_value(json_object_get(f, "moe_fallback"));
+    rep->moe_min_tokens = json_integer_value(json_object_get(f, "moe_min_tokens"));
+    rep->moe_max_tokens = json_integer_value(json_object_get(f, "moe_max_tokens"));
     json_decref(f);
     for (int l = 0; l <= l_done; l++)
         if (qresume_get_block(&g->rs, l, &g->hm) || hfx_emit_block(&g->hm, l)) goto bad;
@@ -626,9 +660,12 @@ bad:
 static int gq_checkpoint(const struct gq_run *g, int l) {
     const struct gptq_report *rep = g->rep;
     if (!g->rs.dir) return 0;
-    json_t *f = json_pack("{s:f, s:f, s:f, s:f}", "loss", rep->loss, "forward_seconds",
-                          rep->forward_seconds, "hessian_seconds", rep->hessian_seconds,
-                          "solve_seconds", rep->solve_seconds);
+    json_t *f = json_pack("{s:f, s:f, s:f, s:f, s:i, s:i, s:I, s:I}", "loss", rep->loss,
+                          "forward_seconds", rep->forward_seconds, "hessian_seconds",
+                          rep->hessian_seconds, "solve_seconds", rep->solve_seconds,
+                          "moe_experts", rep->moe_experts, "moe_fallback", rep->moe_fallback,
+                          "moe_min_tokens", (json_int_t)rep->moe_min_tokens, "moe_max_tokens",
+                          (json_int_t)rep->moe_max_tokens);
     const int rc = !f ? err("out of memory")
                       : qresume_put_block(&g->rs, l, &g->hm) || calib_stream_save(&g->cst, &g->rs) ||
                                 qresume_commit(&g->rs, l, f)
@@ -636,6 +673,136 @@ static int gq_checkpoint(const struct gq_run *g, int l) {
                             : 0;
     json_decref(f);
     return rc;
+}
+
+/* ===== MoE: each expert with the calibration tokens routed to it =====
+ * The router (ffn_gate_inp) and qwen2moe's shared-expert gate stay in float, as GPTQModel keeps
+ * them. The block's FWD_OUT runs the router exactly as the forward does (eval/forward.c moe_ffn:
+ * the same top-k, the same weight normalisation) and, with fs.hook_experts, shows each expert's
+ * gate its routed tokens' post-norm rows and each expert's down that expert's intermediate
+ * activations on the same rows: expert e's Hessians are 2/n·Σ xᵀx over exactly those rows. The
+ * shared expert sees every token. True-sequentially (GPTQModel's Mixtral order: attention, then
+ * every expert's gate and up, then every down): a pass for the gate/up Hessians, the gate and up
+ * quantized and swapped in, a pass for the down Hessians; without true_sequential one probe of
+ * the float block gives both. An expert that saw fewer than GPTQ_MOE_MIN_SHARE of the calibration
+ * tokens (GPTQModel's Fallback default: 0.5%, RTN) is rounded with an identity Hessian: no error
+ * feedback, so exactly round-to-nearest with GPTQ's own group scales and zeros. The Hessians of
+ * as many experts as half the available memory holds are collected per pass. */
+#define GPTQ_MOE_MIN_SHARE 0.005
+
+/* export tensor and forward slot of unit u's linear k in block l */
+static int gq_unit_idx(const struct gq_run *g, int l, int u, int k) {
+    return g->xidx[(l * g->n_units + u) * 3 + k];
+}
+static struct tensor *gq_unit_slot(struct gq_run *g, int l, int u, int k) {
+    return u < g->m->cfg.n_expert ? &g->ex[u * 3 + k] : &g->fm.layers[l].shexp[k];
+}
+static int64_t gq_unit_K(const struct gq_run *g, int u, int k) {
+    const struct model_config *c = &g->m->cfg;
+    return k < 2 ? c->dim : u < c->n_expert ? c->expert_hidden : c->shared_hidden;
+}
+
+/* one pass over units [u0, u1): the Hessians of kinds `mask` (1: gate/up's input, 2: down's),
+ * then those linears quantized and swapped in; the stream stands before FWD_OUT
+ * (true-sequential) or at the block's start (one float probe) */
+static int gq_moe_pass(struct gq_run *g, int l, int u0, int u1, int mask, double *loss_l) {
+    const struct gptq_model_opts *o = g->o;
+    struct gptq_report *rep = g->rep;
+    struct capture *cap = &g->cap;
+    const int64_t total = (int64_t)g->cs->n_samples * g->cs->seqlen;
+    int n = 0, ret = -1;
+    for (int u = u0; u < u1; u++)
+        for (int b = 0; b < 2; b++) {
+            const int k = b ? 2 : 0;
+            if (!(mask >> b & 1) || (gq_unit_idx(g, l, u, k) < 0 &&
+                                     (b || gq_unit_idx(g, l, u, 1) < 0)))
+                continue;
+            if (gptq_hessian_init(&g->x_h[n], gq_unit_K(g, u, k))) goto out;
+            g->x_anchor[n++] = gq_unit_slot(g, l, u, k);
+        }
+    if (!n) return 0;
+    rep->hessian_seconds += cap->seconds;
+    memset(cap, 0, sizeof *cap);
+    cap->n_x = n, cap->x_anchor = g->x_anchor, cap->x_h = g->x_h;
+    g->cst.fs.hook_experts = true;
+    const int rc = o->true_sequential ? calib_stream_probe_out(&g->cst, l)
+                                      : calib_stream_probe(&g->cst, l, FWD_OUT);
+    g->cst.fs.hook_experts = false;
+    rep->hessian_seconds += cap->seconds;
+    memset(cap, 0, sizeof *cap);
+    if (rc) goto out;
+    for (int i = 0; i < n; i++) {
+        struct gptq_hessian *h = &g->x_h[i];
+        int u = -1, k = -1;
+        for (int v = u0; v < u1 && u < 0; v++)
+            for (int kk = 0; kk < 3; kk += 2)
+                if (g->x_anchor[i] == gq_unit_slot(g, l, v, kk)) u = v, k = kk;
+        const bool routed = u < g->m->cfg.n_expert;
+        const bool few = routed && (double)h->n_tokens < GPTQ_MOE_MIN_SHARE * (double)total;
+        if (routed && k == 0) { /* once per expert */
+            rep->moe_experts++;
+            if (few) rep->moe_fallback++;
+            if (rep->moe_experts == 1 || h->n_tokens < rep->moe_min_tokens)
+                rep->moe_min_tokens = h->n_tokens;
+            rep->moe_max_tokens = LB_MAX(rep->moe_max_tokens, h->n_tokens);
+        }
+        const double ts = now_s();
+        if (few) { /* an identity Hessian: round-to-nearest */
+            memset(h->sum, 0, (size_t)(h->K * h->K) * sizeof *h->sum);
+            for (int64_t c = 0; c < h->K; c++) h->sum[c * h->K + c] = 1;
+        } else if (gptq_hessian_get(h, h->sum)) {
+            goto out;
+        }
+        gptq_prep_release(&g->prep);
+        const int first = gq_unit_idx(g, l, u, k) >= 0 ? k : 1;
+        if (o->on_moe_hessian &&
+            o->on_moe_hessian(o->on_moe_hessian_ctx, g->hm.t[gq_unit_idx(g, l, u, first)].module,
+                              h->sum, h->K, h->n_tokens, few))
+            goto out;
+        if (gptq_prepare(h->sum, h->K, &o->q, g->hm.t[gq_unit_idx(g, l, u, first)].module,
+                         &g->prep))
+            goto out;
+        rep->solve_seconds += now_s() - ts;
+        for (int kk = k; kk < (k ? 3 : 2); kk++) {
+            const int x = gq_unit_idx(g, l, u, kk);
+            if (x < 0) continue;
+            struct hfx_tensor *t = &g->hm.t[x];
+            struct gptq_opts q = o->q;
+            if (qformat_plan(false, t->K, t->N, q.bits, q.group, t->note, sizeof t->note) ==
+                QPLAN_CHANNEL)
+                q.group = -1;
+            struct gptq_layer_stats ls;
+            const double t1 = now_s();
+            if (gptq_quantize_prepared(t->f32, t->N, &g->prep, &q, t->module, &t->q, &t->qbuf, &ls))
+                goto out;
+            rep->solve_seconds += now_s() - t1;
+            t->quantized = true;
+            if (!few) *loss_l += ls.loss;
+            if (few && !g->quiet)
+                fprintf(stderr, "gptq: %s: %lld routed tokens (< %.1f%% of %lld): round-to-nearest "
+                        "(identity Hessian)\n", t->module, (long long)h->n_tokens,
+                        100 * GPTQ_MOE_MIN_SHARE, (long long)total);
+            calib_swap_in(g->m, t, false, gq_unit_slot(g, l, u, kk));
+        }
+        gptq_prep_release(&g->prep);
+    }
+    ret = 0;
+out:
+    for (int i = 0; i < n; i++) gptq_hessian_release(&g->x_h[i]);
+    return ret;
+}
+
+/* every unit of block l's MoE MLP, in passes of as many units as half the available memory
+ * holds the Hessians of */
+static int gq_moe(struct gq_run *g, int l, int mask, double *loss_l) {
+    const struct model_config *c = &g->m->cfg;
+    const int64_t kmax = LB_MAX(c->dim, mask & 2 ? LB_MAX(c->expert_hidden, c->shared_hidden) : 0);
+    const double per = 8.0 * (double)kmax * (double)kmax * (mask == 3 ? 2 : 1);
+    const double room = (double)mem_available() / 2;
+    const int chunk = (int)LB_MAX(1.0, LB_MIN((double)g->n_units, room / per));
+    for (int u0 = 0; u0 < g->n_units; u0 += chunk)
+        if (gq_moe_pass(g, l, u0, LB_MIN(u0 + chunk, g->n_units), mask, loss_l)) return -1;
+    return 0;
 }
 
 /* block l: its Hessians (true-sequentially, or in one probe), its linears quantized and swapped
@@ -650,6 +817,17 @@ static int gq_block(struct gq_run *g, int l) {
     double loss_l = 0;
     for (int i = 0; i < LIN_COUNT; i++)
         if (idx[i] >= 0 && hfx_load(&g->hm, idx[i])) return -1;
+    if (g->n_units) { /* the block's experts: loaded, and slots of the forward's own */
+        for (int i = 0; i < 3 * g->n_units; i++)
+            if (g->xidx[l * 3 * g->n_units + i] >= 0 &&
+                hfx_load(&g->hm, g->xidx[l * 3 * g->n_units + i]))
+                return -1;
+        memcpy(g->ex, g->m->layers[l].ex, (size_t)(3 * g->m->cfg.n_expert) * sizeof *g->ex);
+        g->fm.layers[l].ex = g->ex;
+        /* without true_sequential every input is collected in float: the experts first (the
+         * attention before them is not changed by it) */
+        if (!o->true_sequential && gq_moe(g, l, 3, &loss_l)) return -1;
+    }
     /* true_sequential: stage s of the block collects sub-group s's input with the sub-groups
      * before it already quantized; else one probe collects all four in float */
     const int n_pass = o->true_sequential ? SUB_COUNT : 1;
@@ -702,6 +880,9 @@ static int gq_block(struct gq_run *g, int l) {
         }
         gptq_prep_release(&g->prep);
     }
+    /* true-sequential MoE: the stream stands before FWD_OUT; gate and up, then down */
+    if (g->n_units && o->true_sequential && (gq_moe(g, l, 1, &loss_l) || gq_moe(g, l, 2, &loss_l)))
+        return -1;
     /* the quantized block's outputs: block l+1's inputs */
     rep->hessian_seconds += cap->seconds;
     memset(cap, 0, sizeof *cap);
@@ -739,10 +920,20 @@ int gptq_quantize_model(const struct model *m, const char *src_path,
     g.fm.layers = xmalloc((size_t)n_layers * sizeof *g.fm.layers, "layers");
     g.idx = xmalloc((size_t)n_layers * LIN_COUNT * sizeof *g.idx, "layers");
     if (!g.fm.layers || !g.idx) goto out;
+    if (m->cfg.n_expert > 0) {
+        g.n_units = m->cfg.n_expert + (m->cfg.shared_hidden > 0);
+        g.xidx = xmalloc((size_t)n_layers * 3 * g.n_units * sizeof *g.xidx, "experts");
+        g.ex = xcalloc((size_t)(3 * m->cfg.n_expert), sizeof *g.ex, "experts");
+        g.x_anchor = xcalloc((size_t)(2 * g.n_units), sizeof *g.x_anchor, "experts");
+        g.x_h = xcalloc((size_t)(2 * g.n_units), sizeof *g.x_h, "experts");
+        if (!g.xidx || !g.ex || !g.x_anchor || !g.x_h) goto out;
+    }
     memcpy(g.fm.layers, m->layers, (size_t)n_layers * sizeof *g.fm.layers);
     if (gq_plan(&g) || gq_memory_plan(&g)) goto out;
     for (int s = 0; s < SUB_COUNT; s++)
-        if (gptq_hessian_init(&g.hs[s], lin_dim(&m->cfg, lin_info[lin_anchor(s)].in))) goto out;
+        if ((!g.n_units || s < FWD_GATE_UP) &&
+            gptq_hessian_init(&g.hs[s], lin_dim(&m->cfg, lin_info[lin_anchor(s)].in)))
+            goto out;
     if (calib_stream_init(&g.cst, &g.fm, cs, false, out)) goto out;
     g.cst_ok = true;
     g.cst.fs.mm_hook = capture_hook;
@@ -771,6 +962,7 @@ out:
     for (int s = 0; s < SUB_COUNT; s++) gptq_hessian_release(&g.hs[s]);
     gptq_prep_release(&g.prep);
     free(g.idx);
+    free(g.xidx), free(g.ex), free(g.x_anchor), free(g.x_h);
     free(g.fm.layers);
     hfx_release(&g.hm);
     return ret;
@@ -849,7 +1041,7 @@ int gptq_recipe_check(const struct recipe *r) {
     if (!r->calib_set[0])
         return err("recipe '%s': algorithm gptq needs calib_set (a file of "
                    "$LOWBIT_DATA/datasets/calibration/, e.g. groups_merged, or a path)", r->id);
-    struct gptq_model_opts o;
+    struct gptq_model_opts o = {0};
     uint64_t seed;
     return gptq_knobs(r, &o, &seed);
 }
@@ -858,7 +1050,7 @@ int gptq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
     const struct recipe *r = j->r;
     const int bits = gptq_bits(r);
     if (bits < 0) return -1;
-    struct gptq_model_opts o;
+    struct gptq_model_opts o = {0};
     uint64_t seed;
     if (gptq_knobs(r, &o, &seed)) return -1;
     o.q.bits = bits;
@@ -892,6 +1084,14 @@ int gptq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
             quant_prov(a, "quant.gptq_resumed_blocks", "%d (from %s)", rep.resumed_blocks,
                        j->resume_dir);
         quant_prov(a, "quant.gptq_loss", "%.6g", rep.loss);
+        if (rep.moe_experts)
+            quant_prov(a, "quant.gptq_moe", "each expert's Hessian from the tokens routed to it "
+                       "(the router and shared-expert gate in float); %d of %d experts (blocks x "
+                       "experts) saw < %.1f%% of the %lld calibration tokens and were rounded to "
+                       "nearest (identity Hessian); tokens per expert %lld..%lld",
+                       rep.moe_fallback, rep.moe_experts, 100 * GPTQ_MOE_MIN_SHARE,
+                       (long long)cs.n_samples * cs.seqlen, (long long)rep.moe_min_tokens,
+                       (long long)rep.moe_max_tokens);
     }
     calib_release(&cs);
     return ret;

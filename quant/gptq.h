@@ -140,6 +140,12 @@ struct gptq_model_opts {
      * calibration tokens. A run that finds its own state re-writes the finished blocks from their
      * files and goes on with the next block: the same bytes as an uninterrupted run. */
     const char *resume_dir;
+    /* optional (tests): each MoE expert's Hessian just before its solve, H = 2/n·Σxᵀx over the
+     * n_tokens rows routed to it (gate/up: the post-norm inputs; down: its activations), or the
+     * identity when it saw too few (fallback: round-to-nearest); nonzero stops the run */
+    int (*on_moe_hessian)(void *ctx, const char *module, const double *H, int64_t K,
+                          int64_t n_tokens, bool fallback);
+    void *on_moe_hessian_ctx;
 };
 struct gptq_report {
     double seconds;         /* calibration passes + solves */
@@ -149,6 +155,10 @@ struct gptq_report {
     double loss;            /* Σ of the layers' losses */
     int n_forward;          /* window-block passes (windows × blocks, calib.h) */
     int resumed_blocks;     /* blocks taken from a resume state */
+    /* MoE: routed experts quantized (blocks × experts), how many saw fewer than 0.5% of the
+     * calibration tokens (rounded to nearest: gptq.c), the fewest and most tokens one saw */
+    int moe_experts, moe_fallback;
+    int64_t moe_min_tokens, moe_max_tokens;
 };
 
 /* quantize every GPTQ-holdable block linear of m (loaded from src_path; not modified) with the
