@@ -232,7 +232,7 @@ static void make_windows(struct calib_set *cs, bool constant) {
     }
 }
 
-/* GPTQ (4-bit, groups of `group`, true_sequential ts) of the fixture with cs into dir, Hessians seen */
+/* GPTQ (4 bits, groups of `group`, true_sequential ts) of the fixture with cs into dir */
 static int run_gptq(const struct model *m, const char *path, const struct calib_set *cs,
                     int64_t group, bool ts, const char *dir, struct seen *seen) {
     struct gptq_model_opts o = {.q = GPTQ_OPTS_DEFAULT};
