@@ -163,7 +163,8 @@ struct gptq_report {
 
 /* quantize every GPTQ-holdable block linear of m (loaded from src_path; not modified) with the
  * calibration windows of cs, true-sequentially, and write the GPTQ checkpoint to out. Prints one
- * line per block (and per module kept in float) unless quiet. */
+ * line per block (and per module kept in float) unless quiet. A mixture-of-experts block: each
+ * expert with the tokens its router sends it, the router in float (gptq.c, "MoE"). */
 int gptq_quantize_model(const struct model *m, const char *src_path,
                         const struct gptq_model_opts *o, const struct calib_set *cs,
                         const char *out, bool quiet, struct hfx_stats *st, struct gptq_report *rep);

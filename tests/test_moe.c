@@ -9,7 +9,9 @@
  *      with n the windows that sent the expert a token. Relative difference <= 1e-4 and the
  *      same token counts, for the Mixtral fixture (4 experts, top 2, renormalized) of
  *      tests/ref/arch_ref.py and a random qwen2moe of its random-gguf (6 experts, top 2, not
- *      renormalized, a shared expert);
+ *      renormalized, a shared expert); without true_sequential against the float model, with it
+ *      against the reloaded checkpoint (whose quantized attention feeds the experts' gate/up and
+ *      whose quantized gate/up feed down, as in the true-sequential passes);
  *  (b) calibration windows of one repeated token route every token to the same two experts: the
  *      others see none and take the documented fallback (an identity Hessian, reported as such):
  *      their reloaded weights are round-to-nearest (every weight within half a step of its
@@ -230,13 +232,13 @@ static void make_windows(struct calib_set *cs, bool constant) {
     }
 }
 
-/* GPTQ (4-bit, groups of `group`, float inputs) of the fixture with cs into dir, Hessians seen */
+/* GPTQ (4 bits, groups of `group`, true_sequential ts) of the fixture with cs into dir */
 static int run_gptq(const struct model *m, const char *path, const struct calib_set *cs,
-                    int64_t group, const char *dir, struct seen *seen) {
+                    int64_t group, bool ts, const char *dir, struct seen *seen) {
     struct gptq_model_opts o = {.q = GPTQ_OPTS_DEFAULT};
     o.q.group = group;
     o.q.sym = false;
-    o.true_sequential = false; /* every input from the float block: what (a) recomputes */
+    o.true_sequential = ts;
     o.on_moe_hessian = on_hessian, o.on_moe_hessian_ctx = seen;
     struct hfx_stats st;
     struct gptq_report rep;
@@ -247,7 +249,7 @@ static int run_gptq(const struct model *m, const char *path, const struct calib_
     return 0;
 }
 
-static void check_hessians(const char *name) {
+static void check_hessians(const char *name, bool ts) {
     char path[700], dir[700], gu[192], dn[192];
     if (!fixture(name, path, sizeof path)) return;
     if (!strcmp(name, "qwen2moe")) {
@@ -264,12 +266,12 @@ static void check_hessians(const char *name) {
             return;
         }
     }
-    struct model m = MODEL_INIT;
+    struct model m = MODEL_INIT, qm = MODEL_INIT;
     struct calib_set cs;
     struct seen seen = {0};
     struct direct d = {0};
     make_windows(&cs, false);
-    snprintf(dir, sizeof dir, "%s/gptq-%s", t_tmpdir(), name);
+    snprintf(dir, sizeof dir, "%s/gptq-%s%s", t_tmpdir(), name, ts ? "-ts" : "");
     if (model_load(&m, path)) {
         T_FAIL_("model_load(%s)", path);
         goto out;
@@ -279,7 +281,11 @@ static void check_hessians(const char *name) {
     if (U > MAX_UNITS) goto out;
     /* per channel: every module of both fixtures quantized (groups of 32 keep qwen2moe_e6's
      * shared expert, 80 wide, in float) */
-    if (run_gptq(&m, path, &cs, -1, dir, &seen) || direct_hessians(&m, &cs, &d)) {
+    /* without true_sequential every input comes from the float block: the float model's;
+     * true-sequentially the experts' inputs follow the quantized attention and the down inputs
+     * the quantized gate and up: the reloaded checkpoint's (its router is float) */
+    if (run_gptq(&m, path, &cs, -1, ts, dir, &seen) || (ts && model_load(&qm, dir)) ||
+        direct_hessians(ts ? &qm : &m, &cs, &d)) {
         T_FAIL_("%s: GPTQ or the recomputation failed", name);
         goto out;
     }
@@ -320,11 +326,16 @@ out:
     direct_release(&d);
     seen_release(&seen);
     calib_release(&cs);
+    model_release(&qm);
     model_release(&m);
 }
 
-static void test_moe_hessians_mixtral(void) { check_hessians("mixtral_e4"); }
-static void test_moe_hessians_qwen2moe(void) { check_hessians("qwen2moe"); }
+static void test_moe_hessians_mixtral(void) { check_hessians("mixtral_e4", false); }
+static void test_moe_hessians_qwen2moe(void) { check_hessians("qwen2moe", false); }
+static void test_moe_hessians_true_sequential(void) {
+    check_hessians("mixtral_e4", true);
+    check_hessians("qwen2moe", true);
+}
 
 /* ---- (b) ---- */
 
@@ -350,7 +361,7 @@ static void test_moe_unrouted_fallback(void) {
     struct seen seen = {0};
     make_windows(&cs, true);
     snprintf(dir, sizeof dir, "%s/gptq-unrouted", t_tmpdir());
-    if (model_load(&m, path) || run_gptq(&m, path, &cs, 32, dir, &seen) || model_load(&qm, dir)) {
+    if (model_load(&m, path) || run_gptq(&m, path, &cs, 32, false, dir, &seen) || model_load(&qm, dir)) {
         T_FAIL_("GPTQ of %s with one repeated token, or its reload, failed", path);
         goto out;
     }
@@ -411,6 +422,7 @@ int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     T_RUN(test_moe_hessians_mixtral);
     T_RUN(test_moe_hessians_qwen2moe);
+    T_RUN(test_moe_hessians_true_sequential);
     T_RUN(test_moe_unrouted_fallback);
     t_tmpdir_cleanup();
     return T_DONE();
