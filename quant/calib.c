@@ -325,9 +325,8 @@ int calib_stream_finish(struct calib_stream *st, int l) {
     return 0;
 }
 
-int calib_stream_probe(struct calib_stream *st, int l, enum fwd_stage upto) {
-    if (l != st->block || st->next != FWD_QKV)
-        return err("calibration: a probe of block %d in the middle of block %d", l, st->block);
+/* stages first..last of block l on a copy of every window's input (the stream stays where it is) */
+static int probe_stages(struct calib_stream *st, int l, int first, int last) {
     const size_t W = (size_t)st->T * (size_t)st->D;
     if (!st->scratch && !(st->scratch = xmalloc(W * sizeof(float), "a calibration window")))
         return -1;
@@ -335,7 +334,7 @@ int calib_stream_probe(struct calib_stream *st, int l, enum fwd_stage upto) {
     for (int w = 0; w < st->n; w++) {
         const size_t r0 = (size_t)w * (size_t)st->T;
         memcpy(st->scratch, st->x + r0 * (size_t)st->D, W * sizeof(float));
-        for (int s = FWD_QKV; s <= (int)upto; s++)
+        for (int s = first; s <= last; s++)
             if (fwd_block_stage(&st->fs, l, (enum fwd_stage)s, st->scratch,
                                 st->carry + r0 * (size_t)st->wc, st->T))
                 return -1;
@@ -344,23 +343,17 @@ int calib_stream_probe(struct calib_stream *st, int l, enum fwd_stage upto) {
     return 0;
 }
 
+int calib_stream_probe(struct calib_stream *st, int l, enum fwd_stage upto) {
+    if (l != st->block || st->next != FWD_QKV)
+        return err("calibration: a probe of block %d in the middle of block %d", l, st->block);
+    return probe_stages(st, l, FWD_QKV, (int)upto);
+}
+
 int calib_stream_probe_out(struct calib_stream *st, int l) {
     if (l != st->block || st->next != FWD_OUT)
         return err("calibration: block %d's output probed at block %d stage %d", l, st->block,
                    st->next);
-    const size_t W = (size_t)st->T * (size_t)st->D;
-    if (!st->scratch && !(st->scratch = xmalloc(W * sizeof(float), "a calibration window")))
-        return -1;
-    const double t0 = now_s();
-    for (int w = 0; w < st->n; w++) {
-        const size_t r0 = (size_t)w * (size_t)st->T;
-        memcpy(st->scratch, st->x + r0 * (size_t)st->D, W * sizeof(float));
-        if (fwd_block_stage(&st->fs, l, FWD_OUT, st->scratch, st->carry + r0 * (size_t)st->wc,
-                            st->T))
-            return -1;
-    }
-    st->seconds += now_s() - t0;
-    return 0;
+    return probe_stages(st, l, FWD_OUT, FWD_OUT);
 }
 
 int calib_stream_redo(struct calib_stream *st, int l) {

@@ -705,6 +705,20 @@ static int64_t gq_unit_K(const struct gq_run *g, int u, int k) {
 /* one pass over units [u0, u1): the Hessians of kinds `mask` (1: gate/up's input, 2: down's),
  * then those linears quantized and swapped in; the stream stands before FWD_OUT
  * (true-sequential) or at the block's start (one float probe) */
+/* quantize linear t with the prepared inverse Hessian g->prep: the recipe's group, or per channel
+ * where the layout cannot hold it (qformat_plan); the solve's time is counted */
+static int gq_solve(struct gq_run *g, struct hfx_tensor *t, struct gptq_layer_stats *ls) {
+    struct gptq_opts q = g->o->q;
+    if (qformat_plan(false, t->K, t->N, q.bits, q.group, t->note, sizeof t->note) == QPLAN_CHANNEL)
+        q.group = -1;
+    const double ts = now_s();
+    if (gptq_quantize_prepared(t->f32, t->N, &g->prep, &q, t->module, &t->q, &t->qbuf, ls))
+        return -1;
+    g->rep->solve_seconds += now_s() - ts;
+    t->quantized = true;
+    return 0;
+}
+
 static int gq_moe_pass(struct gq_run *g, int l, int u0, int u1, int mask, double *loss_l) {
     const struct gptq_model_opts *o = g->o;
     struct gptq_report *rep = g->rep;
@@ -767,16 +781,8 @@ static int gq_moe_pass(struct gq_run *g, int l, int u0, int u1, int mask, double
             const int x = gq_unit_idx(g, l, u, kk);
             if (x < 0) continue;
             struct hfx_tensor *t = &g->hm.t[x];
-            struct gptq_opts q = o->q;
-            if (qformat_plan(false, t->K, t->N, q.bits, q.group, t->note, sizeof t->note) ==
-                QPLAN_CHANNEL)
-                q.group = -1;
             struct gptq_layer_stats ls;
-            const double t1 = now_s();
-            if (gptq_quantize_prepared(t->f32, t->N, &g->prep, &q, t->module, &t->q, &t->qbuf, &ls))
-                goto out;
-            rep->solve_seconds += now_s() - t1;
-            t->quantized = true;
+            if (gq_solve(g, t, &ls)) goto out;
             if (!few) *loss_l += ls.loss;
             if (few && !g->quiet)
                 fprintf(stderr, "gptq: %s: %lld routed tokens (< %.1f%% of %lld): round-to-nearest "
@@ -860,17 +866,8 @@ static int gq_block(struct gq_run *g, int l) {
                 prep_s = s;
                 rep->solve_seconds += now_s() - ts;
             }
-            struct gptq_opts q = o->q;
-            if (qformat_plan(false, t->K, t->N, q.bits, q.group, t->note, sizeof t->note) ==
-                QPLAN_CHANNEL)
-                q.group = -1;
             struct gptq_layer_stats ls;
-            const double ts = now_s();
-            if (gptq_quantize_prepared(t->f32, t->N, &g->prep, &q, t->module, &t->q, &t->qbuf,
-                                       &ls))
-                return -1;
-            rep->solve_seconds += now_s() - ts;
-            t->quantized = true;
+            if (gq_solve(g, t, &ls)) return -1;
             loss_l += ls.loss;
             /* swap in the quantized weights (calib.h), fp32 in source row order */
             calib_swap_in(g->m, t, lin_info[i].rope, &g->fm.layers[l].lin[i]);
