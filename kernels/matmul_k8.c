@@ -39,18 +39,8 @@ bool k8_supported(enum dtype t) {
     case DTYPE_Q3_K:
     case DTYPE_Q4_K:
     case DTYPE_Q5_K:
-    case DTYPE_Q6_K:
-    case DTYPE_IQ4_XS:
-    case DTYPE_IQ3_S:
-    case DTYPE_IQ3_XXS:
-    case DTYPE_IQ2_S:
-    case DTYPE_IQ2_XS:
-    case DTYPE_IQ2_XXS:
-    case DTYPE_IQ1_M:
-    case DTYPE_IQ1_S:
-    case DTYPE_TQ1_0:
-    case DTYPE_TQ2_0: return true;
-    default: return false;
+    case DTYPE_Q6_K: return true;
+    default: return iq_is_type(t); /* every i-quant and ternary type pairs with Q8_K */
     }
 }
 
