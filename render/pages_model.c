@@ -89,10 +89,13 @@ static void deltas_table(struct page *p, xmlNodePtr parent, int g) {
     if (G->baseline < 0) return;
     h_el(parent, "h3", "Differences from the baseline, per task");
     h_textf(h_el(parent, "p", NULL), "Percentage points of accuracy against %s on the same "
-            "documents, with the 95%% paired-bootstrap interval; \xe2\x89\x88 marks a difference "
+            "documents, with paired-bootstrap intervals that hold together: all %d intervals of "
+            "this model (every delta below and every mean KLD) cover their true values at once "
+            "with 95%% probability, each \xc2\xb1 %.2f standard errors (a lone 95%% interval "
+            "would use about 1.96; about.html#statistics); \xe2\x89\x88 marks a difference "
             "that is not significant. PPL change: PPL(variant) / PPL(baseline) - 1 on the same "
             "512-token chunks (llama.cpp's protocol), in percent.",
-            d->runs[G->baseline].recipe_id);
+            d->runs[G->baseline].recipe_id, G->n_stmt, G->crit);
     const char *heads[2 + LB_TASK_MAX + 1];
     int nh = 0;
     heads[nh++] = "Model \xc2\xb7 recipe";
