@@ -36,7 +36,7 @@ static void variants_table(struct page *p, xmlNodePtr parent, int g) {
     int nh = 0;
     static const char *const h0[] = {"#", "Model \xc2\xb7 recipe", "Algorithm", "Class", "Weight dtype",
                                      "Group", "Bits/weight", "Size", "Average",
-                                     "\xce\x94 avg vs baseline (pp, 95% CI)"};
+                                     "\xce\x94 avg vs baseline (pp, 95% simultaneous CI)"};
     for (size_t i = 0; i < LB_ARRAY_LEN(h0); i++) heads[nh++] = h0[i];
     for (int t = 0; t < d->n_tasks; t++) heads[nh++] = d->tasks[t].label;
     heads[nh++] = "Wikitext PPL";
