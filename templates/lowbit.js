@@ -454,6 +454,10 @@
       else th.removeAttribute("aria-sort");
     });
     var ws = TASKS.filter(function (t) { return s.w[t] > 0; });
+    var cap = document.querySelector("table.board caption");
+    if (cap) cap.textContent = "The board: " + total + " runs, ranked by " +
+      (b ? (b.key === "avg" ? "average accuracy" : b.label + (b.lower ? " (lower is better)" : "")) :
+        "the task weights");
     $("status").textContent = (n < shown.length ? "Showing the first " + n + " of " +
       shown.length + " matching runs" : "Showing " + shown.length + " runs") + " (" + total +
       " in all), " +
