@@ -167,6 +167,7 @@ int task_load(struct task_set *ts, enum task_id id, const char *data_dir, const 
         file = task_strdup(path);
         if (id == TASK_PIQA) aux = piqa_labels_for(path);
     } else {
+        r.data_dir = data_dir;
         file = data_path(data_dir, layout[id].file);
         if (layout[id].aux) aux = data_path(data_dir, layout[id].aux);
     }

@@ -40,6 +40,11 @@ void rd_source(struct task_rd *r, const char *what) {
     char *s = r->ts->source;
     size_t n = strlen(s), cap = sizeof r->ts->source;
     for (const char *p = n ? ", " : ""; *p && n + 1 < cap;) s[n++] = *p++;
+    const size_t nd = r->data_dir ? strlen(r->data_dir) : 0;
+    if (nd && !strncmp(what, r->data_dir, nd) && what[nd] == '/') {
+        for (const char *p = "$LOWBIT_DATA"; *p && n + 1 < cap;) s[n++] = *p++;
+        what += nd;
+    }
     for (const char *p = what; *p && n + 1 < cap;) s[n++] = *p++;
     s[n] = 0;
 }

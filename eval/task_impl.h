@@ -51,6 +51,8 @@ struct task_rd {
     struct sha256 sha; /* of every byte read, in reading order */
     int cap;           /* docs allocated */
     bool no_source;    /* don't list files in ts->source (MMLU lists its folder instead) */
+    const char *data_dir; /* the default files' LOWBIT_DATA, listed as "$LOWBIT_DATA/..." (the
+                             published pages name no machine's paths); NULL: a user's file */
 };
 /* read a whole file (NUL-terminated), hash it and list it in ts->source. A missing default file
  * says which variable to set. */

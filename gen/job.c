@@ -521,10 +521,17 @@ static void ppl_task_def(struct result *r, const struct eval_ctx *c, const char 
                          long long full) {
     const struct eval_spec *ev = &c->j->ev;
     const int slot = !strcmp(task, "ppl") ? PIPE_PPL : PIPE_KLD;
+    /* named under $LOWBIT_DATA, as the tasks' files are (eval/task_data.c rd_source) */
+    const size_t nd = strlen(ev->data_dir);
+    char file[sizeof ev->text + 16];
+    if (nd && !strncmp(ev->text, ev->data_dir, nd) && ev->text[nd] == '/')
+        snprintf(file, sizeof file, "$LOWBIT_DATA%s", ev->text + nd);
+    else
+        snprintf(file, sizeof file, "%s", ev->text);
     json_array_append_new(
         r->task_defs,
         json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:b, s:i}", "task", task,
-                  "dataset_file", ev->text, "dataset_sha256", ev->sha[slot], "n_docs", chunks,
+                  "dataset_file", file, "dataset_sha256", ev->sha[slot], "n_docs", chunks,
                   "n_docs_full", full > 0 ? json_integer(full) : json_null(), "limit_n",
                   ev->limit[slot] ? json_integer(ev->limit[slot]) : json_null(), "seed",
                   json_null(), "num_fewshot", 0, "add_bos", 1, "ctx", PIPE_PPL_CTX));

@@ -824,5 +824,6 @@ void lb_data_release(struct lb_data *d) {
     free(d->trainings), free(d->train_points);
     free(d->models), free(d->recipes), free(d->runs), free(d->scores), free(d->defs);
     free(d->prov), free(d->groups), free(d->board), free(d->as_of);
+    free(d->rstat), free(d->rboot);
     memset(d, 0, sizeof *d);
 }

@@ -631,8 +631,9 @@ static int copy_db(struct site *s, sqlite3 *db) {
 static json_t *jdelta(const struct lb_delta *x) {
     if (x->state == LB_D_NONE) return json_null();
     if (x->state == LB_D_APART) return json_pack("{s:s}", "state", "other documents");
-    return json_pack("{s:o, s:o, s:o, s:i, s:b}", "delta", jnum(x->delta), "lo", jnum(x->lo),
-                     "hi", jnum(x->hi), "n", x->n, "significant", lb_significant(x));
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:i, s:b}", "delta", jnum(x->delta), "lo",
+                     jnum(x->lo), "hi", jnum(x->hi), "se", jnum(x->se), "crit", jnum(x->crit), "n",
+                     x->n, "significant", lb_significant(x));
 }
 
 /* data/details/<run_id>.json of a run with per-sample records: every document (chunk) as the
@@ -703,23 +704,28 @@ static int write_details_run(struct site *s, sqlite3 *db, const struct lb_run *r
     json_t *rank_by = json_object();
     for (int by = 0; r->ok && by < lb_by_count(d); by++)
         json_object_set_new(rank_by, lb_by_key(d, by),
-                            json_pack("{s:o, s:b, s:i, s:i, s:o}", "score", jnum(lb_by_score(r, by)),
-                                      "lower_is_better", lb_by_lower(by), "rank", r->by_rank[by],
-                                      "band", r->by_band[by], "delta",
-                                      jdelta(lb_by_delta(r, by))));
+                            json_pack("{s:o, s:b, s:i, s:i, s:o, s:o, s:i}", "score",
+                                      jnum(lb_by_score(r, by)), "lower_is_better", lb_by_lower(by),
+                                      "rank", r->by_rank[by], "band", r->by_band[by], "delta",
+                                      jdelta(lb_by_delta(r, by)), "pair_crit",
+                                      jnum(d->pair_crit[by]), "pairs", d->pair_n[by]));
+    const struct lb_group *G = r->group >= 0 ? &d->groups[r->group] : NULL;
     json_t *root = json_pack(
         "{s:s, s:I, s:o, s:o, s:o, s:{s:i, s:i, s:i, s:i, s:s}, s:[s,s,s,s,s,s,s,s,s,s,s], "
-        "s:o, s:o, s:i, s:o, s:o}",
+        "s:o, s:o, s:i, s:o, s:o, s:{s:o, s:o, s:i, s:f}}",
         "schema", "lowbit-details/1", "run_id", (json_int_t)r->id, "model_id", jnew_str(r->model_id),
         "recipe_id", jnew_str(r->recipe_id), "baseline_run_id",
         r->baseline ? json_integer(r->baseline->id) : json_null(), "bootstrap", "resamples",
         LB_BOOT, "seed", LB_BOOT_SEED, "stream_kld", LB_STREAM_KLD, "stream_ppl", LB_STREAM_PPL,
-        "interval", "95% percentile of the paired bootstrap (about.html#statistics)", "fields",
+        "interval", "95% simultaneous over the model's intervals (max-|T| paired bootstrap, "
+                    "about.html#statistics)", "fields",
         "doc", "gold", "pred", "pred_norm", "acc", "acc_norm", "value", "value2", "truncated",
         "choices", "(value: loglik of lambada/wikitext documents, mean NLL of a ppl chunk, mean KLD "
                    "of a kld chunk; value2: the kld chunk's mean NLL)",
         "tasks", tasks, "delta_average", jdelta(&r->d_avg), "band", r->band, "board_tasks",
-        board, "rank_by", rank_by);
+        board, "rank_by", rank_by, "simultaneous", "model_group", jnew_str(G ? G->key : NULL),
+        "model_crit", jnum(G ? G->crit : NAN),
+        "model_statements", G ? G->n_stmt : 0, "level", LB_LEVEL);
     char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(root);
     if (!text) return err("render: out of memory (details)");

@@ -187,7 +187,7 @@ static const struct {
     {"model", "Model", "model, recipe, and a link to the run's details and provenance", false},
     {"avg", "Average", "mean of the ten task accuracies (%), Intel's Average", true},
     {"davg", "\xce\x94 vs baseline", "average minus the model's fp baseline on the same documents, "
-     "percentage points, with its 95% paired-bootstrap interval; \xe2\x89\x88 = not "
+     "percentage points, with its 95% simultaneous paired-bootstrap interval; \xe2\x89\x88 = not "
      "significantly different", true},
     {"band", "Band", "tie band: runs not significantly different from the run above share a band",
      true},
@@ -312,7 +312,7 @@ static void board_row(struct page *p, xmlNodePtr tbody, const struct lb_run *r) 
     xmlNodePtr kt = page_td(tr, fmt_g(b, sizeof b, r->kld, 3), true);
     if (r->d_kld.state == LB_D_OK) {
         char lo[32], hi[32];
-        snprintf(b, sizeof b, "95%% interval over chunks: %s to %s",
+        snprintf(b, sizeof b, "95%% simultaneous interval over chunks: %s to %s",
                  fmt_g(lo, sizeof lo, r->d_kld.lo, 3), fmt_g(hi, sizeof hi, r->d_kld.hi, 3));
         h_attr(kt, "title", b);
     }

@@ -36,7 +36,7 @@ static void variants_table(struct page *p, xmlNodePtr parent, int g) {
     int nh = 0;
     static const char *const h0[] = {"#", "Model \xc2\xb7 recipe", "Algorithm", "Class", "Weight dtype",
                                      "Group", "Bits/weight", "Size", "Average",
-                                     "\xce\x94 avg vs baseline (pp, 95% CI)"};
+                                     "\xce\x94 avg vs baseline (pp, 95% simultaneous CI)"};
     for (size_t i = 0; i < LB_ARRAY_LEN(h0); i++) heads[nh++] = h0[i];
     for (int t = 0; t < d->n_tasks; t++) heads[nh++] = d->tasks[t].label;
     heads[nh++] = "Wikitext PPL";
@@ -89,10 +89,13 @@ static void deltas_table(struct page *p, xmlNodePtr parent, int g) {
     if (G->baseline < 0) return;
     h_el(parent, "h3", "Differences from the baseline, per task");
     h_textf(h_el(parent, "p", NULL), "Percentage points of accuracy against %s on the same "
-            "documents, with the 95%% paired-bootstrap interval; \xe2\x89\x88 marks a difference "
+            "documents, with paired-bootstrap intervals that hold together: all %d intervals of "
+            "this model (every delta below and every mean KLD) cover their true values at once "
+            "with 95%% probability, each \xc2\xb1 %.2f standard errors (a lone 95%% interval "
+            "would use about 1.96; about.html#statistics); \xe2\x89\x88 marks a difference "
             "that is not significant. PPL change: PPL(variant) / PPL(baseline) - 1 on the same "
             "512-token chunks (llama.cpp's protocol), in percent.",
-            d->runs[G->baseline].recipe_id);
+            d->runs[G->baseline].recipe_id, G->n_stmt, G->crit);
     const char *heads[2 + LB_TASK_MAX + 1];
     int nh = 0;
     heads[nh++] = "Model \xc2\xb7 recipe";

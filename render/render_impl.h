@@ -102,9 +102,19 @@ struct lb_doctext {
 #define LB_BOOT_SEED 1234 /* their seed */
 #define LB_STREAM_KLD 1000
 #define LB_STREAM_PPL 1001
+#define LB_LEVEL 0.95 /* the intervals' simultaneous coverage */
 enum { LB_D_NONE, LB_D_OK, LB_D_APART };
+/* a run's own statistic on a rank-by choice, from its records: the mean acc of a task, the board
+ * tasks' mean of those, the chunks' mean KLD or mean NLL */
+struct lb_rstat {
+    double x;
+    uint64_t sig; /* its documents: the data file's sha256 and the indices; 0 = no data file */
+    int n;        /* documents (chunks) */
+    int state;    /* LB_D_OK, or LB_D_NONE: no records, or a value that is not finite */
+};
 struct lb_delta {
-    double delta, lo, hi; /* the estimate and its 95% interval */
+    double delta, lo, hi; /* the estimate and its 95% simultaneous interval, delta -+ crit * se */
+    double se, crit;      /* the bootstrap standard error; the family's critical value */
     int n;                /* documents (chunks) it rests on; the average: all tasks' */
     int state;            /* LB_D_OK; LB_D_NONE: no records; LB_D_APART: other documents */
 };
@@ -159,6 +169,8 @@ struct lb_group {
     int *runs;  /* indices into lb_data.runs, by run id */
     int n_runs;
     int baseline; /* the 16/32-bit fp run of the base model itself, -1 when none */
+    double crit;  /* the critical value of its runs' intervals, simultaneous over n_stmt */
+    int n_stmt;   /* statements: every delta against the baseline, every mean KLD */
     double n_params, n_params_active; /* active: NAN when not recorded */
 };
 
@@ -202,6 +214,11 @@ struct lb_data {
     int n_models, n_recipes, n_runs, n_scores, n_defs, n_prov, n_groups, n_board;
     int n_trainings, n_train_points;
     bool has_fixture_rows; /* some run has provenance key "fixture" */
+    struct lb_rstat *rstat; /* per run and rank-by choice, from its records (stats.c) */
+    double *rboot;          /* their LB_BOOT resample values each */
+    double pair_crit[LB_BY_MAX]; /* the critical value simultaneous over every comparable pair of
+                                    board runs on that choice (pair_n of them) */
+    int pair_n[LB_BY_MAX];
     char *as_of;           /* latest finished_at, "" when none */
 };
 

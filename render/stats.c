@@ -3,27 +3,29 @@
  *
  * The method (about.html explains it; tests/paired_ci.py recomputes it from the published
  * details with numpy and must agree):
- *  - a task's delta is the mean over its documents of acc(run) - acc(baseline), both runs scored
- *    on the same documents: the same indices of the same data file (task_defs.dataset_sha256).
- *    Runs scored on different document sets are not compared (state LB_D_APART).
- *  - its 95% interval is a paired bootstrap over documents: B = LB_BOOT resamples of the n
- *    differences, drawn with replacement; resample b of the task at board position k takes
- *    document floor(u · n) for draw i, u = (z >> 11) · 2^-53, z = splitmix64(LB_BOOT_SEED ^ ((k+1)
- *    << 48 | b << 24 | i)); the interval is the sorted resample means' [floor(0.025 B)] and
- *    [ceil(0.975 B) - 1] entries.
- *  - the average's delta is the mean of the board tasks' deltas; its resample b is the mean of
- *    the tasks' resample-b means (documents resampled within each task, the same draws).
- *  - KLD: the run's mean KLD over the kld chunks, its interval a bootstrap over chunks (stream
- *    k = LB_STREAM_KLD); PPL: the paired delta of the chunks' mean NLL, shown as the ratio
- *    exp(delta) = PPL(run) / PPL(baseline) (stream LB_STREAM_PPL).
- *  - significant: the interval excludes 0.
- *  - tie bands, for each "rank by" choice (the average, the mean KLD, the llama.cpp perplexity,
- *    each board task): down the board in that choice's order (accuracy descending, KLD and PPL
- *    ascending, a missing score last, ties by run id), a run not significantly different from the
- *    run above it shares that run's band. The test is the same paired bootstrap on the two runs'
- *    per-document (per-chunk) differences, in the choice's stream: the average as above, task t
- *    stream t, KLD the chunks' KLD (LB_STREAM_KLD), PPL the chunks' mean NLL (LB_STREAM_PPL).
- *    Runs that cannot be compared (no records, other documents) start a new band. */
+ *  - every run has, per rank-by choice, its own statistic from its records: a task's mean acc
+ *    over its documents, the board tasks' mean of those (the average), the kld chunks' mean KLD,
+ *    the ppl chunks' mean NLL; and B = LB_BOOT bootstrap resamples of it: resample b of stream k
+ *    takes, as draw i, document floor(u · n) with u = (z >> 11) · 2^-53, z = splitmix64(
+ *    LB_BOOT_SEED ^ ((k+1) << 48 | b << 24 | i)); stream k = the task's board position, KLD
+ *    LB_STREAM_KLD, PPL LB_STREAM_PPL; the average's resample b is the mean of the tasks'
+ *    resample-b means.
+ *  - two runs are compared only on the same documents (the same indices of the same data file,
+ *    task_defs.dataset_sha256; LB_D_APART otherwise). Their difference a - b and its resamples
+ *    S_a[b] - S_b[b] are then the paired bootstrap over documents (the same draws for both), with
+ *    standard error se = the resamples' standard deviation (divisor B - 1).
+ *  - intervals are simultaneous (a max-|T| bootstrap, the resampling form of Dunnett's and Tukey's
+ *    procedures): over a family of statements with estimates d_j, resamples D_j[b] and errors
+ *    se_j, crit = entry ceil(LB_LEVEL · B) - 1 of the sorted max_j |D_j[b] - d_j| / se_j (se_j > 0);
+ *    each interval is d_j -+ crit · se_j, and all of them hold together with probability LB_LEVEL.
+ *  - the model family: all of a model's intervals at once: every delta of its runs against its
+ *    baseline (each board task, the average, the PPL chunks' mean NLL) and every run's mean KLD
+ *    (its own resamples S[b] - x). A delta is significant when its interval excludes 0.
+ *  - the pair family, per rank-by choice: every two board runs that can be compared on it. The tie
+ *    bands, the Pareto frontiers, "best recipe" and the comparison page's winner use it: down the
+ *    board in the choice's order (accuracy descending, KLD and PPL ascending, a missing score last,
+ *    ties by run id), a run whose difference from the run above it is not significant shares that
+ *    run's band; runs that cannot be compared start a new band. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,14 +54,6 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* the interval of the B resample statistics (sorted in place) */
-static void interval(double *st, struct lb_delta *d) {
-    qsort(st, LB_BOOT, sizeof *st, cmp_double);
-    d->lo = st[(int)floor(0.025 * LB_BOOT)];
-    d->hi = st[(int)ceil(0.975 * LB_BOOT) - 1];
-    d->state = LB_D_OK;
-}
-
 /* resample means of x[0..n) for stream k into st[0..B) */
 static void boot_means(const double *x, int n, int k, double *st) {
     for (int b = 0; b < LB_BOOT; b++) {
@@ -85,81 +79,14 @@ static const struct lb_taskdef *task_def(const struct lb_run *r, const char *tas
     return NULL;
 }
 
-/* the per-document differences field(a) - field(b) of task into x (owned, *n of them), or why
- * not: LB_D_NONE when either run has no records, LB_D_APART when their documents differ */
-enum field { F_ACC, F_VALUE };
-static int paired(const struct lb_run *a, const struct lb_run *b, const char *task, enum field f,
-                  double **x, int *n) {
-    int na, nb;
-    const struct lb_sample *sa = task_samples(a, task, &na), *sb = task_samples(b, task, &nb);
-    *x = NULL;
-    *n = 0;
-    if (!na || !nb) return LB_D_NONE;
-    const struct lb_taskdef *da = task_def(a, task), *db = task_def(b, task);
-    if (na != nb || !da || !db || !da->dataset_sha256 || !db->dataset_sha256 ||
-        strcmp(da->dataset_sha256, db->dataset_sha256))
-        return LB_D_APART;
-    double *v = malloc((size_t)na * sizeof *v);
-    if (!v) return LB_D_NONE;
-    for (int i = 0; i < na; i++) {
-        if (sa[i].doc != sb[i].doc) {
-            free(v);
-            return LB_D_APART;
-        }
-        const double p = f == F_ACC ? sa[i].acc : sa[i].value;
-        const double q = f == F_ACC ? sb[i].acc : sb[i].value;
-        if (!isfinite(p) || !isfinite(q)) {
-            free(v);
-            return LB_D_NONE;
-        }
-        v[i] = p - q;
+/* a hash of the data file's sha256 and the document indices of x[0..n) */
+static uint64_t doc_sig(const struct lb_taskdef *td, const struct lb_sample *x, int n) {
+    uint64_t h = fnv1a64(0xcbf29ce484222325ull, td->dataset_sha256, strlen(td->dataset_sha256));
+    for (int i = 0; i < n; i++) {
+        const int32_t doc = x[i].doc;
+        h = fnv1a64(h, &doc, sizeof doc);
     }
-    *x = v;
-    *n = na;
-    return LB_D_OK;
-}
-
-static double mean(const double *x, int n) {
-    double s = 0;
-    for (int i = 0; i < n; i++) s += x[i];
-    return s / n;
-}
-
-/* run a against run b on every board task and their average (streams 0..n_tasks-1, the average
- * from the same draws); d[t] per task, *avg the average */
-static void compare_runs(const struct lb_data *d, const struct lb_run *a, const struct lb_run *b,
-                         struct lb_delta *dt, struct lb_delta *avg, double *st, double *sum) {
-    avg->state = d->n_tasks ? LB_D_OK : LB_D_NONE;
-    avg->delta = 0;
-    avg->n = 0;
-    for (int b_ = 0; b_ < LB_BOOT; b_++) sum[b_] = 0;
-    for (int t = 0; t < d->n_tasks; t++) {
-        double *x;
-        int n;
-        struct lb_delta *o = &dt[t];
-        memset(o, 0, sizeof *o);
-        o->state = paired(a, b, d->tasks[t].key, F_ACC, &x, &n);
-        if (o->state != LB_D_OK) {
-            if (avg->state == LB_D_OK || o->state == LB_D_APART) avg->state = o->state;
-            continue;
-        }
-        o->n = n;
-        o->delta = mean(x, n);
-        boot_means(x, n, t, st);
-        for (int b_ = 0; b_ < LB_BOOT; b_++) sum[b_] += st[b_];
-        interval(st, o);
-        avg->delta += o->delta;
-        avg->n += n;
-        free(x);
-    }
-    if (avg->state != LB_D_OK) return;
-    avg->delta /= d->n_tasks;
-    for (int b_ = 0; b_ < LB_BOOT; b_++) st[b_] = sum[b_] / d->n_tasks;
-    interval(st, avg);
-}
-
-bool lb_significant(const struct lb_delta *x) {
-    return x->state == LB_D_OK && (x->lo > 0 || x->hi < 0);
+    return h ? h : 1;
 }
 
 /* ------------------------------------------------------------------ rank-by choices */
@@ -187,42 +114,206 @@ double lb_by_score(const struct lb_run *r, int by) {
                                                                                      : r->acc[by - LB_BY_TASK];
 }
 
-const struct lb_delta *lb_by_delta(const struct lb_run *r, int by) {
+static struct lb_delta *by_delta(struct lb_run *r, int by) {
     return by == LB_BY_AVG ? &r->d_avg : by == LB_BY_KLD ? &r->d_kld : by == LB_BY_PPL ? &r->d_ppl
                                                                                        : &r->d_acc[by - LB_BY_TASK];
 }
 
-/* a single paired quantity of a - b: task t's acc, the KLD or the ppl chunks' NLL */
-static void compare_one(const struct lb_run *a, const struct lb_run *b, const char *task,
-                        enum field f, int stream, struct lb_delta *o, double *st) {
-    double *x;
-    int n;
-    memset(o, 0, sizeof *o);
-    o->state = paired(a, b, task, f, &x, &n);
-    if (o->state != LB_D_OK) return;
-    o->n = n;
-    o->delta = mean(x, n);
-    boot_means(x, n, stream, st);
-    interval(st, o);
-    free(x);
+const struct lb_delta *lb_by_delta(const struct lb_run *r, int by) {
+    return by_delta((struct lb_run *)r, by);
 }
 
-/* a - b for choice by (st, sum: LB_BOOT doubles each) */
-static void compare_by(const struct lb_data *d, int by, const struct lb_run *a,
-                       const struct lb_run *b, struct lb_delta *o, double *st, double *sum) {
-    struct lb_delta dt[LB_TASK_MAX];
-    if (by == LB_BY_AVG) compare_runs(d, a, b, dt, o, st, sum);
-    else if (by == LB_BY_KLD) compare_one(a, b, LB_KLD_TASK, F_VALUE, LB_STREAM_KLD, o, st);
-    else if (by == LB_BY_PPL) compare_one(a, b, LB_PPLC_TASK, F_VALUE, LB_STREAM_PPL, o, st);
-    else compare_one(a, b, d->tasks[by - LB_BY_TASK].key, F_ACC, by - LB_BY_TASK, o, st);
+/* ------------------------------------------------------------------ per-run statistics */
+
+static struct lb_rstat *rstat(const struct lb_data *d, int run, int by) {
+    return &d->rstat[(size_t)run * (size_t)lb_by_count(d) + (size_t)by];
+}
+
+static double *rboot(const struct lb_data *d, int run, int by) {
+    return d->rboot + ((size_t)run * (size_t)lb_by_count(d) + (size_t)by) * LB_BOOT;
+}
+
+/* run r's statistic on one record set (the acc or the value of task's samples, stream k) */
+static void rstat_task(const struct lb_run *r, const char *task, bool acc, int k,
+                       struct lb_rstat *o, double *st, double *x) {
+    int n;
+    const struct lb_sample *s = task_samples(r, task, &n);
+    const struct lb_taskdef *td = task_def(r, task);
+    o->state = LB_D_NONE;
+    if (!n) return;
+    for (int i = 0; i < n; i++) {
+        x[i] = acc ? s[i].acc : s[i].value;
+        if (!isfinite(x[i])) return;
+    }
+    double m = 0;
+    for (int i = 0; i < n; i++) m += x[i];
+    o->x = m / n;
+    o->n = n;
+    o->sig = td && td->dataset_sha256 ? doc_sig(td, s, n) : 0;
+    o->state = LB_D_OK;
+    boot_means(x, n, k, st);
+}
+
+/* every choice's statistic of run i; x: room for its largest record set */
+static void rstat_run(struct lb_data *d, int i, double *x) {
+    const struct lb_run *r = &d->runs[i];
+    for (int by = 0; by < lb_by_count(d); by++) rstat(d, i, by)->state = LB_D_NONE;
+    if (!r->ok) return;
+    rstat_task(r, LB_KLD_TASK, false, LB_STREAM_KLD, rstat(d, i, LB_BY_KLD), rboot(d, i, LB_BY_KLD), x);
+    rstat_task(r, LB_PPLC_TASK, false, LB_STREAM_PPL, rstat(d, i, LB_BY_PPL), rboot(d, i, LB_BY_PPL),
+               x);
+    struct lb_rstat *avg = rstat(d, i, LB_BY_AVG);
+    double *sa = rboot(d, i, LB_BY_AVG);
+    *avg = (struct lb_rstat){0, 0xcbf29ce484222325ull, 0, d->n_tasks ? LB_D_OK : LB_D_NONE};
+    for (int b = 0; b < LB_BOOT; b++) sa[b] = 0;
+    for (int t = 0; t < d->n_tasks; t++) {
+        struct lb_rstat *o = rstat(d, i, LB_BY_TASK + t);
+        double *st = rboot(d, i, LB_BY_TASK + t);
+        rstat_task(r, d->tasks[t].key, true, t, o, st, x);
+        if (o->state != LB_D_OK) {
+            avg->state = LB_D_NONE;
+            continue;
+        }
+        avg->x += o->x;
+        avg->n += o->n;
+        avg->sig = o->sig && avg->sig ? fnv1a64(avg->sig, &o->sig, sizeof o->sig) : 0;
+        for (int b = 0; b < LB_BOOT; b++) sa[b] += st[b];
+    }
+    if (avg->state != LB_D_OK) return;
+    avg->x /= d->n_tasks;
+    for (int b = 0; b < LB_BOOT; b++) sa[b] /= d->n_tasks;
+}
+
+/* ------------------------------------------------------------------ statements and families */
+
+/* one statement: run a minus run b (b < 0: run a's own statistic) on choice by */
+struct stmt {
+    int state;          /* LB_D_OK, LB_D_NONE, LB_D_APART */
+    double delta, se;
+    int n;
+    const double *sa, *sb; /* the resamples; sb NULL for a run's own statistic */
+};
+
+static struct stmt stmt_of(const struct lb_data *d, int a, int b, int by) {
+    struct stmt s = {LB_D_NONE, 0, 0, 0, NULL, NULL};
+    const struct lb_rstat *x = rstat(d, a, by), *y = b >= 0 ? rstat(d, b, by) : NULL;
+    if (x->state != LB_D_OK || (y && y->state != LB_D_OK)) return s;
+    if (y && (!x->sig || x->sig != y->sig || x->n != y->n)) {
+        s.state = LB_D_APART;
+        return s;
+    }
+    s.state = LB_D_OK;
+    s.delta = x->x - (y ? y->x : 0);
+    s.n = x->n;
+    s.sa = rboot(d, a, by);
+    s.sb = y ? rboot(d, b, by) : NULL;
+    double m = 0, v = 0;
+    for (int k = 0; k < LB_BOOT; k++) m += s.sa[k] - (s.sb ? s.sb[k] : 0);
+    m /= LB_BOOT;
+    for (int k = 0; k < LB_BOOT; k++) {
+        const double e = s.sa[k] - (s.sb ? s.sb[k] : 0) - m;
+        v += e * e;
+    }
+    s.se = sqrt(v / (LB_BOOT - 1));
+    return s;
+}
+
+/* fold statement s into the family's max |T| per resample */
+static void family_add(double *maxt, const struct stmt *s) {
+    if (s->state != LB_D_OK || !(s->se > 0)) return;
+    for (int k = 0; k < LB_BOOT; k++) {
+        const double t = fabs(s->sa[k] - (s->sb ? s->sb[k] : 0) - s->delta) / s->se;
+        if (t > maxt[k]) maxt[k] = t;
+    }
+}
+
+/* the family's critical value (sorts maxt) */
+static double family_crit(double *maxt) {
+    qsort(maxt, LB_BOOT, sizeof *maxt, cmp_double);
+    return maxt[(int)ceil(LB_LEVEL * LB_BOOT) - 1];
+}
+
+static void delta_set(struct lb_delta *o, const struct stmt *s, double crit) {
+    memset(o, 0, sizeof *o);
+    o->state = s->state;
+    if (s->state != LB_D_OK) return;
+    o->delta = s->delta;
+    o->se = s->se;
+    o->crit = crit;
+    o->lo = s->delta - crit * s->se;
+    o->hi = s->delta + crit * s->se;
+    o->n = s->n;
+}
+
+bool lb_significant(const struct lb_delta *x) {
+    return x->state == LB_D_OK && (x->lo > 0 || x->hi < 0);
+}
+
+/* the statements of group G's family: a run's deltas against the baseline and its mean KLD;
+ * pass 0 folds them into maxt, pass 1 sets the runs' intervals at crit */
+static void group_pass(struct lb_data *d, struct lb_group *G, int pass, double *maxt, double crit) {
+    const int B = G->baseline;
+    const bool base_ok = B >= 0 && d->runs[B].ok;
+    for (int k = 0; k < G->n_runs; k++) {
+        const int i = G->runs[k];
+        struct lb_run *r = &d->runs[i];
+        if (!r->ok) continue;
+        struct stmt s[LB_BY_MAX];
+        int by[LB_BY_MAX], m = 0;
+        by[m] = LB_BY_KLD, s[m++] = stmt_of(d, i, -1, LB_BY_KLD);
+        if (base_ok && B != i) {
+            by[m] = LB_BY_AVG, s[m++] = stmt_of(d, i, B, LB_BY_AVG);
+            by[m] = LB_BY_PPL, s[m++] = stmt_of(d, i, B, LB_BY_PPL);
+            for (int t = 0; t < d->n_tasks; t++)
+                by[m] = LB_BY_TASK + t, s[m++] = stmt_of(d, i, B, LB_BY_TASK + t);
+        }
+        for (int j = 0; j < m; j++) {
+            if (pass == 0) {
+                family_add(maxt, &s[j]);
+                G->n_stmt += s[j].state == LB_D_OK;
+            } else {
+                delta_set(by_delta(r, by[j]), &s[j], crit);
+            }
+        }
+    }
+}
+
+static void group_stats(struct lb_data *d, struct lb_group *G, double *maxt) {
+    for (int k = 0; k < LB_BOOT; k++) maxt[k] = 0;
+    G->n_stmt = 0;
+    group_pass(d, G, 0, maxt, 0);
+    G->crit = family_crit(maxt);
+    group_pass(d, G, 1, NULL, G->crit);
+    const struct lb_run *B = G->baseline >= 0 ? &d->runs[G->baseline] : NULL;
+    for (int k = 0; k < G->n_runs; k++)
+        if (d->runs[G->runs[k]].ok) d->runs[G->runs[k]].baseline = B;
+}
+
+/* the pair family of choice by: every two comparable board runs */
+static void pair_family(struct lb_data *d, int by, double *maxt) {
+    for (int k = 0; k < LB_BOOT; k++) maxt[k] = 0;
+    d->pair_n[by] = 0;
+    for (int i = 0; i < d->n_board; i++)
+        for (int j = i + 1; j < d->n_board; j++) {
+            const struct stmt s = stmt_of(d, d->board[i], d->board[j], by);
+            family_add(maxt, &s);
+            d->pair_n[by] += s.state == LB_D_OK;
+        }
+    d->pair_crit[by] = family_crit(maxt);
+}
+
+/* a - b on choice by at the pair family's critical value */
+static struct lb_delta pair_delta(const struct lb_data *d, int by, const struct lb_run *a,
+                                  const struct lb_run *b) {
+    struct lb_delta o;
+    const struct stmt s = stmt_of(d, (int)(a - d->runs), (int)(b - d->runs), by);
+    delta_set(&o, &s, d->pair_crit[by]);
+    return o;
 }
 
 int lb_better_by(const struct lb_data *d, int by, const struct lb_run *a, const struct lb_run *b) {
-    struct lb_delta o;
-    double *st = malloc(2 * LB_BOOT * sizeof *st);
-    if (!st) return 0;
-    compare_by(d, by, a, b, &o, st, st + LB_BOOT);
-    free(st);
+    if (!d->rstat) return 0;
+    const struct lb_delta o = pair_delta(d, by, a, b);
     if (!lb_significant(&o)) return 0;
     return (o.delta > 0) != lb_by_lower(by) ? 1 : -1;
 }
@@ -247,7 +338,7 @@ static int cmp_by_key(const void *a, const void *b) {
 }
 
 /* by_rank and by_band of every board run for choice by; the average keeps the board's order */
-static int bands_by(struct lb_data *d, int by, double *st) {
+static int bands_by(struct lb_data *d, int by) {
     struct by_key *k = malloc(((size_t)d->n_board + 1) * sizeof *k);
     if (!k) return err("render: out of memory for the tie bands");
     const double sign = lb_by_lower(by) ? 1 : -1;
@@ -264,8 +355,7 @@ static int bands_by(struct lb_data *d, int by, double *st) {
             r->by_band[by] = ++band;
             continue;
         }
-        struct lb_delta o;
-        compare_by(d, by, &d->runs[k[i - 1].run], r, &o, st, st + LB_BOOT);
+        const struct lb_delta o = pair_delta(d, by, &d->runs[k[i - 1].run], r);
         r->by_band[by] = lb_significant(&o) || o.state != LB_D_OK ? ++band : band;
     }
     free(k);
@@ -273,44 +363,37 @@ static int bands_by(struct lb_data *d, int by, double *st) {
 }
 
 int lb_stats(struct lb_data *d) {
-    double *st = malloc(2 * LB_BOOT * sizeof *st);
-    if (!st) return err("render: out of memory for the bootstrap");
+    const int nby = lb_by_count(d);
+    int most = 1;
     for (int i = 0; i < d->n_runs; i++) {
         struct lb_run *r = &d->runs[i];
-        r->d_avg.state = r->d_kld.state = r->d_ppl.state = LB_D_NONE;
-        for (int t = 0; t < LB_TASK_MAX; t++) r->d_acc[t].state = LB_D_NONE;
-        /* KLD: its own interval over chunks */
-        int nk;
-        const struct lb_sample *sk = task_samples(r, LB_KLD_TASK, &nk);
-        if (r->ok && nk > 0) {
-            double *x = malloc((size_t)nk * sizeof *x);
-            if (!x) break;
-            for (int c = 0; c < nk; c++) x[c] = sk[c].value;
-            r->d_kld.delta = mean(x, nk);
-            r->d_kld.n = nk;
-            boot_means(x, nk, LB_STREAM_KLD, st);
-            interval(st, &r->d_kld);
-            free(x);
-        }
-        const struct lb_group *G = r->group >= 0 ? &d->groups[r->group] : NULL;
-        if (!r->ok || !G || G->baseline < 0) continue;
-        const struct lb_run *B = &d->runs[G->baseline];
-        r->baseline = B;
-        if (B == r) continue;
-        compare_runs(d, r, B, r->d_acc, &r->d_avg, st, st + LB_BOOT);
-        compare_one(r, B, LB_PPLC_TASK, F_VALUE, LB_STREAM_PPL, &r->d_ppl, st);
+        memset(&r->d_avg, 0, sizeof r->d_avg), memset(&r->d_kld, 0, sizeof r->d_kld);
+        memset(&r->d_ppl, 0, sizeof r->d_ppl), memset(r->d_acc, 0, sizeof r->d_acc);
+        r->baseline = NULL;
+        if (r->n_samples > most) most = r->n_samples;
     }
-    /* tie bands down the board, per rank-by choice */
+    d->rstat = malloc(((size_t)d->n_runs + 1) * (size_t)nby * sizeof *d->rstat);
+    d->rboot = malloc(((size_t)d->n_runs + 1) * (size_t)nby * LB_BOOT * sizeof *d->rboot);
+    double *x = malloc((size_t)most * sizeof *x), *maxt = malloc(LB_BOOT * sizeof *maxt);
+    if (!d->rstat || !d->rboot || !x || !maxt) {
+        free(x), free(maxt);
+        return err("render: out of memory for the bootstrap (%d runs x %d choices x %d resamples)",
+                   d->n_runs, nby, LB_BOOT);
+    }
+    for (int i = 0; i < d->n_runs; i++) rstat_run(d, i, x);
+    for (int g = 0; g < d->n_groups; g++) group_stats(d, &d->groups[g], maxt);
     int rc = 0;
-    for (int by = 0; by < lb_by_count(d) && !rc; by++) rc = bands_by(d, by, st);
+    for (int by = 0; by < nby && !rc; by++) {
+        pair_family(d, by, maxt);
+        rc = bands_by(d, by);
+    }
     for (int k = 0; k < d->n_board; k++) {
         struct lb_run *r = &d->runs[d->board[k]];
         r->band = r->by_band[LB_BY_AVG];
     }
-    free(st);
+    free(x), free(maxt);
     return rc;
 }
-
 int lb_pareto(const struct lb_data *d, const int *runs, const double *x, const double *y, int n,
               bool maximize, int *out) {
     const int nf = chart_pareto(x, y, n, maximize, out);
@@ -334,18 +417,15 @@ char *lb_acc_bits(const struct lb_run *r, const char *task, char sig[17], int *n
         free(bits), free(hex);
         return NULL;
     }
-    uint64_t h = fnv1a64(0xcbf29ce484222325ull, td->dataset_sha256, strlen(td->dataset_sha256));
     for (int i = 0; i < *n; i++) {
         if (x[i].acc != 0 && x[i].acc != 1) {
             free(bits), free(hex);
             return NULL;
         }
         if (x[i].acc == 1) bits[i / 8] |= (uint8_t)(1u << (i % 8));
-        const int32_t doc = x[i].doc;
-        h = fnv1a64(h, &doc, sizeof doc);
     }
     for (int i = 0; i < nb; i++) snprintf(hex + 2 * i, 3, "%02x", bits[i]);
-    snprintf(sig, 17, "%016llx", (unsigned long long)h);
+    snprintf(sig, 17, "%016llx", (unsigned long long)doc_sig(td, x, *n));
     free(bits);
     return hex;
 }

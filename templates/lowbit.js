@@ -231,23 +231,26 @@
   var WCHOICE = { key: "w", label: "Score" };
   var DELTA_TITLE = {
     avg: "average minus the model's fp baseline on the same documents, percentage points, with " +
-      "its 95% paired-bootstrap interval; \u2248 = not significantly different",
-    kld: "mean KL divergence from the unquantized model with its 95% bootstrap interval over " +
+      "its 95% simultaneous paired-bootstrap interval; \u2248 = not significantly different",
+    kld: "mean KL divergence from the unquantized model with its 95% simultaneous bootstrap interval over " +
       "chunks; \u2248 = not significantly above 0",
     ppl: "perplexity change against the model's fp baseline (%), llama.cpp protocol, with its " +
-      "95% paired-bootstrap interval over chunks; \u2248 = not significantly different",
+      "95% simultaneous paired-bootstrap interval over chunks; \u2248 = not significantly different",
     task: "accuracy minus the model's fp baseline on the same documents, percentage points, " +
-      "with its 95% paired-bootstrap interval; \u2248 = not significantly different",
+      "with its 95% simultaneous paired-bootstrap interval; \u2248 = not significantly different",
     w: "weighted score minus the model's fp baseline's on the same documents, percentage " +
-      "points, with a 95% interval from the normal approximation of the paired differences " +
-      "(computed in the page); \u2248 = not significantly different"
+      "points, with a 95% interval from the normal approximation of the paired differences, " +
+      "simultaneous over the model's runs (Bonferroni; computed in the page); \u2248 = not " +
+      "significantly different"
   };
   /* ------------------------------------------------------------ custom weights: statistics */
   /* Two runs scored on the same documents of a task (same signature) are compared by the
-   * weighted mean of the tasks' mean paired differences; its 95% interval is the normal
-   * approximation delta +- 1.96 se, se^2 = sum_t (w_t/W)^2 s_t^2 / n_t, s_t^2 the sample
-   * variance of the per-document differences (from the counts of documents only one of the two
-   * got right). The tie bands follow the weighted order down the whole board as render's do. */
+   * weighted mean of the tasks' mean paired differences, with se^2 = sum_t (w_t/W)^2 s_t^2 / n_t,
+   * s_t^2 the sample variance of the per-document differences (from the counts of documents only
+   * one of the two got right). Its interval is delta +- z se, simultaneous by Bonferroni's rule
+   * like render's max-|T| intervals: z = the normal quantile 1 - 0.05 / (2 m), m = the model's runs
+   * compared with its baseline (for their deltas), or every pair of scored runs on the board (for
+   * the tie bands, which follow the weighted order down the whole board as render's do). */
   var POP = new Uint8Array(256);
   for (var pi = 1; pi < 256; pi++) POP[pi] = (pi & 1) + POP[pi >> 1];
   function bitsOf(r, t) {
@@ -264,6 +267,7 @@
     return r.bits[t];
   }
 
+  /* [delta, se] of a - b under weights w, null when not comparable */
   function compareW(a, b, w) {
     var W = 0, delta = 0, v = 0, t;
     for (t = 0; t < TASKS.length; t++) if (w[TASKS[t]] > 0) W += w[TASKS[t]];
@@ -282,9 +286,32 @@
       delta += wt * d;
       v += wt * wt * s2 / x.n;
     }
-    var h = 1.959963984540054 * Math.sqrt(v);
-    return [delta, delta - h, delta + h];
+    return [delta, Math.sqrt(v)];
   }
+
+  /* the standard normal quantile of p (0 < p < 1; Acklam's rational approximation, relative
+   * error below 1.2e-9) */
+  function normInv(p) {
+    var a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269,
+      -30.66479806614716, 2.506628277459239];
+    var b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972,
+      -13.28068155288572];
+    var c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734,
+      4.374664141464968, 2.938163982698783];
+    var e = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
+    if (p > 0.5) return -normInv(1 - p);
+    if (p < 0.02425) {
+      var q = Math.sqrt(-2 * Math.log(p));
+      return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+        ((((e[0] * q + e[1]) * q + e[2]) * q + e[3]) * q + 1);
+    }
+    var u = p - 0.5, r = u * u;
+    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * u /
+      (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+  }
+  /* Bonferroni's critical value for m statements at 95% together */
+  function zcrit(m) { return -normInv(0.025 / Math.max(1, m)); }
+  function ci(c, z) { return [c[0], c[0] - z * c[1], c[0] + z * c[1]]; }
 
   /* r.wx = [0, band, state, delta, lo, hi] of every row under weights w (as the "by" column) */
   function weightStats(w) {
@@ -294,11 +321,21 @@
       if (!an && a.score !== b.score) return b.score - a.score;
       return a.d[C.id] - b.d[C.id];
     });
-    var band = 0;
-    for (var i = 0; i < all.length; i++) {
-      var r = all[i], c = i && r.score !== null ? compareW(all[i - 1], r, w) : null;
-      if (!c || c[1] > 0 || c[2] < 0) band++;
-      var base = BASE[r.d[C.base]], x = base === r ? null : base ? compareW(r, base, w) : null;
+    var i, r, base, m = {}, scored = 0;
+    for (i = 0; i < all.length; i++) {
+      r = all[i];
+      base = BASE[r.d[C.base]];
+      r.wc = base && base !== r ? compareW(r, base, w) : null;
+      if (r.wc) m[r.d[C.base]] = (m[r.d[C.base]] || 0) + 1;
+      if (r.score !== null) scored++;
+    }
+    var zp = zcrit(scored * (scored - 1) / 2), band = 0;
+    for (i = 0; i < all.length; i++) {
+      r = all[i];
+      var c = i && r.score !== null ? compareW(all[i - 1], r, w) : null;
+      if (!c || Math.abs(c[0]) > zp * c[1]) band++;
+      base = BASE[r.d[C.base]];
+      var x = r.wc ? ci(r.wc, zcrit(m[r.d[C.base]])) : null;
       r.wx = base === r ? [0, band, 3, null, null, null] :
         x ? [0, band, 1, x[0], x[1], x[2]] : [0, band, 0, null, null, null];
     }
@@ -417,6 +454,10 @@
       else th.removeAttribute("aria-sort");
     });
     var ws = TASKS.filter(function (t) { return s.w[t] > 0; });
+    var cap = document.querySelector("table.board caption");
+    if (cap) cap.textContent = "The board: " + total + " runs, ranked by " +
+      (b ? (b.key === "avg" ? "average accuracy" : b.label + (b.lower ? " (lower is better)" : "")) :
+        "the task weights");
     $("status").textContent = (n < shown.length ? "Showing the first " + n + " of " +
       shown.length + " matching runs" : "Showing " + shown.length + " runs") + " (" + total +
       " in all), " +

@@ -3,23 +3,25 @@
 
 usage: /usr/bin/python3 tests/paired_ci.py SITE_DIR
 
-For every data/details/<run>.json that names a baseline run, this recomputes, from the two runs'
-per-sample records alone and with numpy, what lowbit render published (render/stats.c, the method
-on about.html#statistics):
-  - per board task: the mean paired difference of acc on the same documents and its 95% interval,
-    a paired bootstrap over documents (B resamples; draw i of resample b of stream k picks
-    document floor(u * n), u = (z >> 11) * 2^-53, z = splitmix64(seed ^ ((k+1) << 48 | b << 24 | i)),
-    interval = sorted means [floor(0.025 B)] and [ceil(0.975 B) - 1]);
-  - the average's delta (mean of the tasks' deltas) and interval (mean of the tasks' resample means);
-  - the mean KLD's interval over chunks; the paired delta of the ppl chunks' mean NLL;
-  - the tie bands of every rank-by choice (rank_by: avg, kld, ppl, each board task): each run's
-    score from its records (a task's mean acc, the mean of the tasks' means, the chunks' mean KLD,
-    exp of the ppl chunks' mean NLL), the published order against those scores, and, for every
-    two runs at consecutive ranks, the paired bootstrap of the lower against the upper one in that
-    choice's stream: the lower run starts a new band exactly when the difference is significant,
-    the two cannot be compared, or its score is missing.
+For every data/details/<run>.json this recomputes, from the per-sample records alone and with
+numpy, what lowbit render published (render/stats.c, the method on about.html#statistics):
+  - each run's statistic per rank-by choice (a board task's mean acc, the board tasks' mean of
+    those, the kld chunks' mean KLD, the ppl chunks' mean NLL) and its B bootstrap resamples: draw
+    i of resample b of stream k picks document floor(u * n), u = (z >> 11) * 2^-53,
+    z = splitmix64(seed ^ ((k+1) << 48 | b << 24 | i)); the average's resample is the mean of the
+    tasks' resample means;
+  - a statement's estimate (run minus baseline, or a run's own mean KLD), its resamples (the
+    difference of the two runs' resamples: the paired bootstrap on the same documents) and its
+    standard error (their standard deviation, divisor B - 1);
+  - the simultaneous critical value of a family, entry ceil(level * B) - 1 of the sorted
+    max over statements of |resample - estimate| / se, and every interval estimate -+ crit * se:
+    the model family (every delta of the model's runs against its baseline and every run's mean
+    KLD) and, per rank-by choice, the pair family (every two board runs that can be compared);
+  - the tie bands of every rank-by choice: the published order against the scores, and for every
+    two runs at consecutive ranks the lower one starts a new band exactly when their difference
+    is significant in the pair family, the two cannot be compared, or its score is missing.
 Runs are compared only on the same documents of the same data file (dataset_sha256); the average
-only when every board task (board_tasks) is.
+only when every board task is.
 It prints one line per run and exits 1 when a published number differs by more than 1e-9 (the
 sums are taken in another order than C's), or when the runs' documents differ but were compared.
 """
@@ -31,7 +33,6 @@ import sys
 import numpy as np
 
 TOL = 1e-9
-M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def splitmix64(x):
@@ -54,65 +55,163 @@ def draws(seed, k, n_boot, n):
     return np.minimum(j, n - 1)
 
 
-def interval(stats):
-    s = np.sort(stats)
-    b = len(s)
-    return s[int(math.floor(0.025 * b))], s[int(math.ceil(0.975 * b)) - 1]
-
-
-def check(what, published, delta, lo, hi, bad):
-    if published is None or "delta" not in published:
-        bad.append(f"{what}: not published")
-        return
-    for name, mine in (("delta", delta), ("lo", lo), ("hi", hi)):
-        theirs = published[name]
-        if theirs is None or abs(theirs - mine) > TOL * max(1.0, abs(mine)):
-            bad.append(f"{what}.{name}: published {theirs!r}, recomputed {mine!r}")
-    sig = lo > 0 or hi < 0
-    if published.get("significant") != sig:
-        bad.append(f"{what}: published significant={published.get('significant')}, recomputed {sig}")
-
-
 def column(rows, fields, name):
     k = fields.index(name)
     return [r[k] for r in rows]
 
 
-def paired_x(a, b, task, field):
-    """the per-document differences field(a) - field(b) of task, None when not comparable"""
-    ta, tb = a["tasks"].get(task), b["tasks"].get(task)
-    fa, fb = a["fields"], b["fields"]
-    if (not ta or not tb or not ta["dataset_sha256"] or ta["dataset_sha256"] != tb["dataset_sha256"]
-            or column(ta["rows"], fa, "doc") != column(tb["rows"], fb, "doc") or not ta["rows"]):
-        return None
-    va, vb = column(ta["rows"], fa, field), column(tb["rows"], fb, field)
-    if any(v is None for v in va + vb):
-        return None
-    x = np.array(va, dtype=np.float64) - np.array(vb, dtype=np.float64)
-    return x if np.all(np.isfinite(x)) else None
+class Stat:
+    """a run's statistic on one choice: estimate x, resamples st, documents sig"""
+    def __init__(self, x, st, sig, n):
+        self.x, self.st, self.sig, self.n = x, st, sig, n
 
 
-def compare_by(a, b, key):
-    """(delta, lo, hi) of a - b for rank-by choice key, None when not comparable"""
-    seed, n_boot = a["bootstrap"]["seed"], a["bootstrap"]["resamples"]
-    if key == "kld" or key == "ppl":
-        x = paired_x(a, b, key, "value")
-        if x is None:
-            return None
-        idx = draws(seed, a["bootstrap"]["stream_" + key], n_boot, len(x))
-        return (x.mean(),) + interval(x[idx].mean(axis=1))
-    tasks = a["board_tasks"] if key == "avg" else [key]
-    means, deltas = [], []
-    for task in tasks:
-        x = paired_x(a, b, task, "acc")
-        if x is None:
-            return None
-        idx = draws(seed, a["board_tasks"].index(task), n_boot, len(x))
-        means.append(x[idx].mean(axis=1))
-        deltas.append(x.mean())
+def task_stat(d, task, field, stream):
+    t = d["tasks"].get(task)
+    if not t or not t["rows"]:
+        return None
+    v = column(t["rows"], d["fields"], field)
+    if any(e is None for e in v):
+        return None
+    x = np.array(v, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        return None
+    b = d["bootstrap"]
+    st = x[draws(b["seed"], stream, b["resamples"], len(x))].mean(axis=1)
+    sig = (t["dataset_sha256"], tuple(column(t["rows"], d["fields"], "doc"))) \
+        if t["dataset_sha256"] else None
+    return Stat(x.mean(), st, sig, len(x))
+
+
+def run_stats(d):
+    """the run's Stat per choice key (None: no records)"""
+    b = d["bootstrap"]
+    out = {"kld": task_stat(d, "kld", "value", b["stream_kld"]),
+           "ppl": task_stat(d, "ppl", "value", b["stream_ppl"])}
+    tasks = d["board_tasks"]
+    for k, task in enumerate(tasks):
+        out[task] = task_stat(d, task, "acc", k)
+    ts = [out[t] for t in tasks]
+    if tasks and all(ts):
+        sig = None if any(t.sig is None for t in ts) else tuple(t.sig for t in ts)
+        out["avg"] = Stat(float(np.mean([t.x for t in ts])),
+                          np.mean(np.array([t.st for t in ts]), axis=0), sig,
+                          sum(t.n for t in ts))
+    else:
+        out["avg"] = None
+    return out
+
+
+def statement(a, b):
+    """(state, delta, se, resamples) of a - b (b None: a itself); state None/'apart'/'ok'"""
+    if a is None:
+        return None, None, None, None
+    if b is not None:
+        if a is None or b is None:
+            return None, None, None, None
+        if a.sig is None or a.sig != b.sig:
+            return "apart", None, None, None
+        delta, st = a.x - b.x, a.st - b.st
+    else:
+        delta, st = a.x, a.st
+    return "ok", delta, float(np.std(st, ddof=1)), st
+
+
+def crit_of(stmts, level, n_boot):
+    """the simultaneous critical value of the statements [(delta, se, resamples)]"""
+    maxt = np.zeros(n_boot)
+    for delta, se, st in stmts:
+        if se > 0:
+            maxt = np.maximum(maxt, np.abs(st - delta) / se)
+    return float(np.sort(maxt)[int(math.ceil(level * n_boot)) - 1])
+
+
+def close(a, b):
+    return a is not None and b is not None and abs(a - b) <= TOL * max(1.0, abs(b))
+
+
+def check(what, published, delta, se, crit, bad):
+    if published is None or "delta" not in published:
+        bad.append(f"{what}: not published")
+        return
+    lo, hi = delta - crit * se, delta + crit * se
+    for name, mine in (("delta", delta), ("lo", lo), ("hi", hi), ("se", se), ("crit", crit)):
+        if not close(published.get(name), mine):
+            bad.append(f"{what}.{name}: published {published.get(name)!r}, recomputed {mine!r}")
+    sig = lo > 0 or hi < 0
+    if published.get("significant") != sig:
+        bad.append(f"{what}: published significant={published.get('significant')}, recomputed {sig}")
+
+
+def published_delta(d, key):
+    """the published delta object of choice key (the mean KLD for kld)"""
+    if key == "kld":
+        return (d["tasks"].get("kld") or {}).get("mean_kld")
+    if key == "ppl":
+        return (d["tasks"].get("ppl") or {}).get("delta_mean_nll")
     if key == "avg":
-        return (float(np.mean(deltas)),) + interval(np.mean(np.array(means), axis=0))
-    return (deltas[0],) + interval(means[0])
+        return d.get("delta_average")
+    return (d["tasks"].get(key) or {}).get("delta_acc")
+
+
+def check_models(runs, stats, failures):
+    """the model families; returns (runs compared with a baseline, numbers checked)"""
+    groups = {}
+    for rid, d in runs.items():
+        if d.get("rank_by"):  # an ok run
+            groups.setdefault(d["simultaneous"]["model_group"], []).append(rid)
+    n_runs = n_values = 0
+    for key, rids in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        stmts = []  # (rid, choice, state, delta, se, resamples)
+        for rid in sorted(rids):
+            d = runs[rid]
+            s = stats[rid]
+            stmts.append((rid, "kld") + statement(s["kld"], None))
+            base = d.get("baseline_run_id")
+            if base is None or base == rid:
+                continue
+            bs = stats.get(base) if base in runs and runs[base].get("rank_by") else None
+            for ch in ["avg", "ppl"] + d["board_tasks"]:
+                if bs is None:
+                    stmts.append((rid, ch, None, None, None, None))
+                elif s[ch] is None or bs[ch] is None:
+                    stmts.append((rid, ch, None, None, None, None))
+                else:
+                    stmts.append((rid, ch) + statement(s[ch], bs[ch]))
+        d0 = runs[rids[0]]
+        level, n_boot = d0["simultaneous"]["level"], d0["bootstrap"]["resamples"]
+        ok = [(t[3], t[4], t[5]) for t in stmts if t[2] == "ok"]
+        crit = crit_of(ok, level, n_boot)
+        per_run = {}
+        for rid, ch, state, delta, se, st in stmts:
+            bad = per_run.setdefault(rid, [])
+            pub = published_delta(runs[rid], ch)
+            if state == "ok":
+                check(ch, pub, delta, se, crit, bad)
+                n_values += 5
+            elif state == "apart":
+                if pub not in (None, {"state": "other documents"}):
+                    bad.append(f"{ch}: documents differ from the baseline's but a delta was published")
+            elif pub is not None and ch != "kld":
+                bad.append(f"{ch}: no records to compare, but {pub!r} was published")
+        for rid in sorted(rids):
+            d = runs[rid]
+            bad = per_run.get(rid, [])
+            if not close(d["simultaneous"]["model_crit"], crit) and ok:
+                bad.append(f"model_crit: published {d['simultaneous']['model_crit']!r}, "
+                           f"recomputed {crit!r}")
+            if d["simultaneous"]["model_statements"] != len(ok):
+                bad.append(f"model_statements: published {d['simultaneous']['model_statements']}, "
+                           f"recomputed {len(ok)}")
+            base = d.get("baseline_run_id")
+            if base is not None and base != rid:
+                avg = d.get("delta_average") or {}
+                print(f"run {rid} vs baseline {base}: average delta {avg.get('delta')} "
+                      f"[{avg.get('lo')}, {avg.get('hi')}] (crit {crit:.3f} over {len(ok)} "
+                      f"statements): {'MISMATCH' if bad else 'agrees'}")
+                n_runs += 1
+            failures += [f"run {rid}: {m}" for m in bad]
+    return n_runs, n_values
 
 
 def score_of(d, key):
@@ -134,17 +233,35 @@ def score_of(d, key):
     return float(np.mean(accs))
 
 
-def check_bands(runs, failures):
-    """the rank-by bands of every choice; returns (choices, pairs checked)"""
+def check_bands(runs, stats, failures):
+    """the pair families and rank-by bands of every choice; returns (choices, pairs checked)"""
     keys = set()
     for d in runs.values():
         keys.update((d.get("rank_by") or {}).keys())
+    board = sorted(rid for rid, d in runs.items() if d.get("rank_by"))
     n_pairs = 0
     for key in sorted(keys):
-        ranked = sorted((d["rank_by"][key]["rank"], rid) for rid, d in runs.items()
-                        if key in (d.get("rank_by") or {}))
+        d0 = runs[board[0]]
+        level, n_boot = d0["simultaneous"]["level"], d0["bootstrap"]["resamples"]
+        ok = []
+        for i, a in enumerate(board):
+            for b in board[i + 1:]:
+                sa, sb = stats[a].get(key), stats[b].get(key)
+                if sa is not None and sb is not None:
+                    st = statement(sa, sb)
+                    if st[0] == "ok":
+                        ok.append(st[1:])
+        crit = crit_of(ok, level, n_boot)
+        ranked = sorted((runs[rid]["rank_by"][key]["rank"], rid) for rid in board
+                        if key in runs[rid]["rank_by"])
         for rank, rid in ranked:
             pub = runs[rid]["rank_by"][key]
+            if not close(pub.get("pair_crit"), crit) and ok:
+                failures.append(f"run {rid}: rank by {key}: published pair_crit "
+                                f"{pub.get('pair_crit')!r}, recomputed {crit!r}")
+            if pub.get("pairs") != len(ok):
+                failures.append(f"run {rid}: rank by {key}: published pairs {pub.get('pairs')}, "
+                                f"recomputed {len(ok)}")
             mine = score_of(runs[rid], key)
             theirs = pub["score"]
             # the board's scores come from the scores table; the records must give the same
@@ -162,14 +279,19 @@ def check_bands(runs, failures):
                     (b["score"] < a["score"]) if lower else (b["score"] > a["score"])):
                 failures.append(f"rank by {key}: run {lo} (rank {r2}, {b['score']!r}) is better "
                                 f"than run {up} (rank {r1}, {a['score']!r}) above it")
-            c = None if b["score"] is None else compare_by(runs[up], runs[lo], key)
-            new_band = c is None or c[1] > 0 or c[2] < 0
+            sa, sb = stats[up].get(key), stats[lo].get(key)
+            st = statement(sa, sb) if sa is not None and sb is not None else (None,)
+            if b["score"] is None or st[0] != "ok":
+                new_band, what = True, "not comparable"
+            else:
+                _, delta, se, _ = st
+                new_band = abs(delta) > crit * se
+                what = "delta %r +- %r" % (delta, crit * se)
             want = a["band"] + 1 if new_band else a["band"]
             n_pairs += 1
             if b["band"] != want:
                 failures.append(f"rank by {key}: run {lo} (rank {r2}) has band {b['band']}, "
-                                f"recomputed {want} (run {up} above in band {a['band']}, "
-                                f"{'not comparable' if c is None else 'delta %r [%r, %r]' % c})")
+                                f"recomputed {want} (run {up} above in band {a['band']}, {what})")
     return len(keys), n_pairs
 
 
@@ -183,68 +305,10 @@ def main():
             with open(os.path.join(ddir, f)) as fh:
                 d = json.load(fh)
             runs[d["run_id"]] = d
-    n_checked = n_values = 0
+    stats = {rid: run_stats(d) for rid, d in runs.items()}
     failures = []
-    for rid, d in sorted(runs.items()):
-        seed, n_boot = d["bootstrap"]["seed"], d["bootstrap"]["resamples"]
-        fields = d["fields"]
-        bad = []
-        # KLD: its own interval over chunks
-        kld = d["tasks"].get("kld")
-        if kld:
-            x = np.array(column(kld["rows"], fields, "value"), dtype=np.float64)
-            idx = draws(seed, d["bootstrap"]["stream_kld"], n_boot, len(x))
-            lo, hi = interval(x[idx].mean(axis=1))
-            check("kld", kld.get("mean_kld"), x.mean(), lo, hi, bad)
-            n_values += 3
-        base_id = d.get("baseline_run_id")
-        if base_id is None or base_id == rid or base_id not in runs:
-            failures += [f"run {rid}: {m}" for m in bad]
-            continue
-        base = runs[base_id]
-        per_task_means, deltas, n_tasks = [], [], 0
-        comparable = True
-        for task, t in sorted(d["tasks"].items(), key=lambda kv: kv[1].get("position", 1e9)):
-            if "position" not in t:
-                continue
-            n_tasks += 1
-            bt = base["tasks"].get(task)
-            docs = column(t["rows"], fields, "doc")
-            if (not bt or column(bt["rows"], fields, "doc") != docs or not t["dataset_sha256"]
-                    or t["dataset_sha256"] != bt["dataset_sha256"]):
-                comparable = False
-                if t.get("delta_acc") not in (None, {"state": "other documents"}):
-                    bad.append(f"{task}: documents differ from the baseline's but a delta was published")
-                continue
-            x = (np.array(column(t["rows"], fields, "acc"), dtype=np.float64) -
-                 np.array(column(bt["rows"], fields, "acc"), dtype=np.float64))
-            idx = draws(seed, t["position"], n_boot, len(x))
-            means = x[idx].mean(axis=1)
-            lo, hi = interval(means)
-            check(task, t.get("delta_acc"), x.mean(), lo, hi, bad)
-            per_task_means.append(means)
-            deltas.append(x.mean())
-            n_values += 3
-        if comparable and len(deltas) == len(d["board_tasks"]):
-            avg_means = np.mean(np.array(per_task_means), axis=0)
-            lo, hi = interval(avg_means)
-            check("average", d.get("delta_average"), float(np.mean(deltas)), lo, hi, bad)
-            n_values += 3
-        ppl, bppl = d["tasks"].get("ppl"), base["tasks"].get("ppl")
-        if (ppl and bppl and column(ppl["rows"], fields, "doc") == column(bppl["rows"], fields, "doc")
-                and ppl["dataset_sha256"] and ppl["dataset_sha256"] == bppl["dataset_sha256"]):
-            x = (np.array(column(ppl["rows"], fields, "value"), dtype=np.float64) -
-                 np.array(column(bppl["rows"], fields, "value"), dtype=np.float64))
-            idx = draws(seed, d["bootstrap"]["stream_ppl"], n_boot, len(x))
-            lo, hi = interval(x[idx].mean(axis=1))
-            check("ppl", ppl.get("delta_mean_nll"), x.mean(), lo, hi, bad)
-            n_values += 3
-        avg = d.get("delta_average") or {}
-        print(f"run {rid} vs baseline {base_id}: average delta {avg.get('delta')} "
-              f"[{avg.get('lo')}, {avg.get('hi')}]: {'MISMATCH' if bad else 'agrees'}")
-        n_checked += 1
-        failures += [f"run {rid}: {m}" for m in bad]
-    n_choices, n_pairs = check_bands(runs, failures)
+    n_checked, n_values = check_models(runs, stats, failures)
+    n_choices, n_pairs = check_bands(runs, stats, failures)
     for f in failures:
         print("  " + f)
     print(f"paired_ci: {n_checked} runs against their baseline, {n_values} published numbers "

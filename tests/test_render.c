@@ -1020,10 +1020,10 @@ static bool same_order(json_t *got, const struct order_row *want, int n, const c
 }
 
 /* what lowbit.js computes under custom weights w (its weightStats): a - b as the weighted mean
- * of the tasks' paired differences, 95% interval by the normal approximation; false when the two
- * are not comparable on every weighted task */
+ * of the tasks' paired differences and its standard error by the normal approximation; false
+ * when the two are not comparable on every weighted task */
 static bool w_compare(const struct lb_data *d, const struct lb_run *a, const struct lb_run *b,
-                      const double *w, double *lo, double *hi) {
+                      const double *w, double *delta_out, double *se) {
     double W = 0, delta = 0, v = 0;
     for (int t = 0; t < d->n_tasks; t++) W += w[t] > 0 ? w[t] : 0;
     for (int t = 0; t < d->n_tasks; t++) {
@@ -1045,9 +1045,22 @@ static bool w_compare(const struct lb_data *d, const struct lb_run *a, const str
         delta += w[t] / W * dd;
         v += (w[t] / W) * (w[t] / W) * s2 / na;
     }
-    *lo = delta - 1.959963984540054 * sqrt(v);
-    *hi = delta + 1.959963984540054 * sqrt(v);
+    *delta_out = delta;
+    *se = sqrt(v);
     return true;
+}
+
+/* Bonferroni's critical value for m statements at 95% together: the z with
+ * P(Z > z) = 0.025 / m, by bisection on erfc (lowbit.js uses a rational approximation) */
+static double z_bonferroni(int m) {
+    const double p = 0.025 / (m > 1 ? m : 1);
+    double lo = 0, hi = 40;
+    for (int i = 0; i < 200; i++) {
+        const double mid = (lo + hi) / 2;
+        if (0.5 * erfc(mid / sqrt(2.0)) > p) lo = mid;
+        else hi = mid;
+    }
+    return (lo + hi) / 2;
 }
 
 static void test_browser(void) {
@@ -1217,6 +1230,7 @@ static void test_browser(void) {
          * the normal approximation gives against the run's baseline */
         json_t *bands = json_object_get(out, "filtered_bands"), *delta = json_object_get(out, "filtered_delta");
         int n_sig = 0, n_ns = 0;
+        double dd, se;
         for (int k = 0; k < n_filt; k++) {
             const struct lb_run *r = NULL;
             for (int j = 0; j < d.n_board && !r; j++)
@@ -1224,19 +1238,26 @@ static void test_browser(void) {
             if (k)
                 T_OK(json_integer_value(json_array_get(bands, (size_t)k)) >=
                      json_integer_value(json_array_get(bands, (size_t)k - 1)));
-            double lo, hi;
             const char *cls = json_string_value(json_array_get(delta, (size_t)k));
             if (!r || !r->baseline || r->baseline == r || !cls) continue;
-            if (!w_compare(&d, r, r->baseline, w, &lo, &hi)) {
+            if (!w_compare(&d, r, r->baseline, w, &dd, &se)) {
                 T_EQ_STR(cls, "num");
                 continue;
             }
-            const bool sig = lo > 0 || hi < 0;
+            int m = 0; /* the model's runs compared with its baseline, on the whole board */
+            for (int j = 0; j < d.n_board; j++) {
+                const struct lb_run *q = &d.runs[d.board[j]];
+                double d2, s2;
+                m += q->baseline == r->baseline && q != r->baseline &&
+                     w_compare(&d, q, q->baseline, w, &d2, &s2);
+            }
+            const bool sig = fabs(dd) > z_bonferroni(m) * se;
             T_EQ_STR(cls, sig ? "num sig" : "num ns");
             n_sig += sig, n_ns += !sig;
         }
         printf("  browser: weights hellaswag 2 mmlu 1: %d deltas significant, %d not (normal "
-               "approximation, checked against C)\n", n_sig, n_ns);
+               "approximation, Bonferroni over the model's runs, checked against C)\n", n_sig,
+               n_ns);
         T_OK(n_sig + n_ns > 0);
     }
     same_order(json_object_get(out, "reloaded"), filt, n_filt, "the same view from the URL hash");
@@ -1317,6 +1338,26 @@ static void test_paired_statistics(void) {
            "significant, %d not; %d tie bands over %d board rows\n", n_cmp, n_base, n_sig, n_ns,
            prev_band, d.n_board);
     T_OK(n_cmp >= 20 && n_sig > 0 && n_ns > 0 && n_base >= 4);
+    /* the intervals are simultaneous: each is delta -+ its model's critical value times its
+     * standard error, and the critical value of a family of many statements is well above a lone
+     * 95% interval's 1.96 (max-|T| over the family) */
+    int n_fam = 0;
+    for (int g = 0; g < d.n_groups; g++) {
+        const struct lb_group *G = &d.groups[g];
+        if (G->n_stmt < 10) continue;
+        n_fam++;
+        T_OK(G->crit > 2.3 && G->crit < 6);
+        for (int k = 0; k < G->n_runs; k++) {
+            const struct lb_run *r = &d.runs[G->runs[k]];
+            if (!r->ok || r->d_avg.state != LB_D_OK) continue;
+            T_NEAR(r->d_avg.crit, G->crit, 0);
+            T_NEAR(r->d_avg.lo, r->d_avg.delta - G->crit * r->d_avg.se, 1e-15);
+            T_NEAR(r->d_avg.hi, r->d_avg.delta + G->crit * r->d_avg.se, 1e-15);
+        }
+    }
+    T_OK(n_fam >= 2);
+    for (int by = 0; by < lb_by_count(&d); by++)
+        if (d.pair_n[by] > 10) T_OK(d.pair_crit[by] > 2.5);
     T_OK(prev_band > 1 && prev_band < d.n_board); /* some runs tie, not all */
     /* every rank-by choice: ranks a permutation of the board in the choice's order, bands going
      * down by at most one, a new band wherever the run above is significantly better */
