@@ -362,7 +362,8 @@ static void test_arch_grad(void) {
 /* ------------------------------------------------------------------------------------ (c) */
 
 /* one row per kind of algorithm, calibrated lightly (16 windows of 64 tokens) so the tiny model
- * takes seconds; the same code paths as gen/recipes.csv's rows */
+ * takes seconds; the same code paths as gen/recipes.csv's rows (autoround-q4_0-light is its row,
+ * AutoRound's light recipe into GGUF Q4_0, with the lighter calibration) */
 static const char recipes_csv[] =
     "id,algorithm,weight_dtype,bits,group_size,sym,double_quant,compute_dtype,calib_set,"
     "calib_nsamples,calib_seqlen,knobs\n"
@@ -375,6 +376,8 @@ static const char recipes_csv[] =
     "gguf-q4_k_m,gguf,q4_k_m,,,,,fp32,,,,\n"
     "gguf-q8_0,gguf,q8_0,,,,,fp32,,,,\n"
     "autoround-w4g32,autoround,int4,4,32,1,,fp32,groups_merged,16,64,\"{\"\"iters\"\":20}\"\n"
+    "autoround-q4_0-light,autoround,int4,4,32,1,,fp32,groups_merged,16,64,\"{\"\"format\"\":"
+    "\"\"gguf\"\",\"\"recipe\"\":\"\"light\"\"}\"\n"
     "aqlm-1x8g4,aqlm,aqlm,2,4,,,fp32,groups_merged,16,64,\"{\"\"finetune_max_epochs\"\":1,"
     "\"\"nbits_per_codebook\"\":8,\"\"num_codebooks\"\":1}\"\n";
 
@@ -406,12 +409,15 @@ static void quant_roundtrip(const char *fx_name, const char *arch) {
     float *base = engine_logprobs(x->gguf, N_TOK, N_TOK, &V);
     if (!base) return;
     static char out[1 << 16], err[1 << 16];
-    const char *ids[] = {"fp16",      "rtn-w4g128",  "gptq-w4g32", "awq-w4g32",      "bnb-nf4",
-                         "bnb-int8",  "gguf-q4_k_m", "gguf-q8_0",  "autoround-w4g32", "aqlm-1x8g4"};
+    const char *ids[] = {"fp16",        "rtn-w4g128",      "gptq-w4g32",
+                         "awq-w4g32",   "bnb-nf4",         "bnb-int8",
+                         "gguf-q4_k_m", "gguf-q8_0",       "autoround-w4g32",
+                         "aqlm-1x8g4",  "autoround-q4_0-light"};
     for (size_t k = 0; k < LB_ARRAY_LEN(ids); k++) {
         char dir[600], path[700];
         snprintf(dir, sizeof dir, "%s/q-%s-%s", t_tmpdir(), fx_name, ids[k]);
-        const bool gguf = !strncmp(ids[k], "fp", 2) || !strncmp(ids[k], "gguf", 4);
+        const bool gguf =
+            !strncmp(ids[k], "fp", 2) || !strncmp(ids[k], "gguf", 4) || strstr(ids[k], "q4_0");
         snprintf(path, sizeof path, "%s%s", dir, gguf ? ".gguf" : "");
         char cmd[4096];
         snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe %s --recipes %s --threads 1 -o %s",
