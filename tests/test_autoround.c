@@ -8,7 +8,8 @@
  *      central differences (h = 1e-5) of an independent float64 block written here (its RoPE
  *      angles in float64 from the bases), loss Σ y·R for a fixed random R; per-tensor relative
  *      error ‖g − g_fd‖/‖g_fd‖ <= 1e-4 (fp32 analytic vs float64 numeric: measured below 1e-6),
- *      and the fp32 forward within 1e-5 of the float64 one.
+ *      and the fp32 forward within 1e-5 of the float64 one. What the block does not cover (MoE
+ *      MLPs, online Hadamard rotations) is refused by grad_block_init with a message naming it.
  *  (a') the fake quantizer's STE chain (autoround_chain: ∂L/∂V, ∂L/∂min_scale, ∂L/∂max_scale)
  *      against float64 central differences of its surrogate (round() = argument + a residual
  *      held fixed, as round_ste), sym 4/2-bit and asym 4/3-bit, groups where either side sets
@@ -320,6 +321,33 @@ static void test_gradient_check(void) {
          .theta = 1e6, .theta_swa = 10000, .linear = 2},
     };
     for (size_t i = 0; i < LB_ARRAY_LEN(shapes); i++) check_gradients(&shapes[i]);
+}
+
+/* what the block backward does not cover is refused with a message naming it; a post-norm
+ * configuration without its weights too */
+static void test_grad_refusals(void) {
+    const struct gshape gm = {.D = 16, .H = 24, .nh = 4, .nkv = 2, .hd = 4, .B = 1, .T = 4,
+                              .post = true, .gelu = true, .theta = 10000};
+    struct model m = shape_model(&gm);
+    struct grad_block g;
+    err_set_quiet(true);
+    m.cfg.n_expert = 4, m.cfg.n_expert_used = 2;
+    T_OK(grad_block_init(&g, &m, 4, 4) == -1);
+    T_CONTAINS(err_last(), "mixture-of-experts MLPs are not supported yet");
+    m.cfg.n_expert = m.cfg.n_expert_used = 0, m.cfg.online_had = 1u << LIN_DOWN;
+    T_OK(grad_block_init(&g, &m, 4, 4) == -1);
+    T_CONTAINS(err_last(), "online Hadamard rotations are not supported yet");
+    m.cfg.online_had = 0;
+    static float zero[4 * 24 * 16], y[4 * 16];
+    const struct grad_weights w = {
+        .attn_norm = zero, .ffn_norm = zero,
+        .lin = {[LIN_Q] = zero, [LIN_K] = zero, [LIN_V] = zero, [LIN_O] = zero,
+                [LIN_GATE] = zero, [LIN_UP] = zero, [LIN_DOWN] = zero}};
+    T_OK(!grad_block_init(&g, &m, 4, 4));
+    T_OK(grad_block_forward(&g, &w, zero, 1, 4, y) == -1);
+    T_CONTAINS(err_last(), "post-norm weights lack");
+    grad_block_release(&g);
+    err_set_quiet(false);
 }
 
 /* ---------------------------------------------------------- (b) grad forward == eval forward */
@@ -1124,6 +1152,7 @@ static void test_stories260k_cli(void) {
 int main(void) {
     lb_set_threads(1); /* (test_threads sets its own) */
     T_RUN_TIMED(test_gradient_check);
+    T_RUN(test_grad_refusals);
     T_RUN_TIMED(test_chain);
     T_RUN_TIMED(test_forward_matches_eval);
     T_RUN_TIMED(test_block_beats_rtn);
