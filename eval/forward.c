@@ -55,8 +55,7 @@ void fwd_release(struct fwd_state *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* the sliding layers rotate with their own base (gemma3) */
-static bool rope_swa_differs(const struct model_config *c) {
+bool fwd_rope_swa_differs(const struct model_config *c) {
     return c->swa_window > 0 && ((c->rope_theta_swa > 0 && c->rope_theta_swa != c->rope_theta) ||
                                  (c->rope_linear > 0 && c->rope_linear != 1));
 }
@@ -204,7 +203,7 @@ static int init_cache(struct fwd_state *s, const struct model *m, int n_ctx, int
         }
     }
     fwd_rope_table(m, n_ctx, s->rope_cos, s->rope_sin);
-    if (rope_swa_differs(c)) {
+    if (fwd_rope_swa_differs(c)) {
         s->rope_cos_swa = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
         s->rope_sin_swa = xcalloc((size_t)n_ctx * half, sizeof(float), "rope table");
         if (!s->rope_cos_swa || !s->rope_sin_swa) {
@@ -235,6 +234,16 @@ static void rope_table(const struct model *m, int n_ctx, float *cos_t, float *si
 
 void fwd_rope_table(const struct model *m, int n_ctx, float *cos_t, float *sin_t) {
     rope_table(m, n_ctx, cos_t, sin_t, false);
+}
+
+void fwd_rope_table_swa(const struct model *m, int n_ctx, float *cos_t, float *sin_t) {
+    rope_table(m, n_ctx, cos_t, sin_t, true);
+}
+
+void fwd_embed(const struct model *m, int token, float *x) {
+    tensor_row_to_f32(&m->tok_embd, token, x);
+    if (m->cfg.embd_scale > 0) /* gemma: √dim */
+        for (int i = 0; i < m->cfg.dim; i++) x[i] *= m->cfg.embd_scale;
 }
 
 void fwd_truncate(struct fwd_state *s, int n_past) {
@@ -437,12 +446,6 @@ static void softcap(float *x, size_t n, float cap) {
     for (size_t i = 0; i < n; i++) x[i] = cap * tanhf(x[i] / cap);
 }
 
-/* gelu, tanh approximation (transformers' gelu_pytorch_tanh), in double */
-static inline float gelu_tanh(float x) {
-    const double u = 0.7978845608028654 * ((double)x + 0.044715 * (double)x * x * x);
-    return (float)(0.5 * x * (1.0 + tanh(u)));
-}
-
 /* a layer matmul: the hook sees its input */
 static void mm(struct fwd_state *s, float *y, const float *x, const struct tensor *w, int T) {
     if (s->mm_hook && !s->in_stage && !s->hook_failed && s->mm_hook(s->mm_hook_ctx, w, x, T))
@@ -613,7 +616,7 @@ static void stage_run(struct fwd_state *s, int l, enum fwd_stage st, float *x, f
             for (int i = 0; i < H; i++) {
                 const size_t j = (size_t)t * H + i;
                 const float gv = carry[j];
-                carry[j] = (c->gelu ? gelu_tanh(gv) : gv / (1.0f + expf(-gv))) * s->up[j];
+                carry[j] = (c->gelu ? fwd_gelu_tanh(gv) : gv / (1.0f + expf(-gv))) * s->up[j];
             }
         online_had(s, LIN_DOWN, carry, T, H);
         break;
@@ -667,9 +670,7 @@ static int forward_piece(struct fwd_state *s, const int *tokens, int T, float *l
     const int pos0 = s->n_past;
     s->hook_failed = s->mm_failed = false;
 
-    for (int t = 0; t < T; t++) tensor_row_to_f32(&m->tok_embd, tokens[t], s->x + (size_t)t * D);
-    if (c->embd_scale > 0) /* gemma: √dim */
-        for (size_t i = 0; i < (size_t)T * D; i++) s->x[i] *= c->embd_scale;
+    for (int t = 0; t < T; t++) fwd_embed(m, tokens[t], s->x + (size_t)t * D);
 
     const int n_layers = s->layer_limit > 0 ? LB_MIN(s->layer_limit, c->n_layers) : c->n_layers;
     for (int l = 0; l < n_layers; l++)

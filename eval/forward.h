@@ -12,6 +12,8 @@
  * processed in max_batch pieces. Results are identical for any thread count. */
 #ifndef EVAL_FORWARD_H
 #define EVAL_FORWARD_H
+#include <math.h>
+
 #include "eval/model.h"
 #include "kernels/matmul.h"    /* struct kscratch */
 #include "kernels/matmul_i8.h" /* enum compute_dtype */
@@ -92,6 +94,18 @@ int fwd_block_stage(struct fwd_state *s, int l, enum fwd_stage st, float *x, flo
  * p·inv_freq(i) in double (Llama-3.1 scaling and GGUF rope_freqs included), stored as fp32; also
  * for eval/grad.c, whose block forward must rotate exactly as forward() does */
 void fwd_rope_table(const struct model *m, int n_ctx, float *cos_t, float *sin_t);
+/* the sliding layers rotate with tables of their own (gemma3's rope_local_base_freq, no linear
+ * scaling): fwd_rope_table_swa fills them as fwd_rope_table does; the other layers' tables serve
+ * them when fwd_rope_swa_differs is false */
+bool fwd_rope_swa_differs(const struct model_config *c);
+void fwd_rope_table_swa(const struct model *m, int n_ctx, float *cos_t, float *sin_t);
+/* x [dim] = the embedding of token as forward() feeds it to block 0 (gemma: times embd_scale) */
+void fwd_embed(const struct model *m, int token, float *x);
+/* gelu, tanh approximation (transformers' gelu_pytorch_tanh), in double: the gemma FFN's */
+static inline float fwd_gelu_tanh(float x) {
+    const double u = 0.7978845608028654 * ((double)x + 0.044715 * (double)x * x * x);
+    return (float)(0.5 * x * (1.0 + tanh(u)));
+}
 /* the weight matmuls of a forward pass (every layer's 7 plus the output layer): how many of
  * them int8 compute runs in int8 (*n_int8) out of *n_total */
 void fwd_int8_coverage(const struct model *m, int *n_int8, int *n_total);

@@ -13,10 +13,12 @@
 #define PAR_MIN_WORK ((size_t)1 << 16)
 
 void grad_block_release(struct grad_block *g) {
-    float *bufs[] = {g->rope_cos, g->rope_sin, g->x,   g->s1,  g->xn1,  g->q,    g->k,
-                     g->v,        g->att,      g->lse, g->h1,  g->s2,   g->xn2,  g->gate,
-                     g->up,       g->act,      g->dh1, g->dgu, g->dxn,  g->datt, g->dqkv,
-                     g->yt,       g->xt,       g->wt,  g->q0,  g->k0,   g->sq,   g->sk};
+    float *bufs[] = {
+        g->rope_cos, g->rope_sin, g->x,   g->s1,  g->xn1,          g->q,           g->k,
+        g->v,        g->att,      g->lse, g->h1,  g->s2,           g->xn2,         g->gate,
+        g->up,       g->act,      g->dh1, g->dgu, g->dxn,          g->datt,        g->dqkv,
+        g->yt,       g->xt,       g->wt,  g->q0,  g->k0,           g->sq,          g->sk,
+        g->po,       g->fo,       g->sp1, g->sp2, g->rope_cos_swa, g->rope_sin_swa};
     for (size_t i = 0; i < LB_ARRAY_LEN(bufs); i++) free(bufs[i]);
     memset(g, 0, sizeof *g);
 }
@@ -29,15 +31,18 @@ int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int6
         return err("grad: bad block shape (n_ctx %d, rows %lld, dim %d, hidden %d, head_dim %d, "
                    "heads %d/%d)", n_ctx, (long long)max_rows, c->dim, c->hidden_dim, c->head_dim,
                    c->n_heads, c->n_kv_heads);
-    if (c->post_norms || c->gelu || c->embd_scale > 0 || c->attn_scale > 0 || c->attn_softcap > 0 ||
-        c->swa_window > 0)
+    if (c->n_expert > 0 || c->online_had)
         return err("grad: the block backward (AutoRound, AQLM fine-tuning) covers llama, mistral, "
-                   "qwen2 and qwen3 blocks; %s blocks (post-norms, gelu, soft-capping, sliding "
-                   "windows) are not supported yet", c->arch);
+                   "qwen2, qwen3, phi3, gemma2 and gemma3 blocks; %s blocks with %s are not "
+                   "supported yet", c->arch,
+                   c->n_expert > 0 ? "mixture-of-experts MLPs" : "online Hadamard rotations");
     g->D = c->dim, g->H = c->hidden_dim, g->n_heads = c->n_heads, g->n_kv_heads = c->n_kv_heads;
     g->hd = c->head_dim, g->qd = c->n_heads * c->head_dim, g->kvd = c->n_kv_heads * c->head_dim;
     g->eps = c->norm_eps;
     g->rope_style = c->rope_style;
+    g->post_norms = c->post_norms, g->gelu = c->gelu;
+    g->attn_mul = c->attn_scale > 0 ? c->attn_scale * sqrtf((float)c->head_dim) : 0;
+    g->softcap = c->attn_softcap, g->swa_window = c->swa_window;
     g->n_ctx = n_ctx;
     g->max_rows = max_rows;
     const size_t R = (size_t)max_rows, D = (size_t)g->D, H = (size_t)g->H, qd = (size_t)g->qd,
@@ -57,13 +62,18 @@ int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int6
         {&g->q0, c->qk_norm ? R * qd : 1}, {&g->k0, c->qk_norm ? R * kvd : 1},
         {&g->sq, c->qk_norm ? R * (size_t)g->n_heads : 1},
         {&g->sk, c->qk_norm ? R * (size_t)g->n_kv_heads : 1},
+        {&g->po, c->post_norms ? R * D : 1}, {&g->fo, c->post_norms ? R * D : 1},
+        {&g->sp1, c->post_norms ? R : 1}, {&g->sp2, c->post_norms ? R : 1},
+        {&g->rope_cos_swa, fwd_rope_swa_differs(c) ? (size_t)n_ctx * half : 0},
+        {&g->rope_sin_swa, fwd_rope_swa_differs(c) ? (size_t)n_ctx * half : 0},
     };
     for (size_t i = 0; i < LB_ARRAY_LEN(a); i++)
-        if (!(*a[i].p = xmalloc(a[i].n * sizeof(float), "block gradient buffers"))) {
+        if (a[i].n && !(*a[i].p = xmalloc(a[i].n * sizeof(float), "block gradient buffers"))) {
             grad_block_release(g);
             return -1;
         }
     fwd_rope_table(m, n_ctx, g->rope_cos, g->rope_sin);
+    if (g->rope_cos_swa) fwd_rope_table_swa(m, n_ctx, g->rope_cos_swa, g->rope_sin_swa);
     return 0;
 }
 
@@ -167,7 +177,7 @@ static void rope_apply(const struct grad_block *g, float *x, int64_t R, int T, i
 #pragma omp parallel for schedule(static) if ((size_t)R * n_heads * hd >= PAR_MIN_WORK)
     for (int64_t r = 0; r < R; r++) {
         const int p = (int)(r % T);
-        const float *cs = g->rope_cos + (size_t)p * half, *sn = g->rope_sin + (size_t)p * half;
+        const float *cs = g->rc + (size_t)p * half, *sn = g->rs + (size_t)p * half;
         for (int h = 0; h < n_heads; h++) {
             float *v = x + r * ld + (int64_t)h * hd;
             for (int i = 0; i < half; i++) {
@@ -252,6 +262,22 @@ ATTN_INLINE void attn_scores(const float *const *q, const float *kt, int hd, int
     }
 }
 
+/* the first key query position t sees: t − window + 1 in a sliding layer, else 0 */
+ATTN_INLINE int attn_first_key(const struct grad_block *g, int t) {
+    return g->window > 0 && t - g->window + 1 > 0 ? t - g->window + 1 : 0;
+}
+
+/* gemma2: the QB rows of scores s (T apart, the first n of each) → cap·tanh(s/cap), as
+ * eval/forward.c caps them; dcap (or NULL) gets the derivative 1 − tanh²(s/cap) */
+ATTN_INLINE void attn_softcap(float *s, float *dcap, int T, int n, float cap) {
+    for (int c = 0; c < QB; c++)
+        for (int j = 0; j < n; j++) {
+            const float t = tanhf(s[(int64_t)c * T + j] / cap);
+            s[(int64_t)c * T + j] = cap * t;
+            if (dcap) dcap[(int64_t)c * T + j] = 1.0f - t * t;
+        }
+}
+
 ATTN_INLINE void attn_fwd_task(struct grad_block *g, int b, int kg, int T, float *buf) {
     const int nh = g->n_heads, hd = g->hd, qd = g->qd, rep = nh / g->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
@@ -267,17 +293,20 @@ ATTN_INLINE void attn_fwd_task(struct grad_block *g, int b, int kg, int T, float
             for (int c = 0; c < QB; c++)
                 q[c] = g->q + (r0 + t0 + LB_MIN(c, nq - 1)) * qd + (int64_t)h * hd;
             attn_scores(q, kt, hd, T, n, scale, s);
-            for (int c = 0; c < QB; c++) { /* softmax of query t0 + c over j <= its position */
-                float *sc = s + (int64_t)c * T, mx = -INFINITY, sum = 0;
-                const int nn = t0 + LB_MIN(c, nq - 1) + 1;
+            if (g->softcap > 0) attn_softcap(s, NULL, T, n, g->softcap);
+            for (int c = 0; c < QB; c++) { /* softmax of query t0 + c over j0 <= j <= its
+                                            * position */
+                const int tq = t0 + LB_MIN(c, nq - 1), j0 = attn_first_key(g, tq), nw = tq + 1 - j0;
+                float *sc = s + (int64_t)c * T, *sw = sc + j0, mx = -INFINITY, sum = 0;
 #pragma omp simd reduction(max : mx)
-                for (int j = 0; j < nn; j++) mx = sc[j] > mx ? sc[j] : mx;
+                for (int j = 0; j < nw; j++) mx = sw[j] > mx ? sw[j] : mx;
 #pragma omp simd reduction(+ : sum)
-                for (int j = 0; j < nn; j++) {
-                    sc[j] = exp_neg(sc[j] - mx);
-                    sum += sc[j];
+                for (int j = 0; j < nw; j++) {
+                    sw[j] = exp_neg(sw[j] - mx);
+                    sum += sw[j];
                 }
-                for (int j = nn; j < n; j++) sc[j] = 0;
+                for (int j = 0; j < j0; j++) sc[j] = 0;
+                for (int j = tq + 1; j < n; j++) sc[j] = 0;
                 inv[c] = 1.0f / sum;
                 if (c < nq) g->lse[(r0 + t0 + c) * nh + h] = mx + logf(sum);
             }
@@ -300,13 +329,13 @@ ATTN_INLINE void attn_fwd_task(struct grad_block *g, int b, int kg, int T, float
 }
 
 /* the backward of task (b, kg): dq (rotated) of its query heads, dk (rotated) and dv of kv head
- * kg, into dqkv; buf holds (4·hd + 2·QB)·T floats */
+ * kg, into dqkv; buf holds (4·hd + 3·QB)·T floats (the last QB·T: the soft-cap's derivative) */
 ATTN_INLINE void attn_bwd_task(struct grad_block *g, int b, int kg, int T, float *buf) {
     const int nh = g->n_heads, hd = g->hd, qd = g->qd, kvd = g->kvd, rep = nh / g->n_kv_heads;
     const int64_t ld = qd + 2 * kvd, HT = (int64_t)hd * T, r0 = (int64_t)b * T;
     const float scale = 1.0f / sqrtf((float)hd);
     float *kt = buf, *vt = buf + HT, *dkt = buf + 2 * HT, *dvt = buf + 3 * HT;
-    float *p = buf + 4 * HT, *ds = p + QB * (int64_t)T;
+    float *p = buf + 4 * HT, *ds = p + QB * (int64_t)T, *dcap = ds + QB * (int64_t)T;
     attn_gather(g, g->k, r0, T, kg, kt);
     attn_gather(g, g->v, r0, T, kg, vt);
     memset(dkt, 0, (size_t)(2 * HT) * sizeof *dkt);
@@ -322,13 +351,15 @@ ATTN_INLINE void attn_bwd_task(struct grad_block *g, int b, int kg, int T, float
                 dsum[c] = dotf(dor[c], g->att + rt * qd + (int64_t)h * hd, hd);
             }
             attn_scores(q, kt, hd, T, n, scale, p);
-            for (int c = 0; c < QB; c++) { /* P from the saved log-sum-exp; 0 past the position
-                                            * and on repeated rows */
+            if (g->softcap > 0) attn_softcap(p, dcap, T, n, g->softcap);
+            for (int c = 0; c < QB; c++) { /* P from the saved log-sum-exp; 0 outside the keys
+                                            * the query sees and on repeated rows */
                 float *pc = p + (int64_t)c * T;
-                const int nn = c < nq ? t0 + c + 1 : 0;
+                const int nn = c < nq ? t0 + c + 1 : 0, j0 = c < nq ? attn_first_key(g, t0 + c) : 0;
                 const float lse = c < nq ? g->lse[(r0 + t0 + c) * nh + h] : 0;
+                for (int j = 0; j < j0; j++) pc[j] = 0;
 #pragma omp simd
-                for (int j = 0; j < nn; j++) pc[j] = exp_neg(pc[j] - lse);
+                for (int j = j0; j < nn; j++) pc[j] = exp_neg(pc[j] - lse);
                 for (int j = nn; j < n; j++) pc[j] = 0;
             }
             float *d0 = ds, *d1 = ds + T, *d2 = ds + 2 * T, *d3 = ds + 3 * T;
@@ -353,6 +384,9 @@ ATTN_INLINE void attn_bwd_task(struct grad_block *g, int b, int kg, int T, float
                 d2[j] = p2[j] * (d2[j] - dsum[2]);
                 d3[j] = p3[j] * (d3[j] - dsum[3]);
             }
+            if (g->softcap > 0) /* through cap·tanh(s/cap) */
+                for (int c = 0; c < QB; c++)
+                    for (int j = 0; j < n; j++) ds[(int64_t)c * T + j] *= dcap[(int64_t)c * T + j];
             for (int i = 0; i < hd; i++) {
                 const float *kr = kt + (int64_t)i * T;
                 float *dk = dkt + (int64_t)i * T, *dv = dvt + (int64_t)i * T;
@@ -418,7 +452,7 @@ static const attn_task_fn attn_tasks[CPU_ISA_COUNT][2] = {
 static int attn_run(struct grad_block *g, int n_win, int T, bool bwd) {
     const attn_task_fn fn = attn_tasks[cpu_isa()][bwd];
     const int nkv = g->n_kv_heads, n_task = n_win * nkv;
-    const size_t n_buf = (size_t)(4 * g->hd + 2 * QB) * (size_t)T;
+    const size_t n_buf = (size_t)(4 * g->hd + 3 * QB) * (size_t)T;
     int bad = 0;
 #pragma omp parallel if ((size_t)n_win * T * T * g->qd >= PAR_MIN_WORK)
     {
@@ -443,9 +477,15 @@ int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const
     if (n_win < 1 || T < 1 || T > g->n_ctx || R > g->max_rows)
         return err("grad: %d windows of %d tokens (the buffers hold windows of <= %d tokens, %lld "
                    "rows)", n_win, T, g->n_ctx, (long long)g->max_rows);
+    if ((w->attn_post_norm != NULL) != g->post_norms || (w->ffn_post_norm != NULL) != g->post_norms)
+        return err("grad: the block's post-norm weights %s the configuration's post_norms",
+                   g->post_norms ? "lack" : "are not in");
     const int D = g->D, H = g->H, qd = g->qd, kvd = g->kvd;
-    g->n_win = n_win, g->T = T;
+    g->n_win = 0;
     g->mm_failed = false;
+    g->window = w->swa ? g->swa_window : 0;
+    g->rc = w->swa && g->rope_cos_swa ? g->rope_cos_swa : g->rope_cos;
+    g->rs = w->swa && g->rope_sin_swa ? g->rope_sin_swa : g->rope_sin;
     g->has_bias = false;
     for (int i = 0; i < LIN_COUNT; i++) g->has_bias |= w->bias[i] != NULL;
     memcpy(g->x, x, (size_t)(R * D) * sizeof *x);
@@ -473,8 +513,12 @@ int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const
     }
     rope_apply(g, g->q, R, T, g->n_heads, qd, false);
     rope_apply(g, g->k, R, T, g->n_kv_heads, kvd, false);
+    if (g->attn_mul > 0) /* gemma: q carries query_pre_attn_scalar^−½·√hd */
+        for (int64_t i = 0; i < R * qd; i++) g->q[i] *= g->attn_mul;
     if (attn_run(g, n_win, T, false)) return -1;
-    mm(g, y, g->att, w->lin[LIN_O], qd, D, R); /* y holds o·Woᵀ until the residual */
+    /* y holds o·Woᵀ (post-norms: its norm) until the residual */
+    mm(g, g->post_norms ? g->po : y, g->att, w->lin[LIN_O], qd, D, R);
+    if (g->post_norms) rmsnorm_fwd(y, g->sp1, g->po, w->attn_post_norm, R, D, g->eps);
 #pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * D; i++) g->h1[i] = x[i] + y[i];
     rmsnorm_fwd(g->xn2, g->s2, g->h1, w->ffn_norm, R, D, g->eps);
@@ -483,15 +527,15 @@ int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const
 #pragma omp parallel for schedule(static) if ((size_t)R * H >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * H; i++) {
         const float gv = g->gate[i];
-        g->act[i] = gv / (1.0f + expf(-gv)) * g->up[i];
+        if (g->gelu) g->act[i] = fwd_gelu_tanh(gv) * g->up[i];
+        else g->act[i] = gv / (1.0f + expf(-gv)) * g->up[i];
     }
-    mm(g, y, g->act, w->lin[LIN_DOWN], H, D, R);
+    mm(g, g->post_norms ? g->fo : y, g->act, w->lin[LIN_DOWN], H, D, R);
+    if (g->post_norms) rmsnorm_fwd(y, g->sp2, g->fo, w->ffn_post_norm, R, D, g->eps);
 #pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * D; i++) y[i] += g->h1[i];
-    if (g->mm_failed) {
-        g->n_win = 0; /* no backward of a failed forward */
-        return -1;
-    }
+    if (g->mm_failed) return -1; /* no backward of a failed forward */
+    g->n_win = n_win, g->T = T;
     return 0;
 }
 
@@ -512,22 +556,50 @@ static void grad_w(struct grad_block *g, float *dw, const float *dy, int64_t ldy
     grad_w_t(g, dw, dy, ldy, N, K, R);
 }
 
+/* the derivative of fwd_gelu_tanh, in double: ½(1 + tanh u) + ½x(1 − tanh² u)·u′,
+ * u = √(2/π)(x + 0.044715x³) */
+static double gelu_tanh_grad(float x) {
+    const double xd = x, k = 0.7978845608028654, u = k * (xd + 0.044715 * xd * xd * xd);
+    const double th = tanh(u);
+    return 0.5 * (1.0 + th) + 0.5 * xd * (1.0 - th * th) * k * (1.0 + 3 * 0.044715 * xd * xd);
+}
+
+/* the gradient of a post-norm's input: dy when the block has no post-norms; else the RMSNorm
+ * backward of dy (input x, saved 1/rms s, weight w) into g->dxn, and w's gradient into dw when
+ * asked */
+static const float *post_norm_bwd(struct grad_block *g, const float *dy, const float *x,
+                                  const float *s, const float *w, float *dw) {
+    if (!g->post_norms) return dy;
+    const int64_t R = (int64_t)g->n_win * g->T;
+    if (dw) rmsnorm_dw(dw, dy, x, s, R, g->D);
+    memset(g->dxn, 0, (size_t)(R * g->D) * sizeof *g->dxn);
+    rmsnorm_bwd(g->dxn, dy, x, s, w, R, g->D);
+    return g->dxn;
+}
+
 int grad_block_backward(struct grad_block *g, const struct grad_weights *w, const float *dy,
                         float *dx, const struct grad_grads *gr) {
     if (g->n_win < 1) return err("grad: backward without a forward");
     g->mm_failed = false;
     const int64_t R = (int64_t)g->n_win * g->T;
     const int D = g->D, H = g->H, qd = g->qd, kvd = g->kvd, qkv = qd + 2 * kvd;
-    /* 1. y = h1 + act·Wdᵀ: dh1 = dy; dact = dy·Wd (into xt); dWd = dyᵀ·act */
+    /* 1. y = h1 + f, f = act·Wdᵀ (post-norms: rmsnorm(fo)·w, fo = act·Wdᵀ): dh1 = dy;
+     * dfo = df (or the norm's backward, in dxn); dact = dfo·Wd (into xt); dWd = dfoᵀ·act */
     memcpy(g->dh1, dy, (size_t)(R * D) * sizeof *dy);
-    if (gr->lin[LIN_DOWN]) grad_w(g, gr->lin[LIN_DOWN], dy, D, D, g->act, H, R);
+    const float *dfo = post_norm_bwd(g, dy, g->fo, g->sp2, w->ffn_post_norm, gr->ffn_post_norm);
+    if (gr->lin[LIN_DOWN]) grad_w(g, gr->lin[LIN_DOWN], dfo, D, D, g->act, H, R);
     transpose(g->wt, D, w->lin[LIN_DOWN], D, H, H); /* Wdᵀ [H][D] */
-    mm(g, g->xt, dy, g->wt, D, H, R);
-    /* 2. act = silu(gate)·up: [dgate | dup] into dgu [R][2H] */
+    mm(g, g->xt, dfo, g->wt, D, H, R);
+    /* 2. act = silu(gate)·up or gelu(gate)·up: [dgate | dup] into dgu [R][2H] */
 #pragma omp parallel for schedule(static) if ((size_t)R * H >= PAR_MIN_WORK)
     for (int64_t t = 0; t < R; t++)
         for (int i = 0; i < H; i++) {
             const float gv = g->gate[t * H + i], da = g->xt[t * H + i];
+            if (g->gelu) {
+                g->dgu[t * 2 * H + i] = da * g->up[t * H + i] * (float)gelu_tanh_grad(gv);
+                g->dgu[t * 2 * H + H + i] = da * fwd_gelu_tanh(gv);
+                continue;
+            }
             const float sg = 1.0f / (1.0f + expf(-gv));
             g->dgu[t * 2 * H + i] = da * g->up[t * H + i] * sg * (1.0f + gv * (1.0f - sg));
             g->dgu[t * 2 * H + H + i] = da * gv * sg;
@@ -542,12 +614,18 @@ int grad_block_backward(struct grad_block *g, const struct grad_weights *w, cons
     /* 3. xn2 = rmsnorm(h1)·w_ffn: dh1 += its backward */
     if (gr->ffn_norm) rmsnorm_dw(gr->ffn_norm, g->dxn, g->h1, g->s2, R, D);
     rmsnorm_bwd(g->dh1, g->dxn, g->h1, g->s2, w->ffn_norm, R, D);
-    /* 4. h1 = x + att·Woᵀ: datt = dh1·Wo; dWo = dh1ᵀ·att */
-    if (gr->lin[LIN_O]) grad_w(g, gr->lin[LIN_O], g->dh1, D, D, g->att, qd, R);
+    /* 4. h1 = x + att·Woᵀ (post-norms: x + rmsnorm(po)·w, po = att·Woᵀ): dpo = dh1 (or the
+     * norm's backward, in dxn); datt = dpo·Wo; dWo = dpoᵀ·att */
+    const float *dpo = post_norm_bwd(g, g->dh1, g->po, g->sp1, w->attn_post_norm,
+                                     gr->attn_post_norm);
+    if (gr->lin[LIN_O]) grad_w(g, gr->lin[LIN_O], dpo, D, D, g->att, qd, R);
     transpose(g->wt, D, w->lin[LIN_O], D, qd, qd); /* Woᵀ [qd][D] */
-    mm(g, g->datt, g->dh1, g->wt, D, qd, R);
-    /* 5. attention, then un-rotate dq and dk */
+    mm(g, g->datt, dpo, g->wt, D, qd, R);
+    /* 5. attention, then q's scale and un-rotate dq and dk */
     if (attn_run(g, g->n_win, g->T, true)) return -1;
+    if (g->attn_mul > 0)
+        for (int64_t t = 0; t < R; t++)
+            for (int i = 0; i < qd; i++) g->dqkv[t * qkv + i] *= g->attn_mul;
     rope_apply(g, g->dqkv, R, g->T, g->n_heads, qkv, true);
     rope_apply(g, g->dqkv + qd, R, g->T, g->n_kv_heads, qkv, true);
     if (g->qk_normed) {
@@ -597,6 +675,9 @@ int grad_weights_from_layer(const struct model *m, int l, struct grad_weights *w
     w->ffn_norm = L->ffn_norm.data;
     w->q_norm = L->q_norm.data;
     w->k_norm = L->k_norm.data;
+    w->attn_post_norm = L->attn_post_norm.data;
+    w->ffn_post_norm = L->ffn_post_norm.data;
+    w->swa = model_layer_swa(&m->cfg, l);
     *w_owned = buf;
     return 0;
 }

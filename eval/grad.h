@@ -27,10 +27,21 @@
  * Attention runs per (window, kv head) on transposed keys/values, 4 queries at a time, its inner
  * loops vectorized (omp simd) and compiled for AVX-512 / AVX2 / generic as kernels_isa() says;
  * its exp is a Cephes-style polynomial (about 2 ulp) in the forward and the backward alike.
- * Tolerance promised (tests/test_autoround.c): the forward equals eval/forward.c's block output to
- * 1e-5 relative (measured 3e-6 on stories260K); every gradient agrees with central finite
- * differences of an independent float64 block to 1e-4 relative per tensor in the 2-norm
- * (measured below 1e-6). */
+ * Gemma 2/3 blocks (cfg.post_norms, gelu, attn_scale, attn_softcap, swa_window), as
+ * eval/forward.c computes them:
+ *   h1 = x + rmsnorm(o·Woᵀ)·w_attn_post;  y = h1 + rmsnorm(act·Wdᵀ)·w_ffn_post  (post-norms)
+ *   act = gelu_tanh(gate) ⊙ up (fwd_gelu_tanh, in double; its derivative in double too)
+ *   q ← q·(attn_scale·√hd) after RoPE (the kernels' 1/√hd then gives query_pre_attn_scalar^−½)
+ *   scores s → cap·tanh(s/cap) before the softmax; dS·(1 − tanh²) in the backward
+ *   a sliding layer (grad_weights.swa) sees keys j with t − j < swa_window, and rotates with the
+ *   sliding layers' tables (fwd_rope_table_swa) when they differ (gemma3's local base)
+ * plus gemma3's per-head q/k norms (the qwen3 path). The embedding scale acts before block 0
+ * (fwd_embed: the callers' stream starts from it), the final logit soft-cap after the last block;
+ * the block needs neither. Refused with a message: MoE layers, online Hadamard rotations.
+ * Tolerance promised (tests/test_autoround.c, tests/test_arch.c): the forward equals
+ * eval/forward.c's block output to 1e-5 relative (measured 3e-6 on stories260K); every gradient
+ * agrees with central finite differences of an independent float64 block to 1e-4 relative per
+ * tensor in the 2-norm (measured below 1e-6). */
 #ifndef EVAL_GRAD_H
 #define EVAL_GRAD_H
 #include "eval/model.h"
@@ -44,7 +55,12 @@ struct grad_weights {
     const float *lin[LIN_COUNT];  /* q [qd][D], k v [kvd][D], o [D][qd], gate up [H][D], down
                                    * [D][H] */
     const float *bias[LIN_COUNT]; /* [N] or NULL */
-    const float *q_norm, *k_norm; /* [hd] per-head norms of q and k before RoPE (qwen3), or NULL */
+    const float *q_norm, *k_norm; /* [hd] per-head norms of q and k before RoPE (qwen3, gemma3),
+                                   * or NULL */
+    /* [D] norms of the attention and MLP outputs before the residual adds (gemma), or NULL; both
+     * present exactly when the configuration has post_norms */
+    const float *attn_post_norm, *ffn_post_norm;
+    bool swa; /* the layer attends through the sliding window (model_layer_swa) */
 };
 
 /* where the backward writes each gradient (same shapes); NULL = not wanted (not computed when
@@ -52,6 +68,7 @@ struct grad_weights {
  * weights get none: the backward passes through them, nothing tunes them. */
 struct grad_grads {
     float *attn_norm, *ffn_norm, *lin[LIN_COUNT], *bias[LIN_COUNT];
+    float *attn_post_norm, *ffn_post_norm; /* gemma's post-norms */
 };
 
 struct grad_block {
@@ -61,8 +78,16 @@ struct grad_block {
     int n_ctx;                  /* longest window */
     int64_t max_rows;           /* R the buffers hold */
     float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
+    float *rope_cos_swa, *rope_sin_swa; /* the sliding layers' (fwd_rope_swa_differs), or NULL */
+    /* gemma: post-norms, gelu FFN, q scaled by attn_mul after RoPE (0 = none), scores soft-capped
+     * at softcap (0 = none), window of the sliding layers (0 = none) */
+    bool post_norms, gelu;
+    float attn_mul, softcap;
+    int swa_window;
     /* of the last forward */
     int n_win, T;
+    int window;           /* its layer's window (0 = every earlier key) */
+    const float *rc, *rs; /* its layer's rotary tables */
     bool has_bias;
     bool qk_normed; /* the last forward had per-head q/k norms */
     bool mm_failed; /* a matmul of the current pass had no memory for its scratch */
@@ -70,6 +95,8 @@ struct grad_block {
     float *x, *s1, *xn1, *q, *k, *v, *att, *lse, *h1, *s2, *xn2, *gate, *up, *act;
     /* q and k before their per-head norms and each head's 1/rms (when the weights have q_norm) */
     float *q0, *k0, *sq, *sk;
+    /* post_norms: o·Woᵀ and act·Wdᵀ before their norms, and their 1/rms */
+    float *po, *fo, *sp1, *sp2;
     /* backward scratch */
     float *dh1, *dgu, *dxn, *datt, *dqkv, *yt, *xt, *wt;
     size_t wt_floats;

@@ -1184,9 +1184,9 @@ int aqlm_quantize_model(const struct model *m, const char *src_path,
         ys = xmalloc((size_t)(n * W) * sizeof(float), "AQLM fine-tuning targets");
         if (!xq || !ys || grad_block_init(&g, m, T, (int64_t)bs * T)) goto out;
         g_ok = true;
-        for (int w = 0; w < n; w++) /* block 0's input: the token embeddings */
+        for (int w = 0; w < n; w++) /* block 0's input: the embeddings as forward() has them */
             for (int t = 0; t < T; t++)
-                tensor_row_to_f32(&m->tok_embd, cs->tokens[(size_t)w * T + t], xq + w * W + t * D);
+                fwd_embed(m, cs->tokens[(size_t)w * T + t], xq + w * W + t * D);
     }
 
     /* the checkpoint is written as the blocks are done: one block in fp32 at a time */

@@ -790,9 +790,9 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
     autoround_valid_mask(cs->tokens, n, T, valid);
     if (grad_block_init(&g, m, T, (int64_t)bs * T)) goto out;
     g_ok = true;
-    for (int w = 0; w < n; w++) /* block 0's input: the token embeddings */
+    for (int w = 0; w < n; w++) /* block 0's input: the embeddings as forward() has them */
         for (int t = 0; t < T; t++)
-            tensor_row_to_f32(&m->tok_embd, cs->tokens[(size_t)w * T + t], xfp + w * W + t * D);
+            fwd_embed(m, cs->tokens[(size_t)w * T + t], xfp + w * W + t * D);
     if (o->quanted_input) memcpy(xq, xfp, (size_t)(n * W) * sizeof(float));
     /* resume: blocks 0..l_done from their files, the streams as they were after block l_done
      * (not with keep_weights: the tests' ŵ are not in the checkpoint) */

@@ -258,12 +258,7 @@ int calib_stream_init(struct calib_stream *st, const struct model *fm, const str
         calib_stream_release(st);
         return -1;
     }
-    for (size_t r = 0; r < rows; r++) {
-        float *x = st->x + r * (size_t)st->D;
-        tensor_row_to_f32(&fm->tok_embd, cs->tokens[r], x);
-        if (c->embd_scale > 0) /* gemma: √dim, as forward() scales them */
-            for (int d = 0; d < st->D; d++) x[d] *= c->embd_scale;
-    }
+    for (size_t r = 0; r < rows; r++) fwd_embed(fm, cs->tokens[r], st->x + r * (size_t)st->D);
     return 0;
 }
 

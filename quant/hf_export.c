@@ -506,6 +506,8 @@ static json_t *make_config(const struct hfx_model *hm) {
             json_array_append_new(lt, json_string(model_layer_swa(c, l) ? "sliding_attention"
                                                                         : "full_attention"));
         json_object_set_new(j, "layer_types", lt);
+        if (c->swa_pattern > 0) /* the reader checks layer_types against it (default 2 or 6) */
+            json_object_set_new(j, "sliding_window_pattern", json_integer(c->swa_pattern));
         json_object_set_new(j, "final_logit_softcapping",
                             c->final_softcap > 0 ? json_real(c->final_softcap) : json_null());
         json_object_set_new(j, "attn_logit_softcapping",

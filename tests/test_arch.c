@@ -6,15 +6,17 @@
  *      directory and as its GGUF twin, max |d log-prob| <= 1e-4 (printed); HF and GGUF agree;
  *  (b) the KV cache: a sequence in two forward() calls, or in pieces of 7, equals one call; 1 and
  *      2 threads are bit-identical;
- *  (c) every kind of recipe quantizes the qwen3 and gemma2 fixtures and the artifact reloads
- *      (`lowbit quant --recipe`, light calibration rows of this file's own recipes CSV): log-probs
- *      near the float model's (mean KL), bits per weight printed (`lowbit info`); gemma's block
- *      backward is not written yet, so AutoRound and AQLM must refuse it with a message; the
- *      phi3, Mixtral and qwen2moe fixtures too (GPTQ calibrates each expert with the tokens
- *      routed to it, tests/test_moe.c; AWQ, AutoRound and AQLM refuse the MoE models);
- *  (b') the block backward through qwen3's per-head q/k norms (eval/grad.c, AutoRound's and AQLM's
- *      fine-tuning): the block forward equals eval/forward.c's, and the gradients of q and k
- *      weights equal central finite differences of the loss Σ y·r (r fixed random) within 2%;
+ *  (c) every kind of recipe quantizes the qwen3, gemma2 and gemma3 fixtures and the artifact
+ *      reloads (`lowbit quant --recipe`, light calibration rows of this file's own recipes CSV,
+ *      AutoRound and AQLM included: eval/grad.c's gemma block): log-probs near the float
+ *      model's (mean KL), bits per weight printed (`lowbit info`); the phi3, Mixtral and qwen2moe
+ *      fixtures too (GPTQ calibrates each expert with the tokens routed to it,
+ *      tests/test_moe.c; AWQ, AutoRound and AQLM refuse the MoE models);
+ *  (b') the block backward (eval/grad.c, AutoRound's and AQLM's fine-tuning) on qwen3's per-head
+ *      q/k norms and on gemma2's and gemma3's sliding and full layers: the block forward equals
+ *      eval/forward.c's (1e-5 relative), the gradients of q and k weights equal central finite
+ *      differences of the loss Σ y·r (r fixed random) within 2%, 1 and 2 threads bit-identical
+ *      (tests/test_autoround.c checks every gradient against a float64 block);
  *  (d) llama.cpp (the peer, node-llama-cpp under out/peer, installed by tests/bench.sh or by
  *      hand) on a larger random GGUF of the architecture: its perplexity (llama.cpp's protocol)
  *      and `lowbit ppl --protocol llamacpp` on the same file agree within 1e-4 relative (llama.cpp
@@ -232,20 +234,52 @@ static void test_arch_kv_cache_threads(void) {
 
 /* ------------------------------------------------------------------------------------ (b') */
 
-static void test_arch_grad_qk_norm(void) {
-    const struct fixture *x = fixture("qwen3_gqa");
+/* the backward's dx and the gradients of every linear, n_win windows of T tokens of random input
+ * x and output gradient r, on `threads` threads; owned */
+static float *grad_run(const struct model *m, const struct grad_weights *w, const float *x,
+                       const float *r, int n_win, int T, int threads, size_t *n_out) {
+    const int64_t R = (int64_t)n_win * T, D = m->cfg.dim;
+    int64_t size[LIN_COUNT], n = R * D;
+    for (int i = 0; i < LIN_COUNT; i++)
+        n += size[i] = lin_dim(&m->cfg, lin_info[i].in) * lin_dim(&m->cfg, lin_info[i].out);
+    float *out = calloc((size_t)n, sizeof(float)), *y = malloc(sizeof(float) * (size_t)(R * D));
+    struct grad_block g;
+    struct grad_grads gr = {0};
+    float *p = out + R * D;
+    for (int i = 0; i < LIN_COUNT && out; p += size[i++]) gr.lin[i] = p;
+    if (!out || !y || grad_block_init(&g, m, T, R)) {
+        T_FAIL_("grad_run: out of memory");
+        free(out), free(y);
+        return NULL;
+    }
+    lb_set_threads(threads);
+    T_OK(!grad_block_forward(&g, w, x, n_win, T, y));
+    T_OK(!grad_block_backward(&g, w, r, out, &gr));
+    lb_set_threads(1);
+    grad_block_release(&g);
+    free(y);
+    *n_out = (size_t)n;
+    return out;
+}
+
+/* the block backward (eval/grad.c, AutoRound's and AQLM's fine-tuning) on layer L of a fixture:
+ * the block forward equals eval/forward.c's (12 tokens: gemma's window of 8 cuts), the gradients
+ * of q and k weights equal central finite differences of the loss Σ y·r (r fixed random) within
+ * 2%, and 1 and 2 threads give the same bits (16 windows of 24 tokens) */
+static void grad_check_layer(const char *fx_name, int L) {
+    const struct fixture *x = fixture(fx_name);
     if (!x) return;
     struct model m = MODEL_INIT;
     if (model_load(&m, x->gguf)) {
         T_FAIL_("model_load(%s)", x->gguf);
         return;
     }
-    const int T = 12, D = m.cfg.dim, L = 1;
+    const int T = 12, D = m.cfg.dim, NW = 16, TW = 24;
     struct grad_block g;
     struct grad_weights w;
-    float *own = NULL;
-    float *xin = malloc(sizeof(float) * T * D), *y = malloc(sizeof(float) * T * D);
-    float *y2 = malloc(sizeof(float) * T * D), *r = malloc(sizeof(float) * T * D);
+    float *own = NULL, *t1 = NULL, *t2 = NULL;
+    float *xin = malloc(sizeof(float) * NW * TW * D), *y = malloc(sizeof(float) * T * D);
+    float *y2 = malloc(sizeof(float) * T * D), *r = malloc(sizeof(float) * NW * TW * D);
     float *carry = malloc(sizeof(float) * T * (size_t)LB_MAX(m.cfg.hidden_dim, m.cfg.n_heads * m.cfg.head_dim));
     const int64_t nq = (int64_t)m.cfg.n_heads * m.cfg.head_dim * D;
     const int64_t nk = (int64_t)m.cfg.n_kv_heads * m.cfg.head_dim * D;
@@ -254,7 +288,7 @@ static void test_arch_grad_qk_norm(void) {
     T_OK(xin && y && y2 && r && carry && dq && dk);
     if (!xin || !y || !y2 || !r || !carry || !dq || !dk) goto out;
     uint32_t z = 99;
-    for (int i = 0; i < T * D; i++) {
+    for (int i = 0; i < NW * TW * D; i++) {
         z = z * 1664525u + 1013904223u;
         xin[i] = ((float)(z >> 8) / 16777216.0f - 0.5f) * 2.0f;
         z = z * 1664525u + 1013904223u;
@@ -262,7 +296,8 @@ static void test_arch_grad_qk_norm(void) {
     }
     T_OK(!grad_block_init(&g, &m, T, T));
     T_OK(!grad_weights_from_layer(&m, L, &w, &own));
-    T_OK(w.q_norm != NULL && w.k_norm != NULL);
+    T_OK((w.q_norm != NULL) == m.cfg.qk_norm && (w.attn_post_norm != NULL) == m.cfg.post_norms);
+    T_OK(w.swa == model_layer_swa(&m.cfg, L));
     T_OK(!grad_block_forward(&g, &w, xin, 1, T, y));
     /* the same block through eval/forward.c's stages */
     T_OK(!fwd_init_block(&s, &m, T));
@@ -270,6 +305,8 @@ static void test_arch_grad_qk_norm(void) {
     for (int st = 0; st < FWD_N_STAGES; st++)
         T_OK(!fwd_block_stage(&s, L, (enum fwd_stage)st, y2, carry, T));
     const double dfw = max_abs_diff(y, y2, (size_t)T * D);
+    double ymax = 0;
+    for (int i = 0; i < T * D; i++) ymax = fmax(ymax, fabs(y2[i]));
     struct grad_grads gr = {0};
     gr.lin[LIN_Q] = dq;
     gr.lin[LIN_K] = dk;
@@ -292,22 +329,41 @@ static void test_arch_grad_qk_norm(void) {
         const double rel = fabs(fd - an) / LB_MAX(fabs(fd), 1e-2);
         worst = LB_MAX(worst, rel);
     }
-    printf("  qwen3 block: grad forward vs eval forward max|diff| %.3g; q/k weight gradients vs "
-           "finite differences: worst relative %.3g\n", dfw, worst);
-    T_OK(dfw <= 1e-4);
-    T_OK(worst <= 0.02);
     grad_block_release(&g);
+    size_t n1 = 0, n2 = 0;
+    t1 = grad_run(&m, &w, xin, r, NW, TW, 1, &n1);
+    t2 = grad_run(&m, &w, xin, r, NW, TW, 2, &n2);
+    const bool same = t1 && t2 && n1 == n2 && !memcmp(t1, t2, n1 * sizeof(float));
+    printf("  %-16s block %d (%s): grad forward vs eval forward max|diff| %.3g of %.3g; q/k "
+           "weight gradients vs finite differences: worst relative %.3g; 1 vs 2 threads %s\n",
+           fx_name, L, w.swa ? "sliding" : "full", dfw, ymax, worst,
+           same ? "bit-identical" : "DIFFER");
+    T_OK(dfw <= 1e-5 * ymax);
+    T_OK(worst <= 0.02);
+    T_OK(same);
 out:
     fwd_release(&s);
-    free(own);
+    free(own), free(t1), free(t2);
     free(xin), free(y), free(y2), free(r), free(carry), free(dq), free(dk);
     model_release(&m);
+}
+
+/* qwen3's per-head q/k norms; gemma2's post-norms, gelu, scale, soft-cap and window (layer 0
+ * slides, 1 is full); gemma3's q/k norms, local RoPE base (layers 0, 1 slide) and linear-scaled
+ * global one (layer 2) */
+static void test_arch_grad(void) {
+    grad_check_layer("qwen3_gqa", 1);
+    grad_check_layer("gemma2_swa_caps", 0);
+    grad_check_layer("gemma2_swa_caps", 1);
+    grad_check_layer("gemma3_swa_bf16", 0);
+    grad_check_layer("gemma3_swa_bf16", 2);
 }
 
 /* ------------------------------------------------------------------------------------ (c) */
 
 /* one row per kind of algorithm, calibrated lightly (16 windows of 64 tokens) so the tiny model
- * takes seconds; the same code paths as gen/recipes.csv's rows */
+ * takes seconds; the same code paths as gen/recipes.csv's rows (autoround-q4_0-light is its row,
+ * AutoRound's light recipe into GGUF Q4_0, with the lighter calibration) */
 static const char recipes_csv[] =
     "id,algorithm,weight_dtype,bits,group_size,sym,double_quant,compute_dtype,calib_set,"
     "calib_nsamples,calib_seqlen,knobs\n"
@@ -320,6 +376,8 @@ static const char recipes_csv[] =
     "gguf-q4_k_m,gguf,q4_k_m,,,,,fp32,,,,\n"
     "gguf-q8_0,gguf,q8_0,,,,,fp32,,,,\n"
     "autoround-w4g32,autoround,int4,4,32,1,,fp32,groups_merged,16,64,\"{\"\"iters\"\":20}\"\n"
+    "autoround-q4_0-light,autoround,int4,4,32,1,,fp32,groups_merged,16,64,\"{\"\"format\"\":"
+    "\"\"gguf\"\",\"\"recipe\"\":\"\"light\"\"}\"\n"
     "aqlm-1x8g4,aqlm,aqlm,2,4,,,fp32,groups_merged,16,64,\"{\"\"finetune_max_epochs\"\":1,"
     "\"\"nbits_per_codebook\"\":8,\"\"num_codebooks\"\":1}\"\n";
 
@@ -339,8 +397,7 @@ static void quant_roundtrip(const char *fx_name, const char *arch) {
     if (!T_DATA("datasets/calibration/groups_merged.txt")) return;
     const struct fixture *x = fixture(fx_name);
     if (!x) return;
-    const bool gemma = !strncmp(arch, "gemma", 5),
-               moe = strstr(fx_name, "mixtral") || strstr(fx_name, "moe");
+    const bool moe = strstr(fx_name, "mixtral") || strstr(fx_name, "moe");
     char csv[600];
     snprintf(csv, sizeof csv, "%s/arch_recipes.csv", t_tmpdir());
     FILE *f = fopen(csv, "w");
@@ -352,12 +409,15 @@ static void quant_roundtrip(const char *fx_name, const char *arch) {
     float *base = engine_logprobs(x->gguf, N_TOK, N_TOK, &V);
     if (!base) return;
     static char out[1 << 16], err[1 << 16];
-    const char *ids[] = {"fp16",      "rtn-w4g128",  "gptq-w4g32", "awq-w4g32",      "bnb-nf4",
-                         "bnb-int8",  "gguf-q4_k_m", "gguf-q8_0",  "autoround-w4g32", "aqlm-1x8g4"};
+    const char *ids[] = {"fp16",        "rtn-w4g128",      "gptq-w4g32",
+                         "awq-w4g32",   "bnb-nf4",         "bnb-int8",
+                         "gguf-q4_k_m", "gguf-q8_0",       "autoround-w4g32",
+                         "aqlm-1x8g4",  "autoround-q4_0-light"};
     for (size_t k = 0; k < LB_ARRAY_LEN(ids); k++) {
         char dir[600], path[700];
         snprintf(dir, sizeof dir, "%s/q-%s-%s", t_tmpdir(), fx_name, ids[k]);
-        const bool gguf = !strncmp(ids[k], "fp", 2) || !strncmp(ids[k], "gguf", 4);
+        const bool gguf =
+            !strncmp(ids[k], "fp", 2) || !strncmp(ids[k], "gguf", 4) || strstr(ids[k], "q4_0");
         snprintf(path, sizeof path, "%s%s", dir, gguf ? ".gguf" : "");
         char cmd[4096];
         snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe %s --recipes %s --threads 1 -o %s",
@@ -365,12 +425,11 @@ static void quant_roundtrip(const char *fx_name, const char *arch) {
         const int rc = t_sh(cmd, out, sizeof out);
         const bool needs_grad = strstr(ids[k], "autoround") || strstr(ids[k], "aqlm");
         const bool calib = needs_grad || strstr(ids[k], "awq"); /* gptq routes experts */
-        if ((gemma && needs_grad) || (moe && calib)) { /* refused, with the reason */
+        if (moe && calib) { /* refused, with the reason */
             const char *why = strstr(out, "lowbit: ");
             printf("  %-16s refused: %.150s\n", ids[k], why ? why + 8 : out);
             T_OK(rc != 0);
-            T_CONTAINS(out, moe ? "does not quantize mixture-of-experts models yet"
-                                : "not supported yet");
+            T_CONTAINS(out, "does not quantize mixture-of-experts models yet");
             continue;
         }
         if (rc) {
@@ -411,6 +470,7 @@ static void quant_roundtrip(const char *fx_name, const char *arch) {
 
 static void test_arch_quant_qwen3(void) { quant_roundtrip("qwen3_gqa", "qwen3"); }
 static void test_arch_quant_gemma2(void) { quant_roundtrip("gemma2_swa_caps", "gemma2"); }
+static void test_arch_quant_gemma3(void) { quant_roundtrip("gemma3_swa_w64", "gemma3"); }
 static void test_arch_quant_phi3(void) { quant_roundtrip("phi3_longrope", "phi3"); }
 static void test_arch_quant_mixtral(void) { quant_roundtrip("mixtral_e4", "llama"); }
 static void test_arch_quant_qwen2moe(void) { quant_roundtrip("qwen2moe_e6", "qwen2moe"); }
@@ -493,9 +553,10 @@ int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     T_RUN(test_arch_vs_reference);
     T_RUN(test_arch_kv_cache_threads);
-    T_RUN(test_arch_grad_qk_norm);
+    T_RUN(test_arch_grad);
     T_RUN(test_arch_quant_qwen3);
     T_RUN(test_arch_quant_gemma2);
+    T_RUN(test_arch_quant_gemma3);
     T_RUN(test_arch_quant_phi3);
     T_RUN(test_arch_quant_mixtral);
     T_RUN(test_arch_quant_qwen2moe);

@@ -1,11 +1,15 @@
 /* tests/test_autoround.c: the block backward (eval/grad.c) and AutoRound (quant/autoround.c).
  *
- *  (a) gradient check: a random block (D 16, H 24, 4 query heads on 2 kv heads of 4, q/k/v bias,
- *      2 windows of 5 tokens, both RoPE layouts): every gradient grad_block_backward gives (x, the
- *      seven weights, three biases, two norms) against central differences (h = 1e-5) of an
- *      independent float64 block written here, loss Σ y·R for a fixed random R; per-tensor
- *      relative error ‖g − g_fd‖/‖g_fd‖ <= 1e-4 (fp32 analytic vs float64 numeric: measured
- *      below 1e-6), and the fp32 forward within 1e-5 of the float64 one.
+ *  (a) gradient check: random blocks (llama: D 16, H 24, 4 query heads on 2 kv heads of 4, q/k/v
+ *      bias, 2 windows of 5 tokens, both RoPE layouts; gemma2 and gemma3 blocks at other odd
+ *      shapes, a sliding and a full layer each: post-norms, gelu, query_pre_attn_scalar, gemma2's
+ *      score soft-cap, gemma3's q/k norms and local RoPE base): every gradient
+ *      grad_block_backward gives (x, the seven weights, the biases, two or four norms) against
+ *      central differences (h = 1e-5) of an independent float64 block written here (its RoPE
+ *      angles in float64 from the bases), loss Σ y·R for a fixed random R; per-tensor relative
+ *      error ‖g − g_fd‖/‖g_fd‖ <= 1e-4 (fp32 analytic vs float64 numeric: measured below 1e-6),
+ *      and the fp32 forward within 1e-5 of the float64 one. What the block does not cover (MoE
+ *      MLPs, online Hadamard rotations) is refused by grad_block_init with a message naming it.
  *  (a') the fake quantizer's STE chain (autoround_chain: ∂L/∂V, ∂L/∂min_scale, ∂L/∂max_scale)
  *      against float64 central differences of its surrogate (round() = argument + a residual
  *      held fixed, as round_ste), sym 4/2-bit and asym 4/3-bit, groups where either side sets
@@ -56,136 +60,168 @@ static float frand(void) { /* [-1, 1) */
 
 /* ------------------------------------------------------------------ (a) the gradient check */
 
-#define GD 16
-#define GH 24
-#define GNH 4
-#define GNKV 2
-#define GHD 4
-#define GQD (GNH * GHD)
-#define GKVD (GNKV * GHD)
-#define GB 2
-#define GT 5
-#define GR (GB * GT)
+/* a block's shape and features; the gemma ones as eval/grad.h lists them */
+struct gshape {
+    const char *name;
+    int D, H, nh, nkv, hd, B, T;
+    bool neox, bias, post, gelu, qk_norm, swa;
+    double qpas;    /* query_pre_attn_scalar (scores · qpas^−½), 0 = head_dim */
+    double softcap; /* 0 = none */
+    int window;     /* the sliding layers' window, 0 = none */
+    double theta, theta_swa, linear; /* RoPE bases (swa: the sliding layers'), linear scaling */
+};
 
-/* the parameters as one flat vector, so the finite differences can walk every element */
-enum { P_X, P_AN, P_WQ, P_WK, P_WV, P_BQ, P_BK, P_BV, P_WO, P_FN, P_WG, P_WU, P_WD, P_COUNT };
-static const char *const p_name[P_COUNT] = {"x",  "attn_norm", "wq", "wk", "wv", "bq", "bk",
-                                            "bv", "wo", "ffn_norm", "w_gate", "w_up", "w_down"};
-static const int p_size[P_COUNT] = {GR * GD,  GD,       GQD * GD, GKVD * GD, GKVD * GD,
-                                    GQD,      GKVD,     GKVD,     GD * GQD,  GD,
-                                    GH * GD,  GH * GD,  GD * GH};
+/* the parameters as a list of flat vectors, so the finite differences can walk every element;
+ * q_norm and k_norm get no gradient (grad.h: nothing tunes them) */
+enum { P_X, P_AN, P_WQ, P_WK, P_WV, P_BQ, P_BK, P_BV, P_WO, P_FN, P_WG, P_WU, P_WD, P_APN, P_FPN,
+       P_QN, P_KN, P_COUNT };
+static const char *const p_name[P_COUNT] = {
+    "x",        "attn_norm", "wq",   "wk",     "wv",        "bq",       "bk",     "bv",    "wo",
+    "ffn_norm", "w_gate",    "w_up", "w_down", "attn_post", "ffn_post", "q_norm", "k_norm"};
 
-/* the block in float64 (eval/grad.h's formula), rope from the same fp32 tables */
-static void ref_block(const double *const *p, const float *cosv, const float *sinv, bool neox,
-                      double eps, double *y) {
-    static double xn[GR * GD], q[GR * GQD], k[GR * GKVD], v[GR * GKVD], o[GR * GQD],
-        h1[GR * GD], a[GR * GH];
-    const double *x = p[P_X];
-    for (int t = 0; t < GR; t++) {
+static int p_size(const struct gshape *s, int i) {
+    const int R = s->B * s->T, qd = s->nh * s->hd, kvd = s->nkv * s->hd;
+    const int n[P_COUNT] = {R * s->D, s->D, qd * s->D, kvd * s->D, kvd * s->D, s->bias ? qd : 0,
+                            s->bias ? kvd : 0, s->bias ? kvd : 0, s->D * qd, s->D, s->H * s->D,
+                            s->H * s->D, s->D * s->H, s->post ? s->D : 0, s->post ? s->D : 0,
+                            s->qk_norm ? s->hd : 0, s->qk_norm ? s->hd : 0};
+    return n[i];
+}
+
+/* rows [n][w] of x → rms(row)·g in place (float64) */
+static void ref_rms(double *x, int n, int w, const double *g, double eps) {
+    for (int t = 0; t < n; t++) {
         double ss = 0;
-        for (int i = 0; i < GD; i++) ss += x[t * GD + i] * x[t * GD + i];
-        const double s = 1 / sqrt(ss / GD + eps);
-        for (int i = 0; i < GD; i++) xn[t * GD + i] = x[t * GD + i] * s * p[P_AN][i];
+        for (int i = 0; i < w; i++) ss += x[t * w + i] * x[t * w + i];
+        const double sc = 1 / sqrt(ss / w + eps);
+        for (int i = 0; i < w; i++) x[t * w + i] *= sc * g[i];
     }
-    const struct {
-        double *out;
-        int wi, bi, n;
-    } lin[3] = {{q, P_WQ, P_BQ, GQD}, {k, P_WK, P_BK, GKVD}, {v, P_WV, P_BV, GKVD}};
-    for (int l = 0; l < 3; l++)
-        for (int t = 0; t < GR; t++)
-            for (int n = 0; n < lin[l].n; n++) {
-                double s = p[lin[l].bi][n];
-                for (int i = 0; i < GD; i++) s += xn[t * GD + i] * p[lin[l].wi][n * GD + i];
-                lin[l].out[t * lin[l].n + n] = s;
-            }
-    for (int t = 0; t < GR; t++) { /* rope at position t % GT */
-        const int pos = t % GT;
-        for (int l = 0; l < 2; l++) {
-            double *base = l ? k + t * GKVD : q + t * GQD;
-            const int nhd = l ? GNKV : GNH;
-            for (int h = 0; h < nhd; h++)
-                for (int i = 0; i < GHD / 2; i++) {
-                    double *r = base + h * GHD;
-                    const int ia = neox ? i : 2 * i, ib = neox ? i + GHD / 2 : 2 * i + 1;
-                    const double c = cosv[pos * (GHD / 2) + i], sn = sinv[pos * (GHD / 2) + i];
-                    const double x0 = r[ia], x1 = r[ib];
-                    r[ia] = x0 * c - x1 * sn;
-                    r[ib] = x0 * sn + x1 * c;
-                }
-        }
-    }
-    for (int b = 0; b < GB; b++)
-        for (int h = 0; h < GNH; h++)
-            for (int t = 0; t < GT; t++) {
-                const int g = h / (GNH / GNKV), rt = b * GT + t;
-                double sc[GT], mx = -INFINITY, sum = 0;
-                for (int j = 0; j <= t; j++) {
-                    double s = 0;
-                    for (int i = 0; i < GHD; i++)
-                        s += q[rt * GQD + h * GHD + i] * k[(b * GT + j) * GKVD + g * GHD + i];
-                    sc[j] = s / sqrt((double)GHD);
-                    mx = fmax(mx, sc[j]);
-                }
-                for (int j = 0; j <= t; j++) sum += sc[j] = exp(sc[j] - mx);
-                for (int i = 0; i < GHD; i++) {
-                    double s = 0;
-                    for (int j = 0; j <= t; j++) s += sc[j] * v[(b * GT + j) * GKVD + g * GHD + i];
-                    o[rt * GQD + h * GHD + i] = s / sum;
-                }
-            }
-    for (int t = 0; t < GR; t++)
-        for (int n = 0; n < GD; n++) {
-            double s = x[t * GD + n];
-            for (int i = 0; i < GQD; i++) s += o[t * GQD + i] * p[P_WO][n * GQD + i];
-            h1[t * GD + n] = s;
-        }
-    for (int t = 0; t < GR; t++) {
-        double ss = 0;
-        for (int i = 0; i < GD; i++) ss += h1[t * GD + i] * h1[t * GD + i];
-        const double s = 1 / sqrt(ss / GD + eps);
-        for (int i = 0; i < GD; i++) xn[t * GD + i] = h1[t * GD + i] * s * p[P_FN][i];
-    }
-    for (int t = 0; t < GR; t++)
-        for (int n = 0; n < GH; n++) {
-            double gg = 0, u = 0;
-            for (int i = 0; i < GD; i++) {
-                gg += xn[t * GD + i] * p[P_WG][n * GD + i];
-                u += xn[t * GD + i] * p[P_WU][n * GD + i];
-            }
-            a[t * GH + n] = gg / (1 + exp(-gg)) * u;
-        }
-    for (int t = 0; t < GR; t++)
-        for (int n = 0; n < GD; n++) {
-            double s = h1[t * GD + n];
-            for (int i = 0; i < GH; i++) s += a[t * GH + i] * p[P_WD][n * GH + i];
-            y[t * GD + n] = s;
+}
+
+/* y [R][N] = x [R][K]·Wᵀ (+ b) */
+static void ref_mm(double *y, const double *x, const double *w, const double *b, int R, int K,
+                   int N) {
+    for (int t = 0; t < R; t++)
+        for (int n = 0; n < N; n++) {
+            double s = b ? b[n] : 0;
+            for (int i = 0; i < K; i++) s += x[t * K + i] * w[n * K + i];
+            y[t * N + n] = s;
         }
 }
 
-static struct model fixture_model(bool neox) {
+/* rotate every head of rows [R][nh·hd] at position t % T, angles in float64 from the base */
+static void ref_rope(const struct gshape *s, double *x, int nh) {
+    const int hd = s->hd, R = s->B * s->T;
+    const double base = s->swa && s->theta_swa > 0 ? s->theta_swa : s->theta;
+    const double div = s->swa || s->linear <= 0 ? 1 : s->linear;
+    for (int t = 0; t < R; t++)
+        for (int h = 0; h < nh; h++)
+            for (int i = 0; i < hd / 2; i++) {
+                double *r = x + (t * nh + h) * hd;
+                const int ia = s->neox ? i : 2 * i, ib = s->neox ? i + hd / 2 : 2 * i + 1;
+                const double a = (t % s->T) * pow(base, -2.0 * i / hd) / div;
+                const double x0 = r[ia], x1 = r[ib];
+                r[ia] = x0 * cos(a) - x1 * sin(a);
+                r[ib] = x0 * sin(a) + x1 * cos(a);
+            }
+}
+
+/* the block in float64, written from the formulas of eval/grad.h (not its code) */
+static void ref_block(const struct gshape *s, const double *const *p, double eps, double *y) {
+    const int R = s->B * s->T, D = s->D, H = s->H, hd = s->hd, qd = s->nh * hd, kvd = s->nkv * hd;
+    double *xn = malloc(sizeof(double) * R * D), *q = malloc(sizeof(double) * R * qd),
+           *k = malloc(sizeof(double) * R * kvd), *v = malloc(sizeof(double) * R * kvd),
+           *o = malloc(sizeof(double) * R * qd), *h1 = malloc(sizeof(double) * R * D),
+           *f = malloc(sizeof(double) * R * D), *gt = malloc(sizeof(double) * R * H),
+           *up = malloc(sizeof(double) * R * H), *sc = malloc(sizeof(double) * s->T);
+    const double *x = p[P_X];
+    memcpy(xn, x, sizeof(double) * R * D);
+    ref_rms(xn, R, D, p[P_AN], eps);
+    ref_mm(q, xn, p[P_WQ], s->bias ? p[P_BQ] : NULL, R, D, qd);
+    ref_mm(k, xn, p[P_WK], s->bias ? p[P_BK] : NULL, R, D, kvd);
+    ref_mm(v, xn, p[P_WV], s->bias ? p[P_BV] : NULL, R, D, kvd);
+    if (s->qk_norm) {
+        ref_rms(q, R * s->nh, hd, p[P_QN], eps);
+        ref_rms(k, R * s->nkv, hd, p[P_KN], eps);
+    }
+    ref_rope(s, q, s->nh);
+    ref_rope(s, k, s->nkv);
+    const double scale = 1 / sqrt(s->qpas > 0 ? s->qpas : hd);
+    for (int t = 0; t < R; t++)
+        for (int h = 0; h < s->nh; h++) {
+            const int g = h / (s->nh / s->nkv), b = t / s->T, pos = t % s->T;
+            double mx = -INFINITY, sum = 0;
+            for (int j = 0; j <= pos; j++) {
+                const double *kr = k + (b * s->T + j) * kvd + g * hd;
+                double d = 0;
+                for (int i = 0; i < hd; i++) d += q[t * qd + h * hd + i] * kr[i];
+                d *= scale;
+                if (s->softcap > 0) d = s->softcap * tanh(d / s->softcap);
+                sc[j] = s->swa && s->window > 0 && pos - j >= s->window ? -INFINITY : d;
+                mx = fmax(mx, sc[j]);
+            }
+            for (int j = 0; j <= pos; j++) sum += sc[j] = exp(sc[j] - mx);
+            for (int i = 0; i < hd; i++) {
+                double a = 0;
+                for (int j = 0; j <= pos; j++) a += sc[j] * v[(b * s->T + j) * kvd + g * hd + i];
+                o[t * qd + h * hd + i] = a / sum;
+            }
+        }
+    ref_mm(f, o, p[P_WO], NULL, R, qd, D);
+    if (s->post) ref_rms(f, R, D, p[P_APN], eps);
+    for (int i = 0; i < R * D; i++) h1[i] = x[i] + f[i];
+    memcpy(xn, h1, sizeof(double) * R * D);
+    ref_rms(xn, R, D, p[P_FN], eps);
+    ref_mm(gt, xn, p[P_WG], NULL, R, D, H);
+    ref_mm(up, xn, p[P_WU], NULL, R, D, H);
+    for (int i = 0; i < R * H; i++) {
+        const double z = gt[i];
+        const double act = s->gelu
+                               ? 0.5 * z * (1 + tanh(sqrt(2 / M_PI) * (z + 0.044715 * z * z * z)))
+                               : z / (1 + exp(-z));
+        gt[i] = act * up[i];
+    }
+    ref_mm(f, gt, p[P_WD], NULL, R, H, D);
+    if (s->post) ref_rms(f, R, D, p[P_FPN], eps);
+    for (int i = 0; i < R * D; i++) y[i] = h1[i] + f[i];
+    free(xn), free(q), free(k), free(v), free(o), free(h1), free(f), free(gt), free(up), free(sc);
+}
+
+static struct model shape_model(const struct gshape *s) {
     struct model m = MODEL_INIT;
-    snprintf(m.cfg.arch, sizeof m.cfg.arch, "llama");
-    m.cfg.dim = GD, m.cfg.hidden_dim = GH, m.cfg.n_layers = 1, m.cfg.n_heads = GNH;
-    m.cfg.n_kv_heads = GNKV, m.cfg.head_dim = GHD, m.cfg.vocab_size = 8, m.cfg.norm_eps = 1e-5f;
-    m.cfg.rope_theta = 10000, m.cfg.rope_style = neox ? ROPE_NEOX : ROPE_NORM;
+    snprintf(m.cfg.arch, sizeof m.cfg.arch, "%s", s->post ? "gemma" : "llama");
+    m.cfg.dim = s->D, m.cfg.hidden_dim = s->H, m.cfg.n_layers = 1, m.cfg.n_heads = s->nh;
+    m.cfg.n_kv_heads = s->nkv, m.cfg.head_dim = s->hd, m.cfg.vocab_size = 8;
+    m.cfg.norm_eps = 1e-5f, m.cfg.rope_theta = (float)s->theta;
+    m.cfg.rope_style = s->neox ? ROPE_NEOX : ROPE_NORM;
+    m.cfg.qkv_bias = s->bias, m.cfg.qk_norm = s->qk_norm;
+    m.cfg.post_norms = s->post, m.cfg.gelu = s->gelu;
+    if (s->post) m.cfg.embd_scale = sqrtf((float)s->D); /* acts before the block: no effect */
+    m.cfg.attn_scale = s->qpas > 0 ? 1.0f / sqrtf((float)s->qpas) : 0;
+    m.cfg.attn_softcap = (float)s->softcap, m.cfg.swa_window = s->window;
+    m.cfg.rope_theta_swa = (float)s->theta_swa, m.cfg.rope_linear = (float)s->linear;
     return m;
 }
 
-static void check_gradients(bool neox) {
-    const struct model m = fixture_model(neox);
+/* every gradient grad_block_backward gives against central differences of ref_block */
+static void check_gradients(const struct gshape *s) {
+    const struct model m = shape_model(s);
+    const int R = s->B * s->T, D = s->D;
     struct grad_block g;
-    if (grad_block_init(&g, &m, GT, GR)) {
-        T_FAIL_("grad_block_init");
+    if (grad_block_init(&g, &m, s->T, R)) {
+        T_FAIL_("%s: grad_block_init", s->name);
         return;
     }
-    static float pf[P_COUNT][GR * GD * 4];
-    static double pd[P_COUNT][GR * GD * 4], fd[P_COUNT][GR * GD * 4];
-    static float an[P_COUNT][GR * GD * 4], rr[GR * GD], y[GR * GD];
-    static double yd[GR * GD];
-    for (int i = 0; i < P_COUNT; i++)
-        for (int j = 0; j < p_size[i]; j++) {
+    float *pf[P_COUNT], *an[P_COUNT];
+    double *pd[P_COUNT], *fd[P_COUNT];
+    for (int i = 0; i < P_COUNT; i++) {
+        const int n = LB_MAX(p_size(s, i), 1);
+        pf[i] = malloc(sizeof(float) * n), an[i] = malloc(sizeof(float) * n);
+        pd[i] = malloc(sizeof(double) * n), fd[i] = malloc(sizeof(double) * n);
+        for (int j = 0; j < p_size(s, i); j++) {
             float v = frand();
-            if (i == P_AN || i == P_FN) v = 1.0f + 0.3f * v;
+            if (i == P_AN || i == P_FN || i == P_APN || i == P_FPN || i == P_QN || i == P_KN)
+                v = 1.0f + 0.3f * v;
             else if (i == P_X) v *= 1.5f;
             else if (i == P_WQ || i == P_WK) v *= 0.9f; /* scores of a few units: a real softmax */
             else if (i == P_WD) v *= 0.4f;
@@ -193,61 +229,125 @@ static void check_gradients(bool neox) {
             pf[i][j] = v;
             pd[i][j] = v;
         }
-    for (int j = 0; j < GR * GD; j++) rr[j] = frand();
+    }
+    float *rr = malloc(sizeof(float) * R * D), *y = malloc(sizeof(float) * R * D);
+    double *yd = malloc(sizeof(double) * R * D);
+    for (int j = 0; j < R * D; j++) rr[j] = frand();
+#define OPT(a, i) (p_size(s, i) ? a[i] : NULL)
     const struct grad_weights w = {
         .attn_norm = pf[P_AN], .ffn_norm = pf[P_FN],
         .lin = {[LIN_Q] = pf[P_WQ], [LIN_K] = pf[P_WK], [LIN_V] = pf[P_WV], [LIN_O] = pf[P_WO],
                 [LIN_GATE] = pf[P_WG], [LIN_UP] = pf[P_WU], [LIN_DOWN] = pf[P_WD]},
-        .bias = {[LIN_Q] = pf[P_BQ], [LIN_K] = pf[P_BK], [LIN_V] = pf[P_BV]}};
+        .bias = {[LIN_Q] = OPT(pf, P_BQ), [LIN_K] = OPT(pf, P_BK), [LIN_V] = OPT(pf, P_BV)},
+        .q_norm = OPT(pf, P_QN), .k_norm = OPT(pf, P_KN),
+        .attn_post_norm = OPT(pf, P_APN), .ffn_post_norm = OPT(pf, P_FPN), .swa = s->swa};
     const struct grad_grads gr = {
         .attn_norm = an[P_AN], .ffn_norm = an[P_FN],
         .lin = {[LIN_Q] = an[P_WQ], [LIN_K] = an[P_WK], [LIN_V] = an[P_WV], [LIN_O] = an[P_WO],
                 [LIN_GATE] = an[P_WG], [LIN_UP] = an[P_WU], [LIN_DOWN] = an[P_WD]},
-        .bias = {[LIN_Q] = an[P_BQ], [LIN_K] = an[P_BK], [LIN_V] = an[P_BV]}};
-    T_OK(!grad_block_forward(&g, &w, pf[P_X], GB, GT, y));
+        .bias = {[LIN_Q] = OPT(an, P_BQ), [LIN_K] = OPT(an, P_BK), [LIN_V] = OPT(an, P_BV)},
+        .attn_post_norm = OPT(an, P_APN), .ffn_post_norm = OPT(an, P_FPN)};
+#undef OPT
+    T_OK(!grad_block_forward(&g, &w, pf[P_X], s->B, s->T, y));
     T_OK(!grad_block_backward(&g, &w, rr, an[P_X], &gr));
     const double *pp[P_COUNT];
     for (int i = 0; i < P_COUNT; i++) pp[i] = pd[i];
-    ref_block(pp, g.rope_cos, g.rope_sin, neox, 1e-5f, yd);
-    double md = 0, mx = 0;
-    for (int j = 0; j < GR * GD; j++) {
+    ref_block(s, pp, 1e-5f, yd);
+    double md = 0, mx = 0, worst = 0;
+    for (int j = 0; j < R * D; j++) {
         md = fmax(md, fabs(y[j] - yd[j]));
         mx = fmax(mx, fabs(yd[j]));
     }
-    if (!(md <= 1e-5 * mx)) T_FAIL_("fp32 forward vs float64: max diff %.3g of %.3g", md, mx);
+    if (!(md <= 1e-5 * mx))
+        T_FAIL_("%s: fp32 forward vs float64: max diff %.3g of %.3g", s->name, md, mx);
     const double h = 1e-5;
-    for (int i = 0; i < P_COUNT; i++)
-        for (int j = 0; j < p_size[i]; j++) {
+    for (int i = 0; i < P_QN; i++)
+        for (int j = 0; j < p_size(s, i); j++) {
             const double keep = pd[i][j];
             double lp = 0, lm = 0;
             pd[i][j] = keep + h;
-            ref_block(pp, g.rope_cos, g.rope_sin, neox, 1e-5f, yd);
-            for (int e = 0; e < GR * GD; e++) lp += yd[e] * rr[e];
+            ref_block(s, pp, 1e-5f, yd);
+            for (int e = 0; e < R * D; e++) lp += yd[e] * rr[e];
             pd[i][j] = keep - h;
-            ref_block(pp, g.rope_cos, g.rope_sin, neox, 1e-5f, yd);
-            for (int e = 0; e < GR * GD; e++) lm += yd[e] * rr[e];
+            ref_block(s, pp, 1e-5f, yd);
+            for (int e = 0; e < R * D; e++) lm += yd[e] * rr[e];
             pd[i][j] = keep;
             fd[i][j] = (lp - lm) / (2 * h);
         }
-    for (int i = 0; i < P_COUNT; i++) {
+    for (int i = 0; i < P_QN; i++) {
+        if (!p_size(s, i)) continue;
         double num = 0, den = 0;
-        for (int j = 0; j < p_size[i]; j++) {
+        for (int j = 0; j < p_size(s, i); j++) {
             num += (an[i][j] - fd[i][j]) * (an[i][j] - fd[i][j]);
             den += fd[i][j] * fd[i][j];
         }
         const double rel = sqrt(num / den);
+        worst = fmax(worst, rel);
         if (getenv("T_VERBOSE"))
-            fprintf(stderr, "  %s %-9s |g| %.4g, relative error %.3g\n", neox ? "neox" : "norm",
-                    p_name[i], sqrt(den), rel);
-        if (!(rel <= 1e-4)) T_FAIL_("%s %s: relative error %.3g", neox ? "neox" : "norm", p_name[i],
-                                    rel);
+            fprintf(stderr, "  %-8s %-9s |g| %.4g, relative error %.3g\n", s->name, p_name[i],
+                    sqrt(den), rel);
+        if (!(rel <= 1e-4)) T_FAIL_("%s %s: relative error %.3g", s->name, p_name[i], rel);
     }
+    printf("  %-14s forward vs float64 %.2g of %.2g; gradients vs finite differences: worst "
+           "relative error %.3g\n", s->name, md, mx, worst);
+    for (int i = 0; i < P_COUNT; i++) free(pf[i]), free(an[i]), free(pd[i]), free(fd[i]);
+    free(rr), free(y), free(yd);
     grad_block_release(&g);
 }
 
 static void test_gradient_check(void) {
-    check_gradients(false);
-    check_gradients(true);
+    /* llama: 4 query heads on 2 kv heads of 4, q/k/v bias, 2 windows of 5, both RoPE layouts;
+     * gemma2: post-norms, gelu, query_pre_attn_scalar 10, scores capped at 2, a sliding layer of
+     * window 3 in windows of 7 (T % 4 != 0: the attention's last query step is partial), 6 heads
+     * of 6 on 2; gemma3: per-head q/k norms, no cap, window 4 in windows of 9, 3 heads of 8 on
+     * one, its sliding layer on the local base 10000 and its full layer on 1e6 with positions
+     * halved (linear scaling) */
+    static const struct gshape shapes[] = {
+        {.name = "llama/norm", .D = 16, .H = 24, .nh = 4, .nkv = 2, .hd = 4, .B = 2, .T = 5,
+         .bias = true, .theta = 10000},
+        {.name = "llama/neox", .D = 16, .H = 24, .nh = 4, .nkv = 2, .hd = 4, .B = 2, .T = 5,
+         .neox = true, .bias = true, .theta = 10000},
+        {.name = "gemma2/swa", .D = 20, .H = 28, .nh = 6, .nkv = 2, .hd = 6, .B = 2, .T = 7,
+         .neox = true, .post = true, .gelu = true, .swa = true, .qpas = 10, .softcap = 2,
+         .window = 3, .theta = 10000},
+        {.name = "gemma2/full", .D = 20, .H = 28, .nh = 6, .nkv = 2, .hd = 6, .B = 2, .T = 7,
+         .neox = true, .post = true, .gelu = true, .qpas = 10, .softcap = 2, .window = 3,
+         .theta = 10000},
+        {.name = "gemma3/swa", .D = 18, .H = 30, .nh = 3, .nkv = 1, .hd = 8, .B = 2, .T = 9,
+         .neox = true, .post = true, .gelu = true, .qk_norm = true, .swa = true, .qpas = 12,
+         .window = 4, .theta = 1e6, .theta_swa = 10000, .linear = 2},
+        {.name = "gemma3/full", .D = 18, .H = 30, .nh = 3, .nkv = 1, .hd = 8, .B = 2, .T = 9,
+         .neox = true, .post = true, .gelu = true, .qk_norm = true, .qpas = 12, .window = 4,
+         .theta = 1e6, .theta_swa = 10000, .linear = 2},
+    };
+    for (size_t i = 0; i < LB_ARRAY_LEN(shapes); i++) check_gradients(&shapes[i]);
+}
+
+/* what the block backward does not cover is refused with a message naming it; a post-norm
+ * configuration without its weights too */
+static void test_grad_refusals(void) {
+    const struct gshape gm = {.D = 16, .H = 24, .nh = 4, .nkv = 2, .hd = 4, .B = 1, .T = 4,
+                              .post = true, .gelu = true, .theta = 10000};
+    struct model m = shape_model(&gm);
+    struct grad_block g;
+    err_set_quiet(true);
+    m.cfg.n_expert = 4, m.cfg.n_expert_used = 2;
+    T_OK(grad_block_init(&g, &m, 4, 4) == -1);
+    T_CONTAINS(err_last(), "mixture-of-experts MLPs are not supported yet");
+    m.cfg.n_expert = m.cfg.n_expert_used = 0, m.cfg.online_had = 1u << LIN_DOWN;
+    T_OK(grad_block_init(&g, &m, 4, 4) == -1);
+    T_CONTAINS(err_last(), "online Hadamard rotations are not supported yet");
+    m.cfg.online_had = 0;
+    static float zero[4 * 24 * 16], y[4 * 16];
+    const struct grad_weights w = {
+        .attn_norm = zero, .ffn_norm = zero,
+        .lin = {[LIN_Q] = zero, [LIN_K] = zero, [LIN_V] = zero, [LIN_O] = zero,
+                [LIN_GATE] = zero, [LIN_UP] = zero, [LIN_DOWN] = zero}};
+    T_OK(!grad_block_init(&g, &m, 4, 4));
+    T_OK(grad_block_forward(&g, &w, zero, 1, 4, y) == -1);
+    T_CONTAINS(err_last(), "post-norm weights lack");
+    grad_block_release(&g);
+    err_set_quiet(false);
 }
 
 /* ---------------------------------------------------------- (b) grad forward == eval forward */
@@ -1052,6 +1152,7 @@ static void test_stories260k_cli(void) {
 int main(void) {
     lb_set_threads(1); /* (test_threads sets its own) */
     T_RUN_TIMED(test_gradient_check);
+    T_RUN(test_grad_refusals);
     T_RUN_TIMED(test_chain);
     T_RUN_TIMED(test_forward_matches_eval);
     T_RUN_TIMED(test_block_beats_rtn);

@@ -323,6 +323,14 @@ FIXTURES = [
     dict(name="phi3_plain_bf16", type="phi3", dim=48, hidden=64, layers=2, heads=6, kv_heads=6,
          head_dim=8, vocab=272, tied=False, dtype="BF16", gguf_type=GGML_F32, theta=10000.0,
          eps=1e-5, extra={}),
+    # gemma3 with widths that are multiples of 32, so the GPTQ-layout recipes (AutoRound's among
+    # them) quantize every linear: layers 0, 1 slide (window 8, local base 10000), layer 2 is
+    # full (1e6); query_pre_attn_scalar = head_dim (what a GGUF gemma3 file implies)
+    dict(name="gemma3_swa_w64", type="gemma3_text", dim=64, hidden=128, layers=3, heads=4,
+         kv_heads=2, head_dim=32, vocab=300, tied=True, dtype="F32", gguf_type=GGML_F32,
+         theta=1000000.0, eps=1e-6,
+         extra=dict(sliding_window=8, sliding_window_pattern=3, rope_local_base_freq=10000.0,
+                    query_pre_attn_scalar=32)),
 ]
 
 GGUF_ARCH = {"gemma3_text": "gemma3", "mixtral": "llama", "qwen2_moe": "qwen2moe"}
