@@ -688,7 +688,7 @@ static int gq_checkpoint(const struct gq_run *g, int l) {
  * tokens (GPTQModel's Fallback default: 0.5%, RTN) is rounded with an identity Hessian: no error
  * feedback, so exactly round-to-nearest with GPTQ's own group scales and zeros. The Hessians of
  * as many experts as half the available memory holds are collected per pass. */
-#define GPTQ_MOE_MIN_SHARE 0.005
+#define GPTQ_MOE_MIN_SHARE CALIB_MOE_MIN_SHARE
 
 /* export tensor and forward slot of unit u's linear k in block l */
 static int gq_unit_idx(const struct gq_run *g, int l, int u, int k) {
