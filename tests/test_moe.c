@@ -22,7 +22,9 @@
  *      below round-to-nearest's at the same bits and groups (GPTQ's printed beside them), the
  *      checkpoint has the same bytes at 1 and 2 threads, every expert counted; with one repeated
  *      token two of four experts per block fall back, counted, and exactly their downs are
- *      round-to-nearest of the float weights. */
+ *      round-to-nearest of the float weights;
+ *  (d) GPTQ's memory plan counts the attention's Hessians and one expert's per pass: a limit
+ *      below it is refused before any work with that figure, a limit of it runs. */
 #include <math.h>
 #include <omp.h>
 #include <stdbool.h>
@@ -31,6 +33,7 @@
 
 #include "eval/forward.h"
 #include "eval/model.h"
+#include "kernels/base/err.h"
 #include "kernels/base/fs.h"
 #include "kernels/qint.h"
 #include "quant/awq.h"
@@ -698,6 +701,95 @@ out:
     model_release(&m);
 }
 
+/* ---- (d) GPTQ's memory plan ---- */
+
+static double rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %lf", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb / 1024;
+}
+
+/* a Mixtral block whose experts are wide (H 1024: each down Hessian 8 MiB, its factorization
+ * 16 MiB, where the attention's are 32 KiB): a limit below the plan is refused before any work
+ * with a figure that holds the attention's Hessians, one expert's (the passes over the routed
+ * tokens hold at least one) and its factorization, and writes nothing; a limit of the figure
+ * runs, its passes holding fewer experts, to the same bytes as a run without a limit */
+static void test_moe_gptq_memory_plan(void) {
+    char path[700], dir[2][700], dummy[700];
+    if (!fixture("mixtral_e4", dummy, sizeof dummy)) return;
+    snprintf(path, sizeof path, "%s/mixtral_h1024.gguf", fx_dir);
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd,
+             "%s %s random-gguf mixtral --dim 64 --hidden 1024 --layers 1 --vocab "
+             "300 --heads 2 --kv-heads 1 --head-dim 32 --std 0.05 --extra '{\"num_local_experts\": "
+             "4, \"num_experts_per_tok\": 2}' -o '%s' >/dev/null",
+             PYTHON, REF_SCRIPT, path);
+    struct model m = MODEL_INIT;
+    struct calib_set cs;
+    struct seen seen = {0};
+    char *b0 = NULL, *b1 = NULL;
+    size_t n0 = 0, n1 = 0;
+    make_windows(&cs, false);
+    if (system(cmd) || model_load(&m, path)) {
+        T_FAIL_("%s, or its load, failed", cmd);
+        goto out;
+    }
+    const struct model_config *c = &m.cfg;
+    const double D = c->dim, qd = c->n_heads * c->head_dim, H = c->expert_hidden, MiB = 1048576;
+    /* what the passes cannot do without: the attention's two Hessians, one expert's down
+     * Hessian and its factorization (two more H x H), the block's experts in fp32 */
+    const double floor = (8 * (D * D + qd * qd) + 8 * H * H + 16 * H * H +
+                          4.0 * 3 * c->n_expert * D * H) /
+                         MiB;
+    for (int i = 0; i < 2; i++) snprintf(dir[i], sizeof dir[i], "%s/gptq-mem%d", t_tmpdir(), i);
+    char lim[32];
+    snprintf(lim, sizeof lim, "%.1f", rss_mb() + 1);
+    setenv("LOWBIT_MEM_LIMIT_MB", lim, 1);
+    err_set_quiet(true);
+    const int rc = run_gptq(&m, path, &cs, 32, true, dir[0], &seen);
+    err_set_quiet(false);
+    seen_release(&seen);
+    const char *msg = err_last(), *at = msg ? strstr(msg, " needs ") : NULL;
+    double need = 0;
+    T_OK(rc != 0);
+    T_OK(at && sscanf(at, " needs %lf MiB", &need) == 1);
+    printf("    refused: %s\n", msg ? msg : "(no message)");
+    T_CONTAINS(msg ? msg : "", "GPTQ on");
+    T_CONTAINS(msg ? msg : "", "of one expert per pass");
+    T_CONTAINS(msg ? msg : "", "(LOWBIT_MEM_LIMIT_MB)");
+    if (!(need >= floor))
+        T_FAIL_("the plan's %.1f MiB is below the experts' need %.1f MiB", need, floor);
+    char f[800];
+    snprintf(f, sizeof f, "%s/model.safetensors", dir[0]);
+    T_OK(access(f, F_OK) != 0);
+    /* the figure is enough: the run under it, and one without a limit, the same bytes */
+    snprintf(lim, sizeof lim, "%.1f", rss_mb() + need + 4);
+    setenv("LOWBIT_MEM_LIMIT_MB", lim, 1);
+    printf("    runs under a limit of %s MiB (the plan %.1f MiB, the experts' floor %.1f MiB)\n",
+           lim, need, floor);
+    const int rc1 = run_gptq(&m, path, &cs, 32, true, dir[0], &seen);
+    seen_release(&seen);
+    unsetenv("LOWBIT_MEM_LIMIT_MB");
+    const int rc2 = run_gptq(&m, path, &cs, 32, true, dir[1], &seen);
+    seen_release(&seen);
+    T_OK(rc1 == 0 && rc2 == 0);
+    char f1[800];
+    snprintf(f1, sizeof f1, "%s/model.safetensors", dir[1]);
+    T_OK(!read_file_all(f, "GPTQ checkpoint", &b0, &n0) &&
+         !read_file_all(f1, "GPTQ checkpoint", &b1, &n1));
+    if (!b0 || !b1 || n0 != n1 || memcmp(b0, b1, n0))
+        T_FAIL_("the limited and unlimited runs differ");
+out:
+    unsetenv("LOWBIT_MEM_LIMIT_MB");
+    free(b0), free(b1);
+    calib_release(&cs);
+    model_release(&m);
+}
+
 static void test_moe_awq_mixtral(void) { check_awq("mixtral_e4"); }
 static void test_moe_awq_qwen2moe(void) { check_awq("qwen2moe"); }
 
@@ -708,6 +800,7 @@ int main(void) {
     T_RUN(test_moe_hessians_true_sequential);
     T_RUN(test_moe_unrouted_fallback);
     T_RUN(test_moe_awq_fallback);
+    T_RUN(test_moe_gptq_memory_plan);
     T_RUN(test_moe_awq_mixtral);
     T_RUN(test_moe_awq_qwen2moe);
     t_tmpdir_cleanup();
