@@ -141,8 +141,8 @@ struct awq_report {
     int ratio_n[4];         /* groups of each kind searched */
     int resumed_blocks;     /* blocks taken from a killed run's checkpoint */
     /* MoE: routed experts (blocks x experts) and those that saw fewer than CALIB_MOE_MIN_SHARE
-     * (quant/calib.h) of the calibration tokens (rounded to nearest, no search), the fewest and most tokens an
-     * expert saw */
+     * (quant/calib.h) of the calibration tokens (rounded to nearest, no search), the fewest and
+     * most tokens an expert saw */
     int moe_experts, moe_fallback;
     int64_t moe_min_tokens, moe_max_tokens;
 };
