@@ -504,6 +504,7 @@ static void moe_ffn(struct fwd_state *s, const struct layer *L, const float *xn,
         if (!n) continue;
         for (int i = 0; i < n; i++)
             memcpy(s->moe_x + (size_t)i * D, xn + (size_t)s->moe_rows[i] * D, (size_t)D * sizeof(float));
+        s->hook_rw = s->moe_wt;
         mm_ex(s, s->moe_g, s->moe_x, model_expert(L, e, LIN_GATE), n, true);
         mm_ex(s, s->moe_u, s->moe_x, model_expert(L, e, LIN_UP), n, false);
         for (size_t i = 0; i < (size_t)n * He; i++) {
@@ -511,6 +512,7 @@ static void moe_ffn(struct fwd_state *s, const struct layer *L, const float *xn,
             s->moe_g[i] = gv / (1.0f + expf(-gv)) * s->moe_u[i];
         }
         mm_ex(s, s->moe_y, s->moe_g, model_expert(L, e, LIN_DOWN), n, true);
+        s->hook_rw = NULL;
         for (int i = 0; i < n; i++) {
             float *o = out + (size_t)s->moe_rows[i] * D;
             const float *y = s->moe_y + (size_t)i * D, w = s->moe_wt[i];
@@ -519,7 +521,15 @@ static void moe_ffn(struct fwd_state *s, const struct layer *L, const float *xn,
     }
     const int Hs = c->shared_hidden;
     if (Hs <= 0) return;
-    /* qwen2moe: every token through the shared expert, times sigmoid(xn·w_gate) */
+    /* qwen2moe: every token through the shared expert, times sigmoid(xn·w_gate) (the gates in
+     * moe_wt, free after the routed experts) */
+    const float *wg = L->shexp_gate.data;
+    for (int t = 0; t < T; t++) {
+        double z = 0;
+        for (int d = 0; d < D; d++) z += (double)xn[(size_t)t * D + d] * wg[d];
+        s->moe_wt[t] = (float)(1.0 / (1.0 + exp(-z)));
+    }
+    s->hook_rw = s->moe_wt;
     mm_ex(s, s->moe_g, xn, &L->shexp[0], T, true);
     mm_ex(s, s->moe_u, xn, &L->shexp[1], T, false);
     for (size_t i = 0; i < (size_t)T * Hs; i++) {
@@ -527,11 +537,9 @@ static void moe_ffn(struct fwd_state *s, const struct layer *L, const float *xn,
         s->moe_g[i] = gv / (1.0f + expf(-gv)) * s->moe_u[i];
     }
     mm_ex(s, s->moe_y, s->moe_g, &L->shexp[2], T, true);
-    const float *wg = L->shexp_gate.data;
+    s->hook_rw = NULL;
     for (int t = 0; t < T; t++) {
-        double z = 0;
-        for (int d = 0; d < D; d++) z += (double)xn[(size_t)t * D + d] * wg[d];
-        const float g = (float)(1.0 / (1.0 + exp(-z)));
+        const float g = s->moe_wt[t];
         float *o = out + (size_t)t * D;
         const float *y = s->moe_y + (size_t)t * D;
         for (int d = 0; d < D; d++) o[d] += g * y[d];

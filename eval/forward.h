@@ -41,6 +41,10 @@ struct fwd_state {
      * activations, the same rows) and the shared expert's gate and down (every token); never the
      * router. false (fwd_init's): a stage shows only its anchor's input. */
     bool hook_experts;
+    /* while mm_hook sees an expert's input (hook_experts): the weight each of its T rows' output
+     * is multiplied by in the block's output (a routed expert: the token's router weight; the
+     * shared expert: its sigmoid gate), [T]; NULL otherwise (quant/awq.c weighs its loss by it) */
+    const float *hook_rw;
     float *rope_cos, *rope_sin; /* [n_ctx][hd/2] */
     float *rope_cos_swa, *rope_sin_swa; /* the sliding layers' own table (gemma3), or NULL */
     /* FLOPs of the matmuls and attention done so far (for GFLOP/s reports) */

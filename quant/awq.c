@@ -227,6 +227,63 @@ static void candidate_error(const float *w, int64_t N, int64_t K, const float *s
     }
 }
 
+int awq_scale_losses(const float *x, int64_t T, int64_t K, const float *const *w, const int64_t *n,
+                     int m, const float *xm, const float *wm, const struct awq_opts *o,
+                     double *loss) {
+    int64_t max_n = 0, sum_n = 0;
+    for (int i = 0; i < m; i++) max_n = LB_MAX(max_n, n[i]), sum_n += n[i];
+    /* the cheaper loss (awq.h): direct n_grid·2·T·ΣN·K, Gram T·K² (one triangle) +
+     * n_grid·ΣN·K·(K + GRAM_BLOCK) (the panels) */
+    const double Kd = (double)K, direct = o->n_grid * 2.0 * (double)T * (double)sum_n * Kd,
+                 via_gram = (double)T * Kd * Kd + o->n_grid * (double)sum_n * Kd * (Kd + GRAM_BLOCK);
+    const bool use_gram = !o->direct_loss && via_gram < direct;
+    int ret = -1;
+    float *cand = xmalloc((size_t)K * 4, "AWQ scales"), *d = xmalloc((size_t)(max_n * K) * 4, "AWQ");
+    float *y = xmalloc((size_t)(LOSS_CHUNK * LB_MAX(max_n, K)) * 4, "AWQ outputs");
+    float *xb = xmalloc((size_t)(LOSS_CHUNK * GRAM_BLOCK) * 4, "AWQ loss rows");
+    double *v = xmalloc((size_t)K * sizeof *v, "AWQ scales");
+    struct gram_panels gp = {0};
+    if (!cand || !d || !y || !xb || !v || (use_gram && gram_panels_make(x, T, K, &gp))) goto out;
+    for (int gi = 0; gi < o->n_grid; gi++) {
+        candidate(xm, wm, K, (double)gi / o->n_grid, o->duo_scaling, cand, v);
+        for (int i = 0; i < m; i++) {
+            candidate_error(w[i], n[i], K, cand, o, d);
+            double ei;
+            if (use_gram ? gram_sq(&gp, d, n[i], xb, y, &ei) : out_sq(x, T, K, d, n[i], y, &ei))
+                goto out;
+            loss[gi] += ei;
+        }
+    }
+    ret = 0;
+out:
+    free(cand);
+    free(d);
+    free(y);
+    free(xb);
+    free(v);
+    gram_panels_free(&gp);
+    return ret;
+}
+
+int awq_scale_pick(const double *loss, double denom, const float *xm, const float *wm, int64_t K,
+                   const struct awq_opts *o, float *s, struct awq_search *res) {
+    memset(res, 0, sizeof *res);
+    res->best = -1;
+    double best = INFINITY;
+    for (int gi = 0; gi < o->n_grid; gi++) {
+        res->loss[gi] = loss[gi] / denom;
+        if (res->loss[gi] < best) best = res->loss[gi], res->best = gi;
+    }
+    if (res->best < 0)
+        return err("AWQ: no finite loss at any ratio (non-finite activations or weights?)");
+    res->ratio = (double)res->best / o->n_grid;
+    double *v = xmalloc((size_t)K * sizeof *v, "AWQ scales");
+    if (!v) return -1;
+    candidate(xm, wm, K, res->ratio, o->duo_scaling, s, v);
+    free(v);
+    return 0;
+}
+
 int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w, const int64_t *n,
                      int m, const struct awq_opts *o, float *s, struct awq_search *res) {
     memset(res, 0, sizeof *res);
@@ -236,60 +293,23 @@ int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w
     if (o->group <= 0 || K % o->group)
         return err("AWQ: group %lld does not divide %lld input channels", (long long)o->group,
                    (long long)K);
-    if (T < 1 || m < 1) return err("AWQ: nothing to search (%lld tokens, %d linears)", (long long)T, m);
-    int64_t max_n = 0, sum_n = 0;
-    for (int i = 0; i < m; i++) max_n = LB_MAX(max_n, n[i]), sum_n += n[i];
-    /* the cheaper loss (awq.h): direct n_grid·2·T·ΣN·K, Gram T·K² (one triangle) +
-     * n_grid·ΣN·K·(K + GRAM_BLOCK) (the panels) */
-    const double Kd = (double)K, direct = o->n_grid * 2.0 * (double)T * (double)sum_n * Kd,
-                 via_gram = (double)T * Kd * Kd + o->n_grid * (double)sum_n * Kd * (Kd + GRAM_BLOCK);
-    const bool use_gram = !o->direct_loss && via_gram < direct;
-    int ret = -1;
+    if (T < 1 || m < 1)
+        return err("AWQ: nothing to search (%lld tokens, %d linears)", (long long)T, m);
+    int64_t sum_n = 0;
+    for (int i = 0; i < m; i++) sum_n += n[i];
+    double loss[AWQ_MAX_GRID] = {0};
     float *xm = xmalloc((size_t)K * sizeof *xm, "AWQ x_mean"), *wm = xmalloc((size_t)K * 4, "AWQ");
-    float *cand = xmalloc((size_t)K * 4, "AWQ scales"), *d = xmalloc((size_t)(max_n * K) * 4, "AWQ");
-    float *y = xmalloc((size_t)(LOSS_CHUNK * LB_MAX(max_n, K)) * 4, "AWQ outputs");
-    float *xb = xmalloc((size_t)(LOSS_CHUNK * GRAM_BLOCK) * 4, "AWQ loss rows");
-    double *v = xmalloc((size_t)K * sizeof *v, "AWQ scales");
-    struct gram_panels gp = {0};
-    if (!xm || !wm || !cand || !d || !y || !xb || !v || (use_gram && gram_panels_make(x, T, K, &gp)))
-        goto out;
-    awq_x_mean(x, T, K, xm);
-    awq_w_mean(w, n, m, K, o->group, wm);
-    double best = INFINITY;
-    for (int gi = 0; gi < o->n_grid; gi++) {
-        const double r = (double)gi / o->n_grid;
-        candidate(xm, wm, K, r, o->duo_scaling, cand, v);
-        double e = 0;
-        for (int i = 0; i < m; i++) {
-            candidate_error(w[i], n[i], K, cand, o, d);
-            double ei;
-            if (use_gram ? gram_sq(&gp, d, n[i], xb, y, &ei) : out_sq(x, T, K, d, n[i], y, &ei))
-                goto out;
-            e += ei;
-        }
-        e /= (double)T * (double)sum_n;
-        res->loss[gi] = e;
-        if (e < best) {
-            best = e;
-            res->best = gi;
-            memcpy(s, cand, (size_t)K * sizeof *s);
-        }
+    int ret = -1;
+    if (xm && wm) {
+        awq_x_mean(x, T, K, xm);
+        awq_w_mean(w, n, m, K, o->group, wm);
+        ret = awq_scale_losses(x, T, K, w, n, m, xm, wm, o, loss) ||
+                      awq_scale_pick(loss, (double)T * (double)sum_n, xm, wm, K, o, s, res)
+                  ? -1
+                  : 0;
     }
-    if (res->best < 0) {
-        err("AWQ: no finite loss at any ratio (non-finite activations or weights?)");
-        goto out;
-    }
-    res->ratio = (double)res->best / o->n_grid;
-    ret = 0;
-out:
     free(xm);
     free(wm);
-    free(cand);
-    free(d);
-    free(y);
-    free(xb);
-    free(v);
-    gram_panels_free(&gp);
     return ret;
 }
 
@@ -451,15 +471,20 @@ static const struct {
     {"down", {LIN_DOWN}, 1, FWD_DOWN, LIN_UP, NULL},
 };
 
-/* the hook: append the inputs of the anchor weights */
+/* the hook: append the inputs of the anchor weights (and of a MoE block's experts) */
+struct moe_cap;
+static int moe_take(struct moe_cap *mc, const struct tensor *w, const float *x, int T);
 struct capture {
     const struct tensor *anchor[N_IN];
     float *buf[N_IN];
     int64_t K[N_IN], rows[N_IN], cap_rows;
+    struct moe_cap *moe; /* a MoE block's, or NULL */
 };
 
 static int capture_hook(void *ctx, const struct tensor *w, const float *x, int T) {
     struct capture *c = ctx;
+    const int r = c->moe ? moe_take(c->moe, w, x, T) : 0;
+    if (r) return r < 0 ? -1 : 0;
     for (int s = 0; s < N_IN; s++)
         if (w == c->anchor[s]) {
             if (w->ne[0] != c->K[s] || c->rows[s] + T > c->cap_rows)
@@ -503,6 +528,28 @@ static int awq_block_search(const struct capture *cap, struct hfx_tensor *const 
     return 0;
 }
 
+/* block l's 1-D tensor `suffix` (a norm; qwen2moe's shared-expert gate) as fp32 (its export
+ * tensor's f32, made once), which then takes its forward slot; NULL with a message when it is
+ * absent or not K long */
+static float *block_vec_f32(const struct model *m, struct hfx_model *hm, int l, const char *suffix,
+                            int64_t K, struct tensor *slot) {
+    char name[96];
+    snprintf(name, sizeof name, "blk.%d.%s", l, suffix);
+    const int x = hfx_find(hm, name);
+    if (x < 0 || hm->t[x].K != K) {
+        err("AWQ: %s: no norm %s of %lld channels", m->path, name, (long long)K);
+        return NULL;
+    }
+    struct hfx_tensor *p = &hm->t[x];
+    if (!p->f32) {
+        if (!(p->f32 = xmalloc((size_t)K * sizeof *p->f32, name))) return NULL;
+        tensor_row_to_f32(p->src, 0, p->f32);
+    }
+    slot->type = DTYPE_F32;
+    slot->data = p->f32;
+    return p->f32;
+}
+
 /* step 3 of block l: for each searched group, the previous op (a linear's rows or an RMSNorm,
  * whose fp32 copy then takes its slot in L) / s, the group's columns · s, its recorded
  * input / s */
@@ -522,20 +569,8 @@ static int awq_block_fold(const struct model *m, struct hfx_model *hm, int l, st
                            groups[g].name, (long long)K);
             prev = p->f32, prev_cols = p->K;
         } else {
-            char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s", l, groups[g].prev_norm);
-            const int x = hfx_find(hm, name);
-            if (x < 0 || hm->t[x].K != K)
-                return err("AWQ: %s: no norm %s of %lld channels", m->path, name, (long long)K);
-            struct hfx_tensor *p = &hm->t[x];
-            if (!p->f32) {
-                if (!(p->f32 = xmalloc((size_t)K * sizeof *p->f32, name))) return -1;
-                tensor_row_to_f32(p->src, 0, p->f32);
-            }
-            prev = p->f32;
             struct tensor *slot = g == 0 ? &L->attn_norm : &L->ffn_norm;
-            slot->type = DTYPE_F32;
-            slot->data = p->f32;
+            if (!(prev = block_vec_f32(m, hm, l, groups[g].prev_norm, K, slot))) return -1;
         }
         float *w[3];
         int64_t n[3];
@@ -556,6 +591,7 @@ static int awq_block_round(const struct model *m, struct layer *L, const struct 
                            int64_t T, float *mv) {
     for (int i = 0; i < N_LIN; i++) {
         struct hfx_tensor *t = lt[i];
+        if (!t) continue; /* a MoE block's MLP slots */
         if (!q[i]) {
             /* v / up may have had rows scaled (prev op): rows in source order (not q/k) */
             if (i == LIN_V || i == LIN_UP) calib_f32_slot(&L->lin[i], t->f32, t->K, t->N);
@@ -574,6 +610,399 @@ static int awq_block_round(const struct model *m, struct layer *L, const struct 
     return 0;
 }
 
+/* ===== MoE: the experts with the calibration tokens routed to them =====
+ * A MoE block (Mixtral, qwen2moe; eval/model.h) has no gate/up/down of its own: its FFN input
+ * (ffn_norm's output) feeds the router, every routed expert's gate and up (on the tokens routed to
+ * it) and qwen2moe's shared expert (every token) and its sigmoid gate; each expert's down takes its
+ * own intermediate activations. One probe of the float block through FWD_OUT with fs.hook_experts
+ * (eval/forward.h) records, per routed row, the expert's input, its down input and the router
+ * weight p the expert's output is multiplied by in the block's output (fs.hook_rw; the shared
+ * expert: its sigmoid gate).
+ * Scaling groups (AutoAWQ's Mixtral and Qwen3-MoE mappings, awq/models/mixtral.py,
+ * qwen3_moe.py: (post_attention_layernorm -> every expert's w1 and w3), (w3_e -> w2_e) per expert):
+ *  - (ffn_norm -> the gate and up of every expert and of the shared expert): the norm is shared,
+ *    so one scale s for them all (AutoAWQ's; per-expert scales would need the inference code to
+ *    divide each expert's input by its own, AutoAWQ PR 301, not merged). Folded: ffn_norm /= s,
+ *    every gate/up column · s, and the router's and the shared-expert gate's columns · s too, so
+ *    that the router sees the same input and routes as before (AutoAWQ leaves the router out of
+ *    the fold and so changes its input; llm-compressor added it to the group, PR 2451). The router
+ *    and the shared-expert gate stay in float. x_mean over every routed row and the shared
+ *    expert's (each token counted n_expert_used (+1) times: the mean over all tokens), w_mean
+ *    over all the group's rows; the loss at a ratio is Σ over the experts of the squared
+ *    errors of its gate and up outputs over the tokens routed to it, each token's error weighted
+ *    by p² (its rows times p): the expert's output reaches the block's output times p, and
+ *    AutoAWQ measures this group on the whole MoE block's output (module2inspect), which has it.
+ *  - (up_e -> down_e) for every expert e (and the shared one) on its own tokens: x_mean over its
+ *    rows, the loss weighted by p² as above (AutoAWQ measures down on its own unweighted output:
+ *    a deliberate difference, for the same reason).
+ *  - clipping of every quantized expert linear on its own routed rows, weighted by p.
+ * An expert that saw fewer than CALIB_MOE_MIN_SHARE (0.5%) of the calibration tokens (GPTQ's
+ * rule, quant/gptq.c) enters no loss and no search: its down is not scaled, nothing of it is
+ * clipped, and its linears are rounded to nearest at the recipe's bits and group (the same
+ * rounding as every AWQ linear's last step); its gate and up still take the shared s (the block
+ * must compute the same function). The shared expert sees every token. The report counts the
+ * experts and those that fell back (provenance quant.awq_moe). */
+
+/* the routed and shared experts' inputs of one block, as the forward shows them */
+struct moe_cap {
+    const struct fwd_state *fs;      /* its hook_rw */
+    const struct tensor *ex, *shexp; /* the block's expert slots [E·3], the shared [3] or NULL */
+    int E;
+    int64_t D, He, Hs, cap; /* cap: the routed arenas' rows (n_expert_used·T) */
+    float *gu, *dn, *rw;    /* routed: inputs [cap][D], down's [cap][He], p [cap] */
+    int *tag;               /* each row's expert */
+    int64_t n_gu, n_dn;
+    float *sgu, *sdn, *srw; /* the shared expert: [T][D], [T][Hs], gates [T] */
+    int64_t n_sgu, n_sdn, T;
+};
+
+static int moe_append(float *dst, int64_t *n, int64_t cap, int64_t K, const float *x, int T,
+                      const char *what) {
+    if (*n + T > cap)
+        return err("AWQ: %s: %lld + %d rows exceed the capture's %lld", what, (long long)*n, T,
+                   (long long)cap);
+    memcpy(dst + *n * K, x, (size_t)T * (size_t)K * sizeof *x);
+    *n += T;
+    return 0;
+}
+
+/* the hook's MoE half: 1 when w is an expert's (recorded), 0 when not, -1 with a message */
+static int moe_take(struct moe_cap *mc, const struct tensor *w, const float *x, int T) {
+    const float *p = mc->fs->hook_rw;
+    if (!p) return 0;
+    for (int e = 0; e < mc->E; e++)
+        if (w == &mc->ex[e * 3]) {
+            const int64_t r0 = mc->n_gu;
+            if (moe_append(mc->gu, &mc->n_gu, mc->cap, mc->D, x, T, w->name)) return -1;
+            for (int t = 0; t < T; t++) mc->tag[r0 + t] = e, mc->rw[r0 + t] = p[t];
+            return 1;
+        } else if (w == &mc->ex[e * 3 + 2]) { /* right after its gate, the same rows */
+            if (mc->n_dn + T != mc->n_gu) return err("AWQ: %s's rows are not its gate's", w->name);
+            return moe_append(mc->dn, &mc->n_dn, mc->cap, mc->He, x, T, w->name) ? -1 : 1;
+        }
+    if (mc->shexp && w == &mc->shexp[0]) {
+        memcpy(mc->srw + mc->n_sgu, p, (size_t)LB_MIN(T, mc->T - mc->n_sgu) * sizeof *p);
+        return moe_append(mc->sgu, &mc->n_sgu, mc->T, mc->D, x, T, w->name) ? -1 : 1;
+    }
+    if (mc->shexp && w == &mc->shexp[2])
+        return moe_append(mc->sdn, &mc->n_sdn, mc->T, mc->Hs, x, T, w->name) ? -1 : 1;
+    return 0;
+}
+
+/* unit u's (u < E: routed expert u, u == E: the shared expert) input rows of gate/up or down,
+ * each times its weight when `weighted`, into out (NULL: only counted); the count */
+static int64_t moe_rows(const struct moe_cap *mc, int u, bool down, bool weighted, float *out) {
+    const int64_t K = !down ? mc->D : u < mc->E ? mc->He : mc->Hs;
+    const float *src = u < mc->E ? (down ? mc->dn : mc->gu) : (down ? mc->sdn : mc->sgu),
+                *p = u < mc->E ? mc->rw : mc->srw;
+    const int64_t rows = u < mc->E ? mc->n_gu : mc->n_sgu;
+    int64_t n = 0;
+    for (int64_t i = 0; i < rows; i++) {
+        if (u < mc->E && mc->tag[i] != u) continue;
+        if (out)
+            for (int64_t k = 0; k < K; k++)
+                out[n * K + k] = weighted ? src[i * K + k] * p[i] : src[i * K + k];
+        n++;
+    }
+    return n;
+}
+
+/* unit u's rows of gate/up (or down) divided by s, after the fold */
+static void moe_unscale(struct moe_cap *mc, int u, bool down, const float *s) {
+    const int64_t K = !down ? mc->D : u < mc->E ? mc->He : mc->Hs;
+    float *src = u < mc->E ? (down ? mc->dn : mc->gu) : (down ? mc->sdn : mc->sgu);
+    const int64_t rows = u < mc->E ? mc->n_gu : mc->n_sgu;
+    for (int64_t i = 0; i < rows; i++)
+        if (u == mc->E || u < 0 || mc->tag[i] == u)
+            for (int64_t k = 0; k < K; k++) src[i * K + k] /= s[k];
+}
+
+/* the MoE block's units: their gate, up, down export tensors, forward slots, and plan */
+struct moe_unit {
+    struct hfx_tensor *t[3];
+    struct tensor *slot[3];
+    bool q[3];
+    int64_t tokens;
+    bool few;
+    bool down_done; /* up's rows scaled for down */
+};
+
+/* the scales of one group of unit linears over the units [0, U) that did not fall back; ok: 0
+ * (found), 1 (no unit to search on), -1 (an error) */
+static int moe_search(const struct moe_cap *mc, const struct moe_unit *un, int U, int only,
+                      const struct awq_opts *o, float *tmp, float *xm, float *wm, float *s,
+                      struct awq_search *res) {
+    const bool down = only >= 0;
+    const int u0 = down ? only : 0, u1 = down ? only + 1 : U;
+    const int64_t K = !down ? mc->D : only < mc->E ? mc->He : mc->Hs;
+    const float **w = xmalloc((size_t)(2 * U) * sizeof *w, "AWQ experts");
+    int64_t *n = xmalloc((size_t)(2 * U) * sizeof *n, "AWQ experts");
+    double *acc = xcalloc((size_t)K, sizeof *acc, "AWQ x_mean");
+    int m = 0, ret = -1;
+    if (!w || !n || !acc) goto out;
+    for (int u = u0; u < u1; u++)
+        for (int k = down ? 2 : 0; k < (down ? 3 : 2); k++)
+            w[m] = un[u].t[k]->f32, n[m++] = un[u].t[k]->N;
+    awq_w_mean(w, n, m, K, o->group, wm);
+    /* x_mean over every row of the group (the routed arenas hold each token n_expert_used times,
+     * the shared expert once more) */
+    int64_t rows = 0;
+    for (int u = u0; u < u1; u++) {
+        const int64_t T = moe_rows(mc, u, down, false, tmp);
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t k = 0; k < K; k++) acc[k] += fabs((double)tmp[t * K + k]);
+        rows += T;
+    }
+    for (int64_t k = 0; k < K; k++) xm[k] = (float)(acc[k] / (double)LB_MAX(rows, 1));
+    double loss[AWQ_MAX_GRID] = {0}, denom = 0;
+    for (int u = u0; u < u1; u++) {
+        if (un[u].few) continue;
+        const int64_t T = moe_rows(mc, u, down, true, tmp);
+        const int mm = down ? 1 : 2, i0 = down ? 0 : 2 * (u - u0);
+        if (awq_scale_losses(tmp, T, K, w + i0, n + i0, mm, xm, wm, o, loss)) goto out;
+        for (int i = 0; i < mm; i++) denom += (double)T * (double)n[i0 + i];
+    }
+    ret = denom <= 0 ? 1 : awq_scale_pick(loss, denom, xm, wm, K, o, s, res) ? -1 : 0;
+out:
+    free(w), free(n), free(acc);
+    return ret;
+}
+
+/* what a MoE block's steps share (awq_quantize_model's per-run state) */
+struct moe_run {
+    struct moe_cap mc;
+    struct moe_unit *un; /* [U] */
+    int U;
+    int *xidx;         /* [n_layers][U][3] the export tensor of each unit linear */
+    bool *qx;          /* [n_layers][U][3] quantized (qformat_plan) */
+    struct tensor *ex; /* the block's expert slots as the forward sees them [E·3] */
+    float *tmp, *xm, *wm, *s_ffn, *s_dn; /* gathered rows [T][max K]; [max K] x3; [U][max H] */
+    int64_t max_h;
+};
+
+/* steps 2 and 3 of a MoE block's FFN: the shared scale and the downs' (moe_search), folded: the
+ * norm, router and shared-expert gate, the columns, the recorded rows */
+static int moe_search_fold(const struct model *m, struct hfx_model *hm, int l, struct layer *L,
+                           struct moe_run *mr, const struct awq_opts *o, json_t *jr,
+                           struct awq_report *rep) {
+    struct moe_cap *mc = &mr->mc;
+    struct moe_unit *un = mr->un;
+    const int U = mr->U;
+    const int64_t D = mc->D;
+    struct awq_search res;
+    bool all = true;
+    for (int u = 0; u < U; u++) all &= un[u].q[0] && un[u].q[1];
+    const int rc = all ? moe_search(mc, un, U, -1, o, mr->tmp, mr->xm, mr->wm, mr->s_ffn, &res) : 1;
+    if (rc < 0) return -1;
+    json_object_set_new(jr, "gate_up", rc ? json_null() : json_real(res.ratio));
+    if (!rc) {
+        rep->n_groups++, rep->ratio_sum[2] += res.ratio, rep->ratio_n[2]++;
+        const float *sv = mr->s_ffn;
+        float *nw = block_vec_f32(m, hm, l, "ffn_norm.weight", D, &L->ffn_norm);
+        char name[96];
+        snprintf(name, sizeof name, "blk.%d.ffn_gate_inp.weight", l);
+        const int ri = hfx_find(hm, name);
+        if (!nw || ri < 0 || hfx_load(hm, ri)) return ri < 0 ? err("AWQ: no router %s", name) : -1;
+        struct hfx_tensor *rt = &hm->t[ri];
+        float **w = xmalloc((size_t)(2 * U + 1) * sizeof *w, "AWQ experts");
+        int64_t *n = xmalloc((size_t)(2 * U + 1) * sizeof *n, "AWQ experts");
+        if (!w || !n) {
+            free(w), free(n);
+            return -1;
+        }
+        int k = 0;
+        for (int u = 0; u < U; u++)
+            for (int j = 0; j < 2; j++) w[k] = un[u].t[j]->f32, n[k++] = un[u].t[j]->N;
+        w[k] = rt->f32, n[k++] = rt->N; /* the router: its input / s, so its columns · s */
+        awq_fold(nw, 1, w, n, k, D, sv);
+        free(w), free(n);
+        calib_f32_slot(&L->router, rt->f32, rt->K, rt->N);
+        if (mc->shexp) {
+            float *g = block_vec_f32(m, hm, l, "ffn_gate_inp_shexp.weight", D, &L->shexp_gate);
+            if (!g) return -1;
+            for (int64_t d = 0; d < D; d++) g[d] *= sv[d];
+        }
+        moe_unscale(mc, -1, false, sv);
+        if (mc->shexp) moe_unscale(mc, mc->E, false, sv);
+    }
+    json_t *jd = json_array();
+    json_object_set_new(jr, "down", jd);
+    for (int u = 0; u < U; u++) {
+        float *sv = mr->s_dn + (size_t)u * mr->max_h;
+        const int r = un[u].q[2] && !un[u].few
+                          ? moe_search(mc, un, U, u, o, mr->tmp, mr->xm, mr->wm, sv, &res)
+                          : 1;
+        if (r < 0) return -1;
+        json_array_append_new(jd, r ? json_null() : json_real(res.ratio));
+        if (r) continue;
+        rep->n_groups++, rep->ratio_sum[3] += res.ratio, rep->ratio_n[3]++;
+        struct hfx_tensor *up = un[u].t[1], *dn = un[u].t[2];
+        awq_fold(up->f32, up->K, &dn->f32, &dn->N, 1, dn->K, sv);
+        moe_unscale(mc, u, true, sv);
+        un[u].down_done = true;
+    }
+    return 0;
+}
+
+/* steps 4 and 5 of a MoE block's FFN: every quantized unit linear clipped on its own rows
+ * (weighted by p; not for an expert that fell back), rounded and swapped into the forward; a
+ * float up whose rows down's fold scaled goes in as fp32 */
+static int moe_round(const struct model *m, struct moe_run *mr, const struct awq_opts *o,
+                     float *mv) {
+    for (int u = 0; u < mr->U; u++)
+        for (int k = 0; k < 3; k++) {
+            struct moe_unit *un = &mr->un[u];
+            struct hfx_tensor *t = un->t[k];
+            if (!un->q[k]) {
+                if (k == 1 && un->down_done) calib_f32_slot(un->slot[k], t->f32, t->K, t->N);
+                continue;
+            }
+            if (o->clip && !un->few) {
+                const int64_t T = moe_rows(&mr->mc, u, k == 2, true, mr->tmp);
+                if (awq_search_clip(mr->tmp, T, t->K, t->f32, t->N, o, mv)) return -1;
+                awq_apply_clip(t->f32, t->K, t->N, o->group, mv);
+            }
+            const struct rtn_opts ro = {.bits = o->bits, .group = o->group, .style = RTN_AWQ};
+            if (rtn_quantize(t->f32, t->K, t->N, &ro, t->module, &t->q, &t->qbuf)) return -1;
+            t->quantized = true;
+            calib_swap_in(m, t, false, un->slot[k]);
+        }
+    return 0;
+}
+
+/* block l's units (export tensors, loaded; forward slots; token counts, the fallback) after the
+ * probe; the report's counts */
+static int moe_units(const struct model *m, struct hfx_model *hm, int l, struct layer *L,
+                     struct moe_run *mr, int64_t T_all, bool quiet, struct awq_report *rep) {
+    const int E = m->cfg.n_expert;
+    for (int u = 0; u < mr->U; u++) {
+        struct moe_unit *un = &mr->un[u];
+        memset(un, 0, sizeof *un);
+        for (int k = 0; k < 3; k++) {
+            const int i = (l * mr->U + u) * 3 + k;
+            un->t[k] = &hm->t[mr->xidx[i]];
+            un->q[k] = mr->qx[i];
+            un->slot[k] = u < E ? &mr->ex[u * 3 + k] : &L->shexp[k];
+        }
+        un->tokens = moe_rows(&mr->mc, u, false, false, NULL);
+        if (u == E) continue;
+        un->few = (double)un->tokens < CALIB_MOE_MIN_SHARE * (double)T_all;
+        rep->moe_experts++;
+        rep->moe_fallback += un->few;
+        if (rep->moe_experts == 1 || un->tokens < rep->moe_min_tokens)
+            rep->moe_min_tokens = un->tokens;
+        rep->moe_max_tokens = LB_MAX(rep->moe_max_tokens, un->tokens);
+        if (un->few && !quiet)
+            fprintf(stderr,
+                    "awq: %s: %lld routed tokens (< %.1f%% of %lld): round-to-nearest, "
+                    "no search\n",
+                    un->t[0]->module, (long long)un->tokens, 100 * CALIB_MOE_MIN_SHARE,
+                    (long long)T_all);
+    }
+    return 0;
+}
+
+/* the MoE state of a run over m: each unit linear's export tensor and plan (max_k, max_n,
+ * max_nk raised to theirs); 0 and nothing for a dense model */
+static int moe_plan(const struct model *m, struct hfx_model *hm, const struct awq_opts *o,
+                    bool quiet, struct moe_run *mr, int64_t *max_k, int64_t *max_n,
+                    int64_t *max_nk) {
+    const struct model_config *c = &m->cfg;
+    memset(mr, 0, sizeof *mr);
+    if (c->n_expert <= 0) return 0;
+    mr->U = c->n_expert + (c->shared_hidden > 0);
+    mr->max_h = LB_MAX(c->expert_hidden, c->shared_hidden);
+    const size_t n = (size_t)c->n_layers * (size_t)mr->U * 3;
+    mr->xidx = xmalloc(n * sizeof *mr->xidx, "experts");
+    mr->qx = xcalloc(n, sizeof *mr->qx, "experts");
+    if (!mr->xidx || !mr->qx) return -1;
+    static const char *const kind[3] = {"gate", "up", "down"};
+    for (size_t i = 0; i < n; i++) {
+        const int l = (int)(i / (3 * (size_t)mr->U)), u = (int)(i / 3 % (size_t)mr->U),
+                  k = (int)(i % 3);
+        char name[96];
+        if (u < c->n_expert)
+            snprintf(name, sizeof name, "blk.%d.ffn_%s_exps.%d.weight", l, kind[k], u);
+        else snprintf(name, sizeof name, "blk.%d.ffn_%s_shexp.weight", l, kind[k]);
+        const int x = mr->xidx[i] = hfx_find(hm, name);
+        if (x < 0 || !hm->t[x].linear) return err("AWQ: %s has no linear %s", m->path, name);
+        struct hfx_tensor *t = &hm->t[x];
+        mr->qx[i] = qformat_plan(!o->gptq_v2, t->K, t->N, o->bits, o->group, t->note,
+                                 sizeof t->note) == QPLAN_GROUP;
+        if (!mr->qx[i] && !quiet) fprintf(stderr, "awq: %s: %s\n", t->module, t->note);
+        *max_k = LB_MAX(*max_k, t->K);
+        *max_n = LB_MAX(*max_n, t->N);
+        *max_nk = LB_MAX(*max_nk, t->K * t->N);
+    }
+    return 0;
+}
+
+/* the bytes moe_alloc takes for T calibration tokens: the routed arenas (n_expert_used rows a
+ * token: inputs, down inputs, weights, tags), the shared expert's, one unit's gathered rows, the
+ * scales */
+static double moe_bytes(const struct model_config *c, int64_t T) {
+    if (c->n_expert <= 0) return 0;
+    const double Td = (double)T, D = c->dim, He = c->expert_hidden, Hs = c->shared_hidden,
+                 U = c->n_expert + (Hs > 0);
+    return 4.0 * c->n_expert_used * Td * (D + He + 2) + (Hs > 0 ? 4.0 * Td * (D + Hs + 1) : 0) +
+           4.0 * Td * LB_MAX(D, LB_MAX(He, Hs)) + 4.0 * (4 * D + U * LB_MAX(He, Hs)) +
+           (4.0 + sizeof(struct moe_unit)) * U * 3;
+}
+
+static int moe_alloc(const struct model *m, int64_t T, struct moe_run *mr) {
+    const struct model_config *c = &m->cfg;
+    if (c->n_expert <= 0) return 0;
+    struct moe_cap *mc = &mr->mc;
+    mc->E = c->n_expert, mc->D = c->dim, mc->He = c->expert_hidden, mc->Hs = c->shared_hidden;
+    mc->cap = (int64_t)c->n_expert_used * T, mc->T = T;
+    const int64_t mk = LB_MAX(mc->D, mr->max_h);
+    mc->gu = xmalloc((size_t)(mc->cap * mc->D) * 4, "AWQ expert inputs");
+    mc->dn = xmalloc((size_t)(mc->cap * mc->He) * 4, "AWQ expert inputs");
+    mc->rw = xmalloc((size_t)mc->cap * 4, "AWQ router weights");
+    mc->tag = xmalloc((size_t)mc->cap * sizeof *mc->tag, "AWQ expert rows");
+    if (mc->Hs > 0) {
+        mc->sgu = xmalloc((size_t)(T * mc->D) * 4, "AWQ shared expert inputs");
+        mc->sdn = xmalloc((size_t)(T * mc->Hs) * 4, "AWQ shared expert inputs");
+        mc->srw = xmalloc((size_t)T * 4, "AWQ shared expert gates");
+        if (!mc->sgu || !mc->sdn || !mc->srw) return -1;
+    }
+    mr->un = xcalloc((size_t)mr->U, sizeof *mr->un, "experts");
+    mr->ex = xcalloc((size_t)(3 * mc->E), sizeof *mr->ex, "experts");
+    mr->tmp = xmalloc((size_t)(T * mk) * 4, "AWQ expert rows");
+    mr->xm = xmalloc((size_t)mk * 4, "AWQ x_mean");
+    mr->wm = xmalloc((size_t)mk * 4, "AWQ w_mean");
+    mr->s_ffn = xmalloc((size_t)mc->D * 4, "AWQ scales");
+    mr->s_dn = xmalloc((size_t)(mr->U * mr->max_h) * 4, "AWQ scales");
+    return mc->gu && mc->dn && mc->rw && mc->tag && mr->un && mr->ex && mr->tmp && mr->xm &&
+                   mr->wm && mr->s_ffn && mr->s_dn
+               ? 0
+               : -1;
+}
+
+static void moe_release(struct moe_run *mr) {
+    struct moe_cap *mc = &mr->mc;
+    free(mc->gu), free(mc->dn), free(mc->rw), free(mc->tag), free(mc->sgu), free(mc->sdn);
+    free(mc->srw), free(mr->un), free(mr->xidx), free(mr->qx), free(mr->ex), free(mr->tmp);
+    free(mr->xm), free(mr->wm), free(mr->s_ffn), free(mr->s_dn);
+    memset(mr, 0, sizeof *mr);
+}
+
+/* a MoE block before its probe: its unit linears loaded, its expert slots the run's own (for
+ * the swaps), the capture emptied and pointed at them */
+static int moe_begin(const struct model *m, struct hfx_model *hm, int l, struct layer *L,
+                     struct moe_run *mr, const struct fwd_state *fs) {
+    struct moe_cap *mc = &mr->mc;
+    for (int i = 0; i < 3 * mr->U; i++)
+        if (hfx_load(hm, mr->xidx[l * 3 * mr->U + i])) return -1;
+    memcpy(mr->ex, m->layers[l].ex, (size_t)(3 * mc->E) * sizeof *mr->ex);
+    L->ex = mr->ex;
+    mc->fs = fs;
+    mc->ex = mr->ex;
+    mc->shexp = mc->Hs > 0 ? L->shexp : NULL;
+    mc->n_gu = mc->n_dn = mc->n_sgu = mc->n_sdn = 0;
+    return 0;
+}
+
 /* the report's counters as a resume state's fields, and back */
 static json_t *awq_fields(const struct awq_report *rep, const json_t *ratios) {
     json_t *f = json_pack("{s:f, s:f, s:f, s:i, s:i, s:[f,f,f,f], s:[i,i,i,i], s:O}",
@@ -583,6 +1012,14 @@ static json_t *awq_fields(const struct awq_report *rep, const json_t *ratios) {
                           rep->ratio_sum[0], rep->ratio_sum[1], rep->ratio_sum[2],
                           rep->ratio_sum[3], "ratio_n", rep->ratio_n[0], rep->ratio_n[1],
                           rep->ratio_n[2], rep->ratio_n[3], "ratios", ratios);
+    if (f && rep->moe_experts &&
+        json_object_update_new(f, json_pack("{s:i, s:i, s:I, s:I}", "moe_experts", rep->moe_experts,
+                                            "moe_fallback", rep->moe_fallback, "moe_min_tokens",
+                                            (json_int_t)rep->moe_min_tokens, "moe_max_tokens",
+                                            (json_int_t)rep->moe_max_tokens))) {
+        json_decref(f);
+        f = NULL;
+    }
     if (!f) err("out of memory");
     return f;
 }
@@ -597,6 +1034,10 @@ static int awq_unfields(const json_t *f, struct awq_report *rep, json_t *ratios)
     rep->clip_seconds = json_number_value(json_object_get(f, "clip_seconds"));
     rep->n_forward = (int)json_integer_value(json_object_get(f, "n_forward"));
     rep->n_groups = (int)json_integer_value(json_object_get(f, "n_groups"));
+    rep->moe_experts = (int)json_integer_value(json_object_get(f, "moe_experts"));
+    rep->moe_fallback = (int)json_integer_value(json_object_get(f, "moe_fallback"));
+    rep->moe_min_tokens = json_integer_value(json_object_get(f, "moe_min_tokens"));
+    rep->moe_max_tokens = json_integer_value(json_object_get(f, "moe_max_tokens"));
     for (int g = 0; g < 4; g++) {
         rep->ratio_sum[g] = json_number_value(json_array_get(rs, (size_t)g));
         rep->ratio_n[g] = (int)json_integer_value(json_array_get(rn, (size_t)g));
@@ -663,7 +1104,9 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     bool *qz = NULL, fwd_ok = false;
     float *sc[N_IN] = {0}, *mv = NULL;
     json_t *ratios = json_array(), *extra = json_object();
+    struct moe_run mr;
     memset(&cap, 0, sizeof cap);
+    memset(&mr, 0, sizeof mr);
     fm.layers = NULL;
     if (o->bits != 4 && !o->gptq_v2) {
         err("AWQ: the GEMM layout holds 4-bit weights only (got %d; knob format gptq_v2 writes "
@@ -680,6 +1123,10 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     for (int l = 0; l < n_layers; l++)
         for (int i = 0; i < N_LIN; i++) {
             char name[96];
+            if (m->cfg.n_expert > 0 && i >= LIN_GATE) { /* the experts instead (moe_plan) */
+                idx[l * N_LIN + i] = -1;
+                continue;
+            }
             lin_name(name, sizeof name, l, (enum lin)i);
             const int x = idx[l * N_LIN + i] = hfx_find(&hm, name);
             if (x < 0 || !hm.t[x].linear) {
@@ -694,12 +1141,14 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
             max_n = LB_MAX(max_n, t->N);
             max_nk = LB_MAX(max_nk, t->K * t->N);
         }
-    int64_t in_k[N_IN];
-    for (int s = 0; s < N_IN; s++) in_k[s] = lin_dim(&m->cfg, lin_info[lin_anchor(s)].in);
+    if (moe_plan(m, &hm, o, quiet, &mr, &max_k, &max_n, &max_nk)) goto out;
+    int64_t in_k[N_IN]; /* 0: not recorded (a MoE block's FFN: moe_cap) */
+    for (int s = 0; s < N_IN; s++)
+        in_k[s] = mr.U && s >= FWD_GATE_UP ? 0 : lin_dim(&m->cfg, lin_info[lin_anchor(s)].in);
     { /* the memory plan, refused before any work: the four recorded inputs of a block, the
        * scale search's scratch (the float64 Gram matrix beside its fp32 panels, a linear's D,
        * the loss rows), the clip search's, one block in fp32, the calibration stream (unless it
-       * spills) */
+       * spills); a MoE block's expert inputs (moe_bytes) */
         double blk = 0, in = 0;
         for (int l = 0; l < n_layers; l++) blk = LB_MAX(blk, (double)hfx_block_bytes(&hm, l));
         for (int s = 0; s < N_IN; s++) in += (double)in_k[s];
@@ -709,7 +1158,8 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
                      clip = 8.0 * Kd * (double)LB_MAX(o->group, o->n_sample_token) +
                             4.0 * (double)max_nk;
         const double need = 4.0 * (double)T * in + LB_MAX(search, clip) + blk +
-                            4.0 * N_IN * (double)max_k + (double)calib_stream_bytes(m, cs, false);
+                            4.0 * N_IN * (double)max_k + (double)calib_stream_bytes(m, cs, false) +
+                            moe_bytes(&m->cfg, T);
         char what[4300];
         snprintf(what, sizeof what, "AWQ on %s (a block's inputs, one block in fp32, %d x %d "
                  "calibration tokens)", m->path, cs->n_samples, cs->seqlen);
@@ -718,10 +1168,13 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
     cap.cap_rows = T;
     for (int s = 0; s < N_IN; s++) {
         cap.K[s] = in_k[s];
-        if (!(cap.buf[s] = xmalloc((size_t)(T * in_k[s]) * sizeof(float), "AWQ inputs")) ||
+        if ((in_k[s] &&
+             !(cap.buf[s] = xmalloc((size_t)(T * in_k[s]) * sizeof(float), "AWQ inputs"))) ||
             !(sc[s] = xmalloc((size_t)max_k * sizeof(float), "AWQ scales")))
             goto out;
     }
+    if (moe_alloc(m, T, &mr)) goto out;
+    cap.moe = mr.U ? &mr.mc : NULL;
     mv = xmalloc((size_t)max_nk * sizeof *mv, "AWQ clip"); /* N·K/g <= N·K */
     if (!mv || calib_stream_init(&cst, &fm, cs, false, out)) goto out;
     fwd_ok = true;
@@ -739,11 +1192,13 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         const double tl = now_s();
         const bool *q = qz + l * N_LIN;
         struct hfx_tensor *lt[N_LIN];
-        for (int i = 0; i < N_LIN; i++) lt[i] = &hm.t[idx[l * N_LIN + i]];
+        for (int i = 0; i < N_LIN; i++)
+            lt[i] = idx[l * N_LIN + i] >= 0 ? &hm.t[idx[l * N_LIN + i]] : NULL;
         json_t *jr = json_object();
         json_array_append_new(ratios, jr);
         bool any = false;
         for (int i = 0; i < N_LIN; i++) any |= q[i];
+        for (int i = 0; i < 3 * mr.U; i++) any |= mr.qx[l * 3 * mr.U + i];
         if (!any) { /* nothing to quantize: the block's outputs as they are */
             cst.fs.mm_hook = NULL;
             if (calib_stream_finish(&cst, l) ||
@@ -752,14 +1207,19 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
             continue;
         }
         for (int i = 0; i < N_LIN; i++)
-            if (hfx_load(&hm, idx[l * N_LIN + i])) goto out;
-        /* 1. the inputs of block l (blocks < l already quantized and folded) */
+            if (lt[i] && hfx_load(&hm, idx[l * N_LIN + i])) goto out;
+        /* 1. the inputs of block l (blocks < l already quantized and folded); a MoE block's
+         * through FWD_OUT, its experts shown */
         struct layer *L = &fm.layers[l];
-        for (int s = 0; s < N_IN; s++) cap.anchor[s] = &L->lin[lin_anchor(s)];
+        if (mr.U && moe_begin(m, &hm, l, L, &mr, &cst.fs)) goto out;
+        for (int s = 0; s < N_IN; s++) cap.anchor[s] = in_k[s] ? &L->lin[lin_anchor(s)] : NULL;
         for (int s = 0; s < N_IN; s++) cap.rows[s] = 0;
         const double tf = now_s();
         cst.fs.mm_hook = capture_hook;
-        if (calib_stream_probe(&cst, l, FWD_DOWN)) goto out;
+        cst.fs.hook_experts = mr.U > 0;
+        const int prc = calib_stream_probe(&cst, l, mr.U ? FWD_OUT : FWD_DOWN);
+        cst.fs.hook_experts = false;
+        if (prc || (mr.U && moe_units(m, &hm, l, L, &mr, T, quiet, rep))) goto out;
         rep->n_forward += cs->n_samples;
         rep->forward_seconds += now_s() - tf;
         /* 2. the scale searches, all on the block's float weights */
@@ -768,10 +1228,13 @@ int awq_quantize_model(const struct model *m, const char *src_path, const struct
         if (awq_block_search(&cap, lt, q, o, T, sc, jr, done, rep)) goto out;
         rep->search_seconds += now_s() - ts;
         /* 3. fold: previous op / s, the group's columns · s, the recorded input / s */
-        if (awq_block_fold(m, &hm, l, L, &cap, lt, sc, done, T)) goto out;
+        if (awq_block_fold(m, &hm, l, L, &cap, lt, sc, done, T) ||
+            (mr.U && moe_search_fold(m, &hm, l, L, &mr, o, jr, rep)))
+            goto out;
         /* 4. clip (not q, k), 5. round, and swap the block into the forward */
         const double tc = now_s();
-        if (awq_block_round(m, L, &cap, lt, q, o, T, mv)) goto out;
+        if (awq_block_round(m, L, &cap, lt, q, o, T, mv) || (mr.U && moe_round(m, &mr, o, mv)))
+            goto out;
         rep->clip_seconds += now_s() - tc;
         /* the finished block's outputs: block l+1's inputs */
         const double tb = now_s();
@@ -815,6 +1278,7 @@ out:
         free(sc[s]);
     }
     free(mv);
+    moe_release(&mr);
     free(idx);
     free(qz);
     free(fm.layers);
@@ -953,6 +1417,17 @@ int awq_recipe_quantize(const struct quant_job *j, struct quant_artifact *a) {
         if (rep.resumed_blocks)
             quant_prov(a, "quant.awq_resumed_blocks", "%d (from %s)", rep.resumed_blocks,
                        j->resume_dir);
+        if (rep.moe_experts)
+            quant_prov(a, "quant.awq_moe",
+                       "each expert's scale and clip searches on the tokens "
+                       "routed to it, weighted by the router's weight; one gate/up scale for all "
+                       "experts folded into the shared norm, the router compensated (kept in "
+                       "float); %d of %d experts (blocks x experts) saw < %.1f%% of the %lld "
+                       "calibration tokens and were rounded to nearest (no search, no clip); "
+                       "tokens per expert %lld..%lld",
+                       rep.moe_fallback, rep.moe_experts, 100 * CALIB_MOE_MIN_SHARE,
+                       (long long)cs.n_samples * cs.seqlen, (long long)rep.moe_min_tokens,
+                       (long long)rep.moe_max_tokens);
     }
     calib_release(&cs);
     return ret;

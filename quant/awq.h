@@ -58,6 +58,9 @@
  * feeds block l the outputs of the float blocks. A group is searched only when every linear in it
  * is quantized (qformat_plan: the AWQ GEMM layout needs N % 8 == 0 and g | K; the others stay float
  * and are listed in modules_to_not_convert); (up -> down) and (v -> o) need only down / o.
+ * Mixture-of-experts blocks (Mixtral, qwen2moe): each expert's searches on the calibration tokens
+ * routed to it, one gate/up scale for all experts folded into the norm they share with the router
+ * compensated, experts under 0.5% of the tokens rounded to nearest: quant/awq.c, "MoE".
  * Precision: fp32 weights and pseudo-quantization (AutoAWQ runs them in the model's fp16), scales
  * and means computed in double and rounded to fp32 once; the losses accumulate in double.
  * Tolerance promised (tests/test_awq.c against tests/ref/awq_ref.py, float64 numpy with the same
@@ -103,6 +106,17 @@ struct awq_search {
 int awq_search_scale(const float *x, int64_t T, int64_t K, const float *const *w, const int64_t *n,
                      int m, const struct awq_opts *o, float *s, struct awq_search *res);
 
+/* step 2 in parts, for a group whose linears do not share one X (MoE, awq.c "MoE"): the
+ * squared output errors Σ_i ‖X·(W_i − Ŵ_i)ᵀ‖² of the m linears w[i] fed by X [T][K] at every
+ * ratio, with the candidates of the given x_mean and w_mean, added into loss[0 .. n_grid);
+ * awq_scale_pick divides them by denom and puts the scales of the first least into s. -1 with a
+ * message (out of memory; no finite loss). */
+int awq_scale_losses(const float *x, int64_t T, int64_t K, const float *const *w, const int64_t *n,
+                     int m, const float *x_mean, const float *w_mean, const struct awq_opts *o,
+                     double *loss);
+int awq_scale_pick(const double *loss, double denom, const float *x_mean, const float *w_mean,
+                   int64_t K, const struct awq_opts *o, float *s, struct awq_search *res);
+
 /* step 3 (apply_scale): prev [K][prev_cols] (an RMSNorm weight: prev_cols 1; a previous linear's
  * rows: its in_features) row k divided by s_k; every w[i] [n[i]][K] column k multiplied by s_k */
 void awq_fold(float *prev, int64_t prev_cols, float *const *w, const int64_t *n, int m, int64_t K,
@@ -126,6 +140,11 @@ struct awq_report {
     double ratio_sum[4];    /* Σ of the chosen ratios per group kind: qkv, o, gate_up, down */
     int ratio_n[4];         /* groups of each kind searched */
     int resumed_blocks;     /* blocks taken from a killed run's checkpoint */
+    /* MoE: routed experts (blocks x experts) and those that saw fewer than CALIB_MOE_MIN_SHARE
+     * (quant/calib.h) of the calibration tokens (rounded to nearest, no search), the fewest and
+     * most tokens an expert saw */
+    int moe_experts, moe_fallback;
+    int64_t moe_min_tokens, moe_max_tokens;
 };
 
 /* quantize every AWQ-holdable block linear of m (loaded from src_path; not modified) with the

@@ -111,6 +111,9 @@ struct calib_stream {
     double seconds;      /* in the stages */
 };
 size_t calib_stream_budget(void);
+/* a routed expert that saw fewer than this share of the calibration tokens is rounded to nearest
+ * by the calibrated quantizers (GPTQ, AWQ): GPTQModel's Fallback default, 0.5% */
+#define CALIB_MOE_MIN_SHARE 0.005
 /* the anonymous bytes calib_stream_init will hold for cs on a model of configuration c (0 when
  * the stream spills to a file; a memory plan's share) */
 size_t calib_stream_bytes(const struct model *m, const struct calib_set *cs, bool keep_input);

@@ -587,15 +587,29 @@ static int gq_plan(struct gq_run *g) {
     return 0;
 }
 
-/* the memory plan, refused before any work: the four Hessians, a factorization (two K x K while
- * it is formed), one block's linears in fp32, the calibration stream (unless it spills), the
- * solve's row tiles, the one-block forward state */
+/* the Hessians one MoE unit (a routed expert or the shared one, the larger) holds in a pass
+ * collecting kinds `mask` (1: gate/up's input, 2: down's, 3: both) */
+static double gq_moe_unit_bytes(const struct model_config *c, int mask) {
+    const double D = c->dim, H = LB_MAX(c->expert_hidden, c->shared_hidden);
+    return 8.0 * ((mask & 1 ? D * D : 0) + (mask & 2 ? H * H : 0));
+}
+
+/* the memory plan, refused before any work: the Hessians (a dense block's four; a MoE block's
+ * two of the attention and, per pass over the routed tokens, one unit's: gq_moe holds as many
+ * units as half the memory then available holds, at least one), a factorization (two K x K
+ * while it is formed), one block's linears in fp32 (every expert's), the calibration stream
+ * (unless it spills), the solve's row tiles, the one-block forward state */
 static int gq_memory_plan(const struct gq_run *g) {
     const struct model *m = g->m;
-    const double D = m->cfg.dim, qd = m->cfg.n_heads * m->cfg.head_dim,
-                 Hd = g->n_units ? LB_MAX(m->cfg.expert_hidden, m->cfg.shared_hidden)
-                                 : m->cfg.hidden_dim;
+    const struct model_config *c = &m->cfg;
+    const double D = c->dim, qd = c->n_heads * c->head_dim,
+                 Hd = g->n_units ? LB_MAX(c->expert_hidden, c->shared_hidden) : c->hidden_dim;
     const double kmax = LB_MAX(LB_MAX(D, Hd), qd);
+    const double moe = g->o->true_sequential
+                           ? LB_MAX(gq_moe_unit_bytes(c, 1), gq_moe_unit_bytes(c, 2))
+                           : gq_moe_unit_bytes(c, 3),
+                 hess = g->n_units ? 8.0 * (D * D + qd * qd) + moe
+                                   : 8.0 * (2 * D * D + qd * qd + Hd * Hd);
     double blk = 0;
     for (int l = 0; l < m->cfg.n_layers; l++)
         blk = LB_MAX(blk, (double)hfx_block_bytes(&g->hm, l));
@@ -603,14 +617,15 @@ static int gq_memory_plan(const struct gq_run *g) {
 #ifdef _OPENMP
     nth = omp_get_max_threads();
 #endif
-    const double need = 8.0 * (2 * D * D + qd * qd + Hd * Hd) + 16.0 * kmax * kmax + blk +
+    const double need = hess + 16.0 * kmax * kmax + blk +
                         (double)calib_stream_bytes(m, g->cs, false) +
                         8.0 * nth * GPTQ_ROW_TILE * (2 * kmax + 2 * g->o->q.blocksize) +
                         4.0 * g->cs->seqlen * (2 * D + 4 * qd + 2 * Hd) +
                         8.0 * m->cfg.n_kv_heads * m->cfg.head_dim * 2.0 * g->cs->seqlen;
     char what[4300];
-    snprintf(what, sizeof what, "GPTQ on %s (Hessians, one block in fp32, %d x %d calibration "
-             "tokens)", m->path, g->cs->n_samples, g->cs->seqlen);
+    const char *hs = g->n_units ? " of the attention and of one expert per pass" : "";
+    snprintf(what, sizeof what, "GPTQ on %s (Hessians%s, one block in fp32, %d x %d calibration "
+             "tokens)", m->path, hs, g->cs->n_samples, g->cs->seqlen);
     return need > (double)SIZE_MAX / 2 || mem_check((size_t)need, what) ? -1 : 0;
 }
 
@@ -688,7 +703,7 @@ static int gq_checkpoint(const struct gq_run *g, int l) {
  * tokens (GPTQModel's Fallback default: 0.5%, RTN) is rounded with an identity Hessian: no error
  * feedback, so exactly round-to-nearest with GPTQ's own group scales and zeros. The Hessians of
  * as many experts as half the available memory holds are collected per pass. */
-#define GPTQ_MOE_MIN_SHARE 0.005
+#define GPTQ_MOE_MIN_SHARE CALIB_MOE_MIN_SHARE
 
 /* export tensor and forward slot of unit u's linear k in block l */
 static int gq_unit_idx(const struct gq_run *g, int l, int u, int k) {
@@ -801,10 +816,7 @@ out:
 /* every unit of block l's MoE MLP, in passes of as many units as half the available memory
  * holds the Hessians of */
 static int gq_moe(struct gq_run *g, int l, int mask, double *loss_l) {
-    const struct model_config *c = &g->m->cfg;
-    const int64_t kmax = LB_MAX(c->dim, mask & 2 ? LB_MAX(c->expert_hidden, c->shared_hidden) : 0);
-    const double per = 8.0 * (double)kmax * (double)kmax * (mask == 3 ? 2 : 1);
-    const double room = (double)mem_available() / 2;
+    const double per = gq_moe_unit_bytes(&g->m->cfg, mask), room = (double)mem_available() / 2;
     const int chunk = (int)LB_MAX(1.0, LB_MIN((double)g->n_units, room / per));
     for (int u0 = 0; u0 < g->n_units; u0 += chunk)
         if (gq_moe_pass(g, l, u0, LB_MIN(u0 + chunk, g->n_units), mask, loss_l)) return -1;

@@ -174,15 +174,12 @@ int quant_model(const struct quant_job *j, struct quant_artifact *a) {
     if (stat(j->out_dir, &st) || !S_ISDIR(st.st_mode))
         return err("quant: output directory %s does not exist", j->out_dir);
     const enum qmethod me = j->r->method;
-    if (j->m->cfg.n_expert > 0 && (me == QMETHOD_AWQ || me == QMETHOD_AUTOROUND ||
-                                   me == QMETHOD_AQLM))
-        return err("recipe '%s': %s does not quantize mixture-of-experts models yet (%s); gptq "
-                   "calibrates each expert with the tokens routed to it, and fp, rtn, bnb and "
-                   "gguf recipes quantize MoE models", j->r->id, q->name,
-                   me == QMETHOD_AWQ ? "its scale search has no loss through the routed experts, "
-                                       "whose gate/up scales fold into the one norm they share"
-                                     : "its block fine-tuning has no backward through the routed "
-                                       "experts");
+    if (j->m->cfg.n_expert > 0 && (me == QMETHOD_AUTOROUND || me == QMETHOD_AQLM))
+        return err("recipe '%s': %s does not quantize mixture-of-experts models yet (its block "
+                   "fine-tuning has no backward through the routed experts); gptq and awq "
+                   "calibrate each expert with the tokens routed to it, and fp, rtn, bnb and gguf "
+                   "recipes quantize MoE models",
+                   j->r->id, q->name);
     struct rot_opts ro;
     struct recipe *r2 = xmalloc(sizeof *r2, "a recipe");
     if (!r2) return -1;

@@ -10,8 +10,8 @@
  *      reloads (`lowbit quant --recipe`, light calibration rows of this file's own recipes CSV,
  *      AutoRound and AQLM included: eval/grad.c's gemma block): log-probs near the float
  *      model's (mean KL), bits per weight printed (`lowbit info`); the phi3, Mixtral and qwen2moe
- *      fixtures too (GPTQ calibrates each expert with the tokens routed to it,
- *      tests/test_moe.c; AWQ, AutoRound and AQLM refuse the MoE models);
+ *      fixtures too (GPTQ and AWQ calibrate each expert with the tokens routed to it,
+ *      tests/test_moe.c; AutoRound and AQLM refuse the MoE models);
  *  (b') the block backward (eval/grad.c, AutoRound's and AQLM's fine-tuning) on qwen3's per-head
  *      q/k norms and on gemma2's and gemma3's sliding and full layers: the block forward equals
  *      eval/forward.c's (1e-5 relative), the gradients of q and k weights equal central finite
@@ -424,8 +424,8 @@ static void quant_roundtrip(const char *fx_name, const char *arch) {
                  t_bin(), x->gguf, ids[k], csv, path);
         const int rc = t_sh(cmd, out, sizeof out);
         const bool needs_grad = strstr(ids[k], "autoround") || strstr(ids[k], "aqlm");
-        const bool calib = needs_grad || strstr(ids[k], "awq"); /* gptq routes experts */
-        if (moe && calib) { /* refused, with the reason */
+        /* gptq and awq calibrate each expert on its routed tokens; the fine-tuners refuse */
+        if (moe && needs_grad) { /* refused, with the reason */
             const char *why = strstr(out, "lowbit: ");
             printf("  %-16s refused: %.150s\n", ids[k], why ? why + 8 : out);
             T_OK(rc != 0);

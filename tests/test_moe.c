@@ -1,5 +1,5 @@
-/* tests/test_moe.c: GPTQ on mixture-of-experts blocks, each expert with the calibration tokens
- * routed to it (quant/gptq.c, "MoE").
+/* tests/test_moe.c: GPTQ and AWQ on mixture-of-experts blocks, each expert with the calibration
+ * tokens routed to it (quant/gptq.c and quant/awq.c, "MoE").
  *
  *  (a) every expert's Hessians of block 0 (gate/up: the post-norm inputs of the tokens the router
  *      sends it; down: its own intermediate activations on those tokens; qwen2moe's shared
@@ -16,17 +16,32 @@
  *      others see none and take the documented fallback (an identity Hessian, reported as such):
  *      their reloaded weights are round-to-nearest (every weight within half a step of its
  *      group's min-max grid), while an expert that saw tokens is not (GPTQ's error feedback
- *      moves some weight further than that). */
+ *      moves some weight further than that);
+ *  (c) AWQ (quant/awq.c, "MoE") on the Mixtral fixture and the qwen2moe of (a), their norms given
+ *      outlier channels: the reloaded checkpoint's KLD to the float model on held-out windows is
+ *      below round-to-nearest's at the same bits and groups (GPTQ's printed beside them), the
+ *      checkpoint has the same bytes at 1 and 2 threads, every expert counted; with one repeated
+ *      token two of four experts per block fall back, counted, and exactly their downs are
+ *      round-to-nearest of the float weights;
+ *  (d) GPTQ's memory plan counts the attention's Hessians and one expert's per pass: a limit
+ *      below it is refused before any work with that figure, a limit of it runs. */
 #include <math.h>
+#include <omp.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "eval/forward.h"
 #include "eval/model.h"
+#include "kernels/base/err.h"
+#include "kernels/base/fs.h"
+#include "kernels/qint.h"
+#include "quant/awq.h"
 #include "quant/calib.h"
 #include "quant/gptq.h"
 #include "quant/hf_export.h"
 #include "quant/qformat.h"
+#include "quant/rtn.h"
 #include "tests/t.h"
 
 #define PYTHON "/usr/bin/python3"
@@ -418,12 +433,376 @@ out:
     model_release(&m);
 }
 
+/* ---- (c) AWQ ---- */
+
+/* the qwen2moe of (a): 6 experts of 32, a shared expert of 64 that GPTQ and AWQ can group */
+static bool qwen2moe_s64(char *path, size_t n) {
+    char dummy[700];
+    if (!fixture("mixtral_e4", dummy, sizeof dummy)) return false;
+    snprintf(path, n, "%s/qwen2moe_s64.gguf", fx_dir);
+    if (!access(path, F_OK)) return true;
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd,
+             "%s %s random-gguf qwen2_moe --dim 64 --layers 2 --vocab 300 "
+             "--std 0.05 --theta 10000 --extra '{\"num_experts\": 6, \"num_experts_per_tok\": "
+             "2, \"moe_intermediate_size\": 32, \"shared_expert_intermediate_size\": 64, "
+             "\"norm_topk_prob\": false}' -o '%s' >/dev/null",
+             PYTHON, REF_SCRIPT, path);
+    if (system(cmd)) T_FAIL_("%s failed", cmd);
+    return !access(path, F_OK);
+}
+
+/* AWQ exists for activations with salient channels, which random Gaussian weights lack: every
+ * 16th channel of each block's two norms times 8 (outlier features, as trained LLMs have them
+ * at their norms' outputs); the norms as fp32 buffers of the test's own */
+static float *outlier_norms(struct model *m) {
+    const int D = m->cfg.dim, L = m->cfg.n_layers;
+    float *buf = malloc(sizeof(float) * (size_t)(2 * L * D));
+    for (int l = 0; buf && l < L; l++)
+        for (int j = 0; j < 2; j++) {
+            struct tensor *t = j ? &m->layers[l].ffn_norm : &m->layers[l].attn_norm;
+            float *b = buf + (size_t)(2 * l + j) * D;
+            for (int k = 0; k < D; k++) b[k] = ((const float *)t->data)[k] * (k % 16 == 5 ? 8 : 1);
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, j ? "ffn_norm" : "attn_norm");
+            for (int i = 0; i < m->n_tensors; i++)
+                if (!strcmp(m->tensors[i].name, name)) m->tensors[i].data = b;
+            t->data = b;
+        }
+    return buf;
+}
+
+/* log-softmax of m's logits over the windows of ev: [n][T][V] (malloc'd), NULL on failure */
+static float *logprobs(const struct model *m, const struct calib_set *ev) {
+    const int V = m->cfg.vocab_size, T = ev->seqlen;
+    struct fwd_state s = {0};
+    float *lp = malloc(sizeof(float) * (size_t)ev->n_samples * T * V);
+    if (!lp || fwd_init(&s, m, T, T)) {
+        free(lp);
+        return NULL;
+    }
+    for (int w = 0; w < ev->n_samples; w++) {
+        float *o = lp + (size_t)w * T * V;
+        fwd_truncate(&s, 0);
+        if (forward(&s, ev->tokens + (size_t)w * T, T, o, false)) {
+            free(lp), lp = NULL;
+            break;
+        }
+        for (int t = 0; t < T; t++) {
+            float *r = o + (size_t)t * V;
+            double mx = r[0], z = 0;
+            for (int v = 1; v < V; v++) mx = LB_MAX(mx, r[v]);
+            for (int v = 0; v < V; v++) z += exp(r[v] - mx);
+            for (int v = 0; v < V; v++) r[v] = (float)(r[v] - mx - log(z));
+        }
+    }
+    fwd_release(&s);
+    return lp;
+}
+
+/* mean over positions of KL(p || q) */
+static double mean_kld(const float *p, const float *q, size_t n_pos, int V) {
+    double s = 0;
+    for (size_t i = 0; i < n_pos * (size_t)V; i++) s += exp(p[i]) * (p[i] - q[i]);
+    return s / (double)n_pos;
+}
+
+/* w rounded to nearest as AWQ's last step rounds (RTN_AWQ: asymmetric min-max groups of 32,
+ * fp16 scales) into its own fp32 buffer; slot an fp32 view of it. Kept (untouched) where the AWQ
+ * layout cannot hold it, as AWQ keeps it */
+static int rtn_slot(struct tensor *slot, float **own) {
+    const int64_t K = slot->ne[0], N = slot->ne[1];
+    char note[160];
+    *own = NULL;
+    if (qformat_plan(true, K, N, 4, 32, note, sizeof note) != QPLAN_GROUP) return 0;
+    float *w = malloc(sizeof(float) * (size_t)(K * N));
+    struct tensor q;
+    void *qb = NULL;
+    const struct rtn_opts ro = {.bits = 4, .group = 32, .style = RTN_AWQ};
+    int rc = -1;
+    if (w) {
+        for (int64_t r = 0; r < N; r++) tensor_row_to_f32(slot, r, w + r * K);
+        rc = rtn_quantize(w, K, N, &ro, slot->name, &q, &qb);
+        for (int64_t r = 0; !rc && r < N; r++) qint_row_to_f32(&q, r, w + r * K);
+    }
+    free(qb);
+    if (rc) {
+        free(w);
+        return -1;
+    }
+    calib_f32_slot(slot, w, K, N);
+    *own = w;
+    return 0;
+}
+
+/* rm: m with every block linear and expert AWQ would quantize rounded to nearest instead */
+struct rtn_model {
+    struct model m;
+    float **own;
+    struct tensor *ex;
+    int n_own;
+};
+static int rtn_model(const struct model *m, struct rtn_model *r) {
+    const struct model_config *c = &m->cfg;
+    const int L = c->n_layers, E = c->n_expert;
+    memset(r, 0, sizeof *r);
+    r->m = *m;
+    r->m.layers = malloc(sizeof *r->m.layers * (size_t)L);
+    r->ex = malloc(sizeof *r->ex * (size_t)(3 * E * L + 1));
+    r->own = calloc((size_t)(L * (LIN_COUNT + 3 * E + 3)), sizeof *r->own);
+    if (!r->m.layers || !r->ex || !r->own) return -1;
+    memcpy(r->m.layers, m->layers, sizeof *r->m.layers * (size_t)L);
+    for (int l = 0; l < L; l++) {
+        struct layer *ly = &r->m.layers[l];
+        if (E)
+            memcpy(r->ex + 3 * E * l, ly->ex, sizeof *r->ex * (size_t)(3 * E)),
+                ly->ex = r->ex + 3 * E * l;
+        for (int i = 0; i < LIN_COUNT; i++)
+            if (ly->lin[i].data && rtn_slot(&ly->lin[i], &r->own[r->n_own++])) return -1;
+        for (int i = 0; i < 3 * E; i++)
+            if (rtn_slot(&ly->ex[i], &r->own[r->n_own++])) return -1;
+        for (int i = 0; c->shared_hidden > 0 && i < 3; i++)
+            if (rtn_slot(&ly->shexp[i], &r->own[r->n_own++])) return -1;
+    }
+    return 0;
+}
+static void rtn_model_release(struct rtn_model *r) {
+    for (int i = 0; i < r->n_own && r->own; i++) free(r->own[i]);
+    free(r->own), free(r->ex), free(r->m.layers);
+}
+
+static int run_awq(const struct model *m, const char *path, const struct calib_set *cs,
+                   const char *dir, struct awq_report *rep) {
+    struct awq_opts o = AWQ_OPTS_DEFAULT;
+    o.group = 32;
+    struct hfx_stats st;
+    return awq_quantize_model(m, path, &o, cs, dir, true, &st, rep);
+}
+
+/* AWQ, RTN and GPTQ of the fixture (its norms given outlier channels) against the float model on
+ * held-out windows: AWQ's KLD below RTN's; AWQ's checkpoint the same bytes at 1 and 2 threads */
+static void check_awq(const char *name) {
+    char path[700], dir[3][700];
+    if (strcmp(name, "qwen2moe") ? !fixture(name, path, sizeof path)
+                                 : !qwen2moe_s64(path, sizeof path))
+        return;
+    struct model m = MODEL_INIT, qa = MODEL_INIT, qg = MODEL_INIT;
+    struct rtn_model rm = {0};
+    struct calib_set cs, ev;
+    struct awq_report rep[2];
+    make_windows(&cs, false);
+    make_windows(&ev, false);
+    for (int i = 0; ev.tokens && i < N_WIN * WIN_T; i++)
+        ev.tokens[i] = 3 + (ev.tokens[i] * 7 + 11) % 250;
+    float *norms = NULL, *pf = NULL, *pa = NULL, *pr = NULL, *pg = NULL;
+    char *b0 = NULL, *b1 = NULL;
+    size_t n0 = 0, n1 = 0;
+    static const char *const tag[3] = {"awq1", "awq2", "gptq"};
+    for (int i = 0; i < 3; i++)
+        snprintf(dir[i], sizeof dir[i], "%s/%s-%s", t_tmpdir(), tag[i], name);
+    if (model_load(&m, path) || !(norms = outlier_norms(&m))) {
+        T_FAIL_("model_load(%s)", path);
+        goto out;
+    }
+    struct seen seen = {0};
+    omp_set_num_threads(1);
+    const int rc1 = run_awq(&m, path, &cs, dir[0], &rep[0]);
+    omp_set_num_threads(2);
+    const int rc2 = run_awq(&m, path, &cs, dir[1], &rep[1]);
+    if (rc1 || rc2 || run_gptq(&m, path, &cs, 32, true, dir[2], &seen) || model_load(&qa, dir[0]) ||
+        model_load(&qg, dir[2]) || rtn_model(&m, &rm)) {
+        T_FAIL_("%s: AWQ, GPTQ, RTN or a reload failed", name);
+        seen_release(&seen);
+        goto out;
+    }
+    seen_release(&seen);
+    char f0[800], f1[800];
+    snprintf(f0, sizeof f0, "%s/model.safetensors", dir[0]);
+    snprintf(f1, sizeof f1, "%s/model.safetensors", dir[1]);
+    T_OK(!read_file_all(f0, "AWQ checkpoint", &b0, &n0) &&
+         !read_file_all(f1, "AWQ checkpoint", &b1, &n1));
+    if (!b0 || !b1 || n0 != n1 || memcmp(b0, b1, n0))
+        T_FAIL_("%s: AWQ at 1 and 2 threads differ", name);
+    const int E = m.cfg.n_expert;
+    T_EQ_INT(rep[0].moe_experts, E * m.cfg.n_layers);
+    T_EQ_INT(rep[0].moe_fallback, 0); /* random windows reach every expert */
+    T_EQ_INT(rep[1].moe_experts, rep[0].moe_experts);
+    const size_t n_pos = (size_t)N_WIN * WIN_T;
+    const int V = m.cfg.vocab_size;
+    pf = logprobs(&m, &ev), pa = logprobs(&qa, &ev), pr = logprobs(&rm.m, &ev),
+    pg = logprobs(&qg, &ev);
+    if (!pf || !pa || !pr || !pg) {
+        T_FAIL_("%s: a forward failed", name);
+        goto out;
+    }
+    const double ka = mean_kld(pf, pa, n_pos, V), kr = mean_kld(pf, pr, n_pos, V),
+                 kg = mean_kld(pf, pg, n_pos, V);
+    printf("    %s, 4 bits groups of 32, KLD to the float model: AWQ %.4g, RTN %.4g, GPTQ %.4g "
+           "(%d experts, %d fell back, tokens per expert %lld..%lld)\n",
+           name, ka, kr, kg, rep[0].moe_experts, rep[0].moe_fallback,
+           (long long)rep[0].moe_min_tokens, (long long)rep[0].moe_max_tokens);
+    if (!(ka < kr)) T_FAIL_("%s: AWQ's KLD %.4g is not below RTN's %.4g", name, ka, kr);
+out:
+    free(pf), free(pa), free(pr), free(pg), free(b0), free(b1);
+    rtn_model_release(&rm);
+    calib_release(&cs);
+    calib_release(&ev);
+    model_release(&qa);
+    model_release(&qg);
+    model_release(&m);
+    free(norms);
+}
+
+/* windows of one repeated token (b): two of four experts unrouted in both blocks, counted as
+ * fallen back; a fallen-back expert's down (no search scales it, nothing clips it) is exactly the
+ * round-to-nearest of its float weights, a routed one's is not */
+static void test_moe_awq_fallback(void) {
+    char path[700], dir[700];
+    if (!fixture("mixtral_e4", path, sizeof path)) return;
+    struct model m = MODEL_INIT, qm = MODEL_INIT;
+    struct calib_set cs;
+    struct awq_report rep;
+    make_windows(&cs, true);
+    snprintf(dir, sizeof dir, "%s/awq-unrouted", t_tmpdir());
+    if (model_load(&m, path) || run_awq(&m, path, &cs, dir, &rep) || model_load(&qm, dir)) {
+        T_FAIL_("AWQ of %s with one repeated token, or its reload, failed", path);
+        goto out;
+    }
+    const int E = m.cfg.n_expert, L = m.cfg.n_layers, k = m.cfg.n_expert_used;
+    printf("    %d experts, %d fell back, tokens per expert %lld..%lld\n", rep.moe_experts,
+           rep.moe_fallback, (long long)rep.moe_min_tokens, (long long)rep.moe_max_tokens);
+    T_EQ_INT(rep.moe_experts, E * L);
+    T_EQ_INT(rep.moe_fallback, (E - k) * L);
+    T_EQ_INT((int)rep.moe_min_tokens, 0);
+    T_EQ_INT((int)rep.moe_max_tokens, N_WIN * WIN_T);
+    int n_rtn = 0;
+    for (int l = 0; l < L; l++)
+        for (int e = 0; e < E; e++) {
+            struct tensor src = *model_expert(&m.layers[l], e, LIN_DOWN);
+            const struct tensor *dst = model_expert(&qm.layers[l], e, LIN_DOWN);
+            float *own = NULL, *q = malloc(sizeof(float) * (size_t)src.ne[0]);
+            if (!q || rtn_slot(&src, &own) || !own) {
+                T_FAIL_("RTN of expert %d", e);
+                free(q), free(own);
+                continue;
+            }
+            bool same = true;
+            for (int64_t r = 0; r < src.ne[1]; r++) {
+                tensor_row_to_f32(dst, r, q);
+                same &= !memcmp(q, own + r * src.ne[0], sizeof(float) * (size_t)src.ne[0]);
+            }
+            n_rtn += same;
+            free(q), free(own);
+        }
+    T_EQ_INT(n_rtn, (E - k) * L); /* exactly the fallen-back ones */
+out:
+    calib_release(&cs);
+    model_release(&qm);
+    model_release(&m);
+}
+
+/* ---- (d) GPTQ's memory plan ---- */
+
+static double rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %lf", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb / 1024;
+}
+
+/* a Mixtral block whose experts are wide (H 1024: each down Hessian 8 MiB, its factorization
+ * 16 MiB, where the attention's are 32 KiB): a limit below the plan is refused before any work
+ * with a figure that holds the attention's Hessians, one expert's (the passes over the routed
+ * tokens hold at least one) and its factorization, and writes nothing; a limit of the figure
+ * runs, its passes holding fewer experts, to the same bytes as a run without a limit */
+static void test_moe_gptq_memory_plan(void) {
+    char path[700], dir[2][700], dummy[700];
+    if (!fixture("mixtral_e4", dummy, sizeof dummy)) return;
+    snprintf(path, sizeof path, "%s/mixtral_h1024.gguf", fx_dir);
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd,
+             "%s %s random-gguf mixtral --dim 64 --hidden 1024 --layers 1 --vocab "
+             "300 --heads 2 --kv-heads 1 --head-dim 32 --std 0.05 --extra '{\"num_local_experts\": "
+             "4, \"num_experts_per_tok\": 2}' -o '%s' >/dev/null",
+             PYTHON, REF_SCRIPT, path);
+    struct model m = MODEL_INIT;
+    struct calib_set cs;
+    struct seen seen = {0};
+    char *b0 = NULL, *b1 = NULL;
+    size_t n0 = 0, n1 = 0;
+    make_windows(&cs, false);
+    if (system(cmd) || model_load(&m, path)) {
+        T_FAIL_("%s, or its load, failed", cmd);
+        goto out;
+    }
+    const struct model_config *c = &m.cfg;
+    const double D = c->dim, qd = c->n_heads * c->head_dim, H = c->expert_hidden, MiB = 1048576;
+    /* what the passes cannot do without: the attention's two Hessians, one expert's down
+     * Hessian and its factorization (two more H x H), the block's experts in fp32 */
+    const double floor = (8 * (D * D + qd * qd) + 8 * H * H + 16 * H * H +
+                          4.0 * 3 * c->n_expert * D * H) /
+                         MiB;
+    for (int i = 0; i < 2; i++) snprintf(dir[i], sizeof dir[i], "%s/gptq-mem%d", t_tmpdir(), i);
+    char lim[32];
+    snprintf(lim, sizeof lim, "%.1f", rss_mb() + 1);
+    setenv("LOWBIT_MEM_LIMIT_MB", lim, 1);
+    err_set_quiet(true);
+    const int rc = run_gptq(&m, path, &cs, 32, true, dir[0], &seen);
+    err_set_quiet(false);
+    seen_release(&seen);
+    const char *msg = err_last(), *at = msg ? strstr(msg, " needs ") : NULL;
+    double need = 0;
+    T_OK(rc != 0);
+    T_OK(at && sscanf(at, " needs %lf MiB", &need) == 1);
+    printf("    refused: %s\n", msg ? msg : "(no message)");
+    T_CONTAINS(msg ? msg : "", "GPTQ on");
+    T_CONTAINS(msg ? msg : "", "of one expert per pass");
+    T_CONTAINS(msg ? msg : "", "(LOWBIT_MEM_LIMIT_MB)");
+    if (!(need >= floor))
+        T_FAIL_("the plan's %.1f MiB is below the experts' need %.1f MiB", need, floor);
+    char f[800];
+    snprintf(f, sizeof f, "%s/model.safetensors", dir[0]);
+    T_OK(access(f, F_OK) != 0);
+    /* the figure is enough: the run under it, and one without a limit, the same bytes */
+    snprintf(lim, sizeof lim, "%.1f", rss_mb() + need + 4);
+    setenv("LOWBIT_MEM_LIMIT_MB", lim, 1);
+    printf("    runs under a limit of %s MiB (the plan %.1f MiB, the experts' floor %.1f MiB)\n",
+           lim, need, floor);
+    const int rc1 = run_gptq(&m, path, &cs, 32, true, dir[0], &seen);
+    seen_release(&seen);
+    unsetenv("LOWBIT_MEM_LIMIT_MB");
+    const int rc2 = run_gptq(&m, path, &cs, 32, true, dir[1], &seen);
+    seen_release(&seen);
+    T_OK(rc1 == 0 && rc2 == 0);
+    char f1[800];
+    snprintf(f1, sizeof f1, "%s/model.safetensors", dir[1]);
+    T_OK(!read_file_all(f, "GPTQ checkpoint", &b0, &n0) &&
+         !read_file_all(f1, "GPTQ checkpoint", &b1, &n1));
+    if (!b0 || !b1 || n0 != n1 || memcmp(b0, b1, n0))
+        T_FAIL_("the limited and unlimited runs differ");
+out:
+    unsetenv("LOWBIT_MEM_LIMIT_MB");
+    free(b0), free(b1);
+    calib_release(&cs);
+    model_release(&m);
+}
+
+static void test_moe_awq_mixtral(void) { check_awq("mixtral_e4"); }
+static void test_moe_awq_qwen2moe(void) { check_awq("qwen2moe"); }
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     T_RUN(test_moe_hessians_mixtral);
     T_RUN(test_moe_hessians_qwen2moe);
     T_RUN(test_moe_hessians_true_sequential);
     T_RUN(test_moe_unrouted_fallback);
+    T_RUN(test_moe_awq_fallback);
+    T_RUN(test_moe_gptq_memory_plan);
+    T_RUN(test_moe_awq_mixtral);
+    T_RUN(test_moe_awq_qwen2moe);
     t_tmpdir_cleanup();
     return T_DONE();
 }
