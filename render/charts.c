@@ -695,17 +695,21 @@ static int chart_class(struct site *s, int g, struct chart_layout *lay) {
     if (!(ttl = fmt_dup("%s: KLD vs bits per weight by method class", G->name))) goto out;
     struct scatter S = {
         .title = "KLD vs bits per weight, by method class",
-        .xtitle = "Bits per weight, measured on the quantized file (8 \xc3\x97 bytes / parameters)",
+        .xtitle = "Bits per weight, measured on the quantized file (8 \xc3\x97 bytes / "
+                  "parameters; log scale)",
         .ytitle = "Mean KLD from the unquantized model (nats; lower is better)",
+        /* log x: the 16/32-bit baselines would otherwise crowd the 2-6 bit runs into a corner */
         .n = n, .x = x, .y = y, .algo = pal, .label = lab, .no_frontier = true, .y_zero = true,
+        .xlog = true, .label_all = true,
         .ref = NAN, .legend_algos = legend, .n_legend = n_leg, .palette = lb_method_class_index,
     };
     char name[160];
     snprintf(name, sizeof name, "%s-class", G->slug);
     ret = chart_write(s, name, 720, 420, ttl,
                       "Scatter: one point per run with a KLD (rows of the variants table), x = "
-                      "measured bits per weight, y = mean KL divergence from the unquantized "
-                      "model, from 0; colour and marker by the PTQ benchmark's method class.",
+                      "measured bits per weight (log scale), y = mean KL divergence from the "
+                      "unquantized model, from 0; colour and marker by the PTQ benchmark's method "
+                      "class; every point labelled with its recipe.",
                       draw_scatter, &S, lay);
 out:
     free(runs), free(pal), free(x), free(y), free(lab), free(ttl);
