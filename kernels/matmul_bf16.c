@@ -38,6 +38,9 @@
 #define BF_NU 32
 #define BF_MR_MAX 8
 #define BF_PAR_MIN_MAC (1 << 17)
+/* the tiles' loops over tokens and vectors fully unrolled, so the accumulators live in registers
+ * (GCC otherwise keeps them in memory and every step waits on a store) */
+#define BF_UNROLL _Pragma("GCC unroll 8")
 
 bool matmul_bf16_supported(enum dtype t) {
     return t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16;
@@ -193,16 +196,19 @@ LB_AVX512 static void transpose_512(const uint32_t *rows, int64_t P, uint32_t *p
 
 LB_BF16 static void tile_bf16(const uint32_t *const *xr, int64_t P, const uint32_t *wp, float *c) {
     __m512 a[BF_MR_MAX][2];
+    BF_UNROLL
     for (int r = 0; r < BF_MR_MAX; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
     for (int64_t p = 0; p < P; p++) {
         const __m512bh w0 = (__m512bh)_mm512_loadu_si512(wp + p * BF_NU);
         const __m512bh w1 = (__m512bh)_mm512_loadu_si512(wp + p * BF_NU + 16);
+        BF_UNROLL
         for (int r = 0; r < BF_MR_MAX; r++) {
             const __m512bh xb = (__m512bh)_mm512_set1_epi32((int)xr[r][p]);
             a[r][0] = _mm512_dpbf16_ps(a[r][0], xb, w0);
             a[r][1] = _mm512_dpbf16_ps(a[r][1], xb, w1);
         }
     }
+    BF_UNROLL
     for (int r = 0; r < BF_MR_MAX; r++) {
         _mm512_storeu_ps(c + r * BF_NU, a[r][0]);
         _mm512_storeu_ps(c + r * BF_NU + 16, a[r][1]);
@@ -219,22 +225,27 @@ LB_AVX512 static inline __m512 ftz512(__m512 v) {
 LB_AVX512 static void tile_512(const uint32_t *const *xr, int64_t P, const uint32_t *wp, float *c) {
     const __m512i himask = _mm512_set1_epi32((int)0xffff0000u);
     __m512 a[BF_MR_MAX][2];
+    BF_UNROLL
     for (int r = 0; r < BF_MR_MAX; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
     for (int64_t p = 0; p < P; p++) {
         __m512 wh[2], wl[2];
+        BF_UNROLL
         for (int h = 0; h < 2; h++) {
             const __m512i v = _mm512_loadu_si512(wp + p * BF_NU + 16 * h);
             wh[h] = _mm512_castsi512_ps(_mm512_and_si512(v, himask));
             wl[h] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
         }
+        BF_UNROLL
         for (int r = 0; r < BF_MR_MAX; r++) {
             const __m512i xb = _mm512_set1_epi32((int)xr[r][p]);
             const __m512 xh = _mm512_castsi512_ps(_mm512_and_si512(xb, himask));
             const __m512 xl = _mm512_castsi512_ps(_mm512_slli_epi32(xb, 16));
+            BF_UNROLL
             for (int h = 0; h < 2; h++)
                 a[r][h] = ftz512(_mm512_fmadd_ps(xl, wl[h], ftz512(_mm512_fmadd_ps(xh, wh[h], a[r][h]))));
         }
     }
+    BF_UNROLL
     for (int r = 0; r < BF_MR_MAX; r++) {
         _mm512_storeu_ps(c + r * BF_NU, a[r][0]);
         _mm512_storeu_ps(c + r * BF_NU + 16, a[r][1]);
@@ -252,13 +263,17 @@ LB_AVX2 static inline __m256 ftz256(__m256 v) {
 LB_AVX2 static void tile_256(const uint32_t *const *xr, int64_t P, const uint32_t *wp, float *c) {
     const __m256i himask = _mm256_set1_epi32((int)0xffff0000u);
     __m256 a[2][4];
+    BF_UNROLL
     for (int r = 0; r < 2; r++)
+        BF_UNROLL
         for (int h = 0; h < 4; h++) a[r][h] = _mm256_setzero_ps();
     for (int64_t p = 0; p < P; p++)
+        BF_UNROLL
         for (int r = 0; r < 2; r++) {
             const __m256i xb = _mm256_set1_epi32((int)xr[r][p]);
             const __m256 xh = _mm256_castsi256_ps(_mm256_and_si256(xb, himask));
             const __m256 xl = _mm256_castsi256_ps(_mm256_slli_epi32(xb, 16));
+            BF_UNROLL
             for (int h = 0; h < 4; h++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(wp + p * BF_NU + 8 * h));
                 const __m256 wh = _mm256_castsi256_ps(_mm256_and_si256(v, himask));
@@ -266,7 +281,9 @@ LB_AVX2 static void tile_256(const uint32_t *const *xr, int64_t P, const uint32_
                 a[r][h] = ftz256(_mm256_fmadd_ps(xl, wl, ftz256(_mm256_fmadd_ps(xh, wh, a[r][h]))));
             }
         }
+    BF_UNROLL
     for (int r = 0; r < 2; r++)
+        BF_UNROLL
         for (int h = 0; h < 4; h++) _mm256_storeu_ps(c + r * BF_NU + 8 * h, a[r][h]);
 }
 #endif
