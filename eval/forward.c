@@ -11,9 +11,10 @@
  * Every parallel loop gives each output to one thread with a fixed summation order, so results do
  * not depend on the thread count. The weight matmuls (layers and output) run in s->compute: fp32
  * (matmul), bf16 (matmul_bf16 for f32/f16/bf16 weights: bf16 products, fp32 sums and output),
- * fp16 and bf16 of other weight types (inputs and outputs rounded around matmul), int8 (matmul_i8, with an fp32
- * fallback for weight types it lacks, counted in n_mm - n_mm_int8), a8/a4 (the block linears'
- * inputs quantized per token, kernels/act_quant.h; the output layer stays fp32). A rotated model
+ * fp16 and bf16 of other weight types (inputs and outputs rounded around matmul), int8
+ * (matmul_i8, with an fp32 fallback for weight types it lacks, counted in n_mm - n_mm_int8),
+ * a8/a4 (the block linears' inputs quantized per token, kernels/act_quant.h; the output layer
+ * stays fp32). A rotated model
  * (quant/rotate.h) has the inputs of o and/or down rotated by an online Hadamard transform
  * (cfg.online_had) where its stage produces them, so the calibration hooks see them rotated. */
 #include "eval/forward.h"
