@@ -10,13 +10,13 @@
  * computed in double and stored as fp32 cos/sin; softmax is fp32 with the max subtracted.
  * Every parallel loop gives each output to one thread with a fixed summation order, so results do
  * not depend on the thread count. The weight matmuls (layers and output) run in s->compute: fp32
- * (matmul), bf16 (matmul_bf16 for f32/f16/bf16 weights: bf16 products, fp32 sums and output),
- * fp16 and bf16 of other weight types (inputs and outputs rounded around matmul), int8
- * (matmul_i8, with an fp32 fallback for weight types it lacks, counted in n_mm - n_mm_int8),
- * a8/a4 (the block linears' inputs quantized per token, kernels/act_quant.h; the output layer
- * stays fp32). A rotated model
- * (quant/rotate.h) has the inputs of o and/or down rotated by an online Hadamard transform
- * (cfg.online_had) where its stage produces them, so the calibration hooks see them rotated. */
+ * (matmul), bf16 (matmul_bf16 for f32/f16/bf16 weights: bf16 products, fp32 sums and output;
+ * other weight types: inputs rounded to bf16, fp32 matmul), fp16 (inputs and outputs rounded
+ * around matmul), int8 (matmul_i8, with an fp32 fallback for weight types it lacks, counted in
+ * n_mm - n_mm_int8), a8/a4 (the block linears' inputs quantized per token, kernels/act_quant.h;
+ * the output layer stays fp32). A rotated model (quant/rotate.h) has the inputs of o and/or down
+ * rotated by an online Hadamard transform (cfg.online_had) where its stage produces them, so the
+ * calibration hooks see them rotated. */
 #include "eval/forward.h"
 
 #include <math.h>
@@ -394,9 +394,10 @@ static void mm_out(struct fwd_state *s, float *y, const float *x, const struct t
         break;
     case COMPUTE_BF16:
         /* f32/f16/bf16 weights: bf16 products accumulated in fp32 (kernels/matmul_bf16.h, VDPBF16PS
-         * where the CPU has it), the output fp32 as it comes; the quantized types keep the
-         * emulation below (inputs and outputs rounded around the fp32 matmul of their exact
-         * dequantized weights): no bf16 form of their weights is exact */
+         * where the CPU has it), the output fp32 as it comes (as the hardware gives it); the other
+         * types (quantized: no bf16 form of their weights is exact) round the input to bf16 and
+         * run the fp32 matmul of their exact weights, the output fp32 likewise (fp16 compute
+         * still rounds its output) */
         if (matmul_bf16_supported(w->type)) {
             s->n_mm_bf16++;
             if (matmul_bf16_ws(y, x, w, T, &s->ws)) s->mm_failed = true;
@@ -407,7 +408,7 @@ static void mm_out(struct fwd_state *s, float *y, const float *x, const struct t
         if (xh_reserve(s, (size_t)T * K)) return;
         round_half(s->xh, x, (size_t)T * K, s->compute);
         if (matmul_ws(y, s->xh, w, T, &s->ws)) s->mm_failed = true;
-        else round_half(y, y, (size_t)T * N, s->compute);
+        else if (s->compute == COMPUTE_FP16) round_half(y, y, (size_t)T * N, s->compute);
         return;
     default: break;
     }
