@@ -15,13 +15,15 @@
  * zero of its sign: the order (odd element of the pair first), the single rounding per product and
  * the flushes are Intel's SDM pseudocode of VDPBF16PS ("srcdest.fp32[i] += src1.bf16[2i+1] ·
  * src2.bf16[2i+1]; srcdest.fp32[i] += src1.bf16[2i] · src2.bf16[2i]", DAZ in, FTZ out, RNE,
- * MXCSR ignored), checked on a Xeon with avx512_bf16 against 64M lanes of random pairs including
- * denormal-range values (the other order or a pair sum differs in ~10% of lanes). One chain per
- * output over k in pair order: no horizontal sum, so y does not depend on n_tok, the tiling or the
- * thread count. The output stays fp32 (not rounded to bf16).
- * Known edge: a result whose exact value lies in [2^-126 − 2^-150, 2^-126) counts as tiny when
- * tininess is detected after rounding (x86) but rounds to 2^-126 on the emulated paths; no such
- * value arises at model scales, and the tests compare the paths on this machine bit for bit.
+ * MXCSR ignored), checked on a Xeon with avx512_bf16 (family 6 model 207) against 2 × 32M lanes
+ * of random operands, one run in the denormal range (the other order, a pair sum or no flush
+ * between the two steps differ in 1-10% of lanes); AMD's implementation (Zen 4) is not checked
+ * here: tests/test_bf16.c compares the instruction with the ref on any machine it runs on. One
+ * chain per output over k in pair order: no horizontal sum, so y does not depend on n_tok, the
+ * tiling or the thread count. The output stays fp32 (not rounded to bf16).
+ * Not probed: an exact result just below 2^-126 that rounds up to it (the ref and the emulations
+ * round with fp32 denormals, then flush, giving 2^-126; the instruction could flush it): no such
+ * value arises at model scales, and the random check above met none that differed.
  *
  * Paths (kernels/cpu.h): AVX512-BF16 (VDPBF16PS, when cpu_bf16()), AVX-512F and AVX2 (the same
  * operation emulated with two FMAs and explicit flushes), generic C (fmaf). All give the bits of
