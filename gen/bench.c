@@ -269,9 +269,8 @@ static int write_json(const struct bench_opts *o, const struct model *m, const c
                      "model", o->model, "dtype", weight_dtype(m), "params",
                      (json_int_t)model_n_params(m), "weight_bytes", (json_int_t)model_weight_bytes(m),
                      "isa", kernels_isa(), "kernel_paths", "matmul", kernels_isa(), "matmul_q",
-                     matmul_q_path(), "matmul_i8", matmul_i8_path(), "matmul_bf16", matmul_bf16_path(),
-                     "aqlm", aqlm_matmul_path(),
-                     "attention", attention_path(), "compute", compute_name(o->compute),
+                     matmul_q_path(), "matmul_i8", matmul_i8_path(), "matmul_bf16",
+                     matmul_bf16_path(), "aqlm", aqlm_matmul_path(), "attention", attention_path(), "compute", compute_name(o->compute),
                      "compute_int8_matmuls", o->compute == COMPUTE_INT8 ? n_i8 : 0, "matmuls", n_mm,
                      "ctx", o->ctx, "reps", o->reps, "tokens", token_src, "flops_per_pass", flops,
                      "logits_identical", identical, "runs", arr);
