@@ -10,11 +10,13 @@
  * computed in double and stored as fp32 cos/sin; softmax is fp32 with the max subtracted.
  * Every parallel loop gives each output to one thread with a fixed summation order, so results do
  * not depend on the thread count. The weight matmuls (layers and output) run in s->compute: fp32
- * (matmul), fp16/bf16 (inputs and outputs rounded around matmul), int8 (matmul_i8, with an fp32
- * fallback for weight types it lacks, counted in n_mm - n_mm_int8), a8/a4 (the block linears'
- * inputs quantized per token, kernels/act_quant.h; the output layer stays fp32). A rotated model
- * (quant/rotate.h) has the inputs of o and/or down rotated by an online Hadamard transform
- * (cfg.online_had) where its stage produces them, so the calibration hooks see them rotated. */
+ * (matmul), bf16 (matmul_bf16 for f32/f16/bf16 weights: bf16 products, fp32 sums and output;
+ * other weight types: inputs rounded to bf16, fp32 matmul), fp16 (inputs and outputs rounded
+ * around matmul), int8 (matmul_i8, with an fp32 fallback for weight types it lacks, counted in
+ * n_mm - n_mm_int8), a8/a4 (the block linears' inputs quantized per token, kernels/act_quant.h;
+ * the output layer stays fp32). A rotated model (quant/rotate.h) has the inputs of o and/or down
+ * rotated by an online Hadamard transform (cfg.online_had) where its stage produces them, so the
+ * calibration hooks see them rotated. */
 #include "eval/forward.h"
 
 #include <math.h>
@@ -29,6 +31,7 @@
 #include "kernels/attention.h"
 #include "kernels/hadamard.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_bf16.h"
 
 /* below this many element-operations a loop runs on one thread: waking a team costs more, and on a
  * loaded machine a barrier waiting for a descheduled thread costs milliseconds */
@@ -118,6 +121,7 @@ static size_t plan_scratch(const struct model *m, int n_ctx, int max_batch, int 
             for (int T = 1; T <= max_batch; T++) {
                 need = LB_MAX(need, matmul_scratch(w, T, n_threads));
                 need = LB_MAX(need, matmul_i8_scratch(w, T, n_threads));
+                need = LB_MAX(need, matmul_bf16_scratch(w, T, n_threads));
             }
         }
     return need;
@@ -388,12 +392,23 @@ static void mm_out(struct fwd_state *s, float *y, const float *x, const struct t
             return;
         }
         break;
-    case COMPUTE_FP16:
     case COMPUTE_BF16:
+        /* f32/f16/bf16 weights: bf16 products accumulated in fp32 (kernels/matmul_bf16.h, VDPBF16PS
+         * where the CPU has it), the output fp32 as it comes (as the hardware gives it); the other
+         * types (quantized: no bf16 form of their weights is exact) round the input to bf16 and
+         * run the fp32 matmul of their exact weights, the output fp32 likewise (fp16 compute
+         * still rounds its output) */
+        if (matmul_bf16_supported(w->type)) {
+            s->n_mm_bf16++;
+            if (matmul_bf16_ws(y, x, w, T, &s->ws)) s->mm_failed = true;
+            return;
+        }
+        /* fall through */
+    case COMPUTE_FP16:
         if (xh_reserve(s, (size_t)T * K)) return;
         round_half(s->xh, x, (size_t)T * K, s->compute);
         if (matmul_ws(y, s->xh, w, T, &s->ws)) s->mm_failed = true;
-        else round_half(y, y, (size_t)T * N, s->compute);
+        else if (s->compute == COMPUTE_FP16) round_half(y, y, (size_t)T * N, s->compute);
         return;
     default: break;
     }

@@ -58,12 +58,14 @@ struct fwd_state {
      * block's inputs: quant/gptq.c); forward() then refuses logits. 0 (fwd_init's) = all layers.
      * The cache of the skipped layers is left stale: fwd_truncate() before the next full pass. */
     int layer_limit;
-    /* the matmuls' arithmetic (set after fwd_init; COMPUTE_FP32 by default). fp16/bf16: inputs
-     * and outputs of every matmul rounded (RNE) to that type around an fp32-accumulating matmul;
-     * int8: matmul_i8 where the weight allows it (matmul_i8_tensor_ok), else fp32. Counts of the
-     * matmul calls made so far, and of those done in int8 (the rest fell back to fp32). */
+    /* the matmuls' arithmetic (set after fwd_init; COMPUTE_FP32 by default). bf16: matmul_bf16
+     * (bf16 products, fp32 sums, fp32 output) for f32/f16/bf16 weights, for the other weight
+     * types inputs rounded (RNE) to bf16 around matmul; fp16: inputs and outputs of the matmul
+     * rounded (RNE) to fp16 around an fp32-accumulating matmul; int8: matmul_i8 where the weight allows it (matmul_i8_tensor_ok),
+     * else fp32. Counts of the matmul calls made so far, of those done in int8 (the rest fell back
+     * to fp32), and of those done by matmul_bf16. */
     enum compute_dtype compute;
-    long n_mm, n_mm_int8;
+    long n_mm, n_mm_int8, n_mm_bf16;
     float *xh; /* fp16/bf16: the rounded input, [max_batch][max(D, qd, H)] */
     size_t xh_floats;
     bool mm_failed;

@@ -34,6 +34,7 @@
 #include "kernels/aqlm.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_bf16.h"
 #include "kernels/qint.h"
 
 #define BENCH_MAX_THREADS 64
@@ -263,13 +264,13 @@ static int write_json(const struct bench_opts *o, const struct model *m, const c
     }
     int n_i8, n_mm;
     fwd_int8_coverage(m, &n_i8, &n_mm);
-    root = json_pack("{s:s, s:s, s:I, s:I, s:s, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:i, s:i, "
+    root = json_pack("{s:s, s:s, s:I, s:I, s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:s, s:i, s:i, "
                      "s:i, s:i, s:s, s:f, s:b, s:o}",
                      "model", o->model, "dtype", weight_dtype(m), "params",
                      (json_int_t)model_n_params(m), "weight_bytes", (json_int_t)model_weight_bytes(m),
                      "isa", kernels_isa(), "kernel_paths", "matmul", kernels_isa(), "matmul_q",
-                     matmul_q_path(), "matmul_i8", matmul_i8_path(), "aqlm", aqlm_matmul_path(),
-                     "attention", attention_path(), "compute", compute_name(o->compute),
+                     matmul_q_path(), "matmul_i8", matmul_i8_path(), "matmul_bf16",
+                     matmul_bf16_path(), "aqlm", aqlm_matmul_path(), "attention", attention_path(), "compute", compute_name(o->compute),
                      "compute_int8_matmuls", o->compute == COMPUTE_INT8 ? n_i8 : 0, "matmuls", n_mm,
                      "ctx", o->ctx, "reps", o->reps, "tokens", token_src, "flops_per_pass", flops,
                      "logits_identical", identical, "runs", arr);
@@ -325,6 +326,9 @@ int cmd_bench(int argc, char **argv) {
     if (o.compute == COMPUTE_INT8)
         printf("compute: int8 (%s) on %d of %d weight matmuls, the rest fp32\n", matmul_i8_path(),
                n_i8, n_mm);
+    else if (o.compute == COMPUTE_BF16)
+        printf("compute: bf16 (matmul_bf16 %s for f32/f16/bf16 weights, else rounded fp32)\n",
+               matmul_bf16_path());
     else
         printf("compute: %s\n", compute_name(o.compute));
     printf("model: %s (%s weights, %.1fM params, %.1f MiB), ctx %d, reps %d, tokens: %s\n", o.model,

@@ -29,9 +29,10 @@ static const char ppl_help[] =
     "  (GPTQ/AWQ papers: non-overlapping N-token windows, every position scored). --ctx\n"
     "  default 512. --chunks K scores only the first K chunks. Prints PPL +/- stderr, the tokens\n"
     "  scored and tokens/s. --compute fp32 (default) | fp16 | bf16 | int8: the matmuls'\n"
-    "  arithmetic (fp16/bf16: inputs and outputs rounded; int8: activations quantized per block\n"
-    "  as llama.cpp does, integer dot products, for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/int8-row/qint\n"
-    "  weights; other weights stay fp32 and the count is reported).\n";
+    "  arithmetic (fp16: inputs and outputs rounded; bf16: bf16 products summed in fp32,\n"
+    "  VDPBF16PS's, for f32/f16/bf16 weights, inputs rounded for the others; int8: activations\n"
+    "  quantized per block as llama.cpp does, integer dot products, for Q8_0/Q4_0/Q4_1/Q5_0/\n"
+    "  Q5_1/int8-row/qint weights; other weights stay fp32 and the count is reported).\n";
 
 int cmd_ppl(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *json_path = NULL,

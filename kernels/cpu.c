@@ -23,6 +23,7 @@ static void cpu_probe(void) {
     cpu.f.avx512 = cpu.f.avx2 && __builtin_cpu_supports("avx512f") &&
                    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
     cpu.f.avx512vnni = cpu.f.avx512 && __builtin_cpu_supports("avx512vnni");
+    cpu.f.avx512bf16 = cpu.f.avx512 && __builtin_cpu_supports("avx512bf16");
 #endif
     cpu.best = cpu.f.avx512 ? CPU_ISA_AVX512 : cpu.f.avx2 ? CPU_ISA_AVX2 : CPU_ISA_GENERIC;
     cpu.cur = cpu.best;
@@ -74,5 +75,7 @@ int cpu_isa_usable(const char *s) {
     const int i = cpu_isa_from_name(s);
     return i >= 0 && cpu_has((enum cpu_isa)i) ? i : -1;
 }
+
+bool cpu_bf16(void) { return cpu_isa() == CPU_ISA_AVX512 && cpu_features()->avx512bf16; }
 
 const char *kernels_isa(void) { return isa_names[cpu_isa()]; }

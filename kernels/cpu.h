@@ -20,6 +20,7 @@ struct cpu_features {
     bool avx2;       /* avx2 + fma (f16c comes with every such CPU) */
     bool avx512;     /* avx2 and avx512f + avx512bw + avx512vl */
     bool avx512vnni; /* avx512 and avx512vnni (matmul_i8's integer dot products) */
+    bool avx512bf16; /* avx512 and avx512_bf16 (matmul_bf16's VDPBF16PS) */
 };
 
 /* this CPU's features (probed once; thread-safe) */
@@ -37,11 +38,15 @@ int cpu_isa_from_name(const char *s);
 /* the path named s if this CPU runs it, else -1: the index into a kernel family's per-path table
  * for the _isa entry points (tests and benchmarks); the hot paths index it by cpu_isa() */
 int cpu_isa_usable(const char *s);
+/* whether the kernels may use the AVX512-BF16 extension: the CPU has it and the path is avx512
+ * (LOWBIT_ISA=generic|avx2 turns it off with the rest; matmul_bf16's only user) */
+bool cpu_bf16(void);
 /* the name of cpu_isa() (printed once by the CLI as "kernels: using avx512") */
 const char *kernels_isa(void);
 
 /* ---- the target attributes of the per-ISA kernels (x86-64 with GCC or Clang) ----
- * LB_AVX512: matmul and matmul_q's AVX-512 paths; LB_VNNI: matmul_i8's; LB_AVX2: their AVX2 paths.
+ * LB_AVX512: matmul and matmul_q's AVX-512 paths; LB_VNNI: matmul_i8's; LB_AVX2: their AVX2 paths;
+ * LB_BF16: matmul_bf16's VDPBF16PS path.
  * LB_AVX512F, LB_AVX2F: the float-only kernels (attention, the Gram kernel, eval/grad.c's
  * attention), compiled with fewer extensions: changing a kernel's target set can change how the
  * compiler vectorizes its sums, so each keeps the one it was validated with. */
@@ -50,6 +55,7 @@ const char *kernels_isa(void);
 #define LB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
 #define LB_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
 #define LB_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define LB_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c")))
 #define LB_AVX512F __attribute__((target("avx512f,fma")))
 #define LB_AVX2F __attribute__((target("avx2,fma")))
 #else
