@@ -454,6 +454,71 @@ static void test_gradient_check(void) {
     for (size_t i = 0; i < LB_ARRAY_LEN(shapes); i++) check_gradients(&shapes[i]);
 }
 
+/* a qwen2moe block large enough that every loop of grad.c's MoE path and its matmuls run on both
+ * threads (R·D = 2^16): its output, input gradient and every weight gradient bit-identical on 1
+ * and 2 threads */
+static void test_moe_threads(void) {
+    const struct gshape s = {.name = "qwen2moe", .D = 128, .nh = 4, .nkv = 2, .hd = 32, .B = 4,
+                             .T = 128, .neox = true, .bias = true, .theta = 1e6, .E = 6, .K = 2,
+                             .He = 96, .Hs = 160};
+    const struct model m = shape_model(&s);
+    const int R = s.B * s.T, D = s.D;
+    struct grad_block g;
+    if (grad_block_init(&g, &m, s.T, R)) {
+        T_FAIL_("grad_block_init");
+        return;
+    }
+    float *pf[P_COUNT], *an[2][P_COUNT];
+    for (int i = 0; i < P_COUNT; i++) {
+        const int n = LB_MAX(p_size(&s, i), 1);
+        pf[i] = malloc(sizeof(float) * n);
+        an[0][i] = calloc(n, sizeof(float)), an[1][i] = calloc(n, sizeof(float));
+        for (int j = 0; j < n; j++)
+            pf[i][j] = i == P_AN || i == P_FN ? 1.0f + 0.3f * frand() : 0.3f * frand();
+    }
+    float *y[2], *dy = malloc(sizeof(float) * R * D);
+    for (int j = 0; j < R * D; j++) dy[j] = frand();
+    const float *exw[3 * 6];
+    float *exg[2][3 * 6];
+    for (int e = 0; e < 3 * s.E; e++) {
+        exw[e] = pf[P_EG + e % 3] + e / 3 * s.He * D;
+        for (int r = 0; r < 2; r++) exg[r][e] = an[r][P_EG + e % 3] + e / 3 * s.He * D;
+    }
+    const struct grad_weights w = {
+        .attn_norm = pf[P_AN], .ffn_norm = pf[P_FN],
+        .lin = {[LIN_Q] = pf[P_WQ], [LIN_K] = pf[P_WK], [LIN_V] = pf[P_WV], [LIN_O] = pf[P_WO]},
+        .bias = {[LIN_Q] = pf[P_BQ], [LIN_K] = pf[P_BK], [LIN_V] = pf[P_BV]},
+        .router = pf[P_RT], .ex = exw, .shexp = {pf[P_SHG], pf[P_SHU], pf[P_SHD]},
+        .shexp_gate = pf[P_SGT]};
+    for (int run = 0; run < 2; run++) {
+        lb_set_threads(run + 1);
+        float *const *a = an[run];
+        const struct grad_grads gr = {
+            .attn_norm = a[P_AN], .ffn_norm = a[P_FN],
+            .lin = {[LIN_Q] = a[P_WQ], [LIN_K] = a[P_WK], [LIN_V] = a[P_WV], [LIN_O] = a[P_WO]},
+            .bias = {[LIN_Q] = a[P_BQ], [LIN_K] = a[P_BK], [LIN_V] = a[P_BV]},
+            .router = a[P_RT], .ex = exg[run], .shexp = {a[P_SHG], a[P_SHU], a[P_SHD]},
+            .shexp_gate = a[P_SGT]};
+        y[run] = malloc(sizeof(float) * R * D);
+        T_OK(!grad_block_forward(&g, &w, pf[P_X], s.B, s.T, y[run]));
+        T_OK(!grad_block_backward(&g, &w, dy, a[P_X], &gr));
+    }
+    lb_set_threads(1);
+    T_OK(!memcmp(y[0], y[1], sizeof(float) * R * D));
+    int differ = 0, n_grad = 0;
+    for (int i = 0; i < P_QN; i++) n_grad += p_size(&s, i) > 0;
+    for (int i = 0; i < P_COUNT; i++)
+        if (p_size(&s, i) && memcmp(an[0][i], an[1][i], sizeof(float) * p_size(&s, i))) {
+            T_FAIL_("%s differs between 1 and 2 threads", p_name[i]);
+            differ++;
+        }
+    printf("  qwen2moe block (%d rows, D %d, 6 experts, shared 160): y and %d gradients on 1 and "
+           "2 threads: %s\n", R, D, n_grad, differ ? "differ" : "bit-identical");
+    for (int i = 0; i < P_COUNT; i++) free(pf[i]), free(an[0][i]), free(an[1][i]);
+    free(y[0]), free(y[1]), free(dy);
+    grad_block_release(&g);
+}
+
 /* what the block backward does not cover is refused with a message naming it; a post-norm
  * configuration without its weights too */
 static void test_grad_refusals(void) {
@@ -1284,6 +1349,7 @@ int main(void) {
     lb_set_threads(1); /* (test_threads sets its own) */
     T_RUN_TIMED(test_gradient_check);
     T_RUN(test_grad_refusals);
+    T_RUN_TIMED(test_moe_threads);
     T_RUN_TIMED(test_chain);
     T_RUN_TIMED(test_forward_matches_eval);
     T_RUN_TIMED(test_block_beats_rtn);
