@@ -756,7 +756,8 @@ static void route_bwd(struct grad_block *g, int64_t R) {
         for (int e = 0; e < E; e++) sum += exp((double)lg[e] - mx);
         for (int j = 0; j < K; j++) c += exp((double)lg[sel[j]] - mx) / sum * dw[j];
         for (int e = 0; e < E; e++) dl[e] = (float)(-exp((double)lg[e] - mx) / sum * c);
-        for (int j = 0; j < K; j++) dl[sel[j]] += (float)(exp((double)lg[sel[j]] - mx) / sum * dw[j]);
+        for (int j = 0; j < K; j++)
+            dl[sel[j]] += (float)(exp((double)lg[sel[j]] - mx) / sum * dw[j]);
     }
 }
 
@@ -790,7 +791,8 @@ static void moe_bwd(struct grad_block *g, const struct grad_weights *w, const fl
             const int64_t t = g->arow[a0 + i];
             int j = 0;
             while (g->mpos[t * K + j] != a0 + i) j++;
-            for (int d = 0; d < D; d++) g->mdy[(int64_t)i * D + d] = g->mw[t * K + j] * df[t * D + d];
+            const float wt = g->mw[t * K + j];
+            for (int d = 0; d < D; d++) g->mdy[(int64_t)i * D + d] = wt * df[t * D + d];
         }
         gather_rows(g->mdx, g->xn2, g->arow + a0, ne, D);
         const int64_t o = (int64_t)a0 * He; /* swiglu_bwd reads x before it writes mdx */
@@ -808,7 +810,8 @@ static void moe_bwd(struct grad_block *g, const struct grad_weights *w, const fl
 #pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * D; i++) g->dxn[i] += g->mdx[i];
     if (!H) return;
-    /* the shared expert: f += s·y_s, s = sigmoid(z), z = xn2·w_sg; dz = s(1 − s)·dfᵀ·y_s (in dmw) */
+    /* the shared expert: f += s·y_s, s = sigmoid(z), z = xn2·w_sg; dz = s(1 − s)·dfᵀ·y_s (into
+     * dmw) */
 #pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
     for (int64_t t = 0; t < R; t++) {
         double acc = 0;

@@ -785,10 +785,11 @@ static int ar_unfields(struct ar_resume *ar, const json_t *f, int l_done,
     return 0;
 }
 
-/* the checkpoint after block l (ti: the block's GGUF tensor indexes, -1 none) */
+/* the checkpoint after block l (ti: the block's n_slot GGUF tensor indexes, -1 none) */
 static int ar_checkpoint(struct ar_resume *ar, int l, struct hfx_model *hm, const int *ti,
-                         int n_slot, void **gbuf, const size_t *gbytes, const float *xfp, const float *xq,
-                         size_t stream_bytes, uint64_t rng, const struct autoround_report *rep) {
+                         int n_slot, void **gbuf, const size_t *gbytes, const float *xfp,
+                         const float *xq, size_t stream_bytes, uint64_t rng,
+                         const struct autoround_report *rep) {
     if (!ar->rs.dir) return 0;
     if (hm && qresume_put_block(&ar->rs, l, hm)) return -1;
     for (int i = 0; !hm && i < n_slot; i++) {
