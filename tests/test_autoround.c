@@ -8,8 +8,14 @@
  *      central differences (h = 1e-5) of an independent float64 block written here (its RoPE
  *      angles in float64 from the bases), loss Σ y·R for a fixed random R; per-tensor relative
  *      error ‖g − g_fd‖/‖g_fd‖ <= 1e-4 (fp32 analytic vs float64 numeric: measured below 1e-6),
- *      and the fp32 forward within 1e-5 of the float64 one. What the block does not cover (MoE
- *      MLPs, online Hadamard rotations) is refused by grad_block_init with a message naming it.
+ *      and the fp32 forward within 1e-5 of the float64 one. MoE blocks too (Mixtral: 5 experts,
+ *      top 2 renormalized; qwen2moe: 6 experts, top 3 not renormalized, a shared expert, and one
+ *      with norm_topk_prob that leaves experts idle): the router, every expert's and the shared
+ *      expert's weights and its gate, x; the choice of experts is the same in the fp32 block and
+ *      in every perturbed float64 one (margin printed), idle experts get exactly zero gradients;
+ *      a larger qwen2moe block's output and gradients are bit-identical on 1 and 2 threads. What
+ *      the block does not cover (online Hadamard rotations, MoE with post-norms or gelu) is
+ *      refused by grad_block_init with a message naming it.
  *  (a') the fake quantizer's STE chain (autoround_chain: ∂L/∂V, ∂L/∂min_scale, ∂L/∂max_scale)
  *      against float64 central differences of its surrogate (round() = argument + a residual
  *      held fixed, as round_ste), sym 4/2-bit and asym 4/3-bit, groups where either side sets
