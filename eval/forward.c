@@ -477,6 +477,26 @@ static void mm_ex(struct fwd_state *s, float *y, const float *x, const struct te
     mm(s, y, x, w, T);
 }
 
+void fwd_moe_route(int E, int K, bool expert_norm, const float *lg, int *sel, float *w) {
+    double mx = lg[0], sum = 0, top = 0;
+    for (int e = 1; e < E; e++) mx = lg[e] > mx ? lg[e] : mx;
+    for (int e = 0; e < E; e++) sum += exp((double)lg[e] - mx);
+    for (int j = 0; j < K; j++) { /* selection by logit = by probability */
+        int best = -1;
+        for (int e = 0; e < E; e++) {
+            bool taken = false;
+            for (int i = 0; i < j; i++) taken |= sel[i] == e;
+            if (!taken && (best < 0 || lg[e] > lg[best])) best = e;
+        }
+        sel[j] = best;
+        top += exp((double)lg[best] - mx) / sum;
+    }
+    for (int j = 0; j < K; j++) {
+        const double p = exp((double)lg[sel[j]] - mx) / sum;
+        w[j] = (float)(expert_norm ? p / top : p);
+    }
+}
+
 /* a MoE layer's MLP on xn [T][D] into out [T][D] (model.h: Mixtral's sparse block): router
  * logits, softmax over all experts (double), the n_expert_used most probable (the lower index on
  * ties), their probabilities renormalized to sum 1 when cfg.expert_norm; then expert by expert
@@ -486,27 +506,9 @@ static void moe_ffn(struct fwd_state *s, const struct layer *L, const float *xn,
     const struct model_config *c = &s->m->cfg;
     const int D = c->dim, E = c->n_expert, K = c->n_expert_used, He = c->expert_hidden;
     mm(s, s->moe_logits, xn, &L->router, T);
-    for (int t = 0; t < T; t++) {
-        const float *lg = s->moe_logits + (size_t)t * E;
-        double mx = lg[0], sum = 0, top = 0;
-        for (int e = 1; e < E; e++) mx = lg[e] > mx ? lg[e] : mx;
-        for (int e = 0; e < E; e++) sum += exp((double)lg[e] - mx);
-        int *sel = s->moe_sel + (size_t)t * K;
-        for (int j = 0; j < K; j++) { /* selection by logit = by probability */
-            int best = -1;
-            for (int e = 0; e < E; e++) {
-                bool taken = false;
-                for (int i = 0; i < j; i++) taken |= sel[i] == e;
-                if (!taken && (best < 0 || lg[e] > lg[best])) best = e;
-            }
-            sel[j] = best;
-            top += exp((double)lg[best] - mx) / sum;
-        }
-        for (int j = 0; j < K; j++) {
-            const double p = exp((double)lg[sel[j]] - mx) / sum;
-            s->moe_w[(size_t)t * K + j] = (float)(c->expert_norm ? p / top : p);
-        }
-    }
+    for (int t = 0; t < T; t++)
+        fwd_moe_route(E, K, c->expert_norm, s->moe_logits + (size_t)t * E,
+                      s->moe_sel + (size_t)t * K, s->moe_w + (size_t)t * K);
     memset(out, 0, (size_t)T * D * sizeof *out);
     for (int e = 0; e < E; e++) {
         int n = 0;

@@ -112,6 +112,12 @@ static inline float fwd_gelu_tanh(float x) {
     const double u = 0.7978845608028654 * ((double)x + 0.044715 * (double)x * x * x);
     return (float)(0.5 * x * (1.0 + tanh(u)));
 }
+/* a MoE router's choice for one token from its logits lg [n_expert]: softmax over all experts
+ * (double), the n_expert_used most probable into sel [n_expert_used] in descending order (the lower
+ * index on ties), their probabilities into w, renormalized to sum 1 with expert_norm (Mixtral:
+ * = softmax over the chosen logits; qwen2moe: norm_topk_prob); also for eval/grad.c */
+void fwd_moe_route(int n_expert, int n_expert_used, bool expert_norm, const float *lg, int *sel,
+                   float *w);
 /* the weight matmuls of a forward pass (every layer's 7 plus the output layer): how many of
  * them int8 compute runs in int8 (*n_int8) out of *n_total */
 void fwd_int8_coverage(const struct model *m, int *n_int8, int *n_total);

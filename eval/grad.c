@@ -18,25 +18,39 @@ void grad_block_release(struct grad_block *g) {
         g->v,        g->att,      g->lse, g->h1,  g->s2,           g->xn2,         g->gate,
         g->up,       g->act,      g->dh1, g->dgu, g->dxn,          g->datt,        g->dqkv,
         g->yt,       g->xt,       g->wt,  g->q0,  g->k0,           g->sq,          g->sk,
-        g->po,       g->fo,       g->sp1, g->sp2, g->rope_cos_swa, g->rope_sin_swa};
+        g->po,       g->fo,       g->sp1, g->sp2, g->rope_cos_swa, g->rope_sin_swa,
+        g->mlog,     g->mw,       g->eg,  g->eu,  g->ea,           g->ey,          g->sg,
+        g->sy,       g->mdy,      g->mdx, g->dmw};
     for (size_t i = 0; i < LB_ARRAY_LEN(bufs); i++) free(bufs[i]);
+    free(g->msel), free(g->mpos), free(g->arow), free(g->eoff);
     memset(g, 0, sizeof *g);
 }
 
 int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int64_t max_rows) {
     memset(g, 0, sizeof *g);
     const struct model_config *c = &m->cfg;
-    if (n_ctx < 1 || max_rows < 1 || c->dim < 1 || c->hidden_dim < 1 || c->head_dim < 2 ||
+    if (n_ctx < 1 || max_rows < 1 || c->dim < 1 || (c->n_expert < 1 && c->hidden_dim < 1) ||
+        c->head_dim < 2 ||
         c->head_dim % 2 || c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
         return err("grad: bad block shape (n_ctx %d, rows %lld, dim %d, hidden %d, head_dim %d, "
                    "heads %d/%d)", n_ctx, (long long)max_rows, c->dim, c->hidden_dim, c->head_dim,
                    c->n_heads, c->n_kv_heads);
-    if (c->n_expert > 0 || c->online_had)
+    if (c->online_had || (c->n_expert > 0 && (c->post_norms || c->gelu)))
         return err("grad: the block backward (AutoRound, AQLM fine-tuning) covers llama, mistral, "
-                   "qwen2, qwen3, phi3, gemma2 and gemma3 blocks; %s blocks with %s are not "
-                   "supported yet", c->arch,
-                   c->n_expert > 0 ? "mixture-of-experts MLPs" : "online Hadamard rotations");
-    g->D = c->dim, g->H = c->hidden_dim, g->n_heads = c->n_heads, g->n_kv_heads = c->n_kv_heads;
+                   "qwen2, qwen3, phi3, gemma2, gemma3, mixtral and qwen2moe blocks; %s blocks "
+                   "with %s are not supported yet", c->arch,
+                   c->online_had ? "online Hadamard rotations"
+                                 : "mixture-of-experts MLPs and post-norms or gelu");
+    const bool moe = c->n_expert > 0;
+    if (moe && (c->n_expert_used < 1 || c->n_expert_used > c->n_expert || c->expert_hidden < 1 ||
+                c->shared_hidden < 0))
+        return err("grad: bad mixture-of-experts shape (%d experts, %d per token, hidden %d, "
+                   "shared %d)", c->n_expert, c->n_expert_used, c->expert_hidden,
+                   c->shared_hidden);
+    g->D = c->dim, g->H = moe ? c->shared_hidden : c->hidden_dim, g->n_heads = c->n_heads;
+    g->n_kv_heads = c->n_kv_heads;
+    g->E = moe ? c->n_expert : 0, g->K = moe ? c->n_expert_used : 0;
+    g->He = moe ? c->expert_hidden : 0, g->expert_norm = c->expert_norm;
     g->hd = c->head_dim, g->qd = c->n_heads * c->head_dim, g->kvd = c->n_kv_heads * c->head_dim;
     g->eps = c->norm_eps;
     g->rope_style = c->rope_style;
@@ -47,8 +61,9 @@ int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int6
     g->max_rows = max_rows;
     const size_t R = (size_t)max_rows, D = (size_t)g->D, H = (size_t)g->H, qd = (size_t)g->qd,
                  kvd = (size_t)g->kvd, qkv = qd + 2 * kvd, half = (size_t)g->hd / 2;
-    const size_t wide = LB_MAX(LB_MAX(D, 2 * H), LB_MAX(qkv, qd));
-    g->wt_floats = LB_MAX(LB_MAX(2 * H * D, qkv * D), qd * D);
+    const size_t He = (size_t)g->He, E = (size_t)g->E, RK = R * (size_t)g->K;
+    const size_t wide = LB_MAX(LB_MAX(LB_MAX(D, 2 * H), LB_MAX(qkv, qd)), LB_MAX(2 * He, E));
+    g->wt_floats = LB_MAX(LB_MAX(LB_MAX(2 * H * D, qkv * D), qd * D), LB_MAX(2 * He * D, E * D));
     struct {
         float **p;
         size_t n;
@@ -57,7 +72,7 @@ int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int6
         {&g->x, R * D}, {&g->s1, R}, {&g->xn1, R * D}, {&g->q, R * qd}, {&g->k, R * kvd},
         {&g->v, R * kvd}, {&g->att, R * qd}, {&g->lse, R * (size_t)g->n_heads}, {&g->h1, R * D},
         {&g->s2, R}, {&g->xn2, R * D}, {&g->gate, R * H}, {&g->up, R * H}, {&g->act, R * H},
-        {&g->dh1, R * D}, {&g->dgu, R * 2 * H}, {&g->dxn, R * D}, {&g->datt, R * qd},
+        {&g->dh1, R * D}, {&g->dgu, R * 2 * LB_MAX(H, He)}, {&g->dxn, R * D}, {&g->datt, R * qd},
         {&g->dqkv, R * qkv}, {&g->yt, R * wide}, {&g->xt, R * wide}, {&g->wt, g->wt_floats},
         {&g->q0, c->qk_norm ? R * qd : 1}, {&g->k0, c->qk_norm ? R * kvd : 1},
         {&g->sq, c->qk_norm ? R * (size_t)g->n_heads : 1},
@@ -66,9 +81,21 @@ int grad_block_init(struct grad_block *g, const struct model *m, int n_ctx, int6
         {&g->sp1, c->post_norms ? R : 1}, {&g->sp2, c->post_norms ? R : 1},
         {&g->rope_cos_swa, fwd_rope_swa_differs(c) ? (size_t)n_ctx * half : 0},
         {&g->rope_sin_swa, fwd_rope_swa_differs(c) ? (size_t)n_ctx * half : 0},
+        {&g->mlog, R * E}, {&g->mw, RK}, {&g->eg, RK * He}, {&g->eu, RK * He},
+        {&g->ea, RK * He}, {&g->ey, RK * D}, {&g->sg, H ? R : 0}, {&g->sy, H ? R * D : 0},
+        {&g->mdy, moe ? R * LB_MAX(D, E) : 0}, {&g->mdx, moe ? R * D : 0}, {&g->dmw, RK},
     };
+    struct {
+        int **p;
+        size_t n;
+    } ai[] = {{&g->msel, RK}, {&g->mpos, RK}, {&g->arow, RK}, {&g->eoff, moe ? E + 1 : 0}};
     for (size_t i = 0; i < LB_ARRAY_LEN(a); i++)
         if (a[i].n && !(*a[i].p = xmalloc(a[i].n * sizeof(float), "block gradient buffers"))) {
+            grad_block_release(g);
+            return -1;
+        }
+    for (size_t i = 0; i < LB_ARRAY_LEN(ai); i++)
+        if (ai[i].n && !(*ai[i].p = xmalloc(ai[i].n * sizeof(int), "block gradient buffers"))) {
             grad_block_release(g);
             return -1;
         }
@@ -164,6 +191,16 @@ static void col_sum(float *out, const float *a, int64_t R, int n, int64_t ld) {
     for (int i = 0; i < n; i++) {
         double acc = 0;
         for (int64_t t = 0; t < R; t++) acc += a[t * ld + i];
+        out[i] = (float)acc;
+    }
+}
+
+/* out[i] = Σ_t a[t][i]·s[t] for a [R][n] (columns in parallel, rows summed in order) */
+static void col_sum_scaled(float *out, const float *a, const float *s, int64_t R, int n) {
+#pragma omp parallel for schedule(static) if ((size_t)R * n >= PAR_MIN_WORK)
+    for (int i = 0; i < n; i++) {
+        double acc = 0;
+        for (int64_t t = 0; t < R; t++) acc += (double)a[t * n + i] * s[t];
         out[i] = (float)acc;
     }
 }
@@ -469,6 +506,84 @@ static int attn_run(struct grad_block *g, int n_win, int T, bool bwd) {
     return bad ? err("out of memory in the attention (%zu floats per thread)", n_buf) : 0;
 }
 
+/* ===== the MoE MLP (grad.h) ===== */
+
+/* act [n] = silu(gate)·up, as eval/forward.c computes it */
+static void swiglu(float *act, const float *gate, const float *up, int64_t n) {
+#pragma omp parallel for schedule(static) if ((size_t)n >= PAR_MIN_WORK)
+    for (int64_t i = 0; i < n; i++) act[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+/* dst [n][D] = the rows rows[0..n) of src [.][D] */
+static void gather_rows(float *dst, const float *src, const int *rows, int n, int D) {
+#pragma omp parallel for schedule(static) if ((size_t)n * D >= PAR_MIN_WORK)
+    for (int i = 0; i < n; i++)
+        memcpy(dst + (int64_t)i * D, src + (int64_t)rows[i] * D, (size_t)D * sizeof *dst);
+}
+
+/* the choice j of row t with the smallest expert index above prev */
+static int next_choice(const struct grad_block *g, int64_t t, int prev) {
+    const int *sel = g->msel + t * g->K;
+    int jm = -1;
+    for (int j = 0; j < g->K; j++)
+        if (sel[j] > prev && (jm < 0 || sel[j] < sel[jm])) jm = j;
+    return jm;
+}
+
+/* f [R][D] = the MoE MLP of xn2 (grad.h), saving the routing and each expert's activations */
+static void moe_fwd(struct grad_block *g, const struct grad_weights *w, int64_t R, float *f) {
+    const int D = g->D, E = g->E, K = g->K, He = g->He, H = g->H;
+    mm(g, g->mlog, g->xn2, w->router, D, E, R);
+#pragma omp parallel for schedule(static) if ((size_t)R * E * K >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++)
+        fwd_moe_route(E, K, g->expert_norm, g->mlog + t * E, g->msel + t * K, g->mw + t * K);
+    int n = 0; /* the assignments, by expert ascending, rows ascending (as eval/forward.c) */
+    for (int e = 0; e < E; e++) {
+        g->eoff[e] = n;
+        for (int64_t t = 0; t < R; t++)
+            for (int j = 0; j < K; j++)
+                if (g->msel[t * K + j] == e) g->arow[n] = (int)t, g->mpos[t * K + j] = n++;
+    }
+    g->eoff[E] = n;
+    for (int e = 0; e < E; e++) {
+        const int a0 = g->eoff[e], ne = g->eoff[e + 1] - a0;
+        if (!ne) continue;
+        float *eg = g->eg + (int64_t)a0 * He, *eu = g->eu + (int64_t)a0 * He,
+              *ea = g->ea + (int64_t)a0 * He;
+        gather_rows(g->mdx, g->xn2, g->arow + a0, ne, D);
+        mm(g, eg, g->mdx, w->ex[3 * e], D, He, ne);
+        mm(g, eu, g->mdx, w->ex[3 * e + 1], D, He, ne);
+        swiglu(ea, eg, eu, (int64_t)ne * He);
+        mm(g, g->ey + (int64_t)a0 * D, ea, w->ex[3 * e + 2], He, D, ne);
+    }
+#pragma omp parallel for schedule(static) if ((size_t)R * D * K >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++) { /* Σ w·y in ascending expert order, as eval/forward.c */
+        float *o = f + t * D;
+        memset(o, 0, (size_t)D * sizeof *o);
+        for (int i = 0, prev = -1; i < K; i++) {
+            const int j = next_choice(g, t, prev);
+            const float wt = g->mw[t * K + j], *y = g->ey + (int64_t)g->mpos[t * K + j] * D;
+            for (int d = 0; d < D; d++) o[d] += wt * y[d];
+            prev = g->msel[t * K + j];
+        }
+    }
+    if (!H) return;
+    /* qwen2moe's shared expert, times sigmoid(xn2·w_sg) */
+#pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++) {
+        double z = 0;
+        for (int d = 0; d < D; d++) z += (double)g->xn2[t * D + d] * w->shexp_gate[d];
+        g->sg[t] = (float)(1.0 / (1.0 + exp(-z)));
+    }
+    mm(g, g->gate, g->xn2, w->shexp[0], D, H, R);
+    mm(g, g->up, g->xn2, w->shexp[1], D, H, R);
+    swiglu(g->act, g->gate, g->up, R * H);
+    mm(g, g->sy, g->act, w->shexp[2], H, D, R);
+#pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++)
+        for (int d = 0; d < D; d++) f[t * D + d] += g->sg[t] * g->sy[t * D + d];
+}
+
 /* ===== forward ===== */
 
 int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const float *x,
@@ -480,6 +595,9 @@ int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const
     if ((w->attn_post_norm != NULL) != g->post_norms || (w->ffn_post_norm != NULL) != g->post_norms)
         return err("grad: the block's post-norm weights %s the configuration's post_norms",
                    g->post_norms ? "lack" : "are not in");
+    if (g->E > 0 && (!w->router || !w->ex || (g->H > 0) != (w->shexp[0] && w->shexp[1] &&
+                                                            w->shexp[2] && w->shexp_gate)))
+        return err("grad: the MoE block's weights lack its router, experts or shared expert");
     const int D = g->D, H = g->H, qd = g->qd, kvd = g->kvd;
     g->n_win = 0;
     g->mm_failed = false;
@@ -522,15 +640,19 @@ int grad_block_forward(struct grad_block *g, const struct grad_weights *w, const
 #pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * D; i++) g->h1[i] = x[i] + y[i];
     rmsnorm_fwd(g->xn2, g->s2, g->h1, w->ffn_norm, R, D, g->eps);
-    mm(g, g->gate, g->xn2, w->lin[LIN_GATE], D, H, R);
-    mm(g, g->up, g->xn2, w->lin[LIN_UP], D, H, R);
+    if (g->E > 0) {
+        moe_fwd(g, w, R, y); /* no post-norms (grad_block_init) */
+    } else {
+        mm(g, g->gate, g->xn2, w->lin[LIN_GATE], D, H, R);
+        mm(g, g->up, g->xn2, w->lin[LIN_UP], D, H, R);
 #pragma omp parallel for schedule(static) if ((size_t)R * H >= PAR_MIN_WORK)
-    for (int64_t i = 0; i < R * H; i++) {
-        const float gv = g->gate[i];
-        if (g->gelu) g->act[i] = fwd_gelu_tanh(gv) * g->up[i];
-        else g->act[i] = gv / (1.0f + expf(-gv)) * g->up[i];
+        for (int64_t i = 0; i < R * H; i++) {
+            const float gv = g->gate[i];
+            if (g->gelu) g->act[i] = fwd_gelu_tanh(gv) * g->up[i];
+            else g->act[i] = gv / (1.0f + expf(-gv)) * g->up[i];
+        }
+        mm(g, g->post_norms ? g->fo : y, g->act, w->lin[LIN_DOWN], H, D, R);
     }
-    mm(g, g->post_norms ? g->fo : y, g->act, w->lin[LIN_DOWN], H, D, R);
     if (g->post_norms) rmsnorm_fwd(y, g->sp2, g->fo, w->ffn_post_norm, R, D, g->eps);
 #pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
     for (int64_t i = 0; i < R * D; i++) y[i] += g->h1[i];
@@ -577,33 +699,150 @@ static const float *post_norm_bwd(struct grad_block *g, const float *dy, const f
     return g->dxn;
 }
 
-int grad_block_backward(struct grad_block *g, const struct grad_weights *w, const float *dy,
-                        float *dx, const struct grad_grads *gr) {
-    if (g->n_win < 1) return err("grad: backward without a forward");
-    g->mm_failed = false;
+/* [dgate | dup] rows dgu [R][2H] of act = silu(gate)·up (gelu: gelu(gate)·up) from dact [R][H] */
+static void act_bwd(bool gelu, float *dgu, const float *dact, const float *gate, const float *up,
+                    int64_t R, int H) {
+#pragma omp parallel for schedule(static) if ((size_t)R * H >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++)
+        for (int i = 0; i < H; i++) {
+            const float gv = gate[t * H + i], da = dact[t * H + i];
+            if (gelu) {
+                dgu[t * 2 * H + i] = da * up[t * H + i] * (float)gelu_tanh_grad(gv);
+                dgu[t * 2 * H + H + i] = da * fwd_gelu_tanh(gv);
+                continue;
+            }
+            const float sg = 1.0f / (1.0f + expf(-gv));
+            dgu[t * 2 * H + i] = da * up[t * H + i] * sg * (1.0f + gv * (1.0f - sg));
+            dgu[t * 2 * H + H + i] = da * gv * sg;
+        }
+}
+
+/* a SwiGLU MLP's backward on n rows: dy [n][D] (the output's gradient), x [n][D] its input, gate,
+ * up, act [n][Hh] its activations, wg, wu [Hh][D] and wd [D][Hh]; the weights' gradients into dwg,
+ * dwu, dwd (each may be NULL), the input's into g->mdx [n][D] */
+static void swiglu_bwd(struct grad_block *g, const float *dy, const float *x, const float *gate,
+                       const float *up, const float *act, const float *wg, const float *wu,
+                       const float *wd, float *dwg, float *dwu, float *dwd, int64_t n, int Hh) {
+    const int D = g->D;
+    if (dwd) grad_w(g, dwd, dy, D, D, act, Hh, n);
+    transpose(g->wt, D, wd, D, Hh, Hh); /* Wdᵀ [Hh][D] */
+    mm(g, g->xt, dy, g->wt, D, Hh, n);
+    act_bwd(false, g->dgu, g->xt, gate, up, n, Hh);
+    if (dwg || dwu) transpose(g->xt, n, x, n, D, D);
+    if (dwg) grad_w_t(g, dwg, g->dgu, 2 * Hh, Hh, D, n);
+    if (dwu) grad_w_t(g, dwu, g->dgu + Hh, 2 * Hh, Hh, D, n);
+    transpose(g->wt, 2 * Hh, wg, Hh, D, D);
+    transpose(g->wt + Hh, 2 * Hh, wu, Hh, D, D);
+    mm(g, g->mdx, g->dgu, g->wt, 2 * Hh, D, n);
+}
+
+/* the gradient of the routing weights' logits [R][E] into g->mdy from dmw (grad.h) */
+static void route_bwd(struct grad_block *g, int64_t R) {
+    const int E = g->E, K = g->K;
+#pragma omp parallel for schedule(static) if ((size_t)R * E * K >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++) {
+        const float *lg = g->mlog + t * E, *wt = g->mw + t * K, *dw = g->dmw + t * K;
+        const int *sel = g->msel + t * K;
+        float *dl = g->mdy + t * E;
+        memset(dl, 0, (size_t)E * sizeof *dl);
+        if (g->expert_norm) { /* w = softmax over the chosen logits */
+            double c = 0;
+            for (int j = 0; j < K; j++) c += (double)wt[j] * dw[j];
+            for (int j = 0; j < K; j++) dl[sel[j]] = (float)(wt[j] * (dw[j] - c));
+            continue;
+        }
+        double mx = lg[0], sum = 0, c = 0; /* w = softmax over all E, as fwd_moe_route */
+        for (int e = 1; e < E; e++) mx = lg[e] > mx ? lg[e] : mx;
+        for (int e = 0; e < E; e++) sum += exp((double)lg[e] - mx);
+        for (int j = 0; j < K; j++) c += exp((double)lg[sel[j]] - mx) / sum * dw[j];
+        for (int e = 0; e < E; e++) dl[e] = (float)(-exp((double)lg[e] - mx) / sum * c);
+        for (int j = 0; j < K; j++)
+            dl[sel[j]] += (float)(exp((double)lg[sel[j]] - mx) / sum * dw[j]);
+    }
+}
+
+/* g->dxn [R][D] = the gradient of the MoE MLP's input xn2 from df [R][D], its output's; the
+ * weights' gradients gr asks for */
+static void moe_bwd(struct grad_block *g, const struct grad_weights *w, const float *df,
+                    const struct grad_grads *gr) {
     const int64_t R = (int64_t)g->n_win * g->T;
-    const int D = g->D, H = g->H, qd = g->qd, kvd = g->kvd, qkv = qd + 2 * kvd;
-    /* 1. y = h1 + f, f = act·Wdᵀ (post-norms: rmsnorm(fo)·w, fo = act·Wdᵀ): dh1 = dy;
+    const int D = g->D, E = g->E, K = g->K, He = g->He, H = g->H;
+    memset(g->dxn, 0, (size_t)(R * D) * sizeof *g->dxn);
+#pragma omp parallel for schedule(static) if ((size_t)R * D * K >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++) /* dw_j = dfᵀ·y of choice j */
+        for (int j = 0; j < K; j++) {
+            const float *y = g->ey + (int64_t)g->mpos[t * K + j] * D, *d = df + t * D;
+            double acc = 0;
+            for (int i = 0; i < D; i++) acc += (double)d[i] * y[i];
+            g->dmw[t * K + j] = (float)acc;
+        }
+    for (int e = 0; e < E; e++) {
+        const int a0 = g->eoff[e], ne = g->eoff[e + 1] - a0;
+        float *dw[3] = {NULL, NULL, NULL};
+        for (int i = 0; i < 3 && gr->ex; i++) dw[i] = gr->ex[3 * e + i];
+        if (!ne) { /* chosen by no row: no gradient */
+            const size_t n = (size_t)He * D;
+            for (int i = 0; i < 3; i++)
+                if (dw[i]) memset(dw[i], 0, n * sizeof *dw[i]);
+            continue;
+        }
+#pragma omp parallel for schedule(static) if ((size_t)ne * D >= PAR_MIN_WORK)
+        for (int i = 0; i < ne; i++) { /* the expert output's gradient: w·df, gathered */
+            const int64_t t = g->arow[a0 + i];
+            int j = 0;
+            while (g->mpos[t * K + j] != a0 + i) j++;
+            const float wt = g->mw[t * K + j];
+            for (int d = 0; d < D; d++) g->mdy[(int64_t)i * D + d] = wt * df[t * D + d];
+        }
+        gather_rows(g->mdx, g->xn2, g->arow + a0, ne, D);
+        const int64_t o = (int64_t)a0 * He; /* swiglu_bwd reads x before it writes mdx */
+        swiglu_bwd(g, g->mdy, g->mdx, g->eg + o, g->eu + o, g->ea + o, w->ex[3 * e],
+                   w->ex[3 * e + 1], w->ex[3 * e + 2], dw[0], dw[1], dw[2], ne, He);
+#pragma omp parallel for schedule(static) if ((size_t)ne * D >= PAR_MIN_WORK)
+        for (int i = 0; i < ne; i++) /* a row chooses an expert once: no two i share a row */
+            for (int d = 0; d < D; d++)
+                g->dxn[(int64_t)g->arow[a0 + i] * D + d] += g->mdx[(int64_t)i * D + d];
+    }
+    route_bwd(g, R);
+    if (gr->router) grad_w(g, gr->router, g->mdy, E, E, g->xn2, D, R);
+    transpose(g->wt, E, w->router, E, D, D); /* Wrᵀ [D][E] */
+    mm(g, g->mdx, g->mdy, g->wt, E, D, R);
+#pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
+    for (int64_t i = 0; i < R * D; i++) g->dxn[i] += g->mdx[i];
+    if (!H) return;
+    /* the shared expert: f += s·y_s, s = sigmoid(z), z = xn2·w_sg; dz = s(1 − s)·dfᵀ·y_s (into
+     * dmw) */
+#pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++) {
+        double acc = 0;
+        const float sg = g->sg[t];
+        for (int d = 0; d < D; d++) acc += (double)df[t * D + d] * g->sy[t * D + d];
+        g->dmw[t] = (float)(acc * sg * (1.0 - sg));
+        for (int d = 0; d < D; d++) g->mdy[t * D + d] = sg * df[t * D + d];
+    }
+    swiglu_bwd(g, g->mdy, g->xn2, g->gate, g->up, g->act, w->shexp[0], w->shexp[1], w->shexp[2],
+               gr->shexp[0], gr->shexp[1], gr->shexp[2], R, H);
+#pragma omp parallel for schedule(static) if ((size_t)R * D >= PAR_MIN_WORK)
+    for (int64_t t = 0; t < R; t++)
+        for (int d = 0; d < D; d++)
+            g->dxn[t * D + d] += g->mdx[t * D + d] + g->dmw[t] * w->shexp_gate[d];
+    if (gr->shexp_gate) col_sum_scaled(gr->shexp_gate, g->xn2, g->dmw, R, D);
+}
+
+/* steps 1 and 2 of the dense MLP's backward (grad_block_backward): g->dxn [R][D] = the gradient
+ * of xn2 from dy [R][D], the block output's */
+static void dense_ffn_bwd(struct grad_block *g, const struct grad_weights *w, const float *dy,
+                          const struct grad_grads *gr) {
+    const int64_t R = (int64_t)g->n_win * g->T;
+    const int D = g->D, H = g->H;
+    /* 1. y = h1 + f, f = act·Wdᵀ (post-norms: rmsnorm(fo)·w, fo = act·Wdᵀ):
      * dfo = df (or the norm's backward, in dxn); dact = dfo·Wd (into xt); dWd = dfoᵀ·act */
-    memcpy(g->dh1, dy, (size_t)(R * D) * sizeof *dy);
     const float *dfo = post_norm_bwd(g, dy, g->fo, g->sp2, w->ffn_post_norm, gr->ffn_post_norm);
     if (gr->lin[LIN_DOWN]) grad_w(g, gr->lin[LIN_DOWN], dfo, D, D, g->act, H, R);
     transpose(g->wt, D, w->lin[LIN_DOWN], D, H, H); /* Wdᵀ [H][D] */
     mm(g, g->xt, dfo, g->wt, D, H, R);
     /* 2. act = silu(gate)·up or gelu(gate)·up: [dgate | dup] into dgu [R][2H] */
-#pragma omp parallel for schedule(static) if ((size_t)R * H >= PAR_MIN_WORK)
-    for (int64_t t = 0; t < R; t++)
-        for (int i = 0; i < H; i++) {
-            const float gv = g->gate[t * H + i], da = g->xt[t * H + i];
-            if (g->gelu) {
-                g->dgu[t * 2 * H + i] = da * g->up[t * H + i] * (float)gelu_tanh_grad(gv);
-                g->dgu[t * 2 * H + H + i] = da * fwd_gelu_tanh(gv);
-                continue;
-            }
-            const float sg = 1.0f / (1.0f + expf(-gv));
-            g->dgu[t * 2 * H + i] = da * g->up[t * H + i] * sg * (1.0f + gv * (1.0f - sg));
-            g->dgu[t * 2 * H + H + i] = da * gv * sg;
-        }
+    act_bwd(g->gelu, g->dgu, g->xt, g->gate, g->up, R, H);
     if (gr->lin[LIN_GATE] || gr->lin[LIN_UP]) transpose(g->xt, R, g->xn2, R, D, D);
     if (gr->lin[LIN_GATE]) grad_w_t(g, gr->lin[LIN_GATE], g->dgu, 2 * H, H, D, R);
     if (gr->lin[LIN_UP]) grad_w_t(g, gr->lin[LIN_UP], g->dgu + H, 2 * H, H, D, R);
@@ -611,6 +850,18 @@ int grad_block_backward(struct grad_block *g, const struct grad_weights *w, cons
     transpose(g->wt, 2 * H, w->lin[LIN_GATE], H, D, D);
     transpose(g->wt + H, 2 * H, w->lin[LIN_UP], H, D, D);
     mm(g, g->dxn, g->dgu, g->wt, 2 * H, D, R);
+}
+
+int grad_block_backward(struct grad_block *g, const struct grad_weights *w, const float *dy,
+                        float *dx, const struct grad_grads *gr) {
+    if (g->n_win < 1) return err("grad: backward without a forward");
+    g->mm_failed = false;
+    const int64_t R = (int64_t)g->n_win * g->T;
+    const int D = g->D, qd = g->qd, kvd = g->kvd, qkv = qd + 2 * kvd;
+    /* 1, 2: y = h1 + f: dh1 = dy; the MLP f's backward gives dxn2 */
+    memcpy(g->dh1, dy, (size_t)(R * D) * sizeof *dy);
+    if (g->E > 0) moe_bwd(g, w, dy, gr);
+    else dense_ffn_bwd(g, w, dy, gr);
     /* 3. xn2 = rmsnorm(h1)·w_ffn: dh1 += its backward */
     if (gr->ffn_norm) rmsnorm_dw(gr->ffn_norm, g->dxn, g->h1, g->s2, R, D);
     rmsnorm_bwd(g->dh1, g->dxn, g->h1, g->s2, w->ffn_norm, R, D);
@@ -654,22 +905,55 @@ int grad_block_backward(struct grad_block *g, const struct grad_weights *w, cons
     return g->mm_failed ? -1 : 0;
 }
 
+/* a tensor as fp32 rows at p; the floats written */
+static size_t tensor_to_f32(const struct tensor *t, float *p) {
+    for (int64_t r = 0; r < tensor_nrows(t); r++) tensor_row_to_f32(t, r, p + r * t->ne[0]);
+    return (size_t)tensor_nelements(t);
+}
+
 int grad_weights_from_layer(const struct model *m, int l, struct grad_weights *w,
                             float **w_owned) {
     *w_owned = NULL;
     memset(w, 0, sizeof *w);
     if (l < 0 || l >= m->cfg.n_layers) return err("grad: layer %d of %d", l, m->cfg.n_layers);
     const struct layer *L = &m->layers[l];
+    const int E = m->cfg.n_expert, n_lin = E > 0 ? LIN_GATE : LIN_COUNT;
+    const int n_sh = E > 0 && m->cfg.shared_hidden > 0 ? 3 : 0;
     size_t total = 0;
-    for (int i = 0; i < LIN_COUNT; i++) total += (size_t)tensor_nelements(&L->lin[i]);
-    float *buf = xmalloc(total * sizeof *buf, "block weights");
+    for (int i = 0; i < n_lin; i++) total += (size_t)tensor_nelements(&L->lin[i]);
+    if (E > 0) {
+        total += (size_t)tensor_nelements(&L->router);
+        for (int e = 0; e < 3 * E; e++) total += (size_t)tensor_nelements(&L->ex[e]);
+        for (int i = 0; i < n_sh; i++) total += (size_t)tensor_nelements(&L->shexp[i]);
+        if (n_sh) total += (size_t)tensor_nelements(&L->shexp_gate);
+    }
+    /* MoE: the 3E expert pointers first, then the floats */
+    const size_t n_ptr = (size_t)3 * E;
+    char *buf = xmalloc(n_ptr * sizeof(float *) + total * sizeof(float), "block weights");
     if (!buf) return -1;
-    float *p = buf;
-    for (int i = 0; i < LIN_COUNT; i++) {
-        const struct tensor *t = &L->lin[i];
+    const float **ex = (const float **)(void *)buf;
+    float *p = (float *)(void *)(buf + n_ptr * sizeof(float *));
+    for (int i = 0; i < n_lin; i++) {
         w->lin[i] = p;
-        for (int64_t r = 0; r < tensor_nrows(t); r++, p += t->ne[0]) tensor_row_to_f32(t, r, p);
+        p += tensor_to_f32(&L->lin[i], p);
         w->bias[i] = L->bias[i].data;
+    }
+    if (E > 0) {
+        w->router = p;
+        p += tensor_to_f32(&L->router, p);
+        for (int e = 0; e < 3 * E; e++) {
+            ex[e] = p;
+            p += tensor_to_f32(&L->ex[e], p);
+        }
+        w->ex = ex;
+        for (int i = 0; i < n_sh; i++) {
+            w->shexp[i] = p;
+            p += tensor_to_f32(&L->shexp[i], p);
+        }
+        if (n_sh) {
+            w->shexp_gate = p;
+            p += tensor_to_f32(&L->shexp_gate, p);
+        }
     }
     w->attn_norm = L->attn_norm.data;
     w->ffn_norm = L->ffn_norm.data;
@@ -678,6 +962,6 @@ int grad_weights_from_layer(const struct model *m, int l, struct grad_weights *w
     w->attn_post_norm = L->attn_post_norm.data;
     w->ffn_post_norm = L->ffn_post_norm.data;
     w->swa = model_layer_swa(&m->cfg, l);
-    *w_owned = buf;
+    *w_owned = (float *)(void *)buf;
     return 0;
 }

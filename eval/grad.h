@@ -37,7 +37,22 @@
  *   sliding layers' tables (fwd_rope_table_swa) when they differ (gemma3's local base)
  * plus gemma3's per-head q/k norms (the qwen3 path). The embedding scale acts before block 0
  * (fwd_embed: the callers' stream starts from it), the final logit soft-cap after the last block;
- * the block needs neither. Refused with a message: MoE layers, online Hadamard rotations.
+ * the block needs neither.
+ * MoE blocks (cfg.n_expert = E > 0: Mixtral, qwen2moe), the MLP as eval/forward.c's moe_ffn:
+ *   l = xn2·Wrᵀ [E];  (sel, w) = fwd_moe_route(l): the K = n_expert_used largest logits, w their
+ *   softmax probabilities (over all E), renormalized over the K when cfg.expert_norm;
+ *   f = Σ_j w_j·down_e(silu(gate_e·xn2) ⊙ up_e·xn2) (e = sel_j, summed in ascending e)
+ *       [+ sigmoid(xn2·w_sg)·down_s(silu(gate_s·xn2) ⊙ up_s·xn2)  (qwen2moe's shared expert)]
+ *   The choice of experts is discrete and gets no gradient (as autograd treats torch.topk); the
+ *   weights w are differentiable in l: with expert_norm dl_sel_j = w_j(dw_j − Σ_i w_i dw_i) (the
+ *   other logits get 0), without it dl_e = p_e(dw_e − Σ_j p_sel_j dw_j) over all E (dw_e = 0 for
+ *   an expert not chosen), dw_j = dfᵀ·y_e; so the router weight and xn2 get the routing path's
+ *   gradient too. An expert no token of the pass chose gets zero gradients. Saved per row
+ *   besides the attention's: E logits, the K choices and weights, and per choice the expert's
+ *   gate, up, silu(gate)·up [He each] and output [D]; the shared expert's gate, up, activation
+ *   [Hs each], output [D] and sigmoid gate: E + 2K + K·(3He + D) (+ 3Hs + D + 1) floats.
+ *   MoE blocks with post-norms or gelu (no such architecture) are refused.
+ * Refused with a message: online Hadamard rotations.
  * Tolerance promised (tests/test_autoround.c, tests/test_arch.c): the forward equals
  * eval/forward.c's block output to 1e-5 relative (measured 3e-6 on stories260K); every gradient
  * agrees with central finite differences of an independent float64 block to 1e-4 relative per
@@ -61,6 +76,13 @@ struct grad_weights {
      * present exactly when the configuration has post_norms */
     const float *attn_post_norm, *ffn_post_norm;
     bool swa; /* the layer attends through the sliding window (model_layer_swa) */
+    /* MoE (the configuration's n_expert = E > 0; lin[LIN_GATE..LIN_DOWN] unused): the router
+     * [E][D]; expert e's gate, up [He][D] and down [D][He] at ex[3e + i − LIN_GATE] (i = LIN_GATE,
+     * LIN_UP, LIN_DOWN: model_expert's order); qwen2moe's shared expert, shexp[0..2] = gate, up
+     * [Hs][D], down [D][Hs], and its gate [D]; NULL when the configuration has none */
+    const float *router;
+    const float *const *ex;
+    const float *shexp[3], *shexp_gate;
 };
 
 /* where the backward writes each gradient (same shapes); NULL = not wanted (not computed when
@@ -69,6 +91,8 @@ struct grad_weights {
 struct grad_grads {
     float *attn_norm, *ffn_norm, *lin[LIN_COUNT], *bias[LIN_COUNT];
     float *attn_post_norm, *ffn_post_norm; /* gemma's post-norms */
+    /* MoE, shaped as grad_weights': ex may be NULL, or hold 3E pointers each of which may be */
+    float *router, *const *ex, *shexp[3], *shexp_gate;
 };
 
 struct grad_block {
@@ -97,6 +121,17 @@ struct grad_block {
     float *q0, *k0, *sq, *sk;
     /* post_norms: o·Woᵀ and act·Wdᵀ before their norms, and their 1/rms */
     float *po, *fo, *sp1, *sp2;
+    /* MoE (E > 0, K = n_expert_used, He = expert_hidden; H is then the shared expert's hidden
+     * size, 0 without one, and gate/up/act its activations): the router logits [R][E], each
+     * row's choices and weights [R][K], the assignment (an index into the per-choice arrays,
+     * which group the choices by expert ascending, rows ascending) of each (row, choice), each
+     * assignment's row, the first assignment of each expert [E + 1]; per assignment the expert's
+     * gate, up, act [He] and output [D]; the shared expert's sigmoid gate [R] and output [R][D] */
+    int E, K, He;
+    bool expert_norm;
+    float *mlog, *mw, *eg, *eu, *ea, *ey, *sg, *sy;
+    int *msel, *mpos, *arow, *eoff;
+    float *mdy, *mdx, *dmw; /* backward scratch: [R][max(D, E)], [R][D], [R][K] */
     /* backward scratch */
     float *dh1, *dgu, *dxn, *datt, *dqkv, *yt, *xt, *wt;
     size_t wt_floats;

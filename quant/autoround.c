@@ -249,12 +249,41 @@ static const int *sampler_next(struct sampler *s) {
     return b;
 }
 
-/* the block weights with the tuned linears' ŵ in place of the float ones */
+/* ===== a block's linears: "slots" =====
+ * A dense block's seven (enum lin); a MoE block's q, k, v, o, then expert e's gate, up, down at
+ * slot LIN_GATE + 3e + k and qwen2moe's shared expert's three after them (the router and the
+ * shared expert's gate stay in float, as GPTQ and AWQ keep them). */
+static int ar_n_slots(const struct model_config *c) {
+    return c->n_expert > 0 ? LIN_GATE + 3 * c->n_expert + (c->shared_hidden > 0 ? 3 : 0) : N_LIN;
+}
+
+/* slot s of layer L's tensors */
+static const struct tensor *ar_slot_tensor(const struct model *m, const struct layer *L, int s) {
+    const int E = m->cfg.n_expert;
+    if (E <= 0 || s < LIN_GATE) return &L->lin[s];
+    const int u = (s - LIN_GATE) / 3, k = (s - LIN_GATE) % 3;
+    return u < E ? &L->ex[3 * u + k] : &L->shexp[k];
+}
+
+/* the address of slot s's weights in w (MoE experts: in ex, which the caller owns) */
+static const float **ar_slot_ptr(struct grad_weights *w, const float **ex, int E, int s) {
+    if (E <= 0 || s < LIN_GATE) return &w->lin[s];
+    const int u = (s - LIN_GATE) / 3, k = (s - LIN_GATE) % 3;
+    return u < E ? &ex[3 * u + k] : &w->shexp[k];
+}
+
+/* the block weights with the tuned linears' ŵ in place of the float ones; a MoE block's expert
+ * pointers in ex [3E] */
 static struct grad_weights q_weights(const struct grad_weights *wf,
-                                     struct autoround_linear *const lin[N_LIN]) {
+                                     struct autoround_linear *const *lin, int n_slot, int E,
+                                     const float **ex) {
     struct grad_weights w = *wf;
-    for (int i = 0; i < N_LIN; i++)
-        if (lin[i]) w.lin[i] = lin[i]->wq;
+    if (E > 0) {
+        memcpy(ex, wf->ex, (size_t)(3 * E) * sizeof *ex);
+        w.ex = ex;
+    }
+    for (int i = 0; i < n_slot; i++)
+        if (lin[i]) *ar_slot_ptr(&w, ex, E, i) = lin[i]->wq;
     return w;
 }
 
@@ -282,15 +311,16 @@ void autoround_valid_mask(const int *tokens, int n_win, int T, uint8_t *valid) {
     }
 }
 
-int autoround_tune_block(struct grad_block *g, const struct grad_weights *wf,
-                         struct autoround_linear *const lin[N_LIN], const float *xq,
-                         const float *yfp, const uint8_t *valid, int n_win, int T,
-                         const struct autoround_opts *o, uint64_t *rng,
-                         struct autoround_block_stat *st) {
+/* autoround_tune_block over the n_slot linears of a block (dense or MoE) */
+static int tune_block(struct grad_block *g, const struct grad_weights *wf,
+                      struct autoround_linear *const *lin, int n_slot, const float *xq,
+                      const float *yfp, const uint8_t *valid, int n_win, int T,
+                      const struct autoround_opts *o, uint64_t *rng,
+                      struct autoround_block_stat *st) {
     memset(st, 0, sizeof *st);
     st->loss_init = st->loss_best = NAN;
-    for (int i = 0; i < N_LIN; i++) st->n_linears += lin[i] != NULL;
-    for (int i = 0; i < N_LIN; i++)
+    for (int i = 0; i < n_slot; i++) st->n_linears += lin[i] != NULL;
+    for (int i = 0; i < n_slot; i++)
         if (lin[i]) autoround_qdq(lin[i], o);
     if (!st->n_linears || o->iters <= 0) return 0;
     const int bs = LB_MIN(o->batch_size, n_win), D = g->D;
@@ -299,6 +329,9 @@ int autoround_tune_block(struct grad_block *g, const struct grad_weights *wf,
         return err("AutoRound: a batch of %lld rows exceeds the block buffers' %lld",
                    (long long)rows, (long long)g->max_rows);
     int ret = -1;
+    const int E = g->E;
+    const float **exq = xcalloc((size_t)(3 * E) + 1, sizeof *exq, "AutoRound experts");
+    float **gex = xcalloc((size_t)(3 * E) + 1, sizeof *gex, "AutoRound experts");
     float *xb = xmalloc((size_t)(rows * D) * sizeof(float), "AutoRound batch");
     float *yb = xmalloc((size_t)(rows * D) * sizeof(float), "AutoRound batch");
     float *yp = xmalloc((size_t)(rows * D) * sizeof(float), "AutoRound batch");
@@ -306,12 +339,18 @@ int autoround_tune_block(struct grad_block *g, const struct grad_weights *wf,
     uint8_t *vb = xmalloc((size_t)rows, "AutoRound loss mask");
     struct sampler sm = {.idx = xmalloc((size_t)n_win * sizeof(int), "AutoRound sampler"),
                          .n = n_win, .bs = bs, .rng = rng};
-    if (!xb || !yb || !yp || !part || !vb || !sm.idx) goto out;
+    if (!exq || !gex || !xb || !yb || !yp || !part || !vb || !sm.idx) goto out;
     for (int i = 0; i < n_win; i++) sm.idx[i] = i;
     sampler_shuffle(&sm);
     struct grad_grads gr = {0};
-    for (int i = 0; i < N_LIN; i++)
-        if (lin[i]) gr.lin[i] = lin[i]->gwq;
+    if (E > 0) gr.ex = gex;
+    for (int i = 0; i < n_slot; i++) /* (the slot's address, as ar_slot_ptr) */
+        if (lin[i]) {
+            const int u = (i - LIN_GATE) / 3, k = (i - LIN_GATE) % 3;
+            if (E <= 0 || i < LIN_GATE) gr.lin[i] = lin[i]->gwq;
+            else if (u < E) gex[3 * u + k] = lin[i]->gwq;
+            else gr.shexp[k] = lin[i]->gwq;
+        }
     double best = DBL_MAX;
     const double numel = (double)rows * D;
     for (int it = 0; it < o->iters; it++) {
@@ -326,9 +365,9 @@ int autoround_tune_block(struct grad_block *g, const struct grad_weights *wf,
             }
         }
         if (it > 0)
-            for (int i = 0; i < N_LIN; i++)
+            for (int i = 0; i < n_slot; i++)
                 if (lin[i]) autoround_qdq(lin[i], o);
-        const struct grad_weights wq = q_weights(wf, lin);
+        const struct grad_weights wq = q_weights(wf, lin, n_slot, E, exq);
         if (grad_block_forward(g, &wq, xb, bs, T, yp)) goto out;
         /* loss = mean squared error over the valid rows; dy = 2(y − y_fp)/numel on them, 0 on
          * the masked ones (torch's MSELoss of the masked tensors); per-row partials summed in
@@ -351,13 +390,13 @@ int autoround_tune_block(struct grad_block *g, const struct grad_weights *wf,
             best = loss;
             st->loss_best = loss;
             st->best_iter = it;
-            for (int i = 0; i < N_LIN; i++)
+            for (int i = 0; i < n_slot; i++)
                 if (lin[i]) copy_params(lin[i], true);
         }
         if (grad_block_backward(g, &wq, yp, NULL, &gr)) goto out;
         const float lr = (float)(o->lr * (1.0 - (double)it / o->iters));
         const float mlr = (float)(o->minmax_lr * (1.0 - (double)it / o->iters));
-        for (int i = 0; i < N_LIN; i++) {
+        for (int i = 0; i < n_slot; i++) {
             struct autoround_linear *L = lin[i];
             if (!L) continue;
             autoround_chain(L, o);
@@ -378,13 +417,15 @@ int autoround_tune_block(struct grad_block *g, const struct grad_weights *wf,
             "activations or weights?", st->loss_init);
         goto out;
     }
-    for (int i = 0; i < N_LIN; i++)
+    for (int i = 0; i < n_slot; i++)
         if (lin[i]) {
             copy_params(lin[i], false);
             autoround_qdq(lin[i], o);
         }
     ret = 0;
 out:
+    free(exq);
+    free(gex);
     free(xb);
     free(yb);
     free(yp);
@@ -392,6 +433,15 @@ out:
     free(vb);
     free(sm.idx);
     return ret;
+}
+
+int autoround_tune_block(struct grad_block *g, const struct grad_weights *wf,
+                         struct autoround_linear *const lin[N_LIN], const float *xq,
+                         const float *yfp, const uint8_t *valid, int n_win, int T,
+                         const struct autoround_opts *o, uint64_t *rng,
+                         struct autoround_block_stat *st) {
+    if (g->E > 0) return err("AutoRound: autoround_tune_block takes a dense block");
+    return tune_block(g, wf, lin, N_LIN, xq, yfp, valid, n_win, T, o, rng, st);
 }
 
 /* ===== the model ===== */
@@ -546,22 +596,44 @@ static json_t *autoround_top_keys(const struct autoround_opts *o, const struct c
     return t;
 }
 
+/* slot i of block l's tensor in m: ti its index in m->tensors and *slice the expert's slice of a
+ * stacked one (a GGUF source's ffn_*_exps), else 0; -1 with a message when m has none */
+static int ar_slot_find(const struct model *m, int l, int i, char *tn, size_t n, int *ti,
+                        int *slice) {
+    const int E = m->cfg.n_expert;
+    *slice = 0;
+    if (E <= 0 || i < LIN_GATE) lin_name(tn, n, l, (enum lin)i);
+    else snprintf(tn, n, "%s", ar_slot_tensor(m, &m->layers[l], i)->name);
+    if ((*ti = find_tensor(m, tn)) >= 0) return 0;
+    const int u = (i - LIN_GATE) / 3, k = (i - LIN_GATE) % 3;
+    if (E > 0 && i >= LIN_GATE && u < E) { /* the stacked experts */
+        char sn[96];
+        snprintf(sn, sizeof sn, "blk.%d.ffn_%s_exps.weight", l, (const char *[]){"gate", "up",
+                                                                              "down"}[k]);
+        *slice = u;
+        if ((*ti = find_tensor(m, sn)) >= 0) return 0;
+    }
+    return err("AutoRound: %s has no tensor %s", m->path, tn);
+}
+
 /* the linears of block l the format holds, set up for tuning from the float weights wf: lp[i] =
  * &L[i], or NULL for a linear kept in float (a GPTQ layout that cannot hold it, hm != NULL; GGUF
  * rows that are not whole blocks of 32, hm NULL). xi[i] its export tensor (GPTQ) or m's tensor
- * (GGUF), ti[i] m's tensor. */
+ * (GGUF), ti[i] m's tensor and sl[i] its slice (ar_slot_find). n_slot slots (ar_n_slots). */
 static int ar_block_linears(const struct model *m, struct hfx_model *hm,
                             const struct autoround_opts *o, bool quiet, int l,
                             const struct grad_weights *wf, struct autoround_linear *L,
-                            struct autoround_linear **lp, int *xi, int *ti) {
-    for (int i = 0; i < N_LIN; i++) {
-        char tn[96];
-        lin_name(tn, sizeof tn, l, (enum lin)i);
+                            struct autoround_linear **lp, int *xi, int *ti, int *sl, int n_slot) {
+    const int E = m->cfg.n_expert;
+    for (int i = 0; i < n_slot; i++) {
+        char tn[160];
         lp[i] = NULL;
-        xi[i] = ti[i] = find_tensor(m, tn);
-        if (ti[i] < 0) return err("AutoRound: %s has no tensor %s", m->path, tn);
-        const struct tensor *st = &m->tensors[ti[i]];
-        const int64_t K = st->ne[0], N = tensor_nrows(st);
+        if (ar_slot_find(m, l, i, tn, sizeof tn, &ti[i], &sl[i])) return -1;
+        xi[i] = ti[i];
+        const struct tensor *st = ar_slot_tensor(m, &m->layers[l], i);
+        const int64_t K = st->ne[0], N = st->ne[1];
+        /* the first expert speaks for every expert */
+        const bool say = !quiet && l == 0 && (E <= 0 || i < LIN_GATE + 3 || i >= LIN_GATE + 3 * E);
         int64_t grp = o->group;
         if (hm) {
             if ((xi[i] = hfx_find(hm, tn)) < 0 || !hm->t[xi[i]].linear)
@@ -569,42 +641,66 @@ static int ar_block_linears(const struct model *m, struct hfx_model *hm,
             struct hfx_tensor *t = &hm->t[xi[i]];
             const enum qplan plan = qformat_plan(false, K, N, o->bits, o->group, t->note,
                                                  sizeof t->note);
-            if (plan != QPLAN_GROUP && !quiet && l == 0)
+            if (plan != QPLAN_GROUP && say)
                 fprintf(stderr, "autoround: %s (and every block's): %s\n", t->module, t->note);
             if (plan == QPLAN_FLOAT) continue;
             if (plan == QPLAN_CHANNEL) grp = -1;
         } else if (K % 32) {
-            if (!quiet && l == 0)
+            if (say)
                 fprintf(stderr, "autoround: %s (and every block's): kept in f32: %lld columns "
                         "are not whole blocks of 32\n", tn, (long long)K);
             continue;
         }
-        if (autoround_linear_init(&L[i], wf->lin[i], K, N, grp)) return -1;
+        struct grad_weights w = *wf;
+        const float **src = ar_slot_ptr(&w, (const float **)wf->ex, E, i);
+        if (autoround_linear_init(&L[i], *src, K, N, grp)) return -1;
         lp[i] = &L[i];
     }
     return 0;
 }
 
-/* the tuned linears of block l into the output: the GPTQ export tensors (hm) or GGUF blocks of
- * gtype (gbuf, gbytes by m's tensor index); their ŵ into deq[l·N_LIN + i] when deq */
+/* expert slice sl's GGUF blocks (nb bytes, owned) into the stacked tensor ti's buffer of n_sl
+ * slices, allocated at the first */
+static int gguf_put_slice(void **gbuf, size_t *gbytes, int ti, int sl, int n_sl, void *blk,
+                          size_t nb) {
+    if (!gbuf[ti]) {
+        if (!(gbuf[ti] = xcalloc((size_t)n_sl, nb, "GGUF experts"))) {
+            free(blk);
+            return -1;
+        }
+        gbytes[ti] = (size_t)n_sl * nb;
+    }
+    memcpy((uint8_t *)gbuf[ti] + (size_t)sl * nb, blk, nb);
+    free(blk);
+    return 0;
+}
+
+/* the tuned linears of block l (n_slot slots) into the output: the GPTQ export tensors (hm) or
+ * GGUF blocks of gtype (gbuf, gbytes by m's tensor index; an expert's into its slice sl[i] of the
+ * stacked tensor); a dense block's ŵ into deq[l·N_LIN + i] when deq */
 static int ar_block_emit(const struct model *m, struct hfx_model *hm,
                          const struct autoround_opts *o, enum dtype gtype, int l,
                          struct autoround_linear *const *lp, const int *xi, const int *ti,
-                         uint8_t *codes, float *dd, float *zz, void **gbuf, size_t *gbytes,
-                         float **deq) {
-    for (int i = 0; i < N_LIN; i++) {
+                         const int *sl, int n_slot, uint8_t *codes, float *dd, float *zz,
+                         void **gbuf, size_t *gbytes, float **deq) {
+    for (int i = 0; i < n_slot; i++) {
         if (!lp[i]) continue;
         struct autoround_linear *Li = lp[i];
         if (autoround_codes(Li, o, codes, dd, zz)) return -1;
-        const bool qk = lin_info[i].rope;
+        const bool qk = i < LIN_GATE && lin_info[i].rope;
+        const bool sliced = !hm && m->tensors[ti[i]].n_dims == 3;
+        void *blk = NULL;
+        size_t blk_bytes = 0;
         if (hm) {
             if (emit_gptq(m, &hm->t[xi[i]], qk, o->bits, Li->g, codes, dd, zz, Li->ng))
                 return -1;
-        } else if (emit_gguf(m, gtype, qk, Li->K, Li->N, codes, dd, zz, &gbuf[ti[i]],
-                             &gbytes[ti[i]])) {
+        } else if (emit_gguf(m, gtype, qk, Li->K, Li->N, codes, dd, zz,
+                             sliced ? &blk : &gbuf[ti[i]], sliced ? &blk_bytes : &gbytes[ti[i]]) ||
+                   (sliced && gguf_put_slice(gbuf, gbytes, ti[i], sl[i], m->cfg.n_expert, blk,
+                                             blk_bytes))) {
             return -1;
         }
-        if (deq) {
+        if (deq && m->cfg.n_expert <= 0) {
             const size_t nb = (size_t)(Li->N * Li->K) * sizeof(float);
             if (!(deq[l * N_LIN + i] = xmalloc(nb, "AutoRound weights"))) return -1;
             memcpy(deq[l * N_LIN + i], Li->wq, nb);
@@ -658,6 +754,10 @@ static int ar_unfields(struct ar_resume *ar, const json_t *f, int l_done,
     rep->tune_seconds = json_number_value(json_object_get(f, "tune_seconds"));
     rep->n_blocks = (int)json_integer_value(json_object_get(f, "n_blocks"));
     rep->n_linears = (int)json_integer_value(json_object_get(f, "n_linears"));
+    rep->moe_experts = (int)json_integer_value(json_object_get(f, "moe_experts"));
+    rep->moe_idle = (int)json_integer_value(json_object_get(f, "moe_idle"));
+    rep->moe_min_tokens = json_integer_value(json_object_get(f, "moe_min_tokens"));
+    rep->moe_max_tokens = json_integer_value(json_object_get(f, "moe_max_tokens"));
     for (int l = 0; l <= l_done; l++) {
         const json_t *b = json_array_get(bl, (size_t)l);
         struct autoround_block_stat *s = &rep->blocks[l];
@@ -685,14 +785,17 @@ static int ar_unfields(struct ar_resume *ar, const json_t *f, int l_done,
     return 0;
 }
 
-/* the checkpoint after block l (ti: the block's GGUF tensor indexes, -1 none) */
+/* the checkpoint after block l (ti: the block's n_slot GGUF tensor indexes, -1 none) */
 static int ar_checkpoint(struct ar_resume *ar, int l, struct hfx_model *hm, const int *ti,
-                         void **gbuf, const size_t *gbytes, const float *xfp, const float *xq,
-                         size_t stream_bytes, uint64_t rng, const struct autoround_report *rep) {
+                         int n_slot, void **gbuf, const size_t *gbytes, const float *xfp,
+                         const float *xq, size_t stream_bytes, uint64_t rng,
+                         const struct autoround_report *rep) {
     if (!ar->rs.dir) return 0;
     if (hm && qresume_put_block(&ar->rs, l, hm)) return -1;
-    for (int i = 0; !hm && i < N_LIN; i++) {
-        if (ti[i] < 0 || !gbuf[ti[i]]) continue;
+    for (int i = 0; !hm && i < n_slot; i++) {
+        bool seen = false; /* a stacked tensor of experts once */
+        for (int j = 0; j < i; j++) seen |= ti[j] == ti[i];
+        if (seen || ti[i] < 0 || !gbuf[ti[i]]) continue;
         char name[40];
         snprintf(name, sizeof name, "g-%d", ti[i]);
         if (qresume_put(&ar->rs, name, gbuf[ti[i]], gbytes[ti[i]]) ||
@@ -710,9 +813,12 @@ static int ar_checkpoint(struct ar_resume *ar, int l, struct hfx_model *hm, cons
     }
     char rs[24];
     snprintf(rs, sizeof rs, "%016" PRIx64, rng);
-    json_t *f = bl ? json_pack("{s:f, s:i, s:i, s:s, s:o, s:O}", "tune_seconds", rep->tune_seconds,
-                               "n_blocks", rep->n_blocks, "n_linears", rep->n_linears, "rng", rs,
-                               "blocks", bl, "gguf", ar->gguf)
+    json_t *f = bl ? json_pack("{s:f, s:i, s:i, s:s, s:o, s:O, s:i, s:i, s:I, s:I}",
+                               "tune_seconds", rep->tune_seconds, "n_blocks", rep->n_blocks,
+                               "n_linears", rep->n_linears, "rng", rs, "blocks", bl, "gguf",
+                               ar->gguf, "moe_experts", rep->moe_experts, "moe_idle",
+                               rep->moe_idle, "moe_min_tokens", (json_int_t)rep->moe_min_tokens,
+                               "moe_max_tokens", (json_int_t)rep->moe_max_tokens)
                    : NULL;
     const int rc = !f ? err("out of memory") : qresume_commit(&ar->rs, l, f);
     json_decref(f);
@@ -743,8 +849,12 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
         return err("AutoRound: %d bits (2, 3, 4 or 8)", o->bits);
     struct hfx_model hm = {0};
     struct grad_block g;
-    struct autoround_linear L[N_LIN];
-    struct autoround_linear *lp[N_LIN];
+    const int n_slot = ar_n_slots(c), E = c->n_expert;
+    struct autoround_linear *L = xcalloc((size_t)n_slot, sizeof *L, "AutoRound linears");
+    struct autoround_linear **lp = xcalloc((size_t)n_slot, sizeof *lp, "AutoRound linears");
+    int *xi = xcalloc((size_t)n_slot * 3, sizeof *xi, "AutoRound linears"), *ti = xi + n_slot,
+        *sl = ti + n_slot;
+    int64_t *routed = xcalloc((size_t)LB_MAX(E, 1), sizeof *routed, "AutoRound experts");
     bool hm_ok = false, g_ok = false;
     float *xfp = NULL, *yfp = NULL, *xq = NULL, *tmp = NULL, *wown = NULL, *dd = NULL, *zz = NULL;
     uint8_t *codes = NULL, *valid = NULL;
@@ -754,12 +864,12 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
     int ret = -1;
     uint64_t rng = o->seed;
     struct ar_resume ar = {0};
-    memset(L, 0, sizeof L);
     memset(&g, 0, sizeof g);
     rep->blocks = xcalloc((size_t)n_layers, sizeof *rep->blocks, "AutoRound report");
     if (keep_weights)
         rep->deq = xcalloc((size_t)n_layers * N_LIN, sizeof *rep->deq, "AutoRound weights");
-    if (!rep->blocks || (keep_weights && !rep->deq) || !blocks) goto out;
+    if (!rep->blocks || (keep_weights && !rep->deq) || !blocks || !L || !lp || !xi || !routed)
+        goto out;
     /* GPTQ: the checkpoint is written as the blocks are done (extra and top set at the end) */
     struct gptq_write_opts go = {.bits = o->bits, .group = o->group, .sym = o->sym,
                                  .desc_act = false, .v2 = false, .damp_percent = 0.01,
@@ -821,27 +931,39 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
         const double tl = now_s();
         struct grad_weights wf;
         if (grad_weights_from_layer(m, l, &wf, &wown)) goto out;
-        /* the float block's outputs: this block's targets and the next block's float input */
-        for (int w0 = 0; w0 < n; w0 += bs)
+        /* the float block's outputs: this block's targets and the next block's float input; MoE:
+         * the calibration tokens routed to each expert */
+        memset(routed, 0, (size_t)LB_MAX(E, 1) * sizeof *routed);
+        for (int w0 = 0; w0 < n; w0 += bs) {
             if (grad_block_forward(&g, &wf, xfp + w0 * W, LB_MIN(bs, n - w0), T, yfp + w0 * W))
                 goto out;
+            for (int e = 0; e < E; e++) routed[e] += g.eoff[e + 1] - g.eoff[e];
+        }
+        for (int e = 0; e < E; e++) {
+            rep->moe_experts++;
+            rep->moe_idle += !routed[e];
+            rep->moe_min_tokens = rep->moe_experts == 1 ? routed[e]
+                                                        : LB_MIN(rep->moe_min_tokens, routed[e]);
+            rep->moe_max_tokens = LB_MAX(rep->moe_max_tokens, routed[e]);
+        }
         /* the linears the format holds */
-        int xi[N_LIN], ti[N_LIN];
-        if (ar_block_linears(m, gptq ? &hm : NULL, o, quiet, l, &wf, L, lp, xi, ti)) goto out;
+        if (ar_block_linears(m, gptq ? &hm : NULL, o, quiet, l, &wf, L, lp, xi, ti, sl, n_slot))
+            goto out;
         /* tune */
         const double tt = now_s();
         struct autoround_block_stat *bst = &rep->blocks[l];
-        if (autoround_tune_block(&g, &wf, lp, xq, yfp, valid, n, T, o, &rng, bst)) goto out;
+        if (tune_block(&g, &wf, lp, n_slot, xq, yfp, valid, n, T, o, &rng, bst)) goto out;
         rep->tune_seconds += now_s() - tt;
         if (bst->n_linears) rep->n_blocks++;
         rep->n_linears += bst->n_linears;
         /* the results */
-        if (ar_block_emit(m, gptq ? &hm : NULL, o, gtype, l, lp, xi, ti, codes, dd, zz, gbuf,
-                          gbytes, keep_weights ? rep->deq : NULL))
+        if (ar_block_emit(m, gptq ? &hm : NULL, o, gtype, l, lp, xi, ti, sl, n_slot, codes, dd,
+                          zz, gbuf, gbytes, keep_weights ? rep->deq : NULL))
             goto out;
         /* the quantized stream: this block's outputs with the kept weights */
         if (o->quanted_input) {
-            const struct grad_weights wq = q_weights(&wf, lp);
+            const float *exq[3 * LB_MAX(E, 1)];
+            const struct grad_weights wq = q_weights(&wf, lp, n_slot, E, exq);
             for (int w0 = 0; w0 < n; w0 += bs) {
                 const int cnt = LB_MIN(bs, n - w0);
                 if (grad_block_forward(&g, &wq, xq + w0 * W, cnt, T, tmp)) goto out;
@@ -851,7 +973,8 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
         float *sw = xfp; /* the float stream moves on */
         xfp = yfp, yfp = sw;
         if (!o->quanted_input) xq = xfp;
-        if (ar_checkpoint(&ar, l, gptq ? &hm : NULL, ti, gbuf, gbytes, xfp, xq, sbytes, rng, rep) ||
+        if (ar_checkpoint(&ar, l, gptq ? &hm : NULL, ti, n_slot, gbuf, gbytes, xfp, xq, sbytes,
+                          rng, rep) ||
             (gptq && hfx_emit_block(&hm, l)))
             goto out;
         json_array_append_new(blocks, ar_block_json(bst));
@@ -864,7 +987,7 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
                 fprintf(stderr, "autoround: block %d/%d: %d linears (%.2f s)\n", l + 1, n_layers,
                         bst->n_linears, now_s() - tl);
         }
-        for (int i = 0; i < N_LIN; i++) autoround_linear_release(&L[i]);
+        for (int i = 0; i < n_slot; i++) autoround_linear_release(&L[i]);
         free(wown);
         wown = NULL;
     }
@@ -891,7 +1014,11 @@ int autoround_quantize_model(const struct model *m, const char *src_path,
 out:
     qresume_release(&ar.rs);
     json_decref(ar.gguf);
-    for (int i = 0; i < N_LIN; i++) autoround_linear_release(&L[i]);
+    for (int i = 0; L && i < n_slot; i++) autoround_linear_release(&L[i]);
+    free(L);
+    free(lp);
+    free(xi);
+    free(routed);
     if (g_ok) grad_block_release(&g);
     if (hm_ok) hfx_release(&hm);
     for (int i = 0; gbuf && i < m->n_tensors; i++) free(gbuf[i]);
@@ -1109,6 +1236,13 @@ int autoround_recipe_quantize(const struct quant_job *j, struct quant_artifact *
         quant_prov(a, "quant.autoround_seconds", "%.3f (tuning %.3f; %d linears in %d blocks)",
                    rep.seconds, rep.tune_seconds, rep.n_linears, rep.n_blocks);
         quant_prov(a, "quant.autoround_peak_rss_mb", "%.1f", calib_peak_rss_mb());
+        if (rep.moe_experts)
+            quant_prov(a, "quant.autoround_moe", "every expert tuned on the block loss through "
+                       "the router's top-%d (the router and shared-expert gate in float); %d of "
+                       "%d experts (blocks x experts) had no calibration token routed to them, so "
+                       "no gradient, and were rounded to nearest; tokens per expert %lld..%lld",
+                       j->m->cfg.n_expert_used, rep.moe_idle, rep.moe_experts,
+                       (long long)rep.moe_min_tokens, (long long)rep.moe_max_tokens);
         char loss[512];
         size_t n = 0;
         loss[0] = 0;

@@ -159,6 +159,11 @@ struct autoround_report {
     const char *gguf_type;               /* GGUF: "q4_0", "q4_1", "q8_0" */
     bool has_vocab;                      /* GGUF: the file carries the tokenizer (GGUF source) */
     int resumed_blocks;                  /* blocks taken from a killed run's checkpoint */
+    /* MoE: experts (blocks × experts), of which no calibration token of the float stream was
+     * routed to (their block loss gives them no gradient: they keep the untuned quantizer's
+     * round-to-nearest), and the fewest and most tokens an expert had */
+    int moe_experts, moe_idle;
+    int64_t moe_min_tokens, moe_max_tokens;
     /* with keep_weights: ŵ of each tuned linear, fp32 [N][K] in the SOURCE model's row order
      * (l·LIN_COUNT + i, i as autoround_tune_block; NULL for linears kept float) */
     float **deq;

@@ -174,11 +174,11 @@ int quant_model(const struct quant_job *j, struct quant_artifact *a) {
     if (stat(j->out_dir, &st) || !S_ISDIR(st.st_mode))
         return err("quant: output directory %s does not exist", j->out_dir);
     const enum qmethod me = j->r->method;
-    if (j->m->cfg.n_expert > 0 && (me == QMETHOD_AUTOROUND || me == QMETHOD_AQLM))
-        return err("recipe '%s': %s does not quantize mixture-of-experts models yet (its block "
-                   "fine-tuning has no backward through the routed experts); gptq and awq "
-                   "calibrate each expert with the tokens routed to it, and fp, rtn, bnb and gguf "
-                   "recipes quantize MoE models",
+    if (j->m->cfg.n_expert > 0 && me == QMETHOD_AQLM)
+        return err("recipe '%s': %s does not quantize mixture-of-experts models yet (its "
+                   "codebooks and block fine-tuning are not wired to the routed experts); gptq, "
+                   "awq and autoround calibrate each expert with the tokens routed to it, and fp, "
+                   "rtn, bnb and gguf recipes quantize MoE models",
                    j->r->id, q->name);
     struct rot_opts ro;
     struct recipe *r2 = xmalloc(sizeof *r2, "a recipe");

@@ -10,8 +10,10 @@
  *      reloads (`lowbit quant --recipe`, light calibration rows of this file's own recipes CSV,
  *      AutoRound and AQLM included: eval/grad.c's gemma block): log-probs near the float
  *      model's (mean KL), bits per weight printed (`lowbit info`); the phi3, Mixtral and qwen2moe
- *      fixtures too (GPTQ and AWQ calibrate each expert with the tokens routed to it,
- *      tests/test_moe.c; AutoRound and AQLM refuse the MoE models);
+ *      fixtures too (GPTQ, AWQ and AutoRound calibrate each expert with the tokens routed to it,
+ *      tests/test_moe.c; AQLM refuses the MoE models). On the MoE fixtures AutoRound's mean KL
+ *      (GPTQ format, 20 iterations, and GGUF Q4_0 "light") is below round-to-nearest's at the
+ *      same bits, group and symmetry (rtn-w4g32);
  *  (b') the block backward (eval/grad.c, AutoRound's and AQLM's fine-tuning) on qwen3's per-head
  *      q/k norms and on gemma2's and gemma3's sliding and full layers: the block forward equals
  *      eval/forward.c's (1e-5 relative), the gradients of q and k weights equal central finite
@@ -369,6 +371,7 @@ static const char recipes_csv[] =
     "calib_nsamples,calib_seqlen,knobs\n"
     "fp16,fp,float16,16,,,,fp32,,,,\n"
     "rtn-w4g128,rtn,int4,4,128,0,,fp32,,,,\n"
+    "rtn-w4g32,rtn,int4,4,32,1,,fp32,,,,\n"
     "gptq-w4g32,gptq,int4,4,32,1,,fp32,groups_merged,16,64,\"{\"\"desc_act\"\":true}\"\n"
     "awq-w4g32,awq,int4,4,32,0,,fp32,groups_merged,16,64,\n"
     "bnb-nf4,bnb,nf4,4,64,,0,fp32,,,,\n"
@@ -412,8 +415,11 @@ static void quant_roundtrip(const char *fx_name, const char *arch) {
     const char *ids[] = {"fp16",        "rtn-w4g128",      "gptq-w4g32",
                          "awq-w4g32",   "bnb-nf4",         "bnb-int8",
                          "gguf-q4_k_m", "gguf-q8_0",       "autoround-w4g32",
-                         "aqlm-1x8g4",  "autoround-q4_0-light"};
+                         "aqlm-1x8g4",  "autoround-q4_0-light", "rtn-w4g32"};
+    /* MoE: AutoRound's KL against rtn-w4g32's (the last: the 4-bit sym g32 both use) */
+    double kl_ar[2] = {NAN, NAN};
     for (size_t k = 0; k < LB_ARRAY_LEN(ids); k++) {
+        if (!moe && !strcmp(ids[k], "rtn-w4g32")) continue;
         char dir[600], path[700];
         snprintf(dir, sizeof dir, "%s/q-%s-%s", t_tmpdir(), fx_name, ids[k]);
         const bool gguf =
@@ -423,9 +429,8 @@ static void quant_roundtrip(const char *fx_name, const char *arch) {
         snprintf(cmd, sizeof cmd, "%s quant --model %s --recipe %s --recipes %s --threads 1 -o %s",
                  t_bin(), x->gguf, ids[k], csv, path);
         const int rc = t_sh(cmd, out, sizeof out);
-        const bool needs_grad = strstr(ids[k], "autoround") || strstr(ids[k], "aqlm");
-        /* gptq and awq calibrate each expert on its routed tokens; the fine-tuners refuse */
-        if (moe && needs_grad) { /* refused, with the reason */
+        /* gptq, awq and autoround calibrate each expert on its routed tokens; aqlm refuses */
+        if (moe && strstr(ids[k], "aqlm")) { /* refused, with the reason */
             const char *why = strstr(out, "lowbit: ");
             printf("  %-16s refused: %.150s\n", ids[k], why ? why + 8 : out);
             T_OK(rc != 0);
@@ -462,6 +467,12 @@ static void quant_roundtrip(const char *fx_name, const char *arch) {
                                      ? 5e-3
                                      : 0.75;
             if (!(kl <= bound)) T_FAIL_("%s: mean KL %.4g > %g", ids[k], kl, bound);
+            if (moe && strstr(ids[k], "autoround")) kl_ar[strstr(ids[k], "q4_0") != NULL] = kl;
+            if (moe && !strcmp(ids[k], "rtn-w4g32"))
+                for (int a = 0; a < 2; a++)
+                    if (!(kl_ar[a] < kl))
+                        T_FAIL_("%s: AutoRound (%s) mean KL %.4g is not below RTN's %.4g", fx_name,
+                                a ? "gguf q4_0 light" : "gptq, 20 iterations", kl_ar[a], kl);
         }
         free(q);
     }

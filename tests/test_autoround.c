@@ -8,8 +8,14 @@
  *      central differences (h = 1e-5) of an independent float64 block written here (its RoPE
  *      angles in float64 from the bases), loss Σ y·R for a fixed random R; per-tensor relative
  *      error ‖g − g_fd‖/‖g_fd‖ <= 1e-4 (fp32 analytic vs float64 numeric: measured below 1e-6),
- *      and the fp32 forward within 1e-5 of the float64 one. What the block does not cover (MoE
- *      MLPs, online Hadamard rotations) is refused by grad_block_init with a message naming it.
+ *      and the fp32 forward within 1e-5 of the float64 one. MoE blocks too (Mixtral: 5 experts,
+ *      top 2 renormalized; qwen2moe: 6 experts, top 3 not renormalized, a shared expert, and one
+ *      with norm_topk_prob that leaves experts idle): the router, every expert's and the shared
+ *      expert's weights and its gate, x; the choice of experts is the same in the fp32 block and
+ *      in every perturbed float64 one (margin printed), idle experts get exactly zero gradients;
+ *      a larger qwen2moe block's output and gradients are bit-identical on 1 and 2 threads. What
+ *      the block does not cover (online Hadamard rotations, MoE with post-norms or gelu) is
+ *      refused by grad_block_init with a message naming it.
  *  (a') the fake quantizer's STE chain (autoround_chain: ∂L/∂V, ∂L/∂min_scale, ∂L/∂max_scale)
  *      against float64 central differences of its surrogate (round() = argument + a residual
  *      held fixed, as round_ste), sym 4/2-bit and asym 4/3-bit, groups where either side sets
@@ -69,22 +75,30 @@ struct gshape {
     double softcap; /* 0 = none */
     int window;     /* the sliding layers' window, 0 = none */
     double theta, theta_swa, linear; /* RoPE bases (swa: the sliding layers'), linear scaling */
+    /* MoE (E > 0, H then 0): E experts of hidden He, K per token, weights renormalized over the
+     * K (norm: Mixtral, qwen2moe's norm_topk_prob), a shared expert of hidden Hs (0 = none) */
+    int E, K, He, Hs;
+    bool norm, idle_expected; /* the random router leaves an expert without rows */
 };
 
 /* the parameters as a list of flat vectors, so the finite differences can walk every element;
  * q_norm and k_norm get no gradient (grad.h: nothing tunes them) */
 enum { P_X, P_AN, P_WQ, P_WK, P_WV, P_BQ, P_BK, P_BV, P_WO, P_FN, P_WG, P_WU, P_WD, P_APN, P_FPN,
-       P_QN, P_KN, P_COUNT };
+       P_RT, P_EG, P_EU, P_ED, P_SHG, P_SHU, P_SHD, P_SGT, P_QN, P_KN, P_COUNT };
 static const char *const p_name[P_COUNT] = {
-    "x",        "attn_norm", "wq",   "wk",     "wv",        "bq",       "bk",     "bv",    "wo",
-    "ffn_norm", "w_gate",    "w_up", "w_down", "attn_post", "ffn_post", "q_norm", "k_norm"};
+    "x",        "attn_norm", "wq",       "wk",       "wv",       "bq",       "bk",
+    "bv",       "wo",        "ffn_norm", "w_gate",   "w_up",     "w_down",   "attn_post",
+    "ffn_post", "router",    "exp_gate", "exp_up",   "exp_down", "sh_gate",  "sh_up",
+    "sh_down",  "sh_sigmoid", "q_norm",  "k_norm"};
 
 static int p_size(const struct gshape *s, int i) {
     const int R = s->B * s->T, qd = s->nh * s->hd, kvd = s->nkv * s->hd;
     const int n[P_COUNT] = {R * s->D, s->D, qd * s->D, kvd * s->D, kvd * s->D, s->bias ? qd : 0,
                             s->bias ? kvd : 0, s->bias ? kvd : 0, s->D * qd, s->D, s->H * s->D,
                             s->H * s->D, s->D * s->H, s->post ? s->D : 0, s->post ? s->D : 0,
-                            s->qk_norm ? s->hd : 0, s->qk_norm ? s->hd : 0};
+                            s->E * s->D, s->E * s->He * s->D, s->E * s->He * s->D,
+                            s->E * s->D * s->He, s->Hs * s->D, s->Hs * s->D, s->D * s->Hs,
+                            s->Hs ? s->D : 0, s->qk_norm ? s->hd : 0, s->qk_norm ? s->hd : 0};
     return n[i];
 }
 
@@ -126,14 +140,74 @@ static void ref_rope(const struct gshape *s, double *x, int nh) {
             }
 }
 
+/* y [R][D] (+)= the SwiGLU MLP of x [R][D]: wg, wu [H][D], wd [D][H], row t scaled by sc[t] */
+static void ref_swiglu(double *y, const double *x, const double *wg, const double *wu,
+                       const double *wd, const double *sc, int R, int D, int H) {
+    double *gt = malloc(sizeof(double) * H), *up = malloc(sizeof(double) * H);
+    for (int t = 0; t < R; t++) {
+        ref_mm(gt, x + t * D, wg, NULL, 1, D, H);
+        ref_mm(up, x + t * D, wu, NULL, 1, D, H);
+        for (int i = 0; i < H; i++) gt[i] = gt[i] / (1 + exp(-gt[i])) * up[i];
+        for (int d = 0; d < D; d++) {
+            double a = 0;
+            for (int i = 0; i < H; i++) a += gt[i] * wd[d * H + i];
+            y[t * D + d] += sc[t] * a;
+        }
+    }
+    free(gt), free(up);
+}
+
+/* the experts the last ref_moe chose, [R][K] in descending order of probability, and the
+ * smallest gap between the K-th and the (K+1)-th logit of any row */
+static int ref_sel[64 * 8];
+static double ref_gap;
+
+/* f [R][D] = the MoE MLP of xn [R][D] as transformers' MixtralSparseMoeBlock and
+ * Qwen2MoeSparseMoeBlock compute it: softmax of the router logits over all experts, the top K,
+ * renormalized over them when norm; each chosen expert's SwiGLU times its weight; the shared
+ * expert times sigmoid(xn·w) */
+static void ref_moe(const struct gshape *s, const double *const *p, const double *xn, double *f) {
+    const int R = s->B * s->T, D = s->D, E = s->E, K = s->K;
+    double lg[16], pr[16];
+    memset(f, 0, sizeof(double) * R * D);
+    ref_gap = INFINITY;
+    for (int t = 0; t < R; t++) {
+        ref_mm(lg, xn + t * D, p[P_RT], NULL, 1, D, E);
+        double mx = -INFINITY, sum = 0, top = 0;
+        for (int e = 0; e < E; e++) mx = fmax(mx, lg[e]);
+        for (int e = 0; e < E; e++) sum += pr[e] = exp(lg[e] - mx);
+        bool used[16] = {0};
+        for (int j = 0; j < K; j++) {
+            int b = -1;
+            for (int e = 0; e < E; e++)
+                if (!used[e] && (b < 0 || lg[e] > lg[b])) b = e;
+            used[b] = true, ref_sel[t * K + j] = b, top += pr[b] / sum;
+        }
+        for (int e = 0; e < E; e++) /* the margin of the choice */
+            if (!used[e]) ref_gap = fmin(ref_gap, lg[ref_sel[t * K + K - 1]] - lg[e]);
+        for (int j = 0; j < K; j++) {
+            const int e = ref_sel[t * K + j];
+            const double wt = pr[e] / sum / (s->norm ? top : 1);
+            ref_swiglu(f + t * D, xn + t * D, p[P_EG] + e * s->He * D, p[P_EU] + e * s->He * D,
+                       p[P_ED] + e * D * s->He, &wt, 1, D, s->He);
+        }
+    }
+    if (!s->Hs) return;
+    double *sg = malloc(sizeof(double) * R);
+    ref_mm(sg, xn, p[P_SGT], NULL, R, D, 1);
+    for (int t = 0; t < R; t++) sg[t] = 1 / (1 + exp(-sg[t]));
+    ref_swiglu(f, xn, p[P_SHG], p[P_SHU], p[P_SHD], sg, R, D, s->Hs);
+    free(sg);
+}
+
 /* the block in float64, written from the formulas of eval/grad.h (not its code) */
 static void ref_block(const struct gshape *s, const double *const *p, double eps, double *y) {
     const int R = s->B * s->T, D = s->D, H = s->H, hd = s->hd, qd = s->nh * hd, kvd = s->nkv * hd;
     double *xn = malloc(sizeof(double) * R * D), *q = malloc(sizeof(double) * R * qd),
            *k = malloc(sizeof(double) * R * kvd), *v = malloc(sizeof(double) * R * kvd),
            *o = malloc(sizeof(double) * R * qd), *h1 = malloc(sizeof(double) * R * D),
-           *f = malloc(sizeof(double) * R * D), *gt = malloc(sizeof(double) * R * H),
-           *up = malloc(sizeof(double) * R * H), *sc = malloc(sizeof(double) * s->T);
+           *f = malloc(sizeof(double) * R * D), *gt = malloc(sizeof(double) * R * LB_MAX(H, 1)),
+           *up = malloc(sizeof(double) * R * LB_MAX(H, 1)), *sc = malloc(sizeof(double) * s->T);
     const double *x = p[P_X];
     memcpy(xn, x, sizeof(double) * R * D);
     ref_rms(xn, R, D, p[P_AN], eps);
@@ -172,6 +246,13 @@ static void ref_block(const struct gshape *s, const double *const *p, double eps
     for (int i = 0; i < R * D; i++) h1[i] = x[i] + f[i];
     memcpy(xn, h1, sizeof(double) * R * D);
     ref_rms(xn, R, D, p[P_FN], eps);
+    if (s->E) {
+        ref_moe(s, p, xn, f);
+        for (int i = 0; i < R * D; i++) y[i] = h1[i] + f[i];
+        free(xn), free(q), free(k), free(v), free(o), free(h1), free(f), free(gt), free(up);
+        free(sc);
+        return;
+    }
     ref_mm(gt, xn, p[P_WG], NULL, R, D, H);
     ref_mm(up, xn, p[P_WU], NULL, R, D, H);
     for (int i = 0; i < R * H; i++) {
@@ -200,6 +281,9 @@ static struct model shape_model(const struct gshape *s) {
     m.cfg.attn_scale = s->qpas > 0 ? 1.0f / sqrtf((float)s->qpas) : 0;
     m.cfg.attn_softcap = (float)s->softcap, m.cfg.swa_window = s->window;
     m.cfg.rope_theta_swa = (float)s->theta_swa, m.cfg.rope_linear = (float)s->linear;
+    m.cfg.n_expert = s->E, m.cfg.n_expert_used = s->K, m.cfg.expert_hidden = s->He;
+    m.cfg.shared_hidden = s->Hs, m.cfg.expert_norm = s->norm;
+    if (s->E) snprintf(m.cfg.arch, sizeof m.cfg.arch, "%s", s->Hs ? "qwen2moe" : "llama");
     return m;
 }
 
@@ -224,7 +308,8 @@ static void check_gradients(const struct gshape *s) {
                 v = 1.0f + 0.3f * v;
             else if (i == P_X) v *= 1.5f;
             else if (i == P_WQ || i == P_WK) v *= 0.9f; /* scores of a few units: a real softmax */
-            else if (i == P_WD) v *= 0.4f;
+            else if (i == P_WD || i == P_ED || i == P_SHD) v *= 0.4f;
+            else if (i == P_RT) v *= 1.2f; /* router logits of a few units */
             else v *= 0.5f;
             pf[i][j] = v;
             pd[i][j] = v;
@@ -233,26 +318,59 @@ static void check_gradients(const struct gshape *s) {
     float *rr = malloc(sizeof(float) * R * D), *y = malloc(sizeof(float) * R * D);
     double *yd = malloc(sizeof(double) * R * D);
     for (int j = 0; j < R * D; j++) rr[j] = frand();
+    /* expert e's gate, up, down: slices of the stacked P_EG, P_EU, P_ED */
+    const float *exw[3 * 16];
+    float *exg[3 * 16];
+    const int EHD = s->He * D;
+    for (int e = 0; e < s->E; e++)
+        for (int i = 0; i < 3; i++) {
+            exw[3 * e + i] = pf[P_EG + i] + e * EHD;
+            exg[3 * e + i] = an[P_EG + i] + e * EHD;
+        }
 #define OPT(a, i) (p_size(s, i) ? a[i] : NULL)
     const struct grad_weights w = {
         .attn_norm = pf[P_AN], .ffn_norm = pf[P_FN],
         .lin = {[LIN_Q] = pf[P_WQ], [LIN_K] = pf[P_WK], [LIN_V] = pf[P_WV], [LIN_O] = pf[P_WO],
-                [LIN_GATE] = pf[P_WG], [LIN_UP] = pf[P_WU], [LIN_DOWN] = pf[P_WD]},
+                [LIN_GATE] = OPT(pf, P_WG), [LIN_UP] = OPT(pf, P_WU), [LIN_DOWN] = OPT(pf, P_WD)},
         .bias = {[LIN_Q] = OPT(pf, P_BQ), [LIN_K] = OPT(pf, P_BK), [LIN_V] = OPT(pf, P_BV)},
         .q_norm = OPT(pf, P_QN), .k_norm = OPT(pf, P_KN),
-        .attn_post_norm = OPT(pf, P_APN), .ffn_post_norm = OPT(pf, P_FPN), .swa = s->swa};
+        .attn_post_norm = OPT(pf, P_APN), .ffn_post_norm = OPT(pf, P_FPN), .swa = s->swa,
+        .router = OPT(pf, P_RT), .ex = s->E ? exw : NULL,
+        .shexp = {OPT(pf, P_SHG), OPT(pf, P_SHU), OPT(pf, P_SHD)}, .shexp_gate = OPT(pf, P_SGT)};
     const struct grad_grads gr = {
         .attn_norm = an[P_AN], .ffn_norm = an[P_FN],
         .lin = {[LIN_Q] = an[P_WQ], [LIN_K] = an[P_WK], [LIN_V] = an[P_WV], [LIN_O] = an[P_WO],
-                [LIN_GATE] = an[P_WG], [LIN_UP] = an[P_WU], [LIN_DOWN] = an[P_WD]},
+                [LIN_GATE] = OPT(an, P_WG), [LIN_UP] = OPT(an, P_WU), [LIN_DOWN] = OPT(an, P_WD)},
         .bias = {[LIN_Q] = OPT(an, P_BQ), [LIN_K] = OPT(an, P_BK), [LIN_V] = OPT(an, P_BV)},
-        .attn_post_norm = OPT(an, P_APN), .ffn_post_norm = OPT(an, P_FPN)};
+        .attn_post_norm = OPT(an, P_APN), .ffn_post_norm = OPT(an, P_FPN),
+        .router = OPT(an, P_RT), .ex = s->E ? exg : NULL,
+        .shexp = {OPT(an, P_SHG), OPT(an, P_SHU), OPT(an, P_SHD)}, .shexp_gate = OPT(an, P_SGT)};
 #undef OPT
     T_OK(!grad_block_forward(&g, &w, pf[P_X], s->B, s->T, y));
     T_OK(!grad_block_backward(&g, &w, rr, an[P_X], &gr));
     const double *pp[P_COUNT];
     for (int i = 0; i < P_COUNT; i++) pp[i] = pd[i];
     ref_block(s, pp, 1e-5f, yd);
+    /* MoE: the fp32 block chose what the float64 one did; the margin of the choice; the experts
+     * no row chose get exactly zero gradients */
+    int sel0[64 * 8], idle = 0, moved = 0;
+    const double gap = ref_gap;
+    memcpy(sel0, ref_sel, sizeof sel0);
+    if (s->E && memcmp(g.msel, sel0, sizeof(int) * R * s->K))
+        T_FAIL_("%s: the fp32 router chose other experts than the float64 one", s->name);
+    for (int e = 0; e < s->E; e++) {
+        bool chosen = false;
+        for (int j = 0; j < R * s->K; j++) chosen |= sel0[j] == e;
+        if (chosen) continue;
+        idle++;
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < EHD; j++)
+                if (exg[3 * e + i][j] != 0) {
+                    T_FAIL_("%s: idle expert %d has a gradient", s->name, e);
+                    i = 3;
+                    break;
+                }
+    }
     double md = 0, mx = 0, worst = 0;
     for (int j = 0; j < R * D; j++) {
         md = fmax(md, fabs(y[j] - yd[j]));
@@ -268,9 +386,11 @@ static void check_gradients(const struct gshape *s) {
             pd[i][j] = keep + h;
             ref_block(s, pp, 1e-5f, yd);
             for (int e = 0; e < R * D; e++) lp += yd[e] * rr[e];
+            moved += s->E && memcmp(ref_sel, sel0, sizeof(int) * R * s->K);
             pd[i][j] = keep - h;
             ref_block(s, pp, 1e-5f, yd);
             for (int e = 0; e < R * D; e++) lm += yd[e] * rr[e];
+            moved += s->E && memcmp(ref_sel, sel0, sizeof(int) * R * s->K);
             pd[i][j] = keep;
             fd[i][j] = (lp - lm) / (2 * h);
         }
@@ -281,7 +401,7 @@ static void check_gradients(const struct gshape *s) {
             num += (an[i][j] - fd[i][j]) * (an[i][j] - fd[i][j]);
             den += fd[i][j] * fd[i][j];
         }
-        const double rel = sqrt(num / den);
+        const double rel = den > 0 ? sqrt(num / den) : num > 0 ? INFINITY : 0;
         worst = fmax(worst, rel);
         if (getenv("T_VERBOSE"))
             fprintf(stderr, "  %-8s %-9s |g| %.4g, relative error %.3g\n", s->name, p_name[i],
@@ -290,6 +410,13 @@ static void check_gradients(const struct gshape *s) {
     }
     printf("  %-14s forward vs float64 %.2g of %.2g; gradients vs finite differences: worst "
            "relative error %.3g\n", s->name, md, mx, worst);
+    if (s->E) { /* a perturbation that changed the choice would make the differences meaningless */
+        printf("  %-14s top-%d margin %.3g (perturbations %.0e), idle experts %d\n", s->name, s->K,
+               gap, h, idle);
+        if (moved) T_FAIL_("%s: %d perturbations changed the experts chosen", s->name, moved);
+        T_OK(gap > 100 * h);
+        if (s->idle_expected) T_OK(idle > 0);
+    }
     for (int i = 0; i < P_COUNT; i++) free(pf[i]), free(an[i]), free(pd[i]), free(fd[i]);
     free(rr), free(y), free(yd);
     grad_block_release(&g);
@@ -319,8 +446,83 @@ static void test_gradient_check(void) {
         {.name = "gemma3/full", .D = 18, .H = 30, .nh = 3, .nkv = 1, .hd = 8, .B = 2, .T = 9,
          .neox = true, .post = true, .gelu = true, .qk_norm = true, .qpas = 12, .window = 4,
          .theta = 1e6, .theta_swa = 10000, .linear = 2},
+        /* MoE: Mixtral (5 experts of 10, 2 per token, softmax over the chosen); qwen2moe with
+         * q/k/v bias, 6 experts of 6, 3 per token, weights not renormalized, a shared expert of
+         * 9; qwen2moe with norm_topk_prob, 8 experts, 2 per token on 6 rows (one left idle) */
+        {.name = "mixtral", .D = 12, .nh = 3, .nkv = 1, .hd = 4, .B = 2, .T = 5, .theta = 1e6,
+         .E = 5, .K = 2, .He = 10, .norm = true},
+        {.name = "qwen2moe", .D = 14, .nh = 4, .nkv = 2, .hd = 4, .B = 2, .T = 6, .neox = true,
+         .bias = true, .theta = 1e6, .E = 6, .K = 3, .He = 6, .Hs = 9},
+        {.name = "qwen2moe/norm", .D = 10, .nh = 2, .nkv = 1, .hd = 6, .B = 2, .T = 3,
+         .neox = true, .bias = true, .theta = 1e6, .E = 8, .K = 2, .He = 5, .Hs = 7, .norm = true,
+         .idle_expected = true},
     };
     for (size_t i = 0; i < LB_ARRAY_LEN(shapes); i++) check_gradients(&shapes[i]);
+}
+
+/* a qwen2moe block large enough that every loop of grad.c's MoE path and its matmuls run on both
+ * threads (R·D = 2^16): its output, input gradient and every weight gradient bit-identical on 1
+ * and 2 threads */
+static void test_moe_threads(void) {
+    const struct gshape s = {.name = "qwen2moe", .D = 128, .nh = 4, .nkv = 2, .hd = 32, .B = 4,
+                             .T = 128, .neox = true, .bias = true, .theta = 1e6, .E = 6, .K = 2,
+                             .He = 96, .Hs = 160};
+    const struct model m = shape_model(&s);
+    const int R = s.B * s.T, D = s.D;
+    struct grad_block g;
+    if (grad_block_init(&g, &m, s.T, R)) {
+        T_FAIL_("grad_block_init");
+        return;
+    }
+    float *pf[P_COUNT], *an[2][P_COUNT];
+    for (int i = 0; i < P_COUNT; i++) {
+        const int n = LB_MAX(p_size(&s, i), 1);
+        pf[i] = malloc(sizeof(float) * n);
+        an[0][i] = calloc(n, sizeof(float)), an[1][i] = calloc(n, sizeof(float));
+        for (int j = 0; j < n; j++)
+            pf[i][j] = i == P_AN || i == P_FN ? 1.0f + 0.3f * frand() : 0.3f * frand();
+    }
+    float *y[2], *dy = malloc(sizeof(float) * R * D);
+    for (int j = 0; j < R * D; j++) dy[j] = frand();
+    const float *exw[3 * 6];
+    float *exg[2][3 * 6];
+    for (int e = 0; e < 3 * s.E; e++) {
+        exw[e] = pf[P_EG + e % 3] + e / 3 * s.He * D;
+        for (int r = 0; r < 2; r++) exg[r][e] = an[r][P_EG + e % 3] + e / 3 * s.He * D;
+    }
+    const struct grad_weights w = {
+        .attn_norm = pf[P_AN], .ffn_norm = pf[P_FN],
+        .lin = {[LIN_Q] = pf[P_WQ], [LIN_K] = pf[P_WK], [LIN_V] = pf[P_WV], [LIN_O] = pf[P_WO]},
+        .bias = {[LIN_Q] = pf[P_BQ], [LIN_K] = pf[P_BK], [LIN_V] = pf[P_BV]},
+        .router = pf[P_RT], .ex = exw, .shexp = {pf[P_SHG], pf[P_SHU], pf[P_SHD]},
+        .shexp_gate = pf[P_SGT]};
+    for (int run = 0; run < 2; run++) {
+        lb_set_threads(run + 1);
+        float *const *a = an[run];
+        const struct grad_grads gr = {
+            .attn_norm = a[P_AN], .ffn_norm = a[P_FN],
+            .lin = {[LIN_Q] = a[P_WQ], [LIN_K] = a[P_WK], [LIN_V] = a[P_WV], [LIN_O] = a[P_WO]},
+            .bias = {[LIN_Q] = a[P_BQ], [LIN_K] = a[P_BK], [LIN_V] = a[P_BV]},
+            .router = a[P_RT], .ex = exg[run], .shexp = {a[P_SHG], a[P_SHU], a[P_SHD]},
+            .shexp_gate = a[P_SGT]};
+        y[run] = malloc(sizeof(float) * R * D);
+        T_OK(!grad_block_forward(&g, &w, pf[P_X], s.B, s.T, y[run]));
+        T_OK(!grad_block_backward(&g, &w, dy, a[P_X], &gr));
+    }
+    lb_set_threads(1);
+    T_OK(!memcmp(y[0], y[1], sizeof(float) * R * D));
+    int differ = 0, n_grad = 0;
+    for (int i = 0; i < P_QN; i++) n_grad += p_size(&s, i) > 0;
+    for (int i = 0; i < P_COUNT; i++)
+        if (p_size(&s, i) && memcmp(an[0][i], an[1][i], sizeof(float) * p_size(&s, i))) {
+            T_FAIL_("%s differs between 1 and 2 threads", p_name[i]);
+            differ++;
+        }
+    printf("  qwen2moe block (%d rows, D %d, 6 experts, shared 160): y and %d gradients on 1 and "
+           "2 threads: %s\n", R, D, n_grad, differ ? "differ" : "bit-identical");
+    for (int i = 0; i < P_COUNT; i++) free(pf[i]), free(an[0][i]), free(an[1][i]);
+    free(y[0]), free(y[1]), free(dy);
+    grad_block_release(&g);
 }
 
 /* what the block backward does not cover is refused with a message naming it; a post-norm
@@ -333,7 +535,7 @@ static void test_grad_refusals(void) {
     err_set_quiet(true);
     m.cfg.n_expert = 4, m.cfg.n_expert_used = 2;
     T_OK(grad_block_init(&g, &m, 4, 4) == -1);
-    T_CONTAINS(err_last(), "mixture-of-experts MLPs are not supported yet");
+    T_CONTAINS(err_last(), "mixture-of-experts MLPs and post-norms or gelu are not supported yet");
     m.cfg.n_expert = m.cfg.n_expert_used = 0, m.cfg.online_had = 1u << LIN_DOWN;
     T_OK(grad_block_init(&g, &m, 4, 4) == -1);
     T_CONTAINS(err_last(), "online Hadamard rotations are not supported yet");
@@ -1153,6 +1355,7 @@ int main(void) {
     lb_set_threads(1); /* (test_threads sets its own) */
     T_RUN_TIMED(test_gradient_check);
     T_RUN(test_grad_refusals);
+    T_RUN_TIMED(test_moe_threads);
     T_RUN_TIMED(test_chain);
     T_RUN_TIMED(test_forward_matches_eval);
     T_RUN_TIMED(test_block_beats_rtn);

@@ -24,7 +24,18 @@
  *      token two of four experts per block fall back, counted, and exactly their downs are
  *      round-to-nearest of the float weights;
  *  (d) GPTQ's memory plan counts the attention's Hessians and one expert's per pass: a limit
- *      below it is refused before any work with that figure, a limit of it runs. */
+ *      below it is refused before any work with that figure, a limit of it runs;
+ *  (e) the block forward of the backward (eval/grad.c, AutoRound's and AQLM's fine-tuning) on
+ *      every block of the Mixtral fixtures (4 experts f32, 8 bf16) and the qwen2moe ones (6
+ *      experts not renormalized, 4 renormalized in bf16, the random one of 6 with a shared
+ *      expert of 64) equals eval/forward.c's block output: max |diff| <= 1e-5 · max |y| and the
+ *      same experts chosen for every token;
+ *  (f) AutoRound (quant/autoround.c) on the Mixtral fixture with windows of one repeated token
+ *      (and another last token, which AutoRound's padding mask leaves out of the loss): the
+ *      experts no token is routed to (counted here from the float blocks' routing) are reported
+ *      idle, get no gradient from the block loss, and their reloaded weights equal an untuned
+ *      run's (iters 0: AutoRound's round-to-nearest) exactly; the experts with tokens in the loss
+ *      differ from it. */
 #include <math.h>
 #include <omp.h>
 #include <stdbool.h>
@@ -32,10 +43,12 @@
 #include <unistd.h>
 
 #include "eval/forward.h"
+#include "eval/grad.h"
 #include "eval/model.h"
 #include "kernels/base/err.h"
 #include "kernels/base/fs.h"
 #include "kernels/qint.h"
+#include "quant/autoround.h"
 #include "quant/awq.h"
 #include "quant/calib.h"
 #include "quant/gptq.h"
@@ -790,6 +803,188 @@ out:
     model_release(&m);
 }
 
+/* the float input of block l (xin) and its output (yref) for the windows of cs, [R][D] each, by
+ * the eval forward */
+static void block_io(struct fwd_state *fs, const struct model *m, const struct calib_set *cs,
+                     int l, float *xin, float *yref) {
+    const int D = m->cfg.dim, T = cs->seqlen;
+    for (int b = 0; b < cs->n_samples; b++) {
+        const int *tk = cs->tokens + b * T;
+        if (l == 0) {
+            for (int t = 0; t < T; t++) fwd_embed(m, tk[t], xin + (b * T + t) * D);
+        } else {
+            fs->layer_limit = l;
+            fwd_truncate(fs, 0);
+            T_OK(!forward(fs, tk, T, NULL, false));
+            memcpy(xin + b * T * D, fs->x, sizeof(float) * T * D);
+        }
+        fs->layer_limit = l + 1;
+        fwd_truncate(fs, 0);
+        T_OK(!forward(fs, tk, T, NULL, false));
+        memcpy(yref + b * T * D, fs->x, sizeof(float) * T * D);
+    }
+}
+
+/* (e) grad_block_forward of every block of the fixture at path against the eval forward */
+static void check_grad_forward(const char *path) {
+    struct model m = MODEL_INIT;
+    if (model_load(&m, path)) {
+        T_FAIL_("model_load(%s)", path);
+        return;
+    }
+    struct calib_set cs;
+    make_windows(&cs, false);
+    const int D = m.cfg.dim, T = WIN_T, R = N_WIN * WIN_T, K = m.cfg.n_expert_used;
+    struct fwd_state fs;
+    struct grad_block g;
+    float *xin = malloc(sizeof(float) * R * D), *yref = malloc(sizeof(float) * R * D);
+    float *y = malloc(sizeof(float) * R * D);
+    T_OK(!fwd_init(&fs, &m, T, T));
+    T_OK(!grad_block_init(&g, &m, T, R));
+    double worst = 0;
+    int moved = 0;
+    for (int l = 0; l < m.cfg.n_layers; l++) {
+        block_io(&fs, &m, &cs, l, xin, yref);
+        struct grad_weights w;
+        float *own = NULL;
+        T_OK(!grad_weights_from_layer(&m, l, &w, &own));
+        T_OK(!grad_block_forward(&g, &w, xin, N_WIN, T, y));
+        double md = 0, mx = 0;
+        for (int i = 0; i < R * D; i++) {
+            md = fmax(md, fabs((double)y[i] - yref[i]));
+            mx = fmax(mx, fabs((double)yref[i]));
+        }
+        worst = fmax(worst, md / mx);
+        if (!(md <= 1e-5 * mx)) T_FAIL_("%s block %d: max diff %.3g of %.3g", path, l, md, mx);
+        /* the choices again, from the eval forward's router on the grad forward's own input */
+        for (int t = 0; t < R; t++) {
+            int sel[8];
+            float wt[8];
+            fwd_moe_route(m.cfg.n_expert, K, m.cfg.expert_norm, g.mlog + (size_t)t * m.cfg.n_expert,
+                          sel, wt);
+            moved += memcmp(sel, g.msel + (size_t)t * K, sizeof(int) * K) != 0;
+        }
+        free(own);
+    }
+    T_EQ_INT(moved, 0);
+    printf("  %s: the grad forward vs eval's, %d blocks: worst max |diff| / max |y| %.2g\n",
+           path + strlen(fx_dir) + 1, m.cfg.n_layers, worst);
+    grad_block_release(&g);
+    fwd_release(&fs);
+    free(xin), free(yref), free(y);
+    calib_release(&cs);
+    model_release(&m);
+}
+
+static void test_moe_grad_forward(void) {
+    char path[700];
+    static const char *const fx[] = {"mixtral_e4", "mixtral_e8_bf16", "qwen2moe_e6",
+                                     "qwen2moe_norm_bf16"};
+    for (size_t i = 0; i < LB_ARRAY_LEN(fx); i++)
+        if (fixture(fx[i], path, sizeof path)) check_grad_forward(path);
+    if (qwen2moe_s64(path, sizeof path)) check_grad_forward(path);
+}
+
+/* (f) AutoRound of the fixture at path with windows cs, `iters` iterations, into dir (reloaded
+ * into qm); its report into rep */
+static int run_autoround(const struct model *m, const char *path, const struct calib_set *cs,
+                         int iters, const char *dir, struct model *qm,
+                         struct autoround_report *rep) {
+    struct autoround_opts o = AUTOROUND_OPTS_DEFAULT;
+    o.group = 32, o.iters = iters;
+    o.lr = o.minmax_lr = autoround_auto_lr(iters, o.bits);
+    if (autoround_quantize_model(m, path, &o, cs, AUTOROUND_GPTQ, dir, "moe", true, false, rep))
+        return -1;
+    return model_load(qm, dir);
+}
+
+/* tokens [l·E + e] of the windows cs routed to expert e of block l (the float model) */
+static void routed_tokens(const struct model *m, const struct calib_set *cs, int *tokens) {
+    const int D = m->cfg.dim, T = cs->seqlen, R = cs->n_samples * T, E = m->cfg.n_expert;
+    struct fwd_state fs;
+    struct grad_block g;
+    float *xin = malloc(sizeof(float) * R * D), *y = malloc(sizeof(float) * R * D);
+    T_OK(!fwd_init(&fs, m, T, T));
+    T_OK(!grad_block_init(&g, m, T, R));
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        struct grad_weights w;
+        float *own = NULL;
+        block_io(&fs, m, cs, l, xin, y);
+        T_OK(!grad_weights_from_layer(m, l, &w, &own));
+        T_OK(!grad_block_forward(&g, &w, xin, cs->n_samples, T, y));
+        for (int e = 0; e < E; e++) tokens[l * E + e] = g.eoff[e + 1] - g.eoff[e];
+        free(own);
+    }
+    grad_block_release(&g);
+    fwd_release(&fs);
+    free(xin), free(y);
+}
+
+static void test_moe_autoround_unrouted(void) {
+    char path[700], dir[2][700];
+    if (!fixture("mixtral_e4", path, sizeof path)) return;
+    struct model m = MODEL_INIT, qm0 = MODEL_INIT, qm1 = MODEL_INIT;
+    struct model *qm[2] = {&qm0, &qm1};
+    struct autoround_report rep[2];
+    memset(rep, 0, sizeof rep);
+    struct calib_set cs;
+    make_windows(&cs, true);
+    /* AutoRound's loss masks a window's trailing repeats of its last token (its padding): a
+     * different last token keeps the rest of the window in the loss */
+    for (int b = 0; b < N_WIN; b++) cs.tokens[b * WIN_T + WIN_T - 1] = 18;
+    snprintf(cs.path, sizeof cs.path, "one repeated token");
+    const int iters[2] = {0, 20};
+    bool ok = !model_load(&m, path);
+    for (int r = 0; r < 2 && ok; r++) {
+        snprintf(dir[r], sizeof dir[r], "%s/autoround-unrouted-%d", t_tmpdir(), iters[r]);
+        ok = !run_autoround(&m, path, &cs, iters[r], dir[r], qm[r], &rep[r]);
+    }
+    if (!ok) {
+        T_FAIL_("AutoRound of %s with one repeated token, or its reload, failed", path);
+        goto out;
+    }
+    const int E = m.cfg.n_expert, NL = m.cfg.n_layers;
+    int tokens[4 * 8] = {0}, idle = 0, n_same = 0;
+    T_OK(E * NL <= 32);
+    if (E * NL > 32) goto out;
+    routed_tokens(&m, &cs, tokens);
+    for (int i = 0; i < E * NL; i++) idle += !tokens[i];
+    T_EQ_INT(rep[1].moe_experts, E * NL);
+    T_EQ_INT(rep[1].moe_idle, idle);
+    T_OK(idle > 0); /* the point of the windows */
+    float *a = malloc(sizeof(float) * 256), *b = malloc(sizeof(float) * 256);
+    for (int l = 0; l < NL && a && b; l++)
+        for (int u = 0; u < E; u++) {
+            bool same = true;
+            for (int k = 0; k < 3; k++) {
+                const struct tensor *t0 = model_expert(&qm0.layers[l], u, (enum lin)(LIN_GATE + k)),
+                                    *t1 = model_expert(&qm1.layers[l], u, (enum lin)(LIN_GATE + k));
+                T_OK(t0->ne[0] <= 256 && t0->ne[1] == t1->ne[1]);
+                for (int64_t r = 0; r < t0->ne[1] && t0->ne[0] <= 256; r++) {
+                    tensor_row_to_f32(t0, r, a);
+                    tensor_row_to_f32(t1, r, b);
+                    same &= !memcmp(a, b, sizeof(float) * t0->ne[0]);
+                }
+            }
+            n_same += same;
+            printf("    block %d expert %d: %d tokens, %s\n", l, u, tokens[l * E + u],
+                   same ? "as the untuned quantizer" : "tuned");
+            /* no token: no gradient, round to nearest; routed tokens in the loss: tuned (an
+             * expert with only the windows' last tokens, which the loss masks, may be either:
+             * the quantized stream may route differently) */
+            if (!tokens[l * E + u] && !same)
+                T_FAIL_("block %d expert %d: no token but tuned", l, u);
+            if (tokens[l * E + u] > N_WIN && same)
+                T_FAIL_("block %d expert %d: %d tokens but untuned", l, u, tokens[l * E + u]);
+        }
+    free(a), free(b);
+    T_OK(n_same >= idle);
+out:
+    calib_release(&cs);
+    model_release(&qm0), model_release(&qm1);
+    model_release(&m);
+}
+
 static void test_moe_awq_mixtral(void) { check_awq("mixtral_e4"); }
 static void test_moe_awq_qwen2moe(void) { check_awq("qwen2moe"); }
 
@@ -801,6 +996,8 @@ int main(void) {
     T_RUN(test_moe_unrouted_fallback);
     T_RUN(test_moe_awq_fallback);
     T_RUN(test_moe_gptq_memory_plan);
+    T_RUN(test_moe_grad_forward);
+    T_RUN(test_moe_autoround_unrouted);
     T_RUN(test_moe_awq_mixtral);
     T_RUN(test_moe_awq_qwen2moe);
     t_tmpdir_cleanup();
