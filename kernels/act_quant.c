@@ -5,14 +5,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
 #include "kernels/cpu.h"
+#include "kernels/matmul_i8.h"
 
 #define AQ_PAR_MIN ((int64_t)1 << 16)
 
@@ -83,7 +81,9 @@ static int32_t (*dot_i8_fn(void))(const int8_t *, const int8_t *, int64_t) {
     return act_dot_i8_ref;
 }
 
-const char *act_quant_path(void) { return dot_i8_fn() == act_dot_i8_ref ? "generic" : "avx2"; }
+const char *act_dot_path(void) { return dot_i8_fn() == act_dot_i8_ref ? "generic" : "avx2"; }
+
+const char *act_quant_path(void) { return matmul_i8_path(); }
 
 int32_t act_dot_i8(const int8_t *a, const int8_t *b, int64_t n) { return dot_i8_fn()(a, b, n); }
 
@@ -124,8 +124,11 @@ void act_matmul_ref(float *y, const int8_t *qx, const float *dx, const int8_t *q
             y[t * N + j] = (dx[t] * dw[j]) * (float)act_dot_i8_ref(qx + t * K, qw + j * K, K);
 }
 
+/* the matmul_i8 tiles on the codes (kernels/matmul_i8.h); per-dot products only when its
+ * scratch cannot be had */
 void act_matmul(float *y, const int8_t *qx, const float *dx, const int8_t *qw, const float *dw,
                 int64_t T, int64_t N, int64_t K) {
+    if (!matmul_i8_codes(y, qx, dx, qw, dw, T, N, K, false, NULL)) return;
     int32_t (*dot)(const int8_t *, const int8_t *, int64_t) = dot_i8_fn();
 #pragma omp parallel for schedule(static) if (T * N * K >= AQ_PAR_MIN)
     for (int64_t j = 0; j < N; j++)
@@ -135,37 +138,9 @@ void act_matmul(float *y, const int8_t *qx, const float *dx, const int8_t *qw, c
 
 void act_matmul_i4(float *y, const uint8_t *qx, const float *dx, const uint8_t *qw, const float *dw,
                    int64_t T, int64_t N, int64_t K) {
-    /* each packed row unpacked once to int8 (activations up front, a weight row per output), then
-     * the int8 dot product: the same exact integer sums as act_dot_i4 */
-#ifdef _OPENMP
-    const int nth = omp_get_max_threads();
-#else
-    const int nth = 1;
-#endif
-    int8_t *ux = malloc((size_t)(T * K) + (size_t)K * (size_t)nth);
-    if (!ux) { /* no room for the unpacked rows: per-dot unpacking */
-        for (int64_t j = 0; j < N; j++)
-            for (int64_t t = 0; t < T; t++)
-                y[t * N + j] = (dx[t] * dw[j]) *
-                               (float)act_dot_i4(qx + t * K / 2, qw + j * K / 2, K);
-        return;
-    }
-    for (int64_t i = 0; i < T * K / 2; i++) ux[2 * i] = lo4(qx[i]), ux[2 * i + 1] = hi4(qx[i]);
-    int32_t (*dot)(const int8_t *, const int8_t *, int64_t) = dot_i8_fn();
-#pragma omp parallel if (T * N * K >= AQ_PAR_MIN)
-    {
-#ifdef _OPENMP
-        int8_t *uw = ux + T * K + (int64_t)omp_get_thread_num() * K;
-#else
-        int8_t *uw = ux + T * K;
-#endif
-#pragma omp for schedule(static)
-        for (int64_t j = 0; j < N; j++) {
-            for (int64_t k = 0; k < K / 2; k++)
-                uw[2 * k] = lo4(qw[j * K / 2 + k]), uw[2 * k + 1] = hi4(qw[j * K / 2 + k]);
-            for (int64_t t = 0; t < T; t++)
-                y[t * N + j] = (dx[t] * dw[j]) * (float)dot(ux + t * K, uw, K);
-        }
-    }
-    free(ux);
+    if (!matmul_i8_codes(y, qx, dx, qw, dw, T, N, K, true, NULL)) return;
+#pragma omp parallel for schedule(static) if (T * N * K >= AQ_PAR_MIN)
+    for (int64_t j = 0; j < N; j++)
+        for (int64_t t = 0; t < T; t++)
+            y[t * N + j] = (dx[t] * dw[j]) * (float)act_dot_i4(qx + t * K / 2, qw + j * K / 2, K);
 }
