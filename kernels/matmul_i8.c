@@ -1185,6 +1185,11 @@ int matmul_i8_codes(float *y, const void *qx, const float *dx, const void *qw, c
     if (!kn) return -2;
     ASSERT(K > 0 && K <= I8_K_MAX && T <= INT32_MAX && !(i4 && K % 2));
     if (T <= 0 || N <= 0) return 0;
+#if LB_X86
+    /* AVX2's sign trick negates the activation code: −128 (act_quant_rows' clamp at clip < 1)
+     * has no negative in int8, so such codes take the generic tile */
+    if (kn == &kern_avx2 && !i4 && memchr(qx, 0x80, (size_t)(T * K))) kn = &kern_generic;
+#endif
     const struct i8_codes cd = {.qx = qx, .qw = qw, .dx = dx, .dw = dw, .K = K, .N = N, .i4 = i4};
     const int64_t Kp = pad32(K);
     struct i8_ctx c = {.kn = kn, .cd = &cd, .y = y, .K = K, .Kp = Kp, .N = N, .L = Kp, .ns = 1,
