@@ -14,17 +14,31 @@
 
 #define AQ_PAR_MIN ((int64_t)1 << 16)
 
-/* row xr's scale clip·max|x|/qmax (0 for a zero row) */
+/* row xr's scale clip·max|x|/qmax (0 for a zero row). The max as a compare (fmaxf's result:
+ * amax is never NaN and a NaN |x| is skipped either way) so it compiles without calls. */
 static float row_scale(const float *xr, int64_t K, int qmax, float clip) {
     float amax = 0;
-    for (int64_t k = 0; k < K; k++) amax = fmaxf(amax, fabsf(xr[k]));
+    for (int64_t k = 0; k < K; k++) {
+        const float a = fabsf(xr[k]);
+        amax = a > amax ? a : amax;
+    }
     return clip * amax / (float)qmax;
 }
 
-/* x·(1/d) rounded and clamped to [−qmax − 1, qmax] */
+/* x·(1/d) rounded (roundf: half away from zero) and clamped to [−qmax − 1, qmax]. roundf is done
+ * in integers when |v| < 2^23: (int)v truncates, the remainder v − (int)v is exact, ±1 when it
+ * reaches ±0.5; copysignf keeps roundf's −0 for a small negative v (beyond 2^23, inf, NaN:
+ * roundf itself). */
 static inline float code_of(float x, float id, int qmax) {
-    const float v = roundf(x * id);
-    return v > qmax ? (float)qmax : v < -qmax - 1 ? (float)(-qmax - 1) : v;
+    const float v = x * id;
+    if (!(fabsf(v) < 8388608.0f)) {
+        const float r = roundf(v);
+        return r > qmax ? (float)qmax : r < -qmax - 1 ? (float)(-qmax - 1) : r;
+    }
+    const int32_t i = (int32_t)v;
+    const float f = v - (float)i;
+    const int32_t r = i + (f >= 0.5f) - (f <= -0.5f);
+    return r > qmax ? (float)qmax : r < -qmax - 1 ? (float)(-qmax - 1) : copysignf((float)r, v);
 }
 
 void act_quant_rows(int8_t *q, float *d, const float *x, int64_t T, int64_t K, int bits,

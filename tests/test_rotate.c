@@ -249,6 +249,32 @@ static void test_act_quant(void) {
     float z[4] = {0};
     act_quant_rows(q, &d, z, 1, 4, 8, 1.0f);
     T_EQ_INT(d == 0 && q[0] == 0, 1);
+    /* the definition with roundf and fmaxf, bit for bit (halves, −0, clipping, a NaN, 2..8 bits) */
+    enum { KR = 333 };
+    float xr[KR], yr[KR];
+    int8_t qr[KR];
+    for (int bits = 2; bits <= 8; bits++)
+        for (int c = 0; c < 2; c++) {
+            const float clip = c ? 0.9f : 1.0f;
+            const int qmax = (1 << (bits - 1)) - 1;
+            for (int k = 0; k < KR; k++)
+                xr[k] = k % 7 == 0 ? (float)(k % 15 - 7) * 0.5f : k % 11 == 0 ? -1e-9f : 3 * frand();
+            xr[5] = NAN;
+            float amax = 0;
+            for (int k = 0; k < KR; k++) amax = fmaxf(amax, fabsf(xr[k]));
+            const float dr = clip * amax / (float)qmax, id = 1.0f / dr;
+            act_quant_rows(qr, &d, xr, 1, KR, bits, clip);
+            act_fake_quant_rows(yr, xr, 1, KR, bits, clip);
+            T_OK(!memcmp(&d, &dr, sizeof d));
+            int bad = 0;
+            for (int k = 0; k < KR; k++) {
+                const float r = roundf(xr[k] * id);
+                const float cr = r > qmax ? (float)qmax : r < -qmax - 1 ? (float)(-qmax - 1) : r;
+                const float wy = dr * cr;
+                bad += (!isnan(cr) && qr[k] != (int8_t)cr) || memcmp(&yr[k], &wy, sizeof wy) != 0;
+            }
+            T_EQ_INT(bad, 0);
+        }
 }
 
 static void test_int_kernels(void) {
