@@ -13,6 +13,7 @@
 #include "kernels/matmul_i8.h"
 
 #define AQ_PAR_MIN ((int64_t)1 << 16)
+#define AQ_GEMM_MIN_T 8
 
 /* row xr's scale clip·max|x|/qmax (0 for a zero row). The max as a compare (fmaxf's result:
  * amax is never NaN and a NaN |x| is skipped either way) so it compiles without calls. */
@@ -97,7 +98,9 @@ static int32_t (*dot_i8_fn(void))(const int8_t *, const int8_t *, int64_t) {
 
 const char *act_dot_path(void) { return dot_i8_fn() == act_dot_i8_ref ? "generic" : "avx2"; }
 
-const char *act_quant_path(void) { return matmul_i8_path(); }
+const char *act_matmul_path(int64_t T, bool i4) {
+    return i4 || T >= AQ_GEMM_MIN_T ? matmul_i8_path() : act_dot_path();
+}
 
 int32_t act_dot_i8(const int8_t *a, const int8_t *b, int64_t n) { return dot_i8_fn()(a, b, n); }
 
@@ -138,11 +141,14 @@ void act_matmul_ref(float *y, const int8_t *qx, const float *dx, const int8_t *q
             y[t * N + j] = (dx[t] * dw[j]) * (float)act_dot_i8_ref(qx + t * K, qw + j * K, K);
 }
 
-/* the matmul_i8 tiles on the codes (kernels/matmul_i8.h); per-dot products only when its
- * scratch cannot be had */
+/* the matmul_i8 tiles on the codes (kernels/matmul_i8.h); per-dot products for fewer than
+ * AQ_GEMM_MIN_T tokens (packing the weight panels per call costs more than the tiles save there:
+ * 1 thread, 110M block, GOP/s per CPU-second by tiles / by dots: T = 1 7 / 34, T = 4 27 / ~36,
+ * T = 8 47 / ~36) or when its scratch cannot be had. The packed 4-bit codes always take the
+ * tiles (per-dot unpacking is slower still: T = 1 0.6 against 4.2). */
 void act_matmul(float *y, const int8_t *qx, const float *dx, const int8_t *qw, const float *dw,
                 int64_t T, int64_t N, int64_t K) {
-    if (!matmul_i8_codes(y, qx, dx, qw, dw, T, N, K, false, NULL)) return;
+    if (T >= AQ_GEMM_MIN_T && !matmul_i8_codes(y, qx, dx, qw, dw, T, N, K, false, NULL)) return;
     int32_t (*dot)(const int8_t *, const int8_t *, int64_t) = dot_i8_fn();
 #pragma omp parallel for schedule(static) if (T * N * K >= AQ_PAR_MIN)
     for (int64_t j = 0; j < N; j++)

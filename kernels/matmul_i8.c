@@ -435,14 +435,20 @@ struct i8_codes {
     bool i4;
 };
 
+/* byte b of packed 4-bit codes → its two int8 codes (low nibble first: ((n ^ 8) − 8) as a byte)
+ * as a little-endian pair */
+#define NIB(n) ((unsigned)((((n) & 15) ^ 8) - 8) & 0xffu)
+#define NP1(b) (uint16_t)(NIB(b) | NIB((b) >> 4) << 8)
+#define NP4(b) NP1(b), NP1((b) + 1), NP1((b) + 2), NP1((b) + 3)
+#define NP16(b) NP4(b), NP4((b) + 4), NP4((b) + 8), NP4((b) + 12)
+#define NP64(b) NP16(b), NP16((b) + 16), NP16((b) + 32), NP16((b) + 48)
+static const uint16_t nib_pairs[256] = {NP64(0), NP64(64), NP64(128), NP64(192)};
+
 /* row i of codes q (int8, or nibbles low first, two's complement) into v [Kp], zero padded */
 static void codes_get(const void *q, int64_t i, int64_t K, int64_t Kp, bool i4, int8_t *v) {
     if (i4) {
         const uint8_t *p = (const uint8_t *)q + i * (K / 2);
-        for (int64_t k = 0; k < K / 2; k++) {
-            v[2 * k] = (int8_t)((int8_t)(p[k] << 4) >> 4);
-            v[2 * k + 1] = (int8_t)((int8_t)p[k] >> 4);
-        }
+        for (int64_t k = 0; k < K / 2; k++) memcpy(v + 2 * k, &nib_pairs[p[k]], 2);
     } else {
         memcpy(v, (const int8_t *)q + i * K, (size_t)K);
     }

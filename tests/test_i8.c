@@ -435,12 +435,13 @@ static void test_act_default(void) {
                 if (memcmp(y0, y1, yb))
                     T_FAIL_("%s T=%lld N=%lld K=%lld, %d thread(s), path %s: differs from "
                             "act_matmul_ref", i4 ? "act_matmul_i4" : "act_matmul", (long long)T,
-                            (long long)N, (long long)K, th, act_quant_path());
+                            (long long)N, (long long)K, th, act_matmul_path(T, i4));
             }
         }
     }
     lb_set_threads(saved);
-    T_OK(!strcmp(act_quant_path(), matmul_i8_path()));
+    T_OK(!strcmp(act_matmul_path(8, false), matmul_i8_path()) &&
+         !strcmp(act_matmul_path(1, true), matmul_i8_path()));
     free(qx), free(qw), free(px), free(pw), free(y0), free(y1);
 }
 

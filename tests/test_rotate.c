@@ -316,7 +316,7 @@ static void test_int_kernels(void) {
     act_matmul_i4(y1, px, dx, pw, dw, T, N, K);
     T_OK(!memcmp(y0, y1, sizeof y0));
     free(px), free(pw);
-    fprintf(stderr, "  act_quant path: %s\n", act_quant_path());
+    fprintf(stderr, "  act_quant path: %s\n", act_matmul_path(128, false));
     free(a), free(b), free(pa), free(pb), free(qx), free(qw);
 }
 
@@ -379,7 +379,7 @@ static void test_act_matmul_paths(void) {
                 }
     lb_set_threads(saved);
     T_OK(runs >= 2 * 48 * 2 * 2); /* at least generic and the default, both kinds, 2 thread counts */
-    fprintf(stderr, "  act_matmul path %s: %d runs bit for bit\n", act_quant_path(), runs);
+    fprintf(stderr, "  act_matmul path %s: %d runs bit for bit\n", act_matmul_path(128, false), runs);
     free(qx), free(qw), free(px), free(pw), free(dx), free(dw), free(y0), free(y1);
 }
 
