@@ -527,16 +527,21 @@ static void tile_generic(const struct i8_tile_args *a, bool per_row_c, bool min)
 typedef void (*i8_unpack_fn)(const struct tensor *w, int64_t n, int r0, int NW,
                              const struct i8_panel *P);
 
+/* rows n..n+15 (all < N) of int8 codes into panel lanes r0..r0+15: what codes_row stores */
+typedef void (*i8_codes16_fn)(const struct i8_codes *cd, int64_t n, int r0, int NW, int64_t Kp,
+                              const struct i8_panel *P);
+
 struct i8_kern {
     const char *name;
     int RT, NW, bias; /* tile: up to RT tokens × NW weight rows; weight codes stored v + bias */
     i8_tile_fn tile;
     i8_quant_fn quant;   /* GGUF activations */
     i8_unpack_fn unpack; /* 16 GGUF rows at a time (Q8_0, Q4_0, Q4_1); NULL: pack_row only */
+    i8_codes16_fn codes16; /* 16 rows of int8 codes (matmul_i8_codes); NULL: codes_row only */
 };
 
 static const struct i8_kern kern_generic = {"generic", RT_GEN, NW_GEN, 0, tile_generic,
-                                            quant_gguf_generic, NULL};
+                                            quant_gguf_generic, NULL, NULL};
 
 /* the unpackers' share: types, and row offsets r·row_bytes that fit gather indices */
 static bool unpack16_ok(const struct tensor *w) {
@@ -814,8 +819,35 @@ static void tile_vnni(const struct i8_tile_args *a, bool prc, bool min) {
     by_rt[a->nt](a, prc, min);
 }
 
+/* codes16 on AVX-512: runs of 16 codes of 16 rows by tr16_512 (one 64-byte quad row per dword),
+ * + 128 as a xor; the last K % 16 codes and the zero padding row by row as codes_row */
+LB_VNNI static void codes16_vnni(const struct i8_codes *cd, int64_t n, int r0, int NW, int64_t Kp,
+                                 const struct i8_panel *P) {
+    const int64_t K = cd->K;
+    const char *base = (const char *)cd->qw + n * K;
+    const size_t qstride = (size_t)4 * (size_t)NW;
+    const __m512i add = _mm512_set1_epi8((char)0x80);
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512i o[4];
+        tr16_512(base + k, (size_t)K, o);
+        uint8_t *dst = P->wq + (size_t)k * (size_t)NW + 4 * (size_t)r0;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) _mm512_storeu_si512(dst + j * qstride, _mm512_xor_si512(o[j], add));
+    }
+    for (int r = 0; r < 16; r++) {
+        const int8_t *row = (const int8_t *)base + r * K;
+        for (int64_t kq = k; kq < Kp; kq += 4) {
+            uint8_t b[4];
+            for (int i = 0; i < 4; i++) b[i] = (uint8_t)((kq + i < K ? row[kq + i] : 0) ^ 0x80);
+            memcpy(P->wq + (size_t)kq * (size_t)NW + 4 * (size_t)(r0 + r), b, 4);
+        }
+        P->wd[r0 + r] = cd->dw[n + r], P->wm[r0 + r] = 0.0f, P->wc[r0 + r] = -128;
+    }
+}
+
 static const struct i8_kern kern_vnni = {"avx512-vnni", RT_VNNI, 16 * NV_VNNI, 128, tile_vnni,
-                                         quant_gguf_avx512, unpack_vnni};
+                                         quant_gguf_avx512, unpack_vnni, codes16_vnni};
 
 /* ===== AVX2: activation quantization and weight unpacking (as the AVX-512 ones) ===== */
 
@@ -1031,7 +1063,7 @@ LB_AVX2 static void tile_avx2(const struct i8_tile_args *a, bool prc, bool min) 
 }
 
 static const struct i8_kern kern_avx2 = {"avx2", RT_AVX2, 16, 0, tile_avx2, quant_gguf_avx2,
-                                         unpack_avx2};
+                                         unpack_avx2, NULL};
 #endif /* LB_X86 */
 
 #define I8_NW_MAX 32
@@ -1109,6 +1141,9 @@ static void i8_thread(const struct i8_ctx *c, int ith, int nth) {
         int r = 0;
         if (c->unpack)
             for (; r + 16 <= NW && n0 + r + 16 <= c->N; r += 16) c->unpack(c->w, n0 + r, r, NW, &P);
+        if (c->cd && kn->codes16 && !c->cd->i4)
+            for (; r + 16 <= NW && n0 + r + 16 <= c->N; r += 16)
+                kn->codes16(c->cd, n0 + r, r, NW, c->Kp, &P);
         for (; r < NW; r++)
             if (c->cd) codes_row(c->cd, n0 + r, r, NW, c->Kp, kn->bias, v, &P);
             else pack_row(c->w, n0 + r, r, NW, c->Kp, c->ns, kn->bias, v, &P);
