@@ -24,6 +24,10 @@
  * Generic: the same data in C loops. Results are bit-identical to matmul_i8_ref on every path,
  * and independent of the thread count (each output is one tile's, with a fixed order).
  * Scratch: one aligned_alloc per call.
+ * matmul_i8_codes (act_quant.h's W8A8/W4A4 matmul) feeds the same driver and tiles with codes the
+ * caller quantized: one segment (L = Kp, c = −bias, dw and dx the caller's scales), tokens copied
+ * (4-bit: unpacked by a byte → code pair table) into the micro-panels, weight rows by codes_row
+ * (AVX-512: int8 rows 16 at a time by tr16_512, codes16_vnni).
  * Profile (stories110M shape, pp512, 1 thread, Zen 5): before the SIMD quantizer and unpacker,
  * scalar activation quantization took ~1/3 of the matmul time and the weight unpacking ~1/6;
  * now the tile is ~85% of it. The tile runs at ~70% of the vpdpbusd peak: per segment and
