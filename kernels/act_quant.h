@@ -14,12 +14,21 @@
  *     act_dot_i4(a, b, n) = Σ a_k·b_k over nibbles, through the int8 product (n even)
  * and the matmul of per-token codes with per-channel symmetric integer weights
  *     y[t][j] = (d_x[t]·d_w[j])·Σ_k qx[t][k]·qw[j][k]
- * Each has a scalar _ref and a fast path (AVX2 _mm256_madd_epi16 on sign-extended codes; generic
- * otherwise); integer sums are exact, so fast == ref bit for bit (tests/test_act_quant.c). The
- * forward pass uses the quantizer (fake-quant); the integer matmul is timed by `lowbit bench`
- * beside fp32 and is the kernel a per-channel integer weight layout would run. */
+ * Each has a scalar _ref and a fast path; integer sums are exact, so fast == ref bit for bit
+ * (tests/test_rotate.c, tests/test_i8.c). The dot products: AVX2 _mm256_madd_epi16 on sign-extended
+ * codes (generic otherwise). The matmuls run matmul_i8's integer GEMM on the codes
+ * (matmul_i8_codes, kernels/matmul_i8.h: its I8ROW path with one segment): tokens in
+ * micro-panels of 4 codes, weights packed per panel of 32 (AVX-512 VNNI: vpdpbusd on codes + 128
+ * with the −128·Σq_x correction) or 16 rows (AVX2: the maddubs sign trick; generic: C loops),
+ * OpenMP over weight panels, the 4-bit codes unpacked to int8 as the panels are filled (int8
+ * codes with T < 8: one dot product per output, the panels would cost more than they save); the
+ * epilogue per output is the ref's (dx·dw)·float(sum), so every path and thread count gives the
+ * ref's bits. The forward pass uses the quantizer (fake-quant); the integer matmul is timed by
+ * tests/bench_act_quant.c beside fp32 and is the kernel a per-channel integer weight layout would
+ * run. */
 #ifndef KERNELS_ACT_QUANT_H
 #define KERNELS_ACT_QUANT_H
+#include <stdbool.h>
 #include <stdint.h>
 
 /* q [T][K] codes and d [T] scales of x [T][K] at `bits` (2..8) with clipping ratio clip */
@@ -42,6 +51,9 @@ void act_matmul(float *y, const int8_t *qx, const float *dx, const int8_t *qw, c
 /* the same with 4-bit codes packed two per byte (rows of K/2 bytes; K even) */
 void act_matmul_i4(float *y, const uint8_t *qx, const float *dx, const uint8_t *qw, const float *dw,
                    int64_t T, int64_t N, int64_t K);
-/* "avx2" or "generic": the path act_dot_i8 takes */
-const char *act_quant_path(void);
+/* the path act_matmul (i4: act_matmul_i4) takes for T tokens: matmul_i8's ("avx512-vnni", "avx2",
+ * "generic"), or for int8 codes and T < 8 the dot product's ("avx2", "generic": per (t, j)) */
+const char *act_matmul_path(int64_t T, bool i4);
+/* "avx2" or "generic": the path act_dot_i8 and act_dot_i4 take */
+const char *act_dot_path(void);
 #endif

@@ -24,6 +24,10 @@
  * Generic: the same data in C loops. Results are bit-identical to matmul_i8_ref on every path,
  * and independent of the thread count (each output is one tile's, with a fixed order).
  * Scratch: one aligned_alloc per call.
+ * matmul_i8_codes (act_quant.h's W8A8/W4A4 matmul) feeds the same driver and tiles with codes the
+ * caller quantized: one segment (L = Kp, c = −bias, dw and dx the caller's scales), tokens copied
+ * (4-bit: unpacked by a byte → code pair table) into the micro-panels, weight rows by codes_row
+ * (AVX-512: 16 rows at a time by tr16_512, the 4-bit ones split into nibbles first: codes16_vnni).
  * Profile (stories110M shape, pp512, 1 thread, Zen 5): before the SIMD quantizer and unpacker,
  * scalar activation quantization took ~1/3 of the matmul time and the weight unpacking ~1/6;
  * now the tile is ~85% of it. The tile runs at ~70% of the vpdpbusd peak: per segment and
@@ -204,7 +208,7 @@ void matmul_i8_ref(float *y, const float *x, const struct tensor *w, int n_tok) 
             }
             for (int64_t n = 0; n < N; n++) {
                 const char *row = tensor_row(w, n);
-                float s = 0.0f;
+                float s = -0.0f; /* the first term exactly (0 + −0 would be +0) */
                 for (int64_t b = 0; b < nb; b++) {
                     const void *blk = row + (size_t)b * bsz;
                     int sumi = 0;
@@ -233,7 +237,7 @@ void matmul_i8_ref(float *y, const float *x, const struct tensor *w, int n_tok) 
             const uint8_t *row = tensor_row(w, n);
             const int64_t g = w->q_group, ng = qint_n_groups(g, K);
             const struct qint_param *p = qint_params(w) + n * ng;
-            float s = 0.0f;
+            float s = -0.0f;
             for (int64_t gi = 0; gi < ng; gi++) {
                 int32_t sq = 0, sx = 0;
                 for (int64_t k = gi * g; k < LB_MIN(K, (gi + 1) * g); k++) {
@@ -328,6 +332,18 @@ struct i8_panel {
     int32_t *wc;
 };
 
+/* Kp signed codes v into lane r of the panel, as bytes v + bias */
+static void store_row(const int8_t *v, int r, int NW, int64_t Kp, int bias,
+                      const struct i8_panel *P) {
+    uint8_t *dst = P->wq + 4 * r;
+    for (int64_t k = 0; k < Kp; k += 4) {
+        uint32_t u;
+        memcpy(&u, v + k, 4);
+        if (bias) u ^= 0x80808080u; /* v + 128 per byte */
+        memcpy(dst + k * NW, &u, 4);
+    }
+}
+
 /* unpack row n into lane r of the panel; v: scratch of Kp bytes */
 static void pack_row(const struct tensor *w, int64_t n, int r, int NW, int64_t Kp, int64_t ns,
                      int bias, int8_t *v, const struct i8_panel *P) {
@@ -363,13 +379,7 @@ static void pack_row(const struct tensor *w, int64_t n, int r, int NW, int64_t K
             P->wc[s * NW + r] = off - (int32_t)p[s].z - bias;
         }
     }
-    uint8_t *dst = P->wq + 4 * r;
-    for (int64_t k = 0; k < Kp; k += 4) {
-        uint32_t u;
-        memcpy(&u, v + k, 4);
-        if (bias) u ^= 0x80808080u; /* v + 128 per byte */
-        memcpy(dst + k * NW, &u, 4);
-    }
+    store_row(v, r, NW, Kp, bias, P);
 }
 
 /* quantized activations, row-major: q [T][Kp]; per segment [T][ns]: dx, Σq_x, s_x (Q8_1) */
@@ -420,6 +430,53 @@ static void pack_token(const struct tensor *w, const float *x, int64_t t, int64_
     }
 }
 
+/* ===== the caller's codes (matmul_i8_codes: kernels/act_quant.h's W8A8 / W4A4 matmul) ===== */
+
+struct i8_codes {
+    const void *qx, *qw; /* int8 codes [T][K] and [N][K], or (i4) 4-bit packed rows of K/2 bytes */
+    const float *dx, *dw;
+    int64_t K, N;
+    bool i4;
+};
+
+/* byte b of packed 4-bit codes → its two int8 codes (low nibble first: ((n ^ 8) − 8) as a byte)
+ * as a little-endian pair */
+#define NIB(n) ((unsigned)((((n) & 15) ^ 8) - 8) & 0xffu)
+#define NP1(b) (uint16_t)(NIB(b) | NIB((b) >> 4) << 8)
+#define NP4(b) NP1(b), NP1((b) + 1), NP1((b) + 2), NP1((b) + 3)
+#define NP16(b) NP4(b), NP4((b) + 4), NP4((b) + 8), NP4((b) + 12)
+#define NP64(b) NP16(b), NP16((b) + 16), NP16((b) + 32), NP16((b) + 48)
+static const uint16_t nib_pairs[256] = {NP64(0), NP64(64), NP64(128), NP64(192)};
+
+/* row i of codes q (int8, or nibbles low first, two's complement) into v [Kp], zero padded */
+static void codes_get(const void *q, int64_t i, int64_t K, int64_t Kp, bool i4, int8_t *v) {
+    if (i4) {
+        const uint8_t *p = (const uint8_t *)q + i * (K / 2);
+        for (int64_t k = 0; k < K / 2; k++) memcpy(v + 2 * k, &nib_pairs[p[k]], 2);
+    } else {
+        memcpy(v, (const int8_t *)q + i * K, (size_t)K);
+    }
+    memset(v + K, 0, (size_t)(Kp - K));
+}
+
+/* token t as pack_token stores it (one segment: ns = 1) */
+static void codes_token(const struct i8_codes *cd, int64_t t, int64_t Kp, const struct i8_act *A) {
+    int8_t *q = A->q + (size_t)t * (size_t)Kp;
+    codes_get(cd->qx, t, cd->K, Kp, cd->i4, q);
+    int32_t sum = 0;
+    for (int64_t k = 0; k < cd->K; k++) sum += q[k];
+    A->d[t] = cd->dx[t], A->m[t] = 0.0f, A->sx[t] = sum;
+}
+
+/* weight row n into lane r of the panel, as pack_row (rows past N are zero) */
+static void codes_row(const struct i8_codes *cd, int64_t n, int r, int NW, int64_t Kp, int bias,
+                      int8_t *v, const struct i8_panel *P) {
+    if (n < cd->N) codes_get(cd->qw, n, cd->K, Kp, cd->i4, v);
+    else memset(v, 0, (size_t)Kp);
+    P->wd[r] = n < cd->N ? cd->dw[n] : 0.0f, P->wm[r] = 0.0f, P->wc[r] = -bias;
+    store_row(v, r, NW, Kp, bias, P);
+}
+
 /* ===== tiles: y[t][n0 + i] (row stride ldy) for nt tokens × NW panel rows ===== */
 
 struct i8_tile_args {
@@ -440,8 +497,10 @@ typedef void (*i8_tile_fn)(const struct i8_tile_args *a, bool per_row_c, bool mi
 #define NW_GEN 16
 static void tile_generic(const struct i8_tile_args *a, bool per_row_c, bool min) {
     (void)per_row_c;
-    float s[RT_GEN][NW_GEN] = {{0}};
+    float s[RT_GEN][NW_GEN];
     const int nt = a->nt;
+    for (int t = 0; t < RT_GEN; t++)
+        for (int i = 0; i < NW_GEN; i++) s[t][i] = -0.0f;
     for (int64_t sg = 0; sg < a->ns; sg++) {
         const int64_t k0 = sg * a->L, k1 = LB_MIN(a->Kp, k0 + a->L);
         int32_t acc[RT_GEN][NW_GEN];
@@ -472,16 +531,21 @@ static void tile_generic(const struct i8_tile_args *a, bool per_row_c, bool min)
 typedef void (*i8_unpack_fn)(const struct tensor *w, int64_t n, int r0, int NW,
                              const struct i8_panel *P);
 
+/* rows n..n+15 (all < N) of codes (int8 or 4-bit) into panel lanes r0..r0+15: what codes_row stores */
+typedef void (*i8_codes16_fn)(const struct i8_codes *cd, int64_t n, int r0, int NW, int64_t Kp,
+                              const struct i8_panel *P);
+
 struct i8_kern {
     const char *name;
     int RT, NW, bias; /* tile: up to RT tokens × NW weight rows; weight codes stored v + bias */
     i8_tile_fn tile;
     i8_quant_fn quant;   /* GGUF activations */
     i8_unpack_fn unpack; /* 16 GGUF rows at a time (Q8_0, Q4_0, Q4_1); NULL: pack_row only */
+    i8_codes16_fn codes16; /* 16 rows of codes (matmul_i8_codes); NULL: codes_row only */
 };
 
 static const struct i8_kern kern_generic = {"generic", RT_GEN, NW_GEN, 0, tile_generic,
-                                            quant_gguf_generic, NULL};
+                                            quant_gguf_generic, NULL, NULL};
 
 /* the unpackers' share: types, and row offsets r·row_bytes that fit gather indices */
 static bool unpack16_ok(const struct tensor *w) {
@@ -630,7 +694,7 @@ LB_VNNI static LB_INLINE void tile_vnni_t(const int RT, const bool PRC, const bo
 #pragma GCC unroll 6
     for (int t = 0; t < RT; t++)
 #pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) s[t][v] = _mm512_setzero_ps();
+        for (int v = 0; v < NV; v++) s[t][v] = _mm512_set1_ps(-0.0f);
     for (int64_t sg = 0; sg < ns; sg++) {
         const int64_t k0 = sg * a->L, k1 = LB_MIN(Kp, k0 + a->L);
         __m512i acc[RT_VNNI][NV_VNNI];
@@ -694,7 +758,7 @@ LB_VNNI static LB_INLINE void tile_vnni_g(const int RT, const bool MIN,
 #pragma GCC unroll 6
     for (int t = 0; t < RT; t++)
 #pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) s[t][v] = _mm512_setzero_ps();
+        for (int v = 0; v < NV; v++) s[t][v] = _mm512_set1_ps(-0.0f);
     const uint8_t *wk = a->wq;
     const int8_t *xk = a->xq;
     for (int64_t sg = 0; sg < ns; sg++, wk += 32 * NW, xk += 32) {
@@ -759,8 +823,63 @@ static void tile_vnni(const struct i8_tile_args *a, bool prc, bool min) {
     by_rt[a->nt](a, prc, min);
 }
 
+/* codes16 on AVX-512: runs of 16 codes of 16 rows by tr16_512 (one 64-byte quad row per dword),
+ * + 128 as a xor; 4-bit rows: 8 bytes a row split into nibbles and interleaved (low first) into
+ * a 16 × 16-byte buffer first, + 128 as (n ^ 8) + 120. The last codes (K % 16) and the zero
+ * padding row by row as codes_row. */
+LB_VNNI static void codes16_vnni(const struct i8_codes *cd, int64_t n, int r0, int NW, int64_t Kp,
+                                 const struct i8_panel *P) {
+    const int64_t K = cd->K, rb = cd->i4 ? K / 2 : K;
+    const char *base = (const char *)cd->qw + n * rb;
+    const size_t qstride = (size_t)4 * (size_t)NW;
+    const __m512i add = _mm512_set1_epi8((char)0x80);
+    const __m128i m4 = _mm_set1_epi8(0x0f), x8 = _mm_set1_epi8(8), b120 = _mm_set1_epi8(120);
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512i o[4];
+        if (cd->i4) {
+            uint8_t buf[16 * 16];
+            for (int r = 0; r < 16; r++) {
+                const __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)(base + r * rb + k / 2));
+                const __m128i lo = _mm_and_si128(b, m4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m4);
+                const __m128i nib = _mm_unpacklo_epi8(lo, hi);
+                _mm_storeu_si128((__m128i *)(void *)(buf + 16 * r),
+                                 _mm_add_epi8(_mm_xor_si128(nib, x8), b120));
+            }
+            tr16_512((const char *)buf, 16, o);
+        } else {
+            tr16_512(base + k, (size_t)K, o);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) o[j] = _mm512_xor_si512(o[j], add);
+        }
+        uint8_t *dst = P->wq + (size_t)k * (size_t)NW + 4 * (size_t)r0;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) _mm512_storeu_si512(dst + j * qstride, o[j]);
+    }
+    for (int r = 0; r < 16; r++) {
+        int8_t v[16]; /* codes k .. Kp (< 16 + 31 after k; at most 47, done in pieces of 16) */
+        for (int64_t k0 = k; k0 < Kp; k0 += 16) {
+            for (int i = 0; i < 16; i++) {
+                const int64_t kk = k0 + i;
+                if (kk >= K) v[i] = 0;
+                else if (cd->i4) {
+                    const uint8_t b = (uint8_t)base[r * rb + kk / 2];
+                    v[i] = (int8_t)(kk % 2 ? (int8_t)b >> 4 : (int8_t)(uint8_t)(b << 4) >> 4);
+                } else v[i] = (int8_t)base[r * rb + kk];
+            }
+            for (int64_t kq = k0; kq < LB_MIN(Kp, k0 + 16); kq += 4) {
+                uint32_t u;
+                memcpy(&u, v + (kq - k0), 4);
+                u ^= 0x80808080u;
+                memcpy(P->wq + (size_t)kq * (size_t)NW + 4 * (size_t)(r0 + r), &u, 4);
+            }
+        }
+        P->wd[r0 + r] = cd->dw[n + r], P->wm[r0 + r] = 0.0f, P->wc[r0 + r] = -128;
+    }
+}
+
 static const struct i8_kern kern_vnni = {"avx512-vnni", RT_VNNI, 16 * NV_VNNI, 128, tile_vnni,
-                                         quant_gguf_avx512, unpack_vnni};
+                                         quant_gguf_avx512, unpack_vnni, codes16_vnni};
 
 /* ===== AVX2: activation quantization and weight unpacking (as the AVX-512 ones) ===== */
 
@@ -912,7 +1031,7 @@ LB_AVX2 static LB_INLINE void tile_avx2_t(const int RT, const bool MIN,
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 s[RT_AVX2][2];
 #pragma GCC unroll 2
-    for (int t = 0; t < RT; t++) s[t][0] = s[t][1] = _mm256_setzero_ps();
+    for (int t = 0; t < RT; t++) s[t][0] = s[t][1] = _mm256_set1_ps(-0.0f);
     for (int64_t sg = 0; sg < ns; sg++) {
         const int64_t k0 = sg * a->L, k1 = LB_MIN(Kp, k0 + a->L);
         __m256i acc[RT_AVX2][2];
@@ -976,7 +1095,7 @@ LB_AVX2 static void tile_avx2(const struct i8_tile_args *a, bool prc, bool min) 
 }
 
 static const struct i8_kern kern_avx2 = {"avx2", RT_AVX2, 16, 0, tile_avx2, quant_gguf_avx2,
-                                         unpack_avx2};
+                                         unpack_avx2, NULL};
 #endif /* LB_X86 */
 
 #define I8_NW_MAX 32
@@ -1006,7 +1125,8 @@ const char *matmul_i8_path(void) { return i8_current()->name; }
 
 struct i8_ctx {
     const struct i8_kern *kn;
-    const struct tensor *w;
+    const struct tensor *w;    /* NULL: the codes of cd */
+    const struct i8_codes *cd;
     float *y;
     int64_t K, Kp, N, L, ns;
     int T;
@@ -1026,8 +1146,9 @@ static size_t al64(size_t n) { return (n + 63) / 64 * 64; }
 static void i8_thread(const struct i8_ctx *c, int ith, int nth) {
     const struct i8_kern *kn = c->kn;
     for (int64_t t = c->T * ith / nth; t < c->T * (ith + 1) / nth; t++)
-        pack_token(c->w, c->x, t, c->Kp, c->L, c->ns, c->tmp + (size_t)ith * (size_t)c->Kp, &c->act,
-                   kn->quant);
+        if (c->cd) codes_token(c->cd, t, c->Kp, &c->act);
+        else pack_token(c->w, c->x, t, c->Kp, c->L, c->ns, c->tmp + (size_t)ith * (size_t)c->Kp,
+                        &c->act, kn->quant);
 #ifdef _OPENMP
     if (nth > 1) {
 #pragma omp barrier
@@ -1052,7 +1173,12 @@ static void i8_thread(const struct i8_ctx *c, int ith, int nth) {
         int r = 0;
         if (c->unpack)
             for (; r + 16 <= NW && n0 + r + 16 <= c->N; r += 16) c->unpack(c->w, n0 + r, r, NW, &P);
-        for (; r < NW; r++) pack_row(c->w, n0 + r, r, NW, c->Kp, c->ns, kn->bias, v, &P);
+        if (c->cd && kn->codes16)
+            for (; r + 16 <= NW && n0 + r + 16 <= c->N; r += 16)
+                kn->codes16(c->cd, n0 + r, r, NW, c->Kp, &P);
+        for (; r < NW; r++)
+            if (c->cd) codes_row(c->cd, n0 + r, r, NW, c->Kp, kn->bias, v, &P);
+            else pack_row(c->w, n0 + r, r, NW, c->Kp, c->ns, kn->bias, v, &P);
         const bool full = n0 + NW <= c->N;
         for (int t0 = 0; t0 < c->T; t0 += RT) {
             a.nt = LB_MIN(RT, c->T - t0);
@@ -1073,9 +1199,8 @@ static void i8_thread(const struct i8_ctx *c, int ith, int nth) {
 
 /* the scratch of i8_run: activations (codes, d, m, sums), one row of fp32 per thread, a panel
  * per thread; *panel_bytes the per-thread panel share */
-static size_t i8_bytes(const struct i8_kern *kn, const struct tensor *w, int n_tok, int nth_max,
+static size_t i8_bytes(const struct i8_kern *kn, int64_t Kp, int64_t ns, int n_tok, int nth_max,
                        size_t *panel_bytes) {
-    const int64_t Kp = pad32(w->ne[0]), L = seg_len(w), ns = (Kp + L - 1) / L;
     const int NW = kn->NW;
     const size_t seg_b = al64((size_t)(ns * NW) * 4);
     *panel_bytes = al64((size_t)NW * (size_t)Kp) + 3 * seg_b + al64((size_t)Kp) +
@@ -1089,6 +1214,31 @@ static bool i8_parallel(const struct tensor *w, int n_tok) {
     return (double)n_tok * (double)w->ne[0] * (double)tensor_nrows(w) >= I8_PAR_MIN_MAC;
 }
 
+/* c's scratch (from ws, else its own), then i8_thread on nth_max threads */
+static int i8_exec(struct i8_ctx *c, int nth_max, struct kscratch *ws, const char *what) {
+    const int64_t Kp = c->Kp, n_tok = c->T;
+    const size_t bytes = i8_bytes(c->kn, Kp, c->ns, c->T, nth_max, &c->scratch_bytes);
+    const size_t q_b = al64((size_t)n_tok * (size_t)Kp), a_b = al64((size_t)n_tok * (size_t)c->ns * 4);
+    const size_t tmp_b = al64((size_t)Kp * sizeof(float) * (size_t)nth_max);
+    void *owned = NULL;
+    char *buf = kscratch_take(ws, bytes, &owned, what);
+    if (!buf) return -1;
+    c->act.q = (int8_t *)buf;
+    c->act.d = (float *)(buf + q_b);
+    c->act.m = (float *)(buf + q_b + a_b);
+    c->act.sx = (int32_t *)(buf + q_b + 2 * a_b);
+    c->tmp = (float *)(buf + q_b + 3 * a_b);
+    c->scratch = buf + q_b + 3 * a_b + tmp_b;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth_max) if (nth_max > 1)
+    i8_thread(c, omp_get_thread_num(), omp_get_num_threads());
+#else
+    i8_thread(c, 0, 1);
+#endif
+    free(owned);
+    return 0;
+}
+
 static int i8_run(const struct i8_kern *kn, float *y, const float *x, const struct tensor *w,
                   int n_tok, struct kscratch *ws) {
     ASSERT(matmul_i8_tensor_ok(w));
@@ -1096,30 +1246,29 @@ static int i8_run(const struct i8_kern *kn, float *y, const float *x, const stru
     if (n_tok <= 0 || N <= 0) return 0;
     struct i8_ctx c = {.kn = kn, .w = w, .y = y, .K = K, .Kp = Kp, .N = N, .L = L,
                        .ns = (Kp + L - 1) / L, .T = n_tok, .prc = w->type == DTYPE_QINT,
-                       .min = has_min(w->type)};
-    const int nth_max = i8_parallel(w, n_tok) ? lb_threads() : 1;
-    const size_t bytes = i8_bytes(kn, w, n_tok, nth_max, &c.scratch_bytes);
-    const size_t q_b = al64((size_t)n_tok * (size_t)Kp), a_b = al64((size_t)n_tok * (size_t)c.ns * 4);
-    const size_t tmp_b = al64((size_t)Kp * sizeof(float) * (size_t)nth_max);
-    void *owned = NULL;
-    char *buf = kscratch_take(ws, bytes, &owned, w->name);
-    if (!buf) return -1;
-    c.act.q = (int8_t *)buf;
-    c.act.d = (float *)(buf + q_b);
-    c.act.m = (float *)(buf + q_b + a_b);
-    c.act.sx = (int32_t *)(buf + q_b + 2 * a_b);
-    float *tmp = (float *)(buf + q_b + 3 * a_b);
-    c.scratch = buf + q_b + 3 * a_b + tmp_b;
-    c.x = x, c.tmp = tmp;
+                       .min = has_min(w->type), .x = x};
     c.unpack = kn->unpack && unpack16_ok(w) ? kn->unpack : NULL;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nth_max) if (nth_max > 1)
-    i8_thread(&c, omp_get_thread_num(), omp_get_num_threads());
-#else
-    i8_thread(&c, 0, 1);
+    return i8_exec(&c, i8_parallel(w, n_tok) ? lb_threads() : 1, ws, w->name);
+}
+
+int matmul_i8_codes(float *y, const void *qx, const float *dx, const void *qw, const float *dw,
+                    int64_t T, int64_t N, int64_t K, bool i4, const char *isa) {
+    const int i = isa ? cpu_isa_from_name(isa) : (int)cpu_isa();
+    const struct i8_kern *kn = i < 0 ? NULL : i8_kern_for((enum cpu_isa)i);
+    if (!kn) return -2;
+    ASSERT(K > 0 && K <= I8_K_MAX && T <= INT32_MAX && !(i4 && K % 2));
+    if (T <= 0 || N <= 0) return 0;
+#if LB_X86
+    /* AVX2's sign trick negates the activation code: −128 (act_quant_rows' clamp at clip < 1)
+     * has no negative in int8, so such codes take the generic tile */
+    if (kn == &kern_avx2 && !i4 && memchr(qx, 0x80, (size_t)(T * K))) kn = &kern_generic;
 #endif
-    free(owned);
-    return 0;
+    const struct i8_codes cd = {.qx = qx, .qw = qw, .dx = dx, .dw = dw, .K = K, .N = N, .i4 = i4};
+    const int64_t Kp = pad32(K);
+    struct i8_ctx c = {.kn = kn, .cd = &cd, .y = y, .K = K, .Kp = Kp, .N = N, .L = Kp, .ns = 1,
+                       .T = (int)T};
+    const bool par = (double)T * (double)N * (double)K >= I8_PAR_MIN_MAC;
+    return i8_exec(&c, par ? lb_threads() : 1, NULL, i4 ? "W4A4 codes" : "W8A8 codes");
 }
 
 int matmul_i8(float *y, const float *x, const struct tensor *w, int n_tok) {
@@ -1137,7 +1286,9 @@ size_t matmul_i8_scratch(const struct tensor *w, int n_tok, int n_threads) {
     if (n_tok <= 0 || tensor_nrows(w) <= 0 || !matmul_i8_tensor_ok(w)) return 0;
     if (k8_supported(w->type)) return matmul_k8_scratch(w, n_tok, n_threads);
     size_t panel;
-    return i8_bytes(i8_current(), w, n_tok, i8_parallel(w, n_tok) ? n_threads : 1, &panel);
+    const int64_t Kp = pad32(w->ne[0]), L = seg_len(w);
+    return i8_bytes(i8_current(), Kp, (Kp + L - 1) / L, n_tok,
+                    i8_parallel(w, n_tok) ? n_threads : 1, &panel);
 }
 
 int matmul_i8_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa) {

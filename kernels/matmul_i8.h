@@ -70,6 +70,13 @@ int matmul_i8_ws(float *y, const float *x, const struct tensor *w, int n_tok,
 size_t matmul_i8_scratch(const struct tensor *w, int n_tok, int n_threads);
 /* the same on a named path ("generic", "avx2", "avx512"); -2 when the CPU lacks it (tests) */
 int matmul_i8_isa(float *y, const float *x, const struct tensor *w, int n_tok, const char *isa);
+/* y [T][N] = (dx[t]·dw[j])·Σ_k qx[t][k]·qw[j][k] from codes the caller quantized (kernels/
+ * act_quant.h: act_matmul, act_matmul_i4): int8 rows of K, or with i4 4-bit codes packed two per
+ * byte (rows of K/2 bytes, K even); 0 < K <= 65536. The I8ROW path with one segment: the same
+ * tiles, panels and thread split; equal to act_matmul_ref bit for bit. isa NULL: the current
+ * path (AVX2 with an int8 activation code of −128: the generic tile). 0, -1 with a message when scratch cannot be had, -2 when the CPU lacks isa. */
+int matmul_i8_codes(float *y, const void *qx, const float *dx, const void *qw, const float *dw,
+                    int64_t T, int64_t N, int64_t K, bool i4, const char *isa);
 /* the path matmul_i8 takes: "avx512-vnni", "avx2" or "generic" */
 const char *matmul_i8_path(void);
 #endif

@@ -5,13 +5,15 @@
  * evaluation of llama.cpp's generic vec_dot formulas (dequantize nothing: codes and fp16 scales);
  * the fast path equal to the oracle bit for bit on every ISA path the CPU has (in-process by name,
  * and the default path re-run with LOWBIT_ISA=generic|avx2 in a child), at awkward sizes; 1 vs 2
- * threads identical; and int8 compute against fp32 compute (matmul_ref) on random data with
+ * threads identical; act_matmul / act_matmul_i4 (matmul_i8_codes) through the default dispatch,
+ * in the children too; and int8 compute against fp32 compute (matmul_ref) on random data with
  * outliers: relative Frobenius error of y below 1.5% for the 32-blocks (measured 0.85-0.9%) and
  * 4% for per-token scales, I8ROW and QINT (measured 2.4-2.6%). */
 #include <math.h>
 #include <stdint.h>
 #include <sys/wait.h>
 
+#include "kernels/act_quant.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_i8.h"
 #include "kernels/nf4.h"
@@ -405,6 +407,44 @@ static void test_names(void) {
          !matmul_i8_supported(DTYPE_F16) && !matmul_i8_supported(DTYPE_NF4));
 }
 
+/* act_matmul / act_matmul_i4 (kernels/act_quant.h: matmul_i8_codes on the current path) ==
+ * act_matmul_ref bit for bit, and the path it names is matmul_i8's: run here and in the
+ * LOWBIT_ISA children, so the dispatch is checked on every lowered path */
+static void test_act_default(void) {
+    static const int64_t shapes[][3] = {{1, 33, 30}, {3, 65, 200}, {17, 31, 770}, {128, 33, 96}};
+    const int saved = lb_threads();
+    int8_t *qx = malloc(128 * 770), *qw = malloc(65 * 770);
+    uint8_t *px = malloc(128 * 385), *pw = malloc(65 * 385);
+    float dx[128], dw[65], *y0 = malloc(128 * 65 * sizeof *y0), *y1 = malloc(128 * 65 * sizeof *y1);
+    for (size_t i = 0; i < LB_ARRAY_LEN(shapes); i++) {
+        const int64_t T = shapes[i][0], N = shapes[i][1], K = shapes[i][2];
+        const size_t yb = (size_t)(T * N) * sizeof *y0;
+        for (int i4 = 0; i4 < 2; i4++) {
+            for (int64_t k = 0; k < T * K; k++) qx[k] = (int8_t)(i4 ? rng_u32() % 16 - 8 : rng_u32());
+            for (int64_t k = 0; k < N * K; k++) qw[k] = (int8_t)(i4 ? rng_u32() % 16 - 8 : rng_u32());
+            for (int64_t t = 0; t < T; t++) dx[t] = fabsf(rng_unif());
+            for (int64_t j = 0; j < N; j++) dw[j] = rng_unif();
+            for (int64_t t = 0; t < T; t++) act_pack_i4(px + t * K / 2, qx + t * K, K);
+            for (int64_t j = 0; j < N; j++) act_pack_i4(pw + j * K / 2, qw + j * K, K);
+            act_matmul_ref(y0, qx, dx, qw, dw, T, N, K);
+            for (int th = 1; th <= 2; th++) {
+                lb_set_threads(th);
+                memset(y1, 0x7f, yb);
+                if (i4) act_matmul_i4(y1, px, dx, pw, dw, T, N, K);
+                else act_matmul(y1, qx, dx, qw, dw, T, N, K);
+                if (memcmp(y0, y1, yb))
+                    T_FAIL_("%s T=%lld N=%lld K=%lld, %d thread(s), path %s: differs from "
+                            "act_matmul_ref", i4 ? "act_matmul_i4" : "act_matmul", (long long)T,
+                            (long long)N, (long long)K, th, act_matmul_path(T, i4));
+            }
+        }
+    }
+    lb_set_threads(saved);
+    T_OK(!strcmp(act_matmul_path(8, false), matmul_i8_path()) &&
+         !strcmp(act_matmul_path(1, true), matmul_i8_path()));
+    free(qx), free(qw), free(px), free(pw), free(y0), free(y1);
+}
+
 /* the default path re-run with LOWBIT_ISA lowered (what matmul_i8() dispatches on) */
 static const char *self_exe;
 static int run_child(const char *isa) {
@@ -443,6 +483,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         T_RUN(test_sweep_default);
+        T_RUN(test_act_default);
         return t_failed != 0;
     }
     fprintf(stderr, "test_i8: matmul_i8 path %s\n", matmul_i8_path());
@@ -452,6 +493,7 @@ int main(int argc, char **argv) {
     T_RUN(test_fast_quant_edges);
     T_RUN(test_sweep_all_paths);
     T_RUN(test_sweep_default);
+    T_RUN(test_act_default);
     T_RUN(test_threads);
     T_RUN(test_vs_fp32);
     T_RUN(test_isa_children);

@@ -15,6 +15,7 @@
 #include "eval/forward.h"
 #include "eval/gguf.h"
 #include "kernels/act_quant.h"
+#include "kernels/matmul_i8.h"
 #include "quant/quant.h"
 #include "quant/rotate.h"
 #include "t.h"
@@ -248,6 +249,32 @@ static void test_act_quant(void) {
     float z[4] = {0};
     act_quant_rows(q, &d, z, 1, 4, 8, 1.0f);
     T_EQ_INT(d == 0 && q[0] == 0, 1);
+    /* the definition with roundf and fmaxf, bit for bit (halves, −0, clipping, a NaN, 2..8 bits) */
+    enum { KR = 333 };
+    float xr[KR], yr[KR];
+    int8_t qr[KR];
+    for (int bits = 2; bits <= 8; bits++)
+        for (int c = 0; c < 2; c++) {
+            const float clip = c ? 0.9f : 1.0f;
+            const int qmax = (1 << (bits - 1)) - 1;
+            for (int k = 0; k < KR; k++)
+                xr[k] = k % 7 == 0 ? (float)(k % 15 - 7) * 0.5f : k % 11 == 0 ? -1e-9f : 3 * frand();
+            xr[5] = NAN;
+            float amax = 0;
+            for (int k = 0; k < KR; k++) amax = fmaxf(amax, fabsf(xr[k]));
+            const float dr = clip * amax / (float)qmax, id = 1.0f / dr;
+            act_quant_rows(qr, &d, xr, 1, KR, bits, clip);
+            act_fake_quant_rows(yr, xr, 1, KR, bits, clip);
+            T_OK(!memcmp(&d, &dr, sizeof d));
+            int bad = 0;
+            for (int k = 0; k < KR; k++) {
+                const float r = roundf(xr[k] * id);
+                const float cr = r > qmax ? (float)qmax : r < -qmax - 1 ? (float)(-qmax - 1) : r;
+                const float wy = dr * cr;
+                bad += (!isnan(cr) && qr[k] != (int8_t)cr) || memcmp(&yr[k], &wy, sizeof wy) != 0;
+            }
+            T_EQ_INT(bad, 0);
+        }
 }
 
 static void test_int_kernels(void) {
@@ -289,8 +316,71 @@ static void test_int_kernels(void) {
     act_matmul_i4(y1, px, dx, pw, dw, T, N, K);
     T_OK(!memcmp(y0, y1, sizeof y0));
     free(px), free(pw);
-    fprintf(stderr, "  act_quant path: %s\n", act_quant_path());
+    fprintf(stderr, "  act_quant path: %s\n", act_matmul_path(128, false));
     free(a), free(b), free(pa), free(pb), free(qx), free(qw);
+}
+
+/* codes drawn over the whole range (int8 −128..127, or −127..127 without m128, or 4-bit −8..7;
+ * a tenth of them at the extremes); every (dx, dw) sign mix and zero rows, so the sign of a zero output is checked */
+static void act_codes(int8_t *q, int64_t n, bool i4, bool m128) {
+    const int lo = i4 ? -8 : m128 ? -128 : -127, hi = i4 ? 7 : 127;
+    for (int64_t i = 0; i < n; i++) {
+        const float r = frand();
+        q[i] = (int8_t)(fabsf(r) > 0.9f ? (r < 0 ? lo : hi) : (int)lroundf(r * (float)hi));
+    }
+}
+
+/* act_matmul / act_matmul_i4 on every path the CPU has (matmul_i8_codes by name) and through the
+ * default dispatch, 1 and 2 threads, awkward sizes: bit for bit act_matmul_ref */
+static void test_act_matmul_paths(void) {
+    static const int64_t Ts[] = {1, 3, 17, 128}, Ns[] = {1, 33, 65}, Ks[] = {2, 30, 200, 770};
+    static const char *const isas[] = {"generic", "avx2", "avx512"};
+    const int saved = lb_threads();
+    const int64_t TM = 128, NM = 65, KM = 770;
+    int8_t *qx = malloc((size_t)(TM * KM)), *qw = malloc((size_t)(NM * KM));
+    uint8_t *px = malloc((size_t)(TM * KM / 2)), *pw = malloc((size_t)(NM * KM / 2));
+    float *dx = malloc(TM * sizeof *dx), *dw = malloc(NM * sizeof *dw);
+    float *y0 = malloc((size_t)(TM * NM) * sizeof *y0), *y1 = malloc((size_t)(TM * NM) * sizeof *y1);
+    int runs = 0;
+    for (int i4 = 0; i4 < 2; i4++)
+        for (size_t it = 0; it < LB_ARRAY_LEN(Ts); it++)
+            for (size_t in = 0; in < LB_ARRAY_LEN(Ns); in++)
+                for (size_t ik = 0; ik < LB_ARRAY_LEN(Ks); ik++) {
+                    const int64_t T = Ts[it], N = Ns[in], K = Ks[ik];
+                    act_codes(qx, T * K, i4, ik % 2); /* −128 (AVX2: the generic tile) */
+                    act_codes(qw, N * K, i4, true);
+                    if (T > 2) memset(qx + K, 0, (size_t)K); /* a zero token */
+                    for (int64_t t = 0; t < T; t++) dx[t] = fabsf(frand());
+                    for (int64_t j = 0; j < N; j++) dw[j] = frand(); /* negative too: −0 outputs */
+                    for (int64_t t = 0; t < T; t++) act_pack_i4(px + t * K / 2, qx + t * K, K);
+                    for (int64_t j = 0; j < N; j++) act_pack_i4(pw + j * K / 2, qw + j * K, K);
+                    act_matmul_ref(y0, qx, dx, qw, dw, T, N, K);
+                    const size_t yb = (size_t)(T * N) * sizeof *y0;
+                    for (int th = 1; th <= 2; th++) {
+                        lb_set_threads(th);
+                        for (size_t ii = 0; ii <= LB_ARRAY_LEN(isas); ii++) {
+                            memset(y1, 0x7f, yb);
+                            if (ii == LB_ARRAY_LEN(isas)) { /* the default dispatch */
+                                if (i4) act_matmul_i4(y1, px, dx, pw, dw, T, N, K);
+                                else act_matmul(y1, qx, dx, qw, dw, T, N, K);
+                            } else if (matmul_i8_codes(y1, i4 ? (const void *)px : qx, dx,
+                                                       i4 ? (const void *)pw : qw, dw, T, N, K,
+                                                       i4, isas[ii]) == -2) {
+                                continue; /* the CPU lacks it */
+                            }
+                            runs++;
+                            if (memcmp(y0, y1, yb))
+                                T_FAIL_("%s %s T=%lld N=%lld K=%lld %d thread(s): differs from "
+                                        "act_matmul_ref", i4 ? "W4A4" : "W8A8",
+                                        ii < LB_ARRAY_LEN(isas) ? isas[ii] : "default",
+                                        (long long)T, (long long)N, (long long)K, th);
+                        }
+                    }
+                }
+    lb_set_threads(saved);
+    T_OK(runs >= 2 * 48 * 2 * 2); /* at least generic and the default, both kinds, 2 thread counts */
+    fprintf(stderr, "  act_matmul path %s: %d runs bit for bit\n", act_matmul_path(128, false), runs);
+    free(qx), free(qw), free(px), free(pw), free(dx), free(dw), free(y0), free(y1);
 }
 
 static void test_knobs(void) {
@@ -332,6 +422,7 @@ static void test_knobs(void) {
 
 int main(void) {
     T_RUN(test_act_quant);
+    T_RUN(test_act_matmul_paths);
     T_RUN(test_int_kernels);
     T_RUN(test_knobs);
     T_RUN(test_stories260k);
