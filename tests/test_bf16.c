@@ -16,6 +16,7 @@
 #include "eval/model.h"
 #include "kernels/matmul_bf16.h"
 #include "tests/t.h"
+#include "tests/t_isa.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rng_u32(void) {
@@ -225,26 +226,9 @@ static void test_forward(void) {
     model_release(&m);
 }
 
-static const char *self_exe;
-static int run_child(const char *isa) {
-    fflush(stdout);
-    fflush(stderr);
-    const pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        setenv("LOWBIT_ISA", isa, 1);
-        char *const args[] = {(char *)self_exe, "--isa-child", (char *)isa, NULL};
-        execv(self_exe, args);
-        _exit(127);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid) return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static void test_isa_child(void) {
     if (!strcmp(matmul_bf16_path(), "generic")) return; /* the default is the generic path */
-    const int rc = run_child("generic");
+    const int rc = t_isa_child("generic", "generic", 0);
     if (rc) T_FAIL_("LOWBIT_ISA=generic: the sweep failed (exit %d, messages above)", rc);
 }
 
@@ -258,7 +242,7 @@ static void test_supported(void) {
 }
 
 int main(int argc, char **argv) {
-    self_exe = access("/proc/self/exe", X_OK) ? argv[0] : "/proc/self/exe";
+    t_isa_init(argv[0]);
     if (argc == 3 && !strcmp(argv[1], "--isa-child")) {
         t_cur_name = "isa-child";
         if (strcmp(matmul_bf16_path(), argv[2])) {

@@ -20,6 +20,7 @@
 #include "kernels/qint.h"
 #include "kernels/quants.h"
 #include "tests/t.h"
+#include "tests/t_isa.h"
 
 /* ===== helpers ===== */
 
@@ -446,36 +447,19 @@ static void test_act_default(void) {
 }
 
 /* the default path re-run with LOWBIT_ISA lowered (what matmul_i8() dispatches on) */
-static const char *self_exe;
-static int run_child(const char *isa) {
-    fflush(stdout);
-    fflush(stderr);
-    const pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        setenv("LOWBIT_ISA", isa, 1);
-        char *const args[] = {(char *)self_exe, "--isa-child", (char *)isa, NULL};
-        execv(self_exe, args);
-        _exit(127);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid) return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static void test_isa_children(void) {
     for (size_t i = 0; i < 2; i++) { /* generic, avx2 (avx512 is the default when present) */
         if (strcmp(kernels_isa(), isas[i]) == 0) continue;
         if (i == 1 && matmul_i8_isa(NULL, NULL, &(struct tensor){.type = DTYPE_Q8_0, .ne = {32, 0, 1, 1}},
                                     1, "avx2") == -2)
             continue;
-        const int rc = run_child(isas[i]);
+        const int rc = t_isa_child(isas[i], isas[i], 0);
         if (rc) T_FAIL_("LOWBIT_ISA=%s: the sweep failed (exit %d, messages above)", isas[i], rc);
     }
 }
 
 int main(int argc, char **argv) {
-    self_exe = access("/proc/self/exe", X_OK) ? argv[0] : "/proc/self/exe";
+    t_isa_init(argv[0]);
     if (argc == 3 && !strcmp(argv[1], "--isa-child")) {
         t_cur_name = "isa-child";
         if (strcmp(kernels_isa(), argv[2])) {

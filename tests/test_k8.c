@@ -24,6 +24,7 @@
 #include "kernels/matmul_k8.h"
 #include "kernels/quants.h"
 #include "tests/t.h"
+#include "tests/t_isa.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rng_u32(void) {
@@ -278,33 +279,16 @@ static void test_names(void) {
     T_OK(matmul_i8_supported(DTYPE_IQ4_NL));
 }
 
-static const char *self_exe;
-static int run_child(const char *isa) {
-    fflush(stdout);
-    fflush(stderr);
-    const pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        setenv("LOWBIT_ISA", isa, 1);
-        char *const args[] = {(char *)self_exe, "--isa-child", (char *)isa, NULL};
-        execv(self_exe, args);
-        _exit(127);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid) return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static void test_isa_children(void) {
     for (size_t i = 0; i < 2; i++) {
         if (strcmp(kernels_isa(), isas[i]) == 0 || cpu_isa_usable(isas[i]) < 0) continue;
-        const int rc = run_child(isas[i]);
+        const int rc = t_isa_child(isas[i], isas[i], 0);
         if (rc) T_FAIL_("LOWBIT_ISA=%s: the sweep failed (exit %d, messages above)", isas[i], rc);
     }
 }
 
 int main(int argc, char **argv) {
-    self_exe = access("/proc/self/exe", X_OK) ? argv[0] : "/proc/self/exe";
+    t_isa_init(argv[0]);
     if (argc == 3 && !strcmp(argv[1], "--isa-child")) {
         t_cur_name = "isa-child";
         const char *want = !strcmp(argv[2], "generic") ? "generic" : "avx2";

@@ -31,6 +31,7 @@
 #include "kernels/matmul.h"
 #include "kernels/qint.h"
 #include "t.h"
+#include "t_isa.h"
 
 /* ---- data ---- */
 
@@ -420,27 +421,6 @@ static int isa_supported(int i) {
 #endif
 }
 
-static const char *self_exe;
-
-/* run this binary again with LOWBIT_ISA=env_isa and "--isa-child expect"; its exit status. quiet:
- * the child's stderr goes to /dev/null (its expected warning would clutter the test log). */
-static int run_child(const char *env_isa, const char *expect, int quiet) {
-    fflush(stdout);
-    fflush(stderr);
-    const pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        setenv("LOWBIT_ISA", env_isa, 1);
-        if (quiet && !freopen("/dev/null", "w", stderr)) _exit(126);
-        char *const args[] = {(char *)self_exe, "--isa-child", (char *)expect, NULL};
-        execv(self_exe, args);
-        _exit(127);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid) return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 /* the default path is the widest the CPU has; every other supported path passes the whole sweep
  * (in a child with LOWBIT_ISA set); an unknown LOWBIT_ISA keeps the widest */
 static void test_isa_paths(void) {
@@ -451,11 +431,11 @@ static void test_isa_paths(void) {
     if (!env || !*env) T_EQ_STR(kernels_isa(), isa_names[best]);
     for (int i = 0; i < (int)LB_ARRAY_LEN(isa_names); i++) {
         if (!isa_supported(i) || !strcmp(isa_names[i], kernels_isa())) continue;
-        const int rc = run_child(isa_names[i], isa_names[i], 0);
+        const int rc = t_isa_child(isa_names[i], isa_names[i], 0);
         if (rc)
             T_FAIL_("LOWBIT_ISA=%s: the sweep failed (exit %d, messages above)", isa_names[i], rc);
     }
-    T_EQ_INT(run_child("bogus", isa_names[best], 1), 0);
+    T_EQ_INT(t_isa_child("bogus", isa_names[best], 1), 0);
 }
 
 static void test_fma_peak(void) {
@@ -706,7 +686,7 @@ static void test_scratch_oom(void) {
 }
 
 int main(int argc, char **argv) {
-    self_exe = access("/proc/self/exe", X_OK) ? argv[0] : "/proc/self/exe";
+    t_isa_init(argv[0]);
     if (argc == 3 && !strcmp(argv[1], "--isa-child")) {
         /* a path forced by LOWBIT_ISA: the sweep and determinism only; exit status = failures */
         t_cur_name = "isa-child";
