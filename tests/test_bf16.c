@@ -18,14 +18,7 @@
 #include "tests/t.h"
 #include "tests/t_isa.h"
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rng_u32(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 11);
-}
-static float rng_unif(void) { return (float)(rng_u32() >> 8) / 16777216.0f * 2.0f - 1.0f; }
+#include "tests/t_rng.h"
 
 /* mostly N(0,1)-ish values; 1 in 16 tiny (products and sums in the flush range), 1 in 64 zero */
 static float rng_val(bool tiny) {

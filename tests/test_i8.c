@@ -24,14 +24,8 @@
 
 /* ===== helpers ===== */
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint32_t rng_u32(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 11);
-}
-static float rng_unif(void) { return (float)(rng_u32() >> 8) / 16777216.0f * 2.0f - 1.0f; }
+#define T_RNG_SEED 0x2545f4914f6cdd1dull
+#include "tests/t_rng.h"
 static float rng_normal(void) {
     return (rng_unif() + rng_unif() + rng_unif() + rng_unif()) * 0.5f;
 }
