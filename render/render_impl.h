@@ -111,6 +111,7 @@ struct lb_rstat {
     uint64_t sig; /* its documents: the data file's sha256 and the indices; 0 = no data file */
     int n;        /* documents (chunks) */
     int state;    /* LB_D_OK, or LB_D_NONE: no records, or a value that is not finite */
+    double *st;   /* its LB_BOOT resamples (in lb_data.rboot); NULL for a run without records */
 };
 struct lb_delta {
     double delta, lo, hi; /* the estimate and its 95% simultaneous interval, delta -+ crit * se */
@@ -215,7 +216,7 @@ struct lb_data {
     int n_trainings, n_train_points;
     bool has_fixture_rows; /* some run has provenance key "fixture" */
     struct lb_rstat *rstat; /* per run and rank-by choice, from its records (stats.c) */
-    double *rboot;          /* their LB_BOOT resample values each */
+    double *rboot;          /* their resamples, for the ok runs with records only */
     double pair_crit[LB_BY_MAX]; /* the critical value simultaneous over every comparable pair of
                                     board runs on that choice (pair_n of them) */
     int pair_n[LB_BY_MAX];

@@ -129,13 +129,9 @@ static struct lb_rstat *rstat(const struct lb_data *d, int run, int by) {
     return &d->rstat[(size_t)run * (size_t)lb_by_count(d) + (size_t)by];
 }
 
-static double *rboot(const struct lb_data *d, int run, int by) {
-    return d->rboot + ((size_t)run * (size_t)lb_by_count(d) + (size_t)by) * LB_BOOT;
-}
-
 /* run r's statistic on one record set (the acc or the value of task's samples, stream k) */
 static void rstat_task(const struct lb_run *r, const char *task, bool acc, int k,
-                       struct lb_rstat *o, double *st, double *x) {
+                       struct lb_rstat *o, double *x) {
     int n;
     const struct lb_sample *s = task_samples(r, task, &n);
     const struct lb_taskdef *td = task_def(r, task);
@@ -151,25 +147,27 @@ static void rstat_task(const struct lb_run *r, const char *task, bool acc, int k
     o->n = n;
     o->sig = td && td->dataset_sha256 ? doc_sig(td, s, n) : 0;
     o->state = LB_D_OK;
-    boot_means(x, n, k, st);
+    boot_means(x, n, k, o->st);
 }
 
-/* every choice's statistic of run i; x: room for its largest record set */
-static void rstat_run(struct lb_data *d, int i, double *x) {
+/* every choice's statistic of run i; boot: room for its resamples (NULL: the run has no records),
+ * x: for its largest record set */
+static void rstat_run(struct lb_data *d, int i, double *boot, double *x) {
     const struct lb_run *r = &d->runs[i];
-    for (int by = 0; by < lb_by_count(d); by++) rstat(d, i, by)->state = LB_D_NONE;
-    if (!r->ok) return;
-    rstat_task(r, LB_KLD_TASK, false, LB_STREAM_KLD, rstat(d, i, LB_BY_KLD), rboot(d, i, LB_BY_KLD), x);
-    rstat_task(r, LB_PPLC_TASK, false, LB_STREAM_PPL, rstat(d, i, LB_BY_PPL), rboot(d, i, LB_BY_PPL),
-               x);
+    for (int by = 0; by < lb_by_count(d); by++)
+        *rstat(d, i, by) = (struct lb_rstat){.state = LB_D_NONE,
+                                             .st = boot ? boot + (size_t)by * LB_BOOT : NULL};
+    if (!boot) return;
+    rstat_task(r, LB_KLD_TASK, false, LB_STREAM_KLD, rstat(d, i, LB_BY_KLD), x);
+    rstat_task(r, LB_PPLC_TASK, false, LB_STREAM_PPL, rstat(d, i, LB_BY_PPL), x);
     struct lb_rstat *avg = rstat(d, i, LB_BY_AVG);
-    double *sa = rboot(d, i, LB_BY_AVG);
-    *avg = (struct lb_rstat){0, 0xcbf29ce484222325ull, 0, d->n_tasks ? LB_D_OK : LB_D_NONE};
+    double *sa = avg->st;
+    *avg = (struct lb_rstat){0, 0xcbf29ce484222325ull, 0, d->n_tasks ? LB_D_OK : LB_D_NONE, sa};
     for (int b = 0; b < LB_BOOT; b++) sa[b] = 0;
     for (int t = 0; t < d->n_tasks; t++) {
         struct lb_rstat *o = rstat(d, i, LB_BY_TASK + t);
-        double *st = rboot(d, i, LB_BY_TASK + t);
-        rstat_task(r, d->tasks[t].key, true, t, o, st, x);
+        const double *st = o->st;
+        rstat_task(r, d->tasks[t].key, true, t, o, x);
         if (o->state != LB_D_OK) {
             avg->state = LB_D_NONE;
             continue;
@@ -205,8 +203,8 @@ static struct stmt stmt_of(const struct lb_data *d, int a, int b, int by) {
     s.state = LB_D_OK;
     s.delta = x->x - (y ? y->x : 0);
     s.n = x->n;
-    s.sa = rboot(d, a, by);
-    s.sb = y ? rboot(d, b, by) : NULL;
+    s.sa = x->st;
+    s.sb = y ? y->st : NULL;
     double m = 0, v = 0;
     for (int k = 0; k < LB_BOOT; k++) m += s.sa[k] - (s.sb ? s.sb[k] : 0);
     m /= LB_BOOT;
@@ -365,22 +363,29 @@ static int bands_by(struct lb_data *d, int by) {
 int lb_stats(struct lb_data *d) {
     const int nby = lb_by_count(d);
     int most = 1;
+    size_t n_rec = 0; /* ok runs with records: the only ones with resamples */
     for (int i = 0; i < d->n_runs; i++) {
         struct lb_run *r = &d->runs[i];
         memset(&r->d_avg, 0, sizeof r->d_avg), memset(&r->d_kld, 0, sizeof r->d_kld);
         memset(&r->d_ppl, 0, sizeof r->d_ppl), memset(r->d_acc, 0, sizeof r->d_acc);
         r->baseline = NULL;
         if (r->n_samples > most) most = r->n_samples;
+        n_rec += r->ok && r->n_samples > 0;
     }
     d->rstat = malloc(((size_t)d->n_runs + 1) * (size_t)nby * sizeof *d->rstat);
-    d->rboot = malloc(((size_t)d->n_runs + 1) * (size_t)nby * LB_BOOT * sizeof *d->rboot);
+    d->rboot = malloc((n_rec + 1) * (size_t)nby * LB_BOOT * sizeof *d->rboot);
     double *x = malloc((size_t)most * sizeof *x), *maxt = malloc(LB_BOOT * sizeof *maxt);
     if (!d->rstat || !d->rboot || !x || !maxt) {
         free(x), free(maxt);
-        return err("render: out of memory for the bootstrap (%d runs x %d choices x %d resamples)",
-                   d->n_runs, nby, LB_BOOT);
+        return err("render: out of memory for the bootstrap (%zu runs with records x %d choices "
+                   "x %d resamples)", n_rec, nby, LB_BOOT);
     }
-    for (int i = 0; i < d->n_runs; i++) rstat_run(d, i, x);
+    double *boot = d->rboot;
+    for (int i = 0; i < d->n_runs; i++) {
+        const bool rec = d->runs[i].ok && d->runs[i].n_samples > 0;
+        rstat_run(d, i, rec ? boot : NULL, x);
+        if (rec) boot += (size_t)nby * LB_BOOT;
+    }
     for (int g = 0; g < d->n_groups; g++) group_stats(d, &d->groups[g], maxt);
     int rc = 0;
     for (int by = 0; by < nby && !rc; by++) {
