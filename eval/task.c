@@ -21,6 +21,7 @@
  *    Commit 5302f2a9 (#3347, Nov 2025, released in v0.4.10) made add_bos_token default to None,
  *    i.e. the tokenizer's own default: Llama tokenizers then add BOS. With BOS, both encodes
  *    start with it, so it lands on the context side of the split -- what add_bos does here. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -187,6 +188,14 @@ int task_load(struct task_set *ts, enum task_id id, const char *data_dir, const 
     sha256_hex(&r.sha, ts->sha256);
     for (int i = 0; i < ts->n_docs; i++) ts->docs[i].index = i;
     return 0;
+}
+
+void task_data_name(char *out, size_t cap, const char *path, const char *data_dir) {
+    const size_t nd = data_dir ? strlen(data_dir) : 0;
+    if (nd && !strncmp(path, data_dir, nd) && path[nd] == '/')
+        snprintf(out, cap, "$LOWBIT_DATA%s", path + nd);
+    else
+        snprintf(out, cap, "%s", path);
 }
 
 static void doc_release(struct task_doc *d) {

@@ -82,6 +82,9 @@ struct task_set {
  * naming the file and LOWBIT_DATA. Malformed file: -1 naming file and line. */
 int task_load(struct task_set *ts, enum task_id id, const char *data_dir, const char *path);
 void task_release(struct task_set *ts);
+/* the name a data file is recorded under: "$LOWBIT_DATA/rest" when path is data_dir/rest, else
+ * path itself (the published pages name no machine's paths); cut at cap */
+void task_data_name(char *out, size_t cap, const char *path, const char *data_dir);
 /* keep a seeded, stable sample of n documents (n >= n_docs keeps all); the sample depends only on
  * (seed, n, n_docs) and keeps the documents' original order */
 void task_limit(struct task_set *ts, int n, uint64_t seed);

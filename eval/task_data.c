@@ -40,13 +40,7 @@ void rd_source(struct task_rd *r, const char *what) {
     char *s = r->ts->source;
     size_t n = strlen(s), cap = sizeof r->ts->source;
     for (const char *p = n ? ", " : ""; *p && n + 1 < cap;) s[n++] = *p++;
-    const size_t nd = r->data_dir ? strlen(r->data_dir) : 0;
-    if (nd && !strncmp(what, r->data_dir, nd) && what[nd] == '/') {
-        for (const char *p = "$LOWBIT_DATA"; *p && n + 1 < cap;) s[n++] = *p++;
-        what += nd;
-    }
-    for (const char *p = what; *p && n + 1 < cap;) s[n++] = *p++;
-    s[n] = 0;
+    task_data_name(s + n, cap - n, what, r->data_dir);
 }
 
 int rd_slurp(struct task_rd *r, const char *path, char **buf, size_t *len) {

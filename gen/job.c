@@ -521,13 +521,8 @@ static void ppl_task_def(struct result *r, const struct eval_ctx *c, const char 
                          long long full) {
     const struct eval_spec *ev = &c->j->ev;
     const int slot = !strcmp(task, "ppl") ? PIPE_PPL : PIPE_KLD;
-    /* named under $LOWBIT_DATA, as the tasks' files are (eval/task_data.c rd_source) */
-    const size_t nd = strlen(ev->data_dir);
-    char file[sizeof ev->text + 16];
-    if (nd && !strncmp(ev->text, ev->data_dir, nd) && ev->text[nd] == '/')
-        snprintf(file, sizeof file, "$LOWBIT_DATA%s", ev->text + nd);
-    else
-        snprintf(file, sizeof file, "%s", ev->text);
+    char file[sizeof ev->text + 16]; /* named under $LOWBIT_DATA, as the tasks' files are */
+    task_data_name(file, sizeof file, ev->text, ev->data_dir);
     json_array_append_new(
         r->task_defs,
         json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:b, s:i}", "task", task,
