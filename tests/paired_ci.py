@@ -102,19 +102,21 @@ def run_stats(d):
     return out
 
 
-def statement(a, b):
-    """(state, delta, se, resamples) of a - b (b None: a itself); state None/'apart'/'ok'"""
+def own(a):
+    """(state, estimate, se, resamples) of a run's own statistic a; state None (no records) or 'ok'"""
     if a is None:
         return None, None, None, None
-    if b is not None:
-        if a is None or b is None:
-            return None, None, None, None
-        if a.sig is None or a.sig != b.sig:
-            return "apart", None, None, None
-        delta, st = a.x - b.x, a.st - b.st
-    else:
-        delta, st = a.x, a.st
-    return "ok", delta, float(np.std(st, ddof=1)), st
+    return "ok", a.x, float(np.std(a.st, ddof=1)), a.st
+
+
+def pair(a, b):
+    """the same for a - b; state None (no records), 'apart' (other documents) or 'ok'"""
+    if a is None or b is None:
+        return None, None, None, None
+    if a.sig is None or a.sig != b.sig:
+        return "apart", None, None, None
+    st = a.st - b.st
+    return "ok", a.x - b.x, float(np.std(st, ddof=1)), st
 
 
 def crit_of(stmts, level, n_boot):
@@ -166,18 +168,13 @@ def check_models(runs, stats, failures):
         for rid in sorted(rids):
             d = runs[rid]
             s = stats[rid]
-            stmts.append((rid, "kld") + statement(s["kld"], None))
+            stmts.append((rid, "kld") + own(s["kld"]))
             base = d.get("baseline_run_id")
             if base is None or base == rid:
                 continue
             bs = stats.get(base) if base in runs and runs[base].get("rank_by") else None
             for ch in ["avg", "ppl"] + d["board_tasks"]:
-                if bs is None:
-                    stmts.append((rid, ch, None, None, None, None))
-                elif s[ch] is None or bs[ch] is None:
-                    stmts.append((rid, ch, None, None, None, None))
-                else:
-                    stmts.append((rid, ch) + statement(s[ch], bs[ch]))
+                stmts.append((rid, ch) + pair(s[ch], bs[ch] if bs else None))
         d0 = runs[rids[0]]
         level, n_boot = d0["simultaneous"]["level"], d0["bootstrap"]["resamples"]
         ok = [(t[3], t[4], t[5]) for t in stmts if t[2] == "ok"]
@@ -246,11 +243,9 @@ def check_bands(runs, stats, failures):
         ok = []
         for i, a in enumerate(board):
             for b in board[i + 1:]:
-                sa, sb = stats[a].get(key), stats[b].get(key)
-                if sa is not None and sb is not None:
-                    st = statement(sa, sb)
-                    if st[0] == "ok":
-                        ok.append(st[1:])
+                st = pair(stats[a].get(key), stats[b].get(key))
+                if st[0] == "ok":
+                    ok.append(st[1:])
         crit = crit_of(ok, level, n_boot)
         ranked = sorted((runs[rid]["rank_by"][key]["rank"], rid) for rid in board
                         if key in runs[rid]["rank_by"])
@@ -279,8 +274,7 @@ def check_bands(runs, stats, failures):
                     (b["score"] < a["score"]) if lower else (b["score"] > a["score"])):
                 failures.append(f"rank by {key}: run {lo} (rank {r2}, {b['score']!r}) is better "
                                 f"than run {up} (rank {r1}, {a['score']!r}) above it")
-            sa, sb = stats[up].get(key), stats[lo].get(key)
-            st = statement(sa, sb) if sa is not None and sb is not None else (None,)
+            st = pair(stats[up].get(key), stats[lo].get(key))
             if b["score"] is None or st[0] != "ok":
                 new_band, what = True, "not comparable"
             else:
